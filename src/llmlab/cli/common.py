@@ -1,0 +1,68 @@
+"""Helpers the command modules share: subcommands with defaults in --help, flags from dataclasses."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from collections.abc import Callable
+
+
+def add_command(sub, name: str, help: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def add_group(sub, name: str, help: str):
+    """A command group such as ``llmlab seg``; returns the group's own subparsers."""
+    p = sub.add_parser(name, help=help, description=help)
+    return p.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+
+
+def _field_help(cls, name: str) -> str:
+    """The field's trailing comment from the class source (our configs document each field so)."""
+    import inspect
+
+    try:
+        src = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return ""
+    for line in src.splitlines():
+        s = line.strip()
+        if s.startswith(f"{name}:") and "#" in s:
+            return s.split("#", 1)[1].strip()
+    return ""
+
+
+def add_dataclass_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    """One ``--flag`` per scalar field of a config dataclass, defaulting to None (= keep the config's).
+
+    The help text shows the config default and the field's comment.
+    """
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        t = hints[f.name]
+        origin = typing.get_origin(t)
+        if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+            args = [a for a in typing.get_args(t) if a is not type(None)]
+            t = args[0] if len(args) == 1 else str
+        if t not in (int, float, str, bool):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        doc = _field_help(cls, f.name)
+        if t is bool:
+            p.add_argument(flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction,
+                           help=f"{doc} (config default: {default})")
+        else:
+            p.add_argument(flag, dest=f.name, type=t, default=None, metavar=f.name.upper(),
+                           help=f"{doc} (config default: {default})")
+
+
+def dataclass_overrides(args: argparse.Namespace, cls) -> dict:
+    """The flags the user actually gave for fields of `cls`."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}

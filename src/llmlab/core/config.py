@@ -1,0 +1,51 @@
+"""Configs are frozen dataclasses; these helpers turn them into JSON and back, strictly."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, TypeVar
+
+from llmlab.core.errors import InputError
+from llmlab.core.io import atomic_write_json, read_text
+
+T = TypeVar("T")
+
+
+def config_to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(cls: type[T], data: dict, what: str = "config") -> T:
+    """Build `cls` from a dict, refusing unknown keys (a typo should not be silently ignored).
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class C:
+    ...     a: int = 1
+    >>> config_from_dict(C, {"a": 2})
+    C(a=2)
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise InputError(f"{what}: unknown field(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            v = data[f.name]
+            kwargs[f.name] = tuple(v) if isinstance(v, list) else v
+    return cls(**kwargs)
+
+
+def save_config(cfg: Any, path: str | os.PathLike) -> None:
+    atomic_write_json(path, config_to_dict(cfg))
+
+
+def load_config(cls: type[T], path: str | os.PathLike) -> T:
+    try:
+        data = json.loads(read_text(path, "config file"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"config file {str(path)!r} is not valid JSON: {e.msg}") from None
+    return config_from_dict(cls, data, what=str(path))

