@@ -76,8 +76,9 @@ def test_torch_free_packages_have_no_top_level_torch_import():
 
 
 def test_torch_free_packages_import_without_torch():
+    present = sorted(p for p in TORCH_FREE if (SRC / p / "__init__.py").exists())
     code = (
-        "import sys; import llmlab.cli, " + ", ".join(f"llmlab.{p}" for p in sorted(TORCH_FREE)) + "\n"
+        "import sys; import llmlab.cli, " + ", ".join(f"llmlab.{p}" for p in present) + "\n"
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
