@@ -19,7 +19,7 @@ def entropy(probs: Sequence[float], base: float = 2.0) -> float:
     (1.0, 0.0, 2.0)
     """
     _check_distribution(probs, "probs")
-    return -sum(p * math.log(p) for p in probs if p > 0) / math.log(base)
+    return 0.0 - sum(p * math.log(p) for p in probs if p > 0) / math.log(base)
 
 
 def cross_entropy(p: Sequence[float], q: Sequence[float], base: float = 2.0) -> float:
@@ -44,7 +44,7 @@ def cross_entropy(p: Sequence[float], q: Sequence[float], base: float = 2.0) -> 
 def perplexity_from_nll(nll_sum: float, n_tokens: int) -> float:
     """exp(mean negative log-likelihood per token).
 
-    >>> perplexity_from_nll(4 * math.log(8), 4)
+    >>> round(perplexity_from_nll(4 * math.log(8), 4), 9)
     8.0
     """
     if n_tokens <= 0:
