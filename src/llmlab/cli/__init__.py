@@ -12,17 +12,18 @@ import logging
 import sys
 
 from llmlab import __version__
+from llmlab.cli.common import HelpFormatter
 from llmlab.core.errors import LlmlabError
 
 # Module names under llmlab.cli, in the order `llmlab --help` lists them.
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("pretrain", "generate", "speedrun")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmlab",
         description="The fundamentals of large language models, runnable.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"llmlab {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")

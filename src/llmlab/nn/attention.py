@@ -1,0 +1,84 @@
+"""Multi-head causal self-attention with grouped-query heads, RoPE and a KV cache."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmlab.nn.rope import apply_rope
+
+
+class KVCache:
+    """Keys and values of past positions for each layer, grown in place up to `max_len`.
+
+    Preallocated so decoding a token appends without copying the whole history.
+    """
+
+    def __init__(self, n_layer: int, batch: int, n_kv_head: int, max_len: int, head_dim: int,
+                 device=None, dtype=torch.float32):
+        shape = (batch, n_kv_head, max_len, head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.max_len = max_len
+        self.length = 0  # positions filled, shared by all layers
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, nkv, T, hs) after the cached positions; return all keys/values so far."""
+        start, T = self.length, k.shape[2]
+        if start + T > self.max_len:
+            raise ValueError(f"KV cache full: {start} + {T} positions > max_len {self.max_len}")
+        self.k[layer][:, :, start:start + T] = k
+        self.v[layer][:, :, start:start + T] = v
+        return self.k[layer][:, :, :start + T], self.v[layer][:, :, :start + T]
+
+    def advance(self, T: int) -> None:
+        """Called once per forward pass, after every layer has stored its T new positions."""
+        self.length += T
+
+
+class Attention(nn.Module):
+    """Causal self-attention; `n_kv_head < n_head` gives grouped-query attention (1 = multi-query)."""
+
+    def __init__(self, dim: int, n_head: int, n_kv_head: int, bias: bool = False, dropout: float = 0.0):
+        super().__init__()
+        self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, dim // n_head
+        self.q_proj = nn.Linear(dim, n_head * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(dim, n_kv_head * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(dim, n_kv_head * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(n_head * self.head_dim, dim, bias=bias)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        B, T, _ = x.shape
+        hs = self.head_dim
+        q = self.q_proj(x).view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = self.k_proj(x).view(B, T, self.n_kv_head, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        v = self.v_proj(x).view(B, T, self.n_kv_head, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        past = 0
+        if cache is not None:
+            past = cache.length
+            k, v = cache.update(layer, k, v)  # (B, nkv, past + T, hs)
+        if self.n_kv_head != self.n_head:  # each kv head serves n_head / n_kv_head query heads
+            rep = self.n_head // self.n_kv_head
+            k = k.repeat_interleave(rep, dim=1)  # (B, nh, S, hs)
+            v = v.repeat_interleave(rep, dim=1)
+        mask = causal_mask(T, past, x.device) if past else None
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
+            dropout_p=self.dropout if self.training else 0.0,
+        )  # (B, nh, T, hs)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * hs))
+
+
+def causal_mask(T: int, past: int, device=None) -> torch.Tensor:
+    """Boolean (T, past + T) mask: query i (at position past + i) sees keys 0..past + i.
+
+    >>> causal_mask(2, 1).int().tolist()
+    [[1, 1, 0], [1, 1, 1]]
+    """
+    q_pos = torch.arange(past, past + T, device=device)[:, None]
+    k_pos = torch.arange(past + T, device=device)[None, :]
+    return k_pos <= q_pos

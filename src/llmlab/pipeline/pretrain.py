@@ -1,0 +1,171 @@
+"""Pretraining run: corpus -> tokenizer -> token streams -> LLaMA-style decoder -> training ->
+evaluation -> samples -> saved model and a report, all under one run directory.
+
+    runs/<name>/
+      config.json        the RunConfig
+      metrics.jsonl      training and evaluation records
+      checkpoints/       resumable state (atomic)
+      model/             config.json, model.safetensors, tokenizer.json, README.md (model card)
+      loss.png           loss curve
+      report.md          what was trained, on what, for how long, and how well
+
+Running again with the same config resumes (or, if finished, just re-evaluates and re-reports).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from llmlab.classic.information import entropy
+from llmlab.core.config import config_from_dict, config_to_dict
+from llmlab.core.errors import InputError
+from llmlab.core.io import atomic_write_json, read_text
+from llmlab.data import corpus_text
+from llmlab.generate import GenerationConfig, generate
+from llmlab.models import CausalLM, ModelConfig, count_parameters, save_model
+from llmlab.models.card import ModelCard
+from llmlab.tokenizers import CharTokenizer, Tokenizer
+from llmlab.train import TrainConfig, Trainer, evaluate_loss
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROMPTS = ("中国", "新年", "经济发展", "北京")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"  # run directory name under the output root
+    corpus: str = "pfr1998"  # built-in corpus name or a .txt/.jsonl path (train/dev split for built-ins)
+    tokenizer: str = "char"  # tokenizer kind trained on the corpus
+    vocab_size: int = 0  # cap on the vocabulary (0 = every character of the training split)
+    model: ModelConfig = field(default_factory=ModelConfig)  # the decoder; vocab_size is set from the tokenizer
+    train: TrainConfig = field(default_factory=TrainConfig)  # the training loop
+    prompts: tuple[str, ...] = DEFAULT_PROMPTS  # prompts for the report's samples
+    sample_tokens: int = 60  # new tokens per sample
+    final_eval_tokens: int = 0  # dev tokens scored at the end (0 = the whole dev split)
+
+    def __post_init__(self):
+        if self.tokenizer != "char":
+            raise InputError(f"tokenizer {self.tokenizer!r} is not available for pretraining yet; use 'char'")
+        if self.vocab_size < 0:
+            raise InputError(f"vocab_size must be >= 0, got {self.vocab_size}")
+
+    def to_dict(self) -> dict:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        d = dict(d)
+        d["model"] = config_from_dict(ModelConfig, d.get("model", {}), "model")
+        d["train"] = config_from_dict(TrainConfig, d.get("train", {}), "train")
+        return config_from_dict(cls, d, "run config")
+
+    def replace(self, **changes) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def encode_stream(tok: Tokenizer, lines: list[str]) -> torch.Tensor:
+    """One token stream: each line's ids followed by the end-of-sequence token."""
+    eos = tok.eos_id
+    ids: list[int] = []
+    for line in lines:
+        ids.extend(tok.encode(line))
+        ids.append(eos)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def unigram_entropy(stream: torch.Tensor, vocab_size: int) -> float:
+    """Entropy (nats) of the token frequency distribution: the loss of the best context-free model."""
+    counts = np.bincount(stream.numpy(), minlength=vocab_size).astype(np.float64)
+    return entropy((counts / counts.sum()).tolist(), base=math.e)
+
+
+def _prepare_run_dir(out: Path, cfg: RunConfig, fresh: bool) -> None:
+    saved = out / "config.json"
+    if saved.exists() and not fresh:
+        previous = json.loads(read_text(saved, "run config"))
+        if previous != json.loads(json.dumps(cfg.to_dict())):
+            raise InputError(f"run directory {str(out)!r} holds a run with a different config; "
+                             "pass --fresh to start over or choose another --name")
+    elif saved.exists() and fresh:
+        import shutil
+
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(saved, cfg.to_dict())
+
+
+def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool = False) -> dict:
+    """Run (or resume) the whole pretraining pipeline; return the figures the report shows."""
+    from llmlab.pipeline.report import plot_losses, write_report
+
+    t_start = time.perf_counter()
+    train_lines, dev_lines = corpus_text(cfg.corpus, "train"), corpus_text(cfg.corpus, "dev")
+    out = Path(out_root) / cfg.name
+    _prepare_run_dir(out, cfg, fresh)  # after the corpus loads: a bad corpus name leaves nothing behind
+    torch.manual_seed(cfg.train.seed)
+    tok = CharTokenizer.train(train_lines, max_vocab=cfg.vocab_size or None)
+    train_ids, dev_ids = encode_stream(tok, train_lines), encode_stream(tok, dev_lines)
+    dev_unknown = sum(tok.count_unknown(s) for s in dev_lines)
+    log.info("corpus %s: %d train / %d dev lines, %d / %d tokens, vocab %d, %d unknown dev characters",
+             cfg.corpus, len(train_lines), len(dev_lines), train_ids.numel(), dev_ids.numel(),
+             tok.vocab_size, dev_unknown)
+
+    model_cfg = dataclasses.replace(cfg.model, vocab_size=tok.vocab_size)
+    model = CausalLM(model_cfg)
+    trainer = Trainer(model, cfg.train, train_ids, dev_ids, out)
+    trainer.maybe_resume()
+    result = trainer.fit()
+
+    eval_ids = dev_ids[: cfg.final_eval_tokens] if cfg.final_eval_tokens else dev_ids
+    val_loss, val_tokens = evaluate_loss(model, eval_ids, cfg.train.seq_len, cfg.train.batch_size)
+    figures = {
+        "name": cfg.name,
+        "corpus": cfg.corpus,
+        "train_lines": len(train_lines),
+        "dev_lines": len(dev_lines),
+        "train_tokens": train_ids.numel(),
+        "dev_tokens": dev_ids.numel(),
+        "vocab_size": tok.vocab_size,
+        "dev_unknown_chars": dev_unknown,
+        "parameters": count_parameters(model_cfg),
+        "non_embedding_parameters": count_parameters(model_cfg, non_embedding=True),
+        "steps": trainer.step,
+        "tokens_seen": trainer.step * cfg.train.batch_size * cfg.train.grad_accum * cfg.train.seq_len,
+        "train_seconds": trainer.train_seconds,
+        "stopped_early": result["stopped_early"],
+        "final_train_loss": result["train"].get("loss", float("nan")),
+        "val_loss": val_loss,
+        "val_ppl": math.exp(val_loss),
+        "val_tokens_scored": val_tokens,
+        # one token per character (EOS standing for the line break), so bits/char = bits/token
+        "val_bits_per_char": val_loss / math.log(2),
+        "unigram_entropy": unigram_entropy(train_ids, tok.vocab_size),
+        "device": str(trainer.device),
+    }
+    gen_cfg = GenerationConfig(max_new_tokens=cfg.sample_tokens, temperature=0.8, top_k=50, seed=cfg.train.seed)
+    figures["samples"] = [
+        (p, tok.decode(generate(model, [tok.bos_id] + tok.encode(p), gen_cfg, eos_id=tok.eos_id)))
+        for p in cfg.prompts
+    ]
+    card = ModelCard(
+        name=f"llmlab-{cfg.name}", parameters=figures["parameters"],
+        training_data=f"{cfg.corpus} train split ({len(train_lines)} lines, {train_ids.numel()} tokens)",
+        tokenizer=f"{cfg.tokenizer}, {tok.vocab_size} tokens",
+        metrics={"val_loss": val_loss, "val_ppl": figures["val_ppl"]},
+    )
+    save_model(model, out / "model", tok, card)
+    plot_losses(out / "metrics.jsonl", out / "loss.png", baseline=figures["unigram_entropy"])
+    figures["wall_seconds"] = time.perf_counter() - t_start
+    write_report(out / "report.md", cfg, figures)
+    atomic_write_json(out / "summary.json", figures)
+    return figures

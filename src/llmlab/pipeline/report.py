@@ -1,0 +1,88 @@
+"""The run report (Markdown) and the loss-curve plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from llmlab.core.io import atomic_path, atomic_write_text
+from llmlab.models.params import human_count
+
+
+def plot_losses(metrics_path: Path, png_path: Path, baseline: float | None = None) -> None:
+    """Train and validation loss against step, with an optional horizontal baseline."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    train, val = [], []
+    for line in Path(metrics_path).read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        if "loss" in r:
+            train.append((r["step"], r["loss"]))
+        if "val_loss" in r:
+            val.append((r["step"], r["val_loss"]))
+    fig = Figure(figsize=(7, 4), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if train:
+        ax.plot(*zip(*train), label="train loss", lw=1)
+    if val:
+        ax.plot(*zip(*val), "o-", label="val loss", ms=4)
+    if baseline is not None:
+        ax.axhline(baseline, color="gray", ls="--", lw=1, label=f"unigram entropy ({baseline:.2f})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def write_report(path: Path, cfg, f: dict) -> None:
+    m, t = cfg.model, cfg.train
+    samples = "\n".join(f"- **{p}** → {s}" for p, s in f["samples"])
+    stopped = " (stopped early: time limit or interrupt)" if f["stopped_early"] else ""
+    text = f"""# llmlab run `{f['name']}`
+
+## What was trained
+A LLaMA-style causal decoder: {m.n_layer} layers, width {m.dim}, {m.n_head} heads ({m.n_kv_head} key/value heads),
+SwiGLU hidden {m.hidden}, RoPE, RMSNorm, {'tied' if m.tie_embeddings else 'untied'} output head.
+**{f['parameters']:,} parameters** ({human_count(f['parameters'])}; {f['non_embedding_parameters']:,} without the
+embedding), context {m.max_seq_len} tokens.
+
+## On what
+- Corpus: `{f['corpus']}`: {f['train_lines']:,} train lines ({f['train_tokens']:,} tokens),
+  {f['dev_lines']:,} dev lines ({f['dev_tokens']:,} tokens).
+- Tokenizer: `{cfg.tokenizer}`, {f['vocab_size']:,} tokens; {f['dev_unknown_chars']:,} dev characters fall outside it.
+
+## For how long
+- {f['steps']} steps{stopped} of {t.batch_size * t.grad_accum} x {t.seq_len} tokens: {f['tokens_seen']:,} tokens
+  ({f['tokens_seen'] / max(f['train_tokens'], 1):.2f} epochs).
+- AdamW (lr {t.lr:g} → {t.min_lr:g}, warmup {t.warmup_steps}, cosine; betas {t.beta1}, {t.beta2};
+  weight decay {t.weight_decay}; clip {t.grad_clip}), seed {t.seed}, device {f['device']}.
+- Training time {f['train_seconds']:.1f} s ({f['tokens_seen'] / max(f['train_seconds'], 1e-9):,.0f} tokens/s);
+  whole run {f['wall_seconds']:.1f} s.
+
+## How well
+| measure | value |
+|---|---|
+| final train loss (nats/token) | {f['final_train_loss']:.4f} |
+| val loss (nats/token) | {f['val_loss']:.4f} |
+| **val perplexity** | **{f['val_ppl']:.2f}** |
+| val bits per character | {f['val_bits_per_char']:.3f} |
+| unigram entropy of the data (nats/token) | {f['unigram_entropy']:.4f} |
+| dev tokens scored | {f['val_tokens_scored']:,} |
+
+![loss curve](loss.png)
+
+## Samples
+Temperature 0.8, top-k 50, up to {cfg.sample_tokens} tokens after each prompt:
+
+{samples}
+
+## Files
+`model/` (config.json, model.safetensors, tokenizer.json, README.md model card), `metrics.jsonl`,
+`checkpoints/`, `config.json`, `loss.png`.
+"""
+    atomic_write_text(path, text)

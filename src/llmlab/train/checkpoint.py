@@ -1,0 +1,136 @@
+"""Checkpoints: model, optimizer, RNG and loop state in a directory that appears atomically.
+
+Layout of ``<run>/checkpoints/step-00000100/``: ``model.safetensors``, ``optimizer.safetensors``
+(every tensor of the optimizer state), ``state.json`` (step, optimizer hyper-parameters, extra
+loop state) and ``manifest.json`` (SHA-256 of each file), written last. The directory is built
+under a temporary name and renamed into place, so a crash leaves either the old checkpoints or a
+complete new one. Loading verifies every checksum before touching the model, so a truncated or
+corrupted checkpoint is refused whole, never half-loaded. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from llmlab.core.errors import InputError
+from llmlab.models.io import load_state, model_state
+
+FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Optimizer state as (tensors for safetensors, JSON-able rest)."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, state in sd["state"].items():
+        for name, value in state.items():
+            key = f"{idx}.{name}"
+            if torch.is_tensor(value):
+                tensors[key] = value.detach().contiguous().cpu()
+            else:
+                scalars[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in list(tensors.items()) + list(meta["scalars"].items()):
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(directory: str | os.PathLike, step: int, model, optimizer: torch.optim.Optimizer,
+                    extra: dict | None = None, keep: int = 2) -> Path:
+    """Write ``step-NNNNNNNN`` under `directory`; keep only the newest `keep` checkpoints."""
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:08d}"
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        save_file(model_state(model), tmp / "model.safetensors")
+        opt_tensors, opt_meta = _flatten_optimizer(optimizer)
+        opt_tensors["__rng__.torch"] = torch.get_rng_state()
+        save_file(opt_tensors, tmp / "optimizer.safetensors")
+        state = {"step": step, "optimizer": opt_meta, "extra": extra or {}}
+        (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
+        manifest = {name: _sha256(tmp / name) for name in FILES}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        if final.exists():  # re-saving the same step: swap the old one out first
+            old = root / f".old-{final.name}-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    for stale in list_checkpoints(root)[:-keep] if keep > 0 else []:
+        shutil.rmtree(stale)
+    return final
+
+
+def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints (those with a manifest), oldest first."""
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("step-*") if (p / "manifest.json").is_file())
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    found = list_checkpoints(directory)
+    return found[-1] if found else None
+
+
+def verify_checkpoint(path: str | os.PathLike) -> dict:
+    """Check every file against the manifest; return the parsed state.json."""
+    p = Path(path)
+    try:
+        manifest = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        raise InputError(f"checkpoint {str(p)!r} has no readable manifest.json; refusing to load it") from None
+    for name in FILES:
+        f = p / name
+        if not f.is_file():
+            raise InputError(f"checkpoint {str(p)!r} is missing {name}; refusing to load it")
+        if _sha256(f) != manifest.get(name):
+            raise InputError(f"checkpoint {str(p)!r}: {name} is corrupt (checksum mismatch); refusing to load it")
+    return json.loads((p / "state.json").read_text(encoding="utf-8"))
+
+
+def load_checkpoint(path: str | os.PathLike, model, optimizer: torch.optim.Optimizer | None = None) -> dict:
+    """Restore model (and optimizer, and the torch RNG) from a verified checkpoint; return its state."""
+    p = Path(path)
+    state = verify_checkpoint(p)
+    try:
+        weights = load_file(p / "model.safetensors")
+        opt_tensors = load_file(p / "optimizer.safetensors")
+    except (SafetensorError, OSError) as e:
+        raise InputError(f"checkpoint {str(p)!r} cannot be read: {e}") from None
+    rng = opt_tensors.pop("__rng__.torch")
+    load_state(model, weights, str(p / "model.safetensors"))
+    if optimizer is not None:
+        optimizer.load_state_dict(_unflatten_optimizer(opt_tensors, state["optimizer"]))
+        torch.set_rng_state(rng)
+    return state

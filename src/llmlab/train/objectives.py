@@ -1,0 +1,19 @@
+"""Training objectives. Models return logits; every loss is computed here."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100,
+                   reduction: str = "mean") -> torch.Tensor:
+    """Next-token negative log-likelihood (topic 25).
+
+    `logits` (B, T, V) are the model's outputs at positions 0..T-1 and `targets` (B, T) the tokens
+    at positions 1..T, i.e. the input shifted left by one. Targets equal to `ignore_index` (padding,
+    prompt tokens) contribute nothing.
+    """
+    B, T, V = logits.shape
+    return F.cross_entropy(logits.reshape(B * T, V).float(), targets.reshape(B * T),
+                           ignore_index=ignore_index, reduction=reduction)

@@ -1,0 +1,258 @@
+"""The training loop: AdamW, warmup + cosine, clipping, accumulation, periodic evaluation, JSONL
+metrics, progress, and checkpoints that resume exactly.
+
+Exact resume rests on one idea: everything a step consumes is a function of (seed, step). The batch
+for step s is drawn with a generator seeded from (seed, s), the learning rate is `schedule(s)`, and the
+torch RNG (dropout) is saved with the checkpoint. A run resumed at step s therefore sees the same
+batches, rates and random numbers as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from llmlab.core.errors import InputError
+from llmlab.core.io import JsonlAppender, atomic_write_text
+from llmlab.core.progress import progress
+from llmlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from llmlab.train.objectives import causal_lm_loss
+from llmlab.train.schedule import cosine_with_warmup
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 16  # sequences per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step (effective batch = batch_size * grad_accum)
+    seq_len: int = 256  # tokens per training sequence; at most the model's max_seq_len
+    lr: float = 1e-3  # peak learning rate
+    min_lr: float = 1e-4  # learning rate at the end of the cosine decay
+    warmup_steps: int = 50  # linear warmup steps
+    weight_decay: float = 0.1  # AdamW decoupled weight decay, on matrices only (not norms)
+    beta1: float = 0.9  # AdamW first-moment decay
+    beta2: float = 0.95  # AdamW second-moment decay
+    grad_clip: float = 1.0  # clip the global gradient norm to this; 0 disables clipping
+    eval_every: int = 100  # evaluate on validation data every N steps (0 = only at the end)
+    eval_batches: int = 8  # validation batches per periodic evaluation
+    checkpoint_every: int = 100  # save a checkpoint every N steps (0 = only at the end)
+    keep_checkpoints: int = 2  # checkpoints kept on disk (newest)
+    log_every: int = 10  # write a training metrics record every N steps
+    seed: int = 1337  # seeds initialisation, batches and dropout
+    device: str = "auto"  # auto | cpu | cuda
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this much training time; 0 = no limit
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "grad_accum", "seq_len", "log_every"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("eval_every", "checkpoint_every", "warmup_steps", "keep_checkpoints", "eval_batches"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.lr <= 1:
+            raise InputError(f"lr must be in (0, 1], got {self.lr}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise InputError(f"min_lr must be in [0, lr], got {self.min_lr}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise InputError(f"device must be auto, cpu or cuda, got {self.device!r}")
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise InputError("device 'cuda' asked for, but no CUDA device is available")
+        return torch.device(self.device)
+
+
+def get_batch(tokens: torch.Tensor, batch_size: int, seq_len: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows of a 1-D token stream: inputs (B, T) and next-token targets (B, T)."""
+    n = tokens.numel() - seq_len - 1
+    if n < 1:
+        raise InputError(f"the token stream ({tokens.numel()} tokens) is shorter than seq_len + 2 = {seq_len + 2}")
+    g = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, n + 1, (batch_size,), generator=g)
+    idx = starts[:, None] + torch.arange(seq_len + 1)  # (B, T+1)
+    window = tokens[idx]
+    return window[:, :-1], window[:, 1:]
+
+
+@torch.no_grad()
+def evaluate_loss(model, tokens: torch.Tensor, seq_len: int, batch_size: int = 16,
+                  max_batches: int | None = None) -> tuple[float, int]:
+    """Mean next-token NLL (nats) over consecutive windows of `tokens`, and the tokens scored.
+
+    Every target token is scored once; the first token of each window has no context beyond it.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    starts = list(range(0, max(tokens.numel() - 1, 0), seq_len))
+    if max_batches is not None:
+        starts = starts[: max_batches * batch_size]
+    for i in range(0, len(starts), batch_size):
+        for s in starts[i:i + batch_size]:  # windows can be ragged at the end; score one by one
+            x = tokens[s:s + seq_len][None].to(device)
+            y = tokens[s + 1:s + seq_len + 1][None].to(device)
+            x = x[:, : y.shape[1]]
+            total += float(causal_lm_loss(model(x), y, reduction="sum"))
+            count += y.numel()
+    model.train(was_training)
+    if count == 0:
+        raise InputError("validation data is too short to evaluate (need at least 2 tokens)")
+    return total / count, count
+
+
+class _StopFlag:
+    """Set by Ctrl-C so the loop can stop at a step boundary and save, instead of dying mid-step."""
+
+    def __init__(self):
+        self.stop = False
+
+    @contextlib.contextmanager
+    def catching_sigint(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self.stop:  # second Ctrl-C: give up at once
+                raise KeyboardInterrupt
+            self.stop = True
+            log.warning("interrupt: finishing this step, saving a checkpoint, then stopping")
+
+        old = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, old)
+
+
+def build_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+class Trainer:
+    """Trains `model` on a token stream, writing metrics and checkpoints under `run_dir`.
+
+    If `run_dir` holds a checkpoint, training resumes from it.
+    """
+
+    def __init__(self, model, cfg: TrainConfig, train_tokens: torch.Tensor, val_tokens: torch.Tensor | None,
+                 run_dir: str | Path):
+        if cfg.seq_len > model.config.max_seq_len:
+            raise InputError(f"seq_len {cfg.seq_len} exceeds the model's max_seq_len {model.config.max_seq_len}")
+        self.cfg = cfg
+        self.device = cfg.resolved_device()
+        self.model = model.to(self.device)
+        self.train_tokens = train_tokens.long()
+        self.val_tokens = None if val_tokens is None else val_tokens.long()
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.metrics = JsonlAppender(self.run_dir / "metrics.jsonl")
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.step = 0
+        self.train_seconds = 0.0  # accumulated over resumed sessions
+        self.stopped_early = False
+
+    def maybe_resume(self) -> bool:
+        ckpt = latest_checkpoint(self.ckpt_dir)
+        if ckpt is None:
+            return False
+        state = load_checkpoint(ckpt, self.model, self.optimizer)
+        self.step = state["step"]
+        self.train_seconds = state["extra"].get("train_seconds", 0.0)
+        self._truncate_metrics(self.step)
+        log.info("resumed from %s (step %d)", ckpt, self.step)
+        return True
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop records a previous session logged after its last checkpoint; they will be redone."""
+        path = self.metrics.path
+        if path.exists():
+            keep = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and json.loads(ln)["step"] <= step]
+            atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+    def train_step(self) -> dict:
+        cfg, model = self.cfg, self.model
+        lr = cosine_with_warmup(self.step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total = 0.0
+        for micro in range(cfg.grad_accum):
+            x, y = get_batch(self.train_tokens, cfg.batch_size, cfg.seq_len,
+                             seed=(cfg.seed * 1_000_003 + self.step) * 64 + micro)
+            x, y = x.to(self.device), y.to(self.device)
+            loss = causal_lm_loss(model(x), y) / cfg.grad_accum
+            loss.backward()
+            total += float(loss.detach())
+        if cfg.grad_clip > 0:
+            norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+        else:
+            norm = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()
+                                                                if p.grad is not None])))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return {"step": self.step, "loss": total, "lr": lr, "grad_norm": norm}
+
+    def evaluate(self, max_batches: int | None) -> dict:
+        if self.val_tokens is None:
+            return {}
+        loss, n = evaluate_loss(self.model, self.val_tokens, self.cfg.seq_len, self.cfg.batch_size, max_batches)
+        return {"step": self.step, "val_loss": loss, "val_ppl": math.exp(min(loss, 700)), "val_tokens": n}
+
+    def save(self) -> Path:
+        return save_checkpoint(self.ckpt_dir, self.step, self.model, self.optimizer,
+                               extra={"train_seconds": self.train_seconds}, keep=self.cfg.keep_checkpoints)
+
+    def fit(self) -> dict:
+        """Train to `cfg.steps` (or until stopped); return the last train and eval records."""
+        cfg = self.cfg
+        self.model.train()
+        flag = _StopFlag()
+        last, last_eval = {}, {}
+        tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len
+        bar = progress(total=cfg.steps, initial=self.step, desc="train", unit="step")
+        with flag.catching_sigint():
+            while self.step < cfg.steps:
+                t0 = time.perf_counter()
+                last = self.train_step()
+                self.train_seconds += time.perf_counter() - t0
+                last.update(tokens=self.step * tokens_per_step, elapsed_s=round(self.train_seconds, 3),
+                            tok_per_s=round(tokens_per_step / max(time.perf_counter() - t0, 1e-9), 1))
+                bar.update(1)
+                bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{last['lr']:.2e}")
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    self.metrics.write(last)
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+                    last_eval = self.evaluate(cfg.eval_batches)
+                    if last_eval:
+                        self.metrics.write(last_eval)
+                        log.info("step %d: val loss %.4f", self.step, last_eval["val_loss"])
+                out_of_time = cfg.max_minutes and self.train_seconds >= cfg.max_minutes * 60
+                if flag.stop or out_of_time:
+                    self.stopped_early = True
+                    log.warning("stopping at step %d (%s)", self.step, "interrupted" if flag.stop else "time limit")
+                    break
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save()
+        bar.close()
+        self.save()
+        if flag.stop:
+            raise KeyboardInterrupt
+        return {"train": last, "eval": last_eval, "stopped_early": self.stopped_early}

@@ -1,0 +1,44 @@
+import json
+
+import pytest
+
+from llmlab.core.config import config_from_dict, load_config, save_config
+from llmlab.core.errors import InputError
+from llmlab.core.io import atomic_path, atomic_write_text, read_jsonl, read_lines
+from llmlab.models import ModelConfig
+
+
+def test_atomic_write_keeps_old_content_when_writing_fails(tmp_path):
+    p = tmp_path / "out.txt"
+    atomic_write_text(p, "old")
+    with pytest.raises(RuntimeError), atomic_path(p) as tmp:
+        tmp.write_text("half-writ")
+        raise RuntimeError("crash mid-write")
+    assert p.read_text() == "old"
+    assert [f.name for f in tmp_path.iterdir()] == ["out.txt"]  # no temp file left behind
+
+
+def test_read_errors_name_the_file(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        read_lines(tmp_path / "missing.txt")
+    with pytest.raises(InputError, match="is a directory"):
+        read_lines(tmp_path)
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("café".encode("latin-1"))
+    with pytest.raises(InputError, match="not UTF-8"):
+        read_lines(bad)
+    j = tmp_path / "x.jsonl"
+    j.write_text('{"a": 1}\n\n{oops\n')
+    with pytest.raises(InputError, match="line 3"):
+        read_jsonl(j)
+
+
+def test_config_round_trip_and_unknown_keys(tmp_path):
+    cfg = ModelConfig(dim=64, n_head=2, n_kv_head=1)
+    save_config(cfg, tmp_path / "c.json")
+    assert load_config(ModelConfig, tmp_path / "c.json") == cfg
+    with pytest.raises(InputError, match="unknown field"):
+        config_from_dict(ModelConfig, {"dimm": 3})
+    (tmp_path / "bad.json").write_text(json.dumps({"dim": 63}))
+    with pytest.raises(InputError, match="divisible"):
+        load_config(ModelConfig, tmp_path / "bad.json")

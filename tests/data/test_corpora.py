@@ -1,0 +1,63 @@
+import json
+
+import pytest
+
+from llmlab.core.errors import InputError
+from llmlab.data import SPLITS, arithmetic, corpus_text, pfr1998, pfr1998_text, pfr1998_words, sentiment
+from llmlab.data.corpora import _pfr1998_all, user_corpus
+
+
+def test_pfr1998_splits_partition_the_corpus_in_order():
+    parts = [pfr1998(s) for s in SPLITS]
+    assert sum(parts, []) == list(_pfr1998_all())
+    n = len(_pfr1998_all())
+    assert len(parts[0]) == int(n * 0.9) and len(parts[2]) == n - int(n * 0.95)
+    assert n > 19000
+
+
+def test_pfr1998_views_agree():
+    tagged, words, text = pfr1998("dev"), pfr1998_words("dev"), pfr1998_text("dev")
+    assert len(tagged) == len(words) == len(text)
+    for t, w, s in zip(tagged[:200], words, text):
+        assert [x for x, _ in t] == w and "".join(w) == s
+        assert all(tag and " " not in word for word, tag in t)
+    assert {tag for s in tagged for _, tag in s} >= {"n", "v", "w", "m"}
+
+
+def test_sentiment_labels_and_split():
+    train, dev = sentiment("train"), sentiment("dev")
+    assert {y for _, y in train} == {0, 1}
+    # distinct sentences: no sentence in two splits or under two labels
+    everything = train + dev + sentiment("test")
+    assert len({s for s, _ in everything}) == len(everything)
+    assert all(s.strip() for s, _ in everything)
+    assert 8000 < sum(y for _, y in everything) < 8400
+
+
+def test_arithmetic_is_correct_deterministic_and_split_disjoint():
+    train = arithmetic(500, "train", seed=3)
+    assert train == arithmetic(500, "train", seed=3)
+    for p in train:
+        a, op, b = next((p.question[:i], c, p.question[i + 1:-1]) for i, c in enumerate(p.question) if i and c in "+-*")
+        assert 2 <= len(a) <= 5 and 2 <= len(b) <= 5
+        assert int(p.answer) == {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op]
+    test = arithmetic(200, "test", seed=3)
+    assert not {p.question for p in train} & {p.question for p in test}
+    with pytest.raises(InputError, match="ops"):
+        arithmetic(1, ops="/")
+
+
+def test_corpus_errors_are_clear(tmp_path):
+    with pytest.raises(InputError, match="unknown corpus 'nope'"):
+        corpus_text("nope")
+    with pytest.raises(InputError, match="split must be one of"):
+        corpus_text("pfr1998", "validation")
+    with pytest.raises(InputError, match="does not exist"):
+        corpus_text(str(tmp_path / "missing.txt"))
+    j = tmp_path / "c.jsonl"
+    j.write_text(json.dumps({"text": "你好"}) + "\n" + json.dumps({"body": "x"}) + "\n")
+    with pytest.raises(InputError, match="record 2 has no string field 'text'"):
+        user_corpus(j)
+    t = tmp_path / "c.txt"
+    t.write_text("a\nb\n")
+    assert corpus_text(str(t)) == ["a", "b"]

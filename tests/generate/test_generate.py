@@ -1,0 +1,78 @@
+import pytest
+import torch
+
+from llmlab.core.errors import InputError
+from llmlab.generate import GenerationConfig, generate, sample_next, top_k_filter, top_p_filter
+from llmlab.models import CausalLM, ModelConfig
+
+CFG = ModelConfig(vocab_size=30, dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=48)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return CausalLM(CFG).eval()
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(0.0, 0, 1.0), (1.0, 0, 1.0), (0.7, 5, 1.0), (1.2, 0, 0.8)])
+def test_cached_generation_equals_uncached_token_for_token(model, temperature, top_k, top_p):
+    prompt = [3, 1, 4, 1, 5]
+    kw = dict(max_new_tokens=30, temperature=temperature, top_k=top_k, top_p=top_p, seed=7)
+    cached = generate(model, prompt, GenerationConfig(use_cache=True, **kw))
+    uncached = generate(model, prompt, GenerationConfig(use_cache=False, **kw))
+    assert cached == uncached and len(cached) == 30
+
+
+def test_greedy_is_argmax_of_a_full_forward(model):
+    prompt = [2, 7]
+    out = generate(model, prompt, GenerationConfig(max_new_tokens=6, temperature=0))
+    seq = list(prompt)
+    for _ in range(6):
+        with torch.no_grad():
+            seq.append(int(model(torch.tensor([seq]))[0, -1].argmax()))
+    assert out == seq[2:]
+
+
+def test_stops_at_eos_and_respects_context(model):
+    out = generate(model, [1], GenerationConfig(max_new_tokens=40, temperature=0))
+    eos = out[3]
+    stopped = generate(model, [1], GenerationConfig(max_new_tokens=40, temperature=0), eos_id=eos)
+    assert stopped == out[: out.index(eos)]
+    long_prompt = list(range(30)) * 2  # 60 tokens > context 48
+    assert len(generate(model, long_prompt, GenerationConfig(max_new_tokens=10, temperature=0))) == 10
+
+
+def test_filters_match_their_definitions():
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0, 3.0]])
+    assert torch.isinf(top_k_filter(logits, 2)).tolist() == [[False, True, True, True, False]]
+    probs = logits.softmax(-1)[0]
+    order = probs.argsort(descending=True)
+    # nucleus of 0.9: the top tokens until their mass first reaches 0.9
+    mass, keep = 0.0, set()
+    for i in order.tolist():
+        keep.add(i)
+        mass += float(probs[i])
+        if mass >= 0.9:
+            break
+    kept = (~torch.isinf(top_p_filter(logits, 0.9)))[0].nonzero().flatten().tolist()
+    assert set(kept) == keep
+    g = torch.Generator().manual_seed(0)
+    draws = [int(sample_next(logits, top_k=2, generator=g)) for _ in range(200)]
+    assert set(draws) <= {0, 4} and len(set(draws)) == 2
+
+
+def test_sampling_frequencies_follow_the_distribution():
+    logits = torch.log(torch.tensor([0.6, 0.3, 0.1]))
+    g = torch.Generator().manual_seed(0)
+    draws = sample_next(logits.expand(20000, 3), generator=g)
+    freq = torch.bincount(draws, minlength=3).float() / 20000
+    torch.testing.assert_close(freq, torch.tensor([0.6, 0.3, 0.1]), atol=0.015, rtol=0)
+
+
+def test_bad_generation_settings_are_clear_errors(model):
+    with pytest.raises(InputError, match="top_p must be in"):
+        GenerationConfig(top_p=0)
+    with pytest.raises(InputError, match="temperature must be"):
+        GenerationConfig(temperature=-1)
+    with pytest.raises(InputError, match="at least one token"):
+        generate(model, [])

@@ -1,0 +1,103 @@
+import pytest
+import torch
+
+from llmlab.core.errors import InputError
+from llmlab.models import CausalLM, ModelConfig, count_parameters, load_model, parameter_breakdown, save_model
+from llmlab.models.card import ModelCard
+from llmlab.tokenizers import CharTokenizer
+
+CONFIGS = [
+    ModelConfig(vocab_size=50, dim=32, n_layer=2, n_head=4, n_kv_head=4, max_seq_len=32),
+    ModelConfig(vocab_size=50, dim=32, n_layer=3, n_head=4, n_kv_head=2, max_seq_len=32, tie_embeddings=False),
+    ModelConfig(vocab_size=37, dim=48, n_layer=1, n_head=6, n_kv_head=1, ffn_hidden=40, max_seq_len=16),
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_parameter_counter_equals_sum_of_parameter_sizes(cfg):
+    model = CausalLM(cfg)
+    assert count_parameters(cfg) == sum(p.numel() for p in model.parameters())
+    emb = cfg.vocab_size * cfg.dim * (1 if cfg.tie_embeddings else 2)
+    assert count_parameters(cfg, non_embedding=True) == count_parameters(cfg) - emb
+    assert sum(parameter_breakdown(cfg).values()) == count_parameters(cfg)
+
+
+def test_llama_7b_config_counts_6_74_billion():
+    llama7b = ModelConfig(vocab_size=32000, dim=4096, n_layer=32, n_head=32, n_kv_head=32, ffn_hidden=11008,
+                          max_seq_len=2048, tie_embeddings=False)
+    assert count_parameters(llama7b) == 6_738_415_616  # the published LLaMA-7B figure
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_model_is_causal(cfg):
+    torch.manual_seed(0)
+    model = CausalLM(cfg).eval()
+    x = torch.randint(0, cfg.vocab_size, (2, 12))
+    y = x.clone()
+    y[:, 7:] = torch.randint(0, cfg.vocab_size, (2, 5))
+    with torch.no_grad():
+        assert torch.allclose(model(x)[:, :7], model(y)[:, :7], atol=1e-6)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_kv_cache_logits_equal_full_forward(cfg):
+    torch.manual_seed(1)
+    model = CausalLM(cfg).eval()
+    x = torch.randint(0, cfg.vocab_size, (2, 14))
+    with torch.no_grad():
+        full = model(x)
+        cache = model.new_cache(batch=2)
+        pieces = [model(x[:, :5], cache)] + [model(x[:, i:i + 1], cache) for i in range(5, 11)]
+        pieces.append(model(x[:, 11:], cache))
+    assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-5)
+
+
+def test_position_beyond_context_is_a_clear_error():
+    cfg = CONFIGS[2]
+    with pytest.raises(ValueError, match="beyond the context length"):
+        CausalLM(cfg)(torch.zeros(1, cfg.max_seq_len + 1, dtype=torch.long))
+
+
+def test_config_validation_names_the_rule():
+    with pytest.raises(InputError, match="divisible by n_kv_head"):
+        ModelConfig(n_head=4, n_kv_head=3)
+    with pytest.raises(InputError, match="must be even for RoPE"):
+        ModelConfig(dim=12, n_head=4)
+
+
+def test_save_load_round_trip_and_strict_loading(tmp_path):
+    torch.manual_seed(2)
+    cfg = CONFIGS[1]
+    model = CausalLM(cfg).eval()
+    tok = CharTokenizer.train(["abcdefg"])
+    save_model(model, tmp_path / "m", tok, ModelCard(name="t", parameters=count_parameters(cfg)))
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {"config.json", "model.safetensors", "tokenizer.json",
+                                                            "README.md"}
+    loaded, tok2 = load_model(tmp_path / "m")
+    x = torch.randint(0, cfg.vocab_size, (1, 9))
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert tok2.encode("gab") == tok.encode("gab")
+    # weights that do not fit the config are refused, not half-loaded
+    save_model(CausalLM(CONFIGS[0]), tmp_path / "other")
+    (tmp_path / "m" / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
+    with pytest.raises(InputError, match="do not match the config"):
+        load_model(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(InputError, match="cannot read"):
+        load_model(tmp_path / "m")
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_export_matches_hf_transformers_llama(cfg, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from llmlab.models.hf import export_hf
+
+    torch.manual_seed(3)
+    model = CausalLM(cfg).eval()
+    export_hf(model, tmp_path)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    x = torch.randint(0, cfg.vocab_size, (2, 11))
+    with torch.no_grad():
+        ours, theirs = model(x), hf(x).logits
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)

@@ -1,0 +1,53 @@
+"""The tiny speedrun end to end, through the CLI, as a user runs it."""
+
+import json
+
+import pytest
+
+from llmlab.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["speedrun", "--preset", "tiny", "--out", str(out)]) == 0
+    return out / "tiny"
+
+
+def test_tiny_run_writes_every_artifact(tiny_run):
+    for name in ("config.json", "metrics.jsonl", "loss.png", "report.md", "summary.json",
+                 "model/config.json", "model/model.safetensors", "model/tokenizer.json", "model/README.md"):
+        assert (tiny_run / name).is_file(), name
+    assert (tiny_run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((tiny_run / "checkpoints").glob("step-*"))
+    report = (tiny_run / "report.md").read_text()
+    for needle in ("val perplexity", "pfr1998", "parameters", "Samples", "tokens/s"):
+        assert needle in report
+
+
+def test_tiny_run_learns_well_beyond_the_unigram_model(tiny_run):
+    f = json.loads((tiny_run / "summary.json").read_text())
+    assert f["val_loss"] < f["unigram_entropy"] - 1.0
+    records = [json.loads(x) for x in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    train = [r["loss"] for r in records if "loss" in r]
+    assert train[-1] < train[0] - 2.0
+
+
+def test_rerun_resumes_instead_of_retraining(tiny_run, capsys):
+    before = json.loads((tiny_run / "summary.json").read_text())
+    assert main(["speedrun", "--preset", "tiny", "--out", str(tiny_run.parent)]) == 0
+    after = json.loads((tiny_run / "summary.json").read_text())
+    assert after["steps"] == before["steps"] and after["val_loss"] == pytest.approx(before["val_loss"], abs=1e-9)
+
+
+def test_generate_cli_continues_a_prompt(tiny_run, capsys):
+    assert main(["generate", "--model", str(tiny_run / "model"), "--prompt", "中国", "--max-new-tokens", "5",
+                 "--temperature", "0"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("中国") and 2 < len(line) <= 7
+
+
+def test_changed_config_in_existing_run_is_refused(tiny_run, capsys):
+    code = main(["pretrain", "--preset", "tiny", "--name", "tiny", "--out", str(tiny_run.parent), "--steps", "3"])
+    assert code == 2
+    assert "different config" in capsys.readouterr().err

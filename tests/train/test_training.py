@@ -1,0 +1,143 @@
+import json
+import math
+
+import pytest
+import torch
+
+from llmlab.core.errors import InputError
+from llmlab.models import CausalLM, ModelConfig
+from llmlab.train import TrainConfig, Trainer, causal_lm_loss, cosine_with_warmup, evaluate_loss
+from llmlab.train.checkpoint import latest_checkpoint, load_checkpoint
+from llmlab.train.trainer import get_batch
+
+MODEL = ModelConfig(vocab_size=20, dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=16, dropout=0.1)
+
+
+def stream(n=3000, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    # a learnable stream: mostly counting mod 20, some noise
+    base = torch.arange(n) % 20
+    noise = torch.randint(0, 20, (n,), generator=g)
+    return torch.where(torch.rand(n, generator=g) < 0.2, noise, base)
+
+
+def make_trainer(run_dir, steps=8, **kw):
+    torch.manual_seed(0)
+    cfg = TrainConfig(steps=steps, batch_size=4, seq_len=16, lr=1e-2, warmup_steps=2, eval_every=4, eval_batches=2,
+                      checkpoint_every=3, log_every=1, device="cpu", grad_accum=2, **kw)
+    return Trainer(CausalLM(MODEL), cfg, stream(), stream(500, 1), run_dir)
+
+
+def losses(run_dir):
+    recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in recs if "loss" in r]
+
+
+def test_causal_lm_loss_is_mean_next_token_nll():
+    logits = torch.randn(2, 3, 5)
+    targets = torch.tensor([[1, 2, -100], [0, 4, 3]])
+    logp = logits.log_softmax(-1)
+    picked = [-logp[b, t, targets[b, t]] for b in range(2) for t in range(3) if targets[b, t] >= 0]
+    torch.testing.assert_close(causal_lm_loss(logits, targets), torch.stack(picked).mean())
+
+
+def test_schedule_warms_up_then_decays_to_min():
+    lrs = [cosine_with_warmup(s, 1.0, 10, 100, 0.1) for s in range(101)]
+    assert lrs[:10] == sorted(lrs[:10]) and lrs[9] == 1.0
+    assert lrs[10:] == sorted(lrs[10:], reverse=True) and lrs[100] == 0.1
+
+
+def test_batches_are_windows_of_the_stream_and_depend_only_on_seed():
+    tokens = torch.arange(100)
+    x, y = get_batch(tokens, 3, 8, seed=5)
+    assert torch.equal(y, x + 1)  # targets are inputs shifted by one
+    assert torch.equal(x, get_batch(tokens, 3, 8, seed=5)[0])
+
+
+def test_training_reduces_loss(tmp_path):
+    t = make_trainer(tmp_path, steps=40)
+    before, _ = evaluate_loss(t.model, t.val_tokens, 16)
+    t.fit()
+    after, _ = evaluate_loss(t.model, t.val_tokens, 16)
+    assert after < before - 0.5
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
+    full = make_trainer(tmp_path / "full")
+    full.fit()
+
+    crashing = make_trainer(tmp_path / "resumed")
+    real_step = crashing.train_step
+
+    def step_then_crash():
+        if crashing.step == 5:  # dies in step 6; the last checkpoint is step 3
+            raise RuntimeError("power cut")
+        return real_step()
+
+    crashing.train_step = step_then_crash
+    with pytest.raises(RuntimeError, match="power cut"):
+        crashing.fit()
+    assert latest_checkpoint(tmp_path / "resumed" / "checkpoints").name == "step-00000003"
+
+    resumed = make_trainer(tmp_path / "resumed")
+    assert resumed.maybe_resume() and resumed.step == 3
+    resumed.fit()
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "full")  # dropout and batches included
+    for a, b in zip(full.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_corrupt_or_truncated_checkpoint_is_refused_whole(tmp_path):
+    t = make_trainer(tmp_path, steps=3)
+    t.fit()
+    ckpt = latest_checkpoint(tmp_path / "checkpoints")
+    fresh = make_trainer(tmp_path / "other")
+    before = [p.detach().clone() for p in fresh.model.parameters()]
+    weights = ckpt / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="corrupt"):
+        load_checkpoint(ckpt, fresh.model, fresh.optimizer)
+    weights.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(InputError, match="corrupt"):
+        load_checkpoint(ckpt, fresh.model, fresh.optimizer)
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    load_checkpoint(ckpt, make_trainer(tmp_path / "x").model)  # restored bytes load again
+    (ckpt / "state.json").unlink()
+    with pytest.raises(InputError, match="missing state.json"):
+        load_checkpoint(ckpt, fresh.model, fresh.optimizer)
+    assert all(torch.equal(a, b) for a, b in zip(before, fresh.model.parameters()))
+
+
+def test_checkpoints_are_pruned_and_leave_no_temp_dirs(tmp_path):
+    make_trainer(tmp_path, steps=10).fit()
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["step-00000009", "step-00000010"]
+
+
+def test_time_limit_stops_with_a_checkpoint(tmp_path):
+    t = make_trainer(tmp_path, steps=1000, max_minutes=1e-6)
+    out = t.fit()
+    assert out["stopped_early"] and t.step == 1
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "step-00000001"
+
+
+def test_bad_train_config_is_a_clear_error():
+    with pytest.raises(InputError, match="lr must be in"):
+        TrainConfig(lr=0)
+    with pytest.raises(InputError, match="seq_len 32 exceeds"):
+        Trainer(CausalLM(MODEL), TrainConfig(seq_len=32, device="cpu"), stream(), None, "/tmp/unused")
+
+
+def test_evaluate_loss_scores_every_token_once():
+    model = CausalLM(MODEL).eval()
+    tokens = stream(50)
+    loss, n = evaluate_loss(model, tokens, 16, batch_size=2)
+    assert n == 49
+    with torch.no_grad():
+        logits = torch.cat([model(tokens[s:s + 16][None])[0] for s in range(0, 49, 16)])[:49]
+    expected = torch.nn.functional.cross_entropy(logits, tokens[1:])
+    assert loss == pytest.approx(float(expected), rel=1e-5)
+    assert math.isfinite(loss)
