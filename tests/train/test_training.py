@@ -141,3 +141,36 @@ def test_evaluate_loss_scores_every_token_once():
     expected = torch.nn.functional.cross_entropy(logits, tokens[1:])
     assert loss == pytest.approx(float(expected), rel=1e-5)
     assert math.isfinite(loss)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients_and_saves_less():
+    from llmlab.train.memory import measure_saved_bytes
+
+    cfg = ModelConfig(vocab_size=20, dim=32, n_layer=3, n_head=4, max_seq_len=16)
+    torch.manual_seed(0)
+    model = CausalLM(cfg).train()
+    x = stream(200)[:64].view(4, 16)
+    grads = []
+    for flag in (False, True):
+        model.gradient_checkpointing = flag
+        model.zero_grad()
+        causal_lm_loss(model(x), x.roll(-1, 1)).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+    full = measure_saved_bytes(model.train(), x, x)
+    model.gradient_checkpointing = False
+    assert full < measure_saved_bytes(model, x, x)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_training_learns_and_resumes(tmp_path, precision):
+    t = make_trainer(tmp_path, steps=30, precision=precision, grad_checkpoint=True)
+    before, _ = evaluate_loss(t.model, t.val_tokens, 16)
+    t.fit()
+    after, _ = evaluate_loss(t.model, t.val_tokens, 16)
+    assert after < before - 0.3
+    again = make_trainer(tmp_path, steps=30, precision=precision, grad_checkpoint=True)
+    assert again.maybe_resume() and again.step == 30
+    if precision == "fp16":
+        assert again.scaler.state_dict() == t.scaler.state_dict()

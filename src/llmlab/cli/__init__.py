@@ -16,7 +16,12 @@ from llmlab.cli.common import HelpFormatter
 from llmlab.core.errors import LlmlabError
 
 # Module names under llmlab.cli, in the order `llmlab --help` lists them.
-COMMANDS: tuple[str, ...] = ("pretrain", "generate", "speedrun")
+COMMANDS: tuple[str, ...] = (
+    "pretrain",
+    "generate",
+    "speedrun",
+    "memory",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

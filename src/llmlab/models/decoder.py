@@ -10,6 +10,7 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from llmlab.models.config import ModelConfig
 from llmlab.nn import Attention, KVCache, RMSNorm, RotaryEmbedding, SwiGLU
@@ -40,6 +41,8 @@ class CausalLM(nn.Module):
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
         self.rope = RotaryEmbedding(cfg.head_dim, cfg.max_seq_len, cfg.rope_base)
+        # training-time switch: keep only block inputs and recompute each block during backward
+        self.gradient_checkpointing = False
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -60,8 +63,12 @@ class CausalLM(nn.Module):
         positions = torch.arange(start, start + T, device=idx.device)
         cos, sin = self.rope(positions)  # (T, hs) each
         x = self.embed_tokens(idx)  # (B, T, d)
+        recompute = self.gradient_checkpointing and self.training and cache is None and torch.is_grad_enabled()
         for i, block in enumerate(self.layers):
-            x = block(x, cos, sin, cache, i)
+            if recompute:
+                x = checkpoint(block, x, cos, sin, use_reentrant=False)
+            else:
+                x = block(x, cos, sin, cache, i)
         if cache is not None:
             cache.advance(T)
         return self.lm_head(self.norm(x))  # (B, T, vocab)

@@ -59,8 +59,9 @@ embedding), context {m.max_seq_len} tokens.
 ## For how long
 - {f['steps']} steps{stopped} of {t.batch_size * t.grad_accum} x {t.seq_len} tokens: {f['tokens_seen']:,} tokens
   ({f['tokens_seen'] / max(f['train_tokens'], 1):.2f} epochs).
-- AdamW (lr {t.lr:g} → {t.min_lr:g}, warmup {t.warmup_steps}, cosine; betas {t.beta1}, {t.beta2};
-  weight decay {t.weight_decay}; clip {t.grad_clip}), seed {t.seed}, device {f['device']}.
+- {t.optimizer} (lr {t.lr:g} → {t.min_lr:g}, warmup {t.warmup_steps}, {t.schedule} schedule;
+  betas {t.beta1}, {t.beta2}; weight decay {t.weight_decay}; clip {t.grad_clip}), seed {t.seed},
+  device {f['device']}.
 - Training time {f['train_seconds']:.1f} s ({f['tokens_seen'] / max(f['train_seconds'], 1e-9):,.0f} tokens/s);
   whole run {f['wall_seconds']:.1f} s.
 

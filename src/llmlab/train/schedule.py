@@ -17,3 +17,60 @@ def cosine_with_warmup(step: int, max_lr: float, warmup: int, total: int, min_lr
         return min_lr
     progress = (step - warmup) / max(1, total - warmup)
     return min_lr + 0.5 * (max_lr - min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def constant_with_warmup(step: int, max_lr: float, warmup: int, total: int, min_lr: float = 0.0) -> float:
+    """Linear warmup, then flat.
+
+    >>> [constant_with_warmup(s, 1.0, 2, 6) for s in (0, 1, 5)]
+    [0.5, 1.0, 1.0]
+    """
+    return max_lr * (step + 1) / warmup if step < warmup else max_lr
+
+
+def linear_with_warmup(step: int, max_lr: float, warmup: int, total: int, min_lr: float = 0.0) -> float:
+    """Linear warmup, then a straight line down to `min_lr` at `total`.
+
+    >>> [linear_with_warmup(s, 1.0, 2, 6) for s in (1, 2, 4, 6)]
+    [1.0, 1.0, 0.5, 0.0]
+    """
+    if step < warmup:
+        return max_lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return max_lr + (min_lr - max_lr) * progress
+
+
+def inverse_sqrt(step: int, max_lr: float, warmup: int, total: int, min_lr: float = 0.0) -> float:
+    """The original Transformer's rule: warmup, then max_lr * sqrt(warmup / step).
+
+    >>> [round(inverse_sqrt(s, 1.0, 4, 100), 3) for s in (1, 3, 15)]
+    [0.5, 1.0, 0.5]
+    """
+    if step < warmup:
+        return max_lr * (step + 1) / warmup
+    return max(min_lr, max_lr * math.sqrt(warmup / (step + 1)))
+
+
+def warmup_stable_decay(step: int, max_lr: float, warmup: int, total: int, min_lr: float = 0.0,
+                        decay_fraction: float = 0.2) -> float:
+    """WSD: warmup, a long flat stretch, then a linear cool-down over the last `decay_fraction`.
+
+    >>> [warmup_stable_decay(s, 1.0, 2, 10) for s in (0, 5, 8, 9, 10)]
+    [0.5, 1.0, 1.0, 0.5, 0.0]
+    """
+    if step < warmup:
+        return max_lr * (step + 1) / warmup
+    decay_start = total - int(total * decay_fraction)
+    if step < decay_start:
+        return max_lr
+    progress = min(1.0, (step - decay_start) / max(1, total - decay_start))
+    return max_lr + (min_lr - max_lr) * progress
+
+
+SCHEDULES = {
+    "cosine": cosine_with_warmup,
+    "constant": constant_with_warmup,
+    "linear": linear_with_warmup,
+    "inverse_sqrt": inverse_sqrt,
+    "wsd": warmup_stable_decay,
+}

@@ -26,7 +26,9 @@ from llmlab.core.io import JsonlAppender, atomic_write_text
 from llmlab.core.progress import progress
 from llmlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from llmlab.train.objectives import causal_lm_loss
-from llmlab.train.schedule import cosine_with_warmup
+from llmlab.train.optim import OPTIMIZERS
+from llmlab.train.precision import DynamicLossScaler
+from llmlab.train.schedule import SCHEDULES
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +39,17 @@ class TrainConfig:
     batch_size: int = 16  # sequences per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step (effective batch = batch_size * grad_accum)
     seq_len: int = 256  # tokens per training sequence; at most the model's max_seq_len
+    optimizer: str = "adamw"  # sgd | momentum | nesterov | adagrad | rmsprop | adam | adamw (llmlab.train.optim)
+    schedule: str = "cosine"  # cosine | linear | constant | inverse_sqrt | wsd (all with linear warmup)
     lr: float = 1e-3  # peak learning rate
-    min_lr: float = 1e-4  # learning rate at the end of the cosine decay
+    min_lr: float = 1e-4  # learning rate at the end of the decay
     warmup_steps: int = 50  # linear warmup steps
-    weight_decay: float = 0.1  # AdamW decoupled weight decay, on matrices only (not norms)
-    beta1: float = 0.9  # AdamW first-moment decay
-    beta2: float = 0.95  # AdamW second-moment decay
+    weight_decay: float = 0.1  # weight decay on matrices only (not norms); decoupled for adamw, L2 otherwise
+    beta1: float = 0.9  # Adam first-moment decay; the momentum of momentum/nesterov/rmsprop
+    beta2: float = 0.95  # Adam second-moment decay; RMSProp's alpha
     grad_clip: float = 1.0  # clip the global gradient norm to this; 0 disables clipping
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + dynamic loss scaling, fp32 weights)
+    grad_checkpoint: bool = False  # recompute each block in backward instead of keeping its activations
     eval_every: int = 100  # evaluate on validation data every N steps (0 = only at the end)
     eval_batches: int = 8  # validation batches per periodic evaluation
     checkpoint_every: int = 100  # save a checkpoint every N steps (0 = only at the end)
@@ -64,6 +70,12 @@ class TrainConfig:
             raise InputError(f"lr must be in (0, 1], got {self.lr}")
         if not 0 <= self.min_lr <= self.lr:
             raise InputError(f"min_lr must be in [0, lr], got {self.min_lr}")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise InputError(f"schedule must be one of {sorted(SCHEDULES)}, got {self.schedule!r}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise InputError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InputError(f"device must be auto, cpu or cuda, got {self.device!r}")
 
@@ -139,11 +151,19 @@ class _StopFlag:
             signal.signal(signal.SIGINT, old)
 
 
-def build_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
+def build_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The configured optimizer from `llmlab.train.optim`; norms and biases get no weight decay."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    name, cls = cfg.optimizer, OPTIMIZERS[cfg.optimizer]
+    if name in ("adam", "adamw"):
+        return cls(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    if name == "rmsprop":
+        return cls(groups, lr=cfg.lr, alpha=cfg.beta2)
+    if name in ("momentum", "nesterov"):
+        return cls(groups, lr=cfg.lr, momentum=cfg.beta1, nesterov=name == "nesterov")
+    return cls(groups, lr=cfg.lr)
 
 
 class Trainer:
@@ -164,7 +184,9 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.metrics = JsonlAppender(self.run_dir / "metrics.jsonl")
+        self.model.gradient_checkpointing = cfg.grad_checkpoint
         self.optimizer = build_optimizer(self.model, cfg)
+        self.scaler = DynamicLossScaler() if cfg.precision == "fp16" else None
         self.step = 0
         self.train_seconds = 0.0  # accumulated over resumed sessions
         self.stopped_early = False
@@ -176,6 +198,8 @@ class Trainer:
         state = load_checkpoint(ckpt, self.model, self.optimizer)
         self.step = state["step"]
         self.train_seconds = state["extra"].get("train_seconds", 0.0)
+        if self.scaler is not None and "scaler" in state["extra"]:
+            self.scaler.load_state_dict(state["extra"]["scaler"])
         self._truncate_metrics(self.step)
         log.info("resumed from %s (step %d)", ckpt, self.step)
         return True
@@ -189,7 +213,7 @@ class Trainer:
 
     def train_step(self) -> dict:
         cfg, model = self.cfg, self.model
-        lr = cosine_with_warmup(self.step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr)
+        lr = SCHEDULES[cfg.schedule](self.step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         total = 0.0
@@ -197,18 +221,30 @@ class Trainer:
             x, y = get_batch(self.train_tokens, cfg.batch_size, cfg.seq_len,
                              seed=(cfg.seed * 1_000_003 + self.step) * 64 + micro)
             x, y = x.to(self.device), y.to(self.device)
-            loss = causal_lm_loss(model(x), y) / cfg.grad_accum
-            loss.backward()
+            with self._autocast():
+                logits = model(x)
+            loss = causal_lm_loss(logits, y) / cfg.grad_accum
+            (self.scaler.scale_loss(loss) if self.scaler else loss).backward()
             total += float(loss.detach())
-        if cfg.grad_clip > 0:
-            norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-        else:
-            norm = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()
-                                                                if p.grad is not None])))
-        self.optimizer.step()
+        params = [p for p in model.parameters() if p.grad is not None]
+        overflow = self.scaler.unscale_(params) if self.scaler else False
+        norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf")))
+        if not overflow:
+            self.optimizer.step()
+        if self.scaler:
+            self.scaler.update(overflow)
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return {"step": self.step, "loss": total, "lr": lr, "grad_norm": norm}
+        record = {"step": self.step, "loss": total, "lr": lr, "grad_norm": norm}
+        if self.scaler:
+            record.update(loss_scale=self.scaler.scale, skipped=overflow)
+        return record
+
+    def _autocast(self):
+        if self.cfg.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def evaluate(self, max_batches: int | None) -> dict:
         if self.val_tokens is None:
@@ -217,8 +253,11 @@ class Trainer:
         return {"step": self.step, "val_loss": loss, "val_ppl": math.exp(min(loss, 700)), "val_tokens": n}
 
     def save(self) -> Path:
-        return save_checkpoint(self.ckpt_dir, self.step, self.model, self.optimizer,
-                               extra={"train_seconds": self.train_seconds}, keep=self.cfg.keep_checkpoints)
+        extra = {"train_seconds": self.train_seconds}
+        if self.scaler is not None:
+            extra["scaler"] = self.scaler.state_dict()
+        return save_checkpoint(self.ckpt_dir, self.step, self.model, self.optimizer, extra=extra,
+                               keep=self.cfg.keep_checkpoints)
 
     def fit(self) -> dict:
         """Train to `cfg.steps` (or until stopped); return the last train and eval records."""

@@ -1,0 +1,77 @@
+"""llmlab memory / llmlab params: size a model before you train it."""
+
+from __future__ import annotations
+
+import argparse
+
+from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overrides
+
+
+def _model_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", default="llama-7b",
+                   help="a model preset (llama-7b, llama-13b, llama2-70b, speedrun-small), a model directory, "
+                        "or an llmlab config.json")
+    p.add_argument("--params", type=float, default=None,
+                   help="size by a bare parameter count instead (weights/gradients/optimizer rows only)")
+
+
+def register(sub) -> None:
+    from llmlab.train.memory import MemoryConfig
+
+    p = add_command(sub, "memory", "estimate training memory per device, row by row, with formulas", run_memory)
+    _model_source(p)
+    add_dataclass_flags(p, MemoryConfig)
+    p = add_command(sub, "params", "exact parameter count of a model config, by part", run_params)
+    _model_source(p)
+
+
+def _load_config(spec: str):
+    from pathlib import Path
+
+    from llmlab.models.io import load_config_file
+    from llmlab.models.presets import MODEL_PRESETS, model_preset
+
+    if spec in MODEL_PRESETS:
+        return model_preset(spec)
+    path = Path(spec)
+    if path.is_dir():
+        return load_config_file(path)
+    if path.name == "config.json":
+        return load_config_file(path.parent)
+    return model_preset(spec)  # raises the clear "unknown model preset" error
+
+
+def run_memory(args: argparse.Namespace) -> int:
+    from llmlab.train.memory import STATE_COPIES, MemoryConfig, estimate_memory, format_bytes, rule_of_thumb
+
+    mem = MemoryConfig(**dataclass_overrides(args, MemoryConfig))
+    if args.params is not None:
+        P = int(args.params)
+        r = rule_of_thumb(P)
+        k = STATE_COPIES[mem.optimizer]
+        print(f"{P:,} parameters, fp32, {mem.optimizer}:")
+        print(f"  weights            {format_bytes(4 * P):>12}   4 B x P")
+        print(f"  gradients          {format_bytes(4 * P):>12}   4 B x P")
+        print(f"  optimizer states   {format_bytes(4 * k * P):>12}   {k} x 4 B x P")
+        print(f"  static total       {format_bytes((8 + 4 * k) * P):>12}")
+        print(f"  the document's 4P + 8P rule gives {format_bytes(r['document'])}: it leaves out the gradients")
+        print("  activations need the architecture: pass a preset or config instead of --params")
+        return 0
+    cfg = _load_config(args.model)
+    print(f"{args.model}: batch {mem.batch_size} x {mem.seq_len} tokens, {mem.optimizer}, {mem.precision}, "
+          f"checkpointing {'on' if mem.grad_checkpoint else 'off'}, ZeRO-{mem.zero_stage} over {mem.n_devices} "
+          f"device(s)" + (f", LoRA r={mem.lora_rank}" if mem.lora_rank else ""))
+    for name, b, formula in estimate_memory(cfg, mem):
+        print(f"  {name:<26} {format_bytes(b):>12}   {formula}")
+    return 0
+
+
+def run_params(args: argparse.Namespace) -> int:
+    from llmlab.models.params import count_parameters, human_count, parameter_breakdown
+
+    cfg = _load_config(args.model)
+    for part, n in parameter_breakdown(cfg).items():
+        print(f"  {part:<10} {n:>16,}")
+    total = count_parameters(cfg)
+    print(f"  {'total':<10} {total:>16,}  ({human_count(total)}; {count_parameters(cfg, True):,} non-embedding)")
+    return 0

@@ -1,0 +1,192 @@
+"""Training-memory estimator (topic 40) and the measurements that validate it.
+
+For a model with P parameters (T of them trainable) the per-device bytes are:
+
+    weights      P * w                      w = 4 (fp32, amp) or 2 (mixed: 16-bit working weights)
+    gradients    T * g                      g = 4 (fp32, amp) or 2 (mixed)
+    optimizer    T * (4k + m)               k fp32 state copies (Adam 2, momentum 1, SGD 0);
+                                            m = 4 for the fp32 master copy under `mixed`, else 0
+    activations  L * per_layer + head       what autograd saves for backward (see below)
+    temporary    2 * B*S*V * 4              logits and their gradient, alive around the loss
+
+ZeRO divides across N devices: stage 1 the optimizer states, stage 2 also the gradients, stage 3
+also the weights. LoRA freezes the base weights: only adapter parameters have gradients and states.
+
+Activations are counted the way llmlab's decoder actually saves them (each storage once, measured
+with ``torch.autograd.graph.saved_tensors_hooks`` in the tests). Per layer, in elements of B*S:
+10*d (block input; per RMSNorm its normalised value and its scaled output, twice; q, k, v and the
+attention output as SDPA saves them; the mid-block residual) + 4*h (SwiGLU: gate, silu(gate), up,
+their product) at the activation width, plus 2 + n_head fp32 values (RMSNorm inverse RMS,
+attention log-sum-exp). The head saves 3*d (final norm) and the fp32 log-softmax, B*S*V. With
+gradient checkpointing each layer keeps only its input (d), and one layer's full set is rebuilt
+during backward. Dropout is taken as 0 (masks would add B*S*d bytes each).
+
+Under autocast (``amp``) the norms stay fp32, each Linear saves its own 16-bit copy of its input, and
+autocast keeps a 16-bit copy of every weight matrix it used until backward; the estimator counts
+those too.
+
+The source document's rule, 4P + 8P + activations, leaves out the gradients (another 4P in fp32).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmlab.core.errors import InputError
+from llmlab.models.config import ModelConfig
+from llmlab.models.params import count_parameters
+
+STATE_COPIES = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
+PRECISIONS = ("fp32", "amp", "mixed")
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    batch_size: int = 1  # sequences per micro-batch on one device
+    seq_len: int = 2048  # tokens per sequence
+    optimizer: str = "adamw"  # sgd | momentum | nesterov | adagrad | rmsprop | adam | adamw
+    precision: str = "fp32"  # fp32 | amp (fp32 weights, 16-bit autocast) | mixed (16-bit weights, fp32 master)
+    grad_checkpoint: bool = False  # keep only block inputs; recompute one block at a time in backward
+    zero_stage: int = 0  # 0 none, 1 shard optimizer states, 2 + gradients, 3 + weights
+    n_devices: int = 1  # data-parallel devices sharing the ZeRO shards
+    lora_rank: int = 0  # LoRA rank on q_proj and v_proj (0 = full fine-tuning)
+
+    def __post_init__(self):
+        if self.optimizer not in STATE_COPIES:
+            raise InputError(f"optimizer must be one of {sorted(STATE_COPIES)}, got {self.optimizer!r}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.zero_stage not in (0, 1, 2, 3):
+            raise InputError(f"zero_stage must be 0, 1, 2 or 3, got {self.zero_stage}")
+        for name in ("batch_size", "seq_len", "n_devices"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.lora_rank < 0:
+            raise InputError(f"lora_rank must be >= 0, got {self.lora_rank}")
+
+
+def lora_parameters(model: ModelConfig, rank: int) -> int:
+    """Adapter parameters for rank-r LoRA on q_proj (d -> d) and v_proj (d -> kv): r * (in + out) each."""
+    kv = model.n_kv_head * model.head_dim
+    return model.n_layer * rank * ((model.dim + model.dim) + (model.dim + kv))
+
+
+def activation_bytes(model: ModelConfig, mem: MemoryConfig) -> dict[str, int]:
+    """Bytes saved for backward: per layer, all layers, and the head."""
+    B, S, d, h, V = mem.batch_size, mem.seq_len, model.dim, model.hidden, model.vocab_size
+    small = (2 + model.n_head) * 4  # fp32 inverse RMS (two norms) and attention log-sum-exp, per token
+    if mem.precision == "fp32":
+        layer = B * S * ((10 * d + 4 * h) * 4 + small)
+        head = B * S * (3 * d + V) * 4
+    else:
+        # RMSNorm math stays fp32 (input and normalised value, two norms); each Linear under autocast
+        # saves its own 16-bit copy of its input (3 for q/k/v, 2 for gate/up); q, k, v, attention
+        # output and the SwiGLU tensors are 16-bit
+        layer = B * S * (4 * d * 4 + (5 * d + 4 * d + 4 * h) * 2 + small)
+        head = B * S * ((2 * d + V) * 4 + d * 2)
+        if mem.precision == "amp":  # autocast also keeps a 16-bit copy of every weight matrix it used
+            kv = model.n_kv_head * model.head_dim
+            layer += 2 * (2 * d * d + 2 * d * kv + 3 * d * h)
+            head += 2 * V * d
+    head += B * S * (4 + 2 * 8) + 2 * S * model.head_dim * 4  # final inverse RMS, int64 ids and targets, RoPE
+    if mem.grad_checkpoint:
+        kept = model.n_layer * B * S * d * 4 + layer  # block inputs + one block rebuilt in backward
+    else:
+        kept = model.n_layer * layer
+    return {"per_layer": layer, "layers": kept, "head": head, "total": kept + head}
+
+
+def estimate_memory(model: ModelConfig, mem: MemoryConfig) -> list[tuple[str, int, str]]:
+    """Rows of (part, bytes per device, formula). The last row is the total."""
+    P = count_parameters(model)
+    T = lora_parameters(model, mem.lora_rank) if mem.lora_rank else P
+    N, z = mem.n_devices, mem.zero_stage
+    w = 2 if mem.precision == "mixed" else 4
+    k = STATE_COPIES[mem.optimizer]
+    master = 4 if mem.precision == "mixed" else 0
+    weights = (P + (T if mem.lora_rank else 0)) * w
+    grads = T * w
+    states = T * (4 * k + master)
+    shard = {"optimizer": z >= 1, "gradients": z >= 2, "weights": z >= 3}
+    act = activation_bytes(model, mem)
+    temp = 2 * mem.batch_size * mem.seq_len * model.vocab_size * 4
+
+    def div(x: int, on: bool) -> int:
+        return -(-x // N) if on else x
+
+    rows = [
+        ("weights", div(weights, shard["weights"]), f"{P:,} params x {w} B" + (" / N" if shard["weights"] else "")
+         + (f" + LoRA {T:,} x {w} B" if mem.lora_rank else "")),
+        ("gradients", div(grads, shard["gradients"]),
+         f"{T:,} trainable x {w} B" + (" / N" if shard["gradients"] else "")),
+        ("optimizer states", div(states, shard["optimizer"]),
+         f"{T:,} x ({k} x 4 B {mem.optimizer} state" + (" + 4 B fp32 master" if master else "") + ")"
+         + (" / N" if shard["optimizer"] else "")),
+        ("activations (per layer)", act["per_layer"], "B*S*(10d+4h) x 4 B + B*S*(2+n_head) x 4 B"
+         if mem.precision == "fp32" else "B*S*(4d x 4 B + (9d+4h) x 2 B) + 16-bit weight copies"),
+        ("activations (all layers)", act["layers"],
+         "L x B*S*d x 4 B + one layer" if mem.grad_checkpoint else f"{model.n_layer} layers x per layer"),
+        ("activations (head)", act["head"], "B*S*(3d + V) x 4 B + indices"),
+        ("temporary (logits + grad)", temp, "2 x B*S*V x 4 B"),
+    ]
+    total = sum(b for name, b, _ in rows if name not in ("activations (per layer)",))
+    rows.append(("total per device", total, "sum of the rows above (per-layer row excluded)"))
+    return rows
+
+
+def rule_of_thumb(params: int) -> dict[str, int]:
+    """The source document's fp32 rule: 4P weights + 8P Adam states (no gradients, no activations),
+    beside the full static count, which adds 4P of gradients.
+
+    >>> r = rule_of_thumb(1_000_000_000)
+    >>> r["document"] / 1e9, r["full_static"] / 1e9
+    (12.0, 16.0)
+    """
+    return {"document": 12 * params, "full_static": 16 * params}
+
+
+def format_bytes(n: float) -> str:
+    """Bytes in binary units.
+
+    >>> format_bytes(3 * 2**30), format_bytes(1536)
+    ('3.00 GiB', '1.50 KiB')
+    """
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+def measure_saved_bytes(model, idx, targets, autocast_dtype=None) -> int:
+    """Bytes of every distinct storage autograd saves for backward in one forward + loss, leaving out
+    parameters and buffers (those are counted as weights)."""
+    import torch
+
+    from llmlab.train.objectives import causal_lm_loss
+
+    owned = {t.untyped_storage().data_ptr() for t in list(model.parameters()) + list(model.buffers())}
+    saved: dict[int, int] = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        if s.data_ptr() not in owned:
+            saved[s.data_ptr()] = s.nbytes()
+        return t
+
+    device = idx.device.type
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+            torch.autocast(device, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+        causal_lm_loss(model(idx), targets)
+    return sum(saved.values())
+
+
+def measure_static_bytes(model, optimizer) -> dict[str, int]:
+    """Bytes held by weights, gradients and optimizer state right after an optimizer step."""
+    from llmlab.train.optim import state_bytes
+
+    params = list(model.parameters())
+    return {
+        "weights": sum(p.untyped_storage().nbytes() for p in params),
+        "gradients": sum(p.grad.untyped_storage().nbytes() for p in params if p.grad is not None),
+        "optimizer states": state_bytes(optimizer),
+    }

@@ -1,0 +1,107 @@
+"""The memory estimator against what a training step actually holds."""
+
+import pytest
+import torch
+
+from llmlab.core.errors import InputError
+from llmlab.models import CausalLM, ModelConfig, count_parameters
+from llmlab.train import optim
+from llmlab.train.memory import (
+    MemoryConfig,
+    activation_bytes,
+    estimate_memory,
+    measure_saved_bytes,
+    measure_static_bytes,
+)
+from llmlab.train.objectives import causal_lm_loss
+
+GRID = [
+    (ModelConfig(vocab_size=100, dim=64, n_layer=1, n_head=4, n_kv_head=4, ffn_hidden=128, max_seq_len=128), 2, 32),
+    (ModelConfig(vocab_size=300, dim=96, n_layer=3, n_head=6, n_kv_head=2, max_seq_len=128), 3, 48),
+    (ModelConfig(vocab_size=50, dim=32, n_layer=2, n_head=2, n_kv_head=1, max_seq_len=128, tie_embeddings=False),
+     4, 64),
+]
+OPTS = {"sgd": lambda p: optim.SGD(p, lr=0.1), "momentum": lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+        "adagrad": lambda p: optim.Adagrad(p, lr=0.1), "rmsprop": lambda p: optim.RMSprop(p, lr=0.1),
+        "adamw": lambda p: optim.AdamW(p, lr=0.1)}
+
+
+def rows(cfg, **kw):
+    return dict((name, b) for name, b, _ in estimate_memory(cfg, MemoryConfig(**kw)))
+
+
+@pytest.mark.parametrize("cfg,B,S", GRID)
+@pytest.mark.parametrize("opt", sorted(OPTS))
+def test_static_memory_equals_bytes_allocated(cfg, B, S, opt):
+    torch.manual_seed(0)
+    model = CausalLM(cfg)
+    o = OPTS[opt](model.parameters())
+    x = torch.randint(0, cfg.vocab_size, (B, S + 1))
+    causal_lm_loss(model(x[:, :-1]), x[:, 1:]).backward()
+    o.step()
+    measured = measure_static_bytes(model, o)
+    est = rows(cfg, batch_size=B, seq_len=S, optimizer=opt)
+    for part in ("weights", "gradients", "optimizer states"):
+        assert est[part] == measured[part], part
+
+
+@pytest.mark.parametrize("cfg,B,S", GRID)
+def test_fp32_activation_estimate_within_10_percent_of_saved_tensors(cfg, B, S):
+    torch.manual_seed(0)
+    model = CausalLM(cfg).train()
+    x = torch.randint(0, cfg.vocab_size, (B, S))
+    y = torch.randint(0, cfg.vocab_size, (B, S))
+    measured = measure_saved_bytes(model, x, y)
+    est = activation_bytes(cfg, MemoryConfig(batch_size=B, seq_len=S))["total"]
+    assert abs(est - measured) / measured < 0.10, (est, measured)
+
+
+@pytest.mark.parametrize("cfg,B,S", GRID[:2])
+def test_bf16_autocast_activation_estimate_within_10_percent(cfg, B, S):
+    torch.manual_seed(0)
+    model = CausalLM(cfg).train()
+    x = torch.randint(0, cfg.vocab_size, (B, S))
+    measured = measure_saved_bytes(model, x, x.roll(1, 1), autocast_dtype=torch.bfloat16)
+    est = activation_bytes(cfg, MemoryConfig(batch_size=B, seq_len=S, precision="amp"))["total"]
+    assert abs(est - measured) / measured < 0.10, (est, measured)
+
+
+def test_zero_stages_and_lora_shrink_the_right_rows():
+    from llmlab.models.presets import model_preset
+
+    cfg = model_preset("llama-7b")
+    base = rows(cfg, zero_stage=0, n_devices=8)
+    z1, z2, z3 = (rows(cfg, zero_stage=s, n_devices=8) for s in (1, 2, 3))
+    assert z1["optimizer states"] == -(-base["optimizer states"] // 8) and z1["gradients"] == base["gradients"]
+    assert z2["gradients"] == -(-base["gradients"] // 8) and z2["weights"] == base["weights"]
+    assert z3["weights"] == -(-base["weights"] // 8)
+    assert base["total per device"] > z1["total per device"] > z2["total per device"] > z3["total per device"]
+    lora = rows(cfg, lora_rank=8)
+    assert lora["gradients"] == 32 * 8 * (4096 * 2 + 4096 * 2) * 4  # q and v adapters only
+    assert rows(cfg, grad_checkpoint=True)["activations (all layers)"] < base["activations (all layers)"] / 5
+    # 7B, fp32, AdamW: the static part is 16 bytes per parameter
+    P = count_parameters(cfg)
+    assert base["weights"] + base["gradients"] + base["optimizer states"] == 16 * P
+    mixed = rows(cfg, precision="mixed")
+    assert mixed["weights"] + mixed["gradients"] + mixed["optimizer states"] == 16 * P  # 2 + 2 + 4 master + 8
+
+
+def test_bad_memory_settings_are_clear_errors():
+    with pytest.raises(InputError, match="zero_stage"):
+        MemoryConfig(zero_stage=4)
+    with pytest.raises(InputError, match="optimizer must be one of"):
+        MemoryConfig(optimizer="lion")
+
+
+def test_memory_and_params_commands(capsys):
+    from llmlab.cli import main
+
+    assert main(["params", "llama-7b"]) == 0
+    assert "6,738,415,616" in capsys.readouterr().out
+    assert main(["memory", "llama-7b", "--zero-stage", "2", "--n-devices", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "total per device" in out and "/ N" in out
+    assert main(["memory", "--params", "1e9"]) == 0
+    assert "leaves out the gradients" in capsys.readouterr().out
+    assert main(["memory", "gpt-9"]) == 2
+    assert "unknown model preset 'gpt-9'" in capsys.readouterr().err

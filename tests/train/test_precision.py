@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from llmlab.models import CausalLM, ModelConfig
+from llmlab.train.objectives import causal_lm_loss
+from llmlab.train.optim import AdamW
+from llmlab.train.precision import FP16_TINY, DynamicLossScaler, MasterWeights, underflow_fraction
+
+
+def test_scaler_follows_torch_grad_scaler_on_the_same_overflow_pattern():
+    ours = DynamicLossScaler(init_scale=2.0**10, growth_interval=3)
+    ref = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=3)
+    p_ours = torch.nn.Parameter(torch.zeros(4))
+    p_ref = torch.nn.Parameter(torch.zeros(4))
+    opt_ours = torch.optim.SGD([p_ours], lr=0.1)
+    opt_ref = torch.optim.SGD([p_ref], lr=0.1)
+    overflow_at = {2, 3, 9}
+    for step in range(14):
+        grad = torch.full((4,), float("inf")) if step in overflow_at else torch.arange(4.0)
+        ref.scale(torch.ones(()))  # the reference creates its scale lazily, on first use
+        for p, scaler in ((p_ours, ours.scale), (p_ref, ref.get_scale())):
+            p.grad = grad * scaler  # what backward of a scaled loss would give
+        taken = ours.step(opt_ours, [p_ours])
+        ref.step(opt_ref)
+        ref.update()
+        assert taken == (step not in overflow_at)
+        assert ours.scale == ref.get_scale(), step
+        torch.testing.assert_close(p_ours, p_ref)
+    assert ours.skipped == len(overflow_at)
+
+
+def test_loss_scaling_rescues_gradients_that_fp16_would_flush_to_zero():
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=64, dim=32, n_layer=2, n_head=4, max_seq_len=16)
+    model = CausalLM(cfg)
+    x = torch.randint(0, 64, (4, 17))
+    (causal_lm_loss(model(x[:, :-1]), x[:, 1:]) * 1e-4).backward()  # a small loss, as late in training
+    grads = [p.grad for p in model.parameters()]
+    unscaled, scaled = underflow_fraction(grads), underflow_fraction(grads, 2.0**16)
+    assert unscaled > 0.01 and scaled < unscaled / 10
+    tiny = torch.tensor([FP16_TINY / 4])
+    assert tiny.half().item() == 0 and (tiny * 2.0**16).half().item() > 0
+
+
+def test_fp16_master_weight_training_tracks_fp32():
+    if not hasattr(torch, "float16"):
+        pytest.skip("no fp16")
+    cfg = ModelConfig(vocab_size=32, dim=32, n_layer=1, n_head=4, max_seq_len=16)
+    torch.manual_seed(0)
+    ref = CausalLM(cfg)
+    half = CausalLM(cfg)
+    half.load_state_dict(ref.state_dict())
+    mw = MasterWeights(half)
+    opt_ref, opt_half = AdamW(ref.parameters(), lr=3e-3), AdamW(mw.master, lr=3e-3)
+    scaler = DynamicLossScaler(init_scale=2.0**12)
+    g = torch.Generator().manual_seed(1)
+    losses = []
+    for _ in range(30):
+        x = torch.arange(17).repeat(4, 1) % 32  # a learnable pattern
+        x = (x + torch.randint(0, 32, (4, 1), generator=g)) % 32
+        opt_ref.zero_grad()
+        loss_ref = causal_lm_loss(ref(x[:, :-1]), x[:, 1:])
+        loss_ref.backward()
+        opt_ref.step()
+        loss_half = causal_lm_loss(half(x[:, :-1]), x[:, 1:])
+        scaler.scale_loss(loss_half).backward()
+        mw.grads_to_master()
+        if scaler.step(opt_half, mw.master):
+            mw.master_to_model()
+        for m in mw.master:
+            m.grad = None
+        losses.append((loss_ref.item(), loss_half.item()))
+    assert losses[-1][1] < losses[0][1] - 1.0  # it learns
+    assert abs(losses[-1][0] - losses[-1][1]) < 0.1  # and stays close to fp32
+    assert all(m.dtype == torch.float32 for m in mw.master)
+    assert all(p.dtype == torch.float16 for p in half.parameters())
