@@ -51,3 +51,16 @@ def test_changed_config_in_existing_run_is_refused(tiny_run, capsys):
     code = main(["pretrain", "--preset", "tiny", "--name", "tiny", "--out", str(tiny_run.parent), "--steps", "3"])
     assert code == 2
     assert "different config" in capsys.readouterr().err
+
+
+def test_pretrain_with_a_subword_tokenizer_saves_a_model_hf_can_tokenize(tmp_path):
+    hf = pytest.importorskip("tokenizers")
+    from llmlab.models import load_model
+
+    code = main(["pretrain", "--preset", "tiny", "--name", "bpe", "--out", str(tmp_path), "--corpus", "arithmetic",
+                 "--tokenizer", "bpe", "--vocab-size", "300", "--steps", "20", "--eval-every", "0"])
+    assert code == 0
+    model, tok = load_model(tmp_path / "bpe" / "model")
+    assert tok.vocab_size == 300 and model.config.vocab_size == 300
+    ref = hf.Tokenizer.from_file(str(tmp_path / "bpe" / "model" / "tokenizer.json"))
+    assert ref.encode("12345+678=").ids == tok.encode("12345+678=")

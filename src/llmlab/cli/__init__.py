@@ -17,10 +17,13 @@ from llmlab.core.errors import LlmlabError
 
 # Module names under llmlab.cli, in the order `llmlab --help` lists them.
 COMMANDS: tuple[str, ...] = (
+    "seg",
+    "pos",
     "pretrain",
     "generate",
     "speedrun",
     "memory",
+    "tokenizer",
 )
 
 

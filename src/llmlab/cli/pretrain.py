@@ -16,7 +16,10 @@ def register(sub) -> None:
     p.add_argument("--name", default="pretrain", help="run name: output goes to OUT/NAME")
     p.add_argument("--out", default="runs", help="directory holding run directories")
     p.add_argument("--preset", default=None, help="start from a speedrun preset's config (tiny, small)")
-    p.add_argument("--vocab-size", type=int, default=None, help="cap on the character vocabulary (0 = all)")
+    p.add_argument("--tokenizer", default=None, choices=("char", "bpe", "unigram", "wordpiece", "whitespace"),
+                   help="tokenizer trained on the corpus (default: the preset's, else char)")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help="vocabulary size (0 = every character; char only)")
     p.add_argument("--fresh", action="store_true", help="delete an existing run of this name first")
     add_dataclass_flags(p.add_argument_group("model"), ModelConfig, skip=("vocab_size",))
     add_dataclass_flags(p.add_argument_group("training"), TrainConfig)
@@ -31,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     base = preset(args.preset) if args.preset else RunConfig()
     cfg = base.replace(
-        name=args.name, corpus=args.corpus,
+        name=args.name, corpus=args.corpus, tokenizer=args.tokenizer or base.tokenizer,
         vocab_size=base.vocab_size if args.vocab_size is None else args.vocab_size,
         model=dataclasses.replace(base.model, **dataclass_overrides(args, ModelConfig)),
         train=dataclasses.replace(base.train, **dataclass_overrides(args, TrainConfig)),

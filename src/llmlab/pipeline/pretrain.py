@@ -33,7 +33,7 @@ from llmlab.data import corpus_text
 from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM, ModelConfig, count_parameters, save_model
 from llmlab.models.card import ModelCard
-from llmlab.tokenizers import CharTokenizer, Tokenizer
+from llmlab.tokenizers import ALGOS, CharTokenizer, Tokenizer, train_tokenizer
 from llmlab.train import TrainConfig, Trainer, evaluate_loss
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,8 @@ DEFAULT_PROMPTS = ("中国", "新年", "经济发展", "北京")
 class RunConfig:
     name: str = "run"  # run directory name under the output root
     corpus: str = "pfr1998"  # built-in corpus name or a .txt/.jsonl path (train/dev split for built-ins)
-    tokenizer: str = "char"  # tokenizer kind trained on the corpus
-    vocab_size: int = 0  # cap on the vocabulary (0 = every character of the training split)
+    tokenizer: str = "char"  # char | bpe | unigram | wordpiece | whitespace, trained on the train split
+    vocab_size: int = 0  # vocabulary size; 0 = every character of the training split (char only)
     model: ModelConfig = field(default_factory=ModelConfig)  # the decoder; vocab_size is set from the tokenizer
     train: TrainConfig = field(default_factory=TrainConfig)  # the training loop
     prompts: tuple[str, ...] = DEFAULT_PROMPTS  # prompts for the report's samples
@@ -54,10 +54,11 @@ class RunConfig:
     final_eval_tokens: int = 0  # dev tokens scored at the end (0 = the whole dev split)
 
     def __post_init__(self):
-        if self.tokenizer != "char":
-            raise InputError(f"tokenizer {self.tokenizer!r} is not available for pretraining yet; use 'char'")
-        if self.vocab_size < 0:
-            raise InputError(f"vocab_size must be >= 0, got {self.vocab_size}")
+        if self.tokenizer not in ALGOS:
+            raise InputError(f"tokenizer must be one of {ALGOS}, got {self.tokenizer!r}")
+        if self.vocab_size < 0 or (self.vocab_size == 0 and self.tokenizer != "char"):
+            raise InputError(f"vocab_size must be > 0 for a {self.tokenizer} tokenizer (0 means all characters, "
+                             f"char only), got {self.vocab_size}")
 
     def to_dict(self) -> dict:
         return config_to_dict(self)
@@ -113,7 +114,10 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
     out = Path(out_root) / cfg.name
     _prepare_run_dir(out, cfg, fresh)  # after the corpus loads: a bad corpus name leaves nothing behind
     torch.manual_seed(cfg.train.seed)
-    tok = CharTokenizer.train(train_lines, max_vocab=cfg.vocab_size or None)
+    if cfg.tokenizer == "char":
+        tok = CharTokenizer.train(train_lines, max_vocab=cfg.vocab_size or None)
+    else:
+        tok = train_tokenizer(cfg.tokenizer, train_lines, cfg.vocab_size)
     train_ids, dev_ids = encode_stream(tok, train_lines), encode_stream(tok, dev_lines)
     dev_unknown = sum(tok.count_unknown(s) for s in dev_lines)
     log.info("corpus %s: %d train / %d dev lines, %d / %d tokens, vocab %d, %d unknown dev characters",
@@ -147,8 +151,8 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
         "val_loss": val_loss,
         "val_ppl": math.exp(val_loss),
         "val_tokens_scored": val_tokens,
-        # one token per character (EOS standing for the line break), so bits/char = bits/token
-        "val_bits_per_char": val_loss / math.log(2),
+        # characters per token over the dev split, EOS standing for the line break
+        "val_bits_per_char": val_loss / math.log(2) * dev_ids.numel() / sum(len(s) + 1 for s in dev_lines),
         "unigram_entropy": unigram_entropy(train_ids, tok.vocab_size),
         "device": str(trainer.device),
     }

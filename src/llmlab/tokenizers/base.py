@@ -76,10 +76,19 @@ class Tokenizer(ABC):
         atomic_write_text(p, json.dumps(self.to_hf_json(), ensure_ascii=False, indent=2) + "\n")
 
 
-# Saved files carry {"llmlab": {"kind": ...}}; each kind names the class whose `from_hf_json` reads it.
+# Saved files carry {"model": {..., "llmlab": {"kind": ...}}}; each kind names the class whose
+# `from_hf_json` reads it.
 # Files from other tools fall back on the HF model type. Add a line here for a new tokenizer.
 KINDS: dict[str, str] = {
     "char": "llmlab.tokenizers.char:CharTokenizer",
+    "bpe": "llmlab.tokenizers.bpe:BPETokenizer",
+    "unigram": "llmlab.tokenizers.unigram:UnigramTokenizer",
+    "wordpiece": "llmlab.tokenizers.wordpiece:WordPieceTokenizer",
+    "whitespace": "llmlab.tokenizers.whitespace:WhitespaceTokenizer",
+    "BPE": "llmlab.tokenizers.bpe:BPETokenizer",
+    "Unigram": "llmlab.tokenizers.unigram:UnigramTokenizer",
+    "WordPiece": "llmlab.tokenizers.wordpiece:WordPieceTokenizer",
+    "WordLevel": "llmlab.tokenizers.whitespace:WordLevelLoader",
 }
 
 
@@ -93,7 +102,7 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     except json.JSONDecodeError as e:
         raise InputError(f"tokenizer file {str(p)!r} is not valid JSON: {e.msg}") from None
     model_type = (doc.get("model") or {}).get("type")
-    llmlab_kind = (doc.get("llmlab") or {}).get("kind")
+    llmlab_kind = ((doc.get("model") or {}).get("llmlab") or doc.get("llmlab") or {}).get("kind")
     target = KINDS.get(llmlab_kind or "") or KINDS.get(model_type or "")
     if target is None:
         raise InputError(f"tokenizer file {str(p)!r}: unsupported tokenizer {llmlab_kind or model_type!r}")

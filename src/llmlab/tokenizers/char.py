@@ -87,8 +87,9 @@ class CharTokenizer(Tokenizer):
             },
             "post_processor": None,
             "decoder": {"type": "Fuse"},
-            "model": {"type": "WordLevel", "vocab": self.stoi, "unk_token": UNK},
-            "llmlab": {"kind": "char", "format_version": 1},
+            # HF rejects unknown top-level keys but ignores them inside "model"
+            "model": {"type": "WordLevel", "vocab": self.stoi, "unk_token": UNK,
+                      "llmlab": {"kind": "char", "format_version": 1}},
         }
 
     @classmethod

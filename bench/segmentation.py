@@ -1,0 +1,148 @@
+"""Chinese word segmentation on pfr1998 test: llmlab's segmenters beside jieba (and THULAC / pkuseg
+where they install and have their models offline), F1, OOV recall and chars/s, with ratios to
+jieba's default mode.
+
+All segmenters cut the same test sentences (the gold words joined). llmlab's models train on the
+train split (the perceptron takes minutes; pass --perceptron-model DIR to reuse a saved one).
+Speed: best of --repeat runs over the whole test text, after one warm-up call; `cut` is called line
+by line for everyone. The perceptron is also timed through `cut_lines` (the same lines, scored in
+batches), the way a file is segmented by `llmlab seg cut`.
+
+    .venv/bin/python bench/segmentation.py [--perceptron-model DIR] [--save-perceptron DIR] [--pos]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+
+def best_time(fn, repeat: int) -> tuple[object, float]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return out, best
+
+
+def peers(texts: list[str]) -> dict:
+    """name -> function(list of texts) -> list of word lists, for the peers that load offline."""
+    out = {}
+    try:
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        jieba.initialize()
+        out["jieba (default, HMM)"] = lambda xs: [jieba.lcut(x) for x in xs]
+        out["jieba (no HMM)"] = lambda xs: [jieba.lcut(x, HMM=False) for x in xs]
+    except ImportError:
+        print("jieba not installed")
+    try:
+        import thulac
+
+        th = thulac.thulac(seg_only=True)
+        out["THULAC (python)"] = lambda xs: [th.cut(x, text=True).split(" ") if x else [] for x in xs]
+    except Exception as e:  # noqa: BLE001 - a peer that fails to load is reported, not fatal
+        print(f"THULAC unavailable: {e!r:.120}")
+    try:
+        import pkuseg
+
+        pk = pkuseg.pkuseg()
+        out["pkuseg"] = lambda xs: [pk.cut(x) for x in xs]
+    except Exception as e:  # noqa: BLE001
+        print(f"pkuseg unavailable: {e!r:.120}")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--perceptron-model", help="saved perceptron segmenter to load instead of training")
+    ap.add_argument("--save-perceptron", help="save the trained perceptron here")
+    ap.add_argument("--epochs", type=int, default=10, help="perceptron epochs when training")
+    ap.add_argument("--repeat", type=int, default=3, help="timing runs; the best counts")
+    ap.add_argument("--pos", action="store_true", help="also score the POS taggers (training takes minutes)")
+    ap.add_argument("--pos-model", help="saved perceptron POS tagger to load instead of training")
+    args = ap.parse_args()
+
+    from llmlab.data.corpora import pfr1998_words
+    from llmlab.text.base import load_segmenter, segmenter_class
+    from llmlab.text.hmm import HmmConfig
+    from llmlab.text.lattice import LatticeConfig
+    from llmlab.text.matching import MatchConfig
+    from llmlab.text.metrics import seg_scores
+    from llmlab.text.perceptron import PerceptronConfig
+
+    train, gold = pfr1998_words("train"), pfr1998_words("test")
+    texts = ["".join(s) for s in gold]
+    n_chars = sum(map(len, texts))
+    vocab = {w for s in train for w in s}
+    print(f"pfr1998: {len(train)} train sentences; test {len(gold)} sentences, {n_chars} chars, "
+          f"OOV rate {sum(w not in vocab for s in gold for w in s) / sum(map(len, gold)):.4f}")
+
+    configs = {"fmm": MatchConfig("forward"), "bmm": MatchConfig("backward"), "bimm": MatchConfig("bidirectional"),
+               "unigram": LatticeConfig(), "bigram": LatticeConfig(), "hmm": HmmConfig()}
+    systems = {}
+    for kind, cfg in configs.items():
+        seg, dt = best_time(lambda kind=kind, cfg=cfg: segmenter_class(kind).train(train, cfg), 1)
+        print(f"trained llmlab {kind} in {dt:.1f}s")
+        systems[f"llmlab {kind}"] = lambda xs, seg=seg: [seg.cut(x) for x in xs]
+    if args.perceptron_model:
+        perc = load_segmenter(args.perceptron_model)
+    else:
+        config = PerceptronConfig(epochs=args.epochs)
+        perc, dt = best_time(lambda: segmenter_class("perceptron").train(train, config), 1)
+        print(f"trained llmlab perceptron in {dt:.1f}s")
+        if args.save_perceptron:
+            perc.save(args.save_perceptron)
+    perc.cut("预热")  # builds the lexicon matcher once
+    systems["llmlab perceptron (cut)"] = lambda xs: [perc.cut(x) for x in xs]
+    systems["llmlab perceptron (cut_lines)"] = perc.cut_lines
+    systems.update(peers(texts))
+
+    rows = []
+    for name, fn in systems.items():
+        fn(texts[:2])
+        cuts, dt = best_time(lambda fn=fn: fn(texts), args.repeat if "THULAC" not in name else 1)
+        cuts = [[w for w in c if w] for c in cuts]
+        if any("".join(c) != t for c, t in zip(cuts, texts)):
+            print(f"warning: {name} does not give back its input exactly")
+        s = seg_scores(gold, cuts, vocab)
+        rows.append((name, s.precision, s.recall, s.f1, s.oov_recall, n_chars / dt))
+    base = dict((r[0], r) for r in rows).get("jieba (default, HMM)")
+    print(f"\n{'segmenter':32s} {'P':>7s} {'R':>7s} {'F1':>7s} {'OOV-R':>7s} {'chars/s':>11s} "
+          f"{'F1 vs jieba':>11s} {'speed vs jieba':>14s}")
+    for name, p, r, f1, oov, cps in rows:
+        ratio_f = f"{f1 / base[3]:.3f}x" if base else "-"
+        ratio_s = f"{cps / base[5]:.2f}x" if base else "-"
+        print(f"{name:32s} {p:7.4f} {r:7.4f} {f1:7.4f} {oov:7.4f} {cps:11,.0f} {ratio_f:>11s} {ratio_s:>14s}")
+    if args.pos:
+        bench_pos(args.pos_model, perc)
+
+
+def bench_pos(model_dir: str | None, segmenter) -> None:
+    from llmlab.data.corpora import pfr1998
+    from llmlab.text.metrics import seg_tag_scores, tag_accuracy
+    from llmlab.text.pos import HmmTagger, cut_and_tag, load_tagger
+    from llmlab.text.pos_perceptron import PerceptronTagger
+
+    train, test = pfr1998("train"), pfr1998("test")
+    vocab = {w for s in train for w, _ in s}
+    words = [[w for w, _ in s] for s in test]
+    print("\nPOS tagging, pfr1998 test with gold segmentation")
+    for name, cls in (("hmm", HmmTagger), ("perceptron", PerceptronTagger)):
+        if name == "perceptron" and model_dir:
+            tagger, dt = load_tagger(model_dir), float("nan")
+        else:
+            tagger, dt = best_time(lambda cls=cls: cls.train(train), 1)
+        pred, tt = best_time(lambda tagger=tagger: tagger.tag_sentences(words), 1)
+        acc = tag_accuracy(test, pred, vocab)
+        joint = seg_tag_scores(test, [cut_and_tag(segmenter, tagger, "".join(ws)) for ws in words])
+        print(f"llmlab {name:10s} accuracy {acc['accuracy']:.4f}  unknown-word accuracy "
+              f"{acc['unknown_accuracy']:.4f}  train {dt:.0f}s  {sum(map(len, words)) / tt:,.0f} words/s  "
+              f"after perceptron segmentation: word+tag F1 {joint['f1']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""``llmlab pos``: train, tag and evaluate part-of-speech taggers (PKU tagset)."""
+
+from __future__ import annotations
+
+import sys
+
+from llmlab.cli.common import add_command, add_group
+
+
+def register(sub) -> None:
+    g = add_group(sub, "pos", "part-of-speech tagging: train, tag, eval")
+
+    p = add_command(g, "train", "train a POS tagger and save it to a directory", _train)
+    p.add_argument("--algo", choices=("hmm", "perceptron"), default="perceptron", help="tagging method")
+    p.add_argument("-o", "--output", required=True, help="model directory to write")
+    p.add_argument("--train", dest="train_file", help="tagged training file (word/TAG tokens); default: pfr1998")
+    p.add_argument("--split", default="train", choices=("train", "dev", "test"), help="pfr1998 split to train on")
+    p.add_argument("--epochs", type=int, help="perceptron: passes over the data")
+    p.add_argument("--seed", type=int, help="perceptron: shuffling seed")
+
+    p = add_command(g, "tag", "tag stdin lines: word/TAG tokens separated by one space", _tag)
+    p.add_argument("--model", required=True, help="tagger directory from `llmlab pos train`")
+    p.add_argument("--seg-model", help="segment raw lines with this segmenter first; "
+                   "without it, input lines are words separated by spaces")
+    p.add_argument("--input", help="read this file instead of stdin")
+
+    p = add_command(g, "eval", "tag accuracy with gold segmentation (overall and on unknown words)", _eval)
+    p.add_argument("--model", required=True, help="tagger directory")
+    p.add_argument("--gold", help="tagged gold file (word/TAG); default: the pfr1998 split")
+    p.add_argument("--split", default="test", choices=("dev", "test"), help="pfr1998 split to evaluate on")
+
+
+def _train(args) -> int:
+    from llmlab.data.corpora import pfr1998
+    from llmlab.text.metrics import read_tagged
+    from llmlab.text.pos import tagger_class
+    from llmlab.text.pos_perceptron import PerceptronTaggerConfig
+
+    data = read_tagged(args.train_file, "training file") if args.train_file else pfr1998(args.split)
+    config = None
+    if args.algo == "perceptron":
+        config = PerceptronTaggerConfig(**{k: getattr(args, k) for k in ("epochs", "seed")
+                                           if getattr(args, k) is not None})
+    tagger = tagger_class(args.algo).train(data, config)
+    print(f"saved {args.algo} tagger to {tagger.save(args.output)}")
+    return 0
+
+
+def _tag(args) -> int:
+    from llmlab.core.io import read_lines
+    from llmlab.text.base import load_segmenter
+    from llmlab.text.pos import cut_and_tag, load_tagger
+
+    tagger = load_tagger(args.model)
+    seg = load_segmenter(args.seg_model) if args.seg_model else None
+    lines = read_lines(args.input, "input file") if args.input else sys.stdin.read().splitlines()
+    for line in lines:
+        if seg is not None:
+            pairs = [(w, t) for w, t in cut_and_tag(seg, tagger, line) if not w.isspace()]
+        else:
+            words = line.split()
+            pairs = list(zip(words, tagger.tag(words)))
+        sys.stdout.write(" ".join(f"{w}/{t}" for w, t in pairs) + "\n")
+    return 0
+
+
+def _eval(args) -> int:
+    from llmlab.data.corpora import pfr1998
+    from llmlab.text.metrics import read_tagged, tag_accuracy
+    from llmlab.text.pos import load_tagger
+
+    tagger = load_tagger(args.model)
+    gold = read_tagged(args.gold, "gold file") if args.gold else pfr1998(args.split)
+    pred = tagger.tag_sentences([[w for w, _ in s] for s in gold])
+    vocab = {w for s in pfr1998("train") for w, _ in s}
+    acc = tag_accuracy(gold, pred, vocab)
+    print(f"accuracy={acc['accuracy']:.4f} unknown-word accuracy={acc['unknown_accuracy']:.4f} "
+          f"({acc['n']} words, {acc['n_unknown']} unknown to pfr1998 train)")
+    return 0

@@ -1,0 +1,169 @@
+"""``llmlab seg``: train, cut, eval, report and k-best for Chinese word segmenters."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from llmlab.cli.common import add_command, add_group
+
+ALGOS = ("fmm", "bmm", "bimm", "unigram", "bigram", "hmm", "perceptron")
+DICT_ALGOS = ("fmm", "bmm", "bimm", "unigram", "bigram", "perceptron")
+
+
+def register(sub) -> None:
+    g = add_group(sub, "seg", "Chinese word segmentation: train, cut, eval, report")
+
+    p = add_command(g, "train", "train a segmenter and save it to a directory", _train)
+    p.add_argument("--algo", choices=ALGOS, default="perceptron", help="segmentation method")
+    p.add_argument("-o", "--output", required=True, help="model directory to write")
+    p.add_argument("--train", dest="train_file", help="segmented training file (words separated by spaces); "
+                   "default: the pfr1998 corpus")
+    p.add_argument("--split", default="train", choices=("train", "dev", "test"), help="pfr1998 split to train on")
+    p.add_argument("--user-dict", help=f"user dictionary (word [count] per line), for {', '.join(DICT_ALGOS)}")
+    p.add_argument("--epochs", type=int, help="perceptron: passes over the data")
+    p.add_argument("--folds", type=int, help="perceptron: jackknife folds for lexicon features (1 = off)")
+    p.add_argument("--min-count", type=int, help="dictionary methods: minimum training count of a lexicon word")
+    p.add_argument("--seed", type=int, help="perceptron: shuffling seed")
+
+    p = add_command(g, "cut", "segment stdin lines to stdout (words separated by one space)", _cut)
+    p.add_argument("--model", required=True, help="model directory from `llmlab seg train`")
+    p.add_argument("--user-dict", help="user dictionary added to a dictionary-aware model")
+    p.add_argument("--input", help="read this file instead of stdin")
+
+    p = add_command(g, "eval", "SIGHAN-style precision, recall, F1 and OOV recall", _eval)
+    p.add_argument("gold", help="gold segmented file")
+    p.add_argument("pred", help="predicted segmented file (same lines)")
+    p.add_argument("--train-words", help="segmented training file; its words define OOV")
+
+    p = add_command(g, "report", "compare segmenters on the pfr1998 test split (F1, OOV recall, chars/s, cases)",
+                    _report)
+    p.add_argument("--models", nargs="*", default=[], help="extra saved model directories to include")
+    p.add_argument("--algos", nargs="*", default=["fmm", "bmm", "bimm", "unigram", "bigram", "hmm"],
+                   choices=ALGOS, help="methods to train on the train split and compare")
+    p.add_argument("--split", default="test", choices=("dev", "test"), help="evaluation split")
+    p.add_argument("--cases", type=int, default=10, help="ambiguity / OOV cases to show")
+    p.add_argument("-o", "--output", help="also write the Markdown report here")
+
+    p = add_command(g, "kbest", "the k best cuts of each stdin line (unigram or bigram lattice model)", _kbest)
+    p.add_argument("--model", required=True, help="a unigram or bigram model directory")
+    p.add_argument("-k", type=int, default=5, help="number of paths")
+    p.add_argument("--by", choices=("prob", "words"), default="prob",
+                   help="rank by probability, or by fewest words (N-shortest paths)")
+
+
+def _config_for(algo: str, args: argparse.Namespace):
+    from llmlab.text.hmm import HmmConfig
+    from llmlab.text.lattice import LatticeConfig
+    from llmlab.text.matching import MatchConfig
+    from llmlab.text.perceptron import PerceptronConfig
+
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    if algo in ("fmm", "bmm", "bimm"):
+        direction = {"fmm": "forward", "bmm": "backward", "bimm": "bidirectional"}[algo]
+        return MatchConfig(direction=direction, **{k: given[k] for k in ("min_count",) if k in given})
+    if algo in ("unigram", "bigram"):
+        return LatticeConfig(**{k: given[k] for k in ("min_count",) if k in given})
+    if algo == "hmm":
+        return HmmConfig()
+    return PerceptronConfig(**{k: given[k] for k in ("epochs", "folds", "seed") if k in given})
+
+
+def _training_sentences(args) -> list[list[str]]:
+    from llmlab.data.corpora import pfr1998_words
+    from llmlab.text.metrics import read_segmented
+
+    if args.train_file:
+        return [s for s in read_segmented(args.train_file, "training file") if s]
+    return pfr1998_words(args.split)
+
+
+def _train(args) -> int:
+    from llmlab.core.errors import InputError
+    from llmlab.text.base import segmenter_class
+
+    if args.user_dict and args.algo not in DICT_ALGOS:
+        raise InputError(f"--user-dict needs a dictionary-aware algo ({', '.join(DICT_ALGOS)}), got {args.algo!r}")
+    seg = segmenter_class(args.algo).train(_training_sentences(args), _config_for(args.algo, args))
+    if args.user_dict:
+        seg.add_user_dict(args.user_dict)
+    out = seg.save(args.output)
+    print(f"saved {args.algo} segmenter to {out}")
+    return 0
+
+
+def _load(model: str, user_dict: str | None):
+    from llmlab.core.errors import InputError
+    from llmlab.text.base import load_segmenter
+
+    seg = load_segmenter(model)
+    if user_dict:
+        if not hasattr(seg, "add_user_dict"):
+            raise InputError(f"--user-dict: the {seg.kind!r} segmenter in {model!r} has no dictionary")
+        seg.add_user_dict(user_dict)
+    return seg
+
+
+def _input_lines(path: str | None) -> list[str]:
+    from llmlab.core.io import read_lines
+
+    return read_lines(path, "input file") if path else sys.stdin.read().splitlines()
+
+
+def _cut(args) -> int:
+    seg = _load(args.model, args.user_dict)
+    lines = _input_lines(args.input)
+    for i in range(0, len(lines), 2000):  # batches: the perceptron scores a batch in one numpy pass
+        sys.stdout.write("".join(" ".join(words) + "\n" for words in seg.cut_lines(lines[i : i + 2000])))
+    return 0
+
+
+def _eval(args) -> int:
+    from llmlab.text.metrics import read_segmented, seg_scores
+
+    gold = read_segmented(args.gold, "gold file")
+    pred = read_segmented(args.pred, "prediction file")
+    vocab = None
+    if args.train_words:
+        vocab = {w for s in read_segmented(args.train_words, "training words file") for w in s}
+    s = seg_scores(gold, pred, vocab)
+    print(f"P={s.precision:.4f} R={s.recall:.4f} F1={s.f1:.4f}"
+          + (f" OOV-R={s.oov_recall:.4f} IV-R={s.iv_recall:.4f}" if vocab is not None else "")
+          + f" (gold {s.n_gold} words, predicted {s.n_pred}, correct {s.n_correct})")
+    return 0
+
+
+def _report(args) -> int:
+    from llmlab.core.io import atomic_write_text
+    from llmlab.data.corpora import pfr1998_words
+    from llmlab.text.base import load_segmenter, segmenter_class
+    from llmlab.text.report import ambiguity_cases, evaluate_segmenter, format_report, oov_cases
+
+    train, gold = pfr1998_words("train"), pfr1998_words(args.split)
+    vocab = {w for s in train for w in s}
+    segs = {a: segmenter_class(a).train(train, _config_for(a, argparse.Namespace())) for a in args.algos}
+    for m in args.models:
+        segs[f"{load_segmenter(m).kind}:{m}"] = load_segmenter(m)
+    results = [evaluate_segmenter(name, s, gold, vocab) for name, s in segs.items()]
+    fmm = segmenter_class("fmm").train(train, _config_for("fmm", argparse.Namespace()))
+    bmm = segmenter_class("bmm").train(train, _config_for("bmm", argparse.Namespace()))
+    texts = ["".join(s) for s in gold]
+    amb = ambiguity_cases(gold, [fmm.cut(t) for t in texts], [bmm.cut(t) for t in texts], results, args.cases)
+    text = format_report(results, amb, oov_cases(gold, vocab, results, args.cases))
+    print(text)
+    if args.output:
+        atomic_write_text(args.output, text)
+    return 0
+
+
+def _kbest(args) -> int:
+    from llmlab.core.errors import InputError
+
+    seg = _load(args.model, None)
+    if not hasattr(seg, "k_best"):
+        raise InputError(f"kbest needs a unigram or bigram model, {args.model!r} holds {seg.kind!r}")
+    for line in _input_lines(None):
+        for score, words in seg.k_best(line.strip(), args.k, by=args.by):
+            print(f"{score:.3f}\t{' '.join(words)}")
+        print()
+    return 0

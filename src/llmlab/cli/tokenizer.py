@@ -1,0 +1,113 @@
+"""``llmlab tokenizer``: train a tokenizer, encode / decode lines, show how a text splits."""
+
+from __future__ import annotations
+
+import sys
+
+from llmlab.cli.common import add_command, add_group
+
+ALGOS = ("bpe", "unigram", "wordpiece", "whitespace", "char")
+
+
+def register(sub) -> None:
+    g = add_group(sub, "tokenizer", "subword tokenizers: train, encode, decode, show")
+
+    p = add_command(g, "train", "learn a vocabulary and write a Hugging Face tokenizer.json", _train)
+    p.add_argument("--algo", choices=ALGOS, default="bpe", help="tokenization algorithm")
+    p.add_argument("--vocab-size", type=int, required=True, help="tokens in the vocabulary, special ones included")
+    p.add_argument("--input", nargs="+", required=True, metavar="FILE",
+                   help="text files (one document a line; .jsonl: the 'text' field) or built-in corpus names")
+    p.add_argument("--split", default="train", choices=("train", "dev", "test"), help="split of a built-in corpus")
+    p.add_argument("--pattern", default="gpt4", help="pre-tokenizer: gpt2, gpt4 or a regex (bpe, unigram, wordpiece)")
+    p.add_argument("--special-token", action="append", default=[], metavar="TOKEN",
+                   help="an extra special token, e.g. a chat role (repeatable)")
+    p.add_argument("-o", "--output", required=True, help="tokenizer.json to write (or a directory)")
+
+    p = add_command(g, "encode", "read lines on stdin, write each line's ids separated by spaces", _encode)
+    p.add_argument("--tokenizer", required=True, help="tokenizer.json (or the directory holding it)")
+    p.add_argument("--allow-special", action="store_true",
+                   help="let special-token spellings in the text stand for the special tokens")
+
+    p = add_command(g, "decode", "read lines of space-separated ids on stdin, write each line's text", _decode)
+    p.add_argument("--tokenizer", required=True, help="tokenizer.json (or the directory holding it)")
+
+    p = add_command(g, "show", "show how a text splits into characters, bytes, pre-tokens and tokens", _show)
+    p.add_argument("text", help="the text to split")
+    p.add_argument("--tokenizer", help="tokenizer.json to split with (default: only characters, bytes, pre-tokens)")
+    p.add_argument("--pattern", default="gpt4", help="pre-tokenizer to show when no tokenizer is given")
+
+
+def _train(args) -> int:
+    from llmlab.data.corpora import corpus_text
+    from llmlab.tokenizers.factory import train_tokenizer
+
+    texts: list[str] = []
+    for name in args.input:
+        texts.extend(corpus_text(name, args.split))
+    kw = {} if args.algo in ("char", "whitespace") else {"pattern": args.pattern}
+    if args.special_token and args.algo != "char":
+        kw["special_tokens"] = args.special_token
+    tok = train_tokenizer(args.algo, texts, args.vocab_size, **kw)
+    tok.save(args.output)
+    print(f"{args.algo}: {tok.vocab_size} tokens from {len(texts)} lines -> {args.output}")
+    return 0
+
+
+def _encode(args) -> int:
+    from llmlab.tokenizers.base import load_tokenizer
+
+    tok = load_tokenizer(args.tokenizer)
+    for line in sys.stdin:
+        text = line[:-1] if line.endswith("\n") else line
+        ids = tok.encode(text, allowed_special="all") if args.allow_special else tok.encode(text)
+        print(" ".join(map(str, ids)))
+    return 0
+
+
+def _decode(args) -> int:
+    from llmlab.core.errors import InputError
+    from llmlab.tokenizers.base import load_tokenizer
+
+    tok = load_tokenizer(args.tokenizer)
+    for n, line in enumerate(sys.stdin, 1):
+        try:
+            ids = [int(x) for x in line.split()]
+        except ValueError:
+            raise InputError(f"stdin line {n}: expected integer ids separated by spaces, "
+                             f"got {line.strip()!r}") from None
+        print(tok.decode(ids))
+    return 0
+
+
+def _show(args) -> int:
+    from llmlab.tokenizers.base import load_tokenizer
+    from llmlab.tokenizers.pretokenize import PreTokenizer
+
+    text = args.text
+    data = text.encode()
+    print(f"characters ({len(text)}): " + " ".join(repr(c) for c in text))
+    print(f"UTF-8 bytes ({len(data)}): " + " ".join(f"{b:02x}" for b in data))
+    if args.tokenizer is None:
+        pieces = PreTokenizer(args.pattern)(text)
+        print(f"pre-tokens, {args.pattern} ({len(pieces)}): " + " ".join(repr(p) for p in pieces))
+        return 0
+    tok = load_tokenizer(args.tokenizer)
+    if hasattr(tok, "pretok"):
+        pieces = tok.pretok(text)
+        print(f"pre-tokens ({len(pieces)}): " + " ".join(repr(p) for p in pieces))
+    ids = tok.encode(text)
+    shown = [_token_text(tok, i) for i in ids]
+    print(f"tokens ({len(ids)}): " + " ".join(shown))
+    print("ids: " + " ".join(map(str, ids)))
+    n = max(len(ids), 1)
+    print(f"{len(data) / n:.2f} bytes per token, {len(text) / n:.2f} characters per token")
+    return 0
+
+
+def _token_text(tok, i: int) -> str:
+    """A token as the text it stands for; a byte-level fragment of a character shows its bytes."""
+    raw = tok.decode_bytes([i]) if hasattr(tok, "decode_bytes") else tok.decode([i]).encode()
+    try:
+        return repr(raw.decode())
+    except UnicodeDecodeError:
+        return repr(raw)

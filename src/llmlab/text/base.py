@@ -1,0 +1,234 @@
+"""The segmenter interface, the lossless pre-split every segmenter shares, and the loader.
+
+Contract: ``"".join(seg.cut(text)) == text`` for every string. Every segmenter first splits the text
+at runs of whitespace (a whitespace run is always one word of its own), then hands each non-space run
+to its model. Models may look at width-normalised characters (full-width ``Ａ１`` as ``A1``) but always
+return slices of the original text.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from llmlab.core.errors import InputError
+from llmlab.core.io import atomic_write_json, read_text
+
+FORMAT = "llmlab-segmenter"
+VERSION = 1
+MODEL_FILE = "segmenter.json"
+
+_SPACE_SPLIT = re.compile(r"(\s+)")
+_SPACE = re.compile(r"\s")
+# A run of Latin letters / digits (either width) with inner decimal points: one unit for dictionaries.
+ALNUM_RUN = re.compile(r"[0-9A-Za-z\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]+(?:[.\uff0e][0-9\uff10-\uff19]+)*")
+
+
+def normalize_char(c: str) -> str:
+    """Full-width ASCII forms and the ideographic space to their half-width twins; others unchanged.
+
+    >>> normalize_char("Ａ") + normalize_char("１") + normalize_char("中") + normalize_char("\\u3000")
+    'A1中 '
+    """
+    o = ord(c)
+    if 0xFF01 <= o <= 0xFF5E:
+        return chr(o - 0xFEE0)
+    return " " if o == 0x3000 else c
+
+
+def normalize_text(text: str) -> str:
+    """`normalize_char` on every character; same length as the input.
+
+    >>> normalize_text("１９９８年ＡＢ")
+    '1998年AB'
+    """
+    return "".join(map(normalize_char, text))
+
+
+def split_spaces(text: str) -> list[str]:
+    """The text as alternating non-space runs and whitespace runs (empty pieces dropped).
+
+    >>> split_spaces("ab  c\\td")
+    ['ab', '  ', 'c', '\\t', 'd']
+    """
+    return [p for p in _SPACE_SPLIT.split(text) if p]
+
+
+def keep_runs_whole(text: str, words: list[str]) -> list[str]:
+    """Remove cuts that fall inside a Latin-letter / digit run (statistical models may propose them).
+
+    >>> keep_runs_whole("ab12中文", ["a", "b1", "2中", "文"])
+    ['ab12中', '文']
+    """
+    runs = [(m.start(), m.end()) for m in ALNUM_RUN.finditer(text) if m.end() - m.start() > 1]
+    if not runs:
+        return words
+    inside = {k for a, b in runs for k in range(a + 1, b)}
+    out: list[str] = []
+    pos = 0
+    for w in words:
+        if pos in inside and out:
+            out[-1] += w
+        else:
+            out.append(w)
+        pos += len(w)
+    return out
+
+
+def words_to_tags(words: Iterable[str]) -> list[str]:
+    """B/M/E/S tag per character (Begin, Middle, End of a word, Single-character word).
+
+    >>> "".join(words_to_tags(["中国", "人", "民主化"]))
+    'BESBME'
+    """
+    tags: list[str] = []
+    for w in words:
+        if len(w) == 1:
+            tags.append("S")
+        elif w:
+            tags.extend(["B"] + ["M"] * (len(w) - 2) + ["E"])
+    return tags
+
+
+def tags_to_words(text: str, tags: Iterable[str]) -> list[str]:
+    """Cut `text` before every B or S tag; lossless whatever the tags are.
+
+    >>> tags_to_words("中国人民主化", "BESBME")
+    ['中国', '人', '民主化']
+    """
+    words: list[str] = []
+    start = 0
+    for i, t in enumerate(tags):
+        if i > start and t in ("B", "S"):
+            words.append(text[start:i])
+            start = i
+    if start < len(text):
+        words.append(text[start:])
+    return words
+
+
+def check_sentences(sentences: Iterable[Iterable[str]], what: str = "training data") -> list[list[str]]:
+    """Segmented sentences as lists of non-empty words without whitespace, or an InputError."""
+    out = []
+    for i, s in enumerate(sentences, 1):
+        if isinstance(s, str):
+            raise InputError(f"{what}: sentence {i} is a string; expected a list of words")
+        words = list(s)
+        for w in words:
+            if not isinstance(w, str) or not w or _SPACE.search(w):
+                raise InputError(f"{what}: sentence {i} has an empty, non-string or whitespace word {w!r}")
+        if words:
+            out.append(words)
+    if not out:
+        raise InputError(f"{what}: no non-empty sentences to train on")
+    return out
+
+
+class Segmenter(ABC):
+    """Text -> words. Subclasses implement `_cut_run` (a run without whitespace), `train`, and
+    `_state` / `_from_state` for saving."""
+
+    kind: ClassVar[str] = ""
+
+    def cut(self, text: str) -> list[str]:
+        """The words of `text`; ``"".join(cut(text)) == text`` always."""
+        return self.cut_lines([text])[0]
+
+    def cut_lines(self, lines: Iterable[str]) -> list[list[str]]:
+        """`cut` of each line; the model sees all non-space runs of all lines in one batch."""
+        plans: list[list[str]] = []
+        runs: list[str] = []
+        for text in lines:
+            if not isinstance(text, str):
+                raise InputError(f"cut() needs a str, got {type(text).__name__}")
+            pieces = split_spaces(text) if _SPACE.search(text) else ([text] if text else [])
+            plans.append(pieces)
+            runs.extend(p for p in pieces if not p[0].isspace())
+        cut_runs = iter(self._cut_runs(runs))
+        out = []
+        for pieces in plans:
+            words: list[str] = []
+            for p in pieces:
+                if p[0].isspace():
+                    words.append(p)
+                else:
+                    words.extend(next(cut_runs))
+            out.append(words)
+        return out
+
+    def _cut_runs(self, runs: list[str]) -> list[list[str]]:
+        """`_cut_run` of each run; models that batch override this."""
+        return [self._cut_run(r) for r in runs]
+
+    @abstractmethod
+    def _cut_run(self, run: str) -> list[str]:
+        """Words of a non-empty string without whitespace."""
+
+    @classmethod
+    @abstractmethod
+    def train(cls, sentences: Iterable[Iterable[str]], config: Any = None) -> Segmenter:
+        """A segmenter learnt from segmented sentences (lists of words)."""
+
+    @abstractmethod
+    def _state(self, directory: Path) -> dict:
+        """JSON-able state; large arrays may be written as extra files into `directory`."""
+
+    @classmethod
+    @abstractmethod
+    def _from_state(cls, state: dict, directory: Path) -> Segmenter: ...
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the model into `directory` (``segmenter.json`` plus any array files)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        doc = {"format": FORMAT, "version": VERSION, "kind": self.kind, "state": self._state(d)}
+        atomic_write_json(d / MODEL_FILE, doc)
+        return d
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> Segmenter:
+        seg = load_segmenter(directory)
+        if not isinstance(seg, cls):
+            raise InputError(f"{str(directory)!r} holds a {seg.kind!r} segmenter, not a {cls.kind!r} one")
+        return seg
+
+
+# kind -> "module:Class"; imported on demand so loading one model never imports the others.
+KINDS: dict[str, str] = {
+    "fmm": "llmlab.text.matching:MaxMatchSegmenter",
+    "bmm": "llmlab.text.matching:MaxMatchSegmenter",
+    "bimm": "llmlab.text.matching:MaxMatchSegmenter",
+    "unigram": "llmlab.text.lattice:UnigramSegmenter",
+    "bigram": "llmlab.text.lattice:BigramSegmenter",
+    "hmm": "llmlab.text.hmm:HmmSegmenter",
+    "perceptron": "llmlab.text.perceptron:PerceptronSegmenter",
+}
+
+
+def segmenter_class(kind: str) -> type[Segmenter]:
+    if kind not in KINDS:
+        raise InputError(f"unknown segmenter {kind!r}; choose one of {sorted(KINDS)}")
+    module, name = KINDS[kind].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def load_segmenter(directory: str | os.PathLike) -> Segmenter:
+    """Load any segmenter saved with `Segmenter.save`, dispatching on its saved kind."""
+    d = Path(directory)
+    path = d / MODEL_FILE if d.is_dir() or not d.exists() else d
+    try:
+        doc = json.loads(read_text(path, "segmenter model"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"segmenter model {str(path)!r} is not valid JSON: {e.msg}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise InputError(f"{str(path)!r} is not an llmlab segmenter (format {FORMAT!r} missing)")
+    if doc.get("version") != VERSION:
+        raise InputError(f"{str(path)!r} has format version {doc.get('version')}, this llmlab reads {VERSION}")
+    cls = segmenter_class(str(doc.get("kind")))
+    return cls._from_state(doc["state"], path.parent)

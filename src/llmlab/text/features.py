@@ -1,0 +1,171 @@
+"""Hashed character-window features for B/M/E/S tagging, computed with numpy for whole texts.
+
+Each character position gets one feature per template: the (width-normalised) characters at
+offsets -2..2, the bigrams around it, a trigram, the character types of the window (digit, Latin,
+Han, Chinese numeral, date/unit character, punctuation, other), reduplication flags and, when a
+lexicon is given (a `SpanIndex` of width-normalised words), the lengths of the longest lexicon
+words that begin, end and cover the position. A template id and its values are hashed into a
+64-bit key (`llmlab.text.hashindex` maps keys to rows).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llmlab.text.lexmatch import SpanIndex
+
+BOS_CODE, EOS_CODE = 0x110001, 0x110002  # beyond Unicode, so never a real character
+PAD = 2  # window half-width
+
+OTHER, DIGIT, LATIN, HAN, NUMERAL, DATE, PUNCT, RARE = range(8)
+_NUMERALS = "〇一二三四五六七八九十百千万亿零两几半"
+_DATE = "年月日时分秒点号"
+_PUNCT = "，。、；：？！“”‘’（）《》〈〉【】『』「」—…·－～"
+
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+_SHIFT21 = np.uint64(21)
+
+
+def type_table() -> np.ndarray:
+    """Character type for every BMP code point (uint8, 65536 entries); built on demand, not at import."""
+    t = np.full(0x10000, OTHER, dtype=np.uint8)
+    t[0x4E00:0xA000] = HAN
+    t[0x3400:0x4DC0] = HAN
+    t[ord("0") : ord("9") + 1] = DIGIT
+    t[ord("A") : ord("Z") + 1] = LATIN
+    t[ord("a") : ord("z") + 1] = LATIN
+    for lo, hi in ((33, 48), (58, 65), (91, 97), (123, 127)):
+        t[lo:hi] = PUNCT
+    for chars, kind in ((_PUNCT, PUNCT), (_NUMERALS, NUMERAL), (_DATE, DATE)):
+        t[[ord(c) for c in chars]] = kind
+    return t
+
+
+def codes_of(text: str) -> np.ndarray:
+    """Width-normalised code points as uint64 (full-width ASCII forms -> ASCII, U+3000 -> space).
+
+    >>> codes_of("Ａ1中").tolist()
+    [65, 49, 20013]
+    """
+    c = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+    full = (c >= 0xFF01) & (c <= 0xFF5E)
+    c[full] -= np.uint64(0xFEE0)
+    c[c == 0x3000] = 0x20
+    return c
+
+
+def types_of(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Character types for codes (astral-plane characters are RARE).
+
+    >>> types_of(codes_of("1a中二年，😀"), type_table()).tolist()
+    [1, 2, 3, 4, 5, 6, 7]
+    """
+    small = codes < 0x10000
+    out = np.full(codes.shape, RARE, dtype=np.uint64)
+    out[small] = table[codes[small].astype(np.int64)]
+    return out
+
+
+def lexicon_spans(text: str, prefixes: dict[str, int], max_span: int = 6) -> np.ndarray:
+    """The scalar reference for `llmlab.text.lexmatch.SpanIndex.spans`: (n, 4) int array of the
+    longest lexicon word (length >= 2, capped) beginning at, ending at, and strictly covering each
+    position, and a frequency bin (0-3) of the longest word beginning there.
+
+    >>> lexicon_spans("中国人", {"中": 0, "中国": 1, "中国人": 2}).tolist()
+    [[3, 0, 0, 1], [0, 2, 3, 0], [0, 3, 0, 0]]
+    """
+    n = len(text)
+    begin, end, mid, freq = [0] * n, [0] * n, [0] * n, [0] * n
+    get = prefixes.get
+    for i in range(n):
+        j = i + 1
+        frag = text[i]
+        while j <= n:
+            c = get(frag)
+            if c is None:
+                break
+            if c and j - i >= 2:
+                v = j - i if j - i < max_span else max_span
+                begin[i] = v
+                freq[i] = 1 if c < 10 else (2 if c < 100 else 3)
+                if v > end[j - 1]:
+                    end[j - 1] = v
+                for k in range(i + 1, j - 1):
+                    if v > mid[k]:
+                        mid[k] = v
+            j += 1
+            frag = text[i:j]
+    return np.array([begin, end, mid, freq], dtype=np.int64).T.reshape(n, 4)
+
+
+def mix(values: np.ndarray) -> np.ndarray:
+    """64-bit keys for (T, n) uint64 values whose row index is the template id; never 0 (0 = empty)."""
+    t = np.arange(values.shape[0], dtype=np.uint64)[:, None]
+    h = values * _M1 + (t + np.uint64(1)) * _M2
+    h ^= h >> np.uint64(31)
+    h *= _M3
+    h ^= h >> np.uint64(29)
+    return h | np.uint64(1)
+
+
+def feature_keys(text: str, table: np.ndarray, lexicon: SpanIndex | None = None) -> np.ndarray:
+    """(n, T) uint64 feature keys, one per template, for each character of `text`.
+
+    >>> keys = feature_keys("中国人", type_table())
+    >>> keys.shape, bool((feature_keys("人", type_table())[0] != keys[2]).any())  # context differs
+    ((3, 14), True)
+    """
+    return feature_keys_many([text], table, lexicon)
+
+
+def feature_keys_many(texts: list[str], table: np.ndarray, lexicon: SpanIndex | None = None) -> np.ndarray:
+    """`feature_keys` of several texts at once (rows concatenated): each text is padded on its own,
+    so a text's keys do not depend on its neighbours; one numpy pass serves a whole batch.
+
+    >>> many = feature_keys_many(["中国", "人"], type_table())
+    >>> one = np.concatenate([feature_keys("中国", type_table()), feature_keys("人", type_table())])
+    >>> bool((many == one).all())
+    True
+    """
+    keys, cols = padded_keys(texts, table, lexicon)
+    return keys[:, cols].T.copy()
+
+
+def padded_keys(texts: list[str], table: np.ndarray, lexicon: SpanIndex | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(T, m) keys over the padded layout (each text with PAD slots either side; m counts the pads
+    between texts too) and the column of each real character. The fast path: score all m columns,
+    then pick the real ones, which copies far less than picking keys."""
+    lens = np.array([len(x) for x in texts], dtype=np.int64)
+    n = int(lens.sum())
+    # real character i of text k sits at i + PAD + 2 * PAD * k in the padded layout
+    pos = np.arange(n) + PAD + 2 * PAD * np.repeat(np.arange(len(texts)), lens)
+    size = n + 2 * PAD * len(texts)
+    c = np.full(size, EOS_CODE, dtype=np.uint64)
+    c[pos] = codes_of("".join(texts))
+    starts = pos[np.cumsum(lens) - lens]
+    left = np.concatenate([starts - k for k in range(1, PAD + 1)])
+    c[left] = BOS_CODE
+    t = types_of(c, table)
+    t[c == EOS_CODE] = 9
+    t[left] = 8
+    m = size - 2 * PAD
+    w = [c[k : k + m] for k in range(2 * PAD + 1)]  # offsets -2..2
+    ty = [t[k : k + m] for k in range(2 * PAD + 1)]
+    s21 = _SHIFT21
+    feats = [
+        *w,
+        (w[0] << s21) | w[1], (w[1] << s21) | w[2], (w[2] << s21) | w[3], (w[3] << s21) | w[4],
+        (w[1] << s21) | w[3],
+        (((w[1] << s21) | w[2]) << s21) | w[3],
+        ty[1] * np.uint64(100) + ty[2] * np.uint64(10) + ty[3],
+        ty[0] * np.uint64(10000) + ty[1] * np.uint64(1000) + ty[2] * np.uint64(100) + ty[3] * np.uint64(10) + ty[4],
+        (w[2] == w[1]).astype(np.uint64) + np.uint64(2) * (w[2] == w[3]) + np.uint64(4) * (w[2] == w[0]),
+    ]
+    if lexicon is not None:
+        spans = lexicon.spans(c)[PAD : PAD + m].astype(np.uint64)  # padding never matches a word
+        sb, se, sm, sf = spans[:, 0], spans[:, 1], spans[:, 2], spans[:, 3]
+        feats += [sb * np.uint64(100) + se * np.uint64(10) + sm, (sb << s21) | w[2], (se << s21) | w[2],
+                  (sm << s21) | w[2], sb * np.uint64(10) + sf]
+    return mix(np.stack(feats)), pos - PAD

@@ -1,0 +1,267 @@
+"""Word lattices: the DAG of all lexicon words in a sentence, and paths through it.
+
+``dag[i]`` lists the ends ``j`` of the words ``text[i:j]``; one-character (or one Latin/digit run)
+edges are always there, so every sentence has a path. Best path by unigram probability (max
+product, right-to-left like jieba), the k best paths (N-shortest), and the best path under a bigram
+word model. `score_segmentation` exposes the classic ranking principles for candidate cuts.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmlab.core.config import config_from_dict, config_to_dict
+from llmlab.core.errors import InputError
+from llmlab.text.base import ALNUM_RUN, check_sentences
+from llmlab.text.lexicon import DictSegmenter, Lexicon, alnum_ends
+
+
+def build_dag(text: str, lexicon: Lexicon) -> list[list[int]]:
+    """Ends of every lexicon word starting at each position, plus the fallback one-unit edge.
+
+    >>> build_dag("研究生", Lexicon({"研究": 1, "研究生": 1}))
+    [[1, 2, 3], [2], [3]]
+    """
+    n = len(text)
+    get = lexicon.prefixes.get
+    ends = alnum_ends(text) if ALNUM_RUN.search(text) else {}
+    dag = []
+    for i in range(n):
+        fallback = ends.get(i, i + 1)
+        out = [fallback]
+        j = i + 1
+        frag = text[i]
+        while j <= n:
+            c = get(frag)
+            if c is None:
+                break
+            if c and j != fallback and not (j in ends and ends.get(j - 1) == ends[j]):
+                out.append(j)
+            j += 1
+            frag = text[i:j]
+        dag.append(sorted(out) if len(out) > 1 else out)
+    return dag
+
+
+def dag_best_path(text: str, dag: list[list[int]], logp: Callable[[str], float]) -> list[str]:
+    """Max-product path: right-to-left DP of ``route[i] = max_j logp(text[i:j]) + route[j]``.
+
+    Ties go to the longer word.
+
+    >>> lp = {"研究": -1.0, "研究生": -1.5, "生命": -1.0, "命": -3.0, "研": -3.0, "究": -3.0, "生": -3.0}
+    >>> text = "研究生命"
+    >>> dag_best_path(text, [[1, 2, 3], [2], [3, 4], [4]], lambda w: lp[w])
+    ['研究', '生命']
+    """
+    n = len(text)
+    route: list[tuple[float, int]] = [(0.0, 0)] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        route[i] = max((logp(text[i:j]) + route[j][0], j) for j in dag[i])
+    return _follow(text, route)
+
+
+def _follow(text: str, route: list[tuple[float, int]]) -> list[str]:
+    words, i = [], 0
+    while i < len(text):
+        j = route[i][1]
+        words.append(text[i:j])
+        i = j
+    return words
+
+
+def k_best_paths(
+    text: str, dag: list[list[int]], weight: Callable[[str], float], k: int
+) -> list[tuple[float, list[str]]]:
+    """The `k` highest-scoring paths (score = sum of edge weights), best first.
+
+    With ``weight = lambda w: -1`` this is the classic N-shortest-paths method (fewest words first).
+
+    >>> [w for _, w in k_best_paths("研究生", [[1, 2, 3], [2], [3]], lambda w: -1.0, 3)]
+    [['研究生'], ['研究', '生'], ['研', '究', '生']]
+    """
+    if k < 1:
+        raise InputError(f"k must be >= 1, got {k}")
+    n = len(text)
+    # best[i]: up to k (score, j, rank in best[j]) for paths from i to the end, best first
+    best: list[list[tuple[float, int, int]]] = [[] for _ in range(n + 1)]
+    best[n] = [(0.0, n, -1)]
+    for i in range(n - 1, -1, -1):
+        cands = []
+        for j in dag[i]:
+            w = weight(text[i:j])
+            cands.extend((w + s, j, r) for r, (s, _, _) in enumerate(best[j]))
+        best[i] = heapq.nlargest(k, cands, key=lambda c: (c[0], c[1]))
+    out = []
+    for score, j, r in best[0]:
+        words, i = [text[0:j]], j
+        while i < n:
+            _, j2, r2 = best[i][r]
+            words.append(text[i:j2])
+            i, r = j2, r2
+        out.append((score, words) if n else (score, []))
+    return out
+
+
+@dataclass(frozen=True)
+class SegmentationScore:
+    """The classic principles for ranking candidate cuts; lower `key` is better."""
+
+    n_words: int  # fewer words is better
+    n_single: int  # fewer one-character words is better
+    n_oov: int  # fewer out-of-lexicon multi-character words is better
+    logp: float  # unigram log probability of the whole cut, higher is better
+
+    @property
+    def key(self) -> tuple[int, int, int, float]:
+        return (self.n_oov, self.n_words, self.n_single, -self.logp)
+
+
+def score_segmentation(words: Sequence[str], lexicon: Lexicon) -> SegmentationScore:
+    """Score one candidate segmentation.
+
+    >>> score_segmentation(["研究生", "命", "起源"], Lexicon({"研究生": 1, "起源": 1, "生命": 1})).n_single
+    1
+    """
+    return SegmentationScore(
+        n_words=len(words),
+        n_single=sum(len(w) == 1 for w in words),
+        n_oov=sum(len(w) > 1 and w not in lexicon for w in words),
+        logp=sum(lexicon.logp(w) for w in words),
+    )
+
+
+def rank_segmentations(candidates: Iterable[Sequence[str]],
+                       lexicon: Lexicon) -> list[tuple[SegmentationScore, list[str]]]:
+    """Candidates with their scores, best first (fewest OOV, words, single chars; then likeliest)."""
+    scored = [(score_segmentation(c, lexicon), list(c)) for c in candidates]
+    return sorted(scored, key=lambda p: p[0].key)
+
+
+@dataclass(frozen=True)
+class LatticeConfig:
+    min_count: int = 1  # training words seen fewer times stay out of the lexicon
+    bigram_weight: float = 0.7  # bigram model: weight of P(w | prev) against P(w), in [0, 1)
+
+    def __post_init__(self):
+        if self.min_count < 1:
+            raise InputError(f"min_count must be >= 1, got {self.min_count}")
+        if not 0.0 <= self.bigram_weight < 1.0:
+            raise InputError(f"bigram_weight must be in [0, 1), got {self.bigram_weight}")
+
+
+class UnigramSegmenter(DictSegmenter):
+    """Best DAG path under unigram word probabilities, plus k-best paths and candidate scoring.
+
+    >>> seg = UnigramSegmenter(Lexicon({"研究": 5, "研究生": 1, "生命": 5, "起源": 5}))
+    >>> seg.cut("研究生命起源")
+    ['研究', '生命', '起源']
+    >>> [words for _, words in seg.k_best("研究生命", 2)]
+    [['研究', '生命'], ['研究生', '命']]
+    """
+
+    kind = "unigram"
+
+    def __init__(self, lexicon: Lexicon, config: LatticeConfig | None = None):
+        super().__init__(lexicon)
+        self.config = config or LatticeConfig()
+
+    @classmethod
+    def train(cls, sentences: Iterable[Iterable[str]], config: LatticeConfig | None = None):
+        config = config or LatticeConfig()
+        lex = Lexicon.from_sentences(check_sentences(sentences))
+        if config.min_count > 1:
+            lex = Lexicon({w: c for w, c in lex.counts.items() if c >= config.min_count})
+        return cls(lex, config)
+
+    def _cut_run(self, run: str) -> list[str]:
+        return dag_best_path(run, build_dag(run, self.lexicon), self.lexicon.logp)
+
+    def k_best(self, text: str, k: int = 5, by: str = "prob") -> list[tuple[float, list[str]]]:
+        """The k best cuts of a text without whitespace: by unigram probability, or by="words" for
+        the classic N-shortest paths (each word costs 1)."""
+        if by not in ("prob", "words"):
+            raise InputError(f"by must be 'prob' or 'words', got {by!r}")
+        weight = self.lexicon.logp if by == "prob" else (lambda w: -1.0)
+        return k_best_paths(text, build_dag(text, self.lexicon), weight, k)
+
+    def score(self, words: Sequence[str]) -> SegmentationScore:
+        return score_segmentation(words, self.lexicon)
+
+    def _state(self, directory: Path) -> dict:
+        return {"config": config_to_dict(self.config), "lexicon": self.lexicon.to_dict()}
+
+    @classmethod
+    def _from_state(cls, state: dict, directory: Path):
+        return cls(Lexicon.from_dict(state["lexicon"]), config_from_dict(LatticeConfig, state["config"]))
+
+
+BOS, EOS = "<s>", "</s>"
+
+
+class BigramSegmenter(UnigramSegmenter):
+    """Best DAG path under an interpolated bigram word model:
+    ``P(w | v) = a * c(v, w) / c(v) + (1 - a) * P_unigram(w)``, with ``<s>`` and ``</s>`` at the ends."""
+
+    kind = "bigram"
+
+    def __init__(self, lexicon: Lexicon, bigrams: dict[tuple[str, str], int], config: LatticeConfig | None = None):
+        super().__init__(lexicon, config)
+        self.bigrams = bigrams
+        self.history = Counter()
+        for (v, _), c in bigrams.items():
+            self.history[v] += c
+
+    @classmethod
+    def train(cls, sentences: Iterable[Iterable[str]], config: LatticeConfig | None = None):
+        sents = check_sentences(sentences)
+        uni = UnigramSegmenter.train(sents, config)
+        bigrams: Counter = Counter()
+        for s in sents:
+            seq = [BOS, *s, EOS]
+            bigrams.update(zip(seq, seq[1:]))
+        return cls(uni.lexicon, dict(bigrams), uni.config)
+
+    def logp(self, prev: str, word: str) -> float:
+        a = self.config.bigram_weight
+        h = self.history.get(prev, 0)
+        p_bi = self.bigrams.get((prev, word), 0) / h if h else 0.0
+        p_uni = math.exp(self.lexicon.logp(word)) if word != EOS else 1.0 / max(len(self.lexicon), 1)
+        return math.log(a * p_bi + (1 - a) * p_uni)
+
+    def _cut_run(self, run: str) -> list[str]:
+        dag = build_dag(run, self.lexicon)
+        n = len(run)
+        # best[j][i]: best log prob of a path over run[:j] whose last word is run[i:j]
+        best: list[dict[int, tuple[float, int]]] = [{} for _ in range(n + 1)]
+        best[0][-1] = (0.0, -1)
+        for i in range(n):
+            if not best[i]:
+                continue
+            for j in dag[i]:
+                w = run[i:j]
+                for k, (s, _) in best[i].items():
+                    cand = s + self.logp(run[k:i] if k >= 0 else BOS, w)
+                    if i not in best[j] or cand > best[j][i][0]:
+                        best[j][i] = (cand, k)
+        last = max(best[n], key=lambda i: best[n][i][0] + self.logp(run[i:n], EOS))
+        words, j, i = [], n, last
+        while j > 0:
+            words.append(run[i:j])
+            j, i = i, best[j][i][1]
+        words.reverse()
+        return words
+
+    def _state(self, directory: Path) -> dict:
+        state = super()._state(directory)
+        state["bigrams"] = [[v, w, c] for (v, w), c in self.bigrams.items()]
+        return state
+
+    @classmethod
+    def _from_state(cls, state: dict, directory: Path):
+        bigrams = {(v, w): int(c) for v, w, c in state["bigrams"]}
+        return cls(Lexicon.from_dict(state["lexicon"]), bigrams, config_from_dict(LatticeConfig, state["config"]))

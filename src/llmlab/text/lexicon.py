@@ -1,0 +1,163 @@
+"""A word lexicon with counts and a prefix table, owned by each dictionary-aware segmenter.
+
+The prefix table maps every word and every proper prefix of a word to the word's count (0 for a
+prefix that is not itself a word), so a scan can stop as soon as a fragment is no prefix: jieba's
+trick, without jieba's module-level default dictionary.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from collections.abc import Iterable
+
+from llmlab.core.errors import InputError
+from llmlab.core.io import read_lines
+from llmlab.text.base import ALNUM_RUN, Segmenter
+
+
+class Lexicon:
+    """Word -> count, with total, longest word length and the prefix table.
+
+    >>> lex = Lexicon({"中国": 3, "中国人": 1, "人": 2})
+    >>> lex.total, lex.max_len, lex.prefixes["中"], "中国" in lex, "中" in lex
+    (6, 3, 0, True, False)
+    """
+
+    def __init__(self, counts: dict[str, int] | None = None):
+        self.counts: dict[str, int] = {}
+        self.prefixes: dict[str, int] = {}
+        self.total = 0
+        self.max_len = 1
+        self._suffixes: dict[str, int] | None = None
+        for w, c in (counts or {}).items():
+            self.add(w, c)
+
+    @classmethod
+    def from_sentences(cls, sentences: Iterable[Iterable[str]]) -> Lexicon:
+        return cls(dict(Counter(w for s in sentences for w in s)))
+
+    def __contains__(self, word: str) -> bool:
+        return self.counts.get(word, 0) > 0
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def count(self, word: str) -> int:
+        return self.counts.get(word, 0)
+
+    def add(self, word: str, count: int = 1) -> None:
+        """Add `count` occurrences of `word` (count >= 1)."""
+        if not isinstance(word, str) or not word or any(ch.isspace() for ch in word):
+            raise InputError(f"lexicon word must be a non-empty string without whitespace, got {word!r}")
+        if not isinstance(count, int) or count < 1:
+            raise InputError(f"count of {word!r} must be an integer >= 1, got {count!r}")
+        self.counts[word] = self.counts.get(word, 0) + count
+        self.total += count
+        self.max_len = max(self.max_len, len(word))
+        self.prefixes[word] = self.counts[word]
+        for i in range(1, len(word)):
+            self.prefixes.setdefault(word[:i], 0)
+        self._suffixes = None
+
+    @property
+    def suffixes(self) -> dict[str, int]:
+        """Like `prefixes`, for proper suffixes: what a right-to-left scan needs.
+
+        >>> sorted(Lexicon({"中国人": 1}).suffixes.items())
+        [('中国人', 1), ('人', 0), ('国人', 0)]
+        """
+        if self._suffixes is None:
+            table: dict[str, int] = {}
+            for w, c in self.counts.items():
+                table[w] = c
+                for i in range(1, len(w)):
+                    table.setdefault(w[i:], 0)
+            self._suffixes = table
+        return self._suffixes
+
+    def logp(self, word: str) -> float:
+        """Unigram log probability; an unknown word gets the probability of a count of 1/2.
+
+        >>> round(Lexicon({"a": 1, "b": 3}).logp("b"), 4)
+        -0.2877
+        """
+        return math.log(max(self.counts.get(word, 0), 0.5) / max(self.total, 1))
+
+    def suggest_count(self, word: str) -> int:
+        """The smallest count that makes `word` beat its best split into known pieces (unigram model).
+
+        >>> Lexicon({"中": 10, "国": 10}).suggest_count("中国")  # 10/20 * 10/20 * 20 -> 5, plus 1
+        6
+        """
+        n = len(word)
+        best = [0.0] + [-math.inf] * n
+        for j in range(1, n + 1):
+            for i in range(max(0, j - self.max_len), j):
+                piece = word[i:j]
+                if piece != word and (piece in self or j - i == 1):
+                    best[j] = max(best[j], best[i] + self.logp(piece))
+        return max(1, int(math.exp(best[n]) * max(self.total, 1)) + 1)
+
+    def add_user_words(self, entries: Iterable[tuple[str, int | None]]) -> None:
+        """Add (word, count) entries; a missing count is `suggest_count`, so the word wins."""
+        for word, count in entries:
+            self.add(word, count if count is not None else self.suggest_count(word))
+
+    def to_dict(self) -> dict:
+        return {"counts": self.counts}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Lexicon:
+        counts = d.get("counts")
+        if not isinstance(counts, dict):
+            raise InputError("saved lexicon has no 'counts' table")
+        return cls({str(k): int(v) for k, v in counts.items()})
+
+
+def read_user_dict(path: str | os.PathLike) -> list[tuple[str, int | None]]:
+    """A jieba-style user dictionary: one ``word [count] [tag]`` per line; ``#`` lines are comments.
+
+    A bad line is an error naming the file and line.
+    """
+    entries: list[tuple[str, int | None]] = []
+    for i, line in enumerate(read_lines(path, "user dictionary"), 1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        count = None
+        if len(parts) > 1 and parts[1].lstrip("-").isdigit():
+            count = int(parts[1])
+            if count < 1:
+                raise InputError(f"user dictionary {str(path)!r} line {i}: count must be >= 1, got {count}")
+        entries.append((parts[0], count))
+    return entries
+
+
+def alnum_ends(run: str) -> dict[int, int]:
+    """For each position inside a Latin/digit run, where the run ends (dictionaries keep runs whole).
+
+    >>> alnum_ends("ab中1.5")
+    {0: 2, 1: 2, 3: 6, 4: 6, 5: 6}
+    """
+    ends: dict[int, int] = {}
+    for m in ALNUM_RUN.finditer(run):
+        for k in range(m.start(), m.end()):
+            ends[k] = m.end()
+    return ends
+
+
+class DictSegmenter(Segmenter):
+    """A segmenter that owns a `Lexicon` (training words plus the user's own dictionary)."""
+
+    def __init__(self, lexicon: Lexicon):
+        self.lexicon = lexicon
+
+    def add_user_dict(self, source: str | os.PathLike | Iterable[tuple[str, int | None]]) -> None:
+        """Add a user dictionary: a file path (``word [count]`` lines) or (word, count-or-None) pairs."""
+        entries = read_user_dict(source) if isinstance(source, (str, os.PathLike)) else list(source)
+        self.lexicon.add_user_words(entries)
+
+    def add_word(self, word: str, count: int | None = None) -> None:
+        self.lexicon.add_user_words([(word, count)])

@@ -1,0 +1,239 @@
+"""Part-of-speech taggers over segmented words (PKU tagset from `pfr1998`): the tagger interface, a
+bigram HMM tagger, the loader, and segment-then-tag.
+
+Unknown words matter most: the HMM scores them with ``P(tag | last character) / P(tag)`` learnt
+from rare training words (words of rare types behave like unseen ones); the perceptron tagger
+(`llmlab.text.pos_perceptron`) uses character and suffix features.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from llmlab.core.config import config_from_dict, config_to_dict
+from llmlab.core.errors import InputError
+from llmlab.core.io import atomic_write_json, read_text
+from llmlab.text.base import Segmenter
+
+FORMAT = "llmlab-pos-tagger"
+VERSION = 1
+MODEL_FILE = "tagger.json"
+NEG = -1e30
+SPACE_TAG = "w"  # the tag given to whitespace runs by `cut_and_tag`
+
+
+def check_tagged(sentences: Iterable[Sequence[tuple[str, str]]], what: str = "training data"):
+    """Tagged sentences as lists of (word, tag) with non-empty strings, or an InputError."""
+    out = []
+    for i, s in enumerate(sentences, 1):
+        pairs = [tuple(p) for p in s]
+        for p in pairs:
+            if len(p) != 2 or not all(isinstance(x, str) and x for x in p):
+                raise InputError(f"{what}: sentence {i} has a bad (word, tag) pair {p!r}")
+        if pairs:
+            out.append(pairs)
+    if not out:
+        raise InputError(f"{what}: no tagged sentences to train on")
+    return out
+
+
+def viterbi(emissions: np.ndarray, trans: np.ndarray, start: np.ndarray) -> list[int]:
+    """Best label sequence for ``emissions`` (n, K), ``trans`` (K from, K to) and ``start`` (K).
+
+    >>> viterbi(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[0.0, -5.0], [0.0, 0.0]]), np.zeros(2))
+    [0, 0]
+    """
+    n, k = emissions.shape
+    if n == 0:
+        return []
+    score = start + emissions[0]
+    back = np.zeros((n, k), dtype=np.int64)
+    cols = np.arange(k)
+    for i in range(1, n):
+        cand = score[:, None] + trans  # (K from, K to)
+        back[i] = cand.argmax(axis=0)
+        score = cand[back[i], cols] + emissions[i]
+    best = [int(score.argmax())]
+    for i in range(n - 1, 0, -1):
+        best.append(int(back[i, best[-1]]))
+    best.reverse()
+    return best
+
+
+class PosTagger(ABC):
+    """Words -> tags. Subclasses implement `tag`, `train`, `_state` and `_from_state`."""
+
+    kind: ClassVar[str] = ""
+
+    @abstractmethod
+    def tag(self, words: Sequence[str]) -> list[str]:
+        """One tag per word."""
+
+    def tag_sentences(self, sentences: Iterable[Sequence[str]]) -> list[list[str]]:
+        return [self.tag(list(s)) for s in sentences]
+
+    @classmethod
+    @abstractmethod
+    def train(cls, sentences: Iterable[Sequence[tuple[str, str]]], config: Any = None) -> PosTagger: ...
+
+    @abstractmethod
+    def _state(self, directory: Path) -> dict: ...
+
+    @classmethod
+    @abstractmethod
+    def _from_state(cls, state: dict, directory: Path) -> PosTagger: ...
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(d / MODEL_FILE, {"format": FORMAT, "version": VERSION, "kind": self.kind,
+                                           "state": self._state(d)})
+        return d
+
+
+TAGGER_KINDS: dict[str, str] = {
+    "hmm": "llmlab.text.pos:HmmTagger",
+    "perceptron": "llmlab.text.pos_perceptron:PerceptronTagger",
+}
+
+
+def tagger_class(kind: str) -> type[PosTagger]:
+    if kind not in TAGGER_KINDS:
+        raise InputError(f"unknown POS tagger {kind!r}; choose one of {sorted(TAGGER_KINDS)}")
+    module, name = TAGGER_KINDS[kind].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def load_tagger(directory: str | os.PathLike) -> PosTagger:
+    """Load a tagger saved with `PosTagger.save`, dispatching on its kind."""
+    path = Path(directory) / MODEL_FILE if Path(directory).is_dir() else Path(directory)
+    try:
+        doc = json.loads(read_text(path, "POS tagger model"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"POS tagger model {str(path)!r} is not valid JSON: {e.msg}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
+        raise InputError(f"{str(path)!r} is not an llmlab POS tagger of format version {VERSION}")
+    return tagger_class(str(doc.get("kind")))._from_state(doc["state"], path.parent)
+
+
+def cut_and_tag(segmenter: Segmenter, tagger: PosTagger, text: str) -> list[tuple[str, str]]:
+    """Segment, then tag the words; whitespace runs stay as words tagged `SPACE_TAG`.
+
+    The words joined give back `text` exactly.
+    """
+    words = segmenter.cut(text)
+    real = [w for w in words if not w.isspace()]
+    tags = iter(tagger.tag(real))
+    return [(w, SPACE_TAG if w.isspace() else next(tags)) for w in words]
+
+
+@dataclass(frozen=True)
+class HmmTaggerConfig:
+    smoothing: float = 0.1  # add-k for transitions and the suffix model, > 0
+    rare_count: int = 2  # words seen at most this often train the unknown-word (suffix) model
+
+    def __post_init__(self):
+        if not self.smoothing > 0:
+            raise InputError(f"smoothing must be > 0, got {self.smoothing}")
+        if self.rare_count < 1:
+            raise InputError(f"rare_count must be >= 1, got {self.rare_count}")
+
+
+class HmmTagger(PosTagger):
+    """Bigram HMM: ``P(tag | previous tag) * P(word | tag)``, Viterbi decoding.
+
+    >>> t = HmmTagger.train([[("他", "r"), ("跑", "v")], [("我", "r"), ("跑", "v")], [("跑", "v")]])
+    >>> t.tag(["我", "跑"])
+    ['r', 'v']
+    """
+
+    kind = "hmm"
+
+    def __init__(self, tags: list[str], start: list[float], trans: list[list[float]],
+                 emit: dict[str, dict[str, float]], suffix: dict[str, list[float]], unknown: list[float],
+                 config: HmmTaggerConfig | None = None):
+        self.tags, self.emit, self.suffix, self.config = tags, emit, suffix, config or HmmTaggerConfig()
+        self.start, self.trans, self.unknown = np.array(start), np.array(trans), np.array(unknown)
+        self._tag_id = {t: i for i, t in enumerate(tags)}
+
+    @classmethod
+    def train(cls, sentences, config: HmmTaggerConfig | None = None) -> HmmTagger:
+        config = config or HmmTaggerConfig()
+        sents = check_tagged(sentences)
+        k = config.smoothing
+        tags = sorted({t for s in sents for _, t in s})
+        tid = {t: i for i, t in enumerate(tags)}
+        start, trans = np.full(len(tags), k), np.full((len(tags), len(tags)), k)
+        pair, word_count, tag_count = Counter(), Counter(), Counter()
+        for s in sents:
+            start[tid[s[0][1]]] += 1
+            for (_, a), (_, b) in zip(s, s[1:]):
+                trans[tid[a], tid[b]] += 1
+            pair.update(s)
+            word_count.update(w for w, _ in s)
+            tag_count.update(t for _, t in s)
+        emit: dict[str, dict[str, float]] = {}
+        for (w, t), c in pair.items():
+            emit.setdefault(w, {})[t] = math.log(c / tag_count[t])
+        suffix, unknown = _suffix_model(pair, word_count, tag_count, tags, config)
+        start_lp = np.log(start / start.sum())
+        trans_lp = np.log(trans / trans.sum(axis=1, keepdims=True))
+        return cls(tags, start_lp.tolist(), trans_lp.tolist(), emit, suffix, unknown, config)
+
+    def _emissions(self, words: Sequence[str]) -> np.ndarray:
+        em = np.full((len(words), len(self.tags)), NEG)
+        for i, w in enumerate(words):
+            known = self.emit.get(w)
+            if known:
+                for t, lp in known.items():
+                    em[i, self._tag_id[t]] = lp
+            else:
+                em[i] = self.suffix.get(w[-1], self.unknown)
+        return em
+
+    def tag(self, words: Sequence[str]) -> list[str]:
+        ids = viterbi(self._emissions(words), self.trans, self.start)
+        return [self.tags[i] for i in ids]
+
+    def _state(self, directory: Path) -> dict:
+        return {"config": config_to_dict(self.config), "tags": self.tags, "start": self.start.tolist(),
+                "trans": self.trans.tolist(), "emit": self.emit, "suffix": self.suffix,
+                "unknown": self.unknown.tolist()}
+
+    @classmethod
+    def _from_state(cls, state: dict, directory: Path) -> HmmTagger:
+        return cls(state["tags"], state["start"], state["trans"], state["emit"], state["suffix"],
+                   state["unknown"], config_from_dict(HmmTaggerConfig, state["config"]))
+
+
+def _suffix_model(pair: Counter, word_count: Counter, tag_count: Counter, tags: list[str], config: HmmTaggerConfig):
+    """Unknown-word emission scores ``log P(tag | last char) - log P(tag)`` (Bayes: proportional to
+    ``log P(word | tag)``), P(tag | last char) from rare words, smoothed toward their tag distribution."""
+    k = config.smoothing
+    rare_tag = Counter()
+    by_last: dict[str, Counter] = {}
+    for (w, t), c in pair.items():
+        if word_count[w] <= config.rare_count:
+            rare_tag[t] += c
+            by_last.setdefault(w[-1], Counter())[t] += c
+    total = sum(rare_tag.values()) + k * len(tags)
+    prior = np.array([(rare_tag[t] + k) / total for t in tags])
+    all_tags = np.array([tag_count[t] for t in tags], dtype=float)
+    log_all = np.log(all_tags / all_tags.sum())
+    suffix = {}
+    for ch, cnt in by_last.items():
+        n = sum(cnt.values())
+        p = (np.array([cnt[t] for t in tags]) + 5.0 * prior) / (n + 5.0)  # 5 pseudo-counts of prior
+        suffix[ch] = (np.log(p) - log_all).tolist()
+    return suffix, (np.log(prior) - log_all).tolist()

@@ -1,0 +1,207 @@
+"""A structured averaged-perceptron POS tagger with word-window, character and suffix features.
+
+Features per word: the words at offsets -2..2, word bigrams around it, its first and last one or
+two characters, its length and character-type shape, and the neighbours' edge characters. These
+character features are what tag unknown words. Training and decoding share the segmenter's exact
+feature index and update rule (`llmlab.text.hashindex`, `llmlab.text.perceptron`).
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from llmlab.core.config import config_from_dict, config_to_dict
+from llmlab.core.errors import InputError
+from llmlab.core.io import atomic_path
+from llmlab.core.progress import progress
+from llmlab.text.base import normalize_text
+from llmlab.text.features import mix, type_table
+from llmlab.text.hashindex import FeatureIndex
+from llmlab.text.perceptron import perceptron_update
+from llmlab.text.pos import PosTagger, check_tagged, viterbi
+
+log = logging.getLogger(__name__)
+WEIGHTS_FILE = "weights.safetensors"
+_BOS, _EOS = 0x1_0000_0001, 0x1_0000_0002  # beyond any crc32 value
+
+
+def _h(s: str) -> int:
+    return zlib.crc32(s.encode("utf-8", "surrogatepass"))
+
+
+def _shape(word: str, table: np.ndarray) -> int:
+    """Char-type code of the first and last characters and the length (capped at 6)."""
+    first, last = ord(word[0]), ord(word[-1])
+    tf = int(table[first]) if first < 0x10000 else 7
+    tl = int(table[last]) if last < 0x10000 else 7
+    return (tf * 10 + tl) * 10 + min(len(word), 6)
+
+
+def word_keys(words: Sequence[str], table: np.ndarray) -> np.ndarray:
+    """(n, T) uint64 feature keys for each word of a sentence.
+
+    >>> k = word_keys(["他", "跑"], type_table())
+    >>> k.shape, bool((k[0] != word_keys(["他", "走"], type_table())[0]).any())
+    ((2, 16), True)
+    """
+    norm = [normalize_text(w) for w in words]
+    n = len(norm)
+    ids = np.array([_BOS, _BOS, *(_h(w) for w in norm), _EOS, _EOS], dtype=np.uint64)
+    first = np.array([_h(w[0]) for w in norm], dtype=np.uint64)
+    last = np.array([_h(w[-1]) for w in norm], dtype=np.uint64)
+    first2 = np.array([_h(w[:2]) for w in norm], dtype=np.uint64)
+    last2 = np.array([_h(w[-2:]) for w in norm], dtype=np.uint64)
+    shape = np.array([_shape(w, table) for w in norm], dtype=np.uint64)
+    edge_l = np.concatenate([[_BOS], last[:-1]]).astype(np.uint64)  # last char of the previous word
+    edge_r = np.concatenate([first[1:], [_EOS]]).astype(np.uint64)  # first char of the next word
+    w = [ids[k : k + n] for k in range(5)]  # offsets -2..2
+    s32 = np.uint64(32)
+    feats = [*w, (w[1] << s32) ^ w[2], (w[2] << s32) ^ w[3], (w[1] << s32) ^ w[3], first, last, first2, last2,
+             shape, (last << s32) ^ shape, edge_l, edge_r]
+    return mix(np.stack(feats)).T.copy()
+
+
+def build_tagdict(sents, tid: dict[str, int], min_count: int) -> dict[str, list[int]]:
+    """Tag ids seen with each word seen at least `min_count` times (empty when min_count is 0).
+
+    >>> build_tagdict([[("的", "u"), ("的", "u")], [("了", "u")]], {"u": 0, "y": 1}, 2)
+    {'的': [0]}
+    """
+    if min_count == 0:
+        return {}
+    counts: Counter = Counter()
+    seen: dict[str, set[int]] = {}
+    for s in sents:
+        for w, t in s:
+            counts[w] += 1
+            seen.setdefault(w, set()).add(tid[t])
+    return {w: sorted(seen[w]) for w, c in counts.items() if c >= min_count}
+
+
+def tag_mask(words: Sequence[str], tagdict: dict[str, list[int]], k: int) -> np.ndarray:
+    """(n, k) additive mask: 0 for allowed tags, a large negative score for the others.
+
+    >>> tag_mask(["的", "书"], {"的": [0]}, 2).tolist()
+    [[0.0, -1000000.0], [0.0, 0.0]]
+    """
+    mask = np.zeros((len(words), k))
+    for i, w in enumerate(words):
+        allowed = tagdict.get(w)
+        if allowed is not None:
+            mask[i] = -1e6
+            mask[i, allowed] = 0.0
+    return mask
+
+
+@dataclass(frozen=True)
+class PerceptronTaggerConfig:
+    epochs: int = 8  # passes over the training sentences
+    min_feature_count: int = 1  # features seen fewer times in training get no weight
+    tagdict_min_count: int = 0  # words seen this often may only take tags seen with them (0 = off)
+    seed: int = 0  # shuffling order of the sentences each epoch
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise InputError(f"epochs must be >= 1, got {self.epochs}")
+        if self.min_feature_count < 1:
+            raise InputError(f"min_feature_count must be >= 1, got {self.min_feature_count}")
+        if self.tagdict_min_count < 0:
+            raise InputError(f"tagdict_min_count must be >= 0, got {self.tagdict_min_count}")
+
+
+class PerceptronTagger(PosTagger):
+    """Structured averaged perceptron over PKU tags with first-order transitions.
+
+    >>> data = [[("他", "r"), ("跑", "v")], [("我", "r"), ("走", "v")], [("书", "n")]] * 3
+    >>> PerceptronTagger.train(data, PerceptronTaggerConfig(epochs=3)).tag(["我", "跑"])
+    ['r', 'v']
+    """
+
+    kind = "perceptron"
+
+    def __init__(self, tags: list[str], index: FeatureIndex, weights: np.ndarray, trans: np.ndarray,
+                 start: np.ndarray, config: PerceptronTaggerConfig | None = None,
+                 tagdict: dict[str, list[int]] | None = None):
+        self.tags, self.index, self.weights = tags, index, weights
+        self.tagdict = tagdict or {}
+        self.trans, self.start = np.asarray(trans, np.float64), np.asarray(start, np.float64)
+        self.config = config or PerceptronTaggerConfig()
+        self._table = type_table()
+
+    def tag(self, words: Sequence[str]) -> list[str]:
+        if not words:
+            return []
+        em = self.weights[self.index.lookup(word_keys(words, self._table))].sum(axis=1).astype(np.float64)
+        em += tag_mask(words, self.tagdict, len(self.tags))
+        return [self.tags[i] for i in viterbi(em, self.trans, self.start)]
+
+    @classmethod
+    def train(cls, sentences, config: PerceptronTaggerConfig | None = None) -> PerceptronTagger:
+        config = config or PerceptronTaggerConfig()
+        sents = check_tagged(sentences)
+        tags = sorted({t for s in sents for _, t in s})
+        tid = {t: i for i, t in enumerate(tags)}
+        table = type_table()
+        keys = [word_keys([w for w, _ in s], table) for s in progress(sents, desc="features")]
+        uniq, counts = np.unique(np.concatenate([k.ravel() for k in keys]), return_counts=True)
+        index = FeatureIndex(uniq[counts >= config.min_feature_count])
+        slots = [index.lookup(k) for k in keys]
+        golds = [np.array([tid[t] for _, t in s], dtype=np.int64) for s in sents]
+        tagdict = build_tagdict(sents, tid, config.tagdict_min_count)
+        masks = [tag_mask([w for w, _ in s], tagdict, len(tags)) for s in sents]
+        K = len(tags)
+        w, u = np.zeros((index.size + 1, K), np.float32), np.zeros((index.size + 1, K))
+        tr, tr_u, st, st_u = np.zeros((K, K)), np.zeros((K, K)), np.zeros(K), np.zeros(K)
+        rng, step = np.random.default_rng(config.seed), 1
+        for epoch in range(config.epochs):
+            wrong = 0
+            for i in progress(rng.permutation(len(sents)), desc=f"epoch {epoch + 1}/{config.epochs}"):
+                r, gold = slots[i], golds[i]
+                em = w[r].sum(axis=1).astype(np.float64) + masks[i]
+                pred = np.array(viterbi(em, tr, st), dtype=np.int64)
+                if (pred != gold).any():
+                    wrong += int((pred != gold).sum())
+                    perceptron_update(w, u, r, gold, pred, step)
+                    for arr, scale in ((tr, 1.0), (tr_u, float(step))):
+                        np.add.at(arr, (gold[:-1], gold[1:]), scale)
+                        np.add.at(arr, (pred[:-1], pred[1:]), -scale)
+                    for arr, scale in ((st, 1.0), (st_u, float(step))):
+                        arr[gold[0]] += scale
+                        arr[pred[0]] -= scale
+                step += 1
+            log.info("epoch %d: %d wrongly tagged training words", epoch + 1, wrong)
+        w -= (u / step).astype(np.float32)
+        w[index.missing] = 0.0
+        return cls(tags, index, w, tr - tr_u / step, st - st_u / step, config, tagdict)
+
+    def _state(self, directory: Path) -> dict:
+        from safetensors.numpy import save_file
+
+        nz = np.nonzero(np.any(self.weights[: self.index.size] != 0, axis=1))[0]
+        with atomic_path(directory / WEIGHTS_FILE) as tmp:
+            save_file({"keys": self.index.keys[nz].view(np.int64),
+                       "weights": np.ascontiguousarray(self.weights[nz])}, str(tmp))
+        return {"config": config_to_dict(self.config), "tags": self.tags, "trans": self.trans.tolist(),
+                "start": self.start.tolist(), "tagdict": self.tagdict, "weights_file": WEIGHTS_FILE}
+
+    @classmethod
+    def _from_state(cls, state: dict, directory: Path) -> PerceptronTagger:
+        from safetensors.numpy import load_file
+
+        path = directory / state.get("weights_file", WEIGHTS_FILE)
+        if not path.is_file():
+            raise InputError(f"POS tagger weights {str(path)!r} are missing")
+        arrays = load_file(str(path))
+        keys = arrays["keys"].view(np.uint64)
+        index = FeatureIndex(keys)
+        weights = np.zeros((index.size + 1, len(state["tags"])), np.float32)
+        weights[index.lookup(keys)] = arrays["weights"]
+        return cls(state["tags"], index, weights, np.array(state["trans"]), np.array(state["start"]),
+                   config_from_dict(PerceptronTaggerConfig, state["config"]), state.get("tagdict"))

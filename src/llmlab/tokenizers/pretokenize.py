@@ -1,0 +1,180 @@
+"""Pre-tokenization: how text is cut into pieces before a subword model sees them.
+
+A subword model never merges across a piece boundary, so the split decides what tokens can exist.
+GPT-2 splits letters, digits, punctuation and spaces apart and keeps one leading space on a word;
+GPT-4 (cl100k) also caps digit runs at three and lets punctuation absorb a newline:
+
+>>> PreTokenizer("gpt2")("Hello world, 12345!")
+['Hello', ' world', ',', ' 12345', '!']
+>>> PreTokenizer("gpt4")("Hello world, 12345!")
+['Hello', ' world', ',', ' ', '123', '45', '!']
+
+Chinese has no spaces, so a whole clause is one piece. A CJK-aware pre-tokenizer cuts the pieces that
+hold Han characters with any word segmenter (a ``cut(str) -> list[str]`` callable):
+
+>>> PreTokenizer("gpt2", segmenter=lambda s: [s[:2], s[2:]])("我们 喜欢")
+['我们', ' 喜', '欢']
+
+Byte-level models see a piece as UTF-8 bytes, shown in ``tokenizer.json`` through GPT-2's printable
+stand-ins (`bytes_to_unicode`): a space byte is written ``Ġ``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+
+import regex
+
+from llmlab.core.errors import InputError
+
+# Named split patterns. "gpt4" is the cl100k pattern in the form Hugging Face's Llama-3 files use
+# (no possessive quantifiers), so both `regex` and HF's Oniguruma read it the same way.
+PATTERNS: dict[str, str] = {
+    "gpt2": r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+    "gpt4": r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+""",
+    "whitespace": r"""\S+|\s+""",
+}
+_HAN = regex.compile(r"\p{Han}")
+
+
+@functools.lru_cache(maxsize=1)
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from the 256 byte values to printable characters.
+
+    >>> m = bytes_to_unicode()
+    >>> m[ord("a")], m[ord(" ")], m[0], len(set(m.values()))
+    ('a', 'Ġ', 'Ā', 256)
+    """
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    keep += list(range(ord("®"), ord("ÿ") + 1))
+    out, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            out[b] = chr(b)
+        else:
+            out[b] = chr(256 + extra)
+            extra += 1
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def unicode_to_bytes() -> dict[str, int]:
+    return {c: b for b, c in bytes_to_unicode().items()}
+
+
+def bytes_to_token(data: bytes) -> str:
+    """The ``tokenizer.json`` spelling of a byte string.
+
+    >>> bytes_to_token(" 中".encode())
+    'Ġä¸Ń'
+    """
+    m = bytes_to_unicode()
+    return "".join(m[b] for b in data)
+
+
+def token_to_bytes(token: str) -> bytes:
+    """The bytes a ``tokenizer.json`` byte-level token stands for.
+
+    >>> token_to_bytes('Ġä¸Ń').decode()
+    ' 中'
+    """
+    m = unicode_to_bytes()
+    try:
+        return bytes(m[c] for c in token)
+    except KeyError as e:
+        raise InputError(f"token {token!r} is not in the byte-level alphabet (character {e.args[0]!r})") from None
+
+
+def byte_alphabet() -> list[int]:
+    """The 256 byte values in the order Hugging Face's trainer gives them ids: by stand-in code point.
+
+    >>> byte_alphabet()[:3], byte_alphabet()[-1]
+    ([33, 34, 35], 173)
+    """
+    m = bytes_to_unicode()
+    return sorted(range(256), key=lambda b: m[b])
+
+
+class PreTokenizer:
+    """Cuts text into pieces with a named or custom regex, then optionally segments Chinese pieces.
+
+    The pieces always join back to the input: nothing is dropped or altered.
+    """
+
+    def __init__(self, pattern: str = "gpt4", segmenter: Callable[[str], list[str]] | None = None):
+        self.pattern = pattern
+        self.regex_text = PATTERNS.get(pattern, pattern)
+        try:
+            self._re = regex.compile(self.regex_text)
+        except regex.error as e:
+            raise InputError(f"pre-tokenizer pattern {pattern!r} is not a valid regex: {e}") from None
+        self.segmenter = segmenter
+
+    def __call__(self, text: str) -> list[str]:
+        pieces = self._re.findall(text)
+        if "".join(pieces) != text:
+            # A custom pattern may skip characters; keep the gaps as pieces so nothing is lost.
+            pieces = self._with_gaps(text)
+        if self.segmenter is not None:
+            pieces = list(self._segment(pieces))
+        return pieces
+
+    def _with_gaps(self, text: str) -> list[str]:
+        out, pos = [], 0
+        for m in self._re.finditer(text):
+            if m.start() > pos:
+                out.append(text[pos:m.start()])
+            if m.end() > m.start():
+                out.append(m.group())
+            pos = m.end()
+        if pos < len(text):
+            out.append(text[pos:])
+        return out
+
+    def _segment(self, pieces: Iterable[str]) -> Iterable[str]:
+        for p in pieces:
+            if not _HAN.search(p):
+                yield p
+                continue
+            words = self.segmenter(p)
+            if "".join(words) != p:
+                raise InputError(f"segmenter changed the text {p!r} into {words!r}; it must only cut")
+            yield from (w for w in words if w)
+
+    def to_hf(self) -> dict:
+        """The HF ``Split`` pre-tokenizer (the segmenter, a Python callable, cannot be saved)."""
+        return {"type": "Split", "pattern": {"Regex": self.regex_text}, "behavior": "Isolated", "invert": False}
+
+    @classmethod
+    def from_hf(cls, doc: dict | None) -> PreTokenizer:
+        """Read back a ``Split`` (alone or first in a ``Sequence``) or GPT-2's ``ByteLevel(use_regex)``."""
+        if doc and doc.get("type") == "Sequence":
+            parts = doc.get("pretokenizers") or []
+            splits = [p for p in parts if p.get("type") == "Split"]
+            doc = splits[0] if splits else (parts[0] if parts else None)
+        if doc and doc.get("type") == "Split" and "Regex" in doc.get("pattern", {}):
+            text = doc["pattern"]["Regex"]
+            return cls(next((k for k, v in PATTERNS.items() if v == text), text))
+        if doc and doc.get("type") == "ByteLevel" and doc.get("use_regex", True):
+            if doc.get("add_prefix_space"):
+                raise InputError("unsupported pre-tokenizer: ByteLevel with add_prefix_space=true")
+            return cls("gpt2")
+        raise InputError(f"unsupported pre-tokenizer in tokenizer file: {doc!r}")
+
+
+def split_specials(text: str, specials: Iterable[str]) -> list[tuple[str, bool]]:
+    """Cut `text` around occurrences of `specials` (leftmost, then longest), marking which are special.
+
+    >>> split_specials("hi<|eos|>yo", ["<|eos|>"])
+    [('hi', False), ('<|eos|>', True), ('yo', False)]
+    """
+    specials = sorted(set(specials), key=lambda s: (-len(s), s))
+    if not specials:
+        return [(text, False)] if text else []
+    out = []
+    for i, part in enumerate(regex.split("(" + "|".join(regex.escape(s) for s in specials) + ")", text)):
+        if part:
+            out.append((part, i % 2 == 1))
+    return out

@@ -1,0 +1,183 @@
+"""What the subword tokenizers (BPE, Unigram, WordPiece, whitespace) share: special tokens, the
+pre-tokenizer, a cache of encoded pieces, and the frame of the Hugging Face ``tokenizer.json``.
+
+A subclass supplies `_encode_piece` (one pre-token to ids), `id_to_token`, `decode` and the HF
+``model`` / ``decoder`` documents.
+
+Special tokens occupy the first ids. Ordinary text never produces them: ``encode("<|eos|>")`` spells
+the characters. Pass ``allowed_special`` to let their spelling in the text stand for them, as Hugging
+Face's ``Tokenizer.encode`` does by default::
+
+    tok.encode("a<|eos|>")                        # ids of 'a', '<', '|', 'eos', ... no special id
+    tok.encode("a<|eos|>", allowed_special="all")  # ids of 'a', then tok.eos_id
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from llmlab.core.errors import InputError
+from llmlab.tokenizers.base import SPECIAL_TOKENS, UNK, Tokenizer
+from llmlab.tokenizers.pretokenize import PreTokenizer, split_specials
+
+CACHE_SIZE = 1 << 18  # encoded pieces remembered per tokenizer; cleared when full
+
+
+def check_specials(specials: Iterable[str]) -> tuple[str, ...]:
+    """The special tokens a new tokenizer gets: llmlab's four first, then any extra ones (chat roles).
+
+    >>> check_specials(["<|user|>"])
+    ('<unk>', '<|bos|>', '<|eos|>', '<|pad|>', '<|user|>')
+    """
+    extra = [s for s in specials if s not in SPECIAL_TOKENS]
+    out = tuple(SPECIAL_TOKENS) + tuple(dict.fromkeys(extra))
+    for s in out:
+        if not isinstance(s, str) or not s:
+            raise InputError(f"special tokens must be non-empty strings, got {s!r}")
+    return out
+
+
+def count_pieces(texts: Iterable[str], pretok: PreTokenizer) -> Counter[str]:
+    """How often each pre-token occurs in the corpus; raises on an empty corpus.
+
+    >>> sorted(count_pieces(["a b a"], PreTokenizer("gpt2")).items())
+    [(' a', 1), (' b', 1), ('a', 1)]
+    """
+    counts: Counter[str] = Counter()
+    for t in texts:
+        if not isinstance(t, str):
+            raise InputError(f"training texts must be strings, got {type(t).__name__}")
+        counts.update(pretok(t))
+    if not counts:
+        raise InputError("the training corpus is empty (no text to learn a vocabulary from)")
+    return counts
+
+
+class SubwordTokenizer(Tokenizer):
+    kind = ""  # the KINDS key written into saved files
+
+    def __init__(self, specials: dict[str, int], pretok: PreTokenizer):
+        self.special_ids = dict(specials)
+        self.pretok = pretok
+        self._cache: dict[str, tuple[int, ...]] = {}
+
+    # --- encoding -------------------------------------------------------------------------------
+    @abstractmethod
+    def _encode_piece(self, piece: str) -> tuple[int, ...]:
+        """Ids of one pre-token."""
+
+    def encode(self, text: str, allowed_special: Iterable[str] | str = ()) -> list[int]:
+        """Ids of `text`; special-token spellings in it count only if listed in `allowed_special`."""
+        allowed = self.special_ids if allowed_special == "all" else list(allowed_special)
+        for s in allowed:
+            if s not in self.special_ids:
+                raise InputError(f"{s!r} is not a special token of this tokenizer")
+        if not allowed:
+            return self.encode_ordinary(text)
+        ids: list[int] = []
+        for part, special in split_specials(text, allowed):
+            ids.extend([self.special_ids[part]] if special else self.encode_ordinary(part))
+        return ids
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        ids: list[int] = []
+        cache, piece_ids = self._cache, self._encode_piece
+        for piece in self.pretok(text):
+            got = cache.get(piece)
+            if got is None:
+                try:
+                    got = piece_ids(piece)
+                except UnicodeEncodeError as e:
+                    raise InputError(f"text holds {piece[e.start:e.end]!r} at piece {piece!r}: a lone surrogate, "
+                                     f"not a Unicode character (decode the input with errors='replace')") from None
+                if len(cache) >= CACHE_SIZE:
+                    cache.clear()
+                cache[piece] = got
+            ids.extend(got)
+        return ids
+
+    def count_unknown(self, text: str) -> int:
+        """How many characters of `text` end up inside ``<unk>`` tokens (lost on decoding)."""
+        unk = self.special_ids.get(UNK)
+        return sum(len(p) for p in self.pretok(text) if unk in self._encode_piece(p))
+
+    def encode_batch(self, texts: Iterable[str]) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
+
+    def tokens(self, text: str) -> list[str]:
+        """The token strings `text` splits into (as written in ``tokenizer.json``)."""
+        return [self.id_to_token(i) for i in self.encode(text)]
+
+    @abstractmethod
+    def id_to_token(self, i: int) -> str: ...
+
+    def _check_ids(self, ids: Iterable[int]) -> None:
+        n = self.vocab_size
+        for i in ids:
+            if not 0 <= i < n:
+                raise InputError(f"token id {i} is outside the vocabulary (size {n})")
+
+    # --- Hugging Face tokenizer.json ------------------------------------------------------------
+    @abstractmethod
+    def _hf_model(self) -> dict: ...
+
+    def _hf_pre_tokenizer(self) -> dict:
+        return self.pretok.to_hf()
+
+    def _hf_decoder(self) -> dict | None:
+        return {"type": "Fuse"}
+
+    def _llmlab_meta(self) -> dict:
+        # A segmenter is Python code and cannot be saved; the flag says one was used in training.
+        return {"cjk_segmenter": True} if self.pretok.segmenter is not None else {}
+
+    def with_segmenter(self, segmenter: Callable[[str], list[str]] | None) -> SubwordTokenizer:
+        """Attach (or remove) the Chinese segmenter, e.g. after loading a file trained with one.
+
+        Files record only that one was used (``cjk_segmenter``); Hugging Face encodes without it.
+        """
+        self.pretok = PreTokenizer(self.pretok.pattern, segmenter)
+        self._cache.clear()
+        return self
+
+    def to_hf_json(self) -> dict:
+        added = [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+                  "normalized": False, "special": True}
+                 for s, i in sorted(self.special_ids.items(), key=lambda kv: kv[1])]
+        return {
+            "version": "1.0",
+            "truncation": None,
+            "padding": None,
+            "added_tokens": added,
+            "normalizer": None,
+            "pre_tokenizer": self._hf_pre_tokenizer(),
+            "post_processor": None,
+            "decoder": self._hf_decoder(),
+            # HF rejects unknown top-level keys but ignores them inside "model": our metadata goes there.
+            "model": {**self._hf_model(), "llmlab": {"kind": self.kind, "format_version": 1,
+                                                     "pattern": self.pretok.pattern, **self._llmlab_meta()}},
+        }
+
+
+def specials_from_hf(doc: dict) -> dict[str, int]:
+    """The special tokens listed in a ``tokenizer.json`` (``added_tokens`` marked special)."""
+    return {a["content"]: int(a["id"]) for a in doc.get("added_tokens") or [] if a.get("special", True)}
+
+
+def llmlab_meta(doc: dict) -> dict:
+    """llmlab's own metadata in a ``tokenizer.json`` (inside ``model``; older files: top level)."""
+    return (doc.get("model") or {}).get("llmlab") or doc.get("llmlab") or {}
+
+
+def pretok_from_hf(doc: dict) -> PreTokenizer:
+    """The pre-tokenizer a ``tokenizer.json`` describes (files with a normalizer are not supported)."""
+    if doc.get("normalizer") is not None:
+        raise InputError(f"unsupported tokenizer file: it has a normalizer ({doc['normalizer'].get('type')!r})")
+    pattern = llmlab_meta(doc).get("pattern")
+    return PreTokenizer(pattern) if pattern else PreTokenizer.from_hf(doc.get("pre_tokenizer"))
+
+
+def unk_of(specials: dict[str, int]) -> int | None:
+    return specials.get(UNK)

@@ -1,0 +1,93 @@
+"""`llmlab seg` and `llmlab pos` end to end on small files."""
+
+import io
+import sys
+
+import pytest
+
+from llmlab.cli import main
+
+
+@pytest.fixture()
+def files(tmp_path, train_words, train_tagged, test_words):
+    train = tmp_path / "train.txt"
+    train.write_text("".join(" ".join(s) + "\n" for s in train_words[:300]), encoding="utf-8")
+    tagged = tmp_path / "tagged.txt"
+    tagged.write_text("".join(" ".join(f"{w}/{t}" for w, t in s) + "\n" for s in train_tagged[:300]),
+                      encoding="utf-8")
+    gold = tmp_path / "gold.txt"
+    gold.write_text("".join(" ".join(s) + "\n" for s in test_words[:20]), encoding="utf-8")
+    user = tmp_path / "user.txt"
+    user.write_text("龘靐齉\n", encoding="utf-8")
+    return {"train": train, "tagged": tagged, "gold": gold, "user": user, "dir": tmp_path}
+
+
+def _run(argv, stdin, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    rc = main(argv)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.mark.parametrize("algo", ["fmm", "bimm", "unigram", "hmm", "perceptron"])
+def test_seg_train_cut_eval(files, algo, monkeypatch, capsys):
+    model = files["dir"] / algo
+    args = ["seg", "train", "--algo", algo, "--train", str(files["train"]), "-o", str(model)]
+    if algo == "perceptron":
+        args += ["--epochs", "1", "--folds", "2"]
+    assert _run(args, "", monkeypatch, capsys)[0] == 0
+    gold_lines = files["gold"].read_text(encoding="utf-8").splitlines()
+    raw = "\n".join(line.replace(" ", "") for line in gold_lines) + "\n\n龘靐齉 ok\n"
+    cut_args = ["seg", "cut", "--model", str(model)]
+    if algo != "hmm":
+        cut_args += ["--user-dict", str(files["user"])]
+    rc, out, _ = _run(cut_args, raw, monkeypatch, capsys)
+    lines = out.split("\n")[:-1]
+    assert rc == 0 and len(lines) == len(gold_lines) + 2
+    assert lines[-2] == ""  # empty line for empty line
+    if algo != "hmm":
+        assert lines[-1] == "龘靐齉   ok"  # the user word, the space run as a word, ok
+    assert [line.replace(" ", "") for line in lines[:-2]] == [g.replace(" ", "") for g in gold_lines]
+    pred = files["dir"] / f"{algo}.pred"
+    pred.write_text("\n".join(lines[:-2]) + "\n", encoding="utf-8")
+    rc, out, _ = _run(["seg", "eval", str(files["gold"]), str(pred), "--train-words", str(files["train"])],
+                      "", monkeypatch, capsys)
+    assert rc == 0 and "F1=" in out and "OOV-R=" in out
+
+
+def test_seg_errors_are_one_line(files, monkeypatch, capsys):
+    rc, _, err = _run(["seg", "cut", "--model", str(files["dir"] / "nothing")], "", monkeypatch, capsys)
+    assert rc == 2 and err.startswith("llmlab: error:") and err.count("\n") == 1
+    rc, _, err = _run(["seg", "train", "--algo", "hmm", "--train", str(files["train"]), "--user-dict",
+                       str(files["user"]), "-o", str(files["dir"] / "h")], "", monkeypatch, capsys)
+    assert rc == 2 and "dictionary-aware" in err
+
+
+def test_seg_kbest(files, monkeypatch, capsys):
+    model = files["dir"] / "uni"
+    _run(["seg", "train", "--algo", "unigram", "--train", str(files["train"]), "-o", str(model)], "",
+         monkeypatch, capsys)
+    rc, out, _ = _run(["seg", "kbest", "--model", str(model), "-k", "3"], "中国人民\n", monkeypatch, capsys)
+    rows = [r for r in out.splitlines() if r]
+    assert rc == 0 and len(rows) == 3 and all(r.split("\t")[1].replace(" ", "") == "中国人民" for r in rows)
+
+
+@pytest.mark.parametrize("algo", ["hmm", "perceptron"])
+def test_pos_train_tag_eval(files, algo, monkeypatch, capsys):
+    model = files["dir"] / f"pos-{algo}"
+    args = ["pos", "train", "--algo", algo, "--train", str(files["tagged"]), "-o", str(model)]
+    if algo == "perceptron":
+        args += ["--epochs", "2"]
+    assert _run(args, "", monkeypatch, capsys)[0] == 0
+    rc, out, _ = _run(["pos", "tag", "--model", str(model)], "中国 人民\n\n", monkeypatch, capsys)
+    lines = out.split("\n")[:-1]
+    assert rc == 0 and len(lines) == 2 and lines[1] == ""
+    assert [tok.rsplit("/", 1)[0] for tok in lines[0].split()] == ["中国", "人民"]
+    seg_model = files["dir"] / "segfmm"
+    _run(["seg", "train", "--algo", "fmm", "--train", str(files["train"]), "-o", str(seg_model)], "",
+         monkeypatch, capsys)
+    rc, out, _ = _run(["pos", "tag", "--model", str(model), "--seg-model", str(seg_model)], "中国人民 银行\n",
+                      monkeypatch, capsys)
+    assert rc == 0 and "".join(tok.rsplit("/", 1)[0] for tok in out.split()) == "中国人民银行"
+    rc, out, _ = _run(["pos", "eval", "--model", str(model), "--gold", str(files["tagged"])], "", monkeypatch, capsys)
+    assert rc == 0 and "accuracy=" in out

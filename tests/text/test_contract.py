@@ -1,0 +1,109 @@
+"""The segmenter contract for every segmenter: lossless on any text, save/load gives the same cuts."""
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llmlab.core.errors import InputError
+from llmlab.text.base import KINDS, load_segmenter, normalize_text
+
+TEXTS = [
+    "",
+    "中",
+    " ",
+    "\n\t ",
+    "迈向充满希望的新世纪",
+    "  前后有空格  ",
+    "一九九八年１２月３１日，ＣＣＴＶ播出了iPhone 15 的广告😀😀！",
+    "Hello, world! 123 4.5",
+    "全角ＡＢＣ１２３和半角ABC123混排",
+    "\u3000全角空格\u3000",
+    "emoji👨‍👩‍👧 and 한국어 and العربية",
+    "a\u0301\u200b\u200d",
+    "中\ud800国\x00人\U0010ffff",  # a lone surrogate, NUL and the last code point
+    "新" * 5000 + " " + "年快乐" * 3000,
+]
+CHINESE = st.text(alphabet=st.characters(min_codepoint=0x4E00, max_codepoint=0x4E80), max_size=40)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("text", TEXTS, ids=range(len(TEXTS)))
+def test_lossless_on_hand_picked_texts(segmenters, kind, text):
+    words = segmenters[kind].cut(text)
+    assert "".join(words) == text
+    assert all(words)  # no empty words
+    assert all(not w.isspace() or w.strip() == "" for w in words)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_lossless_on_arbitrary_unicode(segmenters, kind):
+    seg = segmenters[kind]
+
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(st.text(max_size=60), CHINESE))
+    def check(text):
+        words = seg.cut(text)
+        assert "".join(words) == text
+        assert all(words)
+        # whitespace never sits inside a word with other characters
+        assert all(w.isspace() or not any(c.isspace() for c in w) for w in words)
+
+    check()
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_save_load_gives_the_same_cuts(segmenters, kind, tmp_path, test_words):
+    seg = segmenters[kind]
+    seg.save(tmp_path / kind)
+    back = load_segmenter(tmp_path / kind)
+    assert back.kind == seg.kind
+    texts = ["".join(s) for s in test_words[:30]] + TEXTS[:12]
+    assert [back.cut(t) for t in texts] == [seg.cut(t) for t in texts]
+
+
+@pytest.mark.parametrize("kind", ["hmm", "perceptron"])
+def test_statistical_models_see_full_and_half_width_alike(segmenters, kind):
+    """Features are width-normalised: a full-width text cuts at the same places as its half-width twin."""
+    seg = segmenters[kind]
+    text = "１９９７年ＧＤＰ增长８．８％，ＣＰＵ价格下降"
+    assert text != normalize_text(text)
+    lengths = [len(w) for w in seg.cut(text)]
+    assert lengths == [len(w) for w in seg.cut(normalize_text(text))]
+
+
+def test_cut_rejects_non_strings(segmenters):
+    with pytest.raises(InputError, match="needs a str"):
+        segmenters["fmm"].cut(b"bytes")
+
+
+def test_load_rejects_other_files(tmp_path):
+    (tmp_path / "segmenter.json").write_text('{"format": "other"}', encoding="utf-8")
+    with pytest.raises(InputError, match="not an llmlab segmenter"):
+        load_segmenter(tmp_path)
+    with pytest.raises(InputError, match="does not exist"):
+        load_segmenter(tmp_path / "missing")
+
+
+def test_training_data_is_checked():
+    from llmlab.text.matching import MaxMatchSegmenter
+
+    with pytest.raises(InputError, match="sentence 1 is a string"):
+        MaxMatchSegmenter.train(["中国 人民"])
+    with pytest.raises(InputError, match="whitespace word"):
+        MaxMatchSegmenter.train([["中国", "人 民"]])
+    with pytest.raises(InputError, match="no non-empty sentences"):
+        MaxMatchSegmenter.train([[]])
+
+
+@pytest.mark.parametrize("kind", ["hmm", "perceptron", "fmm", "unigram"])
+def test_latin_and_digit_runs_are_never_cut_inside(segmenters, kind):
+    from llmlab.text.base import ALNUM_RUN
+
+    text = "他用iPhone15拍了３．１４张ＣＣＴＶ照片abc中文123xyz"
+    words = segmenters[kind].cut(text)
+    cuts, pos = set(), 0
+    for w in words[:-1]:
+        pos += len(w)
+        cuts.add(pos)
+    for m in ALNUM_RUN.finditer(text):
+        assert not cuts & set(range(m.start() + 1, m.end())), (m.group(), words)

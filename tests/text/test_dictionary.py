@@ -1,0 +1,193 @@
+"""Maximum matching, the word lattice and its paths: textbook cases, brute force, and jieba."""
+
+import itertools
+import math
+
+import pytest
+
+from llmlab.core.errors import InputError
+from llmlab.text.lattice import (
+    BigramSegmenter,
+    UnigramSegmenter,
+    build_dag,
+    dag_best_path,
+    k_best_paths,
+    rank_segmentations,
+    score_segmentation,
+)
+from llmlab.text.lexicon import Lexicon, read_user_dict
+from llmlab.text.matching import MatchConfig, MaxMatchSegmenter, backward_match, choose_bidirectional, forward_match
+
+LEX = Lexicon({"研究": 10, "研究生": 5, "生命": 10, "命": 1, "起源": 10, "结合": 10, "合成": 5, "成分": 10,
+               "分子": 10, "结": 1, "子": 2})
+
+
+def all_cuts(text):
+    """Every segmentation of `text`: 2**(n-1) of them."""
+    n = len(text)
+    for mask in range(2 ** max(n - 1, 0)):
+        cuts = [0] + [i + 1 for i in range(n - 1) if mask >> i & 1] + [n]
+        yield [text[a:b] for a, b in zip(cuts, cuts[1:])]
+
+
+@pytest.mark.parametrize(
+    ("text", "fmm", "bmm", "bi"),
+    [
+        ("研究生命起源", "研究生 命 起源", "研究 生命 起源", "研究 生命 起源"),
+        ("结合成分子", "结合 成分 子", "结 合成 分子", "结 合成 分子"),  # full tie: backward
+    ],
+)
+def test_maximum_matching_textbook_cases(text, fmm, bmm, bi):
+    for direction, want in (("forward", fmm), ("backward", bmm), ("bidirectional", bi)):
+        assert MaxMatchSegmenter(LEX, MatchConfig(direction)).cut(text) == want.split(), direction
+
+
+def test_bidirectional_tie_rules():
+    # same number of words: fewer single characters wins
+    assert choose_bidirectional(["ab", "c", "d"], ["a", "bcd", "e"]) == ["a", "bcd", "e"]
+    # fewer words wins even with more single characters
+    assert choose_bidirectional(["a", "b"], ["ab", "c", "d"]) == ["a", "b"]
+    # full tie: backward
+    assert choose_bidirectional(["ab", "c"], ["a", "bc"]) == ["a", "bc"]
+
+
+def test_forward_matching_is_the_longest_match_by_brute_force(train_words):
+    lex = Lexicon.from_sentences(train_words)
+    for words in train_words[:40]:
+        text = "".join(words)
+        got = forward_match(text, lex.prefixes)
+        i = 0
+        for w in got:  # each word is the longest lexicon word at its position, else one character
+            longest = max((j for j in range(i + 1, len(text) + 1) if text[i:j] in lex), default=i + 1)
+            assert len(w) == longest - i
+            i += len(w)
+        assert "".join(backward_match(text, lex.suffixes)) == text
+
+
+def test_latin_and_digit_runs_stay_whole():
+    seg = MaxMatchSegmenter(LEX)
+    assert seg.cut("研究ABC123生命") == ["研究", "ABC123", "生命"]
+    assert MaxMatchSegmenter(LEX, MatchConfig("backward")).cut("研究3.14生命") == ["研究", "3.14", "生命"]
+    assert UnigramSegmenter(LEX).cut("研究ｘｙｚ生命") == ["研究", "ｘｙｚ", "生命"]
+
+
+def test_user_dictionary_is_owned_by_the_segmenter(tmp_path):
+    path = tmp_path / "user.txt"
+    path.write_text("# my words\n命起 \n生命起源 3 n\n", encoding="utf-8")
+    assert read_user_dict(path) == [("命起", None), ("生命起源", 3)]
+    a = UnigramSegmenter(Lexicon(dict(LEX.counts)))
+    b = UnigramSegmenter(Lexicon(dict(LEX.counts)))
+    a.add_user_dict([("研究生命", None)])
+    assert a.cut("研究生命起源") == ["研究生命", "起源"]
+    assert b.cut("研究生命起源") == ["研究", "生命", "起源"]  # other instances are untouched
+    c = MaxMatchSegmenter(Lexicon(dict(LEX.counts)))
+    c.add_user_dict(path)
+    assert c.cut("生命起源") == ["生命起源"]
+    path.write_text("词 0\n", encoding="utf-8")
+    with pytest.raises(InputError, match="line 1"):
+        read_user_dict(path)
+
+
+def test_dag_always_has_a_path_and_holds_every_lexicon_word(train_words):
+    from llmlab.text.base import ALNUM_RUN
+
+    lex = Lexicon.from_sentences(train_words)
+    for words in train_words[:40]:
+        text = "".join(words)
+        inside = {k for m in ALNUM_RUN.finditer(text) for k in range(m.start() + 1, m.end())}
+        dag = build_dag(text, lex)
+        for i, ends in enumerate(dag):
+            assert i + 1 in ends or any(text[i:j].isalnum() and j > i for j in ends)
+            want = {j for j in range(i + 2, min(len(text), i + lex.max_len) + 1) if text[i:j] in lex}
+            assert want - inside <= set(ends)  # all words, except those ending inside a digit run
+            assert not set(ends) & inside
+
+
+def test_unigram_best_path_is_the_max_product_by_brute_force():
+    seg = UnigramSegmenter(LEX)
+    for text in ("研究生命起源", "结合成分子", "研究生结合"):
+        paths = [ws for ws in all_cuts(text) if all(len(w) == 1 or w in LEX for w in ws)]
+        best = max(paths, key=lambda ws: sum(LEX.logp(w) for w in ws))
+        assert seg.cut(text) == best
+
+
+def test_k_best_paths_match_brute_force():
+    seg = UnigramSegmenter(LEX)
+    text = "研究生命起源"
+    dag = build_dag(text, LEX)
+    allowed = [ws for ws in all_cuts(text) if all(len(w) == 1 or w in LEX for w in ws)]
+    scores = sorted((sum(LEX.logp(w) for w in ws) for ws in allowed), reverse=True)
+    got = seg.k_best(text, k=6)
+    assert [round(s, 9) for s, _ in got] == [round(s, 9) for s in scores[:6]]
+    for s, words in got:
+        assert "".join(words) == text
+        assert math.isclose(s, sum(LEX.logp(w) for w in words))
+    fewest = k_best_paths(text, dag, lambda w: -1.0, 3)
+    assert [len(ws) for _, ws in fewest] == sorted(len(ws) for ws in allowed)[:3]
+    assert fewest[0][1] in (["研究生", "命", "起源"], ["研究", "生命", "起源"])
+
+
+def test_bigram_best_path_by_brute_force(train_words):
+    seg = BigramSegmenter.train(train_words[:200])
+    lex = seg.lexicon
+    for words in train_words[:15]:
+        text = "".join(words)[:7]
+        allowed = [ws for ws in all_cuts(text) if all(len(w) == 1 or w in lex for w in ws)]
+
+        def score(ws):
+            seq = ["<s>", *ws, "</s>"]
+            return sum(seg.logp(a, b) for a, b in itertools.pairwise(seq))
+
+        best = max(allowed, key=score)
+        assert math.isclose(score(seg.cut(text)), score(best), rel_tol=1e-9)
+
+
+def test_scoring_principles_rank_candidates():
+    cands = [["研究生", "命", "起源"], ["研究", "生命", "起源"], ["研", "究", "生命", "起源"], ["研究生命", "起源"]]
+    ranked = [ws for _, ws in rank_segmentations(cands, LEX)]
+    assert ranked[0] == ["研究", "生命", "起源"]  # no OOV, 3 words, no single chars
+    assert ranked[-1] == ["研究生命", "起源"]  # fewest words but an OOV word
+    s = score_segmentation(["研", "究", "生命", "起源"], LEX)
+    assert (s.n_words, s.n_single, s.n_oov) == (4, 2, 0)
+
+
+def _jieba(tmp_path, lex):
+    jieba = pytest.importorskip("jieba")
+    path = tmp_path / "dict.txt"
+    path.write_text("".join(f"{w} {c}\n" for w, c in lex.counts.items()), encoding="utf-8")
+    tok = jieba.Tokenizer(dictionary=str(path))
+    tok.tmp_dir = str(tmp_path)
+    tok.initialize()
+    return tok
+
+
+def test_dag_and_best_path_match_jieba(tmp_path, train_words):
+    """On Han-only text, our DAG holds jieba's edges, and with jieba's DAG and jieba's scores
+    (unknown count 1, single characters only where no word starts) our DP cuts like jieba."""
+    lex = Lexicon.from_sentences(train_words)
+    tok = _jieba(tmp_path, lex)
+    texts = ["".join(w for w in s if all("\u4e00" <= c <= "\u9fa5" for c in w)) for s in train_words[:150]]
+    texts += ["研究生命起源", "结合成分子时", "乒乓球拍卖完了"]
+    logtotal = math.log(lex.total)
+    for text in filter(None, texts):
+        ours = build_dag(text, lex)
+        theirs = tok.get_DAG(text)
+        jieba_dag = []
+        for i, ends in enumerate(ours):
+            words = [j for j in ends if text[i:j] in lex]
+            assert {j + 1 for j in theirs[i]} == (set(words) or {i + 1})
+            jieba_dag.append(words or [i + 1])
+        got = dag_best_path(text, jieba_dag, lambda w: math.log(lex.count(w) or 1) - logtotal)
+        assert got == tok.lcut(text, HMM=False), text
+
+
+def test_lexicon_words_never_cut_into_a_digit_run():
+    lex = Lexicon({"１万": 50, "３万": 50, "万": 5, "２１": 1, "年": 3, "１９９７年": 9})
+    for direction in ("forward", "backward", "bidirectional"):
+        seg = MaxMatchSegmenter(lex, MatchConfig(direction))
+        assert seg.cut("２１万") == ["２１", "万"], direction
+        assert seg.cut("１３６．３万") == ["１３６．３", "万"], direction
+        assert seg.cut("１９９７年") == ["１９９７年"], direction
+    for cls in (UnigramSegmenter, BigramSegmenter):
+        seg = cls(lex) if cls is UnigramSegmenter else cls(lex, {})
+        assert seg.cut("２１万") == ["２１", "万"]

@@ -1,0 +1,137 @@
+"""The B/M/E/S HMM and the averaged perceptron: Viterbi against brute force, learning, saving."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from llmlab.core.errors import InputError
+from llmlab.text.base import tags_to_words, words_to_tags
+from llmlab.text.bmes import cut_by_tags, encode_tags, viterbi_bmes
+from llmlab.text.hmm import HmmSegmenter
+from llmlab.text.metrics import seg_scores
+from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter
+
+LEGAL_NEXT = {0: {1, 2}, 1: {1, 2}, 2: {0, 3}, 3: {0, 3}}
+
+
+def legal(tags):
+    return (tags[0] in (0, 3) and tags[-1] in (2, 3)
+            and all(b in LEGAL_NEXT[a] for a, b in itertools.pairwise(tags)))
+
+
+def test_viterbi_bmes_matches_brute_force():
+    rng = np.random.default_rng(0)
+    for n in range(1, 7):
+        em = rng.normal(size=(n, 4)).tolist()
+        trans = rng.normal(size=(4, 4)).tolist()
+
+        def score(tags, em=em, trans=trans):
+            return sum(em[i][t] for i, t in enumerate(tags)) + sum(trans[a][b] for a, b in itertools.pairwise(tags))
+
+        best = max((t for t in itertools.product(range(4), repeat=n) if legal(t)), key=score)
+        got = viterbi_bmes(em, trans)
+        assert legal(got)
+        assert math.isclose(score(got), score(best))
+
+
+def test_tag_round_trip(train_words):
+    for words in train_words[:50]:
+        text = "".join(words)
+        assert cut_by_tags(text, encode_tags(words)) == words
+        assert tags_to_words(text, words_to_tags(words)) == words
+
+
+def test_hmm_learns_counted_probabilities():
+    seg = HmmSegmenter.train([["中国", "人"]] * 3)
+    # B->E was seen every time after B; with add-k the legal B->M gets the rest
+    assert seg.trans[0][2] > seg.trans[0][1] > -1e29
+    assert seg.trans[0][0] == seg.trans[0][3] == -1e30  # illegal B->B, B->S
+    assert seg.emit["中"][0] > seg.emit["中"][3]
+    assert seg.cut("人中国") == ["人", "中国"]
+
+
+def _f1(seg, test_words, vocab=None):
+    return seg_scores(test_words, [seg.cut("".join(s)) for s in test_words], vocab)
+
+
+def test_perceptron_beats_the_hmm_and_dictionary(segmenters, test_words, train_words):
+    vocab = {w for s in train_words for w in s}
+    scores = {k: _f1(segmenters[k], test_words, vocab) for k in ("hmm", "fmm", "perceptron")}
+    assert scores["perceptron"].f1 > scores["hmm"].f1
+    assert scores["perceptron"].f1 > scores["fmm"].f1
+    assert scores["perceptron"].oov_recall > scores["fmm"].oov_recall
+    assert scores["perceptron"].f1 > 0.8
+
+
+def test_perceptron_fits_its_training_data(train_words):
+    seg = PerceptronSegmenter.train(train_words[:100], PerceptronConfig(epochs=6, folds=1))
+    assert _f1(seg, train_words[:100]).f1 > 0.97
+
+
+def test_perceptron_user_words_feed_the_lexicon_features(train_words):
+    seg = PerceptronSegmenter.train(train_words[:200], PerceptronConfig(epochs=2, folds=2))
+    text = "龘靐齉"
+    before = seg.emissions(text)
+    seg.add_word("龘靐齉")
+    after = seg.emissions(text)
+    assert not np.allclose(before, after)  # the lexicon match now shows up in the features
+    assert "".join(seg.cut(text)) == text
+
+
+def test_perceptron_config_is_validated():
+    with pytest.raises(InputError, match="epochs"):
+        PerceptronConfig(epochs=0)
+    with pytest.raises(InputError, match="folds"):
+        PerceptronConfig(folds=0)
+
+
+def test_vectorised_lexicon_matching_equals_the_scalar_scan(train_words):
+    from llmlab.text.base import normalize_text
+    from llmlab.text.features import codes_of, lexicon_spans
+    from llmlab.text.lexicon import Lexicon
+    from llmlab.text.lexmatch import SpanIndex
+
+    lex = Lexicon({normalize_text(w): c for w, c in Lexicon.from_sentences(train_words).counts.items()})
+    index = SpanIndex(lex.counts)
+    text = "".join("".join(s) for s in train_words[:200]) + "ＡＢ１２中国人民"
+    want = lexicon_spans(normalize_text(text), lex.prefixes)
+    assert (index.spans(codes_of(text)) == want).all()
+    assert want[:, 0].any() and want[:, 2].any()  # the test exercises begin and cover features
+
+
+def test_batched_viterbi_equals_the_scalar_one():
+    from llmlab.text.bmes import viterbi_bmes_batch
+
+    rng = np.random.default_rng(3)
+    lens = rng.integers(1, 25, size=200).tolist()
+    em = rng.normal(size=(sum(lens), 4))
+    trans = rng.normal(size=(4, 4)).tolist()
+    got = viterbi_bmes_batch(em, lens, trans, bucket=32)
+    start = 0
+    for n in lens:
+        assert got[start : start + n].tolist() == viterbi_bmes(em[start : start + n].tolist(), trans)
+        start += n
+
+
+def test_cut_lines_equals_cut(segmenters, test_words):
+    lines = ["".join(s) for s in test_words] + ["", "  ", "ab 中文"]
+    for seg in segmenters.values():
+        assert seg.cut_lines(lines) == [seg.cut(x) for x in lines]
+
+
+def test_feature_index_agrees_with_a_dict():
+    from llmlab.text.hashindex import FeatureIndex
+
+    rng = np.random.default_rng(5)
+    keys = np.unique(rng.integers(1, 2**63, size=5000, dtype=np.int64).astype(np.uint64))
+    # keys that share their home slot force probing
+    keys = np.concatenate([keys, np.arange(1, 200, dtype=np.uint64) << np.uint64(40)])
+    index = FeatureIndex(keys)
+    slots = index.lookup(keys)
+    assert len(set(slots.tolist())) == len(keys) and (slots < index.missing).all()
+    assert (index.keys[slots] == keys).all()
+    absent = rng.integers(1, 2**63, size=3000, dtype=np.int64).astype(np.uint64)
+    absent = absent[~np.isin(absent, keys)]
+    assert (index.lookup(absent) == index.missing).all()

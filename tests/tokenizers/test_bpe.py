@@ -1,0 +1,214 @@
+"""Byte-level BPE: same merges as HF's BpeTrainer, same ids as HF's tokenizer, lossless."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmlab.core.errors import InputError
+from llmlab.tokenizers import BPETokenizer, load_tokenizer
+from llmlab.tokenizers.base import SPECIAL_TOKENS
+from llmlab.tokenizers.bpe import merge
+from llmlab.tokenizers.bpe_train import train_bpe, train_bpe_naive
+from llmlab.tokenizers.pretokenize import PATTERNS, PreTokenizer
+from llmlab.tokenizers.subword import count_pieces
+
+hf = pytest.importorskip("tokenizers")
+SAMPLE_NAMES = ["chinese", "english", "code", "emoji", "whitespace", "korean", "mixed", "one_char", "empty"]
+
+
+def hf_trained(texts, vocab_size, pattern):
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PATTERNS[pattern]), "isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    return tok
+
+
+@pytest.fixture(scope="module", params=["gpt2", "gpt4"])
+def trained(request, corpus, tmp_path_factory):
+    """(llmlab tokenizer, HF tokenizer loaded from llmlab's file, HF-trained tokenizer)."""
+    from tokenizers import Tokenizer
+
+    tok = BPETokenizer.train(corpus, 1200, pattern=request.param)
+    path = tmp_path_factory.mktemp("bpe") / "tokenizer.json"
+    tok.save(path)
+    return tok, Tokenizer.from_file(str(path)), hf_trained(corpus, 1200, request.param)
+
+
+def test_same_vocab_and_merges_as_hf_trainer(trained):
+    tok, _, reference = trained
+    ref = json.loads(reference.to_str())["model"]
+    ours = tok.to_hf_json()["model"]
+    assert len(ours["merges"]) > 900
+    assert ours["merges"] == [list(m) for m in ref["merges"]]
+    assert ours["vocab"] == ref["vocab"]
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_same_ids_as_hf_from_our_file(trained, samples, name):
+    tok, from_file, _ = trained
+    text = samples[name]
+    assert tok.encode(text) == from_file.encode(text).ids
+    assert tok.decode(tok.encode(text)) == text
+
+
+def test_same_ids_as_hf_on_corpus_lines(trained, corpus):
+    tok, from_file, _ = trained
+    lines = corpus[::7]
+    assert [tok.encode(t) for t in lines] == [e.ids for e in from_file.encode_batch(lines)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text())
+def test_lossless_and_hf_equal_on_any_unicode(trained, text):
+    tok, from_file, _ = trained
+    assert tok.decode(tok.encode(text)) == text
+    # HF lets special-token spellings in the text stand for them; so does allowed_special="all".
+    assert tok.encode(text, allowed_special="all") == from_file.encode(text).ids
+
+
+@pytest.mark.parametrize("vector_min", [1, 64, 10**9])  # numpy for every merge, for big ones, for none
+def test_fast_trainer_equals_naive_recount(corpus, vector_min):
+    counts = count_pieces(corpus[:40] + corpus[-60:] + ["aaaa aaaaaaa abab ababab"] * 99, PreTokenizer("gpt2"))
+    fast = train_bpe(counts, 520, SPECIAL_TOKENS, vector_min=vector_min)
+    assert len(fast[1]) > 200
+    assert fast == train_bpe_naive(counts, 520, SPECIAL_TOKENS)
+
+
+def reference_encode(tok: BPETokenizer, piece: str) -> list[int]:
+    """minbpe's loop: merge the lowest-ranked pair present, everywhere, until none is left."""
+    ranks = {pair: r for r, pair in reversed(list(enumerate(tok.merges)))}
+    ids = [tok._byte_id[b] for b in piece.encode()]
+    while len(ids) > 1:
+        pair = min(zip(ids, ids[1:]), key=lambda p: ranks.get(p, float("inf")))
+        if pair not in ranks:
+            break
+        ids = merge(ids, pair, tok._merge_table[ranks[pair]][2])
+    return ids
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet="的一是在不了有和人这中大为上个国我以要他 abcdefghijklmnopqrst㐀🤖é€", max_size=60))
+def test_heap_encoder_equals_textbook_loop(trained, text):
+    tok = trained[0]
+    for piece in tok.pretok(text):
+        assert list(tok._encode_piece(piece)) == reference_encode(tok, piece)
+
+
+def test_cutting_pieces_between_unjoined_characters_changes_nothing(trained):
+    """Encoding cuts Chinese clauses where no token spans two characters; the ids must not change,
+    including around tokens that join part of a character to its neighbour."""
+    from llmlab.data.corpora import pfr1998_text
+
+    tok = trained[0]
+    assert tok._joins.usable and tok._joins.after  # the vocabulary has such partial joins
+    pieces = {p for line in pfr1998_text("dev")[:300] for p in tok.pretok(line)}
+    assert sum(bool(tok._joins.cuts(p)) for p in pieces) > 100
+    for p in pieces:
+        assert tok._encode_piece(p) == tok._merge_bytes(p), p
+
+
+def test_textbook_example():
+    tok = BPETokenizer.train(["aaabdaaabac"], vocab_size=263, pattern="whitespace")
+    assert [tok.id_to_token(i) for i in tok.encode("aaabdaaabac")] == ["aaab", "d", "aaab", "a", "c"]
+
+
+def test_special_tokens_never_come_from_text(trained):
+    tok, from_file, _ = trained
+    text = "hi<|eos|> <|user|><unk>"
+    ids = tok.encode(text)
+    assert not set(ids) & {tok.eos_id, tok.bos_id, tok.pad_id, tok.unk_id}
+    assert tok.decode(ids) == text
+    allowed = tok.encode(text, allowed_special="all")
+    assert allowed.count(tok.eos_id) == 1 and allowed.count(tok.unk_id) == 1
+    assert allowed == from_file.encode(text).ids  # HF matches special spellings by default
+    with pytest.raises(InputError, match="not a special token"):
+        tok.encode("x", allowed_special=["<nope>"])
+
+
+def test_extra_special_tokens_get_ids_after_the_four():
+    tok = BPETokenizer.train(["hello world"] * 3, 300, special_tokens=["<|user|>", "<|assistant|>"])
+    assert tok.token_to_id("<|user|>") == 4 and tok.token_to_id("<|assistant|>") == 5
+    assert tok.encode("<|user|>hi", allowed_special=["<|user|>"])[0] == 4
+    assert 4 not in tok.encode("<|user|>hi")
+
+
+def test_save_load_round_trip(trained, samples, tmp_path):
+    tok = trained[0]
+    tok.save(tmp_path)
+    again = load_tokenizer(tmp_path)
+    assert isinstance(again, BPETokenizer)
+    assert again.merges == tok.merges and again.vocab == tok.vocab
+    for text in samples.values():
+        assert again.encode(text) == tok.encode(text)
+
+
+def test_loads_hf_trained_gpt2_style_file(corpus, samples, tmp_path):
+    """A file written by HF (ByteLevel pre-tokenizer with its own regex) loads and encodes the same."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    ref = Tokenizer(models.BPE())
+    ref.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    ref.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=600, special_tokens=list(SPECIAL_TOKENS),
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                        show_progress=False))
+    ref.save(str(tmp_path / "tokenizer.json"))
+    tok = load_tokenizer(tmp_path / "tokenizer.json")
+    for text in samples.values():
+        assert tok.encode(text) == Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode(text).ids
+
+
+def test_segmenter_keeps_tokens_inside_words():
+    def cut(s):  # a toy segmenter: two characters at a time
+        return [s[i:i + 2] for i in range(0, len(s), 2)]
+
+    texts = ["中国人民中国人民中国人民"] * 5
+    plain = BPETokenizer.train(texts, 300, pattern="gpt2")
+    seg = BPETokenizer.train(texts, 300, pattern="gpt2", segmenter=cut)
+    assert max(len(plain.decode([i])) for i in plain.encode(texts[0])) > 2
+    assert all(len(seg.decode([i])) <= 2 for i in seg.encode(texts[0]))
+    assert seg.decode(seg.encode("中国 people 人民!")) == "中国 people 人民!"
+    doc = seg.to_hf_json()
+    assert doc["model"]["llmlab"]["cjk_segmenter"] is True
+    again = BPETokenizer.from_hf_json(doc)
+    assert again.encode(texts[0]) == plain_encode_with(seg, texts[0])
+    assert again.with_segmenter(cut).encode(texts[0]) == seg.encode(texts[0])
+
+
+def plain_encode_with(tok, text):
+    """What `tok`'s merges give without a segmenter."""
+    return BPETokenizer(tok.vocab, tok.merges, tok.special_ids, PreTokenizer(tok.pretok.pattern)).encode(text)
+
+
+def test_segmenter_that_alters_text_is_rejected():
+    with pytest.raises(InputError, match="must only cut"):
+        BPETokenizer.train(["中国人民"], 300, segmenter=lambda s: [s + "x"])
+
+
+def test_clear_errors(tmp_path):
+    with pytest.raises(InputError, match="below the byte alphabet"):
+        BPETokenizer.train(["abc"], 259)
+    with pytest.raises(InputError, match="empty"):
+        BPETokenizer.train([], 300)
+    with pytest.raises(InputError, match="empty"):
+        BPETokenizer.train(["", ""], 300)
+    with pytest.raises(InputError, match="does not exist"):
+        load_tokenizer(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        load_tokenizer(tmp_path / "bad.json")
+    tok = BPETokenizer.train(["abc"], 260)
+    with pytest.raises(InputError, match="outside the vocabulary"):
+        tok.decode([260])
+    with pytest.raises(InputError, match="lone surrogate"):
+        tok.encode("ab\ud800c")

@@ -1,0 +1,83 @@
+"""The factory and the CLI: every algorithm trains, saves, loads back and encodes the same."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from llmlab.cli import main
+from llmlab.core.errors import InputError
+from llmlab.tokenizers import ALGOS, Tokenizer, load_tokenizer, train_tokenizer
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_train_save_load_same_ids(algo, corpus, samples, tmp_path):
+    texts = corpus[:40] + corpus[-80:]
+    tok = train_tokenizer(algo, texts, 1500 if algo in ("unigram", "wordpiece", "char") else 400)
+    assert isinstance(tok, Tokenizer) and tok.vocab_size <= 1500
+    tok.save(tmp_path)
+    again = load_tokenizer(tmp_path)
+    assert type(again) is type(tok)
+    for text in [*samples.values(), texts[0]]:
+        assert again.encode(text) == tok.encode(text)
+    assert again.decode(again.encode(texts[-1])) == texts[-1]
+    assert (tok.bos_id, tok.eos_id, tok.pad_id, tok.unk_id) == (1, 2, 3, 0)
+
+
+def test_factory_errors():
+    with pytest.raises(InputError, match="unknown tokenizer"):
+        train_tokenizer("sentencepiece", ["a"], 300)
+    with pytest.raises(InputError, match="empty"):
+        train_tokenizer("bpe", ["", ""], 300)
+    with pytest.raises(InputError, match="not one string"):
+        train_tokenizer("bpe", "abc", 300)
+
+
+def run_cli(argv, stdin="", monkeypatch=None, capsys=None):
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_train_encode_decode_show(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "in.txt"
+    data.write_text("中国人民 hello world\nhello there, 世界\n" * 20, encoding="utf-8")
+    out = tmp_path / "tok.json"
+    code, text, _ = run_cli(["tokenizer", "train", "--algo", "bpe", "--vocab-size", "300", "--input", str(data),
+                             "-o", str(out)], monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0 and out.exists() and "bpe:" in text
+    assert load_tokenizer(out).vocab_size <= 300
+    lines = "hello 世界\n\n<|eos|>x\n"
+    code, ids, _ = run_cli(["tokenizer", "encode", "--tokenizer", str(out)], lines, monkeypatch, capsys)
+    tok = load_tokenizer(out)
+    assert ids.splitlines() == [" ".join(map(str, tok.encode(x))) for x in lines.splitlines()]
+    code, back, _ = run_cli(["tokenizer", "decode", "--tokenizer", str(out)], ids, monkeypatch, capsys)
+    assert back == lines
+    code, special, _ = run_cli(["tokenizer", "encode", "--tokenizer", str(out), "--allow-special"], "<|eos|>",
+                               monkeypatch, capsys)
+    assert special.split() == [str(tok.eos_id)]
+    code, shown, _ = run_cli(["tokenizer", "show", "hello 世界", "--tokenizer", str(out)], "", monkeypatch, capsys)
+    assert code == 0 and "tokens (" in shown and "'hello'" in shown
+
+
+def test_cli_errors(tmp_path, monkeypatch, capsys):
+    code, _, err = run_cli(["tokenizer", "train", "--vocab-size", "100", "--input", "arithmetic", "-o",
+                            str(tmp_path / "t.json")], monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 2 and "below the byte alphabet" in err
+    code, _, err = run_cli(["tokenizer", "train", "--vocab-size", "300", "--input", str(tmp_path / "nope.txt"),
+                            "-o", str(tmp_path / "t.json")], monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 2 and "nope.txt" in err
+    code, _, err = run_cli(["tokenizer", "encode", "--tokenizer", str(tmp_path / "missing.json")], "x",
+                           monkeypatch, capsys)
+    assert code == 2 and "missing.json" in err
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_count_unknown(algo, corpus):
+    tok = train_tokenizer(algo, corpus[-80:], 1500 if algo in ("unigram", "wordpiece", "char") else 400)
+    assert tok.count_unknown(corpus[-1]) == 0
+    novel = "㐀㐁"  # rare CJK characters absent from the corpus
+    expected = 0 if algo == "bpe" else 2
+    assert tok.count_unknown(novel) == expected

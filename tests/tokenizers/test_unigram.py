@@ -1,0 +1,129 @@
+"""Unigram LM tokenizer: Viterbi against brute force and HF, sampling against exact probabilities, EM."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmlab.core.errors import InputError
+from llmlab.tokenizers import UnigramTokenizer, load_tokenizer
+from llmlab.tokenizers.pretokenize import PreTokenizer
+from llmlab.tokenizers.subword import count_pieces
+from llmlab.tokenizers.unigram_train import expected_counts, m_step, seed_pieces
+
+pytest.importorskip("tokenizers")
+SAMPLE_NAMES = ["chinese", "english", "code", "emoji", "whitespace", "korean", "mixed", "one_char", "empty"]
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    from tokenizers import Tokenizer
+
+    tok = UnigramTokenizer.train(corpus[:250] + corpus[-300:], 2500)
+    path = tmp_path_factory.mktemp("unigram") / "tokenizer.json"
+    tok.save(path)
+    return tok, Tokenizer.from_file(str(path))
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_same_ids_as_hf_from_our_file(trained, samples, name):
+    tok, from_file = trained
+    assert tok.encode(samples[name]) == from_file.encode(samples[name]).ids
+
+
+def test_same_ids_as_hf_on_corpus(trained, corpus):
+    tok, from_file = trained
+    lines = corpus[::5]
+    assert [tok.encode(t) for t in lines] == [e.ids for e in from_file.encode_batch(lines)]
+
+
+def test_trainer_size_characters_and_round_trip(trained, corpus):
+    tok, _ = trained
+    assert tok.vocab_size == 2500
+    seen = {c for t in corpus[:250] + corpus[-300:] for c in t}
+    assert all(tok.token_to_id(c) is not None for c in seen)
+    for t in corpus[:30]:
+        assert tok.decode(tok.encode(t)) == t
+    assert any(len(tok.id_to_token(i)) > 1 for i in tok.encode(corpus[0]))
+
+
+def segmentations(word, vocab):
+    """Every way to cut `word` into pieces of `vocab` (brute force)."""
+    n = len(word)
+    for cuts in itertools.product([0, 1], repeat=n - 1):
+        bounds = [0] + [i + 1 for i, c in enumerate(cuts) if c] + [n]
+        parts = [word[a:b] for a, b in zip(bounds, bounds[1:])]
+        if all(p in vocab for p in parts):
+            yield parts
+
+
+VOCAB = {"a": -2.0, "b": -2.5, "c": -3.0, "ab": -3.1, "bc": -4.2, "abc": -6.9, "ca": -4.4, "cab": -5.3}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="abc", min_size=1, max_size=9))
+def test_viterbi_is_the_best_segmentation(word):
+    tok = UnigramTokenizer(list(VOCAB.items()), pattern="whitespace")
+    best = max(segmentations(word, VOCAB), key=lambda parts: sum(VOCAB[p] for p in parts))
+    assert [tok.id_to_token(i) for i in tok.encode(word)] == best
+
+
+def test_sampling_follows_the_exact_distribution():
+    tok = UnigramTokenizer(list(VOCAB.items()), pattern="whitespace")
+    alpha, n = 0.5, 4000
+    segs = list(segmentations("abcab", VOCAB))
+    weights = [math.exp(alpha * sum(VOCAB[p] for p in s)) for s in segs]
+    exact = {tuple(s): w / sum(weights) for s, w in zip(segs, weights)}
+    rng = random.Random(0)
+    drawn = Counter(tuple(tok.id_to_token(i) for i in tok.encode_sample("abcab", alpha, rng)) for _ in range(n))
+    assert set(drawn) <= set(exact)
+    for seg, p in exact.items():
+        assert abs(drawn[seg] / n - p) < 4 * math.sqrt(p * (1 - p) / n) + 1e-3, seg
+    big = [tok.encode_sample("abcab", 50.0, rng) for _ in range(20)]
+    assert all(ids == tok.encode("abcab") for ids in big)  # large alpha: the Viterbi split
+
+
+def test_em_never_lowers_the_likelihood(corpus):
+    counts = count_pieces(corpus[:60], PreTokenizer("gpt4"))
+    seeds = seed_pieces(counts, 8, 3000)
+    total = sum(seeds.values())
+    scores = {p: math.log(f / total) for p, f in seeds.items()}
+    chars = {p for p in scores if len(p) == 1}
+    lls = []
+    for _ in range(4):
+        c, ll = expected_counts(list(counts.items()), scores, 8)
+        lls.append(ll)
+        scores = m_step(c, chars)
+    assert all(b >= a - 1e-6 * abs(a) for a, b in zip(lls, lls[1:])), lls
+    assert lls[-1] > lls[0]
+
+
+def test_unknown_characters_fuse_into_one_unk(tmp_path):
+    from tokenizers import Tokenizer
+
+    tok = UnigramTokenizer([("a", -1.0), ("b", -1.0)], pattern="whitespace")
+    assert tok.encode("a€€b☃a") == [4, 0, 5, 0, 4]
+    tok.save(tmp_path)
+    assert Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode("a€€b☃a").ids == [4, 0, 5, 0, 4]
+    assert load_tokenizer(tmp_path).encode("a€€b☃a") == [4, 0, 5, 0, 4]
+
+
+def test_special_spellings_are_ordinary_text(trained):
+    tok, from_file = trained
+    assert tok.eos_id not in tok.encode("<|eos|>")
+    assert tok.encode("x<|eos|>", allowed_special="all") == from_file.encode("x<|eos|>").ids
+
+
+def test_clear_errors():
+    with pytest.raises(InputError, match="distinct characters"):
+        UnigramTokenizer.train(["abcdefghij"], 10)
+    with pytest.raises(InputError, match="empty"):
+        UnigramTokenizer.train([], 100)
+    with pytest.raises(InputError, match="alpha"):
+        UnigramTokenizer([("a", -1.0)]).encode_sample("a", -1.0)
