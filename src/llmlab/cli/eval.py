@@ -1,0 +1,147 @@
+"""llmlab eval: BLEU, chrF, ROUGE, diversity and preference rankings from text files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides
+
+
+def register(sub) -> None:
+    from llmlab.evaluate.bleu import BleuConfig
+    from llmlab.evaluate.chrf import ChrfConfig
+    from llmlab.evaluate.ranking import BTConfig
+
+    g = add_group(sub, "eval", "score text: BLEU, chrF, ROUGE, diversity, preference rankings")
+    p = add_command(g, "bleu", "corpus BLEU (sacrebleu-compatible) of a hypothesis file against references", run_bleu)
+    _add_files(p)
+    add_dataclass_flags(p, BleuConfig)
+    p = add_command(g, "chrf", "corpus chrF / chrF++ (sacrebleu-compatible); --word-order 2 for chrF++", run_chrf)
+    _add_files(p)
+    add_dataclass_flags(p, ChrfConfig)
+    p = add_command(g, "rouge", "mean ROUGE P/R/F (rouge-score-compatible on English; CJK by characters)", run_rouge)
+    _add_files(p)
+    p.add_argument("--types", default="rouge1,rouge2,rougeL,rougeLsum", help="comma-separated rouge types")
+    p.add_argument("--stem", action="store_true", help="Porter-stem English words (rouge-score's use_stemmer)")
+    p.add_argument("--tokenize", default="auto", choices=["auto", "english", "char", "words"],
+                   help="auto: CJK text by characters (or --seg-model words), else rouge-score's English tokenizer")
+    p.add_argument("--seg-model", default=None, metavar="DIR", help="llmlab segmenter for Chinese words")
+    p = add_command(g, "diversity", "distinct-n, rep-n and self-BLEU of generated texts (one per line)", run_diversity)
+    p.add_argument("file", help="text file, one generation per line")
+    p.add_argument("--units", default="auto", choices=["auto", "words", "chars"], help="n-gram units")
+    p.add_argument("--self-bleu-lines", type=int, default=500, help="self-BLEU uses the first N lines (cost N^2)")
+    p = add_command(g, "rank", "Bradley-Terry ranking with bootstrap intervals from pairwise preferences", run_rank)
+    p.add_argument("file", help='JSONL: {"winner": A, "loser": B} or {"a": A, "b": B, "winner": "a"|"b"|"tie"}')
+    add_dataclass_flags(p, BTConfig)
+
+
+def _add_files(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ref", nargs="+", required=True, metavar="FILE", help="reference file(s), one line per segment")
+    p.add_argument("--hyp", required=True, metavar="FILE", help="hypothesis file, one line per segment")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def _lines(path: str, what: str) -> list[str]:
+    """Lines split on newlines only (not the other Unicode line breaks); an empty file is an error."""
+    from llmlab.core.errors import InputError
+    from llmlab.core.io import read_text
+
+    text = read_text(path, what)
+    if not text.strip():
+        raise InputError(f"{what} {path!r} is empty")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [x[:-1] if x.endswith("\r") else x for x in lines]
+
+
+def _hyps_refs(args: argparse.Namespace) -> tuple[list[str], list[list[str]]]:
+    from llmlab.core.errors import InputError
+
+    hyps = _lines(args.hyp, "hypothesis file")
+    refs = [_lines(r, "reference file") for r in args.ref]
+    for path, r in zip(args.ref, refs):
+        if len(r) != len(hyps):
+            raise InputError(f"reference file {path!r} has {len(r)} lines but hypothesis file {args.hyp!r} "
+                             f"has {len(hyps)}")
+    return hyps, refs
+
+
+def run_bleu(args: argparse.Namespace) -> int:
+    from llmlab.evaluate.bleu import BleuConfig, bleu_signature, corpus_bleu
+
+    cfg = BleuConfig(**dataclass_overrides(args, BleuConfig))
+    hyps, refs = _hyps_refs(args)
+    score, sig = corpus_bleu(hyps, refs, cfg), bleu_signature(cfg, len(refs))
+    if args.json:
+        print(json.dumps({"name": "BLEU", "score": score.score, "signature": sig, "bp": score.bp,
+                          "precisions": score.precisions, "sys_len": score.sys_len, "ref_len": score.ref_len}))
+    else:
+        print(score.format(sig))
+    return 0
+
+
+def run_chrf(args: argparse.Namespace) -> int:
+    from llmlab.evaluate.chrf import ChrfConfig, chrf_signature, corpus_chrf
+
+    cfg = ChrfConfig(**dataclass_overrides(args, ChrfConfig))
+    hyps, refs = _hyps_refs(args)
+    score, sig = corpus_chrf(hyps, refs, cfg), chrf_signature(cfg, len(refs))
+    name = f"chrF{cfg.beta:g}" + "+" * cfg.word_order
+    print(json.dumps({"name": name, "score": score, "signature": sig}) if args.json else f"{name}|{sig} = {score:.2f}")
+    return 0
+
+
+def run_rouge(args: argparse.Namespace) -> int:
+    from llmlab.evaluate.rouge import RougeConfig, corpus_rouge
+
+    cfg = RougeConfig(rouge_types=tuple(t.strip() for t in args.types.split(",") if t.strip()),
+                      use_stemmer=args.stem, tokenize=args.tokenize)
+    cut = None
+    if args.seg_model:
+        from llmlab.text import load_segmenter
+
+        cut = load_segmenter(args.seg_model).cut
+    hyps, refs = _hyps_refs(args)
+    scores = corpus_rouge(hyps, refs, cfg, cut)
+    if args.json:
+        print(json.dumps({k: s._asdict() for k, s in scores.items()}))
+    else:
+        for k, s in scores.items():
+            print(f"{k:10s} P = {s.precision:.4f}  R = {s.recall:.4f}  F = {s.fmeasure:.4f}")
+    return 0
+
+
+def run_diversity(args: argparse.Namespace) -> int:
+    from llmlab.core.errors import InputError
+    from llmlab.evaluate.diversity import distinct_n, rep_n, self_bleu
+
+    texts = [t for t in _lines(args.file, "text file") if t.strip()]
+    if args.self_bleu_lines < 2:
+        raise InputError(f"--self-bleu-lines must be >= 2, got {args.self_bleu_lines}")
+    for n in (1, 2, 3, 4):
+        reps = [rep_n(t, n, args.units) for t in texts]
+        print(f"distinct-{n} = {distinct_n(texts, n, args.units):.4f}   mean rep-{n} = {sum(reps) / len(reps):.4f}")
+    if len(texts) >= 2:
+        head = texts[:args.self_bleu_lines]
+        print(f"self-BLEU = {self_bleu(head):.2f} (first {len(head)} lines)")
+    return 0
+
+
+def run_rank(args: argparse.Namespace) -> int:
+    from llmlab.core.errors import InputError
+    from llmlab.core.io import read_jsonl
+    from llmlab.evaluate.ranking import BTConfig, bradley_terry, comparisons_from_records
+
+    records = read_jsonl(args.file, "preferences file")
+    if not records:
+        raise InputError(f"preferences file {args.file!r} is empty")
+    cfg = BTConfig(**dataclass_overrides(args, BTConfig))
+    r = bradley_terry(comparisons_from_records(records), cfg)
+    ci = f"{int(cfg.confidence * 100)}% CI"
+    print(f"{'rank':>4}  {'player':20s} {'elo':>8}  {ci:>17}  {'games':>6}")
+    for i, name in enumerate(r.players):
+        interval = f"[{r.ci_low[i]:7.1f}, {r.ci_high[i]:7.1f}]" if r.ci_low is not None else ""
+        print(f"{i + 1:>4}  {name:20s} {r.elo[i]:8.1f}  {interval:>17}  {r.n_games[i]:>6}")
+    return 0

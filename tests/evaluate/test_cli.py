@@ -1,0 +1,84 @@
+"""`llmlab eval ...` end to end on small files: scores equal the library's, bad files are one-line errors."""
+
+import json
+
+import pytest
+
+from llmlab.cli import main
+from llmlab.evaluate.bleu import BleuConfig, corpus_bleu
+from llmlab.evaluate.chrf import ChrfConfig, corpus_chrf
+
+
+@pytest.fixture
+def files(tmp_path, gen):
+    refs = [gen.sentence() or "x" for _ in range(30)]
+    hyps = [gen.noisy_copy(r) for r in refs]
+    (tmp_path / "ref.txt").write_text("\n".join(refs) + "\n", encoding="utf-8")
+    (tmp_path / "hyp.txt").write_text("\n".join(hyps) + "\n", encoding="utf-8")
+    return tmp_path, hyps, refs
+
+
+def test_bleu_and_chrf_json_equal_the_library(files, capsys):
+    d, hyps, refs = files
+    assert main(["eval", "bleu", "--ref", str(d / "ref.txt"), "--hyp", str(d / "hyp.txt"), "--tokenize", "zh",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["score"] == pytest.approx(corpus_bleu(hyps, [refs], BleuConfig(tokenize="zh")).score)
+    assert "tok:zh" in out["signature"]
+    assert main(["eval", "chrf", "--ref", str(d / "ref.txt"), "--hyp", str(d / "hyp.txt"), "--word-order", "2",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["name"] == "chrF2++"
+    assert out["score"] == pytest.approx(corpus_chrf(hyps, [refs], ChrfConfig(word_order=2)))
+
+
+def test_rouge_diversity_and_rank_run(files, capsys, tmp_path):
+    d, _, _ = files
+    assert main(["eval", "rouge", "--ref", str(d / "ref.txt"), "--hyp", str(d / "hyp.txt"), "--types",
+                 "rouge1,rougeL", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"rouge1", "rougeL"} and 0 < out["rouge1"]["fmeasure"] <= 1
+    assert main(["eval", "diversity", str(d / "hyp.txt")]) == 0
+    assert "distinct-2" in capsys.readouterr().out
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_text("".join(json.dumps(r) + "\n" for r in [{"winner": "a", "loser": "b"}] * 3 +
+                             [{"winner": "b", "loser": "a"}]), encoding="utf-8")
+    assert main(["eval", "rank", str(prefs), "--n-bootstrap", "50"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[1] == "a" and lines[2].split()[1] == "b"
+
+
+def test_mismatched_and_empty_files_are_one_line_errors(files, capsys):
+    d, _, _ = files
+    (d / "short.txt").write_text("one line\n", encoding="utf-8")
+    (d / "empty.txt").write_text("", encoding="utf-8")
+    assert main(["eval", "bleu", "--ref", str(d / "ref.txt"), "--hyp", str(d / "short.txt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has 30 lines but hypothesis file" in err and "\n" not in err
+    for cmd in (["eval", "chrf", "--ref", str(d / "empty.txt"), "--hyp", str(d / "hyp.txt")],
+                ["eval", "diversity", str(d / "empty.txt")], ["eval", "rank", str(d / "empty.txt")]):
+        assert main(cmd) == 2
+        err = capsys.readouterr().err.strip()
+        assert "is empty" in err and "\n" not in err
+
+
+def test_rouge_with_an_llmlab_segmenter_scores_chinese_words(tmp_path, capsys):
+    from llmlab.data.corpora import pfr1998_words
+    from llmlab.evaluate.rouge import RougeConfig, corpus_rouge
+
+    matching = pytest.importorskip("llmlab.text.matching")
+    seg = matching.MaxMatchSegmenter.train(pfr1998_words("train")[:3000])
+    seg.save(tmp_path / "seg")
+    refs = ["".join(s) for s in pfr1998_words("dev")[:20]]
+    hyps = [r[: len(r) * 2 // 3] for r in refs]
+    (tmp_path / "ref.txt").write_text("\n".join(refs) + "\n", encoding="utf-8")
+    (tmp_path / "hyp.txt").write_text("\n".join(hyps) + "\n", encoding="utf-8")
+    args = ["eval", "rouge", "--ref", str(tmp_path / "ref.txt"), "--hyp", str(tmp_path / "hyp.txt"), "--types",
+            "rouge1", "--json"]
+    assert main(args + ["--seg-model", str(tmp_path / "seg")]) == 0
+    words_f = json.loads(capsys.readouterr().out)["rouge1"]["fmeasure"]
+    cfg = RougeConfig(rouge_types=("rouge1",))
+    assert words_f == pytest.approx(corpus_rouge(hyps, [refs], cfg, seg.cut)["rouge1"].fmeasure)
+    assert main(args) == 0  # without a segmenter: characters, a different but non-zero score
+    chars_f = json.loads(capsys.readouterr().out)["rouge1"]["fmeasure"]
+    assert chars_f > 0 and chars_f != pytest.approx(words_f)
