@@ -90,3 +90,9 @@ def test_layer_checker_catches_a_violation(tmp_path):
     f.write_text("import os\nfrom llmlab.models import x\n")
     mods = [m for m, _ in _imports(f)]
     assert "llmlab.models" in mods and "models" not in ALLOWED["data"]
+
+
+def test_cli_help_does_not_load_torch():
+    # `llmlab --help` builds every command's flags; config modules must stay torch-free for that
+    code = "import sys, llmlab.cli; llmlab.cli.build_parser(); assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

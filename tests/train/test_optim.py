@@ -64,3 +64,9 @@ def test_bad_hyperparameters_are_clear_errors():
         ours.SGD(p, lr=0.1, nesterov=True)
     with pytest.raises(InputError, match="betas must be in"):
         ours.Adam(p, betas=(0.9, 1.0))
+
+
+def test_trainer_accepts_exactly_the_written_optimizers():
+    from llmlab.train.config import OPTIMIZER_NAMES
+
+    assert set(OPTIMIZER_NAMES) == set(ours.OPTIMIZERS)

@@ -9,7 +9,7 @@ from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overri
 
 
 def register(sub) -> None:
-    from llmlab.generate.generate import GenerationConfig
+    from llmlab.generate.config import GenerationConfig
 
     p = add_command(sub, "generate", "continue a prompt with a saved model", run)
     p.add_argument("--model", required=True, help="model directory (config.json, model.safetensors, tokenizer.json)")

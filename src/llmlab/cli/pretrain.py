@@ -9,7 +9,7 @@ from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overri
 
 def register(sub) -> None:
     from llmlab.models.config import ModelConfig
-    from llmlab.train.trainer import TrainConfig
+    from llmlab.train.config import TrainConfig
 
     p = add_command(sub, "pretrain", "train a LLaMA-style causal LM on a corpus (resumes if the run exists)", run)
     p.add_argument("--corpus", default="pfr1998", help="built-in corpus (pfr1998, sentiment, arithmetic) or a file")
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     from llmlab.models.config import ModelConfig
     from llmlab.pipeline import RunConfig, preset, run_pretraining
-    from llmlab.train.trainer import TrainConfig
+    from llmlab.train.config import TrainConfig
 
     base = preset(args.preset) if args.preset else RunConfig()
     cfg = base.replace(

@@ -1,8 +1,25 @@
-"""Model families and their configs, exact parameter counting, saving and loading."""
+"""Model families and their configs, exact parameter counting, saving and loading.
 
-from llmlab.models.config import ModelConfig
-from llmlab.models.decoder import CausalLM
-from llmlab.models.io import load_model, save_model
-from llmlab.models.params import count_parameters, parameter_breakdown
+Names are imported on first use (PEP 562), so importing a config module does not load torch.
+"""
 
-__all__ = ["CausalLM", "ModelConfig", "count_parameters", "load_model", "parameter_breakdown", "save_model"]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "CausalLM": "llmlab.models.decoder",
+    "ModelConfig": "llmlab.models.config",
+    "count_parameters": "llmlab.models.params",
+    "load_model": "llmlab.models.io",
+    "parameter_breakdown": "llmlab.models.params",
+    "save_model": "llmlab.models.io",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

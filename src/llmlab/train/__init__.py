@@ -1,17 +1,27 @@
-"""Training: objectives, schedules, checkpoints and the training loop."""
+"""Training: objectives, optimizers, schedules, precision, checkpoints, memory, the loop.
 
-from llmlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from llmlab.train.objectives import causal_lm_loss
-from llmlab.train.schedule import cosine_with_warmup
-from llmlab.train.trainer import TrainConfig, Trainer, evaluate_loss
+Names are imported on first use (PEP 562), so importing a config module does not load torch.
+"""
 
-__all__ = [
-    "TrainConfig",
-    "Trainer",
-    "causal_lm_loss",
-    "cosine_with_warmup",
-    "evaluate_loss",
-    "latest_checkpoint",
-    "load_checkpoint",
-    "save_checkpoint",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "TrainConfig": "llmlab.train.config",
+    "Trainer": "llmlab.train.trainer",
+    "causal_lm_loss": "llmlab.train.objectives",
+    "cosine_with_warmup": "llmlab.train.schedule",
+    "evaluate_loss": "llmlab.train.trainer",
+    "latest_checkpoint": "llmlab.train.checkpoint",
+    "load_checkpoint": "llmlab.train.checkpoint",
+    "save_checkpoint": "llmlab.train.checkpoint",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,6 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,6 +24,7 @@ from llmlab.core.errors import InputError
 from llmlab.core.io import JsonlAppender, atomic_write_text
 from llmlab.core.progress import progress
 from llmlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from llmlab.train.config import TrainConfig
 from llmlab.train.objectives import causal_lm_loss
 from llmlab.train.optim import OPTIMIZERS
 from llmlab.train.precision import DynamicLossScaler
@@ -33,58 +33,12 @@ from llmlab.train.schedule import SCHEDULES
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 1000  # optimizer steps
-    batch_size: int = 16  # sequences per micro-batch
-    grad_accum: int = 1  # micro-batches per optimizer step (effective batch = batch_size * grad_accum)
-    seq_len: int = 256  # tokens per training sequence; at most the model's max_seq_len
-    optimizer: str = "adamw"  # sgd | momentum | nesterov | adagrad | rmsprop | adam | adamw (llmlab.train.optim)
-    schedule: str = "cosine"  # cosine | linear | constant | inverse_sqrt | wsd (all with linear warmup)
-    lr: float = 1e-3  # peak learning rate
-    min_lr: float = 1e-4  # learning rate at the end of the decay
-    warmup_steps: int = 50  # linear warmup steps
-    weight_decay: float = 0.1  # weight decay on matrices only (not norms); decoupled for adamw, L2 otherwise
-    beta1: float = 0.9  # Adam first-moment decay; the momentum of momentum/nesterov/rmsprop
-    beta2: float = 0.95  # Adam second-moment decay; RMSProp's alpha
-    grad_clip: float = 1.0  # clip the global gradient norm to this; 0 disables clipping
-    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + dynamic loss scaling, fp32 weights)
-    grad_checkpoint: bool = False  # recompute each block in backward instead of keeping its activations
-    eval_every: int = 100  # evaluate on validation data every N steps (0 = only at the end)
-    eval_batches: int = 8  # validation batches per periodic evaluation
-    checkpoint_every: int = 100  # save a checkpoint every N steps (0 = only at the end)
-    keep_checkpoints: int = 2  # checkpoints kept on disk (newest)
-    log_every: int = 10  # write a training metrics record every N steps
-    seed: int = 1337  # seeds initialisation, batches and dropout
-    device: str = "auto"  # auto | cpu | cuda
-    max_minutes: float = 0.0  # stop (with a checkpoint) after this much training time; 0 = no limit
-
-    def __post_init__(self):
-        for name in ("steps", "batch_size", "grad_accum", "seq_len", "log_every"):
-            if getattr(self, name) <= 0:
-                raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("eval_every", "checkpoint_every", "warmup_steps", "keep_checkpoints", "eval_batches"):
-            if getattr(self, name) < 0:
-                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0 < self.lr <= 1:
-            raise InputError(f"lr must be in (0, 1], got {self.lr}")
-        if not 0 <= self.min_lr <= self.lr:
-            raise InputError(f"min_lr must be in [0, lr], got {self.min_lr}")
-        if self.optimizer not in OPTIMIZERS:
-            raise InputError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise InputError(f"schedule must be one of {sorted(SCHEDULES)}, got {self.schedule!r}")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise InputError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise InputError(f"device must be auto, cpu or cuda, got {self.device!r}")
-
-    def resolved_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise InputError("device 'cuda' asked for, but no CUDA device is available")
-        return torch.device(self.device)
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' asked for, but no CUDA device is available")
+    return torch.device(name)
 
 
 def get_batch(tokens: torch.Tensor, batch_size: int, seq_len: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,7 +131,7 @@ class Trainer:
         if cfg.seq_len > model.config.max_seq_len:
             raise InputError(f"seq_len {cfg.seq_len} exceeds the model's max_seq_len {model.config.max_seq_len}")
         self.cfg = cfg
-        self.device = cfg.resolved_device()
+        self.device = resolve_device(cfg.device)
         self.model = model.to(self.device)
         self.train_tokens = train_tokens.long()
         self.val_tokens = None if val_tokens is None else val_tokens.long()

@@ -8,34 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import torch
 
 from llmlab.core.errors import InputError
+from llmlab.generate.config import GenerationConfig
 from llmlab.generate.sampling import sample_next
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class GenerationConfig:
-    max_new_tokens: int = 100  # stop after this many new tokens
-    temperature: float = 0.8  # 0 = greedy; higher = flatter distribution
-    top_k: int = 0  # keep only the k most likely tokens (0 = off)
-    top_p: float = 1.0  # nucleus sampling: keep the most likely tokens up to this mass (1 = off)
-    seed: int = 0  # sampling seed
-    use_cache: bool = True  # use the KV cache (same tokens, much faster)
-
-    def __post_init__(self):
-        if self.max_new_tokens < 0:
-            raise InputError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise InputError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise InputError(f"top_k must be >= 0, got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
 @torch.no_grad()

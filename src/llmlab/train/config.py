@@ -1,0 +1,58 @@
+"""The training-loop config: plain data, importable without torch (the CLI builds flags from it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmlab.core.errors import InputError
+from llmlab.train.schedule import SCHEDULES
+
+# the optimizers of llmlab.train.optim, by the names the trainer accepts
+OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 16  # sequences per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step (effective batch = batch_size * grad_accum)
+    seq_len: int = 256  # tokens per training sequence; at most the model's max_seq_len
+    optimizer: str = "adamw"  # sgd | momentum | nesterov | adagrad | rmsprop | adam | adamw (llmlab.train.optim)
+    schedule: str = "cosine"  # cosine | linear | constant | inverse_sqrt | wsd (all with linear warmup)
+    lr: float = 1e-3  # peak learning rate
+    min_lr: float = 1e-4  # learning rate at the end of the decay
+    warmup_steps: int = 50  # linear warmup steps
+    weight_decay: float = 0.1  # weight decay on matrices only (not norms); decoupled for adamw, L2 otherwise
+    beta1: float = 0.9  # Adam first-moment decay; the momentum coefficient of momentum/nesterov
+    beta2: float = 0.95  # Adam second-moment decay; RMSProp's alpha
+    grad_clip: float = 1.0  # clip the global gradient norm to this; 0 disables clipping
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + dynamic loss scaling, fp32 weights)
+    grad_checkpoint: bool = False  # recompute each block in backward instead of keeping its activations
+    eval_every: int = 100  # evaluate on validation data every N steps (0 = only at the end)
+    eval_batches: int = 8  # validation batches per periodic evaluation
+    checkpoint_every: int = 100  # save a checkpoint every N steps (0 = only at the end)
+    keep_checkpoints: int = 2  # checkpoints kept on disk (newest)
+    log_every: int = 10  # write a training metrics record every N steps
+    seed: int = 1337  # seeds initialisation, batches and dropout
+    device: str = "auto"  # auto | cpu | cuda
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this much training time; 0 = no limit
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "grad_accum", "seq_len", "log_every"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("eval_every", "checkpoint_every", "warmup_steps", "keep_checkpoints", "eval_batches"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.lr <= 1:
+            raise InputError(f"lr must be in (0, 1], got {self.lr}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise InputError(f"min_lr must be in [0, lr], got {self.min_lr}")
+        if self.optimizer not in OPTIMIZER_NAMES:
+            raise InputError(f"optimizer must be one of {sorted(OPTIMIZER_NAMES)}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise InputError(f"schedule must be one of {sorted(SCHEDULES)}, got {self.schedule!r}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise InputError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise InputError(f"device must be auto, cpu or cuda, got {self.device!r}")
