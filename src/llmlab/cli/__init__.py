@@ -24,6 +24,8 @@ COMMANDS: tuple[str, ...] = (
     "speedrun",
     "memory",
     "eval",
+    "ngram",
+    "word2vec",
     "tokenizer",
 )
 

@@ -1,0 +1,312 @@
+"""word2vec (topics 71, 75, 76): skip-gram and CBOW, negative sampling and/or hierarchical softmax.
+
+Batched SGD in torch (imported inside `train_word2vec`, so ``llmlab.classic`` stays torch-free), with
+the choices of the original C tool and gensim: a random window shrink per centre word, frequent
+words dropped with probability 1 - (sqrt(f / t) + 1) t / f (f: the word's share of the corpus,
+t = `sample`), negatives drawn from unigram^0.75, the learning rate falling linearly to `min_lr`.
+Skip-gram trains the context word's input vector to predict the centre word; CBOW trains the mean of
+the context vectors to predict it and adds the same gradient to each of them.
+
+Batching sums the updates a row gets within one step, from slightly stale values. That is harmless for
+most rows, but the Huffman nodes near the root sit on every path, so their per-batch sum is capped
+(`HS_NODE_CAP`); and very large batches (4096 on pfr1998) spoil negative sampling too.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from llmlab.classic.vectors import WordVectors
+from llmlab.core.errors import InputError
+from llmlab.core.progress import progress
+
+log = logging.getLogger(__name__)
+
+
+# A Huffman node hit n > HS_NODE_CAP times in one batch gets its summed update scaled by HS_NODE_CAP / n:
+# the nodes near the root sit on every path, and summing a whole batch of their (stale) updates diverges.
+HS_NODE_CAP = 32.0
+
+
+@dataclass(frozen=True)
+class Word2VecConfig:
+    model: str = "skipgram"  # "skipgram" (context predicts centre) or "cbow" (mean of context predicts centre)
+    dim: int = 100  # vector size; >= 1
+    window: int = 5  # largest distance between centre and context word; >= 1
+    negative: int = 5  # negative samples per prediction; 0 = none (then hs must be on)
+    hs: bool = False  # hierarchical softmax over a Huffman tree of the vocabulary
+    sample: float = 1e-3  # frequent-word subsampling threshold t; 0 = keep every word
+    min_count: int = 5  # rarer words are dropped before training; >= 1
+    epochs: int = 5  # passes over the corpus; >= 1
+    lr: float = 0.025  # starting learning rate (gensim's alpha; 0.05 is usual for cbow); > 0
+    min_lr: float = 0.0001  # learning rate at the end, reached linearly; 0 <= min_lr <= lr
+    batch_size: int = 1024  # predictions per SGD step; >= 1 (4096 already hurts: frequent rows collide)
+    seed: int = 0  # seeds initial vectors, windows, subsampling and negatives
+    threads: int = 1  # torch CPU threads (torch.set_num_threads is process-wide); 0 = leave torch as it is
+
+    def __post_init__(self):
+        if self.model not in ("skipgram", "cbow"):
+            raise InputError(f"model must be 'skipgram' or 'cbow', got {self.model!r}")
+        for name in ("dim", "window", "min_count", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.negative < 0 or (self.negative == 0 and not self.hs):
+            raise InputError(f"need negative > 0 or hs on, got negative={self.negative}, hs={self.hs}")
+        if self.sample < 0:
+            raise InputError(f"sample must be >= 0, got {self.sample}")
+        if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
+            raise InputError(f"need lr > 0 and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
+        if self.threads < 0:
+            raise InputError(f"threads must be >= 0, got {self.threads}")
+
+
+def build_vocab(sentences: Sequence[Sequence[str]], min_count: int) -> tuple[list[str], np.ndarray]:
+    """Words seen at least `min_count` times, most frequent first (ties: first seen), with counts.
+
+    >>> build_vocab([["b", "a", "a"]], 1)
+    (['a', 'b'], array([2, 1]))
+    """
+    counts = Counter(w for s in sentences for w in s)
+    kept = [(w, c) for w, c in counts.most_common() if c >= min_count]
+    if not kept:
+        raise InputError(f"no word occurs min_count={min_count} times; lower min_count or give more text")
+    return [w for w, _ in kept], np.array([c for _, c in kept], dtype=np.int64)
+
+
+def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
+    """Probability of keeping each occurrence of a word (word2vec's subsampling; 1 when sample = 0).
+
+    >>> keep_probabilities(np.array([1000, 1]), 1e-3).round(3).tolist()
+    [0.033, 1.0]
+    """
+    if sample == 0:
+        return np.ones(len(counts))
+    t = sample * counts.sum()
+    return np.minimum((np.sqrt(counts / t) + 1) * t / counts, 1.0)
+
+
+def negative_cdf(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
+    """Cumulative distribution of unigram^power, the negative-sampling distribution.
+
+    >>> negative_cdf(np.array([16, 1]), 0.5).round(2).tolist()
+    [0.8, 1.0]
+    """
+    w = counts.astype(np.float64) ** power
+    cdf = np.cumsum(w / w.sum())
+    cdf[-1] = 1.0
+    return cdf
+
+
+def negative_table(counts: np.ndarray, size: int = 10_000_000, power: float = 0.75) -> np.ndarray:
+    """word2vec's sampling table: word i fills a share counts[i]^power / sum of it of `size` slots, so a
+    uniform slot is a draw from unigram^power.
+
+    >>> np.bincount(negative_table(np.array([16, 1]), size=10, power=0.5)).tolist()
+    [8, 2]
+    """
+    edges = np.round(negative_cdf(counts, power) * size).astype(np.int64)
+    return np.repeat(np.arange(len(counts), dtype=np.int32), np.diff(edges, prepend=0))
+
+
+def huffman_paths(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per word, the inner nodes (0..V-2) from the root down and the 0/1 branch codes, padded.
+
+    Returns (points, codes, mask), each (V, depth). Frequent words get short paths.
+
+    >>> points, codes, mask = huffman_paths(np.array([4, 2, 1, 1]))
+    >>> mask.sum(1).astype(int).tolist(), codes[:, 0].astype(int).tolist()
+    ([1, 2, 3, 3], [0, 1, 1, 1])
+    """
+    V = len(counts)
+    if V < 2:
+        raise InputError("hierarchical softmax needs at least 2 words in the vocabulary")
+    heap = [(int(c), i) for i, c in enumerate(counts)]
+    heapq.heapify(heap)
+    parent, branch = np.zeros(2 * V - 1, dtype=np.int64), np.zeros(2 * V - 1, dtype=np.int64)
+    nxt = V
+    while len(heap) > 1:
+        c1, a = heapq.heappop(heap)
+        c2, b = heapq.heappop(heap)
+        parent[a], parent[b], branch[b] = nxt, nxt, 1
+        heapq.heappush(heap, (c1 + c2, nxt))
+        nxt += 1
+    root = nxt - 1
+    paths, codes = [], []
+    for w in range(V):
+        pts, cds, node = [], [], w
+        while node != root:
+            cds.append(float(branch[node]))
+            node = parent[node]
+            pts.append(node - V)
+        paths.append(pts[::-1])
+        codes.append(cds[::-1])
+    depth = max(len(p) for p in paths)
+    P, C, M = (np.zeros((V, depth), dtype=dt) for dt in (np.int64, np.float32, np.float32))
+    for w in range(V):
+        n = len(paths[w])
+        P[w, :n], C[w, :n], M[w, :n] = paths[w], codes[w], 1.0
+    return P, C, M
+
+
+def window_pairs(ids: np.ndarray, sent: np.ndarray, window: int, rng: np.random.Generator):
+    """(centre position, context position) of every pair inside a randomly shrunk window, by centre.
+
+    >>> c, x = window_pairs(np.arange(3), np.zeros(3, dtype=np.int64), 1, np.random.default_rng(0))
+    >>> sorted(zip(c.tolist(), x.tolist()))
+    [(0, 1), (1, 0), (1, 2), (2, 1)]
+    """
+    n = len(ids)
+    reach = rng.integers(1, window + 1, size=n)  # effective window of each centre
+    centres, contexts = [], []
+    for o in range(1, window + 1):
+        for sign in (1, -1):
+            pos = np.arange(max(0, -sign * o), min(n, n - sign * o))
+            other = pos + sign * o
+            ok = (reach[pos] >= o) & (sent[pos] == sent[other])
+            centres.append(pos[ok])
+            contexts.append(other[ok])
+    c, x = np.concatenate(centres), np.concatenate(contexts)
+    order = np.argsort(c, kind="stable")
+    return c[order], x[order]
+
+
+@dataclass
+class TrainStats:
+    words: int  # corpus words (in vocabulary) seen, all epochs
+    seconds: float  # training wall time
+    predictions: int  # SGD examples (pairs for skip-gram, windows for CBOW)
+
+    @property
+    def words_per_second(self) -> float:
+        return self.words / max(self.seconds, 1e-9)
+
+
+def _epoch_examples(ids, sent, keep, cfg, rng):
+    """One epoch's examples: (input ids (N, C), input mask (N, C), target ids (N,))."""
+    kept = rng.random(len(ids)) < keep[ids]
+    ids, sent = ids[kept], sent[kept]
+    c, x = window_pairs(ids, sent, cfg.window, rng)
+    if cfg.model == "skipgram":
+        return ids[x][:, None], np.ones((len(x), 1), dtype=np.float32), ids[c]
+    # CBOW: group each centre's context words into one padded row
+    starts = np.searchsorted(c, np.arange(len(ids)))
+    width = np.diff(np.append(starts, len(c)))
+    has = np.flatnonzero(width > 0)
+    C = 2 * cfg.window
+    col = np.arange(len(c)) - starts[c]
+    inp = np.zeros((len(ids), C), dtype=np.int64)
+    mask = np.zeros((len(ids), C), dtype=np.float32)
+    inp[c, col], mask[c, col] = ids[x], 1.0
+    return inp[has], mask[has], ids[has]
+
+
+def train_word2vec(sentences: Sequence[Sequence[str]], config: Word2VecConfig | None = None):
+    """Train word vectors; returns (WordVectors, TrainStats). Same seed and threads, same vectors."""
+    import torch
+
+    cfg = config or Word2VecConfig()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    words, counts = build_vocab(sentences, cfg.min_count)
+    index = {w: i for i, w in enumerate(words)}
+    flat = [(index[w], si) for si, s in enumerate(sentences) for w in s if w in index]
+    ids = np.array([f[0] for f in flat], dtype=np.int64)
+    sent = np.array([f[1] for f in flat], dtype=np.int64)
+    V, d = len(words), cfg.dim
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)  # initial vectors only
+    w_in = ((torch.rand(V, d, generator=gen) - 0.5) / d).contiguous()
+    w_neg = torch.zeros(V, d)
+    w_hs = torch.zeros(max(V - 1, 1), d)
+    keep = keep_probabilities(counts, cfg.sample)
+    table = negative_table(counts) if cfg.negative else None
+    hs = None
+    if cfg.hs:
+        points, codes, real = huffman_paths(counts)
+        hs = (torch.from_numpy(points), torch.from_numpy(1.0 - codes), torch.from_numpy(real > 0))
+    total_words, done_words, n_pred = cfg.epochs * len(ids), 0, 0
+    start = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        inp, mask, tgt = _epoch_examples(ids, sent, keep, cfg, rng)
+        inp, tgt = torch.from_numpy(inp), torch.from_numpy(tgt)
+        mask = torch.from_numpy(mask) if cfg.model == "cbow" else None
+        n, chunk = len(tgt), cfg.batch_size * 64
+        for lo in progress(range(0, n, cfg.batch_size), desc=f"word2vec epoch {epoch + 1}"):
+            if table is not None and lo % chunk == 0:  # draw negatives for the next 64 batches at once
+                negs = torch.from_numpy(table[rng.integers(0, len(table), (min(chunk, n - lo), cfg.negative))])
+            frac = (done_words + len(ids) * lo / max(n, 1)) / total_words
+            lr = cfg.lr - (cfg.lr - cfg.min_lr) * frac
+            sl = slice(lo, lo + cfg.batch_size)
+            neg = negs[lo % chunk : lo % chunk + cfg.batch_size] if table is not None else None
+            _step(w_in, w_neg, w_hs, inp[sl], None if mask is None else mask[sl], tgt[sl], neg, lr, hs)
+        done_words += len(ids)
+        n_pred += n
+    stats = TrainStats(done_words, time.perf_counter() - start, n_pred)
+    log.info("word2vec: %d words in %.1fs, %.0f words/s", stats.words, stats.seconds, stats.words_per_second)
+    return WordVectors(tuple(words), w_in.numpy().astype(np.float32)), stats
+
+
+def _step(w_in, w_neg, w_hs, inp, mask, tgt, neg, lr, hs):
+    """One batched SGD step (no autograd: the gradients of log sigmoid are written out).
+
+    inp (B, C) input word ids with mask (B, C) or None (skip-gram, C = 1); tgt (B,) the predicted word;
+    neg (B, K) negative samples or None; hs the padded Huffman paths or None.
+    """
+    import torch
+
+    B, C = inp.shape
+    d = w_in.shape[1]
+    rows = w_in.index_select(0, inp.reshape(-1)).view(B, C, d)  # (B, C, d)
+    if mask is None:
+        h = rows[:, 0]  # (B, d)
+    else:
+        h = (rows * mask[:, :, None]).sum(1) / mask.sum(1, keepdim=True)  # mean of the context, (B, d)
+    grad_h = torch.zeros_like(h)
+    if neg is not None:
+        _negative_sampling(w_neg, h, grad_h, tgt, neg, lr)
+    if hs is not None:
+        _hierarchical_softmax(w_hs, h, grad_h, tgt, hs, lr)
+    if mask is None:
+        w_in.index_add_(0, inp.reshape(-1), grad_h)
+    else:
+        w_in.index_add_(0, inp.reshape(-1), (grad_h[:, None, :] * mask[:, :, None]).view(B * C, d))
+
+
+def _negative_sampling(w_neg, h, grad_h, tgt, neg, lr) -> None:
+    """Push sigma(h . v_target) to 1 and sigma(h . v_negative) to 0; update w_neg, add into grad_h."""
+    import torch
+
+    out = torch.cat([tgt[:, None], neg], 1)  # (B, 1+K): the true word first
+    label = torch.zeros(out.shape)
+    label[:, 0] = 1.0
+    live = torch.ones(out.shape)
+    live[:, 1:] = (neg != tgt[:, None]).float()  # a negative equal to the target is skipped
+    v = w_neg.index_select(0, out.reshape(-1)).view(*out.shape, h.shape[1])  # (B, 1+K, d)
+    g = (label - torch.sigmoid(torch.einsum("bd,btd->bt", h, v))) * (lr * live)  # (B, 1+K)
+    grad_h += torch.einsum("bt,btd->bd", g, v)
+    w_neg.index_add_(0, out.reshape(-1), (g[:, :, None] * h[:, None, :]).reshape(-1, h.shape[1]))
+
+
+def _hierarchical_softmax(w_hs, h, grad_h, tgt, hs, lr) -> None:
+    """One logistic step per inner node on each target's Huffman path (label 1 - code), on the real
+    (example, node) pairs only: paths are padded to the deepest word but most targets are frequent
+    words with short paths."""
+    import torch
+
+    points, labels, real = hs
+    b, l = real[tgt].nonzero(as_tuple=True)  # (P,) example and depth of every real node
+    nodes = points[tgt[b], l]  # (P,)
+    v = w_hs.index_select(0, nodes)  # (P, d)
+    hb = h.index_select(0, b)  # (P, d)
+    g = (labels[tgt[b], l] - torch.sigmoid((hb * v).sum(1))) * lr  # (P,)
+    grad_h.index_add_(0, b, g[:, None] * v)
+    seen = torch.bincount(nodes, minlength=w_hs.shape[0]).to(g.dtype)
+    g = g * (HS_NODE_CAP / seen.clamp(min=HS_NODE_CAP))[nodes]  # nodes near the root: capped sum
+    w_hs.index_add_(0, nodes, g[:, None] * hb)

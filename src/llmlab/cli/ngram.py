@@ -1,0 +1,118 @@
+"""``llmlab ngram``: train, score (perplexity), sample, and the two-errors experiment for n-gram models."""
+
+from __future__ import annotations
+
+import json
+
+from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides
+
+SPLITS = ("train", "dev", "test")
+
+
+def register(sub) -> None:
+    from llmlab.classic.ngram import NgramConfig
+
+    g = add_group(sub, "ngram", "n-gram language models: train, ppl, sample, errors")
+
+    p = add_command(g, "train", "count n-grams, smooth, save the model (and optionally an ARPA file)", _train)
+    _corpus_flags(p, "train")
+    p.add_argument("-o", "--output", required=True, help="model directory to write")
+    p.add_argument("--arpa", help="also write the model as an ARPA file here (KenLM / SRILM can read it)")
+    p.add_argument("--eval-split", choices=SPLITS, help="also print the perplexity on this split")
+    add_dataclass_flags(p, NgramConfig, skip=("discounts", "unit"))
+
+    p = add_command(g, "ppl", "perplexity, bits per token and OOV count of a model on a corpus", _ppl)
+    p.add_argument("--model", required=True, help="model directory from `llmlab ngram train`, or an .arpa file")
+    _corpus_flags(p, "dev")
+
+    p = add_command(g, "sample", "generate sentences token by token", _sample)
+    p.add_argument("--model", required=True, help="model directory or .arpa file")
+    p.add_argument("-n", "--num", type=int, default=5, help="sentences to generate")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the first sentence (then seed+1, ...)")
+    p.add_argument("--max-tokens", type=int, default=50, help="stop a sentence after this many tokens")
+    p.add_argument("--prefix", default="", help="start every sentence with these tokens")
+    p.add_argument("--temperature", type=float, default=1.0, help="sharpen (<1) or flatten (>1) the distribution")
+
+    p = add_command(g, "errors", "topic 18: how recall and precision errors move perplexity (table + PNG)", _errors)
+    p.add_argument("--model", required=True, help="model directory or .arpa file")
+    _corpus_flags(p, "dev")
+    p.add_argument("-o", "--output", required=True, help="PNG plot to write")
+    p.add_argument("--seed", type=int, default=0, help="which tokens get the recall errors")
+
+
+def _corpus_flags(p, split: str) -> None:
+    p.add_argument("--corpus", default="pfr1998", help="built-in corpus name or a text file (one sentence a line)")
+    p.add_argument("--split", default=split, choices=SPLITS, help="split of a built-in corpus")
+    p.add_argument("--unit", choices=("word", "char"), help="tokens: words or characters (default: the model's)")
+
+
+def _load(path: str):
+    from pathlib import Path
+
+    from llmlab.classic.arpa import read_arpa
+    from llmlab.classic.ngram import NgramModel
+
+    return read_arpa(path) if Path(path).suffix == ".arpa" else NgramModel.load(path)
+
+
+def _sentences(args, unit: str):
+    from llmlab.classic.ngram import corpus_sentences
+
+    return corpus_sentences(args.corpus, args.split, args.unit or unit)
+
+
+def _train(args) -> int:
+    from llmlab.classic.arpa import write_arpa
+    from llmlab.classic.ngram import NgramConfig, NgramModel
+
+    config = NgramConfig(**dataclass_overrides(args, NgramConfig))
+    model = NgramModel.train(_sentences(args, config.unit), config)
+    model.save(args.output)
+    sizes = {k: len(model.tables.keys[k]) for k in range(1, model.order + 1)}
+    print(f"saved {model.order}-gram {config.smoothing} model to {args.output}: vocabulary {len(model.vocab)}, "
+          f"n-grams per order {sizes}")
+    if args.arpa:
+        write_arpa(model, args.arpa)
+        print(f"wrote ARPA file {args.arpa}")
+    if args.eval_split:
+        args.split = args.eval_split
+        _print_eval(model.evaluate(_sentences(args, config.unit)), args)
+    return 0
+
+
+def _print_eval(ev: dict, args) -> None:
+    zero = f", {ev['n_zero']} with probability 0 (MLE: perplexity infinite)" if ev["n_zero"] else ""
+    print(f"{args.corpus}/{args.split}: perplexity {ev['perplexity']:.2f}, {ev['bits_per_token']:.3f} bits/token, "
+          f"{ev['bits_per_char']:.3f} bits/char, "
+          f"{ev['n_tokens']} tokens, {ev['n_oov']} OOV{zero}")
+
+
+def _ppl(args) -> int:
+    model = _load(args.model)
+    _print_eval(model.evaluate(_sentences(args, model.config.unit)), args)
+    return 0
+
+
+def _sample(args) -> int:
+    from llmlab.classic.ngram import split_units
+
+    model = _load(args.model)
+    prefix = split_units(args.prefix, model.config.unit)
+    sep = " " if model.config.unit == "word" else ""
+    for i in range(args.num):
+        tokens = prefix + model.sample(args.seed + i, args.max_tokens, prefix, args.temperature)
+        print(sep.join(tokens))
+    return 0
+
+
+def _errors(args) -> int:
+    from llmlab.classic.two_errors import plot_two_errors, two_errors_table
+
+    model = _load(args.model)
+    lp, _ = model.token_logprobs(_sentences(args, model.config.unit))
+    table = two_errors_table(lp, seed=args.seed)
+    title = f"{model.order}-gram {model.config.smoothing} on {args.corpus}/{args.split}"
+    plot_two_errors(table, args.output, title=title)
+    print(json.dumps(table, indent=1))
+    print(f"wrote {args.output}")
+    return 0

@@ -1,0 +1,57 @@
+"""`llmlab ngram` and `llmlab word2vec` end to end on small files."""
+
+import math
+
+import pytest
+
+from llmlab.cli import main
+
+TEXT = "\n".join(["我 爱 北京", "北京 欢迎 你", "我 爱 你", "你 爱 北京 吗", ""] * 20) + "\n"
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_text(TEXT, encoding="utf-8")
+    return p
+
+
+def test_ngram_train_ppl_sample(tmp_path, corpus, capsys):
+    model = tmp_path / "m"
+    assert main(["ngram", "train", "--corpus", str(corpus), "-o", str(model), "--order", "3",
+                 "--smoothing", "kn", "--arpa", str(tmp_path / "m.arpa"), "--eval-split", "dev"]) == 0
+    out = capsys.readouterr().out
+    assert "3-gram kn" in out and "perplexity" in out
+    for m in (model, tmp_path / "m.arpa"):
+        assert main(["ngram", "ppl", "--model", str(m), "--corpus", str(corpus)]) == 0
+        ppl = float(capsys.readouterr().out.split("perplexity ")[1].split(",")[0])
+        assert 1 < ppl < 10 and math.isfinite(ppl)
+    assert main(["ngram", "sample", "--model", str(model), "-n", "3", "--seed", "1", "--prefix", "我"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(ln.startswith("我") for ln in lines)
+    assert main(["ngram", "errors", "--model", str(model), "--corpus", str(corpus), "-o", str(tmp_path / "e.png")]) == 0
+    assert (tmp_path / "e.png").exists()
+
+
+def test_ngram_char_model(tmp_path, corpus, capsys):
+    c = str(tmp_path / "c")
+    assert main(["ngram", "train", "--corpus", str(corpus), "--unit", "char", "-o", c, "--order", "2"]) == 0
+    assert main(["ngram", "sample", "--model", str(tmp_path / "c"), "-n", "1"]) == 0
+    assert " " not in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_ngram_bad_input_is_one_line(tmp_path, corpus, capsys):
+    assert main(["ngram", "train", "--corpus", str(corpus), "-o", str(tmp_path / "m"), "--order", "0"]) == 2
+    assert "order must be" in capsys.readouterr().err
+    assert main(["ngram", "ppl", "--model", str(tmp_path / "missing")]) == 2
+
+
+def test_word2vec_train_similar_analogy(tmp_path, corpus, capsys):
+    vec = tmp_path / "v.txt"
+    assert main(["word2vec", "train", "--corpus", str(corpus), "-o", str(vec), "--min-count", "1", "--dim", "8",
+                 "--epochs", "2", "--batch-size", "16"]) == 0
+    assert main(["word2vec", "similar", "--vectors", str(vec), "北京", "--topn", "2"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("北京:")
+    assert main(["word2vec", "analogy", "--vectors", str(vec), "我", "爱", "你", "--topn", "2"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert main(["word2vec", "similar", "--vectors", str(vec), "火星"]) == 2

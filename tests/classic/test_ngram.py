@@ -1,0 +1,168 @@
+"""N-gram models: normalisation for every smoothing, chain rule, hand-computed cases, counting against a
+naive counter, sampling, persistence and config errors."""
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from llmlab.classic.information import perplexity
+from llmlab.classic.ngram import NgramConfig, NgramModel, split_units
+from llmlab.classic.ngram_counts import count_ngrams
+from llmlab.classic.smoothing import SMOOTHINGS
+from llmlab.classic.vocab import Vocab, encode_sentences
+from llmlab.core.errors import InputError
+
+CORPUS = [s.split() for s in ["a b c a d", "b c a b", "a a b c", "c b a d d", "d a b c", "b b b b c a"]]
+CONTEXTS = [[], ["a"], ["b", "c"], ["c", "a", "b"], ["zz"], ["a", "zz"], ["zz", "a"], ["d", "d", "d", "d"]]
+TEST = [["a", "b", "c"], ["zz", "a", "b", "c", "a"], ["d"], []]
+
+
+@pytest.mark.parametrize("smoothing", SMOOTHINGS)
+@pytest.mark.parametrize("order", [1, 2, 3, 4, 5, 9])  # 9: longer than any sentence
+def test_distribution_sums_to_one_for_every_context(smoothing, order):
+    m = NgramModel.train(CORPUS, NgramConfig(order=order, smoothing=smoothing))
+    for ctx in CONTEXTS:
+        for bos in (True, False):
+            d = m.distribution(ctx, bos=bos)
+            assert "<s>" not in d and min(d.values()) >= 0
+            assert math.isclose(sum(d.values()), 1.0, abs_tol=1e-12), (ctx, bos)
+
+
+@pytest.mark.parametrize("smoothing", SMOOTHINGS)
+@pytest.mark.parametrize("order", [1, 2, 3, 4, 9])
+def test_vectorised_scores_are_the_chain_rule_of_prob(smoothing, order):
+    m = NgramModel.train(CORPUS, NgramConfig(order=order, smoothing=smoothing))
+    lp, _ = m.token_logprobs(TEST)
+    chain = []
+    for s in TEST:
+        for i in range(len(s) + 1):
+            p = m.prob(s[i] if i < len(s) else "</s>", s[:i])
+            chain.append(math.log(p) if p > 0 else -math.inf)
+    np.testing.assert_allclose(lp, chain, rtol=1e-12)
+    assert math.isclose(m.sentence_logprob(TEST[0]), sum(chain[:4]), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("smoothing", [s for s in SMOOTHINGS if s != "mle"])
+def test_perplexity_finite_on_unseen_words_and_contexts(smoothing):
+    m = NgramModel.train(CORPUS, NgramConfig(order=3, smoothing=smoothing))
+    ev = m.evaluate(TEST)
+    assert ev["n_zero"] == 0 and math.isfinite(ev["perplexity"]) and ev["n_oov"] == 1
+    lp, _ = m.token_logprobs(TEST)
+    assert math.isclose(ev["perplexity"], perplexity(lp), rel_tol=1e-12)  # same function as neural models
+    assert ev["n_tokens"] == sum(len(s) + 1 for s in TEST)
+    n_chars = sum(len(w) for s in TEST for w in s) + len(TEST)
+    assert ev["bits_per_char"] == pytest.approx(-lp.sum() / math.log(2) / n_chars)
+
+
+def test_mle_says_perplexity_is_infinite(caplog):
+    m = NgramModel.train(CORPUS, NgramConfig(order=2, smoothing="mle"))
+    ev = m.evaluate(TEST)
+    assert ev["perplexity"] == math.inf and ev["n_zero"] >= 1
+    assert "perplexity is infinite" in caplog.text
+
+
+def test_mle_bigram_by_hand():
+    m = NgramModel.train([["a", "b"], ["a", "c"], ["a", "b"]], NgramConfig(order=2, smoothing="mle"))
+    assert m.prob("b", ["a"]) == pytest.approx(2 / 3)
+    assert m.prob("a", []) == 1.0  # every sentence starts with a
+    # p(<s> a b </s>) = p(a|<s>) p(b|a) p(</s>|b) = 1 * 2/3 * 1
+    assert m.sentence_logprob(["a", "b"]) == pytest.approx(math.log(2 / 3))
+
+
+def test_add_one_bigram_by_hand():
+    m = NgramModel.train([["a", "b"], ["a", "c"]], NgramConfig(order=2, smoothing="add_k", k=1.0))
+    # predictable: <unk> </s> a b c (5); c(a) as context = 2
+    assert m.prob("b", ["a"]) == pytest.approx(2 / 7)
+    assert m.prob("a", ["a"]) == pytest.approx(1 / 7)
+    assert m.prob("a", ["zz"]) == pytest.approx(1 / 5)  # unseen context: uniform
+
+
+def test_kn_bigram_by_hand():
+    # order 2, fixed D = 0.5 at both levels; corpus "<s> a b </s>", "<s> a a </s>"
+    m = NgramModel.train([["a", "b"], ["a", "a"]], NgramConfig(order=2, smoothing="kn", discounts=(0.5, 0.5)))
+    # unigram continuation counts: a <- {<s>, a} = 2, b <- {a} = 1, </s> <- {b, a} = 2; total 5
+    # p1(w) = (N1+(.w) - 0.5)/5 + (0.5 * 3 / 5) / 4 (uniform over <unk> </s> a b)
+    p1 = {w: (c - 0.5) / 5 + 0.3 / 4 for w, c in {"a": 2, "b": 1, "</s>": 2}.items()}
+    # context a: followed by b, a, </s> once each (3 tokens); gamma = 0.5 * 3 / 3
+    assert m.prob("b", ["a"]) == pytest.approx((1 - 0.5) / 3 + 0.5 * p1["b"])
+    assert m.prob("<unk>", ["a"]) == pytest.approx(0.5 * 0.3 / 4)
+
+
+def test_counts_match_a_naive_counter():
+    rng = np.random.default_rng(0)
+    sents = [[f"w{x}" for x in rng.integers(0, 6, size=rng.integers(0, 9))] for _ in range(60)]
+    vocab = Vocab.build(sents)
+    ids, sent = encode_sentences(vocab, sents)
+    keys, counts = count_ngrams(ids, sent, 4, len(vocab))
+    for k in (2, 3, 4):
+        naive = Counter()
+        for s in sents:
+            toks = ["<s>", *s, "</s>"]
+            naive.update(tuple(toks[i : i + k]) for i in range(len(toks) - k + 1))
+        ours = {}
+        names = {0: [()]}
+        names[1] = [(t,) for t in vocab.tokens]
+        for j in range(2, k + 1):
+            V = len(vocab)
+            names[j] = [names[j - 1][key // V] + (vocab.tokens[key % V],) for key in keys[j].tolist()]
+        ours = dict(zip(names[k], counts[k].tolist()))
+        assert ours == dict(naive)
+
+
+def test_train_save_load_roundtrip(tmp_path):
+    m = NgramModel.train(CORPUS, NgramConfig(order=3, smoothing="modified_kn"))
+    m.save(tmp_path / "m")
+    m2 = NgramModel.load(tmp_path / "m")
+    assert m2.config == m.config and m2.vocab.tokens == m.vocab.tokens
+    np.testing.assert_array_equal(m.token_logprobs(TEST)[0], m2.token_logprobs(TEST)[0])
+
+
+def test_sampling_is_seeded_and_follows_the_model():
+    m = NgramModel.train([["a", "b", "c"]] * 3, NgramConfig(order=3, smoothing="mle"))
+    assert m.sample(seed=1) == ["a", "b", "c"]  # MLE of a single repeated sentence is deterministic
+    k = NgramModel.train(CORPUS, NgramConfig(order=2, smoothing="kn"))
+    assert k.sample(seed=3, max_tokens=20) == k.sample(seed=3, max_tokens=20)
+    draws = Counter((k.sample(seed=s, max_tokens=1) or ["</s>"])[0] for s in range(2000))
+    first = k.distribution([])
+    for w, n in draws.items():  # empirical first-token frequencies match p(w | <s>)
+        assert abs(n / 2000 - first[w]) < 0.05
+    assert sum(draws.values()) == 2000
+
+
+def test_char_units_and_unknowns():
+    assert split_units(" 我爱 北京 ", "char") == ["我", "爱", "北", "京"]
+    sents = [split_units(s, "char") for s in ["我爱北京", "北京欢迎你"]]
+    m = NgramModel.train(sents, NgramConfig(order=2, unit="char"))
+    assert m.prob("京", ["北"]) > 0.5
+    assert math.isfinite(m.evaluate([["火", "星"]])["perplexity"])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(order=0), dict(smoothing="good_turing"), dict(k=0), dict(unit="byte"), dict(min_count=0),
+     dict(smoothing="modified_kn", discounts=(0.5, 0.5, 0.5)), dict(smoothing="kn", discounts=(0.5,)),
+     dict(smoothing="kn", order=2, discounts=(0.5, 1.5))],
+)
+def test_bad_config_is_refused(kwargs):
+    with pytest.raises(InputError):
+        NgramConfig(**kwargs)
+
+
+def test_empty_training_set_is_refused():
+    with pytest.raises(InputError, match="zero sentences"):
+        NgramModel.train([], NgramConfig())
+
+
+def test_load_refuses_a_model_of_another_order(tmp_path):
+    import json
+
+    NgramModel.train(CORPUS, NgramConfig(order=2)).save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))
+    meta["config"]["order"] = 3
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(InputError, match="lacks"):
+        NgramModel.load(tmp_path / "m")
+    with pytest.raises(InputError, match="does not exist"):
+        NgramModel.load(tmp_path / "nothing")

@@ -1,0 +1,103 @@
+"""Word vectors against gensim's KeyedVectors: file format, cosine, neighbours, analogies, Spearman."""
+
+import numpy as np
+import pytest
+
+from llmlab.classic.vectors import (
+    WordVectors,
+    evaluate_analogies,
+    evaluate_similarity,
+    onehot_vs_distributed,
+    read_analogies,
+    read_pairs,
+    spearman,
+)
+from llmlab.core.errors import InputError
+
+
+@pytest.fixture
+def wv():
+    rng = np.random.default_rng(0)
+    words = tuple(f"w{i}" for i in range(40)) + ("北京", "中国", "东京", "日本")
+    return WordVectors(words, rng.normal(size=(len(words), 12)).astype(np.float32))
+
+
+def test_word2vec_text_format_loads_in_gensim_and_back(tmp_path, wv):
+    models = pytest.importorskip("gensim.models")
+    path = tmp_path / "v.txt"
+    wv.save_word2vec(path)
+    kv = models.KeyedVectors.load_word2vec_format(str(path), binary=False)
+    assert list(kv.index_to_key) == list(wv.words)
+    np.testing.assert_allclose(kv.vectors, wv.vectors, rtol=1e-5, atol=1e-6)
+    back = WordVectors.load_word2vec(path)
+    assert back.words == wv.words
+    np.testing.assert_allclose(back.vectors, wv.vectors, rtol=1e-5, atol=1e-6)
+
+
+def test_similarity_neighbours_and_analogies_equal_gensim(wv):
+    models = pytest.importorskip("gensim.models")
+    kv = models.KeyedVectors(wv.dim)
+    kv.add_vectors(list(wv.words), wv.vectors)
+    assert wv.similarity("w1", "北京") == pytest.approx(float(kv.similarity("w1", "北京")), abs=1e-5)
+    for w in ("w0", "w7", "日本"):
+        ours, theirs = wv.most_similar(w, topn=6), kv.most_similar(w, topn=6)
+        assert [a for a, _ in ours] == [a for a, _ in theirs]
+        np.testing.assert_allclose([s for _, s in ours], [s for _, s in theirs], atol=1e-5)
+    ours = wv.analogy("中国", "北京", "东京", topn=3)  # 中国 - 北京 + 东京
+    theirs = kv.most_similar(positive=["中国", "东京"], negative=["北京"], topn=3)
+    assert [a for a, _ in ours] == [a for a, _ in theirs]
+
+
+def test_spearman_equals_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 5, size=50).astype(float), rng.normal(size=50)  # many ties in x
+    assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+
+
+def test_analogy_by_hand():
+    v = WordVectors(("man", "woman", "king", "queen", "apple"),
+                    np.array([[1, 0, 0], [1, 1, 0], [1, 0, 1], [1, 1, 1], [0, 0, -1]], dtype=np.float32))
+    assert v.analogy("king", "man", "woman")[0][0] == "queen"  # king - man + woman
+    assert evaluate_analogies(v, [("man", "woman", "king", "queen"), ("man", "x", "y", "z")]) == {
+        "accuracy": 1.0, "questions": 1, "oov_questions": 1}
+
+
+def test_builtin_lists_parse_and_cover_pfr1998():
+    zh, en = read_pairs("zh"), read_pairs("en")
+    assert len(zh) >= 60 and len(en) >= 40 and all(0 <= s <= 10 for *_, s in zh + en)
+    qs = read_analogies("zh")
+    assert len(qs) >= 300 and all(len(q) == 4 for q in qs)
+    corpora = pytest.importorskip("llmlab.data.corpora")
+    try:
+        words = {w for s in corpora.pfr1998_words("train") for w in s}
+    except Exception as e:
+        pytest.skip(f"pfr1998 unavailable: {e}")
+    assert all(a in words and b in words for a, b, _ in zh)
+    assert sum(all(w in words for w in q) for q in qs) / len(qs) > 0.95
+
+
+def test_evaluate_similarity_perfect_when_cosines_follow_scores():
+    v = WordVectors(("a", "b", "c", "d"), np.array([[1, 0], [1, 0.1], [1, 1], [-1, 0.2]], dtype=np.float32))
+    pairs = [("a", "b", 9.0), ("a", "c", 5.0), ("a", "d", 1.0), ("a", "zz", 3.0)]
+    assert evaluate_similarity(v, pairs) == {"spearman": pytest.approx(1.0), "pairs": 3, "oov_pairs": 1}
+
+
+def test_onehot_versus_distributed(wv):
+    pairs = [("w1", "w2", 8.0), ("w3", "w4", 2.0), ("北京", "东京", 6.0)]
+    out = onehot_vs_distributed(wv, pairs)
+    assert out["onehot"]["dim"] == len(wv) and out["onehot"]["cosine_any_two_words"] == 0.0
+    assert out["distributed"]["dim"] == 12 and out["distributed"]["nonzero_share"] == 1.0
+
+
+@pytest.mark.parametrize("bad", [dict(words=("a",), vectors=np.zeros((2, 3))),
+                                 dict(words=("a b",), vectors=np.zeros((1, 3))),
+                                 dict(words=("a", "a"), vectors=np.zeros((2, 3)))])
+def test_bad_vectors_are_refused(bad):
+    with pytest.raises(InputError):
+        WordVectors(**bad)
+
+
+def test_unknown_word_is_a_clear_error(wv):
+    with pytest.raises(InputError, match="not in the vocabulary"):
+        wv.most_similar("nope")

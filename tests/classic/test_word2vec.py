@@ -1,0 +1,110 @@
+"""word2vec: the sampling pieces against gensim and by hand, and training that learns a planted structure."""
+
+import numpy as np
+import pytest
+
+from llmlab.classic.word2vec import (
+    Word2VecConfig,
+    build_vocab,
+    huffman_paths,
+    keep_probabilities,
+    negative_table,
+    train_word2vec,
+    window_pairs,
+)
+from llmlab.core.errors import InputError
+
+
+def _two_topics(n=600, seed=0):
+    """Sentences drawn from one of two disjoint word groups: a model must put each group together."""
+    rng = np.random.default_rng(seed)
+    groups = [[f"a{i}" for i in range(8)], [f"b{i}" for i in range(8)]]
+    return [list(rng.choice(groups[i % 2], size=8)) for i in range(n)], groups
+
+
+def _separation(wv, groups):
+    within = np.mean([wv.similarity(x, y) for g in groups for x in g for y in g if x != y])
+    across = np.mean([wv.similarity(x, y) for x in groups[0] for y in groups[1]])
+    return within - across
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(model="skipgram"), dict(model="cbow", lr=0.05), dict(model="skipgram", hs=True, negative=0),
+     dict(model="cbow", hs=True, negative=3, lr=0.05)],
+)
+def test_training_groups_words_that_share_contexts(kwargs):
+    sents, groups = _two_topics()
+    cfg = Word2VecConfig(dim=16, window=3, min_count=1, epochs=3, sample=0, batch_size=64, seed=1, **kwargs)
+    wv, stats = train_word2vec(sents, cfg)
+    assert len(wv) == 16 and wv.dim == 16
+    assert stats.words == 3 * 600 * 8 and stats.predictions > 0
+    assert _separation(wv, groups) > 0.3
+    top = [w for w, _ in wv.most_similar("a0", topn=5)]
+    assert all(w.startswith("a") for w in top)
+
+
+def test_same_seed_same_vectors():
+    sents, _ = _two_topics(200)
+    cfg = Word2VecConfig(dim=8, min_count=1, epochs=1, batch_size=32, seed=3)
+    a, _ = train_word2vec(sents, cfg)
+    b, _ = train_word2vec(sents, cfg)
+    np.testing.assert_array_equal(a.vectors, b.vectors)
+
+
+def test_subsampling_matches_gensim():
+    gensim = pytest.importorskip("gensim.models")
+    rng = np.random.default_rng(0)
+    sents = [[f"w{int(x)}" for x in rng.zipf(1.5, size=20) if x < 200] for _ in range(300)]
+    model = gensim.Word2Vec(sents, vector_size=4, min_count=1, sample=1e-3, epochs=1, workers=1, seed=0)
+    words, counts = build_vocab(sents, 1)
+    ours = keep_probabilities(counts, 1e-3)
+    theirs = np.array([model.wv.get_vecattr(w, "sample_int") for w in words]) / 2**32
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+def test_negative_table_follows_unigram_to_three_quarters():
+    counts = np.array([1000, 100, 10, 1])
+    table = negative_table(counts, size=100_000)
+    share = np.bincount(table, minlength=4) / len(table)
+    want = counts**0.75 / (counts**0.75).sum()
+    np.testing.assert_allclose(share, want, atol=1e-4)
+
+
+def test_huffman_codes_are_prefix_free_and_short_for_frequent_words():
+    counts = np.array([50, 20, 10, 8, 5, 3, 2, 1, 1])
+    points, codes, mask = huffman_paths(counts)
+    lengths = mask.sum(1).astype(int)
+    words = ["".join(str(int(c)) for c in codes[w, : lengths[w]]) for w in range(len(counts))]
+    assert len(set(words)) == len(words)
+    assert not any(a != b and b.startswith(a) for a in words for b in words)
+    assert sum(2.0 ** -n for n in lengths) == pytest.approx(1.0)  # a full binary tree (Kraft equality)
+    n = len(counts)
+    assert all(lengths[i] <= lengths[j] for i in range(n) for j in range(n) if counts[i] > counts[j])
+    assert (points[mask > 0] < len(counts) - 1).all() and (points[:, 0] == points[0, 0]).all()  # one root
+
+
+def test_window_pairs_stay_in_sentence_and_window():
+    rng = np.random.default_rng(0)
+    sent = np.repeat(np.arange(20), 7)
+    ids = np.arange(len(sent))
+    c, x = window_pairs(ids, sent, 3, rng)
+    assert (sent[c] == sent[x]).all() and (np.abs(c - x) <= 3).all() and (c != x).all()
+    assert (np.diff(c) >= 0).all()
+    full, _ = window_pairs(ids, sent, 1, rng)  # window 1 never shrinks: every neighbour pair, both ways
+    assert len(full) == 20 * 6 * 2
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(model="glove"), dict(dim=0), dict(negative=0, hs=False), dict(sample=-1), dict(lr=0),
+     dict(min_lr=1.0), dict(threads=-1)],
+)
+def test_bad_config_is_refused(kwargs):
+    with pytest.raises(InputError):
+        Word2VecConfig(**kwargs)
+
+
+def test_min_count_too_high_is_explained():
+    with pytest.raises(InputError, match="min_count"):
+        train_word2vec([["a", "b"]], Word2VecConfig(min_count=5))
