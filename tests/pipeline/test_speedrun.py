@@ -38,6 +38,9 @@ def test_rerun_resumes_instead_of_retraining(tiny_run, capsys):
     assert main(["speedrun", "--preset", "tiny", "--out", str(tiny_run.parent)]) == 0
     after = json.loads((tiny_run / "summary.json").read_text())
     assert after["steps"] == before["steps"] and after["val_loss"] == pytest.approx(before["val_loss"], abs=1e-9)
+    records = [json.loads(x) for x in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    finals = [r for r in records if r.get("final")]
+    assert len(finals) == 1 and finals[0]["val_loss"] == pytest.approx(after["val_loss"])
 
 
 def test_generate_cli_continues_a_prompt(tiny_run, capsys):
@@ -64,3 +67,24 @@ def test_pretrain_with_a_subword_tokenizer_saves_a_model_hf_can_tokenize(tmp_pat
     assert tok.vocab_size == 300 and model.config.vocab_size == 300
     ref = hf.Tokenizer.from_file(str(tmp_path / "bpe" / "model" / "tokenizer.json"))
     assert ref.encode("12345+678=").ids == tok.encode("12345+678=")
+
+
+def test_optimizer_experiment_orders_state_memory(tmp_path, capsys):
+    out = tmp_path / "opt"
+    assert main(["optimizers", "--steps", "15", "--only", "sgd", "momentum", "adamw", "--out", str(out)]) == 0
+    results = {r["optimizer"]: r for r in json.loads((out / "results.json").read_text())}
+    # the same model: adamw keeps two copies of the weights, momentum one, sgd none
+    assert results["sgd"]["state_bytes"] == 0
+    assert results["adamw"]["state_bytes"] == 2 * results["momentum"]["state_bytes"] > 0
+    assert all(r["curve"][-1][1] < r["curve"][0][1] for r in results.values())
+    assert (out / "optimizers.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_ppl_scores_a_file_with_the_saved_model(tiny_run, tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("中国经济发展\n\n新年讲话\n", encoding="utf-8")
+    assert main(["eval", "ppl", "--model", str(tiny_run / "model"), str(text)]) == 0
+    out = capsys.readouterr().out
+    fields = dict(zip(out.split()[::2], out.split()[1::2]))
+    assert fields["lines"] == "2" and fields["tokens"] == str(6 + 1 + 4 + 1)
+    assert 1 < float(fields["perplexity"]) < 1500 and float(fields["bits/char"]) > 0

@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "generate",
     "speedrun",
     "memory",
+    "optimizers",
     "eval",
     "ngram",
     "word2vec",

@@ -31,6 +31,12 @@ def register(sub) -> None:
     p.add_argument("file", help="text file, one generation per line")
     p.add_argument("--units", default="auto", choices=["auto", "words", "chars"], help="n-gram units")
     p.add_argument("--self-bleu-lines", type=int, default=500, help="self-BLEU uses the first N lines (cost N^2)")
+    p = add_command(g, "ppl", "perplexity and bits per character of a text file (or built-in corpus split) "
+                    "under a saved model", run_ppl)
+    p.add_argument("--model", required=True, help="model directory (config.json, model.safetensors, tokenizer.json)")
+    p.add_argument("input", help="a text file (one text per line) or a built-in corpus name")
+    p.add_argument("--split", default="test", choices=("train", "dev", "test"), help="split of a built-in corpus")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p = add_command(g, "rank", "Bradley-Terry ranking with bootstrap intervals from pairwise preferences", run_rank)
     p.add_argument("file", help='JSONL: {"winner": A, "loser": B} or {"a": A, "b": B, "winner": "a"|"b"|"tie"}')
     add_dataclass_flags(p, BTConfig)
@@ -144,4 +150,28 @@ def run_rank(args: argparse.Namespace) -> int:
     for i, name in enumerate(r.players):
         interval = f"[{r.ci_low[i]:7.1f}, {r.ci_high[i]:7.1f}]" if r.ci_low is not None else ""
         print(f"{i + 1:>4}  {name:20s} {r.elo[i]:8.1f}  {interval:>17}  {r.n_games[i]:>6}")
+    return 0
+
+
+def run_ppl(args: argparse.Namespace) -> int:
+    from llmlab.core.errors import InputError
+    from llmlab.core.progress import progress
+    from llmlab.data import corpus_text
+    from llmlab.evaluate.lm import corpus_bits_per_char, corpus_perplexity
+    from llmlab.models import load_model
+    from llmlab.models.scoring import token_logprobs
+
+    model, tok = load_model(args.model, device=args.device)
+    if tok is None:
+        raise InputError(f"model directory {args.model!r} has no tokenizer.json")
+    texts = [t for t in corpus_text(args.input, args.split) if t]
+    if not texts:
+        raise InputError(f"{args.input!r} holds no non-empty lines to score")
+    # each line is scored from BOS and must predict its own EOS, as in training
+    scores = [token_logprobs(model, tok.encode(t) + [tok.eos_id], bos_id=tok.bos_id)
+              for t in progress(texts, desc="score", unit="line")]
+    n_tokens = sum(len(s) for s in scores)
+    ppl = corpus_perplexity(scores)
+    bpc = corpus_bits_per_char(scores, [t + "\n" for t in texts])
+    print(f"lines {len(texts)}  tokens {n_tokens}  perplexity {ppl:.3f}  bits/char {bpc:.4f}")
     return 0

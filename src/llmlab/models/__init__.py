@@ -3,23 +3,13 @@
 Names are imported on first use (PEP 562), so importing a config module does not load torch.
 """
 
-from __future__ import annotations
+from llmlab.core.lazy import lazy_exports
 
-import importlib
-
-_EXPORTS = {
+__getattr__, __all__ = lazy_exports(__name__, {
     "CausalLM": "llmlab.models.decoder",
     "ModelConfig": "llmlab.models.config",
     "count_parameters": "llmlab.models.params",
     "load_model": "llmlab.models.io",
     "parameter_breakdown": "llmlab.models.params",
     "save_model": "llmlab.models.io",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+})

@@ -28,7 +28,7 @@ import torch
 from llmlab.classic.information import entropy
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, read_text
+from llmlab.core.io import atomic_write_json, atomic_write_text, read_text
 from llmlab.data import corpus_text
 from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM, ModelConfig, count_parameters, save_model
@@ -105,6 +105,13 @@ def _prepare_run_dir(out: Path, cfg: RunConfig, fresh: bool) -> None:
     atomic_write_json(saved, cfg.to_dict())
 
 
+def _log_final_eval(path: Path, record: dict) -> None:
+    """Append the full-split evaluation, replacing one an earlier run of this directory wrote."""
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    kept = [ln for ln in lines if ln and not json.loads(ln).get("final")]
+    atomic_write_text(path, "".join(ln + "\n" for ln in kept) + json.dumps(record) + "\n")
+
+
 def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool = False) -> dict:
     """Run (or resume) the whole pretraining pipeline; return the figures the report shows."""
     from llmlab.pipeline.report import plot_losses, write_report
@@ -132,6 +139,8 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
 
     eval_ids = dev_ids[: cfg.final_eval_tokens] if cfg.final_eval_tokens else dev_ids
     val_loss, val_tokens = evaluate_loss(model, eval_ids, cfg.train.seq_len, cfg.train.batch_size)
+    _log_final_eval(out / "metrics.jsonl", {"step": trainer.step, "val_loss": val_loss,
+                                            "val_ppl": math.exp(val_loss), "val_tokens": val_tokens, "final": True})
     figures = {
         "name": cfg.name,
         "corpus": cfg.corpus,

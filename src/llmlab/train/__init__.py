@@ -3,11 +3,9 @@
 Names are imported on first use (PEP 562), so importing a config module does not load torch.
 """
 
-from __future__ import annotations
+from llmlab.core.lazy import lazy_exports
 
-import importlib
-
-_EXPORTS = {
+__getattr__, __all__ = lazy_exports(__name__, {
     "TrainConfig": "llmlab.train.config",
     "Trainer": "llmlab.train.trainer",
     "causal_lm_loss": "llmlab.train.objectives",
@@ -16,12 +14,4 @@ _EXPORTS = {
     "latest_checkpoint": "llmlab.train.checkpoint",
     "load_checkpoint": "llmlab.train.checkpoint",
     "save_checkpoint": "llmlab.train.checkpoint",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+})

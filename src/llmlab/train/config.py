@@ -28,6 +28,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # clip the global gradient norm to this; 0 disables clipping
     precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + dynamic loss scaling, fp32 weights)
     grad_checkpoint: bool = False  # recompute each block in backward instead of keeping its activations
+    compile: bool = False  # run the forward pass through torch.compile (speed-up measured in bench/train.py)
     eval_every: int = 100  # evaluate on validation data every N steps (0 = only at the end)
     eval_batches: int = 8  # validation batches per periodic evaluation
     checkpoint_every: int = 100  # save a checkpoint every N steps (0 = only at the end)

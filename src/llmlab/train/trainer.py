@@ -139,6 +139,8 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.metrics = JsonlAppender(self.run_dir / "metrics.jsonl")
         self.model.gradient_checkpointing = cfg.grad_checkpoint
+        # the compiled wrapper shares parameters with `model`; checkpoints save the plain module
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.optimizer = build_optimizer(self.model, cfg)
         self.scaler = DynamicLossScaler() if cfg.precision == "fp16" else None
         self.step = 0
@@ -176,7 +178,7 @@ class Trainer:
                              seed=(cfg.seed * 1_000_003 + self.step) * 64 + micro)
             x, y = x.to(self.device), y.to(self.device)
             with self._autocast():
-                logits = model(x)
+                logits = self.forward(x)
             loss = causal_lm_loss(logits, y) / cfg.grad_accum
             (self.scaler.scale_loss(loss) if self.scaler else loss).backward()
             total += float(loss.detach())
