@@ -105,6 +105,28 @@ def memory_table() -> None:
             label = ""
 
 
+def underflow_table(model_dir: str) -> None:
+    """Why loss scaling exists: gradient values of one real step that fp16 flushes to zero."""
+    from pathlib import Path
+
+    from llmlab.data import pfr1998_text
+    from llmlab.models import load_model
+    from llmlab.train.precision import underflow_fraction
+
+    if not (Path(model_dir) / "config.json").exists():
+        print(f"\nunderflow: no model at {model_dir} (run `make run` first, or pass --model DIR)")
+        return
+    model, tok = load_model(model_dir)
+    model.train()
+    T = model.config.max_seq_len
+    ids = torch.tensor(tok.encode("".join(pfr1998_text("dev")))[: 16 * T + 1])
+    causal_lm_loss(model(ids[:-1].view(16, T)), ids[1:].view(16, T)).backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    print(f"\nfp16 underflow on one training step of {model_dir} (16 x {T} dev tokens)")
+    for scale in (1.0, 2.0**8, 2.0**16):
+        print(f"  loss scale {scale:>8g}: {underflow_fraction(grads, scale):.4%} of nonzero gradient values become 0")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=6)
@@ -113,9 +135,11 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile row (compiling takes a while)")
+    ap.add_argument("--model", default="runs/small/model", help="trained model for the fp16 underflow figure")
     args = ap.parse_args()
     speed_table(args)
     memory_table()
+    underflow_table(args.model)
 
 
 if __name__ == "__main__":

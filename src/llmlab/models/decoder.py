@@ -60,6 +60,8 @@ class CausalLM(nn.Module):
         """Logits (B, T, vocab) for token ids (B, T); with a cache, idx continues the cached prefix."""
         B, T = idx.shape
         start = cache.length if cache is not None else 0
+        if start + T > self.config.max_seq_len:
+            raise ValueError(f"position {start + T - 1} is beyond the context length {self.config.max_seq_len}")
         positions = torch.arange(start, start + T, device=idx.device)
         cos, sin = self.rope(positions)  # (T, hs) each
         x = self.embed_tokens(idx)  # (B, T, d)

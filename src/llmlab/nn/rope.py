@@ -43,6 +43,5 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("sin", angles.sin(), persistent=False)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if int(positions.max()) >= self.cos.shape[0]:
-            raise ValueError(f"position {int(positions.max())} is beyond the context length {self.cos.shape[0]}")
+        # callers check positions against the table size with Python ints (no device sync here)
         return self.cos[positions], self.sin[positions]
