@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from llmlab.models import CausalLM, ModelConfig
+from llmlab.models import CausalLM, ModelConfig, count_parameters
 from llmlab.train import optim
 from llmlab.train.memory import (
     MemoryConfig,
@@ -127,6 +127,25 @@ def underflow_table(model_dir: str) -> None:
         print(f"  loss scale {scale:>8g}: {underflow_fraction(grads, scale):.4%} of nonzero gradient values become 0")
 
 
+def document_examples() -> None:
+    """The source document's worked examples (topic 40) beside the full count."""
+    print("\nthe source document's examples (fp32, Adam): its 4P + 8P rule beside the full count (+4P gradients)")
+    for name, P in (("GPT-2 small", 150e6), ("GPT-3 Large", 1.3e9), ("GPT-3 175B", 175e9)):
+        P = int(P)
+        print(f"  {name:<12} weights {4 * P / 1e9:8.1f} GB  Adam states {8 * P / 1e9:8.1f} GB  "
+              f"rule {12 * P / 1e9:8.1f} GB  full static {16 * P / 1e9:8.1f} GB (ratio {16 / 12:.2f})")
+    cfg = ModelConfig(vocab_size=32000, dim=2048, n_layer=24, n_head=16, n_kv_head=16, max_seq_len=1024,
+                      tie_embeddings=False)
+    mem = MemoryConfig(batch_size=4, seq_len=1024, optimizer="adam")
+    rows = {n: b for n, b, _ in estimate_memory(cfg, mem)}
+    print(f"  1B-class, 24 layers x 2048, batch 4 x 1024 ({count_parameters(cfg) / 1e9:.2f}B parameters):")
+    print("    document: 4 GB weights + 8 GB optimizer + about 4 GB activations = 16 GB")
+    print(f"    llmlab:   {rows['weights'] / 1e9:.1f} GB weights + {rows['gradients'] / 1e9:.1f} GB gradients + "
+          f"{rows['optimizer states'] / 1e9:.1f} GB optimizer + {rows['activations (all layers)'] / 1e9:.1f} GB "
+          f"activations + {rows['activations (head)'] / 1e9 + rows['temporary (logits + grad)'] / 1e9:.1f} GB head/"
+          f"logits = {rows['total per device'] / 1e9:.1f} GB (activations validated above against saved tensors)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=6)
@@ -139,6 +158,7 @@ def main() -> None:
     args = ap.parse_args()
     speed_table(args)
     memory_table()
+    document_examples()
     underflow_table(args.model)
 
 

@@ -105,3 +105,17 @@ def test_memory_and_params_commands(capsys):
     assert "leaves out the gradients" in capsys.readouterr().out
     assert main(["memory", "gpt-9"]) == 2
     assert "unknown model preset 'gpt-9'" in capsys.readouterr().err
+
+
+def test_document_rule_of_thumb_and_what_it_leaves_out():
+    from llmlab.train.memory import rule_of_thumb
+
+    # the document's GPT-2 small (150M) and 175B figures: 4P weights + 8P Adam states
+    assert rule_of_thumb(150_000_000)["document"] == 600e6 + 1.2e9
+    assert rule_of_thumb(175_000_000_000)["document"] == 700e9 + 1.4e12
+    # the full static count adds the fp32 gradients, which the rule leaves out
+    cfg = ModelConfig(vocab_size=32000, dim=2048, n_layer=24, n_head=16, n_kv_head=16, max_seq_len=1024,
+                      tie_embeddings=False)
+    r = rows(cfg, batch_size=4, seq_len=1024, optimizer="adam")
+    P = count_parameters(cfg)
+    assert r["weights"] + r["gradients"] + r["optimizer states"] == rule_of_thumb(P)["full_static"]
