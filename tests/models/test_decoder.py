@@ -101,3 +101,32 @@ def test_export_matches_hf_transformers_llama(cfg, tmp_path):
     with torch.no_grad():
         ours, theirs = model(x), hf(x).logits
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_import_from_a_transformers_llama_directory(tmp_path, tie):
+    transformers = pytest.importorskip("transformers")
+    from llmlab.models.hf import import_hf
+
+    torch.manual_seed(4)
+    hf_cfg = transformers.LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
+                                      tie_word_embeddings=tie)
+    hf = transformers.LlamaForCausalLM(hf_cfg).eval()
+    hf.save_pretrained(tmp_path)
+    ours = import_hf(tmp_path)
+    assert ours.config.tie_embeddings == tie and ours.config.n_kv_head == 2
+    x = torch.randint(0, 40, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), hf(x).logits, atol=1e-5, rtol=1e-4)
+
+
+def test_flops_per_token_is_six_n_plus_attention():
+    from llmlab.models.params import flops_per_token
+
+    cfg = ModelConfig(vocab_size=32000, dim=4096, n_layer=32, n_head=32, n_kv_head=32, ffn_hidden=11008,
+                      max_seq_len=2048, tie_embeddings=False)
+    d, h = 4096, 11008
+    n = 32 * (4 * d * d + 3 * d * h) + 32000 * d  # matmul weights by hand: q,k,v,o; gate,up,down; the head
+    assert flops_per_token(cfg, 2048) == 6 * n + 6 * 2 * cfg.n_layer * 2048 * cfg.dim
+    assert flops_per_token(cfg, 2048, training=False) * 3 == flops_per_token(cfg, 2048)

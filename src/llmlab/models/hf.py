@@ -57,3 +57,44 @@ def export_hf(model: CausalLM, directory: str | os.PathLike, tokenizer: Tokenize
     if tokenizer is not None:
         tokenizer.save(d / "tokenizer.json")
     return d
+
+
+def import_hf(directory: str | os.PathLike) -> CausalLM:
+    """Load a Hugging Face LLaMA-layout directory (config.json + model.safetensors) as a CausalLM.
+
+    Supports what our decoder expresses: no biases, SiLU-gated MLP, default RoPE; anything else is a
+    clear error rather than a silently different model.
+    """
+    import json
+
+    from safetensors.torch import load_file
+
+    from llmlab.core.errors import InputError
+    from llmlab.core.io import read_text
+    from llmlab.models.config import ModelConfig
+    from llmlab.models.io import load_state
+
+    d = Path(directory)
+    c = json.loads(read_text(d / "config.json", "HF config"))
+    if c.get("model_type") != "llama":
+        raise InputError(f"{str(d)!r}: model_type {c.get('model_type')!r} is not 'llama'")
+    rope = c.get("rope_parameters") or {}
+    if c.get("rope_scaling") or rope.get("rope_type", "default") != "default":
+        raise InputError(f"{str(d)!r}: RoPE scaling is not supported by this importer yet")
+    if c.get("attention_bias") or c.get("mlp_bias") or c.get("hidden_act", "silu") != "silu":
+        raise InputError(f"{str(d)!r}: biases or a non-SiLU MLP are not supported")
+    cfg = ModelConfig(
+        vocab_size=c["vocab_size"], dim=c["hidden_size"], n_layer=c["num_hidden_layers"],
+        n_head=c["num_attention_heads"], n_kv_head=c.get("num_key_value_heads") or c["num_attention_heads"],
+        ffn_hidden=c["intermediate_size"], max_seq_len=c["max_position_embeddings"],
+        rope_base=float(rope.get("rope_theta", c.get("rope_theta", 10000.0))), norm_eps=c["rms_norm_eps"],
+        tie_embeddings=bool(c.get("tie_word_embeddings", False)),
+    )
+    if c.get("head_dim") not in (None, cfg.head_dim):
+        raise InputError(f"{str(d)!r}: head_dim {c['head_dim']} differs from hidden_size / heads")
+    state = {k.removeprefix("model."): v.float() for k, v in load_file(d / "model.safetensors").items()}
+    if cfg.tie_embeddings:
+        state.pop("lm_head.weight", None)
+    model = CausalLM(cfg)
+    load_state(model, state, str(d / "model.safetensors"))
+    return model.eval()

@@ -65,9 +65,11 @@ class Attention(nn.Module):
             rep = self.n_head // self.n_kv_head
             k = k.repeat_interleave(rep, dim=1)  # (B, nh, S, hs)
             v = v.repeat_interleave(rep, dim=1)
-        mask = causal_mask(T, past, x.device) if past else None
+        # one new query may see every cached key: no mask; a block of new queries after a cached
+        # prefix needs the offset causal mask; a fresh sequence uses SDPA's built-in causal path
+        mask = causal_mask(T, past, x.device) if past and T > 1 else None
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
+            q, k, v, attn_mask=mask, is_causal=not past and T > 1,
             dropout_p=self.dropout if self.training else 0.0,
         )  # (B, nh, T, hs)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * hs))
