@@ -88,3 +88,12 @@ def test_eval_ppl_scores_a_file_with_the_saved_model(tiny_run, tmp_path, capsys)
     fields = dict(zip(out.split()[::2], out.split()[1::2]))
     assert fields["lines"] == "2" and fields["tokens"] == str(6 + 1 + 4 + 1)
     assert 1 < float(fields["perplexity"]) < 1500 and float(fields["bits/char"]) > 0
+
+
+def test_extractor_experiment_trains_all_three(tmp_path):
+    out = tmp_path / "ext"
+    assert main(["extractors", "--steps", "12", "--out", str(out)]) == 0
+    results = {r["model"]: r for r in json.loads((out / "results.json").read_text())}
+    assert set(results) == {"transformer", "lstm", "cnn"}
+    assert all(r["curve"][-1][1] < r["curve"][0][1] and r["tokens_per_s"] > 0 for r in results.values())
+    assert (out / "extractors.png").exists() and "| lstm |" in (out / "report.md").read_text()

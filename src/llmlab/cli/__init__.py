@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "speedrun",
     "memory",
     "optimizers",
+    "extractors",
     "eval",
     "ngram",
     "word2vec",

@@ -18,8 +18,7 @@ import torch
 from llmlab.core.io import atomic_path, atomic_write_json, atomic_write_text
 from llmlab.data import corpus_text
 from llmlab.models import CausalLM
-from llmlab.pipeline.pretrain import RunConfig, encode_stream
-from llmlab.tokenizers import CharTokenizer
+from llmlab.pipeline.pretrain import RunConfig, prepare_streams
 from llmlab.train import Trainer, evaluate_loss
 from llmlab.train.optim import state_bytes
 
@@ -37,8 +36,7 @@ def compare_optimizers(base: RunConfig, out_dir: str | Path, optimizers: tuple[s
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     train_lines, dev_lines = corpus_text(base.corpus, "train"), corpus_text(base.corpus, "dev")
-    tok = CharTokenizer.train(train_lines, max_vocab=base.vocab_size or None)
-    train_ids, dev_ids = encode_stream(tok, train_lines), encode_stream(tok, dev_lines)
+    tok, train_ids, dev_ids = prepare_streams(base, train_lines, dev_lines)
     eval_ids = dev_ids[: base.final_eval_tokens] if base.final_eval_tokens else dev_ids
     model_cfg = dataclasses.replace(base.model, vocab_size=tok.vocab_size)
     results = []

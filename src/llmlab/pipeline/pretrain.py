@@ -90,6 +90,15 @@ def unigram_entropy(stream: torch.Tensor, vocab_size: int) -> float:
     return entropy((counts / counts.sum()).tolist(), base=math.e)
 
 
+def prepare_streams(cfg: RunConfig, train_lines: list[str], dev_lines: list[str]):
+    """The run's tokenizer, trained on the train lines, and both splits as token streams."""
+    if cfg.tokenizer == "char":
+        tok = CharTokenizer.train(train_lines, max_vocab=cfg.vocab_size or None)
+    else:
+        tok = train_tokenizer(cfg.tokenizer, train_lines, cfg.vocab_size)
+    return tok, encode_stream(tok, train_lines), encode_stream(tok, dev_lines)
+
+
 def _prepare_run_dir(out: Path, cfg: RunConfig, fresh: bool) -> None:
     saved = out / "config.json"
     if saved.exists() and not fresh:
@@ -121,11 +130,7 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
     out = Path(out_root) / cfg.name
     _prepare_run_dir(out, cfg, fresh)  # after the corpus loads: a bad corpus name leaves nothing behind
     torch.manual_seed(cfg.train.seed)
-    if cfg.tokenizer == "char":
-        tok = CharTokenizer.train(train_lines, max_vocab=cfg.vocab_size or None)
-    else:
-        tok = train_tokenizer(cfg.tokenizer, train_lines, cfg.vocab_size)
-    train_ids, dev_ids = encode_stream(tok, train_lines), encode_stream(tok, dev_lines)
+    tok, train_ids, dev_ids = prepare_streams(cfg, train_lines, dev_lines)
     dev_unknown = sum(tok.count_unknown(s) for s in dev_lines)
     log.info("corpus %s: %d train / %d dev lines, %d / %d tokens, vocab %d, %d unknown dev characters",
              cfg.corpus, len(train_lines), len(dev_lines), train_ids.numel(), dev_ids.numel(),
