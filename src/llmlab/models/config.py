@@ -21,6 +21,13 @@ class ModelConfig:
     tie_embeddings: bool = True  # output head shares the token embedding matrix
     dropout: float = 0.0  # dropout on attention weights and residual branches (training only)
     init_std: float = 0.02  # std of the normal weight init; residual outputs get / sqrt(2 n_layer)
+    n_experts: int = 0  # experts per mixture-of-experts feed-forward; 0 = dense SwiGLU in every layer
+    moe_top_k: int = 2  # experts each token is routed to (1 with the switch router)
+    moe_router: str = "softmax-topk"  # softmax-topk | switch (top-1, raw probability as weight)
+    moe_capacity_factor: float = 1.25  # training-time expert capacity factor; 0 = never drop (eval never drops)
+    moe_every: int = 1  # MoE in layers i with i % moe_every == moe_every - 1 (2 alternates dense and MoE)
+    moe_aux_loss_coef: float = 0.01  # weight of the Switch load-balancing loss
+    moe_z_loss_coef: float = 0.001  # weight of the router z-loss
 
     def __post_init__(self):
         positive = ("vocab_size", "dim", "n_layer", "n_head", "n_kv_head", "max_seq_len")
@@ -35,12 +42,26 @@ class ModelConfig:
             raise InputError(f"n_head ({self.n_head}) must be divisible by n_kv_head ({self.n_kv_head})")
         if self.ffn_hidden < 0:
             raise InputError(f"ffn_hidden must be >= 0 (0 = automatic), got {self.ffn_hidden}")
+        if self.n_experts < 0 or self.moe_every < 1:
+            raise InputError(f"need n_experts >= 0 and moe_every >= 1, got {self.n_experts}, {self.moe_every}")
+        if self.n_experts and not 1 <= self.moe_top_k <= self.n_experts:
+            raise InputError(f"moe_top_k must be in [1, n_experts={self.n_experts}], got {self.moe_top_k}")
+        if self.moe_router not in ("softmax-topk", "switch"):
+            raise InputError(f"moe_router must be 'softmax-topk' or 'switch', got {self.moe_router!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def head_dim(self) -> int:
         return self.dim // self.n_head
+
+    def is_moe_layer(self, i: int) -> bool:
+        """Whether layer `i` has a mixture-of-experts feed-forward.
+
+        >>> [ModelConfig(n_experts=4, moe_every=2).is_moe_layer(i) for i in range(4)]
+        [False, True, False, True]
+        """
+        return self.n_experts > 0 and i % self.moe_every == self.moe_every - 1
 
     @property
     def hidden(self) -> int:

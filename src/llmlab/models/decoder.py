@@ -14,20 +14,33 @@ from torch.utils.checkpoint import checkpoint
 
 from llmlab.models.config import ModelConfig
 from llmlab.nn import Attention, KVCache, RMSNorm, RotaryEmbedding, SwiGLU
+from llmlab.nn.moe import MoEAux, MoEConfig, MoEFeedForward
+
+
+def moe_config(cfg: ModelConfig) -> MoEConfig:
+    return MoEConfig(n_experts=cfg.n_experts, top_k=cfg.moe_top_k, router=cfg.moe_router,
+                     capacity_factor=cfg.moe_capacity_factor, aux_loss_coef=cfg.moe_aux_loss_coef,
+                     z_loss_coef=cfg.moe_z_loss_coef)
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, moe: bool = False):
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.self_attn = Attention(cfg.dim, cfg.n_head, cfg.n_kv_head, dropout=cfg.dropout)
         self.post_attention_layernorm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.mlp = SwiGLU(cfg.dim, cfg.hidden)
+        self.mlp = MoEFeedForward(cfg.dim, cfg.hidden, moe_config(cfg)) if moe else SwiGLU(cfg.dim, cfg.hidden)
         self.drop = nn.Dropout(cfg.dropout)
+        self.moe_aux: MoEAux | None = None  # routing losses and stats of the last forward (MoE blocks)
 
     def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0):
         x = x + self.drop(self.self_attn(self.input_layernorm(x), cos, sin, cache, layer))
-        return x + self.drop(self.mlp(self.post_attention_layernorm(x)))
+        h = self.post_attention_layernorm(x)
+        if isinstance(self.mlp, MoEFeedForward):
+            h, self.moe_aux = self.mlp(h)
+        else:
+            h = self.mlp(h)
+        return x + self.drop(h)
 
 
 class CausalLM(nn.Module):
@@ -35,7 +48,7 @@ class CausalLM(nn.Module):
         super().__init__()
         self.config = cfg
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.dim)
-        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.layers = nn.ModuleList(Block(cfg, cfg.is_moe_layer(i)) for i in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
@@ -74,6 +87,11 @@ class CausalLM(nn.Module):
         if cache is not None:
             cache.advance(T)
         return self.lm_head(self.norm(x))  # (B, T, vocab)
+
+    def moe_loss(self) -> torch.Tensor | None:
+        """Sum of the weighted routing losses of the last forward's MoE layers (None if dense)."""
+        losses = [b.moe_aux.loss for b in self.layers if b.moe_aux is not None]
+        return torch.stack(losses).sum() if losses else None
 
     def new_cache(self, batch: int = 1, max_len: int | None = None) -> KVCache:
         cfg = self.config

@@ -49,6 +49,10 @@ def hf_config(model: CausalLM, tokenizer: Tokenizer | None = None) -> dict:
 
 
 def export_hf(model: CausalLM, directory: str | os.PathLike, tokenizer: Tokenizer | None = None) -> Path:
+    if model.config.n_experts:
+        from llmlab.core.errors import InputError
+
+        raise InputError("a mixture-of-experts model has no LLaMA layout to export to")
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     state = {(k if k.startswith("lm_head") else f"model.{k}"): v for k, v in model_state(model).items()}

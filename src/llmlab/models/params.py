@@ -14,11 +14,13 @@ def parameter_breakdown(cfg: ModelConfig) -> dict[str, int]:
     """
     d, kv = cfg.dim, cfg.n_kv_head * cfg.head_dim
     attention = d * d + 2 * d * kv + d * d  # q, k, v, o projections, no biases
-    ffn = 3 * d * cfg.hidden  # gate, up, down
+    dense = 3 * d * cfg.hidden  # gate, up, down
+    n_moe = sum(cfg.is_moe_layer(i) for i in range(cfg.n_layer))
+    moe = cfg.n_experts * dense + d * cfg.n_experts  # experts + router
     return {
         "embedding": cfg.vocab_size * d,
         "attention": cfg.n_layer * attention,
-        "ffn": cfg.n_layer * ffn,
+        "ffn": (cfg.n_layer - n_moe) * dense + n_moe * moe,
         "norms": cfg.n_layer * 2 * d + d,
         "lm_head": 0 if cfg.tie_embeddings else cfg.vocab_size * d,
     }
@@ -47,7 +49,8 @@ def human_count(n: int) -> str:
 def flops_per_token(cfg: ModelConfig, seq_len: int, training: bool = True) -> int:
     """Matmul FLOPs per token: 2 per multiply-add in the forward pass, 3x that with backward.
 
-    Counts every weight matrix (the embedding lookup is free, the output head is not) plus attention
+    Counts every weight matrix a token passes through (the embedding lookup is free, the output head
+    is not; in MoE layers only the top-k experts and the router) plus attention
     scores and the weighted sum over `seq_len` keys (causal: on average half of them, as counted
     here by the full length, the PaLM convention). Norms and activations are left out (< 1%).
 
@@ -56,6 +59,10 @@ def flops_per_token(cfg: ModelConfig, seq_len: int, training: bool = True) -> in
     1568
     """
     b = parameter_breakdown(cfg)
-    matmul_params = b["attention"] + b["ffn"] + cfg.vocab_size * cfg.dim
+    ffn = b["ffn"]
+    if cfg.n_experts:  # a token runs through top_k experts only (plus the router)
+        n_moe = sum(cfg.is_moe_layer(i) for i in range(cfg.n_layer))
+        ffn -= n_moe * (cfg.n_experts - cfg.moe_top_k) * 3 * cfg.dim * cfg.hidden
+    matmul_params = b["attention"] + ffn + cfg.vocab_size * cfg.dim
     forward = 2 * matmul_params + 2 * 2 * cfg.n_layer * seq_len * cfg.dim
     return 3 * forward if training else forward

@@ -164,7 +164,10 @@ class MoEFeedForward(nn.Module):
         logits = self.gate(x)  # (T, E)
         normalize = cfg.normalize_topk and cfg.router == "softmax-topk"
         weights, experts = route(logits, cfg.top_k, normalize)  # (T, k) each
-        capacity = expert_capacity(n_real, cfg.n_experts, cfg.top_k, cfg.capacity_factor)
+        # capacity limits are a training-time device; at inference every token reaches its experts, so
+        # cached (token by token) and full decoding agree
+        factor = cfg.capacity_factor if self.training else 0.0
+        capacity = expert_capacity(n_real, cfg.n_experts, cfg.top_k, factor)
         keep = capacity_keep(experts, cfg.n_experts, capacity, token_mask)  # (T, k)
         y = torch.zeros_like(x)  # (T, d)
         for e, expert in enumerate(self.experts):

@@ -17,3 +17,10 @@ def causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: in
     B, T, V = logits.shape
     return F.cross_entropy(logits.reshape(B * T, V).float(), targets.reshape(B * T),
                            ignore_index=ignore_index, reduction=reduction)
+
+
+def moe_aux_loss(model) -> torch.Tensor | None:
+    """The weighted load-balancing and z-losses of a mixture-of-experts model's last forward (None if
+    the model has no MoE layers); training adds it to the language-modelling loss."""
+    get = getattr(model, "moe_loss", None)
+    return get() if get is not None else None

@@ -25,7 +25,7 @@ from llmlab.core.io import JsonlAppender, atomic_write_text
 from llmlab.core.progress import progress
 from llmlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from llmlab.train.config import TrainConfig
-from llmlab.train.objectives import causal_lm_loss
+from llmlab.train.objectives import causal_lm_loss, moe_aux_loss
 from llmlab.train.optim import OPTIMIZERS
 from llmlab.train.precision import DynamicLossScaler
 from llmlab.train.schedule import SCHEDULES
@@ -180,7 +180,9 @@ class Trainer:
             with self._autocast():
                 logits = self.forward(x)
             loss = causal_lm_loss(logits, y) / cfg.grad_accum
-            (self.scaler.scale_loss(loss) if self.scaler else loss).backward()
+            aux = moe_aux_loss(model)
+            objective = loss if aux is None else loss + aux / cfg.grad_accum
+            (self.scaler.scale_loss(objective) if self.scaler else objective).backward()
             total += float(loss.detach())
         params = [p for p in model.parameters() if p.grad is not None]
         overflow = self.scaler.unscale_(params) if self.scaler else False
