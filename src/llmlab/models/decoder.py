@@ -33,8 +33,8 @@ class Block(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.moe_aux: MoEAux | None = None  # routing losses and stats of the last forward (MoE blocks)
 
-    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0):
-        x = x + self.drop(self.self_attn(self.input_layernorm(x), cos, sin, cache, layer))
+    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0, mask=None):
+        x = x + self.drop(self.self_attn(self.input_layernorm(x), cos, sin, cache, layer, mask))
         h = self.post_attention_layernorm(x)
         if isinstance(self.mlp, MoEFeedForward):
             h, self.moe_aux = self.mlp(h)
@@ -69,8 +69,13 @@ class CausalLM(nn.Module):
             scale = 1 / math.sqrt(2 * self.config.n_layer) if residual_out else 1
             nn.init.normal_(p, mean=0.0, std=std * scale)
 
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Logits (B, T, vocab) for token ids (B, T); with a cache, idx continues the cached prefix."""
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab) for token ids (B, T); with a cache, idx continues the cached prefix.
+
+        `mask` replaces the causal pattern (see `llmlab.nn.masks`): `prefix_lm_mask` makes this a prefix
+        decoder (GLM / U-PaLM), bidirectional over the prompt and causal after it.
+        """
         B, T = idx.shape
         start = cache.length if cache is not None else 0
         if start + T > self.config.max_seq_len:
@@ -81,9 +86,9 @@ class CausalLM(nn.Module):
         recompute = self.gradient_checkpointing and self.training and cache is None and torch.is_grad_enabled()
         for i, block in enumerate(self.layers):
             if recompute:
-                x = checkpoint(block, x, cos, sin, use_reentrant=False)
+                x = checkpoint(block, x, cos, sin, None, i, mask, use_reentrant=False)
             else:
-                x = block(x, cos, sin, cache, i)
+                x = block(x, cos, sin, cache, i, mask)
         if cache is not None:
             cache.advance(T)
         return self.lm_head(self.norm(x))  # (B, T, vocab)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmlab.nn.masks import causal_mask
 from llmlab.nn.rope import apply_rope
 
 
@@ -50,7 +51,9 @@ class Attention(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+                cache: KVCache | None = None, layer: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`mask` (bool, True = may attend; (T, S) or (B, 1, T, S), S = cached + new keys) replaces the
+        default causal pattern, e.g. a prefix-LM or padding mask from `llmlab.nn.masks`."""
         B, T, _ = x.shape
         hs = self.head_dim
         q = self.q_proj(x).view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
@@ -65,22 +68,16 @@ class Attention(nn.Module):
             rep = self.n_head // self.n_kv_head
             k = k.repeat_interleave(rep, dim=1)  # (B, nh, S, hs)
             v = v.repeat_interleave(rep, dim=1)
-        # one new query may see every cached key: no mask; a block of new queries after a cached
-        # prefix needs the offset causal mask; a fresh sequence uses SDPA's built-in causal path
-        mask = causal_mask(T, past, x.device) if past and T > 1 else None
+        # default: one new query may see every cached key (no mask); a block of new queries after a
+        # cached prefix needs the offset causal mask; a fresh sequence uses SDPA's built-in causal path
+        is_causal = False
+        if mask is None:
+            mask = causal_mask(T, past, x.device) if past and T > 1 else None
+            is_causal = not past and T > 1
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=not past and T > 1,
+            q, k, v, attn_mask=mask, is_causal=is_causal,
             dropout_p=self.dropout if self.training else 0.0,
         )  # (B, nh, T, hs)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * hs))
 
 
-def causal_mask(T: int, past: int, device=None) -> torch.Tensor:
-    """Boolean (T, past + T) mask: query i (at position past + i) sees keys 0..past + i.
-
-    >>> causal_mask(2, 1).int().tolist()
-    [[1, 1, 0], [1, 1, 1]]
-    """
-    q_pos = torch.arange(past, past + T, device=device)[:, None]
-    k_pos = torch.arange(past + T, device=device)[None, :]
-    return k_pos <= q_pos

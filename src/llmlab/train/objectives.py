@@ -19,6 +19,17 @@ def causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: in
                            ignore_index=ignore_index, reduction=reduction)
 
 
+def prefix_lm_loss(logits: torch.Tensor, targets: torch.Tensor, prefix_len: int | torch.Tensor) -> torch.Tensor:
+    """Next-token loss on the part after the prefix only (topics 32, 58): the prefix is context, seen
+    bidirectionally, and is never predicted. `targets` are the inputs shifted left by one, so target t
+    is token t + 1, and it counts when t + 1 >= prefix_len. `prefix_len` is an int or a (B,) tensor.
+    """
+    B, T = targets.shape
+    p = torch.as_tensor(prefix_len, device=targets.device).reshape(-1, 1)  # (B or 1, 1)
+    in_prefix = torch.arange(1, T + 1, device=targets.device)[None, :] < p  # (B or 1, T)
+    return causal_lm_loss(logits, targets.masked_fill(in_prefix, -100))
+
+
 def moe_aux_loss(model) -> torch.Tensor | None:
     """The weighted load-balancing and z-losses of a mixture-of-experts model's last forward (None if
     the model has no MoE layers); training adds it to the language-modelling loss."""
