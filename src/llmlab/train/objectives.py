@@ -30,6 +30,16 @@ def prefix_lm_loss(logits: torch.Tensor, targets: torch.Tensor, prefix_len: int 
     return causal_lm_loss(logits, targets.masked_fill(in_prefix, -100))
 
 
+def mlm_nsp_loss(mlm_logits: torch.Tensor, labels: torch.Tensor, nsp_logits: torch.Tensor | None = None,
+                 is_next: torch.Tensor | None = None) -> torch.Tensor:
+    """BERT pretraining loss: cross-entropy on the masked positions (labels -100 elsewhere, as
+    `llmlab.train.corruption.mlm_corrupt` returns them) plus next-sentence classification."""
+    loss = causal_lm_loss(mlm_logits, labels)
+    if nsp_logits is not None:
+        loss = loss + F.cross_entropy(nsp_logits.float(), is_next)
+    return loss
+
+
 def moe_aux_loss(model) -> torch.Tensor | None:
     """The weighted load-balancing and z-losses of a mixture-of-experts model's last forward (None if
     the model has no MoE layers); training adds it to the language-modelling loss."""

@@ -1,0 +1,56 @@
+"""Encoder family (BERT style, topics 26, 74): the same blocks as the decoder, attending in both
+directions, with segment embeddings, a masked-LM head over every position and a next-sentence head
+on the first ([CLS]) position.
+
+`forward` returns logits, as every llmlab model does: (mlm_logits (B, T, V), nsp_logits (B, 2)).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from llmlab.models.config import ModelConfig
+from llmlab.models.decoder import Block
+from llmlab.nn import RMSNorm, RotaryEmbedding
+from llmlab.nn.masks import padding_mask
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ModelConfig, n_segments: int = 2):
+        super().__init__()
+        self.config = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.embed_segments = nn.Embedding(n_segments, cfg.dim)
+        self.layers = nn.ModuleList(Block(cfg, cfg.is_moe_layer(i)) for i in range(cfg.n_layer))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.rope = RotaryEmbedding(cfg.head_dim, cfg.max_seq_len, cfg.rope_base)
+        self.mlm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.mlm_head.weight = self.embed_tokens.weight
+        self.nsp_head = nn.Linear(cfg.dim, 2)
+        for p in self.parameters():
+            if p.dim() >= 2:
+                nn.init.normal_(p, std=cfg.init_std)
+
+    def hidden_states(self, idx: torch.Tensor, segments: torch.Tensor | None = None,
+                      lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, d) contextual vectors; `lengths` (B,) marks right padding, which no position attends to."""
+        T = idx.shape[1]
+        if idx.shape[1] > self.config.max_seq_len:
+            raise ValueError(f"sequence of {T} tokens is beyond the context length {self.config.max_seq_len}")
+        x = self.embed_tokens(idx)  # (B, T, d)
+        if segments is not None:
+            x = x + self.embed_segments(segments)
+        cos, sin = self.rope(torch.arange(T, device=idx.device))
+        # every query sees every (real) key: no causal pattern
+        mask = padding_mask(lengths, T) if lengths is not None else torch.ones(T, T, dtype=torch.bool,
+                                                                             device=idx.device)
+        for i, block in enumerate(self.layers):
+            x = block(x, cos, sin, None, i, mask)
+        return self.norm(x)
+
+    def forward(self, idx: torch.Tensor, segments: torch.Tensor | None = None,
+                lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.hidden_states(idx, segments, lengths)
+        return self.mlm_head(h), self.nsp_head(h[:, 0])  # (B, T, V), (B, 2)
