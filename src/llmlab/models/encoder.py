@@ -17,7 +17,7 @@ from llmlab.nn.masks import padding_mask
 
 
 class Encoder(nn.Module):
-    def __init__(self, cfg: ModelConfig, n_segments: int = 2):
+    def __init__(self, cfg: ModelConfig, n_segments: int = 2, heads: bool = True):
         super().__init__()
         self.config = cfg
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.dim)
@@ -25,10 +25,11 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(Block(cfg, cfg.is_moe_layer(i)) for i in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.rope = RotaryEmbedding(cfg.head_dim, cfg.max_seq_len, cfg.rope_base)
-        self.mlm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
-        if cfg.tie_embeddings:
-            self.mlm_head.weight = self.embed_tokens.weight
-        self.nsp_head = nn.Linear(cfg.dim, 2)
+        if heads:  # the encoder-decoder uses the stack alone
+            self.mlm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+            if cfg.tie_embeddings:
+                self.mlm_head.weight = self.embed_tokens.weight
+            self.nsp_head = nn.Linear(cfg.dim, 2)
         for p in self.parameters():
             if p.dim() >= 2:
                 nn.init.normal_(p, std=cfg.init_std)
