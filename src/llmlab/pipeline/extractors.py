@@ -14,11 +14,12 @@ from pathlib import Path
 
 import torch
 
-from llmlab.core.io import atomic_path, atomic_write_json, atomic_write_text
+from llmlab.core.io import atomic_write_json, atomic_write_text
 from llmlab.data import corpus_text
 from llmlab.models import CausalLM
 from llmlab.models.baselines import CNNConfig, ConvLM, RecurrentLM, RNNConfig
 from llmlab.pipeline.pretrain import RunConfig, prepare_streams
+from llmlab.pipeline.report import plot_curves
 from llmlab.train import Trainer, evaluate_loss
 
 
@@ -60,29 +61,11 @@ def compare_extractors(base: RunConfig, out_dir: str | Path, steps: int | None =
             "curve": [(r["step"], r["loss"]) for r in curve if "loss" in r],
         })
     atomic_write_json(out / "results.json", results)
-    _plot(results, out / "extractors.png")
+    plot_curves([(f"{r['model']} ({r['parameters'] / 1e6:.2f}M, {r['tokens_per_s']:,.0f} tok/s)", r["curve"])
+                 for r in results], out / "extractors.png", ylabel="train loss (nats/token)")
     rows = "\n".join(f"| {r['model']} | {r['parameters']:,} | {r['val_loss']:.4f} | {r['tokens_per_s']:,.0f} |"
                      for r in results)
     atomic_write_text(out / "report.md", "# RNN vs CNN vs Transformer\n\nSame data, tokenizer, batches and "
                       f"{tcfg.steps} steps.\n\n| model | parameters | val loss | train tokens/s |\n|---|---|---|---|\n"
                       f"{rows}\n\n![loss curves](extractors.png)\n")
     return results
-
-
-def _plot(results: list[dict], png: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for r in results:
-        ax.plot(*zip(*r["curve"]), lw=1.2, label=f"{r['model']} ({r['parameters'] / 1e6:.2f}M, "
-                                                  f"{r['tokens_per_s']:,.0f} tok/s)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("train loss (nats/token)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png")

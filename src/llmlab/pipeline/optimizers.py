@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 
-from llmlab.core.io import atomic_path, atomic_write_json, atomic_write_text
+from llmlab.core.io import atomic_write_json, atomic_write_text
 from llmlab.data import corpus_text
 from llmlab.models import CausalLM
 from llmlab.pipeline.pretrain import RunConfig, prepare_streams
+from llmlab.pipeline.report import plot_curves
 from llmlab.train import Trainer, evaluate_loss
 from llmlab.train.optim import state_bytes
 
@@ -58,30 +59,11 @@ def compare_optimizers(base: RunConfig, out_dir: str | Path, optimizers: tuple[s
                         "curve": [(r["step"], r["loss"]) for r in curve if "loss" in r]})
         log.info("%s: val loss %.4f, state %d bytes", name, val_loss, results[-1]["state_bytes"])
     atomic_write_json(out / "results.json", results)
-    plot_curves(results, out / "optimizers.png")
+    plot_curves([(f"{r['optimizer']} (lr {r['lr']:g}; state {r['state_bytes'] / 2**20:.2f} MiB)", r["curve"])
+                 for r in results], out / "optimizers.png", ylabel="train loss (nats/token)",
+                title="Same model, same data, one optimizer per curve")
     atomic_write_text(out / "report.md", _report(results, model_cfg))
     return results
-
-
-def plot_curves(results: list[dict], png: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.5, 4.5), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for r in results:
-        steps, losses = zip(*r["curve"])
-        label = f"{r['optimizer']} (lr {r['lr']:g}; state {r['state_bytes'] / 2**20:.2f} MiB)"
-        ax.plot(steps, losses, lw=1.2, label=label)
-    ax.set_xlabel("step")
-    ax.set_ylabel("train loss (nats/token)")
-    ax.set_title("Same model, same data, one optimizer per curve")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png")
 
 
 def _report(results: list[dict], model_cfg) -> str:

@@ -9,34 +9,40 @@ from llmlab.core.io import atomic_path, atomic_write_text
 from llmlab.models.params import human_count
 
 
-def plot_losses(metrics_path: Path, png_path: Path, baseline: float | None = None) -> None:
-    """Train and validation loss against step, with an optional horizontal baseline."""
+def plot_curves(curves: list[tuple[str, list[tuple[float, float]]]], png_path: Path, ylabel: str = "loss (nats/token)",
+                title: str | None = None, baseline: tuple[str, float] | None = None) -> None:
+    """One line per (label, [(step, value), ...]) with an optional labelled horizontal baseline; written
+    atomically as PNG. A label starting with "o " draws markers ("o val loss")."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    train, val = [], []
-    for line in Path(metrics_path).read_text(encoding="utf-8").splitlines():
-        r = json.loads(line)
-        if "loss" in r:
-            train.append((r["step"], r["loss"]))
-        if "val_loss" in r:
-            val.append((r["step"], r["val_loss"]))
-    fig = Figure(figsize=(7, 4), dpi=110)
+    fig = Figure(figsize=(7.5, 4.5), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    if train:
-        ax.plot(*zip(*train), label="train loss", lw=1)
-    if val:
-        ax.plot(*zip(*val), "o-", label="val loss", ms=4)
+    for label, points in curves:
+        if points:
+            style = "o-" if label.startswith("o ") else "-"
+            ax.plot(*zip(*points), style, label=label.removeprefix("o "), lw=1.2, ms=4)
     if baseline is not None:
-        ax.axhline(baseline, color="gray", ls="--", lw=1, label=f"unigram entropy ({baseline:.2f})")
+        ax.axhline(baseline[1], color="gray", ls="--", lw=1, label=baseline[0])
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png")
+
+
+def plot_losses(metrics_path: Path, png_path: Path, baseline: float | None = None) -> None:
+    """Train and validation loss of a run against step, with the unigram entropy as baseline."""
+    records = [json.loads(line) for line in Path(metrics_path).read_text(encoding="utf-8").splitlines()]
+    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
+    plot_curves([("train loss", train), ("o val loss", val)], png_path,
+                baseline=None if baseline is None else (f"unigram entropy ({baseline:.2f})", baseline))
 
 
 def write_report(path: Path, cfg, f: dict) -> None:
