@@ -6,6 +6,13 @@ from dataclasses import dataclass
 
 from llmlab.core.errors import InputError
 
+# Names of the llmlab.nn choices, spelled out so this module (and `llmlab --help`) stays torch-free;
+# tests/models/test_config.py holds them equal to the nn modules' own tables.
+FFN_KINDS = ("relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu", "geglu_exact")
+ROPE_SCALINGS = ("none", "linear", "ntk", "dynamic", "yarn")
+POSITIONS = ("rope", "alibi", "sinusoidal", "learned", "none")
+NORMS = ("rmsnorm", "layernorm")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -14,7 +21,14 @@ class ModelConfig:
     n_layer: int = 4  # transformer blocks
     n_head: int = 4  # query heads; head size is dim / n_head (even, for RoPE)
     n_kv_head: int = 4  # key/value heads; n_head % n_kv_head == 0 (grouped-query attention)
-    ffn_hidden: int = 0  # SwiGLU hidden size; 0 = 8/3 * dim rounded up to a multiple of 32
+    ffn_hidden: int = 0  # FFN hidden size; 0 = 8/3 * dim (gated) or 4 * dim, rounded up to a multiple of 32
+    ffn_kind: str = "swiglu"  # relu | gelu | gelu_tanh | silu (two matrices) | swiglu | geglu | geglu_exact
+    position: str = "rope"  # rope | alibi | sinusoidal | learned | none (NoPE)
+    rope_scaling: str = "none"  # none | linear | ntk | dynamic | yarn: RoPE length extrapolation
+    rope_factor: float = 1.0  # rope_scaling's context extension factor s >= 1
+    rope_original_max_seq_len: int = 0  # context trained on, for dynamic / yarn; 0 = max_seq_len
+    norm: str = "rmsnorm"  # rmsnorm | layernorm
+    norm_position: str = "pre"  # pre: x + f(norm(x)) (GPT-2, LLaMA); post: norm(x + f(x)) (Vaswani)
     max_seq_len: int = 256  # context length in tokens
     rope_base: float = 10000.0  # RoPE base frequency
     norm_eps: float = 1e-6  # RMSNorm epsilon
@@ -48,6 +62,15 @@ class ModelConfig:
             raise InputError(f"moe_top_k must be in [1, n_experts={self.n_experts}], got {self.moe_top_k}")
         if self.moe_router not in ("softmax-topk", "switch"):
             raise InputError(f"moe_router must be 'softmax-topk' or 'switch', got {self.moe_router!r}")
+        choices = {"ffn_kind": FFN_KINDS, "position": POSITIONS, "rope_scaling": ROPE_SCALINGS, "norm": NORMS,
+                   "norm_position": ("pre", "post")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise InputError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.rope_scaling != "none" and self.position != "rope":
+            raise InputError(f"rope_scaling={self.rope_scaling!r} needs position='rope', got {self.position!r}")
+        if self.rope_scaling != "none":
+            _ = self.rope  # RopeScaling validates factor and lengths (imports torch only then)
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -72,4 +95,13 @@ class ModelConfig:
         """
         if self.ffn_hidden:
             return self.ffn_hidden
-        return -(-int(8 * self.dim / 3) // 32) * 32
+        from llmlab.nn.ffn_variants import matched_hidden
+
+        return matched_hidden(self.dim, self.ffn_kind, multiple_of=32)
+
+    @property
+    def rope(self):
+        """The RoPE scaling (`llmlab.nn.rope_scaling.RopeScaling`) these fields describe."""
+        from llmlab.nn.rope_scaling import RopeScaling
+
+        return RopeScaling(self.rope_scaling, self.rope_factor, self.rope_original_max_seq_len or self.max_seq_len)

@@ -13,8 +13,15 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from llmlab.models.config import ModelConfig
-from llmlab.nn import Attention, KVCache, RMSNorm, RotaryEmbedding, SwiGLU
+from llmlab.nn import Attention, KVCache, RMSNorm
+from llmlab.nn.ffn_variants import FeedForward
 from llmlab.nn.moe import MoEAux, MoEConfig, MoEFeedForward
+from llmlab.nn.positions import LearnedPositions, SinusoidalPositions, alibi_bias
+from llmlab.nn.rope_scaling import ScaledRotaryEmbedding
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    return RMSNorm(cfg.dim, cfg.norm_eps) if cfg.norm == "rmsnorm" else nn.LayerNorm(cfg.dim, cfg.norm_eps)
 
 
 def moe_config(cfg: ModelConfig) -> MoEConfig:
@@ -26,21 +33,27 @@ def moe_config(cfg: ModelConfig) -> MoEConfig:
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, moe: bool = False):
         super().__init__()
-        self.input_layernorm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.post_norm = cfg.norm_position == "post"
+        self.input_layernorm = make_norm(cfg)
         self.self_attn = Attention(cfg.dim, cfg.n_head, cfg.n_kv_head, dropout=cfg.dropout)
-        self.post_attention_layernorm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.mlp = MoEFeedForward(cfg.dim, cfg.hidden, moe_config(cfg)) if moe else SwiGLU(cfg.dim, cfg.hidden)
+        self.post_attention_layernorm = make_norm(cfg)
+        dense = FeedForward(cfg.dim, cfg.hidden, cfg.ffn_kind)
+        self.mlp = MoEFeedForward(cfg.dim, cfg.hidden, moe_config(cfg)) if moe else dense
         self.drop = nn.Dropout(cfg.dropout)
         self.moe_aux: MoEAux | None = None  # routing losses and stats of the last forward (MoE blocks)
 
     def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0, mask=None):
+        if self.post_norm:  # original Transformer: normalise the residual stream after each addition
+            x = self.input_layernorm(x + self.drop(self.self_attn(x, cos, sin, cache, layer, mask)))
+            return self.post_attention_layernorm(x + self.drop(self.feed_forward(x)))
         x = x + self.drop(self.self_attn(self.input_layernorm(x), cos, sin, cache, layer, mask))
-        h = self.post_attention_layernorm(x)
+        return x + self.drop(self.feed_forward(self.post_attention_layernorm(x)))
+
+    def feed_forward(self, h):
         if isinstance(self.mlp, MoEFeedForward):
             h, self.moe_aux = self.mlp(h)
-        else:
-            h = self.mlp(h)
-        return x + self.drop(h)
+            return h
+        return self.mlp(h)
 
 
 class CausalLM(nn.Module):
@@ -49,11 +62,17 @@ class CausalLM(nn.Module):
         self.config = cfg
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.layers = nn.ModuleList(Block(cfg, cfg.is_moe_layer(i)) for i in range(cfg.n_layer))
-        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        # post-norm blocks end normalised already; the original Transformer has no final norm
+        self.norm = make_norm(cfg) if cfg.norm_position == "pre" else nn.Identity()
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
-        self.rope = RotaryEmbedding(cfg.head_dim, cfg.max_seq_len, cfg.rope_base)
+        if cfg.position == "rope":
+            self.rope = ScaledRotaryEmbedding(cfg.head_dim, cfg.max_seq_len, cfg.rope_base, cfg.rope)
+        elif cfg.position == "learned":
+            self.embed_positions = LearnedPositions(cfg.dim, cfg.max_seq_len)
+        elif cfg.position == "sinusoidal":
+            self.embed_positions = SinusoidalPositions(cfg.dim, cfg.max_seq_len)
         # training-time switch: keep only block inputs and recompute each block during backward
         self.gradient_checkpointing = False
         self.reset_parameters()
@@ -81,8 +100,18 @@ class CausalLM(nn.Module):
         if start + T > self.config.max_seq_len:
             raise ValueError(f"position {start + T - 1} is beyond the context length {self.config.max_seq_len}")
         positions = torch.arange(start, start + T, device=idx.device)
-        cos, sin = self.rope(positions)  # (T, hs) each
         x = self.embed_tokens(idx)  # (B, T, d)
+        cos = sin = None
+        if self.config.position == "rope":
+            # dynamic NTK scales by the planned total length (the cache's), so cached and full passes agree
+            cos, sin = self.rope(positions, seq_len=cache.max_len if cache is not None else start + T)  # (T, hs)
+        elif self.config.position == "alibi":
+            bias = alibi_bias(self.config.n_head, T, start, causal=mask is None, device=idx.device)  # (nh, T, S)
+            if mask is not None:  # keep the caller's pattern: hidden keys get -inf
+                bias = torch.where(mask, bias, float("-inf"))  # (nh, T, S) or (B, nh, T, S)
+            mask = bias.to(x.dtype)
+        elif self.config.position in ("learned", "sinusoidal"):
+            x = x + self.embed_positions(positions)  # (B, T, d)
         recompute = self.gradient_checkpointing and self.training and cache is None and torch.is_grad_enabled()
         for i, block in enumerate(self.layers):
             if recompute:

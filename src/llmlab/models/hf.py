@@ -16,11 +16,18 @@ from safetensors.torch import save
 from llmlab.core.io import atomic_write_bytes, atomic_write_json
 from llmlab.models.decoder import CausalLM
 from llmlab.models.io import model_state
+from llmlab.nn.rope_scaling import hf_rope_config
 from llmlab.tokenizers import Tokenizer
 
 
 def hf_config(model: CausalLM, tokenizer: Tokenizer | None = None) -> dict:
     c = model.config
+    needed = {"position": "rope", "ffn_kind": "swiglu", "norm": "rmsnorm", "norm_position": "pre"}
+    for name, value in needed.items():
+        if getattr(c, name) != value:
+            from llmlab.core.errors import InputError
+
+            raise InputError(f"the LLaMA layout needs {name}={value!r}, got {getattr(c, name)!r}")
     ids = {}
     if tokenizer is not None:
         ids = {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id, "pad_token_id": tokenizer.pad_id}
@@ -35,10 +42,9 @@ def hf_config(model: CausalLM, tokenizer: Tokenizer | None = None) -> dict:
         "num_key_value_heads": c.n_kv_head,
         "head_dim": c.head_dim,
         "hidden_act": "silu",
-        "max_position_embeddings": c.max_seq_len,
         "rms_norm_eps": c.norm_eps,
         "rope_theta": c.rope_base,  # transformers < 5
-        "rope_parameters": {"rope_type": "default", "rope_theta": c.rope_base},  # transformers >= 5
+        **hf_rope_config(c.rope_base, c.rope, c.max_seq_len),  # rope_parameters (transformers >= 5), max positions
         "tie_word_embeddings": c.tie_embeddings,
         "attention_bias": False,
         "mlp_bias": False,

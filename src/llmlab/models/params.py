@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from llmlab.models.config import ModelConfig
 
+GATED_FFN = ("swiglu", "geglu", "geglu_exact")  # three matrices; the rest have two
+
 
 def parameter_breakdown(cfg: ModelConfig) -> dict[str, int]:
     """Parameters by part. A tied output head adds nothing.
@@ -14,14 +16,17 @@ def parameter_breakdown(cfg: ModelConfig) -> dict[str, int]:
     """
     d, kv = cfg.dim, cfg.n_kv_head * cfg.head_dim
     attention = d * d + 2 * d * kv + d * d  # q, k, v, o projections, no biases
-    dense = 3 * d * cfg.hidden  # gate, up, down
+    dense = (3 if cfg.ffn_kind in GATED_FFN else 2) * d * cfg.hidden  # (gate,) up, down; no biases
+    expert = 3 * d * cfg.hidden  # MoE experts are SwiGLU: gate, up, down
+    norm = d if cfg.norm == "rmsnorm" else 2 * d  # LayerNorm adds a bias
+    final_norm = norm if cfg.norm_position == "pre" else 0
     n_moe = sum(cfg.is_moe_layer(i) for i in range(cfg.n_layer))
-    moe = cfg.n_experts * dense + d * cfg.n_experts  # experts + router
+    moe = cfg.n_experts * expert + d * cfg.n_experts  # experts + router
     return {
-        "embedding": cfg.vocab_size * d,
+        "embedding": cfg.vocab_size * d + (cfg.max_seq_len * d if cfg.position == "learned" else 0),
         "attention": cfg.n_layer * attention,
         "ffn": (cfg.n_layer - n_moe) * dense + n_moe * moe,
-        "norms": cfg.n_layer * 2 * d + d,
+        "norms": cfg.n_layer * 2 * norm + final_norm,
         "lm_head": 0 if cfg.tie_embeddings else cfg.vocab_size * d,
     }
 

@@ -50,16 +50,18 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(n_head * self.head_dim, dim, bias=bias)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+    def forward(self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None,
                 cache: KVCache | None = None, layer: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
         """`mask` (bool, True = may attend; (T, S) or (B, 1, T, S), S = cached + new keys) replaces the
-        default causal pattern, e.g. a prefix-LM or padding mask from `llmlab.nn.masks`."""
+        default causal pattern, e.g. a prefix-LM or padding mask from `llmlab.nn.masks`; a float mask is
+        added to the scores (ALiBi, `llmlab.nn.positions.alibi_bias`). cos/sin None: no rotation."""
         B, T, _ = x.shape
         hs = self.head_dim
         q = self.q_proj(x).view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         k = self.k_proj(x).view(B, T, self.n_kv_head, hs).transpose(1, 2)  # (B, nkv, T, hs)
         v = self.v_proj(x).view(B, T, self.n_kv_head, hs).transpose(1, 2)  # (B, nkv, T, hs)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cos is not None:
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         past = 0
         if cache is not None:
             past = cache.length

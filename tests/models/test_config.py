@@ -1,0 +1,21 @@
+from llmlab.models.config import FFN_KINDS, ROPE_SCALINGS, ModelConfig
+
+
+def test_config_choice_tables_match_the_nn_modules():
+    from llmlab.nn import ffn_variants, rope_scaling
+
+    assert set(FFN_KINDS) == set(ffn_variants.KINDS)
+    assert set(ROPE_SCALINGS) == set(rope_scaling.KINDS)
+
+
+def test_default_hidden_is_the_llama_rule():
+    assert ModelConfig(dim=4096, n_head=32).hidden == 10944  # 8/3 d rounded up to a multiple of 32
+    assert ModelConfig(dim=256, ffn_kind="gelu").hidden == 1024  # two-matrix FFNs: 4 d
+
+
+def test_parameter_count_gated_table_matches_the_ffn_module():
+    from llmlab.models.params import GATED_FFN
+    from llmlab.nn.ffn_variants import ffn_parameters
+
+    for kind in FFN_KINDS:
+        assert ffn_parameters(8, 16, kind) == (3 if kind in GATED_FFN else 2) * 8 * 16, kind
