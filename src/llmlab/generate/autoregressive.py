@@ -18,7 +18,7 @@ from llmlab.generate.sampling import sample_next
 log = logging.getLogger(__name__)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def stream(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | None = None) -> Iterator[int]:
     """Yield new token ids one by one until `eos_id` (not yielded) or `max_new_tokens`."""
     if not prompt:

@@ -39,7 +39,7 @@ class Block(nn.Module):
         self.post_attention_layernorm = make_norm(cfg)
         dense = FeedForward(cfg.dim, cfg.hidden, cfg.ffn_kind)
         self.mlp = MoEFeedForward(cfg.dim, cfg.hidden, moe_config(cfg)) if moe else dense
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout) if cfg.dropout else nn.Identity()  # skip a no-op call per token
         self.moe_aux: MoEAux | None = None  # routing losses and stats of the last forward (MoE blocks)
 
     def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0, mask=None):
