@@ -49,11 +49,15 @@ def write_report(path: Path, cfg, f: dict) -> None:
     m, t = cfg.model, cfg.train
     samples = "\n".join(f"- **{p}** → {s}" for p, s in f["samples"])
     stopped = " (stopped early: time limit or interrupt)" if f["stopped_early"] else ""
+    moe = (f" in {m.n_experts} experts (top-{m.moe_top_k}, {m.moe_router} router, every {m.moe_every} layer(s))"
+           if m.n_experts else "")
+    scaling = f" ({m.rope_scaling} scaling x{m.rope_factor:g})" if m.rope_scaling != "none" else ""
     text = f"""# llmlab run `{f['name']}`
 
 ## What was trained
-A LLaMA-style causal decoder: {m.n_layer} layers, width {m.dim}, {m.n_head} heads ({m.n_kv_head} key/value heads),
-SwiGLU hidden {m.hidden}, RoPE, RMSNorm, {'tied' if m.tie_embeddings else 'untied'} output head.
+A causal decoder: {m.n_layer} layers, width {m.dim}, {m.n_head} heads ({m.n_kv_head} key/value heads),
+{m.ffn_kind} feed-forward of width {m.hidden}{moe}, {m.position} positions{scaling}, {m.norm_position}-{m.norm},
+{'tied' if m.tie_embeddings else 'untied'} output head.
 **{f['parameters']:,} parameters** ({human_count(f['parameters'])}; {f['non_embedding_parameters']:,} without the
 embedding), context {m.max_seq_len} tokens.
 
