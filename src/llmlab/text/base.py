@@ -8,7 +8,6 @@ return slices of the original text.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -19,6 +18,7 @@ from typing import Any, ClassVar
 
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, read_text
+from llmlab.core.registry import load_class
 
 FORMAT = "llmlab-segmenter"
 VERSION = 1
@@ -212,10 +212,7 @@ KINDS: dict[str, str] = {
 
 
 def segmenter_class(kind: str) -> type[Segmenter]:
-    if kind not in KINDS:
-        raise InputError(f"unknown segmenter {kind!r}; choose one of {sorted(KINDS)}")
-    module, name = KINDS[kind].split(":")
-    return getattr(importlib.import_module(module), name)
+    return load_class(KINDS, kind, "segmenter")
 
 
 def load_segmenter(directory: str | os.PathLike) -> Segmenter:

@@ -8,7 +8,6 @@ from rare training words (words of rare types behave like unseen ones); the perc
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -24,6 +23,7 @@ import numpy as np
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, read_text
+from llmlab.core.registry import load_class
 from llmlab.text.base import Segmenter
 
 FORMAT = "llmlab-pos-tagger"
@@ -109,10 +109,7 @@ TAGGER_KINDS: dict[str, str] = {
 
 
 def tagger_class(kind: str) -> type[PosTagger]:
-    if kind not in TAGGER_KINDS:
-        raise InputError(f"unknown POS tagger {kind!r}; choose one of {sorted(TAGGER_KINDS)}")
-    module, name = TAGGER_KINDS[kind].split(":")
-    return getattr(importlib.import_module(module), name)
+    return load_class(TAGGER_KINDS, kind, "POS tagger")
 
 
 def load_tagger(directory: str | os.PathLike) -> PosTagger:
