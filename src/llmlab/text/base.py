@@ -12,7 +12,7 @@ import json
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -185,11 +185,7 @@ class Segmenter(ABC):
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the model into `directory` (``segmenter.json`` plus any array files)."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        doc = {"format": FORMAT, "version": VERSION, "kind": self.kind, "state": self._state(d)}
-        atomic_write_json(d / MODEL_FILE, doc)
-        return d
+        return write_model_doc(directory, MODEL_FILE, FORMAT, VERSION, self.kind, self._state)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Segmenter:
@@ -217,15 +213,31 @@ def segmenter_class(kind: str) -> type[Segmenter]:
 
 def load_segmenter(directory: str | os.PathLike) -> Segmenter:
     """Load any segmenter saved with `Segmenter.save`, dispatching on its saved kind."""
+    doc, path = read_model_doc(directory, MODEL_FILE, FORMAT, VERSION, "segmenter")
+    return segmenter_class(str(doc.get("kind")))._from_state(doc["state"], path.parent)
+
+
+def write_model_doc(directory: str | os.PathLike, model_file: str, fmt: str, version: int, kind: str,
+                    state: Callable[[Path], dict]) -> Path:
+    """Write ``{"format", "version", "kind", "state"}`` atomically into `directory`/`model_file`;
+    `state(directory)` may first write array files beside it. Shared by segmenters and taggers."""
     d = Path(directory)
-    path = d / MODEL_FILE if d.is_dir() or not d.exists() else d
+    d.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(d / model_file, {"format": fmt, "version": version, "kind": kind, "state": state(d)})
+    return d
+
+
+def read_model_doc(directory: str | os.PathLike, model_file: str, fmt: str, version: int,
+                   what: str) -> tuple[dict, Path]:
+    """The document `write_model_doc` wrote (a directory or the file itself) and its path, checked."""
+    d = Path(directory)
+    path = d / model_file if d.is_dir() or not d.exists() else d
     try:
-        doc = json.loads(read_text(path, "segmenter model"))
+        doc = json.loads(read_text(path, f"{what} model"))
     except json.JSONDecodeError as e:
-        raise InputError(f"segmenter model {str(path)!r} is not valid JSON: {e.msg}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise InputError(f"{str(path)!r} is not an llmlab segmenter (format {FORMAT!r} missing)")
-    if doc.get("version") != VERSION:
-        raise InputError(f"{str(path)!r} has format version {doc.get('version')}, this llmlab reads {VERSION}")
-    cls = segmenter_class(str(doc.get("kind")))
-    return cls._from_state(doc["state"], path.parent)
+        raise InputError(f"{what} model {str(path)!r} is not valid JSON: {e.msg}") from None
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise InputError(f"{str(path)!r} is not an llmlab {what} (format {fmt!r} missing)")
+    if doc.get("version") != version:
+        raise InputError(f"{str(path)!r} has format version {doc.get('version')}, this llmlab reads {version}")
+    return doc, path

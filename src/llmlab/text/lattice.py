@@ -173,10 +173,7 @@ class UnigramSegmenter(DictSegmenter):
     @classmethod
     def train(cls, sentences: Iterable[Iterable[str]], config: LatticeConfig | None = None):
         config = config or LatticeConfig()
-        lex = Lexicon.from_sentences(check_sentences(sentences))
-        if config.min_count > 1:
-            lex = Lexicon({w: c for w, c in lex.counts.items() if c >= config.min_count})
-        return cls(lex, config)
+        return cls(Lexicon.from_sentences(check_sentences(sentences), config.min_count), config)
 
     def _cut_run(self, run: str) -> list[str]:
         return dag_best_path(run, build_dag(run, self.lexicon), self.lexicon.logp)

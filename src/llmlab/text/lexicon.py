@@ -35,8 +35,10 @@ class Lexicon:
             self.add(w, c)
 
     @classmethod
-    def from_sentences(cls, sentences: Iterable[Iterable[str]]) -> Lexicon:
-        return cls(dict(Counter(w for s in sentences for w in s)))
+    def from_sentences(cls, sentences: Iterable[Iterable[str]], min_count: int = 1) -> Lexicon:
+        """Word counts of segmented sentences, keeping words seen at least `min_count` times."""
+        counts = Counter(w for s in sentences for w in s)
+        return cls({w: c for w, c in counts.items() if c >= min_count})
 
     def __contains__(self, word: str) -> bool:
         return self.counts.get(word, 0) > 0

@@ -130,10 +130,7 @@ class MaxMatchSegmenter(DictSegmenter):
     @classmethod
     def train(cls, sentences: Iterable[Iterable[str]], config: MatchConfig | None = None) -> MaxMatchSegmenter:
         config = config or MatchConfig()
-        lex = Lexicon.from_sentences(check_sentences(sentences))
-        if config.min_count > 1:
-            lex = Lexicon({w: c for w, c in lex.counts.items() if c >= config.min_count})
-        return cls(lex, config)
+        return cls(Lexicon.from_sentences(check_sentences(sentences), config.min_count), config)
 
     def _cut_run(self, run: str) -> list[str]:
         direction = self.config.direction

@@ -155,8 +155,7 @@ class PerceptronSegmenter(DictSegmenter):
               dev: Iterable[Iterable[str]] | None = None) -> PerceptronSegmenter:
         config = config or PerceptronConfig()
         sents = check_sentences(sentences)
-        lexicon = Lexicon({w: c for w, c in Lexicon.from_sentences(sents).counts.items()
-                           if c >= config.lexicon_min_count})
+        lexicon = Lexicon.from_sentences(sents, config.lexicon_min_count)
         keys = _training_keys(sents, lexicon, config)
         uniq, counts = np.unique(np.concatenate([k.ravel() for k in keys]), return_counts=True)
         index = FeatureIndex(uniq[counts >= config.min_feature_count])

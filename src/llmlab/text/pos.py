@@ -8,7 +8,6 @@ from rare training words (words of rare types behave like unseen ones); the perc
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from abc import ABC, abstractmethod
@@ -22,9 +21,8 @@ import numpy as np
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, read_text
 from llmlab.core.registry import load_class
-from llmlab.text.base import Segmenter
+from llmlab.text.base import Segmenter, read_model_doc, write_model_doc
 
 FORMAT = "llmlab-pos-tagger"
 VERSION = 1
@@ -95,11 +93,7 @@ class PosTagger(ABC):
     def _from_state(cls, state: dict, directory: Path) -> PosTagger: ...
 
     def save(self, directory: str | os.PathLike) -> Path:
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(d / MODEL_FILE, {"format": FORMAT, "version": VERSION, "kind": self.kind,
-                                           "state": self._state(d)})
-        return d
+        return write_model_doc(directory, MODEL_FILE, FORMAT, VERSION, self.kind, self._state)
 
 
 TAGGER_KINDS: dict[str, str] = {
@@ -114,13 +108,7 @@ def tagger_class(kind: str) -> type[PosTagger]:
 
 def load_tagger(directory: str | os.PathLike) -> PosTagger:
     """Load a tagger saved with `PosTagger.save`, dispatching on its kind."""
-    path = Path(directory) / MODEL_FILE if Path(directory).is_dir() else Path(directory)
-    try:
-        doc = json.loads(read_text(path, "POS tagger model"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"POS tagger model {str(path)!r} is not valid JSON: {e.msg}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
-        raise InputError(f"{str(path)!r} is not an llmlab POS tagger of format version {VERSION}")
+    doc, path = read_model_doc(directory, MODEL_FILE, FORMAT, VERSION, "POS tagger")
     return tagger_class(str(doc.get("kind")))._from_state(doc["state"], path.parent)
 
 

@@ -243,10 +243,6 @@ class BPETokenizer(SubwordTokenizer):
         return cls(vocab, merges, {s: i for i, s in enumerate(specials)}, pretok)
 
     # --- the Tokenizer interface ----------------------------------------------------------------
-    @property
-    def vocab_size(self) -> int:
-        return len(self.vocab)
-
     def token_to_id(self, token: str) -> int | None:
         return self._token_to_id.get(token)
 

@@ -113,6 +113,10 @@ class SubwordTokenizer(Tokenizer):
     @abstractmethod
     def id_to_token(self, i: int) -> str: ...
 
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)  # every subclass keeps its token table, indexed by id, in `self.vocab`
+
     def _check_ids(self, ids: Iterable[int]) -> None:
         n = self.vocab_size
         for i in ids:

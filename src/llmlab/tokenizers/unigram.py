@@ -101,10 +101,6 @@ class UnigramTokenizer(SubwordTokenizer):
         pieces = train_unigram(count_pieces(texts, pretok), vocab_size - len(specials), **kw)
         return cls(pieces, {s: i for i, s in enumerate(specials)}, pretok)
 
-    @property
-    def vocab_size(self) -> int:
-        return len(self.vocab)
-
     def token_to_id(self, token: str) -> int | None:
         return self.piece_id.get(token, self.special_ids.get(token))
 

@@ -52,10 +52,6 @@ class WhitespaceTokenizer(SubwordTokenizer):
                        key=lambda w: (-counts[w], w))
         return cls(list(specials) + words[: vocab_size - len(specials)], {s: i for i, s in enumerate(specials)}, pretok)
 
-    @property
-    def vocab_size(self) -> int:
-        return len(self.vocab)
-
     def token_to_id(self, token: str) -> int | None:
         return self.ids.get(token)
 

@@ -67,10 +67,6 @@ class WordPieceTokenizer(SubwordTokenizer):
         pieces = train_wordpiece(count_pieces(texts, pretok), vocab_size - len(specials), prefix)
         return cls(list(specials) + pieces, {s: i for i, s in enumerate(specials)}, pretok, prefix=prefix)
 
-    @property
-    def vocab_size(self) -> int:
-        return len(self.vocab)
-
     def token_to_id(self, token: str) -> int | None:
         return self.ids.get(token)
 
