@@ -1,0 +1,106 @@
+"""Starting process groups: under ``torchrun`` (environment variables) or from Python with `spawn`.
+
+`spawn(fn, nproc)` starts `nproc` fresh interpreters, joins each to one process group (gloo on CPU,
+NCCL when every rank has its own GPU), calls ``fn(rank, world_size, *args)`` and returns the results
+in rank order. Worker functions must be importable (defined at module level in an installed module),
+because each process is a fresh interpreter. The tests and ``bench/dist.py`` use it; users launch the
+same code with ``torchrun --nproc-per-node N``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue as queue_mod
+import socket
+import traceback
+from collections.abc import Callable
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from llmlab.core.errors import InputError
+
+
+def free_port() -> int:
+    """A TCP port that is free on this machine right now."""
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def default_backend() -> str:
+    return "nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
+
+
+def device_for(rank: int, backend: str) -> torch.device:
+    """The device this rank computes on: its own GPU under NCCL, the CPU under gloo."""
+    if backend == "nccl":
+        torch.cuda.set_device(rank % torch.cuda.device_count())
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def init_from_env(backend: str | None = None) -> tuple[int, int]:
+    """Join the process group ``torchrun`` describes (RANK, WORLD_SIZE, MASTER_ADDR/PORT); (rank, world).
+
+    Without those variables this is a one-process run and nothing is initialised: (0, 1).
+    """
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group(backend or default_backend())
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _worker(rank: int, world: int, port: int, backend: str, threads: int, fn: Callable, args: tuple,
+            results) -> None:
+    try:
+        torch.set_num_threads(threads)
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                          WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+        dist.init_process_group(backend, rank=rank, world_size=world)
+        out = fn(rank, world, *args)
+        results.put((rank, True, out))
+    except BaseException:  # reported before the group closes, so the root cause arrives first
+        results.put((rank, False, traceback.format_exc()))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def spawn(fn: Callable, nproc: int, *args, backend: str | None = None, timeout: float = 300.0) -> list:
+    """Run ``fn(rank, nproc, *args)`` in `nproc` processes of one group; their return values by rank.
+
+    Raises RuntimeError with the first failing rank's traceback, or on timeout (all ranks are killed).
+    """
+    if nproc < 1:
+        raise InputError(f"nproc must be >= 1, got {nproc}")
+    backend = backend or default_backend()
+    threads = max(1, (os.cpu_count() or 1) // nproc)
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=_worker, args=(r, nproc, port, backend, threads, fn, args, results), daemon=True)
+             for r in range(nproc)]
+    for p in procs:
+        p.start()
+    got: dict[int, object] = {}
+    try:
+        while len(got) < nproc:
+            try:
+                rank, ok, out = results.get(timeout=timeout)
+            except queue_mod.Empty:
+                dead = [r for r, p in enumerate(procs) if not p.is_alive() and r not in got]
+                raise RuntimeError(f"distributed run timed out after {timeout:.0f} s (ranks exited without "
+                                   f"reporting: {dead})") from None
+            if not ok:
+                raise RuntimeError(f"rank {rank} failed (first to fail; others may fail after it):\n{out}")
+            got[rank] = out
+    finally:
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+    return [got[r] for r in range(nproc)]

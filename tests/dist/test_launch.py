@@ -1,0 +1,26 @@
+import pytest
+import torch
+import torch.distributed as dist
+
+from llmlab.dist.launch import spawn
+
+
+def _sum_ranks(rank, world):
+    t = torch.tensor([float(rank + 1)])
+    dist.all_reduce(t)
+    return float(t)
+
+
+def _fail(rank, world):
+    if rank == 1:
+        raise ValueError("boom on rank 1")
+    dist.barrier()
+
+
+def test_spawn_joins_one_group_and_returns_results_by_rank():
+    assert spawn(_sum_ranks, 2) == [3.0, 3.0]
+
+
+def test_a_failing_rank_raises_with_its_traceback():
+    with pytest.raises(RuntimeError, match="boom on rank 1"):
+        spawn(_fail, 2, timeout=60)
