@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "generate",
     "speedrun",
     "memory",
+    "plan",
     "optimizers",
     "extractors",
     "eval",

@@ -1,7 +1,8 @@
 """Named model configs for sizing (`llmlab memory`, `llmlab params`): published LLaMA shapes.
 
 Counts (tied embeddings off, as published): llama-7b 6,738,415,616; llama-13b 13,015,864,320;
-llama2-70b 68,976,648,192.
+llama2-70b 68,976,648,192. gpt3-175b (Brown et al. 2020: 4d GELU FFN, learned positions, LayerNorm, tied
+head; biases left out) 174,593,642,496.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
                              max_seq_len=2048, tie_embeddings=False),
     "llama2-70b": ModelConfig(vocab_size=32000, dim=8192, n_layer=80, n_head=64, n_kv_head=8, ffn_hidden=28672,
                               max_seq_len=4096, tie_embeddings=False),
+    "gpt3-175b": ModelConfig(vocab_size=50257, dim=12288, n_layer=96, n_head=96, n_kv_head=96, ffn_hidden=4 * 12288,
+                             ffn_kind="gelu", position="learned", norm="layernorm", max_seq_len=2048),
     "speedrun-small": ModelConfig(vocab_size=4700, dim=256, n_layer=4, n_head=4, n_kv_head=4, max_seq_len=256),
 }
 

@@ -1,0 +1,83 @@
+"""The layout planner: its arithmetic agrees with the memory estimator and with the document's GPT-3 case.
+
+Torch-free; these tests spawn nothing (the `dist` marker applies to the folder all the same).
+"""
+
+import pytest
+
+from llmlab.cli import main
+from llmlab.core.errors import InputError
+from llmlab.dist.planner import Cluster, Layout, Workload, gpt3_example, layouts, plan, propose, stage_layers
+from llmlab.models.config import ModelConfig
+from llmlab.models.params import count_parameters
+from llmlab.train.memory import MemoryConfig, estimate_memory
+
+SMALL = ModelConfig(vocab_size=1000, dim=256, n_layer=8, n_head=8, n_kv_head=8, max_seq_len=512,
+                    tie_embeddings=False)
+WORK = Workload(global_batch=32, micro_batch=2, seq_len=512, zero_stage=0, grad_checkpoint=False)
+
+
+def test_one_device_matches_the_memory_estimator():
+    p = plan(SMALL, Layout(1, 1, 1), Cluster(n_devices=1), WORK)
+    rows = dict((name, b) for name, b, _ in estimate_memory(
+        SMALL, MemoryConfig(batch_size=2, seq_len=512, optimizer="adam", precision="mixed")))
+    assert p.memory["weights"] == rows["weights"]
+    assert p.memory["gradients"] == rows["gradients"]
+    assert p.memory["optimizer states"] == rows["optimizer states"]
+    assert p.memory["activations"] == rows["activations (all layers)"]
+    assert p.comm["total"] == 0 and p.bubble == 0
+
+
+def test_tensor_parallel_divides_weights_and_pipeline_splits_layers():
+    one = plan(SMALL, Layout(1, 1, 1), Cluster(n_devices=1), WORK)
+    tp = plan(SMALL, Layout(1, 4, 1), Cluster(n_devices=4), WORK)
+    assert tp.memory["weights"] == pytest.approx(one.memory["weights"] / 4)
+    pp = plan(SMALL, Layout(1, 1, 4), Cluster(n_devices=4), WORK)
+    assert pp.stage_layers == [2, 2, 2, 2]
+    assert pp.memory["weights"] < one.memory["weights"] / 2
+    assert pp.bubble == pytest.approx(3 / (16 + 3))  # m = 32 / (1 * 2) = 16 micro-batches
+
+
+def test_data_parallel_ring_sends_twice_the_gradients_times_n_minus_1_over_n():
+    one = plan(SMALL, Layout(1, 1, 1), Cluster(n_devices=1), WORK)
+    dp = plan(SMALL, Layout(4, 1, 1), Cluster(n_devices=4), WORK)
+    assert dp.comm["data parallel"] == pytest.approx(2 * 3 / 4 * one.memory["gradients"])
+    assert dp.micro_batches == 4
+
+
+def test_layouts_cover_every_factorisation_and_bad_ones_say_why():
+    assert {(x.dp, x.tp, x.pp) for x in layouts(4)} == {
+        (4, 1, 1), (2, 2, 1), (2, 1, 2), (1, 4, 1), (1, 2, 2), (1, 1, 4)}
+    plans = propose(SMALL, Cluster(n_devices=12), WORK)
+    assert plans[0].feasible and all(p.layout.size == 12 for p in plans)
+    bad = plan(SMALL, Layout(1, 3, 4), Cluster(n_devices=12), WORK)
+    assert any("does not divide n_head" in s for s in bad.problems)
+
+
+def test_the_documents_gpt3_layout_fits_and_accounts_for_every_parameter():
+    model, cluster, work, lay = gpt3_example()
+    assert (lay.dp, lay.tp, lay.pp, cluster.n_devices) == (6, 8, 64, 3072)
+    assert count_parameters(model) == 174_593_642_496
+    p = plan(model, lay, cluster, work)
+    assert p.feasible, p.problems
+    assert sum(p.stage_layers) == 96 and max(p.stage_layers) == 2
+    assert p.micro_batches == 1536 // 6
+    # the worst stage holds two of 96 layers plus the 617M-parameter embedding, split 8 ways, in 16 bits
+    per_layer = (count_parameters(model) - 50257 * 12288 - 2048 * 12288) / 96
+    assert p.memory["weights"] == pytest.approx((2 * per_layer + 50257 * 12288 + 2048 * 12288) / 8 * 2, rel=1e-3)
+    # the same model on one stage does not fit in 80 GiB
+    assert not plan(model, Layout(384, 8, 1), cluster, work).feasible
+
+
+def test_bad_layout_and_workload_are_refused():
+    with pytest.raises(InputError, match="DPxTPxPP"):
+        Layout.parse("6x8")
+    with pytest.raises(InputError, match="optimizer"):
+        Workload(optimizer="lion")
+    assert stage_layers(5, 2) == [3, 2]
+
+
+def test_plan_cli_prints_the_gpt3_case(capsys):
+    assert main(["plan", "--gpt3", "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "layout dp6 x tp8 x pp64" in out and "fits" in out and "pipeline bubble 19.7%" in out
