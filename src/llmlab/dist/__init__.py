@@ -9,4 +9,15 @@ from llmlab.core.lazy import lazy_exports
 __getattr__, __all__ = lazy_exports(__name__, {
     "spawn": "llmlab.dist.launch",
     "init_from_env": "llmlab.dist.launch",
+    "naive_all_reduce": "llmlab.dist.collectives",
+    "ring_all_reduce": "llmlab.dist.collectives",
+    "theoretical_bytes": "llmlab.dist.collectives",
+    "count_collectives": "llmlab.dist.collectives",
+    "GradientSync": "llmlab.dist.data_parallel",
+    "broadcast_parameters": "llmlab.dist.data_parallel",
+    "shard_rows": "llmlab.dist.data_parallel",
+    "wrap_ddp": "llmlab.dist.data_parallel",
+    "shard_model": "llmlab.dist.fsdp",
+    "gather_state_dict": "llmlab.dist.fsdp",
+    "local_param_bytes": "llmlab.dist.fsdp",
 })
