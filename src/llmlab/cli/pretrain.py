@@ -1,4 +1,5 @@
-"""llmlab pretrain: train a causal decoder on a corpus, with every model and training flag."""
+"""llmlab pretrain: train a causal decoder on a corpus, with every model and training flag; on one
+process or on a dp x tp x pp mesh of processes (spawned here, or launched by torchrun)."""
 
 from __future__ import annotations
 
@@ -21,25 +22,90 @@ def register(sub) -> None:
     p.add_argument("--vocab-size", type=int, default=None,
                    help="vocabulary size (0 = every character; char only)")
     p.add_argument("--fresh", action="store_true", help="delete an existing run of this name first")
+    g = p.add_argument_group("parallelism", "one process by default; --nproc N spawns N processes (gloo on CPU, "
+                             "NCCL on GPUs); under torchrun the group comes from its environment. "
+                             "--batch-size is the global batch, shared by the data-parallel replicas")
+    g.add_argument("--nproc", type=int, default=1, help="processes to spawn (ignored under torchrun)")
+    g.add_argument("--dp", type=int, default=0, help="data-parallel replicas (0 = processes / (tp x pp))")
+    g.add_argument("--tp", type=int, default=1, help="tensor-parallel shards per layer")
+    g.add_argument("--pp", type=int, default=1, help="pipeline stages")
+    g.add_argument("--micro-batches", type=int, default=0, help="pipeline micro-batches per step (0 = pp)")
     add_dataclass_flags(p.add_argument_group("model"), ModelConfig, skip=("vocab_size",))
     add_dataclass_flags(p.add_argument_group("training"), TrainConfig)
 
 
-def run(args: argparse.Namespace) -> int:
+def _config(args: argparse.Namespace):
     import dataclasses
 
     from llmlab.models.config import ModelConfig
-    from llmlab.pipeline import RunConfig, preset, run_pretraining
+    from llmlab.pipeline import RunConfig, preset
     from llmlab.train.config import TrainConfig
 
     base = preset(args.preset) if args.preset else RunConfig()
-    cfg = base.replace(
+    return base.replace(
         name=args.name, corpus=args.corpus, tokenizer=args.tokenizer or base.tokenizer,
         vocab_size=base.vocab_size if args.vocab_size is None else args.vocab_size,
         model=dataclasses.replace(base.model, **dataclass_overrides(args, ModelConfig)),
         train=dataclasses.replace(base.train, **dataclass_overrides(args, TrainConfig)),
     )
-    f = run_pretraining(cfg, args.out, fresh=args.fresh)
+
+
+def layout_for(world: int, dp: int, tp: int, pp: int):
+    """The dp x tp x pp layout of `world` processes (dp = 0: whatever tp and pp leave)."""
+    from llmlab.core.errors import InputError
+    from llmlab.dist.planner import Layout
+
+    if tp < 1 or pp < 1 or dp < 0:
+        raise InputError(f"--tp and --pp must be >= 1 and --dp >= 0, got dp {dp}, tp {tp}, pp {pp}")
+    if dp == 0:
+        if world % (tp * pp):
+            raise InputError(f"{world} processes cannot hold tp {tp} x pp {pp}")
+        dp = world // (tp * pp)
+    if dp * tp * pp != world:
+        raise InputError(f"dp {dp} x tp {tp} x pp {pp} = {dp * tp * pp}, but there are {world} processes")
+    return Layout(dp, tp, pp)
+
+
+def train_rank(rank: int, world: int, cfg_dict: dict, out: str, fresh: bool, dp: int, tp: int, pp: int,
+               micro_batches: int):
+    """One process of a distributed run (spawned, or under torchrun); rank 0 returns the figures."""
+    import logging
+
+    from llmlab.dist.mesh import build_mesh
+    from llmlab.pipeline import RunConfig, run_pretraining
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # a spawned process starts unconfigured
+    if rank != 0:
+        logging.getLogger().setLevel(logging.WARNING)
+    mesh = build_mesh(layout_for(world, dp, tp, pp))
+    return run_pretraining(RunConfig.from_dict(cfg_dict), out, fresh=fresh, mesh=mesh, micro_batches=micro_batches)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from llmlab.pipeline import run_pretraining
+
+    cfg = _config(args)
+    par = (args.dp, args.tp, args.pp, args.micro_batches)
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # under torchrun: this process is one rank
+        from llmlab.dist.launch import init_from_env
+
+        rank, world = init_from_env()
+        f = train_rank(rank, world, cfg.to_dict(), args.out, args.fresh, *par)
+        if f is None:
+            return 0
+    elif args.nproc > 1:
+        from llmlab.dist.launch import spawn
+
+        layout_for(args.nproc, args.dp, args.tp, args.pp)  # refuse a bad layout before spawning anything
+        f = spawn(train_rank, args.nproc, cfg.to_dict(), args.out, args.fresh, *par, timeout=7 * 24 * 3600)[0]
+    else:
+        if (args.dp, args.tp, args.pp) not in ((0, 1, 1), (1, 1, 1)):
+            from llmlab.core.errors import InputError
+
+            raise InputError("--dp/--tp/--pp need several processes: pass --nproc N or launch under torchrun")
+        f = run_pretraining(cfg, args.out, fresh=args.fresh)
     print(f"val loss {f['val_loss']:.4f}  val ppl {f['val_ppl']:.2f}  ({f['steps']} steps, "
-          f"{f['train_seconds']:.0f} s)  report: {args.out}/{cfg.name}/report.md")
+          f"{f['train_seconds']:.0f} s, {f['layout']})  report: {args.out}/{cfg.name}/report.md")
     return 0

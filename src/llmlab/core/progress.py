@@ -21,4 +21,5 @@ def progress_enabled() -> bool:
 
 
 def progress(iterable: Iterable[T] | None = None, total: int | None = None, desc: str = "", **kw) -> tqdm:
-    return tqdm(iterable, total=total, desc=desc, disable=not progress_enabled(), dynamic_ncols=True, **kw)
+    disable = kw.pop("disable", False) or not progress_enabled()
+    return tqdm(iterable, total=total, desc=desc, disable=disable, dynamic_ncols=True, **kw)

@@ -121,14 +121,25 @@ def _log_final_eval(path: Path, record: dict) -> None:
     atomic_write_text(path, "".join(ln + "\n" for ln in kept) + json.dumps(record) + "\n")
 
 
-def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool = False) -> dict:
-    """Run (or resume) the whole pretraining pipeline; return the figures the report shows."""
+def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool = False, mesh=None,
+                    micro_batches: int = 0) -> dict | None:
+    """Run (or resume) the whole pretraining pipeline; return the figures the report shows.
+
+    With a `llmlab.dist.mesh.Mesh` every rank of the process group calls this; the model trains
+    sharded over the mesh (see `llmlab.dist.trainer`), and rank 0 evaluates, saves and reports
+    (the other ranks return None). `micro_batches` is the pipeline's micro-batch count (0 = pp).
+    """
     from llmlab.pipeline.report import plot_losses, write_report
 
     t_start = time.perf_counter()
     train_lines, dev_lines = corpus_text(cfg.corpus, "train"), corpus_text(cfg.corpus, "dev")
     out = Path(out_root) / cfg.name
-    _prepare_run_dir(out, cfg, fresh)  # after the corpus loads: a bad corpus name leaves nothing behind
+    if mesh is None or mesh.writes:
+        _prepare_run_dir(out, cfg, fresh)  # after the corpus loads: a bad corpus name leaves nothing behind
+    if mesh is not None:
+        import torch.distributed as dist
+
+        dist.barrier()  # the run directory is ready (or a fresh start has cleared it)
     torch.manual_seed(cfg.train.seed)
     tok, train_ids, dev_ids = prepare_streams(cfg, train_lines, dev_lines)
     dev_unknown = sum(tok.count_unknown(s) for s in dev_lines)
@@ -138,9 +149,18 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
 
     model_cfg = dataclasses.replace(cfg.model, vocab_size=tok.vocab_size)
     model = CausalLM(model_cfg)
-    trainer = Trainer(model, cfg.train, train_ids, dev_ids, out)
+    if mesh is None:
+        trainer = Trainer(model, cfg.train, train_ids, dev_ids, out)
+    else:
+        from llmlab.dist.trainer import DistributedTrainer
+
+        trainer = DistributedTrainer(model, cfg.train, train_ids, dev_ids, out, mesh, micro_batches)
     trainer.maybe_resume()
     result = trainer.fit()
+    if mesh is not None:
+        model = trainer.full_model()  # gathered onto rank 0; the rest of the pipeline runs there
+        if model is None:
+            return None
 
     eval_ids = dev_ids[: cfg.final_eval_tokens] if cfg.final_eval_tokens else dev_ids
     val_loss, val_tokens = evaluate_loss(model, eval_ids, cfg.train.seq_len, cfg.train.batch_size)
@@ -169,6 +189,7 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
         "val_bits_per_char": val_loss / math.log(2) * dev_ids.numel() / sum(len(s) + 1 for s in dev_lines),
         "unigram_entropy": unigram_entropy(train_ids, tok.vocab_size),
         "device": str(trainer.device),
+        "layout": str(mesh.layout) if mesh is not None else "single process",
     }
     gen_cfg = GenerationConfig(max_new_tokens=cfg.sample_tokens, temperature=0.8, top_k=50, seed=cfg.train.seed)
     figures["samples"] = [

@@ -71,7 +71,7 @@ embedding), context {m.max_seq_len} tokens.
   ({f['tokens_seen'] / max(f['train_tokens'], 1):.2f} epochs).
 - {t.optimizer} (lr {t.lr:g} → {t.min_lr:g}, warmup {t.warmup_steps}, {t.schedule} schedule;
   betas {t.beta1}, {t.beta2}; weight decay {t.weight_decay}; clip {t.grad_clip}), seed {t.seed},
-  device {f['device']}.
+  device {f['device']}, {f.get('layout', 'single process')}.
 - Training time {f['train_seconds']:.1f} s ({f['tokens_seen'] / max(f['train_seconds'], 1e-9):,.0f} tokens/s);
   whole run {f['wall_seconds']:.1f} s.
 

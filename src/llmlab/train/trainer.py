@@ -146,6 +146,7 @@ class Trainer:
         self.step = 0
         self.train_seconds = 0.0  # accumulated over resumed sessions
         self.stopped_early = False
+        self.writes = True  # logs metrics and shows progress (in a distributed run, rank 0 only)
 
     def maybe_resume(self) -> bool:
         ckpt = latest_checkpoint(self.ckpt_dir)
@@ -210,12 +211,24 @@ class Trainer:
         loss, n = evaluate_loss(self.model, self.val_tokens, self.cfg.seq_len, self.cfg.batch_size, max_batches)
         return {"step": self.step, "val_loss": loss, "val_ppl": math.exp(min(loss, 700)), "val_tokens": n}
 
-    def save(self) -> Path:
+    def checkpoint_extra(self) -> dict:
+        """Loop state saved beside the weights (JSON)."""
         extra = {"train_seconds": self.train_seconds}
         if self.scaler is not None:
             extra["scaler"] = self.scaler.state_dict()
-        return save_checkpoint(self.ckpt_dir, self.step, self.model, self.optimizer, extra=extra,
+        return extra
+
+    def save(self) -> Path:
+        return save_checkpoint(self.ckpt_dir, self.step, self.model, self.optimizer, extra=self.checkpoint_extra(),
                                keep=self.cfg.keep_checkpoints)
+
+    def should_stop(self, interrupted: bool) -> str:
+        """Why to stop after this step ("" to go on): an interrupt, or the time limit."""
+        if interrupted:
+            return "interrupted"
+        if self.cfg.max_minutes and self.train_seconds >= self.cfg.max_minutes * 60:
+            return "time limit"
+        return ""
 
     def fit(self) -> dict:
         """Train to `cfg.steps` (or until stopped); return the last train and eval records."""
@@ -224,7 +237,7 @@ class Trainer:
         flag = _StopFlag()
         last, last_eval = {}, {}
         tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len
-        bar = progress(total=cfg.steps, initial=self.step, desc="train", unit="step")
+        bar = progress(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not self.writes)
         with flag.catching_sigint():
             while self.step < cfg.steps:
                 t0 = time.perf_counter()
@@ -234,17 +247,17 @@ class Trainer:
                             tok_per_s=round(tokens_per_step / max(time.perf_counter() - t0, 1e-9), 1))
                 bar.update(1)
                 bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{last['lr']:.2e}")
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                if self.writes and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
                     self.metrics.write(last)
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
                     last_eval = self.evaluate(cfg.eval_batches)
-                    if last_eval:
+                    if last_eval and self.writes:
                         self.metrics.write(last_eval)
                         log.info("step %d: val loss %.4f", self.step, last_eval["val_loss"])
-                out_of_time = cfg.max_minutes and self.train_seconds >= cfg.max_minutes * 60
-                if flag.stop or out_of_time:
+                why = self.should_stop(flag.stop)
+                if why:
                     self.stopped_early = True
-                    log.warning("stopping at step %d (%s)", self.step, "interrupted" if flag.stop else "time limit")
+                    log.warning("stopping at step %d (%s)", self.step, why)
                     break
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save()

@@ -1,0 +1,236 @@
+"""Training on a dp x tp x pp mesh: llmlab's Trainer with the model sharded and the step distributed.
+
+A distributed run computes what the single-process run of the same config computes. The batch of
+`TrainConfig` is the global batch: every rank draws the same (seed, step) windows, and data-parallel
+replica r keeps rows [r*B/dp, (r+1)*B/dp). Tensor parallelism shards each block over its group
+(`llmlab.dist.tensor_parallel`), pipeline parallelism gives each stage a run of layers and streams
+micro-batches through them (`llmlab.dist.pipeline_parallel`); gradients are then averaged over the
+data-parallel group (`llmlab.dist.data_parallel`), clipped by the norm of the *whole* model's gradient
+(squares summed over tensor shards and pipeline stages), and every rank steps its own parameters.
+
+Rank 0 logs and writes the run's outputs. Checkpoints are per shard: with tp = pp = 1 the replica on
+rank 0 writes the usual ``checkpoints/`` (so a data-parallel run resumes on one process and the other
+way round); otherwise the first replica of each shard writes ``checkpoints/tp{t}-pp{p}/``, and a resume
+loads the newest step that every shard has. Evaluation and the saved model use the full model,
+gathered onto rank 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from llmlab.core.errors import InputError
+from llmlab.dist.mesh import Mesh
+from llmlab.train.checkpoint import list_checkpoints, load_checkpoint
+from llmlab.train.config import TrainConfig
+from llmlab.train.objectives import causal_lm_loss, moe_aux_loss
+from llmlab.train.schedule import SCHEDULES
+from llmlab.train.trainer import Trainer, evaluate_loss, get_batch
+
+
+def _sharded_parameters(model: nn.Module) -> set[int]:
+    """ids of the parameters tensor parallelism splits (their squared norms are summed over the group)."""
+    from llmlab.dist.tensor_parallel import ColumnParallelLinear, RowParallelLinear
+
+    out = set()
+    for m in model.modules():
+        if isinstance(m, ColumnParallelLinear):
+            out.update(id(p) for p in m.parameters(recurse=False))
+        elif isinstance(m, RowParallelLinear):
+            out.add(id(m.weight))
+    return out
+
+
+class DistributedTrainer(Trainer):
+    """`Trainer` over a `Mesh`. Every rank builds the same full model (same seed) and passes it in."""
+
+    def __init__(self, model, cfg: TrainConfig, train_tokens: torch.Tensor, val_tokens: torch.Tensor | None,
+                 run_dir: str | Path, mesh: Mesh, micro_batches: int = 0):
+        lay = mesh.layout
+        if cfg.batch_size % lay.dp:
+            raise InputError(f"batch_size {cfg.batch_size} (the global batch) must be divisible by dp {lay.dp}")
+        if (lay.tp > 1 or lay.pp > 1) and (cfg.precision == "fp16" or cfg.compile or cfg.grad_checkpoint):
+            raise InputError("tensor and pipeline parallel runs support fp32 and bf16 without compile or "
+                             "gradient checkpointing")
+        self.mesh = mesh
+        self.full_config = model.config
+        self.local_batch = cfg.batch_size // lay.dp
+        if lay.pp > 1:
+            from llmlab.dist.pipeline_parallel import PipelineRunner
+
+            self.micro_batches = micro_batches or lay.pp
+            if self.local_batch % self.micro_batches:
+                raise InputError(f"the per-replica batch {self.local_batch} must be divisible by "
+                                 f"{self.micro_batches} micro-batches")
+        if lay.tp > 1:
+            from llmlab.dist.tensor_parallel import parallelize_decoder
+
+            parallelize_decoder(model, mesh.tp_group)
+        self.pipeline = None
+        if lay.pp > 1:
+            self.pipeline = PipelineRunner(model, mesh.pp_group, schedule="1f1b")
+            model = self.pipeline.stage
+        super().__init__(model, cfg, train_tokens, val_tokens, run_dir)
+        self.writes = mesh.writes
+        if lay.tp > 1 or lay.pp > 1:
+            self.ckpt_dir = self.run_dir / "checkpoints" / f"tp{mesh.tp_rank}-pp{mesh.pp_rank}"
+        self.sharded = _sharded_parameters(self.model)
+        self.sync = None
+        if lay.dp > 1:
+            from llmlab.dist.data_parallel import GradientSync
+
+            self.sync = GradientSync(self.model, group=mesh.dp_group)  # also broadcasts rank 0's weights
+
+    # -- the step ---------------------------------------------------------------------------------
+
+    def train_step(self) -> dict:
+        cfg, mesh = self.cfg, self.mesh
+        lr = SCHEDULES[cfg.schedule](self.step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        rows = slice(mesh.dp_rank * self.local_batch, (mesh.dp_rank + 1) * self.local_batch)
+        total = torch.zeros(())
+        for micro in range(cfg.grad_accum):
+            x, y = get_batch(self.train_tokens, cfg.batch_size, cfg.seq_len,
+                             seed=(cfg.seed * 1_000_003 + self.step) * 64 + micro)
+            x, y = x[rows].to(self.device), y[rows].to(self.device)  # this replica's share (B/dp, T)
+            last_micro = micro == cfg.grad_accum - 1
+            with self.sync.no_sync() if self.sync and not last_micro else contextlib.nullcontext():
+                if self.pipeline is not None:
+                    loss = self.pipeline.train_step(x, y, self.micro_batches, loss_scale=1 / cfg.grad_accum)
+                else:
+                    with self._autocast():
+                        logits = self.forward(x)
+                    loss = causal_lm_loss(logits, y)
+                    aux = moe_aux_loss(self.model)
+                    objective = loss if aux is None else loss + aux
+                    (self.scaler.scale_loss(objective / cfg.grad_accum) if self.scaler
+                     else objective / cfg.grad_accum).backward()
+            if loss is not None:
+                total += loss.detach().float() / cfg.grad_accum
+        if self.sync:
+            self.sync.finish()  # gradients are now the mean over replicas, as over the global batch
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        overflow = self.scaler.unscale_(params) if self.scaler else False
+        norm = self._clip(params)
+        if not overflow:
+            self.optimizer.step()
+        if self.scaler:
+            self.scaler.update(overflow)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        record = {"step": self.step, "loss": self._global_loss(total), "lr": lr, "grad_norm": norm}
+        if self.scaler:
+            record.update(loss_scale=self.scaler.scale, skipped=overflow)
+        return record
+
+    def _clip(self, params: list[torch.Tensor]) -> float:
+        """Clip by the global gradient norm of the whole model; return the norm before clipping."""
+        sharded = torch.zeros((), dtype=torch.float64)
+        replicated = torch.zeros((), dtype=torch.float64)
+        for p in params:
+            sq = p.grad.detach().double().pow(2).sum()
+            if id(p) in self.sharded:
+                sharded += sq
+            else:
+                replicated += sq
+        if self.mesh.layout.tp > 1:
+            dist.all_reduce(sharded, group=self.mesh.tp_group)
+        total = sharded + replicated
+        if self.mesh.layout.pp > 1:
+            dist.all_reduce(total, group=self.mesh.pp_group)
+        norm = float(total.sqrt())
+        limit = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
+        if norm > limit:
+            for p in params:
+                p.grad.mul_(limit / (norm + 1e-6))
+        return norm
+
+    def _global_loss(self, local: torch.Tensor) -> float:
+        """The step's loss over the global batch: the last stage's mean, averaged over replicas."""
+        t = local.clone() if self.mesh.is_last_stage else torch.zeros(())
+        if self.mesh.layout.pp > 1:
+            dist.all_reduce(t, group=self.mesh.pp_group)
+        if self.mesh.layout.dp > 1:
+            dist.all_reduce(t, group=self.mesh.dp_group)
+            t /= self.mesh.layout.dp
+        return float(t)
+
+    def should_stop(self, interrupted: bool) -> str:
+        """Every rank must stop at the same step: rank 0's clock and any rank's interrupt decide."""
+        why = torch.tensor([float(interrupted),
+                            float(bool(self.cfg.max_minutes) and self.train_seconds >= self.cfg.max_minutes * 60)])
+        dist.broadcast(why[1:], src=0)
+        dist.all_reduce(why[:1], op=dist.ReduceOp.MAX)
+        return "interrupted" if why[0] else "time limit" if why[1] else ""
+
+    # -- the full model: evaluation, checkpoints, saving --------------------------------------------
+
+    def full_state(self) -> dict[str, torch.Tensor] | None:
+        """The whole model's weights on rank 0 (None elsewhere); every rank must call it."""
+        state = self.model.state_dict()
+        if self.mesh.layout.tp > 1:
+            from llmlab.dist.tensor_parallel import unsharded
+
+            state = unsharded(self.model, self.mesh.tp_group)
+        if self.pipeline is not None:
+            state = self.pipeline.gather_state(state)  # onto the first stage, under the full model's names
+        return {k: v.detach().clone() for k, v in state.items()} if self.mesh.writes else None
+
+    def full_model(self) -> nn.Module | None:
+        """An unsharded model with the current weights on rank 0 (None elsewhere); collective."""
+        from llmlab.models import CausalLM
+
+        state = self.full_state()
+        if state is None:
+            return None
+        model = CausalLM(self.full_config).to(self.device)
+        model.load_state_dict(state, strict=False)  # a tied head appears once
+        return model
+
+    def evaluate(self, max_batches: int | None) -> dict:
+        if self.val_tokens is None:
+            return {}
+        model = self.model if self.mesh.layout.tp == self.mesh.layout.pp == 1 else self.full_model()
+        if not self.mesh.writes:
+            return {}
+        loss, n = evaluate_loss(model, self.val_tokens, self.cfg.seq_len, self.cfg.batch_size, max_batches)
+        return {"step": self.step, "val_loss": loss, "val_ppl": math.exp(min(loss, 700)), "val_tokens": n}
+
+    def checkpoint_extra(self) -> dict:
+        return {**super().checkpoint_extra(), "layout": str(self.mesh.layout)}
+
+    def save(self) -> Path | None:
+        path = super().save() if self.mesh.saves_shard else None
+        dist.barrier()  # a checkpoint exists only once every shard has written it
+        return path
+
+    def maybe_resume(self) -> bool:
+        """Resume every rank from the newest step that all shards saved (none: start fresh)."""
+        steps = {int(p.name.split("-")[1]): p for p in list_checkpoints(self.ckpt_dir)}
+        newest = torch.tensor([max(steps, default=0)])
+        dist.all_reduce(newest, op=dist.ReduceOp.MIN)
+        step = int(newest)
+        if step == 0:
+            return False
+        if step not in steps:
+            raise InputError(f"shard {self.ckpt_dir} has no checkpoint for step {step}, which the other "
+                             "shards have; resume needs the same layout")
+        state = load_checkpoint(steps[step], self.model, self.optimizer)
+        saved = state["extra"].get("layout", str(self.mesh.layout))
+        if (self.mesh.layout.tp > 1 or self.mesh.layout.pp > 1) and saved != str(self.mesh.layout):
+            raise InputError(f"checkpoint {steps[step]} was written by layout {saved}, this run is "
+                             f"{self.mesh.layout}; resume with the same --dp/--tp/--pp")
+        self.step = state["step"]
+        self.train_seconds = state["extra"].get("train_seconds", 0.0)
+        if self.scaler is not None and "scaler" in state["extra"]:
+            self.scaler.load_state_dict(state["extra"]["scaler"])
+        if self.writes:
+            self._truncate_metrics(self.step)
+        return True

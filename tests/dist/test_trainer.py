@@ -1,0 +1,59 @@
+"""Distributed pretraining equals single-process pretraining of the same config, and resumes."""
+
+import dataclasses
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from llmlab.cli.pretrain import layout_for, train_rank
+from llmlab.core.errors import InputError
+from llmlab.dist.launch import spawn
+from llmlab.pipeline import preset, run_pretraining
+
+CFG = preset("tiny").replace(
+    name="t", final_eval_tokens=2000, sample_tokens=4, prompts=("中国",),
+    train=dataclasses.replace(preset("tiny").train, steps=4, batch_size=8, seq_len=32, eval_every=2,
+                              eval_batches=1, checkpoint_every=2, log_every=1),
+)
+
+
+def _losses(run_dir):
+    return [r["loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+
+
+def _assert_same_run(a, b, atol=1e-5):
+    wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=atol, rtol=0, msg=k)
+    assert _losses(a) == pytest.approx(_losses(b), abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    out = tmp_path_factory.mktemp("single")
+    run_pretraining(CFG, out)
+    return out / "t"
+
+
+def test_data_parallel_run_equals_single_process_and_resumes(single, tmp_path):
+    fig = spawn(train_rank, 2, CFG.to_dict(), str(tmp_path), False, 0, 1, 1, 0)
+    assert fig[1] is None and fig[0]["layout"] == "dp2 x tp1 x pp1"
+    run = tmp_path / "t"
+    _assert_same_run(single, run)
+    # lose the last checkpoint and the outputs: the rerun resumes at step 2 and ends where it did
+    shutil.rmtree(run / "checkpoints" / "step-00000004")
+    shutil.rmtree(run / "model")
+    spawn(train_rank, 2, CFG.to_dict(), str(tmp_path), False, 0, 1, 1, 0)
+    _assert_same_run(single, run)
+
+
+def test_layouts_must_fill_the_processes():
+    assert str(layout_for(8, 0, 2, 2)) == "dp2 x tp2 x pp2"
+    with pytest.raises(InputError, match="cannot hold"):
+        layout_for(6, 0, 4, 1)
+    with pytest.raises(InputError, match="there are 4 processes"):
+        layout_for(4, 2, 2, 2)
