@@ -20,4 +20,13 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "shard_model": "llmlab.dist.fsdp",
     "gather_state_dict": "llmlab.dist.fsdp",
     "local_param_bytes": "llmlab.dist.fsdp",
+    "ColumnParallelLinear": "llmlab.dist.tensor_parallel",
+    "RowParallelLinear": "llmlab.dist.tensor_parallel",
+    "parallelize_decoder": "llmlab.dist.tensor_parallel",
+    "tp_allreduce_bytes": "llmlab.dist.tensor_parallel",
+    "PipelineStage": "llmlab.dist.pipeline_parallel",
+    "pipeline_step": "llmlab.dist.pipeline_parallel",
+    "bubble_fraction": "llmlab.dist.pipeline_parallel",
+    "bubble_fraction_theory": "llmlab.dist.pipeline_parallel",
+    "torch_pipeline_step": "llmlab.dist.pipeline_parallel",
 })
