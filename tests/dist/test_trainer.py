@@ -10,14 +10,21 @@ from safetensors.torch import load_file
 
 from llmlab.cli.pretrain import layout_for, train_rank
 from llmlab.core.errors import InputError
+from llmlab.data import corpus_text
 from llmlab.dist.launch import spawn
 from llmlab.pipeline import preset, run_pretraining
 
-CFG = preset("tiny").replace(
-    name="t", final_eval_tokens=2000, sample_tokens=4, prompts=("中国",),
-    train=dataclasses.replace(preset("tiny").train, steps=4, batch_size=8, seq_len=32, eval_every=2,
-                              eval_batches=1, checkpoint_every=2, log_every=1),
-)
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory):
+    """The tiny preset, shortened, on 400 lines of pfr1998 (a user file: train and dev are the same)."""
+    corpus = tmp_path_factory.mktemp("corpus") / "pfr400.txt"
+    corpus.write_text("\n".join(corpus_text("pfr1998", "dev")[:400]) + "\n", encoding="utf-8")
+    return preset("tiny").replace(
+        name="t", corpus=str(corpus), final_eval_tokens=2000, sample_tokens=4, prompts=("中国",),
+        train=dataclasses.replace(preset("tiny").train, steps=4, batch_size=8, seq_len=32, eval_every=2,
+                                  eval_batches=1, checkpoint_every=2, log_every=1),
+    )
 
 
 def _losses(run_dir):
@@ -33,21 +40,21 @@ def _assert_same_run(a, b, atol=1e-5):
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory):
+def single(tmp_path_factory, cfg):
     out = tmp_path_factory.mktemp("single")
-    run_pretraining(CFG, out)
+    run_pretraining(cfg, out)
     return out / "t"
 
 
-def test_data_parallel_run_equals_single_process_and_resumes(single, tmp_path):
-    fig = spawn(train_rank, 2, CFG.to_dict(), str(tmp_path), False, 0, 1, 1, 0)
+def test_data_parallel_run_equals_single_process_and_resumes(single, cfg, tmp_path):
+    fig = spawn(train_rank, 2, cfg.to_dict(), str(tmp_path), False, 0, 1, 1, 0)
     assert fig[1] is None and fig[0]["layout"] == "dp2 x tp1 x pp1"
     run = tmp_path / "t"
     _assert_same_run(single, run)
     # lose the last checkpoint and the outputs: the rerun resumes at step 2 and ends where it did
     shutil.rmtree(run / "checkpoints" / "step-00000004")
     shutil.rmtree(run / "model")
-    spawn(train_rank, 2, CFG.to_dict(), str(tmp_path), False, 0, 1, 1, 0)
+    spawn(train_rank, 2, cfg.to_dict(), str(tmp_path), False, 0, 1, 1, 0)
     _assert_same_run(single, run)
 
 
@@ -57,3 +64,11 @@ def test_layouts_must_fill_the_processes():
         layout_for(6, 0, 4, 1)
     with pytest.raises(InputError, match="there are 4 processes"):
         layout_for(4, 2, 2, 2)
+
+
+@pytest.mark.parametrize("dp,tp,pp,schedule", [(1, 2, 1, "1f1b"), (1, 1, 2, "gpipe"), (2, 1, 2, "1f1b"),
+                                               (1, 2, 2, "1f1b")])
+def test_tensor_pipeline_and_hybrid_runs_equal_single_process(single, cfg, tmp_path, dp, tp, pp, schedule):
+    fig = spawn(train_rank, dp * tp * pp, cfg.to_dict(), str(tmp_path), False, dp, tp, pp, 2, schedule)
+    assert fig[0]["layout"] == f"dp{dp} x tp{tp} x pp{pp}"
+    _assert_same_run(single, tmp_path / "t")

@@ -30,6 +30,7 @@ def register(sub) -> None:
     g.add_argument("--tp", type=int, default=1, help="tensor-parallel shards per layer")
     g.add_argument("--pp", type=int, default=1, help="pipeline stages")
     g.add_argument("--micro-batches", type=int, default=0, help="pipeline micro-batches per step (0 = pp)")
+    g.add_argument("--schedule", default="1f1b", choices=("1f1b", "gpipe"), help="pipeline schedule")
     add_dataclass_flags(p.add_argument_group("model"), ModelConfig, skip=("vocab_size",))
     add_dataclass_flags(p.add_argument_group("training"), TrainConfig)
 
@@ -67,7 +68,7 @@ def layout_for(world: int, dp: int, tp: int, pp: int):
 
 
 def train_rank(rank: int, world: int, cfg_dict: dict, out: str, fresh: bool, dp: int, tp: int, pp: int,
-               micro_batches: int):
+               micro_batches: int = 0, schedule: str = "1f1b"):
     """One process of a distributed run (spawned, or under torchrun); rank 0 returns the figures."""
     import logging
 
@@ -78,7 +79,8 @@ def train_rank(rank: int, world: int, cfg_dict: dict, out: str, fresh: bool, dp:
     if rank != 0:
         logging.getLogger().setLevel(logging.WARNING)
     mesh = build_mesh(layout_for(world, dp, tp, pp))
-    return run_pretraining(RunConfig.from_dict(cfg_dict), out, fresh=fresh, mesh=mesh, micro_batches=micro_batches)
+    return run_pretraining(RunConfig.from_dict(cfg_dict), out, fresh=fresh, mesh=mesh, micro_batches=micro_batches,
+                           schedule=schedule)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from llmlab.pipeline import run_pretraining
 
     cfg = _config(args)
-    par = (args.dp, args.tp, args.pp, args.micro_batches)
+    par = (args.dp, args.tp, args.pp, args.micro_batches, args.schedule)
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # under torchrun: this process is one rank
         from llmlab.dist.launch import init_from_env
 

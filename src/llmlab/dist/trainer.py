@@ -51,36 +51,37 @@ class DistributedTrainer(Trainer):
     """`Trainer` over a `Mesh`. Every rank builds the same full model (same seed) and passes it in."""
 
     def __init__(self, model, cfg: TrainConfig, train_tokens: torch.Tensor, val_tokens: torch.Tensor | None,
-                 run_dir: str | Path, mesh: Mesh, micro_batches: int = 0):
+                 run_dir: str | Path, mesh: Mesh, micro_batches: int = 0, schedule: str = "1f1b"):
         lay = mesh.layout
         if cfg.batch_size % lay.dp:
             raise InputError(f"batch_size {cfg.batch_size} (the global batch) must be divisible by dp {lay.dp}")
-        if (lay.tp > 1 or lay.pp > 1) and (cfg.precision == "fp16" or cfg.compile or cfg.grad_checkpoint):
-            raise InputError("tensor and pipeline parallel runs support fp32 and bf16 without compile or "
-                             "gradient checkpointing")
+        if (lay.tp > 1 or lay.pp > 1) and (cfg.precision != "fp32" or cfg.compile or cfg.grad_checkpoint):
+            raise InputError("tensor and pipeline parallel runs train in fp32, without compile or gradient "
+                             "checkpointing (data-parallel runs take every option)")
+        if schedule not in ("1f1b", "gpipe"):
+            raise InputError(f"pipeline schedule must be 1f1b or gpipe, got {schedule!r}")
         self.mesh = mesh
         self.full_config = model.config
         self.local_batch = cfg.batch_size // lay.dp
-        if lay.pp > 1:
-            from llmlab.dist.pipeline_parallel import PipelineRunner
-
-            self.micro_batches = micro_batches or lay.pp
-            if self.local_batch % self.micro_batches:
-                raise InputError(f"the per-replica batch {self.local_batch} must be divisible by "
-                                 f"{self.micro_batches} micro-batches")
+        self.micro_batches, self.schedule = micro_batches or lay.pp, schedule
+        if lay.pp > 1 and self.local_batch % self.micro_batches:
+            raise InputError(f"the per-replica batch {self.local_batch} (batch_size / dp) must be divisible by "
+                             f"the {self.micro_batches} pipeline micro-batches")
         if lay.tp > 1:
             from llmlab.dist.tensor_parallel import parallelize_decoder
 
             parallelize_decoder(model, mesh.tp_group)
-        self.pipeline = None
         if lay.pp > 1:
-            self.pipeline = PipelineRunner(model, mesh.pp_group, schedule="1f1b")
-            model = self.pipeline.stage
+            from llmlab.dist.pipeline_parallel import PipelineStage
+
+            model = PipelineStage(model, mesh.pp_rank, lay.pp)  # this rank's layers only
         super().__init__(model, cfg, train_tokens, val_tokens, run_dir)
         self.writes = mesh.writes
         if lay.tp > 1 or lay.pp > 1:
             self.ckpt_dir = self.run_dir / "checkpoints" / f"tp{mesh.tp_rank}-pp{mesh.pp_rank}"
         self.sharded = _sharded_parameters(self.model)
+        # the last stage's copy of a tied embedding: the same parameter as stage 0's, counted there
+        self.duplicate = {id(model.lm_head.weight)} if lay.pp > 1 and model.tied_copy and model.last else set()
         self.sync = None
         if lay.dp > 1:
             from llmlab.dist.data_parallel import GradientSync
@@ -101,9 +102,13 @@ class DistributedTrainer(Trainer):
                              seed=(cfg.seed * 1_000_003 + self.step) * 64 + micro)
             x, y = x[rows].to(self.device), y[rows].to(self.device)  # this replica's share (B/dp, T)
             last_micro = micro == cfg.grad_accum - 1
-            with self.sync.no_sync() if self.sync and not last_micro else contextlib.nullcontext():
-                if self.pipeline is not None:
-                    loss = self.pipeline.train_step(x, y, self.micro_batches, loss_scale=1 / cfg.grad_accum)
+            pipelined = mesh.layout.pp > 1  # several backwards per step: sync once, after the last
+            with self.sync.no_sync() if self.sync and (pipelined or not last_micro) else contextlib.nullcontext():
+                if pipelined:
+                    from llmlab.dist.pipeline_parallel import pipeline_step
+
+                    result = pipeline_step(self.model, x, y, self.micro_batches, self.schedule, mesh.pp_group)
+                    loss = torch.tensor(result.loss)
                 else:
                     with self._autocast():
                         logits = self.forward(x)
@@ -112,8 +117,11 @@ class DistributedTrainer(Trainer):
                     objective = loss if aux is None else loss + aux
                     (self.scaler.scale_loss(objective / cfg.grad_accum) if self.scaler
                      else objective / cfg.grad_accum).backward()
-            if loss is not None:
-                total += loss.detach().float() / cfg.grad_accum
+            total += loss.detach().float() / cfg.grad_accum
+        if mesh.layout.pp > 1 and cfg.grad_accum > 1:  # pipeline_step's gradients are each a full batch mean
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    p.grad /= cfg.grad_accum
         if self.sync:
             self.sync.finish()  # gradients are now the mean over replicas, as over the global batch
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -135,6 +143,8 @@ class DistributedTrainer(Trainer):
         sharded = torch.zeros((), dtype=torch.float64)
         replicated = torch.zeros((), dtype=torch.float64)
         for p in params:
+            if id(p) in self.duplicate:
+                continue
             sq = p.grad.detach().double().pow(2).sum()
             if id(p) in self.sharded:
                 sharded += sq
@@ -173,14 +183,21 @@ class DistributedTrainer(Trainer):
     # -- the full model: evaluation, checkpoints, saving --------------------------------------------
 
     def full_state(self) -> dict[str, torch.Tensor] | None:
-        """The whole model's weights on rank 0 (None elsewhere); every rank must call it."""
-        state = self.model.state_dict()
+        """The whole model's parameters on rank 0, under `CausalLM` names (None elsewhere); collective."""
         if self.mesh.layout.tp > 1:
             from llmlab.dist.tensor_parallel import unsharded
 
             state = unsharded(self.model, self.mesh.tp_group)
-        if self.pipeline is not None:
-            state = self.pipeline.gather_state(state)  # onto the first stage, under the full model's names
+        else:
+            state = {k: p.detach() for k, p in self.model.named_parameters()}
+        if self.mesh.layout.pp > 1:  # stage names -> model names, then every stage's part onto stage 0
+            stage = self.model
+            state = {stage.global_name(k): v for k, v in state.items()
+                     if not (stage.tied_copy and stage.last and k == "lm_head.weight")}
+            parts = [None] * self.mesh.layout.pp if self.mesh.is_first_stage else None
+            dist.gather_object(state, parts, dst=dist.get_global_rank(self.mesh.pp_group, 0),
+                               group=self.mesh.pp_group)
+            state = {k: v for part in parts or [] for k, v in part.items()}
         return {k: v.detach().clone() for k, v in state.items()} if self.mesh.writes else None
 
     def full_model(self) -> nn.Module | None:
@@ -191,7 +208,10 @@ class DistributedTrainer(Trainer):
         if state is None:
             return None
         model = CausalLM(self.full_config).to(self.device)
-        model.load_state_dict(state, strict=False)  # a tied head appears once
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        tied = {"lm_head.weight"} if self.full_config.tie_embeddings else set()
+        if unexpected or set(missing) - tied:
+            raise RuntimeError(f"gathered state does not match the model: missing {missing}, unexpected {unexpected}")
         return model
 
     def evaluate(self, max_batches: int | None) -> dict:

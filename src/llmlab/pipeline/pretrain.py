@@ -122,12 +122,13 @@ def _log_final_eval(path: Path, record: dict) -> None:
 
 
 def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool = False, mesh=None,
-                    micro_batches: int = 0) -> dict | None:
+                    micro_batches: int = 0, schedule: str = "1f1b") -> dict | None:
     """Run (or resume) the whole pretraining pipeline; return the figures the report shows.
 
     With a `llmlab.dist.mesh.Mesh` every rank of the process group calls this; the model trains
     sharded over the mesh (see `llmlab.dist.trainer`), and rank 0 evaluates, saves and reports
-    (the other ranks return None). `micro_batches` is the pipeline's micro-batch count (0 = pp).
+    (the other ranks return None). `micro_batches` is the pipeline's micro-batch count (0 = pp) and
+    `schedule` its schedule (1f1b or gpipe).
     """
     from llmlab.pipeline.report import plot_losses, write_report
 
@@ -154,7 +155,7 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
     else:
         from llmlab.dist.trainer import DistributedTrainer
 
-        trainer = DistributedTrainer(model, cfg.train, train_ids, dev_ids, out, mesh, micro_batches)
+        trainer = DistributedTrainer(model, cfg.train, train_ids, dev_ids, out, mesh, micro_batches, schedule)
     trainer.maybe_resume()
     result = trainer.fit()
     if mesh is not None:
