@@ -72,3 +72,13 @@ def test_tensor_pipeline_and_hybrid_runs_equal_single_process(single, cfg, tmp_p
     fig = spawn(train_rank, dp * tp * pp, cfg.to_dict(), str(tmp_path), False, dp, tp, pp, 2, schedule)
     assert fig[0]["layout"] == f"dp{dp} x tp{tp} x pp{pp}"
     _assert_same_run(single, tmp_path / "t")
+
+
+def test_pretrain_cli_refuses_a_layout_before_starting_anything(tmp_path, capsys):
+    from llmlab.cli import main
+
+    assert main(["pretrain", "--preset", "tiny", "--out", str(tmp_path), "--tp", "2"]) == 2
+    assert "need several processes" in capsys.readouterr().err
+    assert main(["pretrain", "--preset", "tiny", "--out", str(tmp_path), "--nproc", "3", "--tp", "2"]) == 2
+    assert "cannot hold tp 2" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -30,7 +30,7 @@ def register(sub) -> None:
     g.add_argument("--tp", type=int, default=1, help="tensor-parallel shards per layer")
     g.add_argument("--pp", type=int, default=1, help="pipeline stages")
     g.add_argument("--micro-batches", type=int, default=0, help="pipeline micro-batches per step (0 = pp)")
-    g.add_argument("--schedule", default="1f1b", choices=("1f1b", "gpipe"), help="pipeline schedule")
+    g.add_argument("--pipeline-schedule", default="1f1b", choices=("1f1b", "gpipe"), help="pipeline schedule")
     add_dataclass_flags(p.add_argument_group("model"), ModelConfig, skip=("vocab_size",))
     add_dataclass_flags(p.add_argument_group("training"), TrainConfig)
 
@@ -71,14 +71,19 @@ def train_rank(rank: int, world: int, cfg_dict: dict, out: str, fresh: bool, dp:
                micro_batches: int = 0, schedule: str = "1f1b"):
     """One process of a distributed run (spawned, or under torchrun); rank 0 returns the figures."""
     import logging
+    import os
 
+    import torch.distributed as dist
+
+    from llmlab.dist.launch import device_for
     from llmlab.dist.mesh import build_mesh
     from llmlab.pipeline import RunConfig, run_pretraining
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # a spawned process starts unconfigured
     if rank != 0:
         logging.getLogger().setLevel(logging.WARNING)
-    mesh = build_mesh(layout_for(world, dp, tp, pp))
+    device = device_for(int(os.environ.get("LOCAL_RANK", rank)), dist.get_backend())  # its own GPU under NCCL
+    mesh = build_mesh(layout_for(world, dp, tp, pp), device.type)
     return run_pretraining(RunConfig.from_dict(cfg_dict), out, fresh=fresh, mesh=mesh, micro_batches=micro_batches,
                            schedule=schedule)
 
@@ -89,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from llmlab.pipeline import run_pretraining
 
     cfg = _config(args)
-    par = (args.dp, args.tp, args.pp, args.micro_batches, args.schedule)
+    par = (args.dp, args.tp, args.pp, args.micro_batches, args.pipeline_schedule)
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # under torchrun: this process is one rank
         from llmlab.dist.launch import init_from_env
 
