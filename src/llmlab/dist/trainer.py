@@ -29,9 +29,7 @@ from llmlab.core.errors import InputError
 from llmlab.dist.mesh import Mesh
 from llmlab.train.checkpoint import list_checkpoints, load_checkpoint
 from llmlab.train.config import TrainConfig
-from llmlab.train.objectives import causal_lm_loss, moe_aux_loss
-from llmlab.train.schedule import SCHEDULES
-from llmlab.train.trainer import Trainer, evaluate_loss, get_batch
+from llmlab.train.trainer import Trainer, evaluate_loss
 
 
 def _sharded_parameters(model: nn.Module) -> set[int]:
@@ -90,56 +88,36 @@ class DistributedTrainer(Trainer):
 
     # -- the step ---------------------------------------------------------------------------------
 
-    def train_step(self) -> dict:
+    def forward_backward(self) -> float:
+        """This replica's rows of every micro-batch, through the pipeline or the (sharded) model; then the
+        gradients averaged over replicas. Returns the global batch's mean loss."""
         cfg, mesh = self.cfg, self.mesh
-        lr = SCHEDULES[cfg.schedule](self.step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
         rows = slice(mesh.dp_rank * self.local_batch, (mesh.dp_rank + 1) * self.local_batch)
+        pipelined = mesh.layout.pp > 1  # several backwards per micro-batch: sync once, after the last
         total = torch.zeros(())
         for micro in range(cfg.grad_accum):
-            x, y = get_batch(self.train_tokens, cfg.batch_size, cfg.seq_len,
-                             seed=(cfg.seed * 1_000_003 + self.step) * 64 + micro)
-            x, y = x[rows].to(self.device), y[rows].to(self.device)  # this replica's share (B/dp, T)
-            last_micro = micro == cfg.grad_accum - 1
-            pipelined = mesh.layout.pp > 1  # several backwards per step: sync once, after the last
-            with self.sync.no_sync() if self.sync and (pipelined or not last_micro) else contextlib.nullcontext():
+            x, y = self.batch(micro)
+            x, y = x[rows], y[rows]  # this replica's share (B/dp, T)
+            last = micro == cfg.grad_accum - 1
+            with self.sync.no_sync() if self.sync and (pipelined or not last) else contextlib.nullcontext():
                 if pipelined:
                     from llmlab.dist.pipeline_parallel import pipeline_step
 
                     result = pipeline_step(self.model, x, y, self.micro_batches, self.schedule, mesh.pp_group)
                     loss = torch.tensor(result.loss)
                 else:
-                    with self._autocast():
-                        logits = self.forward(x)
-                    loss = causal_lm_loss(logits, y)
-                    aux = moe_aux_loss(self.model)
-                    objective = loss if aux is None else loss + aux
-                    (self.scaler.scale_loss(objective / cfg.grad_accum) if self.scaler
-                     else objective / cfg.grad_accum).backward()
-            total += loss.detach().float() / cfg.grad_accum
-        if mesh.layout.pp > 1 and cfg.grad_accum > 1:  # pipeline_step's gradients are each a full batch mean
+                    loss = self.micro_step(x, y)
+            total += loss.float() / cfg.grad_accum
+        if pipelined and cfg.grad_accum > 1:  # each pipeline_step's gradients are a whole batch's mean
             for p in self.model.parameters():
                 if p.grad is not None:
                     p.grad /= cfg.grad_accum
         if self.sync:
             self.sync.finish()  # gradients are now the mean over replicas, as over the global batch
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        overflow = self.scaler.unscale_(params) if self.scaler else False
-        norm = self._clip(params)
-        if not overflow:
-            self.optimizer.step()
-        if self.scaler:
-            self.scaler.update(overflow)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        record = {"step": self.step, "loss": self._global_loss(total), "lr": lr, "grad_norm": norm}
-        if self.scaler:
-            record.update(loss_scale=self.scaler.scale, skipped=overflow)
-        return record
+        return self._global_loss(total)
 
-    def _clip(self, params: list[torch.Tensor]) -> float:
-        """Clip by the global gradient norm of the whole model; return the norm before clipping."""
+    def clip(self, params: list[torch.Tensor]) -> float:
+        """Clip by the whole model's gradient norm (squares summed over tensor shards and stages)."""
         sharded = torch.zeros((), dtype=torch.float64)
         replicated = torch.zeros((), dtype=torch.float64)
         for p in params:

@@ -169,35 +169,51 @@ class Trainer:
             atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
     def train_step(self) -> dict:
-        cfg, model = self.cfg, self.model
+        """One optimizer step: set the rate, forward and backward every micro-batch, clip, step."""
+        cfg = self.cfg
         lr = SCHEDULES[cfg.schedule](self.step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        total = 0.0
-        for micro in range(cfg.grad_accum):
-            x, y = get_batch(self.train_tokens, cfg.batch_size, cfg.seq_len,
-                             seed=(cfg.seed * 1_000_003 + self.step) * 64 + micro)
-            x, y = x.to(self.device), y.to(self.device)
-            with self._autocast():
-                logits = self.forward(x)
-            loss = causal_lm_loss(logits, y) / cfg.grad_accum
-            aux = moe_aux_loss(model)
-            objective = loss if aux is None else loss + aux / cfg.grad_accum
-            (self.scaler.scale_loss(objective) if self.scaler else objective).backward()
-            total += float(loss.detach())
-        params = [p for p in model.parameters() if p.grad is not None]
+        loss = self.forward_backward()
+        params = [p for p in self.model.parameters() if p.grad is not None]
         overflow = self.scaler.unscale_(params) if self.scaler else False
-        norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf")))
+        norm = self.clip(params)
         if not overflow:
             self.optimizer.step()
         if self.scaler:
             self.scaler.update(overflow)
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        record = {"step": self.step, "loss": total, "lr": lr, "grad_norm": norm}
+        record = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm}
         if self.scaler:
             record.update(loss_scale=self.scaler.scale, skipped=overflow)
         return record
+
+    def batch(self, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Micro-batch `micro` of this step: inputs and targets (B, T), a function of (seed, step, micro)."""
+        cfg = self.cfg
+        x, y = get_batch(self.train_tokens, cfg.batch_size, cfg.seq_len,
+                         seed=(cfg.seed * 1_000_003 + self.step) * 64 + micro)
+        return x.to(self.device), y.to(self.device)
+
+    def micro_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Forward and backward of one micro-batch, its gradient scaled by 1 / grad_accum; its loss."""
+        with self._autocast():
+            logits = self.forward(x)
+        loss = causal_lm_loss(logits, y)
+        aux = moe_aux_loss(self.model)
+        objective = (loss if aux is None else loss + aux) / self.cfg.grad_accum
+        (self.scaler.scale_loss(objective) if self.scaler else objective).backward()
+        return loss.detach()
+
+    def forward_backward(self) -> float:
+        """Accumulate the step's gradients; return its mean loss."""
+        return sum(float(self.micro_step(*self.batch(m))) for m in range(self.cfg.grad_accum)) / self.cfg.grad_accum
+
+    def clip(self, params: list[torch.Tensor]) -> float:
+        """Clip the global gradient norm to grad_clip; return the norm before clipping."""
+        limit = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        return float(torch.nn.utils.clip_grad_norm_(params, limit))
 
     def _autocast(self):
         if self.cfg.precision == "fp32":
