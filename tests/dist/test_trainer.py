@@ -71,7 +71,18 @@ def test_layouts_must_fill_the_processes():
 def test_tensor_pipeline_and_hybrid_runs_equal_single_process(single, cfg, tmp_path, dp, tp, pp, schedule):
     fig = spawn(train_rank, dp * tp * pp, cfg.to_dict(), str(tmp_path), False, dp, tp, pp, 2, schedule)
     assert fig[0]["layout"] == f"dp{dp} x tp{tp} x pp{pp}"
-    _assert_same_run(single, tmp_path / "t")
+    run = tmp_path / "t"
+    _assert_same_run(single, run)
+    if (tp, pp) != (2, 2):
+        return
+    # per-shard checkpoints: one shard lost its last step, so every shard resumes from step 2
+    assert sorted(d.name for d in (run / "checkpoints").iterdir()) == ["tp0-pp0", "tp0-pp1", "tp1-pp0", "tp1-pp1"]
+    shutil.rmtree(run / "checkpoints" / "tp1-pp0" / "step-00000004")
+    shutil.rmtree(run / "model")
+    spawn(train_rank, 4, cfg.to_dict(), str(tmp_path), False, dp, tp, pp, 2, schedule)
+    _assert_same_run(single, run)
+    with pytest.raises(RuntimeError, match="written by layout dp1 x tp2 x pp2"):
+        spawn(train_rank, 4, cfg.to_dict(), str(tmp_path), False, 2, 2, 1, 2, schedule)
 
 
 def test_pretrain_cli_refuses_a_layout_before_starting_anything(tmp_path, capsys):

@@ -27,7 +27,7 @@ from torch import nn
 
 from llmlab.core.errors import InputError
 from llmlab.dist.mesh import Mesh
-from llmlab.train.checkpoint import list_checkpoints, load_checkpoint
+from llmlab.train.checkpoint import list_checkpoints, load_checkpoint, verify_checkpoint
 from llmlab.train.config import TrainConfig
 from llmlab.train.trainer import Trainer, evaluate_loss
 
@@ -220,11 +220,12 @@ class DistributedTrainer(Trainer):
         if step not in steps:
             raise InputError(f"shard {self.ckpt_dir} has no checkpoint for step {step}, which the other "
                              "shards have; resume needs the same layout")
-        state = load_checkpoint(steps[step], self.model, self.optimizer)
-        saved = state["extra"].get("layout", str(self.mesh.layout))
-        if (self.mesh.layout.tp > 1 or self.mesh.layout.pp > 1) and saved != str(self.mesh.layout):
+        # replicas are identical, so dp may change; the shards must be the same
+        saved = verify_checkpoint(steps[step])["extra"].get("layout", "dp1 x tp1 x pp1")
+        if saved.split(" x ")[1:] != str(self.mesh.layout).split(" x ")[1:]:
             raise InputError(f"checkpoint {steps[step]} was written by layout {saved}, this run is "
-                             f"{self.mesh.layout}; resume with the same --dp/--tp/--pp")
+                             f"{self.mesh.layout}; resume with the same --tp and --pp")
+        state = load_checkpoint(steps[step], self.model, self.optimizer)
         self.step = state["step"]
         self.train_seconds = state["extra"].get("train_seconds", 0.0)
         if self.scaler is not None and "scaler" in state["extra"]:

@@ -25,10 +25,15 @@ FORMAT_VERSION = 1
 
 
 def model_state(model: CausalLM) -> dict[str, torch.Tensor]:
-    """The state dict without the tied head (safetensors refuses shared storage)."""
+    """The state dict without a tied head (safetensors refuses shared storage).
+
+    The head is left out only when it shares the embedding's storage: a pipeline's last stage holds an
+    untied copy of a tied head, which its checkpoints must keep.
+    """
     sd = model.state_dict()
-    if model.config.tie_embeddings:
-        sd.pop("lm_head.weight", None)
+    head = sd.get("lm_head.weight")
+    if head is not None and any(k != "lm_head.weight" and v.data_ptr() == head.data_ptr() for k, v in sd.items()):
+        sd.pop("lm_head.weight")
     return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
 
 
