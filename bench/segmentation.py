@@ -8,7 +8,13 @@ Speed: best of --repeat runs over the whole test text, after one warm-up call; `
 by line for everyone. The perceptron is also timed through `cut_lines` (the same lines, scored in
 batches), the way a file is segmented by `llmlab seg cut`.
 
-    .venv/bin/python bench/segmentation.py [--perceptron-model DIR] [--save-perceptron DIR] [--pos]
+With --jieba-dict a second perceptron is trained with jieba's word list (its installed dict.txt) as
+an external feature dictionary: an "open" result in SIGHAN terms, since it uses a resource beyond
+the training split (as pkuseg and THULAC do with their dictionaries); the plain one is "closed".
+--pos adds the POS taggers (gold segmentation) and the joint word+tag F1 after segmentation.
+
+    .venv/bin/python bench/segmentation.py [--perceptron-model DIR] [--save-perceptron DIR]
+        [--jieba-dict] [--dict-model DIR] [--save-dict-model DIR] [--pos] [--pos-model DIR]
 """
 
 from __future__ import annotations
@@ -64,6 +70,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="timing runs; the best counts")
     ap.add_argument("--pos", action="store_true", help="also score the POS taggers (training takes minutes)")
     ap.add_argument("--pos-model", help="saved perceptron POS tagger to load instead of training")
+    ap.add_argument("--save-pos-model", help="save the trained perceptron POS tagger here")
+    ap.add_argument("--jieba-dict", action="store_true", help="also train a perceptron with jieba's dictionary")
+    ap.add_argument("--dict-model", help="saved perceptron-with-dictionary segmenter to load instead of training")
+    ap.add_argument("--save-dict-model", help="save the trained perceptron-with-dictionary segmenter here")
     args = ap.parse_args()
 
     from llmlab.data.corpora import pfr1998_words
@@ -99,6 +109,15 @@ def main() -> None:
     perc.cut("预热")  # builds the lexicon matcher once
     systems["llmlab perceptron (cut)"] = lambda xs: [perc.cut(x) for x in xs]
     systems["llmlab perceptron (cut_lines)"] = perc.cut_lines
+    segmenters = {"perceptron": perc}
+    if args.jieba_dict or args.dict_model:
+        dseg = load_segmenter(args.dict_model) if args.dict_model else train_with_jieba_dict(train, args.epochs)
+        if args.save_dict_model:
+            dseg.save(args.save_dict_model)
+        dseg.cut("预热")
+        systems["llmlab perceptron+jieba dict (cut)"] = lambda xs: [dseg.cut(x) for x in xs]
+        systems["llmlab perceptron+jieba dict (cut_lines)"] = dseg.cut_lines
+        segmenters["perceptron+jieba dict"] = dseg
     systems.update(peers(texts))
 
     rows = []
@@ -111,20 +130,33 @@ def main() -> None:
         s = seg_scores(gold, cuts, vocab)
         rows.append((name, s.precision, s.recall, s.f1, s.oov_recall, n_chars / dt))
     base = dict((r[0], r) for r in rows).get("jieba (default, HMM)")
-    print(f"\n{'segmenter':32s} {'P':>7s} {'R':>7s} {'F1':>7s} {'OOV-R':>7s} {'chars/s':>11s} "
+    print(f"\n{'segmenter':42s} {'P':>7s} {'R':>7s} {'F1':>7s} {'OOV-R':>7s} {'chars/s':>11s} "
           f"{'F1 vs jieba':>11s} {'speed vs jieba':>14s}")
     for name, p, r, f1, oov, cps in rows:
         ratio_f = f"{f1 / base[3]:.3f}x" if base else "-"
         ratio_s = f"{cps / base[5]:.2f}x" if base else "-"
-        print(f"{name:32s} {p:7.4f} {r:7.4f} {f1:7.4f} {oov:7.4f} {cps:11,.0f} {ratio_f:>11s} {ratio_s:>14s}")
+        print(f"{name:42s} {p:7.4f} {r:7.4f} {f1:7.4f} {oov:7.4f} {cps:11,.0f} {ratio_f:>11s} {ratio_s:>14s}")
     if args.pos:
-        bench_pos(args.pos_model, perc)
+        bench_pos(args.pos_model, args.save_pos_model, segmenters)
 
 
-def bench_pos(model_dir: str | None, segmenter) -> None:
+def train_with_jieba_dict(train, epochs: int):
+    import os
+
+    import jieba
+
+    from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter, read_dictionary
+
+    dictionary = read_dictionary(os.path.join(os.path.dirname(jieba.__file__), "dict.txt"))
+    seg, dt = best_time(lambda: PerceptronSegmenter.train(train, PerceptronConfig(epochs=epochs), dictionary), 1)
+    print(f"trained llmlab perceptron+jieba dict ({len(dictionary)} dictionary words) in {dt:.1f}s")
+    return seg
+
+
+def bench_pos(model_dir: str | None, save_dir: str | None, segmenters: dict) -> None:
     from llmlab.data.corpora import pfr1998
     from llmlab.text.metrics import seg_tag_scores, tag_accuracy
-    from llmlab.text.pos import HmmTagger, cut_and_tag, load_tagger
+    from llmlab.text.pos import HmmTagger, cut_and_tag_lines, load_tagger
     from llmlab.text.pos_perceptron import PerceptronTagger
 
     train, test = pfr1998("train"), pfr1998("test")
@@ -136,12 +168,17 @@ def bench_pos(model_dir: str | None, segmenter) -> None:
             tagger, dt = load_tagger(model_dir), float("nan")
         else:
             tagger, dt = best_time(lambda cls=cls: cls.train(train), 1)
+            if name == "perceptron" and save_dir:
+                tagger.save(save_dir)
         pred, tt = best_time(lambda tagger=tagger: tagger.tag_sentences(words), 1)
         acc = tag_accuracy(test, pred, vocab)
-        joint = seg_tag_scores(test, [cut_and_tag(segmenter, tagger, "".join(ws)) for ws in words])
         print(f"llmlab {name:10s} accuracy {acc['accuracy']:.4f}  unknown-word accuracy "
-              f"{acc['unknown_accuracy']:.4f}  train {dt:.0f}s  {sum(map(len, words)) / tt:,.0f} words/s  "
-              f"after perceptron segmentation: word+tag F1 {joint['f1']:.4f}")
+              f"{acc['unknown_accuracy']:.4f}  train {dt:.0f}s  {sum(map(len, words)) / tt:,.0f} words/s")
+        texts = ["".join(ws) for ws in words]
+        for seg_name, segmenter in segmenters.items():
+            joint = seg_tag_scores(test, cut_and_tag_lines(segmenter, tagger, texts))
+            print(f"    after {seg_name} segmentation: word+tag P {joint['precision']:.4f} "
+                  f"R {joint['recall']:.4f} F1 {joint['f1']:.4f}")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def test_seg_train_cut_eval(files, algo, monkeypatch, capsys):
     model = files["dir"] / algo
     args = ["seg", "train", "--algo", algo, "--train", str(files["train"]), "-o", str(model)]
     if algo == "perceptron":
-        args += ["--epochs", "1", "--folds", "2"]
+        args += ["--epochs", "1", "--folds", "2", "--feature-dict", str(files["user"])]
     assert _run(args, "", monkeypatch, capsys)[0] == 0
     gold_lines = files["gold"].read_text(encoding="utf-8").splitlines()
     raw = "\n".join(line.replace(" ", "") for line in gold_lines) + "\n\n龘靐齉 ok\n"
@@ -77,7 +77,7 @@ def test_pos_train_tag_eval(files, algo, monkeypatch, capsys):
     model = files["dir"] / f"pos-{algo}"
     args = ["pos", "train", "--algo", algo, "--train", str(files["tagged"]), "-o", str(model)]
     if algo == "perceptron":
-        args += ["--epochs", "2"]
+        args += ["--epochs", "2", "--beam", "4"]
     assert _run(args, "", monkeypatch, capsys)[0] == 0
     rc, out, _ = _run(["pos", "tag", "--model", str(model)], "中国 人民\n\n", monkeypatch, capsys)
     lines = out.split("\n")[:-1]
@@ -91,3 +91,13 @@ def test_pos_train_tag_eval(files, algo, monkeypatch, capsys):
     assert rc == 0 and "".join(tok.rsplit("/", 1)[0] for tok in out.split()) == "中国人民银行"
     rc, out, _ = _run(["pos", "eval", "--model", str(model), "--gold", str(files["tagged"])], "", monkeypatch, capsys)
     assert rc == 0 and "accuracy=" in out
+    rc, out, _ = _run(["pos", "eval", "--model", str(model), "--gold", str(files["tagged"]), "--seg-model",
+                       str(seg_model)], "", monkeypatch, capsys)
+    from llmlab.text.base import load_segmenter
+    from llmlab.text.metrics import read_tagged, seg_tag_scores
+    from llmlab.text.pos import cut_and_tag, load_tagger
+
+    gold = read_tagged(files["tagged"])
+    seg, tagger = load_segmenter(seg_model), load_tagger(model)
+    want = seg_tag_scores(gold, [cut_and_tag(seg, tagger, "".join(w for w, _ in s)) for s in gold])["f1"]
+    assert rc == 0 and f"F1={want:.4f}" in out and want > 0.5

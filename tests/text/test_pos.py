@@ -8,7 +8,7 @@ import pytest
 
 from llmlab.core.errors import InputError
 from llmlab.text.metrics import tag_accuracy
-from llmlab.text.pos import HmmTagger, cut_and_tag, load_tagger, viterbi
+from llmlab.text.pos import HmmTagger, cut_and_tag, load_tagger, viterbi, viterbi2
 from llmlab.text.pos_perceptron import PerceptronTagger, PerceptronTaggerConfig
 
 
@@ -29,6 +29,26 @@ def test_viterbi_matches_brute_force():
 
         best = max(itertools.product(range(3), repeat=n), key=score)
         assert math.isclose(score(viterbi(em, trans, start)), score(best))
+
+
+def test_second_order_viterbi_matches_brute_force():
+    rng = np.random.default_rng(2)
+    for n in range(1, 6):
+        em, trans, t3, start = rng.normal(size=(n, 3)), rng.normal(size=(3, 3)), rng.normal(size=(3, 3, 3)), \
+            rng.normal(size=3)
+
+        def score(tags, em=em, trans=trans, t3=t3, start=start):
+            return (start[tags[0]] + sum(em[i, t] for i, t in enumerate(tags))
+                    + sum(trans[a, b] for a, b in itertools.pairwise(tags))
+                    + sum(t3[tags[i - 2], tags[i - 1], tags[i]] for i in range(2, len(tags))))
+
+        best = max(itertools.product(range(3), repeat=n), key=score)
+        assert math.isclose(score(viterbi2(em, trans, t3, start)), score(best))
+        assert math.isclose(score(viterbi2(em, trans, t3, start, beam=3)), score(best))  # beam = K: exact
+        top2 = [set(np.argsort(-row)[:2].tolist()) for row in em]
+        pruned = max((t for t in itertools.product(range(3), repeat=n) if all(x in s for x, s in zip(t, top2))),
+                     key=score)
+        assert math.isclose(score(viterbi2(em, trans, t3, start, beam=2)), score(pruned))
 
 
 def _most_frequent_tag_baseline(train, test):
@@ -99,3 +119,43 @@ def test_tag_dictionary_restricts_frequent_words(train_tagged):
     assert frequent and set(tagger.tagdict) == set(frequent)
     for w, t in zip(frequent, tagger.tag(frequent)):
         assert t in seen[w]
+
+
+def test_a_tagger_of_another_feature_set_fails_to_load_clearly(taggers, tmp_path):
+    import json
+
+    taggers["perceptron"].save(tmp_path / "t")
+    doc_path = tmp_path / "t" / "tagger.json"
+    doc = json.loads(doc_path.read_text(encoding="utf-8"))
+    del doc["state"]["feature_set"]  # as written before feature sets were recorded
+    doc_path.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(InputError, match="feature set 1.*retrain"):
+        load_tagger(tmp_path / "t")
+
+
+def test_second_order_tagger_learns_tag_trigrams():
+    # the last word's tag follows the tag two back; the trigram weights must say so
+    data = [[("甲", "a"), ("中", "m"), ("乙", "x")], [("丙", "b"), ("中", "m"), ("乙", "y")]] * 20
+    tagger = PerceptronTagger.train(data, PerceptronTaggerConfig(epochs=5, order=2))
+    assert tagger.tag(["甲", "中", "乙"]) == ["a", "m", "x"] and tagger.tag(["丙", "中", "乙"]) == ["b", "m", "y"]
+    a, b, m, x, y = (tagger.tags.index(t) for t in "abmxy")
+    assert tagger.trans3[a, m, x] > tagger.trans3[a, m, y] and tagger.trans3[b, m, y] > tagger.trans3[b, m, x]
+
+
+def test_rare_words_share_one_identity_but_keep_their_characters():
+    from llmlab.text.features import type_table
+    from llmlab.text.pos_perceptron import word_keys
+
+    rare = np.array([False, True])
+    k1, k2 = word_keys(["他", "龘市"], type_table(), rare), word_keys(["他", "靐县"], type_table(), rare)
+    assert k1[1, 2] == k2[1, 2] and k1[0, 3] == k2[0, 3]  # the word itself, and as the next word of "他"
+    assert (k1[1] != k2[1]).any()  # its characters still tell it apart
+    plain = word_keys(["他", "龘市"], type_table())
+    assert plain[1, 2] != k1[1, 2]
+
+
+def test_rare_word_tagger_round_trips(train_tagged, tmp_path):
+    tagger = PerceptronTagger.train(train_tagged[:200], PerceptronTaggerConfig(epochs=2, rare_count=1))
+    tagger.save(tmp_path / "r")
+    sents = [[w for w, _ in s] for s in train_tagged[200:260]] + [["龘靐市", "１２", "发展"]]
+    assert load_tagger(tmp_path / "r").tag_sentences(sents) == tagger.tag_sentences(sents)

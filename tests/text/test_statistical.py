@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from llmlab.core.errors import InputError
-from llmlab.text.base import tags_to_words, words_to_tags
+from llmlab.text.base import load_segmenter, tags_to_words, words_to_tags
 from llmlab.text.bmes import cut_by_tags, encode_tags, viterbi_bmes
 from llmlab.text.hmm import HmmSegmenter
 from llmlab.text.metrics import seg_scores
-from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter
+from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter, read_dictionary
 
 LEGAL_NEXT = {0: {1, 2}, 1: {1, 2}, 2: {0, 3}, 3: {0, 3}}
 
@@ -101,6 +101,18 @@ def test_vectorised_lexicon_matching_equals_the_scalar_scan(train_words):
     assert want[:, 0].any() and want[:, 2].any()  # the test exercises begin and cover features
 
 
+def test_short_and_long_lexicon_matching_paths_agree(train_words, monkeypatch):
+    import llmlab.text.lexmatch as lexmatch
+    from llmlab.text.features import BOS_CODE, EOS_CODE, codes_of
+
+    index = lexmatch.SpanIndex({"中国": 3, "中国人": 200, "人民": 50, "ＡＢ": 2, "AB12": 1})
+    codes = np.concatenate([[BOS_CODE], codes_of("中国人民ＡＢ12中国😀人"), [EOS_CODE, BOS_CODE], codes_of("人民"),
+                            [EOS_CODE]]).astype(np.uint64)
+    short = index.spans(codes)
+    monkeypatch.setattr(lexmatch, "SCALAR_BELOW", 0)
+    assert (index.spans(codes) == short).all() and short[:, 0].any() and short[:, 2].any()
+
+
 def test_batched_viterbi_equals_the_scalar_one():
     from llmlab.text.bmes import viterbi_bmes_batch
 
@@ -135,3 +147,33 @@ def test_feature_index_agrees_with_a_dict():
     absent = rng.integers(1, 2**63, size=3000, dtype=np.int64).astype(np.uint64)
     absent = absent[~np.isin(absent, keys)]
     assert (index.lookup(absent) == index.missing).all()
+
+
+def test_feature_dictionary_helps_on_unseen_words_and_round_trips(train_words, test_words, tmp_path):
+    # a dictionary holding the gold words (as jieba's word list holds most of them) must raise test F1
+    words = {w: 1 for s in train_words[:300] + test_words for w in s}
+    path = tmp_path / "dict.txt"
+    path.write_text("# word count\n" + "".join(f"{w} {c}\n" for w, c in words.items()), encoding="utf-8")
+    config = PerceptronConfig(epochs=2, folds=2)
+    plain = PerceptronSegmenter.train(train_words[:300], config)
+    with_dict = PerceptronSegmenter.train(train_words[:300], config, read_dictionary(path))
+    vocab = {w for s in train_words[:300] for w in s}
+    assert _f1(with_dict, test_words, vocab).oov_recall > _f1(plain, test_words, vocab).oov_recall
+    with_dict.save(tmp_path / "m")
+    back = load_segmenter(tmp_path / "m")
+    texts = ["".join(s) for s in test_words[:20]] + ["ＡＢ１２😀 中文"]
+    assert back.cut_lines(texts) == with_dict.cut_lines(texts)
+    assert ["".join(ws) for ws in back.cut_lines(texts)] == texts
+    assert back.dictionary is not None and len(back.dictionary) == len(words)
+
+
+def test_a_model_of_another_feature_set_fails_to_load_clearly(segmenters, tmp_path):
+    import json
+
+    segmenters["perceptron"].save(tmp_path / "m")
+    doc_path = tmp_path / "m" / "segmenter.json"
+    doc = json.loads(doc_path.read_text(encoding="utf-8"))
+    doc["state"]["feature_set"] = 1
+    doc_path.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(InputError, match="feature set 1.*retrain"):
+        load_segmenter(tmp_path / "m")

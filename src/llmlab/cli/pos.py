@@ -17,6 +17,8 @@ def register(sub) -> None:
     p.add_argument("--split", default="train", choices=("train", "dev", "test"), help="pfr1998 split to train on")
     p.add_argument("--epochs", type=int, help="perceptron: passes over the data")
     p.add_argument("--seed", type=int, help="perceptron: shuffling seed")
+    p.add_argument("--order", type=int, choices=(1, 2), help="perceptron: tag history (2 = tag trigrams)")
+    p.add_argument("--beam", type=int, help="perceptron, order 2: tags considered per word")
 
     p = add_command(g, "tag", "tag stdin lines: word/TAG tokens separated by one space", _tag)
     p.add_argument("--model", required=True, help="tagger directory from `llmlab pos train`")
@@ -28,6 +30,8 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, help="tagger directory")
     p.add_argument("--gold", help="tagged gold file (word/TAG); default: the pfr1998 split")
     p.add_argument("--split", default="test", choices=("dev", "test"), help="pfr1998 split to evaluate on")
+    p.add_argument("--seg-model", help="also segment the raw gold text with this segmenter, tag it, and score "
+                   "word+tag pairs (joint F1: a word counts when its span and its tag are both right)")
 
 
 def _train(args) -> int:
@@ -39,7 +43,7 @@ def _train(args) -> int:
     data = read_tagged(args.train_file, "training file") if args.train_file else pfr1998(args.split)
     config = None
     if args.algo == "perceptron":
-        config = PerceptronTaggerConfig(**{k: getattr(args, k) for k in ("epochs", "seed")
+        config = PerceptronTaggerConfig(**{k: getattr(args, k) for k in ("epochs", "seed", "order", "beam")
                                            if getattr(args, k) is not None})
     tagger = tagger_class(args.algo).train(data, config)
     print(f"saved {args.algo} tagger to {tagger.save(args.output)}")
@@ -49,18 +53,18 @@ def _train(args) -> int:
 def _tag(args) -> int:
     from llmlab.core.io import read_lines
     from llmlab.text.base import load_segmenter
-    from llmlab.text.pos import cut_and_tag, load_tagger
+    from llmlab.text.pos import cut_and_tag_lines, load_tagger
 
     tagger = load_tagger(args.model)
     seg = load_segmenter(args.seg_model) if args.seg_model else None
     lines = read_lines(args.input, "input file") if args.input else sys.stdin.read().splitlines()
-    for line in lines:
+    for i in range(0, len(lines), 2000):  # batches: the perceptron segmenter scores a batch in one numpy pass
+        chunk = lines[i : i + 2000]
         if seg is not None:
-            pairs = [(w, t) for w, t in cut_and_tag(seg, tagger, line) if not w.isspace()]
+            tagged = [[(w, t) for w, t in pairs if not w.isspace()] for pairs in cut_and_tag_lines(seg, tagger, chunk)]
         else:
-            words = line.split()
-            pairs = list(zip(words, tagger.tag(words)))
-        sys.stdout.write(" ".join(f"{w}/{t}" for w, t in pairs) + "\n")
+            tagged = [list(zip(ws, tagger.tag(ws))) for ws in (line.split() for line in chunk)]
+        sys.stdout.write("".join(" ".join(f"{w}/{t}" for w, t in pairs) + "\n" for pairs in tagged))
     return 0
 
 
@@ -76,4 +80,13 @@ def _eval(args) -> int:
     acc = tag_accuracy(gold, pred, vocab)
     print(f"accuracy={acc['accuracy']:.4f} unknown-word accuracy={acc['unknown_accuracy']:.4f} "
           f"({acc['n']} words, {acc['n_unknown']} unknown to pfr1998 train)")
+    if args.seg_model:
+        from llmlab.text.base import load_segmenter
+        from llmlab.text.metrics import seg_tag_scores
+        from llmlab.text.pos import cut_and_tag_lines
+
+        joint = seg_tag_scores(gold, cut_and_tag_lines(load_segmenter(args.seg_model), tagger,
+                                                       ["".join(w for w, _ in s) for s in gold]))
+        print(f"after segmentation with {args.seg_model}: word+tag P={joint['precision']:.4f} "
+              f"R={joint['recall']:.4f} F1={joint['f1']:.4f}")
     return 0

@@ -21,6 +21,8 @@ def register(sub) -> None:
                    "default: the pfr1998 corpus")
     p.add_argument("--split", default="train", choices=("train", "dev", "test"), help="pfr1998 split to train on")
     p.add_argument("--user-dict", help=f"user dictionary (word [count] per line), for {', '.join(DICT_ALGOS)}")
+    p.add_argument("--feature-dict", help="perceptron: an external word list (jieba-style `word [count]` lines, "
+                   "e.g. jieba's dict.txt) whose matches become features; saved with the model")
     p.add_argument("--epochs", type=int, help="perceptron: passes over the data")
     p.add_argument("--folds", type=int, help="perceptron: jackknife folds for lexicon features (1 = off)")
     p.add_argument("--min-count", type=int, help="dictionary methods: minimum training count of a lexicon word")
@@ -84,7 +86,15 @@ def _train(args) -> int:
 
     if args.user_dict and args.algo not in DICT_ALGOS:
         raise InputError(f"--user-dict needs a dictionary-aware algo ({', '.join(DICT_ALGOS)}), got {args.algo!r}")
-    seg = segmenter_class(args.algo).train(_training_sentences(args), _config_for(args.algo, args))
+    if args.feature_dict and args.algo != "perceptron":
+        raise InputError(f"--feature-dict needs --algo perceptron, got {args.algo!r}")
+    if args.feature_dict:
+        from llmlab.text.perceptron import read_dictionary
+
+        seg = segmenter_class(args.algo).train(_training_sentences(args), _config_for(args.algo, args),
+                                               read_dictionary(args.feature_dict))
+    else:
+        seg = segmenter_class(args.algo).train(_training_sentences(args), _config_for(args.algo, args))
     if args.user_dict:
         seg.add_user_dict(args.user_dict)
     out = seg.save(args.output)

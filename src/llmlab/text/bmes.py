@@ -47,14 +47,27 @@ def viterbi_bmes(emissions: Sequence[Sequence[float]], trans: Sequence[Sequence[
     x = emissions[0]
     b, m, e, s = x[0], NEG, NEG, x[3]
     back = []
-    for x in emissions[1:]:
+    push = back.append
+    for x0, x1, x2, x3 in emissions[1:]:  # one comparison per state and step
         eb, sb, bm, mm = e + t_eb, s + t_sb, b + t_bm, m + t_mm
         be, me, es, ss = b + t_be, m + t_me, e + t_es, s + t_ss
-        back.append((E if eb >= sb else S, B if bm >= mm else M, B if be >= me else M, E if es >= ss else S))
-        b = (eb if eb >= sb else sb) + x[0]
-        m = (bm if bm >= mm else mm) + x[1]
-        e = (be if be >= me else me) + x[2]
-        s = (es if es >= ss else ss) + x[3]
+        if eb >= sb:
+            b, pb = eb + x0, E
+        else:
+            b, pb = sb + x0, S
+        if bm >= mm:
+            m, pm = bm + x1, B
+        else:
+            m, pm = mm + x1, M
+        if be >= me:
+            e, pe = be + x2, B
+        else:
+            e, pe = me + x2, M
+        if es >= ss:
+            s, ps = es + x3, E
+        else:
+            s, ps = ss + x3, S
+        push((pb, pm, pe, ps))
     t = E if e >= s else S
     tags = [t]
     for ptr in reversed(back):
@@ -70,14 +83,10 @@ def cut_by_tags(text: str, tags: Sequence[int]) -> list[str]:
     >>> cut_by_tags("中国人", [0, 2, 3])
     ['中国', '人']
     """
-    words, start = [], 0
-    for i, t in enumerate(tags):
-        if t >= E:
-            words.append(text[start : i + 1])
-            start = i + 1
-    if start < len(text):
-        words.append(text[start:])
-    return words
+    ends = [i for i, t in enumerate(tags, 1) if t >= E]
+    if not ends or ends[-1] < len(text):
+        ends.append(len(text))
+    return [text[a:b] for a, b in zip([0, *ends], ends) if b > a]
 
 
 def _legal_matrix(trans: Sequence[Sequence[float]]) -> np.ndarray:

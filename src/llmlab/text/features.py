@@ -4,18 +4,21 @@ Each character position gets one feature per template: the (width-normalised) ch
 offsets -2..2, the bigrams around it, a trigram, the character types of the window (digit, Latin,
 Han, Chinese numeral, date/unit character, punctuation, other), reduplication flags and, when a
 lexicon is given (a `SpanIndex` of width-normalised words), the lengths of the longest lexicon
-words that begin, end and cover the position. A template id and its values are hashed into a
-64-bit key (`llmlab.text.hashindex` maps keys to rows).
+words that begin, end and cover the position and its neighbours; an external dictionary (say
+jieba's word list) adds the same templates again, weighted on their own, as pkuseg and THULAC do.
+A template id and its values are hashed into a 64-bit key (`llmlab.text.hashindex` maps keys to rows).
+Changing any template changes every key: bump `FEATURE_SET` so old models fail to load clearly.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from llmlab.text.lexmatch import SpanIndex
+from llmlab.text.lexmatch import SpanIndex, lexicon_spans  # noqa: F401 - lexicon_spans re-exported
 
 BOS_CODE, EOS_CODE = 0x110001, 0x110002  # beyond Unicode, so never a real character
 PAD = 2  # window half-width
+FEATURE_SET = 2  # version of the templates below; saved with each model
 
 OTHER, DIGIT, LATIN, HAN, NUMERAL, DATE, PUNCT, RARE = range(8)
 _NUMERALS = "〇一二三四五六七八九十百千万亿零两几半"
@@ -68,38 +71,6 @@ def types_of(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
     return out
 
 
-def lexicon_spans(text: str, prefixes: dict[str, int], max_span: int = 6) -> np.ndarray:
-    """The scalar reference for `llmlab.text.lexmatch.SpanIndex.spans`: (n, 4) int array of the
-    longest lexicon word (length >= 2, capped) beginning at, ending at, and strictly covering each
-    position, and a frequency bin (0-3) of the longest word beginning there.
-
-    >>> lexicon_spans("中国人", {"中": 0, "中国": 1, "中国人": 2}).tolist()
-    [[3, 0, 0, 1], [0, 2, 3, 0], [0, 3, 0, 0]]
-    """
-    n = len(text)
-    begin, end, mid, freq = [0] * n, [0] * n, [0] * n, [0] * n
-    get = prefixes.get
-    for i in range(n):
-        j = i + 1
-        frag = text[i]
-        while j <= n:
-            c = get(frag)
-            if c is None:
-                break
-            if c and j - i >= 2:
-                v = j - i if j - i < max_span else max_span
-                begin[i] = v
-                freq[i] = 1 if c < 10 else (2 if c < 100 else 3)
-                if v > end[j - 1]:
-                    end[j - 1] = v
-                for k in range(i + 1, j - 1):
-                    if v > mid[k]:
-                        mid[k] = v
-            j += 1
-            frag = text[i:j]
-    return np.array([begin, end, mid, freq], dtype=np.int64).T.reshape(n, 4)
-
-
 def mix(values: np.ndarray) -> np.ndarray:
     """64-bit keys for (T, n) uint64 values whose row index is the template id; never 0 (0 = empty)."""
     t = np.arange(values.shape[0], dtype=np.uint64)[:, None]
@@ -110,17 +81,19 @@ def mix(values: np.ndarray) -> np.ndarray:
     return h | np.uint64(1)
 
 
-def feature_keys(text: str, table: np.ndarray, lexicon: SpanIndex | None = None) -> np.ndarray:
+def feature_keys(text: str, table: np.ndarray, lexicon: SpanIndex | None = None,
+                 dictionary: SpanIndex | None = None) -> np.ndarray:
     """(n, T) uint64 feature keys, one per template, for each character of `text`.
 
     >>> keys = feature_keys("中国人", type_table())
     >>> keys.shape, bool((feature_keys("人", type_table())[0] != keys[2]).any())  # context differs
     ((3, 14), True)
     """
-    return feature_keys_many([text], table, lexicon)
+    return feature_keys_many([text], table, lexicon, dictionary)
 
 
-def feature_keys_many(texts: list[str], table: np.ndarray, lexicon: SpanIndex | None = None) -> np.ndarray:
+def feature_keys_many(texts: list[str], table: np.ndarray, lexicon: SpanIndex | None = None,
+                      dictionary: SpanIndex | None = None) -> np.ndarray:
     """`feature_keys` of several texts at once (rows concatenated): each text is padded on its own,
     so a text's keys do not depend on its neighbours; one numpy pass serves a whole batch.
 
@@ -129,14 +102,29 @@ def feature_keys_many(texts: list[str], table: np.ndarray, lexicon: SpanIndex | 
     >>> bool((many == one).all())
     True
     """
-    keys, cols = padded_keys(texts, table, lexicon)
+    keys, cols = padded_keys(texts, table, lexicon, dictionary)
     return keys[:, cols].T.copy()
 
 
-def padded_keys(texts: list[str], table: np.ndarray, lexicon: SpanIndex | None = None) -> tuple[np.ndarray, np.ndarray]:
+def span_features(spans: np.ndarray, char: np.ndarray, m: int) -> list[np.ndarray]:
+    """Templates from `SpanIndex.spans` over the padded codes (rows PAD .. PAD + m are the scored
+    positions): the begin/end/cover lengths together and each with the character, the frequency bin,
+    and the neighbours' view (a word ending just before, a word beginning just after), which decides
+    B/S versus M/E."""
+    sp = spans.astype(np.uint64)
+    sb, se, sm, sf = (sp[PAD : PAD + m, k] for k in range(4))
+    before, after = sp[PAD - 1 : PAD - 1 + m, 1], sp[PAD + 1 : PAD + 1 + m, 0]
+    s21, ten = _SHIFT21, np.uint64(10)
+    return [(sb * ten + se) * ten + sm, (sb << s21) | char, (se << s21) | char, (sm << s21) | char, sb * ten + sf,
+            before * ten + after, ((sb * ten + se) * ten + before) * ten + after]
+
+
+def padded_keys(texts: list[str], table: np.ndarray, lexicon: SpanIndex | None = None,
+                dictionary: SpanIndex | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(T, m) keys over the padded layout (each text with PAD slots either side; m counts the pads
     between texts too) and the column of each real character. The fast path: score all m columns,
-    then pick the real ones, which copies far less than picking keys."""
+    then pick the real ones, which copies far less than picking keys. `lexicon` (training words, with
+    jackknife folds in training) and `dictionary` (an external word list) feed separate templates."""
     lens = np.array([len(x) for x in texts], dtype=np.int64)
     n = int(lens.sum())
     # real character i of text k sits at i + PAD + 2 * PAD * k in the padded layout
@@ -163,9 +151,7 @@ def padded_keys(texts: list[str], table: np.ndarray, lexicon: SpanIndex | None =
         ty[0] * np.uint64(10000) + ty[1] * np.uint64(1000) + ty[2] * np.uint64(100) + ty[3] * np.uint64(10) + ty[4],
         (w[2] == w[1]).astype(np.uint64) + np.uint64(2) * (w[2] == w[3]) + np.uint64(4) * (w[2] == w[0]),
     ]
-    if lexicon is not None:
-        spans = lexicon.spans(c)[PAD : PAD + m].astype(np.uint64)  # padding never matches a word
-        sb, se, sm, sf = spans[:, 0], spans[:, 1], spans[:, 2], spans[:, 3]
-        feats += [sb * np.uint64(100) + se * np.uint64(10) + sm, (sb << s21) | w[2], (se << s21) | w[2],
-                  (sm << s21) | w[2], sb * np.uint64(10) + sf]
+    for matcher in (lexicon, dictionary):
+        if matcher is not None:  # padding never matches a word
+            feats += span_features(matcher.spans(c), w[2], m)
     return mix(np.stack(feats)), pos - PAD

@@ -1,9 +1,11 @@
 """A structured averaged-perceptron POS tagger with word-window, character and suffix features.
 
-Features per word: the words at offsets -2..2, word bigrams around it, its first and last one or
-two characters, its length and character-type shape, and the neighbours' edge characters. These
-character features are what tag unknown words. Training and decoding share the segmenter's exact
-feature index and update rule (`llmlab.text.hashindex`, `llmlab.text.perceptron`).
+Features per word: the words at offsets -2..2, word bigrams around it, its first and last one to
+three characters, its middle, its length and character-type shape, and the neighbours' edge
+characters alone and with the word. These character features are what tag unknown words. Tags are
+decoded with tag-bigram and tag-trigram weights (second-order Viterbi over each word's best few tags,
+`llmlab.text.pos.viterbi2`). Training and decoding share the segmenter's exact feature index and
+update rule (`llmlab.text.hashindex`, `llmlab.text.perceptron`).
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from llmlab.text.base import normalize_text
 from llmlab.text.features import mix, type_table
 from llmlab.text.hashindex import FeatureIndex
 from llmlab.text.perceptron import perceptron_update
-from llmlab.text.pos import PosTagger, check_tagged, viterbi
+from llmlab.text.pos import PosTagger, check_tagged, viterbi, viterbi2
 
 log = logging.getLogger(__name__)
 WEIGHTS_FILE = "weights.safetensors"
-_BOS, _EOS = 0x1_0000_0001, 0x1_0000_0002  # beyond any crc32 value
+FEATURE_SET = 2  # version of `word_keys`' templates, saved with each model; bump it when they change
+_BOS, _EOS, _RARE = 0x1_0000_0001, 0x1_0000_0002, 0x1_0000_0003  # beyond any crc32 value
+_W0 = 2  # column of the word-identity template in `word_keys`
 
 
 def _h(s: str) -> int:
@@ -44,27 +48,36 @@ def _shape(word: str, table: np.ndarray) -> int:
     return (tf * 10 + tl) * 10 + min(len(word), 6)
 
 
-def word_keys(words: Sequence[str], table: np.ndarray) -> np.ndarray:
-    """(n, T) uint64 feature keys for each word of a sentence.
+def word_keys(words: Sequence[str], table: np.ndarray, rare: np.ndarray | None = None) -> np.ndarray:
+    """(n, T) uint64 feature keys for each word of a sentence; words flagged in `rare` (bool, n) show
+    one shared identity, so only their characters and context tell them apart.
 
     >>> k = word_keys(["他", "跑"], type_table())
     >>> k.shape, bool((k[0] != word_keys(["他", "走"], type_table())[0]).any())
-    ((2, 16), True)
+    ((2, 24), True)
     """
     norm = [normalize_text(w) for w in words]
     n = len(norm)
     ids = np.array([_BOS, _BOS, *(_h(w) for w in norm), _EOS, _EOS], dtype=np.uint64)
-    first = np.array([_h(w[0]) for w in norm], dtype=np.uint64)
-    last = np.array([_h(w[-1]) for w in norm], dtype=np.uint64)
-    first2 = np.array([_h(w[:2]) for w in norm], dtype=np.uint64)
-    last2 = np.array([_h(w[-2:]) for w in norm], dtype=np.uint64)
+    if rare is not None:
+        ids[2 : n + 2][rare] = _RARE
+
+    def edge(f) -> np.ndarray:
+        return np.array([_h(f(w)) for w in norm], dtype=np.uint64)
+
+    first, last = edge(lambda w: w[0]), edge(lambda w: w[-1])
+    first2, last2 = edge(lambda w: w[:2]), edge(lambda w: w[-2:])
+    first3, last3 = edge(lambda w: w[:3]), edge(lambda w: w[-3:])
+    inner = edge(lambda w: w[1:-1] if len(w) > 2 else "")  # the middle of a 3-4 character name or term
     shape = np.array([_shape(w, table) for w in norm], dtype=np.uint64)
     edge_l = np.concatenate([[_BOS], last[:-1]]).astype(np.uint64)  # last char of the previous word
     edge_r = np.concatenate([first[1:], [_EOS]]).astype(np.uint64)  # first char of the next word
     w = [ids[k : k + n] for k in range(5)]  # offsets -2..2
     s32 = np.uint64(32)
     feats = [*w, (w[1] << s32) ^ w[2], (w[2] << s32) ^ w[3], (w[1] << s32) ^ w[3], first, last, first2, last2,
-             shape, (last << s32) ^ shape, edge_l, edge_r]
+             shape, (last << s32) ^ shape, edge_l, edge_r,
+             first3, last3, (first << s32) ^ last, (first << s32) ^ shape, inner,
+             (w[2] << s32) ^ edge_l, (w[2] << s32) ^ edge_r, (w[0] << s32) ^ w[1]]
     return mix(np.stack(feats)).T.copy()
 
 
@@ -105,15 +118,33 @@ class PerceptronTaggerConfig:
     epochs: int = 8  # passes over the training sentences
     min_feature_count: int = 1  # features seen fewer times in training get no weight
     tagdict_min_count: int = 0  # words seen this often may only take tags seen with them (0 = off)
+    order: int = 2  # tag history: 1 = tag bigrams, 2 = tag trigrams too (second-order Viterbi)
+    beam: int = 6  # order 2: tags considered per word, its best by emission score (cost grows as beam^3)
+    rare_count: int = 0  # training words seen at most this often hide their identity (like unknown words), so the
+    # character features learn unknown words (helps small data; no gain on pfr1998); at tagging a word without an
+    # identity weight counts as rare. 0 = off
     seed: int = 0  # shuffling order of the sentences each epoch
 
     def __post_init__(self):
+        if self.rare_count < 0:
+            raise InputError(f"rare_count must be >= 0, got {self.rare_count}")
         if self.epochs < 1:
             raise InputError(f"epochs must be >= 1, got {self.epochs}")
         if self.min_feature_count < 1:
             raise InputError(f"min_feature_count must be >= 1, got {self.min_feature_count}")
         if self.tagdict_min_count < 0:
             raise InputError(f"tagdict_min_count must be >= 0, got {self.tagdict_min_count}")
+        if self.order not in (1, 2):
+            raise InputError(f"order must be 1 or 2, got {self.order}")
+        if self.beam < 1:
+            raise InputError(f"beam must be >= 1, got {self.beam}")
+
+
+def _decode(em: np.ndarray, trans: np.ndarray, trans3: np.ndarray, start: np.ndarray,
+            config: PerceptronTaggerConfig) -> list[int]:
+    if config.order == 2:
+        return viterbi2(em, trans, trans3, start, config.beam)
+    return viterbi(em, trans, start)
 
 
 class PerceptronTagger(PosTagger):
@@ -128,19 +159,27 @@ class PerceptronTagger(PosTagger):
 
     def __init__(self, tags: list[str], index: FeatureIndex, weights: np.ndarray, trans: np.ndarray,
                  start: np.ndarray, config: PerceptronTaggerConfig | None = None,
-                 tagdict: dict[str, list[int]] | None = None):
+                 tagdict: dict[str, list[int]] | None = None, trans3: np.ndarray | None = None):
         self.tags, self.index, self.weights = tags, index, weights
         self.tagdict = tagdict or {}
         self.trans, self.start = np.asarray(trans, np.float64), np.asarray(start, np.float64)
         self.config = config or PerceptronTaggerConfig()
+        k = len(tags)
+        self.trans3 = np.zeros((k, k, k)) if trans3 is None else np.asarray(trans3, np.float64)
         self._table = type_table()
 
     def tag(self, words: Sequence[str]) -> list[str]:
         if not words:
             return []
-        em = self.weights[self.index.lookup(word_keys(words, self._table))].sum(axis=1).astype(np.float64)
+        slots = self.index.lookup(word_keys(words, self._table))
+        if self.config.rare_count:
+            # unknown, or rare in training (no identity weight; zero rows are not saved): tag it as training did
+            rare = ~self.weights[slots[:, _W0]].any(axis=1)
+            if rare.any():
+                slots = self.index.lookup(word_keys(words, self._table, rare))
+        em = self.weights[slots].sum(axis=1).astype(np.float64)
         em += tag_mask(words, self.tagdict, len(self.tags))
-        return [self.tags[i] for i in viterbi(em, self.trans, self.start)]
+        return [self.tags[i] for i in _decode(em, self.trans, self.trans3, self.start, self.config)]
 
     @classmethod
     def train(cls, sentences, config: PerceptronTaggerConfig | None = None) -> PerceptronTagger:
@@ -149,7 +188,9 @@ class PerceptronTagger(PosTagger):
         tags = sorted({t for s in sents for _, t in s})
         tid = {t: i for i, t in enumerate(tags)}
         table = type_table()
-        keys = [word_keys([w for w, _ in s], table) for s in progress(sents, desc="features")]
+        counts = Counter(w for s in sents for w, _ in s)
+        keys = [word_keys([w for w, _ in s], table, np.array([counts[w] <= config.rare_count for w, _ in s]))
+                for s in progress(sents, desc="features")]
         uniq, counts = np.unique(np.concatenate([k.ravel() for k in keys]), return_counts=True)
         index = FeatureIndex(uniq[counts >= config.min_feature_count])
         slots = [index.lookup(k) for k in keys]
@@ -159,13 +200,14 @@ class PerceptronTagger(PosTagger):
         K = len(tags)
         w, u = np.zeros((index.size + 1, K), np.float32), np.zeros((index.size + 1, K))
         tr, tr_u, st, st_u = np.zeros((K, K)), np.zeros((K, K)), np.zeros(K), np.zeros(K)
+        t3, t3_u = np.zeros((K, K, K)), np.zeros((K, K, K))
         rng, step = np.random.default_rng(config.seed), 1
         for epoch in range(config.epochs):
             wrong = 0
             for i in progress(rng.permutation(len(sents)), desc=f"epoch {epoch + 1}/{config.epochs}"):
                 r, gold = slots[i], golds[i]
                 em = w[r].sum(axis=1).astype(np.float64) + masks[i]
-                pred = np.array(viterbi(em, tr, st), dtype=np.int64)
+                pred = np.array(_decode(em, tr, t3, st, config), dtype=np.int64)
                 if (pred != gold).any():
                     wrong += int((pred != gold).sum())
                     perceptron_update(w, u, r, gold, pred, step)
@@ -175,11 +217,15 @@ class PerceptronTagger(PosTagger):
                     for arr, scale in ((st, 1.0), (st_u, float(step))):
                         arr[gold[0]] += scale
                         arr[pred[0]] -= scale
+                    if config.order == 2:
+                        for arr, scale in ((t3, 1.0), (t3_u, float(step))):
+                            np.add.at(arr, (gold[:-2], gold[1:-1], gold[2:]), scale)
+                            np.add.at(arr, (pred[:-2], pred[1:-1], pred[2:]), -scale)
                 step += 1
             log.info("epoch %d: %d wrongly tagged training words", epoch + 1, wrong)
         w -= (u / step).astype(np.float32)
         w[index.missing] = 0.0
-        return cls(tags, index, w, tr - tr_u / step, st - st_u / step, config, tagdict)
+        return cls(tags, index, w, tr - tr_u / step, st - st_u / step, config, tagdict, t3 - t3_u / step)
 
     def _state(self, directory: Path) -> dict:
         from safetensors.numpy import save_file
@@ -188,13 +234,17 @@ class PerceptronTagger(PosTagger):
         with atomic_path(directory / WEIGHTS_FILE) as tmp:
             save_file({"keys": self.index.keys[nz].view(np.int64),
                        "weights": np.ascontiguousarray(self.weights[nz])}, str(tmp))
-        return {"config": config_to_dict(self.config), "tags": self.tags, "trans": self.trans.tolist(),
-                "start": self.start.tolist(), "tagdict": self.tagdict, "weights_file": WEIGHTS_FILE}
+        return {"config": config_to_dict(self.config), "feature_set": FEATURE_SET, "tags": self.tags,
+                "trans": self.trans.tolist(), "start": self.start.tolist(), "trans3": self.trans3.tolist(),
+                "tagdict": self.tagdict, "weights_file": WEIGHTS_FILE}
 
     @classmethod
     def _from_state(cls, state: dict, directory: Path) -> PerceptronTagger:
         from safetensors.numpy import load_file
 
+        if state.get("feature_set", 1) != FEATURE_SET:
+            raise InputError(f"POS tagger in {str(directory)!r} uses feature set {state.get('feature_set', 1)}, "
+                             f"this llmlab computes feature set {FEATURE_SET}: retrain it with `llmlab pos train`")
         path = directory / state.get("weights_file", WEIGHTS_FILE)
         if not path.is_file():
             raise InputError(f"POS tagger weights {str(path)!r} are missing")
@@ -204,4 +254,5 @@ class PerceptronTagger(PosTagger):
         weights = np.zeros((index.size + 1, len(state["tags"])), np.float32)
         weights[index.lookup(keys)] = arrays["weights"]
         return cls(state["tags"], index, weights, np.array(state["trans"]), np.array(state["start"]),
-                   config_from_dict(PerceptronTaggerConfig, state["config"]), state.get("tagdict"))
+                   config_from_dict(PerceptronTaggerConfig, state["config"]), state.get("tagdict"),
+                   state.get("trans3"))
