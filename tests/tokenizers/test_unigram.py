@@ -7,6 +7,7 @@ import math
 import random
 from collections import Counter
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,7 +16,7 @@ from llmlab.core.errors import InputError
 from llmlab.tokenizers import UnigramTokenizer, load_tokenizer
 from llmlab.tokenizers.pretokenize import PreTokenizer
 from llmlab.tokenizers.subword import count_pieces
-from llmlab.tokenizers.unigram_train import expected_counts, m_step, seed_pieces
+from llmlab.tokenizers.unigram_train import Lattices, expected_counts, m_step, seed_pieces
 
 pytest.importorskip("tokenizers")
 SAMPLE_NAMES = ["chinese", "english", "code", "emoji", "whitespace", "korean", "mixed", "one_char", "empty"]
@@ -92,14 +93,17 @@ def test_sampling_follows_the_exact_distribution():
 def test_em_never_lowers_the_likelihood(corpus):
     counts = count_pieces(corpus[:60], PreTokenizer("gpt4"))
     seeds = seed_pieces(counts, 8, 3000)
-    total = sum(seeds.values())
-    scores = {p: math.log(f / total) for p, f in seeds.items()}
-    chars = {p for p in scores if len(p) == 1}
+    names = list(seeds)
+    lat = Lattices.build(list(counts), {p: k for k, p in enumerate(names)}, 8)
+    weight = np.array(list(counts.values()), dtype=float)
+    freq = np.array(list(seeds.values()), dtype=float)
+    logp, chars = np.log(freq / freq.sum()), np.array([len(p) == 1 for p in names])
     lls = []
     for _ in range(4):
-        c, ll = expected_counts(list(counts.items()), scores, 8)
+        c, ll = expected_counts(lat, logp, weight)
         lls.append(ll)
-        scores = m_step(c, chars)
+        logp = m_step(c, chars)
+        lat = lat.restrict(np.isfinite(logp))
     assert all(b >= a - 1e-6 * abs(a) for a, b in zip(lls, lls[1:])), lls
     assert lls[-1] > lls[0]
 
