@@ -10,6 +10,8 @@ ratio < 1 means slower). llmlab and HF use the same pre-tokenization (GPT-4 rege
 the script checks that their merges are identical. sentencepiece splits text its own way (whitespace
 pieces, no byte-level regex), so its figures are for scale only. Last, the textbook trainer that
 recounts every pair after each merge is timed on the first merges and compared with llmlab's trainer.
+Then Unigram training (--unigram-lines of pfr1998 to --unigram-vocab pieces): llmlab beside HF's
+UnigramTrainer (same GPT-4 regex split) and sentencepiece (its own splitting: scale only).
 
     .venv/bin/python bench/tokenizers.py [--vocab-size 8000] [--pattern gpt4] [--naive-merges 20]
 
@@ -137,6 +139,28 @@ def bench_naive(train, args):
           f"{args.vocab_size}; llmlab {t_full:.2f} s: {est / t_full:.0f}x faster")
 
 
+def bench_unigram(train, args):
+    from llmlab.tokenizers import train_tokenizer
+    from llmlab.tokenizers.pretokenize import PATTERNS
+
+    lines = train[: args.unigram_lines]
+    print(f"\n== unigram training: {len(lines)} pfr1998 lines to {args.unigram_vocab} pieces ==")
+    ours, t_ours = timed(train_tokenizer, "unigram", lines, args.unigram_vocab)
+    hf = __import__("tokenizers")
+    tok = hf.Tokenizer(hf.models.Unigram())
+    tok.pre_tokenizer = hf.pre_tokenizers.Split(hf.Regex(PATTERNS["gpt4"]), "isolated")
+    trainer = hf.trainers.UnigramTrainer(vocab_size=args.unigram_vocab, special_tokens=["<unk>"], unk_token="<unk>",
+                                         show_progress=False)
+    _, t_hf = timed(tok.train_from_iterator, lines, trainer)
+    row("training time vs HF UnigramTrainer", t_ours, t_hf, "s", False)
+    import sentencepiece as spm
+
+    _, t_sp = timed(spm.SentencePieceTrainer.train, sentence_iterator=iter(lines), model_writer=io.BytesIO(),
+                    model_type="unigram", vocab_size=args.unigram_vocab, hard_vocab_limit=False, num_threads=1,
+                    minloglevel=2)
+    row("training time vs sentencepiece", t_ours, t_sp, "s", False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vocab-size", type=int, default=8000)
@@ -145,6 +169,8 @@ def main() -> None:
     ap.add_argument("--naive-lines", type=int, default=1000,
                     help="corpus slice the naive trainer runs in full (0: skip the naive comparison)")
     ap.add_argument("--naive-vocab", type=int, default=1000, help="vocab size of that full naive run")
+    ap.add_argument("--unigram-lines", type=int, default=5000, help="pfr1998 lines for unigram training (0: skip)")
+    ap.add_argument("--unigram-vocab", type=int, default=4000)
     args = ap.parse_args()
     threads = os.environ["RAYON_NUM_THREADS"]
     print(f"BPE vocab {args.vocab_size}, pre-tokenizer {args.pattern}; RAYON_NUM_THREADS={threads}")
@@ -153,6 +179,8 @@ def main() -> None:
         bench_corpus(name, train, held, args)
     if args.naive_lines > 0:
         bench_naive(data["pfr1998 (Chinese)"][0], args)
+    if args.unigram_lines > 0:
+        bench_unigram(data["pfr1998 (Chinese)"][0], args)
 
 
 if __name__ == "__main__":
