@@ -6,6 +6,7 @@ and an output head (tied or not). Module names follow Hugging Face LLaMA so weig
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -39,21 +40,45 @@ class Block(nn.Module):
         self.post_attention_layernorm = make_norm(cfg)
         dense = FeedForward(cfg.dim, cfg.hidden, cfg.ffn_kind)
         self.mlp = MoEFeedForward(cfg.dim, cfg.hidden, moe_config(cfg)) if moe else dense
-        self.drop = nn.Dropout(cfg.dropout) if cfg.dropout else nn.Identity()  # skip a no-op call per token
+        self.drop = nn.Dropout(cfg.dropout)
+        self.has_dropout = cfg.dropout > 0  # else skip two no-op module calls per layer per decoded token
         self.moe_aux: MoEAux | None = None  # routing losses and stats of the last forward (MoE blocks)
 
-    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0, mask=None):
+    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0, mask=None,
+                need_weights: bool = False):
+        """The new residual stream; with `need_weights`, (stream, attention weights (B, nh, T, S))."""
+        h = x if self.post_norm else self.input_layernorm(x)
+        a = self.self_attn(h, cos, sin, cache, layer, mask, need_weights)
+        a, w = a if need_weights else (a, None)
+        drop = self.drop if self.has_dropout else _identity
         if self.post_norm:  # original Transformer: normalise the residual stream after each addition
-            x = self.input_layernorm(x + self.drop(self.self_attn(x, cos, sin, cache, layer, mask)))
-            return self.post_attention_layernorm(x + self.drop(self.feed_forward(x)))
-        x = x + self.drop(self.self_attn(self.input_layernorm(x), cos, sin, cache, layer, mask))
-        return x + self.drop(self.feed_forward(self.post_attention_layernorm(x)))
+            x = self.input_layernorm(x + drop(a))
+            x = self.post_attention_layernorm(x + drop(self.feed_forward(x)))
+        else:
+            x = x + drop(a)
+            x = x + drop(self.feed_forward(self.post_attention_layernorm(x)))
+        return (x, w) if need_weights else x
 
     def feed_forward(self, h):
-        if isinstance(self.mlp, MoEFeedForward):
-            h, self.moe_aux = self.mlp(h)
-            return h
-        return self.mlp(h)
+        return apply_ffn(self, h)
+
+
+def _identity(x):
+    return x
+
+
+def apply_ffn(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """block.mlp(h); an MoE layer's routing losses and stats are kept in block.moe_aux (any family)."""
+    if isinstance(block.mlp, MoEFeedForward):
+        h, block.moe_aux = block.mlp(h)
+        return h
+    return block.mlp(h)
+
+
+def moe_loss(blocks) -> torch.Tensor | None:
+    """Sum of the weighted routing losses of the last forward's MoE blocks (None if all are dense)."""
+    losses = [b.moe_aux.loss for b in blocks if getattr(b, "moe_aux", None) is not None]
+    return torch.stack(losses).sum() if losses else None
 
 
 class CausalLM(nn.Module):
@@ -88,44 +113,61 @@ class CausalLM(nn.Module):
             scale = 1 / math.sqrt(2 * self.config.n_layer) if residual_out else 1
             nn.init.normal_(p, mean=0.0, std=std * scale)
 
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None, mask: torch.Tensor | None = None,
+                return_attention: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits (B, T, vocab) for token ids (B, T); with a cache, idx continues the cached prefix.
 
         `mask` replaces the causal pattern (see `llmlab.nn.masks`): `prefix_lm_mask` makes this a prefix
         decoder (GLM / U-PaLM), bidirectional over the prompt and causal after it.
+        `return_attention` (for plotting): (logits, one (B, nh, T, S) weight tensor per layer).
         """
         B, T = idx.shape
         start = cache.length if cache is not None else 0
         if start + T > self.config.max_seq_len:
             raise ValueError(f"position {start + T - 1} is beyond the context length {self.config.max_seq_len}")
-        positions = torch.arange(start, start + T, device=idx.device)
         x = self.embed_tokens(idx)  # (B, T, d)
         cos = sin = None
         if self.config.position == "rope":
             # dynamic NTK scales by the planned total length (the cache's), so cached and full passes agree
-            cos, sin = self.rope(positions, seq_len=cache.max_len if cache is not None else start + T)  # (T, hs)
+            cos, sin = self.rope.span(start, T, seq_len=cache.max_len if cache is not None else start + T)  # (T, hs)
         elif self.config.position == "alibi":
             bias = alibi_bias(self.config.n_head, T, start, causal=mask is None, device=idx.device)  # (nh, T, S)
             if mask is not None:  # keep the caller's pattern: hidden keys get -inf
                 bias = torch.where(mask, bias, float("-inf"))  # (nh, T, S) or (B, nh, T, S)
             mask = bias.to(x.dtype)
         elif self.config.position in ("learned", "sinusoidal"):
-            x = x + self.embed_positions(positions)  # (B, T, d)
-        recompute = self.gradient_checkpointing and self.training and cache is None and torch.is_grad_enabled()
+            x = x + self.embed_positions(torch.arange(start, start + T, device=idx.device))  # (B, T, d)
+        recompute = (self.gradient_checkpointing and self.training and cache is None and torch.is_grad_enabled()
+                     and not return_attention)
+        weights = []
         for i, block in enumerate(self.layers):
             if recompute:
                 x = checkpoint(block, x, cos, sin, None, i, mask, use_reentrant=False)
+            elif return_attention:
+                x, w = block(x, cos, sin, cache, i, mask, need_weights=True)
+                weights.append(w)
             else:
                 x = block(x, cos, sin, cache, i, mask)
         if cache is not None:
             cache.advance(T)
-        return self.lm_head(self.norm(x))  # (B, T, vocab)
+        logits = self.lm_head(self.norm(x))  # (B, T, vocab)
+        return (logits, weights) if return_attention else logits
+
+    @contextlib.contextmanager
+    def fused_inference(self):
+        """Within the block, inference (no grad) runs q/k/v and gate/up as one matrix each: fewer kernel
+        calls per decoded token. The concatenated copies are made on entry and dropped on exit, so module
+        names and checkpoints are untouched; do not change the weights inside."""
+        fused = [m for b in self.layers for m in (b.self_attn, b.mlp) if hasattr(m, "fuse") and m.fuse()]
+        try:
+            yield self
+        finally:
+            for m in fused:
+                m.unfuse()
 
     def moe_loss(self) -> torch.Tensor | None:
         """Sum of the weighted routing losses of the last forward's MoE layers (None if dense)."""
-        losses = [b.moe_aux.loss for b in self.layers if b.moe_aux is not None]
-        return torch.stack(losses).sum() if losses else None
+        return moe_loss(self.layers)
 
     def new_cache(self, batch: int = 1, max_len: int | None = None) -> KVCache:
         cfg = self.config

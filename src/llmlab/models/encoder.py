@@ -1,6 +1,6 @@
-"""Encoder family (BERT style, topics 26, 74): the same blocks as the decoder, attending in both
-directions, with segment embeddings, a masked-LM head over every position and a next-sentence head
-on the first ([CLS]) position.
+"""Encoder family (BERT style, topics 26, 74): the same blocks as the decoder (MoE feed-forward
+layers included, via the config), attending in both directions, with segment embeddings, a masked-LM
+head over every position and a next-sentence head on the first ([CLS]) position.
 
 `forward` returns logits, as every llmlab model does: (mlm_logits (B, T, V), nsp_logits (B, 2)).
 """
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from llmlab.models.config import ModelConfig
-from llmlab.models.decoder import Block
+from llmlab.models.decoder import Block, moe_loss
 from llmlab.nn import RMSNorm, RotaryEmbedding
 from llmlab.nn.masks import padding_mask
 
@@ -55,3 +55,7 @@ class Encoder(nn.Module):
                 lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.hidden_states(idx, segments, lengths)
         return self.mlm_head(h), self.nsp_head(h[:, 0])  # (B, T, V), (B, 2)
+
+    def moe_loss(self) -> torch.Tensor | None:
+        """Weighted routing losses of the last forward's MoE layers (config n_experts > 0), else None."""
+        return moe_loss(self.layers)

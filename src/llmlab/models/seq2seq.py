@@ -1,6 +1,7 @@
 """Encoder-decoder family (T5 style, topic 27): a bidirectional encoder over the source and a causal
 decoder that also attends to the encoder's output through cross-attention, trained by teacher forcing
-(e.g. on `llmlab.train.corruption.span_corrupt` pairs). Token embeddings are shared.
+(on `llmlab.train.corruption.denoising_pair` pairs: T5 span corruption or BART denoising). Token
+embeddings are shared. With `n_experts` in the config, encoder and decoder both get MoE feed-forward layers.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmlab.models.config import ModelConfig
+from llmlab.models.decoder import apply_ffn, moe_config, moe_loss
 from llmlab.models.encoder import Encoder
 from llmlab.nn import RMSNorm, RotaryEmbedding, SwiGLU
 from llmlab.nn.attention import Attention
 from llmlab.nn.masks import cross_mask
+from llmlab.nn.moe import MoEAux, MoEFeedForward
 
 
 class CrossAttention(nn.Module):
@@ -39,19 +42,20 @@ class CrossAttention(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, moe: bool = False):
         super().__init__()
         self.self_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.self_attn = Attention(cfg.dim, cfg.n_head, cfg.n_kv_head)
         self.cross_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.cross_attn = CrossAttention(cfg.dim, cfg.n_head)
         self.mlp_norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.mlp = SwiGLU(cfg.dim, cfg.hidden)
+        self.mlp = MoEFeedForward(cfg.dim, cfg.hidden, moe_config(cfg)) if moe else SwiGLU(cfg.dim, cfg.hidden)
+        self.moe_aux: MoEAux | None = None  # routing losses and stats of the last forward (MoE blocks)
 
     def forward(self, x, cos, sin, memory, memory_mask=None):
         x = x + self.self_attn(self.self_norm(x), cos, sin)  # causal over the target
         x = x + self.cross_attn(self.cross_norm(x), memory, memory_mask)
-        return x + self.mlp(self.mlp_norm(x))
+        return x + apply_ffn(self, self.mlp_norm(x))
 
 
 class EncoderDecoder(nn.Module):
@@ -59,7 +63,7 @@ class EncoderDecoder(nn.Module):
         super().__init__()
         self.config = cfg
         self.encoder = Encoder(cfg, heads=False)
-        self.layers = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.n_layer))
+        self.layers = nn.ModuleList(DecoderBlock(cfg, cfg.is_moe_layer(i)) for i in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.rope = RotaryEmbedding(cfg.head_dim, cfg.max_seq_len, cfg.rope_base)
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
@@ -78,6 +82,11 @@ class EncoderDecoder(nn.Module):
         for block in self.layers:
             x = block(x, cos, sin, memory, mask)
         return self.lm_head(self.norm(x))
+
+    def moe_loss(self) -> torch.Tensor | None:
+        """Weighted routing losses of the last forward's MoE layers, encoder and decoder (None if dense)."""
+        losses = [x for x in (self.encoder.moe_loss(), moe_loss(self.layers)) if x is not None]
+        return torch.stack(losses).sum() if losses else None
 
     @torch.no_grad()
     def greedy(self, src: torch.Tensor, start_id: int, max_new_tokens: int, eos_id: int | None = None) -> list[int]:

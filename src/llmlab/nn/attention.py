@@ -1,6 +1,9 @@
-"""Multi-head causal self-attention with grouped-query heads, RoPE and a KV cache."""
+"""Multi-head causal self-attention with grouped-query heads, RoPE and a KV cache; attention weights on
+request (for plotting), and q/k/v as one matrix while fused for inference."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -29,13 +32,29 @@ class KVCache:
         start, T = self.length, k.shape[2]
         if start + T > self.max_len:
             raise ValueError(f"KV cache full: {start} + {T} positions > max_len {self.max_len}")
-        self.k[layer][:, :, start:start + T] = k
-        self.v[layer][:, :, start:start + T] = v
-        return self.k[layer][:, :, :start + T], self.v[layer][:, :, :start + T]
+        K, V = self.k[layer], self.v[layer]
+        K.narrow(2, start, T).copy_(k)  # narrow: cheaper per decoded token than slice indexing
+        V.narrow(2, start, T).copy_(v)
+        return K.narrow(2, 0, start + T), V.narrow(2, 0, start + T)
 
     def advance(self, T: int) -> None:
         """Called once per forward pass, after every layer has stored its T new positions."""
         self.length += T
+
+
+def attention_probs(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(hs) + mask): the weights (B, nh, T, S) SDPA applies to the values.
+
+    A bool mask (True = may attend) hides keys with -inf; a float mask is added to the scores.
+
+    >>> q = k = torch.zeros(1, 1, 2, 4)
+    >>> attention_probs(q, k, causal_mask(2)).tolist()  # equal scores: uniform over the visible keys
+    [[[[1.0, 0.0], [0.5, 0.5]]]]
+    """
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, nh, T, S)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    return scores.softmax(dim=-1)
 
 
 class Attention(nn.Module):
@@ -49,19 +68,51 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(dim, n_kv_head * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(n_head * self.head_dim, dim, bias=bias)
         self.dropout = dropout
+        self.qkv_weight: torch.Tensor | None = None  # q, k, v weights as one matrix while fused (inference)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None,
-                cache: KVCache | None = None, layer: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """`mask` (bool, True = may attend; (T, S) or (B, 1, T, S), S = cached + new keys) replaces the
-        default causal pattern, e.g. a prefix-LM or padding mask from `llmlab.nn.masks`; a float mask is
-        added to the scores (ALiBi, `llmlab.nn.positions.alibi_bias`). cos/sin None: no rotation."""
+    def fuse(self) -> bool:
+        """Concatenate the q/k/v weights so inference runs one projection (see `CausalLM.fused_inference`).
+
+        Only plain bias-free `nn.Linear` projections fuse; replaced ones (e.g. LoRA) keep the modular path.
+        """
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        if not all(type(p) is nn.Linear and p.bias is None for p in projs):
+            return False
+        self.qkv_weight = torch.cat([p.weight.detach() for p in projs])  # ((nh + 2 nkv) hs, d)
+        return True
+
+    def unfuse(self) -> None:
+        self.qkv_weight = None
+
+    def project(self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None):
+        """q (B, nh, T, hs), k and v (B, nkv, T, hs), with RoPE applied to q and k."""
         B, T, _ = x.shape
-        hs = self.head_dim
-        q = self.q_proj(x).view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = self.k_proj(x).view(B, T, self.n_kv_head, hs).transpose(1, 2)  # (B, nkv, T, hs)
-        v = self.v_proj(x).view(B, T, self.n_kv_head, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        nh, nkv, hs = self.n_head, self.n_kv_head, self.head_dim
+        if self.qkv_weight is not None and not torch.is_grad_enabled():
+            qkv = F.linear(x, self.qkv_weight).view(B, T, nh + 2 * nkv, hs).transpose(1, 2)  # (B, nh+2nkv, T, hs)
+            if cos is None:
+                return qkv.split((nh, nkv, nkv), dim=1)
+            q, k = apply_rope(qkv[:, :nh + nkv], cos, sin).split((nh, nkv), dim=1)  # one rotation for both
+            return q, k, qkv[:, nh + nkv:]
+        q = self.q_proj(x).view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = self.k_proj(x).view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        v = self.v_proj(x).view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
         if cos is not None:
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None,
+                cache: KVCache | None = None, layer: int = 0, mask: torch.Tensor | None = None,
+                need_weights: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """`mask` (bool, True = may attend; (T, S) or (B, 1, T, S), S = cached + new keys) replaces the
+        default causal pattern, e.g. a prefix-LM or padding mask from `llmlab.nn.masks`; a float mask is
+        added to the scores (ALiBi, `llmlab.nn.positions.alibi_bias`). cos/sin None: no rotation.
+
+        `need_weights` (for plotting, topic 17): return (output, weights (B, nh, T, S)), computed by hand
+        instead of by the fused kernel, without dropout."""
+        B, T, _ = x.shape
+        hs = self.head_dim
+        q, k, v = self.project(x, cos, sin)  # (B, nh, T, hs), (B, nkv, T, hs) x 2
         past = 0
         if cache is not None:
             past = cache.length
@@ -76,6 +127,10 @@ class Attention(nn.Module):
         if mask is None:
             mask = causal_mask(T, past, x.device) if past and T > 1 else None
             is_causal = not past and T > 1
+        if need_weights:
+            w = attention_probs(q, k, causal_mask(T, past, x.device) if is_causal else mask)  # (B, nh, T, S)
+            y = w @ v  # (B, nh, T, hs)
+            return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * hs)), w
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=is_causal,
             dropout_p=self.dropout if self.training else 0.0,

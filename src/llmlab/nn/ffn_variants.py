@@ -72,8 +72,23 @@ class FeedForward(nn.Module):
         self.gate_proj = nn.Linear(dim, hidden, bias=bias) if kind in GATED else None
         self.up_proj = nn.Linear(dim, hidden, bias=bias)
         self.down_proj = nn.Linear(hidden, dim, bias=bias)
+        self.gate_up_weight: torch.Tensor | None = None  # gate and up weights as one matrix while fused
+
+    def fuse(self) -> bool:
+        """Concatenate gate and up weights (gated kinds, plain bias-free layers) for one projection at inference."""
+        projs = (self.gate_proj, self.up_proj)
+        if not all(type(p) is nn.Linear and p.bias is None for p in projs):
+            return False
+        self.gate_up_weight = torch.cat([p.weight.detach() for p in projs])  # (2h, d)
+        return True
+
+    def unfuse(self) -> None:
+        self.gate_up_weight = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gate_up_weight is not None and not torch.is_grad_enabled():
+            gate, up = F.linear(x, self.gate_up_weight).chunk(2, dim=-1)  # (B, T, h) each
+            return self.down_proj(self.act(gate) * up)
         if self.gate_proj is None:
             return self.down_proj(self.act(self.up_proj(x)))  # (B, T, d)
         return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))  # (B, T, d)

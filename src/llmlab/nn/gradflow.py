@@ -74,12 +74,14 @@ def gradient_norms_at_init(cfg: GradFlowConfig) -> list[float]:
 
 def gradient_flow_table(activations=tuple(ACTIVATIONS), depth: int = 16, width: int = 64,
                         seed: int = 0) -> list[dict]:
-    """One row per (activation, residual, norm): first and last layer gradient norms and their ratio."""
+    """One row per (activation, residual, norm): every layer's gradient norm (input layer first), the first
+    and last, and their ratio (< 1: vanishing towards the input, > 1: exploding)."""
     rows = []
     for activation in activations:
         for residual, norm in ((False, False), (False, True), (True, False), (True, True)):
             cfg = GradFlowConfig(depth, width, activation, residual, norm, seed=seed)
             norms = gradient_norms_at_init(cfg)
+            ratio = norms[0] / norms[-1] if norms[-1] else float("nan")
             rows.append({"activation": activation, "residual": residual, "norm": norm, "first": norms[0],
-                         "last": norms[-1], "first_over_last": norms[0] / norms[-1] if norms[-1] else float("nan")})
+                         "last": norms[-1], "first_over_last": ratio, "norms": norms})
     return rows

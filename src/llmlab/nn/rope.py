@@ -23,10 +23,10 @@ def rope_frequencies(head_dim: int, base: float = 10000.0) -> torch.Tensor:
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate x (B, nh, T, hs) by the angles whose cos/sin are given as (T, hs)."""
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    rotated = torch.cat((-x2, x1), dim=-1)
-    return (x * cos + rotated * sin).to(x.dtype)
+    x1, x2 = x.chunk(2, dim=-1)  # (B, nh, T, hs/2) views
+    rotated = torch.cat((-x2, x1), dim=-1)  # rotate_half
+    out = torch.addcmul(x * cos, rotated, sin)  # x cos + rotate_half(x) sin, few ops: runs per decoded token
+    return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
 class RotaryEmbedding(nn.Module):

@@ -172,6 +172,13 @@ class ScaledRotaryEmbedding(torch.nn.Module):
             return rope_cos_sin(inv_freq.to(self.cos.device), positions, factor)
         return self.cos[positions], self.sin[positions]
 
+    def span(self, start: int, T: int, seq_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward` for positions start..start+T-1: table views, no index tensor (per decoded token)."""
+        trained = self.scaling.original_max_positions
+        if self.scaling.kind == "dynamic" and seq_len is not None and seq_len > trained:
+            return self.forward(torch.arange(start, start + T, device=self.cos.device), seq_len)
+        return self.cos.narrow(0, start, T), self.sin.narrow(0, start, T)
+
 
 def hf_rope_config(base: float, scaling: RopeScaling, max_positions: int) -> dict:
     """The keys a Hugging Face LLaMA `config.json` needs for this scaling (transformers >= 5 layout).
