@@ -35,6 +35,7 @@ import torch.distributed as dist
 from torch import nn
 
 from llmlab.core.errors import InputError
+from llmlab.models.decoder import embed, position_inputs
 from llmlab.train.objectives import causal_lm_loss
 
 SCHEDULES = ("gpipe", "1f1b")
@@ -200,19 +201,9 @@ class PipelineStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Token ids (B, T) on stage 0, activations (B, T, d) after it; logits (B, T, V) on the last."""
-        cfg, T = self.config, x.shape[1]
-        positions = torch.arange(T, device=x.device)
         if self.first:
-            x = self.embed_tokens(x)  # (B, T, d)
-            if cfg.position in ("learned", "sinusoidal"):
-                x = x + self.embed_positions(positions)  # (B, T, d)
-        cos = sin = mask = None
-        if cfg.position == "rope":
-            cos, sin = self.rope(positions, seq_len=T)  # (T, hs)
-        elif cfg.position == "alibi":
-            from llmlab.nn.positions import alibi_bias
-
-            mask = alibi_bias(cfg.n_head, T, 0, causal=True, device=x.device).to(x.dtype)  # (nh, T, T)
+            x = embed(self, x)  # (B, T, d)
+        cos, sin, mask = position_inputs(self, x, 0, x.shape[1], None)
         for i, block in enumerate(self.layers):
             x = block(x, cos, sin, None, self.start + i, mask)  # (B, T, d)
         return self.lm_head(self.norm(x)) if self.last else x  # (B, T, V) or (B, T, d)

@@ -81,6 +81,33 @@ def moe_loss(blocks) -> torch.Tensor | None:
     return torch.stack(losses).sum() if losses else None
 
 
+def embed(model: nn.Module, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+    """Token embeddings (B, T, d) of ids (B, T) at positions start.., plus absolute positions if the config
+    has them. `model` is a CausalLM, or a pipeline stage holding its embedding modules."""
+    x = model.embed_tokens(idx)  # (B, T, d)
+    if model.config.position in ("learned", "sinusoidal"):
+        x = x + model.embed_positions(torch.arange(start, start + idx.shape[1], device=idx.device))  # (B, T, d)
+    return x
+
+
+def position_inputs(model: nn.Module, x: torch.Tensor, start: int, total: int, mask: torch.Tensor | None
+                    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """What every block needs for the block input x (B, T, d) at positions start..start+T of a sequence
+    planned to `total` tokens: RoPE's (cos, sin) (T, hs), and the attention mask with ALiBi's bias folded
+    in (hidden keys -inf)."""
+    T = x.shape[1]
+    cos = sin = None
+    if model.config.position == "rope":
+        # dynamic NTK scales by the planned total length (the cache's), so cached and full passes agree
+        cos, sin = model.rope.span(start, T, seq_len=total)  # (T, hs)
+    elif model.config.position == "alibi":
+        bias = alibi_bias(model.config.n_head, T, start, causal=mask is None, device=x.device)  # (nh, T, S)
+        if mask is not None:  # keep the caller's pattern: hidden keys get -inf
+            bias = torch.where(mask, bias, float("-inf"))  # (nh, T, S) or (B, nh, T, S)
+        mask = bias.to(x.dtype)
+    return cos, sin, mask
+
+
 class CausalLM(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -125,18 +152,8 @@ class CausalLM(nn.Module):
         start = cache.length if cache is not None else 0
         if start + T > self.config.max_seq_len:
             raise ValueError(f"position {start + T - 1} is beyond the context length {self.config.max_seq_len}")
-        x = self.embed_tokens(idx)  # (B, T, d)
-        cos = sin = None
-        if self.config.position == "rope":
-            # dynamic NTK scales by the planned total length (the cache's), so cached and full passes agree
-            cos, sin = self.rope.span(start, T, seq_len=cache.max_len if cache is not None else start + T)  # (T, hs)
-        elif self.config.position == "alibi":
-            bias = alibi_bias(self.config.n_head, T, start, causal=mask is None, device=idx.device)  # (nh, T, S)
-            if mask is not None:  # keep the caller's pattern: hidden keys get -inf
-                bias = torch.where(mask, bias, float("-inf"))  # (nh, T, S) or (B, nh, T, S)
-            mask = bias.to(x.dtype)
-        elif self.config.position in ("learned", "sinusoidal"):
-            x = x + self.embed_positions(torch.arange(start, start + T, device=idx.device))  # (B, T, d)
+        x = embed(self, idx, start)  # (B, T, d)
+        cos, sin, mask = position_inputs(self, x, start, cache.max_len if cache is not None else start + T, mask)
         recompute = (self.gradient_checkpointing and self.training and cache is None and torch.is_grad_enabled()
                      and not return_attention)
         weights = []
