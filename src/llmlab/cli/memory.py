@@ -60,10 +60,18 @@ def run_memory(args: argparse.Namespace) -> int:
     cfg = _load_config(args.model)
     print(f"{args.model}: batch {mem.batch_size} x {mem.seq_len} tokens, {mem.optimizer}, {mem.precision}, "
           f"checkpointing {'on' if mem.grad_checkpoint else 'off'}, ZeRO-{mem.zero_stage} over {mem.n_devices} "
-          f"device(s)" + (f", LoRA r={mem.lora_rank}" if mem.lora_rank else ""))
+          f"device(s)" + (f", LoRA r={mem.lora_rank}" if mem.lora_rank else "") + _moe_summary(cfg))
     for name, b, formula in estimate_memory(cfg, mem):
         print(f"  {name:<26} {format_bytes(b):>12}   {formula}")
     return 0
+
+
+def _moe_summary(cfg) -> str:
+    if not cfg.n_experts:
+        return ""
+    every = "every layer" if cfg.moe_every == 1 else f"every {cfg.moe_every} layers"
+    return (f", MoE {cfg.n_experts} experts top-{cfg.moe_top_k} ({cfg.moe_router}) in {every}, "
+            f"capacity factor {cfg.moe_capacity_factor:g}")
 
 
 def run_params(args: argparse.Namespace) -> int:

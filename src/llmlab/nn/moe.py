@@ -173,7 +173,8 @@ class MoEFeedForward(nn.Module):
         for e, expert in enumerate(self.experts):
             token, rank = torch.where((experts == e) & keep)  # (n_e,) each
             if token.numel():
-                y.index_add_(0, token, expert(x[token]) * weights[token, rank, None])
+                # under autocast the expert computes in 16 bits; the sum stays in the stream's dtype
+                y.index_add_(0, token, (expert(x[token]) * weights[token, rank, None]).to(y.dtype))
         return y.view(shape), self._aux(logits, experts, keep, token_mask)
 
     def _aux(self, logits: torch.Tensor, experts: torch.Tensor, keep: torch.Tensor,

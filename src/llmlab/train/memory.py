@@ -6,7 +6,7 @@ For a model with P parameters (T of them trainable) the per-device bytes are:
     gradients    T * g                      g = 4 (fp32, amp) or 2 (mixed)
     optimizer    T * (4k + m)               k fp32 state copies (Adam 2, momentum 1, SGD 0);
                                             m = 4 for the fp32 master copy under `mixed`, else 0
-    activations  L * per_layer + head       what autograd saves for backward (see below)
+    activations  sum of layers + head       what autograd saves for backward (see below)
     temporary    2 * B*S*V * 4              logits and their gradient, alive around the loss
 
 ZeRO divides across N devices: stage 1 the optimizer states, stage 2 also the gradients, stage 3
@@ -17,19 +17,41 @@ with ``torch.autograd.graph.saved_tensors_hooks`` in the tests). Per layer, in e
 10*d (block input; per RMSNorm its normalised value and its scaled output, twice; q, k, v and the
 attention output as SDPA saves them; the mid-block residual) + 4*h (SwiGLU: gate, silu(gate), up,
 their product) at the activation width, plus 2 + n_head fp32 values (RMSNorm inverse RMS,
-attention log-sum-exp). The head saves 3*d (final norm) and the fp32 log-softmax, B*S*V. With
+attention log-sum-exp). The head saves 3*d (final norm), the fp32 log-softmax, B*S*V, the int64
+token ids and targets and the loss's scalar weight; the RoPE tables are views of buffers. With
 gradient checkpointing each layer keeps only its input (d), and one layer's full set is rebuilt
-during backward. Dropout is taken as 0 (masks would add B*S*d bytes each).
+during backward (the largest one). Dropout is taken as 0 (masks would add B*S*d bytes each).
+
+A mixture-of-experts layer (``llmlab.nn.moe``, E experts, top-k routing) keeps the 10*d attention
+part and replaces the 4*h SwiGLU with, in fp32 (T = B*S tokens, A routed token-expert assignments):
+
+    router       T * ((3E + 1) * 4 + 8k)    logits (z-loss), softmax probabilities twice (routing and
+                                            load-balancing), log-sum-exp, int64 top-k indices
+                 + T * (k + 1) * 4          softmax-topk only: the k weights and their sum (renormalising)
+                 + E * 4                    the load-balancing loss's routed fractions
+    experts      A * ((3d + 4h + 1) * 4 + 16)  per assignment: the gathered input, the 4 SwiGLU tensors,
+                                            the expert output and the weighted output (the combine's
+                                            multiply and index_add_), the routing weight, (token, rank)
+
+A depends on routing: every token reaches its k experts unless capacity drops some, so the
+estimator takes A = min(T*k, E*capacity), capacity = ceil(T*k*factor/E) (factor 0: no limit). That is
+exact when nothing is dropped and an upper bound otherwise (dropping only removes assignments).
 
 Under autocast (``amp``) the norms stay fp32, each Linear saves its own 16-bit copy of its input, and
 autocast keeps a 16-bit copy of every weight matrix it used until backward; the estimator counts
-those too.
+those too. For MoE layers under autocast the router is as in fp32 (it runs in fp32) plus the
+router's 16-bit input copy, each assignment saves (3d + 4h + 1) 16-bit values (two input copies
+instead of one gathered input) plus an fp32 combine input (4d bytes) and 16 index bytes, and the
+weight copies are the router's and all E experts' (an upper bound: an expert with no tokens makes
+none). ``MoEFeedForward`` does not run under autocast yet (its fp32 combine buffer rejects 16-bit
+expert outputs); with the combine input cast to fp32 these figures match the measurement exactly.
 
 The source document's rule, 4P + 8P + activations, leaves out the gradients (another 4P in fp32).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from llmlab.core.errors import InputError
@@ -71,29 +93,116 @@ def lora_parameters(model: ModelConfig, rank: int) -> int:
     return model.n_layer * rank * ((model.dim + model.dim) + (model.dim + kv))
 
 
-def activation_bytes(model: ModelConfig, mem: MemoryConfig) -> dict[str, int]:
-    """Bytes saved for backward: per layer, all layers, and the head."""
-    B, S, d, h, V = mem.batch_size, mem.seq_len, model.dim, model.hidden, model.vocab_size
+def moe_assignments(model: ModelConfig, tokens: int) -> int:
+    """Upper bound on the token-expert assignments one MoE layer computes for `tokens` tokens:
+    min(tokens * k, E * capacity), exact when capacity drops nothing (see `llmlab.nn.moe.expert_capacity`).
+
+    >>> cfg = ModelConfig(n_experts=4, moe_top_k=2, moe_capacity_factor=0.5)
+    >>> moe_assignments(cfg, 64), moe_assignments(ModelConfig(n_experts=4, moe_top_k=2), 64)  # 4 x 16; 64 x 2
+    (64, 128)
+    """
+    k, E, f = model.moe_top_k, model.n_experts, model.moe_capacity_factor
+    if f == 0:
+        return tokens * k
+    return min(tokens * k, E * math.ceil(tokens * k * f / E))
+
+
+def _attention_part(model: ModelConfig, mem: MemoryConfig) -> int:
+    """Bytes one layer saves outside its feed-forward (norms, attention, the feed-forward's input)."""
+    B, S, d = mem.batch_size, mem.seq_len, model.dim
     small = (2 + model.n_head) * 4  # fp32 inverse RMS (two norms) and attention log-sum-exp, per token
     if mem.precision == "fp32":
-        layer = B * S * ((10 * d + 4 * h) * 4 + small)
+        return B * S * (10 * d * 4 + small)
+    # RMSNorm math stays fp32 (input and normalised value, two norms); each Linear under autocast saves its
+    # own 16-bit copy of its input (3 for q/k/v); q, k, v and the attention output are 16-bit
+    part = B * S * (4 * d * 4 + (3 * d + 4 * d) * 2 + small)
+    if mem.precision == "amp":  # autocast also keeps a 16-bit copy of every weight matrix it used
+        kv = model.n_kv_head * model.head_dim
+        part += 2 * (2 * d * d + 2 * d * kv)
+    return part
+
+
+def _dense_ffn(model: ModelConfig, mem: MemoryConfig) -> int:
+    """Bytes a SwiGLU feed-forward saves: 4h (fp32; its input is counted with the attention part), or
+    two 16-bit input copies and 4h 16-bit values under autocast."""
+    B, S, d, h = mem.batch_size, mem.seq_len, model.dim, model.hidden
+    if mem.precision == "fp32":
+        return B * S * 4 * h * 4
+    ffn = B * S * (2 * d + 4 * h) * 2
+    return ffn + (2 * 3 * d * h if mem.precision == "amp" else 0)
+
+
+def _moe_ffn(model: ModelConfig, mem: MemoryConfig) -> int:
+    """Bytes an MoE feed-forward saves (router + experts, see the module docstring), routing assignments
+    taken at their upper bound `moe_assignments`."""
+    T, d, h = mem.batch_size * mem.seq_len, model.dim, model.hidden
+    E, k = model.n_experts, model.moe_top_k
+    router = T * ((3 * E + 1) * 4 + 8 * k) + E * 4
+    if model.moe_router == "softmax-topk":  # the k chosen probabilities and their sum, for renormalising
+        router += T * (k + 1) * 4
+    A = moe_assignments(model, T)
+    if mem.precision == "fp32":
+        return router + A * ((3 * d + 4 * h + 1) * 4 + 16)
+    # the router's 16-bit input copy; per assignment two 16-bit input copies, the SwiGLU tensors, the expert
+    # output and its weight in 16-bit, the combine's fp32 input and the indices
+    ffn = router + T * d * 2 + A * ((3 * d + 4 * h + 1) * 2 + 4 * d + 16)
+    return ffn + (2 * (E * d + E * 3 * d * h) if mem.precision == "amp" else 0)
+
+
+def activation_bytes(model: ModelConfig, mem: MemoryConfig) -> dict[str, int]:
+    """Bytes saved for backward: per dense and per MoE layer (0 where the model has none), per layer (the
+    largest), all layers, the head and the total."""
+    B, S, d, V = mem.batch_size, mem.seq_len, model.dim, model.vocab_size
+    attn = _attention_part(model, mem)
+    n_moe = sum(model.is_moe_layer(i) for i in range(model.n_layer))
+    dense = attn + _dense_ffn(model, mem) if n_moe < model.n_layer else 0
+    moe = attn + _moe_ffn(model, mem) if n_moe else 0
+    if mem.precision == "fp32":
         head = B * S * (3 * d + V) * 4
     else:
-        # RMSNorm math stays fp32 (input and normalised value, two norms); each Linear under autocast
-        # saves its own 16-bit copy of its input (3 for q/k/v, 2 for gate/up); q, k, v, attention
-        # output and the SwiGLU tensors are 16-bit
-        layer = B * S * (4 * d * 4 + (5 * d + 4 * d + 4 * h) * 2 + small)
         head = B * S * ((2 * d + V) * 4 + d * 2)
-        if mem.precision == "amp":  # autocast also keeps a 16-bit copy of every weight matrix it used
-            kv = model.n_kv_head * model.head_dim
-            layer += 2 * (2 * d * d + 2 * d * kv + 3 * d * h)
+        if mem.precision == "amp":
             head += 2 * V * d
-    head += B * S * (4 + 2 * 8) + 2 * S * model.head_dim * 4  # final inverse RMS, int64 ids and targets, RoPE
+    head += B * S * (4 + 2 * 8) + 4  # final inverse RMS, int64 ids and targets, the loss's scalar weight
+    largest = max(dense, moe)
     if mem.grad_checkpoint:
-        kept = model.n_layer * B * S * d * 4 + layer  # block inputs + one block rebuilt in backward
+        kept = model.n_layer * B * S * d * 4 + largest  # block inputs + one block rebuilt in backward
     else:
-        kept = model.n_layer * layer
-    return {"per_layer": layer, "layers": kept, "head": head, "total": kept + head}
+        kept = (model.n_layer - n_moe) * dense + n_moe * moe
+    return {"per_layer": largest, "per_dense_layer": dense, "per_moe_layer": moe, "layers": kept, "head": head,
+            "total": kept + head}
+
+
+def _layer_rows(model: ModelConfig, mem: MemoryConfig, act: dict[str, int]) -> list[tuple[str, int, str]]:
+    """The per-layer activation rows: one for a dense model, per dense and per MoE layer otherwise."""
+    fp32 = mem.precision == "fp32"
+    dense = ("B*S*(10d+4h) x 4 B + B*S*(2+n_head) x 4 B" if fp32
+             else "B*S*(4d x 4 B + (9d+4h) x 2 B)" + (" + 16-bit weight copies" if mem.precision == "amp" else ""))
+    if not model.n_experts:
+        return [("activations (per layer)", act["per_layer"], dense)]
+    E, k = model.n_experts, model.moe_top_k
+    A = moe_assignments(model, mem.batch_size * mem.seq_len)
+    router = f"router B*S*((3E+{'k+2' if model.moe_router == 'softmax-topk' else '1'}) x 4 B + 8k B) + 4E B"
+    if fp32:
+        moe = f"B*S*(10d+2+n_head) x 4 B + {router} + A x ((3d+4h+1) x 4 B + 16 B)"
+    else:
+        moe = (f"B*S*(4d x 4 B + 8d x 2 B) + {router} + A x ((3d+4h+1) x 2 B + 4d B + 16 B)"
+               + (" + 16-bit weight copies (router, all E experts)" if mem.precision == "amp" else ""))
+    bound = "no dropping" if model.moe_capacity_factor == 0 else "an upper bound: capacity can drop some"
+    moe += f"; E={E}, k={k}, A = min(B*S*k, E*capacity) = {A:,} ({bound})"
+    rows = [("activations (per MoE layer)", act["per_moe_layer"], moe)]
+    if act["per_dense_layer"]:
+        rows.insert(0, ("activations (per dense layer)", act["per_dense_layer"], dense))
+    return rows
+
+
+def _all_layers_formula(model: ModelConfig, mem: MemoryConfig) -> str:
+    if mem.grad_checkpoint:
+        return "L x B*S*d x 4 B + the largest layer, rebuilt"
+    n_moe = sum(model.is_moe_layer(i) for i in range(model.n_layer))
+    if not n_moe:
+        return f"{model.n_layer} layers x per layer"
+    return f"{model.n_layer - n_moe} dense + {n_moe} MoE layers" if n_moe < model.n_layer else f"{n_moe} MoE layers"
 
 
 def estimate_memory(model: ModelConfig, mem: MemoryConfig) -> list[tuple[str, int, str]]:
@@ -122,15 +231,13 @@ def estimate_memory(model: ModelConfig, mem: MemoryConfig) -> list[tuple[str, in
         ("optimizer states", div(states, shard["optimizer"]),
          f"{T:,} x ({k} x 4 B {mem.optimizer} state" + (" + 4 B fp32 master" if master else "") + ")"
          + (" / N" if shard["optimizer"] else "")),
-        ("activations (per layer)", act["per_layer"], "B*S*(10d+4h) x 4 B + B*S*(2+n_head) x 4 B"
-         if mem.precision == "fp32" else "B*S*(4d x 4 B + (9d+4h) x 2 B) + 16-bit weight copies"),
-        ("activations (all layers)", act["layers"],
-         "L x B*S*d x 4 B + one layer" if mem.grad_checkpoint else f"{model.n_layer} layers x per layer"),
+        *_layer_rows(model, mem, act),
+        ("activations (all layers)", act["layers"], _all_layers_formula(model, mem)),
         ("activations (head)", act["head"], "B*S*(3d + V) x 4 B + indices"),
         ("temporary (logits + grad)", temp, "2 x B*S*V x 4 B"),
     ]
-    total = sum(b for name, b, _ in rows if name not in ("activations (per layer)",))
-    rows.append(("total per device", total, "sum of the rows above (per-layer row excluded)"))
+    total = sum(b for name, b, _ in rows if not name.startswith("activations (per "))
+    rows.append(("total per device", total, "sum of the rows above (per-layer rows excluded)"))
     return rows
 
 
