@@ -16,8 +16,10 @@ from llmlab.nn.gradflow import ACTIVATIONS, gradient_flow_table
 
 
 def setting_name(row: dict) -> str:
-    """>>> setting_name({"residual": True, "norm": False})
-    'residual'
+    """The legend name of a row's residual / norm setting.
+
+    >>> setting_name({"residual": True, "norm": False}), setting_name({"residual": False, "norm": False})
+    ('residual', 'plain')
     """
     parts = [p for p, on in (("residual", row["residual"]), ("norm", row["norm"])) if on]
     return " + ".join(parts) or "plain"
