@@ -84,11 +84,22 @@ def _bad_inputs(group) -> list[str]:
     return msgs
 
 
+def _generation(group) -> tuple[list[int], list[int], int]:
+    """Greedy KV-cached decoding: unsharded and sharded (each rank caching its own kv heads)."""
+    from llmlab.generate import GenerationConfig, generate
+
+    torch.manual_seed(2)
+    ref = CausalLM(_config(init_std=0.5))  # large weights: a varied greedy continuation, not one token
+    tp = parallelize_decoder(copy.deepcopy(ref), group)
+    cfg, prompt = GenerationConfig(max_new_tokens=10, temperature=0.0), [5, 17, 42, 8]
+    return generate(ref, prompt, cfg), generate(tp, prompt, cfg), tp.new_cache().k[0].shape[1]
+
+
 def _worker_two(rank, world):
     # untied: also a two-matrix FFN (no gate), LayerNorm with biases, learned positions
     untied = dict(tie_embeddings=False, ffn_kind="gelu", norm="layernorm", position="learned")
     return {"tied": _equivalence(None, 0), "untied": _equivalence(None, 0, **untied),
-            "layers": _standalone_layers(None), "errors": _bad_inputs(None)}
+            "layers": _standalone_layers(None), "errors": _bad_inputs(None), "generate": _generation(None)}
 
 
 def _check(res: dict, tp_size: int) -> None:
@@ -111,6 +122,8 @@ def test_tensor_parallel_matches_unsharded_on_two_ranks():
         assert "n_kv_head (1) must be divisible by the tensor-parallel size (2)" in errors[0]
         assert "n_head (1)" in errors[1]
         assert "ffn hidden (65)" in errors[2]
+        full, sharded, local_kv_heads = res["generate"]
+        assert sharded == full and len(full) == 10 and len(set(full)) > 3 and local_kv_heads == 1
     assert results[0]["tied"] == results[1]["tied"]
 
 

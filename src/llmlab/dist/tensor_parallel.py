@@ -236,8 +236,8 @@ def parallelize_decoder(model: nn.Module, group=None) -> nn.Module:
     group must call it with the same weights. Attention is split by heads, the FFN by hidden units;
     embeddings, norms and the head stay replicated. `model.tp_comm` counts the all-reduces.
 
-    The KV cache of a sharded model holds n_kv_head / N heads per rank, so `model.new_cache` (which
-    reads the config) does not fit it: generate with the unsharded model.
+    The KV cache of a sharded model holds n_kv_head / N heads per rank (`model.new_cache` sizes it so);
+    every rank of the group runs `generate` with the same prompt and settings.
     """
     size = dist.get_world_size(group)
     _check_decoder(model, size)

@@ -189,5 +189,6 @@ class CausalLM(nn.Module):
     def new_cache(self, batch: int = 1, max_len: int | None = None) -> KVCache:
         cfg = self.config
         p = self.embed_tokens.weight
-        return KVCache(cfg.n_layer, batch, cfg.n_kv_head, max_len or cfg.max_seq_len, cfg.head_dim,
+        n_kv_head = self.layers[0].self_attn.n_kv_head  # this rank's share when tensor parallelism splits heads
+        return KVCache(cfg.n_layer, batch, n_kv_head, max_len or cfg.max_seq_len, cfg.head_dim,
                        device=p.device, dtype=p.dtype)
