@@ -74,3 +74,20 @@ def test_moe_encoder_decoder_learns_bart_denoising():
         opt.step()
         losses.append(loss.item())
     assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 - 0.5
+
+
+def test_encoder_padding_takes_no_expert_capacity():
+    """With capacity limits, padding routed like tokens would crowd real tokens out of their experts:
+    real positions must not depend on what the padding holds, and only real tokens are routed."""
+    torch.manual_seed(0)
+    model = Encoder(ModelConfig(**{**MOE.__dict__, "moe_capacity_factor": 1.0})).train()
+    lengths = torch.tensor([3, 8])
+    idx = torch.randint(0, 40, (2, 8))
+    other = idx.clone()
+    other[0, 3:] = torch.randint(0, 40, (5,))  # different padding, same real tokens
+    a, b = model.hidden_states(idx, lengths=lengths), model.hidden_states(other, lengths=lengths)
+    torch.testing.assert_close(a[0, :3], b[0, :3])
+    torch.testing.assert_close(a[1], b[1])
+    for block in moe_blocks(model.layers):
+        kept = int(block.moe_aux.tokens_per_expert.sum())
+        assert kept <= (3 + 8) * 2 and kept / (1 - float(block.moe_aux.dropped_fraction)) == pytest.approx(22)

@@ -45,32 +45,34 @@ class Block(nn.Module):
         self.moe_aux: MoEAux | None = None  # routing losses and stats of the last forward (MoE blocks)
 
     def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0, mask=None,
-                need_weights: bool = False):
-        """The new residual stream; with `need_weights`, (stream, attention weights (B, nh, T, S))."""
+                need_weights: bool = False, token_mask: torch.Tensor | None = None):
+        """The new residual stream; with `need_weights`, (stream, attention weights (B, nh, T, S)).
+        `token_mask` (B, T) marks real tokens: an MoE layer routes only those (padding takes no capacity)."""
         h = x if self.post_norm else self.input_layernorm(x)
         a = self.self_attn(h, cos, sin, cache, layer, mask, need_weights)
         a, w = a if need_weights else (a, None)
         drop = self.drop if self.has_dropout else _identity
         if self.post_norm:  # original Transformer: normalise the residual stream after each addition
             x = self.input_layernorm(x + drop(a))
-            x = self.post_attention_layernorm(x + drop(self.feed_forward(x)))
+            x = self.post_attention_layernorm(x + drop(self.feed_forward(x, token_mask)))
         else:
             x = x + drop(a)
-            x = x + drop(self.feed_forward(self.post_attention_layernorm(x)))
+            x = x + drop(self.feed_forward(self.post_attention_layernorm(x), token_mask))
         return (x, w) if need_weights else x
 
-    def feed_forward(self, h):
-        return apply_ffn(self, h)
+    def feed_forward(self, h, token_mask: torch.Tensor | None = None):
+        return apply_ffn(self, h, token_mask)
 
 
 def _identity(x):
     return x
 
 
-def apply_ffn(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    """block.mlp(h); an MoE layer's routing losses and stats are kept in block.moe_aux (any family)."""
+def apply_ffn(block: nn.Module, h: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """block.mlp(h); an MoE layer's routing losses and stats are kept in block.moe_aux (any family), and
+    only the tokens `token_mask` (B, T) marks real are routed."""
     if isinstance(block.mlp, MoEFeedForward):
-        h, block.moe_aux = block.mlp(h)
+        h, block.moe_aux = block.mlp(h, token_mask)
         return h
     return block.mlp(h)
 

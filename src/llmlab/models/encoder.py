@@ -47,8 +47,9 @@ class Encoder(nn.Module):
         # every query sees every (real) key: no causal pattern
         mask = padding_mask(lengths, T) if lengths is not None else torch.ones(T, T, dtype=torch.bool,
                                                                              device=idx.device)
+        real = None if lengths is None else torch.arange(T, device=idx.device) < lengths[:, None]  # (B, T)
         for i, block in enumerate(self.layers):
-            x = block(x, cos, sin, None, i, mask)
+            x = block(x, cos, sin, None, i, mask, token_mask=real)
         return self.norm(x)
 
     def forward(self, idx: torch.Tensor, segments: torch.Tensor | None = None,
