@@ -123,3 +123,14 @@ def test_alibi_bidirectional_bias_is_symmetric_and_causal_bias_hides_the_future(
 def test_alibi_rejects_no_heads():
     with pytest.raises(InputError):
         alibi_slopes(0)
+
+
+def test_the_decoder_adds_sinusoids_at_its_embedding_scale():
+    from llmlab.models import CausalLM, ModelConfig
+
+    cfg = ModelConfig(vocab_size=16, dim=8, n_layer=1, n_head=2, n_kv_head=2, max_seq_len=16, position="sinusoidal",
+                      init_std=0.05)
+    model = CausalLM(cfg)
+    positions = torch.arange(16)
+    torch.testing.assert_close(model.embed_positions(positions), 0.05 * sinusoidal_table(16, 8))
+    torch.testing.assert_close(SinusoidalPositions(8, 16, scale=3.0)(positions), 3.0 * sinusoidal_table(16, 8))

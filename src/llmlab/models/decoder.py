@@ -126,7 +126,8 @@ class CausalLM(nn.Module):
         elif cfg.position == "learned":
             self.embed_positions = LearnedPositions(cfg.dim, cfg.max_seq_len)
         elif cfg.position == "sinusoidal":
-            self.embed_positions = SinusoidalPositions(cfg.dim, cfg.max_seq_len)
+            # at the token embeddings' scale (see SinusoidalPositions)
+            self.embed_positions = SinusoidalPositions(cfg.dim, cfg.max_seq_len, scale=cfg.init_std)
         # training-time switch: keep only block inputs and recompute each block during backward
         self.gradient_checkpointing = False
         self.reset_parameters()

@@ -33,12 +33,18 @@ def sinusoidal_table(n_positions: int, dim: int, base: float = 10000.0) -> torch
 
 
 class SinusoidalPositions(nn.Module):
-    """`forward(positions)` gives the (T, d) sinusoids to add to token embeddings; no parameters."""
+    """`forward(positions)` gives the (T, d) sinusoids to add to token embeddings; no parameters.
 
-    def __init__(self, dim: int, max_positions: int, base: float = 10000.0):
+    `scale` multiplies the table. Position and token signals must start at comparable sizes: Vaswani et al.
+    multiply embeddings by sqrt(d); a model whose embeddings start at std 0.02 scales the table to that
+    instead (at 1 the fixed table drowns the tokens and a small model learns little more than unigram
+    statistics: tiny preset, 300 steps, dev perplexity 571 at scale 1, 158 at 0.02).
+    """
+
+    def __init__(self, dim: int, max_positions: int, base: float = 10000.0, scale: float = 1.0):
         super().__init__()
         # a buffer, not a parameter: derived from the config, so not saved in checkpoints
-        self.register_buffer("table", sinusoidal_table(max_positions, dim, base), persistent=False)
+        self.register_buffer("table", scale * sinusoidal_table(max_positions, dim, base), persistent=False)
 
     def forward(self, positions: torch.Tensor) -> torch.Tensor:
         # callers check positions against the table size with Python ints (no device sync here)
