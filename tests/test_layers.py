@@ -96,3 +96,13 @@ def test_cli_help_does_not_load_torch():
     # `llmlab --help` builds every command's flags; config modules must stay torch-free for that
     code = "import sys, llmlab.cli; llmlab.cli.build_parser(); assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_lazy_export_resolves():
+    """A package's __all__ names modules and attributes by string; a typo would only show on first use."""
+    import importlib
+
+    for pkg in sorted(p.name for p in SRC.iterdir() if (p / "__init__.py").is_file()):
+        module = importlib.import_module(f"llmlab.{pkg}")
+        for name in getattr(module, "__all__", []):
+            assert getattr(module, name) is not None, f"llmlab.{pkg}.{name}"

@@ -29,4 +29,10 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "bubble_fraction": "llmlab.dist.pipeline_parallel",
     "bubble_fraction_theory": "llmlab.dist.pipeline_parallel",
     "torch_pipeline_step": "llmlab.dist.pipeline_parallel",
+    "Mesh": "llmlab.dist.mesh",
+    "build_mesh": "llmlab.dist.mesh",
+    "DistributedTrainer": "llmlab.dist.trainer",
+    "Layout": "llmlab.dist.planner",
+    "plan": "llmlab.dist.planner",
+    "propose": "llmlab.dist.planner",
 })
