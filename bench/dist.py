@@ -29,6 +29,7 @@ import torch.distributed as dist
 
 from llmlab.dist.collectives import count_collectives, naive_all_reduce, ring_all_reduce, theoretical_bytes
 from llmlab.dist.launch import spawn
+from llmlab.dist.planner import ring_factor
 from llmlab.models import CausalLM, ModelConfig
 from llmlab.train import optim
 from llmlab.train.objectives import causal_lm_loss
@@ -116,9 +117,9 @@ def run_strategy(rank: int, world: int, strategy: str, cfg: ModelConfig, batch: 
     out["tok_per_s"] = batch * seq * steps / seconds
     if strategy == "ddp-llmlab":
         out["sent"] = sum(c.ring_bytes for c in calls if c.payload > 64 * 4) / steps  # not the tiny flags
-        out["theory"] = 2 * (world - 1) / world * params
+        out["theory"] = ring_factor(world) * params
     elif strategy == "ddp-torch":
-        out["sent"], out["theory"] = None, 2 * (world - 1) / world * params  # DDP's reducer runs in C++
+        out["sent"], out["theory"] = None, ring_factor(world) * params  # DDP's reducer runs in C++
     elif strategy == "fsdp2":
         from llmlab.dist.fsdp import step_bytes
 
@@ -126,7 +127,7 @@ def run_strategy(rank: int, world: int, strategy: str, cfg: ModelConfig, batch: 
     elif strategy == "tp":
         from llmlab.dist.tensor_parallel import tp_allreduce_bytes
 
-        ring = 2 * (world - 1) / world
+        ring = ring_factor(world)
         out["sent"] = ring * model.tp_comm.bytes / steps
         out["theory"] = ring * tp_allreduce_bytes(cfg.n_layer, batch, seq, cfg.dim)
     elif strategy.startswith("pp"):

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     plans = propose(model, cluster, work)
     print(f"\n{sum(p.feasible for p in plans)} of {len(plans)} layouts fit; the fastest {args.top}:")
     for p in plans[: args.top]:
-        print("  " + "\n  ".join(format_plan(p)))
+        print("  " + format_plan(p))
     if layout is not None:
         chosen = plan(model, layout, cluster, work)
         rank = next((i + 1 for i, p in enumerate(plans) if p.layout == layout), None)

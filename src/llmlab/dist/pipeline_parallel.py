@@ -27,6 +27,7 @@ Use (every rank of `group` the same batch; `group` may be one pipeline of a larg
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 
@@ -35,6 +36,8 @@ import torch.distributed as dist
 from torch import nn
 
 from llmlab.core.errors import InputError
+from llmlab.dist.planner import bubble_fraction as bubble_fraction_theory  # noqa: F401  (p-1)/(m+p-1), re-exported
+from llmlab.dist.planner import stage_layers
 from llmlab.models.decoder import embed, position_inputs
 from llmlab.train.objectives import causal_lm_loss
 
@@ -55,28 +58,17 @@ class Event:
     end: float
 
 
-def bubble_fraction_theory(p: int, m: int) -> float:
-    """Idle fraction of a pipeline of p equal stages running m micro-batches: (p - 1) / (m + p - 1).
-
-    >>> bubble_fraction_theory(4, 8), bubble_fraction_theory(1, 8)
-    (0.2727272727272727, 0.0)
-    """
-    if p < 1 or m < 1:
-        raise InputError(f"need p >= 1 stages and m >= 1 micro-batches, got p={p}, m={m}")
-    return (p - 1) / (m + p - 1)
-
-
 def stage_bounds(n_layer: int, p: int) -> list[tuple[int, int]]:
-    """Contiguous [start, end) layer ranges of p stages; the first stages take one extra when uneven.
+    """Contiguous [start, end) layer ranges of p stages (`planner.stage_layers`: the first stages take one
+    extra when uneven).
 
     >>> stage_bounds(5, 2)
     [(0, 3), (3, 5)]
     """
     if not 1 <= p <= n_layer:
         raise InputError(f"pipeline stages must be in [1, n_layer={n_layer}], got {p}")
-    sizes = [n_layer // p + (s < n_layer % p) for s in range(p)]
-    starts = [sum(sizes[:s]) for s in range(p)]
-    return [(a, a + n) for a, n in zip(starts, sizes)]
+    ends = list(itertools.accumulate(stage_layers(n_layer, p)))
+    return list(zip([0, *ends[:-1]], ends))
 
 
 def schedule_ops(schedule: str, p: int, stage: int, m: int) -> list[tuple[str, int]]:

@@ -138,6 +138,8 @@ def bubble_fraction(pp: int, micro_batches: int) -> float:
     >>> bubble_fraction(4, 4), bubble_fraction(1, 8)
     (0.42857142857142855, 0.0)
     """
+    if pp < 1 or micro_batches < 1:
+        raise InputError(f"need p >= 1 stages and m >= 1 micro-batches, got p={pp}, m={micro_batches}")
     return (pp - 1) / (micro_batches + pp - 1)
 
 
@@ -146,27 +148,29 @@ def ring_factor(n: int) -> float:
     return 2 * (n - 1) / n
 
 
-def _problems(model: ModelConfig, lay: Layout, cluster: Cluster, work: Workload) -> list[str]:
-    out = []
-    if lay.size != cluster.n_devices:
-        out.append(f"{lay} uses {lay.size} devices, the cluster has {cluster.n_devices}")
-    for name, n in (("n_head", model.n_head), ("n_kv_head", model.n_kv_head), ("ffn hidden", model.hidden)):
-        if n % lay.tp:
-            out.append(f"tp {lay.tp} does not divide {name} {n}")
-    if lay.tp > cluster.devices_per_node:
-        out.append(f"tp {lay.tp} spans nodes ({cluster.devices_per_node} devices per node)")
+def _problems(model: ModelConfig, lay: Layout, cluster: Cluster, work: Workload) -> tuple[list[str], list[str]]:
+    """(what makes the layout impossible to price, what makes it unusable on this cluster)."""
+    shape = [f"tp {lay.tp} does not divide {name} {n}"
+             for name, n in (("n_head", model.n_head), ("n_kv_head", model.n_kv_head), ("ffn hidden", model.hidden))
+             if n % lay.tp]
     if lay.pp > model.n_layer:
-        out.append(f"pp {lay.pp} exceeds the {model.n_layer} layers")
+        shape.append(f"pp {lay.pp} exceeds the {model.n_layer} layers")
     if work.global_batch % (lay.dp * work.micro_batch):
-        out.append(f"global batch {work.global_batch} is not a multiple of dp {lay.dp} x micro-batch "
-                   f"{work.micro_batch}")
-    return out
+        shape.append(f"global batch {work.global_batch} is not a multiple of dp {lay.dp} x micro-batch "
+                     f"{work.micro_batch}")
+    fit = []
+    if lay.size != cluster.n_devices:
+        fit.append(f"{lay} uses {lay.size} devices, the cluster has {cluster.n_devices}")
+    if lay.tp > cluster.devices_per_node:
+        fit.append(f"tp {lay.tp} spans nodes ({cluster.devices_per_node} devices per node)")
+    return shape, fit
 
 
 def plan(model: ModelConfig, lay: Layout, cluster: Cluster, work: Workload) -> Plan:
     """Memory, communication, bubble and step time of one layout (see the module docstring)."""
-    p = Plan(lay, _problems(model, lay, cluster, work))
-    if any("divide" in s or "exceeds" in s or "multiple" in s for s in p.problems):
+    shape, fit = _problems(model, lay, cluster, work)
+    p = Plan(lay, shape + fit)
+    if shape:
         return p
     m = work.global_batch // (lay.dp * work.micro_batch)
     p.micro_batches, p.stage_layers = m, stage_layers(model.n_layer, lay.pp)
@@ -258,16 +262,15 @@ def gpt3_example() -> tuple[ModelConfig, Cluster, Workload, Layout]:
     return model_preset("gpt3-175b"), Cluster(n_devices=lay.size, memory_gib=80.0), Workload(global_batch=1536), lay
 
 
-def format_plan(p: Plan) -> list[str]:
-    """A plan as report lines."""
+def format_plan(p: Plan) -> str:
+    """A plan as one report line."""
     gib = 2**30
     head = f"{p.layout!s:<22}"
     if not p.memory:
-        return [head + "cannot run: " + "; ".join(p.problems)]
-    lines = [head + f"{p.memory['total'] / gib:8.2f} GiB/device  {p.comm['total'] / gib:8.2f} GiB sent/device/step"
-             f"  bubble {p.bubble:6.1%}  step {p.step_seconds:8.2f} s"
-             + ("" if p.feasible else "  (" + "; ".join(p.problems) + ")")]
-    return lines
+        return head + "cannot run: " + "; ".join(p.problems)
+    return (head + f"{p.memory['total'] / gib:8.2f} GiB/device  {p.comm['total'] / gib:8.2f} GiB sent/device/step"
+            f"  bubble {p.bubble:6.1%}  step {p.step_seconds:8.2f} s"
+            + ("" if p.feasible else "  (" + "; ".join(p.problems) + ")"))
 
 
 def describe(p: Plan) -> list[str]:

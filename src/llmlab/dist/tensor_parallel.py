@@ -262,6 +262,18 @@ def parallelize_decoder(model: nn.Module, group=None) -> nn.Module:
     return model
 
 
+def shard_dims(model: nn.Module) -> dict[str, int]:
+    """The parameters this rank holds a slice of, by name, with the dim they are split along: column
+    weights and biases along outputs (0), row weights along inputs (1). The rest are replicated."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, ColumnParallelLinear):
+            out[f"{name}.weight"] = out[f"{name}.bias"] = 0
+        elif isinstance(m, RowParallelLinear):
+            out[f"{name}.weight"] = 1
+    return out
+
+
 def unsharded(model: nn.Module, group=None, grads: bool = False) -> dict[str, torch.Tensor]:
     """The full parameters (or their gradients) of a `parallelize_decoder` model, all-gathered on every
     rank under the unsharded names: a state dict an unsharded `CausalLM` loads (for checkpoints and tests).
@@ -269,12 +281,7 @@ def unsharded(model: nn.Module, group=None, grads: bool = False) -> dict[str, to
     Column shards are stacked along the output dim (0), row shards along the input dim (1); row biases and
     replicated parameters are taken as they are.
     """
-    shard_dim = {}
-    for name, m in model.named_modules():
-        if isinstance(m, ColumnParallelLinear):
-            shard_dim[f"{name}.weight"] = shard_dim[f"{name}.bias"] = 0
-        elif isinstance(m, RowParallelLinear):
-            shard_dim[f"{name}.weight"] = 1
+    shard_dim = shard_dims(model)
     out = {}
     for name, p in model.named_parameters():
         t = p.grad if grads else p.detach()

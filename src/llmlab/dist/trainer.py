@@ -26,23 +26,11 @@ import torch.distributed as dist
 from torch import nn
 
 from llmlab.core.errors import InputError
+from llmlab.dist.data_parallel import shard_rows
 from llmlab.dist.mesh import Mesh
-from llmlab.train.checkpoint import list_checkpoints, load_checkpoint, verify_checkpoint
+from llmlab.train.checkpoint import list_checkpoints, verify_checkpoint
 from llmlab.train.config import TrainConfig
-from llmlab.train.trainer import Trainer, evaluate_loss
-
-
-def _sharded_parameters(model: nn.Module) -> set[int]:
-    """ids of the parameters tensor parallelism splits (their squared norms are summed over the group)."""
-    from llmlab.dist.tensor_parallel import ColumnParallelLinear, RowParallelLinear
-
-    out = set()
-    for m in model.modules():
-        if isinstance(m, ColumnParallelLinear):
-            out.update(id(p) for p in m.parameters(recurse=False))
-        elif isinstance(m, RowParallelLinear):
-            out.add(id(m.weight))
-    return out
+from llmlab.train.trainer import Trainer
 
 
 class DistributedTrainer(Trainer):
@@ -60,10 +48,9 @@ class DistributedTrainer(Trainer):
             raise InputError(f"pipeline schedule must be 1f1b or gpipe, got {schedule!r}")
         self.mesh = mesh
         self.full_config = model.config
-        self.local_batch = cfg.batch_size // lay.dp
         self.micro_batches, self.schedule = micro_batches or lay.pp, schedule
-        if lay.pp > 1 and self.local_batch % self.micro_batches:
-            raise InputError(f"the per-replica batch {self.local_batch} (batch_size / dp) must be divisible by "
+        if lay.pp > 1 and (cfg.batch_size // lay.dp) % self.micro_batches:
+            raise InputError(f"the per-replica batch {cfg.batch_size // lay.dp} (batch_size / dp) must be divisible by "
                              f"the {self.micro_batches} pipeline micro-batches")
         if lay.tp > 1:
             from llmlab.dist.tensor_parallel import parallelize_decoder
@@ -77,7 +64,10 @@ class DistributedTrainer(Trainer):
         self.writes = mesh.writes
         if lay.tp > 1 or lay.pp > 1:
             self.ckpt_dir = self.run_dir / "checkpoints" / f"tp{mesh.tp_rank}-pp{mesh.pp_rank}"
-        self.sharded = _sharded_parameters(self.model)
+        from llmlab.dist.tensor_parallel import shard_dims
+
+        split = shard_dims(self.model)  # parameters tensor parallelism slices: their squares sum over the group
+        self.sharded = {id(p) for name, p in self.model.named_parameters() if name in split}
         # the last stage's copy of a tied embedding: the same parameter as stage 0's, counted there
         self.duplicate = {id(model.lm_head.weight)} if lay.pp > 1 and model.tied_copy and model.last else set()
         self.sync = None
@@ -92,12 +82,10 @@ class DistributedTrainer(Trainer):
         """This replica's rows of every micro-batch, through the pipeline or the (sharded) model; then the
         gradients averaged over replicas. Returns the global batch's mean loss."""
         cfg, mesh = self.cfg, self.mesh
-        rows = slice(mesh.dp_rank * self.local_batch, (mesh.dp_rank + 1) * self.local_batch)
         pipelined = mesh.layout.pp > 1  # several backwards per micro-batch: sync once, after the last
         total = torch.zeros(())
         for micro in range(cfg.grad_accum):
-            x, y = self.batch(micro)
-            x, y = x[rows], y[rows]  # this replica's share (B/dp, T)
+            x, y = (shard_rows(t, mesh.dp_rank, mesh.layout.dp) for t in self.batch(micro))  # (B/dp, T)
             last = micro == cfg.grad_accum - 1
             with self.sync.no_sync() if self.sync and (pipelined or not last) else contextlib.nullcontext():
                 if pipelined:
@@ -195,11 +183,8 @@ class DistributedTrainer(Trainer):
     def evaluate(self, max_batches: int | None) -> dict:
         if self.val_tokens is None:
             return {}
-        model = self.model if self.mesh.layout.tp == self.mesh.layout.pp == 1 else self.full_model()
-        if not self.mesh.writes:
-            return {}
-        loss, n = evaluate_loss(model, self.val_tokens, self.cfg.seq_len, self.cfg.batch_size, max_batches)
-        return {"step": self.step, "val_loss": loss, "val_ppl": math.exp(min(loss, 700)), "val_tokens": n}
+        model = self.model if self.mesh.layout.tp == self.mesh.layout.pp == 1 else self.full_model()  # collective
+        return super().evaluate(max_batches, model) if self.mesh.writes else {}
 
     def checkpoint_extra(self) -> dict:
         return {**super().checkpoint_extra(), "layout": str(self.mesh.layout)}
@@ -225,11 +210,5 @@ class DistributedTrainer(Trainer):
         if saved.split(" x ")[1:] != str(self.mesh.layout).split(" x ")[1:]:
             raise InputError(f"checkpoint {steps[step]} was written by layout {saved}, this run is "
                              f"{self.mesh.layout}; resume with the same --tp and --pp")
-        state = load_checkpoint(steps[step], self.model, self.optimizer)
-        self.step = state["step"]
-        self.train_seconds = state["extra"].get("train_seconds", 0.0)
-        if self.scaler is not None and "scaler" in state["extra"]:
-            self.scaler.load_state_dict(state["extra"]["scaler"])
-        if self.writes:
-            self._truncate_metrics(self.step)
+        self.restore(steps[step])
         return True

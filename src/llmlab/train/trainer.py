@@ -152,14 +152,19 @@ class Trainer:
         ckpt = latest_checkpoint(self.ckpt_dir)
         if ckpt is None:
             return False
+        self.restore(ckpt)
+        return True
+
+    def restore(self, ckpt: Path) -> None:
+        """Weights, optimizer, RNG and loop state from checkpoint `ckpt`; metrics logged after it are dropped."""
         state = load_checkpoint(ckpt, self.model, self.optimizer)
         self.step = state["step"]
         self.train_seconds = state["extra"].get("train_seconds", 0.0)
         if self.scaler is not None and "scaler" in state["extra"]:
             self.scaler.load_state_dict(state["extra"]["scaler"])
-        self._truncate_metrics(self.step)
+        if self.writes:
+            self._truncate_metrics(self.step)
         log.info("resumed from %s (step %d)", ckpt, self.step)
-        return True
 
     def _truncate_metrics(self, step: int) -> None:
         """Drop records a previous session logged after its last checkpoint; they will be redone."""
@@ -221,10 +226,12 @@ class Trainer:
         dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def evaluate(self, max_batches: int | None) -> dict:
+    def evaluate(self, max_batches: int | None, model=None) -> dict:
+        """Validation loss and perplexity of `model` (default: the one training)."""
         if self.val_tokens is None:
             return {}
-        loss, n = evaluate_loss(self.model, self.val_tokens, self.cfg.seq_len, self.cfg.batch_size, max_batches)
+        loss, n = evaluate_loss(model or self.model, self.val_tokens, self.cfg.seq_len, self.cfg.batch_size,
+                                max_batches)
         return {"step": self.step, "val_loss": loss, "val_ppl": math.exp(min(loss, 700)), "val_tokens": n}
 
     def checkpoint_extra(self) -> dict:
