@@ -87,44 +87,55 @@ def test_perceptron_config_is_validated():
         PerceptronConfig(folds=0)
 
 
-def test_vectorised_lexicon_matching_equals_the_scalar_scan(train_words):
+def brute_spans(text, words, max_span=6):
+    """Longest word (>= 2 chars, capped) beginning at / ending at / strictly covering each position, and
+    the frequency bin of the longest one beginning there: every substring checked against the set."""
+    n, longest = len(text), max(map(len, words))
+    out = np.zeros((n, 4), dtype=np.int64)
+    for i in range(n):
+        for j in range(i + 2, min(n, i + longest) + 1):
+            if text[i:j] in words:
+                v = min(j - i, max_span)
+                out[i, 0], out[i, 3] = v, 1 if words[text[i:j]] < 10 else (2 if words[text[i:j]] < 100 else 3)
+                out[j - 1, 1] = max(out[j - 1, 1], v)
+                for k in range(i + 1, j - 1):
+                    out[k, 2] = max(out[k, 2], v)
+    return out
+
+
+def test_lexicon_matching_equals_brute_force(train_words):
     from llmlab.text.base import normalize_text
-    from llmlab.text.features import codes_of, lexicon_spans
+    from llmlab.text.features import BOS_CODE, EOS_CODE, codes_of
     from llmlab.text.lexicon import Lexicon
     from llmlab.text.lexmatch import SpanIndex
 
-    lex = Lexicon({normalize_text(w): c for w, c in Lexicon.from_sentences(train_words).counts.items()})
-    index = SpanIndex(lex.counts)
-    text = "".join("".join(s) for s in train_words[:200]) + "ＡＢ１２中国人民"
-    want = lexicon_spans(normalize_text(text), lex.prefixes)
+    lex = {normalize_text(w): c for w, c in Lexicon.from_sentences(train_words).counts.items()}
+    lex.update({"ＡＢ１２中国人民": 2, "AB12": 1, "中国人民银行总行": 150})  # a word past the length cap
+    index = SpanIndex(lex)
+    text = "".join("".join(s) for s in train_words[:60]) + "ＡＢ１２中国人民银行总行😀中"
+    want = brute_spans(normalize_text(text), lex)
     assert (index.spans(codes_of(text)) == want).all()
-    assert want[:, 0].any() and want[:, 2].any()  # the test exercises begin and cover features
+    assert want[:, 0].any() and want[:, 2].any() and (want[:, 0] == 6).any()  # begin, cover and capped lengths
+    # padding codes (beyond Unicode) never match and do not disturb the real positions
+    padded = np.concatenate([[BOS_CODE], codes_of(text), [EOS_CODE, BOS_CODE], codes_of("人民"), [EOS_CODE]])
+    got = index.spans(padded.astype(np.uint64))
+    assert (got[1 : len(text) + 1] == want).all() and (got[[0, len(text) + 1, len(text) + 2, -1]] == 0).all()
 
 
-def test_short_and_long_lexicon_matching_paths_agree(train_words, monkeypatch):
-    import llmlab.text.lexmatch as lexmatch
-    from llmlab.text.features import BOS_CODE, EOS_CODE, codes_of
-
-    index = lexmatch.SpanIndex({"中国": 3, "中国人": 200, "人民": 50, "ＡＢ": 2, "AB12": 1})
-    codes = np.concatenate([[BOS_CODE], codes_of("中国人民ＡＢ12中国😀人"), [EOS_CODE, BOS_CODE], codes_of("人民"),
-                            [EOS_CODE]]).astype(np.uint64)
-    short = index.spans(codes)
-    monkeypatch.setattr(lexmatch, "SCALAR_BELOW", 0)
-    assert (index.spans(codes) == short).all() and short[:, 0].any() and short[:, 2].any()
-
-
-def test_batched_viterbi_equals_the_scalar_one():
-    from llmlab.text.bmes import viterbi_bmes_batch
+def test_viterbi_over_many_texts_equals_one_at_a_time():
+    from llmlab.text.bmes import viterbi_bmes_many
 
     rng = np.random.default_rng(3)
-    lens = rng.integers(1, 25, size=200).tolist()
+    lens = rng.integers(0, 25, size=200).tolist()
     em = rng.normal(size=(sum(lens), 4))
     trans = rng.normal(size=(4, 4)).tolist()
-    got = viterbi_bmes_batch(em, lens, trans, bucket=32)
+    got = viterbi_bmes_many(em, lens, trans)
     start = 0
     for n in lens:
         assert got[start : start + n].tolist() == viterbi_bmes(em[start : start + n].tolist(), trans)
         start += n
+    with pytest.raises(ValueError, match="add up"):
+        viterbi_bmes_many(em, lens[:-1], trans)
 
 
 def test_cut_lines_equals_cut(segmenters, test_words):

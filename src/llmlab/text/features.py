@@ -1,4 +1,4 @@
-"""Hashed character-window features for B/M/E/S tagging, computed with numpy for whole texts.
+"""Hashed character-window features for B/M/E/S tagging, computed for whole batches of texts at once.
 
 Each character position gets one feature per template: the (width-normalised) characters at
 offsets -2..2, the bigrams around it, a trigram, the character types of the window (digit, Latin,
@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmlab.text.lexmatch import SpanIndex, lexicon_spans  # noqa: F401 - lexicon_spans re-exported
+from llmlab.core.jit import jit
+from llmlab.text.lexmatch import SpanIndex
 
 BOS_CODE, EOS_CODE = 0x110001, 0x110002  # beyond Unicode, so never a real character
 PAD = 2  # window half-width
 FEATURE_SET = 2  # version of the templates below; saved with each model
+BASE_TEMPLATES = 14  # window templates per character
+SPAN_TEMPLATES = 7  # templates per lexicon (training words, external dictionary)
 
 OTHER, DIGIT, LATIN, HAN, NUMERAL, DATE, PUNCT, RARE = range(8)
 _NUMERALS = "〇一二三四五六七八九十百千万亿零两几半"
@@ -71,14 +74,32 @@ def types_of(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
     return out
 
 
-def mix(values: np.ndarray) -> np.ndarray:
-    """64-bit keys for (T, n) uint64 values whose row index is the template id; never 0 (0 = empty)."""
-    t = np.arange(values.shape[0], dtype=np.uint64)[:, None]
-    h = values * _M1 + (t + np.uint64(1)) * _M2
+@jit
+def _mix(value: np.uint64, template: int) -> np.uint64:
+    h = value * _M1 + np.uint64(template + 1) * _M2
     h ^= h >> np.uint64(31)
     h *= _M3
     h ^= h >> np.uint64(29)
     return h | np.uint64(1)
+
+
+@jit
+def _mix_all(values: np.ndarray) -> np.ndarray:
+    out = np.empty_like(values)
+    for t in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            out[t, j] = _mix(values[t, j], t)
+    return out
+
+
+def mix(values: np.ndarray) -> np.ndarray:
+    """64-bit keys for (T, n) uint64 values whose row index is the template id; never 0 (0 = empty).
+
+    >>> keys = mix(np.array([[7, 7], [7, 8]], dtype=np.uint64))
+    >>> bool(keys[0, 0] == keys[0, 1]), bool(keys[0, 0] != keys[1, 0]), bool((keys != 0).all())
+    (True, True, True)
+    """
+    return _mix_all(np.ascontiguousarray(values, dtype=np.uint64))
 
 
 def feature_keys(text: str, table: np.ndarray, lexicon: SpanIndex | None = None,
@@ -106,25 +127,45 @@ def feature_keys_many(texts: list[str], table: np.ndarray, lexicon: SpanIndex | 
     return keys[:, cols].T.copy()
 
 
-def span_features(spans: np.ndarray, char: np.ndarray, m: int) -> list[np.ndarray]:
-    """Templates from `SpanIndex.spans` over the padded codes (rows PAD .. PAD + m are the scored
-    positions): the begin/end/cover lengths together and each with the character, the frequency bin,
-    and the neighbours' view (a word ending just before, a word beginning just after), which decides
-    B/S versus M/E."""
-    sp = spans.astype(np.uint64)
-    sb, se, sm, sf = (sp[PAD : PAD + m, k] for k in range(4))
-    before, after = sp[PAD - 1 : PAD - 1 + m, 1], sp[PAD + 1 : PAD + 1 + m, 0]
-    s21, ten = _SHIFT21, np.uint64(10)
-    return [(sb * ten + se) * ten + sm, (sb << s21) | char, (se << s21) | char, (sm << s21) | char, sb * ten + sf,
-            before * ten + after, ((sb * ten + se) * ten + before) * ten + after]
+@jit
+def _window_keys(c: np.ndarray, t: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """(T, m) keys over the padded codes `c` and types `t` (m = len(c) - 2 * PAD scored columns):
+    BASE_TEMPLATES window templates, then SPAN_TEMPLATES per lexicon in `spans` (k, len(c), 4)."""
+    m = c.shape[0] - 2 * PAD
+    out = np.empty((BASE_TEMPLATES + SPAN_TEMPLATES * spans.shape[0], m), np.uint64)
+    s21, ten = np.uint64(21), np.uint64(10)
+    for j in range(m):
+        w0, w1, w2, w3, w4 = c[j], c[j + 1], c[j + 2], c[j + 3], c[j + 4]
+        y0, y1, y2, y3, y4 = t[j], t[j + 1], t[j + 2], t[j + 3], t[j + 4]
+        v = (w0, w1, w2, w3, w4,  # the characters at offsets -2..2
+             (w0 << s21) | w1, (w1 << s21) | w2, (w2 << s21) | w3, (w3 << s21) | w4,  # the bigrams
+             (w1 << s21) | w3, (((w1 << s21) | w2) << s21) | w3,  # the skip bigram and the centred trigram
+             (y1 * ten + y2) * ten + y3, (((y0 * ten + y1) * ten + y2) * ten + y3) * ten + y4,  # type windows
+             np.uint64(w2 == w1) + np.uint64(2) * np.uint64(w2 == w3) + np.uint64(4) * np.uint64(w2 == w0))
+        for r in range(BASE_TEMPLATES):
+            out[r, j] = _mix(v[r], r)
+        for k in range(spans.shape[0]):
+            sp = spans[k]
+            sb, se, sm, sf = np.uint64(sp[j + PAD, 0]), np.uint64(sp[j + PAD, 1]), np.uint64(sp[j + PAD, 2]), \
+                np.uint64(sp[j + PAD, 3])
+            before, after = np.uint64(sp[j + PAD - 1, 1]), np.uint64(sp[j + PAD + 1, 0])
+            u = ((sb * ten + se) * ten + sm,  # the longest words beginning, ending at and covering it
+                 (sb << s21) | w2, (se << s21) | w2, (sm << s21) | w2,  # each with the character
+                 sb * ten + sf,  # the begin length with its frequency bin
+                 before * ten + after,  # a word ending just before, a word beginning just after: B/S vs M/E
+                 ((sb * ten + se) * ten + before) * ten + after)
+            base = BASE_TEMPLATES + SPAN_TEMPLATES * k
+            for r in range(SPAN_TEMPLATES):
+                out[base + r, j] = _mix(u[r], base + r)
+    return out
 
 
 def padded_keys(texts: list[str], table: np.ndarray, lexicon: SpanIndex | None = None,
                 dictionary: SpanIndex | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(T, m) keys over the padded layout (each text with PAD slots either side; m counts the pads
     between texts too) and the column of each real character. The fast path: score all m columns,
-    then pick the real ones, which copies far less than picking keys. `lexicon` (training words, with
-    jackknife folds in training) and `dictionary` (an external word list) feed separate templates."""
+    then pick the real ones. `lexicon` (training words, with jackknife folds in training) and
+    `dictionary` (an external word list) feed separate templates."""
     lens = np.array([len(x) for x in texts], dtype=np.int64)
     n = int(lens.sum())
     # real character i of text k sits at i + PAD + 2 * PAD * k in the padded layout
@@ -138,20 +179,6 @@ def padded_keys(texts: list[str], table: np.ndarray, lexicon: SpanIndex | None =
     t = types_of(c, table)
     t[c == EOS_CODE] = 9
     t[left] = 8
-    m = size - 2 * PAD
-    w = [c[k : k + m] for k in range(2 * PAD + 1)]  # offsets -2..2
-    ty = [t[k : k + m] for k in range(2 * PAD + 1)]
-    s21 = _SHIFT21
-    feats = [
-        *w,
-        (w[0] << s21) | w[1], (w[1] << s21) | w[2], (w[2] << s21) | w[3], (w[3] << s21) | w[4],
-        (w[1] << s21) | w[3],
-        (((w[1] << s21) | w[2]) << s21) | w[3],
-        ty[1] * np.uint64(100) + ty[2] * np.uint64(10) + ty[3],
-        ty[0] * np.uint64(10000) + ty[1] * np.uint64(1000) + ty[2] * np.uint64(100) + ty[3] * np.uint64(10) + ty[4],
-        (w[2] == w[1]).astype(np.uint64) + np.uint64(2) * (w[2] == w[3]) + np.uint64(4) * (w[2] == w[0]),
-    ]
-    for matcher in (lexicon, dictionary):
-        if matcher is not None:  # padding never matches a word
-            feats += span_features(matcher.spans(c), w[2], m)
-    return mix(np.stack(feats)), pos - PAD
+    matchers = [x for x in (lexicon, dictionary) if x is not None]  # padding never matches a word
+    spans = np.stack([x.spans(c) for x in matchers]) if matchers else np.zeros((0, size, 4), np.int64)
+    return _window_keys(c, t, spans), pos - PAD

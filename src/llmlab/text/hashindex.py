@@ -1,14 +1,64 @@
-"""An exact feature index in numpy: 64-bit keys -> rows of a weight table, by linear probing.
+"""An exact feature index: 64-bit keys -> rows of a weight table, by linear probing.
 
 Unlike plain feature hashing, a key never seen in training finds no row (it maps to the zero row),
-so unseen features add nothing instead of borrowing another feature's weight.
+so unseen features add nothing instead of borrowing another feature's weight. Inserts, lookups and
+the fused lookup-and-sum of weight rows (`FeatureIndex.scores`) are compiled loops (`llmlab.core.jit`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from llmlab.core.jit import jit
+
 EMPTY = np.uint64(0)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+@jit
+def probe(table: np.ndarray, shift: np.uint64, key: np.uint64) -> int:
+    """Slot of `key` in `table`, or ``len(table)`` (the missing row) when it is absent."""
+    mask = np.uint64(table.shape[0] - 1)
+    s = (key * _GOLDEN) >> shift  # the multiply spreads low-entropy keys (tests use small ints)
+    while True:
+        k = table[s]
+        if k == key:
+            return np.int64(s)
+        if k == 0:
+            return np.int64(table.shape[0])
+        s = (s + np.uint64(1)) & mask
+
+
+@jit
+def _insert(table: np.ndarray, shift: np.uint64, keys: np.ndarray) -> None:
+    mask = np.uint64(table.shape[0] - 1)
+    for key in keys:
+        s = (key * _GOLDEN) >> shift
+        while table[s] != 0:
+            s = (s + np.uint64(1)) & mask
+        table[s] = key
+
+
+@jit
+def _lookup(table: np.ndarray, shift: np.uint64, keys: np.ndarray) -> np.ndarray:
+    out = np.empty(keys.shape[0], np.int64)
+    for i in range(keys.shape[0]):
+        out[i] = probe(table, shift, keys[i])
+    return out
+
+
+@jit
+def _scores(table: np.ndarray, shift: np.uint64, weights: np.ndarray, keys: np.ndarray,
+            cols: np.ndarray) -> np.ndarray:
+    t, k = keys.shape[0], weights.shape[1]
+    out = np.zeros((cols.shape[0], k), np.float64)
+    for i in range(cols.shape[0]):
+        c = cols[i]
+        for r in range(t):
+            row = probe(table, shift, keys[r, c])
+            for j in range(k):
+                out[i, j] += weights[row, j]
+    return out
 
 
 class FeatureIndex:
@@ -29,49 +79,26 @@ class FeatureIndex:
         self.size = 1 << bits
         self.missing = self.size
         self._shift = np.uint64(64 - bits)
-        self._mask = np.uint64(self.size - 1)
         self.keys = np.zeros(self.size, dtype=np.uint64)
-        self.max_probe = self._insert(keys)
-
-    def _home(self, keys: np.ndarray) -> np.ndarray:
-        # the multiply spreads low-entropy keys (tests use small ints) over the top bits
-        return (keys * np.uint64(0x9E3779B97F4A7C15)) >> self._shift
-
-    def _insert(self, keys: np.ndarray) -> int:
-        slots = self._home(keys)
-        pending = np.arange(len(keys))
-        probes = 1
-        while len(pending):
-            s = slots[pending]
-            taken = self.keys[s] != EMPTY
-            slots[pending[taken]] = (s[taken] + np.uint64(1)) & self._mask
-            free, fs = pending[~taken], s[~taken]
-            uniq, first = np.unique(fs, return_index=True)
-            self.keys[uniq] = keys[free[first]]
-            placed = np.zeros(len(keys), dtype=bool)
-            placed[free[first]] = True
-            pending = pending[~placed[pending]]
-            probes += 1
-        return probes
+        _insert(self.keys, self._shift, keys)
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Slot of each key (same shape, int64); `missing` where the key is not in the index."""
-        flat = keys.ravel()
-        h = self._home(flat)
-        k = self.keys[h]
-        hit = k == flat
-        out = np.where(hit, h, np.uint64(self.missing)).astype(np.int64)
-        pos = np.flatnonzero(~hit & (k != EMPTY))  # most keys settle in the first probe
-        flat, h = flat[pos], (h[pos] + np.uint64(1)) & self._mask
-        for _ in range(self.max_probe):
-            k = self.keys[h]
-            hit = k == flat
-            out[pos[hit]] = h[hit]
-            go = ~hit & (k != EMPTY)
-            if not go.any():
-                break
-            flat, h, pos = flat[go], (h[go] + np.uint64(1)) & self._mask, pos[go]
-        return out.reshape(keys.shape)
+        keys = np.asarray(keys, dtype=np.uint64)
+        return _lookup(self.keys, self._shift, np.ascontiguousarray(keys).ravel()).reshape(keys.shape)
+
+    def scores(self, weights: np.ndarray, keys: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """``weights[lookup(keys)].sum(axis=0)[cols]`` in float64, without building the (T, m, k)
+        gather: for (T, m) keys (a template per row) and the columns to score.
+
+        >>> idx = FeatureIndex(np.array([5, 9], dtype=np.uint64))
+        >>> w = np.zeros((idx.size + 1, 2), np.float32)
+        >>> w[idx.lookup(np.array([5, 9], dtype=np.uint64))] = [[1, 0], [0, 2]]
+        >>> idx.scores(w, np.array([[5, 9], [9, 4]], dtype=np.uint64), np.array([1, 0])).tolist()
+        [[0.0, 2.0], [1.0, 2.0]]
+        """
+        return _scores(self.keys, self._shift, weights, np.ascontiguousarray(keys, dtype=np.uint64),
+                       np.asarray(cols, dtype=np.int64))
 
     def present_keys(self) -> np.ndarray:
         return self.keys[self.keys != EMPTY]

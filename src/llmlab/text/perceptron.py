@@ -26,10 +26,11 @@ import numpy as np
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_path
+from llmlab.core.jit import jit
 from llmlab.core.progress import progress
 from llmlab.text.base import Segmenter, check_sentences, keep_runs_whole, normalize_text
-from llmlab.text.bmes import E, cut_by_tags, encode_tags, viterbi_bmes, viterbi_bmes_batch
-from llmlab.text.features import FEATURE_SET, feature_keys, feature_keys_many, padded_keys, type_table
+from llmlab.text.bmes import E, encode_tags, viterbi_bmes_many, viterbi_kernel
+from llmlab.text.features import FEATURE_SET, feature_keys_many, padded_keys, type_table
 from llmlab.text.hashindex import FeatureIndex
 from llmlab.text.lexicon import DictSegmenter, Lexicon, read_user_dict
 from llmlab.text.lexmatch import SpanIndex
@@ -107,6 +108,7 @@ class PerceptronSegmenter(DictSegmenter):
         if weights.shape != (index.size + 1, 4):
             raise InputError(f"weights must have shape ({index.size + 1}, 4), got {weights.shape}")
         self.index, self.weights, self.trans = index, weights, trans
+        self._trans = np.array(trans, dtype=np.float64)
         self._table = type_table()
         self._spans: tuple[tuple[int, int], SpanIndex] | None = None
         self._dict_spans: SpanIndex | None = None
@@ -125,12 +127,10 @@ class PerceptronSegmenter(DictSegmenter):
             self._dict_spans = SpanIndex(_normalized_counts(self.dictionary.counts, 1))
         return self._dict_spans
 
-    def _keys(self, text: str) -> np.ndarray:
-        return feature_keys(text, self._table, self._span_index(), self._dict_index())
-
     def emissions(self, text: str) -> np.ndarray:
         """(n, 4) tag scores per character, before transitions."""
-        return self.weights[self.index.lookup(self._keys(text))].sum(axis=1)
+        keys, cols = padded_keys([text], self._table, self._span_index(), self._dict_index())
+        return self.index.scores(self.weights, keys, cols)
 
     def _cut_run(self, run: str) -> list[str]:
         return self._cut_runs([run])[0]
@@ -149,17 +149,10 @@ class PerceptronSegmenter(DictSegmenter):
         return out
 
     def _cut_batch(self, batch: list[str]) -> list[list[str]]:
-        keys, cols = padded_keys(batch, self._table, self._span_index(), self._dict_index())  # (T, m)
-        em = self.weights[self.index.lookup(keys)].sum(axis=0)[cols]  # (n, 4)
-        if len(batch) < 8:  # few runs: the plain loop beats per-step numpy calls
-            out, start = [], 0
-            for run in batch:
-                tags = viterbi_bmes(em[start : start + len(run)].tolist(), self.trans)
-                out.append(keep_runs_whole(run, cut_by_tags(run, tags)))
-                start += len(run)
-            return out
+        keys, cols = padded_keys(batch, self._table, self._span_index(), self._dict_index())
         lens = [len(r) for r in batch]
-        ends = (np.flatnonzero(viterbi_bmes_batch(em, lens, self.trans) >= E) + 1).tolist()
+        tags = viterbi_bmes_many(self.index.scores(self.weights, keys, cols), lens, self._trans)
+        ends = (np.flatnonzero(tags >= E) + 1).tolist()
         joined = "".join(batch)
         words = [joined[a:b] for a, b in zip([0, *ends[:-1]], ends)]
         cuts = np.searchsorted(ends, np.cumsum(lens), side="right").tolist()
@@ -178,24 +171,19 @@ class PerceptronSegmenter(DictSegmenter):
         index = FeatureIndex(uniq[counts >= config.min_feature_count])
         log.info("%d features (%d seen at least %d times)", len(uniq), index.present_keys().size,
                  config.min_feature_count)
-        slots = [index.lookup(k) for k in keys]
+        lengths = np.array([len(k) for k in keys], dtype=np.int64)
+        slots = index.lookup(np.concatenate(keys))  # (characters, templates)
         del keys
-        golds = [np.array(encode_tags(s), dtype=np.int64) for s in sents]
+        golds = np.array([t for s in sents for t in encode_tags(s)], dtype=np.int8)
         w = np.zeros((index.size + 1, 4), np.float32)
         u = np.zeros(w.shape, np.float64)
         trans, trans_u = np.zeros((4, 4)), np.zeros((4, 4))
         rng = np.random.default_rng(config.seed)
+        starts = np.concatenate([[0], np.cumsum(lengths)])
         step = 1
-        for epoch in range(config.epochs):
-            wrong_chars = 0
-            for i in progress(rng.permutation(len(sents)), desc=f"epoch {epoch + 1}/{config.epochs}"):
-                r, gold = slots[i], golds[i]
-                pred = np.array(viterbi_bmes(w[r].sum(axis=1).tolist(), trans.tolist()), dtype=np.int64)
-                if (pred != gold).any():
-                    wrong_chars += int((pred != gold).sum())
-                    perceptron_update(w, u, r, gold, pred, step)
-                    _update_transitions(trans, trans_u, gold, pred, step)
-                step += 1
+        for epoch in progress(range(config.epochs), desc="epochs"):
+            step, wrong_chars = _train_epoch(slots, starts, golds, rng.permutation(len(sents)), w, u, trans, trans_u,
+                                             step)
             log.info("epoch %d: %d wrongly tagged training characters", epoch + 1, wrong_chars)
         w -= (u / step).astype(np.float32)
         w[index.missing] = 0.0
@@ -259,12 +247,39 @@ def prune(index: FeatureIndex, weights: np.ndarray, below: float) -> tuple[Featu
     return small, out
 
 
-def _update_transitions(trans: np.ndarray, trans_u: np.ndarray, gold: np.ndarray, pred: np.ndarray, step: int):
-    """Transition weights: +1 for each gold tag bigram, -1 for each predicted one."""
-    np.add.at(trans, (gold[:-1], gold[1:]), 1.0)
-    np.add.at(trans, (pred[:-1], pred[1:]), -1.0)
-    np.add.at(trans_u, (gold[:-1], gold[1:]), float(step))
-    np.add.at(trans_u, (pred[:-1], pred[1:]), -float(step))
+@jit
+def _train_epoch(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, order: np.ndarray, w: np.ndarray,
+                 u: np.ndarray, trans: np.ndarray, trans_u: np.ndarray, step: int) -> tuple[int, int]:
+    """One pass of the structured perceptron over the sentences in `order` (sentence i is rows
+    starts[i]:starts[i + 1] of `slots` and `golds`): decode, and where the tags are wrong add the gold
+    features and transitions and subtract the predicted ones (`perceptron_update` for one sentence).
+    Updates w, u, trans, trans_u in place; returns the next step and the wrongly tagged characters."""
+    wrong = 0
+    for i in order:
+        a, n = starts[i], starts[i + 1] - starts[i]
+        em = np.zeros((n, 4))
+        for k in range(n):
+            for r in slots[a + k]:
+                em[k] += w[r]
+        pred = np.empty(n, np.int8)
+        viterbi_kernel(em, trans, 0, n, pred)
+        gold = golds[a : a + n]
+        for k in range(n):
+            g, p = gold[k], pred[k]
+            if g != p:
+                wrong += 1
+                for r in slots[a + k]:
+                    w[r, g] += 1.0
+                    w[r, p] -= 1.0
+                    u[r, g] += step
+                    u[r, p] -= step
+            if k > 0 and (g != p or gold[k - 1] != pred[k - 1]):
+                trans[gold[k - 1], g] += 1.0
+                trans[pred[k - 1], p] -= 1.0
+                trans_u[gold[k - 1], g] += step
+                trans_u[pred[k - 1], p] -= step
+        step += 1
+    return step, wrong
 
 
 def _normalized_counts(counts: dict[str, int], min_count: int) -> dict[str, int]:
