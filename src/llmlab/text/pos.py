@@ -21,6 +21,7 @@ import numpy as np
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
+from llmlab.core.jit import jit
 from llmlab.core.registry import load_class
 from llmlab.text.base import Segmenter, read_model_doc, write_model_doc
 
@@ -46,27 +47,78 @@ def check_tagged(sentences: Iterable[Sequence[tuple[str, str]]], what: str = "tr
     return out
 
 
+@jit
+def viterbi_kernel(em: np.ndarray, trans: np.ndarray, start: np.ndarray, out: np.ndarray) -> None:
+    """First-order Viterbi over all K tags into `out` (n,); ties go to the lower tag id."""
+    n, k = em.shape
+    score = start + em[0]
+    back = np.zeros((n, k), np.int64)
+    for i in range(1, n):
+        new = np.empty(k)
+        for t in range(k):
+            best, arg = score[0] + trans[0, t], 0
+            for f in range(1, k):
+                v = score[f] + trans[f, t]
+                if v > best:
+                    best, arg = v, f
+            new[t] = best + em[i, t]
+            back[i, t] = arg
+        score = new
+    t = np.argmax(score)
+    for i in range(n - 1, -1, -1):
+        out[i] = t
+        t = back[i, t]
+
+
+@jit
+def viterbi2_kernel(em: np.ndarray, trans: np.ndarray, trans3: np.ndarray, start: np.ndarray, beam: int,
+                    out: np.ndarray) -> None:
+    """Second-order Viterbi into `out` (n >= 2,) over each word's `beam` best tags by emission
+    (ties to the lower tag id); the state is the pair (slot of the previous tag, slot of the tag)."""
+    n, k = em.shape
+    b = min(beam, k)
+    cands = np.empty((n, b), np.int64)
+    for i in range(n):
+        cands[i] = np.argsort(-em[i], kind="mergesort")[:b]
+    score = np.empty((b, b))
+    for p in range(b):
+        for q in range(b):
+            c0, c1 = cands[0, p], cands[1, q]
+            score[p, q] = start[c0] + em[0, c0] + trans[c0, c1] + em[1, c1]
+    back = np.zeros((n, b, b), np.int64)  # back[i, q, r]: best slot at i - 2 for slots q, r at i - 1, i
+    for i in range(2, n):
+        new = np.empty((b, b))
+        for q in range(b):
+            tb = cands[i - 1, q]
+            for r in range(b):
+                tc = cands[i, r]
+                best, arg = score[0, q] + trans3[cands[i - 2, 0], tb, tc], 0
+                for p in range(1, b):
+                    v = score[p, q] + trans3[cands[i - 2, p], tb, tc]
+                    if v > best:
+                        best, arg = v, p
+                new[q, r] = best + trans[tb, tc] + em[i, tc]
+                back[i, q, r] = arg
+        score = new
+    flat = np.argmax(score)
+    q, r = flat // b, flat % b
+    for i in range(n - 1, 1, -1):
+        out[i] = cands[i, r]
+        q, r = back[i, q, r], q
+    out[1], out[0] = cands[1, r], cands[0, q]
+
+
 def viterbi(emissions: np.ndarray, trans: np.ndarray, start: np.ndarray) -> list[int]:
     """Best label sequence for ``emissions`` (n, K), ``trans`` (K from, K to) and ``start`` (K).
 
     >>> viterbi(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[0.0, -5.0], [0.0, 0.0]]), np.zeros(2))
     [0, 0]
     """
-    n, k = emissions.shape
-    if n == 0:
-        return []
-    score = start + emissions[0]
-    back = np.zeros((n, k), dtype=np.int64)
-    cols = np.arange(k)
-    for i in range(1, n):
-        cand = score[:, None] + trans  # (K from, K to)
-        back[i] = cand.argmax(axis=0)
-        score = cand[back[i], cols] + emissions[i]
-    best = [int(score.argmax())]
-    for i in range(n - 1, 0, -1):
-        best.append(int(back[i, best[-1]]))
-    best.reverse()
-    return best
+    em = np.ascontiguousarray(emissions, dtype=np.float64)
+    out = np.zeros(len(em), np.int64)
+    if len(em):
+        viterbi_kernel(em, np.ascontiguousarray(trans, dtype=np.float64), np.asarray(start, np.float64), out)
+    return out.tolist()
 
 
 def viterbi2(emissions: np.ndarray, trans: np.ndarray, trans3: np.ndarray, start: np.ndarray,
@@ -82,27 +134,11 @@ def viterbi2(emissions: np.ndarray, trans: np.ndarray, trans3: np.ndarray, start
     n, k = emissions.shape
     if n < 2:
         return viterbi(emissions, trans, start)
-    if beam is None or beam >= k:
-        cands = np.broadcast_to(np.arange(k), (n, k))
-    else:
-        cands = np.argpartition(-emissions, beam - 1, axis=1)[:, :beam]  # (n, beam) tag ids
-    em = np.take_along_axis(emissions, cands, axis=1)  # (n, b)
-    c0, c1 = cands[0], cands[1]
-    score = (start[c0] + em[0])[:, None] + trans[np.ix_(c0, c1)] + em[1][None, :]  # (b prev, b cur)
-    backs = []
-    for i in range(2, n):
-        a, b, c = cands[i - 2], cands[i - 1], cands[i]
-        cand = score[:, :, None] + trans3[np.ix_(a, b, c)]  # (b a, b b, b c)
-        ptr = cand.argmax(axis=0)  # (b b, b c): best slot two back
-        score = np.take_along_axis(cand, ptr[None], axis=0)[0] + trans[np.ix_(b, c)] + em[i][None, :]
-        backs.append(ptr)
-    b, c = divmod(int(score.argmax()), score.shape[1])
-    slots = [c, b]
-    for ptr in reversed(backs):
-        b, c = int(ptr[b, c]), b
-        slots.append(b)
-    slots.reverse()
-    return [int(cands[i, j]) for i, j in enumerate(slots)]
+    out = np.zeros(n, np.int64)
+    viterbi2_kernel(np.ascontiguousarray(emissions, dtype=np.float64), np.ascontiguousarray(trans, dtype=np.float64),
+                    np.ascontiguousarray(trans3, dtype=np.float64), np.asarray(start, np.float64),
+                    k if beam is None else beam, out)
+    return out.tolist()
 
 
 class PosTagger(ABC):
