@@ -27,6 +27,8 @@ def register(sub) -> None:
     p.add_argument("--folds", type=int, help="perceptron: jackknife folds for lexicon features (1 = off)")
     p.add_argument("--min-count", type=int, help="dictionary methods: minimum training count of a lexicon word")
     p.add_argument("--seed", type=int, help="perceptron: shuffling seed")
+    p.add_argument("--no-av-lexicon", dest="av_lexicon", action="store_false", default=None,
+                   help="perceptron: no features from accessor-variety pseudo-words of the raw training text")
 
     p = add_command(g, "cut", "segment stdin lines to stdout (words separated by one space)", _cut)
     p.add_argument("--model", required=True, help="model directory from `llmlab seg train`")
@@ -68,7 +70,7 @@ def _config_for(algo: str, args: argparse.Namespace):
         return LatticeConfig(**{k: given[k] for k in ("min_count",) if k in given})
     if algo == "hmm":
         return HmmConfig()
-    return PerceptronConfig(**{k: given[k] for k in ("epochs", "folds", "seed") if k in given})
+    return PerceptronConfig(**{k: given[k] for k in ("epochs", "folds", "seed", "av_lexicon") if k in given})
 
 
 def _training_sentences(args) -> list[list[str]]:

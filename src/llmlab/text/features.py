@@ -5,7 +5,8 @@ offsets -2..2, the bigrams around it, a trigram, the character types of the wind
 Han, Chinese numeral, date/unit character, punctuation, other), reduplication flags and, when a
 lexicon is given (a `SpanIndex` of width-normalised words), the lengths of the longest lexicon
 words that begin, end and cover the position and its neighbours; an external dictionary (say
-jieba's word list) adds the same templates again, weighted on their own, as pkuseg and THULAC do.
+jieba's word list) adds the same templates again, weighted on their own, as pkuseg and THULAC do, and
+so does a pseudo-lexicon of accessor-variety words from raw text (`llmlab.text.accessor`).
 A template id and its values are hashed into a 64-bit key (`llmlab.text.hashindex` maps keys to rows).
 Changing any template changes every key: bump `FEATURE_SET` so old models fail to load clearly.
 """
@@ -21,7 +22,7 @@ BOS_CODE, EOS_CODE = 0x110001, 0x110002  # beyond Unicode, so never a real chara
 PAD = 2  # window half-width
 FEATURE_SET = 2  # version of the templates below; saved with each model
 BASE_TEMPLATES = 14  # window templates per character
-SPAN_TEMPLATES = 7  # templates per lexicon (training words, external dictionary)
+SPAN_TEMPLATES = 7  # templates per lexicon (training words, external dictionary, AV pseudo-words)
 
 OTHER, DIGIT, LATIN, HAN, NUMERAL, DATE, PUNCT, RARE = range(8)
 _NUMERALS = "〇一二三四五六七八九十百千万亿零两几半"
@@ -103,18 +104,18 @@ def mix(values: np.ndarray) -> np.ndarray:
 
 
 def feature_keys(text: str, table: np.ndarray, lexicon: SpanIndex | None = None,
-                 dictionary: SpanIndex | None = None) -> np.ndarray:
+                 dictionary: SpanIndex | None = None, pseudo: SpanIndex | None = None) -> np.ndarray:
     """(n, T) uint64 feature keys, one per template, for each character of `text`.
 
     >>> keys = feature_keys("中国人", type_table())
     >>> keys.shape, bool((feature_keys("人", type_table())[0] != keys[2]).any())  # context differs
     ((3, 14), True)
     """
-    return feature_keys_many([text], table, lexicon, dictionary)
+    return feature_keys_many([text], table, lexicon, dictionary, pseudo)
 
 
 def feature_keys_many(texts: list[str], table: np.ndarray, lexicon: SpanIndex | None = None,
-                      dictionary: SpanIndex | None = None) -> np.ndarray:
+                      dictionary: SpanIndex | None = None, pseudo: SpanIndex | None = None) -> np.ndarray:
     """`feature_keys` of several texts at once (rows concatenated): each text is padded on its own,
     so a text's keys do not depend on its neighbours; one numpy pass serves a whole batch.
 
@@ -123,7 +124,7 @@ def feature_keys_many(texts: list[str], table: np.ndarray, lexicon: SpanIndex | 
     >>> bool((many == one).all())
     True
     """
-    keys, cols = padded_keys(texts, table, lexicon, dictionary)
+    keys, cols = padded_keys(texts, table, lexicon, dictionary, pseudo)
     return keys[:, cols].T.copy()
 
 
@@ -161,11 +162,12 @@ def _window_keys(c: np.ndarray, t: np.ndarray, spans: np.ndarray) -> np.ndarray:
 
 
 def padded_keys(texts: list[str], table: np.ndarray, lexicon: SpanIndex | None = None,
-                dictionary: SpanIndex | None = None) -> tuple[np.ndarray, np.ndarray]:
+                dictionary: SpanIndex | None = None, pseudo: SpanIndex | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(T, m) keys over the padded layout (each text with PAD slots either side; m counts the pads
     between texts too) and the column of each real character. The fast path: score all m columns,
-    then pick the real ones. `lexicon` (training words, with jackknife folds in training) and
-    `dictionary` (an external word list) feed separate templates."""
+    then pick the real ones. `lexicon` (training words, with jackknife folds in training),
+    `dictionary` (an external word list) and `pseudo` (accessor-variety pseudo-words,
+    `llmlab.text.accessor`) feed separate templates, in that order among those given."""
     lens = np.array([len(x) for x in texts], dtype=np.int64)
     n = int(lens.sum())
     # real character i of text k sits at i + PAD + 2 * PAD * k in the padded layout
@@ -179,6 +181,6 @@ def padded_keys(texts: list[str], table: np.ndarray, lexicon: SpanIndex | None =
     t = types_of(c, table)
     t[c == EOS_CODE] = 9
     t[left] = 8
-    matchers = [x for x in (lexicon, dictionary) if x is not None]  # padding never matches a word
+    matchers = [x for x in (lexicon, dictionary, pseudo) if x is not None]  # padding never matches a word
     spans = np.stack([x.spans(c) for x in matchers]) if matchers else np.zeros((0, size, 4), np.int64)
     return _window_keys(c, t, spans), pos - PAD

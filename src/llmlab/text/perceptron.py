@@ -5,12 +5,16 @@ weights join them; Viterbi finds the best legal sequence. Training is Collins' s
 perceptron: decode, and where the prediction differs from the gold tags, add the gold features and
 subtract the predicted ones; the returned weights are the average over all steps (Daume's trick:
 ``w_avg = w - u / c`` with ``u`` accumulating ``c * update``). Weights are saved with safetensors
-(only non-zero rows), the rest as JSON; an external feature dictionary, if any, as ``dictionary.txt``.
+(only non-zero rows), the rest as JSON; an external feature dictionary, if any, as ``dictionary.txt``,
+the accessor-variety pseudo-lexicon as ``av_words.txt``.
 
-Two lexicons feed features. The training words (jackknifed: a sentence sees only the other folds'
+Up to three lexicons feed features. The training words (jackknifed: a sentence sees only the other folds'
 words, so the model learns how far a match on unseen text can be trusted) are the closed setting.
 An external word list such as jieba's (`read_dictionary`, ``llmlab seg train --feature-dict``) adds
-its own templates, as pkuseg and THULAC do: on pfr1998 it lifts OOV recall most.
+its own templates, as pkuseg and THULAC do: on pfr1998 it lifts OOV recall most. By default the
+n-grams of the raw training text that occur in varied contexts (accessor variety >= `av_min`,
+`llmlab.text.accessor`) become pseudo-words with templates of their own (no jackknife: unsupervised,
+they are fixed at training and saved with the model): pfr1998 test F1 0.9576 -> 0.9593.
 """
 
 from __future__ import annotations
@@ -25,19 +29,21 @@ import numpy as np
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path
+from llmlab.core.io import atomic_path, read_text
 from llmlab.core.jit import jit
 from llmlab.core.progress import progress
+from llmlab.text.accessor import AccessorVariety
 from llmlab.text.base import Segmenter, check_sentences, keep_runs_whole, normalize_text
 from llmlab.text.bmes import E, encode_tags, viterbi_bmes_many, viterbi_kernel
 from llmlab.text.features import FEATURE_SET, feature_keys_many, padded_keys, type_table
 from llmlab.text.hashindex import FeatureIndex
 from llmlab.text.lexicon import DictSegmenter, Lexicon, read_user_dict
-from llmlab.text.lexmatch import SpanIndex
+from llmlab.text.lexmatch import MAX_SPAN, SpanIndex
 
 log = logging.getLogger(__name__)
 WEIGHTS_FILE = "weights.safetensors"
 DICTIONARY_FILE = "dictionary.txt"
+AV_WORDS_FILE = "av_words.txt"
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,9 @@ class PerceptronConfig:
     folds: int = 10  # jackknife: a sentence's lexicon features come from the other folds' words (1 = off)
     prune_below: float = 0.5  # after training, drop features whose largest averaged |weight| is at most this
     seed: int = 0  # shuffling order of the sentences each epoch
+    av_lexicon: bool = True  # add features from accessor-variety pseudo-words of the raw training text
+    av_min: int = 3  # a pseudo-word's min(left, right) accessor variety is at least this
+    av_max_n: int = 5  # pseudo-words have 2..av_max_n characters
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -61,36 +70,19 @@ class PerceptronConfig:
             raise InputError(f"prune_below must be >= 0, got {self.prune_below}")
         if self.lexicon_min_count < 1:
             raise InputError(f"lexicon_min_count must be >= 1, got {self.lexicon_min_count}")
-
-
-def perceptron_update(w: np.ndarray, u: np.ndarray, rows: np.ndarray, gold: np.ndarray, pred: np.ndarray,
-                      step: int) -> None:
-    """Add the gold features' rows and subtract the predicted ones at the wrong positions, in place;
-    `u` accumulates ``step * update`` for averaging.
-
-    >>> w, u = np.zeros((4, 4), np.float32), np.zeros((4, 4))
-    >>> perceptron_update(w, u, np.array([[1], [2]]), np.array([0, 3]), np.array([0, 1]), step=5)
-    >>> w[2].tolist(), u[2].tolist()
-    ([0.0, -1.0, 0.0, 1.0], [0.0, -5.0, 0.0, 5.0])
-    """
-    wrong = np.nonzero(pred != gold)[0]
-    if len(wrong) == 0:
-        return
-    r = rows[wrong]  # (k, T)
-    t = r.shape[1]
-    flat = r.ravel()
-    g = np.repeat(gold[wrong], t)
-    p = np.repeat(pred[wrong], t)
-    np.add.at(w, (flat, g), 1.0)
-    np.add.at(w, (flat, p), -1.0)
-    np.add.at(u, (flat, g), float(step))
-    np.add.at(u, (flat, p), -float(step))
+        if not isinstance(self.av_lexicon, bool):
+            raise InputError(f"av_lexicon must be true or false, got {self.av_lexicon!r}")
+        if self.av_min < 1:
+            raise InputError(f"av_min (least accessor variety of a pseudo-word) must be >= 1, got {self.av_min}")
+        if not 2 <= self.av_max_n <= MAX_SPAN:
+            raise InputError(f"av_max_n (longest pseudo-word) must be in 2..{MAX_SPAN}, got {self.av_max_n}")
 
 
 class PerceptronSegmenter(DictSegmenter):
     """Averaged-perceptron BMES segmenter; owns its lexicon (training words plus user words), which
-    feeds the lexicon features, and optionally an external feature dictionary (fixed at training:
-    its templates' weights are learnt against the training data).
+    feeds the lexicon features, optionally an external feature dictionary (fixed at training:
+    its templates' weights are learnt against the training data) and, with ``config.av_lexicon``,
+    the accessor-variety pseudo-words of the training text (`av_words`: word -> AV, also fixed).
 
     >>> seg = PerceptronSegmenter.train([["中国", "人民"], ["人民", "银行"], ["中国", "银行"]] * 4,
     ...                                 PerceptronConfig(epochs=3, folds=1))
@@ -101,10 +93,14 @@ class PerceptronSegmenter(DictSegmenter):
     kind = "perceptron"
 
     def __init__(self, index: FeatureIndex, weights: np.ndarray, trans: list[list[float]], lexicon: Lexicon,
-                 config: PerceptronConfig | None = None, dictionary: Lexicon | None = None):
+                 config: PerceptronConfig | None = None, dictionary: Lexicon | None = None,
+                 av_words: dict[str, int] | None = None):
         super().__init__(lexicon)
         self.dictionary = dictionary
         self.config = config or PerceptronConfig()
+        if self.config.av_lexicon != (av_words is not None):
+            raise InputError("a perceptron with av_lexicon needs its pseudo-words (av_words), one without takes none")
+        self.av_words = av_words
         if weights.shape != (index.size + 1, 4):
             raise InputError(f"weights must have shape ({index.size + 1}, 4), got {weights.shape}")
         self.index, self.weights, self.trans = index, weights, trans
@@ -112,6 +108,7 @@ class PerceptronSegmenter(DictSegmenter):
         self._table = type_table()
         self._spans: tuple[tuple[int, int], SpanIndex] | None = None
         self._dict_spans: SpanIndex | None = None
+        self._av_spans: SpanIndex | None = None
 
     def _span_index(self) -> SpanIndex | None:
         """Matcher over the width-normalised lexicon, rebuilt when user words were added."""
@@ -127,9 +124,14 @@ class PerceptronSegmenter(DictSegmenter):
             self._dict_spans = SpanIndex(_normalized_counts(self.dictionary.counts, 1))
         return self._dict_spans
 
+    def _av_index(self) -> SpanIndex | None:
+        if self.av_words is not None and self._av_spans is None:
+            self._av_spans = SpanIndex(self.av_words)
+        return self._av_spans
+
     def emissions(self, text: str) -> np.ndarray:
         """(n, 4) tag scores per character, before transitions."""
-        keys, cols = padded_keys([text], self._table, self._span_index(), self._dict_index())
+        keys, cols = padded_keys([text], self._table, self._span_index(), self._dict_index(), self._av_index())
         return self.index.scores(self.weights, keys, cols)
 
     def _cut_run(self, run: str) -> list[str]:
@@ -149,7 +151,7 @@ class PerceptronSegmenter(DictSegmenter):
         return out
 
     def _cut_batch(self, batch: list[str]) -> list[list[str]]:
-        keys, cols = padded_keys(batch, self._table, self._span_index(), self._dict_index())
+        keys, cols = padded_keys(batch, self._table, self._span_index(), self._dict_index(), self._av_index())
         lens = [len(r) for r in batch]
         tags = viterbi_bmes_many(self.index.scores(self.weights, keys, cols), lens, self._trans)
         ends = (np.flatnonzero(tags >= E) + 1).tolist()
@@ -166,7 +168,11 @@ class PerceptronSegmenter(DictSegmenter):
         config = config or PerceptronConfig()
         sents = check_sentences(sentences)
         lexicon = Lexicon.from_sentences(sents, config.lexicon_min_count)
-        keys = _training_keys(sents, lexicon, config, dictionary)
+        av_words = None
+        if config.av_lexicon:
+            av_words = AccessorVariety(["".join(s) for s in sents]).words(config.av_min, config.av_max_n)
+            log.info("%d accessor-variety pseudo-words", len(av_words))
+        keys = _training_keys(sents, lexicon, config, dictionary, av_words)
         uniq, counts = np.unique(np.concatenate([k.ravel() for k in keys]), return_counts=True)
         index = FeatureIndex(uniq[counts >= config.min_feature_count])
         log.info("%d features (%d seen at least %d times)", len(uniq), index.present_keys().size,
@@ -188,7 +194,7 @@ class PerceptronSegmenter(DictSegmenter):
         w -= (u / step).astype(np.float32)
         w[index.missing] = 0.0
         index, w = prune(index, w, config.prune_below)
-        return cls(index, w, (trans - trans_u / step).tolist(), lexicon, config, dictionary)
+        return cls(index, w, (trans - trans_u / step).tolist(), lexicon, config, dictionary, av_words)
 
     def _state(self, directory: Path) -> dict:
         from safetensors.numpy import save_file
@@ -203,19 +209,27 @@ class PerceptronSegmenter(DictSegmenter):
             with atomic_path(directory / DICTIONARY_FILE) as tmp:
                 tmp.write_text("".join(f"{w} {c}\n" for w, c in self.dictionary.counts.items()), encoding="utf-8")
             state["dictionary_file"] = DICTIONARY_FILE
+        if self.av_words is not None:
+            with atomic_path(directory / AV_WORDS_FILE) as tmp:
+                tmp.write_text("".join(f"{w} {c}\n" for w, c in self.av_words.items()), encoding="utf-8")
+            state["av_words_file"] = AV_WORDS_FILE
         return state
 
     @classmethod
     def _from_state(cls, state: dict, directory: Path) -> PerceptronSegmenter:
         from safetensors.numpy import load_file
 
-        config = config_from_dict(PerceptronConfig, state["config"])
+        # models saved before the AV pseudo-lexicon existed have no av_* keys and no word list
+        config = config_from_dict(PerceptronConfig, {"av_lexicon": False, **state["config"]})
         if state.get("feature_set", 1) != FEATURE_SET:
             raise InputError(f"perceptron model in {str(directory)!r} uses feature set {state.get('feature_set', 1)}, "
                              f"this llmlab computes feature set {FEATURE_SET}: retrain it with `llmlab seg train`")
         dictionary = None
         if state.get("dictionary_file"):
             dictionary = read_dictionary(directory / state["dictionary_file"])
+        av_words = None
+        if config.av_lexicon:
+            av_words = _read_av_words(directory / state.get("av_words_file", AV_WORDS_FILE))
         path = directory / state.get("weights_file", WEIGHTS_FILE)
         if not path.is_file():
             raise InputError(f"perceptron weights {str(path)!r} are missing")
@@ -224,7 +238,7 @@ class PerceptronSegmenter(DictSegmenter):
         index = FeatureIndex(keys)
         weights = np.zeros((index.size + 1, 4), np.float32)
         weights[index.lookup(keys)] = arrays["weights"]
-        return cls(index, weights, state["trans"], Lexicon.from_dict(state["lexicon"]), config, dictionary)
+        return cls(index, weights, state["trans"], Lexicon.from_dict(state["lexicon"]), config, dictionary, av_words)
 
 
 def prune(index: FeatureIndex, weights: np.ndarray, below: float) -> tuple[FeatureIndex, np.ndarray]:
@@ -252,7 +266,7 @@ def _train_epoch(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, order
                  u: np.ndarray, trans: np.ndarray, trans_u: np.ndarray, step: int) -> tuple[int, int]:
     """One pass of the structured perceptron over the sentences in `order` (sentence i is rows
     starts[i]:starts[i + 1] of `slots` and `golds`): decode, and where the tags are wrong add the gold
-    features and transitions and subtract the predicted ones (`perceptron_update` for one sentence).
+    features and transitions and subtract the predicted ones.
     Updates w, u, trans, trans_u in place; returns the next step and the wrongly tagged characters."""
     wrong = 0
     for i in order:
@@ -297,11 +311,25 @@ def read_dictionary(path: str | os.PathLike) -> Lexicon:
     return Lexicon({w: c or 1 for w, c in read_user_dict(path)})
 
 
+def _read_av_words(path: Path) -> dict[str, int]:
+    """The ``word av`` lines that `PerceptronSegmenter._state` wrote."""
+    if not path.is_file():
+        raise InputError(f"accessor-variety word list {str(path)!r} of the perceptron model is missing")
+    out: dict[str, int] = {}
+    for i, line in enumerate(read_text(path, "accessor-variety word list").splitlines(), 1):
+        parts = line.split(" ")
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise InputError(f"{str(path)!r} line {i}: expected `word av`, got {line!r}")
+        out[parts[0]] = int(parts[1])
+    return out
+
+
 def _training_keys(sents: list[list[str]], lexicon: Lexicon, config: PerceptronConfig,
-                   dictionary: Lexicon | None = None) -> list[np.ndarray]:
+                   dictionary: Lexicon | None = None, av_words: dict[str, int] | None = None) -> list[np.ndarray]:
     """Feature keys of each training sentence. With folds > 1 the lexicon features of fold f come
     from the words of the other folds, so the model learns how far a lexicon match can be trusted
-    on text whose words it has not all seen (as at test time)."""
+    on text whose words it has not all seen (as at test time). The dictionary and the pseudo-words
+    (`av_words`) are the same for every sentence."""
     table = type_table()
     matchers: list[SpanIndex | None] = [None]
     if config.lexicon_features:
@@ -313,6 +341,7 @@ def _training_keys(sents: list[list[str]], lexicon: Lexicon, config: PerceptronC
             matchers.append(SpanIndex(_normalized_counts({w: c - held.get(w, 0) for w, c in lexicon.counts.items()},
                                                          config.lexicon_min_count)))
     external = SpanIndex(_normalized_counts(dictionary.counts, 1)) if dictionary is not None else None
+    pseudo = SpanIndex(av_words) if av_words is not None else None
     keys: list[np.ndarray] = [np.zeros(0)] * len(sents)
     for f, matcher in enumerate(matchers):
         ids = list(range(f, len(sents), len(matchers)))
@@ -320,10 +349,10 @@ def _training_keys(sents: list[list[str]], lexicon: Lexicon, config: PerceptronC
             chunk = ids[a : a + 1000]
             texts = ["".join(sents[i]) for i in chunk]
             ends = np.cumsum([len(t) for t in texts])[:-1]
-            parts = np.split(feature_keys_many(texts, table, matcher, external), ends)
+            parts = np.split(feature_keys_many(texts, table, matcher, external, pseudo), ends)
             for i, part in zip(chunk, parts):
                 keys[i] = part
     return keys
 
 
-__all__ = ["PerceptronConfig", "PerceptronSegmenter", "Segmenter", "perceptron_update", "read_dictionary"]
+__all__ = ["PerceptronConfig", "PerceptronSegmenter", "Segmenter", "read_dictionary"]
