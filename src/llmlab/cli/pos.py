@@ -19,6 +19,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, help="perceptron: shuffling seed")
     p.add_argument("--order", type=int, choices=(1, 2), help="perceptron: tag history (2 = tag trigrams)")
     p.add_argument("--beam", type=int, help="perceptron, order 2: tags considered per word")
+    p.add_argument("--ensemble", type=int, help="perceptron: members trained in different orders, summed (default 3)")
 
     p = add_command(g, "tag", "tag stdin lines: word/TAG tokens separated by one space", _tag)
     p.add_argument("--model", required=True, help="tagger directory from `llmlab pos train`")
@@ -43,7 +44,7 @@ def _train(args) -> int:
     data = read_tagged(args.train_file, "training file") if args.train_file else pfr1998(args.split)
     config = None
     if args.algo == "perceptron":
-        config = PerceptronTaggerConfig(**{k: getattr(args, k) for k in ("epochs", "seed", "order", "beam")
+        config = PerceptronTaggerConfig(**{k: getattr(args, k) for k in ("epochs", "seed", "order", "beam", "ensemble")
                                            if getattr(args, k) is not None})
     tagger = tagger_class(args.algo).train(data, config)
     print(f"saved {args.algo} tagger to {tagger.save(args.output)}")
