@@ -3,7 +3,8 @@ where they install and have their models offline), F1, OOV recall and chars/s, w
 jieba's default mode.
 
 All segmenters cut the same test sentences (the gold words joined). llmlab's models train on the
-train split (the perceptron takes minutes; pass --perceptron-model DIR to reuse a saved one).
+train split (the perceptron in about a minute, the POS perceptron in about four; pass
+--perceptron-model DIR / --pos-model DIR to reuse saved ones).
 Speed: best of --repeat runs over the whole test text, after one warm-up call; `cut` is called line
 by line for everyone. The perceptron is also timed through `cut_lines` (the same lines, scored in
 batches), the way a file is segmented by `llmlab seg cut`.
