@@ -29,7 +29,7 @@ import numpy as np
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path, read_text
+from llmlab.core.io import atomic_path
 from llmlab.core.jit import jit
 from llmlab.core.progress import progress
 from llmlab.text.accessor import AccessorVariety
@@ -92,7 +92,7 @@ class PerceptronSegmenter(DictSegmenter):
 
     kind = "perceptron"
 
-    def __init__(self, index: FeatureIndex, weights: np.ndarray, trans: list[list[float]], lexicon: Lexicon,
+    def __init__(self, index: FeatureIndex, weights: np.ndarray, trans: np.ndarray | list, lexicon: Lexicon,
                  config: PerceptronConfig | None = None, dictionary: Lexicon | None = None,
                  av_words: dict[str, int] | None = None):
         super().__init__(lexicon)
@@ -103,8 +103,8 @@ class PerceptronSegmenter(DictSegmenter):
         self.av_words = av_words
         if weights.shape != (index.size + 1, 4):
             raise InputError(f"weights must have shape ({index.size + 1}, 4), got {weights.shape}")
-        self.index, self.weights, self.trans = index, weights, trans
-        self._trans = np.array(trans, dtype=np.float64)
+        self.index, self.weights = index, weights
+        self.trans = np.array(trans, dtype=np.float64)  # (4 from, 4 to)
         self._table = type_table()
         self._spans: tuple[tuple[int, int], SpanIndex] | None = None
         self._dict_spans: SpanIndex | None = None
@@ -153,7 +153,7 @@ class PerceptronSegmenter(DictSegmenter):
     def _cut_batch(self, batch: list[str]) -> list[list[str]]:
         keys, cols = padded_keys(batch, self._table, self._span_index(), self._dict_index(), self._av_index())
         lens = [len(r) for r in batch]
-        tags = viterbi_bmes_many(self.index.scores(self.weights, keys, cols), lens, self._trans)
+        tags = viterbi_bmes_many(self.index.scores(self.weights, keys, cols), lens, self.trans)
         ends = (np.flatnonzero(tags >= E) + 1).tolist()
         joined = "".join(batch)
         words = [joined[a:b] for a, b in zip([0, *ends[:-1]], ends)]
@@ -194,7 +194,7 @@ class PerceptronSegmenter(DictSegmenter):
         w -= (u / step).astype(np.float32)
         w[index.missing] = 0.0
         index, w = prune(index, w, config.prune_below)
-        return cls(index, w, (trans - trans_u / step).tolist(), lexicon, config, dictionary, av_words)
+        return cls(index, w, trans - trans_u / step, lexicon, config, dictionary, av_words)
 
     def _state(self, directory: Path) -> dict:
         from safetensors.numpy import save_file
@@ -203,15 +203,13 @@ class PerceptronSegmenter(DictSegmenter):
         keys = self.index.keys[nz]
         with atomic_path(directory / WEIGHTS_FILE) as tmp:
             save_file({"keys": keys.view(np.int64), "weights": np.ascontiguousarray(self.weights[nz])}, str(tmp))
-        state = {"config": config_to_dict(self.config), "feature_set": FEATURE_SET, "trans": self.trans,
+        state = {"config": config_to_dict(self.config), "feature_set": FEATURE_SET, "trans": self.trans.tolist(),
                  "lexicon": self.lexicon.to_dict(), "weights_file": WEIGHTS_FILE}
         if self.dictionary is not None:
-            with atomic_path(directory / DICTIONARY_FILE) as tmp:
-                tmp.write_text("".join(f"{w} {c}\n" for w, c in self.dictionary.counts.items()), encoding="utf-8")
+            _write_counts(directory / DICTIONARY_FILE, self.dictionary.counts)
             state["dictionary_file"] = DICTIONARY_FILE
         if self.av_words is not None:
-            with atomic_path(directory / AV_WORDS_FILE) as tmp:
-                tmp.write_text("".join(f"{w} {c}\n" for w, c in self.av_words.items()), encoding="utf-8")
+            _write_counts(directory / AV_WORDS_FILE, self.av_words)
             state["av_words_file"] = AV_WORDS_FILE
         return state
 
@@ -262,6 +260,36 @@ def prune(index: FeatureIndex, weights: np.ndarray, below: float) -> tuple[Featu
 
 
 @jit
+def score_rows(w: np.ndarray, slots: np.ndarray, a: int, n: int) -> np.ndarray:
+    """(n, K) float64 scores of items a .. a + n: the sum of their feature rows ``w[slots[i]]``."""
+    em = np.zeros((n, w.shape[1]))
+    for i in range(n):
+        for r in slots[a + i]:
+            em[i] += w[r]
+    return em
+
+
+@jit
+def update_rows(w: np.ndarray, u: np.ndarray, slots: np.ndarray, a: int, gold: np.ndarray, pred: np.ndarray,
+                step: int) -> int:
+    """The perceptron update of items a .. a + len(gold), shared by the segmenter and the POS tagger:
+    where the predicted label is wrong, +1 to the gold label and -1 to the predicted one in every
+    feature row of that item; `u` accumulates ``step`` times the same (for averaging). Returns the
+    number of wrong items."""
+    wrong = 0
+    for i in range(gold.shape[0]):
+        g, p = gold[i], pred[i]
+        if g != p:
+            wrong += 1
+            for r in slots[a + i]:
+                w[r, g] += 1.0
+                w[r, p] -= 1.0
+                u[r, g] += step
+                u[r, p] -= step
+    return wrong
+
+
+@jit
 def _train_epoch(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, order: np.ndarray, w: np.ndarray,
                  u: np.ndarray, trans: np.ndarray, trans_u: np.ndarray, step: int) -> tuple[int, int]:
     """One pass of the structured perceptron over the sentences in `order` (sentence i is rows
@@ -271,23 +299,13 @@ def _train_epoch(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, order
     wrong = 0
     for i in order:
         a, n = starts[i], starts[i + 1] - starts[i]
-        em = np.zeros((n, 4))
-        for k in range(n):
-            for r in slots[a + k]:
-                em[k] += w[r]
         pred = np.empty(n, np.int8)
-        viterbi_kernel(em, trans, 0, n, pred)
+        viterbi_kernel(score_rows(w, slots, a, n), trans, 0, n, pred)
         gold = golds[a : a + n]
-        for k in range(n):
+        wrong += update_rows(w, u, slots, a, gold, pred, step)
+        for k in range(1, n):
             g, p = gold[k], pred[k]
-            if g != p:
-                wrong += 1
-                for r in slots[a + k]:
-                    w[r, g] += 1.0
-                    w[r, p] -= 1.0
-                    u[r, g] += step
-                    u[r, p] -= step
-            if k > 0 and (g != p or gold[k - 1] != pred[k - 1]):
+            if g != p or gold[k - 1] != pred[k - 1]:
                 trans[gold[k - 1], g] += 1.0
                 trans[pred[k - 1], p] -= 1.0
                 trans_u[gold[k - 1], g] += step
@@ -311,17 +329,17 @@ def read_dictionary(path: str | os.PathLike) -> Lexicon:
     return Lexicon({w: c or 1 for w, c in read_user_dict(path)})
 
 
+def _write_counts(path: Path, counts: dict[str, int]) -> None:
+    """``word count`` lines (what `read_dictionary` reads), written atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(f"{w} {c}\n" for w, c in counts.items()), encoding="utf-8")
+
+
 def _read_av_words(path: Path) -> dict[str, int]:
-    """The ``word av`` lines that `PerceptronSegmenter._state` wrote."""
+    """The accessor-variety word list `PerceptronSegmenter._state` wrote."""
     if not path.is_file():
         raise InputError(f"accessor-variety word list {str(path)!r} of the perceptron model is missing")
-    out: dict[str, int] = {}
-    for i, line in enumerate(read_text(path, "accessor-variety word list").splitlines(), 1):
-        parts = line.split(" ")
-        if len(parts) != 2 or not parts[1].isdigit():
-            raise InputError(f"{str(path)!r} line {i}: expected `word av`, got {line!r}")
-        out[parts[0]] = int(parts[1])
-    return out
+    return read_dictionary(path).counts
 
 
 def _training_keys(sents: list[list[str]], lexicon: Lexicon, config: PerceptronConfig,

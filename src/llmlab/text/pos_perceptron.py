@@ -30,6 +30,7 @@ from llmlab.core.progress import progress
 from llmlab.text.base import normalize_text
 from llmlab.text.features import mix, type_table
 from llmlab.text.hashindex import FeatureIndex
+from llmlab.text.perceptron import score_rows, update_rows
 from llmlab.text.pos import PosTagger, check_tagged, viterbi, viterbi2, viterbi2_kernel, viterbi_kernel
 
 log = logging.getLogger(__name__)
@@ -167,11 +168,9 @@ def _train_epoch(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, banne
     wrong = 0
     for i in order:
         a, n = starts[i], starts[i + 1] - starts[i]
-        em = np.zeros((n, k))
-        for x in range(n):
-            for r in slots[a + x]:
-                em[x] += w[r]
-            if banned.shape[0]:
+        em = score_rows(w, slots, a, n)
+        if banned.shape[0]:
+            for x in range(n):
                 for t in range(k):
                     if banned[a + x, t]:
                         em[x, t] -= 1e6
@@ -181,15 +180,7 @@ def _train_epoch(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, banne
         else:
             viterbi_kernel(em, tr, st, pred)
         gold = golds[a : a + n]
-        bad = 0
-        for x in range(n):
-            if gold[x] != pred[x]:
-                bad += 1
-                for r in slots[a + x]:
-                    w[r, gold[x]] += 1.0
-                    w[r, pred[x]] -= 1.0
-                    u[r, gold[x]] += step
-                    u[r, pred[x]] -= step
+        bad = update_rows(w, u, slots, a, gold, pred, step)
         if bad:  # the whole sentence's tag n-grams: equal ones cancel
             wrong += bad
             st[gold[0]] += 1.0
