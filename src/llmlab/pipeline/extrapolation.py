@@ -32,11 +32,12 @@ from pathlib import Path
 import torch
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path, atomic_write_json, atomic_write_text
+from llmlab.core.io import atomic_write_json, atomic_write_text
 from llmlab.data import corpus_text
 from llmlab.models import CausalLM, ModelConfig, save_model
 from llmlab.nn.rope_scaling import extrapolation_scaling
 from llmlab.pipeline.pretrain import RunConfig, prepare_streams
+from llmlab.pipeline.report import finish_axes, new_figure, save_png
 from llmlab.train import TrainConfig, Trainer, evaluate_loss
 
 POSITIONS = ("learned", "sinusoidal", "rope", "alibi")
@@ -165,11 +166,7 @@ def markdown_table(results: list[dict], lengths, meta: dict) -> str:
 
 
 def plot_extrapolation(results: list[dict], lengths, trained: int, png_path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.5, 4.5), dpi=110)
-    FigureCanvasAgg(fig)
+    fig = new_figure(7.5, 4.5)
     ax = fig.add_subplot()
     for r in results:
         pts = [(L, r["ppl"][L]) for L in lengths if r["ppl"][L] is not None]
@@ -178,14 +175,8 @@ def plot_extrapolation(results: list[dict], lengths, trained: int, png_path: Pat
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(list(lengths), [str(L) for L in lengths])
-    ax.set_xlabel("evaluation window (tokens)")
-    ax.set_ylabel("dev perplexity")
-    ax.set_title("Length extrapolation")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png")
+    finish_axes(ax, "evaluation window (tokens)", "dev perplexity", "Length extrapolation")
+    save_png(fig, png_path)
 
 
 def load_results(out_dir: str | Path) -> dict:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmlab.core.io import atomic_path, atomic_write_json, atomic_write_text
+from llmlab.core.io import atomic_write_json, atomic_write_text
 from llmlab.nn.gradflow import ACTIVATIONS, gradient_flow_table
+from llmlab.pipeline.report import finish_axes, new_figure, save_png
 
 
 def setting_name(row: dict) -> str:
@@ -47,25 +48,15 @@ def markdown_table(rows: list[dict], depth: int, width: int) -> str:
 
 
 def plot_gradflow(rows: list[dict], png_path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     activations = list(dict.fromkeys(r["activation"] for r in rows))
     n = len(activations)
     cols = min(n, 2)
-    fig = Figure(figsize=(5 * cols, 3.6 * ((n + cols - 1) // cols)), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(5 * cols, 3.6 * ((n + cols - 1) // cols), dpi=100)
     for i, act in enumerate(activations):
         ax = fig.add_subplot((n + cols - 1) // cols, cols, i + 1)
         for r in rows:
             if r["activation"] == act:
                 ax.plot(range(1, len(r["norms"]) + 1), r["norms"], "o-", ms=3, lw=1.2, label=setting_name(r))
         ax.set_yscale("log")
-        ax.set_title(act)
-        ax.set_xlabel("layer (1 = input side)")
-        ax.set_ylabel("weight gradient norm")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png")
+        finish_axes(ax, "layer (1 = input side)", "weight gradient norm", act, legend_size=7)
+    save_png(fig, png_path)

@@ -9,15 +9,38 @@ from llmlab.core.io import atomic_path, atomic_write_text
 from llmlab.models.params import human_count
 
 
+def new_figure(width: float, height: float, dpi: int = 110):
+    """A matplotlib Figure on the Agg canvas (no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def finish_axes(ax, xlabel: str, ylabel: str, title: str | None = None, legend_size: int = 8) -> None:
+    """Labels, optional title, a light grid and the legend: the look every llmlab plot shares."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+
+
+def save_png(fig, png_path: Path) -> None:
+    """Lay the figure out and write it atomically as PNG."""
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
 def plot_curves(curves: list[tuple[str, list[tuple[float, float]]]], png_path: Path, ylabel: str = "loss (nats/token)",
                 title: str | None = None, baseline: tuple[str, float] | None = None) -> None:
     """One line per (label, [(step, value), ...]) with an optional labelled horizontal baseline; written
     atomically as PNG. A label starting with "o " draws markers ("o val loss")."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.5, 4.5), dpi=110)
-    FigureCanvasAgg(fig)
+    fig = new_figure(7.5, 4.5)
     ax = fig.add_subplot()
     for label, points in curves:
         if points:
@@ -25,15 +48,8 @@ def plot_curves(curves: list[tuple[str, list[tuple[float, float]]]], png_path: P
             ax.plot(*zip(*points), style, label=label.removeprefix("o "), lw=1.2, ms=4)
     if baseline is not None:
         ax.axhline(baseline[1], color="gray", ls="--", lw=1, label=baseline[0])
-    ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png")
+    finish_axes(ax, "step", ylabel, title)
+    save_png(fig, png_path)
 
 
 def plot_losses(metrics_path: Path, png_path: Path, baseline: float | None = None) -> None:
