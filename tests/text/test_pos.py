@@ -169,3 +169,59 @@ def test_an_ensemble_sums_its_members_weights(train_tagged):
     assert np.allclose(both.trans, a.trans + b.trans) and np.allclose(both.start, a.start + b.start)
     with pytest.raises(InputError, match="ensemble"):
         PerceptronTaggerConfig(ensemble=0)
+
+
+def test_a_tagger_with_word_clusters_round_trips(train_tagged, tmp_path):
+    import json
+
+    config = PerceptronTaggerConfig(epochs=2, ensemble=1, clusters=(64, 8))
+    tagger = PerceptronTagger.train(train_tagged[:300], config)
+    assert tagger.clusters and all(len(ids) == 2 and ids[0] < 64 and ids[1] < 8 for ids in tagger.clusters.values())
+    tagger.save(tmp_path / "c")
+    assert json.loads((tmp_path / "c" / "tagger.json").read_text(encoding="utf-8"))["state"]["feature_set"] == 3
+    back = load_tagger(tmp_path / "c")
+    assert back.clusters == tagger.clusters and back.config == tagger.config
+    sents = [[w for w, _ in s] for s in train_tagged[300:360]] + [["龘靐市", "１２", "发展"]]
+    assert back.tag_sentences(sents) == tagger.tag_sentences(sents)
+    (tmp_path / "c" / "clusters.tsv").write_text("not a cluster file\n", encoding="utf-8")
+    with pytest.raises(InputError, match="clusters.tsv"):
+        load_tagger(tmp_path / "c")
+
+
+def test_cluster_features_are_shared_by_words_of_one_cluster_and_by_rare_words():
+    from llmlab.text.pos_perceptron import cluster_keys
+
+    table = {"猫": (1, 0), "狗": (1, 0), "跑": (2, 1)}
+    k1, k2 = cluster_keys(["猫", "跑"], table, 2), cluster_keys(["狗", "跑"], table, 2)
+    assert (k1[:, :5] == k2[:, :5]).all()  # same clusters, same context: same keys ...
+    assert k1[0, 5] != k2[0, 5]  # ... but for (cluster, last character)
+    unknown = cluster_keys(["龘", "跑"], table, 2)
+    masked = cluster_keys(["猫", "跑"], table, 2, np.array([True, False]))
+    assert (np.delete(masked, 5, axis=1) == np.delete(unknown, 5, axis=1)).all()  # a rare word: no cluster
+    assert masked[0, 0] != k1[0, 0] and masked[1, 1] != k1[1, 1]  # its cluster, and as the previous word
+
+
+def test_a_tagger_without_clusters_uses_only_the_word_templates(train_tagged, tmp_path):
+    import json
+
+    from llmlab.text.features import type_table
+    from llmlab.text.pos_perceptron import tagger_keys, word_keys
+
+    data = train_tagged[:150]
+    plain = PerceptronTagger.train(data, PerceptronTaggerConfig(epochs=1, ensemble=1, clusters=()))
+    assert plain.clusters is None
+    words = [w for w, _ in data[0]]
+    assert np.array_equal(tagger_keys(words, type_table(), None, 0), word_keys(words, type_table()))
+    plain.save(tmp_path / "p")
+    assert not (tmp_path / "p" / "clusters.tsv").exists()
+    doc_path = tmp_path / "p" / "tagger.json"
+    doc = json.loads(doc_path.read_text(encoding="utf-8"))
+    assert doc["state"]["feature_set"] == 2
+    del doc["state"]["config"]["clusters"]  # as saved before word clusters existed
+    doc_path.write_text(json.dumps(doc), encoding="utf-8")
+    old = load_tagger(tmp_path / "p")
+    assert old.clusters is None and old.config.clusters == ()
+    sents = [[w for w, _ in s] for s in train_tagged[150:200]]
+    assert old.tag_sentences(sents) == plain.tag_sentences(sents)
+    with pytest.raises(InputError, match="clusters"):
+        PerceptronTaggerConfig(clusters=(1,))

@@ -20,6 +20,8 @@ def register(sub) -> None:
     p.add_argument("--order", type=int, choices=(1, 2), help="perceptron: tag history (2 = tag trigrams)")
     p.add_argument("--beam", type=int, help="perceptron, order 2: tags considered per word")
     p.add_argument("--ensemble", type=int, help="perceptron: members trained in different orders, summed (default 3)")
+    p.add_argument("--no-clusters", action="store_true",
+                   help="perceptron: no distributional word-cluster features (faster training, as models before them)")
 
     p = add_command(g, "tag", "tag stdin lines: word/TAG tokens separated by one space", _tag)
     p.add_argument("--model", required=True, help="tagger directory from `llmlab pos train`")
@@ -44,8 +46,9 @@ def _train(args) -> int:
     data = read_tagged(args.train_file, "training file") if args.train_file else pfr1998(args.split)
     config = None
     if args.algo == "perceptron":
-        config = PerceptronTaggerConfig(**{k: getattr(args, k) for k in ("epochs", "seed", "order", "beam", "ensemble")
-                                           if getattr(args, k) is not None})
+        fields = {k: getattr(args, k) for k in ("epochs", "seed", "order", "beam", "ensemble")
+                  if getattr(args, k) is not None}
+        config = PerceptronTaggerConfig(**fields, **({"clusters": ()} if args.no_clusters else {}))
     tagger = tagger_class(args.algo).train(data, config)
     print(f"saved {args.algo} tagger to {tagger.save(args.output)}")
     return 0
