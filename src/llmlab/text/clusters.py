@@ -15,7 +15,7 @@ Here, as in Levy, Goldberg & Dagan (2015):
 4. k-means (k-means++ seeding, Arthur & Vassilvitskii 2007, then Lloyd iterations), once per size,
    giving each word a fine and a coarse cluster id.
 
-Everything is plain numpy plus two small compiled sparse products (`llmlab.core.jit`); no scipy.
+Everything is plain numpy plus one small compiled sparse product (`llmlab.core.jit`); no scipy.
 Deterministic for a given seed and input.
 """
 
@@ -65,13 +65,13 @@ class Csr:
     def __matmul__(self, b: np.ndarray) -> np.ndarray:
         """A @ b for a dense (m, k) b."""
         out = np.zeros((self.shape[0], b.shape[1]))
-        _csr_matmul(self.indptr, self.indices, self.data, np.ascontiguousarray(b, np.float64), out)
+        _csr_product(self.indptr, self.indices, self.data, np.ascontiguousarray(b, np.float64), out, False)
         return out
 
     def rmatmul(self, b: np.ndarray) -> np.ndarray:
         """A.T @ b for a dense (n, k) b."""
         out = np.zeros((self.shape[1], b.shape[1]))
-        _csr_rmatmul(self.indptr, self.indices, self.data, np.ascontiguousarray(b, np.float64), out)
+        _csr_product(self.indptr, self.indices, self.data, np.ascontiguousarray(b, np.float64), out, True)
         return out
 
     def toarray(self) -> np.ndarray:
@@ -82,21 +82,14 @@ class Csr:
 
 
 @jit
-def _csr_matmul(indptr, indices, data, b, out):
-    for i in range(out.shape[0]):
+def _csr_product(indptr, indices, data, b, out, transpose):
+    """out += A @ b, or A.T @ b when `transpose`, for A in CSR form."""
+    for i in range(indptr.shape[0] - 1):
         for p in range(indptr[i], indptr[i + 1]):
             v, j = data[p], indices[p]
+            src, dst = (i, j) if transpose else (j, i)
             for c in range(b.shape[1]):
-                out[i, c] += v * b[j, c]
-
-
-@jit
-def _csr_rmatmul(indptr, indices, data, b, out):
-    for i in range(b.shape[0]):
-        for p in range(indptr[i], indptr[i + 1]):
-            v, j = data[p], indices[p]
-            for c in range(b.shape[1]):
-                out[j, c] += v * b[i, c]
+                out[dst, c] += v * b[src, c]
 
 
 def randomized_svd(a: Csr, rank: int, oversample: int = 100, power_iters: int = 8,
