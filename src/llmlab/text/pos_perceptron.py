@@ -59,7 +59,9 @@ def _h(s: str) -> int:
 
 
 def _shape(word: str, table: np.ndarray) -> int:
-    """Char-type code of the first and last characters and the length (capped at 6)."""
+    """Char-type code of the first and last characters and the length (capped at 6); 0 for ''."""
+    if not word:
+        return 0
     first, last = ord(word[0]), ord(word[-1])
     tf = int(table[first]) if first < 0x10000 else 7
     tl = int(table[last]) if last < 0x10000 else 7
@@ -83,7 +85,7 @@ def word_keys(words: Sequence[str], table: np.ndarray, rare: np.ndarray | None =
     def edge(f) -> np.ndarray:
         return np.array([_h(f(w)) for w in norm], dtype=np.uint64)
 
-    first, last = edge(lambda w: w[0]), edge(lambda w: w[-1])
+    first, last = edge(lambda w: w[:1]), edge(lambda w: w[-1:])  # slices: '' has no w[0]
     first2, last2 = edge(lambda w: w[:2]), edge(lambda w: w[-2:])
     first3, last3 = edge(lambda w: w[:3]), edge(lambda w: w[-3:])
     inner = edge(lambda w: w[1:-1] if len(w) > 2 else "")  # the middle of a 3-4 character name or term
@@ -118,7 +120,7 @@ def cluster_keys(words: Sequence[str], clusters: dict[str, tuple[int, ...]], lev
         ids[rare] = _NO_CLUSTER
     edge = np.full((1, levels), _EDGE, dtype=np.uint64)
     prev, nxt = np.concatenate([edge, ids[:-1]]), np.concatenate([ids[1:], edge])  # (n, levels)
-    last = np.array([_h(w[-1]) for w in norm], dtype=np.uint64)
+    last = np.array([_h(w[-1:]) for w in norm], dtype=np.uint64)
     s32 = np.uint64(32)
     c, p, x = ids[:, 0], prev[:, 0], nxt[:, 0]
     rows = [c, p, x, (p << s32) ^ c, (c << s32) ^ x, (c << s32) ^ last, (p << s32) ^ x]
@@ -325,8 +327,12 @@ class PerceptronTagger(PosTagger):
         return tagger_keys(words, self._table, self.clusters, len(self.config.clusters), rare)
 
     def tag(self, words: Sequence[str]) -> list[str]:
+        return self.decode(self.emissions(words))
+
+    def emissions(self, words: Sequence[str]) -> np.ndarray:
+        """(n, K) float64 emission scores of a sentence's words (tag-dictionary bans included)."""
         if not words:
-            return []
+            return np.zeros((0, len(self.tags)))
         slots = self.index.lookup(self._keys(words))
         if self.config.rare_count:
             # unknown, or rare in training (no identity weight; zero rows are not saved): tag it as training did
@@ -335,6 +341,12 @@ class PerceptronTagger(PosTagger):
                 slots = self.index.lookup(self._keys(words, rare))
         em = self.weights[slots].sum(axis=1).astype(np.float64)
         em += tag_mask(words, self.tagdict, len(self.tags))
+        return em
+
+    def decode(self, em: np.ndarray) -> list[str]:
+        """The best tags for emissions `em` (n, K) under this tagger's tag n-gram weights."""
+        if not len(em):
+            return []
         return [self.tags[i] for i in _decode(em, self.trans, self.trans3, self.start, self.config)]
 
     @classmethod
