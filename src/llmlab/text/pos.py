@@ -171,6 +171,8 @@ class PosTagger(ABC):
 TAGGER_KINDS: dict[str, str] = {
     "hmm": "llmlab.text.pos:HmmTagger",
     "perceptron": "llmlab.text.pos_perceptron:PerceptronTagger",
+    "neural": "llmlab.text.pos_neural:NeuralTagger",
+    "hybrid": "llmlab.text.pos_hybrid:HybridTagger",
 }
 
 

@@ -1,0 +1,163 @@
+"""The BiLSTM-CNN tagger and the perceptron + neural hybrid: learning, odd words, save/load, combination."""
+
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from llmlab.core.errors import InputError
+from llmlab.text.pos import load_tagger
+from llmlab.text.pos_hybrid import HybridTagger, HybridTaggerConfig, emission_scale
+from llmlab.text.pos_neural import NeuralTagger, NeuralTaggerConfig, char_table, holdout_split
+from llmlab.text.pos_perceptron import PerceptronTagger, PerceptronTaggerConfig
+
+N = 300
+SMALL = NeuralTaggerConfig(epochs=2, word_dim=32, char_dim=16, filters=32, length_dim=4, hidden=32, batch_size=8,
+                           lr=1e-2, holdout=10)
+ODD = ["😀", "", " ", "\t\n", "\U00020000字", "ＡＢＣ１２３", "中国", "a" * 40, "\u0301", "\ufeff"]
+
+
+@pytest.fixture(scope="module")
+def data(train_tagged):
+    return train_tagged[:N]
+
+
+@pytest.fixture(scope="module")
+def neural(data):
+    return NeuralTagger.train(data, SMALL)
+
+
+@pytest.fixture(scope="module")
+def perceptron(data):
+    return PerceptronTagger.train(data, PerceptronTaggerConfig(epochs=2, ensemble=1, beam=4, clusters=()))
+
+
+def _words(sents):
+    return [[w for w, _ in s] for s in sents]
+
+
+def test_importing_the_module_does_not_import_torch():
+    code = "import sys, llmlab.text.pos_neural, llmlab.text.pos_hybrid; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_it_learns_its_training_sentences_well_beyond_the_most_frequent_tag(neural, data):
+    gold = [t for s in data for _, t in s]
+    baseline = Counter(gold).most_common(1)[0][1] / len(gold)
+    pred = [t for s in neural.tag_sentences(_words(data)) for t in s]
+    acc = np.mean([p == g for p, g in zip(pred, gold)])
+    assert acc > baseline + 0.3, (acc, baseline)
+    assert neural.info["epoch"] in (1, 2) and neural.info["holdout_sentences"] == N // 10
+
+
+def test_log_probs_are_normalised_and_agree_with_tags(neural, data):
+    words = _words(data[:3])[2]
+    lp = neural.log_probs(words)
+    assert lp.shape == (len(words), len(neural.tags))
+    np.testing.assert_allclose(np.exp(lp).sum(1), 1.0, rtol=1e-5)
+    assert neural.tag(words) == [neural.tags[i] for i in lp.argmax(1)]
+
+
+def test_odd_and_unknown_words_get_one_tag_each(neural, perceptron):
+    hybrid = HybridTagger(perceptron, neural, 0.2, 10.0)
+    for tagger in (neural, perceptron, hybrid):
+        words_list = (ODD, ODD[:1], ["", ""], [])
+        for words in words_list:
+            tags = tagger.tag(words)
+            assert len(tags) == len(words) and all(t in tagger.tags for t in tags)
+        sents = [words_list[0], [], ["中国"]]
+        assert tagger.tag_sentences(sents) == [tagger.tag(s) for s in sents]
+    assert neural.log_probs([]).shape == (0, len(neural.tags))
+
+
+def test_save_load_round_trip(neural, data, tmp_path):
+    sents = _words(data[:40]) + [ODD]
+    loaded = load_tagger(neural.save(tmp_path / "neural"))
+    assert isinstance(loaded, NeuralTagger) and loaded.config == neural.config and loaded.info == neural.info
+    assert loaded.tag_sentences(sents) == neural.tag_sentences(sents)
+    for a, b in zip(loaded.log_probs_sentences(sents), neural.log_probs_sentences(sents)):
+        np.testing.assert_array_equal(a, b)
+    assert not list(tmp_path.rglob("*.pkl"))
+
+
+def test_same_seed_same_model(data):
+    cfg = NeuralTaggerConfig(epochs=1, word_dim=8, char_dim=8, filters=8, length_dim=2, hidden=8, holdout=0)
+    a, b = NeuralTagger.train(data[:60], cfg), NeuralTagger.train(data[:60], cfg)
+    assert all(np.array_equal(a.weights[k], b.weights[k]) for k in a.weights)
+
+
+def test_hybrid_with_lam_zero_tags_as_the_perceptron(neural, perceptron, data):
+    sents = _words(data[:50]) + [[w for w in ODD if w]]
+    assert HybridTagger(perceptron, neural, 0.0, 37.0).tag_sentences(sents) == perceptron.tag_sentences(sents)
+    # and a large lam follows the neural tagger's choices far more often than the perceptron does
+    strong = HybridTagger(perceptron, neural, 100.0, 1.0).tag_sentences(sents)
+    nt = neural.tag_sentences(sents)
+    agree = np.mean([a == b for x, y in zip(strong, nt) for a, b in zip(x, y)])
+    assert agree > 0.95
+
+
+def test_hybrid_trains_and_round_trips(data, perceptron, tmp_path):
+    perceptron.save(tmp_path / "perc")
+    cfg = HybridTaggerConfig(neural=NeuralTaggerConfig(**{**SMALL.__dict__, "epochs": 1}),
+                             perceptron_model=str(tmp_path / "perc"))
+    hybrid = HybridTagger.train(data, cfg)
+    held = holdout_split(data, SMALL.holdout)[1]
+    assert hybrid.scale == emission_scale([perceptron.emissions(s) for s in _words(held)]) > 0
+    sents = _words(data[:40]) + [[w for w in ODD if w]]
+    loaded = load_tagger(hybrid.save(tmp_path / "hybrid"))
+    assert isinstance(loaded, HybridTagger) and (loaded.lam, loaded.scale) == (0.2, hybrid.scale)
+    assert loaded.tag_sentences(sents) == hybrid.tag_sentences(sents) == [hybrid.tag(s) for s in sents]
+    assert isinstance(load_tagger(tmp_path / "hybrid" / "neural"), NeuralTagger)
+
+
+def test_perceptron_emissions_decode_to_its_tags(perceptron, data):
+    for words in _words(data[:20]) + [[]]:
+        assert perceptron.decode(perceptron.emissions(words)) == perceptron.tag(words)
+
+
+def test_char_table_keeps_the_ends_of_long_words():
+    chars, first, last, length = char_table(["abcdefgh"], {c: i + 2 for i, c in enumerate("abcdefgh")}, 4)
+    assert chars.tolist() == [[2, 3, 8, 9]] and (first[0], last[0], length[0]) == (2, 9, 4)
+
+
+@pytest.mark.parametrize("bad", [{"epochs": 0}, {"hidden": 0}, {"width": 2}, {"dropout": 1.0}, {"word_dropout": -0.1},
+                                 {"lr": 0}, {"decay": 0}, {"clip": 0}, {"holdout": 1}, {"holdout": -1},
+                                 {"threads": -1}, {"max_chars": 1}, {"decay_from": -1}])
+def test_bad_neural_config_is_rejected(bad):
+    with pytest.raises(InputError, match=next(iter(bad))):
+        NeuralTaggerConfig(**bad)
+
+
+def test_bad_hybrid_config_and_data_are_rejected(data, tmp_path):
+    with pytest.raises(InputError, match="lam"):
+        HybridTaggerConfig(lam=-0.1)
+    with pytest.raises(InputError, match="no tagged sentences"):
+        NeuralTagger.train([], SMALL)
+    one = NeuralTagger.train(data[:1], NeuralTaggerConfig(epochs=1, word_dim=4, char_dim=4, filters=4, hidden=4))
+    assert one.info["holdout_sentences"] == 0 and len(one.tag(ODD)) == len(ODD)  # nothing held out: the last epoch
+
+
+def test_cli_trains_and_tags_with_neural_and_hybrid(data, perceptron, tmp_path, monkeypatch, capsys):
+    import io
+
+    from llmlab.cli import main
+
+    tagged, few = tmp_path / "tagged.txt", tmp_path / "few.txt"
+    tagged.write_text("".join(" ".join(f"{w}/{t}" for w, t in s) + "\n" for s in data), encoding="utf-8")
+    few.write_text("".join(" ".join(f"{w}/{t}" for w, t in s) + "\n" for s in data[:100]), encoding="utf-8")
+    perceptron.save(tmp_path / "perc")
+    assert main(["pos", "train", "--algo", "hybrid", "--train", str(few), "--perceptron-model", str(tmp_path / "perc"),
+                 "-o", str(tmp_path / "h")]) == 2
+    assert "train both on the same data" in capsys.readouterr().err
+    for algo, extra in (("neural", []), ("hybrid", ["--perceptron-model", str(tmp_path / "perc"), "--lam", "0.3"])):
+        model = tmp_path / algo
+        assert main(["pos", "train", "--algo", algo, "--train", str(tagged), "--epochs", "1", "--seed", "3", "-o",
+                     str(model), *extra]) == 0
+        monkeypatch.setattr(sys, "stdin", io.StringIO("中国 人民\n\n"))
+        assert main(["pos", "tag", "--model", str(model)]) == 0
+        assert main(["pos", "eval", "--model", str(model), "--gold", str(tagged)]) == 0
+        out = capsys.readouterr().out
+        assert "/" in out.split("\n")[1] and "accuracy=" in out
+    assert load_tagger(tmp_path / "hybrid").lam == 0.3 and load_tagger(tmp_path / "neural").config.seed == 3
