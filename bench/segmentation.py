@@ -3,7 +3,7 @@ where they install and have their models offline), F1, OOV recall and chars/s, w
 jieba's default mode.
 
 All segmenters cut the same test sentences (the gold words joined). llmlab's models train on the
-train split (the perceptron in about a minute, the POS perceptron in about four; pass
+train split (the perceptron in about a minute, the POS perceptron in about six; pass
 --perceptron-model DIR / --pos-model DIR to reuse saved ones).
 Speed: best of --repeat runs over the whole test text, after one warm-up call; `cut` is called line
 by line for everyone. The perceptron is also timed through `cut_lines` (the same lines, scored in
@@ -12,10 +12,12 @@ batches), the way a file is segmented by `llmlab seg cut`.
 With --jieba-dict a second perceptron is trained with jieba's word list (its installed dict.txt) as
 an external feature dictionary: an "open" result in SIGHAN terms, since it uses a resource beyond
 the training split (as pkuseg and THULAC do with their dictionaries); the plain one is "closed".
---pos adds the POS taggers (gold segmentation) and the joint word+tag F1 after segmentation.
+--pos adds the POS taggers (gold segmentation) and the joint word+tag F1 after segmentation; with
+--hybrid (or --hybrid-model DIR) also the perceptron + BiLSTM hybrid (its training takes about half an hour).
 
     .venv/bin/python bench/segmentation.py [--perceptron-model DIR] [--save-perceptron DIR]
         [--jieba-dict] [--dict-model DIR] [--save-dict-model DIR] [--pos] [--pos-model DIR]
+        [--hybrid] [--hybrid-model DIR]
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ def main() -> None:
     ap.add_argument("--pos", action="store_true", help="also score the POS taggers (training takes minutes)")
     ap.add_argument("--pos-model", help="saved perceptron POS tagger to load instead of training")
     ap.add_argument("--save-pos-model", help="save the trained perceptron POS tagger here")
+    ap.add_argument("--hybrid", action="store_true", help="with --pos: also train the perceptron+neural hybrid")
+    ap.add_argument("--hybrid-model", help="with --pos: saved hybrid POS tagger to score (instead of training one)")
     ap.add_argument("--jieba-dict", action="store_true", help="also train a perceptron with jieba's dictionary")
     ap.add_argument("--dict-model", help="saved perceptron-with-dictionary segmenter to load instead of training")
     ap.add_argument("--save-dict-model", help="save the trained perceptron-with-dictionary segmenter here")
@@ -138,7 +142,7 @@ def main() -> None:
         ratio_s = f"{cps / base[5]:.2f}x" if base else "-"
         print(f"{name:42s} {p:7.4f} {r:7.4f} {f1:7.4f} {oov:7.4f} {cps:11,.0f} {ratio_f:>11s} {ratio_s:>14s}")
     if args.pos:
-        bench_pos(args.pos_model, args.save_pos_model, segmenters)
+        bench_pos(args, segmenters)
 
 
 def train_with_jieba_dict(train, epochs: int):
@@ -154,23 +158,24 @@ def train_with_jieba_dict(train, epochs: int):
     return seg
 
 
-def bench_pos(model_dir: str | None, save_dir: str | None, segmenters: dict) -> None:
+def bench_pos(args, segmenters: dict) -> None:
     from llmlab.data.corpora import pfr1998
     from llmlab.text.metrics import seg_tag_scores, tag_accuracy
-    from llmlab.text.pos import HmmTagger, cut_and_tag_lines, load_tagger
-    from llmlab.text.pos_perceptron import PerceptronTagger
+    from llmlab.text.pos import cut_and_tag_lines, load_tagger, tagger_class
 
     train, test = pfr1998("train"), pfr1998("test")
     vocab = {w for s in train for w, _ in s}
     words = [[w for w, _ in s] for s in test]
+    saved = {"perceptron": args.pos_model, "hybrid": args.hybrid_model}
+    kinds = ["hmm", "perceptron"] + (["hybrid"] if args.hybrid or args.hybrid_model else [])
     print("\nPOS tagging, pfr1998 test with gold segmentation")
-    for name, cls in (("hmm", HmmTagger), ("perceptron", PerceptronTagger)):
-        if name == "perceptron" and model_dir:
-            tagger, dt = load_tagger(model_dir), float("nan")
+    for name in kinds:
+        if saved.get(name):
+            tagger, dt = load_tagger(saved[name]), float("nan")
         else:
-            tagger, dt = best_time(lambda cls=cls: cls.train(train), 1)
-            if name == "perceptron" and save_dir:
-                tagger.save(save_dir)
+            tagger, dt = best_time(lambda name=name: tagger_class(name).train(train), 1)
+            if name == "perceptron" and args.save_pos_model:
+                tagger.save(args.save_pos_model)
         pred, tt = best_time(lambda tagger=tagger: tagger.tag_sentences(words), 1)
         acc = tag_accuracy(test, pred, vocab)
         print(f"llmlab {name:10s} accuracy {acc['accuracy']:.4f}  unknown-word accuracy "
