@@ -152,9 +152,9 @@ def test_feature_index_agrees_with_a_dict():
     # keys that share their home slot force probing
     keys = np.concatenate([keys, np.arange(1, 200, dtype=np.uint64) << np.uint64(40)])
     index = FeatureIndex(keys)
-    slots = index.lookup(keys)
-    assert len(set(slots.tolist())) == len(keys) and (slots < index.missing).all()
-    assert (index.keys[slots] == keys).all()
+    rows = index.lookup(keys)
+    assert sorted(rows.tolist()) == list(range(len(keys))) and index.missing == index.size == len(keys)  # compact
+    assert (index.keys[rows] == keys).all()
     absent = rng.integers(1, 2**63, size=3000, dtype=np.int64).astype(np.uint64)
     absent = absent[~np.isin(absent, keys)]
     assert (index.lookup(absent) == index.missing).all()

@@ -44,7 +44,8 @@ def freq_bin(count: int) -> int:
 
 
 @jit
-def _spans(codes: np.ndarray, table: np.ndarray, shift: np.uint64, values: np.ndarray, max_span: int) -> np.ndarray:
+def _spans(codes: np.ndarray, table: np.ndarray, shift: np.uint64, missing: int, values: np.ndarray,
+           max_span: int) -> np.ndarray:
     n = codes.shape[0]
     out = np.zeros((n, 4), np.int64)
     for i in range(n):
@@ -53,7 +54,7 @@ def _spans(codes: np.ndarray, table: np.ndarray, shift: np.uint64, values: np.nd
         while i + length < n:
             h = h * _P + codes[i + length]
             length += 1
-            v = values[probe(table, shift, _key(h, length))]
+            v = values[probe(table, shift, _key(h, length), missing)]
             if v < 0:  # no word starts with this fragment
                 break
             if length >= 2 and v > 0:
@@ -93,5 +94,6 @@ class SpanIndex:
         """(n, 4) int64 for code points (uint64; padding codes beyond Unicode never match): the longest
         word (length >= 2, capped at MAX_SPAN) beginning at, ending at and strictly covering each
         position, and the frequency bin of the longest word beginning there."""
-        return _spans(np.ascontiguousarray(codes, dtype=np.uint64), self.index.keys, self.index._shift, self.values,
-                      MAX_SPAN)
+        index = self.index
+        codes = np.ascontiguousarray(codes, dtype=np.uint64)
+        return _spans(codes, index.table, index.shift, index.missing, self.values, MAX_SPAN)
