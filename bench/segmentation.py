@@ -3,7 +3,7 @@ where they install and have their models offline), F1, OOV recall and chars/s, w
 jieba's default mode.
 
 All segmenters cut the same test sentences (the gold words joined). llmlab's models train on the
-train split (the perceptron in about a minute, the POS perceptron in about six; pass
+train split (the perceptron in about a minute, the POS perceptron in about four; pass
 --perceptron-model DIR / --pos-model DIR to reuse saved ones).
 Speed: best of --repeat runs over the whole test text, after one warm-up call; `cut` is called line
 by line for everyone. The perceptron is also timed through `cut_lines` (the same lines, scored in
@@ -13,7 +13,7 @@ With --jieba-dict a second perceptron is trained with jieba's word list (its ins
 an external feature dictionary: an "open" result in SIGHAN terms, since it uses a resource beyond
 the training split (as pkuseg and THULAC do with their dictionaries); the plain one is "closed".
 --pos adds the POS taggers (gold segmentation) and the joint word+tag F1 after segmentation; with
---hybrid (or --hybrid-model DIR) also the perceptron + BiLSTM hybrid (its training takes about half an hour).
+--hybrid (or --hybrid-model DIR) also the perceptron + BiLSTM hybrid (its training takes about twenty minutes).
 
     .venv/bin/python bench/segmentation.py [--perceptron-model DIR] [--save-perceptron DIR]
         [--jieba-dict] [--dict-model DIR] [--save-dict-model DIR] [--pos] [--pos-model DIR]
