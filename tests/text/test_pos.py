@@ -91,6 +91,23 @@ def test_save_load_round_trip(taggers, kind, tmp_path, train_tagged):
     assert back.tag_sentences(sents) == tagger.tag_sentences(sents)
 
 
+def test_perceptron_weights_saved_sparse_and_dense_files_still_load(taggers, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    tagger = taggers["perceptron"]
+    path = tagger.save(tmp_path / "p")
+    back = load_tagger(path)
+    keys = back.index.keys
+    assert np.array_equal(back.weights[back.index.lookup(keys)], tagger.weights[tagger.index.lookup(keys)])
+    assert not np.any(tagger.weights[tagger.index.lookup(np.setdiff1d(tagger.index.keys, keys))])  # only zeros left out
+    weights_file = tmp_path / "p" / "weights.safetensors"
+    sparse = load_file(str(weights_file))
+    assert len(sparse["values"]) == np.count_nonzero(tagger.weights)
+    save_file({"keys": sparse["keys"], "weights": back.weights[back.index.lookup(keys)]}, str(weights_file))  # dense
+    old = load_tagger(path)
+    assert np.array_equal(old.weights[old.index.lookup(keys)], back.weights[back.index.lookup(keys)])
+
+
 def test_cut_and_tag_is_lossless(segmenters, taggers):
     text = "中国人民  银行ABC 2024年\t发行😀"
     pairs = cut_and_tag(segmenters["perceptron"], taggers["perceptron"], text)

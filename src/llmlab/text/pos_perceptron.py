@@ -387,10 +387,15 @@ class PerceptronTagger(PosTagger):
     def _state(self, directory: Path) -> dict:
         from safetensors.numpy import save_file
 
-        nz = np.nonzero(np.any(self.weights[: self.index.size] != 0, axis=1))[0]
+        # sparse: about 7% of the (feature, tag) weights are non-zero, so (row, column, value) triplets
+        # take a sixth of the dense rows' space
+        rows, cols = np.nonzero(self.weights[: self.index.size])
+        nz, rows = np.unique(rows, return_inverse=True)
+        values = self.weights[nz[rows], cols]
+        cols = cols.astype(np.int16 if len(self.tags) < 2**15 else np.int32)
         with atomic_path(directory / WEIGHTS_FILE) as tmp:
-            save_file({"keys": self.index.keys[nz].view(np.int64),
-                       "weights": np.ascontiguousarray(self.weights[nz])}, str(tmp))
+            save_file({"keys": self.index.keys[nz].view(np.int64), "rows": rows.astype(np.int32), "cols": cols,
+                       "values": values}, str(tmp))
         state = {"config": config_to_dict(self.config), "feature_set": FEATURE_SET, "tags": self.tags,
                  "trans": self.trans.tolist(), "start": self.start.tolist(), "trans3": self.trans3.tolist(),
                  "tagdict": self.tagdict, "weights_file": WEIGHTS_FILE}
@@ -419,6 +424,9 @@ class PerceptronTagger(PosTagger):
         keys = arrays["keys"].view(np.uint64)
         index = FeatureIndex(keys)
         weights = np.zeros((index.size + 1, len(state["tags"])), np.float32)
-        weights[index.lookup(keys)] = arrays["weights"]
+        if "weights" in arrays:  # saved before the sparse triplets: dense rows
+            weights[index.lookup(keys)] = arrays["weights"]
+        else:
+            weights[index.lookup(keys)[arrays["rows"]], arrays["cols"]] = arrays["values"]
         return cls(state["tags"], index, weights, np.array(state["trans"]), np.array(state["start"]), config,
                    state.get("tagdict"), state.get("trans3"), clusters)
