@@ -85,22 +85,23 @@ def _mix(value: np.uint64, template: int) -> np.uint64:
 
 
 @jit
-def _mix_all(values: np.ndarray) -> np.ndarray:
+def _mix_all(values: np.ndarray, first: int) -> np.ndarray:
     out = np.empty_like(values)
     for t in range(values.shape[0]):
         for j in range(values.shape[1]):
-            out[t, j] = _mix(values[t, j], t)
+            out[t, j] = _mix(values[t, j], first + t)
     return out
 
 
-def mix(values: np.ndarray) -> np.ndarray:
-    """64-bit keys for (T, n) uint64 values whose row index is the template id; never 0 (0 = empty).
+def mix(values: np.ndarray, first: int = 0) -> np.ndarray:
+    """64-bit keys for (T, n) uint64 values whose row index plus `first` is the template id; never 0
+    (0 = empty).
 
     >>> keys = mix(np.array([[7, 7], [7, 8]], dtype=np.uint64))
     >>> bool(keys[0, 0] == keys[0, 1]), bool(keys[0, 0] != keys[1, 0]), bool((keys != 0).all())
     (True, True, True)
     """
-    return _mix_all(np.ascontiguousarray(values, dtype=np.uint64))
+    return _mix_all(np.ascontiguousarray(values, dtype=np.uint64), first)
 
 
 def feature_keys(text: str, table: np.ndarray, lexicon: SpanIndex | None = None,

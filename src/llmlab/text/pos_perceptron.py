@@ -126,9 +126,8 @@ def cluster_keys(words: Sequence[str], clusters: dict[str, tuple[int, ...]], lev
     rows = [c, p, x, (p << s32) ^ c, (c << s32) ^ x, (c << s32) ^ last, (p << s32) ^ x]
     for j in range(1, levels):
         rows += [ids[:, j], prev[:, j], nxt[:, j]]
-    values = np.zeros((_WORD_TEMPLATES + len(rows), n), dtype=np.uint64)  # template ids after word_keys'
-    values[_WORD_TEMPLATES:] = np.stack(rows)
-    return mix(values)[_WORD_TEMPLATES:].T.copy()
+    return mix(np.stack(rows), first=_WORD_TEMPLATES).T.copy()  # template ids after word_keys'
+
 
 
 def tagger_keys(words: Sequence[str], table: np.ndarray, clusters: dict[str, tuple[int, ...]] | None, levels: int,
