@@ -195,12 +195,14 @@ def cut_and_tag(segmenter: Segmenter, tagger: PosTagger, text: str) -> list[tupl
 
 
 def cut_and_tag_lines(segmenter: Segmenter, tagger: PosTagger, lines: Iterable[str]) -> list[list[tuple[str, str]]]:
-    """`cut_and_tag` of each line, segmenting all lines in one batch (`Segmenter.cut_lines`)."""
+    """`cut_and_tag` of each line, segmenting all lines in one batch (`Segmenter.cut_lines`) and tagging
+    them in one `tag_sentences` call (the neural taggers batch it)."""
+    cuts = segmenter.cut_lines(lines)
+    tags = tagger.tag_sentences([[w for w in words if not w.isspace()] for words in cuts])
     out = []
-    for words in segmenter.cut_lines(lines):
-        real = [w for w in words if not w.isspace()]
-        tags = iter(tagger.tag(real))
-        out.append([(w, SPACE_TAG if w.isspace() else next(tags)) for w in words])
+    for words, ts in zip(cuts, tags):
+        it = iter(ts)
+        out.append([(w, SPACE_TAG if w.isspace() else next(it)) for w in words])
     return out
 
 
