@@ -235,15 +235,34 @@ def ppmi_matrix(sentences: Sequence[Sequence[str]], min_count: int = 2,
     return words, Csr.from_coo(pr[keep], pc[keep], pmi[keep], (len(words), 2 * width))
 
 
+def word_vectors(sentences: Sequence[Sequence[str]], min_count: int = 2, contexts: int = 2000, dims: int = 100,
+                 seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Words seen at least `min_count` times (most frequent first) and their (words, <= dims) float64
+    vectors: the rows of their PPMI matrix (`ppmi_matrix`) projected on its top `dims` right singular
+    vectors (= U S of the truncated SVD, computed row by row so that words with identical contexts get
+    identical vectors), L2-normalised (so cosine similarity compares them).
+
+    >>> words, x = word_vectors([["我", "吃", "饭"], ["你", "吃", "面"]] * 2, dims=2)
+    >>> words, x.shape, np.allclose(x[words.index("我")], x[words.index("你")])
+    (['吃', '你', '我', '面', '饭'], (5, 2), True)
+    """
+    words, a = ppmi_matrix(sentences, min_count, contexts)
+    if not words:
+        return words, np.zeros((0, 0))
+    rank = min(dims, *a.shape)
+    log.info("word vectors: %d words, %d nonzero PPMI cells; SVD to %d dims", len(words), len(a.data), rank)
+    _, _, vt = randomized_svd(a, rank, seed=seed)
+    x = a @ vt.T  # (words, rank)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return words, x
+
+
 def word_clusters(sentences: Sequence[Sequence[str]], sizes: Sequence[int] = (1024, 128), min_count: int = 2,
                   contexts: int = 2000, dims: int = 100, seed: int = 0) -> dict[str, tuple[int, ...]]:
     """Cluster ids (one per entry of `sizes`) for every word seen at least `min_count` times.
 
-    Words are embedded as the rows of their PPMI matrix (`ppmi_matrix`) projected on its top `dims`
-    right singular vectors (= U S of the truncated SVD, computed row by row so that words with
-    identical contexts get identical vectors), L2-normalised (so cosine similarity decides), then
-    k-means'd once per size. A size above the number of distinct word vectors is lowered to it.
-    About 15 s for the 28k words seen twice in pfr1998's training split.
+    Words are embedded by `word_vectors`, then k-means'd once per size. A size above the number of
+    distinct word vectors is lowered to it. About 15 s for the 28k words seen twice in pfr1998's training split.
 
     >>> sents = [["我", "吃", "饭"], ["你", "吃", "面"], ["我", "喝", "水"], ["你", "喝", "茶"]] * 3
     >>> ids = word_clusters(sents, sizes=(4,), dims=4)
@@ -252,15 +271,10 @@ def word_clusters(sentences: Sequence[Sequence[str]], sizes: Sequence[int] = (10
     """
     if not sizes or any(k < 1 for k in sizes):
         raise InputError(f"cluster sizes must be positive, got {tuple(sizes)}")
-    words, a = ppmi_matrix(sentences, min_count, contexts)
+    words, x = word_vectors(sentences, min_count, contexts, dims, seed)
     if not words:
         return {}
-    log.info("word clusters: %d words, %d nonzero PPMI cells; SVD to %d dims, k-means to %s clusters",
-             len(words), len(a.data), dims, tuple(sizes))
-    rank = min(dims, *a.shape)
-    _, s, vt = randomized_svd(a, rank, seed=seed)
-    x = a @ vt.T  # (words, rank)
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    log.info("word clusters: k-means of %d word vectors to %s clusters", len(words), tuple(sizes))
     distinct = len(np.unique(x, axis=0))
     labels = [kmeans(x, min(k, distinct), seed=seed)[0] for k in sizes]
     return {w: tuple(int(lab[i]) for lab in labels) for i, w in enumerate(words)}
