@@ -8,9 +8,18 @@ import numpy as np
 import pytest
 
 from llmlab.core.errors import InputError
+from llmlab.text.base import normalize_text
+from llmlab.text.clusters import word_vectors
 from llmlab.text.pos import load_tagger
 from llmlab.text.pos_hybrid import HybridTagger, HybridTaggerConfig, emission_scale
-from llmlab.text.pos_neural import NeuralTagger, NeuralTaggerConfig, char_table, holdout_split
+from llmlab.text.pos_neural import (
+    NeuralTagger,
+    NeuralTaggerConfig,
+    _build_net,
+    _pretrain_words,
+    char_table,
+    holdout_split,
+)
 from llmlab.text.pos_perceptron import PerceptronTagger, PerceptronTaggerConfig
 
 N = 300
@@ -82,10 +91,48 @@ def test_save_load_round_trip(neural, data, tmp_path):
     assert not list(tmp_path.rglob("*.pkl"))
 
 
+def test_a_model_saved_before_pretrain_existed_loads_as_trained_without_it(neural, data, tmp_path):
+    import json
+
+    path = neural.save(tmp_path / "old") / "tagger.json"
+    saved = json.loads(path.read_text())
+    del saved["state"]["config"]["pretrain"], saved["state"]["config"]["layers"]
+    path.write_text(json.dumps(saved))
+    loaded = load_tagger(tmp_path / "old")
+    assert loaded.config == NeuralTaggerConfig(**{**neural.config.__dict__, "pretrain": False})
+    assert loaded.tag_sentences(_words(data[:20])) == neural.tag_sentences(_words(data[:20]))
+
+
 def test_same_seed_same_model(data):
     cfg = NeuralTaggerConfig(epochs=1, word_dim=8, char_dim=8, filters=8, length_dim=2, hidden=8, holdout=0)
     a, b = NeuralTagger.train(data[:60], cfg), NeuralTagger.train(data[:60], cfg)
     assert all(np.array_equal(a.weights[k], b.weights[k]) for k in a.weights)
+
+
+def test_pretrain_starts_word_embeddings_at_the_scaled_ppmi_svd_vectors(neural, data):
+    cfg = NeuralTaggerConfig(**{**SMALL.__dict__, "pretrain": True})
+    tagger = NeuralTagger(neural.tags, neural.words, neural.chars, {}, cfg)
+    net = _build_net(cfg, len(neural.words), len(neural.chars), len(neural.tags))
+    before = net.word.weight.detach().numpy().copy()
+    kept = holdout_split(data, cfg.holdout)[0]
+    _pretrain_words(net, tagger, kept)
+    after = net.word.weight.detach().numpy()
+    words, x = word_vectors([[normalize_text(w) for w, _ in s] for s in kept], cfg.min_count, dims=cfg.word_dim)
+    ids = [neural.words.index(w) for w in words]
+    assert len(ids) > 100 and x.shape[1] == cfg.word_dim
+    np.testing.assert_allclose(after[ids], x * np.sqrt(cfg.word_dim), rtol=1e-5, atol=1e-6)
+    untouched = sorted(set(range(len(neural.words))) - set(ids))  # <pad>, <unk>: as initialised
+    assert untouched and np.array_equal(after[untouched], before[untouched])
+
+
+def test_stacked_layers_train_and_round_trip(data, tmp_path):
+    cfg = NeuralTaggerConfig(**{**SMALL.__dict__, "layers": 2, "epochs": 1, "pretrain": True})
+    tagger = NeuralTagger.train(data[:60], cfg)
+    assert tagger.net().lstm.num_layers == 2 and "lstm.weight_ih_l1_reverse" in tagger.weights
+    loaded = load_tagger(tagger.save(tmp_path / "deep"))
+    assert loaded.config == cfg
+    sents = _words(data[:10]) + [ODD]
+    assert loaded.tag_sentences(sents) == tagger.tag_sentences(sents)
 
 
 def test_hybrid_with_lam_zero_tags_as_the_perceptron(neural, perceptron, data):
@@ -124,7 +171,7 @@ def test_char_table_keeps_the_ends_of_long_words():
 
 @pytest.mark.parametrize("bad", [{"epochs": 0}, {"hidden": 0}, {"width": 2}, {"dropout": 1.0}, {"word_dropout": -0.1},
                                  {"lr": 0}, {"decay": 0}, {"clip": 0}, {"holdout": 1}, {"holdout": -1},
-                                 {"threads": -1}, {"max_chars": 1}, {"decay_from": -1}])
+                                 {"threads": -1}, {"max_chars": 1}, {"decay_from": -1}, {"layers": 0}])
 def test_bad_neural_config_is_rejected(bad):
     with pytest.raises(InputError, match=next(iter(bad))):
         NeuralTaggerConfig(**bad)
@@ -151,7 +198,8 @@ def test_cli_trains_and_tags_with_neural_and_hybrid(data, perceptron, tmp_path, 
     assert main(["pos", "train", "--algo", "hybrid", "--train", str(few), "--perceptron-model", str(tmp_path / "perc"),
                  "-o", str(tmp_path / "h")]) == 2
     assert "train both on the same data" in capsys.readouterr().err
-    for algo, extra in (("neural", []), ("hybrid", ["--perceptron-model", str(tmp_path / "perc"), "--lam", "0.3"])):
+    for algo, extra in (("neural", ["--no-pretrain"]),
+                        ("hybrid", ["--perceptron-model", str(tmp_path / "perc"), "--lam", "0.3", "--layers", "2"])):
         model = tmp_path / algo
         assert main(["pos", "train", "--algo", algo, "--train", str(tagged), "--epochs", "1", "--seed", "3", "-o",
                      str(model), *extra]) == 0
@@ -160,4 +208,6 @@ def test_cli_trains_and_tags_with_neural_and_hybrid(data, perceptron, tmp_path, 
         assert main(["pos", "eval", "--model", str(model), "--gold", str(tagged)]) == 0
         out = capsys.readouterr().out
         assert "/" in out.split("\n")[1] and "accuracy=" in out
-    assert load_tagger(tmp_path / "hybrid").lam == 0.3 and load_tagger(tmp_path / "neural").config.seed == 3
+    hybrid, neural = load_tagger(tmp_path / "hybrid"), load_tagger(tmp_path / "neural")
+    assert hybrid.lam == 0.3 and (hybrid.neural.config.layers, hybrid.neural.config.pretrain) == (2, True)
+    assert (neural.config.seed, neural.config.layers, neural.config.pretrain) == (3, 1, False)

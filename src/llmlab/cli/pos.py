@@ -12,7 +12,7 @@ def register(sub) -> None:
 
     p = add_command(g, "train", "train a POS tagger and save it to a directory", _train)
     p.add_argument("--algo", choices=("hmm", "perceptron", "neural", "hybrid"), default="perceptron",
-                   help="tagging method (hybrid: perceptron + neural, the most accurate, about 20 minutes on pfr1998)")
+                   help="tagging method (hybrid: perceptron + neural, the most accurate, about 30 minutes on pfr1998)")
     p.add_argument("-o", "--output", required=True, help="model directory to write")
     p.add_argument("--train", dest="train_file", help="tagged training file (word/TAG tokens); default: pfr1998")
     p.add_argument("--split", default="train", choices=("train", "dev", "test"), help="pfr1998 split to train on")
@@ -27,6 +27,9 @@ def register(sub) -> None:
     p.add_argument("--no-clusters", action="store_true",
                    help="perceptron (and hybrid's): no distributional word-cluster features (faster training)")
     p.add_argument("--threads", type=int, help="neural, hybrid: torch CPU threads (default 1; 0 = torch's default)")
+    p.add_argument("--layers", type=int, help="neural, hybrid: stacked BiLSTM layers (default 1)")
+    p.add_argument("--no-pretrain", action="store_true",
+                   help="neural, hybrid: random word embeddings, not PPMI-SVD vectors of the training text")
     p.add_argument("--lam", type=float, help="hybrid: weight of the neural log-probabilities (default 0.2)")
     p.add_argument("--perceptron-model", help="hybrid: use this saved perceptron tagger instead of training one")
 
@@ -66,13 +69,14 @@ def _train_config(args):
         return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
 
     perceptron = {**given("order", "beam", "ensemble"), **({"clusters": ()} if args.no_clusters else {})}
+    neural = {**given("epochs", "seed", "threads", "layers"), **({"pretrain": False} if args.no_pretrain else {})}
     if args.algo == "perceptron":
         return PerceptronTaggerConfig(**given("epochs", "seed"), **perceptron)
     if args.algo == "neural":
-        return NeuralTaggerConfig(**given("epochs", "seed", "threads"))
+        return NeuralTaggerConfig(**neural)
     if args.algo == "hybrid":
         return HybridTaggerConfig(**given("lam", "perceptron_model"), perceptron=PerceptronTaggerConfig(**perceptron),
-                                  neural=NeuralTaggerConfig(**given("epochs", "seed", "threads")))
+                                  neural=NeuralTaggerConfig(**neural))
     return None
 
 
