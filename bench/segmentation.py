@@ -13,7 +13,7 @@ With --jieba-dict a second perceptron is trained with jieba's word list (its ins
 an external feature dictionary: an "open" result in SIGHAN terms, since it uses a resource beyond
 the training split (as pkuseg and THULAC do with their dictionaries); the plain one is "closed".
 --pos adds the POS taggers (gold segmentation) and the joint word+tag F1 after segmentation; with
---hybrid (or --hybrid-model DIR) also the perceptron + BiLSTM hybrid (its training takes about twenty minutes).
+--hybrid (or --hybrid-model DIR) also the perceptron + BiLSTM hybrid (its training takes about thirty minutes).
 
     .venv/bin/python bench/segmentation.py [--perceptron-model DIR] [--save-perceptron DIR]
         [--jieba-dict] [--dict-model DIR] [--save-dict-model DIR] [--pos] [--pos-model DIR]
@@ -178,8 +178,9 @@ def bench_pos(args, segmenters: dict) -> None:
                 tagger.save(args.save_pos_model)
         pred, tt = best_time(lambda tagger=tagger: tagger.tag_sentences(words), 1)
         acc = tag_accuracy(test, pred, vocab)
+        trained = "loaded" if dt != dt else f"train {dt:.0f}s"  # nan: a saved model
         print(f"llmlab {name:10s} accuracy {acc['accuracy']:.4f}  unknown-word accuracy "
-              f"{acc['unknown_accuracy']:.4f}  train {dt:.0f}s  {sum(map(len, words)) / tt:,.0f} words/s")
+              f"{acc['unknown_accuracy']:.4f}  {trained}  {sum(map(len, words)) / tt:,.0f} words/s")
         texts = ["".join(ws) for ws in words]
         for seg_name, segmenter in segmenters.items():
             joint = seg_tag_scores(test, cut_and_tag_lines(segmenter, tagger, texts))
