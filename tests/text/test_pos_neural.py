@@ -16,7 +16,7 @@ from llmlab.text.pos_neural import (
     NeuralTagger,
     NeuralTaggerConfig,
     _build_net,
-    _pretrain_words,
+    _pretrain,
     char_table,
     holdout_split,
 )
@@ -109,20 +109,25 @@ def test_same_seed_same_model(data):
     assert all(np.array_equal(a.weights[k], b.weights[k]) for k in a.weights)
 
 
-def test_pretrain_starts_word_embeddings_at_the_scaled_ppmi_svd_vectors(neural, data):
+def test_pretrain_starts_word_and_char_embeddings_at_the_scaled_ppmi_svd_vectors(neural, data):
     cfg = NeuralTaggerConfig(**{**SMALL.__dict__, "pretrain": True})
     tagger = NeuralTagger(neural.tags, neural.words, neural.chars, {}, cfg)
     net = _build_net(cfg, len(neural.words), len(neural.chars), len(neural.tags))
-    before = net.word.weight.detach().numpy().copy()
+    tables = {"word": (neural.words, cfg.word_dim), "char": (neural.chars, cfg.char_dim),
+              "first": (neural.chars, cfg.char_dim), "last": (neural.chars, cfg.char_dim)}
+    before = {k: getattr(net, k).weight.detach().numpy().copy() for k in tables}
     kept = holdout_split(data, cfg.holdout)[0]
-    _pretrain_words(net, tagger, kept)
-    after = net.word.weight.detach().numpy()
-    words, x = word_vectors([[normalize_text(w) for w, _ in s] for s in kept], cfg.min_count, dims=cfg.word_dim)
-    ids = [neural.words.index(w) for w in words]
-    assert len(ids) > 100 and x.shape[1] == cfg.word_dim
-    np.testing.assert_allclose(after[ids], x * np.sqrt(cfg.word_dim), rtol=1e-5, atol=1e-6)
-    untouched = sorted(set(range(len(neural.words))) - set(ids))  # <pad>, <unk>: as initialised
-    assert untouched and np.array_equal(after[untouched], before[untouched])
+    _pretrain(net, tagger, kept)
+    norm = [[normalize_text(w) for w, _ in s] for s in kept]
+    units = {"word": norm, "char": [list("".join(s)) for s in norm]}
+    for name, (vocab, dim) in tables.items():
+        after = getattr(net, name).weight.detach().numpy()
+        seen, x = word_vectors(units["word" if name == "word" else "char"], cfg.min_count, dims=dim)
+        ids = [vocab.index(u) for u in seen]
+        assert len(ids) > 100 and x.shape[1] == dim
+        np.testing.assert_allclose(after[ids], x * np.sqrt(dim), rtol=1e-5, atol=1e-6)
+        untouched = sorted(set(range(len(vocab))) - set(ids))  # <pad>, <unk>, rare ones: as initialised
+        assert untouched and np.array_equal(after[untouched], before[name][untouched])
 
 
 def test_stacked_layers_train_and_round_trip(data, tmp_path):

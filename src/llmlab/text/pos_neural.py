@@ -9,14 +9,17 @@ Adam. Word dropout replaces a training word by the unknown id with probability
 ``word_dropout + 0.25 / (0.25 + count)``, so rare words teach the character features what unknown
 words look like. The best epoch is chosen on held-out training sentences (every ``holdout``-th).
 
-With ``pretrain`` (the default) the word embeddings start from the PPMI-SVD vectors of the training
-text (`llmlab.text.clusters.word_vectors`, about 15 s): what a word's neighbours say about it, which
-the tagging loss alone learns slowly for rare words. On pfr1998 that lifts the tagger alone from test
-0.9593 to 0.9629 and dev 0.9650 to 0.9669 (8 epochs); 12 epochs (the default) give test 0.9627, dev
-0.9681, held-out 0.9675 against 0.9660. About 2 minutes an epoch on one thread.
+With ``pretrain`` (the default) the word and character embeddings start from PPMI-SVD vectors of
+the training text (`llmlab.text.clusters.word_vectors` of the words, and of the characters in running
+text; about 20 s): what a unit's neighbours say about it, which the tagging loss alone learns slowly
+for rare ones. On pfr1998 word vectors lift the tagger alone from test 0.9593 to 0.9629 and dev
+0.9650 to 0.9669 (8 epochs); held-out accuracy still rises after 8 epochs, and the default 12 give
+test 0.9630, dev 0.9673; character vectors then bring it to test 0.9651, dev 0.9688 (about 1.5-2
+minutes an epoch on one or two threads). A wider LSTM (256) or a second tagger averaged in did not
+help the hybrid below.
 
-Alone it is still a little weaker than the perceptron (test 0.9640, dev 0.9703) but makes different
-errors: `llmlab.text.pos_hybrid` adds its log-probabilities to the perceptron's emissions.
+Alone it is about as accurate as the perceptron (test 0.9640, dev 0.9703) and makes different errors:
+`llmlab.text.pos_hybrid` adds its log-probabilities to the perceptron's emissions.
 
 torch is imported inside the functions that need it (the network is built by `_build_net`), so
 ``llmlab.text`` stays torch-free: the same exception DESIGN.md makes for word2vec. Loading a saved
@@ -60,7 +63,7 @@ class NeuralTaggerConfig:
     dropout: float = 0.25  # on the word inputs and on the LSTM outputs; in [0, 1)
     word_dropout: float = 0.05  # base rate of replacing a known training word by the unknown id; in [0, 1)
     min_count: int = 2  # training words seen fewer times get the unknown id; >= 1
-    pretrain: bool = True  # start the word embeddings from PPMI-SVD vectors of the training text (clusters.py)
+    pretrain: bool = True  # word and character embeddings start from PPMI-SVD vectors of the training text
     batch_size: int = 16  # sentences per step, bucketed by length; >= 1
     lr: float = 3e-3  # Adam learning rate; > 0
     decay: float = 0.6  # learning rate factor per epoch after decay_from epochs; in (0, 1]
@@ -316,7 +319,7 @@ def _fit(tagger: NeuralTagger, kept: list, held: list, counts: Counter, rng: np.
         [counts[normalize_text(w)] for w, _ in s])), 0.0) for r, s in zip(train_rows, kept)]
     net = _build_net(c, len(tagger.words), len(tagger.chars), len(tagger.tags))
     if c.pretrain:
-        _pretrain_words(net, tagger, kept)
+        _pretrain(net, tagger, kept)
     opt = torch.optim.Adam(net.parameters(), lr=c.lr)
     buckets = length_buckets([len(r[0]) for r in train_rows], c.batch_size)
     best, best_acc = None, -1.0
@@ -348,23 +351,34 @@ def _fit(tagger: NeuralTagger, kept: list, held: list, counts: Counter, rng: np.
     return net.eval()
 
 
-def _pretrain_words(net, tagger: NeuralTagger, kept: list) -> None:
-    """Overwrite the word embeddings of the words that have PPMI-SVD vectors (`word_vectors` of the
-    normalised training sentences), scaled to the default initialisation's unit variance per dimension."""
+def _pretrain(net, tagger: NeuralTagger, kept: list) -> None:
+    """Start the embeddings of the words and characters that have PPMI-SVD vectors at those vectors:
+    words' from `word_vectors` of the normalised training sentences, characters' (all three character
+    tables) from `word_vectors` of the characters in running text."""
+    c = tagger.config
+    norm = [[normalize_text(w) for w, _ in s] for s in kept]
+    _start_at_vectors([net.word.weight], tagger._word_id, norm, c.min_count, c.seed, "words")
+    _start_at_vectors([net.char.weight, net.first.weight, net.last.weight], tagger._char_id,
+                      [list("".join(s)) for s in norm], c.min_count, c.seed, "characters")
+
+
+def _start_at_vectors(weights: list, ids: dict[str, int], sentences: list[list[str]], min_count: int, seed: int,
+                      what: str) -> None:
+    """Overwrite the rows of the embedding tables `weights` (same width) of the units with PPMI-SVD
+    vectors, scaled to the default initialisation's unit variance per dimension."""
     import torch
 
     from llmlab.text.clusters import word_vectors
 
-    c = tagger.config
-    words, x = word_vectors([[normalize_text(w) for w, _ in s] for s in kept], c.min_count, dims=c.word_dim,
-                            seed=c.seed)
-    rows = [(tagger._word_id[w], i) for i, w in enumerate(words) if w in tagger._word_id]
+    units, x = word_vectors(sentences, min_count, dims=weights[0].shape[1], seed=seed)
+    rows = [(ids[u], i) for i, u in enumerate(units) if u in ids]
     if not rows:
         return
-    ids, src = map(list, zip(*rows))
+    at, src = map(list, zip(*rows))
     with torch.no_grad():
-        net.word.weight[ids, : x.shape[1]] = torch.from_numpy(x[src] * np.sqrt(x.shape[1])).float()
-    log.info("word embeddings of %d words start from PPMI-SVD vectors (%d dims)", len(ids), x.shape[1])
+        for weight in weights:
+            weight[at, : x.shape[1]] = torch.from_numpy(x[src] * np.sqrt(x.shape[1])).float()
+    log.info("embeddings of %d %s start from PPMI-SVD vectors (%d dims)", len(at), what, x.shape[1])
 
 
 def _accuracy(net, rows: list, table) -> float:
