@@ -29,7 +29,7 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, help="neural, hybrid: torch CPU threads (default 1; 0 = torch's default)")
     p.add_argument("--layers", type=int, help="neural, hybrid: stacked BiLSTM layers (default 1)")
     p.add_argument("--no-pretrain", action="store_true",
-                   help="neural, hybrid: random word embeddings, not PPMI-SVD vectors of the training text")
+                   help="neural, hybrid: random word and character embeddings, not training-text PPMI-SVD vectors")
     p.add_argument("--lam", type=float, help="hybrid: weight of the neural log-probabilities (default 0.2)")
     p.add_argument("--perceptron-model", help="hybrid: use this saved perceptron tagger instead of training one")
 
