@@ -14,7 +14,7 @@ the training text (`llmlab.text.clusters.word_vectors` of the words, and of the 
 text; about 20 s): what a unit's neighbours say about it, which the tagging loss alone learns slowly
 for rare ones. On pfr1998 word vectors lift the tagger alone from test 0.9593 to 0.9629 and dev
 0.9650 to 0.9669 (8 epochs); held-out accuracy still rises after 8 epochs, and the default 12 give
-test 0.9630, dev 0.9673; character vectors then bring it to test 0.9651, dev 0.9688 (about 1.5-2
+test 0.9630, dev 0.9673; character vectors then bring it to test 0.9650, dev 0.9688 (about 1.5-2
 minutes an epoch on one or two threads). A wider LSTM (256) or a second tagger averaged in did not
 help the hybrid below.
 
