@@ -116,9 +116,8 @@ def test_pretrain_starts_word_and_char_embeddings_at_the_scaled_ppmi_svd_vectors
     tables = {"word": (neural.words, cfg.word_dim), "char": (neural.chars, cfg.char_dim),
               "first": (neural.chars, cfg.char_dim), "last": (neural.chars, cfg.char_dim)}
     before = {k: getattr(net, k).weight.detach().numpy().copy() for k in tables}
-    kept = holdout_split(data, cfg.holdout)[0]
-    _pretrain(net, tagger, kept)
-    norm = [[normalize_text(w) for w, _ in s] for s in kept]
+    norm = [[normalize_text(w) for w, _ in s] for s in holdout_split(data, cfg.holdout)[0]]
+    _pretrain(net, tagger, norm)
     units = {"word": norm, "char": [list("".join(s)) for s in norm]}
     for name, (vocab, dim) in tables.items():
         after = getattr(net, name).weight.detach().numpy()

@@ -219,8 +219,9 @@ class NeuralTagger(PosTagger):
             self._net = net.eval()
         return self._net
 
-    def _encode(self, words: Sequence[str]) -> np.ndarray:
-        return np.array([self._word_id.get(normalize_text(w), UNK) for w in words], np.int64)
+    def _word_ids(self, norm: Sequence[str]) -> np.ndarray:
+        """Word ids of already normalised words (`normalize_text`)."""
+        return np.array([self._word_id.get(w, UNK) for w in norm], np.int64)
 
     def log_probs_sentences(self, sentences: Iterable[Sequence[str]]) -> list[np.ndarray]:
         """(n, K) float32 tag log-probabilities for each sentence, in batches of similar lengths."""
@@ -232,7 +233,7 @@ class NeuralTagger(PosTagger):
             norm = [[normalize_text(w) for w in sents[i]] for i in idx]
             types = {w: k for k, w in enumerate(dict.fromkeys(w for s in norm for w in s))}
             table = char_table(list(types), self._char_id, self.config.max_chars)
-            rows = [(self._encode(s), np.array([types[w] for w in s]), np.zeros(len(s))) for s in norm]
+            rows = [(self._word_ids(s), np.array([types[w] for w in s]), np.zeros(len(s))) for s in norm]
             for i, lp in zip(idx, _predict(self.net(), rows, table)):
                 out[i] = lp
         return out
@@ -306,20 +307,21 @@ def _fit(tagger: NeuralTagger, kept: list, held: list, counts: Counter, rng: np.
     import torch.nn.functional as F
 
     c, tid = tagger.config, {t: i for i, t in enumerate(tagger.tags)}
-    types = {w: i for i, w in enumerate(dict.fromkeys(normalize_text(w) for s in kept + held for w, _ in s))}
+    norm_kept, norm_held = ([[normalize_text(w) for w, _ in s] for s in data] for data in (kept, held))
+    types = {w: i for i, w in enumerate(dict.fromkeys(w for s in norm_kept + norm_held for w in s))}
     table = tuple(map(torch.from_numpy, char_table(list(types), tagger._char_id, c.max_chars)))
 
-    def rows(data):
-        return [(tagger._encode([w for w, _ in s]), np.array([types[normalize_text(w)] for w, _ in s]),
-                 np.array([tid[t] for _, t in s])) for s in data]
+    def rows(data, norm):
+        return [(tagger._word_ids(n), np.array([types[w] for w in n]), np.array([tid[t] for _, t in s]))
+                for s, n in zip(data, norm)]
 
-    train_rows, held_rows = rows(kept), rows(held)
+    train_rows, held_rows = rows(kept, norm_kept), rows(held, norm_held)
     # word dropout probability per training word (0 for words already unknown)
-    drop_p = [np.where(r[0] > UNK, c.word_dropout + 0.25 / (0.25 + np.array(
-        [counts[normalize_text(w)] for w, _ in s])), 0.0) for r, s in zip(train_rows, kept)]
+    drop_p = [np.where(r[0] > UNK, c.word_dropout + 0.25 / (0.25 + np.array([counts[w] for w in n])), 0.0)
+              for r, n in zip(train_rows, norm_kept)]
     net = _build_net(c, len(tagger.words), len(tagger.chars), len(tagger.tags))
     if c.pretrain:
-        _pretrain(net, tagger, kept)
+        _pretrain(net, tagger, norm_kept)
     opt = torch.optim.Adam(net.parameters(), lr=c.lr)
     buckets = length_buckets([len(r[0]) for r in train_rows], c.batch_size)
     best, best_acc = None, -1.0
@@ -351,12 +353,11 @@ def _fit(tagger: NeuralTagger, kept: list, held: list, counts: Counter, rng: np.
     return net.eval()
 
 
-def _pretrain(net, tagger: NeuralTagger, kept: list) -> None:
+def _pretrain(net, tagger: NeuralTagger, norm: list[list[str]]) -> None:
     """Start the embeddings of the words and characters that have PPMI-SVD vectors at those vectors:
-    words' from `word_vectors` of the normalised training sentences, characters' (all three character
-    tables) from `word_vectors` of the characters in running text."""
+    words' from `word_vectors` of the (normalised) training sentences `norm`, characters' (all three
+    character tables) from `word_vectors` of the characters in running text."""
     c = tagger.config
-    norm = [[normalize_text(w) for w, _ in s] for s in kept]
     _start_at_vectors([net.word.weight], tagger._word_id, norm, c.min_count, c.seed, "words")
     _start_at_vectors([net.char.weight, net.first.weight, net.last.weight], tagger._char_id,
                       [list("".join(s)) for s in norm], c.min_count, c.seed, "characters")
