@@ -19,6 +19,7 @@ from llmlab.text.pos_neural import (
     _pretrain,
     char_table,
     holdout_split,
+    per_direction_names,
 )
 from llmlab.text.pos_perceptron import PerceptronTagger, PerceptronTaggerConfig
 
@@ -132,11 +133,60 @@ def test_pretrain_starts_word_and_char_embeddings_at_the_scaled_ppmi_svd_vectors
 def test_stacked_layers_train_and_round_trip(data, tmp_path):
     cfg = NeuralTaggerConfig(**{**SMALL.__dict__, "layers": 2, "epochs": 1, "pretrain": True})
     tagger = NeuralTagger.train(data[:60], cfg)
-    assert tagger.net().lstm.num_layers == 2 and "lstm.weight_ih_l1_reverse" in tagger.weights
+    assert len(tagger.net().rnn) == 4 and "rnn.3.weight_ih_l0" in tagger.weights
     loaded = load_tagger(tagger.save(tmp_path / "deep"))
     assert loaded.config == cfg
     sents = _words(data[:10]) + [ODD]
     assert loaded.tag_sentences(sents) == tagger.tag_sentences(sents)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_bilstm_on_padded_batches_matches_a_packed_bidirectional_lstm(layers):
+    """Reference: torch's own bidirectional nn.LSTM over packed sequences, its weights renamed by
+    `per_direction_names` (how a tagger saved before the split loads)."""
+    import torch
+
+    cfg = NeuralTaggerConfig(**{**SMALL.__dict__, "layers": layers})
+    net = _build_net(cfg, 10, 10, 3).eval()
+    d_in = net.rnn[0].input_size
+    torch.manual_seed(1)
+    ref = torch.nn.LSTM(d_in, cfg.hidden, layers, batch_first=True, bidirectional=True).eval()
+    renamed = per_direction_names({f"lstm.{k}": v.numpy() for k, v in ref.state_dict().items()})
+    assert set(renamed) == {f"rnn.{k}" for k in net.rnn.state_dict()}
+    net.rnn.load_state_dict({k[len("rnn."):]: torch.from_numpy(v) for k, v in renamed.items()})
+    lengths = [7, 1, 4, 7, 2]
+    x = torch.randn(len(lengths), max(lengths), d_in)
+    with torch.no_grad():
+        packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        want = torch.nn.utils.rnn.pad_packed_sequence(ref(packed)[0], batch_first=True)[0]
+        x[0, 5:] = 1e3  # padding must not reach any word: scribble over it (the first row is no longer full)
+        got = net.bilstm(x, [5, *lengths[1:]])
+    for b, n in enumerate([5, *lengths[1:]]):
+        if b:
+            torch.testing.assert_close(got[b, :n], want[b, :n], rtol=1e-5, atol=1e-6)
+    x0 = x[:1, :5].clone()  # the scribbled row equals the reference on its own five words
+    with torch.no_grad():
+        want0 = ref(x0)[0]
+    torch.testing.assert_close(got[0, :5], want0[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_saved_with_one_bidirectional_lstm_loads(neural, data, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    directory = neural.save(tmp_path / "bi")
+    weights = load_file(str(directory / "neural.safetensors"))
+    old = {}
+    for name, value in weights.items():  # back to nn.LSTM(bidirectional=True)'s names
+        if name.startswith("rnn."):
+            _, i, param = name.split(".")
+            name = f"lstm.{param[:-1]}{int(i) // 2}{'_reverse' if int(i) % 2 else ''}"
+        old[name] = value
+    assert "lstm.weight_ih_l0_reverse" in old and not any(k.startswith("rnn.") for k in old)
+    save_file(old, str(directory / "neural.safetensors"))
+    loaded = load_tagger(directory)
+    sents = _words(data[:30]) + [ODD]
+    for a, b in zip(loaded.log_probs_sentences(sents), neural.log_probs_sentences(sents)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_hybrid_with_lam_zero_tags_as_the_perceptron(neural, perceptron, data):

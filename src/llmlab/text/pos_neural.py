@@ -29,6 +29,7 @@ tagger reads numpy arrays; torch is first imported when it tags.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from llmlab.text.pos import PosTagger, check_tagged
 log = logging.getLogger(__name__)
 WEIGHTS_FILE = "neural.safetensors"
 PAD, UNK = 0, 1  # ids 0 and 1 of the word and character vocabularies
-PREDICT_BATCH = 128  # sentences per forward pass when tagging
+PREDICT_BATCH = 32  # sentences per forward pass when tagging (the fused LSTM kernel slows down on bigger batches)
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,11 @@ def _build_net(config: NeuralTaggerConfig, n_words: int, n_chars: int, n_tags: i
             self.length = nn.Embedding(c.max_chars + 1, c.length_dim)
             self.conv = nn.Conv1d(c.char_dim, c.filters, c.width, padding=c.width // 2)
             d_in = c.word_dim + c.filters + 2 * c.char_dim + c.length_dim
-            self.lstm = nn.LSTM(d_in, c.hidden, c.layers, batch_first=True, bidirectional=True,
-                                dropout=c.dropout if c.layers > 1 else 0.0)
+            # one unidirectional LSTM per layer and direction (layer 0 forward, layer 0 backward, ...), drawing
+            # the same initial weights as one bidirectional nn.LSTM: on padded batches (rather than packed ones)
+            # torch runs them with its fused CPU kernels, forward and backward
+            self.rnn = nn.ModuleList(nn.LSTM(d_in if i < 2 else 2 * c.hidden, c.hidden, batch_first=True)
+                                     for i in range(2 * c.layers))
             self.drop = nn.Dropout(c.dropout)
             self.out = nn.Linear(2 * c.hidden, n_tags)
 
@@ -162,9 +166,20 @@ def _build_net(config: NeuralTaggerConfig, n_words: int, n_chars: int, n_tags: i
             uniq, inv = torch.unique(types, return_inverse=True)  # only the types in this batch
             rep = self.char_rep(*(t[uniq] for t in table))[inv]  # (B, L, D_char)
             x = self.drop(torch.cat([self.word(words), rep], 2))  # (B, L, D_in)
-            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            h, _ = nn.utils.rnn.pad_packed_sequence(self.lstm(packed)[0], batch_first=True)  # (B, L, 2H)
-            return self.out(self.drop(h))  # (B, L, K)
+            return self.out(self.drop(self.bilstm(x, lengths)))  # (B, L, K)
+
+        def bilstm(self, x, lengths):  # (B, L, D_in) padded -> (B, L, 2H); rows past a sentence's end are junk
+            pos, n = torch.arange(x.shape[1]), torch.as_tensor(lengths).unsqueeze(1)
+            # each sentence read backwards: position i takes n - 1 - i, padding stays at the end (its own inverse)
+            back = torch.where(pos < n, n - 1 - pos, pos).unsqueeze(2)  # (B, L, 1)
+            h = x
+            for k in range(config.layers):
+                if k:
+                    h = self.drop(h)
+                # padding follows each sentence in both directions, so no word's state depends on it
+                rev = self.rnn[2 * k + 1](h.gather(1, back.expand_as(h)))[0]
+                h = torch.cat([self.rnn[2 * k](h)[0], rev.gather(1, back.expand_as(rev))], 2)
+            return h
 
     return Net()
 
@@ -284,8 +299,22 @@ class NeuralTagger(PosTagger):
         if not path.is_file():
             raise InputError(f"POS tagger weights {str(path)!r} are missing")
         config = {"pretrain": False, **state["config"]}  # saved before `pretrain` existed: trained without it
-        return cls(state["tags"], state["words"], state["chars"], load_file(str(path)),
+        return cls(state["tags"], state["words"], state["chars"], per_direction_names(load_file(str(path))),
                    config_from_dict(NeuralTaggerConfig, config), state.get("info"))
+
+
+def per_direction_names(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`weights` with those of one bidirectional nn.LSTM (how taggers were saved before) renamed to the
+    per-direction LSTMs of `_build_net`; other names unchanged.
+
+    >>> list(per_direction_names({"lstm.weight_ih_l1_reverse": 0, "lstm.bias_hh_l0": 0, "out.bias": 0}))
+    ['rnn.3.weight_ih_l0', 'rnn.0.bias_hh_l0', 'out.bias']
+    """
+    out = {}
+    for name, value in weights.items():
+        m = re.fullmatch(r"lstm\.(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?", name)
+        out[f"rnn.{2 * int(m[2]) + bool(m[3])}.{m[1]}_l0" if m else name] = value
+    return out
 
 
 def _predict(net, rows: list[tuple[np.ndarray, ...]], table: tuple[np.ndarray, ...]) -> list[np.ndarray]:
