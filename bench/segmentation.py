@@ -13,7 +13,7 @@ With --jieba-dict a second perceptron is trained with jieba's word list (its ins
 an external feature dictionary: an "open" result in SIGHAN terms, since it uses a resource beyond
 the training split (as pkuseg and THULAC do with their dictionaries); the plain one is "closed".
 --pos adds the POS taggers (gold segmentation) and the joint word+tag F1 after segmentation; with
---hybrid (or --hybrid-model DIR) also the perceptron + BiLSTM hybrid (its training takes about thirty minutes).
+--hybrid (or --hybrid-model DIR) also the perceptron + BiLSTM hybrid (its training takes about twenty minutes).
 
     .venv/bin/python bench/segmentation.py [--perceptron-model DIR] [--save-perceptron DIR]
         [--jieba-dict] [--dict-model DIR] [--save-dict-model DIR] [--pos] [--pos-model DIR]

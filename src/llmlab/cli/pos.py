@@ -12,7 +12,7 @@ def register(sub) -> None:
 
     p = add_command(g, "train", "train a POS tagger and save it to a directory", _train)
     p.add_argument("--algo", choices=("hmm", "perceptron", "neural", "hybrid"), default="perceptron",
-                   help="tagging method (hybrid: perceptron + neural, the most accurate, about 30 minutes on pfr1998)")
+                   help="tagging method (hybrid: perceptron + neural, the most accurate, about 18 minutes on pfr1998)")
     p.add_argument("-o", "--output", required=True, help="model directory to write")
     p.add_argument("--train", dest="train_file", help="tagged training file (word/TAG tokens); default: pfr1998")
     p.add_argument("--split", default="train", choices=("train", "dev", "test"), help="pfr1998 split to train on")

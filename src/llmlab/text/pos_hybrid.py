@@ -6,9 +6,8 @@ the standard deviation of the perceptron's emissions (on the neural tagger's hel
 sentences, measured once at training time) so that ``lam`` does not depend on how large the
 perceptron's weights happen to be. On pfr1998 (default configs: perceptron ensemble of 3 with word
 clusters, BiLSTM-CNN of `llmlab.text.pos_neural`, lam = 0.2) the two make different errors: test
-accuracy 0.9640 -> 0.9685 (unknown words 0.7588 -> 0.7945), dev 0.9703 -> 0.9732 (0.8010 -> 0.8198),
-for the training time of both (about 30 minutes on 2 cores, most of it the neural tagger's on one
-torch thread; about 21 with ``threads=2``).
+accuracy 0.9640 -> 0.9686 (unknown words 0.7588 -> 0.7986), dev 0.9703 -> 0.9732 (0.8010 -> 0.8154),
+for the training time of both (about 18 minutes, most of it the neural tagger's on one torch thread).
 
 The two taggers are saved in subdirectories of the model directory and load on their own too.
 """
