@@ -18,7 +18,7 @@ test 0.9630, dev 0.9673; character vectors then bring it to test 0.9650, dev 0.9
 for the 12 epochs on one thread). A wider LSTM (256) or a second tagger averaged in did not help the
 hybrid below.
 
-The bidirectional LSTM runs as one forward LSTM per direction over padded batches, the backward one
+The bidirectional LSTM is two unidirectional ones per layer over padded batches, the backward one
 reading each sentence reversed within its own length: torch's fused CPU kernels then do the work,
 where a bidirectional nn.LSTM over packed sequences ran step by step (its backward zero-filled
 whole buffers at every step; default training on pfr1998 took about 23 minutes instead of 15).
