@@ -159,12 +159,12 @@ def test_bilstm_on_padded_batches_matches_a_packed_bidirectional_lstm(layers):
     with torch.no_grad():
         packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         want = torch.nn.utils.rnn.pad_packed_sequence(ref(packed)[0], batch_first=True)[0]
-        x[0, 5:] = 1e3  # padding must not reach any word: scribble over it (the first row is no longer full)
+        x[0, 5:] = 1e3  # row 0 now holds 5 words and junk after them, which must not reach them
         got = net.bilstm(x, [5, *lengths[1:]])
     for b, n in enumerate([5, *lengths[1:]]):
         if b:
             torch.testing.assert_close(got[b, :n], want[b, :n], rtol=1e-5, atol=1e-6)
-    x0 = x[:1, :5].clone()  # the scribbled row equals the reference on its own five words
+    x0 = x[:1, :5].clone()  # the reference on row 0's five words alone
     with torch.no_grad():
         want0 = ref(x0)[0]
     torch.testing.assert_close(got[0, :5], want0[0], rtol=1e-5, atol=1e-6)
