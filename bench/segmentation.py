@@ -171,14 +171,14 @@ def bench_pos(args, segmenters: dict) -> None:
     print("\nPOS tagging, pfr1998 test with gold segmentation")
     for name in kinds:
         if saved.get(name):
-            tagger, dt = load_tagger(saved[name]), float("nan")
+            tagger, trained = load_tagger(saved[name]), "loaded"
         else:
             tagger, dt = best_time(lambda name=name: tagger_class(name).train(train), 1)
+            trained = f"train {dt:.0f}s"
             if name == "perceptron" and args.save_pos_model:
                 tagger.save(args.save_pos_model)
         pred, tt = best_time(lambda tagger=tagger: tagger.tag_sentences(words), 1)
         acc = tag_accuracy(test, pred, vocab)
-        trained = "loaded" if dt != dt else f"train {dt:.0f}s"  # nan: a saved model
         print(f"llmlab {name:10s} accuracy {acc['accuracy']:.4f}  unknown-word accuracy "
               f"{acc['unknown_accuracy']:.4f}  {trained}  {sum(map(len, words)) / tt:,.0f} words/s")
         texts = ["".join(ws) for ws in words]
