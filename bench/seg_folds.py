@@ -1,5 +1,6 @@
 """How much the choice of test text matters: the perceptron segmenter (and with --pos the perceptron
-POS tagger) scored on each 5% contiguous block of pfr1998 in turn.
+POS tagger, with --hybrid also the perceptron + BiLSTM hybrid) scored on each 5% contiguous block of
+pfr1998 in turn.
 
 pfr1998's fixed split is contiguous: train is the first 90% of the month, dev the next 5%, test the
 last 5%. Here block b (of 20, in file order) is the test text and the model trains on the other
@@ -9,9 +10,9 @@ held back) shows the same model on test text drawn from the whole month. jieba's
 (trained on other text, to another standard) is scored on the same blocks beside it.
 
 One perceptron segmenter trains in about 40 s (20 blocks: about 15 minutes on one core); one POS
-perceptron in about 3.5 minutes.
+perceptron in about 3.5 minutes, one hybrid (its perceptron included) in about 20.
 
-    .venv/bin/python bench/seg_folds.py [--blocks 0 5 19] [--interleaved] [--pos]
+    .venv/bin/python bench/seg_folds.py [--blocks 0 5 19] [--interleaved] [--pos [--hybrid]]
 """
 
 from __future__ import annotations
@@ -43,11 +44,14 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, nargs="*", help="blocks to test (0-19; default all)")
     ap.add_argument("--interleaved", action="store_true", help="also the interleaved split")
     ap.add_argument("--pos", action="store_true", help="also the perceptron POS tagger (gold segmentation)")
+    ap.add_argument("--hybrid", action="store_true", help="with --pos: also the hybrid tagger (its perceptron is "
+                    "the one scored as the perceptron)")
     args = ap.parse_args()
 
     from llmlab.data.corpora import pfr1998
     from llmlab.text.base import segmenter_class
     from llmlab.text.metrics import seg_scores, tag_accuracy
+    from llmlab.text.pos_hybrid import HybridTagger
     from llmlab.text.pos_perceptron import PerceptronTagger
 
     sents = pfr1998("train") + pfr1998("dev") + pfr1998("test")  # the whole month, in file order
@@ -62,10 +66,6 @@ def main() -> None:
         jieba = None
         print("jieba not installed: no control column")
 
-    header = f"{'block':>11} {'sents':>6} {'OOV':>6} {'F1':>7} {'OOV-R':>6} {'IV-R':>6}"
-    header += f" {'jieba F1':>8}" if jieba else ""
-    header += f" {'POS acc':>8} {'unk acc':>8}" if args.pos else ""
-    print(header)
     rows = []
     for name, test_i, held in runs:
         tested = set(test_i)
@@ -82,9 +82,14 @@ def main() -> None:
         if jieba:
             row["jieba F1"] = seg_scores(gold, [jieba.lcut(x) for x in texts]).f1
         if args.pos:
-            tagger = PerceptronTagger.train(train)
-            acc = tag_accuracy(test, tagger.tag_sentences(gold), vocab)
-            row["POS acc"], row["unk acc"] = acc["accuracy"], acc["unknown_accuracy"]
+            hybrid = HybridTagger.train(train) if args.hybrid else None
+            for label, tagger in (("POS", hybrid.perceptron if hybrid else PerceptronTagger.train(train)),
+                                  ("hybrid", hybrid)):
+                if tagger:
+                    acc = tag_accuracy(test, tagger.tag_sentences(gold), vocab)
+                    row[f"{label} acc"], row[f"{label} unk"] = acc["accuracy"], acc["unknown_accuracy"]
+        if not rows:
+            print(f"{'block':>11} {'sents':>6} " + " ".join(f"{k:>{max(6, len(k))}}" for k in row))
         rows.append((name, row))
         mark = " (fixed test split)" if name == "19" else ""
         print(f"{name:>11} {len(test):6d} " + " ".join(f"{v:{max(6, len(k))}.4f}" for k, v in row.items())
