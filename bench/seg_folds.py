@@ -36,6 +36,11 @@ def folds(n: int, k: int = 20) -> list[tuple[str, list[int], set[int]]]:
 
 
 def interleaved(n: int, k: int = 20) -> tuple[str, list[int], set[int]]:
+    """Like one of `folds`, but every `k`-th item is tested and the item before each held back.
+
+    >>> interleaved(6, 3)
+    ('interleaved', [2, 5], {1, 4})
+    """
     return "interleaved", [i for i in range(n) if i % k == k - 1], {i for i in range(n) if i % k == k - 2}
 
 
@@ -64,7 +69,7 @@ def main() -> None:
         jieba.setLogLevel(logging.WARNING)
     except ImportError:
         jieba = None
-        print("jieba not installed: no control column")
+        print("jieba not installed: no jieba column")
 
     rows = []
     for name, test_i, held in runs:
@@ -85,7 +90,7 @@ def main() -> None:
             hybrid = HybridTagger.train(train) if args.hybrid else None
             for label, tagger in (("POS", hybrid.perceptron if hybrid else PerceptronTagger.train(train)),
                                   ("hybrid", hybrid)):
-                if tagger:
+                if tagger is not None:
                     acc = tag_accuracy(test, tagger.tag_sentences(gold), vocab)
                     row[f"{label} acc"], row[f"{label} unk"] = acc["accuracy"], acc["unknown_accuracy"]
         if not rows:
