@@ -42,3 +42,17 @@ def test_config_round_trip_and_unknown_keys(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"dim": 63}))
     with pytest.raises(InputError, match="divisible"):
         load_config(ModelConfig, tmp_path / "bad.json")
+
+
+def test_atomic_write_gives_the_mode_of_a_plain_write(tmp_path):
+    """Not mkstemp's private 0600: a new file gets what open() would give it, a replaced file keeps its mode."""
+    from llmlab.core.io import umask
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    new = tmp_path / "new.txt"
+    atomic_write_text(new, "x")
+    assert new.stat().st_mode == plain.stat().st_mode == 0o100666 & ~umask()
+    new.chmod(0o640)
+    atomic_write_text(new, "y")
+    assert new.read_text() == "y" and new.stat().st_mode & 0o777 == 0o640
