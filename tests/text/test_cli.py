@@ -101,3 +101,58 @@ def test_pos_train_tag_eval(files, algo, monkeypatch, capsys):
     seg, tagger = load_segmenter(seg_model), load_tagger(model)
     want = seg_tag_scores(gold, [cut_and_tag(seg, tagger, "".join(w for w, _ in s)) for s in gold])["f1"]
     assert rc == 0 and f"F1={want:.4f}" in out and want > 0.5
+
+
+@pytest.fixture()
+def defaults(tmp_path, monkeypatch, train_words, train_tagged):
+    """The default models, trained small (the real ones take minutes) into a fresh cache; the number of
+    trainings of each is counted. Each `clear()` is what a new process sees: nothing loaded yet."""
+    import llmlab.text.default as default
+    from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter
+    from llmlab.text.pos_perceptron import PerceptronTagger, PerceptronTaggerConfig
+
+    trained = {"seg": 0, "pos": 0}
+
+    def seg():
+        trained["seg"] += 1
+        return PerceptronSegmenter.train(train_words[:300], PerceptronConfig(epochs=1, folds=2))
+
+    def pos():
+        trained["pos"] += 1
+        return PerceptronTagger.train(train_tagged[:300], PerceptronTaggerConfig(epochs=1, ensemble=1, clusters=()))
+
+    def clear():
+        default.default_segmenter.cache_clear()
+        default.default_tagger.cache_clear()
+
+    monkeypatch.setenv("LLMLAB_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(default, "_train_segmenter", seg)
+    monkeypatch.setattr(default, "_train_tagger", pos)
+    clear()
+    yield trained, clear, tmp_path / "cache"
+    clear()
+
+
+def test_default_models_train_once_and_are_cached(defaults, monkeypatch, capsys, caplog):
+    import llmlab.text
+    from llmlab.text.base import load_segmenter
+    from llmlab.text.default import segmenter_name, tagger_name
+
+    trained, clear, cache = defaults
+    text = "迈向充满希望的新世纪，中国人民银行"
+    caplog.set_level("INFO", logger="llmlab.core.cache")
+    rc, out, _ = _run(["seg", "cut"], text + "\n", monkeypatch, capsys)
+    assert rc == 0 and trained == {"seg": 1, "pos": 0} and "training the default segmenter" in caplog.text
+    caplog.clear()
+    cached = load_segmenter(cache / segmenter_name())
+    assert out == " ".join(cached.cut(text)) + "\n"
+    clear()
+    rc, again, _ = _run(["seg", "cut"], text + "\n", monkeypatch, capsys)
+    assert rc == 0 and again == out and trained["seg"] == 1 and "training" not in caplog.text
+    assert "".join(llmlab.text.cut(text)) == text and trained["seg"] == 1
+
+    rc, out, _ = _run(["pos", "tag"], "中国 人民 银行\n", monkeypatch, capsys)
+    assert rc == 0 and trained["pos"] == 1 and (cache / tagger_name()).is_dir()
+    assert [tok.rsplit("/", 1)[0] for tok in out.split()] == ["中国", "人民", "银行"]
+    clear()
+    assert _run(["pos", "tag"], "中国 人民 银行\n", monkeypatch, capsys)[1] == out and trained["pos"] == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from llmlab.cli.common import add_command, add_group
+from llmlab.cli.seg import CACHE
 
 
 def register(sub) -> None:
@@ -34,7 +35,8 @@ def register(sub) -> None:
     p.add_argument("--perceptron-model", help="hybrid: use this saved perceptron tagger instead of training one")
 
     p = add_command(g, "tag", "tag stdin lines: word/TAG tokens separated by one space", _tag)
-    p.add_argument("--model", required=True, help="tagger directory from `llmlab pos train`")
+    p.add_argument("--model", help="tagger directory from `llmlab pos train`; default: the perceptron trained on "
+                   f"pfr1998 train, trained on first use (about four minutes) and cached ({CACHE})")
     p.add_argument("--seg-model", help="segment raw lines with this segmenter first; "
                    "without it, input lines are words separated by spaces")
     p.add_argument("--input", help="read this file instead of stdin")
@@ -83,9 +85,10 @@ def _train_config(args):
 def _tag(args) -> int:
     from llmlab.core.io import read_lines
     from llmlab.text.base import load_segmenter
+    from llmlab.text.default import default_tagger
     from llmlab.text.pos import cut_and_tag_lines, load_tagger
 
-    tagger = load_tagger(args.model)
+    tagger = load_tagger(args.model) if args.model else default_tagger()
     seg = load_segmenter(args.seg_model) if args.seg_model else None
     lines = read_lines(args.input, "input file") if args.input else sys.stdin.read().splitlines()
     for i in range(0, len(lines), 2000):  # batches: the perceptron segmenter scores a batch in one numpy pass

@@ -9,6 +9,7 @@ from llmlab.cli.common import add_command, add_group
 
 ALGOS = ("fmm", "bmm", "bimm", "unigram", "bigram", "hmm", "perceptron")
 DICT_ALGOS = ("fmm", "bmm", "bimm", "unigram", "bigram", "perceptron")
+CACHE = "$LLMLAB_HOME, default ~/.cache/llmlab"
 
 
 def register(sub) -> None:
@@ -31,7 +32,8 @@ def register(sub) -> None:
                    help="perceptron: no features from accessor-variety pseudo-words of the raw training text")
 
     p = add_command(g, "cut", "segment stdin lines to stdout (words separated by one space)", _cut)
-    p.add_argument("--model", required=True, help="model directory from `llmlab seg train`")
+    p.add_argument("--model", help="model directory from `llmlab seg train`; default: the perceptron trained on "
+                   f"pfr1998 train, trained on first use (about a minute) and cached ({CACHE})")
     p.add_argument("--user-dict", help="user dictionary added to a dictionary-aware model")
     p.add_argument("--input", help="read this file instead of stdin")
 
@@ -104,11 +106,13 @@ def _train(args) -> int:
     return 0
 
 
-def _load(model: str, user_dict: str | None):
+def _load(model: str | None, user_dict: str | None):
+    """The segmenter in `model` (None: the default one), with `user_dict`'s words added."""
     from llmlab.core.errors import InputError
     from llmlab.text.base import load_segmenter
+    from llmlab.text.default import default_segmenter
 
-    seg = load_segmenter(model)
+    seg = load_segmenter(model) if model else default_segmenter()
     if user_dict:
         if not hasattr(seg, "add_user_dict"):
             raise InputError(f"--user-dict: the {seg.kind!r} segmenter in {model!r} has no dictionary")

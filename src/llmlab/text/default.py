@@ -1,0 +1,68 @@
+"""Ready-made models, so that segmenting or tagging needs no set-up (as with jieba):
+`default_segmenter()` is the perceptron segmenter and `default_tagger()` the perceptron POS tagger,
+both with their default configs, trained on the pfr1998 train split. Each is trained on first use (about
+a minute for the segmenter, four for the tagger), kept in the user's model cache (`llmlab.core.cache`:
+``$LLMLAB_HOME``, default ``~/.cache/llmlab``) and loaded from there afterwards. `cut` segments with
+the default segmenter.
+
+The cached directories are named by the feature set their model computes, so a newer llmlab whose
+features differ trains a fresh model instead of loading one it cannot use.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from llmlab.core.cache import cached_model
+from llmlab.text.base import Segmenter, load_segmenter
+from llmlab.text.pos import PosTagger, load_tagger
+
+
+def segmenter_name() -> str:
+    """The cache directory name of the default segmenter."""
+    from llmlab.text.features import FEATURE_SET
+
+    return f"seg-perceptron-pfr1998-fs{FEATURE_SET}"
+
+
+def tagger_name() -> str:
+    """The cache directory name of the default POS tagger."""
+    from llmlab.text.pos_perceptron import CLUSTER_FEATURE_SET
+
+    return f"pos-perceptron-pfr1998-fs{CLUSTER_FEATURE_SET}"
+
+
+def _train_segmenter() -> Segmenter:
+    from llmlab.data.corpora import pfr1998_words
+    from llmlab.text.perceptron import PerceptronSegmenter
+
+    return PerceptronSegmenter.train(pfr1998_words("train"))
+
+
+def _train_tagger() -> PosTagger:
+    from llmlab.data.corpora import pfr1998
+    from llmlab.text.pos_perceptron import PerceptronTagger
+
+    return PerceptronTagger.train(pfr1998("train"))
+
+
+@functools.lru_cache(maxsize=1)
+def default_segmenter() -> Segmenter:
+    """The perceptron segmenter trained on pfr1998 train (loaded once per process)."""
+    return cached_model(segmenter_name(), _train_segmenter, load_segmenter,
+                        "default segmenter (perceptron, pfr1998 train split, about a minute)")
+
+
+@functools.lru_cache(maxsize=1)
+def default_tagger() -> PosTagger:
+    """The perceptron POS tagger trained on pfr1998 train (loaded once per process)."""
+    return cached_model(tagger_name(), _train_tagger, load_tagger,
+                        "default POS tagger (perceptron, pfr1998 train split, about four minutes)")
+
+
+def cut(text: str) -> list[str]:
+    """`text` segmented by the default segmenter; the words join back to `text`."""
+    return default_segmenter().cut(text)
+
+
+__all__ = ["cut", "default_segmenter", "default_tagger", "segmenter_name", "tagger_name"]
