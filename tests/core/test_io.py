@@ -56,3 +56,22 @@ def test_atomic_write_gives_the_mode_of_a_plain_write(tmp_path):
     new.chmod(0o640)
     atomic_write_text(new, "y")
     assert new.read_text() == "y" and new.stat().st_mode & 0o777 == 0o640
+
+
+def test_line_batches_cut_at_newlines_only(tmp_path, monkeypatch):
+    import io
+    import sys
+
+    from llmlab.core.io import line_batches
+
+    text = "中国\u2028人民\x0c银行\r\n第二\r行\n\n末行"  # U+2028, a form feed, a lone \r stay inside their lines
+    want = ["中国\u2028人民\x0c银行", "第二\r行", "", "末行"]
+    f = tmp_path / "in.txt"
+    f.write_bytes(text.encode("utf-8"))
+    assert read_lines(f) == want
+    assert [b for b in line_batches(f, size=3)] == [want[:3], want[3:]]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode("utf-8")), encoding="utf-8"))
+    assert [line for b in line_batches(None, size=2) for line in b] == want
+    f.write_bytes("好\n".encode() + b"\xff\xfe\n")
+    with pytest.raises(InputError, match=r"in.txt' line 2 is not UTF-8"):
+        list(line_batches(f))

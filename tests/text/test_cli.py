@@ -23,7 +23,7 @@ def files(tmp_path, train_words, train_tagged, test_words):
 
 
 def _run(argv, stdin, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode()), encoding="utf-8"))
     rc = main(argv)
     out = capsys.readouterr()
     return rc, out.out, out.err
@@ -53,6 +53,18 @@ def test_seg_train_cut_eval(files, algo, monkeypatch, capsys):
     rc, out, _ = _run(["seg", "eval", str(files["gold"]), str(pred), "--train-words", str(files["train"])],
                       "", monkeypatch, capsys)
     assert rc == 0 and "F1=" in out and "OOV-R=" in out
+
+
+@pytest.mark.parametrize("algo", ["fmm", "perceptron"])
+def test_seg_cut_gives_a_line_for_each_line(segmenters, algo, tmp_path, monkeypatch, capsys):
+    """Only "\\n" ends a line: a form feed or U+2028 inside one stays there, and the words give it back."""
+    segmenters[algo].save(tmp_path / algo)
+    lines = ["中国人民\u2028银行\x0c开业", "", "迈向 新世纪\r"]
+    rc, out, _ = _run(["seg", "cut", "--model", str(tmp_path / algo)], "\n".join(lines) + "\r\n", monkeypatch,
+                      capsys)
+    got = out.split("\n")
+    assert rc == 0 and got[-1] == "" and len(got) == len(lines) + 1
+    assert [g.replace(" ", "") for g in got[:-1]] == [x.replace(" ", "") for x in lines]
 
 
 def test_seg_errors_are_one_line(files, monkeypatch, capsys):

@@ -257,7 +257,7 @@ def test_cli_trains_and_tags_with_neural_and_hybrid(data, perceptron, tmp_path, 
         model = tmp_path / algo
         assert main(["pos", "train", "--algo", algo, "--train", str(tagged), "--epochs", "1", "--seed", "3", "-o",
                      str(model), *extra]) == 0
-        monkeypatch.setattr(sys, "stdin", io.StringIO("中国 人民\n\n"))
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("中国 人民\n\n".encode()), encoding="utf-8"))
         assert main(["pos", "tag", "--model", str(model)]) == 0
         assert main(["pos", "eval", "--model", str(model), "--gold", str(tagged)]) == 0
         out = capsys.readouterr().out

@@ -35,7 +35,7 @@ def test_factory_errors():
 
 
 def run_cli(argv, stdin="", monkeypatch=None, capsys=None):
-    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin.encode()), encoding="utf-8"))
     code = main(argv)
     out = capsys.readouterr()
     return code, out.out, out.err

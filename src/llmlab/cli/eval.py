@@ -51,15 +51,12 @@ def _add_files(p: argparse.ArgumentParser) -> None:
 def _lines(path: str, what: str) -> list[str]:
     """Lines split on newlines only (not the other Unicode line breaks); an empty file is an error."""
     from llmlab.core.errors import InputError
-    from llmlab.core.io import read_text
+    from llmlab.core.io import read_text, split_lines
 
     text = read_text(path, what)
     if not text.strip():
         raise InputError(f"{what} {path!r} is empty")
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [x[:-1] if x.endswith("\r") else x for x in lines]
+    return split_lines(text)
 
 
 def _hyps_refs(args: argparse.Namespace) -> tuple[list[str], list[list[str]]]:

@@ -83,16 +83,14 @@ def _train_config(args):
 
 
 def _tag(args) -> int:
-    from llmlab.core.io import read_lines
+    from llmlab.core.io import line_batches
     from llmlab.text.base import load_segmenter
     from llmlab.text.default import default_tagger
     from llmlab.text.pos import cut_and_tag_lines, load_tagger
 
     tagger = load_tagger(args.model) if args.model else default_tagger()
     seg = load_segmenter(args.seg_model) if args.seg_model else None
-    lines = read_lines(args.input, "input file") if args.input else sys.stdin.read().splitlines()
-    for i in range(0, len(lines), 2000):  # batches: the perceptron segmenter scores a batch in one numpy pass
-        chunk = lines[i : i + 2000]
+    for chunk in line_batches(args.input):  # batches: the perceptron segmenter scores a batch in one numpy pass
         if seg is not None:
             tagged = [[(w, t) for w, t in pairs if not w.isspace()] for pairs in cut_and_tag_lines(seg, tagger, chunk)]
         else:

@@ -120,17 +120,12 @@ def _load(model: str | None, user_dict: str | None):
     return seg
 
 
-def _input_lines(path: str | None) -> list[str]:
-    from llmlab.core.io import read_lines
-
-    return read_lines(path, "input file") if path else sys.stdin.read().splitlines()
-
-
 def _cut(args) -> int:
+    from llmlab.core.io import line_batches
+
     seg = _load(args.model, args.user_dict)
-    lines = _input_lines(args.input)
-    for i in range(0, len(lines), 2000):  # batches: the perceptron scores a batch in one numpy pass
-        sys.stdout.write("".join(" ".join(words) + "\n" for words in seg.cut_lines(lines[i : i + 2000])))
+    for lines in line_batches(args.input):  # batches: the perceptron scores a batch in one numpy pass
+        sys.stdout.write("".join(" ".join(words) + "\n" for words in seg.cut_lines(lines)))
     return 0
 
 
@@ -174,11 +169,12 @@ def _report(args) -> int:
 
 def _kbest(args) -> int:
     from llmlab.core.errors import InputError
+    from llmlab.core.io import line_batches
 
     seg = _load(args.model, None)
     if not hasattr(seg, "k_best"):
         raise InputError(f"kbest needs a unigram or bigram model, {args.model!r} holds {seg.kind!r}")
-    for line in _input_lines(None):
+    for line in (line for lines in line_batches(None) for line in lines):
         for score, words in seg.k_best(line.strip(), args.k, by=args.by):
             print(f"{score:.3f}\t{' '.join(words)}")
         print()

@@ -54,11 +54,11 @@ def _train(args) -> int:
 
 
 def _encode(args) -> int:
+    from llmlab.core.io import line_batches
     from llmlab.tokenizers.base import load_tokenizer
 
     tok = load_tokenizer(args.tokenizer)
-    for line in sys.stdin:
-        text = line[:-1] if line.endswith("\n") else line
+    for [text] in line_batches(None, size=1):  # a line at a time, as it comes; any text but "\n" round-trips
         ids = tok.encode(text, allowed_special="all") if args.allow_special else tok.encode(text)
         print(" ".join(map(str, ids)))
     return 0

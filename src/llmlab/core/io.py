@@ -7,10 +7,11 @@ import functools
 import json
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from llmlab.core.errors import InputError
 
@@ -73,16 +74,57 @@ def check_readable(path: str | os.PathLike, what: str = "file") -> Path:
 
 
 def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """The UTF-8 text of a file as it is (line endings untranslated)."""
     p = check_readable(path, what)
     try:
-        return p.read_text(encoding="utf-8")
+        return p.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
         raise InputError(f"{what} {str(p)!r} is not UTF-8 (byte {e.start}: {e.reason})") from None
 
 
+def split_lines(text: str) -> list[str]:
+    """The lines of `text` without their endings: cut at "\\n" only, a "\\r" just before it dropped.
+
+    Unlike `str.splitlines`, a form feed, U+2028 or a lone "\\r" stays inside its line, so a line
+    in is a line out and the text between the breaks comes back whole.
+
+    >>> split_lines("a\\r\\nb\\u2028c\\x0cd\\n\\ne")
+    ['a', 'b\\u2028c\\x0cd', '', 'e']
+    """
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def read_lines(path: str | os.PathLike, what: str = "file") -> list[str]:
-    """Lines of a UTF-8 text file without their line endings."""
-    return read_text(path, what).splitlines()
+    """Lines of a UTF-8 text file without their line endings (`split_lines`)."""
+    return split_lines(read_text(path, what))
+
+
+def line_batches(path: str | os.PathLike | None, what: str = "input file", size: int = 2000) -> Iterator[list[str]]:
+    """The lines of the UTF-8 file at `path` (None: standard input) as `split_lines` cuts them, in
+    batches of up to `size`, read as they come: a stream of any length is handled a batch at a time."""
+    if path is None:
+        yield from _batches(sys.stdin.buffer, "standard input", size)
+        return
+    with open(check_readable(path, what), "rb") as f:
+        yield from _batches(f, f"{what} {str(path)!r}", size)
+
+
+def _batches(stream: BinaryIO, what: str, size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for i, raw in enumerate(stream, 1):  # a binary stream's lines end at b"\n" only
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{what} line {i} is not UTF-8 (byte {e.start}: {e.reason})") from None
+        batch.append(line[:-2] if line.endswith("\r\n") else line[:-1] if line.endswith("\n") else line)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def read_jsonl(path: str | os.PathLike, what: str = "file") -> list[Any]:
