@@ -6,6 +6,7 @@ import math
 import pytest
 
 from llmlab.core.errors import InputError
+from llmlab.text.base import normalize_text
 from llmlab.text.lattice import (
     BigramSegmenter,
     UnigramSegmenter,
@@ -54,7 +55,7 @@ def test_bidirectional_tie_rules():
 def test_forward_matching_is_the_longest_match_by_brute_force(train_words):
     lex = Lexicon.from_sentences(train_words)
     for words in train_words[:40]:
-        text = "".join(words)
+        text = normalize_text("".join(words))  # the lexicon's tables hold width-normalised words
         got = forward_match(text, lex.prefixes)
         i = 0
         for w in got:  # each word is the longest lexicon word at its position, else one character
@@ -93,7 +94,7 @@ def test_dag_always_has_a_path_and_holds_every_lexicon_word(train_words):
 
     lex = Lexicon.from_sentences(train_words)
     for words in train_words[:40]:
-        text = "".join(words)
+        text = normalize_text("".join(words))  # what a DictSegmenter gives build_dag
         inside = {k for m in ALNUM_RUN.finditer(text) for k in range(m.start() + 1, m.end())}
         dag = build_dag(text, lex)
         for i, ends in enumerate(dag):
@@ -125,6 +126,10 @@ def test_k_best_paths_match_brute_force():
     fewest = k_best_paths(text, dag, lambda w: -1.0, 3)
     assert [len(ws) for _, ws in fewest] == sorted(len(ws) for ws in allowed)[:3]
     assert fewest[0][1] in (["研究生", "命", "起源"], ["研究", "生命", "起源"])
+    wide = UnigramSegmenter(Lexicon({"ＡＢ研究": 2, **LEX.counts})).k_best("AB研究生命", k=3)  # either width
+    narrow = UnigramSegmenter(Lexicon({"AB研究": 2, **LEX.counts})).k_best("ＡＢ研究生命", k=3)
+    assert [[len(w) for w in ws] for _, ws in wide] == [[len(w) for w in ws] for _, ws in narrow]
+    assert wide[0][1][0] == "AB研究" and narrow[0][1][0] == "ＡＢ研究"  # the text's own characters
 
 
 def test_bigram_best_path_by_brute_force(train_words):

@@ -8,6 +8,7 @@ return slices of the original text.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -28,6 +29,7 @@ _SPACE_SPLIT = re.compile(r"(\s+)")
 _SPACE = re.compile(r"\s")
 # A run of Latin letters / digits (either width) with inner decimal points: one unit for dictionaries.
 ALNUM_RUN = re.compile(r"[0-9A-Za-z\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]+(?:[.\uff0e][0-9\uff10-\uff19]+)*")
+_WIDTH = str.maketrans({**{chr(o): chr(o - 0xFEE0) for o in range(0xFF01, 0xFF5F)}, "\u3000": " "})
 
 
 def normalize_char(c: str) -> str:
@@ -36,10 +38,7 @@ def normalize_char(c: str) -> str:
     >>> normalize_char("Ａ") + normalize_char("１") + normalize_char("中") + normalize_char("\\u3000")
     'A1中 '
     """
-    o = ord(c)
-    if 0xFF01 <= o <= 0xFF5E:
-        return chr(o - 0xFEE0)
-    return " " if o == 0x3000 else c
+    return c.translate(_WIDTH)
 
 
 def normalize_text(text: str) -> str:
@@ -48,7 +47,17 @@ def normalize_text(text: str) -> str:
     >>> normalize_text("１９９８年ＡＢ")
     '1998年AB'
     """
-    return "".join(map(normalize_char, text))
+    return text.translate(_WIDTH)
+
+
+def same_cuts(text: str, words: list[str]) -> list[str]:
+    """`text` cut where `words`, the words of a text of the same length (say its `normalize_text`), are cut.
+
+    >>> same_cuts("１９９８年ＡＢ", ["1998年", "AB"])
+    ['１９９８年', 'ＡＢ']
+    """
+    ends = list(itertools.accumulate(map(len, words)))
+    return [text[a:b] for a, b in zip([0, *ends], ends)]
 
 
 def split_spaces(text: str) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.text.base import ALNUM_RUN, check_sentences
+from llmlab.text.base import ALNUM_RUN, check_sentences, normalize_text, same_cuts
 from llmlab.text.lexicon import DictSegmenter, Lexicon, alnum_ends
 
 
@@ -176,6 +176,12 @@ class UnigramSegmenter(DictSegmenter):
         return cls(Lexicon.from_sentences(check_sentences(sentences), config.min_count), config)
 
     def _cut_run(self, run: str) -> list[str]:
+        norm = normalize_text(run)  # what the lexicon holds; the words are cut from the run itself
+        words = self._best_path(norm)
+        return words if norm == run else same_cuts(run, words)
+
+    def _best_path(self, run: str) -> list[str]:
+        """Words of a width-normalised run."""
         return dag_best_path(run, build_dag(run, self.lexicon), self.lexicon.logp)
 
     def k_best(self, text: str, k: int = 5, by: str = "prob") -> list[tuple[float, list[str]]]:
@@ -184,7 +190,9 @@ class UnigramSegmenter(DictSegmenter):
         if by not in ("prob", "words"):
             raise InputError(f"by must be 'prob' or 'words', got {by!r}")
         weight = self.lexicon.logp if by == "prob" else (lambda w: -1.0)
-        return k_best_paths(text, build_dag(text, self.lexicon), weight, k)
+        norm = normalize_text(text)
+        return [(score, same_cuts(text, words)) for score, words in k_best_paths(norm, build_dag(norm, self.lexicon),
+                                                                                  weight, k)]
 
     def score(self, words: Sequence[str]) -> SegmentationScore:
         return score_segmentation(words, self.lexicon)
@@ -219,7 +227,7 @@ class BigramSegmenter(UnigramSegmenter):
         uni = UnigramSegmenter.train(sents, config)
         bigrams: Counter = Counter()
         for s in sents:
-            seq = [BOS, *s, EOS]
+            seq = [BOS, *map(normalize_text, s), EOS]  # width-normalised, as the lexicon's words
             bigrams.update(zip(seq, seq[1:]))
         return cls(uni.lexicon, dict(bigrams), uni.config)
 
@@ -230,7 +238,7 @@ class BigramSegmenter(UnigramSegmenter):
         p_uni = math.exp(self.lexicon.logp(word)) if word != EOS else 1.0 / max(len(self.lexicon), 1)
         return math.log(a * p_bi + (1 - a) * p_uni)
 
-    def _cut_run(self, run: str) -> list[str]:
+    def _best_path(self, run: str) -> list[str]:
         dag = build_dag(run, self.lexicon)
         n = len(run)
         # best[j][i]: best log prob of a path over run[:j] whose last word is run[i:j]
@@ -260,5 +268,7 @@ class BigramSegmenter(UnigramSegmenter):
 
     @classmethod
     def _from_state(cls, state: dict, directory: Path):
-        bigrams = {(v, w): int(c) for v, w, c in state["bigrams"]}
-        return cls(Lexicon.from_dict(state["lexicon"]), bigrams, config_from_dict(LatticeConfig, state["config"]))
+        bigrams: Counter = Counter()
+        for v, w, c in state["bigrams"]:  # models saved before words were width-normalised merge their forms
+            bigrams[normalize_text(v), normalize_text(w)] += int(c)
+        return cls(Lexicon.from_dict(state["lexicon"]), dict(bigrams), config_from_dict(LatticeConfig, state["config"]))

@@ -14,15 +14,19 @@ from collections.abc import Iterable
 
 from llmlab.core.errors import InputError
 from llmlab.core.io import read_lines
-from llmlab.text.base import ALNUM_RUN, Segmenter
+from llmlab.text.base import ALNUM_RUN, Segmenter, normalize_text
 
 
 class Lexicon:
     """Word -> count, with total, longest word length and the prefix table.
 
-    >>> lex = Lexicon({"中国": 3, "中国人": 1, "人": 2})
-    >>> lex.total, lex.max_len, lex.prefixes["中"], "中国" in lex, "中" in lex
-    (6, 3, 0, True, False)
+    Words are kept width-normalised (`normalize_text`): "ＷＴＯ" and "WTO" are one word, and lookups
+    (`in`, `count`, `logp`) normalise what they are given. The prefix and suffix tables hold the
+    normalised forms, to be matched against `normalize_text` of the text (`DictSegmenter` does this).
+
+    >>> lex = Lexicon({"中国": 3, "中国人": 1, "人": 2, "ＷＴＯ": 1, "WTO": 2})
+    >>> lex.total, lex.max_len, lex.prefixes["中"], "中国" in lex, "中" in lex, lex.count("ＷＴＯ")
+    (9, 3, 0, True, False, 3)
     """
 
     def __init__(self, counts: dict[str, int] | None = None):
@@ -41,13 +45,14 @@ class Lexicon:
         return cls({w: c for w, c in counts.items() if c >= min_count})
 
     def __contains__(self, word: str) -> bool:
-        return self.counts.get(word, 0) > 0
+        return self.count(word) > 0
 
     def __len__(self) -> int:
         return len(self.counts)
 
     def count(self, word: str) -> int:
-        return self.counts.get(word, 0)
+        c = self.counts.get(word)  # a word found as given is normalised already: keys are (the fast path)
+        return c if c is not None else self.counts.get(normalize_text(word), 0)
 
     def add(self, word: str, count: int = 1) -> None:
         """Add `count` occurrences of `word` (count >= 1)."""
@@ -55,6 +60,7 @@ class Lexicon:
             raise InputError(f"lexicon word must be a non-empty string without whitespace, got {word!r}")
         if not isinstance(count, int) or count < 1:
             raise InputError(f"count of {word!r} must be an integer >= 1, got {count!r}")
+        word = normalize_text(word)
         self.counts[word] = self.counts.get(word, 0) + count
         self.total += count
         self.max_len = max(self.max_len, len(word))
@@ -85,7 +91,7 @@ class Lexicon:
         >>> round(Lexicon({"a": 1, "b": 3}).logp("b"), 4)
         -0.2877
         """
-        return math.log(max(self.counts.get(word, 0), 0.5) / max(self.total, 1))
+        return math.log(max(self.count(word), 0.5) / max(self.total, 1))
 
     def suggest_count(self, word: str) -> int:
         """The smallest count that makes `word` beat its best split into known pieces (unigram model).
@@ -151,7 +157,9 @@ def alnum_ends(run: str) -> dict[int, int]:
 
 
 class DictSegmenter(Segmenter):
-    """A segmenter that owns a `Lexicon` (training words plus the user's own dictionary)."""
+    """A segmenter that owns a `Lexicon` (training words plus the user's own dictionary). The lexicon
+    holds width-normalised words, so subclasses match `normalize_text` of a run and cut the run itself
+    at the same places: full- and half-width text cut alike."""
 
     def __init__(self, lexicon: Lexicon):
         self.lexicon = lexicon

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.text.base import ALNUM_RUN, check_sentences
+from llmlab.text.base import ALNUM_RUN, check_sentences, normalize_text
 from llmlab.text.lexicon import DictSegmenter, Lexicon, alnum_ends
 
 DIRECTIONS = ("forward", "backward", "bidirectional")
@@ -32,8 +32,10 @@ class MatchConfig:
             raise InputError(f"min_count must be >= 1, got {self.min_count}")
 
 
-def forward_match(text: str, prefixes: dict[str, int], ends: dict[int, int] | None = None) -> list[str]:
-    """Longest match left to right over a prefix table (word -> count > 0, prefix -> 0).
+def forward_match(text: str, prefixes: dict[str, int], ends: dict[int, int] | None = None,
+                  source: str | None = None) -> list[str]:
+    """Longest match left to right over a prefix table (word -> count > 0, prefix -> 0); the words
+    are cut from `source` (a text of the same length, say the one `text` normalises) if given.
 
     >>> forward_match("研究生命起源", {"研": 0, "研究": 1, "研究生": 1, "生": 0, "生命": 1, "起": 0, "起源": 1})
     ['研究生', '命', '起源']
@@ -41,6 +43,7 @@ def forward_match(text: str, prefixes: dict[str, int], ends: dict[int, int] | No
     words = []
     n = len(text)
     get = prefixes.get
+    source = text if source is None else source
     i = 0
     while i < n:
         best = ends.get(i, i + 1) if ends else i + 1
@@ -54,13 +57,15 @@ def forward_match(text: str, prefixes: dict[str, int], ends: dict[int, int] | No
                 best = j
             j += 1
             frag = text[i:j]
-        words.append(text[i:best])
+        words.append(source[i:best])
         i = best
     return words
 
 
-def backward_match(text: str, suffixes: dict[str, int], starts: dict[int, int] | None = None) -> list[str]:
-    """Longest match right to left over a suffix table; `starts` maps an end to its run's start.
+def backward_match(text: str, suffixes: dict[str, int], starts: dict[int, int] | None = None,
+                   source: str | None = None) -> list[str]:
+    """Longest match right to left over a suffix table; `starts` maps an end to its run's start;
+    the words are cut from `source` if given, as in `forward_match`.
 
     >>> table = {"究": 0, "研究": 1, "生": 0, "研究生": 1, "命": 0, "生命": 1, "源": 0, "起源": 1}
     >>> backward_match("研究生命起源", table)
@@ -68,6 +73,7 @@ def backward_match(text: str, suffixes: dict[str, int], starts: dict[int, int] |
     """
     words = []
     get = suffixes.get
+    source = text if source is None else source
     j = len(text)
     while j > 0:
         best = starts.get(j, j - 1) if starts else j - 1
@@ -81,7 +87,7 @@ def backward_match(text: str, suffixes: dict[str, int], starts: dict[int, int] |
                 best = i
             i -= 1
             frag = text[i:j]
-        words.append(text[best:j])
+        words.append(source[best:j])
         j = best
     words.reverse()
     return words
@@ -133,14 +139,17 @@ class MaxMatchSegmenter(DictSegmenter):
         return cls(Lexicon.from_sentences(check_sentences(sentences), config.min_count), config)
 
     def _cut_run(self, run: str) -> list[str]:
+        """Matches the width-normalised run against the lexicon and cuts the run itself (no second pass
+        of `DictSegmenter._cut_run`: this is the fast path)."""
+        norm = normalize_text(run)
         direction = self.config.direction
         has_alnum = ALNUM_RUN.search(run) is not None
         if direction == "forward":
-            return forward_match(run, self.lexicon.prefixes, alnum_ends(run) if has_alnum else None)
-        bwd = backward_match(run, self.lexicon.suffixes, _run_starts(run) if has_alnum else None)
+            return forward_match(norm, self.lexicon.prefixes, alnum_ends(run) if has_alnum else None, run)
+        bwd = backward_match(norm, self.lexicon.suffixes, _run_starts(run) if has_alnum else None, run)
         if direction == "backward":
             return bwd
-        fwd = forward_match(run, self.lexicon.prefixes, alnum_ends(run) if has_alnum else None)
+        fwd = forward_match(norm, self.lexicon.prefixes, alnum_ends(run) if has_alnum else None, run)
         return choose_bidirectional(fwd, bwd)
 
     def _state(self, directory: Path) -> dict:

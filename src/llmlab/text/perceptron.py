@@ -33,7 +33,7 @@ from llmlab.core.io import atomic_path
 from llmlab.core.jit import jit
 from llmlab.core.progress import progress
 from llmlab.text.accessor import AccessorVariety
-from llmlab.text.base import Segmenter, check_sentences, keep_runs_whole, normalize_text
+from llmlab.text.base import Segmenter, check_sentences, keep_runs_whole
 from llmlab.text.bmes import E, encode_tags, viterbi_bmes_many, viterbi_kernel
 from llmlab.text.features import FEATURE_SET, feature_keys_many, padded_keys, type_table
 from llmlab.text.hashindex import FeatureIndex
@@ -116,12 +116,12 @@ class PerceptronSegmenter(DictSegmenter):
             return None
         key = (len(self.lexicon), self.lexicon.total)
         if self._spans is None or self._spans[0] != key:
-            self._spans = (key, SpanIndex(_normalized_counts(self.lexicon.counts, 1)))
+            self._spans = (key, SpanIndex(self.lexicon.counts))
         return self._spans[1]
 
     def _dict_index(self) -> SpanIndex | None:
         if self.dictionary is not None and self._dict_spans is None:
-            self._dict_spans = SpanIndex(_normalized_counts(self.dictionary.counts, 1))
+            self._dict_spans = SpanIndex(self.dictionary.counts)
         return self._dict_spans
 
     def _av_index(self) -> SpanIndex | None:
@@ -314,16 +314,6 @@ def _train_epoch(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, order
     return step, wrong
 
 
-def _normalized_counts(counts: dict[str, int], min_count: int) -> dict[str, int]:
-    """The words seen at least `min_count` times, width-normalised (counts of merged forms add up)."""
-    out: dict[str, int] = {}
-    for w, c in counts.items():
-        if c >= min_count:
-            nw = normalize_text(w)
-            out[nw] = out.get(nw, 0) + c
-    return out
-
-
 def read_dictionary(path: str | os.PathLike) -> Lexicon:
     """A feature dictionary from a jieba-style file (``word [count] [tag]`` lines; no count means 1)."""
     return Lexicon({w: c or 1 for w, c in read_user_dict(path)})
@@ -351,14 +341,14 @@ def _training_keys(sents: list[list[str]], lexicon: Lexicon, config: PerceptronC
     table = type_table()
     matchers: list[SpanIndex | None] = [None]
     if config.lexicon_features:
-        matchers = [SpanIndex(_normalized_counts(lexicon.counts, 1))]
+        matchers = [SpanIndex(lexicon.counts)]
     if config.lexicon_features and config.folds > 1:
         matchers = []
         for f in range(config.folds):
             held = Lexicon.from_sentences(sents[f :: config.folds]).counts
-            matchers.append(SpanIndex(_normalized_counts({w: c - held.get(w, 0) for w, c in lexicon.counts.items()},
-                                                         config.lexicon_min_count)))
-    external = SpanIndex(_normalized_counts(dictionary.counts, 1)) if dictionary is not None else None
+            matchers.append(SpanIndex({w: c - held.get(w, 0) for w, c in lexicon.counts.items()
+                                       if c - held.get(w, 0) >= config.lexicon_min_count}))
+    external = SpanIndex(dictionary.counts) if dictionary is not None else None
     pseudo = SpanIndex(av_words) if av_words is not None else None
     keys: list[np.ndarray] = [np.zeros(0)] * len(sents)
     for f, matcher in enumerate(matchers):
