@@ -83,6 +83,29 @@ def test_unknown_words_get_tags_from_their_characters(taggers):
 
 
 @pytest.mark.parametrize("kind", ["hmm", "perceptron"])
+def test_full_and_half_width_words_tag_alike(taggers, kind, train_tagged):
+    """pfr1998 writes digits, Latin letters and punctuation full-width; text in the wild often does not."""
+    from llmlab.text.base import normalize_text
+
+    sents = [[w for w, _ in s] for s in train_tagged[:60] if any(w != normalize_text(w) for w, _ in s)]
+    assert len(sents) > 20
+    tagger = taggers[kind]
+    assert tagger.tag_sentences([[normalize_text(w) for w in s] for s in sents]) == tagger.tag_sentences(sents)
+
+
+def test_an_hmm_tagger_saved_before_width_normalisation_tags_as_before(tmp_path):
+    """Its words were stored as written, so it must look them up as written."""
+    tagger = HmmTagger.train([[("ＧＤＰ", "nx"), ("增长", "v")]] * 3 + [[("他", "r"), ("增长", "v")]])
+    assert "GDP" in tagger.emit and "ＧＤＰ" not in tagger.emit
+    assert tagger.tag(["GDP", "增长"]) == tagger.tag(["ＧＤＰ", "增长"]) == ["nx", "v"]
+    state = tagger._state(tmp_path)
+    state["emit"] = {"ＧＤＰ" if w == "GDP" else w: e for w, e in state["emit"].items()}  # as it was trained
+    del state["normalized"]
+    old = HmmTagger._from_state(state, tmp_path)
+    assert not old.normalized and np.array_equal(old._emissions(["ＧＤＰ"]), tagger._emissions(["GDP"]))
+
+
+@pytest.mark.parametrize("kind", ["hmm", "perceptron"])
 def test_save_load_round_trip(taggers, kind, tmp_path, train_tagged):
     tagger = taggers[kind]
     tagger.save(tmp_path / kind)

@@ -23,7 +23,7 @@ from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.core.jit import jit
 from llmlab.core.registry import load_class
-from llmlab.text.base import Segmenter, read_model_doc, write_model_doc
+from llmlab.text.base import Segmenter, normalize_text, read_model_doc, write_model_doc
 
 FORMAT = "llmlab-pos-tagger"
 VERSION = 1
@@ -219,7 +219,9 @@ class HmmTaggerConfig:
 
 
 class HmmTagger(PosTagger):
-    """Bigram HMM: ``P(tag | previous tag) * P(word | tag)``, Viterbi decoding.
+    """Bigram HMM: ``P(tag | previous tag) * P(word | tag)``, Viterbi decoding. Words are
+    width-normalised (`normalize_text`) in training and tagging, so "ＧＤＰ" and "GDP" are one word
+    (models saved before this, ``normalized`` false, tag as they were trained).
 
     >>> t = HmmTagger.train([[("他", "r"), ("跑", "v")], [("我", "r"), ("跑", "v")], [("跑", "v")]])
     >>> t.tag(["我", "跑"])
@@ -230,15 +232,16 @@ class HmmTagger(PosTagger):
 
     def __init__(self, tags: list[str], start: list[float], trans: list[list[float]],
                  emit: dict[str, dict[str, float]], suffix: dict[str, list[float]], unknown: list[float],
-                 config: HmmTaggerConfig | None = None):
+                 config: HmmTaggerConfig | None = None, normalized: bool = True):
         self.tags, self.emit, self.suffix, self.config = tags, emit, suffix, config or HmmTaggerConfig()
+        self.normalized = normalized
         self.start, self.trans, self.unknown = np.array(start), np.array(trans), np.array(unknown)
         self._tag_id = {t: i for i, t in enumerate(tags)}
 
     @classmethod
     def train(cls, sentences, config: HmmTaggerConfig | None = None) -> HmmTagger:
         config = config or HmmTaggerConfig()
-        sents = check_tagged(sentences)
+        sents = [[(normalize_text(w), t) for w, t in s] for s in check_tagged(sentences)]
         k = config.smoothing
         tags = sorted({t for s in sents for _, t in s})
         tid = {t: i for i, t in enumerate(tags)}
@@ -261,7 +264,7 @@ class HmmTagger(PosTagger):
 
     def _emissions(self, words: Sequence[str]) -> np.ndarray:
         em = np.full((len(words), len(self.tags)), NEG)
-        for i, w in enumerate(words):
+        for i, w in enumerate(map(normalize_text, words) if self.normalized else words):
             known = self.emit.get(w)
             if known:
                 for t, lp in known.items():
@@ -277,12 +280,12 @@ class HmmTagger(PosTagger):
     def _state(self, directory: Path) -> dict:
         return {"config": config_to_dict(self.config), "tags": self.tags, "start": self.start.tolist(),
                 "trans": self.trans.tolist(), "emit": self.emit, "suffix": self.suffix,
-                "unknown": self.unknown.tolist()}
+                "unknown": self.unknown.tolist(), "normalized": self.normalized}
 
     @classmethod
     def _from_state(cls, state: dict, directory: Path) -> HmmTagger:
         return cls(state["tags"], state["start"], state["trans"], state["emit"], state["suffix"],
-                   state["unknown"], config_from_dict(HmmTaggerConfig, state["config"]))
+                   state["unknown"], config_from_dict(HmmTaggerConfig, state["config"]), state.get("normalized", False))
 
 
 def _suffix_model(pair: Counter, word_count: Counter, tag_count: Counter, tags: list[str], config: HmmTaggerConfig):
