@@ -119,7 +119,7 @@ def _batches(stream: BinaryIO, what: str, size: int) -> Iterator[list[str]]:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise InputError(f"{what} line {i} is not UTF-8 (byte {e.start}: {e.reason})") from None
-        batch.append(line[:-2] if line.endswith("\r\n") else line[:-1] if line.endswith("\n") else line)
+        batch.extend(split_lines(line))  # one line: `raw` is not empty
         if len(batch) == size:
             yield batch
             batch = []
