@@ -72,6 +72,8 @@ def test_line_batches_cut_at_newlines_only(tmp_path, monkeypatch):
     assert [b for b in line_batches(f, size=3)] == [want[:3], want[3:]]
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode("utf-8")), encoding="utf-8"))
     assert [line for b in line_batches(None, size=2) for line in b] == want
+    f.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))  # a byte-order mark is not text
+    assert read_lines(f) == want and [line for b in line_batches(f) for line in b] == want
     f.write_bytes("好\n".encode() + b"\xff\xfe\n")
     with pytest.raises(InputError, match=r"in.txt' line 2 is not UTF-8"):
         list(line_batches(f))

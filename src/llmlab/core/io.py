@@ -74,10 +74,11 @@ def check_readable(path: str | os.PathLike, what: str = "file") -> Path:
 
 
 def read_text(path: str | os.PathLike, what: str = "file") -> str:
-    """The UTF-8 text of a file as it is (line endings untranslated)."""
+    """The UTF-8 text of a file as it is (line endings untranslated), less a leading byte-order mark
+    (an encoding signature that Windows editors write, not text)."""
     p = check_readable(path, what)
     try:
-        return p.read_bytes().decode("utf-8")
+        return p.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise InputError(f"{what} {str(p)!r} is not UTF-8 (byte {e.start}: {e.reason})") from None
 
@@ -116,7 +117,7 @@ def _batches(stream: BinaryIO, what: str, size: int) -> Iterator[list[str]]:
     batch: list[str] = []
     for i, raw in enumerate(stream, 1):  # a binary stream's lines end at b"\n" only
         try:
-            line = raw.decode("utf-8")
+            line = raw.decode("utf-8-sig" if i == 1 else "utf-8")  # as `read_text`: no byte-order mark
         except UnicodeDecodeError as e:
             raise InputError(f"{what} line {i} is not UTF-8 (byte {e.start}: {e.reason})") from None
         batch.extend(split_lines(line))  # one line: `raw` is not empty
