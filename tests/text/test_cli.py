@@ -73,6 +73,9 @@ def test_seg_errors_are_one_line(files, monkeypatch, capsys):
     rc, _, err = _run(["seg", "train", "--algo", "hmm", "--train", str(files["train"]), "--user-dict",
                        str(files["user"]), "-o", str(files["dir"] / "h")], "", monkeypatch, capsys)
     assert rc == 2 and "dictionary-aware" in err
+    rc, _, err = _run(["seg", "train", "--algo", "fmm", "--train", str(files["tagged"]), "-o", str(files["dir"] / "t")],
+                      "", monkeypatch, capsys)
+    assert rc == 2 and "looks POS-tagged" in err and not (files["dir"] / "t").exists()
 
 
 def test_seg_kbest(files, monkeypatch, capsys):

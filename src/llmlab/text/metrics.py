@@ -8,6 +8,7 @@ recall over gold words absent from the training vocabulary (the hard part of seg
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -82,10 +83,27 @@ def seg_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
     return SegScores(p, r, f1, oov, iv, n_gold, n_pred, n_correct)
 
 
+_TAGGED = re.compile(r".+/[A-Za-z]{1,4}")
+
+
 def read_segmented(path: str | os.PathLike, what: str = "segmented file") -> list[list[str]]:
-    """One sentence per line, words separated by whitespace (a ``word/TAG`` keeps only the word
-    when `strip_tags` style input is given to `read_tagged` instead)."""
-    return [line.split() for line in read_lines(path, what)]
+    """One sentence per line, words separated by whitespace. A file whose tokens nearly all look
+    like ``word/TAG`` (a POS-tagged corpus given by mistake) is an error, not words ending in "/v".
+
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "tagged.txt"
+    >>> _ = f.write_text("迈向/v 充满/v 希望/n 的/u 新/a 世纪/n " * 4, encoding="utf-8")
+    >>> read_segmented(f)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    llmlab.core.errors.InputError: segmented file ... looks POS-tagged (word/TAG tokens such as '迈向/v'), ...
+    """
+    sents = [line.split() for line in read_lines(path, what)]
+    sample = [w for s in sents[:2000] for w in s][:2000]
+    if len(sample) >= 20 and sum(map(bool, map(_TAGGED.fullmatch, sample))) >= 0.9 * len(sample):
+        raise InputError(f"{what} {str(path)!r} looks POS-tagged (word/TAG tokens such as {sample[0]!r}), "
+                         "where words separated by spaces are wanted: strip the /TAG suffixes "
+                         "(or train a tagger with `llmlab pos train`)")
+    return sents
 
 
 def read_tagged(path: str | os.PathLike, what: str = "tagged file") -> list[list[tuple[str, str]]]:
