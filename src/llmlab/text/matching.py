@@ -139,8 +139,8 @@ class MaxMatchSegmenter(DictSegmenter):
         return cls(Lexicon.from_sentences(check_sentences(sentences), config.min_count), config)
 
     def _cut_run(self, run: str) -> list[str]:
-        """Matches the width-normalised run against the lexicon and cuts the run itself (no second pass
-        of `DictSegmenter._cut_run`: this is the fast path)."""
+        """Matches the width-normalised run against the lexicon and cuts the words straight from the run
+        (no second pass to map them back: this is the fast path)."""
         norm = normalize_text(run)
         direction = self.config.direction
         has_alnum = ALNUM_RUN.search(run) is not None
