@@ -35,8 +35,8 @@ def register(sub) -> None:
     p.add_argument("--perceptron-model", help="hybrid: use this saved perceptron tagger instead of training one")
 
     p = add_command(g, "tag", "tag stdin lines: word/TAG tokens separated by one space", _tag)
-    p.add_argument("--model", help="tagger directory from `llmlab pos train`; default: the perceptron trained on "
-                   f"pfr1998 train, trained on first use (about four minutes) and cached ({CACHE})")
+    p.add_argument("--model", help="tagger directory from `llmlab pos train`; default: a perceptron on the pfr1998 "
+                   f"train split, trained on first use (about four minutes) and cached ({CACHE})")
     p.add_argument("--seg-model", help="segment raw lines with this segmenter first; "
                    "without it, input lines are words separated by spaces")
     p.add_argument("--input", help="read this file instead of stdin")

@@ -32,8 +32,8 @@ def register(sub) -> None:
                    help="perceptron: no features from accessor-variety pseudo-words of the raw training text")
 
     p = add_command(g, "cut", "segment stdin lines to stdout (words separated by one space)", _cut)
-    p.add_argument("--model", help="model directory from `llmlab seg train`; default: the perceptron trained on "
-                   f"pfr1998 train, trained on first use (about a minute) and cached ({CACHE})")
+    p.add_argument("--model", help="model directory from `llmlab seg train`; default: a perceptron on the pfr1998 "
+                   f"train split, trained on first use (about a minute) and cached ({CACHE})")
     p.add_argument("--user-dict", help="user dictionary added to a dictionary-aware model")
     p.add_argument("--input", help="read this file instead of stdin")
 
