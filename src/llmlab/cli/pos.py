@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from llmlab.cli.common import add_command, add_group
-from llmlab.cli.seg import CACHE
+from llmlab.core.cache import WHERE
 
 
 def register(sub) -> None:
@@ -36,7 +36,7 @@ def register(sub) -> None:
 
     p = add_command(g, "tag", "tag stdin lines: word/TAG tokens separated by one space", _tag)
     p.add_argument("--model", help="tagger directory from `llmlab pos train`; default: a perceptron on the pfr1998 "
-                   f"train split, trained on first use (about four minutes) and cached ({CACHE})")
+                   f"train split, trained on first use (about four minutes) and cached ({WHERE})")
     p.add_argument("--seg-model", help="segment raw lines with this segmenter first; "
                    "without it, input lines are words separated by spaces")
     p.add_argument("--input", help="read this file instead of stdin")

@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from llmlab.cli.common import add_command, add_group
+from llmlab.core.cache import WHERE
 
 ALGOS = ("fmm", "bmm", "bimm", "unigram", "bigram", "hmm", "perceptron")
 DICT_ALGOS = ("fmm", "bmm", "bimm", "unigram", "bigram", "perceptron")
-CACHE = "$LLMLAB_HOME, default ~/.cache/llmlab"
 
 
 def register(sub) -> None:
@@ -33,7 +33,7 @@ def register(sub) -> None:
 
     p = add_command(g, "cut", "segment stdin lines to stdout (words separated by one space)", _cut)
     p.add_argument("--model", help="model directory from `llmlab seg train`; default: a perceptron on the pfr1998 "
-                   f"train split, trained on first use (about a minute) and cached ({CACHE})")
+                   f"train split, trained on first use (about a minute) and cached ({WHERE})")
     p.add_argument("--user-dict", help="user dictionary added to a dictionary-aware model")
     p.add_argument("--input", help="read this file instead of stdin")
 

@@ -24,6 +24,7 @@ from llmlab.core.errors import InputError
 from llmlab.core.io import umask
 
 log = logging.getLogger(__name__)
+WHERE = "$LLMLAB_HOME, default ~/.cache/llmlab"  # where `model_home` is, in a line of help text
 
 
 class Saveable(Protocol):
@@ -78,4 +79,4 @@ def cached_model(name: str, train: Callable[[], M], load: Callable[[Path], M], a
     return model
 
 
-__all__ = ["cached_model", "model_home"]
+__all__ = ["WHERE", "cached_model", "model_home"]
