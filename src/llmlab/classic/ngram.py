@@ -11,7 +11,6 @@ KenLM do). Tokens outside the vocabulary are ``<unk>``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from llmlab.classic.smoothing import SMOOTHINGS, NgramParams, build_params
 from llmlab.classic.vocab import BOS_ID, EOS_ID, Vocab, build_encoded, encode_sentences
 from llmlab.core.config import config_from_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path, atomic_write_json, check_readable, read_text
+from llmlab.core.io import atomic_path, atomic_write_json, check_readable, read_json
 
 log = logging.getLogger(__name__)
 
@@ -265,11 +264,8 @@ class NgramModel:
         from safetensors.numpy import load_file
 
         d = Path(directory)
-        meta_path = check_readable(d / "config.json", "n-gram model config")
-        try:
-            meta = json.loads(read_text(meta_path))
-        except json.JSONDecodeError as e:
-            raise InputError(f"{meta_path}: not valid JSON ({e.msg})") from None
+        meta_path = d / "config.json"
+        meta = read_json(meta_path, "n-gram model config")
         if meta.get("format") != FORMAT:
             raise InputError(f"{meta_path}: format {meta.get('format')!r} is not {FORMAT!r}")
         config = config_from_dict(NgramConfig, meta["config"], str(meta_path))

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any, TypeVar
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, read_text
+from llmlab.core.io import atomic_write_json, read_json
 
 T = TypeVar("T")
 
@@ -44,8 +43,5 @@ def save_config(cfg: Any, path: str | os.PathLike) -> None:
 
 
 def load_config(cls: type[T], path: str | os.PathLike) -> T:
-    try:
-        data = json.loads(read_text(path, "config file"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"config file {str(path)!r} is not valid JSON: {e.msg}") from None
+    data = read_json(path, "config file")
     return config_from_dict(cls, data, what=str(path))

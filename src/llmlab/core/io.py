@@ -83,6 +83,14 @@ def read_text(path: str | os.PathLike, what: str = "file") -> str:
         raise InputError(f"{what} {str(p)!r} is not UTF-8 (byte {e.start}: {e.reason})") from None
 
 
+def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+    """The JSON document in a file (`read_text`), or InputError naming the file if it does not parse."""
+    try:
+        return json.loads(read_text(path, what))
+    except json.JSONDecodeError as e:
+        raise InputError(f"{what} {str(path)!r} is not valid JSON: {e.msg} (line {e.lineno})") from None
+
+
 def split_lines(text: str) -> list[str]:
     """The lines of `text` without their endings: cut at "\\n" only, a "\\r" just before it dropped.
 
@@ -148,12 +156,13 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> None:
 
 
 class JsonlAppender:
-    """Append one JSON record per line and flush, for metrics logged during a run."""
+    """Append one JSON record per line and flush, for metrics logged during a run (the folder is
+    made on the first record, so making an appender writes nothing)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, record: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -75,17 +75,15 @@ def import_hf(directory: str | os.PathLike) -> CausalLM:
     Supports what our decoder expresses: no biases, SiLU-gated MLP, default RoPE; anything else is a
     clear error rather than a silently different model.
     """
-    import json
-
     from safetensors.torch import load_file
 
     from llmlab.core.errors import InputError
-    from llmlab.core.io import read_text
+    from llmlab.core.io import read_json
     from llmlab.models.config import ModelConfig
     from llmlab.models.io import load_state
 
     d = Path(directory)
-    c = json.loads(read_text(d / "config.json", "HF config"))
+    c = read_json(d / "config.json", "HF config")
     if c.get("model_type") != "llama":
         raise InputError(f"{str(d)!r}: model_type {c.get('model_type')!r} is not 'llama'")
     rope = c.get("rope_parameters") or {}

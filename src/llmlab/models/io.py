@@ -5,7 +5,6 @@ Weights are safetensors only, never pickle. Each file is written atomically.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from safetensors.torch import load_file, save
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_text
+from llmlab.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from llmlab.models.card import ModelCard
 from llmlab.models.config import ModelConfig
 from llmlab.models.decoder import CausalLM
@@ -54,10 +53,7 @@ def save_model(model: CausalLM, directory: str | os.PathLike, tokenizer: Tokeniz
 
 def load_config_file(directory: str | os.PathLike) -> ModelConfig:
     path = Path(directory) / "config.json"
-    try:
-        doc = json.loads(read_text(path, "model config"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"model config {str(path)!r} is not valid JSON: {e.msg}") from None
+    doc = read_json(path, "model config")
     if doc.get("llmlab_format") != FORMAT_VERSION or "config" not in doc:
         raise InputError(f"{str(path)!r} is not an llmlab model config (format {FORMAT_VERSION})")
     return config_from_dict(ModelConfig, doc["config"], what=str(path))

@@ -9,7 +9,6 @@ return slices of the original text.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 from abc import ABC, abstractmethod
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, read_text
+from llmlab.core.io import atomic_write_json, read_json
 from llmlab.core.registry import load_class
 
 FORMAT = "llmlab-segmenter"
@@ -241,10 +240,7 @@ def read_model_doc(directory: str | os.PathLike, model_file: str, fmt: str, vers
     """The document `write_model_doc` wrote (a directory or the file itself) and its path, checked."""
     d = Path(directory)
     path = d / model_file if d.is_dir() or not d.exists() else d
-    try:
-        doc = json.loads(read_text(path, f"{what} model"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"{what} model {str(path)!r} is not valid JSON: {e.msg}") from None
+    doc = read_json(path, f"{what} model")
     if not isinstance(doc, dict) or doc.get("format") != fmt:
         raise InputError(f"{str(path)!r} is not an llmlab {what} (format {fmt!r} missing)")
     if doc.get("version") != version:

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_text, read_text
+from llmlab.core.io import atomic_write_text, read_json
 
 UNK, BOS, EOS, PAD = "<unk>", "<|bos|>", "<|eos|>", "<|pad|>"
 SPECIAL_TOKENS = (UNK, BOS, EOS, PAD)
@@ -97,10 +97,7 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     p = Path(path)
     if p.is_dir():
         p = p / "tokenizer.json"
-    try:
-        doc = json.loads(read_text(p, "tokenizer file"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"tokenizer file {str(p)!r} is not valid JSON: {e.msg}") from None
+    doc = read_json(p, "tokenizer file")
     model_type = (doc.get("model") or {}).get("type")
     llmlab_kind = ((doc.get("model") or {}).get("llmlab") or doc.get("llmlab") or {}).get("kind")
     target = KINDS.get(llmlab_kind or "") or KINDS.get(model_type or "")
