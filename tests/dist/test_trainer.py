@@ -81,7 +81,7 @@ def test_tensor_pipeline_and_hybrid_runs_equal_single_process(single, cfg, tmp_p
     shutil.rmtree(run / "model")
     spawn(train_rank, 4, cfg.to_dict(), str(tmp_path), False, dp, tp, pp, 2, schedule)
     _assert_same_run(single, run)
-    with pytest.raises(RuntimeError, match="written by layout dp1 x tp2 x pp2"):
+    with pytest.raises(InputError, match="written by layout dp1 x tp2 x pp2"):
         spawn(train_rank, 4, cfg.to_dict(), str(tmp_path), False, 2, 2, 1, 2, schedule)
 
 
@@ -92,4 +92,17 @@ def test_pretrain_cli_refuses_a_layout_before_starting_anything(tmp_path, capsys
     assert "need several processes" in capsys.readouterr().err
     assert main(["pretrain", "--preset", "tiny", "--out", str(tmp_path), "--nproc", "3", "--tp", "2"]) == 2
     assert "cannot hold tp 2" in capsys.readouterr().err
+    assert main(["pretrain", "--preset", "tiny", "--out", str(tmp_path), "--nproc", "0"]) == 2
+    assert "--nproc must be >= 1" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_setting_refused_inside_the_ranks_is_a_one_line_error_and_writes_nothing(tmp_path, capsys):
+    from llmlab.cli import main
+
+    # the tiny preset has 2 layers: 3 pipeline stages are refused once the model exists, in the ranks
+    assert main(["pretrain", "--preset", "tiny", "--out", str(tmp_path), "--nproc", "3", "--pp", "3",
+                 "--batch-size", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "pipeline stages must be in [1, n_layer=2]" in err and "Traceback" not in err
     assert not any(tmp_path.iterdir())

@@ -56,6 +56,28 @@ def test_changed_config_in_existing_run_is_refused(tiny_run, capsys):
     assert "different config" in capsys.readouterr().err
 
 
+def test_fresh_with_a_refused_setting_keeps_the_run(tiny_run, capsys):
+    before = sorted(p.relative_to(tiny_run) for p in tiny_run.rglob("*"))
+    out = str(tiny_run.parent)
+    assert main(["pretrain", "--preset", "tiny", "--name", "tiny", "--out", out, "--fresh", "--seq-len", "1000"]) == 2
+    assert "exceeds the model's max_seq_len" in capsys.readouterr().err
+    assert sorted(p.relative_to(tiny_run) for p in tiny_run.rglob("*")) == before
+    for name in ("", ".", "..", "../tiny", "a/b"):  # would name the output folder itself, or a path
+        assert main(["pretrain", "--preset", "tiny", "--name", name, "--out", out, "--fresh"]) == 2
+        assert "plain folder name" in capsys.readouterr().err
+    assert sorted(p.relative_to(tiny_run) for p in tiny_run.rglob("*")) == before
+
+
+def test_a_run_directory_that_is_a_file_or_holds_broken_json_is_an_error(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "config.json").write_text("{")
+    for name, message in (("f", "is a file"), ("b", "is not valid JSON")):
+        assert main(["pretrain", "--preset", "tiny", "--name", name, "--out", str(tmp_path), "--steps", "1"]) == 2
+        assert message in capsys.readouterr().err
+    assert (tmp_path / "f").read_text() == "x" and (tmp_path / "b" / "config.json").read_text() == "{"
+
+
 def test_pretrain_with_a_subword_tokenizer_saves_a_model_hf_can_tokenize(tmp_path):
     hf = pytest.importorskip("tokenizers")
     from llmlab.models import load_model

@@ -95,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     par = (args.dp, args.tp, args.pp, args.micro_batches, args.pipeline_schedule)
+    if args.nproc < 1:
+        from llmlab.core.errors import InputError
+
+        raise InputError(f"--nproc must be >= 1, got {args.nproc}")
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # under torchrun: this process is one rank
         from llmlab.dist.launch import init_from_env
 

@@ -62,9 +62,11 @@ def _worker(rank: int, world: int, port: int, backend: str, threads: int, fn: Ca
                           WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
         dist.init_process_group(backend, rank=rank, world_size=world)
         out = fn(rank, world, *args)
-        results.put((rank, True, out))
+        results.put((rank, "ok", out))
+    except InputError as e:  # bad input: the parent raises it again, as the one-line error it is
+        results.put((rank, "input", str(e)))
     except BaseException:  # reported before the group closes, so the root cause arrives first
-        results.put((rank, False, traceback.format_exc()))
+        results.put((rank, "error", traceback.format_exc()))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -73,7 +75,8 @@ def _worker(rank: int, world: int, port: int, backend: str, threads: int, fn: Ca
 def spawn(fn: Callable, nproc: int, *args, backend: str | None = None, timeout: float = 300.0) -> list:
     """Run ``fn(rank, nproc, *args)`` in `nproc` processes of one group; their return values by rank.
 
-    Raises RuntimeError with the first failing rank's traceback, or on timeout (all ranks are killed).
+    Raises RuntimeError with the first failing rank's traceback, or on timeout (all ranks are killed);
+    a rank that raised InputError (a bad setting found once the model exists) gives InputError.
     """
     if nproc < 1:
         raise InputError(f"nproc must be >= 1, got {nproc}")
@@ -90,12 +93,14 @@ def spawn(fn: Callable, nproc: int, *args, backend: str | None = None, timeout: 
     try:
         while len(got) < nproc:
             try:
-                rank, ok, out = results.get(timeout=timeout)
+                rank, status, out = results.get(timeout=timeout)
             except queue_mod.Empty:
                 dead = [r for r, p in enumerate(procs) if not p.is_alive() and r not in got]
                 raise RuntimeError(f"distributed run timed out after {timeout:.0f} s (ranks exited without "
                                    f"reporting: {dead})") from None
-            if not ok:
+            if status == "input":
+                raise InputError(f"rank {rank}: {out}")
+            if status != "ok":
                 raise RuntimeError(f"rank {rank} failed (first to fail; others may fail after it):\n{out}")
             got[rank] = out
     finally:

@@ -28,7 +28,7 @@ import torch
 from llmlab.classic.information import entropy
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, atomic_write_text, read_text
+from llmlab.core.io import atomic_write_json, atomic_write_text, read_json
 from llmlab.data import corpus_text
 from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM, ModelConfig, count_parameters, save_model
@@ -54,6 +54,9 @@ class RunConfig:
     final_eval_tokens: int = 0  # dev tokens scored at the end (0 = the whole dev split)
 
     def __post_init__(self):
+        if self.name in ("", ".", "..") or any(c in self.name for c in "/\\\0"):
+            raise InputError(f"the run name must be a plain folder name (not empty, '.', '..', or a path), "
+                             f"got {self.name!r}")
         if self.tokenizer not in ALGOS:
             raise InputError(f"tokenizer must be one of {ALGOS}, got {self.tokenizer!r}")
         if self.vocab_size < 0 or (self.vocab_size == 0 and self.tokenizer != "char"):
@@ -100,17 +103,23 @@ def prepare_streams(cfg: RunConfig, train_lines: list[str], dev_lines: list[str]
 
 
 def _prepare_run_dir(out: Path, cfg: RunConfig, fresh: bool) -> None:
+    """Make the run directory, or check that the run in it has this config; with `fresh`, clear an
+    earlier run first. Called once every setting has been checked, so a bad flag never costs a run."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"run directory {str(out)!r} is a file; choose another --name or --out")
     saved = out / "config.json"
     if saved.exists() and not fresh:
-        previous = json.loads(read_text(saved, "run config"))
-        if previous != json.loads(json.dumps(cfg.to_dict())):
+        if read_json(saved, "run config") != json.loads(json.dumps(cfg.to_dict())):
             raise InputError(f"run directory {str(out)!r} holds a run with a different config; "
                              "pass --fresh to start over or choose another --name")
     elif saved.exists() and fresh:
         import shutil
 
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot make run directory {str(out)!r}: {e.strerror}") from None
     atomic_write_json(saved, cfg.to_dict())
 
 
@@ -135,12 +144,6 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
     t_start = time.perf_counter()
     train_lines, dev_lines = corpus_text(cfg.corpus, "train"), corpus_text(cfg.corpus, "dev")
     out = Path(out_root) / cfg.name
-    if mesh is None or mesh.writes:
-        _prepare_run_dir(out, cfg, fresh)  # after the corpus loads: a bad corpus name leaves nothing behind
-    if mesh is not None:
-        import torch.distributed as dist
-
-        dist.barrier()  # the run directory is ready (or a fresh start has cleared it)
     torch.manual_seed(cfg.train.seed)
     tok, train_ids, dev_ids = prepare_streams(cfg, train_lines, dev_lines)
     dev_unknown = sum(tok.count_unknown(s) for s in dev_lines)
@@ -156,6 +159,14 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
         from llmlab.dist.trainer import DistributedTrainer
 
         trainer = DistributedTrainer(model, cfg.train, train_ids, dev_ids, out, mesh, micro_batches, schedule)
+    # only now, with the corpus, tokenizer, model and trainer settings all accepted, is the run
+    # directory touched: a bad flag with --fresh must not delete the run it was meant to redo
+    if mesh is None or mesh.writes:
+        _prepare_run_dir(out, cfg, fresh)
+    if mesh is not None:
+        import torch.distributed as dist
+
+        dist.barrier()  # the run directory is ready (or a fresh start has cleared it)
     trainer.maybe_resume()
     result = trainer.fit()
     if mesh is not None:
