@@ -56,9 +56,17 @@ def test_signature_matches_sacrebleu_except_version():
     assert chrf_signature(cfg, 1).rsplit("|version:", 1)[0] == str(theirs.get_signature()).rsplit("|version:", 1)[0]
 
 
+def test_several_references_near_a_tie_pick_sacrebleus_reference():
+    # the two references' segment scores differ in the last bit only: the order of the final
+    # multiply and divide decides which reference's statistics enter the corpus score
+    hyps, refs = ["ba ca", "cab"], [[" ddba", "cab"], ["bb ", "aab cbca"]]
+    assert corpus_chrf(hyps, refs) == pytest.approx(_ref(ChrfConfig()).corpus_score(hyps, refs).score, abs=1e-9)
+
+
 def test_bad_config_is_a_clear_error():
-    with pytest.raises(InputError, match="beta"):
-        ChrfConfig(beta=0)
+    for beta in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="beta"):
+            ChrfConfig(beta=beta)
 
 
 def test_hypothesis_random_text_matches_sacrebleu():

@@ -6,6 +6,7 @@ Character n-grams ignore whitespace, so the score needs no tokenizer and works o
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,8 +33,8 @@ class ChrfConfig:
             raise InputError(f"need char_order or word_order >= 1, got {self.char_order}, {self.word_order}")
         if self.char_order < 0 or self.word_order < 0:
             raise InputError(f"orders must be >= 0, got {self.char_order}, {self.word_order}")
-        if self.beta <= 0:
-            raise InputError(f"beta must be > 0, got {self.beta}")
+        if not 0 < self.beta < math.inf:
+            raise InputError(f"beta must be a finite number > 0, got {self.beta}")
 
 
 def split_punctuation(sent: str) -> list[str]:
@@ -111,7 +112,11 @@ def chrf_from_stats(stats: Sequence[float], cfg: ChrfConfig) -> float:
     avg_p, avg_r = avg_p / eff, avg_r / eff
     if not avg_p + avg_r:
         return 0.0
-    return 100 * (1 + factor) * avg_p * avg_r / (factor * avg_p + avg_r)
+    # sacrebleu's order of operations, to the last bit: with several references the best one is
+    # picked by this score, so a rounding difference on a near-tie picks another reference
+    score = (1 + factor) * avg_p * avg_r
+    score /= factor * avg_p + avg_r
+    return 100 * score
 
 
 def segment_chrf_stats(hyp: str, refs: Sequence[str], cfg: ChrfConfig) -> list[int]:
