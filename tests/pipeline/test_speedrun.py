@@ -1,6 +1,9 @@
 """The tiny speedrun end to end, through the CLI, as a user runs it."""
 
+import io
 import json
+import shutil
+import sys
 
 import pytest
 
@@ -48,6 +51,38 @@ def test_generate_cli_continues_a_prompt(tiny_run, capsys):
                  "--temperature", "0"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("中国") and 2 < len(line) <= 7
+
+
+def test_generate_reads_stdin_lines_like_every_command(tiny_run, capsys, monkeypatch):
+    def generate(*extra, stdin=None):
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
+        code = main(["generate", "--model", str(tiny_run / "model"), "--max-new-tokens", "4", "--temperature", "0",
+                     *extra])
+        return code, capsys.readouterr()
+
+    one = [generate("--prompt", p)[1].out for p in ("中国", "新年\u2028好")]
+    # a byte-order mark and CRLF endings are not prompt text; U+2028 is not a line break
+    code, got = generate(stdin="\ufeff中国\r\n新年\u2028好\n".encode())
+    assert code == 0 and got.out == "".join(one)
+    code, got = generate(stdin=b"ok\n\xff\n")
+    assert code == 2 and "line 2 is not UTF-8" in got.err
+
+
+def test_generate_refuses_bad_settings_and_a_foreign_tokenizer(tiny_run, tmp_path, capsys):
+    model = str(tiny_run / "model")
+    for extra, message in ((["--temperature", "nan"], "temperature"), (["--device", "cuda:99"], "no such CUDA"),
+                           (["--device", "gpu"], "not a device")):
+        assert main(["generate", "--model", model, "--prompt", "中", *extra]) == 2
+        assert message in capsys.readouterr().err
+    bad = tmp_path / "model"
+    shutil.copytree(tiny_run / "model", bad)
+    doc = json.loads((bad / "tokenizer.json").read_text())
+    vocab = doc["model"]["vocab"]
+    vocab.update({c: len(vocab) + i for i, c in enumerate("αβγ")})  # ids past the model's embedding table
+    (bad / "tokenizer.json").write_text(json.dumps(doc, ensure_ascii=False))
+    assert main(["generate", "--model", str(bad), "--prompt", "中"]) == 2
+    assert "belongs to another model" in capsys.readouterr().err
 
 
 def test_changed_config_in_existing_run_is_refused(tiny_run, capsys):

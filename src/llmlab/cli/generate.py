@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overrides
 
@@ -20,6 +19,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from llmlab.core.errors import InputError
+    from llmlab.core.io import line_batches
     from llmlab.generate import GenerationConfig, generate
     from llmlab.models import load_model
 
@@ -27,8 +27,10 @@ def run(args: argparse.Namespace) -> int:
     if tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json")
     cfg = GenerationConfig(**dataclass_overrides(args, GenerationConfig))
-    prompts = [args.prompt] if args.prompt is not None else [line.rstrip("\n") for line in sys.stdin]
-    for prompt in prompts:
+    # stdin: one prompt per line as every llmlab command reads lines (`line_batches`), each answered
+    # before the next is read
+    batches = [[args.prompt]] if args.prompt is not None else line_batches(None, size=1)
+    for prompt in (p for batch in batches for p in batch):
         ids = generate(model, [tok.bos_id] + tok.encode(prompt), cfg, eos_id=tok.eos_id)
         print(prompt + tok.decode(ids), flush=True)
     return 0

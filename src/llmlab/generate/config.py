@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from llmlab.core.errors import InputError
@@ -19,8 +20,8 @@ class GenerationConfig:
     def __post_init__(self):
         if self.max_new_tokens < 0:
             raise InputError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise InputError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 <= self.temperature < math.inf:
+            raise InputError(f"temperature must be a finite number >= 0, got {self.temperature}")
         if self.top_k < 0:
             raise InputError(f"top_k must be >= 0, got {self.top_k}")
         if not 0 < self.top_p <= 1:

@@ -59,8 +59,28 @@ def load_config_file(directory: str | os.PathLike) -> ModelConfig:
     return config_from_dict(ModelConfig, doc["config"], what=str(path))
 
 
+def resolve_device(name: str | torch.device) -> torch.device:
+    """The torch device a name asks for ("auto": CUDA when there is one), or InputError when the name
+    is not a device or this machine has no such device.
+
+    >>> resolve_device("cpu"), resolve_device("auto").type in ("cpu", "cuda")
+    (device(type='cpu'), True)
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise InputError(f"{name!r} is not a device (cpu, cuda, cuda:N or auto)") from None
+    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+        raise InputError(f"device {str(name)!r} asked for, but this machine has no such CUDA device")
+    return device
+
+
 def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[CausalLM, Tokenizer | None]:
-    """Model (in eval mode) and its tokenizer (None if the directory has none)."""
+    """Model (in eval mode) and its tokenizer (None if the directory has none); InputError when the
+    tokenizer has ids the model has no embedding for."""
+    device = resolve_device(device)
     d = Path(directory)
     if not d.is_dir():
         raise InputError(f"model directory {str(d)!r} does not exist")
@@ -76,7 +96,11 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     load_state(model, state, str(weights))
     model.eval()
     tok_path = d / "tokenizer.json"
-    return model, (load_tokenizer(tok_path) if tok_path.exists() else None)
+    tok = load_tokenizer(tok_path) if tok_path.exists() else None
+    if tok is not None and tok.vocab_size > cfg.vocab_size:
+        raise InputError(f"{str(tok_path)!r} has {tok.vocab_size} tokens but the model in {str(d)!r} embeds "
+                         f"{cfg.vocab_size}: the tokenizer belongs to another model")
+    return model, tok
 
 
 def load_state(model: CausalLM, state: dict[str, torch.Tensor], what: str) -> None:

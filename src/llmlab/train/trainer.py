@@ -23,6 +23,7 @@ import torch
 from llmlab.core.errors import InputError
 from llmlab.core.io import JsonlAppender, atomic_write_text
 from llmlab.core.progress import progress
+from llmlab.models.io import resolve_device
 from llmlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from llmlab.train.config import TrainConfig
 from llmlab.train.objectives import causal_lm_loss, moe_aux_loss
@@ -31,14 +32,6 @@ from llmlab.train.precision import DynamicLossScaler
 from llmlab.train.schedule import SCHEDULES
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' asked for, but no CUDA device is available")
-    return torch.device(name)
 
 
 def get_batch(tokens: torch.Tensor, batch_size: int, seq_len: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
