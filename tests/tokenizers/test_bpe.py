@@ -85,6 +85,16 @@ def test_fast_trainer_equals_naive_recount(corpus, vector_min):
     assert fast == train_bpe_naive(counts, 520, SPECIAL_TOKENS)
 
 
+@pytest.mark.parametrize("vector_min", [1, 10**9])
+def test_pairs_spelling_a_special_token_are_never_merged(vector_min):
+    # "fo" is frequent text and a special token: its pair is skipped, and the pairs around it are
+    # still counted as merges happen beside it (that bookkeeping once crashed with a KeyError)
+    counts = count_pieces(["fox foxes fog food ofo offo"] * 9, PreTokenizer("whitespace"))
+    fast = train_bpe(counts, 280, [*SPECIAL_TOKENS, "fo"], vector_min=vector_min)
+    assert fast == train_bpe_naive(counts, 280, [*SPECIAL_TOKENS, "fo"])
+    assert fast[0].count(b"fo") == 1 and len(fast[1]) > 10
+
+
 def reference_encode(tok: BPETokenizer, piece: str) -> list[int]:
     """minbpe's loop: merge the lowest-ranked pair present, everywhere, until none is left."""
     ranks = {pair: r for r, pair in reversed(list(enumerate(tok.merges)))}

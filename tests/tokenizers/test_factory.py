@@ -34,6 +34,19 @@ def test_factory_errors():
         train_tokenizer("bpe", "abc", 300)
 
 
+@pytest.mark.parametrize("algo", ["bpe", "unigram", "wordpiece"])
+def test_a_special_token_that_is_also_ordinary_text_trains(algo):
+    texts = ["the user said hello to the assistant", "assistant: hi user", "<unk> is text here"] * 30
+    tok = train_tokenizer(algo, texts, 320, pattern=r"\S+|\s+", special_tokens=["user", "assistant"])
+    tokens = [tok.id_to_token(i) for i in range(tok.vocab_size)]
+    assert len(set(tokens)) == len(tokens)  # no piece shares a special token's spelling
+    special = {tok.token_to_id(s) for s in ("user", "assistant", "<unk>")}
+    for text in texts[:3]:
+        ids = tok.encode(text)
+        assert not set(ids) & special and tok.decode(ids) == text
+    assert tok.token_to_id("user") in tok.encode("user", allowed_special="all")
+
+
 def run_cli(argv, stdin="", monkeypatch=None, capsys=None):
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin.encode()), encoding="utf-8"))
     code = main(argv)
@@ -81,3 +94,22 @@ def test_count_unknown(algo, corpus):
     novel = "㐀㐁"  # rare CJK characters absent from the corpus
     expected = 0 if algo == "bpe" else 2
     assert tok.count_unknown(novel) == expected
+
+
+def test_cli_char_tokenizer_options_and_decode_input(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "in.txt"
+    data.write_text("中国人民 hello\n" * 5, encoding="utf-8")
+    out = tmp_path / "ch.json"
+    train = ["tokenizer", "train", "--algo", "char", "--vocab-size", "100", "--input", str(data), "-o", str(out)]
+    code, _, err = run_cli([*train, "--special-token", "<|user|>"], monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 2 and "fixed set of special tokens" in err and not out.exists()
+    assert run_cli(train, monkeypatch=monkeypatch, capsys=capsys)[0] == 0
+    code, _, err = run_cli(["tokenizer", "encode", "--tokenizer", str(out), "--allow-special"], "中国\n",
+                           monkeypatch, capsys)
+    assert code == 2 and "--allow-special needs" in err
+    ids = " ".join(map(str, load_tokenizer(out).encode("中国")))
+    code, text, _ = run_cli(["tokenizer", "decode", "--tokenizer", str(out)], f"\ufeff{ids}\r\n", monkeypatch, capsys)
+    assert code == 0 and text == "中国\n"  # a byte-order mark and CRLF are not ids
+    for bad in ("１２", "-1", "3 x"):
+        code, _, err = run_cli(["tokenizer", "decode", "--tokenizer", str(out)], bad + "\n", monkeypatch, capsys)
+        assert code == 2 and "expected ids (ASCII digits)" in err

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from llmlab.cli.common import add_command, add_group
 
 ALGOS = ("bpe", "unigram", "wordpiece", "whitespace", "char")
@@ -38,6 +36,7 @@ def register(sub) -> None:
 
 
 def _train(args) -> int:
+    from llmlab.core.errors import InputError
     from llmlab.data.corpora import corpus_text
     from llmlab.tokenizers.factory import train_tokenizer
 
@@ -45,7 +44,10 @@ def _train(args) -> int:
     for name in args.input:
         texts.extend(corpus_text(name, args.split))
     kw = {} if args.algo in ("char", "whitespace") else {"pattern": args.pattern}
-    if args.special_token and args.algo != "char":
+    if args.special_token and args.algo == "char":
+        raise InputError("a char tokenizer has a fixed set of special tokens: --special-token needs "
+                         "bpe, unigram, wordpiece or whitespace")
+    if args.special_token:
         kw["special_tokens"] = args.special_token
     tok = train_tokenizer(args.algo, texts, args.vocab_size, **kw)
     tok.save(args.output)
@@ -54,10 +56,15 @@ def _train(args) -> int:
 
 
 def _encode(args) -> int:
+    from llmlab.core.errors import InputError
     from llmlab.core.io import line_batches
     from llmlab.tokenizers.base import load_tokenizer
+    from llmlab.tokenizers.subword import SubwordTokenizer
 
     tok = load_tokenizer(args.tokenizer)
+    if args.allow_special and not isinstance(tok, SubwordTokenizer):
+        raise InputError(f"--allow-special needs a bpe, unigram, wordpiece or whitespace tokenizer, "
+                         f"{args.tokenizer!r} is a {type(tok).__name__}")
     for [text] in line_batches(None, size=1):  # a line at a time, as it comes; any text but "\n" round-trips
         ids = tok.encode(text, allowed_special="all") if args.allow_special else tok.encode(text)
         print(" ".join(map(str, ids)))
@@ -66,16 +73,19 @@ def _encode(args) -> int:
 
 def _decode(args) -> int:
     from llmlab.core.errors import InputError
+    from llmlab.core.io import line_batches
     from llmlab.tokenizers.base import load_tokenizer
 
     tok = load_tokenizer(args.tokenizer)
-    for n, line in enumerate(sys.stdin, 1):
-        try:
-            ids = [int(x) for x in line.split()]
-        except ValueError:
-            raise InputError(f"stdin line {n}: expected integer ids separated by spaces, "
-                             f"got {line.strip()!r}") from None
-        print(tok.decode(ids))
+    n = 0
+    for batch in line_batches(None):
+        for line in batch:
+            n += 1
+            fields = line.split()
+            if not all(x.isascii() and x.isdigit() for x in fields):  # int() would take "１２" or "-1"
+                raise InputError(f"stdin line {n}: expected ids (ASCII digits) separated by spaces, "
+                                 f"got {line.strip()!r}")
+            print(tok.decode([int(x) for x in fields]))
     return 0
 
 

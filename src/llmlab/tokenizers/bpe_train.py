@@ -193,6 +193,7 @@ def train_bpe(word_counts: Mapping[str, int], vocab_size: int, specials: Sequenc
         raise InputError("the training corpus is empty (no text to learn a vocabulary from)")
     ids = {tok: i for i, tok in enumerate(vocab) if i >= len(specials)}
     special_spellings = set(specials)
+    banned: set[int] = set()  # pairs that would spell a special token: counted as any pair, never merged
     corpus = _Corpus(word_counts, [ids[bytes([b])] for b in range(256)], base=max(vocab_size, len(vocab)) + 1,
                      vector_min=vector_min)
     counts = corpus.counts
@@ -202,6 +203,8 @@ def train_bpe(word_counts: Mapping[str, int], vocab_size: int, specials: Sequenc
     bar = progress_bar(total=vocab_size - len(vocab), desc="bpe merges")
     while len(vocab) < vocab_size and heap:
         neg, key = heapq.heappop(heap)
+        if key in banned:
+            continue
         c = counts.get(key, 0)
         if c != -neg:  # stale entry: requeue with the current count
             if c > 0:
@@ -212,7 +215,7 @@ def train_bpe(word_counts: Mapping[str, int], vocab_size: int, specials: Sequenc
         a, b = divmod(key, corpus.base)
         joined = vocab[a] + vocab[b]
         if bytes_to_token(joined) in special_spellings:
-            counts.pop(key)  # never build a token spelled like a special token
+            banned.add(key)  # never build a token spelled like a special token
             continue
         new = ids.get(joined)
         if new is None:
@@ -242,14 +245,20 @@ def train_bpe_naive(word_counts: Mapping[str, int], vocab_size: int, specials: S
         raise InputError("the training corpus is empty (no text to learn a vocabulary from)")
     words = [([ids[bytes([b])] for b in w.encode()], c) for w, c in word_counts.items()]
     merges: list[tuple[int, int]] = []
+    banned: set[tuple[int, int]] = set()  # pairs that would spell a special token
     while len(vocab) < vocab_size:
         stats: dict[tuple[int, int], int] = {}
         for w, c in words:
             pair_counts(w, stats, c)
+        for pair in banned:
+            stats.pop(pair, None)
         if not stats:
             break
         pair = min(stats, key=lambda p: (-stats[p], p))
         joined = vocab[pair[0]] + vocab[pair[1]]
+        if bytes_to_token(joined) in specials:
+            banned.add(pair)
+            continue
         new = ids.get(joined)
         if new is None:
             new = ids[joined] = len(vocab)

@@ -99,6 +99,7 @@ class UnigramTokenizer(SubwordTokenizer):
         specials = check_specials(special_tokens)
         pretok = PreTokenizer(pattern, segmenter)
         pieces = train_unigram(count_pieces(texts, pretok), vocab_size - len(specials), **kw)
+        pieces = [p for p in pieces if p[0] not in specials]  # text spelling a special token uses other pieces
         return cls(pieces, {s: i for i, s in enumerate(specials)}, pretok)
 
     def token_to_id(self, token: str) -> int | None:

@@ -65,6 +65,7 @@ class WordPieceTokenizer(SubwordTokenizer):
         specials = check_specials(special_tokens)
         pretok = PreTokenizer(pattern, segmenter)
         pieces = train_wordpiece(count_pieces(texts, pretok), vocab_size - len(specials), prefix)
+        pieces = [p for p in pieces if p not in specials]  # text spelling a special token uses other pieces
         return cls(list(specials) + pieces, {s: i for i, s in enumerate(specials)}, pretok, prefix=prefix)
 
     def token_to_id(self, token: str) -> int | None:
