@@ -129,6 +129,16 @@ def test_sampling_is_seeded_and_follows_the_model():
     for w, n in draws.items():  # empirical first-token frequencies match p(w | <s>)
         assert abs(n / 2000 - first[w]) < 0.05
     assert sum(draws.values()) == 2000
+    # temperature reshapes p ** (1 / T); near 0 it is greedy (the powers once underflowed to NaN)
+    top = max(first, key=first.get)
+    assert {k.sample(seed=s, max_tokens=1, temperature=0.002)[0] for s in range(20)} == {top}
+    hot = Counter((k.sample(seed=s, max_tokens=1, temperature=2.0) or ["</s>"])[0] for s in range(2000))
+    flat = {w: p ** 0.5 for w, p in first.items()}
+    for w, n in hot.items():
+        assert abs(n / 2000 - flat[w] / sum(flat.values())) < 0.05
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="temperature"):
+            k.sample(temperature=bad)
 
 
 def test_char_units_and_unknowns():

@@ -98,6 +98,31 @@ def test_read_arpa_rejects_a_broken_file(tmp_path):
     p.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\t<s>\n\\end\\\n", encoding="utf-8")
     with pytest.raises(InputError, match="header says 2"):
         read_arpa(p)
+    for text, message in (("\\data\\\nngram 2=x\n", "expected 'ngram K=COUNT'"),
+                          ("\\data\\\nngram 1=1\n\\1-grams:\nabc\t<s>\n", "expected 'log10p w1..w1"),
+                          ("\\data\\\nngram 1=1\n\\two-grams:\n", "expected 'ngram K=COUNT'")):
+        p.write_text(text, encoding="utf-8")
+        with pytest.raises(InputError, match=message):
+            read_arpa(p)
+    p.write_bytes(b"\\data\\\n\xff\n")
+    with pytest.raises(InputError, match="not UTF-8"):
+        read_arpa(p)
+
+
+def test_a_character_model_stays_one_through_arpa(tmp_path):
+    kenlm = pytest.importorskip("kenlm")
+    sents = [list("我爱北京天安门"), list("北京欢迎你"), list("我爱你")] * 5
+    m = NgramModel.train(sents, NgramConfig(order=3, unit="char"))
+    path = tmp_path / "c.arpa"
+    write_arpa(m, path)
+    back = read_arpa(path)
+    assert back.config.unit == "char"
+    test = [list("我爱北京"), list("你好")]
+    assert back.evaluate(test)["perplexity"] == pytest.approx(m.evaluate(test)["perplexity"], rel=1e-6)
+    assert kenlm.Model(str(path)).order == 3  # the unit comment before \\data\\ is one KenLM accepts
+    # a BOM or a Windows line ending does not change what is read
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
+    assert read_arpa(path).evaluate(test)["perplexity"] == pytest.approx(m.evaluate(test)["perplexity"], rel=1e-6)
 
 
 HAND_ARPA = """

@@ -5,6 +5,10 @@ Each line of section ``\\k-grams:`` is ``log10 p(w | h)  h w  [log10 bow(h w)]``
 Our interpolated models already have that shape (the back-off weight of h is its interpolation
 weight), so the file holds exactly the model's probabilities: `kenlm.Model` gives the same log10
 sentence scores (tested), and reading the file back gives the same model.
+
+ARPA has no field for the unit a model counts in; `write_arpa` puts it in a comment line before
+``\\data\\`` (``# llmlab n-gram model: unit=char``, a form KenLM accepts) and `read_arpa` reads it
+back, so a character model stays one. Files without it are word models.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from llmlab.classic.ngram_counts import NgramTables, lookup
 from llmlab.classic.smoothing import NgramParams, uniform_base
 from llmlab.classic.vocab import BOS, BOS_ID, EOS, UNK, Vocab
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path, check_readable
+from llmlab.core.io import atomic_path, check_readable, read_lines
 
 LOG_ZERO = -99.0  # ARPA's "probability 0" (and <s>, which is never predicted)
+UNIT_COMMENT = "# llmlab n-gram model: unit="
 
 
 def seen_probs(tables: NgramTables, params: NgramParams) -> list[np.ndarray]:
@@ -56,7 +61,8 @@ def write_arpa(model: NgramModel, path: str | Path) -> None:
     t, prm = model.tables, model.params
     probs = seen_probs(t, prm)
     names = ngram_strings(t, model.vocab.tokens)
-    lines = ["", "\\data\\"] + [f"ngram {k}={len(t.keys[k])}" for k in range(1, t.order + 1)]
+    lines = [UNIT_COMMENT + model.config.unit, "", "\\data\\"]
+    lines += [f"ngram {k}={len(t.keys[k])}" for k in range(1, t.order + 1)]
     for k in range(1, t.order + 1):
         lines += ["", f"\\{k}-grams:"]
         lp = _log10(probs[k])
@@ -74,17 +80,23 @@ def write_arpa(model: NgramModel, path: str | Path) -> None:
         tmp.write_text("\n".join(lines), encoding="utf-8")
 
 
-def _parse(path: Path) -> tuple[int, list[list[tuple[float, list[str], float]]]]:
+def _parse(path: Path) -> tuple[int, str, list[list[tuple[float, list[str], float]]]]:
+    """Order, unit and the entries of each section; any text before ``\\data\\`` is a comment."""
     sections: list[list[tuple[float, list[str], float]]] = [[]]
     declared: dict[int, int] = {}
-    k = 0
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, 1):
-            line = raw.strip()
-            if not line or line == "\\data\\":
-                continue
-            if line == "\\end\\":
-                break
+    k, unit, in_data = 0, "word", False
+    for lineno, raw in enumerate(read_lines(path, "ARPA file"), 1):
+        line = raw.strip()
+        if not in_data:
+            in_data = line == "\\data\\"
+            if line.startswith(UNIT_COMMENT):
+                unit = line[len(UNIT_COMMENT):]
+            continue
+        if not line:
+            continue
+        if line == "\\end\\":
+            break
+        try:
             if line.startswith("ngram ") and k == 0:
                 a, _, b = line[6:].partition("=")
                 declared[int(a)] = int(b)
@@ -97,21 +109,24 @@ def _parse(path: Path) -> tuple[int, list[list[tuple[float, list[str], float]]]]
                 continue
             parts = line.split()
             if k == 0 or len(parts) not in (k + 1, k + 2):
-                raise InputError(f"{path}:{lineno}: expected 'log10p w1..w{k} [bow]', got {line[:80]!r}")
+                raise ValueError
             bow = float(parts[k + 1]) if len(parts) == k + 2 else 0.0
             sections[k].append((float(parts[0]), parts[1 : k + 1], bow))
+        except ValueError:
+            want = "'ngram K=COUNT'" if k == 0 else f"'log10p w1..w{k} [bow]'"
+            raise InputError(f"{path}:{lineno}: expected {want}, got {line[:80]!r}") from None
     if not declared or len(sections) - 1 != max(declared):
         raise InputError(f"{path}: not an ARPA file (\\data\\ header and n-gram sections do not match)")
     for k, n in declared.items():
         if len(sections[k]) != n:
             raise InputError(f"{path}: header says {n} {k}-grams, file has {len(sections[k])}")
-    return max(declared), sections
+    return max(declared), unit, sections
 
 
 def read_arpa(path: str | Path) -> NgramModel:
     """Load an ARPA file as an `NgramModel` (scoring and sampling; it has no counts to retrain)."""
     path = check_readable(path, "ARPA file")
-    n, sections = _parse(path)
+    n, unit, sections = _parse(path)
     words = [e[1][0] for e in sections[1]]
     vocab = Vocab((UNK, BOS, EOS, *[w for w in dict.fromkeys(words) if w not in (UNK, BOS, EOS)]))
     V = len(vocab)
@@ -140,7 +155,7 @@ def read_arpa(path: str | Path) -> NgramModel:
         bow.append(10.0 ** np.array([e[2] for e in sections[k]])[order])
     tables = NgramTables(V, tuple(keys))
     params = NgramParams(uniform_base(V), tuple(num), tuple(bow[:n]), (False,) * (n + 1))
-    return NgramModel(NgramConfig(order=n, smoothing="arpa"), vocab, tables, params, None)
+    return NgramModel(NgramConfig(order=n, smoothing="arpa", unit=unit), vocab, tables, params, None)
 
 
 def arpa_sentence_log10(model: NgramModel, sentence: list[str]) -> float:

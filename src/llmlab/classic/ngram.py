@@ -224,15 +224,17 @@ class NgramModel:
         """Draw tokens one by one from p(. | history) until ``</s>`` or `max_tokens`; returns the new tokens."""
         if max_tokens < 0:
             raise InputError(f"max_tokens must be >= 0, got {max_tokens}")
-        if not temperature > 0:
-            raise InputError(f"temperature must be > 0, got {temperature}")
+        if not 0 < temperature < math.inf:
+            raise InputError(f"temperature must be a finite number > 0, got {temperature}")
         rng = np.random.default_rng(seed)
         history = [BOS_ID] + self.vocab.encode(prefix)
         out: list[str] = []
         for _ in range(max_tokens):
             p = self.distribution_ids(history[len(history) - (self.order - 1):] if self.order > 1 else [])
-            if temperature != 1.0:
-                p = np.where(p > 0, p, 0.0) ** (1.0 / temperature)
+            if temperature != 1.0:  # p ** (1 / T) in log space: at low T the powers underflow to 0
+                with np.errstate(divide="ignore"):
+                    logp = np.log(p) / temperature
+                p = np.exp(logp - logp.max())
             w = int(rng.choice(len(p), p=p / p.sum()))
             if w == EOS_ID:
                 break
