@@ -34,6 +34,39 @@ def test_word2vec_text_format_loads_in_gensim_and_back(tmp_path, wv):
     np.testing.assert_allclose(back.vectors, wv.vectors, rtol=1e-5, atol=1e-6)
 
 
+def test_word2vec_files_of_other_tools_load_and_broken_ones_are_clear_errors(tmp_path, wv):
+    path = tmp_path / "v.txt"
+    wv.save_word2vec(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    # the original C tool and fastText end each vector line with a space; Windows adds BOM and CRLF
+    other = tmp_path / "c.txt"
+    other.write_bytes(b"\xef\xbb\xbf" + "".join(ln + (" " if i else "") + "\r\n"
+                                              for i, ln in enumerate(lines)).encode())
+    back = WordVectors.load_word2vec(other)
+    assert back.words == wv.words and np.array_equal(back.vectors, WordVectors.load_word2vec(path).vectors)
+    for body, message in ((lines[1].split(" ", 1)[0] + " x" * wv.dim, "not all numbers"),
+                          (lines[1].split(" ", 1)[0] + " nan" * wv.dim, "NaN or infinity")):
+        other.write_text("\n".join([lines[0], body, *lines[2:]]) + "\n", encoding="utf-8")
+        with pytest.raises(InputError, match=message):
+            WordVectors.load_word2vec(other)
+    other.write_bytes(path.read_bytes().replace(b"w1 ", b"w\xff "))
+    with pytest.raises(InputError, match="not UTF-8"):
+        WordVectors.load_word2vec(other)
+
+
+def test_lists_read_by_the_line_rules_and_bad_lines_are_errors(tmp_path):
+    pairs = tmp_path / "p.tsv"
+    pairs.write_bytes("\ufefffox\tdog\t9\r\nthe\tover\u2028x\t5\n".encode())
+    assert read_pairs(str(pairs)) == [("fox", "dog", 9.0), ("the", "over\u2028x", 5.0)]
+    for bad in ("fox dog 9", "fox\tdog\tnine", "a\tb\t1\t2"):
+        pairs.write_text(bad + "\n", encoding="utf-8")
+        with pytest.raises(InputError, match="similarity line"):
+            read_pairs(str(pairs))
+    questions = tmp_path / "a.txt"
+    questions.write_bytes("\ufeffa b c d\r\n".encode())
+    assert read_analogies(str(questions)) == [("a", "b", "c", "d")]
+
+
 def test_similarity_neighbours_and_analogies_equal_gensim(wv):
     models = pytest.importorskip("gensim.models")
     kv = models.KeyedVectors(wv.dim)

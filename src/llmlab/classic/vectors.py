@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path, check_readable
+from llmlab.core.io import atomic_path, check_readable, line_batches, read_text, split_lines
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,19 +98,27 @@ class WordVectors:
 
     @classmethod
     def load_word2vec(cls, path: str | Path) -> WordVectors:
+        """Vectors in the word2vec text format (what `save_word2vec`, gensim, the original C tool and
+        fastText write; their trailing space on each line is allowed)."""
         p = check_readable(path, "word2vec file")
-        with open(p, encoding="utf-8") as f:
-            header = f.readline().split()
-            if len(header) != 2 or not all(h.isdigit() for h in header):
-                raise InputError(f"{p}: first line must be 'n_words dim', got {' '.join(header)!r}")
-            n, d = map(int, header)
-            words, rows = [], []
-            for lineno, line in enumerate(f, 2):
-                parts = line.rstrip("\n").split(" ")
-                if len(parts) != d + 1:
-                    raise InputError(f"{p}:{lineno}: expected a word and {d} numbers, got {len(parts) - 1}")
-                words.append(parts[0])
-                rows.append(np.array(parts[1:], dtype=np.float32))
+        lines = (line for batch in line_batches(p, "word2vec file") for line in batch)
+        header = next(lines, "").split()
+        if len(header) != 2 or not all(h.isascii() and h.isdigit() for h in header):
+            raise InputError(f"{p}: first line must be 'n_words dim', got {' '.join(header)!r}")
+        n, d = map(int, header)
+        words, rows = [], []
+        for lineno, line in enumerate(lines, 2):
+            parts = line.rstrip(" ").split(" ")
+            if len(parts) != d + 1:
+                raise InputError(f"{p}:{lineno}: expected a word and {d} numbers, got {len(parts) - 1}")
+            try:
+                row = np.array(parts[1:], dtype=np.float32)
+            except ValueError:
+                raise InputError(f"{p}:{lineno}: the values of {parts[0]!r} are not all numbers") from None
+            if not np.isfinite(row).all():
+                raise InputError(f"{p}:{lineno}: the vector of {parts[0]!r} holds NaN or infinity")
+            words.append(parts[0])
+            rows.append(row)
         if len(words) != n:
             raise InputError(f"{p}: header says {n} words, file has {len(words)}")
         return cls(tuple(words), np.stack(rows) if rows else np.zeros((0, d), np.float32))
@@ -146,8 +154,13 @@ def read_pairs(name_or_path: str) -> list[tuple[str, str, float]]:
     """Word-similarity pairs ``word1<TAB>word2<TAB>score`` from a file or a built-in list (``zh``, ``en``)."""
     rows = []
     for line in _read_list(name_or_path, "similarity"):
-        a, b, s = line.split("\t")
-        rows.append((a, b, float(s)))
+        parts = line.split("\t")
+        try:
+            rows.append((parts[0], parts[1], float(parts[2])))
+            if len(parts) != 3:
+                raise ValueError
+        except (ValueError, IndexError):
+            raise InputError(f"similarity line must be 'word1<TAB>word2<TAB>score', got {line!r}") from None
     return rows
 
 
@@ -167,8 +180,8 @@ def _read_list(name_or_path: str, kind: str) -> list[str]:
         suffix = "tsv" if kind == "similarity" else "txt"
         text = resources.files("llmlab.classic").joinpath(f"data/{kind}_{name_or_path}.{suffix}").read_text("utf-8")
     else:
-        text = check_readable(name_or_path, f"{kind} list").read_text(encoding="utf-8")
-    return [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+        text = read_text(name_or_path, f"{kind} list")
+    return [ln for ln in split_lines(text) if ln.strip() and not ln.startswith("#")]
 
 
 def evaluate_similarity(wv: WordVectors, pairs: Sequence[tuple[str, str, float]]) -> dict:
