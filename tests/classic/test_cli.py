@@ -46,6 +46,29 @@ def test_ngram_bad_input_is_one_line(tmp_path, corpus, capsys):
     assert main(["ngram", "ppl", "--model", str(tmp_path / "missing")]) == 2
 
 
+def test_an_unwritable_output_is_refused_before_training(tmp_path, corpus, capsys, monkeypatch):
+    import llmlab.classic.ngram as ngram
+    import llmlab.classic.word2vec as word2vec
+
+    def no_training(*a, **k):
+        raise AssertionError("trained before checking where the result goes")
+
+    monkeypatch.setattr(ngram.NgramModel, "train", no_training)
+    monkeypatch.setattr(word2vec, "train_word2vec", no_training)
+    (tmp_path / "d").mkdir()
+    c = str(corpus)
+    for argv, message in ((["ngram", "train", "--corpus", c, "-o", c], "is a file, expected a folder"),
+                          (["ngram", "train", "--corpus", c, "-o", str(tmp_path / "m"), "--arpa", str(tmp_path / "d")],
+                           "is a directory"),
+                          (["ngram", "errors", "--model", str(tmp_path / "m"), "-o", str(tmp_path / "d")],
+                           "is a directory"),
+                          (["word2vec", "train", "--corpus", c, "-o", str(tmp_path / "d")], "is a directory"),
+                          (["word2vec", "train", "--corpus", c, "-o", c + "/v.txt"], "is a file, not a folder")):
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+    assert corpus.read_text(encoding="utf-8") == TEXT and not (tmp_path / "m").exists()
+
+
 def test_word2vec_train_similar_analogy(tmp_path, corpus, capsys):
     vec = tmp_path / "v.txt"
     assert main(["word2vec", "train", "--corpus", str(corpus), "-o", str(vec), "--min-count", "1", "--dim", "8",

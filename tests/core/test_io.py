@@ -4,7 +4,7 @@ import pytest
 
 from llmlab.core.config import config_from_dict, load_config, save_config
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path, atomic_write_text, read_jsonl, read_lines
+from llmlab.core.io import atomic_path, atomic_write_text, check_output, read_json, read_jsonl, read_lines
 from llmlab.models import ModelConfig
 
 
@@ -16,6 +16,27 @@ def test_atomic_write_keeps_old_content_when_writing_fails(tmp_path):
         raise RuntimeError("crash mid-write")
     assert p.read_text() == "old"
     assert [f.name for f in tmp_path.iterdir()] == ["out.txt"]  # no temp file left behind
+
+
+def test_an_output_path_that_cannot_be_a_file_is_an_input_error(tmp_path):
+    (tmp_path / "f").write_text("keep")
+    (tmp_path / "d").mkdir()
+    for path, message in ((tmp_path / "d", "is a directory"), (tmp_path / "f" / "x", "is a file, not a folder")):
+        with pytest.raises(InputError, match=message):
+            atomic_write_text(path, "new")
+    with pytest.raises(InputError, match="is a file, expected a folder"):
+        check_output(tmp_path / "f", folder=True)
+    assert check_output(tmp_path / "d", folder=True) == tmp_path / "d"
+    assert (tmp_path / "f").read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == ["d", "f"]
+
+
+def test_read_json_names_the_file(tmp_path):
+    p = tmp_path / "c.json"
+    p.write_bytes(b'\xef\xbb\xbf{"a": [1, 2]}')  # a byte-order mark is not JSON, nor an error
+    assert read_json(p) == {"a": [1, 2]}
+    p.write_text('{"a": \n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"run config .*c\.json' is not valid JSON: .* \(line 2\)"):
+        read_json(p, "run config")
 
 
 def test_read_errors_name_the_file(tmp_path):

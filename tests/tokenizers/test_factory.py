@@ -113,3 +113,26 @@ def test_cli_char_tokenizer_options_and_decode_input(tmp_path, monkeypatch, caps
     for bad in ("１２", "-1", "3 x"):
         code, _, err = run_cli(["tokenizer", "decode", "--tokenizer", str(out)], bad + "\n", monkeypatch, capsys)
         assert code == 2 and "expected ids (ASCII digits)" in err
+
+
+def test_cli_output_folder_and_a_closed_pipe(tmp_path, monkeypatch, capsys):
+    import subprocess
+    import sys
+
+    data = tmp_path / "in.txt"
+    data.write_text("中国人民 hello\n" * 5, encoding="utf-8")
+    train = ["tokenizer", "train", "--algo", "char", "--vocab-size", "100", "--input", str(data)]
+    code, _, _ = run_cli([*train, "-o", str(tmp_path / "new") + "/"], monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0 and (tmp_path / "new" / "tokenizer.json").is_file()  # a trailing slash names a folder
+    code, _, err = run_cli([*train, "-o", str(data) + "/"], monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 2 and "is a file, expected a folder" in err
+    # a reader that stops early (`| head -1`) ends the command quietly
+    cmd = [sys.executable, "-m", "llmlab", "tokenizer", "encode", "--tokenizer", str(tmp_path / "new")]
+    lines = tmp_path / "lines.txt"
+    lines.write_text("中国人民 hello\n" * 100_000, encoding="utf-8")
+    with open(lines, "rb") as stdin:
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout.readline().split()[0].isdigit()
+        proc.stdout.close()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) == 141 and b"Traceback" not in err

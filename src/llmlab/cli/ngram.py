@@ -64,8 +64,12 @@ def _sentences(args, unit: str):
 def _train(args) -> int:
     from llmlab.classic.arpa import write_arpa
     from llmlab.classic.ngram import NgramConfig, NgramModel
+    from llmlab.core.io import check_output
 
     config = NgramConfig(**dataclass_overrides(args, NgramConfig))
+    check_output(args.output, "model directory", folder=True)  # before training, not after
+    if args.arpa:
+        check_output(args.arpa, "ARPA file")
     model = NgramModel.train(_sentences(args, config.unit), config)
     model.save(args.output)
     sizes = {k: len(model.tables.keys[k]) for k in range(1, model.order + 1)}
@@ -107,7 +111,9 @@ def _sample(args) -> int:
 
 def _errors(args) -> int:
     from llmlab.classic.two_errors import plot_two_errors, two_errors_table
+    from llmlab.core.io import check_output
 
+    check_output(args.output, "plot")
     model = _load(args.model)
     lp, _ = model.token_logprobs(_sentences(args, model.config.unit))
     table = two_errors_table(lp, seed=args.seed)

@@ -40,8 +40,10 @@ def register(sub) -> None:
 def _train(args) -> int:
     from llmlab.classic.ngram import corpus_sentences
     from llmlab.classic.word2vec import Word2VecConfig, train_word2vec
+    from llmlab.core.io import check_output
 
     config = Word2VecConfig(**dataclass_overrides(args, Word2VecConfig))
+    check_output(args.output, "vectors file")  # before training, not after
     wv, stats = train_word2vec(corpus_sentences(args.corpus, args.split, args.unit), config)
     wv.save_word2vec(args.output)
     print(f"{len(wv)} vectors of dimension {wv.dim} -> {args.output} "

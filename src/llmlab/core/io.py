@@ -23,9 +23,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     Readers never see a half-written file: either the old content or the new one. On error the
     temporary file is removed and `path` is untouched.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    path = check_output(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise InputError(f"cannot write {str(path)!r}: {e.strerror} ({e.filename})") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -36,6 +39,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def check_output(path: str | os.PathLike, what: str = "output", folder: bool = False) -> Path:
+    """`path` as a Path, or InputError when no file (`folder`: no folder) can be written there: it
+    is a directory (a file), or a folder above it is a file. Commands call it before long work, so a
+    typo costs nothing.
+
+    >>> check_output("/")
+    Traceback (most recent call last):
+    ...
+    llmlab.core.errors.InputError: output '/' is a directory, expected a file name
+    """
+    p = Path(path)
+    if p.is_dir() and not folder:
+        raise InputError(f"{what} {str(p)!r} is a directory, expected a file name")
+    if p.exists() and not p.is_dir() and folder:
+        raise InputError(f"{what} {str(p)!r} is a file, expected a folder")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{what} {str(p)!r}: {str(parent)!r} is a file, not a folder")
+            break
+    return p
 
 
 @functools.lru_cache(maxsize=1)

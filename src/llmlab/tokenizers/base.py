@@ -69,9 +69,10 @@ class Tokenizer(ABC):
         return i
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write ``tokenizer.json`` (atomically); a directory path gets ``tokenizer.json`` inside."""
+        """Write ``tokenizer.json`` (atomically); a directory path (an existing directory, or one
+        written with a trailing slash) gets ``tokenizer.json`` inside."""
         p = Path(path)
-        if p.is_dir():
+        if p.is_dir() or str(path).endswith(("/", os.sep)):
             p = p / "tokenizer.json"
         atomic_write_text(p, json.dumps(self.to_hf_json(), ensure_ascii=False, indent=2) + "\n")
 
