@@ -173,6 +173,21 @@ def test_memory_and_params_commands(capsys, tmp_path):
     assert "total per device" in out and "/ N" in out
     assert main(["memory", "--params", "1e9"]) == 0
     assert "leaves out the gradients" in capsys.readouterr().out
+    # a bare count takes the same precision, optimizer and ZeRO rows as a full config
+    assert main(["memory", "--params", "6738415616", "--precision", "mixed", "--zero-stage", "3",
+                 "--n-devices", "8"]) == 0
+    out = capsys.readouterr().out
+    assert main(["memory", "llama-7b", "--precision", "mixed", "--zero-stage", "3", "--n-devices", "8"]) == 0
+    full = capsys.readouterr().out
+    for row in ("weights", "gradients", "optimizer states"):
+        assert next(ln for ln in out.splitlines() if ln.strip().startswith(row)) in full.splitlines()
+    for bad in ("-5", "0", "nan", "inf"):
+        assert main(["memory", "--params", bad]) == 2
+        assert "--params must be a parameter count" in capsys.readouterr().err
+    assert main(["memory", "--params", "1e9", "--lora-rank", "8"]) == 2
+    assert "needs the architecture" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # `params` counts a config: it has no --params to ignore
+        main(["params", "--params", "1e9"])
     assert main(["memory", str(moe_config_file), "--seq-len", "128"]) == 0
     out = capsys.readouterr().out
     assert "MoE 4 experts top-2" in out and "activations (per MoE layer)" in out and "A = min(B*S*k" in out

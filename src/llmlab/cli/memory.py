@@ -11,8 +11,6 @@ def _model_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default="llama-7b",
                    help="a model preset (llama-7b, llama-13b, llama2-70b, speedrun-small), a model directory, "
                         "or an llmlab config.json")
-    p.add_argument("--params", type=float, default=None,
-                   help="size by a bare parameter count instead (weights/gradients/optimizer rows only)")
 
 
 def register(sub) -> None:
@@ -20,6 +18,8 @@ def register(sub) -> None:
 
     p = add_command(sub, "memory", "estimate training memory per device, row by row, with formulas", run_memory)
     _model_source(p)
+    p.add_argument("--params", type=float, default=None,
+                   help="size by a bare parameter count instead (weights/gradients/optimizer rows only)")
     add_dataclass_flags(p, MemoryConfig)
     p = add_command(sub, "params", "exact parameter count of a model config, by part", run_params)
     _model_source(p)
@@ -42,19 +42,26 @@ def _load_config(spec: str):
 
 
 def run_memory(args: argparse.Namespace) -> int:
-    from llmlab.train.memory import STATE_COPIES, MemoryConfig, estimate_memory, format_bytes, rule_of_thumb
+    import math
+
+    from llmlab.core.errors import InputError
+    from llmlab.train.memory import MemoryConfig, estimate_memory, format_bytes, rule_of_thumb, static_rows
 
     mem = MemoryConfig(**dataclass_overrides(args, MemoryConfig))
     if args.params is not None:
+        if not 1 <= args.params < math.inf:
+            raise InputError(f"--params must be a parameter count >= 1, got {args.params}")
+        if mem.lora_rank:
+            raise InputError("LoRA's adapter size needs the architecture: pass a preset or config, not --params")
         P = int(args.params)
-        r = rule_of_thumb(P)
-        k = STATE_COPIES[mem.optimizer]
-        print(f"{P:,} parameters, fp32, {mem.optimizer}:")
-        print(f"  weights            {format_bytes(4 * P):>12}   4 B x P")
-        print(f"  gradients          {format_bytes(4 * P):>12}   4 B x P")
-        print(f"  optimizer states   {format_bytes(4 * k * P):>12}   {k} x 4 B x P")
-        print(f"  static total       {format_bytes((8 + 4 * k) * P):>12}")
-        print(f"  the document's 4P + 8P rule gives {format_bytes(r['document'])}: it leaves out the gradients")
+        rows = static_rows(P, mem)
+        print(f"{P:,} parameters, {mem.optimizer}, {mem.precision}, ZeRO-{mem.zero_stage} over "
+              f"{mem.n_devices} device(s):")
+        for name, b, formula in rows:
+            print(f"  {name:<26} {format_bytes(b):>12}   {formula}")
+        print(f"  {'static total':<26} {format_bytes(sum(b for _, b, _ in rows)):>12}")
+        rule = format_bytes(rule_of_thumb(P)["document"])
+        print(f"  the document's fp32 rule, 4P weights + 8P Adam states, gives {rule}: it leaves out the gradients")
         print("  activations need the architecture: pass a preset or config instead of --params")
         return 0
     cfg = _load_config(args.model)

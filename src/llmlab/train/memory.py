@@ -205,32 +205,41 @@ def _all_layers_formula(model: ModelConfig, mem: MemoryConfig) -> str:
     return f"{model.n_layer - n_moe} dense + {n_moe} MoE layers" if n_moe < model.n_layer else f"{n_moe} MoE layers"
 
 
-def estimate_memory(model: ModelConfig, mem: MemoryConfig) -> list[tuple[str, int, str]]:
-    """Rows of (part, bytes per device, formula). The last row is the total."""
-    P = count_parameters(model)
-    T = lora_parameters(model, mem.lora_rank) if mem.lora_rank else P
+def static_rows(P: int, mem: MemoryConfig, lora: int = 0) -> list[tuple[str, int, str]]:
+    """Weights, gradients and optimizer states per device for `P` parameters under the precision,
+    optimizer and ZeRO stage of `mem`; with `lora` adapter parameters only those train.
+
+    >>> [b for _, b, _ in static_rows(1000, MemoryConfig(precision="fp32", optimizer="adamw"))]
+    [4000, 4000, 8000]
+    """
+    T = lora or P
     N, z = mem.n_devices, mem.zero_stage
     w = 2 if mem.precision == "mixed" else 4
     k = STATE_COPIES[mem.optimizer]
     master = 4 if mem.precision == "mixed" else 0
-    weights = (P + (T if mem.lora_rank else 0)) * w
-    grads = T * w
-    states = T * (4 * k + master)
     shard = {"optimizer": z >= 1, "gradients": z >= 2, "weights": z >= 3}
-    act = activation_bytes(model, mem)
-    temp = 2 * mem.batch_size * mem.seq_len * model.vocab_size * 4
 
     def div(x: int, on: bool) -> int:
         return -(-x // N) if on else x
 
-    rows = [
-        ("weights", div(weights, shard["weights"]), f"{P:,} params x {w} B" + (" / N" if shard["weights"] else "")
-         + (f" + LoRA {T:,} x {w} B" if mem.lora_rank else "")),
-        ("gradients", div(grads, shard["gradients"]),
+    return [
+        ("weights", div((P + lora) * w, shard["weights"]), f"{P:,} params x {w} B"
+         + (" / N" if shard["weights"] else "") + (f" + LoRA {T:,} x {w} B" if lora else "")),
+        ("gradients", div(T * w, shard["gradients"]),
          f"{T:,} trainable x {w} B" + (" / N" if shard["gradients"] else "")),
-        ("optimizer states", div(states, shard["optimizer"]),
+        ("optimizer states", div(T * (4 * k + master), shard["optimizer"]),
          f"{T:,} x ({k} x 4 B {mem.optimizer} state" + (" + 4 B fp32 master" if master else "") + ")"
          + (" / N" if shard["optimizer"] else "")),
+    ]
+
+
+def estimate_memory(model: ModelConfig, mem: MemoryConfig) -> list[tuple[str, int, str]]:
+    """Rows of (part, bytes per device, formula). The last row is the total."""
+    P = count_parameters(model)
+    act = activation_bytes(model, mem)
+    temp = 2 * mem.batch_size * mem.seq_len * model.vocab_size * 4
+    rows = [
+        *static_rows(P, mem, lora_parameters(model, mem.lora_rank) if mem.lora_rank else 0),
         *_layer_rows(model, mem, act),
         ("activations (all layers)", act["layers"], _all_layers_formula(model, mem)),
         ("activations (head)", act["head"], "B*S*(3d + V) x 4 B + indices"),
