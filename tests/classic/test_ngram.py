@@ -176,3 +176,22 @@ def test_load_refuses_a_model_of_another_order(tmp_path):
         NgramModel.load(tmp_path / "m")
     with pytest.raises(InputError, match="does not exist"):
         NgramModel.load(tmp_path / "nothing")
+
+
+def test_load_refuses_a_damaged_model_clearly(tmp_path):
+    import json
+
+    d = tmp_path / "m"
+    NgramModel.train(CORPUS, NgramConfig(order=2)).save(d)
+    counts, meta = (d / "counts.safetensors").read_bytes(), (d / "config.json").read_text(encoding="utf-8")
+    for cut in (0, 100, len(counts) - 8):
+        (d / "counts.safetensors").write_bytes(counts[:cut])
+        with pytest.raises(InputError, match="cannot be read"):
+            NgramModel.load(d)
+    (d / "counts.safetensors").write_bytes(counts)
+    doc = json.loads(meta)
+    for broken, message in (([1, 2], "format 'list'"), ({**doc, "config": None}, "needs a 'config' object"),
+                            ({k: v for k, v in doc.items() if k != "vocab"}, "and a 'vocab' list")):
+        (d / "config.json").write_text(json.dumps(broken), encoding="utf-8")
+        with pytest.raises(InputError, match=message):
+            NgramModel.load(d)

@@ -129,6 +129,12 @@ def test_perceptron_weights_saved_sparse_and_dense_files_still_load(taggers, tmp
     save_file({"keys": sparse["keys"], "weights": back.weights[back.index.lookup(keys)]}, str(weights_file))  # dense
     old = load_tagger(path)
     assert np.array_equal(old.weights[old.index.lookup(keys)], back.weights[back.index.lookup(keys)])
+    save_file({"keys": sparse["keys"], "rows": sparse["rows"]}, str(weights_file))  # neither layout whole
+    with pytest.raises(InputError, match="neither dense rows nor sparse triplets"):
+        load_tagger(path)
+    weights_file.write_bytes(b"")  # a truncated file
+    with pytest.raises(InputError, match="cannot be read"):
+        load_tagger(path)
 
 
 def test_cut_and_tag_is_lossless(segmenters, taggers):

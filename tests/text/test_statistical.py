@@ -188,3 +188,14 @@ def test_a_model_of_another_feature_set_fails_to_load_clearly(segmenters, tmp_pa
     doc_path.write_text(json.dumps(doc), encoding="utf-8")
     with pytest.raises(InputError, match="feature set 1.*retrain"):
         load_segmenter(tmp_path / "m")
+
+
+def test_a_truncated_or_missing_weights_file_fails_to_load_clearly(segmenters, tmp_path):
+    segmenters["perceptron"].save(tmp_path / "m")
+    weights = tmp_path / "m" / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:50])
+    with pytest.raises(InputError, match="perceptron weights .* cannot be read"):
+        load_segmenter(tmp_path / "m")
+    weights.unlink()
+    with pytest.raises(InputError, match="perceptron weights .* does not exist"):
+        load_segmenter(tmp_path / "m")

@@ -25,7 +25,7 @@ from llmlab.classic.smoothing import SMOOTHINGS, NgramParams, build_params
 from llmlab.classic.vocab import BOS_ID, EOS_ID, Vocab, build_encoded, encode_sentences
 from llmlab.core.config import config_from_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path, atomic_write_json, check_output, check_readable, read_json
+from llmlab.core.io import atomic_path, atomic_write_json, check_output, read_json, read_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -266,20 +266,19 @@ class NgramModel:
 
     @classmethod
     def load(cls, directory: str | Path) -> NgramModel:
-        from safetensors.numpy import load_file
-
         d = Path(directory)
         meta_path = d / "config.json"
         meta = read_json(meta_path, "n-gram model config")
-        if meta.get("format") != FORMAT:
-            raise InputError(f"{meta_path}: format {meta.get('format')!r} is not {FORMAT!r}")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise InputError(f"{meta_path}: format {got!r} is not {FORMAT!r}")
+        if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("vocab"), list):
+            raise InputError(f"{meta_path}: an n-gram model config needs a 'config' object and a 'vocab' list")
         config = config_from_dict(NgramConfig, meta["config"], str(meta_path))
         vocab = Vocab(tuple(meta["vocab"]))
-        arrays = load_file(str(check_readable(d / "counts.safetensors", "n-gram counts")))
         n = config.order
-        missing = [f"{a}.{k}" for k in range(1, n + 1) for a in ("keys", "counts") if f"{a}.{k}" not in arrays]
-        if missing:
-            raise InputError(f"{d / 'counts.safetensors'} lacks {missing} for an order-{n} model")
+        arrays = read_safetensors(d / "counts.safetensors", "n-gram counts",
+                                  tuple(f"{a}.{k}" for k in range(1, n + 1) for a in ("keys", "counts")))
         keys = [np.zeros(1, dtype=np.int64)] + [arrays[f"keys.{k}"] for k in range(1, n + 1)]
         counts = [np.array([0])] + [arrays[f"counts.{k}"] for k in range(1, n + 1)]
         counts[0] = np.array([int(counts[1].sum())])

@@ -117,6 +117,23 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
         raise InputError(f"{what} {str(path)!r} is not valid JSON: {e.msg} (line {e.lineno})") from None
 
 
+def read_safetensors(path: str | os.PathLike, what: str = "file", names: tuple[str, ...] = ()) -> dict:
+    """The numpy arrays of a safetensors file, or InputError naming the file when it is missing,
+    truncated or not safetensors, or lacks one of `names`."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    p = check_readable(path, what)
+    try:
+        arrays = load_file(str(p))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"{what} {str(p)!r} cannot be read (truncated, or not safetensors): {e}") from None
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise InputError(f"{what} {str(p)!r} lacks {missing}")
+    return arrays
+
+
 def split_lines(text: str) -> list[str]:
     """The lines of `text` without their endings: cut at "\\n" only, a "\\r" just before it dropped.
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path
+from llmlab.core.io import atomic_path, read_safetensors
 from llmlab.core.jit import jit
 from llmlab.core.progress import progress
 from llmlab.text.accessor import AccessorVariety
@@ -215,8 +215,6 @@ class PerceptronSegmenter(DictSegmenter):
 
     @classmethod
     def _from_state(cls, state: dict, directory: Path) -> PerceptronSegmenter:
-        from safetensors.numpy import load_file
-
         # models saved before the AV pseudo-lexicon existed have no av_* keys and no word list
         config = config_from_dict(PerceptronConfig, {"av_lexicon": False, **state["config"]})
         if state.get("feature_set", 1) != FEATURE_SET:
@@ -228,10 +226,8 @@ class PerceptronSegmenter(DictSegmenter):
         av_words = None
         if config.av_lexicon:
             av_words = _read_av_words(directory / state.get("av_words_file", AV_WORDS_FILE))
-        path = directory / state.get("weights_file", WEIGHTS_FILE)
-        if not path.is_file():
-            raise InputError(f"perceptron weights {str(path)!r} are missing")
-        arrays = load_file(str(path))
+        arrays = read_safetensors(directory / state.get("weights_file", WEIGHTS_FILE), "perceptron weights",
+                                  ("keys", "weights"))
         keys = arrays["keys"].view(np.uint64)
         index = FeatureIndex(keys)
         weights = np.zeros((index.size + 1, 4), np.float32)

@@ -33,7 +33,7 @@ import numpy as np
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path, atomic_write_text, read_text
+from llmlab.core.io import atomic_path, atomic_write_text, read_safetensors, read_text
 from llmlab.core.jit import jit
 from llmlab.core.progress import progress
 from llmlab.text.base import normalize_text
@@ -405,8 +405,6 @@ class PerceptronTagger(PosTagger):
 
     @classmethod
     def _from_state(cls, state: dict, directory: Path) -> PerceptronTagger:
-        from safetensors.numpy import load_file
-
         feature_set = state.get("feature_set", 1)
         if feature_set not in (FEATURE_SET, CLUSTER_FEATURE_SET):
             raise InputError(f"POS tagger in {str(directory)!r} uses feature set {feature_set}, this llmlab computes "
@@ -417,9 +415,9 @@ class PerceptronTagger(PosTagger):
         if feature_set == CLUSTER_FEATURE_SET:
             clusters = load_clusters(directory / state.get("clusters_file", CLUSTERS_FILE), len(config.clusters))
         path = directory / state.get("weights_file", WEIGHTS_FILE)
-        if not path.is_file():
-            raise InputError(f"POS tagger weights {str(path)!r} are missing")
-        arrays = load_file(str(path))
+        arrays = read_safetensors(path, "POS tagger weights", ("keys",))
+        if "weights" not in arrays and not {"rows", "cols", "values"} <= arrays.keys():
+            raise InputError(f"POS tagger weights {str(path)!r} hold neither dense rows nor sparse triplets")
         keys = arrays["keys"].view(np.uint64)
         index = FeatureIndex(keys)
         weights = np.zeros((index.size + 1, len(state["tags"])), np.float32)
