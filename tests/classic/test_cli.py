@@ -44,6 +44,13 @@ def test_ngram_bad_input_is_one_line(tmp_path, corpus, capsys):
     assert main(["ngram", "train", "--corpus", str(corpus), "-o", str(tmp_path / "m"), "--order", "0"]) == 2
     assert "order must be" in capsys.readouterr().err
     assert main(["ngram", "ppl", "--model", str(tmp_path / "missing")]) == 2
+    # every float flag refuses NaN and infinity before anything runs
+    for argv in (["ngram", "sample", "--model", str(tmp_path / "m"), "--temperature", "nan"],
+                 ["ngram", "train", "--corpus", str(corpus), "-o", str(tmp_path / "m"), "--k", "inf"],
+                 ["word2vec", "train", "--corpus", str(corpus), "-o", str(tmp_path / "v"), "--lr=-inf"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and "expected a finite number" in capsys.readouterr().err
 
 
 def test_an_unwritable_output_is_refused_before_training(tmp_path, corpus, capsys, monkeypatch):

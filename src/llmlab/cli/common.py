@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
 from collections.abc import Callable
 
@@ -44,6 +45,26 @@ def _field_help(cls, name: str) -> str:
     return ""
 
 
+def finite_float(text: str) -> float:
+    """argparse type for every float flag: a number, never NaN or infinity (which would slip past
+    range checks such as ``x < 0`` and surface later as a NaN result or a traceback).
+
+    >>> finite_float("1e-3"), finite_float(" 2 ")
+    (0.001, 2.0)
+    >>> finite_float("nan")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a finite number, got 'nan'
+    """
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return x
+
+
 def add_dataclass_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
     """One ``--flag`` per scalar field of a config dataclass, defaulting to None (= keep the config's).
 
@@ -67,7 +88,8 @@ def add_dataclass_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] =
             p.add_argument(flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction,
                            help=f"{doc} (default: {default})")
         else:
-            p.add_argument(flag, dest=f.name, type=t, default=None, metavar=f.name.upper(),
+            p.add_argument(flag, dest=f.name, type=finite_float if t is float else t, default=None,
+                           metavar=f.name.upper(),
                            help=f"{doc} (default: {default})")
 
 

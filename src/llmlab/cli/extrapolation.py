@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from llmlab.cli.common import add_command
+from llmlab.cli.common import add_command, finite_float
 
 
 def register(sub) -> None:
@@ -20,7 +20,7 @@ def register(sub) -> None:
     p.add_argument("--n-layer", type=int, default=2, help="transformer blocks")
     p.add_argument("--n-head", type=int, default=4, help="attention heads")
     p.add_argument("--batch-size", type=int, default=16, help="training sequences per step")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    p.add_argument("--lr", type=finite_float, default=3e-3, help="peak learning rate")
     p.add_argument("--vocab-size", type=int, default=1500, help="character vocabulary cap (0 = all characters)")
     p.add_argument("--positions", default="learned,sinusoidal,rope,alibi", help="position schemes to train")
     p.add_argument("--scalings", default="linear,ntk,dynamic,yarn", help="RoPE scalings applied at evaluation")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overrides
+from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overrides, finite_float
 
 
 def _model_source(p: argparse.ArgumentParser) -> None:
@@ -18,7 +18,7 @@ def register(sub) -> None:
 
     p = add_command(sub, "memory", "estimate training memory per device, row by row, with formulas", run_memory)
     _model_source(p)
-    p.add_argument("--params", type=float, default=None,
+    p.add_argument("--params", type=finite_float, default=None,
                    help="size by a bare parameter count instead (weights/gradients/optimizer rows only)")
     add_dataclass_flags(p, MemoryConfig)
     p = add_command(sub, "params", "exact parameter count of a model config, by part", run_params)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides
+from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides, finite_float
 
 SPLITS = ("train", "dev", "test")
 
@@ -31,7 +31,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of the first sentence (then seed+1, ...)")
     p.add_argument("--max-tokens", type=int, default=50, help="stop a sentence after this many tokens")
     p.add_argument("--prefix", default="", help="start every sentence with these tokens")
-    p.add_argument("--temperature", type=float, default=1.0, help="sharpen (<1) or flatten (>1) the distribution")
+    p.add_argument("--temperature", type=finite_float, default=1.0,
+                   help="sharpen (<1) or flatten (>1) the distribution")
 
     p = add_command(g, "errors", "topic 18: how recall and precision errors move perplexity (table + PNG)", _errors)
     p.add_argument("--model", required=True, help="model directory or .arpa file")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from llmlab.cli.common import add_command, add_group
+from llmlab.cli.common import add_command, add_group, finite_float
 from llmlab.core.cache import WHERE
 
 
@@ -31,7 +31,7 @@ def register(sub) -> None:
     p.add_argument("--layers", type=int, help="neural, hybrid: stacked BiLSTM layers (default 1)")
     p.add_argument("--no-pretrain", action="store_true",
                    help="neural, hybrid: random word and character embeddings, not training-text PPMI-SVD vectors")
-    p.add_argument("--lam", type=float, help="hybrid: weight of the neural log-probabilities (default 0.2)")
+    p.add_argument("--lam", type=finite_float, help="hybrid: weight of the neural log-probabilities (default 0.2)")
     p.add_argument("--perceptron-model", help="hybrid: use this saved perceptron tagger instead of training one")
 
     p = add_command(g, "tag", "tag stdin lines: word/TAG tokens separated by one space", _tag)
