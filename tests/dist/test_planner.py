@@ -74,6 +74,8 @@ def test_bad_layout_and_workload_are_refused():
         Layout.parse("6x8")
     with pytest.raises(InputError, match="optimizer"):
         Workload(optimizer="lion")
+    with pytest.raises(InputError, match="mfu is a fraction"):
+        Cluster(mfu=2)
     assert stage_layers(5, 2) == [3, 2]
 
 
@@ -81,3 +83,5 @@ def test_plan_cli_prints_the_gpt3_case(capsys):
     assert main(["plan", "--gpt3", "--top", "3"]) == 0
     out = capsys.readouterr().out
     assert "layout dp6 x tp8 x pp64" in out and "fits" in out and "pipeline bubble 19.7%" in out
+    assert main(["plan", "--gpt3", "--top", "-1"]) == 2
+    assert "--top must be >= 1" in capsys.readouterr().err

@@ -28,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
     from llmlab.cli.memory import _load_config
     from llmlab.dist.planner import Cluster, Layout, Workload, describe, format_plan, gpt3_example, plan, propose
 
+    if args.top < 1:
+        from llmlab.core.errors import InputError
+
+        raise InputError(f"--top must be >= 1, got {args.top}")
     if args.gpt3:
         model, cluster, work, layout = gpt3_example()
         name = "gpt3-175b"

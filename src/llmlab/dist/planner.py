@@ -52,6 +52,8 @@ class Cluster:
         for name in ("memory_gib", "peak_tflops", "mfu", "intra_node_gbps", "inter_node_gbps"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.mfu > 1:
+            raise InputError(f"mfu is a fraction of the peak: it must be <= 1, got {self.mfu}")
 
 
 @dataclass(frozen=True)
