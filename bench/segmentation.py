@@ -1,6 +1,6 @@
-"""Chinese word segmentation on pfr1998 test: llmlab's segmenters beside jieba (and THULAC / pkuseg
-where they install and have their models offline), F1, OOV recall and chars/s, with ratios to
-jieba's default mode.
+"""Chinese word segmentation on pfr1998 test: llmlab's segmenters beside jieba (and THULAC where it
+installs), F1, OOV recall and chars/s, with ratios to jieba's default mode; with --pkuseg, also
+pkuseg trained on the same train split (its released models are downloads).
 
 All segmenters cut the same test sentences (the gold words joined). llmlab's models train on the
 train split (the perceptron in about a minute, the POS perceptron in about four; pass
@@ -17,7 +17,7 @@ the training split (as pkuseg and THULAC do with their dictionaries); the plain 
 
     .venv/bin/python bench/segmentation.py [--perceptron-model DIR] [--save-perceptron DIR]
         [--jieba-dict] [--dict-model DIR] [--save-dict-model DIR] [--pos] [--pos-model DIR]
-        [--hybrid] [--hybrid-model DIR]
+        [--hybrid] [--hybrid-model DIR] [--pkuseg | --pkuseg-model DIR] [--save-pkuseg DIR]
 """
 
 from __future__ import annotations
@@ -55,14 +55,37 @@ def peers(texts: list[str]) -> dict:
         out["THULAC (python)"] = lambda xs: [th.cut(x, text=True).split(" ") if x else [] for x in xs]
     except Exception as e:  # noqa: BLE001 - a peer that fails to load is reported, not fatal
         print(f"THULAC unavailable: {e!r:.120}")
-    try:
-        import pkuseg
-
-        pk = pkuseg.pkuseg()
-        out["pkuseg"] = lambda xs: [pk.cut(x) for x in xs]
-    except Exception as e:  # noqa: BLE001
-        print(f"pkuseg unavailable: {e!r:.120}")
     return out
+
+
+def pkuseg_peer(train, dev, model_dir: str | None, save_dir: str | None, iters: int):
+    """pkuseg trained on the same train split (closed, no user dictionary): `spacy_pkuseg`, the
+    maintained fork that ships wheels. Its released models download on first use, which a bench may
+    not do, so it trains one here unless given a saved one: 20 iterations took an hour on a 2-core
+    machine (each about 2 minutes of training on one core, then a pass over `dev`, which its trainer
+    scores after every iteration). It keeps the last model, as llmlab's perceptron does."""
+    import contextlib
+    import os
+    import tempfile
+
+    import spacy_pkuseg
+
+    if not model_dir:
+        model_dir = save_dir or tempfile.mkdtemp(prefix="pkuseg-")
+        with tempfile.TemporaryDirectory() as tmp:
+            files = []
+            for name, sents in (("train", train), ("dev", dev)):
+                files.append(os.path.join(tmp, f"{name}.txt"))
+                with open(files[-1], "w", encoding="utf-8") as f:
+                    f.writelines(" ".join(s) + "\n" for s in sents)
+            os.makedirs(model_dir, exist_ok=True)
+            log = os.path.join(model_dir, "train.log")
+            t = time.perf_counter()
+            with open(log, "w", encoding="utf-8") as f, contextlib.redirect_stdout(f):
+                spacy_pkuseg.train(*files, model_dir, train_iter=iters)
+            print(f"trained pkuseg ({iters} iterations) in {time.perf_counter() - t:.0f}s, log in {log}")
+    pk = spacy_pkuseg.pkuseg(model_dir, user_dict=None)
+    return lambda xs: [pk.cut(x) for x in xs]
 
 
 def main() -> None:
@@ -79,6 +102,11 @@ def main() -> None:
     ap.add_argument("--jieba-dict", action="store_true", help="also train a perceptron with jieba's dictionary")
     ap.add_argument("--dict-model", help="saved perceptron-with-dictionary segmenter to load instead of training")
     ap.add_argument("--save-dict-model", help="save the trained perceptron-with-dictionary segmenter here")
+    ap.add_argument("--pkuseg", action="store_true",
+                    help="also train pkuseg on the train split and score it (about an hour)")
+    ap.add_argument("--pkuseg-model", help="saved pkuseg model directory to score instead of training one")
+    ap.add_argument("--save-pkuseg", help="train pkuseg into this directory (kept)")
+    ap.add_argument("--pkuseg-iters", type=int, default=20, help="pkuseg training iterations (its default: 20)")
     args = ap.parse_args()
 
     from llmlab.data.corpora import pfr1998_words
@@ -124,6 +152,12 @@ def main() -> None:
         systems["llmlab perceptron+jieba dict (cut_lines)"] = dseg.cut_lines
         segmenters["perceptron+jieba dict"] = dseg
     systems.update(peers(texts))
+    if args.pkuseg or args.pkuseg_model:
+        try:
+            systems["pkuseg (trained on train)"] = pkuseg_peer(train, pfr1998_words("dev"), args.pkuseg_model,
+                                                               args.save_pkuseg, args.pkuseg_iters)
+        except ImportError:
+            print("pkuseg not installed (pip install spacy-pkuseg, or the project's [bench] extra)")
 
     rows = []
     for name, fn in systems.items():
