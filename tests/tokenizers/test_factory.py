@@ -136,3 +136,19 @@ def test_cli_output_folder_and_a_closed_pipe(tmp_path, monkeypatch, capsys):
         proc.stdout.close()
         err = proc.stderr.read()
         assert proc.wait(timeout=120) == 141 and b"Traceback" not in err
+
+
+def test_a_malformed_tokenizer_file_is_one_clear_error(tmp_path):
+    import json
+
+    tok = train_tokenizer("unigram", ["中国人民 hello world"] * 20, 300)
+    path = tmp_path / "tok.json"
+    tok.save(path)
+    good = json.loads(path.read_text(encoding="utf-8"))
+    no_vocab = {**good, "model": {k: v for k, v in good["model"].items() if k != "vocab"}}
+    bad_pieces = {**good, "model": {**good["model"], "vocab": [["a"], ["b", "x"]]}}
+    for doc, message in (([1, 2], "no 'model' object"), ({"model": 5}, "no 'model' object"),
+                         (no_vocab, "tokenizer file .*tok.json"), (bad_pieces, "is malformed")):
+        path.write_text(json.dumps(doc), encoding="utf-8")
+        with pytest.raises(InputError, match=message):
+            load_tokenizer(path)

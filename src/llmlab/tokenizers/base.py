@@ -99,10 +99,17 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     if p.is_dir():
         p = p / "tokenizer.json"
     doc = read_json(p, "tokenizer file")
-    model_type = (doc.get("model") or {}).get("type")
-    llmlab_kind = ((doc.get("model") or {}).get("llmlab") or doc.get("llmlab") or {}).get("kind")
+    if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
+        raise InputError(f"tokenizer file {str(p)!r} has no 'model' object: not a tokenizer.json")
+    model_type = doc["model"].get("type")
+    llmlab_kind = (doc["model"].get("llmlab") or doc.get("llmlab") or {}).get("kind")
     target = KINDS.get(llmlab_kind or "") or KINDS.get(model_type or "")
     if target is None:
         raise InputError(f"tokenizer file {str(p)!r}: unsupported tokenizer {llmlab_kind or model_type!r}")
     module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls).from_hf_json(doc)
+    try:
+        return getattr(importlib.import_module(module), cls).from_hf_json(doc)
+    except InputError as e:
+        raise InputError(f"tokenizer file {str(p)!r}: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:  # a field of the wrong shape
+        raise InputError(f"tokenizer file {str(p)!r} is malformed ({type(e).__name__}: {e})") from None
