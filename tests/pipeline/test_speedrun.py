@@ -70,11 +70,15 @@ def test_generate_reads_stdin_lines_like_every_command(tiny_run, capsys, monkeyp
 
 
 def test_generate_refuses_bad_settings_and_a_foreign_tokenizer(tiny_run, tmp_path, capsys):
+    from llmlab.core.errors import InputError
+    from llmlab.generate import GenerationConfig
+
     model = str(tiny_run / "model")
-    for extra, message in ((["--temperature", "nan"], "temperature"), (["--device", "cuda:99"], "no such CUDA"),
-                           (["--device", "gpu"], "not a device")):
+    for extra, message in ((["--device", "cuda:99"], "no such CUDA"), (["--device", "gpu"], "not a device")):
         assert main(["generate", "--model", model, "--prompt", "中", *extra]) == 2
         assert message in capsys.readouterr().err
+    with pytest.raises(InputError, match="temperature"):  # the CLI refuses it earlier, as every float flag
+        GenerationConfig(temperature=float("nan"))
     bad = tmp_path / "model"
     shutil.copytree(tiny_run / "model", bad)
     doc = json.loads((bad / "tokenizer.json").read_text())
