@@ -3,7 +3,7 @@ import json
 import pytest
 
 from llmlab.core.errors import InputError
-from llmlab.data import SPLITS, arithmetic, corpus_text, pfr1998, pfr1998_text, pfr1998_words, sentiment
+from llmlab.data import SPLITS, arithmetic, corpus_text, lm_splits, pfr1998, pfr1998_text, pfr1998_words, sentiment
 from llmlab.data.corpora import _pfr1998_all, user_corpus
 
 
@@ -61,3 +61,15 @@ def test_corpus_errors_are_clear(tmp_path):
     t = tmp_path / "c.txt"
     t.write_text("a\nb\n")
     assert corpus_text(str(t)) == ["a", "b"]
+
+
+def test_a_language_model_run_validates_on_held_out_lines_of_a_user_file(tmp_path):
+    p = tmp_path / "c.txt"
+    lines = [f"第{i}行" for i in range(101)]
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    train, dev = lm_splits(str(p))
+    assert train + dev == lines and len(dev) == 5 and not set(train) & set(dev)
+    assert lm_splits("pfr1998") == (pfr1998_text("train"), pfr1998_text("dev"))
+    p.write_text("只有一行\n", encoding="utf-8")
+    with pytest.raises(InputError, match="needs at least 2"):
+        lm_splits(str(p))

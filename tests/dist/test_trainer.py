@@ -17,7 +17,7 @@ from llmlab.pipeline import preset, run_pretraining
 
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
-    """The tiny preset, shortened, on 400 lines of pfr1998 (a user file: train and dev are the same)."""
+    """The tiny preset, shortened, on 400 lines of pfr1998 (a user file: its last 20 lines are dev)."""
     corpus = tmp_path_factory.mktemp("corpus") / "pfr400.txt"
     corpus.write_text("\n".join(corpus_text("pfr1998", "dev")[:400]) + "\n", encoding="utf-8")
     return preset("tiny").replace(

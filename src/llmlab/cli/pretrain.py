@@ -13,7 +13,9 @@ def register(sub) -> None:
     from llmlab.train.config import TrainConfig
 
     p = add_command(sub, "pretrain", "train a LLaMA-style causal LM on a corpus (resumes if the run exists)", run)
-    p.add_argument("--corpus", default="pfr1998", help="built-in corpus (pfr1998, sentiment, arithmetic) or a file")
+    p.add_argument("--corpus", default="pfr1998",
+                   help="built-in corpus (pfr1998, sentiment, arithmetic) or a .txt/.jsonl file (its last 5%% of "
+                        "lines are held out as dev)")
     p.add_argument("--name", default="pretrain", help="run name: output goes to OUT/NAME")
     p.add_argument("--out", default="runs", help="directory holding run directories")
     p.add_argument("--preset", default=None, help="start from a speedrun preset's config (tiny, small)")

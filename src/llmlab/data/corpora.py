@@ -166,7 +166,8 @@ def user_corpus(path: str | Path, field: str = "text") -> list[str]:
 def corpus_text(name: str, split: str = "train", seed: int = 0, n: int = 20000) -> list[str]:
     """Text lines for language modelling from a built-in corpus name or a user file path.
 
-    A user file has no split: the whole file is returned whatever `split` says.
+    A user file has no split: the whole file is returned whatever `split` says (a language-model run
+    holds out part of it with `lm_splits`).
     """
     _check_split(split)
     if name == "pfr1998":
@@ -178,3 +179,27 @@ def corpus_text(name: str, split: str = "train", seed: int = 0, n: int = 20000) 
     if Path(name).suffix in (".txt", ".jsonl") or Path(name).exists():
         return user_corpus(name)
     raise InputError(f"unknown corpus {name!r}: use one of {CORPORA} or a path to a .txt/.jsonl file")
+
+
+def lm_splits(name: str, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Train and dev lines for a language-model run (pretraining and the experiments). A built-in
+    corpus has its own splits. A user file has none, so the run holds out its last 5% of lines (at
+    least one) as dev, in order: the reported validation perplexity is then measured on text the
+    model did not train on.
+
+    >>> import tempfile, os
+    >>> with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+    ...     _ = f.write("".join(f"line {i}\\n" for i in range(40)))
+    >>> train, dev = lm_splits(f.name); os.unlink(f.name)
+    >>> len(train), dev
+    (38, ['line 38', 'line 39'])
+    """
+    if name in CORPORA:
+        return corpus_text(name, "train", seed), corpus_text(name, "dev", seed)
+    lines = corpus_text(name)
+    if len(lines) < 2:
+        raise InputError(f"corpus file {name!r} has {len(lines)} line(s): a language-model run holds out its "
+                         "last 5% of lines (at least one) for validation, so it needs at least 2")
+    k = max(1, len(lines) // 20)
+    return lines[:-k], lines[-k:]
+

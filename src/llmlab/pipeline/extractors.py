@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from llmlab.core.io import atomic_write_json, atomic_write_text
-from llmlab.data import corpus_text
+from llmlab.data import lm_splits
 from llmlab.models import CausalLM
 from llmlab.models.baselines import CNNConfig, ConvLM, RecurrentLM, RNNConfig
 from llmlab.pipeline.pretrain import RunConfig, prepare_streams
@@ -38,7 +38,7 @@ def build_extractors(base: RunConfig, vocab_size: int) -> dict[str, torch.nn.Mod
 def compare_extractors(base: RunConfig, out_dir: str | Path, steps: int | None = None) -> list[dict]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train_lines, dev_lines = corpus_text(base.corpus, "train"), corpus_text(base.corpus, "dev")
+    train_lines, dev_lines = lm_splits(base.corpus)
     tok, train_ids, dev_ids = prepare_streams(base, train_lines, dev_lines)
     eval_ids = dev_ids[: base.final_eval_tokens] if base.final_eval_tokens else dev_ids
     tcfg = dataclasses.replace(base.train, steps=steps or base.train.steps, eval_every=0, checkpoint_every=0,

@@ -33,7 +33,7 @@ import torch
 
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, atomic_write_text
-from llmlab.data import corpus_text
+from llmlab.data import lm_splits
 from llmlab.models import CausalLM, ModelConfig, save_model
 from llmlab.nn.rope_scaling import extrapolation_scaling
 from llmlab.pipeline.pretrain import RunConfig, prepare_streams
@@ -127,7 +127,7 @@ def run_extrapolation(cfg: ExtrapolationConfig, out_dir: str | Path) -> list[dic
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run = cfg.run
-    train_lines, dev_lines = corpus_text(run.corpus, "train"), corpus_text(run.corpus, "dev")
+    train_lines, dev_lines = lm_splits(run.corpus)
     tok, train_ids, dev_ids = prepare_streams(run, train_lines, dev_lines)
     eval_ids = dev_ids[: cfg.eval_tokens] if cfg.eval_tokens else dev_ids
     if eval_ids.numel() < max(cfg.lengths) + 1:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from llmlab.core.io import atomic_write_json, atomic_write_text
-from llmlab.data import corpus_text
+from llmlab.data import lm_splits
 from llmlab.models import CausalLM
 from llmlab.pipeline.pretrain import RunConfig, prepare_streams
 from llmlab.pipeline.report import plot_curves
@@ -36,7 +36,7 @@ def compare_optimizers(base: RunConfig, out_dir: str | Path, optimizers: tuple[s
     """Train `base` once per optimizer under `out_dir`; write results.json, optimizers.png and report.md."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train_lines, dev_lines = corpus_text(base.corpus, "train"), corpus_text(base.corpus, "dev")
+    train_lines, dev_lines = lm_splits(base.corpus)
     tok, train_ids, dev_ids = prepare_streams(base, train_lines, dev_lines)
     eval_ids = dev_ids[: base.final_eval_tokens] if base.final_eval_tokens else dev_ids
     model_cfg = dataclasses.replace(base.model, vocab_size=tok.vocab_size)

@@ -29,7 +29,7 @@ from llmlab.classic.information import entropy
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_json
-from llmlab.data import corpus_text
+from llmlab.data import lm_splits
 from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM, ModelConfig, count_parameters, save_model
 from llmlab.models.card import ModelCard
@@ -142,7 +142,7 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
     from llmlab.pipeline.report import plot_losses, write_report
 
     t_start = time.perf_counter()
-    train_lines, dev_lines = corpus_text(cfg.corpus, "train"), corpus_text(cfg.corpus, "dev")
+    train_lines, dev_lines = lm_splits(cfg.corpus)
     out = Path(out_root) / cfg.name
     torch.manual_seed(cfg.train.seed)
     tok, train_ids, dev_ids = prepare_streams(cfg, train_lines, dev_lines)
