@@ -86,6 +86,10 @@ def test_save_load_round_trip_and_strict_loading(tmp_path):
     (tmp_path / "m" / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(InputError, match="cannot read"):
         load_model(tmp_path / "m")
+    config = tmp_path / "m" / "config.json"
+    config.write_text(config.read_text().replace('"causal-decoder"', '"encoder"'))
+    with pytest.raises(InputError, match="holds a 'encoder' model"):
+        load_model(tmp_path / "m")
 
 
 @pytest.mark.parametrize("cfg", CONFIGS)

@@ -110,6 +110,8 @@ def test_cli_char_tokenizer_options_and_decode_input(tmp_path, monkeypatch, caps
     ids = " ".join(map(str, load_tokenizer(out).encode("中国")))
     code, text, _ = run_cli(["tokenizer", "decode", "--tokenizer", str(out)], f"\ufeff{ids}\r\n", monkeypatch, capsys)
     assert code == 0 and text == "中国\n"  # a byte-order mark and CRLF are not ids
+    code, _, err = run_cli(["tokenizer", "show", "a\udcffb"], "", monkeypatch, capsys)  # argv byte 0xff
+    assert code == 2 and "not UTF-8: b'a\\xffb'" in err
     for bad in ("１２", "-1", "3 x"):
         code, _, err = run_cli(["tokenizer", "decode", "--tokenizer", str(out)], bad + "\n", monkeypatch, capsys)
         assert code == 2 and "expected ids (ASCII digits)" in err

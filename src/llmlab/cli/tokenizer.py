@@ -95,11 +95,15 @@ def _decode(args) -> int:
 
 
 def _show(args) -> int:
+    from llmlab.core.errors import InputError
     from llmlab.tokenizers.base import load_tokenizer
     from llmlab.tokenizers.pretokenize import PreTokenizer
 
     text = args.text
-    data = text.encode()
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:  # the shell passed bytes that are not UTF-8 (kept as lone surrogates)
+        raise InputError(f"the text to show is not UTF-8: {text.encode('utf-8', 'surrogateescape')!r}") from None
     print(f"characters ({len(text)}): " + " ".join(repr(c) for c in text))
     print(f"UTF-8 bytes ({len(data)}): " + " ".join(f"{b:02x}" for b in data))
     if args.tokenizer is None:

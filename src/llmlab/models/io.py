@@ -54,8 +54,10 @@ def save_model(model: CausalLM, directory: str | os.PathLike, tokenizer: Tokeniz
 def load_config_file(directory: str | os.PathLike) -> ModelConfig:
     path = Path(directory) / "config.json"
     doc = read_json(path, "model config")
-    if doc.get("llmlab_format") != FORMAT_VERSION or "config" not in doc:
+    if not isinstance(doc, dict) or doc.get("llmlab_format") != FORMAT_VERSION or "config" not in doc:
         raise InputError(f"{str(path)!r} is not an llmlab model config (format {FORMAT_VERSION})")
+    if doc.get("family", "causal-decoder") != "causal-decoder":
+        raise InputError(f"{str(path)!r} holds a {doc['family']!r} model; this loader reads causal decoders")
     return config_from_dict(ModelConfig, doc["config"], what=str(path))
 
 
