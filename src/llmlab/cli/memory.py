@@ -42,14 +42,12 @@ def _load_config(spec: str):
 
 
 def run_memory(args: argparse.Namespace) -> int:
-    import math
-
     from llmlab.core.errors import InputError
     from llmlab.train.memory import MemoryConfig, estimate_memory, format_bytes, rule_of_thumb, static_rows
 
     mem = MemoryConfig(**dataclass_overrides(args, MemoryConfig))
     if args.params is not None:
-        if not 1 <= args.params < math.inf:
+        if args.params < 1:  # NaN and infinity stop at the flag's type
             raise InputError(f"--params must be a parameter count >= 1, got {args.params}")
         if mem.lora_rank:
             raise InputError("LoRA's adapter size needs the architecture: pass a preset or config, not --params")

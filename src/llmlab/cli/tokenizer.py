@@ -82,15 +82,11 @@ def _decode(args) -> int:
     from llmlab.tokenizers.base import load_tokenizer
 
     tok = load_tokenizer(args.tokenizer)
-    n = 0
-    for batch in line_batches(None):
-        for line in batch:
-            n += 1
-            fields = line.split()
-            if not all(x.isascii() and x.isdigit() for x in fields):  # int() would take "１２" or "-1"
-                raise InputError(f"stdin line {n}: expected ids (ASCII digits) separated by spaces, "
-                                 f"got {line.strip()!r}")
-            print(tok.decode([int(x) for x in fields]))
+    for n, line in enumerate((line for batch in line_batches(None) for line in batch), 1):
+        fields = line.split()
+        if not all(x.isascii() and x.isdigit() for x in fields):  # int() would take "１２" or "-1"
+            raise InputError(f"stdin line {n}: expected ids (ASCII digits) separated by spaces, got {line.strip()!r}")
+        print(tok.decode([int(x) for x in fields]))
     return 0
 
 
