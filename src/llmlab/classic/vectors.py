@@ -156,10 +156,10 @@ def read_pairs(name_or_path: str) -> list[tuple[str, str, float]]:
     for line in _read_list(name_or_path, "similarity"):
         parts = line.split("\t")
         try:
-            rows.append((parts[0], parts[1], float(parts[2])))
             if len(parts) != 3:
                 raise ValueError
-        except (ValueError, IndexError):
+            rows.append((parts[0], parts[1], float(parts[2])))
+        except ValueError:
             raise InputError(f"similarity line must be 'word1<TAB>word2<TAB>score', got {line!r}") from None
     return rows
 
