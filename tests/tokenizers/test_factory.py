@@ -127,7 +127,7 @@ def test_cli_output_folder_and_a_closed_pipe(tmp_path, monkeypatch, capsys):
     code, _, _ = run_cli([*train, "-o", str(tmp_path / "new") + "/"], monkeypatch=monkeypatch, capsys=capsys)
     assert code == 0 and (tmp_path / "new" / "tokenizer.json").is_file()  # a trailing slash names a folder
     code, _, err = run_cli([*train, "-o", str(data) + "/"], monkeypatch=monkeypatch, capsys=capsys)
-    assert code == 2 and "is a file, expected a folder" in err
+    assert code == 2 and "is a file, not a folder" in err
     # a reader that stops early (`| head -1`) ends the command quietly
     cmd = [sys.executable, "-m", "llmlab", "tokenizer", "encode", "--tokenizer", str(tmp_path / "new")]
     lines = tmp_path / "lines.txt"

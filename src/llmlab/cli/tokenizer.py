@@ -36,15 +36,13 @@ def register(sub) -> None:
 
 
 def _train(args) -> int:
-    import os
-
     from llmlab.core.errors import InputError
     from llmlab.core.io import check_output
     from llmlab.data.corpora import corpus_text
+    from llmlab.tokenizers.base import tokenizer_file
     from llmlab.tokenizers.factory import train_tokenizer
 
-    into_folder = os.path.isdir(args.output) or args.output.endswith(("/", os.sep))
-    check_output(args.output, "tokenizer output", folder=into_folder)  # before training, not after
+    check_output(tokenizer_file(args.output), "tokenizer output")  # before training, not after
     texts: list[str] = []
     for name in args.input:
         texts.extend(corpus_text(name, args.split))

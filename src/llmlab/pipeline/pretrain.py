@@ -28,7 +28,7 @@ import torch
 from llmlab.classic.information import entropy
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, atomic_write_text, read_json
+from llmlab.core.io import atomic_write_json, atomic_write_text, check_output, read_json
 from llmlab.data import lm_splits
 from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM, ModelConfig, count_parameters, save_model
@@ -105,8 +105,7 @@ def prepare_streams(cfg: RunConfig, train_lines: list[str], dev_lines: list[str]
 def _prepare_run_dir(out: Path, cfg: RunConfig, fresh: bool) -> None:
     """Make the run directory, or check that the run in it has this config; with `fresh`, clear an
     earlier run first. Called once every setting has been checked, so a bad flag never costs a run."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"run directory {str(out)!r} is a file; choose another --name or --out")
+    check_output(out, "run directory", folder=True)
     saved = out / "config.json"
     if saved.exists() and not fresh:
         if read_json(saved, "run config") != json.loads(json.dumps(cfg.to_dict())):

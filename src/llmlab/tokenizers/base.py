@@ -69,12 +69,8 @@ class Tokenizer(ABC):
         return i
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write ``tokenizer.json`` (atomically); a directory path (an existing directory, or one
-        written with a trailing slash) gets ``tokenizer.json`` inside."""
-        p = Path(path)
-        if p.is_dir() or str(path).endswith(("/", os.sep)):
-            p = p / "tokenizer.json"
-        atomic_write_text(p, json.dumps(self.to_hf_json(), ensure_ascii=False, indent=2) + "\n")
+        """Write ``tokenizer.json`` (atomically) at `tokenizer_file(path)`."""
+        atomic_write_text(tokenizer_file(path), json.dumps(self.to_hf_json(), ensure_ascii=False, indent=2) + "\n")
 
 
 # Saved files carry {"model": {..., "llmlab": {"kind": ...}}}; each kind names the class whose
@@ -91,6 +87,17 @@ KINDS: dict[str, str] = {
     "WordPiece": "llmlab.tokenizers.wordpiece:WordPieceTokenizer",
     "WordLevel": "llmlab.tokenizers.whitespace:WordLevelLoader",
 }
+
+
+def tokenizer_file(path: str | os.PathLike) -> Path:
+    """The file `Tokenizer.save` writes for `path`: the path itself, or ``tokenizer.json`` inside it
+    when it names a directory (an existing one, or one written with a trailing slash).
+
+    >>> tokenizer_file("runs/tok.json").as_posix(), tokenizer_file("runs/new/").as_posix()
+    ('runs/tok.json', 'runs/new/tokenizer.json')
+    """
+    p = Path(path)
+    return p / "tokenizer.json" if p.is_dir() or str(path).endswith(("/", os.sep)) else p
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
