@@ -42,6 +42,21 @@ def test_stops_at_eos_and_respects_context(model):
     assert len(generate(model, long_prompt, GenerationConfig(max_new_tokens=10, temperature=0))) == 10
 
 
+def test_generation_past_the_context_slides_its_window(model):
+    # context 48: every step sees the whole prompt and output up to the latest 48 tokens, as a full
+    # forward over them does (the prompt used to be cut to leave room for all 100 new tokens)
+    prompt = [3, 1, 4, 1, 5, 9, 2, 6]
+    out = generate(model, prompt, GenerationConfig(max_new_tokens=100, temperature=0))
+    seq = list(prompt)
+    for _ in range(100):
+        with torch.no_grad():
+            seq.append(int(model(torch.tensor([seq[-CFG.max_seq_len:]]))[0, -1].argmax()))
+    assert out == seq[len(prompt):]
+    kw = dict(max_new_tokens=100, temperature=1.0, seed=3)
+    sampled = generate(model, prompt, GenerationConfig(**kw))
+    assert sampled == generate(model, prompt, GenerationConfig(use_cache=False, **kw))
+
+
 def test_filters_match_their_definitions():
     logits = torch.tensor([[2.0, 1.0, 0.5, -1.0, 3.0]])
     assert torch.isinf(top_k_filter(logits, 2)).tolist() == [[False, True, True, True, False]]

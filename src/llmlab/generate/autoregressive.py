@@ -21,48 +21,52 @@ log = logging.getLogger(__name__)
 
 @torch.inference_mode()
 def stream(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | None = None) -> Iterator[int]:
-    """Yield new token ids one by one until `eos_id` (not yielded) or `max_new_tokens`."""
+    """Yield new token ids one by one until `eos_id` (not yielded) or `max_new_tokens`.
+
+    The model sees at most its context (``max_seq_len``) of the latest tokens, as nanoGPT's sampler
+    does: a longer prompt is cut on the left, and once prompt and output fill the context the window
+    slides. Past that point each step runs the whole window afresh (the KV cache is refilled from
+    it), so cached and uncached generation still give the same tokens.
+    """
     if not prompt:
         raise InputError("the prompt must hold at least one token (e.g. the BOS token)")
     ctx = model.config.max_seq_len
-    if len(prompt) + cfg.max_new_tokens > ctx:
-        keep = max(1, ctx - cfg.max_new_tokens)
-        if keep < len(prompt):
-            log.warning("prompt of %d tokens truncated on the left to %d to leave room for %d new tokens",
-                        len(prompt), keep, cfg.max_new_tokens)
-            prompt = prompt[-keep:]
-    budget = min(cfg.max_new_tokens, ctx - len(prompt))
+    if len(prompt) > ctx:
+        log.warning("prompt of %d tokens cut on the left to the model's context of %d", len(prompt), ctx)
+        prompt = prompt[-ctx:]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     g = torch.Generator(device=device).manual_seed(cfg.seed)
     ids = torch.tensor([prompt], device=device)  # (1, T)
-    cache = model.new_cache(1) if cfg.use_cache else None
     # q/k/v and gate/up as one matrix each while generating (models that offer it): fewer calls per token
     fused = model.fused_inference() if hasattr(model, "fused_inference") else contextlib.nullcontext()
     try:
         with fused:
-            yield from _decode(model, ids, cache, budget, cfg, g, eos_id)
+            yield from _decode(model, ids, ctx, cfg, g, eos_id)
     finally:
         model.train(was_training)
 
 
-def _decode(model, ids: torch.Tensor, cache, budget: int, cfg: GenerationConfig, g: torch.Generator,
+def _decode(model, ids: torch.Tensor, ctx: int, cfg: GenerationConfig, g: torch.Generator,
             eos_id: int | None) -> Iterator[int]:
+    cache = model.new_cache(1) if cfg.use_cache else None
     logits = model(ids, cache)[:, -1]  # (1, V)
-    for i in range(budget):
+    for i in range(cfg.max_new_tokens):
         nxt = sample_next(logits, cfg.temperature, cfg.top_k, cfg.top_p, g)  # (1,)
         tok = int(nxt)
         if eos_id is not None and tok == eos_id:
             return
         yield tok
-        if i == budget - 1:
+        if i == cfg.max_new_tokens - 1:
             return
-        if cache is not None:
-            logits = model(nxt[:, None], cache)[:, -1]
-        else:
-            ids = torch.cat([ids, nxt[:, None]], dim=1)
-            logits = model(ids)[:, -1]
+        ids = torch.cat([ids, nxt[:, None]], dim=1)
+        if cache is not None and cache.length < ctx:
+            logits = model(nxt[:, None], cache)[:, -1]  # one new position against the cache
+        else:  # no cache, or a full window: run the latest `ctx` tokens
+            if cache is not None:
+                cache = model.new_cache(1)
+            logits = model(ids[:, -ctx:], cache)[:, -1]
 
 
 def generate(model, prompt: list[int], cfg: GenerationConfig | None = None, eos_id: int | None = None) -> list[int]:
