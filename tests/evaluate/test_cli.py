@@ -62,6 +62,18 @@ def test_mismatched_and_empty_files_are_one_line_errors(files, capsys):
         assert "is empty" in err and "\n" not in err
 
 
+def test_a_hypothesis_file_of_blank_lines_scores_like_sacrebleu(files, capsys):
+    sacrebleu = pytest.importorskip("sacrebleu")
+    d, hyps, refs = files
+    (d / "blank.txt").write_text("\n" * len(hyps), encoding="utf-8")  # a system that output nothing
+    for metric, theirs in (("bleu", sacrebleu.corpus_bleu), ("chrf", sacrebleu.corpus_chrf)):
+        assert main(["eval", metric, "--ref", str(d / "ref.txt"), "--hyp", str(d / "blank.txt"), "--json"]) == 0
+        ours = json.loads(capsys.readouterr().out)["score"]
+        assert ours == pytest.approx(theirs([""] * len(hyps), [refs]).score)
+    assert main(["eval", "diversity", str(d / "blank.txt")]) == 2
+    assert "has no text, only blank lines" in capsys.readouterr().err
+
+
 def test_rouge_with_an_llmlab_segmenter_scores_chinese_words(tmp_path, capsys):
     from llmlab.data.corpora import pfr1998_words
     from llmlab.evaluate.rouge import RougeConfig, corpus_rouge

@@ -49,12 +49,13 @@ def _add_files(p: argparse.ArgumentParser) -> None:
 
 
 def _lines(path: str, what: str) -> list[str]:
-    """Lines split on newlines only (not the other Unicode line breaks); an empty file is an error."""
+    """Lines split on newlines only (not the other Unicode line breaks); a file without a line is an
+    error, a file of blank lines is that many empty segments (a system may output nothing)."""
     from llmlab.core.errors import InputError
     from llmlab.core.io import read_text, split_lines
 
     text = read_text(path, what)
-    if not text.strip():
+    if not text:
         raise InputError(f"{what} {path!r} is empty")
     return split_lines(text)
 
@@ -121,6 +122,8 @@ def run_diversity(args: argparse.Namespace) -> int:
     from llmlab.evaluate.diversity import distinct_n, rep_n, self_bleu
 
     texts = [t for t in _lines(args.file, "text file") if t.strip()]
+    if not texts:
+        raise InputError(f"text file {args.file!r} has no text, only blank lines")
     if args.self_bleu_lines < 2:
         raise InputError(f"--self-bleu-lines must be >= 2, got {args.self_bleu_lines}")
     for n in (1, 2, 3, 4):
