@@ -178,6 +178,15 @@ def test_load_refuses_a_model_of_another_order(tmp_path):
         NgramModel.load(tmp_path / "nothing")
 
 
+def test_boundary_words_in_the_text_are_refused_and_unk_is_kept():
+    with pytest.raises(InputError, match="holds the word '<s>'"):
+        NgramModel.train([["a", "<s>", "b"]] + CORPUS, NgramConfig(order=2))
+    m = NgramModel.train([["a", "<unk>", "b"]] + CORPUS, NgramConfig(order=2))  # Penn Treebank style
+    assert "<unk>" in m.vocab and len(m.vocab) == len(NgramModel.train(CORPUS, NgramConfig(order=2)).vocab)
+    with pytest.raises(InputError, match="holds the word '</s>'"):
+        m.evaluate([["a", "</s>"]])
+
+
 def test_load_refuses_a_damaged_model_clearly(tmp_path):
     import json
 

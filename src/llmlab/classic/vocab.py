@@ -76,11 +76,11 @@ def build_encoded(sentences: Sequence[Sequence[str]], min_count: int = 1, max_si
     seen = np.fromiter((first.setdefault(t, len(first)) for t in chain.from_iterable(sentences)), dtype=np.int64)
     counts = np.bincount(seen, minlength=len(first))
     words = list(first)
+    _refuse_boundaries(first)
     remap = np.full(len(first), UNK_ID, dtype=np.int64)
-    for special, sid in ((UNK, UNK_ID), (BOS, BOS_ID), (EOS, EOS_ID)):
-        if special in first:
-            counts[first[special]] = 0
-            remap[first[special]] = sid
+    if UNK in first:  # a corpus that already wrote its rare words as <unk> (as Penn Treebank does)
+        counts[first[UNK]] = 0
+        remap[first[UNK]] = UNK_ID
     order = np.argsort(-counts, kind="stable")  # falling count, ties in first-seen order
     order = order[counts[order] >= min_count][:max_size]
     remap[order] = np.arange(3, 3 + len(order))
@@ -99,7 +99,17 @@ def encode_sentences(vocab: Vocab, sentences: Sequence[Sequence[str]]) -> tuple[
     lengths = np.array([len(s) for s in sentences], dtype=np.int64)
     words = np.fromiter(map(get, chain.from_iterable(sentences), repeat(UNK_ID)), dtype=np.int64,
                         count=int(lengths.sum()))
+    _refuse_boundaries([t for t, i in ((BOS, BOS_ID), (EOS, EOS_ID)) if (words == i).any()])
     return _with_boundaries(words, lengths)
+
+
+def _refuse_boundaries(words) -> None:
+    """A word spelled ``<s>`` or ``</s>`` in the text would silently become a sentence boundary and
+    drop out of perplexity; refuse it, as KenLM does."""
+    for special in (BOS, EOS):
+        if special in words:
+            raise InputError(f"the text holds the word {special!r}, which n-gram models keep for sentence "
+                             "boundaries: remove or rename it (KenLM refuses it too)")
 
 
 def _with_boundaries(words: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
