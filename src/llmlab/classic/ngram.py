@@ -25,7 +25,7 @@ from llmlab.classic.smoothing import SMOOTHINGS, NgramParams, build_params
 from llmlab.classic.vocab import BOS_ID, EOS_ID, Vocab, build_encoded, encode_sentences
 from llmlab.core.config import config_from_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path, atomic_write_json, check_output, read_json, read_safetensors
+from llmlab.core.io import atomic_path, atomic_write_json, read_json, read_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -250,11 +250,7 @@ class NgramModel:
 
         if self.counts is None:
             raise InputError("this model has no counts (read from ARPA): save it with to_arpa instead")
-        d = check_output(directory, "n-gram model directory", folder=True)
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InputError(f"cannot make n-gram model directory {str(d)!r}: {e.strerror}") from None
+        d = Path(directory)  # atomic_path makes the folder, or says why it cannot
         arrays = {}
         for k in range(1, self.order + 1):
             arrays[f"keys.{k}"] = np.ascontiguousarray(self.tables.keys[k])

@@ -202,4 +202,3 @@ def lm_splits(name: str, seed: int = 0) -> tuple[list[str], list[str]]:
                          "last 5% of lines (at least one) for validation, so it needs at least 2")
     k = max(1, len(lines) // 20)
     return lines[:-k], lines[-k:]
-

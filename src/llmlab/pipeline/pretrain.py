@@ -115,11 +115,7 @@ def _prepare_run_dir(out: Path, cfg: RunConfig, fresh: bool) -> None:
         import shutil
 
         shutil.rmtree(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"cannot make run directory {str(out)!r}: {e.strerror}") from None
-    atomic_write_json(saved, cfg.to_dict())
+    atomic_write_json(saved, cfg.to_dict())  # makes the folder, or says why it cannot
 
 
 def _log_final_eval(path: Path, record: dict) -> None:
