@@ -222,3 +222,21 @@ def test_clear_errors(tmp_path):
         tok.decode([260])
     with pytest.raises(InputError, match="lone surrogate"):
         tok.encode("ab\ud800c")
+
+
+def test_file_whose_merges_are_missing_or_cut_short_is_refused(trained, tmp_path):
+    """Without its merges a BPE file would still load and encode, byte by byte, never producing
+    most of its vocabulary; it is refused instead, for a missing list and for a shortened one."""
+    import json
+
+    trained[0].save(tmp_path)
+    doc = json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))
+    for merges in (None, doc["model"]["merges"][:-1]):
+        cut = json.loads(json.dumps(doc))
+        if merges is None:
+            del cut["model"]["merges"]
+        else:
+            cut["model"]["merges"] = merges
+        (tmp_path / "cut.json").write_text(json.dumps(cut), encoding="utf-8")
+        with pytest.raises(InputError, match="merges missing"):
+            load_tokenizer(tmp_path / "cut.json")

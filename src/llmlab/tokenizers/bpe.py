@@ -226,6 +226,11 @@ class BPETokenizer(SubwordTokenizer):
                 raise InputError(f"merge {rank} ({a}, {b}) makes {joined!r}, which is not in the vocabulary")
             self._ranks.setdefault(a * self._base + b, rank)
             self._merge_table.append((a, b, by_bytes[joined]))
+        made = {m for _, _, m in self._merge_table} | set(self._byte_id) | self._special_set
+        stray = [i for i in range(len(self.vocab)) if i not in made]
+        if stray:  # a token no merge makes is never produced: the file's merges are missing or cut short
+            raise InputError(f"{len(stray)} vocabulary tokens (first: id {stray[0]}, {self.vocab[stray[0]]!r}) "
+                             "are neither bytes, special tokens nor made by a merge; are the merges missing?")
         self._token_to_id = {self.id_to_token(i): i for i in range(len(self.vocab))}
         self._joins = Joins(t for i, t in enumerate(self.vocab) if i not in self._special_set)
 
