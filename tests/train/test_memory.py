@@ -197,6 +197,13 @@ def test_memory_and_params_commands(capsys, tmp_path):
     assert "MoE 4 experts top-2" in out and "activations (per MoE layer)" in out and "A = min(B*S*k" in out
     assert main(["memory", "gpt-9"]) == 2
     assert "unknown model preset 'gpt-9'" in capsys.readouterr().err
+    # past the model's context: a note for RoPE (positions can be extended), refused for learned positions
+    assert main(["memory", "llama-7b", "--seq-len", "8192"]) == 0
+    assert "beyond the model's max_seq_len 2048" in capsys.readouterr().out
+    assert main(["memory", "llama-7b", "--seq-len", "2048"]) == 0
+    assert "beyond" not in capsys.readouterr().out
+    assert main(["plan", "--gpt3", "--seq-len", "4096"]) == 2
+    assert "longer than the model's 2048 learned positions" in capsys.readouterr().err
 
 
 def test_document_rule_of_thumb_and_what_it_leaves_out():

@@ -63,12 +63,26 @@ def run_memory(args: argparse.Namespace) -> int:
         print("  activations need the architecture: pass a preset or config instead of --params")
         return 0
     cfg = _load_config(args.model)
+    check_context(cfg, mem.seq_len)
     print(f"{args.model}: batch {mem.batch_size} x {mem.seq_len} tokens, {mem.optimizer}, {mem.precision}, "
           f"checkpointing {'on' if mem.grad_checkpoint else 'off'}, ZeRO-{mem.zero_stage} over {mem.n_devices} "
           f"device(s)" + (f", LoRA r={mem.lora_rank}" if mem.lora_rank else "") + _moe_summary(cfg))
     for name, b, formula in estimate_memory(cfg, mem):
         print(f"  {name:<26} {format_bytes(b):>12}   {formula}")
     return 0
+
+
+def check_context(cfg, seq_len: int) -> None:
+    """Sequences longer than the model's context: refused for learned positions (there is no table
+    row past ``max_seq_len``), a note otherwise (the estimate assumes the positions are extended)."""
+    from llmlab.core.errors import InputError
+
+    if seq_len <= cfg.max_seq_len:
+        return
+    if cfg.position == "learned":
+        raise InputError(f"--seq-len {seq_len} is longer than the model's {cfg.max_seq_len} learned positions")
+    print(f"note: --seq-len {seq_len} is beyond the model's max_seq_len {cfg.max_seq_len}; the estimate assumes "
+          f"its {cfg.position} positions are extended that far")
 
 
 def _moe_summary(cfg) -> str:

@@ -25,7 +25,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from llmlab.cli.memory import _load_config
+    from llmlab.cli.memory import _load_config, check_context
     from llmlab.dist.planner import Cluster, Layout, Workload, describe, format_plan, gpt3_example, plan, propose
 
     if args.top < 1:
@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     work = dataclasses.replace(work, **dataclass_overrides(args, Workload))
     if args.layout:
         layout = Layout.parse(args.layout)
+    check_context(model, work.seq_len)
     print(f"{name} on {cluster.n_devices} devices x {cluster.memory_gib:g} GiB ({cluster.devices_per_node} per node); "
           f"batch {work.global_batch} x {work.seq_len} tokens, micro-batch {work.micro_batch}, {work.precision}, "
           f"{work.optimizer}, ZeRO-{work.zero_stage}, checkpointing {'on' if work.grad_checkpoint else 'off'}")
