@@ -108,3 +108,16 @@ def test_bad_config_is_refused(kwargs):
 def test_min_count_too_high_is_explained():
     with pytest.raises(InputError, match="min_count"):
         train_word2vec([["a", "b"]], Word2VecConfig(min_count=5))
+
+
+def test_training_threads_are_put_back():
+    """torch's thread count is process-wide: training on one thread must not leave the caller on one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        train_word2vec(_two_topics(40)[0], Word2VecConfig(dim=8, epochs=1, threads=1))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

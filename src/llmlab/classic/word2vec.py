@@ -26,6 +26,7 @@ import numpy as np
 from llmlab.classic.vectors import WordVectors
 from llmlab.core.errors import InputError
 from llmlab.core.progress import progress
+from llmlab.core.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class Word2VecConfig:
     min_lr: float = 0.0001  # learning rate at the end, reached linearly; 0 <= min_lr <= lr
     batch_size: int = 1024  # predictions per SGD step; >= 1 (4096 already hurts: frequent rows collide)
     seed: int = 0  # seeds initial vectors, windows, subsampling and negatives
-    threads: int = 1  # torch CPU threads (torch.set_num_threads is process-wide); 0 = leave torch as it is
+    threads: int = 1  # torch CPU threads while training (restored after); 0 = leave torch as it is
 
     def __post_init__(self):
         if self.model not in ("skipgram", "cbow"):
@@ -209,11 +210,14 @@ def _epoch_examples(ids, sent, keep, cfg, rng):
 
 def train_word2vec(sentences: Sequence[Sequence[str]], config: Word2VecConfig | None = None):
     """Train word vectors; returns (WordVectors, TrainStats). Same seed and threads, same vectors."""
+    cfg = config or Word2VecConfig()
+    with torch_threads(cfg.threads):
+        return _train(sentences, cfg)
+
+
+def _train(sentences: Sequence[Sequence[str]], cfg: Word2VecConfig):
     import torch
 
-    cfg = config or Word2VecConfig()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     words, counts = build_vocab(sentences, cfg.min_count)
     index = {w: i for i, w in enumerate(words)}
     flat = [(index[w], si) for si, s in enumerate(sentences) for w in s if w in index]

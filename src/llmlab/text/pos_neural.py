@@ -46,6 +46,7 @@ from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_path
 from llmlab.core.progress import progress
+from llmlab.core.threads import torch_threads
 from llmlab.text.base import normalize_text
 from llmlab.text.pos import PosTagger, check_tagged
 
@@ -77,7 +78,7 @@ class NeuralTaggerConfig:
     clip: float = 5.0  # gradient norm clip; > 0
     holdout: int = 20  # every holdout-th training sentence is held out to pick the best epoch; 0 = none (last)
     seed: int = 0  # initial weights, dropout, batch order
-    threads: int = 1  # torch CPU threads (torch.set_num_threads is process-wide); 0 = leave torch as it is
+    threads: int = 1  # torch CPU threads while training (restored after); 0 = leave torch as it is
 
     def __post_init__(self):
         for name in ("epochs", "word_dim", "char_dim", "filters", "width", "length_dim", "hidden", "layers",
@@ -270,14 +271,16 @@ class NeuralTagger(PosTagger):
 
     @classmethod
     def train(cls, sentences, config: NeuralTaggerConfig | None = None) -> NeuralTagger:
+        config = config or NeuralTaggerConfig()
+        with torch_threads(config.threads):
+            return cls._train(check_tagged(sentences), config)
+
+    @classmethod
+    def _train(cls, sents, config: NeuralTaggerConfig) -> NeuralTagger:
         import torch
 
-        config = config or NeuralTaggerConfig()
-        if config.threads:
-            torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         rng = np.random.default_rng(config.seed)
-        sents = check_tagged(sentences)
         tags = sorted({t for s in sents for _, t in s})
         kept, held = holdout_split(sents, config.holdout)  # holdout >= 2: the first sentence is always kept
         counts = Counter(normalize_text(w) for s in kept for w, _ in s)
