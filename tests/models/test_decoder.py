@@ -10,6 +10,9 @@ CONFIGS = [
     ModelConfig(vocab_size=50, dim=32, n_layer=2, n_head=4, n_kv_head=4, max_seq_len=32),
     ModelConfig(vocab_size=50, dim=32, n_layer=3, n_head=4, n_kv_head=2, max_seq_len=32, tie_embeddings=False),
     ModelConfig(vocab_size=37, dim=48, n_layer=1, n_head=6, n_kv_head=1, ffn_hidden=40, max_seq_len=16),
+    # dynamic NTK within its trained length (16 of 32) is plain RoPE, with or without a cache
+    ModelConfig(vocab_size=50, dim=32, n_layer=2, n_head=4, n_kv_head=4, max_seq_len=32, rope_scaling="dynamic",
+                rope_factor=2.0, rope_original_max_seq_len=16),
 ]
 
 
@@ -43,7 +46,7 @@ def test_model_is_causal(cfg):
 def test_kv_cache_logits_equal_full_forward(cfg):
     torch.manual_seed(1)
     model = CausalLM(cfg).eval()
-    x = torch.randint(0, cfg.vocab_size, (2, 14))
+    x = torch.randint(0, cfg.vocab_size, (2, 14))  # within every config's trained length
     with torch.no_grad():
         full = model(x)
         cache = model.new_cache(batch=2)

@@ -195,7 +195,7 @@ class PipelineStage(nn.Module):
         """Token ids (B, T) on stage 0, activations (B, T, d) after it; logits (B, T, V) on the last."""
         if self.first:
             x = embed(self, x)  # (B, T, d)
-        cos, sin, mask = position_inputs(self, x, 0, x.shape[1], None)
+        cos, sin, mask = position_inputs(self, x, 0, None)
         for i, block in enumerate(self.layers):
             x = block(x, cos, sin, None, self.start + i, mask)  # (B, T, d)
         return self.lm_head(self.norm(x)) if self.last else x  # (B, T, V) or (B, T, d)

@@ -92,16 +92,16 @@ def embed(model: nn.Module, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
     return x
 
 
-def position_inputs(model: nn.Module, x: torch.Tensor, start: int, total: int, mask: torch.Tensor | None
+def position_inputs(model: nn.Module, x: torch.Tensor, start: int, mask: torch.Tensor | None
                     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """What every block needs for the block input x (B, T, d) at positions start..start+T of a sequence
-    planned to `total` tokens: RoPE's (cos, sin) (T, hs), and the attention mask with ALiBi's bias folded
-    in (hidden keys -inf)."""
+    """What every block needs for the block input x (B, T, d) at positions start..start+T: RoPE's
+    (cos, sin) (T, hs), and the attention mask with ALiBi's bias folded in (hidden keys -inf)."""
     T = x.shape[1]
     cos = sin = None
     if model.config.position == "rope":
-        # dynamic NTK scales by the planned total length (the cache's), so cached and full passes agree
-        cos, sin = model.rope.span(start, T, seq_len=total)  # (T, hs)
+        # dynamic NTK scales by the length so far, as HF does: plain RoPE within the trained length,
+        # so cached and full passes agree there; past it, cached keys keep their older rotation
+        cos, sin = model.rope.span(start, T, seq_len=start + T)  # (T, hs)
     elif model.config.position == "alibi":
         bias = alibi_bias(model.config.n_head, T, start, causal=mask is None, device=x.device)  # (nh, T, S)
         if mask is not None:  # keep the caller's pattern: hidden keys get -inf
@@ -156,7 +156,7 @@ class CausalLM(nn.Module):
         if start + T > self.config.max_seq_len:
             raise ValueError(f"position {start + T - 1} is beyond the context length {self.config.max_seq_len}")
         x = embed(self, idx, start)  # (B, T, d)
-        cos, sin, mask = position_inputs(self, x, start, cache.max_len if cache is not None else start + T, mask)
+        cos, sin, mask = position_inputs(self, x, start, mask)
         recompute = (self.gradient_checkpointing and self.training and cache is None and torch.is_grad_enabled()
                      and not return_attention)
         weights = []
