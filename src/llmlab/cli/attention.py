@@ -60,20 +60,22 @@ def run(args: argparse.Namespace) -> int:
 
     from llmlab.core.errors import InputError
     from llmlab.models import load_model
+    from llmlab.models.scoring import text_start
 
     model, tok = load_model(args.model)
     if tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json to encode the text with")
-    ids = [tok.bos_id] + tok.encode(args.text)
+    ids = text_start(tok) + tok.encode(args.text)
     if len(ids) > model.config.max_seq_len:
-        raise InputError(f"text is {len(ids)} tokens with <bos>; the model's context is {model.config.max_seq_len}")
+        raise InputError(f"text is {len(ids)} tokens with the start token; the model's context is "
+                         f"{model.config.max_seq_len}")
     n = model.config.n_layer
     if not -n <= args.layer < n:
         raise InputError(f"--layer must be in [{-n}, {n - 1}] for a {n}-layer model, got {args.layer}")
     with torch.no_grad():
         _, weights = model(torch.tensor([ids]), return_attention=True)
     layer = args.layer % n
-    labels = ["<bos>"] + [tok.decode([i]) for i in ids[1:]]
+    labels = ["<|eos|>"] + [tok.decode([i]) for i in ids[1:]]  # the start token (text_start)
     plot_heads(weights[layer][0], labels, f"layer {layer}: attention weights (row = query)", args.out)
     print(f"{len(ids)} tokens, layer {layer}, {model.config.n_head} heads: {args.out}")
     return 0

@@ -159,7 +159,7 @@ def run_ppl(args: argparse.Namespace) -> int:
     from llmlab.data import corpus_text
     from llmlab.evaluate.lm import corpus_bits_per_char, corpus_perplexity
     from llmlab.models import load_model
-    from llmlab.models.scoring import token_logprobs
+    from llmlab.models.scoring import text_start, token_logprobs
 
     model, tok = load_model(args.model, device=args.device)
     if tok is None:
@@ -167,8 +167,8 @@ def run_ppl(args: argparse.Namespace) -> int:
     texts = [t for t in corpus_text(args.input, args.split) if t]
     if not texts:
         raise InputError(f"{args.input!r} holds no non-empty lines to score")
-    # each line is scored from BOS and must predict its own EOS, as in training
-    scores = [token_logprobs(model, tok.encode(t) + [tok.eos_id], bos_id=tok.bos_id)
+    # each line is scored from where texts start and must predict its own EOS, as in training
+    scores = [token_logprobs(model, tok.encode(t) + [tok.eos_id], start_id=text_start(tok)[0])
               for t in progress(texts, desc="score", unit="line")]
     n_tokens = sum(len(s) for s in scores)
     ppl = corpus_perplexity(scores)

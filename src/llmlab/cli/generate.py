@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from llmlab.core.io import line_batches
     from llmlab.generate import GenerationConfig, generate
     from llmlab.models import load_model
+    from llmlab.models.scoring import text_start
 
     model, tok = load_model(args.model, device=args.device)
     if tok is None:
@@ -31,6 +32,6 @@ def run(args: argparse.Namespace) -> int:
     # before the next is read
     batches = [[args.prompt]] if args.prompt is not None else line_batches(None, size=1)
     for prompt in (p for batch in batches for p in batch):
-        ids = generate(model, [tok.bos_id] + tok.encode(prompt), cfg, eos_id=tok.eos_id)
+        ids = generate(model, text_start(tok) + tok.encode(prompt), cfg, eos_id=tok.eos_id)
         print(prompt + tok.decode(ids), flush=True)
     return 0

@@ -6,15 +6,22 @@ from __future__ import annotations
 import torch
 
 
+def text_start(tok) -> list[int]:
+    """The context a new text starts from, for a model llmlab pretrained: its token streams end every
+    line with EOS (`encode_stream`) and hold no BOS, so each text it learned from followed an EOS.
+    Generation, scoring and attention plots all start there (BOS would be a token it never saw)."""
+    return [tok.eos_id]
+
+
 @torch.no_grad()
-def token_logprobs(model, ids: list[int], bos_id: int | None = None) -> list[float]:
+def token_logprobs(model, ids: list[int], start_id: int | None = None) -> list[float]:
     """Natural-log probability of each of `ids` under `model`, by the chain rule.
 
-    With `bos_id`, the first token is predicted from BOS; without it, the first token is not scored.
+    With `start_id`, the first token is predicted from it; without it, the first token is not scored.
     Sequences longer than the context are scored in consecutive windows (each window restarts its
     context, so scores there are slightly pessimistic).
     """
-    seq = ([bos_id] if bos_id is not None else []) + list(ids)
+    seq = ([start_id] if start_id is not None else []) + list(ids)
     if len(seq) < 2:
         return []
     was_training = model.training

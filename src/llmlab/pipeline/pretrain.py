@@ -33,6 +33,7 @@ from llmlab.data import lm_splits
 from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM, ModelConfig, count_parameters, save_model
 from llmlab.models.card import ModelCard
+from llmlab.models.scoring import text_start
 from llmlab.tokenizers import ALGOS, CharTokenizer, Tokenizer, train_tokenizer
 from llmlab.train import TrainConfig, Trainer, evaluate_loss
 
@@ -200,7 +201,7 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
     }
     gen_cfg = GenerationConfig(max_new_tokens=cfg.sample_tokens, temperature=0.8, top_k=50, seed=cfg.train.seed)
     figures["samples"] = [
-        (p, tok.decode(generate(model, [tok.bos_id] + tok.encode(p), gen_cfg, eos_id=tok.eos_id)))
+        (p, tok.decode(generate(model, text_start(tok) + tok.encode(p), gen_cfg, eos_id=tok.eos_id)))
         for p in cfg.prompts
     ]
     card = ModelCard(
