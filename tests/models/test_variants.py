@@ -25,12 +25,15 @@ def test_variant_counts_decodes_and_checkpoints(variant):
     torch.manual_seed(0)
     model = CausalLM(cfg).eval()
     assert sum(p.numel() for p in model.parameters()) == count_parameters(cfg)
-    idx = torch.randint(0, 50, (2, 30))
+    # dynamic NTK rescales as the text grows past its trained 16 tokens, and cached keys keep their
+    # older rotation (as in HF), so cached and full passes agree only up to there
+    n = 16 if variant.get("rope_scaling") == "dynamic" else 30
+    idx = torch.randint(0, 50, (2, n))
     with torch.no_grad():
         full = model(idx)
-        cache = model.new_cache(2, max_len=30)
-        parts = [model(idx[:, :12], cache)] + [model(idx[:, t:t + 1], cache) for t in range(12, 25)]
-        parts.append(model(idx[:, 25:], cache))
+        cache = model.new_cache(2)
+        parts = [model(idx[:, :12], cache)] + [model(idx[:, t:t + 1], cache) for t in range(12, n - 5)]
+        parts.append(model(idx[:, max(12, n - 5):], cache))
     torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-5)
     model.train()
     model.gradient_checkpointing = True
