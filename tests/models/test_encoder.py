@@ -1,5 +1,7 @@
 """The BERT-style encoder: bidirectional attention, padding, segments, MLM + NSP training."""
 
+from dataclasses import replace
+
 import torch
 
 from llmlab.models import ModelConfig
@@ -68,3 +70,29 @@ def test_segments_matter_and_training_learns_mlm_and_nsp():
     inputs, _, segments, _ = held_out
     with torch.no_grad():
         assert not torch.allclose(enc.hidden_states(inputs, segments), enc.hidden_states(inputs, 0 * segments))
+
+
+def test_position_schemes_and_final_norm_follow_the_config():
+    """Same weights, other position scheme: other outputs (rope, alibi and none add no parameters).
+    Without positions the encoder is order-blind (permuting tokens permutes outputs); ALiBi's bias by
+    |distance| makes it mirror-symmetric (reversing the tokens reverses the outputs); RoPE is neither."""
+    torch.manual_seed(3)
+    x = torch.randint(5, 30, (1, 9))
+    perm, rev = torch.randperm(9), torch.arange(8, -1, -1)
+    base = Encoder(CFG).eval()
+    out = {}
+    for position in ("rope", "alibi", "none"):
+        enc = Encoder(replace(CFG, position=position)).eval()
+        enc.load_state_dict(base.state_dict())
+        with torch.no_grad():
+            h = out[position] = enc.hidden_states(x)[0]
+            permuted, reversed_ = enc.hidden_states(x[:, perm])[0], enc.hidden_states(x[:, rev])[0]
+        assert torch.allclose(permuted, h[perm], atol=1e-5) == (position == "none")
+        assert torch.allclose(reversed_, h[rev], atol=1e-5) == (position in ("alibi", "none"))
+    assert not torch.allclose(out["rope"], out["alibi"]) and not torch.allclose(out["alibi"], out["none"])
+    learned = Encoder(replace(CFG, position="learned"))
+    mlm, _ = learned(x)
+    mlm.sum().backward()
+    assert learned.embed_positions.weight.grad is not None  # learned positions are used
+    assert isinstance(Encoder(replace(CFG, norm="layernorm")).norm, torch.nn.LayerNorm)
+    assert isinstance(Encoder(replace(CFG, norm_position="post")).norm, torch.nn.Identity)

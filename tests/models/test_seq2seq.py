@@ -1,5 +1,8 @@
 """The T5-style encoder-decoder: causal target, cross-attention to the source, span-corruption training."""
 
+from dataclasses import replace
+
+import pytest
 import torch
 
 from llmlab.models import ModelConfig
@@ -10,9 +13,14 @@ from llmlab.train.objectives import causal_lm_loss
 CFG = ModelConfig(vocab_size=40, dim=32, n_layer=2, n_head=4, n_kv_head=4, max_seq_len=32)
 
 
-def test_target_is_causal_and_source_is_seen():
+VARIANTS = [{}, {"position": "alibi"}, {"position": "learned"}, {"position": "sinusoidal"}, {"position": "none"},
+            {"norm": "layernorm", "norm_position": "post", "ffn_kind": "gelu"}, {"dropout": 0.1}]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+def test_target_is_causal_and_source_is_seen(variant):
     torch.manual_seed(0)
-    model = EncoderDecoder(CFG).eval()
+    model = EncoderDecoder(replace(CFG, **variant)).eval()
     src, tgt = torch.randint(4, 40, (1, 10)), torch.randint(4, 40, (1, 8))
     later_tgt, other_src = tgt.clone(), src.clone()
     later_tgt[0, 5] = (tgt[0, 5] + 1) % 40
@@ -67,3 +75,30 @@ def test_span_corruption_training_learns_to_fill_spans():
         opt.step()
     with torch.no_grad():
         assert loss_on(held_out).item() < before / 2
+
+
+def test_config_choices_reach_the_decoder_side():
+    """Same weights, other positions: other target logits; norms and FFN kind as configured."""
+    torch.manual_seed(4)
+    src, tgt = torch.randint(4, 40, (1, 6)), torch.randint(4, 40, (1, 7))
+    base = EncoderDecoder(CFG).eval()
+    outs = []
+    for position in ("rope", "alibi", "none"):
+        model = EncoderDecoder(replace(CFG, position=position)).eval()
+        model.load_state_dict(base.state_dict())
+        with torch.no_grad():
+            outs.append(model(src, tgt))
+    assert not torch.allclose(outs[0], outs[1]) and not torch.allclose(outs[1], outs[2])
+    other = EncoderDecoder(replace(CFG, norm="layernorm", ffn_kind="gelu", norm_position="post"))
+    block = other.layers[0]
+    assert isinstance(block.self_norm, torch.nn.LayerNorm) and isinstance(other.norm, torch.nn.Identity)
+    assert (block.mlp.kind, base.layers[0].mlp.kind) == ("gelu", "swiglu")
+
+
+def test_targets_past_the_context_are_a_clear_error_and_greedy_stops_there():
+    torch.manual_seed(5)
+    model = EncoderDecoder(replace(CFG, max_seq_len=8)).eval()
+    src = torch.randint(4, 40, (1, 5))
+    with pytest.raises(ValueError, match="beyond the context length 8"):
+        model(src, torch.randint(4, 40, (1, 9)))
+    assert len(model.greedy(src, 1, 50)) == 7  # the start token and 7 more fill the context

@@ -83,10 +83,23 @@ def moe_loss(blocks) -> torch.Tensor | None:
     return torch.stack(losses).sum() if losses else None
 
 
-def embed(model: nn.Module, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+def add_positions(model: nn.Module, cfg: ModelConfig) -> None:
+    """Give `model` the position modules its config asks for (every family): `rope` (with its scaling),
+    or `embed_positions` (learned, sinusoidal); ALiBi and NoPE need none (see `position_inputs`)."""
+    if cfg.position == "rope":
+        model.rope = ScaledRotaryEmbedding(cfg.head_dim, cfg.max_seq_len, cfg.rope_base, cfg.rope)
+    elif cfg.position == "learned":
+        model.embed_positions = LearnedPositions(cfg.dim, cfg.max_seq_len)
+    elif cfg.position == "sinusoidal":
+        # at the token embeddings' scale (see SinusoidalPositions)
+        model.embed_positions = SinusoidalPositions(cfg.dim, cfg.max_seq_len, scale=cfg.init_std)
+
+
+def embed(model: nn.Module, idx: torch.Tensor, start: int = 0, tokens: nn.Embedding | None = None) -> torch.Tensor:
     """Token embeddings (B, T, d) of ids (B, T) at positions start.., plus absolute positions if the config
-    has them. `model` is a CausalLM, or a pipeline stage holding its embedding modules."""
-    x = model.embed_tokens(idx)  # (B, T, d)
+    has them. `model` is any family's model, or a pipeline stage holding its embedding modules; `tokens`
+    is the embedding table when it lives elsewhere (the encoder-decoder shares the encoder's)."""
+    x = (tokens or model.embed_tokens)(idx)  # (B, T, d)
     if model.config.position in ("learned", "sinusoidal"):
         x = x + model.embed_positions(torch.arange(start, start + idx.shape[1], device=idx.device))  # (B, T, d)
     return x
@@ -121,13 +134,7 @@ class CausalLM(nn.Module):
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
-        if cfg.position == "rope":
-            self.rope = ScaledRotaryEmbedding(cfg.head_dim, cfg.max_seq_len, cfg.rope_base, cfg.rope)
-        elif cfg.position == "learned":
-            self.embed_positions = LearnedPositions(cfg.dim, cfg.max_seq_len)
-        elif cfg.position == "sinusoidal":
-            # at the token embeddings' scale (see SinusoidalPositions)
-            self.embed_positions = SinusoidalPositions(cfg.dim, cfg.max_seq_len, scale=cfg.init_std)
+        add_positions(self, cfg)
         # training-time switch: keep only block inputs and recompute each block during backward
         self.gradient_checkpointing = False
         self.reset_parameters()

@@ -1,5 +1,5 @@
-"""Encoder family (BERT style, topics 26, 74): the same blocks as the decoder (MoE feed-forward
-layers included, via the config), attending in both directions, with segment embeddings, a masked-LM
+"""Encoder family (BERT style, topics 26, 74): the same blocks, norms and positions as the decoder
+(MoE feed-forward layers included, via the config), attending in both directions, with segment embeddings, a masked-LM
 head over every position and a next-sentence head on the first ([CLS]) position.
 
 `forward` returns logits, as every llmlab model does: (mlm_logits (B, T, V), nsp_logits (B, 2)).
@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 from llmlab.models.config import ModelConfig
-from llmlab.models.decoder import Block, moe_loss
-from llmlab.nn import RMSNorm, RotaryEmbedding
+from llmlab.models.decoder import Block, add_positions, embed, make_norm, moe_loss, position_inputs
 from llmlab.nn.masks import padding_mask
 
 
@@ -23,8 +22,9 @@ class Encoder(nn.Module):
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.embed_segments = nn.Embedding(n_segments, cfg.dim)
         self.layers = nn.ModuleList(Block(cfg, cfg.is_moe_layer(i)) for i in range(cfg.n_layer))
-        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.rope = RotaryEmbedding(cfg.head_dim, cfg.max_seq_len, cfg.rope_base)
+        # post-norm blocks end normalised already (as in the decoder)
+        self.norm = make_norm(cfg) if cfg.norm_position == "pre" else nn.Identity()
+        add_positions(self, cfg)
         if heads:  # the encoder-decoder uses the stack alone
             self.mlm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
             if cfg.tie_embeddings:
@@ -40,13 +40,13 @@ class Encoder(nn.Module):
         T = idx.shape[1]
         if idx.shape[1] > self.config.max_seq_len:
             raise ValueError(f"sequence of {T} tokens is beyond the context length {self.config.max_seq_len}")
-        x = self.embed_tokens(idx)  # (B, T, d)
+        x = embed(self, idx)  # (B, T, d)
         if segments is not None:
             x = x + self.embed_segments(segments)
-        cos, sin = self.rope(torch.arange(T, device=idx.device))
-        # every query sees every (real) key: no causal pattern
+        # every query sees every (real) key: no causal pattern (ALiBi's bias is by |distance|)
         mask = padding_mask(lengths, T) if lengths is not None else torch.ones(T, T, dtype=torch.bool,
                                                                              device=idx.device)
+        cos, sin, mask = position_inputs(self, x, 0, mask)
         real = None if lengths is None else torch.arange(T, device=idx.device) < lengths[:, None]  # (B, T)
         for i, block in enumerate(self.layers):
             x = block(x, cos, sin, None, i, mask, token_mask=real)

@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmlab.models.config import ModelConfig
-from llmlab.models.decoder import apply_ffn, moe_config, moe_loss
+from llmlab.models.decoder import add_positions, apply_ffn, embed, make_norm, moe_config, moe_loss, position_inputs
 from llmlab.models.encoder import Encoder
-from llmlab.nn import RMSNorm, RotaryEmbedding, SwiGLU
 from llmlab.nn.attention import Attention
+from llmlab.nn.ffn_variants import FeedForward
 from llmlab.nn.masks import cross_mask
 from llmlab.nn.moe import MoEAux, MoEFeedForward
 
@@ -42,20 +42,30 @@ class CrossAttention(nn.Module):
 
 
 class DecoderBlock(nn.Module):
+    """Self-attention, cross-attention, feed-forward; norms, FFN kind, dropout and pre/post-norm as the
+    config says (as in the decoder's `Block`)."""
+
     def __init__(self, cfg: ModelConfig, moe: bool = False):
         super().__init__()
-        self.self_norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.self_attn = Attention(cfg.dim, cfg.n_head, cfg.n_kv_head)
-        self.cross_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.post_norm = cfg.norm_position == "post"
+        self.self_norm = make_norm(cfg)
+        self.self_attn = Attention(cfg.dim, cfg.n_head, cfg.n_kv_head, dropout=cfg.dropout)
+        self.cross_norm = make_norm(cfg)
         self.cross_attn = CrossAttention(cfg.dim, cfg.n_head)
-        self.mlp_norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.mlp = MoEFeedForward(cfg.dim, cfg.hidden, moe_config(cfg)) if moe else SwiGLU(cfg.dim, cfg.hidden)
+        self.mlp_norm = make_norm(cfg)
+        dense = FeedForward(cfg.dim, cfg.hidden, cfg.ffn_kind)
+        self.mlp = MoEFeedForward(cfg.dim, cfg.hidden, moe_config(cfg)) if moe else dense
+        self.drop = nn.Dropout(cfg.dropout)
         self.moe_aux: MoEAux | None = None  # routing losses and stats of the last forward (MoE blocks)
 
-    def forward(self, x, cos, sin, memory, memory_mask=None):
-        x = x + self.self_attn(self.self_norm(x), cos, sin)  # causal over the target
-        x = x + self.cross_attn(self.cross_norm(x), memory, memory_mask)
-        return x + apply_ffn(self, self.mlp_norm(x))
+    def forward(self, x, cos, sin, memory, memory_mask=None, mask=None):
+        """`mask`: None for the causal pattern over the target, or ALiBi's causal bias."""
+        parts = (lambda h: self.self_attn(h, cos, sin, None, 0, mask),  # causal over the target
+                 lambda h: self.cross_attn(h, memory, memory_mask),
+                 lambda h: apply_ffn(self, h))
+        for f, norm in zip(parts, (self.self_norm, self.cross_norm, self.mlp_norm)):
+            x = norm(x + self.drop(f(x))) if self.post_norm else x + self.drop(f(norm(x)))
+        return x
 
 
 class EncoderDecoder(nn.Module):
@@ -64,8 +74,8 @@ class EncoderDecoder(nn.Module):
         self.config = cfg
         self.encoder = Encoder(cfg, heads=False)
         self.layers = nn.ModuleList(DecoderBlock(cfg, cfg.is_moe_layer(i)) for i in range(cfg.n_layer))
-        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.rope = RotaryEmbedding(cfg.head_dim, cfg.max_seq_len, cfg.rope_base)
+        self.norm = make_norm(cfg) if cfg.norm_position == "pre" else nn.Identity()
+        add_positions(self, cfg)
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.encoder.embed_tokens.weight  # one vocabulary, one embedding
         for name, p in self.named_parameters():
@@ -74,13 +84,15 @@ class EncoderDecoder(nn.Module):
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor, src_lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, T, V) for the target inputs `tgt` (teacher forcing) given the source `src`."""
+        n = tgt.shape[1]
+        if n > self.config.max_seq_len:
+            raise ValueError(f"target of {n} tokens is beyond the context length {self.config.max_seq_len}")
         memory = self.encoder.hidden_states(src, lengths=src_lengths)  # (B, S, d)
-        T = tgt.shape[1]
-        mask = None if src_lengths is None else cross_mask(T, src.shape[1], src_lengths)
-        cos, sin = self.rope(torch.arange(T, device=tgt.device))
-        x = self.encoder.embed_tokens(tgt)  # (B, T, d)
+        memory_mask = None if src_lengths is None else cross_mask(n, src.shape[1], src_lengths)
+        x = embed(self, tgt, tokens=self.encoder.embed_tokens)  # (B, T, d)
+        cos, sin, mask = position_inputs(self, x, 0, None)
         for block in self.layers:
-            x = block(x, cos, sin, memory, mask)
+            x = block(x, cos, sin, memory, memory_mask, mask)
         return self.lm_head(self.norm(x))
 
     def moe_loss(self) -> torch.Tensor | None:
@@ -90,9 +102,10 @@ class EncoderDecoder(nn.Module):
 
     @torch.no_grad()
     def greedy(self, src: torch.Tensor, start_id: int, max_new_tokens: int, eos_id: int | None = None) -> list[int]:
-        """Greedy decoding of one source (1, S), re-running the decoder each step (no cache)."""
+        """Greedy decoding of one source (1, S), re-running the decoder each step (no cache). Stops at
+        `eos_id`, after `max_new_tokens`, or when the target fills the context."""
         out = [start_id]
-        for _ in range(max_new_tokens):
+        for _ in range(min(max_new_tokens, self.config.max_seq_len - 1)):
             nxt = int(self(src, torch.tensor([out], device=src.device))[0, -1].argmax())
             if nxt == eos_id:
                 break
