@@ -51,9 +51,11 @@ def register(sub) -> None:
 
 def _train(args) -> int:
     from llmlab.data.corpora import pfr1998
+    from llmlab.text.base import check_model_folder
     from llmlab.text.metrics import read_tagged
-    from llmlab.text.pos import tagger_class
+    from llmlab.text.pos import MODEL_FILE, tagger_class
 
+    check_model_folder(args.output, MODEL_FILE)  # before training: a bad -o costs nothing
     data = read_tagged(args.train_file, "training file") if args.train_file else pfr1998(args.split)
     config = _train_config(args)
     tagger = tagger_class(args.algo).train(data, config)

@@ -86,7 +86,13 @@ def _training_sentences(args) -> list[list[str]]:
 
 def _train(args) -> int:
     from llmlab.core.errors import InputError
-    from llmlab.text.base import segmenter_class
+    from llmlab.core.io import check_readable
+    from llmlab.text.base import MODEL_FILE, check_model_folder, segmenter_class
+
+    check_model_folder(args.output, MODEL_FILE)  # before training: a bad -o costs nothing
+    for path in (args.user_dict, args.feature_dict):
+        if path:
+            check_readable(path, "dictionary")
 
     if args.user_dict and args.algo not in DICT_ALGOS:
         raise InputError(f"--user-dict needs a dictionary-aware algo ({', '.join(DICT_ALGOS)}), got {args.algo!r}")

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import os
+import shutil
 import stat
 import sys
 import tempfile
@@ -62,6 +63,55 @@ def check_output(path: str | os.PathLike, what: str = "output", folder: bool = F
                 raise InputError(f"{what} {str(p)!r}: {str(parent)!r} is a file, not a folder")
             break
     return p
+
+
+def check_folder(path: str | os.PathLike, owned: Iterable[str] = (), what: str = "output folder") -> Path:
+    """`path` as a Path, or InputError when a folder written there would replace something that is not
+    its own: the folder may be new, empty, or hold only the entries named in `owned` (what an earlier
+    save of the same kind wrote). Commands call it before long work; `atomic_folder` calls it again.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp()); _ = (d / "notes.txt").write_text("mine")
+    >>> check_folder(d, owned={"model.safetensors"})
+    Traceback (most recent call last):
+    ...
+    llmlab.core.errors.InputError: output folder '...' holds files that are not its own (notes.txt): ...
+    """
+    p = check_output(path, what, folder=True)
+    if p.is_dir():
+        foreign = sorted(e.name for e in p.iterdir() if e.name not in set(owned))
+        if foreign:
+            more = f", and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+            raise InputError(f"{what} {str(p)!r} holds files that are not its own ({', '.join(foreign[:5])}{more}): "
+                             "give a new or empty folder")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, owned: Iterable[str] = (), what: str = "output folder") -> Iterator[Path]:
+    """Yield a new empty folder beside `path`; on success it takes `path`'s place as a whole (an earlier
+    folder there, which `check_folder` must accept, is swapped out and removed). Readers see the old
+    folder or the new one, never a mix of both; on error the new one is removed and `path` is untouched.
+    """
+    path = check_folder(path, owned, what)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp.chmod(0o777 & ~umask())  # not mkdtemp's private 0700: the mode a plain mkdir gives
+    except OSError as e:
+        raise InputError(f"cannot write {what} {str(path)!r}: {e.strerror}") from None
+    try:
+        yield tmp
+        check_folder(path, owned, what)  # nothing of the user's appeared there meanwhile
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 
 @functools.lru_cache(maxsize=1)

@@ -9,6 +9,7 @@ return slices of the original text.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 from abc import ABC, abstractmethod
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, read_json
+from llmlab.core.io import atomic_folder, atomic_write_json, check_folder, read_json
 from llmlab.core.registry import load_class
 
 FORMAT = "llmlab-segmenter"
@@ -227,12 +228,31 @@ def load_segmenter(directory: str | os.PathLike) -> Segmenter:
 
 def write_model_doc(directory: str | os.PathLike, model_file: str, fmt: str, version: int, kind: str,
                     state: Callable[[Path], dict]) -> Path:
-    """Write ``{"format", "version", "kind", "state"}`` atomically into `directory`/`model_file`;
-    `state(directory)` may first write array files beside it. Shared by segmenters and taggers."""
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(d / model_file, {"format": fmt, "version": version, "kind": kind, "state": state(d)})
-    return d
+    """Write ``{"format", "version", "kind", "state", "files"}`` as `directory`/`model_file`, where
+    `state(folder)` may first write array files beside it ("files" lists them). Shared by segmenters
+    and taggers. The folder is written as a whole (`atomic_folder`): a failed save leaves the old model;
+    and it may only replace a folder holding a model this way saved there (`check_model_folder`)."""
+    with atomic_folder(directory, model_folder_entries(directory, model_file), "model folder") as tmp:
+        doc = {"format": fmt, "version": version, "kind": kind, "state": state(tmp)}
+        doc["files"] = sorted(p.name for p in tmp.iterdir())
+        atomic_write_json(tmp / model_file, doc)
+    return Path(directory)
+
+
+def model_folder_entries(directory: str | os.PathLike, model_file: str) -> set[str]:
+    """The entries of a model folder that belong to the model `write_model_doc` saved there (its
+    ``files`` list and `model_file`); none when the folder holds no such model."""
+    path = Path(directory) / model_file
+    try:
+        files = json.loads(path.read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {model_file, *files} if isinstance(files, list) and all(isinstance(f, str) for f in files) else set()
+
+
+def check_model_folder(directory: str | os.PathLike, model_file: str) -> Path:
+    """InputError now, before training, if `write_model_doc` could not save into `directory` later."""
+    return check_folder(directory, model_folder_entries(directory, model_file), "model folder")
 
 
 def read_model_doc(directory: str | os.PathLike, model_file: str, fmt: str, version: int,

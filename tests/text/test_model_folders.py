@@ -1,0 +1,59 @@
+"""Saving segmenters and taggers: a folder is written as a whole, never over someone else's files."""
+
+import pytest
+
+from llmlab.cli import main
+from llmlab.core.errors import InputError
+from llmlab.text.base import load_segmenter
+from llmlab.text.pos import load_tagger
+
+LINE = "中国人民银行研究生命起源"
+
+
+def test_a_folder_holding_other_files_is_refused_before_training_and_kept(tmp_path, capsys):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "dictionary.txt").write_text("# my words\n云计算 5 n\n", encoding="utf-8")
+    train = tmp_path / "train.txt"
+    train.write_text("中国 人民\n" * 5, encoding="utf-8")
+    assert main(["seg", "train", "--algo", "fmm", "--train", str(train), "-o", str(folder)]) == 2
+    assert "holds files that are not its own (dictionary.txt)" in capsys.readouterr().err
+    assert [p.name for p in folder.iterdir()] == ["dictionary.txt"]
+    assert (folder / "dictionary.txt").read_text(encoding="utf-8") == "# my words\n云计算 5 n\n"
+    assert main(["seg", "train", "--algo", "fmm", "--train", str(train), "-o", str(train)]) == 2
+    assert "is a file, expected a folder" in capsys.readouterr().err
+
+
+def test_a_segmenter_and_a_tagger_do_not_share_a_folder(segmenters, train_tagged, tmp_path):
+    from llmlab.text.pos import HmmTagger
+
+    segmenters["perceptron"].save(tmp_path / "m")
+    with pytest.raises(InputError, match="not its own"):
+        HmmTagger.train(train_tagged[:50]).save(tmp_path / "m")
+    assert load_segmenter(tmp_path / "m").cut(LINE) == segmenters["perceptron"].cut(LINE)
+    HmmTagger.train(train_tagged[:50]).save(tmp_path / "t")
+    with pytest.raises(InputError, match="not its own"):
+        segmenters["fmm"].save(tmp_path / "t")
+    load_tagger(tmp_path / "t")
+
+
+def test_resaving_replaces_the_whole_model_and_a_failed_save_keeps_the_old(segmenters, tmp_path, monkeypatch):
+    import llmlab.text.perceptron as perceptron
+
+    folder = tmp_path / "m"
+    segmenters["perceptron"].save(folder)
+    first = sorted(p.name for p in folder.iterdir())
+    segmenters["unigram"].save(folder)  # another kind over an earlier model: its files go with it
+    assert sorted(p.name for p in folder.iterdir()) == ["segmenter.json"]
+    assert load_segmenter(folder).kind == "unigram"
+    segmenters["perceptron"].save(folder)
+    assert sorted(p.name for p in folder.iterdir()) == first
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(perceptron, "_write_counts", full_disk)
+    with pytest.raises(OSError):
+        segmenters["perceptron"].save(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary folder left behind
+    assert load_segmenter(folder).cut(LINE) == segmenters["perceptron"].cut(LINE)
