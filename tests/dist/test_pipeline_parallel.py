@@ -32,9 +32,11 @@ def _config(**kw) -> ModelConfig:
     return ModelConfig(**{**base, **kw})
 
 
-def _equivalence(group, schedule: str, n_layer: int, tie: bool, seed: int = 0, tp_group=None, **cfg) -> dict:
+def _equivalence(group, schedule: str, n_layer: int, tie: bool, seed: int = 0, tp_group=None, accum: int = 1,
+                 **cfg) -> dict:
     """Whole model vs this rank's stage on one batch (some targets ignored), then two SGD steps.
-    With `tp_group`, each stage is also tensor-parallel over it (a pipeline x tensor mesh)."""
+    With `tp_group`, each stage is also tensor-parallel over it (a pipeline x tensor mesh); with
+    `accum`, each step accumulates that many backward passes before the optimizer steps."""
     torch.manual_seed(0)
     ref = CausalLM(_config(n_layer=n_layer, tie_embeddings=tie, **cfg))
     model = copy.deepcopy(ref) if tp_group is None else parallelize_decoder(copy.deepcopy(ref), tp_group)
@@ -48,9 +50,10 @@ def _equivalence(group, schedule: str, n_layer: int, tie: bool, seed: int = 0, t
     opt_pp = torch.optim.SGD(stage.parameters(), lr=0.1, momentum=0.9)
     out = {}
     for step in range(2):
-        loss_ref = causal_lm_loss(ref(x), y)
-        loss_ref.backward()
-        res = pipeline_step(stage, x, y, M, schedule, group)
+        for _ in range(accum):
+            loss_ref = causal_lm_loss(ref(x), y)
+            loss_ref.backward()
+            res = pipeline_step(stage, x, y, M, schedule, group)
         out[f"loss{step}"] = abs(res.loss - loss_ref.item())
         if step == 0:
             out["grads"] = _max_diff(stage, ref, grads=True, tp_group=tp_group)
@@ -104,6 +107,7 @@ def _worker_two(rank, world):
             "gpipe": _equivalence(None, "gpipe", 2, tie=True),
             "1f1b": _equivalence(None, "1f1b", 3, tie=True, position="alibi"),  # uneven stages: 2 + 1 layers
             "untied": _equivalence(None, "1f1b", 2, tie=False, position="learned", norm_position="post"),
+            "accum": _equivalence(None, "1f1b", 2, tie=True, accum=2),  # tied gradients sent once, not again
             "torch": [_torch_equivalence(schedule) for schedule in ("gpipe", "1f1b")],
             "errors": _bad_calls(None)}
 
@@ -127,7 +131,7 @@ def _check(res: dict, schedule: str, p: int, stage: int) -> None:
 def test_pipeline_matches_sequential_on_two_ranks():
     results = spawn(_worker_two, 2)
     for stage, res in enumerate(results):
-        for key, schedule in (("gpipe", "gpipe"), ("1f1b", "1f1b"), ("untied", "1f1b")):
+        for key, schedule in (("gpipe", "gpipe"), ("1f1b", "1f1b"), ("untied", "1f1b"), ("accum", "1f1b")):
             _check(res[key], schedule, 2, stage)
         _check(res["p1"], "1f1b", 1, 0)
         for torch_res in res["torch"]:

@@ -255,6 +255,7 @@ def pipeline_step(stage: PipelineStage, idx: torch.Tensor, targets: torch.Tensor
     act_shape, dtype = (B // n_micro, T, stage.config.dim), param.dtype
     io, saved, timeline, peak = _P2P(group, param.device), {}, [], 0
     loss = torch.zeros((), device=param.device)
+    tied_before = _tied_grad(stage)
     dist.barrier(group=group)
     t0 = time.perf_counter()
     for kind, i in schedule_ops(schedule, p, s, n_micro):
@@ -279,17 +280,29 @@ def pipeline_step(stage: PipelineStage, idx: torch.Tensor, targets: torch.Tensor
         timeline.append(Event(kind, i, start - t0, time.perf_counter() - t0))
     io.wait()
     if stage.tied_copy:
-        _sum_tied_grads(stage, io)
+        _sum_tied_grads(stage, io, tied_before)
     dist.broadcast(loss, dist.get_global_rank(io.group, p - 1), group=io.group)  # also ends the step together
     return PipelineResult(float(loss), timeline, peak, time.perf_counter() - t0)
 
 
-def _sum_tied_grads(stage: PipelineStage, io: _P2P) -> None:
-    """Stage 0 (embedding) and the last stage (head) swap their gradients of the tied matrix and add."""
-    w = stage.embed_tokens.weight if stage.first else stage.lm_head.weight
+def _tied_weight(stage: PipelineStage) -> torch.Tensor:
+    return stage.embed_tokens.weight if stage.first else stage.lm_head.weight
+
+
+def _tied_grad(stage: PipelineStage) -> torch.Tensor | None:
+    """A copy of the tied matrix's gradient before a step (None: untied, or no gradient yet)."""
+    grad = _tied_weight(stage).grad if stage.tied_copy else None
+    return None if grad is None else grad.detach().clone()
+
+
+def _sum_tied_grads(stage: PipelineStage, io: _P2P, before: torch.Tensor | None) -> None:
+    """Stage 0 (embedding) and the last stage (head) swap what this step added to their gradients of
+    the tied matrix and add it: with gradient accumulation, the gradient already held (`before`, the
+    earlier steps' sum, exchanged then) must not be sent again."""
+    w = _tied_weight(stage)
     peer = stage.n_stages - 1 if stage.first else 0
     mine = w.grad if w.grad is not None else torch.zeros_like(w)
-    io.send(mine.detach().clone(), peer, _TIED_TAG)
+    io.send((mine if before is None else mine - before).detach().clone(), peer, _TIED_TAG)
     theirs = io.recv(w.shape, w.dtype, peer, _TIED_TAG)
     io.wait()
     w.grad = mine + theirs
@@ -320,6 +333,7 @@ def torch_pipeline_step(stage: PipelineStage, idx: torch.Tensor, targets: torch.
     cls = pipelining.ScheduleGPipe if schedule == "gpipe" else pipelining.Schedule1F1B
     runner = cls(torch_stage, n_micro, loss_fn=causal_lm_loss)  # grads are scaled by 1 / n_micro
     losses: list[torch.Tensor] = []
+    tied_before = _tied_grad(stage)
     if stage.first:
         runner.step(idx)
     elif stage.last:
@@ -327,7 +341,7 @@ def torch_pipeline_step(stage: PipelineStage, idx: torch.Tensor, targets: torch.
     else:
         runner.step()
     if stage.tied_copy:
-        _sum_tied_grads(stage, _P2P(group, device))
+        _sum_tied_grads(stage, _P2P(group, device), tied_before)
     loss = torch.stack(losses).mean().detach() if stage.last else torch.zeros((), device=device)
     dist.broadcast(loss, dist.get_global_rank(_group_or_world(group), p - 1), group=_group_or_world(group))
     return float(loss)
