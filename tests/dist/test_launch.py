@@ -36,3 +36,13 @@ def test_a_failing_rank_raises_with_its_traceback():
 def test_a_rank_refusing_its_input_is_an_input_error_in_the_parent():
     with pytest.raises(InputError, match="^rank 1: bad setting$"):
         spawn(_refuse, 2, timeout=60)
+
+
+def _interrupted(rank, world):
+    raise KeyboardInterrupt  # what Ctrl-C raises in every rank
+
+
+def test_ctrl_c_in_the_ranks_is_an_interrupt_in_the_parent_not_a_failure():
+    # the CLI prints KeyboardInterrupt as "llmlab: interrupted"; a RuntimeError would be a traceback
+    with pytest.raises(KeyboardInterrupt):
+        spawn(_interrupted, 2, timeout=60)

@@ -65,6 +65,8 @@ def _worker(rank: int, world: int, port: int, backend: str, threads: int, fn: Ca
         results.put((rank, "ok", out))
     except InputError as e:  # bad input: the parent raises it again, as the one-line error it is
         results.put((rank, "input", str(e)))
+    except KeyboardInterrupt:  # Ctrl-C reaches every rank: the parent stops as interrupted, not failed
+        results.put((rank, "interrupted", None))
     except BaseException:  # reported before the group closes, so the root cause arrives first
         results.put((rank, "error", traceback.format_exc()))
     finally:
@@ -76,7 +78,8 @@ def spawn(fn: Callable, nproc: int, *args, backend: str | None = None, timeout: 
     """Run ``fn(rank, nproc, *args)`` in `nproc` processes of one group; their return values by rank.
 
     Raises RuntimeError with the first failing rank's traceback, or on timeout (all ranks are killed);
-    a rank that raised InputError (a bad setting found once the model exists) gives InputError.
+    a rank that raised InputError (a bad setting found once the model exists) gives InputError, and
+    one interrupted (Ctrl-C) KeyboardInterrupt.
     """
     if nproc < 1:
         raise InputError(f"nproc must be >= 1, got {nproc}")
@@ -100,6 +103,8 @@ def spawn(fn: Callable, nproc: int, *args, backend: str | None = None, timeout: 
                                    f"reporting: {dead})") from None
             if status == "input":
                 raise InputError(f"rank {rank}: {out}")
+            if status == "interrupted":
+                raise KeyboardInterrupt
             if status != "ok":
                 raise RuntimeError(f"rank {rank} failed (first to fail; others may fail after it):\n{out}")
             got[rank] = out
