@@ -137,3 +137,28 @@ def test_flops_per_token_is_six_n_plus_attention():
     n = 32 * (4 * d * d + 3 * d * h) + 32000 * d  # matmul weights by hand: q,k,v,o; gate,up,down; the head
     assert flops_per_token(cfg, 2048) == 6 * n + 6 * 2 * cfg.n_layer * 2048 * cfg.dim
     assert flops_per_token(cfg, 2048, training=False) * 3 == flops_per_token(cfg, 2048)
+
+
+def test_model_folders_are_written_whole_and_never_over_other_files(tmp_path):
+    from llmlab.models.hf import export_hf
+
+    torch.manual_seed(3)
+    model = CausalLM(CONFIGS[0]).eval()
+    save_model(model, tmp_path / "m")
+    save_model(CausalLM(CONFIGS[1]), tmp_path / "m")  # an earlier save is replaced as a whole
+    assert load_model(tmp_path / "m")[0].config == CONFIGS[1]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(InputError, match="not its own"):
+        save_model(model, tmp_path / "mine")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+    # a model HF cannot express is refused before anything is written, and an earlier export stays whole
+    export_hf(model, tmp_path / "hf")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "hf").iterdir()}
+    alibi = CausalLM(ModelConfig(**{**CONFIGS[0].__dict__, "position": "alibi"}))
+    for target in ("hf", "fresh"):
+        with pytest.raises(InputError):
+            export_hf(alibi, tmp_path / target)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "hf").iterdir()} == before
+    assert not (tmp_path / "fresh").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf", "m", "mine"]  # no temporary folders left

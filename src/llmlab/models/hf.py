@@ -13,7 +13,7 @@ from pathlib import Path
 
 from safetensors.torch import save
 
-from llmlab.core.io import atomic_write_bytes, atomic_write_json
+from llmlab.core.io import atomic_folder, atomic_write_bytes, atomic_write_json
 from llmlab.models.decoder import CausalLM
 from llmlab.models.io import model_state
 from llmlab.nn.rope_scaling import hf_rope_config
@@ -59,14 +59,14 @@ def export_hf(model: CausalLM, directory: str | os.PathLike, tokenizer: Tokenize
         from llmlab.core.errors import InputError
 
         raise InputError("a mixture-of-experts model has no LLaMA layout to export to")
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
+    config = hf_config(model, tokenizer)  # first: a model HF cannot express writes nothing
     state = {(k if k.startswith("lm_head") else f"model.{k}"): v for k, v in model_state(model).items()}
-    atomic_write_bytes(d / "model.safetensors", save(state, metadata={"format": "pt"}))
-    atomic_write_json(d / "config.json", hf_config(model, tokenizer))
-    if tokenizer is not None:
-        tokenizer.save(d / "tokenizer.json")
-    return d
+    with atomic_folder(directory, ("config.json", "model.safetensors", "tokenizer.json"), "export folder") as d:
+        atomic_write_bytes(d / "model.safetensors", save(state, metadata={"format": "pt"}))
+        atomic_write_json(d / "config.json", config)
+        if tokenizer is not None:
+            tokenizer.save(d / "tokenizer.json")
+    return Path(directory)
 
 
 def import_hf(directory: str | os.PathLike) -> CausalLM:

@@ -1,6 +1,7 @@
 """Save and load a model directory: config.json, model.safetensors, tokenizer.json, README.md.
 
-Weights are safetensors only, never pickle. Each file is written atomically.
+Weights are safetensors only, never pickle. The directory is written as a whole (`atomic_folder`):
+readers see the old model or the new one, never new weights beside an old config.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from safetensors.torch import load_file, save
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from llmlab.core.io import atomic_folder, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from llmlab.models.card import ModelCard
 from llmlab.models.config import ModelConfig
 from llmlab.models.decoder import CausalLM
 from llmlab.tokenizers import Tokenizer, load_tokenizer
 
 FORMAT_VERSION = 1
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "README.md")  # what a save may replace
 
 
 def model_state(model: CausalLM) -> dict[str, torch.Tensor]:
@@ -38,17 +40,17 @@ def model_state(model: CausalLM) -> dict[str, torch.Tensor]:
 
 def save_model(model: CausalLM, directory: str | os.PathLike, tokenizer: Tokenizer | None = None,
                card: ModelCard | None = None) -> Path:
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(d / "model.safetensors", save(model_state(model), metadata={"format": "pt"}))
-    atomic_write_json(d / "config.json", {
-        "llmlab_format": FORMAT_VERSION, "family": "causal-decoder", "config": config_to_dict(model.config),
-    })
-    if tokenizer is not None:
-        tokenizer.save(d / "tokenizer.json")
-    if card is not None:
-        atomic_write_text(d / "README.md", card.to_markdown())
-    return d
+    """Write the model folder as a whole; an existing one may hold only what a model save writes."""
+    with atomic_folder(directory, MODEL_FILES, "model folder") as d:
+        atomic_write_bytes(d / "model.safetensors", save(model_state(model), metadata={"format": "pt"}))
+        atomic_write_json(d / "config.json", {
+            "llmlab_format": FORMAT_VERSION, "family": "causal-decoder", "config": config_to_dict(model.config),
+        })
+        if tokenizer is not None:
+            tokenizer.save(d / "tokenizer.json")
+        if card is not None:
+            atomic_write_text(d / "README.md", card.to_markdown())
+    return Path(directory)
 
 
 def load_config_file(directory: str | os.PathLike) -> ModelConfig:
