@@ -19,3 +19,23 @@ def test_parameter_count_gated_table_matches_the_ffn_module():
 
     for kind in FFN_KINDS:
         assert ffn_parameters(8, 16, kind) == (3 if kind in GATED_FFN else 2) * 8 * 16, kind
+
+
+def test_values_that_would_break_the_model_silently_are_refused():
+    import math
+
+    import pytest
+
+    from llmlab.core.config import config_from_dict
+    from llmlab.core.errors import InputError
+    from llmlab.models import ModelConfig
+
+    for bad in ({"rope_base": 0.0}, {"rope_base": -5.0}, {"norm_eps": -1.0}, {"norm_eps": math.nan},
+                {"init_std": -1.0}, {"moe_capacity_factor": -1.0}, {"rope_original_max_seq_len": -4}):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            ModelConfig(**bad)
+    # a hand-edited config.json with wrong JSON types: a one-line error, not a TypeError later
+    for bad in ({"dim": "64"}, {"rope_base": None}, {"tie_embeddings": 1}, {"n_layer": True}, {"norm": 3}):
+        with pytest.raises(InputError, match=f"ModelConfig.{next(iter(bad))} must be"):
+            config_from_dict(ModelConfig, bad)
+    assert config_from_dict(ModelConfig, {"dropout": 0, "rope_base": 500000}).rope_base == 500000  # ints are floats

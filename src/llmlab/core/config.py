@@ -34,8 +34,30 @@ def config_from_dict(cls: type[T], data: dict, what: str = "config") -> T:
     for f in dataclasses.fields(cls):
         if f.name in data:
             v = data[f.name]
+            _check_scalar(f, v, f"{what}: {cls.__name__}.{f.name}")
             kwargs[f.name] = tuple(v) if isinstance(v, list) else v
     return cls(**kwargs)
+
+
+_SCALARS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _check_scalar(f: dataclasses.Field, v: Any, what: str) -> None:
+    """InputError when a field declared int, float, bool or str gets another JSON type (a quoted
+    number, null, true for a count), which would fail later with a bare TypeError or, worse, work.
+
+    >>> from dataclasses import dataclass, fields
+    >>> @dataclass(frozen=True)
+    ... class C:
+    ...     dim: int = 64
+    >>> _check_scalar(fields(C)[0], "64", "C.dim")
+    Traceback (most recent call last):
+    ...
+    llmlab.core.errors.InputError: C.dim must be an int, got '64'
+    """
+    allowed = _SCALARS.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""))
+    if allowed and (not isinstance(v, allowed) or (isinstance(v, bool) and bool not in allowed)):
+        raise InputError(f"{what} must be {'an' if str(f.type) == 'int' else 'a'} {f.type}, got {v!r}")
 
 
 def save_config(cfg: Any, path: str | os.PathLike) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from llmlab.core.errors import InputError
@@ -73,6 +74,13 @@ class ModelConfig:
             _ = self.rope  # RopeScaling validates factor and lengths (imports torch only then)
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
+        # NaN fails these too; a bad RoPE base or eps gives NaN tables that attention silently zeroes
+        for name in ("rope_base", "norm_eps", "init_std"):
+            if not 0 < getattr(self, name) < math.inf:
+                raise InputError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
+        for name in ("moe_capacity_factor", "moe_aux_loss_coef", "moe_z_loss_coef", "rope_original_max_seq_len"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise InputError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
 
     @property
     def head_dim(self) -> int:
