@@ -17,3 +17,10 @@ def test_cli_prints_and_writes_the_table(tmp_path, capsys):
 def test_cli_refuses_lengths_below_the_trained_one(tmp_path, capsys):
     assert main(["extrapolation", "--lengths", "64,128", "--out", str(tmp_path)]) == 2
     assert "lengths" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_head_rope_cannot_rotate_before_training(tmp_path, capsys):
+    # head size 2: refused at once, not after the learned and sinusoidal models have trained
+    assert main(["extrapolation", "--dim", "16", "--n-head", "8", "--out", str(tmp_path / "x")]) == 2
+    assert "must be > 2 for RoPE" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -89,5 +89,8 @@ def test_bad_generation_settings_are_clear_errors(model):
         GenerationConfig(top_p=0)
     with pytest.raises(InputError, match="temperature must be"):
         GenerationConfig(temperature=-1)
+    for seed in (-1, 2**64):  # torch.Generator's range; past it, a bare OverflowError
+        with pytest.raises(InputError, match="seed must be"):
+            GenerationConfig(seed=seed)
     with pytest.raises(InputError, match="at least one token"):
         generate(model, [])

@@ -99,3 +99,7 @@ def test_bad_configs_are_refused():
         dataclasses.replace(cfg, positions=("nope",))
     with pytest.raises(InputError, match="rope"):
         dataclasses.replace(cfg, positions=("alibi",))
+    with pytest.raises(InputError, match="repeats"):
+        dataclasses.replace(cfg, lengths=(16, 16))
+    with pytest.raises(InputError, match="positions is empty"):
+        dataclasses.replace(cfg, positions=(), rope_scalings=())

@@ -32,3 +32,10 @@ def test_cli_writes_table_and_plot(tmp_path, capsys):
 def test_cli_refuses_a_bad_activation(tmp_path, capsys):
     assert main(["gradflow", "--activations", "softsign", "--out", str(tmp_path)]) == 2
     assert "activation" in capsys.readouterr().err
+    for bad in ("", " , ", "tanh,tanh"):
+        assert main(["gradflow", "--activations", bad, "--out", str(tmp_path / "x")]) == 2
+        assert "at least one activation, each once" in capsys.readouterr().err
+    (tmp_path / "file").write_text("not a folder")
+    assert main(["gradflow", "--activations", "tanh", "--out", str(tmp_path / "file")]) == 2
+    assert "is a file, expected a folder" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

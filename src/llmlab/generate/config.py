@@ -26,3 +26,5 @@ class GenerationConfig:
             raise InputError(f"top_k must be >= 0, got {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.seed < 2**63:  # what torch.Generator takes
+            raise InputError(f"seed must be in [0, 2**63), got {self.seed}")

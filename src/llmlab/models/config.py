@@ -68,6 +68,8 @@ class ModelConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise InputError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.position == "rope" and self.dim // self.n_head <= 2:  # RoPE's frequencies need two pairs
+            raise InputError(f"head size dim/n_head = {self.dim // self.n_head} must be > 2 for RoPE")
         if self.rope_scaling != "none" and self.position != "rope":
             raise InputError(f"rope_scaling={self.rope_scaling!r} needs position='rope', got {self.position!r}")
         if self.rope_scaling != "none":

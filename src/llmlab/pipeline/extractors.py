@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from llmlab.core.io import atomic_write_json, atomic_write_text
+from llmlab.core.io import atomic_write_json, atomic_write_text, check_output
 from llmlab.data import lm_splits
 from llmlab.models import CausalLM
 from llmlab.models.baselines import CNNConfig, ConvLM, RecurrentLM, RNNConfig
@@ -36,7 +36,7 @@ def build_extractors(base: RunConfig, vocab_size: int) -> dict[str, torch.nn.Mod
 
 
 def compare_extractors(base: RunConfig, out_dir: str | Path, steps: int | None = None) -> list[dict]:
-    out = Path(out_dir)
+    out = check_output(out_dir, "output folder", folder=True)
     out.mkdir(parents=True, exist_ok=True)
     train_lines, dev_lines = lm_splits(base.corpus)
     tok, train_ids, dev_ids = prepare_streams(base, train_lines, dev_lines)

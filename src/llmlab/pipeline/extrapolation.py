@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, atomic_write_text
+from llmlab.core.io import atomic_write_json, atomic_write_text, check_output
 from llmlab.data import lm_splits
 from llmlab.models import CausalLM, ModelConfig, save_model
 from llmlab.nn.rope_scaling import extrapolation_scaling
@@ -80,6 +80,16 @@ class ExtrapolationConfig:
                 raise InputError(f"rope scaling must be one of {ROPE_SCALINGS}, got {k!r}")
         if self.rope_scalings and "rope" not in self.positions:
             raise InputError("rope scalings need the 'rope' position scheme in positions")
+        for name in ("lengths", "positions", "rope_scalings"):
+            if len(set(getattr(self, name))) != len(getattr(self, name)):
+                raise InputError(f"{name} repeats an entry: {getattr(self, name)}")
+        if not self.positions:
+            raise InputError("positions is empty: name at least one scheme to train")
+        # every model and eval-time variant is built here, so a bad size fails before any training
+        for p in self.positions:
+            dataclasses.replace(self.run.model, position=p)
+        for k in self.rope_scalings:
+            eval_config(dataclasses.replace(self.run.model, position="rope"), max(self.lengths), k)
 
 
 def eval_config(trained: ModelConfig, length: int, scaling: str = "none") -> ModelConfig | None:
@@ -124,7 +134,7 @@ def train_model(run: RunConfig, position: str, vocab_size: int, train_ids: torch
 
 def run_extrapolation(cfg: ExtrapolationConfig, out_dir: str | Path) -> list[dict]:
     """Train one model per position scheme, score every variant at every length; write table and plot."""
-    out = Path(out_dir)
+    out = check_output(out_dir, "output folder", folder=True)
     out.mkdir(parents=True, exist_ok=True)
     run = cfg.run
     train_lines, dev_lines = lm_splits(run.corpus)

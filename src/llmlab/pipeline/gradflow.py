@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmlab.core.io import atomic_write_json, atomic_write_text
+from llmlab.core.errors import InputError
+from llmlab.core.io import atomic_write_json, atomic_write_text, check_output
 from llmlab.nn.gradflow import ACTIVATIONS, gradient_flow_table
 from llmlab.pipeline.report import finish_axes, new_figure, save_png
 
@@ -28,9 +29,12 @@ def setting_name(row: dict) -> str:
 
 def run_gradflow(out_dir: str | Path, activations=tuple(ACTIVATIONS), depth: int = 16, width: int = 64,
                  seed: int = 0) -> list[dict]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output(out_dir, "output folder", folder=True)
+    activations = tuple(activations)
+    if not activations or len(set(activations)) != len(activations):
+        raise InputError(f"activations must name at least one activation, each once, got {activations}")
     rows = gradient_flow_table(tuple(activations), depth=depth, width=width, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "results.json", {"depth": depth, "width": width, "seed": seed, "results": rows})
     atomic_write_text(out / "gradflow.md", markdown_table(rows, depth, width))
     plot_gradflow(rows, out / "gradflow.png")
