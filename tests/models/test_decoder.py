@@ -126,6 +126,22 @@ def test_import_from_a_transformers_llama_directory(tmp_path, tie):
     x = torch.randint(0, 40, (2, 9))
     with torch.no_grad():
         torch.testing.assert_close(ours(x), hf(x).logits, atol=1e-5, rtol=1e-4)
+    if tie:
+        return
+    # a config missing a size, and missing or damaged weights: one-line errors naming the file
+    import json
+
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "rms_norm_eps"}))
+    with pytest.raises(InputError, match=r"lacks numbers for \['rms_norm_eps'\]"):
+        import_hf(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "model.safetensors").write_bytes(b"truncated")
+    with pytest.raises(InputError, match="cannot read"):
+        import_hf(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(InputError, match="has no model.safetensors"):
+        import_hf(tmp_path)
 
 
 def test_flops_per_token_is_six_n_plus_attention():

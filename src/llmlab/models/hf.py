@@ -75,12 +75,10 @@ def import_hf(directory: str | os.PathLike) -> CausalLM:
     Supports what our decoder expresses: no biases, SiLU-gated MLP, default RoPE; anything else is a
     clear error rather than a silently different model.
     """
-    from safetensors.torch import load_file
-
     from llmlab.core.errors import InputError
     from llmlab.core.io import read_json
     from llmlab.models.config import ModelConfig
-    from llmlab.models.io import load_state
+    from llmlab.models.io import load_state, read_weights
 
     d = Path(directory)
     c = read_json(d / "config.json", "HF config")
@@ -91,6 +89,11 @@ def import_hf(directory: str | os.PathLike) -> CausalLM:
         raise InputError(f"{str(d)!r}: RoPE scaling is not supported by this importer yet")
     if c.get("attention_bias") or c.get("mlp_bias") or c.get("hidden_act", "silu") != "silu":
         raise InputError(f"{str(d)!r}: biases or a non-SiLU MLP are not supported")
+    needed = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+              "max_position_embeddings", "rms_norm_eps")
+    missing = [k for k in needed if not isinstance(c.get(k), (int, float)) or isinstance(c.get(k), bool)]
+    if missing:
+        raise InputError(f"{str(d / 'config.json')!r} lacks numbers for {missing}")
     cfg = ModelConfig(
         vocab_size=c["vocab_size"], dim=c["hidden_size"], n_layer=c["num_hidden_layers"],
         n_head=c["num_attention_heads"], n_kv_head=c.get("num_key_value_heads") or c["num_attention_heads"],
@@ -100,7 +103,8 @@ def import_hf(directory: str | os.PathLike) -> CausalLM:
     )
     if c.get("head_dim") not in (None, cfg.head_dim):
         raise InputError(f"{str(d)!r}: head_dim {c['head_dim']} differs from hidden_size / heads")
-    state = {k.removeprefix("model."): v.float() for k, v in load_file(d / "model.safetensors").items()}
+    weights = read_weights(d / "model.safetensors")
+    state = {k.removeprefix("model."): v.float() for k, v in weights.items()}
     if cfg.tie_embeddings:
         state.pop("lm_head.weight", None)
     model = CausalLM(cfg)

@@ -53,6 +53,16 @@ def save_model(model: CausalLM, directory: str | os.PathLike, tokenizer: Tokeniz
     return Path(directory)
 
 
+def read_weights(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (any dtype, bf16 included), or InputError naming it."""
+    if not path.is_file():
+        raise InputError(f"model directory {str(path.parent)!r} has no {path.name}")
+    try:
+        return load_file(path, device=str(device))
+    except (SafetensorError, OSError) as e:
+        raise InputError(f"cannot read {str(path)!r}: {e}") from None
+
+
 def load_config_file(directory: str | os.PathLike) -> ModelConfig:
     path = Path(directory) / "config.json"
     doc = read_json(path, "model config")
@@ -90,12 +100,7 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
         raise InputError(f"model directory {str(d)!r} does not exist")
     cfg = load_config_file(d)
     weights = d / "model.safetensors"
-    if not weights.is_file():
-        raise InputError(f"model directory {str(d)!r} has no model.safetensors")
-    try:
-        state = load_file(weights, device=str(device))
-    except (SafetensorError, OSError) as e:
-        raise InputError(f"cannot read {str(weights)!r}: {e}") from None
+    state = read_weights(weights, device)
     model = CausalLM(cfg).to(device)
     load_state(model, state, str(weights))
     model.eval()
