@@ -6,7 +6,7 @@ import math
 import pytest
 
 from llmlab.core.errors import InputError
-from llmlab.text.base import normalize_text
+from llmlab.text.base import ALNUM_RUN, normalize_text
 from llmlab.text.lattice import (
     BigramSegmenter,
     UnigramSegmenter,
@@ -145,6 +145,28 @@ def test_bigram_best_path_by_brute_force(train_words):
 
         best = max(allowed, key=score)
         assert math.isclose(score(seg.cut(text)), score(best), rel_tol=1e-9)
+
+
+def test_bigram_k_best_ranks_by_the_bigram_model(train_words, test_words):
+    seg = BigramSegmenter.train(train_words[:200])
+
+    def path_logp(ws):  # the model holds width-normalised words
+        seq = ["<s>", *map(normalize_text, ws), "</s>"]
+        return sum(seg.logp(a, b) for a, b in itertools.pairwise(seq))
+
+    for words in test_words[:40]:
+        text = "".join(words)
+        got = seg.k_best(text, 4)
+        assert got[0][1] == seg.cut(text)  # the best path is the model's cut
+        assert [s for s, _ in got] == sorted((s for s, _ in got), reverse=True)
+        for s, ws in got:
+            assert "".join(ws) == text and math.isclose(s, path_logp(ws), rel_tol=1e-9)
+    lex = seg.lexicon
+    for words in train_words[:10]:  # the k best of all lexicon paths, by brute force
+        text = "".join(w for w in words if not ALNUM_RUN.search(w))[:7]
+        allowed = [ws for ws in all_cuts(text) if all(len(w) == 1 or w in lex for w in ws)]
+        want = sorted((path_logp(ws) for ws in allowed), reverse=True)[:5]
+        assert [round(s, 9) for s, _ in seg.k_best(text, 5)] == [round(s, 9) for s in want]
 
 
 def test_scoring_principles_rank_candidates():

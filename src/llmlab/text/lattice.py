@@ -20,6 +20,8 @@ from llmlab.core.errors import InputError
 from llmlab.text.base import ALNUM_RUN, check_sentences, normalize_text, same_cuts
 from llmlab.text.lexicon import DictSegmenter, Lexicon, alnum_ends
 
+BOS, EOS = "<s>", "</s>"
+
 
 def build_dag(text: str, lexicon: Lexicon) -> list[list[int]]:
     """Ends of every lexicon word starting at each position, plus the fallback one-unit edge.
@@ -104,6 +106,52 @@ def k_best_paths(
             words.append(text[i:j2])
             i, r = j2, r2
         out.append((score, words) if n else (score, []))
+    return out
+
+
+def _score(c: tuple) -> float:
+    return c[0]
+
+
+def bigram_k_best(
+    text: str, dag: list[list[int]], logp: Callable[[str, str], float], k: int
+) -> list[tuple[float, list[str]]]:
+    """The `k` best paths under a bigram model ``logp(prev, word)`` with ``<s>`` / ``</s>`` at the ends,
+    best first: a k-best Viterbi over (end position, start of the last word) states.
+
+    >>> lp = {("<s>", "ab"): -1.0, ("ab", "</s>"): -1.0, ("<s>", "a"): -0.5, ("a", "b"): -0.5, ("b", "</s>"): -2.0}
+    >>> bigram_k_best("ab", [[1, 2], [2]], lambda v, w: lp[v, w], 2)
+    [(-2.0, ['ab']), (-3.0, ['a', 'b'])]
+    """
+    if k < 1:
+        raise InputError(f"k must be >= 1, got {k}")
+    n = len(text)
+    if n == 0:
+        return [(0.0, [])]
+    # best[j][i]: the (at most) k best (score, start of the previous word, its rank there) over paths
+    # covering text[:j] whose last word is text[i:j]; ties keep the first found
+    best: list[dict[int, list[tuple[float, int, int]]]] = [{} for _ in range(n + 1)]
+    best[0][-1] = [(0.0, -1, -1)]
+    for i in range(n):
+        if not best[i]:  # no path reaches i (inside a Latin / digit run)
+            continue
+        for h, paths in best[i].items():
+            prev = text[h:i] if h >= 0 else BOS
+            for j in dag[i]:
+                w = logp(prev, text[i:j])
+                best[j].setdefault(i, []).extend((s + w, h, r) for r, (s, _, _) in enumerate(paths))
+        for j in dag[i]:
+            if len(best[j][i]) > k:
+                best[j][i] = heapq.nlargest(k, best[j][i], key=_score)
+    ends = [(s + logp(text[i:n], EOS), i, r) for i, paths in best[n].items() for r, (s, _, _) in enumerate(paths)]
+    out = []
+    for score, i, r in heapq.nlargest(k, ends, key=_score):
+        words, j = [], n
+        while j > 0:
+            words.append(text[i:j])
+            _, h, r = best[j][i][r]
+            j, i = i, h
+        out.append((score, words[::-1]))
     return out
 
 
@@ -205,9 +253,6 @@ class UnigramSegmenter(DictSegmenter):
         return cls(Lexicon.from_dict(state["lexicon"]), config_from_dict(LatticeConfig, state["config"]))
 
 
-BOS, EOS = "<s>", "</s>"
-
-
 class BigramSegmenter(UnigramSegmenter):
     """Best DAG path under an interpolated bigram word model:
     ``P(w | v) = a * c(v, w) / c(v) + (1 - a) * P_unigram(w)``, with ``<s>`` and ``</s>`` at the ends."""
@@ -239,27 +284,16 @@ class BigramSegmenter(UnigramSegmenter):
         return math.log(a * p_bi + (1 - a) * p_uni)
 
     def _best_path(self, run: str) -> list[str]:
-        dag = build_dag(run, self.lexicon)
-        n = len(run)
-        # best[j][i]: best log prob of a path over run[:j] whose last word is run[i:j]
-        best: list[dict[int, tuple[float, int]]] = [{} for _ in range(n + 1)]
-        best[0][-1] = (0.0, -1)
-        for i in range(n):
-            if not best[i]:
-                continue
-            for j in dag[i]:
-                w = run[i:j]
-                for k, (s, _) in best[i].items():
-                    cand = s + self.logp(run[k:i] if k >= 0 else BOS, w)
-                    if i not in best[j] or cand > best[j][i][0]:
-                        best[j][i] = (cand, k)
-        last = max(best[n], key=lambda i: best[n][i][0] + self.logp(run[i:n], EOS))
-        words, j, i = [], n, last
-        while j > 0:
-            words.append(run[i:j])
-            j, i = i, best[j][i][1]
-        words.reverse()
-        return words
+        return bigram_k_best(run, build_dag(run, self.lexicon), self.logp, 1)[0][1]
+
+    def k_best(self, text: str, k: int = 5, by: str = "prob") -> list[tuple[float, list[str]]]:
+        """The k best cuts of a text without whitespace under the bigram model (score: the log
+        probability of ``<s> w1 ... wn </s>``), or by="words" for the classic N-shortest paths."""
+        if by != "prob":
+            return super().k_best(text, k, by)
+        norm = normalize_text(text)
+        paths = bigram_k_best(norm, build_dag(norm, self.lexicon), self.logp, k)
+        return [(score, same_cuts(text, words)) for score, words in paths]
 
     def _state(self, directory: Path) -> dict:
         state = super()._state(directory)
