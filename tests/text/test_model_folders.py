@@ -1,5 +1,7 @@
 """Saving segmenters and taggers: a folder is written as a whole, never over someone else's files."""
 
+import json
+
 import pytest
 
 from llmlab.cli import main
@@ -57,3 +59,53 @@ def test_resaving_replaces_the_whole_model_and_a_failed_save_keeps_the_old(segme
         segmenters["perceptron"].save(folder)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary folder left behind
     assert load_segmenter(folder).cut(LINE) == segmenters["perceptron"].cut(LINE)
+
+
+def _edit_state(folder, edit, model_file="segmenter.json"):
+    path = folder / model_file
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    edit(doc)
+    path.write_text(json.dumps(doc), encoding="utf-8")
+
+
+DAMAGE = {  # kind -> how a hand edit or a damaged copy changed segmenter.json
+    "no state": ("unigram", lambda d: d.pop("state")),
+    "empty state": ("hmm", lambda d: d.update(state={})),
+    "state a list": ("bigram", lambda d: d.update(state=[])),
+    "no bigrams": ("bigram", lambda d: d["state"].pop("bigrams")),
+    "count not a number": ("fmm", lambda d: d["state"]["lexicon"]["counts"].update({"中国": "x"})),
+    "min_count a string": ("unigram", lambda d: d["state"]["config"].update(min_count="1")),
+    "hmm trans 3x4": ("hmm", lambda d: d["state"].update(trans=d["state"]["trans"][:3])),
+    "hmm emission of 3": ("hmm", lambda d: d["state"]["emit"].update({"中": [0.0, 0.0, 0.0]})),
+    "perceptron trans 4x3": ("perceptron", lambda d: d["state"].update(trans=[r[:3] for r in d["state"]["trans"]])),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_segmenter_file_is_one_clear_error_on_load(damage, segmenters, tmp_path, capsys):
+    kind, edit = DAMAGE[damage]
+    folder = segmenters[kind].save(tmp_path / "m")
+    _edit_state(folder, edit)
+    with pytest.raises(InputError, match=r"segmenter\.json' is damaged or not from this llmlab version: \S"):
+        load_segmenter(folder).cut(LINE)  # on load, not later when cutting
+    assert main(["seg", "cut", "--model", str(folder), "--input", str(folder / "segmenter.json")]) == 2
+    assert "is damaged" in capsys.readouterr().err
+
+
+def test_a_damaged_word_list_of_a_perceptron_is_named(segmenters, tmp_path):
+    folder = segmenters["perceptron"].save(tmp_path / "m")
+    (folder / "av_words.txt").write_text("中国 0\n", encoding="utf-8")
+    with pytest.raises(InputError, match="^accessor-variety word list .*av_words.txt' line 1: count"):
+        load_segmenter(folder)
+
+
+def test_a_damaged_tagger_file_is_one_clear_error(train_tagged, tmp_path):
+    from llmlab.text.pos import HmmTagger
+
+    folder = HmmTagger.train(train_tagged[:50]).save(tmp_path / "t")
+    _edit_state(folder, lambda d: d["state"].update(trans=d["state"]["trans"][1:]), "tagger.json")
+    with pytest.raises(InputError, match=r"tagger\.json' is damaged .*: trans has shape"):
+        load_tagger(folder)
+    _edit_state(folder, lambda d: d.update(state={}), "tagger.json")
+    with pytest.raises(InputError, match=r"tagger\.json' is damaged .*: no 'tags' entry"):
+        load_tagger(folder)

@@ -104,6 +104,20 @@ def test_a_model_saved_before_pretrain_existed_loads_as_trained_without_it(neura
     assert loaded.tag_sentences(_words(data[:20])) == neural.tag_sentences(_words(data[:20]))
 
 
+def test_truncated_or_foreign_weights_are_one_clear_error_on_load(neural, tmp_path):
+    from safetensors.numpy import save_file
+
+    weights = neural.save(tmp_path / "n") / "neural.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="cannot be read"):
+        load_tagger(tmp_path / "n")
+    other = {**neural.weights, "word.weight": neural.weights["word.weight"][:5]}  # another vocabulary's table
+    save_file(other, str(weights))
+    with pytest.raises(InputError, match=r"tagger\.json' is damaged .*: weights do not fit the model: .*word\.weight"):
+        load_tagger(tmp_path / "n")
+
+
 def test_same_seed_same_model(data):
     cfg = NeuralTaggerConfig(epochs=1, word_dim=8, char_dim=8, filters=8, length_dim=2, hidden=8, holdout=0)
     a, b = NeuralTagger.train(data[:60], cfg), NeuralTagger.train(data[:60], cfg)

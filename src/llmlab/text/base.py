@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from llmlab.core.errors import InputError
+from llmlab.core.errors import InputError, LlmlabError
 from llmlab.core.io import atomic_folder, atomic_write_json, check_folder, read_json
 from llmlab.core.registry import load_class
 
@@ -223,7 +223,38 @@ def segmenter_class(kind: str) -> type[Segmenter]:
 def load_segmenter(directory: str | os.PathLike) -> Segmenter:
     """Load any segmenter saved with `Segmenter.save`, dispatching on its saved kind."""
     doc, path = read_model_doc(directory, MODEL_FILE, FORMAT, VERSION, "segmenter")
-    return segmenter_class(str(doc.get("kind")))._from_state(doc["state"], path.parent)
+    return from_model_doc(segmenter_class(str(doc.get("kind"))), doc, path)
+
+
+def from_model_doc(cls: Any, doc: dict, path: Path) -> Any:
+    """``cls._from_state`` of the document `read_model_doc` read from `path`. A state with a key
+    missing, or a value of the wrong type or shape (a damaged or hand-edited file), is an InputError
+    naming the file rather than a traceback from deep inside; the loaders raise ValueError for
+    shapes that would otherwise only fail at cut time (`checked_array`)."""
+    try:
+        state = doc["state"]
+        if not isinstance(state, dict):
+            raise TypeError(f"'state' is a {type(state).__name__}, not an object")
+        return cls._from_state(state, path.parent)
+    except LlmlabError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        detail = f"no {e} entry" if isinstance(e, KeyError) else str(e)
+        raise InputError(f"{str(path)!r} is damaged or not from this llmlab version: {detail}") from None
+
+
+def checked_array(name: str, value: Any, shape: tuple[int, ...]) -> Any:
+    """`value` as a float64 numpy array of `shape`, or ValueError naming it.
+
+    >>> checked_array("trans", [[0, 1], [2, 3]], (2, 2)).shape
+    (2, 2)
+    """
+    import numpy as np
+
+    a = np.asarray(value, dtype=np.float64)
+    if a.shape != shape:
+        raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
+    return a
 
 
 def write_model_doc(directory: str | os.PathLike, model_file: str, fmt: str, version: int, kind: str,

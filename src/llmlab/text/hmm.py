@@ -13,7 +13,7 @@ from pathlib import Path
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.text.base import Segmenter, check_sentences, keep_runs_whole, normalize_text
+from llmlab.text.base import Segmenter, check_sentences, checked_array, keep_runs_whole, normalize_text
 from llmlab.text.bmes import NEG, cut_by_tags, encode_tags, viterbi_bmes
 
 
@@ -52,7 +52,12 @@ class HmmSegmenter(Segmenter):
 
     def __init__(self, start: list[float], trans: list[list[float]], emit: dict[str, list[float]],
                  unknown: list[float], config: HmmConfig | None = None):
-        self.start, self.trans, self.emit, self.unknown = start, trans, emit, unknown
+        self.start = checked_array("start", start, (4,)).tolist()
+        self.trans = checked_array("trans", trans, (4, 4)).tolist()
+        self.unknown = checked_array("unknown", unknown, (4,)).tolist()
+        if any(len(v) != 4 for v in emit.values()):
+            raise ValueError("emission scores must each hold 4 values, one per B/M/E/S tag")
+        self.emit = emit
         self.config = config or HmmConfig()
 
     @classmethod

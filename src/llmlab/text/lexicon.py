@@ -124,13 +124,13 @@ class Lexicon:
         return cls({str(k): int(v) for k, v in counts.items()})
 
 
-def read_user_dict(path: str | os.PathLike) -> list[tuple[str, int | None]]:
+def read_user_dict(path: str | os.PathLike, what: str = "user dictionary") -> list[tuple[str, int | None]]:
     """A jieba-style user dictionary: one ``word [count] [tag]`` per line; ``#`` lines are comments.
 
-    A bad line is an error naming the file and line.
+    A bad line is an error naming the file (as `what`) and line.
     """
     entries: list[tuple[str, int | None]] = []
-    for i, line in enumerate(read_lines(path, "user dictionary"), 1):
+    for i, line in enumerate(read_lines(path, what), 1):
         parts = line.split()
         if not parts or parts[0].startswith("#"):
             continue
@@ -138,7 +138,7 @@ def read_user_dict(path: str | os.PathLike) -> list[tuple[str, int | None]]:
         if len(parts) > 1 and parts[1].lstrip("-").isdigit():
             count = int(parts[1])
             if count < 1:
-                raise InputError(f"user dictionary {str(path)!r} line {i}: count must be >= 1, got {count}")
+                raise InputError(f"{what} {str(path)!r} line {i}: count must be >= 1, got {count}")
         entries.append((parts[0], count))
     return entries
 

@@ -33,7 +33,7 @@ from llmlab.core.io import atomic_path, read_safetensors
 from llmlab.core.jit import jit
 from llmlab.core.progress import progress
 from llmlab.text.accessor import AccessorVariety
-from llmlab.text.base import Segmenter, check_sentences, keep_runs_whole
+from llmlab.text.base import Segmenter, check_sentences, checked_array, keep_runs_whole
 from llmlab.text.bmes import E, encode_tags, viterbi_bmes_many, viterbi_kernel
 from llmlab.text.features import FEATURE_SET, feature_keys_many, padded_keys, type_table
 from llmlab.text.hashindex import FeatureIndex
@@ -104,7 +104,7 @@ class PerceptronSegmenter(DictSegmenter):
         if weights.shape != (index.size + 1, 4):
             raise InputError(f"weights must have shape ({index.size + 1}, 4), got {weights.shape}")
         self.index, self.weights = index, weights
-        self.trans = np.array(trans, dtype=np.float64)  # (4 from, 4 to)
+        self.trans = checked_array("trans", trans, (4, 4))  # (4 from, 4 to)
         self._table = type_table()
         self._spans: tuple[tuple[int, int], SpanIndex] | None = None
         self._dict_spans: SpanIndex | None = None
@@ -310,9 +310,9 @@ def _train_epoch(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, order
     return step, wrong
 
 
-def read_dictionary(path: str | os.PathLike) -> Lexicon:
+def read_dictionary(path: str | os.PathLike, what: str = "feature dictionary") -> Lexicon:
     """A feature dictionary from a jieba-style file (``word [count] [tag]`` lines; no count means 1)."""
-    return Lexicon({w: c or 1 for w, c in read_user_dict(path)})
+    return Lexicon({w: c or 1 for w, c in read_user_dict(path, what)})
 
 
 def _write_counts(path: Path, counts: dict[str, int]) -> None:
@@ -325,7 +325,7 @@ def _read_av_words(path: Path) -> dict[str, int]:
     """The accessor-variety word list `PerceptronSegmenter._state` wrote."""
     if not path.is_file():
         raise InputError(f"accessor-variety word list {str(path)!r} of the perceptron model is missing")
-    return read_dictionary(path).counts
+    return read_dictionary(path, "accessor-variety word list").counts
 
 
 def _training_keys(sents: list[list[str]], lexicon: Lexicon, config: PerceptronConfig,

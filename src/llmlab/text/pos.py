@@ -23,7 +23,14 @@ from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.core.jit import jit
 from llmlab.core.registry import load_class
-from llmlab.text.base import Segmenter, normalize_text, read_model_doc, write_model_doc
+from llmlab.text.base import (
+    Segmenter,
+    checked_array,
+    from_model_doc,
+    normalize_text,
+    read_model_doc,
+    write_model_doc,
+)
 
 FORMAT = "llmlab-pos-tagger"
 VERSION = 1
@@ -183,7 +190,7 @@ def tagger_class(kind: str) -> type[PosTagger]:
 def load_tagger(directory: str | os.PathLike) -> PosTagger:
     """Load a tagger saved with `PosTagger.save`, dispatching on its kind."""
     doc, path = read_model_doc(directory, MODEL_FILE, FORMAT, VERSION, "POS tagger")
-    return tagger_class(str(doc.get("kind")))._from_state(doc["state"], path.parent)
+    return from_model_doc(tagger_class(str(doc.get("kind"))), doc, path)
 
 
 def cut_and_tag(segmenter: Segmenter, tagger: PosTagger, text: str) -> list[tuple[str, str]]:
@@ -235,7 +242,11 @@ class HmmTagger(PosTagger):
                  config: HmmTaggerConfig | None = None, normalized: bool = True):
         self.tags, self.emit, self.suffix, self.config = tags, emit, suffix, config or HmmTaggerConfig()
         self.normalized = normalized
-        self.start, self.trans, self.unknown = np.array(start), np.array(trans), np.array(unknown)
+        k = len(tags)
+        self.start, self.trans = checked_array("start", start, (k,)), checked_array("trans", trans, (k, k))
+        self.unknown = checked_array("unknown", unknown, (k,))
+        if any(np.shape(v) != (k,) for v in suffix.values()):
+            raise ValueError(f"suffix scores must each hold {k} values, one per tag")
         self._tag_id = {t: i for i, t in enumerate(tags)}
 
     @classmethod

@@ -44,7 +44,7 @@ import numpy as np
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path
+from llmlab.core.io import atomic_path, read_safetensors
 from llmlab.core.progress import progress
 from llmlab.core.threads import torch_threads
 from llmlab.text.base import normalize_text
@@ -236,7 +236,11 @@ class NeuralTagger(PosTagger):
             import torch
 
             net = _build_net(self.config, len(self.words), len(self.chars), len(self.tags))
-            net.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights.items()})
+            try:
+                net.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights.items()})
+            except RuntimeError as e:  # a size mismatch or missing names; the first reason is enough
+                reasons = str(e).splitlines()
+                raise ValueError(f"weights do not fit the model: {reasons[-1].strip()}") from None
             self._net = net.eval()
         return self._net
 
@@ -301,14 +305,13 @@ class NeuralTagger(PosTagger):
 
     @classmethod
     def _from_state(cls, state: dict, directory: Path) -> NeuralTagger:
-        from safetensors.numpy import load_file
-
         path = directory / state.get("weights_file", WEIGHTS_FILE)
-        if not path.is_file():
-            raise InputError(f"POS tagger weights {str(path)!r} are missing")
         config = {"pretrain": False, **state["config"]}  # saved before `pretrain` existed: trained without it
-        return cls(state["tags"], state["words"], state["chars"], per_direction_names(load_file(str(path))),
-                   config_from_dict(NeuralTaggerConfig, config), state.get("info"))
+        tagger = cls(state["tags"], state["words"], state["chars"],
+                     per_direction_names(read_safetensors(path, "POS tagger weights")),
+                     config_from_dict(NeuralTaggerConfig, config), state.get("info"))
+        tagger.net()  # now: weights that do not fit the config and vocabularies fail on load, not when tagging
+        return tagger
 
 
 def per_direction_names(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -36,7 +36,7 @@ from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_path, atomic_write_text, read_safetensors, read_text
 from llmlab.core.jit import jit
 from llmlab.core.progress import progress
-from llmlab.text.base import normalize_text
+from llmlab.text.base import checked_array, normalize_text
 from llmlab.text.clusters import word_clusters
 from llmlab.text.features import mix, type_table
 from llmlab.text.hashindex import FeatureIndex
@@ -316,10 +316,10 @@ class PerceptronTagger(PosTagger):
         self.tags, self.index, self.weights = tags, index, weights
         self.clusters = clusters  # normalised word -> cluster id per size of config.clusters; None: no cluster features
         self.tagdict = tagdict or {}
-        self.trans, self.start = np.asarray(trans, np.float64), np.asarray(start, np.float64)
-        self.config = config or PerceptronTaggerConfig()
         k = len(tags)
-        self.trans3 = np.zeros((k, k, k)) if trans3 is None else np.asarray(trans3, np.float64)
+        self.trans, self.start = checked_array("trans", trans, (k, k)), checked_array("start", start, (k,))
+        self.config = config or PerceptronTaggerConfig()
+        self.trans3 = np.zeros((k, k, k)) if trans3 is None else checked_array("trans3", trans3, (k, k, k))
         self._table = type_table()
 
     def _keys(self, words: Sequence[str], rare: np.ndarray | None = None) -> np.ndarray:
