@@ -39,6 +39,17 @@ def test_accessor_variety_equals_brute_force(train_words):
     assert av.words(min_av=2, max_n=4) == want and len(want) > 50
 
 
+@pytest.mark.parametrize("texts", [["a"], [""], ["中国"], ["a", "b"], ["中国人"]])
+def test_texts_shorter_than_the_longest_pseudo_word(texts, tmp_path):
+    av = AccessorVariety(texts)
+    for n in range(1, 7):
+        assert av.variety(n) == brute_variety(texts, n)
+    assert av.words(min_av=1, max_n=5) == {g: min(v) for n in range(2, 6) for g, v in brute_variety(texts, n).items()}
+    if "".join(texts):  # a perceptron trains on text shorter than its longest pseudo-word (av_max_n)
+        seg = PerceptronSegmenter.train([[t] for t in texts if t], SMALL)
+        assert seg.cut(texts[0]) == [texts[0]]
+
+
 def test_pseudo_lexicon_holds_an_unseen_word_from_varied_contexts(train_words):
     # 龘靐齉 is never a training word (its characters are), but it shows up between many different characters
     heads, tails = "我你他她它们这那", "的了在是有和就也"

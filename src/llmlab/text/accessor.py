@@ -86,7 +86,7 @@ class AccessorVariety:
         """For each distinct n-gram within one text: the start of its first occurrence, its left AV,
         its right AV, and whether it is free of punctuation and white space."""
         c, g = self._codes, self._gram_ids(n)
-        m = len(c) - n + 1
+        m = max(len(c) - n + 1, 0)  # none when the texts are shorter than n
         p = np.flatnonzero(self._seps[n : n + m] == self._seps[:m])  # no separator inside: c[p - 1], c[p + n] exist
         ids = g[p]
         left, right = c[p - 1], c[p + n]
