@@ -78,6 +78,15 @@ def test_seg_errors_are_one_line(files, monkeypatch, capsys):
     assert rc == 2 and "looks POS-tagged" in err and not (files["dir"] / "t").exists()
 
 
+@pytest.mark.parametrize("args", [["seg", "train", "--algo", "perceptron"], ["pos", "train", "--algo", "perceptron"],
+                                  ["pos", "train", "--algo", "neural"]])
+def test_a_negative_seed_is_refused(files, args, monkeypatch, capsys):
+    train = files["train" if args[0] == "seg" else "tagged"]
+    rc, _, err = _run([*args, "--seed", "-1", "--train", str(train), "-o", str(files["dir"] / "m")], "",
+                      monkeypatch, capsys)
+    assert rc == 2 and err == "llmlab: error: seed must be >= 0, got -1\n"
+
+
 def test_seg_kbest(files, monkeypatch, capsys):
     model = files["dir"] / "uni"
     _run(["seg", "train", "--algo", "unigram", "--train", str(files["train"]), "-o", str(model)], "",

@@ -66,6 +66,8 @@ class PerceptronConfig:
             raise InputError(f"min_feature_count must be >= 1, got {self.min_feature_count}")
         if self.folds < 1:
             raise InputError(f"folds must be >= 1, got {self.folds}")
+        if self.seed < 0:
+            raise InputError(f"seed must be >= 0, got {self.seed}")
         if self.prune_below < 0:
             raise InputError(f"prune_below must be >= 0, got {self.prune_below}")
         if self.lexicon_min_count < 1:

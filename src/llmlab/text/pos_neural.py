@@ -98,7 +98,7 @@ class NeuralTaggerConfig:
             raise InputError(f"decay must be in (0, 1], got {self.decay}")
         if not self.clip > 0:
             raise InputError(f"clip must be > 0, got {self.clip}")
-        for name in ("decay_from", "threads"):
+        for name in ("decay_from", "threads", "seed"):
             if getattr(self, name) < 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.holdout < 0 or self.holdout == 1:

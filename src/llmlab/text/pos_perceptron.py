@@ -213,6 +213,8 @@ class PerceptronTaggerConfig:
     def __post_init__(self):
         if self.rare_count < 0:
             raise InputError(f"rare_count must be >= 0, got {self.rare_count}")
+        if self.seed < 0:
+            raise InputError(f"seed must be >= 0, got {self.seed}")
         if self.ensemble < 1:
             raise InputError(f"ensemble must be >= 1, got {self.ensemble}")
         if self.epochs < 1:
