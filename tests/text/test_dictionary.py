@@ -98,10 +98,24 @@ def test_dag_always_has_a_path_and_holds_every_lexicon_word(train_words):
         inside = {k for m in ALNUM_RUN.finditer(text) for k in range(m.start() + 1, m.end())}
         dag = build_dag(text, lex)
         for i, ends in enumerate(dag):
+            if i in inside:  # no path reaches a position inside a Latin / digit run: no edges
+                assert ends == []
+                continue
             assert i + 1 in ends or any(text[i:j].isalnum() and j > i for j in ends)
             want = {j for j in range(i + 2, min(len(text), i + lex.max_len) + 1) if text[i:j] in lex}
             assert want - inside <= set(ends)  # all words, except those ending inside a digit run
             assert not set(ends) & inside
+
+
+def test_a_long_latin_run_is_one_unit_looked_up_once(monkeypatch):
+    seg = UnigramSegmenter(Lexicon(dict(LEX.counts)))
+    looked_up = []
+    logp = seg.lexicon.logp
+    monkeypatch.setattr(seg.lexicon, "logp", lambda w: looked_up.append(len(w)) or logp(w))
+    text = "研究" + "a" * 3000 + "生命" + "1" * 3000
+    assert seg.cut(text) == ["研究", "a" * 3000, "生命", "1" * 3000]
+    assert seg.k_best(text, 2)[0][1] == ["研究", "a" * 3000, "生命", "1" * 3000]
+    assert sum(looked_up) < 6 * len(text)  # each run once per pass, not once per position inside it
 
 
 def test_unigram_best_path_is_the_max_product_by_brute_force():

@@ -24,10 +24,15 @@ BOS, EOS = "<s>", "</s>"
 
 
 def build_dag(text: str, lexicon: Lexicon) -> list[list[int]]:
-    """Ends of every lexicon word starting at each position, plus the fallback one-unit edge.
+    """Ends of every lexicon word starting at each position, plus the fallback one-unit edge. A
+    Latin-letter / digit run is one unit: no word ends inside it, so no path reaches a position inside
+    it, and such a position has no edges (giving each its own edge to the run's end made long runs
+    quadratic).
 
     >>> build_dag("研究生", Lexicon({"研究": 1, "研究生": 1}))
     [[1, 2, 3], [2], [3]]
+    >>> build_dag("ab12中", Lexicon({"中": 1}))
+    [[4], [], [], [], [5]]
     """
     n = len(text)
     get = lexicon.prefixes.get
@@ -35,6 +40,9 @@ def build_dag(text: str, lexicon: Lexicon) -> list[list[int]]:
     dag = []
     for i in range(n):
         fallback = ends.get(i, i + 1)
+        if i in ends and ends.get(i - 1) == fallback:  # inside a run
+            dag.append([])
+            continue
         out = [fallback]
         j = i + 1
         frag = text[i]
@@ -62,8 +70,8 @@ def dag_best_path(text: str, dag: list[list[int]], logp: Callable[[str], float])
     """
     n = len(text)
     route: list[tuple[float, int]] = [(0.0, 0)] * (n + 1)
-    for i in range(n - 1, -1, -1):
-        route[i] = max((logp(text[i:j]) + route[j][0], j) for j in dag[i])
+    for i in range(n - 1, -1, -1):  # a position without edges is one no path reaches
+        route[i] = max(((logp(text[i:j]) + route[j][0], j) for j in dag[i]), default=(-math.inf, n))
     return _follow(text, route)
 
 
