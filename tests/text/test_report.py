@@ -25,3 +25,13 @@ def test_report_finds_the_textbook_ambiguity_and_oov_words():
     assert oov == [{"text": "量子", "gold": "量子", "fmm": "量 子", "bmm": "量 子"}]
     text = format_report(results, amb, oov)
     assert "| fmm |" in text and "研究生 命" in text and "## OOV cases" in text
+    assert ambiguity_cases(gold, [fmm.cut(t) for t in texts], [bmm.cut(t) for t in texts], results, 0) == []
+    assert oov_cases(gold, set(lex.counts), results, 0) == []
+    assert "cases" not in format_report(results, [], [])
+
+
+def test_report_refuses_a_negative_number_of_cases(capsys):
+    from llmlab.cli import main
+
+    assert main(["seg", "report", "--algos", "fmm", "--cases", "-1"]) == 2
+    assert capsys.readouterr().err == "llmlab: error: --cases must be >= 0, got -1\n"

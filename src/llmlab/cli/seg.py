@@ -151,11 +151,14 @@ def _eval(args) -> int:
 
 
 def _report(args) -> int:
+    from llmlab.core.errors import InputError
     from llmlab.core.io import atomic_write_text
     from llmlab.data.corpora import pfr1998_words
     from llmlab.text.base import load_segmenter, segmenter_class
     from llmlab.text.report import ambiguity_cases, evaluate_segmenter, format_report, oov_cases
 
+    if args.cases < 0:  # before training: a bad flag costs nothing
+        raise InputError(f"--cases must be >= 0, got {args.cases}")
     train, gold = pfr1998_words("train"), pfr1998_words(args.split)
     vocab = {w for s in train for w in s}
     segs = {a: segmenter_class(a).train(train, _config_for(a, argparse.Namespace())) for a in args.algos}

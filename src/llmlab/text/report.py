@@ -66,11 +66,11 @@ def ambiguity_cases(gold, fmm_cuts, bmm_cuts, results: Sequence[SegmenterResult]
     cases = []
     for i, (g, f, b) in enumerate(zip(gold, fmm_cuts, bmm_cuts)):
         for lo, hi in disagreements(f, b):
+            if len(cases) >= limit:  # checked first: a limit of 0 gives none
+                return cases
             text = "".join(g)[lo:hi]
             cases.append({"text": text, "gold": _cut_in(g, lo, hi),
                           **{r.name: _cut_in(r.cuts[i], lo, hi) for r in results}})
-            if len(cases) >= limit:
-                return cases
     return cases
 
 
@@ -80,9 +80,9 @@ def oov_cases(gold, train_words: set[str], results: Sequence[SegmenterResult], l
     for i, g in enumerate(gold):
         for w, (lo, hi) in zip(g, word_spans(g)):
             if w not in train_words and len(w) > 1:
-                cases.append({"text": w, "gold": w, **{r.name: _cut_in(r.cuts[i], lo, hi) for r in results}})
-                if len(cases) >= limit:
+                if len(cases) >= limit:  # checked first: a limit of 0 gives none
                     return cases
+                cases.append({"text": w, "gold": w, **{r.name: _cut_in(r.cuts[i], lo, hi) for r in results}})
     return cases
 
 
