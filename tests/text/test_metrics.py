@@ -44,6 +44,39 @@ def test_tag_accuracy_counts_unknown_words():
     assert acc["accuracy"] == pytest.approx(2 / 3) and acc["unknown_accuracy"] == pytest.approx(0.5)
 
 
+def test_rates_over_no_words_are_undefined_and_no_gold_words_is_an_error():
+    s = seg_scores([["a", "bc"]], [["a", "b", "c"]], train_words={"a", "bc"})
+    assert (s.oov_recall, s.n_oov, s.iv_recall) == (None, 0, 0.5)  # no OOV word: no OOV recall, not 0
+    s = seg_scores([["a", "bc"]], [["a", "bc"]], train_words=set())
+    assert (s.oov_recall, s.n_oov, s.iv_recall) == (1.0, 2, None)
+    acc = tag_accuracy([[("a", "x")]], [["y"]], train_words={"a"})
+    assert (acc["accuracy"], acc["unknown_accuracy"], acc["n_unknown"]) == (0.0, None, 0)
+    with pytest.raises(InputError, match="no words"):
+        seg_scores([[], []], [[], []])
+    with pytest.raises(InputError, match="no words"):
+        tag_accuracy([[]], [[]])
+
+
+def test_cli_eval_prints_n_a_for_no_oov_words_and_refuses_empty_gold(tmp_path, capsys):
+    from llmlab.cli import main
+
+    gold, empty = tmp_path / "gold.txt", tmp_path / "empty.txt"
+    gold.write_text("中国 人民\n", encoding="utf-8")
+    empty.write_text("\n", encoding="utf-8")
+    assert main(["seg", "eval", str(gold), str(gold), "--train-words", str(gold)]) == 0
+    assert capsys.readouterr().out == ("P=1.0000 R=1.0000 F1=1.0000 OOV-R=n/a IV-R=1.0000 "
+                                       "(gold 2 words, 0 OOV, predicted 2, correct 2)\n")
+    assert main(["seg", "eval", str(empty), str(empty)]) == 2
+    assert f"gold file {str(empty)!r} holds no words" in capsys.readouterr().err
+    tagged = tmp_path / "tagged.txt"
+    tagged.write_text("中国/ns 人民/n\n", encoding="utf-8")
+    assert main(["pos", "train", "--algo", "hmm", "--train", str(tagged), "-o", str(tmp_path / "t")]) == 0
+    assert main(["pos", "eval", "--model", str(tmp_path / "t"), "--gold", str(tagged)]) == 0
+    assert "accuracy=1.0000 unknown-word accuracy=n/a (2 words, 0 unknown" in capsys.readouterr().out
+    assert main(["pos", "eval", "--model", str(tmp_path / "t"), "--gold", str(empty)]) == 2
+    assert "holds no words" in capsys.readouterr().err
+
+
 def test_joint_segmentation_and_tagging_score():
     from llmlab.text.metrics import seg_tag_scores
 

@@ -103,16 +103,20 @@ def _tag(args) -> int:
 
 
 def _eval(args) -> int:
+    from llmlab.core.errors import InputError
     from llmlab.data.corpora import pfr1998
     from llmlab.text.metrics import read_tagged, tag_accuracy
     from llmlab.text.pos import load_tagger
 
     tagger = load_tagger(args.model)
     gold = read_tagged(args.gold, "gold file") if args.gold else pfr1998(args.split)
+    if not any(gold):
+        raise InputError(f"gold file {args.gold!r} holds no words: nothing to score")
     pred = tagger.tag_sentences([[w for w, _ in s] for s in gold])
     vocab = {w for s in pfr1998("train") for w, _ in s}
     acc = tag_accuracy(gold, pred, vocab)
-    print(f"accuracy={acc['accuracy']:.4f} unknown-word accuracy={acc['unknown_accuracy']:.4f} "
+    unknown = "n/a" if acc["unknown_accuracy"] is None else f"{acc['unknown_accuracy']:.4f}"
+    print(f"accuracy={acc['accuracy']:.4f} unknown-word accuracy={unknown} "
           f"({acc['n']} words, {acc['n_unknown']} unknown to pfr1998 train)")
     if args.seg_model:
         from llmlab.text.base import load_segmenter

@@ -136,18 +136,27 @@ def _cut(args) -> int:
 
 
 def _eval(args) -> int:
+    from llmlab.core.errors import InputError
     from llmlab.text.metrics import read_segmented, seg_scores
 
     gold = read_segmented(args.gold, "gold file")
+    if not any(gold):
+        raise InputError(f"gold file {args.gold!r} holds no words: nothing to score")
     pred = read_segmented(args.pred, "prediction file")
     vocab = None
     if args.train_words:
         vocab = {w for s in read_segmented(args.train_words, "training words file") for w in s}
     s = seg_scores(gold, pred, vocab)
     print(f"P={s.precision:.4f} R={s.recall:.4f} F1={s.f1:.4f}"
-          + (f" OOV-R={s.oov_recall:.4f} IV-R={s.iv_recall:.4f}" if vocab is not None else "")
-          + f" (gold {s.n_gold} words, predicted {s.n_pred}, correct {s.n_correct})")
+          + (f" OOV-R={_rate(s.oov_recall)} IV-R={_rate(s.iv_recall)}" if vocab is not None else "")
+          + f" (gold {s.n_gold} words" + (f", {s.n_oov} OOV" if vocab is not None else "")
+          + f", predicted {s.n_pred}, correct {s.n_correct})")
     return 0
+
+
+def _rate(x: float | None) -> str:
+    """A rate to 4 places, or n/a where it is undefined (no word to count)."""
+    return "n/a" if x is None else f"{x:.4f}"
 
 
 def _report(args) -> int:

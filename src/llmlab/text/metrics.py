@@ -34,11 +34,13 @@ class SegScores:
     precision: float  # correct words / predicted words
     recall: float  # correct words / gold words
     f1: float  # harmonic mean of precision and recall
-    oov_recall: float | None  # recall over gold words not in the training vocabulary (None: no vocabulary)
-    iv_recall: float | None  # recall over gold words in the training vocabulary
+    oov_recall: float | None  # recall over gold words not in the training vocabulary (None: no vocabulary or no
+    # such word)
+    iv_recall: float | None  # recall over gold words in the training vocabulary (None: no vocabulary or no such word)
     n_gold: int  # gold words
     n_pred: int  # predicted words
     n_correct: int  # predicted words whose span matches a gold word
+    n_oov: int = 0  # gold words not in the training vocabulary (0 without one)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -46,6 +48,16 @@ class SegScores:
 
 def _ratio(a: int, b: int) -> float:
     return a / b if b else 0.0
+
+
+def _rate(a: int, b: int) -> float | None:
+    """a / b, or None (undefined) when there is nothing to count."""
+    return a / b if b else None
+
+
+def _check_words(n_gold: int, what: str = "gold") -> None:
+    if n_gold == 0:
+        raise InputError(f"{what} holds no words: nothing to score")
 
 
 def seg_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
@@ -76,11 +88,10 @@ def seg_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
                     n_iv, n_iv_ok = n_iv + 1, n_iv_ok + ok
                 else:
                     n_oov, n_oov_ok = n_oov + 1, n_oov_ok + ok
+    _check_words(n_gold)
     p, r = _ratio(n_correct, n_pred), _ratio(n_correct, n_gold)
     f1 = 2 * p * r / (p + r) if p + r else 0.0
-    oov = _ratio(n_oov_ok, n_oov) if vocab is not None else None
-    iv = _ratio(n_iv_ok, n_iv) if vocab is not None else None
-    return SegScores(p, r, f1, oov, iv, n_gold, n_pred, n_correct)
+    return SegScores(p, r, f1, _rate(n_oov_ok, n_oov), _rate(n_iv_ok, n_iv), n_gold, n_pred, n_correct, n_oov)
 
 
 _TAGGED = re.compile(r".+/[A-Za-z]{1,4}")
@@ -122,7 +133,8 @@ def read_tagged(path: str | os.PathLike, what: str = "tagged file") -> list[list
 
 def tag_accuracy(gold: Sequence[Sequence[tuple[str, str]]], pred: Sequence[Sequence[str]],
                  train_words: Iterable[str] | None = None) -> dict:
-    """Tag accuracy with gold segmentation, overall and on words unseen in training.
+    """Tag accuracy with gold segmentation, overall and on words unseen in training (None without
+    training words, or when every gold word was seen).
 
     >>> tag_accuracy([[("他", "r"), ("跑", "v")]], [["r", "n"]], train_words={"他"})
     {'accuracy': 0.5, 'unknown_accuracy': 0.0, 'n': 2, 'n_unknown': 1}
@@ -138,8 +150,8 @@ def tag_accuracy(gold: Sequence[Sequence[tuple[str, str]]], pred: Sequence[Seque
             n, ok = n + 1, ok + (t == pt)
             if train_words is not None and w not in vocab:
                 n_unk, ok_unk = n_unk + 1, ok_unk + (t == pt)
-    return {"accuracy": _ratio(ok, n), "unknown_accuracy": _ratio(ok_unk, n_unk) if train_words is not None else None,
-            "n": n, "n_unknown": n_unk}
+    _check_words(n)
+    return {"accuracy": ok / n, "unknown_accuracy": _rate(ok_unk, n_unk), "n": n, "n_unknown": n_unk}
 
 
 def seg_tag_scores(gold: Sequence[Sequence[tuple[str, str]]],
@@ -156,5 +168,6 @@ def seg_tag_scores(gold: Sequence[Sequence[tuple[str, str]]],
         gs = {(span, t) for span, (_, t) in zip(word_spans(w for w, _ in g), g)}
         ps = {(span, t) for span, (_, t) in zip(word_spans(w for w, _ in p), p)}
         n_gold, n_pred, n_ok = n_gold + len(gs), n_pred + len(ps), n_ok + len(gs & ps)
+    _check_words(n_gold)
     prec, rec = _ratio(n_ok, n_pred), _ratio(n_ok, n_gold)
     return {"precision": prec, "recall": rec, "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0}
