@@ -2,6 +2,7 @@
 
 import itertools
 import math
+import re
 
 import pytest
 
@@ -87,6 +88,20 @@ def test_user_dictionary_is_owned_by_the_segmenter(tmp_path):
     path.write_text("词 0\n", encoding="utf-8")
     with pytest.raises(InputError, match="line 1"):
         read_user_dict(path)
+
+
+@pytest.mark.parametrize("count", ["²", "2.5", "1e3", "+", "-2.0", "３"])
+def test_a_user_dictionary_count_is_ascii_digits(count, tmp_path):
+    path = tmp_path / "user.txt"
+    path.write_text(f"云计算 7 n\n区块链 nz\n#注释 5\n词 {count}\n", encoding="utf-8")
+    want = f"^user dictionary .* line 4: count {re.escape(repr(count))} is not a whole number"
+    with pytest.raises(InputError, match=want):
+        read_user_dict(path)
+    path.write_text(f"词 {count} n\n", encoding="utf-8")
+    with pytest.raises(InputError, match="line 1: count"):
+        read_user_dict(path)
+    path.write_text("云计算 7 n\n区块链 nz\n#注释 5\n词 +3\n", encoding="utf-8")
+    assert read_user_dict(path) == [("云计算", 7), ("区块链", None), ("词", 3)]
 
 
 def test_dag_always_has_a_path_and_holds_every_lexicon_word(train_words):

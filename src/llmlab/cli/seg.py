@@ -21,7 +21,8 @@ def register(sub) -> None:
     p.add_argument("--train", dest="train_file", help="segmented training file (words separated by spaces); "
                    "default: the pfr1998 corpus")
     p.add_argument("--split", default="train", choices=("train", "dev", "test"), help="pfr1998 split to train on")
-    p.add_argument("--user-dict", help=f"user dictionary (word [count] per line), for {', '.join(DICT_ALGOS)}")
+    p.add_argument("--user-dict", help=f"user dictionary (`word [count] [tag]` lines; a line starting with # is a "
+                   f"comment), for {', '.join(DICT_ALGOS)}")
     p.add_argument("--feature-dict", help="perceptron: an external word list (jieba-style `word [count]` lines, "
                    "e.g. jieba's dict.txt) whose matches become features; saved with the model")
     p.add_argument("--epochs", type=int, help="perceptron: passes over the data")
@@ -34,7 +35,8 @@ def register(sub) -> None:
     p = add_command(g, "cut", "segment stdin lines to stdout (words separated by one space)", _cut)
     p.add_argument("--model", help="model directory from `llmlab seg train`; default: a perceptron on the pfr1998 "
                    f"train split, trained on first use (about a minute) and cached ({WHERE})")
-    p.add_argument("--user-dict", help="user dictionary added to a dictionary-aware model")
+    p.add_argument("--user-dict", help="user dictionary added to a dictionary-aware model (`word [count] [tag]` "
+                   "lines; a line starting with # is a comment)")
     p.add_argument("--input", help="read this file instead of stdin")
 
     p = add_command(g, "eval", "SIGHAN-style precision, recall, F1 and OOV recall", _eval)

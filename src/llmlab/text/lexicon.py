@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable
 
@@ -124,8 +125,14 @@ class Lexicon:
         return cls({str(k): int(v) for k, v in counts.items()})
 
 
+_COUNT = re.compile(r"[+-]?[0-9]+")
+
+
 def read_user_dict(path: str | os.PathLike, what: str = "user dictionary") -> list[tuple[str, int | None]]:
-    """A jieba-style user dictionary: one ``word [count] [tag]`` per line; ``#`` lines are comments.
+    """A jieba-style user dictionary: one ``word [count] [tag]`` per line. A line whose first field
+    begins with ``#`` is a comment (so a word cannot begin with ``#``). The count is ASCII digits; a
+    second field that holds any other digit or number sign (``2.5``, ``²``, ``1e3``), or any second
+    field followed by a third, must be a count.
 
     A bad line is an error naming the file (as `what`) and line.
     """
@@ -135,12 +142,24 @@ def read_user_dict(path: str | os.PathLike, what: str = "user dictionary") -> li
         if not parts or parts[0].startswith("#"):
             continue
         count = None
-        if len(parts) > 1 and parts[1].lstrip("-").isdigit():
+        if len(parts) > 1 and (_COUNT.fullmatch(parts[1]) or len(parts) > 2 or _looks_numeric(parts[1])):
+            if not _COUNT.fullmatch(parts[1]):
+                raise InputError(f"{what} {str(path)!r} line {i}: count {parts[1]!r} is not a whole number "
+                                 "(ASCII digits)")
             count = int(parts[1])
             if count < 1:
                 raise InputError(f"{what} {str(path)!r} line {i}: count must be >= 1, got {count}")
         entries.append((parts[0], count))
     return entries
+
+
+def _looks_numeric(field: str) -> bool:
+    """Whether a field is meant as a number rather than a POS tag (tags are letters).
+
+    >>> [_looks_numeric(f) for f in ("nr", "2.5", "²", "-x", "Ｎ")]
+    [False, True, True, True, False]
+    """
+    return field[0] in "+-." or any(ch.isnumeric() for ch in field)
 
 
 def alnum_ends(run: str) -> dict[int, int]:
