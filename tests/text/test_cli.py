@@ -72,7 +72,7 @@ def test_seg_errors_are_one_line(files, monkeypatch, capsys):
     assert rc == 2 and err.startswith("llmlab: error:") and err.count("\n") == 1
     rc, _, err = _run(["seg", "train", "--algo", "hmm", "--train", str(files["train"]), "--user-dict",
                        str(files["user"]), "-o", str(files["dir"] / "h")], "", monkeypatch, capsys)
-    assert rc == 2 and "dictionary-aware" in err
+    assert rc == 2 and "--user-dict applies to --algo fmm / bmm" in err
     rc, _, err = _run(["seg", "train", "--algo", "fmm", "--train", str(files["tagged"]), "-o", str(files["dir"] / "t")],
                       "", monkeypatch, capsys)
     assert rc == 2 and "looks POS-tagged" in err and not (files["dir"] / "t").exists()
@@ -85,6 +85,35 @@ def test_a_negative_seed_is_refused(files, args, monkeypatch, capsys):
     rc, _, err = _run([*args, "--seed", "-1", "--train", str(train), "-o", str(files["dir"] / "m")], "",
                       monkeypatch, capsys)
     assert rc == 2 and err == "llmlab: error: seed must be >= 0, got -1\n"
+
+
+@pytest.mark.parametrize("argv", ["seg hmm --epochs 2", "seg fmm --seed 1", "seg unigram --folds 2",
+                                  "seg bigram --no-av-lexicon", "seg hmm --min-count 2", "pos hmm --epochs 2",
+                                  "pos hmm --beam 2", "pos neural --no-clusters", "pos perceptron --layers 2",
+                                  "pos neural --lam 1"])
+def test_train_flags_of_another_algo_are_refused(files, argv, monkeypatch, capsys):
+    group, algo, flag, *value = argv.split()
+    train = files["train" if group == "seg" else "tagged"]
+    rc, _, err = _run([group, "train", "--algo", algo, flag, *value, "--train", str(train), "-o",
+                       str(files["dir"] / "m")], "", monkeypatch, capsys)
+    assert rc == 2 and err.startswith(f"llmlab: error: {flag} applies to --algo ") and err.endswith(f"not {algo}\n")
+    assert not (files["dir"] / "m").exists()
+
+
+def test_min_count_sets_the_perceptron_lexicon_and_folds_are_capped(monkeypatch):
+    import argparse
+
+    import llmlab.text.perceptron as perceptron
+    from llmlab.cli.seg import _config_for
+
+    args = argparse.Namespace(min_count=3, epochs=None, folds=None, seed=None, av_lexicon=None)
+    assert _config_for("perceptron", args).lexicon_min_count == 3
+    sents = [["中国", "人民"], ["人民", "银行"], ["中国", "银行"]]
+    small = perceptron.PerceptronSegmenter.train(sents, perceptron.PerceptronConfig(epochs=2, folds=3))
+    matchers, span_index = [], perceptron.SpanIndex
+    monkeypatch.setattr(perceptron, "SpanIndex", lambda *a: matchers.append(a) or span_index(*a))
+    many = perceptron.PerceptronSegmenter.train(sents, perceptron.PerceptronConfig(epochs=2, folds=1000))
+    assert (many.weights == small.weights).all() and len(matchers) < 10  # a fold per sentence, not 1000
 
 
 def test_seg_kbest(files, monkeypatch, capsys):

@@ -7,6 +7,15 @@ import sys
 from llmlab.cli.common import add_command, add_group, finite_float
 from llmlab.core.cache import WHERE
 
+_TRAINED = ("perceptron", "neural", "hybrid")
+_PERCEPTRON, _NEURAL = ("perceptron", "hybrid"), ("neural", "hybrid")
+# training flag -> (its argparse dest, the algos it applies to); given for another algo, it is refused
+ALGO_FLAGS = {"--epochs": ("epochs", _TRAINED), "--seed": ("seed", _TRAINED), "--order": ("order", _PERCEPTRON),
+              "--beam": ("beam", _PERCEPTRON), "--ensemble": ("ensemble", _PERCEPTRON),
+              "--no-clusters": ("no_clusters", _PERCEPTRON), "--threads": ("threads", _NEURAL),
+              "--layers": ("layers", _NEURAL), "--no-pretrain": ("no_pretrain", _NEURAL), "--lam": ("lam", ("hybrid",)),
+              "--perceptron-model": ("perceptron_model", ("hybrid",))}
+
 
 def register(sub) -> None:
     g = add_group(sub, "pos", "part-of-speech tagging: train, tag, eval")
@@ -50,12 +59,16 @@ def register(sub) -> None:
 
 
 def _train(args) -> int:
+    from llmlab.core.errors import InputError
     from llmlab.data.corpora import pfr1998
     from llmlab.text.base import check_model_folder
     from llmlab.text.metrics import read_tagged
     from llmlab.text.pos import MODEL_FILE, tagger_class
 
     check_model_folder(args.output, MODEL_FILE)  # before training: a bad -o costs nothing
+    for flag, (dest, algos) in ALGO_FLAGS.items():
+        if getattr(args, dest) not in (None, False) and args.algo not in algos:
+            raise InputError(f"{flag} applies to --algo {' / '.join(algos)}, not {args.algo}")
     data = read_tagged(args.train_file, "training file") if args.train_file else pfr1998(args.split)
     config = _train_config(args)
     tagger = tagger_class(args.algo).train(data, config)

@@ -10,6 +10,11 @@ from llmlab.core.cache import WHERE
 
 ALGOS = ("fmm", "bmm", "bimm", "unigram", "bigram", "hmm", "perceptron")
 DICT_ALGOS = ("fmm", "bmm", "bimm", "unigram", "bigram", "perceptron")
+# training flag -> (its argparse dest, the algos it applies to); given for another algo, it is refused
+ALGO_FLAGS = {"--epochs": ("epochs", ("perceptron",)), "--folds": ("folds", ("perceptron",)),
+              "--seed": ("seed", ("perceptron",)), "--no-av-lexicon": ("av_lexicon", ("perceptron",)),
+              "--min-count": ("min_count", DICT_ALGOS), "--user-dict": ("user_dict", DICT_ALGOS),
+              "--feature-dict": ("feature_dict", ("perceptron",))}
 
 
 def register(sub) -> None:
@@ -27,7 +32,8 @@ def register(sub) -> None:
                    "e.g. jieba's dict.txt) whose matches become features; saved with the model")
     p.add_argument("--epochs", type=int, help="perceptron: passes over the data")
     p.add_argument("--folds", type=int, help="perceptron: jackknife folds for lexicon features (1 = off)")
-    p.add_argument("--min-count", type=int, help="dictionary methods: minimum training count of a lexicon word")
+    p.add_argument("--min-count", type=int, help="dictionary methods (perceptron: its lexicon features): minimum "
+                   "training count of a lexicon word")
     p.add_argument("--seed", type=int, help="perceptron: shuffling seed")
     p.add_argument("--no-av-lexicon", dest="av_lexicon", action="store_false", default=None,
                    help="perceptron: no features from accessor-variety pseudo-words of the raw training text")
@@ -74,7 +80,8 @@ def _config_for(algo: str, args: argparse.Namespace):
         return LatticeConfig(**{k: given[k] for k in ("min_count",) if k in given})
     if algo == "hmm":
         return HmmConfig()
-    return PerceptronConfig(**{k: given[k] for k in ("epochs", "folds", "seed", "av_lexicon") if k in given})
+    return PerceptronConfig(**{k: given[k] for k in ("epochs", "folds", "seed", "av_lexicon") if k in given},
+                            **({"lexicon_min_count": given["min_count"]} if "min_count" in given else {}))
 
 
 def _training_sentences(args) -> list[list[str]]:
@@ -96,10 +103,9 @@ def _train(args) -> int:
         if path:
             check_readable(path, "dictionary")
 
-    if args.user_dict and args.algo not in DICT_ALGOS:
-        raise InputError(f"--user-dict needs a dictionary-aware algo ({', '.join(DICT_ALGOS)}), got {args.algo!r}")
-    if args.feature_dict and args.algo != "perceptron":
-        raise InputError(f"--feature-dict needs --algo perceptron, got {args.algo!r}")
+    for flag, (dest, algos) in ALGO_FLAGS.items():
+        if getattr(args, dest) is not None and args.algo not in algos:
+            raise InputError(f"{flag} applies to --algo {' / '.join(algos)}, not {args.algo}")
     if args.feature_dict:
         from llmlab.text.perceptron import read_dictionary
 

@@ -52,7 +52,8 @@ class PerceptronConfig:
     min_feature_count: int = 1  # features seen fewer times in training get no weight
     lexicon_features: bool = True  # add features from the longest lexicon words around each character
     lexicon_min_count: int = 1  # training words seen fewer times stay out of the feature lexicon
-    folds: int = 10  # jackknife: a sentence's lexicon features come from the other folds' words (1 = off)
+    folds: int = 10  # jackknife: a sentence's lexicon features come from the other folds' words (1 = off; at most
+    # one fold per training sentence is used)
     prune_below: float = 0.5  # after training, drop features whose largest averaged |weight| is at most this
     seed: int = 0  # shuffling order of the sentences each epoch
     av_lexicon: bool = True  # add features from accessor-variety pseudo-words of the raw training text
@@ -340,10 +341,11 @@ def _training_keys(sents: list[list[str]], lexicon: Lexicon, config: PerceptronC
     matchers: list[SpanIndex | None] = [None]
     if config.lexicon_features:
         matchers = [SpanIndex(lexicon.counts)]
-    if config.lexicon_features and config.folds > 1:
+    folds = min(config.folds, len(sents))  # more folds than sentences would only add empty ones
+    if config.lexicon_features and folds > 1:
         matchers = []
-        for f in range(config.folds):
-            held = Lexicon.from_sentences(sents[f :: config.folds]).counts
+        for f in range(folds):
+            held = Lexicon.from_sentences(sents[f :: folds]).counts
             matchers.append(SpanIndex({w: c - held.get(w, 0) for w, c in lexicon.counts.items()
                                        if c - held.get(w, 0) >= config.lexicon_min_count}))
     external = SpanIndex(dictionary.counts) if dictionary is not None else None
