@@ -74,7 +74,6 @@ DAMAGE = {  # kind -> how a hand edit or a damaged copy changed segmenter.json
     "state a list": ("bigram", lambda d: d.update(state=[])),
     "no bigrams": ("bigram", lambda d: d["state"].pop("bigrams")),
     "count not a number": ("fmm", lambda d: d["state"]["lexicon"]["counts"].update({"中国": "x"})),
-    "min_count a string": ("unigram", lambda d: d["state"]["config"].update(min_count="1")),
     "hmm trans 3x4": ("hmm", lambda d: d["state"].update(trans=d["state"]["trans"][:3])),
     "hmm emission of 3": ("hmm", lambda d: d["state"]["emit"].update({"中": [0.0, 0.0, 0.0]})),
     "perceptron trans 4x3": ("perceptron", lambda d: d["state"].update(trans=[r[:3] for r in d["state"]["trans"]])),
@@ -90,6 +89,13 @@ def test_a_damaged_segmenter_file_is_one_clear_error_on_load(damage, segmenters,
         load_segmenter(folder).cut(LINE)  # on load, not later when cutting
     assert main(["seg", "cut", "--model", str(folder), "--input", str(folder / "segmenter.json")]) == 2
     assert "is damaged" in capsys.readouterr().err
+
+
+def test_a_config_field_of_the_wrong_type_is_named(segmenters, tmp_path):
+    folder = segmenters["unigram"].save(tmp_path / "m")
+    _edit_state(folder, lambda d: d["state"]["config"].update(min_count="1"))
+    with pytest.raises(InputError, match="LatticeConfig.min_count must be an int, got '1'"):
+        load_segmenter(folder)
 
 
 def test_a_damaged_word_list_of_a_perceptron_is_named(segmenters, tmp_path):
