@@ -31,6 +31,10 @@ def _losses(run_dir):
     return [r["loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
 
 
+def _files(run_dir):
+    return {p.relative_to(run_dir): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
 def _assert_same_run(a, b, atol=1e-5):
     wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
     assert wa.keys() == wb.keys()
@@ -56,6 +60,11 @@ def test_data_parallel_run_equals_single_process_and_resumes(single, cfg, tmp_pa
     shutil.rmtree(run / "model")
     spawn(train_rank, 2, cfg.to_dict(), str(tmp_path), False, 0, 1, 1, 0)
     _assert_same_run(single, run)
+    # tensor parallelism would save beside these checkpoints and retrain from step 0: refused, nothing touched
+    before = _files(run)
+    with pytest.raises(InputError, match="written with --tp 1 --pp 1, this run has --tp 2 --pp 1"):
+        spawn(train_rank, 2, cfg.to_dict(), str(tmp_path), False, 1, 2, 1, 0)
+    assert _files(run) == before
 
 
 def test_layouts_must_fill_the_processes():
@@ -73,6 +82,14 @@ def test_tensor_pipeline_and_hybrid_runs_equal_single_process(single, cfg, tmp_p
     assert fig[0]["layout"] == f"dp{dp} x tp{tp} x pp{pp}"
     run = tmp_path / "t"
     _assert_same_run(single, run)
+    if (dp, tp, pp) == (1, 2, 1):
+        # one process, or pipeline stages that would save over shard tp0-pp0: refused, nothing touched
+        before = _files(run)
+        with pytest.raises(InputError, match="written with --tp 2 --pp 1.*same --tp/--pp, or --fresh"):
+            run_pretraining(cfg, tmp_path)
+        with pytest.raises(InputError, match="written with --tp 2 --pp 1, this run has --tp 1 --pp 2"):
+            spawn(train_rank, 2, cfg.to_dict(), str(tmp_path), False, 1, 1, 2, 2, schedule)
+        assert _files(run) == before
     if (tp, pp) != (2, 2):
         return
     # per-shard checkpoints: one shard lost its last step, so every shard resumes from step 2
@@ -81,7 +98,7 @@ def test_tensor_pipeline_and_hybrid_runs_equal_single_process(single, cfg, tmp_p
     shutil.rmtree(run / "model")
     spawn(train_rank, 4, cfg.to_dict(), str(tmp_path), False, dp, tp, pp, 2, schedule)
     _assert_same_run(single, run)
-    with pytest.raises(InputError, match="written by layout dp1 x tp2 x pp2"):
+    with pytest.raises(InputError, match="written with --tp 2 --pp 2, this run has --tp 2 --pp 1"):
         spawn(train_rank, 4, cfg.to_dict(), str(tmp_path), False, 2, 2, 1, 2, schedule)
 
 

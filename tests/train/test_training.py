@@ -7,7 +7,7 @@ import torch
 from llmlab.core.errors import InputError
 from llmlab.models import CausalLM, ModelConfig
 from llmlab.train import TrainConfig, Trainer, causal_lm_loss, cosine_with_warmup, evaluate_loss
-from llmlab.train.checkpoint import latest_checkpoint, load_checkpoint
+from llmlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from llmlab.train.trainer import get_batch
 
 MODEL = ModelConfig(vocab_size=20, dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=16, dropout=0.1)
@@ -109,6 +109,15 @@ def test_corrupt_or_truncated_checkpoint_is_refused_whole(tmp_path):
     with pytest.raises(InputError, match="missing state.json"):
         load_checkpoint(ckpt, fresh.model, fresh.optimizer)
     assert all(torch.equal(a, b) for a, b in zip(before, fresh.model.parameters()))
+
+
+def test_checkpoints_of_a_sharded_run_are_refused_not_retrained_over(tmp_path):
+    t = make_trainer(tmp_path, steps=2)
+    for shard in ("tp0-pp0", "tp1-pp0"):  # where a --tp 2 run saves
+        save_checkpoint(tmp_path / "checkpoints" / shard, 2, t.model, t.optimizer)
+    with pytest.raises(InputError, match="written with --tp 2 --pp 1, this run has --tp 1 --pp 1"):
+        make_trainer(tmp_path, steps=2).maybe_resume()
+    assert not (tmp_path / "metrics.jsonl").exists()
 
 
 def test_checkpoints_are_pruned_and_leave_no_temp_dirs(tmp_path):

@@ -28,7 +28,7 @@ from torch import nn
 from llmlab.core.errors import InputError
 from llmlab.dist.data_parallel import shard_rows
 from llmlab.dist.mesh import Mesh
-from llmlab.train.checkpoint import list_checkpoints, verify_checkpoint
+from llmlab.train.checkpoint import check_layout, list_checkpoints, verify_checkpoint
 from llmlab.train.config import TrainConfig
 from llmlab.train.trainer import Trainer
 
@@ -196,6 +196,7 @@ class DistributedTrainer(Trainer):
 
     def maybe_resume(self) -> bool:
         """Resume every rank from the newest step that all shards saved (none: start fresh)."""
+        check_layout(self.run_dir / "checkpoints", self.mesh.layout.tp, self.mesh.layout.pp)
         steps = {int(p.name.split("-")[1]): p for p in list_checkpoints(self.ckpt_dir)}
         newest = torch.tensor([max(steps, default=0)])
         dist.all_reduce(newest, op=dist.ReduceOp.MIN)

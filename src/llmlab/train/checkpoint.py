@@ -103,6 +103,34 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
+def checkpoint_layouts(root: str | os.PathLike) -> set[tuple[int, int]]:
+    """The (tp, pp) shard layouts whose checkpoints lie under a run's ``checkpoints/`` folder.
+
+    An unsharded run (one process, or data parallel) saves ``step-*`` there: (1, 1). A tensor- or
+    pipeline-parallel run saves ``tp{t}-pp{p}/step-*``: its layout is (max t + 1, max p + 1).
+    """
+    root = Path(root)
+    found = set()
+    if list_checkpoints(root):
+        found.add((1, 1))
+    shards = [p.name[2:].split("-pp") for p in root.glob("tp*-pp*") if list_checkpoints(p)]
+    shards = [(int(t), int(q)) for t, q in shards if t.isdigit() and q.isdigit()]
+    if shards:
+        found.add((max(t for t, _ in shards) + 1, max(q for _, q in shards) + 1))
+    return found
+
+
+def check_layout(root: str | os.PathLike, tp: int, pp: int) -> None:
+    """InputError if the checkpoints under `root` were written by another tensor/pipeline layout: this
+    run would neither resume them nor leave them alone (a new layout saves into other folders, or
+    over some of theirs). The data-parallel degree may change: replicas are identical."""
+    other = sorted(checkpoint_layouts(root) - {(tp, pp)})
+    if other:
+        was = " and ".join(f"--tp {t} --pp {p}" for t, p in other)
+        raise InputError(f"the checkpoints in {str(root)!r} were written with {was}, this run has --tp {tp} "
+                         f"--pp {pp}; resume with the same --tp/--pp, or --fresh to start over")
+
+
 def verify_checkpoint(path: str | os.PathLike) -> dict:
     """Check every file against the manifest; return the parsed state.json."""
     p = Path(path)

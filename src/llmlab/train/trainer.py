@@ -24,7 +24,7 @@ from llmlab.core.errors import InputError
 from llmlab.core.io import JsonlAppender, atomic_write_text
 from llmlab.core.progress import progress
 from llmlab.models.io import resolve_device
-from llmlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from llmlab.train.checkpoint import check_layout, latest_checkpoint, load_checkpoint, save_checkpoint
 from llmlab.train.config import TrainConfig
 from llmlab.train.objectives import causal_lm_loss, moe_aux_loss
 from llmlab.train.optim import OPTIMIZERS
@@ -142,6 +142,7 @@ class Trainer:
         self.writes = True  # logs metrics and shows progress (in a distributed run, rank 0 only)
 
     def maybe_resume(self) -> bool:
+        check_layout(self.run_dir / "checkpoints", tp=1, pp=1)  # a sharded run's checkpoints: refuse
         ckpt = latest_checkpoint(self.ckpt_dir)
         if ckpt is None:
             return False
