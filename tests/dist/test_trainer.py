@@ -123,3 +123,38 @@ def test_a_setting_refused_inside_the_ranks_is_a_one_line_error_and_writes_nothi
     err = capsys.readouterr().err
     assert "pipeline stages must be in [1, n_layer=2]" in err and "Traceback" not in err
     assert not any(tmp_path.iterdir())
+
+
+MOE = dict(vocab_size=16, dim=16, n_layer=1, n_head=2, n_kv_head=2, max_seq_len=8, n_experts=8, moe_top_k=1,
+           moe_capacity_factor=0, moe_aux_loss_coef=0)  # capacity and balancing loss are per replica: off
+MOE_TRAIN = dict(steps=3, batch_size=2, seq_len=4, lr=1e-2, warmup_steps=0, eval_every=0, checkpoint_every=0,
+                 log_every=1, device="cpu")
+
+
+def _moe_run(run_dir, mesh=None):
+    """A few steps of a tiny MoE with 8 experts and 8 tokens a step: some expert gets no token each step."""
+    from llmlab.dist.trainer import DistributedTrainer
+    from llmlab.models import CausalLM, ModelConfig
+    from llmlab.train import TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    model, cfg = CausalLM(ModelConfig(**MOE)), TrainConfig(**MOE_TRAIN)
+    tokens = torch.randint(0, 16, (200,), generator=torch.Generator().manual_seed(0))
+    t = Trainer(model, cfg, tokens, None, run_dir) if mesh is None else \
+        DistributedTrainer(model, cfg, tokens, None, run_dir, mesh)
+    t.fit()
+    return {k: v.detach().numpy().copy() for k, v in t.model.state_dict().items()}  # numpy: leaves a process whole
+
+
+def _moe_worker(rank, world, run_dir):
+    from llmlab.dist.mesh import build_mesh
+    from llmlab.dist.planner import Layout
+
+    return _moe_run(run_dir, build_mesh(Layout(dp=2)))
+
+
+def test_data_parallel_moe_leaves_experts_without_tokens_alone_as_one_process_does(tmp_path):
+    want = _moe_run(tmp_path / "single")
+    for got in spawn(_moe_worker, 2, str(tmp_path / "dp")):
+        for k in want:
+            torch.testing.assert_close(torch.from_numpy(got[k]), torch.from_numpy(want[k]), atol=1e-6, rtol=0, msg=k)

@@ -13,6 +13,10 @@ rank 0 writes the usual ``checkpoints/`` (so a data-parallel run resumes on one 
 way round); otherwise the first replica of each shard writes ``checkpoints/tp{t}-pp{p}/``, and a resume
 loads the newest step that every shard has. Evaluation and the saved model use the full model,
 gathered onto rank 0.
+
+Mixture-of-experts layers route each replica's rows on their own: expert capacity and the load-balancing
+loss are per replica, so with dp > 1 they match the single-process run only when no token is dropped
+(`moe_capacity_factor` 0) and the balancing loss is off; the router z-loss, a mean over tokens, matches.
 """
 
 from __future__ import annotations
@@ -74,7 +78,10 @@ class DistributedTrainer(Trainer):
         if lay.dp > 1:
             from llmlab.dist.data_parallel import GradientSync
 
-            self.sync = GradientSync(self.model, group=mesh.dp_group)  # also broadcasts rank 0's weights
+            # an expert no token reached keeps grad None, as in one process (where AdamW then skips it
+            # instead of decaying it and moving it by its momentum)
+            self.sync = GradientSync(self.model, group=mesh.dp_group,  # also broadcasts rank 0's weights
+                                     find_unused=self.full_config.n_experts > 0)
 
     # -- the step ---------------------------------------------------------------------------------
 
