@@ -3,6 +3,7 @@ evaluation -> samples -> saved model and a report, all under one run directory.
 
     runs/<name>/
       config.json        the RunConfig
+      data.json          SHA-256 of the corpus splits the run trained on (a resume must see the same)
       metrics.jsonl      training and evaluation records
       checkpoints/       resumable state (atomic)
       model/             config.json, model.safetensors, tokenizer.json, README.md (model card)
@@ -15,6 +16,7 @@ Running again with the same config resumes (or, if finished, just re-evaluates a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -103,20 +105,39 @@ def prepare_streams(cfg: RunConfig, train_lines: list[str], dev_lines: list[str]
     return tok, encode_stream(tok, train_lines), encode_stream(tok, dev_lines)
 
 
-def _prepare_run_dir(out: Path, cfg: RunConfig, fresh: bool) -> None:
-    """Make the run directory, or check that the run in it has this config; with `fresh`, clear an
-    earlier run first. Called once every setting has been checked, so a bad flag never costs a run."""
+def data_fingerprint(train_lines: list[str], dev_lines: list[str]) -> dict:
+    """What identifies a run's data: the SHA-256 of its train and dev lines. The tokenizer and both token
+    streams are functions of them (and of the config), so equal digests mean the same ids."""
+    digests = {}
+    for split, lines in (("train", train_lines), ("dev", dev_lines)):
+        h = hashlib.sha256()
+        for line in lines:
+            h.update(line.encode("utf-8", "surrogatepass") + b"\n")
+        digests[f"{split}_sha256"] = h.hexdigest()
+    return digests
+
+
+def _prepare_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = None) -> None:
+    """Make the run directory, or check that the run in it has this config and `data` (its
+    `data_fingerprint`); with `fresh`, clear an earlier run first. Called once every setting has been
+    checked, so a bad flag never costs a run."""
     check_output(out, "run directory", folder=True)
-    saved = out / "config.json"
+    saved, saved_data = out / "config.json", out / "data.json"
     if saved.exists() and not fresh:
         if read_json(saved, "run config") != json.loads(json.dumps(cfg.to_dict())):
             raise InputError(f"run directory {str(out)!r} holds a run with a different config; "
+                             "pass --fresh to start over or choose another --name")
+        if data is not None and saved_data.exists() and read_json(saved_data, "run data digest") != data:
+            raise InputError(f"run directory {str(out)!r} was trained on other data: corpus {cfg.corpus!r} has "
+                             "changed since, so its tokenizer and token ids would not match the checkpoints; "
                              "pass --fresh to start over or choose another --name")
     elif saved.exists() and fresh:
         import shutil
 
         shutil.rmtree(out)
     atomic_write_json(saved, cfg.to_dict())  # makes the folder, or says why it cannot
+    if data is not None:
+        atomic_write_json(saved_data, data)
 
 
 def _log_final_eval(path: Path, record: dict) -> None:
@@ -158,7 +179,7 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
     # only now, with the corpus, tokenizer, model and trainer settings all accepted, is the run
     # directory touched: a bad flag with --fresh must not delete the run it was meant to redo
     if mesh is None or mesh.writes:
-        _prepare_run_dir(out, cfg, fresh)
+        _prepare_run_dir(out, cfg, fresh, data_fingerprint(train_lines, dev_lines))
     if mesh is not None:
         import torch.distributed as dist
 

@@ -1,0 +1,42 @@
+"""Reruns of a small pretraining run: what resumes, what is refused, and what the report says."""
+
+import json
+
+import pytest
+
+from llmlab.core.errors import InputError
+from llmlab.models import ModelConfig
+from llmlab.pipeline import RunConfig, run_pretraining
+from llmlab.train import TrainConfig
+
+
+def tiny(corpus, **train) -> RunConfig:
+    """A one-layer model on a small user corpus, a few steps: seconds on a CPU."""
+    model = ModelConfig(dim=16, n_layer=1, n_head=2, n_kv_head=2, max_seq_len=16)
+    steps = dict(steps=4, batch_size=2, seq_len=8, warmup_steps=1, eval_every=2, eval_batches=1, checkpoint_every=2,
+                 log_every=1, device="cpu")
+    return RunConfig(name="t", corpus=str(corpus), model=model, train=TrainConfig(**{**steps, **train}),
+                     prompts=("a",), sample_tokens=2)
+
+
+def write_corpus(path, alphabet: str):
+    path.write_text("".join(alphabet[i % 5:] + alphabet[: i % 5] + "\n" for i in range(60)), encoding="utf-8")
+    return path
+
+
+def files(run_dir):
+    return {p.relative_to(run_dir): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_a_changed_corpus_is_refused_not_resumed_with_other_ids(tmp_path):
+    corpus = write_corpus(tmp_path / "c.txt", "abcde")
+    cfg = tiny(corpus)
+    run_pretraining(cfg, tmp_path / "runs")
+    run = tmp_path / "runs" / "t"
+    before = files(run)
+    write_corpus(corpus, "vwxyz")  # the same vocabulary size, other characters: every id means another one
+    with pytest.raises(InputError, match="trained on other data"):
+        run_pretraining(cfg, tmp_path / "runs")
+    assert files(run) == before
+    run_pretraining(cfg, tmp_path / "runs", fresh=True)  # --fresh starts over on the new text
+    assert "v" in json.loads((run / "model" / "tokenizer.json").read_text())["model"]["vocab"]
