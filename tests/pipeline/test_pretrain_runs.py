@@ -40,3 +40,19 @@ def test_a_changed_corpus_is_refused_not_resumed_with_other_ids(tmp_path):
     assert files(run) == before
     run_pretraining(cfg, tmp_path / "runs", fresh=True)  # --fresh starts over on the new text
     assert "v" in json.loads((run / "model" / "tokenizer.json").read_text())["model"]["vocab"]
+
+
+def test_the_optimizer_experiment_leaves_a_run_of_the_same_name_alone_and_resumes_its_own(tmp_path):
+    from llmlab.pipeline.optimizers import compare_optimizers
+
+    cfg = tiny(write_corpus(tmp_path / "c.txt", "abcde"))
+    run_pretraining(cfg.replace(name="adam"), tmp_path / "runs")  # a user's run that happens to be named adam
+    before = files(tmp_path / "runs")
+    with pytest.raises(InputError, match="adam' holds a run with a different config.*another --out"):
+        compare_optimizers(cfg, tmp_path / "runs", ("sgd", "adam"), steps=2)
+    assert files(tmp_path / "runs") == before  # nothing trained, not even sgd
+    first = compare_optimizers(cfg, tmp_path / "exp", ("sgd", "adam"), steps=2)
+    curves = {n: (tmp_path / "exp" / n / "metrics.jsonl").read_text() for n in ("sgd", "adam")}
+    again = compare_optimizers(cfg, tmp_path / "exp", ("sgd", "adam"), steps=2)  # resumes: nothing retrains
+    assert {n: (tmp_path / "exp" / n / "metrics.jsonl").read_text() for n in ("sgd", "adam")} == curves
+    assert [r["val_loss"] for r in again] == pytest.approx([r["val_loss"] for r in first])

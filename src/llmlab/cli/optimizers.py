@@ -14,7 +14,9 @@ def register(sub) -> None:
     p.add_argument("--preset", default="tiny", choices=("tiny", "small"), help="model and data of the speedrun preset")
     p.add_argument("--steps", type=int, default=None, help="steps per optimizer (default: the preset's)")
     p.add_argument("--only", nargs="+", choices=NAMES, default=list(NAMES), help="optimizers to run")
-    p.add_argument("--out", default="runs/optimizers", help="output directory")
+    p.add_argument("--out", default="runs/optimizers", help="output directory; each optimizer's run is OUT/NAME, "
+                   "resumed if it exists (a folder there holding another run is refused)")
+    p.add_argument("--fresh", action="store_true", help="delete earlier runs of these optimizers under --out first")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.steps is not None and args.steps <= 0:
         raise InputError(f"--steps must be > 0, got {args.steps}")
-    results = compare_optimizers(preset(args.preset), args.out, tuple(args.only), args.steps)
+    results = compare_optimizers(preset(args.preset), args.out, tuple(args.only), args.steps, args.fresh)
     for r in sorted(results, key=lambda r: r["val_loss"]):
         print(f"{r['optimizer']:<9} lr {r['lr']:<6g} val loss {r['val_loss']:.4f}  state {r['state_bytes']:>12,} B")
     print(f"plot: {args.out}/optimizers.png  report: {args.out}/report.md")

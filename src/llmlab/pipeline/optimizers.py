@@ -18,7 +18,7 @@ import torch
 from llmlab.core.io import atomic_write_json, atomic_write_text
 from llmlab.data import lm_splits
 from llmlab.models import CausalLM
-from llmlab.pipeline.pretrain import RunConfig, prepare_streams
+from llmlab.pipeline.pretrain import RunConfig, check_run_dir, data_fingerprint, prepare_run_dir, prepare_streams
 from llmlab.pipeline.report import plot_curves
 from llmlab.train import Trainer, evaluate_loss
 from llmlab.train.optim import state_bytes
@@ -32,25 +32,33 @@ DEFAULT_LR = {"sgd": 0.5, "momentum": 0.1, "nesterov": 0.1, "adagrad": 0.05, "rm
 
 
 def compare_optimizers(base: RunConfig, out_dir: str | Path, optimizers: tuple[str, ...] = tuple(DEFAULT_LR),
-                       steps: int | None = None) -> list[dict]:
-    """Train `base` once per optimizer under `out_dir`; write results.json, optimizers.png and report.md."""
+                       steps: int | None = None, fresh: bool = False) -> list[dict]:
+    """Train `base` once per optimizer under `out_dir`; write results.json, optimizers.png and report.md.
+
+    Each optimizer's run is a run directory `out_dir/<optimizer>` as pretraining keeps them: a rerun
+    resumes it, and a folder holding another run (a `pretrain --name adam`) is refused before anything
+    trains, unless `fresh`, which starts those runs over.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     train_lines, dev_lines = lm_splits(base.corpus)
     tok, train_ids, dev_ids = prepare_streams(base, train_lines, dev_lines)
     eval_ids = dev_ids[: base.final_eval_tokens] if base.final_eval_tokens else dev_ids
     model_cfg = dataclasses.replace(base.model, vocab_size=tok.vocab_size)
+    data = data_fingerprint(train_lines, dev_lines)
+    runs = {name: base.replace(name=name, train=dataclasses.replace(
+        base.train, optimizer=name, lr=DEFAULT_LR[name], min_lr=DEFAULT_LR[name] / 10,
+        steps=steps or base.train.steps, eval_every=0, checkpoint_every=0, keep_checkpoints=1, device="cpu"))
+        for name in optimizers}
+    for name, run in runs.items():  # every folder is checked before the first run trains
+        check_run_dir(out / name, run, fresh, data, elsewhere="--out")
     results = []
-    for name in optimizers:
-        tcfg = dataclasses.replace(base.train, optimizer=name, lr=DEFAULT_LR[name], min_lr=DEFAULT_LR[name] / 10,
-                                   steps=steps or base.train.steps, eval_every=0, checkpoint_every=0,
-                                   keep_checkpoints=1, device="cpu")
+    for name, run in runs.items():
+        tcfg, run_dir = run.train, out / name
+        prepare_run_dir(run_dir, run, fresh, data)
         torch.manual_seed(tcfg.seed)
         model = CausalLM(model_cfg)
-        run_dir = out / name
-        if (run_dir / "metrics.jsonl").exists():
-            (run_dir / "metrics.jsonl").unlink()  # a fresh curve each time the experiment runs
         trainer = Trainer(model, tcfg, train_ids, None, run_dir)
+        trainer.maybe_resume()
         trainer.fit()
         val_loss, _ = evaluate_loss(model, eval_ids, tcfg.seq_len, tcfg.batch_size)
         curve = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]

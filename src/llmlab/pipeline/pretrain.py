@@ -117,27 +117,34 @@ def data_fingerprint(train_lines: list[str], dev_lines: list[str]) -> dict:
     return digests
 
 
-def _prepare_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = None) -> None:
-    """Make the run directory, or check that the run in it has this config and `data` (its
-    `data_fingerprint`); with `fresh`, clear an earlier run first. Called once every setting has been
-    checked, so a bad flag never costs a run."""
+def check_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = None, elsewhere: str = "--name") -> None:
+    """InputError unless `out` may hold the run of `cfg` on `data` (its `data_fingerprint`): it is new, or
+    (without `fresh`) holds a run of this config on this data, which then resumes. The error suggests
+    `--fresh` or another `elsewhere` (the flag that names the folder)."""
     check_output(out, "run directory", folder=True)
     saved, saved_data = out / "config.json", out / "data.json"
     if saved.exists() and not fresh:
         if read_json(saved, "run config") != json.loads(json.dumps(cfg.to_dict())):
             raise InputError(f"run directory {str(out)!r} holds a run with a different config; "
-                             "pass --fresh to start over or choose another --name")
+                             f"pass --fresh to start over or choose another {elsewhere}")
         if data is not None and saved_data.exists() and read_json(saved_data, "run data digest") != data:
             raise InputError(f"run directory {str(out)!r} was trained on other data: corpus {cfg.corpus!r} has "
                              "changed since, so its tokenizer and token ids would not match the checkpoints; "
-                             "pass --fresh to start over or choose another --name")
-    elif saved.exists() and fresh:
+                             f"pass --fresh to start over or choose another {elsewhere}")
+
+
+def prepare_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = None) -> None:
+    """Make the run directory, or check that the run in it has this config and `data` (`check_run_dir`);
+    with `fresh`, clear an earlier run first. Called once every setting has been checked, so a bad flag
+    never costs a run."""
+    check_run_dir(out, cfg, fresh, data)
+    if fresh and (out / "config.json").exists():
         import shutil
 
         shutil.rmtree(out)
-    atomic_write_json(saved, cfg.to_dict())  # makes the folder, or says why it cannot
+    atomic_write_json(out / "config.json", cfg.to_dict())  # makes the folder, or says why it cannot
     if data is not None:
-        atomic_write_json(saved_data, data)
+        atomic_write_json(out / "data.json", data)
 
 
 def _log_final_eval(path: Path, record: dict) -> None:
@@ -179,7 +186,7 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
     # only now, with the corpus, tokenizer, model and trainer settings all accepted, is the run
     # directory touched: a bad flag with --fresh must not delete the run it was meant to redo
     if mesh is None or mesh.writes:
-        _prepare_run_dir(out, cfg, fresh, data_fingerprint(train_lines, dev_lines))
+        prepare_run_dir(out, cfg, fresh, data_fingerprint(train_lines, dev_lines))
     if mesh is not None:
         import torch.distributed as dist
 
