@@ -56,3 +56,16 @@ def test_the_optimizer_experiment_leaves_a_run_of_the_same_name_alone_and_resume
     again = compare_optimizers(cfg, tmp_path / "exp", ("sgd", "adam"), steps=2)  # resumes: nothing retrains
     assert {n: (tmp_path / "exp" / n / "metrics.jsonl").read_text() for n in ("sgd", "adam")} == curves
     assert [r["val_loss"] for r in again] == pytest.approx([r["val_loss"] for r in first])
+
+
+def test_a_run_stopped_by_its_time_limit_goes_on_when_rerun_with_another_limit(tmp_path):
+    corpus = write_corpus(tmp_path / "c.txt", "abcde")
+    first = run_pretraining(tiny(corpus, max_minutes=1e-6), tmp_path / "runs")
+    assert first["stopped_early"] and first["steps"] == 1
+    again = run_pretraining(tiny(corpus, max_minutes=1e-6), tmp_path / "runs")  # a limit per invocation
+    assert again["stopped_early"] and again["steps"] == 2
+    done = run_pretraining(tiny(corpus, max_minutes=60), tmp_path / "runs")  # not a different run: resumed
+    assert not done["stopped_early"] and done["steps"] == 4
+    steps = [r["step"] for r in map(json.loads, (tmp_path / "runs" / "t" / "metrics.jsonl").read_text().splitlines())
+             if "loss" in r]
+    assert steps == [1, 2, 3, 4]

@@ -117,6 +117,12 @@ def data_fingerprint(train_lines: list[str], dev_lines: list[str]) -> dict:
     return digests
 
 
+def _identity(cfg: dict) -> dict:
+    """A run config as a resume compares it: without the time limit, which each invocation sets anew."""
+    train = cfg.get("train") if isinstance(cfg, dict) else None
+    return {**cfg, "train": {k: v for k, v in train.items() if k != "max_minutes"}} if isinstance(train, dict) else cfg
+
+
 def check_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = None, elsewhere: str = "--name") -> None:
     """InputError unless `out` may hold the run of `cfg` on `data` (its `data_fingerprint`): it is new, or
     (without `fresh`) holds a run of this config on this data, which then resumes. The error suggests
@@ -124,7 +130,7 @@ def check_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = No
     check_output(out, "run directory", folder=True)
     saved, saved_data = out / "config.json", out / "data.json"
     if saved.exists() and not fresh:
-        if read_json(saved, "run config") != json.loads(json.dumps(cfg.to_dict())):
+        if _identity(read_json(saved, "run config")) != _identity(json.loads(json.dumps(cfg.to_dict()))):
             raise InputError(f"run directory {str(out)!r} holds a run with a different config; "
                              f"pass --fresh to start over or choose another {elsewhere}")
         if data is not None and saved_data.exists() and read_json(saved_data, "run data digest") != data:

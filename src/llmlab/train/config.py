@@ -36,7 +36,7 @@ class TrainConfig:
     log_every: int = 10  # write a training metrics record every N steps
     seed: int = 1337  # seeds initialisation, batches and dropout
     device: str = "auto"  # auto | cpu | cuda
-    max_minutes: float = 0.0  # stop (with a checkpoint) after this much training time; 0 = no limit
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this much training per invocation; 0 = no limit
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "grad_accum", "seq_len", "log_every"):

@@ -138,6 +138,7 @@ class Trainer:
         self.scaler = DynamicLossScaler() if cfg.precision == "fp16" else None
         self.step = 0
         self.train_seconds = 0.0  # accumulated over resumed sessions
+        self.session_seconds = 0.0  # of this fit() only: max_minutes limits each invocation
         self.stopped_early = False
         self.writes = True  # logs metrics and shows progress (in a distributed run, rank 0 only)
 
@@ -243,7 +244,7 @@ class Trainer:
         """Why to stop after this step ("" to go on): an interrupt, or the time limit."""
         if interrupted:
             return "interrupted"
-        if self.cfg.max_minutes and self.train_seconds >= self.cfg.max_minutes * 60:
+        if self.cfg.max_minutes and self.session_seconds >= self.cfg.max_minutes * 60:
             return "time limit"
         return ""
 
@@ -253,6 +254,7 @@ class Trainer:
         self.model.train()
         flag = _StopFlag()
         last, last_eval = {}, {}
+        self.session_seconds = 0.0
         tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len
         bar = progress(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not self.writes)
         with flag.catching_sigint():
@@ -260,6 +262,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 last = self.train_step()
                 self.train_seconds += time.perf_counter() - t0
+                self.session_seconds += time.perf_counter() - t0
                 last.update(tokens=self.step * tokens_per_step, elapsed_s=round(self.train_seconds, 3),
                             tok_per_s=round(tokens_per_step / max(time.perf_counter() - t0, 1e-9), 1))
                 bar.update(1)
