@@ -1,6 +1,7 @@
 """Reruns of a small pretraining run: what resumes, what is refused, and what the report says."""
 
 import json
+import time
 
 import pytest
 
@@ -69,3 +70,15 @@ def test_a_run_stopped_by_its_time_limit_goes_on_when_rerun_with_another_limit(t
     steps = [r["step"] for r in map(json.loads, (tmp_path / "runs" / "t" / "metrics.jsonl").read_text().splitlines())
              if "loss" in r]
     assert steps == [1, 2, 3, 4]
+
+
+def test_rerunning_a_finished_run_reports_its_recorded_loss_and_whole_time(tmp_path):
+    cfg = tiny(write_corpus(tmp_path / "c.txt", "abcde"))
+    first = run_pretraining(cfg, tmp_path / "runs")
+    t0 = time.perf_counter()
+    again = run_pretraining(cfg, tmp_path / "runs")  # trains no step
+    rerun = time.perf_counter() - t0
+    assert again["steps"] == 4 and again["final_train_loss"] == first["final_train_loss"]
+    assert again["train_seconds"] == first["train_seconds"]
+    assert again["wall_seconds"] > first["train_seconds"] + rerun  # the first session counts, not the rerun alone
+    assert f"{first['final_train_loss']:.4f}" in (tmp_path / "runs" / "t" / "report.md").read_text()

@@ -153,6 +153,13 @@ def prepare_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = 
         atomic_write_json(out / "data.json", data)
 
 
+def _last_train_loss(path: Path) -> float:
+    """The loss of the last training record in a run's metrics (nan if there is none)."""
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    losses = [r["loss"] for r in map(json.loads, filter(None, lines)) if "loss" in r]
+    return losses[-1] if losses else float("nan")
+
+
 def _log_final_eval(path: Path, record: dict) -> None:
     """Append the full-split evaluation, replacing one an earlier run of this directory wrote."""
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
@@ -197,6 +204,7 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
         import torch.distributed as dist
 
         dist.barrier()  # the run directory is ready (or a fresh start has cleared it)
+    trainer.started = t_start  # the session's clock includes reading and tokenizing the corpus
     trainer.maybe_resume()
     result = trainer.fit()
     if mesh is not None:
@@ -223,7 +231,8 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
         "tokens_seen": trainer.step * cfg.train.batch_size * cfg.train.grad_accum * cfg.train.seq_len,
         "train_seconds": trainer.train_seconds,
         "stopped_early": result["stopped_early"],
-        "final_train_loss": result["train"].get("loss", float("nan")),
+        # a rerun of a finished run trains no step: the loss is the last one its metrics recorded
+        "final_train_loss": result["train"].get("loss", _last_train_loss(out / "metrics.jsonl")),
         "val_loss": val_loss,
         "val_ppl": math.exp(val_loss),
         "val_tokens_scored": val_tokens,
@@ -246,7 +255,7 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
     )
     save_model(model, out / "model", tok, card)
     plot_losses(out / "metrics.jsonl", out / "loss.png", baseline=figures["unigram_entropy"])
-    figures["wall_seconds"] = time.perf_counter() - t_start
+    figures["wall_seconds"] = trainer.total_wall_seconds()  # every session's, as train_seconds is
     write_report(out / "report.md", cfg, figures)
     atomic_write_json(out / "summary.json", figures)
     return figures

@@ -139,6 +139,8 @@ class Trainer:
         self.step = 0
         self.train_seconds = 0.0  # accumulated over resumed sessions
         self.session_seconds = 0.0  # of this fit() only: max_minutes limits each invocation
+        self.wall_seconds = 0.0  # wall-clock time of earlier sessions, up to their last checkpoint
+        self.started = time.perf_counter()  # this session's start (a pipeline may set an earlier one)
         self.stopped_early = False
         self.writes = True  # logs metrics and shows progress (in a distributed run, rank 0 only)
 
@@ -155,6 +157,7 @@ class Trainer:
         state = load_checkpoint(ckpt, self.model, self.optimizer)
         self.step = state["step"]
         self.train_seconds = state["extra"].get("train_seconds", 0.0)
+        self.wall_seconds = state["extra"].get("wall_seconds", self.train_seconds)
         if self.scaler is not None and "scaler" in state["extra"]:
             self.scaler.load_state_dict(state["extra"]["scaler"])
         if self.writes:
@@ -231,10 +234,14 @@ class Trainer:
 
     def checkpoint_extra(self) -> dict:
         """Loop state saved beside the weights (JSON)."""
-        extra = {"train_seconds": self.train_seconds}
+        extra = {"train_seconds": self.train_seconds, "wall_seconds": self.total_wall_seconds()}
         if self.scaler is not None:
             extra["scaler"] = self.scaler.state_dict()
         return extra
+
+    def total_wall_seconds(self) -> float:
+        """Wall-clock time of the whole run so far: earlier sessions and this one."""
+        return self.wall_seconds + time.perf_counter() - self.started
 
     def save(self) -> Path:
         return save_checkpoint(self.ckpt_dir, self.step, self.model, self.optimizer, extra=self.checkpoint_extra(),
