@@ -47,6 +47,15 @@ def test_schedule_warms_up_then_decays_to_min():
     assert lrs[10:] == sorted(lrs[10:], reverse=True) and lrs[100] == 0.1
 
 
+def test_inverse_sqrt_without_warmup_decays_from_the_peak():
+    from llmlab.train.schedule import inverse_sqrt
+
+    for step in range(50):
+        assert inverse_sqrt(step, 1e-3, 0, 50, 1e-5) == pytest.approx(max(1e-5, 1e-3 / math.sqrt(step + 1)))
+        if step >= 4:  # with warmup, the same rule after it: max_lr * sqrt(warmup / (step + 1))
+            assert inverse_sqrt(step, 1e-3, 4, 50) == pytest.approx(1e-3 * math.sqrt(4 / (step + 1)))
+
+
 def test_batches_are_windows_of_the_stream_and_depend_only_on_seed():
     tokens = torch.arange(100)
     x, y = get_batch(tokens, 3, 8, seed=5)

@@ -41,14 +41,17 @@ def linear_with_warmup(step: int, max_lr: float, warmup: int, total: int, min_lr
 
 
 def inverse_sqrt(step: int, max_lr: float, warmup: int, total: int, min_lr: float = 0.0) -> float:
-    """The original Transformer's rule: warmup, then max_lr * sqrt(warmup / step).
+    """The original Transformer's rule: warmup, then max_lr * sqrt(warmup / step). Without warmup it
+    decays from the peak as max_lr / sqrt(step + 1) (the rule with warmup 1), not sqrt(0) = 0.
 
     >>> [round(inverse_sqrt(s, 1.0, 4, 100), 3) for s in (1, 3, 15)]
     [0.5, 1.0, 0.5]
+    >>> [round(inverse_sqrt(s, 1.0, 0, 100), 3) for s in (0, 3, 15)]
+    [1.0, 0.5, 0.25]
     """
     if step < warmup:
         return max_lr * (step + 1) / warmup
-    return max(min_lr, max_lr * math.sqrt(warmup / (step + 1)))
+    return max(min_lr, max_lr * math.sqrt(max(warmup, 1) / (step + 1)))
 
 
 def warmup_stable_decay(step: int, max_lr: float, warmup: int, total: int, min_lr: float = 0.0,
