@@ -145,6 +145,8 @@ def test_time_limit_stops_with_a_checkpoint(tmp_path):
 def test_bad_train_config_is_a_clear_error():
     with pytest.raises(InputError, match="lr must be in"):
         TrainConfig(lr=0)
+    with pytest.raises(InputError, match="eval_batches must be > 0, got 0"):  # not a crash at the first eval
+        TrainConfig(eval_batches=0)
     with pytest.raises(InputError, match="seq_len 32 exceeds"):
         Trainer(CausalLM(MODEL), TrainConfig(seq_len=32, device="cpu"), stream(), None, "/tmp/unused")
 

@@ -39,10 +39,10 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop (with a checkpoint) after this much training per invocation; 0 = no limit
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "grad_accum", "seq_len", "log_every"):
+        for name in ("steps", "batch_size", "grad_accum", "seq_len", "log_every", "eval_batches"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("eval_every", "checkpoint_every", "warmup_steps", "keep_checkpoints", "eval_batches"):
+        for name in ("eval_every", "checkpoint_every", "warmup_steps", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.lr <= 1:
