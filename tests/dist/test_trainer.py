@@ -111,6 +111,10 @@ def test_pretrain_cli_refuses_a_layout_before_starting_anything(tmp_path, capsys
     assert "cannot hold tp 2" in capsys.readouterr().err
     assert main(["pretrain", "--preset", "tiny", "--out", str(tmp_path), "--nproc", "0"]) == 2
     assert "--nproc must be >= 1" in capsys.readouterr().err
+    for extra in ([], ["--nproc", "2", "--tp", "2"]):  # micro-batches without pipeline stages would be ignored
+        assert main(["pretrain", "--preset", "tiny", "--out", str(tmp_path), "--micro-batches", "4", "--steps", "1",
+                     *extra]) == 2
+        assert "--micro-batches splits each step over pipeline stages" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 

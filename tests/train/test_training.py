@@ -147,6 +147,9 @@ def test_bad_train_config_is_a_clear_error():
         TrainConfig(lr=0)
     with pytest.raises(InputError, match="eval_batches must be > 0, got 0"):  # not a crash at the first eval
         TrainConfig(eval_batches=0)
+    for name in ("weight_decay", "grad_clip", "max_minutes"):  # not silently no clipping, one step, or growth
+        with pytest.raises(InputError, match=f"{name} must be >= 0, got -1"):
+            TrainConfig(**{name: -1})
     with pytest.raises(InputError, match="seq_len 32 exceeds"):
         Trainer(CausalLM(MODEL), TrainConfig(seq_len=32, device="cpu"), stream(), None, "/tmp/unused")
 

@@ -97,10 +97,13 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     par = (args.dp, args.tp, args.pp, args.micro_batches, args.pipeline_schedule)
-    if args.nproc < 1:
-        from llmlab.core.errors import InputError
+    from llmlab.core.errors import InputError
 
+    if args.nproc < 1:
         raise InputError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.micro_batches < 0 or (args.micro_batches and args.pp == 1):
+        raise InputError(f"--micro-batches splits each step over pipeline stages: it needs --pp > 1 and must be "
+                         f">= 0, got {args.micro_batches} with --pp {args.pp}")
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # under torchrun: this process is one rank
         from llmlab.dist.launch import init_from_env
 
@@ -115,8 +118,6 @@ def run(args: argparse.Namespace) -> int:
         f = spawn(train_rank, args.nproc, cfg.to_dict(), args.out, args.fresh, *par, timeout=7 * 24 * 3600)[0]
     else:
         if (args.dp, args.tp, args.pp) not in ((0, 1, 1), (1, 1, 1)):
-            from llmlab.core.errors import InputError
-
             raise InputError("--dp/--tp/--pp need several processes: pass --nproc N or launch under torchrun")
         f = run_pretraining(cfg, args.out, fresh=args.fresh)
     print(f"val loss {f['val_loss']:.4f}  val ppl {f['val_ppl']:.2f}  ({f['steps']} steps, "

@@ -45,6 +45,9 @@ class TrainConfig:
         for name in ("eval_every", "checkpoint_every", "warmup_steps", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("weight_decay", "grad_clip", "max_minutes"):  # 0 turns grad_clip and max_minutes off
+            if not getattr(self, name) >= 0:
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.lr <= 1:
             raise InputError(f"lr must be in (0, 1], got {self.lr}")
         if not 0 <= self.min_lr <= self.lr:
