@@ -1,5 +1,6 @@
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -118,6 +119,18 @@ def test_corrupt_or_truncated_checkpoint_is_refused_whole(tmp_path):
     with pytest.raises(InputError, match="missing state.json"):
         load_checkpoint(ckpt, fresh.model, fresh.optimizer)
     assert all(torch.equal(a, b) for a, b in zip(before, fresh.model.parameters()))
+
+
+def test_a_corrupt_newest_checkpoint_names_itself_and_the_one_deleting_it_resumes_from(tmp_path):
+    make_trainer(tmp_path, steps=8).fit()  # keeps step 6 and step 8
+    newest = latest_checkpoint(tmp_path / "checkpoints")
+    (newest / "optimizer.safetensors").write_bytes(b"torn")
+    with pytest.raises(InputError, match=r"step-00000008.*corrupt.*Delete that folder to resume from the previous "
+                                         r"one, step-00000006"):
+        make_trainer(tmp_path, steps=8).maybe_resume()
+    shutil.rmtree(newest)
+    resumed = make_trainer(tmp_path, steps=8)
+    assert resumed.maybe_resume() and resumed.step == 6
 
 
 def test_checkpoints_of_a_sharded_run_are_refused_not_retrained_over(tmp_path):

@@ -32,7 +32,7 @@ from torch import nn
 from llmlab.core.errors import InputError
 from llmlab.dist.data_parallel import shard_rows
 from llmlab.dist.mesh import Mesh
-from llmlab.train.checkpoint import check_layout, list_checkpoints, verify_checkpoint
+from llmlab.train.checkpoint import check_layout, list_checkpoints, resuming_from, verify_checkpoint
 from llmlab.train.config import TrainConfig
 from llmlab.train.trainer import Trainer
 
@@ -214,7 +214,8 @@ class DistributedTrainer(Trainer):
             raise InputError(f"shard {self.ckpt_dir} has no checkpoint for step {step}, which the other "
                              "shards have; resume needs the same layout")
         # replicas are identical, so dp may change; the shards must be the same
-        saved = verify_checkpoint(steps[step])["extra"].get("layout", "dp1 x tp1 x pp1")
+        with resuming_from(steps[step]):
+            saved = verify_checkpoint(steps[step])["extra"].get("layout", "dp1 x tp1 x pp1")
         if saved.split(" x ")[1:] != str(self.mesh.layout).split(" x ")[1:]:
             raise InputError(f"checkpoint {steps[step]} was written by layout {saved}, this run is "
                              f"{self.mesh.layout}; resume with the same --tp and --pp")

@@ -10,10 +10,12 @@ corrupted checkpoint is refused whole, never half-loaded. No pickle anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -129,6 +131,19 @@ def check_layout(root: str | os.PathLike, tp: int, pp: int) -> None:
         was = " and ".join(f"--tp {t} --pp {p}" for t, p in other)
         raise InputError(f"the checkpoints in {str(root)!r} were written with {was}, this run has --tp {tp} "
                          f"--pp {pp}; resume with the same --tp/--pp, or --fresh to start over")
+
+
+@contextlib.contextmanager
+def resuming_from(path: str | os.PathLike) -> Iterator[None]:
+    """Around reading checkpoint `path` to resume: its InputError (corrupt, missing a file) goes on to say
+    that deleting the folder resumes from the previous checkpoint, and which one that is."""
+    p = Path(path)
+    try:
+        yield
+    except InputError as e:
+        older = [c for c in list_checkpoints(p.parent) if c.name < p.name]
+        then = f"resume from the previous one, {older[-1].name}" if older else "start over (there is no older one)"
+        raise InputError(f"{e}. Delete that folder to {then}") from None
 
 
 def verify_checkpoint(path: str | os.PathLike) -> dict:

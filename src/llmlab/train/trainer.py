@@ -24,7 +24,7 @@ from llmlab.core.errors import InputError
 from llmlab.core.io import JsonlAppender, atomic_write_text
 from llmlab.core.progress import progress
 from llmlab.models.io import resolve_device
-from llmlab.train.checkpoint import check_layout, latest_checkpoint, load_checkpoint, save_checkpoint
+from llmlab.train.checkpoint import check_layout, latest_checkpoint, load_checkpoint, resuming_from, save_checkpoint
 from llmlab.train.config import TrainConfig
 from llmlab.train.objectives import causal_lm_loss, moe_aux_loss
 from llmlab.train.optim import OPTIMIZERS
@@ -154,7 +154,8 @@ class Trainer:
 
     def restore(self, ckpt: Path) -> None:
         """Weights, optimizer, RNG and loop state from checkpoint `ckpt`; metrics logged after it are dropped."""
-        state = load_checkpoint(ckpt, self.model, self.optimizer)
+        with resuming_from(ckpt):  # a bad checkpoint's error says what deleting it resumes from
+            state = load_checkpoint(ckpt, self.model, self.optimizer)
         self.step = state["step"]
         self.train_seconds = state["extra"].get("train_seconds", 0.0)
         self.wall_seconds = state["extra"].get("wall_seconds", self.train_seconds)
