@@ -146,6 +146,15 @@ def test_checkpoints_are_pruned_and_leave_no_temp_dirs(tmp_path):
     make_trainer(tmp_path, steps=10).fit()
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["step-00000009", "step-00000010"]
+    # re-saving a step replaces it whole (a rerun of a finished run does), leaving no temporary folder
+    t = make_trainer(tmp_path / "other", steps=1)
+    with torch.no_grad():
+        t.model.embed_tokens.weight.add_(1.0)
+    save_checkpoint(tmp_path / "checkpoints", 10, t.model, t.optimizer)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == names
+    fresh = make_trainer(tmp_path / "third", steps=1)
+    load_checkpoint(tmp_path / "checkpoints" / "step-00000010", fresh.model, fresh.optimizer)
+    assert torch.equal(fresh.model.embed_tokens.weight, t.model.embed_tokens.weight)
 
 
 def test_time_limit_stops_with_a_checkpoint(tmp_path):

@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from llmlab.core.errors import InputError
+from llmlab.core.io import atomic_folder
 from llmlab.models.io import load_state, model_state
 
 FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
@@ -62,13 +63,9 @@ def save_checkpoint(directory: str | os.PathLike, step: int, model, optimizer: t
                     extra: dict | None = None, keep: int = 2) -> Path:
     """Write ``step-NNNNNNNN`` under `directory`; keep only the newest `keep` checkpoints."""
     root = Path(directory)
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
-    tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    # re-saving a step (a rerun of a finished run) swaps the old folder out whole
+    with atomic_folder(final, (*FILES, "manifest.json"), "checkpoint") as tmp:
         save_file(model_state(model), tmp / "model.safetensors")
         opt_tensors, opt_meta = _flatten_optimizer(optimizer)
         opt_tensors["__rng__.torch"] = torch.get_rng_state()
@@ -77,16 +74,6 @@ def save_checkpoint(directory: str | os.PathLike, step: int, model, optimizer: t
         (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
         manifest = {name: _sha256(tmp / name) for name in FILES}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        if final.exists():  # re-saving the same step: swap the old one out first
-            old = root / f".old-{final.name}-{os.getpid()}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     for stale in list_checkpoints(root)[:-keep] if keep > 0 else []:
         shutil.rmtree(stale)
     return final
