@@ -43,7 +43,14 @@ def _load_config(spec: str):
 
 def run_memory(args: argparse.Namespace) -> int:
     from llmlab.core.errors import InputError
-    from llmlab.train.memory import MemoryConfig, estimate_memory, format_bytes, rule_of_thumb, static_rows
+    from llmlab.train.memory import (
+        MemoryConfig,
+        approximate_parts,
+        estimate_memory,
+        format_bytes,
+        rule_of_thumb,
+        static_rows,
+    )
 
     mem = MemoryConfig(**dataclass_overrides(args, MemoryConfig))
     if args.params is not None:
@@ -69,6 +76,9 @@ def run_memory(args: argparse.Namespace) -> int:
           f"device(s)" + (f", LoRA r={mem.lora_rank}" if mem.lora_rank else "") + _moe_summary(cfg))
     for name, b, formula in estimate_memory(cfg, mem):
         print(f"  {name:<26} {format_bytes(b):>12}   {formula}")
+    if approximate_parts(cfg):
+        print(f"  note: the activation rows are approximate for {', '.join(approximate_parts(cfg))} "
+              "(their formulas count RMSNorm and pre-norm blocks; measured within about 15%)")
     return 0
 
 
