@@ -30,7 +30,7 @@ import torch
 from llmlab.classic.information import entropy
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, atomic_write_text, check_output, read_json
+from llmlab.core.io import atomic_write_json, atomic_write_text, check_output, read_json, read_jsonl
 from llmlab.data import lm_splits
 from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM, ModelConfig, count_parameters, save_model
@@ -155,8 +155,7 @@ def prepare_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = 
 
 def _last_train_loss(path: Path) -> float:
     """The loss of the last training record in a run's metrics (nan if there is none)."""
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    losses = [r["loss"] for r in map(json.loads, filter(None, lines)) if "loss" in r]
+    losses = [r["loss"] for r in (read_jsonl(path, "metrics") if path.exists() else []) if "loss" in r]
     return losses[-1] if losses else float("nan")
 
 
