@@ -97,3 +97,13 @@ def dataclass_overrides(args: argparse.Namespace, cls) -> dict:
     """The flags the user actually gave for fields of `cls`."""
     names = {f.name for f in dataclasses.fields(cls)}
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def refuse_other_algo_flags(args: argparse.Namespace, flags: dict[str, tuple[str, tuple[str, ...]]]) -> None:
+    """InputError for a training flag given with an `--algo` it does not apply to. `flags` maps a flag to
+    (its argparse dest, the algos it applies to); a flag not given must leave its dest None."""
+    from llmlab.core.errors import InputError
+
+    for flag, (dest, algos) in flags.items():
+        if getattr(args, dest) is not None and args.algo not in algos:
+            raise InputError(f"{flag} applies to --algo {' / '.join(algos)}, not {args.algo}")

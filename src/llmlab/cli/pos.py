@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from llmlab.cli.common import add_command, add_group, finite_float
+from llmlab.cli.common import add_command, add_group, finite_float, refuse_other_algo_flags
 from llmlab.core.cache import WHERE
 
 _TRAINED = ("perceptron", "neural", "hybrid")
@@ -34,11 +34,11 @@ def register(sub) -> None:
     p.add_argument("--beam", type=int, help="perceptron (and hybrid's), order 2: tags considered per word")
     p.add_argument("--ensemble", type=int,
                    help="perceptron (and hybrid's): members trained in different orders, summed (default 3)")
-    p.add_argument("--no-clusters", action="store_true",
+    p.add_argument("--no-clusters", action="store_true", default=None,
                    help="perceptron (and hybrid's): no distributional word-cluster features (faster training)")
     p.add_argument("--threads", type=int, help="neural, hybrid: torch CPU threads (default 1; 0 = torch's default)")
     p.add_argument("--layers", type=int, help="neural, hybrid: stacked BiLSTM layers (default 1)")
-    p.add_argument("--no-pretrain", action="store_true",
+    p.add_argument("--no-pretrain", action="store_true", default=None,
                    help="neural, hybrid: random word and character embeddings, not training-text PPMI-SVD vectors")
     p.add_argument("--lam", type=finite_float, help="hybrid: weight of the neural log-probabilities (default 0.2)")
     p.add_argument("--perceptron-model", help="hybrid: use this saved perceptron tagger instead of training one")
@@ -59,16 +59,13 @@ def register(sub) -> None:
 
 
 def _train(args) -> int:
-    from llmlab.core.errors import InputError
     from llmlab.data.corpora import pfr1998
     from llmlab.text.base import check_model_folder
     from llmlab.text.metrics import read_tagged
     from llmlab.text.pos import MODEL_FILE, tagger_class
 
     check_model_folder(args.output, MODEL_FILE)  # before training: a bad -o costs nothing
-    for flag, (dest, algos) in ALGO_FLAGS.items():
-        if getattr(args, dest) not in (None, False) and args.algo not in algos:
-            raise InputError(f"{flag} applies to --algo {' / '.join(algos)}, not {args.algo}")
+    refuse_other_algo_flags(args, ALGO_FLAGS)
     data = read_tagged(args.train_file, "training file") if args.train_file else pfr1998(args.split)
     config = _train_config(args)
     tagger = tagger_class(args.algo).train(data, config)

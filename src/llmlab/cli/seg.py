@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llmlab.cli.common import add_command, add_group
+from llmlab.cli.common import add_command, add_group, refuse_other_algo_flags
 from llmlab.core.cache import WHERE
 
 ALGOS = ("fmm", "bmm", "bimm", "unigram", "bigram", "hmm", "perceptron")
@@ -94,7 +94,6 @@ def _training_sentences(args) -> list[list[str]]:
 
 
 def _train(args) -> int:
-    from llmlab.core.errors import InputError
     from llmlab.core.io import check_readable
     from llmlab.text.base import MODEL_FILE, check_model_folder, segmenter_class
 
@@ -103,9 +102,7 @@ def _train(args) -> int:
         if path:
             check_readable(path, "dictionary")
 
-    for flag, (dest, algos) in ALGO_FLAGS.items():
-        if getattr(args, dest) is not None and args.algo not in algos:
-            raise InputError(f"{flag} applies to --algo {' / '.join(algos)}, not {args.algo}")
+    refuse_other_algo_flags(args, ALGO_FLAGS)
     if args.feature_dict:
         from llmlab.text.perceptron import read_dictionary
 
