@@ -97,15 +97,55 @@ def test_training_data_is_checked():
         MaxMatchSegmenter.train([[]])
 
 
-@pytest.mark.parametrize("kind", ["hmm", "perceptron", "fmm", "unigram"])
-def test_latin_and_digit_runs_are_never_cut_inside(segmenters, kind):
-    from llmlab.text.base import ALNUM_RUN
+UNITS = ["Москва", "iPhone15", "３．１４", "ＣＣＴＶ", "café", "cafe\u0301", "नमस्ते", "مرحبا", "서울에서", "Ελλάδα",
+         "👨\u200d👩\u200d👧", "👍🏽", "🇨🇳", "🇺🇸", "中\ufe0f", "กิ", "3.14.15", "x2"]
 
-    text = "他用iPhone15拍了３．１４张ＣＣＴＶ照片abc中文123xyz"
+
+def test_units_are_what_the_unicode_rules_say():
+    from llmlab.text.base import unit_spans
+
+    assert unit_spans("".join(UNITS)) != []
+    for u in UNITS:  # each whole on its own, and between Chinese characters
+        assert unit_spans(u) == [(0, len(u))], u
+        assert unit_spans(f"中{u}国")[0] == (1, 1 + len(u)), u
+    assert unit_spans("中国人民" * 10 + "。，、《》——…") == []
+    assert unit_spans("กินข้าว") == [(0, 2), (3, 5)]  # Thai is cut like Chinese: only its clusters stay
+    assert unit_spans("Москва1998年") == [(0, 10)]
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_units_are_never_cut_inside(segmenters, kind):
+    """Words of spaced scripts, numbers and grapheme clusters come out whole, whatever the model."""
+    from llmlab.text.base import unit_spans
+
+    text = "他用iPhone15拍了３．１４张ＣＣＴＶ照片abc中文123xyz" + "在".join(UNITS) + "，"
     words = segmenters[kind].cut(text)
+    assert "".join(words) == text
     cuts, pos = set(), 0
     for w in words[:-1]:
         pos += len(w)
         cuts.add(pos)
-    for m in ALNUM_RUN.finditer(text):
-        assert not cuts & set(range(m.start() + 1, m.end())), (m.group(), words)
+    spans = unit_spans(text)
+    assert len(spans) >= len(UNITS) + 4
+    for a, b in spans:
+        assert not cuts & set(range(a + 1, b)), (text[a:b], words)
+    for u in ("Москва", "👨\u200d👩\u200d👧", "नमस्ते", "🇨🇳"):  # a unit between Chinese characters is one word
+        assert u in words or any(u in w for w in words), (u, words)
+
+def test_the_fast_unit_path_agrees_with_the_unicode_rules():
+    """unit_spans skips UNIT_RUN when no character needs it: check the ranges it trusts, code point by
+    code point, and the result on texts drawn from them."""
+    import re
+
+    from llmlab.text import base
+
+    narrow = re.compile(f"[{base._NARROW}]")
+    trusted = [chr(c) for c in range(0x110000) if narrow.match(chr(c))]
+    assert len(trusted) > 20000  # ASCII, punctuation, the CJK blocks
+    assert [c for c in trusted if base._WIDE.match(c)] == []
+    rng = __import__("random").Random(0)
+    pool = [c for c in trusted if not 0xD800 <= ord(c) < 0xE000] + list("ａｂ１２．.")
+    for _ in range(300):
+        text = "".join(rng.choice(pool) for _ in range(rng.randint(1, 30)))
+        want = [(m.start(), m.end()) for m in base.UNIT_RUN.finditer(text) if m.end() - m.start() > 1]
+        assert base.unit_spans(text) == want, text

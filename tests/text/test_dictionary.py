@@ -7,7 +7,7 @@ import re
 import pytest
 
 from llmlab.core.errors import InputError
-from llmlab.text.base import ALNUM_RUN, normalize_text
+from llmlab.text.base import normalize_text, unit_spans
 from llmlab.text.lattice import (
     BigramSegmenter,
     UnigramSegmenter,
@@ -105,15 +105,15 @@ def test_a_user_dictionary_count_is_ascii_digits(count, tmp_path):
 
 
 def test_dag_always_has_a_path_and_holds_every_lexicon_word(train_words):
-    from llmlab.text.base import ALNUM_RUN
+    from llmlab.text.base import unit_spans
 
     lex = Lexicon.from_sentences(train_words)
     for words in train_words[:40]:
         text = normalize_text("".join(words))  # what a DictSegmenter gives build_dag
-        inside = {k for m in ALNUM_RUN.finditer(text) for k in range(m.start() + 1, m.end())}
+        inside = {k for a, b in unit_spans(text) for k in range(a + 1, b)}
         dag = build_dag(text, lex)
         for i, ends in enumerate(dag):
-            if i in inside:  # no path reaches a position inside a Latin / digit run: no edges
+            if i in inside:  # no path reaches a position inside a unit: no edges
                 assert ends == []
                 continue
             assert i + 1 in ends or any(text[i:j].isalnum() and j > i for j in ends)
@@ -192,7 +192,7 @@ def test_bigram_k_best_ranks_by_the_bigram_model(train_words, test_words):
             assert "".join(ws) == text and math.isclose(s, path_logp(ws), rel_tol=1e-9)
     lex = seg.lexicon
     for words in train_words[:10]:  # the k best of all lexicon paths, by brute force
-        text = "".join(w for w in words if not ALNUM_RUN.search(w))[:7]
+        text = "".join(w for w in words if not unit_spans(w))[:7]
         allowed = [ws for ws in all_cuts(text) if all(len(w) == 1 or w in lex for w in ws)]
         want = sorted((path_logp(ws) for ws in allowed), reverse=True)[:5]
         assert [round(s, 9) for s, _ in seg.k_best(text, 5)] == [round(s, 9) for s in want]

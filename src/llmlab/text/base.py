@@ -3,7 +3,9 @@
 Contract: ``"".join(seg.cut(text)) == text`` for every string. Every segmenter first splits the text
 at runs of whitespace (a whitespace run is always one word of its own), then hands each non-space run
 to its model. Models may look at width-normalised characters (full-width ``Ａ１`` as ``A1``) but always
-return slices of the original text.
+return slices of the original text. No segmenter cuts inside a unit (`UNIT_RUN`): a word of a script
+written with spaces (Latin, Cyrillic, Greek, Arabic, Devanagari, Hangul, ...), a number, or a grapheme
+cluster of several code points (a letter with combining marks, an emoji sequence, a flag).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import regex
+
 from llmlab.core.errors import InputError, LlmlabError
 from llmlab.core.io import atomic_folder, atomic_write_json, check_folder, read_json
 from llmlab.core.registry import load_class
@@ -27,8 +31,31 @@ MODEL_FILE = "segmenter.json"
 
 _SPACE_SPLIT = re.compile(r"(\s+)")
 _SPACE = re.compile(r"\s")
-# A run of Latin letters / digits (either width) with inner decimal points: one unit for dictionaries.
-ALNUM_RUN = re.compile(r"[0-9A-Za-z\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]+(?:[.\uff0e][0-9\uff10-\uff19]+)*")
+# Scripts written without spaces between words: their letters are cut like Chinese characters.
+_NO_SPACE = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Bopomofo}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}\p{Yi}"
+_WORD_CHAR = rf"[[\p{{L}}\p{{Nd}}]--[{_NO_SPACE}]]"  # a letter of a script written with spaces, or a digit
+_EXTEND = r"[\p{GCB=Extend}\p{GCB=ZWJ}\p{GCB=SpacingMark}]"  # continues the grapheme cluster before it
+_SCRIPTS = ("Latin", "Greek", "Cyrillic", "Armenian", "Hebrew", "Arabic", "Syriac", "Thaana", "Devanagari", "Bengali",
+            "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam", "Sinhala", "Georgian",
+            "Hangul", "Ethiopic", "Cherokee", "Mongolian")
+_ONE_SCRIPT = "|".join(rf"(?:(?=[\p{{{s}}}\p{{Nd}}])(?=[\p{{L}}\p{{Nd}}])\X)+" for s in _SCRIPTS)
+# A unit no segmenter cuts inside: a run of word characters of one script and digits (either width,
+# each with its combining marks) with inner decimal points, or any other grapheme cluster of several
+# code points.
+UNIT_RUN = regex.compile(
+    rf"(?={_WORD_CHAR})(?:{_ONE_SCRIPT}|(?:(?={_WORD_CHAR})\X)+)(?:[.\uff0e](?=\p{{Nd}})(?:(?=\p{{Nd}})\X)+)*"
+    rf"|(?=.{_EXTEND}|\p{{RI}}\p{{RI}}|\p{{GCB=Prepend}}.)\X",
+    regex.V1,
+)
+# UNIT_RUN where the only word characters are ASCII or full-width letters and digits (most Chinese
+# text), ten times faster; _WIDE finds the characters that need UNIT_RUN, and _NARROW, a quick first
+# look, the ASCII, Latin-1 symbols, punctuation, CJK and full-width ranges that hold none of them.
+_ALNUM = "0-9A-Za-z\uff10-\uff19\uff21-\uff3a\uff41-\uff5a"
+_ALNUM_RUN = re.compile(rf"[{_ALNUM}]+(?:[.\uff0e][0-9\uff10-\uff19]+)*")
+_WIDE = regex.compile(rf"[[\p{{L}}\p{{Nd}}]--[{_NO_SPACE}{_ALNUM}]]|{_EXTEND}|\p{{RI}}|\p{{GCB=Prepend}}", regex.V1)
+_NARROW = ("\x00-\x7f\u00a0-\u00a9\u00ab-\u00b4\u00b6-\u00b9\u00bb-\u00bf\u00d7\u00f7\u2010-\u2027\u2030-\u205e"
+           "\u3000-\u3004\u3008-\u3029\u3030\u3036-\u303b\u303d-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff01-\uff60\uffe0-\uffee")
+_MAYBE_WIDE = re.compile(f"[^{_NARROW}]")
 _WIDTH = str.maketrans({**{chr(o): chr(o - 0xFEE0) for o in range(0xFF01, 0xFF5F)}, "\u3000": " "})
 
 
@@ -69,13 +96,42 @@ def split_spaces(text: str) -> list[str]:
     return [p for p in _SPACE_SPLIT.split(text) if p]
 
 
-def keep_runs_whole(text: str, words: list[str]) -> list[str]:
-    """Remove cuts that fall inside a Latin-letter / digit run (statistical models may propose them).
+def unit_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every unit (`UNIT_RUN`) of more than one code point in `text`.
 
-    >>> keep_runs_whole("ab12中文", ["a", "b1", "2中", "文"])
-    ['ab12中', '文']
+    >>> text = "Москва中ab1.5👍🏽"
+    >>> [text[a:b] for a, b in unit_spans(text)]
+    ['Москва', 'ab1.5', '👍🏽']
     """
-    runs = [(m.start(), m.end()) for m in ALNUM_RUN.finditer(text) if m.end() - m.start() > 1]
+    rx = UNIT_RUN if _MAYBE_WIDE.search(text) and _WIDE.search(text) else _ALNUM_RUN
+    return [(m.start(), m.end()) for m in rx.finditer(text) if m.end() - m.start() > 1]
+
+
+def unit_ends(text: str) -> dict[int, int]:
+    """For each position inside a unit of several code points, where the unit ends.
+
+    >>> unit_ends("ab中1.5")
+    {0: 2, 1: 2, 3: 6, 4: 6, 5: 6}
+    """
+    return {k: b for a, b in unit_spans(text) for k in range(a, b)}
+
+
+def unit_starts(text: str) -> dict[int, int]:
+    """For each position just after a character of a unit of several code points, where the unit starts.
+
+    >>> unit_starts("ab中1.5")
+    {1: 0, 2: 0, 4: 3, 5: 3, 6: 3}
+    """
+    return {k: a for a, b in unit_spans(text) for k in range(a + 1, b + 1)}
+
+
+def keep_runs_whole(text: str, words: list[str]) -> list[str]:
+    """Remove cuts that fall inside a unit (`UNIT_RUN`; statistical models may propose them).
+
+    >>> keep_runs_whole("ab12中文Дом", ["a", "b1", "2中", "文Д", "ом"])
+    ['ab12中', '文Дом']
+    """
+    runs = unit_spans(text)
     if not runs:
         return words
     inside = {k for a, b in runs for k in range(a + 1, b)}

@@ -1,6 +1,6 @@
 """Word lattices: the DAG of all lexicon words in a sentence, and paths through it.
 
-``dag[i]`` lists the ends ``j`` of the words ``text[i:j]``; one-character (or one Latin/digit run)
+``dag[i]`` lists the ends ``j`` of the words ``text[i:j]``; one-character (or one-unit, `base.UNIT_RUN`)
 edges are always there, so every sentence has a path. Best path by unigram probability (max
 product, right-to-left like jieba), the k best paths (N-shortest), and the best path under a bigram
 word model. `score_segmentation` exposes the classic ranking principles for candidate cuts.
@@ -17,17 +17,17 @@ from pathlib import Path
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.text.base import ALNUM_RUN, check_sentences, normalize_text, same_cuts
-from llmlab.text.lexicon import DictSegmenter, Lexicon, alnum_ends
+from llmlab.text.base import check_sentences, normalize_text, same_cuts, unit_ends
+from llmlab.text.lexicon import DictSegmenter, Lexicon
 
 BOS, EOS = "<s>", "</s>"
 
 
 def build_dag(text: str, lexicon: Lexicon) -> list[list[int]]:
     """Ends of every lexicon word starting at each position, plus the fallback one-unit edge. A
-    Latin-letter / digit run is one unit: no word ends inside it, so no path reaches a position inside
-    it, and such a position has no edges (giving each its own edge to the run's end made long runs
-    quadratic).
+    unit of several code points (`base.UNIT_RUN`: a Latin-letter / digit run, a Cyrillic word, an emoji
+    sequence, ...) is one: no word ends inside it, so no path reaches a position inside it, and such a
+    position has no edges (giving each its own edge to the unit's end made long runs quadratic).
 
     >>> build_dag("研究生", Lexicon({"研究": 1, "研究生": 1}))
     [[1, 2, 3], [2], [3]]
@@ -36,7 +36,7 @@ def build_dag(text: str, lexicon: Lexicon) -> list[list[int]]:
     """
     n = len(text)
     get = lexicon.prefixes.get
-    ends = alnum_ends(text) if ALNUM_RUN.search(text) else {}
+    ends = unit_ends(text)
     dag = []
     for i in range(n):
         fallback = ends.get(i, i + 1)
@@ -141,7 +141,7 @@ def bigram_k_best(
     best: list[dict[int, list[tuple[float, int, int]]]] = [{} for _ in range(n + 1)]
     best[0][-1] = [(0.0, -1, -1)]
     for i in range(n):
-        if not best[i]:  # no path reaches i (inside a Latin / digit run)
+        if not best[i]:  # no path reaches i (inside a unit)
             continue
         for h, paths in best[i].items():
             prev = text[h:i] if h >= 0 else BOS

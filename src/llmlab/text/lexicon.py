@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from llmlab.core.errors import InputError
 from llmlab.core.io import read_lines
-from llmlab.text.base import ALNUM_RUN, Segmenter, normalize_text
+from llmlab.text.base import Segmenter, normalize_text
 
 
 class Lexicon:
@@ -160,19 +160,6 @@ def _looks_numeric(field: str) -> bool:
     [False, True, True, True, False]
     """
     return field[0] in "+-." or any(ch.isnumeric() for ch in field)
-
-
-def alnum_ends(run: str) -> dict[int, int]:
-    """For each position inside a Latin/digit run, where the run ends (dictionaries keep runs whole).
-
-    >>> alnum_ends("ab中1.5")
-    {0: 2, 1: 2, 3: 6, 4: 6, 5: 6}
-    """
-    ends: dict[int, int] = {}
-    for m in ALNUM_RUN.finditer(run):
-        for k in range(m.start(), m.end()):
-            ends[k] = m.end()
-    return ends
 
 
 class DictSegmenter(Segmenter):

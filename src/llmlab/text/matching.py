@@ -1,8 +1,9 @@
 """Maximum matching: forward (FMM), backward (BMM) and bidirectional, the fast dictionary path.
 
-At each position take the longest lexicon word; with none, one character (a Latin/digit run stays
-whole). Bidirectional runs both and keeps the one with fewer words, then fewer single-character
-words; a full tie keeps backward matching, usually the better of the two for Chinese.
+At each position take the longest lexicon word; with none, one character (a unit of several code
+points, `base.UNIT_RUN`, stays whole). Bidirectional runs both and keeps the one with fewer words,
+then fewer single-character words; a full tie keeps backward matching, usually the better of the two
+for Chinese.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from pathlib import Path
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.text.base import ALNUM_RUN, check_sentences, normalize_text
-from llmlab.text.lexicon import DictSegmenter, Lexicon, alnum_ends
+from llmlab.text.base import check_sentences, normalize_text, unit_ends, unit_starts
+from llmlab.text.lexicon import DictSegmenter, Lexicon
 
 DIRECTIONS = ("forward", "backward", "bidirectional")
 _KIND = {"forward": "fmm", "backward": "bmm", "bidirectional": "bimm"}
@@ -94,8 +95,8 @@ def backward_match(text: str, suffixes: dict[str, int], starts: dict[int, int] |
 
 
 def _inside(runs: dict[int, int], k: int) -> bool:
-    """Whether boundary `k` falls strictly inside a Latin/digit run, given a position -> run map
-    (`alnum_ends`: char position -> run end; `_run_starts`: end position -> run start)."""
+    """Whether boundary `k` falls strictly inside a unit, given a position -> unit map
+    (`unit_ends`: char position -> unit end; `unit_starts`: end position -> unit start)."""
     return k in runs and k - 1 in runs and runs[k] == runs[k - 1]
 
 
@@ -110,14 +111,6 @@ def choose_bidirectional(fwd: list[str], bwd: list[str]) -> list[str]:
     key_f = (len(fwd), sum(len(w) == 1 for w in fwd))
     key_b = (len(bwd), sum(len(w) == 1 for w in bwd))
     return fwd if key_f < key_b else bwd
-
-
-def _run_starts(run: str) -> dict[int, int]:
-    starts: dict[int, int] = {}
-    for m in ALNUM_RUN.finditer(run):
-        for k in range(m.start() + 1, m.end() + 1):
-            starts[k] = m.start()
-    return starts
 
 
 class MaxMatchSegmenter(DictSegmenter):
@@ -143,13 +136,12 @@ class MaxMatchSegmenter(DictSegmenter):
         (no second pass to map them back: this is the fast path)."""
         norm = normalize_text(run)
         direction = self.config.direction
-        has_alnum = ALNUM_RUN.search(run) is not None
         if direction == "forward":
-            return forward_match(norm, self.lexicon.prefixes, alnum_ends(run) if has_alnum else None, run)
-        bwd = backward_match(norm, self.lexicon.suffixes, _run_starts(run) if has_alnum else None, run)
+            return forward_match(norm, self.lexicon.prefixes, unit_ends(run), run)
+        bwd = backward_match(norm, self.lexicon.suffixes, unit_starts(run), run)
         if direction == "backward":
             return bwd
-        fwd = forward_match(norm, self.lexicon.prefixes, alnum_ends(run) if has_alnum else None, run)
+        fwd = forward_match(norm, self.lexicon.prefixes, unit_ends(run), run)
         return choose_bidirectional(fwd, bwd)
 
     def _state(self, directory: Path) -> dict:
