@@ -149,3 +149,16 @@ def test_the_fast_unit_path_agrees_with_the_unicode_rules():
         text = "".join(rng.choice(pool) for _ in range(rng.randint(1, 30)))
         want = [(m.start(), m.end()) for m in base.UNIT_RUN.finditer(text) if m.end() - m.start() > 1]
         assert base.unit_spans(text) == want, text
+
+
+@given(st.lists(st.sampled_from(["中", "国", "a", "b", "1", ".", "Д", "о", "\u0301", "👍", "\U0001f3fd", " x"]),
+                min_size=1, max_size=30), st.randoms(use_true_random=False))
+def test_keep_runs_whole_removes_exactly_the_cuts_inside_units(pieces, rnd):
+    from llmlab.text.base import keep_runs_whole, unit_spans
+
+    text = "".join(pieces)
+    cuts = sorted(rnd.sample(range(1, len(text)), rnd.randint(0, len(text) - 1))) if len(text) > 1 else []
+    words = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    inside = {k for a, b in unit_spans(text) for k in range(a + 1, b)}
+    kept = [c for c in cuts if c not in inside]
+    assert keep_runs_whole(text, words) == [text[a:b] for a, b in zip([0, *kept], [*kept, len(text)])]

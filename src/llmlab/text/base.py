@@ -135,15 +135,8 @@ def keep_runs_whole(text: str, words: list[str]) -> list[str]:
     if not runs:
         return words
     inside = {k for a, b in runs for k in range(a + 1, b)}
-    out: list[str] = []
-    pos = 0
-    for w in words:
-        if pos in inside and out:
-            out[-1] += w
-        else:
-            out.append(w)
-        pos += len(w)
-    return out
+    cuts = [c for c in itertools.accumulate(map(len, words[:-1])) if c not in inside]
+    return [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
 
 
 def words_to_tags(words: Iterable[str]) -> list[str]:
