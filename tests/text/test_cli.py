@@ -100,6 +100,33 @@ def test_train_flags_of_another_algo_are_refused(files, argv, monkeypatch, capsy
     assert not (files["dir"] / "m").exists()
 
 
+@pytest.mark.parametrize("algo", ["bimm", "unigram"])
+def test_seg_train_dict_only(files, algo, monkeypatch, capsys):
+    """A dictionary segmenter from the user dictionary alone: only its words, counted once."""
+    words = files["dir"] / "words.txt"
+    words.write_text("研究 10\n研究生 5 n\n生命 8\n起源\n", encoding="utf-8")
+    model = files["dir"] / algo
+    args = ["seg", "train", "--algo", algo, "--dict-only", "--user-dict", str(words), "-o", str(model)]
+    assert _run(args, "", monkeypatch, capsys)[0] == 0
+    rc, out, _ = _run(["seg", "cut", "--model", str(model)], "研究生命起源\n", monkeypatch, capsys)
+    assert rc == 0 and out == "研究 生命 起源\n"
+    from llmlab.text.base import load_segmenter
+
+    lex = load_segmenter(model).lexicon
+    assert sorted(lex.counts) == ["生命", "研究", "研究生", "起源"] and lex.count("研究") == 10
+    for extra, msg in ((["--train", str(files["train"])], "--train does not apply with --dict-only"),
+                       (["--split", "dev"], "--split does not apply"), (["--min-count", "2"], "--min-count does not")):
+        rc, _, err = _run([*args, *extra, "-o", str(files["dir"] / "m")], "", monkeypatch, capsys)
+        assert rc == 2 and msg in err
+    rc, _, err = _run(["seg", "train", "--algo", algo, "--dict-only", "-o", str(files["dir"] / "m")], "",
+                      monkeypatch, capsys)
+    assert rc == 2 and "give one" in err
+    rc, _, err = _run(["seg", "train", "--algo", "bigram", "--dict-only", "--user-dict", str(words), "-o",
+                       str(files["dir"] / "m")], "", monkeypatch, capsys)
+    assert rc == 2 and "--dict-only applies to --algo fmm / bmm / bimm / unigram" in err
+    assert not (files["dir"] / "m").exists()
+
+
 def test_min_count_sets_the_perceptron_lexicon_and_folds_are_capped(monkeypatch):
     import argparse
 

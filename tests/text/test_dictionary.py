@@ -237,6 +237,37 @@ def test_dag_and_best_path_match_jieba(tmp_path, train_words):
         assert got == tok.lcut(text, HMM=False), text
 
 
+def test_unigram_on_jiebas_own_dictionary_cuts_as_jieba_without_hmm(test_words):
+    """`from_dictionary` with jieba's shipped dict.txt (349k words, no training text): the same cuts as
+    ``jieba.cut(HMM=False)`` on every Han run of the test sentences."""
+    jieba = pytest.importorskip("jieba")
+    import os
+
+    path = os.path.join(os.path.dirname(jieba.__file__), "dict.txt")
+    seg = UnigramSegmenter.from_dictionary(path)
+    assert len(seg.lexicon) > 300_000
+    runs = [r for words in test_words for r in re.findall("[\u4e00-\u9fa5]+", "".join(words))]
+    assert len(runs) > 500
+    tok = jieba.Tokenizer()
+    assert [seg.cut(r) for r in runs] == [tok.lcut(r, HMM=False) for r in runs]
+
+
+def test_dictionary_only_segmenters(tmp_path):
+    path = tmp_path / "dict.txt"
+    path.write_text("研究 10\n研究生 5 n\n生命 8\n起源\n", encoding="utf-8")
+    assert MaxMatchSegmenter.from_dictionary(path).cut("研究生命起源") == ["研究生", "命", "起源"]
+    assert MaxMatchSegmenter.from_dictionary(path, MatchConfig("bidirectional")).cut("研究生命起源") == [
+        "研究", "生命", "起源"]
+    seg = UnigramSegmenter.from_dictionary(path)
+    assert seg.cut("研究生命起源") == ["研究", "生命", "起源"]
+    assert seg.lexicon.count("起源") >= 1 and seg.lexicon.total == 10 + 5 + 8 + seg.lexicon.count("起源")
+    path.write_text("# nothing\n", encoding="utf-8")
+    with pytest.raises(InputError, match="has no words"):
+        UnigramSegmenter.from_dictionary(path)
+    with pytest.raises(InputError, match="word pairs"):
+        BigramSegmenter.from_dictionary([("研究", 1)])
+
+
 def test_lexicon_words_never_cut_into_a_digit_run():
     lex = Lexicon({"１万": 50, "３万": 50, "万": 5, "２１": 1, "年": 3, "１９９７年": 9})
     for direction in ("forward", "backward", "bidirectional"):

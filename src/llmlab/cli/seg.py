@@ -14,7 +14,8 @@ DICT_ALGOS = ("fmm", "bmm", "bimm", "unigram", "bigram", "perceptron")
 ALGO_FLAGS = {"--epochs": ("epochs", ("perceptron",)), "--folds": ("folds", ("perceptron",)),
               "--seed": ("seed", ("perceptron",)), "--no-av-lexicon": ("av_lexicon", ("perceptron",)),
               "--min-count": ("min_count", DICT_ALGOS), "--user-dict": ("user_dict", DICT_ALGOS),
-              "--feature-dict": ("feature_dict", ("perceptron",))}
+              "--feature-dict": ("feature_dict", ("perceptron",)),
+              "--dict-only": ("dict_only", ("fmm", "bmm", "bimm", "unigram"))}
 
 
 def register(sub) -> None:
@@ -25,9 +26,12 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="model directory to write")
     p.add_argument("--train", dest="train_file", help="segmented training file (words separated by spaces); "
                    "default: the pfr1998 corpus")
-    p.add_argument("--split", default="train", choices=("train", "dev", "test"), help="pfr1998 split to train on")
+    p.add_argument("--split", choices=("train", "dev", "test"), help="pfr1998 split to train on (default: train)")
     p.add_argument("--user-dict", help=f"user dictionary (`word [count] [tag]` lines; a line starting with # is a "
                    f"comment), for {', '.join(DICT_ALGOS)}")
+    p.add_argument("--dict-only", action="store_true", default=None,
+                   help="fmm, bmm, bimm, unigram: the lexicon is --user-dict alone, no training text (with jieba's "
+                   "dict.txt, unigram cuts as jieba without its HMM)")
     p.add_argument("--feature-dict", help="perceptron: an external word list (jieba-style `word [count]` lines, "
                    "e.g. jieba's dict.txt) whose matches become features; saved with the model")
     p.add_argument("--epochs", type=int, help="perceptron: passes over the data")
@@ -90,7 +94,7 @@ def _training_sentences(args) -> list[list[str]]:
 
     if args.train_file:
         return [s for s in read_segmented(args.train_file, "training file") if s]
-    return pfr1998_words(args.split)
+    return pfr1998_words(args.split or "train")
 
 
 def _train(args) -> int:
@@ -103,18 +107,33 @@ def _train(args) -> int:
             check_readable(path, "dictionary")
 
     refuse_other_algo_flags(args, ALGO_FLAGS)
-    if args.feature_dict:
+    if args.dict_only:
+        seg = _from_dictionary(args)
+    elif args.feature_dict:
         from llmlab.text.perceptron import read_dictionary
 
         seg = segmenter_class(args.algo).train(_training_sentences(args), _config_for(args.algo, args),
                                                read_dictionary(args.feature_dict))
     else:
         seg = segmenter_class(args.algo).train(_training_sentences(args), _config_for(args.algo, args))
-    if args.user_dict:
+    if args.user_dict and not args.dict_only:
         seg.add_user_dict(args.user_dict)
     out = seg.save(args.output)
     print(f"saved {args.algo} segmenter to {out}")
     return 0
+
+
+def _from_dictionary(args):
+    """`seg train --dict-only`: a dictionary segmenter whose lexicon is the user dictionary alone."""
+    from llmlab.core.errors import InputError
+    from llmlab.text.base import segmenter_class
+
+    if not args.user_dict:
+        raise InputError("--dict-only builds the lexicon from --user-dict alone: give one")
+    for flag, value in (("--train", args.train_file), ("--split", args.split), ("--min-count", args.min_count)):
+        if value is not None:
+            raise InputError(f"{flag} does not apply with --dict-only: no training text is read")
+    return segmenter_class(args.algo).from_dictionary(args.user_dict, _config_for(args.algo, args))
 
 
 def _load(model: str | None, user_dict: str | None):

@@ -18,7 +18,7 @@ from pathlib import Path
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.text.base import check_sentences, normalize_text, same_cuts, unit_ends
-from llmlab.text.lexicon import DictSegmenter, Lexicon
+from llmlab.text.lexicon import DictSegmenter, Lexicon, lexicon_from_dictionary
 
 BOS, EOS = "<s>", "</s>"
 
@@ -231,6 +231,17 @@ class UnigramSegmenter(DictSegmenter):
         config = config or LatticeConfig()
         return cls(Lexicon.from_sentences(check_sentences(sentences), config.min_count), config)
 
+    @classmethod
+    def from_dictionary(cls, source, config: LatticeConfig | None = None):
+        """Words and counts from a dictionary alone (`lexicon_from_dictionary`), no training text. With
+        jieba's ``dict.txt`` it cuts Chinese as ``jieba.cut(text, HMM=False)`` does.
+
+        >>> seg = UnigramSegmenter.from_dictionary([("研究", 5), ("研究生", 1), ("生命", 5), ("起源", None)])
+        >>> seg.cut("研究生命起源")
+        ['研究', '生命', '起源']
+        """
+        return cls(lexicon_from_dictionary(source), config)
+
     def _cut_run(self, run: str) -> list[str]:
         norm = normalize_text(run)  # what the lexicon holds; the words are cut from the run itself
         words = self._best_path(norm)
@@ -273,6 +284,11 @@ class BigramSegmenter(UnigramSegmenter):
         self.history = Counter()
         for (v, _), c in bigrams.items():
             self.history[v] += c
+
+    @classmethod
+    def from_dictionary(cls, source, config: LatticeConfig | None = None):
+        raise InputError("a bigram segmenter learns word pairs from segmented text: train it on a corpus "
+                         "(a dictionary alone makes a unigram one)")
 
     @classmethod
     def train(cls, sentences: Iterable[Iterable[str]], config: LatticeConfig | None = None):

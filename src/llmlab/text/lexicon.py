@@ -162,6 +162,24 @@ def _looks_numeric(field: str) -> bool:
     return field[0] in "+-." or any(ch.isnumeric() for ch in field)
 
 
+def lexicon_from_dictionary(source: str | os.PathLike | Iterable[tuple[str, int | None]]) -> Lexicon:
+    """A lexicon from a dictionary alone, without training text (jieba's way): a file of
+    ``word [count] [tag]`` lines or (word, count-or-None) pairs. Words without a count go in after the
+    counted ones, each with the count that makes it beat its split (`Lexicon.suggest_count`).
+
+    >>> lex = lexicon_from_dictionary([("中国人", None), ("中国", 3), ("人", 2)])
+    >>> lex.count("中国"), lex.count("中国人")  # its split 中国+人 is worth 5 * 3/5 * 2/5 = 1.2
+    (3, 2)
+    """
+    path = isinstance(source, (str, os.PathLike))
+    entries = read_user_dict(source, "dictionary") if path else list(source)
+    if not entries:
+        raise InputError(f"dictionary {str(source)!r} has no words" if path else "the dictionary has no words")
+    lexicon = Lexicon()
+    lexicon.add_user_words(sorted(entries, key=lambda e: e[1] is None))  # counted first (a stable sort)
+    return lexicon
+
+
 class DictSegmenter(Segmenter):
     """A segmenter that owns a `Lexicon` (training words plus the user's own dictionary). The lexicon
     holds width-normalised words, so subclasses match `normalize_text` of a run and cut the run itself

@@ -15,7 +15,7 @@ from pathlib import Path
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.text.base import check_sentences, normalize_text, unit_ends, unit_starts
-from llmlab.text.lexicon import DictSegmenter, Lexicon
+from llmlab.text.lexicon import DictSegmenter, Lexicon, lexicon_from_dictionary
 
 DIRECTIONS = ("forward", "backward", "bidirectional")
 _KIND = {"forward": "fmm", "backward": "bmm", "bidirectional": "bimm"}
@@ -130,6 +130,11 @@ class MaxMatchSegmenter(DictSegmenter):
     def train(cls, sentences: Iterable[Iterable[str]], config: MatchConfig | None = None) -> MaxMatchSegmenter:
         config = config or MatchConfig()
         return cls(Lexicon.from_sentences(check_sentences(sentences), config.min_count), config)
+
+    @classmethod
+    def from_dictionary(cls, source, config: MatchConfig | None = None) -> MaxMatchSegmenter:
+        """Maximum matching over a dictionary alone (`lexicon_from_dictionary`), no training text."""
+        return cls(lexicon_from_dictionary(source), config)
 
     def _cut_run(self, run: str) -> list[str]:
         """Matches the width-normalised run against the lexicon and cuts the words straight from the run
