@@ -12,6 +12,9 @@ batches), the way a file is segmented by `llmlab seg cut`.
 With --jieba-dict a second perceptron is trained with jieba's word list (its installed dict.txt) as
 an external feature dictionary: an "open" result in SIGHAN terms, since it uses a resource beyond
 the training split (as pkuseg and THULAC do with their dictionaries); the plain one is "closed".
+Where jieba is installed, "llmlab unigram (jieba's dict.txt)" is the unigram segmenter built from
+jieba's word list alone (`seg train --dict-only`): jieba's own algorithm without its HMM, so its
+row against "jieba (no HMM)" compares two implementations of one method on one dictionary.
 --pos adds the POS taggers (gold segmentation) and the joint word+tag F1 after segmentation; with
 --hybrid (or --hybrid-model DIR) also the perceptron + BiLSTM hybrid (its training takes about twenty minutes).
 
@@ -152,6 +155,9 @@ def main() -> None:
         systems["llmlab perceptron+jieba dict (cut_lines)"] = dseg.cut_lines
         segmenters["perceptron+jieba dict"] = dseg
     systems.update(peers(texts))
+    if "jieba (no HMM)" in systems:
+        useg = jieba_dict_unigram()
+        systems["llmlab unigram (jieba's dict.txt)"] = lambda xs: [useg.cut(x) for x in xs]
     if args.pkuseg or args.pkuseg_model:
         try:
             systems["pkuseg (trained on train)"] = pkuseg_peer(train, pfr1998_words("dev"), args.pkuseg_model,
@@ -179,14 +185,26 @@ def main() -> None:
         bench_pos(args, segmenters)
 
 
-def train_with_jieba_dict(train, epochs: int):
+def jieba_dict_path() -> str:
     import os
 
     import jieba
 
+    return os.path.join(os.path.dirname(jieba.__file__), "dict.txt")
+
+
+def jieba_dict_unigram():
+    from llmlab.text.lattice import UnigramSegmenter
+
+    seg, dt = best_time(lambda: UnigramSegmenter.from_dictionary(jieba_dict_path()), 1)
+    print(f"built llmlab unigram from jieba's dict.txt ({len(seg.lexicon)} words) in {dt:.1f}s")
+    return seg
+
+
+def train_with_jieba_dict(train, epochs: int):
     from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter, read_dictionary
 
-    dictionary = read_dictionary(os.path.join(os.path.dirname(jieba.__file__), "dict.txt"))
+    dictionary = read_dictionary(jieba_dict_path())
     seg, dt = best_time(lambda: PerceptronSegmenter.train(train, PerceptronConfig(epochs=epochs), dictionary), 1)
     print(f"trained llmlab perceptron+jieba dict ({len(dictionary)} dictionary words) in {dt:.1f}s")
     return seg

@@ -237,6 +237,20 @@ def test_dag_and_best_path_match_jieba(tmp_path, train_words):
         assert got == tok.lcut(text, HMM=False), text
 
 
+def test_one_pass_best_path_equals_the_dag_dp(train_words, test_words):
+    """The unigram hot path (`best_path`) is `dag_best_path` over `build_dag`, ties included."""
+    from llmlab.text.lattice import best_path
+
+    lex = Lexicon.from_sentences(train_words)
+    texts = [normalize_text("".join(s)) for s in test_words]
+    texts += ["Москва1998年３．１４米👨\u200d👩\u200d👧研究生命", "ab12中国" * 5, "x", "中"]
+    tie = Lexicon({"甲": 2, "乙": 3, "甲乙": 1})  # 1/6 = 2/6 * 3/6: 甲乙 ties with 甲+乙
+    assert tie.logp("甲乙") == pytest.approx(tie.logp("甲") + tie.logp("乙"))
+    for lexicon, text in [(lex, t) for t in texts] + [(tie, "甲乙甲乙乙甲" * 3)]:
+        want = dag_best_path(text, build_dag(text, lexicon), lexicon.logp)
+        assert best_path(text, lexicon) == want, text
+
+
 def test_unigram_on_jiebas_own_dictionary_cuts_as_jieba_without_hmm(test_words):
     """`from_dictionary` with jieba's shipped dict.txt (349k words, no training text): the same cuts as
     ``jieba.cut(HMM=False)`` on every Han run of the test sentences."""

@@ -18,6 +18,17 @@ from llmlab.core.io import read_lines
 from llmlab.text.base import Segmenter, normalize_text
 
 
+class LogProbs(dict):
+    """word -> log probability; a word not in it gets `unknown`."""
+
+    def __init__(self, table: dict[str, float], unknown: float):
+        super().__init__(table)
+        self.unknown = unknown
+
+    def __missing__(self, word: str) -> float:
+        return self.unknown
+
+
 class Lexicon:
     """Word -> count, with total, longest word length and the prefix table.
 
@@ -36,6 +47,7 @@ class Lexicon:
         self.total = 0
         self.max_len = 1
         self._suffixes: dict[str, int] | None = None
+        self._log_probs: LogProbs | None = None
         for w, c in (counts or {}).items():
             self.add(w, c)
 
@@ -68,7 +80,7 @@ class Lexicon:
         self.prefixes[word] = self.counts[word]
         for i in range(1, len(word)):
             self.prefixes.setdefault(word[:i], 0)
-        self._suffixes = None
+        self._suffixes = self._log_probs = None
 
     @property
     def suffixes(self) -> dict[str, int]:
@@ -92,7 +104,22 @@ class Lexicon:
         >>> round(Lexicon({"a": 1, "b": 3}).logp("b"), 4)
         -0.2877
         """
-        return math.log(max(self.count(word), 0.5) / max(self.total, 1))
+        table = self.log_probs
+        lp = table.get(word)  # a word found as given is normalised already
+        return lp if lp is not None else table[normalize_text(word)]
+
+    @property
+    def log_probs(self) -> LogProbs:
+        """Width-normalised word -> `logp`, for the lattice's inner loop (rebuilt after `add`).
+
+        >>> lp = Lexicon({"a": 1, "b": 3}).log_probs
+        >>> round(lp["b"], 4), round(lp["zz"], 4)  # an unknown word: a count of 1/2
+        (-0.2877, -2.0794)
+        """
+        if self._log_probs is None:
+            total = max(self.total, 1)
+            self._log_probs = LogProbs({w: math.log(c / total) for w, c in self.counts.items()}, math.log(0.5 / total))
+        return self._log_probs
 
     def suggest_count(self, word: str) -> int:
         """The smallest count that makes `word` beat its best split into known pieces (unigram model).
