@@ -98,7 +98,8 @@ def test_training_data_is_checked():
 
 
 UNITS = ["Москва", "iPhone15", "３．１４", "ＣＣＴＶ", "café", "cafe\u0301", "नमस्ते", "مرحبا", "서울에서", "Ελλάδα",
-         "👨\u200d👩\u200d👧", "👍🏽", "🇨🇳", "🇺🇸", "中\ufe0f", "กิ", "3.14.15", "x2"]
+         "👨\u200d👩\u200d👧", "👍🏽", "🇨🇳", "🇺🇸", "中\ufe0f", "กิ", "3.14.15", "x2", "2024년", "12Москва", "2αβ",
+         "\u0600123"]
 
 
 def test_units_are_what_the_unicode_rules_say():
@@ -111,6 +112,8 @@ def test_units_are_what_the_unicode_rules_say():
     assert unit_spans("中国人民" * 10 + "。，、《》——…") == []
     assert unit_spans("กินข้าว") == [(0, 2), (3, 5)]  # Thai is cut like Chinese: only its clusters stay
     assert unit_spans("Москва1998年") == [(0, 10)]
+    assert unit_spans("ⴰⴱabc") == [(0, 2), (2, 5)]  # two scripts, two units
+    assert unit_spans("12๓๔") == [(0, 2)]  # Thai digits are cut like Thai letters
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -145,6 +148,12 @@ def test_the_fast_unit_path_agrees_with_the_unicode_rules():
     assert [c for c in trusted if base._WIDE.match(c)] == []
     rng = __import__("random").Random(0)
     pool = [c for c in trusted if not 0xD800 <= ord(c) < 0xE000] + list("ａｂ１２．.")
+    others = [chr(c) for c in range(0x80, 0x10000) if not 0xD800 <= ord(chr(c)) < 0xE000 and not narrow.match(chr(c))
+              and not base._WIDE.match(chr(c))]  # Thai digits, kana, symbols, ...: not trusted, yet not wide
+    for _ in range(300):
+        text = "".join(rng.choice(pool if rng.random() < 0.7 else others) for _ in range(rng.randint(1, 30)))
+        want = [(m.start(), m.end()) for m in base.UNIT_RUN.finditer(text) if m.end() - m.start() > 1]
+        assert base.unit_spans(text) == want, text
     for _ in range(300):
         text = "".join(rng.choice(pool) for _ in range(rng.randint(1, 30)))
         want = [(m.start(), m.end()) for m in base.UNIT_RUN.finditer(text) if m.end() - m.start() > 1]

@@ -33,17 +33,31 @@ _SPACE_SPLIT = re.compile(r"(\s+)")
 _SPACE = re.compile(r"\s")
 # Scripts written without spaces between words: their letters are cut like Chinese characters.
 _NO_SPACE = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Bopomofo}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}\p{Yi}"
+_DIGIT = rf"[\p{{Nd}}--[{_NO_SPACE}]]"
 _WORD_CHAR = rf"[[\p{{L}}\p{{Nd}}]--[{_NO_SPACE}]]"  # a letter of a script written with spaces, or a digit
 _EXTEND = r"[\p{GCB=Extend}\p{GCB=ZWJ}\p{GCB=SpacingMark}]"  # continues the grapheme cluster before it
 _SCRIPTS = ("Latin", "Greek", "Cyrillic", "Armenian", "Hebrew", "Arabic", "Syriac", "Thaana", "Devanagari", "Bengali",
             "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam", "Sinhala", "Georgian",
             "Hangul", "Ethiopic", "Cherokee", "Mongolian")
-_ONE_SCRIPT = "|".join(rf"(?:(?=[\p{{{s}}}\p{{Nd}}])(?=[\p{{L}}\p{{Nd}}])\X)+" for s in _SCRIPTS)
-# A unit no segmenter cuts inside: a run of word characters of one script and digits (either width,
-# each with its combining marks) with inner decimal points, or any other grapheme cluster of several
-# code points.
+
+
+def _clusters(base: str, more: str = "+") -> str:
+    """Grapheme clusters whose base character (after any prepended marks) is in the class `base`."""
+    return rf"(?:(?=\p{{GCB=Prepend}}*{base})\X){more}"
+
+
+def _word_of(letter: str) -> str:
+    """Digits and letters of the class `letter`, at least one letter: a word of one script."""
+    return _clusters(_DIGIT, "*") + _clusters(letter, "") + _clusters(f"[{letter}{_DIGIT}]", "*")
+
+
+_LISTED = "".join(rf"\p{{{s}}}" for s in _SCRIPTS)
+_OTHER_LETTER = rf"[\p{{L}}--[{_NO_SPACE}{_LISTED}]]"  # the letters of scripts not listed count as one script
+_WORD = "|".join([*(_word_of(rf"[\p{{{s}}}&&\p{{L}}]") for s in _SCRIPTS), _word_of(_OTHER_LETTER), _clusters(_DIGIT)])
+# A unit no segmenter cuts inside: digits and the letters of one script (either width, each with its
+# combining marks), with inner decimal points; or any other grapheme cluster of several code points.
 UNIT_RUN = regex.compile(
-    rf"(?={_WORD_CHAR})(?:{_ONE_SCRIPT}|(?:(?={_WORD_CHAR})\X)+)(?:[.\uff0e](?=\p{{Nd}})(?:(?=\p{{Nd}})\X)+)*"
+    rf"(?=\p{{GCB=Prepend}}*{_WORD_CHAR})(?:{_WORD})(?:[.\uff0e]{_clusters(_DIGIT)})*"
     rf"|(?=.{_EXTEND}|\p{{RI}}\p{{RI}}|\p{{GCB=Prepend}}.)\X",
     regex.V1,
 )
