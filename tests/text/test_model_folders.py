@@ -76,6 +76,7 @@ DAMAGE = {  # kind -> how a hand edit or a damaged copy changed segmenter.json
     "count not a number": ("fmm", lambda d: d["state"]["lexicon"]["counts"].update({"中国": "x"})),
     "hmm trans 3x4": ("hmm", lambda d: d["state"].update(trans=d["state"]["trans"][:3])),
     "hmm emission of 3": ("hmm", lambda d: d["state"]["emit"].update({"中": [0.0, 0.0, 0.0]})),
+    "hmm emission of strings": ("hmm", lambda d: d["state"]["emit"].update({"中": ["a", "b", "c", "d"]})),
     "perceptron trans 4x3": ("perceptron", lambda d: d["state"].update(trans=[r[:3] for r in d["state"]["trans"]])),
 }
 

@@ -18,6 +18,12 @@ def taggers(train_tagged):
             "perceptron": PerceptronTagger.train(train_tagged, PerceptronTaggerConfig(epochs=3))}
 
 
+@pytest.mark.parametrize("kind", ["hmm", "perceptron"])
+def test_an_empty_word_gets_a_tag_like_any_unknown_word(taggers, kind):
+    tags = taggers[kind].tag(["", "中国", ""])
+    assert len(tags) == 3 and set(tags) <= set(taggers[kind].tags)
+
+
 def test_viterbi_matches_brute_force():
     rng = np.random.default_rng(1)
     for n in range(1, 5):

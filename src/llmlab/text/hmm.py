@@ -55,8 +55,8 @@ class HmmSegmenter(Segmenter):
         self.start = checked_array("start", start, (4,)).tolist()
         self.trans = checked_array("trans", trans, (4, 4)).tolist()
         self.unknown = checked_array("unknown", unknown, (4,)).tolist()
-        if any(len(v) != 4 for v in emit.values()):
-            raise ValueError("emission scores must each hold 4 values, one per B/M/E/S tag")
+        if any(len(v) != 4 or not all(isinstance(x, (int, float)) for x in v) for v in emit.values()):
+            raise ValueError("emission scores must each hold 4 numbers, one per B/M/E/S tag")
         self.emit = emit
         self.config = config or HmmConfig()
 

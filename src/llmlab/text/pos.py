@@ -281,7 +281,7 @@ class HmmTagger(PosTagger):
                 for t, lp in known.items():
                     em[i, self._tag_id[t]] = lp
             else:
-                em[i] = self.suffix.get(w[-1], self.unknown)
+                em[i] = self.suffix.get(w[-1:], self.unknown)  # an empty word has no last character
         return em
 
     def tag(self, words: Sequence[str]) -> list[str]:
