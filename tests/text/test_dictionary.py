@@ -5,6 +5,8 @@ import math
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmlab.core.errors import InputError
 from llmlab.text.base import normalize_text, unit_spans
@@ -264,6 +266,23 @@ def test_unigram_on_jiebas_own_dictionary_cuts_as_jieba_without_hmm(test_words):
     assert len(runs) > 500
     tok = jieba.Tokenizer()
     assert [seg.cut(r) for r in runs] == [tok.lcut(r, HMM=False) for r in runs]
+
+
+@given(st.lists(st.tuples(st.text(alphabet="甲乙丙丁", min_size=1, max_size=4),
+                          st.one_of(st.none(), st.integers(1, 2000))), min_size=1, max_size=12),
+       st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_every_word_listed_without_a_count_wins(entries, onto_training_words):
+    """Whatever the order, repeats and counts of the other entries, a dictionary word without a count
+    is cut whole: from a dictionary alone, and added to a lexicon that already has words."""
+    if onto_training_words:
+        seg = UnigramSegmenter(Lexicon({"甲": 7, "乙丙": 3, "丁": 1}))
+        seg.add_user_dict(entries)
+    else:
+        seg = UnigramSegmenter.from_dictionary(entries)
+    for word, count in entries:
+        if count is None:
+            assert seg.cut(word) == [word], (word, seg.lexicon.counts)
 
 
 def test_dictionary_only_segmenters(tmp_path):

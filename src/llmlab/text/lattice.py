@@ -283,7 +283,8 @@ class UnigramSegmenter(DictSegmenter):
         >>> seg.cut("研究生命起源")
         ['研究', '生命', '起源']
         """
-        return cls(lexicon_from_dictionary(source), config)
+        config = config or LatticeConfig()
+        return cls(lexicon_from_dictionary(source, config.min_count), config)
 
     def _cut_run(self, run: str) -> list[str]:
         norm = normalize_text(run)  # what the lexicon holds; the words are cut from the run itself

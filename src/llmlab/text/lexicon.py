@@ -18,6 +18,12 @@ from llmlab.core.io import read_lines
 from llmlab.text.base import Segmenter, normalize_text
 
 
+def _check_word(word: str) -> str:
+    if not isinstance(word, str) or not word or any(ch.isspace() for ch in word):
+        raise InputError(f"lexicon word must be a non-empty string without whitespace, got {word!r}")
+    return word
+
+
 class LogProbs(dict):
     """word -> log probability; a word not in it gets `unknown`."""
 
@@ -69,8 +75,7 @@ class Lexicon:
 
     def add(self, word: str, count: int = 1) -> None:
         """Add `count` occurrences of `word` (count >= 1)."""
-        if not isinstance(word, str) or not word or any(ch.isspace() for ch in word):
-            raise InputError(f"lexicon word must be a non-empty string without whitespace, got {word!r}")
+        _check_word(word)
         if not isinstance(count, int) or count < 1:
             raise InputError(f"count of {word!r} must be an integer >= 1, got {count!r}")
         word = normalize_text(word)
@@ -137,9 +142,26 @@ class Lexicon:
         return max(1, int(math.exp(best[n]) * max(self.total, 1)) + 1)
 
     def add_user_words(self, entries: Iterable[tuple[str, int | None]]) -> None:
-        """Add (word, count) entries; a missing count is `suggest_count`, so the word wins."""
+        """Add (word, count) entries: the counted ones first (counts add up); then each word without a
+        count, shortest first, is raised to the count that makes it beat its split (`suggest_count`)
+        if it has less. Later words are no shorter, so none is a piece of an earlier one's split, and
+        what they add to the total only makes splits less likely: every such word wins, whatever the
+        order or repeats of the entries.
+
+        >>> lex = Lexicon({"甲": 1000})
+        >>> lex.add_user_words([("甲丙", None), ("丙", None), ("丙", None)])
+        >>> lex.logp("甲丙") > lex.logp("甲") + lex.logp("丙")
+        True
+        """
+        entries = list(entries)
         for word, count in entries:
-            self.add(word, count if count is not None else self.suggest_count(word))
+            if count is not None:
+                self.add(word, count)
+        uncounted = [_check_word(w) for w, c in entries if c is None]
+        for word in sorted(dict.fromkeys(uncounted), key=len):  # once each; raising a count is idempotent
+            need = self.suggest_count(word) - self.count(word)
+            if need > 0:
+                self.add(word, need)
 
     def to_dict(self) -> dict:
         return {"counts": self.counts}
@@ -189,21 +211,28 @@ def _looks_numeric(field: str) -> bool:
     return field[0] in "+-." or any(ch.isnumeric() for ch in field)
 
 
-def lexicon_from_dictionary(source: str | os.PathLike | Iterable[tuple[str, int | None]]) -> Lexicon:
+def lexicon_from_dictionary(source: str | os.PathLike | Iterable[tuple[str, int | None]],
+                            min_count: int = 1) -> Lexicon:
     """A lexicon from a dictionary alone, without training text (jieba's way): a file of
-    ``word [count] [tag]`` lines or (word, count-or-None) pairs. Words without a count go in after the
-    counted ones, each with the count that makes it beat its split (`Lexicon.suggest_count`).
+    ``word [count] [tag]`` lines or (word, count-or-None) pairs. Words whose counts add up to less than
+    `min_count` are left out; a word without a count gets the count that makes it beat its split
+    (`Lexicon.add_user_words`).
 
-    >>> lex = lexicon_from_dictionary([("中国人", None), ("中国", 3), ("人", 2)])
-    >>> lex.count("中国"), lex.count("中国人")  # its split 中国+人 is worth 5 * 3/5 * 2/5 = 1.2
-    (3, 2)
+    >>> lex = lexicon_from_dictionary([("中国人", None), ("中国", 3), ("人", 2), ("国人", 1)], min_count=2)
+    >>> lex.count("中国"), lex.count("中国人"), "国人" in lex  # 中国+人 is worth 5 * 3/5 * 2/5 = 1.2
+    (3, 2, False)
     """
     path = isinstance(source, (str, os.PathLike))
     entries = read_user_dict(source, "dictionary") if path else list(source)
     if not entries:
         raise InputError(f"dictionary {str(source)!r} has no words" if path else "the dictionary has no words")
+    counts: Counter = Counter()
+    for word, count in entries:
+        if count is not None:
+            counts[normalize_text(_check_word(word))] += count
     lexicon = Lexicon()
-    lexicon.add_user_words(sorted(entries, key=lambda e: e[1] is None))  # counted first (a stable sort)
+    lexicon.add_user_words([*((w, c) for w, c in counts.items() if c >= min_count),
+                            *((w, c) for w, c in entries if c is None)])
     return lexicon
 
 

@@ -134,7 +134,8 @@ class MaxMatchSegmenter(DictSegmenter):
     @classmethod
     def from_dictionary(cls, source, config: MatchConfig | None = None) -> MaxMatchSegmenter:
         """Maximum matching over a dictionary alone (`lexicon_from_dictionary`), no training text."""
-        return cls(lexicon_from_dictionary(source), config)
+        config = config or MatchConfig()
+        return cls(lexicon_from_dictionary(source, config.min_count), config)
 
     def _cut_run(self, run: str) -> list[str]:
         """Matches the width-normalised run against the lexicon and cuts the words straight from the run
