@@ -115,15 +115,27 @@ def test_seg_train_dict_only(files, algo, monkeypatch, capsys):
     lex = load_segmenter(model).lexicon
     assert sorted(lex.counts) == ["生命", "研究", "研究生", "起源"] and lex.count("研究") == 10
     for extra, msg in ((["--train", str(files["train"])], "--train does not apply with --dict-only"),
-                       (["--split", "dev"], "--split does not apply"), (["--min-count", "2"], "--min-count does not")):
+                       (["--split", "dev"], "--split does not apply")):
         rc, _, err = _run([*args, *extra, "-o", str(files["dir"] / "m")], "", monkeypatch, capsys)
         assert rc == 2 and msg in err
+    assert _run([*args[:-2], "--min-count", "6", "-o", str(files["dir"] / "mc")], "", monkeypatch, capsys)[0] == 0
+    assert sorted(load_segmenter(files["dir"] / "mc").lexicon.counts) == ["生命", "研究", "起源"]  # 研究生 5 < 6
     rc, _, err = _run(["seg", "train", "--algo", algo, "--dict-only", "-o", str(files["dir"] / "m")], "",
                       monkeypatch, capsys)
     assert rc == 2 and "give one" in err
     rc, _, err = _run(["seg", "train", "--algo", "bigram", "--dict-only", "--user-dict", str(words), "-o",
                        str(files["dir"] / "m")], "", monkeypatch, capsys)
     assert rc == 2 and "--dict-only applies to --algo fmm / bmm / bimm / unigram" in err
+    assert not (files["dir"] / "m").exists()
+
+
+@pytest.mark.parametrize("argv", ["seg train --algo fmm --train {train} -o {dir}/m",
+                                  "pos train --algo hmm --train {tagged} -o {dir}/m",
+                                  "pos eval --model {dir}/none --gold {tagged}"])
+def test_split_beside_a_file_is_refused_not_ignored(files, argv, monkeypatch, capsys):
+    args = argv.format(**files).split() + ["--split", "dev"]
+    rc, _, err = _run(args, "", monkeypatch, capsys)
+    assert rc == 2 and "--split picks a pfr1998 split; it does not apply with" in err
     assert not (files["dir"] / "m").exists()
 
 

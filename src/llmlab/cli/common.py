@@ -99,6 +99,16 @@ def dataclass_overrides(args: argparse.Namespace, cls) -> dict:
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 
+def split_unless_file(file: str | None, split: str | None, default: str, file_flag: str) -> str:
+    """The pfr1998 split a command reads when no `file_flag` file is given (`default` if --split was not
+    given, its argparse default being None); --split beside a file would be ignored, so it is refused."""
+    from llmlab.core.errors import InputError
+
+    if file and split is not None:
+        raise InputError(f"--split picks a pfr1998 split; it does not apply with {file_flag} FILE")
+    return split or default
+
+
 def refuse_other_algo_flags(args: argparse.Namespace, flags: dict[str, tuple[str, tuple[str, ...]]]) -> None:
     """InputError for a training flag given with an `--algo` it does not apply to. `flags` maps a flag to
     (its argparse dest, the algos it applies to); a flag not given must leave its dest None."""

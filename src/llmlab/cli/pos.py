@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from llmlab.cli.common import add_command, add_group, finite_float, refuse_other_algo_flags
+from llmlab.cli.common import add_command, add_group, finite_float, refuse_other_algo_flags, split_unless_file
 from llmlab.core.cache import WHERE
 
 _TRAINED = ("perceptron", "neural", "hybrid")
@@ -25,7 +25,7 @@ def register(sub) -> None:
                    help="tagging method (hybrid: perceptron + neural, the most accurate, about 18 minutes on pfr1998)")
     p.add_argument("-o", "--output", required=True, help="model directory to write")
     p.add_argument("--train", dest="train_file", help="tagged training file (word/TAG tokens); default: pfr1998")
-    p.add_argument("--split", default="train", choices=("train", "dev", "test"), help="pfr1998 split to train on")
+    p.add_argument("--split", choices=("train", "dev", "test"), help="pfr1998 split to train on (default: train)")
     p.add_argument("--epochs", type=int, help="perceptron, neural, hybrid's neural part: passes over the data")
     p.add_argument("--seed", type=int, help="perceptron: shuffling seed; neural, hybrid's neural part: weights, "
                    "dropout and batch order")
@@ -53,7 +53,7 @@ def register(sub) -> None:
     p = add_command(g, "eval", "tag accuracy with gold segmentation (overall and on unknown words)", _eval)
     p.add_argument("--model", required=True, help="tagger directory")
     p.add_argument("--gold", help="tagged gold file (word/TAG); default: the pfr1998 split")
-    p.add_argument("--split", default="test", choices=("dev", "test"), help="pfr1998 split to evaluate on")
+    p.add_argument("--split", choices=("dev", "test"), help="pfr1998 split to evaluate on (default: test)")
     p.add_argument("--seg-model", help="also segment the raw gold text with this segmenter, tag it, and score "
                    "word+tag pairs (joint F1: a word counts when its span and its tag are both right)")
 
@@ -66,7 +66,8 @@ def _train(args) -> int:
 
     check_model_folder(args.output, MODEL_FILE)  # before training: a bad -o costs nothing
     refuse_other_algo_flags(args, ALGO_FLAGS)
-    data = read_tagged(args.train_file, "training file") if args.train_file else pfr1998(args.split)
+    split = split_unless_file(args.train_file, args.split, "train", "--train")
+    data = read_tagged(args.train_file, "training file") if args.train_file else pfr1998(split)
     config = _train_config(args)
     tagger = tagger_class(args.algo).train(data, config)
     print(f"saved {args.algo} tagger to {tagger.save(args.output)}")
@@ -118,8 +119,9 @@ def _eval(args) -> int:
     from llmlab.text.metrics import read_tagged, tag_accuracy
     from llmlab.text.pos import load_tagger
 
+    split = split_unless_file(args.gold, args.split, "test", "--gold")
     tagger = load_tagger(args.model)
-    gold = read_tagged(args.gold, "gold file") if args.gold else pfr1998(args.split)
+    gold = read_tagged(args.gold, "gold file") if args.gold else pfr1998(split)
     if not any(gold):
         raise InputError(f"gold file {args.gold!r} holds no words: nothing to score")
     pred = tagger.tag_sentences([[w for w, _ in s] for s in gold])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llmlab.cli.common import add_command, add_group, refuse_other_algo_flags
+from llmlab.cli.common import add_command, add_group, refuse_other_algo_flags, split_unless_file
 from llmlab.core.cache import WHERE
 
 ALGOS = ("fmm", "bmm", "bimm", "unigram", "bigram", "hmm", "perceptron")
@@ -37,7 +37,7 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, help="perceptron: passes over the data")
     p.add_argument("--folds", type=int, help="perceptron: jackknife folds for lexicon features (1 = off)")
     p.add_argument("--min-count", type=int, help="dictionary methods (perceptron: its lexicon features): minimum "
-                   "training count of a lexicon word")
+                   "training count of a lexicon word (with --dict-only: its count in --user-dict)")
     p.add_argument("--seed", type=int, help="perceptron: shuffling seed")
     p.add_argument("--no-av-lexicon", dest="av_lexicon", action="store_false", default=None,
                    help="perceptron: no features from accessor-variety pseudo-words of the raw training text")
@@ -92,9 +92,10 @@ def _training_sentences(args) -> list[list[str]]:
     from llmlab.data.corpora import pfr1998_words
     from llmlab.text.metrics import read_segmented
 
+    split = split_unless_file(args.train_file, args.split, "train", "--train")
     if args.train_file:
         return [s for s in read_segmented(args.train_file, "training file") if s]
-    return pfr1998_words(args.split or "train")
+    return pfr1998_words(split)
 
 
 def _train(args) -> int:
@@ -130,7 +131,7 @@ def _from_dictionary(args):
 
     if not args.user_dict:
         raise InputError("--dict-only builds the lexicon from --user-dict alone: give one")
-    for flag, value in (("--train", args.train_file), ("--split", args.split), ("--min-count", args.min_count)):
+    for flag, value in (("--train", args.train_file), ("--split", args.split)):
         if value is not None:
             raise InputError(f"{flag} does not apply with --dict-only: no training text is read")
     return segmenter_class(args.algo).from_dictionary(args.user_dict, _config_for(args.algo, args))
