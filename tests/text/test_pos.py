@@ -18,6 +18,19 @@ def taggers(train_tagged):
             "perceptron": PerceptronTagger.train(train_tagged, PerceptronTaggerConfig(epochs=3))}
 
 
+def test_words_of_other_spaced_scripts_have_the_shape_of_latin_words():
+    """pfr1998's foreign words are Latin (tagged nx); a Cyrillic, Greek or Korean word shows the perceptron
+    the same shape feature, instead of that of an unknown symbol."""
+    from llmlab.text.features import type_table
+    from llmlab.text.pos_perceptron import _shape
+
+    t = type_table()
+    assert _shape("Москва", t) == _shape("Moskva", t) == _shape("Ελλάδα", t)
+    assert _shape("Αθήνα1", t) == _shape("Athen1", t)
+    assert _shape("서울", t) == _shape("ab", t) != _shape("中国", t)
+    assert _shape("2024", t) == _shape("٢٠٢٤", t) != _shape("ab", t)
+
+
 @pytest.mark.parametrize("kind", ["hmm", "perceptron"])
 def test_an_empty_word_gets_a_tag_like_any_unknown_word(taggers, kind):
     tags = taggers[kind].tag(["", "中国", ""])

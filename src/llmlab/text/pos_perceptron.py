@@ -36,9 +36,9 @@ from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_path, atomic_write_text, read_safetensors, read_text
 from llmlab.core.jit import jit
 from llmlab.core.progress import progress
-from llmlab.text.base import checked_array, normalize_text
+from llmlab.text.base import SPACED_WORD_CHAR, checked_array, normalize_text
 from llmlab.text.clusters import word_clusters
-from llmlab.text.features import mix, type_table
+from llmlab.text.features import DIGIT, LATIN, OTHER, RARE, mix, type_table
 from llmlab.text.hashindex import FeatureIndex
 from llmlab.text.perceptron import score_rows, update_rows
 from llmlab.text.pos import PosTagger, check_tagged, viterbi, viterbi2, viterbi2_kernel, viterbi_kernel
@@ -58,14 +58,25 @@ def _h(s: str) -> int:
     return zlib.crc32(s.encode("utf-8", "surrogatepass"))
 
 
+def _char_type(ch: str, table: np.ndarray) -> int:
+    """`features.type_table`'s type, with letters and digits of other scripts written with spaces
+    (Cyrillic, Greek, Hangul, ...; none in pfr1998) typed as Latin letters and digits.
+
+    >>> [_char_type(c, type_table()) for c in "a1Дд٣😀"] == [LATIN, DIGIT, LATIN, LATIN, DIGIT, RARE]
+    True
+    """
+    o = ord(ch)
+    t = int(table[o]) if o < 0x10000 else RARE
+    if t in (OTHER, RARE) and SPACED_WORD_CHAR.match(ch):
+        return DIGIT if ch.isdecimal() else LATIN
+    return t
+
+
 def _shape(word: str, table: np.ndarray) -> int:
     """Char-type code of the first and last characters and the length (capped at 6); 0 for ''."""
     if not word:
         return 0
-    first, last = ord(word[0]), ord(word[-1])
-    tf = int(table[first]) if first < 0x10000 else 7
-    tl = int(table[last]) if last < 0x10000 else 7
-    return (tf * 10 + tl) * 10 + min(len(word), 6)
+    return (_char_type(word[0], table) * 10 + _char_type(word[-1], table)) * 10 + min(len(word), 6)
 
 
 def word_keys(words: Sequence[str], table: np.ndarray, rare: np.ndarray | None = None) -> np.ndarray:
