@@ -42,10 +42,11 @@ def _english_doc(gen, max_sents=3):
 
 
 @pytest.mark.parametrize("stem", [False, True])
-def test_rouge_matches_rouge_score_on_english(gen, stem):
+@pytest.mark.parametrize("mode", ["english", "char"])  # char: what a CJK character anywhere in the pair selects
+def test_rouge_matches_rouge_score_on_english(gen, stem, mode):
     rs = pytest.importorskip("rouge_score.rouge_scorer")
     theirs = rs.RougeScorer(list(TYPES), use_stemmer=stem)
-    ours = RougeScorer(RougeConfig(rouge_types=TYPES, use_stemmer=stem, tokenize="english"))
+    ours = RougeScorer(RougeConfig(rouge_types=TYPES, use_stemmer=stem, tokenize=mode))
     for _ in range(800):
         target = _english_doc(gen)
         pred = gen.noisy_copy(target) if gen.rng.random() < 0.8 else _english_doc(gen)

@@ -199,13 +199,13 @@ class RougeScorer:
         """Tokens of `text` under `mode`; raises when letters or digits would all be dropped."""
         if mode == "english":
             toks = _EN_TOKEN.findall(text.lower())
-            if self.cfg.use_stemmer:
-                toks = [self._stem(t) if len(t) > 3 else t for t in toks]
         elif mode == "char":
             toks = _CJK_TOKEN.findall(text.lower())
         else:
             toks = [w.strip().lower() for w in self.cut(text)]
             toks = [w for w in toks if re.search(r"[^\W_]", w)]
+        if self.cfg.use_stemmer:  # English words in any mode, as rouge-score stems them
+            toks = [self._stem(t) if len(t) > 3 and _EN_TOKEN.fullmatch(t) else t for t in toks]
         if not toks and any(c.isalnum() for c in text):
             raise InputError(f"tokenize={mode!r} turns {text[:40]!r} into no tokens, so it would score 0: "
                              "use tokenize='char' (or 'words' with a segmenter) for this language")
