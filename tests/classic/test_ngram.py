@@ -79,6 +79,18 @@ def test_add_one_bigram_by_hand():
     assert m.prob("a", ["zz"]) == pytest.approx(1 / 5)  # unseen context: uniform
 
 
+def test_add_one_trigram_starts_sentences_with_the_bos_context():
+    """Right after <s> the longest context is <s> itself: (c(<s> w) + 1) / (c(<s>) + |V|), not uniform."""
+    sents = [s.split() for s in ["a b c", "a c b", "a b b", "a c c", "b a"]]
+    m = NgramModel.train(sents, NgramConfig(order=3, smoothing="add_k", k=1.0))
+    # predictable: <unk> </s> a b c (5); 5 sentences, 4 start with a
+    assert m.prob("a", []) == pytest.approx((4 + 1) / (5 + 5))
+    assert m.prob("c", []) == pytest.approx(1 / 10)
+    assert m.prob("b", ["a"]) == pytest.approx((2 + 1) / (4 + 5))  # context (<s> a): the top order
+    assert m.prob("c", ["a", "b"]) == pytest.approx((1 + 1) / (2 + 5))
+    assert m.prob("a", ["zz", "yy"]) == pytest.approx(1 / 5)  # an unseen full context: uniform
+
+
 def test_kn_bigram_by_hand():
     # order 2, fixed D = 0.5 at both levels; corpus "<s> a b </s>", "<s> a a </s>"
     m = NgramModel.train([["a", "b"], ["a", "a"]], NgramConfig(order=2, smoothing="kn", discounts=(0.5, 0.5)))

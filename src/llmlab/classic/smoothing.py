@@ -144,21 +144,22 @@ def interpolated_discounting(tables, counts, kind: str, fixed: tuple[float, ...]
 
 
 def add_k(tables, counts, k_add: float) -> NgramParams:
-    """(c(h w) + k) / (c(h) + k |V|) at the top order; lower levels pass through to uniform."""
+    """(c(h w) + k) / (c(h) + k |V|) for the longest context h a word has: n-1 words, or fewer right
+    after ``<s>`` (a sentence's first words). Lower levels pass every other context through to uniform."""
     n, V1 = tables.order, tables.vocab_size - 1
+    after_bos = tables.starts_with_bos()
     num, bow = [np.zeros(0)], []
     for k in range(1, n + 1):
-        n_ctx = len(tables.keys[k - 1])
-        if k < n:
-            num.append(np.zeros(len(tables.keys[k])))
-            bow.append(np.ones(n_ctx))
-            continue
+        n_ctx, ctx = len(tables.keys[k - 1]), tables.context(k)
         c = counts[k].astype(np.float64).copy()
         if k == 1:
             c[BOS_ID] = 0.0
-        total = per_context(tables.context(k), c, n_ctx) + k_add * V1
-        num.append(c / total[tables.context(k)])
-        bow.append(k_add * V1 / total)
+        total = per_context(ctx, c, n_ctx) + k_add * V1
+        nk, bk = c / total[ctx], k_add * V1 / total
+        if k < n:  # only a context that starts the sentence is this level's longest one
+            nk, bk = np.where(after_bos[k - 1][ctx], nk, 0.0), np.where(after_bos[k - 1], bk, 1.0)
+        num.append(nk)
+        bow.append(bk)
     return NgramParams(uniform_base(tables.vocab_size), tuple(num), tuple(bow), (True,) * (n + 1))
 
 
