@@ -32,6 +32,18 @@ def test_bleu_and_chrf_json_equal_the_library(files, capsys):
     assert out["score"] == pytest.approx(corpus_chrf(hyps, [refs], ChrfConfig(word_order=2)))
 
 
+def test_lines_lose_trailing_whitespace_as_in_sacrebleus_command_line(tmp_path, capsys):
+    sacrebleu = pytest.importorskip("sacrebleu")
+    hyps, refs = ["the cat sat  ", "hello world\t", "a b"], ["the cat sat", "hello  world ", "a c\t"]
+    (tmp_path / "h.txt").write_text("\n".join(hyps) + "\n", encoding="utf-8")
+    (tmp_path / "r.txt").write_text("\n".join(refs) + "\n", encoding="utf-8")
+    strip = [s.rstrip() for s in hyps], [[s.rstrip() for s in refs]]
+    assert main(["eval", "chrf", "--ref", str(tmp_path / "r.txt"), "--hyp", str(tmp_path / "h.txt"), "--whitespace",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(
+        sacrebleu.metrics.CHRF(whitespace=True).corpus_score(*strip).score)
+
+
 def test_rouge_diversity_and_rank_run(files, capsys, tmp_path):
     d, _, _ = files
     assert main(["eval", "rouge", "--ref", str(d / "ref.txt"), "--hyp", str(d / "hyp.txt"), "--types",

@@ -61,10 +61,12 @@ def _lines(path: str, what: str) -> list[str]:
 
 
 def _hyps_refs(args: argparse.Namespace) -> tuple[list[str], list[list[str]]]:
+    """Hypothesis and reference lines without trailing whitespace, as sacrebleu's command line reads them
+    (it matters to chrF with --whitespace)."""
     from llmlab.core.errors import InputError
 
-    hyps = _lines(args.hyp, "hypothesis file")
-    refs = [_lines(r, "reference file") for r in args.ref]
+    hyps = [line.rstrip() for line in _lines(args.hyp, "hypothesis file")]
+    refs = [[line.rstrip() for line in _lines(r, "reference file")] for r in args.ref]
     for path, r in zip(args.ref, refs):
         if len(r) != len(hyps):
             raise InputError(f"reference file {path!r} has {len(r)} lines but hypothesis file {args.hyp!r} "
