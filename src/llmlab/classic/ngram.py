@@ -160,8 +160,11 @@ class NgramModel:
     def evaluate(self, sentences: Sequence[Sequence[str]]) -> dict:
         """Perplexity and cross-entropy per predicted token (``</s>`` included), with OOV counts.
 
-        ``bits_per_char`` spreads the same total over the characters of the text plus one newline per
-        sentence, so word and character models (and neural ones) compare on one scale.
+        ``bits_per_char`` spreads the same total over the characters of the tokens plus one newline per
+        sentence, so word and character n-gram models compare on one scale; so do neural ones
+        (``llmlab eval ppl``) on text written without spaces, such as pfr1998. Spaces between words are
+        not counted: in a segmented Chinese file they are not part of the text, while for English
+        ``eval ppl`` counts them and its figure is lower by about their share of the characters.
 
         With MLE any unseen event has probability 0: perplexity is then reported as inf and ``n_zero``
         says how many tokens caused it (every other smoothing keeps it finite).
