@@ -91,6 +91,24 @@ def test_arpa_loads_in_kenlm_with_the_same_sentence_scores(tmp_path, pfr_small, 
     assert sum(back.distribution(dev[0][:2]).values()) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_an_arpa_file_without_unk_scores_unknown_words_as_kenlm_does(tmp_path):
+    kenlm = pytest.importorskip("kenlm")
+    m = NgramModel.train([["a", "b"], ["b", "a", "a"], ["a"]], NgramConfig(order=2, smoothing="kn"))
+    write_arpa(m, tmp_path / "full.arpa")
+    lines = (tmp_path / "full.arpa").read_text(encoding="utf-8").split("\n")
+    n1 = next(x for x in lines if x.startswith("ngram 1="))
+    lines = [f"ngram 1={int(n1[8:]) - 1}" if x == n1 else x for x in lines if not x.endswith("\t<unk>")
+             and "\t<unk>\t" not in x]
+    p = tmp_path / "nounk.arpa"
+    p.write_text("\n".join(lines), encoding="utf-8")
+    m, k = read_arpa(p), kenlm.Model(str(p))
+    for sent in (["a", "b"], ["a", "zz"], ["zz"], ["b", "b", "a"]):
+        assert arpa_sentence_log10(m, sent) == pytest.approx(k.score(" ".join(sent), bos=True, eos=True), abs=1e-5)
+    write_arpa(m, tmp_path / "again.arpa")  # and its -100 survives a round trip, not read back as ARPA's zero
+    assert arpa_sentence_log10(read_arpa(tmp_path / "again.arpa"), ["zz"]) == pytest.approx(
+        arpa_sentence_log10(m, ["zz"]))
+
+
 def test_read_arpa_rejects_a_broken_file(tmp_path):
     from llmlab.core.errors import InputError
 

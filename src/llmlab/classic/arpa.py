@@ -13,6 +13,7 @@ back, so a character model stays one. Files without it are word models.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -25,7 +26,9 @@ from llmlab.classic.vocab import BOS, BOS_ID, EOS, UNK, Vocab
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_path, check_readable, read_lines
 
-LOG_ZERO = -99.0  # ARPA's "probability 0" (and <s>, which is never predicted)
+log = logging.getLogger(__name__)
+LOG_ZERO = -99.0  # ARPA's "probability 0" (and <s>, which is never predicted); exactly this value
+MISSING_UNK = -100.0  # log10 p of an unknown word when an ARPA file lists no <unk> (KenLM's substitute)
 UNIT_COMMENT = "# llmlab n-gram model: unit="
 
 
@@ -134,8 +137,11 @@ def read_arpa(path: str | Path) -> NgramModel:
     p1, b1 = np.zeros(V), np.ones(V)
     for lp, (w,), b in sections[1]:
         i = vocab.id(w)
-        p1[i], b1[i] = (0.0 if lp <= LOG_ZERO else 10.0**lp), 10.0**b
+        p1[i], b1[i] = (0.0 if lp == LOG_ZERO else 10.0**lp), 10.0**b
     p1[BOS_ID] = 0.0
+    if UNK not in words:  # KenLM's rule: an unknown word then gets log10 p = -100, not zero
+        log.warning("%s has no %s: unknown words get log10 probability %s, as in KenLM", path, UNK, MISSING_UNK)
+        p1[vocab.id(UNK)] = 10.0**MISSING_UNK
     keys.append(np.arange(V, dtype=np.int64))
     num.append(p1)
     bow.append(b1)
@@ -151,7 +157,7 @@ def read_arpa(path: str | Path) -> NgramModel:
         order = np.argsort(q, kind="stable")
         keys.append(q[order])
         lp = np.array([e[0] for e in sections[k]])[order]
-        num.append(np.where(lp <= LOG_ZERO, 0.0, 10.0**lp))
+        num.append(np.where(lp == LOG_ZERO, 0.0, 10.0**lp))
         bow.append(10.0 ** np.array([e[2] for e in sections[k]])[order])
     tables = NgramTables(V, tuple(keys))
     params = NgramParams(uniform_base(V), tuple(num), tuple(bow[:n]), (False,) * (n + 1))
