@@ -18,7 +18,7 @@ from pathlib import Path
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.text.base import check_sentences, normalize_text, same_cuts, unit_spans
-from llmlab.text.lexicon import DictSegmenter, Lexicon, lexicon_from_dictionary
+from llmlab.text.lexicon import DictSegmenter, Lexicon, lexicon_from_dictionary, word_ends
 
 BOS, EOS = "<s>", "</s>"
 
@@ -45,17 +45,7 @@ def build_dag(text: str, lexicon: Lexicon) -> list[list[int]]:
             dag.append([])
             continue
         fallback = unit_end.get(i, i + 1)
-        out = [fallback]
-        j = i + 1
-        frag = text[i]
-        while j <= n:
-            c = get(frag)
-            if c is None:
-                break
-            if c and j != fallback and j not in inside:
-                out.append(j)
-            j += 1
-            frag = text[i:j]
+        out = [fallback, *(j for j in word_ends(text, i, get) if j != fallback and j not in inside)]
         dag.append(sorted(out) if fallback != i + 1 and len(out) > 1 else out)
     return dag
 
@@ -102,18 +92,11 @@ def best_path(text: str, lexicon: Lexicon) -> list[str]:
             continue
         fallback = unit_end.get(i, i + 1)
         best = (logp[text[i:fallback]] + route[fallback][0], fallback)
-        j = i + 1
-        frag = text[i]
-        while j <= n:
-            c = get(frag)
-            if c is None:
-                break
-            if c and j != fallback and j not in inside:
-                cand = (logp[frag] + route[j][0], j)
+        for j in word_ends(text, i, get):
+            if j != fallback and j not in inside:
+                cand = (logp[text[i:j]] + route[j][0], j)
                 if cand > best:  # as max() over (score, end): ties go to the longer word
                     best = cand
-            j += 1
-            frag = text[i:j]
         route[i] = best
     return _follow(text, route)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.text.base import check_sentences, normalize_text, unit_ends, unit_starts
-from llmlab.text.lexicon import DictSegmenter, Lexicon, lexicon_from_dictionary
+from llmlab.text.lexicon import DictSegmenter, Lexicon, lexicon_from_dictionary, word_ends
 
 DIRECTIONS = ("forward", "backward", "bidirectional")
 _KIND = {"forward": "fmm", "backward": "bmm", "bidirectional": "bimm"}
@@ -48,16 +48,9 @@ def forward_match(text: str, prefixes: dict[str, int], ends: dict[int, int] | No
     i = 0
     while i < n:
         best = ends.get(i, i + 1) if ends else i + 1
-        j = i + 1
-        frag = text[i]
-        while j <= n:
-            c = get(frag)
-            if c is None:
-                break
-            if c and j > best and not (ends and _inside(ends, j)):
+        for j in word_ends(text, i, get):
+            if j > best and not (ends and _inside(ends, j)):
                 best = j
-            j += 1
-            frag = text[i:j]
         words.append(source[i:best])
         i = best
     return words
