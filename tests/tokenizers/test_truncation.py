@@ -50,6 +50,24 @@ def test_only_one_side():
         truncate_pair([1], [4, 5, 6], 2, "only_first")
 
 
+@pytest.mark.parametrize("strategy", ["only_first", "only_second"])
+def test_only_one_side_matches_hf(hf_word_level, strategy):
+    for na in range(1, 5):
+        for nb in range(1, 5):
+            for n in range(1, na + nb + 1):
+                a, b = list(range(1, na + 1)), list(range(50, 50 + nb))
+                hf_word_level.enable_truncation(n, strategy=strategy)
+                try:
+                    enc = hf_word_level.encode(" ".join(f"w{i}" for i in a), " ".join(f"w{i}" for i in b))
+                except Exception:  # HF refuses to empty the trimmed sequence
+                    with pytest.raises(InputError, match=strategy):
+                        truncate_pair(a, b, n, strategy)
+                    continue
+                got = ([i for i, s in zip(enc.ids, enc.type_ids) if s == 0],
+                       [i for i, s in zip(enc.ids, enc.type_ids) if s == 1])
+                assert truncate_pair(a, b, n, strategy) == got
+
+
 def test_pad_both_sides_and_multiple():
     ids, mask = pad([[1, 2], [3, 4, 5]], pad_id=0, side="left", multiple_of=4)
     assert ids == [[0, 0, 1, 2], [0, 3, 4, 5]]

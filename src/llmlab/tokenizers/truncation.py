@@ -47,7 +47,7 @@ def truncate_pair(a: Sequence[int], b: Sequence[int], max_len: int, strategy: st
 
     ``longest_first`` (Hugging Face's rule) lets the shorter one keep up to ``max_len // 2`` ids (the
     first counts as the shorter on a tie) and gives the rest to the longer one; ``only_first`` and
-    ``only_second`` trim just one of them.
+    ``only_second`` trim just one of them, and refuse to trim it away entirely (as HF does).
     """
     if max_len < 0:
         raise InputError(f"max_len must be >= 0, got {max_len}")
@@ -58,8 +58,9 @@ def truncate_pair(a: Sequence[int], b: Sequence[int], max_len: int, strategy: st
     if strategy == "only_first" or strategy == "only_second":
         first = strategy == "only_first"
         target = a if first else b
-        if excess > len(target):
-            raise InputError(f"{strategy}: cannot fit {len(a)} + {len(b)} ids into {max_len} by trimming one side")
+        if excess >= len(target):  # as in HF: trimming may not empty the sequence
+            raise InputError(f"{strategy}: cannot fit {len(a)} + {len(b)} ids into {max_len} by trimming one side "
+                             f"without emptying it")
         kept = truncate(target, len(target) - excess, side)
         return (kept, b) if first else (a, kept)
     if strategy != "longest_first":
