@@ -291,7 +291,7 @@ class BPETokenizer(SubwordTokenizer):
     # --- Hugging Face tokenizer.json ------------------------------------------------------------
     def _hf_pre_tokenizer(self) -> dict:
         byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
-        return {"type": "Sequence", "pretokenizers": [self.pretok.to_hf(), byte_level]}
+        return {"type": "Sequence", "pretokenizers": [*self.pretok.hf_splits(), byte_level]}
 
     def _hf_decoder(self) -> dict:
         return {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
@@ -324,4 +324,4 @@ class BPETokenizer(SubwordTokenizer):
             if a not in ids or b not in ids:
                 raise InputError(f"merge {m!r} names a token missing from the vocabulary")
             merges.append((ids[a], ids[b]))
-        return cls(vocab, merges, specials, pretok_from_hf(doc))
+        return cls(vocab, merges, specials, pretok_from_hf(doc, byte_level=True))

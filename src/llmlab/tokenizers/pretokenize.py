@@ -100,38 +100,28 @@ def byte_alphabet() -> list[int]:
 class PreTokenizer:
     """Cuts text into pieces with a named or custom regex, then optionally segments Chinese pieces.
 
-    The pieces always join back to the input: nothing is dropped or altered.
+    `then` holds further regexes, each cutting every piece again in turn (a Hugging Face ``Sequence``
+    of ``Split`` steps). The pieces always join back to the input: nothing is dropped or altered.
+
+    >>> PreTokenizer("whitespace", then=[r"\\d"])("ab12 c")
+    ['ab', '1', '2', ' ', 'c']
     """
 
-    def __init__(self, pattern: str = "gpt4", segmenter: Callable[[str], list[str]] | None = None):
+    def __init__(self, pattern: str = "gpt4", segmenter: Callable[[str], list[str]] | None = None,
+                 then: Iterable[str] = ()):
         self.pattern = pattern
         self.regex_text = PATTERNS.get(pattern, pattern)
-        try:
-            self._re = regex.compile(self.regex_text)
-        except regex.error as e:
-            raise InputError(f"pre-tokenizer pattern {pattern!r} is not a valid regex: {e}") from None
+        self.then = tuple(then)
+        self._res = [_compile(r) for r in (self.regex_text, *self.then)]
         self.segmenter = segmenter
 
     def __call__(self, text: str) -> list[str]:
-        pieces = self._re.findall(text)
-        if "".join(pieces) != text:
-            # A custom pattern may skip characters; keep the gaps as pieces so nothing is lost.
-            pieces = self._with_gaps(text)
+        pieces = split_isolated(self._res[0], text)
+        for r in self._res[1:]:
+            pieces = [q for p in pieces for q in split_isolated(r, p)]
         if self.segmenter is not None:
             pieces = list(self._segment(pieces))
         return pieces
-
-    def _with_gaps(self, text: str) -> list[str]:
-        out, pos = [], 0
-        for m in self._re.finditer(text):
-            if m.start() > pos:
-                out.append(text[pos:m.start()])
-            if m.end() > m.start():
-                out.append(m.group())
-            pos = m.end()
-        if pos < len(text):
-            out.append(text[pos:])
-        return out
 
     def _segment(self, pieces: Iterable[str]) -> Iterable[str]:
         for p in pieces:
@@ -143,25 +133,80 @@ class PreTokenizer:
                 raise InputError(f"segmenter changed the text {p!r} into {words!r}; it must only cut")
             yield from (w for w in words if w)
 
+    def hf_splits(self) -> list[dict]:
+        """The HF ``Split`` steps, in order (the segmenter, a Python callable, cannot be saved)."""
+        return [{"type": "Split", "pattern": {"Regex": r}, "behavior": "Isolated", "invert": False}
+                for r in (self.regex_text, *self.then)]
+
     def to_hf(self) -> dict:
-        """The HF ``Split`` pre-tokenizer (the segmenter, a Python callable, cannot be saved)."""
-        return {"type": "Split", "pattern": {"Regex": self.regex_text}, "behavior": "Isolated", "invert": False}
+        splits = self.hf_splits()
+        return splits[0] if len(splits) == 1 else {"type": "Sequence", "pretokenizers": splits}
 
     @classmethod
-    def from_hf(cls, doc: dict | None) -> PreTokenizer:
-        """Read back a ``Split`` (alone or first in a ``Sequence``) or GPT-2's ``ByteLevel(use_regex)``."""
-        if doc and doc.get("type") == "Sequence":
-            parts = doc.get("pretokenizers") or []
-            splits = [p for p in parts if p.get("type") == "Split"]
-            doc = splits[0] if splits else (parts[0] if parts else None)
-        if doc and doc.get("type") == "Split" and "Regex" in doc.get("pattern", {}):
-            text = doc["pattern"]["Regex"]
-            return cls(next((k for k, v in PATTERNS.items() if v == text), text))
-        if doc and doc.get("type") == "ByteLevel" and doc.get("use_regex", True):
-            if doc.get("add_prefix_space"):
-                raise InputError("unsupported pre-tokenizer: ByteLevel with add_prefix_space=true")
-            return cls("gpt2")
-        raise InputError(f"unsupported pre-tokenizer in tokenizer file: {doc!r}")
+    def from_hf(cls, doc: dict | None, byte_level: bool = False) -> PreTokenizer:
+        """Read back ``Split`` steps (alone or in a ``Sequence``) and GPT-2's ``ByteLevel``, which must
+        come last and only for a byte-level model (`byte_level`); anything else is refused."""
+        parts = (doc.get("pretokenizers") or []) if doc and doc.get("type") == "Sequence" else [doc]
+        regexes, seen_bytes = [], False
+        for part in parts:
+            kind = (part or {}).get("type")
+            if seen_bytes:  # ByteLevel rewrites the characters a later step would see
+                raise InputError(f"unsupported pre-tokenizer: {kind!r} after ByteLevel")
+            if kind == "Split":
+                regexes.append(_split_regex(part))
+            elif kind == "ByteLevel":
+                if part.get("add_prefix_space"):
+                    raise InputError("unsupported pre-tokenizer: ByteLevel with add_prefix_space=true")
+                regexes += [PATTERNS["gpt2"]] if part.get("use_regex", True) else []
+                seen_bytes = True
+            else:
+                raise InputError(f"unsupported pre-tokenizer in tokenizer file: {part!r}")
+        if seen_bytes != byte_level:
+            raise InputError("unsupported pre-tokenizer: a ByteLevel step goes with a byte-level BPE model, "
+                             f"and only there ({'missing' if byte_level else 'found'} here)")
+        if not regexes:
+            raise InputError(f"unsupported pre-tokenizer in tokenizer file: {doc!r} (no Split)")
+        name = next((k for k, v in PATTERNS.items() if v == regexes[0]), regexes[0])
+        return cls(name, then=regexes[1:])
+
+
+def _compile(text: str) -> regex.Pattern:
+    try:
+        return regex.compile(text)
+    except regex.error as e:
+        raise InputError(f"pre-tokenizer pattern {text!r} is not a valid regex: {e}") from None
+
+
+def _split_regex(doc: dict) -> str:
+    """The regex of an HF ``Split`` step that keeps each match as a piece (``Isolated``, not inverted)."""
+    pattern = doc.get("pattern") or {}
+    if "Regex" not in pattern:
+        raise InputError(f"unsupported Split pre-tokenizer: pattern {pattern!r} is not a Regex")
+    if doc.get("behavior") != "Isolated" or doc.get("invert"):
+        raise InputError(f"unsupported Split pre-tokenizer: behavior {doc.get('behavior')!r} with invert="
+                         f"{doc.get('invert')!r} (llmlab implements Isolated without invert only)")
+    return pattern["Regex"]
+
+
+def split_isolated(compiled: regex.Pattern, text: str) -> list[str]:
+    """The matches of `compiled` in `text` and the gaps between them, in order (HF's ``Isolated``).
+
+    >>> split_isolated(regex.compile(r"\\d+"), "ab12c")
+    ['ab', '12', 'c']
+    """
+    pieces = compiled.findall(text)
+    if "".join(pieces) == text:
+        return pieces
+    out, pos = [], 0  # the pattern skipped characters: keep the gaps as pieces so nothing is lost
+    for m in compiled.finditer(text):
+        if m.start() > pos:
+            out.append(text[pos:m.start()])
+        if m.end() > m.start():
+            out.append(m.group())
+        pos = m.end()
+    if pos < len(text):
+        out.append(text[pos:])
+    return out
 
 
 def split_specials(text: str, specials: Iterable[str]) -> list[tuple[str, bool]]:

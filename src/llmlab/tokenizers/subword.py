@@ -142,7 +142,7 @@ class SubwordTokenizer(Tokenizer):
 
         Files record only that one was used (``cjk_segmenter``); Hugging Face encodes without it.
         """
-        self.pretok = PreTokenizer(self.pretok.pattern, segmenter)
+        self.pretok = PreTokenizer(self.pretok.pattern, segmenter, self.pretok.then)
         self._cache.clear()
         return self
 
@@ -175,12 +175,14 @@ def llmlab_meta(doc: dict) -> dict:
     return (doc.get("model") or {}).get("llmlab") or doc.get("llmlab") or {}
 
 
-def pretok_from_hf(doc: dict) -> PreTokenizer:
-    """The pre-tokenizer a ``tokenizer.json`` describes (files with a normalizer are not supported)."""
+def pretok_from_hf(doc: dict, byte_level: bool = False) -> PreTokenizer:
+    """The pre-tokenizer a ``tokenizer.json`` describes (files with a normalizer are not supported).
+
+    It is read from the file's ``pre_tokenizer`` even in llmlab's files: that is what HF applies.
+    """
     if doc.get("normalizer") is not None:
         raise InputError(f"unsupported tokenizer file: it has a normalizer ({doc['normalizer'].get('type')!r})")
-    pattern = llmlab_meta(doc).get("pattern")
-    return PreTokenizer(pattern) if pattern else PreTokenizer.from_hf(doc.get("pre_tokenizer"))
+    return PreTokenizer.from_hf(doc.get("pre_tokenizer"), byte_level)
 
 
 def unk_of(specials: dict[str, int]) -> int | None:

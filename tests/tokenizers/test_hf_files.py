@@ -1,0 +1,76 @@
+"""Foreign ``tokenizer.json`` features: each one llmlab reads gives HF's ids; the others are refused."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from llmlab.core.errors import InputError
+from llmlab.tokenizers import load_tokenizer, train_tokenizer
+
+pytest.importorskip("tokenizers")
+TEXTS = ["price 12345 ok, abc123def", "hello world 2024!", "中国人民 hello", "  two  spaces\n\nend  "]
+
+
+@pytest.fixture(scope="module")
+def docs(corpus):
+    """The tokenizer.json of a small llmlab BPE and Unigram model, to edit into foreign files."""
+    texts = corpus[:40] + corpus[-80:]
+    return {algo: train_tokenizer(algo, texts, 400 if algo == "bpe" else 1500).to_hf_json()
+            for algo in ("bpe", "unigram")}
+
+
+def edited(docs, algo, edit, tmp_path):
+    """Write `docs[algo]` changed by `edit` (without llmlab's metadata, as another tool would)."""
+    doc = copy.deepcopy(docs[algo])
+    del doc["model"]["llmlab"]
+    edit(doc)
+    path = tmp_path / f"{algo}.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def same_ids_as_hf(path):
+    from tokenizers import Tokenizer
+
+    tok, ref = load_tokenizer(path), Tokenizer.from_file(str(path))
+    for text in TEXTS:
+        assert tok.encode(text, allowed_special="all") == ref.encode(text, add_special_tokens=False).ids, text
+
+
+CHUNKS = {"type": "Split", "pattern": {"Regex": r"[\s\S]{1,3}"}, "behavior": "Isolated", "invert": False}
+
+
+def then(step):
+    """An edit that appends `step` to the file's pre-tokenizer (making it a Sequence)."""
+    def edit(doc):
+        pre = doc["pre_tokenizer"]
+        parts = pre["pretokenizers"] if pre["type"] == "Sequence" else [pre]
+        doc["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [*parts[:1], step, *parts[1:]]}
+    return edit
+
+
+@pytest.mark.parametrize("algo", ["bpe", "unigram"])
+def test_every_split_of_a_sequence_is_applied(docs, tmp_path, algo):
+    same_ids_as_hf(edited(docs, algo, then(CHUNKS), tmp_path))
+
+
+@pytest.mark.parametrize("step, message", [
+    ({**CHUNKS, "invert": True}, "invert=True"),
+    ({**CHUNKS, "behavior": "MergedWithNext"}, "MergedWithNext"),
+    ({**CHUNKS, "behavior": "Removed"}, "Removed"),
+    ({"type": "Digits", "individual_digits": True}, "Digits"),
+    ({"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}, "ByteLevel"),  # not a byte-level model
+])
+def test_other_pre_tokenizer_steps_are_refused(docs, tmp_path, step, message):
+    with pytest.raises(InputError, match=message):
+        load_tokenizer(edited(docs, "unigram", then(step), tmp_path))
+
+
+def test_a_bpe_file_without_byte_level_is_refused(docs, tmp_path):
+    def drop_byte_level(doc):
+        doc["pre_tokenizer"] = doc["pre_tokenizer"]["pretokenizers"][0]
+    with pytest.raises(InputError, match="ByteLevel"):
+        load_tokenizer(edited(docs, "bpe", drop_byte_level, tmp_path))
