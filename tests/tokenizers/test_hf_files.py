@@ -11,7 +11,7 @@ from llmlab.core.errors import InputError
 from llmlab.tokenizers import load_tokenizer, train_tokenizer
 
 pytest.importorskip("tokenizers")
-TEXTS = ["price 12345 ok, abc123def", "hello world 2024!", "中国人民 hello", "  two  spaces\n\nend  "]
+TEXTS = ["abc abcd xabc", "price 12345 ok, abc123def", "hello world 2024!", "中国人民 hello", "  two  spaces\n\nend  "]
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +74,24 @@ def test_a_bpe_file_without_byte_level_is_refused(docs, tmp_path):
         doc["pre_tokenizer"] = doc["pre_tokenizer"]["pretokenizers"][0]
     with pytest.raises(InputError, match="ByteLevel"):
         load_tokenizer(edited(docs, "bpe", drop_byte_level, tmp_path))
+
+
+def test_bpe_ignore_merges_takes_whole_pieces_as_hf(tmp_path):
+    """Merges a+b, b+c, a+bc: merging spells "abc" as ab, c; with ignore_merges HF takes "abc" whole."""
+    from llmlab.tokenizers import BPETokenizer
+    from llmlab.tokenizers.base import SPECIAL_TOKENS
+    from llmlab.tokenizers.pretokenize import PreTokenizer, byte_alphabet
+
+    vocab = [s.encode() for s in SPECIAL_TOKENS] + [bytes([b]) for b in byte_alphabet()] + [b"ab", b"bc", b"abc"]
+    n = len(vocab)
+    tok = BPETokenizer(vocab, [(vocab.index(b"a"), vocab.index(b"b")), (vocab.index(b"b"), vocab.index(b"c")),
+                               (vocab.index(b"a"), n - 2)], {s: i for i, s in enumerate(SPECIAL_TOKENS)},
+                       PreTokenizer("whitespace"))
+    doc = tok.to_hf_json()
+    doc["model"]["ignore_merges"] = True
+    path = tmp_path / "ignore.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    same_ids_as_hf(path)
+    assert load_tokenizer(path).encode("abc") == [n - 1]
+    load_tokenizer(path).save(tmp_path / "again.json")  # the option survives saving
+    same_ids_as_hf(tmp_path / "again.json")

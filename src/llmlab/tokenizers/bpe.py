@@ -198,14 +198,16 @@ class BPETokenizer(SubwordTokenizer):
     """Byte-level BPE: `vocab[i]` is the byte string of token i (special tokens hold their spelling).
 
     `merges` are id pairs in rank order; the id each one makes is the id of the joined bytes (two
-    merges may make the same token, as Hugging Face's trainer allows).
+    merges may make the same token, as Hugging Face's trainer allows). With `ignore_merges` (HF's
+    option, used by Llama 3) a piece that is itself a token becomes that token without merging.
     """
 
     kind = "bpe"
 
     def __init__(self, vocab: list[bytes], merges: list[tuple[int, int]], specials: dict[str, int],
-                 pretok: PreTokenizer):
+                 pretok: PreTokenizer, ignore_merges: bool = False):
         super().__init__(specials, pretok)
+        self.ignore_merges = ignore_merges
         self.vocab = list(vocab)
         self.merges = [(int(a), int(b)) for a, b in merges]
         self._special_set = set(specials.values())
@@ -217,6 +219,7 @@ class BPETokenizer(SubwordTokenizer):
         if missing:
             raise InputError(f"byte-level vocabulary lacks single-byte tokens for bytes {missing[:5]}...")
         self._byte_id = [by_bytes[bytes([b])] for b in range(256)]
+        self._whole = by_bytes if ignore_merges else {}  # piece bytes -> id, for ignore_merges
         self._base = max(len(self.vocab), 2)
         self._ranks: dict[int, int] = {}
         self._merge_table: list[tuple[int, int, int]] = []  # rank -> (left, right, merged)
@@ -258,6 +261,8 @@ class BPETokenizer(SubwordTokenizer):
         """Ids of one pre-token. A long non-ASCII piece (a Chinese clause) is first cut between any
         two characters that no token spans: no merge can cross such a cut, so the parts encode on
         their own, and they repeat far more often than whole clauses, so the cache catches them."""
+        if self._whole and (i := self._whole.get(piece.encode())) is not None:
+            return (i,)
         if len(piece) >= 4 and self._joins.usable and not piece.isascii():
             cuts = self._joins.cuts(piece)
             if cuts:
@@ -300,7 +305,8 @@ class BPETokenizer(SubwordTokenizer):
         tok = self.id_to_token
         return {
             "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
-            "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+            "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+            "ignore_merges": self.ignore_merges,
             "vocab": {tok(i): i for i in range(len(self.vocab))},
             "merges": [[tok(a), tok(b)] for a, b in self.merges],
         }
@@ -324,4 +330,5 @@ class BPETokenizer(SubwordTokenizer):
             if a not in ids or b not in ids:
                 raise InputError(f"merge {m!r} names a token missing from the vocabulary")
             merges.append((ids[a], ids[b]))
-        return cls(vocab, merges, specials, pretok_from_hf(doc, byte_level=True))
+        return cls(vocab, merges, specials, pretok_from_hf(doc, byte_level=True),
+                   ignore_merges=bool(model.get("ignore_merges", False)))
