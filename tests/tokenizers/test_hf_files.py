@@ -95,3 +95,25 @@ def test_bpe_ignore_merges_takes_whole_pieces_as_hf(tmp_path):
     assert load_tokenizer(path).encode("abc") == [n - 1]
     load_tokenizer(path).save(tmp_path / "again.json")  # the option survives saving
     same_ids_as_hf(tmp_path / "again.json")
+
+
+def add_plain_hello(doc):
+    vocab = doc["model"]["vocab"]
+    doc["added_tokens"].append({"id": len(vocab), "content": "hello", "single_word": False, "lstrip": False,
+                                "rstrip": False, "normalized": False, "special": False})
+    vocab.append(["hello", 0.0])
+
+
+@pytest.mark.parametrize("edit, message", [
+    (add_plain_hello, "not special"),
+    (lambda d: d["added_tokens"][2].update(lstrip=True), "lstrip"),
+    (lambda d: d["added_tokens"][2].update(single_word=True), "single_word"),
+])
+def test_added_tokens_llmlab_cannot_match_are_refused(docs, tmp_path, edit, message):
+    """HF finds a non-special added token in any text and may strip spaces around one; llmlab would not."""
+    from tokenizers import Tokenizer
+
+    path = edited(docs, "unigram", edit, tmp_path)
+    Tokenizer.from_file(str(path))  # a valid file for HF
+    with pytest.raises(InputError, match=message):
+        load_tokenizer(path)

@@ -166,8 +166,21 @@ class SubwordTokenizer(Tokenizer):
 
 
 def specials_from_hf(doc: dict) -> dict[str, int]:
-    """The special tokens listed in a ``tokenizer.json`` (``added_tokens`` marked special)."""
-    return {a["content"]: int(a["id"]) for a in doc.get("added_tokens") or [] if a.get("special", True)}
+    """The special tokens listed in a ``tokenizer.json`` (``added_tokens``, all marked special).
+
+    HF also matches a non-special added token in any text, and can strip the spaces around one
+    (``lstrip``, ``rstrip``) or match only whole words (``single_word``): llmlab does neither, so such
+    files are refused rather than encoded differently.
+    """
+    added = doc.get("added_tokens") or []
+    for a in added:
+        if not a.get("special", True):
+            raise InputError(f"unsupported added token {a['content']!r}: it is not special (HF finds it in "
+                             "any text; llmlab only knows special tokens)")
+        for flag in ("lstrip", "rstrip", "single_word"):
+            if a.get(flag):
+                raise InputError(f"unsupported added token {a['content']!r}: {flag}=true")
+    return {a["content"]: int(a["id"]) for a in added}
 
 
 def llmlab_meta(doc: dict) -> dict:
