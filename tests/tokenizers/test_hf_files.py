@@ -16,10 +16,10 @@ TEXTS = ["abc abcd xabc", "price 12345 ok, abc123def", "hello world 2024!", "中
 
 @pytest.fixture(scope="module")
 def docs(corpus):
-    """The tokenizer.json of a small llmlab BPE and Unigram model, to edit into foreign files."""
+    """The tokenizer.json of small llmlab models, to edit into foreign files."""
     texts = corpus[:40] + corpus[-80:]
     return {algo: train_tokenizer(algo, texts, 400 if algo == "bpe" else 1500).to_hf_json()
-            for algo in ("bpe", "unigram")}
+            for algo in ("bpe", "unigram", "whitespace")}
 
 
 def edited(docs, algo, edit, tmp_path):
@@ -114,6 +114,22 @@ def test_added_tokens_llmlab_cannot_match_are_refused(docs, tmp_path, edit, mess
     from tokenizers import Tokenizer
 
     path = edited(docs, "unigram", edit, tmp_path)
+    Tokenizer.from_file(str(path))  # a valid file for HF
+    with pytest.raises(InputError, match=message):
+        load_tokenizer(path)
+
+
+@pytest.mark.parametrize("algo, option, message", [
+    ("unigram", {"unk_id": 2}, "unknown token 2"),
+    ("whitespace", {"unk_token": "<|eos|>"}, r"unknown token '<\|eos\|>'"),
+    ("unigram", {"byte_fallback": True}, "byte_fallback"),
+    ("bpe", {"dropout": 0.5}, "dropout"),
+])
+def test_model_options_llmlab_cannot_follow_are_refused(docs, tmp_path, algo, option, message):
+    """An unknown token other than <unk>, byte fallback and BPE dropout all change HF's ids."""
+    from tokenizers import Tokenizer
+
+    path = edited(docs, algo, lambda d: d["model"].update(option), tmp_path)
     Tokenizer.from_file(str(path))  # a valid file for HF
     with pytest.raises(InputError, match=message):
         load_tokenizer(path)

@@ -315,6 +315,8 @@ class BPETokenizer(SubwordTokenizer):
     def from_hf_json(cls, doc: dict) -> BPETokenizer:
         model = doc.get("model") or {}
         specials = specials_from_hf(doc)
+        if model.get("dropout"):
+            raise InputError(f"unsupported BPE option dropout={model['dropout']!r} (HF then merges at random)")
         vocab_doc = model.get("vocab") or {}
         n = len(vocab_doc)
         if sorted(vocab_doc.values()) != list(range(n)):

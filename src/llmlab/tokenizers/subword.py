@@ -183,6 +183,14 @@ def specials_from_hf(doc: dict) -> dict[str, int]:
     return {a["content"]: int(a["id"]) for a in added}
 
 
+def check_unk(model: dict, specials: dict[str, int]) -> None:
+    """Refuse a model whose unknown token (``unk_id`` or ``unk_token``) is not llmlab's ``<unk>``."""
+    got, want = (model["unk_id"], specials.get(UNK)) if "unk_id" in model else (model.get("unk_token", UNK), UNK)
+    if got != want:
+        raise InputError(f"unsupported unknown token {got!r}: llmlab's is the special token {UNK!r} "
+                         f"(id {specials.get(UNK)})")
+
+
 def llmlab_meta(doc: dict) -> dict:
     """llmlab's own metadata in a ``tokenizer.json`` (inside ``model``; older files: top level)."""
     return (doc.get("model") or {}).get("llmlab") or doc.get("llmlab") or {}

@@ -23,7 +23,13 @@ from collections.abc import Callable, Iterable
 from llmlab.core.errors import InputError
 from llmlab.tokenizers.base import UNK
 from llmlab.tokenizers.pretokenize import PreTokenizer
-from llmlab.tokenizers.subword import SubwordTokenizer, check_specials, pretok_from_hf, specials_from_hf
+from llmlab.tokenizers.subword import (
+    SubwordTokenizer,
+    check_specials,
+    check_unk,
+    pretok_from_hf,
+    specials_from_hf,
+)
 
 UNK_PENALTY = 10.0  # an unknown character scores this much below the rarest piece (as in HF/sentencepiece)
 
@@ -200,6 +206,9 @@ class UnigramTokenizer(SubwordTokenizer):
     def from_hf_json(cls, doc: dict) -> UnigramTokenizer:
         model = doc.get("model") or {}
         specials = specials_from_hf(doc)
+        check_unk(model, specials)
+        if model.get("byte_fallback"):
+            raise InputError("unsupported unigram option byte_fallback=true (llmlab gives <unk>, not byte tokens)")
         vocab = model.get("vocab") or []
         pieces = [(p, float(s)) for k, (p, s) in enumerate(vocab) if k >= len(specials)]
         if [vocab[i][0] for i in sorted(specials.values())] != sorted(specials, key=specials.get):

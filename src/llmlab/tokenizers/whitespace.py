@@ -20,7 +20,13 @@ from collections.abc import Iterable
 from llmlab.core.errors import InputError
 from llmlab.tokenizers.base import UNK
 from llmlab.tokenizers.pretokenize import PreTokenizer
-from llmlab.tokenizers.subword import SubwordTokenizer, check_specials, pretok_from_hf, specials_from_hf
+from llmlab.tokenizers.subword import (
+    SubwordTokenizer,
+    check_specials,
+    check_unk,
+    pretok_from_hf,
+    specials_from_hf,
+)
 
 
 class WhitespaceTokenizer(SubwordTokenizer):
@@ -70,10 +76,13 @@ class WhitespaceTokenizer(SubwordTokenizer):
 
     @classmethod
     def from_hf_json(cls, doc: dict) -> WhitespaceTokenizer:
-        vocab = (doc.get("model") or {}).get("vocab") or {}
+        model = doc.get("model") or {}
+        vocab = model.get("vocab") or {}
         if sorted(vocab.values()) != list(range(len(vocab))):
             raise InputError("word-level vocabulary ids must be 0..n-1 without gaps")
-        return cls(sorted(vocab, key=vocab.get), specials_from_hf(doc), pretok_from_hf(doc))
+        specials = specials_from_hf(doc)
+        check_unk(model, specials)
+        return cls(sorted(vocab, key=vocab.get), specials, pretok_from_hf(doc))
 
 
 class WordLevelLoader:

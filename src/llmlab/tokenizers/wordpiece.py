@@ -25,6 +25,7 @@ from llmlab.tokenizers.pretokenize import PreTokenizer
 from llmlab.tokenizers.subword import (
     SubwordTokenizer,
     check_specials,
+    check_unk,
     pretok_from_hf,
     specials_from_hf,
 )
@@ -109,7 +110,9 @@ class WordPieceTokenizer(SubwordTokenizer):
         vocab = model.get("vocab") or {}
         if sorted(vocab.values()) != list(range(len(vocab))):
             raise InputError("WordPiece vocabulary ids must be 0..n-1 without gaps")
-        return cls(sorted(vocab, key=vocab.get), specials_from_hf(doc), pretok_from_hf(doc),
+        specials = specials_from_hf(doc)
+        check_unk(model, specials)
+        return cls(sorted(vocab, key=vocab.get), specials, pretok_from_hf(doc),
                    prefix=model.get("continuing_subword_prefix", "##"),
                    max_word=int(model.get("max_input_chars_per_word", MAX_WORD)))
 
