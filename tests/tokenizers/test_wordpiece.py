@@ -97,3 +97,22 @@ def test_load_and_errors(trained, tmp_path):
         WordPieceTokenizer.train(["abcdefghij"], 8)
     with pytest.raises(InputError, match="empty"):
         WordPieceTokenizer.train([""], 100)
+
+
+HASH_TEXTS = ["## Heading", "###", "##", "a ## b\n### c", "x##y", "#tag ##x", "C# and F#", "### sub\n##"]
+
+
+@pytest.mark.parametrize("pattern", ["gpt4", "whitespace"])
+def test_text_starting_with_the_prefix_round_trips_with_hf_ids(tmp_path, pattern):
+    """HF would read a word-initial "###" as the continuation "#": no word may start with "##"."""
+    from tokenizers import Tokenizer
+
+    tok = WordPieceTokenizer.train(HASH_TEXTS * 3, 120, pattern=pattern)
+    tok.save(tmp_path / "t.json")
+    ref = Tokenizer.from_file(str(tmp_path / "t.json"))
+    for text in HASH_TEXTS:
+        assert tok.count_unknown(text) == 0
+        assert tok.decode(tok.encode(text)) == text
+        assert tok.encode(text) == ref.encode(text).ids
+    with pytest.raises(InputError, match="continuation prefix"):
+        train_wordpiece({"##a": 1}, 10)

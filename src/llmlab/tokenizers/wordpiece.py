@@ -11,6 +11,11 @@ likelihood gain, count(ab) / (count(a) * count(b)), so a pair of rare pieces tha
 together is joined before a pair of common ones. Ties: higher pair count, then the smaller pair of
 (left, right) strings. The text's spaces stay inside the pieces (we pre-tokenize with the same
 lossless regex as BPE), so decoding gives the text back when no piece was unknown.
+
+A word must not start with the prefix: Hugging Face's ``WordPiece`` would match "###" at the start of
+a word to the continuation "#", and no decoder could tell the two apart. So the pre-tokenizer cuts
+each prefix character that starts the prefix into a piece of its own (`prefix_guard`), as BERT's
+pre-tokenizer does with every punctuation character; "## Heading" is then "#", "#", " Heading".
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+
+import regex
 
 from llmlab.core.errors import InputError
 from llmlab.tokenizers.base import UNK
@@ -33,6 +40,18 @@ from llmlab.tokenizers.subword import (
 MAX_WORD = 10_000  # longer words become <unk>; generous because Chinese pre-tokens are whole clauses
 
 
+def prefix_guard(prefix: str) -> str:
+    """The regex that isolates each character starting an occurrence of `prefix`, so that no piece
+    begins with it (a one-character prefix: every occurrence).
+
+    >>> prefix_guard("##"), regex.findall(prefix_guard("##"), "a###")
+    ('\\\\#(?=\\\\#)', ['#', '#'])
+    """
+    if len(prefix) == 1:
+        return regex.escape(prefix)
+    return regex.escape(prefix[0]) + "(?=" + regex.escape(prefix[1:]) + ")"
+
+
 class WordPieceTokenizer(SubwordTokenizer):
     """`vocab` holds the pieces (continuations spelled with `prefix`); special tokens come first."""
 
@@ -43,7 +62,7 @@ class WordPieceTokenizer(SubwordTokenizer):
         if specials is None:
             specials = {s: i for i, s in enumerate(check_specials(()))}
             vocab = list(specials) + [v for v in vocab if v not in specials]
-        super().__init__(specials, pretok or PreTokenizer(pattern))
+        super().__init__(specials, pretok or PreTokenizer(pattern, then=[prefix_guard(prefix)]))
         if UNK not in specials:
             raise InputError(f"a WordPiece tokenizer needs the {UNK!r} special token")
         if not prefix:
@@ -64,7 +83,7 @@ class WordPieceTokenizer(SubwordTokenizer):
         from llmlab.tokenizers.subword import count_pieces
 
         specials = check_specials(special_tokens)
-        pretok = PreTokenizer(pattern, segmenter)
+        pretok = PreTokenizer(pattern, segmenter, then=[prefix_guard(prefix)])
         pieces = train_wordpiece(count_pieces(texts, pretok), vocab_size - len(specials), prefix)
         pieces = [p for p in pieces if p not in specials]  # text spelling a special token uses other pieces
         return cls(list(specials) + pieces, {s: i for i, s in enumerate(specials)}, pretok, prefix=prefix)
@@ -92,10 +111,11 @@ class WordPieceTokenizer(SubwordTokenizer):
         return tuple(out)
 
     def decode(self, ids: list[int]) -> str:
+        """Each token's text, a continuation without its prefix (the prefix alone is no continuation)."""
         self._check_ids(ids)
-        p, specials = self.prefix, set(self.special_ids.values())
-        return "".join(self.vocab[i][len(p):] if i not in specials and self.vocab[i].startswith(p) else self.vocab[i]
-                       for i in ids)
+        p, specials, vocab = self.prefix, set(self.special_ids.values()), self.vocab
+        return "".join(vocab[i][len(p):] if i not in specials and len(vocab[i]) > len(p) and vocab[i].startswith(p)
+                       else vocab[i] for i in ids)
 
     def _hf_model(self) -> dict:
         return {"type": "WordPiece", "unk_token": UNK, "continuing_subword_prefix": self.prefix,
@@ -130,6 +150,10 @@ def train_wordpiece(word_counts: Mapping[str, int], size: int, prefix: str = "##
 
     if not word_counts:
         raise InputError("the training corpus is empty (no text to learn a vocabulary from)")
+    for w in word_counts:
+        if len(w) > len(prefix) and w.startswith(prefix):  # the prefix alone is no continuation
+            raise InputError(f"word {w!r} starts with the continuation prefix {prefix!r}, so its pieces would be "
+                             "read as continuations; pre-tokenize with prefix_guard")
     state = _PairState([([w[0]] + [prefix + ch for ch in w[1:]], c) for w, c in word_counts.items()])
     alphabet = sorted(state.units, key=lambda t: (t.startswith(prefix), t))
     if size < len(alphabet):
