@@ -116,3 +116,20 @@ def test_text_starting_with_the_prefix_round_trips_with_hf_ids(tmp_path, pattern
         assert tok.encode(text) == ref.encode(text).ids
     with pytest.raises(InputError, match="continuation prefix"):
         train_wordpiece({"##a": 1}, 10)
+
+
+def test_hf_decodes_our_file_as_we_do(trained, samples, tmp_path):
+    """The saved decoder gives HF our decode: no space added between words, continuations joined."""
+    tok, from_file = trained
+    texts = [*samples.values(), "hello  world", "## Heading\n", "a ##b", "x" * 3]
+    for text in texts:
+        ids = tok.encode(text)
+        assert from_file.decode(ids, skip_special_tokens=False) == tok.decode(ids)
+    small = WordPieceTokenizer.train(HASH_TEXTS, 120, prefix="#")
+    small.save(tmp_path / "t.json")
+    from tokenizers import Tokenizer
+
+    ref = Tokenizer.from_file(str(tmp_path / "t.json"))
+    for text in HASH_TEXTS:
+        ids = small.encode(text)
+        assert ref.decode(ids, skip_special_tokens=False) == small.decode(ids) == text

@@ -122,7 +122,10 @@ class WordPieceTokenizer(SubwordTokenizer):
                 "max_input_chars_per_word": self.max_word, "vocab": dict(self.ids)}
 
     def _hf_decoder(self) -> dict:
-        return {"type": "WordPiece", "prefix": self.prefix, "cleanup": False}
+        # Not HF's WordPiece decoder: it puts a space before each word, and ours carry their own.
+        # Replace works token by token: it drops the prefix that starts a longer token, like `decode`.
+        strip = r"\A" + regex.escape(self.prefix) + r"(?=[\s\S])"
+        return {"type": "Replace", "pattern": {"Regex": strip}, "content": ""}
 
     @classmethod
     def from_hf_json(cls, doc: dict) -> WordPieceTokenizer:
