@@ -19,7 +19,7 @@ def docs(corpus):
     """The tokenizer.json of small llmlab models, to edit into foreign files."""
     texts = corpus[:40] + corpus[-80:]
     return {algo: train_tokenizer(algo, texts, 400 if algo == "bpe" else 1500).to_hf_json()
-            for algo in ("bpe", "unigram", "whitespace")}
+            for algo in ("bpe", "unigram", "whitespace", "wordpiece")}
 
 
 def edited(docs, algo, edit, tmp_path):
@@ -133,3 +133,41 @@ def test_model_options_llmlab_cannot_follow_are_refused(docs, tmp_path, algo, op
     Tokenizer.from_file(str(path))  # a valid file for HF
     with pytest.raises(InputError, match=message):
         load_tokenizer(path)
+
+
+WORDPIECE_DECODER = {"type": "WordPiece", "prefix": "##", "cleanup": True}
+
+
+@pytest.mark.parametrize("algo, decoder", [
+    ("bpe", {"type": "Fuse"}), ("unigram", WORDPIECE_DECODER), ("wordpiece", WORDPIECE_DECODER),
+    ("whitespace", {"type": "Sequence", "decoders": [{"type": "Fuse"}, {"type": "Strip", "content": " ",
+                                                                         "start": 1, "stop": 0}]}),
+])
+def test_decoders_that_decode_otherwise_are_refused(docs, tmp_path, algo, decoder):
+    path = edited(docs, algo, lambda d: d.update(decoder=decoder), tmp_path)
+    with pytest.raises(InputError, match=f"decoder '{decoder['type']}'"):
+        load_tokenizer(path)
+
+
+@pytest.mark.parametrize("algo, decoder", [
+    ("bpe", {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}),
+    ("unigram", {"type": "Fuse"}), ("whitespace", None), ("wordpiece", "ours"),
+])
+def test_decoders_that_decode_alike_still_load(docs, tmp_path, algo, decoder):
+    from tokenizers import Tokenizer
+
+    def set_decoder(doc):
+        if decoder != "ours":  # ours: the Replace decoder llmlab writes
+            doc["decoder"] = decoder
+    path = edited(docs, algo, set_decoder, tmp_path)
+    tok, ref = load_tokenizer(path), Tokenizer.from_file(str(path))
+    for text in TEXTS:
+        ids = tok.encode(text)
+        assert decoder is None or ref.decode(ids, skip_special_tokens=False) == tok.decode(ids)
+
+
+def test_llmlab_files_with_the_former_wordpiece_decoder_still_load(docs, corpus, tmp_path):
+    doc = {**docs["wordpiece"], "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": False}}
+    (tmp_path / "old.json").write_text(json.dumps(doc), encoding="utf-8")
+    tok = load_tokenizer(tmp_path / "old.json")
+    assert tok.count_unknown(corpus[-1]) == 0 and tok.decode(tok.encode(corpus[-1])) == corpus[-1]

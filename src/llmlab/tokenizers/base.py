@@ -46,6 +46,10 @@ class Tokenizer(ABC):
     def from_hf_json(cls, doc: dict) -> Tokenizer:
         """Rebuild the tokenizer from the document `to_hf_json` wrote."""
 
+    def decodes_like(self, decoder: dict) -> bool:
+        """Whether HF's `decoder` (a ``tokenizer.json`` one) gives the text that `decode` gives."""
+        return decoder == self.to_hf_json()["decoder"]
+
     @property
     def bos_id(self) -> int:
         return self._special(BOS)
@@ -115,8 +119,22 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         raise InputError(f"tokenizer file {str(p)!r}: unsupported tokenizer {llmlab_kind or model_type!r}")
     module, cls = target.split(":")
     try:
-        return getattr(importlib.import_module(module), cls).from_hf_json(doc)
+        tok = getattr(importlib.import_module(module), cls).from_hf_json(doc)
+        _check_decoder(tok, doc.get("decoder"), foreign=not llmlab_kind)
+        return tok
     except InputError as e:
         raise InputError(f"tokenizer file {str(p)!r}: {e}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:  # a field of the wrong shape
         raise InputError(f"tokenizer file {str(p)!r} is malformed ({type(e).__name__}: {e})") from None
+
+
+def _check_decoder(tok: Tokenizer, decoder: dict | None, foreign: bool) -> None:
+    """Refuse a foreign file whose decoder HF would turn into other text than `tok.decode` does.
+
+    No decoder passes (HF-trained WordLevel files have none; HF then joins tokens with spaces), and
+    so does any decoder in llmlab's own files, which decode as llmlab does by definition (files saved
+    before WordPiece got its Replace decoder name HF's WordPiece one).
+    """
+    if decoder is not None and foreign and not tok.decodes_like(decoder):
+        raise InputError(f"unsupported decoder {decoder.get('type')!r}: HF would decode the ids into other text "
+                         f"than llmlab's decode ({decoder!r})")

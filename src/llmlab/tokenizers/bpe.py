@@ -301,6 +301,9 @@ class BPETokenizer(SubwordTokenizer):
     def _hf_decoder(self) -> dict:
         return {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
 
+    def decodes_like(self, decoder: dict) -> bool:
+        return decoder.get("type") == "ByteLevel"  # its options matter only to pre-tokenizing
+
     def _hf_model(self) -> dict:
         tok = self.id_to_token
         return {

@@ -133,6 +133,9 @@ class SubwordTokenizer(Tokenizer):
     def _hf_decoder(self) -> dict | None:
         return {"type": "Fuse"}
 
+    def decodes_like(self, decoder: dict) -> bool:
+        return decoder == self._hf_decoder()
+
     def _llmlab_meta(self) -> dict:
         # A segmenter is Python code and cannot be saved; the flag says one was used in training.
         return {"cjk_segmenter": True} if self.pretok.segmenter is not None else {}
