@@ -111,10 +111,38 @@ def test_a_run_directory_that_is_a_file_or_holds_broken_json_is_an_error(tmp_pat
     (tmp_path / "f").write_text("x")
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "config.json").write_text("{")
-    for name, message in (("f", "is a file"), ("b", "is not valid JSON")):
+    for name, message in (("f", "is a file"), ("b", "not an llmlab run (config.json)")):
         assert main(["pretrain", "--preset", "tiny", "--name", name, "--out", str(tmp_path), "--steps", "1"]) == 2
         assert message in capsys.readouterr().err
     assert (tmp_path / "f").read_text() == "x" and (tmp_path / "b" / "config.json").read_text() == "{"
+
+
+def test_a_folder_that_is_not_a_run_is_never_taken_over_and_fresh_clears_only_the_run(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"model_type": "bert"}')  # say a Hugging Face model folder
+    (mine / "notes.txt").write_text("precious")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "report.md").write_text("# my report")
+    for name in ("mine", "docs"):
+        for fresh in ([], ["--fresh"]):
+            args = ["pretrain", "--preset", "tiny", "--name", name, "--out", str(tmp_path), "--steps", "1", *fresh]
+            assert main(args) == 2
+            assert "holds files that are not an llmlab run" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "precious" and (docs / "report.md").read_text() == "# my report"
+    args = ["pretrain", "--preset", "tiny", "--name", "run", "--out", str(tmp_path), "--steps", "2", "--eval-every",
+            "0", "--checkpoint-every", "0"]
+    assert main(args) == 0
+    (tmp_path / "run" / "notes.txt").write_text("mine")  # a file of the user's inside a run folder
+    def losses():
+        lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+        return [(r["step"], r.get("loss"), r.get("val_loss")) for r in map(json.loads, lines)]
+
+    before = losses()
+    assert main([*args, "--fresh"]) == 0
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+    assert losses() == before  # started over: the same records, once
 
 
 def test_pretrain_with_a_subword_tokenizer_saves_a_model_hf_can_tokenize(tmp_path):

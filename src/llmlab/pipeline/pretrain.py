@@ -123,11 +123,30 @@ def _identity(cfg: dict) -> dict:
     return {**cfg, "train": {k: v for k, v in train.items() if k != "max_minutes"}} if isinstance(train, dict) else cfg
 
 
+# What a run writes into its directory; --fresh deletes these and nothing else.
+RUN_ENTRIES = ("config.json", "data.json", "metrics.jsonl", "checkpoints", "model", "report.md", "summary.json",
+               "loss.png")
+
+
+def _holds_a_run(out: Path) -> bool:
+    """Whether `out`/config.json is a run config llmlab wrote (of this version or an earlier one)."""
+    try:
+        doc = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"name", "model", "train"} <= doc.keys()
+
+
 def check_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = None, elsewhere: str = "--name") -> None:
-    """InputError unless `out` may hold the run of `cfg` on `data` (its `data_fingerprint`): it is new, or
-    (without `fresh`) holds a run of this config on this data, which then resumes. The error suggests
-    `--fresh` or another `elsewhere` (the flag that names the folder)."""
+    """InputError unless `out` may hold the run of `cfg` on `data` (its `data_fingerprint`): it is new or
+    empty, or holds a run, which (without `fresh`) must be of this config on this data and then resumes.
+    A folder with files but no run is refused even with `fresh`: it is the user's, not a run to clear.
+    The errors suggest `--fresh` or another `elsewhere` (the flag that names the folder)."""
     check_output(out, "run directory", folder=True)
+    if out.is_dir() and any(out.iterdir()) and not _holds_a_run(out):
+        names = ", ".join(sorted(p.name for p in out.iterdir())[:5])
+        raise InputError(f"run directory {str(out)!r} holds files that are not an llmlab run ({names}); "
+                         f"choose another {elsewhere}")
     saved, saved_data = out / "config.json", out / "data.json"
     if saved.exists() and not fresh:
         if _identity(read_json(saved, "run config")) != _identity(json.loads(json.dumps(cfg.to_dict()))):
@@ -141,13 +160,18 @@ def check_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = No
 
 def prepare_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = None) -> None:
     """Make the run directory, or check that the run in it has this config and `data` (`check_run_dir`);
-    with `fresh`, clear an earlier run first. Called once every setting has been checked, so a bad flag
-    never costs a run."""
+    with `fresh`, clear an earlier run first (its `RUN_ENTRIES`; other files in the folder stay). Called
+    once every setting has been checked, so a bad flag never costs a run."""
     check_run_dir(out, cfg, fresh, data)
-    if fresh and (out / "config.json").exists():
+    if fresh and (out / "config.json").exists():  # a run (check_run_dir): clear what it wrote, keep the rest
         import shutil
 
-        shutil.rmtree(out)
+        for name in RUN_ENTRIES:
+            path = out / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
     atomic_write_json(out / "config.json", cfg.to_dict())  # makes the folder, or says why it cannot
     if data is not None:
         atomic_write_json(out / "data.json", data)
