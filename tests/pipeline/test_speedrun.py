@@ -177,6 +177,15 @@ def test_eval_ppl_scores_a_file_with_the_saved_model(tiny_run, tmp_path, capsys)
     fields = dict(zip(out.split()[::2], out.split()[1::2]))
     assert fields["lines"] == "2" and fields["tokens"] == str(6 + 1 + 4 + 1)
     assert 1 < float(fields["perplexity"]) < 1500 and float(fields["bits/char"]) > 0
+    assert fields["unknown"] == "0" and "warning" not in capsys.readouterr().err
+    text.write_text("Москва Москва\n中国\n", encoding="utf-8")  # letters the model never saw: <unk> each
+    assert main(["eval", "ppl", "--model", str(tiny_run / "model"), str(text)]) == 0
+    out, err = capsys.readouterr()
+    fields = dict(zip(out.split()[::2], out.split()[1::2]))
+    assert fields["unknown"] == "13"  # 12 letters and the space: pfr1998 has neither
+    assert f"13 of {fields['tokens']} tokens" in err and "are <unk>" in err
+    assert main(["eval", "ppl", "--model", str(tiny_run / "model"), str(text), "--split", "dev"]) == 2
+    assert "--split picks a split of a built-in corpus" in capsys.readouterr().err
 
 
 def test_extractor_experiment_trains_all_three(tmp_path):

@@ -135,7 +135,7 @@ def test_seg_train_dict_only(files, algo, monkeypatch, capsys):
 def test_split_beside_a_file_is_refused_not_ignored(files, argv, monkeypatch, capsys):
     args = argv.format(**files).split() + ["--split", "dev"]
     rc, _, err = _run(args, "", monkeypatch, capsys)
-    assert rc == 2 and "--split picks a pfr1998 split; it does not apply with" in err
+    assert rc == 2 and "--split picks a split of a built-in corpus; it does not apply with" in err
     assert not (files["dir"] / "m").exists()
 
 

@@ -100,12 +100,12 @@ def dataclass_overrides(args: argparse.Namespace, cls) -> dict:
 
 
 def split_unless_file(file: str | None, split: str | None, default: str, file_flag: str) -> str:
-    """The pfr1998 split a command reads when no `file_flag` file is given (`default` if --split was not
+    """The built-in corpus split a command reads when no `file_flag` file is given (`default` if --split was not
     given, its argparse default being None); --split beside a file would be ignored, so it is refused."""
     from llmlab.core.errors import InputError
 
     if file and split is not None:
-        raise InputError(f"--split picks a pfr1998 split; it does not apply with {file_flag} FILE")
+        raise InputError(f"--split picks a split of a built-in corpus; it does not apply with {file_flag} FILE")
     return split or default
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides
+from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides, split_unless_file
 
 
 def register(sub) -> None:
@@ -35,7 +36,7 @@ def register(sub) -> None:
                     "under a saved model", run_ppl)
     p.add_argument("--model", required=True, help="model directory (config.json, model.safetensors, tokenizer.json)")
     p.add_argument("input", help="a text file (one text per line) or a built-in corpus name")
-    p.add_argument("--split", default="test", choices=("train", "dev", "test"), help="split of a built-in corpus")
+    p.add_argument("--split", choices=("train", "dev", "test"), help="split of a built-in corpus (default: test)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p = add_command(g, "rank", "Bradley-Terry ranking with bootstrap intervals from pairwise preferences", run_rank)
     p.add_argument("file", help='JSONL: {"winner": A, "loser": B} or {"a": A, "b": B, "winner": "a"|"b"|"tie"}')
@@ -159,14 +160,16 @@ def run_ppl(args: argparse.Namespace) -> int:
     from llmlab.core.errors import InputError
     from llmlab.core.progress import progress
     from llmlab.data import corpus_text
+    from llmlab.data.corpora import CORPORA
     from llmlab.evaluate.lm import corpus_bits_per_char, corpus_perplexity
     from llmlab.models import load_model
     from llmlab.models.scoring import text_start, token_logprobs
 
+    split = split_unless_file(None if args.input in CORPORA else args.input, args.split, "test", "a text")
     model, tok = load_model(args.model, device=args.device)
     if tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json")
-    texts = [t for t in corpus_text(args.input, args.split) if t]
+    texts = [t for t in corpus_text(args.input, split) if t]
     if not texts:
         raise InputError(f"{args.input!r} holds no non-empty lines to score")
     # each line is scored from where texts start and must predict its own EOS, as in training
@@ -175,5 +178,11 @@ def run_ppl(args: argparse.Namespace) -> int:
     n_tokens = sum(len(s) for s in scores)
     ppl = corpus_perplexity(scores)
     bpc = corpus_bits_per_char(scores, [t + "\n" for t in texts])
-    print(f"lines {len(texts)}  tokens {n_tokens}  perplexity {ppl:.3f}  bits/char {bpc:.4f}")
+    unk = tok.token_to_id("<unk>")  # None: a byte-level tokenizer, which has no unknown token
+    n_unk = 0 if unk is None else sum(tok.encode(t).count(unk) for t in texts)
+    print(f"lines {len(texts)}  tokens {n_tokens}  unknown {n_unk}  perplexity {ppl:.3f}  bits/char {bpc:.4f}")
+    if n_unk:
+        print(f"warning: {n_unk} of {n_tokens} tokens ({n_unk / n_tokens:.1%}) are <unk>, which the model predicts as "
+              "one symbol whatever the text was: the perplexity and bits/char understate how hard the text is",
+              file=sys.stderr)
     return 0
