@@ -39,3 +39,16 @@ def test_values_that_would_break_the_model_silently_are_refused():
         with pytest.raises(InputError, match=f"ModelConfig.{next(iter(bad))} must be"):
             config_from_dict(ModelConfig, bad)
     assert config_from_dict(ModelConfig, {"dropout": 0, "rope_base": 500000}).rope_base == 500000  # ints are floats
+
+
+def test_moe_settings_that_would_be_ignored_are_refused():
+    import pytest
+
+    from llmlab.core.errors import InputError
+    from llmlab.models import ModelConfig
+
+    with pytest.raises(InputError, match="makes no layer a mixture of experts"):
+        ModelConfig(n_layer=2, n_experts=4, moe_every=8)
+    with pytest.raises(InputError, match="ffn_kind='gelu' would apply to no layer"):
+        ModelConfig(n_experts=4, ffn_kind="gelu")
+    assert ModelConfig(n_layer=2, n_experts=4, moe_every=2, ffn_kind="gelu").is_moe_layer(1)  # dense gelu + MoE

@@ -59,6 +59,12 @@ class ModelConfig:
             raise InputError(f"ffn_hidden must be >= 0 (0 = automatic), got {self.ffn_hidden}")
         if self.n_experts < 0 or self.moe_every < 1:
             raise InputError(f"need n_experts >= 0 and moe_every >= 1, got {self.n_experts}, {self.moe_every}")
+        if self.n_experts and self.moe_every > self.n_layer:
+            raise InputError(f"moe_every={self.moe_every} with {self.n_layer} layers makes no layer a mixture of "
+                             "experts: lower moe_every or drop n_experts")
+        if self.n_experts and self.moe_every == 1 and self.ffn_kind != "swiglu":
+            raise InputError(f"ffn_kind={self.ffn_kind!r} would apply to no layer: every layer is a mixture of "
+                             "SwiGLU experts (moe_every=1); use moe_every >= 2 for dense layers of that kind")
         if self.n_experts and not 1 <= self.moe_top_k <= self.n_experts:
             raise InputError(f"moe_top_k must be in [1, n_experts={self.n_experts}], got {self.moe_top_k}")
         if self.moe_router not in ("softmax-topk", "switch"):
