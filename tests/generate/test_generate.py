@@ -84,6 +84,20 @@ def test_sampling_frequencies_follow_the_distribution():
     torch.testing.assert_close(freq, torch.tensor([0.6, 0.3, 0.1]), atol=0.015, rtol=0)
 
 
+def test_a_tiny_temperature_samples_the_argmax_and_large_logits_do_not_overflow():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[1.0, 3.0, 2.0], [50.0, -50.0, 49.0], [1e38, 0.0, -1e38]])
+    for t in (1e-40, 1e-12):
+        assert sample_next(logits, temperature=t, generator=g).tolist() == [1, 0, 0]
+    tie = torch.tensor([5.0, 5.0, 0.0])  # a tie stays a fair choice between the maxima
+    picks = {int(sample_next(tie, temperature=1e-30, generator=g)) for _ in range(50)}
+    assert picks == {0, 1}
+    # shifting by the maximum does not change the distribution at ordinary temperatures
+    torch.manual_seed(1)
+    x = torch.randn(4, 7) * 3
+    assert torch.allclose(((x - x.amax(-1, keepdim=True)) / 0.7).softmax(-1), (x / 0.7).softmax(-1), atol=1e-6)
+
+
 def test_bad_generation_settings_are_clear_errors(model):
     with pytest.raises(InputError, match="top_p must be in"):
         GenerationConfig(top_p=0)

@@ -41,7 +41,10 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, 
     """Next token ids (...,) from logits (..., V). Temperature 0 means greedy (argmax)."""
     if temperature == 0:
         return logits.argmax(-1)
-    logits = logits.float() / temperature
+    logits = logits.float()
+    # shift the maximum to 0 before dividing: a tiny temperature then sends the others to -inf (greedy
+    # in the limit, ties shared), where dividing first overflowed to inf and softmax gave NaN
+    logits = (logits - logits.amax(-1, keepdim=True)) / temperature
     logits = top_p_filter(top_k_filter(logits, top_k), top_p)
     probs = logits.softmax(-1)
     flat = probs.reshape(-1, probs.shape[-1])
