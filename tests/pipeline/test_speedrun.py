@@ -90,9 +90,19 @@ def test_generate_refuses_bad_settings_and_a_foreign_tokenizer(tiny_run, tmp_pat
 
 
 def test_changed_config_in_existing_run_is_refused(tiny_run, capsys):
-    code = main(["pretrain", "--preset", "tiny", "--name", "tiny", "--out", str(tiny_run.parent), "--steps", "3"])
+    code = main(["pretrain", "--preset", "tiny", "--name", "tiny", "--out", str(tiny_run.parent), "--steps", "3",
+                 "--lr", "0.01"])
     assert code == 2
-    assert "different config" in capsys.readouterr().err
+    assert "different config (train.lr, train.steps)" in capsys.readouterr().err
+
+
+def test_bookkeeping_flags_may_change_on_resume(tiny_run, capsys):
+    """Checkpoint keeping, logging, the device and the time limit do not change what a run computes."""
+    args = ["pretrain", "--preset", "tiny", "--name", "tiny", "--out", str(tiny_run.parent)]
+    before = json.loads((tiny_run / "summary.json").read_text())
+    assert main([*args, "--keep-checkpoints", "5", "--checkpoint-every", "50", "--log-every", "7", "--device", "cpu",
+                 "--max-minutes", "30"]) == 0  # the finished run is re-read, not retrained
+    assert json.loads((tiny_run / "summary.json").read_text())["val_loss"] == before["val_loss"]
 
 
 def test_fresh_with_a_refused_setting_keeps_the_run(tiny_run, capsys):

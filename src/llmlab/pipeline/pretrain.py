@@ -117,10 +117,33 @@ def data_fingerprint(train_lines: list[str], dev_lines: list[str]) -> dict:
     return digests
 
 
+# Training settings that do not change what a run computes, so a resumed run may change them.
+BOOKKEEPING = ("max_minutes", "keep_checkpoints", "checkpoint_every", "log_every", "device")
+
+
 def _identity(cfg: dict) -> dict:
-    """A run config as a resume compares it: without the time limit, which each invocation sets anew."""
+    """A run config as a resume compares it: without the `BOOKKEEPING` settings, which each invocation
+    may set anew."""
     train = cfg.get("train") if isinstance(cfg, dict) else None
-    return {**cfg, "train": {k: v for k, v in train.items() if k != "max_minutes"}} if isinstance(train, dict) else cfg
+    if not isinstance(train, dict):
+        return cfg
+    return {**cfg, "train": {k: v for k, v in train.items() if k not in BOOKKEEPING}}
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the fields where two config dicts differ.
+
+    >>> _differences({"train": {"lr": 1, "steps": 2}, "name": "x"}, {"train": {"lr": 3, "steps": 2}, "name": "x"})
+    ['train.lr']
+    """
+    out = []
+    for k in sorted(set(a) | set(b)):
+        x, y = a.get(k), b.get(k)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _differences(x, y, f"{prefix}{k}.")
+        elif x != y:
+            out.append(f"{prefix}{k}")
+    return out
 
 
 # What a run writes into its directory; --fresh deletes these and nothing else.
@@ -149,8 +172,10 @@ def check_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = No
                          f"choose another {elsewhere}")
     saved, saved_data = out / "config.json", out / "data.json"
     if saved.exists() and not fresh:
-        if _identity(read_json(saved, "run config")) != _identity(json.loads(json.dumps(cfg.to_dict()))):
-            raise InputError(f"run directory {str(out)!r} holds a run with a different config; "
+        old, new = _identity(read_json(saved, "run config")), _identity(json.loads(json.dumps(cfg.to_dict())))
+        if old != new:
+            fields = ", ".join(_differences(old, new) if isinstance(old, dict) else ["all"])
+            raise InputError(f"run directory {str(out)!r} holds a run with a different config ({fields}); "
                              f"pass --fresh to start over or choose another {elsewhere}")
         if data is not None and saved_data.exists() and read_json(saved_data, "run data digest") != data:
             raise InputError(f"run directory {str(out)!r} was trained on other data: corpus {cfg.corpus!r} has "
