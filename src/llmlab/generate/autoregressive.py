@@ -1,7 +1,9 @@
 """Autoregressive generation (topic 11): one token at a time, each conditioned on all before it.
 
 With the KV cache, the prompt is run once and each new token costs one position of attention over
-the cache; without it, every step re-runs the whole sequence. Both give the same tokens.
+the cache; without it, every step re-runs the whole sequence. Both give the same tokens, with one
+exception: dynamic-NTK RoPE past its original trained length, where the rotation depends on the length
+so far, so cached keys keep the rotation of the step that made them (as in Hugging Face's cache).
 """
 
 from __future__ import annotations

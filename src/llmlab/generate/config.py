@@ -15,7 +15,7 @@ class GenerationConfig:
     top_k: int = 0  # keep only the k most likely tokens (0 = off)
     top_p: float = 1.0  # nucleus sampling: keep the most likely tokens up to this mass (1 = off)
     seed: int = 0  # sampling seed
-    use_cache: bool = True  # use the KV cache (same tokens, much faster)
+    use_cache: bool = True  # use the KV cache (same tokens but with dynamic-NTK RoPE past its trained length)
 
     def __post_init__(self):
         if self.max_new_tokens < 0:
