@@ -47,6 +47,8 @@ def test_moe_settings_that_would_be_ignored_are_refused():
     from llmlab.core.errors import InputError
     from llmlab.models import ModelConfig
 
+    with pytest.raises(InputError, match="rope_factor=4.0 does nothing without rope_scaling"):
+        ModelConfig(rope_factor=4.0)
     with pytest.raises(InputError, match="makes no layer a mixture of experts"):
         ModelConfig(n_layer=2, n_experts=4, moe_every=8)
     with pytest.raises(InputError, match="ffn_kind='gelu' would apply to no layer"):

@@ -80,6 +80,9 @@ class ModelConfig:
             raise InputError(f"rope_scaling={self.rope_scaling!r} needs position='rope', got {self.position!r}")
         if self.rope_scaling != "none":
             _ = self.rope  # RopeScaling validates factor and lengths (imports torch only then)
+        elif self.rope_factor != 1.0:
+            raise InputError(f"rope_factor={self.rope_factor} does nothing without rope_scaling (linear, ntk, "
+                             "dynamic or yarn)")
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
         # NaN fails these too; a bad RoPE base or eps gives NaN tables that attention silently zeroes
