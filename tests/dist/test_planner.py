@@ -76,6 +76,8 @@ def test_bad_layout_and_workload_are_refused():
         Workload(optimizer="lion")
     with pytest.raises(InputError, match="mfu is a fraction"):
         Cluster(mfu=2)
+    with pytest.raises(InputError, match="micro_batch must be >= 1"):  # the flag's own name, not batch_size
+        Workload(micro_batch=0)
     assert stage_layers(5, 2) == [3, 2]
 
 

@@ -67,6 +67,8 @@ class Workload:
     zero_stage: int = 1  # 0, or 1 = shard optimizer states over the data-parallel group
 
     def __post_init__(self):
+        if self.micro_batch < 1:  # before MemoryConfig, which would name it batch_size
+            raise InputError(f"micro_batch must be >= 1, got {self.micro_batch}")
         MemoryConfig(batch_size=self.micro_batch, seq_len=self.seq_len, optimizer=self.optimizer,
                      precision=self.precision)  # validates those fields with the estimator's messages
         if self.global_batch < 1:
