@@ -109,13 +109,13 @@ class Lexicon:
         >>> round(Lexicon({"a": 1, "b": 3}).logp("b"), 4)
         -0.2877
         """
-        table = self.log_probs
-        lp = table.get(word)  # a word found as given is normalised already
-        return lp if lp is not None else table[normalize_text(word)]
+        return math.log(max(self.count(word), 0.5) / max(self.total, 1))  # not via `log_probs`: adding
+        # user words calls this between adds, and each add would rebuild that table
 
     @property
     def log_probs(self) -> LogProbs:
-        """Width-normalised word -> `logp`, for the lattice's inner loop (rebuilt after `add`).
+        """Width-normalised word -> `logp`, the same numbers, for the lattice's inner loop (rebuilt on
+        first use after an `add`).
 
         >>> lp = Lexicon({"a": 1, "b": 3}).log_probs
         >>> round(lp["b"], 4), round(lp["zz"], 4)  # an unknown word: a count of 1/2
