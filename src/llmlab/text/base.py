@@ -122,22 +122,22 @@ def unit_spans(text: str) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in rx.finditer(text) if m.end() - m.start() > 1]
 
 
-def unit_ends(text: str) -> dict[int, int]:
-    """For each position inside a unit of several code points, where the unit ends.
+def unit_ends(spans: list[tuple[int, int]]) -> dict[int, int]:
+    """For each position inside a unit (`unit_spans`), where the unit ends.
 
-    >>> unit_ends("ab中1.5")
+    >>> unit_ends(unit_spans("ab中1.5"))
     {0: 2, 1: 2, 3: 6, 4: 6, 5: 6}
     """
-    return {k: b for a, b in unit_spans(text) for k in range(a, b)}
+    return {k: b for a, b in spans for k in range(a, b)}
 
 
-def unit_starts(text: str) -> dict[int, int]:
-    """For each position just after a character of a unit of several code points, where the unit starts.
+def unit_starts(spans: list[tuple[int, int]]) -> dict[int, int]:
+    """For each position just after a character of a unit (`unit_spans`), where the unit starts.
 
-    >>> unit_starts("ab中1.5")
+    >>> unit_starts(unit_spans("ab中1.5"))
     {1: 0, 2: 0, 4: 3, 5: 3, 6: 3}
     """
-    return {k: a for a, b in unit_spans(text) for k in range(a + 1, b + 1)}
+    return {k: a for a, b in spans for k in range(a + 1, b + 1)}
 
 
 def keep_runs_whole(text: str, words: list[str]) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.text.base import check_sentences, normalize_text, unit_ends, unit_starts
+from llmlab.text.base import check_sentences, normalize_text, unit_ends, unit_spans, unit_starts
 from llmlab.text.lexicon import DictSegmenter, Lexicon, lexicon_from_dictionary, word_ends
 
 DIRECTIONS = ("forward", "backward", "bidirectional")
@@ -133,14 +133,14 @@ class MaxMatchSegmenter(DictSegmenter):
     def _cut_run(self, run: str) -> list[str]:
         """Matches the width-normalised run against the lexicon and cuts the words straight from the run
         (no second pass to map them back: this is the fast path)."""
-        norm = normalize_text(run)
+        norm, spans = normalize_text(run), unit_spans(run)  # the units once, for both directions
         direction = self.config.direction
         if direction == "forward":
-            return forward_match(norm, self.lexicon.prefixes, unit_ends(run), run)
-        bwd = backward_match(norm, self.lexicon.suffixes, unit_starts(run), run)
+            return forward_match(norm, self.lexicon.prefixes, unit_ends(spans), run)
+        bwd = backward_match(norm, self.lexicon.suffixes, unit_starts(spans), run)
         if direction == "backward":
             return bwd
-        fwd = forward_match(norm, self.lexicon.prefixes, unit_ends(run), run)
+        fwd = forward_match(norm, self.lexicon.prefixes, unit_ends(spans), run)
         return choose_bidirectional(fwd, bwd)
 
     def _state(self, directory: Path) -> dict:
