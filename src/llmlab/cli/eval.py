@@ -164,6 +164,7 @@ def run_ppl(args: argparse.Namespace) -> int:
     from llmlab.evaluate.lm import corpus_bits_per_char, corpus_perplexity
     from llmlab.models import load_model
     from llmlab.models.scoring import text_start, token_logprobs
+    from llmlab.tokenizers.base import UNK
 
     split = split_unless_file(None if args.input in CORPORA else args.input, args.split, "test", "a text")
     model, tok = load_model(args.model, device=args.device)
@@ -172,14 +173,15 @@ def run_ppl(args: argparse.Namespace) -> int:
     texts = [t for t in corpus_text(args.input, split) if t]
     if not texts:
         raise InputError(f"{args.input!r} holds no non-empty lines to score")
+    ids = [tok.encode(t) for t in texts]
     # each line is scored from where texts start and must predict its own EOS, as in training
-    scores = [token_logprobs(model, tok.encode(t) + [tok.eos_id], start_id=text_start(tok)[0])
-              for t in progress(texts, desc="score", unit="line")]
+    scores = [token_logprobs(model, x + [tok.eos_id], start_id=text_start(tok)[0])
+              for x in progress(ids, desc="score", unit="line")]
     n_tokens = sum(len(s) for s in scores)
     ppl = corpus_perplexity(scores)
     bpc = corpus_bits_per_char(scores, [t + "\n" for t in texts])
-    unk = tok.token_to_id("<unk>")  # None: a byte-level tokenizer, which has no unknown token
-    n_unk = 0 if unk is None else sum(tok.encode(t).count(unk) for t in texts)
+    unk = tok.token_to_id(UNK)  # None: a byte-level tokenizer, which has no unknown token
+    n_unk = 0 if unk is None else sum(x.count(unk) for x in ids)
     print(f"lines {len(texts)}  tokens {n_tokens}  unknown {n_unk}  perplexity {ppl:.3f}  bits/char {bpc:.4f}")
     if n_unk:
         print(f"warning: {n_unk} of {n_tokens} tokens ({n_unk / n_tokens:.1%}) are <unk>, which the model predicts as "
