@@ -162,3 +162,38 @@ def test_data_parallel_moe_leaves_experts_without_tokens_alone_as_one_process_do
     for got in spawn(_moe_worker, 2, str(tmp_path / "dp")):
         for k in want:
             torch.testing.assert_close(torch.from_numpy(got[k]), torch.from_numpy(want[k]), atol=1e-6, rtol=0, msg=k)
+
+
+def _dropout_losses(run_dir, batch_size, mesh=None):
+    """Each micro-batch's loss (before any averaging over replicas) in 2 steps of a model with dropout on
+    windows that are all the same: whatever differs between rows comes from the dropout masks."""
+    from llmlab.dist.trainer import DistributedTrainer
+    from llmlab.models import CausalLM, ModelConfig
+    from llmlab.train import TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    model = CausalLM(ModelConfig(vocab_size=16, dim=16, n_layer=1, n_head=2, n_kv_head=2, max_seq_len=8,
+                                 dropout=0.5))
+    cfg = TrainConfig(steps=2, batch_size=batch_size, seq_len=4, lr=1e-2, warmup_steps=0, eval_every=0,
+                      checkpoint_every=0, log_every=1, device="cpu")
+    tokens = torch.full((200,), 3)
+    t = Trainer(model, cfg, tokens, None, run_dir) if mesh is None else \
+        DistributedTrainer(model, cfg, tokens, None, run_dir, mesh)
+    losses, micro_step = [], t.micro_step
+    t.micro_step = lambda x, y: losses.append(float(loss := micro_step(x, y))) or loss
+    t.fit()
+    return losses
+
+
+def _dropout_worker(rank, world, run_dir):
+    from llmlab.dist.mesh import build_mesh
+    from llmlab.dist.planner import Layout
+
+    return _dropout_losses(run_dir, 4, build_mesh(Layout(dp=2)))
+
+
+def test_data_parallel_replicas_draw_their_own_dropout_masks(tmp_path):
+    first, second = spawn(_dropout_worker, 2, str(tmp_path / "dp"))
+    # replica 0's first step is one process's with its 2 rows (later steps follow the averaged gradients)
+    assert first[0] == _dropout_losses(tmp_path / "single", 2)[0]
+    assert all(a != b for a, b in zip(first, second))  # the same rows, other masks (they were equal)

@@ -2,14 +2,16 @@
 metrics, progress, and checkpoints that resume exactly.
 
 Exact resume rests on one idea: everything a step consumes is a function of (seed, step). The batch
-for step s is drawn with a generator seeded from (seed, s), the learning rate is `schedule(s)`, and the
-torch RNG (dropout) is saved with the checkpoint. A run resumed at step s therefore sees the same
-batches, rates and random numbers as one that never stopped.
+for step s is drawn with a generator seeded from (seed, s), the learning rate is `schedule(s)`, and
+torch's RNG (dropout) is seeded from (seed, s, replica) as the step starts (`step_seed`; the replica is
+0 in one process, each data-parallel replica draws its own masks). A run resumed at step s therefore
+sees the same batches, rates and random numbers as one that never stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -47,6 +49,16 @@ def get_batch(tokens: torch.Tensor, batch_size: int, seq_len: int, seed: int) ->
 
 
 @torch.no_grad()
+def step_seed(seed: int, step: int, replica: int = 0) -> int:
+    """Seed of torch's RNG for training step `step` of data-parallel replica `replica` (a 63-bit hash).
+
+    >>> step_seed(0, 5) == step_seed(0, 5), step_seed(0, 5) == step_seed(0, 6), step_seed(0, 5) == step_seed(0, 5, 1)
+    (True, False, False)
+    """
+    digest = hashlib.blake2b(f"{seed}/{step}/{replica}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
 def evaluate_loss(model, tokens: torch.Tensor, seq_len: int, batch_size: int = 16,
                   max_batches: int | None = None) -> tuple[float, int]:
     """Mean next-token NLL (nats) over consecutive windows of `tokens`, and the tokens scored.
@@ -143,6 +155,7 @@ class Trainer:
         self.started = time.perf_counter()  # this session's start (a pipeline may set an earlier one)
         self.stopped_early = False
         self.writes = True  # logs metrics and shows progress (in a distributed run, rank 0 only)
+        self.replica = 0  # data-parallel replica: its own dropout masks (`step_seed`)
 
     def maybe_resume(self) -> bool:
         check_layout(self.run_dir / "checkpoints", tp=1, pp=1)  # a sharded run's checkpoints: refuse
@@ -178,6 +191,7 @@ class Trainer:
         lr = SCHEDULES[cfg.schedule](self.step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        torch.manual_seed(step_seed(cfg.seed, self.step, self.replica))
         loss = self.forward_backward()
         params = [p for p in self.model.parameters() if p.grad is not None]
         overflow = self.scaler.unscale_(params) if self.scaler else False
