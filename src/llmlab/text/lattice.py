@@ -1,7 +1,8 @@
 """Word lattices: the DAG of all lexicon words in a sentence, and paths through it.
 
-``dag[i]`` lists the ends ``j`` of the words ``text[i:j]``; one-character (or one-unit, `base.UNIT_RUN`)
-edges are always there, so every sentence has a path. Best path by unigram probability (max
+``dag[i]`` lists the ends ``j`` of the words ``text[i:j]``; where no word starts, a one-character edge
+(a unit of several code points, `base.UNIT_RUN`, always has its edge), so every sentence has a path.
+As in jieba, a character that only begins words is not cut off alone. Best path by unigram probability (max
 product, right-to-left like jieba), the k best paths (N-shortest), and the best path under a bigram
 word model. `score_segmentation` exposes the classic ranking principles for candidate cuts.
 """
@@ -17,20 +18,22 @@ from pathlib import Path
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.text.base import check_sentences, normalize_text, same_cuts, unit_spans
+from llmlab.text.base import check_sentences, normalize_text, same_cuts, split_spaces, unit_spans
 from llmlab.text.lexicon import DictSegmenter, Lexicon, lexicon_from_dictionary, word_ends
 
 BOS, EOS = "<s>", "</s>"
 
 
 def build_dag(text: str, lexicon: Lexicon) -> list[list[int]]:
-    """Ends of every lexicon word starting at each position, plus the fallback one-unit edge. A
+    """Ends of every lexicon word starting at each position, or the fallback one-character edge where
+    none does (jieba's rule: "研" below begins words and is not one, so it is never a word alone). A
     unit of several code points (`base.UNIT_RUN`: a Latin-letter / digit run, a Cyrillic word, an emoji
-    sequence, ...) is one: no word ends inside it, so no path reaches a position inside it, and such a
-    position has no edges (giving each its own edge to the unit's end made long runs quadratic).
+    sequence, ...) always has its edge and is one: no word ends inside it, so no path reaches a
+    position inside it, and such a position has no edges (giving each its own edge to the unit's end
+    made long runs quadratic).
 
     >>> build_dag("研究生", Lexicon({"研究": 1, "研究生": 1}))
-    [[1, 2, 3], [2], [3]]
+    [[2, 3], [2], [3]]
     >>> build_dag("ab12中", Lexicon({"中": 1}))
     [[4], [], [], [], [5]]
     """
@@ -45,8 +48,10 @@ def build_dag(text: str, lexicon: Lexicon) -> list[list[int]]:
             dag.append([])
             continue
         fallback = unit_end.get(i, i + 1)
-        out = [fallback, *(j for j in word_ends(text, i, get) if j != fallback and j not in inside)]
-        dag.append(sorted(out) if fallback != i + 1 and len(out) > 1 else out)
+        out = [j for j in word_ends(text, i, get) if j not in inside]
+        if fallback not in out and (fallback != i + 1 or not out):
+            out = sorted([fallback, *out])
+        dag.append(out)
     return dag
 
 
@@ -91,12 +96,16 @@ def best_path(text: str, lexicon: Lexicon) -> list[str]:
             route[i] = (-math.inf, n)
             continue
         fallback = unit_end.get(i, i + 1)
-        best = (logp[text[i:fallback]] + route[fallback][0], fallback)
+        best = None
         for j in word_ends(text, i, get):
-            if j != fallback and j not in inside:
+            if j not in inside:
                 cand = (logp[text[i:j]] + route[j][0], j)
-                if cand > best:  # as max() over (score, end): ties go to the longer word
+                if best is None or cand > best:  # as max() over (score, end): ties go to the longer word
                     best = cand
+        if best is None or fallback != i + 1:  # the edge `build_dag` adds (scoring a unit twice is harmless)
+            cand = (logp[text[i:fallback]] + route[fallback][0], fallback)
+            if best is None or cand > best:
+                best = cand
         route[i] = best
     return _follow(text, route)
 
@@ -279,14 +288,26 @@ class UnigramSegmenter(DictSegmenter):
         return best_path(run, self.lexicon)
 
     def k_best(self, text: str, k: int = 5, by: str = "prob") -> list[tuple[float, list[str]]]:
-        """The k best cuts of a text without whitespace: by unigram probability, or by="words" for
-        the classic N-shortest paths (each word costs 1)."""
+        """The k best cuts of `text`: by unigram probability, or by="words" for the classic N-shortest
+        paths (each word costs 1). Whitespace is cut as `cut` cuts it (each whitespace run a word of its
+        own, scoring 0); the runs between are cut independently, and a cut's score is the sum of theirs."""
         if by not in ("prob", "words"):
             raise InputError(f"by must be 'prob' or 'words', got {by!r}")
+        best: list[tuple[float, list[str]]] = [(0.0, [])]
+        for piece in split_spaces(text):
+            if piece[0].isspace():
+                best = [(score, [*words, piece]) for score, words in best]
+            else:  # the k best sums (sorted() is stable, and so is nlargest: ties keep path order)
+                runs = self._run_k_best(piece, k, by)
+                best = heapq.nlargest(k, ((s + t, [*ws, *vs]) for s, ws in best for t, vs in runs), key=_score)
+        return best
+
+    def _run_k_best(self, run: str, k: int, by: str) -> list[tuple[float, list[str]]]:
+        """The k best cuts of a run without whitespace."""
         weight = self.lexicon.logp if by == "prob" else (lambda w: -1.0)
-        norm = normalize_text(text)
-        return [(score, same_cuts(text, words)) for score, words in k_best_paths(norm, build_dag(norm, self.lexicon),
-                                                                                  weight, k)]
+        norm = normalize_text(run)
+        return [(score, same_cuts(run, words)) for score, words in k_best_paths(norm, build_dag(norm, self.lexicon),
+                                                                                 weight, k)]
 
     def score(self, words: Sequence[str]) -> SegmentationScore:
         return score_segmentation(words, self.lexicon)
@@ -337,14 +358,14 @@ class BigramSegmenter(UnigramSegmenter):
     def _best_path(self, run: str) -> list[str]:
         return bigram_k_best(run, build_dag(run, self.lexicon), self.logp, 1)[0][1]
 
-    def k_best(self, text: str, k: int = 5, by: str = "prob") -> list[tuple[float, list[str]]]:
-        """The k best cuts of a text without whitespace under the bigram model (score: the log
-        probability of ``<s> w1 ... wn </s>``), or by="words" for the classic N-shortest paths."""
+    def _run_k_best(self, run: str, k: int, by: str) -> list[tuple[float, list[str]]]:
+        """The k best cuts of a run under the bigram model (score: the log probability of
+        ``<s> w1 ... wn </s>``, each run a sentence of its own as in `cut`), or by="words"."""
         if by != "prob":
-            return super().k_best(text, k, by)
-        norm = normalize_text(text)
+            return super()._run_k_best(run, k, by)
+        norm = normalize_text(run)
         paths = bigram_k_best(norm, build_dag(norm, self.lexicon), self.logp, k)
-        return [(score, same_cuts(text, words)) for score, words in paths]
+        return [(score, same_cuts(run, words)) for score, words in paths]
 
     def _state(self, directory: Path) -> dict:
         state = super()._state(directory)

@@ -104,13 +104,14 @@ class Lexicon:
         return self._suffixes
 
     def logp(self, word: str) -> float:
-        """Unigram log probability; an unknown word gets the probability of a count of 1/2.
+        """Unigram log probability ``log(count) - log(total)``; an unknown word gets a count of 1. Both
+        as jieba computes them: on a tie between two cuts, rounding picks the same one.
 
-        >>> round(Lexicon({"a": 1, "b": 3}).logp("b"), 4)
-        -0.2877
+        >>> round(Lexicon({"a": 1, "b": 3}).logp("b"), 4), round(Lexicon({"a": 1, "b": 3}).logp("zz"), 4)
+        (-0.2877, -1.3863)
         """
-        return math.log(max(self.count(word), 0.5) / max(self.total, 1))  # not via `log_probs`: adding
-        # user words calls this between adds, and each add would rebuild that table
+        return math.log(max(self.count(word), 1)) - math.log(max(self.total, 1))  # not via `log_probs`:
+        # adding user words calls this between adds, and each add would rebuild that table
 
     @property
     def log_probs(self) -> LogProbs:
@@ -118,12 +119,12 @@ class Lexicon:
         first use after an `add`).
 
         >>> lp = Lexicon({"a": 1, "b": 3}).log_probs
-        >>> round(lp["b"], 4), round(lp["zz"], 4)  # an unknown word: a count of 1/2
-        (-0.2877, -2.0794)
+        >>> round(lp["b"], 4), round(lp["zz"], 4)  # an unknown word: a count of 1
+        (-0.2877, -1.3863)
         """
         if self._log_probs is None:
-            total = max(self.total, 1)
-            self._log_probs = LogProbs({w: math.log(c / total) for w, c in self.counts.items()}, math.log(0.5 / total))
+            log_total = math.log(max(self.total, 1))
+            self._log_probs = LogProbs({w: math.log(c) - log_total for w, c in self.counts.items()}, -log_total)
         return self._log_probs
 
     def suggest_count(self, word: str) -> int:
