@@ -116,6 +116,18 @@ def test_units_are_what_the_unicode_rules_say():
     assert unit_spans("12๓๔") == [(0, 2)]  # Thai digits are cut like Thai letters
 
 
+@given(st.text(alphabet="🇨🇳\u0301\u200d\u0600中👍🏽 。", max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_without_word_characters_the_units_are_the_grapheme_clusters(text):
+    """Flag pairs, emoji sequences, prepended and combining marks: the units are the clusters of
+    several code points that the regex module's \\X finds (regional indicators pair from the left)."""
+    import regex
+
+    from llmlab.text.base import unit_spans
+
+    assert unit_spans(text) == [m.span() for m in regex.finditer(r"\X", text) if len(m[0]) > 1]
+
+
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_units_are_never_cut_inside(segmenters, kind):
     """Words of spaced scripts, numbers and grapheme clusters come out whole, whatever the model."""

@@ -58,7 +58,7 @@ _WORD = "|".join([*(_word_of(rf"[\p{{{s}}}&&\p{{L}}]") for s in _SCRIPTS), _word
 # combining marks), with inner decimal points; or any other grapheme cluster of several code points.
 UNIT_RUN = regex.compile(
     rf"(?=\p{{GCB=Prepend}}*{_WORD_CHAR})(?:{_WORD})(?:[.\uff0e]{_clusters(_DIGIT)})*"
-    rf"|(?=.{_EXTEND}|\p{{RI}}\p{{RI}}|\p{{GCB=Prepend}}.)\X",
+    rf"|\p{{RI}}\p{{RI}}{_EXTEND}*|(?=.{_EXTEND}|\p{{GCB=Prepend}}.)\X",  # a flag: \X is quadratic on a run of them
     regex.V1,
 )
 SPACED_WORD_CHAR = regex.compile(_WORD_CHAR, regex.V1)  # a letter or digit of a script written with spaces
