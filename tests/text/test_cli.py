@@ -100,6 +100,15 @@ def test_train_flags_of_another_algo_are_refused(files, argv, monkeypatch, capsy
     assert not (files["dir"] / "m").exists()
 
 
+def test_hybrid_refuses_perceptron_flags_beside_a_perceptron_model(files, monkeypatch, capsys):
+    """--order/--beam/--ensemble/--no-clusters train the hybrid's perceptron; a saved one is used as it is."""
+    rc, _, err = _run(["pos", "train", "--algo", "hybrid", "--perceptron-model", str(files["dir"] / "p"),
+                       "--ensemble", "5", "--no-clusters", "--train", str(files["tagged"]), "-o",
+                       str(files["dir"] / "m")], "", monkeypatch, capsys)
+    assert rc == 2 and "perceptron settings (ensemble, clusters) do not apply" in err
+    assert not (files["dir"] / "m").exists()
+
+
 @pytest.mark.parametrize("algo", ["bimm", "unigram"])
 def test_seg_train_dict_only(files, algo, monkeypatch, capsys):
     """A dictionary segmenter from the user dictionary alone: only its words, counted once."""

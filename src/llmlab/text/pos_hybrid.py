@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,12 @@ class HybridTaggerConfig:
     def __post_init__(self):
         if not self.lam >= 0:
             raise InputError(f"lam must be >= 0, got {self.lam}")
+        if self.perceptron_model is not None:
+            default = PerceptronTaggerConfig()
+            changed = [f.name for f in fields(default) if getattr(self.perceptron, f.name) != getattr(default, f.name)]
+            if changed:
+                raise InputError(f"perceptron settings ({', '.join(changed)}) do not apply with a perceptron model "
+                                 f"({self.perceptron_model}): it is used as it was trained")
 
 
 def emission_scale(emissions: Sequence[np.ndarray]) -> float:
