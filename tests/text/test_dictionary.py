@@ -12,6 +12,7 @@ from llmlab.core.errors import InputError
 from llmlab.text.base import normalize_text, unit_spans
 from llmlab.text.lattice import (
     BigramSegmenter,
+    LatticeConfig,
     UnigramSegmenter,
     build_dag,
     dag_best_path,
@@ -100,6 +101,12 @@ def test_user_dictionary_is_owned_by_the_segmenter(tmp_path):
     path.write_text("词 0\n", encoding="utf-8")
     with pytest.raises(InputError, match="line 1"):
         read_user_dict(path)
+    # a count floats cannot hold exactly (one of 400 digits ended in a traceback when cutting)
+    path.write_text(f"中国 {2**53}\n人 1{'0' * 400}\n", encoding="utf-8")
+    with pytest.raises(InputError, match="line 2: count must be from 1 to 2\\*\\*53"):
+        read_user_dict(path)
+    with pytest.raises(InputError, match="from 1 to 2\\*\\*53"):
+        Lexicon({"中国": 2**53 + 1})
 
 
 @pytest.mark.parametrize("count", ["²", "2.5", "1e3", "+", "-2.0", "３"])
@@ -337,6 +344,8 @@ def test_dictionary_only_segmenters(tmp_path):
         UnigramSegmenter.from_dictionary(path)
     with pytest.raises(InputError, match="word pairs"):
         BigramSegmenter.from_dictionary([("研究", 1)])
+    with pytest.raises(InputError, match="min_count 5"):  # was an empty lexicon, saved without a word
+        UnigramSegmenter.from_dictionary([("研究", 3), ("生命", 4)], LatticeConfig(min_count=5))
 
 
 def test_lexicon_words_never_cut_into_a_digit_run():

@@ -76,8 +76,8 @@ class Lexicon:
     def add(self, word: str, count: int = 1) -> None:
         """Add `count` occurrences of `word` (count >= 1)."""
         _check_word(word)
-        if not isinstance(count, int) or count < 1:
-            raise InputError(f"count of {word!r} must be an integer >= 1, got {count!r}")
+        if not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
+            raise InputError(f"count of {word!r} must be an integer from 1 to 2**53, got {count!r}")
         word = normalize_text(word)
         self.counts[word] = self.counts.get(word, 0) + count
         self.total += count
@@ -176,6 +176,7 @@ class Lexicon:
 
 
 _COUNT = re.compile(r"[+-]?[0-9]+")
+MAX_COUNT = 2**53  # counts meet floats (probabilities, suggested counts); beyond this they are not exact
 
 
 def read_user_dict(path: str | os.PathLike, what: str = "user dictionary") -> list[tuple[str, int | None]]:
@@ -197,8 +198,8 @@ def read_user_dict(path: str | os.PathLike, what: str = "user dictionary") -> li
                 raise InputError(f"{what} {str(path)!r} line {i}: count {parts[1]!r} is not a whole number "
                                  "(ASCII digits)")
             count = int(parts[1])
-            if count < 1:
-                raise InputError(f"{what} {str(path)!r} line {i}: count must be >= 1, got {count}")
+            if not 1 <= count <= MAX_COUNT:
+                raise InputError(f"{what} {str(path)!r} line {i}: count must be from 1 to 2**53, got {parts[1]}")
         entries.append((parts[0], count))
     return entries
 
@@ -252,9 +253,11 @@ def lexicon_from_dictionary(source: str | os.PathLike | Iterable[tuple[str, int 
     for word, count in entries:
         if count is not None:
             counts[normalize_text(_check_word(word))] += count
+    kept = [*((w, c) for w, c in counts.items() if c >= min_count), *((w, c) for w, c in entries if c is None)]
+    if not kept:
+        raise InputError(f"no word of the dictionary has a count of at least min_count {min_count} (--min-count)")
     lexicon = Lexicon()
-    lexicon.add_user_words([*((w, c) for w, c in counts.items() if c >= min_count),
-                            *((w, c) for w, c in entries if c is None)])
+    lexicon.add_user_words(kept)
     return lexicon
 
 
