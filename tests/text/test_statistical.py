@@ -10,6 +10,7 @@ from llmlab.core.errors import InputError
 from llmlab.text.base import load_segmenter, tags_to_words, words_to_tags
 from llmlab.text.bmes import cut_by_tags, encode_tags, viterbi_bmes
 from llmlab.text.hmm import HmmSegmenter
+from llmlab.text.lexicon import Lexicon
 from llmlab.text.metrics import seg_scores
 from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter, read_dictionary
 
@@ -176,6 +177,19 @@ def test_feature_dictionary_helps_on_unseen_words_and_round_trips(train_words, t
     assert back.cut_lines(texts) == with_dict.cut_lines(texts)
     assert ["".join(ws) for ws in back.cut_lines(texts)] == texts
     assert back.dictionary is not None and len(back.dictionary) == len(words)
+
+
+def test_words_beginning_with_a_number_sign_survive_save_and_load(tmp_path):
+    """A saved model's feature dictionary is llmlab's own file, not a user dictionary: a word
+    beginning with # there is a word, not a comment (it was dropped on load)."""
+    sents = [["#话题#", "很", "好"], ["用", "C#", "写"], ["#", "井号", "#话题#"]] * 6
+    dictionary = Lexicon({"#话题#": 5, "C#": 3, "#标签": 2})
+    seg = PerceptronSegmenter.train(sents, PerceptronConfig(epochs=2, folds=1), dictionary=dictionary)
+    seg.save(tmp_path / "m")
+    back = load_segmenter(tmp_path / "m")
+    assert back.dictionary.counts == seg.dictionary.counts == dictionary.counts
+    texts = ["#话题#很好", "用C#写#标签"]
+    assert back.cut_lines(texts) == seg.cut_lines(texts)
 
 
 def test_a_model_of_another_feature_set_fails_to_load_clearly(segmenters, tmp_path):

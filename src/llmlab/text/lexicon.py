@@ -179,9 +179,11 @@ _COUNT = re.compile(r"[+-]?[0-9]+")
 MAX_COUNT = 2**53  # counts meet floats (probabilities, suggested counts); beyond this they are not exact
 
 
-def read_user_dict(path: str | os.PathLike, what: str = "user dictionary") -> list[tuple[str, int | None]]:
+def read_user_dict(path: str | os.PathLike, what: str = "user dictionary",
+                   comments: bool = True) -> list[tuple[str, int | None]]:
     """A jieba-style user dictionary: one ``word [count] [tag]`` per line. A line whose first field
-    begins with ``#`` is a comment (so a word cannot begin with ``#``). The count is ASCII digits; a
+    begins with ``#`` is a comment (so a word cannot begin with ``#``) unless `comments` is false (for
+    files llmlab writes, whose words may begin with it). The count is ASCII digits; a
     second field that holds any other digit or number sign (``2.5``, ``²``, ``1e3``), or any second
     field followed by a third, must be a count.
 
@@ -190,7 +192,7 @@ def read_user_dict(path: str | os.PathLike, what: str = "user dictionary") -> li
     entries: list[tuple[str, int | None]] = []
     for i, line in enumerate(read_lines(path, what), 1):
         parts = line.split()
-        if not parts or parts[0].startswith("#"):
+        if not parts or (comments and parts[0].startswith("#")):
             continue
         count = None
         if len(parts) > 1 and (_COUNT.fullmatch(parts[1]) or len(parts) > 2 or _looks_numeric(parts[1])):

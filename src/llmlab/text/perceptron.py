@@ -225,7 +225,7 @@ class PerceptronSegmenter(DictSegmenter):
                              f"this llmlab computes feature set {FEATURE_SET}: retrain it with `llmlab seg train`")
         dictionary = None
         if state.get("dictionary_file"):
-            dictionary = read_dictionary(directory / state["dictionary_file"])
+            dictionary = read_dictionary(directory / state["dictionary_file"], comments=False)
         av_words = None
         if config.av_lexicon:
             av_words = _read_av_words(directory / state.get("av_words_file", AV_WORDS_FILE))
@@ -313,13 +313,14 @@ def _train_epoch(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, order
     return step, wrong
 
 
-def read_dictionary(path: str | os.PathLike, what: str = "feature dictionary") -> Lexicon:
-    """A feature dictionary from a jieba-style file (``word [count] [tag]`` lines; no count means 1)."""
-    return Lexicon({w: c or 1 for w, c in read_user_dict(path, what)})
+def read_dictionary(path: str | os.PathLike, what: str = "feature dictionary", comments: bool = True) -> Lexicon:
+    """A feature dictionary from a jieba-style file (``word [count] [tag]`` lines; no count means 1;
+    ``#`` lines are comments unless `comments` is false, as in the files a saved model holds)."""
+    return Lexicon({w: c or 1 for w, c in read_user_dict(path, what, comments)})
 
 
 def _write_counts(path: Path, counts: dict[str, int]) -> None:
-    """``word count`` lines (what `read_dictionary` reads), written atomically."""
+    """``word count`` lines (what `read_dictionary` reads without comments), written atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text("".join(f"{w} {c}\n" for w, c in counts.items()), encoding="utf-8")
 
@@ -328,7 +329,7 @@ def _read_av_words(path: Path) -> dict[str, int]:
     """The accessor-variety word list `PerceptronSegmenter._state` wrote."""
     if not path.is_file():
         raise InputError(f"accessor-variety word list {str(path)!r} of the perceptron model is missing")
-    return read_dictionary(path, "accessor-variety word list").counts
+    return read_dictionary(path, "accessor-variety word list", comments=False).counts
 
 
 def _training_keys(sents: list[list[str]], lexicon: Lexicon, config: PerceptronConfig,
