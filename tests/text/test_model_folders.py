@@ -116,3 +116,16 @@ def test_a_damaged_tagger_file_is_one_clear_error(train_tagged, tmp_path):
     _edit_state(folder, lambda d: d.update(state={}), "tagger.json")
     with pytest.raises(InputError, match=r"tagger\.json' is damaged .*: no 'tags' entry"):
         load_tagger(folder)
+
+
+def test_loading_a_model_as_another_class_names_both(segmenters, tmp_path):
+    from llmlab.text.lattice import UnigramSegmenter
+    from llmlab.text.matching import MaxMatchSegmenter
+
+    segmenters["unigram"].save(tmp_path / "u")
+    with pytest.raises(InputError, match="holds a 'unigram' segmenter, not a MaxMatchSegmenter$"):
+        MaxMatchSegmenter.load(tmp_path / "u")  # one class, three kinds: it named the kind ''
+    segmenters["fmm"].save(tmp_path / "f")
+    with pytest.raises(InputError, match="holds a 'fmm' segmenter, not a 'unigram'$"):
+        UnigramSegmenter.load(tmp_path / "f")
+    assert MaxMatchSegmenter.load(tmp_path / "f").cut("研究生命") == segmenters["fmm"].cut("研究生命")

@@ -264,7 +264,8 @@ class Segmenter(ABC):
     def load(cls, directory: str | os.PathLike) -> Segmenter:
         seg = load_segmenter(directory)
         if not isinstance(seg, cls):
-            raise InputError(f"{str(directory)!r} holds a {seg.kind!r} segmenter, not a {cls.kind!r} one")
+            want = repr(cls.kind) if cls.kind else cls.__name__  # MaxMatchSegmenter: one class, three kinds
+            raise InputError(f"{str(directory)!r} holds a {seg.kind!r} segmenter, not a {want}")
         return seg
 
 
