@@ -232,6 +232,15 @@ def test_perceptron_emissions_decode_to_its_tags(perceptron, data):
         assert perceptron.decode(perceptron.emissions(words)) == perceptron.tag(words)
 
 
+def test_letters_of_other_spaced_scripts_read_as_latin_ones():
+    """pfr1998's foreign words are Latin (nx): a Cyrillic or Greek word's characters, unknown to the
+    tagger, take the ids of Latin ones (the hybrid tagged Москва nr), while unknown symbols stay unknown."""
+    ids = {"A": 2, "a": 3, "0": 4, "中": 5}
+    assert [t.tolist() for t in char_table(["Москва", "Αθήνα٣"], ids, 8)] == \
+        [t.tolist() for t in char_table(["Aaaaaa", "Aaaaa0"], ids, 8)]
+    assert char_table(["中😀"], ids, 4)[0].tolist() == [[5, 1, 0, 0]]
+
+
 def test_char_table_keeps_the_ends_of_long_words():
     chars, first, last, length = char_table(["abcdefgh"], {c: i + 2 for i, c in enumerate("abcdefgh")}, 4)
     assert chars.tolist() == [[2, 3, 8, 9]] and (first[0], last[0], length[0]) == (2, 9, 4)

@@ -47,7 +47,7 @@ from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_path, read_safetensors
 from llmlab.core.progress import progress
 from llmlab.core.threads import torch_threads
-from llmlab.text.base import normalize_text
+from llmlab.text.base import SPACED_WORD_CHAR, normalize_text
 from llmlab.text.pos import PosTagger, check_tagged
 
 log = logging.getLogger(__name__)
@@ -117,10 +117,23 @@ def holdout_split(sentences: list, every: int) -> tuple[list, list]:
             [s for i, s in enumerate(sentences, 1) if not i % every])
 
 
+def latin_stand_in(ch: str) -> str:
+    """What an unknown character is read as: a letter or digit of another script written with spaces
+    (Cyrillic, Greek, Hangul, ...; pfr1998's foreign words are all Latin) as "A", "a" or "0", so that
+    such a word looks foreign rather than like an unknown symbol; "" for any other character.
+
+    >>> [latin_stand_in(c) for c in "ДдΩ٣서中。a"]
+    ['A', 'a', 'A', '0', 'a', '', '', '']
+    """
+    if ch.isascii() or not SPACED_WORD_CHAR.match(ch):
+        return ""
+    return "0" if ch.isdecimal() else "A" if ch.isupper() else "a"
+
+
 def char_table(words: Sequence[str], char_ids: dict[str, int], max_chars: int) -> tuple[np.ndarray, ...]:
     """Character features of normalised words: (chars (U, max_chars) ids, 0-padded; a longer word keeps
     its first and last max_chars // 2), first char id, last char id, length capped at max_chars; an
-    empty word is all padding.
+    empty word is all padding. An unknown character takes the id of its `latin_stand_in`, if known.
 
     >>> [a.tolist() for a in char_table(["ab", ""], {"a": 2, "b": 3}, 4)]
     [[[2, 3, 0, 0], [0, 0, 0, 0]], [2, 0], [3, 0], [2, 0]]
@@ -129,7 +142,7 @@ def char_table(words: Sequence[str], char_ids: dict[str, int], max_chars: int) -
     first, last, length = (np.zeros(len(words), np.int64) for _ in range(3))
     half = max_chars // 2
     for i, w in enumerate(words):
-        c = [char_ids.get(ch, UNK) for ch in w]
+        c = [char_ids.get(ch) or char_ids.get(latin_stand_in(ch), UNK) for ch in w]
         if not c:
             continue
         first[i], last[i], length[i] = c[0], c[-1], min(len(c), max_chars)
