@@ -97,6 +97,30 @@ def test_bpe_ignore_merges_takes_whole_pieces_as_hf(tmp_path):
     same_ids_as_hf(tmp_path / "again.json")
 
 
+@pytest.mark.parametrize("texts", [["αβγ", "αβγδ"], ["αβγδ", "αβγ"]])
+def test_bpe_ignore_merges_ids_do_not_depend_on_what_came_before(tmp_path, texts):
+    """"αβγ" alone is one token, but inside the longer piece "αβγδ" (which encoding cuts at γ|δ) it
+    is merged: neither spelling may be remembered for the other."""
+    from llmlab.tokenizers import BPETokenizer
+    from llmlab.tokenizers.base import SPECIAL_TOKENS
+    from llmlab.tokenizers.pretokenize import PreTokenizer
+    from tokenizers import Tokenizer
+
+    vocab = [s.encode() for s in SPECIAL_TOKENS] + [bytes([b]) for b in range(256)]
+    merges = []
+    halves = [(c.encode()[:1], c.encode()[1:]) for c in "αβγ"]  # each letter from its two bytes
+    wholes = [(a.encode(), b.encode()) for a, b in [("α", "β"), ("β", "γ"), ("α", "βγ")]]
+    for a, b in halves + wholes:
+        merges.append((vocab.index(a), vocab.index(b)))
+        vocab.append(a + b)
+    specials = {s: i for i, s in enumerate(SPECIAL_TOKENS)}
+    BPETokenizer(vocab, merges, specials, PreTokenizer("gpt2"), ignore_merges=True).save(tmp_path / "im.json")
+    ref = Tokenizer.from_file(str(tmp_path / "im.json"))
+    tok = load_tokenizer(tmp_path / "im.json")
+    for text in texts:
+        assert tok.encode(text) == ref.encode(text).ids, text
+
+
 def add_plain_hello(doc):
     vocab = doc["model"]["vocab"]
     doc["added_tokens"].append({"id": len(vocab), "content": "hello", "single_word": False, "lstrip": False,

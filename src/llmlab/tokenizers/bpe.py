@@ -24,6 +24,7 @@ from llmlab.tokenizers.pretokenize import (
     token_to_bytes,
 )
 from llmlab.tokenizers.subword import (
+    CACHE_SIZE,
     SubwordTokenizer,
     check_specials,
     pretok_from_hf,
@@ -236,6 +237,9 @@ class BPETokenizer(SubwordTokenizer):
                              "are neither bytes, special tokens nor made by a merge; are the merges missing?")
         self._token_to_id = {self.id_to_token(i): i for i in range(len(self.vocab))}
         self._joins = Joins(t for i, t in enumerate(self.vocab) if i not in self._special_set)
+        # Parts of cut pieces, kept apart from the whole-piece cache: with ignore_merges a whole piece
+        # in the vocabulary is one token, but the same text as a part of a longer piece is merged.
+        self._parts: dict[str, tuple[int, ...]] = {}
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int, pattern: str = "gpt4",
@@ -260,14 +264,16 @@ class BPETokenizer(SubwordTokenizer):
     def _encode_piece(self, piece: str) -> tuple[int, ...]:
         """Ids of one pre-token. A long non-ASCII piece (a Chinese clause) is first cut between any
         two characters that no token spans: no merge can cross such a cut, so the parts encode on
-        their own, and they repeat far more often than whole clauses, so the cache catches them."""
+        their own, and they repeat far more often than whole clauses, so a cache of parts catches them."""
         if self._whole and (i := self._whole.get(piece.encode())) is not None:
             return (i,)
         if len(piece) >= 4 and self._joins.usable and not piece.isascii():
             cuts = self._joins.cuts(piece)
             if cuts:
                 out: list[int] = []
-                cache = self._cache
+                cache = self._parts
+                if len(cache) >= CACHE_SIZE:
+                    cache.clear()
                 for a, b in zip([0, *cuts], [*cuts, len(piece)]):
                     part = piece[a:b]
                     got = cache.get(part)
