@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from llmlab.core.errors import InputError
 from llmlab.tokenizers import CharTokenizer, load_tokenizer
 
 pytest.importorskip("tokenizers")
@@ -48,3 +49,51 @@ def test_unknown_characters_and_round_trip(char_tok, tmp_path):
     assert isinstance(again, CharTokenizer) and again.itos == char_tok.itos
     known = "迈向新世纪 the"
     assert again.decode(again.encode(known)) == known
+
+
+def foreign(char_tok, path, edit=lambda doc: None):
+    """Write the tokenizer's file without llmlab's metadata (as another tool would), changed by `edit`."""
+    doc = char_tok.to_hf_json()
+    del doc["model"]["llmlab"]
+    edit(doc)
+    path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_a_foreign_character_file_loads_with_hf_ids(char_tok, samples, tmp_path):
+    from tokenizers import Tokenizer
+
+    path = foreign(char_tok, tmp_path / "tokenizer.json")
+    tok, ref = load_tokenizer(path), Tokenizer.from_file(str(path))
+    assert isinstance(tok, CharTokenizer) and tok.itos == char_tok.itos
+    for text in [*samples.values(), "AbC 㐀"]:
+        assert tok.encode(text) == ref.encode(text).ids, text
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(normalizer={"type": "Lowercase"}), "normalizer"),
+    (lambda d: d["pre_tokenizer"].update(behavior="Removed"), "Removed"),
+    (lambda d: d["pre_tokenizer"].update(invert=True), "invert"),
+    (lambda d: d["model"].update(unk_token="<|eos|>"), "unknown token"),
+])
+def test_foreign_character_files_hf_reads_otherwise_are_refused(char_tok, tmp_path, edit, message):
+    """A normalizer, dropped characters or another unknown token change HF's ids."""
+    from tokenizers import Tokenizer
+
+    path = foreign(char_tok, tmp_path / "tokenizer.json", edit)
+    Tokenizer.from_file(str(path))  # a valid file for HF
+    with pytest.raises(InputError, match=message):
+        load_tokenizer(path)
+
+
+def test_a_foreign_character_file_with_added_tokens_matches_them_as_hf(char_tok, tmp_path):
+    from tokenizers import Tokenizer
+
+    def add_specials(doc):
+        doc["added_tokens"] = [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+                                "normalized": False, "special": True} for i, s in enumerate(char_tok.itos[:4])]
+
+    path = foreign(char_tok, tmp_path / "tokenizer.json", add_specials)
+    tok, ref = load_tokenizer(path), Tokenizer.from_file(str(path))
+    for text in ["中国<|eos|>人民 the<unk> 㐀", "<|pad|><|pad|>", ""]:
+        assert tok.encode(text, allowed_special="all") == ref.encode(text).ids, text

@@ -11,6 +11,10 @@ from collections.abc import Iterable
 
 from llmlab.core.errors import InputError
 from llmlab.tokenizers.base import SPECIAL_TOKENS, UNK, Tokenizer
+from llmlab.tokenizers.subword import check_unk, pretok_from_hf, specials_from_hf
+
+# The pre-tokenizer of a character file: every character is a piece of its own.
+CHAR_SPLIT = {"type": "Split", "pattern": {"Regex": r"[\s\S]"}, "behavior": "Isolated", "invert": False}
 
 
 class CharTokenizer(Tokenizer):
@@ -79,12 +83,7 @@ class CharTokenizer(Tokenizer):
             "padding": None,
             "added_tokens": [],
             "normalizer": None,
-            "pre_tokenizer": {
-                "type": "Split",
-                "pattern": {"Regex": r"[\s\S]"},
-                "behavior": "Isolated",
-                "invert": False,
-            },
+            "pre_tokenizer": dict(CHAR_SPLIT),
             "post_processor": None,
             "decoder": {"type": "Fuse"},
             # HF rejects unknown top-level keys but ignores them inside "model"
@@ -94,6 +93,14 @@ class CharTokenizer(Tokenizer):
 
     @classmethod
     def from_hf_json(cls, doc: dict) -> CharTokenizer:
+        """Read a file laid out as `to_hf_json` writes it; HF would encode any other one differently."""
+        if pretok_from_hf(doc).hf_splits() != [CHAR_SPLIT]:  # also refuses a normalizer
+            raise InputError(f"unsupported character tokenizer: pre-tokenizer {doc.get('pre_tokenizer')!r} "
+                             f"(llmlab's is {CHAR_SPLIT!r})")
+        if specials_from_hf(doc):
+            raise InputError("unsupported character tokenizer: it has added tokens (HF finds them in the text; "
+                             "llmlab's character tokenizer spells them out)")
+        check_unk(doc["model"], {UNK: 0})
         vocab = doc["model"]["vocab"]
         itos = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
         if [vocab[t] for t in itos] != list(range(len(itos))):

@@ -86,7 +86,11 @@ class WhitespaceTokenizer(SubwordTokenizer):
 
 
 class WordLevelLoader:
-    """Dispatch a ``WordLevel`` file: the character tokenizer splits every character, ours runs."""
+    """Dispatch a ``WordLevel`` file: the character tokenizer splits every character, ours runs.
+
+    A foreign file that splits every character but lists added tokens is read as a word-level one
+    (one id per character piece), which matches added tokens in the text as HF does.
+    """
 
     @staticmethod
     def from_hf_json(doc: dict):
@@ -95,6 +99,6 @@ class WordLevelLoader:
 
         kind = llmlab_meta(doc).get("kind")
         split = (doc.get("pre_tokenizer") or {}).get("pattern", {}).get("Regex")
-        if kind == "char" or (kind is None and split == r"[\s\S]"):
+        if kind == "char" or (kind is None and split == r"[\s\S]" and not doc.get("added_tokens")):
             return CharTokenizer.from_hf_json(doc)
         return WhitespaceTokenizer.from_hf_json(doc)
