@@ -148,15 +148,24 @@ def test_added_tokens_llmlab_cannot_match_are_refused(docs, tmp_path, edit, mess
     ("whitespace", {"unk_token": "<|eos|>"}, r"unknown token '<\|eos\|>'"),
     ("unigram", {"byte_fallback": True}, "byte_fallback"),
     ("bpe", {"dropout": 0.5}, "dropout"),
+    ("bpe", {"end_of_word_suffix": "</w>"}, "end_of_word_suffix"),
 ])
 def test_model_options_llmlab_cannot_follow_are_refused(docs, tmp_path, algo, option, message):
-    """An unknown token other than <unk>, byte fallback and BPE dropout all change HF's ids."""
+    """An unknown token other than <unk>, byte fallback, BPE dropout and a BPE end-of-word suffix all
+    change HF's ids."""
     from tokenizers import Tokenizer
 
     path = edited(docs, algo, lambda d: d["model"].update(option), tmp_path)
     Tokenizer.from_file(str(path))  # a valid file for HF
     with pytest.raises(InputError, match=message):
         load_tokenizer(path)
+
+
+def test_bpe_continuing_subword_prefix_is_refused(docs, tmp_path):
+    """HF then looks up every token after a word's first with the prefix before it (HF cannot even
+    load this file: it wants the prefix on the right token of every merge)."""
+    with pytest.raises(InputError, match="continuing_subword_prefix"):
+        load_tokenizer(edited(docs, "bpe", lambda d: d["model"].update(continuing_subword_prefix="##"), tmp_path))
 
 
 WORDPIECE_DECODER = {"type": "WordPiece", "prefix": "##", "cleanup": True}

@@ -326,6 +326,10 @@ class BPETokenizer(SubwordTokenizer):
         specials = specials_from_hf(doc)
         if model.get("dropout"):
             raise InputError(f"unsupported BPE option dropout={model['dropout']!r} (HF then merges at random)")
+        for option in ("continuing_subword_prefix", "end_of_word_suffix"):
+            if model.get(option):  # HF adds it to the pieces it looks up inside / at the end of a word
+                raise InputError(f"unsupported BPE option {option}={model[option]!r} (llmlab's byte-level BPE "
+                                 "has no word prefix or suffix)")
         vocab_doc = model.get("vocab") or {}
         n = len(vocab_doc)
         if sorted(vocab_doc.values()) != list(range(n)):
