@@ -114,6 +114,17 @@ def test_mismatched_streams_are_a_clear_error():
         corpus_bleu(["a", "b"], [["a"]])
 
 
+@pytest.mark.parametrize("metric", ["bleu", "chrf", "rouge"])
+def test_a_segment_without_any_reference_is_a_clear_error(metric):
+    """None marks a missing reference; a segment with none at all has nothing to score against (sacrebleu
+    fails there with an IndexError)."""
+    from llmlab.evaluate import corpus_chrf, corpus_rouge
+
+    score = {"bleu": corpus_bleu, "chrf": corpus_chrf, "rouge": corpus_rouge}[metric]
+    with pytest.raises(InputError, match="segment 1 has no reference"):
+        score(["a b", "c", "d"], [["a b", None, "d"], ["a c", None, None]])
+
+
 def test_hypothesis_random_text_matches_sacrebleu():
     hyp_st = pytest.importorskip("hypothesis")
     st = hyp_st.strategies

@@ -124,6 +124,20 @@ def test_corpus_rouge_is_the_mean_of_pair_scores(gen):
     assert got == pytest.approx(mean_f)
 
 
+def test_corpus_rouge_skips_missing_references_as_bleu_does(gen):
+    """A None entry means that segment has fewer references: the mean of rouge-score's score_multi over
+    the references that are there."""
+    rs = pytest.importorskip("rouge_score.rouge_scorer")
+    refs = [[_english_doc(gen, 1) + " x" for _ in range(20)]]
+    refs.append([_english_doc(gen, 1) if i % 3 else None for i in range(20)])
+    preds = [gen.noisy_copy(r) for r in refs[0]]
+    theirs = rs.RougeScorer(list(TYPES))
+    pairs = [theirs.score_multi([r for r in seg if r is not None], p) for p, *seg in zip(preds, *refs)]
+    got = corpus_rouge(preds, refs, RougeConfig(rouge_types=TYPES))
+    for k in TYPES:
+        assert tuple(got[k]) == pytest.approx(tuple(sum(s[k][j] for s in pairs) / len(pairs) for j in range(3)))
+
+
 @pytest.mark.parametrize("types", [("rouge0",), ("rougeX",), ()])
 def test_bad_rouge_types_are_clear_errors(types):
     with pytest.raises(InputError):

@@ -195,7 +195,14 @@ def corpus_stats(hyps: Sequence[str], refs: Sequence[Sequence[str | None]], cfg:
 
 
 def check_streams(hyps: Sequence[str], refs: Sequence[Sequence[str | None]]) -> None:
-    """Hypotheses are a list of strings; refs a non-empty list of streams as long as the hypotheses."""
+    """Hypotheses are a list of strings; refs a non-empty list of streams as long as the hypotheses,
+    where None marks a missing reference but every segment keeps at least one.
+
+    >>> check_streams(["a b", "c"], [["a b", None]])
+    Traceback (most recent call last):
+    ...
+    llmlab.core.errors.InputError: segment 1 has no reference: every reference stream holds None there
+    """
     if isinstance(hyps, str) or (refs and isinstance(refs[0], str)):
         raise InputError("hyps must be a list of strings and refs a list of reference streams (lists of strings)")
     if not refs:
@@ -203,6 +210,9 @@ def check_streams(hyps: Sequence[str], refs: Sequence[Sequence[str | None]]) -> 
     for j, stream in enumerate(refs):
         if len(stream) != len(hyps):
             raise InputError(f"reference stream {j} has {len(stream)} lines but there are {len(hyps)} hypotheses")
+    for i, seg_refs in enumerate(zip(*refs)):
+        if all(r is None for r in seg_refs):
+            raise InputError(f"segment {i} has no reference: every reference stream holds None there")
 
 
 def corpus_bleu(hyps: Sequence[str], refs: Sequence[Sequence[str | None]], cfg: BleuConfig | None = None) -> BleuScore:

@@ -235,9 +235,10 @@ class RougeScorer:
         return {k: max(scores, key=lambda s: s[k].fmeasure)[k] for k in self.cfg.rouge_types}
 
 
-def corpus_rouge(preds: Sequence[str], refs: Sequence[Sequence[str]], cfg: RougeConfig | None = None,
+def corpus_rouge(preds: Sequence[str], refs: Sequence[Sequence[str | None]], cfg: RougeConfig | None = None,
                  cut: Callable[[str], list[str]] | None = None) -> dict[str, Score]:
-    """Mean P, R and F over pairs; `refs` is a list of reference streams as long as `preds`.
+    """Mean P, R and F over pairs; `refs` is a list of reference streams as long as `preds` (a None
+    entry: fewer references there, as for BLEU and chrF).
 
     >>> corpus_rouge(["a b", "c d"], [["a b", "c e"]], RougeConfig(rouge_types=("rouge1",)))["rouge1"].fmeasure
     0.75
@@ -250,7 +251,7 @@ def corpus_rouge(preds: Sequence[str], refs: Sequence[Sequence[str]], cfg: Rouge
     scorer = RougeScorer(cfg, cut)
     sums = {k: [0.0, 0.0, 0.0] for k in scorer.cfg.rouge_types}
     for i, pred in enumerate(preds):
-        for k, s in scorer.score_multi([stream[i] for stream in refs], pred).items():
+        for k, s in scorer.score_multi([stream[i] for stream in refs if stream[i] is not None], pred).items():
             acc = sums[k]
             acc[0], acc[1], acc[2] = acc[0] + s.precision, acc[1] + s.recall, acc[2] + s.fmeasure
     return {k: Score(*(v / len(preds) for v in acc)) for k, acc in sums.items()}
