@@ -31,6 +31,7 @@ def test_cross_entropy_infinite_when_q_misses_support():
 
 def test_perplexity_of_uniform_guess_is_the_number_of_choices():
     assert perplexity([math.log(1 / 7)] * 11) == pytest.approx(7.0)
+    assert perplexity([math.log(0.5), -math.inf]) == math.inf  # a token of probability 0, not an error
     assert perplexity_from_nll(10 * 1000.0, 10) == math.inf  # overflow reported as inf, not an error
 
 
@@ -43,7 +44,11 @@ def test_bits_per_unit_relates_perplexity_and_characters():
 @pytest.mark.parametrize(
     "call",
     [lambda: entropy([0.5, 0.6]), lambda: entropy([-0.5, 1.5]), lambda: cross_entropy([1.0], [0.5, 0.5]),
-     lambda: perplexity([]), lambda: bits_per_unit([0.0], 0)],
+     lambda: perplexity([]), lambda: bits_per_unit([0.0], 0),
+     *[lambda b=b: entropy([0.5, 0.5], base=b) for b in (1, 0, -2, math.inf, math.nan)],
+     lambda: cross_entropy([0.5, 0.5], [0.5, 0.5], base=1),
+     lambda: perplexity([math.nan]), lambda: perplexity([math.inf]), lambda: perplexity_from_nll(math.nan, 2),
+     lambda: bits_per_unit([math.nan], 2)],
 )
 def test_bad_input_is_refused(call):
     with pytest.raises(InputError):

@@ -19,7 +19,7 @@ def entropy(probs: Sequence[float], base: float = 2.0) -> float:
     (1.0, 0.0, 2.0)
     """
     _check_distribution(probs, "probs")
-    return 0.0 - sum(p * math.log(p) for p in probs if p > 0) / math.log(base)
+    return 0.0 - sum(p * math.log(p) for p in probs if p > 0) / _log_base(base)
 
 
 def cross_entropy(p: Sequence[float], q: Sequence[float], base: float = 2.0) -> float:
@@ -30,6 +30,7 @@ def cross_entropy(p: Sequence[float], q: Sequence[float], base: float = 2.0) -> 
     """
     if len(p) != len(q):
         raise InputError(f"p and q must have the same length, got {len(p)} and {len(q)}")
+    log_base = _log_base(base)
     _check_distribution(p, "p")
     _check_distribution(q, "q")
     total = 0.0
@@ -38,7 +39,7 @@ def cross_entropy(p: Sequence[float], q: Sequence[float], base: float = 2.0) -> 
             if qi <= 0:
                 return math.inf
             total -= pi * math.log(qi)
-    return total / math.log(base)
+    return total / log_base
 
 
 def perplexity_from_nll(nll_sum: float, n_tokens: int) -> float:
@@ -49,6 +50,7 @@ def perplexity_from_nll(nll_sum: float, n_tokens: int) -> float:
     """
     if n_tokens <= 0:
         raise InputError(f"n_tokens must be > 0, got {n_tokens}")
+    _check_nll(nll_sum)
     mean = nll_sum / n_tokens
     return math.exp(mean) if mean < 700 else math.inf
 
@@ -73,7 +75,22 @@ def bits_per_unit(logprobs: Iterable[float], n_units: int) -> float:
     """
     if n_units <= 0:
         raise InputError(f"n_units must be > 0, got {n_units}")
-    return -sum(logprobs) / math.log(2) / n_units
+    nll = -sum(logprobs)
+    _check_nll(nll)
+    return nll / math.log(2) / n_units
+
+
+def _log_base(base: float) -> float:
+    """log(base), for a base logarithms can have: finite, > 0 and not 1."""
+    if not 0 < base < math.inf or base == 1:
+        raise InputError(f"base must be a finite number > 0 other than 1, got {base}")
+    return math.log(base)
+
+
+def _check_nll(nll: float) -> None:
+    """A summed negative log-likelihood is a number or +inf (a token of probability 0)."""
+    if nll != nll or nll == -math.inf:
+        raise InputError(f"the negative log-likelihood is {nll}: log-probabilities must not be NaN or +inf")
 
 
 def _check_distribution(probs: Sequence[float], name: str) -> None:
