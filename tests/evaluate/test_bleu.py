@@ -103,7 +103,8 @@ def test_brevity_penalty_uses_closest_reference():
     assert s.ref_len == 4 and s.bp == pytest.approx(math.exp(1 - 4 / 3))
 
 
-@pytest.mark.parametrize("bad", [dict(tokenize="moses"), dict(smooth_method="add-one"), dict(max_ngram_order=0)])
+@pytest.mark.parametrize("bad", [dict(tokenize="moses"), dict(smooth_method="add-one"), dict(max_ngram_order=0),
+                                 dict(smooth_value=math.nan, smooth_method="floor"), dict(smooth_value=math.inf)])
 def test_bad_config_is_a_clear_error(bad):
     with pytest.raises(InputError, match=list(bad)[0]):
         BleuConfig(**bad)

@@ -32,8 +32,8 @@ class BleuConfig:
         get_bleu_tokenizer(self.tokenize)
         if self.smooth_method not in SMOOTH_DEFAULTS:
             raise InputError(f"smooth_method must be one of {list(SMOOTH_DEFAULTS)}, got {self.smooth_method!r}")
-        if self.smooth_value is not None and self.smooth_value < 0:
-            raise InputError(f"smooth_value must be >= 0, got {self.smooth_value}")
+        if self.smooth_value is not None and not 0 <= self.smooth_value < math.inf:
+            raise InputError(f"smooth_value must be a finite number >= 0, got {self.smooth_value}")
         if self.max_ngram_order < 1:
             raise InputError(f"max_ngram_order must be >= 1, got {self.max_ngram_order}")
 
