@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from llmlab.core.errors import InputError
 
 SIDES = ("right", "left", "middle")
+PAIR_STRATEGIES = ("longest_first", "only_first", "only_second")
 
 
 def truncate(ids: Sequence[int], max_len: int, side: str = "right") -> list[int]:
@@ -47,14 +48,19 @@ def truncate_pair(a: Sequence[int], b: Sequence[int], max_len: int, strategy: st
 
     ``longest_first`` (Hugging Face's rule) lets the shorter one keep up to ``max_len // 2`` ids (the
     first counts as the shorter on a tie) and gives the rest to the longer one; ``only_first`` and
-    ``only_second`` trim just one of them, and refuse to trim it away entirely (as HF does).
+    ``only_second`` trim just one of them, and refuse to trim it away entirely (as HF does), except
+    that ``max_len`` 0 empties both under any strategy (as HF does too).
     """
     if max_len < 0:
         raise InputError(f"max_len must be >= 0, got {max_len}")
+    if strategy not in PAIR_STRATEGIES:
+        raise InputError(f"strategy must be one of {PAIR_STRATEGIES}, got {strategy!r}")
     a, b = list(a), list(b)
     excess = len(a) + len(b) - max_len
     if excess <= 0:
         return a, b
+    if max_len == 0:
+        return [], []
     if strategy == "only_first" or strategy == "only_second":
         first = strategy == "only_first"
         target = a if first else b
@@ -63,8 +69,6 @@ def truncate_pair(a: Sequence[int], b: Sequence[int], max_len: int, strategy: st
                              f"without emptying it")
         kept = truncate(target, len(target) - excess, side)
         return (kept, b) if first else (a, kept)
-    if strategy != "longest_first":
-        raise InputError(f"strategy must be longest_first, only_first or only_second, got {strategy!r}")
     total = len(a) + len(b)
     short, long_ = sorted((len(a), len(b)))
     keep_short = min(short, max_len // 2)
