@@ -43,6 +43,21 @@ def test_matches_torch_optim_for_100_steps(name, our_kw, torch_kw):
         torch.testing.assert_close(pa, pb, atol=1e-6, rtol=1e-6, msg=n)
 
 
+@pytest.mark.parametrize("name,our_kw,torch_kw", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_a_group_added_later_steps_as_in_torch(name, our_kw, torch_kw):
+    """add_param_group after construction (Adagrad made its state only for the first groups: KeyError)."""
+    got = []
+    for opt_class, kw in ((getattr(ours, name), our_kw), (getattr(torch.optim, name), torch_kw)):
+        a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
+        opt = opt_class([a], **kw)
+        opt.add_param_group({"params": [b], "lr": kw["lr"] / 2})
+        for step in range(3):
+            a.grad, b.grad = torch.full((3,), step + 1.0), torch.full((2,), step - 1.0)
+            opt.step()
+        got.append((a.detach().clone(), b.detach().clone()))
+    torch.testing.assert_close(got[0], got[1])
+
+
 def test_state_memory_per_optimizer():
     p = [torch.nn.Parameter(torch.randn(100))]
     p[0].grad = torch.randn(100)

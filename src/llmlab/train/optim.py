@@ -82,6 +82,9 @@ class Adagrad(_Written):
                 self.state[p]["sum"] = torch.full_like(p, initial_accumulator_value)
 
     def update(self, p, grad, state, group):
+        if not state:  # a parameter of a group added after construction
+            state["step"] = 0
+            state["sum"] = torch.full_like(p, group["initial_accumulator_value"])
         state["step"] += 1
         g = grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else grad
         clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
