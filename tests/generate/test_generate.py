@@ -57,19 +57,20 @@ def test_generation_past_the_context_slides_its_window(model):
     assert sampled == generate(model, prompt, GenerationConfig(use_cache=False, **kw))
 
 
-def test_filters_match_their_definitions():
+@pytest.mark.parametrize("p", [0.9, 0.5, 1e-9, 0.0])
+def test_filters_match_their_definitions(p):
     logits = torch.tensor([[2.0, 1.0, 0.5, -1.0, 3.0]])
     assert torch.isinf(top_k_filter(logits, 2)).tolist() == [[False, True, True, True, False]]
     probs = logits.softmax(-1)[0]
     order = probs.argsort(descending=True)
-    # nucleus of 0.9: the top tokens until their mass first reaches 0.9
+    # nucleus of p: the top tokens until their mass first reaches p, so at least one (p = 0 kept none)
     mass, keep = 0.0, set()
     for i in order.tolist():
         keep.add(i)
         mass += float(probs[i])
-        if mass >= 0.9:
+        if mass >= p:
             break
-    kept = (~torch.isinf(top_p_filter(logits, 0.9)))[0].nonzero().flatten().tolist()
+    kept = (~torch.isinf(top_p_filter(logits, p)))[0].nonzero().flatten().tolist()
     assert set(kept) == keep
     g = torch.Generator().manual_seed(0)
     draws = [int(sample_next(logits, top_k=2, generator=g)) for _ in range(200)]

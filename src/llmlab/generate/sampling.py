@@ -32,6 +32,7 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     probs = sorted_logits.softmax(-1)
     # a token is dropped when the mass of the tokens before it already reaches p
     drop_sorted = probs.cumsum(-1) - probs >= p
+    drop_sorted[..., 0] = False  # the most likely token stays, whatever p (p <= 0 dropped it too)
     drop = drop_sorted.scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
