@@ -172,6 +172,10 @@ def test_scaled_scores_still_depend_only_on_distance(scaling):
     {"kind": "dynamic", "factor": 2.0},
     {"kind": "yarn", "factor": 2.0, "original_max_positions": 8, "beta_fast": 1.0, "beta_slow": 2.0},
     {"kind": "yarn", "factor": 2.0, "original_max_positions": 8, "attention_factor": -1.0},
+    {"kind": "yarn", "factor": float("nan"), "original_max_positions": 8},  # a NaN rotation table
+    {"kind": "linear", "factor": float("inf")},
+    {"kind": "yarn", "factor": 2.0, "original_max_positions": 8, "beta_fast": float("inf")},
+    {"kind": "yarn", "factor": 2.0, "original_max_positions": 8, "attention_factor": float("nan")},
 ])
 def test_bad_configs_are_rejected(kwargs):
     with pytest.raises(InputError):

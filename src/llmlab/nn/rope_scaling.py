@@ -40,8 +40,11 @@ class RopeScaling:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise InputError(f"rope scaling kind must be one of {KINDS}, got {self.kind!r}")
-        if self.factor < 1.0:
-            raise InputError(f"rope scaling factor must be >= 1, got {self.factor}")
+        if not 1.0 <= self.factor < math.inf:  # NaN too: it gave a NaN rotation table
+            raise InputError(f"rope scaling factor must be a finite number >= 1, got {self.factor}")
+        for name in ("beta_fast", "beta_slow", "attention_factor"):
+            if not math.isfinite(getattr(self, name)):
+                raise InputError(f"{name} must be a finite number, got {getattr(self, name)}")
         if self.kind == "none" and self.factor != 1.0:
             raise InputError(f"rope scaling 'none' takes factor 1, got {self.factor}; pick a scaling kind")
         if self.kind in ("dynamic", "yarn") and self.original_max_positions <= 0:
