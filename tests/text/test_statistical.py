@@ -179,6 +179,20 @@ def test_feature_dictionary_helps_on_unseen_words_and_round_trips(train_words, t
     assert back.dictionary is not None and len(back.dictionary) == len(words)
 
 
+def test_a_long_line_is_scored_in_windows_with_the_same_cuts(segmenters, test_words, train_words):
+    """A run longer than the batch is scored a window at a time (its features took ~400 bytes a
+    character at once); each window sees as far as the features do, so the cuts are the same."""
+    seg = segmenters["perceptron"]
+    longest = max((w for s in train_words for w in s), key=len)
+    text = "".join("".join(s) for s in test_words[:60]) + longest + "中国人民" + longest
+    assert len(text) > 2000 and seg._reach() > len(longest)
+    whole = seg._cut_runs([text], batch_chars=len(text))
+    for window in (7, 64, 500):
+        assert seg._cut_runs([text], batch_chars=window) == whole
+    runs = ["中国", text, "人民", "经济"]  # a long run among short ones is cut alone; the others as before
+    assert seg._cut_runs(runs, batch_chars=100) == seg._cut_runs(runs, batch_chars=10**6)
+
+
 def test_words_beginning_with_a_number_sign_survive_save_and_load(tmp_path):
     """A saved model's feature dictionary is llmlab's own file, not a user dictionary: a word
     beginning with # there is a word, not a comment (it was dropped on load)."""

@@ -35,7 +35,7 @@ from llmlab.core.progress import progress
 from llmlab.text.accessor import AccessorVariety
 from llmlab.text.base import Segmenter, check_sentences, checked_array, keep_runs_whole
 from llmlab.text.bmes import E, encode_tags, viterbi_bmes_many, viterbi_kernel
-from llmlab.text.features import FEATURE_SET, feature_keys_many, padded_keys, type_table
+from llmlab.text.features import FEATURE_SET, PAD, feature_keys_many, padded_keys, type_table
 from llmlab.text.hashindex import FeatureIndex
 from llmlab.text.lexicon import DictSegmenter, Lexicon, read_user_dict
 from llmlab.text.lexmatch import MAX_SPAN, SpanIndex
@@ -132,6 +132,25 @@ class PerceptronSegmenter(DictSegmenter):
             self._av_spans = SpanIndex(self.av_words)
         return self._av_spans
 
+    def _windowed_emissions(self, text: str, window: int) -> np.ndarray:
+        """`emissions` of a long text, `window` characters at a time: the features (the feature
+        arrays take some 400 bytes a character) of each window's text plus `_reach` characters either
+        side, which is all a character's features see, so the scores are the same."""
+        n, reach = len(text), self._reach()
+        parts = []
+        for a in range(0, n, window):
+            lo = max(0, a - reach)
+            parts.append(self.emissions(text[lo:min(n, a + window + reach)])[a - lo:a - lo + window])
+        return np.concatenate(parts)
+
+    def _reach(self) -> int:
+        """How far either side of a character its features look: the window, and lexicon words (of
+        any length) beginning, ending or covering it or a window neighbour."""
+        longest = [len(w) for w in self.av_words or ()] + [self.lexicon.max_len if self.config.lexicon_features else 0]
+        if self.dictionary is not None:
+            longest.append(self.dictionary.max_len)
+        return max(longest) + 2 * PAD + 1
+
     def emissions(self, text: str) -> np.ndarray:
         """(n, 4) tag scores per character, before transitions."""
         keys, cols = padded_keys([text], self._table, self._span_index(), self._dict_index(), self._av_index())
@@ -141,22 +160,27 @@ class PerceptronSegmenter(DictSegmenter):
         return self._cut_runs([run])[0]
 
     def _cut_runs(self, runs: list[str], batch_chars: int = 50_000) -> list[list[str]]:
-        """Features, lookups and scores for many runs in one numpy pass; Viterbi per run."""
+        """Features, lookups and scores for many runs in one numpy pass, about `batch_chars` characters
+        at a time (a longer run alone, scored in windows of that size); Viterbi per run."""
         out: list[list[str]] = []
         i = 0
         while i < len(runs):
             j, size = i, 0
-            while j < len(runs) and (size < batch_chars or j == i):
+            while j < len(runs) and (j == i or (size < batch_chars and len(runs[j]) <= batch_chars)):
                 size += len(runs[j])
                 j += 1
-            out.extend(self._cut_batch(runs[i:j]))
+            out.extend(self._cut_batch(runs[i:j], batch_chars))
             i = j
         return out
 
-    def _cut_batch(self, batch: list[str]) -> list[list[str]]:
-        keys, cols = padded_keys(batch, self._table, self._span_index(), self._dict_index(), self._av_index())
+    def _cut_batch(self, batch: list[str], batch_chars: int) -> list[list[str]]:
         lens = [len(r) for r in batch]
-        tags = viterbi_bmes_many(self.index.scores(self.weights, keys, cols), lens, self.trans)
+        if len(batch) == 1 and lens[0] > batch_chars:
+            scores = self._windowed_emissions(batch[0], batch_chars)
+        else:
+            keys, cols = padded_keys(batch, self._table, self._span_index(), self._dict_index(), self._av_index())
+            scores = self.index.scores(self.weights, keys, cols)
+        tags = viterbi_bmes_many(scores, lens, self.trans)
         ends = (np.flatnonzero(tags >= E) + 1).tolist()
         joined = "".join(batch)
         words = [joined[a:b] for a, b in zip([0, *ends[:-1]], ends)]
