@@ -17,15 +17,23 @@ SMALL = ModelConfig(vocab_size=1000, dim=256, n_layer=8, n_head=8, n_kv_head=8, 
 WORK = Workload(global_batch=32, micro_batch=2, seq_len=512, zero_stage=0, grad_checkpoint=False)
 
 
-def test_one_device_matches_the_memory_estimator():
-    p = plan(SMALL, Layout(1, 1, 1), Cluster(n_devices=1), WORK)
-    rows = dict((name, b) for name, b, _ in estimate_memory(
-        SMALL, MemoryConfig(batch_size=2, seq_len=512, optimizer="adam", precision="mixed")))
+@pytest.mark.parametrize("precision", ["fp32", "amp", "mixed"])
+@pytest.mark.parametrize("grad_checkpoint", [False, True])
+def test_one_device_matches_the_memory_estimator(precision, grad_checkpoint):
+    """Checkpointed layers keep their input at the estimator's width: 2 bytes under mixed, not 4."""
+    work = Workload(global_batch=32, micro_batch=2, seq_len=512, zero_stage=0, precision=precision,
+                    grad_checkpoint=grad_checkpoint)
+    p = plan(SMALL, Layout(1, 1, 1), Cluster(n_devices=1), work)
+    rows = dict((name, b) for name, b, _ in estimate_memory(SMALL, MemoryConfig(
+        batch_size=2, seq_len=512, optimizer="adam", precision=precision, grad_checkpoint=grad_checkpoint)))
     assert p.memory["weights"] == rows["weights"]
     assert p.memory["gradients"] == rows["gradients"]
     assert p.memory["optimizer states"] == rows["optimizer states"]
     assert p.memory["activations"] == rows["activations (all layers)"]
     assert p.comm["total"] == 0 and p.bubble == 0
+    if grad_checkpoint:  # 8 layer inputs of B*S*d elements, in the residual stream's dtype, + one layer rebuilt
+        width = 2 if precision == "mixed" else 4
+        assert p.memory["activations"] == 8 * 2 * 512 * 256 * width + rows["activations (per layer)"]
 
 
 def test_tensor_parallel_divides_weights_and_pipeline_splits_layers():

@@ -46,15 +46,22 @@ def test_static_memory_equals_bytes_allocated(cfg, B, S, opt):
         assert est[part] == measured[part], part
 
 
-def saved_and_estimated(cfg, B, S, precision="fp32"):
-    """(bytes autograd saves in one training forward + loss, the estimator's activation total, the model)."""
+def saved_and_estimated(cfg, B, S, precision="fp32", grad_checkpoint=False):
+    """(bytes autograd saves in one training forward + loss, the estimator's activation total, the model).
+
+    `mixed` runs a bf16 model without autocast, `amp` an fp32 model under bf16 autocast. With checkpointing
+    the forward saves only the block inputs: the layer rebuilt during backward is left out of the total."""
     torch.manual_seed(0)
     model = CausalLM(cfg).train()
+    if precision == "mixed":
+        model.to(torch.bfloat16)
+    model.gradient_checkpointing = grad_checkpoint
     x = torch.randint(0, cfg.vocab_size, (B, S))
-    dtype = None if precision == "fp32" else torch.bfloat16
+    dtype = torch.bfloat16 if precision == "amp" else None
     measured = measure_saved_bytes(model, x, x.roll(1, 1), autocast_dtype=dtype)
-    est = activation_bytes(cfg, MemoryConfig(batch_size=B, seq_len=S, precision=precision))["total"]
-    return measured, est, model
+    act = activation_bytes(cfg, MemoryConfig(batch_size=B, seq_len=S, precision=precision,
+                                             grad_checkpoint=grad_checkpoint))
+    return measured, act["total"] - (act["per_layer"] if grad_checkpoint else 0), model
 
 
 @pytest.mark.parametrize("cfg,B,S", GRID)
@@ -67,6 +74,24 @@ def test_fp32_activation_estimate_equals_saved_tensors(cfg, B, S):
 def test_bf16_autocast_activation_estimate_equals_saved_tensors(cfg, B, S):
     measured, est, _ = saved_and_estimated(cfg, B, S, "amp")
     assert est == measured
+
+
+@pytest.mark.parametrize("cfg,B,S", GRID)
+@pytest.mark.parametrize("grad_checkpoint", [False, True])
+def test_mixed_activation_estimate_equals_saved_tensors(cfg, B, S, grad_checkpoint):
+    """bf16 weights, no autocast: the Linear inputs are 16-bit already (no copies, unlike amp) and a
+    checkpointed block keeps its 16-bit input, B*S*d x 2 B. Both used to be counted as under amp."""
+    measured, est, _ = saved_and_estimated(cfg, B, S, "mixed", grad_checkpoint)
+    assert est == measured
+
+
+@pytest.mark.parametrize("precision", ["fp32", "amp", "mixed"])
+def test_checkpointed_layers_keep_their_input_in_the_stream_dtype(precision):
+    cfg = GRID[1][0]
+    full = activation_bytes(cfg, MemoryConfig(batch_size=3, seq_len=48, precision=precision))
+    ck = activation_bytes(cfg, MemoryConfig(batch_size=3, seq_len=48, precision=precision, grad_checkpoint=True))
+    assert ck["block_input"] == 3 * 48 * cfg.dim * (2 if precision == "mixed" else 4)
+    assert ck["layers"] == cfg.n_layer * ck["block_input"] + full["per_layer"]
 
 
 def moe(**kw):
@@ -89,8 +114,9 @@ DROPPING = [  # capacity drops assignments
 
 
 @pytest.mark.parametrize("cfg,B,S", MOE_GRID)
-def test_moe_fp32_activation_estimate_equals_saved_tensors(cfg, B, S):
-    measured, est, _ = saved_and_estimated(cfg, B, S)
+@pytest.mark.parametrize("precision", ["fp32", "mixed"])
+def test_moe_activation_estimate_equals_saved_tensors(cfg, B, S, precision):
+    measured, est, _ = saved_and_estimated(cfg, B, S, precision)
     assert est == measured
 
 
@@ -181,6 +207,10 @@ def test_memory_and_params_commands(capsys, tmp_path):
     full = capsys.readouterr().out
     for row in ("weights", "gradients", "optimizer states"):
         assert next(ln for ln in out.splitlines() if ln.strip().startswith(row)) in full.splitlines()
+    # mixed: no autocast copies in the per-layer row, 16-bit checkpointed inputs
+    assert main(["memory", "llama-7b", "--precision", "mixed", "--grad-checkpoint"]) == 0
+    out = capsys.readouterr().out
+    assert "B*S*(4d x 4 B + (4d+4h) x 2 B)" in out and "L x B*S*d x 2 B" in out and "copies" not in out
     for bad in ("-5", "0"):
         assert main(["memory", "--params", bad]) == 2
         assert "--params must be a parameter count" in capsys.readouterr().err
@@ -223,7 +253,7 @@ def test_document_rule_of_thumb_and_what_it_leaves_out():
 
 
 @pytest.mark.parametrize("kind", ["relu", "gelu", "gelu_tanh", "silu", "geglu", "geglu_exact"])
-@pytest.mark.parametrize("precision", ["fp32", "amp"])
+@pytest.mark.parametrize("precision", ["fp32", "amp", "mixed"])
 def test_activation_estimate_follows_the_feed_forward_kind(kind, precision):
     """Non-gated feed-forwards save fewer hidden tensors than SwiGLU (ReLU fewest); the estimate is
     exact for every kind, where it used to count SwiGLU's for all."""

@@ -78,7 +78,7 @@ def run_memory(args: argparse.Namespace) -> int:
         print(f"  {name:<26} {format_bytes(b):>12}   {formula}")
     if approximate_parts(cfg):
         print(f"  note: the activation rows are approximate for {', '.join(approximate_parts(cfg))} "
-              "(their formulas count RMSNorm and pre-norm blocks; measured within about 15%)")
+              "(their formulas count RMSNorm and pre-norm blocks; measured within about 15%, 35% under mixed)")
     return 0
 
 

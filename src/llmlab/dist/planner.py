@@ -192,9 +192,10 @@ def plan(model: ModelConfig, lay: Layout, cluster: Cluster, work: Workload) -> P
     states = STATE_COPIES[work.optimizer] * 4 + (4 if work.precision == "mixed" else 0)
     mem_cfg = MemoryConfig(batch_size=work.micro_batch, seq_len=work.seq_len, optimizer=work.optimizer,
                            precision=work.precision)
-    full_layer = activation_bytes(model, mem_cfg)["per_layer"]
+    layer_act = activation_bytes(model, mem_cfg)
+    full_layer = layer_act["per_layer"]
     B, S, d = work.micro_batch, work.seq_len, model.dim
-    kept_layer = B * S * d * 4 if work.grad_checkpoint else full_layer
+    kept_layer = layer_act["block_input"] if work.grad_checkpoint else full_layer
     in_flight = min(lay.pp, m)  # 1F1B: stage 0 holds pp micro-batches' activations (GPipe would hold m)
     act = in_flight * p.stage_layers[0] * kept_layer / lay.tp
     if work.grad_checkpoint:

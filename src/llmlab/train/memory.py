@@ -37,14 +37,23 @@ A depends on routing: every token reaches its k experts unless capacity drops so
 estimator takes A = min(T*k, E*capacity), capacity = ceil(T*k*factor/E) (factor 0: no limit). That is
 exact when nothing is dropped and an upper bound otherwise (dropping only removes assignments).
 
-Under autocast (``amp``) the norms stay fp32, each Linear saves its own 16-bit copy of its input, and
-autocast keeps a 16-bit copy of every weight matrix it used until backward; the estimator counts
-those too. For MoE layers under autocast the router is as in fp32 (it runs in fp32) plus the
-router's 16-bit input copy, each assignment saves (3d + 4h + 1) 16-bit values (two input copies
-instead of one gathered input) plus an fp32 combine input (4d bytes) and 16 index bytes, and the
-weight copies are the router's and all E experts' (an upper bound: an expert with no tokens makes
-none). ``MoEFeedForward`` does not run under autocast yet (its fp32 combine buffer rejects 16-bit
-expert outputs); with the combine input cast to fp32 these figures match the measurement exactly.
+In 16 bits (``amp`` and ``mixed``) q, k, v, the attention output and the feed-forward's hidden
+tensors are 16-bit, and each RMSNorm saves 8d bytes per token: under ``amp`` its fp32 input and
+normalised value, under ``mixed`` the fp32 copy of its 16-bit input plus its normalised value and
+scaled output in 16 bits. Under ``mixed`` that is all: a layer saves B*S*(4d x 4 B + (4d + n*h) x 2 B
++ (2 + n_head) x 4 B) with n the feed-forward's hidden tensors (4 for SwiGLU), the head B*S*(2d + V)
+x 4 B and the indices, and a checkpointed layer its 16-bit input, B*S*d x 2 B.
+
+Autocast (``amp``) adds copies: each Linear saves its own 16-bit copy of its fp32 input (3d for q/k/v,
+d per up projection, d for the head) and autocast keeps a 16-bit copy of every weight matrix it used
+until backward. Under ``mixed`` the weights and the Linear inputs are 16-bit already: no copies. For
+MoE layers under ``mixed`` the router is as in fp32 (it computes in fp32) and each assignment saves
+(3d + 4h + 1) 16-bit values and 16 index bytes. Under autocast the router also has its 16-bit input
+copy, each assignment saves (3d + 4h + 1) 16-bit values (two input copies instead of one gathered
+input) plus an fp32 combine input (4d bytes) and 16 index bytes, and the weight copies are the
+router's and all E experts' (an upper bound: an expert with no tokens makes none). ``MoEFeedForward``
+does not run under autocast yet (its fp32 combine buffer rejects 16-bit expert outputs); with the
+combine input cast to fp32 these figures match the measurement exactly.
 
 The source document's rule, 4P + 8P + activations, leaves out the gradients (another 4P in fp32).
 """
@@ -113,12 +122,12 @@ def _attention_part(model: ModelConfig, mem: MemoryConfig) -> int:
     small = (2 + model.n_head) * 4  # fp32 inverse RMS (two norms) and attention log-sum-exp, per token
     if mem.precision == "fp32":
         return B * S * (10 * d * 4 + small)
-    # RMSNorm math stays fp32 (input and normalised value, two norms); each Linear under autocast saves its
-    # own 16-bit copy of its input (3 for q/k/v); q, k, v and the attention output are 16-bit
-    part = B * S * (4 * d * 4 + (3 * d + 4 * d) * 2 + small)
-    if mem.precision == "amp":  # autocast also keeps a 16-bit copy of every weight matrix it used
+    # each RMSNorm saves 8d bytes (amp: fp32 input and normalised value; mixed: fp32 copy of the 16-bit input,
+    # 16-bit normalised value and scaled output); q, k, v and the attention output are 16-bit
+    part = B * S * (4 * d * 4 + 4 * d * 2 + small)
+    if mem.precision == "amp":  # autocast: q/k/v each save a 16-bit copy of the input, and the weights' copies
         kv = model.n_kv_head * model.head_dim
-        part += 2 * (2 * d * d + 2 * d * kv)
+        part += B * S * 3 * d * 2 + 2 * (2 * d * d + 2 * d * kv)
     return part
 
 
@@ -126,7 +135,9 @@ def approximate_parts(model: ModelConfig) -> list[str]:
     """The model's choices the activation formulas do not model exactly (they count RMSNorm, pre-norm
     blocks and the other position schemes; every feed-forward kind is exact). Measured at dim 64 the
     totals are over by 10% for LayerNorm and 4% for post-norm, under by 6-11% for ALiBi, and over by
-    14-17% for a GPT-3-shaped block (LayerNorm, GELU, learned positions, pre- or post-norm).
+    14-17% for a GPT-3-shaped block (LayerNorm, GELU, learned positions, pre- or post-norm). Under `mixed`
+    the errors about double (a 16-bit LayerNorm saves about half the bytes the RMSNorm formula counts):
+    over by 20-28% for LayerNorm and 23-34% for a GPT-3-shaped pre-norm block, under by 20% for ALiBi.
 
     >>> approximate_parts(ModelConfig(norm="layernorm", position="learned")), approximate_parts(ModelConfig())
     (['LayerNorm'], [])
@@ -144,16 +155,17 @@ def _ffn_counts(model: ModelConfig) -> tuple[int, int]:
 
 
 def _dense_ffn(model: ModelConfig, mem: MemoryConfig) -> int:
-    """Bytes a dense feed-forward saves per token: hidden-size tensors (its input is counted with the
-    attention part), and under autocast a 16-bit copy of the input per up projection. A gated kind
+    """Bytes a dense feed-forward saves: hidden-size tensors (its input is counted with the attention
+    part), and under autocast a 16-bit copy of the input per up projection and of the weights. A gated kind
     (SwiGLU, GeGLU) keeps 4 of h (gate, up, act(gate), product), ReLU 1 (its output, which is also
     the down projection's input), the other activations 2 (their input and output)."""
     B, S, d, h = mem.batch_size, mem.seq_len, model.dim, model.hidden
     n_in, n_h = _ffn_counts(model)
     if mem.precision == "fp32":
         return B * S * n_h * h * 4
-    ffn = B * S * (n_in * d + n_h * h) * 2
-    return ffn + (2 * (n_in + 1) * d * h if mem.precision == "amp" else 0)
+    if mem.precision == "mixed":  # the input is 16-bit already: no copies
+        return B * S * n_h * h * 2
+    return B * S * (n_in * d + n_h * h) * 2 + 2 * (n_in + 1) * d * h
 
 
 def _moe_ffn(model: ModelConfig, mem: MemoryConfig) -> int:
@@ -167,15 +179,24 @@ def _moe_ffn(model: ModelConfig, mem: MemoryConfig) -> int:
     A = moe_assignments(model, T)
     if mem.precision == "fp32":
         return router + A * ((3 * d + 4 * h + 1) * 4 + 16)
-    # the router's 16-bit input copy; per assignment two 16-bit input copies, the SwiGLU tensors, the expert
-    # output and its weight in 16-bit, the combine's fp32 input and the indices
+    if mem.precision == "mixed":  # gathered input, SwiGLU tensors, expert and weighted outputs, weight: 16-bit
+        return router + A * ((3 * d + 4 * h + 1) * 2 + 16)
+    # autocast: the router's 16-bit input copy; per assignment two 16-bit input copies, the SwiGLU tensors, the
+    # expert output and its weight in 16-bit, the combine's fp32 input and the indices
     ffn = router + T * d * 2 + A * ((3 * d + 4 * h + 1) * 2 + 4 * d + 16)
-    return ffn + (2 * (E * d + E * 3 * d * h) if mem.precision == "amp" else 0)
+    return ffn + 2 * (E * d + E * 3 * d * h)
 
 
 def activation_bytes(model: ModelConfig, mem: MemoryConfig) -> dict[str, int]:
     """Bytes saved for backward: per dense and per MoE layer (0 where the model has none), per layer (the
-    largest), all layers, the head and the total."""
+    largest), a checkpointed layer's (its input, in the residual stream's dtype), all layers, the head and
+    the total.
+
+    >>> cfg = ModelConfig(vocab_size=100, dim=64, n_layer=2, n_head=4, n_kv_head=2, ffn_hidden=128)
+    >>> [activation_bytes(cfg, MemoryConfig(batch_size=2, seq_len=32, precision=p))["per_layer"]
+    ...  for p in PRECISIONS]  # mixed: 64 tokens x (4 x 64 x 4 + (4 x 64 + 4 x 128) x 2 + 6 x 4)
+    [296448, 280064, 165376]
+    """
     B, S, d, V = mem.batch_size, mem.seq_len, model.dim, model.vocab_size
     attn = _attention_part(model, mem)
     n_moe = sum(model.is_moe_layer(i) for i in range(model.n_layer))
@@ -183,27 +204,28 @@ def activation_bytes(model: ModelConfig, mem: MemoryConfig) -> dict[str, int]:
     moe = attn + _moe_ffn(model, mem) if n_moe else 0
     if mem.precision == "fp32":
         head = B * S * (3 * d + V) * 4
-    else:
-        head = B * S * ((2 * d + V) * 4 + d * 2)
-        if mem.precision == "amp":
-            head += 2 * V * d
+    else:  # the final norm's 8d bytes (see _attention_part) and the fp32 log-softmax
+        head = B * S * (2 * d + V) * 4
+        if mem.precision == "amp":  # the head's 16-bit input copy and weight copy
+            head += B * S * d * 2 + 2 * V * d
     head += B * S * (4 + 2 * 8) + 4  # final inverse RMS, int64 ids and targets, the loss's scalar weight
     largest = max(dense, moe)
+    block_input = B * S * d * (2 if mem.precision == "mixed" else 4)  # the residual stream is 16-bit under mixed
     if mem.grad_checkpoint:
-        kept = model.n_layer * B * S * d * 4 + largest  # block inputs + one block rebuilt in backward
+        kept = model.n_layer * block_input + largest  # block inputs + one block rebuilt in backward
     else:
         kept = (model.n_layer - n_moe) * dense + n_moe * moe
-    return {"per_layer": largest, "per_dense_layer": dense, "per_moe_layer": moe, "layers": kept, "head": head,
-            "total": kept + head}
+    return {"per_layer": largest, "per_dense_layer": dense, "per_moe_layer": moe, "block_input": block_input,
+            "layers": kept, "head": head, "total": kept + head}
 
 
 def _layer_rows(model: ModelConfig, mem: MemoryConfig, act: dict[str, int]) -> list[tuple[str, int, str]]:
     """The per-layer activation rows: one for a dense model, per dense and per MoE layer otherwise."""
-    fp32 = mem.precision == "fp32"
+    fp32, amp = mem.precision == "fp32", mem.precision == "amp"
     n_in, n_h = _ffn_counts(model)
     dense = (f"B*S*(10d+{n_h}h) x 4 B + B*S*(2+n_head) x 4 B" if fp32
-             else f"B*S*(4d x 4 B + ({7 + n_in}d+{n_h}h) x 2 B)"
-             + (" + 16-bit weight copies" if mem.precision == "amp" else ""))
+             else f"B*S*(4d x 4 B + ({7 + n_in if amp else 4}d+{n_h}h) x 2 B) + B*S*(2+n_head) x 4 B"
+             + (" + 16-bit weight copies" if amp else ""))
     if not model.n_experts:
         return [("activations (per layer)", act["per_layer"], dense)]
     E, k = model.n_experts, model.moe_top_k
@@ -211,9 +233,11 @@ def _layer_rows(model: ModelConfig, mem: MemoryConfig, act: dict[str, int]) -> l
     router = f"router B*S*((3E+{'k+2' if model.moe_router == 'softmax-topk' else '1'}) x 4 B + 8k B) + 4E B"
     if fp32:
         moe = f"B*S*(10d+2+n_head) x 4 B + {router} + A x ((3d+4h+1) x 4 B + 16 B)"
+    elif amp:
+        moe = (f"B*S*(4d x 4 B + 8d x 2 B + (2+n_head) x 4 B) + {router} + A x ((3d+4h+1) x 2 B + 4d B + 16 B)"
+               " + 16-bit weight copies (router, all E experts)")
     else:
-        moe = (f"B*S*(4d x 4 B + 8d x 2 B) + {router} + A x ((3d+4h+1) x 2 B + 4d B + 16 B)"
-               + (" + 16-bit weight copies (router, all E experts)" if mem.precision == "amp" else ""))
+        moe = f"B*S*(4d x 4 B + 4d x 2 B + (2+n_head) x 4 B) + {router} + A x ((3d+4h+1) x 2 B + 16 B)"
     bound = "no dropping" if model.moe_capacity_factor == 0 else "an upper bound: capacity can drop some"
     moe += f"; E={E}, k={k}, A = min(B*S*k, E*capacity) = {A:,} ({bound})"
     rows = [("activations (per MoE layer)", act["per_moe_layer"], moe)]
@@ -222,9 +246,13 @@ def _layer_rows(model: ModelConfig, mem: MemoryConfig, act: dict[str, int]) -> l
     return rows
 
 
+_HEAD_FORMULA = {"fp32": "B*S*(3d + V) x 4 B + indices", "mixed": "B*S*(2d + V) x 4 B + indices",
+                 "amp": "B*S*((2d + V) x 4 B + d x 2 B) + indices + 16-bit head weight copy"}
+
+
 def _all_layers_formula(model: ModelConfig, mem: MemoryConfig) -> str:
     if mem.grad_checkpoint:
-        return "L x B*S*d x 4 B + the largest layer, rebuilt"
+        return f"L x B*S*d x {2 if mem.precision == 'mixed' else 4} B + the largest layer, rebuilt"
     n_moe = sum(model.is_moe_layer(i) for i in range(model.n_layer))
     if not n_moe:
         return f"{model.n_layer} layers x per layer"
@@ -268,7 +296,7 @@ def estimate_memory(model: ModelConfig, mem: MemoryConfig) -> list[tuple[str, in
         *static_rows(P, mem, lora_parameters(model, mem.lora_rank) if mem.lora_rank else 0),
         *_layer_rows(model, mem, act),
         ("activations (all layers)", act["layers"], _all_layers_formula(model, mem)),
-        ("activations (head)", act["head"], "B*S*(3d + V) x 4 B + indices"),
+        ("activations (head)", act["head"], _HEAD_FORMULA[mem.precision]),
         ("temporary (logits + grad)", temp, "2 x B*S*V x 4 B"),
     ]
     total = sum(b for name, b, _ in rows if not name.startswith("activations (per "))
