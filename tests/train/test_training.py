@@ -186,6 +186,10 @@ def test_evaluate_loss_scores_every_token_once():
     expected = torch.nn.functional.cross_entropy(logits, tokens[1:])
     assert loss == pytest.approx(float(expected), rel=1e-5)
     assert math.isfinite(loss)
+    grad_on = []  # evaluation builds no graph (a misplaced decorator once left it on)
+    model.register_forward_hook(lambda *_: grad_on.append(torch.is_grad_enabled()))
+    evaluate_loss(model, tokens, 16, batch_size=2)
+    assert grad_on and not any(grad_on)
 
 
 def test_gradient_checkpointing_gives_the_same_gradients_and_saves_less():

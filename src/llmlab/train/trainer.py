@@ -48,7 +48,6 @@ def get_batch(tokens: torch.Tensor, batch_size: int, seq_len: int, seed: int) ->
     return window[:, :-1], window[:, 1:]
 
 
-@torch.no_grad()
 def step_seed(seed: int, step: int, replica: int = 0) -> int:
     """Seed of torch's RNG for training step `step` of data-parallel replica `replica` (a 63-bit hash).
 
@@ -59,6 +58,7 @@ def step_seed(seed: int, step: int, replica: int = 0) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
+@torch.no_grad()
 def evaluate_loss(model, tokens: torch.Tensor, seq_len: int, batch_size: int = 16,
                   max_batches: int | None = None) -> tuple[float, int]:
     """Mean next-token NLL (nats) over consecutive windows of `tokens`, and the tokens scored.
