@@ -109,3 +109,15 @@ def test_bad_generation_settings_are_clear_errors(model):
             GenerationConfig(seed=seed)
     with pytest.raises(InputError, match="at least one token"):
         generate(model, [])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_logits_of_a_diverged_model_are_a_clear_error(bad):
+    """torch.multinomial failed on them ('probability tensor contains either inf, nan or element < 0')."""
+    from llmlab.core.errors import InputError
+
+    logits = torch.tensor([[1.0, bad, 0.0]])
+    for temperature in (0.0, 0.8):
+        with pytest.raises(InputError, match="not finite"):
+            sample_next(logits, temperature)
+    assert int(sample_next(torch.tensor([[1.0, float("-inf"), 0.0]]), 0.0)) == 0  # -inf is a masked token

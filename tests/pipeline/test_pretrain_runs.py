@@ -82,3 +82,67 @@ def test_rerunning_a_finished_run_reports_its_recorded_loss_and_whole_time(tmp_p
     assert again["train_seconds"] == first["train_seconds"]
     assert again["wall_seconds"] > first["train_seconds"] + rerun  # the first session counts, not the rerun alone
     assert f"{first['final_train_loss']:.4f}" in (tmp_path / "runs" / "t" / "report.md").read_text()
+
+
+def test_too_little_text_is_refused_before_the_run_folder_is_touched(tmp_path):
+    """A corpus too short to train on, or a held-out split too short to evaluate, was found by the first
+    batch or the last evaluation: after --fresh had deleted the run it meant to redo, or after training."""
+    corpus = write_corpus(tmp_path / "c.txt", "abcde")
+    run_pretraining(tiny(corpus), tmp_path / "runs")
+    run = tmp_path / "runs" / "t"
+    before = files(run)
+    short = tmp_path / "short.txt"
+    short.write_text("ab\ncd\n", encoding="utf-8")
+    with pytest.raises(InputError, match="training token stream .* is shorter than seq_len"):
+        run_pretraining(tiny(short), tmp_path / "runs", fresh=True)
+    blank_dev = tmp_path / "blank.txt"  # the held-out last 5% is one empty line
+    blank_dev.write_text("abcdeabcde\n" * 19 + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match="validation token stream .* too short"):
+        run_pretraining(tiny(blank_dev), tmp_path / "runs", fresh=True)
+    assert files(run) == before
+
+
+def test_a_diverged_run_stops_with_a_clear_error(tmp_path):
+    corpus = write_corpus(tmp_path / "c.txt", "abcde")
+    with pytest.raises(InputError, match=r"training diverged: the loss is nan at step \d"):
+        run_pretraining(tiny(corpus).replace(model=ModelConfig(dim=16, n_layer=1, n_head=2, n_kv_head=2,
+                                                               max_seq_len=16, init_std=1e30)), tmp_path / "runs")
+
+
+def test_metrics_of_a_killed_session_are_redone_not_kept_twice(tmp_path):
+    """A half-written last line (a kill while appending) ended resume in a JSONDecodeError; records of a
+    session killed before its first checkpoint stayed and were logged again after them."""
+    corpus = write_corpus(tmp_path / "c.txt", "abcde")
+    run_pretraining(tiny(corpus), tmp_path / "whole")
+    want = (tmp_path / "whole" / "t" / "metrics.jsonl").read_text()
+    run_pretraining(tiny(corpus), tmp_path / "runs")
+    run = tmp_path / "runs" / "t"
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"step": 5, "lo')
+    run_pretraining(tiny(corpus), tmp_path / "runs")
+    assert _without_times((run / "metrics.jsonl").read_text()) == _without_times(want)
+    for ckpt in (run / "checkpoints").iterdir():  # as if killed before the first checkpoint
+        import shutil
+
+        shutil.rmtree(ckpt)
+    (run / "model").rename(tmp_path / "old-model")
+    run_pretraining(tiny(corpus), tmp_path / "runs")
+    assert _without_times((run / "metrics.jsonl").read_text()) == _without_times(want)
+
+
+def _without_times(metrics: str) -> list[dict]:
+    timed = ("elapsed_s", "tok_per_s")
+    return [{k: v for k, v in json.loads(ln).items() if k not in timed} for ln in metrics.splitlines()]
+
+
+def test_a_copied_run_resumes_under_its_new_name(tmp_path):
+    import shutil
+
+    corpus = write_corpus(tmp_path / "c.txt", "abcde")
+    assert run_pretraining(tiny(corpus, max_minutes=1e-6), tmp_path / "runs")["steps"] == 1
+    shutil.copytree(tmp_path / "runs" / "t", tmp_path / "runs" / "u")
+    figures = run_pretraining(tiny(corpus).replace(name="u"), tmp_path / "runs")  # resumed at step 1
+    steps = [r["step"] for r in map(json.loads, (tmp_path / "runs" / "u" / "metrics.jsonl").read_text().splitlines())
+             if "loss" in r]
+    assert figures["steps"] == 4 and steps == [1, 2, 3, 4]
+    assert json.loads((tmp_path / "runs" / "u" / "config.json").read_text())["name"] == "u"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from llmlab.core.errors import InputError
+
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Keep the k largest logits (ties at the k-th value are all kept).
@@ -39,13 +41,16 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
 
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Next token ids (...,) from logits (..., V). Temperature 0 means greedy (argmax)."""
+    """Next token ids (...,) from logits (..., V). Temperature 0 means greedy (argmax). Logits with NaN
+    or +inf (a diverged model's) are an InputError."""
+    top = logits.amax(-1, keepdim=True)
+    if not torch.isfinite(top).all():
+        raise InputError("the model's logits are not finite (NaN or inf): its weights have diverged")
     if temperature == 0:
         return logits.argmax(-1)
-    logits = logits.float()
     # shift the maximum to 0 before dividing: a tiny temperature then sends the others to -inf (greedy
     # in the limit, ties shared), where dividing first overflowed to inf and softmax gave NaN
-    logits = (logits - logits.amax(-1, keepdim=True)) / temperature
+    logits = (logits.float() - top.float()) / temperature
     logits = top_p_filter(top_k_filter(logits, top_k), top_p)
     probs = logits.softmax(-1)
     flat = probs.reshape(-1, probs.shape[-1])

@@ -38,6 +38,7 @@ from llmlab.models.card import ModelCard
 from llmlab.models.scoring import text_start
 from llmlab.tokenizers import ALGOS, CharTokenizer, Tokenizer, train_tokenizer
 from llmlab.train import TrainConfig, Trainer, evaluate_loss
+from llmlab.train.trainer import perplexity
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +124,12 @@ BOOKKEEPING = ("max_minutes", "keep_checkpoints", "checkpoint_every", "log_every
 
 def _identity(cfg: dict) -> dict:
     """A run config as a resume compares it: without the `BOOKKEEPING` settings, which each invocation
-    may set anew."""
+    may set anew, and the run's name (the folder's: a copied run resumes under its new name)."""
     train = cfg.get("train") if isinstance(cfg, dict) else None
     if not isinstance(train, dict):
         return cfg
-    return {**cfg, "train": {k: v for k, v in train.items() if k not in BOOKKEEPING}}
+    return {**{k: v for k, v in cfg.items() if k != "name"},
+            "train": {k: v for k, v in train.items() if k not in BOOKKEEPING}}
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -263,7 +265,7 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
     eval_ids = dev_ids[: cfg.final_eval_tokens] if cfg.final_eval_tokens else dev_ids
     val_loss, val_tokens = evaluate_loss(model, eval_ids, cfg.train.seq_len, cfg.train.batch_size)
     _log_final_eval(out / "metrics.jsonl", {"step": trainer.step, "val_loss": val_loss,
-                                            "val_ppl": math.exp(val_loss), "val_tokens": val_tokens, "final": True})
+                                            "val_ppl": perplexity(val_loss), "val_tokens": val_tokens, "final": True})
     figures = {
         "name": cfg.name,
         "corpus": cfg.corpus,
@@ -282,7 +284,7 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
         # a rerun of a finished run trains no step: the loss is the last one its metrics recorded
         "final_train_loss": result["train"].get("loss", _last_train_loss(out / "metrics.jsonl")),
         "val_loss": val_loss,
-        "val_ppl": math.exp(val_loss),
+        "val_ppl": perplexity(val_loss),
         "val_tokens_scored": val_tokens,
         # characters per token over the dev split, EOS standing for the line break
         "val_bits_per_char": val_loss / math.log(2) * dev_ids.numel() / sum(len(s) + 1 for s in dev_lines),

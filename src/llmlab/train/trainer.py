@@ -48,6 +48,28 @@ def get_batch(tokens: torch.Tensor, batch_size: int, seq_len: int, seed: int) ->
     return window[:, :-1], window[:, 1:]
 
 
+def _record(line: str) -> dict | None:
+    """A metrics line's record; None for a line cut short (a session killed while appending it).
+
+    >>> _record('{"step": 3, "loss": 2.5}'), _record('{"step": 4, "lo')
+    ({'step': 3, 'loss': 2.5}, None)
+    """
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "step" in record else None
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss), capped at exp(700) where it would overflow (a diverged model).
+
+    >>> perplexity(0.0), perplexity(1e6) == perplexity(700.0)
+    (1.0, True)
+    """
+    return math.exp(min(loss, 700.0))
+
+
 def step_seed(seed: int, step: int, replica: int = 0) -> int:
     """Seed of torch's RNG for training step `step` of data-parallel replica `replica` (a 63-bit hash).
 
@@ -140,6 +162,13 @@ class Trainer:
         self.model = model.to(self.device)
         self.train_tokens = train_tokens.long()
         self.val_tokens = None if val_tokens is None else val_tokens.long()
+        # checked here, before a pipeline touches the run folder, not when the first batch or evaluation needs them
+        if self.train_tokens.numel() < cfg.seq_len + 2:
+            raise InputError(f"the training token stream ({self.train_tokens.numel()} tokens) is shorter than "
+                             f"seq_len + 2 = {cfg.seq_len + 2}: use more text or a shorter seq_len")
+        if self.val_tokens is not None and self.val_tokens.numel() < 2:
+            raise InputError(f"the validation token stream ({self.val_tokens.numel()} tokens) is too short to "
+                             "evaluate: it needs at least 2")
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.metrics = JsonlAppender(self.run_dir / "metrics.jsonl")
@@ -161,6 +190,8 @@ class Trainer:
         check_layout(self.run_dir / "checkpoints", tp=1, pp=1)  # a sharded run's checkpoints: refuse
         ckpt = latest_checkpoint(self.ckpt_dir)
         if ckpt is None:
+            if self.writes:  # records of a session killed before its first checkpoint: all redone
+                self._truncate_metrics(0)
             return False
         self.restore(ckpt)
         return True
@@ -179,10 +210,12 @@ class Trainer:
         log.info("resumed from %s (step %d)", ckpt, self.step)
 
     def _truncate_metrics(self, step: int) -> None:
-        """Drop records a previous session logged after its last checkpoint; they will be redone."""
+        """Drop records a previous session logged after its last checkpoint (they will be redone), and a
+        last line a killed session left half written."""
         path = self.metrics.path
         if path.exists():
-            keep = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and json.loads(ln)["step"] <= step]
+            lines = path.read_text(encoding="utf-8").splitlines()
+            keep = [ln for ln in lines if ln and (r := _record(ln)) is not None and r["step"] <= step]
             atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
     def train_step(self) -> dict:
@@ -245,7 +278,7 @@ class Trainer:
             return {}
         loss, n = evaluate_loss(model or self.model, self.val_tokens, self.cfg.seq_len, self.cfg.batch_size,
                                 max_batches)
-        return {"step": self.step, "val_loss": loss, "val_ppl": math.exp(min(loss, 700)), "val_tokens": n}
+        return {"step": self.step, "val_loss": loss, "val_ppl": perplexity(loss), "val_tokens": n}
 
     def checkpoint_extra(self) -> dict:
         """Loop state saved beside the weights (JSON)."""
@@ -283,6 +316,9 @@ class Trainer:
             while self.step < cfg.steps:
                 t0 = time.perf_counter()
                 last = self.train_step()
+                if not math.isfinite(last["loss"]):  # nothing after this is worth computing or saving
+                    raise InputError(f"training diverged: the loss is {last['loss']} at step {self.step}; "
+                                     "lower the learning rate (or the init std) and start over with --fresh")
                 self.train_seconds += time.perf_counter() - t0
                 self.session_seconds += time.perf_counter() - t0
                 last.update(tokens=self.step * tokens_per_step, elapsed_s=round(self.train_seconds, 3),
