@@ -197,3 +197,30 @@ def test_data_parallel_replicas_draw_their_own_dropout_masks(tmp_path):
     # replica 0's first step is one process's with its 2 rows (later steps follow the averaged gradients)
     assert first[0] == _dropout_losses(tmp_path / "single", 2)[0]
     assert all(a != b for a, b in zip(first, second))  # the same rows, other masks (they were equal)
+
+
+def _stage_masks_worker(rank, world, run_dir):
+    """The first dropout mask each pipeline stage's first layer draws in one training step."""
+    from llmlab.dist.mesh import build_mesh
+    from llmlab.dist.planner import Layout
+    from llmlab.dist.trainer import DistributedTrainer
+    from llmlab.models import CausalLM, ModelConfig
+    from llmlab.train import TrainConfig
+
+    torch.manual_seed(0)
+    model = CausalLM(ModelConfig(vocab_size=16, dim=16, n_layer=2, n_head=2, n_kv_head=2, max_seq_len=8,
+                                 dropout=0.5))
+    cfg = TrainConfig(steps=1, batch_size=4, seq_len=4, warmup_steps=0, eval_every=0, checkpoint_every=0,
+                      log_every=1, device="cpu")
+    t = DistributedTrainer(model, cfg, torch.full((200,), 3), None, run_dir, build_mesh(Layout(pp=2)))
+    masks = []
+    t.model.layers[0].drop.register_forward_hook(lambda m, i, out: masks.append((out == 0).numpy().copy()))
+    t.fit()
+    return masks[0]
+
+
+def test_pipeline_stages_draw_their_own_dropout_masks(tmp_path):
+    """Each stage seeded torch's RNG alike, so layer 1 (stage 1) dropped the units layer 0 (stage 0) did."""
+    first, second = spawn(_stage_masks_worker, 2, str(tmp_path / "pp"))
+    assert first.shape == second.shape and 0.2 < first.mean() < 0.8
+    assert (first != second).any()

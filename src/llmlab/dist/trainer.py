@@ -7,9 +7,11 @@ replica r keeps rows [r*B/dp, (r+1)*B/dp). Tensor parallelism shards each block 
 micro-batches through them (`llmlab.dist.pipeline_parallel`); gradients are then averaged over the
 data-parallel group (`llmlab.dist.data_parallel`), clipped by the norm of the *whole* model's gradient
 (squares summed over tensor shards and pipeline stages), and every rank steps its own parameters.
-Dropout is the exception: each replica seeds torch's RNG from (seed, step, replica) and draws its own
-masks (`llmlab.train.trainer.step_seed`; replica 0 draws what one process with its rows would), while
-the tensor and pipeline ranks of one replica share its seed.
+Dropout is the exception: each replica, and each pipeline stage of it, seeds torch's RNG from (seed,
+step, its stream) and draws its own masks (`llmlab.train.trainer.step_seed`; stage 0 of replica 0 draws
+what one process with its rows would), while the tensor ranks of one stage share its seed (tensor
+parallelism refuses dropout). A run with dropout and dp or pp > 1 therefore draws other masks than one
+process, and its losses differ from that process's by that noise.
 
 Rank 0 logs and writes the run's outputs. Checkpoints are per shard: with tp = pp = 1 the replica on
 rank 0 writes the usual ``checkpoints/`` (so a data-parallel run resumes on one process and the other
@@ -69,7 +71,8 @@ class DistributedTrainer(Trainer):
             model = PipelineStage(model, mesh.pp_rank, lay.pp)  # this rank's layers only
         super().__init__(model, cfg, train_tokens, val_tokens, run_dir)
         self.writes = mesh.writes
-        self.replica = mesh.dp_rank  # its own dropout masks; a replica's tensor and pipeline ranks share them
+        # its own dropout masks per replica and stage (the stages' layers drew the same ones); tensor ranks share them
+        self.dropout_stream = mesh.dp_rank * lay.pp + mesh.pp_rank
         if lay.tp > 1 or lay.pp > 1:
             self.ckpt_dir = self.run_dir / "checkpoints" / f"tp{mesh.tp_rank}-pp{mesh.pp_rank}"
         from llmlab.dist.tensor_parallel import shard_dims

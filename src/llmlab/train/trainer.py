@@ -3,8 +3,8 @@ metrics, progress, and checkpoints that resume exactly.
 
 Exact resume rests on one idea: everything a step consumes is a function of (seed, step). The batch
 for step s is drawn with a generator seeded from (seed, s), the learning rate is `schedule(s)`, and
-torch's RNG (dropout) is seeded from (seed, s, replica) as the step starts (`step_seed`; the replica is
-0 in one process, each data-parallel replica draws its own masks). A run resumed at step s therefore
+torch's RNG (dropout) is seeded from (seed, s, stream) as the step starts (`step_seed`; the stream is
+0 in one process, each data-parallel replica and pipeline stage draws its own masks). A run resumed at step s therefore
 sees the same batches, rates and random numbers as one that never stopped.
 """
 
@@ -70,13 +70,14 @@ def perplexity(loss: float) -> float:
     return math.exp(min(loss, 700.0))
 
 
-def step_seed(seed: int, step: int, replica: int = 0) -> int:
-    """Seed of torch's RNG for training step `step` of data-parallel replica `replica` (a 63-bit hash).
+def step_seed(seed: int, step: int, stream: int = 0) -> int:
+    """Seed of torch's RNG for training step `step` of dropout stream `stream` (a 63-bit hash): 0 in one
+    process, one per data-parallel replica and pipeline stage in a distributed run.
 
     >>> step_seed(0, 5) == step_seed(0, 5), step_seed(0, 5) == step_seed(0, 6), step_seed(0, 5) == step_seed(0, 5, 1)
     (True, False, False)
     """
-    digest = hashlib.blake2b(f"{seed}/{step}/{replica}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{seed}/{step}/{stream}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
 
 
@@ -184,7 +185,7 @@ class Trainer:
         self.started = time.perf_counter()  # this session's start (a pipeline may set an earlier one)
         self.stopped_early = False
         self.writes = True  # logs metrics and shows progress (in a distributed run, rank 0 only)
-        self.replica = 0  # data-parallel replica: its own dropout masks (`step_seed`)
+        self.dropout_stream = 0  # `step_seed`'s stream: each data-parallel replica and pipeline stage has its own
 
     def maybe_resume(self) -> bool:
         check_layout(self.run_dir / "checkpoints", tp=1, pp=1)  # a sharded run's checkpoints: refuse
@@ -224,7 +225,7 @@ class Trainer:
         lr = SCHEDULES[cfg.schedule](self.step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        torch.manual_seed(step_seed(cfg.seed, self.step, self.replica))
+        torch.manual_seed(step_seed(cfg.seed, self.step, self.dropout_stream))
         loss = self.forward_backward()
         params = [p for p in self.model.parameters() if p.grad is not None]
         overflow = self.scaler.unscale_(params) if self.scaler else False
