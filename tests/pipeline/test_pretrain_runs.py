@@ -49,7 +49,7 @@ def test_the_optimizer_experiment_leaves_a_run_of_the_same_name_alone_and_resume
     cfg = tiny(write_corpus(tmp_path / "c.txt", "abcde"))
     run_pretraining(cfg.replace(name="adam"), tmp_path / "runs")  # a user's run that happens to be named adam
     before = files(tmp_path / "runs")
-    with pytest.raises(InputError, match="adam' holds a run with a different config.*another --out"):
+    with pytest.raises(InputError, match="runs' holds files that are not its own \\(adam\\)"):
         compare_optimizers(cfg, tmp_path / "runs", ("sgd", "adam"), steps=2)
     assert files(tmp_path / "runs") == before  # nothing trained, not even sgd
     first = compare_optimizers(cfg, tmp_path / "exp", ("sgd", "adam"), steps=2)
@@ -57,6 +57,10 @@ def test_the_optimizer_experiment_leaves_a_run_of_the_same_name_alone_and_resume
     again = compare_optimizers(cfg, tmp_path / "exp", ("sgd", "adam"), steps=2)  # resumes: nothing retrains
     assert {n: (tmp_path / "exp" / n / "metrics.jsonl").read_text() for n in ("sgd", "adam")} == curves
     assert [r["val_loss"] for r in again] == pytest.approx([r["val_loss"] for r in first])
+    before = files(tmp_path / "exp")
+    with pytest.raises(InputError, match="adam' holds a run with a different config.*another --out"):
+        compare_optimizers(cfg, tmp_path / "exp", ("adam",), steps=3)  # another run in exp/adam
+    assert files(tmp_path / "exp") == before
 
 
 def test_a_run_stopped_by_its_time_limit_goes_on_when_rerun_with_another_limit(tmp_path):

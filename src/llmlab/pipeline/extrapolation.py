@@ -15,6 +15,8 @@ length, each token once (`llmlab.train.evaluate_loss`); a longer window gives la
 so a scheme that extrapolates well gets *lower* perplexity at longer lengths.
 
     out/
+      experiment.json       the settings; marks the folder as this experiment's, so a rerun may replace it
+      <position>/           each scheme's run (metrics.jsonl, checkpoints/), replaced whole by a rerun
       <position>/model/     each trained model (config.json, model.safetensors, tokenizer.json)
       results.json          one record per variant: {"variant", "ppl": {length: ppl or None}}
       extrapolation.md      the table
@@ -32,17 +34,25 @@ from pathlib import Path
 import torch
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, atomic_write_text, check_output
+from llmlab.core.io import atomic_folder, atomic_write_json, atomic_write_text, check_folder
 from llmlab.data import lm_splits
 from llmlab.models import CausalLM, ModelConfig, save_model
 from llmlab.nn.rope_scaling import extrapolation_scaling
 from llmlab.pipeline.pretrain import RunConfig, prepare_streams
-from llmlab.pipeline.report import finish_axes, new_figure, save_png
+from llmlab.pipeline.report import (
+    check_experiment_folder,
+    finish_axes,
+    mark_experiment_folder,
+    new_figure,
+    save_png,
+)
 from llmlab.train import TrainConfig, Trainer, evaluate_loss
 
 POSITIONS = ("learned", "sinusoidal", "rope", "alibi")
 ROPE_SCALINGS = ("linear", "ntk", "dynamic", "yarn")
 SCALING_NAMES = {"linear": "rope+pi", "ntk": "rope+ntk", "dynamic": "rope+dynamic-ntk", "yarn": "rope+yarn"}
+ENTRIES = (*POSITIONS, "results.json", "extrapolation.md", "extrapolation.png")  # besides experiment.json
+RUN_FILES = ("metrics.jsonl", "checkpoints", "model")  # what each scheme's run folder holds
 
 
 def default_run() -> RunConfig:
@@ -122,20 +132,24 @@ def perplexity_at(model: CausalLM, tokens: torch.Tensor, length: int, scaling: s
 
 
 def train_model(run: RunConfig, position: str, vocab_size: int, train_ids: torch.Tensor, out: Path) -> CausalLM:
+    """A model with `position` trained from scratch, its run written into the new folder `out`."""
     mcfg = dataclasses.replace(run.model, position=position, vocab_size=vocab_size)
     torch.manual_seed(run.train.seed)  # same initial weights (where shapes agree) for every scheme
     model = CausalLM(mcfg)
-    metrics = out / "metrics.jsonl"
-    if metrics.exists():
-        metrics.unlink()  # a fresh run each time, not a resume
     Trainer(model, run.train, train_ids, None, out).fit()
     return model
 
 
 def run_extrapolation(cfg: ExtrapolationConfig, out_dir: str | Path) -> list[dict]:
-    """Train one model per position scheme, score every variant at every length; write table and plot."""
-    out = check_output(out_dir, "output folder", folder=True)
-    out.mkdir(parents=True, exist_ok=True)
+    """Train one model per position scheme, score every variant at every length; write table and plot.
+
+    `out_dir` must be new, empty or an earlier output of this experiment (`check_experiment_folder`), each
+    scheme's folder holding only its run: checked before anything trains. Every scheme trains from scratch
+    into a new folder that replaces its earlier run whole (`atomic_folder`).
+    """
+    out = check_experiment_folder(out_dir, "extrapolation", ENTRIES)
+    for position in cfg.positions:
+        check_folder(out / position, RUN_FILES, "run folder")
     run = cfg.run
     train_lines, dev_lines = lm_splits(run.corpus)
     tok, train_ids, dev_ids = prepare_streams(run, train_lines, dev_lines)
@@ -143,10 +157,14 @@ def run_extrapolation(cfg: ExtrapolationConfig, out_dir: str | Path) -> list[dic
     if eval_ids.numel() < max(cfg.lengths) + 1:
         raise InputError(f"{eval_ids.numel()} dev tokens cannot fill one window of {max(cfg.lengths)}; "
                          "raise eval_tokens or lower the lengths")
+    mark_experiment_folder(out, "extrapolation", ENTRIES, {
+        "run": run.to_dict(), "lengths": list(cfg.lengths), "eval_tokens": cfg.eval_tokens,
+        "positions": list(cfg.positions), "rope_scalings": list(cfg.rope_scalings)})
     results = []
     for position in cfg.positions:
-        model = train_model(run, position, tok.vocab_size, train_ids, out / position)
-        save_model(model, out / position / "model", tok)
+        with atomic_folder(out / position, RUN_FILES, "run folder") as run_dir:
+            model = train_model(run, position, tok.vocab_size, train_ids, run_dir)
+            save_model(model, run_dir / "model", tok)
         variants = [(position, "none")]
         if position == "rope":
             variants += [(SCALING_NAMES[k], k) for k in cfg.rope_scalings]

@@ -2,9 +2,10 @@
 with and without residual connections and LayerNorm (`llmlab.nn.gradflow`).
 
     out/
-      results.json   one record per (activation, residual, norm) with every layer's gradient norm
-      gradflow.md    first- and last-layer norms and their ratio (< 1 means vanishing towards the input)
-      gradflow.png   per-layer gradient norm against depth, one panel per activation, one line per setting
+      experiment.json  the settings; marks the folder as this experiment's, so a rerun may replace the files below
+      results.json     one record per (activation, residual, norm) with every layer's gradient norm
+      gradflow.md      first- and last-layer norms and their ratio (< 1 means vanishing towards the input)
+      gradflow.png     per-layer gradient norm against depth, one panel per activation, one line per setting
 """
 
 from __future__ import annotations
@@ -12,9 +13,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, atomic_write_text, check_output
+from llmlab.core.io import atomic_write_json, atomic_write_text
 from llmlab.nn.gradflow import ACTIVATIONS, gradient_flow_table
-from llmlab.pipeline.report import finish_axes, new_figure, save_png
+from llmlab.pipeline.report import (
+    check_experiment_folder,
+    finish_axes,
+    mark_experiment_folder,
+    new_figure,
+    save_png,
+)
+
+ENTRIES = ("results.json", "gradflow.md", "gradflow.png")  # what the experiment writes besides experiment.json
 
 
 def setting_name(row: dict) -> str:
@@ -29,12 +38,13 @@ def setting_name(row: dict) -> str:
 
 def run_gradflow(out_dir: str | Path, activations=tuple(ACTIVATIONS), depth: int = 16, width: int = 64,
                  seed: int = 0) -> list[dict]:
-    out = check_output(out_dir, "output folder", folder=True)
+    out = check_experiment_folder(out_dir, "gradflow", ENTRIES)
     activations = tuple(activations)
     if not activations or len(set(activations)) != len(activations):
         raise InputError(f"activations must name at least one activation, each once, got {activations}")
     rows = gradient_flow_table(tuple(activations), depth=depth, width=width, seed=seed)
-    out.mkdir(parents=True, exist_ok=True)
+    mark_experiment_folder(out, "gradflow", ENTRIES, {"activations": activations, "depth": depth, "width": width,
+                                                      "seed": seed})
     atomic_write_json(out / "results.json", {"depth": depth, "width": width, "seed": seed, "results": rows})
     atomic_write_text(out / "gradflow.md", markdown_table(rows, depth, width))
     plot_gradflow(rows, out / "gradflow.png")

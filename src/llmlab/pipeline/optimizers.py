@@ -4,6 +4,11 @@ Every run starts from the same initial weights and sees the same batches (both f
 seed); only the update rule and its learning rate differ. The plot puts the loss curves side by side
 with each optimizer's state memory in the legend, which is the trade-off the optimizers make:
 SGD keeps nothing, momentum one copy of the weights, Adam two.
+
+    out/
+      experiment.json                  the settings; marks the folder as this experiment's, so a rerun may use it
+      sgd/ momentum/ ... adamw/        each optimizer's run directory, as pretraining keeps them
+      results.json, optimizers.png, report.md
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from llmlab.core.io import atomic_write_json, atomic_write_text
 from llmlab.data import lm_splits
 from llmlab.models import CausalLM
 from llmlab.pipeline.pretrain import RunConfig, check_run_dir, data_fingerprint, prepare_run_dir, prepare_streams
-from llmlab.pipeline.report import plot_curves
+from llmlab.pipeline.report import check_experiment_folder, mark_experiment_folder, plot_curves
 from llmlab.train import Trainer, evaluate_loss
 from llmlab.train.optim import state_bytes
 
@@ -29,17 +34,19 @@ log = logging.getLogger(__name__)
 # rates; plain SGD needs a large one because nothing rescales its steps).
 DEFAULT_LR = {"sgd": 0.5, "momentum": 0.1, "nesterov": 0.1, "adagrad": 0.05, "rmsprop": 2e-3, "adam": 3e-3,
               "adamw": 3e-3}
+ENTRIES = (*DEFAULT_LR, "results.json", "optimizers.png", "report.md")  # besides experiment.json
 
 
 def compare_optimizers(base: RunConfig, out_dir: str | Path, optimizers: tuple[str, ...] = tuple(DEFAULT_LR),
                        steps: int | None = None, fresh: bool = False) -> list[dict]:
     """Train `base` once per optimizer under `out_dir`; write results.json, optimizers.png and report.md.
 
-    Each optimizer's run is a run directory `out_dir/<optimizer>` as pretraining keeps them: a rerun
-    resumes it, and a folder holding another run (a `pretrain --name adam`) is refused before anything
-    trains, unless `fresh`, which starts those runs over.
+    `out_dir` must be new, empty or an earlier output of this experiment (`check_experiment_folder`). Each
+    optimizer's run is a run directory `out_dir/<optimizer>` as pretraining keeps them: a rerun resumes it,
+    and one holding a run of another config is refused before anything trains, unless `fresh`, which
+    starts those runs over.
     """
-    out = Path(out_dir)
+    out = check_experiment_folder(out_dir, "optimizers", ENTRIES)
     train_lines, dev_lines = lm_splits(base.corpus)
     tok, train_ids, dev_ids = prepare_streams(base, train_lines, dev_lines)
     eval_ids = dev_ids[: base.final_eval_tokens] if base.final_eval_tokens else dev_ids
@@ -51,6 +58,8 @@ def compare_optimizers(base: RunConfig, out_dir: str | Path, optimizers: tuple[s
         for name in optimizers}
     for name, run in runs.items():  # every folder is checked before the first run trains
         check_run_dir(out / name, run, fresh, data, elsewhere="--out")
+    mark_experiment_folder(out, "optimizers", ENTRIES, {"run": base.to_dict(), "optimizers": list(optimizers),
+                                                        "steps": steps})
     results = []
     for name, run in runs.items():
         tcfg, run_dir = run.train, out / name

@@ -3,10 +3,46 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
-from llmlab.core.io import atomic_path, atomic_write_text
+from llmlab.core.io import atomic_path, atomic_write_json, atomic_write_text, check_folder
 from llmlab.models.params import human_count
+
+# Written into an experiment's output folder before its first training: it marks the folder as that
+# experiment's, so a rerun may replace what the earlier run wrote and nothing else.
+EXPERIMENT_FILE = "experiment.json"
+
+
+def check_experiment_folder(out: str | os.PathLike, experiment: str, entries: Iterable[str]) -> Path:
+    """`out` as a Path, or InputError unless `experiment` may write its `entries` there: the folder is new,
+    empty, or holds an earlier output of the same experiment (its experiment.json names it) and nothing
+    else. Experiments call it before any work, so a file of the user's is never replaced.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp()); _ = (d / "results.json").write_text('{"mine": 1}')
+    >>> check_experiment_folder(d, "gradflow", ("results.json", "gradflow.md"))
+    Traceback (most recent call last):
+    ...
+    llmlab.core.errors.InputError: output folder '...' holds files that are not its own (results.json): ...
+    >>> mark_experiment_folder(d / "new", "gradflow", ("results.json",), {"depth": 4})
+    >>> check_experiment_folder(d / "new", "gradflow", ("results.json",)) == d / "new"
+    True
+    """
+    p = Path(out)
+    try:
+        doc = json.loads((p / EXPERIMENT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        doc = None
+    ours = isinstance(doc, dict) and doc.get("experiment") == experiment
+    return check_folder(p, {EXPERIMENT_FILE, *entries} if ours else (), "output folder")
+
+
+def mark_experiment_folder(out: str | os.PathLike, experiment: str, entries: Iterable[str], settings: dict) -> None:
+    """Check `out` again (`check_experiment_folder`) and mark it as `experiment`'s, with the `settings` it
+    runs with; called once every input has been checked, just before the first training."""
+    out = check_experiment_folder(out, experiment, entries)
+    atomic_write_json(out / EXPERIMENT_FILE, {"experiment": experiment, **settings})
 
 
 def new_figure(width: float, height: float, dpi: int = 110):
