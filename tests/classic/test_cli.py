@@ -76,6 +76,24 @@ def test_an_unwritable_output_is_refused_before_training(tmp_path, corpus, capsy
     assert corpus.read_text(encoding="utf-8") == TEXT and not (tmp_path / "m").exists()
 
 
+def test_ngram_train_refuses_a_folder_of_other_files_and_replaces_its_own_model(tmp_path, corpus, capsys):
+    llm = tmp_path / "run" / "model"  # an LLM model folder, as `pretrain` saves it
+    llm.mkdir(parents=True)
+    for name, data in (("config.json", b'{"dim": 64}\n'), ("model.safetensors", b"weights"),
+                       ("tokenizer.json", b"{}\n"), ("README.md", b"# card\n")):
+        (llm / name).write_bytes(data)
+    before = {p.name: p.read_bytes() for p in llm.iterdir()}
+    assert main(["ngram", "train", "--corpus", str(corpus), "-o", str(llm), "--order", "2"]) == 2
+    assert ("holds files that are not its own (README.md, config.json, model.safetensors, tokenizer.json)"
+            in capsys.readouterr().err)
+    assert {p.name: p.read_bytes() for p in llm.iterdir()} == before
+    model = tmp_path / "m"
+    assert main(["ngram", "train", "--corpus", str(corpus), "-o", str(model), "--order", "2"]) == 0
+    assert main(["ngram", "train", "--corpus", str(corpus), "-o", str(model), "--order", "3"]) == 0  # its own
+    assert '"order": 3' in (model / "config.json").read_text(encoding="utf-8")
+    assert sorted(p.name for p in model.iterdir()) == ["config.json", "counts.safetensors"]
+
+
 def test_word2vec_train_similar_analogy(tmp_path, corpus, capsys):
     vec = tmp_path / "v.txt"
     assert main(["word2vec", "train", "--corpus", str(corpus), "-o", str(vec), "--min-count", "1", "--dim", "8",

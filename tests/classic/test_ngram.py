@@ -131,6 +131,23 @@ def test_train_save_load_roundtrip(tmp_path):
     np.testing.assert_array_equal(m.token_logprobs(TEST)[0], m2.token_logprobs(TEST)[0])
 
 
+def test_a_failed_save_leaves_the_earlier_model_whole(tmp_path, monkeypatch):
+    import llmlab.classic.ngram as ngram
+
+    d = tmp_path / "m"
+    NgramModel.train(CORPUS, NgramConfig(order=2)).save(d)
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ngram, "atomic_write_json", disk_full)  # fails after the counts are written
+    with pytest.raises(OSError, match="No space left"):
+        NgramModel.train(CORPUS, NgramConfig(order=3)).save(d)
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+    assert NgramModel.load(d).order == 2
+
+
 def test_sampling_is_seeded_and_follows_the_model():
     m = NgramModel.train([["a", "b", "c"]] * 3, NgramConfig(order=3, smoothing="mle"))
     assert m.sample(seed=1) == ["a", "b", "c"]  # MLE of a single repeated sentence is deterministic

@@ -11,8 +11,10 @@ KenLM do). Tokens outside the vocabulary are ``<unk>``.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,11 +27,12 @@ from llmlab.classic.smoothing import SMOOTHINGS, NgramParams, build_params
 from llmlab.classic.vocab import BOS_ID, EOS_ID, Vocab, build_encoded, encode_sentences
 from llmlab.core.config import config_from_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path, atomic_write_json, read_json, read_safetensors
+from llmlab.core.io import atomic_folder, atomic_write_json, check_folder, read_json, read_safetensors
 
 log = logging.getLogger(__name__)
 
 FORMAT = "llmlab-ngram-1"
+FILES = ("config.json", "counts.safetensors")  # a model folder, as `NgramModel.save` writes it
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,29 @@ def corpus_sentences(name: str, split: str = "train", unit: str = "word") -> lis
     if name == "pfr1998" and unit == "word":
         return pfr1998_words(split)
     return [t for t in (split_units(line, unit) for line in corpus_text(name, split)) if t]
+
+
+def model_folder_entries(directory: str | os.PathLike) -> tuple[str, ...]:
+    """The entries of `directory` that an earlier `NgramModel.save` wrote (`FILES`, when its config.json
+    is an n-gram model's), which a save there may replace; none otherwise."""
+    try:
+        doc = json.loads((Path(directory) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ()
+    return FILES if isinstance(doc, dict) and doc.get("format") == FORMAT else ()
+
+
+def check_model_folder(directory: str | os.PathLike) -> Path:
+    """`directory` as a Path, or InputError now, before training, if `NgramModel.save` could not write
+    there later: it must be new, empty or hold an earlier n-gram model and nothing else.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp()); _ = (d / "config.json").write_text('{"dim": 64}')
+    >>> check_model_folder(d)
+    Traceback (most recent call last):
+    ...
+    llmlab.core.errors.InputError: model folder '...' holds files that are not its own (config.json): ...
+    """
+    return check_folder(directory, model_folder_entries(directory), "model folder")
 
 
 class NgramModel:
@@ -248,20 +274,21 @@ class NgramModel:
     # ---- persistence -------------------------------------------------------------------------
 
     def save(self, directory: str | Path) -> None:
-        """``config.json`` (format, config, vocabulary) and ``counts.safetensors`` (keys and counts)."""
+        """``config.json`` (format, config, vocabulary) and ``counts.safetensors`` (keys and counts), written
+        as a whole (`atomic_folder`): a failed save leaves the old model, and only a folder holding an
+        earlier n-gram model may be replaced (`check_model_folder`)."""
         from safetensors.numpy import save_file
 
         if self.counts is None:
             raise InputError("this model has no counts (read from ARPA): save it with to_arpa instead")
-        d = Path(directory)  # atomic_path makes the folder, or says why it cannot
         arrays = {}
         for k in range(1, self.order + 1):
             arrays[f"keys.{k}"] = np.ascontiguousarray(self.tables.keys[k])
             arrays[f"counts.{k}"] = np.ascontiguousarray(self.counts[k])
-        with atomic_path(d / "counts.safetensors") as tmp:
-            save_file(arrays, str(tmp), metadata={"format": FORMAT})
-        atomic_write_json(d / "config.json", {"format": FORMAT, "config": asdict(self.config),
-                                              "vocab": list(self.vocab.tokens)})
+        with atomic_folder(directory, model_folder_entries(directory), "model folder") as tmp:
+            save_file(arrays, str(tmp / "counts.safetensors"), metadata={"format": FORMAT})
+            atomic_write_json(tmp / "config.json", {"format": FORMAT, "config": asdict(self.config),
+                                                    "vocab": list(self.vocab.tokens)})
 
     @classmethod
     def load(cls, directory: str | Path) -> NgramModel:

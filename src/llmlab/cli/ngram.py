@@ -16,7 +16,7 @@ def register(sub) -> None:
 
     p = add_command(g, "train", "count n-grams, smooth, save the model (and optionally an ARPA file)", _train)
     _corpus_flags(p, "train")
-    p.add_argument("-o", "--output", required=True, help="model directory to write")
+    p.add_argument("-o", "--output", required=True, help="model directory: new, empty or an earlier n-gram model")
     p.add_argument("--arpa", help="also write the model as an ARPA file here (KenLM / SRILM can read it)")
     p.add_argument("--eval-split", choices=SPLITS, help="also print the perplexity on this split")
     add_dataclass_flags(p, NgramConfig, skip=("discounts", "unit"))
@@ -64,11 +64,11 @@ def _sentences(args, unit: str):
 
 def _train(args) -> int:
     from llmlab.classic.arpa import write_arpa
-    from llmlab.classic.ngram import NgramConfig, NgramModel
+    from llmlab.classic.ngram import NgramConfig, NgramModel, check_model_folder
     from llmlab.core.io import check_output
 
     config = NgramConfig(**dataclass_overrides(args, NgramConfig))
-    check_output(args.output, "model directory", folder=True)  # before training, not after
+    check_model_folder(args.output)  # before training, not after
     if args.arpa:
         check_output(args.arpa, "ARPA file")
     model = NgramModel.train(_sentences(args, config.unit), config)
