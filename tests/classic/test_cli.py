@@ -19,12 +19,13 @@ def corpus(tmp_path):
 def test_ngram_train_ppl_sample(tmp_path, corpus, capsys):
     model = tmp_path / "m"
     assert main(["ngram", "train", "--corpus", str(corpus), "-o", str(model), "--order", "3",
-                 "--smoothing", "kn", "--arpa", str(tmp_path / "m.arpa"), "--eval-split", "dev"]) == 0
-    out = capsys.readouterr().out
-    assert "3-gram kn" in out and "perplexity" in out
+                 "--smoothing", "kn", "--arpa", str(tmp_path / "m.arpa")]) == 0
+    assert "3-gram kn" in capsys.readouterr().out
     for m in (model, tmp_path / "m.arpa"):
         assert main(["ngram", "ppl", "--model", str(m), "--corpus", str(corpus)]) == 0
-        ppl = float(capsys.readouterr().out.split("perplexity ")[1].split(",")[0])
+        out = capsys.readouterr().out
+        assert out.startswith(f"{corpus}: perplexity ")  # a file has no split
+        ppl = float(out.split("perplexity ")[1].split(",")[0])
         assert 1 < ppl < 10 and math.isfinite(ppl)
     assert main(["ngram", "sample", "--model", str(model), "-n", "3", "--seed", "1", "--prefix", "我"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -92,6 +93,23 @@ def test_ngram_train_refuses_a_folder_of_other_files_and_replaces_its_own_model(
     assert main(["ngram", "train", "--corpus", str(corpus), "-o", str(model), "--order", "3"]) == 0  # its own
     assert '"order": 3' in (model / "config.json").read_text(encoding="utf-8")
     assert sorted(p.name for p in model.iterdir()) == ["config.json", "counts.safetensors"]
+
+
+def test_a_split_beside_a_corpus_file_is_refused_not_ignored(tmp_path, corpus, capsys):
+    model = tmp_path / "m"
+    assert main(["ngram", "train", "--corpus", str(corpus), "-o", str(model), "--order", "2"]) == 0
+    capsys.readouterr()
+    for argv, flag in ((["ngram", "train", "-o", str(tmp_path / "m2"), "--split", "test"], "--split"),
+                       (["ngram", "train", "-o", str(tmp_path / "m2"), "--eval-split", "test"], "--eval-split"),
+                       (["ngram", "ppl", "--model", str(model), "--split", "test"], "--split"),
+                       (["ngram", "errors", "--model", str(model), "-o", str(tmp_path / "e.png"), "--split", "dev"],
+                        "--split"),
+                       (["word2vec", "train", "-o", str(tmp_path / "v.txt"), "--split", "dev"], "--split")):
+        assert main([*argv, "--corpus", str(corpus)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert f"{flag} picks a split of a built-in corpus; it does not apply with --corpus FILE" in captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt", "m"]
 
 
 def test_word2vec_train_similar_analogy(tmp_path, corpus, capsys):

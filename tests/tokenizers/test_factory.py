@@ -87,6 +87,21 @@ def test_cli_errors(tmp_path, monkeypatch, capsys):
     assert code == 2 and "missing.json" in err
 
 
+def test_cli_train_refuses_a_split_that_applies_to_no_input(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "in.txt"
+    data.write_text("中国人民 hello\n" * 5, encoding="utf-8")
+    train = ["tokenizer", "train", "--algo", "char", "--vocab-size", "50", "--input", str(data), "-o"]
+    code, _, err = run_cli([*train, str(tmp_path / "t.json"), "--split", "test"], monkeypatch=monkeypatch,
+                           capsys=capsys)
+    assert code == 2 and "--split picks a split of a built-in corpus; it does not apply with --input FILE" in err
+    assert not (tmp_path / "t.json").exists()
+    # beside a built-in corpus the split is that corpus's: arithmetic's test split, and the whole file
+    code, _, _ = run_cli(["tokenizer", "train", "--algo", "char", "--vocab-size", "50", "--input", str(data),
+                          "arithmetic", "--split", "test", "-o", str(tmp_path / "t.json")], monkeypatch=monkeypatch,
+                         capsys=capsys)
+    assert code == 0 and (tmp_path / "t.json").is_file()
+
+
 @pytest.mark.parametrize("algo", ALGOS)
 def test_count_unknown(algo, corpus):
     tok = train_tokenizer(algo, corpus[-80:], 1500 if algo in ("unigram", "wordpiece", "char") else 400)

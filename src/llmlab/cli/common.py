@@ -99,13 +99,14 @@ def dataclass_overrides(args: argparse.Namespace, cls) -> dict:
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 
-def split_unless_file(file: str | None, split: str | None, default: str, file_flag: str) -> str:
-    """The built-in corpus split a command reads when no `file_flag` file is given (`default` if --split was not
-    given, its argparse default being None); --split beside a file would be ignored, so it is refused."""
+def split_unless_file(file: str | None, split: str | None, default: str, file_flag: str,
+                      split_flag: str = "--split") -> str:
+    """The built-in corpus split a command reads when no `file_flag` file is given (`default` if `split_flag` was
+    not given, its argparse default being None); a split beside a file would be ignored, so it is refused."""
     from llmlab.core.errors import InputError
 
     if file and split is not None:
-        raise InputError(f"--split picks a split of a built-in corpus; it does not apply with {file_flag} FILE")
+        raise InputError(f"{split_flag} picks a split of a built-in corpus; it does not apply with {file_flag} FILE")
     return split or default
 
 

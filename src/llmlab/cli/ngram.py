@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import json
 
-from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides, finite_float
+from llmlab.cli.common import (
+    add_command,
+    add_dataclass_flags,
+    add_group,
+    dataclass_overrides,
+    finite_float,
+    split_unless_file,
+)
 
 SPLITS = ("train", "dev", "test")
 
@@ -18,7 +25,7 @@ def register(sub) -> None:
     _corpus_flags(p, "train")
     p.add_argument("-o", "--output", required=True, help="model directory: new, empty or an earlier n-gram model")
     p.add_argument("--arpa", help="also write the model as an ARPA file here (KenLM / SRILM can read it)")
-    p.add_argument("--eval-split", choices=SPLITS, help="also print the perplexity on this split")
+    p.add_argument("--eval-split", choices=SPLITS, help="also print the perplexity on this split (built-in corpus)")
     add_dataclass_flags(p, NgramConfig, skip=("discounts", "unit"))
 
     p = add_command(g, "ppl", "perplexity, bits per token and OOV count of a model on a corpus", _ppl)
@@ -43,8 +50,19 @@ def register(sub) -> None:
 
 def _corpus_flags(p, split: str) -> None:
     p.add_argument("--corpus", default="pfr1998", help="built-in corpus name or a text file (one sentence a line)")
-    p.add_argument("--split", default=split, choices=SPLITS, help="split of a built-in corpus")
+    # None when not given: a split beside a file is refused (`_source`), not ignored
+    p.add_argument("--split", choices=SPLITS, help=f"split of a built-in corpus (default: {split})")
     p.add_argument("--unit", choices=("word", "char"), help="tokens: words or characters (default: the model's)")
+
+
+def _source(args, split: str | None, default: str, flag: str = "--split") -> tuple[str, str]:
+    """(split, name to print) of the text --corpus names: a built-in corpus's `split` (`default` if not given),
+    or a file, read whole, beside which a split (`flag`) is refused (`split_unless_file`)."""
+    from llmlab.data.corpora import CORPORA
+
+    file = None if args.corpus in CORPORA else args.corpus
+    split = split_unless_file(file, split, default, "--corpus", flag)
+    return split, args.corpus if file else f"{args.corpus}/{split}"
 
 
 def _load(path: str):
@@ -56,10 +74,10 @@ def _load(path: str):
     return read_arpa(path) if Path(path).suffix == ".arpa" else NgramModel.load(path)
 
 
-def _sentences(args, unit: str):
+def _sentences(args, split: str, unit: str):
     from llmlab.classic.ngram import corpus_sentences
 
-    return corpus_sentences(args.corpus, args.split, args.unit or unit)
+    return corpus_sentences(args.corpus, split, args.unit or unit)
 
 
 def _train(args) -> int:
@@ -68,10 +86,12 @@ def _train(args) -> int:
     from llmlab.core.io import check_output
 
     config = NgramConfig(**dataclass_overrides(args, NgramConfig))
+    split, _ = _source(args, args.split, "train")
+    eval_split, name = _source(args, args.eval_split, "dev", "--eval-split")
     check_model_folder(args.output)  # before training, not after
     if args.arpa:
         check_output(args.arpa, "ARPA file")
-    model = NgramModel.train(_sentences(args, config.unit), config)
+    model = NgramModel.train(_sentences(args, split, config.unit), config)
     model.save(args.output)
     sizes = {k: len(model.tables.keys[k]) for k in range(1, model.order + 1)}
     print(f"saved {model.order}-gram {config.smoothing} model to {args.output}: vocabulary {len(model.vocab)}, "
@@ -80,21 +100,21 @@ def _train(args) -> int:
         write_arpa(model, args.arpa)
         print(f"wrote ARPA file {args.arpa}")
     if args.eval_split:
-        args.split = args.eval_split
-        _print_eval(model.evaluate(_sentences(args, config.unit)), args)
+        _print_eval(model.evaluate(_sentences(args, eval_split, config.unit)), name)
     return 0
 
 
-def _print_eval(ev: dict, args) -> None:
+def _print_eval(ev: dict, name: str) -> None:
     zero = f", {ev['n_zero']} with probability 0 (MLE: perplexity infinite)" if ev["n_zero"] else ""
-    print(f"{args.corpus}/{args.split}: perplexity {ev['perplexity']:.2f}, {ev['bits_per_token']:.3f} bits/token, "
+    print(f"{name}: perplexity {ev['perplexity']:.2f}, {ev['bits_per_token']:.3f} bits/token, "
           f"{ev['bits_per_char']:.3f} bits/char, "
           f"{ev['n_tokens']} tokens, {ev['n_oov']} OOV{zero}")
 
 
 def _ppl(args) -> int:
+    split, name = _source(args, args.split, "dev")
     model = _load(args.model)
-    _print_eval(model.evaluate(_sentences(args, model.config.unit)), args)
+    _print_eval(model.evaluate(_sentences(args, split, model.config.unit)), name)
     return 0
 
 
@@ -114,11 +134,12 @@ def _errors(args) -> int:
     from llmlab.classic.two_errors import plot_two_errors, two_errors_table
     from llmlab.core.io import check_output
 
+    split, name = _source(args, args.split, "dev")
     check_output(args.output, "plot")
     model = _load(args.model)
-    lp, _ = model.token_logprobs(_sentences(args, model.config.unit))
+    lp, _ = model.token_logprobs(_sentences(args, split, model.config.unit))
     table = two_errors_table(lp, seed=args.seed)
-    title = f"{model.order}-gram {model.config.smoothing} on {args.corpus}/{args.split}"
+    title = f"{model.order}-gram {model.config.smoothing} on {name}"
     plot_two_errors(table, args.output, title=title)
     print(json.dumps(table, indent=1))
     print(f"wrote {args.output}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmlab.cli.common import add_command, add_group
+from llmlab.cli.common import add_command, add_group, split_unless_file
 
 ALGOS = ("bpe", "unigram", "wordpiece", "whitespace", "char")
 
@@ -15,7 +15,8 @@ def register(sub) -> None:
     p.add_argument("--vocab-size", type=int, required=True, help="tokens in the vocabulary, special ones included")
     p.add_argument("--input", nargs="+", required=True, metavar="FILE",
                    help="text files (one document a line; .jsonl: the 'text' field) or built-in corpus names")
-    p.add_argument("--split", default="train", choices=("train", "dev", "test"), help="split of a built-in corpus")
+    # None when not given: a split that applies to no input (all files) is refused, not ignored
+    p.add_argument("--split", choices=("train", "dev", "test"), help="split of the built-in corpora (default: train)")
     p.add_argument("--pattern", default="gpt4", help="pre-tokenizer: gpt2, gpt4 or a regex (bpe, unigram, wordpiece)")
     p.add_argument("--special-token", action="append", default=[], metavar="TOKEN",
                    help="an extra special token, e.g. a chat role (repeatable)")
@@ -38,14 +39,16 @@ def register(sub) -> None:
 def _train(args) -> int:
     from llmlab.core.errors import InputError
     from llmlab.core.io import check_output
-    from llmlab.data.corpora import corpus_text
+    from llmlab.data.corpora import CORPORA, corpus_text
     from llmlab.tokenizers.base import tokenizer_file
     from llmlab.tokenizers.factory import train_tokenizer
 
+    files = [name for name in args.input if name not in CORPORA]
+    split = split_unless_file(files[0] if len(files) == len(args.input) else None, args.split, "train", "--input")
     check_output(tokenizer_file(args.output), "tokenizer output")  # before training, not after
     texts: list[str] = []
     for name in args.input:
-        texts.extend(corpus_text(name, args.split))
+        texts.extend(corpus_text(name, split))
     kw = {} if args.algo in ("char", "whitespace") else {"pattern": args.pattern}
     if args.special_token and args.algo == "char":
         raise InputError("a char tokenizer has a fixed set of special tokens: --special-token needs "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides
+from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides, split_unless_file
 
 
 def register(sub) -> None:
@@ -12,7 +12,8 @@ def register(sub) -> None:
 
     p = add_command(g, "train", "train skip-gram or CBOW vectors; write the word2vec text format", _train)
     p.add_argument("--corpus", default="pfr1998", help="built-in corpus or a text file (words separated by spaces)")
-    p.add_argument("--split", default="train", choices=("train", "dev", "test"), help="split of a built-in corpus")
+    # None when not given: a split beside a file is refused, not ignored
+    p.add_argument("--split", choices=("train", "dev", "test"), help="split of a built-in corpus (default: train)")
     p.add_argument("--unit", default="word", choices=("word", "char"), help="vectors for words or characters")
     p.add_argument("-o", "--output", required=True, help="vectors file to write (word2vec text format)")
     add_dataclass_flags(p, Word2VecConfig)
@@ -41,10 +42,12 @@ def _train(args) -> int:
     from llmlab.classic.ngram import corpus_sentences
     from llmlab.classic.word2vec import Word2VecConfig, train_word2vec
     from llmlab.core.io import check_output
+    from llmlab.data.corpora import CORPORA
 
     config = Word2VecConfig(**dataclass_overrides(args, Word2VecConfig))
+    split = split_unless_file(None if args.corpus in CORPORA else args.corpus, args.split, "train", "--corpus")
     check_output(args.output, "vectors file")  # before training, not after
-    wv, stats = train_word2vec(corpus_sentences(args.corpus, args.split, args.unit), config)
+    wv, stats = train_word2vec(corpus_sentences(args.corpus, split, args.unit), config)
     wv.save_word2vec(args.output)
     print(f"{len(wv)} vectors of dimension {wv.dim} -> {args.output} "
           f"({stats.words} words in {stats.seconds:.1f}s, {stats.words_per_second:.0f} words/s)")
