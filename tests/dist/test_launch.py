@@ -1,3 +1,7 @@
+import os
+import signal
+import time
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -46,3 +50,22 @@ def test_ctrl_c_in_the_ranks_is_an_interrupt_in_the_parent_not_a_failure():
     # the CLI prints KeyboardInterrupt as "llmlab: interrupted"; a RuntimeError would be a traceback
     with pytest.raises(KeyboardInterrupt):
         spawn(_interrupted, 2, timeout=60)
+
+
+def _all_die_silently(rank, world):
+    os._exit(3)  # what a segfault or the OOM killer looks like to the parent: no report
+
+
+def _one_killed(rank, world):
+    if rank == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(120)  # rank 0 lives on, waiting (as in a collective) for the lost rank
+
+
+@pytest.mark.parametrize("fn, says", [(_all_die_silently, r"rank 0 \(exit code 3\), rank 1 \(exit code 3\) exited"),
+                                      (_one_killed, r"^rank 1 \(killed by signal SIGKILL\) exited")])
+def test_ranks_dying_without_a_report_fail_at_once_not_at_the_timeout(fn, says):
+    t = time.monotonic()
+    with pytest.raises(RuntimeError, match=says):
+        spawn(fn, 2, timeout=100)
+    assert time.monotonic() - t < 40  # the start, the grace for a report in flight and joining; not 100 s

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import queue as queue_mod
+import signal
 import socket
+import time
 import traceback
 from collections.abc import Callable
 
@@ -74,12 +76,41 @@ def _worker(rank: int, world: int, port: int, backend: str, threads: int, fn: Ca
             dist.destroy_process_group()
 
 
+POLL_SECONDS = 0.2  # how often the parent looks at the ranks while the result queue is empty
+GRACE_SECONDS = 2.0  # how long an exited rank's report may still be in flight before it counts as lost
+
+
+def exit_reason(exitcode: int) -> str:
+    """A process's exit code in words (multiprocessing gives -N for death by signal N).
+
+    >>> exit_reason(3), exit_reason(-9)
+    ('exit code 3', 'killed by signal SIGKILL')
+    """
+    if exitcode >= 0:
+        return f"exit code {exitcode}"
+    try:
+        return f"killed by signal {signal.Signals(-exitcode).name}"
+    except ValueError:
+        return f"killed by signal {-exitcode}"
+
+
+def _silent_deaths(procs: list, got: dict, seen: dict[int, float], now: float) -> list[str]:
+    """The ranks that exited without a report, each at least GRACE_SECONDS ago, with how they ended;
+    `seen` records when each was first found exited (its report, if any, has had time to arrive)."""
+    for r, p in enumerate(procs):
+        if r not in got and p.exitcode is not None:
+            seen.setdefault(r, now)
+    return [f"rank {r} ({exit_reason(procs[r].exitcode)})" for r, t in sorted(seen.items())
+            if r not in got and now - t >= GRACE_SECONDS]
+
+
 def spawn(fn: Callable, nproc: int, *args, backend: str | None = None, timeout: float = 300.0) -> list:
     """Run ``fn(rank, nproc, *args)`` in `nproc` processes of one group; their return values by rank.
 
-    Raises RuntimeError with the first failing rank's traceback, or on timeout (all ranks are killed);
-    a rank that raised InputError (a bad setting found once the model exists) gives InputError, and
-    one interrupted (Ctrl-C) KeyboardInterrupt.
+    Raises RuntimeError with the first failing rank's traceback, as soon as a rank has exited without
+    reporting (killed by a signal or the OOM killer, os._exit: named with its exit code or signal), or
+    after `timeout` seconds in all; every rank left is then killed. A rank that raised InputError (a bad
+    setting found once the model exists) gives InputError, and one interrupted (Ctrl-C) KeyboardInterrupt.
     """
     if nproc < 1:
         raise InputError(f"nproc must be >= 1, got {nproc}")
@@ -93,24 +124,37 @@ def spawn(fn: Callable, nproc: int, *args, backend: str | None = None, timeout: 
     for p in procs:
         p.start()
     got: dict[int, object] = {}
+    exited: dict[int, float] = {}  # rank -> when it was first seen exited without a report
+    deadline = time.monotonic() + timeout
+    patience = 10.0  # seconds each rank gets to exit on its own at the end before it is killed
     try:
         while len(got) < nproc:
-            try:
-                rank, status, out = results.get(timeout=timeout)
+            try:  # short waits: a rank that died silently is noticed within seconds, not at the deadline
+                rank, status, out = results.get(timeout=POLL_SECONDS)
             except queue_mod.Empty:
-                dead = [r for r, p in enumerate(procs) if not p.is_alive() and r not in got]
-                raise RuntimeError(f"distributed run timed out after {timeout:.0f} s (ranks exited without "
-                                   f"reporting: {dead})") from None
+                now = time.monotonic()
+                dead = _silent_deaths(procs, got, exited, now)
+                if dead:
+                    patience = 1.0  # the ranks left may wait forever on the lost one
+                    raise RuntimeError(f"{', '.join(dead)} exited without reporting a result or an error "
+                                       "(killed, out of memory, or a crash in native code)") from None
+                if now >= deadline:
+                    raise RuntimeError(f"distributed run timed out after {timeout:.0f} s") from None
+                continue
             if status == "input":
                 raise InputError(f"rank {rank}: {out}")
             if status == "interrupted":
                 raise KeyboardInterrupt
             if status != "ok":
-                raise RuntimeError(f"rank {rank} failed (first to fail; others may fail after it):\n{out}")
+                # a rank that died silently makes the others fail on the broken links: name it as the cause
+                died = [f"rank {r} ({exit_reason(p.exitcode)})" for r, p in enumerate(procs)
+                        if r not in got and r != rank and p.exitcode not in (None, 0)]
+                cause = f"; {', '.join(died)} had exited without reporting before it" if died else ""
+                raise RuntimeError(f"rank {rank} failed (first to fail; others may fail after it{cause}):\n{out}")
             got[rank] = out
     finally:
         for p in procs:
-            p.join(timeout=10)
+            p.join(timeout=patience)
             if p.is_alive():
                 p.kill()
     return [got[r] for r in range(nproc)]
