@@ -224,3 +224,56 @@ def test_pipeline_stages_draw_their_own_dropout_masks(tmp_path):
     first, second = spawn(_stage_masks_worker, 2, str(tmp_path / "pp"))
     assert first.shape == second.shape and 0.2 < first.mean() < 0.8
     assert (first != second).any()
+
+
+def _keep_one_worker(rank, world, run_dir, crash_at):
+    """4 steps of a tiny tp2 run keeping one checkpoint, saved every 2 steps; with `crash_at`, shard tp1
+    fails when saving that step, once shard tp0 has saved it. Returns (resumed, last step)."""
+    import pathlib
+    import time
+
+    from llmlab.dist.mesh import build_mesh
+    from llmlab.dist.planner import Layout
+    from llmlab.dist.trainer import DistributedTrainer
+    from llmlab.models import CausalLM, ModelConfig
+    from llmlab.train import TrainConfig
+
+    torch.manual_seed(0)
+    model = CausalLM(ModelConfig(vocab_size=16, dim=16, n_layer=1, n_head=2, n_kv_head=2, max_seq_len=8))
+    cfg = TrainConfig(steps=4, batch_size=2, seq_len=4, lr=1e-2, warmup_steps=0, eval_every=0, checkpoint_every=2,
+                      keep_checkpoints=1, log_every=1, device="cpu")
+    t = DistributedTrainer(model, cfg, torch.arange(200) % 16, None, run_dir, build_mesh(Layout(tp=2)))
+    save = t.save
+    if crash_at and rank == 1:
+        def save():
+            if t.step == crash_at:
+                other = pathlib.Path(run_dir) / "checkpoints" / "tp0-pp0" / f"step-{crash_at:08d}" / "manifest.json"
+                for _ in range(600):
+                    if other.exists():
+                        break
+                    time.sleep(0.1)
+                raise RuntimeError("killed while saving")
+            return DistributedTrainer.save(t)
+    t.save = save
+    resumed = t.maybe_resume()
+    t.fit()
+    return resumed, t.step
+
+
+def test_a_crash_between_the_shards_saves_leaves_a_step_every_shard_holds(tmp_path):
+    # keeping one checkpoint, each shard deleted step 2 as soon as it had written step 4: shard tp0 held {4},
+    # shard tp1, which died before writing it, {2}, and the run could not resume (it blamed the layout)
+    ckpts = tmp_path / "checkpoints"
+
+    def steps():
+        return {d.name: sorted(p.name for p in d.iterdir()) for d in sorted(ckpts.iterdir())}
+
+    with pytest.raises(RuntimeError, match="killed while saving"):
+        spawn(_keep_one_worker, 2, str(tmp_path), 4)
+    assert steps() == {"tp0-pp0": ["step-00000002", "step-00000004"], "tp1-pp0": ["step-00000002"]}
+    assert spawn(_keep_one_worker, 2, str(tmp_path), 0) == [(True, 4)] * 2  # resumed from step 2
+    assert steps() == {"tp0-pp0": ["step-00000004"], "tp1-pp0": ["step-00000004"]}
+    # shards left apart (as older versions did): the error says so, not that the layout differs
+    (ckpts / "tp1-pp0" / "step-00000004").rename(ckpts / "tp1-pp0" / "step-00000002")
+    with pytest.raises(InputError, match=r"have no step in common \(tp0-pp0: 4; tp1-pp0: 2\).*--fresh"):
+        spawn(_keep_one_worker, 2, str(tmp_path), 0)

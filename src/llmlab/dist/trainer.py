@@ -37,7 +37,15 @@ from torch import nn
 from llmlab.core.errors import InputError
 from llmlab.dist.data_parallel import shard_rows
 from llmlab.dist.mesh import Mesh
-from llmlab.train.checkpoint import check_layout, list_checkpoints, resuming_from, verify_checkpoint
+from llmlab.train.checkpoint import (
+    check_layout,
+    checkpoint_step,
+    list_checkpoints,
+    prune_checkpoints,
+    resuming_from,
+    save_checkpoint,
+    verify_checkpoint,
+)
 from llmlab.train.config import TrainConfig
 from llmlab.train.trainer import Trainer
 
@@ -204,27 +212,45 @@ class DistributedTrainer(Trainer):
         return {**super().checkpoint_extra(), "layout": str(self.mesh.layout)}
 
     def save(self) -> Path | None:
-        path = super().save() if self.mesh.saves_shard else None
+        """Every shard writes this step; only then does each prune its older checkpoints, keeping the newest
+        `keep_checkpoints` of the steps *all* shards hold. (Pruning inside each shard's save left shard 0 =
+        {4} beside shard 1 = {2} when a crash came between their saves of step 4: nothing to resume.)"""
+        path = None
+        if self.mesh.saves_shard:
+            path = save_checkpoint(self.ckpt_dir, self.step, self.model, self.optimizer,
+                                   extra=self.checkpoint_extra(), keep=0)
         dist.barrier()  # a checkpoint exists only once every shard has written it
+        shared = set.intersection(*self._shard_steps().values())
+        if self.mesh.saves_shard:
+            prune_checkpoints(self.ckpt_dir, self.cfg.keep_checkpoints, shared)
         return path
+
+    def _shard_steps(self) -> dict[str, set[int]]:
+        """The checkpointed steps of each shard's folder, by folder name; collective."""
+        mine = (self.ckpt_dir.name, {checkpoint_step(p) for p in list_checkpoints(self.ckpt_dir)})
+        parts = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, mine if self.mesh.saves_shard else None)
+        return dict(part for part in parts if part is not None)
 
     def maybe_resume(self) -> bool:
         """Resume every rank from the newest step that all shards saved (none: start fresh)."""
         check_layout(self.run_dir / "checkpoints", self.mesh.layout.tp, self.mesh.layout.pp)
-        steps = {int(p.name.split("-")[1]): p for p in list_checkpoints(self.ckpt_dir)}
-        newest = torch.tensor([max(steps, default=0)])
-        dist.all_reduce(newest, op=dist.ReduceOp.MIN)
-        step = int(newest)
-        if step == 0:
-            return False
-        if step not in steps:
-            raise InputError(f"shard {self.ckpt_dir} has no checkpoint for step {step}, which the other "
-                             "shards have; resume needs the same layout")
+        shards = self._shard_steps()
+        shared = set.intersection(*shards.values())
+        if not shared:
+            if all(shards.values()):  # every shard has checkpoints, of other steps: resuming any would mix steps
+                held = "; ".join(f"{name}: {', '.join(map(str, sorted(steps)))}" for name, steps in sorted(shards.items()))
+                raise InputError(f"the checkpoint shards in {str(self.run_dir / 'checkpoints')!r} have no step in "
+                                 f"common ({held}): a run stopped between the shards' saves left them apart; pass "
+                                 "--fresh to start over")
+            return False  # a shard has no checkpoint yet (stopped during the first save): nothing to resume
+        step = max(shared)
+        ckpt = self.ckpt_dir / f"step-{step:08d}"
         # replicas are identical, so dp may change; the shards must be the same
-        with resuming_from(steps[step]):
-            saved = verify_checkpoint(steps[step])["extra"].get("layout", "dp1 x tp1 x pp1")
+        with resuming_from(ckpt):
+            saved = verify_checkpoint(ckpt)["extra"].get("layout", "dp1 x tp1 x pp1")
         if saved.split(" x ")[1:] != str(self.mesh.layout).split(" x ")[1:]:
-            raise InputError(f"checkpoint {steps[step]} was written by layout {saved}, this run is "
+            raise InputError(f"checkpoint {ckpt} was written by layout {saved}, this run is "
                              f"{self.mesh.layout}; resume with the same --tp and --pp")
-        self.restore(steps[step])
+        self.restore(ckpt)
         return True

@@ -74,9 +74,27 @@ def save_checkpoint(directory: str | os.PathLike, step: int, model, optimizer: t
         (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
         manifest = {name: _sha256(tmp / name) for name in FILES}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    for stale in list_checkpoints(root)[:-keep] if keep > 0 else []:
-        shutil.rmtree(stale)
+    prune_checkpoints(root, keep)
     return final
+
+
+def checkpoint_step(path: str | os.PathLike) -> int:
+    """The step of checkpoint folder `path`: ``.../step-00000100`` -> 100."""
+    return int(Path(path).name.split("-")[1])
+
+
+def prune_checkpoints(directory: str | os.PathLike, keep: int, shared: set[int] | None = None) -> None:
+    """Delete the checkpoints under `directory` older than the newest `keep` (keep <= 0: delete none).
+
+    `shared`: the steps every shard of a sharded run holds. Only those count then, so the newest step all
+    shards can resume from is never deleted, and steps newer than every shared one stay (another shard
+    may lack them). Shard {2, 4} beside a shard {2} (killed while saving step 4), keep 1: nothing goes.
+    """
+    found = {checkpoint_step(p): p for p in list_checkpoints(directory)}
+    counted = sorted(found if shared is None else set(found) & set(shared))[-keep:] if keep > 0 else []
+    for step, path in found.items():
+        if counted and step < counted[-1] and step not in counted:
+            shutil.rmtree(path)
 
 
 def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
