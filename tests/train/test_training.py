@@ -8,7 +8,7 @@ import torch
 from llmlab.core.errors import InputError
 from llmlab.models import CausalLM, ModelConfig
 from llmlab.train import TrainConfig, Trainer, causal_lm_loss, cosine_with_warmup, evaluate_loss
-from llmlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from llmlab.train.checkpoint import check_layout, latest_checkpoint, load_checkpoint, save_checkpoint
 from llmlab.train.trainer import get_batch
 
 MODEL = ModelConfig(vocab_size=20, dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=16, dropout=0.1)
@@ -140,6 +140,27 @@ def test_checkpoints_of_a_sharded_run_are_refused_not_retrained_over(tmp_path):
     with pytest.raises(InputError, match="written with --tp 2 --pp 1, this run has --tp 1 --pp 1"):
         make_trainer(tmp_path, steps=2).maybe_resume()
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_a_sharded_run_is_known_by_its_shard_folders_and_what_its_checkpoints_record(tmp_path):
+    # a --tp 2 run whose shard tp1 was killed during its first save (its folder holds no step) looked like a
+    # --tp 1 run: --tp 2 was refused, and one process trained from step 0 beside the shards
+    t, ckpts = make_trainer(tmp_path, steps=2), tmp_path / "checkpoints"
+    save_checkpoint(ckpts / "tp0-pp0", 2, t.model, t.optimizer, extra={"layout": "dp1 x tp2 x pp1"})
+    (ckpts / "tp1-pp0").mkdir()
+    check_layout(ckpts, tp=2, pp=1)
+    with pytest.raises(InputError, match="written with --tp 2 --pp 1, this run has --tp 1 --pp 1"):
+        make_trainer(tmp_path, steps=2).maybe_resume()
+    (ckpts / "tp1-pp0").rmdir()  # killed before its first save: tp0's checkpoint says tp 2
+    check_layout(ckpts, tp=2, pp=1)
+    with pytest.raises(InputError, match="written with --tp 2 --pp 1, this run has --tp 1 --pp 2"):
+        check_layout(ckpts, tp=1, pp=2)
+    shutil.rmtree(ckpts / "tp0-pp0")
+    (ckpts / "tp0-pp0").mkdir()  # a shard folder and nothing else: some sharded run, not one process's
+    check_layout(ckpts, tp=2, pp=1)
+    with pytest.raises(InputError, match="written with a tensor/pipeline layout of unknown size, this run has --tp 1"):
+        make_trainer(tmp_path, steps=2).maybe_resume()
+    assert not list(ckpts.glob("step-*"))
 
 
 def test_checkpoints_are_pruned_and_leave_no_temp_dirs(tmp_path):

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,20 +111,37 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
+def _recorded_layout(ckpt: Path) -> tuple[int, int]:
+    """The (tp, pp) a sharded checkpoint's state.json records (``"layout": "dp2 x tp2 x pp1"``); (1, 1) if
+    it records none or cannot be read (loading it says why)."""
+    try:
+        layout = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))["extra"]["layout"]
+        t, p = re.fullmatch(r"dp\d+ x tp(\d+) x pp(\d+)", layout).groups()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return 1, 1
+    return int(t), int(p)
+
+
 def checkpoint_layouts(root: str | os.PathLike) -> set[tuple[int, int]]:
-    """The (tp, pp) shard layouts whose checkpoints lie under a run's ``checkpoints/`` folder.
+    """The (tp, pp) shard layouts of the runs that saved under a run's ``checkpoints/`` folder.
 
     An unsharded run (one process, or data parallel) saves ``step-*`` there: (1, 1). A tensor- or
-    pipeline-parallel run saves ``tp{t}-pp{p}/step-*``: its layout is (max t + 1, max p + 1).
+    pipeline-parallel run saves ``tp{t}-pp{p}/step-*``, each shard making its folder as its first save
+    begins. Its layout is at least (max t + 1, max p + 1) over those folders, whether or not they hold a
+    checkpoint yet (a shard killed during its first save holds none), and at least the layout its
+    checkpoints record (a shard killed before its first save has no folder). A sharded run that shows
+    neither (one empty ``tp0-pp0``) is (0, 0): some tensor/pipeline layout, unknown.
     """
     root = Path(root)
     found = set()
     if list_checkpoints(root):
         found.add((1, 1))
-    shards = [p.name[2:].split("-pp") for p in root.glob("tp*-pp*") if list_checkpoints(p)]
-    shards = [(int(t), int(q)) for t, q in shards if t.isdigit() and q.isdigit()]
+    names = [p.name[2:].split("-pp") for p in root.glob("tp*-pp*") if p.is_dir()]
+    shards = [(int(t) + 1, int(q) + 1) for t, q in names if t.isdigit() and q.isdigit()]
+    shards += [_recorded_layout(c) for p in root.glob("tp*-pp*") for c in list_checkpoints(p)[-1:]]
     if shards:
-        found.add((max(t for t, _ in shards) + 1, max(q for _, q in shards) + 1))
+        layout = max(t for t, _ in shards), max(q for _, q in shards)
+        found.add((0, 0) if layout == (1, 1) else layout)
     return found
 
 
@@ -131,9 +149,9 @@ def check_layout(root: str | os.PathLike, tp: int, pp: int) -> None:
     """InputError if the checkpoints under `root` were written by another tensor/pipeline layout: this
     run would neither resume them nor leave them alone (a new layout saves into other folders, or
     over some of theirs). The data-parallel degree may change: replicas are identical."""
-    other = sorted(checkpoint_layouts(root) - {(tp, pp)})
+    other = sorted(checkpoint_layouts(root) - {(tp, pp), (0, 0) if (tp, pp) != (1, 1) else None})
     if other:
-        was = " and ".join(f"--tp {t} --pp {p}" for t, p in other)
+        was = " and ".join(f"--tp {t} --pp {p}" if t else "a tensor/pipeline layout of unknown size" for t, p in other)
         raise InputError(f"the checkpoints in {str(root)!r} were written with {was}, this run has --tp {tp} "
                          f"--pp {pp}; resume with the same --tp/--pp, or --fresh to start over")
 
