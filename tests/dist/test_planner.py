@@ -53,6 +53,17 @@ def test_data_parallel_ring_sends_twice_the_gradients_times_n_minus_1_over_n():
     assert dp.micro_batches == 4
 
 
+@pytest.mark.parametrize("precision, width", [("fp32", 4), ("amp", 4), ("mixed", 2)])
+def test_activations_crossing_tensor_and_pipeline_links_have_the_residual_streams_width(precision, width):
+    """They were priced at 2 bytes an element under every precision; the residual stream is fp32 but under mixed."""
+    work = Workload(global_batch=8, micro_batch=1, seq_len=512, precision=precision, grad_checkpoint=False)
+    p = plan(SMALL, Layout(1, 2, 4), Cluster(n_devices=8), work)
+    tensor = 1 * 512 * 256 * width  # one (B, S, d) activation
+    m, layers = 8, 2  # micro-batches, layers on the first stage
+    assert p.comm["tensor parallel"] == 2 * (2 - 1) / 2 * tensor * 4 * layers * m  # 4 ring all-reduces a layer
+    assert p.comm["pipeline parallel"] == 2 * tensor * m  # an activation out, a gradient back
+
+
 def test_layouts_cover_every_factorisation_and_bad_ones_say_why():
     assert {(x.dp, x.tp, x.pp) for x in layouts(4)} == {
         (4, 1, 1), (2, 2, 1), (2, 1, 2), (1, 4, 1), (1, 2, 2), (1, 1, 4)}

@@ -194,7 +194,7 @@ def plan(model: ModelConfig, lay: Layout, cluster: Cluster, work: Workload) -> P
                            precision=work.precision)
     layer_act = activation_bytes(model, mem_cfg)
     full_layer = layer_act["per_layer"]
-    B, S, d = work.micro_batch, work.seq_len, model.dim
+    B, S = work.micro_batch, work.seq_len
     kept_layer = layer_act["block_input"] if work.grad_checkpoint else full_layer
     in_flight = min(lay.pp, m)  # 1F1B: stage 0 holds pp micro-batches' activations (GPipe would hold m)
     act = in_flight * p.stage_layers[0] * kept_layer / lay.tp
@@ -209,7 +209,7 @@ def plan(model: ModelConfig, lay: Layout, cluster: Cluster, work: Workload) -> P
         "logits": logits,
     }
     p.memory["total"] = sum(p.memory.values())
-    act_bytes = B * S * d * 2  # one 16-bit activation tensor crossing a link
+    act_bytes = layer_act["block_input"]  # one (B, S, d) tensor of the residual stream: fp32 unless mixed
     tp_allreduces = 6 if work.grad_checkpoint else 4  # 2 forward + 2 backward (+ 2 in the recomputed forward)
     p.comm = {
         "data parallel": ring_factor(lay.dp) * P * w if lay.dp > 1 else 0.0,
