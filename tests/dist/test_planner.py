@@ -64,6 +64,23 @@ def test_activations_crossing_tensor_and_pipeline_links_have_the_residual_stream
     assert p.comm["pipeline parallel"] == 2 * tensor * m  # an activation out, a gradient back
 
 
+def test_groups_that_straddle_nodes_go_at_the_inter_node_bandwidth_and_tensor_ones_are_flagged():
+    """tp 6 on nodes of 8 (groups of ranks 0..5, 6..11, ...) was priced at NVLink speed and fitted."""
+    model, cluster, work = gpt3_example()[0], Cluster(n_devices=1536), Workload(global_batch=1536)
+    intra, inter = cluster.intra_node_gbps * 1e9, cluster.inter_node_gbps * 1e9
+    six = plan(model, Layout(8, 6, 32), cluster, work)
+    assert six.problems == ["tp 6 groups span nodes (8 devices per node)"]
+    assert six.time["tensor parallel"] == pytest.approx(six.comm["tensor parallel"] / inter)
+    eight = plan(model, Layout(6, 8, 32), cluster, work)
+    assert eight.feasible and eight.time["tensor parallel"] == pytest.approx(eight.comm["tensor parallel"] / intra)
+    # dp 3 x tp 2 = 6 ranks a stage: the second stage's dp groups hold ranks 6..11, across two nodes
+    work = Workload(global_batch=48, micro_batch=2, seq_len=512, zero_stage=0, grad_checkpoint=False)
+    straddling = plan(SMALL, Layout(3, 2, 4), Cluster(n_devices=24), work)
+    assert straddling.time["data parallel"] == pytest.approx(straddling.comm["data parallel"] / inter)
+    inside = plan(SMALL, Layout(2, 2, 6), Cluster(n_devices=24), work)  # blocks of 4 ranks: never across
+    assert inside.time["data parallel"] == pytest.approx(inside.comm["data parallel"] / intra)
+
+
 def test_layouts_cover_every_factorisation_and_bad_ones_say_why():
     assert {(x.dp, x.tp, x.pp) for x in layouts(4)} == {
         (4, 1, 1), (2, 2, 1), (2, 1, 2), (1, 4, 1), (1, 2, 2), (1, 1, 4)}

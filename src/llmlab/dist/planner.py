@@ -12,7 +12,9 @@ layout with llmlab's own estimators, torch-free:
                         bytes-per-parameter rules, divided by tp; ZeRO-1 shards optimizer states over dp
     communication       bytes each device sends per step (ring all-reduce sends 2(n-1)/n of the data)
     step time           compute / (1 - bubble) + communication at the link's bandwidth, no overlap
-                        (an upper bound); bubble = (pp - 1) / (m + pp - 1) with m micro-batches
+                        (an upper bound); bubble = (pp - 1) / (m + pp - 1) with m micro-batches;
+                        a tp or dp group crossing a node boundary goes at the inter-node bandwidth
+                        (a tp group that does is also flagged: tp 6 on nodes of 8, not only tp 16)
 
 Simplifications, stated: tensor parallelism divides all activations by tp (Megatron without sequence
 parallelism keeps norm inputs whole; the error is a few percent); the embedding and the head are
@@ -152,6 +154,17 @@ def ring_factor(n: int) -> float:
     return 2 * (n - 1) / n
 
 
+def spans_nodes(group: int, n: int, per_node: int) -> bool:
+    """Whether a block of `group` consecutive ranks (of the n // group blocks of n ranks) crosses a node
+    boundary. A tensor group of 6 on nodes of 8 does (ranks 6..11); one of 8 does not; 6 ranks on one
+    node of 8 do not.
+
+    >>> spans_nodes(6, 1536, 8), spans_nodes(8, 1536, 8), spans_nodes(6, 6, 8), spans_nodes(16, 32, 8)
+    (True, False, False, True)
+    """
+    return any(k * group // per_node != ((k + 1) * group - 1) // per_node for k in range(n // group))
+
+
 def _problems(model: ModelConfig, lay: Layout, cluster: Cluster, work: Workload) -> tuple[list[str], list[str]]:
     """(what makes the layout impossible to price, what makes it unusable on this cluster)."""
     shape = [f"tp {lay.tp} does not divide {name} {n}"
@@ -165,8 +178,8 @@ def _problems(model: ModelConfig, lay: Layout, cluster: Cluster, work: Workload)
     fit = []
     if lay.size != cluster.n_devices:
         fit.append(f"{lay} uses {lay.size} devices, the cluster has {cluster.n_devices}")
-    if lay.tp > cluster.devices_per_node:
-        fit.append(f"tp {lay.tp} spans nodes ({cluster.devices_per_node} devices per node)")
+    if spans_nodes(lay.tp, lay.size, cluster.devices_per_node):  # tp 6 on nodes of 8 as much as tp 16
+        fit.append(f"tp {lay.tp} groups span nodes ({cluster.devices_per_node} devices per node)")
     return shape, fit
 
 
@@ -223,14 +236,17 @@ def plan(model: ModelConfig, lay: Layout, cluster: Cluster, work: Workload) -> P
     flops = flops_per_token(model, work.seq_len) * tokens * (4 / 3 if work.grad_checkpoint else 1)
     compute = flops / cluster.n_devices / (cluster.peak_tflops * 1e12 * cluster.mfu)
     intra, inter = cluster.intra_node_gbps * 1e9, cluster.inter_node_gbps * 1e9
-    # ranks are numbered tp fastest, then dp, then pp: a group stays inside a node while it fits
-    dp_link = intra if lay.dp * lay.tp <= cluster.devices_per_node else inter
-    pp_link = intra if lay.size <= cluster.devices_per_node else inter
+    # ranks are numbered tp fastest, then dp, then pp: a tp group is tp consecutive ranks, a stage's dp groups
+    # lie in dp x tp of them; a group stays inside a node only if no such block crosses a node boundary
+    per_node = cluster.devices_per_node
+    tp_link = inter if spans_nodes(lay.tp, lay.size, per_node) else intra
+    dp_link = inter if spans_nodes(lay.dp * lay.tp, lay.size, per_node) else intra
+    pp_link = intra if lay.size <= per_node else inter
     p.time = {
         "compute": compute,
         "bubble": compute / (1 - p.bubble) - compute,
         "data parallel": p.comm["data parallel"] / dp_link,
-        "tensor parallel": p.comm["tensor parallel"] / intra,
+        "tensor parallel": p.comm["tensor parallel"] / tp_link,
         "pipeline parallel": p.comm["pipeline parallel"] / pp_link,
     }
     p.time["total"] = sum(p.time.values())
