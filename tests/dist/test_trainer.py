@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 import shutil
 
 import pytest
@@ -118,14 +119,28 @@ def test_pretrain_cli_refuses_a_layout_before_starting_anything(tmp_path, capsys
     assert not any(tmp_path.iterdir())
 
 
-def test_a_setting_refused_inside_the_ranks_is_a_one_line_error_and_writes_nothing(tmp_path, capsys):
+@pytest.mark.parametrize("flags, says", [
+    (["--nproc", "4", "--tp", "4"], r"n_kv_head \(2\) must be divisible by the tensor-parallel size \(4\)"),
+    (["--nproc", "2", "--tp", "2", "--precision", "bf16"], "tensor and pipeline parallel runs train in fp32"),
+    (["--nproc", "3", "--pp", "3", "--batch-size", "3"], r"pipeline stages must be in \[1, n_layer=2\], got 3"),
+    (["--nproc", "3"], "batch_size 32 .* must be divisible by dp 3"),
+    (["--nproc", "2", "--pp", "2", "--micro-batches", "3"], "per-replica batch 32 .* the 3 pipeline micro-batches"),
+    (["--nproc", "2", "--tp", "2", "--n-experts", "4"], "tensor parallelism does not shard mixture-of-experts"),
+    (["--nproc", "2", "--pp", "2", "--n-experts", "4"], "pipeline stages do not carry MoE routing losses"),
+    (["--nproc", "2", "--tp", "2", "--dropout", "0.1"], "tensor parallelism needs dropout=0"),
+])
+def test_settings_a_layout_cannot_take_are_refused_before_any_process_starts(tmp_path, capsys, monkeypatch, flags,
+                                                                             says):
+    # they were found by DistributedTrainer, in every rank, once each had read and tokenized the corpus
     from llmlab.cli import main
 
-    # the tiny preset has 2 layers: 3 pipeline stages are refused once the model exists, in the ranks
-    assert main(["pretrain", "--preset", "tiny", "--out", str(tmp_path), "--nproc", "3", "--pp", "3",
-                 "--batch-size", "3"]) == 2
+    def no_spawn(*args, **kw):
+        raise AssertionError("spawned")
+
+    monkeypatch.setattr("llmlab.dist.launch.spawn", no_spawn)
+    assert main(["pretrain", "--preset", "tiny", "--out", str(tmp_path), *flags]) == 2
     err = capsys.readouterr().err
-    assert "pipeline stages must be in [1, n_layer=2]" in err and "Traceback" not in err
+    assert re.search(says, err) and len(err.strip().splitlines()) == 1, err
     assert not any(tmp_path.iterdir())
 
 

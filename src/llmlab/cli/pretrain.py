@@ -79,15 +79,17 @@ def train_rank(rank: int, world: int, cfg_dict: dict, out: str, fresh: bool, dp:
 
     from llmlab.dist.launch import device_for
     from llmlab.dist.mesh import build_mesh
+    from llmlab.dist.rules import check_layout_settings
     from llmlab.pipeline import RunConfig, run_pretraining
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # a spawned process starts unconfigured
     if rank != 0:
         logging.getLogger().setLevel(logging.WARNING)
+    cfg, layout = RunConfig.from_dict(cfg_dict), layout_for(world, dp, tp, pp)
+    check_layout_settings(cfg.model, cfg.train, layout, micro_batches, schedule)  # under torchrun: before the corpus
     device = device_for(int(os.environ.get("LOCAL_RANK", rank)), dist.get_backend())  # its own GPU under NCCL
-    mesh = build_mesh(layout_for(world, dp, tp, pp), device.type)
-    return run_pretraining(RunConfig.from_dict(cfg_dict), out, fresh=fresh, mesh=mesh, micro_batches=micro_batches,
-                           schedule=schedule)
+    mesh = build_mesh(layout, device.type)
+    return run_pretraining(cfg, out, fresh=fresh, mesh=mesh, micro_batches=micro_batches, schedule=schedule)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,8 +115,11 @@ def run(args: argparse.Namespace) -> int:
             return 0
     elif args.nproc > 1:
         from llmlab.dist.launch import spawn
+        from llmlab.dist.rules import check_layout_settings
 
-        layout_for(args.nproc, args.dp, args.tp, args.pp)  # refuse a bad layout before spawning anything
+        # refuse a bad layout, or one the model or batch cannot take, before spawning anything
+        check_layout_settings(cfg.model, cfg.train, layout_for(args.nproc, args.dp, args.tp, args.pp),
+                              args.micro_batches, args.pipeline_schedule)
         f = spawn(train_rank, args.nproc, cfg.to_dict(), args.out, args.fresh, *par, timeout=7 * 24 * 3600)[0]
     else:
         if (args.dp, args.tp, args.pp) not in ((0, 1, 1), (1, 1, 1)):

@@ -32,6 +32,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "Mesh": "llmlab.dist.mesh",
     "build_mesh": "llmlab.dist.mesh",
     "DistributedTrainer": "llmlab.dist.trainer",
+    "check_layout_settings": "llmlab.dist.rules",
     "Layout": "llmlab.dist.planner",
     "plan": "llmlab.dist.planner",
     "propose": "llmlab.dist.planner",

@@ -38,10 +38,9 @@ from torch import nn
 from llmlab.core.errors import InputError
 from llmlab.dist.planner import bubble_fraction as bubble_fraction_theory  # noqa: F401  (p-1)/(m+p-1), re-exported
 from llmlab.dist.planner import stage_layers
+from llmlab.dist.rules import SCHEDULES, check_pipeline
 from llmlab.models.decoder import embed, position_inputs
 from llmlab.train.objectives import causal_lm_loss
-
-SCHEDULES = ("gpipe", "1f1b")
 _TIED_TAG = 1 << 20  # p2p tag of the tied-embedding gradient exchange (micro-batch tags are below it)
 
 
@@ -162,8 +161,7 @@ class PipelineStage(nn.Module):
     def __init__(self, model: nn.Module, stage: int, n_stages: int):
         super().__init__()
         cfg = model.config
-        if cfg.n_experts:
-            raise InputError("pipeline stages do not carry MoE routing losses; use n_experts=0")
+        check_pipeline(cfg, n_stages)
         if not 0 <= stage < n_stages:
             raise InputError(f"stage must be in [0, {n_stages}), got {stage}")
         self.config, self.stage, self.n_stages = cfg, stage, n_stages

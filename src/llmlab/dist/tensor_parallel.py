@@ -37,6 +37,7 @@ import torch.distributed as dist
 from torch import nn
 
 from llmlab.core.errors import InputError
+from llmlab.dist.rules import check_tensor_parallel
 
 
 @dataclass
@@ -216,21 +217,6 @@ def _copy_input_hook(group, counter):
     return hook
 
 
-def _check_decoder(model: nn.Module, size: int) -> None:
-    cfg = model.config
-    if cfg.n_experts:
-        raise InputError("tensor parallelism does not shard mixture-of-experts layers; use n_experts=0")
-    if cfg.position == "alibi":
-        raise InputError("tensor parallelism needs per-head ALiBi slopes the decoder does not give; "
-                         "use position='rope', 'learned', 'sinusoidal' or 'none'")
-    if cfg.dropout:
-        raise InputError(f"tensor parallelism needs dropout=0 (ranks would draw different residual masks), "
-                         f"got {cfg.dropout}")
-    for name, n in (("n_head", cfg.n_head), ("n_kv_head", cfg.n_kv_head), ("ffn hidden", cfg.hidden)):
-        if n % size:
-            raise InputError(f"{name} ({n}) must be divisible by the tensor-parallel size ({size})")
-
-
 def parallelize_decoder(model: nn.Module, group=None) -> nn.Module:
     """Shard a dense `llmlab.models.CausalLM` over `group` in place (and return it); every rank of the
     group must call it with the same weights. Attention is split by heads, the FFN by hidden units;
@@ -240,7 +226,7 @@ def parallelize_decoder(model: nn.Module, group=None) -> nn.Module:
     every rank of the group runs `generate` with the same prompt and settings.
     """
     size = dist.get_world_size(group)
-    _check_decoder(model, size)
+    check_tensor_parallel(model.config, size)
     if any(isinstance(m, ColumnParallelLinear) for m in model.modules()):
         raise InputError("this model is tensor-parallel already; parallelize an unsharded copy")
     counter = CommCounter()

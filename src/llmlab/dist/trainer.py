@@ -37,6 +37,7 @@ from torch import nn
 from llmlab.core.errors import InputError
 from llmlab.dist.data_parallel import shard_rows
 from llmlab.dist.mesh import Mesh
+from llmlab.dist.rules import check_layout_settings
 from llmlab.train.checkpoint import (
     check_layout,
     checkpoint_step,
@@ -56,19 +57,9 @@ class DistributedTrainer(Trainer):
     def __init__(self, model, cfg: TrainConfig, train_tokens: torch.Tensor, val_tokens: torch.Tensor | None,
                  run_dir: str | Path, mesh: Mesh, micro_batches: int = 0, schedule: str = "1f1b"):
         lay = mesh.layout
-        if cfg.batch_size % lay.dp:
-            raise InputError(f"batch_size {cfg.batch_size} (the global batch) must be divisible by dp {lay.dp}")
-        if (lay.tp > 1 or lay.pp > 1) and (cfg.precision != "fp32" or cfg.compile or cfg.grad_checkpoint):
-            raise InputError("tensor and pipeline parallel runs train in fp32, without compile or gradient "
-                             "checkpointing (data-parallel runs take every option)")
-        if schedule not in ("1f1b", "gpipe"):
-            raise InputError(f"pipeline schedule must be 1f1b or gpipe, got {schedule!r}")
-        self.mesh = mesh
+        self.micro_batches = check_layout_settings(model.config, cfg, lay, micro_batches, schedule)
+        self.mesh, self.schedule = mesh, schedule
         self.full_config = model.config
-        self.micro_batches, self.schedule = micro_batches or lay.pp, schedule
-        if lay.pp > 1 and (cfg.batch_size // lay.dp) % self.micro_batches:
-            raise InputError(f"the per-replica batch {cfg.batch_size // lay.dp} (batch_size / dp) must be divisible by "
-                             f"the {self.micro_batches} pipeline micro-batches")
         if lay.tp > 1:
             from llmlab.dist.tensor_parallel import parallelize_decoder
 
