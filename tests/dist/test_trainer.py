@@ -61,6 +61,11 @@ def test_data_parallel_run_equals_single_process_and_resumes(single, cfg, tmp_pa
     shutil.rmtree(run / "model")
     spawn(train_rank, 2, cfg.to_dict(), str(tmp_path), False, 0, 1, 1, 0)
     _assert_same_run(single, run)
+    # as if killed before its first checkpoint: the rerun starts over and logs each step once, not twice
+    shutil.rmtree(run / "checkpoints")
+    shutil.rmtree(run / "model")
+    spawn(train_rank, 2, cfg.to_dict(), str(tmp_path), False, 0, 1, 1, 0)
+    _assert_same_run(single, run)
     # tensor parallelism would save beside these checkpoints and retrain from step 0: refused, nothing touched
     before = _files(run)
     with pytest.raises(InputError, match="written with --tp 1 --pp 1, this run has --tp 2 --pp 1"):

@@ -234,7 +234,9 @@ class DistributedTrainer(Trainer):
                 raise InputError(f"the checkpoint shards in {str(self.run_dir / 'checkpoints')!r} have no step in "
                                  f"common ({held}): a run stopped between the shards' saves left them apart; pass "
                                  "--fresh to start over")
-            return False  # a shard has no checkpoint yet (stopped during the first save): nothing to resume
+            if self.writes:  # a shard has no checkpoint yet (stopped during the first save): nothing to resume,
+                self._truncate_metrics(0)  # and what an earlier session logged is redone
+            return False
         step = max(shared)
         ckpt = self.ckpt_dir / f"step-{step:08d}"
         # replicas are identical, so dp may change; the shards must be the same
