@@ -3,6 +3,7 @@
 import pytest
 
 from llmlab.core.errors import InputError
+from llmlab.text.base import normalize_text
 from llmlab.text.metrics import read_segmented, read_tagged, seg_scores, tag_accuracy
 
 
@@ -42,6 +43,17 @@ def test_readers(tmp_path):
 def test_tag_accuracy_counts_unknown_words():
     acc = tag_accuracy([[("a", "x"), ("b", "y"), ("c", "z")]], [["x", "y", "q"]], train_words={"a"})
     assert acc["accuracy"] == pytest.approx(2 / 3) and acc["unknown_accuracy"] == pytest.approx(0.5)
+
+
+def test_known_words_are_known_in_either_width():
+    """The taggers and segmenters see "ＧＤＰ" as "GDP": a half-width gold file tripled pos eval's
+    unknown words (and seg eval's OOV words) with the same predictions."""
+    gold = [[("ＧＤＰ", "nx"), ("增长", "v"), ("１０％", "m")]]
+    for train in ({"GDP", "增长", "10%"}, {"ＧＤＰ", "增长", "１０％"}):
+        for g in (gold, [[(normalize_text(w), t) for w, t in s] for s in gold]):
+            assert tag_accuracy(g, [["nx", "v", "m"]], train)["n_unknown"] == 0
+            words = [[w for w, _ in s] for s in g]
+            assert seg_scores(words, words, train).n_oov == 0
 
 
 def test_rates_over_no_words_are_undefined_and_no_gold_words_is_an_error():
@@ -87,3 +99,7 @@ def test_joint_segmentation_and_tagging_score():
     # right spans, one wrong tag
     s = seg_tag_scores(gold, [[("我", "r"), ("爱", "p"), ("北京", "ns")]])
     assert s["f1"] == pytest.approx(2 / 3)
+    # another sentence, or a cut-short one, is an error as in seg_scores (it scored F1 1.0, or silently)
+    for other in ([("你", "r"), ("爱", "v"), ("北京", "ns")], [("我", "r"), ("爱", "v")]):
+        with pytest.raises(InputError, match="sentence 1: gold and prediction hold different characters"):
+            seg_tag_scores(gold, [other])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from llmlab.core.errors import InputError
 from llmlab.core.io import read_lines
+from llmlab.text.base import normalize_text
 
 
 def word_spans(words: Iterable[str]) -> list[tuple[int, int]]:
@@ -64,7 +65,8 @@ def seg_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
                train_words: Iterable[str] | None = None) -> SegScores:
     """Score predicted segmentations against gold ones, sentence by sentence.
 
-    Sentences must hold the same characters (whitespace between words ignored).
+    Sentences must hold the same characters (whitespace between words ignored). A word is out of
+    vocabulary when its width-normalised form (`normalize_text`) is not among the training words'.
 
     >>> s = seg_scores([["中国", "人民"]], [["中国", "人", "民"]], train_words={"中国"})
     >>> round(s.precision, 3), s.recall, round(s.f1, 3), s.oov_recall, s.iv_recall
@@ -72,7 +74,7 @@ def seg_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
     """
     if len(gold) != len(pred):
         raise InputError(f"gold has {len(gold)} sentences but the prediction has {len(pred)}")
-    vocab = set(train_words) if train_words is not None else None
+    vocab = {normalize_text(w) for w in train_words} if train_words is not None else None
     n_gold = n_pred = n_correct = n_oov = n_oov_ok = n_iv = n_iv_ok = 0
     for i, (g, p) in enumerate(zip(gold, pred), 1):
         if "".join(g) != "".join(p):
@@ -84,7 +86,7 @@ def seg_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
             ok = span in ps
             n_correct += ok
             if vocab is not None:
-                if w in vocab:
+                if normalize_text(w) in vocab:
                     n_iv, n_iv_ok = n_iv + 1, n_iv_ok + ok
                 else:
                     n_oov, n_oov_ok = n_oov + 1, n_oov_ok + ok
@@ -109,12 +111,18 @@ def read_segmented(path: str | os.PathLike, what: str = "segmented file") -> lis
     llmlab.core.errors.InputError: segmented file ... looks POS-tagged (word/TAG tokens such as '迈向/v'), ...
     """
     sents = [line.split() for line in read_lines(path, what)]
+    check_untagged(sents, f"{what} {str(path)!r}")
+    return sents
+
+
+def check_untagged(sents: Sequence[Sequence[str]], what: str) -> None:
+    """InputError if nearly all of the first 2,000 words look like ``word/TAG``: a POS-tagged corpus
+    given where words are wanted (words such as "1/2" or "TCP/IP" alone do not count)."""
     sample = [w for s in sents[:2000] for w in s][:2000]
     if len(sample) >= 20 and sum(map(bool, map(_TAGGED.fullmatch, sample))) >= 0.9 * len(sample):
-        raise InputError(f"{what} {str(path)!r} looks POS-tagged (word/TAG tokens such as {sample[0]!r}), "
+        raise InputError(f"{what} looks POS-tagged (word/TAG tokens such as {sample[0]!r}), "
                          "where words separated by spaces are wanted: strip the /TAG suffixes "
                          "(or train a tagger with `llmlab pos train`)")
-    return sents
 
 
 def read_tagged(path: str | os.PathLike, what: str = "tagged file") -> list[list[tuple[str, str]]]:
@@ -134,21 +142,22 @@ def read_tagged(path: str | os.PathLike, what: str = "tagged file") -> list[list
 def tag_accuracy(gold: Sequence[Sequence[tuple[str, str]]], pred: Sequence[Sequence[str]],
                  train_words: Iterable[str] | None = None) -> dict:
     """Tag accuracy with gold segmentation, overall and on words unseen in training (None without
-    training words, or when every gold word was seen).
+    training words, or when every gold word was seen); words compare width-normalised, as the taggers
+    see them ("ＧＤＰ" is "GDP").
 
     >>> tag_accuracy([[("他", "r"), ("跑", "v")]], [["r", "n"]], train_words={"他"})
     {'accuracy': 0.5, 'unknown_accuracy': 0.0, 'n': 2, 'n_unknown': 1}
     """
     if len(gold) != len(pred):
         raise InputError(f"gold has {len(gold)} sentences but the prediction has {len(pred)}")
-    vocab = set(train_words) if train_words is not None else set()
+    vocab = {normalize_text(w) for w in train_words} if train_words is not None else set()
     n = ok = n_unk = ok_unk = 0
     for i, (g, p) in enumerate(zip(gold, pred), 1):
         if len(g) != len(p):
             raise InputError(f"sentence {i}: {len(g)} gold words but {len(p)} predicted tags")
         for (w, t), pt in zip(g, p):
             n, ok = n + 1, ok + (t == pt)
-            if train_words is not None and w not in vocab:
+            if train_words is not None and normalize_text(w) not in vocab:
                 n_unk, ok_unk = n_unk + 1, ok_unk + (t == pt)
     _check_words(n)
     return {"accuracy": ok / n, "unknown_accuracy": _rate(ok_unk, n_unk), "n": n, "n_unknown": n_unk}
@@ -164,7 +173,9 @@ def seg_tag_scores(gold: Sequence[Sequence[tuple[str, str]]],
     if len(gold) != len(pred):
         raise InputError(f"gold has {len(gold)} sentences but the prediction has {len(pred)}")
     n_gold = n_pred = n_ok = 0
-    for g, p in zip(gold, pred):
+    for i, (g, p) in enumerate(zip(gold, pred), 1):
+        if "".join(w for w, _ in g) != "".join(w for w, _ in p):
+            raise InputError(f"sentence {i}: gold and prediction hold different characters")
         gs = {(span, t) for span, (_, t) in zip(word_spans(w for w, _ in g), g)}
         ps = {(span, t) for span, (_, t) in zip(word_spans(w for w, _ in p), p)}
         n_gold, n_pred, n_ok = n_gold + len(gs), n_pred + len(ps), n_ok + len(gs & ps)
