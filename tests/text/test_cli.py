@@ -105,8 +105,34 @@ def test_hybrid_refuses_perceptron_flags_beside_a_perceptron_model(files, monkey
     rc, _, err = _run(["pos", "train", "--algo", "hybrid", "--perceptron-model", str(files["dir"] / "p"),
                        "--ensemble", "5", "--no-clusters", "--train", str(files["tagged"]), "-o",
                        str(files["dir"] / "m")], "", monkeypatch, capsys)
-    assert rc == 2 and "perceptron settings (ensemble, clusters) do not apply" in err
+    assert rc == 2 and "--ensemble, --no-clusters train the hybrid's perceptron" in err
     assert not (files["dir"] / "m").exists()
+    from llmlab.core.errors import InputError
+    from llmlab.text.pos_hybrid import HybridTaggerConfig
+    from llmlab.text.pos_perceptron import PerceptronTaggerConfig
+
+    with pytest.raises(InputError, match=r"perceptron settings \(ensemble, clusters\) do not apply"):
+        HybridTaggerConfig(perceptron=PerceptronTaggerConfig(ensemble=5, clusters=()), perceptron_model="p")
+    for flag, value in (("--ensemble", "3"), ("--order", "2"), ("--beam", "6")):  # the defaults: the config can't tell
+        rc, _, err = _run(["pos", "train", "--algo", "hybrid", "--perceptron-model", str(files["dir"] / "p"), flag,
+                           value, "--train", str(files["tagged"]), "-o", str(files["dir"] / "m")], "", monkeypatch,
+                          capsys)
+        assert rc == 2 and f"{flag} train the hybrid's perceptron" in err
+
+
+def test_pos_tag_refuses_tagged_input(files, monkeypatch, capsys):
+    """Tagged text given again came out as word/TAG/TAG with exit status 0."""
+    tagged = files["tagged"].read_text(encoding="utf-8")
+    rc, out, err = _run(["pos", "tag", "--model", str(files["dir"] / "nope")], tagged, monkeypatch, capsys)
+    assert rc == 2 and "nope" in err  # (a missing model is the first error; now with a model)
+    model = files["dir"] / "hmm"
+    assert _run(["pos", "train", "--algo", "hmm", "--train", str(files["tagged"]), "-o", str(model)], "",
+                monkeypatch, capsys)[0] == 0
+    rc, out, err = _run(["pos", "tag", "--model", str(model)], tagged, monkeypatch, capsys)
+    assert rc == 2 and out == "" and "the input looks POS-tagged" in err
+    words = "".join(" ".join(w.rpartition("/")[0] for w in line.split()) + "\n" for line in tagged.splitlines())
+    rc, out, _ = _run(["pos", "tag", "--model", str(model)], words, monkeypatch, capsys)
+    assert rc == 0 and len(out.splitlines()) == len(tagged.splitlines())
 
 
 @pytest.mark.parametrize("algo", ["bimm", "unigram"])

@@ -76,6 +76,7 @@ def _train(args) -> int:
 
 def _train_config(args):
     """The config of `args.algo` from the flags given (None: the tagger's defaults)."""
+    from llmlab.core.errors import InputError
     from llmlab.text.pos_hybrid import HybridTaggerConfig
     from llmlab.text.pos_neural import NeuralTaggerConfig
     from llmlab.text.pos_perceptron import PerceptronTaggerConfig
@@ -90,6 +91,11 @@ def _train_config(args):
     if args.algo == "neural":
         return NeuralTaggerConfig(**neural)
     if args.algo == "hybrid":
+        given_perceptron = [f for f in ("--order", "--beam", "--ensemble", "--no-clusters")
+                            if getattr(args, ALGO_FLAGS[f][0]) not in (None, False)]
+        if args.perceptron_model and given_perceptron:  # also a value equal to the default: the config cannot tell
+            raise InputError(f"{', '.join(given_perceptron)} train the hybrid's perceptron; they do not apply with "
+                             "--perceptron-model, which is used as it was trained")
         return HybridTaggerConfig(**given("lam", "perceptron_model"), perceptron=PerceptronTaggerConfig(**perceptron),
                                   neural=NeuralTaggerConfig(**neural))
     return None
@@ -99,11 +105,14 @@ def _tag(args) -> int:
     from llmlab.core.io import line_batches
     from llmlab.text.base import load_segmenter
     from llmlab.text.default import default_tagger
+    from llmlab.text.metrics import check_untagged
     from llmlab.text.pos import cut_and_tag_lines, load_tagger
 
     tagger = load_tagger(args.model) if args.model else default_tagger()
     seg = load_segmenter(args.seg_model) if args.seg_model else None
-    for chunk in line_batches(args.input):  # batches: the perceptron segmenter scores a batch in one numpy pass
+    for k, chunk in enumerate(line_batches(args.input)):  # batches: the perceptron segmenter scores a batch at once
+        if k == 0:  # tagged text given again would come out as word/TAG/TAG
+            check_untagged([line.split() for line in chunk], "the input")
         if seg is not None:
             tagged = [[(w, t) for w, t in pairs if not w.isspace()] for pairs in cut_and_tag_lines(seg, tagger, chunk)]
         else:
