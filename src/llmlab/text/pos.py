@@ -248,6 +248,8 @@ class HmmTagger(PosTagger):
         if any(np.shape(v) != (k,) for v in suffix.values()):
             raise ValueError(f"suffix scores must each hold {k} values, one per tag")
         self._tag_id = {t: i for i, t in enumerate(tags)}
+        if any(t not in self._tag_id for scores in emit.values() for t in scores):
+            raise ValueError("emission scores name a tag that is not among the tags")
 
     @classmethod
     def train(cls, sentences, config: HmmTaggerConfig | None = None) -> HmmTagger:

@@ -174,10 +174,12 @@ def load_clusters(path: Path, levels: int) -> dict[str, tuple[int, ...]]:
 
 
 def build_tagdict(sents, tid: dict[str, int], min_count: int) -> dict[str, list[int]]:
-    """Tag ids seen with each word seen at least `min_count` times (empty when min_count is 0).
+    """Tag ids seen with each word seen at least `min_count` times (empty when min_count is 0); words
+    are width-normalised, as the features see them ("ＧＤＰ" and "GDP" are one word).
 
-    >>> build_tagdict([[("的", "u"), ("的", "u")], [("了", "u")]], {"u": 0, "y": 1}, 2)
-    {'的': [0]}
+    >>> build_tagdict([[("的", "u"), ("的", "u")], [("了", "u")], [("ＧＤＰ", "nx"), ("GDP", "nx")]],
+    ...               {"u": 0, "nx": 1}, 2)
+    {'的': [0], 'GDP': [1]}
     """
     if min_count == 0:
         return {}
@@ -185,20 +187,22 @@ def build_tagdict(sents, tid: dict[str, int], min_count: int) -> dict[str, list[
     seen: dict[str, set[int]] = {}
     for s in sents:
         for w, t in s:
+            w = normalize_text(w)
             counts[w] += 1
             seen.setdefault(w, set()).add(tid[t])
     return {w: sorted(seen[w]) for w, c in counts.items() if c >= min_count}
 
 
 def tag_mask(words: Sequence[str], tagdict: dict[str, list[int]], k: int) -> np.ndarray:
-    """(n, k) additive mask: 0 for allowed tags, a large negative score for the others.
+    """(n, k) additive mask: 0 for allowed tags, a large negative score for the others (`tagdict`'s
+    words are width-normalised; so is each word looked up).
 
     >>> tag_mask(["的", "书"], {"的": [0]}, 2).tolist()
     [[0.0, -1000000.0], [0.0, 0.0]]
     """
     mask = np.zeros((len(words), k))
     for i, w in enumerate(words):
-        allowed = tagdict.get(w)
+        allowed = tagdict.get(normalize_text(w))
         if allowed is not None:
             mask[i] = -1e6
             mask[i, allowed] = 0.0
@@ -328,8 +332,13 @@ class PerceptronTagger(PosTagger):
                  clusters: dict[str, tuple[int, ...]] | None = None):
         self.tags, self.index, self.weights = tags, index, weights
         self.clusters = clusters  # normalised word -> cluster id per size of config.clusters; None: no cluster features
-        self.tagdict = tagdict or {}
         k = len(tags)
+        self.tagdict: dict[str, list[int]] = {}  # width-normalised keys (models saved before had raw ones)
+        for w, ids in (tagdict or {}).items():
+            if any(not isinstance(i, int) or not 0 <= i < k for i in ids):
+                raise ValueError(f"tag dictionary entry {w!r} holds tag ids outside 0..{k - 1}")
+            key = normalize_text(w)
+            self.tagdict[key] = sorted({*self.tagdict.get(key, ()), *ids})
         self.trans, self.start = checked_array("trans", trans, (k, k)), checked_array("start", start, (k,))
         self.config = config or PerceptronTaggerConfig()
         self.trans3 = np.zeros((k, k, k)) if trans3 is None else checked_array("trans3", trans3, (k, k, k))
