@@ -146,10 +146,10 @@ class PerceptronSegmenter(DictSegmenter):
     def _reach(self) -> int:
         """How far either side of a character its features look: the window, and lexicon words (of
         any length) beginning, ending or covering it or a window neighbour."""
-        longest = [len(w) for w in self.av_words or ()] + [self.lexicon.max_len if self.config.lexicon_features else 0]
-        if self.dictionary is not None:
-            longest.append(self.dictionary.max_len)
-        return max(longest) + 2 * PAD + 1
+        lexicons = [self.lexicon] if self.config.lexicon_features else []
+        lexicons += [self.dictionary] if self.dictionary is not None else []
+        longest = max([*(lex.max_len for lex in lexicons), *map(len, self.av_words or ())], default=0)
+        return longest + 2 * PAD + 1
 
     def emissions(self, text: str) -> np.ndarray:
         """(n, 4) tag scores per character, before transitions."""
