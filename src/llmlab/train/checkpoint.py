@@ -1,4 +1,4 @@
-"""Checkpoints: model, optimizer, RNG and loop state in a directory that appears atomically.
+"""Checkpoints: model, optimizer and loop state in a directory that appears atomically.
 
 Layout of ``<run>/checkpoints/step-00000100/``: ``model.safetensors``, ``optimizer.safetensors``
 (every tensor of the optimizer state), ``state.json`` (step, optimizer hyper-parameters, extra
@@ -68,8 +68,7 @@ def save_checkpoint(directory: str | os.PathLike, step: int, model, optimizer: t
     # re-saving a step (a rerun of a finished run) swaps the old folder out whole
     with atomic_folder(final, (*FILES, "manifest.json"), "checkpoint") as tmp:
         save_file(model_state(model), tmp / "model.safetensors")
-        opt_tensors, opt_meta = _flatten_optimizer(optimizer)
-        opt_tensors["__rng__.torch"] = torch.get_rng_state()
+        opt_tensors, opt_meta = _flatten_optimizer(optimizer)  # no RNG state: each step seeds its own (step_seed)
         save_file(opt_tensors, tmp / "optimizer.safetensors")
         state = {"step": step, "optimizer": opt_meta, "extra": extra or {}}
         (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
@@ -186,7 +185,8 @@ def verify_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def load_checkpoint(path: str | os.PathLike, model, optimizer: torch.optim.Optimizer | None = None) -> dict:
-    """Restore model (and optimizer, and the torch RNG) from a verified checkpoint; return its state."""
+    """Restore model (and optimizer) from a verified checkpoint; return its state. (Checkpoints written
+    before the trainer seeded torch's RNG at every step hold that RNG's state too; it is not needed.)"""
     p = Path(path)
     state = verify_checkpoint(p)
     try:
@@ -194,9 +194,8 @@ def load_checkpoint(path: str | os.PathLike, model, optimizer: torch.optim.Optim
         opt_tensors = load_file(p / "optimizer.safetensors")
     except (SafetensorError, OSError) as e:
         raise InputError(f"checkpoint {str(p)!r} cannot be read: {e}") from None
-    rng = opt_tensors.pop("__rng__.torch")
+    opt_tensors.pop("__rng__.torch", None)
     load_state(model, weights, str(p / "model.safetensors"))
     if optimizer is not None:
         optimizer.load_state_dict(_unflatten_optimizer(opt_tensors, state["optimizer"]))
-        torch.set_rng_state(rng)
     return state
