@@ -44,7 +44,6 @@ from llmlab.train.checkpoint import (
     list_checkpoints,
     prune_checkpoints,
     resuming_from,
-    save_checkpoint,
     verify_checkpoint,
 )
 from llmlab.train.config import TrainConfig
@@ -206,10 +205,7 @@ class DistributedTrainer(Trainer):
         """Every shard writes this step; only then does each prune its older checkpoints, keeping the newest
         `keep_checkpoints` of the steps *all* shards hold. (Pruning inside each shard's save left shard 0 =
         {4} beside shard 1 = {2} when a crash came between their saves of step 4: nothing to resume.)"""
-        path = None
-        if self.mesh.saves_shard:
-            path = save_checkpoint(self.ckpt_dir, self.step, self.model, self.optimizer,
-                                   extra=self.checkpoint_extra(), keep=0)
+        path = super().save(keep=0) if self.mesh.saves_shard else None
         dist.barrier()  # a checkpoint exists only once every shard has written it
         shared = set.intersection(*self._shard_steps().values())
         if self.mesh.saves_shard:

@@ -292,9 +292,11 @@ class Trainer:
         """Wall-clock time of the whole run so far: earlier sessions and this one."""
         return self.wall_seconds + time.perf_counter() - self.started
 
-    def save(self) -> Path:
+    def save(self, keep: int | None = None) -> Path:
+        """Checkpoint this step, keeping the newest `keep` (default: the config's keep_checkpoints; 0 = all)."""
+        keep = self.cfg.keep_checkpoints if keep is None else keep
         return save_checkpoint(self.ckpt_dir, self.step, self.model, self.optimizer, extra=self.checkpoint_extra(),
-                               keep=self.cfg.keep_checkpoints)
+                               keep=keep)
 
     def should_stop(self, interrupted: bool) -> str:
         """Why to stop after this step ("" to go on): an interrupt, or the time limit."""
