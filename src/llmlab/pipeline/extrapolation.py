@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from llmlab.pipeline.report import (
     save_png,
 )
 from llmlab.train import TrainConfig, Trainer, evaluate_loss
+from llmlab.train.trainer import perplexity
 
 POSITIONS = ("learned", "sinusoidal", "rope", "alibi")
 ROPE_SCALINGS = ("linear", "ntk", "dynamic", "yarn")
@@ -128,7 +128,7 @@ def perplexity_at(model: CausalLM, tokens: torch.Tensor, length: int, scaling: s
     stretched = CausalLM(cfg).to(device)
     stretched.load_state_dict(model.state_dict())  # position tables are buffers, rebuilt for `length`
     loss, _ = evaluate_loss(stretched, tokens, length, batch_size=1)
-    return math.exp(loss)
+    return perplexity(loss)
 
 
 def train_model(run: RunConfig, position: str, vocab_size: int, train_ids: torch.Tensor, out: Path) -> CausalLM:
