@@ -123,6 +123,37 @@ def test_lexicon_matching_equals_brute_force(train_words):
     assert (got[1 : len(text) + 1] == want).all() and (got[[0, len(text) + 1, len(text) + 2, -1]] == 0).all()
 
 
+def test_compiled_emissions_equal_the_key_array_path(segmenters, test_words):
+    # cutting scores characters in one compiled pass; training looks up the materialised keys: same sums, bit
+    # for bit, over a batch of texts with full-width forms, ideographic spaces, astral and lone surrogates
+    from llmlab.text import features as F
+
+    seg = segmenters["perceptron"]
+    rng = np.random.default_rng(11)
+    alphabet = list("中国人民银行ＡＢ１２ab12，。\u3000年月😀\ud800Дом")
+    alphabet += [chr(c) for c in rng.integers(32, 0x2FFFF, 60)]
+    texts = ["".join(s) for s in test_words[:20]] + ["".join(rng.choice(alphabet, rng.integers(1, 30)))
+                                                      for _ in range(40)]
+    for lexicons in [(seg._span_index(), None, seg._av_index()), (None, None, None)]:
+        for batch in [texts, texts[:1], texts[-3:]]:
+            keys, cols = F.padded_keys(batch, seg._table, *lexicons)
+            want = seg.index.scores(seg.weights, keys, cols)
+            got = F.emission_scores(batch, seg._table, seg.index, seg.weights, *lexicons)
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+    # the padded layout: each text's normalised codes and types between PAD BOS (type 8) and PAD EOS (type 9)
+    c, t, _, cols = F._padded(texts, seg._table, None, None, None)
+    start = 0
+    for text in texts:
+        real = cols[start : start + len(text)] + F.PAD
+        codes = F.codes_of(text)
+        assert (c[real] == codes).all() and (t[real] == F.types_of(codes, seg._table)).all()
+        before, after = slice(real[0] - F.PAD, real[0]), slice(real[-1] + 1, real[-1] + 1 + F.PAD)
+        assert (c[before] == F.BOS_CODE).all() and (t[before] == 8).all()
+        assert (c[after] == F.EOS_CODE).all() and (t[after] == 9).all()
+        start += len(text)
+    assert len(c) == start + 2 * F.PAD * len(texts)
+
+
 def test_viterbi_over_many_texts_equals_one_at_a_time():
     from llmlab.text.bmes import viterbi_bmes_many
 

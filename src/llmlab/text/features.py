@@ -8,6 +8,8 @@ words that begin, end and cover the position and its neighbours; an external dic
 jieba's word list) adds the same templates again, weighted on their own, as pkuseg and THULAC do, and
 so does a pseudo-lexicon of accessor-variety words from raw text (`llmlab.text.accessor`).
 A template id and its values are hashed into a 64-bit key (`llmlab.text.hashindex` maps keys to rows).
+Training materialises every key (`padded_keys`); cutting makes, looks up and adds up each
+character's keys in one compiled pass (`emission_scores`), the same sums without the key array.
 Changing any template changes every key: bump `FEATURE_SET` so old models fail to load clearly.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from llmlab.core.jit import jit
+from llmlab.text.hashindex import FeatureIndex, probe
 from llmlab.text.lexmatch import SpanIndex
 
 BOS_CODE, EOS_CODE = 0x110001, 0x110002  # beyond Unicode, so never a real character
@@ -130,36 +133,103 @@ def feature_keys_many(texts: list[str], table: np.ndarray, lexicon: SpanIndex | 
 
 
 @jit
+def _char_keys(c: np.ndarray, t: np.ndarray, spans: np.ndarray, j: int, out: np.ndarray) -> None:
+    """The keys of scored column `j` (padded position j + PAD) into `out` (T,): BASE_TEMPLATES window
+    templates over the padded codes `c` and types `t`, then SPAN_TEMPLATES per lexicon in `spans`
+    (k, len(c), 4)."""
+    s21, ten = np.uint64(21), np.uint64(10)
+    w0, w1, w2, w3, w4 = c[j], c[j + 1], c[j + 2], c[j + 3], c[j + 4]
+    y0, y1, y2, y3, y4 = t[j], t[j + 1], t[j + 2], t[j + 3], t[j + 4]
+    v = (w0, w1, w2, w3, w4,  # the characters at offsets -2..2
+         (w0 << s21) | w1, (w1 << s21) | w2, (w2 << s21) | w3, (w3 << s21) | w4,  # the bigrams
+         (w1 << s21) | w3, (((w1 << s21) | w2) << s21) | w3,  # the skip bigram and the centred trigram
+         (y1 * ten + y2) * ten + y3, (((y0 * ten + y1) * ten + y2) * ten + y3) * ten + y4,  # type windows
+         np.uint64(w2 == w1) + np.uint64(2) * np.uint64(w2 == w3) + np.uint64(4) * np.uint64(w2 == w0))
+    for r in range(BASE_TEMPLATES):
+        out[r] = _mix(v[r], r)
+    for k in range(spans.shape[0]):
+        sp = spans[k]
+        sb, se, sm, sf = np.uint64(sp[j + PAD, 0]), np.uint64(sp[j + PAD, 1]), np.uint64(sp[j + PAD, 2]), \
+            np.uint64(sp[j + PAD, 3])
+        before, after = np.uint64(sp[j + PAD - 1, 1]), np.uint64(sp[j + PAD + 1, 0])
+        u = ((sb * ten + se) * ten + sm,  # the longest words beginning, ending at and covering it
+             (sb << s21) | w2, (se << s21) | w2, (sm << s21) | w2,  # each with the character
+             sb * ten + sf,  # the begin length with its frequency bin
+             before * ten + after,  # a word ending just before, a word beginning just after: B/S vs M/E
+             ((sb * ten + se) * ten + before) * ten + after)
+        base = BASE_TEMPLATES + SPAN_TEMPLATES * k
+        for r in range(SPAN_TEMPLATES):
+            out[base + r] = _mix(u[r], base + r)
+
+
+@jit
 def _window_keys(c: np.ndarray, t: np.ndarray, spans: np.ndarray) -> np.ndarray:
-    """(T, m) keys over the padded codes `c` and types `t` (m = len(c) - 2 * PAD scored columns):
-    BASE_TEMPLATES window templates, then SPAN_TEMPLATES per lexicon in `spans` (k, len(c), 4)."""
+    """(T, m) keys of every column (m = len(c) - 2 * PAD), `_char_keys` for each."""
     m = c.shape[0] - 2 * PAD
     out = np.empty((BASE_TEMPLATES + SPAN_TEMPLATES * spans.shape[0], m), np.uint64)
-    s21, ten = np.uint64(21), np.uint64(10)
+    row = np.empty(out.shape[0], np.uint64)
     for j in range(m):
-        w0, w1, w2, w3, w4 = c[j], c[j + 1], c[j + 2], c[j + 3], c[j + 4]
-        y0, y1, y2, y3, y4 = t[j], t[j + 1], t[j + 2], t[j + 3], t[j + 4]
-        v = (w0, w1, w2, w3, w4,  # the characters at offsets -2..2
-             (w0 << s21) | w1, (w1 << s21) | w2, (w2 << s21) | w3, (w3 << s21) | w4,  # the bigrams
-             (w1 << s21) | w3, (((w1 << s21) | w2) << s21) | w3,  # the skip bigram and the centred trigram
-             (y1 * ten + y2) * ten + y3, (((y0 * ten + y1) * ten + y2) * ten + y3) * ten + y4,  # type windows
-             np.uint64(w2 == w1) + np.uint64(2) * np.uint64(w2 == w3) + np.uint64(4) * np.uint64(w2 == w0))
-        for r in range(BASE_TEMPLATES):
-            out[r, j] = _mix(v[r], r)
-        for k in range(spans.shape[0]):
-            sp = spans[k]
-            sb, se, sm, sf = np.uint64(sp[j + PAD, 0]), np.uint64(sp[j + PAD, 1]), np.uint64(sp[j + PAD, 2]), \
-                np.uint64(sp[j + PAD, 3])
-            before, after = np.uint64(sp[j + PAD - 1, 1]), np.uint64(sp[j + PAD + 1, 0])
-            u = ((sb * ten + se) * ten + sm,  # the longest words beginning, ending at and covering it
-                 (sb << s21) | w2, (se << s21) | w2, (sm << s21) | w2,  # each with the character
-                 sb * ten + sf,  # the begin length with its frequency bin
-                 before * ten + after,  # a word ending just before, a word beginning just after: B/S vs M/E
-                 ((sb * ten + se) * ten + before) * ten + after)
-            base = BASE_TEMPLATES + SPAN_TEMPLATES * k
-            for r in range(SPAN_TEMPLATES):
-                out[base + r, j] = _mix(u[r], base + r)
+        _char_keys(c, t, spans, j, row)
+        out[:, j] = row
     return out
+
+
+@jit
+def _scored(c: np.ndarray, t: np.ndarray, spans: np.ndarray, cols: np.ndarray, table: np.ndarray, shift: np.uint64,
+            missing: int, weights: np.ndarray) -> np.ndarray:
+    """(len(cols), k) sums of the `weights` rows of each scored column's keys (a `FeatureIndex`'s
+    table), templates added in order: `_window_keys` then `FeatureIndex.scores`, without the key array."""
+    out = np.zeros((cols.shape[0], weights.shape[1]), np.float64)
+    keys = np.empty(BASE_TEMPLATES + SPAN_TEMPLATES * spans.shape[0], np.uint64)
+    for i in range(cols.shape[0]):
+        _char_keys(c, t, spans, cols[i], keys)
+        for r in range(keys.shape[0]):
+            row = probe(table, shift, keys[r], missing)
+            for j in range(weights.shape[1]):
+                out[i, j] += weights[row, j]
+    return out
+
+
+@jit
+def _layout(raw: np.ndarray, lens: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Padded codes and types of texts whose code points `raw` are concatenated (`lens` each): each
+    text width-normalised as by `codes_of`, between PAD BOS and PAD EOS slots (types 8 and 9), and
+    the column (padded position - PAD) of each real character."""
+    size = raw.shape[0] + 2 * PAD * lens.shape[0]
+    c, t = np.empty(size, np.uint64), np.empty(size, np.uint64)
+    cols = np.empty(raw.shape[0], np.int64)
+    p = i = 0
+    for n in lens:
+        for _ in range(PAD):
+            c[p], t[p] = BOS_CODE, 8
+            p += 1
+        for _ in range(n):
+            x = np.uint64(raw[i])
+            if 0xFF01 <= x <= 0xFF5E:
+                x -= np.uint64(0xFEE0)
+            elif x == 0x3000:
+                x = np.uint64(0x20)
+            c[p], t[p] = x, (np.uint64(table[x]) if x < 0x10000 else np.uint64(RARE))
+            cols[i] = p - PAD
+            p += 1
+            i += 1
+        for _ in range(PAD):
+            c[p], t[p] = EOS_CODE, 9
+            p += 1
+    return c, t, cols
+
+
+def _padded(texts: list[str], table: np.ndarray, lexicon: SpanIndex | None, dictionary: SpanIndex | None,
+            pseudo: SpanIndex | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Padded codes, types, lexicon spans (one (size, 4) block per lexicon given, in the order
+    lexicon, dictionary, pseudo) and the column of each real character."""
+    raw = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    c, t, cols = _layout(raw, np.array([len(x) for x in texts], dtype=np.int64), table)
+    matchers = [x for x in (lexicon, dictionary, pseudo) if x is not None]  # padding never matches a word
+    spans = np.zeros((len(matchers), len(c), 4), np.int64)
+    for matcher, out in zip(matchers, spans):
+        matcher.spans(c, out)
+    return c, t, spans, cols
 
 
 def padded_keys(texts: list[str], table: np.ndarray, lexicon: SpanIndex | None = None,
@@ -169,19 +239,14 @@ def padded_keys(texts: list[str], table: np.ndarray, lexicon: SpanIndex | None =
     then pick the real ones. `lexicon` (training words, with jackknife folds in training),
     `dictionary` (an external word list) and `pseudo` (accessor-variety pseudo-words,
     `llmlab.text.accessor`) feed separate templates, in that order among those given."""
-    lens = np.array([len(x) for x in texts], dtype=np.int64)
-    n = int(lens.sum())
-    # real character i of text k sits at i + PAD + 2 * PAD * k in the padded layout
-    pos = np.arange(n) + PAD + 2 * PAD * np.repeat(np.arange(len(texts)), lens)
-    size = n + 2 * PAD * len(texts)
-    c = np.full(size, EOS_CODE, dtype=np.uint64)
-    c[pos] = codes_of("".join(texts))
-    starts = pos[np.cumsum(lens) - lens]
-    left = np.concatenate([starts - k for k in range(1, PAD + 1)])
-    c[left] = BOS_CODE
-    t = types_of(c, table)
-    t[c == EOS_CODE] = 9
-    t[left] = 8
-    matchers = [x for x in (lexicon, dictionary, pseudo) if x is not None]  # padding never matches a word
-    spans = np.stack([x.spans(c) for x in matchers]) if matchers else np.zeros((0, size, 4), np.int64)
-    return _window_keys(c, t, spans), pos - PAD
+    c, t, spans, cols = _padded(texts, table, lexicon, dictionary, pseudo)
+    return _window_keys(c, t, spans), cols
+
+
+def emission_scores(texts: list[str], table: np.ndarray, index: FeatureIndex, weights: np.ndarray,
+                    lexicon: SpanIndex | None = None, dictionary: SpanIndex | None = None,
+                    pseudo: SpanIndex | None = None) -> np.ndarray:
+    """``index.scores(weights, *padded_keys(texts, ...))``, bit for bit, with each character's keys
+    made and looked up in one compiled pass: (characters of all texts, weights' columns) float64."""
+    c, t, spans, cols = _padded(texts, table, lexicon, dictionary, pseudo)
+    return _scored(c, t, spans, cols, index.table, index.shift, index.missing, weights)

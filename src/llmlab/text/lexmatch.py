@@ -45,9 +45,9 @@ def freq_bin(count: int) -> int:
 
 @jit
 def _spans(codes: np.ndarray, table: np.ndarray, shift: np.uint64, missing: int, values: np.ndarray,
-           max_span: int) -> np.ndarray:
+           max_span: int, out: np.ndarray) -> None:
+    """Fill the zeroed (n, 4) `out` (see `SpanIndex.spans`)."""
     n = codes.shape[0]
-    out = np.zeros((n, 4), np.int64)
     for i in range(n):
         h = np.uint64(0)
         length = 0
@@ -64,7 +64,6 @@ def _spans(codes: np.ndarray, table: np.ndarray, shift: np.uint64, missing: int,
                 out[i + length - 1, 1] = max(out[i + length - 1, 1], w)
                 for j in range(i + 1, i + length - 1):
                     out[j, 2] = max(out[j, 2], w)
-    return out
 
 
 class SpanIndex:
@@ -90,10 +89,14 @@ class SpanIndex:
         self.values = np.full(self.index.size + 1, -1, dtype=np.int64)  # -1: not a prefix
         self.values[self.index.lookup(keys)] = np.array(list(values.values()), dtype=np.int64)
 
-    def spans(self, codes: np.ndarray) -> np.ndarray:
+    def spans(self, codes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """(n, 4) int64 for code points (uint64; padding codes beyond Unicode never match): the longest
         word (length >= 2, capped at MAX_SPAN) beginning at, ending at and strictly covering each
-        position, and the frequency bin of the longest word beginning there."""
+        position, and the frequency bin of the longest word beginning there. Written into `out`
+        (zeros of that shape) when given."""
         index = self.index
         codes = np.ascontiguousarray(codes, dtype=np.uint64)
-        return _spans(codes, index.table, index.shift, index.missing, self.values, MAX_SPAN)
+        if out is None:
+            out = np.zeros((len(codes), 4), np.int64)
+        _spans(codes, index.table, index.shift, index.missing, self.values, MAX_SPAN, out)
+        return out

@@ -35,7 +35,7 @@ from llmlab.core.progress import progress
 from llmlab.text.accessor import AccessorVariety
 from llmlab.text.base import Segmenter, check_sentences, checked_array, keep_runs_whole
 from llmlab.text.bmes import E, encode_tags, viterbi_bmes_many, viterbi_kernel
-from llmlab.text.features import FEATURE_SET, PAD, feature_keys_many, padded_keys, type_table
+from llmlab.text.features import FEATURE_SET, PAD, emission_scores, feature_keys_many, type_table
 from llmlab.text.hashindex import FeatureIndex
 from llmlab.text.lexicon import DictSegmenter, Lexicon, read_user_dict
 from llmlab.text.lexmatch import MAX_SPAN, SpanIndex
@@ -153,8 +153,12 @@ class PerceptronSegmenter(DictSegmenter):
 
     def emissions(self, text: str) -> np.ndarray:
         """(n, 4) tag scores per character, before transitions."""
-        keys, cols = padded_keys([text], self._table, self._span_index(), self._dict_index(), self._av_index())
-        return self.index.scores(self.weights, keys, cols)
+        return self._scores([text])
+
+    def _scores(self, texts: list[str]) -> np.ndarray:
+        """(characters of all texts, 4) emissions, in one compiled pass."""
+        return emission_scores(texts, self._table, self.index, self.weights, self._span_index(), self._dict_index(),
+                               self._av_index())
 
     def _cut_run(self, run: str) -> list[str]:
         return self._cut_runs([run])[0]
@@ -178,8 +182,7 @@ class PerceptronSegmenter(DictSegmenter):
         if len(batch) == 1 and lens[0] > batch_chars:
             scores = self._windowed_emissions(batch[0], batch_chars)
         else:
-            keys, cols = padded_keys(batch, self._table, self._span_index(), self._dict_index(), self._av_index())
-            scores = self.index.scores(self.weights, keys, cols)
+            scores = self._scores(batch)
         tags = viterbi_bmes_many(scores, lens, self.trans)
         ends = (np.flatnonzero(tags >= E) + 1).tolist()
         joined = "".join(batch)
