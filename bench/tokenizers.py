@@ -16,6 +16,7 @@ UnigramTrainer (same GPT-4 regex split) and sentencepiece (its own splitting: sc
     .venv/bin/python bench/tokenizers.py [--vocab-size 8000] [--pattern gpt4] [--naive-merges 20]
 
 HF runs single-threaded unless RAYON_NUM_THREADS is set (e.g. RAYON_NUM_THREADS=2 for two cores).
+sentencepiece comes with the bench extra (`make bench` installs it); without it its rows are skipped.
 """
 
 from __future__ import annotations
@@ -68,9 +69,17 @@ def hf_train(texts, vocab_size, pattern):
     return tok
 
 
-def spm_train(texts, vocab_size):
-    import sentencepiece as spm
+def sentencepiece():
+    """The sentencepiece module, or None (with a note) where it is not installed."""
+    try:
+        import sentencepiece as spm
+    except ImportError:
+        print("  sentencepiece not installed (pip install -e '.[bench]'): its rows are skipped")
+        return None
+    return spm
 
+
+def spm_train(spm, texts, vocab_size):
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=model, model_type="bpe",
                                    vocab_size=vocab_size, character_coverage=1.0, byte_fallback=True,
@@ -99,20 +108,22 @@ def bench_corpus(name, train, held, args):
     print(f"\n== {name}: train {len(train)} lines, {nbytes / 1e6:.2f} MB; encode {len(held)} held-out lines ==")
     ours, t_ours = timed(BPETokenizer.train, train, args.vocab_size, pattern=args.pattern)
     hf, t_hf = timed(hf_train, train, args.vocab_size, args.pattern)
-    sp, t_sp = timed(spm_train, train, args.vocab_size)
+    spm = sentencepiece()
+    sp, t_sp = timed(spm_train, spm, train, args.vocab_size) if spm else (None, None)
     same = ours.to_hf_json()["model"]["merges"] == [list(m) for m in json.loads(hf.to_str())["model"]["merges"]]
     print(f"  merges identical to HF BpeTrainer: {same} ({len(ours.merges)} merges)")
     print(f"  ids identical to HF on the held-out lines: {[hf.encode(t).ids for t in held] == ours.encode_batch(held)}")
     row("train time, HF tokenizers", t_ours, t_hf, "s", False)
-    row("train time, sentencepiece (bpe)", t_ours, t_sp, "s", False)
+    if sp:
+        row("train time, sentencepiece (bpe)", t_ours, t_sp, "s", False)
     fresh = BPETokenizer.from_hf_json(ours.to_hf_json())  # empty cache: a cold first pass
     cold = mbps(fresh.encode, held)
     warm = mbps(fresh.encode, held)
     hf_mbps = mbps(lambda t: hf.encode(t).ids, held)
-    sp_mbps = mbps(sp.encode, held)
     row("encode, cold cache vs HF", cold, hf_mbps, "MB/s", True)
     row("encode, warm cache vs HF", warm, hf_mbps, "MB/s", True)
-    row("encode, cold cache vs sentencepiece", cold, sp_mbps, "MB/s", True)
+    if sp:
+        row("encode, cold cache vs sentencepiece", cold, mbps(sp.encode, held), "MB/s", True)
 
 
 def bench_naive(train, args):
@@ -153,8 +164,9 @@ def bench_unigram(train, args):
                                          show_progress=False)
     _, t_hf = timed(tok.train_from_iterator, lines, trainer)
     row("training time vs HF UnigramTrainer", t_ours, t_hf, "s", False)
-    import sentencepiece as spm
-
+    spm = sentencepiece()
+    if spm is None:
+        return
     _, t_sp = timed(spm.SentencePieceTrainer.train, sentence_iterator=iter(lines), model_writer=io.BytesIO(),
                     model_type="unigram", vocab_size=args.unigram_vocab, hard_vocab_limit=False, num_threads=1,
                     minloglevel=2)
