@@ -2,6 +2,7 @@
 
 import itertools
 import math
+import random
 import re
 
 import pytest
@@ -193,6 +194,29 @@ def test_bigram_best_path_by_brute_force(train_words):
 
         best = max(allowed, key=score)
         assert math.isclose(score(seg.cut(text)), score(best), rel_tol=1e-9)
+
+
+def test_bigram_best_path_is_the_first_of_the_k_best_ties_included():
+    # the cut's own Viterbi keeps what bigram_k_best keeps at k = 1: integer scores make ties everywhere
+    from llmlab.text.lattice import bigram_best_path, bigram_k_best
+
+    rng = random.Random(4)
+    for _ in range(300):
+        n = rng.randint(1, 9)
+        dag = [sorted({i + 1, *(j for j in range(i + 2, n + 1) if rng.random() < 0.4)}) for i in range(n)]
+        table: dict[tuple[str, str], float] = {}
+
+        def logp(v, w, table=table):
+            return table.setdefault((v, w), float(rng.randint(-3, 0)))
+
+        text = "".join(rng.choice("甲乙丙") for _ in range(n))
+        assert bigram_best_path(text, dag, logp) == bigram_k_best(text, dag, logp, 1)[0][1]
+
+
+def test_bigram_logp_takes_either_width():
+    seg = BigramSegmenter.train([["ＡＢ", "中国"], ["AB", "中国"], ["中国", "人"]])
+    assert seg.logp("ＡＢ", "中国") == seg.logp("AB", "中国")
+    assert seg.logp("ＡＢ", "中国") > seg.logp("人", "中国")  # the pair was seen: the bigram term counts
 
 
 def test_bigram_k_best_ranks_by_the_bigram_model(train_words, test_words):

@@ -320,6 +320,39 @@ class UnigramSegmenter(DictSegmenter):
         return cls(Lexicon.from_dict(state["lexicon"]), config_from_dict(LatticeConfig, state["config"]))
 
 
+def bigram_best_path(text: str, dag: list[list[int]], logp: Callable[[str, str], float]) -> list[str]:
+    """The best path of `bigram_k_best` (k = 1, ties kept alike: the first found), without its
+    per-state lists and heaps: `BigramSegmenter`'s cut.
+
+    >>> lp = {("<s>", "ab"): -1.0, ("ab", "</s>"): -1.0, ("<s>", "a"): -0.5, ("a", "b"): -0.5, ("b", "</s>"): -2.0}
+    >>> bigram_best_path("ab", [[1, 2], [2]], lambda v, w: lp[v, w])
+    ['ab']
+    """
+    n = len(text)
+    if n == 0:
+        return []
+    # best[j][i]: the best (score, start of the previous word) over paths covering text[:j] ending in text[i:j]
+    best: list[dict[int, tuple[float, int]]] = [{} for _ in range(n + 1)]
+    best[0][-1] = (0.0, -1)
+    for i in range(n):
+        for h, (s, _) in best[i].items():  # none where no path reaches i (inside a unit)
+            prev = text[h:i] if h >= 0 else BOS
+            for j in dag[i]:
+                score, old = s + logp(prev, text[i:j]), best[j].get(i)
+                if old is None or score > old[0]:
+                    best[j][i] = (score, h)
+    end, top = -1, -math.inf
+    for i, (s, _) in best[n].items():
+        score = s + logp(text[i:n], EOS)
+        if end < 0 or score > top:
+            end, top = i, score
+    words, j, i = [], n, end
+    while j > 0:
+        words.append(text[i:j])
+        j, i = i, best[j][i][1]
+    return words[::-1]
+
+
 class BigramSegmenter(UnigramSegmenter):
     """Best DAG path under an interpolated bigram word model:
     ``P(w | v) = a * c(v, w) / c(v) + (1 - a) * P_unigram(w)``, with ``<s>`` and ``</s>`` at the ends."""
@@ -330,8 +363,10 @@ class BigramSegmenter(UnigramSegmenter):
         super().__init__(lexicon, config)
         self.bigrams = bigrams
         self.history = Counter()
-        for (v, _), c in bigrams.items():
+        self._next: dict[str, dict[str, int]] = {}  # v -> w -> c(v, w): no tuple to hash per lookup
+        for (v, w), c in bigrams.items():
             self.history[v] += c
+            self._next.setdefault(v, {})[w] = c
 
     @classmethod
     def from_dictionary(cls, source, config: LatticeConfig | None = None):
@@ -349,14 +384,19 @@ class BigramSegmenter(UnigramSegmenter):
         return cls(uni.lexicon, dict(bigrams), uni.config)
 
     def logp(self, prev: str, word: str) -> float:
+        """``log P(word | prev)`` (`prev` may be ``<s>``, `word` ``</s>``)."""
+        return self._logp(normalize_text(prev), normalize_text(word))  # <s> and </s> are ASCII: unchanged
+
+    def _logp(self, prev: str, word: str) -> float:
+        """`logp` of width-normalised words (the lattice's)."""
         a = self.config.bigram_weight
-        h = self.history.get(prev, 0)
-        p_bi = self.bigrams.get((prev, word), 0) / h if h else 0.0
-        p_uni = math.exp(self.lexicon.logp(word)) if word != EOS else 1.0 / max(len(self.lexicon), 1)
+        following = self._next.get(prev)
+        p_bi = following.get(word, 0) / self.history[prev] if following else 0.0
+        p_uni = math.exp(self.lexicon.log_probs[word]) if word != EOS else 1.0 / max(len(self.lexicon), 1)
         return math.log(a * p_bi + (1 - a) * p_uni)
 
     def _best_path(self, run: str) -> list[str]:
-        return bigram_k_best(run, build_dag(run, self.lexicon), self.logp, 1)[0][1]
+        return bigram_best_path(run, build_dag(run, self.lexicon), self._logp)
 
     def _run_k_best(self, run: str, k: int, by: str) -> list[tuple[float, list[str]]]:
         """The k best cuts of a run under the bigram model (score: the log probability of
@@ -364,7 +404,7 @@ class BigramSegmenter(UnigramSegmenter):
         if by != "prob":
             return super()._run_k_best(run, k, by)
         norm = normalize_text(run)
-        paths = bigram_k_best(norm, build_dag(norm, self.lexicon), self.logp, k)
+        paths = bigram_k_best(norm, build_dag(norm, self.lexicon), self._logp, k)
         return [(score, same_cuts(run, words)) for score, words in paths]
 
     def _state(self, directory: Path) -> dict:
