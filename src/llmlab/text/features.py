@@ -177,8 +177,8 @@ def _window_keys(c: np.ndarray, t: np.ndarray, spans: np.ndarray) -> np.ndarray:
 @jit
 def _scored(c: np.ndarray, t: np.ndarray, spans: np.ndarray, cols: np.ndarray, table: np.ndarray, shift: np.uint64,
             missing: int, weights: np.ndarray) -> np.ndarray:
-    """(len(cols), k) sums of the `weights` rows of each scored column's keys (a `FeatureIndex`'s
-    table), templates added in order: `_window_keys` then `FeatureIndex.scores`, without the key array."""
+    """(len(cols), k) sums of the `weights` rows of each scored column's keys (rows found in a
+    `FeatureIndex`'s table), templates added in order, without a key array."""
     out = np.zeros((cols.shape[0], weights.shape[1]), np.float64)
     keys = np.empty(BASE_TEMPLATES + SPAN_TEMPLATES * spans.shape[0], np.uint64)
     for i in range(cols.shape[0]):
@@ -246,7 +246,8 @@ def padded_keys(texts: list[str], table: np.ndarray, lexicon: SpanIndex | None =
 def emission_scores(texts: list[str], table: np.ndarray, index: FeatureIndex, weights: np.ndarray,
                     lexicon: SpanIndex | None = None, dictionary: SpanIndex | None = None,
                     pseudo: SpanIndex | None = None) -> np.ndarray:
-    """``index.scores(weights, *padded_keys(texts, ...))``, bit for bit, with each character's keys
-    made and looked up in one compiled pass: (characters of all texts, weights' columns) float64."""
+    """(characters of all texts, weights' columns) float64: for each character, the `weights` rows of
+    its `padded_keys` (rows found by `index`; an unknown key's is the zero row ``index.missing``) added
+    template by template, each character's keys made and looked up in one compiled pass."""
     c, t, spans, cols = _padded(texts, table, lexicon, dictionary, pseudo)
     return _scored(c, t, spans, cols, index.table, index.shift, index.missing, weights)

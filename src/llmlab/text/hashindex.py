@@ -5,8 +5,8 @@ so unseen features add nothing instead of borrowing another feature's weight. Ea
 probing table (2-4 slots per key) holds a key and its row side by side, so a lookup touches one
 cache line, and a weight table has one row per key (plus the zero row), not one per slot: the POS
 perceptron's (rows, 44 tags) training tables would otherwise be two to four times larger.
-Inserts, lookups and the fused lookup-and-sum of weight rows (`FeatureIndex.scores`) are compiled
-loops (`llmlab.core.jit`).
+Inserts, lookups and `probe` (which `llmlab.text.features.emission_scores` calls to add up weight
+rows) are compiled loops (`llmlab.core.jit`).
 """
 
 from __future__ import annotations
@@ -53,20 +53,6 @@ def _lookup(table: np.ndarray, shift: np.uint64, missing: int, keys: np.ndarray)
     return out
 
 
-@jit
-def _scores(table: np.ndarray, shift: np.uint64, missing: int, weights: np.ndarray, keys: np.ndarray,
-            cols: np.ndarray) -> np.ndarray:
-    t, k = keys.shape[0], weights.shape[1]
-    out = np.zeros((cols.shape[0], k), np.float64)
-    for i in range(cols.shape[0]):
-        c = cols[i]
-        for r in range(t):
-            row = probe(table, shift, keys[r, c], missing)
-            for j in range(k):
-                out[i, j] += weights[row, j]
-    return out
-
-
 class FeatureIndex:
     """Open-addressing table over non-zero uint64 keys; ``lookup`` returns row numbers (row r holds
     ``keys[r]``, the keys sorted), and ``missing`` (= ``size``, the number of keys) for unknown keys.
@@ -91,19 +77,6 @@ class FeatureIndex:
         """Row of each key (same shape, int64); `missing` where the key is not in the index."""
         keys = np.asarray(keys, dtype=np.uint64)
         return _lookup(self.table, self.shift, self.missing, np.ascontiguousarray(keys).ravel()).reshape(keys.shape)
-
-    def scores(self, weights: np.ndarray, keys: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """``weights[lookup(keys)].sum(axis=0)[cols]`` in float64, without building the (T, m, k)
-        gather: for (T, m) keys (a template per row) and the columns to score.
-
-        >>> idx = FeatureIndex(np.array([5, 9], dtype=np.uint64))
-        >>> w = np.zeros((idx.size + 1, 2), np.float32)
-        >>> w[idx.lookup(np.array([5, 9], dtype=np.uint64))] = [[1, 0], [0, 2]]
-        >>> idx.scores(w, np.array([[5, 9], [9, 4]], dtype=np.uint64), np.array([1, 0])).tolist()
-        [[0.0, 2.0], [1.0, 2.0]]
-        """
-        return _scores(self.table, self.shift, self.missing, weights, np.ascontiguousarray(keys, dtype=np.uint64),
-                       np.asarray(cols, dtype=np.int64))
 
     def present_keys(self) -> np.ndarray:
         """The keys, in row order."""
