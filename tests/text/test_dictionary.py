@@ -58,6 +58,25 @@ def test_maximum_matching_textbook_cases(text, fmm, bmm, bi):
         assert MaxMatchSegmenter(LEX, MatchConfig(direction)).cut(text) == want.split(), direction
 
 
+def test_each_direction_cuts_its_own_way_and_bidirectional_picks_the_better():
+    """A text where forward matching wins (same number of words, fewer single characters): backward
+    must still cut backward, and bidirectional must take the forward cut."""
+    lex = Lexicon({"甲乙": 3, "丙丁": 3, "乙丙丁": 3})
+    fwd, bwd = ["甲乙", "丙丁"], ["甲", "乙丙丁"]
+    assert forward_match("甲乙丙丁", lex.prefixes) == fwd and backward_match("甲乙丙丁", lex.suffixes) == bwd
+    for direction, want in (("forward", fwd), ("backward", bwd), ("bidirectional", fwd)):
+        assert MaxMatchSegmenter(lex, MatchConfig(direction)).cut("甲乙丙丁") == want, direction
+
+
+def test_training_with_the_default_config_keeps_every_word_and_matches_forward():
+    sents = [["研究生", "命"], ["研究", "生命"], ["研究", "起源"]]
+    seg = MaxMatchSegmenter.train(sents)
+    assert seg.config == MatchConfig("forward", min_count=1) and seg.kind == "fmm"
+    assert all(w in seg.lexicon for s in sents for w in s)  # words seen once too
+    assert seg.cut("研究生命起源") == ["研究生", "命", "起源"]
+    assert "命" not in MaxMatchSegmenter.train(sents, MatchConfig(min_count=2)).lexicon
+
+
 def test_bidirectional_tie_rules():
     # same number of words: fewer single characters wins
     assert choose_bidirectional(["ab", "c", "d"], ["a", "bcd", "e"]) == ["a", "bcd", "e"]
@@ -78,6 +97,41 @@ def test_forward_matching_is_the_longest_match_by_brute_force(train_words):
             assert len(w) == longest - i
             i += len(w)
         assert "".join(backward_match(text, lex.suffixes)) == text
+
+
+def _unit_bounds(text):
+    """Positions strictly inside a unit, and each unit's start -> end and end -> start."""
+    spans = unit_spans(text)
+    return {k for a, b in spans for k in range(a + 1, b)}, dict(spans), {b: a for a, b in spans}
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_the_segmenters_matching_is_the_longest_match_around_units_by_brute_force(direction, train_words):
+    """Through `MaxMatchSegmenter` (which hands the matchers the text's units): each word is the
+    longest lexicon word at its end of the scan that neither ends nor starts inside a unit, else the
+    unit or one character. The hand-made words cross into units ("的Ａ" must not cut "ＡＢＣ")."""
+    lex = Lexicon.from_sentences([*train_words, ["的Ａ", "Ｃ的", "年１", "研究"]])
+    seg = MaxMatchSegmenter(lex, MatchConfig(direction))
+    texts = ["".join(words) for words in train_words[:40]]
+    texts += ["研究ABC的生命", "的ＡＢＣ的", "１９９８年１２月研究", "啊ab啊cd啊"]
+    assert sum(bool(unit_spans(t)) for t in texts) > 10
+    for text in texts:
+        norm = normalize_text(text)
+        inside, unit_end, unit_start = _unit_bounds(norm)
+        got = seg.cut(text)
+        assert "".join(got) == text
+        if direction == "forward":
+            i = 0
+            for w in got:
+                ends = [j for j in range(i + 1, len(norm) + 1) if norm[i:j] in lex and j not in inside]
+                assert i + len(w) == max([unit_end.get(i, i + 1), *ends]), (text, got)
+                i += len(w)
+        else:
+            j = len(norm)
+            for w in reversed(got):
+                starts = [i for i in range(j) if norm[i:j] in lex and i not in inside]
+                assert j - len(w) == min([unit_start.get(j, j - 1), *starts]), (text, got)
+                j -= len(w)
 
 
 def test_latin_and_digit_runs_stay_whole():
