@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from llmlab.core.errors import InputError
-from llmlab.text.base import load_segmenter, tags_to_words, words_to_tags
+from llmlab.text.base import load_segmenter, normalize_text, tags_to_words, words_to_tags
 from llmlab.text.bmes import cut_by_tags, encode_tags, viterbi_bmes
-from llmlab.text.hmm import HmmSegmenter
+from llmlab.text.hmm import HmmConfig, HmmSegmenter
 from llmlab.text.lexicon import Lexicon
 from llmlab.text.metrics import seg_scores
 from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter, read_dictionary
@@ -51,6 +51,31 @@ def test_hmm_learns_counted_probabilities():
     assert seg.trans[0][0] == seg.trans[0][3] == -1e30  # illegal B->B, B->S
     assert seg.emit["中"][0] > seg.emit["中"][3]
     assert seg.cut("人中国") == ["人", "中国"]
+
+
+@pytest.mark.parametrize("k", [0.5, 0.01, 2.0])
+def test_hmm_probabilities_are_distributions(k, train_words):
+    """Add-k smoothing keeps every table a distribution: per tag, the emissions of the seen characters
+    plus one unseen character's sum to 1; the start distribution over B/S and each transition row over
+    its two legal successors too. And the counts are the training data's."""
+    seg = HmmSegmenter.train(train_words[:50], HmmConfig(smoothing=k))
+    for t in range(4):
+        total = sum(math.exp(v[t]) for v in seg.emit.values()) + math.exp(seg.unknown[t])
+        assert total == pytest.approx(1.0), t
+    assert math.exp(seg.start[0]) + math.exp(seg.start[3]) == pytest.approx(1.0)
+    assert seg.start[1] == seg.start[2] == -1e30
+    for a, legal_next in LEGAL_NEXT.items():
+        assert sum(math.exp(seg.trans[a][b]) for b in legal_next) == pytest.approx(1.0)
+        assert all(seg.trans[a][b] == -1e30 for b in range(4) if b not in legal_next)
+    tags = [t for words in train_words[:50] for t in encode_tags(words)]
+    chars = [normalize_text(c) for words in train_words[:50] for c in "".join(words)]
+    n_tag, n_char = [tags.count(t) for t in range(4)], len(set(chars))
+    ch = chars[0]  # its smoothed relative frequency under each tag
+    for t in range(4):
+        c = sum(1 for x, y in zip(chars, tags) if x == ch and y == t)
+        assert seg.emit[ch][t] == pytest.approx(math.log((c + k) / (n_tag[t] + k * (n_char + 1))))
+    starts = [encode_tags(words)[0] for words in train_words[:50]]
+    assert seg.start[3] - seg.start[0] == pytest.approx(math.log((starts.count(3) + k) / (starts.count(0) + k)))
 
 
 def _f1(seg, test_words, vocab=None):
