@@ -37,6 +37,29 @@ def test_viterbi_bmes_matches_brute_force():
         assert math.isclose(score(got), score(best))
 
 
+def test_viterbi_bmes_breaks_ties_as_documented():
+    """Integer scores make many legal sequences tie. The documented rule (the text ends on E rather
+    than S; each state keeps the first of its two predecessors, E before S and B before M) picks,
+    among the best sequences, the one that read from the end prefers B/E to M/S earliest."""
+    rng = np.random.default_rng(1)
+    n_ties = 0
+    for trial in range(150):
+        n = 1 + trial % 6
+        em = rng.integers(0, 2, size=(n, 4)).astype(float).tolist()
+        trans = rng.integers(0, 2, size=(4, 4)).astype(float).tolist()
+
+        def score(tags, em=em, trans=trans):
+            return sum(em[i][t] for i, t in enumerate(tags)) + sum(trans[a][b] for a, b in itertools.pairwise(tags))
+
+        seqs = [t for t in itertools.product(range(4), repeat=n) if legal(t)]
+        top = max(map(score, seqs))
+        best = [t for t in seqs if score(t) == top]
+        n_ties += len(best) > 1
+        want = min(best, key=lambda t: [tag in (1, 3) for tag in reversed(t)])
+        assert viterbi_bmes(em, trans) == list(want), (em, trans)
+    assert n_ties > 50
+
+
 def test_tag_round_trip(train_words):
     for words in train_words[:50]:
         text = "".join(words)
