@@ -296,6 +296,20 @@ def test_bigram_k_best_ranks_by_the_bigram_model(train_words, test_words):
 
 
 @pytest.mark.parametrize("cls", [UnigramSegmenter, BigramSegmenter])
+@pytest.mark.parametrize("by", ["prob", "words"])
+def test_one_best_is_the_head_of_the_k_best_and_k_must_be_positive(cls, by, train_words, test_words):
+    seg = cls.train(train_words[:100])
+    for words in test_words[:10]:
+        text = "".join(words)
+        one, five = seg.k_best(text, 1, by), seg.k_best(text, 5, by)
+        assert len(one) == 1 and one[0][0] == pytest.approx(five[0][0])
+        if by == "prob":
+            assert one[0][1] == seg.cut(text)
+    with pytest.raises(InputError, match="k must be >= 1"):
+        seg.k_best("研究生命", 0, by)
+
+
+@pytest.mark.parametrize("cls", [UnigramSegmenter, BigramSegmenter])
 def test_k_best_cuts_whitespace_as_cut_does(cls, train_words, test_words):
     """Whitespace is a word of its own, as in `cut` (a run of it stayed one word in cut, two in
     k_best, and the bigram model scored it as a word); the runs between are independent."""
