@@ -295,6 +295,36 @@ def test_bigram_k_best_ranks_by_the_bigram_model(train_words, test_words):
         assert [round(s, 9) for s, _ in seg.k_best(text, 5)] == [round(s, 9) for s in want]
 
 
+def test_bigram_model_is_the_interpolation_of_the_training_counts(tmp_path):
+    """P(w | v) = a * c(v, w) / c(v) + (1 - a) * P(w), with the pairs counted over <s> w1 .. wn </s>
+    of each training sentence (width-normalised); the unigram share of </s> is 1 / |lexicon|."""
+    sents = [["研究", "生命", "起源"], ["研究", "起源"], ["ＡＢ", "起源"], ["生命"]]
+    a = 0.6
+    seg = BigramSegmenter.train(sents, LatticeConfig(bigram_weight=a))
+    pairs = [(s[i], s[i + 1]) for s in (["<s>", *map(normalize_text, x), "</s>"] for x in sents)
+             for i in range(len(s) - 1)]
+    assert seg.bigrams == {p: pairs.count(p) for p in pairs}
+    words = {w for _, w in pairs}
+    for v in {v for v, _ in pairs}:
+        c_v = sum(1 for x, _ in pairs if x == v)
+        for w in words:
+            p_uni = 1 / len(seg.lexicon) if w == "</s>" else seg.lexicon.count(w) / seg.lexicon.total
+            want = a * pairs.count((v, w)) / c_v + (1 - a) * p_uni
+            assert seg.logp(v, w) == pytest.approx(math.log(want)), (v, w)
+    assert seg.logp("未见", "研究") == pytest.approx(math.log((1 - a) * 2 / 8))  # no history: unigram only
+    seg.save(tmp_path / "bigram")
+    back = BigramSegmenter.load(tmp_path / "bigram")
+    assert back.bigrams == seg.bigrams and back.history == seg.history and back.config == seg.config
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.0, 1.5, math.nan])
+def test_bigram_weight_must_leave_room_for_the_unigram_model(weight):
+    """At weight 1 an unseen pair has probability 0 (log 0 fails at cut time): [0, 1) only."""
+    with pytest.raises(InputError, match="bigram_weight"):
+        LatticeConfig(bigram_weight=weight)
+    assert LatticeConfig(bigram_weight=0.0).bigram_weight == 0.0
+
+
 @pytest.mark.parametrize("cls", [UnigramSegmenter, BigramSegmenter])
 @pytest.mark.parametrize("by", ["prob", "words"])
 def test_one_best_is_the_head_of_the_k_best_and_k_must_be_positive(cls, by, train_words, test_words):
@@ -307,6 +337,8 @@ def test_one_best_is_the_head_of_the_k_best_and_k_must_be_positive(cls, by, trai
             assert one[0][1] == seg.cut(text)
     with pytest.raises(InputError, match="k must be >= 1"):
         seg.k_best("研究生命", 0, by)
+    text = "".join(test_words[0])
+    assert seg.k_best(text, by=by) == seg.k_best(text, 5, by)  # five unless asked
 
 
 @pytest.mark.parametrize("cls", [UnigramSegmenter, BigramSegmenter])
