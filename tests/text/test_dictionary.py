@@ -439,6 +439,41 @@ def test_every_word_listed_without_a_count_wins(entries, onto_training_words):
             assert seg.cut(word) == [word], (word, seg.lexicon.counts)
 
 
+@pytest.mark.parametrize("counts", [{"a": 1}, {"甲": 2, "乙": 3}, dict(LEX.counts)])
+def test_logp_is_the_relative_count_and_equals_the_table(counts):
+    lex = Lexicon(counts)
+    total = sum(counts.values())
+    for w in [*counts, "未知词", "ｚ"]:  # an unknown word counts 1
+        want = math.log(counts.get(w, 1) / total)
+        assert lex.logp(w) == pytest.approx(want) and lex.log_probs[w] == pytest.approx(want), w
+
+
+@pytest.mark.parametrize(("counts", "word"), [
+    ({"甲": 10, "乙": 10}, "甲乙"),
+    ({"甲": 3, "乙": 40, "丙": 2, "丁戊己": 5}, "甲乙丙"),
+    ({"甲乙": 7, "丙": 9, "甲": 30, "乙丙丁": 1}, "甲乙丙丁"),
+])
+def test_suggested_count_is_the_smallest_that_beats_every_split(counts, word):
+    """By brute force over the splits into lexicon words or single characters (unknown ones count 1):
+    the suggested count makes the word likelier than the best split, one less does not."""
+    lex = Lexicon(counts)
+    total = sum(counts.values())
+    best = max(math.prod(max(lex.count(p), 1) / total for p in ws) for ws in all_cuts(word)
+               if len(ws) > 1 and all(len(p) == 1 or p in lex for p in ws))
+    c = lex.suggest_count(word)
+    assert c / total > best and (c == 1 or (c - 1) / total <= best)
+
+
+def test_an_uncounted_word_is_raised_to_the_suggested_count_not_by_it():
+    lex = Lexicon({"甲": 10, "乙": 10, "甲乙": 2})
+    need = lex.suggest_count("甲乙")
+    assert need > 2
+    lex.add_user_words([("甲乙", None)])
+    assert lex.count("甲乙") == need and lex.total == 20 + need
+    lex.add_user_words([("甲乙", None)])  # already enough: unchanged
+    assert lex.count("甲乙") == need and lex.total == 20 + need
+
+
 def test_adding_user_words_does_not_rebuild_the_probability_table(monkeypatch):
     """The lattice's log-probability table is built lazily: adding words one by one (each uncounted
     word's count depends on the lexicon so far) must not rebuild it per word, which took 25 s for 200
