@@ -65,6 +65,7 @@ def test_tag_round_trip(train_words):
         text = "".join(words)
         assert cut_by_tags(text, encode_tags(words)) == words
         assert tags_to_words(text, words_to_tags(words)) == words
+    assert cut_by_tags("", []) == [] and tags_to_words("", []) == []  # no empty word, even for no text
 
 
 def test_hmm_learns_counted_probabilities():
