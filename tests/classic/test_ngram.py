@@ -233,3 +233,104 @@ def test_load_refuses_a_damaged_model_clearly(tmp_path):
         (d / "config.json").write_text(json.dumps(broken), encoding="utf-8")
         with pytest.raises(InputError, match=message):
             NgramModel.load(d)
+
+
+def _katz_ratio(counts):
+    """Katz's d_r from the counts of one order (Good-Turing, else absolute discounting), as a function of r."""
+    n = Counter(counts)
+    if all(n[r] > 0 for r in range(1, 7)):
+        a = 6 * n[6] / n[1]
+        d = {r: ((r + 1) * n[r + 1] / n[r] / r - a) / (1 - a) for r in range(1, 6)}
+        if all(0 < x < 1 for x in d.values()):
+            return lambda r: d.get(r, 1.0)
+    D = n[1] / (n[1] + 2 * n[2]) if n[1] and n[2] else 0.5
+    return lambda r: (r - D) / r if r <= 5 else 1.0
+
+
+def _naive_katz(sents, order):
+    """Katz backoff written from its definition with dicts: p(w | h) = d_r r / c(h) for a seen h w, else
+    alpha(h) p(w | h minus its first word), alpha spreading the left-over mass over the unseen words;
+    unigrams are interpolated with the uniform distribution."""
+    grams = Counter()
+    for s in sents:
+        toks = ("<s>", *s, "</s>")
+        grams.update(toks[i : i + k] for k in range(1, order + 1) for i in range(len(toks) - k + 1))
+    del grams[("<s>",)]
+    words = list(dict.fromkeys(["<unk>", "</s>", *(w for s in sents for w in s)]))
+    ratio = {k: _katz_ratio([c for g, c in grams.items() if len(g) == k]) for k in range(1, order + 1)}
+    n_r = {k: Counter(c for g, c in grams.items() if len(g) == k) for k in range(1, order + 1)}
+    kn_d = {k: n[1] / (n[1] + 2 * n[2]) if n[1] and n[2] else 0.5 for k, n in n_r.items()}
+    follow = {}
+    for g, c in grams.items():
+        follow.setdefault(g[:-1], {})[g[-1]] = c
+
+    def p(w, h):
+        seen = follow.get(h, {})
+        total = sum(seen.values())
+        disc = {x: ratio[len(h) + 1](c) * c / total for x, c in seen.items()}
+        if seen and sum(disc.values()) > 1 - 1e-9:  # every follower seen > 5 times: absolute discounting
+            disc = {x: (c - kn_d[len(h) + 1]) / total for x, c in seen.items()}
+        left = 1 - sum(disc.values())
+        if not h:
+            return disc.get(w, 0.0) + left / len(words)
+        if not seen:
+            return p(w, h[1:])
+        room = 1 - sum(p(x, h[1:]) for x in seen)
+        if room <= 1e-12:  # h was followed by every word: nothing to back off to
+            return disc.get(w, 0.0) / sum(disc.values())
+        if w in seen:
+            return disc[w]
+        return left / room * p(w, h[1:])
+
+    return p, words
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_katz_equals_its_definition(order):
+    """Count-of-counts n_1..n_6 of the unigrams put Good-Turing in range (d_r in (0, 1)); the bigrams and
+    trigrams, mostly seen once, fall back to absolute discounting."""
+    rng = np.random.default_rng(0)
+    plan = {1: 40, 2: 15, 3: 8, 4: 5, 5: 3, 6: 2, 9: 2}  # count r: number of words seen r times
+    toks = [f"w{r}_{i}" for r, m in plan.items() for i in range(m) for _ in range(r)]
+    rng.shuffle(toks)
+    sents = [toks[i : i + 7] for i in range(0, len(toks), 7)]
+    _check_katz(sents[:4], sents, order)
+
+
+@pytest.mark.parametrize("order", [2, 3])
+@pytest.mark.parametrize("times", [1, 6])
+def test_katz_where_counts_run_dry_or_a_context_saw_every_word(order, times):
+    """After "a" only "b" comes, 7 times (more than Good-Turing discounts): absolute discounting gives
+    it some mass to back off with; "c" is followed by every id, so nothing is left to back off to.
+    Repeated 6 times, every count of every order is above 5."""
+    sents = ([["a", "b"]] * 7 + [["c", x] for x in ("<unk>", "a", "b", "c", "d")] + [["c"], ["d", "a", "b"]]) * times
+    _check_katz(sents, sents, order)
+
+
+def _check_katz(test, sents, order):
+    m = NgramModel.train(sents, NgramConfig(order=order, smoothing="katz"))
+    p, words = _naive_katz(sents, order)
+    for s in test:
+        for i in range(len(s) + 1):
+            h = ("<s>", *s[:i])[-(order - 1):]
+            for w in words:
+                assert m.prob(w, s[:i]) == pytest.approx(p(w, h), rel=1e-9, abs=1e-15), (w, h)
+
+
+def test_good_turing_factors_by_hand_and_their_fallback():
+    from llmlab.classic.smoothing import good_turing_factors
+
+    def counts(n):  # n[r] n-grams seen r times
+        return np.array([r for r, m in n.items() for _ in range(m)] + [0, 0])
+
+    # Katz: d_r = (r*/r - a) / (1 - a), r* = (r + 1) n_{r+1} / n_r, a = 6 n_6 / n_1; every d_r in (0, 1)
+    for n in ({1: 40, 2: 15, 3: 8, 4: 5, 5: 3, 6: 2, 30: 1}, {1: 40, 2: 15, 3: 8, 4: 5, 5: 3, 6: 1}):
+        a = 6 * n[6] / n[1]
+        star = [(r + 1) * n[r + 1] / n[r] for r in range(1, 6)]
+        want = [1.0] + [(s / r - a) / (1 - a) for r, s in zip(range(1, 6), star)]
+        np.testing.assert_allclose(good_turing_factors(counts(n)), want, rtol=1e-12)
+    # out of range (d_3 = (4 * 4 / 4 / 3 - a) / (1 - a) > 1) or n_5 = 0: absolute discounting with
+    # D = n_1 / (n_1 + 2 n_2), d_r = (r - D) / r
+    for n in ({1: 40, 2: 15, 3: 4, 4: 4, 5: 3, 6: 2}, {1: 40, 2: 15, 3: 8, 4: 5, 6: 2}):
+        D = 40 / (40 + 30)
+        np.testing.assert_allclose(good_turing_factors(counts(n)), [1.0] + [(r - D) / r for r in range(1, 6)])
