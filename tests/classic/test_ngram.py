@@ -334,3 +334,19 @@ def test_good_turing_factors_by_hand_and_their_fallback():
     for n in ({1: 40, 2: 15, 3: 4, 4: 4, 5: 3, 6: 2}, {1: 40, 2: 15, 3: 8, 4: 5, 6: 2}):
         D = 40 / (40 + 30)
         np.testing.assert_allclose(good_turing_factors(counts(n)), [1.0] + [(r - D) / r for r in range(1, 6)])
+
+
+def test_modified_kn_discounts_follow_chen_goodman_and_fall_back_without_singletons_or_doubletons():
+    from llmlab.classic.smoothing import modified_kn_discounts
+
+    def counts(n):  # n[r] n-grams seen r times
+        return np.array([r for r, m in n.items() for _ in range(m)] + [0])
+
+    for n in ({1: 1, 2: 1, 3: 1, 4: 1}, {1: 9, 2: 4, 3: 3, 4: 2, 7: 3}):
+        y = n[1] / (n[1] + 2 * n[2])  # D_r = r - (r + 1) Y n_{r+1} / n_r
+        want = [r - (r + 1) * y * n[r + 1] / n[r] for r in (1, 2, 3)]
+        np.testing.assert_allclose(modified_kn_discounts(counts(n)), want, rtol=1e-12)
+    # no singletons or no doubletons: Y is degenerate (0 or 1), all three take KN's fallback 0.5
+    for n in ({1: 3, 3: 2, 4: 1}, {2: 3, 3: 2, 4: 1}):
+        assert modified_kn_discounts(counts(n)) == (0.5, 0.5, 0.5)
+
