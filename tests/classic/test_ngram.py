@@ -54,6 +54,7 @@ def test_perplexity_finite_on_unseen_words_and_contexts(smoothing):
     assert ev["n_tokens"] == sum(len(s) + 1 for s in TEST)
     n_chars = sum(len(w) for s in TEST for w in s) + len(TEST)
     assert ev["bits_per_char"] == pytest.approx(-lp.sum() / math.log(2) / n_chars)
+    assert 2 ** ev["bits_per_token"] == pytest.approx(ev["perplexity"])
 
 
 def test_mle_says_perplexity_is_infinite(caplog):
