@@ -351,3 +351,17 @@ def test_modified_kn_discounts_follow_chen_goodman_and_fall_back_without_singlet
     for n in ({1: 3, 3: 2, 4: 1}, {2: 3, 3: 2, 4: 1}):
         assert modified_kn_discounts(counts(n)) == (0.5, 0.5, 0.5)
 
+
+def test_min_count_and_max_vocab_map_rare_words_to_unk():
+    sents = [s.split() for s in ["b a c d", "a b c e", "c a f b", "c c g"]]  # c 5, b 3, a 3, d e f g 1
+    freq = Counter(w for s in sents for w in s)
+    first = {w: i for i, w in reversed(list(enumerate(w for s in sents for w in s)))}
+    ranked = sorted(freq, key=lambda w: (-freq[w], first[w]))  # falling count, ties in first-seen order
+    n_tokens = sum(len(s) + 1 for s in sents)  # the words and one </s> each
+    for kwargs, kept in ((dict(min_count=2), [w for w in ranked if freq[w] >= 2]), (dict(max_vocab=2), ["c", "b"]),
+                         (dict(max_vocab=5), ranked[:5]), (dict(min_count=2, max_vocab=2), ranked[:2])):
+        m = NgramModel.train(sents, NgramConfig(order=1, smoothing="mle", **kwargs))
+        assert list(m.vocab.tokens[3:]) == kept, kwargs
+        rare = sum(c for w, c in freq.items() if w not in kept)
+        assert m.prob("<unk>", []) == pytest.approx(rare / n_tokens)  # MLE: the rare tokens' share
+        assert m.prob("g", []) == m.prob("<unk>", []) and m.evaluate(sents)["n_oov"] == rare
