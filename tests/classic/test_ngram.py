@@ -169,6 +169,9 @@ def test_sampling_is_seeded_and_follows_the_model():
     for bad in (0, -1, float("nan"), float("inf")):
         with pytest.raises(InputError, match="temperature"):
             k.sample(temperature=bad)
+    assert k.sample(seed=3, max_tokens=0) == []  # zero tokens asked for is allowed, a negative count is not
+    with pytest.raises(InputError, match="max_tokens"):
+        k.sample(max_tokens=-1)
 
 
 def test_char_units_and_unknowns():
