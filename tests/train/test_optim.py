@@ -85,3 +85,36 @@ def test_trainer_accepts_exactly_the_written_optimizers():
     from llmlab.train.config import OPTIMIZER_NAMES
 
     assert set(OPTIMIZER_NAMES) == set(ours.OPTIMIZERS)
+
+
+def _run_on_random_tensors(opt_class, kw, steps=5):
+    """Params and gradients in float64 (so tolerances can be tight), gradients spread over 1e-12..1 so
+    that eps, which only matters next to tiny gradients, shows in the result. Returns (params, states)."""
+    g = torch.Generator().manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(64, generator=g, dtype=torch.float64))
+    opt = opt_class([p], **kw)
+    for _ in range(steps):
+        sign = torch.randint(0, 2, (64,), generator=g).double() * 2 - 1
+        p.grad = sign * 10 ** (-12 * torch.rand(64, generator=g, dtype=torch.float64))
+        opt.step()
+    return p.detach().clone(), opt.state[p]
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"])
+def test_default_hyperparameters_step_as_torch_defaults(name):
+    """ours.X(params) with no settings is torch.optim.X(params): same lr, eps and weight decay defaults,
+    and the same step count in the state (named as in torch)."""
+    ours_p, ours_state = _run_on_random_tensors(getattr(ours, name), {})
+    ref_p, ref_state = _run_on_random_tensors(getattr(torch.optim, name), dict(foreach=False))
+    torch.testing.assert_close(ours_p, ref_p, atol=0, rtol=1e-12)
+    if "step" in ref_state:
+        assert int(ours_state["step"]) == int(ref_state["step"]) == 5
+
+
+@pytest.mark.parametrize("betas", [(0.0, 0.99), (0.9, 0.0)])
+def test_adam_accepts_a_zero_beta_as_torch_does(betas):
+    """beta = 0 is allowed (no averaging of that moment): beta1 = 0 is RMSProp with bias correction."""
+    for name in ("Adam", "AdamW"):
+        ours_p, _ = _run_on_random_tensors(getattr(ours, name), dict(lr=0.01, betas=betas))
+        ref_p, _ = _run_on_random_tensors(getattr(torch.optim, name), dict(lr=0.01, betas=betas, foreach=False))
+        torch.testing.assert_close(ours_p, ref_p, atol=0, rtol=1e-12)
