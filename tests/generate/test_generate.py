@@ -121,3 +121,35 @@ def test_logits_of_a_diverged_model_are_a_clear_error(bad):
         with pytest.raises(InputError, match="not finite"):
             sample_next(logits, temperature)
     assert int(sample_next(torch.tensor([[1.0, float("-inf"), 0.0]]), 0.0)) == 0  # -inf is a masked token
+
+
+def test_filters_match_transformers_logits_warpers():
+    """top_k_filter / top_p_filter against transformers' TopKLogitsWarper / TopPLogitsWarper on random
+    logits (float64, continuous: no ties), k = 1 (greedy: only the argmax stays) to V - 1, p over (0, 1)."""
+    lp = pytest.importorskip("transformers.generation.logits_process")
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(32, 10, generator=g, dtype=torch.float64) * 2
+    for k in range(1, 10):
+        ref = lp.TopKLogitsWarper(k)(None, logits)
+        assert torch.equal(top_k_filter(logits, k), ref), k
+    assert torch.isfinite(top_k_filter(logits, 1)).sum(-1).tolist() == [1] * 32
+    for p in torch.rand(20, generator=g, dtype=torch.float64).tolist():
+        ref = lp.TopPLogitsWarper(p)(None, logits)
+        assert torch.equal(top_p_filter(logits, p), ref), p
+
+
+def test_top_p_keeps_the_fewest_tokens_whose_mass_reaches_p_exactly():
+    """Four equal tokens (probabilities exactly 1/4): p = 1/4, 1/2, 3/4 keep 1, 2, 3 of them (mass
+    reaching p is enough, it need not pass it); p = 1 keeps all four."""
+    logits = torch.zeros(1, 4)
+    for p, n in ((0.25, 1), (0.5, 2), (0.75, 3), (1.0, 4)):
+        assert int(torch.isfinite(top_p_filter(logits, p)).sum()) == n, p
+
+
+def test_top_p_of_one_filters_nothing_even_where_the_mass_rounds_to_one_early():
+    """p = 1 (sample_next's default) is no filter: a token whose probability is lost in the float32
+    cumulative sum (it already rounds to 1.0) must stay possible."""
+    logits = torch.tensor([[30.0, 0.0, -1.0, -2.0]])
+    probs = logits.softmax(-1)
+    assert float(probs[0, 0]) == 1.0 and float(probs[0, 3]) > 0  # the cumulative mass is 1.0 after one token
+    assert torch.equal(top_p_filter(logits, 1.0), logits)
