@@ -57,6 +57,42 @@ def test_inverse_sqrt_without_warmup_decays_from_the_peak():
             assert inverse_sqrt(step, 1e-3, 4, 50) == pytest.approx(1e-3 * math.sqrt(4 / (step + 1)))
 
 
+def _hf_lr(make, max_lr, **kw):
+    """The learning rate at step s of a transformers scheduler (a LambdaLR multiplier times max_lr)."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=max_lr)
+    mult = make(opt, **kw).lr_lambdas[0]
+    return lambda s: max_lr * mult(s)
+
+
+@pytest.mark.parametrize("warmup,total", [(0, 6), (1, 5), (3, 4), (4, 20), (10, 100)])
+def test_schedules_match_transformers(warmup, total):
+    """Each schedule against transformers' at the same max_lr (not 1, so max_lr * x is not x / max_lr)
+    and min_lr. Our warmup counts step s as the (s+1)-th, so it reaches max_lr at its last warmup step:
+    it matches transformers' step s + 1 there, and step s from the end of warmup to `total` (totals a
+    single step past warmup included). Past `total` the decaying schedules stay at min_lr (transformers'
+    cosine would rise again, its linear one fall to 0)."""
+    opt = pytest.importorskip("transformers.optimization")
+    from llmlab.train.schedule import SCHEDULES
+
+    max_lr, min_lr = 3e-3, 3e-4
+    decay = int(total * 0.2)
+    refs = {
+        "cosine": _hf_lr(opt.get_cosine_with_min_lr_schedule_with_warmup, max_lr, num_warmup_steps=warmup,
+                         num_training_steps=total, min_lr_rate=min_lr / max_lr),
+        "linear": _hf_lr(opt.get_wsd_schedule, max_lr, num_warmup_steps=warmup, num_stable_steps=0,
+                         num_decay_steps=total - warmup, decay_type="linear", min_lr_ratio=min_lr / max_lr),
+        "constant": _hf_lr(opt.get_constant_schedule_with_warmup, max_lr, num_warmup_steps=warmup),
+        "wsd": _hf_lr(opt.get_wsd_schedule, max_lr, num_warmup_steps=warmup, num_stable_steps=total - decay - warmup,
+                      num_decay_steps=decay, decay_type="linear", min_lr_ratio=min_lr / max_lr),
+    }
+    warm = refs["constant"]  # (transformers' WSD warms up from min_lr, ours from 0 as its other schedules)
+    for name, ref in refs.items():
+        for s in range(total + 4):
+            want = warm(s + 1) if s < warmup else ref(s if name == "constant" else min(s, total))
+            got = SCHEDULES[name](s, max_lr, warmup, total, min_lr)
+            assert got == pytest.approx(want, rel=1e-12, abs=1e-15), (name, s)
+
+
 def test_batches_are_windows_of_the_stream_and_depend_only_on_seed():
     tokens = torch.arange(100)
     x, y = get_batch(tokens, 3, 8, seed=5)

@@ -63,6 +63,8 @@ def warmup_stable_decay(step: int, max_lr: float, warmup: int, total: int, min_l
     """
     if step < warmup:
         return max_lr * (step + 1) / warmup
+    if step >= total:  # min_lr from `total` on, also when total * decay_fraction < 1 leaves no decay step
+        return min_lr
     decay_start = total - int(total * decay_fraction)
     if step < decay_start:
         return max_lr
