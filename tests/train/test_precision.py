@@ -74,3 +74,44 @@ def test_fp16_master_weight_training_tracks_fp32():
     assert abs(losses[-1][0] - losses[-1][1]) < 0.1  # and stays close to fp32
     assert all(m.dtype == torch.float32 for m in mw.master)
     assert all(p.dtype == torch.float16 for p in half.parameters())
+
+
+def test_fp16_tiny_is_the_smallest_positive_fp16():
+    """FP16_TINY is the first fp16 above 0 (the smallest subnormal); half of it rounds to 0 (ties to even)."""
+    zero = torch.zeros((), dtype=torch.float16)
+    assert torch.nextafter(zero, torch.ones((), dtype=torch.float16)).item() == FP16_TINY
+    assert torch.tensor(FP16_TINY).half().item() == FP16_TINY
+    assert torch.tensor(FP16_TINY / 2).half().item() == 0
+
+
+def test_underflow_fraction_by_default_is_what_a_plain_fp16_cast_loses():
+    g = torch.Generator().manual_seed(0)
+    grads = [10 ** (-10 + 5 * torch.rand(200, generator=g)), torch.zeros(5)]
+    lost = [(x.half() == 0) & (x != 0) for x in grads]
+    expected = sum(int(m.sum()) for m in lost) / sum(int((x != 0).sum()) for x in grads)
+    assert 0 < expected < 1
+    assert underflow_fraction(grads) == expected
+    assert underflow_fraction([torch.zeros(3)]) == 0.0
+
+
+def test_scaler_defaults_are_grad_scalers():
+    ours = DynamicLossScaler()
+    ref = torch.amp.GradScaler("cpu")
+    ref.scale(torch.ones(()))  # the reference creates its scale lazily
+    assert ours.scale == ref.get_scale()
+    assert (ours.growth_factor, ours.backoff_factor, ours.growth_interval) == (
+        ref.get_growth_factor(), ref.get_backoff_factor(), ref.get_growth_interval())
+
+
+def test_bad_scaler_settings_are_clear_errors_and_the_limits_are_allowed():
+    from llmlab.core.errors import InputError
+
+    for bad in (dict(init_scale=0.0), dict(init_scale=-1.0), dict(growth_factor=1.0), dict(backoff_factor=0.0),
+                dict(backoff_factor=1.0), dict(growth_interval=0)):
+        with pytest.raises(InputError, match="need init_scale > 0"):
+            DynamicLossScaler(**bad)
+    # just inside each limit is accepted (growth_interval=1 doubles after every clean step)
+    s = DynamicLossScaler(init_scale=1e-3, growth_factor=1.5, backoff_factor=0.99, growth_interval=1)
+    s.update(False)
+    assert s.scale == 1e-3 * 1.5
+    DynamicLossScaler(backoff_factor=0.01)
