@@ -1,0 +1,169 @@
+"""POS taggers on tiny hand-made data, against brute force and independently computed values."""
+
+import itertools
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from llmlab.text.features import type_table
+from llmlab.text.pos import viterbi, viterbi2
+from llmlab.text.pos_perceptron import PerceptronTagger, PerceptronTaggerConfig, word_keys
+
+TINY = [[("他", "r"), ("跑", "v"), ("了", "u")], [("我", "r"), ("跑", "v")], [("书", "n"), ("的", "u")],
+        [("他", "r"), ("的", "u"), ("书", "n")], [("跑", "v"), ("书", "n")], [("我", "r"), ("走", "v"), ("了", "u")]]
+
+
+def _reference_perceptron(tagger, data, config, seed):
+    """A plain structured perceptron, averaged over the snapshots before the first and after each
+    sentence, written without the compiled loops: its (weights, trans, start, trans3)."""
+    tags = tagger.tags
+    k = len(tags)
+    slots = [tagger.index.lookup(word_keys([w for w, _ in s], type_table())) for s in data]
+    golds = [[tags.index(t) for _, t in s] for s in data]
+    w = np.zeros((tagger.index.size + 1, k))
+    tr, st, t3 = np.zeros((k, k)), np.zeros(k), np.zeros((k, k, k))
+    sums = [np.zeros_like(x) for x in (w, tr, st, t3)]
+    rng, snapshots = np.random.default_rng(seed), 1
+    for _ in range(config.epochs):
+        for i in rng.permutation(len(data)):
+            em = w[slots[i]].sum(axis=1)
+            if config.order == 2:
+                pred = viterbi2(em, tr, t3, st, config.beam)
+            else:
+                pred = viterbi(em, tr, st)
+            gold = golds[i]
+            if pred != gold:
+                for x, (g, p) in enumerate(zip(gold, pred)):
+                    w[slots[i][x], g] += 1
+                    w[slots[i][x], p] -= 1
+                st[gold[0]] += 1
+                st[pred[0]] -= 1
+                for x in range(1, len(gold)):
+                    tr[gold[x - 1], gold[x]] += 1
+                    tr[pred[x - 1], pred[x]] -= 1
+                    if config.order == 2 and x >= 2:
+                        t3[gold[x - 2], gold[x - 1], gold[x]] += 1
+                        t3[pred[x - 2], pred[x - 1], pred[x]] -= 1
+            for total, x in zip(sums, (w, tr, st, t3)):
+                total += x
+            snapshots += 1
+    return [total / snapshots for total in sums]
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_perceptron_training_matches_a_plain_averaged_perceptron(order):
+    config = PerceptronTaggerConfig(epochs=3, order=order, beam=2, ensemble=2, clusters=(), seed=5)
+    tagger = PerceptronTagger.train(TINY, config)
+    members = [_reference_perceptron(tagger, TINY, config, seed) for seed in (5, 6)]
+    w, tr, st, t3 = (a + b for a, b in zip(*members))
+    w[tagger.index.missing] = 0
+    assert np.abs(w).sum() > 0 and np.abs(tr).sum() > 0
+    assert np.allclose(tagger.weights, w, atol=1e-5) and np.allclose(tagger.trans, tr)
+    assert np.allclose(tagger.start, st) and np.allclose(tagger.trans3, t3)
+
+
+def test_hmm_probabilities_are_the_smoothed_counts():
+    from llmlab.text.pos import HmmTagger, HmmTaggerConfig
+
+    k = 0.5
+    tagger = HmmTagger.train(TINY, HmmTaggerConfig(smoothing=k, rare_count=2))
+    tags = tagger.tags
+    assert tags == sorted({t for s in TINY for _, t in s})
+    n_tags = len(tags)
+    firsts = Counter(s[0][1] for s in TINY)
+    for a in tags:
+        want = (firsts[a] + k) / (len(TINY) + k * n_tags)
+        assert math.isclose(math.exp(tagger.start[tags.index(a)]), want)
+    bigrams = Counter((x[1], y[1]) for s in TINY for x, y in itertools.pairwise(s))
+    for a, b in itertools.product(tags, tags):
+        out_of_a = sum(c for (x, _), c in bigrams.items() if x == a)
+        want = (bigrams[a, b] + k) / (out_of_a + k * n_tags)
+        assert math.isclose(math.exp(tagger.trans[tags.index(a), tags.index(b)]), want)
+    pairs = Counter(p for s in TINY for p in s)
+    tag_count = Counter(t for s in TINY for _, t in s)
+    assert tagger.emit == {w: {t: pytest.approx(math.log(c / tag_count[t])) for (w2, t), c in pairs.items() if w2 == w}
+                           for w, _ in pairs}
+    # unknown words: P(tag | last character) from the words seen at most twice (5 pseudo-counts of their tag
+    # distribution), divided by P(tag)
+    words = Counter(w for s in TINY for w, _ in s)
+    rare = Counter(t for (w, t), c in pairs.items() for _ in range(c) if words[w] <= 2)
+    prior = {t: (rare[t] + k) / (sum(rare.values()) + k * n_tags) for t in tags}
+    p_tag = {t: tag_count[t] / sum(tag_count.values()) for t in tags}
+    assert tagger.unknown.tolist() == pytest.approx([math.log(prior[t] / p_tag[t]) for t in tags])
+    assert set(tagger.suffix) == {w[-1] for w, c in words.items() if c <= 2}
+    for ch, scores in tagger.suffix.items():
+        by_tag = Counter(t for (w, t), c in pairs.items() for _ in range(c) if words[w] <= 2 and w[-1] == ch)
+        n = sum(by_tag.values())
+        assert scores == pytest.approx([math.log((by_tag[t] + 5 * prior[t]) / (n + 5) / p_tag[t]) for t in tags])
+
+
+def test_hmm_tags_maximise_the_joint_score():
+    from llmlab.text.pos import HmmTagger
+
+    tagger = HmmTagger.train(TINY)
+    tags = tagger.tags
+    for words in (["他", "跑"], ["书", "龘", "了"], ["我", "走", "的", "书"], ["龘"]):
+        em = tagger._emissions(words)
+        for i, w in enumerate(words):  # a known word: its emissions only; an unknown one: its last character's
+            known = tagger.emit.get(w)
+            want = [known.get(t, -1e30) for t in tags] if known else tagger.suffix.get(w[-1], tagger.unknown)
+            assert em[i].tolist() == pytest.approx(list(want))
+
+        def score(seq, em=em):
+            return (tagger.start[seq[0]] + sum(em[i, t] for i, t in enumerate(seq))
+                    + sum(tagger.trans[a, b] for a, b in itertools.pairwise(seq)))
+
+        best = max(itertools.product(range(len(tags)), repeat=len(words)), key=score)
+        assert tagger.tag(words) == [tags[i] for i in best]
+
+
+def test_bad_training_data_names_its_sentence():
+    from llmlab.core.errors import InputError
+    from llmlab.text.pos import HmmTagger
+
+    with pytest.raises(InputError, match="sentence 2 "):
+        HmmTagger.train([[("他", "r")], [("跑", "v"), ("了", "")]])
+
+
+# which words each `word_keys` template reads, by offset from the word tagged (from its docstring and list);
+# the shape (12) too, but the words swapped below keep their shapes (and have middles)
+_WORD_TEMPLATE_OFFSETS = {-2: {0, 23}, -1: {1, 5, 7, 14, 21, 23}, 1: {3, 6, 7, 15, 22}, 2: {4},
+                          0: {2, 5, 6, 8, 9, 10, 11, 13, 16, 17, 18, 19, 20, 21, 22}}
+
+
+def test_each_word_template_reads_only_its_words():
+    words = ["中华人民", "共和国", "成立了", "庆典会", "大会堂"]
+    other = ["甲乙丙丁", "戊己庚", "辛壬癸", "子丑寅", "卯辰巳"]
+    base = word_keys(words, type_table())
+    assert len(set(base[2].tolist())) == base.shape[1]  # one key per template
+    for j in range(len(words)):
+        keys = word_keys([other[j] if x == j else w for x, w in enumerate(words)], type_table())
+        for i in range(len(words)):
+            changed = set(np.flatnonzero(keys[i] != base[i]).tolist())
+            assert changed == _WORD_TEMPLATE_OFFSETS.get(j - i, set()), (i, j)
+
+
+def test_word_templates_tell_apart_words_that_share_parts():
+    """A word's first, last and middle characters, its first and last two and three, its length and shape."""
+    table = type_table()
+
+    def cols(a, b):
+        ka, kb = word_keys(["他", a, "了"], table)[1], word_keys(["他", b, "了"], table)[1]
+        return set(np.flatnonzero(ka != kb).tolist())
+
+    same = {0, 1, 3, 4, 7, 14, 15, 23}  # the neighbours' templates
+    assert cols("甲乙丙丁", "甲戊己丁") == set(range(24)) - same - {8, 9, 12, 13, 18, 19}  # same edges, shape
+    assert cols("甲乙丙", "甲乙丁") == set(range(24)) - same - {8, 10, 12, 19, 20}  # same start, middle, shape
+    assert cols("甲乙", "甲乙丙") >= {12, 13, 19} and 8 not in cols("甲乙", "甲乙丙")  # length
+    assert cols("ab", "12") >= {12, 13, 19}  # shape
+
+
+def test_tied_scores_decode_to_the_lowest_tag_ids():
+    """Ties go to the lower tag id (a perceptron's first decodes, all scores zero, depend on it)."""
+    for n in (1, 2, 4):
+        zeros = np.zeros((n, 3))
+        assert viterbi(zeros, np.zeros((3, 3)), np.zeros(3)) == [0] * n
+        assert viterbi2(zeros, np.zeros((3, 3)), np.zeros((3, 3, 3)), np.zeros(3)) == [0] * n
+        assert viterbi2(zeros, np.zeros((3, 3)), np.zeros((3, 3, 3)), np.zeros(3), beam=2) == [0] * n
