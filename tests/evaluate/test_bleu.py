@@ -139,3 +139,27 @@ def test_hypothesis_random_text_matches_sacrebleu():
         _close(sentence_bleu(hyp, [ref], cfg), _ref(cfg).sentence_score(hyp, [ref]))
 
     check()
+
+
+def test_format_line_matches_sacrebleu(gen):
+    """The one-line summary (score, precisions, BP, ratio, lengths) is sacrebleu's, also when the
+    references are empty (ratio printed as 0) and with a signature."""
+    for i in range(60):
+        refs = [gen.sentence() for _ in range(2)] if i % 10 else ["", ""]
+        hyp = gen.noisy_copy(refs[0]) if i % 3 else gen.sentence()
+        cfg = BleuConfig(effective_order=True)
+        theirs = _ref(cfg).sentence_score(hyp, refs)
+        assert sentence_bleu(hyp, refs, cfg).format() == theirs.format()
+        assert sentence_bleu(hyp, refs, cfg).format("sig") == theirs.format(signature="sig")
+
+
+@pytest.mark.parametrize("method", ["floor", "add-k"])
+def test_zero_smooth_value_is_allowed_and_matches_sacrebleu(gen, method):
+    """smooth_value=0 is a valid (if degenerate) choice that sacrebleu accepts; only negatives are errors."""
+    cfg = BleuConfig(smooth_method=method, smooth_value=0.0, effective_order=True)
+    for _ in range(30):
+        refs = [gen.english(3)]
+        hyp = gen.noisy_copy(refs[0])
+        _close(sentence_bleu(hyp, refs, cfg), _ref(cfg).sentence_score(hyp, refs))
+    with pytest.raises(InputError, match="smooth_value"):
+        BleuConfig(smooth_method=method, smooth_value=-0.1)
