@@ -82,3 +82,22 @@ def test_hypothesis_random_text_matches_sacrebleu():
         assert sentence_chrf(hyp, [ref], cfg) == pytest.approx(_ref(cfg).sentence_score(hyp, [ref]).score, abs=1e-6)
 
     check()
+
+
+@pytest.mark.parametrize("kw", [dict(char_order=1), dict(char_order=0, word_order=2), dict(char_order=0, word_order=1),
+                                dict(char_order=1, word_order=1)], ids=str)
+def test_smallest_orders_and_word_only_chrf_match_sacrebleu(gen, kw):
+    """The edges of the order range: unigram-only chrF and word-only chrF (char_order=0) are valid."""
+    cfg = ChrfConfig(**kw)
+    theirs = _ref(cfg)
+    for _ in range(40):
+        refs = [gen.english(3) for _ in range(gen.rng.randint(1, 2))]
+        hyp = gen.noisy_copy(refs[0])
+        assert sentence_chrf(hyp, refs, cfg) == pytest.approx(theirs.sentence_score(hyp, refs).score, abs=1e-6)
+
+
+@pytest.mark.parametrize("kw", [dict(char_order=0), dict(char_order=0, word_order=0), dict(char_order=-1, word_order=2),
+                                dict(word_order=-1)], ids=str)
+def test_empty_or_negative_orders_are_clear_errors(kw):
+    with pytest.raises(InputError, match="order"):
+        ChrfConfig(**kw)
