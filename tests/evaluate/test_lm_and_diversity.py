@@ -63,3 +63,23 @@ def test_self_bleu_ranks_repetitive_sets_above_diverse_ones(gen):
     assert self_bleu(same) > 80 > self_bleu(varied)
     with pytest.raises(InputError, match="at least 2"):
         self_bleu(["one"])
+
+
+def test_default_orders_are_distinct_2_and_rep_4():
+    # 4-grams of "a b c d e a b c d f": abcd bcde cdea deab eabc abcd bcdf -> 1 repeat of 7; no 5-gram repeats
+    text = "a b c d e a b c d f"
+    assert rep_n(text) == pytest.approx(1 / 7)
+    assert repeated_ngrams(text) == {("a", "b", "c", "d"): 2}
+    # bigrams: ab ba ab | ab b? -> "a b a b": ab ba ab (3, 2 distinct); trigrams aba bab (2, 2 distinct)
+    assert distinct_n(["a b a b"]) == pytest.approx(2 / 3)
+
+
+def test_self_bleu_defaults_are_sacrebleus_sentence_settings(gen):
+    """With no config: effective order (short texts would otherwise score ~0) and the zh tokenizer on CJK."""
+    sacrebleu = pytest.importorskip("sacrebleu")
+    base_en, base_zh = "the cat sat on the mat", gen.chinese()[:8]
+    for base, tok in ((base_en, "13a"), (base_zh, "zh")):
+        texts = [gen.noisy_copy(base)[:12] for _ in range(5)]
+        metric = sacrebleu.metrics.BLEU(effective_order=True, tokenize=tok)
+        want = sum(metric.sentence_score(t, texts[:i] + texts[i + 1:]).score for i, t in enumerate(texts)) / len(texts)
+        assert self_bleu(texts) == pytest.approx(want, abs=1e-9)
