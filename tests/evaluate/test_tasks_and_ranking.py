@@ -106,3 +106,92 @@ def test_slice_disparity_by_hand():
     p = slice_perplexity(["a", "b", "b"], [[math.log(0.5)], [math.log(0.25)], [math.log(0.25)] * 2])
     assert p.worst == "b" and p.gap == pytest.approx(2.0)
     assert slice_metric(["x", "y", "y"], [10.0, 20.0, 40.0]).gap == pytest.approx(20.0)
+
+
+def test_elo_is_the_logistic_rating_of_the_strengths():
+    """Elo: P(a beats b) = 1 / (1 + 10^((R_b - R_a) / 400)), ratings centred on 1000. With 3 wins to 1 the
+    fitted P(a beats b) is 3/4, so R_a - R_b = 400 log10(3)."""
+    r = bradley_terry([("a", "b", 1.0)] * 3 + [("b", "a", 1.0)], BTConfig(n_bootstrap=0))
+    assert r.elo[0] - r.elo[1] == pytest.approx(400 * math.log10(3))
+    assert sum(r.elo) / 2 == pytest.approx(1000.0)
+    assert 1 / (1 + 10 ** ((r.elo[1] - r.elo[0]) / 400)) == pytest.approx(0.75)
+
+
+def test_n_games_counts_each_players_comparisons():
+    comps = [("a", "b", 1.0), ("b", "c", 0.5), ("c", "a", 0.0), ("a", "c", 1.0), ("b", "a", 1.0)]
+    r = bradley_terry(comps, BTConfig(n_bootstrap=0))
+    want = {p: sum(p in (x, y) for x, y, _ in comps) for p in "abc"}
+    assert dict(zip(r.players, r.n_games)) == want
+
+
+def test_a_long_cycle_of_single_wins_is_connected_and_gives_equal_strengths():
+    """a>b>c>...>h>a: everyone beats everyone indirectly (paths of up to 7 steps), so the MLE is finite and,
+    by symmetry, all strengths are equal."""
+    names = "abcdefgh"
+    comps = [(names[i], names[(i + 1) % len(names)], 1.0) for i in range(len(names))]
+    r = bradley_terry(comps, BTConfig(n_bootstrap=0))
+    np.testing.assert_allclose(r.log_strength, 0.0, atol=1e-9)
+
+
+def test_newton_converges_in_a_few_steps_where_it_is_asked_for():
+    """Newton's method converges quadratically: 10 steps reach the MLE (zero gradient) on skewed strengths,
+    through fit_newton and through BTConfig(method='newton')."""
+    s = np.array([30.0, 10.0, 3.0, 1.0, 0.3])
+    w = 20 * s[:, None] / (s[:, None] + s[None, :]) * (1 - np.eye(len(s)))
+
+    def max_grad(theta):
+        prob = 1 / (1 + np.exp(theta[None, :] - theta[:, None]))
+        return np.abs(w.sum(1) - ((w + w.T) * prob).sum(1)).max()
+
+    assert max_grad(fit_newton(w, max_iter=10)) < 1e-9
+    names = [f"p{i}" for i in range(len(s))]  # the same games as comparisons: 20 per pair, scored s_i/(s_i+s_j)
+    comps = [(names[i], names[j], s[i] / (s[i] + s[j])) for i in range(len(s)) for j in range(i + 1, len(s))] * 20
+    r = bradley_terry(comps, BTConfig(method="newton", max_iter=10, n_bootstrap=0))
+    assert max_grad(np.array([dict(zip(r.players, r.log_strength))[n] for n in names])) < 1e-9
+
+
+def test_bootstrap_interval_is_the_central_share_of_resampled_ratings():
+    """Two comparisons, one win each way: a resample holds b's win 0, 1 or 2 times with chances 1/4, 1/2, 1/4,
+    so b's resampled Elo is very low, 1000, or very high. The central 40% is then exactly 1000, while the
+    central 60% reaches both extremes. Also, per resample the two ratings sum to 2000, so b's interval
+    mirrors a's."""
+    comps = [("a", "b", 1.0), ("b", "a", 1.0)]
+    narrow = bradley_terry(comps, BTConfig(n_bootstrap=1000, confidence=0.4))
+    assert narrow.ci_low == pytest.approx((1000.0, 1000.0)) and narrow.ci_high == pytest.approx((1000.0, 1000.0))
+    wide = bradley_terry(comps, BTConfig(n_bootstrap=1000, confidence=0.6))
+    assert all(lo < 900 and hi > 1100 for lo, hi in zip(wide.ci_low, wide.ci_high))
+    assert wide.ci_low[0] + wide.ci_high[1] == pytest.approx(2000.0)
+
+
+def test_bootstrap_resamples_every_comparison_including_the_first():
+    """b's only win is the first comparison: resamples that keep it (2 in 3 of them) put b at or above its
+    estimate, so the interval must contain the estimate."""
+    r = bradley_terry([("b", "a", 1.0)] + [("a", "b", 1.0)] * 3, BTConfig(n_bootstrap=400))
+    assert r.players[1] == "b" and r.ci_low[1] < r.elo[1] < r.ci_high[1]
+
+
+@pytest.mark.parametrize("bad", [dict(max_iter=0), dict(tol=0.0), dict(n_bootstrap=-1), dict(confidence=0.0),
+                                 dict(confidence=1.0), dict(confidence=1.5), dict(prior=-1.0), dict(method="elo")],
+                         ids=str)
+def test_bad_bt_config_is_a_clear_error(bad):
+    with pytest.raises(InputError):
+        BTConfig(**bad)
+
+
+def test_smallest_valid_bt_config_is_accepted():
+    r = bradley_terry([("a", "b", 1.0), ("b", "a", 1.0)], BTConfig(max_iter=1, n_bootstrap=0))
+    assert r.ci_low is None and r.log_strength == pytest.approx((0.0, 0.0))
+
+
+@pytest.mark.parametrize("comp", [("a", "a", 1.0), ("a", "b", 1.5), ("a", "b", -0.5)], ids=str)
+def test_bad_comparisons_are_clear_errors(comp):
+    with pytest.raises(InputError, match="bad comparison"):
+        bradley_terry([comp, ("a", "b", 0.5)], BTConfig(n_bootstrap=0))
+
+
+def test_records_in_a_b_form_score_each_outcome():
+    recs = [{"a": "x", "b": "y", "winner": w} for w in ("a", "b", "tie")]
+    assert comparisons_from_records(recs) == [("x", "y", 1.0), ("x", "y", 0.0), ("x", "y", 0.5)]
+    for bad in ({"a": "x", "b": "y", "winner": "c"}, {"winner": "a"}, ["x", "y"]):
+        with pytest.raises(InputError, match="record 1"):
+            comparisons_from_records([bad])
