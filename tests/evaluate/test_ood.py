@@ -62,3 +62,30 @@ def test_unfitted_detector_and_bad_quantile_are_clear_errors(zh):
         OODDetector(zh[0]).flag(["x"])
     with pytest.raises(InputError, match="quantile"):
         OODConfig(quantile=0)
+
+
+def _toy_score(text):
+    """'a' has probability 0.5 and anything else 0.1, so perplexities are known in closed form."""
+    return [math.log(0.5 if c == "a" else 0.1) for c in text]
+
+
+def test_rates_by_hand_with_the_maximum_as_threshold():
+    # quantile 1: the threshold is the largest in-domain perplexity, ppl("ab") = sqrt(2 * 10); only texts
+    # strictly above it are flagged, so no calibration text is
+    det = OODDetector(_toy_score, OODConfig(quantile=1.0)).calibrate(["a", "ab"])
+    assert det.threshold == pytest.approx(math.sqrt(20))
+    assert det.flag(["a", "ab"]) == [False, False]
+    # held-in ppl: 2, 2, sqrt(20), 200^(1/3) ~ 5.85 -> 1 of 4; out: 10, 10, sqrt(20), 10 -> 3 of 4
+    rep = det.evaluate(["a", "aa", "ab", "abb"], ["b", "bb", "ab", "bbb"])
+    assert (rep.false_alarm_rate, rep.detection_rate, rep.n_in, rep.n_out) == (0.25, 0.75, 4, 4)
+
+
+def test_bad_inputs_to_the_detector_are_clear_errors():
+    with pytest.raises(InputError, match="quantile"):
+        OODConfig(quantile=1.5)
+    det = OODDetector(_toy_score).calibrate(["a", "ab"])
+    for held_in, out in (([], ["b"]), (["a"], [])):
+        with pytest.raises(InputError, match="held-out in-domain and out-of-domain"):
+            det.evaluate(held_in, out)
+    with pytest.raises(InputError, match="no token log-probs"):
+        det.flag(["a", ""])
