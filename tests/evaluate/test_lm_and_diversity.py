@@ -83,3 +83,14 @@ def test_self_bleu_defaults_are_sacrebleus_sentence_settings(gen):
         metric = sacrebleu.metrics.BLEU(effective_order=True, tokenize=tok)
         want = sum(metric.sentence_score(t, texts[:i] + texts[i + 1:]).score for i, t in enumerate(texts)) / len(texts)
         assert self_bleu(texts) == pytest.approx(want, abs=1e-9)
+
+
+def test_corpus_scores_at_their_smallest_sizes():
+    # one token of p=1/4 is perplexity 4; one character holding 1 bit is 1 bit per char
+    assert corpus_perplexity([[math.log(0.25)]]) == pytest.approx(4.0)
+    assert corpus_bits_per_char([[math.log(0.5)]], ["a"]) == pytest.approx(1.0)
+    for empty in ([], [[]], [[], []]):
+        with pytest.raises(InputError, match="zero tokens"):
+            corpus_perplexity(empty)
+    with pytest.raises(InputError, match="empty texts"):
+        corpus_bits_per_char([[], []], ["", ""])
