@@ -195,3 +195,20 @@ def test_records_in_a_b_form_score_each_outcome():
     for bad in ({"a": "x", "b": "y", "winner": "c"}, {"winner": "a"}, ["x", "y"]):
         with pytest.raises(InputError, match="record 1"):
             comparisons_from_records([bad])
+
+
+def test_multiple_choice_accuracy_counts_the_right_answers():
+    lps = [[math.log(0.5)] * 4, [math.log(0.1)]]  # "sum" picks 1, "mean" picks 0
+    assert multiple_choice_accuracy([lps] * 3, [0, 0, 1], "mean") == pytest.approx(2 / 3)
+    assert multiple_choice_accuracy([lps] * 3, [0, 0, 1], "sum") == pytest.approx(1 / 3)
+    texts = [["abcdefgh", "ab"]] * 3  # per char: 4 log .5 / 8 = -0.35 beats log .1 / 2 = -1.15 -> choice 0
+    assert multiple_choice_accuracy([lps] * 3, [0, 0, 1], "chars", texts) == pytest.approx(2 / 3)
+
+
+def test_chars_normalisation_divides_by_the_text_length_and_needs_one_text_per_choice():
+    lp = math.log(0.2)
+    assert choice_scores([[lp], [lp, lp]], "chars", ["a", "xyz"]) == pytest.approx([lp, 2 * lp / 3])
+    assert choice_scores([[lp]], "chars", [""]) == pytest.approx([lp])  # an empty text is not divided by 0
+    for texts in (None, ["a"]):
+        with pytest.raises(InputError, match="choice_texts"):
+            choice_scores([[lp], [lp]], "chars", texts)
