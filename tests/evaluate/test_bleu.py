@@ -163,3 +163,12 @@ def test_zero_smooth_value_is_allowed_and_matches_sacrebleu(gen, method):
         _close(sentence_bleu(hyp, refs, cfg), _ref(cfg).sentence_score(hyp, refs))
     with pytest.raises(InputError, match="smooth_value"):
         BleuConfig(smooth_method=method, smooth_value=-0.1)
+
+
+@pytest.mark.parametrize("hyps,refs", [("the cat", [["the cat"]]), (["the cat"], ["the cat"])],
+                         ids=["str-hyps", "flat-refs"])
+def test_a_string_where_a_list_belongs_is_a_clear_error(hyps, refs):
+    """A bare string of hypotheses, or references given as one flat list instead of a list of streams (the
+    usual sacrebleu slip), would otherwise be scored character by character or stream by stream."""
+    with pytest.raises(InputError, match="list of reference streams"):
+        corpus_bleu(hyps, refs)
