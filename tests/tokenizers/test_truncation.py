@@ -90,3 +90,23 @@ def test_fit_prompt_leaves_room(n, context, data):
 def test_fit_prompt_rejects_impossible():
     with pytest.raises(InputError, match="max_new_tokens"):
         fit_prompt([1, 2], 8, 8)
+
+
+@pytest.mark.parametrize("strategy", ["longest_first", "only_first", "only_second"])
+def test_pair_that_fits_exactly_is_untouched_like_hf(hf_word_level, strategy):
+    # An empty side is fine when nothing needs trimming: HF returns both as they are, even when the
+    # sequence that would be trimmed is the empty one.
+    for a, b in [([], [1, 2]), ([1, 2], []), ([1], [2])]:
+        hf_word_level.enable_truncation(2, strategy=strategy)
+        enc = hf_word_level.encode(" ".join(f"w{i}" for i in a), " ".join(f"w{i}" for i in b))
+        got = ([i for i, s in zip(enc.ids, enc.type_ids) if s == 0],
+               [i for i, s in zip(enc.ids, enc.type_ids) if s == 1])
+        assert truncate_pair(a, b, 2, strategy) == got == (a, b)
+
+
+def test_pad_multiple_of_one_and_empty_batch():
+    batch = [[1, 2, 3], [4]]
+    assert pad(batch, 0, multiple_of=1) == pad(batch, 0)  # rounding up to a multiple of 1 changes nothing
+    with pytest.raises(InputError, match="multiple_of"):
+        pad(batch, 0, multiple_of=0)
+    assert pad([], 0) == ([], []) and pad([], 0, length=0) == ([], [])
