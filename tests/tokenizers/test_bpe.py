@@ -240,3 +240,41 @@ def test_file_whose_merges_are_missing_or_cut_short_is_refused(trained, tmp_path
         (tmp_path / "cut.json").write_text(json.dumps(cut), encoding="utf-8")
         with pytest.raises(InputError, match="merges missing"):
             load_tokenizer(tmp_path / "cut.json")
+
+
+# Characters whose UTF-8 bytes sit at the edges of the lead and continuation ranges (C2 80, DF BF, E0 A0 80,
+# EF BF BD, F0 90 80 80, F4 8F BF BF), so a token may hold the end of one and the start of the next.
+EDGE_CHARS = "a\u0080\u07ff\u0800\ufffd\U00010000\U0010ffff中é🤖"
+
+
+def straddled(tokens, c1, c2):
+    """Whether some token could span the boundary between characters c1 and c2: split somewhere, its left
+    part ends c1 (or is the end of c1) and its right part starts c2 (or is the start of c2)."""
+    x, y = c1.encode(), c2.encode()
+    return any((t[:i].endswith(x) or x.endswith(t[:i])) and (t[i:].startswith(y) or y.startswith(t[i:]))
+               for t in tokens for i in range(1, len(t)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.text(alphabet=EDGE_CHARS, min_size=1, max_size=6), min_size=1, max_size=4), st.data())
+def test_joins_cut_exactly_where_no_token_can_span(texts, data):
+    """Joins against a brute force over all tokens; the tokens are byte substrings of real text, as
+    a byte-level trainer makes them (including parts of characters)."""
+    from llmlab.tokenizers.bpe import Joins
+
+    raw = [t.encode() for t in texts]
+    tokens = []
+    for t in raw:
+        for _ in range(3):
+            i = data.draw(st.integers(0, len(t) - 1))
+            tokens.append(t[i:data.draw(st.integers(i + 1, len(t)))])
+    joins = Joins(tokens)
+    assert joins.usable
+    piece = data.draw(st.text(alphabet=EDGE_CHARS, min_size=2, max_size=8))
+    expected = [k for k in range(1, len(piece)) if not straddled(tokens, piece[k - 1], piece[k])]
+    assert joins.cuts(piece) == expected
+
+
+def test_every_text_is_known(trained):
+    tok = trained[0]
+    assert tok.count_unknown("any text, 中文, \x00 and 🤖") == 0 == tok.count_unknown("")

@@ -88,6 +88,10 @@ def test_bpe_ignore_merges_takes_whole_pieces_as_hf(tmp_path):
                                (vocab.index(b"a"), n - 2)], {s: i for i, s in enumerate(SPECIAL_TOKENS)},
                        PreTokenizer("whitespace"))
     doc = tok.to_hf_json()
+    del doc["model"]["ignore_merges"]  # built without the option, we merge as HF does by default
+    from tokenizers import Tokenizer
+
+    assert tok.encode("abc abcabc") == Tokenizer.from_str(json.dumps(doc)).encode("abc abcabc").ids
     doc["model"]["ignore_merges"] = True
     path = tmp_path / "ignore.json"
     path.write_text(json.dumps(doc), encoding="utf-8")
