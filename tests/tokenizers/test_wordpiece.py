@@ -133,3 +133,30 @@ def test_hf_decodes_our_file_as_we_do(trained, samples, tmp_path):
     for text in HASH_TEXTS:
         ids = small.encode(text)
         assert ref.decode(ids, skip_special_tokens=False) == small.decode(ids) == text
+
+
+def test_max_word_length_boundary_as_hf(tmp_path):
+    """HF's max_input_chars_per_word: a word of exactly that many characters is still split."""
+    from tokenizers import Tokenizer
+
+    tok = WordPieceTokenizer(["a", "##a", "b", "##b"], pattern="whitespace", max_word=4)
+    tok.save(tmp_path / "t.json")
+    ref = Tokenizer.from_file(str(tmp_path / "t.json"))
+    for text in ["aba", "abab", "ababa", "ab abab ababa"]:
+        assert tok.encode(text) == ref.encode(text).ids, text
+    assert tok.tokens("abab") == ["a", "##b", "##a", "##b"] and tok.tokens("ababa") == ["<unk>"]
+
+
+def test_prefix_of_two_different_characters_is_guarded(tmp_path):
+    """The guard cuts off the first character of each occurrence of the prefix, so no piece starts
+    with it; with HF's ids and a lossless round trip."""
+    from tokenizers import Tokenizer
+
+    texts = ["~#x ~#~# a~#b", "#~ ~ # x~#", "~#~#~ #~#"]
+    tok = WordPieceTokenizer.train(texts * 3, 80, prefix="~#")
+    assert not any(p.startswith("~#") for text in texts for p in tok.pretok(text))
+    tok.save(tmp_path / "t.json")
+    ref = Tokenizer.from_file(str(tmp_path / "t.json"))
+    for text in texts:
+        assert tok.encode(text) == ref.encode(text).ids
+        assert tok.decode(tok.encode(text)) == text
