@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 from collections import Counter
@@ -75,9 +76,10 @@ def test_viterbi_is_the_best_segmentation(word):
     assert [tok.id_to_token(i) for i in tok.encode(word)] == best
 
 
-def test_sampling_follows_the_exact_distribution():
+@pytest.mark.parametrize("alpha", [0.5, 0.0])  # alpha 0: uniform over the segmentations
+def test_sampling_follows_the_exact_distribution(alpha):
     tok = UnigramTokenizer(list(VOCAB.items()), pattern="whitespace")
-    alpha, n = 0.5, 4000
+    n = 4000
     segs = list(segmentations("abcab", VOCAB))
     weights = [math.exp(alpha * sum(VOCAB[p] for p in s)) for s in segs]
     exact = {tuple(s): w / sum(weights) for s, w in zip(segs, weights)}
@@ -131,3 +133,46 @@ def test_clear_errors():
         UnigramTokenizer.train([], 100)
     with pytest.raises(InputError, match="alpha"):
         UnigramTokenizer([("a", -1.0)]).encode_sample("a", -1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.text(alphabet="abq", min_size=1, max_size=3).filter(lambda p: p != "q"),
+                       st.floats(-12.0, -0.1), min_size=1, max_size=8),
+       st.lists(st.text(alphabet="abq", min_size=1, max_size=7), min_size=1, max_size=3))
+def test_unknown_characters_against_covering_pieces_as_hf(vocab, words):
+    """"q" has no piece of its own: Viterbi weighs <unk> (the rarest score less HF's penalty) against
+    pieces that cover it, exactly as HF's Unigram does."""
+    from tokenizers import Tokenizer
+
+    tok = UnigramTokenizer(list(vocab.items()), pattern="whitespace")
+    ref = Tokenizer.from_str(json.dumps(tok.to_hf_json()))
+    text = " ".join(words)
+    assert tok.encode(text) == ref.encode(text).ids
+
+
+def test_count_unknown_counts_characters_without_a_piece():
+    tok = UnigramTokenizer([("a", -1.0), ("b", -1.0), ("ab", -1.5), ("qa", -2.0)], pattern="whitespace")
+    assert tok.count_unknown("abba") == 0
+    assert tok.count_unknown("aqbqqa") == 3  # q is covered only as part of "qa"
+
+
+def test_sampling_around_unknown_characters():
+    """An isolated unknown character is one <unk> edge; a large alpha then gives the Viterbi split."""
+    tok = UnigramTokenizer(list(VOCAB.items()), pattern="whitespace")
+    rng = random.Random(0)
+    for text in ["xabc", "abxca", "abcx", "x", "axbxc"]:
+        assert tok.encode_sample(text, 50.0, rng) == tok.encode(text), text
+        assert len(tok.encode_sample(text, 0.0, rng)) >= 1
+
+
+def test_repeated_empty_or_special_pieces_are_refused():
+    for pieces in ([("a", -1.0), ("a", -2.0)], [("", -1.0)], [("<unk>", -1.0)]):
+        with pytest.raises(InputError, match="empty or repeated"):
+            UnigramTokenizer(pieces)
+
+
+def test_training_text_spelling_a_special_token(tmp_path):
+    """A piece that spells a special token is left out of the pieces, and the text is encoded otherwise."""
+    tok = UnigramTokenizer.train(["<unk> <unk> ab", "<unk> ba"] * 5, 40, pattern="whitespace")
+    assert tok.unk_id not in tok.encode("<unk>")
+    assert tok.decode(tok.encode("<unk> ab")) == "<unk> ab"
