@@ -195,9 +195,11 @@ def split_isolated(compiled: regex.Pattern, text: str) -> list[str]:
     ['ab', '12', 'c']
     """
     pieces = compiled.findall(text)
-    if "".join(pieces) == text:
+    if "".join(pieces) == text and "" not in pieces:
         return pieces
-    out, pos = [], 0  # the pattern skipped characters: keep the gaps as pieces so nothing is lost
+    # The pattern skipped characters (keep the gaps as pieces so nothing is lost) or matched the empty
+    # string (drop those matches, as HF does).
+    out, pos = [], 0
     for m in compiled.finditer(text):
         if m.start() > pos:
             out.append(text[pos:m.start()])
