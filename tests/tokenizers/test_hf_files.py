@@ -9,6 +9,7 @@ import pytest
 
 from llmlab.core.errors import InputError
 from llmlab.tokenizers import load_tokenizer, train_tokenizer
+from llmlab.tokenizers.pretokenize import PATTERNS
 
 pytest.importorskip("tokenizers")
 TEXTS = ["abc abcd xabc", "price 12345 ok, abc123def", "hello world 2024!", "中国人民 hello", "  two  spaces\n\nend  "]
@@ -208,3 +209,13 @@ def test_llmlab_files_with_the_former_wordpiece_decoder_still_load(docs, corpus,
     (tmp_path / "old.json").write_text(json.dumps(doc), encoding="utf-8")
     tok = load_tokenizer(tmp_path / "old.json")
     assert tok.count_unknown(corpus[-1]) == 0 and tok.decode(tok.encode(corpus[-1])) == corpus[-1]
+
+
+def test_byte_level_without_use_regex_applies_the_gpt2_regex_as_hf(docs, tmp_path):
+    """HF's ByteLevel defaults to use_regex=true: a file that leaves the option out splits like GPT-2."""
+    def bare_byte_level(doc):
+        doc["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True}
+
+    path = edited(docs, "bpe", bare_byte_level, tmp_path)
+    same_ids_as_hf(path)
+    assert load_tokenizer(path).pretok.regex_text == PATTERNS["gpt2"]
