@@ -152,37 +152,16 @@ def test_auto_falls_back_to_characters_when_english_rules_would_drop_everything(
     assert scorer.mode_for("naïve café") == "english"  # rouge-score keeps 'na', 've', 'caf': stay compatible
 
 
-def test_hypothesis_random_english_matches_rouge_score():
+def _matches_rouge_score(vocabulary: list[str], max_words: int) -> None:
+    """Random texts of up to `max_words` words of `vocabulary`: every ROUGE type, stemmed or not, as rouge-score."""
     hyp_st = pytest.importorskip("hypothesis")
     rs = pytest.importorskip("rouge_score.rouge_scorer")
     st = hyp_st.strategies
-    words = st.sampled_from(["the", "cats", "running", "ran", "a", "b", "42", "it's", ",", ".", "\n", "  ", "Happily"])
+    words = st.sampled_from(vocabulary)
     theirs = {s: rs.RougeScorer(list(TYPES), use_stemmer=s) for s in (False, True)}
 
     @hyp_st.settings(max_examples=300, deadline=None, derandomize=True)
-    @hyp_st.given(st.lists(words, max_size=20).map(" ".join), st.lists(words, max_size=20).map(" ".join),
-                  st.booleans())
-    def check(target, pred, stem):
-        ours = RougeScorer(RougeConfig(rouge_types=TYPES, use_stemmer=stem))
-        a, b = ours.score(target, pred), theirs[stem].score(target, pred)
-        for k in TYPES:
-            assert tuple(a[k]) == pytest.approx(tuple(b[k]), abs=1e-12)
-
-    check()
-
-
-def test_hypothesis_small_vocabulary_many_lines_matches_rouge_score():
-    """Few word types over many lines: ROUGE-Lsum's union LCS then meets a token more often than the other
-    side holds it (the count cap decides), and short words (3 letters or fewer) that Porter would change
-    ('was' -> 'wa') stay unstemmed as in rouge-score."""
-    hyp_st = pytest.importorskip("hypothesis")
-    rs = pytest.importorskip("rouge_score.rouge_scorer")
-    st = hyp_st.strategies
-    words = st.sampled_from(["a", "b", "was", "wa", "has", "ha", "ties", "tie", "\n", "\n"])
-    theirs = {s: rs.RougeScorer(list(TYPES), use_stemmer=s) for s in (False, True)}
-
-    @hyp_st.settings(max_examples=300, deadline=None, derandomize=True)
-    @hyp_st.given(st.lists(words, max_size=16).map(" ".join), st.lists(words, max_size=16).map(" ".join),
+    @hyp_st.given(st.lists(words, max_size=max_words).map(" ".join), st.lists(words, max_size=max_words).map(" ".join),
                   st.booleans())
     def check(target, pred, stem):
         ours = RougeScorer(RougeConfig(rouge_types=TYPES, use_stemmer=stem))
@@ -191,6 +170,17 @@ def test_hypothesis_small_vocabulary_many_lines_matches_rouge_score():
             assert tuple(a[k]) == pytest.approx(tuple(b[k]), abs=1e-12), (k, target, pred)
 
     check()
+
+
+def test_hypothesis_random_english_matches_rouge_score():
+    _matches_rouge_score(["the", "cats", "running", "ran", "a", "b", "42", "it's", ",", ".", "\n", "  ", "Happily"], 20)
+
+
+def test_hypothesis_small_vocabulary_many_lines_matches_rouge_score():
+    """Few word types over many lines: ROUGE-Lsum's union LCS then meets a token more often than the other
+    side holds it (the count cap decides), and short words (3 letters or fewer) that Porter would change
+    ('was' -> 'wa') stay unstemmed as in rouge-score."""
+    _matches_rouge_score(["a", "b", "was", "wa", "has", "ha", "ties", "tie", "\n", "\n"], 16)
 
 
 @pytest.mark.parametrize("targets", ["a single string", []], ids=["str", "empty"])
