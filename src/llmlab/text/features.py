@@ -53,17 +53,42 @@ def type_table() -> np.ndarray:
     return t
 
 
+@jit
+def _width_normalised(x: np.uint64) -> np.uint64:
+    """Full-width ASCII forms -> ASCII, U+3000 -> space; other code points as they are."""
+    if 0xFF01 <= x <= 0xFF5E:
+        return x - np.uint64(0xFEE0)
+    return np.uint64(0x20) if x == 0x3000 else x
+
+
+@jit
+def _type_of(x: np.uint64, table: np.ndarray) -> np.uint64:
+    return np.uint64(table[x]) if x < 0x10000 else np.uint64(RARE)
+
+
+@jit
+def _normalised_codes(raw: np.ndarray) -> np.ndarray:
+    out = np.empty(raw.shape[0], np.uint64)
+    for i in range(raw.shape[0]):
+        out[i] = _width_normalised(np.uint64(raw[i]))
+    return out
+
+
+@jit
+def _types(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
+    out = np.empty(codes.shape[0], np.uint64)
+    for i in range(codes.shape[0]):
+        out[i] = _type_of(codes[i], table)
+    return out
+
+
 def codes_of(text: str) -> np.ndarray:
     """Width-normalised code points as uint64 (full-width ASCII forms -> ASCII, U+3000 -> space).
 
     >>> codes_of("Ａ1中").tolist()
     [65, 49, 20013]
     """
-    c = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
-    full = (c >= 0xFF01) & (c <= 0xFF5E)
-    c[full] -= np.uint64(0xFEE0)
-    c[c == 0x3000] = 0x20
-    return c
+    return _normalised_codes(np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32))
 
 
 def types_of(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -72,10 +97,8 @@ def types_of(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
     >>> types_of(codes_of("1a中二年，😀"), type_table()).tolist()
     [1, 2, 3, 4, 5, 6, 7]
     """
-    small = codes < 0x10000
-    out = np.full(codes.shape, RARE, dtype=np.uint64)
-    out[small] = table[codes[small].astype(np.int64)]
-    return out
+    codes = np.asarray(codes, dtype=np.uint64)
+    return _types(codes.ravel(), table).reshape(codes.shape)
 
 
 @jit
@@ -204,12 +227,8 @@ def _layout(raw: np.ndarray, lens: np.ndarray, table: np.ndarray) -> tuple[np.nd
             c[p], t[p] = BOS_CODE, 8
             p += 1
         for _ in range(n):
-            x = np.uint64(raw[i])
-            if 0xFF01 <= x <= 0xFF5E:
-                x -= np.uint64(0xFEE0)
-            elif x == 0x3000:
-                x = np.uint64(0x20)
-            c[p], t[p] = x, (np.uint64(table[x]) if x < 0x10000 else np.uint64(RARE))
+            x = _width_normalised(np.uint64(raw[i]))
+            c[p], t[p] = x, _type_of(x, table)
             cols[i] = p - PAD
             p += 1
             i += 1
