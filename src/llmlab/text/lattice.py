@@ -361,12 +361,15 @@ class BigramSegmenter(UnigramSegmenter):
 
     def __init__(self, lexicon: Lexicon, bigrams: dict[tuple[str, str], int], config: LatticeConfig | None = None):
         super().__init__(lexicon, config)
-        self.bigrams = bigrams
-        self.history = Counter()
-        self._next: dict[str, dict[str, int]] = {}  # v -> w -> c(v, w): no tuple to hash per lookup
+        self.following: dict[str, dict[str, int]] = {}  # v -> w -> c(v, w): no tuple to hash per lookup
         for (v, w), c in bigrams.items():
-            self.history[v] += c
-            self._next.setdefault(v, {})[w] = c
+            self.following.setdefault(v, {})[w] = c
+        self.history = {v: sum(ws.values()) for v, ws in self.following.items()}  # c(v)
+
+    @property
+    def bigrams(self) -> dict[tuple[str, str], int]:
+        """(v, w) -> c(v, w), the training counts."""
+        return {(v, w): c for v, ws in self.following.items() for w, c in ws.items()}
 
     @classmethod
     def from_dictionary(cls, source, config: LatticeConfig | None = None):
@@ -390,7 +393,7 @@ class BigramSegmenter(UnigramSegmenter):
     def _logp(self, prev: str, word: str) -> float:
         """`logp` of width-normalised words (the lattice's)."""
         a = self.config.bigram_weight
-        following = self._next.get(prev)
+        following = self.following.get(prev)
         p_bi = following.get(word, 0) / self.history[prev] if following else 0.0
         p_uni = math.exp(self.lexicon.log_probs[word]) if word != EOS else 1.0 / max(len(self.lexicon), 1)
         return math.log(a * p_bi + (1 - a) * p_uni)
