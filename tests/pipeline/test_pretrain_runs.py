@@ -1,5 +1,6 @@
 """Reruns of a small pretraining run: what resumes, what is refused, and what the report says."""
 
+import itertools
 import json
 import time
 
@@ -76,9 +77,15 @@ def test_a_run_stopped_by_its_time_limit_goes_on_when_rerun_with_another_limit(t
     assert steps == [1, 2, 3, 4]
 
 
-def test_rerunning_a_finished_run_reports_its_recorded_loss_and_whole_time(tmp_path):
+def test_rerunning_a_finished_run_reports_its_recorded_loss_and_whole_time(tmp_path, monkeypatch):
     cfg = tiny(write_corpus(tmp_path / "c.txt", "abcde"))
+    ticks = itertools.count()
+    real = time.perf_counter
+    # the first session on a clock that gains 100 s a reading: its time dwarfs any rerun, however loaded the machine
+    monkeypatch.setattr(time, "perf_counter", lambda: real() + 100.0 * next(ticks))
     first = run_pretraining(cfg, tmp_path / "runs")
+    monkeypatch.undo()
+    assert first["train_seconds"] >= 100 * cfg.train.steps
     t0 = time.perf_counter()
     again = run_pretraining(cfg, tmp_path / "runs")  # trains no step
     rerun = time.perf_counter() - t0
