@@ -67,5 +67,6 @@ def _one_killed(rank, world):
 def test_ranks_dying_without_a_report_fail_at_once_not_at_the_timeout(fn, says):
     t = time.monotonic()
     with pytest.raises(RuntimeError, match=says):
-        spawn(fn, 2, timeout=100)
-    assert time.monotonic() - t < 40  # the start, the grace for a report in flight and joining; not 100 s
+        spawn(fn, 2, timeout=900)
+    assert time.monotonic() - t < 300  # the start, the grace for a report in flight and joining (slow on a loaded
+    # machine); not the 900 s timeout
