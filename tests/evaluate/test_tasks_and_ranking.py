@@ -4,12 +4,14 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmlab.core.errors import InputError
 from llmlab.data.corpora import arithmetic
 from llmlab.evaluate.ranking import BTConfig, bradley_terry, comparisons_from_records, fit_mm, fit_newton
 from llmlab.evaluate.slices import slice_accuracy, slice_metric, slice_perplexity
-from llmlab.evaluate.tasks import accuracy, choice_scores, choose, multiple_choice_accuracy, numeric_match
+from llmlab.evaluate.tasks import accuracy, choice_scores, choose, multiple_choice_accuracy, numeric_match, parse_number
 
 
 def test_numeric_match_on_arithmetic_answers():
@@ -21,6 +23,15 @@ def test_numeric_match_on_arithmetic_answers():
     assert accuracy(wrong, golds, "numeric") == 0.0
     assert numeric_match("结果是 1,234", "1234") and numeric_match("about 3.0", 3)
     assert not numeric_match("no number here", "3")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(-10**9, 10**9), st.integers(0, 10**9), st.sampled_from(["-", "+", "*", " - ", ", "]))
+def test_parse_number_reads_the_last_number_and_no_operator_as_a_sign(a, b, op):
+    assert parse_number(f"{a:,}") == a and parse_number(f"answer: {a}") == a  # thousands commas, signs
+    assert parse_number(f"{a}{op}{b}") == b  # "2-3" ends in 3, not in -3; "1, 2" in 2
+    assert parse_number(f"= {a}/{b}") == (a / b if b else None)
+    assert parse_number(f"{a}.5e-1") == float(f"{a}.5e-1")
 
 
 def test_exact_match_normalizes_space_case_and_width():

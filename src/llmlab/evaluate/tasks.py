@@ -10,7 +10,14 @@ from collections.abc import Sequence
 
 from llmlab.core.errors import InputError
 
-_NUMBER = re.compile(r"[-+−]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
+# a sign only where it cannot be an operator (not after a digit, letter or closing bracket: "2-3" ends in 3);
+# thousands commas only in groups of three ("1,234", while "1,2" is two numbers); a fraction "3/4", while in
+# a longer chain of slashes ("2024/11/30") the last field is the number
+_NUMBER = re.compile(r"""
+    (?P<sign>(?<![\w.)\]])[-+−])?
+    (?P<num>(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)
+    (?P<exp>[eE][-+]?\d+)?
+    (?P<slashes>(?:/\d+)+)?""", re.VERBOSE)
 NORMALIZATIONS = ("sum", "mean", "chars")
 
 
@@ -34,19 +41,28 @@ def exact_match(pred: str, gold: str, lowercase: bool = True) -> bool:
 
 
 def parse_number(text: str) -> float | None:
-    """The last number written in `text` (thousands commas and a full-width minus allowed), else None.
+    """The last number written in `text`, else None: thousands commas, a minus sign (ASCII or U+2212, and
+    full-width forms), decimals, exponents and simple fractions are read; a dash between numbers is not a sign,
+    and n/0 is no number.
 
     >>> parse_number("12+30=42"), parse_number("answer: -1,234.5"), parse_number("none")
     (42.0, -1234.5, None)
+    >>> parse_number("pages 2-3"), parse_number("3/4 of it"), parse_number("1,2"), parse_number("x = -2e3")
+    (3.0, 0.75, 2.0, -2000.0)
     """
-    found = _NUMBER.findall(unicodedata.normalize("NFKC", text))
+    found = list(_NUMBER.finditer(unicodedata.normalize("NFKC", text)))
     if not found:
         return None
-    s = found[-1].replace(",", "").replace("−", "-")
-    try:
-        return float(s)
-    except ValueError:
-        return None
+    m = found[-1]
+    fields = (m["slashes"] or "").split("/")[1:]
+    if len(fields) > 1:
+        return float(fields[-1])
+    value = float(m["num"].replace(",", "") + (m["exp"] or ""))
+    if fields:
+        if int(fields[0]) == 0:
+            return None  # n/0 is no number
+        value /= int(fields[0])
+    return -value if m["sign"] in ("-", "−") else value
 
 
 def numeric_match(pred: str, gold: str | float, rel_tol: float = 0.0, abs_tol: float = 1e-9) -> bool:
