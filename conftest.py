@@ -12,3 +12,13 @@ def pytest_configure(config):
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(1)
+
+
+try:  # a dev extra, as pytest is
+    from hypothesis import settings
+except ImportError:  # pragma: no cover
+    pass
+else:
+    # no per-example deadline: a loaded CI machine makes some examples slow, and a slow example is no bug
+    settings.register_profile("llmlab", deadline=None)
+    settings.load_profile("llmlab")
