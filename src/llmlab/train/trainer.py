@@ -328,15 +328,14 @@ class Trainer:
                             tok_per_s=round(tokens_per_step / max(time.perf_counter() - t0, 1e-9), 1))
                 bar.update(1)
                 bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{last['lr']:.2e}")
-                why = self.should_stop(flag.stop)
-                # the step a session stops at is logged too: its checkpoint is where a rerun goes on from
-                if self.writes and (self.step % cfg.log_every == 0 or self.step == cfg.steps or why):
+                if self.writes and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
                     self.metrics.write(last)
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
                     last_eval = self.evaluate(cfg.eval_batches)
                     if last_eval and self.writes:
                         self.metrics.write(last_eval)
                         log.info("step %d: val loss %.4f", self.step, last_eval["val_loss"])
+                why = self.should_stop(flag.stop)
                 if why:
                     self.stopped_early = True
                     log.warning("stopping at step %d (%s)", self.step, why)
