@@ -125,6 +125,25 @@ def test_read_arpa_rejects_a_broken_file(tmp_path):
     p.write_bytes(b"\\data\\\n\xff\n")
     with pytest.raises(InputError, match="not UTF-8"):
         read_arpa(p)
+    p.write_text("\\data\\\nngram 1=1\nngram 2=1\n\n\\1-grams:\n-1.0\t<s>\n\\end\\\n", encoding="utf-8")
+    with pytest.raises(InputError, match="not an ARPA file"):  # a declared order with no section
+        read_arpa(p)
+    p.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\t<s>\n-1.0 a b c\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"bad.arpa:6: expected"):  # the line number counts from 1
+        read_arpa(p)
+
+
+def test_arpa_zero_is_exactly_minus_99_both_ways(tmp_path):
+    """ARPA writes log10 0 as -99 (SRILM's and KenLM's <s>): written so, and read back as probability 0."""
+    m = NgramModel.train([["a", "b"], ["b", "a", "a"]], NgramConfig(order=2, smoothing="kn"))
+    write_arpa(m, tmp_path / "m.arpa")
+    lines = (tmp_path / "m.arpa").read_text(encoding="utf-8").split("\n")
+    assert next(x for x in lines if x.split("\t")[1:2] == ["<s>"]).split("\t")[0] == "-99"
+    text = "\\data\\\nngram 1=4\n\n\\1-grams:\n-99\t<s>\n-99\ta\n-0.30103\tb\n-0.30103\t</s>\n\\end\\\n"
+    (tmp_path / "z.arpa").write_text(text, encoding="utf-8")
+    back = read_arpa(tmp_path / "z.arpa")
+    dist = back.distribution([])
+    assert dist["a"] == 0.0 and dist["b"] == pytest.approx(0.5)
 
 
 def test_a_character_model_stays_one_through_arpa(tmp_path):
