@@ -131,6 +131,10 @@ def test_read_arpa_rejects_a_broken_file(tmp_path):
     p.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\t<s>\n-1.0 a b c\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"bad.arpa:6: expected"):  # the line number counts from 1
         read_arpa(p)
+    p.write_text("\\data\\\nngram 1=3\nngram 2=2\nngram 3=2\n\n\\1-grams:\n-1\t<s>\t0\n-1\ta\t0\n-1\tb\t0\n\n"
+                 "\\2-grams:\n-1\ta b\t0\n-1\tb a\t0\n\n\\3-grams:\n-1\ta b a\n-1\tb b a\n\\end\\\n", encoding="utf-8")
+    with pytest.raises(InputError, match="bad.arpa: the context of 3-gram 'b b a' is not listed as a 2-gram"):
+        read_arpa(p)  # the offending n-gram is named, not the first one
 
 
 def test_arpa_zero_is_exactly_minus_99_both_ways(tmp_path):
