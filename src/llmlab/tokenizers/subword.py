@@ -17,6 +17,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable
+from itertools import chain
 
 from llmlab.core.errors import InputError
 from llmlab.tokenizers.base import SPECIAL_TOKENS, UNK, Tokenizer
@@ -82,21 +83,38 @@ class SubwordTokenizer(Tokenizer):
         return ids
 
     def encode_ordinary(self, text: str) -> list[int]:
+        pieces = self.pretok(text)
         ids: list[int] = []
-        cache, piece_ids = self._cache, self._encode_piece
-        for piece in self.pretok(text):
-            got = cache.get(piece)
+        for got in map(self._cache.get, pieces):
             if got is None:
+                return self._encode_missing(pieces)
+            ids += got
+        return ids
+
+    def _encode_missing(self, pieces: list[str]) -> list[int]:
+        """Ids of `pieces`, some of them not in the cache: those are encoded, each distinct one once and
+        all in one `_encode_pieces` call, and cached."""
+        found = list(map(self._cache.get, pieces))
+        missing = list(dict.fromkeys([p for p, got in zip(pieces, found) if got is None]))
+        try:
+            new = dict(zip(missing, self._encode_pieces(missing)))
+        except UnicodeEncodeError:
+            for piece in missing:
                 try:
-                    got = piece_ids(piece)
+                    piece.encode()
                 except UnicodeEncodeError as e:
                     raise InputError(f"text holds {piece[e.start:e.end]!r} at piece {piece!r}: a lone surrogate, "
                                      f"not a Unicode character (decode the input with errors='replace')") from None
-                if len(cache) >= CACHE_SIZE:
-                    cache.clear()
-                cache[piece] = got
-            ids.extend(got)
-        return ids
+            raise
+        cache = self._cache
+        if len(cache) + len(new) > CACHE_SIZE:
+            cache.clear()
+        cache.update(new)
+        return list(chain.from_iterable(new[p] if got is None else got for p, got in zip(pieces, found)))
+
+    def _encode_pieces(self, pieces: list[str]) -> list[tuple[int, ...]]:
+        """Ids of each piece; a subclass may encode them all in one go."""
+        return [self._encode_piece(p) for p in pieces]
 
     def count_unknown(self, text: str) -> int:
         """How many characters of `text` end up inside ``<unk>`` tokens (lost on decoding)."""
