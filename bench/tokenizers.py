@@ -5,13 +5,15 @@ English prose from Python's own reference documentation (``pydoc_data.topics``, 
 stdlib; first 90% of lines for training, the rest for encoding).
 
 For each corpus it prints training wall time and encoding throughput (MB of UTF-8 per second,
-single thread) with ratios (llmlab / peer: time ratio > 1 means llmlab is slower, throughput
-ratio < 1 means slower). llmlab and HF use the same pre-tokenization (GPT-4 regex + byte level), and
-the script checks that their merges are identical. sentencepiece splits text its own way (whitespace
-pieces, no byte-level regex), so its figures are for scale only. Last, the textbook trainer that
-recounts every pair after each merge is timed on the first merges and compared with llmlab's trainer.
-Then Unigram training (--unigram-lines of pfr1998 to --unigram-vocab pieces): llmlab beside HF's
-UnigramTrainer (same GPT-4 regex split) and sentencepiece (its own splitting: scale only).
+single thread; "cold cache" is a fresh tokenizer's first pass, in a process that has already loaded
+the compiled merge kernel: that one-off second or so is not counted) with ratios (llmlab / peer: time
+ratio > 1 means llmlab is slower, throughput ratio < 1 means slower). llmlab and HF use the same
+pre-tokenization (GPT-4 regex + byte level), and the script checks that their merges are identical.
+sentencepiece splits text its own way (whitespace pieces, no byte-level regex), so its figures are
+for scale only. Last, the textbook trainer that recounts every pair after each merge is timed on the
+first merges and compared with llmlab's trainer. Then Unigram training (--unigram-lines of pfr1998 to
+--unigram-vocab pieces): llmlab beside HF's UnigramTrainer (same GPT-4 regex split) and sentencepiece
+(its own splitting: scale only).
 
     .venv/bin/python bench/tokenizers.py [--vocab-size 8000] [--pattern gpt4] [--naive-merges 20]
 

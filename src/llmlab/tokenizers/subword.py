@@ -94,8 +94,8 @@ class SubwordTokenizer(Tokenizer):
     def _encode_missing(self, pieces: list[str]) -> list[int]:
         """Ids of `pieces`, some of them not in the cache: those are encoded, each distinct one once and
         all in one `_encode_pieces` call, and cached."""
-        found = list(map(self._cache.get, pieces))
-        missing = list(dict.fromkeys([p for p, got in zip(pieces, found) if got is None]))
+        cache = self._cache
+        missing = list(dict.fromkeys([p for p in pieces if p not in cache]))
         try:
             new = dict(zip(missing, self._encode_pieces(missing)))
         except UnicodeEncodeError:
@@ -106,11 +106,11 @@ class SubwordTokenizer(Tokenizer):
                     raise InputError(f"text holds {piece[e.start:e.end]!r} at piece {piece!r}: a lone surrogate, "
                                      f"not a Unicode character (decode the input with errors='replace')") from None
             raise
-        cache = self._cache
+        ids = list(chain.from_iterable(map(new.get, pieces, map(cache.get, pieces))))  # new, else cached
         if len(cache) + len(new) > CACHE_SIZE:
             cache.clear()
         cache.update(new)
-        return list(chain.from_iterable(new[p] if got is None else got for p, got in zip(pieces, found)))
+        return ids
 
     def _encode_pieces(self, pieces: list[str]) -> list[tuple[int, ...]]:
         """Ids of each piece; a subclass may encode them all in one go."""
