@@ -34,14 +34,24 @@ def test_distribution_sums_to_one_for_every_context(smoothing, order):
 @pytest.mark.parametrize("order", [1, 2, 3, 4, 9])
 def test_vectorised_scores_are_the_chain_rule_of_prob(smoothing, order):
     m = NgramModel.train(CORPUS, NgramConfig(order=order, smoothing=smoothing))
-    lp, _ = m.token_logprobs(TEST)
+    sentences = TEST + CORPUS  # the training text holds every listed n-gram, the first of each table too
+    lp, _ = m.token_logprobs(sentences)
     chain = []
-    for s in TEST:
+    for s in sentences:
         for i in range(len(s) + 1):
             p = m.prob(s[i] if i < len(s) else "</s>", s[:i])
             chain.append(math.log(p) if p > 0 else -math.inf)
     np.testing.assert_allclose(lp, chain, rtol=1e-12)
     assert math.isclose(m.sentence_logprob(TEST[0]), sum(chain[:4]), rel_tol=1e-12)
+
+
+def test_lookup_finds_keys_in_tables_of_any_size():
+    from llmlab.classic.ngram_counts import lookup
+
+    q = np.array([7, 3, 8, 0])
+    assert lookup(np.zeros(0, dtype=np.int64), q).tolist() == [-1] * 4
+    assert lookup(np.array([7]), q).tolist() == [0, -1, -1, -1]
+    assert lookup(np.array([0, 3, 7]), q).tolist() == [2, 1, -1, 0]
 
 
 @pytest.mark.parametrize("smoothing", [s for s in SMOOTHINGS if s != "mle"])
