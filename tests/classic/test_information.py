@@ -33,12 +33,14 @@ def test_perplexity_of_uniform_guess_is_the_number_of_choices():
     assert perplexity([math.log(1 / 7)] * 11) == pytest.approx(7.0)
     assert perplexity([math.log(0.5), -math.inf]) == math.inf  # a token of probability 0, not an error
     assert perplexity_from_nll(10 * 1000.0, 10) == math.inf  # overflow reported as inf, not an error
+    assert perplexity([math.log(1 / 3)]) == pytest.approx(3.0)  # one token is enough
 
 
 def test_bits_per_unit_relates_perplexity_and_characters():
     lps = [math.log(0.25)] * 4  # 4 tokens, 8 bits in all
     assert bits_per_unit(lps, 16) == pytest.approx(0.5)
     assert 2 ** bits_per_unit(lps, 4) == pytest.approx(perplexity(lps))
+    assert bits_per_unit(lps, 1) == pytest.approx(8.0)  # one unit is enough
 
 
 @pytest.mark.parametrize(
