@@ -13,7 +13,8 @@ sample 1e-3, min_count 5, 5 epochs, one thread); words/s = corpus tokens x epoch
 seconds. Quality: Spearman on llmlab's Chinese similarity list, accuracy on its analogy list, and a
 few neighbour lists.
 
-    .venv/bin/python bench/classic.py [--out runs/bench_classic] [--skip-word2vec]
+    .venv/bin/python bench/classic.py [--out runs/bench_classic] [--skip-word2vec | --only-word2vec]
+        [--models sgns,cbow,hs]
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ def bench_word2vec(train, args) -> None:
     n_words = sum(len(s) for s in train)
     pairs, questions = read_pairs("zh"), read_analogies("zh")
     probes = ["北京", "经济", "足球", "春节", "父亲"]
-    for model, hs in (("skipgram", False), ("cbow", False), ("skipgram", True)):
+    variants = {"sgns": ("skipgram", False), "cbow": ("cbow", False), "hs": ("skipgram", True)}
+    for model, hs in (variants[m] for m in args.models.split(",")):
         lr, negative = (0.025 if model == "skipgram" else 0.05), (0 if hs else 5)
         cfg = Word2VecConfig(model=model, dim=100, window=5, negative=negative, hs=hs, sample=1e-3, min_count=5,
                              epochs=args.epochs, lr=lr, threads=1, seed=0)
@@ -166,16 +168,22 @@ def main() -> None:
     ap.add_argument("--nltk-tokens", type=int, default=300, help="dev tokens NLTK scores")
     ap.add_argument("--epochs", type=int, default=5, help="word2vec epochs")
     ap.add_argument("--skip-word2vec", action="store_true")
+    ap.add_argument("--only-word2vec", action="store_true", help="skip the n-gram and two-errors parts")
+    ap.add_argument("--models", default="sgns,cbow,hs", help="word2vec variants, comma-separated: sgns, cbow, hs")
     args = ap.parse_args()
+    if bad := set(args.models.split(",")) - {"sgns", "cbow", "hs"}:
+        ap.error(f"unknown --models {sorted(bad)}; choose from sgns, cbow, hs")
 
     from llmlab.data.corpora import pfr1998_words
 
-    train, dev, test = pfr1998_words("train"), pfr1998_words("dev"), pfr1998_words("test")
-    mkn = bench_ngram(train, dev, test, args)
-    bench_two_errors(mkn, dev, Path(args.out))
+    train = pfr1998_words("train")
+    if not args.only_word2vec:
+        dev, test = pfr1998_words("dev"), pfr1998_words("test")
+        mkn = bench_ngram(train, dev, test, args)
+        bench_two_errors(mkn, dev, Path(args.out))
+        assert math.isfinite(mkn.evaluate(dev)["perplexity"])
     if not args.skip_word2vec:
         bench_word2vec(train, args)
-    assert math.isfinite(mkn.evaluate(dev)["perplexity"])
 
 
 if __name__ == "__main__":
