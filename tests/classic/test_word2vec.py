@@ -44,6 +44,46 @@ def test_training_groups_words_that_share_contexts(kwargs):
     assert all(w.startswith("a") for w in top)
 
 
+def _hs_torch(w_hs, h, grad_h, tgt, points, labels, lengths, lr, cap):
+    """The hierarchical softmax step as torch tensors (llmlab's implementation before the compiled one)."""
+    import torch
+
+    w_hs, h, grad_h, tgt = (torch.from_numpy(x) for x in (w_hs, h, grad_h, tgt))
+    real = torch.arange(points.shape[1])[None, :] < torch.from_numpy(lengths)[:, None]
+    points, labels = torch.from_numpy(points), torch.from_numpy(labels)
+    b, l = real[tgt].nonzero(as_tuple=True)  # (P,) example and depth of every real node
+    nodes = points[tgt[b], l]  # (P,)
+    v = w_hs.index_select(0, nodes)  # (P, d)
+    hb = h.index_select(0, b)  # (P, d)
+    g = (labels[tgt[b], l] - torch.sigmoid((hb * v).sum(1))) * lr  # (P,)
+    grad_h.index_add_(0, b, g[:, None] * v)
+    seen = torch.bincount(nodes, minlength=w_hs.shape[0]).to(g.dtype)
+    g = g * (cap / seen.clamp(min=cap))[nodes]
+    w_hs.index_add_(0, nodes, g[:, None] * hb)
+
+
+@pytest.mark.parametrize("cap", [2.0, 1000.0])
+def test_hs_kernel_is_the_batched_torch_step(cap):
+    """Same update from the same values: grads from the batch's starting nodes, node sums capped."""
+    from llmlab.classic.w2v_kernels import hs_update
+
+    rng = np.random.default_rng(0)
+    V, B, d = 9, 12, 7
+    points, codes, real = huffman_paths(rng.integers(1, 50, size=V))
+    labels, lengths = (1.0 - codes).astype(np.float32), real.sum(1).astype(np.int64)
+    w_hs = rng.normal(size=(V - 1, d)).astype(np.float32)
+    h = rng.normal(size=(B, d)).astype(np.float32)
+    tgt = rng.integers(0, V, size=B)  # repeats: the root is on all 12 paths, capped when cap = 2
+    want_w, want_g = w_hs.copy(), np.zeros_like(h)
+    _hs_torch(want_w, h, want_g, tgt, points, labels, lengths, 0.3, cap)
+    delta, seen = np.zeros_like(w_hs), np.zeros(V - 1, dtype=np.int64)
+    got_g = np.zeros_like(h)
+    hs_update(w_hs, h, got_g, tgt, points, labels, lengths, 0.3, cap, delta, seen)
+    np.testing.assert_allclose(w_hs, want_w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_g, want_g, rtol=1e-5, atol=1e-6)
+    assert not delta.any() and not seen.any()  # scratch left zero for the next batch
+
+
 def test_same_seed_same_vectors():
     sents, _ = _two_topics(200)
     cfg = Word2VecConfig(dim=8, min_count=1, epochs=1, batch_size=32, seed=3)
