@@ -65,7 +65,7 @@ def _hs_torch(w_hs, h, grad_h, tgt, points, labels, lengths, lr, cap):
 @pytest.mark.parametrize("cap", [2.0, 1000.0])
 def test_hs_kernel_is_the_batched_torch_step(cap):
     """Same update from the same values: grads from the batch's starting nodes, node sums capped."""
-    from llmlab.classic.w2v_kernels import hs_update
+    from llmlab.classic.w2v_kernels import logistic_update
 
     rng = np.random.default_rng(0)
     V, B, d = 9, 12, 7
@@ -78,10 +78,48 @@ def test_hs_kernel_is_the_batched_torch_step(cap):
     _hs_torch(want_w, h, want_g, tgt, points, labels, lengths, 0.3, cap)
     delta, seen = np.zeros_like(w_hs), np.zeros(V - 1, dtype=np.int64)
     got_g = np.zeros_like(h)
-    hs_update(w_hs, h, got_g, tgt, points, labels, lengths, 0.3, cap, delta, seen)
+    logistic_update(w_hs, h, got_g, points[tgt], labels[tgt], real[tgt] > 0, 0.3, cap, delta, seen)
     np.testing.assert_allclose(w_hs, want_w, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got_g, want_g, rtol=1e-5, atol=1e-6)
     assert not delta.any() and not seen.any()  # scratch left zero for the next batch
+
+
+def _ns_torch(w_neg, h, grad_h, tgt, neg, lr):
+    """The negative sampling step as torch tensors (llmlab's implementation before the compiled one)."""
+    import torch
+
+    w_neg, h, grad_h, tgt, neg = (torch.from_numpy(x) for x in (w_neg, h, grad_h, tgt, neg))
+    out = torch.cat([tgt[:, None], neg], 1)  # (B, 1+K): the true word first
+    label = torch.zeros(out.shape)
+    label[:, 0] = 1.0
+    live = torch.ones(out.shape)
+    live[:, 1:] = (neg != tgt[:, None]).float()
+    v = w_neg.index_select(0, out.reshape(-1)).view(*out.shape, h.shape[1])  # (B, 1+K, d)
+    g = (label - torch.sigmoid(torch.einsum("bd,btd->bt", h, v))) * (lr * live)  # (B, 1+K)
+    grad_h += torch.einsum("bt,btd->bd", g, v)
+    w_neg.index_add_(0, out.reshape(-1), (g[:, :, None] * h[:, None, :]).reshape(-1, h.shape[1]))
+
+
+def test_negative_sampling_kernel_is_the_batched_torch_step():
+    """Rows hit several times in a batch (and negatives equal to the target, skipped) sum their updates."""
+    import torch
+
+    from llmlab.classic.word2vec import _negative_sampling, _scratch
+
+    rng = np.random.default_rng(0)
+    V, B, K, d = 6, 20, 4, 7
+    w_neg = rng.normal(size=(V, d)).astype(np.float32)
+    h = rng.normal(size=(B, d)).astype(np.float32)
+    tgt, neg = rng.integers(0, V, size=B), rng.integers(0, V, size=(B, K))
+    assert (neg == tgt[:, None]).any()
+    want_w, want_g = w_neg.copy(), np.zeros_like(h)
+    _ns_torch(want_w, h, want_g, tgt, neg, 0.3)
+    got_w, got_g = torch.from_numpy(w_neg), torch.zeros(B, d)
+    scratch = _scratch(V, d)
+    _negative_sampling(got_w, torch.from_numpy(h), got_g, torch.from_numpy(tgt), torch.from_numpy(neg), 0.3, scratch)
+    np.testing.assert_allclose(got_w.numpy(), want_w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_g.numpy(), want_g, rtol=1e-5, atol=1e-6)
+    assert not scratch[0].any() and not scratch[1].any()
 
 
 def test_same_seed_same_vectors():

@@ -10,7 +10,8 @@ the context vectors to predict it and adds the same gradient to each of them.
 Batching sums the updates a row gets within one step, from slightly stale values. That is harmless for
 most rows, but the Huffman nodes near the root sit on every path, so their per-batch sum is capped
 (`HS_NODE_CAP`); and very large batches (4096 on pfr1998) spoil negative sampling too. The hierarchical
-softmax step runs as a compiled loop over (example, node) pairs (`w2v_kernels.hs_update`).
+softmax and negative sampling steps run as one compiled loop over (example, output row) pairs
+(`w2v_kernels.logistic_update`).
 """
 
 from __future__ import annotations
@@ -234,12 +235,11 @@ def _train(sentences: Sequence[Sequence[str]], cfg: Word2VecConfig):
     w_hs = torch.zeros(max(V - 1, 1), d)
     keep = keep_probabilities(counts, cfg.sample)
     table = negative_table(counts) if cfg.negative else None
+    neg_scratch = _scratch(V, d) if cfg.negative else None
     hs = None
     if cfg.hs:
         points, codes, real = huffman_paths(counts)
-        lengths = real.sum(1).astype(np.int64)
-        scratch = (np.zeros((V - 1, d), dtype=np.float32), np.zeros(V - 1, dtype=np.int64))  # node sums, hits
-        hs = (points, 1.0 - codes, lengths, *scratch)
+        hs = (points, 1.0 - codes, real > 0, *_scratch(V - 1, d))
     total_words, done_words, n_pred = cfg.epochs * len(ids), 0, 0
     start = time.perf_counter()
     for epoch in range(cfg.epochs):
@@ -254,7 +254,7 @@ def _train(sentences: Sequence[Sequence[str]], cfg: Word2VecConfig):
             lr = cfg.lr - (cfg.lr - cfg.min_lr) * frac
             sl = slice(lo, lo + cfg.batch_size)
             neg = negs[lo % chunk : lo % chunk + cfg.batch_size] if table is not None else None
-            _step(w_in, w_neg, w_hs, inp[sl], None if mask is None else mask[sl], tgt[sl], neg, lr, hs)
+            _step(w_in, w_neg, w_hs, inp[sl], None if mask is None else mask[sl], tgt[sl], neg, lr, hs, neg_scratch)
         done_words += len(ids)
         n_pred += n
     stats = TrainStats(done_words, time.perf_counter() - start, n_pred)
@@ -262,11 +262,17 @@ def _train(sentences: Sequence[Sequence[str]], cfg: Word2VecConfig):
     return WordVectors(tuple(words), w_in.numpy().astype(np.float32)), stats
 
 
-def _step(w_in, w_neg, w_hs, inp, mask, tgt, neg, lr, hs):
+def _scratch(rows: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Zeroed per-row update sums (rows, d) and hit counts (rows,) for `logistic_update`."""
+    return np.zeros((rows, d), dtype=np.float32), np.zeros(rows, dtype=np.int64)
+
+
+def _step(w_in, w_neg, w_hs, inp, mask, tgt, neg, lr, hs, neg_scratch):
     """One batched SGD step (no autograd: the gradients of log sigmoid are written out).
 
     inp (B, C) input word ids with mask (B, C) or None (skip-gram, C = 1); tgt (B,) the predicted word;
-    neg (B, K) negative samples or None; hs the padded Huffman paths or None.
+    neg (B, K) negative samples or None, with neg_scratch; hs the padded Huffman paths and their
+    scratch, or None.
     """
     import torch
 
@@ -279,7 +285,7 @@ def _step(w_in, w_neg, w_hs, inp, mask, tgt, neg, lr, hs):
         h = (rows * mask[:, :, None]).sum(1) / mask.sum(1, keepdim=True)  # mean of the context, (B, d)
     grad_h = torch.zeros_like(h)
     if neg is not None:
-        _negative_sampling(w_neg, h, grad_h, tgt, neg, lr)
+        _negative_sampling(w_neg, h, grad_h, tgt, neg, lr, neg_scratch)
     if hs is not None:
         _hierarchical_softmax(w_hs, h, grad_h, tgt, hs, lr)
     if mask is None:
@@ -288,28 +294,26 @@ def _step(w_in, w_neg, w_hs, inp, mask, tgt, neg, lr, hs):
         w_in.index_add_(0, inp.reshape(-1), (grad_h[:, None, :] * mask[:, :, None]).view(B * C, d))
 
 
-def _negative_sampling(w_neg, h, grad_h, tgt, neg, lr) -> None:
-    """Push sigma(h . v_target) to 1 and sigma(h . v_negative) to 0; update w_neg, add into grad_h."""
-    import torch
+def _negative_sampling(w_neg, h, grad_h, tgt, neg, lr, scratch) -> None:
+    """Push sigma(h . v_target) to 1 and sigma(h . v_negative) to 0, from the batch's starting values;
+    update w_neg (each row by the sum of its updates), add into grad_h."""
+    from llmlab.classic.w2v_kernels import logistic_update
 
-    out = torch.cat([tgt[:, None], neg], 1)  # (B, 1+K): the true word first
-    label = torch.zeros(out.shape)
+    tgt, neg = tgt.numpy(), neg.numpy()
+    out = np.concatenate([tgt[:, None], neg], 1)  # (B, 1+K): the true word first
+    label = np.zeros(out.shape, dtype=np.float32)
     label[:, 0] = 1.0
-    live = torch.ones(out.shape)
-    live[:, 1:] = (neg != tgt[:, None]).float()  # a negative equal to the target is skipped
-    v = w_neg.index_select(0, out.reshape(-1)).view(*out.shape, h.shape[1])  # (B, 1+K, d)
-    g = (label - torch.sigmoid(torch.einsum("bd,btd->bt", h, v))) * (lr * live)  # (B, 1+K)
-    grad_h += torch.einsum("bt,btd->bd", g, v)
-    w_neg.index_add_(0, out.reshape(-1), (g[:, :, None] * h[:, None, :]).reshape(-1, h.shape[1]))
+    live = np.ones(out.shape, dtype=bool)
+    live[:, 1:] = neg != tgt[:, None]  # a negative equal to the target is skipped
+    logistic_update(w_neg.numpy(), h.numpy(), grad_h.numpy(), out, label, live, lr, np.inf, *scratch)
 
 
 def _hierarchical_softmax(w_hs, h, grad_h, tgt, hs, lr) -> None:
     """One logistic step per inner node on each target's Huffman path (label 1 - code), from the batch's
-    starting values; a node's updates are summed, capped at HS_NODE_CAP times their mean. A compiled loop
-    over the real (example, node) pairs: gathering them as (pairs, d) tensors for torch cost 3x gensim's
-    whole training time."""
-    from llmlab.classic.w2v_kernels import hs_update
+    starting values; a node's updates are summed, capped at HS_NODE_CAP times their mean."""
+    from llmlab.classic.w2v_kernels import logistic_update
 
-    points, labels, lengths, delta, seen = hs
-    hs_update(w_hs.numpy(), h.numpy(), grad_h.numpy(), tgt.numpy(), points, labels, lengths, lr, HS_NODE_CAP,
-              delta, seen)
+    points, labels, real, delta, seen = hs
+    tgt = tgt.numpy()
+    logistic_update(w_hs.numpy(), h.numpy(), grad_h.numpy(), points[tgt], labels[tgt], real[tgt], lr, HS_NODE_CAP,
+                    delta, seen)  # paths padded to the deepest word, (B, depth)
