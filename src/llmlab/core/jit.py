@@ -12,5 +12,9 @@ from __future__ import annotations
 from numba import njit
 
 jit = njit(cache=True, nogil=True)
+# `jit` that may also reassociate float arithmetic and fuse multiply-adds, so that a float32 reduction
+# (a dot product over d) vectorises; the sum's last bits then depend on the compiler's order. No other
+# fast-math flag: nothing assumes values are finite.
+jit_reassoc = njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 
-__all__ = ["jit"]
+__all__ = ["jit", "jit_reassoc"]
