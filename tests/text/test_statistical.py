@@ -227,6 +227,34 @@ def test_cut_lines_equals_cut(segmenters, test_words):
         assert seg.cut_lines(lines) == [seg.cut(x) for x in lines]
 
 
+def test_character_types_and_width_normalisation_agree_with_unicodedata():
+    """Every BMP code point's type, from Unicode names and str predicates rather than code ranges."""
+    import unicodedata
+
+    from llmlab.text import features as f
+
+    table = f.type_table()
+    for c in range(0x10000):
+        ch = chr(c)
+        want = f.OTHER
+        if unicodedata.name(ch, "").startswith("CJK UNIFIED IDEOGRAPH"):
+            want = f.HAN
+        elif ch.isascii() and ch.isdigit():
+            want = f.DIGIT
+        elif ch.isascii() and ch.isalpha():
+            want = f.LATIN
+        elif ch.isascii() and ch.isprintable() and not ch.isspace():
+            want = f.PUNCT
+        want = {**dict.fromkeys(f._PUNCT, f.PUNCT), **dict.fromkeys(f._NUMERALS, f.NUMERAL),
+                **dict.fromkeys(f._DATE, f.DATE)}.get(ch, want)
+        assert table[c] == want, hex(c)
+    assert f.types_of(f.codes_of("\U00020000😀"), table).tolist() == [f.RARE] * 2  # astral: rare, not a lookup
+    # full-width forms read as the ASCII NFKC makes of them; other characters (even U+FF5F) as they are
+    text = "".join(map(chr, range(0xFEFF, 0xFF70))) + "\u3000\u2003"
+    want = [ord(unicodedata.normalize("NFKC", ch)) if 0xFF01 <= ord(ch) <= 0xFF5E else ord(ch) for ch in text]
+    assert f.codes_of(text).tolist() == want[:-2] + [0x20, 0x2003]
+
+
 def test_feature_index_agrees_with_a_dict():
     from llmlab.text.hashindex import FeatureIndex
 
