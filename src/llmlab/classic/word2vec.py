@@ -1,7 +1,8 @@
 """word2vec (topics 71, 75, 76): skip-gram and CBOW, negative sampling and/or hierarchical softmax.
 
-Batched SGD in torch (imported inside `train_word2vec`, so ``llmlab.classic`` stays torch-free), with
-the choices of the original C tool and gensim: a random window shrink per centre word, frequent
+Batched SGD: torch for the input vectors, a compiled loop for the output rows (both imported inside
+`train_word2vec`, so importing ``llmlab.classic`` loads neither torch nor numba), with the choices
+of the original C tool and gensim: a random window shrink per centre word, frequent
 words dropped with probability 1 - (sqrt(f / t) + 1) t / f (f: the word's share of the corpus,
 t = `sample`), negatives drawn from unigram^0.75, the learning rate falling linearly to `min_lr`.
 Skip-gram trains the context word's input vector to predict the centre word; CBOW trains the mean of
@@ -9,8 +10,8 @@ the context vectors to predict it and adds the same gradient to each of them.
 
 Batching sums the updates a row gets within one step, from slightly stale values. That is harmless for
 most rows, but the Huffman nodes near the root sit on every path, so their per-batch sum is capped
-(`HS_NODE_CAP`); and very large batches (4096 on pfr1998) spoil negative sampling too. The hierarchical
-softmax and negative sampling steps run as one compiled loop over (example, output row) pairs
+(`HS_NODE_CAP`); and very large batches (4096 on pfr1998) spoil negative sampling too. Hierarchical
+softmax and negative sampling share that loop over (example, output row) pairs
 (`w2v_kernels.logistic_update`).
 """
 
