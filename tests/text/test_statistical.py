@@ -255,6 +255,40 @@ def test_character_types_and_width_normalisation_agree_with_unicodedata():
     assert f.codes_of(text).tolist() == want[:-2] + [0x20, 0x2003]
 
 
+def test_window_feature_keys_equal_a_plain_python_reading_of_the_templates():
+    """The 14 window templates and the key hash, written again with Python ints: the keys saved models
+    hold must not change unless FEATURE_SET does."""
+    import unicodedata
+
+    from llmlab.text import features as f
+
+    m64 = (1 << 64) - 1
+
+    def mix(value, template):
+        h = (value * 0x9E3779B97F4A7C15 + (template + 1) * 0xBF58476D1CE4E5B9) & m64
+        h ^= h >> 31
+        h = (h * 0x94D049BB133111EB) & m64
+        h ^= h >> 29
+        return h | 1
+
+    table = f.type_table()
+    text = "Ａb中国国人。１2年三\u3000三x😀"  # a doubled character and an a-b-a window too
+    codes = [ord(unicodedata.normalize("NFKC", ch)) if 0xFF01 <= ord(ch) <= 0xFF5E else ord(ch) for ch in text]
+    codes = [0x20 if ch == "\u3000" else c for ch, c in zip(text, codes)]
+    types = [int(table[c]) if c < 0x10000 else f.RARE for c in codes]
+    c = [f.BOS_CODE] * 2 + codes + [f.EOS_CODE] * 2
+    t = [8, 8] + types + [9, 9]
+    want = []
+    for j in range(len(text)):
+        w0, w1, w2, w3, w4 = c[j:j + 5]
+        y0, y1, y2, y3, y4 = t[j:j + 5]
+        v = [w0, w1, w2, w3, w4, w0 << 21 | w1, w1 << 21 | w2, w2 << 21 | w3, w3 << 21 | w4, w1 << 21 | w3,
+             (w1 << 21 | w2) << 21 | w3, y1 * 100 + y2 * 10 + y3, y0 * 10000 + y1 * 1000 + y2 * 100 + y3 * 10 + y4,
+             (w2 == w1) + 2 * (w2 == w3) + 4 * (w2 == w0)]
+        want.append([mix(x & m64, r) for r, x in enumerate(v)])
+    assert f.feature_keys(text, table).tolist() == want
+
+
 def test_feature_index_agrees_with_a_dict():
     from llmlab.text.hashindex import FeatureIndex
 
