@@ -255,9 +255,9 @@ def test_character_types_and_width_normalisation_agree_with_unicodedata():
     assert f.codes_of(text).tolist() == want[:-2] + [0x20, 0x2003]
 
 
-def test_window_feature_keys_equal_a_plain_python_reading_of_the_templates():
-    """The 14 window templates and the key hash, written again with Python ints: the keys saved models
-    hold must not change unless FEATURE_SET does."""
+def test_feature_keys_equal_a_plain_python_reading_of_the_templates():
+    """The 14 window templates, the 7 of a lexicon and the key hash, written again with Python ints: the
+    keys saved models hold must not change unless FEATURE_SET does."""
     import unicodedata
 
     from llmlab.text import features as f
@@ -287,6 +287,18 @@ def test_window_feature_keys_equal_a_plain_python_reading_of_the_templates():
              (w2 == w1) + 2 * (w2 == w3) + 4 * (w2 == w0)]
         want.append([mix(x & m64, r) for r, x in enumerate(v)])
     assert f.feature_keys(text, table).tolist() == want
+    # the 7 templates of a lexicon, over its spans (`SpanIndex` is held to brute force elsewhere)
+    from llmlab.text.lexmatch import SpanIndex
+
+    lexicon = SpanIndex({"中国": 3, "国国人": 40, "国人": 1, "人。": 2, "年三": 900, "2年": 1})
+    sp = lexicon.spans(np.array(c, dtype=np.uint64)).tolist()
+    for j in range(len(text)):
+        (sb, se, sm, sf), before, after = sp[j + 2], sp[j + 1][1], sp[j + 3][0]
+        u = [sb * 100 + se * 10 + sm, sb << 21 | c[j + 2], se << 21 | c[j + 2], sm << 21 | c[j + 2], sb * 10 + sf,
+             before * 10 + after, sb * 1000 + se * 100 + before * 10 + after]
+        want[j] += [mix(x, 14 + r) for r, x in enumerate(u)]
+    assert any(row[:4] != [0, 0, 0, 0] for row in sp)
+    assert f.feature_keys(text, table, lexicon).tolist() == want
 
 
 def test_feature_index_agrees_with_a_dict():
