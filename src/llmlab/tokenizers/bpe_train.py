@@ -67,8 +67,7 @@ class _Corpus:
         sep = ends + np.arange(len(ends))  # separator positions in `sym`
         self.nxt, self.prv = np.arange(1, n + 1), np.arange(-1, n - 1)
         self.nxt[sep], self.nxt[sep - 1] = -1, -1
-        self.prv[sep], self.prv[np.minimum(sep + 1, n - 1)] = -1, -1
-        self.prv[0] = -1
+        self.prv[sep], self.prv[np.minimum(sep + 1, n - 1)] = -1, -1  # prv[0] is -1 already; n may be 0
         self.base, self.vector_min = base, vector_min
         self.counts: dict[int, int] = {}
         self.where: dict[int, list] = {}  # pair -> chunks of left positions (arrays or lists; may be stale)
