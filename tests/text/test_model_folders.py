@@ -26,6 +26,16 @@ def test_a_folder_holding_other_files_is_refused_before_training_and_kept(tmp_pa
     assert "is a file, expected a folder" in capsys.readouterr().err
 
 
+def test_a_model_file_with_a_damaged_file_list_claims_no_entries(tmp_path):
+    """A model.json whose "files" is not a list of names owns nothing, so the folder is not taken over."""
+    from llmlab.text.base import MODEL_FILE, model_folder_entries
+
+    for files, owned in ((["weights.npz"], {MODEL_FILE, "weights.npz"}), ([1, "weights.npz"], set()),
+                         ("weights.npz", set()), (None, set())):
+        (tmp_path / MODEL_FILE).write_text(json.dumps({"files": files}), encoding="utf-8")
+        assert model_folder_entries(tmp_path, MODEL_FILE) == owned, files
+
+
 def test_a_segmenter_and_a_tagger_do_not_share_a_folder(segmenters, train_tagged, tmp_path):
     from llmlab.text.pos import HmmTagger
 

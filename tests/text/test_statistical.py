@@ -68,6 +68,12 @@ def test_tag_round_trip(train_words):
     assert cut_by_tags("", []) == [] and tags_to_words("", []) == []  # no empty word, even for no text
 
 
+def test_tags_to_words_of_no_text_is_no_words():
+    from llmlab.text.base import tags_to_words
+
+    assert tags_to_words("", []) == [] and tags_to_words("中", "M") == ["中"]
+
+
 def test_hmm_learns_counted_probabilities():
     seg = HmmSegmenter.train([["中国", "人"]] * 3)
     # B->E was seen every time after B; with add-k the legal B->M gets the rest
