@@ -66,12 +66,7 @@ def test_tag_round_trip(train_words):
         assert cut_by_tags(text, encode_tags(words)) == words
         assert tags_to_words(text, words_to_tags(words)) == words
     assert cut_by_tags("", []) == [] and tags_to_words("", []) == []  # no empty word, even for no text
-
-
-def test_tags_to_words_of_no_text_is_no_words():
-    from llmlab.text.base import tags_to_words
-
-    assert tags_to_words("", []) == [] and tags_to_words("中", "M") == ["中"]
+    assert tags_to_words("中", "M") == ["中"]
 
 
 def test_hmm_learns_counted_probabilities():
@@ -233,6 +228,15 @@ def test_cut_lines_equals_cut(segmenters, test_words):
         assert seg.cut_lines(lines) == [seg.cut(x) for x in lines]
 
 
+def width_normalised(text: str) -> list[int]:
+    """Code points as the features read them, from NFKC: full-width ASCII forms as ASCII (other
+    characters, even U+FF5F, as they are), and U+3000 as a space."""
+    import unicodedata
+
+    return [0x20 if ch == "\u3000" else ord(unicodedata.normalize("NFKC", ch)) if 0xFF01 <= ord(ch) <= 0xFF5E
+            else ord(ch) for ch in text]
+
+
 def test_character_types_and_width_normalisation_agree_with_unicodedata():
     """Every BMP code point's type, from Unicode names and str predicates rather than code ranges."""
     import unicodedata
@@ -255,16 +259,14 @@ def test_character_types_and_width_normalisation_agree_with_unicodedata():
                 **dict.fromkeys(f._DATE, f.DATE)}.get(ch, want)
         assert table[c] == want, hex(c)
     assert f.types_of(f.codes_of("\U00020000😀"), table).tolist() == [f.RARE] * 2  # astral: rare, not a lookup
-    # full-width forms read as the ASCII NFKC makes of them; other characters (even U+FF5F) as they are
     text = "".join(map(chr, range(0xFEFF, 0xFF70))) + "\u3000\u2003"
-    want = [ord(unicodedata.normalize("NFKC", ch)) if 0xFF01 <= ord(ch) <= 0xFF5E else ord(ch) for ch in text]
-    assert f.codes_of(text).tolist() == want[:-2] + [0x20, 0x2003]
+    assert f.codes_of(text).tolist() == width_normalised(text)
+    assert width_normalised("\uff01\uff5f\u3000\u2003") == [0x21, 0xFF5F, 0x20, 0x2003]
 
 
 def test_feature_keys_equal_a_plain_python_reading_of_the_templates():
     """The 14 window templates, the 7 of a lexicon and the key hash, written again with Python ints: the
     keys saved models hold must not change unless FEATURE_SET does."""
-    import unicodedata
 
     from llmlab.text import features as f
 
@@ -279,8 +281,7 @@ def test_feature_keys_equal_a_plain_python_reading_of_the_templates():
 
     table = f.type_table()
     text = "Ａb中国国人。１2年三\u3000三x😀"  # a doubled character and an a-b-a window too
-    codes = [ord(unicodedata.normalize("NFKC", ch)) if 0xFF01 <= ord(ch) <= 0xFF5E else ord(ch) for ch in text]
-    codes = [0x20 if ch == "\u3000" else c for ch, c in zip(text, codes)]
+    codes = width_normalised(text)
     types = [int(table[c]) if c < 0x10000 else f.RARE for c in codes]
     c = [f.BOS_CODE] * 2 + codes + [f.EOS_CODE] * 2
     t = [8, 8] + types + [9, 9]
