@@ -154,38 +154,6 @@ def keep_runs_whole(text: str, words: list[str]) -> list[str]:
     return [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
 
 
-def words_to_tags(words: Iterable[str]) -> list[str]:
-    """B/M/E/S tag per character (Begin, Middle, End of a word, Single-character word).
-
-    >>> "".join(words_to_tags(["中国", "人", "民主化"]))
-    'BESBME'
-    """
-    tags: list[str] = []
-    for w in words:
-        if len(w) == 1:
-            tags.append("S")
-        elif w:
-            tags.extend(["B"] + ["M"] * (len(w) - 2) + ["E"])
-    return tags
-
-
-def tags_to_words(text: str, tags: Iterable[str]) -> list[str]:
-    """Cut `text` before every B or S tag; lossless whatever the tags are.
-
-    >>> tags_to_words("中国人民主化", "BESBME")
-    ['中国', '人', '民主化']
-    """
-    words: list[str] = []
-    start = 0
-    for i, t in enumerate(tags):
-        if i > start and t in ("B", "S"):
-            words.append(text[start:i])
-            start = i
-    if start < len(text):
-        words.append(text[start:])
-    return words
-
-
 def check_sentences(sentences: Iterable[Iterable[str]], what: str = "training data") -> list[list[str]]:
     """Segmented sentences as lists of non-empty words without whitespace, or an InputError."""
     out = []
