@@ -16,6 +16,7 @@ import torch
 
 from llmlab.core.errors import InputError
 from llmlab.generate.config import GenerationConfig
+from llmlab.generate.penalties import apply_penalties
 from llmlab.generate.sampling import sample_next
 
 log = logging.getLogger(__name__)
@@ -30,22 +31,32 @@ def stream(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | None =
     slides. Past that point each step runs the whole window afresh (the KV cache is refilled from
     it), so cached and uncached generation still give the same tokens.
     """
+    prompt = fit_prompt(prompt, model.config.max_seq_len)
+    with decoding(model) as device:
+        g = torch.Generator(device=device).manual_seed(cfg.seed)
+        yield from _decode(model, torch.tensor([prompt], device=device), model.config.max_seq_len, cfg, g, eos_id)
+
+
+def fit_prompt(prompt: list[int], ctx: int) -> list[int]:
+    """The prompt, cut on the left to the model's context `ctx`; an empty one is an InputError."""
     if not prompt:
         raise InputError("the prompt must hold at least one token (e.g. the BOS token)")
-    ctx = model.config.max_seq_len
     if len(prompt) > ctx:
         log.warning("prompt of %d tokens cut on the left to the model's context of %d", len(prompt), ctx)
         prompt = prompt[-ctx:]
-    device = next(model.parameters()).device
+    return list(prompt)
+
+
+@contextlib.contextmanager
+def decoding(model) -> Iterator[torch.device]:
+    """The model in eval mode, with fused q/k/v and gate/up matrices where it offers them (fewer calls per
+    token), for the time of a decode; yields its device. Training mode is restored after."""
     was_training = model.training
     model.eval()
-    g = torch.Generator(device=device).manual_seed(cfg.seed)
-    ids = torch.tensor([prompt], device=device)  # (1, T)
-    # q/k/v and gate/up as one matrix each while generating (models that offer it): fewer calls per token
     fused = model.fused_inference() if hasattr(model, "fused_inference") else contextlib.nullcontext()
     try:
         with fused:
-            yield from _decode(model, ids, ctx, cfg, g, eos_id)
+            yield next(model.parameters()).device
     finally:
         model.train(was_training)
 
@@ -53,8 +64,10 @@ def stream(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | None =
 def _decode(model, ids: torch.Tensor, ctx: int, cfg: GenerationConfig, g: torch.Generator,
             eos_id: int | None) -> Iterator[int]:
     cache = model.new_cache(1) if cfg.use_cache else None
+    n_prompt = ids.shape[1]
     logits = model(ids, cache)[:, -1]  # (1, V)
     for i in range(cfg.max_new_tokens):
+        logits = apply_penalties(logits, ids, n_prompt, cfg)
         nxt = sample_next(logits, cfg.temperature, cfg.top_k, cfg.top_p, g)  # (1,)
         tok = int(nxt)
         if eos_id is not None and tok == eos_id:
@@ -72,5 +85,11 @@ def _decode(model, ids: torch.Tensor, ctx: int, cfg: GenerationConfig, g: torch.
 
 
 def generate(model, prompt: list[int], cfg: GenerationConfig | None = None, eos_id: int | None = None) -> list[int]:
-    """New token ids after `prompt` (the prompt itself is not included)."""
-    return list(stream(model, prompt, cfg or GenerationConfig(), eos_id))
+    """New token ids after `prompt` (the prompt itself is not included): sampled, or the best beam of a
+    beam search when ``cfg.num_beams > 1``."""
+    cfg = cfg or GenerationConfig()
+    if cfg.num_beams > 1:
+        from llmlab.generate.beam import beam_search
+
+        return beam_search(model, prompt, cfg, eos_id)
+    return list(stream(model, prompt, cfg, eos_id))

@@ -41,6 +41,11 @@ class KVCache:
         """Called once per forward pass, after every layer has stored its T new positions."""
         self.length += T
 
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep batch row ``rows[i]`` as row i (beam search: each new beam continues an old one)."""
+        self.k = [K.index_select(0, rows) for K in self.k]
+        self.v = [V.index_select(0, rows) for V in self.v]
+
 
 def attention_probs(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """softmax(q k^T / sqrt(hs) + mask): the weights (B, nh, T, S) SDPA applies to the values.
