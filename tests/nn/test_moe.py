@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from llmlab.core.errors import InputError
+from llmlab.nn.ffn_variants import KINDS, FeedForward
 from llmlab.nn.moe import (
     MoEConfig,
     MoEFeedForward,
@@ -194,6 +195,26 @@ def test_matches_hf_mixtral_sparse_moe_block():
     torch.testing.assert_close(moe(x)[0], out, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_expert_is_a_dense_feed_forward_of_the_kind_on_its_tokens(kind):
+    """An expert computes what a dense FeedForward of its kind, holding its weights, computes on the
+    tokens routed to it; the output is the routing-weighted sum of those."""
+    torch.manual_seed(10)
+    moe = MoEFeedForward(8, 12, MoEConfig(n_experts=3, top_k=2, capacity_factor=0.0, expert_kind=kind))
+    x = torch.randn(2, 7, 8)
+    y, _ = moe(x)
+    tokens = x.reshape(-1, 8)  # (T, d)
+    weights, experts = route(moe.gate(tokens), top_k=2, normalize=True)  # (T, k) each
+    expected = torch.zeros_like(tokens)
+    for e, expert in enumerate(moe.experts):
+        dense = FeedForward(8, 12, kind)
+        dense.load_state_dict(expert.state_dict())  # same parameter names: the expert is that module
+        token, rank = torch.where(experts == e)
+        expected.index_add_(0, token, dense(tokens[token]) * weights[token, rank, None])
+    torch.testing.assert_close(y, expected.view(2, 7, 8))
+    assert all(ex.kind == kind for ex in moe.experts)
+
+
 def test_gradients_reach_router_and_every_used_expert():
     torch.manual_seed(6)
     moe = MoEFeedForward(8, 12, MoEConfig(n_experts=4, top_k=2, capacity_factor=2.0))
@@ -215,7 +236,7 @@ def test_switch_router_gets_gradient_from_the_output_alone():
 
 @pytest.mark.parametrize("kwargs", [
     dict(n_experts=0), dict(top_k=0), dict(n_experts=2, top_k=3), dict(router="hash"),
-    dict(router="switch", top_k=2), dict(capacity_factor=-1.0), dict(aux_loss_coef=-0.1),
+    dict(router="switch", top_k=2), dict(capacity_factor=-1.0), dict(aux_loss_coef=-0.1), dict(expert_kind="tanh"),
 ])
 def test_config_rejects_bad_values(kwargs):
     with pytest.raises(InputError):

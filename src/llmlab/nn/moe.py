@@ -1,6 +1,9 @@
-"""Mixture-of-experts feed-forward: a router picks k SwiGLU experts per token (softmax top-k as in Mixtral,
+"""Mixture-of-experts feed-forward: a router picks k experts per token (softmax top-k as in Mixtral,
 or Switch top-1), experts have a capacity and drop the tokens over it, and two auxiliary losses keep the
 router healthy: the Switch load-balancing loss and the ST-MoE router z-loss.
+
+Each expert is a `FeedForward` of any kind: SwiGLU as in Mixtral (the same parameters as
+`llmlab.nn.ffn.SwiGLU`), ReLU as in the Switch Transformer.
 
 A dropped token gets zero from that expert, so in a residual block it rides the residual stream unchanged.
 """
@@ -15,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmlab.core.errors import InputError
-from llmlab.nn.ffn import SwiGLU
+from llmlab.nn.ffn_variants import KINDS, FeedForward
 
 ROUTERS = ("softmax-topk", "switch")
 
@@ -29,6 +32,7 @@ class MoEConfig:
     aux_loss_coef: float = 0.01  # weight of the load-balancing loss in MoEAux.loss (Switch uses 0.01)
     z_loss_coef: float = 0.001  # weight of the router z-loss in MoEAux.loss (ST-MoE uses 0.001)
     normalize_topk: bool = True  # rescale the k chosen probabilities to sum to 1; "switch" keeps the raw one
+    expert_kind: str = "swiglu"  # each expert's feed-forward, a `llmlab.nn.ffn_variants` kind (Switch: "relu")
 
     def __post_init__(self):
         if self.n_experts < 1:
@@ -37,6 +41,8 @@ class MoEConfig:
             raise InputError(f"top_k must be in [1, n_experts={self.n_experts}], got {self.top_k}")
         if self.router not in ROUTERS:
             raise InputError(f"router must be one of {ROUTERS}, got {self.router!r}")
+        if self.expert_kind not in KINDS:
+            raise InputError(f"expert_kind must be one of {KINDS}, got {self.expert_kind!r}")
         if self.router == "switch" and self.top_k != 1:
             raise InputError(f"the switch router sends each token to one expert: top_k must be 1, got {self.top_k}")
         for name in ("capacity_factor", "aux_loss_coef", "z_loss_coef"):
@@ -153,7 +159,7 @@ class MoEFeedForward(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.gate = nn.Linear(dim, cfg.n_experts, bias=False)  # the router
-        self.experts = nn.ModuleList(SwiGLU(dim, hidden) for _ in range(cfg.n_experts))
+        self.experts = nn.ModuleList(FeedForward(dim, hidden, cfg.expert_kind) for _ in range(cfg.n_experts))
 
     def forward(self, x: torch.Tensor, token_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, MoEAux]:
         cfg, shape = self.cfg, x.shape
