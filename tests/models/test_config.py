@@ -51,6 +51,5 @@ def test_moe_settings_that_would_be_ignored_are_refused():
         ModelConfig(rope_factor=4.0)
     with pytest.raises(InputError, match="makes no layer a mixture of experts"):
         ModelConfig(n_layer=2, n_experts=4, moe_every=8)
-    with pytest.raises(InputError, match="ffn_kind='gelu' would apply to no layer"):
-        ModelConfig(n_experts=4, ffn_kind="gelu")
     assert ModelConfig(n_layer=2, n_experts=4, moe_every=2, ffn_kind="gelu").is_moe_layer(1)  # dense gelu + MoE
+    assert ModelConfig(n_experts=4, ffn_kind="relu").n_experts == 4  # every layer of ReLU experts (Switch)

@@ -23,7 +23,7 @@ class ModelConfig:
     n_head: int = 4  # query heads; head size is dim / n_head (even, for RoPE)
     n_kv_head: int = 4  # key/value heads; n_head % n_kv_head == 0 (grouped-query attention)
     ffn_hidden: int = 0  # FFN hidden size; 0 = 8/3 * dim (gated) or 4 * dim, rounded up to a multiple of 32
-    ffn_kind: str = "swiglu"  # relu | gelu | gelu_tanh | silu (two matrices) | swiglu | geglu | geglu_exact
+    ffn_kind: str = "swiglu"  # relu|gelu|gelu_tanh|silu (2 matrices), swiglu|geglu|geglu_exact (3); MoE experts too
     position: str = "rope"  # rope | alibi | sinusoidal | learned | none (NoPE)
     rope_scaling: str = "none"  # none | linear | ntk | dynamic | yarn: RoPE length extrapolation
     rope_factor: float = 1.0  # rope_scaling's context extension factor s >= 1
@@ -36,7 +36,7 @@ class ModelConfig:
     tie_embeddings: bool = True  # output head shares the token embedding matrix
     dropout: float = 0.0  # dropout on attention weights and residual branches (training only)
     init_std: float = 0.02  # std of the normal weight init; residual outputs get / sqrt(2 n_layer)
-    n_experts: int = 0  # experts per mixture-of-experts feed-forward; 0 = dense SwiGLU in every layer
+    n_experts: int = 0  # experts (ffn_kind feed-forwards of width hidden) per MoE layer; 0 = dense in every layer
     moe_top_k: int = 2  # experts each token is routed to (1 with the switch router)
     moe_router: str = "softmax-topk"  # softmax-topk | switch (top-1, raw probability as weight)
     moe_capacity_factor: float = 1.25  # training-time expert capacity factor; 0 = never drop (eval never drops)
@@ -62,9 +62,6 @@ class ModelConfig:
         if self.n_experts and self.moe_every > self.n_layer:
             raise InputError(f"moe_every={self.moe_every} with {self.n_layer} layers makes no layer a mixture of "
                              "experts: lower moe_every or drop n_experts")
-        if self.n_experts and self.moe_every == 1 and self.ffn_kind != "swiglu":
-            raise InputError(f"ffn_kind={self.ffn_kind!r} would apply to no layer: every layer is a mixture of "
-                             "SwiGLU experts (moe_every=1); use moe_every >= 2 for dense layers of that kind")
         if self.n_experts and not 1 <= self.moe_top_k <= self.n_experts:
             raise InputError(f"moe_top_k must be in [1, n_experts={self.n_experts}], got {self.moe_top_k}")
         if self.moe_router not in ("softmax-topk", "switch"):
@@ -107,7 +104,8 @@ class ModelConfig:
 
     @property
     def hidden(self) -> int:
-        """SwiGLU hidden size: 8/3 * dim keeps the parameter count of a 4*dim two-matrix FFN.
+        """Feed-forward (and expert) hidden size: 4 * dim, or 8/3 * dim for a gated kind, which keeps the
+        parameter count of a 4*dim two-matrix FFN.
 
         >>> ModelConfig(dim=96, n_head=4).hidden
         256

@@ -28,7 +28,7 @@ def make_norm(cfg: ModelConfig) -> nn.Module:
 def moe_config(cfg: ModelConfig) -> MoEConfig:
     return MoEConfig(n_experts=cfg.n_experts, top_k=cfg.moe_top_k, router=cfg.moe_router,
                      capacity_factor=cfg.moe_capacity_factor, aux_loss_coef=cfg.moe_aux_loss_coef,
-                     z_loss_coef=cfg.moe_z_loss_coef)
+                     z_loss_coef=cfg.moe_z_loss_coef, expert_kind=cfg.ffn_kind)
 
 
 class Block(nn.Module):

@@ -7,6 +7,12 @@ from llmlab.models.config import ModelConfig
 GATED_FFN = ("swiglu", "geglu", "geglu_exact")  # three matrices; the rest have two
 
 
+def _feed_forward(cfg: ModelConfig) -> int:
+    """Weights of one feed-forward of the config's kind and width, a dense layer's or one MoE expert's:
+    (gate,) up and down, no biases."""
+    return (3 if cfg.ffn_kind in GATED_FFN else 2) * cfg.dim * cfg.hidden
+
+
 def parameter_breakdown(cfg: ModelConfig) -> dict[str, int]:
     """Parameters by part. A tied output head adds nothing.
 
@@ -16,16 +22,15 @@ def parameter_breakdown(cfg: ModelConfig) -> dict[str, int]:
     """
     d, kv = cfg.dim, cfg.n_kv_head * cfg.head_dim
     attention = d * d + 2 * d * kv + d * d  # q, k, v, o projections, no biases
-    dense = (3 if cfg.ffn_kind in GATED_FFN else 2) * d * cfg.hidden  # (gate,) up, down; no biases
-    expert = 3 * d * cfg.hidden  # MoE experts are SwiGLU: gate, up, down
+    ffn = _feed_forward(cfg)  # a dense layer's feed-forward, or one expert
     norm = d if cfg.norm == "rmsnorm" else 2 * d  # LayerNorm adds a bias
     final_norm = norm if cfg.norm_position == "pre" else 0
     n_moe = sum(cfg.is_moe_layer(i) for i in range(cfg.n_layer))
-    moe = cfg.n_experts * expert + d * cfg.n_experts  # experts + router
+    moe = cfg.n_experts * ffn + d * cfg.n_experts  # experts + router
     return {
         "embedding": cfg.vocab_size * d + (cfg.max_seq_len * d if cfg.position == "learned" else 0),
         "attention": cfg.n_layer * attention,
-        "ffn": (cfg.n_layer - n_moe) * dense + n_moe * moe,
+        "ffn": (cfg.n_layer - n_moe) * ffn + n_moe * moe,
         "norms": cfg.n_layer * 2 * norm + final_norm,
         "lm_head": 0 if cfg.tie_embeddings else cfg.vocab_size * d,
     }
@@ -67,7 +72,7 @@ def flops_per_token(cfg: ModelConfig, seq_len: int, training: bool = True) -> in
     ffn = b["ffn"]
     if cfg.n_experts:  # a token runs through top_k experts only (plus the router)
         n_moe = sum(cfg.is_moe_layer(i) for i in range(cfg.n_layer))
-        ffn -= n_moe * (cfg.n_experts - cfg.moe_top_k) * 3 * cfg.dim * cfg.hidden
+        ffn -= n_moe * (cfg.n_experts - cfg.moe_top_k) * _feed_forward(cfg)
     matmul_params = b["attention"] + ffn + cfg.vocab_size * cfg.dim
     forward = 2 * matmul_params + 2 * 2 * cfg.n_layer * seq_len * cfg.dim
     return 3 * forward if training else forward
