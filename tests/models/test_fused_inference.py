@@ -6,6 +6,7 @@ from torch import nn
 
 from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM, ModelConfig
+from llmlab.nn.ffn_variants import FeedForward
 
 
 def model_for(**kw):
@@ -15,6 +16,7 @@ def model_for(**kw):
 
 
 @pytest.mark.parametrize("kw", [{}, {"position": "alibi"}, {"ffn_kind": "gelu"}, {"n_experts": 2, "moe_top_k": 1},
+                                {"n_experts": 2, "ffn_kind": "geglu"}, {"n_experts": 2, "ffn_kind": "relu"},
                                 {"rope_scaling": "dynamic", "rope_factor": 2.0, "rope_original_max_seq_len": 16}])
 def test_fused_logits_equal_modular_ones_full_and_cached(kw):
     model = model_for(**kw)
@@ -28,10 +30,17 @@ def test_fused_logits_equal_modular_ones_full_and_cached(kw):
         ref, ref_cached = model(idx), cached()
         with model.fused_inference():
             assert model.layers[0].self_attn.qkv_weight is not None
+            assert all((f.gate_up_weight is not None) == (f.gate_proj is not None) for f in feed_forwards(model))
             full, parts = model(idx), cached()
     torch.testing.assert_close(full, ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(parts, ref_cached, atol=1e-5, rtol=1e-5)
     assert all(b.self_attn.qkv_weight is None for b in model.layers)  # dropped on exit
+    assert all(f.gate_up_weight is None for f in feed_forwards(model))
+
+
+def feed_forwards(model):
+    """Every dense feed-forward and every expert: each gated one fuses its gate and up."""
+    return [m for m in model.modules() if isinstance(m, FeedForward)]
 
 
 def test_gradients_inside_the_block_use_the_real_modules():

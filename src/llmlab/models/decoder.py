@@ -182,10 +182,11 @@ class CausalLM(nn.Module):
 
     @contextlib.contextmanager
     def fused_inference(self):
-        """Within the block, inference (no grad) runs q/k/v and gate/up as one matrix each: fewer kernel
-        calls per decoded token. The concatenated copies are made on entry and dropped on exit, so module
-        names and checkpoints are untouched; do not change the weights inside."""
-        fused = [m for b in self.layers for m in (b.self_attn, b.mlp) if hasattr(m, "fuse") and m.fuse()]
+        """Within the block, inference (no grad) runs q/k/v and gate/up (of every dense feed-forward and
+        every expert) as one matrix each: fewer kernel calls per decoded token. The concatenated copies are
+        made on entry and dropped on exit, so module names and checkpoints are untouched; do not change the
+        weights inside."""
+        fused = [m for m in self.modules() if isinstance(m, (Attention, FeedForward)) and m.fuse()]
         try:
             yield self
         finally:
