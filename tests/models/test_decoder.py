@@ -144,6 +144,18 @@ def test_import_from_a_transformers_llama_directory(tmp_path, tie):
         import_hf(tmp_path)
 
 
+@pytest.mark.parametrize("kind", ["swiglu", "relu", "geglu"])
+def test_export_refuses_a_mixture_of_experts_before_writing(tmp_path, kind):
+    """LLaMA has no experts, and the MoE layouts (Mixtral, Qwen-MoE) hold only SwiGLU ones: any MoE model,
+    of any expert kind, is a clear error and leaves no folder behind."""
+    from llmlab.models.hf import export_hf
+
+    model = CausalLM(ModelConfig(**{**CONFIGS[0].__dict__, "n_experts": 2, "ffn_kind": kind}))
+    with pytest.raises(InputError, match=f"mixture-of-experts.*{kind}"):
+        export_hf(model, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+
+
 def test_flops_per_token_is_six_n_plus_attention():
     from llmlab.models.params import flops_per_token
 

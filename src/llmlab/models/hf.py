@@ -58,7 +58,9 @@ def export_hf(model: CausalLM, directory: str | os.PathLike, tokenizer: Tokenize
     if model.config.n_experts:
         from llmlab.core.errors import InputError
 
-        raise InputError("a mixture-of-experts model has no LLaMA layout to export to")
+        # LLaMA has no experts, and HF's MoE layouts (Mixtral, Qwen-MoE) take SwiGLU ones only
+        raise InputError(f"a mixture-of-experts model ({model.config.n_experts} {model.config.ffn_kind} experts "
+                         "per MoE layer) has no LLaMA layout to export to")
     config = hf_config(model, tokenizer)  # first: a model HF cannot express writes nothing
     state = {(k if k.startswith("lm_head") else f"model.{k}"): v for k, v in model_state(model).items()}
     with atomic_folder(directory, ("config.json", "model.safetensors", "tokenizer.json"), "export folder") as d:
