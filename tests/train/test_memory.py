@@ -134,7 +134,17 @@ def test_moe_estimate_with_dropping_is_an_upper_bound_off_by_the_unfilled_slots(
 @pytest.mark.parametrize("cfg,B,S", MOE_GRID[:2])
 def test_moe_bf16_autocast_activation_estimate(cfg, B, S):
     measured, est, _ = saved_and_estimated(cfg, B, S, "amp")
-    assert measured <= est <= 1.05 * measured  # exact if the combine input is cast to fp32, as assumed
+    assert est == measured  # the combine casts the experts' 16-bit outputs to fp32, as counted
+
+
+@pytest.mark.parametrize("kind", ["relu", "gelu", "silu", "geglu"])
+@pytest.mark.parametrize("precision", ["fp32", "amp", "mixed"])
+def test_moe_activation_estimate_follows_the_expert_kind(kind, precision):
+    """Experts are feed-forwards of the model's ffn_kind: each assignment saves that kind's hidden tensors
+    (ReLU 1, GELU/SiLU 2, gated 4) and, under autocast, one input copy per up projection."""
+    cfg = moe(moe_top_k=2, ffn_kind=kind, moe_every=2, n_layer=2)
+    measured, est, _ = saved_and_estimated(cfg, 2, 16, precision)
+    assert est == measured
 
 
 def test_moe_rows_per_layer_kind_and_checkpointing_rebuilds_the_largest():
@@ -224,7 +234,7 @@ def test_memory_and_params_commands(capsys, tmp_path):
         main(["params", "--params", "1e9"])
     assert main(["memory", str(moe_config_file), "--seq-len", "128"]) == 0
     out = capsys.readouterr().out
-    assert "MoE 4 experts top-2" in out and "activations (per MoE layer)" in out and "A = min(B*S*k" in out
+    assert "MoE 4 swiglu experts top-2" in out and "activations (per MoE layer)" in out and "A = min(B*S*k" in out
     assert main(["memory", "gpt3-175b"]) == 0  # LayerNorm: the activation rows say they are approximate
     assert "approximate for LayerNorm" in capsys.readouterr().out
     assert main(["memory", "gpt-9"]) == 2

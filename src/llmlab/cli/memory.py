@@ -99,7 +99,7 @@ def _moe_summary(cfg) -> str:
     if not cfg.n_experts:
         return ""
     every = "every layer" if cfg.moe_every == 1 else f"every {cfg.moe_every} layers"
-    return (f", MoE {cfg.n_experts} experts top-{cfg.moe_top_k} ({cfg.moe_router}) in {every}, "
+    return (f", MoE {cfg.n_experts} {cfg.ffn_kind} experts top-{cfg.moe_top_k} ({cfg.moe_router}) in {every}, "
             f"capacity factor {cfg.moe_capacity_factor:g}")
 
 

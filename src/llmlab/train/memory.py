@@ -22,14 +22,15 @@ token ids and targets and the loss's scalar weight; the RoPE tables are views of
 gradient checkpointing each layer keeps only its input (d), and one layer's full set is rebuilt
 during backward (the largest one). Dropout is taken as 0 (masks would add B*S*d bytes each).
 
-A mixture-of-experts layer (``llmlab.nn.moe``, E experts, top-k routing) keeps the 10*d attention
-part and replaces the 4*h SwiGLU with, in fp32 (T = B*S tokens, A routed token-expert assignments):
+A mixture-of-experts layer (``llmlab.nn.moe``, E experts of the model's feed-forward kind, top-k routing)
+keeps the 10*d attention part and replaces the dense feed-forward with, in fp32 (T = B*S tokens, A routed
+token-expert assignments, n the kind's hidden tensors: 4 for SwiGLU, as below):
 
     router       T * ((3E + 1) * 4 + 8k)    logits (z-loss), softmax probabilities twice (routing and
                                             load-balancing), log-sum-exp, int64 top-k indices
                  + T * (k + 1) * 4          softmax-topk only: the k weights and their sum (renormalising)
                  + E * 4                    the load-balancing loss's routed fractions
-    experts      A * ((3d + 4h + 1) * 4 + 16)  per assignment: the gathered input, the 4 SwiGLU tensors,
+    experts      A * ((3d + n*h + 1) * 4 + 16)  per assignment: the gathered input, the n hidden tensors,
                                             the expert output and the weighted output (the combine's
                                             multiply and index_add_), the routing weight, (token, rank)
 
@@ -48,12 +49,12 @@ Autocast (``amp``) adds copies: each Linear saves its own 16-bit copy of its fp3
 d per up projection, d for the head) and autocast keeps a 16-bit copy of every weight matrix it used
 until backward. Under ``mixed`` the weights and the Linear inputs are 16-bit already: no copies. For
 MoE layers under ``mixed`` the router is as in fp32 (it computes in fp32) and each assignment saves
-(3d + 4h + 1) 16-bit values and 16 index bytes. Under autocast the router also has its 16-bit input
-copy, each assignment saves (3d + 4h + 1) 16-bit values (two input copies instead of one gathered
-input) plus an fp32 combine input (4d bytes) and 16 index bytes, and the weight copies are the
-router's and all E experts' (an upper bound: an expert with no tokens makes none). ``MoEFeedForward``
-does not run under autocast yet (its fp32 combine buffer rejects 16-bit expert outputs); with the
-combine input cast to fp32 these figures match the measurement exactly.
+(3d + n*h + 1) 16-bit values and 16 index bytes. Under autocast the router also has its 16-bit input
+copy, each assignment saves ((u + 1)d + n*h + 1) 16-bit values (a copy of the input per up projection,
+u = 2 for gated kinds, instead of one gathered input) plus an fp32 combine input (4d bytes) and 16 index
+bytes, and the weight copies are the router's and all E experts' (an upper bound: an expert with no
+tokens makes none). ``MoEFeedForward`` casts each expert's 16-bit output to the fp32 stream for the
+combine, so these figures match the measurement exactly.
 
 The source document's rule, 4P + 8P + activations, leaves out the gradients (another 4P in fp32).
 """
@@ -173,18 +174,19 @@ def _moe_ffn(model: ModelConfig, mem: MemoryConfig) -> int:
     taken at their upper bound `moe_assignments`."""
     T, d, h = mem.batch_size * mem.seq_len, model.dim, model.hidden
     E, k = model.n_experts, model.moe_top_k
+    n_in, n_h = _ffn_counts(model)  # every expert is a feed-forward of the model's kind
     router = T * ((3 * E + 1) * 4 + 8 * k) + E * 4
     if model.moe_router == "softmax-topk":  # the k chosen probabilities and their sum, for renormalising
         router += T * (k + 1) * 4
     A = moe_assignments(model, T)
     if mem.precision == "fp32":
-        return router + A * ((3 * d + 4 * h + 1) * 4 + 16)
-    if mem.precision == "mixed":  # gathered input, SwiGLU tensors, expert and weighted outputs, weight: 16-bit
-        return router + A * ((3 * d + 4 * h + 1) * 2 + 16)
-    # autocast: the router's 16-bit input copy; per assignment two 16-bit input copies, the SwiGLU tensors, the
-    # expert output and its weight in 16-bit, the combine's fp32 input and the indices
-    ffn = router + T * d * 2 + A * ((3 * d + 4 * h + 1) * 2 + 4 * d + 16)
-    return ffn + 2 * (E * d + E * 3 * d * h)
+        return router + A * ((3 * d + n_h * h + 1) * 4 + 16)
+    if mem.precision == "mixed":  # gathered input, hidden tensors, expert and weighted outputs, weight: 16-bit
+        return router + A * ((3 * d + n_h * h + 1) * 2 + 16)
+    # autocast: the router's 16-bit input copy; per assignment a 16-bit input copy per up projection, the hidden
+    # tensors, the expert output and its weight in 16-bit, the combine's fp32 input and the indices
+    ffn = router + T * d * 2 + A * (((n_in + 1) * d + n_h * h + 1) * 2 + 4 * d + 16)
+    return ffn + 2 * (E * d + E * (n_in + 1) * d * h)
 
 
 def activation_bytes(model: ModelConfig, mem: MemoryConfig) -> dict[str, int]:
@@ -232,12 +234,12 @@ def _layer_rows(model: ModelConfig, mem: MemoryConfig, act: dict[str, int]) -> l
     A = moe_assignments(model, mem.batch_size * mem.seq_len)
     router = f"router B*S*((3E+{'k+2' if model.moe_router == 'softmax-topk' else '1'}) x 4 B + 8k B) + 4E B"
     if fp32:
-        moe = f"B*S*(10d+2+n_head) x 4 B + {router} + A x ((3d+4h+1) x 4 B + 16 B)"
+        moe = f"B*S*(10d+2+n_head) x 4 B + {router} + A x ((3d+{n_h}h+1) x 4 B + 16 B)"
     elif amp:
-        moe = (f"B*S*(4d x 4 B + 8d x 2 B + (2+n_head) x 4 B) + {router} + A x ((3d+4h+1) x 2 B + 4d B + 16 B)"
-               " + 16-bit weight copies (router, all E experts)")
+        moe = (f"B*S*(4d x 4 B + 8d x 2 B + (2+n_head) x 4 B) + {router} + A x (({n_in + 1}d+{n_h}h+1) x 2 B + "
+               "4d B + 16 B) + 16-bit weight copies (router, all E experts)")
     else:
-        moe = f"B*S*(4d x 4 B + 4d x 2 B + (2+n_head) x 4 B) + {router} + A x ((3d+4h+1) x 2 B + 16 B)"
+        moe = f"B*S*(4d x 4 B + 4d x 2 B + (2+n_head) x 4 B) + {router} + A x ((3d+{n_h}h+1) x 2 B + 16 B)"
     bound = "no dropping" if model.moe_capacity_factor == 0 else "an upper bound: capacity can drop some"
     moe += f"; E={E}, k={k}, A = min(B*S*k, E*capacity) = {A:,} ({bound})"
     rows = [("activations (per MoE layer)", act["per_moe_layer"], moe)]
