@@ -101,7 +101,7 @@ def write_report(path: Path, cfg, f: dict) -> None:
     m, t = cfg.model, cfg.train
     samples = "\n".join(f"- **{p}** → {s}" for p, s in f["samples"])
     stopped = " (stopped early: time limit or interrupt)" if f["stopped_early"] else ""
-    moe = (f" ({'in dense layers; ' if m.moe_every > 1 else 'as '}{m.n_experts} SwiGLU experts of that width in "
+    moe = (f" ({'in dense layers; ' if m.moe_every > 1 else 'as '}{m.n_experts} experts of that kind and width in "
            f"every {m.moe_every} layer(s), top-{m.moe_top_k}, {m.moe_router} router)" if m.n_experts else "")
     scaling = f" ({m.rope_scaling} scaling x{m.rope_factor:g})" if m.rope_scaling != "none" else ""
     text = f"""# llmlab run `{f['name']}`
