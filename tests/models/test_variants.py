@@ -13,7 +13,8 @@ VARIANTS = (
     + [dict(rope_scaling=k, rope_factor=2.0, rope_original_max_seq_len=16)
        for k in ("linear", "ntk", "dynamic", "yarn")]
     + [dict(ffn_kind=k) for k in ("relu", "gelu", "gelu_tanh", "silu", "geglu")]
-    + [dict(n_experts=4, moe_every=2, ffn_kind="gelu"), dict(n_experts=2, norm_position="post")]
+    + [dict(n_experts=4, moe_every=2, ffn_kind="gelu"), dict(n_experts=2, norm_position="post"),
+       dict(n_experts=4, moe_top_k=1, moe_router="switch", ffn_kind="relu")]
     + [dict(norm="layernorm"), dict(norm_position="post"),
        dict(norm="layernorm", norm_position="post", ffn_kind="gelu", position="learned")]
 )
