@@ -109,6 +109,22 @@ def test_beam_search_matches_transformers(model, hf_model, beams, length_penalty
         assert ours == theirs, (prompt, kw)
 
 
+def test_beam_search_matches_transformers_on_random_settings(model, hf_model):
+    """Finished hypotheses of different lengths compete (EOS ids the model often picks, length penalties
+    of both signs), and the search often stops before max_new_tokens."""
+    g = torch.Generator().manual_seed(5)
+    pick = lambda options: options[int(torch.randint(len(options), (1,), generator=g))]  # noqa: E731
+    for _ in range(20):
+        prompt = torch.randint(0, CFG.vocab_size, (int(torch.randint(1, 8, (1,), generator=g)),), generator=g).tolist()
+        kw = dict(num_beams=pick([2, 3, 4, 6]), length_penalty=pick([-0.5, 0.0, 0.5, 1.0, 1.5, 3.0]),
+                  max_new_tokens=pick([3, 8, 14]))
+        eos = pick([31, 16, 10, 35, 1, 27])
+        ours = generate(model, prompt, GenerationConfig(**kw), eos_id=eos)
+        out = hf_model.generate(torch.tensor([prompt]), do_sample=False, eos_token_id=eos, pad_token_id=eos,
+                                **kw)[0, len(prompt):].tolist()
+        assert ours == (out[:out.index(eos)] if eos in out else out), (prompt, eos, kw)
+
+
 def test_beam_search_with_penalties_matches_transformers(model, hf_model):
     prompt, eos = [6, 2, 9], 10
     plain = generate(model, prompt, GenerationConfig(num_beams=3, max_new_tokens=12), eos_id=eos)
@@ -134,6 +150,14 @@ def test_beam_search_beats_greedy_on_total_log_probability_and_caching_changes_n
     # past the context of 24 tokens the window slides, with or without the cache
     cached, uncached = (GenerationConfig(max_new_tokens=30, num_beams=3, use_cache=c) for c in (True, False))
     assert generate(model, prompt, cached) == generate(model, prompt, uncached)
+
+
+def test_beam_search_of_zero_or_one_token(model):
+    """One step: the best beam is the most likely token (the greedy one); no step: nothing."""
+    for prompt in ([6, 2, 9], [1]):
+        greedy = generate(model, prompt, GenerationConfig(max_new_tokens=1, temperature=0))
+        assert generate(model, prompt, GenerationConfig(max_new_tokens=1, num_beams=3)) == greedy
+        assert generate(model, prompt, GenerationConfig(max_new_tokens=0, num_beams=3)) == []
 
 
 def test_bad_penalty_settings_are_clear_errors():
