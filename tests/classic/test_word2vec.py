@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from llmlab.classic.word2vec import (
+    HS_NODE_CAP,
     Word2VecConfig,
+    _epoch_examples,
+    _scratch,
+    _step,
     build_vocab,
     huffman_paths,
     keep_probabilities,
@@ -102,9 +106,7 @@ def _ns_torch(w_neg, h, grad_h, tgt, neg, lr):
 
 def test_negative_sampling_kernel_is_the_batched_torch_step():
     """Rows hit several times in a batch (and negatives equal to the target, skipped) sum their updates."""
-    import torch
-
-    from llmlab.classic.word2vec import _negative_sampling, _scratch
+    from llmlab.classic.word2vec import _negative_sampling
 
     rng = np.random.default_rng(0)
     V, B, K, d = 6, 20, 4, 7
@@ -114,12 +116,85 @@ def test_negative_sampling_kernel_is_the_batched_torch_step():
     assert (neg == tgt[:, None]).any()
     want_w, want_g = w_neg.copy(), np.zeros_like(h)
     _ns_torch(want_w, h, want_g, tgt, neg, 0.3)
-    got_w, got_g = torch.from_numpy(w_neg), torch.zeros(B, d)
-    scratch = _scratch(V, d)
-    _negative_sampling(got_w, torch.from_numpy(h), got_g, torch.from_numpy(tgt), torch.from_numpy(neg), 0.3, scratch)
-    np.testing.assert_allclose(got_w.numpy(), want_w, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got_g.numpy(), want_g, rtol=1e-5, atol=1e-6)
+    got_g, scratch = np.zeros_like(h), _scratch(V, d)
+    _negative_sampling(w_neg, h, got_g, tgt, neg, 0.3, scratch)
+    np.testing.assert_allclose(w_neg, want_w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_g, want_g, rtol=1e-5, atol=1e-6)
     assert not scratch[0].any() and not scratch[1].any()
+
+
+def _epoch_examples_ref(ids, sent, keep, cfg, rng):
+    """One epoch's examples as padded rows (llmlab's before the compiled step): (input ids (N, C), input
+    mask (N, C), target ids (N,)); CBOW puts each centre's context words in one row, skip-gram one each."""
+    kept = rng.random(len(ids)) < keep[ids]
+    ids, sent = ids[kept], sent[kept]
+    c, x = window_pairs(ids, sent, cfg.window, rng)
+    if cfg.model == "skipgram":
+        return ids[x][:, None], np.ones((len(x), 1), dtype=np.float32), ids[c]
+    starts = np.searchsorted(c, np.arange(len(ids)))
+    width = np.diff(np.append(starts, len(c)))
+    has = np.flatnonzero(width > 0)
+    col = np.arange(len(c)) - starts[c]
+    inp = np.zeros((len(ids), 2 * cfg.window), dtype=np.int64)
+    mask = np.zeros((len(ids), 2 * cfg.window), dtype=np.float32)
+    inp[c, col], mask[c, col] = ids[x], 1.0
+    return inp[has], mask[has], ids[has]
+
+
+def _step_ref(w_in, w_neg, w_hs, inp, mask, tgt, neg, lr, hs):
+    """One SGD step with torch (llmlab's before the compiled one): the masked mean of the input rows
+    predicts the target from the batch's starting values, and every unmasked input slot, repeats
+    included, gets the whole gradient of that mean."""
+    import torch
+
+    B, C = inp.shape
+    d = w_in.shape[1]
+    w_in, inp, mask = (torch.from_numpy(x) for x in (w_in, inp, mask))
+    rows = w_in.index_select(0, inp.reshape(-1)).view(B, C, d)  # (B, C, d)
+    h = ((rows * mask[:, :, None]).sum(1) / mask.sum(1, keepdim=True)).numpy()  # (B, d)
+    grad_h = np.zeros_like(h)
+    if neg is not None:
+        _ns_torch(w_neg, h, grad_h, tgt, neg, lr)
+    if hs is not None:
+        points, labels, lengths = hs
+        _hs_torch(w_hs, h, grad_h, tgt, points, labels, lengths, lr, HS_NODE_CAP)
+    w_in.index_add_(0, inp.reshape(-1), (torch.from_numpy(grad_h)[:, None, :] * mask[:, :, None]).view(B * C, d))
+
+
+@pytest.mark.parametrize(
+    "model, negative, hs",
+    [("cbow", 3, False), ("cbow", 0, True), ("cbow", 2, True), ("skipgram", 3, False), ("skipgram", 0, True)],
+)
+def test_compiled_steps_are_the_torch_steps(model, negative, hs):
+    """A few batches of the compiled step against the torch one, from the same examples and negatives."""
+    rng = np.random.default_rng(0)
+    V, d, n_sent = 6, 5, 12
+    sent = np.repeat(np.arange(n_sent), rng.integers(1, 8, size=n_sent))  # windows cut by sentence ends
+    ids = rng.integers(0, V, size=len(sent))  # 6 words: repeats within a window
+    keep = np.where(np.arange(V) == 0, 0.5, 1.0)  # subsampling draws too
+    counts = np.bincount(ids, minlength=V) + 1
+    cfg = Word2VecConfig(model=model, dim=d, window=3, negative=negative, hs=hs, batch_size=7)
+    want_inp, want_mask, want_tgt = _epoch_examples_ref(ids, sent, keep, cfg, np.random.default_rng(1))
+    ctx, offsets, tgt = _epoch_examples(ids, sent, keep, cfg, np.random.default_rng(1))
+    np.testing.assert_array_equal(tgt, want_tgt)
+    if model == "cbow":  # rows of 1 to 5 context words, some with a word twice
+        assert set(want_mask.sum(1)) == {1, 2, 3, 4, 5}
+        assert any(len(set(r[m > 0])) < m.sum() for r, m in zip(want_inp, want_mask))
+    neg = rng.integers(0, V, size=(len(tgt), negative)) if negative else None
+    points, codes, real = huffman_paths(counts)
+    w_in, w_neg, w_hs = (rng.normal(size=(r, d)).astype(np.float32) for r in (V, V, V - 1))
+    want_in, want_neg, want_hs = w_in.copy(), w_neg.copy(), w_hs.copy()
+    hs_ref = (points, (1.0 - codes).astype(np.float32), real.sum(1).astype(np.int64)) if hs else None
+    hs_ours = (points, 1.0 - codes, real > 0, *_scratch(V - 1, d)) if hs else None
+    neg_scratch = _scratch(V, d) if negative else None
+    for lo in range(0, len(tgt), cfg.batch_size):
+        sl = slice(lo, lo + cfg.batch_size)
+        b_neg = None if neg is None else neg[sl]
+        _step_ref(want_in, want_neg, want_hs, want_inp[sl], want_mask[sl], tgt[sl], b_neg, 0.3, hs_ref)
+        _step(w_in, w_neg, w_hs, ctx, offsets[lo : lo + cfg.batch_size + 1], tgt[sl], b_neg, 0.3, hs_ours,
+              neg_scratch)
+    for got, want in ((w_in, want_in), (w_neg, want_neg), (w_hs, want_hs)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_same_seed_same_vectors():

@@ -1,9 +1,11 @@
-"""Compiled word2vec update: the logistic steps of negative sampling and hierarchical softmax, one
-(example, output row) pair at a time, without the (pairs, d) tensors torch would gather.
+"""Compiled word2vec update: the mean of each example's input vectors, the logistic steps of negative
+sampling and hierarchical softmax one (example, output row) pair at a time, and the gradient added back
+to the input vectors, without the (pairs, d) tensors torch would gather.
 
-Kept apart from `word2vec` so that importing ``llmlab.classic`` loads neither numba nor torch. The kernel
-is compiled with `llmlab.core.jit.jit_reassoc`: reassociation lets the float32 dot product over d
-vectorise (2.5-3x faster on pfr1998 than plain `jit`).
+An example's input words are ctx[offsets[i]:offsets[i + 1]]: the context window for CBOW, one context
+word for skip-gram. Kept apart from `word2vec` so that importing ``llmlab.classic`` loads neither numba
+nor torch. The kernels are compiled with `llmlab.core.jit.jit_reassoc`: reassociation lets the float32
+loops over d vectorise (2.5-3x faster on pfr1998 than plain `jit`).
 """
 
 from __future__ import annotations
@@ -52,3 +54,34 @@ def logistic_update(w_out, h, grad_h, rows, labels, live, lr, cap, delta, seen):
                 w_out[r, k] += scale * delta[r, k]
                 delta[r, k] = 0.0
             seen[r] = 0
+
+
+@jit_reassoc
+def context_mean(w_in, ctx, offsets):
+    """h (B, d) float32, h[i] the mean of w_in[ctx[j]] over offsets[i] <= j < offsets[i + 1] (B + 1 offsets,
+    each example with at least one input word; a word there twice counts twice).
+    """
+    d = w_in.shape[1]
+    h = np.zeros((len(offsets) - 1, d), dtype=np.float32)
+    for i in range(len(offsets) - 1):
+        for j in range(offsets[i], offsets[i + 1]):
+            r = ctx[j]
+            for k in range(d):
+                h[i, k] += w_in[r, k]
+        n = np.float32(offsets[i + 1] - offsets[i])
+        for k in range(d):
+            h[i, k] /= n
+    return h
+
+
+@jit_reassoc
+def add_to_context(w_in, ctx, offsets, grad_h):
+    """w_in[ctx[j]] += grad_h[i] for every input word j of example i, in place: each word gets the whole
+    gradient of the mean (as in word2vec's C tool and gensim), once per time it is in the window.
+    """
+    d = w_in.shape[1]
+    for i in range(len(offsets) - 1):
+        for j in range(offsets[i], offsets[i + 1]):
+            r = ctx[j]
+            for k in range(d):
+                w_in[r, k] += grad_h[i, k]

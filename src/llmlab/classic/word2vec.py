@@ -1,6 +1,6 @@
 """word2vec (topics 71, 75, 76): skip-gram and CBOW, negative sampling and/or hierarchical softmax.
 
-Batched SGD: torch for the input vectors, a compiled loop for the output rows (both imported inside
+Batched SGD in compiled loops (`w2v_kernels`; torch draws the initial vectors; both imported inside
 `train_word2vec`, so importing ``llmlab.classic`` loads neither torch nor numba), with the choices
 of the original C tool and gensim: a random window shrink per centre word, frequent
 words dropped with probability 1 - (sqrt(f / t) + 1) t / f (f: the word's share of the corpus,
@@ -195,22 +195,17 @@ class TrainStats:
 
 
 def _epoch_examples(ids, sent, keep, cfg, rng):
-    """One epoch's examples: (input ids (N, C), input mask (N, C), target ids (N,))."""
+    """One epoch's examples: input word ids ctx (M,), offsets (N + 1,) and target ids (N,); example i
+    predicts its target from ctx[offsets[i]:offsets[i + 1]]."""
     kept = rng.random(len(ids)) < keep[ids]
     ids, sent = ids[kept], sent[kept]
     c, x = window_pairs(ids, sent, cfg.window, rng)
-    if cfg.model == "skipgram":
-        return ids[x][:, None], np.ones((len(x), 1), dtype=np.float32), ids[c]
-    # CBOW: group each centre's context words into one padded row
-    starts = np.searchsorted(c, np.arange(len(ids)))
-    width = np.diff(np.append(starts, len(c)))
-    has = np.flatnonzero(width > 0)
-    C = 2 * cfg.window
-    col = np.arange(len(c)) - starts[c]
-    inp = np.zeros((len(ids), C), dtype=np.int64)
-    mask = np.zeros((len(ids), C), dtype=np.float32)
-    inp[c, col], mask[c, col] = ids[x], 1.0
-    return inp[has], mask[has], ids[has]
+    if cfg.model == "skipgram":  # one example per (centre, context) pair
+        return ids[x], np.arange(len(x) + 1), ids[c]
+    # CBOW: one example per centre that has context words (window_pairs lists them by centre)
+    width = np.bincount(c, minlength=len(ids))
+    has = np.flatnonzero(width)
+    return ids[x], np.concatenate(([0], np.cumsum(width[has]))), ids[has]
 
 
 def train_word2vec(sentences: Sequence[Sequence[str]], config: Word2VecConfig | None = None):
@@ -231,9 +226,9 @@ def _train(sentences: Sequence[Sequence[str]], cfg: Word2VecConfig):
     V, d = len(words), cfg.dim
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)  # initial vectors only
-    w_in = ((torch.rand(V, d, generator=gen) - 0.5) / d).contiguous()
-    w_neg = torch.zeros(V, d)
-    w_hs = torch.zeros(max(V - 1, 1), d)
+    w_in = ((torch.rand(V, d, generator=gen) - 0.5) / d).numpy()
+    w_neg = np.zeros((V, d), dtype=np.float32)
+    w_hs = np.zeros((max(V - 1, 1), d), dtype=np.float32)
     keep = keep_probabilities(counts, cfg.sample)
     table = negative_table(counts) if cfg.negative else None
     neg_scratch = _scratch(V, d) if cfg.negative else None
@@ -244,23 +239,21 @@ def _train(sentences: Sequence[Sequence[str]], cfg: Word2VecConfig):
     total_words, done_words, n_pred = cfg.epochs * len(ids), 0, 0
     start = time.perf_counter()
     for epoch in range(cfg.epochs):
-        inp, mask, tgt = _epoch_examples(ids, sent, keep, cfg, rng)
-        inp, tgt = torch.from_numpy(inp), torch.from_numpy(tgt)
-        mask = torch.from_numpy(mask) if cfg.model == "cbow" else None
+        ctx, offsets, tgt = _epoch_examples(ids, sent, keep, cfg, rng)
         n, chunk = len(tgt), cfg.batch_size * 64
         for lo in progress(range(0, n, cfg.batch_size), desc=f"word2vec epoch {epoch + 1}"):
             if table is not None and lo % chunk == 0:  # draw negatives for the next 64 batches at once
-                negs = torch.from_numpy(table[rng.integers(0, len(table), (min(chunk, n - lo), cfg.negative))])
+                negs = table[rng.integers(0, len(table), (min(chunk, n - lo), cfg.negative))]
             frac = (done_words + len(ids) * lo / max(n, 1)) / total_words
             lr = cfg.lr - (cfg.lr - cfg.min_lr) * frac
             sl = slice(lo, lo + cfg.batch_size)
             neg = negs[lo % chunk : lo % chunk + cfg.batch_size] if table is not None else None
-            _step(w_in, w_neg, w_hs, inp[sl], None if mask is None else mask[sl], tgt[sl], neg, lr, hs, neg_scratch)
+            _step(w_in, w_neg, w_hs, ctx, offsets[lo : lo + cfg.batch_size + 1], tgt[sl], neg, lr, hs, neg_scratch)
         done_words += len(ids)
         n_pred += n
     stats = TrainStats(done_words, time.perf_counter() - start, n_pred)
     log.info("word2vec: %d words in %.1fs, %.0f words/s", stats.words, stats.seconds, stats.words_per_second)
-    return WordVectors(tuple(words), w_in.numpy().astype(np.float32)), stats
+    return WordVectors(tuple(words), w_in), stats
 
 
 def _scratch(rows: int, d: int) -> tuple[np.ndarray, np.ndarray]:
@@ -268,31 +261,23 @@ def _scratch(rows: int, d: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((rows, d), dtype=np.float32), np.zeros(rows, dtype=np.int64)
 
 
-def _step(w_in, w_neg, w_hs, inp, mask, tgt, neg, lr, hs, neg_scratch):
-    """One batched SGD step (no autograd: the gradients of log sigmoid are written out).
+def _step(w_in, w_neg, w_hs, ctx, offsets, tgt, neg, lr, hs, neg_scratch):
+    """One batched SGD step, all from the batch's starting values (the gradients of log sigmoid are
+    written out). Example i predicts tgt[i] from the mean h[i] of the input vectors of
+    ctx[offsets[i]:offsets[i + 1]], and each of those input words gets the whole gradient of h[i].
 
-    inp (B, C) input word ids with mask (B, C) or None (skip-gram, C = 1); tgt (B,) the predicted word;
-    neg (B, K) negative samples or None, with neg_scratch; hs the padded Huffman paths and their
-    scratch, or None.
+    offsets (B + 1,); neg (B, K) negative samples or None, with neg_scratch; hs the padded Huffman
+    paths and their scratch, or None. The weights (float32 arrays) are updated in place.
     """
-    import torch
+    from llmlab.classic.w2v_kernels import add_to_context, context_mean
 
-    B, C = inp.shape
-    d = w_in.shape[1]
-    rows = w_in.index_select(0, inp.reshape(-1)).view(B, C, d)  # (B, C, d)
-    if mask is None:
-        h = rows[:, 0]  # (B, d)
-    else:
-        h = (rows * mask[:, :, None]).sum(1) / mask.sum(1, keepdim=True)  # mean of the context, (B, d)
-    grad_h = torch.zeros_like(h)
+    h = context_mean(w_in, ctx, offsets)  # (B, d)
+    grad_h = np.zeros_like(h)
     if neg is not None:
         _negative_sampling(w_neg, h, grad_h, tgt, neg, lr, neg_scratch)
     if hs is not None:
         _hierarchical_softmax(w_hs, h, grad_h, tgt, hs, lr)
-    if mask is None:
-        w_in.index_add_(0, inp.reshape(-1), grad_h)
-    else:
-        w_in.index_add_(0, inp.reshape(-1), (grad_h[:, None, :] * mask[:, :, None]).view(B * C, d))
+    add_to_context(w_in, ctx, offsets, grad_h)
 
 
 def _negative_sampling(w_neg, h, grad_h, tgt, neg, lr, scratch) -> None:
@@ -300,13 +285,12 @@ def _negative_sampling(w_neg, h, grad_h, tgt, neg, lr, scratch) -> None:
     update w_neg (each row by the sum of its updates), add into grad_h."""
     from llmlab.classic.w2v_kernels import logistic_update
 
-    tgt, neg = tgt.numpy(), neg.numpy()
     out = np.concatenate([tgt[:, None], neg], 1)  # (B, 1+K): the true word first
     label = np.zeros(out.shape, dtype=np.float32)
     label[:, 0] = 1.0
     live = np.ones(out.shape, dtype=bool)
     live[:, 1:] = neg != tgt[:, None]  # a negative equal to the target is skipped
-    logistic_update(w_neg.numpy(), h.numpy(), grad_h.numpy(), out, label, live, lr, np.inf, *scratch)
+    logistic_update(w_neg, h, grad_h, out, label, live, lr, np.inf, *scratch)
 
 
 def _hierarchical_softmax(w_hs, h, grad_h, tgt, hs, lr) -> None:
@@ -315,6 +299,5 @@ def _hierarchical_softmax(w_hs, h, grad_h, tgt, hs, lr) -> None:
     from llmlab.classic.w2v_kernels import logistic_update
 
     points, labels, real, delta, seen = hs
-    tgt = tgt.numpy()
-    logistic_update(w_hs.numpy(), h.numpy(), grad_h.numpy(), points[tgt], labels[tgt], real[tgt], lr, HS_NODE_CAP,
+    logistic_update(w_hs, h, grad_h, points[tgt], labels[tgt], real[tgt], lr, HS_NODE_CAP,
                     delta, seen)  # paths padded to the deepest word, (B, depth)
