@@ -123,12 +123,43 @@ def test_negative_sampling_kernel_is_the_batched_torch_step():
     assert not scratch[0].any() and not scratch[1].any()
 
 
+def _window_pairs_ref(ids, sent, window, rng):
+    """window_pairs with numpy (llmlab's before the compiled loop): the pairs at each distance and side,
+    then sorted by centre."""
+    n = len(ids)
+    reach = rng.integers(1, window + 1, size=n)  # effective window of each centre
+    centres, contexts = [], []
+    for o in range(1, window + 1):
+        for sign in (1, -1):
+            pos = np.arange(max(0, -sign * o), min(n, n - sign * o))
+            other = pos + sign * o
+            ok = (reach[pos] >= o) & (sent[pos] == sent[other])
+            centres.append(pos[ok])
+            contexts.append(other[ok])
+    c, x = np.concatenate(centres), np.concatenate(contexts)
+    order = np.argsort(c, kind="stable")
+    return c[order], x[order]
+
+
+@pytest.mark.parametrize("window", [1, 2, 5])
+def test_window_pairs_are_the_numpy_ones(window):
+    """Same pairs in the same order (it decides the batches) from the same draws."""
+    rng = np.random.default_rng(window)
+    sent = np.repeat(np.arange(30), rng.integers(1, 12, size=30))  # sentences shorter and longer than windows
+    ids = np.arange(len(sent))
+    c, x = window_pairs(ids, sent, window, np.random.default_rng(0))
+    want_c, want_x = _window_pairs_ref(ids, sent, window, np.random.default_rng(0))
+    np.testing.assert_array_equal(c, want_c)
+    np.testing.assert_array_equal(x, want_x)
+    assert window_pairs(ids[:0], sent[:0], window, rng)[0].shape == (0,)
+
+
 def _epoch_examples_ref(ids, sent, keep, cfg, rng):
     """One epoch's examples as padded rows (llmlab's before the compiled step): (input ids (N, C), input
     mask (N, C), target ids (N,)); CBOW puts each centre's context words in one row, skip-gram one each."""
     kept = rng.random(len(ids)) < keep[ids]
     ids, sent = ids[kept], sent[kept]
-    c, x = window_pairs(ids, sent, cfg.window, rng)
+    c, x = _window_pairs_ref(ids, sent, cfg.window, rng)
     if cfg.model == "skipgram":
         return ids[x][:, None], np.ones((len(x), 1), dtype=np.float32), ids[c]
     starts = np.searchsorted(c, np.arange(len(ids)))

@@ -1,11 +1,12 @@
-"""Compiled word2vec update: the mean of each example's input vectors, the logistic steps of negative
-sampling and hierarchical softmax one (example, output row) pair at a time, and the gradient added back
-to the input vectors, without the (pairs, d) tensors torch would gather.
+"""Compiled word2vec loops: the (centre, context) pairs of each epoch, and the SGD step: the mean of each
+example's input vectors, the logistic steps of negative sampling and hierarchical softmax one (example,
+output row) pair at a time, and the gradient added back to the input vectors, without the (pairs, d)
+tensors torch would gather.
 
 An example's input words are ctx[offsets[i]:offsets[i + 1]]: the context window for CBOW, one context
 word for skip-gram. Kept apart from `word2vec` so that importing ``llmlab.classic`` loads neither numba
-nor torch. The kernels are compiled with `llmlab.core.jit.jit_reassoc`: reassociation lets the float32
-loops over d vectorise (2.5-3x faster on pfr1998 than plain `jit`).
+nor torch. The step's kernels are compiled with `llmlab.core.jit.jit_reassoc`: reassociation lets the
+float32 loops over d vectorise (2.5-3x faster on pfr1998 than plain `jit`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,25 @@ import math
 
 import numpy as np
 
-from llmlab.core.jit import jit_reassoc
+from llmlab.core.jit import jit, jit_reassoc
+
+
+@jit
+def window_pairs_kernel(sent, reach):
+    """(centre, context) positions, both (P,) int64: i with each j = i + 1, i - 1, ..., i + reach[i],
+    i - reach[i] in that order that lies in the same sentence (sent[j] == sent[i], sent non-decreasing).
+    """
+    n = len(sent)
+    c = np.empty(2 * reach.sum(), dtype=np.int64)
+    x = np.empty_like(c)
+    m = 0
+    for i in range(n):
+        for o in range(1, reach[i] + 1):
+            for j in (i + o, i - o):
+                if 0 <= j < n and sent[j] == sent[i]:
+                    c[m], x[m] = i, j
+                    m += 1
+    return c[:m], x[:m]
 
 
 @jit_reassoc

@@ -162,25 +162,17 @@ def huffman_paths(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def window_pairs(ids: np.ndarray, sent: np.ndarray, window: int, rng: np.random.Generator):
-    """(centre position, context position) of every pair inside a randomly shrunk window, by centre.
+    """(centre position, context position) of every pair inside a randomly shrunk window, by centre,
+    then nearest first, right before left.
 
     >>> c, x = window_pairs(np.arange(3), np.zeros(3, dtype=np.int64), 1, np.random.default_rng(0))
     >>> sorted(zip(c.tolist(), x.tolist()))
     [(0, 1), (1, 0), (1, 2), (2, 1)]
     """
-    n = len(ids)
-    reach = rng.integers(1, window + 1, size=n)  # effective window of each centre
-    centres, contexts = [], []
-    for o in range(1, window + 1):
-        for sign in (1, -1):
-            pos = np.arange(max(0, -sign * o), min(n, n - sign * o))
-            other = pos + sign * o
-            ok = (reach[pos] >= o) & (sent[pos] == sent[other])
-            centres.append(pos[ok])
-            contexts.append(other[ok])
-    c, x = np.concatenate(centres), np.concatenate(contexts)
-    order = np.argsort(c, kind="stable")
-    return c[order], x[order]
+    from llmlab.classic.w2v_kernels import window_pairs_kernel
+
+    reach = rng.integers(1, window + 1, size=len(ids))  # effective window of each centre
+    return window_pairs_kernel(sent, reach)
 
 
 @dataclass
