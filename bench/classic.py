@@ -132,7 +132,7 @@ def bench_word2vec(train, args) -> None:
     for model, hs in (variants[m] for m in args.models.split(",")):
         lr, negative = (0.025 if model == "skipgram" else 0.05), (0 if hs else 5)
         cfg = Word2VecConfig(model=model, dim=100, window=5, negative=negative, hs=hs, sample=1e-3, min_count=5,
-                             epochs=args.epochs, lr=lr, threads=1, seed=0)
+                             epochs=args.epochs, lr=lr, seed=0)
         how = "hierarchical softmax" if hs else "5 negatives"
         print(f"\n== word2vec {model}, {how}: {n_words} words x {cfg.epochs} epochs, dim 100, window 5, "
               f"one thread", flush=True)

@@ -282,7 +282,7 @@ def test_window_pairs_stay_in_sentence_and_window():
 @pytest.mark.parametrize(
     "kwargs",
     [dict(model="glove"), dict(dim=0), dict(negative=0, hs=False), dict(sample=-1), dict(lr=0),
-     dict(min_lr=1.0), dict(threads=-1)],
+     dict(min_lr=1.0)],
 )
 def test_bad_config_is_refused(kwargs):
     with pytest.raises(InputError):
@@ -293,15 +293,3 @@ def test_min_count_too_high_is_explained():
     with pytest.raises(InputError, match="min_count"):
         train_word2vec([["a", "b"]], Word2VecConfig(min_count=5))
 
-
-def test_training_threads_are_put_back():
-    """torch's thread count is process-wide: training on one thread must not leave the caller on one."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(3)
-    try:
-        train_word2vec(_two_topics(40)[0], Word2VecConfig(dim=8, epochs=1, threads=1))
-        assert torch.get_num_threads() == 3
-    finally:
-        torch.set_num_threads(before)

@@ -29,7 +29,6 @@ import numpy as np
 from llmlab.classic.vectors import WordVectors
 from llmlab.core.errors import InputError
 from llmlab.core.progress import progress
-from llmlab.core.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,6 @@ class Word2VecConfig:
     min_lr: float = 0.0001  # learning rate at the end, reached linearly; 0 <= min_lr <= lr
     batch_size: int = 1024  # predictions per SGD step; >= 1 (4096 already hurts: frequent rows collide)
     seed: int = 0  # seeds initial vectors, windows, subsampling and negatives
-    threads: int = 1  # torch CPU threads while training (restored after); 0 = leave torch as it is
 
     def __post_init__(self):
         if self.model not in ("skipgram", "cbow"):
@@ -69,8 +67,6 @@ class Word2VecConfig:
             raise InputError(f"sample must be >= 0, got {self.sample}")
         if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
             raise InputError(f"need lr > 0 and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
-        if self.threads < 0:
-            raise InputError(f"threads must be >= 0, got {self.threads}")
 
 
 def build_vocab(sentences: Sequence[Sequence[str]], min_count: int) -> tuple[list[str], np.ndarray]:
@@ -201,15 +197,10 @@ def _epoch_examples(ids, sent, keep, cfg, rng):
 
 
 def train_word2vec(sentences: Sequence[Sequence[str]], config: Word2VecConfig | None = None):
-    """Train word vectors; returns (WordVectors, TrainStats). Same seed and threads, same vectors."""
-    cfg = config or Word2VecConfig()
-    with torch_threads(cfg.threads):
-        return _train(sentences, cfg)
-
-
-def _train(sentences: Sequence[Sequence[str]], cfg: Word2VecConfig):
+    """Train word vectors; returns (WordVectors, TrainStats). Same seed, same vectors."""
     import torch
 
+    cfg = config or Word2VecConfig()
     words, counts = build_vocab(sentences, cfg.min_count)
     index = {w: i for i, w in enumerate(words)}
     flat = [(index[w], si) for si, s in enumerate(sentences) for w in s if w in index]
