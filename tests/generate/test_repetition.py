@@ -160,6 +160,13 @@ def test_beam_search_of_zero_or_one_token(model):
         assert generate(model, prompt, GenerationConfig(max_new_tokens=0, num_beams=3)) == []
 
 
+def test_beam_search_does_not_stream(model):
+    from llmlab.generate import stream
+
+    with pytest.raises(InputError, match="cannot stream"):
+        next(stream(model, [1, 2], GenerationConfig(num_beams=2)))
+
+
 def test_bad_penalty_settings_are_clear_errors():
     for kw, msg in [(dict(repetition_penalty=0), "repetition_penalty"), (dict(num_beams=0), "num_beams"),
                     (dict(no_repeat_ngram_size=-1), "no_repeat_ngram_size"),

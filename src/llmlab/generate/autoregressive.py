@@ -29,8 +29,12 @@ def stream(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | None =
     The model sees at most its context (``max_seq_len``) of the latest tokens, as nanoGPT's sampler
     does: a longer prompt is cut on the left, and once prompt and output fill the context the window
     slides. Past that point each step runs the whole window afresh (the KV cache is refilled from
-    it), so cached and uncached generation still give the same tokens.
+    it), so cached and uncached generation still give the same tokens. Beam search (``num_beams > 1``)
+    knows its output only at the end: use `generate` for it.
     """
+    if cfg.num_beams > 1:
+        raise InputError("beam search cannot stream tokens one by one (the best beam is known only at the end): "
+                         "use generate()")
     prompt = fit_prompt(prompt, model.config.max_seq_len)
     with decoding(model) as device:
         g = torch.Generator(device=device).manual_seed(cfg.seed)
