@@ -116,9 +116,11 @@ def position_inputs(model: nn.Module, x: torch.Tensor, start: int, mask: torch.T
         # so cached and full passes agree there; past it, cached keys keep their older rotation
         cos, sin = model.rope.span(start, T, seq_len=start + T)  # (T, hs)
     elif model.config.position == "alibi":
-        bias = alibi_bias(model.config.n_head, T, start, causal=mask is None, device=x.device)  # (nh, T, S)
+        # 4-D: SDPA's fused CPU kernel takes only 2-D or 4-D masks; a 3-D (nh, T, S) bias sent every layer
+        # to the unfused math path, which saves its (B, nh, T, S) fp32 weights for backward
+        bias = alibi_bias(model.config.n_head, T, start, causal=mask is None, device=x.device)[None]  # (1, nh, T, S)
         if mask is not None:  # keep the caller's pattern: hidden keys get -inf
-            bias = torch.where(mask, bias, float("-inf"))  # (nh, T, S) or (B, nh, T, S)
+            bias = torch.where(mask, bias, float("-inf"))  # (1, nh, T, S) or (B, nh, T, S)
         mask = bias.to(x.dtype)
     return cos, sin, mask
 
