@@ -13,17 +13,27 @@ ZeRO divides across N devices: stage 1 the optimizer states, stage 2 also the gr
 also the weights. LoRA freezes the base weights: only adapter parameters have gradients and states.
 
 Activations are counted the way llmlab's decoder actually saves them (each storage once, measured
-with ``torch.autograd.graph.saved_tensors_hooks`` in the tests). Per layer, in elements of B*S:
-10*d (block input; per RMSNorm its normalised value and its scaled output, twice; q, k, v and the
-attention output as SDPA saves them; the mid-block residual) + 4*h (SwiGLU: gate, silu(gate), up,
-their product) at the activation width, plus 2 + n_head fp32 values (RMSNorm inverse RMS,
-attention log-sum-exp). The head saves 3*d (final norm), the fp32 log-softmax, B*S*V, the int64
-token ids and targets and the loss's scalar weight; the RoPE tables are views of buffers. With
-gradient checkpointing each layer keeps only its input (d), and one layer's full set is rebuilt
-during backward (the largest one). Dropout is taken as 0 (masks would add B*S*d bytes each).
+with ``torch.autograd.graph.saved_tensors_hooks`` in the tests, on PyTorch's CPU kernels). Per layer and
+token, in fp32 values (d the width, h the feed-forward width):
+
+    norms         2 x (2d + 1)    RMSNorm (pow/mean/rsqrt/mul): its input, normalised value, inverse RMS
+                  2 x (d + 2)     LayerNorm (one kernel): its input, mean and inverse std
+    attention     6d + n_head     q/k/v's input (the first norm's output), q, k, v and the output as SDPA
+                                  saves them, the feed-forward's input, one log-sum-exp per head
+    feed-forward  n*h             n hidden tensors: gated kinds 4 (gate, up, act(gate), product), ReLU 1
+                                  (its output), GELU/SiLU 2 (input and output)
+
+so 10d + n*h + 2 + n_head for RMSNorm, 8d + n*h + 4 + n_head for LayerNorm. A post-norm block saves as
+much: its input stands in for the first norm's output, and its second norm's output is the next block's
+input. The head saves the final norm (pre-norm only: post-norm blocks end normalised and the model has no
+final norm), the projection's input d, the fp32 log-softmax (V per token), the int64 token ids and targets,
+the loss's scalar weight and, for learned positions, the int64 position ids (S, shared by the batch); the
+sinusoidal table is a buffer and RoPE's tables are views of buffers. With gradient checkpointing each layer
+keeps only its input (d), and one layer's full set is rebuilt during backward (the largest one). Dropout is
+taken as 0 (masks would add B*S*d bytes each).
 
 A mixture-of-experts layer (``llmlab.nn.moe``, E experts of the model's feed-forward kind, top-k routing)
-keeps the 10*d attention part and replaces the dense feed-forward with, in fp32 (T = B*S tokens, A routed
+keeps the norms and attention part and replaces the dense feed-forward with, in fp32 (T = B*S tokens, A routed
 token-expert assignments, n the kind's hidden tensors: 4 for SwiGLU, as below):
 
     router       T * ((3E + 1) * 4 + 8k)    logits (z-loss), softmax probabilities twice (routing and
@@ -38,12 +48,14 @@ A depends on routing: every token reaches its k experts unless capacity drops so
 estimator takes A = min(T*k, E*capacity), capacity = ceil(T*k*factor/E) (factor 0: no limit). That is
 exact when nothing is dropped and an upper bound otherwise (dropping only removes assignments).
 
-In 16 bits (``amp`` and ``mixed``) q, k, v, the attention output and the feed-forward's hidden
-tensors are 16-bit, and each RMSNorm saves 8d bytes per token: under ``amp`` its fp32 input and
-normalised value, under ``mixed`` the fp32 copy of its 16-bit input plus its normalised value and
-scaled output in 16 bits. Under ``mixed`` that is all: a layer saves B*S*(4d x 4 B + (4d + n*h) x 2 B
-+ (2 + n_head) x 4 B) with n the feed-forward's hidden tensors (4 for SwiGLU), the head B*S*(2d + V)
-x 4 B and the indices, and a checkpointed layer its 16-bit input, B*S*d x 2 B.
+In 16 bits (``amp`` and ``mixed``) q, k, v, the attention output and the feed-forward's hidden tensors
+are 16-bit. Under ``amp`` the norms save as in fp32 (RMSNorm computes in fp32, autocast runs LayerNorm in
+fp32). Under ``mixed`` RMSNorm saves the fp32 copy of its 16-bit input, its inverse RMS and a 16-bit
+normalised value, LayerNorm its 16-bit input, mean and inverse std (the CPU kernel keeps the statistics in
+the weights' dtype), and the norm outputs the Linears save are 16-bit: a layer saves B*S*((2d + 2 + n_head)
+x 4 B + (8d + n*h) x 2 B) with RMSNorm, B*S*(n_head x 4 B + (8d + 4 + n*h) x 2 B) with LayerNorm, the head
+the final norm, its 16-bit input and the fp32 log-softmax, and a checkpointed layer its 16-bit input,
+B*S*d x 2 B. ``llmlab memory`` prints each row's formula for the model at hand.
 
 Autocast (``amp``) adds copies: each Linear saves its own 16-bit copy of its fp32 input (3d for q/k/v,
 d per up projection, d for the head) and autocast keeps a 16-bit copy of every weight matrix it used
@@ -117,35 +129,101 @@ def moe_assignments(model: ModelConfig, tokens: int) -> int:
     return min(tokens * k, E * math.ceil(tokens * k * f / E))
 
 
+# Per-token counts as ({fp32}, {16-bit}) maps from a symbol to how many: "d" a vector of the model width, "h" of
+# the feed-forward width, "V" of the vocabulary, "1" a scalar, "n_head" one scalar per head.
+Terms = tuple[dict[str, int], dict[str, int]]
+_SYMBOLS = ("d", "h", "V", "1", "n_head")
+
+# What one norm saves per token besides its output (the Linear after it saves that). RMSNorm runs as
+# pow/mean/rsqrt/mul: its input, inverse RMS and normalised value (under mixed: the input's fp32 copy and a
+# 16-bit normalised value). LayerNorm is one kernel: its input, mean and inverse std (the statistics in the
+# weights' dtype: 16-bit under mixed).
+_NORM_SAVES: dict[tuple[str, str], Terms] = {
+    ("rmsnorm", "fp32"): ({"d": 2, "1": 1}, {}), ("rmsnorm", "amp"): ({"d": 2, "1": 1}, {}),
+    ("rmsnorm", "mixed"): ({"d": 1, "1": 1}, {"d": 1}),
+    ("layernorm", "fp32"): ({"d": 1, "1": 2}, {}), ("layernorm", "amp"): ({"d": 1, "1": 2}, {}),
+    ("layernorm", "mixed"): ({}, {"d": 1, "1": 2}),
+}
+
+
+def _add(*terms: Terms) -> Terms:
+    """Sum of per-token counts.
+
+    >>> _add(({"d": 1}, {}), ({"d": 2, "1": 1}, {"h": 4}))
+    ({'d': 3, '1': 1}, {'h': 4})
+    """
+    out: Terms = ({}, {})
+    for t in terms:
+        for total, part in zip(out, t):
+            for k, n in part.items():
+                total[k] = total.get(k, 0) + n
+    return out
+
+
+def _bytes(t: Terms, model: ModelConfig, tokens: int) -> int:
+    """Bytes of per-token counts over `tokens` tokens."""
+    size = {"d": model.dim, "h": model.hidden, "V": model.vocab_size, "1": 1, "n_head": model.n_head}
+    return tokens * sum(n * size[k] * b for part, b in zip(t, (4, 2)) for k, n in part.items())
+
+
+def _per_token(t: Terms) -> str:
+    """The formula of per-token counts, zeros left out.
+
+    >>> _per_token(({"d": 4, "1": 2, "n_head": 1}, {"d": 4, "h": 4})), _per_token(({"d": 1, "V": 1}, {}))
+    ('B*S*((4d+2+n_head) x 4 B + (4d+4h) x 2 B)', 'B*S*(d+V) x 4 B')
+    """
+    sizes = []
+    for part, b in zip(t, (4, 2)):
+        xs = [str(n) if k == "1" else k if n == 1 else f"{n}{k}" for k in _SYMBOLS if (n := part.get(k, 0))]
+        if xs:
+            sizes.append(f"({'+'.join(xs)}) x {b} B" if len(xs) > 1 else f"{xs[0]} x {b} B")
+    return f"B*S*({' + '.join(sizes)})" if len(sizes) > 1 else f"B*S*{sizes[0]}"
+
+
+def _attention_terms(model: ModelConfig, mem: MemoryConfig) -> Terms:
+    """Per token, what one layer saves outside its feed-forward: its two norms, the q/k/v input (fp32 and
+    mixed: the norm's output; under autocast a 16-bit copy per projection), q, k, v and the attention output,
+    n_head log-sum-exp values and (fp32, mixed) the feed-forward's input. A post-norm block saves the same:
+    its input stands in for the first norm's output, and its second norm's output is the next block's input.
+
+    >>> _attention_terms(ModelConfig(), MemoryConfig()), _attention_terms(ModelConfig(norm="layernorm"),
+    ...                                                                   MemoryConfig(precision="mixed"))
+    (({'d': 10, '1': 2, 'n_head': 1}, {}), ({'n_head': 1}, {'d': 8, '1': 4}))
+    """
+    norm = _NORM_SAVES[(model.norm, mem.precision)]
+    rest = {"fp32": ({"d": 6, "n_head": 1}, {}), "mixed": ({"n_head": 1}, {"d": 6}),
+            "amp": ({"n_head": 1}, {"d": 7})}[mem.precision]  # amp: the feed-forward's copies go with it
+    return _add(norm, norm, rest)
+
+
+def _head_terms(model: ModelConfig, mem: MemoryConfig) -> Terms:
+    """Per token, what the head saves: the final norm (pre-norm only: post-norm blocks end normalised), the
+    output projection's input (16-bit unless fp32) and the fp32 log-softmax."""
+    head = ({"V": 1}, {}) if mem.precision != "fp32" else ({"d": 1, "V": 1}, {})
+    if mem.precision != "fp32":
+        head = _add(head, ({}, {"d": 1}))
+    return _add(head, _NORM_SAVES[(model.norm, mem.precision)]) if model.norm_position == "pre" else head
+
+
 def _attention_part(model: ModelConfig, mem: MemoryConfig) -> int:
-    """Bytes one layer saves outside its feed-forward (norms, attention, the feed-forward's input)."""
-    B, S, d = mem.batch_size, mem.seq_len, model.dim
-    small = (2 + model.n_head) * 4  # fp32 inverse RMS (two norms) and attention log-sum-exp, per token
-    if mem.precision == "fp32":
-        return B * S * (10 * d * 4 + small)
-    # each RMSNorm saves 8d bytes (amp: fp32 input and normalised value; mixed: fp32 copy of the 16-bit input,
-    # 16-bit normalised value and scaled output); q, k, v and the attention output are 16-bit
-    part = B * S * (4 * d * 4 + 4 * d * 2 + small)
-    if mem.precision == "amp":  # autocast: q/k/v each save a 16-bit copy of the input, and the weights' copies
-        kv = model.n_kv_head * model.head_dim
-        part += B * S * 3 * d * 2 + 2 * (2 * d * d + 2 * d * kv)
+    """Bytes one layer saves outside its feed-forward (see `_attention_terms`), with autocast's copies of the
+    attention weights."""
+    part = _bytes(_attention_terms(model, mem), model, mem.batch_size * mem.seq_len)
+    if mem.precision == "amp":
+        d, kv = model.dim, model.n_kv_head * model.head_dim
+        part += 2 * (2 * d * d + 2 * d * kv)
     return part
 
 
 def approximate_parts(model: ModelConfig) -> list[str]:
-    """The model's choices the activation formulas do not model exactly (they count RMSNorm, pre-norm
-    blocks and the other position schemes; every feed-forward kind is exact). Measured at dim 64 the
-    totals are over by 10% for LayerNorm and 4% for post-norm, under by 6-11% for ALiBi, and over by
-    14-17% for a GPT-3-shaped block (LayerNorm, GELU, learned positions, pre- or post-norm). Under `mixed`
-    the errors about double (a 16-bit LayerNorm saves about half the bytes the RMSNorm formula counts):
-    over by 20-28% for LayerNorm and 23-34% for a GPT-3-shaped pre-norm block, under by 20% for ALiBi.
+    """The model's choices the activation formulas do not model exactly (every norm, block layout and
+    feed-forward kind is exact). Measured at dim 64 ALiBi's totals are under by 2-3%, 10-18% with gradient
+    checkpointing: its bias, which the formulas leave out.
 
-    >>> approximate_parts(ModelConfig(norm="layernorm", position="learned")), approximate_parts(ModelConfig())
-    (['LayerNorm'], [])
+    >>> approximate_parts(ModelConfig(position="alibi")), approximate_parts(ModelConfig(norm="layernorm"))
+    (['ALiBi'], [])
     """
-    parts = [("LayerNorm", model.norm == "layernorm"), ("post-norm blocks", model.norm_position == "post"),
-             ("ALiBi", model.position == "alibi")]
-    return [name for name, used in parts if used]
+    return ["ALiBi"] if model.position == "alibi" else []
 
 
 def _ffn_counts(model: ModelConfig) -> tuple[int, int]:
@@ -155,18 +233,13 @@ def _ffn_counts(model: ModelConfig) -> tuple[int, int]:
     return 1, 1 if model.ffn_kind == "relu" else 2
 
 
-def _dense_ffn(model: ModelConfig, mem: MemoryConfig) -> int:
-    """Bytes a dense feed-forward saves: hidden-size tensors (its input is counted with the attention
-    part), and under autocast a 16-bit copy of the input per up projection and of the weights. A gated kind
-    (SwiGLU, GeGLU) keeps 4 of h (gate, up, act(gate), product), ReLU 1 (its output, which is also
-    the down projection's input), the other activations 2 (their input and output)."""
-    B, S, d, h = mem.batch_size, mem.seq_len, model.dim, model.hidden
+def _dense_ffn_terms(model: ModelConfig, mem: MemoryConfig) -> Terms:
+    """Per token, what a dense feed-forward saves: hidden-size tensors (its input is counted with the attention
+    part; under autocast a 16-bit copy of it per up projection). A gated kind (SwiGLU, GeGLU) keeps 4 of h
+    (gate, up, act(gate), product), ReLU 1 (its output, which is also the down projection's input), the other
+    activations 2 (their input and output)."""
     n_in, n_h = _ffn_counts(model)
-    if mem.precision == "fp32":
-        return B * S * n_h * h * 4
-    if mem.precision == "mixed":  # the input is 16-bit already: no copies
-        return B * S * n_h * h * 2
-    return B * S * (n_in * d + n_h * h) * 2 + 2 * (n_in + 1) * d * h
+    return {"fp32": ({"h": n_h}, {}), "mixed": ({}, {"h": n_h}), "amp": ({}, {"d": n_in, "h": n_h})}[mem.precision]
 
 
 def _moe_ffn(model: ModelConfig, mem: MemoryConfig) -> int:
@@ -189,6 +262,17 @@ def _moe_ffn(model: ModelConfig, mem: MemoryConfig) -> int:
     return ffn + 2 * (E * d + E * (n_in + 1) * d * h)
 
 
+def index_bytes(model: ModelConfig, mem: MemoryConfig) -> int:
+    """Bytes of the int64 token ids and targets, the loss's scalar weight and (learned positions) the position
+    ids, which index a parameter table (the sinusoidal table is a buffer, RoPE's tables are views).
+
+    >>> index_bytes(ModelConfig(), MemoryConfig(batch_size=2, seq_len=32))  # 64 x (8 + 8) + 4
+    1028
+    """
+    tokens, S = mem.batch_size * mem.seq_len, mem.seq_len
+    return tokens * 2 * 8 + 4 + (S * 8 if model.position == "learned" else 0)
+
+
 def activation_bytes(model: ModelConfig, mem: MemoryConfig) -> dict[str, int]:
     """Bytes saved for backward: per dense and per MoE layer (0 where the model has none), per layer (the
     largest), a checkpointed layer's (its input, in the residual stream's dtype), all layers, the head and
@@ -196,21 +280,20 @@ def activation_bytes(model: ModelConfig, mem: MemoryConfig) -> dict[str, int]:
 
     >>> cfg = ModelConfig(vocab_size=100, dim=64, n_layer=2, n_head=4, n_kv_head=2, ffn_hidden=128)
     >>> [activation_bytes(cfg, MemoryConfig(batch_size=2, seq_len=32, precision=p))["per_layer"]
-    ...  for p in PRECISIONS]  # mixed: 64 tokens x (4 x 64 x 4 + (4 x 64 + 4 x 128) x 2 + 6 x 4)
+    ...  for p in PRECISIONS]  # mixed: 64 tokens x ((2 x 64 + 6) x 4 + (8 x 64 + 4 x 128) x 2)
     [296448, 280064, 165376]
     """
-    B, S, d, V = mem.batch_size, mem.seq_len, model.dim, model.vocab_size
+    B, S, d, h = mem.batch_size, mem.seq_len, model.dim, model.hidden
     attn = _attention_part(model, mem)
     n_moe = sum(model.is_moe_layer(i) for i in range(model.n_layer))
-    dense = attn + _dense_ffn(model, mem) if n_moe < model.n_layer else 0
+    ffn = _bytes(_dense_ffn_terms(model, mem), model, B * S)
+    if mem.precision == "amp":  # autocast's 16-bit copies of the up and down projections' weights
+        ffn += 2 * (_ffn_counts(model)[0] + 1) * d * h
+    dense = attn + ffn if n_moe < model.n_layer else 0
     moe = attn + _moe_ffn(model, mem) if n_moe else 0
-    if mem.precision == "fp32":
-        head = B * S * (3 * d + V) * 4
-    else:  # the final norm's 8d bytes (see _attention_part) and the fp32 log-softmax
-        head = B * S * (2 * d + V) * 4
-        if mem.precision == "amp":  # the head's 16-bit input copy and weight copy
-            head += B * S * d * 2 + 2 * V * d
-    head += B * S * (4 + 2 * 8) + 4  # final inverse RMS, int64 ids and targets, the loss's scalar weight
+    head = _bytes(_head_terms(model, mem), model, B * S) + index_bytes(model, mem)
+    if mem.precision == "amp":  # autocast's 16-bit copy of the head's weight
+        head += 2 * model.vocab_size * d
     largest = max(dense, moe)
     block_input = B * S * d * (2 if mem.precision == "mixed" else 4)  # the residual stream is 16-bit under mixed
     if mem.grad_checkpoint:
@@ -223,23 +306,22 @@ def activation_bytes(model: ModelConfig, mem: MemoryConfig) -> dict[str, int]:
 
 def _layer_rows(model: ModelConfig, mem: MemoryConfig, act: dict[str, int]) -> list[tuple[str, int, str]]:
     """The per-layer activation rows: one for a dense model, per dense and per MoE layer otherwise."""
-    fp32, amp = mem.precision == "fp32", mem.precision == "amp"
-    n_in, n_h = _ffn_counts(model)
-    dense = (f"B*S*(10d+{n_h}h) x 4 B + B*S*(2+n_head) x 4 B" if fp32
-             else f"B*S*(4d x 4 B + ({7 + n_in if amp else 4}d+{n_h}h) x 2 B) + B*S*(2+n_head) x 4 B"
-             + (" + 16-bit weight copies" if amp else ""))
+    amp = mem.precision == "amp"
+    attn = _attention_terms(model, mem)
+    dense = _per_token(_add(attn, _dense_ffn_terms(model, mem))) + (" + 16-bit weight copies" if amp else "")
     if not model.n_experts:
         return [("activations (per layer)", act["per_layer"], dense)]
+    n_in, n_h = _ffn_counts(model)
     E, k = model.n_experts, model.moe_top_k
     A = moe_assignments(model, mem.batch_size * mem.seq_len)
     router = f"router B*S*((3E+{'k+2' if model.moe_router == 'softmax-topk' else '1'}) x 4 B + 8k B) + 4E B"
-    if fp32:
-        moe = f"B*S*(10d+2+n_head) x 4 B + {router} + A x ((3d+{n_h}h+1) x 4 B + 16 B)"
-    elif amp:
-        moe = (f"B*S*(4d x 4 B + 8d x 2 B + (2+n_head) x 4 B) + {router} + A x (({n_in + 1}d+{n_h}h+1) x 2 B + "
+    if mem.precision == "fp32":
+        moe = f"{_per_token(attn)} + {router} + A x ((3d+{n_h}h+1) x 4 B + 16 B)"
+    elif amp:  # the router's 16-bit input copy with the attention part
+        moe = (f"{_per_token(_add(attn, ({}, {'d': 1})))} + {router} + A x (({n_in + 1}d+{n_h}h+1) x 2 B + "
                "4d B + 16 B) + 16-bit weight copies (router, all E experts)")
     else:
-        moe = f"B*S*(4d x 4 B + 4d x 2 B + (2+n_head) x 4 B) + {router} + A x ((3d+{n_h}h+1) x 2 B + 16 B)"
+        moe = f"{_per_token(attn)} + {router} + A x ((3d+{n_h}h+1) x 2 B + 16 B)"
     bound = "no dropping" if model.moe_capacity_factor == 0 else "an upper bound: capacity can drop some"
     moe += f"; E={E}, k={k}, A = min(B*S*k, E*capacity) = {A:,} ({bound})"
     rows = [("activations (per MoE layer)", act["per_moe_layer"], moe)]
@@ -248,8 +330,10 @@ def _layer_rows(model: ModelConfig, mem: MemoryConfig, act: dict[str, int]) -> l
     return rows
 
 
-_HEAD_FORMULA = {"fp32": "B*S*(3d + V) x 4 B + indices", "mixed": "B*S*(2d + V) x 4 B + indices",
-                 "amp": "B*S*((2d + V) x 4 B + d x 2 B) + indices + 16-bit head weight copy"}
+def _head_formula(model: ModelConfig, mem: MemoryConfig) -> str:
+    copy = " + 16-bit head weight copy" if mem.precision == "amp" else ""
+    positions = " and position ids" if model.position == "learned" else ""
+    return f"{_per_token(_head_terms(model, mem))} + indices{positions}{copy}"
 
 
 def _all_layers_formula(model: ModelConfig, mem: MemoryConfig) -> str:
@@ -298,7 +382,7 @@ def estimate_memory(model: ModelConfig, mem: MemoryConfig) -> list[tuple[str, in
         *static_rows(P, mem, lora_parameters(model, mem.lora_rank) if mem.lora_rank else 0),
         *_layer_rows(model, mem, act),
         ("activations (all layers)", act["layers"], _all_layers_formula(model, mem)),
-        ("activations (head)", act["head"], _HEAD_FORMULA[mem.precision]),
+        ("activations (head)", act["head"], _head_formula(model, mem)),
         ("temporary (logits + grad)", temp, "2 x B*S*V x 4 B"),
     ]
     total = sum(b for name, b, _ in rows if not name.startswith("activations (per "))
