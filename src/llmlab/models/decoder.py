@@ -121,7 +121,9 @@ def position_inputs(model: nn.Module, x: torch.Tensor, start: int, mask: torch.T
         bias = alibi_bias(model.config.n_head, T, start, causal=mask is None, device=x.device)[None]  # (1, nh, T, S)
         if mask is not None:  # keep the caller's pattern: hidden keys get -inf
             bias = torch.where(mask, bias, float("-inf"))  # (1, nh, T, S) or (B, nh, T, S)
-        mask = bias.to(x.dtype)
+        # under autocast SDPA would cast an fp32 bias to 16 bits in every layer and save each copy: cast it once
+        amp = torch.is_autocast_enabled(x.device.type)
+        mask = bias.to(torch.get_autocast_dtype(x.device.type) if amp else x.dtype)
     return cos, sin, mask
 
 
