@@ -213,6 +213,40 @@ def test_activation_estimate_is_exact_for_layernorm_and_post_norm_blocks(name, p
     assert est == measured
 
 
+ALIBI_GRID = {  # (config, batch, length)
+    "alibi": (gpt3(norm="rmsnorm", ffn_kind="swiglu", position="alibi"), 2, 16),
+    "alibi-gqa-6-heads": (gpt3(norm="rmsnorm", ffn_kind="swiglu", position="alibi", dim=96, n_head=6,
+                               n_kv_head=2), 3, 24),
+    "bloom": (gpt3(position="alibi"), 2, 16),  # LayerNorm, GELU, ALiBi
+    "alibi-post-moe": (moe(position="alibi", norm_position="post", moe_every=2, moe_top_k=2), 1, 16),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALIBI_GRID))
+@pytest.mark.parametrize("precision", ["fp32", "amp", "mixed"])
+@pytest.mark.parametrize("grad_checkpoint", [False, True])
+def test_activation_estimate_is_exact_for_alibi(name, precision, grad_checkpoint):
+    """Every layer's SDPA saves ALiBi's (1, n_head, S, S) bias, one tensor for all layers and the batch, 16-bit
+    unless fp32. Left out (and the decoder's bias going to SDPA's math path, and under autocast cast in every
+    layer), the estimate was under by 9-22%."""
+    cfg, B, S = ALIBI_GRID[name]
+    measured, est, _ = saved_and_estimated(cfg, B, S, precision, grad_checkpoint)
+    assert est == measured
+
+
+def test_alibi_bias_is_one_row_the_batch_and_layers_share():
+    cfg = ALIBI_GRID["alibi"][0]
+    r = rows(cfg, batch_size=4, seq_len=64)
+    assert r["activations (ALiBi bias)"] == rows(cfg, batch_size=1, seq_len=64)["activations (ALiBi bias)"]
+    assert r["activations (ALiBi bias)"] == cfg.n_head * 64 * 64 * 4
+    assert r["total per device"] == sum(b for name, b in r.items() if not name.startswith(("activations (per",
+                                                                                            "total")))
+    assert rows(cfg, batch_size=4, seq_len=64, precision="amp")["activations (ALiBi bias)"] == cfg.n_head * 64 * 64 * 2
+    rope = gpt3(norm="rmsnorm", ffn_kind="swiglu", position="rope")
+    assert rows(rope, batch_size=4, seq_len=64)["activations (per layer)"] == r["activations (per layer)"]
+    assert "activations (ALiBi bias)" not in rows(rope, batch_size=4, seq_len=64)
+
+
 def test_bad_memory_settings_are_clear_errors():
     with pytest.raises(InputError, match="zero_stage"):
         MemoryConfig(zero_stage=4)
@@ -228,6 +262,9 @@ def test_memory_and_params_commands(capsys, tmp_path):
 
     moe_config_file = tmp_path / "config.json"
     moe_config_file.write_text(json.dumps({"llmlab_format": 1, "config": config_to_dict(moe(moe_every=2))}))
+    (tmp_path / "bloom").mkdir()
+    bloom_config_file = tmp_path / "bloom" / "config.json"
+    bloom_config_file.write_text(json.dumps({"llmlab_format": 1, "config": config_to_dict(gpt3(position="alibi"))}))
 
     assert main(["params", "llama-7b"]) == 0
     assert "6,738,415,616" in capsys.readouterr().out
@@ -265,6 +302,9 @@ def test_memory_and_params_commands(capsys, tmp_path):
     assert main(["memory", "gpt3-175b"]) == 0  # LayerNorm (input, mean, inverse std) and learned position ids
     out = capsys.readouterr().out
     assert "B*S*(8d+2h+4+n_head) x 4 B" in out and "indices and position ids" in out and "approximate" not in out
+    assert main(["memory", str(bloom_config_file), "--seq-len", "64", "--precision", "mixed"]) == 0
+    out = capsys.readouterr().out  # LayerNorm's 16-bit statistics; ALiBi's bias, its own row
+    assert "B*S*(n_head x 4 B + (8d+2h+4) x 2 B)" in out and "n_head*S*S x 2 B: one bias all layers share" in out
     assert main(["memory", "gpt-9"]) == 2
     assert "unknown model preset 'gpt-9'" in capsys.readouterr().err
     # past the model's context: a note for RoPE (positions can be extended), refused for learned positions

@@ -45,7 +45,6 @@ def run_memory(args: argparse.Namespace) -> int:
     from llmlab.core.errors import InputError
     from llmlab.train.memory import (
         MemoryConfig,
-        approximate_parts,
         estimate_memory,
         format_bytes,
         rule_of_thumb,
@@ -76,9 +75,6 @@ def run_memory(args: argparse.Namespace) -> int:
           f"device(s)" + (f", LoRA r={mem.lora_rank}" if mem.lora_rank else "") + _moe_summary(cfg))
     for name, b, formula in estimate_memory(cfg, mem):
         print(f"  {name:<26} {format_bytes(b):>12}   {formula}")
-    if approximate_parts(cfg):
-        print(f"  note: the activation rows are approximate for {', '.join(approximate_parts(cfg))} "
-              "(their formulas count RMSNorm and pre-norm blocks; measured within about 15%, 35% under mixed)")
     return 0
 
 

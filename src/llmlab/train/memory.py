@@ -6,7 +6,7 @@ For a model with P parameters (T of them trainable) the per-device bytes are:
     gradients    T * g                      g = 4 (fp32, amp) or 2 (mixed)
     optimizer    T * (4k + m)               k fp32 state copies (Adam 2, momentum 1, SGD 0);
                                             m = 4 for the fp32 master copy under `mixed`, else 0
-    activations  sum of layers + head       what autograd saves for backward (see below)
+    activations  layers + head (+ bias)     what autograd saves for backward (see below)
     temporary    2 * B*S*V * 4              logits and their gradient, alive around the loss
 
 ZeRO divides across N devices: stage 1 the optimizer states, stage 2 also the gradients, stage 3
@@ -28,9 +28,11 @@ much: its input stands in for the first norm's output, and its second norm's out
 input. The head saves the final norm (pre-norm only: post-norm blocks end normalised and the model has no
 final norm), the projection's input d, the fp32 log-softmax (V per token), the int64 token ids and targets,
 the loss's scalar weight and, for learned positions, the int64 position ids (S, shared by the batch); the
-sinusoidal table is a buffer and RoPE's tables are views of buffers. With gradient checkpointing each layer
-keeps only its input (d), and one layer's full set is rebuilt during backward (the largest one). Dropout is
-taken as 0 (masks would add B*S*d bytes each).
+sinusoidal table is a buffer and RoPE's tables are views of buffers. ALiBi adds its bias: one
+(1, n_head, S, S) tensor per forward, 16-bit unless fp32 (cast once under autocast), which every layer's
+SDPA saves: n_head*S*S values once, whatever the batch (its own row). With gradient checkpointing each
+layer keeps only its input (d), and one layer's full set is rebuilt during backward (the largest one).
+Dropout is taken as 0 (masks would add B*S*d bytes each).
 
 A mixture-of-experts layer (``llmlab.nn.moe``, E experts of the model's feed-forward kind, top-k routing)
 keeps the norms and attention part and replaces the dense feed-forward with, in fp32 (T = B*S tokens, A routed
@@ -67,6 +69,12 @@ u = 2 for gated kinds, instead of one gathered input) plus an fp32 combine input
 bytes, and the weight copies are the router's and all E experts' (an upper bound: an expert with no
 tokens makes none). ``MoEFeedForward`` casts each expert's 16-bit output to the fp32 stream for the
 combine, so these figures match the measurement exactly.
+
+The counts are exact for the CPU kernels the tests measure with. Other kernels save other things; from
+PyTorch's sources (not measured here), on CUDA: ``F.rms_norm`` runs a fused kernel that saves no normalised
+value (d x 4 B less per RMSNorm and token under fp32 and amp), LayerNorm keeps fp32 statistics under
+``mixed`` (4 B more per norm and token), and the attention kernel that takes ALiBi's float bias
+(memory-efficient or cuDNN) pads its log-sum-exp to 32 queries and may save a padded copy of the bias.
 
 The source document's rule, 4P + 8P + activations, leaves out the gradients (another 4P in fp32).
 """
@@ -215,15 +223,17 @@ def _attention_part(model: ModelConfig, mem: MemoryConfig) -> int:
     return part
 
 
-def approximate_parts(model: ModelConfig) -> list[str]:
-    """The model's choices the activation formulas do not model exactly (every norm, block layout and
-    feed-forward kind is exact). Measured at dim 64 ALiBi's totals are under by 2-3%, 10-18% with gradient
-    checkpointing: its bias, which the formulas leave out.
+def alibi_bias_bytes(model: ModelConfig, mem: MemoryConfig) -> int:
+    """Bytes of ALiBi's (1, n_head, S, S) bias (`llmlab.models.decoder.position_inputs`), which every layer's
+    SDPA saves: made once per forward, 16-bit unless fp32, and shared by the batch and the layers.
 
-    >>> approximate_parts(ModelConfig(position="alibi")), approximate_parts(ModelConfig(norm="layernorm"))
-    (['ALiBi'], [])
+    >>> cfg = ModelConfig(n_head=4, position="alibi")
+    >>> [alibi_bias_bytes(cfg, MemoryConfig(seq_len=32, precision=p)) for p in PRECISIONS]  # 4 x 32 x 32 x 4
+    [16384, 8192, 8192]
     """
-    return ["ALiBi"] if model.position == "alibi" else []
+    if model.position != "alibi":
+        return 0
+    return model.n_head * mem.seq_len**2 * (4 if mem.precision == "fp32" else 2)
 
 
 def _ffn_counts(model: ModelConfig) -> tuple[int, int]:
@@ -300,8 +310,9 @@ def activation_bytes(model: ModelConfig, mem: MemoryConfig) -> dict[str, int]:
         kept = model.n_layer * block_input + largest  # block inputs + one block rebuilt in backward
     else:
         kept = (model.n_layer - n_moe) * dense + n_moe * moe
+    bias = alibi_bias_bytes(model, mem)
     return {"per_layer": largest, "per_dense_layer": dense, "per_moe_layer": moe, "block_input": block_input,
-            "layers": kept, "head": head, "total": kept + head}
+            "layers": kept, "head": head, "alibi_bias": bias, "total": kept + head + bias}
 
 
 def _layer_rows(model: ModelConfig, mem: MemoryConfig, act: dict[str, int]) -> list[tuple[str, int, str]]:
@@ -345,6 +356,13 @@ def _all_layers_formula(model: ModelConfig, mem: MemoryConfig) -> str:
     return f"{model.n_layer - n_moe} dense + {n_moe} MoE layers" if n_moe < model.n_layer else f"{n_moe} MoE layers"
 
 
+def _bias_rows(model: ModelConfig, mem: MemoryConfig, act: dict[str, int]) -> list[tuple[str, int, str]]:
+    if model.position != "alibi":
+        return []
+    size = 4 if mem.precision == "fp32" else 2
+    return [("activations (ALiBi bias)", act["alibi_bias"], f"n_head*S*S x {size} B: one bias all layers share")]
+
+
 def static_rows(P: int, mem: MemoryConfig, lora: int = 0) -> list[tuple[str, int, str]]:
     """Weights, gradients and optimizer states per device for `P` parameters under the precision,
     optimizer and ZeRO stage of `mem`; with `lora` adapter parameters only those train.
@@ -383,6 +401,7 @@ def estimate_memory(model: ModelConfig, mem: MemoryConfig) -> list[tuple[str, in
         *_layer_rows(model, mem, act),
         ("activations (all layers)", act["layers"], _all_layers_formula(model, mem)),
         ("activations (head)", act["head"], _head_formula(model, mem)),
+        *_bias_rows(model, mem, act),
         ("temporary (logits + grad)", temp, "2 x B*S*V x 4 B"),
     ]
     total = sum(b for name, b, _ in rows if not name.startswith("activations (per "))
