@@ -144,8 +144,8 @@ _SYMBOLS = ("d", "h", "V", "1", "n_head")
 
 # What one norm saves per token besides its output (the Linear after it saves that). RMSNorm runs as
 # pow/mean/rsqrt/mul: its input, inverse RMS and normalised value (under mixed: the input's fp32 copy and a
-# 16-bit normalised value). LayerNorm is one kernel: its input, mean and inverse std (the statistics in the
-# weights' dtype: 16-bit under mixed).
+# 16-bit normalised value). LayerNorm is one kernel: its input, mean and inverse std (the CPU kernel keeps the
+# statistics in the weights' dtype: 16-bit under mixed).
 _NORM_SAVES: dict[tuple[str, str], Terms] = {
     ("rmsnorm", "fp32"): ({"d": 2, "1": 1}, {}), ("rmsnorm", "amp"): ({"d": 2, "1": 1}, {}),
     ("rmsnorm", "mixed"): ({"d": 1, "1": 1}, {"d": 1}),
@@ -207,9 +207,7 @@ def _attention_terms(model: ModelConfig, mem: MemoryConfig) -> Terms:
 def _head_terms(model: ModelConfig, mem: MemoryConfig) -> Terms:
     """Per token, what the head saves: the final norm (pre-norm only: post-norm blocks end normalised), the
     output projection's input (16-bit unless fp32) and the fp32 log-softmax."""
-    head = ({"V": 1}, {}) if mem.precision != "fp32" else ({"d": 1, "V": 1}, {})
-    if mem.precision != "fp32":
-        head = _add(head, ({}, {"d": 1}))
+    head = ({"d": 1, "V": 1}, {}) if mem.precision == "fp32" else ({"V": 1}, {"d": 1})
     return _add(head, _NORM_SAVES[(model.norm, mem.precision)]) if model.norm_position == "pre" else head
 
 
@@ -285,8 +283,8 @@ def index_bytes(model: ModelConfig, mem: MemoryConfig) -> int:
 
 def activation_bytes(model: ModelConfig, mem: MemoryConfig) -> dict[str, int]:
     """Bytes saved for backward: per dense and per MoE layer (0 where the model has none), per layer (the
-    largest), a checkpointed layer's (its input, in the residual stream's dtype), all layers, the head and
-    the total.
+    largest), a checkpointed layer's (its input, in the residual stream's dtype), all layers, the head,
+    ALiBi's bias and the total.
 
     >>> cfg = ModelConfig(vocab_size=100, dim=64, n_layer=2, n_head=4, n_kv_head=2, ffn_hidden=128)
     >>> [activation_bytes(cfg, MemoryConfig(batch_size=2, seq_len=32, precision=p))["per_layer"]
