@@ -69,12 +69,14 @@ def test_no_repeat_ngram_bans_exactly_the_completions_of_earlier_ngrams():
 def test_frequency_and_presence_penalties_follow_their_formula():
     g = torch.Generator().manual_seed(2)
     logits, ids = random_case(g)
-    out = frequency_presence_penalty(logits, ids, 0.7, 0.4)
-    for r in range(ids.shape[0]):
-        for t in range(logits.shape[1]):
-            c = ids[r].tolist().count(t)
-            assert out[r, t].item() == pytest.approx(logits[r, t].item() - 0.7 * c - 0.4 * (c > 0), abs=1e-6)
-    assert torch.equal(frequency_presence_penalty(logits, ids, 0.0, 0.0), logits)
+    for length in range(5):  # no output yet, one token, a few (small vocabulary: repeats)
+        for frequency, presence in [(0.7, 0.4), (0.0, 0.4), (0.7, 0.0), (1.0, 0.0), (0.0, 1.0), (0.0, 0.0)]:
+            out = frequency_presence_penalty(logits, ids[:, :length], frequency, presence)
+            for r in range(ids.shape[0]):
+                for t in range(logits.shape[1]):
+                    c = ids[r, :length].tolist().count(t)
+                    want = logits[r, t].item() - frequency * c - presence * (c > 0)
+                    assert out[r, t].item() == pytest.approx(want, abs=1e-6)
 
 
 def test_greedy_decoding_with_penalties_matches_transformers(model, hf_model):
