@@ -50,9 +50,9 @@ def beam_search(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | N
             finished += [(float(top[r]) / step ** cfg.length_penalty, seqs[beam[r], n_prompt:].tolist() + [int(tok[r])])
                          for r in range(k) if ends[r]]
             finished = sorted(finished, key=lambda f: -f[0])[:k]
-            going = (~ends).nonzero().squeeze(1)[:k]
             if step == cfg.max_new_tokens:
                 break
+            going = (~ends).nonzero().squeeze(1)[:k]  # at most k end (one EOS per beam): k go on
             scores, rows = top[going], beam[going]
             seqs = torch.cat([seqs[rows], tok[going, None]], dim=1)
             if len(finished) == k and float(scores[0]) / step ** cfg.length_penalty <= finished[-1][0]:
