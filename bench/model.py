@@ -1,7 +1,7 @@
 """llmlab's causal decoder against transformers' LlamaForCausalLM of the same config, on this machine:
-training tokens/s and cached generation tokens/s (batch 1), side by side with ratios.
+training tokens/s and cached generation tokens/s (batch 1; greedy, and beam search), side by side with ratios.
 
-    .venv/bin/python bench/model.py [--dim 256] [--layers 4] [--seq 256] [--batch 8] [--new-tokens 200]
+    .venv/bin/python bench/model.py [--dim 256] [--layers 4] [--seq 256] [--batch 8] [--new-tokens 200] [--beams 4]
 """
 
 from __future__ import annotations
@@ -41,13 +41,15 @@ def train_tps(model, x, steps: int, hf: bool) -> float:
 
 
 @torch.no_grad()
-def generate_tps(model, prompt: list[int], n: int, hf: bool) -> float:
+def generate_tps(model, prompt: list[int], n: int, hf: bool, beams: int = 1) -> float:
+    """New tokens/s of the best output: greedy, or the best of a beam search (no EOS: all n steps run)."""
     model.eval()
     if hf:
         ids = torch.tensor([prompt])
-        run = lambda: model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, use_cache=True)  # noqa: E731
+        run = lambda: model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, use_cache=True,  # noqa: E731
+                                     num_beams=beams, eos_token_id=None, pad_token_id=0)
     else:
-        cfg = GenerationConfig(max_new_tokens=n, temperature=0.0)
+        cfg = GenerationConfig(max_new_tokens=n, temperature=0.0, num_beams=beams)
         run = lambda: generate(model, prompt, cfg)  # noqa: E731
     run()
     t = time.perf_counter()
@@ -66,6 +68,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternating training rounds; the best of each is reported")
     ap.add_argument("--gen-rounds", type=int, default=10,
                     help="alternating generation rounds (short, and noisier on a shared machine); best of each")
+    ap.add_argument("--beams", type=int, default=4, help="beams of the beam-search row (1: no such row)")
     ap.add_argument("--only", choices=("all", "train", "generate"), default="all", help="which measures to run")
     args = ap.parse_args()
     import transformers
@@ -92,11 +95,13 @@ def main() -> None:
         print(f"{f'training tokens/s (batch {args.batch} x {args.seq})':<40}{a:>12,.0f}{b:>14,.0f}{a / b:>8.2f}")
     if args.only == "train":
         return
-    a = b = 0.0
-    for _ in range(args.gen_rounds):
-        a = max(a, generate_tps(ours, prompt, args.new_tokens, False))
-        b = max(b, generate_tps(theirs, prompt, args.new_tokens, True))
-    print(f"{'cached greedy generation tokens/s (b=1)':<40}{a:>12,.1f}{b:>14,.1f}{a / b:>8.2f}")
+    for beams in sorted({1, args.beams}):
+        a = b = 0.0
+        for _ in range(args.gen_rounds):
+            a = max(a, generate_tps(ours, prompt, args.new_tokens, False, beams))
+            b = max(b, generate_tps(theirs, prompt, args.new_tokens, True, beams))
+        what = "greedy generation" if beams == 1 else f"beam search ({beams} beams)"
+        print(f"{f'cached {what} tokens/s':<40}{a:>12,.1f}{b:>14,.1f}{a / b:>8.2f}")
 
 
 if __name__ == "__main__":
