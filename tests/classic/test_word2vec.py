@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from llmlab.classic.word2vec import (
-    HS_NODE_CAP,
+    ROW_CAP,
     Word2VecConfig,
     _epoch_examples,
     _scratch,
@@ -123,6 +123,31 @@ def test_negative_sampling_kernel_is_the_batched_torch_step():
     assert not scratch[0].any() and not scratch[1].any()
 
 
+
+@pytest.mark.parametrize("cap", [2.0, np.inf])
+def test_context_update_sums_each_row_capped(cap):
+    """Every input slot adds its example's gradient to its row; a row hit more than cap times in the batch
+    gets cap times the mean of its updates instead of their sum (cap = inf: the plain sum)."""
+    from llmlab.classic.w2v_kernels import add_to_context
+
+    rng = np.random.default_rng(0)
+    V, B, d = 5, 6, 4
+    w_in = rng.normal(size=(V, d)).astype(np.float32)
+    grad_h = rng.normal(size=(B, d)).astype(np.float32)
+    width = rng.integers(1, 5, size=B)
+    ctx = rng.integers(0, V - 1, size=width.sum())  # word V - 1 never hit, rows 0-3 several times
+    offsets = np.concatenate(([0], np.cumsum(width)))
+    want = w_in.copy()
+    for r in range(V):
+        ups = [grad_h[i] for i in range(B) for j in range(offsets[i], offsets[i + 1]) if ctx[j] == r]
+        if ups:
+            want[r] += np.sum(ups, 0) * min(1.0, cap / len(ups))
+    assert np.bincount(ctx).max() > cap or cap == np.inf
+    delta, seen = _scratch(V, d)
+    add_to_context(w_in, ctx, offsets, grad_h, cap, delta, seen)
+    np.testing.assert_allclose(w_in, want, rtol=1e-5, atol=1e-6)
+    assert not delta.any() and not seen.any()  # scratch left zero for the next batch
+
 def _window_pairs_ref(ids, sent, window, rng):
     """window_pairs with numpy (llmlab's before the compiled loop): the pairs at each distance and side,
     then sorted by centre."""
@@ -175,7 +200,7 @@ def _epoch_examples_ref(ids, sent, keep, cfg, rng):
 def _step_ref(w_in, w_neg, w_hs, inp, mask, tgt, neg, lr, hs):
     """One SGD step with torch (llmlab's before the compiled one): the masked mean of the input rows
     predicts the target from the batch's starting values, and every unmasked input slot, repeats
-    included, gets the whole gradient of that mean."""
+    included, gets the whole gradient of that mean, a row's sum capped at ROW_CAP times its mean."""
     import torch
 
     B, C = inp.shape
@@ -188,8 +213,11 @@ def _step_ref(w_in, w_neg, w_hs, inp, mask, tgt, neg, lr, hs):
         _ns_torch(w_neg, h, grad_h, tgt, neg, lr)
     if hs is not None:
         points, labels, lengths = hs
-        _hs_torch(w_hs, h, grad_h, tgt, points, labels, lengths, lr, HS_NODE_CAP)
-    w_in.index_add_(0, inp.reshape(-1), (torch.from_numpy(grad_h)[:, None, :] * mask[:, :, None]).view(B * C, d))
+        _hs_torch(w_hs, h, grad_h, tgt, points, labels, lengths, lr, ROW_CAP)
+    rows = inp.reshape(-1)[mask.reshape(-1) > 0]  # every input slot, repeats included
+    seen = torch.bincount(rows, minlength=w_in.shape[0]).float()
+    grad = torch.from_numpy(grad_h)[:, None, :].expand(B, C, d)[mask > 0]  # (slots, d)
+    w_in.index_add_(0, rows, grad * (ROW_CAP / seen.clamp(min=ROW_CAP))[rows, None])  # sums capped
 
 
 @pytest.mark.parametrize(
@@ -217,13 +245,13 @@ def test_compiled_steps_are_the_torch_steps(model, negative, hs):
     want_in, want_neg, want_hs = w_in.copy(), w_neg.copy(), w_hs.copy()
     hs_ref = (points, (1.0 - codes).astype(np.float32), real.sum(1).astype(np.int64)) if hs else None
     hs_ours = (points, 1.0 - codes, real > 0, *_scratch(V - 1, d)) if hs else None
-    neg_scratch = _scratch(V, d) if negative else None
+    neg_scratch, in_scratch = _scratch(V, d) if negative else None, _scratch(V, d)
     for lo in range(0, len(tgt), cfg.batch_size):
         sl = slice(lo, lo + cfg.batch_size)
         b_neg = None if neg is None else neg[sl]
         _step_ref(want_in, want_neg, want_hs, want_inp[sl], want_mask[sl], tgt[sl], b_neg, 0.3, hs_ref)
         _step(w_in, w_neg, w_hs, ctx, offsets[lo : lo + cfg.batch_size + 1], tgt[sl], b_neg, 0.3, hs_ours,
-              neg_scratch)
+              neg_scratch, in_scratch)
     for got, want in ((w_in, want_in), (w_neg, want_neg), (w_hs, want_hs)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 

@@ -37,13 +37,32 @@ def window_pairs_kernel(sent, reach):
 
 
 @jit_reassoc
+def apply_row_sums(w, rows, delta, seen, cap):
+    """w[r] += delta[r] for each row r in rows (once, however often it is listed), scaled by cap / seen[r]
+    where seen[r] > cap (cap = inf: a plain sum); delta[r] and seen[r] are zeroed again.
+
+    The second pass of a batched step: delta (R, d) float32 holds each row's summed update and seen (R,)
+    int64 how many updates went into it; a row not hit (seen 0) is left alone.
+    """
+    d = w.shape[1]
+    for r in rows:
+        if seen[r] == 0:  # not hit, or already applied
+            continue
+        scale = np.float32(min(1.0, cap / seen[r]))
+        for k in range(d):
+            w[r, k] += scale * delta[r, k]
+            delta[r, k] = 0.0
+        seen[r] = 0
+
+
+@jit_reassoc
 def logistic_update(w_out, h, grad_h, rows, labels, live, lr, cap, delta, seen):
     """One batched SGD step of sum log sigmoid(+-h[i] . w_out[rows[i, t]]) over the live (i, t).
 
     Pass 1, for each live (i, t), all from the batch's starting w_out: r = rows[i, t],
     g = (labels[i, t] - sigmoid(h[i] . w_out[r])) * lr; grad_h[i] += g * w_out[r]; the row's update sum
-    delta[r] += g * h[i] and hit count seen[r] += 1. Pass 2: w_out[r] += delta[r], scaled by cap / seen[r]
-    where seen[r] > cap (cap = inf: a plain sum), and delta, seen are zeroed again.
+    delta[r] += g * h[i] and hit count seen[r] += 1. Pass 2 (`apply_row_sums`): w_out[r] += delta[r],
+    scaled by cap / seen[r] where seen[r] > cap (cap = inf: a plain sum), and delta, seen are zeroed again.
 
     w_out (R, d), grad_h (B, d) float32 are updated in place; h (B, d) float32 is read only; rows (B, T)
     output row ids, labels (B, T) float32 the targets 0/1, live (B, T) bool which pairs count; delta
@@ -63,16 +82,7 @@ def logistic_update(w_out, h, grad_h, rows, labels, live, lr, cap, delta, seen):
                 grad_h[i, k] += g * w_out[r, k]
                 delta[r, k] += g * h[i, k]
             seen[r] += 1
-    for i in range(rows.shape[0]):
-        for t in range(rows.shape[1]):
-            r = rows[i, t]
-            if not live[i, t] or seen[r] == 0:  # seen 0: already applied
-                continue
-            scale = np.float32(min(1.0, cap / seen[r]))
-            for k in range(d):
-                w_out[r, k] += scale * delta[r, k]
-                delta[r, k] = 0.0
-            seen[r] = 0
+    apply_row_sums(w_out, rows.ravel(), delta, seen, cap)
 
 
 @jit_reassoc
@@ -94,13 +104,17 @@ def context_mean(w_in, ctx, offsets):
 
 
 @jit_reassoc
-def add_to_context(w_in, ctx, offsets, grad_h):
+def add_to_context(w_in, ctx, offsets, grad_h, cap, delta, seen):
     """w_in[ctx[j]] += grad_h[i] for every input word j of example i, in place: each word gets the whole
-    gradient of the mean (as in word2vec's C tool and gensim), once per time it is in the window.
+    gradient of the mean (as in word2vec's C tool and gensim), once per time it is in the window. A row's
+    updates are summed first and the sum scaled by cap / hits where the row had more than cap of them
+    (`apply_row_sums`); delta (V, d) float32, seen (V,) int64 scratch, zero on entry and on return.
     """
     d = w_in.shape[1]
     for i in range(len(offsets) - 1):
         for j in range(offsets[i], offsets[i + 1]):
             r = ctx[j]
             for k in range(d):
-                w_in[r, k] += grad_h[i, k]
+                delta[r, k] += grad_h[i, k]
+            seen[r] += 1
+    apply_row_sums(w_in, ctx[offsets[0] : offsets[-1]], delta, seen, cap)

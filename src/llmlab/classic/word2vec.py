@@ -9,8 +9,9 @@ Skip-gram trains the context word's input vector to predict the centre word; CBO
 the context vectors to predict it and adds the same gradient to each of them.
 
 Batching sums the updates a row gets within one step, from slightly stale values. That is harmless for
-most rows, but the Huffman nodes near the root sit on every path, so their per-batch sum is capped
-(`HS_NODE_CAP`); and very large batches (4096 on pfr1998) spoil negative sampling too. Hierarchical
+most rows, but the Huffman nodes near the root sit on every path, and a frequent word is in the CBOW
+window of many of a batch's examples, so those rows' per-batch sums are capped (`ROW_CAP`); and very
+large batches (4096 on pfr1998) spoil negative sampling too. Hierarchical
 softmax and negative sampling share that loop over (example, output row) pairs
 (`w2v_kernels.logistic_update`).
 """
@@ -33,11 +34,13 @@ from llmlab.core.progress import progress
 log = logging.getLogger(__name__)
 
 
-# A Huffman node hit n > HS_NODE_CAP times in one batch gets its summed update scaled by HS_NODE_CAP / n:
-# the nodes near the root sit on every path, and summing a whole batch of their (stale) updates diverges.
+# A Huffman node or input vector hit n > ROW_CAP times in one batch gets its summed update scaled by
+# ROW_CAP / n: summing a whole batch of stale updates diverges for the nodes near the root, which sit on
+# every path, and for the input vectors of frequent words, which get the whole gradient of every CBOW
+# window they are in (lr 0.05: norms in the thousands on some seeds, similarity Spearman 0.03-0.27).
 # (Updating the nodes one pair at a time instead, as gensim does, was tried: no faster compiled, and
 # Spearman on the pfr1998 similarity list fell from 0.428 to 0.40-0.41, mean of seeds 0-2.)
-HS_NODE_CAP = 32.0
+ROW_CAP = 32.0
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,7 @@ def train_word2vec(sentences: Sequence[Sequence[str]], config: Word2VecConfig | 
     keep = keep_probabilities(counts, cfg.sample)
     table = negative_table(counts) if cfg.negative else None
     neg_scratch = _scratch(V, d) if cfg.negative else None
+    in_scratch = _scratch(V, d)
     hs = None
     if cfg.hs:
         points, codes, real = huffman_paths(counts)
@@ -231,7 +235,8 @@ def train_word2vec(sentences: Sequence[Sequence[str]], config: Word2VecConfig | 
             lr = cfg.lr - (cfg.lr - cfg.min_lr) * frac
             sl = slice(lo, lo + cfg.batch_size)
             neg = negs[lo % chunk : lo % chunk + cfg.batch_size] if table is not None else None
-            _step(w_in, w_neg, w_hs, ctx, offsets[lo : lo + cfg.batch_size + 1], tgt[sl], neg, lr, hs, neg_scratch)
+            _step(w_in, w_neg, w_hs, ctx, offsets[lo : lo + cfg.batch_size + 1], tgt[sl], neg, lr, hs, neg_scratch,
+                  in_scratch)
         done_words += len(ids)
         n_pred += n
     stats = TrainStats(done_words, time.perf_counter() - start, n_pred)
@@ -240,17 +245,19 @@ def train_word2vec(sentences: Sequence[Sequence[str]], config: Word2VecConfig | 
 
 
 def _scratch(rows: int, d: int) -> tuple[np.ndarray, np.ndarray]:
-    """Zeroed per-row update sums (rows, d) and hit counts (rows,) for `logistic_update`."""
+    """Zeroed per-row update sums (rows, d) and hit counts (rows,) for `logistic_update`, `add_to_context`."""
     return np.zeros((rows, d), dtype=np.float32), np.zeros(rows, dtype=np.int64)
 
 
-def _step(w_in, w_neg, w_hs, ctx, offsets, tgt, neg, lr, hs, neg_scratch):
+def _step(w_in, w_neg, w_hs, ctx, offsets, tgt, neg, lr, hs, neg_scratch, in_scratch):
     """One batched SGD step, all from the batch's starting values (the gradients of log sigmoid are
     written out). Example i predicts tgt[i] from the mean h[i] of the input vectors of
-    ctx[offsets[i]:offsets[i + 1]], and each of those input words gets the whole gradient of h[i].
+    ctx[offsets[i]:offsets[i + 1]], and each of those input words gets the whole gradient of h[i]
+    (an input vector's sum capped at ROW_CAP times the mean of its updates).
 
     offsets (B + 1,); neg (B, K) negative samples or None, with neg_scratch; hs the padded Huffman
-    paths and their scratch, or None. The weights (float32 arrays) are updated in place.
+    paths and their scratch, or None; in_scratch the input vectors' scratch. The weights (float32
+    arrays) are updated in place.
     """
     from llmlab.classic.w2v_kernels import add_to_context, context_mean
 
@@ -260,7 +267,7 @@ def _step(w_in, w_neg, w_hs, ctx, offsets, tgt, neg, lr, hs, neg_scratch):
         _negative_sampling(w_neg, h, grad_h, tgt, neg, lr, neg_scratch)
     if hs is not None:
         _hierarchical_softmax(w_hs, h, grad_h, tgt, hs, lr)
-    add_to_context(w_in, ctx, offsets, grad_h)
+    add_to_context(w_in, ctx, offsets, grad_h, ROW_CAP, *in_scratch)
 
 
 def _negative_sampling(w_neg, h, grad_h, tgt, neg, lr, scratch) -> None:
@@ -278,9 +285,9 @@ def _negative_sampling(w_neg, h, grad_h, tgt, neg, lr, scratch) -> None:
 
 def _hierarchical_softmax(w_hs, h, grad_h, tgt, hs, lr) -> None:
     """One logistic step per inner node on each target's Huffman path (label 1 - code), from the batch's
-    starting values; a node's updates are summed, capped at HS_NODE_CAP times their mean."""
+    starting values; a node's updates are summed, capped at ROW_CAP times their mean."""
     from llmlab.classic.w2v_kernels import logistic_update
 
     points, labels, real, delta, seen = hs
-    logistic_update(w_hs, h, grad_h, points[tgt], labels[tgt], real[tgt], lr, HS_NODE_CAP,
+    logistic_update(w_hs, h, grad_h, points[tgt], labels[tgt], real[tgt], lr, ROW_CAP,
                     delta, seen)  # paths padded to the deepest word, (B, depth)
