@@ -11,6 +11,7 @@ from llmlab.train.corruption import (
     denoising_pair,
     poisson_spans,
     sentence_permutation,
+    span_corrupt,
     text_infilling,
     token_deletion,
     token_masking,
@@ -104,3 +105,61 @@ def test_missing_options_are_named():
         denoising_pair(IDS, "shuffle")
     with pytest.raises(InputError):
         token_masking(IDS, MASK, 1.5)
+
+
+def _hidden_runs(out, ids):
+    """How many tokens each mask of `out` hides, reading `out` as `ids` (distinct tokens) with runs, each
+    possibly empty, replaced by one MASK each; None if it is not such an infilling (order broken, two
+    masks in one gap, or tokens gone without a mask)."""
+    runs, prev, gap_has_mask = [], -1, False
+    for t in [*out, None]:  # None: the end of the sequence, as if a kept token at len(ids)
+        if t == MASK:
+            if gap_has_mask:
+                return None
+            gap_has_mask = True
+            continue
+        at = len(ids) if t is None else ids.index(t)
+        if at <= prev or (at - prev > 1 and not gap_has_mask):
+            return None
+        if gap_has_mask:
+            runs.append(at - prev - 1)
+        prev, gap_has_mask = at, False
+    return runs
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.8, 0.95])
+def test_text_infilling_hides_its_poisson_spans_one_mask_each(ratio):
+    ids = list(range(10, 30))
+    budget = round(ratio * len(ids))
+    at_start = at_end = 0
+    for seed in range(40):
+        out = text_infilling(ids, MASK, ratio, 3.0, gen(seed))
+        # the spans drawn first from the generator; at most one per gap that the budget leaves
+        spans = poisson_spans(budget, 3.0, gen(seed))[: len(ids) - budget + 1]
+        assert sorted(_hidden_runs(out, ids)) == sorted(spans)
+        at_start += out[0] == MASK
+        at_end += out[-1] == MASK
+    assert at_start and at_end  # a span may sit before the first or after the last kept token
+
+
+def test_a_zero_probability_corrupts_nothing():
+    assert token_masking(IDS, MASK, 0.0, gen()) == IDS
+    assert token_deletion(IDS, 0.0, gen()) == IDS
+    assert text_infilling(IDS, MASK, 0.0, 3.0, gen()) == IDS
+    for f in (lambda: token_deletion(IDS, 1.0), lambda: text_infilling(IDS, MASK, 1.0)):
+        with pytest.raises(InputError, match=r"\[0, 1\)"):
+            f()
+
+
+def test_defaults_are_the_papers_rates():
+    # T5: 15% noise in spans of mean 3; BART: p = 0.15 token corruption, 30% infilled in Poisson(3) spans
+    sentinels, kw = list(range(100, 140)), dict(mask_id=MASK, sentence_end_ids=(END,))
+    assert span_corrupt(IDS, sentinels, generator=gen()) == span_corrupt(IDS, sentinels, 0.15, 3.0, gen())
+    assert token_masking(IDS, MASK, generator=gen()) == token_masking(IDS, MASK, 0.15, gen())
+    assert token_deletion(IDS, generator=gen()) == token_deletion(IDS, 0.15, gen())
+    assert poisson_spans(100, generator=gen()) == poisson_spans(100, 3.0, gen())
+    assert text_infilling(IDS, MASK, generator=gen()) == text_infilling(IDS, MASK, 0.3, 3.0, gen())
+    for objective in ("span", "infill"):
+        assert (denoising_pair(IDS, objective, sentinel_ids=sentinels, generator=gen(), **kw)
+                == denoising_pair(IDS, objective, sentinel_ids=sentinels, p=0.15, infill_ratio=0.3, lam=3.0,
+                                  generator=gen(), **kw))
