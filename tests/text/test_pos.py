@@ -278,6 +278,19 @@ def test_a_tagger_with_word_clusters_round_trips(train_tagged, tmp_path):
         load_tagger(tmp_path / "c")
 
 
+def test_a_cluster_file_with_ids_that_are_not_ascii_digits_is_refused(tmp_path):
+    from llmlab.text.pos_perceptron import load_clusters, save_clusters
+
+    table = {"猫": (1, 0), "跑": (12, 3)}
+    save_clusters(tmp_path / "c.tsv", table, (16, 4))
+    assert load_clusters(tmp_path / "c.tsv", 2) == table
+    lines = (tmp_path / "c.tsv").read_text(encoding="utf-8").split("\n")
+    for bad in ("狗\tx\t0", "狗\t٣\t0", "狗\t1", "狗\t1\t-2"):  # "٣" is a digit, int() reads it, but not ASCII
+        (tmp_path / "c.tsv").write_text("\n".join([*lines[:2], bad, *lines[2:]]), encoding="utf-8")
+        with pytest.raises(InputError, match="line 3: expected a word and 2 ids"):
+            load_clusters(tmp_path / "c.tsv", 2)
+
+
 def test_cluster_features_are_shared_by_words_of_one_cluster_and_by_rare_words():
     from llmlab.text.pos_perceptron import cluster_keys
 

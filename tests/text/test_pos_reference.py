@@ -167,3 +167,50 @@ def test_tied_scores_decode_to_the_lowest_tag_ids():
         assert viterbi(zeros, np.zeros((3, 3)), np.zeros(3)) == [0] * n
         assert viterbi2(zeros, np.zeros((3, 3)), np.zeros((3, 3, 3)), np.zeros(3)) == [0] * n
         assert viterbi2(zeros, np.zeros((3, 3)), np.zeros((3, 3, 3)), np.zeros(3), beam=2) == [0] * n
+
+
+def test_the_shape_template_is_the_end_types_and_capped_length():
+    """`_shape`'s documented code: words share the shape key (template 12) exactly when their first and
+    last characters' types and their lengths capped at 6 agree; the empty word has a shape of its own."""
+    from llmlab.text.pos_perceptron import _char_type
+
+    table = type_table()
+    words = ["○", "×", "○×", "a", "ab", "a1", "1a", "1", "12", "中", "中国", "中国人民银行总行", "中国人民银行总部",
+             "○中", "中○", "的", "ＡＢ", ""]
+    keys = word_keys(words, table)[:, 12]
+
+    def spec(w):
+        return (_char_type(w[0], table), _char_type(w[-1], table), min(len(w), 6)) if w else None
+
+    for a, b in itertools.combinations(range(len(words)), 2):
+        assert (keys[a] == keys[b]) == (spec(words[a]) == spec(words[b])), (words[a], words[b])
+
+
+# which `cluster_keys` templates (2 levels) read the finest cluster of the word at each offset, and which
+# the coarse one; the (word, last character) template also reads the word's last character
+_FINE_OFFSETS = {-1: {1, 3, 6}, 0: {0, 3, 4, 5}, 1: {2, 4, 6}}
+_COARSE_OFFSETS = {-1: {8}, 0: {7}, 1: {9}}
+
+
+def test_each_cluster_template_reads_only_its_clusters():
+    from llmlab.text.pos_perceptron import cluster_keys
+
+    words = ["甲一", "乙二", "丙三", "丁四", "戊五"]
+    table = {w: (10 + i, 20 + i) for i, w in enumerate(words)}
+    table |= {"子" + w[-1]: (30 + i, 20 + i) for i, w in enumerate(words)}  # same coarse cluster, last char
+    table |= {"丑" + w[-1]: (10 + i, 40 + i) for i, w in enumerate(words)}  # same fine cluster, last char
+    base = cluster_keys(words, table, 2)
+    assert len(set(base[2].tolist())) == base.shape[1]  # one key per template
+    for swap, offsets in (("子", _FINE_OFFSETS), ("丑", _COARSE_OFFSETS)):
+        for j in range(len(words)):
+            keys = cluster_keys([swap + w[-1] if x == j else w for x, w in enumerate(words)], table, 2)
+            for i in range(len(words)):
+                changed = set(np.flatnonzero(keys[i] != base[i]).tolist())
+                assert changed == offsets.get(j - i, set()), (swap, i, j)
+    last = cluster_keys(["甲一", "乙六", "丙三"], {**table, "乙六": table["乙二"]}, 2)
+    assert set(np.flatnonzero(last[1] != base[1]).tolist()) == {5}
+    # beyond the sentence's edge is not an unknown word: "甲一" after "龘" and at the start differ
+    after_unknown = cluster_keys(["龘", *words], table, 2)[1:]
+    assert set(np.flatnonzero(after_unknown[0] != base[0]).tolist()) == {1, 3, 6, 8}
+    before_unknown = cluster_keys([*words, "龘"], table, 2)[:-1]
+    assert set(np.flatnonzero(before_unknown[-1] != base[-1]).tolist()) == {2, 4, 6, 9}
