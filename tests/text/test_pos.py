@@ -201,7 +201,7 @@ def test_damaged_tagger_files_are_refused_on_load(taggers, tmp_path):
     tagger = PerceptronTagger.train([[("中国", "ns"), ("人民", "n")]] * 3, PerceptronTaggerConfig(
         epochs=1, ensemble=1, clusters=(), tagdict_min_count=1))
     for kind, model, damage in [("hmm", taggers["hmm"], lambda st: st["emit"].update({"中国": {"zz": -1.0}})),
-                                ("perceptron", tagger, lambda st: st["tagdict"].update({"中国": [99]}))]:
+                                ("perceptron", tagger, lambda st: st["tagdict"].update({"中国": [2]}))]:  # ids: 0, 1
         model.save(tmp_path / kind)
         doc_path = tmp_path / kind / "tagger.json"
         doc = json.loads(doc_path.read_text(encoding="utf-8"))

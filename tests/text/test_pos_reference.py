@@ -1,12 +1,14 @@
 """POS taggers on tiny hand-made data, against brute force and independently computed values."""
 
 import itertools
+import logging
 import math
 from collections import Counter
 
 import numpy as np
 import pytest
 
+from llmlab.core.errors import InputError
 from llmlab.text.features import type_table
 from llmlab.text.pos import viterbi, viterbi2
 from llmlab.text.pos_perceptron import PerceptronTagger, PerceptronTaggerConfig, word_keys
@@ -17,7 +19,8 @@ TINY = [[("他", "r"), ("跑", "v"), ("了", "u")], [("我", "r"), ("跑", "v")]
 
 def _reference_perceptron(tagger, data, config, seed):
     """A plain structured perceptron, averaged over the snapshots before the first and after each
-    sentence, written without the compiled loops: its (weights, trans, start, trans3)."""
+    sentence, written without the compiled loops: its (weights, trans, start, trans3), and the wrongly
+    tagged words of each epoch."""
     tags = tagger.tags
     k = len(tags)
     slots = [tagger.index.lookup(word_keys([w for w, _ in s], type_table())) for s in data]
@@ -25,8 +28,9 @@ def _reference_perceptron(tagger, data, config, seed):
     w = np.zeros((tagger.index.size + 1, k))
     tr, st, t3 = np.zeros((k, k)), np.zeros(k), np.zeros((k, k, k))
     sums = [np.zeros_like(x) for x in (w, tr, st, t3)]
-    rng, snapshots = np.random.default_rng(seed), 1
+    rng, snapshots, wrong = np.random.default_rng(seed), 1, []
     for _ in range(config.epochs):
+        wrong.append(0)
         for i in rng.permutation(len(data)):
             em = w[slots[i]].sum(axis=1)
             if config.order == 2:
@@ -34,6 +38,7 @@ def _reference_perceptron(tagger, data, config, seed):
             else:
                 pred = viterbi(em, tr, st)
             gold = golds[i]
+            wrong[-1] += sum(g != p for g, p in zip(gold, pred))
             if pred != gold:
                 for x, (g, p) in enumerate(zip(gold, pred)):
                     w[slots[i][x], g] += 1
@@ -49,19 +54,29 @@ def _reference_perceptron(tagger, data, config, seed):
             for total, x in zip(sums, (w, tr, st, t3)):
                 total += x
             snapshots += 1
-    return [total / snapshots for total in sums]
+    return [total / snapshots for total in sums], wrong
 
 
 @pytest.mark.parametrize("order", [1, 2])
 def test_perceptron_training_matches_a_plain_averaged_perceptron(order):
     config = PerceptronTaggerConfig(epochs=3, order=order, beam=2, ensemble=2, clusters=(), seed=5)
     tagger = PerceptronTagger.train(TINY, config)
-    members = [_reference_perceptron(tagger, TINY, config, seed) for seed in (5, 6)]
+    members = [_reference_perceptron(tagger, TINY, config, seed)[0] for seed in (5, 6)]
     w, tr, st, t3 = (a + b for a, b in zip(*members))
     w[tagger.index.missing] = 0
     assert np.abs(w).sum() > 0 and np.abs(tr).sum() > 0
     assert np.allclose(tagger.weights, w, atol=1e-5) and np.allclose(tagger.trans, tr)
     assert np.allclose(tagger.start, st) and np.allclose(tagger.trans3, t3)
+
+
+def test_training_logs_the_wrongly_tagged_words_of_each_epoch(caplog):
+    config = PerceptronTaggerConfig(epochs=3, order=2, beam=2, ensemble=1, clusters=(), seed=5)
+    with caplog.at_level(logging.INFO, logger="llmlab.text.pos_perceptron"):
+        tagger = PerceptronTagger.train(TINY, config)
+    wrong = _reference_perceptron(tagger, TINY, config, 5)[1]
+    assert wrong[0] > 0
+    assert [r.getMessage() for r in caplog.records if "wrongly" in r.getMessage()] == [
+        f"epoch {e + 1}: {n} wrongly tagged training words" for e, n in enumerate(wrong)]
 
 
 def test_hmm_probabilities_are_the_smoothed_counts():
@@ -214,3 +229,12 @@ def test_each_cluster_template_reads_only_its_clusters():
     assert set(np.flatnonzero(after_unknown[0] != base[0]).tolist()) == {1, 3, 6, 8}
     before_unknown = cluster_keys([*words, "龘"], table, 2)[:-1]
     assert set(np.flatnonzero(before_unknown[-1] != base[-1]).tolist()) == {2, 4, 6, 9}
+
+
+def test_a_beam_of_one_tags_each_word_by_its_best_emission():
+    tagger = PerceptronTagger.train(TINY, PerceptronTaggerConfig(epochs=1, order=2, beam=1, ensemble=1,
+                                                                 clusters=()))
+    em = np.random.default_rng(0).normal(size=(7, len(tagger.tags)))
+    assert tagger.decode(em) == [tagger.tags[i] for i in em.argmax(axis=1)]
+    with pytest.raises(InputError, match="beam"):
+        PerceptronTaggerConfig(beam=0)
