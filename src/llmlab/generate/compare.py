@@ -5,7 +5,7 @@ Greedy and beam search pick what the model finds most likely, and a small model'
 loops ("the parrot"); penalties, n-gram bans and sampling trade some of that likelihood for variety.
 `compare_decoding` runs the same prompts through each strategy and measures, per strategy:
 
-- rep-n: the mean share of an output's n-grams that repeat an earlier one (`evaluate.diversity.rep_n`);
+- rep-4: the mean share of an output's 4-grams that repeat an earlier one (`evaluate.diversity.rep_n`);
 - distinct-2: distinct bigrams over all bigrams of all outputs (`evaluate.diversity.distinct_n`);
 - NLL: the mean negative log-probability per new token under the model (lower = what the model prefers);
 - tokens: the mean output length (EOS ends an output early), and the wall time.
@@ -22,6 +22,7 @@ from llmlab.generate.autoregressive import generate
 from llmlab.generate.config import GenerationConfig
 from llmlab.models.scoring import text_start, token_logprobs
 
+REP_N = 4  # the n of the repetition column
 STRATEGIES: dict[str, dict] = {
     "greedy": dict(temperature=0),
     "greedy, repetition penalty 1.3": dict(temperature=0, repetition_penalty=1.3),
@@ -38,7 +39,7 @@ STRATEGIES: dict[str, dict] = {
 @dataclass(frozen=True)
 class DecodingRow:
     strategy: str
-    rep: float  # mean rep-n of the outputs
+    rep: float  # mean rep-4 (REP_N) of the outputs
     distinct2: float  # distinct-2 over all outputs
     nll: float  # mean negative log-probability per new token
     tokens: float  # mean new tokens per output
@@ -46,7 +47,7 @@ class DecodingRow:
     outputs: list[str]  # the decoded continuations, one per prompt
 
 
-def compare_decoding(model, tok, prompts: list[str], max_new_tokens: int = 60, n: int = 4, seed: int = 0,
+def compare_decoding(model, tok, prompts: list[str], max_new_tokens: int = 60, seed: int = 0,
                      strategies: dict[str, dict] | None = None) -> list[DecodingRow]:
     """One row per strategy (name -> `GenerationConfig` settings) over the same `prompts`."""
     if not prompts:
@@ -60,15 +61,15 @@ def compare_decoding(model, tok, prompts: list[str], max_new_tokens: int = 60, n
         seconds = time.perf_counter() - t0
         logps = [lp for ids, new in news if new for lp in token_logprobs(model, ids + new)[-len(new):]]
         outputs = [tok.decode(new) for _, new in news]
-        rows.append(DecodingRow(name, sum(rep_n(o, n) for o in outputs) / len(outputs), distinct_n(outputs, 2),
+        rows.append(DecodingRow(name, sum(rep_n(o, REP_N) for o in outputs) / len(outputs), distinct_n(outputs, 2),
                                 -sum(logps) / len(logps) if logps else 0.0,
                                 sum(len(new) for _, new in news) / len(news), seconds, outputs))
     return rows
 
 
-def format_table(rows: list[DecodingRow], n: int = 4) -> str:
+def format_table(rows: list[DecodingRow]) -> str:
     """The rows as a markdown table."""
-    lines = [f"| strategy | rep-{n} | distinct-2 | NLL/token | tokens | seconds |", "|---|---|---|---|---|---|"]
+    lines = [f"| strategy | rep-{REP_N} | distinct-2 | NLL/token | tokens | seconds |", "|---|---|---|---|---|---|"]
     lines += [f"| {r.strategy} | {r.rep:.3f} | {r.distinct2:.3f} | {r.nll:.3f} | {r.tokens:.1f} | {r.seconds:.2f} |"
               for r in rows]
     return "\n".join(lines)
