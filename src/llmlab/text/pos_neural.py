@@ -18,10 +18,7 @@ test 0.9630, dev 0.9673; character vectors then bring it to test 0.9650, dev 0.9
 for the 12 epochs on one thread). A wider LSTM (256) or a second tagger averaged in did not help the
 hybrid below.
 
-The bidirectional LSTM is two unidirectional ones per layer over padded batches, the backward one
-reading each sentence reversed within its own length: torch's fused CPU kernels then do the work,
-where a bidirectional nn.LSTM over packed sequences ran step by step (its backward zero-filled
-whole buffers at every step; default training on pfr1998 took about 23 minutes instead of 15).
+The bidirectional LSTM is `llmlab.text.neural`'s (fused per-direction LSTMs over padded batches).
 
 Alone it is about as accurate as the perceptron (test 0.9640, dev 0.9703) and makes different errors:
 `llmlab.text.pos_hybrid` adds its log-probabilities to the perceptron's emissions.
@@ -48,6 +45,7 @@ from llmlab.core.io import atomic_path, read_safetensors
 from llmlab.core.progress import progress
 from llmlab.core.threads import torch_threads
 from llmlab.text.base import SPACED_WORD_CHAR, normalize_text
+from llmlab.text.neural import holdout_split, length_buckets, make_bilstm, run_bilstm, start_at_vectors
 from llmlab.text.pos import PosTagger, check_tagged
 
 log = logging.getLogger(__name__)
@@ -105,18 +103,6 @@ class NeuralTaggerConfig:
             raise InputError(f"holdout must be 0 (none) or >= 2, got {self.holdout}")
 
 
-def holdout_split(sentences: list, every: int) -> tuple[list, list]:
-    """(kept, held out): every `every`-th sentence held out (0: none held out).
-
-    >>> holdout_split(list("abcdef"), 3)
-    (['a', 'b', 'd', 'e'], ['c', 'f'])
-    """
-    if not every:
-        return list(sentences), []
-    return ([s for i, s in enumerate(sentences, 1) if i % every],
-            [s for i, s in enumerate(sentences, 1) if not i % every])
-
-
 def latin_stand_in(ch: str) -> str:
     """What an unknown character is read as: a letter or digit of another script written with spaces
     (Cyrillic, Greek, Hangul, ...; pfr1998's foreign words are all Latin) as "A", "a" or "0", so that
@@ -167,11 +153,7 @@ def _build_net(config: NeuralTaggerConfig, n_words: int, n_chars: int, n_tags: i
             self.length = nn.Embedding(c.max_chars + 1, c.length_dim)
             self.conv = nn.Conv1d(c.char_dim, c.filters, c.width, padding=c.width // 2)
             d_in = c.word_dim + c.filters + 2 * c.char_dim + c.length_dim
-            # one unidirectional LSTM per layer and direction (layer 0 forward, layer 0 backward, ...), drawing
-            # the same initial weights as one bidirectional nn.LSTM: on padded batches (rather than packed ones)
-            # torch runs them with its fused CPU kernels, forward and backward
-            self.rnn = nn.ModuleList(nn.LSTM(d_in if i < 2 else 2 * c.hidden, c.hidden, batch_first=True)
-                                     for i in range(2 * c.layers))
+            self.rnn = make_bilstm(d_in, c.hidden, c.layers)
             self.drop = nn.Dropout(c.dropout)
             self.out = nn.Linear(2 * c.hidden, n_tags)
 
@@ -188,17 +170,7 @@ def _build_net(config: NeuralTaggerConfig, n_words: int, n_chars: int, n_tags: i
             return self.out(self.drop(self.bilstm(x, lengths)))  # (B, L, K)
 
         def bilstm(self, x, lengths):  # (B, L, D_in) padded -> (B, L, 2H); rows past a sentence's end are junk
-            pos, n = torch.arange(x.shape[1]), torch.as_tensor(lengths).unsqueeze(1)
-            # each sentence read backwards: position i takes n - 1 - i, padding stays at the end (its own inverse)
-            back = torch.where(pos < n, n - 1 - pos, pos).unsqueeze(2)  # (B, L, 1)
-            h = x
-            for k in range(config.layers):
-                if k:
-                    h = self.drop(h)
-                # padding follows each sentence in both directions, so no word's state depends on it
-                rev = self.rnn[2 * k + 1](h.gather(1, back.expand_as(h)))[0]
-                h = torch.cat([self.rnn[2 * k](h)[0], rev.gather(1, back.expand_as(rev))], 2)
-            return h
+            return run_bilstm(self.rnn, x, lengths, self.drop)
 
     return Net()
 
@@ -214,16 +186,6 @@ def _batch(rows: list[tuple[np.ndarray, ...]]):
         for a, x in zip(out, r):
             a[b, : len(x)] = x
     return *(torch.from_numpy(a) for a in out), lengths
-
-
-def length_buckets(lengths: Sequence[int], size: int) -> list[list[int]]:
-    """Indices sorted by length, cut into batches of `size` (similar lengths pad little).
-
-    >>> length_buckets([3, 1, 2, 5], 2)
-    [[1, 2], [0, 3]]
-    """
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[i : i + size] for i in range(0, len(order), size)]
 
 
 class NeuralTagger(PosTagger):
@@ -411,28 +373,9 @@ def _pretrain(net, tagger: NeuralTagger, norm: list[list[str]]) -> None:
     words' from `word_vectors` of the (normalised) training sentences `norm`, characters' (all three
     character tables) from `word_vectors` of the characters in running text."""
     c = tagger.config
-    _start_at_vectors([net.word.weight], tagger._word_id, norm, c.min_count, c.seed, "words")
-    _start_at_vectors([net.char.weight, net.first.weight, net.last.weight], tagger._char_id,
+    start_at_vectors([net.word.weight], tagger._word_id, norm, c.min_count, c.seed, "words")
+    start_at_vectors([net.char.weight, net.first.weight, net.last.weight], tagger._char_id,
                       [list("".join(s)) for s in norm], c.min_count, c.seed, "characters")
-
-
-def _start_at_vectors(weights: list, ids: dict[str, int], sentences: list[list[str]], min_count: int, seed: int,
-                      what: str) -> None:
-    """Overwrite the rows of the embedding tables `weights` (same width) of the units with PPMI-SVD
-    vectors, scaled to the default initialisation's unit variance per dimension."""
-    import torch
-
-    from llmlab.text.clusters import word_vectors
-
-    units, x = word_vectors(sentences, min_count, dims=weights[0].shape[1], seed=seed)
-    rows = [(ids[u], i) for i, u in enumerate(units) if u in ids]
-    if not rows:
-        return
-    at, src = map(list, zip(*rows))
-    with torch.no_grad():
-        for weight in weights:
-            weight[at, : x.shape[1]] = torch.from_numpy(x[src] * np.sqrt(x.shape[1])).float()
-    log.info("embeddings of %d %s start from PPMI-SVD vectors (%d dims)", len(at), what, x.shape[1])
 
 
 def _accuracy(net, rows: list, table) -> float:
