@@ -16,7 +16,7 @@ import torch
 
 from llmlab.core.errors import InputError
 from llmlab.generate.config import GenerationConfig
-from llmlab.generate.penalties import apply_penalties
+from llmlab.generate.penalties import apply_penalties, check_bans
 from llmlab.generate.sampling import sample_next
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ def stream(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | None =
         raise InputError("beam search cannot stream tokens one by one (the best beam is known only at the end): "
                          "use generate()")
     prompt = fit_prompt(prompt, model.config.max_seq_len)
+    cfg = check_bans(cfg, model.config.vocab_size, eos_id)
     with decoding(model) as device:
         g = torch.Generator(device=device).manual_seed(cfg.seed)
         yield from _decode(model, torch.tensor([prompt], device=device), model.config.max_seq_len, cfg, g, eos_id)

@@ -9,7 +9,7 @@ next beams. The search stops once no running beam can beat the worst of k finish
 at its current length, Hugging Face's default heuristic), and returns the best finished one.
 
 This follows Hugging Face's beam search step for step (same candidates, scores, finishing and stopping
-rules, and repetition penalties applied to log-probabilities), so both return the same tokens for the
+rules, and repetition penalties and bans applied to log-probabilities), so both return the same tokens for the
 same weights; the tests check that against ``transformers``.
 """
 
@@ -19,7 +19,7 @@ import torch
 
 from llmlab.generate.autoregressive import decoding, fit_prompt
 from llmlab.generate.config import GenerationConfig
-from llmlab.generate.penalties import apply_penalties
+from llmlab.generate.penalties import apply_penalties, check_bans
 
 DEAD = -1e9  # Hugging Face's score for "not a candidate": beams 1..k-1 before the first step
 
@@ -29,6 +29,7 @@ def beam_search(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | N
     """The new token ids of the best finished beam (without its EOS), after `prompt`."""
     k, ctx = cfg.num_beams, model.config.max_seq_len
     prompt = fit_prompt(prompt, ctx)
+    cfg = check_bans(cfg, model.config.vocab_size, eos_id)
     if cfg.max_new_tokens == 0:
         return []
     n_prompt = len(prompt)

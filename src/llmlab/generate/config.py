@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 
 from llmlab.core.errors import InputError
@@ -22,6 +23,8 @@ class GenerationConfig:
     no_repeat_ngram_size: int = 0  # never repeat an n-gram of prompt and output of this size (0 = off)
     num_beams: int = 1  # beam search with this many beams (1 = sample); beams ignore temperature, top-k, top-p
     length_penalty: float = 1.0  # beam search: finished beams rank by log-probability / length ** this
+    suppress_tokens: tuple[int, ...] = ()  # token ids never generated (Hugging Face's suppress_tokens)
+    bad_words_ids: tuple[tuple[int, ...], ...] = ()  # id sequences never generated (HF's): see penalties.bad_words
 
     def __post_init__(self):
         if self.max_new_tokens < 0:
@@ -43,3 +46,39 @@ class GenerationConfig:
             raise InputError(f"num_beams must be >= 1, got {self.num_beams}")
         if not 0 <= self.seed < 2**63:  # what torch.Generator takes
             raise InputError(f"seed must be in [0, 2**63), got {self.seed}")
+        # lists (from JSON or a caller) are stored as tuples, so the config stays hashable
+        object.__setattr__(self, "suppress_tokens", token_ids(self.suppress_tokens, "suppress_tokens"))
+        bad = self.bad_words_ids
+        if isinstance(bad, (str, bytes)) or not hasattr(bad, "__iter__"):
+            raise InputError(f"bad_words_ids must be a list of token id sequences, got {bad!r}")
+        object.__setattr__(self, "bad_words_ids", tuple(token_ids(s, f"bad_words_ids[{i}]", empty=False)
+                                                        for i, s in enumerate(bad)))
+
+
+def token_ids(ids, name: str, empty: bool = True) -> tuple[int, ...]:
+    """`ids` as a tuple of ints >= 0; anything else (a string, a negative or fractional id, an empty
+    sequence where `empty` is False) is an InputError naming `name`. Ids past the model's vocabulary are
+    caught at generation time, where the vocabulary is known.
+
+    >>> token_ids([3, 0], "suppress_tokens")
+    (3, 0)
+    >>> token_ids([], "bad_words_ids[0]", empty=False)
+    Traceback (most recent call last):
+    ...
+    llmlab.core.errors.InputError: bad_words_ids[0] must hold at least one token id, got []
+    """
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+        raise InputError(f"{name} must be a sequence of token ids, got {ids!r}")
+    out = []
+    for i in ids:
+        try:
+            if isinstance(i, bool):  # True is an int to Python, never a token id
+                raise TypeError
+            out.append(operator.index(i))
+        except TypeError:
+            raise InputError(f"{name} must hold token ids (ints), got {i!r} in {ids!r}") from None
+        if out[-1] < 0:
+            raise InputError(f"{name} must hold token ids >= 0, got {out[-1]} in {ids!r}")
+    if not out and not empty:
+        raise InputError(f"{name} must hold at least one token id, got {ids!r}")
+    return tuple(out)

@@ -1,4 +1,5 @@
-"""Discouraging repetition at decoding time (topics 6, 59-61): penalties on the logits of tokens already seen.
+"""Discouraging repetition at decoding time (topics 6, 59-61): penalties on the logits of tokens already seen,
+and bans on tokens a user never wants to see.
 
 Each function takes logits (R, V), one row per sequence being decoded, and the ids of those sequences
 (R, T), and returns new logits; R is 1 when sampling and the beam count in beam search.
@@ -11,13 +12,26 @@ Each function takes logits (R, V), one row per sequence being decoded, and the i
   every repeat, so it damps loops; the presence term is a flat cost for any reuse.
 - `no_repeat_ngram` (Hugging Face's ``no_repeat_ngram_size``): a token that would complete an n-gram that
   already occurs in the sequence gets -inf, so no n-gram ever occurs twice.
+- `suppress_tokens` (Hugging Face's ``suppress_tokens``): the given ids get -inf at every step, e.g. ``<unk>``,
+  which a small or undertrained model writes a lot.
+- `bad_words` (Hugging Face's ``bad_words_ids``): a banned id sequence's last id gets -inf whenever the
+  sequence so far ends with the rest of it, so the whole sequence never appears; a one-id sequence is banned
+  at every step. It bans what follows a prefix, so the prefix itself can still be written.
+
+Where bans leave a row no token at all, Hugging Face greedy-picks id 0 (a banned one) and its sampler fails
+on the NaN probabilities; llmlab raises an InputError that names the setting instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 import torch
 
 from llmlab.core.errors import InputError
+
+log = logging.getLogger(__name__)
 
 NEG_INF = float("-inf")
 
@@ -75,16 +89,81 @@ def no_repeat_ngram(logits: torch.Tensor, ids: torch.Tensor, n: int) -> torch.Te
     banned = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
     rows, cols = match.nonzero(as_tuple=True)
     banned[rows, windows[rows, cols, -1]] = True
-    if banned.all(-1).any():
-        raise InputError(f"no_repeat_ngram_size {n} bans every token of the vocabulary ({logits.shape[-1]}): "
-                         "nothing is left to generate; use a larger size")
-    return logits.masked_fill(banned, NEG_INF)
+    return ban(logits, banned, f"no_repeat_ngram_size {n}", "use a larger size")
+
+
+def bad_words(logits: torch.Tensor, ids: torch.Tensor, sequences: tuple[tuple[int, ...], ...]) -> torch.Tensor:
+    """-inf for the last id of each of `sequences` whose other ids end `ids` (R, T); a one-id sequence always.
+
+    Sequences are matched in groups of one length, all rows and sequences of a group in one comparison;
+    one longer than the ids so far cannot match yet.
+
+    >>> bad_words(torch.zeros(2, 4), torch.tensor([[1, 2], [2, 1]]), ((3,), (2, 0), (1, 2, 1))).tolist()
+    [[-inf, -inf, 0.0, -inf], [0.0, 0.0, 0.0, -inf]]
+    """
+    if not sequences:
+        return logits
+    T = ids.shape[-1]
+    banned = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
+    by_length: dict[int, list[tuple[int, ...]]] = {}
+    for s in sequences:
+        by_length.setdefault(len(s), []).append(s)
+    for n, group in by_length.items():
+        if n - 1 > T:
+            continue
+        prefixes = torch.tensor([s[:-1] for s in group], dtype=ids.dtype, device=ids.device)  # (G, n - 1)
+        last = torch.tensor([s[-1] for s in group], device=ids.device)  # (G,)
+        match = (ids[:, None, T - n + 1:] == prefixes).all(-1)  # (R, G); n = 1: every row
+        rows, cols = match.nonzero(as_tuple=True)
+        banned[rows, last[cols]] = True
+    return ban(logits, banned, "bad_words_ids")
+
+
+def suppress_tokens(logits: torch.Tensor, token_ids: tuple[int, ...]) -> torch.Tensor:
+    """-inf for every id in `token_ids` (each < V; `check_bans` says so clearly), in every row.
+
+    >>> suppress_tokens(torch.zeros(2, 3), (0, 2)).tolist()
+    [[-inf, 0.0, -inf], [-inf, 0.0, -inf]]
+    """
+    if not token_ids:
+        return logits
+    banned = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    banned[list(token_ids)] = True
+    return ban(logits, banned, "suppress_tokens")
+
+
+def ban(logits: torch.Tensor, banned: torch.Tensor, setting: str, advice: str = "ban fewer") -> torch.Tensor:
+    """`logits` with -inf where `banned` (broadcast to them); an InputError naming `setting` when that leaves
+    some row no token, counting what earlier bans took (those logits are -inf already)."""
+    out = logits.masked_fill(banned, NEG_INF)
+    if torch.isneginf(out).all(-1).any():
+        raise InputError(f"{setting} bans every token of the vocabulary ({logits.shape[-1]}) still allowed: "
+                         f"nothing is left to generate; {advice}")
+    return out
+
+
+def check_bans(cfg, vocab_size: int, eos_id: int | None = None):
+    """`cfg` ready to decode with a model of `vocab_size` tokens: an id past the vocabulary in
+    ``suppress_tokens`` or ``bad_words_ids`` is an InputError, and, as in Hugging Face's ``generate``, a
+    one-id bad word that is `eos_id` is dropped (with a warning: ``suppress_tokens`` forbids EOS)."""
+    for name, seqs in (("suppress_tokens", (cfg.suppress_tokens,)), ("bad_words_ids", cfg.bad_words_ids)):
+        past = sorted({i for s in seqs for i in s if i >= vocab_size})
+        if past:
+            raise InputError(f"{name} holds token ids {past} past the model's vocabulary of {vocab_size} "
+                             f"(ids 0..{vocab_size - 1})")
+    if eos_id is None or (eos_id,) not in cfg.bad_words_ids:
+        return cfg
+    log.warning("bad_words_ids: the one-token sequence (%d,) is EOS and is ignored, as in Hugging Face; "
+                "use suppress_tokens to forbid EOS", eos_id)
+    return dataclasses.replace(cfg, bad_words_ids=tuple(s for s in cfg.bad_words_ids if s != (eos_id,)))
 
 
 def apply_penalties(logits: torch.Tensor, ids: torch.Tensor, n_prompt: int, cfg) -> torch.Tensor:
-    """All three penalties of a `GenerationConfig`, in Hugging Face's order (repetition, then n-grams; the
-    frequency and presence terms last); `ids` (R, T) holds prompt and generated ids, the first `n_prompt`
-    of them the prompt."""
+    """The penalties and bans of a `GenerationConfig`, in Hugging Face's order (repetition, n-grams, bad words,
+    suppressed tokens; the frequency and presence terms, which it lacks, last); `ids` (R, T) holds prompt and
+    generated ids, the first `n_prompt` of them the prompt. Decoders pass `cfg` through `check_bans` first."""
     logits = repetition_penalty(logits, ids, cfg.repetition_penalty)
     logits = no_repeat_ngram(logits, ids, cfg.no_repeat_ngram_size)
+    logits = bad_words(logits, ids, cfg.bad_words_ids)
+    logits = suppress_tokens(logits, cfg.suppress_tokens)
     return frequency_presence_penalty(logits, ids[:, n_prompt:], cfg.frequency_penalty, cfg.presence_penalty)
