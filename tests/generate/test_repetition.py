@@ -1,5 +1,6 @@
 """Repetition penalties and beam search against Hugging Face transformers (its logits processors, and its
-`generate` on the same weights exported as a LLaMA checkpoint), and against their definitions."""
+`generate` on the same weights exported as a LLaMA checkpoint: the `model` and `hf_model` of conftest.py),
+and against their definitions."""
 
 import pytest
 import torch
@@ -7,31 +8,6 @@ import torch
 from llmlab.core.errors import InputError
 from llmlab.generate import GenerationConfig, generate
 from llmlab.generate.penalties import frequency_presence_penalty, no_repeat_ngram, repetition_penalty
-from llmlab.models import CausalLM, ModelConfig
-
-CFG = ModelConfig(vocab_size=40, dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=24)
-
-
-@pytest.fixture(scope="module")
-def model():
-    """Weights drawn wider than the default init, whose near-uniform outputs repeat one token forever:
-    these give distributions that vary from step to step, so beams part ways and EOS comes early."""
-    torch.manual_seed(0)
-    model = CausalLM(CFG).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.6)
-    return model
-
-
-@pytest.fixture(scope="module")
-def hf_model(model, tmp_path_factory):
-    transformers = pytest.importorskip("transformers")
-    from llmlab.models.hf import export_hf
-
-    path = tmp_path_factory.mktemp("hf")
-    export_hf(model, path)
-    return transformers.AutoModelForCausalLM.from_pretrained(path).eval()
 
 
 def random_case(g, rows=3, length=12, vocab=9):
@@ -117,7 +93,8 @@ def test_beam_search_matches_transformers_on_random_settings(model, hf_model):
     g = torch.Generator().manual_seed(5)
     pick = lambda options: options[int(torch.randint(len(options), (1,), generator=g))]  # noqa: E731
     for _ in range(20):
-        prompt = torch.randint(0, CFG.vocab_size, (int(torch.randint(1, 8, (1,), generator=g)),), generator=g).tolist()
+        length = int(torch.randint(1, 8, (1,), generator=g))
+        prompt = torch.randint(0, model.config.vocab_size, (length,), generator=g).tolist()
         kw = dict(num_beams=pick([2, 3, 4, 6]), length_penalty=pick([-0.5, 0.0, 0.5, 1.0, 1.5, 3.0]),
                   max_new_tokens=pick([3, 8, 14]))
         eos = pick([31, 16, 10, 35, 1, 27])

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overrides
+
+log = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
@@ -17,7 +20,17 @@ def register(sub) -> None:
     p.add_argument("--compare", action="store_true",
                    help="run every prompt through a grid of decoding strategies (greedy, beam, penalties, "
                         "sampling) and print their repetition, diversity and likelihood as a table; of the "
-                        "flags below only --max-new-tokens and --seed apply")
+                        "flags below only --max-new-tokens, --seed and the bans (--suppress, --no-unk, "
+                        "--bad-words) apply")
+    p.add_argument("--suppress", nargs="+", action="extend", metavar="TOKEN", default=None,
+                   help="never generate these tokens, spelled as in the tokenizer's vocabulary (e.g. '<|eos|>', "
+                        "or 'Ġthe' in a byte-level BPE one); a string that is no token is an error")
+    p.add_argument("--no-unk", action="store_true",
+                   help="never generate the unknown token <unk> (--suppress '<unk>'); every llmlab tokenizer has "
+                        "one, and with a foreign one without it (GPT-2's) the flag does nothing, as <unk> cannot come")
+    p.add_argument("--bad-words", nargs="+", action="extend", metavar="TEXT", default=None,
+                   help="never generate these texts: each is encoded as a prompt is, and its last token is banned "
+                        "right after the others (with BPE, ' word' mid-sentence is other tokens than 'word')")
     add_dataclass_flags(p, GenerationConfig)
 
 
@@ -31,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     model, tok = load_model(args.model, device=args.device)
     if tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json")
-    cfg = GenerationConfig(**dataclass_overrides(args, GenerationConfig))
+    cfg = GenerationConfig(**dataclass_overrides(args, GenerationConfig), **bans(args, tok))
     # stdin: one prompt per line as every llmlab command reads lines (`line_batches`), each answered
     # before the next is read
     batches = [[args.prompt]] if args.prompt is not None else line_batches(None, size=1)
@@ -43,10 +56,43 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def bans(args: argparse.Namespace, tok) -> dict:
+    """--suppress, --no-unk and --bad-words as `GenerationConfig`'s ``suppress_tokens`` and ``bad_words_ids``.
+
+    A bad word with characters the tokenizer does not know is refused: it would encode to ``<unk>``, and
+    banning that is --no-unk's job, not what the user asked for.
+    """
+    from llmlab.core.errors import InputError
+    from llmlab.tokenizers.base import UNK
+
+    unk = tok.token_to_id(UNK)
+    suppress = []
+    for token in args.suppress or []:
+        if tok.token_to_id(token) is None:
+            raise InputError(f"--suppress: {token!r} is not a token of the model's tokenizer (to ban a text, "
+                             "use --bad-words)")
+        suppress.append(tok.token_to_id(token))
+    if args.no_unk and unk is None:
+        log.info("--no-unk: the tokenizer has no %s token, so it never writes one; nothing to suppress", UNK)
+    elif args.no_unk:
+        suppress.append(unk)
+    bad = []
+    for text in args.bad_words or []:
+        ids = tok.encode(text)
+        if not ids:
+            raise InputError(f"--bad-words: {text!r} encodes to no tokens")
+        if unk is not None and unk in ids:
+            raise InputError(f"--bad-words: {text!r} holds characters the tokenizer does not know (they encode to "
+                             f"{UNK}), so the model cannot write it; --no-unk bans {UNK}")
+        bad.append(tuple(ids))
+    return dict(suppress_tokens=tuple(suppress), bad_words_ids=tuple(bad))
+
+
 def _compare(model, tok, prompts: list[str], cfg) -> int:
     from llmlab.generate.compare import compare_decoding, format_table
 
-    rows = compare_decoding(model, tok, prompts, cfg.max_new_tokens, seed=cfg.seed)
+    rows = compare_decoding(model, tok, prompts, cfg.max_new_tokens, seed=cfg.seed,
+                            suppress_tokens=cfg.suppress_tokens, bad_words_ids=cfg.bad_words_ids)
     print(f"{len(prompts)} prompt(s), at most {cfg.max_new_tokens} new tokens each\n")
     print(format_table(rows))
     print(f"\nfirst prompt: {prompts[0]}")

@@ -48,13 +48,16 @@ class DecodingRow:
 
 
 def compare_decoding(model, tok, prompts: list[str], max_new_tokens: int = 60, seed: int = 0,
-                     strategies: dict[str, dict] | None = None) -> list[DecodingRow]:
-    """One row per strategy (name -> `GenerationConfig` settings) over the same `prompts`."""
+                     strategies: dict[str, dict] | None = None, suppress_tokens: tuple[int, ...] = (),
+                     bad_words_ids: tuple[tuple[int, ...], ...] = ()) -> list[DecodingRow]:
+    """One row per strategy (name -> `GenerationConfig` settings) over the same `prompts`; the bans
+    (`GenerationConfig`'s fields of those names) apply to every strategy."""
     if not prompts:
         raise InputError("no prompts to compare decoding strategies on")
     rows = []
     for name, settings in (strategies or STRATEGIES).items():
-        cfg = GenerationConfig(max_new_tokens=max_new_tokens, seed=seed, **settings)
+        cfg = GenerationConfig(max_new_tokens=max_new_tokens, seed=seed, suppress_tokens=suppress_tokens,
+                               bad_words_ids=bad_words_ids, **settings)
         t0 = time.perf_counter()
         news = [(ids, generate(model, ids, cfg, eos_id=tok.eos_id))
                 for ids in (text_start(tok) + tok.encode(p) for p in prompts)]
