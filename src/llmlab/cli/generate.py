@@ -26,8 +26,8 @@ def register(sub) -> None:
                    help="never generate these tokens, spelled as in the tokenizer's vocabulary (e.g. '<|eos|>', "
                         "or 'Ġthe' in a byte-level BPE one); a string that is no token is an error")
     p.add_argument("--no-unk", action="store_true",
-                   help="never generate the unknown token <unk> (--suppress '<unk>'); every llmlab tokenizer has "
-                        "one, and with a foreign one without it (GPT-2's) the flag does nothing, as <unk> cannot come")
+                   help="never generate the unknown token <unk> (as --suppress '<unk>'); with a tokenizer that has "
+                        "none (a foreign file such as GPT-2's; every llmlab one has it) <unk> cannot come: no-op")
     p.add_argument("--bad-words", nargs="+", action="extend", metavar="TEXT", default=None,
                    help="never generate these texts: each is encoded as a prompt is, and its last token is banned "
                         "right after the others (with BPE, ' word' mid-sentence is other tokens than 'word')")
