@@ -3,8 +3,16 @@
 import pytest
 
 from llmlab.data.corpora import pfr1998, pfr1998_words
+from llmlab.text.seg_neural import NeuralSegmenterConfig
 
 N_TRAIN = 600
+SMALL_NEURAL = NeuralSegmenterConfig(epochs=2, char_dim=16, bigram_dim=16, span_dim=4, hidden=32, holdout=10, lr=1e-2)
+
+
+@pytest.fixture(scope="session")
+def small_neural():
+    """A neural segmenter config that trains in seconds."""
+    return SMALL_NEURAL
 
 
 @pytest.fixture(scope="session")
@@ -30,9 +38,11 @@ def segmenters(train_words):
     from llmlab.text.lattice import LatticeConfig
     from llmlab.text.matching import MatchConfig
     from llmlab.text.perceptron import PerceptronConfig
+    from llmlab.text.seg_hybrid import HybridSegmenterConfig
 
     configs = {"fmm": MatchConfig("forward"), "bmm": MatchConfig("backward"), "bimm": MatchConfig("bidirectional"),
                "unigram": LatticeConfig(), "bigram": LatticeConfig(), "hmm": HmmConfig(),
-               "perceptron": PerceptronConfig(epochs=2, folds=2)}
+               "perceptron": PerceptronConfig(epochs=2, folds=2), "neural": SMALL_NEURAL,
+               "hybrid": HybridSegmenterConfig(perceptron=PerceptronConfig(epochs=2, folds=2), neural=SMALL_NEURAL)}
     assert set(configs) == set(KINDS)
     return {k: segmenter_class(k).train(train_words, c) for k, c in configs.items()}

@@ -10,8 +10,9 @@ import pytest
 from llmlab.core.errors import InputError
 from llmlab.text.base import normalize_text
 from llmlab.text.clusters import word_vectors
+from llmlab.text.neural import emission_scale
 from llmlab.text.pos import load_tagger
-from llmlab.text.pos_hybrid import HybridTagger, HybridTaggerConfig, emission_scale
+from llmlab.text.pos_hybrid import HybridTagger, HybridTaggerConfig
 from llmlab.text.pos_neural import (
     NeuralTagger,
     NeuralTaggerConfig,

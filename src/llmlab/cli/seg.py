@@ -5,24 +5,30 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llmlab.cli.common import add_command, add_group, refuse_other_algo_flags, split_unless_file
+from llmlab.cli.common import add_command, add_group, finite_float, refuse_other_algo_flags, split_unless_file
 from llmlab.core.cache import WHERE
 
-ALGOS = ("fmm", "bmm", "bimm", "unigram", "bigram", "hmm", "perceptron")
-DICT_ALGOS = ("fmm", "bmm", "bimm", "unigram", "bigram", "perceptron")
+ALGOS = ("fmm", "bmm", "bimm", "unigram", "bigram", "hmm", "perceptron", "neural", "hybrid")
+DICT_ALGOS = ("fmm", "bmm", "bimm", "unigram", "bigram", "perceptron", "neural", "hybrid")
+_TRAINED, _NEURAL = ("perceptron", "neural", "hybrid"), ("neural", "hybrid")
 # training flag -> (its argparse dest, the algos it applies to); given for another algo, it is refused
-ALGO_FLAGS = {"--epochs": ("epochs", ("perceptron",)), "--folds": ("folds", ("perceptron",)),
-              "--seed": ("seed", ("perceptron",)), "--no-av-lexicon": ("av_lexicon", ("perceptron",)),
-              "--min-count": ("min_count", DICT_ALGOS), "--user-dict": ("user_dict", DICT_ALGOS),
+ALGO_FLAGS = {"--epochs": ("epochs", _TRAINED), "--folds": ("folds", _TRAINED), "--seed": ("seed", _TRAINED),
+              "--no-av-lexicon": ("av_lexicon", _TRAINED),
+              "--min-count": ("min_count", DICT_ALGOS[:6]), "--user-dict": ("user_dict", DICT_ALGOS),
               "--feature-dict": ("feature_dict", ("perceptron",)),
-              "--dict-only": ("dict_only", ("fmm", "bmm", "bimm", "unigram"))}
+              "--dict-only": ("dict_only", ("fmm", "bmm", "bimm", "unigram")),
+              "--threads": ("threads", _NEURAL), "--layers": ("layers", _NEURAL),
+              "--no-pretrain": ("no_pretrain", _NEURAL), "--lam": ("lam", ("hybrid",)),
+              "--perceptron-model": ("perceptron_model", ("hybrid",))}
 
 
 def register(sub) -> None:
     g = add_group(sub, "seg", "Chinese word segmentation: train, cut, eval, report")
 
     p = add_command(g, "train", "train a segmenter and save it to a directory", _train)
-    p.add_argument("--algo", choices=ALGOS, default="perceptron", help="segmentation method")
+    p.add_argument("--algo", choices=ALGOS, default="perceptron",
+                   help="segmentation method (neural: a BiLSTM; hybrid: perceptron + neural, the most accurate, "
+                   "about 30 minutes on pfr1998)")
     p.add_argument("-o", "--output", required=True, help="model directory to write")
     p.add_argument("--train", dest="train_file", help="segmented training file (words separated by spaces); "
                    "default: the pfr1998 corpus")
@@ -34,13 +40,23 @@ def register(sub) -> None:
                    "dict.txt, unigram cuts as jieba without its HMM)")
     p.add_argument("--feature-dict", help="perceptron: an external word list (jieba-style `word [count]` lines, "
                    "e.g. jieba's dict.txt) whose matches become features; saved with the model")
-    p.add_argument("--epochs", type=int, help="perceptron: passes over the data")
-    p.add_argument("--folds", type=int, help="perceptron: jackknife folds for lexicon features (1 = off)")
+    p.add_argument("--epochs", type=int, help="perceptron, neural, hybrid's neural part: passes over the data")
+    p.add_argument("--folds", type=int, help="perceptron, neural (hybrid: both): jackknife folds for lexicon "
+                   "features (1 = off)")
     p.add_argument("--min-count", type=int, help="dictionary methods (perceptron: its lexicon features): minimum "
                    "training count of a lexicon word (with --dict-only: its count in --user-dict)")
-    p.add_argument("--seed", type=int, help="perceptron: shuffling seed")
+    p.add_argument("--seed", type=int, help="perceptron: shuffling seed; neural, hybrid's neural part: weights, "
+                   "dropout and batch order")
     p.add_argument("--no-av-lexicon", dest="av_lexicon", action="store_false", default=None,
-                   help="perceptron: no features from accessor-variety pseudo-words of the raw training text")
+                   help="perceptron, neural (hybrid: both): no features from accessor-variety pseudo-words of the "
+                   "raw training text")
+    p.add_argument("--threads", type=int, help="neural, hybrid: torch CPU threads (default 1; 0 = torch's default)")
+    p.add_argument("--layers", type=int, help="neural, hybrid: stacked BiLSTM layers (default 1)")
+    p.add_argument("--no-pretrain", action="store_true", default=None,
+                   help="neural, hybrid: random character and bigram embeddings, not training-text PPMI-SVD vectors")
+    p.add_argument("--lam", type=finite_float,
+                   help="hybrid: weight of the neural log-probabilities (default 0.2)")
+    p.add_argument("--perceptron-model", help="hybrid: use this saved perceptron segmenter instead of training one")
 
     p = add_command(g, "cut", "segment stdin lines to stdout (words separated by one space)", _cut)
     p.add_argument("--model", help="model directory from `llmlab seg train`; default: a perceptron on the pfr1998 "
@@ -71,10 +87,13 @@ def register(sub) -> None:
 
 
 def _config_for(algo: str, args: argparse.Namespace):
+    from llmlab.core.errors import InputError
     from llmlab.text.hmm import HmmConfig
     from llmlab.text.lattice import LatticeConfig
     from llmlab.text.matching import MatchConfig
     from llmlab.text.perceptron import PerceptronConfig
+    from llmlab.text.seg_hybrid import HybridSegmenterConfig
+    from llmlab.text.seg_neural import NeuralSegmenterConfig
 
     given = {k: v for k, v in vars(args).items() if v is not None}
     if algo in ("fmm", "bmm", "bimm"):
@@ -84,8 +103,19 @@ def _config_for(algo: str, args: argparse.Namespace):
         return LatticeConfig(**{k: given[k] for k in ("min_count",) if k in given})
     if algo == "hmm":
         return HmmConfig()
-    return PerceptronConfig(**{k: given[k] for k in ("epochs", "folds", "seed", "av_lexicon") if k in given},
-                            **({"lexicon_min_count": given["min_count"]} if "min_count" in given else {}))
+    shared = {k: given[k] for k in ("folds", "av_lexicon") if k in given}
+    if algo == "perceptron":
+        return PerceptronConfig(**{k: given[k] for k in ("epochs", "seed") if k in given}, **shared,
+                                **({"lexicon_min_count": given["min_count"]} if "min_count" in given else {}))
+    neural = NeuralSegmenterConfig(**{k: given[k] for k in ("epochs", "seed", "threads", "layers") if k in given},
+                                   **shared, **({"pretrain": False} if given.get("no_pretrain") else {}))
+    if algo == "neural":
+        return neural
+    if given.get("perceptron_model") and shared:  # also a value equal to the default: the config cannot tell
+        raise InputError("--folds and --no-av-lexicon also train the hybrid's perceptron; with --perceptron-model, "
+                         "which is used as it was trained, give neither")
+    return HybridSegmenterConfig(**{k: given[k] for k in ("lam", "perceptron_model") if k in given},
+                                 perceptron=PerceptronConfig(**shared), neural=neural)
 
 
 def _training_sentences(args) -> list[list[str]]:

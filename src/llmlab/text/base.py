@@ -246,6 +246,8 @@ KINDS: dict[str, str] = {
     "bigram": "llmlab.text.lattice:BigramSegmenter",
     "hmm": "llmlab.text.hmm:HmmSegmenter",
     "perceptron": "llmlab.text.perceptron:PerceptronSegmenter",
+    "neural": "llmlab.text.seg_neural:NeuralSegmenter",
+    "hybrid": "llmlab.text.seg_hybrid:HybridSegmenter",
 }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from llmlab.core.jit import jit
+from llmlab.text.base import keep_runs_whole
 
 B, M, E, S = 0, 1, 2, 3
 TAGS = "BMES"
@@ -89,6 +90,24 @@ def viterbi_bmes_many(emissions: np.ndarray, lengths: Sequence[int] | np.ndarray
         raise ValueError(f"lengths must be >= 0 and add up to the {len(emissions)} emission rows")
     return _viterbi_many(np.ascontiguousarray(emissions, dtype=np.float64), lengths,
                          np.ascontiguousarray(trans, dtype=np.float64).reshape(4, 4))
+
+
+def decode_runs(runs: Sequence[str], emissions: np.ndarray, trans: Sequence[Sequence[float]] | np.ndarray
+                ) -> list[list[str]]:
+    """The words of each run by `viterbi_bmes_many` over `emissions` (the runs' rows one after the
+    other), with no cut inside a unit (`keep_runs_whole`).
+
+    >>> em = np.array([[1, 0, 0, 0], [0, 0, 1, 0]] + [[0, 0, 0, 1]] * 3, dtype=float)  # B E S S S
+    >>> decode_runs(["中国", "ab中"], em, np.zeros((4, 4)))  # "ab" is one unit
+    [['中国'], ['ab', '中']]
+    """
+    lens = [len(r) for r in runs]
+    tags = viterbi_bmes_many(emissions, lens, trans)
+    ends = (np.flatnonzero(tags >= E) + 1).tolist()
+    joined = "".join(runs)
+    words = [joined[a:b] for a, b in zip([0, *ends[:-1]], ends)]
+    cuts = np.searchsorted(ends, np.cumsum(lens), side="right").tolist()
+    return [keep_runs_whole(run, words[a:b]) for run, a, b in zip(runs, [0, *cuts[:-1]], cuts)]
 
 
 def cut_by_tags(text: str, tags: Sequence[int]) -> list[str]:

@@ -31,6 +31,18 @@ def holdout_split(sentences: list, every: int) -> tuple[list, list]:
             [s for i, s in enumerate(sentences, 1) if not i % every])
 
 
+def emission_scale(emissions: Sequence[np.ndarray]) -> float:
+    """Standard deviation of the emission scores, leaving out tag-dictionary bans (< -1e5); 1 if none.
+
+    >>> emission_scale([np.array([[1.0, -1e6], [3.0, 1.0]])])
+    0.9428090415820634
+    """
+    em = np.concatenate([e.ravel() for e in emissions]) if emissions else np.zeros(0)
+    em = em[em > -1e5]
+    std = float(em.std()) if len(em) else 0.0
+    return std if std > 0 else 1.0
+
+
 def length_buckets(lengths: Sequence[int], size: int) -> list[list[int]]:
     """Indices sorted by length, cut into batches of `size` (similar lengths pad little).
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +33,8 @@ from llmlab.core.io import atomic_path, read_safetensors
 from llmlab.core.jit import jit
 from llmlab.core.progress import progress
 from llmlab.text.accessor import AccessorVariety
-from llmlab.text.base import Segmenter, check_sentences, checked_array, keep_runs_whole
-from llmlab.text.bmes import E, encode_tags, viterbi_bmes_many, viterbi_kernel
+from llmlab.text.base import Segmenter, check_sentences, checked_array
+from llmlab.text.bmes import decode_runs, encode_tags, viterbi_kernel
 from llmlab.text.features import FEATURE_SET, PAD, emission_scores, feature_keys_many, type_table
 from llmlab.text.hashindex import FeatureIndex
 from llmlab.text.lexicon import DictSegmenter, Lexicon, read_user_dict
@@ -166,29 +166,31 @@ class PerceptronSegmenter(DictSegmenter):
     def _cut_runs(self, runs: list[str], batch_chars: int = 50_000) -> list[list[str]]:
         """Features, lookups and scores for many runs in one numpy pass, about `batch_chars` characters
         at a time (a longer run alone, scored in windows of that size); Viterbi per run."""
-        out: list[list[str]] = []
+        return [words for batch in self.batches(runs, batch_chars)
+                for words in decode_runs(batch, self.batch_emissions(batch, batch_chars), self.trans)]
+
+    @staticmethod
+    def batches(runs: list[str], batch_chars: int) -> Iterator[list[str]]:
+        """Consecutive runs, about `batch_chars` characters a batch; a longer run is a batch of its own.
+
+        >>> list(PerceptronSegmenter.batches(["ab", "c", "defgh", "i"], 3))
+        [['ab', 'c'], ['defgh'], ['i']]
+        """
         i = 0
         while i < len(runs):
             j, size = i, 0
             while j < len(runs) and (j == i or (size < batch_chars and len(runs[j]) <= batch_chars)):
                 size += len(runs[j])
                 j += 1
-            out.extend(self._cut_batch(runs[i:j], batch_chars))
+            yield runs[i:j]
             i = j
-        return out
 
-    def _cut_batch(self, batch: list[str], batch_chars: int) -> list[list[str]]:
-        lens = [len(r) for r in batch]
-        if len(batch) == 1 and lens[0] > batch_chars:
-            scores = self._windowed_emissions(batch[0], batch_chars)
-        else:
-            scores = self._scores(batch)
-        tags = viterbi_bmes_many(scores, lens, self.trans)
-        ends = (np.flatnonzero(tags >= E) + 1).tolist()
-        joined = "".join(batch)
-        words = [joined[a:b] for a, b in zip([0, *ends[:-1]], ends)]
-        cuts = np.searchsorted(ends, np.cumsum(lens), side="right").tolist()
-        return [keep_runs_whole(run, words[a:b]) for run, a, b in zip(batch, [0, *cuts[:-1]], cuts)]
+    def batch_emissions(self, batch: list[str], batch_chars: int) -> np.ndarray:
+        """`emissions` of the runs of one `batches` batch, one after the other (a single run longer
+        than `batch_chars` scored in windows)."""
+        if len(batch) == 1 and len(batch[0]) > batch_chars:
+            return self._windowed_emissions(batch[0], batch_chars)
+        return self._scores(batch)
 
     @classmethod
     def train(cls, sentences: Iterable[Iterable[str]], config: PerceptronConfig | None = None,
@@ -359,6 +361,27 @@ def _read_av_words(path: Path) -> dict[str, int]:
     return read_dictionary(path, "accessor-variety word list", comments=False).counts
 
 
+def jackknife_matchers(sents: list[list[str]], lexicon: Lexicon, folds: int, min_count: int) -> list[SpanIndex]:
+    """One lexicon matcher per fold: fold f (sentences f, f + folds, ...) matches the words of the other
+    folds seen at least `min_count` times there; one matcher of all of `lexicon` with folds <= 1.
+
+    >>> from llmlab.text.features import codes_of
+    >>> sents = [["中国", "人"], ["中国"], ["人民"]]
+    >>> matchers = jackknife_matchers(sents, Lexicon.from_sentences(sents), 2, 1)
+    >>> [m.spans(codes_of("中国人民"))[:, 0].tolist() for m in matchers]  # longest word beginning at each
+    [[2, 0, 0, 0], [2, 0, 2, 0]]
+    """
+    folds = min(folds, len(sents))  # more folds than sentences would only add empty ones
+    if folds <= 1:
+        return [SpanIndex(lexicon.counts)]
+    matchers = []
+    for f in range(folds):
+        held = Lexicon.from_sentences(sents[f::folds]).counts
+        matchers.append(SpanIndex({w: c - held.get(w, 0) for w, c in lexicon.counts.items()
+                                   if c - held.get(w, 0) >= min_count}))
+    return matchers
+
+
 def _training_keys(sents: list[list[str]], lexicon: Lexicon, config: PerceptronConfig,
                    dictionary: Lexicon | None = None, av_words: dict[str, int] | None = None) -> list[np.ndarray]:
     """Feature keys of each training sentence. With folds > 1 the lexicon features of fold f come
@@ -368,14 +391,7 @@ def _training_keys(sents: list[list[str]], lexicon: Lexicon, config: PerceptronC
     table = type_table()
     matchers: list[SpanIndex | None] = [None]
     if config.lexicon_features:
-        matchers = [SpanIndex(lexicon.counts)]
-    folds = min(config.folds, len(sents))  # more folds than sentences would only add empty ones
-    if config.lexicon_features and folds > 1:
-        matchers = []
-        for f in range(folds):
-            held = Lexicon.from_sentences(sents[f :: folds]).counts
-            matchers.append(SpanIndex({w: c - held.get(w, 0) for w, c in lexicon.counts.items()
-                                       if c - held.get(w, 0) >= config.lexicon_min_count}))
+        matchers = jackknife_matchers(sents, lexicon, config.folds, config.lexicon_min_count)
     external = SpanIndex(dictionary.counts) if dictionary is not None else None
     pseudo = SpanIndex(av_words) if av_words is not None else None
     keys: list[np.ndarray] = [np.zeros(0)] * len(sents)

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from llmlab.core.errors import InputError
+from llmlab.text.neural import emission_scale, holdout_split
 from llmlab.text.pos import PosTagger, check_tagged, load_tagger
-from llmlab.text.pos_neural import NeuralTagger, NeuralTaggerConfig, holdout_split
+from llmlab.text.pos_neural import NeuralTagger, NeuralTaggerConfig
 from llmlab.text.pos_perceptron import PerceptronTagger, PerceptronTaggerConfig
 
 log = logging.getLogger(__name__)
@@ -46,18 +47,6 @@ class HybridTaggerConfig:
             if changed:
                 raise InputError(f"perceptron settings ({', '.join(changed)}) do not apply with a perceptron model "
                                  f"({self.perceptron_model}): it is used as it was trained")
-
-
-def emission_scale(emissions: Sequence[np.ndarray]) -> float:
-    """Standard deviation of the emission scores, leaving out tag-dictionary bans (< -1e5); 1 if none.
-
-    >>> emission_scale([np.array([[1.0, -1e6], [3.0, 1.0]])])
-    0.9428090415820634
-    """
-    em = np.concatenate([e.ravel() for e in emissions]) if emissions else np.zeros(0)
-    em = em[em > -1e5]
-    std = float(em.std()) if len(em) else 0.0
-    return std if std > 0 else 1.0
 
 
 class HybridTagger(PosTagger):

@@ -1,0 +1,120 @@
+"""Perceptron + neural segmenter: the perceptron's B/M/E/S emissions plus scaled neural
+log-probabilities, decoded with the perceptron's own transition weights.
+
+``emissions = perceptron emissions + lam * scale * neural log P(tag | run)``, where ``scale`` is the
+standard deviation of the perceptron's emissions (on the neural segmenter's held-out training
+sentences, measured once at training time) so that ``lam`` does not depend on how large the
+perceptron's weights happen to be: the same combination as `llmlab.text.pos_hybrid`. The perceptron
+sees lexicons (training words, jackknifed; accessor-variety pseudo-words; a user's dictionary) and
+the BiLSTM a whole run of context, so they make different errors.
+
+The hybrid owns the perceptron's lexicon: a user dictionary added to it reaches the perceptron's
+lexicon features. The two segmenters are saved in subdirectories of the model directory and load on
+their own too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from llmlab.core.errors import InputError
+from llmlab.text.base import check_sentences, load_segmenter
+from llmlab.text.bmes import decode_runs
+from llmlab.text.lexicon import DictSegmenter, read_user_dict
+from llmlab.text.neural import emission_scale, holdout_split
+from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter
+from llmlab.text.seg_neural import NeuralSegmenter, NeuralSegmenterConfig
+
+log = logging.getLogger(__name__)
+PERCEPTRON_DIR, NEURAL_DIR = "perceptron", "neural"
+
+
+@dataclass(frozen=True)
+class HybridSegmenterConfig:
+    lam: float = 0.2  # weight of the neural log-probabilities, in units of the perceptron's emission std; >= 0
+    perceptron: PerceptronConfig = field(default_factory=PerceptronConfig)  # when trained here
+    neural: NeuralSegmenterConfig = field(default_factory=NeuralSegmenterConfig)  # its holdout also measures `scale`
+    perceptron_model: str | None = None  # directory of a saved perceptron segmenter to use instead of training one
+
+    def __post_init__(self):
+        if not self.lam >= 0:
+            raise InputError(f"lam must be >= 0, got {self.lam}")
+        if self.perceptron_model is not None:
+            default = PerceptronConfig()
+            changed = [f.name for f in fields(default) if getattr(self.perceptron, f.name) != getattr(default, f.name)]
+            if changed:
+                raise InputError(f"perceptron settings ({', '.join(changed)}) do not apply with a perceptron model "
+                                 f"({self.perceptron_model}): it is used as it was trained")
+
+
+class HybridSegmenter(DictSegmenter):
+    """A `PerceptronSegmenter` and a `NeuralSegmenter`, combined in the emissions."""
+
+    kind = "hybrid"
+
+    def __init__(self, perceptron: PerceptronSegmenter, neural: NeuralSegmenter, lam: float, scale: float):
+        super().__init__(perceptron.lexicon)
+        self.perceptron, self.neural, self.lam, self.scale = perceptron, neural, lam, scale
+
+    def add_user_dict(self, source: str | os.PathLike | Iterable[tuple[str, int | None]]) -> None:
+        """Add a user dictionary to both parts' lexicons (see `DictSegmenter.add_user_dict`)."""
+        entries = read_user_dict(source) if isinstance(source, (str, os.PathLike)) else list(source)
+        self.perceptron.add_user_dict(entries)
+        self.neural.add_user_dict(entries)
+
+    def add_word(self, word: str, count: int | None = None) -> None:
+        self.add_user_dict([(word, count)])
+
+    def emissions(self, text: str) -> np.ndarray:
+        """(n, 4) combined B/M/E/S scores of a run, before the perceptron's transitions."""
+        return self._emissions([text], self.perceptron.emissions(text))
+
+    def _emissions(self, runs: list[str], perceptron_scores: np.ndarray) -> np.ndarray:
+        lp = np.concatenate([np.zeros((0, 4), np.float32), *self.neural.log_probs_runs(runs)])
+        return perceptron_scores + (self.lam * self.scale) * lp.astype(np.float64)
+
+    def _cut_run(self, run: str) -> list[str]:
+        return self._cut_runs([run])[0]
+
+    def _cut_runs(self, runs: list[str], batch_chars: int = 50_000) -> list[list[str]]:
+        """The perceptron's batches (`PerceptronSegmenter._cut_runs`), each also through the BiLSTM."""
+        p = self.perceptron
+        return [words for batch in p.batches(runs, batch_chars)
+                for words in decode_runs(batch, self._emissions(batch, p.batch_emissions(batch, batch_chars)),
+                                         p.trans)]
+
+    @classmethod
+    def train(cls, sentences: Iterable[Iterable[str]], config: HybridSegmenterConfig | None = None
+              ) -> HybridSegmenter:
+        config = config or HybridSegmenterConfig()
+        sents = check_sentences(sentences)
+        if config.perceptron_model:
+            perceptron = load_segmenter(config.perceptron_model)
+            if not isinstance(perceptron, PerceptronSegmenter):
+                raise InputError(f"{config.perceptron_model!r} holds a {perceptron.kind} segmenter, not a perceptron")
+        else:
+            perceptron = PerceptronSegmenter.train(sents, config.perceptron)
+        neural = NeuralSegmenter.train(sents, config.neural)
+        held = holdout_split(sents, config.neural.holdout)[1] or sents
+        scale = emission_scale([perceptron.emissions("".join(s)) for s in held])
+        log.info("perceptron emission std %.3f on %d sentences", scale, len(held))
+        return cls(perceptron, neural, config.lam, scale)
+
+    def _state(self, directory: Path) -> dict:
+        self.perceptron.save(directory / PERCEPTRON_DIR)
+        self.neural.save(directory / NEURAL_DIR)
+        return {"lam": self.lam, "scale": self.scale, "perceptron_dir": PERCEPTRON_DIR, "neural_dir": NEURAL_DIR}
+
+    @classmethod
+    def _from_state(cls, state: dict, directory: Path) -> HybridSegmenter:
+        parts = [load_segmenter(directory / state[k]) for k in ("perceptron_dir", "neural_dir")]
+        if not (isinstance(parts[0], PerceptronSegmenter) and isinstance(parts[1], NeuralSegmenter)):
+            raise InputError(f"hybrid segmenter in {str(directory)!r}: expected a perceptron and a neural segmenter, "
+                             f"found {parts[0].kind} and {parts[1].kind}")
+        return cls(parts[0], parts[1], float(state["lam"]), float(state["scale"]))
