@@ -15,12 +15,15 @@ the training split (as pkuseg and THULAC do with their dictionaries); the plain 
 Where jieba is installed, "llmlab unigram (jieba's dict.txt)" is the unigram segmenter built from
 jieba's word list alone (`seg train --dict-only`): jieba's own algorithm without its HMM, so its
 row against "jieba (no HMM)" compares two implementations of one method on one dictionary.
+--seg-neural-model DIR / --seg-hybrid-model DIR add saved BiLSTM and perceptron + BiLSTM segmenters
+(`llmlab seg train --algo neural|hybrid`; training takes about half an hour, so the bench only loads them).
 --pos adds the POS taggers (gold segmentation) and the joint word+tag F1 after segmentation; with
 --hybrid (or --hybrid-model DIR) also the perceptron + BiLSTM hybrid (its training takes about twenty minutes).
 
     .venv/bin/python bench/segmentation.py [--perceptron-model DIR] [--save-perceptron DIR]
         [--jieba-dict] [--dict-model DIR] [--save-dict-model DIR] [--pos] [--pos-model DIR]
         [--hybrid] [--hybrid-model DIR] [--pkuseg | --pkuseg-model DIR] [--save-pkuseg DIR]
+        [--seg-neural-model DIR] [--seg-hybrid-model DIR]
 """
 
 from __future__ import annotations
@@ -110,6 +113,8 @@ def main() -> None:
     ap.add_argument("--pkuseg-model", help="saved pkuseg model directory to score instead of training one")
     ap.add_argument("--save-pkuseg", help="train pkuseg into this directory (kept)")
     ap.add_argument("--pkuseg-iters", type=int, default=20, help="pkuseg training iterations (its default: 20)")
+    ap.add_argument("--seg-neural-model", help="saved BiLSTM segmenter (`seg train --algo neural`) to score")
+    ap.add_argument("--seg-hybrid-model", help="saved perceptron + BiLSTM segmenter (`seg train --algo hybrid`)")
     args = ap.parse_args()
 
     from llmlab.data.corpora import pfr1998_words
@@ -154,6 +159,11 @@ def main() -> None:
         systems["llmlab perceptron+jieba dict (cut)"] = lambda xs: [dseg.cut(x) for x in xs]
         systems["llmlab perceptron+jieba dict (cut_lines)"] = dseg.cut_lines
         segmenters["perceptron+jieba dict"] = dseg
+    for flag, name in ((args.seg_neural_model, "neural"), (args.seg_hybrid_model, "hybrid")):
+        if flag:
+            seg = load_segmenter(flag)
+            systems[f"llmlab {name} (cut_lines)"] = seg.cut_lines
+            segmenters[name] = seg
     systems.update(peers(texts))
     if "jieba (no HMM)" in systems:
         useg = jieba_dict_unigram()

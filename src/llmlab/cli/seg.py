@@ -28,7 +28,7 @@ def register(sub) -> None:
     p = add_command(g, "train", "train a segmenter and save it to a directory", _train)
     p.add_argument("--algo", choices=ALGOS, default="perceptron",
                    help="segmentation method (neural: a BiLSTM; hybrid: perceptron + neural, the most accurate, "
-                   "about 30 minutes on pfr1998)")
+                   "about 20 minutes on pfr1998)")
     p.add_argument("-o", "--output", required=True, help="model directory to write")
     p.add_argument("--train", dest="train_file", help="segmented training file (words separated by spaces); "
                    "default: the pfr1998 corpus")
@@ -55,7 +55,7 @@ def register(sub) -> None:
     p.add_argument("--no-pretrain", action="store_true", default=None,
                    help="neural, hybrid: random character and bigram embeddings, not training-text PPMI-SVD vectors")
     p.add_argument("--lam", type=finite_float,
-                   help="hybrid: weight of the neural log-probabilities (default 0.2)")
+                   help="hybrid: weight of the neural log-probabilities (default 0.07)")
     p.add_argument("--perceptron-model", help="hybrid: use this saved perceptron segmenter instead of training one")
 
     p = add_command(g, "cut", "segment stdin lines to stdout (words separated by one space)", _cut)

@@ -6,7 +6,9 @@ standard deviation of the perceptron's emissions (on the neural segmenter's held
 sentences, measured once at training time) so that ``lam`` does not depend on how large the
 perceptron's weights happen to be: the same combination as `llmlab.text.pos_hybrid`. The perceptron
 sees lexicons (training words, jackknifed; accessor-variety pseudo-words; a user's dictionary) and
-the BiLSTM a whole run of context, so they make different errors.
+the BiLSTM a whole run of context, so they make different errors. On pfr1998 (the default perceptron,
+the default BiLSTM, lam = 0.07 chosen on dev) test F1 rises from 0.9595 to 0.9621 and dev F1 from
+0.9738 to 0.9753; a larger lam lets the weaker BiLSTM overrule the perceptron (test 0.9592 at 0.5).
 
 The hybrid owns the perceptron's lexicon: a user dictionary added to it reaches the perceptron's
 lexicon features. The two segmenters are saved in subdirectories of the model directory and load on
@@ -37,7 +39,7 @@ PERCEPTRON_DIR, NEURAL_DIR = "perceptron", "neural"
 
 @dataclass(frozen=True)
 class HybridSegmenterConfig:
-    lam: float = 0.2  # weight of the neural log-probabilities, in units of the perceptron's emission std; >= 0
+    lam: float = 0.07  # weight of the neural log-probabilities, in units of the perceptron's emission std; >= 0
     perceptron: PerceptronConfig = field(default_factory=PerceptronConfig)  # when trained here
     neural: NeuralSegmenterConfig = field(default_factory=NeuralSegmenterConfig)  # its holdout also measures `scale`
     perceptron_model: str | None = None  # directory of a saved perceptron segmenter to use instead of training one

@@ -16,7 +16,11 @@ This is the design of Chen et al. (2015), "Long Short-Term Memory Neural Network
 Segmentation", with the bigram inputs that Pei, Ge & Chang (2014) and Ma, Ganchev & Weiss (2018),
 "State-of-the-art Chinese Word Segmentation with Bi-LSTMs", found to matter most, and dictionary
 matches as in Zhang, Zhang & Fu (2018), "Neural Networks Incorporating Dictionaries for Chinese Word
-Segmentation". On pfr1998 the matches lift held-out F1 after one epoch from 0.954 to 0.965.
+Segmentation". On pfr1998 the matches lift held-out F1 after one epoch from 0.954 to 0.965; with
+the default config (4 epochs, about 15 minutes on one thread) the network alone scores test F1
+0.9559 (OOV recall 0.642), dev 0.9709, against the perceptron's 0.9595 (0.638) and 0.9738. It cuts
+about 20,000 characters a second on two threads, some 30 times slower than the perceptron: its use
+is `llmlab.text.seg_hybrid`, where it adds what the perceptron's window misses.
 
 With ``pretrain`` (the default) the character and bigram embeddings start from PPMI-SVD vectors of
 the training text (`llmlab.text.clusters.word_vectors`): what a unit's neighbours say about it,
@@ -67,7 +71,7 @@ NO_TRANS = np.zeros((4, 4))  # log-probabilities need no transition scores: Vite
 
 @dataclass(frozen=True)
 class NeuralSegmenterConfig:
-    epochs: int = 6  # passes over the training sentences; >= 1
+    epochs: int = 4  # passes over the training sentences; >= 1 (on pfr1998 held-out F1 peaks at 3-4)
     char_dim: int = 100  # character embedding size; >= 1
     bigram_dim: int = 100  # bigram embedding size; >= 1
     bigram_min_count: int = 2  # bigrams seen fewer times in training share the unknown id; >= 1
