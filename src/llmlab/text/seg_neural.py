@@ -19,8 +19,9 @@ matches as in Zhang, Zhang & Fu (2018), "Neural Networks Incorporating Dictionar
 Segmentation". On pfr1998 the matches lift held-out F1 after one epoch from 0.954 to 0.965; with
 the default config (4 epochs, about 15 minutes on one thread) the network alone scores test F1
 0.9559 (OOV recall 0.642), dev 0.9709, against the perceptron's 0.9595 (0.638) and 0.9738. It cuts
-about 20,000 characters a second on two threads, some 30 times slower than the perceptron: its use
-is `llmlab.text.seg_hybrid`, where it adds what the perceptron's window misses.
+about 77,000 characters a second (`bench/segmentation.py`, two threads), a thirteenth of the
+perceptron's speed: its use is `llmlab.text.seg_hybrid`, where it adds what the perceptron's window
+misses.
 
 With ``pretrain`` (the default) the character and bigram embeddings start from PPMI-SVD vectors of
 the training text (`llmlab.text.clusters.word_vectors`): what a unit's neighbours say about it,
