@@ -13,10 +13,41 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import fields
 
 import numpy as np
 
+from llmlab.core.errors import InputError
+
 log = logging.getLogger(__name__)
+
+
+def check_training(config) -> None:
+    """The checks the neural taggers' configs share: their optimiser, schedule and held-out settings."""
+    if not config.lr > 0:
+        raise InputError(f"lr must be > 0, got {config.lr}")
+    if not 0 < config.decay <= 1:
+        raise InputError(f"decay must be in (0, 1], got {config.decay}")
+    if not config.clip > 0:
+        raise InputError(f"clip must be > 0, got {config.clip}")
+    for name in ("decay_from", "threads", "seed"):
+        if getattr(config, name) < 0:
+            raise InputError(f"{name} must be >= 0, got {getattr(config, name)}")
+    if config.holdout < 0 or config.holdout == 1:
+        raise InputError(f"holdout must be 0 (none) or >= 2, got {config.holdout}")
+
+
+def check_hybrid(config, default_perceptron) -> None:
+    """The checks the hybrids' configs share: lam >= 0, and no perceptron settings (those that differ
+    from `default_perceptron`) beside a saved perceptron model, which is used as it was trained."""
+    if not config.lam >= 0:
+        raise InputError(f"lam must be >= 0, got {config.lam}")
+    if config.perceptron_model is not None:
+        changed = [f.name for f in fields(default_perceptron)
+                   if getattr(config.perceptron, f.name) != getattr(default_perceptron, f.name)]
+        if changed:
+            raise InputError(f"perceptron settings ({', '.join(changed)}) do not apply with a perceptron model "
+                             f"({config.perceptron_model}): it is used as it was trained")
 
 
 def holdout_split(sentences: list, every: int) -> tuple[list, list]:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from llmlab.core.errors import InputError
-from llmlab.text.neural import emission_scale, holdout_split
+from llmlab.text.neural import check_hybrid, emission_scale, holdout_split
 from llmlab.text.pos import PosTagger, check_tagged, load_tagger
 from llmlab.text.pos_neural import NeuralTagger, NeuralTaggerConfig
 from llmlab.text.pos_perceptron import PerceptronTagger, PerceptronTaggerConfig
@@ -39,14 +39,7 @@ class HybridTaggerConfig:
     perceptron_model: str | None = None  # directory of a saved perceptron tagger to use instead of training one
 
     def __post_init__(self):
-        if not self.lam >= 0:
-            raise InputError(f"lam must be >= 0, got {self.lam}")
-        if self.perceptron_model is not None:
-            default = PerceptronTaggerConfig()
-            changed = [f.name for f in fields(default) if getattr(self.perceptron, f.name) != getattr(default, f.name)]
-            if changed:
-                raise InputError(f"perceptron settings ({', '.join(changed)}) do not apply with a perceptron model "
-                                 f"({self.perceptron_model}): it is used as it was trained")
+        check_hybrid(self, PerceptronTaggerConfig())
 
 
 class HybridTagger(PosTagger):

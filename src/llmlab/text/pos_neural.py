@@ -45,7 +45,7 @@ from llmlab.core.io import atomic_path, read_safetensors
 from llmlab.core.progress import progress
 from llmlab.core.threads import torch_threads
 from llmlab.text.base import SPACED_WORD_CHAR, normalize_text
-from llmlab.text.neural import holdout_split, length_buckets, make_bilstm, run_bilstm, start_at_vectors
+from llmlab.text.neural import check_training, holdout_split, length_buckets, make_bilstm, run_bilstm, start_at_vectors
 from llmlab.text.pos import PosTagger, check_tagged
 
 log = logging.getLogger(__name__)
@@ -90,17 +90,7 @@ class NeuralTaggerConfig:
         for name in ("dropout", "word_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise InputError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise InputError(f"lr must be > 0, got {self.lr}")
-        if not 0 < self.decay <= 1:
-            raise InputError(f"decay must be in (0, 1], got {self.decay}")
-        if not self.clip > 0:
-            raise InputError(f"clip must be > 0, got {self.clip}")
-        for name in ("decay_from", "threads", "seed"):
-            if getattr(self, name) < 0:
-                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.holdout < 0 or self.holdout == 1:
-            raise InputError(f"holdout must be 0 (none) or >= 2, got {self.holdout}")
+        check_training(self)
 
 
 def latin_stand_in(ch: str) -> str:

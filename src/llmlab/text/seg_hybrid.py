@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ from llmlab.core.errors import InputError
 from llmlab.text.base import check_sentences, load_segmenter
 from llmlab.text.bmes import decode_runs
 from llmlab.text.lexicon import DictSegmenter, read_user_dict
-from llmlab.text.neural import emission_scale, holdout_split
+from llmlab.text.neural import check_hybrid, emission_scale, holdout_split
 from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter
 from llmlab.text.seg_neural import NeuralSegmenter, NeuralSegmenterConfig
 
@@ -45,14 +45,7 @@ class HybridSegmenterConfig:
     perceptron_model: str | None = None  # directory of a saved perceptron segmenter to use instead of training one
 
     def __post_init__(self):
-        if not self.lam >= 0:
-            raise InputError(f"lam must be >= 0, got {self.lam}")
-        if self.perceptron_model is not None:
-            default = PerceptronConfig()
-            changed = [f.name for f in fields(default) if getattr(self.perceptron, f.name) != getattr(default, f.name)]
-            if changed:
-                raise InputError(f"perceptron settings ({', '.join(changed)}) do not apply with a perceptron model "
-                                 f"({self.perceptron_model}): it is used as it was trained")
+        check_hybrid(self, PerceptronConfig())
 
 
 class HybridSegmenter(DictSegmenter):

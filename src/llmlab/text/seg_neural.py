@@ -59,7 +59,7 @@ from llmlab.text.features import codes_of
 from llmlab.text.lexicon import DictSegmenter, Lexicon
 from llmlab.text.lexmatch import MAX_SPAN, SpanIndex
 from llmlab.text.metrics import seg_scores
-from llmlab.text.neural import holdout_split, length_buckets, make_bilstm, run_bilstm, start_at_vectors
+from llmlab.text.neural import check_training, holdout_split, length_buckets, make_bilstm, run_bilstm, start_at_vectors
 from llmlab.text.perceptron import jackknife_matchers
 
 log = logging.getLogger(__name__)
@@ -107,17 +107,7 @@ class NeuralSegmenterConfig:
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not 2 <= self.av_max_n <= MAX_SPAN:
             raise InputError(f"av_max_n (longest pseudo-word) must be in 2..{MAX_SPAN}, got {self.av_max_n}")
-        if not self.lr > 0:
-            raise InputError(f"lr must be > 0, got {self.lr}")
-        if not 0 < self.decay <= 1:
-            raise InputError(f"decay must be in (0, 1], got {self.decay}")
-        if not self.clip > 0:
-            raise InputError(f"clip must be > 0, got {self.clip}")
-        for name in ("decay_from", "threads", "seed"):
-            if getattr(self, name) < 0:
-                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.holdout < 0 or self.holdout == 1:
-            raise InputError(f"holdout must be 0 (none) or >= 2, got {self.holdout}")
+        check_training(self)
 
 
 def bigrams(text: str) -> list[str]:
