@@ -3,9 +3,12 @@ save/load, the combination, and the CLI. The segmenter contract (lossless on any
 width-blind, save/load) is checked for every kind in test_contract.py."""
 
 import io
+import json
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,11 +18,12 @@ from llmlab.core.errors import InputError
 from llmlab.text.base import load_segmenter, normalize_text
 from llmlab.text.bmes import decode_runs, encode_tags
 from llmlab.text.lexicon import Lexicon
-from llmlab.text.lexmatch import SpanIndex
+from llmlab.text.lexmatch import MAX_SPAN, SpanIndex
 from llmlab.text.metrics import seg_scores
+from llmlab.text.neural import emission_scale, holdout_split
 from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter
 from llmlab.text.seg_hybrid import HybridSegmenter, HybridSegmenterConfig
-from llmlab.text.seg_neural import NO_TRANS, NeuralSegmenter, NeuralSegmenterConfig, bigrams, training_rows
+from llmlab.text.seg_neural import NO_TRANS, NeuralSegmenter, NeuralSegmenterConfig, bigrams, n_lexicons, training_rows
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +136,7 @@ def test_truncated_or_foreign_weights_are_one_clear_error_on_load(neural, tmp_pa
     w = load_file(str(folder / "neural.safetensors"))
     w["out.weight"] = w["out.weight"][:, :-1].copy()
     save_file(w, str(folder / "neural.safetensors"))
-    with pytest.raises(ValueError, match="do not fit"):
+    with pytest.raises(ValueError, match="do not fit the model: size mismatch for out.weight"):
         load_segmenter(folder)
 
 
@@ -142,10 +146,97 @@ def test_same_seed_same_model(train_words, small_neural):
 
 
 @pytest.mark.parametrize("bad", [{"epochs": 0}, {"hidden": 0}, {"dropout": 1.0}, {"lr": 0}, {"holdout": 1},
-                                 {"folds": 0}, {"av_max_n": 7}, {"pretrain": "yes"}, {"decay": 0}, {"threads": -1}])
+                                 {"folds": 0}, {"av_max_n": 7}, {"pretrain": "yes"}, {"decay": 0}, {"threads": -1},
+                                 {"clip": 0}, {"decay": 1.5}, {"holdout": -1}, {"av_max_n": 1}, {"dropout": -0.1},
+                                 {"batch_size": 0}, {"span_dim": 0}, {"av_min": 0}, {"bigram_min_count": 0},
+                                 {"layers": 0}, {"seed": -1}, {"decay_from": -1}, {"lexicon_features": 1}])
 def test_bad_neural_config_is_rejected(bad):
     with pytest.raises(InputError):
         NeuralSegmenterConfig(**bad)
+
+
+@pytest.mark.parametrize("edge", [{"dropout": 0.0}, {"av_max_n": 2}, {"av_max_n": MAX_SPAN}, {"decay": 1.0},
+                                  {"holdout": 0}, {"holdout": 2}, {"clip": 0.5}, {"lr": 1e-6}, {"decay_from": 0},
+                                  {"threads": 0}, {"epochs": 1}, {"folds": 1}, {"bigram_min_count": 1}])
+def test_neural_config_accepts_the_edges_of_each_range(edge):
+    """Each documented range includes its closed ends (mutation testing found none of them checked)."""
+    assert getattr(NeuralSegmenterConfig(**edge), next(iter(edge))) == next(iter(edge.values()))
+
+
+def test_hybrid_config_accepts_lam_zero():
+    assert HybridSegmenterConfig(lam=0.0).lam == 0.0  # the perceptron alone: a valid (baseline) setting
+    with pytest.raises(InputError, match="lam"):
+        HybridSegmenterConfig(lam=-1e-9)
+
+
+def test_constructor_checks_vocabularies_and_defaults():
+    lex = Lexicon.from_sentences([["中国"]])
+    seg = NeuralSegmenter(["<pad>", "<unk>", "中"], ["<pad>", "<unk>", ""], {}, lex, av_words={})
+    assert seg.config == NeuralSegmenterConfig() and seg.info == {}
+    for chars, grams in ((["<unk>", "<pad>"], ["<pad>", "<unk>", ""]), (["<pad>", "<unk>"], ["<pad>", "<unk>"])):
+        with pytest.raises(InputError, match="vocabularies"):
+            NeuralSegmenter(chars, grams, {}, lex, av_words={})
+    with pytest.raises(InputError, match="av_words"):
+        NeuralSegmenter(["<pad>", "<unk>"], ["<pad>", "<unk>", ""], {}, lex)
+
+
+def test_vocabularies_are_the_kept_sentences_units_and_unseen_ones_are_unknown(neural, train_words):
+    """Characters of the kept (not held-out) training text, bigrams seen >= bigram_min_count times there
+    (not across a run's edges); an unseen character or bigram gets the <unk> id, the edges the '' id."""
+    kept = holdout_split(train_words, neural.config.holdout)[0]
+    texts = [normalize_text("".join(s)) for s in kept]
+    assert neural.chars[:2] == ["<pad>", "<unk>"] and set(neural.chars[2:]) == {ch for t in texts for ch in t}
+    counts = Counter(t[i : i + 2] for t in texts for i in range(len(t) - 1))
+    want = {b for b, n in counts.items() if n >= neural.config.bigram_min_count}
+    assert neural.bigram_list[:3] == ["<pad>", "<unk>", ""] and set(neural.bigram_list[3:]) == want
+    assert 0 < len(want) < len(counts)  # some bigrams are rare: the threshold matters here
+    c, b, spans, _ = neural._row("龘靐", [])
+    unk, edge = neural.chars.index("<unk>"), neural.bigram_list.index("")
+    assert c.tolist() == [unk, unk] and b.tolist() == [edge, neural.bigram_list.index("<unk>"), edge]
+    assert spans.shape == (2, 0)
+
+
+def test_match_features_are_three_per_lexicon_and_reach_the_network(neural, test_words):
+    """A row has begin/end/cover lengths per lexicon, one embedding each in the net, and a user word
+    changes the scores of a text it occurs in."""
+    text = _texts(test_words)[0]
+    assert len(neural.matchers()) == n_lexicons(neural.config) == 2
+    assert neural._row(text, neural.matchers())[2].shape == (len(text), 6) and len(neural.net().spans) == 6
+    seg = NeuralSegmenter(neural.chars, neural.bigram_list, neural.weights,
+                          Lexicon.from_dict(neural.lexicon.to_dict()), neural.config, neural.av_words)
+    index = seg.matchers()[0]
+    assert seg.matchers()[0] is index  # built once while the lexicon is unchanged
+    before = seg.log_probs_runs([text])[0]
+    seg.add_word(text[1:5], 3)
+    assert seg.matchers()[0] is not index
+    assert np.abs(seg.log_probs_runs([text])[0] - before)[1:5].max() > 1e-4
+
+
+def test_empty_runs_have_no_scores(neural):
+    assert [lp.shape for lp in neural.log_probs_runs(["", "中国", ""])] == [(0, 4), (2, 4), (0, 4)]
+
+
+def test_the_best_epoch_by_held_out_f1_is_kept_and_the_first_of_a_tie(train_words, small_neural, monkeypatch):
+    """Scripted held-out F1s: the weights are those after the best epoch, the earliest on a tie."""
+    import torch
+
+    script, nets, snapshots = iter([0.5, 0.9, 0.9, 0.2]), [], []
+    build = seg_neural._build_net
+    monkeypatch.setattr(seg_neural, "_build_net", lambda *a: nets.append(build(*a)) or nets[-1])
+
+    def scores(gold, cut):
+        snapshots.append({k: v.detach().clone() for k, v in nets[-1].state_dict().items()})
+        return SimpleNamespace(f1=next(script))
+
+    monkeypatch.setattr(seg_neural, "seg_scores", scores)
+    seg = NeuralSegmenter.train(train_words[:60], replace(small_neural, epochs=4, holdout=5, pretrain=False))
+    assert seg.info == {"epoch": 2, "holdout_f1": 0.9, "holdout_sentences": 12} and len(snapshots) == 4
+    for k, v in seg.weights.items():
+        np.testing.assert_array_equal(v, snapshots[1][k].numpy())
+    assert any(not torch.equal(snapshots[1][k], snapshots[2][k]) for k in snapshots[1])  # epochs do differ
+    monkeypatch.setattr(seg_neural, "seg_scores", lambda *a: pytest.fail("no held-out sentences to score"))
+    seg = NeuralSegmenter.train(train_words[:30], replace(small_neural, epochs=2, holdout=0, pretrain=False))
+    assert seg.info == {"epoch": 2, "holdout_f1": None, "holdout_sentences": 0}
 
 
 def test_hybrid_with_lam_zero_cuts_as_the_perceptron(neural, perceptron, test_words):
@@ -174,6 +265,25 @@ def test_hybrid_trains_and_round_trips(segmenters, test_words, tmp_path):
     assert isinstance(loaded, HybridSegmenter) and (loaded.lam, loaded.scale) == (hybrid.lam, hybrid.scale)
     assert isinstance(load_segmenter(tmp_path / "h" / "neural"), NeuralSegmenter)  # the parts load alone too
     assert loaded.cut_lines(_texts(test_words)) == hybrid.cut_lines(_texts(test_words))
+
+
+def test_hybrid_scale_is_the_perceptron_emission_std_on_the_held_out_sentences(segmenters, train_words):
+    hybrid = segmenters["hybrid"]
+    held = holdout_split(train_words, hybrid.neural.config.holdout)[1]
+    on = [hybrid.perceptron.emissions("".join(s)) for s in held]
+    assert hybrid.scale == pytest.approx(emission_scale(on), rel=1e-9)
+    every = emission_scale([hybrid.perceptron.emissions("".join(s)) for s in train_words])
+    assert abs(every - hybrid.scale) > 1e-6 * hybrid.scale  # the choice of sentences shows in the scale
+
+
+@pytest.mark.parametrize("dirs", [("neural", "neural"), ("neural", "perceptron"), ("perceptron", "perceptron")])
+def test_hybrid_load_names_the_wrong_parts(segmenters, tmp_path, dirs):
+    folder = segmenters["hybrid"].save(tmp_path / "h")
+    doc = json.loads((folder / "segmenter.json").read_text(encoding="utf-8"))
+    doc["state"]["perceptron_dir"], doc["state"]["neural_dir"] = dirs
+    (folder / "segmenter.json").write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(InputError, match=f"found {dirs[0]} and {dirs[1]}"):
+        load_segmenter(folder)
 
 
 def test_hybrid_user_words_reach_both_parts(segmenters, tmp_path):
