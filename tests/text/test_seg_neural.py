@@ -337,3 +337,19 @@ def test_cli_trains_and_cuts_with_neural_and_hybrid(train_words, tmp_path, monke
     for flags in (["--algo", "perceptron", "--lam", "1"], ["--algo", "neural", "--feature-dict", str(train)],
                   ["--algo", "hybrid", "--perceptron-model", str(tmp_path / "p"), "--folds", "3"]):
         assert main(["seg", "train", "--train", str(train), "-o", str(tmp_path / "x"), *flags]) == 2
+
+
+def test_batch_pads_to_the_longest_row_and_reports_the_character_counts():
+    """`_batch`'s lengths are characters, not bigrams (a mutant that used the bigram count fed every run a
+    phantom padding character that the window slicing then hid)."""
+    rng = np.random.default_rng(0)
+    rows = [(rng.integers(3, 9, n), rng.integers(3, 9, n + 1), rng.integers(0, 6, (n, 6)), rng.integers(0, 4, n))
+            for n in (3, 7, 1)]
+    chars, bis, spans, gold, lengths = seg_neural._batch(rows)
+    assert lengths == [3, 7, 1] and chars.shape == (3, 7) and bis.shape == (3, 8) and spans.shape == (3, 7, 6)
+    for k, (c, b, sp, g) in enumerate(rows):
+        n = len(c)
+        assert chars[k, :n].tolist() == c.tolist() and (chars[k, n:] == seg_neural.PAD).all()
+        assert bis[k, : n + 1].tolist() == b.tolist() and (bis[k, n + 1 :] == seg_neural.PAD).all()
+        np.testing.assert_array_equal(spans[k, :n].numpy(), sp)
+        assert gold[k, :n].tolist() == g.tolist() and (gold[k, n:] == -100).all()
