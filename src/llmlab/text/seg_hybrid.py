@@ -10,9 +10,9 @@ the BiLSTM a whole run of context, so they make different errors. On pfr1998 (th
 the default BiLSTM, lam = 0.07 chosen on dev) test F1 rises from 0.9595 to 0.9621 and dev F1 from
 0.9738 to 0.9753; a larger lam lets the weaker BiLSTM overrule the perceptron (test 0.9592 at 0.5).
 
-The hybrid owns the perceptron's lexicon: a user dictionary added to it reaches the perceptron's
-lexicon features. The two segmenters are saved in subdirectories of the model directory and load on
-their own too.
+The hybrid's lexicon is the perceptron's; a user dictionary added to the hybrid goes into both
+parts' lexicons, so it reaches both parts' lexicon features. The two segmenters are saved in
+subdirectories of the model directory and load on their own too.
 """
 
 from __future__ import annotations
