@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 
 from llmlab.core.errors import InputError
+from llmlab.core.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,27 @@ def run_bilstm(rnns, x, lengths: Sequence[int], drop=None):
         rev = rnns[2 * k + 1](h.gather(1, back.expand_as(h)))[0]
         h = torch.cat([rnns[2 * k](h)[0], rev.gather(1, back.expand_as(rev))], 2)
     return h
+
+
+def with_weights(net, weights: dict[str, np.ndarray]):
+    """`net` holding `weights` (numpy arrays by state-dict name), in eval mode; weights that do not fit
+    it (a size mismatch, missing or extra names) are a ValueError naming the first reason."""
+    import torch
+
+    try:
+        net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    except RuntimeError as e:
+        reasons = str(e).splitlines()
+        raise ValueError(f"weights do not fit the model: {reasons[-1].strip()}") from None
+    return net.eval()
+
+
+def write_weights(path: Path, weights: dict[str, np.ndarray]) -> None:
+    """`weights` as a safetensors file at `path`, written atomically."""
+    from safetensors.numpy import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, str(tmp))
 
 
 def start_at_vectors(weights: list, ids: dict[str, int], sentences: list[list[str]], min_count: int, seed: int,

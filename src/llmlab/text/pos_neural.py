@@ -41,11 +41,20 @@ import numpy as np
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path, read_safetensors
+from llmlab.core.io import read_safetensors
 from llmlab.core.progress import progress
 from llmlab.core.threads import torch_threads
 from llmlab.text.base import SPACED_WORD_CHAR, normalize_text
-from llmlab.text.neural import check_training, holdout_split, length_buckets, make_bilstm, run_bilstm, start_at_vectors
+from llmlab.text.neural import (
+    check_training,
+    holdout_split,
+    length_buckets,
+    make_bilstm,
+    run_bilstm,
+    start_at_vectors,
+    with_weights,
+    write_weights,
+)
 from llmlab.text.pos import PosTagger, check_tagged
 
 log = logging.getLogger(__name__)
@@ -198,15 +207,8 @@ class NeuralTagger(PosTagger):
     def net(self):
         """The torch module in eval mode, built from `weights` on first use."""
         if self._net is None:
-            import torch
-
             net = _build_net(self.config, len(self.words), len(self.chars), len(self.tags))
-            try:
-                net.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights.items()})
-            except RuntimeError as e:  # a size mismatch or missing names; the first reason is enough
-                reasons = str(e).splitlines()
-                raise ValueError(f"weights do not fit the model: {reasons[-1].strip()}") from None
-            self._net = net.eval()
+            self._net = with_weights(net, self.weights)
         return self._net
 
     def _word_ids(self, norm: Sequence[str]) -> np.ndarray:
@@ -261,10 +263,7 @@ class NeuralTagger(PosTagger):
         return tagger
 
     def _state(self, directory: Path) -> dict:
-        from safetensors.numpy import save_file
-
-        with atomic_path(directory / WEIGHTS_FILE) as tmp:
-            save_file({k: np.ascontiguousarray(v) for k, v in self.weights.items()}, str(tmp))
+        write_weights(directory / WEIGHTS_FILE, self.weights)
         return {"config": config_to_dict(self.config), "tags": self.tags, "words": self.words, "chars": self.chars,
                 "weights_file": WEIGHTS_FILE, "info": self.info}
 

@@ -49,7 +49,7 @@ import numpy as np
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path, read_safetensors
+from llmlab.core.io import read_safetensors
 from llmlab.core.progress import progress
 from llmlab.core.threads import torch_threads
 from llmlab.text.accessor import AccessorVariety
@@ -59,7 +59,16 @@ from llmlab.text.features import codes_of
 from llmlab.text.lexicon import DictSegmenter, Lexicon
 from llmlab.text.lexmatch import MAX_SPAN, SpanIndex
 from llmlab.text.metrics import seg_scores
-from llmlab.text.neural import check_training, holdout_split, length_buckets, make_bilstm, run_bilstm, start_at_vectors
+from llmlab.text.neural import (
+    check_training,
+    holdout_split,
+    length_buckets,
+    make_bilstm,
+    run_bilstm,
+    start_at_vectors,
+    with_weights,
+    write_weights,
+)
 from llmlab.text.perceptron import jackknife_matchers
 
 log = logging.getLogger(__name__)
@@ -206,15 +215,7 @@ class NeuralSegmenter(DictSegmenter):
     def net(self):
         """The torch module in eval mode, built from `weights` on first use."""
         if self._net is None:
-            import torch
-
-            net = _build_net(self.config, len(self.chars), len(self.bigram_list))
-            try:
-                net.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights.items()})
-            except RuntimeError as e:  # a size mismatch or missing names; the first reason is enough
-                reasons = str(e).splitlines()
-                raise ValueError(f"weights do not fit the model: {reasons[-1].strip()}") from None
-            self._net = net.eval()
+            self._net = with_weights(_build_net(self.config, len(self.chars), len(self.bigram_list)), self.weights)
         return self._net
 
     def _row(self, text: str, matchers: Sequence[SpanIndex], tags: Sequence[int] | None = None
@@ -275,10 +276,7 @@ class NeuralSegmenter(DictSegmenter):
         return seg
 
     def _state(self, directory: Path) -> dict:
-        from safetensors.numpy import save_file
-
-        with atomic_path(directory / WEIGHTS_FILE) as tmp:
-            save_file({k: np.ascontiguousarray(v) for k, v in self.weights.items()}, str(tmp))
+        write_weights(directory / WEIGHTS_FILE, self.weights)
         state = {"config": config_to_dict(self.config), "chars": self.chars, "bigrams": self.bigram_list,
                  "lexicon": self.lexicon.to_dict(), "weights_file": WEIGHTS_FILE, "info": self.info}
         return state | ({"av_words": self.av_words} if self.av_words is not None else {})
