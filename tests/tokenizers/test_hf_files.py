@@ -219,3 +219,30 @@ def test_byte_level_without_use_regex_applies_the_gpt2_regex_as_hf(docs, tmp_pat
     path = edited(docs, "bpe", bare_byte_level, tmp_path)
     same_ids_as_hf(path)
     assert load_tokenizer(path).pretok.regex_text == PATTERNS["gpt2"]
+
+
+TEMPLATE = {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<|bos|>", "type_id": 0}},
+                                                     {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {"<|bos|>": {"id": "<|bos|>", "ids": [1], "tokens": ["<|bos|>"]}}}
+
+
+@pytest.mark.parametrize("algo", ["bpe", "unigram", "wordpiece"])
+def test_a_post_processor_that_adds_tokens_is_refused(docs, tmp_path, algo):
+    from tokenizers import Tokenizer
+
+    path = edited(docs, algo, lambda d: d.update(post_processor=TEMPLATE), tmp_path)
+    ref = Tokenizer.from_file(str(path))
+    assert ref.encode("abc").ids[0] == 1 != ref.encode("abc", add_special_tokens=False).ids[0]  # HF adds BOS
+    with pytest.raises(InputError, match="post_processor 'TemplateProcessing'"):
+        load_tokenizer(path)
+
+
+def test_a_byte_level_post_processor_changes_no_id_and_loads(docs, tmp_path):
+    from tokenizers import Tokenizer
+
+    post = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+    path = edited(docs, "bpe", lambda d: d.update(post_processor=post), tmp_path)
+    tok, ref = load_tokenizer(path), Tokenizer.from_file(str(path))
+    for text in TEXTS:
+        assert tok.encode(text) == ref.encode(text).ids, text  # HF's default encode, post-processor applied

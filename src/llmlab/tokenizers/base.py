@@ -119,6 +119,7 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         raise InputError(f"tokenizer file {str(p)!r}: unsupported tokenizer {llmlab_kind or model_type!r}")
     module, cls = target.split(":")
     try:
+        _check_post_processor(doc.get("post_processor"))
         tok = getattr(importlib.import_module(module), cls).from_hf_json(doc)
         _check_decoder(tok, doc.get("decoder"), foreign=not llmlab_kind)
         return tok
@@ -126,6 +127,15 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         raise InputError(f"tokenizer file {str(p)!r}: {e}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:  # a field of the wrong shape
         raise InputError(f"tokenizer file {str(p)!r} is malformed ({type(e).__name__}: {e})") from None
+
+
+def _check_post_processor(post: dict | None) -> None:
+    """Refuse a post-processor that adds tokens: HF's ``encode`` applies it by default (BERT's
+    ``[CLS] ... [SEP]``, a template's BOS), so its ids would differ from llmlab's ``encode``. A
+    ``ByteLevel`` one only trims offsets and passes."""
+    if post is not None and post.get("type") != "ByteLevel":
+        raise InputError(f"unsupported post_processor {post.get('type')!r}: HF's encode adds its tokens by default "
+                         "and llmlab's would not (llmlab adds BOS/EOS itself where a model needs them)")
 
 
 def _check_decoder(tok: Tokenizer, decoder: dict | None, foreign: bool) -> None:
