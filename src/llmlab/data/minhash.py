@@ -104,18 +104,27 @@ def shingles(text: str, ngram: int = 5, unit: str = "char") -> list[str]:
     return [text[i:i + k] for i in range(len(text) - k + 1)] if k else []
 
 
+def has_shingles(text: str, unit: str = "char") -> bool:
+    """Whether `text` has any shingle: any character, or for words any non-whitespace.
+
+    >>> has_shingles(" ", "char"), has_shingles(" \u3000", "word"), has_shingles("", "char")
+    (True, False, False)
+    """
+    return bool(text) and (unit == "char" or not text.isspace())
+
+
 def sha1_hash32(shingle: str) -> int:
     """datasketch's default hash of ``shingle.encode("utf-8")``: SHA-1's first 4 bytes, little-endian."""
     return int.from_bytes(hashlib.sha1(shingle.encode("utf-8", "surrogatepass")).digest()[:4], "little")
 
 
 def _sha1_hashes(texts: Sequence[str], ngram: int, unit: str) -> tuple[np.ndarray, np.ndarray]:
-    counts, values = np.zeros(len(texts) + 1, np.int64), []
+    counts, digests, sha1 = np.zeros(len(texts) + 1, np.int64), [], hashlib.sha1
     for i, text in enumerate(texts):
         grams = set(shingles(text, ngram, unit))  # a repeat cannot change a minimum
-        values.extend(map(sha1_hash32, grams))
+        digests.append(b"".join([sha1(g.encode("utf-8", "surrogatepass")).digest()[:4] for g in grams]))
         counts[i + 1] = len(grams)
-    return np.array(values, dtype=np.uint32), np.cumsum(counts)
+    return np.frombuffer(b"".join(digests), dtype="<u4").astype(np.uint32), np.cumsum(counts)  # = sha1_hash32
 
 
 @jit
