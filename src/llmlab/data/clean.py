@@ -117,8 +117,9 @@ def clean_text(text: str, config: CleanConfig | None = None) -> str:
 
 # ----------------------------------------------------------------------------- words
 
-# One word per character: CJK ideographs (Script=Han, with 々 and 〇), kana and Hangul syllables.
-_CJK = r"\p{Han}\p{Hiragana}\p{Katakana}\uac00-\ud7a3"
+# One word per character: CJK ideographs (Script=Han, with 々 and 〇) and kana, the scripts written
+# without spaces; Korean puts spaces between its words, so Hangul is tokenised like Latin.
+_CJK = r"\p{Han}\p{Hiragana}\p{Katakana}"
 # Whitespace as `str.split` sees it: Unicode White_Space plus the information separators \x1c-\x1f.
 _SPACE = r"\s\x1c-\x1f"
 # A CJK character, or a run of anything else up to whitespace or CJK, unless that run is all
@@ -129,12 +130,12 @@ _HAS_LETTER = regex.compile(r"^[^\n\p{L}]*\p{L}", regex.MULTILINE)  # a line (he
 
 
 def split_words(text: str) -> list[str]:
-    """The words the quality signals count: whitespace-separated tokens, where every CJK ideograph,
-    kana and Hangul syllable is a word of its own, and a token of only punctuation and symbols
-    (``-``, ``，``, ``#``) is no word.
+    """The words the quality signals count: whitespace-separated tokens, where every CJK ideograph
+    and kana is a word of its own, and a token of only punctuation and symbols (``-``, ``，``, ``#``)
+    is no word.
 
-    >>> split_words("我爱Python3，也爱 C++ !")
-    ['我', '爱', 'Python3，', '也', '爱', 'C++']
+    >>> split_words("我爱Python3，也爱 C++ ! 한국어 문장")
+    ['我', '爱', 'Python3，', '也', '爱', 'C++', '한국어', '문장']
     """
     return _WORD.findall(text)
 
