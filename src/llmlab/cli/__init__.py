@@ -35,6 +35,7 @@ COMMANDS: tuple[str, ...] = (
     "ngram",
     "word2vec",
     "tokenizer",
+    "data",
 )
 
 

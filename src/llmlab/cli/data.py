@@ -1,0 +1,248 @@
+"""``llmlab data``: clean, deduplicate, describe, select and mix training corpora (topics 14, 24, 42).
+
+Every command reads a text file (a document per line), a ``.jsonl`` file (the ``--field`` of each
+record) or a built-in corpus, and writes what it keeps atomically; what it drops, with the reason,
+goes to ``--removed FILE`` (JSONL), so nothing is lost without a trace.
+"""
+
+from __future__ import annotations
+
+import json
+
+from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides, finite_float
+
+SPLITS = ("train", "dev", "test")
+
+
+def register(sub) -> None:
+    from llmlab.data.clean import CleanConfig, QualityConfig
+
+    g = add_group(sub, "data", "corpus tools: clean, dedup, datasheet, select, mix")
+
+    p = add_command(g, "clean", "normalise text, drop documents failing quality rules, scrub personal data", _clean)
+    _io_flags(p)
+    p.add_argument("--no-quality", action="store_true", help="keep every document (normalise and scrub only)")
+    p.add_argument("--off", action="append", default=[], metavar="RULE",
+                   help="switch off one quality rule (a flag's name below, e.g. min_words); repeatable")
+    p.add_argument("--normal-form", choices=("NFC", "NFKC", "none"),
+                   help="Unicode normal form (default: NFC; NFKC also folds full-width forms)")
+    p.add_argument("--pii", choices=("scrub", "drop", "keep"), default="scrub",
+                   help="personal data: replace each match by <KIND>, drop the document, or leave it")
+    add_dataclass_flags(p, CleanConfig, skip=("normalize",))
+    add_dataclass_flags(p, QualityConfig)
+
+    p = add_command(g, "dedup", "drop exact and near-duplicate documents (MinHash + LSH), keeping the first", _dedup)
+    _io_flags(p)
+    _near_flags(p)
+    p.add_argument("--exact-only", action="store_true", help="drop exact duplicates only")
+    p.add_argument("--num-perm", type=int, default=128, help="MinHash permutations")
+    p.add_argument("--ngram", type=int, default=5, help="shingle length, in --unit")
+    p.add_argument("--unit", choices=("char", "word"), default="char", help="shingles of characters or words")
+    p.add_argument("--seed", type=int, default=1, help="MinHash permutations' seed")
+    p.add_argument("--hash", choices=("fast", "sha1"), default="fast",
+                   help="shingle hash: compiled, or datasketch's sha1_hash32 (same signatures as datasketch)")
+
+    p = add_command(g, "datasheet", "measure a corpus and write its datasheet (Markdown) with the open questions",
+                    _datasheet)
+    _input_flags(p)
+    p.add_argument("-o", "--output", help="Markdown file to write (default: print it)")
+    p.add_argument("--name", help="the corpus's name in the title (default: the input)")
+    p.add_argument("--no-near", action="store_true", help="skip counting near-duplicates")
+    _near_flags(p)
+
+    p = add_command(g, "select", "the pool documents most like a domain sample (Moore-Lewis cross-entropy "
+                                 "difference of two n-gram models)", _select)
+    _input_flags(p)
+    p.add_argument("--domain", required=True, help="domain sample: text or .jsonl file, or built-in corpus")
+    p.add_argument("-o", "--output", required=True, help="the selected documents, most domain-like first")
+    keep = p.add_mutually_exclusive_group(required=True)
+    keep.add_argument("--keep", type=int, help="how many documents to select")
+    keep.add_argument("--keep-fraction", type=finite_float, help="what fraction of the pool to select, in (0, 1]")
+    p.add_argument("--order", type=int, default=3, help="n-gram order of both models")
+    p.add_argument("--unit", choices=("char", "word"), default="char", help="model characters or words")
+    p.add_argument("--scores", help="also write every pool document's score (JSONL: index, score)")
+    p.add_argument("--seed", type=int, default=0, help="which pool documents train the general model")
+
+    p = add_command(g, "mix", "mix a domain corpus into general text at a share (continued pretraining)", _mix)
+    p.add_argument("--domain", required=True, help="domain corpus: text or .jsonl file, or built-in corpus")
+    p.add_argument("--general", required=True, help="general corpus: text or .jsonl file, or built-in corpus")
+    p.add_argument("--split", choices=SPLITS, help="split of a built-in corpus (default: train)")
+    p.add_argument("--field", default="text", help="the text field of .jsonl records")
+    p.add_argument("--share", type=finite_float, required=True, help="the domain's share of the mix, in (0, 1)")
+    p.add_argument("--by", choices=("chars", "docs"), default="chars", help="measure the share in characters or "
+                                                                             "documents")
+    p.add_argument("-o", "--output", required=True, help="the mixed corpus (.jsonl records or text lines)")
+    p.add_argument("--seed", type=int, default=0, help="which general documents are drawn, and the order")
+
+
+def _input_flags(p) -> None:
+    p.add_argument("input", help="text file (a document per line), .jsonl file, or built-in corpus name")
+    p.add_argument("--split", choices=SPLITS, help="split of a built-in corpus (default: train)")
+    p.add_argument("--field", default="text", help="the text field of .jsonl records")
+
+
+def _io_flags(p) -> None:
+    _input_flags(p)
+    p.add_argument("-o", "--output", required=True, help="what is kept: a .jsonl file (records) or a text file")
+    p.add_argument("--removed", help="also write what is dropped, with why, to this .jsonl file")
+
+
+def _near_flags(p) -> None:
+    p.add_argument("--threshold", type=finite_float, default=0.8,
+                   help="near-duplicates: estimated Jaccard similarity of the shingle sets, in (0, 1)")
+
+
+def _read(source: str, args, flag: str = "input"):
+    from llmlab.cli.common import split_unless_file
+    from llmlab.data.corpora import CORPORA
+    from llmlab.data.records import read_documents
+
+    split = split_unless_file(None if source in CORPORA else source, args.split, "train", flag)
+    return read_documents(source, args.field, split)
+
+
+def _check_outputs(args, docs) -> None:
+    """Refuse unwritable outputs before the work (the kept documents' form, the removed file's)."""
+    from llmlab.core.errors import InputError
+    from llmlab.core.io import check_output
+    from llmlab.data.records import check_writable_as, is_jsonl
+
+    check_writable_as(docs, check_output(args.output))
+    removed = getattr(args, "removed", None)
+    if removed and not is_jsonl(check_output(removed, "--removed file")):
+        raise InputError(f"--removed {removed!r}: dropped documents are written as records, to a .jsonl file")
+
+
+def _write_removed(path: str | None, docs, dropped: list[tuple[int, dict]]) -> None:
+    """JSONL of dropped documents: index (0-based, in the input), what was found, and the record."""
+    from llmlab.core.io import write_jsonl
+
+    if path:
+        write_jsonl(path, [{"index": i, **why, "record": docs.record(i)} for i, why in dropped])
+
+
+def _clean(args) -> int:
+    import dataclasses
+
+    from llmlab.core.errors import InputError
+    from llmlab.data.clean import CleanConfig, QualityConfig, clean_text, quality_reasons
+    from llmlab.data.pii import scrub_pii
+
+    form = {} if args.normal_form is None else {"normalize": None if args.normal_form == "none" else args.normal_form}
+    clean_cfg = CleanConfig(**dataclass_overrides(args, CleanConfig), **form)
+    rules = {f.name for f in dataclasses.fields(QualityConfig)}
+    for rule in args.off:
+        if rule not in rules:
+            raise InputError(f"--off {rule!r}: not a quality rule; the rules are {sorted(rules)}")
+    quality_cfg = QualityConfig(**(dataclass_overrides(args, QualityConfig) | dict.fromkeys(args.off)))
+    docs = _read(args.input, args)
+    _check_outputs(args, docs)
+    texts, kept, dropped = [], [], []
+    failed, pii_total = {}, {}
+    for i, text in enumerate(docs.texts):
+        text = clean_text(text, clean_cfg)
+        reasons = [] if args.no_quality else quality_reasons(text, quality_cfg)
+        scrubbed, found = scrub_pii(text) if args.pii != "keep" else (text, {})
+        if args.pii == "drop" and found:
+            reasons.append("pii")
+        for r in reasons:
+            failed[r] = failed.get(r, 0) + 1
+        if reasons:
+            dropped.append((i, {"reasons": reasons}))
+            continue
+        for k, n in found.items():
+            pii_total[k] = pii_total.get(k, 0) + n
+        kept.append(i)
+        texts.append(scrubbed if args.pii == "scrub" else text)
+    out = docs.select(kept).with_texts(texts)
+    out.write(args.output)
+    _write_removed(args.removed, docs, dropped)
+    print(json.dumps({"input": docs.source, "documents": len(docs), "kept": len(out), "dropped": len(dropped),
+                      "dropped_by_rule": dict(sorted(failed.items(), key=lambda kv: -kv[1])),
+                      "pii_scrubbed" if args.pii == "scrub" else "pii_found": pii_total}, ensure_ascii=False))
+    return 0
+
+
+def _dedup(args) -> int:
+    from llmlab.data.dedup import exact_duplicates, near_duplicates
+
+    docs = _read(args.input, args)
+    _check_outputs(args, docs)
+    exact = exact_duplicates(docs.texts)
+    first = exact.cluster.tolist()  # each document's first exact copy
+    kept = [i for i in range(len(docs)) if first[i] == i]
+    n_exact_kept = len(kept)
+    dropped = [(i, {"reason": "exact", "duplicate_of": first[i]}) for i in range(len(docs)) if first[i] != i]
+    n_near = 0
+    if not args.exact_only:
+        near = near_duplicates([docs.texts[i] for i in kept], threshold=args.threshold, num_perm=args.num_perm,
+                               ngram=args.ngram, unit=args.unit, seed=args.seed, hash=args.hash)
+        rep = near.cluster.tolist()
+        dropped += [(kept[j], {"reason": "near", "duplicate_of": kept[rep[j]]}) for j in range(len(kept))
+                    if rep[j] != j]
+        n_near = sum(rep[j] != j for j in range(len(kept)))
+        kept = [kept[j] for j in range(len(kept)) if rep[j] == j]
+    docs.select(kept).write(args.output)
+    _write_removed(args.removed, docs, sorted(dropped))
+    print(json.dumps({"input": docs.source, "documents": len(docs), "kept": len(kept),
+                      "exact_duplicates": len(docs) - n_exact_kept, "near_duplicates": n_near}, ensure_ascii=False))
+    return 0
+
+
+def _datasheet(args) -> int:
+    from llmlab.core.io import atomic_write_text, check_output
+    from llmlab.data.datasheet import datasheet_markdown, profile_corpus
+
+    if args.output:
+        check_output(args.output)
+    docs = _read(args.input, args)
+    text = datasheet_markdown(profile_corpus(docs.texts, near=not args.no_near, threshold=args.threshold),
+                              args.name or docs.source)
+    if args.output:
+        atomic_write_text(args.output, text)
+    else:
+        print(text)
+    return 0
+
+
+def _select(args) -> int:
+    from llmlab.classic.ngram import NgramConfig
+    from llmlab.classic.selection import moore_lewis_scores, select_domain
+    from llmlab.core.io import check_output, write_jsonl
+
+    pool, domain = _read(args.input, args), _read(args.domain, args, "--domain")
+    _check_outputs(args, pool)
+    if args.scores:
+        check_output(args.scores, "--scores file")
+    config = NgramConfig(order=args.order, unit=args.unit)
+    keep = args.keep if args.keep is not None else args.keep_fraction
+    picked = select_domain(pool.texts, domain.texts, keep, config, args.seed)
+    pool.select(picked.tolist()).write(args.output)
+    if args.scores:
+        scores = moore_lewis_scores(pool.texts, domain.texts, config, args.seed)
+        write_jsonl(args.scores, [{"index": i, "score": float(s)} for i, s in enumerate(scores)])
+    print(json.dumps({"pool": pool.source, "domain": domain.source, "documents": len(pool),
+                      "selected": len(picked)}, ensure_ascii=False))
+    return 0
+
+
+def _mix(args) -> int:
+    from llmlab.core.errors import InputError
+    from llmlab.data.mix import domain_share, mix_plan
+    from llmlab.data.records import Documents
+
+    domain, general = _read(args.domain, args, "--domain"), _read(args.general, args, "--general")
+    if (domain.records is None) != (general.records is None):
+        raise InputError(f"--domain {domain.source!r} and --general {general.source!r} must both be .jsonl "
+                         "records or both hold lines")
+    docs = Documents(domain.texts + general.texts,
+                     None if domain.records is None else domain.records + general.records, args.field, "mix")
+    _check_outputs(args, docs)
+    plan = mix_plan(domain.texts, general.texts, args.share, args.by, args.seed)
+    offset = {"domain": 0, "general": len(domain)}
+    docs.select([offset[c] + i for c, i in plan]).write(args.output)
+    print(json.dumps({"domain": domain.source, "general": general.source, "documents": len(plan),
+                      "from_domain": sum(c == "domain" for c, _ in plan),
+                      f"domain_share_by_{args.by}": round(domain_share(plan, domain.texts, general.texts, args.by), 4)},
+                     ensure_ascii=False))
+    return 0

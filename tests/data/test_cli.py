@@ -1,0 +1,128 @@
+"""`llmlab data`: clean, dedup, datasheet, select and mix from the command line."""
+
+import json
+import re
+
+import pytest
+
+from llmlab.cli import main
+from llmlab.data.clean import quality_reasons
+from llmlab.data.corpora import corpus_text
+
+NEWS = corpus_text("pfr1998", "dev")
+GOOD = next(t for t in NEWS if len(t) > 120 and not quality_reasons(t))  # a paragraph every rule keeps
+ID = "11010519491231002X"  # a valid PRC resident identity number (check digit X)
+
+
+def lines(path):
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def records(path):
+    return [json.loads(x) for x in lines(path)]
+
+
+def summary(capsys):
+    return json.loads(capsys.readouterr().out)
+
+
+def test_clean_keeps_fields_scrubs_personal_data_and_says_why_it_drops(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    docs = [{"id": 1, "text": GOOD + f"联系邮箱 someone@example.com，身份证 {ID}。"},
+            {"id": 2, "text": "太短了。"},
+            {"id": 3, "text": GOOD + "\u200b\x07  \t"}]
+    src.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    out, removed = tmp_path / "out.jsonl", tmp_path / "removed.jsonl"
+    assert main(["data", "clean", str(src), "-o", str(out), "--removed", str(removed)]) == 0
+    s = summary(capsys)
+    assert (s["documents"], s["kept"], s["dropped"]) == (3, 2, 1)
+    assert s["pii_scrubbed"] == {"EMAIL": 1, "ID_CN": 1}
+    kept = records(out)
+    assert [r["id"] for r in kept] == [1, 3]
+    assert kept[0]["text"] == GOOD + "联系邮箱 <EMAIL>，身份证 <ID_CN>。"
+    assert kept[1]["text"] == GOOD  # zero-width space, bell and trailing whitespace gone
+    gone = records(removed)
+    assert [(g["index"], g["record"]) for g in gone] == [(1, docs[1])]
+    assert "min_words" in gone[0]["reasons"]
+
+
+def test_clean_rules_can_be_relaxed_and_pii_dropped(tmp_path, capsys):
+    src = tmp_path / "in.txt"
+    src.write_text(f"太短了。\n{GOOD} 身份证 {ID}\n{GOOD}\n", encoding="utf-8")
+    out = tmp_path / "out.txt"
+    assert main(["data", "clean", str(src), "-o", str(out), "--pii", "drop", "--off", "min_words",
+                 "--off", "min_stop_words"]) == 0
+    assert lines(out) == ["太短了。", GOOD]
+    assert summary(capsys)["dropped_by_rule"] == {"pii": 1}
+    assert main(["data", "clean", str(src), "-o", str(out), "--no-quality", "--pii", "keep"]) == 0
+    assert lines(out) == lines(src)
+
+
+def test_dedup_drops_exact_and_near_copies_keeping_the_first(tmp_path, capsys):
+    near = GOOD[:60] + "某" + GOOD[61:]  # one character changed
+    other = next(t for t in NEWS if len(t) > 120 and t[:30] != GOOD[:30])
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join([GOOD, other, GOOD, near, "  " + other + " "]) + "\n", encoding="utf-8")
+    out, removed = tmp_path / "out.txt", tmp_path / "removed.jsonl"
+    assert main(["data", "dedup", str(src), "-o", str(out), "--removed", str(removed)]) == 0
+    assert lines(out) == [GOOD, other]
+    s = summary(capsys)
+    assert (s["kept"], s["exact_duplicates"], s["near_duplicates"]) == (2, 2, 1)
+    assert [(r["index"], r["reason"], r["duplicate_of"]) for r in records(removed)] == [
+        (2, "exact", 0), (3, "near", 0), (4, "exact", 1)]
+    assert main(["data", "dedup", str(src), "-o", str(out), "--exact-only"]) == 0
+    assert lines(out) == [GOOD, other, near]
+
+
+def test_datasheet_reports_the_measured_profile_and_the_open_questions(tmp_path, capsys):
+    src = tmp_path / "in.txt"
+    src.write_text(f"{GOOD}\n{GOOD}\n写信到 a@b.org\n\n", encoding="utf-8")
+    out = tmp_path / "sheet.md"
+    assert main(["data", "datasheet", str(src), "-o", str(out), "--name", "toy"]) == 0
+    md = out.read_text(encoding="utf-8")
+    assert md.startswith("# Datasheet: toy")
+    for section in ("Motivation", "Composition", "Collection process", "Uses", "Distribution", "Maintenance"):
+        assert f"## {section}" in md
+    assert "| documents | 4 |" in md and "| exact duplicates | 1 (25.0%) |" in md
+    assert "| empty documents | 1 (25.0%) |" in md and "EMAIL 1" in md
+    assert main(["data", "datasheet", "pfr1998", "--split", "test", "--no-near"]) == 0
+    assert "| documents | 975 |" in capsys.readouterr().out
+
+
+def test_select_and_mix(tmp_path, capsys):
+    reviews = corpus_text("sentiment", "dev")[:60]
+    pool, domain = tmp_path / "pool.txt", tmp_path / "domain.txt"
+    pool.write_text("\n".join(NEWS[:300] + reviews) + "\n", encoding="utf-8")
+    domain.write_text("\n".join(corpus_text("sentiment", "train")[::40]) + "\n", encoding="utf-8")
+    out, scores = tmp_path / "sel.txt", tmp_path / "scores.jsonl"
+    assert main(["data", "select", str(pool), "--domain", str(domain), "--keep", "60", "-o", str(out),
+                 "--scores", str(scores)]) == 0
+    picked = lines(out)
+    assert len(picked) == 60 and sum(p in reviews for p in picked) >= 50
+    s = records(scores)
+    assert len(s) == 360 and picked[0] == (NEWS[:300] + reviews)[min(s, key=lambda r: r["score"])["index"]]
+    capsys.readouterr()
+
+    mixed = tmp_path / "mix.txt"
+    assert main(["data", "mix", "--domain", str(out), "--general", "pfr1998", "--share", "0.25", "--by", "docs",
+                 "-o", str(mixed)]) == 0
+    got = lines(mixed)
+    assert len(got) == 240 and sorted(g for g in got if g in picked) == sorted(picked)
+    assert summary(capsys)["domain_share_by_docs"] == 0.25
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["clean", "IN", "-o", "OUT.txt", "--removed", "R.txt"], "--removed"),
+    (["dedup", "IN", "--split", "dev", "-o", "OUT.txt"], "--split"),
+    (["clean", "IN.jsonl", "-o", "OUT.txt"], "would lose"),
+    (["mix", "--domain", "IN.jsonl", "--general", "IN", "--share", "0.5", "-o", "OUT.txt"], "both be .jsonl"),
+    (["mix", "--domain", "IN", "--general", "IN", "--share", "1.5", "-o", "OUT.txt"], r"share must be in \(0, 1\)"),
+    (["clean", "IN", "-o", "OUT.txt", "--off", "max_nothing"], "max_nothing"),
+])
+def test_bad_input_is_named_and_writes_nothing(tmp_path, capsys, argv, message):
+    (tmp_path / "IN").write_text("a\nb\n", encoding="utf-8")
+    (tmp_path / "IN.jsonl").write_text('{"text": "a"}\n', encoding="utf-8")
+    argv = [str(tmp_path / a) if a.startswith(("IN", "OUT", "R.")) else a for a in argv]
+    assert main(["data", *argv]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not any(p.name.startswith(("OUT", "R.")) for p in tmp_path.iterdir())
