@@ -187,5 +187,5 @@ def test_bad_input_is_named(tmp_path):
 
 
 def test_importing_retrieval_does_not_load_torch():
-    code = "import sys, llmlab.generate.retrieval; assert 'torch' not in sys.modules"
+    code = "import sys, llmlab.generate.retrieval, llmlab.generate.rag; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -24,6 +24,8 @@ from llmlab.core.errors import InputError
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f"
 # one CJK run, or one run of letters / digits that holds no CJK character
 RUN = re.compile(rf"(?P<cjk>[{CJK}]+)|(?P<word>(?:(?![{CJK}])[^\W_])+)")
+# one CJK character, or one run of letters / digits: the units that grounding counts n-grams of
+UNIT = re.compile(rf"[{CJK}]|(?:(?![{CJK}])[^\W_])+")
 # a sentence ends after these (with closing quotes or brackets that follow), or at a line break
 SENTENCE_END = re.compile(r"(?:[。！？!?；;…]+|\.(?=\s))[”’」』）)\]\"']*|\n")
 
@@ -45,6 +47,23 @@ def cjk_terms(text: str) -> list[str]:
         else:
             out.append(run)
     return out
+
+
+def unit_runs(text: str) -> list[list[str]]:
+    """The units of `text` (each CJK character, each lowercased word or number), grouped into runs that
+    only spaces separate: punctuation ends a run, so an n-gram never spans a comma or a full stop.
+
+    >>> unit_runs("北京，New York 大学。")
+    [['北', '京'], ['new', 'york', '大', '学']]
+    """
+    runs: list[list[str]] = []
+    text, end = normalise(text), None
+    for m in UNIT.finditer(text):
+        if end is None or text[end: m.start()].strip():
+            runs.append([])
+        runs[-1].append(m.group())
+        end = m.end()
+    return runs
 
 
 def segmenter_terms(text: str) -> list[str]:

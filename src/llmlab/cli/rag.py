@@ -1,0 +1,89 @@
+"""llmlab rag: index documents for BM25, search the index, and answer a question from it with a model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides, finite_float
+
+
+def register(sub) -> None:
+    from llmlab.generate.config import GenerationConfig
+    from llmlab.generate.retrieval import IndexConfig
+
+    g = add_group(sub, "rag", "retrieval-augmented generation: BM25 index, search, grounded answers")
+
+    p = add_command(g, "index", "cut documents into passages and write their BM25 index", _index)
+    p.add_argument("docs", metavar="DOCS", help="a text file (a document per line; a hit's doc is its 0-based line), "
+                                                "a .jsonl file (see --field) or a built-in corpus (see --split)")
+    p.add_argument("-o", "--output", required=True, metavar="INDEX",
+                   help="index folder (new, empty or an earlier index): index.json and postings.safetensors")
+    p.add_argument("--field", default="text", help="the string field of each JSONL record that holds the document")
+    p.add_argument("--split", default=None, help="split of a built-in corpus (default: train)")
+    add_dataclass_flags(p, IndexConfig)
+
+    p = add_command(g, "search", "print the best passages for a query as JSONL (one line per hit)", _search)
+    p.add_argument("--index", required=True, help="index folder from `llmlab rag index`")
+    p.add_argument("query", nargs="?", metavar="QUERY", help="query text; without it, one query per stdin line")
+    p.add_argument("-k", type=int, default=5, help="hits per query")
+
+    p = add_command(g, "ask", "answer a question from retrieved passages; print answer, citations and grounding "
+                              "as JSON", _ask)
+    p.add_argument("--index", required=True, help="index folder from `llmlab rag index`")
+    p.add_argument("--model", required=True, help="model directory (config.json, model.safetensors, tokenizer.json)")
+    p.add_argument("question", metavar="QUESTION")
+    p.add_argument("-k", type=int, default=5, help="passages to retrieve (those that fit the context go in the prompt)")
+    p.add_argument("--n", type=int, default=2, help="grounding counts n-grams of this many characters / words")
+    p.add_argument("--threshold", type=finite_float, default=0.5,
+                   help="the answer is grounded when at least this share of its n-grams is in the passages")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_dataclass_flags(p, GenerationConfig)
+
+
+def _index(args: argparse.Namespace) -> int:
+    from llmlab.cli.common import split_unless_file
+    from llmlab.core.io import check_folder
+    from llmlab.data.corpora import CORPORA
+    from llmlab.data.records import read_documents
+    from llmlab.generate.retrieval import INDEX_FILES, BM25Index, IndexConfig
+
+    cfg = IndexConfig(**dataclass_overrides(args, IndexConfig))
+    check_folder(args.output, INDEX_FILES, "index folder")  # before the work
+    split = split_unless_file(None if args.docs in CORPORA else args.docs, args.split, "train", "DOCS")
+    docs = read_documents(args.docs, args.field, split)
+    index = BM25Index.build(docs.texts, cfg)
+    index.save(args.output)
+    print(f"{len(docs)} documents, {len(index)} passages, {len(index.vocab)} terms -> {args.output}")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from llmlab.core.io import line_batches
+    from llmlab.generate.retrieval import BM25Index
+
+    index = BM25Index.load(args.index)
+    batches = [[args.query]] if args.query is not None else line_batches(None, size=256)
+    for batch in batches:
+        for query, hits in zip(batch, index.search_batch(batch, args.k)):
+            for rank, h in enumerate(hits, 1):
+                print(json.dumps({"query": query, "rank": rank, "score": h.score, "index": h.index, "doc": h.doc,
+                                  "start": h.start, "end": h.end, "text": h.text}, ensure_ascii=False))
+    return 0
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from llmlab.core.errors import InputError
+    from llmlab.generate.config import GenerationConfig
+    from llmlab.generate.rag import answer
+    from llmlab.generate.retrieval import BM25Index
+    from llmlab.models import load_model
+
+    index = BM25Index.load(args.index)
+    model, tok = load_model(args.model, device=args.device)
+    if tok is None:
+        raise InputError(f"model directory {args.model!r} has no tokenizer.json")
+    cfg = GenerationConfig(**dataclass_overrides(args, GenerationConfig))
+    result = answer(model, tok, args.question, index, args.k, cfg, args.n)
+    print(json.dumps(result.to_dict(args.threshold), ensure_ascii=False, indent=2))
+    return 0
