@@ -154,6 +154,18 @@ def test_custom_tokenizer_is_needed_again_to_load(tmp_path):
     assert BM25Index.load(tmp_path / "idx", tokenize=str.split).search("c", 1)[0].doc == 1
 
 
+def test_segmenter_terms_are_an_option_that_saves_by_name(tmp_path):
+    docs = ["北京是中国的首都。", "上海是中国最大的城市。", "长城在北京以北。"]
+    index = BM25Index.build(docs, IndexConfig(tokenizer="cut"))
+    assert {"北京", "首都", "城市"} <= set(index.vocab) and "京是" not in index.vocab  # words, not bigrams
+    index.save(tmp_path / "idx")
+    loaded = BM25Index.load(tmp_path / "idx")
+    assert loaded.config.tokenizer == "cut" and loaded.search("首都在哪", 2) == index.search("首都在哪", 2)
+    (tmp_path / "idx" / "index.json").write_text('{"format": "llmlab-bm25-1", "config": {"k2": 1}}')
+    with pytest.raises(InputError, match="not a complete index"):
+        BM25Index.load(tmp_path / "idx")
+
+
 def test_a_span_of_a_paragraph_finds_its_paragraph():
     """Measured with the default config over seeds 0-29 of this draw: 0.94 to 0.99 (mean 0.96) in the
     top 1. The misses are real near-duplicates (a headline and the paragraph under it, two articles of a

@@ -12,7 +12,8 @@ and a query term given twice counts twice. The idf is a parameter of the one sco
 ``okapi`` is rank_bm25's BM25Okapi (log((N - n + 0.5) / (n + 0.5)), which is negative for a term in
 more than half of the N passages; those get ``epsilon`` times the mean idf instead), ``lucene`` is
 log(1 + (N - n + 0.5) / (n + 0.5)) (never negative), ``plus`` is BM25+'s log((N + 1) / n), used with
-``delta`` 1 (Lv and Zhai's lower bound for a term that is present, however long the passage).
+``delta`` 1 (Lv and Zhai's lower bound for a term that is present, however long the passage; rank_bm25's
+BM25Plus adds it to passages without the term too).
 
 >>> index = BM25Index.build(["北京是中国的首都。", "上海是中国最大的城市。", "长城在北京以北。"])
 >>> [(h.index, h.text) for h in index.search("中国的首都", k=2)]
@@ -168,7 +169,10 @@ class BM25Index:
         elif config.tokenizer == "custom":
             raise InputError("tokenizer 'custom' needs the callable: pass it as tokenize=")
         fn = tokenize or TOKENIZERS[config.tokenizer]
-        documents = [str(d) for d in documents]
+        documents = list(documents)
+        bad = next((i for i, d in enumerate(documents) if not isinstance(d, str)), None)
+        if bad is not None:
+            raise InputError(f"documents must be strings, got {type(documents[bad]).__name__} at {bad}")
         spans = [(i, s, e) for i, d in enumerate(documents)
                  for s, e in split_passages(d, config.passage_chars, config.overlap_chars)]
         if not spans:
@@ -245,14 +249,17 @@ class BM25Index:
         meta = read_json(d / "index.json", "index file")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise InputError(f"{str(d / 'index.json')!r} is not a {FORMAT} index")
-        config = IndexConfig(**meta["config"])
+        try:
+            config, documents, vocab = IndexConfig(**meta["config"]), meta["documents"], meta["vocab"]
+        except (KeyError, TypeError) as e:
+            raise InputError(f"{str(d / 'index.json')!r} is not a complete index: {e}") from None
         if config.tokenizer == "custom" and tokenize is None:
             raise InputError(f"index {str(d)!r} was built with a custom tokenizer: pass the same one as tokenize=")
         if config.tokenizer != "custom" and tokenize is not None:
             raise InputError(f"index {str(d)!r} was built with tokenizer {config.tokenizer!r}; it takes no tokenize=")
         a = read_safetensors(d / "postings.safetensors", "index postings",
                              ("spans", "lengths", "indptr", "post_doc", "post_tf"))
-        if len(a["indptr"]) != len(meta["vocab"]) + 1 or len(a["lengths"]) != len(a["spans"]):
+        if len(a["indptr"]) != len(vocab) + 1 or len(a["lengths"]) != len(a["spans"]) or not len(a["spans"]):
             raise InputError(f"index {str(d)!r}: postings do not match its vocabulary or passages")
-        return cls(meta["documents"], a["spans"], meta["vocab"], a["indptr"], a["post_doc"], a["post_tf"],
+        return cls(documents, a["spans"], vocab, a["indptr"], a["post_doc"], a["post_tf"],
                    a["lengths"], config, tokenize)
