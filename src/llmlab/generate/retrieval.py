@@ -180,7 +180,7 @@ class BM25Index:
         terms = [fn(documents[i][s:e]) for i, s, e in spans]
         vocab, indptr, post_doc, post_tf = build_postings(terms)
         lengths = np.array([len(t) for t in terms], dtype=np.int64)
-        log.info("indexed %d documents as %d passages, %d distinct terms", len(documents), len(spans), len(vocab))
+        log.debug("indexed %d documents as %d passages, %d distinct terms", len(documents), len(spans), len(vocab))
         return cls(documents, np.array(spans, dtype=np.int64).reshape(-1, 3), vocab, indptr, post_doc, post_tf,
                    lengths, config, tokenize)
 
