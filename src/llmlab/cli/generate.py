@@ -31,6 +31,10 @@ def register(sub) -> None:
     p.add_argument("--bad-words", nargs="+", action="extend", metavar="TEXT", default=None,
                    help="never generate these texts: each is encoded as a prompt is, and its last token is banned "
                         "right after the others (with BPE, ' word' mid-sentence is other tokens than 'word')")
+    p.add_argument("--tools", action="store_true",
+                   help="answer tool calls: when the model writes [calc(EXPR)→ the calculator's result and ']' are "
+                        "written in and the model goes on (topic 7; not with beam search or --compare)")
+    p.add_argument("--max-calls", type=int, default=4, help="with --tools: stop at a call beyond this many")
     add_dataclass_flags(p, GenerationConfig)
 
 
@@ -48,11 +52,29 @@ def run(args: argparse.Namespace) -> int:
     # stdin: one prompt per line as every llmlab command reads lines (`line_batches`), each answered
     # before the next is read
     batches = [[args.prompt]] if args.prompt is not None else line_batches(None, size=1)
+    if args.tools and (args.compare or cfg.num_beams > 1):
+        raise InputError("--tools answers calls as tokens are sampled one by one: not with --compare or --num-beams")
     if args.compare:
         return _compare(model, tok, [p for batch in batches for p in batch], cfg)
+    if args.tools:
+        return _with_tools(model, tok, (p for batch in batches for p in batch), cfg, args.max_calls)
     for prompt in (p for batch in batches for p in batch):
         ids = generate(model, text_start(tok) + tok.encode(prompt), cfg, eos_id=tok.eos_id)
         print(prompt + tok.decode(ids), flush=True)
+    return 0
+
+
+def _with_tools(model, tok, prompts, cfg, max_calls: int) -> int:
+    from llmlab.generate.agent import agent_step, run_agent
+    from llmlab.models.scoring import text_start
+
+    step = agent_step(model, cfg, tok.eos_id)
+    for prompt in prompts:
+        result = run_agent(step, tok.encode, tok.decode, text_start(tok) + tok.encode(prompt),
+                           max_new_tokens=cfg.max_new_tokens, max_calls=max_calls)
+        print(prompt + result.text, flush=True)
+        for call in result.calls:
+            log.info("tool call %s(%s) -> %s", call.name, call.argument, call.result)
     return 0
 
 

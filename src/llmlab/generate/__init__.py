@@ -1,5 +1,5 @@
 """Decoding: sampling filters and autoregressive generation with a KV cache; retrieval-augmented
-generation (BM25 retrieval, grounded answers).
+generation (BM25 retrieval, grounded answers); a tool-using loop (a calculator the model can call).
 
 Names are imported on first use (PEP 562), so importing a config module does not load torch.
 """
@@ -13,10 +13,13 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "Grounding": "llmlab.generate.rag",
     "Hit": "llmlab.generate.retrieval",
     "IndexConfig": "llmlab.generate.retrieval",
+    "agent_step": "llmlab.generate.agent",
     "answer": "llmlab.generate.rag",
     "build_prompt": "llmlab.generate.rag",
+    "calculator": "llmlab.generate.agent",
     "grounding": "llmlab.generate.rag",
     "generate": "llmlab.generate.autoregressive",
+    "run_agent": "llmlab.generate.agent",
     "stream": "llmlab.generate.autoregressive",
     "sample_next": "llmlab.generate.sampling",
     "top_k_filter": "llmlab.generate.sampling",

@@ -1,0 +1,155 @@
+"""A tool-using generation loop (topic 7: an agent perceives, decides, acts through tools, and goes on).
+
+The model writes a call in the text, in Toolformer's shape (Schick et al., 2023): ``[calc(12*34)→``.
+When the arrow comes, the loop stops the model, runs the tool on the argument, writes the result and
+the closing bracket into the text, ``[calc(12*34)→408]``, and lets the model go on from there, so it
+reads the result as if it had written it. Generation ends at the end-of-sequence token, after
+`max_new_tokens` tokens of the model's own, or at a call beyond `max_calls`.
+
+The loop does not care what produces the tokens: `run_agent` takes a ``step(ids, n)`` function that
+yields up to n new token ids after `ids` (`agent_step` makes one from a model), so its logic is
+tested against a scripted "model".
+
+>>> calculator("12*34"), calculator("(1+2)/4"), calculator("2**3**2"), calculator("1/0")
+('408', '0.75', '512', 'error: division by zero')
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import re
+import unicodedata
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from llmlab.core.errors import InputError
+
+OPEN, ARROW, CLOSE = "[", "→", "]"
+_CALL = re.compile(r"\[(\w+)\(([^\[\]]*)\)→\Z")  # a call whose arrow has just been written
+
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+MAX_DIGITS = 100  # a calculator result (or operand) longer than this is refused, not computed
+MAX_ARGUMENT = 200  # characters of a calculator argument
+
+
+def _eval(node: ast.AST) -> int | float:
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        a, b = _eval(node.left), _eval(node.right)
+        if isinstance(node.op, ast.Pow) and abs(a) > 1 and abs(b) * math.log10(abs(a)) > MAX_DIGITS + 1:
+            raise OverflowError("result too large")  # refused before computing: 9**9**9 would take minutes
+        value = _BINARY[type(node.op)](a, b)
+    elif isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        value = _UNARY[type(node.op)](_eval(node.operand))
+    else:
+        raise ValueError(f"unsupported expression {ast.dump(node)[:40]}")
+    if isinstance(value, complex):
+        raise ValueError("complex result")
+    if isinstance(value, int) and len(str(abs(value))) > MAX_DIGITS:
+        raise OverflowError("result too large")
+    return value
+
+
+def calculator(expression: str) -> str:
+    """The value of an arithmetic expression (numbers, + - * / // % **, parentheses; ``×`` and ``÷``
+    and full-width digits too), or ``"error: ..."``. Nothing but arithmetic is evaluated: names,
+    calls and attributes are refused, and results over `MAX_DIGITS` digits are not computed."""
+    text = unicodedata.normalize("NFKC", expression).replace("×", "*").replace("÷", "/").strip()
+    if len(text) > MAX_ARGUMENT:
+        return f"error: expression longer than {MAX_ARGUMENT} characters"
+    try:
+        value = _eval(ast.parse(text, mode="eval").body)
+    except ZeroDivisionError:
+        return "error: division by zero"
+    except OverflowError:
+        return "error: result too large"
+    except (SyntaxError, ValueError, TypeError, RecursionError):
+        return "error: not an arithmetic expression"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        value = int(value)
+    return str(value)
+
+
+TOOLS: dict[str, Callable[[str], str]] = {"calc": calculator}
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    argument: str
+    result: str
+    position: int  # where the call starts in the output text
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    text: str  # everything after the prompt: the model's tokens with each call's result and "]" written in
+    calls: tuple[ToolCall, ...]
+    stopped: str  # "eos", "max_new_tokens" or "max_calls"
+    generated: int  # tokens the model produced (results written by the loop not counted)
+
+
+def parse_call(text: str) -> tuple[str, str, int] | None:
+    """(tool name, argument, start) when `text` ends with a call's arrow, else None.
+
+    >>> parse_call("12*34=[calc(12*34)→"), parse_call("[calc(1)→2]")
+    (('calc', '12*34', 6), None)
+    """
+    m = _CALL.search(text)
+    return (m.group(1), m.group(2), m.start()) if m else None
+
+
+Step = Callable[[list[int], int], Iterator[int]]  # (context ids, at most n) -> the next ids, one by one
+
+
+def run_agent(step: Step, encode: Callable[[str], list[int]], decode: Callable[[list[int]], str],
+              prompt: Sequence[int], tools: Mapping[str, Callable[[str], str]] | None = None,
+              max_new_tokens: int = 64, max_calls: int = 4) -> AgentResult:
+    """Generate after `prompt` with `step`, running each call the model writes (see the module doc).
+
+    A call to a tool not in `tools` gets ``error: unknown tool NAME`` as its result; a call past
+    `max_calls` ends the answer there, unanswered.
+    """
+    tools = TOOLS if tools is None else tools
+    if max_new_tokens < 1 or max_calls < 0:
+        raise InputError(f"max_new_tokens must be >= 1 and max_calls >= 0, got {max_new_tokens} and {max_calls}")
+    out: list[int] = []
+    calls: list[ToolCall] = []
+    generated = 0
+    while True:
+        called = False
+        for tok in step(list(prompt) + out, max_new_tokens - generated):
+            out.append(tok)
+            generated += 1
+            call = parse_call(decode(out))
+            if call is None:
+                continue
+            if len(calls) == max_calls:
+                return AgentResult(decode(out), tuple(calls), "max_calls", generated)
+            name, argument, start = call
+            tool = tools.get(name)
+            result = tool(argument) if tool is not None else f"error: unknown tool {name}"
+            calls.append(ToolCall(name, argument, result, start))
+            out += encode(result + CLOSE)
+            called = True
+            break
+        if not called:
+            stopped = "max_new_tokens" if generated >= max_new_tokens else "eos"
+            return AgentResult(decode(out), tuple(calls), stopped, generated)
+        if generated >= max_new_tokens:
+            return AgentResult(decode(out), tuple(calls), "max_new_tokens", generated)
+
+
+def agent_step(model, cfg, eos_id: int | None) -> Step:
+    """A `run_agent` step that samples from `model` with generation config `cfg` (greedy, top-k, ...)."""
+    from llmlab.generate.autoregressive import stream
+
+    def step(ids: list[int], n: int) -> Iterator[int]:
+        return stream(model, ids, replace(cfg, max_new_tokens=n), eos_id)
+
+    return step

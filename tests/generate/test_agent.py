@@ -1,0 +1,133 @@
+"""The tool-using generation loop and its calculator (llmlab.generate.agent)."""
+
+import math
+import time
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmlab.cli import main
+from llmlab.core.errors import InputError
+from llmlab.generate import GenerationConfig, generate
+from llmlab.generate.agent import agent_step, calculator, parse_call, run_agent
+from llmlab.models import CausalLM, ModelConfig, save_model
+from llmlab.tokenizers import CharTokenizer
+
+# ------------------------------------------------------------------------------------ calculator
+
+numbers = st.one_of(st.integers(0, 10**6), st.floats(0, 1e6, allow_nan=False).map(lambda x: round(x, 3)))
+expressions = st.recursive(
+    numbers.map(repr),
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "//", "%"]), inner).map(lambda t: "({}{}{})".format(*t)),
+        inner.map(lambda e: f"-{e}"),
+        st.tuples(inner, st.integers(0, 3)).map(lambda t: f"({t[0]})**{t[1]}"),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(expressions)
+def test_the_calculator_agrees_with_python_on_arithmetic(expr):
+    try:
+        want = eval(expr)  # the reference: Python's own arithmetic on the same expression
+    except ZeroDivisionError:
+        assert calculator(expr) == "error: division by zero"
+        return
+    except OverflowError:
+        assert calculator(expr).startswith("error:")
+        return
+    got = calculator(expr)
+    if isinstance(want, complex) or len(str(int(abs(want))) if math.isfinite(want) else "") > 100:
+        assert got.startswith("error:")
+        return
+    if isinstance(want, float) and not math.isfinite(want):
+        assert got.startswith("error:") or float(got) == want
+        return
+    assert float(got) == want or math.isclose(float(got), want, rel_tol=1e-15), (expr, got, want)
+    if isinstance(want, int):
+        assert got == str(want)  # integers exactly, every digit
+
+
+@pytest.mark.parametrize("expr", ["__import__('os')", "open('x')", "a+1", "(1).real", "'a'*3", "True+1",
+                                  "[1,2]", "lambda: 1", "1 if 1 else 2", "", "1+", "(-8)**0.5"])
+def test_the_calculator_evaluates_nothing_but_arithmetic(expr):
+    assert calculator(expr).startswith("error:")
+
+
+def test_huge_results_are_refused_quickly_and_chinese_forms_work():
+    start = time.perf_counter()
+    for expr in ["9**9**9", "10**99*10**99", "(10**50)**3", "1" + "*9" * 100, "2**" * 80 + "2"]:
+        assert calculator(expr).startswith("error:"), expr
+    assert time.perf_counter() - start < 5  # refused before computing, not after
+    assert calculator("１２×３４") == "408" and calculator("7÷2") == "3.5" and calculator(" 3 - 5 ") == "-2"
+
+
+# ------------------------------------------------------------------------------------ the loop
+
+encode = lambda s: [ord(c) for c in s]  # noqa: E731  a character is a token
+decode = lambda ids: "".join(map(chr, ids))  # noqa: E731
+
+
+def scripted(first: str, then: str, seen: list[str]):
+    """A "model" that writes `first`, and once a result is in its context writes `then` with the
+    result after it; it records each context it is given."""
+
+    def step(ids, n):
+        text = decode(ids)
+        seen.append(text)
+        plan = then + text[text.rindex("→") + 1 : text.rindex("]")] if text.endswith("]") else first
+        yield from encode(plan)[:n]
+
+    return step
+
+
+def test_a_call_is_answered_and_the_model_goes_on_reading_the_result():
+    seen: list[str] = []
+    r = run_agent(scripted("[calc(12*34)→这些不该出现", "答", seen), encode, decode, encode("问："))
+    assert r.text == "[calc(12*34)→408]答408"  # what came after the arrow was dropped
+    assert [(c.name, c.argument, c.result, c.position) for c in r.calls] == [("calc", "12*34", "408", 0)]
+    assert (r.stopped, r.generated) == ("eos", len("[calc(12*34)→") + len("答408"))
+    assert seen == ["问：", "问：[calc(12*34)→408]"]  # the whole context each time, prompt included
+
+
+def test_unknown_tools_call_limits_and_token_budget():
+    r = run_agent(scripted("[search(北京)→", "", []), encode, decode, [])
+    assert r.calls[0].result == "error: unknown tool search" and r.text.startswith("[search(北京)→error")
+    r = run_agent(scripted("[calc(1+1)→", "", []), encode, decode, [], max_calls=0)
+    assert (r.text, r.calls, r.stopped) == ("[calc(1+1)→", (), "max_calls")
+    r = run_agent(scripted("[calc(1+1)→", "=", []), encode, decode, [], max_new_tokens=len("[calc(1+1)→") + 1)
+    assert (r.text, r.stopped) == ("[calc(1+1)→2]=", "max_new_tokens")  # the result is not counted
+    r = run_agent(scripted("abc→ [x→", "", []), encode, decode, [])
+    assert (r.text, r.calls, r.stopped) == ("abc→ [x→", (), "eos")  # arrows outside a call are text
+    with pytest.raises(InputError, match="max_new_tokens"):
+        run_agent(scripted("", "", []), encode, decode, [], max_new_tokens=0)
+
+
+def test_parse_call_takes_only_a_call_just_finished():
+    assert parse_call("x=[calc((1+2)*3)→") == ("calc", "(1+2)*3", 2)
+    assert parse_call("[calc(1)→3]") is None and parse_call("[calc 1→") is None and parse_call("[(1)→") is None
+
+
+# ------------------------------------------------------------------------------------ with a model
+
+def test_with_a_model_and_no_call_the_loop_generates_what_generate_does(tmp_path, capsys):
+    tok = CharTokenizer.train(["12*34=[calc(12*34)→408]408", "问答"])
+    torch.manual_seed(0)
+    model = CausalLM(ModelConfig(vocab_size=tok.vocab_size, dim=32, n_layer=2, n_head=4, n_kv_head=2,
+                                 max_seq_len=48)).eval()
+    arrow = tok.encode("→")
+    cfg = GenerationConfig(max_new_tokens=20, temperature=0.0, suppress_tokens=tuple(arrow))
+    prompt = [tok.bos_id] + tok.encode("12*34=")
+    r = run_agent(agent_step(model, cfg, tok.eos_id), tok.encode, tok.decode, prompt, max_new_tokens=20)
+    ids = generate(model, prompt, cfg, eos_id=tok.eos_id)
+    assert r.text == tok.decode(ids) and r.generated == len(ids) and r.calls == ()
+
+    d = save_model(model, tmp_path / "m", tok)
+    assert main(["generate", "--model", str(d), "--prompt", "12*34=", "--tools", "--max-new-tokens", "5"]) == 0
+    assert capsys.readouterr().out.startswith("12*34=")
+    assert main(["generate", "--model", str(d), "--prompt", "1", "--tools", "--num-beams", "2"]) == 2
+    assert "--tools" in capsys.readouterr().err
