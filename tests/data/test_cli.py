@@ -56,6 +56,8 @@ def test_clean_rules_can_be_relaxed_and_pii_dropped(tmp_path, capsys):
     assert summary(capsys)["dropped_by_rule"] == {"pii": 1}
     assert main(["data", "clean", str(src), "-o", str(out), "--no-quality", "--pii", "keep"]) == 0
     assert lines(out) == lines(src)
+    assert main(["data", "clean", str(src), "-o", str(out), "--no-quality", "--pii-kinds", "EMAIL", "PHONE"]) == 0
+    assert lines(out) == lines(src)  # the identity number is not among the kinds asked for
 
 
 def test_dedup_drops_exact_and_near_copies_keeping_the_first(tmp_path, capsys):
@@ -118,6 +120,7 @@ def test_select_and_mix(tmp_path, capsys):
     (["mix", "--domain", "IN.jsonl", "--general", "IN", "--share", "0.5", "-o", "OUT.txt"], "both be .jsonl"),
     (["mix", "--domain", "IN", "--general", "IN", "--share", "1.5", "-o", "OUT.txt"], r"share must be in \(0, 1\)"),
     (["clean", "IN", "-o", "OUT.txt", "--off", "max_nothing"], "max_nothing"),
+    (["clean", "IN", "-o", "OUT.txt", "--pii-kinds", "SSN"], "unknown PII kind"),
 ])
 def test_bad_input_is_named_and_writes_nothing(tmp_path, capsys, argv, message):
     (tmp_path / "IN").write_text("a\nb\n", encoding="utf-8")

@@ -28,6 +28,8 @@ def register(sub) -> None:
                    help="Unicode normal form (default: NFC; NFKC also folds full-width forms)")
     p.add_argument("--pii", choices=("scrub", "drop", "keep"), default="scrub",
                    help="personal data: replace each match by <KIND>, drop the document, or leave it")
+    p.add_argument("--pii-kinds", nargs="+", metavar="KIND", default=None,
+                   help="only these kinds of personal data (EMAIL ID_CN CARD IP PHONE; default: all)")
     add_dataclass_flags(p, CleanConfig, skip=("normalize",))
     add_dataclass_flags(p, QualityConfig)
 
@@ -126,7 +128,7 @@ def _clean(args) -> int:
 
     from llmlab.core.errors import InputError
     from llmlab.data.clean import CleanConfig, QualityConfig, clean_text, quality_reasons
-    from llmlab.data.pii import scrub_pii
+    from llmlab.data.pii import KINDS, scrub_pii
 
     form = {} if args.normal_form is None else {"normalize": None if args.normal_form == "none" else args.normal_form}
     clean_cfg = CleanConfig(**dataclass_overrides(args, CleanConfig), **form)
@@ -135,6 +137,8 @@ def _clean(args) -> int:
         if rule not in rules:
             raise InputError(f"--off {rule!r}: not a quality rule; the rules are {sorted(rules)}")
     quality_cfg = QualityConfig(**(dataclass_overrides(args, QualityConfig) | dict.fromkeys(args.off)))
+    kinds = args.pii_kinds or KINDS
+    scrub_pii("", kinds)  # an unknown kind is refused before the corpus is read
     docs = _read(args.input, args)
     _check_outputs(args, docs)
     texts, kept, dropped = [], [], []
@@ -142,7 +146,7 @@ def _clean(args) -> int:
     for i, text in enumerate(docs.texts):
         text = clean_text(text, clean_cfg)
         reasons = [] if args.no_quality else quality_reasons(text, quality_cfg)
-        scrubbed, found = scrub_pii(text) if args.pii != "keep" else (text, {})
+        scrubbed, found = scrub_pii(text, kinds) if args.pii != "keep" else (text, {})
         if args.pii == "drop" and found:
             reasons.append("pii")
         for r in reasons:
