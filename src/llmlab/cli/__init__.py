@@ -37,6 +37,7 @@ COMMANDS: tuple[str, ...] = (
     "word2vec",
     "tokenizer",
     "data",
+    "probe",
 )
 
 
