@@ -29,6 +29,7 @@ COMMANDS: tuple[str, ...] = (
     "plan",
     "optimizers",
     "extractors",
+    "scaling",
     "extrapolation",
     "gradflow",
     "attention",
