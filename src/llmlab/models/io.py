@@ -39,13 +39,16 @@ def model_state(model: CausalLM) -> dict[str, torch.Tensor]:
 
 
 def save_model(model: CausalLM, directory: str | os.PathLike, tokenizer: Tokenizer | None = None,
-               card: ModelCard | None = None) -> Path:
-    """Write the model folder as a whole; an existing one may hold only what a model save writes."""
+               card: ModelCard | None = None, extra: dict | None = None) -> Path:
+    """Write the model folder as a whole; an existing one may hold only what a model save writes.
+
+    `extra` adds entries to config.json (e.g. "quantization", written by `llmlab.adapt.quantize`)."""
+    doc = {"llmlab_format": FORMAT_VERSION, "family": "causal-decoder", "config": config_to_dict(model.config)}
+    if extra and set(extra) & set(doc):
+        raise ValueError(f"extra config.json entries may not replace {sorted(set(extra) & set(doc))}")
     with atomic_folder(directory, MODEL_FILES, "model folder") as d:
         atomic_write_bytes(d / "model.safetensors", save(model_state(model), metadata={"format": "pt"}))
-        atomic_write_json(d / "config.json", {
-            "llmlab_format": FORMAT_VERSION, "family": "causal-decoder", "config": config_to_dict(model.config),
-        })
+        atomic_write_json(d / "config.json", {**doc, **(extra or {})})
         if tokenizer is not None:
             tokenizer.save(d / "tokenizer.json")
         if card is not None:
@@ -63,14 +66,24 @@ def read_weights(path: Path, device: torch.device | str = "cpu") -> dict[str, to
         raise InputError(f"cannot read {str(path)!r}: {e}") from None
 
 
-def load_config_file(directory: str | os.PathLike) -> ModelConfig:
+def read_model_doc(directory: str | os.PathLike) -> tuple[ModelConfig, dict]:
+    """The model config and the whole config.json (its other entries, e.g. "quantization", included)."""
     path = Path(directory) / "config.json"
     doc = read_json(path, "model config")
     if not isinstance(doc, dict) or doc.get("llmlab_format") != FORMAT_VERSION or "config" not in doc:
         raise InputError(f"{str(path)!r} is not an llmlab model config (format {FORMAT_VERSION})")
     if doc.get("family", "causal-decoder") != "causal-decoder":
         raise InputError(f"{str(path)!r} holds a {doc['family']!r} model; this loader reads causal decoders")
-    return config_from_dict(ModelConfig, doc["config"], what=str(path))
+    return config_from_dict(ModelConfig, doc["config"], what=str(path)), doc
+
+
+def load_config_file(directory: str | os.PathLike) -> ModelConfig:
+    return read_model_doc(directory)[0]
+
+
+def is_quantized(directory: str | os.PathLike) -> bool:
+    """Whether a model directory's config.json records a quantization (see `llmlab.adapt.quantize`)."""
+    return "quantization" in read_model_doc(directory)[1]
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -98,22 +111,33 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     d = Path(directory)
     if not d.is_dir():
         raise InputError(f"model directory {str(d)!r} does not exist")
-    cfg = load_config_file(d)
+    cfg, doc = read_model_doc(d)
+    if "quantization" in doc:
+        raise InputError(f"model directory {str(d)!r} holds a quantized model: load it with "
+                         "llmlab.adapt.quantize.load_quantized (the llmlab commands do)")
     weights = d / "model.safetensors"
     state = read_weights(weights, device)
     model = CausalLM(cfg).to(device)
     load_state(model, state, str(weights))
     model.eval()
+    return model, load_model_tokenizer(d, cfg)
+
+
+def load_model_tokenizer(d: Path, cfg: ModelConfig) -> Tokenizer | None:
+    """A model directory's tokenizer (None without tokenizer.json); InputError when the tokenizer has ids
+    the model has no embedding for."""
     tok_path = d / "tokenizer.json"
     tok = load_tokenizer(tok_path) if tok_path.exists() else None
     if tok is not None and tok.vocab_size > cfg.vocab_size:
         raise InputError(f"{str(tok_path)!r} has {tok.vocab_size} tokens but the model in {str(d)!r} embeds "
                          f"{cfg.vocab_size}: the tokenizer belongs to another model")
-    return model, tok
+    return tok
 
 
 def load_state(model: CausalLM, state: dict[str, torch.Tensor], what: str) -> None:
-    """Load weights strictly: every expected tensor present with the right shape, nothing extra."""
+    """Load weights strictly: every expected tensor present with the right shape, nothing extra, and
+    integer tensors (quantized codes) in their own dtype: a float file's bf16 may load into fp32, but
+    codes silently cast from another dtype would be other numbers."""
     expected = model_state(model)
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
@@ -122,4 +146,7 @@ def load_state(model: CausalLM, state: dict[str, torch.Tensor], what: str) -> No
     for k, v in state.items():
         if v.shape != expected[k].shape:
             raise InputError(f"{what}: {k} has shape {tuple(v.shape)}, config expects {tuple(expected[k].shape)}")
+        floats = v.is_floating_point() and expected[k].is_floating_point()
+        if not floats and v.dtype != expected[k].dtype:
+            raise InputError(f"{what}: {k} is {v.dtype}, expected {expected[k].dtype}")
     model.load_state_dict(state, strict=False)
