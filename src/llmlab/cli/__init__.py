@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "pos",
     "pretrain",
     "generate",
+    "quantize",
     "rag",
     "speedrun",
     "memory",

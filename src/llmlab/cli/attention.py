@@ -58,11 +58,11 @@ def _cjk_font() -> str | None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from llmlab.cli.common import load_any_model
     from llmlab.core.errors import InputError
-    from llmlab.models import load_model
     from llmlab.models.scoring import text_start
 
-    model, tok = load_model(args.model)
+    model, tok = load_any_model(args.model)
     if tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json to encode the text with")
     ids = text_start(tok) + tok.encode(args.text)

@@ -118,3 +118,20 @@ def refuse_other_algo_flags(args: argparse.Namespace, flags: dict[str, tuple[str
     for flag, (dest, algos) in flags.items():
         if getattr(args, dest) is not None and args.algo not in algos:
             raise InputError(f"{flag} applies to --algo {' / '.join(algos)}, not {args.algo}")
+
+
+def load_any_model(directory: str, device: str = "cpu"):
+    """(model, tokenizer) of a model directory, float or quantized (`llmlab quantize`): the loader below
+    the adapt layer cannot build quantized layers, so commands that read models come through here."""
+    from pathlib import Path
+
+    from llmlab.core.errors import InputError
+    from llmlab.models.io import is_quantized, load_model
+
+    if not Path(directory).is_dir():
+        raise InputError(f"model directory {directory!r} does not exist")
+    if is_quantized(directory):
+        from llmlab.adapt.quantize import load_quantized
+
+        return load_quantized(directory, device=device)
+    return load_model(directory, device=device)

@@ -157,17 +157,17 @@ def run_rank(args: argparse.Namespace) -> int:
 
 
 def run_ppl(args: argparse.Namespace) -> int:
+    from llmlab.cli.common import load_any_model
     from llmlab.core.errors import InputError
     from llmlab.core.progress import progress
     from llmlab.data import corpus_text
     from llmlab.data.corpora import CORPORA
     from llmlab.evaluate.lm import corpus_bits_per_char, corpus_perplexity
-    from llmlab.models import load_model
     from llmlab.models.scoring import text_start, token_logprobs
     from llmlab.tokenizers.base import UNK
 
     split = split_unless_file(None if args.input in CORPORA else args.input, args.split, "test", "a text")
-    model, tok = load_model(args.model, device=args.device)
+    model, tok = load_any_model(args.model, device=args.device)
     if tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json")
     texts = [t for t in corpus_text(args.input, split) if t]

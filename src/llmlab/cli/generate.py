@@ -39,13 +39,13 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from llmlab.cli.common import load_any_model
     from llmlab.core.errors import InputError
     from llmlab.core.io import line_batches
     from llmlab.generate import GenerationConfig, generate
-    from llmlab.models import load_model
     from llmlab.models.scoring import text_start
 
-    model, tok = load_model(args.model, device=args.device)
+    model, tok = load_any_model(args.model, device=args.device)
     if tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json")
     cfg = GenerationConfig(**dataclass_overrides(args, GenerationConfig), **bans(args, tok))

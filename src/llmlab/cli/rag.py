@@ -73,14 +73,14 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _ask(args: argparse.Namespace) -> int:
+    from llmlab.cli.common import load_any_model
     from llmlab.core.errors import InputError
     from llmlab.generate.config import GenerationConfig
     from llmlab.generate.rag import answer
     from llmlab.generate.retrieval import BM25Index
-    from llmlab.models import load_model
 
     index = BM25Index.load(args.index)
-    model, tok = load_model(args.model, device=args.device)
+    model, tok = load_any_model(args.model, device=args.device)
     if tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json")
     cfg = GenerationConfig(**dataclass_overrides(args, GenerationConfig))
