@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmlab.cli.common import add_command, finite_float
+from llmlab.cli.common import add_command, finite_float, load_any_model
 
 
 def register(sub) -> None:
@@ -24,11 +24,11 @@ def run(args) -> int:
     from llmlab.adapt.probe import POOLINGS, probe
     from llmlab.core.errors import InputError
     from llmlab.data.corpora import sentiment
-    from llmlab.models import CausalLM, load_model
+    from llmlab.models import CausalLM
 
     if args.train_size < 2 or args.test_size < 0:
         raise InputError(f"--train-size must be >= 2 and --test-size >= 0, got {args.train_size}, {args.test_size}")
-    model, tok = load_model(args.model, device=args.device)
+    model, tok = load_any_model(args.model, device=args.device)
     if tok is None or not isinstance(model, CausalLM):
         raise InputError(f"{args.model!r}: probing needs a causal decoder saved with its tokenizer")
     train, test = sentiment("train"), sentiment("dev")
@@ -38,7 +38,7 @@ def run(args) -> int:
     results = {"trained": probe(model, tok, train, test, args.c)}
     if not args.no_control:
         torch.manual_seed(args.seed)
-        control = CausalLM(model.config).to(args.device)
+        control = CausalLM(model.config).to(args.device)  # float, even for a quantized model
         results["random"] = probe(control, tok, train, test, args.c)
     first = results["trained"]
     print(f"sentiment: {first.n_train} training, {first.n_test} test sentences; majority class {first.majority:.3f}")
