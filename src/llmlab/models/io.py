@@ -1,4 +1,5 @@
-"""Save and load a model directory: config.json, model.safetensors, tokenizer.json, README.md.
+"""Save and load a model directory: config.json, model.safetensors, tokenizer.json, README.md, and for a
+chat model tokenizer_config.json (Hugging Face's, holding its ``chat_template``).
 
 Weights are safetensors only, never pickle. The directory is written as a whole (`atomic_folder`):
 readers see the old model or the new one, never new weights beside an old config.
@@ -22,7 +23,8 @@ from llmlab.models.decoder import CausalLM
 from llmlab.tokenizers import Tokenizer, load_tokenizer
 
 FORMAT_VERSION = 1
-MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "README.md")  # what a save may replace
+# what a save may replace
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "README.md", "tokenizer_config.json")
 
 
 def model_state(model: CausalLM) -> dict[str, torch.Tensor]:
@@ -39,10 +41,12 @@ def model_state(model: CausalLM) -> dict[str, torch.Tensor]:
 
 
 def save_model(model: CausalLM, directory: str | os.PathLike, tokenizer: Tokenizer | None = None,
-               card: ModelCard | None = None, extra: dict | None = None) -> Path:
+               card: ModelCard | None = None, extra: dict | None = None,
+               tokenizer_config: dict | None = None) -> Path:
     """Write the model folder as a whole; an existing one may hold only what a model save writes.
 
-    `extra` adds entries to config.json (e.g. "quantization", written by `llmlab.adapt.quantize`)."""
+    `extra` adds entries to config.json (e.g. "quantization", written by `llmlab.adapt.quantize`);
+    `tokenizer_config` is written as ``tokenizer_config.json`` (a chat model's template, special tokens)."""
     doc = {"llmlab_format": FORMAT_VERSION, "family": "causal-decoder", "config": config_to_dict(model.config)}
     if extra and set(extra) & set(doc):
         raise ValueError(f"extra config.json entries may not replace {sorted(set(extra) & set(doc))}")
@@ -53,6 +57,8 @@ def save_model(model: CausalLM, directory: str | os.PathLike, tokenizer: Tokeniz
             tokenizer.save(d / "tokenizer.json")
         if card is not None:
             atomic_write_text(d / "README.md", card.to_markdown())
+        if tokenizer_config is not None:
+            atomic_write_json(d / "tokenizer_config.json", tokenizer_config)
     return Path(directory)
 
 
