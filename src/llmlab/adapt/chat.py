@@ -175,3 +175,20 @@ def grow_vocab(model, n_old: int, n_new: int) -> None:
     model.embed_tokens.weight[n_old:n_new] = model.embed_tokens.weight[:n_old].mean(0)
     if not tied:
         model.lm_head.weight[n_old:n_new] = model.lm_head.weight[:n_old].mean(0)
+
+
+def load_chat_template(model_dir) -> ChatTemplate:
+    """The template a chat model was fine-tuned with (its tokenizer_config.json, as `llmlab sft` saves it)."""
+    from pathlib import Path
+
+    from llmlab.core.config import config_from_dict
+    from llmlab.core.io import read_json
+
+    path = Path(model_dir) / "tokenizer_config.json"
+    if not path.is_file():
+        raise InputError(f"model directory {str(model_dir)!r} has no tokenizer_config.json: it is not a chat model "
+                         "(fine-tune one with llmlab sft)")
+    doc = read_json(path, "tokenizer config")
+    if not isinstance(doc, dict) or not isinstance(doc.get("llmlab_chat_template"), dict):
+        raise InputError(f"{str(path)!r} has no llmlab_chat_template: it was not written by llmlab sft")
+    return config_from_dict(ChatTemplate, doc["llmlab_chat_template"], what=str(path))

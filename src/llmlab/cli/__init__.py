@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "seg",
     "pos",
     "pretrain",
+    "sft",
     "generate",
     "quantize",
     "rag",

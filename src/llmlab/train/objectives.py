@@ -45,3 +45,17 @@ def moe_aux_loss(model) -> torch.Tensor | None:
     the model has no MoE layers); training adds it to the language-modelling loss."""
     get = getattr(model, "moe_loss", None)
     return get() if get is not None else None
+
+
+def weighted_lm_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Next-token loss with a weight per target: sum(w * nll) / sum(w), targets -100 counting nothing.
+
+    Supervised fine-tuning weighs the reply's tokens 1 and the prompt's `prompt_loss_weight` (topic 39):
+    with weight 0 on the prompt this is `causal_lm_loss` with the prompt's targets set to -100 (prompt
+    masking), with 1 everywhere it is `causal_lm_loss` itself.
+    """
+    B, T, V = logits.shape
+    nll = F.cross_entropy(logits.reshape(B * T, V).float(), targets.reshape(B * T), ignore_index=-100,
+                          reduction="none")  # (B*T,)
+    w = weights.reshape(B * T).float() * (targets.reshape(B * T) != -100)
+    return (w * nll).sum() / w.sum().clamp_min(1e-12)

@@ -151,20 +151,22 @@ def build_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
 class Trainer:
     """Trains `model` on a token stream, writing metrics and checkpoints under `run_dir`.
 
-    If `run_dir` holds a checkpoint, training resumes from it.
+    If `run_dir` holds a checkpoint, training resumes from it. A subclass may train on other batches by
+    overriding `batch` (and `micro_step`, which takes what `batch` returns), passing train_tokens=None.
     """
 
-    def __init__(self, model, cfg: TrainConfig, train_tokens: torch.Tensor, val_tokens: torch.Tensor | None,
+    def __init__(self, model, cfg: TrainConfig, train_tokens: torch.Tensor | None, val_tokens: torch.Tensor | None,
                  run_dir: str | Path):
         if cfg.seq_len > model.config.max_seq_len:
             raise InputError(f"seq_len {cfg.seq_len} exceeds the model's max_seq_len {model.config.max_seq_len}")
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device)
-        self.train_tokens = train_tokens.long()
+        # None when a subclass's `batch` draws the data itself (supervised fine-tuning's padded conversations)
+        self.train_tokens = None if train_tokens is None else train_tokens.long()
         self.val_tokens = None if val_tokens is None else val_tokens.long()
         # checked here, before a pipeline touches the run folder, not when the first batch or evaluation needs them
-        if self.train_tokens.numel() < cfg.seq_len + 2:
+        if self.train_tokens is not None and self.train_tokens.numel() < cfg.seq_len + 2:
             raise InputError(f"the training token stream ({self.train_tokens.numel()} tokens) is shorter than "
                              f"seq_len + 2 = {cfg.seq_len + 2}: use more text or a shorter seq_len")
         if self.val_tokens is not None and self.val_tokens.numel() < 2:

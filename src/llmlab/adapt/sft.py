@@ -1,0 +1,243 @@
+"""Supervised fine-tuning (topics 39, 41): conversations rendered by a `ChatTemplate`, padded into
+batches, and trained with the pretraining engine (`llmlab.train.Trainer`: optimizer, schedule,
+precision, checkpoints with exact resume, metrics, progress); only the batches and the loss differ.
+
+The loss is `weighted_lm_loss`: reply tokens weigh 1, prompt tokens `prompt_loss_weight` (0 = prompt
+masking, the usual choice; 1 = train on every token, as pretraining does). Only parameters with
+``requires_grad`` are trained, so freezing layers or `apply_lora` before training is all it takes.
+
+What SFT does to the model is measured before and after (`measure`): exact-match accuracy on the
+arithmetic test split by greedy generation, both in the chat format and as a plain completion (how a
+base model is prompted), and general ability as perplexity on a general corpus's dev split.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from llmlab.adapt.chat import ChatTemplate, check_messages
+from llmlab.adapt.sft_config import SFT_TRAIN, SFTConfig  # noqa: F401 (SFT_TRAIN: part of this API)
+from llmlab.core.errors import InputError
+from llmlab.core.io import read_jsonl
+from llmlab.core.progress import progress
+from llmlab.train.config import TrainConfig
+from llmlab.train.objectives import moe_aux_loss, weighted_lm_loss
+from llmlab.train.trainer import Trainer, perplexity
+
+log = logging.getLogger(__name__)
+
+# --- data -----------------------------------------------------------------------------------------
+
+def conversation(record: dict, where: str) -> list[dict]:
+    """A JSONL record as messages: {"messages": [...]} as is, {"prompt", "response"} as a user and an
+    assistant turn.
+
+    >>> conversation({"prompt": "1+1=", "response": "2"}, "x")
+    [{'role': 'user', 'content': '1+1='}, {'role': 'assistant', 'content': '2'}]
+    """
+    if isinstance(record, dict) and "messages" in record:
+        messages = record["messages"]
+    elif isinstance(record, dict) and isinstance(record.get("prompt"), str) and isinstance(record.get("response"), str):
+        messages = [{"role": "user", "content": record["prompt"]}, {"role": "assistant", "content": record["response"]}]
+    else:
+        raise InputError(f"{where}: expected {{\"messages\": [...]}} or {{\"prompt\": ..., \"response\": ...}}, "
+                         f"got {str(record)[:80]}")
+    try:
+        check_messages(messages)
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+    return messages
+
+
+def arithmetic_conversations(problems) -> list[list[dict]]:
+    return [[{"role": "user", "content": p.question}, {"role": "assistant", "content": p.answer}] for p in problems]
+
+
+def load_conversations(cfg: SFTConfig) -> tuple[list[list[dict]], list[list[dict]]]:
+    """Train and dev conversations: the arithmetic splits, or a JSONL file whose last 5% (at least one
+    record) is held out as dev, in order."""
+    from llmlab.data.corpora import arithmetic
+
+    if cfg.data == "arithmetic":
+        kw = dict(max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
+        return (arithmetic_conversations(arithmetic(cfg.arithmetic_train, "train", **kw)),
+                arithmetic_conversations(arithmetic(200, "dev", **kw)))
+    if Path(cfg.data).suffix != ".jsonl":
+        raise InputError(f"data must be 'arithmetic' or a .jsonl file, got {cfg.data!r}")
+    convs = [conversation(r, f"{cfg.data} record {i}") for i, r in enumerate(read_jsonl(cfg.data, "SFT data"), 1)]
+    if len(convs) < 2:
+        raise InputError(f"{cfg.data!r} has {len(convs)} conversation(s); SFT holds out the last 5% (at least one) "
+                         "for validation, so it needs at least 2")
+    k = max(1, len(convs) // 20)
+    return convs[:-k], convs[-k:]
+
+
+def encode_examples(template: ChatTemplate, tok, convs: list[list[dict]], max_len: int
+                    ) -> tuple[list[tuple[list[int], list[int]]], dict]:
+    """Rendered (ids, loss mask) pairs, cut to `max_len` tokens (seq_len + 1: inputs and shifted targets).
+
+    The cut rule: a longer conversation keeps its first `max_len` tokens (the start of the dialogue and
+    as much of the reply as fits); one left with no token to learn is dropped. The counts say how many
+    were cut and dropped.
+    """
+    out, cut, dropped = [], 0, 0
+    for messages in convs:
+        ids, mask = template.render(tok, messages)
+        if len(ids) > max_len:
+            cut += 1
+            ids, mask = ids[:max_len], mask[:max_len]
+            if not any(mask[1:]):
+                dropped += 1
+                continue
+        out.append((ids, mask))
+    if not out:
+        raise InputError(f"no conversation has a reply token within the first {max_len} tokens: raise seq_len")
+    return out, {"examples": len(out), "cut": cut, "dropped": dropped}
+
+
+def pad_batch(examples: list[tuple[list[int], list[int]]], pad_id: int, prompt_loss_weight: float = 0.0
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inputs (B, T), targets (B, T) and loss weights (B, T), T = longest example - 1. Targets are -100
+    on padding and, when prompt_loss_weight is 0, on every token not learned; weights are 1 on learned
+    tokens, prompt_loss_weight on the others, 0 on padding.
+
+    >>> x, y, w = pad_batch([([5, 6, 7], [0, 0, 1]), ([5, 8], [0, 1])], pad_id=3)
+    >>> x.tolist(), y.tolist(), w.tolist()
+    ([[5, 6], [5, 3]], [[-100, 7], [8, -100]], [[0.0, 1.0], [1.0, 0.0]])
+    """
+    T = max(len(ids) for ids, _ in examples) - 1
+    B = len(examples)
+    x = torch.full((B, T), pad_id, dtype=torch.long)
+    y = torch.full((B, T), -100, dtype=torch.long)
+    w = torch.zeros(B, T)
+    for b, (ids, mask) in enumerate(examples):
+        n = len(ids) - 1
+        x[b, :n] = torch.tensor(ids[:-1])
+        learn = torch.tensor(mask[1:], dtype=torch.bool)  # (n,) target t is token t + 1
+        w[b, :n] = torch.where(learn, 1.0, prompt_loss_weight)
+        y[b, :n] = torch.tensor(ids[1:]).masked_fill(w[b, :n] == 0, -100)
+    return x, y, w
+
+
+def batch_indices(lengths: list[int], batch_size: int, seed: int, bucket: bool = False) -> list[int]:
+    """Which examples make a batch, a function of `seed` alone: uniform draws, or with `bucket` a run of
+    `batch_size` neighbours in length order starting at a random place (similar lengths, little padding).
+
+    >>> batch_indices([5, 1, 9, 2], 2, seed=0, bucket=True) in ([1, 3], [3, 0], [0, 2])
+    True
+    """
+    g = torch.Generator().manual_seed(seed)
+    n = len(lengths)
+    if not bucket or n <= batch_size:
+        return torch.randint(0, n, (batch_size,), generator=g).tolist()
+    order = sorted(range(n), key=lambda i: (lengths[i], i))
+    start = int(torch.randint(0, n - batch_size + 1, (1,), generator=g))
+    return order[start:start + batch_size]
+
+
+# --- the trainer ----------------------------------------------------------------------------------
+
+class SFTTrainer(Trainer):
+    """The training engine on padded conversations with the weighted loss; validation is the reply-only
+    loss on the dev conversations (prompt weight 0 whatever the training weight, so runs compare)."""
+
+    def __init__(self, model, cfg: TrainConfig, train: list, dev: list, run_dir: str | Path, pad_id: int,
+                 prompt_loss_weight: float = 0.0, bucket: bool = False):
+        super().__init__(model, cfg, None, None, run_dir)
+        self.examples, self.dev = train, dev
+        self.lengths = [len(ids) for ids, _ in train]
+        self.pad_id, self.prompt_loss_weight, self.bucket = pad_id, prompt_loss_weight, bucket
+
+    def batch(self, micro: int):
+        cfg = self.cfg
+        seed = (cfg.seed * 1_000_003 + self.step) * 64 + micro
+        picked = [self.examples[i] for i in batch_indices(self.lengths, cfg.batch_size, seed, self.bucket)]
+        return tuple(t.to(self.device) for t in pad_batch(picked, self.pad_id, self.prompt_loss_weight))
+
+    def micro_step(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            logits = self.forward(x)  # (B, T, V)
+        loss = weighted_lm_loss(logits, y, w)
+        aux = moe_aux_loss(self.model)
+        objective = (loss if aux is None else loss + aux) / self.cfg.grad_accum
+        (self.scaler.scale_loss(objective) if self.scaler else objective).backward()
+        return loss.detach()
+
+    @torch.no_grad()
+    def evaluate(self, max_batches: int | None, model=None) -> dict:
+        model = model or self.model
+        was = model.training
+        model.eval()
+        bs = self.cfg.batch_size
+        chunks = [self.dev[i:i + bs] for i in range(0, len(self.dev), bs)][:max_batches]
+        total = count = 0.0
+        for chunk in chunks:
+            x, y, w = (t.to(self.device) for t in pad_batch(chunk, self.pad_id, 0.0))
+            n = float(w.sum())
+            total += float(weighted_lm_loss(model(x), y, w)) * n
+            count += n
+        model.train(was)
+        loss = total / max(count, 1.0)
+        return {"step": self.step, "val_loss": loss, "val_ppl": perplexity(loss), "val_tokens": int(count)}
+
+
+# --- measurements ---------------------------------------------------------------------------------
+
+def answer_accuracy(model, tok, problems, prompts: list[list[int]], stop_id: int, max_new_tokens: int,
+                    desc: str) -> tuple[float, list[tuple[str, str, str]]]:
+    """Exact-match accuracy of greedy answers to `prompts` (one per problem), and (question, gold, answer)
+    for the first few."""
+    from llmlab.evaluate.tasks import exact_match
+    from llmlab.generate import GenerationConfig, generate
+
+    gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0)
+    right, shown = 0, []
+    for p, ids in zip(progress(problems, desc=desc, unit="problem"), prompts):
+        out = tok.decode(generate(model, ids, gen, eos_id=stop_id))
+        right += exact_match(out, p.answer)
+        if len(shown) < 5:
+            shown.append((p.question, p.answer, out))
+    return right / max(len(problems), 1), shown
+
+
+def general_perplexity(model, tok, corpus: str, n_tokens: int, seq_len: int) -> dict:
+    """Loss and perplexity on the first `n_tokens` of `corpus`'s dev split (lines joined by EOS, as a
+    pretraining stream), and the share of those tokens that are ``<unk>``."""
+    from llmlab.data.corpora import corpus_text
+    from llmlab.train.trainer import evaluate_loss
+
+    ids: list[int] = []
+    for line in corpus_text(corpus, "dev"):
+        ids += tok.encode(line) + [tok.eos_id]
+        if len(ids) >= n_tokens:
+            break
+    stream = torch.tensor(ids[:n_tokens], dtype=torch.long)
+    loss, n = evaluate_loss(model, stream, seq_len)
+    unk = float((stream == tok.unk_id).float().mean()) if stream.numel() else 0.0
+    return {"general_loss": loss, "general_ppl": perplexity(loss), "general_tokens": n, "general_unk_share": unk}
+
+
+def measure(model, tok, template: ChatTemplate, cfg: SFTConfig) -> dict:
+    """The before/after figures: chat and completion accuracy on arithmetic test problems, general
+    perplexity. Completion prompts the question as plain text after EOS (how a base model is asked)."""
+    from llmlab.data.corpora import arithmetic
+    from llmlab.models.scoring import text_start
+
+    out: dict = {}
+    if cfg.eval_problems:
+        problems = arithmetic(cfg.eval_problems, "test", max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
+        user = [[{"role": "user", "content": p.question}] for p in problems]
+        end = template.ids(tok)[template.end]
+        acc, shown = answer_accuracy(model, tok, problems, [template.prompt_ids(tok, m) for m in user], end,
+                                     cfg.answer_tokens, "chat answers")
+        out.update(chat_accuracy=acc, chat_samples=shown)
+        acc, shown = answer_accuracy(model, tok, problems, [text_start(tok) + tok.encode(p.question) for p in problems],
+                                     tok.eos_id, cfg.answer_tokens, "completions")
+        out.update(completion_accuracy=acc, completion_samples=shown, problems=len(problems))
+    if cfg.general_tokens:
+        out.update(general_perplexity(model, tok, cfg.general_corpus, cfg.general_tokens,
+                                      min(cfg.train.seq_len, model.config.max_seq_len)))
+    return out

@@ -1,0 +1,86 @@
+"""llmlab sft: supervised fine-tuning of a saved model on conversations (resumes if the run exists);
+llmlab chat: answer user lines from stdin with a fine-tuned model."""
+
+from __future__ import annotations
+
+import argparse
+
+from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overrides
+
+
+def register(sub) -> None:
+    from llmlab.adapt.sft_config import SFTConfig
+    from llmlab.generate.config import GenerationConfig
+    from llmlab.train.config import TrainConfig
+
+    p = add_command(sub, "sft", "fine-tune a saved model on conversations with a chat template (resumes if the run "
+                    "exists); prints task accuracy and general perplexity before and after", run)
+    p.add_argument("--model", required=True, help="base model directory (llmlab pretrain writes runs/NAME/model)")
+    p.add_argument("--data", default="arithmetic",
+                   help="'arithmetic' (built-in problems: question as the user turn, answer as the reply) or a .jsonl "
+                        "file of {\"messages\": [{\"role\", \"content\"}, ...]} or {\"prompt\", \"response\"} records")
+    p.add_argument("--name", default="sft", help="run name: output goes to OUT/NAME")
+    p.add_argument("--out", default="runs", help="directory holding run directories")
+    p.add_argument("--fresh", action="store_true", help="delete an existing run of this name first")
+    add_dataclass_flags(p.add_argument_group("fine-tuning"), SFTConfig, skip=("name", "model", "data"))
+    add_dataclass_flags(p.add_argument_group("training"), TrainConfig)
+
+    c = add_command(sub, "chat", "chat with a fine-tuned model: each stdin line is a user turn, its reply is printed",
+                    chat)
+    c.add_argument("--model", required=True, help="model directory written by llmlab sft (runs/NAME/model)")
+    c.add_argument("--system", default=None, help="a system message opening the conversation")
+    c.add_argument("--forget", action="store_true", help="answer each line on its own, without the earlier turns")
+    c.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_dataclass_flags(c, GenerationConfig)
+
+
+def _config(args: argparse.Namespace):
+    import dataclasses
+
+    from llmlab.adapt.sft_config import SFTConfig
+    from llmlab.train.config import TrainConfig
+
+    base = SFTConfig()
+    return dataclasses.replace(base, name=args.name, model=args.model, data=args.data,
+                               **{k: v for k, v in dataclass_overrides(args, SFTConfig).items()
+                                  if k not in ("name", "model", "data")},
+                               train=dataclasses.replace(base.train, **dataclass_overrides(args, TrainConfig)))
+
+
+def run(args: argparse.Namespace) -> int:
+    from llmlab.pipeline.sft import run_sft
+
+    cfg = _config(args)
+    f = run_sft(cfg, args.out, fresh=args.fresh)
+    b, a = f["before"], f["after"]
+    for label, key in (("chat accuracy", "chat_accuracy"), ("completion accuracy", "completion_accuracy"),
+                       (f"{cfg.general_corpus} dev perplexity", "general_ppl")):
+        if key in b:
+            print(f"{label:28s} before {b[key]:.4g}  after {a[key]:.4g}")
+    print(f"train loss {f['first_train_loss']:.4f} -> {f['last_train_loss']:.4f} ({f['steps']} steps, "
+          f"{f['train_seconds']:.0f} s)  report: {args.out}/{cfg.name}/report.md")
+    return 0
+
+
+def chat(args: argparse.Namespace) -> int:
+    from llmlab.adapt.chat import load_chat_template
+    from llmlab.core.errors import InputError
+    from llmlab.core.io import line_batches
+    from llmlab.generate import GenerationConfig, generate
+    from llmlab.models import load_model
+
+    model, tok = load_model(args.model, device=args.device)
+    if tok is None:
+        raise InputError(f"model directory {args.model!r} has no tokenizer.json")
+    template = load_chat_template(args.model)
+    overrides = dataclass_overrides(args, GenerationConfig)
+    cfg = GenerationConfig(**{"temperature": 0.0, **overrides})  # greedy unless --temperature is given
+    end = template.ids(tok)[template.end]
+    history = [{"role": "system", "content": args.system}] if args.system is not None else []
+    for line in (x for batch in line_batches(None, size=1) for x in batch):
+        turns = (history if not args.forget else history[:1 if args.system is not None else 0])
+        turns = turns + [{"role": "user", "content": line}]
+        reply = tok.decode(generate(model, template.prompt_ids(tok, turns), cfg, eos_id=end))
+        print(reply, flush=True)
+        history = turns + [{"role": "assistant", "content": reply}]
+    return 0

@@ -1,0 +1,204 @@
+"""Supervised fine-tuning: the masked loss by hand, padding, exact resume, frozen parameters, a tiny
+model that learns the arithmetic answer format, and the sft / chat commands."""
+
+import dataclasses
+import io
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from llmlab.adapt.chat import ChatTemplate, add_chat_tokens
+from llmlab.adapt.sft import SFT_TRAIN, SFTTrainer, arithmetic_conversations, encode_examples, pad_batch
+from llmlab.cli import main
+from llmlab.core.errors import InputError
+from llmlab.data.corpora import arithmetic
+from llmlab.models import CausalLM, ModelConfig, load_model, save_model
+from llmlab.tokenizers import CharTokenizer
+from llmlab.train.objectives import causal_lm_loss, weighted_lm_loss
+
+T = ChatTemplate()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices: extra threads only contend (a 32-wide model runs several times faster on one)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_model(tok, seed=0):
+    torch.manual_seed(seed)
+    return CausalLM(ModelConfig(vocab_size=tok.vocab_size, dim=32, n_layer=2, n_head=2, n_kv_head=2, max_seq_len=32))
+
+
+@pytest.fixture(scope="module")
+def base_tok():
+    return CharTokenizer.train([p.text for p in arithmetic(200, max_digits=2, ops="+")])
+
+
+@pytest.fixture(scope="module")
+def base_dir(base_tok, tmp_path_factory):
+    d = tmp_path_factory.mktemp("base") / "model"
+    save_model(tiny_model(base_tok), d, base_tok)
+    return d
+
+
+def examples(tok, n=64, split="train"):
+    convs = arithmetic_conversations(arithmetic(n, split, max_digits=2, ops="+-"))
+    return encode_examples(T, tok, convs, 25)[0]
+
+
+def test_masked_loss_is_the_cross_entropy_of_the_reply_tokens_only(base_tok):
+    tok = add_chat_tokens(None, base_tok)
+    batch = examples(tok, 3)
+    x, y, w = pad_batch(batch, tok.pad_id, 0.0)
+    logits = torch.randn(*x.shape, tok.vocab_size)
+    nll, n = 0.0, 0
+    for b, (ids, mask) in enumerate(batch):  # by hand: position t predicts token t + 1 where that one is learned
+        for t in range(len(ids) - 1):
+            if mask[t + 1]:
+                nll -= F.log_softmax(logits[b, t], -1)[ids[t + 1]].item()
+                n += 1
+    assert weighted_lm_loss(logits, y, w).item() == pytest.approx(nll / n, rel=1e-5)
+    assert n == sum(len(tok.encode(p.answer)) + 1 for p in arithmetic(3, max_digits=2, ops="+-"))
+    assert ((y == -100) == (w == 0)).all() and (x[w == 0][-1:] == tok.pad_id).all()
+
+
+def test_prompt_loss_weight_one_is_the_plain_causal_loss(base_tok):
+    tok = add_chat_tokens(None, base_tok)
+    batch = [ex for ex in examples(tok, 20) if len(ex[0]) == len(examples(tok, 20)[0][0])][:4]  # no padding
+    x, y, w = pad_batch(batch, tok.pad_id, 1.0)
+    assert (y != -100).all()
+    logits = torch.randn(*x.shape, tok.vocab_size)
+    ids = torch.tensor([ids for ids, _ in batch])
+    torch.testing.assert_close(weighted_lm_loss(logits, y, w), causal_lm_loss(logits, ids[:, 1:]))
+    half = weighted_lm_loss(logits, *pad_batch(batch, tok.pad_id, 0.5)[1:])  # between masked and plain
+    lo, hi = sorted([weighted_lm_loss(logits, y, w).item(), weighted_lm_loss(logits, *pad_batch(batch, 3, 0.0)[1:])
+                     .item()])
+    assert lo <= half.item() <= hi
+
+
+def test_cut_rule_keeps_the_start_and_drops_conversations_with_nothing_to_learn(base_tok):
+    tok = add_chat_tokens(None, base_tok)
+    convs = [[{"role": "user", "content": "12+34="}, {"role": "assistant", "content": "46"}]]  # 1+6+1+1+2+1 = 12 tokens
+    out, stats = encode_examples(T, tok, convs * 2, 10)
+    assert stats == {"examples": 2, "cut": 2, "dropped": 0} and out[0][1] == [0] * 9 + [1]
+    with pytest.raises(InputError, match="raise seq_len"):
+        encode_examples(T, tok, convs, 9)
+
+
+def trainer(tok, model, run_dir, **train):
+    cfg = dataclasses.replace(SFT_TRAIN, **{**dict(steps=6, batch_size=4, seq_len=24, warmup_steps=2, eval_every=0,
+                                                   checkpoint_every=3, log_every=1, device="cpu"), **train})
+    return SFTTrainer(model, cfg, examples(tok), examples(tok, 8, "dev"), run_dir, tok.pad_id, bucket=True)
+
+
+def test_a_resumed_run_equals_the_uninterrupted_one_exactly(base_tok, tmp_path):
+    tok = add_chat_tokens(model := tiny_model(base_tok), base_tok)
+    whole = trainer(tok, model, tmp_path / "whole")
+    whole.fit()
+    tok = add_chat_tokens(model := tiny_model(base_tok), base_tok)
+    first = trainer(tok, model, tmp_path / "split")
+    for _ in range(3):  # a session that stops after step 3's checkpoint
+        first.metrics.write(first.train_step())
+    first.save()
+    tok = add_chat_tokens(model := tiny_model(base_tok, seed=1), base_tok)  # other weights: all must come from disk
+    second = trainer(tok, model, tmp_path / "split")
+    assert second.maybe_resume() and second.step == 3
+    second.fit()
+    losses = [[r["loss"] for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+              for d in (tmp_path / "whole", tmp_path / "split")]
+    assert losses[0] == losses[1] and len(losses[0]) == 6
+    for (k, a), b in zip(whole.model.state_dict().items(), second.model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_only_parameters_that_require_grad_change(base_tok, tmp_path):
+    tok = add_chat_tokens(model := tiny_model(base_tok), base_tok)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("layers.1."))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer(tok, model, tmp_path / "frozen", steps=3).fit()
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("layers.1.") for k in changed), changed
+    assert changed == {k for k, p in model.named_parameters() if p.requires_grad}
+
+
+def sft(base_dir, tmp_path, *flags, name="s"):
+    return main(["sft", "--model", str(base_dir), "--name", name, "--out", str(tmp_path / "runs"), "--device", "cpu",
+                 "--arithmetic-max-digits", "2", "--arithmetic-ops", "+", "--arithmetic-train", "2000",
+                 "--general-tokens", "2000", "--seq-len", "24", "--batch-size", "32", *flags])
+
+
+def test_a_tiny_model_learns_the_answer_format_and_the_commands_round_trip(base_dir, tmp_path, capsys, monkeypatch):
+    """Measured (dim 32, 2 layers, 600 steps of 32 two-digit additions, lr 3e-3): train loss 2.04 -> 0.70, chat
+    exact match 0 -> 0.16 on 50 test problems, every reply digits then <|end|>. The bounds leave room for
+    another machine's float rounding: loss below half the start, at least 3 of 50 right, all digit replies."""
+    flags = ["--steps", "600", "--lr", "3e-3", "--min-lr", "3e-4", "--eval-problems", "50", "--eval-every", "300",
+             "--checkpoint-every", "300", "--log-every", "50"]
+    assert sft(base_dir, tmp_path, *flags) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "runs" / "s"
+    summary = json.loads((run / "summary.json").read_text())
+    b, a = summary["before"], summary["after"]
+    assert summary["last_train_loss"] < 0.5 * summary["first_train_loss"]
+    assert b["chat_accuracy"] == 0 and a["chat_accuracy"] >= 0.06
+    assert all(reply.isdigit() for _, _, reply in a["chat_samples"])
+    assert "chat accuracy" in out and "before 0" in out and "report.md" in (run / "report.md").name
+    report = (run / "report.md").read_text()
+    assert "## Before and after" in report and "prompt masked" in report
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["before"] and records[-1]["final"] and sum("val_loss" in r for r in records) == 2
+    # the saved model: loads with its chat tokenizer; generate and chat read it
+    model, tok = load_model(run / "model")
+    assert tok.token_to_id(T.end) == model.config.vocab_size - 1
+    assert json.loads((run / "model" / "tokenizer_config.json").read_text())["chat_template"] == T.jinja()
+    assert main(["generate", "--model", str(run / "model"), "--prompt", "12+", "--max-new-tokens", "3"]) == 0
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"12+34=\n80+47=\n")))
+    assert main(["chat", "--model", str(run / "model"), "--forget"]) == 0
+    replies = capsys.readouterr().out.splitlines()[-2:]
+    assert replies[1] == a["chat_samples"][0][2]  # the same greedy answer as the run measured
+    # run again: finished, nothing retrains; the metrics keep one before and one after record
+    before_ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert sft(base_dir, tmp_path, *flags) == 0
+    again = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r for r in again if "loss" in r] == [r for r in records if "loss" in r]
+    assert sum(bool(r.get("final")) for r in again) == 1
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before_ckpts
+
+
+def test_cli_errors_are_named_and_leave_other_folders_alone(base_dir, tmp_path, capsys):
+    quick = ["--steps", "2", "--eval-problems", "2", "--eval-every", "0"]
+    assert sft(base_dir, tmp_path, "--prompt-loss-weight", "2", *quick) == 2
+    assert "prompt_loss_weight must be in [0, 1]" in capsys.readouterr().err
+    assert main(["sft", "--model", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    mine = tmp_path / "runs" / "mine"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep me")
+    assert sft(base_dir, tmp_path, *quick, name="mine") == 2
+    assert "not an llmlab run" in capsys.readouterr().err and [p.name for p in mine.iterdir()] == ["notes.txt"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "response": "b"}\n{"text": "x"}\n')
+    assert sft(base_dir, tmp_path, "--data", str(bad), *quick, name="j") == 2
+    assert "record 2: expected" in capsys.readouterr().err
+    assert main(["chat", "--model", str(base_dir)]) == 2
+    assert "not a chat model" in capsys.readouterr().err
+
+
+def test_jsonl_conversations_of_both_shapes_train_with_prompt_loss(base_dir, tmp_path, capsys):
+    data = tmp_path / "chat.jsonl"
+    rows = [{"prompt": "1+2=", "response": "3"},
+            {"messages": [{"role": "system", "content": "9"}, {"role": "user", "content": "4+4="},
+                          {"role": "assistant", "content": "8"}, {"role": "user", "content": "8+1="},
+                          {"role": "assistant", "content": "9"}]}] * 10
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert sft(base_dir, tmp_path, "--data", str(data), "--steps", "3", "--eval-problems", "2", "--eval-every", "0",
+               "--prompt-loss-weight", "1", name="j") == 0
+    summary = json.loads((tmp_path / "runs" / "j" / "summary.json").read_text())
+    assert summary["examples"] == 19 and summary["dev_examples"] == 1 and summary["steps"] == 3
+    assert "prompt tokens weighted 1.0" in (tmp_path / "runs" / "j" / "report.md").read_text()
