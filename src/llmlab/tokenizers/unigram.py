@@ -32,6 +32,20 @@ from llmlab.tokenizers.subword import (
 )
 
 UNK_PENALTY = 10.0  # an unknown character scores this much below the rarest piece (as in HF/sentencepiece)
+SCORE_DIGITS = 12  # significant digits a piece's score keeps (`exact_in_json`)
+
+
+def exact_in_json(score: float) -> float:
+    """`score` rounded to `SCORE_DIGITS` significant digits: a decimal that every JSON reader turns
+    into the same float. HF's reader (serde_json's fast path) may land a 17-digit score one unit in
+    the last place away from Python's, and two segmentations using the same pieces in another order
+    tie exactly only when both sides add the same floats: "abbb" as a|b|bb or a|bb|b then went
+    one way in llmlab and the other in HF.
+
+    >>> exact_in_json(-4.549201273168417), exact_in_json(-1.0)
+    (-4.54920127317, -1.0)
+    """
+    return float(f"{float(score):.{SCORE_DIGITS}g}")
 
 
 def lattice(word: str, piece_id: dict[str, int], max_len: int) -> list[list[tuple[int, int]]]:
@@ -87,7 +101,7 @@ class UnigramTokenizer(SubwordTokenizer):
         for k, (piece, score) in enumerate(pieces, start=len(specials)):
             if not piece or piece in self.piece_id or piece in specials:
                 raise InputError(f"unigram piece {piece!r} is empty or repeated")
-            self.vocab[k] = (piece, float(score))
+            self.vocab[k] = (piece, exact_in_json(score))
             self.piece_id[piece] = k
         self.scores = [s for _, s in self.vocab]
         self.max_len = max((len(p) for p in self.piece_id), default=1)
