@@ -41,7 +41,7 @@ def model_state(model: CausalLM) -> dict[str, torch.Tensor]:
 
 
 def save_model(model: CausalLM, directory: str | os.PathLike, tokenizer: Tokenizer | None = None,
-               card: ModelCard | None = None, extra: dict | None = None,
+               card: ModelCard | None = None, *, extra: dict | None = None,
                tokenizer_config: dict | None = None) -> Path:
     """Write the model folder as a whole; an existing one may hold only what a model save writes.
 

@@ -113,7 +113,7 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
                      intended_use="Chat: each turn is <|role|>content<|end|>, the reply follows <|assistant|> and "
                                   "ends with <|end|> (tokenizer_config.json holds the Jinja chat_template).",
                      metrics={k: v for k, v in figures["after"].items() if isinstance(v, float)})
-    save_model(model, out / "model", tok, card, tokenizer_config(tok, template))
+    save_model(model, out / "model", tok, card, tokenizer_config=tokenizer_config(tok, template))
     figures["wall_seconds"] = trainer.total_wall_seconds()
     atomic_write_text(out / "report.md", sft_report(cfg, figures))
     atomic_write_json(out / "summary.json", figures)
