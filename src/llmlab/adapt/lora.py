@@ -325,8 +325,10 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike) -> list[str]:
     where = f"adapter {str(directory)!r}"
     applied = getattr(model, "lora_config", None)
     if applied is not None:
+        same = {k: getattr(applied, k) == getattr(config, k) for k in ("r", "alpha", "rslora", "train_bias")}
+        same["targets"] = set(applied.targets) == set(config.targets)  # PEFT saves them as a set, in any order
         diff = [f"{k}: model {getattr(applied, k)!r}, adapter {getattr(config, k)!r}"
-                for k in ("r", "alpha", "rslora", "targets", "train_bias") if getattr(applied, k) != getattr(config, k)]
+                for k, ok in same.items() if not ok]
         if diff:
             raise InputError(f"{where} does not fit the LoRA applied to this model ({'; '.join(diff)})")
         if any(m.merged for m in lora_modules(model).values()):
