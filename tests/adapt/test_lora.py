@@ -295,6 +295,13 @@ def test_load_refuses_a_base_it_does_not_fit_and_leaves_the_model_alone(tmp_path
     apply_lora(applied, LoRAConfig(r=8))
     with pytest.raises(InputError, match="r: model 8, adapter 4"):
         load_adapter(applied, tmp_path / "a")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "a" / "adapter_model.safetensors").rename(tmp_path / "c" / "adapter_model.safetensors")
+    config = (tmp_path / "a" / "adapter_config.json").read_text()
+    (tmp_path / "c" / "adapter_config.json").write_text(config.replace('"fan_in_fan_out": false', '"use_dora": true'))
+    with pytest.raises(InputError, match="use_dora=True is not supported"):
+        load_adapter(base_model(), tmp_path / "c")
+    (tmp_path / "c" / "adapter_model.safetensors").rename(tmp_path / "a" / "adapter_model.safetensors")
     with pytest.raises(InputError, match="is not a LoRA adapter config"):
         (tmp_path / "b").mkdir()
         (tmp_path / "b" / "adapter_config.json").write_text('{"peft_type": "IA3"}')
@@ -326,7 +333,8 @@ def test_save_writes_all_or_nothing(tmp_path, monkeypatch):
 @pytest.mark.parametrize("kw, match", [
     ({"r": 0}, "rank r must be an integer >= 1"), ({"r": 2.5}, "rank r"), ({"alpha": 0}, "alpha must be"),
     ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"), ({"targets": "q_proj"}, "got the string 'q_proj'"),
-    ({"targets": ()}, "distinct module names"), ({"targets": ("q_proj", "q_proj")}, "distinct"),
+    ({"targets": ()}, "distinct module names"),
+    ({"targets": 3}, "tuple of module names"), ({"targets": ("q_proj", "q_proj")}, "distinct"),
     ({"targets": ("self_attn.q_proj",)}, "without dots"), ({"train_bias": "lora_only"}, "train_bias must be"),
     ({"init": "pissa"}, "init must be one of"),
 ])
@@ -350,5 +358,8 @@ def test_usage_errors_name_the_problem(tmp_path):
     apply_lora(model)
     with pytest.raises(InputError, match="already applied"):
         apply_lora(model)
+    with pytest.raises(InputError, match=r"unknown LoRA setting\(s\) \['rank'\]"):
+        apply_lora(base_model(), rank=4)
+    assert apply_lora(base_model(), targets=("o_proj",), r=2) == [f"layers.{i}.self_attn.o_proj" for i in (0, 1)]
     untied = base_model(tie_embeddings=False)
     assert apply_lora(untied, LoRAConfig(targets=("lm_head",))) == ["lm_head"]

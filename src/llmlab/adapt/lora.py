@@ -19,6 +19,7 @@ exported model, and a PEFT adapter trained on it loads here.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ class LoRAConfig:
             raise InputError(f"LoRA dropout must be in [0, 1), got {self.dropout!r}")
         if isinstance(self.targets, str):  # a lone name would be read letter by letter
             raise InputError(f"LoRA targets must be a tuple of module names, got the string {self.targets!r}")
+        if not isinstance(self.targets, (tuple, list)):
+            raise InputError(f"LoRA targets must be a tuple of module names, got {self.targets!r}")
         object.__setattr__(self, "targets", tuple(self.targets))
         bad = [t for t in self.targets if not isinstance(t, str) or not t or "." in t]
         if not self.targets or bad or len(set(self.targets)) != len(self.targets):
@@ -155,10 +158,19 @@ def _check_untied(model: nn.Module, targets: dict[str, nn.Linear]) -> None:
                              "a merged update would change both; leave it out of the targets")
 
 
-def apply_lora(model: nn.Module, config: LoRAConfig | None = None) -> list[str]:
+def apply_lora(model: nn.Module, config: LoRAConfig | None = None, **fields) -> list[str]:
     """Replace the target Linears by `LoRALinear`s in place, freeze every other parameter (biases train
-    with ``train_bias="all"``), record the config as ``model.lora_config``; return the replaced names."""
+    with ``train_bias="all"``), record the config as ``model.lora_config``; return the replaced names.
+
+    `fields` change the config's: ``apply_lora(model, targets=("q_proj", "v_proj"), r=16)``.
+    """
     config = config or LoRAConfig()
+    if fields:
+        known = [f.name for f in dataclasses.fields(LoRAConfig)]
+        unknown = sorted(set(fields) - set(known))
+        if unknown:
+            raise InputError(f"unknown LoRA setting(s) {unknown}; known: {known}")
+        config = dataclasses.replace(config, **fields)
     if getattr(model, "lora_config", None) is not None:
         raise InputError(f"LoRA is already applied to this model ({model.lora_config}): merge_lora first, "
                          "or start again from the base model")
@@ -262,10 +274,12 @@ def config_from_peft(doc: object, what: str) -> LoRAConfig:
     targets = doc.get("target_modules")
     if not isinstance(targets, list):
         raise InputError(f"{what}: target_modules must be a list of module names, got {targets!r}")
-    unsupported = {"fan_in_fan_out": False, "modules_to_save": None, "use_dora": False, "rank_pattern": None,
-                   "alpha_pattern": None, "layers_to_transform": None}
-    for key, plain in unsupported.items():
-        if doc.get(key) not in (plain, None, {}, []):
+    # PEFT settings that change what the adapter computes or holds, each at its plain value here
+    unsupported = ("fan_in_fan_out", "modules_to_save", "use_dora", "lora_bias", "rank_pattern", "alpha_pattern",
+                   "layers_to_transform", "layer_replication", "target_parameters", "exclude_modules",
+                   "trainable_token_indices", "use_qalora", "use_bdlora", "alora_invocation_tokens")
+    for key in unsupported:
+        if doc.get(key) not in (False, None, {}, []):
             raise InputError(f"{what}: {key}={doc[key]!r} is not supported by llmlab's LoRA")
     return LoRAConfig(r=doc.get("r", 8), alpha=doc.get("lora_alpha", 8), rslora=bool(doc.get("use_rslora", False)),
                       dropout=doc.get("lora_dropout", 0.0), targets=tuple(targets), train_bias=doc.get("bias", "none"),
