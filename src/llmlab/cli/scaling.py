@@ -15,6 +15,8 @@ def register(sub) -> None:
     p.add_argument("--sizes", default=None,
                    help="comma-separated DIMxLAYERS, e.g. 16x1,32x1,64x2 (default: 16x1,32x1,64x2,96x2,128x3)")
     p.add_argument("--eval-problems", type=int, default=200, help="test problems each model answers")
+    p.add_argument("--ops", default="+", help="operators of the problems, from + - *")
+    p.add_argument("--max-digits", type=int, default=3, help="operands have 2 to this many digits")
     p.add_argument("--out", default="runs/scaling",
                    help="output directory: new, empty or an earlier scaling output (refused otherwise)")
 
@@ -37,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps <= 0:
         raise InputError(f"--steps must be > 0, got {args.steps}")
     sizes = parse_sizes(args.sizes) if args.sizes else SIZES
-    for r in run_scaling(preset(args.preset), args.out, sizes, args.steps, args.eval_problems):
+    for r in run_scaling(preset(args.preset), args.out, sizes, args.steps, args.eval_problems, args.ops,
+                         args.max_digits):
         print(f"{r['model']:<10} {r['parameters']:>9,} params  exact match {r['exact_match']:.3f}  "
               f"per-token accuracy {r['token_accuracy']:.3f}  answer NLL {r['answer_nll']:.3f}")
     print(f"plot: {args.out}/scaling.png  report: {args.out}/report.md")

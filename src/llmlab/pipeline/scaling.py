@@ -25,7 +25,7 @@ import torch
 
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_folder, atomic_write_json, atomic_write_text, check_folder
-from llmlab.data.corpora import arithmetic, lm_splits
+from llmlab.data.corpora import arithmetic
 from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM
 from llmlab.pipeline.pretrain import RunConfig, prepare_streams
@@ -68,8 +68,10 @@ def score_problems(model, tok, problems) -> dict:
 
 
 def run_scaling(base: RunConfig, out_dir: str | Path, sizes: Sequence[tuple[int, int]] = SIZES,
-                steps: int | None = None, n_eval: int = 200) -> list[dict]:
-    """Train a decoder of each (dim, layers) size on arithmetic under `out_dir` and score it."""
+                steps: int | None = None, n_eval: int = 200, ops: str = "+", max_digits: int = 3,
+                n_train: int = 20000) -> list[dict]:
+    """Train a decoder of each (dim, layers) size on `n_train` arithmetic problems (2 to `max_digits`
+    digits, operators `ops`) under `out_dir`, and score it on `n_eval` test problems of the same kind."""
     if not sizes or any(d < 4 or n < 1 for d, n in sizes) or n_eval < 1:
         raise InputError(f"sizes must be (dim >= 4, layers >= 1) pairs and n_eval >= 1, got {list(sizes)} and {n_eval}")
     # as many heads as the preset has, or fewer, each at least 4 wide (RoPE rotates pairs of pairs)
@@ -79,14 +81,16 @@ def run_scaling(base: RunConfig, out_dir: str | Path, sizes: Sequence[tuple[int,
     out = check_experiment_folder(out_dir, "scaling", entries)
     for name in names:
         check_folder(out / name, RUN_FILES, "run folder")
-    train_lines, dev_lines = lm_splits("arithmetic", base.train.seed)
-    tok, train_ids, _ = prepare_streams(dataclasses.replace(base, vocab_size=0, tokenizer="char"),
-                                        train_lines, dev_lines)
-    problems = arithmetic(n_eval, "test", seed=base.train.seed)
+    kind = dict(seed=base.train.seed, max_digits=max_digits, ops=ops)
+    train_lines = [p.text for p in arithmetic(n_train, "train", **kind)]
+    problems = arithmetic(n_eval, "test", **kind)
+    tok, train_ids, _ = prepare_streams(dataclasses.replace(base, vocab_size=0, tokenizer="char"), train_lines,
+                                        [p.text for p in problems])
     tcfg = dataclasses.replace(base.train, steps=steps or base.train.steps, eval_every=0, checkpoint_every=0,
                                keep_checkpoints=1, device="cpu")
     mark_experiment_folder(out, "scaling", entries, {"run": base.to_dict(), "sizes": [list(s) for s in sizes],
-                                                     "steps": tcfg.steps, "n_eval": n_eval})
+                                                     "steps": tcfg.steps, "n_eval": n_eval, "n_train": n_train,
+                                                     "ops": ops, "max_digits": max_digits})
     results = []
     for (dim, layers), name, nh in zip(sizes, names, heads):
         torch.manual_seed(tcfg.seed)
@@ -100,7 +104,7 @@ def run_scaling(base: RunConfig, out_dir: str | Path, sizes: Sequence[tuple[int,
                         **{k: v for k, v in scores.items() if k != "per_problem"}})
     atomic_write_json(out / "results.json", results)
     _plot(results, out / "scaling.png")
-    atomic_write_text(out / "report.md", _report(results, tcfg.steps, n_eval))
+    atomic_write_text(out / "report.md", _report(results, tcfg.steps, n_eval, f"{ops!r}, 2-{max_digits} digits"))
     return results
 
 
@@ -116,12 +120,13 @@ def _plot(results: list[dict], png: Path) -> None:
     save_png(fig, png)
 
 
-def _report(results: list[dict], steps: int, n_eval: int) -> str:
+def _report(results: list[dict], steps: int, n_eval: int, kind: str) -> str:
     rows = [f"| {r['model']} | {r['parameters']:,} | {r['exact_match']:.3f} | {r['token_accuracy']:.3f} | "
             f"{r['answer_nll']:.3f} |" for r in results]
     return "\n".join([
         "# Scaling sweep on arithmetic", "",
-        f"Each model trained {steps} steps on the same batches; scored on {n_eval} test problems.", "",
+        f"Problems: {kind}. Each model trained {steps} steps on the same batches; scored on {n_eval} test problems.",
+        "",
         "| model | parameters | exact match | per-token accuracy | answer NLL (nats/token) |",
         "|---|---|---|---|---|", *rows, "",
         "Exact match credits an answer only when every token is right; the per-token columns judge each",
