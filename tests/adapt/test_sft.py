@@ -202,3 +202,30 @@ def test_jsonl_conversations_of_both_shapes_train_with_prompt_loss(base_dir, tmp
     summary = json.loads((tmp_path / "runs" / "j" / "summary.json").read_text())
     assert summary["examples"] == 19 and summary["dev_examples"] == 1 and summary["steps"] == 3
     assert "prompt tokens weighted 1.0" in (tmp_path / "runs" / "j" / "report.md").read_text()
+
+
+def test_lora_sft_trains_the_adapters_and_the_new_token_rows_only_and_saves_a_merged_model(base_dir, tmp_path,
+                                                                                            capsys):
+    flags = ["--steps", "40", "--lr", "3e-3", "--eval-problems", "4", "--eval-every", "20", "--lora-r", "4",
+             "--lora-targets", "q_proj", "v_proj", "down_proj"]
+    assert sft(base_dir, tmp_path, *flags, name="lora") == 0
+    run = tmp_path / "runs" / "lora"
+    summary = json.loads((run / "summary.json").read_text())
+    base, base_tok = load_model(base_dir)
+    tuned, tok = load_model(run / "model")  # a plain model: LoRA merged into its weights
+    d, n_new = base.config.dim, tok.vocab_size - base_tok.vocab_size
+    lora = sum(4 * (m.in_features + m.out_features) for name, m in base.named_modules()
+               if name.endswith(("q_proj", "v_proj", "down_proj")))
+    assert summary["trainable_parameters"] == lora + n_new * d  # tied head: the new rows once
+    old, new = dict(base.named_parameters()), dict(tuned.named_parameters())
+    for name, p in old.items():
+        if name == "embed_tokens.weight":
+            torch.testing.assert_close(new[name][: p.shape[0]], p, rtol=0, atol=0)  # old rows untouched
+            assert not torch.equal(new[name][p.shape[0]:], new[name][p.shape[0]:].mean(0).expand(n_new, d))
+        elif name.endswith(("q_proj.weight", "v_proj.weight", "down_proj.weight")):
+            assert not torch.equal(new[name], p)  # the merged update
+        else:
+            torch.testing.assert_close(new[name], p, rtol=0, atol=0)
+    assert main(["sft", "--model", str(base_dir), "--name", "wd", "--out", str(tmp_path / "runs"), "--lora-r", "4",
+                 "--weight-decay", "0.1"]) == 2
+    assert "weight decay" in capsys.readouterr().err

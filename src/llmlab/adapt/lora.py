@@ -190,6 +190,31 @@ def apply_lora(model: nn.Module, config: LoRAConfig | None = None, **fields) -> 
     return list(targets)
 
 
+def train_token_rows(model: nn.Module, ids: list[int]) -> list[torch.utils.hooks.RemovableHandle]:
+    """Let the embedding rows of tokens `ids` (and their rows of an untied output head) train while every
+    other row stays as it is: PEFT's ``trainable_token_indices``, for tokens added to a model (chat roles)
+    whose rows a LoRA run would otherwise leave at their initial values. The weights are marked
+    trainable and a gradient hook zeroes every other row, so train them without weight decay (which
+    would shrink the other rows too). Returns the hooks (``.remove()`` them to undo the mask).
+
+    >>> import torch.nn as nn
+    >>> m = nn.Module(); m.embed_tokens = nn.Embedding(5, 2); m.lm_head = nn.Linear(2, 5, bias=False)
+    >>> _ = m.embed_tokens.weight.requires_grad_(False)
+    >>> _ = train_token_rows(m, [3])
+    >>> m.embed_tokens(torch.tensor([1, 3])).sum().backward()
+    >>> m.embed_tokens.weight.grad[:, 0].tolist()
+    [0.0, 0.0, 0.0, 1.0, 0.0]
+    """
+    weights = {id(w): w for w in (model.embed_tokens.weight, model.lm_head.weight)}.values()  # tied: once
+    hooks = []
+    for w in weights:
+        mask = torch.zeros(w.shape[0], 1, dtype=w.dtype, device=w.device)
+        mask[list(ids)] = 1
+        w.requires_grad_(True)
+        hooks.append(w.register_hook(lambda g, m=mask: g * m))
+    return hooks
+
+
 def lora_modules(model: nn.Module) -> dict[str, LoRALinear]:
     return {n: m for n, m in model.named_modules() if isinstance(m, LoRALinear)}
 

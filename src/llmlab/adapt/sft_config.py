@@ -27,6 +27,9 @@ class SFTConfig:
     answer_tokens: int = 12  # most tokens generated per answer
     general_corpus: str = "pfr1998"  # corpus whose dev split measures general ability (perplexity)
     general_tokens: int = 20000  # dev tokens scored for it (0 = skip)
+    lora_r: int = 0  # LoRA rank on lora_targets (the rest frozen, but the new chat tokens' rows); 0 = full fine-tuning
+    lora_alpha: float = 16.0  # LoRA scaling numerator: updates are scaled by lora_alpha / lora_r
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")  # Linear layers LoRA adapts (last name of the path)
 
     def __post_init__(self):
         if self.name in ("", ".", "..") or any(c in self.name for c in "/\\\0"):
@@ -43,6 +46,12 @@ class SFTConfig:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.arithmetic_max_digits < 2:
             raise InputError(f"arithmetic_max_digits must be >= 2, got {self.arithmetic_max_digits}")
+        if self.lora_r < 0:
+            raise InputError(f"lora_r must be >= 0 (0 = full fine-tuning), got {self.lora_r}")
+        if self.lora_r and self.train.weight_decay:
+            raise InputError(f"LoRA trains the new chat tokens' embedding rows through a gradient mask, which "
+                             f"weight decay ({self.train.weight_decay}) would bypass: use --weight-decay 0")
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
         if not self.arithmetic_ops or set(self.arithmetic_ops) - set("+-*"):
             raise InputError(f"arithmetic_ops must be a non-empty subset of '+-*', got {self.arithmetic_ops!r}")
 

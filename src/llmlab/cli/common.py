@@ -65,10 +65,11 @@ def finite_float(text: str) -> float:
     return x
 
 
-def add_dataclass_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+def add_dataclass_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (), shown=None) -> None:
     """One ``--flag`` per scalar field of a config dataclass, defaulting to None (= keep the config's).
 
-    The help text shows the config default and the field's comment.
+    The help text shows the field's comment and its default: the class's, or `shown`'s value when the
+    command starts from another instance (``llmlab sft``'s training settings are not pretraining's).
     """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -82,7 +83,8 @@ def add_dataclass_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] =
         if t not in (int, float, str, bool):
             continue
         flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else None
+        default = getattr(shown, f.name) if shown is not None else (
+            f.default if f.default is not dataclasses.MISSING else None)
         doc = _field_help(cls, f.name).replace("%", "%%")
         if t is bool:
             p.add_argument(flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction,

@@ -9,7 +9,7 @@ from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overri
 
 
 def register(sub) -> None:
-    from llmlab.adapt.sft_config import SFTConfig
+    from llmlab.adapt.sft_config import SFT_TRAIN, SFTConfig
     from llmlab.generate.config import GenerationConfig
     from llmlab.train.config import TrainConfig
 
@@ -23,7 +23,9 @@ def register(sub) -> None:
     p.add_argument("--out", default="runs", help="directory holding run directories")
     p.add_argument("--fresh", action="store_true", help="delete an existing run of this name first")
     add_dataclass_flags(p.add_argument_group("fine-tuning"), SFTConfig, skip=("name", "model", "data"))
-    add_dataclass_flags(p.add_argument_group("training"), TrainConfig)
+    p.add_argument("--lora-targets", nargs="+", default=None, metavar="NAME",
+                   help="with --lora-r: the Linear layers LoRA adapts (default: q_proj v_proj)")
+    add_dataclass_flags(p.add_argument_group("training"), TrainConfig, shown=SFT_TRAIN)
 
     c = add_command(sub, "chat", "chat with a fine-tuned model: each stdin line is a user turn, its reply is printed",
                     chat)

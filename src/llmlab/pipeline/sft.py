@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from llmlab.adapt.chat import ChatTemplate, add_chat_tokens
+from llmlab.adapt.lora import LoRAConfig, apply_lora, merge_lora, train_token_rows
 from llmlab.adapt.sft import SFTConfig, SFTTrainer, encode_examples, load_conversations, measure
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
@@ -76,8 +77,12 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
         raise InputError(f"model directory {cfg.model!r} has no tokenizer.json")
     template = ChatTemplate()
     tok = add_chat_tokens(model, base_tok, template)
+    if cfg.lora_r:
+        apply_lora(model, LoRAConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, targets=cfg.lora_targets))
+        train_token_rows(model, list(range(base_tok.vocab_size, tok.vocab_size)))  # the new chat tokens
     if prepare is not None:
         prepare(model)
+    trainable = _trainable(model, tok.vocab_size - base_tok.vocab_size if cfg.lora_r else None)
     train_convs, dev_convs = load_conversations(cfg)
     train, stats = encode_examples(template, tok, train_convs, cfg.train.seq_len + 1)
     dev, _ = encode_examples(template, tok, dev_convs, cfg.train.seq_len + 1)
@@ -95,13 +100,15 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
     after = {"step": trainer.step, "after": True, "final": True, **measure(model, tok, template, cfg),
              **trainer.evaluate(None)}
     _log_final_eval(metrics, after)
+    if cfg.lora_r:
+        merge_lora(model)  # model/ holds a full model: plain layers with the update folded in
     if finish is not None:
         finish(model)
     losses = [r["loss"] for r in read_jsonl(metrics, "metrics") if "loss" in r]
     figures = {"name": cfg.name, "base_model": cfg.model, "data": cfg.data, **stats,
                "dev_examples": len(dev), "steps": trainer.step, "train_seconds": trainer.train_seconds,
                "stopped_early": result["stopped_early"], "prompt_loss_weight": cfg.prompt_loss_weight,
-               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+               "trainable_parameters": trainable,
                "parameters": count_parameters(model.config), "vocab_size": tok.vocab_size,
                "first_train_loss": losses[0] if losses else float("nan"),
                "last_train_loss": losses[-1] if losses else float("nan"),
@@ -118,6 +125,18 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
     atomic_write_text(out / "report.md", sft_report(cfg, figures))
     atomic_write_json(out / "summary.json", figures)
     return figures
+
+
+def _trainable(model, masked_rows: int | None) -> int:
+    """Parameters that train: every requires_grad one, except that with `masked_rows` the token
+    weights (`train_token_rows`) count only those rows (a tied weight once)."""
+    token = {id(model.embed_tokens.weight), id(model.lm_head.weight)} if masked_rows is not None else set()
+    seen, n = set(), 0
+    for p in model.parameters():
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            n += masked_rows * p.shape[1] if id(p) in token else p.numel()
+    return n
 
 
 def _fmt(v) -> str:
