@@ -229,3 +229,14 @@ def test_lora_sft_trains_the_adapters_and_the_new_token_rows_only_and_saves_a_me
     assert main(["sft", "--model", str(base_dir), "--name", "wd", "--out", str(tmp_path / "runs"), "--lora-r", "4",
                  "--weight-decay", "0.1"]) == 2
     assert "weight decay" in capsys.readouterr().err
+
+
+def test_training_text_the_base_tokenizer_cannot_write_is_refused(base_tok):
+    from llmlab.adapt.sft import check_known
+
+    ok = [[{"role": "user", "content": "12+3="}, {"role": "assistant", "content": "15"}]]
+    assert check_known(base_tok, ok) == 0.0
+    few = ok * 60 + [[{"role": "user", "content": "x"}, {"role": "assistant", "content": "1"}]]
+    assert 0 < check_known(base_tok, few) <= 0.02  # a stray character: allowed (the run warns)
+    with pytest.raises(InputError, match=r"cannot write 100.0% of the training text \(characters such as '一三二加'"):
+        check_known(base_tok, [[{"role": "user", "content": "一加二"}, {"role": "assistant", "content": "三"}]])

@@ -98,6 +98,26 @@ def encode_examples(template: ChatTemplate, tok, convs: list[list[dict]], max_le
     return out, {"examples": len(out), "cut": cut, "dropped": dropped}
 
 
+MAX_UNKNOWN = 0.02  # share of <unk> tokens in the training text beyond which fine-tuning is refused
+
+
+def check_known(tok, convs: list[list[dict]]) -> float:
+    """The share of the conversations' characters the tokenizer cannot write (they would become <unk>);
+    refused beyond `MAX_UNKNOWN`, since the model would learn to answer <unk>: a model pretrained on
+    pfr1998 alone has no ASCII digits, so it cannot be taught arithmetic answers.
+    """
+    text = "".join(m["content"] for c in convs for m in c)
+    if not text:
+        return 0.0
+    share = tok.count_unknown(text) / len(text)
+    if share > MAX_UNKNOWN:
+        missing = sorted({ch for ch in text if tok.unk_id in tok.encode(ch)})
+        raise InputError(f"the base model's tokenizer cannot write {share:.1%} of the training text (characters "
+                         f"such as {''.join(missing[:20])!r}), which would all be <unk>: pretrain on text that "
+                         "holds them (e.g. llmlab data mix --domain arithmetic --general pfr1998)")
+    return share
+
+
 def pad_batch(examples: list[tuple[list[int], list[int]]], pad_id: int, prompt_loss_weight: float = 0.0
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Inputs (B, T), targets (B, T) and loss weights (B, T), T = longest example - 1. Targets are -100

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from llmlab.adapt.chat import ChatTemplate, add_chat_tokens
 from llmlab.adapt.lora import LoRAConfig, apply_lora, merge_lora, train_token_rows
-from llmlab.adapt.sft import SFTConfig, SFTTrainer, encode_examples, load_conversations, measure
+from llmlab.adapt.sft import SFTConfig, SFTTrainer, check_known, encode_examples, load_conversations, measure
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
 from llmlab.models import count_parameters, load_model, save_model
@@ -84,6 +84,8 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
         prepare(model)
     trainable = _trainable(model, tok.vocab_size - base_tok.vocab_size if cfg.lora_r else None)
     train_convs, dev_convs = load_conversations(cfg)
+    if check_known(base_tok, train_convs):
+        log.warning("some characters of the training text are <unk> to the base model's tokenizer")
     train, stats = encode_examples(template, tok, train_convs, cfg.train.seq_len + 1)
     dev, _ = encode_examples(template, tok, dev_convs, cfg.train.seq_len + 1)
     trainer = SFTTrainer(model, cfg.train, train, dev, out, tok.pad_id, cfg.prompt_loss_weight, cfg.bucket)
