@@ -240,3 +240,20 @@ def test_training_text_the_base_tokenizer_cannot_write_is_refused(base_tok):
     assert 0 < check_known(base_tok, few) <= 0.02  # a stray character: allowed (the run warns)
     with pytest.raises(InputError, match=r"cannot write 100.0% of the training text \(characters such as '一三二加'"):
         check_known(base_tok, [[{"role": "user", "content": "一加二"}, {"role": "assistant", "content": "三"}]])
+
+
+def test_a_quantized_chat_model_keeps_its_template_and_still_chats(base_dir, tmp_path, capsys, monkeypatch):
+    from llmlab.pipeline.sft import tokenizer_config
+
+    model, tok = load_model(base_dir)
+    tok = add_chat_tokens(model, tok, T)
+    chat_dir = save_model(model, tmp_path / "chat", tok, tokenizer_config=tokenizer_config(tok, T))
+    assert main(["quantize", "--model", str(chat_dir), "-o", str(tmp_path / "q")]) == 0
+    assert (json.loads((tmp_path / "q" / "tokenizer_config.json").read_text())
+            == json.loads((chat_dir / "tokenizer_config.json").read_text()))
+    capsys.readouterr()
+    for d in (chat_dir, tmp_path / "q"):
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"12+34=\n")))
+        assert main(["chat", "--model", str(d), "--max-new-tokens", "4"]) == 0
+    replies = capsys.readouterr().out.splitlines()
+    assert len(replies) == 2  # one reply from each (the untrained model's int8 reply may differ in a token)

@@ -306,12 +306,15 @@ def weight_bytes(model: nn.Module) -> int:
     return _tensor_bytes(*model_state(model).values())
 
 
-def save_quantized(model, directory: str | os.PathLike, tokenizer=None, card=None) -> Path:
+def save_quantized(model, directory: str | os.PathLike, tokenizer=None, card=None,
+                   tokenizer_config: dict | None = None) -> Path:
     """A model directory like `save_model`'s, whose config.json carries a "quantization" entry and whose
-    model.safetensors holds the int8/uint8 codes, scales and zero points."""
+    model.safetensors holds the int8/uint8 codes, scales and zero points (`tokenizer_config`: a chat
+    model's, kept so the quantized model still chats)."""
     from llmlab.models.io import save_model
 
-    return save_model(model, directory, tokenizer, card, extra={"quantization": quantization_entry(model)})
+    return save_model(model, directory, tokenizer, card, extra={"quantization": quantization_entry(model)},
+                      tokenizer_config=tokenizer_config)
 
 
 def _check_codes(model: nn.Module, what: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 
 def register(sub) -> None:
@@ -66,6 +67,7 @@ def quantize(args: argparse.Namespace) -> int:
     from llmlab.adapt.quantize import DEFAULT_TARGETS, QuantConfig, quantize_model, save_quantized, weight_bytes
     from llmlab.cli.common import split_unless_file
     from llmlab.core.errors import InputError
+    from llmlab.core.io import read_json
     from llmlab.data.corpora import CORPORA
     from llmlab.models import count_parameters, load_model
     from llmlab.models.card import ModelCard
@@ -90,7 +92,8 @@ def quantize(args: argparse.Namespace) -> int:
         f"groups of {cfg.group_size}" if cfg.group_size else "per channel")
     card = ModelCard(name=f"{args.model} ({kind})", parameters=count_parameters(model.config),
                      limitations=f"Weights quantized ({kind}) from {args.model}; activations stay float.")
-    save_quantized(model, args.output, tok, card)
+    chat = Path(args.model) / "tokenizer_config.json"  # a chat model's template (llmlab sft) goes along
+    save_quantized(model, args.output, tok, card, read_json(chat, "tokenizer config") if chat.is_file() else None)
     print(report.summary())
     print(f"model weights: {before} -> {after} bytes ({before / after:.2f}x smaller), written to {args.output}")
     if ppl is not None:

@@ -66,12 +66,12 @@ def run(args: argparse.Namespace) -> int:
 
 def chat(args: argparse.Namespace) -> int:
     from llmlab.adapt.chat import load_chat_template
+    from llmlab.cli.common import load_any_model
     from llmlab.core.errors import InputError
     from llmlab.core.io import line_batches
     from llmlab.generate import GenerationConfig, generate
-    from llmlab.models import load_model
 
-    model, tok = load_model(args.model, device=args.device)
+    model, tok = load_any_model(args.model, device=args.device)  # a quantized chat model too
     if tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json")
     template = load_chat_template(args.model)
