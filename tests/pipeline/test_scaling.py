@@ -35,7 +35,7 @@ def test_the_sweep_writes_its_results_and_refuses_a_foreign_folder(tmp_path, cap
     base = dataclasses.replace(preset("tiny"), train=dataclasses.replace(preset("tiny").train, batch_size=8,
                                                                          seq_len=32))
     base = dataclasses.replace(base, model=dataclasses.replace(base.model, max_seq_len=32))
-    results = run_scaling(base, tmp_path / "s", sizes=[(8, 1), (16, 1)], steps=30, n_eval=5)
+    results = run_scaling(base, tmp_path / "s", sizes=[(8, 1), (16, 1)], steps=30, n_eval=5, n_train=2000)
     assert [r["model"] for r in results] == ["d8-l1", "d16-l1"]
     assert results[0]["parameters"] < results[1]["parameters"]
     assert json.loads((tmp_path / "s" / "results.json").read_text()) == results

@@ -17,6 +17,7 @@ def register(sub) -> None:
     p.add_argument("--eval-problems", type=int, default=200, help="test problems each model answers")
     p.add_argument("--ops", default="+", help="operators of the problems, from + - *")
     p.add_argument("--max-digits", type=int, default=3, help="operands have 2 to this many digits")
+    p.add_argument("--train-problems", type=int, default=100_000, help="training problems (fewer are memorised)")
     p.add_argument("--out", default="runs/scaling",
                    help="output directory: new, empty or an earlier scaling output (refused otherwise)")
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--steps must be > 0, got {args.steps}")
     sizes = parse_sizes(args.sizes) if args.sizes else SIZES
     for r in run_scaling(preset(args.preset), args.out, sizes, args.steps, args.eval_problems, args.ops,
-                         args.max_digits):
+                         args.max_digits, args.train_problems):
         print(f"{r['model']:<10} {r['parameters']:>9,} params  exact match {r['exact_match']:.3f}  "
               f"per-token accuracy {r['token_accuracy']:.3f}  answer NLL {r['answer_nll']:.3f}")
     print(f"plot: {args.out}/scaling.png  report: {args.out}/report.md")

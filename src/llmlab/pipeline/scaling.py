@@ -9,6 +9,12 @@ measures improve steadily: an answer of n digits is right only when all n are, r
 per-digit accuracy p (Schaeffer et al., 2023, "Are emergent abilities of large language models a
 mirage?"). The plot puts both on one axis of parameter counts.
 
+Measured (tiny preset, 1,500 steps, 2-3 digit additions, 200 test problems; one run on 2 cores): with
+20,000 training problems the largest model memorised them (about 12 epochs) and did worst on test;
+with 100,000 (the default) exact match by size was 0, 0.015, 0.01, 0.14, 0.025 and per-token accuracy
+0.19, 0.47, 0.38, 0.58, 0.54. At this budget the sizes are not trained to their capacity, and neither
+curve is monotone yet: the experiment shows how to read the two metrics, not a finished scaling law.
+
     out/
       experiment.json           the settings; marks the folder as this experiment's
       d{dim}-l{layers}/         each model's run (metrics.jsonl, checkpoints/), replaced whole by a rerun
@@ -69,11 +75,12 @@ def score_problems(model, tok, problems) -> dict:
 
 def run_scaling(base: RunConfig, out_dir: str | Path, sizes: Sequence[tuple[int, int]] = SIZES,
                 steps: int | None = None, n_eval: int = 200, ops: str = "+", max_digits: int = 3,
-                n_train: int = 20000) -> list[dict]:
+                n_train: int = 100_000) -> list[dict]:
     """Train a decoder of each (dim, layers) size on `n_train` arithmetic problems (2 to `max_digits`
     digits, operators `ops`) under `out_dir`, and score it on `n_eval` test problems of the same kind."""
-    if not sizes or any(d < 4 or n < 1 for d, n in sizes) or n_eval < 1:
-        raise InputError(f"sizes must be (dim >= 4, layers >= 1) pairs and n_eval >= 1, got {list(sizes)} and {n_eval}")
+    if not sizes or any(d < 4 or n < 1 for d, n in sizes) or n_eval < 1 or n_train < 1:
+        raise InputError(f"sizes must be (dim >= 4, layers >= 1) pairs and n_eval, n_train >= 1, got {list(sizes)}, "
+                         f"{n_eval} and {n_train}")
     # as many heads as the preset has, or fewer, each at least 4 wide (RoPE rotates pairs of pairs)
     heads = [max(h for h in range(1, base.model.n_head + 1) if d % h == 0 and d // h >= 4) for d, _ in sizes]
     names = [size_name(d, n) for d, n in sizes]
