@@ -113,6 +113,26 @@ def run_bilstm(rnns, x, lengths: Sequence[int], drop=None):
     return h
 
 
+PARTS = ("perceptron", "neural")  # a hybrid's two parts, each saved in the subdirectory of its name
+
+
+def save_hybrid(hybrid, directory: Path) -> dict:
+    """Save a hybrid's perceptron and neural part in their subdirectories; the state that finds them."""
+    for part in PARTS:
+        getattr(hybrid, part).save(directory / part)
+    return {"lam": hybrid.lam, "scale": hybrid.scale, **{f"{part}_dir": part for part in PARTS}}
+
+
+def load_hybrid(cls, state: dict, directory: Path, load, kinds: tuple[type, type], what: str):
+    """The hybrid `cls` saved by `save_hybrid`: its two parts read with `load` (a segmenter's or tagger's
+    loader) must be of `kinds` (perceptron, neural), else InputError naming what was found."""
+    parts = [load(directory / state[f"{part}_dir"]) for part in PARTS]
+    if not all(isinstance(p, k) for p, k in zip(parts, kinds)):
+        raise InputError(f"hybrid {what} in {str(directory)!r}: expected a perceptron and a neural {what}, "
+                         f"found {parts[0].kind} and {parts[1].kind}")
+    return cls(parts[0], parts[1], float(state["lam"]), float(state["scale"]))
+
+
 def with_weights(net, weights: dict[str, np.ndarray]):
     """`net` holding `weights` (numpy arrays by state-dict name), in eval mode; weights that do not fit
     it (a size mismatch, missing or extra names) are a ValueError naming the first reason."""

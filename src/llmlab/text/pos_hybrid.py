@@ -22,13 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from llmlab.core.errors import InputError
-from llmlab.text.neural import check_hybrid, emission_scale, holdout_split
+from llmlab.text.neural import check_hybrid, emission_scale, holdout_split, load_hybrid, save_hybrid
 from llmlab.text.pos import PosTagger, check_tagged, load_tagger
 from llmlab.text.pos_neural import NeuralTagger, NeuralTaggerConfig
 from llmlab.text.pos_perceptron import PerceptronTagger, PerceptronTaggerConfig
 
 log = logging.getLogger(__name__)
-PERCEPTRON_DIR, NEURAL_DIR = "perceptron", "neural"
 
 
 @dataclass(frozen=True)
@@ -88,14 +87,8 @@ class HybridTagger(PosTagger):
         return cls(perceptron, neural, config.lam, scale)
 
     def _state(self, directory: Path) -> dict:
-        self.perceptron.save(directory / PERCEPTRON_DIR)
-        self.neural.save(directory / NEURAL_DIR)
-        return {"lam": self.lam, "scale": self.scale, "perceptron_dir": PERCEPTRON_DIR, "neural_dir": NEURAL_DIR}
+        return save_hybrid(self, directory)
 
     @classmethod
     def _from_state(cls, state: dict, directory: Path) -> HybridTagger:
-        parts = [load_tagger(directory / state[k]) for k in ("perceptron_dir", "neural_dir")]
-        if not (isinstance(parts[0], PerceptronTagger) and isinstance(parts[1], NeuralTagger)):
-            raise InputError(f"hybrid tagger in {str(directory)!r}: expected a perceptron and a neural tagger, "
-                             f"found {parts[0].kind} and {parts[1].kind}")
-        return cls(parts[0], parts[1], float(state["lam"]), float(state["scale"]))
+        return load_hybrid(cls, state, directory, load_tagger, (PerceptronTagger, NeuralTagger), "tagger")

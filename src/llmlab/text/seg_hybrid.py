@@ -29,12 +29,11 @@ from llmlab.core.errors import InputError
 from llmlab.text.base import check_sentences, load_segmenter
 from llmlab.text.bmes import decode_runs
 from llmlab.text.lexicon import DictSegmenter, read_user_dict
-from llmlab.text.neural import check_hybrid, emission_scale, holdout_split
+from llmlab.text.neural import check_hybrid, emission_scale, holdout_split, load_hybrid, save_hybrid
 from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter
 from llmlab.text.seg_neural import NeuralSegmenter, NeuralSegmenterConfig
 
 log = logging.getLogger(__name__)
-PERCEPTRON_DIR, NEURAL_DIR = "perceptron", "neural"
 
 
 @dataclass(frozen=True)
@@ -102,14 +101,8 @@ class HybridSegmenter(DictSegmenter):
         return cls(perceptron, neural, config.lam, scale)
 
     def _state(self, directory: Path) -> dict:
-        self.perceptron.save(directory / PERCEPTRON_DIR)
-        self.neural.save(directory / NEURAL_DIR)
-        return {"lam": self.lam, "scale": self.scale, "perceptron_dir": PERCEPTRON_DIR, "neural_dir": NEURAL_DIR}
+        return save_hybrid(self, directory)
 
     @classmethod
     def _from_state(cls, state: dict, directory: Path) -> HybridSegmenter:
-        parts = [load_segmenter(directory / state[k]) for k in ("perceptron_dir", "neural_dir")]
-        if not (isinstance(parts[0], PerceptronSegmenter) and isinstance(parts[1], NeuralSegmenter)):
-            raise InputError(f"hybrid segmenter in {str(directory)!r}: expected a perceptron and a neural segmenter, "
-                             f"found {parts[0].kind} and {parts[1].kind}")
-        return cls(parts[0], parts[1], float(state["lam"]), float(state["scale"]))
+        return load_hybrid(cls, state, directory, load_segmenter, (PerceptronSegmenter, NeuralSegmenter), "segmenter")
