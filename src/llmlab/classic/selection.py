@@ -79,16 +79,29 @@ def moore_lewis_scores(pool: Sequence[str], domain: Sequence[str], config: Ngram
     return h_domain - h_pool
 
 
-def select_domain(pool: Sequence[str], domain: Sequence[str], keep: int | float,
-                  config: NgramConfig | None = None, seed: int = 0) -> np.ndarray:
-    """Indices of the `keep` most domain-like pool documents (a float in (0, 1]: that fraction of the
-    pool), most domain-like first; ties keep pool order."""
-    n = len(pool)
+def keep_count(keep: int | float, n: int) -> int:
+    """How many of `n` documents `keep` asks for: a count, or a fraction in (0, 1] (at least one).
+
+    >>> keep_count(0.25, 10), keep_count(50, 10)
+    (2, 10)
+    """
     if isinstance(keep, float):
         if not 0 < keep <= 1:
             raise InputError(f"keep as a fraction must be in (0, 1], got {keep}")
         keep = max(1, round(keep * n))
     if keep < 1:
         raise InputError(f"keep must be at least 1 document, got {keep}")
-    scores = moore_lewis_scores(pool, domain, config, seed)
-    return np.argsort(scores, kind="stable")[: min(keep, n)]
+    return min(keep, n)
+
+
+def most_domain_like(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the `k` lowest scores, lowest first; ties keep pool order."""
+    return np.argsort(scores, kind="stable")[:k]
+
+
+def select_domain(pool: Sequence[str], domain: Sequence[str], keep: int | float,
+                  config: NgramConfig | None = None, seed: int = 0) -> np.ndarray:
+    """Indices of the `keep` most domain-like pool documents (a float in (0, 1]: that fraction of the
+    pool), most domain-like first; ties keep pool order."""
+    k = keep_count(keep, len(pool))  # checked before the models train
+    return most_domain_like(moore_lewis_scores(pool, domain, config, seed), k)

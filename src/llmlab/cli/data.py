@@ -211,19 +211,18 @@ def _datasheet(args) -> int:
 
 def _select(args) -> int:
     from llmlab.classic.ngram import NgramConfig
-    from llmlab.classic.selection import moore_lewis_scores, select_domain
+    from llmlab.classic.selection import keep_count, moore_lewis_scores, most_domain_like
     from llmlab.core.io import check_output, write_jsonl
 
     pool, domain = _read(args.input, args), _read(args.domain, args, "--domain")
     _check_outputs(args, pool)
     if args.scores:
         check_output(args.scores, "--scores file")
-    config = NgramConfig(order=args.order, unit=args.unit)
-    keep = args.keep if args.keep is not None else args.keep_fraction
-    picked = select_domain(pool.texts, domain.texts, keep, config, args.seed)
+    k = keep_count(args.keep if args.keep is not None else args.keep_fraction, len(pool))
+    scores = moore_lewis_scores(pool.texts, domain.texts, NgramConfig(order=args.order, unit=args.unit), args.seed)
+    picked = most_domain_like(scores, k)
     pool.select(picked.tolist()).write(args.output)
-    if args.scores:
-        scores = moore_lewis_scores(pool.texts, domain.texts, config, args.seed)
+    if args.scores:  # the scores the selection used, not a second training of the models
         write_jsonl(args.scores, [{"index": i, "score": float(s)} for i, s in enumerate(scores)])
     print(json.dumps({"pool": pool.source, "domain": domain.source, "documents": len(pool),
                       "selected": len(picked)}, ensure_ascii=False))
