@@ -128,7 +128,7 @@ def _clean(args) -> int:
 
     from llmlab.core.errors import InputError
     from llmlab.data.clean import CleanConfig, QualityConfig, clean_text, quality_reasons
-    from llmlab.data.pii import KINDS, scrub_pii
+    from llmlab.data.pii import KINDS, check_kinds, scrub_pii
 
     form = {} if args.normal_form is None else {"normalize": None if args.normal_form == "none" else args.normal_form}
     clean_cfg = CleanConfig(**dataclass_overrides(args, CleanConfig), **form)
@@ -138,7 +138,7 @@ def _clean(args) -> int:
             raise InputError(f"--off {rule!r}: not a quality rule; the rules are {sorted(rules)}")
     quality_cfg = QualityConfig(**(dataclass_overrides(args, QualityConfig) | dict.fromkeys(args.off)))
     kinds = args.pii_kinds or KINDS
-    scrub_pii("", kinds)  # an unknown kind is refused before the corpus is read
+    check_kinds(kinds)  # an unknown kind is refused before the corpus is read
     docs = _read(args.input, args)
     _check_outputs(args, docs)
     texts, kept, dropped = [], [], []

@@ -148,7 +148,8 @@ _PATTERNS: dict[str, list[tuple[re.Pattern, Callable[[str], bool] | None]]] = {
 # ----------------------------------------------------------------------------- finding and scrubbing
 
 
-def _check_kinds(kinds: str | Iterable[str]) -> set[str]:
+def check_kinds(kinds: str | Iterable[str]) -> set[str]:
+    """The set of `kinds` asked for (one name or several); InputError naming any that is not in KINDS."""
     wanted = {kinds} if isinstance(kinds, str) else set(kinds)
     unknown = sorted(wanted - set(KINDS))
     if unknown:
@@ -165,7 +166,7 @@ def find_pii(text: str, kinds: str | Iterable[str] = KINDS) -> list[PiiMatch]:
     >>> find_pii("version 1.2.3.4.5, card 4111 1111 1111 1112, id 110105194912310021")
     []
     """
-    wanted = _check_kinds(kinds)
+    wanted = check_kinds(kinds)
     candidates = []
     for rank, kind in enumerate(KINDS):
         if kind not in wanted:
