@@ -170,21 +170,36 @@ class SFTTrainer(Trainer):
         self.examples, self.dev = train, dev
         self.lengths = [len(ids) for ids, _ in train]
         self.pad_id, self.prompt_loss_weight, self.bucket = pad_id, prompt_loss_weight, bucket
+        self.anchor = None  # an `llmlab.adapt.forgetting.Anchor`: its loss terms join every micro-step's
+        self._anchor_stats: dict[str, float] = {}
 
     def batch(self, micro: int):
+        """Inputs, targets, loss weights, and the anchor's general windows (None without them): all a
+        function of (seed, step, micro)."""
         cfg = self.cfg
         seed = (cfg.seed * 1_000_003 + self.step) * 64 + micro
         picked = [self.examples[i] for i in batch_indices(self.lengths, cfg.batch_size, seed, self.bucket)]
-        return tuple(t.to(self.device) for t in pad_batch(picked, self.pad_id, self.prompt_loss_weight))
+        x, y, w = (t.to(self.device) for t in pad_batch(picked, self.pad_id, self.prompt_loss_weight))
+        general = self.anchor.windows(seed) if self.anchor is not None else None
+        return x, y, w, general
 
-    def micro_step(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def micro_step(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, general=None) -> torch.Tensor:
         with self._autocast():
             logits = self.forward(x)  # (B, T, V)
         loss = weighted_lm_loss(logits, y, w)
         aux = moe_aux_loss(self.model)
-        objective = (loss if aux is None else loss + aux) / self.cfg.grad_accum
+        objective = loss if aux is None else loss + aux
+        if self.anchor is not None:
+            extra, self._anchor_stats = self.anchor.loss(self.model, general)
+            objective = objective + extra
+        objective = objective / self.cfg.grad_accum
         (self.scaler.scale_loss(objective) if self.scaler else objective).backward()
         return loss.detach()
+
+    def train_step(self) -> dict:
+        record = super().train_step()
+        record.update(self._anchor_stats)  # the last micro-batch's parts of the anchor loss
+        return record
 
     @torch.no_grad()
     def evaluate(self, max_batches: int | None, model=None) -> dict:
@@ -223,18 +238,24 @@ def answer_accuracy(model, tok, problems, prompts: list[list[int]], stop_id: int
     return right / max(len(problems), 1), shown
 
 
-def general_perplexity(model, tok, corpus: str, n_tokens: int, seq_len: int) -> dict:
-    """Loss and perplexity on the first `n_tokens` of `corpus`'s dev split (lines joined by EOS, as a
-    pretraining stream), and the share of those tokens that are ``<unk>``."""
+def general_tokens(tok, corpus: str, split: str, n_tokens: int) -> torch.Tensor:
+    """The first `n_tokens` of `corpus`'s `split` as one stream, lines joined by EOS (as pretraining reads them)."""
     from llmlab.data.corpora import corpus_text
-    from llmlab.train.trainer import evaluate_loss
 
     ids: list[int] = []
-    for line in corpus_text(corpus, "dev"):
+    for line in corpus_text(corpus, split):
         ids += tok.encode(line) + [tok.eos_id]
         if len(ids) >= n_tokens:
             break
-    stream = torch.tensor(ids[:n_tokens], dtype=torch.long)
+    return torch.tensor(ids[:n_tokens], dtype=torch.long)
+
+
+def general_perplexity(model, tok, corpus: str, n_tokens: int, seq_len: int) -> dict:
+    """Loss and perplexity on the first `n_tokens` of `corpus`'s dev split (lines joined by EOS, as a
+    pretraining stream), and the share of those tokens that are ``<unk>``."""
+    from llmlab.train.trainer import evaluate_loss
+
+    stream = general_tokens(tok, corpus, "dev", n_tokens)
     loss, n = evaluate_loss(model, stream, seq_len)
     unk = float((stream == tok.unk_id).float().mean()) if stream.numel() else 0.0
     return {"general_loss": loss, "general_ppl": perplexity(loss), "general_tokens": n, "general_unk_share": unk}

@@ -13,6 +13,40 @@ SFT_TRAIN = TrainConfig(steps=300, batch_size=16, seq_len=64, lr=1e-3, min_lr=1e
 
 
 @dataclass(frozen=True)
+class ForgettingConfig:
+    """Remedies for forgetting during fine-tuning (`llmlab.adapt.forgetting`); all off by default."""
+
+    replay: float = 0.0  # weight of a language-modelling loss on general-text windows each step (0 = off)
+    distill: float = 0.0  # weight of KL(base model || model) on the same general windows (0 = off)
+    ewc: float = 0.0  # EWC strength: pull to the base weights scaled by their Fisher information on general text
+    l2_init: float = 0.0  # L2-SP strength: pull to the base weights, the same for every weight (0 = off)
+    freeze_layers: int = 0  # the lowest this many transformer blocks do not train
+    general_batch: int = 8  # general windows per step for replay and distillation
+    fisher_samples: int = 64  # general windows the EWC Fisher information is averaged over
+
+    def __post_init__(self):
+        for name in ("replay", "distill", "ewc", "l2_init"):
+            v = getattr(self, name)
+            if not 0 <= v < float("inf"):
+                raise InputError(f"{name} must be a finite number >= 0, got {v}")
+        if self.freeze_layers < 0:
+            raise InputError(f"freeze_layers must be >= 0, got {self.freeze_layers}")
+        for name in ("general_batch", "fisher_samples"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def active(self) -> bool:
+        """Whether any loss term is on (freezing is not a loss term)."""
+        return any((self.replay, self.distill, self.ewc, self.l2_init))
+
+    @property
+    def needs_general(self) -> bool:
+        """Whether general text is read during fine-tuning."""
+        return any((self.replay, self.distill, self.ewc))
+
+
+@dataclass(frozen=True)
 class SFTConfig:
     name: str = "sft"  # run directory name under the output root
     model: str = ""  # the base model directory (an llmlab model folder with its tokenizer)
@@ -30,6 +64,7 @@ class SFTConfig:
     lora_r: int = 0  # LoRA rank on lora_targets (the rest frozen, but the new chat tokens' rows); 0 = full fine-tuning
     lora_alpha: float = 16.0  # LoRA scaling numerator: updates are scaled by lora_alpha / lora_r
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")  # Linear layers LoRA adapts (last name of the path)
+    forgetting: ForgettingConfig = ForgettingConfig()  # replay, distillation, EWC, L2-SP, freezing (general_corpus)
 
     def __post_init__(self):
         if self.name in ("", ".", "..") or any(c in self.name for c in "/\\\0"):
@@ -67,4 +102,5 @@ class SFTConfig:
     def from_dict(cls, d: dict) -> SFTConfig:
         d = dict(d)
         d["train"] = config_from_dict(TrainConfig, d.get("train", {}), "train")
+        d["forgetting"] = config_from_dict(ForgettingConfig, d.get("forgetting", {}), "forgetting")
         return config_from_dict(cls, d, "sft config")

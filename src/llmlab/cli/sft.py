@@ -9,7 +9,7 @@ from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overri
 
 
 def register(sub) -> None:
-    from llmlab.adapt.sft_config import SFT_TRAIN, SFTConfig
+    from llmlab.adapt.sft_config import SFT_TRAIN, ForgettingConfig, SFTConfig
     from llmlab.generate.config import GenerationConfig
     from llmlab.train.config import TrainConfig
 
@@ -25,6 +25,7 @@ def register(sub) -> None:
     add_dataclass_flags(p.add_argument_group("fine-tuning"), SFTConfig, skip=("name", "model", "data"))
     p.add_argument("--lora-targets", nargs="+", default=None, metavar="NAME",
                    help="with --lora-r: the Linear layers LoRA adapts (default: q_proj v_proj)")
+    add_dataclass_flags(p.add_argument_group("against forgetting (on general_corpus's train split)"), ForgettingConfig)
     add_dataclass_flags(p.add_argument_group("training"), TrainConfig, shown=SFT_TRAIN)
 
     c = add_command(sub, "chat", "chat with a fine-tuned model: each stdin line is a user turn, its reply is printed",
@@ -39,14 +40,15 @@ def register(sub) -> None:
 def _config(args: argparse.Namespace):
     import dataclasses
 
-    from llmlab.adapt.sft_config import SFTConfig
+    from llmlab.adapt.sft_config import ForgettingConfig, SFTConfig
     from llmlab.train.config import TrainConfig
 
     base = SFTConfig()
     return dataclasses.replace(base, name=args.name, model=args.model, data=args.data,
                                **{k: v for k, v in dataclass_overrides(args, SFTConfig).items()
                                   if k not in ("name", "model", "data")},
-                               train=dataclasses.replace(base.train, **dataclass_overrides(args, TrainConfig)))
+                               train=dataclasses.replace(base.train, **dataclass_overrides(args, TrainConfig)),
+                               forgetting=ForgettingConfig(**dataclass_overrides(args, ForgettingConfig)))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,8 +22,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from llmlab.adapt.chat import ChatTemplate, add_chat_tokens
+from llmlab.adapt.forgetting import Anchor, freeze_blocks
 from llmlab.adapt.lora import LoRAConfig, apply_lora, merge_lora, train_token_rows
-from llmlab.adapt.sft import SFTConfig, SFTTrainer, check_known, encode_examples, load_conversations, measure
+from llmlab.adapt.sft import (
+    SFTConfig,
+    SFTTrainer,
+    check_known,
+    encode_examples,
+    general_tokens,
+    load_conversations,
+    measure,
+)
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
 from llmlab.models import count_parameters, load_model, save_model
@@ -31,6 +40,7 @@ from llmlab.models.card import ModelCard
 from llmlab.pipeline.pretrain import _log_final_eval, prepare_run_dir
 
 log = logging.getLogger(__name__)
+GENERAL_TRAIN_TOKENS = 200_000  # general-corpus train tokens that replay, distillation and EWC's Fisher draw from
 
 
 def _sha256_file(path: Path) -> str:
@@ -82,6 +92,7 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
         train_token_rows(model, list(range(base_tok.vocab_size, tok.vocab_size)))  # the new chat tokens
     if prepare is not None:
         prepare(model)
+    frozen = freeze_blocks(model, cfg.forgetting.freeze_layers)
     trainable = _trainable(model, tok.vocab_size - base_tok.vocab_size if cfg.lora_r else None)
     train_convs, dev_convs = load_conversations(cfg)
     if check_known(base_tok, train_convs):
@@ -89,6 +100,11 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
     train, stats = encode_examples(template, tok, train_convs, cfg.train.seq_len + 1)
     dev, _ = encode_examples(template, tok, dev_convs, cfg.train.seq_len + 1)
     trainer = SFTTrainer(model, cfg.train, train, dev, out, tok.pad_id, cfg.prompt_loss_weight, cfg.bucket)
+    if cfg.forgetting.active:  # anchored to the weights as fine-tuning starts (a resumed run rebuilds the same)
+        general = (general_tokens(tok, cfg.general_corpus, "train", GENERAL_TRAIN_TOKENS)
+                   if cfg.forgetting.needs_general else None)
+        window = min(cfg.train.seq_len, model.config.max_seq_len)
+        trainer.anchor = Anchor(trainer.model, cfg.forgetting, general, window, seed=cfg.train.seed)
     prepare_run_dir(out, cfg, fresh, sft_fingerprint(cfg.model, train_convs, dev_convs))
     metrics = out / "metrics.jsonl"
     before = _recorded(metrics, "before")
@@ -110,7 +126,7 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
     figures = {"name": cfg.name, "base_model": cfg.model, "data": cfg.data, **stats,
                "dev_examples": len(dev), "steps": trainer.step, "train_seconds": trainer.train_seconds,
                "stopped_early": result["stopped_early"], "prompt_loss_weight": cfg.prompt_loss_weight,
-               "trainable_parameters": trainable,
+               "trainable_parameters": trainable, "frozen_parameters": frozen,
                "parameters": count_parameters(model.config), "vocab_size": tok.vocab_size,
                "first_train_loss": losses[0] if losses else float("nan"),
                "last_train_loss": losses[-1] if losses else float("nan"),
@@ -145,6 +161,17 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def remedies(cfg: SFTConfig) -> str:
+    """The forgetting remedies the run used, as a clause for the report ("" when none)."""
+    f = cfg.forgetting
+    terms = (("replay weight", "replay"), ("distillation weight", "distill"), ("EWC lambda", "ewc"),
+             ("L2-to-base lambda", "l2_init"))
+    parts = [f"{label} {getattr(f, k):g}" for label, k in terms if getattr(f, k)]
+    if f.freeze_layers:
+        parts.append(f"lowest {f.freeze_layers} block(s) frozen")
+    return f"; against forgetting: {', '.join(parts)} ({cfg.general_corpus} train)" if parts else ""
+
+
 def sft_report(cfg: SFTConfig, f: dict) -> str:
     """The run's report in Markdown: setup, the before/after table, samples."""
     b, a = f["before"], f["after"]
@@ -163,7 +190,7 @@ def sft_report(cfg: SFTConfig, f: dict) -> str:
             f"{f['trainable_parameters']:,} trained)\n"
             f"- Data: `{f['data']}`: {f['examples']} conversations ({f['cut']} cut to {cfg.train.seq_len + 1} tokens, "
             f"{f['dropped']} dropped), {f['dev_examples']} held out\n"
-            f"- Loss: {masking}\n"
+            f"- Loss: {masking}{remedies(cfg)}\n"
             f"- Training: {f['steps']} steps of {cfg.train.batch_size} conversations, lr {cfg.train.lr}, "
             f"{cfg.train.schedule} schedule, {f['train_seconds']:.1f} s; train loss {_fmt(f['first_train_loss'])} -> "
             f"{_fmt(f['last_train_loss'])}, reply loss on dev {_fmt(a.get('val_loss', '-'))}\n\n"
