@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "pretrain",
     "sft",
     "generate",
+    "serve",
     "quantize",
     "rag",
     "speedrun",

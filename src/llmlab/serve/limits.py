@@ -1,0 +1,66 @@
+"""Input length limits (topics 14, 62-63): how many tokens a request may ask for, and fitting its prompt
+into the model's context with room reserved for the output.
+
+A request's prompt and its ``max_tokens`` must fit the model's context (``max_seq_len``) together: a
+decoder never sees more, and llmlab's sampler would otherwise slide its window and forget the start of
+the prompt unseen by the client. A prompt over its budget is refused (``truncation="error"``), or cut:
+``left`` keeps its end (the latest text, which a completion continues), ``middle`` keeps its start and
+its end (a system message and the latest turn)::
+
+    >>> from llmlab.serve.config import ServeConfig
+    >>> fit_prompt(list(range(10)), 3, 8, ServeConfig(truncation="left"))  # 5 prompt tokens fit beside 3
+    [5, 6, 7, 8, 9]
+    >>> fit_prompt(list(range(10)), 3, 8, ServeConfig(truncation="middle"))
+    [0, 1, 2, 8, 9]
+"""
+
+from __future__ import annotations
+
+from llmlab.serve.config import ServeConfig
+from llmlab.serve.protocol import ApiError
+from llmlab.tokenizers.truncation import truncate
+
+
+def prompt_budget(max_tokens: int, context: int, cfg: ServeConfig) -> int:
+    """Most prompt tokens a request with `max_tokens` may keep: the context less the output's room,
+    and at most ``cfg.max_prompt_tokens`` when that is set."""
+    room = context - max_tokens
+    return min(room, cfg.max_prompt_tokens) if cfg.max_prompt_tokens else room
+
+
+def choose_max_tokens(asked: int | None, n_prompt: int, context: int, cfg: ServeConfig,
+                      param: str = "max_tokens") -> int:
+    """The request's ``max_tokens``, checked against the server's limit and the context; a request that
+    gives none gets ``cfg.default_max_tokens``, lowered to what the context leaves after its prompt.
+
+    >>> choose_max_tokens(None, 250, 256, ServeConfig(default_max_tokens=16))
+    6
+    """
+    if asked is None:
+        kept = min(n_prompt, prompt_budget(1, context, cfg))
+        return max(1, min(cfg.default_max_tokens, context - kept))
+    if asked > cfg.max_tokens_limit:
+        raise ApiError(400, f"{param} is {asked}; this server allows at most {cfg.max_tokens_limit} "
+                       "(max_tokens_limit)", param)
+    if asked >= context:
+        raise ApiError(400, f"{param} is {asked}, but the model's context is {context} tokens and must also hold "
+                       f"the prompt (at least one token): ask for at most {context - 1}", param,
+                       "context_length_exceeded")
+    return asked
+
+
+def fit_prompt(ids: list[int], max_tokens: int, context: int, cfg: ServeConfig, param: str = "prompt") -> list[int]:
+    """`ids` if they fit beside `max_tokens` new tokens (and under ``cfg.max_prompt_tokens``); else cut
+    as ``cfg.truncation`` says, or an ApiError (400) naming the field, the lengths and the limit."""
+    budget = prompt_budget(max_tokens, context, cfg)
+    if len(ids) <= budget:
+        return ids
+    if cfg.truncation == "error":
+        if cfg.max_prompt_tokens and budget == cfg.max_prompt_tokens:
+            msg = (f"{param} is {len(ids)} tokens; this server allows at most {cfg.max_prompt_tokens} "
+                   "(max_prompt_tokens)")
+        else:
+            msg = (f"{param} is {len(ids)} tokens and max_tokens is {max_tokens}: together more than the model's "
+                   f"context of {context} tokens; shorten the {param} to at most {budget} tokens or lower max_tokens")
+        raise ApiError(400, msg, param, "context_length_exceeded")
+    return truncate(ids, budget, side=cfg.truncation)
