@@ -19,7 +19,7 @@ class ServeConfig:
     max_body_bytes: int = 1_000_000  # a request body larger than this is refused with 413, unread
     max_prompt_tokens: int = 0  # most prompt tokens a request may use (0 = no limit but the model's context)
     max_tokens_limit: int = 1024  # the largest max_tokens a request may ask for
-    default_max_tokens: int = 128  # max_tokens of a request that gives none (lowered to fit the context)
+    default_max_tokens: int = 128  # max_tokens of a request that gives none (at most max_tokens_limit; lowered to fit)
     truncation: str = "error"  # prompt over its budget: error (400), left (keep its end) or middle (keep both ends)
     max_wait_seconds: float = 60.0  # a request waiting longer than this for the model (one runs at a time) gets 503
     read_timeout: float = 30.0  # seconds a client may leave its connection silent before it is closed
@@ -35,9 +35,8 @@ class ServeConfig:
             raise InputError(f"max_prompt_tokens must be >= 0 (0 = the model's context), got {self.max_prompt_tokens}")
         if self.max_tokens_limit < 1:
             raise InputError(f"max_tokens_limit must be >= 1, got {self.max_tokens_limit}")
-        if not 1 <= self.default_max_tokens <= self.max_tokens_limit:
-            raise InputError(f"default_max_tokens must be in [1, max_tokens_limit={self.max_tokens_limit}], "
-                             f"got {self.default_max_tokens}")
+        if self.default_max_tokens < 1:
+            raise InputError(f"default_max_tokens must be >= 1, got {self.default_max_tokens}")
         if self.truncation not in TRUNCATIONS:
             raise InputError(f"truncation must be one of {TRUNCATIONS}, got {self.truncation!r}")
         for name in ("max_wait_seconds", "read_timeout"):

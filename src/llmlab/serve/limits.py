@@ -31,14 +31,15 @@ def prompt_budget(max_tokens: int, context: int, cfg: ServeConfig) -> int:
 def choose_max_tokens(asked: int | None, n_prompt: int, context: int, cfg: ServeConfig,
                       param: str = "max_tokens") -> int:
     """The request's ``max_tokens``, checked against the server's limit and the context; a request that
-    gives none gets ``cfg.default_max_tokens``, lowered to what the context leaves after its prompt.
+    gives none gets ``cfg.default_max_tokens`` (at most ``cfg.max_tokens_limit``), lowered to what the
+    context leaves after its prompt.
 
     >>> choose_max_tokens(None, 250, 256, ServeConfig(default_max_tokens=16))
     6
     """
     if asked is None:
         kept = min(n_prompt, prompt_budget(1, context, cfg))
-        return max(1, min(cfg.default_max_tokens, context - kept))
+        return max(1, min(cfg.default_max_tokens, cfg.max_tokens_limit, context - kept))
     if asked > cfg.max_tokens_limit:
         raise ApiError(400, f"{param} is {asked}; this server allows at most {cfg.max_tokens_limit} "
                        "(max_tokens_limit)", param)

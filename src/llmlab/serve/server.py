@@ -65,6 +65,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         self.route("POST")
 
+    def do_HEAD(self):  # a GET's status and headers, without its body
+        self.route("GET", head=True)
+
     def do_PUT(self):
         self.route("PUT")
 
@@ -77,10 +80,11 @@ class Handler(BaseHTTPRequestHandler):
     def begin(self) -> None:
         """Per-request state (a connection's handler serves its requests one after another)."""
         self.t0, self.status, self.tokens = time.perf_counter(), 0, (0, 0)
-        self.streaming = self.body_read = False
+        self.streaming = self.body_read = self.head = False
 
-    def route(self, method: str) -> None:
+    def route(self, method: str, head: bool = False) -> None:
         self.begin()
+        self.head = head
         path = self.path.split("?", 1)[0]
         try:
             if path not in ROUTES:
@@ -99,7 +103,7 @@ class Handler(BaseHTTPRequestHandler):
             log.exception("%s %s failed", method, path)
             self.refuse(ApiError(500, "internal server error (see the server's log)"))
         finally:
-            log.info("%s %s %d prompt_tokens=%d completion_tokens=%d %.3f s", method, path, self.status,
+            log.info("%s %s %d prompt_tokens=%d completion_tokens=%d %.3f s", self.command, path, self.status,
                      *self.tokens, time.perf_counter() - self.t0)
 
     def refuse(self, e: ApiError) -> None:
@@ -107,7 +111,7 @@ class Handler(BaseHTTPRequestHandler):
             self.event(error_body(e))
             self.end_stream()
         else:  # a body left unread would be taken for the next request: close the connection
-            unread = not self.body_read and (self.headers.get("Transfer-Encoding")
+            unread = not self.body_read and (e.status == 411 or self.headers.get("Transfer-Encoding")
                                              or self.headers.get("Content-Length", "0").strip() != "0")
             self.send_json(e.status, error_body(e), close=bool(unread),
                            allow=ROUTES.get(self.path.split("?", 1)[0], ("",))[0] if e.status == 405 else None)
@@ -208,7 +212,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
-        self.wfile.write(data)
+        if not self.head:
+            self.wfile.write(data)
 
     def start_stream(self) -> None:
         self.status, self.streaming = 200, True

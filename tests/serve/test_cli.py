@@ -1,0 +1,44 @@
+"""`llmlab serve` as a user runs it: it prints where it listens, answers, and stops cleanly on Ctrl-C."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import llmlab
+
+
+def test_serve_prints_its_url_answers_and_stops_on_ctrl_c(chat_dir):
+    src = str(Path(llmlab.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "llmlab", "serve", "--model", str(chat_dir), "--port", "0",
+                          "--model-name", "mine", "--max-tokens-limit", "8"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = p.stdout.readline()
+        assert line.startswith("serving 'mine' (/v1/completions, /v1/chat/completions) at http://127.0.0.1:"), line
+        url = line.split(" at ")[1].split()[0]
+        req = urllib.request.Request(url + "/chat/completions", method="POST", data=json.dumps(
+            {"model": "mine", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}).encode())
+        with urllib.request.urlopen(req, timeout=30) as r:
+            doc = json.load(r)
+        assert doc["choices"][0]["message"]["role"] == "assistant" and doc["usage"]["completion_tokens"] <= 4
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode == 0 and out.strip() == "stopped", (out, err)
+    assert "POST /v1/chat/completions 200" in err and "Traceback" not in err  # the request log
+
+
+def test_serve_refuses_a_bad_flag_in_one_line(tmp_path, capsys):
+    from llmlab.cli import main
+
+    assert main(["serve", "--model", str(tmp_path / "none")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["serve", "--model", str(tmp_path), "--truncation", "right"]) == 2
+    assert capsys.readouterr().err.strip() == ("llmlab: error: truncation must be one of ('error', 'left', 'middle'), "
+                                               "got 'right'")
