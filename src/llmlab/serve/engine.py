@@ -19,6 +19,7 @@ from pathlib import Path
 from llmlab.serve.protocol import ApiError
 from llmlab.serve.requests import Request
 from llmlab.serve.textstream import IncrementalDecoder, StopFilter
+from llmlab.tokenizers.base import EOS
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ class Engine:
         # ids the model has rows for but the tokenizer cannot decode (a padded vocabulary) are never written
         self.unwritable = tuple(range(tok.vocab_size, model.config.vocab_size))
         self.chat_end = template.ids(tok)[template.end] if template is not None else None
+        self.eos_id = tok.token_to_id(EOS)  # None for a foreign tokenizer without one: then only max_tokens ends
+        self.text_start = [self.eos_id] if self.eos_id is not None else []  # as models.scoring.text_start
         self.created = int(time.time())
         self.lock = threading.Lock()
 
@@ -70,7 +73,7 @@ class Completion:
 
         e, req = self.engine, self.req
         decoder, stops = IncrementalDecoder(e.tok.decode), StopFilter(req.stop)
-        eos = e.chat_end if req.chat else e.tok.eos_id
+        eos = e.chat_end if req.chat else e.eos_id
         # closing: a client gone mid-stream ends the decode at once (and restores the model's mode)
         with contextlib.closing(stream(e.model, list(req.prompt_ids), req.gen, eos_id=eos)) as tokens:
             for token in tokens:

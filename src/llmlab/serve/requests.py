@@ -147,15 +147,17 @@ def stop_strings(doc: dict) -> tuple[str, ...]:
 def text_prompt(doc: dict, engine) -> list[int]:
     """A completion's prompt: a string (read after the tokenizer's text start, as `llmlab generate` does) or
     a list of token ids (read as given); a list of one of either is that one."""
-    from llmlab.models.scoring import text_start
-
     p = doc.get("prompt")
     if p is None:
         raise ApiError(400, "prompt is required (a string or a list of token ids)", "prompt")
     if isinstance(p, list) and len(p) == 1 and isinstance(p[0], (str, list)):
         p = p[0]
     if isinstance(p, str):
-        return text_start(engine.tok) + engine.tok.encode(p)
+        ids = engine.text_start + engine.tok.encode(p)
+        if not ids:
+            raise ApiError(400, "prompt is empty, and this model's tokenizer has no EOS token to start a text from",
+                           "prompt")
+        return ids
     if isinstance(p, list) and p and all(isinstance(i, int) and not isinstance(i, bool) for i in p):
         bad = [i for i in p if not 0 <= i < engine.vocab_size]
         if bad:

@@ -22,6 +22,7 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from llmlab.core.errors import InputError
 from llmlab.serve.config import ServeConfig
 from llmlab.serve.engine import Engine
 from llmlab.serve.protocol import ApiError, chunk_body, completion_body, error_body, models_body, new_id, usage_chunk
@@ -96,6 +97,8 @@ class Handler(BaseHTTPRequestHandler):
             getattr(self, name)()
         except ApiError as e:
             self.refuse(e)
+        except InputError as e:  # a rule below the checks of `requests` (generation's own)
+            self.refuse(ApiError(400, str(e)))
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
             log.info("%s %s: the client went away", method, path)

@@ -1,0 +1,117 @@
+"""llmlab's serving overhead: tokens/s of a greedy completion through `llmlab serve`'s HTTP server
+(JSON, and streamed as server-sent events) against calling `generate` in the same process, with ratios.
+
+The model is a random decoder of the given size over a character vocabulary of pfr1998 (or --model DIR);
+the server runs in this process on a free localhost port, answering one keep-alive client, so the figure
+is what HTTP, JSON, incremental decoding and stop-string checks add to the decode itself.
+
+Both sides run torch on --threads threads (default 1): the server decodes in a handler thread, the direct
+call in the main thread, and with torch's default of one OpenMP thread per core on a busy 2-core machine
+the main thread's decode ran 5-8x slower than a worker thread's (36 against 288 tokens/s, same model),
+which would credit the server with the difference; on one thread both took 240-290 tokens/s.
+
+    .venv/bin/python bench/serve.py [--dim 256] [--layers 4] [--new-tokens 200] [--reps 5] [--threads 1] [--model DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import statistics
+import threading
+import time
+
+import torch
+
+from llmlab.generate import GenerationConfig, generate
+from llmlab.models import CausalLM, ModelConfig
+from llmlab.models.scoring import text_start
+from llmlab.serve import Engine, ServeConfig, chat_template_of, make_server
+
+PROMPT = "中国经济"
+
+
+def load(args):
+    if args.model:
+        from llmlab.cli.common import load_any_model
+
+        model, tok = load_any_model(args.model)
+        return model, tok, chat_template_of(args.model)
+    from llmlab.data.corpora import pfr1998_text
+    from llmlab.tokenizers import CharTokenizer
+
+    tok = CharTokenizer.train(pfr1998_text("train")[:2000])
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, dim=args.dim, n_layer=args.layers, n_head=4, n_kv_head=4,
+                      max_seq_len=args.new_tokens + 64)
+    return CausalLM(cfg).eval(), tok, None
+
+
+def measure(runs: dict, reps: int) -> dict[str, list[float]]:
+    """tokens/s of each of `runs` (name -> a call returning the tokens it produced), `reps` times, taken in
+    turn so that a change in the machine's load falls on all of them alike (after one warm-up each)."""
+    for run in runs.values():
+        run()
+    out: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(reps):
+        for name, run in runs.items():
+            t = time.perf_counter()
+            n = run()
+            out[name].append(n / (time.perf_counter() - t))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--new-tokens", type=int, default=200)
+    ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads, for both sides")
+    ap.add_argument("--model", default=None, help="a saved model directory instead of a random one")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model, tok, template = load(args)
+    ids = text_start(tok) + tok.encode(PROMPT)
+    gen = GenerationConfig(max_new_tokens=args.new_tokens, temperature=0.0)
+
+    def direct() -> int:
+        out = generate(model, ids, gen, eos_id=tok.eos_id)
+        tok.decode(out)
+        return len(out)
+
+    server = make_server(Engine(model, tok, "bench", template),
+                         ServeConfig(port=0, max_tokens_limit=args.new_tokens, default_max_tokens=args.new_tokens))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=300)
+    body = {"prompt": PROMPT, "max_tokens": args.new_tokens, "temperature": 0}
+
+    def served(stream: bool) -> int:
+        conn.request("POST", "/v1/completions", json.dumps({**body, "stream": stream}).encode(),
+                     {"Content-Type": "application/json"})
+        data = conn.getresponse().read().decode()
+        if not stream:
+            return json.loads(data)["usage"]["completion_tokens"]
+        last = [json.loads(b[6:]) for b in data.split("\n\n") if b.startswith("data: {")][-1]
+        assert last["choices"][0]["finish_reason"] is not None
+        return sum(1 for b in data.split("\n\n") if b.startswith("data: {")) - 1  # pieces ~ tokens (char model)
+
+    print(f"model: {sum(p.numel() for p in model.parameters()):,} parameters, context {model.config.max_seq_len}; "
+          f"greedy, {args.new_tokens} new tokens, {args.reps} runs each, in turn; "
+          f"torch threads {torch.get_num_threads()}")
+    assert direct() == served(False), "the server wrote another number of tokens than generate()"
+    tps = measure({"generate() in process": direct, "served, JSON": lambda: served(False),
+                   "served, streamed (SSE)": lambda: served(True)}, args.reps)
+    direct_xs = tps["generate() in process"]
+    for name, xs in tps.items():
+        med = statistics.median(xs)
+        ratio = "" if xs is direct_xs else (f"  ratio {med / statistics.median(direct_xs):.3f} "
+                                            f"(best {max(xs) / max(direct_xs):.3f})")
+        print(f"{name:24s} median {med:7.1f} tokens/s, best {max(xs):7.1f}{ratio}")
+    server.shutdown()
+    server.server_close()
+
+
+if __name__ == "__main__":
+    main()
