@@ -109,6 +109,8 @@ class Client:
         data = r.read().decode("utf-8")
         if r.getheader("Connection") == "close":
             self.conn.close()
+        if method == "HEAD":
+            return r.status, data, r
         if r.getheader("Content-Type", "").startswith("text/event-stream"):
             return r.status, events(data), r
         return r.status, json.loads(data), r

@@ -94,6 +94,9 @@ def test_routes_methods_and_models(client):
     assert "serves 'tiny'" in error_of(status, doc, 404, "model") and doc["error"]["code"] == "model_not_found"
     status, doc, _ = client.request("GET", "/health?verbose=1")
     assert status == 200 and doc == {"status": "ok", "model": "tiny", "busy": False}
+    status, body, r = client.request("HEAD", "/health")
+    assert status == 200 and body == "" and int(r.getheader("Content-Length")) > 0
+    assert client.request("HEAD", "/v1/completions")[0] == 405
 
 
 def test_chat_on_a_model_without_a_template_is_refused(client):

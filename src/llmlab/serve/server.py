@@ -16,6 +16,7 @@ status, prompt and completion tokens, seconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -67,7 +68,7 @@ class Handler(BaseHTTPRequestHandler):
         self.route("POST")
 
     def do_HEAD(self):  # a GET's status and headers, without its body
-        self.route("GET", head=True)
+        self.route("HEAD")
 
     def do_PUT(self):
         self.route("PUT")
@@ -83,16 +84,16 @@ class Handler(BaseHTTPRequestHandler):
         self.t0, self.status, self.tokens = time.perf_counter(), 0, (0, 0)
         self.streaming = self.body_read = self.head = False
 
-    def route(self, method: str, head: bool = False) -> None:
+    def route(self, method: str) -> None:
         self.begin()
-        self.head = head
+        self.head = method == "HEAD"
         path = self.path.split("?", 1)[0]
         try:
             if path not in ROUTES:
                 raise ApiError(404, f"no route {method} {path}; routes: {', '.join(sorted(ROUTES))}",
                                code="not_found")
             allowed, name = ROUTES[path]
-            if method != allowed:
+            if method != allowed and not (self.head and allowed == "GET"):
                 raise ApiError(405, f"{path} takes {allowed}, not {method}", code="method_not_allowed")
             getattr(self, name)()
         except ApiError as e:
@@ -111,8 +112,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def refuse(self, e: ApiError) -> None:
         if self.streaming:  # headers are out: the error goes as the stream's last event
-            self.event(error_body(e))
-            self.end_stream()
+            try:
+                self.event(error_body(e))
+                self.end_stream()
+            except OSError:  # the client is gone too
+                self.close_connection = True
         else:  # a body left unread would be taken for the next request: close the connection
             unread = not self.body_read and (e.status == 411 or self.headers.get("Transfer-Encoding")
                                              or self.headers.get("Content-Length", "0").strip() != "0")
@@ -155,9 +159,10 @@ class Handler(BaseHTTPRequestHandler):
         self.start_stream()
         if chat:
             self.event(chunk_body(rid, name, chat, created, role=True))
-        for piece in completion:
-            self.tokens = (completion.prompt_tokens, completion.completion_tokens)
-            self.event(chunk_body(rid, name, chat, created, text=piece))
+        with contextlib.closing(iter(completion)) as pieces:  # a failed write ends the decode before the lock goes
+            for piece in pieces:
+                self.tokens = (completion.prompt_tokens, completion.completion_tokens)
+                self.event(chunk_body(rid, name, chat, created, text=piece))
         self.tokens = (completion.prompt_tokens, completion.completion_tokens)
         self.event(chunk_body(rid, name, chat, created, finish_reason=completion.finish_reason))
         if completion.req.include_usage:
