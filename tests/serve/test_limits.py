@@ -47,6 +47,7 @@ BAD = [  # (request fields, param, words the message must hold)
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop", ["1 to 4"]),
     ({"stop": ""}, "stop", ["non-empty"]),
     ({"stop": 3}, "stop", ["string or a list"]),
+    ({"stop": ["a", "x" * 257]}, "stop", ["at most 256 characters", "257"]),
     ({"stream": "yes"}, "stream", ["true or false"]),
     ({"stream_options": {"include_usage": True}}, "stream_options", ["stream: true"]),
     ({"max_tokens": 0}, "max_tokens", [">= 1"]),
@@ -74,7 +75,7 @@ def test_a_bad_field_is_a_400_naming_it_and_the_next_request_is_served(client, f
 
 @pytest.mark.parametrize("body,words", [(b"{not json", "not valid JSON"), (b"[1, 2]", "must be a JSON object"),
                                         (b'{"prompt": "a", "temperature": NaN}', "NaN is not a JSON number"),
-                                        ("{}".encode("utf-16"), "not UTF-8")])
+                                        ("{}".encode("utf-16"), "not UTF-8"), (b"[" * 3000, "nests JSON too deeply")])
 def test_a_body_that_is_no_json_object_is_a_400(client, body, words):
     status, doc, _ = client.request("POST", "/v1/completions", body=body)
     assert words in error_of(status, doc, 400, None)

@@ -26,6 +26,7 @@ FIELDS = {False: COMMON | {"prompt"}, True: COMMON | {"messages", "max_completio
 OFF = {"logprobs": (False, 0), "top_logprobs": (0,), "echo": (False,), "best_of": (1,), "suffix": ("",),
        "logit_bias": ({},), "tools": ([],), "functions": ([],), "tool_choice": ("none",)}
 MAX_STOPS = 4  # as OpenAI's API
+MAX_STOP_CHARS = 256  # per stop string: each token's check costs its length squared
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def parse_request(body: bytes, chat: bool, engine, cfg: ServeConfig) -> Request:
     check_fields(doc, chat)
     model = doc.get("model")
     if model is not None and model != engine.name:
-        raise ApiError(404, f"model {model!r} is not served here; this server serves {engine.name!r}", "model",
+        raise ApiError(404, f"model {shown(model)} is not served here; this server serves {engine.name!r}", "model",
                        "model_not_found")
     if integer(doc, "n", 1, default=1) != 1:
         raise ApiError(400, f"n must be 1 (this server writes one choice per request), got {doc['n']}", "n")
@@ -62,6 +63,16 @@ def parse_request(body: bytes, chat: bool, engine, cfg: ServeConfig) -> Request:
                    stream=stream, include_usage=include_usage, dropped=len(ids) - len(kept))
 
 
+def shown(value, width: int = 80) -> str:
+    """A value as an error message quotes it: its repr, cut to `width` characters.
+
+    >>> shown("x" * 100, 10)
+    "'xxxxxx..."
+    """
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def json_object(body: bytes) -> dict:
     def no_constants(name):
         raise ValueError(f"{name} is not a JSON number")
@@ -72,6 +83,8 @@ def json_object(body: bytes) -> dict:
         raise ApiError(400, f"the request body is not UTF-8 ({e.reason} at byte {e.start})") from None
     except ValueError as e:
         raise ApiError(400, f"the request body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ApiError(400, "the request body nests JSON too deeply") from None
     if not isinstance(doc, dict):
         raise ApiError(400, f"the request body must be a JSON object, got {type(doc).__name__}")
     return doc
@@ -84,10 +97,11 @@ def check_fields(doc: dict, chat: bool) -> None:
         if name in OFF:
             if any(value == off and type(value) is type(off) for off in OFF[name]):
                 continue
-            raise ApiError(400, f"{name} is not supported by this server (got {value!r})", name)
+            raise ApiError(400, f"{name} is not supported by this server (got {shown(value)})", name)
         other = FIELDS[not chat] - FIELDS[chat]
         hint = f" (it belongs to {'/v1/completions' if chat else '/v1/chat/completions'})" if name in other else ""
-        raise ApiError(400, f"unknown field {name!r}{hint}; this endpoint takes {sorted(FIELDS[chat])}", name)
+        raise ApiError(400, f"unknown field {shown(name)}{hint}; this endpoint takes {sorted(FIELDS[chat])}",
+                       name[:80])
 
 
 def integer(doc: dict, name: str, lo: int, hi: int | None = None, default: int | None = None) -> int | None:
@@ -95,7 +109,7 @@ def integer(doc: dict, name: str, lo: int, hi: int | None = None, default: int |
     if v is None:
         return default
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ApiError(400, f"{name} must be an integer, got {v!r}", name)
+        raise ApiError(400, f"{name} must be an integer, got {shown(v)}", name)
     if v < lo or (hi is not None and v > hi):
         raise ApiError(400, f"{name} must be {'>= ' + str(lo) if hi is None else f'in [{lo}, {hi}]'}, got {v}", name)
     return v
@@ -106,7 +120,7 @@ def number(doc: dict, name: str, lo: float, hi: float, default: float, lo_open: 
     if v is None:
         return default
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ApiError(400, f"{name} must be a number, got {v!r}", name)
+        raise ApiError(400, f"{name} must be a number, got {shown(v)}", name)
     if not (lo < v if lo_open else lo <= v) or v > hi:
         raise ApiError(400, f"{name} must be in {'(' if lo_open else '['}{lo}, {hi}], got {v}", name)
     return float(v)
@@ -117,7 +131,7 @@ def flag(doc: dict, name: str) -> bool:
     if v is None:
         return False
     if not isinstance(v, bool):
-        raise ApiError(400, f"{name} must be true or false, got {v!r}", name)
+        raise ApiError(400, f"{name} must be true or false, got {shown(v)}", name)
     return v
 
 
@@ -128,7 +142,8 @@ def stream_usage(doc: dict, stream: bool) -> bool:
     if not stream:
         raise ApiError(400, "stream_options applies only with stream: true", "stream_options")
     if not isinstance(opts, dict) or set(opts) - {"include_usage"}:
-        raise ApiError(400, f"stream_options must be {{\"include_usage\": true|false}}, got {opts!r}", "stream_options")
+        raise ApiError(400, f"stream_options must be {{\"include_usage\": true|false}}, got {shown(opts)}",
+                       "stream_options")
     return flag(opts, "include_usage")
 
 
@@ -138,9 +153,12 @@ def stop_strings(doc: dict) -> tuple[str, ...]:
         return ()
     stops = [v] if isinstance(v, str) else v
     if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-        raise ApiError(400, f"stop must be a string or a list of strings, got {v!r}", "stop")
+        raise ApiError(400, f"stop must be a string or a list of strings, got {shown(v)}", "stop")
     if len(stops) > MAX_STOPS or not all(stops):
-        raise ApiError(400, f"stop must hold 1 to {MAX_STOPS} non-empty strings, got {v!r}", "stop")
+        raise ApiError(400, f"stop must hold 1 to {MAX_STOPS} non-empty strings, got {shown(v)}", "stop")
+    if max(map(len, stops)) > MAX_STOP_CHARS:
+        raise ApiError(400, f"stop strings may be at most {MAX_STOP_CHARS} characters, got one of "
+                       f"{max(map(len, stops))}", "stop")
     return tuple(stops)
 
 
@@ -166,7 +184,7 @@ def text_prompt(doc: dict, engine) -> list[int]:
         return list(p)
     if isinstance(p, list) and len(p) > 1 and all(isinstance(x, (str, list)) for x in p):
         raise ApiError(400, f"prompt holds {len(p)} prompts; this server answers one per request", "prompt")
-    raise ApiError(400, f"prompt must be a string or a non-empty list of token ids, got {p!r:.80}", "prompt")
+    raise ApiError(400, f"prompt must be a string or a non-empty list of token ids, got {shown(p)}", "prompt")
 
 
 def chat_prompt(doc: dict, engine) -> list[int]:
@@ -183,7 +201,8 @@ def chat_prompt(doc: dict, engine) -> list[int]:
     try:
         return engine.template.prompt_ids(engine.tok, messages)
     except InputError as e:
-        raise ApiError(400, f"messages: {e}", "messages") from None
+        text = str(e)  # it may quote a message: at most 300 characters of it
+        raise ApiError(400, f"messages: {text if len(text) <= 300 else text[:297] + '...'}", "messages") from None
 
 
 def text_parts(parts: list, i: int) -> str:
