@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -26,12 +27,24 @@ def test_serve_prints_its_url_answers_and_stops_on_ctrl_c(chat_dir):
         with urllib.request.urlopen(req, timeout=30) as r:
             doc = json.load(r)
         assert doc["choices"][0]["message"]["role"] == "assistant" and doc["usage"]["completion_tokens"] <= 4
+        logged = []  # the request's log line, which its thread writes once the answer is out
+
+        def read_log():
+            for line in p.stderr:
+                logged.append(line)
+                if "POST /v1/chat/completions" in line:
+                    return
+
+        reader = threading.Thread(target=read_log, daemon=True)
+        reader.start()
+        reader.join(30)
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=30)
     finally:
         p.kill()
     assert p.returncode == 0 and out.strip() == "stopped", (out, err)
-    assert "POST /v1/chat/completions 200" in err and "Traceback" not in err  # the request log
+    assert "POST /v1/chat/completions 200 prompt_tokens=5 completion_tokens=" in logged[-1], logged
+    assert "Traceback" not in "".join(logged) + err
 
 
 def test_serve_refuses_a_bad_flag_in_one_line(tmp_path, capsys):
