@@ -91,6 +91,9 @@ def test_routes_methods_and_models(client):
     status, doc, _ = client.request("GET", "/v1/models")
     assert status == 200 and doc["object"] == "list"
     assert doc["data"][0]["id"] == "tiny" and doc["data"][0]["max_model_len"] == CTX
+    assert client.request("GET", "/v1/models/tiny")[1] == doc["data"][0]
+    status, doc, _ = client.request("GET", "/v1/models/gpt-4")
+    assert "serves 'tiny'" in error_of(status, doc, 404, "model")
     status, doc, _ = client.post("/v1/completions", {"model": "gpt-4", "prompt": "x"})
     assert "serves 'tiny'" in error_of(status, doc, 404, "model") and doc["error"]["code"] == "model_not_found"
     status, doc, _ = client.request("GET", "/health?verbose=1")

@@ -2,7 +2,7 @@
 
     POST /v1/completions        {"prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "stream"}
     POST /v1/chat/completions   {"messages", ...} for a model with a chat template (llmlab sft)
-    GET  /v1/models             the one model served
+    GET  /v1/models             the one model served (and /v1/models/NAME, it alone)
     GET  /health                {"status": "ok", "busy": ...}, answered while a completion runs
 
 Each connection has its own thread; completions take the model in turn (`Engine.hold`). Answers are
@@ -22,6 +22,7 @@ import logging
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 from llmlab.core.errors import InputError
 from llmlab.serve.config import ServeConfig
@@ -89,6 +90,8 @@ class Handler(BaseHTTPRequestHandler):
         self.head = method == "HEAD"
         path = self.path.split("?", 1)[0]
         try:
+            if path.startswith("/v1/models/") and method in ("GET", "HEAD"):
+                return self.model(path[len("/v1/models/"):])
             if path not in ROUTES:
                 raise ApiError(404, f"no route {method} {path}; routes: {', '.join(sorted(ROUTES))}",
                                code="not_found")
@@ -131,6 +134,13 @@ class Handler(BaseHTTPRequestHandler):
     def models(self) -> None:
         e = self.server.engine
         self.send_json(200, models_body(e.name, e.created, e.context))
+
+    def model(self, name: str) -> None:
+        e = self.server.engine
+        if unquote(name) != e.name:
+            raise ApiError(404, f"model {unquote(name)!r} is not served here; this server serves {e.name!r}", "model",
+                           "model_not_found")
+        self.send_json(200, models_body(e.name, e.created, e.context)["data"][0])
 
     def completions(self) -> None:
         self.complete(chat=False)
