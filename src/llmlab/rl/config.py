@@ -1,0 +1,192 @@
+"""The reinforcement-learning run's config: plain data, importable without torch (the CLI builds flags
+from it).
+
+Three algorithms share one loop and differ only in settings, which `algo_defaults` names:
+
+- ``grpo`` (DeepSeekMath, Shao et al. 2024): group-normalised advantages, the PPO clip 0.2 both ways,
+  k3 KL to the starting policy with weight 0.04, each completion's token losses averaged first.
+- ``dapo`` (Yu et al. 2025): clip-higher (0.2 down, 0.28 up), no KL term, one token-level average over
+  the batch, dynamic sampling (only groups whose rewards differ), overlong reward shaping and
+  filtering of truncated completions.
+- ``vapo`` (Yue et al. 2025): PPO with a value model, pretrained on Monte-Carlo returns before the
+  policy moves; decoupled GAE (lambda 1 for the value targets, a length-adaptive lambda for the
+  policy), clip-higher, token-level loss, and an NLL term on the completions that earned the reward.
+
+A setting left at None takes the algorithm's value; one given explicitly wins (`resolved` fills them
+in as the config is built, so config.json records what ran). `dataclasses.replace` keeps resolved
+values: to switch algorithm, build a new config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from llmlab.core.config import config_from_dict, config_to_dict
+from llmlab.core.errors import InputError
+from llmlab.train.config import TrainConfig
+
+ALGOS = ("grpo", "dapo", "vapo")
+AGGREGATIONS = ("token", "sequence")
+
+# The loop: optimizer, schedule, clipping, seed, checkpoints. batch_size and seq_len are unused (a step's
+# batch is prompts_per_step x group_size completions of at most max_new_tokens tokens).
+RL_TRAIN = TrainConfig(steps=60, lr=3e-4, min_lr=3e-4, warmup_steps=0, schedule="constant", weight_decay=0.0,
+                       grad_clip=1.0, eval_every=0, checkpoint_every=20, log_every=1, seed=0)
+
+# Settings the training loop does not honour (it runs fp32, one pass per minibatch): refused if changed.
+UNUSED_TRAIN = {"precision": "fp32", "grad_accum": 1, "compile": False, "grad_checkpoint": False}
+
+
+def algo_defaults(algo: str) -> dict:
+    """Each algorithm's published settings (those a None field takes).
+
+    >>> algo_defaults("dapo")["clip_high"], algo_defaults("grpo")["aggregation"]
+    (0.28, 'sequence')
+    """
+    if algo not in ALGOS:
+        raise InputError(f"algo must be one of {ALGOS}, got {algo!r}")
+    return {
+        "grpo": dict(clip_low=0.2, clip_high=0.2, kl_coef=0.04, aggregation="sequence", dynamic_sampling=False,
+                     overlong_shaping=False, overlong_filter=False, lm_coef=0.0, value_pretrain_steps=0),
+        "dapo": dict(clip_low=0.2, clip_high=0.28, kl_coef=0.0, aggregation="token", dynamic_sampling=True,
+                     overlong_shaping=True, overlong_filter=True, lm_coef=0.0, value_pretrain_steps=0),
+        "vapo": dict(clip_low=0.2, clip_high=0.28, kl_coef=0.0, aggregation="token", dynamic_sampling=False,
+                     overlong_shaping=False, overlong_filter=False, lm_coef=0.1, value_pretrain_steps=20),
+    }[algo]
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    name: str = "rl"  # run directory name under the output root
+    model: str = ""  # the chat model to improve (a folder written by llmlab sft)
+    algo: str = "grpo"  # grpo | dapo | vapo: picks the defaults of the None settings below (algo_defaults)
+    train: TrainConfig = RL_TRAIN  # the loop: steps, lr, schedule, grad_clip, seed, checkpoints
+    prompts_per_step: int = 8  # distinct prompts per step (each answered group_size times)
+    group_size: int = 8  # completions sampled per prompt (the group GRPO/DAPO normalise within)
+    temperature: float = 1.0  # sampling temperature of the rollouts (and of the log-probs the loss uses)
+    max_new_tokens: int = 8  # most tokens per completion; one that has not ended by then is truncated
+    ppo_epochs: int = 1  # passes over each step's rollouts
+    minibatches: int = 2  # optimizer steps per pass (the rollouts split into this many minibatches)
+    clip_low: float | None = None  # ratio clipped below at 1 - clip_low (None = the algorithm's)
+    clip_high: float | None = None  # ratio clipped above at 1 + clip_high; > clip_low is clip-higher
+    kl_coef: float | None = None  # weight of the k3 KL to the starting policy (0 = no reference model)
+    aggregation: str | None = None  # token (DAPO/VAPO: one mean over all tokens) | sequence (GRPO)
+    scale_advantages: bool = True  # group advantages divided by the group's std (False: Dr. GRPO)
+    dynamic_sampling: bool | None = None  # keep only groups whose rewards differ, drawing more prompts
+    max_draws: int = 4  # dynamic sampling: most prompt batches drawn per step
+    overlong_shaping: bool | None = None  # DAPO's soft length penalty added to the reward
+    overlong_filter: bool | None = None  # truncated completions take no part in the loss
+    overlong_max_len: int = 0  # the penalty reaches -1 at this length (0 = max_new_tokens)
+    overlong_cache: int = 2  # the penalty grows over the last this-many tokens before overlong_max_len
+    value_lr: float | None = None  # VAPO critic learning rate (None = 2 x lr, VAPO's ratio)
+    value_pretrain_steps: int | None = None  # VAPO: critic steps on the starting policy's returns first
+    lam_critic: float = 1.0  # VAPO: GAE lambda of the value targets (1 = Monte-Carlo returns)
+    lam_alpha: float = 0.05  # VAPO: policy lambda = 1 - 1 / (lam_alpha * length), clamped to [0, 1]
+    gamma: float = 1.0  # discount of GAE (VAPO)
+    lm_coef: float | None = None  # weight of the NLL of completions with reward 1 (VAPO's positive-example loss)
+    eval_problems: int = 100  # arithmetic test problems answered greedily before and after (0 = skip)
+    arithmetic_max_digits: int = 2  # operands have 2..this many digits (train prompts and test)
+    arithmetic_ops: str = "+"  # operators of the arithmetic problems
+    arithmetic_train: int = 2000  # arithmetic training problems the prompts are drawn from
+
+    def __post_init__(self):
+        if self.name in ("", ".", "..") or any(c in self.name for c in "/\\\0"):
+            raise InputError(f"the run name must be a plain folder name, got {self.name!r}")
+        if self.algo not in ALGOS:
+            raise InputError(f"algo must be one of {ALGOS}, got {self.algo!r}")
+        for k, v in algo_defaults(self.algo).items():
+            if getattr(self, k) is None:
+                object.__setattr__(self, k, v)
+        if self.value_lr is None and self.algo == "vapo":
+            object.__setattr__(self, "value_lr", 2 * self.train.lr)
+        self._check_counts()
+        self._check_policy()
+        self._check_vapo()
+        for k, v in UNUSED_TRAIN.items():
+            if getattr(self.train, k) != v:
+                raise InputError(f"reinforcement learning runs with {k}={v!r}, got {getattr(self.train, k)!r}")
+
+    def _check_counts(self):
+        for k in ("prompts_per_step", "max_new_tokens", "ppo_epochs", "minibatches", "max_draws",
+                  "overlong_cache", "arithmetic_train"):
+            if getattr(self, k) < 1:
+                raise InputError(f"{k} must be >= 1, got {getattr(self, k)}")
+        for k in ("overlong_max_len", "eval_problems"):
+            if getattr(self, k) < 0:
+                raise InputError(f"{k} must be >= 0, got {getattr(self, k)}")
+        if self.group_size < 1 or (self.group_size < 2 and self.algo != "vapo"):
+            raise InputError(f"group_size must be >= 2 for {self.algo} (its advantages compare the completions of "
+                             f"one prompt), got {self.group_size}" if self.algo != "vapo" else
+                             f"group_size must be >= 1, got {self.group_size}")
+        n = self.prompts_per_step * self.group_size
+        if self.minibatches > n:
+            raise InputError(f"minibatches ({self.minibatches}) exceeds the completions per step "
+                             f"(prompts_per_step x group_size = {n})")
+        if self.overlong_shaping and self.overlong_cache > self.overlong_len:
+            raise InputError(f"overlong_cache ({self.overlong_cache}) exceeds overlong_max_len ({self.overlong_len})")
+        if self.arithmetic_max_digits < 2:
+            raise InputError(f"arithmetic_max_digits must be >= 2, got {self.arithmetic_max_digits}")
+        if not self.arithmetic_ops or set(self.arithmetic_ops) - set("+-*"):
+            raise InputError(f"arithmetic_ops must be a non-empty subset of '+-*', got {self.arithmetic_ops!r}")
+
+    def _check_policy(self):
+        if not self.temperature > 0:
+            raise InputError(f"temperature must be > 0 (rollouts are sampled), got {self.temperature}")
+        if not 0 <= self.clip_low < 1:
+            raise InputError(f"clip_low must be in [0, 1), got {self.clip_low}")
+        if not self.clip_high >= 0:
+            raise InputError(f"clip_high must be >= 0, got {self.clip_high}")
+        if not self.kl_coef >= 0:
+            raise InputError(f"kl_coef must be >= 0, got {self.kl_coef}")
+        if self.aggregation not in AGGREGATIONS:
+            raise InputError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
+        if not self.lm_coef >= 0:
+            raise InputError(f"lm_coef must be >= 0, got {self.lm_coef}")
+        if self.dynamic_sampling and self.algo == "vapo":
+            raise InputError("dynamic sampling keeps groups for group-relative advantages (grpo, dapo); vapo's "
+                             "advantages come from its value model")
+
+    def _check_vapo(self):
+        if self.algo != "vapo":
+            if self.value_pretrain_steps or self.value_lr is not None:
+                raise InputError(f"value_lr and value_pretrain_steps apply to the value model of vapo, not {self.algo}")
+            return
+        if not 0 < self.value_lr <= 1:
+            raise InputError(f"value_lr must be in (0, 1], got {self.value_lr}")
+        if self.value_pretrain_steps < 0:
+            raise InputError(f"value_pretrain_steps must be >= 0, got {self.value_pretrain_steps}")
+        if not 0 <= self.lam_critic <= 1:
+            raise InputError(f"lam_critic must be in [0, 1], got {self.lam_critic}")
+        if not self.lam_alpha > 0:
+            raise InputError(f"lam_alpha must be > 0, got {self.lam_alpha}")
+        if not 0 < self.gamma <= 1:
+            raise InputError(f"gamma must be in (0, 1], got {self.gamma}")
+
+    @property
+    def overlong_len(self) -> int:
+        """Where DAPO's overlong penalty reaches -1."""
+        return self.overlong_max_len or self.max_new_tokens
+
+    @property
+    def uses_critic(self) -> bool:
+        return self.algo == "vapo"
+
+    @property
+    def corpus(self) -> str:
+        """The prompts' source, under the name the run-directory checks use for a run's corpus."""
+        return "arithmetic"
+
+    def to_dict(self) -> dict:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RLConfig:
+        d = dict(d)
+        d["train"] = config_from_dict(TrainConfig, d.get("train", {}), "train")
+        return config_from_dict(cls, d, "rl config")
+
+
+def with_train(cfg: RLConfig, **train) -> RLConfig:
+    """`cfg` with loop settings changed (its resolved algorithm settings kept)."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train))
