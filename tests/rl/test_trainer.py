@@ -61,7 +61,8 @@ def test_a_step_with_no_informative_group_draws_max_draws_batches_and_changes_no
     before = {k: v.clone() for k, v in tr.policy.state_dict().items()}
     tr.fit()
     (r,) = records(tmp_path)
-    assert r["draws"] == 3 and r["kept_groups"] == 0 and "accuracy" not in r
+    assert r["draws"] == 3 and r["kept_groups"] == 0 and r["trained_samples"] == 0 and "policy_loss" not in r
+    assert r["accuracy"] == 1.0 and r["samples"] == 32  # the first batch drawn, all of it
     assert all(torch.equal(v, before[k]) for k, v in tr.policy.state_dict().items())
 
 

@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "pos",
     "pretrain",
     "sft",
+    "rl",
     "generate",
     "serve",
     "quantize",

@@ -31,7 +31,7 @@ AGGREGATIONS = ("token", "sequence")
 
 # The loop: optimizer, schedule, clipping, seed, checkpoints. batch_size and seq_len are unused (a step's
 # batch is prompts_per_step x group_size completions of at most max_new_tokens tokens).
-RL_TRAIN = TrainConfig(steps=60, lr=3e-4, min_lr=3e-4, warmup_steps=0, schedule="constant", weight_decay=0.0,
+RL_TRAIN = TrainConfig(steps=60, lr=3e-4, min_lr=0.0, warmup_steps=0, schedule="constant", weight_decay=0.0,
                        grad_clip=1.0, eval_every=0, checkpoint_every=20, log_every=1, seed=0)
 
 # Settings the training loop does not honour (it runs fp32, one pass per minibatch): refused if changed.

@@ -184,25 +184,31 @@ class RLTrainer:
 
     def collect(self) -> tuple[Rollouts, torch.Tensor, torch.Tensor, dict]:
         """This step's rollouts and rewards; with dynamic sampling only informative groups, drawing more
-        prompt batches while fewer than prompts_per_step are kept (at most max_draws batches)."""
+        prompt batches while fewer than prompts_per_step are kept (at most max_draws batches).
+
+        The statistics returned describe the first batch drawn, all of it: the kept groups are a biased
+        sample (a policy right on most prompts keeps mostly its failures and lucky guesses)."""
         cfg, G = self.cfg, self.cfg.group_size
         pick, sample = self._generators(2), self._generators(1)
+        ro, correct, scores = self.draw(pick, sample)
+        stats = _rollout_stats(ro, correct, scores)
         if not cfg.dynamic_sampling:
-            ro, correct, scores = self.draw(pick, sample)
-            return ro, correct, scores, {"draws": 1, "kept_groups": len(ro) // G}
-        parts, draws, kept = [], 0, 0
-        while kept < cfg.prompts_per_step and draws < cfg.max_draws:
-            ro, correct, scores = self.draw(pick, sample)
-            draws += 1
+            return ro, correct, scores, {**stats, "draws": 1, "kept_groups": len(ro) // G}
+        parts, draws, kept = [], 1, 0
+        while True:
             groups = informative_groups(scores, G).nonzero()[:, 0][: cfg.prompts_per_step - kept]
             rows = (groups[:, None] * G + torch.arange(G)).reshape(-1)
             parts.append((ro.select(rows), correct[rows], scores[rows]))
             kept += len(groups)
+            if kept >= cfg.prompts_per_step or draws >= cfg.max_draws:
+                break
+            ro, correct, scores = self.draw(pick, sample)
+            draws += 1
         if kept < cfg.prompts_per_step:
             log.info("dynamic sampling: %d of %d groups informative after %d draws", kept, cfg.prompts_per_step, draws)
         ro = Rollouts.cat([p[0] for p in parts], self.pad_id)
-        return ro, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]), {"draws": draws,
-                                                                                         "kept_groups": kept}
+        return (ro, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]),
+                {**stats, "draws": draws, "kept_groups": kept})
 
     @torch.no_grad()
     def prepare(self, ro: Rollouts, correct: torch.Tensor, scores: torch.Tensor) -> tuple[Batch, dict]:
@@ -292,10 +298,10 @@ class RLTrainer:
                                            cfg.train.min_lr)
         self._set_lr(lr)
         ro, correct, scores, info = self.collect()
-        record = {"phase": "policy", **info, "lr": lr}
+        record = {"phase": "policy", **info, "lr": lr, "trained_samples": len(ro)}
         if len(ro):
             b, stats = self.prepare(ro, correct, scores)
-            record.update(_rollout_stats(ro, correct, scores), **stats, **self.update(b))
+            record.update(**stats, **self.update(b))
         self.step += 1
         return record
 

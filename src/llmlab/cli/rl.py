@@ -1,0 +1,75 @@
+"""llmlab rl: improve a chat model by reinforcement on arithmetic answers (GRPO, DAPO or VAPO); resumes
+if the run exists."""
+
+from __future__ import annotations
+
+import argparse
+
+from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overrides
+
+# TrainConfig fields the RL loop does not use: no flags for them (RLConfig refuses the run-time ones changed)
+UNUSED_TRAIN_FLAGS = ("batch_size", "grad_accum", "seq_len", "precision", "grad_checkpoint", "compile", "eval_every",
+                      "eval_batches")
+
+
+def register(sub) -> None:
+    from llmlab.rl.config import RL_TRAIN, RLConfig
+    from llmlab.train.config import TrainConfig
+
+    p = add_command(sub, "rl", "improve a chat model (from llmlab sft) by reinforcement: it answers arithmetic "
+                    "questions, exact answers earn reward 1 (GRPO, DAPO or VAPO; resumes if the run exists); prints "
+                    "test exact match before and after", run)
+    p.add_argument("--algo", default="grpo", help="grpo | dapo | vapo: sets the defaults of the settings marked "
+                   "'the algorithm's' (explicit flags win)")
+    p.add_argument("--model", required=True, help="chat model directory (llmlab sft writes runs/NAME/model)")
+    p.add_argument("--name", default="rl", help="run name: output goes to OUT/NAME")
+    p.add_argument("-o", "--out", default="runs", help="directory holding run directories")
+    p.add_argument("--fresh", action="store_true", help="delete an existing run of this name first")
+    add_dataclass_flags(p.add_argument_group("reinforcement learning"), RLConfig, skip=("name", "model", "algo"),
+                        shown=_shown_defaults(RLConfig))
+    add_dataclass_flags(p.add_argument_group("training"), TrainConfig, skip=UNUSED_TRAIN_FLAGS, shown=RL_TRAIN)
+
+
+def _shown_defaults(cls):
+    """The defaults --help shows: a field left to the algorithm lists each one's value (algo_defaults)."""
+    import dataclasses
+    import types
+
+    from llmlab.rl.config import ALGOS, algo_defaults
+
+    shown = {}
+    for f in dataclasses.fields(cls):
+        if f.default is None:
+            per = {a: algo_defaults(a).get(f.name) for a in ALGOS}
+            per = per if f.name != "value_lr" else {"vapo": "2 x lr"}
+            shown[f.name] = ", ".join(f"{a} {v}" for a, v in per.items() if v is not None)
+        else:
+            shown[f.name] = f.default
+    return types.SimpleNamespace(**shown)
+
+
+def _config(args: argparse.Namespace):
+    import dataclasses
+
+    from llmlab.rl.config import RL_TRAIN, RLConfig
+    from llmlab.train.config import TrainConfig
+
+    rl = {k: v for k, v in dataclass_overrides(args, RLConfig).items() if k not in ("name", "model", "algo", "train")}
+    return RLConfig(name=args.name, model=args.model, algo=args.algo, **rl,
+                    train=dataclasses.replace(RL_TRAIN, **dataclass_overrides(args, TrainConfig)))
+
+
+def run(args: argparse.Namespace) -> int:
+    from llmlab.pipeline.rl import run_rl
+
+    cfg = _config(args)
+    f = run_rl(cfg, args.out, fresh=args.fresh)
+    b, a = f["before"], f["after"]
+    if "test_accuracy" in b:
+        print(f"test exact match   before {b['test_accuracy']:.4g}  after {a['test_accuracy']:.4g}")
+    reward = f["curves"].get("reward", {})
+    if reward:
+        first, last = list(reward.values())[0], list(reward.values())[-1]
+        print(f"mean reward        {first:.4g} -> {last:.4g} (first and last tenth of {f['steps']} steps)")
+    print(f"{cfg.algo}: {f['steps']} steps, {f['train_seconds']:.0f} s  report: {args.out}/{cfg.name}/report.md")
+    return 0

@@ -1,0 +1,171 @@
+"""Reinforcement-learning run (topics 78, 82, 83): a chat model from `llmlab sft` answers arithmetic
+questions, each answer is rewarded 1 when it is exactly right, and GRPO, DAPO or VAPO
+(`llmlab.rl.trainer`) moves the policy toward the rewarded answers. The run directory has the layout
+of a fine-tuning run:
+
+    runs/<name>/
+      config.json      the RLConfig, with the algorithm's settings filled in
+      data.json        SHA-256 of the starting model's files and of the problems (a resume must see the same)
+      metrics.jsonl    the "before" record (step 0), one record per step, the "after" record
+      checkpoints/     policy (+ critic) and optimizer, atomic; a rerun resumes from the newest
+      model/           the trained policy with its chat tokenizer and tokenizer_config.json
+      report.md        the settings, exact match on the arithmetic test split before and after, the curves
+
+Running again with the same config resumes (or, if finished, re-measures and re-reports).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from llmlab.adapt.chat import ChatTemplate, load_chat_template
+from llmlab.adapt.sft import answer_accuracy, arithmetic_conversations, check_known
+from llmlab.core.errors import InputError
+from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
+from llmlab.models import count_parameters, load_model, save_model
+from llmlab.models.card import ModelCard
+from llmlab.pipeline.pretrain import _log_final_eval, prepare_run_dir
+from llmlab.pipeline.sft import _recorded, sft_fingerprint, tokenizer_config
+from llmlab.rl.config import RLConfig
+from llmlab.rl.rewards import answer_reward
+from llmlab.rl.trainer import RLTrainer, Task
+
+log = logging.getLogger(__name__)
+
+CURVE_KEYS = ("reward", "accuracy", "response_length", "entropy", "kl_ref", "clip_fraction", "kept_groups",
+              "value_loss", "explained_variance")
+
+
+def chat_model(model_dir: str):
+    """(model, tokenizer, template) of a chat model, or InputError telling the user to run llmlab sft."""
+    if not model_dir:
+        raise InputError("reinforcement learning needs a chat model directory (--model DIR, from llmlab sft)")
+    model, tok = load_model(model_dir, device="cpu")
+    if tok is None:
+        raise InputError(f"model directory {model_dir!r} has no tokenizer.json")
+    try:
+        template = load_chat_template(model_dir)
+        template.ids(tok)
+    except InputError as e:
+        raise InputError(f"{e}. RL starts from a chat model: run llmlab sft --model {model_dir} first and pass "
+                         "its runs/NAME/model") from None
+    return model, tok, template
+
+
+def arithmetic_task(cfg: RLConfig, tok, template: ChatTemplate) -> tuple[Task, list]:
+    """The training task: chat prompts of arithmetic train problems, reward 1 for the exact answer."""
+    from llmlab.data.corpora import arithmetic
+
+    problems = arithmetic(cfg.arithmetic_train, "train", max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
+    check_known(tok, arithmetic_conversations(problems))
+    prompts = [template.prompt_ids(tok, [{"role": "user", "content": p.question}]) for p in problems]
+    return Task(prompts, lambda i, ids: answer_reward(tok.decode(ids), problems[i].answer)), problems
+
+
+def measure(model, tok, template: ChatTemplate, cfg: RLConfig) -> dict:
+    """Greedy exact match on `eval_problems` arithmetic test problems, in the chat format."""
+    from llmlab.data.corpora import arithmetic
+
+    if not cfg.eval_problems:
+        return {}
+    problems = arithmetic(cfg.eval_problems, "test", max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
+    prompts = [template.prompt_ids(tok, [{"role": "user", "content": p.question}]) for p in problems]
+    acc, shown = answer_accuracy(model, tok, problems, prompts, template.ids(tok)[template.end], cfg.max_new_tokens,
+                                 "test answers")
+    return {"test_accuracy": acc, "samples": shown, "problems": len(problems)}
+
+
+def run_rl(cfg: RLConfig, out_root: str | Path = "runs", fresh: bool = False) -> dict:
+    """Train (or resume) `cfg.model` by `cfg.algo` on arithmetic; return the figures the report shows."""
+    t_start = time.perf_counter()
+    model, tok, template = chat_model(cfg.model)
+    task, problems = arithmetic_task(cfg, tok, template)
+    out = Path(out_root) / cfg.name
+    trainer = RLTrainer(model, cfg, task, template.ids(tok)[template.end], tok.pad_id, out)
+    prepare_run_dir(out, cfg, fresh, sft_fingerprint(cfg.model, [[p.question, p.answer] for p in problems], []))
+    metrics = out / "metrics.jsonl"
+    before = _recorded(metrics, "before")
+    if before is None:
+        before = {"step": 0, "before": True, **measure(trainer.policy, tok, template, cfg)}
+        trainer.metrics.write(before)
+    trainer.maybe_resume()
+    trainer.fit()
+    after = {"step": trainer.iteration, "after": True, "final": True, **measure(trainer.policy, tok, template, cfg)}
+    _log_final_eval(metrics, after)
+    steps = [r for r in read_jsonl(metrics, "metrics") if r.get("phase") == "policy"]
+    figures = {"name": cfg.name, "start_model": cfg.model, "algo": cfg.algo, "steps": trainer.step,
+               "value_pretrain_steps": trainer.value_step, "train_seconds": trainer.train_seconds,
+               "parameters": count_parameters(model.config), "problems": len(problems),
+               "before": {k: v for k, v in before.items() if k not in ("step", "before")},
+               "after": {k: v for k, v in after.items() if k not in ("step", "after", "final")},
+               "curves": curve_figures(steps)}
+    card = ModelCard(name=f"llmlab-{cfg.name}", parameters=figures["parameters"],
+                     training_data=f"{cfg.model} trained by {cfg.algo} on {len(problems)} arithmetic problems "
+                                   "(reward: exact answer)",
+                     tokenizer=f"{type(tok).__name__}, {tok.vocab_size} tokens with chat tokens {template.tokens}",
+                     intended_use="Chat: each turn is <|role|>content<|end|>, the reply follows <|assistant|> and "
+                                  "ends with <|end|> (tokenizer_config.json holds the Jinja chat_template).",
+                     metrics={k: v for k, v in figures["after"].items() if isinstance(v, float)})
+    save_model(trainer.policy, out / "model", tok, card, tokenizer_config=tokenizer_config(tok, template))
+    figures["wall_seconds"] = time.perf_counter() - t_start
+    atomic_write_text(out / "report.md", rl_report(cfg, figures))
+    atomic_write_json(out / "summary.json", figures)
+    return figures
+
+
+def curve_figures(steps: list[dict], points: int = 6) -> dict:
+    """Each curve's mean over the first and last tenth of the policy steps, and at a few steps between
+    (each a mean over its tenth), for the report."""
+    if not steps:
+        return {}
+    k = max(1, len(steps) // 10)
+    marks = sorted({min(len(steps) - k, round(i * (len(steps) - k) / (points - 1))) for i in range(points)})
+    out = {}
+    for key in CURVE_KEYS:
+        if any(key in r for r in steps):
+            out[key] = {steps[m + k - 1]["step"]: _mean([r.get(key) for r in steps[m:m + k]]) for m in marks}
+    return out
+
+
+def _mean(xs) -> float:
+    xs = [x for x in xs if isinstance(x, (int, float)) and x == x]
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def _fmt(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def rl_report(cfg: RLConfig, f: dict) -> str:
+    """The run's report in Markdown: settings, before/after accuracy, the curves, samples."""
+    b, a = f["before"], f["after"]
+    settings = {k: getattr(cfg, k) for k in ("clip_low", "clip_high", "kl_coef", "aggregation", "dynamic_sampling",
+                                             "overlong_shaping", "overlong_filter", "lm_coef", "value_pretrain_steps",
+                                             "prompts_per_step", "group_size", "temperature", "max_new_tokens",
+                                             "ppo_epochs", "minibatches")}
+    curves = f["curves"]
+    marks = list(next(iter(curves.values()))) if curves else []
+    head = "| curve | " + " | ".join(f"step {m}" for m in marks) + " |\n|---|" + "---|" * len(marks) + "\n"
+    rows = "".join(f"| {key} | " + " | ".join(_fmt(v[m]) for m in marks) + " |\n" for key, v in curves.items())
+    samples = "\n".join(f"| {q} | {g} | {bo!r} | {ao!r} |" for (q, g, bo), (_, _, ao)
+                        in zip(b.get("samples", []), a.get("samples", [])))
+    return (f"# RL run `{cfg.name}` ({cfg.algo})\n\n"
+            f"- Start: `{f['start_model']}` ({f['parameters']:,} parameters)\n"
+            f"- Task: {f['problems']} arithmetic train problems ({cfg.arithmetic_ops}, up to "
+            f"{cfg.arithmetic_max_digits} digits); reward 1 for the exact answer, else 0\n"
+            f"- Training: {f['value_pretrain_steps']} value-pretraining steps, {f['steps']} policy steps, lr "
+            f"{cfg.train.lr}, {f['train_seconds']:.1f} s\n"
+            f"- Settings: `{json.dumps(settings)}`\n\n"
+            "## Before and after\n\n| measure | before | after |\n|---|---|---|\n"
+            f"| exact match, arithmetic test (greedy) | {_fmt(b.get('test_accuracy', '-'))} | "
+            f"{_fmt(a.get('test_accuracy', '-'))} |\n\n"
+            f"Greedy chat answers to {a.get('problems', 0)} test problems, exact match.\n\n"
+            "## Curves\n\nMeans over a tenth of the policy steps, ending at the step shown. Reward (with any "
+            "overlong penalty), accuracy (the share of sampled completions that are right), length and truncation "
+            "describe each step's first batch of prompts, all of it; kept_groups counts the groups trained on "
+            "(dynamic sampling keeps only groups whose rewards differ).\n\n"
+            + head + rows + "\n## Samples\n\n| question | gold | before | after |\n|---|---|---|---|\n"
+            + samples + "\n")

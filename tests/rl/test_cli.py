@@ -1,0 +1,80 @@
+"""llmlab rl on a tiny chat model: the run directory and its report, a rerun that resumes, and bad
+input refused with exit status 2 before anything is written."""
+
+import json
+
+import pytest
+
+from llmlab.adapt.chat import ChatTemplate
+from llmlab.cli import main
+from llmlab.models import load_model, save_model
+from llmlab.pipeline.sft import tokenizer_config
+
+
+@pytest.fixture(scope="module")
+def chat_dir(policy, chat_tok, tmp_path_factory):
+    """A tiny model saved the way llmlab sft saves one: chat tokens and tokenizer_config.json."""
+    d = tmp_path_factory.mktemp("chat") / "model"
+    save_model(policy(0), d, chat_tok, tokenizer_config=tokenizer_config(chat_tok, ChatTemplate()))
+    return d
+
+
+@pytest.fixture(scope="module")
+def plain_dir(policy, chat_tok, tmp_path_factory):
+    """The same model without tokenizer_config.json: not a chat model."""
+    d = tmp_path_factory.mktemp("plain") / "model"
+    save_model(policy(0), d, chat_tok)
+    return d
+
+
+def rl(chat_dir, out, *flags):
+    return main(["rl", "--model", str(chat_dir), "-o", str(out), "--name", "r", "--steps", "3", "--prompts-per-step",
+                 "2", "--group-size", "4", "--max-new-tokens", "4", "--eval-problems", "5", "--arithmetic-train", "50",
+                 "--checkpoint-every", "2", *flags])
+
+
+@pytest.mark.parametrize("algo", ["grpo", "vapo"])
+def test_rl_writes_the_run_directory_and_report(chat_dir, tmp_path, capsys, algo):
+    flags = ["--algo", algo] + (["--value-pretrain-steps", "2"] if algo == "vapo" else [])
+    assert rl(chat_dir, tmp_path, *flags) == 0
+    out = capsys.readouterr().out
+    assert "test exact match" in out and "report:" in out
+    run = tmp_path / "r"
+    assert {p.name for p in run.iterdir()} >= {"config.json", "data.json", "metrics.jsonl", "checkpoints", "model",
+                                               "report.md", "summary.json"}
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["algo"] == algo and cfg["clip_high"] == (0.2 if algo == "grpo" else 0.28)
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["before"] and records[-1]["after"] and "test_accuracy" in records[-1]
+    n = 3 + (2 if algo == "vapo" else 0)
+    assert [r["step"] for r in records[1:-1]] == list(range(1, n + 1))
+    report = (run / "report.md").read_text()
+    assert f"({algo})" in report and "exact match, arithmetic test" in report and "| reward |" in report
+    model, tok = load_model(run / "model")
+    assert tok.vocab_size == model.config.vocab_size and (run / "model" / "tokenizer_config.json").is_file()
+    # a rerun of the finished run resumes at its end: same metrics, nothing retrained
+    assert rl(chat_dir, tmp_path, *flags) == 0
+    again = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("reward") for r in again] == [r.get("reward") for r in records]
+
+
+@pytest.mark.parametrize("flags,msg", [
+    (["--algo", "ppo"], "algo must be one of"),
+    (["--group-size", "1"], "group_size must be >= 2"),
+    (["--algo", "dapo", "--clip-low", "1.5"], "clip_low"),
+    (["--value-pretrain-steps", "3"], "value model of vapo"),
+    (["--lr", "2"], "lr must be in"),
+])
+def test_bad_settings_exit_2_and_write_nothing(chat_dir, tmp_path, capsys, flags, msg):
+    assert rl(chat_dir, tmp_path / "runs", *flags) == 2
+    assert msg in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_model_without_chat_tokens_is_refused_with_the_way_out(plain_dir, tmp_path, capsys):
+    assert rl(plain_dir, tmp_path / "runs") == 2
+    err = capsys.readouterr().err
+    assert "not a chat model" in err and "llmlab sft" in err
+    assert not (tmp_path / "runs").exists()
+    assert rl(tmp_path / "nowhere", tmp_path / "runs") == 2
+    assert not (tmp_path / "runs").exists()
