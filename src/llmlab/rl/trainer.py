@@ -205,7 +205,7 @@ class RLTrainer:
             ro, correct, scores = self.draw(pick, sample)
             draws += 1
         if kept < cfg.prompts_per_step:
-            log.info("dynamic sampling: %d of %d groups informative after %d draws", kept, cfg.prompts_per_step, draws)
+            log.debug("dynamic sampling: %d of %d groups informative after %d draws", kept, cfg.prompts_per_step, draws)
         ro = Rollouts.cat([p[0] for p in parts], self.pad_id)
         return (ro, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]),
                 {**stats, "draws": draws, "kept_groups": kept})
