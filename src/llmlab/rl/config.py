@@ -84,6 +84,7 @@ class RLConfig:
     lam_critic: float = 1.0  # VAPO: GAE lambda of the value targets (1 = Monte-Carlo returns)
     lam_alpha: float = 0.05  # VAPO: policy lambda = 1 - 1 / (lam_alpha * length), clamped to [0, 1]
     gamma: float = 1.0  # discount of GAE (VAPO)
+    whiten_advantages: bool = True  # VAPO: GAE advantages shifted and scaled to mean 0, std 1 over the batch's tokens
     lm_coef: float | None = None  # weight of the NLL of completions with reward 1 (VAPO's positive-example loss)
     eval_problems: int = 100  # arithmetic test problems answered greedily before and after (0 = skip)
     arithmetic_max_digits: int = 2  # operands have 2..this many digits (train prompts and test)

@@ -92,6 +92,18 @@ def aggregate(x: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
     return masked_mean(x, mask, dim=1)[rows].mean() if rows.any() else (x * mask).sum()
 
 
+def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """`x` shifted and scaled to mean 0 and standard deviation 1 over the masked entries (0 elsewhere), as
+    PPO implementations (verl's, which VAPO used) treat GAE advantages.
+
+    >>> whiten(torch.tensor([[1.0, 3.0, 9.0]]), torch.tensor([[1.0, 1.0, 0.0]])).tolist()
+    [[-1.0, 1.0, 0.0]]
+    """
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    return (x - mean) * torch.rsqrt(var + eps) * mask
+
+
 class _Weights:
     """Policy and critic as one state dict (prefixed names), so one checkpoint holds both atomically."""
 
@@ -232,6 +244,8 @@ class RLTrainer:
         b.returns = gae(rewards, values, mask, cfg.gamma, cfg.lam_critic)[1]
         lam = length_adaptive_lambda(ro.lengths, cfg.lam_alpha).to(dev)  # (B,)
         b.advantages = gae(rewards, values, mask, cfg.gamma, lam)[0]
+        if cfg.whiten_advantages:
+            b.advantages = whiten(b.advantages, mask)
         stats.update(explained_variance=explained_variance(values, b.returns, mask), lam_actor=float(lam.mean()))
         return b, stats
 

@@ -51,7 +51,8 @@ def pretrain_targets(rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
     """1 - Var(returns - values) / Var(returns) over the masked tokens: 1 is a perfect critic, 0 one no
-    better than the mean, negative one worse (nan when the returns do not vary).
+    better than the mean, negative one worse (nan when the returns do not vary: a batch with no reward,
+    whose returns differ from 0 only by rounding, would divide by ~1e-16).
 
     >>> explained_variance(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]]), torch.ones(1, 2))
     1.0
@@ -59,6 +60,6 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
     m = mask.bool()
     r, v = returns[m].float(), values[m].float()
     var = r.var(unbiased=False) if r.numel() else torch.tensor(0.0)
-    if var <= 0:
+    if var <= 1e-8:
         return float("nan")
     return float(1 - (r - v).var(unbiased=False) / var)
