@@ -82,7 +82,7 @@ class RLConfig:
     value_lr: float | None = None  # VAPO critic learning rate (None = 2 x lr, VAPO's ratio)
     value_pretrain_steps: int | None = None  # VAPO: critic steps on the starting policy's returns first
     lam_critic: float = 1.0  # VAPO: GAE lambda of the value targets (1 = Monte-Carlo returns)
-    lam_alpha: float = 0.05  # VAPO: policy lambda = 1 - 1 / (lam_alpha * length), clamped to [0, 1]
+    lam_alpha: float = 0.05  # VAPO: policy lambda = 1 - 1/(lam_alpha * length) in [0, 1] (0.05: 0 below 20 tokens)
     gamma: float = 1.0  # discount of GAE (VAPO)
     whiten_advantages: bool = True  # VAPO: GAE advantages shifted and scaled to mean 0, std 1 over the batch's tokens
     lm_coef: float | None = None  # weight of the NLL of completions with reward 1 (VAPO's positive-example loss)
