@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from llmlab.core.errors import InputError
+from llmlab.rl.advantages import gae, length_adaptive_lambda, terminal_rewards
 from llmlab.rl.config import RL_TRAIN, RLConfig, algo_defaults
-from llmlab.rl.trainer import RLTrainer, Task, aggregate
+from llmlab.rl.trainer import RLTrainer, Task, aggregate, whiten
+from llmlab.rl.value import completion_values
 
 QUESTIONS = ["1+2=", "33+4=", "50+50=", "9+9="]
 
@@ -105,6 +107,22 @@ def test_vapo_pretrains_its_critic_before_the_policy_moves(policy, chat_tok, pro
     r = tr.policy_step()
     assert {"explained_variance", "value_loss", "policy_loss"} <= r.keys()
     assert not all(torch.equal(v, start[k]) for k, v in tr.policy.state_dict().items())
+
+
+def test_vapo_advantages_are_decoupled_gae_whitened_and_its_targets_monte_carlo(policy, chat_tok, prompt, end,
+                                                                               tmp_path):
+    tr = make(policy, chat_tok, end, first_token_task(chat_tok, prompt), tmp_path, "vapo", lam_alpha=0.5, gamma=0.9)
+    torch.nn.init.normal_(tr.critic.lm_head.weight, std=0.3)  # values that differ token by token
+    ro, correct, scores, _ = tr.collect()
+    scores = torch.arange(32.0) % 2
+    b, stats = tr.prepare(ro, correct, scores)
+    values = completion_values(tr.critic, ro.prompts, ro.tokens, ro.mask)
+    rewards = terminal_rewards(scores, ro.mask)
+    lam = length_adaptive_lambda(ro.lengths, 0.5)
+    assert len(set(lam.tolist()) - {0.0, 1.0}) >= 2  # rows of several lengths get several lambdas
+    torch.testing.assert_close(b.returns, gae(rewards, values, ro.mask, 0.9, 1.0)[1])
+    torch.testing.assert_close(b.advantages, whiten(gae(rewards, values, ro.mask, 0.9, lam)[0], ro.mask))
+    assert stats["lam_actor"] == pytest.approx(float(lam.mean()))
 
 
 @pytest.mark.parametrize("algo", ["grpo", "dapo", "vapo"])
