@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from llmlab.core.errors import InputError
-from llmlab.rl.advantages import gae, length_adaptive_lambda, terminal_rewards
+from llmlab.rl.advantages import gae, length_adaptive_lambda, terminal_rewards, whiten
 from llmlab.rl.config import RL_TRAIN, RLConfig, algo_defaults
-from llmlab.rl.trainer import RLTrainer, Task, aggregate, whiten
+from llmlab.rl.losses import aggregate
+from llmlab.rl.trainer import RLTrainer, Task
 from llmlab.rl.value import completion_values
 
 QUESTIONS = ["1+2=", "33+4=", "50+50=", "9+9="]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 
 from llmlab.core.errors import InputError
+from llmlab.rl.losses import masked_mean
 
 
 def _groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -121,6 +122,18 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
         adv[:, t] = running
     adv = adv * mf
     return adv, (adv + v) * mf
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """`x` shifted and scaled to mean 0 and standard deviation 1 over the masked entries (0 elsewhere), as
+    PPO implementations (verl's, which VAPO used) treat GAE advantages.
+
+    >>> whiten(torch.tensor([[1.0, 3.0, 9.0]]), torch.tensor([[1.0, 1.0, 0.0]])).tolist()
+    [[-1.0, 1.0, 0.0]]
+    """
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    return (x - mean) * torch.rsqrt(var + eps) * mask
 
 
 def length_adaptive_lambda(lengths: torch.Tensor, alpha: float = 0.05) -> torch.Tensor:

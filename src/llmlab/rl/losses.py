@@ -39,6 +39,21 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> 
     return total / count.clamp(min=1)
 
 
+def aggregate(x: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    """Per-token values (B, T) as one number: their mean over all masked tokens ("token"), or the mean
+    over rows with tokens of each row's token mean ("sequence"); 0 (differentiably) when nothing is masked.
+
+    >>> aggregate(torch.tensor([[1.0, 3.0], [5.0, 0.0]]), torch.tensor([[1.0, 1.0], [1.0, 0.0]]), "sequence")
+    tensor(3.5000)
+    """
+    if how not in AGGREGATIONS:
+        raise InputError(f"aggregation must be one of {AGGREGATIONS}, got {how!r}")
+    if how == "token":
+        return masked_mean(x, mask)
+    rows = mask.sum(dim=1) > 0
+    return masked_mean(x, mask, dim=1)[rows].mean() if rows.any() else (x * mask).sum()
+
+
 def _check(mask: torch.Tensor, *tensors: torch.Tensor) -> None:
     for t in tensors:
         if t.shape != mask.shape:
@@ -71,11 +86,7 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * adv
     per_token = -torch.minimum(unclipped, clipped)
-    if aggregation == "token":
-        loss = masked_mean(per_token, m)
-    else:
-        rows = m.sum(dim=1) > 0
-        loss = masked_mean(per_token, m, dim=1)[rows].mean() if rows.any() else (per_token * m).sum()
+    loss = aggregate(per_token, m, aggregation)
     with torch.no_grad():
         stats = {"clip_fraction": float(masked_mean((clipped < unclipped).to(m.dtype), m)),
                  "approx_kl": float(masked_mean(ratio - 1 - log_ratio, m)),

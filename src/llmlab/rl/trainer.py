@@ -43,9 +43,16 @@ from llmlab.core.errors import InputError
 from llmlab.core.io import JsonlAppender, atomic_write_text, read_jsonl
 from llmlab.core.progress import progress
 from llmlab.models.io import model_state, resolve_device
-from llmlab.rl.advantages import gae, group_advantages, informative_groups, length_adaptive_lambda, terminal_rewards
+from llmlab.rl.advantages import (
+    gae,
+    group_advantages,
+    informative_groups,
+    length_adaptive_lambda,
+    terminal_rewards,
+    whiten,
+)
 from llmlab.rl.config import RLConfig
-from llmlab.rl.losses import kl_k3, masked_mean, nll_loss, policy_loss, value_loss
+from llmlab.rl.losses import aggregate, kl_k3, masked_mean, nll_loss, policy_loss, value_loss
 from llmlab.rl.rewards import overlong_penalty
 from llmlab.rl.rollout import Rollouts, completion_outputs, entropy, rollout, token_logprobs_of
 from llmlab.rl.value import completion_values, explained_variance, make_critic, pretrain_targets
@@ -78,30 +85,6 @@ class Batch:
     advantages: torch.Tensor  # (B, T)
     ref_logp: torch.Tensor | None = None  # (B, T) under the reference model (KL term)
     returns: torch.Tensor | None = None  # (B, T) the critic's targets (VAPO)
-
-
-def aggregate(x: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
-    """Token-mean ("token") or mean of per-row token means over rows with tokens ("sequence").
-
-    >>> aggregate(torch.tensor([[1.0, 3.0], [5.0, 0.0]]), torch.tensor([[1.0, 1.0], [1.0, 0.0]]), "sequence")
-    tensor(3.5000)
-    """
-    if how == "token":
-        return masked_mean(x, mask)
-    rows = mask.sum(1) > 0
-    return masked_mean(x, mask, dim=1)[rows].mean() if rows.any() else (x * mask).sum()
-
-
-def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """`x` shifted and scaled to mean 0 and standard deviation 1 over the masked entries (0 elsewhere), as
-    PPO implementations (verl's, which VAPO used) treat GAE advantages.
-
-    >>> whiten(torch.tensor([[1.0, 3.0, 9.0]]), torch.tensor([[1.0, 1.0, 0.0]])).tolist()
-    [[-1.0, 1.0, 0.0]]
-    """
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
-    return (x - mean) * torch.rsqrt(var + eps) * mask
 
 
 class _Weights:
