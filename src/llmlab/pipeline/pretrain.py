@@ -210,7 +210,7 @@ def _last_train_loss(path: Path) -> float:
     return losses[-1] if losses else float("nan")
 
 
-def _log_final_eval(path: Path, record: dict) -> None:
+def log_final_eval(path: Path, record: dict) -> None:
     """Append the full-split evaluation, replacing one an earlier run of this directory wrote."""
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     kept = [ln for ln in lines if ln and not json.loads(ln).get("final")]
@@ -264,7 +264,7 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
 
     eval_ids = dev_ids[: cfg.final_eval_tokens] if cfg.final_eval_tokens else dev_ids
     val_loss, val_tokens = evaluate_loss(model, eval_ids, cfg.train.seq_len, cfg.train.batch_size)
-    _log_final_eval(out / "metrics.jsonl", {"step": trainer.step, "val_loss": val_loss,
+    log_final_eval(out / "metrics.jsonl", {"step": trainer.step, "val_loss": val_loss,
                                             "val_ppl": perplexity(val_loss), "val_tokens": val_tokens, "final": True})
     figures = {
         "name": cfg.name,

@@ -27,8 +27,8 @@ from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
 from llmlab.models import count_parameters, load_model, save_model
 from llmlab.models.card import ModelCard
-from llmlab.pipeline.pretrain import _log_final_eval, prepare_run_dir
-from llmlab.pipeline.sft import _recorded, sft_fingerprint, tokenizer_config
+from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
+from llmlab.pipeline.sft import recorded, sft_fingerprint, tokenizer_config
 from llmlab.rl.config import RLConfig
 from llmlab.rl.rewards import answer_reward
 from llmlab.rl.trainer import RLTrainer, Task
@@ -87,14 +87,14 @@ def run_rl(cfg: RLConfig, out_root: str | Path = "runs", fresh: bool = False) ->
     trainer = RLTrainer(model, cfg, task, template.ids(tok)[template.end], tok.pad_id, out)
     prepare_run_dir(out, cfg, fresh, sft_fingerprint(cfg.model, [[p.question, p.answer] for p in problems], []))
     metrics = out / "metrics.jsonl"
-    before = _recorded(metrics, "before")
+    before = recorded(metrics, "before")
     if before is None:
         before = {"step": 0, "before": True, **measure(trainer.policy, tok, template, cfg)}
         trainer.metrics.write(before)
     trainer.maybe_resume()
     trainer.fit()
     after = {"step": trainer.iteration, "after": True, "final": True, **measure(trainer.policy, tok, template, cfg)}
-    _log_final_eval(metrics, after)
+    log_final_eval(metrics, after)
     steps = [r for r in read_jsonl(metrics, "metrics") if r.get("phase") == "policy"]
     figures = {"name": cfg.name, "start_model": cfg.model, "algo": cfg.algo, "steps": trainer.step,
                "value_pretrain_steps": trainer.value_step, "train_seconds": trainer.train_seconds,

@@ -37,7 +37,7 @@ from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
 from llmlab.models import count_parameters, load_model, save_model
 from llmlab.models.card import ModelCard
-from llmlab.pipeline.pretrain import _log_final_eval, prepare_run_dir
+from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
 
 log = logging.getLogger(__name__)
 GENERAL_TRAIN_TOKENS = 200_000  # general-corpus train tokens that replay, distillation and EWC's Fisher draw from
@@ -64,7 +64,8 @@ def tokenizer_config(tok, template: ChatTemplate) -> dict:
             "llmlab_chat_template": template.to_dict()}
 
 
-def _recorded(path: Path, key: str) -> dict | None:
+def recorded(path: Path, key: str) -> dict | None:
+    """The first record of a run's metrics file with `key` set (the "before" measurement), else None."""
     for r in read_jsonl(path, "metrics") if path.exists() else []:
         if r.get(key):
             return r
@@ -107,7 +108,7 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
         trainer.anchor = Anchor(trainer.model, cfg.forgetting, general, window, seed=cfg.train.seed)
     prepare_run_dir(out, cfg, fresh, sft_fingerprint(cfg.model, train_convs, dev_convs))
     metrics = out / "metrics.jsonl"
-    before = _recorded(metrics, "before")
+    before = recorded(metrics, "before")
     if before is None:  # measured on the model as training starts (a restored checkpoint comes after)
         before = {"step": 0, "before": True, **measure(trainer.model, tok, template, cfg)}
         trainer.metrics.write(before)
@@ -117,7 +118,7 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
     model.train(False)
     after = {"step": trainer.step, "after": True, "final": True, **measure(model, tok, template, cfg),
              **trainer.evaluate(None)}
-    _log_final_eval(metrics, after)
+    log_final_eval(metrics, after)
     if cfg.lora_r:
         merge_lora(model)  # model/ holds a full model: plain layers with the update folded in
     if finish is not None:

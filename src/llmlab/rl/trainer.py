@@ -58,7 +58,7 @@ from llmlab.rl.rollout import Rollouts, completion_outputs, entropy, rollout, to
 from llmlab.rl.value import completion_values, explained_variance, make_critic, pretrain_targets
 from llmlab.train.checkpoint import latest_checkpoint, load_checkpoint, resuming_from, save_checkpoint
 from llmlab.train.schedule import SCHEDULES
-from llmlab.train.trainer import _StopFlag, build_optimizer, step_seed
+from llmlab.train.trainer import StopFlag, build_optimizer, step_seed
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +323,7 @@ class RLTrainer:
     def fit(self) -> dict:
         """Train to the configured steps (or until interrupted / the time limit); the last record."""
         cfg = self.cfg.train
-        flag, last, session = _StopFlag(), {}, 0.0
+        flag, last, session = StopFlag(), {}, 0.0
         bar = progress(total=self.total_steps, initial=self.iteration, desc=self.cfg.algo, unit="step")
         with flag.catching_sigint():
             while self.iteration < self.total_steps:

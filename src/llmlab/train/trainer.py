@@ -108,7 +108,7 @@ def evaluate_loss(model, tokens: torch.Tensor, seq_len: int, batch_size: int = 1
     return total / count, count
 
 
-class _StopFlag:
+class StopFlag:
     """Set by Ctrl-C so the loop can stop at a step boundary and save, instead of dying mid-step."""
 
     def __init__(self):
@@ -312,7 +312,7 @@ class Trainer:
         """Train to `cfg.steps` (or until stopped); return the last train and eval records."""
         cfg = self.cfg
         self.model.train()
-        flag = _StopFlag()
+        flag = StopFlag()
         last, last_eval = {}, {}
         self.session_seconds = 0.0
         tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len
