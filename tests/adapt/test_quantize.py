@@ -23,6 +23,7 @@ from llmlab.adapt.quantize import (
 )
 from llmlab.cli import main
 from llmlab.core.errors import InputError
+from llmlab.core.threads import torch_threads
 from llmlab.data.corpora import pfr1998_text
 from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM, ModelConfig, load_model, save_model
@@ -138,10 +139,8 @@ CFG = ModelConfig(vocab_size=0 + 600, dim=64, n_layer=2, n_head=4, n_kv_head=2, 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Tiny matrices: on a busy machine a second thread only waits for the first."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

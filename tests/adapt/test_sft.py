@@ -13,6 +13,7 @@ from llmlab.adapt.chat import ChatTemplate, add_chat_tokens
 from llmlab.adapt.sft import SFT_TRAIN, SFTTrainer, arithmetic_conversations, encode_examples, pad_batch
 from llmlab.cli import main
 from llmlab.core.errors import InputError
+from llmlab.core.threads import torch_threads
 from llmlab.data.corpora import arithmetic
 from llmlab.models import CausalLM, ModelConfig, load_model, save_model
 from llmlab.tokenizers import CharTokenizer
@@ -24,10 +25,8 @@ T = ChatTemplate()
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny matrices: extra threads only contend (a 32-wide model runs several times faster on one)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with torch_threads(1):
+        yield
 
 
 def tiny_model(tok, seed=0):

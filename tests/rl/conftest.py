@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from llmlab.adapt.chat import ChatTemplate, add_chat_tokens
+from llmlab.core.threads import torch_threads
 from llmlab.data.corpora import arithmetic
 from llmlab.models import CausalLM, ModelConfig
 from llmlab.tokenizers import CharTokenizer
@@ -12,10 +13,8 @@ from llmlab.tokenizers import CharTokenizer
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny matrices: extra threads only contend."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

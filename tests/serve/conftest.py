@@ -11,6 +11,7 @@ import torch
 
 from llmlab.adapt.chat import ChatTemplate, add_chat_tokens
 from llmlab.cli.common import load_any_model
+from llmlab.core.threads import torch_threads
 from llmlab.models import CausalLM, ModelConfig, save_model
 from llmlab.pipeline.sft import tokenizer_config
 from llmlab.serve import Engine, ServeConfig, chat_template_of, make_server
@@ -24,10 +25,8 @@ SENTENCE = "北京的冬天很冷，上海的夏天很热。"  # what the BPE mo
 def one_thread():
     """Tiny matrices: extra threads only contend (and the machine is shared). Session-wide, so the
     model fixtures train on one thread too."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with torch_threads(1):
+        yield
 
 
 def tiny(vocab_size: int, seed: int = 0, ctx: int = 64) -> CausalLM:
