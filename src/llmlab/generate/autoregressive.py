@@ -35,11 +35,19 @@ def stream(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | None =
     if cfg.num_beams > 1:
         raise InputError("beam search cannot stream tokens one by one (the best beam is known only at the end): "
                          "use generate()")
-    prompt = fit_prompt(prompt, model.config.max_seq_len)
+    ctx = context_length(model)
+    prompt = fit_prompt(prompt, ctx)
     cfg = check_bans(cfg, model.config.vocab_size, eos_id)
     with decoding(model) as device:
         g = torch.Generator(device=device).manual_seed(cfg.seed)
-        yield from _decode(model, torch.tensor([prompt], device=device), model.config.max_seq_len, cfg, g, eos_id)
+        yield from _decode(model, torch.tensor([prompt], device=device), ctx, cfg, g, eos_id)
+
+
+def context_length(model) -> int:
+    """The tokens the model sees at once: its context, less the virtual tokens of a soft prompt (which sit in
+    every cache, so `cache.max_len` is the context however many there are)."""
+    prompt = getattr(model, "soft_prompt", None)
+    return model.config.max_seq_len - (prompt.n_virtual if prompt is not None else 0)
 
 
 def fit_prompt(prompt: list[int], ctx: int) -> list[int]:
@@ -81,7 +89,7 @@ def _decode(model, ids: torch.Tensor, ctx: int, cfg: GenerationConfig, g: torch.
         if i == cfg.max_new_tokens - 1:
             return
         ids = torch.cat([ids, nxt[:, None]], dim=1)
-        if cache is not None and cache.length < ctx:
+        if cache is not None and cache.length < cache.max_len:
             logits = model(nxt[:, None], cache)[:, -1]  # one new position against the cache
         else:  # no cache, or a full window: run the latest `ctx` tokens
             if cache is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from llmlab.generate.autoregressive import decoding, fit_prompt
+from llmlab.generate.autoregressive import context_length, decoding, fit_prompt
 from llmlab.generate.config import GenerationConfig
 from llmlab.generate.penalties import apply_penalties, check_bans
 
@@ -27,7 +27,7 @@ DEAD = -1e9  # Hugging Face's score for "not a candidate": beams 1..k-1 before t
 @torch.inference_mode()
 def beam_search(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | None = None) -> list[int]:
     """The new token ids of the best finished beam (without its EOS), after `prompt`."""
-    k, ctx = cfg.num_beams, model.config.max_seq_len
+    k, ctx = cfg.num_beams, context_length(model)
     prompt = fit_prompt(prompt, ctx)
     cfg = check_bans(cfg, model.config.vocab_size, eos_id)
     if cfg.max_new_tokens == 0:
@@ -58,7 +58,7 @@ def beam_search(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | N
             seqs = torch.cat([seqs[rows], tok[going, None]], dim=1)
             if len(finished) == k and float(scores[0]) / step ** cfg.length_penalty <= finished[-1][0]:
                 break  # no running beam can beat the worst finished one any more
-            if cache is not None and cache.length < ctx:
+            if cache is not None and cache.length < cache.max_len:
                 cache.reorder(rows)
                 logits = model(seqs[:, -1:], cache)[:, -1]
             else:  # no cache, or a full window: run the latest `ctx` tokens of every beam

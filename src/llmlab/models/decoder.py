@@ -141,6 +141,9 @@ class CausalLM(nn.Module):
         add_positions(self, cfg)
         # training-time switch: keep only block inputs and recompute each block during backward
         self.gradient_checkpointing = False
+        # virtual tokens before every sequence (`llmlab.adapt.prompt_tuning`): a module with `n_virtual` and
+        # `key_values(model)`, one (k, v) pair (1, nkv, n_virtual, hs) per layer; None = plain model
+        self.soft_prompt: nn.Module | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -163,6 +166,10 @@ class CausalLM(nn.Module):
         `return_attention` (for plotting): (logits, one (B, nh, T, S) weight tensor per layer).
         """
         B, T = idx.shape
+        if cache is None and self.soft_prompt is not None:  # the virtual tokens are a cache's first positions
+            cache = self.new_cache(B, T)
+            if mask is not None:  # the caller's pattern covers the real keys; every query sees the virtual ones
+                mask = torch.nn.functional.pad(mask, (cache.length, 0), value=True if mask.dtype == torch.bool else 0.0)
         start = cache.length if cache is not None else 0
         if start + T > self.config.max_seq_len:
             raise ValueError(f"position {start + T - 1} is beyond the context length {self.config.max_seq_len}")
@@ -202,8 +209,17 @@ class CausalLM(nn.Module):
         return moe_loss(self.layers)
 
     def new_cache(self, batch: int = 1, max_len: int | None = None) -> KVCache:
+        """An empty cache for `max_len` tokens (default: the context); with a soft prompt, one that holds its
+        virtual tokens' keys and values at positions 0..n_virtual-1 and room for `max_len` tokens after them."""
         cfg = self.config
         p = self.embed_tokens.weight
         n_kv_head = self.layers[0].self_attn.n_kv_head  # this rank's share when tensor parallelism splits heads
-        return KVCache(cfg.n_layer, batch, n_kv_head, max_len or cfg.max_seq_len, cfg.head_dim,
-                       device=p.device, dtype=p.dtype)
+        n = self.soft_prompt.n_virtual if self.soft_prompt is not None else 0
+        cache = KVCache(cfg.n_layer, batch, n_kv_head, n + max_len if max_len else cfg.max_seq_len, cfg.head_dim,
+                        device=p.device, dtype=p.dtype)
+        if n:
+            for layer, (k, v) in enumerate(self.soft_prompt.key_values(self)):  # (1, nkv, n, hs) each
+                cache.k[layer].narrow(2, 0, n).copy_(k)  # the same prefix for every row
+                cache.v[layer].narrow(2, 0, n).copy_(v)
+            cache.advance(n)
+        return cache
