@@ -18,6 +18,7 @@ from llmlab.core.errors import InputError
 from llmlab.generate.config import GenerationConfig
 from llmlab.generate.penalties import apply_penalties, check_bans
 from llmlab.generate.sampling import sample_next
+from llmlab.models.decoder import context_length
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,6 @@ def stream(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | None =
     with decoding(model) as device:
         g = torch.Generator(device=device).manual_seed(cfg.seed)
         yield from _decode(model, torch.tensor([prompt], device=device), ctx, cfg, g, eos_id)
-
-
-def context_length(model) -> int:
-    """The tokens the model sees at once: its context, less the virtual tokens of a soft prompt (which sit in
-    every cache, so `cache.max_len` is the context however many there are)."""
-    prompt = getattr(model, "soft_prompt", None)
-    return model.config.max_seq_len - (prompt.n_virtual if prompt is not None else 0)
 
 
 def fit_prompt(prompt: list[int], ctx: int) -> list[int]:

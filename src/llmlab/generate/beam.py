@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import torch
 
-from llmlab.generate.autoregressive import context_length, decoding, fit_prompt
+from llmlab.generate.autoregressive import decoding, fit_prompt
 from llmlab.generate.config import GenerationConfig
 from llmlab.generate.penalties import apply_penalties, check_bans
+from llmlab.models.decoder import context_length
 
 DEAD = -1e9  # Hugging Face's score for "not a candidate": beams 1..k-1 before the first step
 

@@ -127,6 +127,13 @@ def position_inputs(model: nn.Module, x: torch.Tensor, start: int, mask: torch.T
     return cos, sin, mask
 
 
+def context_length(model: nn.Module) -> int:
+    """The tokens a model reads at once: its context, less the virtual tokens of a soft prompt (they sit at
+    the first positions of every cache, so a cache's `max_len` is still the context)."""
+    prompt = getattr(model, "soft_prompt", None)
+    return model.config.max_seq_len - (prompt.n_virtual if prompt is not None else 0)
+
+
 class CausalLM(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from llmlab.models.decoder import context_length
+
 
 def text_start(tok) -> list[int]:
     """The context a new text starts from, for a model llmlab pretrained: its token streams end every
@@ -27,7 +29,7 @@ def token_logprobs(model, ids: list[int], start_id: int | None = None) -> list[f
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    ctx = model.config.max_seq_len
+    ctx = context_length(model)
     out: list[float] = []
     for start in range(0, len(seq) - 1, ctx):
         window = torch.tensor([seq[start:start + ctx + 1]], device=device)  # (1, <= ctx + 1)
