@@ -64,6 +64,10 @@ class SFTConfig:
     lora_r: int = 0  # LoRA rank on lora_targets (the rest frozen, but the new chat tokens' rows); 0 = full fine-tuning
     lora_alpha: float = 16.0  # LoRA scaling numerator: updates are scaled by lora_alpha / lora_r
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")  # Linear layers LoRA adapts (last name of the path)
+    prompt_tuning: int = 0  # virtual tokens of a soft prompt that trains alone (and the chat tokens' rows); 0 = off
+    prompt_init: str = "vocab"  # how the soft prompt starts: random | vocab (sampled tokens) | text (prompt_init_text)
+    prompt_init_text: str = ""  # prompt_init=text: the text whose token embeddings start the prompt
+    prompt_deep: bool = False  # P-tuning v2: a key/value prefix in every layer instead of input vectors
     forgetting: ForgettingConfig = ForgettingConfig()  # replay, distillation, EWC, L2-SP, freezing (general_corpus)
 
     def __post_init__(self):
@@ -86,9 +90,36 @@ class SFTConfig:
         if self.lora_r and self.train.weight_decay:
             raise InputError(f"LoRA trains the new chat tokens' embedding rows through a gradient mask, which "
                              f"weight decay ({self.train.weight_decay}) would bypass: use --weight-decay 0")
+        self._check_prompt()
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
         if not self.arithmetic_ops or set(self.arithmetic_ops) - set("+-*"):
             raise InputError(f"arithmetic_ops must be a non-empty subset of '+-*', got {self.arithmetic_ops!r}")
+
+    def _check_prompt(self) -> None:
+        if self.prompt_tuning < 0:
+            raise InputError(f"prompt_tuning must be >= 0 (0 = off), got {self.prompt_tuning}")
+        if not self.prompt_tuning:
+            if self.prompt_deep or self.prompt_init_text or self.prompt_init != "vocab":
+                raise InputError("--prompt-init, --prompt-init-text and --deep set up a soft prompt: "
+                                 "give its length with --prompt-tuning N")
+            return
+        if self.lora_r:
+            raise InputError("--prompt-tuning trains a soft prompt with the model frozen, --lora-r trains adapters "
+                             "inside it: choose one")
+        if self.train.weight_decay:
+            raise InputError(f"prompt tuning trains the new chat tokens' embedding rows through a gradient mask, "
+                             f"which weight decay ({self.train.weight_decay}) would bypass: use --weight-decay 0")
+        if self.prompt_init_text and self.prompt_init != "text":
+            raise InputError(f"--prompt-init-text is read by --prompt-init text, not {self.prompt_init!r}")
+        self.prompt_config  # noqa: B018 (validates n_virtual, init, text)
+
+    @property
+    def prompt_config(self):
+        """The soft prompt's settings (`llmlab.adapt.prompt_config.PromptConfig`), seeded by the run's seed."""
+        from llmlab.adapt.prompt_config import PromptConfig
+
+        return PromptConfig(n_virtual=self.prompt_tuning, init=self.prompt_init, init_text=self.prompt_init_text,
+                            deep=self.prompt_deep, seed=self.train.seed)
 
     @property
     def corpus(self) -> str:

@@ -122,9 +122,10 @@ def refuse_other_algo_flags(args: argparse.Namespace, flags: dict[str, tuple[str
             raise InputError(f"{flag} applies to --algo {' / '.join(algos)}, not {args.algo}")
 
 
-def load_any_model(directory: str, device: str = "cpu"):
+def load_any_model(directory: str, device: str = "cpu", soft_prompt: str | None = None):
     """(model, tokenizer) of a model directory, float or quantized (`llmlab quantize`): the loader below
-    the adapt layer cannot build quantized layers, so commands that read models come through here."""
+    the adapt layer cannot build quantized layers, so commands that read models come through here.
+    `soft_prompt` is a prompt folder (`llmlab sft --prompt-tuning` writes runs/NAME/prompt) put before every input."""
     from pathlib import Path
 
     from llmlab.core.errors import InputError
@@ -135,5 +136,11 @@ def load_any_model(directory: str, device: str = "cpu"):
     if is_quantized(directory):
         from llmlab.adapt.quantize import load_quantized
 
-        return load_quantized(directory, device=device)
-    return load_model(directory, device=device)
+        model, tok = load_quantized(directory, device=device)
+    else:
+        model, tok = load_model(directory, device=device)
+    if soft_prompt is not None:
+        from llmlab.adapt.prompt_tuning import load_prompt
+
+        load_prompt(model, soft_prompt)
+    return model, tok

@@ -16,6 +16,9 @@ def register(sub) -> None:
     p = add_command(sub, "generate", "continue a prompt with a saved model", run)
     p.add_argument("--model", required=True, help="model directory (config.json, model.safetensors, tokenizer.json)")
     p.add_argument("--prompt", default=None, help="prompt text; without it, one prompt per stdin line")
+    p.add_argument("--soft-prompt", default=None, metavar="DIR",
+                   help="a trained soft prompt put before every prompt (llmlab sft --prompt-tuning writes "
+                        "runs/NAME/prompt; a PEFT prompt or prefix tuning adapter of the exported model also loads)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--compare", action="store_true",
                    help="run every prompt through a grid of decoding strategies (greedy, beam, penalties, "
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from llmlab.generate import GenerationConfig, generate
     from llmlab.models.scoring import text_start
 
-    model, tok = load_any_model(args.model, device=args.device)
+    model, tok = load_any_model(args.model, device=args.device, soft_prompt=args.soft_prompt)
     if tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json")
     cfg = GenerationConfig(**dataclass_overrides(args, GenerationConfig), **bans(args, tok))

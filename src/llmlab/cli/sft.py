@@ -25,12 +25,16 @@ def register(sub) -> None:
     add_dataclass_flags(p.add_argument_group("fine-tuning"), SFTConfig, skip=("name", "model", "data"))
     p.add_argument("--lora-targets", nargs="+", default=None, metavar="NAME",
                    help="with --lora-r: the Linear layers LoRA adapts (default: q_proj v_proj)")
+    p.add_argument("--deep", dest="prompt_deep", action="store_true", default=None,
+                   help="with --prompt-tuning: as --prompt-deep (P-tuning v2's prefixes in every layer)")
     add_dataclass_flags(p.add_argument_group("against forgetting (on general_corpus's train split)"), ForgettingConfig)
     add_dataclass_flags(p.add_argument_group("training"), TrainConfig, shown=SFT_TRAIN)
 
     c = add_command(sub, "chat", "chat with a fine-tuned model: each stdin line is a user turn, its reply is printed",
                     chat)
     c.add_argument("--model", required=True, help="model directory written by llmlab sft (runs/NAME/model)")
+    c.add_argument("--soft-prompt", default=None, metavar="DIR",
+                   help="the soft prompt of a --prompt-tuning run (runs/NAME/prompt), put before every conversation")
     c.add_argument("--system", default=None, help="a system message opening the conversation")
     c.add_argument("--forget", action="store_true", help="answer each line on its own, without the earlier turns")
     c.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -73,7 +77,7 @@ def chat(args: argparse.Namespace) -> int:
     from llmlab.core.io import line_batches
     from llmlab.generate import GenerationConfig, generate
 
-    model, tok = load_any_model(args.model, device=args.device)  # a quantized chat model too
+    model, tok = load_any_model(args.model, device=args.device, soft_prompt=args.soft_prompt)  # quantized too
     if tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json")
     template = load_chat_template(args.model)

@@ -7,6 +7,8 @@ figures -> saved chat model and a report, all under one run directory (the layou
       metrics.jsonl    the "before" record (step 0), training and validation records, the "after" record
       checkpoints/     resumable state (atomic)
       model/           the fine-tuned model with its chat tokenizer and tokenizer_config.json (chat_template)
+      prompt/          with --prompt-tuning: the soft prompt (llmlab's files and PEFT's); model/ is then the
+                       base with the chat tokens' rows trained, and `llmlab chat --soft-prompt` reads both
       report.md        what was fine-tuned on what, and what it did to task accuracy and general perplexity
 
 Running again with the same config resumes (or, if finished, re-measures and re-reports).
@@ -24,6 +26,7 @@ from pathlib import Path
 from llmlab.adapt.chat import ChatTemplate, add_chat_tokens
 from llmlab.adapt.forgetting import Anchor, freeze_blocks
 from llmlab.adapt.lora import LoRAConfig, apply_lora, merge_lora, train_token_rows
+from llmlab.adapt.prompt_tuning import apply_prompt_tuning, remove_prompt, save_prompt
 from llmlab.adapt.sft import (
     SFTConfig,
     SFTTrainer,
@@ -91,10 +94,14 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
     if cfg.lora_r:
         apply_lora(model, LoRAConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, targets=cfg.lora_targets))
         train_token_rows(model, list(range(base_tok.vocab_size, tok.vocab_size)))  # the new chat tokens
+    if cfg.prompt_tuning:
+        _check_room(cfg, model.config.max_seq_len)
+        apply_prompt_tuning(model, cfg.prompt_config, tok)
+        train_token_rows(model, list(range(base_tok.vocab_size, tok.vocab_size)))  # as with LoRA
     if prepare is not None:
         prepare(model)
     frozen = freeze_blocks(model, cfg.forgetting.freeze_layers)
-    trainable = _trainable(model, tok.vocab_size - base_tok.vocab_size if cfg.lora_r else None)
+    trainable = _trainable(model, tok.vocab_size - base_tok.vocab_size if cfg.lora_r or cfg.prompt_tuning else None)
     train_convs, dev_convs = load_conversations(cfg)
     if check_known(base_tok, train_convs):
         log.warning("some characters of the training text are <unk> to the base model's tokenizer")
@@ -121,6 +128,9 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
     log_final_eval(metrics, after)
     if cfg.lora_r:
         merge_lora(model)  # model/ holds a full model: plain layers with the update folded in
+    if cfg.prompt_tuning:  # the prompt is saved beside the model, which is the base (and the chat tokens' rows)
+        save_prompt(model, out / "prompt")
+        remove_prompt(model)
     if finish is not None:
         finish(model)
     losses = [r["loss"] for r in read_jsonl(metrics, "metrics") if "loss" in r]
@@ -144,6 +154,13 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
     atomic_write_text(out / "report.md", sft_report(cfg, figures))
     atomic_write_json(out / "summary.json", figures)
     return figures
+
+
+def _check_room(cfg: SFTConfig, context: int) -> None:
+    """The virtual tokens take context positions: the prompt and a training window must fit together."""
+    if cfg.prompt_tuning + cfg.train.seq_len > context:
+        raise InputError(f"{cfg.prompt_tuning} virtual tokens + seq_len {cfg.train.seq_len} exceed the base model's "
+                         f"context of {context}: lower --seq-len to {context - cfg.prompt_tuning} or less")
 
 
 def _trainable(model, masked_rows: int | None) -> int:
@@ -184,11 +201,15 @@ def sft_report(cfg: SFTConfig, f: dict) -> str:
     table = "\n".join(f"| {label} | {_fmt(b.get(k, '-'))} | {_fmt(a.get(k, '-'))} |" for label, k in rows)
     samples = "\n".join(f"| {q} | {g} | {bo!r} | {ao!r} |" for (q, g, bo), (_, _, ao)
                         in zip(b.get("chat_samples", []), a.get("chat_samples", [])))
+    deep = " in every layer (deep)" if cfg.prompt_deep else ""
+    prompt = (f"- Soft prompt: {cfg.prompt_tuning} virtual tokens{deep}, "
+              f"init {cfg.prompt_init}, in `prompt/` beside `model/` (`llmlab chat --soft-prompt`)\n"
+              if cfg.prompt_tuning else "")
     masking = ("prompt masked (loss on the replies only)" if cfg.prompt_loss_weight == 0 else
                f"prompt tokens weighted {cfg.prompt_loss_weight}")
     return (f"# SFT run `{cfg.name}`\n\n"
             f"- Base model: `{f['base_model']}` ({f['parameters']:,} parameters, "
-            f"{f['trainable_parameters']:,} trained)\n"
+            f"{f['trainable_parameters']:,} trained)\n{prompt}"
             f"- Data: `{f['data']}`: {f['examples']} conversations ({f['cut']} cut to {cfg.train.seq_len + 1} tokens, "
             f"{f['dropped']} dropped), {f['dev_examples']} held out\n"
             f"- Loss: {masking}{remedies(cfg)}\n"
