@@ -427,3 +427,14 @@ def test_a_resumed_prompt_tuning_run_equals_the_uninterrupted_one(sft_base, tmp_
               for d in (tmp_path / "whole", tmp_path / "split")]
     assert losses[0] == losses[1] and len(losses[0]) == 6
     assert torch.equal(whole.model.soft_prompt.prefix, second.model.soft_prompt.prefix)
+
+
+def test_the_projection_is_seeded_and_leaves_the_global_generator_alone():
+    model = base_model()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = apply_prompt_tuning(model, PromptConfig(n_virtual=3, init="random", deep=True, projection=8, seed=5))
+    assert torch.equal(torch.get_rng_state(), state)
+    remove_prompt(model)
+    b = apply_prompt_tuning(model, PromptConfig(n_virtual=3, init="random", deep=True, projection=8, seed=5))
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())

@@ -88,14 +88,17 @@ class DeepPrompt(nn.Module):
     as PEFT holds them: one row (n_layer x (key, value) x nkv x hs) per virtual token, or that row computed
     by prefix tuning's MLP (embedding (n, nkv hs) -> Linear -> tanh -> Linear) when `projection` > 0."""
 
-    def __init__(self, n_virtual: int, n_layer: int, n_kv_head: int, head_dim: int, projection: int = 0):
+    def __init__(self, n_virtual: int, n_layer: int, n_kv_head: int, head_dim: int, projection: int = 0,
+                 seed: int = 0):
         super().__init__()
         self.shape = (n_layer, n_kv_head, head_dim)
         kv = n_kv_head * head_dim
         if projection:
             self.embedding = nn.Parameter(torch.zeros(n_virtual, kv))  # (n, nkv hs)
-            self.transform = nn.Sequential(nn.Linear(kv, projection), nn.Tanh(),
-                                           nn.Linear(projection, 2 * n_layer * kv))
+            with torch.random.fork_rng(devices=[]):  # nn.Linear's own init, from `seed`; the global generator stays
+                torch.manual_seed(seed)
+                self.transform = nn.Sequential(nn.Linear(kv, projection), nn.Tanh(),
+                                               nn.Linear(projection, 2 * n_layer * kv))
         else:
             self.prefix = nn.Parameter(torch.zeros(n_virtual, 2 * n_layer * kv))  # (n, 2 L nkv hs)
 
@@ -152,10 +155,8 @@ def build_prompt(model, config: PromptConfig, tok=None) -> SoftPrompt | DeepProm
     if not config.deep:
         return soft
     deep = DeepPrompt(config.n_virtual, cfg.n_layer, model.layers[0].self_attn.n_kv_head, cfg.head_dim,
-                      config.projection).to(w.device)
-    if config.projection:  # the MLP keeps nn.Linear's init (seeded); the embedding as PEFT's nn.Embedding
-        torch.manual_seed(config.seed)
-        deep.transform.apply(lambda m: m.reset_parameters() if isinstance(m, nn.Linear) else None)
+                      config.projection, config.seed).to(w.device)
+    if config.projection:  # the MLP keeps nn.Linear's init; the embedding starts as PEFT's nn.Embedding
         deep.embedding.copy_(torch.randn(deep.embedding.shape, generator=g) * std)
     elif config.init == "random":
         deep.prefix.copy_(torch.randn(deep.prefix.shape, generator=g) * std)
