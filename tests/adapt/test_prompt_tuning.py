@@ -308,6 +308,11 @@ def test_usage_errors_name_the_problem(tmp_path):
         load_prompt(base_model(), tmp_path / "nowhere")
     with pytest.raises(InputError, match="no soft prompt"):
         save_prompt(base_model(), tmp_path / "q")
+    from llmlab.models import save_model
+
+    with pytest.raises(InputError, match="carries a soft prompt: save it with"):
+        save_model(model, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
 
 
 # --- llmlab sft --prompt-tuning -----------------------------------------------------------------------

@@ -47,6 +47,9 @@ def save_model(model: CausalLM, directory: str | os.PathLike, tokenizer: Tokeniz
 
     `extra` adds entries to config.json (e.g. "quantization", written by `llmlab.adapt.quantize`);
     `tokenizer_config` is written as ``tokenizer_config.json`` (a chat model's template, special tokens)."""
+    if getattr(model, "soft_prompt", None) is not None:  # its tensors would make the folder unloadable
+        raise InputError("this model carries a soft prompt: save it with llmlab.adapt.prompt_tuning.save_prompt and "
+                         "take it off with remove_prompt before saving the model")
     doc = {"llmlab_format": FORMAT_VERSION, "family": "causal-decoder", "config": config_to_dict(model.config)}
     if extra and set(extra) & set(doc):
         raise ValueError(f"extra config.json entries may not replace {sorted(set(extra) & set(doc))}")
