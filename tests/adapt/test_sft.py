@@ -256,3 +256,16 @@ def test_a_quantized_chat_model_keeps_its_template_and_still_chats(base_dir, tmp
         assert main(["chat", "--model", str(d), "--max-new-tokens", "4"]) == 0
     replies = capsys.readouterr().out.splitlines()
     assert len(replies) == 2  # one reply from each (the untrained model's int8 reply may differ in a token)
+
+
+def test_lora_runs_repeat_whatever_the_global_generator(base_dir, tmp_path):
+    """A's init comes from the run's seed: two runs with the global generator in other states (as in two
+    processes, which torch seeds differently) give the same weights."""
+    flags = ["--steps", "3", "--eval-problems", "0", "--general-tokens", "0", "--eval-every", "0", "--lora-r", "2"]
+    for i, name in enumerate(("a", "b")):
+        torch.manual_seed(100 + i)
+        assert sft(base_dir, tmp_path, *flags, name=name) == 0
+    a, _ = load_model(tmp_path / "runs" / "a" / "model")
+    b, _ = load_model(tmp_path / "runs" / "b" / "model")
+    for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), k

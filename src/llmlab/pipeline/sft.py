@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from llmlab.adapt.chat import ChatTemplate, add_chat_tokens
 from llmlab.adapt.forgetting import Anchor, freeze_blocks
 from llmlab.adapt.lora import LoRAConfig, apply_lora, merge_lora, train_token_rows
@@ -91,8 +93,10 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
         raise InputError(f"model directory {cfg.model!r} has no tokenizer.json")
     template = ChatTemplate()
     tok = add_chat_tokens(model, base_tok, template)
-    if cfg.lora_r:
-        apply_lora(model, LoRAConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, targets=cfg.lora_targets))
+    if cfg.lora_r:  # A's init draws from the run's seed (torch seeds its global generator anew in each process)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.train.seed)
+            apply_lora(model, LoRAConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, targets=cfg.lora_targets))
         train_token_rows(model, list(range(base_tok.vocab_size, tok.vocab_size)))  # the new chat tokens
     if cfg.prompt_tuning:
         _check_room(cfg, model.config.max_seq_len)
