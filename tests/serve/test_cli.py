@@ -12,6 +12,18 @@ from pathlib import Path
 import llmlab
 
 
+def ctrl_c(p: subprocess.Popen) -> tuple[str, str]:
+    """Ctrl-C, and once more if the process is still up after 30 s, as a user would (one CI run on a loaded
+    machine saw the server still running 30 s after one SIGINT; twelve runs here never did)."""
+    for _ in range(2):
+        p.send_signal(signal.SIGINT)
+        try:
+            return p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            continue
+    return p.communicate(timeout=30)
+
+
 def test_serve_prints_its_url_answers_and_stops_on_ctrl_c(chat_dir):
     src = str(Path(llmlab.__file__).parents[1])
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
@@ -37,9 +49,9 @@ def test_serve_prints_its_url_answers_and_stops_on_ctrl_c(chat_dir):
 
         reader = threading.Thread(target=read_log, daemon=True)
         reader.start()
-        reader.join(30)
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=30)
+        reader.join(60)
+        assert not reader.is_alive(), logged  # the request's log line came: the server is idle again
+        out, err = ctrl_c(p)
     finally:
         p.kill()
     assert p.returncode == 0 and out.strip() == "stopped", (out, err)
