@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from llmlab.adapt.chat import add_chat_tokens
-from llmlab.adapt.forgetting import Anchor, diagonal_fisher, freeze_blocks, general_windows
+from llmlab.adapt.forgetting import Anchor, diagonal_fisher, freeze_blocks
 from llmlab.adapt.sft import SFT_TRAIN, SFTTrainer, arithmetic_conversations, encode_examples
 from llmlab.adapt.sft_config import ForgettingConfig, SFTConfig
 from llmlab.cli import main
@@ -23,6 +23,7 @@ from llmlab.data.corpora import arithmetic
 from llmlab.models import CausalLM, ModelConfig, load_model, save_model
 from llmlab.tokenizers import CharTokenizer
 from llmlab.train.objectives import causal_lm_loss
+from llmlab.train.trainer import get_batch
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +55,7 @@ def test_fisher_is_the_mean_of_per_window_squared_gradients(base_tok):
     fisher = diagonal_fisher(model, tokens, samples=6, seq_len=12, seed=3)
     assert model.training and all(p.grad is None for p in model.parameters())  # mode and gradients left alone
     params = {k: v.detach() for k, v in model.named_parameters()}
-    x, y = general_windows(tokens, 6, 12, 3)
+    x, y = get_batch(tokens, 6, 12, 3)
 
     def window_loss(p, xi, yi):
         logits = functional_call(model, p, (xi[None],))
@@ -95,7 +96,7 @@ def test_replay_is_the_lm_loss_and_distillation_starts_at_zero(base_tok):
     tokens = stream(base_tok)
     anchor = Anchor(model, ForgettingConfig(replay=0.7, distill=2.0, general_batch=3), tokens, seq_len=12)
     windows = anchor.windows(seed=11)
-    torch.testing.assert_close(windows[0], general_windows(tokens, 3, 12, 11 ^ 0x6E4E_5EED)[0])
+    torch.testing.assert_close(windows[0], get_batch(tokens, 3, 12, 11 ^ 0x6E4E_5EED)[0])
     loss, stats = anchor.loss(model, windows)
     x, y = windows
     with torch.no_grad():

@@ -32,16 +32,10 @@ import torch.nn.functional as F
 from llmlab.adapt.sft_config import ForgettingConfig
 from llmlab.core.errors import InputError
 from llmlab.core.progress import progress
+from llmlab.train.trainer import get_batch
 
 log = logging.getLogger(__name__)
 GENERAL_STREAM = 0x6E4E_5EED  # mixed into a batch's seed to draw its general windows
-
-
-def general_windows(tokens: torch.Tensor, n: int, seq_len: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`n` windows of the general token stream, inputs and next-token targets (n, seq_len), drawn by `seed`."""
-    from llmlab.train.trainer import get_batch
-
-    return get_batch(tokens, n, seq_len, seed)
 
 
 def _trainable(model) -> dict[str, torch.nn.Parameter]:
@@ -54,7 +48,7 @@ def diagonal_fisher(model, tokens: torch.Tensor, samples: int, seq_len: int, see
     as they were found (None)."""
     params = _trainable(model)
     fisher = {name: torch.zeros_like(p) for name, p in params.items()}
-    x, y = general_windows(tokens, samples, seq_len, seed)
+    x, y = get_batch(tokens, samples, seq_len, seed)
     was = model.training
     model.eval()  # no dropout: the information of the model itself
     for i in progress(range(samples), desc="EWC Fisher", unit="window"):
@@ -115,7 +109,7 @@ class Anchor:
         drawn from their own stream, so the fine-tuning batches are the same with or without them."""
         if not (self.cfg.replay or self.cfg.distill):
             return None
-        return general_windows(self.general, self.cfg.general_batch, self.seq_len, seed ^ GENERAL_STREAM)
+        return get_batch(self.general, self.cfg.general_batch, self.seq_len, seed ^ GENERAL_STREAM)
 
     def loss(self, model, general: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, dict[str, float]]:
         """The extra objective for one micro-batch, given its general windows (`windows`), and its parts
