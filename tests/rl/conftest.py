@@ -43,3 +43,14 @@ def policy(chat_tok):
         return CausalLM(ModelConfig(vocab_size=chat_tok.vocab_size, dim=dim, n_layer=n_layer, n_head=2,
                                     n_kv_head=2, max_seq_len=max_seq_len))
     return make
+
+
+@pytest.fixture(scope="module")
+def chat_dir(policy, chat_tok, tmp_path_factory):
+    """A tiny model saved the way llmlab sft saves one: chat tokens and tokenizer_config.json."""
+    from llmlab.models import save_model
+    from llmlab.pipeline.sft import tokenizer_config
+
+    d = tmp_path_factory.mktemp("chat") / "model"
+    save_model(policy(0), d, chat_tok, tokenizer_config=tokenizer_config(chat_tok, ChatTemplate()))
+    return d

@@ -5,18 +5,8 @@ import json
 
 import pytest
 
-from llmlab.adapt.chat import ChatTemplate
 from llmlab.cli import main
 from llmlab.models import load_model, save_model
-from llmlab.pipeline.sft import tokenizer_config
-
-
-@pytest.fixture(scope="module")
-def chat_dir(policy, chat_tok, tmp_path_factory):
-    """A tiny model saved the way llmlab sft saves one: chat tokens and tokenizer_config.json."""
-    d = tmp_path_factory.mktemp("chat") / "model"
-    save_model(policy(0), d, chat_tok, tokenizer_config=tokenizer_config(chat_tok, ChatTemplate()))
-    return d
 
 
 @pytest.fixture(scope="module")

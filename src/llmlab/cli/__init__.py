@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "pos",
     "pretrain",
     "sft",
+    "rm",
     "rl",
     "generate",
     "serve",

@@ -124,6 +124,10 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     if "quantization" in doc:
         raise InputError(f"model directory {str(d)!r} holds a quantized model: load it with "
                          "llmlab.adapt.quantize.load_quantized (the llmlab commands do)")
+    if "reward_model" in doc:
+        raise InputError(f"model directory {str(d)!r} holds a reward model (one score, not next-token logits): load "
+                         "it with llmlab.rl.reward_model.load_reward_model (llmlab rm score and llmlab rl "
+                         "--reward-model read it)")
     weights = d / "model.safetensors"
     state = read_weights(weights, device)
     model = CausalLM(cfg).to(device)

@@ -150,7 +150,7 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 # What a run writes into its directory; --fresh deletes these and nothing else.
 RUN_ENTRIES = ("config.json", "data.json", "metrics.jsonl", "checkpoints", "model", "report.md", "summary.json",
-               "loss.png")
+               "loss.png", "pairs.jsonl")
 
 
 def _holds_a_run(out: Path) -> bool:

@@ -1,0 +1,90 @@
+"""llmlab rm: train a reward model on comparisons (RLHF's second stage) and score replies with it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides
+
+# TrainConfig fields the reward model's loop does not use
+UNUSED_TRAIN_FLAGS = ("seq_len", "precision", "compile", "grad_checkpoint")
+
+
+def register(sub) -> None:
+    from llmlab.rl.reward_config import RM_TRAIN, RewardConfig
+    from llmlab.train.config import TrainConfig
+
+    g = add_group(sub, "rm", "reward models: train one on comparisons of replies, score replies with it")
+    p = add_command(g, "train", "train a reward model from a chat model (llmlab sft) on comparisons: a JSONL file "
+                    "of {prompt, chosen, rejected}, or the chat model's own arithmetic answers, each wrong one against "
+                    "the right one; prints held-out pair accuracy and best-of-n (resumes if the run exists)", _train)
+    p.add_argument("--model", required=True, help="chat model directory (llmlab sft writes runs/NAME/model)")
+    p.add_argument("--name", default="rm", help="run name: output goes to OUT/NAME")
+    p.add_argument("-o", "--out", default="runs", help="directory holding run directories")
+    p.add_argument("--fresh", action="store_true", help="delete an existing run of this name first")
+    add_dataclass_flags(p.add_argument_group("reward model"), RewardConfig, skip=("name", "model"))
+    add_dataclass_flags(p.add_argument_group("training"), TrainConfig, skip=UNUSED_TRAIN_FLAGS, shown=RM_TRAIN)
+
+    p = add_command(g, "score", "score replies with a reward model: JSONL lines {prompt, reply} (or {prompt, chosen, "
+                    "rejected}) on stdin or in FILE; writes each line back with its normalised score(s)", _score)
+    p.add_argument("--model", required=True, help="reward model directory (llmlab rm train writes runs/NAME/model)")
+    p.add_argument("file", nargs="?", help="JSONL input (default: stdin)")
+
+
+def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from llmlab.pipeline.reward import run_reward
+    from llmlab.rl.reward_config import RM_TRAIN, RewardConfig
+    from llmlab.train.config import TrainConfig
+
+    rm = {k: v for k, v in dataclass_overrides(args, RewardConfig).items() if k not in ("name", "model", "train")}
+    cfg = RewardConfig(name=args.name, model=args.model, **rm,
+                       train=dataclasses.replace(RM_TRAIN, **dataclass_overrides(args, TrainConfig)))
+    f = run_reward(cfg, args.out, fresh=args.fresh)
+    b, a = f["before"], f["after"]
+    print(f"held-out pair accuracy  before {b['val_accuracy']:.4f}  after {a['val_accuracy']:.4f}  "
+          f"({f['dev_pairs']} comparisons)")
+    bon = f["best_of_n"]
+    if bon:
+        print(f"best of {bon['n']} on {bon['problems']} test problems: one sample {bon['one_sample']:.3f}, reward "
+              f"model's pick {bon['reward_model_pick']:.3f}, oracle {bon['oracle_pick']:.3f}")
+    print(f"{f['steps']} steps, {f['train_seconds']:.0f} s  report: {args.out}/{cfg.name}/report.md")
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from llmlab.adapt.chat import load_chat_template
+    from llmlab.core.errors import InputError
+    from llmlab.rl.preferences import Preference
+    from llmlab.rl.reward_model import RewardScorer, load_reward_model
+
+    rm, tok, norm = load_reward_model(args.model)
+    template = load_chat_template(args.model)
+    end = template.ids(tok)[template.end]
+    scorer = RewardScorer(rm, tok.pad_id, norm["mean"], norm["std"])
+    stream = open(args.file, encoding="utf-8") if args.file else sys.stdin  # noqa: SIM115
+    with stream:
+        for i, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"line {i}: not JSON ({e})") from None
+            keys = ("reply",) if isinstance(r, dict) and "reply" in r else ("chosen", "rejected")
+            if not isinstance(r, dict) or "prompt" not in r or not all(isinstance(r.get(k), str) for k in keys):
+                raise InputError(f"line {i}: expected {{prompt, reply}} or {{prompt, chosen, rejected}} with string "
+                                 "replies")
+            p = Preference.of(r["prompt"], "", "")
+            try:
+                prompt = template.prompt_ids(tok, p.conversation)
+            except InputError as e:
+                raise InputError(f"line {i}: {e}") from None
+            scores = scorer([prompt] * len(keys), [tok.encode(r[k]) + [end] for k in keys]).tolist()
+            r.update({"score": scores[0]} if keys == ("reply",) else
+                     {"chosen_score": scores[0], "rejected_score": scores[1]})
+            print(json.dumps(r, ensure_ascii=False), flush=True)
+    return 0

@@ -1,0 +1,165 @@
+"""Reward model run (topic 78, the step between SFT and PPO): a chat model from `llmlab sft` learns to
+score answers from comparisons (`llmlab.rl.reward_model`). The run directory has the layout of a
+fine-tuning run:
+
+    runs/<name>/
+      config.json      the RewardConfig
+      data.json        SHA-256 of the starting model's files and of the comparisons (a resume must see the same)
+      pairs.jsonl      the comparisons, each with its split (train or dev)
+      metrics.jsonl    the "before" record (step 0), training and validation records, the "after" record
+      checkpoints/     weights and optimizer, atomic; a rerun resumes from the newest
+      model/           the reward model (`llmlab rl --reward-model`, `llmlab rm score`)
+      report.md        pair accuracy on the held-out comparisons before and after, and best-of-n
+
+Best-of-n is the reward model put to use without RL: the chat model answers each arithmetic test
+problem n times and the reward model picks one. Its exact match lies between that of one sample (a
+reward model no better than chance) and the share of problems with any right answer among the n (a
+perfect one).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from llmlab.core.errors import InputError
+from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
+from llmlab.core.progress import progress
+from llmlab.models import count_parameters
+from llmlab.models.card import ModelCard
+from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
+from llmlab.pipeline.rl import chat_model
+from llmlab.pipeline.sft import recorded, sft_fingerprint, tokenizer_config
+from llmlab.rl.preferences import Preference, encode_preferences, read_preferences, sampled_preferences
+from llmlab.rl.reward_config import RewardConfig
+from llmlab.rl.reward_model import RewardScorer, make_reward_model, save_reward_model
+from llmlab.rl.reward_trainer import RewardTrainer
+
+log = logging.getLogger(__name__)
+
+
+def comparisons(cfg: RewardConfig, policy, tok, template) -> tuple[list[Preference], list[Preference]]:
+    """Train and dev comparisons: a file's lines (its last 5%, at least one, held out), or the chat
+    model's sampled arithmetic answers (train problems for training, dev problems held out)."""
+    if cfg.pairs:
+        prefs = read_preferences(cfg.pairs)
+        if len(prefs) < 2:
+            raise InputError(f"{cfg.pairs}: a reward model needs at least 2 comparisons (one is held out)")
+        k = max(1, len(prefs) // 20)
+        return prefs[:-k], prefs[-k:]
+    from llmlab.data.corpora import arithmetic
+
+    out = []
+    for split, n, stream in (("train", cfg.arithmetic_train, 0), ("dev", max(1, cfg.arithmetic_train // 10), 1)):
+        problems = arithmetic(n, split, max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
+        g = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + stream)
+        out.append(sampled_preferences(policy, tok, template, progress(problems, desc=f"sampling {split} answers"),
+                                       cfg.samples, cfg.max_new_tokens, cfg.temperature, g))
+    if not out[0] or not out[1]:
+        raise InputError("the chat model answered every sampled problem right, so there is nothing to compare: "
+                         "raise --samples or --arithmetic-max-digits, or give --pairs")
+    return out[0], out[1]
+
+
+def best_of_n(policy, scorer: RewardScorer, tok, template, cfg: RewardConfig) -> dict:
+    """Exact match on test problems of one sample, of the reward model's pick of `best_of` samples, and
+    of an oracle's pick (any right answer among them)."""
+    from llmlab.data.corpora import arithmetic
+    from llmlab.rl.rewards import answer_reward
+    from llmlab.rl.rollout import sample_group
+
+    if not cfg.best_of or not cfg.eval_problems:
+        return {}
+    problems = arithmetic(cfg.eval_problems, "test", max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
+    end = template.ids(tok)[template.end]
+    g = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + 2)
+    one = picked = oracle = 0.0
+    for p in progress(problems, desc=f"best of {cfg.best_of}"):
+        prompt = template.prompt_ids(tok, [{"role": "user", "content": p.question}])
+        ro = sample_group(policy, prompt, cfg.best_of, cfg.max_new_tokens, 1.0, end, tok.pad_id, g)
+        answers = [ro.answer_ids(b, end) for b in range(len(ro))]
+        right = [answer_reward(tok.decode(a), p.answer) for a in answers]
+        scores = scorer([prompt] * len(answers), [a + [end] for a in answers])
+        one, picked, oracle = one + right[0], picked + right[int(scores.argmax())], oracle + max(right)
+    n = len(problems)
+    return {"n": cfg.best_of, "problems": n, "one_sample": one / n, "reward_model_pick": picked / n,
+            "oracle_pick": oracle / n}
+
+
+def run_reward(cfg: RewardConfig, out_root: str | Path = "runs", fresh: bool = False) -> dict:
+    """Train (or resume) a reward model from `cfg.model`; return the figures the report shows."""
+    t_start = time.perf_counter()
+    policy, tok, template = chat_model(cfg.model)
+    train, dev = comparisons(cfg, policy, tok, template)
+    ctx = policy.config.max_seq_len
+    train_ids, dev_ids = (encode_preferences(tok, template, x, ctx) for x in (train, dev))
+    out = Path(out_root) / cfg.name
+    data = [p.to_dict() for p in train], [p.to_dict() for p in dev]
+    prepare_run_dir(out, cfg, fresh, sft_fingerprint(cfg.model, *data))
+    atomic_write_text(out / "pairs.jsonl", "".join(json.dumps({**r, "split": s}, ensure_ascii=False) + "\n"
+                                                    for s, rows in zip(("train", "dev"), data) for r in rows))
+    rm = make_reward_model(policy)
+    trainer = RewardTrainer(rm, cfg.train, train_ids, dev_ids, out, tok.pad_id, cfg.center_coef)
+    metrics = out / "metrics.jsonl"
+    before = recorded(metrics, "before")
+    if before is None:
+        before = {"step": 0, "before": True, **trainer.evaluate(None)}
+        trainer.metrics.write(before)
+    trainer.maybe_resume()
+    trainer.fit()
+    after = {**trainer.evaluate(None), "after": True, "final": True}
+    log_final_eval(metrics, after)
+    chosen, rejected = trainer.scores(trainer.pairs)
+    raw = torch.cat([chosen, rejected])
+    mean, std = float(raw.mean()), float(raw.std()) if len(raw) > 1 else 1.0
+    scorer = RewardScorer(rm.eval(), tok.pad_id, mean, std if std > 0 else 1.0)
+    figures = {"name": cfg.name, "start_model": cfg.model, "steps": trainer.step,
+               "train_seconds": trainer.train_seconds,
+               "parameters": count_parameters(policy.config), "train_pairs": len(train), "dev_pairs": len(dev),
+               "before": {k: before[k] for k in ("val_loss", "val_accuracy")},
+               "after": {k: after[k] for k in ("val_loss", "val_accuracy")},
+               "train_accuracy": float(((chosen > rejected).float() + 0.5 * (chosen == rejected).float()).mean()),
+               "score_mean": mean, "score_std": scorer.std, "best_of_n": best_of_n(policy, scorer, tok, template, cfg)}
+    source = cfg.pairs or f"{len(train)} comparisons of its own sampled arithmetic answers with the right ones"
+    card = ModelCard(name=f"llmlab-{cfg.name}", parameters=figures["parameters"],
+                     training_data=f"{cfg.model} trained as a reward model on {source}",
+                     tokenizer=f"{type(tok).__name__}, {tok.vocab_size} tokens with chat tokens {template.tokens}",
+                     intended_use="Scores a chat prompt and reply (ending with <|end|>): higher is preferred. Scores "
+                                  f"are normalised to mean 0, std 1 over the training replies (raw mean {mean:.4g}, "
+                                  f"std {scorer.std:.4g}, in config.json). Use with llmlab rl --reward-model.",
+                     metrics={"dev_pair_accuracy": after["val_accuracy"]})
+    save_reward_model(rm, out / "model", tok, tokenizer_config(tok, template), mean, scorer.std, card)
+    figures["wall_seconds"] = time.perf_counter() - t_start
+    atomic_write_text(out / "report.md", reward_report(cfg, figures, read_jsonl(metrics, "metrics")))
+    atomic_write_json(out / "summary.json", figures)
+    return figures
+
+
+def reward_report(cfg: RewardConfig, f: dict, records: list[dict]) -> str:
+    """The run's report in Markdown: data, accuracy before and after, validation curve, best-of-n."""
+    b, a = f["before"], f["after"]
+    curve = "".join(f"| {r['step']} | {r['val_loss']:.4f} | {r['val_accuracy']:.4f} |\n"
+                    for r in records if "val_accuracy" in r)
+    bon = f["best_of_n"]
+    best = (f"## Best of {bon['n']}\n\nThe chat model answers each of {bon['problems']} arithmetic test problems "
+            f"{bon['n']} times (temperature 1); exact match of\n\n| pick | exact match |\n|---|---|\n"
+            f"| one sample | {bon['one_sample']:.3f} |\n| the reward model's highest score | "
+            f"{bon['reward_model_pick']:.3f} |\n| an oracle (any right answer) | {bon['oracle_pick']:.3f} |\n"
+            if bon else "")
+    return (f"# Reward model run `{cfg.name}`\n\n"
+            f"- Start: `{f['start_model']}` ({f['parameters']:,} parameters), vocabulary head replaced by one output\n"
+            f"- Comparisons: {f['train_pairs']} for training, {f['dev_pairs']} held out "
+            f"({cfg.pairs or 'sampled answers to arithmetic problems, each wrong one against the right answer'})\n"
+            f"- Training: {f['steps']} steps of {cfg.train.batch_size} comparisons, lr {cfg.train.lr}, "
+            f"{f['train_seconds']:.1f} s\n\n"
+            "## Held-out comparisons\n\n| measure | before | after |\n|---|---|---|\n"
+            f"| pair accuracy | {b['val_accuracy']:.4f} | {a['val_accuracy']:.4f} |\n"
+            f"| Bradley-Terry loss | {b['val_loss']:.4f} | {a['val_loss']:.4f} |\n\n"
+            f"Pair accuracy on the training comparisons: {f['train_accuracy']:.4f}. Raw scores of the training "
+            f"replies: mean {f['score_mean']:.4g}, std {f['score_std']:.4g} (the saved model's scores are "
+            "normalised by them).\n\n## Validation\n\n| step | loss | pair accuracy |\n|---|---|---|\n" + curve
+            + "\n" + best)

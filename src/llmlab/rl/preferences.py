@@ -1,0 +1,119 @@
+"""Preference data for the reward model (topic 78): a prompt, the answer preferred, the answer not.
+
+A file of your own is JSONL, one comparison per line, in TRL's explicit-prompt layout::
+
+    {"prompt": "12+30=", "chosen": "42", "rejected": "43"}
+
+where ``prompt`` is the user's message (or a list of chat messages ending with a user turn) and
+``chosen`` / ``rejected`` are assistant replies.
+
+Without a file, `sampled_preferences` labels the chat model's own answers, as InstructGPT's labellers
+ranked samples of the SFT model: it samples answers to arithmetic train problems, and pairs every
+wrong one with the right answer. The reward model so learns to tell apart the mistakes this policy
+actually makes, which is what RL will need it to judge. The labeller here is a checker, not a person:
+its labels are noise-free, so what the reward model gets wrong is its own error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from llmlab.core.errors import InputError
+from llmlab.core.io import read_jsonl
+
+
+@dataclass(frozen=True)
+class Preference:
+    """One comparison: `messages` to be answered (ending with a user turn), and two assistant replies."""
+
+    messages: tuple[tuple[str, str], ...]  # (role, content) turns
+    chosen: str
+    rejected: str
+
+    @staticmethod
+    def of(prompt: str | list[dict], chosen: str, rejected: str) -> Preference:
+        turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        return Preference(tuple((m["role"], m["content"]) for m in turns), chosen, rejected)
+
+    @property
+    def conversation(self) -> list[dict]:
+        return [{"role": r, "content": c} for r, c in self.messages]
+
+    def to_dict(self) -> dict:
+        m = self.conversation
+        prompt = m[0]["content"] if len(m) == 1 and m[0]["role"] == "user" else m
+        return {"prompt": prompt, "chosen": self.chosen, "rejected": self.rejected}
+
+
+def read_preferences(path: str | Path) -> list[Preference]:
+    """Comparisons from a JSONL file; InputError naming the line of a malformed one."""
+    out = []
+    for i, r in enumerate(read_jsonl(path, "preference file"), 1):
+        where = f"{path} line {i}"
+        if not isinstance(r, dict):
+            raise InputError(f"{where}: expected an object with prompt, chosen and rejected")
+        for k in ("prompt", "chosen", "rejected"):
+            if k not in r:
+                raise InputError(f"{where}: missing {k!r}")
+        for k in ("chosen", "rejected"):
+            if not isinstance(r[k], str) or not r[k]:
+                raise InputError(f"{where}: {k!r} must be a non-empty string (the assistant's reply)")
+        p = r["prompt"]
+        ok = (isinstance(p, str) and p) or (isinstance(p, list) and p and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in p))
+        if not ok:
+            raise InputError(f"{where}: 'prompt' must be a non-empty string or a list of {{role, content}} messages")
+        if r["chosen"] == r["rejected"]:
+            raise InputError(f"{where}: chosen and rejected are the same reply, which states no preference")
+        out.append(Preference.of(p, r["chosen"], r["rejected"]))
+    if not out:
+        raise InputError(f"{path}: no preference pairs")
+    return out
+
+
+def encode_preferences(tok, template, prefs: list[Preference], max_len: int
+                       ) -> list[tuple[list[int], list[int], list[int]]]:
+    """(prompt ids, chosen ids, rejected ids) per comparison; each reply ends with the template's
+    ``<|end|>``, the token whose output the reward model scores. InputError for a comparison whose
+    prompt and reply exceed `max_len` tokens (the model's context)."""
+    end = template.ids(tok)[template.end]
+    out = []
+    for p in prefs:
+        try:
+            prompt = template.prompt_ids(tok, p.conversation)
+        except InputError as e:
+            raise InputError(f"comparison {p.to_dict()!r}: {e}") from None
+        chosen, rejected = tok.encode(p.chosen) + [end], tok.encode(p.rejected) + [end]
+        if len(prompt) + max(len(chosen), len(rejected)) > max_len:
+            raise InputError(f"comparison {p.to_dict()!r} is {len(prompt) + max(len(chosen), len(rejected))} "
+                             f"tokens long, beyond the model's context of {max_len}")
+        out.append((prompt, chosen, rejected))
+    return out
+
+
+def sampled_preferences(policy, tok, template, problems, samples: int, max_new_tokens: int, temperature: float,
+                        generator: torch.Generator) -> list[Preference]:
+    """For each arithmetic problem, `samples` answers of `policy`; each distinct wrong one becomes a
+    comparison it loses to the right answer (problems answered right every time give none). Samples
+that are not text (their decoded text encodes to other tokens) and empty ones are left out."""
+    from llmlab.rl.rewards import answer_reward
+    from llmlab.rl.rollout import sample_group
+
+    end = template.ids(tok)[template.end]
+    out = []
+    for p in problems:
+        msgs = [{"role": "user", "content": p.question}]
+        ro = sample_group(policy, template.prompt_ids(tok, msgs), samples, max_new_tokens, temperature, end,
+                          tok.pad_id, generator)
+        wrong = {}
+        for b in range(len(ro)):
+            ids = ro.answer_ids(b, end)
+            text = tok.decode(ids)
+            # a sample whose text does not encode back to it (special tokens, <unk>) is no reply to compare
+            if text.strip() and tok.encode(text) == ids and not answer_reward(text, p.answer):
+                wrong.setdefault(text, None)
+        out += [Preference.of(p.question, p.answer, w) for w in wrong]
+    return out

@@ -1,0 +1,64 @@
+"""The reward model run's config: plain data, importable without torch (the CLI builds flags from it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmlab.core.config import config_from_dict, config_to_dict
+from llmlab.core.errors import InputError
+from llmlab.train.config import TrainConfig
+
+# batch_size counts comparisons (each is two sequences); seq_len is unused (a comparison is as long as it is)
+RM_TRAIN = TrainConfig(steps=300, batch_size=32, lr=1e-4, min_lr=1e-5, warmup_steps=20, weight_decay=0.0,
+                       eval_every=50, eval_batches=8, checkpoint_every=100, log_every=10)
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    name: str = "rm"  # run directory name under the output root
+    model: str = ""  # the chat model the reward model starts from (a folder written by llmlab sft)
+    pairs: str = ""  # JSONL of {"prompt", "chosen", "rejected"} (its last 5% held out); "" = sampled arithmetic
+    train: TrainConfig = RM_TRAIN  # the loop: steps, lr, batch_size (comparisons per step), seed, checkpoints
+    center_coef: float = 0.0  # weight of the mean squared score sum that keeps scores near 0 (TRL's; 0 = off)
+    samples: int = 4  # built-in pairs: answers sampled per problem, each wrong one paired with the right answer
+    temperature: float = 1.0  # built-in pairs: sampling temperature of those answers
+    max_new_tokens: int = 8  # built-in pairs and best-of-n: most tokens per sampled answer
+    arithmetic_train: int = 2000  # built-in pairs: train problems sampled (dev pairs: a tenth as many dev problems)
+    arithmetic_max_digits: int = 2  # operands have 2..this many digits
+    arithmetic_ops: str = "+"  # operators of the arithmetic problems
+    best_of: int = 8  # report: exact match when the reward model picks 1 of this many answers (0 = skip)
+    eval_problems: int = 100  # test problems of that measurement
+
+    def __post_init__(self):
+        if self.name in ("", ".", "..") or any(c in self.name for c in "/\\\0"):
+            raise InputError(f"the run name must be a plain folder name, got {self.name!r}")
+        for k in ("samples", "max_new_tokens", "arithmetic_train"):
+            if getattr(self, k) < 1:
+                raise InputError(f"{k} must be >= 1, got {getattr(self, k)}")
+        for k in ("best_of", "eval_problems"):
+            if getattr(self, k) < 0:
+                raise InputError(f"{k} must be >= 0, got {getattr(self, k)}")
+        if not self.temperature > 0:
+            raise InputError(f"temperature must be > 0 (answers are sampled), got {self.temperature}")
+        if not 0 <= self.center_coef < float("inf"):
+            raise InputError(f"center_coef must be a finite number >= 0, got {self.center_coef}")
+        if self.arithmetic_max_digits < 2:
+            raise InputError(f"arithmetic_max_digits must be >= 2, got {self.arithmetic_max_digits}")
+        if not self.arithmetic_ops or set(self.arithmetic_ops) - set("+-*"):
+            raise InputError(f"arithmetic_ops must be a non-empty subset of '+-*', got {self.arithmetic_ops!r}")
+        if self.train.precision != "fp32" or self.train.compile:
+            raise InputError("the reward model trains in fp32 without compile")
+
+    @property
+    def corpus(self) -> str:
+        """The comparisons' source, under the name the run-directory checks use for a run's corpus."""
+        return self.pairs or "arithmetic (sampled)"
+
+    def to_dict(self) -> dict:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RewardConfig:
+        d = dict(d)
+        d["train"] = config_from_dict(TrainConfig, d.get("train", {}), "train")
+        return config_from_dict(cls, d, "reward model config")

@@ -1,0 +1,90 @@
+"""llmlab rm train and score on a tiny chat model: the run directory and report, a rerun that resumes,
+comparisons from a file, scores that rank as the reward model does, and bad input refused with exit 2."""
+
+import io
+import json
+
+import pytest
+
+from llmlab.cli import main
+from llmlab.rl.reward_model import load_reward_model
+
+
+def rm_train(chat_dir, out, *flags):
+    return main(["rm", "train", "--model", str(chat_dir), "-o", str(out), "--name", "r", "--steps", "4",
+                 "--batch-size", "4", "--arithmetic-train", "20", "--samples", "2", "--max-new-tokens", "3",
+                 "--eval-every", "2", "--best-of", "2", "--eval-problems", "3", "--checkpoint-every", "2",
+                 "--log-every", "1", *flags])
+
+
+@pytest.fixture(scope="module")
+def trained(chat_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    assert rm_train(chat_dir, out) == 0
+    return out / "r"
+
+
+def test_rm_train_writes_the_run_directory_and_resumes_when_run_again(chat_dir, trained, capsys):
+    assert {p.name for p in trained.iterdir()} >= {"config.json", "data.json", "pairs.jsonl", "metrics.jsonl",
+                                                   "checkpoints", "model", "report.md", "summary.json"}
+    pairs = [json.loads(x) for x in (trained / "pairs.jsonl").read_text().splitlines()]
+    assert {p["split"] for p in pairs} == {"train", "dev"} and all(p["chosen"] != p["rejected"] for p in pairs)
+    records = [json.loads(x) for x in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["before"] and records[0]["val_accuracy"] == 0.5 and records[-1]["final"]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["best_of_n"]["n"] == 2 and 0 <= summary["best_of_n"]["reward_model_pick"] <= 1
+    assert summary["best_of_n"]["oracle_pick"] >= summary["best_of_n"]["reward_model_pick"]
+    report = (trained / "report.md").read_text()
+    assert "pair accuracy" in report and "Best of 2" in report
+    rm, tok, norm = load_reward_model(trained / "model")
+    assert norm["std"] == pytest.approx(summary["score_std"]) and norm["mean"] == pytest.approx(summary["score_mean"])
+    # a rerun of the finished run resumes at its end: no step is trained again
+    capsys.readouterr()
+    assert rm_train(chat_dir, trained.parent) == 0
+    again = [json.loads(x) for x in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("loss") for r in again if "loss" in r] == [r.get("loss") for r in records if "loss" in r]
+    assert "held-out pair accuracy" in capsys.readouterr().out
+
+
+def test_rm_score_ranks_replies_as_the_reward_model_scores_them(trained, monkeypatch, capsys):
+    lines = [{"prompt": "12+3=", "reply": "15"}, {"prompt": "12+3=", "chosen": "15", "rejected": "51"}]
+    monkeypatch.setattr("sys.stdin", io.StringIO("".join(json.dumps(x) + "\n" for x in lines) + "\n"))
+    assert main(["rm", "score", "--model", str(trained / "model")]) == 0
+    out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert out[0]["prompt"] == "12+3=" and out[0]["score"] == pytest.approx(out[1]["chosen_score"], abs=1e-5)
+    assert out[1]["chosen_score"] != out[1]["rejected_score"]
+
+
+@pytest.mark.parametrize("text,msg", [("{not json\n", "line 1: not JSON"),
+                                      ('{"prompt": "1+1="}\n', "line 1: expected {prompt, reply}")])
+def test_rm_score_refuses_bad_lines(trained, tmp_path, capsys, text, msg):
+    f = tmp_path / "in.jsonl"
+    f.write_text(text)
+    assert main(["rm", "score", "--model", str(trained / "model"), str(f)]) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_rm_train_reads_comparisons_from_a_file_and_holds_out_its_end(chat_dir, tmp_path):
+    rows = [{"prompt": f"{a}+1=", "chosen": str(a + 1), "rejected": str(a)} for a in range(10, 50)]
+    f = tmp_path / "p.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert rm_train(chat_dir, tmp_path / "runs", "--pairs", str(f), "--best-of", "0") == 0
+    pairs = [json.loads(x) for x in (tmp_path / "runs" / "r" / "pairs.jsonl").read_text().splitlines()]
+    assert [p["split"] for p in pairs] == ["train"] * 38 + ["dev"] * 2
+    assert [p["prompt"] for p in pairs] == [r["prompt"] for r in rows]
+    assert json.loads((tmp_path / "runs" / "r" / "summary.json").read_text())["best_of_n"] == {}
+
+
+@pytest.mark.parametrize("flags,msg", [(["--samples", "0"], "samples must be >= 1"),
+                                       (["--temperature", "0"], "temperature must be > 0"),
+                                       (["--pairs", "nowhere.jsonl"], "nowhere.jsonl")])
+def test_bad_settings_exit_2_and_write_nothing(chat_dir, tmp_path, capsys, flags, msg):
+    assert rm_train(chat_dir, tmp_path / "runs", *flags) == 2
+    assert msg in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_language_model_is_not_a_reward_model_to_score_with(chat_dir, capsys):
+    assert main(["rm", "score", "--model", str(chat_dir)]) == 2
+    assert "not a reward model" in capsys.readouterr().err
