@@ -49,7 +49,7 @@ def test_rl_writes_the_run_directory_and_report(chat_dir, tmp_path, capsys, algo
 
 
 @pytest.mark.parametrize("flags,msg", [
-    (["--algo", "ppo"], "algo must be one of"),
+    (["--algo", "reinforce"], "algo must be one of"),
     (["--group-size", "1"], "group_size must be >= 2"),
     (["--algo", "dapo", "--clip-low", "1.5"], "clip_low"),
     (["--value-pretrain-steps", "3"], "value model of vapo"),

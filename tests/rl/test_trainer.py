@@ -177,7 +177,7 @@ def test_config_defaults_per_algorithm_and_explicit_flags_win():
 
 
 @pytest.mark.parametrize("kw,msg", [
-    (dict(algo="ppo"), "algo must be one of"),
+    (dict(algo="reinforce"), "algo must be one of"),
     (dict(algo="grpo", group_size=1), "group_size must be >= 2"),
     (dict(algo="dapo", clip_low=1.0), "clip_low"),
     (dict(algo="grpo", aggregation="mean"), "aggregation"),

@@ -1,5 +1,5 @@
-"""llmlab rl: improve a chat model by reinforcement on arithmetic answers (GRPO, DAPO or VAPO); resumes
-if the run exists."""
+"""llmlab rl: improve a chat model by reinforcement on arithmetic answers (GRPO, DAPO, VAPO or PPO);
+resumes if the run exists."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ def register(sub) -> None:
     from llmlab.train.config import TrainConfig
 
     p = add_command(sub, "rl", "improve a chat model (from llmlab sft) by reinforcement: it answers arithmetic "
-                    "questions, exact answers earn reward 1 (GRPO, DAPO or VAPO; resumes if the run exists); prints "
-                    "test exact match before and after", run)
-    p.add_argument("--algo", default="grpo", help="grpo | dapo | vapo: sets the defaults of the settings marked "
+                    "questions, exact answers earn reward 1 (GRPO, DAPO, VAPO or PPO; resumes if the run exists); "
+                    "prints test exact match before and after", run)
+    p.add_argument("--algo", default="grpo", help="grpo | dapo | vapo | ppo: sets the defaults of the settings marked "
                    "'the algorithm's' (explicit flags win)")
     p.add_argument("--model", required=True, help="chat model directory (llmlab sft writes runs/NAME/model)")
     p.add_argument("--name", default="rl", help="run name: output goes to OUT/NAME")
@@ -41,7 +41,8 @@ def _shown_defaults(cls):
     for f in dataclasses.fields(cls):
         if f.default is None:
             per = {a: algo_defaults(a).get(f.name) for a in ALGOS}
-            per = per if f.name != "value_lr" else {"vapo": "2 x lr"}
+            per.update({"value_lr": {"vapo": "2 x lr", "ppo": "2 x lr"},
+                        "lam_policy": {"vapo": "length-adaptive (lam_alpha)"}}.get(f.name, {}))
             shown[f.name] = ", ".join(f"{a} {v}" for a, v in per.items() if v is not None)
         else:
             shown[f.name] = f.default

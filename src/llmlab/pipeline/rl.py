@@ -1,5 +1,5 @@
 """Reinforcement-learning run (topics 78, 82, 83): a chat model from `llmlab sft` answers arithmetic
-questions, each answer is rewarded 1 when it is exactly right, and GRPO, DAPO or VAPO
+questions, each answer is rewarded 1 when it is exactly right, and GRPO, DAPO, VAPO or PPO
 (`llmlab.rl.trainer`) moves the policy toward the rewarded answers. The run directory has the layout
 of a fine-tuning run:
 
@@ -35,8 +35,8 @@ from llmlab.rl.trainer import RLTrainer, Task
 
 log = logging.getLogger(__name__)
 
-CURVE_KEYS = ("reward", "accuracy", "response_length", "entropy", "kl_ref", "clip_fraction", "kept_groups",
-              "value_loss", "explained_variance")
+CURVE_KEYS = ("reward", "accuracy", "response_length", "entropy", "kl_ref", "kl_penalty", "clip_fraction",
+              "kept_groups", "value_loss", "explained_variance")
 
 
 def chat_model(model_dir: str):
@@ -142,10 +142,11 @@ def _fmt(v) -> str:
 def rl_report(cfg: RLConfig, f: dict) -> str:
     """The run's report in Markdown: settings, before/after accuracy, the curves, samples."""
     b, a = f["before"], f["after"]
-    settings = {k: getattr(cfg, k) for k in ("clip_low", "clip_high", "kl_coef", "aggregation", "dynamic_sampling",
-                                             "overlong_shaping", "overlong_filter", "lm_coef", "value_pretrain_steps",
-                                             "prompts_per_step", "group_size", "temperature", "max_new_tokens",
-                                             "ppo_epochs", "minibatches")}
+    settings = {k: getattr(cfg, k) for k in ("clip_low", "clip_high", "kl_coef", "kl_penalty", "aggregation",
+                                             "dynamic_sampling", "overlong_shaping", "overlong_filter", "lm_coef",
+                                             "value_pretrain_steps", "lam_critic", "lam_policy", "prompts_per_step",
+                                             "group_size", "temperature", "max_new_tokens", "ppo_epochs",
+                                             "minibatches")}
     curves = f["curves"]
     marks = list(next(iter(curves.values()))) if curves else []
     head = "| curve | " + " | ".join(f"step {m}" for m in marks) + " |\n|---|" + "---|" * len(marks) + "\n"

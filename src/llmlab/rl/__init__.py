@@ -1,6 +1,6 @@
 """Fine-tuning by reinforcement (topics 78, 82, 83): rewards, advantages and the policy-gradient losses
-of GRPO, DAPO and VAPO; rollouts, VAPO's critic and the training loop that uses them (`RLTrainer`,
-configured by `RLConfig`; `llmlab rl` runs it on arithmetic).
+of GRPO, DAPO, VAPO and RLHF's PPO; rollouts, the critic and the training loop that uses them
+(`RLTrainer`, configured by `RLConfig`; `llmlab rl` runs it on arithmetic).
 
 Names are imported on first use (PEP 562), so the package's torch-free parts load without torch.
 """
@@ -14,6 +14,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "group_advantages": "llmlab.rl.advantages",
     "informative_groups": "llmlab.rl.advantages",
     "kl_k3": "llmlab.rl.losses",
+    "kl_shaped_rewards": "llmlab.rl.advantages",
     "length_adaptive_lambda": "llmlab.rl.advantages",
     "make_critic": "llmlab.rl.value",
     "masked_mean": "llmlab.rl.losses",

@@ -19,7 +19,9 @@ each row (``mask`` 1 there, 0 on padding):
   their long-range credit and short ones their low variance.
 
 Rewards here are outcome rewards: one score per completion, placed on its last real token
-(`terminal_rewards`).
+(`terminal_rewards`). RLHF's PPO (Stiennon et al. 2020, InstructGPT) also charges every token for
+leaving the starting policy, ``-kl_coef * (log pi_old - log pi_ref)`` (`kl_shaped_rewards`), so GAE sees
+the KL as part of the return rather than as a separate loss term.
 """
 
 from __future__ import annotations
@@ -91,6 +93,23 @@ def terminal_rewards(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     rows = torch.nonzero(lengths > 0).squeeze(1)
     out[rows, lengths[rows] - 1] = scores[rows].float()
     return out
+
+
+def kl_shaped_rewards(scores: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor,
+                      kl_coef: float) -> torch.Tensor:
+    """(B, T) per-token rewards with the KL penalty inside (InstructGPT): ``-kl_coef * (old_logp - ref_logp)``
+    on every real token (the sampled token's log-ratio of the sampling policy to the reference, a
+    one-sample KL estimate), plus each completion's score on its last real token; 0 on padding.
+
+    >>> kl_shaped_rewards(torch.tensor([1.0]), torch.tensor([[-1.0, -2.0, 0.0]]), torch.tensor([[-1.5, -1.0, 0.0]]),
+    ...                   torch.tensor([[1, 1, 0]]), kl_coef=0.5).tolist()
+    [[-0.25, 1.5, 0.0]]
+    """
+    _check_rows(mask, old_logp, ref_logp)
+    if not kl_coef >= 0:
+        raise InputError(f"kl_coef must be >= 0, got {kl_coef}")
+    penalty = -kl_coef * (old_logp.float() - ref_logp.float()) * mask.float()  # (B, T)
+    return terminal_rewards(scores, mask) + penalty
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,

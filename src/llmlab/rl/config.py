@@ -1,7 +1,7 @@
 """The reinforcement-learning run's config: plain data, importable without torch (the CLI builds flags
 from it).
 
-Three algorithms share one loop and differ only in settings, which `algo_defaults` names:
+Four algorithms share one loop and differ only in settings, which `algo_defaults` names:
 
 - ``grpo`` (DeepSeekMath, Shao et al. 2024): group-normalised advantages, the PPO clip 0.2 both ways,
   k3 KL to the starting policy with weight 0.04, each completion's token losses averaged first.
@@ -11,6 +11,10 @@ Three algorithms share one loop and differ only in settings, which `algo_default
 - ``vapo`` (Yue et al. 2025): PPO with a value model, pretrained on Monte-Carlo returns before the
   policy moves; decoupled GAE (lambda 1 for the value targets, a length-adaptive lambda for the
   policy), clip-higher, token-level loss, and an NLL term on the completions that earned the reward.
+- ``ppo`` (RLHF as in Stiennon et al. 2020 and InstructGPT, Ouyang et al. 2022): a value model and GAE
+  with lambda 0.95 for both the value targets and the policy, the clip 0.2 both ways, token-level loss,
+  and the KL to the starting policy (0.05) in the reward rather than the loss: every completion token
+  earns ``-kl_coef * (log pi_old - log pi_ref)`` and the last one the score as well.
 
 A setting left at None takes the algorithm's value; one given explicitly wins (`resolved` fills them
 in as the config is built, so config.json records what ran). `dataclasses.replace` keeps resolved
@@ -26,8 +30,10 @@ from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.train.config import TrainConfig
 
-ALGOS = ("grpo", "dapo", "vapo")
+ALGOS = ("grpo", "dapo", "vapo", "ppo")
 AGGREGATIONS = ("token", "sequence")
+KL_PENALTIES = ("loss", "reward")
+CRITIC_ALGOS = ("vapo", "ppo")  # those whose advantages are GAE from a value model
 
 # The loop: optimizer, schedule, clipping, seed, checkpoints. batch_size and seq_len are unused (a step's
 # batch is prompts_per_step x group_size completions of at most max_new_tokens tokens).
@@ -39,20 +45,27 @@ UNUSED_TRAIN = {"precision": "fp32", "grad_accum": 1, "compile": False, "grad_ch
 
 
 def algo_defaults(algo: str) -> dict:
-    """Each algorithm's published settings (those a None field takes).
+    """Each algorithm's published settings (those a None field takes; one an algorithm leaves out, or
+    gives as None, it does not use, and vapo's lam_policy None is its length-adaptive lambda).
 
-    >>> algo_defaults("dapo")["clip_high"], algo_defaults("grpo")["aggregation"]
-    (0.28, 'sequence')
+    >>> algo_defaults("dapo")["clip_high"], algo_defaults("grpo")["aggregation"], algo_defaults("ppo")["kl_penalty"]
+    (0.28, 'sequence', 'reward')
     """
     if algo not in ALGOS:
         raise InputError(f"algo must be one of {ALGOS}, got {algo!r}")
     return {
-        "grpo": dict(clip_low=0.2, clip_high=0.2, kl_coef=0.04, aggregation="sequence", dynamic_sampling=False,
-                     overlong_shaping=False, overlong_filter=False, lm_coef=0.0, value_pretrain_steps=0),
-        "dapo": dict(clip_low=0.2, clip_high=0.28, kl_coef=0.0, aggregation="token", dynamic_sampling=True,
-                     overlong_shaping=True, overlong_filter=True, lm_coef=0.0, value_pretrain_steps=0),
-        "vapo": dict(clip_low=0.2, clip_high=0.28, kl_coef=0.0, aggregation="token", dynamic_sampling=False,
-                     overlong_shaping=False, overlong_filter=False, lm_coef=0.1, value_pretrain_steps=20),
+        "grpo": dict(clip_low=0.2, clip_high=0.2, kl_coef=0.04, kl_penalty="loss", aggregation="sequence",
+                     dynamic_sampling=False, overlong_shaping=False, overlong_filter=False, lm_coef=0.0,
+                     value_pretrain_steps=0),
+        "dapo": dict(clip_low=0.2, clip_high=0.28, kl_coef=0.0, kl_penalty="loss", aggregation="token",
+                     dynamic_sampling=True, overlong_shaping=True, overlong_filter=True, lm_coef=0.0,
+                     value_pretrain_steps=0),
+        "vapo": dict(clip_low=0.2, clip_high=0.28, kl_coef=0.0, kl_penalty="loss", aggregation="token",
+                     dynamic_sampling=False, overlong_shaping=False, overlong_filter=False, lm_coef=0.1,
+                     value_pretrain_steps=20, lam_critic=1.0, lam_policy=None),
+        "ppo": dict(clip_low=0.2, clip_high=0.2, kl_coef=0.05, kl_penalty="reward", aggregation="token",
+                    dynamic_sampling=False, overlong_shaping=False, overlong_filter=False, lm_coef=0.0,
+                    value_pretrain_steps=0, lam_critic=0.95, lam_policy=0.95),
     }[algo]
 
 
@@ -60,7 +73,7 @@ def algo_defaults(algo: str) -> dict:
 class RLConfig:
     name: str = "rl"  # run directory name under the output root
     model: str = ""  # the chat model to improve (a folder written by llmlab sft)
-    algo: str = "grpo"  # grpo | dapo | vapo: picks the defaults of the None settings below (algo_defaults)
+    algo: str = "grpo"  # grpo | dapo | vapo | ppo: picks the defaults of the None settings below (algo_defaults)
     train: TrainConfig = RL_TRAIN  # the loop: steps, lr, schedule, grad_clip, seed, checkpoints
     prompts_per_step: int = 8  # distinct prompts per step (each answered group_size times)
     group_size: int = 8  # completions sampled per prompt (the group GRPO/DAPO normalise within)
@@ -70,8 +83,9 @@ class RLConfig:
     minibatches: int = 2  # optimizer steps per pass (the rollouts split into this many minibatches)
     clip_low: float | None = None  # ratio clipped below at 1 - clip_low (None = the algorithm's)
     clip_high: float | None = None  # ratio clipped above at 1 + clip_high; > clip_low is clip-higher
-    kl_coef: float | None = None  # weight of the k3 KL to the starting policy (0 = no reference model)
-    aggregation: str | None = None  # token (DAPO/VAPO: one mean over all tokens) | sequence (GRPO)
+    kl_coef: float | None = None  # weight of the KL to the starting policy (0 = no reference model)
+    kl_penalty: str | None = None  # loss (k3 KL added to the loss) | reward (per-token reward, GAE algos: ppo)
+    aggregation: str | None = None  # token (DAPO/VAPO/PPO: one mean over all tokens) | sequence (GRPO)
     scale_advantages: bool = True  # group advantages divided by the group's std (False: Dr. GRPO)
     dynamic_sampling: bool | None = None  # keep only groups whose rewards differ, drawing more prompts
     max_draws: int = 4  # dynamic sampling: most prompt batches drawn per step
@@ -79,12 +93,13 @@ class RLConfig:
     overlong_filter: bool | None = None  # truncated completions take no part in the loss
     overlong_max_len: int = 0  # the penalty reaches -1 at this length (0 = max_new_tokens)
     overlong_cache: int = 2  # the penalty grows over the last this-many tokens before overlong_max_len
-    value_lr: float | None = None  # VAPO critic learning rate (None = 2 x lr, VAPO's ratio)
-    value_pretrain_steps: int | None = None  # VAPO: critic steps on the starting policy's returns first
-    lam_critic: float = 1.0  # VAPO: GAE lambda of the value targets (1 = Monte-Carlo returns)
+    value_lr: float | None = None  # critic learning rate (vapo, ppo; None = 2 x lr, VAPO's ratio)
+    value_pretrain_steps: int | None = None  # critic steps on the starting policy's returns first (vapo, ppo)
+    lam_critic: float | None = None  # GAE lambda of the value targets (1 = Monte-Carlo returns)
+    lam_policy: float | None = None  # GAE lambda of the advantages (vapo: None = length-adaptive, by lam_alpha)
     lam_alpha: float = 0.05  # VAPO: policy lambda = 1 - 1/(lam_alpha * length) in [0, 1] (0.05: 0 below 20 tokens)
-    gamma: float = 1.0  # discount of GAE (VAPO)
-    whiten_advantages: bool = True  # VAPO: GAE advantages shifted and scaled to mean 0, std 1 over the batch's tokens
+    gamma: float = 1.0  # discount of GAE (vapo, ppo)
+    whiten_advantages: bool = True  # GAE advantages (vapo, ppo) shifted and scaled to mean 0, std 1 over the tokens
     lm_coef: float | None = None  # weight of the NLL of completions with reward 1 (VAPO's positive-example loss)
     eval_problems: int = 100  # arithmetic test problems answered greedily before and after (0 = skip)
     arithmetic_max_digits: int = 2  # operands have 2..this many digits (train prompts and test)
@@ -99,11 +114,11 @@ class RLConfig:
         for k, v in algo_defaults(self.algo).items():
             if getattr(self, k) is None:
                 object.__setattr__(self, k, v)
-        if self.value_lr is None and self.algo == "vapo":
+        if self.value_lr is None and self.uses_critic:
             object.__setattr__(self, "value_lr", 2 * self.train.lr)
         self._check_counts()
         self._check_policy()
-        self._check_vapo()
+        self._check_critic()
         for k, v in UNUSED_TRAIN.items():
             if getattr(self.train, k) != v:
                 raise InputError(f"reinforcement learning runs with {k}={v!r}, got {getattr(self.train, k)!r}")
@@ -116,9 +131,9 @@ class RLConfig:
         for k in ("overlong_max_len", "eval_problems"):
             if getattr(self, k) < 0:
                 raise InputError(f"{k} must be >= 0, got {getattr(self, k)}")
-        if self.group_size < 1 or (self.group_size < 2 and self.algo != "vapo"):
+        if self.group_size < 1 or (self.group_size < 2 and not self.uses_critic):
             raise InputError(f"group_size must be >= 2 for {self.algo} (its advantages compare the completions of "
-                             f"one prompt), got {self.group_size}" if self.algo != "vapo" else
+                             f"one prompt), got {self.group_size}" if not self.uses_critic else
                              f"group_size must be >= 1, got {self.group_size}")
         n = self.prompts_per_step * self.group_size
         if self.minibatches > n:
@@ -140,25 +155,34 @@ class RLConfig:
             raise InputError(f"clip_high must be >= 0, got {self.clip_high}")
         if not self.kl_coef >= 0:
             raise InputError(f"kl_coef must be >= 0, got {self.kl_coef}")
+        if self.kl_penalty not in KL_PENALTIES:
+            raise InputError(f"kl_penalty must be one of {KL_PENALTIES}, got {self.kl_penalty!r}")
+        if self.kl_penalty == "reward" and not self.uses_critic:
+            raise InputError(f"kl_penalty 'reward' puts the KL into per-token rewards, which only GAE advantages "
+                             f"({', '.join(CRITIC_ALGOS)}) see; {self.algo}'s advantages take one score per "
+                             "completion: use kl_penalty 'loss'")
         if self.aggregation not in AGGREGATIONS:
             raise InputError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
         if not self.lm_coef >= 0:
             raise InputError(f"lm_coef must be >= 0, got {self.lm_coef}")
-        if self.dynamic_sampling and self.algo == "vapo":
-            raise InputError("dynamic sampling keeps groups for group-relative advantages (grpo, dapo); vapo's "
-                             "advantages come from its value model")
+        if self.dynamic_sampling and self.uses_critic:
+            raise InputError(f"dynamic sampling keeps groups for group-relative advantages (grpo, dapo); "
+                             f"{self.algo}'s advantages come from its value model")
 
-    def _check_vapo(self):
-        if self.algo != "vapo":
-            if self.value_pretrain_steps or self.value_lr is not None:
-                raise InputError(f"value_lr and value_pretrain_steps apply to the value model of vapo, not {self.algo}")
+    def _check_critic(self):
+        # lam_critic is not refused without a critic: configs saved before it was the algorithm's carry 1.0
+        if not self.uses_critic:
+            if self.value_pretrain_steps or self.value_lr is not None or self.lam_policy is not None:
+                raise InputError(f"value_lr, value_pretrain_steps and lam_policy apply to the value model of "
+                                 f"{' and '.join(CRITIC_ALGOS)}, not {self.algo}")
             return
         if not 0 < self.value_lr <= 1:
             raise InputError(f"value_lr must be in (0, 1], got {self.value_lr}")
         if self.value_pretrain_steps < 0:
             raise InputError(f"value_pretrain_steps must be >= 0, got {self.value_pretrain_steps}")
-        if not 0 <= self.lam_critic <= 1:
-            raise InputError(f"lam_critic must be in [0, 1], got {self.lam_critic}")
+        for k in ("lam_critic", "lam_policy"):
+            if getattr(self, k) is not None and not 0 <= getattr(self, k) <= 1:
+                raise InputError(f"{k} must be in [0, 1], got {getattr(self, k)}")
         if not self.lam_alpha > 0:
             raise InputError(f"lam_alpha must be > 0, got {self.lam_alpha}")
         if not 0 < self.gamma <= 1:
@@ -171,7 +195,7 @@ class RLConfig:
 
     @property
     def uses_critic(self) -> bool:
-        return self.algo == "vapo"
+        return self.algo in CRITIC_ALGOS
 
     @property
     def corpus(self) -> str:

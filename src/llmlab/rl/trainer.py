@@ -1,4 +1,5 @@
-"""The reinforcement-learning loop (topic 78, with DAPO's and VAPO's changes of topics 82, 83).
+"""The reinforcement-learning loop (topic 78, with DAPO's and VAPO's changes of topics 82, 83, and
+RLHF's PPO as in InstructGPT).
 
 One step:
 
@@ -8,17 +9,20 @@ One step:
    batch holds `prompts_per_step` such groups, or `max_draws` batches were drawn.
 2. **Score.** The task's reward of each completion (1 for the right answer), plus DAPO's soft overlong
    penalty when shaping is on. The sampling policy's token log-probabilities are kept (PPO's old
-   policy), and the frozen reference model's when the KL term is on.
+   policy), and the frozen reference model's when the KL term is on. With ``kl_penalty`` "reward"
+   (PPO) every completion token's reward is ``-kl_coef * (log pi_old - log pi_ref)``, the score added
+   at the last token (`kl_shaped_rewards`); with "loss" the reward is the score alone.
 3. **Advantages.** GRPO and DAPO: each reward against its group (`group_advantages`), on every token.
-   VAPO: GAE from the critic's values, with lambda = `lam_critic` for the value targets and the
-   length-adaptive lambda for the policy (decoupled GAE).
+   VAPO and PPO: GAE from the critic's values, with lambda = `lam_critic` for the value targets and
+   `lam_policy` for the policy (PPO 0.95 both; VAPO 1 and a length-adaptive lambda: decoupled GAE).
 4. **Update.** `ppo_epochs` passes over the batch in `minibatches` minibatches: the clipped surrogate
    (`policy_loss`, clip range ``[1 - clip_low, 1 + clip_high]``, token- or sequence-mean), plus
-   ``kl_coef`` x the k3 KL to the reference, plus VAPO's ``lm_coef`` x NLL of the completions that
-   earned the reward and the critic's value loss; DAPO's overlong filtering leaves truncated
-   completions out of the policy loss. Gradient norms are clipped, policy and critic apart.
+   ``kl_coef`` x the k3 KL to the reference (``kl_penalty`` "loss"), plus VAPO's ``lm_coef`` x NLL of
+   the completions that earned the reward and the critic's value loss; DAPO's overlong filtering
+   leaves truncated completions out of the policy loss. Gradient norms are clipped, policy and critic apart.
 
-VAPO first runs `value_pretrain_steps` critic-only steps on completions of the starting policy.
+VAPO (and PPO, if asked) first runs `value_pretrain_steps` critic-only steps on completions of the
+starting policy.
 Dropout is off throughout (the model stays in eval mode): the ratio of new to old probabilities must
 compare the same function.
 
@@ -47,6 +51,7 @@ from llmlab.rl.advantages import (
     gae,
     group_advantages,
     informative_groups,
+    kl_shaped_rewards,
     length_adaptive_lambda,
     terminal_rewards,
     whiten,
@@ -84,7 +89,7 @@ class Batch:
     old_logp: torch.Tensor  # (B, T) under the policy that sampled
     advantages: torch.Tensor  # (B, T)
     ref_logp: torch.Tensor | None = None  # (B, T) under the reference model (KL term)
-    returns: torch.Tensor | None = None  # (B, T) the critic's targets (VAPO)
+    returns: torch.Tensor | None = None  # (B, T) the critic's targets (VAPO, PPO)
 
 
 class _Weights:
@@ -224,8 +229,13 @@ class RLTrainer:
             return b, stats
         values = completion_values(self.critic, ro.prompts, ro.tokens, ro.mask)  # (B, T)
         rewards = terminal_rewards(b.scores, mask)
+        if self.ref is not None and cfg.kl_penalty == "reward":
+            rewards = kl_shaped_rewards(b.scores, old_logp, b.ref_logp, mask, cfg.kl_coef)
+            penalty = cfg.kl_coef * ((old_logp - b.ref_logp) * mask).sum(dim=1)  # (B,) each completion's charge
+            stats["kl_penalty"] = float(penalty.mean())
         b.returns = gae(rewards, values, mask, cfg.gamma, cfg.lam_critic)[1]
-        lam = length_adaptive_lambda(ro.lengths, cfg.lam_alpha).to(dev)  # (B,)
+        lam = (torch.full((len(ro),), cfg.lam_policy, device=dev) if cfg.lam_policy is not None
+               else length_adaptive_lambda(ro.lengths, cfg.lam_alpha).to(dev))  # (B,)
         b.advantages = gae(rewards, values, mask, cfg.gamma, lam)[0]
         if cfg.whiten_advantages:
             b.advantages = whiten(b.advantages, mask)
@@ -265,7 +275,7 @@ class RLTrainer:
             loss, out = policy_loss(logp, b.old_logp[rows], b.advantages[rows], lmask, cfg.clip_low, cfg.clip_high,
                                     cfg.aggregation)
             out["policy_loss"] = float(loss.detach())
-            if self.ref is not None:
+            if self.ref is not None and cfg.kl_penalty == "loss":
                 kl = aggregate(kl_k3(logp, b.ref_logp[rows]), lmask, cfg.aggregation)
                 loss = loss + cfg.kl_coef * kl
             if cfg.lm_coef:
