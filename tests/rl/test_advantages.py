@@ -1,7 +1,7 @@
 """Advantages against their definitions written out element by element: GRPO's group statistics
 (Python's statistics module, TRL's formula), GAE as the discounted sum of TD errors, VAPO's
-length-adaptive lambda; and the invariants that make them useful (lam = 1 gives Monte-Carlo returns,
-an all-equal group has no signal)."""
+length-adaptive lambda, InstructGPT's per-token KL rewards; and the invariants that make them useful
+(lam = 1 gives Monte-Carlo returns, an all-equal group has no signal)."""
 
 import math
 import statistics
@@ -16,6 +16,7 @@ from llmlab.rl.advantages import (
     gae,
     group_advantages,
     informative_groups,
+    kl_shaped_rewards,
     length_adaptive_lambda,
     terminal_rewards,
 )
@@ -122,6 +123,36 @@ def test_terminal_rewards_sit_on_the_last_real_token():
     assert out.tolist() == [[0.0, 0.0, 3.0], [0.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]
     with pytest.raises(InputError, match="one per row"):
         terminal_rewards(torch.zeros(2), mask)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_kl_shaped_rewards_equal_instructgpts_formula_token_by_token(data):
+    B, T = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 6))
+    lengths = data.draw(st.lists(st.integers(0, T), min_size=B, max_size=B))
+    kl_coef = data.draw(st.sampled_from([0.05, 0.2, 1.0]))
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 1000)))
+    scores, old, ref = torch.randn(B, generator=g), -torch.rand(B, T, generator=g), -torch.rand(B, T, generator=g)
+    mask = (torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]).long()
+    got = kl_shaped_rewards(scores, old, ref, mask, kl_coef)
+    for b in range(B):
+        for t in range(T):
+            want = 0.0
+            if t < lengths[b]:  # r_t = -beta (log pi_old - log pi_ref), plus the score at the last token
+                want = -kl_coef * (float(old[b, t]) - float(ref[b, t])) + (float(scores[b]) if t == lengths[b] - 1
+                                                                            else 0.0)
+            assert float(got[b, t]) == pytest.approx(want, rel=1e-5, abs=1e-6), (b, t)
+    torch.testing.assert_close(kl_shaped_rewards(scores, old, ref, mask, 0.0), terminal_rewards(scores, mask))
+
+
+def test_kl_shaped_rewards_refuse_bad_input():
+    mask = torch.ones(1, 2)
+    with pytest.raises(InputError, match="kl_coef"):
+        kl_shaped_rewards(torch.zeros(1), torch.zeros(1, 2), torch.zeros(1, 2), mask, -0.1)
+    with pytest.raises(InputError, match="does not match"):
+        kl_shaped_rewards(torch.zeros(1), torch.zeros(1, 3), torch.zeros(1, 2), mask, 0.1)
+    with pytest.raises(InputError, match="one per row"):
+        kl_shaped_rewards(torch.zeros(2), torch.zeros(1, 2), torch.zeros(1, 2), mask, 0.1)
 
 
 @given(st.lists(st.integers(1, 5000), min_size=1, max_size=20), st.sampled_from([0.05, 0.01, 0.5]))

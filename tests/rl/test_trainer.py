@@ -1,5 +1,6 @@
 """The RL loop: each algorithm raises a reward it starts far from, dynamic sampling keeps only groups
-whose rewards differ, overlong shaping and filtering, VAPO's value pretraining, and exact resume."""
+whose rewards differ, overlong shaping and filtering, VAPO's value pretraining, PPO's KL in the reward,
+and exact resume."""
 
 import dataclasses
 import json
@@ -8,7 +9,8 @@ import pytest
 import torch
 
 from llmlab.core.errors import InputError
-from llmlab.rl.advantages import gae, length_adaptive_lambda, terminal_rewards, whiten
+from llmlab.rl import trainer as trainer_module
+from llmlab.rl.advantages import gae, kl_shaped_rewards, length_adaptive_lambda, terminal_rewards, whiten
 from llmlab.rl.config import RL_TRAIN, RLConfig, algo_defaults
 from llmlab.rl.losses import aggregate
 from llmlab.rl.trainer import RLTrainer, Task
@@ -33,7 +35,7 @@ def records(path):
     return [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("algo,steps", [("grpo", 30), ("dapo", 60), ("vapo", 30)])
+@pytest.mark.parametrize("algo,steps", [("grpo", 30), ("dapo", 60), ("vapo", 30), ("ppo", 30)])
 def test_each_algorithm_raises_a_reward_it_rarely_earns_at_first(policy, chat_tok, prompt, end, tmp_path, algo, steps):
     tr = make(policy, chat_tok, end, first_token_task(chat_tok, prompt), tmp_path, algo, steps)
     tr.fit()
@@ -126,10 +128,45 @@ def test_vapo_advantages_are_decoupled_gae_whitened_and_its_targets_monte_carlo(
     assert stats["lam_actor"] == pytest.approx(float(lam.mean()))
 
 
-@pytest.mark.parametrize("algo", ["grpo", "dapo", "vapo"])
+@pytest.mark.parametrize("algo,lam,kw", [("ppo", 0.95, {}), ("vapo", 0.7, dict(lam_policy=0.7))])
+def test_ppo_charges_the_kl_in_the_reward_and_a_fixed_lam_policy_reaches_gae(policy, chat_tok, prompt, end, tmp_path,
+                                                                            algo, lam, kw):
+    kw = dict(kl_coef=0.05, kl_penalty="reward", whiten_advantages=False, gamma=0.9, **kw)
+    tr = make(policy, chat_tok, end, first_token_task(chat_tok, prompt), tmp_path, algo, **kw)
+    torch.nn.init.normal_(tr.critic.lm_head.weight, std=0.3)  # values that differ token by token
+    with torch.no_grad():
+        tr.policy.lm_head.weight.add_(0.5 * torch.randn_like(tr.policy.lm_head.weight))  # policy != reference
+    ro, correct, scores, _ = tr.collect()
+    scores = torch.arange(32.0) % 2
+    b, stats = tr.prepare(ro, correct, scores)
+    values = completion_values(tr.critic, ro.prompts, ro.tokens, ro.mask)
+    rewards = kl_shaped_rewards(scores, b.old_logp, b.ref_logp, ro.mask, 0.05)
+    assert not torch.allclose(rewards, terminal_rewards(scores, ro.mask))  # the KL charge is not 0
+    torch.testing.assert_close(b.returns, gae(rewards, values, ro.mask, 0.9, tr.cfg.lam_critic)[1])
+    torch.testing.assert_close(b.advantages, gae(rewards, values, ro.mask, 0.9, lam)[0])
+    assert not torch.allclose(b.advantages, gae(rewards, values, ro.mask, 0.9, 1.0)[0])
+    assert stats["lam_actor"] == pytest.approx(lam)
+    charge = [0.05 * sum(b.old_logp[r, t] - b.ref_logp[r, t] for t in range(int(ro.lengths[r]))) for r in range(32)]
+    assert stats["kl_penalty"] == pytest.approx(float(sum(charge) / 32), abs=1e-6) and stats["kl_penalty"] != 0
+
+
+@pytest.mark.parametrize("penalty", ["reward", "loss"])
+def test_the_kl_enters_the_loss_only_when_kl_penalty_is_loss(policy, chat_tok, prompt, end, tmp_path, monkeypatch,
+                                                              penalty):
+    tr = make(policy, chat_tok, end, first_token_task(chat_tok, prompt), tmp_path, "ppo", kl_penalty=penalty)
+    b, _ = tr.prepare(*tr.collect()[:3])
+    calls = []
+    monkeypatch.setattr(trainer_module, "kl_k3", lambda *a: calls.append(1) or torch.zeros_like(a[0]))
+    tr.minibatch(b, torch.arange(16))
+    assert len(calls) == (penalty == "loss")
+    with_reward = tr.prepare(*tr.collect()[:3])[1]
+    assert ("kl_penalty" in with_reward) == (penalty == "reward")
+
+
+@pytest.mark.parametrize("algo", ["grpo", "dapo", "vapo", "ppo"])
 def test_a_resumed_run_equals_the_uninterrupted_one_exactly(policy, chat_tok, prompt, end, tmp_path, algo):
     task = first_token_task(chat_tok, prompt)
-    kw = dict(value_pretrain_steps=2) if algo == "vapo" else {}
+    kw = dict(value_pretrain_steps={"vapo": 2, "ppo": 1}[algo]) if algo in ("vapo", "ppo") else {}
     whole = make(policy, chat_tok, end, task, tmp_path / "whole", algo, steps=4, every=2, **kw)
     whole.fit()
     first = make(policy, chat_tok, end, task, tmp_path / "split", algo, steps=4, every=2, **kw)
@@ -172,8 +209,37 @@ def test_config_defaults_per_algorithm_and_explicit_flags_win():
     assert v.uses_critic and v.lm_coef == 0.1 and v.value_pretrain_steps > 0 and v.value_lr == 2 * v.train.lr
     assert RLConfig(algo="dapo", clip_high=0.4, dynamic_sampling=False).clip_high == 0.4
     assert RLConfig.from_dict(json.loads(json.dumps(d.to_dict()))) == d
-    for algo in ("grpo", "dapo", "vapo"):
+    for algo in ("grpo", "dapo", "vapo", "ppo"):
         assert set(algo_defaults(algo)) <= {f.name for f in dataclasses.fields(RLConfig)}
+
+
+def test_ppo_defaults_are_instructgpts_and_explicit_flags_win():
+    p = RLConfig(algo="ppo")
+    assert (p.clip_low, p.clip_high, p.kl_coef, p.kl_penalty, p.aggregation, p.lm_coef) == \
+           (0.2, 0.2, 0.05, "reward", "token", 0.0)
+    assert (p.dynamic_sampling, p.overlong_shaping, p.overlong_filter) == (False, False, False)
+    assert p.uses_critic and p.value_pretrain_steps == 0 and p.value_lr == 2 * p.train.lr
+    assert (p.gamma, p.lam_critic, p.lam_policy, p.whiten_advantages) == (1.0, 0.95, 0.95, True)
+    assert RLConfig(algo="ppo", group_size=1).group_size == 1  # the critic is the baseline: no group needed
+    q = RLConfig(algo="ppo", kl_penalty="loss", kl_coef=0.1, lam_policy=0.9, lam_critic=1.0, value_pretrain_steps=5,
+                 clip_high=0.28, value_lr=1e-3)
+    assert (q.kl_penalty, q.kl_coef, q.lam_policy, q.lam_critic, q.value_pretrain_steps, q.clip_high, q.value_lr) == \
+           ("loss", 0.1, 0.9, 1.0, 5, 0.28, 1e-3)
+    assert RLConfig.from_dict(json.loads(json.dumps(q.to_dict()))) == q
+    for algo in ("grpo", "dapo", "vapo"):  # the others keep the KL in the loss, vapo its length-adaptive lambda
+        c = RLConfig(algo=algo)
+        assert c.kl_penalty == "loss" and c.lam_policy is None
+    assert RLConfig(algo="vapo").lam_critic == 1.0 and RLConfig(algo="vapo", lam_policy=0.9).lam_policy == 0.9
+
+
+@pytest.mark.parametrize("algo", ["grpo", "dapo", "vapo"])
+def test_a_config_saved_before_ppo_loads_and_resolves_as_it_did(algo):
+    new = RLConfig(algo=algo)
+    old = {k: v for k, v in new.to_dict().items() if k not in ("kl_penalty", "lam_policy")}
+    old["lam_critic"] = 1.0  # a plain default then, saved by every algorithm
+    cfg = RLConfig.from_dict(json.loads(json.dumps(old)))
+    assert (cfg.kl_penalty, cfg.lam_policy, cfg.lam_critic) == ("loss", None, 1.0)
+    assert dataclasses.replace(cfg, lam_critic=new.lam_critic) == new
 
 
 @pytest.mark.parametrize("kw,msg", [
@@ -183,6 +249,13 @@ def test_config_defaults_per_algorithm_and_explicit_flags_win():
     (dict(algo="grpo", aggregation="mean"), "aggregation"),
     (dict(algo="grpo", temperature=0.0), "temperature"),
     (dict(algo="grpo", value_pretrain_steps=5), "apply to the value model"),
+    (dict(algo="dapo", lam_policy=0.9), "apply to the value model"),
+    (dict(algo="ppo", kl_penalty="both"), "kl_penalty must be one of"),
+    (dict(algo="grpo", kl_penalty="reward"), "kl_penalty 'reward'"),
+    (dict(algo="ppo", lam_policy=1.5), "lam_policy must be in"),
+    (dict(algo="ppo", lam_critic=-0.1), "lam_critic must be in"),
+    (dict(algo="ppo", group_size=0), "group_size must be >= 1"),
+    (dict(algo="ppo", dynamic_sampling=True), "dynamic sampling"),
     (dict(algo="vapo", dynamic_sampling=True), "dynamic sampling"),
     (dict(algo="grpo", minibatches=100), "minibatches"),
     (dict(algo="dapo", overlong_cache=9), "overlong_cache"),
