@@ -23,7 +23,7 @@ def rl(chat_dir, out, *flags):
                  "--checkpoint-every", "2", *flags])
 
 
-@pytest.mark.parametrize("algo", ["grpo", "vapo"])
+@pytest.mark.parametrize("algo", ["grpo", "vapo", "ppo"])
 def test_rl_writes_the_run_directory_and_report(chat_dir, tmp_path, capsys, algo):
     flags = ["--algo", algo] + (["--value-pretrain-steps", "2"] if algo == "vapo" else [])
     assert rl(chat_dir, tmp_path, *flags) == 0
@@ -33,13 +33,16 @@ def test_rl_writes_the_run_directory_and_report(chat_dir, tmp_path, capsys, algo
     assert {p.name for p in run.iterdir()} >= {"config.json", "data.json", "metrics.jsonl", "checkpoints", "model",
                                                "report.md", "summary.json"}
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["algo"] == algo and cfg["clip_high"] == (0.2 if algo == "grpo" else 0.28)
+    assert cfg["algo"] == algo and cfg["clip_high"] == (0.28 if algo == "vapo" else 0.2)
+    assert cfg["kl_penalty"] == ("reward" if algo == "ppo" else "loss")
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert records[0]["before"] and records[-1]["after"] and "test_accuracy" in records[-1]
     n = 3 + (2 if algo == "vapo" else 0)
     assert [r["step"] for r in records[1:-1]] == list(range(1, n + 1))
+    assert ("kl_penalty" in records[-2]) == (algo == "ppo")  # the per-completion KL charge, logged per step
     report = (run / "report.md").read_text()
     assert f"({algo})" in report and "exact match, arithmetic test" in report and "| reward |" in report
+    assert ("| kl_penalty |" in report) == (algo == "ppo")
     model, tok = load_model(run / "model")
     assert tok.vocab_size == model.config.vocab_size and (run / "model" / "tokenizer_config.json").is_file()
     # a rerun of the finished run resumes at its end: same metrics, nothing retrained
@@ -53,12 +56,23 @@ def test_rl_writes_the_run_directory_and_report(chat_dir, tmp_path, capsys, algo
     (["--group-size", "1"], "group_size must be >= 2"),
     (["--algo", "dapo", "--clip-low", "1.5"], "clip_low"),
     (["--value-pretrain-steps", "3"], "value model of vapo"),
+    (["--kl-penalty", "reward"], "kl_penalty 'reward'"),
+    (["--algo", "ppo", "--lam-policy", "1.5"], "lam_policy must be in"),
     (["--lr", "2"], "lr must be in"),
 ])
 def test_bad_settings_exit_2_and_write_nothing(chat_dir, tmp_path, capsys, flags, msg):
     assert rl(chat_dir, tmp_path / "runs", *flags) == 2
     assert msg in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_help_lists_each_algorithms_defaults(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["rl", "--algo", "ppo", "--help"])
+    assert e.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "grpo | dapo | vapo | ppo" in out and "--kl-penalty" in out and "--lam-policy" in out
+    assert "grpo loss, dapo loss, vapo loss, ppo reward" in out and "vapo 1.0, ppo 0.95" in out
 
 
 def test_a_model_without_chat_tokens_is_refused_with_the_way_out(plain_dir, tmp_path, capsys):
