@@ -45,8 +45,8 @@ UNUSED_TRAIN = {"precision": "fp32", "grad_accum": 1, "compile": False, "grad_ch
 
 
 def algo_defaults(algo: str) -> dict:
-    """Each algorithm's published settings (those a None field takes; one an algorithm leaves out, or
-    gives as None, it does not use, and vapo's lam_policy None is its length-adaptive lambda).
+    """Each algorithm's published settings (those a None field takes). A setting an algorithm does not
+    list stays None because it does not use it; vapo's lam_policy None means its length-adaptive lambda.
 
     >>> algo_defaults("dapo")["clip_high"], algo_defaults("grpo")["aggregation"], algo_defaults("ppo")["kl_penalty"]
     (0.28, 'sequence', 'reward')
