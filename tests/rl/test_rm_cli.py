@@ -88,3 +88,38 @@ def test_bad_settings_exit_2_and_write_nothing(chat_dir, tmp_path, capsys, flags
 def test_a_language_model_is_not_a_reward_model_to_score_with(chat_dir, capsys):
     assert main(["rm", "score", "--model", str(chat_dir)]) == 2
     assert "not a reward model" in capsys.readouterr().err
+
+
+def rl_with(chat_dir, out, reward_model, *flags):
+    return main(["rl", "--model", str(chat_dir), "-o", str(out), "--name", "p", "--algo", "ppo", "--reward-model",
+                 str(reward_model), "--steps", "2", "--prompts-per-step", "2", "--group-size", "2",
+                 "--max-new-tokens", "3", "--eval-problems", "3", "--arithmetic-train", "20", *flags])
+
+
+def test_rl_trains_on_the_reward_models_scores(chat_dir, trained, tmp_path, capsys):
+    assert rl_with(chat_dir, tmp_path, trained / "model") == 0
+    run = tmp_path / "p"
+    assert json.loads((run / "config.json").read_text())["reward_model"] == str(trained / "model")
+    assert json.loads((run / "data.json").read_text())["reward_model_sha256"]
+    assert "normalised score of the reward model" in (run / "report.md").read_text()
+    steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"phase"' in x]
+    # rewards are the model's normalised scores (the tiny chat model is never right, so exact answers would give 0)
+    assert all(r["accuracy"] == 0 for r in steps) and any(r["reward"] != 0 for r in steps)
+
+
+def test_rl_refuses_a_reward_model_of_another_tokenizer_or_none(chat_dir, trained, tmp_path, capsys, chat_tok):
+    from llmlab.adapt.chat import ChatTemplate, add_chat_tokens
+    from llmlab.models import CausalLM, ModelConfig
+    from llmlab.pipeline.sft import tokenizer_config
+    from llmlab.rl.reward_model import make_reward_model, save_reward_model
+    from llmlab.tokenizers import CharTokenizer
+
+    other = add_chat_tokens(None, CharTokenizer.train(["0123456789+=-*x"]))
+    rm = make_reward_model(CausalLM(ModelConfig(vocab_size=other.vocab_size, dim=16, n_layer=1, n_head=2, n_kv_head=2,
+                                                max_seq_len=32)))
+    save_reward_model(rm, tmp_path / "other", other, tokenizer_config(other, ChatTemplate()), 0.0, 1.0)
+    assert rl_with(chat_dir, tmp_path / "runs", tmp_path / "other") == 2
+    assert "another tokenizer" in capsys.readouterr().err
+    assert rl_with(chat_dir, tmp_path / "runs", chat_dir) == 2
+    assert "not a reward model" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -265,3 +265,21 @@ def test_a_config_saved_before_ppo_loads_and_resolves_as_it_did(algo):
 def test_bad_settings_are_refused_by_name(kw, msg):
     with pytest.raises(InputError, match=msg):
         RLConfig(**kw)
+
+
+def test_a_reward_models_scores_train_the_policy_while_accuracy_counts_right_answers(policy, chat_tok, prompt, end,
+                                                                                      tmp_path):
+    seen = []
+
+    def score(prompts, completions):  # stands in for a reward model: it sees each completion as sampled
+        seen.extend(completions)
+        return torch.tensor([float(len(c)) for c in completions])
+
+    want = chat_tok.encode("7")
+    task = Task([prompt(q) for q in QUESTIONS], lambda i, ids: float(ids[:1] == want), score)
+    tr = make(policy, chat_tok, end, task, tmp_path)
+    ro, correct, scores, _ = tr.collect()
+    assert scores.tolist() == ro.lengths.float().tolist()
+    assert seen == [ro.tokens[b, : int(ro.lengths[b])].tolist() for b in range(len(ro))]
+    assert all(c[-1] == end for c, t in zip(seen, ro.truncated.tolist()) if not t)
+    assert correct.tolist() == [float(ro.answer_ids(b, end)[:1] == want) for b in range(len(ro))]

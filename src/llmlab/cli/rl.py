@@ -17,8 +17,8 @@ def register(sub) -> None:
     from llmlab.train.config import TrainConfig
 
     p = add_command(sub, "rl", "improve a chat model (from llmlab sft) by reinforcement: it answers arithmetic "
-                    "questions, exact answers earn reward 1 (GRPO, DAPO, VAPO or PPO; resumes if the run exists); "
-                    "prints test exact match before and after", run)
+                    "questions, exact answers earn reward 1, or a reward model scores them (--reward-model); GRPO, "
+                    "DAPO, VAPO or PPO; resumes if the run exists; prints test exact match before and after", run)
     p.add_argument("--algo", default="grpo", help="grpo | dapo | vapo | ppo: sets the defaults of the settings marked "
                    "'the algorithm's' (explicit flags win)")
     p.add_argument("--model", required=True, help="chat model directory (llmlab sft writes runs/NAME/model)")

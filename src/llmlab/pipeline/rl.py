@@ -1,6 +1,7 @@
 """Reinforcement-learning run (topics 78, 82, 83): a chat model from `llmlab sft` answers arithmetic
-questions, each answer is rewarded 1 when it is exactly right, and GRPO, DAPO, VAPO or PPO
-(`llmlab.rl.trainer`) moves the policy toward the rewarded answers. The run directory has the layout
+questions, each answer is rewarded 1 when it is exactly right (or, with `reward_model`, by a reward
+model's score: RLHF's third stage), and GRPO, DAPO, VAPO or PPO (`llmlab.rl.trainer`) moves the policy
+toward the rewarded answers. The run directory has the layout
 of a fine-tuning run:
 
     runs/<name>/
@@ -28,7 +29,7 @@ from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
 from llmlab.models import count_parameters, load_model, save_model
 from llmlab.models.card import ModelCard
 from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
-from llmlab.pipeline.sft import recorded, sft_fingerprint, tokenizer_config
+from llmlab.pipeline.sft import recorded, sft_fingerprint, sha256_file, tokenizer_config
 from llmlab.rl.config import RLConfig
 from llmlab.rl.rewards import answer_reward
 from llmlab.rl.trainer import RLTrainer, Task
@@ -62,7 +63,22 @@ def arithmetic_task(cfg: RLConfig, tok, template: ChatTemplate) -> tuple[Task, l
     problems = arithmetic(cfg.arithmetic_train, "train", max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
     check_known(tok, arithmetic_conversations(problems))
     prompts = [template.prompt_ids(tok, [{"role": "user", "content": p.question}]) for p in problems]
-    return Task(prompts, lambda i, ids: answer_reward(tok.decode(ids), problems[i].answer)), problems
+    score = reward_model_scorer(cfg, template) if cfg.reward_model else None
+    return Task(prompts, lambda i, ids: answer_reward(tok.decode(ids), problems[i].answer), score), problems
+
+
+def reward_model_scorer(cfg: RLConfig, template: ChatTemplate):
+    """The reward model's normalised scores (`RewardScorer`); InputError unless it reads the policy's
+    tokens and chat template (it was trained from this model or one with its tokenizer)."""
+    from llmlab.rl.reward_model import RewardScorer, load_reward_model
+
+    rm, rm_tok, norm = load_reward_model(cfg.reward_model, cfg.train.device)
+    same_tokens = sha256_file(Path(cfg.reward_model) / "tokenizer.json") == sha256_file(Path(cfg.model) /
+                                                                                       "tokenizer.json")
+    if not same_tokens or load_chat_template(cfg.reward_model).to_dict() != template.to_dict():
+        raise InputError(f"the reward model {cfg.reward_model!r} reads another tokenizer or chat template than the "
+                         f"policy {cfg.model!r}: train it from this chat model (llmlab rm train --model {cfg.model})")
+    return RewardScorer(rm, rm_tok.pad_id, norm["mean"], norm["std"])
 
 
 def measure(model, tok, template: ChatTemplate, cfg: RLConfig) -> dict:
@@ -85,7 +101,10 @@ def run_rl(cfg: RLConfig, out_root: str | Path = "runs", fresh: bool = False) ->
     task, problems = arithmetic_task(cfg, tok, template)
     out = Path(out_root) / cfg.name
     trainer = RLTrainer(model, cfg, task, template.ids(tok)[template.end], tok.pad_id, out)
-    prepare_run_dir(out, cfg, fresh, sft_fingerprint(cfg.model, [[p.question, p.answer] for p in problems], []))
+    data = sft_fingerprint(cfg.model, [[p.question, p.answer] for p in problems], [])
+    if cfg.reward_model:
+        data["reward_model_sha256"] = sha256_file(Path(cfg.reward_model) / "model.safetensors")
+    prepare_run_dir(out, cfg, fresh, data)
     metrics = out / "metrics.jsonl"
     before = recorded(metrics, "before")
     if before is None:
@@ -104,7 +123,7 @@ def run_rl(cfg: RLConfig, out_root: str | Path = "runs", fresh: bool = False) ->
                "curves": curve_figures(steps)}
     card = ModelCard(name=f"llmlab-{cfg.name}", parameters=figures["parameters"],
                      training_data=f"{cfg.model} trained by {cfg.algo} on {len(problems)} arithmetic problems "
-                                   "(reward: exact answer)",
+                                   f"(reward: {reward_source(cfg)})",
                      tokenizer=f"{type(tok).__name__}, {tok.vocab_size} tokens with chat tokens {template.tokens}",
                      intended_use="Chat: each turn is <|role|>content<|end|>, the reply follows <|assistant|> and "
                                   "ends with <|end|> (tokenizer_config.json holds the Jinja chat_template).",
@@ -114,6 +133,13 @@ def run_rl(cfg: RLConfig, out_root: str | Path = "runs", fresh: bool = False) ->
     atomic_write_text(out / "report.md", rl_report(cfg, figures))
     atomic_write_json(out / "summary.json", figures)
     return figures
+
+
+def reward_source(cfg: RLConfig) -> str:
+    if cfg.reward_model:
+        return (f"the normalised score of the reward model `{cfg.reward_model}` (accuracy still counts exact "
+                "answers)")
+    return "1 for the exact answer, else 0"
 
 
 def curve_figures(steps: list[dict], points: int = 6) -> dict:
@@ -156,7 +182,7 @@ def rl_report(cfg: RLConfig, f: dict) -> str:
     return (f"# RL run `{cfg.name}` ({cfg.algo})\n\n"
             f"- Start: `{f['start_model']}` ({f['parameters']:,} parameters)\n"
             f"- Task: {f['problems']} arithmetic train problems ({cfg.arithmetic_ops}, up to "
-            f"{cfg.arithmetic_max_digits} digits); reward 1 for the exact answer, else 0\n"
+            f"{cfg.arithmetic_max_digits} digits); reward: {reward_source(cfg)}\n"
             f"- Training: {f['value_pretrain_steps']} value-pretraining steps, {f['steps']} policy steps, lr "
             f"{cfg.train.lr}, {f['train_seconds']:.1f} s\n"
             f"- Settings: `{json.dumps(settings)}`\n\n"

@@ -48,15 +48,15 @@ log = logging.getLogger(__name__)
 GENERAL_TRAIN_TOKENS = 200_000  # general-corpus train tokens that replay, distillation and EWC's Fisher draw from
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 
 def sft_fingerprint(model_dir: str, train: list, dev: list) -> dict:
     """What identifies a fine-tuning run's inputs: the base model's weights and tokenizer, the conversations."""
     d = Path(model_dir)
-    return {"base_weights_sha256": _sha256_file(d / "model.safetensors"),
-            "base_tokenizer_sha256": _sha256_file(d / "tokenizer.json"),
+    return {"base_weights_sha256": sha256_file(d / "model.safetensors"),
+            "base_tokenizer_sha256": sha256_file(d / "tokenizer.json"),
             "train_sha256": hashlib.sha256(json.dumps(train, ensure_ascii=False).encode()).hexdigest(),
             "dev_sha256": hashlib.sha256(json.dumps(dev, ensure_ascii=False).encode()).hexdigest()}
 

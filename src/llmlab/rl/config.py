@@ -105,6 +105,7 @@ class RLConfig:
     arithmetic_max_digits: int = 2  # operands have 2..this many digits (train prompts and test)
     arithmetic_ops: str = "+"  # operators of the arithmetic problems
     arithmetic_train: int = 2000  # arithmetic training problems the prompts are drawn from
+    reward_model: str = ""  # a reward model folder (llmlab rm train): its score is the reward ("" = exact answers)
 
     def __post_init__(self):
         if self.name in ("", ".", "..") or any(c in self.name for c in "/\\\0"):

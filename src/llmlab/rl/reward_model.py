@@ -31,7 +31,7 @@ from torch import nn
 from llmlab.core.errors import InputError
 from llmlab.models.card import ModelCard
 from llmlab.models.decoder import CausalLM
-from llmlab.models.io import load_model_tokenizer, load_state, read_model_doc, read_weights, save_model
+from llmlab.models.io import load_model_tokenizer, load_state, read_model_doc, read_weights, resolve_device, save_model
 
 REWARD_KEY = "reward_model"  # config.json's entry that marks a reward model folder
 
@@ -130,7 +130,7 @@ def load_reward_model(directory: str | os.PathLike, device: str | torch.device =
     tok = load_model_tokenizer(d, cfg)
     if tok is None:
         raise InputError(f"reward model directory {str(d)!r} has no tokenizer.json")
-    return rm.to(device).eval(), tok, {"mean": float(norm["mean"]), "std": float(norm["std"])}
+    return rm.to(resolve_device(device)).eval(), tok, {"mean": float(norm["mean"]), "std": float(norm["std"])}
 
 
 class RewardScorer:

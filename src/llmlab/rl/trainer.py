@@ -7,9 +7,10 @@ One step:
    current policy (`rollout`). DAPO's dynamic sampling keeps only the groups whose rewards differ (a
    group all right or all wrong has advantage 0 and teaches nothing) and draws more prompts until the
    batch holds `prompts_per_step` such groups, or `max_draws` batches were drawn.
-2. **Score.** The task's reward of each completion (1 for the right answer), plus DAPO's soft overlong
-   penalty when shaping is on. The sampling policy's token log-probabilities are kept (PPO's old
-   policy), and the frozen reference model's when the KL term is on. With ``kl_penalty`` "reward"
+2. **Score.** The task's reward of each completion (1 for the right answer), or a reward model's score
+   of it (`Task.score`), plus DAPO's soft overlong penalty when shaping is on. The sampling policy's
+   token log-probabilities are kept (PPO's old policy), and the frozen reference model's when the KL
+   term is on. With ``kl_penalty`` "reward"
    (PPO) every completion token's reward is ``-kl_coef * (log pi_old - log pi_ref)``, the score added
    at the last token (`kl_shaped_rewards`); with "loss" the reward is the score alone.
 3. **Advantages.** GRPO and DAPO: each reward against its group (`group_advantages`), on every token.
@@ -71,10 +72,16 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Task:
     """What the policy is trained on: prompt ids, and the reward of a completion (its ids without the
-    closing ``<|end|>``) to prompt `i`, in [0, 1]; 1 counts as a right answer."""
+    closing ``<|end|>``) to prompt `i`, in [0, 1]; 1 counts as a right answer.
+
+    With `score` (a learned reward model, `llmlab.rl.reward_model.RewardScorer`) the policy is trained
+    on ``score(prompts, completions)`` instead, each completion's ids as sampled (its ``<|end|>``
+    included when it ended), while `reward` still says which answers are right (the accuracy figures
+    and VAPO's positive-example loss): what the reward model believes and what is true stay apart."""
 
     prompts: list[list[int]]
     reward: Callable[[int, list[int]], float]
+    score: Callable[[list[list[int]], list[list[int]]], torch.Tensor] | None = None
 
 
 @dataclass
@@ -177,7 +184,11 @@ class RLTrainer:
                      cfg.temperature, self.end_id, self.pad_id, sample)
         correct = torch.tensor([float(self.task.reward(ro.source[b], ro.answer_ids(b, self.end_id)))
                                 for b in range(len(ro))])
-        scores = correct.clone()
+        if self.task.score is None:
+            scores = correct.clone()
+        else:
+            done = [ro.tokens[b, : int(ro.lengths[b])].tolist() for b in range(len(ro))]
+            scores = self.task.score(ro.prompts, done).float().cpu()
         if cfg.overlong_shaping:
             scores = scores + overlong_penalty(ro.lengths, cfg.overlong_len, cfg.overlong_cache)
         return ro, correct, scores
