@@ -9,8 +9,8 @@ from llmlab.core.errors import InputError
 from llmlab.train.config import TrainConfig
 
 # batch_size counts comparisons (each is two sequences); seq_len is unused (a comparison is as long as it is)
-RM_TRAIN = TrainConfig(steps=300, batch_size=32, lr=1e-4, min_lr=1e-5, warmup_steps=20, weight_decay=0.0,
-                       eval_every=50, eval_batches=8, checkpoint_every=100, log_every=10)
+RM_TRAIN = TrainConfig(steps=10000, batch_size=32, lr=1e-3, min_lr=1e-4, warmup_steps=20, weight_decay=0.0,
+                       eval_every=1000, eval_batches=8, checkpoint_every=1000, log_every=100)
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class RewardConfig:
     samples: int = 4  # built-in pairs: answers sampled per problem, each wrong one paired with the right answer
     temperature: float = 1.0  # built-in pairs: sampling temperature of those answers
     max_new_tokens: int = 8  # built-in pairs and best-of-n: most tokens per sampled answer
-    arithmetic_train: int = 2000  # built-in pairs: train problems sampled (dev pairs: a tenth as many dev problems)
+    arithmetic_train: int = 20000  # built-in pairs: train problems sampled (dev pairs: a tenth as many dev problems)
     arithmetic_max_digits: int = 2  # operands have 2..this many digits
     arithmetic_ops: str = "+"  # operators of the arithmetic problems
     best_of: int = 8  # report: exact match when the reward model picks 1 of this many answers (0 = skip)
