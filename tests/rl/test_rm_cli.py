@@ -122,4 +122,7 @@ def test_rl_refuses_a_reward_model_of_another_tokenizer_or_none(chat_dir, traine
     assert "another tokenizer" in capsys.readouterr().err
     assert rl_with(chat_dir, tmp_path / "runs", chat_dir) == 2
     assert "not a reward model" in capsys.readouterr().err
+    # VAPO's positive-example loss would train on what the exact-answer check says
+    assert rl_with(chat_dir, tmp_path / "runs", trained / "model", "--algo", "vapo") == 2
+    assert "--lm-coef 0 with --reward-model" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()

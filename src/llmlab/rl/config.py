@@ -166,6 +166,9 @@ class RLConfig:
             raise InputError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
         if not self.lm_coef >= 0:
             raise InputError(f"lm_coef must be >= 0, got {self.lm_coef}")
+        if self.lm_coef and self.reward_model:
+            raise InputError("lm_coef trains on the answers the exact-answer check marks right, which a run rewarded "
+                             "by a reward model must not see: give --lm-coef 0 with --reward-model")
         if self.dynamic_sampling and self.uses_critic:
             raise InputError(f"dynamic sampling keeps groups for group-relative advantages (grpo, dapo); "
                              f"{self.algo}'s advantages come from its value model")
