@@ -13,11 +13,13 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from llmlab.core.errors import InputError
 from llmlab.models.config import ModelConfig
 from llmlab.nn import Attention, KVCache, RMSNorm
 from llmlab.nn.ffn_variants import FeedForward
+from llmlab.nn.masks import segment_mask
 from llmlab.nn.moe import MoEAux, MoEConfig, MoEFeedForward
-from llmlab.nn.positions import LearnedPositions, SinusoidalPositions, alibi_bias
+from llmlab.nn.positions import LearnedPositions, SinusoidalPositions, alibi_bias, segment_positions
 from llmlab.nn.rope_scaling import ScaledRotaryEmbedding
 
 
@@ -95,23 +97,34 @@ def add_positions(model: nn.Module, cfg: ModelConfig) -> None:
         model.embed_positions = SinusoidalPositions(cfg.dim, cfg.max_seq_len, scale=cfg.init_std)
 
 
-def embed(model: nn.Module, idx: torch.Tensor, start: int = 0, tokens: nn.Embedding | None = None) -> torch.Tensor:
-    """Token embeddings (B, T, d) of ids (B, T) at positions start.., plus absolute positions if the config
-    has them. `model` is any family's model, or a pipeline stage holding its embedding modules; `tokens`
-    is the embedding table when it lives elsewhere (the encoder-decoder shares the encoder's)."""
+def embed(model: nn.Module, idx: torch.Tensor, start: int = 0, tokens: nn.Embedding | None = None,
+          positions: torch.Tensor | None = None) -> torch.Tensor:
+    """Token embeddings (B, T, d) of ids (B, T) at positions start.. (or at `positions` (B, T), packed rows),
+    plus absolute positions if the config has them. `model` is any family's model, or a pipeline stage
+    holding its embedding modules; `tokens` is the embedding table when it lives elsewhere (the
+    encoder-decoder shares the encoder's)."""
     x = (tokens or model.embed_tokens)(idx)  # (B, T, d)
     if model.config.position in ("learned", "sinusoidal"):
-        x = x + model.embed_positions(torch.arange(start, start + idx.shape[1], device=idx.device))  # (B, T, d)
+        if positions is None:
+            positions = torch.arange(start, start + idx.shape[1], device=idx.device)  # (T,)
+        x = x + model.embed_positions(positions)  # (B, T, d)
     return x
 
 
-def position_inputs(model: nn.Module, x: torch.Tensor, start: int, mask: torch.Tensor | None
+def position_inputs(model: nn.Module, x: torch.Tensor, start: int, mask: torch.Tensor | None,
+                    positions: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """What every block needs for the block input x (B, T, d) at positions start..start+T: RoPE's
-    (cos, sin) (T, hs), and the attention mask with ALiBi's bias folded in (hidden keys -inf)."""
+    (cos, sin) (T, hs), and the attention mask with ALiBi's bias folded in (hidden keys -inf).
+
+    `positions` (B, T) (packed rows, see `CausalLM.forward`'s `segments`) gives RoPE's tables per row,
+    (B, 1, T, hs); ALiBi needs none (its bias depends on distances, the same within a document)."""
     T = x.shape[1]
     cos = sin = None
-    if model.config.position == "rope":
+    if model.config.position == "rope" and positions is not None:
+        cos, sin = model.rope(positions)  # (B, T, hs): the static table (see `check_packable` for dynamic NTK)
+        cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, hs), broadcast over heads
+    elif model.config.position == "rope":
         # dynamic NTK scales by the length so far, as HF does: plain RoPE within the trained length,
         # so cached and full passes agree there; past it, cached keys keep their older rotation
         cos, sin = model.rope.span(start, T, seq_len=start + T)  # (T, hs)
@@ -125,6 +138,23 @@ def position_inputs(model: nn.Module, x: torch.Tensor, start: int, mask: torch.T
         amp = torch.is_autocast_enabled(x.device.type)
         mask = bias.to(torch.get_autocast_dtype(x.device.type) if amp else x.dtype)
     return cos, sin, mask
+
+
+def check_packable(model: nn.Module, segments: torch.Tensor, idx: torch.Tensor, start: int) -> None:
+    """Refuse what packed rows cannot compute as each document alone (clear errors, not wrong logits)."""
+    cfg = model.config
+    if segments.shape != idx.shape:
+        raise InputError(f"segments must have the shape of the token ids {tuple(idx.shape)}, "
+                         f"got {tuple(segments.shape)}")
+    end = start + idx.shape[1]
+    trained = cfg.rope.original_max_positions if cfg.position == "rope" and cfg.rope_scaling == "dynamic" else end
+    if end > trained:
+        raise InputError(f"dynamic NTK RoPE scales its frequencies by each sequence's length, which a packed row of "
+                         f"{end} positions beyond the trained {trained} cannot do per document: pack rows within "
+                         "the trained length")
+    if cfg.position == "alibi" and start:
+        raise InputError("ALiBi measures distances to the soft prompt's virtual tokens from the row's start, not each "
+                         "document's: segments (packing) with a soft prompt need RoPE or absolute positions")
 
 
 def context_length(model: nn.Module) -> int:
@@ -165,14 +195,24 @@ class CausalLM(nn.Module):
             nn.init.normal_(p, mean=0.0, std=std * scale)
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, mask: torch.Tensor | None = None,
-                return_attention: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+                return_attention: bool = False, segments: torch.Tensor | None = None
+                ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits (B, T, vocab) for token ids (B, T); with a cache, idx continues the cached prefix.
 
         `mask` replaces the causal pattern (see `llmlab.nn.masks`): `prefix_lm_mask` makes this a prefix
         decoder (GLM / U-PaLM), bidirectional over the prompt and causal after it.
         `return_attention` (for plotting): (logits, one (B, nh, T, S) weight tensor per layer).
+        `segments` (B, T) integer ids pack several documents in a row (padding-free batching): a document
+        starts wherever the id changes, sees only itself (`segment_mask`) and has positions from 0
+        (`segment_positions`; after a soft prompt's virtual tokens, which every document sees), so each
+        document's logits are those it gets alone. A full pass: not with a cache or a mask.
         """
         B, T = idx.shape
+        positions = None
+        if segments is not None:
+            if cache is not None or mask is not None:
+                raise InputError("segments make their own mask and positions for a full pass: pass no cache or mask")
+            mask, positions = segment_mask(segments), segment_positions(segments)  # (B, 1, T, T), (B, T)
         if cache is None and self.soft_prompt is not None:  # the virtual tokens are a cache's first positions
             cache = self.new_cache(B, T)
             if mask is not None:  # the caller's pattern covers the real keys; every query sees the virtual ones
@@ -180,8 +220,11 @@ class CausalLM(nn.Module):
         start = cache.length if cache is not None else 0
         if start + T > self.config.max_seq_len:
             raise ValueError(f"position {start + T - 1} is beyond the context length {self.config.max_seq_len}")
-        x = embed(self, idx, start)  # (B, T, d)
-        cos, sin, mask = position_inputs(self, x, start, mask)
+        if positions is not None:
+            check_packable(self, segments, idx, start)
+            positions = positions + start  # (B, T): after the soft prompt's virtual tokens, if any
+        x = embed(self, idx, start, positions=positions)  # (B, T, d)
+        cos, sin, mask = position_inputs(self, x, start, mask, positions)
         recompute = (self.gradient_checkpointing and self.training and cache is None and torch.is_grad_enabled()
                      and not return_attention)
         weights = []

@@ -84,6 +84,33 @@ def cross_mask(T: int, S: int, key_lengths: torch.Tensor | None = None, device=N
     return combine_masks(mask, padding_mask(key_lengths.to(mask.device), S))
 
 
+def document_index(segments: torch.Tensor) -> torch.Tensor:
+    """(B, T): for packed rows, which document of its row each token is in, counting from 0: a new document
+    starts wherever the segment id changes (so ids need not be unique or sorted, only contiguous runs).
+
+    >>> document_index(torch.tensor([[7, 7, 3, 3, 3, 7]])).tolist()
+    [[0, 0, 1, 1, 1, 2]]
+    """
+    if segments.dim() != 2 or segments.dtype.is_floating_point or segments.dtype == torch.bool:
+        raise InputError(f"segments must be a (B, T) integer tensor, got {segments.dtype} of shape "
+                         f"{tuple(segments.shape)}")
+    starts = segments[:, 1:] != segments[:, :-1]  # (B, T-1): token t + 1 starts a document
+    return torch.cat([torch.zeros_like(segments[:, :1]), starts.long().cumsum(1)], dim=1)  # (B, T)
+
+
+def segment_mask(segments: torch.Tensor) -> torch.Tensor:
+    """(B, 1, T, T) for packed rows (padding-free batching): query t sees key s iff s <= t and both are in
+    the same document (see `document_index`), a block-diagonal causal pattern, so each document is read
+    as if alone.
+
+    >>> segment_mask(torch.tensor([[0, 0, 1]])).int()[0, 0].tolist()
+    [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
+    """
+    doc = document_index(segments)  # (B, T)
+    same = doc[:, :, None] == doc[:, None, :]  # (B, T, T)
+    return (same & causal_mask(segments.shape[1], device=segments.device))[:, None]  # (B, 1, T, T)
+
+
 def combine_masks(*masks: torch.Tensor) -> torch.Tensor:
     """AND of masks, broadcast to a common shape: e.g. causal (T, T) and padding (B, 1, 1, T) -> (B, 1, T, T).
 

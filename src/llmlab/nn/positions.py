@@ -63,6 +63,21 @@ class LearnedPositions(nn.Module):
         return self.weight[positions]  # (T, d)
 
 
+def segment_positions(segments: torch.Tensor) -> torch.Tensor:
+    """(B, T): each token's position within its document of a packed row, restarting at 0 wherever the
+    segment id changes (the document boundaries of `llmlab.nn.masks.document_index`).
+
+    >>> segment_positions(torch.tensor([[7, 7, 7, 2, 2, 7]])).tolist()
+    [[0, 1, 2, 0, 1, 0]]
+    """
+    B, T = segments.shape
+    t = torch.arange(T, device=segments.device).expand(B, T)  # (B, T)
+    starts = torch.ones_like(segments, dtype=torch.bool)  # (B, T): a document starts at t
+    starts[:, 1:] = segments[:, 1:] != segments[:, :-1]
+    first = torch.where(starts, t, 0).cummax(dim=1).values  # (B, T): where each token's document starts
+    return t - first
+
+
 def _power_of_two_slopes(n: int) -> list[float]:
     start = 2 ** (-(2 ** -(math.log2(n) - 3)))  # 2^(-8/n)
     return [start ** (i + 1) for i in range(n)]
