@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from llmlab.adapt.chat import ChatTemplate, add_chat_tokens
-from llmlab.adapt.sft import SFT_TRAIN, SFTTrainer, arithmetic_conversations, encode_examples, pad_batch
+from llmlab.adapt.sft import (
+    SFT_TRAIN,
+    SFTTrainer,
+    arithmetic_conversations,
+    encode_examples,
+    first_fit,
+    pack_batch,
+    pad_batch,
+)
 from llmlab.cli import main
 from llmlab.core.errors import InputError
 from llmlab.core.threads import torch_threads
@@ -90,23 +98,25 @@ def test_cut_rule_keeps_the_start_and_drops_conversations_with_nothing_to_learn(
         encode_examples(T, tok, convs, 9)
 
 
-def trainer(tok, model, run_dir, **train):
+def trainer(tok, model, run_dir, bucket=True, packing=False, **train):
     cfg = dataclasses.replace(SFT_TRAIN, **{**dict(steps=6, batch_size=4, seq_len=24, warmup_steps=2, eval_every=0,
                                                    checkpoint_every=3, log_every=1, device="cpu"), **train})
-    return SFTTrainer(model, cfg, examples(tok), examples(tok, 8, "dev"), run_dir, tok.pad_id, bucket=True)
+    return SFTTrainer(model, cfg, examples(tok), examples(tok, 8, "dev"), run_dir, tok.pad_id, bucket=bucket,
+                      packing=packing)
 
 
-def test_a_resumed_run_equals_the_uninterrupted_one_exactly(base_tok, tmp_path):
+@pytest.mark.parametrize("packing", [False, True])
+def test_a_resumed_run_equals_the_uninterrupted_one_exactly(base_tok, tmp_path, packing):
     tok = add_chat_tokens(model := tiny_model(base_tok), base_tok)
-    whole = trainer(tok, model, tmp_path / "whole")
+    whole = trainer(tok, model, tmp_path / "whole", packing=packing)
     whole.fit()
     tok = add_chat_tokens(model := tiny_model(base_tok), base_tok)
-    first = trainer(tok, model, tmp_path / "split")
+    first = trainer(tok, model, tmp_path / "split", packing=packing)
     for _ in range(3):  # a session that stops after step 3's checkpoint
         first.metrics.write(first.train_step())
     first.save()
     tok = add_chat_tokens(model := tiny_model(base_tok, seed=1), base_tok)  # other weights: all must come from disk
-    second = trainer(tok, model, tmp_path / "split")
+    second = trainer(tok, model, tmp_path / "split", packing=packing)
     assert second.maybe_resume() and second.step == 3
     second.fit()
     losses = [[r["loss"] for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
@@ -269,3 +279,107 @@ def test_lora_runs_repeat_whatever_the_global_generator(base_dir, tmp_path):
     b, _ = load_model(tmp_path / "runs" / "b" / "model")
     for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(x, y), k
+
+
+# --- packing (padding-free batching) ---------------------------------------------------------------
+
+def test_packing_lays_every_conversation_once_first_fit_within_seq_len(base_tok):
+    tok = add_chat_tokens(None, base_tok)
+    batch = examples(tok, 16)
+    x, y, w, seg = pack_batch(batch, 24, tok.pad_id, 0.5)
+    assert x.shape[1] <= 24 and x.shape[0] < len(batch)  # several conversations a row
+    # the rows hold the padded batch's real tokens, targets and weights, conversation by conversation
+    px, py, pw = pad_batch(batch, tok.pad_id, 0.5)
+    rows = first_fit([len(ids) - 1 for ids, _ in batch], 24)
+    for r, row in enumerate(rows):
+        at = 0
+        for k, i in enumerate(row):
+            n = len(batch[i][0]) - 1
+            assert torch.equal(x[r, at:at + n], px[i, :n]) and torch.equal(y[r, at:at + n], py[i, :n])
+            assert torch.equal(w[r, at:at + n], pw[i, :n]) and (seg[r, at:at + n] == k).all()
+            at += n
+        assert (w[r, at:] == 0).all() and (y[r, at:] == -100).all() and (seg[r, at:] == len(row)).all()
+    assert float(w.sum()) == float(pw.sum()) and int((w > 0).sum()) == int((pw > 0).sum())
+    assert first_fit([5, 3, 4, 2, 1], 8) == [[0, 1], [2, 3, 4]]
+    with pytest.raises(InputError, match="9 tokens cannot be packed into rows of 8"):
+        first_fit([3, 9], 8)
+
+
+def adapted(tok, kind, position):
+    """A tiny GQA model (fresh chat tokens), fully trainable, with LoRA, or with a soft / deep prompt."""
+    from llmlab.adapt.lora import apply_lora
+    from llmlab.adapt.prompt_tuning import PromptConfig, apply_prompt_tuning
+
+    torch.manual_seed(3)
+    model = CausalLM(ModelConfig(vocab_size=tok.vocab_size, dim=32, n_layer=2, n_head=4, n_kv_head=2,
+                                 max_seq_len=32, position=position))
+    if kind == "lora":
+        apply_lora(model, r=2, targets=("q_proj", "v_proj"))
+        for name, p in model.named_parameters():  # B starts at 0, so A's gradient would be 0: move it
+            if name.endswith("lora_B.weight"):
+                torch.nn.init.normal_(p, std=0.1)
+    elif kind in ("soft", "deep"):
+        apply_prompt_tuning(model, PromptConfig(n_virtual=3, init="random", deep=kind == "deep"))
+    return model
+
+
+@pytest.mark.parametrize("position", ["rope", "learned"])
+@pytest.mark.parametrize("kind", ["full", "lora", "soft", "deep"])
+def test_the_packed_loss_and_gradients_are_the_padded_batchs(base_tok, kind, position):
+    tok = add_chat_tokens(None, base_tok)
+    batch = examples(tok, 12)
+    model = adapted(tok, kind, position)
+    out = []
+    for packed in (False, True):
+        model.zero_grad()
+        if packed:
+            x, y, w, seg = pack_batch(batch, 24, tok.pad_id, 0.25)
+            loss = weighted_lm_loss(model(x, segments=seg), y, w)
+        else:
+            x, y, w = pad_batch(batch, tok.pad_id, 0.25)
+            loss = weighted_lm_loss(model(x), y, w)
+        loss.backward()
+        out.append((loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}))
+    (padded, g_pad), (packed, g_pack) = out
+    torch.testing.assert_close(packed, padded, rtol=1e-6, atol=1e-6)
+    assert g_pad.keys() == g_pack.keys() and g_pad
+    for k in g_pad:
+        assert g_pad[k].abs().sum() > 0, k
+        torch.testing.assert_close(g_pack[k], g_pad[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_a_packed_run_follows_the_padded_run_in_fewer_rows(base_tok, tmp_path):
+    runs = {}
+    for packing in (False, True):
+        tok = add_chat_tokens(model := tiny_model(base_tok), base_tok)
+        t = trainer(tok, model, tmp_path / str(packing), bucket=False, packing=packing, steps=4)
+        t.fit()
+        losses = [r["loss"] for r in map(json.loads, (tmp_path / str(packing) / "metrics.jsonl").read_text()
+                                         .splitlines()) if "loss" in r]
+        runs[packing] = losses, model.state_dict(), len(t.batch(0)[0])
+    (pad_losses, pad_state, pad_rows), (pack_losses, pack_state, pack_rows) = runs[False], runs[True]
+    assert pack_losses == pytest.approx(pad_losses, rel=1e-5) and len(pad_losses) == 4
+    for k in pad_state:
+        torch.testing.assert_close(pack_state[k], pad_state[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert pack_rows < pad_rows == 4
+
+
+def test_packing_is_refused_where_a_packed_row_cannot_read_as_each_conversation_alone(base_tok):
+    from llmlab.adapt.sft_config import SFTConfig
+    from llmlab.pipeline.sft import _check_packing
+
+    tok = add_chat_tokens(None, base_tok)
+    alibi = CausalLM(ModelConfig(vocab_size=tok.vocab_size, dim=32, n_layer=1, n_head=2, n_kv_head=2, max_seq_len=32,
+                                 position="alibi"))
+    cfg = SFTConfig(model="m", packing=True, prompt_tuning=4, train=dataclasses.replace(SFT_TRAIN, seq_len=24,
+                                                                                       weight_decay=0.0))
+    with pytest.raises(InputError, match="--packing: ALiBi measures distances to the soft prompt"):
+        _check_packing(cfg, alibi)
+    _check_packing(dataclasses.replace(cfg, prompt_tuning=0), alibi)  # without a soft prompt ALiBi packs
+    _check_packing(cfg, tiny_model(base_tok))  # RoPE packs after a soft prompt
+
+
+def test_sft_packing_runs_from_the_command_line_and_says_so(base_dir, tmp_path):
+    assert sft(base_dir, tmp_path, "--packing", "--steps", "3", "--eval-problems", "2", "--eval-every", "0",
+               "--general-tokens", "0", name="p") == 0
+    assert "packed" in (tmp_path / "runs" / "p" / "report.md").read_text()

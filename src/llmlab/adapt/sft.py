@@ -118,6 +118,19 @@ def check_known(tok, convs: list[list[dict]]) -> float:
     return share
 
 
+def example_tensors(ids: list[int], mask: list[int], prompt_loss_weight: float = 0.0
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One conversation's inputs, targets and loss weights (n,), n = len(ids) - 1: target t is token t + 1,
+    weighing 1 if learned, else prompt_loss_weight; a target of weight 0 is -100.
+
+    >>> [t.tolist() for t in example_tensors([5, 6, 7], [0, 0, 1])]
+    [[5, 6], [-100, 7], [0.0, 1.0]]
+    """
+    learn = torch.tensor(mask[1:], dtype=torch.bool)  # (n,)
+    w = torch.where(learn, 1.0, prompt_loss_weight)  # (n,)
+    return torch.tensor(ids[:-1]), torch.tensor(ids[1:]).masked_fill(w == 0, -100), w
+
+
 def pad_batch(examples: list[tuple[list[int], list[int]]], pad_id: int, prompt_loss_weight: float = 0.0
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Inputs (B, T), targets (B, T) and loss weights (B, T), T = longest example - 1. Targets are -100
@@ -135,11 +148,58 @@ def pad_batch(examples: list[tuple[list[int], list[int]]], pad_id: int, prompt_l
     w = torch.zeros(B, T)
     for b, (ids, mask) in enumerate(examples):
         n = len(ids) - 1
-        x[b, :n] = torch.tensor(ids[:-1])
-        learn = torch.tensor(mask[1:], dtype=torch.bool)  # (n,) target t is token t + 1
-        w[b, :n] = torch.where(learn, 1.0, prompt_loss_weight)
-        y[b, :n] = torch.tensor(ids[1:]).masked_fill(w[b, :n] == 0, -100)
+        x[b, :n], y[b, :n], w[b, :n] = example_tensors(ids, mask, prompt_loss_weight)
     return x, y, w
+
+
+def first_fit(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Greedy first-fit bin packing in the given order: each item joins the first row with room for it,
+    else opens a new row. Rows list item indices in order.
+
+    >>> first_fit([5, 3, 4, 2], capacity=8)
+    [[0, 1], [2, 3]]
+    """
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i, n in enumerate(lengths):
+        if n > capacity:
+            raise InputError(f"an item of {n} tokens cannot be packed into rows of {capacity}")
+        r = next((r for r, left in enumerate(room) if left >= n), len(rows))
+        if r == len(rows):
+            rows.append([])
+            room.append(capacity)
+        rows[r].append(i)
+        room[r] -= n
+    return rows
+
+
+def pack_batch(examples: list[tuple[list[int], list[int]]], seq_len: int, pad_id: int,
+               prompt_loss_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Padding-free batching: the conversations packed whole into rows of at most `seq_len` tokens (`first_fit`
+    in the given order): inputs, targets, weights as `pad_batch` makes them, and segments (R, T), each token's
+    conversation number in its row, the row's padding one more (T = the longest row). The model run with
+    `segments` reads each conversation alone, so `weighted_lm_loss` over these rows is the padded batch's.
+
+    >>> x, y, w, s = pack_batch([([5, 6, 7], [0, 0, 1]), ([5, 8], [0, 1]), ([4, 4, 4, 4], [0, 1, 1, 1])], 3, pad_id=0)
+    >>> x.tolist(), y.tolist(), s.tolist()
+    ([[5, 6, 5], [4, 4, 4]], [[-100, 7, 8], [4, 4, 4]], [[0, 0, 1], [0, 0, 0]])
+    """
+    rows = first_fit([len(ids) - 1 for ids, _ in examples], seq_len)
+    T = max(sum(len(examples[i][0]) - 1 for i in row) for row in rows)
+    x = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    y = torch.full((len(rows), T), -100, dtype=torch.long)
+    w = torch.zeros(len(rows), T)
+    seg = torch.zeros(len(rows), T, dtype=torch.long)
+    for r, row in enumerate(rows):
+        at = 0
+        for k, i in enumerate(row):
+            ids, mask = examples[i]
+            n = len(ids) - 1
+            x[r, at:at + n], y[r, at:at + n], w[r, at:at + n] = example_tensors(ids, mask, prompt_loss_weight)
+            seg[r, at:at + n] = k
+            at += n
+        seg[r, at:] = len(row)  # the padding: a segment of its own, which no conversation sees
+    return x, y, w, seg
 
 
 def batch_indices(lengths: list[int], batch_size: int, seed: int, bucket: bool = False) -> list[int]:
@@ -165,27 +225,35 @@ class SFTTrainer(Trainer):
     loss on the dev conversations (prompt weight 0 whatever the training weight, so runs compare)."""
 
     def __init__(self, model, cfg: TrainConfig, train: list, dev: list, run_dir: str | Path, pad_id: int,
-                 prompt_loss_weight: float = 0.0, bucket: bool = False):
+                 prompt_loss_weight: float = 0.0, bucket: bool = False, packing: bool = False):
         super().__init__(model, cfg, None, None, run_dir)
         self.examples, self.dev = train, dev
         self.lengths = [len(ids) for ids, _ in train]
         self.pad_id, self.prompt_loss_weight, self.bucket = pad_id, prompt_loss_weight, bucket
+        self.packing = packing  # the same conversations per micro-batch, packed into rows of <= seq_len tokens
         self.anchor = None  # an `llmlab.adapt.forgetting.Anchor`: its loss terms join every micro-step's
         self._anchor_stats: dict[str, float] = {}
 
     def batch(self, micro: int):
-        """Inputs, targets, loss weights, and the anchor's general windows (None without them): all a
-        function of (seed, step, micro)."""
+        """Inputs, targets, loss weights, the anchor's general windows (None without them), and with packing
+        the rows' segments: all a function of (seed, step, micro). Packing draws the same `batch_size`
+        conversations as padding does and packs them (`pack_batch`), so the loss and its gradients are the
+        padded run's, only fewer tokens are computed."""
         cfg = self.cfg
         seed = (cfg.seed * 1_000_003 + self.step) * 64 + micro
         picked = [self.examples[i] for i in batch_indices(self.lengths, cfg.batch_size, seed, self.bucket)]
-        x, y, w = (t.to(self.device) for t in pad_batch(picked, self.pad_id, self.prompt_loss_weight))
         general = self.anchor.windows(seed) if self.anchor is not None else None
+        if self.packing:
+            x, y, w, seg = (t.to(self.device) for t in pack_batch(picked, cfg.seq_len, self.pad_id,
+                                                                  self.prompt_loss_weight))
+            return x, y, w, general, seg
+        x, y, w = (t.to(self.device) for t in pad_batch(picked, self.pad_id, self.prompt_loss_weight))
         return x, y, w, general
 
-    def micro_step(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, general=None) -> torch.Tensor:
+    def micro_step(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, general=None,
+                   segments: torch.Tensor | None = None) -> torch.Tensor:
         with self._autocast():
-            logits = self.forward(x)  # (B, T, V)
+            logits = self.forward(x) if segments is None else self.forward(x, segments=segments)  # (B, T, V)
         loss = weighted_lm_loss(logits, y, w)
         aux = moe_aux_loss(self.model)
         objective = loss if aux is None else loss + aux

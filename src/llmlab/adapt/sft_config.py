@@ -54,6 +54,7 @@ class SFTConfig:
     train: TrainConfig = SFT_TRAIN  # the loop; seq_len cuts conversations to seq_len + 1 tokens (see encode_examples)
     prompt_loss_weight: float = 0.0  # weight of prompt tokens in the loss: 0 = prompt masking, 1 = every token
     bucket: bool = False  # draw each batch from conversations of similar length (less padding)
+    packing: bool = False  # pack each step's batch_size conversations into rows of <= seq_len tokens (no padding)
     arithmetic_train: int = 20000  # arithmetic problems to train on (data=arithmetic)
     arithmetic_max_digits: int = 5  # operands have 2..this many digits (train and test)
     arithmetic_ops: str = "+-*"  # operators of the arithmetic problems

@@ -42,6 +42,7 @@ from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
 from llmlab.models import count_parameters, load_model, save_model
 from llmlab.models.card import ModelCard
+from llmlab.models.decoder import check_packable
 from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,10 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
         log.warning("some characters of the training text are <unk> to the base model's tokenizer")
     train, stats = encode_examples(template, tok, train_convs, cfg.train.seq_len + 1)
     dev, _ = encode_examples(template, tok, dev_convs, cfg.train.seq_len + 1)
-    trainer = SFTTrainer(model, cfg.train, train, dev, out, tok.pad_id, cfg.prompt_loss_weight, cfg.bucket)
+    if cfg.packing:
+        _check_packing(cfg, model)
+    trainer = SFTTrainer(model, cfg.train, train, dev, out, tok.pad_id, cfg.prompt_loss_weight, cfg.bucket,
+                         cfg.packing)
     if cfg.forgetting.active:  # anchored to the weights as fine-tuning starts (a resumed run rebuilds the same)
         general = (general_tokens(tok, cfg.general_corpus, "train", GENERAL_TRAIN_TOKENS)
                    if cfg.forgetting.needs_general else None)
@@ -167,6 +171,16 @@ def _check_room(cfg: SFTConfig, context: int) -> None:
                          f"context of {context}: lower --seq-len to {context - cfg.prompt_tuning} or less")
 
 
+def _check_packing(cfg: SFTConfig, model) -> None:
+    """Refuse packing before training starts where the model cannot read packed rows as each conversation
+    alone (ALiBi after a soft prompt, dynamic NTK beyond its trained length): the rule of `check_packable`."""
+    ids = torch.zeros(1, cfg.train.seq_len, dtype=torch.long)
+    try:
+        check_packable(model, ids, ids, cfg.prompt_tuning)
+    except InputError as e:
+        raise InputError(f"--packing: {e}") from None
+
+
 def _trainable(model, masked_rows: int | None) -> int:
     """Parameters that train: every requires_grad one, except that with `masked_rows` the token
     weights (`train_token_rows`) count only those rows (a tied weight once)."""
@@ -209,6 +223,7 @@ def sft_report(cfg: SFTConfig, f: dict) -> str:
     prompt = (f"- Soft prompt: {cfg.prompt_tuning} virtual tokens{deep}, "
               f"init {cfg.prompt_init}, in `prompt/` beside `model/` (`llmlab chat --soft-prompt`)\n"
               if cfg.prompt_tuning else "")
+    packed = f" packed into rows of at most {cfg.train.seq_len} tokens" if cfg.packing else ""
     masking = ("prompt masked (loss on the replies only)" if cfg.prompt_loss_weight == 0 else
                f"prompt tokens weighted {cfg.prompt_loss_weight}")
     return (f"# SFT run `{cfg.name}`\n\n"
@@ -217,7 +232,7 @@ def sft_report(cfg: SFTConfig, f: dict) -> str:
             f"- Data: `{f['data']}`: {f['examples']} conversations ({f['cut']} cut to {cfg.train.seq_len + 1} tokens, "
             f"{f['dropped']} dropped), {f['dev_examples']} held out\n"
             f"- Loss: {masking}{remedies(cfg)}\n"
-            f"- Training: {f['steps']} steps of {cfg.train.batch_size} conversations, lr {cfg.train.lr}, "
+            f"- Training: {f['steps']} steps of {cfg.train.batch_size} conversations{packed}, lr {cfg.train.lr}, "
             f"{cfg.train.schedule} schedule, {f['train_seconds']:.1f} s; train loss {_fmt(f['first_train_loss'])} -> "
             f"{_fmt(f['last_train_loss'])}, reply loss on dev {_fmt(a.get('val_loss', '-'))}\n\n"
             "## Before and after (topic 41)\n\n| measure | before | after |\n|---|---|---|\n"
