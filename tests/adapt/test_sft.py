@@ -17,6 +17,7 @@ from llmlab.adapt.sft import (
     encode_examples,
     first_fit,
     pack_batch,
+    pack_rows,
     pad_batch,
 )
 from llmlab.cli import main
@@ -283,14 +284,14 @@ def test_lora_runs_repeat_whatever_the_global_generator(base_dir, tmp_path):
 
 # --- packing (padding-free batching) ---------------------------------------------------------------
 
-def test_packing_lays_every_conversation_once_first_fit_within_seq_len(base_tok):
+def test_packing_lays_every_conversation_once_within_seq_len(base_tok):
     tok = add_chat_tokens(None, base_tok)
     batch = examples(tok, 16)
     x, y, w, seg = pack_batch(batch, 24, tok.pad_id, 0.5)
     assert x.shape[1] <= 24 and x.shape[0] < len(batch)  # several conversations a row
     # the rows hold the padded batch's real tokens, targets and weights, conversation by conversation
     px, py, pw = pad_batch(batch, tok.pad_id, 0.5)
-    rows = first_fit([len(ids) - 1 for ids, _ in batch], 24)
+    rows = pack_rows([len(ids) - 1 for ids, _ in batch], 24)
     for r, row in enumerate(rows):
         at = 0
         for k, i in enumerate(row):
@@ -301,6 +302,20 @@ def test_packing_lays_every_conversation_once_first_fit_within_seq_len(base_tok)
         assert (w[r, at:] == 0).all() and (y[r, at:] == -100).all() and (seg[r, at:] == len(row)).all()
     assert float(w.sum()) == float(pw.sum()) and int((w > 0).sum()) == int((pw > 0).sum())
     assert first_fit([5, 3, 4, 2, 1], 8) == [[0, 1], [2, 3, 4]]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_packed_rows_are_as_few_as_first_fit_makes_and_no_longer(seed):
+    g = torch.Generator().manual_seed(seed)
+    capacity = int(torch.randint(8, 64, (1,), generator=g))
+    lengths = torch.randint(1, capacity + 1, (int(torch.randint(1, 40, (1,), generator=g)),), generator=g).tolist()
+    rows = pack_rows(lengths, capacity)
+    assert sorted(i for row in rows for i in row) == list(range(len(lengths)))  # each item once
+    assert all(row == sorted(row) for row in rows) and max(sum(lengths[i] for i in row) for row in rows) <= capacity
+    greedy = first_fit(lengths, capacity)
+    longest = max(sum(lengths[i] for i in row) for row in rows)
+    assert len(rows) * longest <= len(greedy) * max(sum(lengths[i] for i in row) for row in greedy)  # positions
+    assert pack_rows([5, 3, 4, 2], 10) == [[0, 3], [1, 2]]  # by hand: 7 and 7, where first fit makes 10 and 4
     with pytest.raises(InputError, match="9 tokens cannot be packed into rows of 8"):
         first_fit([3, 9], 8)
 

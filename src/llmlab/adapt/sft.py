@@ -173,18 +173,51 @@ def first_fit(lengths: list[int], capacity: int) -> list[list[int]]:
     return rows
 
 
+def pack_rows(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Items into the rows of a packed batch: first-fit decreasing (longest first) into rows of `capacity`,
+    then the shortest row length (binary search) at which first-fit decreasing needs no more rows, so the
+    rows come out even and the batch, padded to its longest row, holds little padding; first fit in the
+    given order instead if that makes fewer positions (rows x longest row). Each row lists its items in
+    the given order; rows follow their first item.
+
+    >>> pack_rows([5, 3, 4, 2], capacity=10)  # first fit would make rows of 10 and 4; these are 7 and 7
+    [[0, 3], [1, 2]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+
+    def rows_at(cap: int) -> list[list[int]]:
+        return [[order[k] for k in row] for row in first_fit([lengths[i] for i in order], cap)]
+
+    best = rows_at(capacity)
+    lo, hi = max(lengths), capacity  # hi: a row length known to need no more rows than `best`
+    lo = max(lo, -(-sum(lengths) // len(best)))
+    while lo < hi:
+        mid = (lo + hi) // 2
+        rows = rows_at(mid)
+        if len(rows) <= len(best):
+            best, hi = rows, mid
+        else:
+            lo = mid + 1
+
+    def positions(rows: list[list[int]]) -> int:
+        return len(rows) * max(sum(lengths[i] for i in row) for row in rows)
+
+    greedy = first_fit(lengths, capacity)
+    return sorted(sorted(row) for row in min(best, greedy, key=positions))
+
+
 def pack_batch(examples: list[tuple[list[int], list[int]]], seq_len: int, pad_id: int,
                prompt_loss_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Padding-free batching: the conversations packed whole into rows of at most `seq_len` tokens (`first_fit`
-    in the given order): inputs, targets, weights as `pad_batch` makes them, and segments (R, T), each token's
-    conversation number in its row, the row's padding one more (T = the longest row). The model run with
-    `segments` reads each conversation alone, so `weighted_lm_loss` over these rows is the padded batch's.
+    """Padding-free batching: the conversations packed whole into rows of at most `seq_len` tokens (`pack_rows`):
+    inputs, targets, weights as `pad_batch` makes them, and segments (R, T), each token's conversation
+    number in its row, the row's padding one more (T = the longest row). The model run with `segments` reads
+    each conversation alone, so `weighted_lm_loss` over these rows is the padded batch's.
 
     >>> x, y, w, s = pack_batch([([5, 6, 7], [0, 0, 1]), ([5, 8], [0, 1]), ([4, 4, 4, 4], [0, 1, 1, 1])], 3, pad_id=0)
     >>> x.tolist(), y.tolist(), s.tolist()
     ([[5, 6, 5], [4, 4, 4]], [[-100, 7, 8], [4, 4, 4]], [[0, 0, 1], [0, 0, 0]])
     """
-    rows = first_fit([len(ids) - 1 for ids, _ in examples], seq_len)
+    rows = pack_rows([len(ids) - 1 for ids, _ in examples], seq_len)
     T = max(sum(len(examples[i][0]) - 1 for i in row) for row in rows)
     x = torch.full((len(rows), T), pad_id, dtype=torch.long)
     y = torch.full((len(rows), T), -100, dtype=torch.long)
