@@ -129,11 +129,12 @@ def test_freezing_blocks_and_bad_settings(base_tok):
     assert SFTConfig.from_dict({"train": {}}).forgetting == ForgettingConfig()  # runs saved before these fields
 
 
-def sft_trainer(tok, model, run_dir, anchor_cfg=None, **train):
+def sft_trainer(tok, model, run_dir, anchor_cfg=None, packing=False, **train):
     cfg = dataclasses.replace(SFT_TRAIN, **{**dict(steps=6, batch_size=4, seq_len=24, warmup_steps=2, eval_every=0,
                                                    checkpoint_every=3, log_every=1, device="cpu"), **train})
     convs = arithmetic_conversations(arithmetic(64, max_digits=2, ops="+-"))
-    t = SFTTrainer(model, cfg, encode_examples_ok(tok, convs), encode_examples_ok(tok, convs[:8]), run_dir, tok.pad_id)
+    t = SFTTrainer(model, cfg, encode_examples_ok(tok, convs), encode_examples_ok(tok, convs[:8]), run_dir, tok.pad_id,
+                   packing=packing)
     if anchor_cfg is not None:
         t.anchor = Anchor(t.model, anchor_cfg, stream(tok), seq_len=24)
     return t
@@ -169,6 +170,23 @@ def test_replay_leaves_the_batches_alone_and_resume_stays_exact(base_tok, tmp_pa
     assert all({"replay_loss", "distill_kl", "anchor_penalty"} <= set(r) for r in recs[0] if "loss" in r)
     for (k, a), b in zip(anchored.model.state_dict().items(), second.model.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_packing_keeps_the_anchor_terms_and_the_padded_runs_losses(base_tok, tmp_path):
+    """The general windows are a batch of their own: packing the conversations changes none of the terms."""
+    cfg = ForgettingConfig(replay=0.5, distill=0.5, l2_init=0.1)
+    recs = []
+    for packing in (False, True):
+        tok = add_chat_tokens(model := tiny_model(base_tok), base_tok)
+        t = sft_trainer(tok, model, tmp_path / str(packing), cfg, packing=packing, steps=3)
+        assert (len(t.batch(0)) == 5) == packing
+        t.fit()
+        recs.append([json.loads(line) for line in (tmp_path / str(packing) / "metrics.jsonl").read_text().splitlines()
+                     if "loss" in json.loads(line)])
+    for pad, pack in zip(*recs):
+        for k in ("loss", "replay_loss", "distill_kl", "anchor_penalty"):
+            assert pack[k] == pytest.approx(pad[k], rel=1e-4, abs=1e-7), k
+    assert len(recs[0]) == 3
 
 
 def test_sft_command_anchors_and_freezes(base_tok, tmp_path, capsys):
