@@ -38,6 +38,10 @@ def register(sub) -> None:
     p.add_argument("input", help="a text file (one text per line) or a built-in corpus name")
     p.add_argument("--split", choices=("train", "dev", "test"), help="split of a built-in corpus (default: test)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--stride", type=int, default=None, metavar="N",
+                   help="a line longer than the context is read in windows N tokens apart, so each token beyond the "
+                        "first window sees at least context - N tokens before it (default: the context, windows side "
+                        "by side; smaller is closer to unlimited context and costs context / N forwards)")
     p = add_command(g, "rank", "Bradley-Terry ranking with bootstrap intervals from pairwise preferences", run_rank)
     p.add_argument("file", help='JSONL: {"winner": A, "loser": B} or {"a": A, "b": B, "winner": "a"|"b"|"tie"}')
     add_dataclass_flags(p, BTConfig)
@@ -175,7 +179,7 @@ def run_ppl(args: argparse.Namespace) -> int:
         raise InputError(f"{args.input!r} holds no non-empty lines to score")
     ids = [tok.encode(t) for t in texts]
     # each line is scored from where texts start and must predict its own EOS, as in training
-    scores = [token_logprobs(model, x + [tok.eos_id], start_id=text_start(tok)[0])
+    scores = [token_logprobs(model, x + [tok.eos_id], start_id=text_start(tok)[0], stride=args.stride)
               for x in progress(ids, desc="score", unit="line")]
     n_tokens = sum(len(s) for s in scores)
     ppl = corpus_perplexity(scores)
