@@ -196,6 +196,17 @@ def test_eval_ppl_scores_a_file_with_the_saved_model(tiny_run, tmp_path, capsys)
     assert f"13 of {fields['tokens']} tokens" in err and "are <unk>" in err
     assert main(["eval", "ppl", "--model", str(tiny_run / "model"), str(text), "--split", "dev"]) == 2
     assert "--split picks a split of a built-in corpus" in capsys.readouterr().err
+    # a line beyond the context: sliding windows score as many tokens, and a stride beyond the context is refused
+    ctx = json.loads((tiny_run / "model" / "config.json").read_text())["config"]["max_seq_len"]
+    text.write_text("中国经济发展" * (ctx // 3) + "\n", encoding="utf-8")
+    got = {}
+    for stride in (None, ctx // 4):
+        flags = ["--stride", str(stride)] if stride else []
+        assert main(["eval", "ppl", "--model", str(tiny_run / "model"), str(text), *flags]) == 0
+        got[stride] = dict(zip(*[iter(capsys.readouterr().out.split())] * 2))
+    assert got[None]["tokens"] == got[ctx // 4]["tokens"] and got[None]["perplexity"] != got[ctx // 4]["perplexity"]
+    assert main(["eval", "ppl", "--model", str(tiny_run / "model"), str(text), "--stride", str(ctx + 1)]) == 2
+    assert f"stride must be in [1, {ctx}]" in capsys.readouterr().err
 
 
 def test_extractor_experiment_trains_all_three(tmp_path):
