@@ -24,6 +24,10 @@ def register(sub) -> None:
     p.add_argument("--vocab-size", type=int, default=None,
                    help="vocabulary size (0 = every character; char only)")
     p.add_argument("--fresh", action="store_true", help="delete an existing run of this name first")
+    p.add_argument("--teacher", default=None, metavar="DIR",
+                   help="distil from this saved model (same tokenizer, context >= --seq-len), frozen: the loss becomes "
+                        "(1 - KD_ALPHA) x cross-entropy + KD_ALPHA x T^2 x KL(teacher/T || student/T), T being "
+                        "KD_TEMPERATURE (KD_ALPHA 0: the KL is only logged); one process only")
     g = p.add_argument_group("parallelism", "one process by default; --nproc N spawns N processes (gloo on CPU, "
                              "NCCL on GPUs); under torchrun the group comes from its environment. "
                              "--batch-size is the global batch, shared by the data-parallel replicas")
@@ -47,6 +51,7 @@ def _config(args: argparse.Namespace):
     base = preset(args.preset) if args.preset else RunConfig()
     return base.replace(
         name=args.name, corpus=args.corpus, tokenizer=args.tokenizer or base.tokenizer,
+        teacher=base.teacher if args.teacher is None else args.teacher,
         vocab_size=base.vocab_size if args.vocab_size is None else args.vocab_size,
         model=dataclasses.replace(base.model, **dataclass_overrides(args, ModelConfig)),
         train=dataclasses.replace(base.train, **dataclass_overrides(args, TrainConfig)),
@@ -106,7 +111,11 @@ def run(args: argparse.Namespace) -> int:
     if args.micro_batches < 0 or (args.micro_batches and args.pp == 1):
         raise InputError(f"--micro-batches splits each step over pipeline stages: it needs --pp > 1 and must be "
                          f">= 0, got {args.micro_batches} with --pp {args.pp}")
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # under torchrun: this process is one rank
+    torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    if cfg.teacher and (torchrun or args.nproc > 1):
+        raise InputError("--teacher distils in one process: the distributed trainer (--nproc, torchrun) does not "
+                         "carry a teacher")
+    if torchrun:  # this process is one rank
         from llmlab.dist.launch import init_from_env
 
         rank, world = init_from_env()

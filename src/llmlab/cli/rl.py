@@ -14,7 +14,7 @@ UNUSED_TRAIN_FLAGS = ("batch_size", "grad_accum", "seq_len", "precision", "grad_
 
 def register(sub) -> None:
     from llmlab.rl.config import RL_TRAIN, RLConfig
-    from llmlab.train.config import TrainConfig
+    from llmlab.train.config import PRETRAIN_ONLY, TrainConfig
 
     p = add_command(sub, "rl", "improve a chat model (from llmlab sft) by reinforcement: it answers arithmetic "
                     "questions, exact answers earn reward 1, or a reward model scores them (--reward-model); GRPO, "
@@ -27,7 +27,8 @@ def register(sub) -> None:
     p.add_argument("--fresh", action="store_true", help="delete an existing run of this name first")
     add_dataclass_flags(p.add_argument_group("reinforcement learning"), RLConfig, skip=("name", "model", "algo"),
                         shown=_shown_defaults(RLConfig))
-    add_dataclass_flags(p.add_argument_group("training"), TrainConfig, skip=UNUSED_TRAIN_FLAGS, shown=RL_TRAIN)
+    add_dataclass_flags(p.add_argument_group("training"), TrainConfig, skip=UNUSED_TRAIN_FLAGS + PRETRAIN_ONLY,
+                        shown=RL_TRAIN)
 
 
 def _shown_defaults(cls):

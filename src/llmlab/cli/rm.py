@@ -14,7 +14,7 @@ UNUSED_TRAIN_FLAGS = ("seq_len", "precision", "compile", "grad_checkpoint")
 
 def register(sub) -> None:
     from llmlab.rl.reward_config import RM_TRAIN, RewardConfig
-    from llmlab.train.config import TrainConfig
+    from llmlab.train.config import PRETRAIN_ONLY, TrainConfig
 
     g = add_group(sub, "rm", "reward models: train one on comparisons of replies, score replies with it")
     p = add_command(g, "train", "train a reward model from a chat model (llmlab sft) on comparisons: a JSONL file "
@@ -25,7 +25,8 @@ def register(sub) -> None:
     p.add_argument("-o", "--out", default="runs", help="directory holding run directories")
     p.add_argument("--fresh", action="store_true", help="delete an existing run of this name first")
     add_dataclass_flags(p.add_argument_group("reward model"), RewardConfig, skip=("name", "model"))
-    add_dataclass_flags(p.add_argument_group("training"), TrainConfig, skip=UNUSED_TRAIN_FLAGS, shown=RM_TRAIN)
+    add_dataclass_flags(p.add_argument_group("training"), TrainConfig, skip=UNUSED_TRAIN_FLAGS + PRETRAIN_ONLY,
+                        shown=RM_TRAIN)
 
     p = add_command(g, "score", "score replies with a reward model: JSONL lines {prompt, reply} (or {prompt, chosen, "
                     "rejected}) on stdin or in FILE; writes each line back with its normalised score(s)", _score)

@@ -11,7 +11,7 @@ from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overri
 def register(sub) -> None:
     from llmlab.adapt.sft_config import SFT_TRAIN, ForgettingConfig, SFTConfig
     from llmlab.generate.config import GenerationConfig
-    from llmlab.train.config import TrainConfig
+    from llmlab.train.config import PRETRAIN_ONLY, TrainConfig
 
     p = add_command(sub, "sft", "fine-tune a saved model on conversations with a chat template (resumes if the run "
                     "exists); prints task accuracy and general perplexity before and after", run)
@@ -28,7 +28,7 @@ def register(sub) -> None:
     p.add_argument("--deep", dest="prompt_deep", action="store_true", default=None,
                    help="with --prompt-tuning: as --prompt-deep (P-tuning v2's prefixes in every layer)")
     add_dataclass_flags(p.add_argument_group("against forgetting (on general_corpus's train split)"), ForgettingConfig)
-    add_dataclass_flags(p.add_argument_group("training"), TrainConfig, shown=SFT_TRAIN)
+    add_dataclass_flags(p.add_argument_group("training"), TrainConfig, skip=PRETRAIN_ONLY, shown=SFT_TRAIN)
 
     c = add_command(sub, "chat", "chat with a fine-tuned model: each stdin line is a user turn, its reply is printed",
                     chat)

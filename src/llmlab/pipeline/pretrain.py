@@ -3,7 +3,8 @@ evaluation -> samples -> saved model and a report, all under one run directory.
 
     runs/<name>/
       config.json        the RunConfig
-      data.json          SHA-256 of the corpus splits the run trained on (a resume must see the same)
+      data.json          SHA-256 of the corpus splits the run trained on, and of its teacher's weights when it
+                         distils from one (a resume must see the same)
       metrics.jsonl      training and evaluation records
       checkpoints/       resumable state (atomic)
       model/             config.json, model.safetensors, tokenizer.json, README.md (model card)
@@ -56,6 +57,7 @@ class RunConfig:
     prompts: tuple[str, ...] = DEFAULT_PROMPTS  # prompts for the report's samples
     sample_tokens: int = 60  # new tokens per sample
     final_eval_tokens: int = 0  # dev tokens scored at the end (0 = the whole dev split)
+    teacher: str = ""  # a saved model folder to distil from (llmlab.train.distill; train.kd_alpha weighs it); "" = none
 
     def __post_init__(self):
         if self.name in ("", ".", "..") or any(c in self.name for c in "/\\\0"):
@@ -66,6 +68,9 @@ class RunConfig:
         if self.vocab_size < 0 or (self.vocab_size == 0 and self.tokenizer != "char"):
             raise InputError(f"vocab_size must be > 0 for a {self.tokenizer} tokenizer (0 means all characters, "
                              f"char only), got {self.vocab_size}")
+        if self.train.kd_alpha and not self.teacher:
+            raise InputError(f"kd_alpha {self.train.kd_alpha} weighs a distillation term: name the teacher model "
+                             "(--teacher DIR)")
 
     def to_dict(self) -> dict:
         return config_to_dict(self)
@@ -118,18 +123,21 @@ def data_fingerprint(train_lines: list[str], dev_lines: list[str]) -> dict:
     return digests
 
 
+TRAIN_DEFAULTS = config_to_dict(TrainConfig())
 # Training settings that do not change what a run computes, so a resumed run may change them.
 BOOKKEEPING = ("max_minutes", "keep_checkpoints", "checkpoint_every", "log_every", "device")
 
 
 def _identity(cfg: dict) -> dict:
     """A run config as a resume compares it: without the `BOOKKEEPING` settings, which each invocation
-    may set anew, and the run's name (the folder's: a copied run resumes under its new name)."""
+    may set anew, the run's name (the folder's: a copied run resumes under its new name) and the teacher's
+    folder (data.json holds its weights' digest: a moved teacher is the same one). Training settings a
+    run saved before they existed count as their defaults, which compute what that run did."""
     train = cfg.get("train") if isinstance(cfg, dict) else None
     if not isinstance(train, dict):
         return cfg
-    return {**{k: v for k, v in cfg.items() if k != "name"},
-            "train": {k: v for k, v in train.items() if k not in BOOKKEEPING}}
+    return {**{k: v for k, v in cfg.items() if k not in ("name", "teacher")},
+            "train": {k: v for k, v in {**TRAIN_DEFAULTS, **train}.items() if k not in BOOKKEEPING}}
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -179,7 +187,13 @@ def check_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = No
             fields = ", ".join(_differences(old, new) if isinstance(old, dict) else ["all"])
             raise InputError(f"run directory {str(out)!r} holds a run with a different config ({fields}); "
                              f"pass --fresh to start over or choose another {elsewhere}")
-        if data is not None and saved_data.exists() and read_json(saved_data, "run data digest") != data:
+        old_data = read_json(saved_data, "run data digest") if data is not None and saved_data.exists() else data
+        if isinstance(old_data, dict) and old_data.get("teacher_sha256") != data.get("teacher_sha256"):
+            then, now = (f"the teacher with weights SHA-256 {d['teacher_sha256'][:12]}..." if d.get("teacher_sha256")
+                         else "no teacher" for d in (old_data, data))
+            raise InputError(f"run directory {str(out)!r} was trained with {then}, this run has {now}; "
+                             f"pass --fresh to start over or choose another {elsewhere}")
+        if old_data != data:
             raise InputError(f"run directory {str(out)!r} was trained on other data: corpus {cfg.corpus!r} has "
                              "changed since, so its tokenizer and token ids would not match the checkpoints; "
                              f"pass --fresh to start over or choose another {elsewhere}")
@@ -240,8 +254,21 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
 
     model_cfg = dataclasses.replace(cfg.model, vocab_size=tok.vocab_size)
     model = CausalLM(model_cfg)
+    data = data_fingerprint(train_lines, dev_lines)
+    teacher = None
+    if cfg.teacher:
+        if mesh is not None:
+            raise InputError("distillation (--teacher) runs in one process: the distributed trainer does not "
+                             "carry a teacher")
+        from llmlab.models.io import resolve_device
+        from llmlab.train.distill import load_teacher
+
+        teacher, data["teacher_sha256"] = load_teacher(cfg.teacher, tok, cfg.train.seq_len,
+                                                       resolve_device(cfg.train.device))
+        log.info("distilling from %s (alpha %g, temperature %g)", cfg.teacher, cfg.train.kd_alpha,
+                 cfg.train.kd_temperature)
     if mesh is None:
-        trainer = Trainer(model, cfg.train, train_ids, dev_ids, out)
+        trainer = Trainer(model, cfg.train, train_ids, dev_ids, out, teacher=teacher)
     else:
         from llmlab.dist.trainer import DistributedTrainer
 
@@ -249,7 +276,7 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
     # only now, with the corpus, tokenizer, model and trainer settings all accepted, is the run
     # directory touched: a bad flag with --fresh must not delete the run it was meant to redo
     if mesh is None or mesh.writes:
-        prepare_run_dir(out, cfg, fresh, data_fingerprint(train_lines, dev_lines))
+        prepare_run_dir(out, cfg, fresh, data)
     if mesh is not None:
         import torch.distributed as dist
 
@@ -291,6 +318,7 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
         "unigram_entropy": unigram_entropy(train_ids, tok.vocab_size),
         "device": str(trainer.device),
         "layout": str(mesh.layout) if mesh is not None else "single process",
+        "teacher": cfg.teacher,
     }
     gen_cfg = GenerationConfig(max_new_tokens=cfg.sample_tokens, temperature=0.8, top_k=50, seed=cfg.train.seed)
     figures["samples"] = [

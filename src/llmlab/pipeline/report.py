@@ -104,6 +104,9 @@ def write_report(path: Path, cfg, f: dict) -> None:
     moe = (f" ({'in dense layers; ' if m.moe_every > 1 else 'as '}{m.n_experts} experts of that kind and width in "
            f"every {m.moe_every} layer(s), top-{m.moe_top_k}, {m.moe_router} router)" if m.n_experts else "")
     scaling = f" ({m.rope_scaling} scaling x{m.rope_factor:g})" if m.rope_scaling != "none" else ""
+    distil = (f"\n- Distilled from the teacher `{f['teacher']}`: loss (1 - {t.kd_alpha:g}) x data cross-entropy + "
+              f"{t.kd_alpha:g} x {t.kd_temperature:g}^2 x KL(teacher || student) at temperature {t.kd_temperature:g}."
+              if f.get("teacher") else "")
     text = f"""# llmlab run `{f['name']}`
 
 ## What was trained
@@ -123,7 +126,7 @@ embedding), context {m.max_seq_len} tokens.
   ({f['tokens_seen'] / max(f['train_tokens'], 1):.2f} epochs).
 - {t.optimizer} (lr {t.lr:g} → {t.min_lr:g}, warmup {t.warmup_steps}, {t.schedule} schedule;
   betas {t.beta1}, {t.beta2}; weight decay {t.weight_decay}; clip {t.grad_clip}), seed {t.seed},
-  device {f['device']}, {f.get('layout', 'single process')}.
+  device {f['device']}, {f.get('layout', 'single process')}.{distil}
 - Training time {f['train_seconds']:.1f} s ({f['tokens_seen'] / max(f['train_seconds'], 1e-9):,.0f} tokens/s);
   whole run {f['wall_seconds']:.1f} s.
 

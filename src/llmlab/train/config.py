@@ -9,6 +9,8 @@ from llmlab.train.schedule import SCHEDULES
 
 # the optimizers of llmlab.train.optim, by the names the trainer accepts
 OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+# settings only pretraining uses (distillation from a teacher): the other training commands show no flag for them
+PRETRAIN_ONLY = ("kd_alpha", "kd_temperature")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class TrainConfig:
     seed: int = 1337  # seeds initialisation, batches and dropout
     device: str = "auto"  # auto | cpu | cuda
     max_minutes: float = 0.0  # stop (with a checkpoint) after this much training per invocation; 0 = no limit
+    kd_alpha: float = 0.0  # weight of the distillation term against a teacher (llmlab.train.distill); 0 = data only
+    kd_temperature: float = 1.0  # softmax temperature of the distillation term (its weight is scaled by T^2)
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "grad_accum", "seq_len", "log_every", "eval_batches"):
@@ -52,6 +56,10 @@ class TrainConfig:
             raise InputError(f"lr must be in (0, 1], got {self.lr}")
         if not 0 <= self.min_lr <= self.lr:
             raise InputError(f"min_lr must be in [0, lr], got {self.min_lr}")
+        if not 0 <= self.kd_alpha <= 1:
+            raise InputError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
+        if not self.kd_temperature > 0:
+            raise InputError(f"kd_temperature must be > 0, got {self.kd_temperature}")
         if self.optimizer not in OPTIMIZER_NAMES:
             raise InputError(f"optimizer must be one of {sorted(OPTIMIZER_NAMES)}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:

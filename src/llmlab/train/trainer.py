@@ -28,6 +28,7 @@ from llmlab.core.progress import progress
 from llmlab.models.io import resolve_device
 from llmlab.train.checkpoint import check_layout, latest_checkpoint, load_checkpoint, resuming_from, save_checkpoint
 from llmlab.train.config import TrainConfig
+from llmlab.train.distill import distillation_loss
 from llmlab.train.objectives import causal_lm_loss, moe_aux_loss
 from llmlab.train.optim import OPTIMIZERS
 from llmlab.train.precision import DynamicLossScaler
@@ -156,12 +157,17 @@ class Trainer:
     """
 
     def __init__(self, model, cfg: TrainConfig, train_tokens: torch.Tensor | None, val_tokens: torch.Tensor | None,
-                 run_dir: str | Path):
+                 run_dir: str | Path, teacher=None):
         if cfg.seq_len > model.config.max_seq_len:
             raise InputError(f"seq_len {cfg.seq_len} exceeds the model's max_seq_len {model.config.max_seq_len}")
+        if cfg.kd_alpha and teacher is None:
+            raise InputError(f"kd_alpha {cfg.kd_alpha} weighs a distillation term, which needs a teacher model")
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device)
+        # frozen, never saved in checkpoints (a resumed run loads it again); see llmlab.train.distill
+        self.teacher = None if teacher is None else teacher.to(self.device).eval().requires_grad_(False)
+        self._kd_parts: list[tuple[float, float]] = []  # (ce, kd) of this step's micro-batches
         # None when a subclass's `batch` draws the data itself (supervised fine-tuning's padded conversations)
         self.train_tokens = None if train_tokens is None else train_tokens.long()
         self.val_tokens = None if val_tokens is None else val_tokens.long()
@@ -228,6 +234,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         torch.manual_seed(step_seed(cfg.seed, self.step, self.dropout_stream))
+        self._kd_parts.clear()
         loss = self.forward_backward()
         params = [p for p in self.model.parameters() if p.grad is not None]
         overflow = self.scaler.unscale_(params) if self.scaler else False
@@ -239,6 +246,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         record = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm}
+        if self._kd_parts:  # a distilling step: the mean data loss and KL over its micro-batches
+            record.update(ce=sum(c for c, _ in self._kd_parts) / len(self._kd_parts),
+                          kd=sum(k for _, k in self._kd_parts) / len(self._kd_parts))
         if self.scaler:
             record.update(loss_scale=self.scaler.scale, skipped=overflow)
         return record
@@ -254,11 +264,20 @@ class Trainer:
         """Forward and backward of one micro-batch, its gradient scaled by 1 / grad_accum; its loss."""
         with self._autocast():
             logits = self.forward(x)
-        loss = causal_lm_loss(logits, y)
+        loss = causal_lm_loss(logits, y) if self.teacher is None else self._distill(x, logits, y)
         aux = moe_aux_loss(self.model)
         objective = (loss if aux is None else loss + aux) / self.cfg.grad_accum
         (self.scaler.scale_loss(objective) if self.scaler else objective).backward()
         return loss.detach()
+
+    def _distill(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The distillation objective of one micro-batch against the teacher's logits; its parts are kept
+        for the step's record."""
+        with torch.no_grad(), self._autocast():
+            teacher_logits = self.teacher(x)  # (B, T, V), eval mode: no dropout, no RNG drawn
+        loss, ce, kd = distillation_loss(logits, teacher_logits, y, self.cfg.kd_alpha, self.cfg.kd_temperature)
+        self._kd_parts.append((float(ce.detach()), float(kd.detach())))
+        return loss
 
     def forward_backward(self) -> float:
         """Accumulate the step's gradients; return its mean loss."""
