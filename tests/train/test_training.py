@@ -108,21 +108,12 @@ def test_training_reduces_loss(tmp_path):
     assert after < before - 0.5
 
 
-def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
+def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, crash_at):
     full = make_trainer(tmp_path / "full")
     full.fit()
 
     crashing = make_trainer(tmp_path / "resumed")
-    real_step = crashing.train_step
-
-    def step_then_crash():
-        if crashing.step == 5:  # dies in step 6; the last checkpoint is step 3
-            raise RuntimeError("power cut")
-        return real_step()
-
-    crashing.train_step = step_then_crash
-    with pytest.raises(RuntimeError, match="power cut"):
-        crashing.fit()
+    crash_at(crashing, 5)  # dies in step 6; the last checkpoint is step 3
     assert latest_checkpoint(tmp_path / "resumed" / "checkpoints").name == "step-00000003"
 
     resumed = make_trainer(tmp_path / "resumed")
