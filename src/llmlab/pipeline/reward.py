@@ -36,7 +36,7 @@ from llmlab.pipeline.rl import chat_model
 from llmlab.pipeline.sft import recorded, sft_fingerprint, tokenizer_config
 from llmlab.rl.preferences import Preference, encode_preferences, read_preferences, sampled_preferences
 from llmlab.rl.reward_config import RewardConfig
-from llmlab.rl.reward_model import RewardScorer, make_reward_model, save_reward_model
+from llmlab.rl.reward_model import RewardScorer, make_reward_model, pair_accuracy, save_reward_model
 from llmlab.rl.reward_trainer import RewardTrainer
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def run_reward(cfg: RewardConfig, out_root: str | Path = "runs", fresh: bool = F
                "parameters": count_parameters(policy.config), "train_pairs": len(train), "dev_pairs": len(dev),
                "before": {k: before[k] for k in ("val_loss", "val_accuracy")},
                "after": {k: after[k] for k in ("val_loss", "val_accuracy")},
-               "train_accuracy": float(((chosen > rejected).float() + 0.5 * (chosen == rejected).float()).mean()),
+               "train_accuracy": pair_accuracy(chosen, rejected),
                "score_mean": mean, "score_std": scorer.std, "best_of_n": best_of_n(policy, scorer, tok, template, cfg)}
     source = cfg.pairs or f"{len(train)} comparisons of its own sampled arithmetic answers with the right ones"
     card = ModelCard(name=f"llmlab-{cfg.name}", parameters=figures["parameters"],
