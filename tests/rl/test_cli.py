@@ -82,3 +82,23 @@ def test_a_model_without_chat_tokens_is_refused_with_the_way_out(plain_dir, tmp_
     assert not (tmp_path / "runs").exists()
     assert rl(tmp_path / "nowhere", tmp_path / "runs") == 2
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_saved_before_newer_settings_existed_still_resumes(chat_dir, tmp_path, capsys):
+    flags = ["--algo", "ppo"]
+    assert rl(chat_dir, tmp_path, *flags) == 0
+    saved = tmp_path / "r" / "config.json"
+    cfg = json.loads(saved.read_text())
+    for newer in ("kl_penalty", "lam_policy", "reward_model"):  # settings later than the run
+        cfg.pop(newer)
+    cfg["train"].pop("kd_alpha")
+    saved.write_text(json.dumps(cfg))
+    before = (tmp_path / "r" / "metrics.jsonl").read_text()
+    assert rl(chat_dir, tmp_path, *flags) == 0  # read with today's defaults: the same run, finished
+    steps = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines() if '"phase"' in x]
+    assert [r["step"] for r in steps] == [json.loads(x)["step"] for x in before.splitlines() if '"phase"' in x]
+    cfg["clip_low"] = 0.1  # a setting that changes what the run computes is still refused
+    saved.write_text(json.dumps(cfg))
+    capsys.readouterr()
+    assert rl(chat_dir, tmp_path, *flags) == 2
+    assert "different config (clip_low)" in capsys.readouterr().err

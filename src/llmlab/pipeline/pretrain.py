@@ -16,6 +16,7 @@ Running again with the same config resumes (or, if finished, just re-evaluates a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -123,7 +124,6 @@ def data_fingerprint(train_lines: list[str], dev_lines: list[str]) -> dict:
     return digests
 
 
-TRAIN_DEFAULTS = config_to_dict(TrainConfig())
 # Training settings that do not change what a run computes, so a resumed run may change them.
 BOOKKEEPING = ("max_minutes", "keep_checkpoints", "checkpoint_every", "log_every", "device")
 
@@ -131,13 +131,21 @@ BOOKKEEPING = ("max_minutes", "keep_checkpoints", "checkpoint_every", "log_every
 def _identity(cfg: dict) -> dict:
     """A run config as a resume compares it: without the `BOOKKEEPING` settings, which each invocation
     may set anew, the run's name (the folder's: a copied run resumes under its new name) and the teacher's
-    folder (data.json holds its weights' digest: a moved teacher is the same one). Training settings a
-    run saved before they existed count as their defaults, which compute what that run did."""
+    folder (data.json holds its weights' digest: a moved teacher is the same one)."""
     train = cfg.get("train") if isinstance(cfg, dict) else None
     if not isinstance(train, dict):
         return cfg
     return {**{k: v for k, v in cfg.items() if k not in ("name", "teacher")},
-            "train": {k: v for k, v in {**TRAIN_DEFAULTS, **train}.items() if k not in BOOKKEEPING}}
+            "train": {k: v for k, v in train.items() if k not in BOOKKEEPING}}
+
+
+def _as_read_now(doc, cfg) -> dict:
+    """A saved run config as this version reads it, through `cfg`'s class: settings added since the run
+    was saved take their defaults (an algorithm's, where the class resolves them), which compute what
+    that run did. A document the class no longer reads is compared as it is (and then differs)."""
+    with contextlib.suppress(InputError, TypeError, ValueError, AttributeError):
+        doc = type(cfg).from_dict(doc).to_dict()
+    return _identity(json.loads(json.dumps(doc)))
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -182,7 +190,7 @@ def check_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = No
                          f"choose another {elsewhere}")
     saved, saved_data = out / "config.json", out / "data.json"
     if saved.exists() and not fresh:
-        old, new = _identity(read_json(saved, "run config")), _identity(json.loads(json.dumps(cfg.to_dict())))
+        old, new = _as_read_now(read_json(saved, "run config"), cfg), _identity(json.loads(json.dumps(cfg.to_dict())))
         if old != new:
             fields = ", ".join(_differences(old, new) if isinstance(old, dict) else ["all"])
             raise InputError(f"run directory {str(out)!r} holds a run with a different config ({fields}); "
