@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -227,6 +228,20 @@ def _batches(stream: BinaryIO, what: str, size: int) -> Iterator[list[str]]:
             batch = []
     if batch:
         yield batch
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks (weights can be large); "" when there is no
+    such file (a run's fingerprint then records the absence).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return ""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def read_jsonl(path: str | os.PathLike, what: str = "file") -> list[Any]:

@@ -82,8 +82,7 @@ def best_of_n(policy, scorer: RewardScorer, tok, template, cfg: RewardConfig) ->
         prompt = template.prompt_ids(tok, [{"role": "user", "content": p.question}])
         ro = sample_group(policy, prompt, cfg.best_of, cfg.max_new_tokens, 1.0, end, tok.pad_id, g)
         right = [answer_reward(tok.decode(ro.answer_ids(b, end)), p.answer) for b in range(len(ro))]
-        sampled = [ro.tokens[b, : int(ro.lengths[b])].tolist() for b in range(len(ro))]  # as llmlab rl scores them
-        scores = scorer([prompt] * len(ro), sampled)
+        scores = scorer([prompt] * len(ro), ro.sampled_ids())  # as llmlab rl scores them
         one, picked, oracle = one + right[0], picked + right[int(scores.argmax())], oracle + max(right)
     n = len(problems)
     return {"n": cfg.best_of, "problems": n, "one_sample": one / n, "reward_model_pick": picked / n,

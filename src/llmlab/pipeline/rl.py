@@ -25,11 +25,11 @@ from pathlib import Path
 from llmlab.adapt.chat import ChatTemplate, load_chat_template
 from llmlab.adapt.sft import answer_accuracy, arithmetic_conversations, check_known
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
+from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl, sha256_file
 from llmlab.models import count_parameters, load_model, save_model
 from llmlab.models.card import ModelCard
 from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
-from llmlab.pipeline.sft import recorded, sft_fingerprint, sha256_file, tokenizer_config
+from llmlab.pipeline.sft import recorded, sft_fingerprint, tokenizer_config
 from llmlab.rl.config import RLConfig
 from llmlab.rl.rewards import answer_reward
 from llmlab.rl.trainer import RLTrainer, Task
@@ -63,19 +63,17 @@ def arithmetic_task(cfg: RLConfig, tok, template: ChatTemplate) -> tuple[Task, l
     problems = arithmetic(cfg.arithmetic_train, "train", max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
     check_known(tok, arithmetic_conversations(problems))
     prompts = [template.prompt_ids(tok, [{"role": "user", "content": p.question}]) for p in problems]
-    score = reward_model_scorer(cfg, template) if cfg.reward_model else None
+    score = reward_model_scorer(cfg, tok, template) if cfg.reward_model else None
     return Task(prompts, lambda i, ids: answer_reward(tok.decode(ids), problems[i].answer), score), problems
 
 
-def reward_model_scorer(cfg: RLConfig, template: ChatTemplate):
+def reward_model_scorer(cfg: RLConfig, tok, template: ChatTemplate):
     """The reward model's normalised scores (`RewardScorer`); InputError unless it reads the policy's
     tokens and chat template (it was trained from this model or one with its tokenizer)."""
     from llmlab.rl.reward_model import RewardScorer, load_reward_model
 
     rm, rm_tok, norm = load_reward_model(cfg.reward_model, cfg.train.device)
-    same_tokens = sha256_file(Path(cfg.reward_model) / "tokenizer.json") == sha256_file(Path(cfg.model) /
-                                                                                       "tokenizer.json")
-    if not same_tokens or load_chat_template(cfg.reward_model).to_dict() != template.to_dict():
+    if rm_tok.to_hf_json() != tok.to_hf_json() or load_chat_template(cfg.reward_model).to_dict() != template.to_dict():
         raise InputError(f"the reward model {cfg.reward_model!r} reads another tokenizer or chat template than the "
                          f"policy {cfg.model!r}: train it from this chat model (llmlab rm train --model {cfg.model})")
     return RewardScorer(rm, rm_tok.pad_id, norm["mean"], norm["std"])

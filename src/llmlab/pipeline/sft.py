@@ -39,7 +39,7 @@ from llmlab.adapt.sft import (
     measure,
 )
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
+from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl, sha256_file
 from llmlab.models import count_parameters, load_model, save_model
 from llmlab.models.card import ModelCard
 from llmlab.models.decoder import check_packable
@@ -47,10 +47,6 @@ from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
 
 log = logging.getLogger(__name__)
 GENERAL_TRAIN_TOKENS = 200_000  # general-corpus train tokens that replay, distillation and EWC's Fisher draw from
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 
 def sft_fingerprint(model_dir: str, train: list, dev: list) -> dict:

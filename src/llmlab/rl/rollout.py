@@ -49,6 +49,10 @@ class Rollouts:
         ids = self.tokens[b, : int(self.lengths[b])].tolist()
         return ids[:-1] if ids and ids[-1] == end_id else ids
 
+    def sampled_ids(self) -> list[list[int]]:
+        """Each row's completion as sampled: its ``<|end|>`` included when it ended (what a reward model scores)."""
+        return [self.tokens[b, : int(n)].tolist() for b, n in enumerate(self.lengths)]
+
     def select(self, rows: torch.Tensor | list[int]) -> Rollouts:
         rows = torch.as_tensor(rows, dtype=torch.long)
         return Rollouts([self.prompts[i] for i in rows.tolist()], [self.source[i] for i in rows.tolist()],

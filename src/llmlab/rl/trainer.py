@@ -187,8 +187,7 @@ class RLTrainer:
         if self.task.score is None:
             scores = correct.clone()
         else:
-            done = [ro.tokens[b, : int(ro.lengths[b])].tolist() for b in range(len(ro))]
-            scores = self.task.score(ro.prompts, done).float().cpu()
+            scores = self.task.score(ro.prompts, ro.sampled_ids()).float().cpu()
         if cfg.overlong_shaping:
             scores = scores + overlong_penalty(ro.lengths, cfg.overlong_len, cfg.overlong_cache)
         return ro, correct, scores

@@ -11,7 +11,6 @@ corrupted checkpoint is refused whole, never half-loaded. No pickle anywhere.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -24,18 +23,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_folder
+from llmlab.core.io import atomic_folder, sha256_file
 from llmlab.models.io import load_state, model_state
 
 FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -72,7 +64,7 @@ def save_checkpoint(directory: str | os.PathLike, step: int, model, optimizer: t
         save_file(opt_tensors, tmp / "optimizer.safetensors")
         state = {"step": step, "optimizer": opt_meta, "extra": extra or {}}
         (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
-        manifest = {name: _sha256(tmp / name) for name in FILES}
+        manifest = {name: sha256_file(tmp / name) for name in FILES}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     prune_checkpoints(root, keep)
     return final
@@ -179,7 +171,7 @@ def verify_checkpoint(path: str | os.PathLike) -> dict:
         f = p / name
         if not f.is_file():
             raise InputError(f"checkpoint {str(p)!r} is missing {name}; refusing to load it")
-        if _sha256(f) != manifest.get(name):
+        if sha256_file(f) != manifest.get(name):
             raise InputError(f"checkpoint {str(p)!r}: {name} is corrupt (checksum mismatch); refusing to load it")
     return json.loads((p / "state.json").read_text(encoding="utf-8"))
 

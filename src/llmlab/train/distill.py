@@ -19,13 +19,13 @@ student, under the same autocast; checkpoints hold the student only.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from llmlab.core.errors import InputError
+from llmlab.core.io import sha256_file
 
 
 def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor, temperature: float,
@@ -64,15 +64,6 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return (1 - alpha) * ce + alpha * temperature ** 2 * kd, ce, kd
 
 
-def weights_sha256(model_dir: str | Path) -> str:
-    """SHA-256 of a model folder's model.safetensors: what identifies a teacher to a resumed run."""
-    h = hashlib.sha256()
-    with open(Path(model_dir) / "model.safetensors", "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_teacher(model_dir: str | Path, tokenizer, seq_len: int, device: str | torch.device = "cpu"):
     """The teacher in `model_dir`, frozen and in eval mode on `device`, and its weights' SHA-256.
 
@@ -99,4 +90,4 @@ def load_teacher(model_dir: str | Path, tokenizer, seq_len: int, device: str | t
         raise InputError(f"teacher {str(d)!r} has max_seq_len {teacher.config.max_seq_len}, shorter than the "
                          f"student's seq_len {seq_len}")
     teacher.eval().requires_grad_(False)
-    return teacher, weights_sha256(d)
+    return teacher, sha256_file(d / "model.safetensors")
