@@ -174,11 +174,15 @@ class RLConfig:
                              f"{self.algo}'s advantages come from its value model")
 
     def _check_critic(self):
-        # lam_critic is not refused without a critic: configs saved before it was the algorithm's carry 1.0
         if not self.uses_critic:
-            if self.value_pretrain_steps or self.value_lr is not None or self.lam_policy is not None:
-                raise InputError(f"value_lr, value_pretrain_steps and lam_policy apply to the value model of "
-                                 f"{' and '.join(CRITIC_ALGOS)}, not {self.algo}")
+            # Configs saved before lam_critic was the algorithm's carry its then default 1.0, which computed
+            # nothing without a critic: read as unset, so those runs resume. Any other value is refused.
+            if self.lam_critic == 1.0:
+                object.__setattr__(self, "lam_critic", None)
+            if (self.value_pretrain_steps or self.value_lr is not None or self.lam_policy is not None
+                    or self.lam_critic is not None):
+                raise InputError(f"value_lr, value_pretrain_steps, lam_critic and lam_policy apply to the value "
+                                 f"model of {' and '.join(CRITIC_ALGOS)}, not {self.algo}")
             return
         if not 0 < self.value_lr <= 1:
             raise InputError(f"value_lr must be in (0, 1], got {self.value_lr}")
