@@ -5,6 +5,7 @@ trainer that learns a preference and resumes exactly."""
 import dataclasses
 import json
 import math
+import random
 
 import pytest
 import torch
@@ -12,7 +13,14 @@ import torch
 from llmlab.adapt.chat import ChatTemplate
 from llmlab.core.errors import InputError
 from llmlab.models import load_model
-from llmlab.rl.preferences import Preference, encode_preferences, read_preferences, sampled_preferences
+from llmlab.rl.preferences import (
+    Preference,
+    encode_preferences,
+    near_miss_preferences,
+    near_misses,
+    read_preferences,
+    sampled_preferences,
+)
 from llmlab.rl.reward_config import RM_TRAIN
 from llmlab.rl.reward_model import (
     RewardScorer,
@@ -171,6 +179,31 @@ def test_sampled_comparisons_pit_each_distinct_wrong_answer_against_the_right_on
     for p in prefs:
         assert p.chosen == by_q[p.messages[0][1]] and not exact_match(p.rejected, p.chosen)
         assert chat_tok.decode(chat_tok.encode(p.rejected)) == p.rejected and "<" not in p.rejected
+
+
+@pytest.mark.parametrize("answer", ["7", "68", "105", "-42", "1000"])
+def test_near_misses_are_every_one_digit_slip_drawn_without_repeats(answer):
+    every = near_misses(answer, 1000, random.Random(0))
+    digits = sum(c.isdigit() for c in answer)
+    # each digit can take 9 other values, but the leading one of a longer number never becomes 0
+    assert len(every) == len(set(every)) == 9 * digits - (digits > 1)
+    for m in every:
+        assert len(m) == len(answer) and sum(x != y for x, y in zip(m, answer)) == 1 and int(m) != int(answer)
+        assert len(m.lstrip("-")) == 1 or m.lstrip("-")[0] != "0"
+    some = near_misses(answer, 3, random.Random(1))
+    assert len(some) == len(set(some)) == min(3, len(every)) and set(some) <= set(every)
+    assert near_misses(answer, 3, random.Random(1)) == some  # a seed fixes the draw
+
+
+def test_near_miss_comparisons_prefer_each_right_answer_to_its_slips():
+    from llmlab.data.corpora import arithmetic
+
+    problems = arithmetic(20, max_digits=3, ops="+-*")
+    prefs = near_miss_preferences(problems, 2, 5)
+    assert len(prefs) == 40 and prefs == near_miss_preferences(problems, 2, 5)
+    assert [p.chosen for p in prefs] == [p.answer for p in problems for _ in range(2)]
+    assert all(p.messages == (("user", q.question),) for p, q in zip(prefs[::2], problems))
+    assert all(p.rejected != p.chosen for p in prefs) and near_miss_preferences(problems, 0, 5) == []
 
 
 def seven_pairs(chat_tok, prompt, end, n=64, seed=0):

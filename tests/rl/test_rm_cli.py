@@ -76,7 +76,24 @@ def test_rm_train_reads_comparisons_from_a_file_and_holds_out_its_end(chat_dir, 
     assert json.loads((tmp_path / "runs" / "r" / "summary.json").read_text())["best_of_n"] == {}
 
 
+def test_near_misses_join_the_training_comparisons_and_are_scored_held_out(chat_dir, trained, tmp_path):
+    assert rm_train(chat_dir, tmp_path / "runs", "--near-misses", "2", "--steps", "2", "--best-of", "0") == 0
+    run = tmp_path / "runs" / "r"
+    pairs = [json.loads(x) for x in (run / "pairs.jsonl").read_text().splitlines()]
+    plain = [json.loads(x) for x in (trained / "pairs.jsonl").read_text().splitlines()]
+    train, dev = ([p for p in rows if p["split"] == "train"] for rows in (pairs, plain))
+    assert train[:len(dev)] == dev and len(train) == len(dev) + 2 * 20  # 20 train problems, 2 slips each
+    assert all(p["chosen"] != p["rejected"] and len(p["chosen"]) == len(p["rejected"]) for p in train[len(dev):])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["near_miss_pairs"] == 3 * 2  # 3 slips of each of the 2 dev problems
+    assert 0 <= summary["before"]["near_miss_accuracy"] <= 1 and 0 <= summary["after"]["near_miss_accuracy"] <= 1
+    assert "near misses" in (run / "report.md").read_text()
+    assert "near_miss_accuracy" in json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+
+
 @pytest.mark.parametrize("flags,msg", [(["--samples", "0"], "samples must be >= 1"),
+                                       (["--near-misses", "1", "--pairs", "p.jsonl"], "near_misses are slips"),
+                                       (["--near-misses", "-1"], "near_misses must be >= 0"),
                                        (["--temperature", "0"], "temperature must be > 0"),
                                        (["--pairs", "nowhere.jsonl"], "nowhere.jsonl")])
 def test_bad_settings_exit_2_and_write_nothing(chat_dir, tmp_path, capsys, flags, msg):

@@ -34,7 +34,13 @@ from llmlab.models.card import ModelCard
 from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
 from llmlab.pipeline.rl import chat_model
 from llmlab.pipeline.sft import recorded, sft_fingerprint, tokenizer_config
-from llmlab.rl.preferences import Preference, encode_preferences, read_preferences, sampled_preferences
+from llmlab.rl.preferences import (
+    Preference,
+    encode_preferences,
+    near_miss_preferences,
+    read_preferences,
+    sampled_preferences,
+)
 from llmlab.rl.reward_config import RewardConfig
 from llmlab.rl.reward_model import RewardScorer, make_reward_model, pair_accuracy, save_reward_model
 from llmlab.rl.reward_trainer import RewardTrainer
@@ -51,18 +57,31 @@ def comparisons(cfg: RewardConfig, policy, tok, template) -> tuple[list[Preferen
             raise InputError(f"{cfg.pairs}: a reward model needs at least 2 comparisons (one is held out)")
         k = max(1, len(prefs) // 20)
         return prefs[:-k], prefs[-k:]
-    from llmlab.data.corpora import arithmetic
-
     out = []
-    for split, n, stream in (("train", cfg.arithmetic_train, 0), ("dev", max(1, cfg.arithmetic_train // 10), 1)):
-        problems = arithmetic(n, split, max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
+    for split, stream in (("train", 0), ("dev", 1)):
+        problems = _problems(cfg, split)
         g = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + stream)
         out.append(sampled_preferences(policy, tok, template, progress(problems, desc=f"sampling {split} answers"),
                                        cfg.samples, cfg.max_new_tokens, cfg.temperature, g))
     if not out[0] or not out[1]:
         raise InputError("the chat model answered every sampled problem right, so there is nothing to compare: "
                          "raise --samples or --arithmetic-max-digits, or give --pairs")
-    return out[0], out[1]
+    slips = near_miss_preferences(_problems(cfg, "train"), cfg.near_misses, cfg.train.seed * 1_000_003 + 3)
+    return out[0] + slips, out[1]
+
+
+def _problems(cfg: RewardConfig, split: str):
+    """The built-in pairs' arithmetic problems of a split: arithmetic_train of them, a tenth as many for dev."""
+    from llmlab.data.corpora import arithmetic
+
+    n = cfg.arithmetic_train if split == "train" else max(1, cfg.arithmetic_train // 10)
+    return arithmetic(n, split, max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
+
+
+def near_miss_dev(cfg: RewardConfig) -> list[Preference]:
+    """Held-out near misses (built-in pairs only): each dev problem's right answer against 3 one-digit slips,
+    a check of the digits a reward model reads that the policy's own mistakes may not cover."""
+    return [] if cfg.pairs else near_miss_preferences(_problems(cfg, "dev"), 3, cfg.train.seed * 1_000_003 + 4)
 
 
 def best_of_n(policy, scorer: RewardScorer, tok, template, cfg: RewardConfig) -> dict:
@@ -104,13 +123,18 @@ def run_reward(cfg: RewardConfig, out_root: str | Path = "runs", fresh: bool = F
     rm = make_reward_model(policy)
     trainer = RewardTrainer(rm, cfg.train, train_ids, dev_ids, out, tok.pad_id, cfg.center_coef)
     metrics = out / "metrics.jsonl"
+    slips = encode_preferences(tok, template, near_miss_dev(cfg), ctx)
+
+    def slip_accuracy() -> dict:
+        return {"near_miss_accuracy": pair_accuracy(*trainer.scores(slips))} if slips else {}
+
     before = recorded(metrics, "before")
     if before is None:
-        before = {"step": 0, "before": True, **trainer.evaluate(None)}
+        before = {"step": 0, "before": True, **trainer.evaluate(None), **slip_accuracy()}
         trainer.metrics.write(before)
     trainer.maybe_resume()
     trainer.fit()
-    after = {**trainer.evaluate(None), "after": True, "final": True}
+    after = {**trainer.evaluate(None), **slip_accuracy(), "after": True, "final": True}
     log_final_eval(metrics, after)
     chosen, rejected = trainer.scores(trainer.pairs)
     raw = torch.cat([chosen, rejected])
@@ -119,8 +143,9 @@ def run_reward(cfg: RewardConfig, out_root: str | Path = "runs", fresh: bool = F
     figures = {"name": cfg.name, "start_model": cfg.model, "steps": trainer.step,
                "train_seconds": trainer.train_seconds,
                "parameters": count_parameters(policy.config), "train_pairs": len(train), "dev_pairs": len(dev),
-               "before": {k: before[k] for k in ("val_loss", "val_accuracy")},
-               "after": {k: after[k] for k in ("val_loss", "val_accuracy")},
+               "before": {k: before[k] for k in ("val_loss", "val_accuracy", "near_miss_accuracy") if k in before},
+               "after": {k: after[k] for k in ("val_loss", "val_accuracy", "near_miss_accuracy") if k in after},
+               "near_miss_pairs": len(slips),
                "train_accuracy": pair_accuracy(chosen, rejected),
                "score_mean": mean, "score_std": scorer.std, "best_of_n": best_of_n(policy, scorer, tok, template, cfg)}
     source = cfg.pairs or f"{len(train)} comparisons of its own sampled arithmetic answers with the right ones"
@@ -144,6 +169,9 @@ def reward_report(cfg: RewardConfig, f: dict, records: list[dict]) -> str:
     curve = "".join(f"| {r['step']} | {r['val_loss']:.4f} | {r['val_accuracy']:.4f} |\n"
                     for r in records if "val_accuracy" in r)
     bon = f["best_of_n"]
+    slips = (f"| pair accuracy on {f['near_miss_pairs']} near misses (right answer vs one digit changed) | "
+             f"{b['near_miss_accuracy']:.4f} | {a['near_miss_accuracy']:.4f} |\n"
+             if "near_miss_accuracy" in b and "near_miss_accuracy" in a else "")
     best = (f"## Best of {bon['n']}\n\nThe chat model answers each of {bon['problems']} arithmetic test problems "
             f"{bon['n']} times (temperature 1); exact match of\n\n| pick | exact match |\n|---|---|\n"
             f"| one sample | {bon['one_sample']:.3f} |\n| the reward model's highest score | "
@@ -152,12 +180,14 @@ def reward_report(cfg: RewardConfig, f: dict, records: list[dict]) -> str:
     return (f"# Reward model run `{cfg.name}`\n\n"
             f"- Start: `{f['start_model']}` ({f['parameters']:,} parameters), vocabulary head replaced by one output\n"
             f"- Comparisons: {f['train_pairs']} for training, {f['dev_pairs']} held out "
-            f"({cfg.pairs or 'sampled answers to arithmetic problems, each wrong one against the right answer'})\n"
+            f"({cfg.pairs or 'sampled answers to arithmetic problems, each wrong one against the right answer'}"
+            + (f"; and {cfg.near_misses} near misses of each training problem's answer" if cfg.near_misses else "")
+            + ")\n"
             f"- Training: {f['steps']} steps of {cfg.train.batch_size} comparisons, lr {cfg.train.lr}, "
             f"{f['train_seconds']:.1f} s\n\n"
             "## Held-out comparisons\n\n| measure | before | after |\n|---|---|---|\n"
             f"| pair accuracy | {b['val_accuracy']:.4f} | {a['val_accuracy']:.4f} |\n"
-            f"| Bradley-Terry loss | {b['val_loss']:.4f} | {a['val_loss']:.4f} |\n\n"
+            f"| Bradley-Terry loss | {b['val_loss']:.4f} | {a['val_loss']:.4f} |\n" + slips + "\n"
             f"Pair accuracy on the training comparisons: {f['train_accuracy']:.4f}. Raw scores of the training "
             f"replies: mean {f['score_mean']:.4g}, std {f['score_std']:.4g} (the saved model's scores are "
             "normalised by them).\n\n## Validation\n\n| step | loss | pair accuracy |\n|---|---|---|\n" + curve

@@ -16,6 +16,7 @@ its labels are noise-free, so what the reward model gets wrong is its own error.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,3 +118,23 @@ that are not text (their decoded text encodes to other tokens) and empty ones ar
                 wrong.setdefault(text, None)
         out += [Preference.of(p.question, p.answer, w) for w in wrong]
     return out
+
+
+def near_misses(answer: str, k: int, rng: random.Random) -> list[str]:
+    """Up to `k` distinct answers that differ from `answer` in exactly one digit (a leading digit never
+    becomes 0), drawn uniformly from all such answers: the slips a reward model must also tell apart.
+
+    >>> sorted(near_misses("7", 20, random.Random(0)))
+    ['0', '1', '2', '3', '4', '5', '6', '8', '9']
+    """
+    digits = [i for i, c in enumerate(answer) if c.isdigit()]
+    lead = digits[0] if digits else None
+    pool = [answer[:i] + d + answer[i + 1:] for i in digits for d in "0123456789"
+            if d != answer[i] and not (d == "0" and i == lead and len(digits) > 1)]
+    return rng.sample(pool, min(k, len(pool)))
+
+
+def near_miss_preferences(problems, k: int, seed: int) -> list[Preference]:
+    """For each arithmetic problem, its right answer preferred to `k` near misses (`near_misses`)."""
+    rng = random.Random(seed)
+    return [Preference.of(p.question, p.answer, m) for p in problems for m in near_misses(p.answer, k, rng)]

@@ -22,6 +22,7 @@ class RewardConfig:
     center_coef: float = 0.0  # weight of the mean squared score sum that keeps scores near 0 (TRL's; 0 = off)
     samples: int = 4  # built-in pairs: answers sampled per problem, each wrong one paired with the right answer
     temperature: float = 1.0  # built-in pairs: sampling temperature of those answers
+    near_misses: int = 0  # built-in pairs: also this many one-digit slips of each right answer, each against it
     max_new_tokens: int = 8  # built-in pairs and best-of-n: most tokens per sampled answer
     arithmetic_train: int = 20000  # built-in pairs: train problems sampled (dev pairs: a tenth as many dev problems)
     arithmetic_max_digits: int = 2  # operands have 2..this many digits
@@ -35,9 +36,12 @@ class RewardConfig:
         for k in ("samples", "max_new_tokens", "arithmetic_train"):
             if getattr(self, k) < 1:
                 raise InputError(f"{k} must be >= 1, got {getattr(self, k)}")
-        for k in ("best_of", "eval_problems"):
+        for k in ("best_of", "eval_problems", "near_misses"):
             if getattr(self, k) < 0:
                 raise InputError(f"{k} must be >= 0, got {getattr(self, k)}")
+        if self.near_misses and self.pairs:
+            raise InputError("near_misses are slips of the built-in arithmetic answers; a --pairs file brings its "
+                             "own comparisons")
         if not self.temperature > 0:
             raise InputError(f"temperature must be > 0 (answers are sampled), got {self.temperature}")
         if not 0 <= self.center_coef < float("inf"):
