@@ -1,4 +1,5 @@
-"""Weight-only integer quantization (topic 33): INT8 or INT4 weights, float activations.
+"""Integer quantization (topic 33): INT8 or INT4 weights with float activations, or W8A8 (int8 weights
+and int8 activations, an int32 matmul).
 
 Each target `nn.Linear` weight W (out, in) is cut into groups of input columns (one group per output
 row by default: per-channel) and every group gets its own scale s (and, asymmetric, a zero point z):
@@ -18,7 +19,13 @@ The embedding is a table lookup, so quantizing it saves storage but no compute, 
 embeddings the output head *is* that table; the head itself is the most sensitive layer (its error
 goes straight into every logit). Add "lm_head" to `targets` to quantize it anyway.
 
-`QuantLinear` computes with the dequantized weight (a float matmul: correct first, not fast).
+With `activations="float"` (the default) `QuantLinear` computes with the dequantized weight W' (a float
+matmul: correct first, not fast). With `activations="int8"` (8-bit symmetric per-channel weights only) it
+quantizes each input row (token) at run time, symmetric: s_a = absmax / 127, a = clamp(round(x / s_a),
+-127, 127), multiplies the int8 codes exactly into int32 (`torch._int_mm`, `int8_matmul`) and rescales:
+y = acc * s_a * s_w (+ bias). Against the float path each output errs by at most the activations'
+rounding, 0.5 * s_a * sum_k |W'_nk|. This is torch.ao's `quantize_dynamic` scheme, except that torch.ao
+scales a whole tensor at once and quantizes it asymmetric (quint8 with a zero point).
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ from llmlab.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
+ACTIVATIONS = ("float", "int8")  # QuantConfig.activations: float matmul on W', or W8A8
+INT8_MAX_IN = (2 ** 31 - 1) // 127 ** 2  # 133144: the longest int8 dot product an int32 always holds exactly
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 METHOD = "weight-only-int"  # the config.json "quantization" entry's method name
 
@@ -46,6 +55,7 @@ class QuantConfig:
     group_size: int | None = None  # None: one scale per output channel; else per group of this many input columns
     symmetric: bool = True  # True: absmax scale, zero point 0; False: min/max scale with an integer zero point
     targets: tuple[str, ...] = DEFAULT_TARGETS  # nn.Linear name suffixes to quantize; add "lm_head" for the head
+    activations: str = "float"  # "float": dequantize, float matmul; "int8": per-token int8 activations, int32 matmul
 
     def __post_init__(self):
         if isinstance(self.bits, bool) or self.bits not in (4, 8):
@@ -58,6 +68,16 @@ class QuantConfig:
         object.__setattr__(self, "targets", tuple(self.targets))
         if not self.targets or not all(isinstance(t, str) and t for t in self.targets):
             raise InputError(f"targets must be non-empty module-name suffixes, got {self.targets!r}")
+        if self.activations not in ACTIVATIONS:
+            raise InputError(f"activations must be one of {ACTIVATIONS}, got {self.activations!r}")
+        if self.activations == "int8":
+            # the int32 product has one scale per output channel to undo; a scale per group of input columns
+            # would need one int matmul per group, asymmetric codes a zero-point correction, int4 unpacking
+            wrong = [f"{k}={v!r}" for k, v, ok in (("bits", self.bits, 8), ("symmetric", self.symmetric, True),
+                                                   ("group_size", self.group_size, None)) if v != ok]
+            if wrong:
+                raise InputError(f"activations='int8' needs bits=8, symmetric=True, group_size=None (per channel), "
+                                 f"got {', '.join(wrong)}")
 
 
 def code_range(bits: int, symmetric: bool) -> tuple[int, int]:
@@ -143,9 +163,63 @@ def unpack_int4(packed: torch.Tensor, signed: bool) -> torch.Tensor:
     return (n - 16 * (n >= 8)).to(torch.int8) if signed else n.to(torch.uint8)
 
 
+def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 codes (M, K) and float32 scales (M,) of each row of x (M, K): s = absmax / 127,
+    q = clamp(round(x / s), -127, 127). An all-zero row gets s = 1 (its codes are 0, exact, and nothing
+    divides by zero); a row holding inf or NaN keeps a non-finite scale, so its outputs stay non-finite.
+
+    >>> q, s = quantize_rows(torch.tensor([[1.0, -0.5, 0.25], [0.0, 0.0, 0.0]]))
+    >>> q.tolist(), [round(v, 6) for v in s.tolist()]
+    ([[127, -64, 32], [0, 0, 0]], [0.007874, 1.0])
+    """
+    x = x.float()  # bf16 / fp16 rows: divide in float32, not in the input's coarser grid
+    amax = x.abs().amax(-1)  # (M,)
+    scale = torch.where(amax == 0, torch.ones_like(amax), amax / 127)
+    return torch.clamp(torch.round(x / scale[:, None]), -127, 127).to(torch.int8), scale
+
+
+def int8_matmul(a: torch.Tensor, w: torch.Tensor, pad: bool | None = None) -> torch.Tensor:
+    """a (M, K) int8 times w (N, K) int8 transposed: (M, N) int32, exact while K <= INT8_MAX_IN.
+
+    `torch._int_mm` on CPU (torch 2.13, oneDNN) takes every shape, M = 1 included, and is exact; on
+    CUDA (cuBLASLt) it refuses M <= 16 and wants K and N multiples of 8. `pad` (default: on CUDA) pads
+    rows to 17 and K, N to multiples of 8 with zero codes, which add nothing, and cuts the result back.
+
+    >>> int8_matmul(torch.tensor([[1, 2]], dtype=torch.int8), torch.tensor([[3, 4], [-1, 0]], dtype=torch.int8))
+    tensor([[11, -1]], dtype=torch.int32)
+    """
+    if a.is_cuda if pad is None else pad:
+        (m, k), n = a.shape, w.shape[0]
+        k8 = -(-k // 8) * 8
+        a = F.pad(a, (0, k8 - k, 0, max(17 - m, 0)))  # (>= 17, k8)
+        w = F.pad(w, (0, k8 - k, 0, -(-n // 8) * 8 - n))  # (n8, k8)
+        return torch._int_mm(a, w.t())[:m, :n]
+    return torch._int_mm(a, w.t())  # w.t(): a column-major (K, N) view, the layout cuBLASLt wants; no copy
+
+
+class _W8A8(torch.autograd.Function):
+    """y = (int8 x) @ (int8 W)^T, rescaled, in x's dtype. `_int_mm` has no backward and rounding x has a
+    zero derivative almost everywhere, so the backward passes the rounding straight through: dy/dx is
+    the float layer's, grad @ W' (as bitsandbytes' int8 matmul does)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(codes, scale)
+        qa, sa = quantize_rows(x.reshape(-1, x.shape[-1]))  # (M, K) int8, (M,)
+        acc = int8_matmul(qa, codes)  # (M, N) int32, the exact integer product
+        y = acc.float().mul_(sa[:, None]).mul_(scale.float().view(1, -1))  # (M, N): acc * s_a * s_w
+        return y.to(x.dtype).view(*x.shape[:-1], -1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        codes, scale = ctx.saved_tensors
+        return grad @ dequantize_weight(codes, scale).to(grad.dtype), None, None
+
+
 class QuantLinear(nn.Module):
     """A bias-optional Linear whose weight is stored as integer codes and scales (buffers, so they save
-    and move with the model) and dequantized for each forward; `cache = True` keeps the float weight."""
+    and move with the model). With float activations it dequantizes the weight for each forward (`cache =
+    True` keeps the float weight); with int8 activations it multiplies codes (see `_W8A8`)."""
 
     def __init__(self, in_features: int, out_features: int, cfg: QuantConfig, bias: bool = False):
         super().__init__()
@@ -154,8 +228,12 @@ class QuantLinear(nn.Module):
             raise InputError(f"group_size {g} must divide the layer's in_features {in_features}")
         if cfg.bits == 4 and in_features % 2:
             raise InputError(f"int4 packing needs an even in_features, got {in_features}")
+        if cfg.activations == "int8" and in_features > INT8_MAX_IN:
+            raise InputError(f"activations='int8' needs in_features <= {INT8_MAX_IN} (an exact int32 sum of "
+                             f"127 * 127 products), got {in_features}")
         self.in_features, self.out_features = in_features, out_features
         self.bits, self.group_size, self.symmetric = cfg.bits, cfg.group_size, cfg.symmetric
+        self.activations = cfg.activations
         code_dtype = torch.int8 if cfg.symmetric and cfg.bits == 8 else torch.uint8
         cols = in_features // 2 if cfg.bits == 4 else in_features
         self.register_buffer("qweight", torch.zeros(out_features, cols, dtype=code_dtype))
@@ -188,6 +266,9 @@ class QuantLinear(nn.Module):
         return dequantize_weight(self.codes(), self.scale, self.zero)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.activations == "int8":
+            y = _W8A8.apply(x, self.qweight, self.scale)  # (..., out)
+            return y if self.bias is None else y + self.bias
         w = self._cached
         if w is None or w.device != x.device or w.dtype != x.dtype:
             w = self.weight.to(x.dtype)  # (out, in)
@@ -201,7 +282,7 @@ class QuantLinear(nn.Module):
     def extra_repr(self) -> str:
         kind = "symmetric" if self.symmetric else "asymmetric"
         return (f"in_features={self.in_features}, out_features={self.out_features}, bits={self.bits}, "
-                f"group_size={self.group_size or self.in_features}, {kind}")
+                f"group_size={self.group_size or self.in_features}, {kind}, activations={self.activations}")
 
 
 @dataclass(frozen=True)
@@ -290,13 +371,16 @@ def quantized_layers(model: nn.Module) -> list[str]:
 
 
 def quantization_entry(model: nn.Module) -> dict:
-    """What config.json records: the method, bits, group size, symmetry and the quantized layers' names."""
+    """What config.json records: the method, bits, group size, symmetry, activations ("int8" only: a float
+    model's entry stays as it was before the setting existed) and the quantized layers' names."""
     names = quantized_layers(model)
     if not names:
         raise InputError("the model has no quantized layers: run quantize_model first")
     first = model.get_submodule(names[0])
-    return {"method": METHOD, "bits": first.bits, "group_size": first.group_size, "symmetric": first.symmetric,
-            "layers": names}
+    entry = {"method": METHOD, "bits": first.bits, "group_size": first.group_size, "symmetric": first.symmetric}
+    if first.activations != "float":
+        entry["activations"] = first.activations
+    return entry | {"layers": names}
 
 
 def weight_bytes(model: nn.Module) -> int:
@@ -347,7 +431,9 @@ def load_quantized(directory: str | os.PathLike, device: str | torch.device = "c
     what = str(d / "config.json")
     if not isinstance(entry, dict) or entry.get("method") != METHOD or not isinstance(entry.get("layers"), list):
         raise InputError(f"{what!r} has no {METHOD} quantization entry: load it with llmlab.models.load_model")
-    qcfg = QuantConfig(entry.get("bits"), entry.get("group_size"), entry.get("symmetric"))
+    # an entry written before the activations setting existed has none: those models computed in float
+    qcfg = QuantConfig(entry.get("bits"), entry.get("group_size"), entry.get("symmetric"),
+                       activations=entry.get("activations", "float"))
     model = CausalLM(cfg)
     for n in entry["layers"]:
         try:
