@@ -1,4 +1,5 @@
-"""llmlab quantize: weight-only INT8/INT4 quantization of a saved model, and the FP8 format tables."""
+"""llmlab quantize: INT8/INT4 weight quantization of a saved model (optionally with int8 activations: W8A8),
+and the FP8 format tables."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ def register(sub) -> None:
     p.add_argument("--group-size", type=int, default=None, metavar="N",
                    help="one scale per N input columns (must divide every layer's input size); default per channel")
     p.add_argument("--asymmetric", action="store_true", help="min/max range with an integer zero point")
+    p.add_argument("--activations", choices=("float", "int8"), default="float",
+                   help="int8: also quantize each token's activations at run time and multiply int8 codes into "
+                        "int32 (W8A8; needs 8-bit symmetric per-channel weights); default float")
     p.add_argument("--targets", nargs="+", default=None, metavar="NAME",
                    help="Linear module-name suffixes to quantize (default: every attention and feed-forward "
                         "projection; add lm_head for the output head)")
@@ -76,7 +80,8 @@ def quantize(args: argparse.Namespace) -> int:
         raise InputError("quantize needs --model DIR and -o QDIR (or the fp8-table action)")
     if args.eval_tokens < 1:
         raise InputError(f"--eval-tokens must be >= 1, got {args.eval_tokens}")
-    cfg = QuantConfig(args.bits, args.group_size, not args.asymmetric, tuple(args.targets or DEFAULT_TARGETS))
+    cfg = QuantConfig(args.bits, args.group_size, not args.asymmetric, tuple(args.targets or DEFAULT_TARGETS),
+                      args.activations)
     model, tok = load_model(args.model)
     if args.eval_corpus and tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json to encode --eval-corpus with")
@@ -90,8 +95,10 @@ def quantize(args: argparse.Namespace) -> int:
     after = weight_bytes(model)
     kind = f"int{cfg.bits} {'symmetric' if cfg.symmetric else 'asymmetric'}, " + (
         f"groups of {cfg.group_size}" if cfg.group_size else "per channel")
+    acts = ("activations quantized to int8 per token at run time (W8A8)." if cfg.activations == "int8"
+            else "activations stay float.")
     card = ModelCard(name=f"{args.model} ({kind})", parameters=count_parameters(model.config),
-                     limitations=f"Weights quantized ({kind}) from {args.model}; activations stay float.")
+                     limitations=f"Weights quantized ({kind}) from {args.model}; {acts}")
     chat = Path(args.model) / "tokenizer_config.json"  # a chat model's template (llmlab sft) goes along
     save_quantized(model, args.output, tok, card, read_json(chat, "tokenizer config") if chat.is_file() else None)
     print(report.summary())
