@@ -1,11 +1,14 @@
-"""Weight-only quantization bench: weight bytes, dev perplexity and forward time of a small llmlab model in
-fp32, int8 per channel and int4 groups of 128, each beside fp32 as a ratio; then llmlab's int8 beside
-torch.ao's dynamic int8 quantization (`quantize_dynamic` on the same nn.Linear layers: int8 weights per
-channel *and* int8 activations, fbgemm/x86 int8 kernels) on perplexity and time.
+"""Quantization bench: weight bytes, dev perplexity and forward time of a small llmlab model in fp32, int8
+per channel, int8 W8A8 and int4 groups of 128, each beside fp32 as a ratio; then llmlab's two int8 paths
+beside torch.ao's dynamic int8 quantization (`quantize_dynamic` on the same nn.Linear layers: int8
+weights per channel *and* int8 activations, fbgemm/x86 int8 kernels) on perplexity and time.
 
 The model is trained here (char tokenizer, --steps AdamW steps on pfr1998 train) unless --model DIR
-names a saved one. llmlab's QuantLinear dequantizes its weight each forward and runs a float matmul
-(correct first), so its time ratio is the price of that, not an int8 kernel's speed.
+names a saved one. llmlab's weight-only QuantLinear dequantizes its weight each forward and runs a float
+matmul (correct first), so its time ratio is the price of that. W8A8 (activations="int8") quantizes each
+token's activations symmetric at run time and multiplies int8 codes into int32 with torch._int_mm
+(oneDNN on CPU): the same scheme as torch.ao's, which instead scales a whole activation tensor at once,
+asymmetric, and fuses the rescale into its kernel.
 
     .venv/bin/python bench/quantize.py [--steps 300] [--dim 128] [--layers 4] [--eval-tokens 20000]
 """
@@ -95,7 +98,8 @@ def main() -> None:
     x = dev[: 8 * model.config.max_seq_len].view(8, -1)  # (8, T)
     names = target_names(model, QuantConfig().targets)
     variants = [("fp32", model)]
-    configs = (("int8 per channel", QuantConfig()), ("int4 groups of 128", QuantConfig(bits=4, group_size=128)))
+    configs = (("int8 per channel", QuantConfig()), ("int8 W8A8", QuantConfig(activations="int8")),
+               ("int4 groups of 128", QuantConfig(bits=4, group_size=128)))
     for label, cfg in configs:
         q = copy.deepcopy(model)
         report = quantize_model(q, cfg)
@@ -112,15 +116,16 @@ def main() -> None:
         print(f"{r['name']:<22}{r['bytes']:>14,}{r['bytes'] / base['bytes']:>8.3f}{r['ppl']:>10.3f}"
               f"{r['ppl'] / base['ppl']:>8.4f}{r['sec'] * 1e6:>10.2f}{r['sec'] / base['sec']:>8.2f}")
     peer = measure("torch.ao dynamic int8", torch_dynamic(model, names), dev, x, args)
-    ours = rows[1]
-    print(f"\nint8 on the same {len(names)} Linear layers: llmlab (weight-only, float matmul) vs torch.ao "
-          "quantize_dynamic (int8 weights and activations)")
+    weight_only, w8a8 = rows[1], rows[2]
+    print(f"\nint8 on the same {len(names)} Linear layers: llmlab weight-only (float matmul) and W8A8 (int8 "
+          "activations, _int_mm) vs torch.ao quantize_dynamic (int8 weights and activations)")
     print(f"{'':<22}{'dev ppl':>10}{'vs fp32':>9}{'us/token':>10}{'vs fp32':>9}")
-    for r in (ours, peer):
+    for r in (weight_only, w8a8, peer):
         print(f"{r['name']:<22}{r['ppl']:>10.3f}{r['ppl'] / base['ppl']:>9.4f}{r['sec'] * 1e6:>10.2f}"
               f"{r['sec'] / base['sec']:>9.2f}")
-    print(f"llmlab / torch.ao: perplexity {ours['ppl'] / peer['ppl']:.4f}, "
-          f"forward time {ours['sec'] / peer['sec']:.2f}")
+    for r in (weight_only, w8a8):
+        print(f"llmlab {r['name']} / torch.ao: perplexity {r['ppl'] / peer['ppl']:.4f}, "
+              f"forward time {r['sec'] / peer['sec']:.2f}")
 
 
 if __name__ == "__main__":
