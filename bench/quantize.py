@@ -1,14 +1,15 @@
 """Quantization bench: weight bytes, dev perplexity and forward time of a small llmlab model in fp32, int8
 per channel, int8 W8A8 and int4 groups of 128, each beside fp32 as a ratio; then llmlab's two int8 paths
 beside torch.ao's dynamic int8 quantization (`quantize_dynamic` on the same nn.Linear layers: int8
-weights per channel *and* int8 activations, fbgemm/x86 int8 kernels) on perplexity and time.
+weights *and* int8 activations, fbgemm/x86 int8 kernels) on perplexity and time, with its default qconfig
+(one scale per weight tensor) and per channel (`per_channel_dynamic_qconfig`, llmlab's weight grid).
 
 The model is trained here (char tokenizer, --steps AdamW steps on pfr1998 train) unless --model DIR
 names a saved one. llmlab's weight-only QuantLinear dequantizes its weight each forward and runs a float
 matmul (correct first), so its time ratio is the price of that. W8A8 (activations="int8") quantizes each
 token's activations symmetric at run time and multiplies int8 codes into int32 with torch._int_mm
-(oneDNN on CPU): the same scheme as torch.ao's, which instead scales a whole activation tensor at once,
-asymmetric, and fuses the rescale into its kernel.
+(oneDNN on CPU): torch.ao's scheme, except that torch.ao scales a whole activation tensor at once
+(asymmetric, 0..127 with reduce_range) and fuses quantizing and rescaling into its kernel.
 
     .venv/bin/python bench/quantize.py [--steps 300] [--dim 128] [--layers 4] [--eval-tokens 20000]
 """
@@ -69,12 +70,13 @@ def measure(name, model, dev, x, args) -> dict:
     return {"name": name, "ppl": math.exp(loss), "tokens": n, "sec": forward_seconds_per_token(model, x, args.reps)}
 
 
-def torch_dynamic(model: CausalLM, names: list[str]):
-    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+def torch_dynamic(model: CausalLM, names: list[str], per_channel: bool = False):
+    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
+    qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
     with warnings.catch_warnings():  # torch.ao quantization is deprecated in favour of torchao
         warnings.simplefilter("ignore")
-        return quantize_dynamic(copy.deepcopy(model), {n: default_dynamic_qconfig for n in names}, dtype=torch.qint8)
+        return quantize_dynamic(copy.deepcopy(model), {n: qconfig for n in names}, dtype=torch.qint8)
 
 
 def main() -> None:
@@ -115,17 +117,19 @@ def main() -> None:
     for r in rows:
         print(f"{r['name']:<22}{r['bytes']:>14,}{r['bytes'] / base['bytes']:>8.3f}{r['ppl']:>10.3f}"
               f"{r['ppl'] / base['ppl']:>8.4f}{r['sec'] * 1e6:>10.2f}{r['sec'] / base['sec']:>8.2f}")
-    peer = measure("torch.ao dynamic int8", torch_dynamic(model, names), dev, x, args)
+    peers = [measure("torch.ao dynamic int8", torch_dynamic(model, names), dev, x, args),
+             measure("torch.ao per channel", torch_dynamic(model, names, per_channel=True), dev, x, args)]
     weight_only, w8a8 = rows[1], rows[2]
     print(f"\nint8 on the same {len(names)} Linear layers: llmlab weight-only (float matmul) and W8A8 (int8 "
           "activations, _int_mm) vs torch.ao quantize_dynamic (int8 weights and activations)")
     print(f"{'':<22}{'dev ppl':>10}{'vs fp32':>9}{'us/token':>10}{'vs fp32':>9}")
-    for r in (weight_only, w8a8, peer):
+    for r in (weight_only, w8a8, *peers):
         print(f"{r['name']:<22}{r['ppl']:>10.3f}{r['ppl'] / base['ppl']:>9.4f}{r['sec'] * 1e6:>10.2f}"
               f"{r['sec'] / base['sec']:>9.2f}")
     for r in (weight_only, w8a8):
-        print(f"llmlab {r['name']} / torch.ao: perplexity {r['ppl'] / peer['ppl']:.4f}, "
-              f"forward time {r['sec'] / peer['sec']:.2f}")
+        for peer in peers:
+            print(f"llmlab {r['name']} / {peer['name']}: perplexity {r['ppl'] / peer['ppl']:.4f}, "
+                  f"forward time {r['sec'] / peer['sec']:.2f}")
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ matmul: correct first, not fast). With `activations="int8"` (8-bit symmetric per
 quantizes each input row (token) at run time, symmetric: s_a = absmax / 127, a = clamp(round(x / s_a),
 -127, 127), multiplies the int8 codes exactly into int32 (`torch._int_mm`, `int8_matmul`) and rescales:
 y = acc * s_a * s_w (+ bias). Against the float path each output errs by at most the activations'
-rounding, 0.5 * s_a * sum_k |W'_nk|. This is torch.ao's `quantize_dynamic` scheme, except that torch.ao
-scales a whole tensor at once and quantizes it asymmetric (quint8 with a zero point).
+rounding, 0.5 * s_a * sum_k |W'_nk|. torch.ao's `quantize_dynamic` is the same idea, coarser: one
+asymmetric scale for the whole activation tensor on 0..127 (quint8, reduce_range on x86) and, with its
+default qconfig, one scale for the whole weight.
 """
 
 from __future__ import annotations
