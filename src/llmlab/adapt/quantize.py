@@ -182,9 +182,10 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def int8_matmul(a: torch.Tensor, w: torch.Tensor, pad: bool | None = None) -> torch.Tensor:
     """a (M, K) int8 times w (N, K) int8 transposed: (M, N) int32, exact while K <= INT8_MAX_IN.
 
-    `torch._int_mm` on CPU (torch 2.13, oneDNN) takes every shape, M = 1 included, and is exact; on
-    CUDA (cuBLASLt) it refuses M <= 16 and wants K and N multiples of 8. `pad` (default: on CUDA) pads
-    rows to 17 and K, N to multiples of 8 with zero codes, which add nothing, and cuts the result back.
+    `torch._int_mm` on CPU (torch 2.13, oneDNN) takes every shape, M = 1 included, and is exact (with
+    oneDNN switched off, torch.backends.mkldnn, it falls back to plain loops, ~100x slower); on CUDA
+    (cuBLASLt) it refuses M <= 16 and wants K and N multiples of 8. `pad` (default: on CUDA) pads rows
+    to 17 and K, N to multiples of 8 with zero codes, which add nothing, and cuts the result back.
 
     >>> int8_matmul(torch.tensor([[1, 2]], dtype=torch.int8), torch.tensor([[3, 4], [-1, 0]], dtype=torch.int8))
     tensor([[11, -1]], dtype=torch.int32)
