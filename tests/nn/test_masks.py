@@ -11,6 +11,7 @@ from llmlab.nn.masks import (
     causal_mask,
     combine_masks,
     cross_mask,
+    left_padded_mask,
     padding_mask,
     prefix_lm_mask,
 )
@@ -114,6 +115,22 @@ def test_padding_mask_agrees_with_sdpa_on_a_truncated_batch():
     q, k, v = qkv(B=1, T=5, seed=3)
     y = sdpa(q, k, v, combine_masks(causal_mask(5), padding_mask(torch.tensor([3]), 5)))
     torch.testing.assert_close(y[:, :, :3], sdpa(q[:, :, :3], k[:, :, :3], v[:, :, :3], causal_mask(3)))
+
+
+@pytest.mark.parametrize("T", [1, 3, 5])
+def test_left_padded_mask_matches_its_definition(T):
+    """Key s is visible from query slot q iff s <= q and s is real, or s is q itself (a padding query then
+    still sees one key); checked entry by entry."""
+    real = torch.tensor([[False, False, True, True, True], [True, True, True, True, True],
+                         [True, False, False, True, True]])  # the last: a soft prompt's slot, then padding
+    mask = left_padded_mask(real, T)
+    B, S = real.shape
+    assert mask.shape == (B, 1, T, S)
+    for b in range(B):
+        for i in range(T):
+            q = S - T + i
+            for s in range(S):
+                assert bool(mask[b, 0, i, s]) == ((s <= q and bool(real[b, s])) or s == q)
 
 
 def test_combining_masks_is_elementwise_and_broadcasts():

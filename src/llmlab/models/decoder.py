@@ -117,8 +117,9 @@ def position_inputs(model: nn.Module, x: torch.Tensor, start: int, mask: torch.T
     """What every block needs for the block input x (B, T, d) at positions start..start+T: RoPE's
     (cos, sin) (T, hs), and the attention mask with ALiBi's bias folded in (hidden keys -inf).
 
-    `positions` (B, T) (packed rows, see `CausalLM.forward`'s `segments`) gives RoPE's tables per row,
-    (B, 1, T, hs); ALiBi needs none (its bias depends on distances, the same within a document)."""
+    `positions` (B, T) (packed or left-padded rows, see `CausalLM.forward`) gives RoPE's tables per row,
+    (B, 1, T, hs); ALiBi needs none (its bias depends on distances, the same within a document or a row
+    after its padding, which the mask hides)."""
     T = x.shape[1]
     cos = sin = None
     if model.config.position == "rope" and positions is not None:
@@ -157,11 +158,39 @@ def check_packable(model: nn.Module, segments: torch.Tensor, idx: torch.Tensor, 
                          "document's: segments (packing) with a soft prompt need RoPE or absolute positions")
 
 
+def check_positions(model: nn.Module, positions: torch.Tensor, idx: torch.Tensor) -> None:
+    """Refuse per-row positions (`CausalLM.forward`'s `positions`) the model cannot honour: clear errors,
+    not other logits. One device sync, for the range."""
+    cfg = model.config
+    if positions.shape != idx.shape or positions.dtype.is_floating_point or positions.dtype == torch.bool:
+        raise InputError(f"positions must have the shape of the token ids {tuple(idx.shape)} and hold integers, "
+                         f"got {positions.dtype} of shape {tuple(positions.shape)}")
+    ctx = context_length(model)
+    lo, hi = (int(v) for v in torch.aminmax(positions))
+    if lo < 0 or hi >= ctx:
+        raise InputError(f"positions must be integers in [0, {ctx}) (the model's context less any soft prompt), "
+                         f"got {lo}..{hi}")
+    end = n_virtual(model) + hi + 1  # the longest row's length, as dynamic NTK measures it
+    if cfg.position == "rope" and cfg.rope_scaling == "dynamic" and end > cfg.rope.original_max_positions:
+        raise InputError(f"dynamic NTK RoPE scales its frequencies by each sequence's length, which rows with "
+                         f"their own positions cannot do past the trained {cfg.rope.original_max_positions} "
+                         f"(a row reaches {end}): decode such a row alone")
+    if cfg.position == "alibi" and n_virtual(model):
+        raise InputError("ALiBi's bias counts distances in cache slots, and a row's padding would sit between its "
+                         "tokens and the soft prompt's virtual ones: per-row positions with a soft prompt need RoPE "
+                         "or absolute positions")
+
+
+def n_virtual(model: nn.Module) -> int:
+    """How many virtual tokens a soft prompt puts before every sequence (0 without one)."""
+    prompt = getattr(model, "soft_prompt", None)
+    return prompt.n_virtual if prompt is not None else 0
+
+
 def context_length(model: nn.Module) -> int:
     """The tokens a model reads at once: its context, less the virtual tokens of a soft prompt (they sit at
     the first positions of every cache, so a cache's `max_len` is still the context)."""
-    prompt = getattr(model, "soft_prompt", None)
-    return model.config.max_seq_len - (prompt.n_virtual if prompt is not None else 0)
+    return model.config.max_seq_len - n_virtual(model)
 
 
 class CausalLM(nn.Module):
@@ -195,8 +224,8 @@ class CausalLM(nn.Module):
             nn.init.normal_(p, mean=0.0, std=std * scale)
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, mask: torch.Tensor | None = None,
-                return_attention: bool = False, segments: torch.Tensor | None = None
-                ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+                return_attention: bool = False, segments: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits (B, T, vocab) for token ids (B, T); with a cache, idx continues the cached prefix.
 
         `mask` replaces the causal pattern (see `llmlab.nn.masks`): `prefix_lm_mask` makes this a prefix
@@ -205,14 +234,20 @@ class CausalLM(nn.Module):
         `segments` (B, T) integer ids pack several documents in a row (padding-free batching): a document
         starts wherever the id changes, sees only itself (`segment_mask`) and has positions from 0
         (`segment_positions`; after a soft prompt's virtual tokens, which every document sees), so each
-        document's logits are those it gets alone. A full pass: not with a cache or a mask.
+        document's logits are those it gets alone. A full pass: not with a cache, a mask or positions.
+        `positions` (B, T) gives each token its own position, counted from 0 at its row's first real token
+        (after a soft prompt's virtual tokens), with or without a cache: left-padded rows of batched
+        generation (`llmlab.generate.batch`), whose `mask` hides the padding (`left_padded_mask`). Without
+        it, tokens sit at positions cache.length.. in every row, as before.
         """
         B, T = idx.shape
-        positions = None
         if segments is not None:
-            if cache is not None or mask is not None:
-                raise InputError("segments make their own mask and positions for a full pass: pass no cache or mask")
+            if cache is not None or mask is not None or positions is not None:
+                raise InputError("segments make their own mask and positions for a full pass: pass no cache or mask "
+                                 "(nor positions)")
             mask, positions = segment_mask(segments), segment_positions(segments)  # (B, 1, T, T), (B, T)
+        elif positions is not None:
+            check_positions(self, positions, idx)
         if cache is None and self.soft_prompt is not None:  # the virtual tokens are a cache's first positions
             cache = self.new_cache(B, T)
             if mask is not None:  # the caller's pattern covers the real keys; every query sees the virtual ones
@@ -220,9 +255,10 @@ class CausalLM(nn.Module):
         start = cache.length if cache is not None else 0
         if start + T > self.config.max_seq_len:
             raise ValueError(f"position {start + T - 1} is beyond the context length {self.config.max_seq_len}")
-        if positions is not None:
+        if segments is not None:
             check_packable(self, segments, idx, start)
-            positions = positions + start  # (B, T): after the soft prompt's virtual tokens, if any
+        if positions is not None:  # after the soft prompt's virtual tokens, if any
+            positions = positions + n_virtual(self)  # (B, T)
         x = embed(self, idx, start, positions=positions)  # (B, T, d)
         cos, sin, mask = position_inputs(self, x, start, mask, positions)
         recompute = (self.gradient_checkpointing and self.training and cache is None and torch.is_grad_enabled()

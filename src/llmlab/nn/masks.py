@@ -71,6 +71,21 @@ def padding_mask(lengths: torch.Tensor, S: int, left: bool = False) -> torch.Ten
     return real[:, None, None, :]
 
 
+def left_padded_mask(real: torch.Tensor, T: int) -> torch.Tensor:
+    """(B, 1, T, S) for rows of S key slots whose last T are the queries (a prefill, or T = 1 per decode
+    step of batched generation), `real` (B, S) marking real keys (False: left padding): causal, real keys
+    only, and each query its own slot, so that a padding query still sees a key (with none, older SDPA and
+    ALiBi's float mask give NaN, which would reach later layers through its keys and values: 0 * NaN).
+
+    >>> left_padded_mask(torch.tensor([[False, True, True]]), 3).int()[0, 0].tolist()
+    [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+    """
+    S = real.shape[1]
+    causal = causal_mask(T, S - T, real.device)  # (T, S)
+    own = torch.arange(S, device=real.device) == torch.arange(S - T, S, device=real.device)[:, None]  # (T, S)
+    return ((causal & real[:, None, :]) | own)[:, None]  # (B, 1, T, S)
+
+
 def cross_mask(T: int, S: int, key_lengths: torch.Tensor | None = None, device=None) -> torch.Tensor:
     """Decoder queries (T) over encoder keys (S): all visible, except encoder padding when `key_lengths`
     (B,) is given, which gives (B, 1, T, S).
