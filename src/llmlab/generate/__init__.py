@@ -1,5 +1,6 @@
-"""Decoding: sampling filters and autoregressive generation with a KV cache; retrieval-augmented
-generation (BM25 retrieval, grounded answers); a tool-using loop (a calculator the model can call).
+"""Decoding: sampling filters and autoregressive generation with a KV cache, one prompt at a time or prompts
+of different lengths in left-padded batches (`generate_batch`); retrieval-augmented generation (BM25
+retrieval, grounded answers); a tool-using loop (a calculator the model can call).
 
 Names are imported on first use (PEP 562), so importing a config module does not load torch.
 """
@@ -19,6 +20,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "calculator": "llmlab.generate.agent",
     "grounding": "llmlab.generate.rag",
     "generate": "llmlab.generate.autoregressive",
+    "generate_batch": "llmlab.generate.batch",
     "run_agent": "llmlab.generate.agent",
     "stream": "llmlab.generate.autoregressive",
     "sample_next": "llmlab.generate.sampling",
