@@ -180,3 +180,53 @@ def test_what_cannot_be_batched_is_refused():
         generate_batch(alibi, [[1, 2], [3]])
     assert generate_batch(model, [], GREEDY) == []
     assert generate_batch(model, [[1], [2, 3]], GenerationConfig(max_new_tokens=0)) == [[], []]
+
+
+# --- the CLI ---------------------------------------------------------------------------------------------
+
+LINES = ["中国经济发展很快", "北京", "", "新年人民中国", "经济"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from llmlab.models import save_model
+    from llmlab.tokenizers import CharTokenizer
+
+    tok = CharTokenizer.train(LINES)
+    model = wide(ModelConfig(**{**BASE, "vocab_size": tok.vocab_size}))
+    return save_model(model, tmp_path_factory.mktemp("batch") / "model", tok)
+
+
+def generate_cli(model_dir, monkeypatch, capsys, *flags: str) -> list[str]:
+    """The lines `llmlab generate` writes for LINES on stdin, greedy."""
+    import io
+
+    from llmlab.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("\n".join(LINES).encode() + b"\n")))
+    capsys.readouterr()
+    assert main(["generate", "--model", str(model_dir), "--max-new-tokens", "8", "--temperature", "0", *flags]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_cli_batch_size_prints_what_one_by_one_prints(model_dir, monkeypatch, capsys):
+    one = generate_cli(model_dir, monkeypatch, capsys)
+    assert len(one) == len(LINES) and all(line.startswith(p) for line, p in zip(one, LINES))
+    assert generate_cli(model_dir, monkeypatch, capsys, "--batch-size", "2") == one
+    assert generate_cli(model_dir, monkeypatch, capsys, "--batch-size", "16", "--repetition-penalty", "1.5") == \
+        generate_cli(model_dir, monkeypatch, capsys, "--repetition-penalty", "1.5")
+
+
+@pytest.mark.parametrize("flags,msg", [
+    (["--tools"], "not with --tools"),
+    (["--compare"], "not with --compare"),
+    (["--num-beams", "2"], "not with --num-beams"),
+    (["--no-use-cache"], "not with --no-use-cache"),
+])
+def test_cli_batch_size_refuses_what_batches_cannot_do(model_dir, capsys, flags, msg):
+    from llmlab.cli import main
+
+    assert main(["generate", "--model", str(model_dir), "--prompt", "中国", "--batch-size", "4", *flags]) == 2
+    assert msg in capsys.readouterr().err
+    assert main(["generate", "--model", str(model_dir), "--prompt", "中国", "--batch-size", "0"]) == 2
+    assert "--batch-size must be >= 1, got 0" in capsys.readouterr().err

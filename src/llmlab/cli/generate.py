@@ -38,6 +38,11 @@ def register(sub) -> None:
                    help="answer tool calls: when the model writes [calc(EXPR)→ the calculator's result and ']' are "
                         "written in and the model goes on (topic 7; not with beam search or --compare)")
     p.add_argument("--max-calls", type=int, default=4, help="with --tools: stop at a call beyond this many")
+    p.add_argument("--batch-size", type=int, default=1, metavar="N",
+                   help="decode stdin's prompts N at a time, grouped by length in left-padded batches (greedy: "
+                        "each gets the tokens it gets alone); prompts are read up to 2000 lines at a time and "
+                        "answered in their order once those are done. 1 (default): each line is answered "
+                        "before the next is read. Not with --tools, --compare, --num-beams or --no-use-cache")
     add_dataclass_flags(p, GenerationConfig)
 
 
@@ -52,18 +57,50 @@ def run(args: argparse.Namespace) -> int:
     if tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json")
     cfg = GenerationConfig(**dataclass_overrides(args, GenerationConfig), **bans(args, tok))
-    # stdin: one prompt per line as every llmlab command reads lines (`line_batches`), each answered
-    # before the next is read
-    batches = [[args.prompt]] if args.prompt is not None else line_batches(None, size=1)
     if args.tools and (args.compare or cfg.num_beams > 1):
         raise InputError("--tools answers calls as tokens are sampled one by one: not with --compare or --num-beams")
+    check_batch_size(args, cfg)
+    # stdin: one prompt per line as every llmlab command reads lines (`line_batches`), each answered
+    # before the next is read; with --batch-size, as many lines as it reads at once, to group them by length
+    size = 1 if args.batch_size == 1 else 2000
+    batches = [[args.prompt]] if args.prompt is not None else line_batches(None, size=size)
     if args.compare:
         return _compare(model, tok, [p for batch in batches for p in batch], cfg)
     if args.tools:
         return _with_tools(model, tok, (p for batch in batches for p in batch), cfg, args.max_calls)
+    if args.batch_size > 1:
+        return _batched(model, tok, batches, cfg, args.batch_size)
     for prompt in (p for batch in batches for p in batch):
         ids = generate(model, text_start(tok) + tok.encode(prompt), cfg, eos_id=tok.eos_id)
         print(prompt + tok.decode(ids), flush=True)
+    return 0
+
+
+def check_batch_size(args: argparse.Namespace, cfg) -> None:
+    """Refuse --batch-size where batches cannot honour the other flags."""
+    from llmlab.core.errors import InputError
+
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.batch_size == 1:
+        return
+    clash = [flag for flag, on in (("--tools", args.tools), ("--compare", args.compare),
+                                   ("--num-beams", cfg.num_beams > 1), ("--no-use-cache", not cfg.use_cache)) if on]
+    if clash:
+        raise InputError(f"--batch-size {args.batch_size} decodes prompts together with the KV cache, one token per "
+                         f"step: not with {', '.join(clash)} (leave --batch-size at 1)")
+
+
+def _batched(model, tok, batches, cfg, batch_size: int) -> int:
+    """Each batch of lines (up to 2000) decoded by `generate_batch`, printed in input order as the
+    one-by-one path prints them."""
+    from llmlab.generate import generate_batch
+    from llmlab.models.scoring import text_start
+
+    for lines in batches:
+        prompts = [text_start(tok) + tok.encode(line) for line in lines]
+        for line, ids in zip(lines, generate_batch(model, prompts, cfg, tok.eos_id, batch_size)):
+            print(line + tok.decode(ids), flush=True)
     return 0
 
 
