@@ -22,7 +22,8 @@ so greedy decoding writes the same tokens (tested at every position scheme).
 - Penalties and bans act on each running row's own ids (prompt without padding, and output), one row at a
   time, through the same `apply_penalties` as `generate`: exactly its logits.
 - Sampling draws every batch's rows from one generator seeded by ``cfg.seed``; a single prompt draws as
-  `generate` does, several draw other (equally distributed) tokens than one `generate` call each.
+  `generate` does, several draw other (equally distributed) tokens than one `generate` call each. A row
+  decoded alone is `generate`'s call, with its own generator seeded by ``cfg.seed``.
 - Beam search (``num_beams > 1``) keeps its beams as a batch of their own: each prompt is searched alone
   with `generate`. ``use_cache=False`` is refused (batching is decoding with the cache).
 - Causal decoders only (`CausalLM`); encoders and encoder-decoders are refused.
