@@ -1,9 +1,10 @@
 """Rollouts (topic 78): the policy answers each prompt `group_size` times, and the trainer scores the
 answers under the policy, the reference model and the critic.
 
-`sample_group` decodes one prompt's group as a batch of identical prompts with the KV cache (the
-cache has no left padding, so prompts of different lengths are never batched together), drawing every
-token from one `torch.Generator` so a seed fixes the rollouts. Each row stops at the chat template's
+`sample_group` decodes one prompt's group as a batch of identical prompts with the KV cache, drawing
+every token from one `torch.Generator` so a seed fixes the rollouts. Prompts of different lengths are
+not batched together here (`llmlab.generate.generate_batch` can, with left padding): batching them would
+change which draws each row gets, and so every seeded run's rollouts. Each row stops at the chat template's
 ``<|end|>``, which is kept as the completion's last token (the policy must learn to stop); a row that
 reaches `max_new_tokens` without it is *truncated*. At temperature 0 the rows are
 `llmlab.generate.generate`'s greedy tokens, and a group of one draws exactly what `generate` draws
