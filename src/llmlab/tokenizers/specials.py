@@ -1,4 +1,5 @@
-"""Adding special tokens to a trained tokenizer (chat roles for fine-tuning), keeping every old id.
+"""Adding special tokens (chat roles for fine-tuning) or characters (a tool's syntax) to a trained tokenizer,
+keeping every old id.
 
 New tokens take the ids after the last one, so a model's existing embedding rows keep their meaning and
 only new rows are needed (`llmlab.adapt.chat.add_chat_tokens` grows the model to match). The result is
@@ -8,6 +9,11 @@ same ids and HF finds the new tokens in text as ``encode(text, allowed_special=.
 
 A character tokenizer becomes a word-level one that splits every character (the `WordLevelLoader` form
 of a character file with added tokens): the same ids for all text, plus the new tokens.
+
+Characters (`with_characters`) are the other kind of new token: ordinary text, not specials. A tool call
+such as ``[calc(1+2)→`` is text the model writes and the agent loop reads and writes back (``3]``), so
+its characters must encode from text like any other; a special ``]`` would not (specials are found only
+where allowed), and the loop's ``encode("3]")`` would give ``<unk>``.
 """
 
 from __future__ import annotations
@@ -64,3 +70,37 @@ def with_special_tokens(tok: Tokenizer, tokens: Iterable[str]) -> Tokenizer:
         model.pop("llmlab", None)
         return WhitespaceTokenizer.from_hf_json(doc)
     return type(tok).from_hf_json(doc)
+
+
+def with_characters(tok: Tokenizer, chars: Iterable[str]) -> Tokenizer:
+    """`tok` able to write each of `chars`: those it cannot (they encode to ``<unk>``) become ordinary
+    tokens at ids vocab_size, vocab_size + 1, ..., found in text like any character, so old ids never move.
+
+    Only a tokenizer that splits text into single characters can take a character after training (a
+    character tokenizer, or one with added special tokens); any other that lacks one is refused. A
+    byte-level BPE lacks none.
+
+    >>> from llmlab.tokenizers import CharTokenizer
+    >>> tok = with_characters(CharTokenizer.train(["12+3"]), "[+]")
+    >>> tok.encode("[1+2]"), tok.vocab_size
+    ([8, 5, 4, 6, 9], 10)
+    """
+    from llmlab.tokenizers.char import CHAR_SPLIT, CharTokenizer
+    from llmlab.tokenizers.whitespace import WhitespaceTokenizer
+
+    new = [c for c in dict.fromkeys(chars) if tok.count_unknown(c)]
+    if any(len(c) != 1 for c in new):
+        raise InputError(f"with_characters takes single characters, got {[c for c in new if len(c) != 1]}")
+    if not new:
+        return tok
+    if isinstance(tok, CharTokenizer):
+        return CharTokenizer(tok.itos + new)
+    doc = copy.deepcopy(tok.to_hf_json())
+    if not (isinstance(tok, WhitespaceTokenizer) and doc["pre_tokenizer"] == CHAR_SPLIT):
+        raise InputError(f"the tokenizer cannot write {''.join(new)!r}, and a {type(tok).__name__} cannot take new "
+                         "characters after training (only a character tokenizer can): train it on text that "
+                         "holds them")
+    n = tok.vocab_size
+    for k, c in enumerate(new):  # ordinary entries (not added_tokens): the character split finds them in text
+        doc["model"]["vocab"][c] = n + k
+    return WhitespaceTokenizer.from_hf_json(doc)
