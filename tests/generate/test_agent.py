@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 from llmlab.cli import main
 from llmlab.core.errors import InputError
 from llmlab.generate import GenerationConfig, generate
-from llmlab.generate.agent import agent_step, calculator, parse_call, run_agent
+from llmlab.generate.agent import (
+    agent_step,
+    calculator,
+    call_text,
+    calls_in,
+    final_answer,
+    parse_call,
+    run_agent,
+    transcript_pieces,
+)
 from llmlab.models import CausalLM, ModelConfig, save_model
 from llmlab.tokenizers import CharTokenizer
 
@@ -110,6 +119,28 @@ def test_unknown_tools_call_limits_and_token_budget():
 def test_parse_call_takes_only_a_call_just_finished():
     assert parse_call("x=[calc((1+2)*3)→") == ("calc", "(1+2)*3", 2)
     assert parse_call("[calc(1)→3]") is None and parse_call("[calc 1→") is None and parse_call("[(1)→") is None
+
+
+@pytest.mark.parametrize("first, then", [("[calc(23+45)→", "68"), ("算[calc(1+2)→", "是3[calc(3*3)→"),
+                                         ("", "68"), ("[calc(2-9)→", "")])
+def test_transcript_pieces_are_what_the_model_wrote_and_what_the_loop_wrote(first, then):
+    """The loop's own transcript, cut by `transcript_pieces`: the model's pieces are exactly the tokens it
+    generated, the others exactly what the loop wrote in (each result and its bracket)."""
+    r = run_agent(scripted(first, then, []), encode, decode, encode("问"), max_calls=1)
+    pieces = transcript_pieces(r.text)
+    assert "".join(p for p, _ in pieces) == r.text
+    assert sum(len(p) for p, mine in pieces if mine) == r.generated  # a character is a token here
+    assert [p for p, mine in pieces if not mine] == [c.result + "]" for c in r.calls]
+    assert calls_in(r.text)[:len(r.calls)] == [(c.name, c.argument) for c in r.calls]
+
+
+def test_the_final_answer_is_what_follows_the_last_answered_call():
+    assert final_answer(call_text("calc", "23+45", "68") + "68") == "68"
+    assert final_answer("[calc(23+45)→68]") == ""  # the right number, but only inside the call
+    assert final_answer("[calc(1+1)→2]2[calc(2*3)→6]6 ") == "6 "
+    assert final_answer("[calc(1+1)→2]2[calc(2*3)→") == "2[calc(2*3)→"  # an unanswered call is no answer
+    assert final_answer("the answer is 68") == "the answer is 68" and final_answer("") == ""
+    assert calls_in("[calc(1)→1]x[sum(2,3)→") == [("calc", "1"), ("sum", "2,3")] and calls_in("[calc 1→") == []
 
 
 # ------------------------------------------------------------------------------------ with a model

@@ -28,6 +28,8 @@ from llmlab.core.errors import InputError
 
 OPEN, ARROW, CLOSE = "[", "→", "]"
 _CALL = re.compile(r"\[(\w+)\(([^\[\]]*)\)→\Z")  # a call whose arrow has just been written
+_ASKED = re.compile(r"\[(\w+)\(([^\[\]]*)\)→")  # a call as far as its arrow, anywhere
+_ANSWERED = re.compile(r"(\[\w+\([^\[\]]*\)→)([^\[\]]*\])")  # a whole call: what the model wrote, what the loop did
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
@@ -102,6 +104,52 @@ def parse_call(text: str) -> tuple[str, str, int] | None:
     """
     m = _CALL.search(text)
     return (m.group(1), m.group(2), m.start()) if m else None
+
+
+def call_text(name: str, argument: str, result: str) -> str:
+    """A call as it stands in a finished text.
+
+    >>> call_text("calc", "23+45", calculator("23+45")) + "68"
+    '[calc(23+45)→68]68'
+    """
+    return f"{OPEN}{name}({argument}){ARROW}{result}{CLOSE}"
+
+
+def calls_in(text: str) -> list[tuple[str, str]]:
+    """(tool name, argument) of every call written in `text`, answered or not.
+
+    >>> calls_in("[calc(1+2)→3]3 [calc(4*5)→")
+    [('calc', '1+2'), ('calc', '4*5')]
+    """
+    return [(m.group(1), m.group(2)) for m in _ASKED.finditer(text)]
+
+
+def final_answer(text: str) -> str:
+    """What follows the last answered call in `text` (all of it when there is none): the answer a model
+    gives after using its tools, not a number inside a call.
+
+    >>> final_answer("[calc(23+45)→68]68"), final_answer("[calc(23+45)→68]"), final_answer("68")
+    ('68', '', '68')
+    """
+    ends = [m.end() for m in _ANSWERED.finditer(text)]
+    return text[ends[-1]:] if ends else text
+
+
+def transcript_pieces(text: str) -> list[tuple[str, bool]]:
+    """`text` cut where the loop took over: (piece, written by the model). Each call's result and closing
+    bracket are the loop's; what comes before the arrow and after the bracket is the model's. Encoding the
+    pieces one by one gives the tokens the loop sees (it encodes each result on its own), and fine-tuning
+    learns the model's pieces only (`llmlab.adapt.tools`).
+
+    >>> transcript_pieces("[calc(23+45)→68]68")
+    [('[calc(23+45)→', True), ('68]', False), ('68', True)]
+    """
+    out, at = [], 0
+    for m in _ANSWERED.finditer(text):
+        out += [(text[at:m.end(1)], True), (m.group(2), False)]
+        at = m.end()
+    out.append((text[at:], True))
+    return [(piece, mine) for piece, mine in out if piece]
 
 
 Step = Callable[[list[int], int], Iterator[int]]  # (context ids, at most n) -> the next ids, one by one
