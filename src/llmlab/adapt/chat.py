@@ -19,6 +19,7 @@ token, so a message cannot forge a turn.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,7 @@ from llmlab.core.errors import InputError
 from llmlab.tokenizers.base import Tokenizer
 
 ROLES = ("system", "user", "assistant")
+Split = Callable[[str], list[tuple[str, bool]]]  # a reply -> (piece, learned) pieces, in order
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,14 @@ class ChatTemplate:
             raise InputError(f"the tokenizer lacks the chat tokens {missing}: add them with add_chat_tokens")
         return out
 
-    def render(self, tok: Tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
+    def render(self, tok: Tokenizer, messages: list[dict], split: Split | None = None) -> tuple[list[int], list[int]]:
         """Token ids of a training conversation and its loss mask: 1 exactly on each assistant turn's
         content and its end token (what the model learns to write), 0 on role tokens and on every system
         and user token. The conversation must end with an assistant turn.
+
+        With `split`, each assistant turn's content is encoded piece by piece as ``split(content)`` cuts it,
+        and a piece marked False is not learned: `llmlab.generate.agent.transcript_pieces` marks a tool's
+        result, which the agent loop writes and the model never generates.
 
         >>> from llmlab.tokenizers import CharTokenizer
         >>> tok = add_chat_tokens(None, CharTokenizer.train(["1+1=2"]))
@@ -101,9 +107,14 @@ class ChatTemplate:
         mask: list[int] = []
         for m in messages:
             learn = int(m["role"] == "assistant")
-            content = tok.encode(m["content"])
-            ids += [special[self.role_token(m["role"])], *content, special[self.end]]
-            mask += [0] + [learn] * (len(content) + 1)
+            ids.append(special[self.role_token(m["role"])])
+            mask.append(0)
+            for piece, mine in split(m["content"]) if split is not None and learn else [(m["content"], True)]:
+                content = tok.encode(piece)
+                ids += content
+                mask += [learn * mine] * len(content)
+            ids.append(special[self.end])
+            mask.append(learn)
         return ids, mask
 
     def prompt_ids(self, tok: Tokenizer, messages: list[dict]) -> list[int]:
