@@ -8,7 +8,9 @@ masking, the usual choice; 1 = train on every token, as pretraining does). Only 
 
 What SFT does to the model is measured before and after (`measure`): exact-match accuracy on the
 arithmetic test split by greedy generation, both in the chat format and as a plain completion (how a
-base model is prompted), and general ability as perplexity on a general corpus's dev split.
+base model is prompted), and general ability as perplexity on a general corpus's dev split. With
+``data="arithmetic-tools"`` (`llmlab.adapt.tools`) the replies call the calculator, their results are
+masked from the loss, and the chat answers are measured with the agent loop answering the calls too.
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ from pathlib import Path
 
 import torch
 
-from llmlab.adapt.chat import ChatTemplate, check_messages
+from llmlab.adapt.chat import ChatTemplate, Split, check_messages
 from llmlab.adapt.sft_config import SFT_TRAIN, SFTConfig  # noqa: F401 (SFT_TRAIN: part of this API)
 from llmlab.core.errors import InputError
 from llmlab.core.io import read_jsonl
-from llmlab.core.progress import progress
 from llmlab.train.config import TrainConfig
 from llmlab.train.objectives import moe_aux_loss, weighted_lm_loss
 from llmlab.train.trainer import Trainer, perplexity
@@ -57,16 +58,17 @@ def arithmetic_conversations(problems) -> list[list[dict]]:
 
 
 def load_conversations(cfg: SFTConfig) -> tuple[list[list[dict]], list[list[dict]]]:
-    """Train and dev conversations: the arithmetic splits, or a JSONL file whose last 5% (at least one
-    record) is held out as dev, in order."""
+    """Train and dev conversations: the arithmetic splits (replies that call the calculator with
+    arithmetic-tools), or a JSONL file whose last 5% (at least one record) is held out as dev, in order."""
+    from llmlab.adapt.tools import arithmetic_tool_conversations
     from llmlab.data.corpora import arithmetic
 
-    if cfg.data == "arithmetic":
+    if cfg.data in ("arithmetic", "arithmetic-tools"):
         kw = dict(max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
-        return (arithmetic_conversations(arithmetic(cfg.arithmetic_train, "train", **kw)),
-                arithmetic_conversations(arithmetic(200, "dev", **kw)))
+        render = arithmetic_tool_conversations if cfg.tools else arithmetic_conversations
+        return (render(arithmetic(cfg.arithmetic_train, "train", **kw)), render(arithmetic(200, "dev", **kw)))
     if Path(cfg.data).suffix != ".jsonl":
-        raise InputError(f"data must be 'arithmetic' or a .jsonl file, got {cfg.data!r}")
+        raise InputError(f"data must be 'arithmetic', 'arithmetic-tools' or a .jsonl file, got {cfg.data!r}")
     convs = [conversation(r, f"{cfg.data} record {i}") for i, r in enumerate(read_jsonl(cfg.data, "SFT data"), 1)]
     if len(convs) < 2:
         raise InputError(f"{cfg.data!r} has {len(convs)} conversation(s); SFT holds out the last 5% (at least one) "
@@ -75,9 +77,10 @@ def load_conversations(cfg: SFTConfig) -> tuple[list[list[dict]], list[list[dict
     return convs[:-k], convs[-k:]
 
 
-def encode_examples(template: ChatTemplate, tok, convs: list[list[dict]], max_len: int
+def encode_examples(template: ChatTemplate, tok, convs: list[list[dict]], max_len: int, split: Split | None = None
                     ) -> tuple[list[tuple[list[int], list[int]]], dict]:
-    """Rendered (ids, loss mask) pairs, cut to `max_len` tokens (seq_len + 1: inputs and shifted targets).
+    """Rendered (ids, loss mask) pairs, cut to `max_len` tokens (seq_len + 1: inputs and shifted targets);
+    `split` cuts replies into learned and unlearned pieces (`ChatTemplate.render`).
 
     The cut rule: a longer conversation keeps its first `max_len` tokens (the start of the dialogue and
     as much of the reply as fits); one left with no token to learn is dropped. The counts say how many
@@ -85,7 +88,7 @@ def encode_examples(template: ChatTemplate, tok, convs: list[list[dict]], max_le
     """
     out, cut, dropped = [], 0, 0
     for messages in convs:
-        ids, mask = template.render(tok, messages)
+        ids, mask = template.render(tok, messages, split)
         if len(ids) > max_len:
             cut += 1
             ids, mask = ids[:max_len], mask[:max_len]
@@ -322,21 +325,24 @@ class SFTTrainer(Trainer):
 
 # --- measurements ---------------------------------------------------------------------------------
 
+def greedy_answers(model, tok, problems, prompts: list[list[int]], stop_id: int, max_new_tokens: int, desc: str,
+                   tools: bool = False) -> dict:
+    """`llmlab.adapt.tools.answer_stats` of `model`'s greedy answers, which stop at `stop_id`; with `tools`
+    the agent loop answers the calculator calls."""
+    from llmlab.adapt.tools import answer_stats
+    from llmlab.generate import GenerationConfig
+    from llmlab.generate.agent import agent_step
+
+    step = agent_step(model, GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0), stop_id)
+    return answer_stats(step, tok, problems, prompts, max_new_tokens, desc, tools)
+
+
 def answer_accuracy(model, tok, problems, prompts: list[list[int]], stop_id: int, max_new_tokens: int,
                     desc: str) -> tuple[float, list[tuple[str, str, str]]]:
-    """Exact-match accuracy of greedy answers to `prompts` (one per problem), and (question, gold, answer)
-    for the first few."""
-    from llmlab.evaluate.tasks import exact_match
-    from llmlab.generate import GenerationConfig, generate
-
-    gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0)
-    right, shown = 0, []
-    for p, ids in zip(progress(problems, desc=desc, unit="problem"), prompts):
-        out = tok.decode(generate(model, ids, gen, eos_id=stop_id))
-        right += exact_match(out, p.answer)
-        if len(shown) < 5:
-            shown.append((p.question, p.answer, out))
-    return right / max(len(problems), 1), shown
+    """Exact-match accuracy of greedy answers to `prompts` (one per problem), read after any tool call the
+    answer holds (`final_answer`), and (question, gold, answer) for the first few."""
+    r = greedy_answers(model, tok, problems, prompts, stop_id, max_new_tokens, desc)
+    return r["accuracy"], r["samples"]
 
 
 def general_tokens(tok, corpus: str, split: str, n_tokens: int) -> torch.Tensor:
@@ -364,7 +370,12 @@ def general_perplexity(model, tok, corpus: str, n_tokens: int, seq_len: int) -> 
 
 def measure(model, tok, template: ChatTemplate, cfg: SFTConfig) -> dict:
     """The before/after figures: chat and completion accuracy on arithmetic test problems, general
-    perplexity. Completion prompts the question as plain text after EOS (how a base model is asked)."""
+    perplexity. Completion prompts the question as plain text after EOS (how a base model is asked).
+
+    With arithmetic-tools the chat answers are also run through the agent loop (``tool_*`` figures), and
+    every chat answer may write a call on top of `answer_tokens` (`call_tokens`); answers are read after
+    the call either way. Without the loop the model writes the call's result itself."""
+    from llmlab.adapt.tools import call_tokens
     from llmlab.data.corpora import arithmetic
     from llmlab.models.scoring import text_start
 
@@ -372,10 +383,15 @@ def measure(model, tok, template: ChatTemplate, cfg: SFTConfig) -> dict:
     if cfg.eval_problems:
         problems = arithmetic(cfg.eval_problems, "test", max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
         user = [[{"role": "user", "content": p.question}] for p in problems]
+        prompts = [template.prompt_ids(tok, m) for m in user]
         end = template.ids(tok)[template.end]
-        acc, shown = answer_accuracy(model, tok, problems, [template.prompt_ids(tok, m) for m in user], end,
-                                     cfg.answer_tokens, "chat answers")
+        budget = cfg.answer_tokens + (call_tokens(tok, problems) if cfg.tools else 0)
+        acc, shown = answer_accuracy(model, tok, problems, prompts, end, budget, "chat answers")
         out.update(chat_accuracy=acc, chat_samples=shown)
+        if cfg.tools:
+            r = greedy_answers(model, tok, problems, prompts, end, budget, "chat answers with tools", tools=True)
+            out.update(tool_accuracy=r["accuracy"], tool_call_rate=r["call_rate"],
+                       tool_argument_rate=r["argument_rate"], tool_samples=r["samples"])
         acc, shown = answer_accuracy(model, tok, problems, [text_start(tok) + tok.encode(p.question) for p in problems],
                                      tok.eos_id, cfg.answer_tokens, "completions")
         out.update(completion_accuracy=acc, completion_samples=shown, problems=len(problems))

@@ -50,12 +50,13 @@ class ForgettingConfig:
 class SFTConfig:
     name: str = "sft"  # run directory name under the output root
     model: str = ""  # the base model directory (an llmlab model folder with its tokenizer)
-    data: str = "arithmetic"  # "arithmetic" (built-in problems) or a .jsonl file of conversations / prompt-response
+    data: str = "arithmetic"  # "arithmetic", "arithmetic-tools" (replies call the calculator) or a .jsonl file
     train: TrainConfig = SFT_TRAIN  # the loop; seq_len cuts conversations to seq_len + 1 tokens (see encode_examples)
     prompt_loss_weight: float = 0.0  # weight of prompt tokens in the loss: 0 = prompt masking, 1 = every token
+    learn_tool_results: bool = False  # arithmetic-tools: learn each call's result and ']' too (Toolformer's loss)
     bucket: bool = False  # draw each batch from conversations of similar length (less padding)
     packing: bool = False  # pack each step's batch_size conversations into rows of <= seq_len tokens (no padding)
-    arithmetic_train: int = 20000  # arithmetic problems to train on (data=arithmetic)
+    arithmetic_train: int = 20000  # arithmetic problems to train on (data=arithmetic or arithmetic-tools)
     arithmetic_max_digits: int = 5  # operands have 2..this many digits (train and test)
     arithmetic_ops: str = "+-*"  # operators of the arithmetic problems
     eval_problems: int = 200  # arithmetic test problems answered before and after (0 = skip)
@@ -75,9 +76,12 @@ class SFTConfig:
         if self.name in ("", ".", "..") or any(c in self.name for c in "/\\\0"):
             raise InputError(f"the run name must be a plain folder name, got {self.name!r}")
         if not self.data:
-            raise InputError("data must be 'arithmetic' or a .jsonl file")
+            raise InputError("data must be 'arithmetic', 'arithmetic-tools' or a .jsonl file")
         if not 0 <= self.prompt_loss_weight <= 1:
             raise InputError(f"prompt_loss_weight must be in [0, 1], got {self.prompt_loss_weight}")
+        if self.learn_tool_results and not self.tools:
+            raise InputError(f"learn_tool_results is about the calculator calls of data 'arithmetic-tools', and data "
+                             f"is {self.data!r}")
         for name in ("arithmetic_train", "answer_tokens"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -121,6 +125,11 @@ class SFTConfig:
 
         return PromptConfig(n_virtual=self.prompt_tuning, init=self.prompt_init, init_text=self.prompt_init_text,
                             deep=self.prompt_deep, seed=self.train.seed)
+
+    @property
+    def tools(self) -> bool:
+        """Whether the replies call the calculator (`llmlab.adapt.tools`)."""
+        return self.data == "arithmetic-tools"
 
     @property
     def corpus(self) -> str:

@@ -1,5 +1,5 @@
 """llmlab sft: supervised fine-tuning of a saved model on conversations (resumes if the run exists);
-llmlab chat: answer user lines from stdin with a fine-tuned model."""
+llmlab chat: answer user lines from stdin with a fine-tuned model (with --tools, its calculator calls too)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ def register(sub) -> None:
                     "exists); prints task accuracy and general perplexity before and after", run)
     p.add_argument("--model", required=True, help="base model directory (llmlab pretrain writes runs/NAME/model)")
     p.add_argument("--data", default="arithmetic",
-                   help="'arithmetic' (built-in problems: question as the user turn, answer as the reply) or a .jsonl "
-                        "file of {\"messages\": [{\"role\", \"content\"}, ...]} or {\"prompt\", \"response\"} records")
+                   help="'arithmetic' (built-in problems: question as the user turn, answer as the reply), "
+                        "'arithmetic-tools' (the reply calls the calculator, then answers: [calc(23+45)→68]68; the "
+                        "result 68] is the loop's and not learned unless --learn-tool-results) or a .jsonl file of "
+                        "{\"messages\": [{\"role\", \"content\"}, ...]} or {\"prompt\", \"response\"} records")
     p.add_argument("--name", default="sft", help="run name: output goes to OUT/NAME")
     p.add_argument("--out", default="runs", help="directory holding run directories")
     p.add_argument("--fresh", action="store_true", help="delete an existing run of this name first")
@@ -38,6 +40,10 @@ def register(sub) -> None:
     c.add_argument("--system", default=None, help="a system message opening the conversation")
     c.add_argument("--forget", action="store_true", help="answer each line on its own, without the earlier turns")
     c.add_argument("--device", default="cpu", help="cpu or cuda")
+    c.add_argument("--tools", action="store_true",
+                   help="answer tool calls: when the reply writes [calc(EXPR)→ the calculator's result and ']' are "
+                        "written in and the model goes on (a model from llmlab sft --data arithmetic-tools)")
+    c.add_argument("--max-calls", type=int, default=4, help="with --tools: stop a reply at a call beyond this many")
     add_dataclass_flags(c, GenerationConfig)
 
 
@@ -61,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = _config(args)
     f = run_sft(cfg, args.out, fresh=args.fresh)
     b, a = f["before"], f["after"]
-    for label, key in (("chat accuracy", "chat_accuracy"), ("completion accuracy", "completion_accuracy"),
+    for label, key in (("chat accuracy", "chat_accuracy"), ("chat accuracy with tools", "tool_accuracy"),
+                       ("answers calling calc", "tool_call_rate"), ("completion accuracy", "completion_accuracy"),
                        (f"{cfg.general_corpus} dev perplexity", "general_ppl")):
         if key in b:
             print(f"{label:28s} before {b[key]:.4g}  after {a[key]:.4g}")
@@ -76,6 +83,7 @@ def chat(args: argparse.Namespace) -> int:
     from llmlab.core.errors import InputError
     from llmlab.core.io import line_batches
     from llmlab.generate import GenerationConfig, generate
+    from llmlab.generate.agent import agent_step, run_agent
 
     model, tok = load_any_model(args.model, device=args.device, soft_prompt=args.soft_prompt)  # quantized too
     if tok is None:
@@ -84,11 +92,19 @@ def chat(args: argparse.Namespace) -> int:
     overrides = dataclass_overrides(args, GenerationConfig)
     cfg = GenerationConfig(**{"temperature": 0.0, **overrides})  # greedy unless --temperature is given
     end = template.ids(tok)[template.end]
+    if args.tools and cfg.num_beams > 1:
+        raise InputError("--tools answers calls as tokens are sampled one by one: not with --num-beams")
+    step = agent_step(model, cfg, end)
     history = [{"role": "system", "content": args.system}] if args.system is not None else []
     for line in (x for batch in line_batches(None, size=1) for x in batch):
         turns = (history if not args.forget else history[:1 if args.system is not None else 0])
         turns = turns + [{"role": "user", "content": line}]
-        reply = tok.decode(generate(model, template.prompt_ids(tok, turns), cfg, eos_id=end))
+        prompt = template.prompt_ids(tok, turns)
+        if args.tools:  # the reply as the loop left it, calls and results in, as fine-tuning showed it
+            reply = run_agent(step, tok.encode, tok.decode, prompt, max_new_tokens=cfg.max_new_tokens,
+                              max_calls=args.max_calls).text
+        else:
+            reply = tok.decode(generate(model, prompt, cfg, eos_id=end))
         print(reply, flush=True)
         history = turns + [{"role": "assistant", "content": reply}]
     return 0

@@ -38,14 +38,18 @@ from llmlab.adapt.sft import (
     load_conversations,
     measure,
 )
+from llmlab.adapt.tools import add_tool_characters
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl, sha256_file
+from llmlab.generate.agent import transcript_pieces
 from llmlab.models import count_parameters, load_model, save_model
 from llmlab.models.card import ModelCard
 from llmlab.models.decoder import check_packable
 from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
 
 log = logging.getLogger(__name__)
+TOOL_USE = (" Replies call a calculator, [calc(EXPR)→ then the answer: run it with `llmlab chat --tools`, which "
+            "writes the result and ] in, as fine-tuning showed it.")
 GENERAL_TRAIN_TOKENS = 200_000  # general-corpus train tokens that replay, distillation and EWC's Fisher draw from
 
 
@@ -90,6 +94,8 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
         raise InputError(f"model directory {cfg.model!r} has no tokenizer.json")
     template = ChatTemplate()
     tok = add_chat_tokens(model, base_tok, template)
+    if cfg.tools:  # the call's characters, after the chat tokens: a tool model's chat tokens keep the chat ids
+        tok = add_tool_characters(model, tok)
     if cfg.lora_r:  # A's init draws from the run's seed (torch seeds its global generator anew in each process)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.train.seed)
@@ -104,10 +110,12 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
     frozen = freeze_blocks(model, cfg.forgetting.freeze_layers)
     trainable = _trainable(model, tok.vocab_size - base_tok.vocab_size if cfg.lora_r or cfg.prompt_tuning else None)
     train_convs, dev_convs = load_conversations(cfg)
-    if check_known(base_tok, train_convs):
+    if check_known(tok, train_convs):  # `tok`: with the tool's characters, which the base may lack
         log.warning("some characters of the training text are <unk> to the base model's tokenizer")
-    train, stats = encode_examples(template, tok, train_convs, cfg.train.seq_len + 1)
-    dev, _ = encode_examples(template, tok, dev_convs, cfg.train.seq_len + 1)
+    # the tool's results are the loop's, not learned (unless asked: Toolformer learned its text as is)
+    split = transcript_pieces if cfg.tools and not cfg.learn_tool_results else None
+    train, stats = encode_examples(template, tok, train_convs, cfg.train.seq_len + 1, split)
+    dev, _ = encode_examples(template, tok, dev_convs, cfg.train.seq_len + 1, split)
     if cfg.packing:
         _check_packing(cfg, model)
     trainer = SFTTrainer(model, cfg.train, train, dev, out, tok.pad_id, cfg.prompt_loss_weight, cfg.bucket,
@@ -151,7 +159,8 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
                      training_data=f"fine-tuned from {cfg.model} on {cfg.data} ({len(train)} conversations)",
                      tokenizer=f"{type(tok).__name__}, {tok.vocab_size} tokens with chat tokens {template.tokens}",
                      intended_use="Chat: each turn is <|role|>content<|end|>, the reply follows <|assistant|> and "
-                                  "ends with <|end|> (tokenizer_config.json holds the Jinja chat_template).",
+                                  "ends with <|end|> (tokenizer_config.json holds the Jinja chat_template)."
+                                  + (TOOL_USE if cfg.tools else ""),
                      metrics={k: v for k, v in figures["after"].items() if isinstance(v, float)})
     save_model(model, out / "model", tok, card, tokenizer_config=tokenizer_config(tok, template))
     figures["wall_seconds"] = trainer.total_wall_seconds()
@@ -204,6 +213,11 @@ def remedies(cfg: SFTConfig) -> str:
     return f"; against forgetting: {', '.join(parts)} ({cfg.general_corpus} train)" if parts else ""
 
 
+TOOL_NOTE = (" A chat answer is read after its last answered call ([calc(EXPR)→RESULT]): with tools the agent loop "
+             "writes each RESULT] in, without them the model writes its own. A call's argument counts when it is the "
+             "question without its '='.")
+
+
 def sft_report(cfg: SFTConfig, f: dict) -> str:
     """The run's report in Markdown: setup, the before/after table, samples."""
     b, a = f["before"], f["after"]
@@ -212,9 +226,15 @@ def sft_report(cfg: SFTConfig, f: dict) -> str:
             (f"general perplexity ({cfg.general_corpus} dev)", "general_ppl"),
             ("general loss (nats/token)", "general_loss"),
             ("general tokens that are <unk>", "general_unk_share")]
+    if cfg.tools:
+        rows[1:1] = [("chat exact match with tools (agent loop)", "tool_accuracy"),
+                     ("answers that call the calculator", "tool_call_rate"),
+                     ("answers whose call's argument is the question", "tool_argument_rate")]
     table = "\n".join(f"| {label} | {_fmt(b.get(k, '-'))} | {_fmt(a.get(k, '-'))} |" for label, k in rows)
-    samples = "\n".join(f"| {q} | {g} | {bo!r} | {ao!r} |" for (q, g, bo), (_, _, ao)
-                        in zip(b.get("chat_samples", []), a.get("chat_samples", [])))
+    samples = {key: "\n".join(f"| {q} | {g} | {bo!r} | {ao!r} |" for (q, g, bo), (_, _, ao)
+                              in zip(b.get(key, []), a.get(key, []))) for key in ("chat_samples", "tool_samples")}
+    head = "| question | gold | before | after |\n|---|---|---|---|\n"
+    with_tools = f"\n## Chat samples with tools\n\n{head}{samples['tool_samples']}\n" if cfg.tools else ""
     deep = " in every layer (deep)" if cfg.prompt_deep else ""
     prompt = (f"- Soft prompt: {cfg.prompt_tuning} virtual tokens{deep}, "
               f"init {cfg.prompt_init}, in `prompt/` beside `model/` (`llmlab chat --soft-prompt`)\n"
@@ -222,6 +242,11 @@ def sft_report(cfg: SFTConfig, f: dict) -> str:
     packed = f" packed into rows of at most {cfg.train.seq_len} tokens" if cfg.packing else ""
     masking = ("prompt masked (loss on the replies only)" if cfg.prompt_loss_weight == 0 else
                f"prompt tokens weighted {cfg.prompt_loss_weight}")
+    if cfg.tools and cfg.learn_tool_results:
+        masking += "; each call's result and ']' learned as the rest of the reply is (Toolformer's loss)"
+    elif cfg.tools:
+        masking += ("; each call's result and ']' weighted as the prompt is (the agent loop writes them, the model "
+                    "never does)")
     return (f"# SFT run `{cfg.name}`\n\n"
             f"- Base model: `{f['base_model']}` ({f['parameters']:,} parameters, "
             f"{f['trainable_parameters']:,} trained)\n{prompt}"
@@ -235,5 +260,5 @@ def sft_report(cfg: SFTConfig, f: dict) -> str:
             f"{table}\n\nAccuracy: greedy answers to {a.get('problems', 0)} test problems, exact match. The chat "
             "prompt is `<|user|>question<|end|><|assistant|>`; the completion prompt is the question as plain "
             "text after EOS, the way a base model is asked. A rise in general perplexity is what fine-tuning "
-            "cost the model outside the task.\n\n"
-            "## Chat samples\n\n| question | gold | before | after |\n|---|---|---|---|\n" + samples + "\n")
+            f"cost the model outside the task.{TOOL_NOTE if cfg.tools else ''}\n\n"
+            f"## Chat samples\n\n{head}{samples['chat_samples']}\n{with_tools}")
