@@ -227,9 +227,10 @@ def sft_report(cfg: SFTConfig, f: dict) -> str:
             ("general loss (nats/token)", "general_loss"),
             ("general tokens that are <unk>", "general_unk_share")]
     if cfg.tools:
-        rows[1:1] = [("chat exact match with tools (agent loop)", "tool_accuracy"),
-                     ("answers that call the calculator", "tool_call_rate"),
-                     ("answers whose call's argument is the question", "tool_argument_rate")]
+        rows[:1] = [("chat exact match without tools (the model writes each result)", "chat_accuracy"),
+                    ("chat exact match with tools (agent loop)", "tool_accuracy"),
+                    ("answers that call the calculator", "tool_call_rate"),
+                    ("answers whose call's argument is the question", "tool_argument_rate")]
     table = "\n".join(f"| {label} | {_fmt(b.get(k, '-'))} | {_fmt(a.get(k, '-'))} |" for label, k in rows)
     samples = {key: "\n".join(f"| {q} | {g} | {bo!r} | {ao!r} |" for (q, g, bo), (_, _, ao)
                               in zip(b.get(key, []), a.get(key, []))) for key in ("chat_samples", "tool_samples")}
