@@ -10,7 +10,8 @@ What SFT does to the model is measured before and after (`measure`): exact-match
 arithmetic test split by greedy generation, both in the chat format and as a plain completion (how a
 base model is prompted), and general ability as perplexity on a general corpus's dev split. With
 ``data="arithmetic-tools"`` (`llmlab.adapt.tools`) the replies call the calculator, their results are
-masked from the loss, and the chat answers are measured with the agent loop answering the calls too.
+masked from the loss (unless `learn_tool_results`), and the chat answers are measured with the agent loop
+answering the calls too.
 """
 
 from __future__ import annotations
