@@ -18,18 +18,11 @@ from llmlab.adapt.sft import SFT_TRAIN, SFTTrainer, arithmetic_conversations, en
 from llmlab.adapt.sft_config import ForgettingConfig, SFTConfig
 from llmlab.cli import main
 from llmlab.core.errors import InputError
-from llmlab.core.threads import torch_threads
 from llmlab.data.corpora import arithmetic
 from llmlab.models import CausalLM, ModelConfig, load_model, save_model
 from llmlab.tokenizers import CharTokenizer
 from llmlab.train.objectives import causal_lm_loss
 from llmlab.train.trainer import get_batch
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
 
 
 @pytest.fixture(scope="module")

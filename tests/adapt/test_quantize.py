@@ -23,7 +23,6 @@ from llmlab.adapt.quantize import (
 )
 from llmlab.cli import main
 from llmlab.core.errors import InputError
-from llmlab.core.threads import torch_threads
 from llmlab.data.corpora import pfr1998_text
 from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM, ModelConfig, load_model, save_model
@@ -134,13 +133,6 @@ def test_quant_linear_computes_with_the_dequantized_weight():
 # --- a tiny trained model ---------------------------------------------------------------------------
 
 CFG = ModelConfig(vocab_size=0 + 600, dim=64, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=64)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices: on a busy machine a second thread only waits for the first."""
-    with torch_threads(1):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -20,19 +20,11 @@ from llmlab.adapt.quantize import (
 )
 from llmlab.cli import main
 from llmlab.core.errors import InputError
-from llmlab.core.threads import torch_threads
 from llmlab.models import CausalLM, ModelConfig, save_model
 from llmlab.tokenizers.char import CharTokenizer
 from llmlab.train.objectives import causal_lm_loss
 
 W8A8 = QuantConfig(activations="int8")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small matrices: on a busy machine a second thread only waits for the first."""
-    with torch_threads(1):
-        yield
 
 
 def layer(n_in=48, n_out=20, bias=True, seed=0):

@@ -22,20 +22,12 @@ from llmlab.adapt.sft import (
 )
 from llmlab.cli import main
 from llmlab.core.errors import InputError
-from llmlab.core.threads import torch_threads
 from llmlab.data.corpora import arithmetic
 from llmlab.models import CausalLM, ModelConfig, load_model, save_model
 from llmlab.tokenizers import CharTokenizer
 from llmlab.train.objectives import causal_lm_loss, weighted_lm_loss
 
 T = ChatTemplate()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: extra threads only contend (a 32-wide model runs several times faster on one)."""
-    with torch_threads(1):
-        yield
 
 
 def tiny_model(tok, seed=0):

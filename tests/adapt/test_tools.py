@@ -20,7 +20,6 @@ from llmlab.adapt.tools import (
 )
 from llmlab.cli import main
 from llmlab.core.errors import InputError
-from llmlab.core.threads import torch_threads
 from llmlab.data.corpora import arithmetic
 from llmlab.generate.agent import run_agent, transcript_pieces
 from llmlab.models import CausalLM, ModelConfig, load_model, save_model
@@ -28,12 +27,6 @@ from llmlab.tokenizers import CharTokenizer, load_tokenizer, train_tokenizer
 
 T = ChatTemplate()
 PROBLEMS = arithmetic(30, "train", max_digits=3, ops="+-*")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
 
 
 @pytest.fixture(scope="module")
