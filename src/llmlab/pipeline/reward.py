@@ -57,16 +57,17 @@ def comparisons(cfg: RewardConfig, policy, tok, template) -> tuple[list[Preferen
             raise InputError(f"{cfg.pairs}: a reward model needs at least 2 comparisons (one is held out)")
         k = max(1, len(prefs) // 20)
         return prefs[:-k], prefs[-k:]
+    problems = {split: _problems(cfg, split) for split in ("train", "dev")}
     out = []
     for split, stream in (("train", 0), ("dev", 1)):
-        problems = _problems(cfg, split)
         g = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + stream)
-        out.append(sampled_preferences(policy, tok, template, progress(problems, desc=f"sampling {split} answers"),
+        out.append(sampled_preferences(policy, tok, template,
+                                       progress(problems[split], desc=f"sampling {split} answers"),
                                        cfg.samples, cfg.max_new_tokens, cfg.temperature, g))
     if not out[0] or not out[1]:
         raise InputError("the chat model answered every sampled problem right, so there is nothing to compare: "
                          "raise --samples or --arithmetic-max-digits, or give --pairs")
-    slips = near_miss_preferences(_problems(cfg, "train"), cfg.near_misses, cfg.train.seed * 1_000_003 + 3)
+    slips = near_miss_preferences(problems["train"], cfg.near_misses, cfg.train.seed * 1_000_003 + 3)
     return out[0] + slips, out[1]
 
 
