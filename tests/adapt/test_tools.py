@@ -209,6 +209,26 @@ def test_answers_are_read_after_the_call_with_and_without_the_loop(tool_tok, nam
     assert got["accuracy"] == 0 and got["samples"][0][2] == f"[calc({problems[0].question[:-1]})→1]1"
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_greedy_answers_in_batches_are_the_one_by_one_answers(tool_tok, seed):
+    from llmlab.adapt.sft import greedy_answers
+    from llmlab.generate import GenerationConfig
+    from llmlab.generate.agent import agent_step
+
+    torch.manual_seed(seed)
+    model = CausalLM(ModelConfig(vocab_size=tool_tok.vocab_size, dim=32, n_layer=2, n_head=4, max_seq_len=64)).eval()
+    with torch.no_grad():  # larger weights than at init, so that greedy answers differ between prompts
+        for w in model.parameters():
+            w.normal_(0, 0.5)
+    problems = arithmetic(40, "test", max_digits=3, ops="+-*")  # prompts of several lengths
+    prompts = [T.prompt_ids(tool_tok, [{"role": "user", "content": p.question}]) for p in problems]
+    end = T.ids(tool_tok)[T.end]
+    one_by_one = answer_stats(agent_step(model, GenerationConfig(max_new_tokens=6, temperature=0.0), end),
+                              tool_tok, problems, prompts, 6, "one by one")
+    batched = greedy_answers(model, tool_tok, problems, prompts, end, 6, "batched")
+    assert batched == one_by_one and len({t for _, _, t in batched["samples"]}) > 2
+
+
 # --- the command ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

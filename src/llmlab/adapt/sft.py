@@ -329,13 +329,17 @@ class SFTTrainer(Trainer):
 def greedy_answers(model, tok, problems, prompts: list[list[int]], stop_id: int, max_new_tokens: int, desc: str,
                    tools: bool = False) -> dict:
     """`llmlab.adapt.tools.answer_stats` of `model`'s greedy answers, which stop at `stop_id`; with `tools`
-    the agent loop answers the calculator calls."""
-    from llmlab.adapt.tools import answer_stats
-    from llmlab.generate import GenerationConfig
+    the agent loop answers the calculator calls, one problem at a time. Without, the answers are decoded in
+    batches of similar lengths (`generate_batch`: greedy, each prompt's tokens alone, several times faster)."""
+    from llmlab.adapt.tools import answer_stats, text_stats
+    from llmlab.generate import GenerationConfig, generate_batch
     from llmlab.generate.agent import agent_step
 
-    step = agent_step(model, GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0), stop_id)
-    return answer_stats(step, tok, problems, prompts, max_new_tokens, desc, tools)
+    gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0)
+    if tools:
+        return answer_stats(agent_step(model, gen, stop_id), tok, problems, prompts, max_new_tokens, desc, tools)
+    log.info("%s: %d problems", desc, len(problems))
+    return text_stats(problems, [tok.decode(ids) for ids in generate_batch(model, list(prompts), gen, stop_id, 64)])
 
 
 def answer_accuracy(model, tok, problems, prompts: list[list[int]], stop_id: int, max_new_tokens: int,

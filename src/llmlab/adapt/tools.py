@@ -86,15 +86,22 @@ def answer_stats(step: Step, tok: Tokenizer, problems, prompts: Sequence[list[in
     loop answers the calls. Returns exact-match accuracy, the share of answers that call a tool
     (``call_rate``), the share whose first call is the calculator on the question's expression
     (``argument_rate``), and (question, gold, text) for the first few."""
+    texts = []
+    for ids in progress(prompts, desc=desc, unit="problem"):
+        if tools:
+            texts.append(run_agent(step, tok.encode, tok.decode, ids, max_new_tokens=max_new_tokens).text)
+        else:
+            texts.append(tok.decode(list(step(list(ids), max_new_tokens))))
+    return text_stats(problems, texts)
+
+
+def text_stats(problems, texts: Sequence[str]) -> dict:
+    """`answer_stats` of the answers `texts` (one per problem)."""
     from llmlab.evaluate.tasks import exact_match
 
     right = called = asked = 0
     shown: list[tuple[str, str, str]] = []
-    for p, ids in zip(progress(problems, desc=desc, unit="problem"), prompts):
-        if tools:
-            text = run_agent(step, tok.encode, tok.decode, ids, max_new_tokens=max_new_tokens).text
-        else:
-            text = tok.decode(list(step(list(ids), max_new_tokens)))
+    for p, text in zip(problems, texts, strict=True):
         calls = calls_in(text)
         right += exact_match(final_answer(text), p.answer)
         called += bool(calls)
