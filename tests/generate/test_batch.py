@@ -10,14 +10,10 @@ from llmlab.core.errors import InputError
 from llmlab.generate import GenerationConfig, generate, generate_batch
 from llmlab.generate.batch import length_batches
 from llmlab.models import CausalLM, ModelConfig
+from llmlab.models.config import POSITIONS
 
 BASE = dict(vocab_size=40, dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=48)
-CONFIGS = {
-    "rope-gqa": ModelConfig(**BASE),
-    "learned": ModelConfig(**BASE, position="learned"),
-    "sinusoidal": ModelConfig(**BASE, position="sinusoidal"),
-    "alibi": ModelConfig(**BASE, position="alibi"),
-    "nope": ModelConfig(**BASE, position="none"),
+CONFIGS = {p: ModelConfig(**BASE, position=p) for p in POSITIONS} | {  # every position kind, and:
     "moe": ModelConfig(**BASE, n_experts=4, moe_top_k=2),
     "post-layernorm-mqa": ModelConfig(**{**BASE, "n_kv_head": 1}, norm="layernorm", norm_position="post",
                                       tie_embeddings=False),
@@ -74,7 +70,7 @@ def test_greedy_batch_gives_each_prompt_the_tokens_of_generate_alone(name):
     dict(repetition_penalty=1.3, frequency_penalty=0.5, no_repeat_ngram_size=3, suppress_tokens=(0,)),
 ])
 def test_penalties_and_bans_act_on_each_row_as_in_generate(penalties):
-    model = wide(CONFIGS["rope-gqa"])
+    model = wide(CONFIGS["rope"])
     prompts = prompts_of(LENGTHS, model.config.vocab_size)
     plain = [generate(model, p, GREEDY) for p in prompts]
     cfg = GenerationConfig(max_new_tokens=12, temperature=0.0, **penalties)
@@ -97,7 +93,7 @@ def test_penalties_never_count_the_padding(penalty):
 
 
 def test_batch_size_does_not_change_the_tokens_and_results_keep_the_input_order():
-    model = wide(CONFIGS["rope-gqa"])
+    model = wide(CONFIGS["rope"])
     prompts = prompts_of(LENGTHS, model.config.vocab_size)
     by_size = {n: generate_batch(model, prompts, GREEDY, batch_size=n) for n in (1, 3, 16)}
     assert by_size[1] == by_size[3] == by_size[16]
@@ -115,7 +111,7 @@ def test_length_batches_groups_similar_lengths_in_input_order_ties():
 def test_rows_past_the_context_are_decoded_as_generate_does():
     """Context 48: a prompt of 45 tokens and 12 new ones would slide generate's window (and a prompt of 60
     is cut on the left first): such rows are decoded alone, the others still batched."""
-    model = wide(CONFIGS["rope-gqa"])
+    model = wide(CONFIGS["rope"])
     prompts = prompts_of([3, 45, 60, 7, 37], model.config.vocab_size)
     alone = [generate(model, p, GREEDY) for p in prompts]
     assert generate_batch(model, prompts, GREEDY, batch_size=8) == alone
@@ -132,14 +128,14 @@ def test_dynamic_ntk_past_its_trained_length_is_decoded_alone():
 
 
 def test_beam_search_falls_back_to_one_prompt_at_a_time():
-    model = wide(CONFIGS["rope-gqa"])
+    model = wide(CONFIGS["rope"])
     prompts = prompts_of([5, 2, 9], model.config.vocab_size)
     beams = GenerationConfig(max_new_tokens=6, num_beams=3)
     assert generate_batch(model, prompts, beams) == [generate(model, p, beams) for p in prompts]
 
 
 def test_sampling_is_seeded_and_a_single_prompt_samples_as_generate():
-    model = wide(CONFIGS["rope-gqa"])
+    model = wide(CONFIGS["rope"])
     prompts = prompts_of(LENGTHS, model.config.vocab_size)
     cfg = GenerationConfig(max_new_tokens=12, temperature=1.0, top_k=10, seed=5)
     first = generate_batch(model, prompts, cfg)
@@ -163,7 +159,7 @@ def test_what_cannot_be_batched_is_refused():
     from llmlab.adapt.prompt_tuning import PromptConfig, apply_prompt_tuning
     from llmlab.models.encoder import Encoder
 
-    model = wide(CONFIGS["rope-gqa"])
+    model = wide(CONFIGS["rope"])
     with pytest.raises(InputError, match="use_cache=False"):
         generate_batch(model, [[1, 2]], GenerationConfig(use_cache=False))
     with pytest.raises(InputError, match="batch_size must be >= 1"):
@@ -173,7 +169,7 @@ def test_what_cannot_be_batched_is_refused():
     with pytest.raises(InputError, match=r"prompt 0 holds token id 40 past the model's vocabulary of 40"):
         generate_batch(model, [[1, 40]])
     with pytest.raises(InputError, match="causal decoder"):
-        generate_batch(Encoder(CONFIGS["rope-gqa"]), [[1, 2]])
+        generate_batch(Encoder(CONFIGS["rope"]), [[1, 2]])
     alibi = wide(CONFIGS["alibi"])
     apply_prompt_tuning(alibi, PromptConfig(n_virtual=2, init="vocab"))
     with pytest.raises(InputError, match="ALiBi"):

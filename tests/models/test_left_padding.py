@@ -7,15 +7,11 @@ import torch
 
 from llmlab.core.errors import InputError
 from llmlab.models import CausalLM, ModelConfig
+from llmlab.models.config import POSITIONS
 from llmlab.nn.masks import left_padded_mask
 
 BASE = dict(vocab_size=50, dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=32)
-CONFIGS = {
-    "rope": ModelConfig(**BASE),
-    "learned": ModelConfig(**BASE, position="learned"),
-    "sinusoidal": ModelConfig(**BASE, position="sinusoidal"),
-    "alibi": ModelConfig(**BASE, position="alibi"),
-    "nope": ModelConfig(**BASE, position="none"),
+CONFIGS = {p: ModelConfig(**BASE, position=p) for p in POSITIONS} | {  # every position kind, and:
     "mqa-moe": ModelConfig(**{**BASE, "n_kv_head": 1}, n_experts=4, moe_top_k=2),
     "yarn": ModelConfig(**BASE, rope_scaling="yarn", rope_factor=2.0, rope_original_max_seq_len=16),
     "dynamic": ModelConfig(**BASE, rope_scaling="dynamic", rope_factor=2.0, rope_original_max_seq_len=24),
@@ -33,6 +29,11 @@ def left_padded(prompts: list[list[int]]):
     return ids, real, (torch.arange(P) - pads[:, None]).clamp(min=0)
 
 
+def random_prompts(g: torch.Generator) -> list[list[int]]:
+    """Prompts of LENGTHS tokens (ids 1..49: never the padding id 0)."""
+    return [torch.randint(1, 50, (n,), generator=g).tolist() for n in LENGTHS]
+
+
 def model_of(name: str) -> CausalLM:
     torch.manual_seed(0)
     return CausalLM(CONFIGS[name]).eval()
@@ -42,7 +43,7 @@ def model_of(name: str) -> CausalLM:
 def test_left_padded_prefill_gives_each_prompt_its_logits_alone(name):
     model = model_of(name)
     g = torch.Generator().manual_seed(1)
-    prompts = [torch.randint(1, 50, (n,), generator=g).tolist() for n in LENGTHS]
+    prompts = random_prompts(g)
     ids, real, pos = left_padded(prompts)
     P = ids.shape[1]
     with torch.no_grad():
@@ -60,7 +61,7 @@ def test_left_padded_prefill_gives_each_prompt_its_logits_alone(name):
 def test_cached_steps_after_a_left_padded_prefill_match_each_prompt_alone(name):
     model = model_of(name)
     g = torch.Generator().manual_seed(2)
-    prompts = [torch.randint(1, 50, (n,), generator=g).tolist() for n in LENGTHS]
+    prompts = random_prompts(g)
     ids, real, pos = left_padded(prompts)
     B, P = ids.shape
     steps = torch.randint(1, 50, (B, 4), generator=g)  # the next tokens of every row

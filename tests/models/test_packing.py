@@ -7,16 +7,12 @@ import torch
 
 from llmlab.core.errors import InputError
 from llmlab.models import CausalLM, ModelConfig
+from llmlab.models.config import POSITIONS
 from llmlab.nn.masks import segment_mask
 from llmlab.nn.positions import segment_positions
 
 BASE = dict(vocab_size=50, dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=32)
-CONFIGS = {
-    "rope": ModelConfig(**BASE),
-    "learned": ModelConfig(**BASE, position="learned"),
-    "sinusoidal": ModelConfig(**BASE, position="sinusoidal"),
-    "alibi": ModelConfig(**BASE, position="alibi"),
-    "nope": ModelConfig(**BASE, position="none"),
+CONFIGS = {p: ModelConfig(**BASE, position=p) for p in POSITIONS} | {  # every position kind, and:
     "mqa-untied": ModelConfig(**{**BASE, "n_kv_head": 1}, tie_embeddings=False),
     # dynamic NTK within its trained length is plain RoPE, packed or not
     "dynamic": ModelConfig(**BASE, rope_scaling="dynamic", rope_factor=2.0, rope_original_max_seq_len=24),
