@@ -27,8 +27,8 @@ from dataclasses import dataclass, replace
 from llmlab.core.errors import InputError
 
 OPEN, ARROW, CLOSE = "[", "→", "]"
-_CALL = re.compile(r"\[(\w+)\(([^\[\]]*)\)→\Z")  # a call whose arrow has just been written
 _ASKED = re.compile(r"\[(\w+)\(([^\[\]]*)\)→")  # a call as far as its arrow, anywhere
+_CALL = re.compile(_ASKED.pattern + r"\Z")  # a call whose arrow has just been written
 _ANSWERED = re.compile(r"(\[\w+\([^\[\]]*\)→)([^\[\]]*\])")  # a whole call: what the model wrote, what the loop did
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
