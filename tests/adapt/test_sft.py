@@ -355,6 +355,38 @@ def test_the_packed_loss_and_gradients_are_the_padded_batchs(base_tok, kind, pos
         torch.testing.assert_close(g_pack[k], g_pad[k], rtol=1e-4, atol=1e-6, msg=k)
 
 
+def test_packed_rows_give_transformers_flattened_batch_logits_and_loss(base_tok, tmp_path):
+    """Hugging Face's padding-free batching: `DataCollatorWithFlattening` lays the conversations end to end
+    in one row with positions restarting at 0 for each, and LLaMA reads each alone (no cache). The same
+    weights, exported, give our packed rows' logits at every real token and our reply-only loss."""
+    transformers = pytest.importorskip("transformers")
+    from llmlab.models.hf import export_hf
+
+    tok = add_chat_tokens(None, base_tok)
+    batch = examples(tok, 12)
+    torch.manual_seed(3)
+    model = CausalLM(ModelConfig(vocab_size=tok.vocab_size, dim=32, n_layer=2, n_head=4, n_kv_head=2,
+                                 max_seq_len=64)).eval()
+    export_hf(model, tmp_path)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="sdpa").eval()
+    x, y, w, seg = pack_batch(batch, 48, tok.pad_id)
+    rows = pack_rows([len(ids) - 1 for ids, _ in batch], 48)
+    order = [i for row in rows for i in row]
+    flat = transformers.DataCollatorWithFlattening(return_tensors="pt")(
+        [{"input_ids": batch[i][0], "labels": [t if m else -100 for t, m in zip(*batch[i])]} for i in order])
+    assert flat["input_ids"].shape[0] == 1 and x.shape[0] > 1  # one long row there, several rows of <= 48 here
+    with torch.no_grad():
+        ours = model(x, segments=seg)  # (R, T, V)
+        theirs = hf(**flat, use_cache=False)
+    # each conversation's inputs are its tokens but the last, which only HF's row holds
+    ends = torch.tensor([len(batch[i][0]) for i in order]).cumsum(0) - 1
+    keep = torch.ones(flat["input_ids"].shape[1], dtype=torch.bool)
+    keep[ends] = False
+    real = seg < torch.tensor([len(row) for row in rows])[:, None]  # (R, T): not a row's padding
+    torch.testing.assert_close(ours[real], theirs.logits[0, keep], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(weighted_lm_loss(ours, y, w), theirs.loss, atol=1e-6, rtol=1e-6)
+
+
 def test_a_packed_run_follows_the_padded_run_in_fewer_rows(base_tok, tmp_path):
     runs = {}
     for packing in (False, True):
