@@ -17,12 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import time
-from pathlib import Path
-
-if __name__ == "__main__" and sys.path[0] == str(Path(__file__).resolve().parent):
-    sys.path.pop(0)  # bench/tokenizers.py would shadow the tokenizers package
 
 import torch
 import torch.distributed as dist

@@ -14,16 +14,11 @@ one alone), with the peer's time over llmlab's as a ratio (> 1: llmlab faster). 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 
-# bench/tokenizers.py would shadow Hugging Face's `tokenizers`, which transformers imports
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
 
 class Trainer:

@@ -7,20 +7,15 @@ training tokens/s and cached generation tokens/s (batch 1; greedy, and beam sear
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 
-# bench/tokenizers.py would shadow Hugging Face's `tokenizers`, which transformers imports
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+import torch
 
-import torch  # noqa: E402
-
-from llmlab.generate import GenerationConfig, generate  # noqa: E402
-from llmlab.models import CausalLM, ModelConfig  # noqa: E402
-from llmlab.models.hf import export_hf  # noqa: E402
-from llmlab.train.objectives import causal_lm_loss  # noqa: E402
+from llmlab.generate import GenerationConfig, generate
+from llmlab.models import CausalLM, ModelConfig
+from llmlab.models.hf import export_hf
+from llmlab.train.objectives import causal_lm_loss
 
 
 def train_tps(model, x, steps: int, hf: bool) -> float:

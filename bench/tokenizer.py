@@ -15,7 +15,7 @@ first merges and compared with llmlab's trainer. Then Unigram training (--unigra
 --unigram-vocab pieces): llmlab beside HF's UnigramTrainer (same GPT-4 regex split) and sentencepiece
 (its own splitting: scale only).
 
-    .venv/bin/python bench/tokenizers.py [--vocab-size 8000] [--pattern gpt4] [--naive-merges 20]
+    .venv/bin/python bench/tokenizer.py [--vocab-size 8000] [--pattern gpt4] [--naive-merges 20]
 
 HF runs single-threaded unless RAYON_NUM_THREADS is set (e.g. RAYON_NUM_THREADS=2 for two cores).
 sentencepiece comes with the bench extra (`make bench` installs it); without it its rows are skipped.
@@ -27,12 +27,9 @@ import argparse
 import io
 import json
 import os
-import sys
 import time
 
 os.environ.setdefault("RAYON_NUM_THREADS", "1")  # HF single-threaded for encoding and training figures
-# This file is named tokenizers.py: drop its folder from the path so `import tokenizers` finds HF's.
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 
 def corpora() -> dict[str, tuple[list[str], list[str]]]:
@@ -55,10 +52,9 @@ def timed(fn, *args, **kw):
 
 
 def hf_train(texts, vocab_size, pattern):
+    import tokenizers as hf
     from llmlab.tokenizers.base import SPECIAL_TOKENS
     from llmlab.tokenizers.pretokenize import PATTERNS
-
-    hf = __import__("tokenizers")  # HF's package (see the sys.path note at the top)
     Regex, models, pre_tokenizers, trainers = hf.Regex, hf.models, hf.pre_tokenizers, hf.trainers
     tok = hf.Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
