@@ -11,6 +11,12 @@ share of computed positions that are padding, the median step time, conversation
 trained per second (the median of the steps' rates: robust to a step slowed by other jobs), and that rate
 over padding's as a ratio (> 1: faster than padding). One run.
 
+The peer is Hugging Face's padding-free batching: the same model exported to `transformers`' LLaMA, each
+step's same conversations laid end to end in one row by `DataCollatorWithFlattening` (positions restart at
+each conversation, which LLaMA reads as separate sequences), forward, loss, backward and torch's AdamW.
+Its first loss equals llmlab's (same weights, same conversations); after that the optimizers differ, so
+only its speed is compared (its rate over llmlab packing's).
+
     .venv/bin/python bench/sft_packing.py [--dim 128] [--layers 4] [--seq 64] [--batch 16] [--steps 30]
 """
 
@@ -60,6 +66,8 @@ def main() -> None:
             model = CausalLM(cfg)
             trainers[name] = SFTTrainer(model, train_cfg, train, train[:8], f"{tmp}/{name}", tok.pad_id, **kw)
             stats[name] = {"times": [], "rates": [], "losses": [], "tokens": 0, "positions": 0}
+        peer = hf_peer(trainers["packing"].model, tmp, args.device, train_cfg.lr)
+        stats["transformers"] = {"times": [], "rates": [], "losses": [], "tokens": 0, "positions": 0}
         lengths = [len(ids) - 1 for ids, _ in train]
         print(f"dim {cfg.dim}, {cfg.n_layer} layers, {cfg.n_head} heads ({cfg.n_kv_head} kv), vocab {cfg.vocab_size}; "
               f"{len(train)} arithmetic conversations of {min(lengths)}..{max(lengths)} tokens "
@@ -80,18 +88,65 @@ def main() -> None:
                     s["rates"].append(int((x != tok.pad_id).sum()) / elapsed)
                     s["tokens"] += int((x != tok.pad_id).sum())
                     s["positions"] += x.numel()
+            # the peer, on the conversations packing just trained on (its step is now one ahead)
+            t = trainers["packing"]
+            t.step -= 1
+            picked = t.picked(0)
+            t.step += 1
+            elapsed, loss, tokens = peer(picked)
+            s = stats["transformers"]
+            s["losses"].append(loss)
+            if step >= 2:
+                s["times"].append(elapsed)
+                s["rates"].append(tokens / elapsed)
+                s["tokens"] += tokens
+                s["positions"] += tokens
     base = stats["padding"]
-    print(f"\n{'setup':10s} {'rows x T (step 0)':>18s} {'padding':>8s} {'ms/step':>8s} {'tokens/s':>10s} "
+    print(f"\n{'setup':12s} {'rows x T (step 0)':>16s} {'padding':>8s} {'ms/step':>8s} {'tokens/s':>10s} "
           f"{'vs padding':>11s} {'loss after':>11s}")
     for name, s in stats.items():
-        x = trainers[name].batch(0)[0]
+        shape = f"1 x {s['tokens'] // len(s['times'])}" if name == "transformers" else \
+            "{} x {}".format(*trainers[name].batch(0)[0].shape)
         rate = median(s["rates"])
-        print(f"{name:10s} {f'{x.shape[0]} x {x.shape[1]}':>18s} {1 - s['tokens'] / s['positions']:8.1%} "
+        print(f"{name:12s} {shape:>16s} {1 - s['tokens'] / s['positions']:8.1%} "
               f"{median(s['times']) * 1e3:8.1f} {rate:10.0f} {rate / median(base['rates']):10.2f}x "
               f"{s['losses'][-1]:11.4f}")
     diff = max(abs(a - b) for a, b in zip(stats["packing"]["losses"], base["losses"]))
     print(f"\npacking vs padding, the same conversations each step: largest loss difference over "
           f"{len(base['losses'])} steps {diff:.2e} (float noise)")
+    ours, theirs = stats["packing"], stats["transformers"]
+    print(f"llmlab packing vs transformers flattened: first-step loss {ours['losses'][0]:.6f} vs "
+          f"{theirs['losses'][0]:.6f}; tokens/s {median(ours['rates']):.0f} vs {median(theirs['rates']):.0f} "
+          f"= {median(ours['rates']) / median(theirs['rates']):.2f}x")
+
+
+def hf_peer(model, tmp: str, device: str, lr: float):
+    """A step function for `model`'s weights exported to transformers' LLaMA: (conversations) -> (seconds,
+    loss, tokens) for DataCollatorWithFlattening's row, forward, loss, backward and an AdamW step."""
+    import transformers
+
+    from llmlab.models.hf import export_hf
+
+    export_hf(model, f"{tmp}/hf")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(f"{tmp}/hf", attn_implementation="sdpa").to(device)
+    hf.train()
+    opt = torch.optim.AdamW(hf.parameters(), lr=lr)
+    collate = transformers.DataCollatorWithFlattening(return_tensors="pt")
+
+    def step(picked) -> tuple[float, float, int]:
+        batch = collate([{"input_ids": ids, "labels": [t if m else -100 for t, m in zip(ids, mask)]}
+                         for ids, mask in picked])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        start = time.perf_counter()
+        loss = hf(**batch, use_cache=False).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - start, float(loss.detach()), sum(len(ids) - 1 for ids, _ in picked)
+
+    return step
 
 
 if __name__ == "__main__":

@@ -277,8 +277,8 @@ class SFTTrainer(Trainer):
         conversations as padding does and packs them (`pack_batch`), so the loss and its gradients are the
         padded run's, only fewer tokens are computed."""
         cfg = self.cfg
-        seed = (cfg.seed * 1_000_003 + self.step) * 64 + micro
-        picked = [self.examples[i] for i in batch_indices(self.lengths, cfg.batch_size, seed, self.bucket)]
+        seed = self.batch_seed(micro)
+        picked = self.picked(micro)
         general = self.anchor.windows(seed) if self.anchor is not None else None
         if self.packing:
             x, y, w, seg = (t.to(self.device) for t in pack_batch(picked, cfg.seq_len, self.pad_id,
@@ -286,6 +286,14 @@ class SFTTrainer(Trainer):
             return x, y, w, general, seg
         x, y, w = (t.to(self.device) for t in pad_batch(picked, self.pad_id, self.prompt_loss_weight))
         return x, y, w, general
+
+    def batch_seed(self, micro: int) -> int:
+        return (self.cfg.seed * 1_000_003 + self.step) * 64 + micro
+
+    def picked(self, micro: int) -> list[tuple[list[int], list[int]]]:
+        """The conversations (ids, loss mask) of this step's micro-batch `micro`."""
+        rows = batch_indices(self.lengths, self.cfg.batch_size, self.batch_seed(micro), self.bucket)
+        return [self.examples[i] for i in rows]
 
     def micro_step(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, general=None,
                    segments: torch.Tensor | None = None) -> torch.Tensor:
