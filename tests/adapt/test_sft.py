@@ -9,17 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from llmlab.adapt.batching import first_fit, pack_batch, pack_rows, pad_batch
 from llmlab.adapt.chat import ChatTemplate, add_chat_tokens
-from llmlab.adapt.sft import (
-    SFT_TRAIN,
-    SFTTrainer,
-    arithmetic_conversations,
-    encode_examples,
-    first_fit,
-    pack_batch,
-    pack_rows,
-    pad_batch,
-)
+from llmlab.adapt.sft import SFT_TRAIN, SFTTrainer, arithmetic_conversations, encode_examples
 from llmlab.cli import main
 from llmlab.core.errors import InputError
 from llmlab.data.corpora import arithmetic

@@ -8,8 +8,9 @@ import json
 import pytest
 import torch
 
+from llmlab.adapt.batching import pad_batch
 from llmlab.adapt.chat import ChatTemplate, add_chat_tokens
-from llmlab.adapt.sft import check_known, encode_examples, pad_batch
+from llmlab.adapt.sft import check_known, encode_examples
 from llmlab.adapt.tools import (
     SYNTAX,
     add_tool_characters,

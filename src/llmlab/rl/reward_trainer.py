@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from llmlab.adapt.sft import batch_indices
+from llmlab.adapt.batching import batch_indices
 from llmlab.rl.reward_model import pad_rows, pair_accuracy, preference_loss, sequence_scores
 from llmlab.train.config import TrainConfig
 from llmlab.train.trainer import Trainer
