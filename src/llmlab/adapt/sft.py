@@ -1,6 +1,7 @@
 """Supervised fine-tuning (topics 39, 41): conversations rendered by a `ChatTemplate`, padded or packed
-into batches (`llmlab.adapt.batching`), and trained with the pretraining engine (`llmlab.train.Trainer`: optimizer, schedule,
-precision, checkpoints with exact resume, metrics, progress); only the batches and the loss differ.
+into batches (`llmlab.adapt.batching`), and trained with the pretraining engine (`llmlab.train.Trainer`:
+optimizer, schedule, precision, checkpoints with exact resume, metrics, progress); only the batches and
+the loss differ.
 
 The loss is `weighted_lm_loss`: reply tokens weigh 1, prompt tokens `prompt_loss_weight` (0 = prompt
 masking, the usual choice; 1 = train on every token, as pretraining does). Only parameters with

@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "sft",
     "rm",
     "rl",
+    "dpo",
     "generate",
     "serve",
     "quantize",

@@ -34,6 +34,7 @@ from llmlab.models.card import ModelCard
 from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
 from llmlab.pipeline.rl import chat_model
 from llmlab.pipeline.sft import recorded, sft_fingerprint, tokenizer_config
+from llmlab.rl.dpo_config import DPOConfig
 from llmlab.rl.preferences import (
     Preference,
     encode_preferences,
@@ -48,9 +49,10 @@ from llmlab.rl.reward_trainer import RewardTrainer
 log = logging.getLogger(__name__)
 
 
-def comparisons(cfg: RewardConfig, policy, tok, template) -> tuple[list[Preference], list[Preference]]:
+def comparisons(cfg: RewardConfig | DPOConfig, policy, tok, template) -> tuple[list[Preference], list[Preference]]:
     """Train and dev comparisons: a file's lines (its last 5%, at least one, held out), or the chat
-    model's sampled arithmetic answers (train problems for training, dev problems held out)."""
+    model's sampled arithmetic answers (train problems for training, dev problems held out). A reward
+    model run and a DPO run with the same data settings and seed get the same comparisons."""
     if cfg.pairs:
         prefs = read_preferences(cfg.pairs)
         if len(prefs) < 2:

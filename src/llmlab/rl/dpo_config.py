@@ -1,0 +1,86 @@
+"""The DPO run's config: plain data, importable without torch (the CLI builds flags from it).
+
+Its comparisons are the reward model's (`llmlab.rl.reward_config.RewardConfig` has the same data fields
+and defaults): a JSONL file, or the chat model's own arithmetic answers against the right ones, with
+optional near misses. The same seed and settings give the very comparisons `llmlab rm train` trains on,
+so DPO and reward model + PPO can be compared on one dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmlab.core.config import config_from_dict, config_to_dict
+from llmlab.core.errors import InputError
+from llmlab.train.config import TrainConfig
+
+LOSSES = ("sigmoid", "hinge", "ipo")
+
+# batch_size counts comparisons (each is two sequences); seq_len is unused (a comparison is as long as it is)
+DPO_TRAIN = TrainConfig(steps=1000, batch_size=32, lr=1e-4, min_lr=1e-5, warmup_steps=20, weight_decay=0.0,
+                        grad_clip=1.0, eval_every=200, eval_batches=8, checkpoint_every=200, log_every=20)
+
+
+@dataclass(frozen=True)
+class DPOConfig:
+    name: str = "dpo"  # run directory name under the output root
+    model: str = ""  # the chat model to train, and the frozen reference (a folder written by llmlab sft)
+    pairs: str = ""  # JSONL of {"prompt", "chosen", "rejected"} (its last 5% held out); "" = sampled arithmetic
+    train: TrainConfig = DPO_TRAIN  # the loop: steps, lr, batch_size (comparisons per step), seed, checkpoints
+    beta: float = 0.1  # the KL coefficient: implicit reward = beta x log(policy / reference)
+    loss: str = "sigmoid"  # sigmoid (DPO), hinge (SLiC) or ipo (IPO: log-probs averaged per token)
+    label_smoothing: float = 0.0  # sigmoid only: the share of labels taken as flipped (conservative DPO)
+    nll_coef: float = 0.0  # weight of the chosen replies' token NLL added to the loss (RPO; 0 = off)
+    samples: int = 4  # built-in pairs: answers sampled per problem, each wrong one paired with the right answer
+    temperature: float = 1.0  # built-in pairs: sampling temperature of those answers
+    near_misses: int = 0  # built-in pairs: also this many one-digit slips of each right answer, each against it
+    max_new_tokens: int = 8  # built-in pairs and the test answers: most tokens per answer
+    arithmetic_train: int = 20000  # built-in pairs: train problems sampled (dev pairs: a tenth as many dev problems)
+    arithmetic_max_digits: int = 2  # operands have 2..this many digits
+    arithmetic_ops: str = "+"  # operators of the arithmetic problems
+    eval_problems: int = 300  # report: greedy exact match on this many test problems, before and after (0 = skip)
+
+    def __post_init__(self):
+        if self.name in ("", ".", "..") or any(c in self.name for c in "/\\\0"):
+            raise InputError(f"the run name must be a plain folder name, got {self.name!r}")
+        for k in ("samples", "max_new_tokens", "arithmetic_train"):
+            if getattr(self, k) < 1:
+                raise InputError(f"{k} must be >= 1, got {getattr(self, k)}")
+        for k in ("eval_problems", "near_misses"):
+            if getattr(self, k) < 0:
+                raise InputError(f"{k} must be >= 0, got {getattr(self, k)}")
+        if self.near_misses and self.pairs:
+            raise InputError("near_misses are slips of the built-in arithmetic answers; a --pairs file brings its "
+                             "own comparisons")
+        if self.loss not in LOSSES:
+            raise InputError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if not 0 < self.beta < float("inf"):
+            raise InputError(f"beta must be a finite number > 0, got {self.beta}")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise InputError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        if self.label_smoothing and self.loss != "sigmoid":
+            raise InputError(f"label_smoothing applies to the sigmoid loss, not {self.loss!r}")
+        if not 0 <= self.nll_coef < float("inf"):
+            raise InputError(f"nll_coef must be a finite number >= 0, got {self.nll_coef}")
+        if not self.temperature > 0:
+            raise InputError(f"temperature must be > 0 (answers are sampled), got {self.temperature}")
+        if self.arithmetic_max_digits < 2:
+            raise InputError(f"arithmetic_max_digits must be >= 2, got {self.arithmetic_max_digits}")
+        if not self.arithmetic_ops or set(self.arithmetic_ops) - set("+-*"):
+            raise InputError(f"arithmetic_ops must be a non-empty subset of '+-*', got {self.arithmetic_ops!r}")
+        if self.train.precision != "fp32" or self.train.compile:
+            raise InputError("DPO trains in fp32 without compile")
+
+    @property
+    def corpus(self) -> str:
+        """The comparisons' source, under the name the run-directory checks use for a run's corpus."""
+        return self.pairs or "arithmetic (sampled)"
+
+    def to_dict(self) -> dict:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DPOConfig:
+        d = dict(d)
+        d["train"] = config_from_dict(TrainConfig, d.get("train", {}), "train")
+        return config_from_dict(cls, d, "DPO config")
