@@ -2,13 +2,22 @@
 answers under the policy, the reference model and the critic.
 
 `sample_group` decodes one prompt's group as a batch of identical prompts with the KV cache, drawing
-every token from one `torch.Generator` so a seed fixes the rollouts. Prompts of different lengths are
-not batched together here (`llmlab.generate.generate_batch` can, with left padding): batching them would
-change which draws each row gets, and so every seeded run's rollouts. Each row stops at the chat template's
+every token from one `torch.Generator` so a seed fixes the rollouts. Each row stops at the chat template's
 ``<|end|>``, which is kept as the completion's last token (the policy must learn to stop); a row that
 reaches `max_new_tokens` without it is *truncated*. At temperature 0 the rows are
 `llmlab.generate.generate`'s greedy tokens, and a group of one draws exactly what `generate` draws
 with the same seed.
+
+`rollout` answers a step's prompts one group at a time by default (``batch=1``, what every run drew
+before batching existed). With ``batch > 1`` it decodes the groups of up to `batch` prompts of similar
+lengths as one batch (`sample_groups`), left-padded as `llmlab.generate.generate_batch` pads them: each
+row has its own positions and a mask hides the padding, so every row computes what `sample_group`
+computes for it (at temperature 0 the same tokens, tested at every position scheme), with one forward
+per token for all the groups instead of one per group. The draws are other (equally distributed) ones
+than ``batch=1``'s, still fixed by the seed. A prompt that cannot share a batch is decoded alone by
+`sample_group`: one whose completion could reach the end of the context (`sample_group` truncates it
+there), or pass dynamic NTK's trained length (cached keys keep the rotation of the step that made them);
+with a soft prompt every prompt is decoded alone.
 
 `completion_outputs` runs prompts + completions through a model in one right-padded forward and keeps
 the outputs at the positions that predict each completion token: log-probabilities for a policy
@@ -23,7 +32,10 @@ import torch
 
 from llmlab.core.errors import InputError
 from llmlab.generate.autoregressive import decoding
+from llmlab.generate.batch import batched_length, length_batches
 from llmlab.generate.sampling import sample_next
+from llmlab.models.decoder import CausalLM, n_virtual
+from llmlab.nn.masks import left_padded_mask
 
 
 @dataclass
@@ -96,19 +108,86 @@ def sample_group(model, prompt: list[int], n: int, max_new_tokens: int, temperat
             if done.all() or i == steps - 1:
                 break
             logits = model(out[:, i:i + 1], cache)[:, -1]  # (n, V): finished rows decode padding, ignored
-    out = out.cpu()
-    ended = out == end_id  # (n, steps)
+    return ended_rows([list(prompt)] * n, [source] * n, out.cpu(), end_id)
+
+
+def ended_rows(prompts: list[list[int]], source: list[int], out: torch.Tensor, end_id: int) -> Rollouts:
+    """Rollouts of decoded rows `out` (B, steps) padded after their first `end_id`: the mask covers each
+    row up to and including it, and a row without one is truncated.
+
+    >>> ro = ended_rows([[1], [1]], [0, 0], torch.tensor([[4, 9, 0], [5, 6, 7]]), end_id=9)
+    >>> ro.mask.tolist(), ro.truncated.tolist()
+    ([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]], [False, True])
+    """
+    steps = out.shape[1]
+    ended = out == end_id  # (B, steps)
     has_end = ended.any(1)
-    length = torch.where(has_end, ended.float().argmax(1) + 1, steps)  # (n,) up to and including <|end|>
-    mask = (torch.arange(steps)[None] < length[:, None]).float()  # (n, steps)
-    return Rollouts([list(prompt)] * n, [source] * n, out, mask, ~has_end)
+    length = torch.where(has_end, ended.float().argmax(1) + 1, steps)  # (B,) up to and including <|end|>
+    mask = (torch.arange(steps)[None] < length[:, None]).float()  # (B, steps)
+    return Rollouts(prompts, source, out, mask, ~has_end)
 
 
 def rollout(model, prompts: list[list[int]], sources: list[int], group_size: int, max_new_tokens: int,
-            temperature: float, end_id: int, pad_id: int, generator: torch.Generator) -> Rollouts:
-    """`group_size` completions of each prompt, the groups consecutive (as group_advantages expects)."""
-    return Rollouts.cat([sample_group(model, p, group_size, max_new_tokens, temperature, end_id, pad_id, generator, s)
-                         for p, s in zip(prompts, sources)], pad_id)
+            temperature: float, end_id: int, pad_id: int, generator: torch.Generator, batch: int = 1) -> Rollouts:
+    """`group_size` completions of each prompt, the groups consecutive (as group_advantages expects), in
+    the order of `prompts`; the groups of up to `batch` prompts decoded together (see the module docstring).
+    """
+    if batch < 1:
+        raise InputError(f"batch must be >= 1 (prompts whose groups are decoded together), got {batch}")
+    args = (group_size, max_new_tokens, temperature, end_id, pad_id, generator)
+    if batch == 1:  # the draws of every run before batching: keep this path as it was
+        return Rollouts.cat([sample_group(model, p, *args, s) for p, s in zip(prompts, sources)], pad_id)
+    parts: list[Rollouts | None] = [None] * len(prompts)
+    alone = [i for i, p in enumerate(prompts) if not batchable(model, p, max_new_tokens)]
+    for i in alone:
+        parts[i] = sample_group(model, prompts[i], *args, sources[i])
+    rest = [i for i in range(len(prompts)) if parts[i] is None]
+    for chunk in length_batches([len(prompts[i]) for i in rest], batch):
+        rows = [rest[j] for j in chunk]
+        groups = sample_groups(model, [prompts[i] for i in rows], [sources[i] for i in rows], *args)
+        for i, part in zip(rows, groups):
+            parts[i] = part
+    return Rollouts.cat(parts, pad_id)
+
+
+def batchable(model, prompt: list[int], max_new_tokens: int) -> bool:
+    """Whether `prompt`'s group may share a left-padded batch: a causal decoder without a soft prompt, and
+    room for all `max_new_tokens` within the context (and dynamic NTK's trained length), so that
+    `sample_group` would neither truncate it early nor rotate its keys by the length so far."""
+    if not isinstance(model, CausalLM) or n_virtual(model):
+        return False
+    return len(prompt) > 0 and len(prompt) + max_new_tokens <= batched_length(model, model.config.max_seq_len)
+
+
+@torch.no_grad()
+def sample_groups(model, prompts: list[list[int]], sources: list[int], n: int, max_new_tokens: int,
+                  temperature: float, end_id: int, pad_id: int, generator: torch.Generator) -> list[Rollouts]:
+    """`n` completions of each of `prompts` (each `batchable`), all decoded as one left-padded batch;
+    one Rollouts per prompt. The rows draw from `generator` together, prompt by prompt in each step."""
+    B, P, steps = len(prompts) * n, max(map(len, prompts)), max_new_tokens
+    with decoding(model) as device:
+        plen = torch.tensor([len(p) for p in prompts], device=device).repeat_interleave(n)  # (B,)
+        ids = torch.tensor([[pad_id] * (P - len(p)) + p for p in prompts], device=device)  # (G, P)
+        ids = ids.repeat_interleave(n, dim=0)  # (B, P): each prompt's n rows together
+        cache = model.new_cache(B, P + steps - 1)
+        real = torch.arange(P + steps - 1, device=device) >= (P - plen)[:, None]  # (B, S): not left padding
+        pos = (torch.arange(P, device=device) - (P - plen)[:, None]).clamp(min=0)  # (B, P): padding at 0, unseen
+        logits = model(ids, cache, left_padded_mask(real[:, :P], P), positions=pos)[:, -1]  # (B, V)
+        out = torch.full((B, steps), pad_id, dtype=torch.long, device=device)
+        done = torch.zeros(B, dtype=torch.bool, device=device)
+        for i in range(steps):
+            # only running rows draw (a draw costs as much as a row's forward): finished rows write padding
+            run = (~done).nonzero()[:, 0]  # (R,)
+            out[run, i] = sample_next(logits[run], temperature, generator=generator)  # (R,)
+            done |= out[:, i] == end_id
+            if done.all() or i == steps - 1:
+                break
+            S = cache.length + 1
+            # finished rows decode padding with the rest (cheaper than shrinking the cache), ignored
+            logits = model(out[:, i:i + 1], cache, left_padded_mask(real[:, :S], 1), positions=(plen + i)[:, None])
+            logits = logits[:, -1]  # (B, V)
+    out = out.cpu().view(len(prompts), n, steps)
+    return [ended_rows([list(p)] * n, [s] * n, o, end_id) for p, s, o in zip(prompts, sources, out)]
 
 
 def completion_outputs(model, prompts: list[list[int]], tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
