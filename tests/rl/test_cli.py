@@ -26,6 +26,7 @@ def rl(chat_dir, out, *flags):
 @pytest.mark.parametrize("algo", ["grpo", "vapo", "ppo"])
 def test_rl_writes_the_run_directory_and_report(chat_dir, tmp_path, capsys, algo):
     flags = ["--algo", algo] + (["--value-pretrain-steps", "2"] if algo == "vapo" else [])
+    flags += ["--rollout-batch", "2"] if algo == "ppo" else []  # the step's 2 prompts sampled as one batch
     assert rl(chat_dir, tmp_path, *flags) == 0
     out = capsys.readouterr().out
     assert "test exact match" in out and "report:" in out
@@ -35,6 +36,7 @@ def test_rl_writes_the_run_directory_and_report(chat_dir, tmp_path, capsys, algo
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["algo"] == algo and cfg["clip_high"] == (0.28 if algo == "vapo" else 0.2)
     assert cfg["kl_penalty"] == ("reward" if algo == "ppo" else "loss")
+    assert cfg["rollout_batch"] == (2 if algo == "ppo" else 1)
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert records[0]["before"] and records[-1]["after"] and "test_accuracy" in records[-1]
     n = 3 + (2 if algo == "vapo" else 0)
@@ -43,6 +45,7 @@ def test_rl_writes_the_run_directory_and_report(chat_dir, tmp_path, capsys, algo
     report = (run / "report.md").read_text()
     assert f"({algo})" in report and "exact match, arithmetic test" in report and "| reward |" in report
     assert ("| kl_penalty |" in report) == (algo == "ppo")
+    assert f'"rollout_batch": {cfg["rollout_batch"]}' in report
     model, tok = load_model(run / "model")
     assert tok.vocab_size == model.config.vocab_size and (run / "model" / "tokenizer_config.json").is_file()
     # a rerun of the finished run resumes at its end: same metrics, nothing retrained
@@ -90,7 +93,7 @@ def test_a_run_saved_before_newer_settings_existed_still_resumes(chat_dir, tmp_p
     assert rl(chat_dir, tmp_path, *flags) == 0
     saved = tmp_path / "r" / "config.json"
     cfg = json.loads(saved.read_text())
-    for newer in ("kl_penalty", "lam_policy", "reward_model"):  # settings later than the run
+    for newer in ("kl_penalty", "lam_policy", "reward_model", "rollout_batch"):  # settings later than the run
         cfg.pop(newer)
     if algo == "grpo":
         cfg["lam_critic"] = 1.0  # every algorithm saved this default before lam_critic became vapo's and ppo's
@@ -100,6 +103,9 @@ def test_a_run_saved_before_newer_settings_existed_still_resumes(chat_dir, tmp_p
     assert rl(chat_dir, tmp_path, *flags) == 0  # read with today's defaults: the same run, finished
     steps = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines() if '"phase"' in x]
     assert [r["step"] for r in steps] == [json.loads(x)["step"] for x in before.splitlines() if '"phase"' in x]
+    capsys.readouterr()
+    assert rl(chat_dir, tmp_path, *flags, "--rollout-batch", "2") == 2  # it sampled one prompt at a time
+    assert "different config (rollout_batch)" in capsys.readouterr().err
     cfg["clip_low"] = 0.1  # a setting that changes what the run computes is still refused
     saved.write_text(json.dumps(cfg))
     capsys.readouterr()

@@ -10,7 +10,9 @@ from llmlab.core.errors import InputError
 from llmlab.models import CausalLM, ModelConfig
 from llmlab.models.config import POSITIONS
 from llmlab.rl import rollout as rollout_module
+from llmlab.rl.config import RLConfig
 from llmlab.rl.rollout import Rollouts, rollout, sample_group
+from llmlab.rl.trainer import RLTrainer, Task
 
 BASE = dict(dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=40)
 CONFIGS = {p: dict(position=p) for p in POSITIONS} | {  # every position kind, and:
@@ -151,3 +153,28 @@ def test_bad_batches_and_prompts_are_refused_as_alone(chat_tok, end):
     for bad in ([], [1] * 40):  # empty, or no room left in the context: sample_group's error
         with pytest.raises(InputError, match="leaves no room"):
             run(model, [[1, 2], bad], 2, end, pad)
+
+
+def test_the_trainer_samples_with_the_configs_rollout_batch(chat_tok, policy, prompt, end, tmp_path, monkeypatch):
+    from llmlab.rl import trainer as trainer_module
+
+    batches = []
+    real = trainer_module.rollout
+    monkeypatch.setattr(trainer_module, "rollout", lambda *a: batches.append(a[-1]) or real(*a))
+    task = Task([prompt(q) for q in ("1+2=", "33+4=", "50+50=")], lambda i, ids: float(len(ids) == 2))
+    for k in (1, 2):
+        cfg = RLConfig(prompts_per_step=3, group_size=2, max_new_tokens=3, rollout_batch=k)
+        assert len(RLTrainer(policy(0), cfg, task, end, chat_tok.pad_id, tmp_path).collect()[0]) == 6
+    assert batches == [1, 2]
+
+
+def test_rollout_batch_defaults_to_one_and_round_trips():
+    import json
+
+    assert RLConfig().rollout_batch == 1
+    old = {k: v for k, v in RLConfig().to_dict().items() if k != "rollout_batch"}  # saved before the setting
+    assert RLConfig.from_dict(json.loads(json.dumps(old))).rollout_batch == 1
+    cfg = RLConfig(rollout_batch=4)
+    assert RLConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(InputError, match="rollout_batch must be >= 1"):
+        RLConfig(rollout_batch=0)

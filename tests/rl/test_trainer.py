@@ -163,10 +163,11 @@ def test_the_kl_enters_the_loss_only_when_kl_penalty_is_loss(policy, chat_tok, p
     assert ("kl_penalty" in with_reward) == (penalty == "reward")
 
 
-@pytest.mark.parametrize("algo", ["grpo", "dapo", "vapo", "ppo"])
-def test_a_resumed_run_equals_the_uninterrupted_one_exactly(policy, chat_tok, prompt, end, tmp_path, algo):
+@pytest.mark.parametrize("algo,batch", [("grpo", 1), ("dapo", 1), ("vapo", 1), ("ppo", 1), ("dapo", 4)])
+def test_a_resumed_run_equals_the_uninterrupted_one_exactly(policy, chat_tok, prompt, end, tmp_path, algo, batch):
     task = first_token_task(chat_tok, prompt)
     kw = dict(value_pretrain_steps={"vapo": 2, "ppo": 1}[algo]) if algo in ("vapo", "ppo") else {}
+    kw["rollout_batch"] = batch  # 4: each draw's prompts sampled as one batch
     whole = make(policy, chat_tok, end, task, tmp_path / "whole", algo, steps=4, every=2, **kw)
     whole.fit()
     first = make(policy, chat_tok, end, task, tmp_path / "split", algo, steps=4, every=2, **kw)

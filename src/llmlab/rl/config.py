@@ -79,6 +79,7 @@ class RLConfig:
     group_size: int = 8  # completions sampled per prompt (the group GRPO/DAPO normalise within)
     temperature: float = 1.0  # sampling temperature of the rollouts (and of the log-probs the loss uses)
     max_new_tokens: int = 8  # most tokens per completion; one that has not ended by then is truncated
+    rollout_batch: int = 1  # prompts whose groups are sampled as one batch (1: one at a time; more: other draws)
     ppo_epochs: int = 1  # passes over each step's rollouts
     minibatches: int = 2  # optimizer steps per pass (the rollouts split into this many minibatches)
     clip_low: float | None = None  # ratio clipped below at 1 - clip_low (None = the algorithm's)
@@ -125,7 +126,7 @@ class RLConfig:
                 raise InputError(f"reinforcement learning runs with {k}={v!r}, got {getattr(self.train, k)!r}")
 
     def _check_counts(self):
-        for k in ("prompts_per_step", "max_new_tokens", "ppo_epochs", "minibatches", "max_draws",
+        for k in ("prompts_per_step", "max_new_tokens", "rollout_batch", "ppo_epochs", "minibatches", "max_draws",
                   "overlong_cache", "arithmetic_train"):
             if getattr(self, k) < 1:
                 raise InputError(f"{k} must be >= 1, got {getattr(self, k)}")

@@ -181,7 +181,7 @@ class RLTrainer:
         P = cfg.prompts_per_step
         idx = (torch.randperm(n, generator=pick)[:P] if n >= P else torch.randint(0, n, (P,), generator=pick)).tolist()
         ro = rollout(self.policy, [self.task.prompts[i] for i in idx], idx, cfg.group_size, cfg.max_new_tokens,
-                     cfg.temperature, self.end_id, self.pad_id, sample)
+                     cfg.temperature, self.end_id, self.pad_id, sample, cfg.rollout_batch)
         correct = torch.tensor([float(self.task.reward(ro.source[b], ro.answer_ids(b, self.end_id)))
                                 for b in range(len(ro))])
         if self.task.score is None:
