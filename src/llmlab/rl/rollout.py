@@ -163,7 +163,7 @@ def batchable(model, prompt: list[int], max_new_tokens: int) -> bool:
 def sample_groups(model, prompts: list[list[int]], sources: list[int], n: int, max_new_tokens: int,
                   temperature: float, end_id: int, pad_id: int, generator: torch.Generator) -> list[Rollouts]:
     """`n` completions of each of `prompts` (each `batchable`), all decoded as one left-padded batch;
-    one Rollouts per prompt. The rows draw from `generator` together, prompt by prompt in each step."""
+    one Rollouts per prompt. Each step the rows still running draw together from `generator`, in row order."""
     B, P, steps = len(prompts) * n, max(map(len, prompts)), max_new_tokens
     with decoding(model) as device:
         plen = torch.tensor([len(p) for p in prompts], device=device).repeat_interleave(n)  # (B,)
