@@ -207,6 +207,7 @@ class CausalLM(nn.Module):
         add_positions(self, cfg)
         # training-time switch: keep only block inputs and recompute each block during backward
         self.gradient_checkpointing = False
+        self.fused = False  # inside `fused_inference` (the fused copies exist)
         # virtual tokens before every sequence (`llmlab.adapt.prompt_tuning`): a module with `n_virtual` and
         # `key_values(model)`, one (k, v) pair (1, nkv, n_virtual, hs) per layer; None = plain model
         self.soft_prompt: nn.Module | None = None
@@ -282,11 +283,17 @@ class CausalLM(nn.Module):
         """Within the block, inference (no grad) runs q/k/v and gate/up (of every dense feed-forward and
         every expert) as one matrix each: fewer kernel calls per decoded token. The concatenated copies are
         made on entry and dropped on exit, so module names and checkpoints are untouched; do not change the
-        weights inside."""
+        weights inside. Nested (the server's scheduler runs `stream` inside its own decode), the inner block
+        uses the outer one's copies and leaves them: dropping them there would slow the outer block down."""
+        if self.fused:
+            yield self
+            return
         fused = [m for m in self.modules() if isinstance(m, (Attention, FeedForward)) and m.fuse()]
+        self.fused = True
         try:
             yield self
         finally:
+            self.fused = False
             for m in fused:
                 m.unfuse()
 
