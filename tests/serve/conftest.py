@@ -84,8 +84,10 @@ def _running(engine: Engine, **limits):
     server = make_server(engine, ServeConfig(port=0, **limits))
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
+    client = Client(server.server_address[1])
+    client.server = server  # for tests that look inside (the scheduler's completions)
     try:
-        yield Client(server.server_address[1])
+        yield client
     finally:
         server.shutdown()
         server.server_close()

@@ -11,7 +11,8 @@ def register(sub) -> None:
     from llmlab.serve.config import ServeConfig
 
     p = add_command(sub, "serve", "serve a model over HTTP with OpenAI's API (/v1/completions, /v1/chat/completions "
-                    "for a chat model, /v1/models, /health); one completion at a time; Ctrl-C stops", run)
+                    "for a chat model, /v1/models, /health); up to --max-batch completions decoded together; Ctrl-C "
+                    "stops", run)
     p.add_argument("--model", required=True, help="model directory, float or quantized (a chat model from llmlab sft "
                    "also answers /v1/chat/completions)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")

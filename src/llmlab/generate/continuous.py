@@ -130,6 +130,12 @@ class RunningBatch:
             row.alone.close()  # ends stream's decode (and its hold on the model's mode)
         self.joining = [(r, c) for r, c in self.joining if r is not row]
 
+    def clear(self) -> None:
+        """Take every row out at once."""
+        for row in self.solo:
+            row.alone.close()
+        self.rows, self.joining, self.solo, self.cache = [], [], [], None
+
     @torch.inference_mode()
     def step(self) -> list[Row]:
         """One token more for every running row: one forward for the batched rows, one per row alone.

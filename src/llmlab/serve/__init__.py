@@ -3,7 +3,8 @@ the context with room for the output): ``llmlab serve --model DIR``.
 
 - `config`: `ServeConfig`, where to listen and the limits;
 - `requests`: a JSON body checked field by field into a `Request`; `limits`: max_tokens and the prompt's budget;
-- `engine`: the model, the lock that lets one request use it at a time, and `Completion`, the text of one;
+- `engine`: the model and its lock, and `Completion`, the text of one request as its tokens come;
+- `scheduler`: continuous batching, one thread decoding up to ``max_batch`` requests together;
 - `textstream`: token ids to text pieces (whole UTF-8 characters only) and stop strings;
 - `protocol`: OpenAI's JSON shapes; `server`: the routes over `http.server`.
 
@@ -24,6 +25,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "Engine": "llmlab.serve.engine",
     "IncrementalDecoder": "llmlab.serve.textstream",
     "Request": "llmlab.serve.requests",
+    "Scheduler": "llmlab.serve.scheduler",
     "Server": "llmlab.serve.server",
     "ServeConfig": "llmlab.serve.config",
     "StopFilter": "llmlab.serve.textstream",

@@ -1,22 +1,24 @@
-"""One model in memory, and the completions it writes: token ids from `llmlab.generate.stream`, turned
-into text by `IncrementalDecoder` and cut at stop strings by `StopFilter`.
+"""One model in memory, and the completions it writes: token ids from the scheduler's running batch
+(`llmlab.serve.scheduler`), turned into text by `IncrementalDecoder` and cut at stop strings by `StopFilter`.
 
-Generation is serialised: a `threading.Lock` lets one request use the model at a time (a decoder with
-a KV cache is stateful while it decodes, and one CPU model gains little from interleaving); others
-wait for it up to ``max_wait_seconds``, then get 503. Requests that do not use the model (``/health``,
-``/v1/models``, refused requests) never take the lock, so the server answers them while it generates.
+A `Completion` is one request's side of the exchange between two threads. The scheduler thread, which
+alone runs the model, feeds it each token its row writes (`push`) and tells it when the row ended
+(`end`, `fail`); the completion turns tokens into text there, so a stop string ends the row at the very
+token that completes it. The request's handler thread iterates it for the pieces, through a queue, as
+they come; closing the iteration early (a client gone mid-stream) cancels it, and the scheduler drops its
+row at its next step. The engine's `lock` guards the model: the scheduler holds it for each step, so
+whoever holds it pauses decoding.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import queue
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from llmlab.serve.protocol import ApiError
 from llmlab.serve.requests import Request
 from llmlab.serve.textstream import IncrementalDecoder, StopFilter
 from llmlab.tokenizers.base import EOS
@@ -37,59 +39,77 @@ class Engine:
         self.eos_id = tok.token_to_id(EOS)  # None for a foreign tokenizer without one: then only max_tokens ends
         self.text_start = [self.eos_id] if self.eos_id is not None else []  # as models.scoring.text_start
         self.created = int(time.time())
-        self.lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def hold(self, wait_seconds: float) -> Iterator[None]:
-        """The model to oneself for the time of a completion; ApiError 503 after `wait_seconds` in line."""
-        if not self.lock.acquire(timeout=wait_seconds):
-            raise ApiError(503, f"the model is busy: waited {wait_seconds:g} s for the requests before this one "
-                           "(max_wait_seconds); try again", code="server_busy")
-        try:
-            yield
-        finally:
-            self.lock.release()
+        self.lock = threading.Lock()  # the model's: held by the scheduler for each step
 
     def complete(self, req: Request) -> Completion:
+        """The completion of `req`, to submit to a `Scheduler`, then iterate."""
         return Completion(self, req)
 
 
 class Completion:
     """Iterate for the text, piece by piece; after that, `finish_reason` ("stop": a stop string or the end
     token; "length": max_tokens reached) and `completion_tokens` (tokens sampled, the end token not counted)
-    are set. Iterate while holding the engine (`Engine.hold`)."""
+    are set. An error of its decoding (an InputError, or the scheduler's ApiError) is raised by the
+    iteration. The scheduler calls `push`, `end` and `fail`; `admitted` is set once it has a row."""
 
     def __init__(self, engine: Engine, req: Request):
-        self.engine, self.req = engine, req
+        self.req = req
+        self.eos = engine.chat_end if req.chat else engine.eos_id
+        self.decoder, self.stops = IncrementalDecoder(engine.tok.decode), StopFilter(req.stop)
         self.finish_reason: str | None = None
-        self.completion_tokens = 0
+        self.completion_tokens = 0  # as the iteration has seen them
+        self.written = 0  # as the scheduler has written them
+        self.out: queue.SimpleQueue = queue.SimpleQueue()  # (piece, tokens so far), then None or an exception
+        self.admitted = threading.Event()
+        self.refusal: Exception | None = None  # why the scheduler let it go unadmitted (it shut down)
+        self.cancelled = False  # the reader went away: the scheduler drops the row
+        self.over = False  # the scheduler is done with it
 
     @property
     def prompt_tokens(self) -> int:
         return len(self.req.prompt_ids)
 
-    def __iter__(self) -> Iterator[str]:
-        from llmlab.generate import stream
+    # --- the scheduler's side ---------------------------------------------------------------------
+    def push(self, token: int) -> bool:
+        """Take the row's next token; True once a stop string completes (the row should leave)."""
+        self.written += 1
+        piece = self.stops.push(self.decoder.push(token))
+        if piece:
+            self.out.put((piece, self.written))
+        if self.stops.stopped:
+            self._finish("stop")
+        return self.stops.stopped
 
-        e, req = self.engine, self.req
-        decoder, stops = IncrementalDecoder(e.tok.decode), StopFilter(req.stop)
-        eos = e.chat_end if req.chat else e.eos_id
-        # closing: a client gone mid-stream ends the decode at once (and restores the model's mode)
-        with contextlib.closing(stream(e.model, list(req.prompt_ids), req.gen, eos_id=eos)) as tokens:
-            for token in tokens:
-                self.completion_tokens += 1
-                piece = stops.push(decoder.push(token))
-                if piece:
-                    yield piece
-                if stops.stopped:
-                    self.finish_reason = "stop"
-                    return
-        tail = stops.push(decoder.flush())
-        tail += stops.flush()
+    def end(self) -> None:
+        """The row ended: it wrote the end token or max_tokens; send what the filters held back."""
+        tail = self.stops.push(self.decoder.flush())
+        tail += self.stops.flush()
         if tail:
-            yield tail
-        ended = stops.stopped or self.completion_tokens < req.gen.max_new_tokens
-        self.finish_reason = "stop" if ended else "length"
+            self.out.put((tail, self.written))
+        ended = self.stops.stopped or self.written < self.req.gen.max_new_tokens
+        self._finish("stop" if ended else "length")
+
+    def fail(self, error: Exception) -> None:
+        self.over = True
+        self.out.put(error)
+
+    def _finish(self, reason: str) -> None:
+        self.finish_reason, self.over = reason, True
+        self.out.put(None)
+
+    # --- the reader's side ------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[str]:
+        if not self.admitted.is_set():
+            raise RuntimeError("submit the completion to a Scheduler before reading it")
+        try:
+            while (item := self.out.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                piece, self.completion_tokens = item
+                yield piece
+            self.completion_tokens = self.written
+        finally:  # closed early (a client gone mid-stream): the scheduler frees the row at its next step
+            self.cancelled = True
 
 
 def chat_template_of(model_dir):

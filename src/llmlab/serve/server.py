@@ -3,14 +3,16 @@
     POST /v1/completions        {"prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "stream"}
     POST /v1/chat/completions   {"messages", ...} for a model with a chat template (llmlab sft)
     GET  /v1/models             the one model served (and /v1/models/NAME, it alone)
-    GET  /health                {"status": "ok", "busy": ...}, answered while a completion runs
+    GET  /health                {"status": "ok", "busy", "running", "queued", "max_batch"}, answered at any time
 
-Each connection has its own thread; completions take the model in turn (`Engine.hold`). Answers are
+Each connection has its own thread; its completion goes to the server's `Scheduler`, whose thread decodes
+up to ``max_batch`` of them together (continuous batching), and the handler writes its pieces as they
+come. Answers are
 JSON, or with ``"stream": true`` server-sent events (``data: {...}``, one per piece of text, then
 ``data: [DONE]``) over chunked transfer encoding. A refused request gets OpenAI's error object with
 status 400 (a field breaks a rule; the message names it and the limit), 404 (unknown route or model),
 405 (wrong method), 411/413 (no length / body over ``max_body_bytes``, refused before it is read) or
-503 (busy past ``max_wait_seconds``), never a traceback. Every request is logged: method, path,
+503 (no place in the batch within ``max_wait_seconds``), never a traceback. Every request is logged: method, path,
 status, prompt and completion tokens, seconds.
 """
 
@@ -29,6 +31,7 @@ from llmlab.serve.config import ServeConfig
 from llmlab.serve.engine import Engine
 from llmlab.serve.protocol import ApiError, chunk_body, completion_body, error_body, models_body, new_id, usage_chunk
 from llmlab.serve.requests import parse_request
+from llmlab.serve.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,13 @@ class Server(ThreadingHTTPServer):
 
     def __init__(self, engine: Engine, cfg: ServeConfig):
         self.engine, self.cfg = engine, cfg
+        self.scheduler = Scheduler(engine, cfg.max_batch)
         super().__init__((cfg.host, cfg.port), Handler)
+
+    def server_close(self) -> None:
+        """Close the socket and stop the scheduler (requests still waiting or decoding get 503)."""
+        super().server_close()
+        self.scheduler.close()
 
     @property
     def url(self) -> str:
@@ -128,8 +137,9 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- routes --------------------------------------------------------------------------------
     def health(self) -> None:
-        e = self.server.engine
-        self.send_json(200, {"status": "ok", "model": e.name, "busy": e.lock.locked()})
+        counts = self.server.scheduler.counts()
+        self.send_json(200, {"status": "ok", "model": self.server.engine.name, "busy": any(counts.values()),
+                             **counts, "max_batch": self.server.cfg.max_batch})
 
     def models(self) -> None:
         e = self.server.engine
@@ -154,22 +164,22 @@ class Handler(BaseHTTPRequestHandler):
         if req.dropped:
             log.info("prompt cut by %d tokens (%s truncation) to %d", req.dropped, cfg.truncation, len(req.prompt_ids))
         completion = engine.complete(req)
+        self.server.scheduler.submit(completion, cfg.max_wait_seconds)  # 503 if no place frees up in time
         rid, created = new_id(chat), int(time.time())
-        with engine.hold(cfg.max_wait_seconds):
-            if req.stream:
-                self.stream(completion, rid, created)
-            else:
-                text = "".join(completion)
-                self.tokens = (completion.prompt_tokens, completion.completion_tokens)
-                self.send_json(200, completion_body(rid, engine.name, chat, text, completion.finish_reason,
-                                                    *self.tokens, created))
+        if req.stream:
+            self.stream(completion, rid, created)
+        else:
+            text = "".join(completion)
+            self.tokens = (completion.prompt_tokens, completion.completion_tokens)
+            self.send_json(200, completion_body(rid, engine.name, chat, text, completion.finish_reason,
+                                                *self.tokens, created))
 
     def stream(self, completion, rid: str, created: int) -> None:
         name, chat = self.server.engine.name, completion.req.chat
         self.start_stream()
         if chat:
             self.event(chunk_body(rid, name, chat, created, role=True))
-        with contextlib.closing(iter(completion)) as pieces:  # a failed write ends the decode before the lock goes
+        with contextlib.closing(iter(completion)) as pieces:  # a failed write cancels the row
             for piece in pieces:
                 self.tokens = (completion.prompt_tokens, completion.completion_tokens)
                 self.event(chunk_body(rid, name, chat, created, text=piece))
