@@ -11,6 +11,13 @@ the main thread's decode ran 5-8x slower than a worker thread's (36 against 288 
 which would credit the server with the difference; on one thread both took 240-290 tokens/s.
 
     .venv/bin/python bench/serve.py [--dim 256] [--layers 4] [--new-tokens 200] [--reps 5] [--threads 1] [--model DIR]
+
+With --clients 1,4,8,16 it measures continuous batching instead: for each N, N client threads each send
+--requests greedy completions of --new-tokens tokens (prompts of different lengths, so rows join and leave
+at different steps), to a server with max_batch=1 (one at a time) and one with max_batch=N; it prints the
+completion tokens/s across all clients, each request's mean latency, and the ratios.
+
+    .venv/bin/python bench/serve.py --clients 1,4,8,16 [--requests 4] [--new-tokens 64]
 """
 
 from __future__ import annotations
@@ -62,6 +69,55 @@ def measure(runs: dict, reps: int) -> dict[str, list[float]]:
     return out
 
 
+PROMPTS = ["中国", "北京的冬天很冷，上海的夏天很热。", "经济", "新年好！人民日报发表社论", "今天"]
+
+
+def concurrent(server, clients: int, requests: int, new_tokens: int) -> tuple[float, float]:
+    """(completion tokens/s across all clients, mean seconds per request) of `clients` threads each
+    sending `requests` completions in turn, one keep-alive connection each."""
+    port, latencies, tokens = server.server_address[1], [], []
+
+    def client(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        for j in range(requests):
+            body = {"prompt": PROMPTS[(i + j) % len(PROMPTS)], "max_tokens": new_tokens, "temperature": 0}
+            t = time.perf_counter()
+            conn.request("POST", "/v1/completions", json.dumps(body).encode(), {"Content-Type": "application/json"})
+            doc = json.loads(conn.getresponse().read())
+            latencies.append(time.perf_counter() - t)
+            tokens.append(doc["usage"]["completion_tokens"])
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return sum(tokens) / (time.perf_counter() - t), statistics.mean(latencies)
+
+
+def batching(args, model, tok, template) -> None:
+    clients = [int(n) for n in args.clients.split(",")]
+    print(f"model: {sum(p.numel() for p in model.parameters()):,} parameters, context {model.config.max_seq_len}; "
+          f"greedy, {args.new_tokens} new tokens, {args.requests} requests per client; "
+          f"torch threads {torch.get_num_threads()}")
+    print(f"{'clients':>7s} {'max_batch':>9s} {'tokens/s':>9s} {'latency s':>9s}   ratio (batched / one at a time)")
+    engine = Engine(model, tok, "bench", template)
+    for n in clients:
+        figures = {}
+        for max_batch in dict.fromkeys((1, n)):
+            server = make_server(engine, ServeConfig(port=0, max_batch=max_batch, max_tokens_limit=args.new_tokens,
+                                                     max_wait_seconds=3600))
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            concurrent(server, 1, 1, args.new_tokens)  # warm-up
+            figures[max_batch] = concurrent(server, n, args.requests, args.new_tokens)
+            server.shutdown()
+            server.server_close()
+            print(f"{n:7d} {max_batch:9d} {figures[max_batch][0]:9.1f} {figures[max_batch][1]:9.3f}")
+        (tps1, lat1), (tpsn, latn) = figures[1], figures[n]
+        print(f"{'':7s} {'':9s} {tpsn / tps1:8.2f}x {latn / lat1:8.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dim", type=int, default=256)
@@ -70,9 +126,13 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--threads", type=int, default=1, help="torch threads, for both sides")
     ap.add_argument("--model", default=None, help="a saved model directory instead of a random one")
+    ap.add_argument("--clients", default="", help="continuous batching: concurrent clients to try, e.g. 1,4,8,16")
+    ap.add_argument("--requests", type=int, default=4, help="with --clients: completions each client sends")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, tok, template = load(args)
+    if args.clients:
+        return batching(args, model, tok, template)
     ids = text_start(tok) + tok.encode(PROMPT)
     gen = GenerationConfig(max_new_tokens=args.new_tokens, temperature=0.0)
 

@@ -22,7 +22,7 @@ def test_serve_prints_its_url_answers_and_stops_on_ctrl_c(chat_dir):
     src = str(Path(llmlab.__file__).parents[1])
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
     p = subprocess.Popen([sys.executable, "-m", "llmlab", "serve", "--model", str(chat_dir), "--port", "0",
-                          "--model-name", "mine", "--max-tokens-limit", "8"],
+                          "--model-name", "mine", "--max-tokens-limit", "8", "--max-batch", "3"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                          preexec_fn=interruptible)
     try:
@@ -34,6 +34,8 @@ def test_serve_prints_its_url_answers_and_stops_on_ctrl_c(chat_dir):
         with urllib.request.urlopen(req, timeout=30) as r:
             doc = json.load(r)
         assert doc["choices"][0]["message"]["role"] == "assistant" and doc["usage"]["completion_tokens"] <= 4
+        with urllib.request.urlopen(url.removesuffix("/v1") + "/health", timeout=30) as r:
+            assert json.load(r)["max_batch"] == 3
         logged = []  # the request's log line, which its thread writes once the answer is out
 
         def read_log():
@@ -63,3 +65,5 @@ def test_serve_refuses_a_bad_flag_in_one_line(tmp_path, capsys):
     assert main(["serve", "--model", str(tmp_path), "--truncation", "right"]) == 2
     assert capsys.readouterr().err.strip() == ("llmlab: error: truncation must be one of ('error', 'left', 'middle'), "
                                                "got 'right'")
+    assert main(["serve", "--model", str(tmp_path), "--max-batch", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "llmlab: error: max_batch must be >= 1 (1 = one request at a time), got 0"

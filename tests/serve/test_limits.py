@@ -222,7 +222,8 @@ def test_without_max_tokens_the_default_is_lowered_to_fit(char_engine, running):
 @pytest.mark.parametrize("fields,words", [
     ({"port": 70000}, "port must be in [0, 65535]"), ({"truncation": "right"}, "truncation must be one of"),
     ({"max_body_bytes": 0}, "max_body_bytes must be >= 1"), ({"default_max_tokens": 0}, "default_max_tokens"),
-    ({"max_wait_seconds": 0}, "max_wait_seconds"), ({"host": ""}, "host")])
+    ({"max_wait_seconds": 0}, "max_wait_seconds"), ({"host": ""}, "host"),
+    ({"max_batch": 0}, "max_batch must be >= 1")])
 def test_serve_config_is_checked(fields, words):
     with pytest.raises(InputError) as e:
         ServeConfig(**fields)
