@@ -45,9 +45,10 @@ def run_dpo(cfg: DPOConfig, out_root: str | Path = "runs", fresh: bool = False) 
     prepare_run_dir(out, cfg, fresh, sft_fingerprint(cfg.model, *data))
     atomic_write_text(out / "pairs.jsonl", "".join(json.dumps({**r, "split": s}, ensure_ascii=False) + "\n"
                                                     for s, rows in zip(("train", "dev"), data) for r in rows))
-    # the reference is the starting model: its log-probabilities, once, before any step (or resume) moves it
-    average = cfg.loss == "ipo"
-    ref, dev_ref = (reference_table(policy, x, tok.pad_id, average) for x in (train_ids, dev_ids))
+    # the reference is the starting model: its log-probabilities, once, before any step (or resume) moves it;
+    # the dev pairs in the batches validation reads them in, so that before training every reward is exactly 0
+    average, bs = cfg.loss == "ipo", cfg.train.batch_size
+    ref, dev_ref = (reference_table(policy, x, tok.pad_id, average, bs) for x in (train_ids, dev_ids))
     trainer = DPOTrainer(policy, cfg.train, train_ids, dev_ids, ref, dev_ref, out, tok.pad_id, cfg.beta, cfg.loss,
                          cfg.label_smoothing, cfg.nll_coef)
     metrics = out / "metrics.jsonl"
