@@ -12,7 +12,7 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, help="model directory (config.json, model.safetensors, tokenizer.json)")
     p.add_argument("--text", required=True, help="text to run through the model")
     p.add_argument("--layer", type=int, default=-1, help="layer to plot (negative counts from the last)")
-    p.add_argument("--out", default="attention.png", help="PNG to write")
+    p.add_argument("-o", "--out", default="attention.png", help="PNG to write")
 
 
 def plot_heads(weights, labels: list[str], title: str, png_path) -> None:

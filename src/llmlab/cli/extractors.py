@@ -11,7 +11,7 @@ def register(sub) -> None:
     p = add_command(sub, "extractors", "experiment: LSTM, causal CNN and Transformer LMs, same data and steps", run)
     p.add_argument("--preset", default="tiny", choices=("tiny", "small"), help="data, width and steps of a preset")
     p.add_argument("--steps", type=int, default=None, help="steps per model (default: the preset's)")
-    p.add_argument("--out", default="runs/extractors",
+    p.add_argument("-o", "--out", default="runs/extractors",
                    help="output directory: new, empty or an earlier extractors output (refused otherwise)")
 
 

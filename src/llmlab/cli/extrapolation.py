@@ -11,7 +11,7 @@ def register(sub) -> None:
     p = add_command(sub, "extrapolation", "experiment: train at context 128, score at 128..1024 for learned, "
                     "sinusoidal, RoPE (+PI, NTK, dynamic NTK, YaRN) and ALiBi positions", run)
     p.add_argument("--steps", type=int, default=300, help="training steps per position scheme")
-    p.add_argument("--out", default="runs/extrapolation",
+    p.add_argument("-o", "--out", default="runs/extrapolation",
                    help="output directory: new, empty or an earlier extrapolation output (refused otherwise)")
     p.add_argument("--corpus", default="pfr1998", help="built-in corpus or a .txt/.jsonl path")
     p.add_argument("--train-len", type=int, default=128, help="training context (tokens)")

@@ -14,7 +14,7 @@ def register(sub) -> None:
     p.add_argument("--width", type=int, default=64, help="features per layer")
     p.add_argument("--activations", default="sigmoid,tanh,relu,gelu", help="comma-separated activations")
     p.add_argument("--seed", type=int, default=0, help="seeds weights and data")
-    p.add_argument("--out", default="runs/gradflow",
+    p.add_argument("-o", "--out", default="runs/gradflow",
                    help="output directory: new, empty or an earlier gradflow output (refused otherwise)")
 
 

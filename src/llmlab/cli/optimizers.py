@@ -14,7 +14,7 @@ def register(sub) -> None:
     p.add_argument("--preset", default="tiny", choices=("tiny", "small"), help="model and data of the speedrun preset")
     p.add_argument("--steps", type=int, default=None, help="steps per optimizer (default: the preset's)")
     p.add_argument("--only", nargs="+", choices=NAMES, default=list(NAMES), help="optimizers to run")
-    p.add_argument("--out", default="runs/optimizers",
+    p.add_argument("-o", "--out", default="runs/optimizers",
                    help="output directory: new, empty or an earlier optimizers output; "
                    "each optimizer's run is OUT/NAME, resumed if it exists (one of another config is refused)")
     p.add_argument("--fresh", action="store_true", help="delete earlier runs of these optimizers under --out first")

@@ -17,7 +17,7 @@ def register(sub) -> None:
                    help="built-in corpus (pfr1998, sentiment, arithmetic) or a .txt/.jsonl file (its last 5%% of "
                         "lines are held out as dev)")
     p.add_argument("--name", default="pretrain", help="run name: output goes to OUT/NAME")
-    p.add_argument("--out", default="runs", help="directory holding run directories")
+    p.add_argument("-o", "--out", default="runs", help="directory holding run directories")
     p.add_argument("--preset", default=None, help="start from a speedrun preset's config (tiny, small)")
     p.add_argument("--tokenizer", default=None, choices=("char", "bpe", "unigram", "wordpiece", "whitespace"),
                    help="tokenizer trained on the corpus (default: the preset's, else char)")

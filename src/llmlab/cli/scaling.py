@@ -18,7 +18,7 @@ def register(sub) -> None:
     p.add_argument("--ops", default="+", help="operators of the problems, from + - *")
     p.add_argument("--max-digits", type=int, default=3, help="operands have 2 to this many digits")
     p.add_argument("--train-problems", type=int, default=100_000, help="training problems (fewer are memorised)")
-    p.add_argument("--out", default="runs/scaling",
+    p.add_argument("-o", "--out", default="runs/scaling",
                    help="output directory: new, empty or an earlier scaling output (refused otherwise)")
 
 

@@ -22,7 +22,7 @@ def register(sub) -> None:
                         "result 68] is the loop's and not learned unless --learn-tool-results) or a .jsonl file of "
                         "{\"messages\": [{\"role\", \"content\"}, ...]} or {\"prompt\", \"response\"} records")
     p.add_argument("--name", default="sft", help="run name: output goes to OUT/NAME")
-    p.add_argument("--out", default="runs", help="directory holding run directories")
+    p.add_argument("-o", "--out", default="runs", help="directory holding run directories")
     p.add_argument("--fresh", action="store_true", help="delete an existing run of this name first")
     add_dataclass_flags(p.add_argument_group("fine-tuning"), SFTConfig, skip=("name", "model", "data"))
     p.add_argument("--lora-targets", nargs="+", default=None, metavar="NAME",
