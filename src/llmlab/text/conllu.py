@@ -1,0 +1,215 @@
+"""CoNLL-U reading and writing: the Universal Dependencies file format for dependency trees.
+
+A sentence is a block of lines ended by a blank line. Lines starting with ``#`` are comments (``# text =
+...``, ``# sent_id = ...``): they are kept with the sentence, in order, and written back. Every other line
+has ten tab-separated fields: ID, FORM, LEMMA, UPOS, XPOS, FEATS, HEAD, DEPREL, DEPS, MISC (``_`` for an
+empty one). Word lines have an integer ID 1, 2, ... in order; HEAD is the ID of the word's head, 0 for
+the root.
+
+Two kinds of line are not syntactic words, and the parsers never see them: multiword-token ranges
+(ID ``3-4``: the surface token that words 3 and 4 come from, such as Spanish "del" = "de" + "el") and
+empty nodes (ID ``5.1``: enhanced-dependency nodes). The reader keeps them aside, verbatim, with the
+position of the word they come before (`DepSentence.extra`), and the writer puts them back there: a
+file read and written again is unchanged, yet `DepSentence.tokens` holds the words alone.
+
+A sentence read with heads must be a tree: every HEAD an ID of the sentence or 0, no cycle, exactly one
+word attached to 0 (as UD requires, and as the decoders of `llmlab.text.dep_decode` produce). A
+sentence with every HEAD ``_`` is unparsed input (for `llmlab parse parse`); a mix of the two is an
+error. Every error names the file and line.
+
+>>> s = parse_conllu("# text = 他来\\n1\\t他\\t_\\tPRON\\tr\\t_\\t2\\tnsubj\\t_\\t_\\n2\\t来\\t_\\tVERB\\tv\\t_\\t0\\troot\\t_\\t_\\n")
+>>> s[0].words, s[0].heads, s[0].rels, s[0].comments
+(['他', '来'], [2, 0], ['nsubj', 'root'], ['# text = 他来'])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from llmlab.core.errors import InputError
+from llmlab.core.io import atomic_write_text, read_text, split_lines
+
+FIELDS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
+
+
+@dataclass(frozen=True)
+class Token:
+    """One syntactic word: the ten CoNLL-U fields, ``_`` for empty ones; `head` None when unparsed."""
+
+    id: int  # 1-based position in the sentence
+    form: str  # the word
+    lemma: str = "_"
+    upos: str = "_"  # universal POS tag
+    xpos: str = "_"  # language-specific POS tag (the PKU tag in llmlab's treebank)
+    feats: str = "_"
+    head: int | None = None  # ID of the head word, 0 for the root, None when not parsed
+    deprel: str = "_"  # relation to the head
+    deps: str = "_"
+    misc: str = "_"
+
+
+@dataclass
+class DepSentence:
+    """A sentence's words, its comment lines and its non-word lines (kept for writing back)."""
+
+    tokens: list[Token]
+    comments: list[str] = field(default_factory=list)  # whole lines, "#" included
+    extra: list[tuple[int, str]] = field(default_factory=list)  # (index of the word it precedes, raw line)
+
+    @property
+    def words(self) -> list[str]:
+        return [t.form for t in self.tokens]
+
+    @property
+    def heads(self) -> list[int | None]:
+        return [t.head for t in self.tokens]
+
+    @property
+    def rels(self) -> list[str]:
+        return [t.deprel for t in self.tokens]
+
+    def tags(self, column: str) -> list[str]:
+        """The "upos" or "xpos" column."""
+        return [getattr(t, column) for t in self.tokens]
+
+    @property
+    def parsed(self) -> bool:
+        return bool(self.tokens) and self.tokens[0].head is not None
+
+    def with_arcs(self, heads: Iterable[int], rels: Iterable[str]) -> DepSentence:
+        """A copy with these heads and relations."""
+        toks = [replace(t, head=int(h), deprel=r) for t, h, r in zip(self.tokens, heads, rels)]
+        return DepSentence(toks, list(self.comments), list(self.extra))
+
+
+def tree_error(heads: list[int]) -> str | None:
+    """Why `heads` (1-based, 0 = root) is not a single-rooted tree, or None.
+
+    >>> tree_error([2, 0]), tree_error([2, 1]), tree_error([0, 0]), tree_error([3, 0])
+    (None, 'no word is attached to the root (0)', 'words 1, 2 are all attached to the root (0); a tree has one', \
+'word 1 has head 3, beyond the 2 words')
+    """
+    n = len(heads)
+    for i, h in enumerate(heads, 1):
+        if not 0 <= h <= n:
+            return f"word {i} has head {h}, beyond the {n} words"
+        if h == i:
+            return f"word {i} is its own head"
+    roots = [i for i, h in enumerate(heads, 1) if h == 0]
+    if not roots:
+        return "no word is attached to the root (0)"
+    if len(roots) > 1:
+        return f"words {', '.join(map(str, roots))} are all attached to the root (0); a tree has one"
+    for i in range(1, n + 1):  # follow heads up: a walk longer than n words is a cycle
+        seen, j = 0, i
+        while j != 0 and seen <= n:
+            j, seen = heads[j - 1], seen + 1
+        if j != 0:
+            return f"word {i} is on a cycle (its heads never reach the root)"
+    return None
+
+
+def _token(cols: list[str], expected: int, where: str) -> Token:
+    if len(cols) != 10:
+        raise InputError(f"{where}: {len(cols)} tab-separated fields, a CoNLL-U line has 10")
+    if cols[0] != str(expected):
+        raise InputError(f"{where}: word ID {cols[0]!r}, expected {expected} (IDs count 1, 2, ... in order)")
+    if not cols[1]:
+        raise InputError(f"{where}: empty FORM")
+    head: int | None = None
+    if cols[6] != "_":
+        if not (cols[6].isascii() and cols[6].isdigit()):
+            raise InputError(f"{where}: HEAD {cols[6]!r} is not a word ID, 0 or _")
+        head = int(cols[6])
+    return Token(expected, cols[1], cols[2], cols[3], cols[4], cols[5], head, cols[7], cols[8], cols[9])
+
+
+def _finish(block: list[tuple[int, str]], what: str) -> DepSentence:
+    tokens, comments, extra = [], [], []
+    for lineno, line in block:
+        where = f"{what} line {lineno}"
+        if line.startswith("#"):
+            if tokens or extra:
+                raise InputError(f"{where}: comment after the words began (comments come first)")
+            comments.append(line)
+            continue
+        cols = line.split("\t")
+        if "-" in cols[0] or "." in cols[0]:  # multiword token range or empty node: kept aside, verbatim
+            extra.append((len(tokens), line))
+            continue
+        tokens.append(_token(cols, len(tokens) + 1, where))
+    first = block[0][0]
+    if not tokens:
+        raise InputError(f"{what} line {first}: a sentence without words")
+    heads = [t.head for t in tokens]
+    if any(h is None for h in heads):
+        if any(h is not None for h in heads):
+            raise InputError(f"{what} sentence at line {first}: some words have a HEAD and some '_' (all or none)")
+    else:
+        why = tree_error(heads)  # type: ignore[arg-type]
+        if why:
+            raise InputError(f"{what} sentence at line {first}: not a tree: {why}")
+    return DepSentence(tokens, comments, extra)
+
+
+def parse_conllu(text: str, what: str = "CoNLL-U input") -> list[DepSentence]:
+    """The sentences of a CoNLL-U document (see the module docstring for the rules)."""
+    out, block = [], []
+    for lineno, line in enumerate(split_lines(text), 1):
+        if line.strip():
+            block.append((lineno, line))
+        elif block:
+            out.append(_finish(block, what))
+            block = []
+    if block:  # a last sentence without its blank line
+        out.append(_finish(block, what))
+    return out
+
+
+def read_conllu(path: str | os.PathLike, what: str = "CoNLL-U file") -> list[DepSentence]:
+    sents = parse_conllu(read_text(path, what), f"{what} {str(path)!r}")
+    if not sents:
+        raise InputError(f"{what} {str(path)!r} holds no sentences")
+    return sents
+
+
+def format_conllu(sentences: Iterable[DepSentence]) -> str:
+    """CoNLL-U text: comments, then word lines (non-word lines back in their places), a blank line after each.
+
+    >>> print(format_conllu([DepSentence([Token(1, "好", head=0, deprel="root")])]), end="")
+    1	好	_	_	_	_	0	root	_	_
+    <BLANKLINE>
+    """
+    lines = []
+    for s in sentences:
+        lines += s.comments
+        extra = sorted(s.extra, key=lambda e: e[0])
+        k = 0
+        for i, t in enumerate(s.tokens):
+            while k < len(extra) and extra[k][0] <= i:
+                lines.append(extra[k][1])
+                k += 1
+            head = "_" if t.head is None else str(t.head)
+            lines.append("\t".join([str(t.id), t.form, t.lemma, t.upos, t.xpos, t.feats, head, t.deprel, t.deps,
+                                    t.misc]))
+        lines += [line for _, line in extra[k:]]
+        lines.append("")
+    return "".join(line + "\n" for line in lines)
+
+
+def write_conllu(path: str | os.PathLike, sentences: Iterable[DepSentence]) -> None:
+    """`format_conllu` written atomically."""
+    atomic_write_text(path, format_conllu(sentences))
+
+
+def from_words(words: list[str], tags: list[str] | None = None, column: str = "upos") -> DepSentence:
+    """An unparsed sentence of these words, the tags (if any) in `column` ("upos" or "xpos")."""
+    toks = []
+    for i, w in enumerate(words, 1):
+        if not w or any(c in w for c in "\t\n\r"):
+            raise InputError(f"word {i} ({w!r}) is empty or holds a tab or line break, which CoNLL-U cannot hold")
+        tag = {column: tags[i - 1]} if tags else {}
+        toks.append(Token(i, w, **tag))
+    return DepSentence(toks)
