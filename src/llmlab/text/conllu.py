@@ -17,7 +17,8 @@ word attached to 0 (as UD requires, and as the decoders of `llmlab.text.dep_deco
 sentence with every HEAD ``_`` is unparsed input (for `llmlab parse parse`); a mix of the two is an
 error. Every error names the file and line.
 
->>> s = parse_conllu("# text = 他来\\n1\\t他\\t_\\tPRON\\tr\\t_\\t2\\tnsubj\\t_\\t_\\n2\\t来\\t_\\tVERB\\tv\\t_\\t0\\troot\\t_\\t_\\n")
+>>> rows = ["1\\t他\\t_\\tPRON\\tr\\t_\\t2\\tnsubj\\t_\\t_", "2\\t来\\t_\\tVERB\\tv\\t_\\t0\\troot\\t_\\t_"]
+>>> s = parse_conllu("# text = 他来\\n" + "\\n".join(rows) + "\\n")
 >>> s[0].words, s[0].heads, s[0].rels, s[0].comments
 (['他', '来'], [2, 0], ['nsubj', 'root'], ['# text = 他来'])
 """
@@ -178,9 +179,8 @@ def read_conllu(path: str | os.PathLike, what: str = "CoNLL-U file") -> list[Dep
 def format_conllu(sentences: Iterable[DepSentence]) -> str:
     """CoNLL-U text: comments, then word lines (non-word lines back in their places), a blank line after each.
 
-    >>> print(format_conllu([DepSentence([Token(1, "好", head=0, deprel="root")])]), end="")
-    1	好	_	_	_	_	0	root	_	_
-    <BLANKLINE>
+    >>> format_conllu([DepSentence([Token(1, "好", head=0, deprel="root")], ["# text = 好"])]).split("\\n")
+    ['# text = 好', '1\\t好\\t_\\t_\\t_\\t_\\t0\\troot\\t_\\t_', '', '']
     """
     lines = []
     for s in sentences:
