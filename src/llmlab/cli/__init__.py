@@ -21,6 +21,7 @@ from llmlab.core.errors import LlmlabError
 COMMANDS: tuple[str, ...] = (
     "seg",
     "pos",
+    "parse",
     "pretrain",
     "sft",
     "rm",
