@@ -1,5 +1,9 @@
-"""Small trained models shared by the text tests (trained once per session on a slice of pfr1998)."""
+"""Shared fixtures of the text tests: small models trained once per session on a slice of pfr1998, and every
+small dependency tree (for the decoders and the oracle)."""
 
+import functools
+
+import numpy as np
 import pytest
 
 from llmlab.data.corpora import pfr1998, pfr1998_words
@@ -46,3 +50,28 @@ def segmenters(train_words):
                "hybrid": HybridSegmenterConfig(perceptron=PerceptronConfig(epochs=2, folds=2), neural=SMALL_NEURAL)}
     assert set(configs) == set(KINDS)
     return {k: segmenter_class(k).train(train_words, c) for k, c in configs.items()}
+
+
+@functools.cache
+def _all_trees(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every single-rooted tree over n words as (trees, n) heads, and which of them are projective."""
+    digits = np.stack(np.unravel_index(np.arange(n**n), (n,) * n), axis=1).astype(np.int64)  # a head other than self
+    heads = digits + (digits >= np.arange(1, n + 1))  # digit v of word d: head v if v < d, else v + 1
+    heads = heads[(heads == 0).sum(axis=1) == 1]
+    parent = np.concatenate([np.zeros((len(heads), 1), np.int64), heads], axis=1)  # parent[:, 0]: the root
+    pos = np.tile(np.arange(1, n + 1), (len(heads), 1))
+    for _ in range(n):  # n steps up reach the root unless on a cycle
+        pos = np.take_along_axis(parent, pos, axis=1)
+    trees = heads[(pos == 0).all(axis=1)]
+    dep = np.arange(1, n + 1)
+    lo, hi = np.minimum(trees, dep), np.maximum(trees, dep)  # (trees, n) arc spans
+    a, b = lo[:, :, None], hi[:, :, None]
+    c, e = lo[:, None, :], hi[:, None, :]
+    crossing = ((a < c) & (c < b) & (b < e)).any(axis=(1, 2))
+    return trees, ~crossing
+
+
+@pytest.fixture(scope="session")
+def all_trees():
+    """n -> (every single-rooted tree over n words as (trees, n) heads, which of them are projective)."""
+    return _all_trees

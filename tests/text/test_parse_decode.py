@@ -1,7 +1,5 @@
 """Eisner and Chu-Liu/Edmonds against brute force over every tree of up to 7 words."""
 
-import functools
-
 import numpy as np
 import pytest
 
@@ -9,26 +7,7 @@ from llmlab.core.errors import InputError
 from llmlab.text.dep_decode import chu_liu_edmonds, eisner, projective
 
 
-@functools.cache
-def all_trees(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every single-rooted tree over n words as (trees, n) heads, and which of them are projective."""
-    digits = np.stack(np.unravel_index(np.arange(n**n), (n,) * n), axis=1).astype(np.int64)  # a head other than self
-    heads = digits + (digits >= np.arange(1, n + 1))  # digit v of word d: head v if v < d, else v + 1
-    heads = heads[(heads == 0).sum(axis=1) == 1]
-    parent = np.concatenate([np.zeros((len(heads), 1), np.int64), heads], axis=1)  # parent[:, 0]: the root
-    pos = np.tile(np.arange(1, n + 1), (len(heads), 1))
-    for _ in range(n):  # n steps up reach the root unless on a cycle
-        pos = np.take_along_axis(parent, pos, axis=1)
-    trees = heads[(pos == 0).all(axis=1)]
-    dep = np.arange(1, n + 1)
-    lo, hi = np.minimum(trees, dep), np.maximum(trees, dep)  # (trees, n) arc spans
-    a, b = lo[:, :, None], hi[:, :, None]
-    c, e = lo[:, None, :], hi[:, None, :]
-    crossing = ((a < c) & (c < b) & (b < e)).any(axis=(1, 2))
-    return trees, ~crossing
-
-
-def test_enumeration_counts_trees():
+def test_enumeration_counts_trees(all_trees):
     # n^(n-1) single-rooted trees over n labelled words (Cayley); projective ones: OEIS A006013 (1, 2, 7, 30, 143...)
     for n, projective_count in [(1, 1), (2, 2), (3, 7), (4, 30), (5, 143), (6, 728)]:
         trees, proj = all_trees(n)
@@ -37,7 +16,7 @@ def test_enumeration_counts_trees():
 
 
 @pytest.mark.parametrize("n", range(1, 8))
-def test_decoders_equal_brute_force(n):
+def test_decoders_equal_brute_force(n, all_trees):
     trees, proj = all_trees(n)
     rng = np.random.default_rng(n)
     for _ in range(12 if n < 7 else 3):

@@ -1,0 +1,94 @@
+"""`llmlab parse` end to end on small files."""
+
+import io
+import sys
+
+import pytest
+
+import llmlab.cli
+from llmlab.cli import main
+from llmlab.text.conllu import read_conllu
+
+
+@pytest.fixture(scope="module")
+def cli_parser():
+    return llmlab.cli.build_parser()
+
+
+@pytest.fixture(autouse=True)
+def _one_parser(cli_parser, monkeypatch):
+    """`main` as it is, with the argument parser built once (building it reads every config's source: ~2 s)."""
+    monkeypatch.setattr(llmlab.cli, "build_parser", lambda: cli_parser)
+
+
+def _run(argv, monkeypatch, capsys, stdin=""):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    rc = main(argv)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.mark.parametrize("algo", ["graph", "transition"])
+def test_treebank_train_parse_eval(algo, tmp_path, monkeypatch, capsys):
+    train, test, model = tmp_path / "train.conllu", tmp_path / "test.conllu", tmp_path / "model"
+    assert _run(["parse", "treebank", "-o", str(train), "--size", "200"], monkeypatch, capsys)[0] == 0
+    assert _run(["parse", "treebank", "--split", "test", "--size", "30", "-o", str(test)], monkeypatch, capsys)[0] == 0
+    extra = ["--decoder", "cle"] if algo == "graph" else []
+    rc, out, _ = _run(["parse", "train", "--algo", algo, "--data", str(train), "--dev", str(test), "--epochs", "3",
+                       "-o", str(model), *extra], monkeypatch, capsys)
+    assert rc == 0 and "200 training sentences" in out and "dev: UAS=" in out
+    rc, out, _ = _run(["parse", "parse", "--model", str(model), "--input", str(test)], monkeypatch, capsys)
+    assert rc == 0
+    pred = tmp_path / "pred.conllu"
+    pred.write_text(out, encoding="utf-8")
+    gold = read_conllu(test)
+    assert [s.words for s in read_conllu(pred)] == [s.words for s in gold]
+    assert [s.comments for s in read_conllu(pred)] == [s.comments for s in gold]
+    rc, out, _ = _run(["parse", "eval", str(test), str(pred)], monkeypatch, capsys)
+    lines = out.splitlines()
+    assert rc == 0 and lines[0].startswith("with punctuation: UAS=") and lines[1].startswith("without punctuation")
+    # tagged lines, as `llmlab pos tag` writes them: an empty line gives no sentence
+    tagged = "我们/r 喜欢/v 书/n 。/w\n\n他/r 来/v\n"
+    rc, out, _ = _run(["parse", "parse", "--model", str(model)], monkeypatch, capsys, tagged)
+    assert rc == 0
+    sents = read_conllu_text(out, tmp_path)
+    assert [s.words for s in sents] == [["我们", "喜欢", "书", "。"], ["他", "来"]]
+    assert [s.comments for s in sents] == [["# sent_id = 1"], ["# sent_id = 3"]]
+    assert [s.tags("xpos") for s in sents] == [["r", "v", "n", "w"], ["r", "v"]]
+
+
+def read_conllu_text(text, tmp_path):
+    path = tmp_path / "out.conllu"
+    path.write_text(text, encoding="utf-8")
+    return read_conllu(path)
+
+
+def test_eval_scores_gold_against_itself(tmp_path, monkeypatch, capsys):
+    gold = tmp_path / "g.conllu"
+    _run(["parse", "treebank", "--split", "dev", "--size", "5", "-o", str(gold)], monkeypatch, capsys)
+    rc, out, _ = _run(["parse", "eval", str(gold), str(gold)], monkeypatch, capsys)
+    assert rc == 0 and out.count("UAS=1.0000 LAS=1.0000") == 2
+
+
+@pytest.mark.parametrize("argv, stdin, message", [
+    (["parse", "train", "--algo", "transition", "--decoder", "cle", "-o", "{d}/m"], "", "--decoder applies to"),
+    (["parse", "train", "--data", "{d}/none.conllu", "-o", "{d}/m"], "", "does not exist"),
+    (["parse", "train", "--data", "{d}/g.conllu", "--size", "3", "-o", "{d}/m"], "", "--size picks"),
+    (["parse", "train", "-o", "{d}/g.conllu"], "", "is a file, expected a folder"),
+    (["parse", "parse", "--model", "{d}/none"], "", "does not exist"),
+    (["parse", "treebank", "--size", "0", "-o", "{d}/t.conllu"], "", "--size must be >= 1"),
+    (["parse", "eval", "{d}/g.conllu", "{d}/bad.conllu"], "", "bad.conllu' line 1: HEAD 'x'"),
+])
+def test_errors_are_one_line(argv, stdin, message, tmp_path, monkeypatch, capsys):
+    (tmp_path / "g.conllu").write_text("1\t好\t_\t_\t_\t_\t0\troot\t_\t_\n", encoding="utf-8")
+    (tmp_path / "bad.conllu").write_text("1\t好\t_\t_\t_\t_\tx\troot\t_\t_\n", encoding="utf-8")
+    rc, _, err = _run([a.replace("{d}", str(tmp_path)) for a in argv], monkeypatch, capsys, stdin)
+    assert rc == 2 and message in err and "Traceback" not in err
+
+
+def test_parse_rejects_untagged_lines(tmp_path, monkeypatch, capsys):
+    model = tmp_path / "m"
+    _run(["parse", "train", "--algo", "transition", "--size", "30", "--epochs", "1", "-o", str(model)], monkeypatch,
+         capsys)
+    rc, _, err = _run(["parse", "parse", "--model", str(model)], monkeypatch, capsys, "我们 喜欢 书\n")
+    assert rc == 2 and "token '我们' is not word/TAG" in err
