@@ -3,7 +3,10 @@
 Segmenters (all trainable from segmented sentences, all lossless): maximum matching
 (`llmlab.text.matching`), word lattices with unigram / k-best / bigram paths (`llmlab.text.lattice`),
 a B/M/E/S HMM (`llmlab.text.hmm`) and an averaged-perceptron tagger (`llmlab.text.perceptron`).
-POS taggers live in `llmlab.text.pos`, metrics in `llmlab.text.metrics`. `cut`, `default_segmenter`
+POS taggers live in `llmlab.text.pos`, metrics in `llmlab.text.metrics`. Dependency parsing: CoNLL-U
+(`llmlab.text.conllu`), tree decoders (`llmlab.text.dep_decode`), graph- and transition-based parsers
+(`llmlab.text.dep_graph`, `llmlab.text.dep_transition`), scores (`llmlab.text.dep_eval`) and a generated
+treebank (`llmlab.text.treebank`). `cut`, `default_segmenter`
 and `default_tagger` (`llmlab.text.default`) are ready-made models, trained once on pfr1998 and cached.
 """
 
