@@ -15,20 +15,18 @@ The comparisons are those `llmlab rm train` makes from the same settings (`llmla
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
 from llmlab.models import count_parameters, save_model
 from llmlab.models.card import ModelCard
-from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
-from llmlab.pipeline.reward import comparisons
-from llmlab.pipeline.rl import chat_model, measure
-from llmlab.pipeline.sft import recorded, sft_fingerprint, tokenizer_config
+from llmlab.pipeline.pretrain import log_final_eval
+from llmlab.pipeline.reward import start_comparison_run
+from llmlab.pipeline.rl import measure
+from llmlab.pipeline.sft import recorded, tokenizer_config
 from llmlab.rl.dpo import DPOTrainer, reference_table
 from llmlab.rl.dpo_config import DPOConfig
-from llmlab.rl.preferences import encode_preferences
 
 HELD_OUT = ("val_loss", "val_accuracy", "val_margin", "val_policy_prefers_chosen", "test_accuracy")
 
@@ -36,15 +34,7 @@ HELD_OUT = ("val_loss", "val_accuracy", "val_margin", "val_policy_prefers_chosen
 def run_dpo(cfg: DPOConfig, out_root: str | Path = "runs", fresh: bool = False) -> dict:
     """Train (or resume) `cfg.model` by DPO on its comparisons; return the figures the report shows."""
     t_start = time.perf_counter()
-    policy, tok, template = chat_model(cfg.model)
-    train, dev = comparisons(cfg, policy, tok, template)
-    ctx = policy.config.max_seq_len
-    train_ids, dev_ids = (encode_preferences(tok, template, x, ctx) for x in (train, dev))
-    out = Path(out_root) / cfg.name
-    data = [p.to_dict() for p in train], [p.to_dict() for p in dev]
-    prepare_run_dir(out, cfg, fresh, sft_fingerprint(cfg.model, *data))
-    atomic_write_text(out / "pairs.jsonl", "".join(json.dumps({**r, "split": s}, ensure_ascii=False) + "\n"
-                                                    for s, rows in zip(("train", "dev"), data) for r in rows))
+    policy, tok, template, (train, dev), (train_ids, dev_ids), out = start_comparison_run(cfg, out_root, fresh)
     # the reference is the starting model: its log-probabilities, once, before any step (or resume) moves it;
     # the dev pairs in the batches validation reads them in, so that before training every reward is exactly 0
     average, bs = cfg.loss == "ipo", cfg.train.batch_size

@@ -111,9 +111,10 @@ def best_of_n(policy, scorer: RewardScorer, tok, template, cfg: RewardConfig) ->
             "oracle_pick": oracle / n}
 
 
-def run_reward(cfg: RewardConfig, out_root: str | Path = "runs", fresh: bool = False) -> dict:
-    """Train (or resume) a reward model from `cfg.model`; return the figures the report shows."""
-    t_start = time.perf_counter()
+def start_comparison_run(cfg: RewardConfig | DPOConfig, out_root: str | Path, fresh: bool):
+    """What a run on comparisons (a reward model's or DPO's) starts with: the chat model, tokenizer and
+    template; its comparisons, as `Preference`s and as ids (train, dev); and the run directory, checked
+    or made, with the comparisons written to its pairs.jsonl."""
     policy, tok, template = chat_model(cfg.model)
     train, dev = comparisons(cfg, policy, tok, template)
     ctx = policy.config.max_seq_len
@@ -123,6 +124,14 @@ def run_reward(cfg: RewardConfig, out_root: str | Path = "runs", fresh: bool = F
     prepare_run_dir(out, cfg, fresh, sft_fingerprint(cfg.model, *data))
     atomic_write_text(out / "pairs.jsonl", "".join(json.dumps({**r, "split": s}, ensure_ascii=False) + "\n"
                                                     for s, rows in zip(("train", "dev"), data) for r in rows))
+    return policy, tok, template, (train, dev), (train_ids, dev_ids), out
+
+
+def run_reward(cfg: RewardConfig, out_root: str | Path = "runs", fresh: bool = False) -> dict:
+    """Train (or resume) a reward model from `cfg.model`; return the figures the report shows."""
+    t_start = time.perf_counter()
+    policy, tok, template, (train, dev), (train_ids, dev_ids), out = start_comparison_run(cfg, out_root, fresh)
+    ctx = policy.config.max_seq_len
     rm = make_reward_model(policy)
     trainer = RewardTrainer(rm, cfg.train, train_ids, dev_ids, out, tok.pad_id, cfg.center_coef)
     metrics = out / "metrics.jsonl"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
+from llmlab.rl.reward_config import check_comparison_settings
 from llmlab.train.config import TrainConfig
 
 LOSSES = ("sigmoid", "hinge", "ipo")
@@ -41,17 +42,9 @@ class DPOConfig:
     eval_problems: int = 300  # report: greedy exact match on this many test problems, before and after (0 = skip)
 
     def __post_init__(self):
-        if self.name in ("", ".", "..") or any(c in self.name for c in "/\\\0"):
-            raise InputError(f"the run name must be a plain folder name, got {self.name!r}")
-        for k in ("samples", "max_new_tokens", "arithmetic_train"):
-            if getattr(self, k) < 1:
-                raise InputError(f"{k} must be >= 1, got {getattr(self, k)}")
-        for k in ("eval_problems", "near_misses"):
-            if getattr(self, k) < 0:
-                raise InputError(f"{k} must be >= 0, got {getattr(self, k)}")
-        if self.near_misses and self.pairs:
-            raise InputError("near_misses are slips of the built-in arithmetic answers; a --pairs file brings its "
-                             "own comparisons")
+        check_comparison_settings(self, "DPO run")
+        if self.eval_problems < 0:
+            raise InputError(f"eval_problems must be >= 0, got {self.eval_problems}")
         if self.loss not in LOSSES:
             raise InputError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if not 0 < self.beta < float("inf"):
@@ -62,14 +55,6 @@ class DPOConfig:
             raise InputError(f"label_smoothing applies to the sigmoid loss, not {self.loss!r}")
         if not 0 <= self.nll_coef < float("inf"):
             raise InputError(f"nll_coef must be a finite number >= 0, got {self.nll_coef}")
-        if not self.temperature > 0:
-            raise InputError(f"temperature must be > 0 (answers are sampled), got {self.temperature}")
-        if self.arithmetic_max_digits < 2:
-            raise InputError(f"arithmetic_max_digits must be >= 2, got {self.arithmetic_max_digits}")
-        if not self.arithmetic_ops or set(self.arithmetic_ops) - set("+-*"):
-            raise InputError(f"arithmetic_ops must be a non-empty subset of '+-*', got {self.arithmetic_ops!r}")
-        if self.train.precision != "fp32" or self.train.compile:
-            raise InputError("DPO trains in fp32 without compile")
 
     @property
     def corpus(self) -> str:

@@ -31,27 +31,12 @@ class RewardConfig:
     eval_problems: int = 100  # test problems of that measurement
 
     def __post_init__(self):
-        if self.name in ("", ".", "..") or any(c in self.name for c in "/\\\0"):
-            raise InputError(f"the run name must be a plain folder name, got {self.name!r}")
-        for k in ("samples", "max_new_tokens", "arithmetic_train"):
-            if getattr(self, k) < 1:
-                raise InputError(f"{k} must be >= 1, got {getattr(self, k)}")
-        for k in ("best_of", "eval_problems", "near_misses"):
+        check_comparison_settings(self, "reward model")
+        for k in ("best_of", "eval_problems"):
             if getattr(self, k) < 0:
                 raise InputError(f"{k} must be >= 0, got {getattr(self, k)}")
-        if self.near_misses and self.pairs:
-            raise InputError("near_misses are slips of the built-in arithmetic answers; a --pairs file brings its "
-                             "own comparisons")
-        if not self.temperature > 0:
-            raise InputError(f"temperature must be > 0 (answers are sampled), got {self.temperature}")
         if not 0 <= self.center_coef < float("inf"):
             raise InputError(f"center_coef must be a finite number >= 0, got {self.center_coef}")
-        if self.arithmetic_max_digits < 2:
-            raise InputError(f"arithmetic_max_digits must be >= 2, got {self.arithmetic_max_digits}")
-        if not self.arithmetic_ops or set(self.arithmetic_ops) - set("+-*"):
-            raise InputError(f"arithmetic_ops must be a non-empty subset of '+-*', got {self.arithmetic_ops!r}")
-        if self.train.precision != "fp32" or self.train.compile:
-            raise InputError("the reward model trains in fp32 without compile")
 
     @property
     def corpus(self) -> str:
@@ -66,3 +51,26 @@ class RewardConfig:
         d = dict(d)
         d["train"] = config_from_dict(TrainConfig, d.get("train", {}), "train")
         return config_from_dict(cls, d, "reward model config")
+
+
+def check_comparison_settings(cfg, what: str) -> None:
+    """The checks a reward model run and a DPO run share: run name, the comparisons' settings and the loop's
+    precision (`what` names the run in the message)."""
+    if cfg.name in ("", ".", "..") or any(c in cfg.name for c in "/\\\0"):
+        raise InputError(f"the run name must be a plain folder name, got {cfg.name!r}")
+    for k in ("samples", "max_new_tokens", "arithmetic_train"):
+        if getattr(cfg, k) < 1:
+            raise InputError(f"{k} must be >= 1, got {getattr(cfg, k)}")
+    if cfg.near_misses < 0:
+        raise InputError(f"near_misses must be >= 0, got {cfg.near_misses}")
+    if cfg.near_misses and cfg.pairs:
+        raise InputError("near_misses are slips of the built-in arithmetic answers; a --pairs file brings its "
+                         "own comparisons")
+    if not cfg.temperature > 0:
+        raise InputError(f"temperature must be > 0 (answers are sampled), got {cfg.temperature}")
+    if cfg.arithmetic_max_digits < 2:
+        raise InputError(f"arithmetic_max_digits must be >= 2, got {cfg.arithmetic_max_digits}")
+    if not cfg.arithmetic_ops or set(cfg.arithmetic_ops) - set("+-*"):
+        raise InputError(f"arithmetic_ops must be a non-empty subset of '+-*', got {cfg.arithmetic_ops!r}")
+    if cfg.train.precision != "fp32" or cfg.train.compile:
+        raise InputError(f"the {what} trains in fp32 without compile")
