@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.rl.reward_config import check_comparison_settings
+from llmlab.rl.reward_config import ComparisonRun, check_comparison_settings
 from llmlab.train.config import TrainConfig
 
 LOSSES = ("sigmoid", "hinge", "ipo")
@@ -23,7 +22,9 @@ DPO_TRAIN = TrainConfig(steps=1000, batch_size=32, lr=1e-4, min_lr=1e-5, warmup_
 
 
 @dataclass(frozen=True)
-class DPOConfig:
+class DPOConfig(ComparisonRun):
+    KIND = "DPO config"
+
     name: str = "dpo"  # run directory name under the output root
     model: str = ""  # the chat model to train, and the frozen reference (a folder written by llmlab sft)
     pairs: str = ""  # JSONL of {"prompt", "chosen", "rejected"} (its last 5% held out); "" = sampled arithmetic
@@ -55,17 +56,3 @@ class DPOConfig:
             raise InputError(f"label_smoothing applies to the sigmoid loss, not {self.loss!r}")
         if not 0 <= self.nll_coef < float("inf"):
             raise InputError(f"nll_coef must be a finite number >= 0, got {self.nll_coef}")
-
-    @property
-    def corpus(self) -> str:
-        """The comparisons' source, under the name the run-directory checks use for a run's corpus."""
-        return self.pairs or "arithmetic (sampled)"
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DPOConfig:
-        d = dict(d)
-        d["train"] = config_from_dict(TrainConfig, d.get("train", {}), "train")
-        return config_from_dict(cls, d, "DPO config")

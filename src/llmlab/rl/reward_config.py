@@ -13,8 +13,31 @@ RM_TRAIN = TrainConfig(steps=10000, batch_size=32, lr=1e-3, min_lr=1e-4, warmup_
                        eval_every=1000, eval_batches=8, checkpoint_every=1000, log_every=100)
 
 
+class ComparisonRun:
+    """What the configs of runs on comparisons (a reward model's, DPO's) share besides their checks
+    (`check_comparison_settings`): the source of the comparisons, and (de)serialisation."""
+
+    KIND = "comparison run"  # how errors name the config
+
+    @property
+    def corpus(self) -> str:
+        """The comparisons' source, under the name the run-directory checks use for a run's corpus."""
+        return self.pairs or "arithmetic (sampled)"
+
+    def to_dict(self) -> dict:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        d = dict(d)
+        d["train"] = config_from_dict(TrainConfig, d.get("train", {}), "train")
+        return config_from_dict(cls, d, cls.KIND)
+
+
 @dataclass(frozen=True)
-class RewardConfig:
+class RewardConfig(ComparisonRun):
+    KIND = "reward model config"
+
     name: str = "rm"  # run directory name under the output root
     model: str = ""  # the chat model the reward model starts from (a folder written by llmlab sft)
     pairs: str = ""  # JSONL of {"prompt", "chosen", "rejected"} (its last 5% held out); "" = sampled arithmetic
@@ -38,19 +61,6 @@ class RewardConfig:
         if not 0 <= self.center_coef < float("inf"):
             raise InputError(f"center_coef must be a finite number >= 0, got {self.center_coef}")
 
-    @property
-    def corpus(self) -> str:
-        """The comparisons' source, under the name the run-directory checks use for a run's corpus."""
-        return self.pairs or "arithmetic (sampled)"
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RewardConfig:
-        d = dict(d)
-        d["train"] = config_from_dict(TrainConfig, d.get("train", {}), "train")
-        return config_from_dict(cls, d, "reward model config")
 
 
 def check_comparison_settings(cfg, what: str) -> None:
