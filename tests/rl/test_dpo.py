@@ -157,6 +157,10 @@ def test_llmlab_dpo_writes_the_run_directory_and_resumes(chat_dir, tmp_path, cap
                  "--arithmetic-train", "20", "--samples", "2", "--max-new-tokens", "3", "--near-misses", "1",
                  "--best-of", "0"]) == 0
     assert (tmp_path / "r" / "pairs.jsonl").read_text() == (run / "pairs.jsonl").read_text()
+    # and a run's pairs.jsonl given back as --pairs keeps its split: no sampling, the same comparisons
+    assert main(["dpo", "--model", str(chat_dir), "-o", str(tmp_path), "--name", "d2", "--steps", "1",
+                 "--eval-problems", "0", "--pairs", str(run / "pairs.jsonl")]) == 0
+    assert (tmp_path / "d2" / "pairs.jsonl").read_text() == (run / "pairs.jsonl").read_text()
     # the chat model it saved chats, and a rerun of the finished run trains no step again
     from llmlab.models import load_model
 

@@ -164,6 +164,23 @@ def test_malformed_comparisons_are_refused_naming_the_line(tmp_path, row, msg):
         read_preferences(f)
 
 
+def test_a_runs_pairs_file_keeps_its_split_and_another_file_holds_out_its_last_twentieth(tmp_path):
+    from llmlab.rl.preferences import read_split_preferences
+
+    rows = [{"prompt": f"{i}+1=", "chosen": str(i + 1), "rejected": str(i + 2)} for i in range(40)]
+    train, dev = read_split_preferences(write_lines(tmp_path / "plain.jsonl", rows))
+    assert [p.chosen for p in train] == [str(i + 1) for i in range(38)] and [p.chosen for p in dev] == ["39", "40"]
+    split = [{**r, "split": "dev" if i % 4 == 0 else "train"} for i, r in enumerate(rows)]  # dev lines among train
+    train, dev = read_split_preferences(write_lines(tmp_path / "run.jsonl", split))
+    assert [p.chosen for p in dev] == [str(i + 1) for i in range(0, 40, 4)] and len(train) == 30
+    for bad, msg in [(split[:1] + rows[1:], "on every line"), ([{**r, "split": "train"} for r in rows], "both present"),
+                     ([{**rows[0], "split": "test"}] + split[1:], r"found \['dev', 'test', 'train'\]"),
+                     ([{**rows[0], "split": ["dev"]}] + split[1:], "line 1: 'split' must be"),
+                     (rows[:1], "at least 2 comparisons")]:
+        with pytest.raises(InputError, match=msg):
+            read_split_preferences(write_lines(tmp_path / "bad.jsonl", bad))
+
+
 def test_sampled_comparisons_pit_each_distinct_wrong_answer_against_the_right_one(policy, chat_tok):
     from llmlab.data.corpora import arithmetic
     from llmlab.evaluate.tasks import exact_match

@@ -39,7 +39,7 @@ from llmlab.rl.preferences import (
     Preference,
     encode_preferences,
     near_miss_preferences,
-    read_preferences,
+    read_split_preferences,
     sampled_preferences,
 )
 from llmlab.rl.reward_config import RewardConfig
@@ -50,15 +50,12 @@ log = logging.getLogger(__name__)
 
 
 def comparisons(cfg: RewardConfig | DPOConfig, policy, tok, template) -> tuple[list[Preference], list[Preference]]:
-    """Train and dev comparisons: a file's lines (its last 5%, at least one, held out), or the chat
+    """Train and dev comparisons: a file's lines (`read_split_preferences`: a run's pairs.jsonl keeps its
+    split, another file's last 5% are held out), or the chat
     model's sampled arithmetic answers (train problems for training, dev problems held out). A reward
     model run and a DPO run with the same data settings and seed get the same comparisons."""
     if cfg.pairs:
-        prefs = read_preferences(cfg.pairs)
-        if len(prefs) < 2:
-            raise InputError(f"{cfg.pairs}: a reward model needs at least 2 comparisons (one is held out)")
-        k = max(1, len(prefs) // 20)
-        return prefs[:-k], prefs[-k:]
+        return read_split_preferences(cfg.pairs)
     problems = {split: _problems(cfg, split) for split in ("train", "dev")}
     out = []
     for split, stream in (("train", 0), ("dev", 1)):

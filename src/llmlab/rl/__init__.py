@@ -28,6 +28,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "Preference": "llmlab.rl.preferences",
     "preference_loss": "llmlab.rl.reward_model",
     "read_preferences": "llmlab.rl.preferences",
+    "read_split_preferences": "llmlab.rl.preferences",
     "RewardConfig": "llmlab.rl.reward_config",
     "RewardScorer": "llmlab.rl.reward_model",
     "RewardTrainer": "llmlab.rl.reward_trainer",

@@ -27,7 +27,7 @@ class DPOConfig(ComparisonRun):
 
     name: str = "dpo"  # run directory name under the output root
     model: str = ""  # the chat model to train, and the frozen reference (a folder written by llmlab sft)
-    pairs: str = ""  # JSONL of {"prompt", "chosen", "rejected"} (its last 5% held out); "" = sampled arithmetic
+    pairs: str = ""  # JSONL of {"prompt", "chosen", "rejected"} (split kept, or last 5% held out); "" = sampled
     train: TrainConfig = DPO_TRAIN  # the loop: steps, lr, batch_size (comparisons per step), seed, checkpoints
     beta: float = 0.1  # the KL coefficient: implicit reward = beta x log(policy / reference)
     loss: str = "sigmoid"  # sigmoid (DPO), hinge (SLiC) or ipo (IPO: log-probs averaged per token)

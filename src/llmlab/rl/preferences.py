@@ -51,6 +51,28 @@ class Preference:
 
 def read_preferences(path: str | Path) -> list[Preference]:
     """Comparisons from a JSONL file; InputError naming the line of a malformed one."""
+    return [p for p, _ in _read(path)]
+
+
+def read_split_preferences(path: str | Path) -> tuple[list[Preference], list[Preference]]:
+    """Train and held-out comparisons from a JSONL file. Lines that all carry ``"split": "train"`` or
+    ``"dev"`` (a run's pairs.jsonl) keep that split, so another run on the file holds out the same ones;
+    lines without one hold out the file's last 5% (at least one)."""
+    rows = _read(path)
+    splits = {s for _, s in rows}
+    if splits == {None}:
+        if len(rows) < 2:
+            raise InputError(f"{path}: at least 2 comparisons are needed (one is held out)")
+        k = max(1, len(rows) // 20)
+        return [p for p, _ in rows[:-k]], [p for p, _ in rows[-k:]]
+    if None in splits or not splits <= {"train", "dev"} or len(splits) < 2:
+        raise InputError(f"{path}: a 'split' must be on every line, 'train' or 'dev', with both present; or on none "
+                         f"(the last 5% are then held out); found {sorted(map(str, splits))}")
+    return [p for p, s in rows if s == "train"], [p for p, s in rows if s == "dev"]
+
+
+def _read(path: str | Path) -> list[tuple[Preference, str | None]]:
+    """Each line's comparison and its "split" (None where it has none)."""
     out = []
     for i, r in enumerate(read_jsonl(path, "preference file"), 1):
         where = f"{path} line {i}"
@@ -69,7 +91,9 @@ def read_preferences(path: str | Path) -> list[Preference]:
             raise InputError(f"{where}: 'prompt' must be a non-empty string or a list of {{role, content}} messages")
         if r["chosen"] == r["rejected"]:
             raise InputError(f"{where}: chosen and rejected are the same reply, which states no preference")
-        out.append(Preference.of(p, r["chosen"], r["rejected"]))
+        if not isinstance(r.get("split", ""), str):
+            raise InputError(f"{where}: 'split' must be 'train' or 'dev'")
+        out.append((Preference.of(p, r["chosen"], r["rejected"]), r.get("split")))
     if not out:
         raise InputError(f"{path}: no preference pairs")
     return out

@@ -40,7 +40,7 @@ class RewardConfig(ComparisonRun):
 
     name: str = "rm"  # run directory name under the output root
     model: str = ""  # the chat model the reward model starts from (a folder written by llmlab sft)
-    pairs: str = ""  # JSONL of {"prompt", "chosen", "rejected"} (its last 5% held out); "" = sampled arithmetic
+    pairs: str = ""  # JSONL of {"prompt", "chosen", "rejected"} (split kept, or last 5% held out); "" = sampled
     train: TrainConfig = RM_TRAIN  # the loop: steps, lr, batch_size (comparisons per step), seed, checkpoints
     center_coef: float = 0.0  # weight of the mean squared score sum that keeps scores near 0 (TRL's; 0 = off)
     samples: int = 4  # built-in pairs: answers sampled per problem, each wrong one paired with the right answer
