@@ -112,9 +112,12 @@ def test_vapo_pretrains_its_critic_before_the_policy_moves(policy, chat_tok, pro
     assert not all(torch.equal(v, start[k]) for k, v in tr.policy.state_dict().items())
 
 
+@pytest.mark.parametrize("algo,kw", [("vapo", {}), ("ppo", dict(lam_adaptive=True, kl_coef=0.0))])
 def test_vapo_advantages_are_decoupled_gae_whitened_and_its_targets_monte_carlo(policy, chat_tok, prompt, end,
-                                                                               tmp_path):
-    tr = make(policy, chat_tok, end, first_token_task(chat_tok, prompt), tmp_path, "vapo", lam_alpha=0.5, gamma=0.9)
+                                                                               tmp_path, algo, kw):
+    """VAPO's length-adaptive policy lambda, and PPO's with lam_adaptive (its critic's lambda stays 0.95)."""
+    tr = make(policy, chat_tok, end, first_token_task(chat_tok, prompt), tmp_path, algo, lam_alpha=0.5, gamma=0.9,
+              **kw)
     torch.nn.init.normal_(tr.critic.lm_head.weight, std=0.3)  # values that differ token by token
     ro, correct, scores, _ = tr.collect()
     scores = torch.arange(32.0) % 2
@@ -123,7 +126,7 @@ def test_vapo_advantages_are_decoupled_gae_whitened_and_its_targets_monte_carlo(
     rewards = terminal_rewards(scores, ro.mask)
     lam = length_adaptive_lambda(ro.lengths, 0.5)
     assert len(set(lam.tolist()) - {0.0, 1.0}) >= 2  # rows of several lengths get several lambdas
-    torch.testing.assert_close(b.returns, gae(rewards, values, ro.mask, 0.9, 1.0)[1])
+    torch.testing.assert_close(b.returns, gae(rewards, values, ro.mask, 0.9, {"vapo": 1.0, "ppo": 0.95}[algo])[1])
     torch.testing.assert_close(b.advantages, whiten(gae(rewards, values, ro.mask, 0.9, lam)[0], ro.mask))
     assert stats["lam_actor"] == pytest.approx(float(lam.mean()))
 
@@ -231,6 +234,7 @@ def test_ppo_defaults_are_instructgpts_and_explicit_flags_win():
         c = RLConfig(algo=algo)
         assert c.kl_penalty == "loss" and c.lam_policy is None
     assert RLConfig(algo="vapo").lam_critic == 1.0 and RLConfig(algo="vapo", lam_policy=0.9).lam_policy == 0.9
+    assert RLConfig(algo="ppo", lam_adaptive=True).lam_policy is None  # left unset: the length-adaptive lambda
 
 
 @pytest.mark.parametrize("algo", ["grpo", "dapo", "vapo"])
@@ -253,6 +257,8 @@ def test_a_config_saved_before_ppo_loads_and_resolves_as_it_did(algo):
     (dict(algo="grpo", value_pretrain_steps=5), "apply to the value model"),
     (dict(algo="dapo", lam_policy=0.9), "apply to the value model"),
     (dict(algo="grpo", lam_critic=0.9), "apply to the value model"),
+    (dict(algo="dapo", lam_adaptive=True), "apply to the value model"),
+    (dict(algo="ppo", lam_adaptive=True, lam_policy=0.9), "takes no lam_policy"),
     (dict(algo="ppo", kl_penalty="both"), "kl_penalty must be one of"),
     (dict(algo="grpo", kl_penalty="reward"), "kl_penalty 'reward'"),
     (dict(algo="ppo", lam_policy=1.5), "lam_policy must be in"),

@@ -168,9 +168,9 @@ def rl_report(cfg: RLConfig, f: dict) -> str:
     b, a = f["before"], f["after"]
     settings = {k: getattr(cfg, k) for k in ("clip_low", "clip_high", "kl_coef", "kl_penalty", "aggregation",
                                              "dynamic_sampling", "overlong_shaping", "overlong_filter", "lm_coef",
-                                             "value_pretrain_steps", "lam_critic", "lam_policy", "prompts_per_step",
-                                             "group_size", "temperature", "max_new_tokens", "rollout_batch",
-                                             "ppo_epochs", "minibatches")}
+                                             "value_pretrain_steps", "lam_critic", "lam_policy", "lam_adaptive",
+                                             "prompts_per_step", "group_size", "temperature", "max_new_tokens",
+                                             "rollout_batch", "ppo_epochs", "minibatches")}
     curves = f["curves"]
     marks = list(next(iter(curves.values()))) if curves else []
     head = "| curve | " + " | ".join(f"step {m}" for m in marks) + " |\n|---|" + "---|" * len(marks) + "\n"

@@ -99,6 +99,7 @@ class RLConfig:
     lam_critic: float | None = None  # GAE lambda of the value targets (1 = Monte-Carlo returns)
     lam_policy: float | None = None  # GAE lambda of the advantages (vapo: None = length-adaptive, by lam_alpha)
     lam_alpha: float = 0.05  # VAPO: policy lambda = 1 - 1/(lam_alpha * length) in [0, 1] (0.05: 0 below 20 tokens)
+    lam_adaptive: bool = False  # that length-adaptive policy lambda where the algorithm's is fixed (ppo; vapo's is it)
     gamma: float = 1.0  # discount of GAE (vapo, ppo)
     whiten_advantages: bool = True  # GAE advantages (vapo, ppo) shifted and scaled to mean 0, std 1 over the tokens
     lm_coef: float | None = None  # weight of the NLL of completions with reward 1 (VAPO's positive-example loss)
@@ -113,8 +114,11 @@ class RLConfig:
             raise InputError(f"the run name must be a plain folder name, got {self.name!r}")
         if self.algo not in ALGOS:
             raise InputError(f"algo must be one of {ALGOS}, got {self.algo!r}")
+        if self.lam_adaptive and self.lam_policy is not None:
+            raise InputError("lam_adaptive computes the policy's lambda from each answer's length; it takes no "
+                             f"lam_policy (got {self.lam_policy})")
         for k, v in algo_defaults(self.algo).items():
-            if getattr(self, k) is None:
+            if getattr(self, k) is None and not (k == "lam_policy" and self.lam_adaptive):
                 object.__setattr__(self, k, v)
         if self.value_lr is None and self.uses_critic:
             object.__setattr__(self, "value_lr", 2 * self.train.lr)
@@ -181,9 +185,9 @@ class RLConfig:
             if self.lam_critic == 1.0:
                 object.__setattr__(self, "lam_critic", None)
             if (self.value_pretrain_steps or self.value_lr is not None or self.lam_policy is not None
-                    or self.lam_critic is not None):
-                raise InputError(f"value_lr, value_pretrain_steps, lam_critic and lam_policy apply to the value "
-                                 f"model of {' and '.join(CRITIC_ALGOS)}, not {self.algo}")
+                    or self.lam_critic is not None or self.lam_adaptive):
+                raise InputError(f"value_lr, value_pretrain_steps, lam_critic, lam_policy and lam_adaptive apply to "
+                                 f"the value model of {' and '.join(CRITIC_ALGOS)}, not {self.algo}")
             return
         if not 0 < self.value_lr <= 1:
             raise InputError(f"value_lr must be in (0, 1], got {self.value_lr}")
