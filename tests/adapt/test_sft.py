@@ -107,6 +107,9 @@ def test_a_resumed_run_equals_the_uninterrupted_one_exactly(base_tok, tmp_path, 
     losses = [[r["loss"] for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
               for d in (tmp_path / "whole", tmp_path / "split")]
     assert losses[0] == losses[1] and len(losses[0]) == 6
+    tokens = [[r["tokens"] for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+              for d in (tmp_path / "whole", tmp_path / "split")]
+    assert tokens[0] == tokens[1] and tokens[0] == sorted(set(tokens[0]))  # the count resumes too, and grows
     for (k, a), b in zip(whole.model.state_dict().items(), second.model.state_dict().values()):
         assert torch.equal(a, b), k
 
@@ -390,6 +393,17 @@ def test_a_packed_run_follows_the_padded_run_in_fewer_rows(base_tok, tmp_path):
         runs[packing] = losses, model.state_dict(), len(t.batch(0)[0])
     (pad_losses, pad_state, pad_rows), (pack_losses, pack_state, pack_rows) = runs[False], runs[True]
     assert pack_losses == pytest.approx(pad_losses, rel=1e-5) and len(pad_losses) == 4
+    # both count the same tokens: each step's conversations (inputs: all tokens but the last), no padding
+    counted = {packing: [r["tokens"] for r in map(json.loads, (tmp_path / str(packing) / "metrics.jsonl").read_text()
+                                                   .splitlines()) if "loss" in r] for packing in (False, True)}
+    tok = add_chat_tokens(model := tiny_model(base_tok), base_tok)
+    t = trainer(tok, model, tmp_path / "count", bucket=False, steps=4)
+    expected, total = [], 0
+    for step in range(4):
+        t.step = step
+        total += sum(len(ids) - 1 for ids, _ in t.picked(0))
+        expected.append(total)
+    assert counted[False] == counted[True] == expected
     for k in pad_state:
         torch.testing.assert_close(pack_state[k], pad_state[k], rtol=1e-4, atol=1e-5, msg=k)
     assert pack_rows < pad_rows == 4

@@ -120,6 +120,16 @@ def test_a_resumed_run_equals_the_uninterrupted_one(policy, prompt, chat_tok, en
     assert losses[0] == losses[1] and len(losses[0]) == 6
     for k, v in whole.model.state_dict().items():
         assert torch.equal(second.model.state_dict()[k], v), k
+    # tokens: each step's comparisons, prompt and reply twice over, counted across the resume
+    tokens = [[r["tokens"] for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+              for d in (tmp_path / "whole", tmp_path / "split")]
+    fresh = make_trainer(policy, prompt, chat_tok, end, tmp_path / "count", steps=6)
+    expected, total = [], 0
+    for step in range(6):
+        fresh.step = step
+        total += sum(2 * len(p) + len(c) + len(r) for p, c, r in (fresh.pairs[i] for i in fresh.batch(0)[0]))
+        expected.append(total)
+    assert tokens[0] == tokens[1] == expected
 
 
 def test_config_refuses_what_dpo_cannot_do():

@@ -128,7 +128,10 @@ def check_known(tok, convs: list[list[dict]]) -> float:
 
 class SFTTrainer(Trainer):
     """The training engine on padded conversations with the weighted loss; validation is the reply-only
-    loss on the dev conversations (prompt weight 0 whatever the training weight, so runs compare)."""
+    loss on the dev conversations (prompt weight 0 whatever the training weight, so runs compare). Its
+    token counts are the conversations' tokens, padding left out."""
+
+    counts_tokens = True
 
     def __init__(self, model, cfg: TrainConfig, train: list, dev: list, run_dir: str | Path, pad_id: int,
                  prompt_loss_weight: float = 0.0, bucket: bool = False, packing: bool = False):
@@ -166,6 +169,7 @@ class SFTTrainer(Trainer):
 
     def micro_step(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, general=None,
                    segments: torch.Tensor | None = None) -> torch.Tensor:
+        self.count((x != self.pad_id).sum())
         with self._autocast():
             logits = self.forward(x) if segments is None else self.forward(x, segments=segments)  # (B, T, V)
         loss = weighted_lm_loss(logits, y, w)

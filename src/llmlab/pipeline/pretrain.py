@@ -313,7 +313,7 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
         "parameters": count_parameters(model_cfg),
         "non_embedding_parameters": count_parameters(model_cfg, non_embedding=True),
         "steps": trainer.step,
-        "tokens_seen": trainer.step * cfg.train.batch_size * cfg.train.grad_accum * cfg.train.seq_len,
+        "tokens_seen": trainer.tokens_seen,
         "train_seconds": trainer.train_seconds,
         "stopped_early": result["stopped_early"],
         # a rerun of a finished run trains no step: the loss is the last one its metrics recorded

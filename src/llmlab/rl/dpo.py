@@ -86,6 +86,8 @@ class DPOTrainer(Trainer):
     (`ref`: (N, 2) log-probabilities of each training comparison's chosen and rejected reply, as
     `reply_logps` gives them for `loss`; `dev_ref` the same for `dev`)."""
 
+    counts_tokens = True  # each comparison's two sequences, prompt and reply
+
     def __init__(self, policy, cfg: TrainConfig, train: list[Pair], dev: list[Pair], ref: torch.Tensor,
                  dev_ref: torch.Tensor, run_dir: str | Path, pad_id: int, beta: float, loss: str = "sigmoid",
                  label_smoothing: float = 0.0, nll_coef: float = 0.0):
@@ -118,7 +120,9 @@ class DPOTrainer(Trainer):
         return losses, parts
 
     def micro_step(self, idx: list[int]) -> torch.Tensor:
-        losses, parts = self.losses(self.model, [self.pairs[i] for i in idx], self.ref[idx])
+        pairs = [self.pairs[i] for i in idx]
+        self.count(sum(2 * len(p) + len(c) + len(r) for p, c, r in pairs))
+        losses, parts = self.losses(self.model, pairs, self.ref[idx])
         loss = losses.mean()
         objective = loss + self.nll_coef * parts["chosen_nll"] if self.nll_coef else loss
         (objective / self.cfg.grad_accum).backward()

@@ -33,6 +33,8 @@ def score_pairs(rm, pairs: list[Pair], pad_id: int) -> tuple[torch.Tensor, torch
 
 
 class RewardTrainer(Trainer):
+    counts_tokens = True  # each comparison's two sequences, prompt and reply
+
     def __init__(self, rm, cfg: TrainConfig, train: list[Pair], dev: list[Pair], run_dir: str | Path, pad_id: int,
                  center_coef: float = 0.0):
         # seq_len is unused (a comparison is as long as it is) but checked against the model's context
@@ -46,6 +48,7 @@ class RewardTrainer(Trainer):
         return ([self.pairs[i] for i in batch_indices(self.lengths, self.cfg.batch_size, seed)],)
 
     def micro_step(self, pairs: list[Pair]) -> torch.Tensor:
+        self.count(sum(2 * len(p) + len(c) + len(r) for p, c, r in pairs))
         chosen, rejected = score_pairs(self.model, pairs, self.pad_id)
         loss = preference_loss(chosen, rejected, center_coef=self.center_coef)
         (loss / self.cfg.grad_accum).backward()

@@ -156,6 +156,9 @@ class Trainer:
     overriding `batch` (and `micro_step`, which takes what `batch` returns), passing train_tokens=None.
     """
 
+    counts_tokens = False  # True: micro-steps `count` their tokens (examples of their own lengths)
+    _counted = 0
+
     def __init__(self, model, cfg: TrainConfig, train_tokens: torch.Tensor | None, val_tokens: torch.Tensor | None,
                  run_dir: str | Path, teacher=None):
         if cfg.seq_len > model.config.max_seq_len:
@@ -188,6 +191,7 @@ class Trainer:
         self.scaler = DynamicLossScaler() if cfg.precision == "fp16" else None
         self.step = 0
         self.train_seconds = 0.0  # accumulated over resumed sessions
+        self.tokens_seen = 0  # tokens trained on, over resumed sessions (`step_tokens` each step)
         self.session_seconds = 0.0  # of this fit() only: max_minutes limits each invocation
         self.wall_seconds = 0.0  # wall-clock time of earlier sessions, up to their last checkpoint
         self.started = time.perf_counter()  # this session's start (a pipeline may set an earlier one)
@@ -211,6 +215,8 @@ class Trainer:
             state = load_checkpoint(ckpt, self.model, self.optimizer)
         self.step = state["step"]
         self.train_seconds = state["extra"].get("train_seconds", 0.0)
+        # checkpoints written before the count was kept: every step a full batch of windows
+        self.tokens_seen = state["extra"].get("tokens_seen", self.step * self.window_tokens())
         self.wall_seconds = state["extra"].get("wall_seconds", self.train_seconds)
         if self.scaler is not None and "scaler" in state["extra"]:
             self.scaler.load_state_dict(state["extra"]["scaler"])
@@ -245,7 +251,8 @@ class Trainer:
             self.scaler.update(overflow)
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        record = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm}
+        self.tokens_seen += self.step_tokens()
+        record = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm, "tokens": self.tokens_seen}
         if self._kd_parts:  # a distilling step: the mean data loss and KL over its micro-batches
             record.update(ce=sum(c for c, _ in self._kd_parts) / len(self._kd_parts),
                           kd=sum(k for _, k in self._kd_parts) / len(self._kd_parts))
@@ -279,6 +286,22 @@ class Trainer:
         self._kd_parts.append((float(ce.detach()), float(kd.detach())))
         return loss
 
+    def window_tokens(self) -> int:
+        """A step's tokens when it is `batch_size` x `grad_accum` windows of `seq_len` (pretraining)."""
+        return self.cfg.batch_size * self.cfg.grad_accum * self.cfg.seq_len
+
+    def step_tokens(self) -> int:
+        """The tokens the step just taken trained on: its windows, or for trainers on examples of their own
+        lengths (SFT, reward model, DPO: `counts_tokens`) what their micro-steps `count`ed."""
+        if not self.counts_tokens:
+            return self.window_tokens()
+        n, self._counted = self._counted, 0
+        return n
+
+    def count(self, tokens: int) -> None:
+        """Add a micro-batch's tokens to this step's (trainers with `counts_tokens`)."""
+        self._counted += int(tokens)
+
     def forward_backward(self) -> float:
         """Accumulate the step's gradients; return its mean loss."""
         return sum(float(self.micro_step(*self.batch(m))) for m in range(self.cfg.grad_accum)) / self.cfg.grad_accum
@@ -304,7 +327,8 @@ class Trainer:
 
     def checkpoint_extra(self) -> dict:
         """Loop state saved beside the weights (JSON)."""
-        extra = {"train_seconds": self.train_seconds, "wall_seconds": self.total_wall_seconds()}
+        extra = {"train_seconds": self.train_seconds, "wall_seconds": self.total_wall_seconds(),
+                 "tokens_seen": self.tokens_seen}
         if self.scaler is not None:
             extra["scaler"] = self.scaler.state_dict()
         return extra
@@ -334,19 +358,18 @@ class Trainer:
         flag = StopFlag()
         last, last_eval = {}, {}
         self.session_seconds = 0.0
-        tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len
         bar = progress(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not self.writes)
         with flag.catching_sigint():
             while self.step < cfg.steps:
-                t0 = time.perf_counter()
+                t0, seen = time.perf_counter(), self.tokens_seen
                 last = self.train_step()
                 if not math.isfinite(last["loss"]):  # nothing after this is worth computing or saving
                     raise InputError(f"training diverged: the loss is {last['loss']} at step {self.step}; "
                                      "lower the learning rate (or the init std) and start over with --fresh")
                 self.train_seconds += time.perf_counter() - t0
                 self.session_seconds += time.perf_counter() - t0
-                last.update(tokens=self.step * tokens_per_step, elapsed_s=round(self.train_seconds, 3),
-                            tok_per_s=round(tokens_per_step / max(time.perf_counter() - t0, 1e-9), 1))
+                last.update(elapsed_s=round(self.train_seconds, 3),
+                            tok_per_s=round((self.tokens_seen - seen) / max(time.perf_counter() - t0, 1e-9), 1))
                 bar.update(1)
                 bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{last['lr']:.2e}")
                 if self.writes and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
