@@ -70,15 +70,20 @@ def test_oracle_on_every_small_projective_tree(all_trees):
                 oracle(t.tolist(), [0] * n)
 
 
-def test_transition_training_skips_non_projective_trees(treebank, caplog):
+def test_transition_training_without_pseudo_projective_skips_non_projective_trees(treebank, caplog):
     crossing = DepSentence([Token(i, w, xpos=t, head=h, deprel="dep") for i, (w, t, h) in
                             enumerate([("a", "n", 3), ("b", "v", 0), ("c", "n", 2), ("d", "n", 1)], 1)])
     assert not projective(crossing.heads)
     with caplog.at_level(logging.WARNING):
-        TransitionParser.train([*treebank[0][:20], crossing], TransitionParserConfig(epochs=1))
-    assert "1 of 21 training trees are not projective" in caplog.text
+        TransitionParser.train([*treebank[0][:20], crossing], TransitionParserConfig(epochs=1, pseudo_projective=False))
+    assert "1 of 21 training trees are not projective: arc-standard cannot build them, skipped" in caplog.text
     with pytest.raises(InputError, match="no projective training tree"):
-        TransitionParser.train([crossing], TransitionParserConfig(epochs=1))
+        TransitionParser.train([crossing], TransitionParserConfig(epochs=1, pseudo_projective=False))
+    # by default the tree is lifted instead, and the parser learns the crossing arcs back (labels that tell
+    # the lifted words' heads apart: with all four "dep", word 4 would go back under word 3, not 1)
+    labelled = crossing.with_arcs(crossing.heads, ["x", "root", "obj", "y"])
+    p = TransitionParser.train([labelled] * 3, TransitionParserConfig(epochs=3))
+    assert p.parse(labelled.words, labelled.tags("xpos")) == (labelled.heads, labelled.rels)
 
 
 def test_graph_parser_with_cle_learns_a_crossing_tree():

@@ -1,12 +1,18 @@
 """Pseudo-projective parsing: projectivize always gives a projective tree, deprojectivize undoes it where
 the labels tell, and the transition parser learns crossing arcs with it."""
 
+import json
+
 import numpy as np
 import pytest
 
+from llmlab.core.config import config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.text.conllu import tree_error
+from llmlab.text.conllu import DepSentence, Token, tree_error
 from llmlab.text.dep_decode import projective
+from llmlab.text.dep_eval import attachment_scores
+from llmlab.text.dep_parser import MODEL_FILE, load_parser
+from llmlab.text.dep_transition import TransitionParser, TransitionParserConfig
 from llmlab.text.pseudo_projective import SEP, deprojectivize, nonprojective_arcs, projectivize
 
 
@@ -96,3 +102,81 @@ def test_deprojectivize_keeps_what_it_cannot_place_and_checks_its_input():
         deprojectivize([2, 0], ["a"])
     with pytest.raises(InputError, match="holds"):
         projectivize([2, 0], [f"a{SEP}b", "root"])
+
+
+def crossing_treebank(n, seed):
+    """Sentences of a toy grammar, half with a crossing arc: "[a] N [d] V [N] [x] ." where the extraposed x
+    word modifies the subject N across the verb (acl), and the stop attaches to the verb."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        toks = []  # (word, tag, head index into toks or -1 for the root, label)
+
+        def add(word, tag, head, rel, toks=toks):
+            toks.append([word, tag, head, rel])
+            return len(toks) - 1
+
+        adj = rng.random() < 0.4
+        subj = add(f"n{rng.integers(8)}", "n", None, "nsubj")
+        if adj:
+            toks.insert(0, [f"a{rng.integers(4)}", "a", None, "amod"])
+            subj = 1
+        if rng.random() < 0.3:
+            add(f"d{rng.integers(3)}", "d", None, "advmod")
+        verb = add(f"v{rng.integers(6)}", "v", -1, "root")
+        for t in toks[:verb]:
+            t[2] = subj if t[3] == "amod" else verb
+        if rng.random() < 0.7:
+            add(f"n{rng.integers(8)}", "n", verb, "obj")
+        if rng.random() < 0.5:
+            add(f"x{rng.integers(3)}", "x", subj, "acl")
+        add(".", "w", verb, "punct")
+        out.append(DepSentence([Token(i, w, xpos=t, head=h + 1, deprel=r) for i, (w, t, h, r) in
+                                enumerate(toks, 1)]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def crossing():
+    train, test = crossing_treebank(300, seed=1), crossing_treebank(120, seed=2)
+    parsers = {pp: TransitionParser.train(train, TransitionParserConfig(epochs=4, pseudo_projective=pp))
+               for pp in (True, False)}
+    return train, test, parsers
+
+
+def test_crossing_treebank_has_crossing_trees(crossing):
+    train, test, _ = crossing
+    assert all(tree_error(s.heads) is None for s in train + test)
+    share = np.mean([not projective(s.heads) for s in train])
+    assert 0.3 < share < 0.7
+
+
+def test_transition_parser_learns_crossing_arcs_only_pseudo_projectively(crossing):
+    _, test, parsers = crossing
+    crossing_test = [s for s in test if not projective(s.heads)]
+    scores = {}
+    for pp, p in parsers.items():
+        pred = p.parse_sentences(crossing_test)
+        assert all(tree_error(s.heads) is None and SEP not in "".join(s.rels) for s in pred)
+        scores[pp] = attachment_scores(crossing_test, pred)
+        scores[pp]["crossing"] = sum(not projective(s.heads) for s in pred)
+    print({pp: (round(s["uas"], 3), round(s["las"], 3), s["crossing"]) for pp, s in scores.items()})
+    assert scores[False]["crossing"] == 0  # arc-standard alone cannot build one
+    assert scores[True]["crossing"] >= len(crossing_test) // 2
+    assert scores[True]["uas"] > scores[False]["uas"] + 0.05
+    assert scores[True]["las"] > scores[False]["las"] + 0.05
+
+
+def test_pseudo_projective_model_saves_and_old_models_load(crossing, tmp_path):
+    _, test, parsers = crossing
+    p = parsers[True]
+    loaded = load_parser(p.save(tmp_path / "m"))
+    assert loaded.config == p.config and loaded.config.pseudo_projective
+    assert loaded.parse_sentences(test) == p.parse_sentences(test)
+    # a folder saved before the field existed: trained without it, so it loads with it off
+    doc_path = tmp_path / "m" / MODEL_FILE
+    doc = json.loads(doc_path.read_text(encoding="utf-8"))
+    del doc["state"]["config"]["pseudo_projective"]
+    doc_path.write_text(json.dumps(doc), encoding="utf-8")
+    old = load_parser(tmp_path / "m")
+    assert old.config == TransitionParserConfig(**{**config_to_dict(p.config), "pseudo_projective": False})

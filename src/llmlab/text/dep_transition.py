@@ -14,10 +14,15 @@ dependent last (a RIGHT-ARC from the root with the buffer empty), so the tree ha
 Training uses a *static oracle*: for a gold tree, the move sequence that builds it (LEFT-ARC when s1's
 gold head is s0; RIGHT-ARC when s0's gold head is s1 and s0 has all its dependents; else SHIFT). A
 non-projective gold tree has no such sequence (the oracle would have to shift past an empty buffer):
-`oracle` raises `NonProjective`, and training skips those sentences and logs how many (the graph
-parser with Chu-Liu/Edmonds can learn them). With the oracle's moves fixed, every configuration it
-passes is one classification example of a multiclass perceptron, the same in every epoch, so the
-features are computed once and the epochs run as one compiled loop.
+`oracle` raises `NonProjective`. With `pseudo_projective` (the default) training first makes such trees
+projective (`llmlab.text.pseudo_projective`: crossing arcs lifted, each lift written into the
+dependent's label as ``l↑m``), so the parser learns the encoded labels as any others, and `parse`
+undoes the lifts on its output, which can then have crossing arcs. Without it training skips those
+sentences and logs how many (the graph parser with Chu-Liu/Edmonds can learn them).
+
+With the oracle's moves fixed, every configuration it passes is one classification example of a
+multiclass perceptron, the same in every epoch, so the features are computed once and the epochs run
+as one compiled loop.
 
 Features of a configuration: words and tags of s0, s1, s2, b0, b1, b2; tags and labels of the
 leftmost and rightmost dependents of s0 and s1; the s0-s1 distance; their numbers of dependents on
@@ -52,6 +57,7 @@ from llmlab.text.dep_parser import (
     training_data,
 )
 from llmlab.text.hashindex import FeatureIndex
+from llmlab.text.pseudo_projective import deprojectivize, projectivize
 
 log = logging.getLogger(__name__)
 FEATURE_SET = 1
@@ -80,6 +86,9 @@ class TransitionParserConfig:
     min_feature_count: int = 1  # features seen fewer times in training get no weight
     seed: int = 0  # shuffling order of the configurations each epoch
     tag_column: str = "auto"  # CoNLL-U column of the tags: "upos", "xpos", or "auto" (see llmlab.text.dep_parser)
+    # train on non-projective trees made projective, and undo the lifts on the output (Nivre & Nilsson 2005);
+    # False skips those trees. Models saved before the field existed load with False: they were trained so.
+    pseudo_projective: bool = True
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -248,7 +257,8 @@ class TransitionParser(DepParser):
             scores = np.where(_class_mask(st.legal(), r), self.weights[slots].sum(axis=0), -np.inf)
             k = int(np.argmax(scores))
             st.apply(*((SHIFT, -1) if k == 0 else (LEFT, k - 1) if k <= r else (RIGHT, k - 1 - r)))
-        return st.heads[1:].tolist(), [self.vocab.rels[i] for i in st.rels[1:]]
+        heads, rels = st.heads[1:].tolist(), [self.vocab.rels[i] for i in st.rels[1:]]
+        return deprojectivize(heads, rels) if self.config.pseudo_projective and heads else (heads, rels)
 
     @classmethod
     def train(cls, sentences: Sequence[DepSentence], config: TransitionParserConfig | None = None) -> TransitionParser:
@@ -256,6 +266,11 @@ class TransitionParser(DepParser):
         config = TransitionParserConfig(**{**config_to_dict(config),
                                            "tag_column": resolve_tag_column(sentences, config.tag_column)})
         data = training_data(sentences, config.tag_column)
+        if config.pseudo_projective:
+            data, lifted = _projectivized(data)
+            if lifted:
+                log.info("%d of %d training trees are not projective: made projective by lifting arcs",
+                         lifted, len(data))
         vocab = Vocab.build(data, config.word_min_count)
         r = len(vocab.rels)
         atoms, golds, masks, skipped = [], [], [], 0
@@ -272,8 +287,8 @@ class TransitionParser(DepParser):
                 golds.append(g)
                 masks.append(m)
         if skipped:
-            log.warning("%d of %d training trees are not projective: arc-standard cannot build them, skipped",
-                        skipped, len(data))
+            log.warning("%d of %d training trees are not projective: arc-standard cannot build them, skipped "
+                        "(pseudo_projective would learn them)", skipped, len(data))
         if not atoms:
             raise InputError("no projective training tree: the transition parser has nothing to learn from")
         keys = template_keys(np.array(atoms), TEMPLATES)
@@ -303,4 +318,16 @@ class TransitionParser(DepParser):
                              f"this llmlab computes {FEATURE_SET}: retrain it with `llmlab parse train`")
         vocab = Vocab.from_dict(state["vocab"])
         index, w = load_weights(directory, 1 + 2 * len(vocab.rels))
-        return cls(vocab, index, w, config_from_dict(TransitionParserConfig, state["config"]))
+        # models saved before pseudo-projective parsing existed skipped non-projective trees and decoded as is
+        config = config_from_dict(TransitionParserConfig, {"pseudo_projective": False, **state["config"]})
+        return cls(vocab, index, w, config)
+
+
+def _projectivized(data: list) -> tuple[list, int]:
+    """`training_data` rows with every tree made projective, and how many had to change."""
+    out, lifted = [], 0
+    for ws, ts, hs, rs in data:
+        ph, pr = projectivize(hs, rs)
+        lifted += ph != hs
+        out.append((ws, ts, ph, pr))
+    return out, lifted
