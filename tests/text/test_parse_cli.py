@@ -8,6 +8,7 @@ import pytest
 import llmlab.cli
 from llmlab.cli import main
 from llmlab.text.conllu import read_conllu
+from llmlab.text.dep_parser import load_parser
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,7 @@ def test_eval_scores_gold_against_itself(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("argv, stdin, message", [
     (["parse", "train", "--algo", "transition", "--decoder", "cle", "-o", "{d}/m"], "", "--decoder applies to"),
+    (["parse", "train", "--no-pseudo-projective", "-o", "{d}/m"], "", "--pseudo-projective applies to"),
     (["parse", "train", "--data", "{d}/none.conllu", "-o", "{d}/m"], "", "does not exist"),
     (["parse", "train", "--data", "{d}/g.conllu", "--size", "3", "-o", "{d}/m"], "", "--size picks"),
     (["parse", "train", "-o", "{d}/g.conllu"], "", "is a file, expected a folder"),
@@ -90,5 +92,9 @@ def test_parse_rejects_untagged_lines(tmp_path, monkeypatch, capsys):
     model = tmp_path / "m"
     _run(["parse", "train", "--algo", "transition", "--size", "30", "--epochs", "1", "-o", str(model)], monkeypatch,
          capsys)
+    assert load_parser(model).config.pseudo_projective  # the default
+    _run(["parse", "train", "--algo", "transition", "--size", "30", "--epochs", "1", "--no-pseudo-projective", "-o",
+          str(tmp_path / "off")], monkeypatch, capsys)
+    assert not load_parser(tmp_path / "off").config.pseudo_projective
     rc, _, err = _run(["parse", "parse", "--model", str(model)], monkeypatch, capsys, "我们 喜欢 书\n")
     assert rc == 2 and "token '我们' is not word/TAG" in err

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from llmlab.cli.common import add_command, add_group, refuse_other_algo_flags
 
-ALGO_FLAGS = {"--decoder": ("decoder", ("graph",))}
+ALGO_FLAGS = {"--decoder": ("decoder", ("graph",)), "--pseudo-projective": ("pseudo_projective", ("transition",))}
 
 
 def register(sub) -> None:
@@ -28,6 +29,11 @@ def register(sub) -> None:
                    help="graph: eisner (projective trees) or cle (Chu-Liu/Edmonds, any tree) (default eisner)")
     p.add_argument("--tag-column", choices=("auto", "upos", "xpos"),
                    help="the CoNLL-U column the tag features read (default auto: XPOS when every word has one)")
+    p.add_argument("--pseudo-projective", action=argparse.BooleanOptionalAction, default=None,
+                   help="transition: learn non-projective training trees made projective (arcs lifted, lifts "
+                   "encoded in the labels as DEPREL↑HEADREL) and undo the lifts on the output, so parses can "
+                   "have crossing arcs (Nivre & Nilsson 2005); --no-pseudo-projective skips those trees "
+                   "(default: on)")
 
     p = add_command(g, "parse", "parse sentences and write CoNLL-U to stdout", _parse)
     p.add_argument("--model", required=True, help="parser directory from `llmlab parse train`")
@@ -53,7 +59,8 @@ def _train_config(args):
     from llmlab.text.dep_graph import GraphParserConfig
     from llmlab.text.dep_transition import TransitionParserConfig
 
-    given = {k: getattr(args, k) for k in ("epochs", "seed", "tag_column", "decoder") if getattr(args, k) is not None}
+    names = ("epochs", "seed", "tag_column", "decoder", "pseudo_projective")
+    given = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     return (GraphParserConfig if args.algo == "graph" else TransitionParserConfig)(**given)
 
 
