@@ -37,12 +37,13 @@ from llmlab.text.dep_parser import (
     Vocab,
     _mix,
     averaged,
+    check_feature_set,
+    check_perceptron_config,
     load_weights,
-    resolve_tag_column,
+    resolved,
     save_weights,
     template_keys,
     templates_table,
-    training_data,
 )
 from llmlab.text.hashindex import FeatureIndex
 
@@ -66,15 +67,9 @@ class GraphParserConfig:
     tag_column: str = "auto"  # CoNLL-U column of the tags: "upos", "xpos", or "auto" (see llmlab.text.dep_parser)
 
     def __post_init__(self):
-        if self.epochs < 1:
-            raise InputError(f"epochs must be >= 1, got {self.epochs}")
+        check_perceptron_config(self)
         if self.decoder not in ("eisner", "cle"):
             raise InputError(f"decoder must be 'eisner' or 'cle', got {self.decoder!r}")
-        if self.word_min_count < 1 or self.min_feature_count < 1:
-            raise InputError("word_min_count and min_feature_count must be >= 1, got "
-                             f"{self.word_min_count} and {self.min_feature_count}")
-        if self.seed < 0:
-            raise InputError(f"seed must be >= 0, got {self.seed}")
 
 
 def arc_atoms(w: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -126,6 +121,14 @@ def arc_keys(w: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.concatenate([template_keys(atoms, TEMPLATES), _between_keys(t, atoms)], axis=1)
 
 
+def arc_slots(index: FeatureIndex, keys: np.ndarray) -> np.ndarray:
+    """Weight rows (int32, shaped as `keys`) of arc feature keys; key 0 (no feature) and unknown keys get
+    the index's `missing` row, which stays 0."""
+    slots = index.lookup(keys).astype(np.int32)
+    slots[keys == 0] = index.missing
+    return slots
+
+
 def score_matrix(weights: np.ndarray, slots: np.ndarray, n: int) -> np.ndarray:
     """(n + 1, n + 1) arc scores from the rows of each arc's features; no arc into the root or a loop."""
     s = np.full((n + 1, n + 1), -np.inf)
@@ -154,10 +157,7 @@ class GraphParser(DepParser):
         self.vocab, self.index, self.arc_w, self.label_w, self.config = vocab, index, arc_w, label_w, config
 
     def _slots(self, w: np.ndarray, t: np.ndarray) -> np.ndarray:
-        keys = arc_keys(w, t)
-        slots = self.index.lookup(keys)
-        slots[keys == 0] = self.index.missing
-        return slots
+        return arc_slots(self.index, arc_keys(w, t))
 
     def _decode(self, s: np.ndarray) -> np.ndarray:
         return np.array((eisner if self.config.decoder == "eisner" else chu_liu_edmonds)(s), np.int64)
@@ -176,20 +176,13 @@ class GraphParser(DepParser):
 
     @classmethod
     def train(cls, sentences: Sequence[DepSentence], config: GraphParserConfig | None = None) -> GraphParser:
-        config = config or GraphParserConfig()
-        config = GraphParserConfig(**{**config_to_dict(config),
-                                      "tag_column": resolve_tag_column(sentences, config.tag_column)})
-        data = training_data(sentences, config.tag_column)
+        config, data = resolved(config or GraphParserConfig(), sentences)
         vocab = Vocab.build(data, config.word_min_count)
         keys = [arc_keys(*vocab.encode(ws, ts)) for ws, ts, _, _ in progress(data, desc="arc features")]
         uniq, counts = np.unique(np.concatenate([k.ravel() for k in keys]), return_counts=True)
         index = FeatureIndex(uniq[(counts >= config.min_feature_count) & (uniq != 0)])
         log.info("%d arc features", index.size)
-        slots = []
-        for k in keys:
-            s = index.lookup(k).astype(np.int32)
-            s[k == 0] = index.missing
-            slots.append(s)
+        slots = [arc_slots(index, k) for k in keys]
         del keys
         golds = [(np.array(h, np.int64), np.array([vocab.rel_id[r] for r in rs])) for _, _, h, rs in data]
         arc_w, label_w = _train_weights(cls(vocab, index, np.zeros(index.size + 1, np.float32),
@@ -203,9 +196,7 @@ class GraphParser(DepParser):
 
     @classmethod
     def _from_state(cls, state: dict, directory: Path) -> GraphParser:
-        if state.get("feature_set") != FEATURE_SET:
-            raise InputError(f"graph parser in {str(directory)!r} uses feature set {state.get('feature_set')}, this "
-                             f"llmlab computes {FEATURE_SET}: retrain it with `llmlab parse train`")
+        check_feature_set(state, directory, "graph", FEATURE_SET)
         vocab = Vocab.from_dict(state["vocab"])
         index, w = load_weights(directory, 1 + len(vocab.rels))
         return cls(vocab, index, np.ascontiguousarray(w[:, 0]), np.ascontiguousarray(w[:, 1:]),

@@ -15,6 +15,7 @@ word has one, else UPOS), resolved at training and saved with the model.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -135,6 +136,30 @@ def training_data(sents: Sequence[DepSentence], column: str) -> list[tuple[list[
     if not out:
         raise InputError("no training sentences")
     return out
+
+
+def check_perceptron_config(cfg) -> None:
+    """The settings both parsers' configs share: epochs, the two count thresholds, the seed."""
+    if cfg.epochs < 1:
+        raise InputError(f"epochs must be >= 1, got {cfg.epochs}")
+    if cfg.word_min_count < 1 or cfg.min_feature_count < 1:
+        raise InputError("word_min_count and min_feature_count must be >= 1, got "
+                         f"{cfg.word_min_count} and {cfg.min_feature_count}")
+    if cfg.seed < 0:
+        raise InputError(f"seed must be >= 0, got {cfg.seed}")
+
+
+def resolved(config, sentences: Sequence[DepSentence]):
+    """`config` with its tag column settled on `sentences` (`resolve_tag_column`), and their training rows."""
+    config = dataclasses.replace(config, tag_column=resolve_tag_column(sentences, config.tag_column))
+    return config, training_data(sentences, config.tag_column)
+
+
+def check_feature_set(state: dict, directory: Path, kind: str, feature_set: int) -> None:
+    """InputError unless a saved parser computes the features this llmlab computes."""
+    if state.get("feature_set") != feature_set:
+        raise InputError(f"{kind} parser in {str(directory)!r} uses feature set {state.get('feature_set')}, this "
+                         f"llmlab computes {feature_set}: retrain it with `llmlab parse train`")
 
 
 def averaged(w: np.ndarray, u: np.ndarray, step: int) -> np.ndarray:

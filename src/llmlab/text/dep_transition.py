@@ -49,12 +49,13 @@ from llmlab.text.dep_parser import (
     DepParser,
     Vocab,
     averaged,
+    check_feature_set,
+    check_perceptron_config,
     load_weights,
-    resolve_tag_column,
+    resolved,
     save_weights,
     template_keys,
     templates_table,
-    training_data,
 )
 from llmlab.text.hashindex import FeatureIndex
 from llmlab.text.pseudo_projective import deprojectivize, projectivize
@@ -91,13 +92,7 @@ class TransitionParserConfig:
     pseudo_projective: bool = True
 
     def __post_init__(self):
-        if self.epochs < 1:
-            raise InputError(f"epochs must be >= 1, got {self.epochs}")
-        if self.word_min_count < 1 or self.min_feature_count < 1:
-            raise InputError("word_min_count and min_feature_count must be >= 1, got "
-                             f"{self.word_min_count} and {self.min_feature_count}")
-        if self.seed < 0:
-            raise InputError(f"seed must be >= 0, got {self.seed}")
+        check_perceptron_config(self)
 
 
 class State:
@@ -262,10 +257,7 @@ class TransitionParser(DepParser):
 
     @classmethod
     def train(cls, sentences: Sequence[DepSentence], config: TransitionParserConfig | None = None) -> TransitionParser:
-        config = config or TransitionParserConfig()
-        config = TransitionParserConfig(**{**config_to_dict(config),
-                                           "tag_column": resolve_tag_column(sentences, config.tag_column)})
-        data = training_data(sentences, config.tag_column)
+        config, data = resolved(config or TransitionParserConfig(), sentences)
         if config.pseudo_projective:
             data, lifted = _projectivized(data)
             if lifted:
@@ -313,9 +305,7 @@ class TransitionParser(DepParser):
 
     @classmethod
     def _from_state(cls, state: dict, directory: Path) -> TransitionParser:
-        if state.get("feature_set") != FEATURE_SET:
-            raise InputError(f"transition parser in {str(directory)!r} uses feature set {state.get('feature_set')}, "
-                             f"this llmlab computes {FEATURE_SET}: retrain it with `llmlab parse train`")
+        check_feature_set(state, directory, "transition", FEATURE_SET)
         vocab = Vocab.from_dict(state["vocab"])
         index, w = load_weights(directory, 1 + 2 * len(vocab.rels))
         # models saved before pseudo-projective parsing existed skipped non-projective trees and decoded as is
