@@ -19,12 +19,11 @@ import time
 from pathlib import Path
 
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
-from llmlab.models import count_parameters, save_model
-from llmlab.models.card import ModelCard
+from llmlab.models import count_parameters
 from llmlab.pipeline.pretrain import log_final_eval
 from llmlab.pipeline.reward import start_comparison_run
 from llmlab.pipeline.rl import measure
-from llmlab.pipeline.sft import recorded, tokenizer_config
+from llmlab.pipeline.sft import recorded, save_chat_model
 from llmlab.rl.dpo import DPOTrainer, reference_table
 from llmlab.rl.dpo_config import DPOConfig
 
@@ -56,13 +55,8 @@ def run_dpo(cfg: DPOConfig, out_root: str | Path = "runs", fresh: bool = False) 
                "before": {k: before[k] for k in HELD_OUT + ("samples", "problems") if k in before},
                "after": {k: after[k] for k in HELD_OUT + ("samples", "problems") if k in after}}
     source = cfg.pairs or f"{len(train)} comparisons of its own sampled arithmetic answers with the right ones"
-    card = ModelCard(name=f"llmlab-{cfg.name}", parameters=figures["parameters"],
-                     training_data=f"{cfg.model} trained by DPO ({cfg.loss}, beta {cfg.beta}) on {source}",
-                     tokenizer=f"{type(tok).__name__}, {tok.vocab_size} tokens with chat tokens {template.tokens}",
-                     intended_use="Chat: each turn is <|role|>content<|end|>, the reply follows <|assistant|> and "
-                                  "ends with <|end|> (tokenizer_config.json holds the Jinja chat_template).",
-                     metrics={k: v for k, v in figures["after"].items() if isinstance(v, float)})
-    save_model(trainer.model, out / "model", tok, card, tokenizer_config=tokenizer_config(tok, template))
+    save_chat_model(trainer.model, out / "model", tok, template, cfg.name,
+                    f"{cfg.model} trained by DPO ({cfg.loss}, beta {cfg.beta}) on {source}", figures)
     figures["wall_seconds"] = time.perf_counter() - t_start
     atomic_write_text(out / "report.md", dpo_report(cfg, figures, read_jsonl(metrics, "metrics")))
     atomic_write_json(out / "summary.json", figures)

@@ -26,10 +26,9 @@ from llmlab.adapt.chat import ChatTemplate, load_chat_template
 from llmlab.adapt.sft import answer_accuracy, arithmetic_conversations, check_known
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl, sha256_file
-from llmlab.models import count_parameters, load_model, save_model
-from llmlab.models.card import ModelCard
+from llmlab.models import count_parameters, load_model
 from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
-from llmlab.pipeline.sft import recorded, sft_fingerprint, tokenizer_config
+from llmlab.pipeline.sft import recorded, save_chat_model, sft_fingerprint
 from llmlab.rl.config import RLConfig
 from llmlab.rl.rewards import answer_reward
 from llmlab.rl.trainer import RLTrainer, Task
@@ -119,14 +118,9 @@ def run_rl(cfg: RLConfig, out_root: str | Path = "runs", fresh: bool = False) ->
                "before": {k: v for k, v in before.items() if k not in ("step", "before")},
                "after": {k: v for k, v in after.items() if k not in ("step", "after", "final")},
                "curves": curve_figures(steps)}
-    card = ModelCard(name=f"llmlab-{cfg.name}", parameters=figures["parameters"],
-                     training_data=f"{cfg.model} trained by {cfg.algo} on {len(problems)} arithmetic problems "
-                                   f"(reward: {reward_source(cfg)})",
-                     tokenizer=f"{type(tok).__name__}, {tok.vocab_size} tokens with chat tokens {template.tokens}",
-                     intended_use="Chat: each turn is <|role|>content<|end|>, the reply follows <|assistant|> and "
-                                  "ends with <|end|> (tokenizer_config.json holds the Jinja chat_template).",
-                     metrics={k: v for k, v in figures["after"].items() if isinstance(v, float)})
-    save_model(trainer.policy, out / "model", tok, card, tokenizer_config=tokenizer_config(tok, template))
+    save_chat_model(trainer.policy, out / "model", tok, template, cfg.name,
+                    f"{cfg.model} trained by {cfg.algo} on {len(problems)} arithmetic problems "
+                    f"(reward: {reward_source(cfg)})", figures)
     figures["wall_seconds"] = time.perf_counter() - t_start
     atomic_write_text(out / "report.md", rl_report(cfg, figures))
     atomic_write_json(out / "summary.json", figures)

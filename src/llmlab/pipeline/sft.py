@@ -70,6 +70,21 @@ def tokenizer_config(tok, template: ChatTemplate) -> dict:
             "llmlab_chat_template": template.to_dict()}
 
 
+CHAT_USE = ("Chat: each turn is <|role|>content<|end|>, the reply follows <|assistant|> and ends with <|end|> "
+            "(tokenizer_config.json holds the Jinja chat_template).")
+
+
+def save_chat_model(model, directory: Path, tok, template: ChatTemplate, name: str, training_data: str,
+                    figures: dict, use_note: str = "") -> None:
+    """A chat model as SFT, RL and DPO runs save it: weights, tokenizer, tokenizer_config.json with the
+    template, and a model card naming the run, its data, and the float figures of ``figures["after"]``."""
+    card = ModelCard(name=f"llmlab-{name}", parameters=figures["parameters"], training_data=training_data,
+                     tokenizer=f"{type(tok).__name__}, {tok.vocab_size} tokens with chat tokens {template.tokens}",
+                     intended_use=CHAT_USE + use_note,
+                     metrics={k: v for k, v in figures["after"].items() if isinstance(v, float)})
+    save_model(model, directory, tok, card, tokenizer_config=tokenizer_config(tok, template))
+
+
 def recorded(path: Path, key: str) -> dict | None:
     """The first record of a run's metrics file with `key` set (the "before" measurement), else None."""
     for r in read_jsonl(path, "metrics") if path.exists() else []:
@@ -155,14 +170,9 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
                "last_train_loss": losses[-1] if losses else float("nan"),
                "before": {k: v for k, v in before.items() if k not in ("step", "before")},
                "after": {k: v for k, v in after.items() if k not in ("step", "after", "final")}}
-    card = ModelCard(name=f"llmlab-{cfg.name}", parameters=figures["parameters"],
-                     training_data=f"fine-tuned from {cfg.model} on {cfg.data} ({len(train)} conversations)",
-                     tokenizer=f"{type(tok).__name__}, {tok.vocab_size} tokens with chat tokens {template.tokens}",
-                     intended_use="Chat: each turn is <|role|>content<|end|>, the reply follows <|assistant|> and "
-                                  "ends with <|end|> (tokenizer_config.json holds the Jinja chat_template)."
-                                  + (TOOL_USE if cfg.tools else ""),
-                     metrics={k: v for k, v in figures["after"].items() if isinstance(v, float)})
-    save_model(model, out / "model", tok, card, tokenizer_config=tokenizer_config(tok, template))
+    save_chat_model(model, out / "model", tok, template, cfg.name,
+                    f"fine-tuned from {cfg.model} on {cfg.data} ({len(train)} conversations)", figures,
+                    TOOL_USE if cfg.tools else "")
     figures["wall_seconds"] = trainer.total_wall_seconds()
     atomic_write_text(out / "report.md", sft_report(cfg, figures))
     atomic_write_json(out / "summary.json", figures)
