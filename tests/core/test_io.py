@@ -79,6 +79,21 @@ def test_atomic_write_gives_the_mode_of_a_plain_write(tmp_path):
     assert new.read_text() == "y" and new.stat().st_mode & 0o777 == 0o640
 
 
+def test_atomic_path_gives_that_mode_to_a_file_its_writer_replaced(tmp_path):
+    """safetensors' save_file writes a new private file over the temporary one; the result still gets the
+    mode a plain write gives (a model saved for other users must be readable by them)."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    from llmlab.core.io import umask
+
+    path = tmp_path / "w.safetensors"
+    with atomic_path(path) as tmp:
+        save_file({"a": np.arange(3.0)}, str(tmp))
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask()
+    assert load_file(str(path))["a"].tolist() == [0.0, 1.0, 2.0]
+
+
 def test_line_batches_cut_at_newlines_only(tmp_path, monkeypatch):
     import io
     import sys
@@ -98,3 +113,41 @@ def test_line_batches_cut_at_newlines_only(tmp_path, monkeypatch):
     f.write_bytes("好\n".encode() + b"\xff\xfe\n")
     with pytest.raises(InputError, match=r"in.txt' line 2 is not UTF-8"):
         list(line_batches(f))
+
+
+def _saved_ngram(d):
+    from llmlab.classic.ngram import NgramConfig, NgramModel
+
+    NgramModel.train([["a", "b", "c"], ["b", "c"]], NgramConfig(order=2)).save(d)
+
+
+def _saved_index(d):
+    from llmlab.generate.retrieval import BM25Index
+
+    BM25Index.build(["中国经济", "香港回归"]).save(d)
+
+
+def _saved_segmenter(d):
+    from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter
+
+    PerceptronSegmenter.train([["中国", "经济"], ["香港", "回归"]], PerceptronConfig(epochs=1)).save(d)
+
+
+def _saved_checkpoint(d):
+    import torch
+
+    from llmlab.train.checkpoint import save_checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    save_checkpoint(d, 1, model, torch.optim.AdamW(model.parameters()))
+
+
+@pytest.mark.parametrize("save", [_saved_ngram, _saved_index, _saved_segmenter, _saved_checkpoint])
+def test_every_file_a_save_writes_has_a_plain_writes_mode(tmp_path, save):
+    """safetensors writes private files; a saved model's weights must be as readable as its config."""
+    from llmlab.core.io import umask
+
+    save(tmp_path / "out")
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".safetensors" for p in files)
+    assert {p.name: p.stat().st_mode & 0o777 for p in files} == {p.name: 0o666 & ~umask() for p in files}

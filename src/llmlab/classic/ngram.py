@@ -27,7 +27,14 @@ from llmlab.classic.smoothing import SMOOTHINGS, NgramParams, build_params
 from llmlab.classic.vocab import BOS_ID, EOS_ID, Vocab, build_encoded, encode_sentences
 from llmlab.core.config import config_from_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_folder, atomic_write_json, check_folder, read_json, read_safetensors
+from llmlab.core.io import (
+    atomic_folder,
+    atomic_write_json,
+    check_folder,
+    read_json,
+    read_safetensors,
+    write_safetensors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -277,8 +284,6 @@ class NgramModel:
         """``config.json`` (format, config, vocabulary) and ``counts.safetensors`` (keys and counts), written
         as a whole (`atomic_folder`): a failed save leaves the old model, and only a folder holding an
         earlier n-gram model may be replaced (`check_model_folder`)."""
-        from safetensors.numpy import save_file
-
         if self.counts is None:
             raise InputError("this model has no counts (read from ARPA): save it with to_arpa instead")
         arrays = {}
@@ -286,7 +291,7 @@ class NgramModel:
             arrays[f"keys.{k}"] = np.ascontiguousarray(self.tables.keys[k])
             arrays[f"counts.{k}"] = np.ascontiguousarray(self.counts[k])
         with atomic_folder(directory, model_folder_entries(directory), "model folder") as tmp:
-            save_file(arrays, str(tmp / "counts.safetensors"), metadata={"format": FORMAT})
+            write_safetensors(tmp / "counts.safetensors", arrays, metadata={"format": FORMAT})
             atomic_write_json(tmp / "config.json", {"format": FORMAT, "config": asdict(self.config),
                                                     "vocab": list(self.vocab.tokens)})
 

@@ -34,9 +34,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        # mkstemp makes the file private (0600): give it the mode `path` has, or a new file's under the umask
-        tmp_path.chmod(stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~umask())
+        # mkstemp makes the file private (0600), and so do writers that replace it (safetensors' save_file):
+        # once written, give it the mode `path` has, or a new file's under the umask
+        mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~umask()
         yield tmp_path
+        tmp_path.chmod(mode)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -136,6 +138,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+def write_safetensors(path: str | os.PathLike, arrays: dict[str, Any], metadata: dict[str, str] | None = None) -> None:
+    """numpy `arrays` as a safetensors file at `path`, written atomically (`atomic_path`, which also gives
+    the file a plain write's mode where safetensors would leave it private)."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata=metadata)
 
 
 def check_readable(path: str | os.PathLike, what: str = "file") -> Path:

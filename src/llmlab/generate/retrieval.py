@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_folder, atomic_write_json, read_json, read_safetensors
+from llmlab.core.io import atomic_folder, atomic_write_json, read_json, read_safetensors, write_safetensors
 from llmlab.generate.passages import TOKENIZERS, check_passage_size, split_passages
 
 log = logging.getLogger(__name__)
@@ -230,12 +230,10 @@ class BM25Index:
     def save(self, directory: str | os.PathLike) -> Path:
         """``index.json`` (format, config, documents, vocabulary) and ``postings.safetensors`` (spans,
         lengths and postings), written as a whole folder (`atomic_folder`); no pickle."""
-        from safetensors.numpy import save_file
-
         arrays = dict(spans=self.spans, lengths=self.lengths, indptr=self.indptr, post_doc=self.post_doc,
                       post_tf=self.post_tf)
         with atomic_folder(directory, INDEX_FILES, "index folder") as tmp:
-            save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / "postings.safetensors"))
+            write_safetensors(tmp / "postings.safetensors", arrays)
             atomic_write_json(tmp / "index.json", {"format": FORMAT, "config": asdict(self.config),
                                                    "documents": self.documents, "vocab": list(self.vocab)})
         return Path(directory)

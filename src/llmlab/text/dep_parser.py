@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path, read_safetensors
+from llmlab.core.io import read_safetensors, write_safetensors
 from llmlab.core.jit import jit
 from llmlab.core.registry import load_class
 from llmlab.text.base import from_model_doc, normalize_text, read_model_doc, write_model_doc
@@ -174,12 +174,9 @@ def averaged(w: np.ndarray, u: np.ndarray, step: int) -> np.ndarray:
 
 def save_weights(directory: Path, index: FeatureIndex, weights: np.ndarray) -> None:
     """The rows of (features + 1, C) `weights` that are not all zero, with their keys, as safetensors."""
-    from safetensors.numpy import save_file
-
     nz = np.flatnonzero(np.any(weights[: index.size] != 0, axis=1))
-    with atomic_path(directory / WEIGHTS_FILE) as tmp:
-        save_file({"keys": index.keys[nz].view(np.int64), "weights": np.ascontiguousarray(weights[nz], np.float32)},
-                  str(tmp))
+    write_safetensors(directory / WEIGHTS_FILE, {"keys": index.keys[nz].view(np.int64),
+                                                 "weights": weights[nz].astype(np.float32, copy=False)})
 
 
 def load_weights(directory: Path, columns: int) -> tuple[FeatureIndex, np.ndarray]:

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -144,14 +143,6 @@ def with_weights(net, weights: dict[str, np.ndarray]):
         reasons = str(e).splitlines()
         raise ValueError(f"weights do not fit the model: {reasons[-1].strip()}") from None
     return net.eval()
-
-
-def write_weights(path: Path, weights: dict[str, np.ndarray]) -> None:
-    """`weights` as a safetensors file at `path`, written atomically."""
-    from safetensors.numpy import save_file
-
-    with atomic_path(path) as tmp:
-        save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, str(tmp))
 
 
 def start_at_vectors(weights: list, ids: dict[str, int], sentences: list[list[str]], min_count: int, seed: int,

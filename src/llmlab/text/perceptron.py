@@ -29,7 +29,7 @@ import numpy as np
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path, read_safetensors
+from llmlab.core.io import atomic_path, read_safetensors, write_safetensors
 from llmlab.core.jit import jit
 from llmlab.core.progress import progress
 from llmlab.text.accessor import AccessorVariety
@@ -229,12 +229,9 @@ class PerceptronSegmenter(DictSegmenter):
         return cls(index, w, trans - trans_u / step, lexicon, config, dictionary, av_words)
 
     def _state(self, directory: Path) -> dict:
-        from safetensors.numpy import save_file
-
         nz = np.nonzero(np.any(self.weights[: self.index.size] != 0, axis=1))[0]
-        keys = self.index.keys[nz]
-        with atomic_path(directory / WEIGHTS_FILE) as tmp:
-            save_file({"keys": keys.view(np.int64), "weights": np.ascontiguousarray(self.weights[nz])}, str(tmp))
+        write_safetensors(directory / WEIGHTS_FILE, {"keys": self.index.keys[nz].view(np.int64),
+                                                     "weights": self.weights[nz]})
         state = {"config": config_to_dict(self.config), "feature_set": FEATURE_SET, "trans": self.trans.tolist(),
                  "lexicon": self.lexicon.to_dict(), "weights_file": WEIGHTS_FILE}
         if self.dictionary is not None:

@@ -41,7 +41,7 @@ import numpy as np
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import read_safetensors
+from llmlab.core.io import read_safetensors, write_safetensors
 from llmlab.core.progress import progress
 from llmlab.core.threads import torch_threads
 from llmlab.text.base import SPACED_WORD_CHAR, normalize_text
@@ -53,7 +53,6 @@ from llmlab.text.neural import (
     run_bilstm,
     start_at_vectors,
     with_weights,
-    write_weights,
 )
 from llmlab.text.pos import PosTagger, check_tagged
 
@@ -263,7 +262,7 @@ class NeuralTagger(PosTagger):
         return tagger
 
     def _state(self, directory: Path) -> dict:
-        write_weights(directory / WEIGHTS_FILE, self.weights)
+        write_safetensors(directory / WEIGHTS_FILE, self.weights)
         return {"config": config_to_dict(self.config), "tags": self.tags, "words": self.words, "chars": self.chars,
                 "weights_file": WEIGHTS_FILE, "info": self.info}
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path, atomic_write_text, read_safetensors, read_text
+from llmlab.core.io import atomic_write_text, read_safetensors, read_text, write_safetensors
 from llmlab.core.jit import jit
 from llmlab.core.progress import progress
 from llmlab.text.base import SPACED_WORD_CHAR, checked_array, normalize_text
@@ -406,17 +406,14 @@ class PerceptronTagger(PosTagger):
         return cls(tags, index, w, tr, st, config, tagdict, t3, clusters)
 
     def _state(self, directory: Path) -> dict:
-        from safetensors.numpy import save_file
-
         # sparse: about 7% of the (feature, tag) weights are non-zero, so (row, column, value) triplets
         # take a sixth of the dense rows' space
         rows, cols = np.nonzero(self.weights[: self.index.size])
         nz, rows = np.unique(rows, return_inverse=True)
         values = self.weights[nz[rows], cols]
         cols = cols.astype(np.int16 if len(self.tags) < 2**15 else np.int32)
-        with atomic_path(directory / WEIGHTS_FILE) as tmp:
-            save_file({"keys": self.index.keys[nz].view(np.int64), "rows": rows.astype(np.int32), "cols": cols,
-                       "values": values}, str(tmp))
+        write_safetensors(directory / WEIGHTS_FILE, {"keys": self.index.keys[nz].view(np.int64),
+                                                     "rows": rows.astype(np.int32), "cols": cols, "values": values})
         state = {"config": config_to_dict(self.config), "feature_set": FEATURE_SET, "tags": self.tags,
                  "trans": self.trans.tolist(), "start": self.start.tolist(), "trans3": self.trans3.tolist(),
                  "tagdict": self.tagdict, "weights_file": WEIGHTS_FILE}

@@ -49,7 +49,7 @@ import numpy as np
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import read_safetensors
+from llmlab.core.io import read_safetensors, write_safetensors
 from llmlab.core.progress import progress
 from llmlab.core.threads import torch_threads
 from llmlab.text.accessor import AccessorVariety
@@ -67,7 +67,6 @@ from llmlab.text.neural import (
     run_bilstm,
     start_at_vectors,
     with_weights,
-    write_weights,
 )
 from llmlab.text.perceptron import jackknife_matchers
 
@@ -276,7 +275,7 @@ class NeuralSegmenter(DictSegmenter):
         return seg
 
     def _state(self, directory: Path) -> dict:
-        write_weights(directory / WEIGHTS_FILE, self.weights)
+        write_safetensors(directory / WEIGHTS_FILE, self.weights)
         state = {"config": config_to_dict(self.config), "chars": self.chars, "bigrams": self.bigram_list,
                  "lexicon": self.lexicon.to_dict(), "weights_file": WEIGHTS_FILE, "info": self.info}
         return state | ({"av_words": self.av_words} if self.av_words is not None else {})

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_folder, sha256_file
+from llmlab.core.io import atomic_folder, atomic_write_bytes, sha256_file
 from llmlab.models.io import load_state, model_state
 
 FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
@@ -59,9 +59,9 @@ def save_checkpoint(directory: str | os.PathLike, step: int, model, optimizer: t
     final = root / f"step-{step:08d}"
     # re-saving a step (a rerun of a finished run) swaps the old folder out whole
     with atomic_folder(final, (*FILES, "manifest.json"), "checkpoint") as tmp:
-        save_file(model_state(model), tmp / "model.safetensors")
+        atomic_write_bytes(tmp / "model.safetensors", save(model_state(model)))
         opt_tensors, opt_meta = _flatten_optimizer(optimizer)  # no RNG state: each step seeds its own (step_seed)
-        save_file(opt_tensors, tmp / "optimizer.safetensors")
+        atomic_write_bytes(tmp / "optimizer.safetensors", save(opt_tensors))
         state = {"step": step, "optimizer": opt_meta, "extra": extra or {}}
         (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
         manifest = {name: sha256_file(tmp / name) for name in FILES}
