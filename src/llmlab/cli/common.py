@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import typing
 from collections.abc import Callable
@@ -32,17 +33,26 @@ def add_group(sub, name: str, help: str):
 
 def _field_help(cls, name: str) -> str:
     """The field's trailing comment from the class source (our configs document each field so)."""
+    return _field_comments(cls).get(name, "")
+
+
+@functools.cache
+def _field_comments(cls) -> dict[str, str]:
+    """Each field's trailing comment in `cls`'s source, read once per class (every command's parser is
+    built at start-up, and reading the source again for each of ~350 fields took most of that)."""
     import inspect
 
     try:
         src = inspect.getsource(cls)
     except (OSError, TypeError):
-        return ""
+        return {}
+    comments: dict[str, str] = {}
     for line in src.splitlines():
         s = line.strip()
-        if s.startswith(f"{name}:") and "#" in s:
-            return s.split("#", 1)[1].strip()
-    return ""
+        name, colon, _ = s.partition(":")
+        if colon and "#" in s and name.isidentifier():
+            comments.setdefault(name, s.split("#", 1)[1].strip())
+    return comments
 
 
 def finite_float(text: str) -> float:
