@@ -140,6 +140,34 @@ def test_a_request_joins_mid_decode(engine, running, alone):
     assert gate.steps()[:6] == [1, 1, 1, 1, 1, 3]  # they joined the step after the one held
 
 
+def test_chunked_prefill_serves_what_each_gets_alone(engine, running, alone):
+    gate = Gate(engine.model)
+    with running(engine, max_batch=4, prefill_chunk=4) as c:
+        with engine.lock:  # all six wait: four are prefilled 4 tokens a step, two join as places free up
+            threads, out = in_threads(c.port, REQUESTS)
+            wait_for(lambda: health(c.port)["queued"] == len(REQUESTS))
+        assert [answer(o) for o in joined(threads, out)] == alone
+    assert max(T for _, T in gate.shapes) == 4 and max(B for B, _ in gate.shapes) == 4
+
+
+def test_a_long_prompt_is_prefilled_a_chunk_per_step_while_a_request_decodes(engine, running, alone):
+    gate = Gate(engine.model, hold_at=6)  # the first request's prefill (2 tokens), then its fifth step
+    with running(engine, max_batch=4, prefill_chunk=4) as c:
+        threads, out = in_threads(c.port, REQUESTS[:1])
+        assert gate.reached.wait(TIMEOUT)
+        long, long_out = in_threads(c.port, [REQUESTS[1]])  # 32 tokens with the text start
+        wait_for(lambda: health(c.port)["queued"] == 1)
+        short, short_out = in_threads(c.port, [REQUESTS[5]])  # 4, in line behind it
+        wait_for(lambda: health(c.port)["queued"] == 2)
+        gate.go.set()
+        answers = [answer(o) for o in joined(threads, out) + joined(long, long_out) + joined(short, short_out)]
+    assert answers == [alone[0], alone[1], alone[5]]
+    # each step: the running request's token, then 4 of the long prompt's; unchunked, one (1, 32) forward
+    assert gate.shapes[:6] == [(1, 2)] + [(1, 1)] * 5
+    assert gate.shapes[6:22] == [(1, 1), (1, 4)] * 8
+    assert gate.shapes[22:25] == [(2, 1), (1, 4), (3, 1)]  # it joins; the short one's prompt, then all three
+
+
 def test_max_batch_1_is_generate_token_for_token(engine, running):
     """The serial server: each request decoded alone by `stream`, so a sampled one is `generate`'s exactly."""
     docs = [{**doc, "max_tokens": 10} for doc in REQUESTS[:3]]

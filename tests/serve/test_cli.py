@@ -22,7 +22,8 @@ def test_serve_prints_its_url_answers_and_stops_on_ctrl_c(chat_dir):
     src = str(Path(llmlab.__file__).parents[1])
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
     p = subprocess.Popen([sys.executable, "-m", "llmlab", "serve", "--model", str(chat_dir), "--port", "0",
-                          "--model-name", "mine", "--max-tokens-limit", "8", "--max-batch", "3"],
+                          "--model-name", "mine", "--max-tokens-limit", "8", "--max-batch", "3",
+                          "--prefill-chunk", "2"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                          preexec_fn=interruptible)
     try:
@@ -67,3 +68,6 @@ def test_serve_refuses_a_bad_flag_in_one_line(tmp_path, capsys):
                                                "got 'right'")
     assert main(["serve", "--model", str(tmp_path), "--max-batch", "0"]) == 2
     assert capsys.readouterr().err.strip() == "llmlab: error: max_batch must be >= 1 (1 = one request at a time), got 0"
+    assert main(["serve", "--model", str(tmp_path), "--prefill-chunk", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == ("llmlab: error: prefill_chunk must be >= 0 (0 = each prompt in one "
+                                               "forward), got -1")

@@ -223,7 +223,7 @@ def test_without_max_tokens_the_default_is_lowered_to_fit(char_engine, running):
     ({"port": 70000}, "port must be in [0, 65535]"), ({"truncation": "right"}, "truncation must be one of"),
     ({"max_body_bytes": 0}, "max_body_bytes must be >= 1"), ({"default_max_tokens": 0}, "default_max_tokens"),
     ({"max_wait_seconds": 0}, "max_wait_seconds"), ({"host": ""}, "host"),
-    ({"max_batch": 0}, "max_batch must be >= 1")])
+    ({"max_batch": 0}, "max_batch must be >= 1"), ({"prefill_chunk": -1}, "prefill_chunk must be >= 0")])
 def test_serve_config_is_checked(fields, words):
     with pytest.raises(InputError) as e:
         ServeConfig(**fields)

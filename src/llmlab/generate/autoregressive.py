@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
-def stream(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | None = None) -> Iterator[int]:
+def stream(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | None = None,
+           prefilled: tuple | None = None) -> Iterator[int]:
     """Yield new token ids one by one until `eos_id` (not yielded) or `max_new_tokens`.
 
     The model sees at most its context (``max_seq_len``) of the latest tokens, as nanoGPT's sampler
@@ -32,6 +33,10 @@ def stream(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | None =
     slides. Past that point each step runs the whole window afresh (the KV cache is refilled from
     it), so cached and uncached generation still give the same tokens. Beam search (``num_beams > 1``)
     knows its output only at the end: use `generate` for it.
+
+    `prefilled` (cache, logits): the caller ran the prompt already (a chunk at a time, `RunningBatch`'s
+    chunked prefill), into `cache` (``model.new_cache(1)``), and `logits` (1, V) are its last position's;
+    decoding goes on from there. The prompt must then fit the context as given (it is not cut).
     """
     if cfg.num_beams > 1:
         raise InputError("beam search cannot stream tokens one by one (the best beam is known only at the end): "
@@ -41,7 +46,7 @@ def stream(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | None =
     cfg = check_bans(cfg, model.config.vocab_size, eos_id)
     with decoding(model) as device:
         g = torch.Generator(device=device).manual_seed(cfg.seed)
-        yield from _decode(model, torch.tensor([prompt], device=device), ctx, cfg, g, eos_id)
+        yield from _decode(model, torch.tensor([prompt], device=device), ctx, cfg, g, eos_id, prefilled)
 
 
 def fit_prompt(prompt: list[int], ctx: int) -> list[int]:
@@ -69,10 +74,13 @@ def decoding(model) -> Iterator[torch.device]:
 
 
 def _decode(model, ids: torch.Tensor, ctx: int, cfg: GenerationConfig, g: torch.Generator,
-            eos_id: int | None) -> Iterator[int]:
-    cache = model.new_cache(1) if cfg.use_cache else None
+            eos_id: int | None, prefilled: tuple | None = None) -> Iterator[int]:
+    if prefilled is None:
+        cache = model.new_cache(1) if cfg.use_cache else None
+        logits = model(ids, cache)[:, -1]  # (1, V)
+    else:
+        cache, logits = prefilled
     n_prompt = ids.shape[1]
-    logits = model(ids, cache)[:, -1]  # (1, V)
     for i in range(cfg.max_new_tokens):
         logits = apply_penalties(logits, ids, n_prompt, cfg)
         nxt = sample_next(logits, cfg.temperature, cfg.top_k, cfg.top_p, g)  # (1,)

@@ -12,6 +12,16 @@ what `generate` computes for it alone: greedy rows write the same tokens (tested
   cache of its own), and its first token sampled; at the next `step` its keys and values are copied into
   the batch's cache, right-aligned. A prompt longer than the rows there re-pads the batch on the left: the
   cache is rebuilt one column wider per token it lacks, the old rows shifted right.
+- Chunked prefill (``prefill_chunk=N``, as in vLLM and SARATHI, Agrawal et al. 2023): `add` only queues
+  the prompt, and each `step` after its decode forward runs at most N prompt tokens of the queue, first
+  come first served, each row's chunk one forward against its own cache (the tokens before it at their
+  positions, causal within the chunk: what the one forward computes, in other matrix shapes). A long
+  prompt so takes several steps, and no step runs more than N prompt tokens beside the running rows'
+  one token each: the running rows' inter-token gap stays bounded. The step that runs a prompt's last
+  chunk samples its first token and returns the row; it joins the batch's cache at the next step. A row
+  that decodes alone is chunked alike, then decoded by `stream` from its cache, except where a chunk
+  would compute other keys: past dynamic NTK's trained length (the rotation of a forward depends on its
+  length) and with ``use_cache=False``; those, and ``alone=True`` batches, prefill in one forward.
 - Leave (`remove`, or EOS / ``max_new_tokens`` in a step): the row is dropped at the next step, and the
   columns no row needs any more (padding on the left of every remaining row) go with it, so the cache is
   as long as its longest row. One rebuild per step covers every join and leave of that step; the cache
@@ -40,6 +50,7 @@ from llmlab.generate.config import GenerationConfig
 from llmlab.generate.penalties import apply_penalties, check_bans
 from llmlab.generate.sampling import sample_next
 from llmlab.models.decoder import CausalLM, context_length, n_virtual
+from llmlab.nn.attention import KVCache
 from llmlab.nn.masks import left_padded_mask
 
 GROW = 32  # cache columns added when a step finds it full (a rebuild copies the whole cache)
@@ -47,8 +58,9 @@ GROW = 32  # cache columns added when a step finds it full (a rebuild copies the
 
 class Row:
     """One sequence in a `RunningBatch`. After `add` or a `step`: `token` is its newest token (None if it
-    wrote EOS, which is not a token of its output), `finished` says it wrote its last one (EOS, or its
-    ``max_new_tokens``-th), `error` holds the InputError its sampling raised (it is finished then)."""
+    wrote EOS, which is not a token of its output, or its prompt is still being prefilled: `pending` > 0),
+    `finished` says it wrote its last one (EOS, or its ``max_new_tokens``-th), `error` holds the
+    InputError its sampling raised (it is finished then)."""
 
     def __init__(self, prompt: list[int], cfg: GenerationConfig, eos_id: int | None, device):
         self.ids = list(prompt)  # prompt, then every token written (the penalties read them)
@@ -60,6 +72,7 @@ class Row:
         self.finished = False
         self.error: InputError | None = None
         self.alone: Iterator[int] | None = None  # `stream`'s iterator, for a row decoded alone
+        self.pending = 0  # prompt tokens still to prefill (chunked prefill), from n_prompt - pending on
 
     @property
     def cached(self) -> int:
@@ -85,42 +98,61 @@ def batchable(model, n_prompt: int, cfg: GenerationConfig) -> bool:
     return n_prompt + cfg.max_new_tokens - 1 <= batched_length(model, context_length(model))
 
 
+def chunkable(model, n_prompt: int, cfg: GenerationConfig) -> bool:
+    """Whether a prompt of `n_prompt` tokens prefilled a chunk at a time, each against the cache of those
+    before, gets the keys and values of one forward: with a cache, and within dynamic NTK's trained length
+    (past it, one forward rotates every key by the whole prompt's length, a chunk by its own end)."""
+    return (isinstance(model, CausalLM) and cfg.use_cache and cfg.num_beams == 1
+            and n_prompt <= batched_length(model, context_length(model)))
+
+
 class RunningBatch:
     """The rows being decoded; call `step` for one token more of each. `alone=True` decodes every row by
-    `stream` alone (one forward per row per step). Run it inside `decoding(model)` (eval mode, fused
-    matrices), under ``torch.inference_mode``, as the methods are."""
+    `stream` alone (one forward per row per step). `prefill_chunk` N > 0 prefills prompts N tokens per
+    step at most (chunked prefill, see the module docstring); 0 prefills each prompt in `add`, whole. Run
+    it inside `decoding(model)` (eval mode, fused matrices), under ``torch.inference_mode``, as the
+    methods are."""
 
-    def __init__(self, model, alone: bool = False):
-        self.model, self.alone = model, alone
+    def __init__(self, model, alone: bool = False, prefill_chunk: int = 0):
+        if prefill_chunk < 0:
+            raise InputError(f"prefill_chunk must be >= 0 (0 = each prompt in one forward), got {prefill_chunk}")
+        self.model, self.alone, self.chunk = model, alone, 0 if alone else prefill_chunk
         self.device = next(model.parameters()).device
         self.ctx = context_length(model)
         self.rows: list[Row] = []  # batched rows, in the order of the cache's batch dimension
         self.joining: list[tuple[Row, object]] = []  # prefilled rows and their own caches, merged at the next step
         self.solo: list[Row] = []  # rows decoded alone
+        self.prefilling: list[tuple[Row, KVCache, bool]] = []  # queued prompts, their caches, whether batched
         self.cache = None  # KVCache of `rows`: each row's `cached` tokens right-aligned, ending at cache.length
 
     @torch.inference_mode()
     def add(self, prompt: list[int], cfg: GenerationConfig, eos_id: int | None = None) -> Row:
-        """A new row: its prompt prefilled (alone, as `generate` does) and its first token sampled."""
+        """A new row: its prompt prefilled (alone, as `generate` does) and its first token sampled; with
+        `prefill_chunk`, queued instead, for the steps to prefill (its `token` is None until then)."""
         if cfg.num_beams > 1:
             raise InputError("beam search cannot join a running batch (its best beam is known only at the end): "
                              "use generate()")
         prompt = fit_prompt(prompt, self.ctx)
-        if self.alone or not batchable(self.model, len(prompt), cfg):
-            row = Row(prompt, cfg, eos_id, self.device)
+        cfg = check_bans(cfg, self.model.config.vocab_size, eos_id)
+        batched = not self.alone and batchable(self.model, len(prompt), cfg)
+        chunked = self.chunk > 0 and chunkable(self.model, len(prompt), cfg)
+        row = Row(prompt, cfg, eos_id, self.device)
+        if not batched and not chunked:
             row.alone = stream(self.model, prompt, cfg, eos_id)  # its own generator, seeded alike
             self.solo.append(row)
             self._next_alone(row)
             return row
-        row = Row(prompt, check_bans(cfg, self.model.config.vocab_size, eos_id), eos_id, self.device)
         if cfg.max_new_tokens == 0:
             row.finished = True
             return row
-        cache = self.model.new_cache(1, len(prompt))
+        # a batched row's cache holds its prompt until the merge; one decoded alone goes on in `stream`'s
+        cache = self.model.new_cache(1, len(prompt) if batched else None)
+        if chunked:
+            row.pending = len(prompt)
+            self.prefilling.append((row, cache, batched))
+            return row
         logits = self.model(torch.tensor([prompt], device=self.device), cache)[:, -1]  # (1, V)
-        self._sample(row, logits)
-        if not row.finished:
-            self.joining.append((row, cache))
+        self._prefilled(row, cache, logits, batched)
         return row
 
     def remove(self, row: Row) -> None:
@@ -129,17 +161,19 @@ class RunningBatch:
         if row.alone is not None:
             row.alone.close()  # ends stream's decode (and its hold on the model's mode)
         self.joining = [(r, c) for r, c in self.joining if r is not row]
+        self.prefilling = [p for p in self.prefilling if p[0] is not row]
 
     def clear(self) -> None:
         """Take every row out at once."""
         for row in self.solo:
             row.alone.close()
-        self.rows, self.joining, self.solo, self.cache = [], [], [], None
+        self.rows, self.joining, self.solo, self.prefilling, self.cache = [], [], [], [], None
 
     @torch.inference_mode()
     def step(self) -> list[Row]:
-        """One token more for every running row: one forward for the batched rows, one per row alone.
-        Rows finished before it are dropped first. Returns the rows it stepped."""
+        """One token more for every running row: one forward for the batched rows, one per row alone;
+        then, with `prefill_chunk`, the next chunk of the queued prompts. Rows finished before it are
+        dropped first. Returns the rows it stepped, and those whose prefill ended (with their first token)."""
         for r in self.solo:
             if r.finished and r.alone is not None:
                 r.alone.close()
@@ -149,7 +183,37 @@ class RunningBatch:
         self._fit()
         if self.rows:
             self._decode()
-        return self.rows + self.solo
+        return self.rows + self.solo + self._prefill_chunk()
+
+    def _prefill_chunk(self) -> list[Row]:
+        """Up to `chunk` prompt tokens of the queue, first come first served, one forward per row; the
+        rows whose prompt ended sample their first token (and join at the next step). Returns those."""
+        budget, done = self.chunk, []
+        while self.prefilling and budget:
+            row, cache, batched = self.prefilling[0]
+            start = row.n_prompt - row.pending
+            n = min(budget, row.pending)
+            ids = torch.tensor([row.ids[start:start + n]], device=self.device)  # (1, n)
+            logits = self.model(ids, cache)[:, -1]  # (1, V): at the tokens' own positions, after the cached ones
+            row.pending -= n
+            budget -= n
+            if row.pending:
+                break
+            self.prefilling.pop(0)
+            self._prefilled(row, cache, logits, batched)
+            done.append(row)
+        return done
+
+    def _prefilled(self, row: Row, cache: KVCache, logits: torch.Tensor, batched: bool) -> None:
+        """The row's prompt is in `cache`, `logits` (1, V) its last position's: its first token."""
+        if batched:
+            self._sample(row, logits)
+            if not row.finished:
+                self.joining.append((row, cache))
+            return
+        row.alone = stream(self.model, row.ids, row.cfg, row.eos_id, prefilled=(cache, logits))
+        self.solo.append(row)
+        self._next_alone(row)
 
     def _decode(self) -> None:
         rows, L = self.rows, self.cache.length
@@ -181,6 +245,9 @@ class RunningBatch:
             token = next(row.alone)
         except StopIteration:  # EOS (or max_new_tokens = 0)
             row.token, row.finished = None, True
+            return
+        except InputError as e:  # bans that leave no token, diverged logits: this row's failure only
+            row.error, row.finished = e, True
             return
         row.written += 1
         row.token = token

@@ -22,6 +22,7 @@ class ServeConfig:
     default_max_tokens: int = 128  # max_tokens of a request that gives none (at most max_tokens_limit; lowered to fit)
     truncation: str = "error"  # prompt over its budget: error (400), left (keep its end) or middle (keep both ends)
     max_batch: int = 8  # requests decoded together (continuous batching); 1 = one at a time, the serial server
+    prefill_chunk: int = 0  # prompt tokens prefilled per decode step at most (chunked prefill; 0 = each prompt whole)
     max_wait_seconds: float = 60.0  # a request waiting longer than this for a place among max_batch gets 503
     read_timeout: float = 30.0  # seconds a client may leave its connection silent before it is closed
 
@@ -36,6 +37,8 @@ class ServeConfig:
             raise InputError(f"max_prompt_tokens must be >= 0 (0 = the model's context), got {self.max_prompt_tokens}")
         if self.max_batch < 1:
             raise InputError(f"max_batch must be >= 1 (1 = one request at a time), got {self.max_batch}")
+        if self.prefill_chunk < 0:
+            raise InputError(f"prefill_chunk must be >= 0 (0 = each prompt in one forward), got {self.prefill_chunk}")
         if self.max_tokens_limit < 1:
             raise InputError(f"max_tokens_limit must be >= 1, got {self.max_tokens_limit}")
         if self.default_max_tokens < 1:

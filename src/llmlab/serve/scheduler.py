@@ -6,9 +6,12 @@ Each iteration of the thread, under the engine's lock:
 
 1. drop the rows whose reader went away (a client gone mid-stream closes its `Completion`);
 2. admit waiting requests, first come first served, while fewer than ``max_batch`` run: each one's prompt
-   is prefilled alone and its first token sampled, and its row joins the batch at this step;
+   is prefilled alone and its first token sampled, and its row joins the batch at this step; with
+   ``prefill_chunk`` N, the prompt is queued instead and prefilled N tokens per step at most (chunked
+   prefill), so a long prompt no longer holds up the running requests' next token for its whole prefill;
 3. one decode step: one forward for all batched rows (plus one for each row that must decode alone), then
-   each row samples with its own settings and generator;
+   each row samples with its own settings and generator; then the next chunk of the queued prompts (a
+   prompt whose last chunk ran samples its first token, and joins the batch at the next step);
 4. hand every token to its `Completion`, which turns it into text; a row that wrote its end token or
    max_tokens, or whose text completed a stop string, leaves at once, freeing its place.
 
@@ -35,10 +38,12 @@ log = logging.getLogger(__name__)
 class Scheduler:
     """Decodes the completions submitted to it, up to `max_batch` at a time, on a thread of its own."""
 
-    def __init__(self, engine: Engine, max_batch: int = 8):
+    def __init__(self, engine: Engine, max_batch: int = 8, prefill_chunk: int = 0):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        self.engine, self.max_batch = engine, max_batch
+        if prefill_chunk < 0:
+            raise ValueError(f"prefill_chunk must be >= 0 (0 = each prompt in one forward), got {prefill_chunk}")
+        self.engine, self.max_batch, self.prefill_chunk = engine, max_batch, prefill_chunk
         self.cond = threading.Condition()  # guards the three fields below
         self.waiting: deque[Completion] = deque()
         self.active: dict[Completion, Row | None] = {}  # admitted, by their row (None while it prefills)
@@ -91,7 +96,7 @@ class Scheduler:
                 if self.closed:
                     break
             with decoding(self.engine.model):  # eval mode and fused matrices while there is work
-                batch = RunningBatch(self.engine.model, alone=self.max_batch == 1)
+                batch = RunningBatch(self.engine.model, alone=self.max_batch == 1, prefill_chunk=self.prefill_chunk)
                 try:
                     while self._iterate(batch):
                         pass

@@ -47,7 +47,7 @@ class Server(ThreadingHTTPServer):
 
     def __init__(self, engine: Engine, cfg: ServeConfig):
         self.engine, self.cfg = engine, cfg
-        self.scheduler = Scheduler(engine, cfg.max_batch)
+        self.scheduler = Scheduler(engine, cfg.max_batch, cfg.prefill_chunk)
         super().__init__((cfg.host, cfg.port), Handler)
 
     def server_close(self) -> None:
