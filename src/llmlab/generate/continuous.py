@@ -183,7 +183,8 @@ class RunningBatch:
         self._fit()
         if self.rows:
             self._decode()
-        return self.rows + self.solo + self._prefill_chunk()
+        stepped = self.rows + self.solo  # before the chunk: a row decoded alone whose prefill ends joins `solo`
+        return stepped + self._prefill_chunk()
 
     def _prefill_chunk(self) -> list[Row]:
         """Up to `chunk` prompt tokens of the queue, first come first served, one forward per row; the
