@@ -18,6 +18,18 @@ at different steps), to a server with max_batch=1 (one at a time) and one with m
 completion tokens/s across all clients, each request's mean latency, and the ratios.
 
     .venv/bin/python bench/serve.py --clients 1,4,8,16 [--requests 4] [--new-tokens 64]
+
+With --prefill-chunks 64,256 it measures chunked prefill instead: --streams clients each stream short-prompt
+completions of --new-tokens tokens, one after another, while one more client sends --long-requests
+prompts of --long-prompt tokens (8 new tokens each), one after another (--long-pause seconds between an
+answer and the next prompt, default 0: the heaviest prefill load); once those are answered the
+streams finish the completion they are in. For a server without chunking (--prefill-chunk 0) and one per
+chunk size it prints the running clients' inter-token gaps (the times between two tokens of one
+completion as the client reads them: median, p95, worst), the completion tokens/s of all clients, and
+the long prompts' mean time to first token (what chunking costs them), with ratios to no chunking.
+Each setting runs --reps times, in turn; the figures are medians over the runs.
+
+    .venv/bin/python bench/serve.py --prefill-chunks 32,128 [--long-prompt 900] [--streams 4] [--new-tokens 64]
 """
 
 from __future__ import annotations
@@ -50,8 +62,9 @@ def load(args):
 
     tok = CharTokenizer.train(pfr1998_text("train")[:2000])
     torch.manual_seed(0)
+    ctx = args.new_tokens + 64 if not args.prefill_chunks else max(args.new_tokens + 64, args.long_prompt + 16)
     cfg = ModelConfig(vocab_size=tok.vocab_size, dim=args.dim, n_layer=args.layers, n_head=4, n_kv_head=4,
-                      max_seq_len=args.new_tokens + 64)
+                      max_seq_len=ctx)
     return CausalLM(cfg).eval(), tok, None
 
 
@@ -118,6 +131,116 @@ def batching(args, model, tok, template) -> None:
         print(f"{'':7s} {'':9s} {tpsn / tps1:8.2f}x {latn / lat1:8.2f}x")
 
 
+def read_stream(conn, body: dict) -> tuple[list[float], int]:
+    """Stream one completion over `conn`: the arrival time of each event that carries text, and the
+    completion tokens (from the usage chunk)."""
+    conn.request("POST", "/v1/completions", json.dumps({**body, "stream": True,
+                                                        "stream_options": {"include_usage": True}}).encode(),
+                 {"Content-Type": "application/json"})
+    r, times, tokens = conn.getresponse(), [], 0
+    for line in r:
+        if not line.startswith(b"data: {"):
+            continue
+        doc = json.loads(line[6:])
+        if doc["choices"] and doc["choices"][0]["text"]:
+            times.append(time.perf_counter())
+        if doc.get("usage"):
+            tokens = doc["usage"]["completion_tokens"]
+    return times, tokens
+
+
+def long_prompt_run(engine, chunk: int, args, long_texts: list[str]) -> dict[str, float]:
+    """One run of the --prefill-chunks mode with `chunk`: the figures it prints (seconds, tokens/s)."""
+    server = make_server(engine, ServeConfig(port=0, max_batch=args.streams + 1, prefill_chunk=chunk,
+                                             max_tokens_limit=args.new_tokens, max_wait_seconds=3600))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port, done, started = server.server_address[1], threading.Event(), threading.Barrier(args.streams + 1)
+    gaps, tokens, ttft, steps = [], [], [], []
+    iterate = server.scheduler._iterate
+
+    def timed(batch) -> bool:  # the scheduler thread's CPU time per iteration: not the machine's other load
+        t = time.thread_time()
+        more = iterate(batch)
+        steps.append(time.thread_time() - t)
+        return more
+
+    server.scheduler._iterate = timed
+
+    def streamer(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        first = True
+        while first or not done.is_set():
+            times, n = read_stream(conn, {"prompt": PROMPTS[i % len(PROMPTS)], "max_tokens": args.new_tokens,
+                                          "temperature": 0})
+            gaps.extend(b - a for a, b in zip(times, times[1:]))
+            tokens.append(n)
+            if first:  # the long prompts start once every stream is running
+                started.wait()
+                first = False
+
+    def long_client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        started.wait()
+        for i, text in enumerate(long_texts):
+            if i:
+                time.sleep(args.long_pause)
+            t = time.perf_counter()
+            times, n = read_stream(conn, {"prompt": text, "max_tokens": 8, "temperature": 0})
+            ttft.append(times[0] - t)
+            tokens.append(n)
+        done.set()
+
+    threads = [threading.Thread(target=streamer, args=(i,)) for i in range(args.streams)]
+    threads.append(threading.Thread(target=long_client))
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t
+    server.shutdown()
+    server.server_close()
+    gaps.sort()
+    steps.sort()
+    return {"median gap": statistics.median(gaps), "p95 gap": gaps[int(0.95 * (len(gaps) - 1))], "worst gap": gaps[-1],
+            "p95 step CPU": steps[int(0.95 * (len(steps) - 1))], "worst step CPU": steps[-1],
+            "tokens/s": sum(tokens) / wall, "long TTFT": statistics.mean(ttft)}
+
+
+def chunked_prefill(args, model, tok, template) -> None:
+    from llmlab.data.corpora import pfr1998_text
+
+    chunks = [0] + [int(n) for n in args.prefill_chunks.split(",")]
+    text = "".join(pfr1998_text("train")[:2000])
+    long_texts = []  # different prompts of --long-prompt tokens (with the text start), in the vocabulary
+    for i in range(args.long_requests):
+        ids = tok.encode(text[i * 997:])[:args.long_prompt - 1]
+        long_texts.append(tok.decode(ids))
+    print(f"model: {sum(p.numel() for p in model.parameters()):,} parameters, context {model.config.max_seq_len}; "
+          f"{args.streams} streams of {args.new_tokens}-token greedy completions, {args.long_requests} prompts of "
+          f"{args.long_prompt} tokens arriving one after another, {args.long_pause:g} s apart; "
+          f"torch threads {torch.get_num_threads()}; medians of {args.reps} runs each, in turn")
+    engine = Engine(model, tok, "bench", template)
+    long_prompt_run(engine, chunks[-1], args, long_texts[:1])  # warm-up
+    runs: dict[int, list[dict]] = {n: [] for n in chunks}
+    for rep in range(args.reps):
+        for n in chunks:
+            runs[n].append(long_prompt_run(engine, n, args, long_texts))
+            print(f"  run {rep + 1}/{args.reps}, prefill_chunk {n}: "
+                  + ", ".join(f"{k} {v:.4g}" for k, v in runs[n][-1].items()), flush=True)
+    keys = list(runs[0][0])
+    med = {n: {k: statistics.median(r[k] for r in runs[n]) for k in keys} for n in chunks}
+    units = {"tokens/s": "", "long TTFT": " s"}
+    labels = [k + units.get(k, " ms") for k in keys]
+    print(f"{'prefill_chunk':>13s}  " + "  ".join(labels))
+    for n in chunks:
+        cells = [med[n][k] * (1 if k in units else 1000) for k in keys]
+        print(f"{n or 'off':>13}  " + "  ".join(f"{c:{len(w)}.{1 if c >= 10 else 3}f}" for c, w in zip(cells, labels)))
+        if n:
+            print(f"{'ratio to off':>13s}  " + "  ".join(f"{med[n][k] / med[0][k]:{len(w) - 1}.2f}x"
+                                                        for k, w in zip(keys, labels)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dim", type=int, default=256)
@@ -128,11 +251,19 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="a saved model directory instead of a random one")
     ap.add_argument("--clients", default="", help="continuous batching: concurrent clients to try, e.g. 1,4,8,16")
     ap.add_argument("--requests", type=int, default=4, help="with --clients: completions each client sends")
+    ap.add_argument("--prefill-chunks", default="", help="chunked prefill: chunk sizes to try, e.g. 32,128")
+    ap.add_argument("--long-prompt", type=int, default=900, help="with --prefill-chunks: tokens of each long prompt")
+    ap.add_argument("--long-requests", type=int, default=6, help="with --prefill-chunks: long prompts sent")
+    ap.add_argument("--streams", type=int, default=4, help="with --prefill-chunks: clients streaming completions")
+    ap.add_argument("--long-pause", type=float, default=0.0,
+                    help="with --prefill-chunks: seconds between a long prompt's answer and the next one")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, tok, template = load(args)
     if args.clients:
         return batching(args, model, tok, template)
+    if args.prefill_chunks:
+        return chunked_prefill(args, model, tok, template)
     ids = text_start(tok) + tok.encode(PROMPT)
     gen = GenerationConfig(max_new_tokens=args.new_tokens, temperature=0.0)
 
