@@ -97,8 +97,13 @@ def test_alone_decodes_every_row_by_itself():
     assert got == want and max(sizes) >= 4 and batches == {1}  # rows at once, each with forwards of its own
 
 
-def test_a_row_s_error_is_its_own_and_beams_are_refused():
+@pytest.mark.parametrize("soft_prompt", [False, True])
+def test_a_row_s_error_is_its_own_and_beams_are_refused(soft_prompt):
     model = wide(ModelConfig(**BASE))
+    if soft_prompt:  # every row decoded alone, by `stream`: its error is still its own
+        from llmlab.adapt.prompt_tuning import PromptConfig, apply_prompt_tuning
+
+        apply_prompt_tuning(model, PromptConfig(n_virtual=2, init="vocab"))
     with decoding(model):
         batch = RunningBatch(model)
         ok = batch.add([1, 2, 3], GenerationConfig(max_new_tokens=5, temperature=0.0))
