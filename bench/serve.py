@@ -19,17 +19,19 @@ completion tokens/s across all clients, each request's mean latency, and the rat
 
     .venv/bin/python bench/serve.py --clients 1,4,8,16 [--requests 4] [--new-tokens 64]
 
-With --prefill-chunks 64,256 it measures chunked prefill instead: --streams clients each stream short-prompt
+With --prefill-chunks 64,128 it measures chunked prefill instead: --streams clients each stream short-prompt
 completions of --new-tokens tokens, one after another, while one more client sends --long-requests
 prompts of --long-prompt tokens (8 new tokens each), one after another (--long-pause seconds between an
 answer and the next prompt, default 0: the heaviest prefill load); once those are answered the
 streams finish the completion they are in. For a server without chunking (--prefill-chunk 0) and one per
 chunk size it prints the running clients' inter-token gaps (the times between two tokens of one
-completion as the client reads them: median, p95, worst), the completion tokens/s of all clients, and
-the long prompts' mean time to first token (what chunking costs them), with ratios to no chunking.
+completion as the client reads them: median, p95, worst), the CPU time of the scheduler thread's steps
+(p95, worst: the part of a gap that another process's load on the machine does not stretch), the
+completion tokens/s of all clients, and the long prompts' mean time to first token (what chunking costs
+them), with ratios to no chunking.
 Each setting runs --reps times, in turn; the figures are medians over the runs.
 
-    .venv/bin/python bench/serve.py --prefill-chunks 32,128 [--long-prompt 900] [--streams 4] [--new-tokens 64]
+    .venv/bin/python bench/serve.py --prefill-chunks 64,128,256 [--long-prompt 900] [--long-requests 6] [--streams 4]
 """
 
 from __future__ import annotations
