@@ -1,7 +1,14 @@
-"""Progress bars for long work, in one place so they can be silenced (tests, pipes)."""
+"""Progress for long work, in one place so it can be silenced (tests, pipes).
+
+On a terminal a tqdm bar redraws in place. Off one (a pipe, a log file, CI) a loop that is still running
+after `HEARTBEAT` seconds writes one plain line every `HEARTBEAT` seconds, and a last one when it ends,
+so a long run's log shows it is alive and how far it has got; shorter loops write nothing.
+``LLMLAB_PROGRESS=0`` silences both, ``LLMLAB_PROGRESS=1`` forces the bar.
+"""
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Iterable
@@ -10,6 +17,8 @@ from typing import TypeVar
 from tqdm.auto import tqdm
 
 T = TypeVar("T")
+HEARTBEAT = 30.0  # seconds between progress lines off a terminal (and before the first)
+LINE_FORMAT = "{desc}: {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]"
 
 
 def progress_enabled() -> bool:
@@ -20,6 +29,28 @@ def progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
+class _Lines(io.TextIOBase):
+    """tqdm's output as whole lines: each redraw (``\\r`` + status) becomes one line, repeats dropped."""
+
+    def __init__(self, stream):
+        self.stream, self.last = stream, None
+
+    def write(self, text: str) -> int:
+        line = text.strip("\r\n")
+        if line and line != self.last:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+            self.last = line
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def progress(iterable: Iterable[T] | None = None, total: int | None = None, desc: str = "", **kw) -> tqdm:
-    disable = kw.pop("disable", False) or not progress_enabled()
-    return tqdm(iterable, total=total, desc=desc, disable=disable, dynamic_ncols=True, **kw)
+    if kw.pop("disable", False) or os.environ.get("LLMLAB_PROGRESS") is not None and not progress_enabled():
+        return tqdm(iterable, total=total, disable=True, **kw)
+    if progress_enabled():
+        return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True, **kw)
+    return tqdm(iterable, total=total, desc=desc or "progress", file=_Lines(sys.stderr), delay=HEARTBEAT,
+                mininterval=HEARTBEAT, maxinterval=HEARTBEAT, bar_format=LINE_FORMAT, **kw)
