@@ -60,6 +60,28 @@ def dpo_loss(chosen: torch.Tensor, rejected: torch.Tensor, ref_chosen: torch.Ten
     raise InputError(f"unknown DPO loss {loss!r}; choose from {', '.join(LOSSES)}")
 
 
+def pair_losses(model, pairs: list[Pair], ref: torch.Tensor, pad_id: int, beta: float, loss: str = "sigmoid",
+                label_smoothing: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Per-comparison losses (B,) of `model` on `pairs` against the reference's reply log-probabilities
+    `ref` (B, 2), with the implicit rewards (B,) and the chosen replies' mean token NLL (differentiable)."""
+    logp, mask = answer_logprobs(model, pairs, pad_id)
+    chosen, rejected = reply_logps(logp, mask, average=loss == "ipo")
+    ref = ref.to(chosen.device)
+    losses = dpo_loss(chosen, rejected, ref[:, 0], ref[:, 1], beta, loss, label_smoothing)
+    B = len(pairs)
+    m = mask[:B].to(logp.device)
+    parts = {"chosen_reward": beta * (chosen - ref[:, 0]).detach(),
+             "rejected_reward": beta * (rejected - ref[:, 1]).detach(),
+             "chosen_nll": -(logp[:B] * m).sum() / m.sum()}
+    return losses, parts
+
+
+def dpo_objective(losses: torch.Tensor, parts: dict[str, torch.Tensor], nll_coef: float) -> tuple[torch.Tensor, ...]:
+    """(the batch's mean DPO loss, what is minimised: that loss plus nll_coef x the chosen replies' NLL; RPO)."""
+    loss = losses.mean()
+    return loss, loss + nll_coef * parts["chosen_nll"] if nll_coef else loss
+
+
 def answer_logprobs(model, pairs: list[Pair], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token log-probabilities (2B, T) of the chosen replies then the rejected ones, each given its
     prompt (0 past a reply's end), and the replies' masks (2B, T); one right-padded forward."""
@@ -108,23 +130,13 @@ class DPOTrainer(Trainer):
 
     def losses(self, model, pairs: list[Pair], ref: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-comparison losses (B,), with the implicit rewards and the chosen replies' token NLL."""
-        logp, mask = answer_logprobs(model, pairs, self.pad_id)
-        chosen, rejected = reply_logps(logp, mask, average=self.loss == "ipo")
-        ref = ref.to(chosen.device)
-        losses = dpo_loss(chosen, rejected, ref[:, 0], ref[:, 1], self.beta, self.loss, self.label_smoothing)
-        B = len(pairs)
-        m = mask[:B].to(logp.device)
-        parts = {"chosen_reward": self.beta * (chosen - ref[:, 0]).detach(),
-                 "rejected_reward": self.beta * (rejected - ref[:, 1]).detach(),
-                 "chosen_nll": -(logp[:B] * m).sum() / m.sum()}
-        return losses, parts
+        return pair_losses(model, pairs, ref, self.pad_id, self.beta, self.loss, self.label_smoothing)
 
     def micro_step(self, idx: list[int]) -> torch.Tensor:
         pairs = [self.pairs[i] for i in idx]
         self.count(sum(2 * len(p) + len(c) + len(r) for p, c, r in pairs))
         losses, parts = self.losses(self.model, pairs, self.ref[idx])
-        loss = losses.mean()
-        objective = loss + self.nll_coef * parts["chosen_nll"] if self.nll_coef else loss
+        loss, objective = dpo_objective(losses, parts, self.nll_coef)
         (objective / self.cfg.grad_accum).backward()
         self._stats = reward_stats(parts)
         return loss.detach()

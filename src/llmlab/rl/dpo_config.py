@@ -46,13 +46,19 @@ class DPOConfig(ComparisonRun):
         check_comparison_settings(self, "DPO run")
         if self.eval_problems < 0:
             raise InputError(f"eval_problems must be >= 0, got {self.eval_problems}")
-        if self.loss not in LOSSES:
-            raise InputError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if not 0 < self.beta < float("inf"):
-            raise InputError(f"beta must be a finite number > 0, got {self.beta}")
-        if not 0 <= self.label_smoothing < 0.5:
-            raise InputError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
-        if self.label_smoothing and self.loss != "sigmoid":
-            raise InputError(f"label_smoothing applies to the sigmoid loss, not {self.loss!r}")
-        if not 0 <= self.nll_coef < float("inf"):
-            raise InputError(f"nll_coef must be a finite number >= 0, got {self.nll_coef}")
+        check_dpo_loss(self)
+
+
+def check_dpo_loss(cfg) -> None:
+    """InputError unless `cfg`'s loss, beta, label_smoothing and nll_coef are a DPO loss (the offline run's
+    and `llmlab rl --algo online-dpo`'s)."""
+    if cfg.loss not in LOSSES:
+        raise InputError(f"loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
+    if not 0 < cfg.beta < float("inf"):
+        raise InputError(f"beta must be a finite number > 0, got {cfg.beta}")
+    if not 0 <= cfg.label_smoothing < 0.5:
+        raise InputError(f"label_smoothing must be in [0, 0.5), got {cfg.label_smoothing}")
+    if cfg.label_smoothing and cfg.loss != "sigmoid":
+        raise InputError(f"label_smoothing applies to the sigmoid loss, not {cfg.loss!r}")
+    if not 0 <= cfg.nll_coef < float("inf"):
+        raise InputError(f"nll_coef must be a finite number >= 0, got {cfg.nll_coef}")
