@@ -93,7 +93,8 @@ def test_a_run_saved_before_newer_settings_existed_still_resumes(chat_dir, tmp_p
     assert rl(chat_dir, tmp_path, *flags) == 0
     saved = tmp_path / "r" / "config.json"
     cfg = json.loads(saved.read_text())
-    for newer in ("kl_penalty", "lam_policy", "reward_model", "rollout_batch"):  # settings later than the run
+    for newer in ("kl_penalty", "lam_policy", "reward_model", "rollout_batch", "beta", "loss", "label_smoothing",
+                  "nll_coef"):  # settings later than the run
         cfg.pop(newer)
     if algo == "grpo":
         cfg["lam_critic"] = 1.0  # every algorithm saved this default before lam_critic became vapo's and ppo's

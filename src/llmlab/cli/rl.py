@@ -1,5 +1,5 @@
-"""llmlab rl: improve a chat model by reinforcement on arithmetic answers (GRPO, DAPO, VAPO or PPO);
-resumes if the run exists."""
+"""llmlab rl: improve a chat model by reinforcement on arithmetic answers (GRPO, DAPO, VAPO, PPO, or
+online DPO on comparisons of its own fresh answers); resumes if the run exists."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ def register(sub) -> None:
 
     p = add_command(sub, "rl", "improve a chat model (from llmlab sft) by reinforcement: it answers arithmetic "
                     "questions, exact answers earn reward 1, or a reward model scores them (--reward-model); GRPO, "
-                    "DAPO, VAPO or PPO; resumes if the run exists; prints test exact match before and after", run)
-    p.add_argument("--algo", default="grpo", help="grpo | dapo | vapo | ppo: sets the defaults of the settings marked "
-                   "'the algorithm's' (explicit flags win)")
+                    "DAPO, VAPO, PPO, or online DPO (each prompt's best and worst of --group-size fresh answers "
+                    "compared by the DPO loss); resumes if the run exists; prints test exact match before and after",
+                    run)
+    p.add_argument("--algo", default="grpo", help="grpo | dapo | vapo | ppo | online-dpo: sets the defaults of the "
+                   "settings whose default lists each algorithm's (explicit flags win)")
     p.add_argument("--model", required=True, help="chat model directory (llmlab sft writes runs/NAME/model)")
     p.add_argument("--name", default="rl", help="run name: output goes to OUT/NAME")
     p.add_argument("-o", "--out", default="runs", help="directory holding run directories")

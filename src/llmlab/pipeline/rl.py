@@ -1,7 +1,8 @@
 """Reinforcement-learning run (topics 78, 82, 83): a chat model from `llmlab sft` answers arithmetic
 questions, each answer is rewarded 1 when it is exactly right (or, with `reward_model`, by a reward
 model's score: RLHF's third stage), and GRPO, DAPO, VAPO or PPO (`llmlab.rl.trainer`) moves the policy
-toward the rewarded answers. The run directory has the layout
+toward the rewarded answers, or online DPO (`llmlab.rl.online_dpo`) trains it on comparisons of each
+prompt's best and worst answer. The run directory has the layout
 of a fine-tuning run:
 
     runs/<name>/
@@ -29,14 +30,18 @@ from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl, sha
 from llmlab.models import count_parameters, load_model
 from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
 from llmlab.pipeline.sft import recorded, save_chat_model, sft_fingerprint
-from llmlab.rl.config import RLConfig
+from llmlab.rl.config import DPO_SETTINGS, RLConfig
 from llmlab.rl.rewards import answer_reward
 from llmlab.rl.trainer import RLTrainer, Task
 
 log = logging.getLogger(__name__)
 
 CURVE_KEYS = ("reward", "accuracy", "response_length", "entropy", "kl_ref", "kl_penalty", "clip_fraction",
-              "kept_groups", "value_loss", "explained_variance")
+              "kept_groups", "value_loss", "explained_variance", "pair_share", "dpo_loss", "reward_margin",
+              "reward_accuracy", "chosen_nll")
+REPORTED_PG_SETTINGS = ("clip_low", "clip_high", "kl_coef", "kl_penalty", "aggregation", "dynamic_sampling",
+                        "overlong_shaping", "overlong_filter", "lm_coef", "value_pretrain_steps", "lam_critic",
+                        "lam_policy", "lam_adaptive")
 
 
 def chat_model(model_dir: str):
@@ -97,7 +102,7 @@ def run_rl(cfg: RLConfig, out_root: str | Path = "runs", fresh: bool = False) ->
     model, tok, template = chat_model(cfg.model)
     task, problems = arithmetic_task(cfg, tok, template)
     out = Path(out_root) / cfg.name
-    trainer = RLTrainer(model, cfg, task, template.ids(tok)[template.end], tok.pad_id, out)
+    trainer = trainer_class(cfg)(model, cfg, task, template.ids(tok)[template.end], tok.pad_id, out)
     data = sft_fingerprint(cfg.model, [[p.question, p.answer] for p in problems], [])
     if cfg.reward_model:
         data["reward_model_sha256"] = sha256_file(Path(cfg.reward_model) / "model.safetensors")
@@ -125,6 +130,13 @@ def run_rl(cfg: RLConfig, out_root: str | Path = "runs", fresh: bool = False) ->
     atomic_write_text(out / "report.md", rl_report(cfg, figures))
     atomic_write_json(out / "summary.json", figures)
     return figures
+
+
+def trainer_class(cfg: RLConfig) -> type[RLTrainer]:
+    """The loop of `cfg.algo`: online DPO's comparisons and loss, or the policy-gradient one."""
+    from llmlab.rl.online_dpo import OnlineDPOTrainer
+
+    return OnlineDPOTrainer if cfg.algo == "online-dpo" else RLTrainer
 
 
 def reward_source(cfg: RLConfig) -> str:
@@ -160,11 +172,9 @@ def _fmt(v) -> str:
 def rl_report(cfg: RLConfig, f: dict) -> str:
     """The run's report in Markdown: settings, before/after accuracy, the curves, samples."""
     b, a = f["before"], f["after"]
-    settings = {k: getattr(cfg, k) for k in ("clip_low", "clip_high", "kl_coef", "kl_penalty", "aggregation",
-                                             "dynamic_sampling", "overlong_shaping", "overlong_filter", "lm_coef",
-                                             "value_pretrain_steps", "lam_critic", "lam_policy", "lam_adaptive",
-                                             "prompts_per_step", "group_size", "temperature", "max_new_tokens",
-                                             "rollout_batch", "ppo_epochs", "minibatches")}
+    own = DPO_SETTINGS if cfg.algo == "online-dpo" else REPORTED_PG_SETTINGS
+    settings = {k: getattr(cfg, k) for k in own + ("prompts_per_step", "group_size", "temperature", "max_new_tokens",
+                                                   "rollout_batch", "ppo_epochs", "minibatches")}
     curves = f["curves"]
     marks = list(next(iter(curves.values()))) if curves else []
     head = "| curve | " + " | ".join(f"step {m}" for m in marks) + " |\n|---|" + "---|" * len(marks) + "\n"
@@ -185,6 +195,9 @@ def rl_report(cfg: RLConfig, f: dict) -> str:
             "## Curves\n\nMeans over a tenth of the policy steps, ending at the step shown. Reward (with any "
             "overlong penalty), accuracy (the share of sampled completions that are right), length and truncation "
             "describe each step's first batch of prompts, all of it; kept_groups counts the groups trained on "
-            "(dynamic sampling keeps only groups whose rewards differ).\n\n"
+            "(dynamic sampling keeps only groups whose rewards differ). Online DPO: pair_share is the share of "
+            "prompts whose answers' rewards differ (each gives one comparison, best against worst), and the "
+            "implicit rewards (margin, accuracy), loss and chosen answers' NLL are its comparisons' before the "
+            "step.\n\n"
             + head + rows + "\n## Samples\n\n| question | gold | before | after |\n|---|---|---|---|\n"
             + samples + "\n")

@@ -1,6 +1,7 @@
 """Fine-tuning by reinforcement (topics 78, 82, 83): rewards, advantages and the policy-gradient losses
 of GRPO, DAPO, VAPO and RLHF's PPO; rollouts, the critic and the training loop that uses them
-(`RLTrainer`, configured by `RLConfig`; `llmlab rl` runs it on arithmetic); and RLHF's reward model,
+(`RLTrainer`, configured by `RLConfig`; `llmlab rl` runs it on arithmetic), and online DPO on that loop
+(`OnlineDPOTrainer`, `llmlab rl --algo online-dpo`); and RLHF's reward model,
 trained on comparisons (`RewardTrainer`, configured by `RewardConfig`; `llmlab rm train`).
 
 Names are imported on first use (PEP 562), so the package's torch-free parts load without torch.
@@ -11,6 +12,7 @@ from llmlab.core.lazy import lazy_exports
 __getattr__, __all__ = lazy_exports(__name__, {
     "algo_defaults": "llmlab.rl.config",
     "answer_reward": "llmlab.rl.rewards",
+    "best_worst_pairs": "llmlab.rl.online_dpo",
     "gae": "llmlab.rl.advantages",
     "group_advantages": "llmlab.rl.advantages",
     "informative_groups": "llmlab.rl.advantages",
@@ -22,6 +24,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "make_reward_model": "llmlab.rl.reward_model",
     "masked_mean": "llmlab.rl.losses",
     "nll_loss": "llmlab.rl.losses",
+    "OnlineDPOTrainer": "llmlab.rl.online_dpo",
     "overlong_penalty": "llmlab.rl.rewards",
     "pair_accuracy": "llmlab.rl.reward_model",
     "policy_loss": "llmlab.rl.losses",

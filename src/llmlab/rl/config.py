@@ -15,6 +15,10 @@ Four algorithms share one loop and differ only in settings, which `algo_defaults
   with lambda 0.95 for both the value targets and the policy, the clip 0.2 both ways, token-level loss,
   and the KL to the starting policy (0.05) in the reward rather than the loss: every completion token
   earns ``-kl_coef * (log pi_old - log pi_ref)`` and the last one the score as well.
+- ``online-dpo`` (Guo et al. 2024; TRL's ``OnlineDPOTrainer``): no advantages and no clip; each prompt's
+  best and worst of ``group_size`` answers (2 by default) become a comparison when their scores differ,
+  and one DPO step (`llmlab.rl.dpo`'s loss, ``beta``, ``loss``, ``label_smoothing``, ``nll_coef``) is
+  taken on the step's comparisons against the frozen starting policy (`llmlab.rl.online_dpo`).
 
 A setting left at None takes the algorithm's value; one given explicitly wins (`resolved` fills them
 in as the config is built, so config.json records what ran). `dataclasses.replace` keeps resolved
@@ -30,10 +34,14 @@ from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.train.config import TrainConfig
 
-ALGOS = ("grpo", "dapo", "vapo", "ppo")
+ALGOS = ("grpo", "dapo", "vapo", "ppo", "online-dpo")
 AGGREGATIONS = ("token", "sequence")
 KL_PENALTIES = ("loss", "reward")
 CRITIC_ALGOS = ("vapo", "ppo")  # those whose advantages are GAE from a value model
+DPO_SETTINGS = ("beta", "loss", "label_smoothing", "nll_coef")  # online-dpo's own; the others leave them None
+# the policy-gradient settings online-dpo has no use for (no advantages, ratio, clip, critic or KL term: beta is it)
+PG_SETTINGS = ("clip_low", "clip_high", "kl_coef", "kl_penalty", "aggregation", "dynamic_sampling", "overlong_shaping",
+               "overlong_filter", "lm_coef", "value_lr", "value_pretrain_steps", "lam_critic", "lam_policy")
 
 # The loop: optimizer, schedule, clipping, seed, checkpoints. batch_size and seq_len are unused (a step's
 # batch is prompts_per_step x group_size completions of at most max_new_tokens tokens).
@@ -50,10 +58,14 @@ def algo_defaults(algo: str) -> dict:
 
     >>> algo_defaults("dapo")["clip_high"], algo_defaults("grpo")["aggregation"], algo_defaults("ppo")["kl_penalty"]
     (0.28, 'sequence', 'reward')
+    >>> algo_defaults("online-dpo")["group_size"], algo_defaults("grpo")["group_size"]
+    (2, 8)
     """
     if algo not in ALGOS:
         raise InputError(f"algo must be one of {ALGOS}, got {algo!r}")
-    return {
+    if algo == "online-dpo":  # one optimizer step on the step's comparisons
+        return dict(group_size=2, minibatches=1, beta=0.1, loss="sigmoid", label_smoothing=0.0, nll_coef=0.0)
+    return dict(group_size=8, minibatches=2) | {
         "grpo": dict(clip_low=0.2, clip_high=0.2, kl_coef=0.04, kl_penalty="loss", aggregation="sequence",
                      dynamic_sampling=False, overlong_shaping=False, overlong_filter=False, lm_coef=0.0,
                      value_pretrain_steps=0),
@@ -73,15 +85,15 @@ def algo_defaults(algo: str) -> dict:
 class RLConfig:
     name: str = "rl"  # run directory name under the output root
     model: str = ""  # the chat model to improve (a folder written by llmlab sft)
-    algo: str = "grpo"  # grpo | dapo | vapo | ppo: picks the defaults of the None settings below (algo_defaults)
+    algo: str = "grpo"  # grpo | dapo | vapo | ppo | online-dpo: picks the defaults of the None settings (algo_defaults)
     train: TrainConfig = RL_TRAIN  # the loop: steps, lr, schedule, grad_clip, seed, checkpoints
     prompts_per_step: int = 8  # distinct prompts per step (each answered group_size times)
-    group_size: int = 8  # completions sampled per prompt (the group GRPO/DAPO normalise within)
+    group_size: int | None = None  # completions sampled per prompt (GRPO/DAPO's group; online-dpo: best vs worst)
     temperature: float = 1.0  # sampling temperature of the rollouts (and of the log-probs the loss uses)
     max_new_tokens: int = 8  # most tokens per completion; one that has not ended by then is truncated
     rollout_batch: int = 1  # prompts whose groups are sampled as one batch (1: one at a time; more: other draws)
     ppo_epochs: int = 1  # passes over each step's rollouts
-    minibatches: int = 2  # optimizer steps per pass (the rollouts split into this many minibatches)
+    minibatches: int | None = None  # optimizer steps per pass (the rollouts, or online-dpo's pairs, split in this many)
     clip_low: float | None = None  # ratio clipped below at 1 - clip_low (None = the algorithm's)
     clip_high: float | None = None  # ratio clipped above at 1 + clip_high; > clip_low is clip-higher
     kl_coef: float | None = None  # weight of the KL to the starting policy (0 = no reference model)
@@ -108,6 +120,10 @@ class RLConfig:
     arithmetic_ops: str = "+"  # operators of the arithmetic problems
     arithmetic_train: int = 2000  # arithmetic training problems the prompts are drawn from
     reward_model: str = ""  # a reward model folder (llmlab rm train): its score is the reward ("" = exact answers)
+    beta: float | None = None  # online-dpo: the KL coefficient; implicit reward = beta x log(policy / reference)
+    loss: str | None = None  # online-dpo: sigmoid (DPO), hinge (SLiC) or ipo (log-probs averaged per token)
+    label_smoothing: float | None = None  # online-dpo, sigmoid loss: the share of labels taken as flipped
+    nll_coef: float | None = None  # online-dpo: weight of the chosen answers' token NLL added to the loss (RPO)
 
     def __post_init__(self):
         if self.name in ("", ".", "..") or any(c in self.name for c in "/\\\0"):
@@ -123,8 +139,13 @@ class RLConfig:
         if self.value_lr is None and self.uses_critic:
             object.__setattr__(self, "value_lr", 2 * self.train.lr)
         self._check_counts()
-        self._check_policy()
-        self._check_critic()
+        if not self.temperature > 0:
+            raise InputError(f"temperature must be > 0 (rollouts are sampled), got {self.temperature}")
+        if self.algo == "online-dpo":
+            self._check_online_dpo()
+        else:
+            self._check_policy()
+            self._check_critic()
         for k, v in UNUSED_TRAIN.items():
             if getattr(self.train, k) != v:
                 raise InputError(f"reinforcement learning runs with {k}={v!r}, got {getattr(self.train, k)!r}")
@@ -138,13 +159,17 @@ class RLConfig:
             if getattr(self, k) < 0:
                 raise InputError(f"{k} must be >= 0, got {getattr(self, k)}")
         if self.group_size < 1 or (self.group_size < 2 and not self.uses_critic):
-            raise InputError(f"group_size must be >= 2 for {self.algo} (its advantages compare the completions of "
-                             f"one prompt), got {self.group_size}" if not self.uses_critic else
-                             f"group_size must be >= 1, got {self.group_size}")
-        n = self.prompts_per_step * self.group_size
-        if self.minibatches > n:
+            why = ("a comparison needs two answers to one prompt" if self.algo == "online-dpo" else
+                   "its advantages compare the completions of one prompt")
+            raise InputError(f"group_size must be >= 2 for {self.algo} ({why}), got {self.group_size}"
+                             if not self.uses_critic else f"group_size must be >= 1, got {self.group_size}")
+        if self.algo == "online-dpo":
+            if self.minibatches > self.prompts_per_step:
+                raise InputError(f"minibatches ({self.minibatches}) exceeds the comparisons a step can make (one per "
+                                 f"prompt: prompts_per_step = {self.prompts_per_step})")
+        elif self.minibatches > self.prompts_per_step * self.group_size:
             raise InputError(f"minibatches ({self.minibatches}) exceeds the completions per step "
-                             f"(prompts_per_step x group_size = {n})")
+                             f"(prompts_per_step x group_size = {self.prompts_per_step * self.group_size})")
         if self.overlong_shaping and self.overlong_cache > self.overlong_len:
             raise InputError(f"overlong_cache ({self.overlong_cache}) exceeds overlong_max_len ({self.overlong_len})")
         if self.arithmetic_max_digits < 2:
@@ -153,8 +178,9 @@ class RLConfig:
             raise InputError(f"arithmetic_ops must be a non-empty subset of '+-*', got {self.arithmetic_ops!r}")
 
     def _check_policy(self):
-        if not self.temperature > 0:
-            raise InputError(f"temperature must be > 0 (rollouts are sampled), got {self.temperature}")
+        given = [k for k in DPO_SETTINGS if getattr(self, k) is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} apply to online-dpo's DPO loss, not {self.algo}")
         if not 0 <= self.clip_low < 1:
             raise InputError(f"clip_low must be in [0, 1), got {self.clip_low}")
         if not self.clip_high >= 0:
@@ -177,6 +203,18 @@ class RLConfig:
         if self.dynamic_sampling and self.uses_critic:
             raise InputError(f"dynamic sampling keeps groups for group-relative advantages (grpo, dapo); "
                              f"{self.algo}'s advantages come from its value model")
+
+    def _check_online_dpo(self):
+        """Online DPO trains on comparisons by the DPO loss: the policy-gradient settings mean nothing there."""
+        from llmlab.rl.dpo_config import check_dpo_loss
+
+        given = [k for k in PG_SETTINGS if getattr(self, k) is not None]
+        if self.lam_adaptive or not self.scale_advantages:
+            given.append("lam_adaptive" if self.lam_adaptive else "scale_advantages")
+        if given:
+            raise InputError(f"{', '.join(given)} apply to the policy-gradient algorithms, not online-dpo (no "
+                             "advantages, ratio or critic; beta is its KL coefficient): leave them out")
+        check_dpo_loss(self)
 
     def _check_critic(self):
         if not self.uses_critic:
@@ -209,6 +247,11 @@ class RLConfig:
     @property
     def uses_critic(self) -> bool:
         return self.algo in CRITIC_ALGOS
+
+    @property
+    def uses_reference(self) -> bool:
+        """Whether the run keeps the starting policy, frozen: the KL term's, or online DPO's reference."""
+        return self.algo == "online-dpo" or self.kl_coef > 0
 
     @property
     def corpus(self) -> str:

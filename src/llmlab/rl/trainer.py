@@ -27,6 +27,10 @@ starting policy.
 Dropout is off throughout (the model stays in eval mode): the ratio of new to old probabilities must
 compare the same function.
 
+Online DPO (`llmlab.rl.online_dpo.OnlineDPOTrainer`) is this loop with its own `prepare` (each prompt's
+best and worst answer as a comparison, and the reference's log-probabilities of them) and `minibatch`
+(the DPO loss): sampling, scoring, schedule, checkpoints and resume are these.
+
 Exact resume works as in `llmlab.train.trainer`: what a step draws (prompts, samples, minibatch order)
 comes from generators seeded by (seed, step), and checkpoints hold the policy, the critic and the
 optimizer; a run resumed from a checkpoint reproduces the uninterrupted run's metrics and weights.
@@ -98,6 +102,9 @@ class Batch:
     ref_logp: torch.Tensor | None = None  # (B, T) under the reference model (KL term)
     returns: torch.Tensor | None = None  # (B, T) the critic's targets (VAPO, PPO)
 
+    def __len__(self) -> int:
+        return len(self.ro)
+
 
 class _Weights:
     """Policy and critic as one state dict (prefixed names), so one checkpoint holds both atomically."""
@@ -123,7 +130,7 @@ class RLTrainer:
         self.device = resolve_device(cfg.train.device)
         self.policy = policy.to(self.device).eval()  # eval: no dropout (see the module docstring)
         # the reference and the critic start from the policy as given (a resume restores the policy after)
-        self.ref = _frozen(copy.deepcopy(self.policy)) if cfg.kl_coef > 0 else None
+        self.ref = _frozen(copy.deepcopy(self.policy)) if cfg.uses_reference else None
         self.critic = make_critic(self.policy).eval() if cfg.uses_critic else None
         self.optimizer = build_optimizer(self.policy, cfg.train)
         for g in self.optimizer.param_groups:
@@ -303,7 +310,7 @@ class RLTrainer:
         g = self._generators(3)
         stats: list[dict] = []
         for _ in range(self.cfg.ppo_epochs):
-            for rows in torch.randperm(len(b.ro), generator=g).chunk(self.cfg.minibatches):
+            for rows in torch.randperm(len(b), generator=g).chunk(self.cfg.minibatches):
                 stats.append(self.minibatch(b, rows, policy))
         return {k: sum(s[k] for s in stats) / len(stats) for k in stats[0]} if stats else {}
 
@@ -318,7 +325,7 @@ class RLTrainer:
         record = {"phase": "policy", **info, "lr": lr, "trained_samples": len(ro)}
         if len(ro):
             b, stats = self.prepare(ro, correct, scores)
-            record.update(**stats, **self.update(b))
+            record.update(**stats, **(self.update(b) if len(b) else {}))
         self.step += 1
         return record
 
