@@ -128,6 +128,7 @@ def test_training_online_raises_a_reward_it_rarely_earns_at_first(policy, chat_t
     trained = [r for r in steps if r["pairs"]]
     assert trained and all(r["reward_accuracy"] == 0 for r in trained[:1])  # the first step's policy is its reference
     assert all({"dpo_loss", "reward_margin", "reward_chosen", "pair_share", "score_gap"} <= set(r) for r in trained)
+    assert all(r["kept_groups"] == r["pairs"] == r["pair_share"] * 4 for r in steps)
 
 
 @pytest.mark.parametrize("kw", [dict(nll_coef=0.5), dict(minibatches=2, group_size=3, rollout_batch=4)])

@@ -79,7 +79,8 @@ class OnlineDPOTrainer(RLTrainer):
             logp, mask = answer_logprobs(self.ref, pairs, self.pad_id)
             ref = torch.stack(reply_logps(logp, mask, average=cfg.loss == "ipo"), 1).cpu()  # (P, 2)
         prompts = len(ro) // cfg.group_size
-        stats = {"pairs": len(pairs), "pair_share": len(pairs) / prompts, "trained_samples": 2 * len(pairs)}
+        stats = {"pairs": len(pairs), "pair_share": len(pairs) / prompts, "trained_samples": 2 * len(pairs),
+                 "kept_groups": len(pairs)}  # the groups trained on: those that made a comparison
         if pairs:
             stats["score_gap"] = float((pair_scores[:, 0] - pair_scores[:, 1]).mean())
         return PairBatch(pairs, ref, pair_scores), stats
