@@ -45,6 +45,24 @@ def test_a_bar_updated_by_hand_reports_its_count(off_terminal, capsys, monkeypat
     assert capsys.readouterr().err.split("\n")[-2].startswith("steps: 5/5 ")
 
 
+def test_a_postfix_set_every_step_shows_in_the_lines_without_adding_any(off_terminal, capsys, monkeypatch):
+    """The trainers set the loss every step; off a terminal that must not print a line per step."""
+    monkeypatch.setattr(P, "HEARTBEAT", 3600.0)
+    with P.progress(total=20, desc="train") as bar:
+        for i in range(20):
+            bar.update(1)
+            bar.set_postfix(loss=f"{i:.3f}")
+    assert capsys.readouterr().err == ""  # ended before the first heartbeat: silent
+    monkeypatch.setattr(P, "HEARTBEAT", 0.05)
+    with P.progress(total=4, desc="train") as bar:
+        for i in range(4):
+            time.sleep(0.03)
+            bar.update(1)
+            bar.set_postfix(loss=f"{i:.3f}")
+    lines = capsys.readouterr().err.split("\n")[:-1]
+    assert lines and lines[-1].startswith("train: 4/4 ") and lines[-1].endswith(", loss=3.000]")
+
+
 def test_progress_0_silences_even_a_long_loop(capsys, monkeypatch):
     monkeypatch.setenv("LLMLAB_PROGRESS", "0")
     monkeypatch.setattr(P, "HEARTBEAT", 0.0)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 T = TypeVar("T")
 HEARTBEAT = 30.0  # seconds between progress lines off a terminal (and before the first)
-LINE_FORMAT = "{desc}: {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]"
+LINE_FORMAT = "{desc}: {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 
 
 def progress_enabled() -> bool:
@@ -47,10 +47,21 @@ class _Lines(io.TextIOBase):
         self.stream.flush()
 
 
+class _LineBar(tqdm):
+    """The bar off a terminal: a new postfix (a loss, a reward) shows in the next line, not at once, so a
+    loop that sets one every step still writes a line per `HEARTBEAT` only."""
+
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+    def set_postfix_str(self, s="", refresh=True):
+        super().set_postfix_str(s, refresh=False)
+
+
 def progress(iterable: Iterable[T] | None = None, total: int | None = None, desc: str = "", **kw) -> tqdm:
     if kw.pop("disable", False) or os.environ.get("LLMLAB_PROGRESS") is not None and not progress_enabled():
         return tqdm(iterable, total=total, disable=True, **kw)
     if progress_enabled():
         return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True, **kw)
-    return tqdm(iterable, total=total, desc=desc or "progress", file=_Lines(sys.stderr), delay=HEARTBEAT,
+    return _LineBar(iterable, total=total, desc=desc or "progress", file=_Lines(sys.stderr), delay=HEARTBEAT,
                 mininterval=HEARTBEAT, maxinterval=HEARTBEAT, bar_format=LINE_FORMAT, **kw)
