@@ -48,3 +48,30 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "llmlab", "generate", "--model", str(tmp_path / "none"),
                         "--prompt", "x"], capture_output=True, text=True)
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_threads_sets_torchs_thread_count_for_the_command(monkeypatch, capsys):
+    import os
+
+    import torch
+
+    before = torch.get_num_threads()
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(var, os.environ.get(var, ""))  # restored after the test
+    try:
+        main(["--threads", "3", "memory", "llama-7b"])
+        assert torch.get_num_threads() == 3 and os.environ["OMP_NUM_THREADS"] == "3"
+    finally:
+        torch.set_num_threads(before)
+    # a fresh process reads it from the environment before torch is imported
+    out = subprocess.run([sys.executable, "-c", "from llmlab.cli import main, set_threads\n"
+                          "set_threads(2)\nimport torch\nprint(torch.get_num_threads())"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "2"
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "two", "1.5"])
+def test_threads_refuses_what_is_not_a_count(bad, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--threads", bad, "memory", "llama-7b"])
+    assert e.value.code == 2 and "threads" in capsys.readouterr().err

@@ -57,14 +57,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"llmlab {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--threads", type=_threads, metavar="N",
+                        help="torch CPU threads (default: one per core); 1 is faster for small models and on a busy "
+                        "machine, where threads on shared cores wait for each other (10x slower RL steps seen)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"llmlab.cli.{name}").register(sub)
     return parser
 
 
+def _threads(text: str) -> int:
+    n = int(text) if text.strip().isdigit() else 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of threads >= 1, got {text!r}")
+    return n
+
+
+def set_threads(n: int) -> None:
+    """Torch's CPU threads for this process: read from the environment when torch is imported later (the
+    command modules import it only in their handlers), set directly when it already is."""
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads:
+        set_threads(args.threads)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr
     )
