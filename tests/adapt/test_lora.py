@@ -26,6 +26,8 @@ from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM, ModelConfig, count_parameters
 from llmlab.nn import Attention
 
+from ..helpers import widen
+
 CFG = ModelConfig(vocab_size=40, dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=32)
 ALL = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -227,10 +229,7 @@ def test_lora_training_memorises_a_tiny_set():
 
 @pytest.mark.parametrize("targets", [("q_proj", "v_proj"), ALL])
 def test_generation_gives_the_same_tokens_unmerged_and_merged(targets):
-    model = base_model()
-    with torch.no_grad():  # wider weights than the init: the greedy path then varies from token to token
-        for p in model.parameters():
-            p.normal_(0, 0.6)
+    model = widen(base_model())  # wider weights than the init: the greedy path then varies from token to token
     apply_lora(model, LoRAConfig(r=4, targets=targets))
     randomize_adapters(model, std=0.5)
     merged = copy.deepcopy(model)

@@ -23,6 +23,8 @@ from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM, ModelConfig
 from llmlab.nn.masks import causal_mask
 
+from ..helpers import widen
+
 CFG = ModelConfig(vocab_size=40, dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=32)
 KINDS = {"soft": dict(), "deep": dict(deep=True), "deep-mlp": dict(deep=True, projection=16)}
 
@@ -156,10 +158,7 @@ def test_only_the_prompt_trains_and_the_base_stays_bit_identical(kind):
 @pytest.mark.parametrize("position", ["rope", "learned", "alibi"])
 @pytest.mark.parametrize("kind", ["soft", "deep"])
 def test_generation_with_the_cache_equals_without(kind, position):
-    model = base_model(position=position)
-    with torch.no_grad():  # wider weights than the init: the greedy path then varies from token to token
-        for p in model.parameters():
-            p.normal_(0, 0.6)
+    model = widen(base_model(position=position))  # wider than the init: a greedy path that varies
     apply_prompt_tuning(model, PromptConfig(n_virtual=4, init="vocab", seed=2, **KINDS[kind]))
     cached = GenerationConfig(max_new_tokens=15, temperature=0.0)
     tokens = generate(model, [1, 2, 3], cached)
@@ -253,10 +252,7 @@ def test_a_mask_covers_the_real_tokens_and_the_prompt_is_always_seen():
 
 @pytest.mark.parametrize("kind", ["soft", "deep"])
 def test_context_counts_the_virtual_tokens_and_generation_slides_past_it(kind):
-    model = base_model()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.6)
+    model = widen(base_model())
     apply_prompt_tuning(model, PromptConfig(n_virtual=5, init="random", **KINDS[kind]))
     model(torch.zeros(1, CFG.max_seq_len - 5, dtype=torch.long))
     with pytest.raises(ValueError, match="beyond the context length"):

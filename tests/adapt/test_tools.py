@@ -26,6 +26,8 @@ from llmlab.generate.agent import run_agent, transcript_pieces
 from llmlab.models import CausalLM, ModelConfig, load_model, save_model
 from llmlab.tokenizers import CharTokenizer, load_tokenizer, train_tokenizer
 
+from ..helpers import wide_lm
+
 T = ChatTemplate()
 PROBLEMS = arithmetic(30, "train", max_digits=3, ops="+-*")
 
@@ -216,11 +218,9 @@ def test_greedy_answers_in_batches_are_the_one_by_one_answers(tool_tok, seed):
     from llmlab.generate import GenerationConfig
     from llmlab.generate.agent import agent_step
 
-    torch.manual_seed(seed)
-    model = CausalLM(ModelConfig(vocab_size=tool_tok.vocab_size, dim=32, n_layer=2, n_head=4, max_seq_len=64)).eval()
-    with torch.no_grad():  # larger weights than at init, so that greedy answers differ between prompts
-        for w in model.parameters():
-            w.normal_(0, 0.5)
+    # larger weights than at init, so that greedy answers differ between prompts
+    model = wide_lm(ModelConfig(vocab_size=tool_tok.vocab_size, dim=32, n_layer=2, n_head=4, max_seq_len=64), seed,
+                    std=0.5)
     problems = arithmetic(40, "test", max_digits=3, ops="+-*")  # prompts of several lengths
     prompts = [T.prompt_ids(tool_tok, [{"role": "user", "content": p.question}]) for p in problems]
     end = T.ids(tool_tok)[T.end]

@@ -1,9 +1,10 @@
 """The decoder the transformers comparisons share, and its export as a LLaMA checkpoint."""
 
 import pytest
-import torch
 
-from llmlab.models import CausalLM, ModelConfig
+from llmlab.models import ModelConfig
+
+from ..helpers import wide_lm
 
 CFG = ModelConfig(vocab_size=40, dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=24)
 
@@ -12,12 +13,7 @@ CFG = ModelConfig(vocab_size=40, dim=32, n_layer=2, n_head=4, n_kv_head=2, max_s
 def model():
     """Weights drawn wider than the default init, whose near-uniform outputs repeat one token forever:
     these give distributions that vary from step to step, so beams part ways and EOS comes early."""
-    torch.manual_seed(0)
-    model = CausalLM(CFG).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.6)
-    return model
+    return wide_lm(CFG, seed=0)
 
 
 @pytest.fixture(scope="module")

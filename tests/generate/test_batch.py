@@ -9,8 +9,10 @@ import torch
 from llmlab.core.errors import InputError
 from llmlab.generate import GenerationConfig, generate, generate_batch
 from llmlab.generate.batch import length_batches
-from llmlab.models import CausalLM, ModelConfig
+from llmlab.models import ModelConfig
 from llmlab.models.config import POSITIONS
+
+from ..helpers import random_prompts, wide_lm
 
 BASE = dict(vocab_size=40, dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=48)
 CONFIGS = {p: ModelConfig(**BASE, position=p) for p in POSITIONS} | {  # every position kind, and:
@@ -24,22 +26,6 @@ CONFIGS = {p: ModelConfig(**BASE, position=p) for p in POSITIONS} | {  # every p
 GREEDY = GenerationConfig(max_new_tokens=12, temperature=0.0)
 
 
-def wide(cfg: ModelConfig, seed: int = 0) -> CausalLM:
-    """A random model with weights wider than the init, whose greedy path varies from token to token (the
-    default init repeats one token), so EOS comes at different steps for different prompts."""
-    torch.manual_seed(seed)
-    model = CausalLM(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.6)
-    return model
-
-
-def prompts_of(lengths, vocab: int, seed: int = 1) -> list[list[int]]:
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, vocab, (n,), generator=g).tolist() for n in lengths]
-
-
 LENGTHS = [1, 17, 4, 9, 2, 25, 6, 3, 12, 1]  # very different lengths, not sorted
 
 
@@ -50,8 +36,8 @@ def common_token(outputs: list[list[int]]) -> int:
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_greedy_batch_gives_each_prompt_the_tokens_of_generate_alone(name):
-    model = wide(CONFIGS[name])
-    prompts = prompts_of(LENGTHS, model.config.vocab_size)
+    model = wide_lm(CONFIGS[name])
+    prompts = random_prompts(LENGTHS, model.config.vocab_size)
     alone = [generate(model, p, GREEDY) for p in prompts]
     assert generate_batch(model, prompts, GREEDY, batch_size=4) == alone
     assert len({tuple(o) for o in alone}) > 3  # the prompts lead to different outputs
@@ -70,8 +56,8 @@ def test_greedy_batch_gives_each_prompt_the_tokens_of_generate_alone(name):
     dict(repetition_penalty=1.3, frequency_penalty=0.5, no_repeat_ngram_size=3, suppress_tokens=(0,)),
 ])
 def test_penalties_and_bans_act_on_each_row_as_in_generate(penalties):
-    model = wide(CONFIGS["rope"])
-    prompts = prompts_of(LENGTHS, model.config.vocab_size)
+    model = wide_lm(CONFIGS["rope"])
+    prompts = random_prompts(LENGTHS, model.config.vocab_size)
     plain = [generate(model, p, GREEDY) for p in prompts]
     cfg = GenerationConfig(max_new_tokens=12, temperature=0.0, **penalties)
     alone = [generate(model, p, cfg, eos_id=common_token(plain)) for p in prompts]
@@ -83,18 +69,18 @@ def test_penalties_and_bans_act_on_each_row_as_in_generate(penalties):
 def test_penalties_never_count_the_padding(penalty):
     """A model that often writes token 0, the id the padding is written with: penalties that counted the
     padding as seen would steer padded rows off it."""
-    model = wide(ModelConfig(**BASE, tie_embeddings=False))
+    model = wide_lm(ModelConfig(**BASE, tie_embeddings=False))
     with torch.no_grad():
         model.lm_head.weight[0] = 1.1 * model.lm_head.weight[5]  # 0 wins wherever 5 has a positive logit
-    prompts = prompts_of(LENGTHS, model.config.vocab_size)
+    prompts = random_prompts(LENGTHS, model.config.vocab_size)
     assert sum(o.count(0) for o in generate_batch(model, prompts, GREEDY)) > 5
     cfg = GenerationConfig(max_new_tokens=12, temperature=0.0, **penalty)
     assert generate_batch(model, prompts, cfg, batch_size=5) == [generate(model, p, cfg) for p in prompts]
 
 
 def test_batch_size_does_not_change_the_tokens_and_results_keep_the_input_order():
-    model = wide(CONFIGS["rope"])
-    prompts = prompts_of(LENGTHS, model.config.vocab_size)
+    model = wide_lm(CONFIGS["rope"])
+    prompts = random_prompts(LENGTHS, model.config.vocab_size)
     by_size = {n: generate_batch(model, prompts, GREEDY, batch_size=n) for n in (1, 3, 16)}
     assert by_size[1] == by_size[3] == by_size[16]
     assert by_size[1] == [generate_batch(model, [p], GREEDY)[0] for p in prompts]
@@ -111,8 +97,8 @@ def test_length_batches_groups_similar_lengths_in_input_order_ties():
 def test_rows_past_the_context_are_decoded_as_generate_does():
     """Context 48: a prompt of 45 tokens and 12 new ones would slide generate's window (and a prompt of 60
     is cut on the left first): such rows are decoded alone, the others still batched."""
-    model = wide(CONFIGS["rope"])
-    prompts = prompts_of([3, 45, 60, 7, 37], model.config.vocab_size)
+    model = wide_lm(CONFIGS["rope"])
+    prompts = random_prompts([3, 45, 60, 7, 37], model.config.vocab_size)
     alone = [generate(model, p, GREEDY) for p in prompts]
     assert generate_batch(model, prompts, GREEDY, batch_size=8) == alone
 
@@ -121,22 +107,22 @@ def test_dynamic_ntk_past_its_trained_length_is_decoded_alone():
     """Dynamic NTK rotates by each sequence's own length once past the trained 24: a row that goes there is
     decoded alone with generate (its cached keys keep older rotations there, which a batch cannot copy)."""
     cfg = ModelConfig(**BASE, rope_scaling="dynamic", rope_factor=2.0, rope_original_max_seq_len=24)
-    model = wide(cfg)
-    prompts = prompts_of([4, 20, 30, 2], model.config.vocab_size)
+    model = wide_lm(cfg)
+    prompts = random_prompts([4, 20, 30, 2], model.config.vocab_size)
     alone = [generate(model, p, GREEDY) for p in prompts]
     assert generate_batch(model, prompts, GREEDY) == alone
 
 
 def test_beam_search_falls_back_to_one_prompt_at_a_time():
-    model = wide(CONFIGS["rope"])
-    prompts = prompts_of([5, 2, 9], model.config.vocab_size)
+    model = wide_lm(CONFIGS["rope"])
+    prompts = random_prompts([5, 2, 9], model.config.vocab_size)
     beams = GenerationConfig(max_new_tokens=6, num_beams=3)
     assert generate_batch(model, prompts, beams) == [generate(model, p, beams) for p in prompts]
 
 
 def test_sampling_is_seeded_and_a_single_prompt_samples_as_generate():
-    model = wide(CONFIGS["rope"])
-    prompts = prompts_of(LENGTHS, model.config.vocab_size)
+    model = wide_lm(CONFIGS["rope"])
+    prompts = random_prompts(LENGTHS, model.config.vocab_size)
     cfg = GenerationConfig(max_new_tokens=12, temperature=1.0, top_k=10, seed=5)
     first = generate_batch(model, prompts, cfg)
     assert first == generate_batch(model, prompts, cfg)
@@ -149,9 +135,9 @@ def test_sampling_is_seeded_and_a_single_prompt_samples_as_generate():
 def test_a_soft_prompt_comes_before_every_row(position):
     from llmlab.adapt.prompt_tuning import PromptConfig, apply_prompt_tuning
 
-    model = wide(ModelConfig(**BASE, position=position))
+    model = wide_lm(ModelConfig(**BASE, position=position))
     apply_prompt_tuning(model, PromptConfig(n_virtual=4, init="vocab", seed=2))
-    prompts = prompts_of([2, 11, 5, 35], model.config.vocab_size)  # 35 + 12 passes 48 - 4: decoded alone
+    prompts = random_prompts([2, 11, 5, 35], model.config.vocab_size)  # 35 + 12 passes 48 - 4: decoded alone
     assert generate_batch(model, prompts, GREEDY) == [generate(model, p, GREEDY) for p in prompts]
 
 
@@ -159,7 +145,7 @@ def test_what_cannot_be_batched_is_refused():
     from llmlab.adapt.prompt_tuning import PromptConfig, apply_prompt_tuning
     from llmlab.models.encoder import Encoder
 
-    model = wide(CONFIGS["rope"])
+    model = wide_lm(CONFIGS["rope"])
     with pytest.raises(InputError, match="use_cache=False"):
         generate_batch(model, [[1, 2]], GenerationConfig(use_cache=False))
     with pytest.raises(InputError, match="batch_size must be >= 1"):
@@ -170,7 +156,7 @@ def test_what_cannot_be_batched_is_refused():
         generate_batch(model, [[1, 40]])
     with pytest.raises(InputError, match="causal decoder"):
         generate_batch(Encoder(CONFIGS["rope"]), [[1, 2]])
-    alibi = wide(CONFIGS["alibi"])
+    alibi = wide_lm(CONFIGS["alibi"])
     apply_prompt_tuning(alibi, PromptConfig(n_virtual=2, init="vocab"))
     with pytest.raises(InputError, match="ALiBi"):
         generate_batch(alibi, [[1, 2], [3]])
@@ -189,7 +175,7 @@ def model_dir(tmp_path_factory):
     from llmlab.tokenizers import CharTokenizer
 
     tok = CharTokenizer.train(LINES)
-    model = wide(ModelConfig(**{**BASE, "vocab_size": tok.vocab_size}))
+    model = wide_lm(ModelConfig(**{**BASE, "vocab_size": tok.vocab_size}))
     return save_model(model, tmp_path_factory.mktemp("batch") / "model", tok)
 
 

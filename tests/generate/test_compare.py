@@ -2,16 +2,17 @@
 its settings, measured with the evaluate package's repetition and diversity metrics."""
 
 import pytest
-import torch
 
 from llmlab.cli import main
 from llmlab.core.errors import InputError
 from llmlab.evaluate.diversity import distinct_n, rep_n
 from llmlab.generate import GenerationConfig, generate
 from llmlab.generate.compare import STRATEGIES, compare_decoding
-from llmlab.models import CausalLM, ModelConfig, save_model
+from llmlab.models import ModelConfig, save_model
 from llmlab.models.scoring import text_start, token_logprobs
 from llmlab.tokenizers import CharTokenizer
+
+from ..helpers import wide_lm
 
 TEXT = ["中国经济发展很快", "北京新年人民生活", "今天天气很好我们去公园"]
 
@@ -19,12 +20,9 @@ TEXT = ["中国经济发展很快", "北京新年人民生活", "今天天气很
 @pytest.fixture(scope="module")
 def model_and_tok():
     tok = CharTokenizer.train(TEXT)
-    torch.manual_seed(0)
-    model = CausalLM(ModelConfig(vocab_size=tok.vocab_size, dim=32, n_layer=2, n_head=2, n_kv_head=2,
-                                 max_seq_len=32)).eval()
-    with torch.no_grad():  # wider than the default init: outputs that vary, loop, and end on EOS
-        for p in model.parameters():
-            p.normal_(0, 0.6)
+    # wider than the default init: outputs that vary, loop, and end on EOS
+    model = wide_lm(ModelConfig(vocab_size=tok.vocab_size, dim=32, n_layer=2, n_head=2, n_kv_head=2, max_seq_len=32),
+                    seed=0)
     return model, tok
 
 

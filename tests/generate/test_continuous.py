@@ -13,7 +13,8 @@ from llmlab.generate.autoregressive import decoding
 from llmlab.generate.continuous import RunningBatch
 from llmlab.models import CausalLM, ModelConfig
 
-from .test_batch import BASE, CONFIGS, prompts_of, wide
+from ..helpers import random_prompts, wide_lm
+from .test_batch import BASE, CONFIGS
 
 EOS = 7
 
@@ -65,8 +66,8 @@ def run(model, prompts, cfgs, joins, alone=False, eos_id=EOS, chunk=0):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_rows_joining_and_leaving_get_generate_s_tokens(name):
-    model = wide(CONFIGS[name])
-    prompts = prompts_of(LENGTHS, model.config.vocab_size)
+    model = wide_lm(CONFIGS[name])
+    prompts = random_prompts(LENGTHS, model.config.vocab_size)
     want = [generate(model, p, c, eos_id=EOS) for p, c in zip(prompts, CFGS)]
     got, sizes = run(model, prompts, CFGS, JOINS)
     assert got == want
@@ -74,8 +75,8 @@ def test_rows_joining_and_leaving_get_generate_s_tokens(name):
 
 
 def test_rows_leave_at_their_end_token():
-    model = wide(CONFIGS["rope"])
-    prompts = prompts_of(LENGTHS, model.config.vocab_size)
+    model = wide_lm(CONFIGS["rope"])
+    prompts = random_prompts(LENGTHS, model.config.vocab_size)
     greedy = [GenerationConfig(max_new_tokens=14, temperature=0.0)] * len(prompts)
     plain = [generate(model, p, greedy[0]) for p in prompts]
     eos = max(range(BASE["vocab_size"]), key=lambda t: sum(t in o for o in plain))  # stops rows at different steps
@@ -88,8 +89,8 @@ def test_rows_leave_at_their_end_token():
 
 
 def test_alone_decodes_every_row_by_itself():
-    model = wide(CONFIGS["learned"])
-    prompts = prompts_of(LENGTHS, model.config.vocab_size)
+    model = wide_lm(CONFIGS["learned"])
+    prompts = random_prompts(LENGTHS, model.config.vocab_size)
     want = [generate(model, p, c, eos_id=EOS) for p, c in zip(prompts, CFGS)]
     forward, batches = model.forward, set()
     model.forward = lambda idx, *a, **kw: batches.add(idx.shape[0]) or forward(idx, *a, **kw)
@@ -99,7 +100,7 @@ def test_alone_decodes_every_row_by_itself():
 
 @pytest.mark.parametrize("soft_prompt", [False, True])
 def test_a_row_s_error_is_its_own_and_beams_are_refused(soft_prompt):
-    model = wide(ModelConfig(**BASE))
+    model = wide_lm(ModelConfig(**BASE))
     if soft_prompt:  # every row decoded alone, by `stream`: its error is still its own
         from llmlab.adapt.prompt_tuning import PromptConfig, apply_prompt_tuning
 
@@ -127,8 +128,8 @@ def test_a_row_s_error_is_its_own_and_beams_are_refused(soft_prompt):
 @pytest.mark.parametrize("chunk", [1, 4, 64])
 @pytest.mark.parametrize("name", CONFIGS)
 def test_chunked_prefill_gets_generate_s_tokens(name, chunk):
-    model = wide(CONFIGS[name])
-    prompts = prompts_of(LENGTHS, model.config.vocab_size)
+    model = wide_lm(CONFIGS[name])
+    prompts = random_prompts(LENGTHS, model.config.vocab_size)
     want = [generate(model, p, c, eos_id=EOS) for p, c in zip(prompts, CFGS)]
     got, sizes = run(model, prompts, CFGS, JOINS, chunk=chunk)
     assert got == want
@@ -145,8 +146,8 @@ def counted(model: CausalLM) -> list[int]:
 def test_no_step_runs_more_than_a_chunk_of_prompt_tokens():
     """A 30-token prompt arriving while two rows decode is prefilled 7 tokens per step, and the running rows
     write one token at each of those steps; unchunked, its one step runs all 30 (what stalls the others)."""
-    model = wide(CONFIGS["rope"])
-    prompts = prompts_of([3, 5, 30, 2], model.config.vocab_size)
+    model = wide_lm(CONFIGS["rope"])
+    prompts = random_prompts([3, 5, 30, 2], model.config.vocab_size)
     cfg = GenerationConfig(max_new_tokens=16, temperature=0.0)
     want = [generate(model, p, cfg) for p in prompts]
     joins = {0: [0, 1], 3: [2, 3]}  # the long prompt, then a short one behind it in the queue
@@ -181,9 +182,9 @@ def test_chunked_prefill_of_rows_decoded_alone(position):
     """A soft prompt decodes every row alone, by `stream`: chunked, then continued from its cache."""
     from llmlab.adapt.prompt_tuning import PromptConfig, apply_prompt_tuning
 
-    model = wide(ModelConfig(**BASE, position=position))
+    model = wide_lm(ModelConfig(**BASE, position=position))
     apply_prompt_tuning(model, PromptConfig(n_virtual=4, init="vocab", seed=2))
-    prompts = prompts_of([2, 11, 5, 35], model.config.vocab_size)  # 35 + 12 passes 48 - 4: the window slides
+    prompts = random_prompts([2, 11, 5, 35], model.config.vocab_size)  # 35 + 12 passes 48 - 4: the window slides
     cfgs = [GenerationConfig(max_new_tokens=12, temperature=0.0), GenerationConfig(max_new_tokens=12, seed=4),
             GenerationConfig(max_new_tokens=9, temperature=0.8, seed=1, repetition_penalty=1.4),
             GenerationConfig(max_new_tokens=12, temperature=0.0)]
@@ -198,8 +199,8 @@ def test_chunked_prefill_of_rows_decoded_alone(position):
 def test_dynamic_ntk_past_its_trained_length_prefills_whole():
     """Past dynamic NTK's trained length one forward rotates every key by its whole length: such a prompt is
     prefilled in `add` (its first token there), one within it in chunks, both as `generate` decodes them."""
-    model = wide(CONFIGS["dynamic"])  # trained 40 of 48
-    prompts = prompts_of([44, 30], model.config.vocab_size)
+    model = wide_lm(CONFIGS["dynamic"])  # trained 40 of 48
+    prompts = random_prompts([44, 30], model.config.vocab_size)
     cfg = GenerationConfig(max_new_tokens=4, temperature=0.0)  # 30 + 3 is within 40: batched, chunked
     want = [generate(model, p, cfg) for p in prompts]
     with decoding(model):
@@ -217,9 +218,9 @@ def test_dynamic_ntk_past_its_trained_length_prefills_whole():
 
 
 def test_a_row_removed_while_its_prompt_is_prefilled_never_runs():
-    model = wide(CONFIGS["rope"])
+    model = wide_lm(CONFIGS["rope"])
     cfg = GenerationConfig(max_new_tokens=5, temperature=0.0)
-    prompts = prompts_of([20, 3], model.config.vocab_size)
+    prompts = random_prompts([20, 3], model.config.vocab_size)
     want = generate(model, prompts[1], cfg)
     calls = counted(model)
     with decoding(model):

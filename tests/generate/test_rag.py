@@ -4,7 +4,6 @@ with a tiny model, and the `llmlab rag` commands."""
 import json
 
 import pytest
-import torch
 
 from llmlab.cli import main
 from llmlab.core.errors import InputError
@@ -12,9 +11,11 @@ from llmlab.data.corpora import pfr1998_text
 from llmlab.generate import GenerationConfig, generate
 from llmlab.generate.rag import TEMPLATE, answer, build_prompt, format_prompt, grounding
 from llmlab.generate.retrieval import BM25Index, IndexConfig
-from llmlab.models import CausalLM, ModelConfig, save_model
+from llmlab.models import ModelConfig, save_model
 from llmlab.models.scoring import text_start
 from llmlab.tokenizers import CharTokenizer
+
+from ..helpers import wide_lm
 
 DOCS = [d for d in pfr1998_text("dev") if 20 <= len(d) <= 60][:40]
 QUESTION = DOCS[3][2:14]
@@ -32,13 +33,9 @@ def tok():
 
 @pytest.fixture(scope="module")
 def model(tok):
-    torch.manual_seed(0)
-    model = CausalLM(ModelConfig(vocab_size=tok.vocab_size, dim=32, n_layer=2, n_head=2, n_kv_head=2,
-                                 max_seq_len=160)).eval()
-    with torch.no_grad():  # wider than the default init, so that samples vary with the seed
-        for p in model.parameters():
-            p.normal_(0, 0.6)
-    return model
+    # wider than the default init, so that samples vary with the seed
+    return wide_lm(ModelConfig(vocab_size=tok.vocab_size, dim=32, n_layer=2, n_head=2, n_kv_head=2, max_seq_len=160),
+                   seed=0)
 
 
 def test_build_prompt_keeps_the_best_passages_that_fit(index, tok):

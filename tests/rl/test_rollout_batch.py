@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from llmlab.core.errors import InputError
-from llmlab.models import CausalLM, ModelConfig
+from llmlab.models import ModelConfig
 from llmlab.models.config import POSITIONS
 from llmlab.rl import rollout as rollout_module
 from llmlab.rl.config import RLConfig
 from llmlab.rl.rollout import Rollouts, rollout, sample_group
 from llmlab.rl.trainer import RLTrainer, Task
+
+from ..helpers import random_prompts, wide_lm
 
 BASE = dict(dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=40)
 CONFIGS = {p: dict(position=p) for p in POSITIONS} | {  # every position kind, and:
@@ -26,19 +28,9 @@ LENGTHS = [4, 17, 1, 9, 31, 25, 2, 12, 33, 6, 30]
 NEW = 10
 
 
-def wide(vocab: int, seed: int = 0, **kw) -> CausalLM:
-    """A random decoder with weights wider than the init, whose greedy tokens vary from step to step."""
-    torch.manual_seed(seed)
-    model = CausalLM(ModelConfig(vocab_size=vocab, **BASE, **kw)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.6)
-    return model
-
-
-def prompts_of(lengths, vocab: int, seed: int = 1) -> list[list[int]]:
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, vocab, (n,), generator=g).tolist() for n in lengths]
+def config(vocab: int, **kw) -> ModelConfig:
+    """The decoder these tests roll out: BASE over `vocab` ids, with `kw` (a position scheme, experts...)."""
+    return ModelConfig(vocab_size=vocab, **BASE, **kw)
 
 
 def run(model, prompts, batch, end, pad, temperature=0.0, seed=0, group=2, new=NEW) -> Rollouts:
@@ -60,8 +52,8 @@ def common_token(ro: Rollouts) -> int:
 @pytest.mark.parametrize("name", CONFIGS)
 def test_greedy_batched_rows_are_the_one_group_at_a_time_rows(chat_tok, name):
     V, pad = chat_tok.vocab_size, chat_tok.pad_id
-    model = wide(V, **CONFIGS[name])
-    prompts = prompts_of(LENGTHS, V)
+    model = wide_lm(config(V, **CONFIGS[name]))
+    prompts = random_prompts(LENGTHS, V)
     end = common_token(run(model, prompts, 1, V, pad))  # no row ends at id V: pick an end the rows write
     alone = run(model, prompts, 1, end, pad)
     for batch in (3, len(prompts)):
@@ -73,8 +65,8 @@ def test_greedy_batched_rows_are_the_one_group_at_a_time_rows(chat_tok, name):
 
 def test_sampled_batches_are_fixed_by_the_seed(chat_tok, end):
     V, pad = chat_tok.vocab_size, chat_tok.pad_id
-    model = wide(V)
-    prompts = prompts_of(LENGTHS[:7], V)
+    model = wide_lm(config(V))
+    prompts = random_prompts(LENGTHS[:7], V)
     a = run(model, prompts, 3, end, pad, 1.0, seed=7, group=4)
     assert_same(a, run(model, prompts, 3, end, pad, 1.0, seed=7, group=4))
     assert not torch.equal(a.tokens, run(model, prompts, 3, end, pad, 1.0, seed=8, group=4).tokens)
@@ -84,8 +76,8 @@ def test_sampled_batches_are_fixed_by_the_seed(chat_tok, end):
 
 def test_batch_one_draws_what_sample_group_draws_one_prompt_after_another(chat_tok, end):
     V, pad = chat_tok.vocab_size, chat_tok.pad_id
-    model = wide(V)
-    prompts = prompts_of(LENGTHS, V)
+    model = wide_lm(config(V))
+    prompts = random_prompts(LENGTHS, V)
     g = torch.Generator().manual_seed(3)
     want = Rollouts.cat([sample_group(model, p, 4, NEW, 1.0, end, pad, g, i) for i, p in enumerate(prompts)], pad)
     assert_same(run(model, prompts, 1, end, pad, 1.0, seed=3, group=4), want)
@@ -125,11 +117,11 @@ def batched_prompts(monkeypatch) -> list[list[int]]:
 def test_prompts_past_the_context_or_dynamic_ntks_trained_length_are_decoded_alone(chat_tok, monkeypatch):
     V, pad = chat_tok.vocab_size, chat_tok.pad_id
     seen = batched_prompts(monkeypatch)
-    prompts = prompts_of(LENGTHS, V)
-    run(wide(V), prompts, 4, 0, pad)
+    prompts = random_prompts(LENGTHS, V)
+    run(wide_lm(config(V)), prompts, 4, 0, pad)
     assert seen == sorted((p for p in prompts if len(p) + NEW <= 40), key=len)  # 31 and 33 are decoded alone
     seen.clear()
-    run(wide(V, **CONFIGS["dynamic"]), prompts, 4, 0, pad)
+    run(wide_lm(config(V, **CONFIGS["dynamic"])), prompts, 4, 0, pad)
     assert sorted(map(len, seen)) == [n for n in sorted(LENGTHS) if n + NEW <= 30]
 
 
@@ -137,17 +129,17 @@ def test_a_soft_prompt_decodes_every_group_alone_with_batch_ones_draws(chat_tok,
     from llmlab.adapt.prompt_tuning import PromptConfig, apply_prompt_tuning
 
     V, pad = chat_tok.vocab_size, chat_tok.pad_id
-    model = wide(V)
+    model = wide_lm(config(V))
     apply_prompt_tuning(model, PromptConfig(n_virtual=3, init="vocab", seed=2))
     seen = batched_prompts(monkeypatch)
-    prompts = prompts_of([3, 8, 5], V)
+    prompts = random_prompts([3, 8, 5], V)
     assert_same(run(model, prompts, 3, end, pad, 1.0, seed=4), run(model, prompts, 1, end, pad, 1.0, seed=4))
     assert seen == []
 
 
 def test_bad_batches_and_prompts_are_refused_as_alone(chat_tok, end):
     V, pad = chat_tok.vocab_size, chat_tok.pad_id
-    model = wide(V)
+    model = wide_lm(config(V))
     with pytest.raises(InputError, match="batch must be >= 1"):
         run(model, [[1, 2]], 0, end, pad)
     for bad in ([], [1] * 40):  # empty, or no room left in the context: sample_group's error

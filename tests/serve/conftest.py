@@ -17,6 +17,8 @@ from llmlab.pipeline.sft import tokenizer_config
 from llmlab.serve import Engine, ServeConfig, chat_template_of, make_server
 from llmlab.tokenizers import CharTokenizer, train_tokenizer
 
+from ..helpers import wide_lm
+
 TEXTS = ["中国经济发展很快。", "hello world, how are you? 12+30=42", "北京新年好！"]
 SENTENCE = "北京的冬天很冷，上海的夏天很热。"  # what the BPE model learns to write
 
@@ -32,12 +34,7 @@ def one_thread():
 def tiny(vocab_size: int, seed: int = 0, ctx: int = 64) -> CausalLM:
     """Weights drawn wider than the default init, whose near-uniform outputs repeat one token: these
     write varied text, so stop strings have something to find."""
-    torch.manual_seed(seed)
-    model = CausalLM(ModelConfig(vocab_size=vocab_size, dim=32, n_layer=2, n_head=2, n_kv_head=2, max_seq_len=ctx))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.6)
-    return model.eval()
+    return wide_lm(ModelConfig(vocab_size=vocab_size, dim=32, n_layer=2, n_head=2, n_kv_head=2, max_seq_len=ctx), seed)
 
 
 @pytest.fixture(scope="session")
