@@ -1,16 +1,4 @@
-"""Training-memory estimator (topic 40) and the measurements that validate it.
-
-For a model with P parameters (T of them trainable) the per-device bytes are:
-
-    weights      P * w                      w = 4 (fp32, amp) or 2 (mixed: 16-bit working weights)
-    gradients    T * g                      g = 4 (fp32, amp) or 2 (mixed)
-    optimizer    T * (4k + m)               k fp32 state copies (Adam 2, momentum 1, SGD 0);
-                                            m = 4 for the fp32 master copy under `mixed`, else 0
-    activations  layers + head (+ bias)     what autograd saves for backward (see below)
-    temporary    2 * B*S*V * 4              logits and their gradient, alive around the loss
-
-ZeRO divides across N devices: stage 1 the optimizer states, stage 2 also the gradients, stage 3
-also the weights. LoRA freezes the base weights: only adapter parameters have gradients and states.
+"""What autograd saves for backward in llmlab's decoder, in bytes and as the formulas `llmlab memory` prints.
 
 Activations are counted the way llmlab's decoder actually saves them (each storage once, measured
 with ``torch.autograd.graph.saved_tensors_hooks`` in the tests, on PyTorch's CPU kernels). Per layer and
@@ -75,52 +63,14 @@ PyTorch's sources (not measured here), on CUDA: ``F.rms_norm`` runs a fused kern
 value (d x 4 B less per RMSNorm and token under fp32 and amp), LayerNorm keeps fp32 statistics under
 ``mixed`` (4 B more per norm and token), and the attention kernel that takes ALiBi's float bias
 (memory-efficient or cuDNN) pads its log-sum-exp to 32 queries and may save a padded copy of the bias.
-
-The source document's rule, 4P + 8P + activations, leaves out the gradients (another 4P in fp32).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-from llmlab.core.errors import InputError
 from llmlab.models.config import ModelConfig
-from llmlab.models.params import count_parameters
-
-STATE_COPIES = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
-PRECISIONS = ("fp32", "amp", "mixed")
-
-
-@dataclass(frozen=True)
-class MemoryConfig:
-    batch_size: int = 1  # sequences per micro-batch on one device
-    seq_len: int = 2048  # tokens per sequence
-    optimizer: str = "adamw"  # sgd | momentum | nesterov | adagrad | rmsprop | adam | adamw
-    precision: str = "fp32"  # fp32 | amp (fp32 weights, 16-bit autocast) | mixed (16-bit weights, fp32 master)
-    grad_checkpoint: bool = False  # keep only block inputs; recompute one block at a time in backward
-    zero_stage: int = 0  # 0 none, 1 shard optimizer states, 2 + gradients, 3 + weights
-    n_devices: int = 1  # data-parallel devices sharing the ZeRO shards
-    lora_rank: int = 0  # LoRA rank on q_proj and v_proj (0 = full fine-tuning)
-
-    def __post_init__(self):
-        if self.optimizer not in STATE_COPIES:
-            raise InputError(f"optimizer must be one of {sorted(STATE_COPIES)}, got {self.optimizer!r}")
-        if self.precision not in PRECISIONS:
-            raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.zero_stage not in (0, 1, 2, 3):
-            raise InputError(f"zero_stage must be 0, 1, 2 or 3, got {self.zero_stage}")
-        for name in ("batch_size", "seq_len", "n_devices"):
-            if getattr(self, name) <= 0:
-                raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.lora_rank < 0:
-            raise InputError(f"lora_rank must be >= 0, got {self.lora_rank}")
-
-
-def lora_parameters(model: ModelConfig, rank: int) -> int:
-    """Adapter parameters for rank-r LoRA on q_proj (d -> d) and v_proj (d -> kv): r * (in + out) each."""
-    kv = model.n_kv_head * model.head_dim
-    return model.n_layer * rank * ((model.dim + model.dim) + (model.dim + kv))
+from llmlab.train.memory.config import MemoryConfig
 
 
 def moe_assignments(model: ModelConfig, tokens: int) -> int:
@@ -225,6 +175,7 @@ def alibi_bias_bytes(model: ModelConfig, mem: MemoryConfig) -> int:
     """Bytes of ALiBi's (1, n_head, S, S) bias (`llmlab.models.decoder.position_inputs`), which every layer's
     SDPA saves: made once per forward, 16-bit unless fp32, and shared by the batch and the layers.
 
+    >>> from llmlab.train.memory.config import PRECISIONS
     >>> cfg = ModelConfig(n_head=4, position="alibi")
     >>> [alibi_bias_bytes(cfg, MemoryConfig(seq_len=32, precision=p)) for p in PRECISIONS]  # 4 x 32 x 32 x 4
     [16384, 8192, 8192]
@@ -286,6 +237,7 @@ def activation_bytes(model: ModelConfig, mem: MemoryConfig) -> dict[str, int]:
     largest), a checkpointed layer's (its input, in the residual stream's dtype), all layers, the head,
     ALiBi's bias and the total.
 
+    >>> from llmlab.train.memory.config import PRECISIONS
     >>> cfg = ModelConfig(vocab_size=100, dim=64, n_layer=2, n_head=4, n_kv_head=2, ffn_hidden=128)
     >>> [activation_bytes(cfg, MemoryConfig(batch_size=2, seq_len=32, precision=p))["per_layer"]
     ...  for p in PRECISIONS]  # mixed: 64 tokens x ((2 x 64 + 6) x 4 + (8 x 64 + 4 x 128) x 2)
@@ -361,105 +313,13 @@ def _bias_rows(model: ModelConfig, mem: MemoryConfig, act: dict[str, int]) -> li
     return [("activations (ALiBi bias)", act["alibi_bias"], f"n_head*S*S x {size} B: one bias all layers share")]
 
 
-def static_rows(P: int, mem: MemoryConfig, lora: int = 0) -> list[tuple[str, int, str]]:
-    """Weights, gradients and optimizer states per device for `P` parameters under the precision,
-    optimizer and ZeRO stage of `mem`; with `lora` adapter parameters only those train.
-
-    >>> [b for _, b, _ in static_rows(1000, MemoryConfig(precision="fp32", optimizer="adamw"))]
-    [4000, 4000, 8000]
-    """
-    T = lora or P
-    N, z = mem.n_devices, mem.zero_stage
-    w = 2 if mem.precision == "mixed" else 4
-    k = STATE_COPIES[mem.optimizer]
-    master = 4 if mem.precision == "mixed" else 0
-    shard = {"optimizer": z >= 1, "gradients": z >= 2, "weights": z >= 3}
-
-    def div(x: int, on: bool) -> int:
-        return -(-x // N) if on else x
-
-    return [
-        ("weights", div((P + lora) * w, shard["weights"]), f"{P:,} params x {w} B"
-         + (" / N" if shard["weights"] else "") + (f" + LoRA {T:,} x {w} B" if lora else "")),
-        ("gradients", div(T * w, shard["gradients"]),
-         f"{T:,} trainable x {w} B" + (" / N" if shard["gradients"] else "")),
-        ("optimizer states", div(T * (4 * k + master), shard["optimizer"]),
-         f"{T:,} x ({k} x 4 B {mem.optimizer} state" + (" + 4 B fp32 master" if master else "") + ")"
-         + (" / N" if shard["optimizer"] else "")),
-    ]
-
-
-def estimate_memory(model: ModelConfig, mem: MemoryConfig) -> list[tuple[str, int, str]]:
-    """Rows of (part, bytes per device, formula). The last row is the total."""
-    P = count_parameters(model)
+def activation_rows(model: ModelConfig, mem: MemoryConfig) -> list[tuple[str, int, str]]:
+    """The activation rows of the estimate, as (part, bytes per device, formula): per layer (per dense and per
+    MoE layer for a mixture of experts), all layers, the head and (ALiBi) the shared bias."""
     act = activation_bytes(model, mem)
-    temp = 2 * mem.batch_size * mem.seq_len * model.vocab_size * 4
-    rows = [
-        *static_rows(P, mem, lora_parameters(model, mem.lora_rank) if mem.lora_rank else 0),
+    return [
         *_layer_rows(model, mem, act),
         ("activations (all layers)", act["layers"], _all_layers_formula(model, mem)),
         ("activations (head)", act["head"], _head_formula(model, mem)),
         *_bias_rows(model, mem, act),
-        ("temporary (logits + grad)", temp, "2 x B*S*V x 4 B"),
     ]
-    total = sum(b for name, b, _ in rows if not name.startswith("activations (per "))
-    rows.append(("total per device", total, "sum of the rows above (per-layer rows excluded)"))
-    return rows
-
-
-def rule_of_thumb(params: int) -> dict[str, int]:
-    """The source document's fp32 rule: 4P weights + 8P Adam states (no gradients, no activations),
-    beside the full static count, which adds 4P of gradients.
-
-    >>> r = rule_of_thumb(1_000_000_000)
-    >>> r["document"] / 1e9, r["full_static"] / 1e9
-    (12.0, 16.0)
-    """
-    return {"document": 12 * params, "full_static": 16 * params}
-
-
-def format_bytes(n: float) -> str:
-    """Bytes in binary units.
-
-    >>> format_bytes(3 * 2**30), format_bytes(1536)
-    ('3.00 GiB', '1.50 KiB')
-    """
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{int(n)} B"
-
-
-def measure_saved_bytes(model, idx, targets, autocast_dtype=None) -> int:
-    """Bytes of every distinct storage autograd saves for backward in one forward + loss, leaving out
-    parameters and buffers (those are counted as weights)."""
-    import torch
-
-    from llmlab.train.objectives import causal_lm_loss
-
-    owned = {t.untyped_storage().data_ptr() for t in list(model.parameters()) + list(model.buffers())}
-    saved: dict[int, int] = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        if s.data_ptr() not in owned:
-            saved[s.data_ptr()] = s.nbytes()
-        return t
-
-    device = idx.device.type
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
-            torch.autocast(device, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
-        causal_lm_loss(model(idx), targets)
-    return sum(saved.values())
-
-
-def measure_static_bytes(model, optimizer) -> dict[str, int]:
-    """Bytes held by weights, gradients and optimizer state right after an optimizer step."""
-    from llmlab.train.optim import state_bytes
-
-    params = list(model.parameters())
-    return {
-        "weights": sum(p.untyped_storage().nbytes() for p in params),
-        "gradients": sum(p.grad.untyped_storage().nbytes() for p in params if p.grad is not None),
-        "optimizer states": state_bytes(optimizer),
-    }
