@@ -1,5 +1,5 @@
 """What the neural taggers (`llmlab.text.pos_neural`, `llmlab.text.seg_neural`) share: the
-bidirectional LSTM, the start from PPMI-SVD vectors, held-out sentences and length buckets.
+bidirectional LSTM, the start from PPMI-SVD vectors, held-out sentences, length buckets and the training loop.
 
 The BiLSTM is two unidirectional `nn.LSTM` per layer over padded batches, the backward one reading
 each sentence reversed within its own length: torch's fused CPU kernels then do the work forward and
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from llmlab.core.errors import InputError
+from llmlab.core.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,46 @@ def length_buckets(lengths: Sequence[int], size: int) -> list[list[int]]:
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+def fit_epochs(net, config, buckets: list[list[int]], batch, held_score, n_held: int, rng: np.random.Generator,
+               desc: str, metric: str, logger: logging.Logger = log):
+    """Train `net` as the neural taggers do; returns (`net` in eval mode at its best epoch, that epoch, its score).
+
+    Each epoch visits the length `buckets` in an order drawn from `rng`; `batch(indices)` gives (logits
+    (B, L, K), gold (B, L) with -100 padding, lengths) and the step is Adam on their cross-entropy with the
+    gradient norm clipped at ``config.clip``, the learning rate times ``config.decay`` per epoch from
+    ``config.decay_from`` on. After each epoch `held_score()` scores the `n_held` held-out sentences
+    (`metric` names it in the log); the earliest best epoch is kept, the last one without held-out sentences.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    c = config
+    opt = torch.optim.Adam(net.parameters(), lr=c.lr)
+    best, best_epoch, best_score = None, 0, -1.0
+    for epoch in range(c.epochs):
+        if epoch >= c.decay_from:
+            for g in opt.param_groups:
+                g["lr"] *= c.decay
+        net.train()
+        total, n_units = 0.0, 0
+        for b in progress(rng.permutation(len(buckets)), desc=f"{desc} epoch {epoch + 1}/{c.epochs}"):
+            logits, gold, lengths = batch(buckets[b])
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), gold.reshape(-1), ignore_index=-100)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), c.clip)
+            opt.step()
+            total, n_units = total + loss.item() * sum(lengths), n_units + sum(lengths)
+        score = held_score()
+        logger.info("epoch %d: training loss %.4f, held-out %s %.4f (%d sentences)", epoch + 1, total / n_units,
+                    metric, score, n_held)
+        if score > best_score or not n_held:
+            best_epoch, best_score = epoch + 1, score
+            best = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(best)
+    return net.eval(), best_epoch, best_score
 
 
 def make_bilstm(d_in: int, hidden: int, layers: int):

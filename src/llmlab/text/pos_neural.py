@@ -42,11 +42,11 @@ import numpy as np
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.core.io import read_safetensors, write_safetensors
-from llmlab.core.progress import progress
 from llmlab.core.threads import torch_threads
 from llmlab.text.base import SPACED_WORD_CHAR, normalize_text
 from llmlab.text.neural import (
     check_training,
+    fit_epochs,
     holdout_split,
     length_buckets,
     make_bilstm,
@@ -307,7 +307,6 @@ def _predict(net, rows: list[tuple[np.ndarray, ...]], table: tuple[np.ndarray, .
 def _fit(tagger: NeuralTagger, kept: list, held: list, counts: Counter, rng: np.random.Generator):
     """Train the network on `kept`; returns it (eval mode) at its best epoch on `held` (the last without)."""
     import torch
-    import torch.nn.functional as F
 
     c, tid = tagger.config, {t: i for i, t in enumerate(tagger.tags)}
     norm_kept, norm_held = ([[normalize_text(w) for w, _ in s] for s in data] for data in (kept, held))
@@ -325,35 +324,17 @@ def _fit(tagger: NeuralTagger, kept: list, held: list, counts: Counter, rng: np.
     net = _build_net(c, len(tagger.words), len(tagger.chars), len(tagger.tags))
     if c.pretrain:
         _pretrain(net, tagger, norm_kept)
-    opt = torch.optim.Adam(net.parameters(), lr=c.lr)
     buckets = length_buckets([len(r[0]) for r in train_rows], c.batch_size)
-    best, best_acc = None, -1.0
-    for epoch in range(c.epochs):
-        if epoch >= c.decay_from:
-            for g in opt.param_groups:
-                g["lr"] *= c.decay
-        net.train()
-        total, n_words = 0.0, 0
-        for b in progress(rng.permutation(len(buckets)), desc=f"neural tagger epoch {epoch + 1}/{c.epochs}"):
-            batch = [(np.where(rng.random(len(drop_p[i])) < drop_p[i], UNK, train_rows[i][0]), *train_rows[i][1:])
-                     for i in buckets[b]]
-            w, ty, gold, lengths = _batch(batch)
-            logits = net(w, ty, lengths, table)  # (B, L, K)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), gold.reshape(-1), ignore_index=-100)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), c.clip)
-            opt.step()
-            total, n_words = total + loss.item() * sum(lengths), n_words + sum(lengths)
-        acc = _accuracy(net, held_rows, table)
-        log.info("epoch %d: training loss %.4f, held-out accuracy %.4f (%d sentences)", epoch + 1,
-                 total / n_words, acc, len(held_rows))
-        if acc > best_acc or not held_rows:
-            best_acc, best = acc, {k: v.detach().clone() for k, v in net.state_dict().items()}
-            tagger.info = {"epoch": epoch + 1, "holdout_accuracy": acc if held_rows else None,
-                           "holdout_sentences": len(held_rows)}
-    net.load_state_dict(best)
-    return net.eval()
+
+    def batch(indices):
+        w, ty, gold, lengths = _batch([(np.where(rng.random(len(drop_p[i])) < drop_p[i], UNK, train_rows[i][0]),
+                                        *train_rows[i][1:]) for i in indices])
+        return net(w, ty, lengths, table), gold, lengths  # logits (B, L, K)
+
+    net, epoch, acc = fit_epochs(net, c, buckets, batch, lambda: _accuracy(net, held_rows, table), len(held_rows),
+                                 rng, "neural tagger", "accuracy", log)
+    tagger.info = {"epoch": epoch, "holdout_accuracy": acc if held_rows else None, "holdout_sentences": len(held_rows)}
+    return net
 
 
 def _pretrain(net, tagger: NeuralTagger, norm: list[list[str]]) -> None:

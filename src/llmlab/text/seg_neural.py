@@ -50,7 +50,6 @@ import numpy as np
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.core.io import read_safetensors, write_safetensors
-from llmlab.core.progress import progress
 from llmlab.core.threads import torch_threads
 from llmlab.text.accessor import AccessorVariety
 from llmlab.text.base import check_sentences, normalize_text
@@ -61,6 +60,7 @@ from llmlab.text.lexmatch import MAX_SPAN, SpanIndex
 from llmlab.text.metrics import seg_scores
 from llmlab.text.neural import (
     check_training,
+    fit_epochs,
     holdout_split,
     length_buckets,
     make_bilstm,
@@ -334,9 +334,6 @@ def _fit(seg: NeuralSegmenter, kept: list[list[str]], held: list[list[str]], tex
          rng: np.random.Generator):
     """Train the network on `kept` (`texts`: their normalised text); returns it (eval mode) at its best
     epoch by F1 on `held` (the last without)."""
-    import torch
-    import torch.nn.functional as F
-
     c = seg.config
     rows = training_rows(seg, kept, texts)
     net = _build_net(c, len(seg.chars), len(seg.bigram_list))
@@ -345,29 +342,15 @@ def _fit(seg: NeuralSegmenter, kept: list[list[str]], held: list[list[str]], tex
         start_at_vectors([net.bigram.weight], seg._bigram_id, [bigrams(t)[1:-1] for t in texts],
                          c.bigram_min_count, c.seed, "bigrams")
     seg._net = net
-    opt = torch.optim.Adam(net.parameters(), lr=c.lr)
     buckets = length_buckets([len(r[0]) for r in rows], c.batch_size)
-    best, best_f1 = None, -1.0
-    for epoch in range(c.epochs):
-        if epoch >= c.decay_from:
-            for g in opt.param_groups:
-                g["lr"] *= c.decay
-        net.train()
-        total, n_chars = 0.0, 0
-        for b in progress(rng.permutation(len(buckets)), desc=f"neural segmenter epoch {epoch + 1}/{c.epochs}"):
-            chars, bis, spans, gold, lengths = _batch([rows[i] for i in buckets[b]])
-            logits = net(chars, bis, spans, lengths)
-            loss = F.cross_entropy(logits.reshape(-1, 4), gold.reshape(-1), ignore_index=-100)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), c.clip)
-            opt.step()
-            total, n_chars = total + loss.item() * sum(lengths), n_chars + sum(lengths)
-        f1 = seg_scores(held, seg.cut_lines(["".join(s) for s in held])).f1 if held else float("nan")
-        log.info("epoch %d: training loss %.4f, held-out F1 %.4f (%d sentences)", epoch + 1, total / n_chars, f1,
-                 len(held))
-        if f1 > best_f1 or not held:
-            best_f1, best = f1, {k: v.detach().clone() for k, v in net.state_dict().items()}
-            seg.info = {"epoch": epoch + 1, "holdout_f1": f1 if held else None, "holdout_sentences": len(held)}
-    net.load_state_dict(best)
-    return net.eval()
+
+    def batch(indices):
+        chars, bis, spans, gold, lengths = _batch([rows[i] for i in indices])
+        return net(chars, bis, spans, lengths), gold, lengths
+
+    def held_f1():
+        return seg_scores(held, seg.cut_lines(["".join(s) for s in held])).f1 if held else float("nan")
+
+    net, epoch, f1 = fit_epochs(net, c, buckets, batch, held_f1, len(held), rng, "neural segmenter", "F1", log)
+    seg.info = {"epoch": epoch, "holdout_f1": f1 if held else None, "holdout_sentences": len(held)}
+    return net
