@@ -111,6 +111,16 @@ def dataclass_overrides(args: argparse.Namespace, cls) -> dict:
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 
+def run_config(args: argparse.Namespace, cls, train_defaults, **given):
+    """A run config `cls` (one with a `train` TrainConfig) from the command line: the `given` fields as passed
+    (name, model, ...), `cls`'s own flags the user gave, and `train` the command's `train_defaults` with the
+    training flags the user gave."""
+    from llmlab.train.config import TrainConfig
+
+    own = {k: v for k, v in dataclass_overrides(args, cls).items() if k not in (*given, "train")}
+    return cls(**given, **own, train=dataclasses.replace(train_defaults, **dataclass_overrides(args, TrainConfig)))
+
+
 def split_unless_file(file: str | None, split: str | None, default: str, file_flag: str,
                       split_flag: str = "--split") -> str:
     """The built-in corpus split a command reads when no `file_flag` file is given (`default` if `split_flag` was

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overrides
+from llmlab.cli.common import add_command, add_dataclass_flags, run_config
 from llmlab.cli.rm import UNUSED_TRAIN_FLAGS
 
 
@@ -26,15 +26,10 @@ def register(sub) -> None:
 
 
 def _dpo(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from llmlab.pipeline.dpo import run_dpo
     from llmlab.rl.dpo_config import DPO_TRAIN, DPOConfig
-    from llmlab.train.config import TrainConfig
 
-    over = {k: v for k, v in dataclass_overrides(args, DPOConfig).items() if k not in ("name", "model", "train")}
-    cfg = DPOConfig(name=args.name, model=args.model, **over,
-                    train=dataclasses.replace(DPO_TRAIN, **dataclass_overrides(args, TrainConfig)))
+    cfg = run_config(args, DPOConfig, DPO_TRAIN, name=args.name, model=args.model)
     f = run_dpo(cfg, args.out, fresh=args.fresh)
     b, a = f["before"], f["after"]
     print(f"held-out comparisons ({f['dev_pairs']}): policy prefers the chosen reply  before "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overrides
+from llmlab.cli.common import add_command, add_dataclass_flags, run_config
 
 # TrainConfig fields the RL loop does not use: no flags for them (RLConfig refuses the run-time ones changed)
 UNUSED_TRAIN_FLAGS = ("batch_size", "grad_accum", "seq_len", "precision", "grad_checkpoint", "compile", "eval_every",
@@ -53,14 +53,9 @@ def _shown_defaults(cls):
 
 
 def _config(args: argparse.Namespace):
-    import dataclasses
-
     from llmlab.rl.config import RL_TRAIN, RLConfig
-    from llmlab.train.config import TrainConfig
 
-    rl = {k: v for k, v in dataclass_overrides(args, RLConfig).items() if k not in ("name", "model", "algo", "train")}
-    return RLConfig(name=args.name, model=args.model, algo=args.algo, **rl,
-                    train=dataclasses.replace(RL_TRAIN, **dataclass_overrides(args, TrainConfig)))
+    return run_config(args, RLConfig, RL_TRAIN, name=args.name, model=args.model, algo=args.algo)
 
 
 def run(args: argparse.Namespace) -> int:

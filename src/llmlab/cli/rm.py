@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides
+from llmlab.cli.common import add_command, add_dataclass_flags, add_group, run_config
 
 # TrainConfig fields the reward model's loop does not use
 UNUSED_TRAIN_FLAGS = ("seq_len", "precision", "compile", "grad_checkpoint")
@@ -35,15 +35,10 @@ def register(sub) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from llmlab.pipeline.reward import run_reward
     from llmlab.rl.reward_config import RM_TRAIN, RewardConfig
-    from llmlab.train.config import TrainConfig
 
-    rm = {k: v for k, v in dataclass_overrides(args, RewardConfig).items() if k not in ("name", "model", "train")}
-    cfg = RewardConfig(name=args.name, model=args.model, **rm,
-                       train=dataclasses.replace(RM_TRAIN, **dataclass_overrides(args, TrainConfig)))
+    cfg = run_config(args, RewardConfig, RM_TRAIN, name=args.name, model=args.model)
     f = run_reward(cfg, args.out, fresh=args.fresh)
     b, a = f["before"], f["after"]
     print(f"held-out pair accuracy  before {b['val_accuracy']:.4f}  after {a['val_accuracy']:.4f}  "
