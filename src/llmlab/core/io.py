@@ -258,15 +258,20 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 def read_jsonl(path: str | os.PathLike, what: str = "file") -> list[Any]:
     """Records of a JSONL file; blank lines are skipped, a malformed line is an error naming it."""
-    out = []
+    return [record for _, record in jsonl_lines(path, what)]
+
+
+def jsonl_lines(path: str | os.PathLike, what: str = "file") -> Iterator[tuple[int, Any]]:
+    """(line number, record) for each non-blank line of a JSONL file, for errors that name the line; a
+    malformed line is an error naming it."""
     for i, line in enumerate(read_lines(path, what), 1):
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError as e:
             raise InputError(f"{what} {str(path)!r} line {i} is not valid JSON: {e.msg}") from None
-    return out
+        yield i, record
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_text, read_lines
+from llmlab.core.io import atomic_write_text, jsonl_lines, read_lines
 from llmlab.data.corpora import CORPORA, corpus_text
 
 
@@ -84,13 +84,7 @@ def read_documents(source: str, field: str = "text", split: str = "train") -> Do
     if not is_jsonl(source):
         return Documents(read_lines(source, "corpus file"), None, field, source)
     records, texts = [], []
-    for i, line in enumerate(read_lines(source, "corpus file"), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"corpus file {source!r} line {i} is not valid JSON: {e.msg}") from None
+    for i, rec in jsonl_lines(source, "corpus file"):
         if not isinstance(rec, dict) or not isinstance(rec.get(field), str):
             raise InputError(f"corpus file {source!r} line {i} is not a record with a string field {field!r}")
         records.append(rec)
