@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmlab.core.jit import jit
+from llmlab.core.jit import interpreting, jit
 from llmlab.text.hashindex import FeatureIndex, probe
 from llmlab.text.lexmatch import SpanIndex
 
@@ -267,6 +267,15 @@ def emission_scores(texts: list[str], table: np.ndarray, index: FeatureIndex, we
                     pseudo: SpanIndex | None = None) -> np.ndarray:
     """(characters of all texts, weights' columns) float64: for each character, the `weights` rows of
     its `padded_keys` (rows found by `index`; an unknown key's is the zero row ``index.missing``) added
-    template by template, each character's keys made and looked up in one compiled pass."""
+    template by template, each character's keys made and looked up in one compiled pass. Run
+    interpreted (`llmlab.core.jit.interpreted`), it takes the key array's way instead, the same sums
+    in the same order: `padded_keys` and a binary search over the index's sorted keys need no hash
+    table, which a one-line job would spend more time filling than using."""
     c, t, spans, cols = _padded(texts, table, lexicon, dictionary, pseudo)
+    if interpreting():
+        rows = index.lookup(_window_keys(c, t, spans)[:, cols])  # (T, characters)
+        out = np.zeros((len(cols), weights.shape[1]))
+        for r in rows:  # float32 rows added into float64 one template at a time, as `_scored` does
+            out += weights[r]
+        return out
     return _scored(c, t, spans, cols, index.table, index.shift, index.missing, weights)
