@@ -72,6 +72,7 @@ _NARROW = ("\x00-\x7f\u00a0-\u00a9\u00ab-\u00b4\u00b6-\u00b9\u00bb-\u00bf\u00d7\
            "\u3000-\u3004\u3008-\u3029\u3030\u3036-\u303b\u303d-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff01-\uff60\uffe0-\uffee")
 _MAYBE_WIDE = re.compile(f"[^{_NARROW}]")
 _WIDTH = str.maketrans({**{chr(o): chr(o - 0xFEE0) for o in range(0xFF01, 0xFF5F)}, "\u3000": " "})
+_WIDE_FORM = re.compile("[" + "".join(map(chr, _WIDTH)) + "]")  # a character `normalize_text` changes
 
 
 def normalize_char(c: str) -> str:
@@ -90,6 +91,15 @@ def normalize_text(text: str) -> str:
     '1998年AB'
     """
     return text.translate(_WIDTH)
+
+
+def is_normalized(text: str) -> bool:
+    """Whether ``normalize_text(text) == text`` (a search, no copy).
+
+    >>> is_normalized("1998年AB"), is_normalized("１９９８年")
+    (True, False)
+    """
+    return _WIDE_FORM.search(text) is None
 
 
 def same_cuts(text: str, words: list[str]) -> list[str]:

@@ -14,8 +14,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import read_lines
-from llmlab.text.base import Segmenter, normalize_text
+from llmlab.core.io import read_text, split_lines
+from llmlab.text.base import Segmenter, is_normalized, normalize_text
 
 
 def _check_word(word: str) -> str:
@@ -49,12 +49,17 @@ class Lexicon:
 
     def __init__(self, counts: dict[str, int] | None = None):
         self.counts: dict[str, int] = {}
-        self.prefixes: dict[str, int] = {}
         self.total = 0
         self.max_len = 1
+        self._prefixes: dict[str, int] | None = None
         self._suffixes: dict[str, int] | None = None
         self._log_probs: LogProbs | None = None
-        for w, c in (counts or {}).items():
+        if counts and _plain(counts):  # each word its own normal form and checked: take the table whole
+            self.counts = dict(counts)
+            self.total = sum(self.counts.values())
+            self.max_len = max(1, max(map(len, self.counts)))
+            return
+        for w, c in (counts or {}).items():  # the word by word way, which names the first bad entry
             self.add(w, c)
 
     @classmethod
@@ -82,10 +87,20 @@ class Lexicon:
         self.counts[word] = self.counts.get(word, 0) + count
         self.total += count
         self.max_len = max(self.max_len, len(word))
-        self.prefixes[word] = self.counts[word]
-        for i in range(1, len(word)):
-            self.prefixes.setdefault(word[:i], 0)
+        if self._prefixes is not None:  # kept up to date in place: matchers hold its ``get``
+            _add_fragments(self._prefixes, word, self.counts[word], prefixes=True)
         self._suffixes = self._log_probs = None
+
+    @property
+    def prefixes(self) -> dict[str, int]:
+        """Every word -> its count and every proper prefix of a word that is no word -> 0 (built on
+        first use: the perceptron never needs it)."""
+        if self._prefixes is None:
+            table: dict[str, int] = {}
+            for w, c in self.counts.items():
+                _add_fragments(table, w, c, prefixes=True)
+            self._prefixes = table
+        return self._prefixes
 
     @property
     def suffixes(self) -> dict[str, int]:
@@ -97,9 +112,7 @@ class Lexicon:
         if self._suffixes is None:
             table: dict[str, int] = {}
             for w, c in self.counts.items():
-                table[w] = c
-                for i in range(1, len(w)):
-                    table.setdefault(w[i:], 0)
+                _add_fragments(table, w, c, prefixes=False)
             self._suffixes = table
         return self._suffixes
 
@@ -175,6 +188,25 @@ class Lexicon:
         return cls({str(k): int(v) for k, v in counts.items()})
 
 
+def _add_fragments(table: dict[str, int], word: str, count: int, prefixes: bool) -> None:
+    """Enter `word` with its count, and its proper prefixes (or suffixes) not yet in `table` with 0."""
+    table[word] = count
+    for i in range(1, len(word)):
+        table.setdefault(word[:i] if prefixes else word[i:], 0)
+
+
+def _plain(counts: dict[str, int]) -> bool:
+    """Whether every entry of `counts` would pass `Lexicon.add` unchanged: words are non-empty strings
+    without whitespace, already width-normalised, and counts are ints from 1 to MAX_COUNT (checked for
+    the whole table at once; the caller adds the entries one by one otherwise)."""
+    if set(map(type, counts)) != {str} or "" in counts or set(map(type, counts.values())) != {int}:
+        return False
+    joined = "".join(counts)
+    return (not _SPACE.search(joined) and is_normalized(joined)
+            and min(counts.values()) >= 1 and max(counts.values()) <= MAX_COUNT)
+
+
+_SPACE = re.compile(r"\s")  # what str.isspace calls whitespace
 _COUNT = re.compile(r"[+-]?[0-9]+")
 MAX_COUNT = 2**53  # counts meet floats (probabilities, suggested counts); beyond this they are not exact
 
@@ -189,20 +221,48 @@ def read_user_dict(path: str | os.PathLike, what: str = "user dictionary",
 
     A bad line is an error naming the file (as `what`) and line.
     """
+    text = read_text(path, what)
+    plain = _plain_entries(text, comments)
+    return plain if plain is not None else _entries_by_line(text, f"{what} {str(path)!r}", comments)
+
+
+def _entries_by_line(text: str, where: str, comments: bool) -> list[tuple[str, int | None]]:
+    """`read_user_dict`'s entries of `text` (from `where`, for errors), a line at a time."""
     entries: list[tuple[str, int | None]] = []
-    for i, line in enumerate(read_lines(path, what), 1):
+    for i, line in enumerate(split_lines(text), 1):
         parts = line.split()
         if not parts or (comments and parts[0].startswith("#")):
             continue
         count = None
         if len(parts) > 1 and (_COUNT.fullmatch(parts[1]) or len(parts) > 2 or _looks_numeric(parts[1])):
             if not _COUNT.fullmatch(parts[1]):
-                raise InputError(f"{what} {str(path)!r} line {i}: count {parts[1]!r} is not a whole number "
+                raise InputError(f"{where} line {i}: count {parts[1]!r} is not a whole number "
                                  "(ASCII digits)")
             count = int(parts[1])
             if not 1 <= count <= MAX_COUNT:
-                raise InputError(f"{what} {str(path)!r} line {i}: count must be from 1 to 2**53, got {parts[1]}")
+                raise InputError(f"{where} line {i}: count must be from 1 to 2**53, got {parts[1]}")
         entries.append((parts[0], count))
+    return entries
+
+
+_PLAIN_ENTRY = re.compile(r"^(\S+) ([0-9]+)$", re.MULTILINE)  # "word count", as llmlab writes them
+
+
+def _plain_entries(text: str, comments: bool) -> list[tuple[str, int | None]] | None:
+    """`read_user_dict`'s entries when every line of `text` is ``word count`` with one space and a
+    count in range (the files a saved model holds), parsed by one regular-expression scan; None
+    otherwise, for the line by line reading that names a bad line.
+
+    >>> _plain_entries("中国 3\\n人 1", True), _plain_entries("中国 3\\n人 x", True)
+    ([('中国', 3), ('人', 1)], None)
+    """
+    found = _PLAIN_ENTRY.findall(text)
+    lines = text.count("\n") + (1 if text and not text.endswith("\n") else 0)  # as `split_lines` counts
+    if len(found) != lines or (comments and any(w.startswith("#") for w, _ in found)):
+        return None
+    entries = [(w, int(c)) for w, c in found]
+    if entries and not 1 <= min(c for _, c in entries) <= max(c for _, c in entries) <= MAX_COUNT:
+        return None
     return entries
 
 
