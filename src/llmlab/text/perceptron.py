@@ -30,7 +30,7 @@ import numpy as np
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_path, read_safetensors, write_safetensors
-from llmlab.core.jit import jit
+from llmlab.core.jit import interpreted, jit
 from llmlab.core.progress import progress
 from llmlab.text.accessor import AccessorVariety
 from llmlab.text.base import Segmenter, check_sentences, checked_array
@@ -165,9 +165,11 @@ class PerceptronSegmenter(DictSegmenter):
 
     def _cut_runs(self, runs: list[str], batch_chars: int = 50_000) -> list[list[str]]:
         """Features, lookups and scores for many runs in one numpy pass, about `batch_chars` characters
-        at a time (a longer run alone, scored in windows of that size); Viterbi per run."""
-        return [words for batch in self.batches(runs, batch_chars)
-                for words in decode_runs(batch, self.batch_emissions(batch, batch_chars), self.trans)]
+        at a time (a longer run alone, scored in windows of that size); Viterbi per run. A few runs
+        (a line or two) are cut by the kernels' Python source, without loading numba (`interpreted`)."""
+        with interpreted(sum(map(len, runs))):
+            return [words for batch in self.batches(runs, batch_chars)
+                    for words in decode_runs(batch, self.batch_emissions(batch, batch_chars), self.trans)]
 
     @staticmethod
     def batches(runs: list[str], batch_chars: int) -> Iterator[list[str]]:
@@ -260,7 +262,7 @@ class PerceptronSegmenter(DictSegmenter):
         keys = arrays["keys"].view(np.uint64)
         index = FeatureIndex(keys)
         weights = np.zeros((index.size + 1, 4), np.float32)
-        weights[index.lookup(keys)] = arrays["weights"]
+        weights[index.rows(keys)] = arrays["weights"]
         return cls(index, weights, state["trans"], Lexicon.from_dict(state["lexicon"]), config, dictionary, av_words)
 
 

@@ -23,9 +23,10 @@ tag as before.
 from __future__ import annotations
 
 import logging
+import re
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,12 +35,12 @@ import numpy as np
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_text, read_safetensors, read_text, write_safetensors
-from llmlab.core.jit import jit
+from llmlab.core.jit import interpreted, interpreting, jit
 from llmlab.core.progress import progress
 from llmlab.text.base import SPACED_WORD_CHAR, checked_array, normalize_text
 from llmlab.text.clusters import word_clusters
 from llmlab.text.features import DIGIT, LATIN, OTHER, RARE, mix, type_table
-from llmlab.text.hashindex import FeatureIndex
+from llmlab.text.hashindex import FeatureIndex, SparseRows
 from llmlab.text.perceptron import score_rows, update_rows
 from llmlab.text.pos import PosTagger, check_tagged, viterbi, viterbi2, viterbi2_kernel, viterbi_kernel
 
@@ -159,9 +160,24 @@ def save_clusters(path: Path, clusters: dict[str, tuple[int, ...]], sizes: Seque
 
 def load_clusters(path: Path, levels: int) -> dict[str, tuple[int, ...]]:
     """The table `save_clusters` wrote, or an InputError naming the file and line."""
-    lines = read_text(path, "word cluster file").split("\n")
+    text = read_text(path, "word cluster file")
+    lines = text.split("\n")
     if not lines[0].startswith("# llmlab word clusters 1,"):
         raise InputError(f"word cluster file {str(path)!r} does not start with '# llmlab word clusters 1,'")
+    table = _clusters_in_one_scan(text, lines, levels)
+    return table if table is not None else _clusters_by_line(lines, path, levels)
+
+
+def _clusters_in_one_scan(text: str, lines: list[str], levels: int) -> dict[str, tuple[int, ...]] | None:
+    """`load_clusters`' table by one regular-expression scan when every line after the header is a word
+    and its `levels` ids; None when some line is not (`_clusters_by_line` then names it)."""
+    found = re.findall("^([^\t\n]*)" + "\t([0-9]+)" * levels + "$", text, re.MULTILINE)  # the header has no tab
+    if levels < 1 or len(found) != len(lines) - 1 - lines.count(""):
+        return None
+    return {m[0]: tuple(map(int, m[1:])) for m in found}
+
+
+def _clusters_by_line(lines: list[str], path: Path, levels: int) -> dict[str, tuple[int, ...]]:
     out = {}
     for i, line in enumerate(lines[1:], 2):
         parts = line.split("\t")
@@ -326,11 +342,13 @@ class PerceptronTagger(PosTagger):
 
     kind = "perceptron"
 
-    def __init__(self, tags: list[str], index: FeatureIndex, weights: np.ndarray, trans: np.ndarray,
+    def __init__(self, tags: list[str], index: FeatureIndex, weights: np.ndarray | SparseRows, trans: np.ndarray,
                  start: np.ndarray, config: PerceptronTaggerConfig | None = None,
                  tagdict: dict[str, list[int]] | None = None, trans3: np.ndarray | None = None,
                  clusters: dict[str, tuple[int, ...]] | None = None):
-        self.tags, self.index, self.weights = tags, index, weights
+        self.tags, self.index = tags, index
+        # a loaded tagger keeps its weights sparse until something needs the whole table (`weights`)
+        self._weights, self._sparse = (None, weights) if isinstance(weights, SparseRows) else (weights, None)
         self.clusters = clusters  # normalised word -> cluster id per size of config.clusters; None: no cluster features
         k = len(tags)
         self.tagdict: dict[str, list[int]] = {}  # width-normalised keys (models saved before had raw ones)
@@ -344,11 +362,31 @@ class PerceptronTagger(PosTagger):
         self.trans3 = np.zeros((k, k, k)) if trans3 is None else checked_array("trans3", trans3, (k, k, k))
         self._table = type_table()
 
+    @property
+    def weights(self) -> np.ndarray:
+        """(features + 1, tags) float32 weights; the last row, for unknown features, is zeros."""
+        if self._weights is None:
+            self._weights, self._sparse = self._sparse.dense(), None
+        return self._weights
+
+    def _weight_rows(self, slots: np.ndarray) -> np.ndarray:
+        """``weights[slots]``: from the sparse table for a small job run interpreted (building the dense
+        table would cost more than the job), from the dense one otherwise (three times faster a word)."""
+        if self._weights is None and interpreting():
+            return self._sparse.take(slots)
+        return self.weights[slots]
+
     def _keys(self, words: Sequence[str], rare: np.ndarray | None = None) -> np.ndarray:
         return tagger_keys(words, self._table, self.clusters, len(self.config.clusters), rare)
 
     def tag(self, words: Sequence[str]) -> list[str]:
-        return self.decode(self.emissions(words))
+        with interpreted(2 * len(words)):  # a sentence or two: the kernels' Python source, without numba
+            return self.decode(self.emissions(words))
+
+    def tag_sentences(self, sentences: Iterable[Sequence[str]]) -> list[list[str]]:
+        sentences = [list(s) for s in sentences]
+        with interpreted(2 * sum(map(len, sentences))):  # decided for the whole batch
+            return [self.tag(s) for s in sentences]
 
     def emissions(self, words: Sequence[str]) -> np.ndarray:
         """(n, K) float64 emission scores of a sentence's words (tag-dictionary bans included)."""
@@ -357,10 +395,10 @@ class PerceptronTagger(PosTagger):
         slots = self.index.lookup(self._keys(words))
         if self.config.rare_count:
             # unknown, or rare in training (no identity weight; zero rows are not saved): tag it as training did
-            rare = ~self.weights[slots[:, _W0]].any(axis=1)
+            rare = ~self._weight_rows(slots[:, _W0]).any(axis=1)
             if rare.any():
                 slots = self.index.lookup(self._keys(words, rare))
-        em = self.weights[slots].sum(axis=1).astype(np.float64)
+        em = self._weight_rows(slots).sum(axis=1).astype(np.float64)
         em += tag_mask(words, self.tagdict, len(self.tags))
         return em
 
@@ -439,10 +477,11 @@ class PerceptronTagger(PosTagger):
             raise InputError(f"POS tagger weights {str(path)!r} hold neither dense rows nor sparse triplets")
         keys = arrays["keys"].view(np.uint64)
         index = FeatureIndex(keys)
-        weights = np.zeros((index.size + 1, len(state["tags"])), np.float32)
+        shape = (index.size + 1, len(state["tags"]))
         if "weights" in arrays:  # saved before the sparse triplets: dense rows
-            weights[index.lookup(keys)] = arrays["weights"]
+            weights = np.zeros(shape, np.float32)
+            weights[index.rows(keys)] = arrays["weights"]
         else:
-            weights[index.lookup(keys)[arrays["rows"]], arrays["cols"]] = arrays["values"]
+            weights = SparseRows(*shape, index.rows(keys)[arrays["rows"]], arrays["cols"], arrays["values"])
         return cls(state["tags"], index, weights, np.array(state["trans"]), np.array(state["start"]), config,
                    state.get("tagdict"), state.get("trans3"), clusters)
