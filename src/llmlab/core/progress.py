@@ -8,13 +8,15 @@ so a long run's log shows it is alive and how far it has got; shorter loops writ
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import sys
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from tqdm.auto import tqdm
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
 
 T = TypeVar("T")
 HEARTBEAT = 30.0  # seconds between progress lines off a terminal (and before the first)
@@ -47,21 +49,31 @@ class _Lines(io.TextIOBase):
         self.stream.flush()
 
 
-class _LineBar(tqdm):
-    """The bar off a terminal: a new postfix (a loss, a reward) shows in the next line, not at once, so a
-    loop that sets one every step still writes a line per `HEARTBEAT` only."""
-
-    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
-        super().set_postfix(ordered_dict, refresh=False, **kwargs)
-
-    def set_postfix_str(self, s="", refresh=True):
-        super().set_postfix_str(s, refresh=False)
-
-
 def progress(iterable: Iterable[T] | None = None, total: int | None = None, desc: str = "", **kw) -> tqdm:
+    # tqdm is imported here, not at import: tqdm.auto loads asyncio (60 ms), which a one-line cut never needs
     if kw.pop("disable", False) or os.environ.get("LLMLAB_PROGRESS") is not None and not progress_enabled():
+        from tqdm.std import tqdm
+
         return tqdm(iterable, total=total, disable=True, **kw)
     if progress_enabled():
+        from tqdm.auto import tqdm
+
         return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True, **kw)
-    return _LineBar(iterable, total=total, desc=desc or "progress", file=_Lines(sys.stderr), delay=HEARTBEAT,
-                mininterval=HEARTBEAT, maxinterval=HEARTBEAT, bar_format=LINE_FORMAT, **kw)
+    return _line_bar()(iterable, total=total, desc=desc or "progress", file=_Lines(sys.stderr), delay=HEARTBEAT,
+                       mininterval=HEARTBEAT, maxinterval=HEARTBEAT, bar_format=LINE_FORMAT, **kw)
+
+
+@functools.cache
+def _line_bar() -> type:
+    """The bar off a terminal: a new postfix (a loss, a reward) shows in the next line, not at once, so a
+    loop that sets one every step still writes a line per `HEARTBEAT` only."""
+    from tqdm.std import tqdm
+
+    class LineBar(tqdm):
+        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+            super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+        def set_postfix_str(self, s="", refresh=True):
+            super().set_postfix_str(s, refresh=False)
+
+    return LineBar
