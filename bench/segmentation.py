@@ -20,17 +20,32 @@ row against "jieba (no HMM)" compares two implementations of one method on one d
 --pos adds the POS taggers (gold segmentation) and the joint word+tag F1 after segmentation; with
 --hybrid (or --hybrid-model DIR) also the perceptron + BiLSTM hybrid (its training takes about twenty minutes).
 
+Start-up: a last table times fresh processes that load a model and cut (or tag) one line, beside
+one that imports jieba, runs `jieba.initialize()` and cuts the same line (THULAC too where it
+installs, pkuseg with --pkuseg-model): the median wall time and CPU time (user + sys, the steadier
+figure on a shared machine) of --load-repeat runs after one warm-up, with the CPU ratio to jieba's.
+The perceptron segmenter is the one loaded or trained above (saved to a temporary folder if need
+be), the POS tagger the one of --pos-model; --load-only prints just this table (it needs
+--perceptron-model).
+
     .venv/bin/python bench/segmentation.py [--perceptron-model DIR] [--save-perceptron DIR]
         [--jieba-dict] [--dict-model DIR] [--save-dict-model DIR] [--pos] [--pos-model DIR]
         [--hybrid] [--hybrid-model DIR] [--pkuseg | --pkuseg-model DIR] [--save-pkuseg DIR]
-        [--seg-neural-model DIR] [--seg-hybrid-model DIR]
+        [--seg-neural-model DIR] [--seg-hybrid-model DIR] [--load-only] [--load-repeat N]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+
+LOAD_LINE = "迈向充满希望的新世纪"  # the line each fresh process cuts (its words, for the tagger)
 
 
 def best_time(fn, repeat: int) -> tuple[object, float]:
@@ -115,7 +130,14 @@ def main() -> None:
     ap.add_argument("--pkuseg-iters", type=int, default=20, help="pkuseg training iterations (its default: 20)")
     ap.add_argument("--seg-neural-model", help="saved BiLSTM segmenter (`seg train --algo neural`) to score")
     ap.add_argument("--seg-hybrid-model", help="saved perceptron + BiLSTM segmenter (`seg train --algo hybrid`)")
+    ap.add_argument("--load-only", action="store_true", help="only the start-up table (needs --perceptron-model)")
+    ap.add_argument("--load-repeat", type=int, default=5, help="fresh processes per start-up row; the median counts")
     args = ap.parse_args()
+    if args.load_only:
+        if not args.perceptron_model:
+            ap.error("--load-only needs --perceptron-model DIR")
+        bench_load(args.perceptron_model, args.pos_model, args.pkuseg_model, args.load_repeat)
+        return
 
     from llmlab.data.corpora import pfr1998_words
     from llmlab.text.base import load_segmenter, segmenter_class
@@ -193,6 +215,56 @@ def main() -> None:
         print(f"{name:42s} {p:7.4f} {r:7.4f} {f1:7.4f} {oov:7.4f} {cps:11,.0f} {ratio_f:>11s} {ratio_s:>14s}")
     if args.pos:
         bench_pos(args, segmenters)
+    with tempfile.TemporaryDirectory() as tmp:
+        seg_dir = args.perceptron_model or args.save_perceptron or perc.save(f"{tmp}/perceptron")
+        bench_load(str(seg_dir), args.pos_model, args.pkuseg_model, args.load_repeat)
+
+
+def fresh_process(cmd: list[str], stdin: str) -> tuple[float, float]:
+    """Wall and CPU (user + sys) seconds of one run of `cmd` in a new process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run(cmd, input=stdin.encode(), capture_output=True, check=True)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+def bench_load(seg_dir: str, pos_dir: str | None, pkuseg_dir: str | None, repeat: int) -> None:
+    """The start-up table (see the module docstring)."""
+    line, words = LOAD_LINE, ["迈向", "充满", "希望", "的", "新", "世纪"]
+    quiet_jieba = "import jieba, logging; jieba.setLogLevel(logging.WARNING)"
+    runs = {"jieba: import, initialize(), lcut": (f"{quiet_jieba}; jieba.initialize(); jieba.lcut({line!r})", "")}
+    try:
+        import thulac  # noqa: F401 - only whether it installs
+
+        runs["THULAC: thulac(seg_only=True).cut"] = (f"import thulac; thulac.thulac(seg_only=True).cut({line!r})", "")
+    except Exception:  # noqa: BLE001 - a peer that fails to load is left out
+        pass
+    if pkuseg_dir:
+        runs["pkuseg: pkuseg(DIR).cut"] = (f"import spacy_pkuseg as p; p.pkuseg({pkuseg_dir!r}).cut({line!r})", "")
+    runs["llmlab: load_segmenter(DIR).cut"] = (
+        f"from llmlab.text.base import load_segmenter; load_segmenter({seg_dir!r}).cut({line!r})", "")
+    runs["llmlab seg cut --model DIR"] = (["seg", "cut", "--model", seg_dir], line + "\n")
+    if pos_dir:
+        runs["llmlab: load_tagger(DIR).tag"] = (
+            f"from llmlab.text.pos import load_tagger; load_tagger({pos_dir!r}).tag({words!r})", "")
+        runs["llmlab pos tag --model DIR"] = (["pos", "tag", "--model", pos_dir], " ".join(words) + "\n")
+    print(f"\nStart-up: a fresh process loads and cuts (tags) one line; median of {repeat} runs, CPU = user + sys")
+    print(f"{'process':42s} {'wall s':>7s} {'CPU s':>7s} {'CPU vs jieba':>12s}")
+    jieba_cpu = None
+    for name, (what, stdin) in runs.items():
+        cmd = [sys.executable, "-c", what] if isinstance(what, str) else [sys.executable, "-m", "llmlab", *what]
+        try:
+            fresh_process(cmd, stdin)  # warm-up: file caches, jieba's prefix-dict cache
+        except subprocess.CalledProcessError as e:
+            print(f"{name:42s} failed: {e.stderr.decode()[-200:]!r}")
+            continue
+        walls, cpus = zip(*(fresh_process(cmd, stdin) for _ in range(repeat)))
+        wall, cpu = statistics.median(walls), statistics.median(cpus)
+        jieba_cpu = cpu if name.startswith("jieba") else jieba_cpu
+        ratio = f"{cpu / jieba_cpu:.2f}x" if jieba_cpu else "-"
+        print(f"{name:42s} {wall:7.2f} {cpu:7.2f} {ratio:>12s}")
 
 
 def jieba_dict_path() -> str:
