@@ -65,6 +65,14 @@ def test_the_budget_decides_and_nested_calls_keep_the_outer_decision(budget):
         assert not third
 
 
+def test_under_numpy_1_every_kernel_runs_compiled(budget, monkeypatch):
+    """numpy 1's value-based casting could turn interpreted uint64 hashes into floats: no interpreting there."""
+    budget(10**6)
+    monkeypatch.setattr(jit_module, "INTERPRETABLE", False)
+    with interpreted(1) as slow:
+        assert not slow and not interpreting()
+
+
 def test_importing_and_a_small_interpreted_call_load_no_numba():
     code = ("import sys, numpy as np\n"
             "from llmlab.core.jit import interpreted, jit\n"

@@ -35,6 +35,10 @@ INTERPRET_BUDGET = 5000
 
 _mode: contextvars.ContextVar[str] = contextvars.ContextVar("llmlab_jit_mode", default="compiled")
 _decided: contextvars.ContextVar[bool] = contextvars.ContextVar("llmlab_jit_decided", default=False)
+# Interpreted kernels mix numpy uint64 hashes with Python ints; numpy 2 keeps those uint64 (NEP 50), while
+# numpy 1's value-based casting can turn them into float64 and the hashes into other numbers. Under
+# numpy 1 every kernel runs compiled.
+INTERPRETABLE = int(np.__version__.split(".")[0]) >= 2
 _spent = 0  # items interpreted so far in this process
 _lock = threading.Lock()
 
@@ -50,7 +54,7 @@ def interpreted(work: int) -> Iterator[bool]:
         yield _mode.get() != "compiled"
         return
     with _lock:
-        fits = _spent + work <= INTERPRET_BUDGET
+        fits = INTERPRETABLE and _spent + work <= INTERPRET_BUDGET
         _spent = _spent + work if fits else INTERPRET_BUDGET
     decided, mode = _decided.set(True), _mode.set("interpreted" if fits else "compiled")
     try:
