@@ -36,6 +36,13 @@ def test_the_mix_reaches_the_share_using_each_document_once(domain, general, sha
     assert domain_share(plan, domain, general, by) == pytest.approx(d / (d + g))
 
 
+def test_a_share_met_exactly_takes_no_document_more_despite_float_rounding():
+    # 2 x (1 - 1/3) / (1/3) is 4.000000000000001 in floats: one 4-character document meets it (found by hypothesis)
+    plan = mix_plan(["aa"], ["aaaa", "aaaa"], 1 / 3, "chars", 0)
+    assert sum(c == "general" for c, _ in plan) == 1
+    assert domain_share(plan, ["aa"], ["aaaa", "aaaa"]) == pytest.approx(1 / 3)
+
+
 def test_a_built_in_mix_is_close_to_its_share_and_shuffled():
     from llmlab.data.corpora import corpus_text
 

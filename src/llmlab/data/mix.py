@@ -26,10 +26,16 @@ def _sizes(texts: Sequence[str], by: str) -> np.ndarray:
     return np.array([len(t) for t in texts] if by == "chars" else [1] * len(texts), dtype=np.int64)
 
 
+def _reaches(total, want: float):
+    """total >= want, where `want` (a share's float arithmetic: 2 x (2/3) / (1/3) = 4.000000000000001) may
+    have landed a rounding error above the whole number it stands for."""
+    return total >= want * (1 - 1e-12)
+
+
 def _take(sizes: np.ndarray, want: float, rng: np.random.Generator) -> np.ndarray:
     """Indices of a random subset whose sizes first reach `want` (all of them if they never do)."""
     order = rng.permutation(len(sizes))
-    reached = np.cumsum(sizes[order]) >= want
+    reached = _reaches(np.cumsum(sizes[order]), want)
     stop = int(np.argmax(reached)) + 1 if reached.any() else len(order)
     return np.sort(order[:stop])
 
@@ -48,7 +54,7 @@ def mix_plan(domain: Sequence[str], general: Sequence[str], share: float, by: st
                          f"({int(d_sizes.sum())} {by}), the general corpus {len(general)} ({int(g_sizes.sum())} {by})")
     rng = np.random.default_rng(seed)
     want_general = d_sizes.sum() * (1 - share) / share
-    if g_sizes.sum() >= want_general:
+    if _reaches(g_sizes.sum(), want_general):
         d_idx, g_idx = np.arange(len(domain)), _take(g_sizes, want_general, rng)
     else:  # too little general text: all of it, and a share of the domain
         d_idx, g_idx = _take(d_sizes, g_sizes.sum() * share / (1 - share), rng), np.arange(len(general))
