@@ -164,6 +164,13 @@ def test_malformed_comparisons_are_refused_naming_the_line(tmp_path, row, msg):
         read_preferences(f)
 
 
+def test_a_bad_comparison_after_a_blank_line_is_named_by_its_line_in_the_file(tmp_path):
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"prompt": "1+1=", "chosen": "2", "rejected": "3"}\n\n{"prompt": "1+2=", "chosen": "3"}\n')
+    with pytest.raises(InputError, match="line 3: missing 'rejected'"):
+        read_preferences(f)
+
+
 def test_a_runs_pairs_file_keeps_its_split_and_another_file_holds_out_its_last_twentieth(tmp_path):
     from llmlab.rl.preferences import read_split_preferences
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import read_jsonl
+from llmlab.core.io import jsonl_lines
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def read_split_preferences(path: str | Path) -> tuple[list[Preference], list[Pre
 def _read(path: str | Path) -> list[tuple[Preference, str | None]]:
     """Each line's comparison and its "split" (None where it has none)."""
     out = []
-    for i, r in enumerate(read_jsonl(path, "preference file"), 1):
+    for i, r in jsonl_lines(path, "preference file"):  # the file's line numbers, blank lines counted
         where = f"{path} line {i}"
         if not isinstance(r, dict):
             raise InputError(f"{where}: expected an object with prompt, chosen and rejected")
