@@ -96,10 +96,7 @@ class Lexicon:
         """Every word -> its count and every proper prefix of a word that is no word -> 0 (built on
         first use: the perceptron never needs it)."""
         if self._prefixes is None:
-            table: dict[str, int] = {}
-            for w, c in self.counts.items():
-                _add_fragments(table, w, c, prefixes=True)
-            self._prefixes = table
+            self._prefixes = self._fragments(prefixes=True)
         return self._prefixes
 
     @property
@@ -110,11 +107,14 @@ class Lexicon:
         [('中国人', 1), ('人', 0), ('国人', 0)]
         """
         if self._suffixes is None:
-            table: dict[str, int] = {}
-            for w, c in self.counts.items():
-                _add_fragments(table, w, c, prefixes=False)
-            self._suffixes = table
+            self._suffixes = self._fragments(prefixes=False)
         return self._suffixes
+
+    def _fragments(self, prefixes: bool) -> dict[str, int]:
+        table: dict[str, int] = {}
+        for w, c in self.counts.items():
+            _add_fragments(table, w, c, prefixes=prefixes)
+        return table
 
     def logp(self, word: str) -> float:
         """Unigram log probability ``log(count) - log(total)``; an unknown word gets a count of 1. Both
