@@ -1,5 +1,6 @@
 """llmlab's causal decoder against transformers' LlamaForCausalLM of the same config, on this machine:
-training tokens/s and cached generation tokens/s (batch 1; greedy, and beam search), side by side with ratios.
+training tokens/s, prefill (a prompt of --seq - 1 tokens to its first new token, batch 1) and cached
+generation tokens/s (batch 1; greedy, and beam search), side by side with ratios.
 
     .venv/bin/python bench/model.py [--dim 256] [--layers 4] [--seq 256] [--batch 8] [--new-tokens 200] [--beams 4]
 """
@@ -52,6 +53,12 @@ def generate_tps(model, prompt: list[int], n: int, hf: bool, beams: int = 1) -> 
     return n / (time.perf_counter() - t)
 
 
+@torch.no_grad()
+def prefill_tps(model, prompt: list[int], hf: bool) -> float:
+    """Prompt tokens/s of a prompt's prefill and its first new token (greedy)."""
+    return len(prompt) * generate_tps(model, prompt, 1, hf)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dim", type=int, default=256)
@@ -64,7 +71,8 @@ def main() -> None:
     ap.add_argument("--gen-rounds", type=int, default=10,
                     help="alternating generation rounds (short, and noisier on a shared machine); best of each")
     ap.add_argument("--beams", type=int, default=4, help="beams of the beam-search row (1: no such row)")
-    ap.add_argument("--only", choices=("all", "train", "generate"), default="all", help="which measures to run")
+    ap.add_argument("--only", choices=("all", "train", "prefill", "generate"), default="all",
+                    help="which measures to run")
     args = ap.parse_args()
     import transformers
 
@@ -88,7 +96,13 @@ def main() -> None:
         for _ in range(args.rounds):
             a, b = max(a, train_tps(ours, x, args.steps, False)), max(b, train_tps(theirs, x, args.steps, True))
         print(f"{f'training tokens/s (batch {args.batch} x {args.seq})':<40}{a:>12,.0f}{b:>14,.0f}{a / b:>8.2f}")
-    if args.only == "train":
+    if args.only in ("all", "prefill"):
+        long_prompt = x[0, :args.seq - 1].tolist()
+        a = b = 0.0
+        for _ in range(args.gen_rounds):
+            a, b = max(a, prefill_tps(ours, long_prompt, False)), max(b, prefill_tps(theirs, long_prompt, True))
+        print(f"{f'prefill tokens/s (prompt {len(long_prompt)})':<40}{a:>12,.0f}{b:>14,.0f}{a / b:>8.2f}")
+    if args.only not in ("all", "generate"):
         return
     for beams in sorted({1, args.beams}):
         a = b = 0.0

@@ -153,3 +153,40 @@ def test_top_p_of_one_filters_nothing_even_where_the_mass_rounds_to_one_early():
     probs = logits.softmax(-1)
     assert float(probs[0, 0]) == 1.0 and float(probs[0, 3]) > 0  # the cumulative mass is 1.0 after one token
     assert torch.equal(top_p_filter(logits, 1.0), logits)
+
+
+def _generators():
+    from llmlab.generate import generate_batch
+    from llmlab.generate.continuous import RunningBatch
+    from llmlab.rl.rollout import sample_group, sample_groups
+
+    def running(model, prompt, cfg, chunk):
+        batch = RunningBatch(model, prefill_chunk=chunk)
+        batch.add(prompt, cfg)
+        while batch.rows or batch.prefilling:
+            batch.step()
+
+    g = torch.Generator().manual_seed(0)
+    return {"generate": lambda m, p, c: generate(m, p, c),
+            "beam": lambda m, p, c: generate(m, p, GenerationConfig(max_new_tokens=4, num_beams=3)),
+            "beam, no cache": lambda m, p, c: generate(m, p, GenerationConfig(max_new_tokens=4, num_beams=3,
+                                                                              use_cache=False)),
+            "no cache": lambda m, p, c: generate(m, p, GenerationConfig(max_new_tokens=4, use_cache=False)),
+            "batch": lambda m, p, c: generate_batch(m, [p, p[:3]], c),
+            "running": lambda m, p, c: running(m, p, c, 0),
+            "chunked": lambda m, p, c: running(m, p, c, 4),
+            "rollout": lambda m, p, c: sample_group(m, p, 2, 4, 1.0, 0, 0, g),
+            "rollouts": lambda m, p, c: sample_groups(m, [p, p[:3]], [0, 1], 2, 4, 1.0, 0, 0, g)}
+
+
+@pytest.mark.parametrize("kind", list(_generators()))
+def test_prefill_projects_only_the_positions_it_samples_from(model, kind):
+    """A prompt's prefill needs its last position's logits: the vocabulary projection of the others
+    (T x dim x vocab) is skipped, so lm_head never sees more than one position per row."""
+    seen = []
+    hook = model.lm_head.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[1]))
+    try:
+        _generators()[kind](model, list(range(1, 11)), GenerationConfig(max_new_tokens=4))
+    finally:
+        hook.remove()
+    assert seen and set(seen) == {1}

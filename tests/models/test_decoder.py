@@ -55,6 +55,24 @@ def test_kv_cache_logits_equal_full_forward(cfg):
     assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-5)
 
 
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_logits_to_keep_returns_the_last_positions_logits(cfg):
+    torch.manual_seed(2)
+    model = CausalLM(cfg).eval()
+    x = torch.randint(0, cfg.vocab_size, (2, 9))
+    with torch.no_grad():
+        full = model(x)
+        for k in (1, 4, 9, 20):  # past T: every position, as a slice would give
+            assert torch.allclose(model(x, logits_to_keep=k), full[:, -k:], atol=1e-5)  # other matmul blocking
+        assert torch.equal(model(x, logits_to_keep=0), full)
+        assert model(x, logits_to_keep=4).shape == (2, 4, cfg.vocab_size)
+        cache = model.new_cache(batch=2)
+        model(x[:, :5], cache, logits_to_keep=1)
+        assert torch.allclose(model(x[:, 5:], cache, logits_to_keep=2), full[:, -2:], atol=1e-5)
+    with pytest.raises(InputError, match="logits_to_keep"):
+        model(x, logits_to_keep=-1)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_alibi_training_takes_the_fused_attention_path(dtype):
     """ALiBi's bias reaches SDPA as a 4-D mask, which the fused CPU kernel takes. A 3-D (nh, T, S) bias sent

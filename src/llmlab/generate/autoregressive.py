@@ -77,7 +77,7 @@ def _decode(model, ids: torch.Tensor, ctx: int, cfg: GenerationConfig, g: torch.
             eos_id: int | None, prefilled: tuple | None = None) -> Iterator[int]:
     if prefilled is None:
         cache = model.new_cache(1) if cfg.use_cache else None
-        logits = model(ids, cache)[:, -1]  # (1, V)
+        logits = model(ids, cache, logits_to_keep=1)[:, -1]  # (1, V)
     else:
         cache, logits = prefilled
     n_prompt = ids.shape[1]
@@ -96,7 +96,7 @@ def _decode(model, ids: torch.Tensor, ctx: int, cfg: GenerationConfig, g: torch.
         else:  # no cache, or a full window: run the latest `ctx` tokens
             if cache is not None:
                 cache = model.new_cache(1)
-            logits = model(ids[:, -ctx:], cache)[:, -1]
+            logits = model(ids[:, -ctx:], cache, logits_to_keep=1)[:, -1]
 
 
 def generate(model, prompt: list[int], cfg: GenerationConfig | None = None, eos_id: int | None = None) -> list[int]:

@@ -134,7 +134,7 @@ def decode_batch(model, prompts: list[list[int]], cfg: GenerationConfig, g: torc
     slot = torch.arange(n + P + cfg.max_new_tokens - 1, device=device)  # (S,)
     real = (slot < n) | (slot >= n + pads[:, None])  # (B, S): virtual and real tokens, not padding
     pos = (torch.arange(P, device=device) - pads[:, None]).clamp(min=0)  # (B, P): padding at 0, never seen
-    logits = model(ids, cache, left_padded_mask(real[:, :n + P], P), positions=pos)[:, -1]  # (B, V)
+    logits = model(ids, cache, left_padded_mask(real[:, :n + P], P), positions=pos, logits_to_keep=1)[:, -1]  # (B, V)
     seqs = torch.cat([ids, ids.new_zeros(B, cfg.max_new_tokens)], dim=1)  # (B, P + new): for the penalties
     lengths = torch.tensor([len(p) for p in prompts], device=device)  # (B,): each row's next position
     out: list[list[int]] = [[] for _ in prompts]

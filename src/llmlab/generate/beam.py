@@ -40,7 +40,7 @@ def beam_search(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | N
         scores[0] = 0.0  # one live beam at first, so the first step does not pick the same token k times
         finished: list[tuple[float, list[int]]] = []  # (length-normalised score, new ids), best first
         cache = model.new_cache(k) if cfg.use_cache else None
-        logits = model(seqs, cache)[:, -1]
+        logits = model(seqs, cache, logits_to_keep=1)[:, -1]
         for step in range(1, cfg.max_new_tokens + 1):
             logp = apply_penalties(torch.log_softmax(logits.float(), -1), seqs, n_prompt, cfg)
             top, flat = torch.topk((scores[:, None] + logp).reshape(-1), 2 * k)  # best 2k extensions
@@ -64,6 +64,6 @@ def beam_search(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | N
                 logits = model(seqs[:, -1:], cache)[:, -1]
             else:  # no cache, or a full window: run the latest `ctx` tokens of every beam
                 cache = model.new_cache(k) if cache is not None else None
-                logits = model(seqs[:, -ctx:], cache)[:, -1]
+                logits = model(seqs[:, -ctx:], cache, logits_to_keep=1)[:, -1]
     best = finished[0][1]
     return best[:-1] if eos_id is not None and best and best[-1] == eos_id else best

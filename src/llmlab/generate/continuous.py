@@ -151,7 +151,7 @@ class RunningBatch:
             row.pending = len(prompt)
             self.prefilling.append((row, cache, batched))
             return row
-        logits = self.model(torch.tensor([prompt], device=self.device), cache)[:, -1]  # (1, V)
+        logits = self.model(torch.tensor([prompt], device=self.device), cache, logits_to_keep=1)[:, -1]  # (1, V)
         self._prefilled(row, cache, logits, batched)
         return row
 
@@ -195,7 +195,8 @@ class RunningBatch:
             start = row.n_prompt - row.pending
             n = min(budget, row.pending)
             ids = torch.tensor([row.ids[start:start + n]], device=self.device)  # (1, n)
-            logits = self.model(ids, cache)[:, -1]  # (1, V): at the tokens' own positions, after the cached ones
+            # (1, V): at the tokens' own positions, after the cached ones
+            logits = self.model(ids, cache, logits_to_keep=1)[:, -1]
             row.pending -= n
             budget -= n
             if row.pending:

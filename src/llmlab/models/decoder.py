@@ -226,7 +226,8 @@ class CausalLM(nn.Module):
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, mask: torch.Tensor | None = None,
                 return_attention: bool = False, segments: torch.Tensor | None = None,
-                positions: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+                positions: torch.Tensor | None = None,
+                logits_to_keep: int = 0) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits (B, T, vocab) for token ids (B, T); with a cache, idx continues the cached prefix.
 
         `mask` replaces the causal pattern (see `llmlab.nn.masks`): `prefix_lm_mask` makes this a prefix
@@ -240,6 +241,9 @@ class CausalLM(nn.Module):
         (after a soft prompt's virtual tokens), with or without a cache: left-padded rows of batched
         generation (`llmlab.generate.batch`), whose `mask` hides the padding (`left_padded_mask`). Without
         it, tokens sit at positions cache.length.. in every row, as before.
+        `logits_to_keep` k > 0 returns the last k positions' logits only, (B, k, vocab), as transformers'
+        argument of that name: a prompt's prefill needs its last position's, and the vocabulary
+        projection of all the others is a large share of its compute (T x dim x vocab).
         """
         B, T = idx.shape
         if segments is not None:
@@ -275,7 +279,11 @@ class CausalLM(nn.Module):
                 x = block(x, cos, sin, cache, i, mask)
         if cache is not None:
             cache.advance(T)
-        logits = self.lm_head(self.norm(x))  # (B, T, vocab)
+        if logits_to_keep < 0:
+            raise InputError(f"logits_to_keep must be >= 0 (0 = every position), got {logits_to_keep}")
+        if logits_to_keep > 0:
+            x = x[:, -logits_to_keep:]
+        logits = self.lm_head(self.norm(x))  # (B, T, vocab), or (B, logits_to_keep, vocab)
         return (logits, weights) if return_attention else logits
 
     @contextlib.contextmanager

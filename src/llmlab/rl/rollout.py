@@ -98,7 +98,7 @@ def sample_group(model, prompt: list[int], n: int, max_new_tokens: int, temperat
                          f"context of {ctx}")
     with decoding(model) as device:
         cache = model.new_cache(n)
-        logits = model(torch.tensor([prompt] * n, device=device), cache)[:, -1]  # (n, V)
+        logits = model(torch.tensor([prompt] * n, device=device), cache, logits_to_keep=1)[:, -1]  # (n, V)
         out = torch.full((n, steps), pad_id, dtype=torch.long, device=device)
         done = torch.zeros(n, dtype=torch.bool, device=device)
         for i in range(steps):
@@ -172,7 +172,7 @@ def sample_groups(model, prompts: list[list[int]], sources: list[int], n: int, m
         cache = model.new_cache(B, P + steps - 1)
         real = torch.arange(P + steps - 1, device=device) >= (P - plen)[:, None]  # (B, S): not left padding
         pos = (torch.arange(P, device=device) - (P - plen)[:, None]).clamp(min=0)  # (B, P): padding at 0, unseen
-        logits = model(ids, cache, left_padded_mask(real[:, :P], P), positions=pos)[:, -1]  # (B, V)
+        logits = model(ids, cache, left_padded_mask(real[:, :P], P), positions=pos, logits_to_keep=1)[:, -1]  # (B, V)
         out = torch.full((B, steps), pad_id, dtype=torch.long, device=device)
         done = torch.zeros(B, dtype=torch.bool, device=device)
         for i in range(steps):
