@@ -133,7 +133,7 @@ def test_a_resumed_run_equals_the_uninterrupted_one(policy, prompt, chat_tok, en
 
 
 def test_config_refuses_what_dpo_cannot_do():
-    for kw, msg in [({"loss": "kto"}, "loss must be one of"), ({"beta": 0.0}, "beta must be"),
+    for kw, msg in [({"loss": "bogus"}, "loss must be one of"), ({"beta": 0.0}, "beta must be"),
                     ({"label_smoothing": 0.5}, r"label_smoothing must be in \[0, 0.5\)"),
                     ({"loss": "ipo", "label_smoothing": 0.1}, "applies to the sigmoid loss"),
                     ({"pairs": "x.jsonl", "near_misses": 2}, "near_misses are slips")]:
@@ -181,5 +181,5 @@ def test_llmlab_dpo_writes_the_run_directory_and_resumes(chat_dir, tmp_path, cap
 
 
 def test_llmlab_dpo_refuses_bad_settings_before_any_work(chat_dir, tmp_path, capsys):
-    assert dpo(chat_dir, tmp_path, "--loss", "kto") == 2
+    assert dpo(chat_dir, tmp_path, "--loss", "bogus") == 2
     assert "loss must be one of" in capsys.readouterr().err and not (tmp_path / "d").exists()

@@ -4,13 +4,15 @@ itself, frozen, as the reference. The run directory has the layout of a fine-tun
     runs/<name>/
       config.json      the DPOConfig
       data.json        SHA-256 of the starting model's files and of the comparisons (a resume must see the same)
-      pairs.jsonl      the comparisons, each with its split (train or dev)
+      pairs.jsonl      the comparisons (for KTO from an unpaired file, the examples), each with its split
       metrics.jsonl    the "before" record (step 0), training and validation records, the "after" record
       checkpoints/     weights and optimizer, atomic; a rerun resumes from the newest
       model/           the trained policy with its chat tokenizer and tokenizer_config.json (llmlab chat)
       report.md        held-out comparisons and greedy exact match on the arithmetic test split, before and after
 
 The comparisons are those `llmlab rm train` makes from the same settings (`llmlab.pipeline.reward.comparisons`).
+With ``loss="kto"`` (`llmlab.rl.kto`) each comparison is unpaired into a desirable and an undesirable
+example, or a file of unpaired examples is read; the run is otherwise the same.
 """
 
 from __future__ import annotations
@@ -18,28 +20,58 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
 from llmlab.models import count_parameters
 from llmlab.pipeline.pretrain import log_final_eval
-from llmlab.pipeline.reward import start_comparison_run
+from llmlab.pipeline.reward import comparisons, start_comparison_run
 from llmlab.pipeline.rl import measure
 from llmlab.pipeline.sft import recorded, save_chat_model
 from llmlab.rl.dpo import DPOTrainer, reference_table
 from llmlab.rl.dpo_config import DPOConfig
+from llmlab.rl.kto import KTOData, KTOTrainer, unpaired_ids
+from llmlab.rl.unpaired import is_unpaired_file, read_split_examples
 
-HELD_OUT = ("val_loss", "val_accuracy", "val_margin", "val_policy_prefers_chosen", "test_accuracy")
+HELD_OUT = ("val_loss", "val_accuracy", "val_margin", "val_policy_prefers_chosen", "val_kl", "test_accuracy")
+
+
+def preference_records(cfg: DPOConfig, policy, tok, template) -> tuple[list, list]:
+    """The run's train and dev records: comparisons (`comparisons`), or for KTO an unpaired file's examples."""
+    if cfg.pairs and is_unpaired_file(cfg.pairs):
+        if cfg.loss != "kto":
+            raise InputError(f"{cfg.pairs} holds unpaired examples (prompt, completion, label), which only --loss kto "
+                             f"trains on; the {cfg.loss!r} loss needs comparisons (prompt, chosen, rejected)")
+        return read_split_examples(cfg.pairs)
+    return comparisons(cfg, policy, tok, template)
+
+
+def kto_trainer(cfg: DPOConfig, policy, pad_id: int, records: tuple[list, list], ids: tuple[list, list],
+                out: Path) -> KTOTrainer:
+    """The KTO trainer of a run: each split's examples in fixed batches with their mismatched completions
+    (train and dev from different seeds), and the reference's table of both, before any step moves it."""
+    data = []
+    for split, (rec, x) in enumerate(zip(records, ids)):
+        examples, labels, pairs = unpaired_ids(rec, x)
+        data.append(KTOData.of(examples, labels, cfg.train.batch_size, cfg.train.seed * 1_000_003 + 5 + split, pairs))
+    ref, dev_ref = (reference_table(policy, d.triples, pad_id, False, cfg.train.batch_size) for d in data)
+    return KTOTrainer(policy, cfg.train, *data, ref, dev_ref, out, pad_id, cfg.beta, cfg.nll_coef,
+                      cfg.desirable_weight, cfg.undesirable_weight)
 
 
 def run_dpo(cfg: DPOConfig, out_root: str | Path = "runs", fresh: bool = False) -> dict:
     """Train (or resume) `cfg.model` by DPO on its comparisons; return the figures the report shows."""
     t_start = time.perf_counter()
-    policy, tok, template, (train, dev), (train_ids, dev_ids), out = start_comparison_run(cfg, out_root, fresh)
-    # the reference is the starting model: its log-probabilities, once, before any step (or resume) moves it;
-    # the dev pairs in the batches validation reads them in, so that before training every reward is exactly 0
-    average, bs = cfg.loss == "ipo", cfg.train.batch_size
-    ref, dev_ref = (reference_table(policy, x, tok.pad_id, average, bs) for x in (train_ids, dev_ids))
-    trainer = DPOTrainer(policy, cfg.train, train_ids, dev_ids, ref, dev_ref, out, tok.pad_id, cfg.beta, cfg.loss,
-                         cfg.label_smoothing, cfg.nll_coef)
+    policy, tok, template, (train, dev), (train_ids, dev_ids), out = start_comparison_run(
+        cfg, out_root, fresh, preference_records)
+    if cfg.loss == "kto":
+        trainer = kto_trainer(cfg, policy, tok.pad_id, (train, dev), (train_ids, dev_ids), out)
+    else:
+        # the reference is the starting model: its log-probabilities, once, before any step (or resume) moves
+        # it; the dev pairs in the batches validation reads them in, so that before training every reward is 0
+        average, bs = cfg.loss == "ipo", cfg.train.batch_size
+        ref, dev_ref = (reference_table(policy, x, tok.pad_id, average, bs) for x in (train_ids, dev_ids))
+        trainer = DPOTrainer(policy, cfg.train, train_ids, dev_ids, ref, dev_ref, out, tok.pad_id, cfg.beta,
+                             cfg.loss, cfg.label_smoothing, cfg.nll_coef)
     metrics = out / "metrics.jsonl"
     before = recorded(metrics, "before")
     if before is None:
@@ -51,12 +83,14 @@ def run_dpo(cfg: DPOConfig, out_root: str | Path = "runs", fresh: bool = False) 
     log_final_eval(metrics, after)
     figures = {"name": cfg.name, "start_model": cfg.model, "steps": trainer.step,
                "train_seconds": trainer.train_seconds, "parameters": count_parameters(policy.config),
-               "train_pairs": len(train), "dev_pairs": len(dev),
+               "train_pairs": len(train), "dev_pairs": len(dev), "train_examples": len(trainer.pairs),
+               "dev_examples": len(trainer.dev),
                "before": {k: before[k] for k in HELD_OUT + ("samples", "problems") if k in before},
                "after": {k: after[k] for k in HELD_OUT + ("samples", "problems") if k in after}}
     source = cfg.pairs or f"{len(train)} comparisons of its own sampled arithmetic answers with the right ones"
     save_chat_model(trainer.model, out / "model", tok, template, cfg.name,
-                    f"{cfg.model} trained by DPO ({cfg.loss}, beta {cfg.beta}) on {source}", figures)
+                    f"{cfg.model} trained by {'KTO' if cfg.loss == 'kto' else f'DPO ({cfg.loss})'}, beta {cfg.beta}, "
+                    f"on {source}", figures)
     figures["wall_seconds"] = time.perf_counter() - t_start
     atomic_write_text(out / "report.md", dpo_report(cfg, figures, read_jsonl(metrics, "metrics")))
     atomic_write_json(out / "summary.json", figures)
@@ -69,27 +103,36 @@ def _fmt(v) -> str:
 
 def dpo_report(cfg: DPOConfig, f: dict, records: list[dict]) -> str:
     """The run's report in Markdown: data, settings, held-out comparisons and exact match before and after."""
-    b, a = f["before"], f["after"]
+    b, a, kto = f["before"], f["after"], cfg.loss == "kto"
     rows = [("exact match, arithmetic test (greedy)", "test_accuracy"),
             ("policy gives the chosen reply the higher log-probability", "val_policy_prefers_chosen"),
             ("implicit-reward accuracy (0 at the start: every reward is 0)", "val_accuracy"),
-            ("implicit-reward margin", "val_margin"), (f"{cfg.loss} loss", "val_loss")]
+            ("implicit-reward margin" + (" (desirable - undesirable)" if kto else ""), "val_margin"),
+            (f"{cfg.loss} loss", "val_loss")] + ([("KL estimate z (mismatched completions)", "val_kl")] if kto else [])
     table = "".join(f"| {label} | {_fmt(b.get(k))} | {_fmt(a.get(k))} |\n" for label, k in rows)
-    curve = "".join(f"| {r['step']} | {r['val_loss']:.4f} | {r['val_accuracy']:.4f} | "
-                    f"{r['val_policy_prefers_chosen']:.4f} |\n" for r in records if "val_policy_prefers_chosen" in r)
+    cols = ("val_loss", "val_kl", "val_margin") if kto else ("val_loss", "val_accuracy", "val_policy_prefers_chosen")
+    curve = "".join(f"| {r['step']} | " + " | ".join(_fmt(r.get(k)) for k in cols) + " |\n"
+                    for r in records if cols[2] in r)
     samples = "\n".join(f"| {q} | {g} | {bo!r} | {ao!r} |" for (q, g, bo), (_, _, ao)
                         in zip(b.get("samples", []), a.get("samples", [])))
-    return (f"# DPO run `{cfg.name}`\n\n"
-            f"- Start and reference: `{f['start_model']}` ({f['parameters']:,} parameters)\n"
-            f"- Comparisons: {f['train_pairs']} for training, {f['dev_pairs']} held out "
+    unit = "examples" if kto else "comparisons"
+    data = (f"- Comparisons: {f['train_pairs']} for training, {f['dev_pairs']} held out "
             f"({cfg.pairs or 'sampled answers to arithmetic problems, each wrong one against the right answer'}"
             + (f"; and {cfg.near_misses} near misses of each training problem's answer" if cfg.near_misses else "")
-            + ")\n"
-            f"- Loss: {cfg.loss}, beta {cfg.beta}, label smoothing {cfg.label_smoothing}, NLL weight {cfg.nll_coef}\n"
-            f"- Training: {f['steps']} steps of {cfg.train.batch_size} comparisons, lr {cfg.train.lr}, "
+            + ")\n")
+    if kto:
+        data += (f"- KTO examples: {f['train_examples']} for training, {f['dev_examples']} held out (a comparison "
+                 "gives a desirable and an undesirable one)\n")
+    loss = (f"- Loss: kto, beta {cfg.beta}, desirable weight {cfg.desirable_weight}, undesirable weight "
+            f"{cfg.undesirable_weight}, NLL weight {cfg.nll_coef}\n" if kto else
+            f"- Loss: {cfg.loss}, beta {cfg.beta}, label smoothing {cfg.label_smoothing}, NLL weight {cfg.nll_coef}\n")
+    header = "| step | loss | KL estimate | reward margin |" if kto else \
+        "| step | loss | implicit-reward accuracy | policy prefers chosen |"
+    return (f"# {'KTO' if kto else 'DPO'} run `{cfg.name}`\n\n"
+            f"- Start and reference: `{f['start_model']}` ({f['parameters']:,} parameters)\n" + data + loss
+            + f"- Training: {f['steps']} steps of {cfg.train.batch_size} {unit}, lr {cfg.train.lr}, "
             f"{f['train_seconds']:.1f} s\n\n"
-            f"## Before and after\n\nHeld-out comparisons, and greedy chat answers to {a.get('problems', 0)} "
+            f"## Before and after\n\nHeld-out {unit}, and greedy chat answers to {a.get('problems', 0)} "
             "test problems.\n\n| measure | before | after |\n|---|---|---|\n" + table
-            + "\n## Validation\n\n| step | loss | implicit-reward accuracy | policy prefers chosen |\n"
-            "|---|---|---|---|\n" + curve
+            + "\n## Validation\n\n" + header + "\n|---|---|---|---|\n" + curve
             + "\n## Samples\n\n| question | gold | before | after |\n|---|---|---|---|\n" + samples + "\n")

@@ -45,6 +45,7 @@ from llmlab.rl.preferences import (
 from llmlab.rl.reward_config import RewardConfig
 from llmlab.rl.reward_model import RewardScorer, make_reward_model, pair_accuracy, save_reward_model
 from llmlab.rl.reward_trainer import RewardTrainer
+from llmlab.rl.unpaired import Example, encode_examples
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +109,16 @@ def best_of_n(policy, scorer: RewardScorer, tok, template, cfg: RewardConfig) ->
             "oracle_pick": oracle / n}
 
 
-def start_comparison_run(cfg: RewardConfig | DPOConfig, out_root: str | Path, fresh: bool):
+def start_comparison_run(cfg: RewardConfig | DPOConfig, out_root: str | Path, fresh: bool, load=comparisons):
     """What a run on comparisons (a reward model's or DPO's) starts with: the chat model, tokenizer and
     template; its comparisons, as `Preference`s and as ids (train, dev); and the run directory, checked
-    or made, with the comparisons written to its pairs.jsonl."""
+    or made, with the comparisons written to its pairs.jsonl. `load(cfg, policy, tok, template)` gives the
+    records: `comparisons`, or for KTO also an unpaired file's `Example`s, which pairs.jsonl then holds."""
     policy, tok, template = chat_model(cfg.model)
-    train, dev = comparisons(cfg, policy, tok, template)
+    train, dev = load(cfg, policy, tok, template)
     ctx = policy.config.max_seq_len
-    train_ids, dev_ids = (encode_preferences(tok, template, x, ctx) for x in (train, dev))
+    encode = encode_examples if train and isinstance(train[0], Example) else encode_preferences
+    train_ids, dev_ids = (encode(tok, template, x, ctx) for x in (train, dev))
     out = Path(out_root) / cfg.name
     data = [p.to_dict() for p in train], [p.to_dict() for p in dev]
     prepare_run_dir(out, cfg, fresh, sft_fingerprint(cfg.model, *data))

@@ -14,7 +14,8 @@ from llmlab.core.errors import InputError
 from llmlab.rl.reward_config import ComparisonRun, check_comparison_settings
 from llmlab.train.config import TrainConfig
 
-LOSSES = ("sigmoid", "hinge", "ipo")
+LOSSES = ("sigmoid", "hinge", "ipo")  # losses on comparisons (offline and online DPO)
+OFFLINE_LOSSES = LOSSES + ("kto",)  # kto: each comparison unpaired into two labelled examples (llmlab.rl.kto)
 
 # batch_size counts comparisons (each is two sequences); seq_len is unused (a comparison is as long as it is)
 DPO_TRAIN = TrainConfig(steps=1000, batch_size=32, lr=1e-4, min_lr=1e-5, warmup_steps=20, weight_decay=0.0,
@@ -27,12 +28,14 @@ class DPOConfig(ComparisonRun):
 
     name: str = "dpo"  # run directory name under the output root
     model: str = ""  # the chat model to train, and the frozen reference (a folder written by llmlab sft)
-    pairs: str = ""  # JSONL of {"prompt", "chosen", "rejected"} (split kept, or last 5% held out); "" = sampled
-    train: TrainConfig = DPO_TRAIN  # the loop: steps, lr, batch_size (comparisons per step), seed, checkpoints
+    pairs: str = ""  # JSONL of {"prompt", "chosen", "rejected"} (kto also {prompt, completion, label}); "" = sampled
+    train: TrainConfig = DPO_TRAIN  # the loop: steps, lr, batch_size (comparisons, or kto examples, per step), seed
     beta: float = 0.1  # the KL coefficient: implicit reward = beta x log(policy / reference)
-    loss: str = "sigmoid"  # sigmoid (DPO), hinge (SLiC) or ipo (IPO: log-probs averaged per token)
+    loss: str = "sigmoid"  # sigmoid (DPO), hinge (SLiC), ipo (IPO: log-probs averaged per token) or kto (KTO)
     label_smoothing: float = 0.0  # sigmoid only: the share of labels taken as flipped (conservative DPO)
-    nll_coef: float = 0.0  # weight of the chosen replies' token NLL added to the loss (RPO; 0 = off)
+    nll_coef: float = 0.0  # weight of the chosen (kto: desirable) replies' token NLL added to the loss (RPO; 0 = off)
+    desirable_weight: float = 1.0  # kto only: weight of the desirable examples' losses (TRL's)
+    undesirable_weight: float = 1.0  # kto only: weight of the undesirable examples' losses (TRL's)
     samples: int = 4  # built-in pairs: answers sampled per problem, each wrong one paired with the right answer
     temperature: float = 1.0  # built-in pairs: sampling temperature of those answers
     near_misses: int = 0  # built-in pairs: also this many one-digit slips of each right answer, each against it
@@ -46,14 +49,23 @@ class DPOConfig(ComparisonRun):
         check_comparison_settings(self, "DPO run")
         if self.eval_problems < 0:
             raise InputError(f"eval_problems must be >= 0, got {self.eval_problems}")
-        check_dpo_loss(self)
+        check_dpo_loss(self, OFFLINE_LOSSES)
+        for k in ("desirable_weight", "undesirable_weight"):
+            w = getattr(self, k)
+            if not 0 < w < float("inf"):
+                raise InputError(f"{k} must be a finite number > 0, got {w}")
+            if w != 1.0 and self.loss != "kto":
+                raise InputError(f"{k} weighs KTO's examples; it applies to --loss kto, not {self.loss!r}")
+        if self.loss == "kto" and self.train.batch_size < 2:
+            raise InputError(f"KTO needs a batch of at least 2 examples (each prompt takes another example's "
+                             f"completion for its KL estimate), got batch_size {self.train.batch_size}")
 
 
-def check_dpo_loss(cfg) -> None:
-    """InputError unless `cfg`'s loss, beta, label_smoothing and nll_coef are a DPO loss (the offline run's
-    and `llmlab rl --algo online-dpo`'s)."""
-    if cfg.loss not in LOSSES:
-        raise InputError(f"loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
+def check_dpo_loss(cfg, losses: tuple[str, ...] = LOSSES) -> None:
+    """InputError unless `cfg`'s loss, beta, label_smoothing and nll_coef are one of `losses` (the offline
+    run's, with kto, and `llmlab rl --algo online-dpo`'s)."""
+    if cfg.loss not in losses:
+        raise InputError(f"loss must be one of {', '.join(losses)}, got {cfg.loss!r}")
     if not 0 < cfg.beta < float("inf"):
         raise InputError(f"beta must be a finite number > 0, got {cfg.beta}")
     if not 0 <= cfg.label_smoothing < 0.5:

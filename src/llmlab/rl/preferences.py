@@ -36,8 +36,7 @@ class Preference:
 
     @staticmethod
     def of(prompt: str | list[dict], chosen: str, rejected: str) -> Preference:
-        turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        return Preference(tuple((m["role"], m["content"]) for m in turns), chosen, rejected)
+        return Preference(as_messages(prompt), chosen, rejected)
 
     @property
     def conversation(self) -> list[dict]:
@@ -49,6 +48,12 @@ class Preference:
         return {"prompt": prompt, "chosen": self.chosen, "rejected": self.rejected}
 
 
+def as_messages(prompt: str | list[dict]) -> tuple[tuple[str, str], ...]:
+    """A file's "prompt" as (role, content) turns: a string is one user turn."""
+    turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    return tuple((m["role"], m["content"]) for m in turns)
+
+
 def read_preferences(path: str | Path) -> list[Preference]:
     """Comparisons from a JSONL file; InputError naming the line of a malformed one."""
     return [p for p, _ in _read(path)]
@@ -58,11 +63,16 @@ def read_split_preferences(path: str | Path) -> tuple[list[Preference], list[Pre
     """Train and held-out comparisons from a JSONL file. Lines that all carry ``"split": "train"`` or
     ``"dev"`` (a run's pairs.jsonl) keep that split, so another run on the file holds out the same ones;
     lines without one hold out the file's last 5% (at least one)."""
-    rows = _read(path)
+    return split_records(path, _read(path), "comparisons")
+
+
+def split_records(path: str | Path, rows: list[tuple], what: str) -> tuple[list, list]:
+    """(train, dev) of a file's (record, split) rows: the split each line names, or, where none names one,
+    the last 5% (at least one) held out; InputError for a split on some lines only, or not both present."""
     splits = {s for _, s in rows}
     if splits == {None}:
         if len(rows) < 2:
-            raise InputError(f"{path}: at least 2 comparisons are needed (one is held out)")
+            raise InputError(f"{path}: at least 2 {what} are needed (one is held out)")
         k = max(1, len(rows) // 20)
         return [p for p, _ in rows[:-k]], [p for p, _ in rows[-k:]]
     if None in splits or not splits <= {"train", "dev"} or len(splits) < 2:
@@ -84,19 +94,25 @@ def _read(path: str | Path) -> list[tuple[Preference, str | None]]:
         for k in ("chosen", "rejected"):
             if not isinstance(r[k], str) or not r[k]:
                 raise InputError(f"{where}: {k!r} must be a non-empty string (the assistant's reply)")
-        p = r["prompt"]
-        ok = (isinstance(p, str) and p) or (isinstance(p, list) and p and all(
-            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in p))
-        if not ok:
-            raise InputError(f"{where}: 'prompt' must be a non-empty string or a list of {{role, content}} messages")
+        check_prompt_and_split(r, where)
         if r["chosen"] == r["rejected"]:
             raise InputError(f"{where}: chosen and rejected are the same reply, which states no preference")
-        if not isinstance(r.get("split", ""), str):
-            raise InputError(f"{where}: 'split' must be 'train' or 'dev'")
-        out.append((Preference.of(p, r["chosen"], r["rejected"]), r.get("split")))
+        out.append((Preference.of(r["prompt"], r["chosen"], r["rejected"]), r.get("split")))
     if not out:
         raise InputError(f"{path}: no preference pairs")
     return out
+
+
+def check_prompt_and_split(r: dict, where: str) -> None:
+    """InputError naming `where` unless the record's "prompt" is a non-empty string or a list of chat
+    messages, and its "split", if any, a string."""
+    p = r["prompt"]
+    ok = (isinstance(p, str) and p) or (isinstance(p, list) and p and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in p))
+    if not ok:
+        raise InputError(f"{where}: 'prompt' must be a non-empty string or a list of {{role, content}} messages")
+    if not isinstance(r.get("split", ""), str):
+        raise InputError(f"{where}: 'split' must be 'train' or 'dev'")
 
 
 def encode_preferences(tok, template, prefs: list[Preference], max_len: int
