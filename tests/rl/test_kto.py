@@ -12,9 +12,17 @@ import torch
 
 from llmlab.cli import main
 from llmlab.core.errors import InputError
-from llmlab.rl.dpo import reference_table
 from llmlab.rl.dpo_config import DPO_TRAIN, DPOConfig
-from llmlab.rl.kto import KTOData, KTOTrainer, batch_losses, kl_batches, kto_loss, mismatched, unpaired_ids
+from llmlab.rl.kto import (
+    KTOData,
+    KTOTrainer,
+    batch_losses,
+    kl_batches,
+    kto_loss,
+    mismatched,
+    reference_logps,
+    unpaired_ids,
+)
 from llmlab.rl.preferences import Preference
 from llmlab.rl.unpaired import is_unpaired_file, read_split_examples, unpair
 
@@ -103,7 +111,7 @@ def test_batch_losses_equal_a_forward_per_sequence(policy, prompt, chat_tok, end
     model, ref_model = policy(1).eval(), policy(2).eval()
     ex, labels = examples(prompt, chat_tok, end, 6, 0)
     data = KTOData.of(ex, labels, batch_size=5, seed=0)
-    ref = reference_table(ref_model, data.triples, chat_tok.pad_id, average=False)
+    ref = reference_logps(ref_model, data, chat_tok.pad_id)
     beta, wd, wu = 0.5, 1.0, 1.5
     with torch.no_grad():
         for b in data.batches:
@@ -127,7 +135,7 @@ def make_trainer(policy, prompt, chat_tok, end, run_dir, steps=12, nll_coef=0.0,
     train = KTOData.of(*examples(prompt, chat_tok, end, 64, 0), batch_size=16, seed=0)
     dev_ex, dev_labels = examples(prompt, chat_tok, end, 24, 1)
     dev = KTOData.of(dev_ex, dev_labels, batch_size=16, seed=1, pairs=[(2 * k, 2 * k + 1) for k in range(24)])
-    ref, dev_ref = (reference_table(model, d.triples, chat_tok.pad_id, False) for d in (train, dev))
+    ref, dev_ref = (reference_logps(model, d, chat_tok.pad_id) for d in (train, dev))
     cfg = dataclasses.replace(DPO_TRAIN, steps=steps, batch_size=16, lr=lr, warmup_steps=0, eval_every=0,
                               checkpoint_every=4, log_every=1)
     return KTOTrainer(model, cfg, train, dev, ref, dev_ref, run_dir, chat_tok.pad_id, beta=0.5, nll_coef=nll_coef,
@@ -153,6 +161,8 @@ def test_training_lifts_desirable_replies_and_lowers_undesirable_ones(policy, pr
     assert gain[t.data.labels].mean() > 0 > gain[~t.data.labels].mean()
     records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert all({"kl", "reward_margin"} <= set(r) for r in records if "loss" in r)
+    # the first step's loss is the batch's mean at the start, where every example's is 1 - sigmoid(0)
+    assert records[0]["loss"] == 0.5 and records[-1]["loss"] < 0.45
     assert t.evaluate(2)["val_examples"] == 32 and "val_accuracy" not in t.evaluate(2)  # pairs: full runs only
 
 
@@ -255,6 +265,9 @@ def test_llmlab_dpo_loss_kto_on_comparisons_and_on_an_unpaired_file(chat_dir, tm
     assert summary["train_examples"] == 2 * summary["train_pairs"]
     assert summary["dev_examples"] == 2 * summary["dev_pairs"]
     assert "val_policy_prefers_chosen" in summary["after"] and "val_kl" in summary["after"]
+    # before any step the policy is its reference: rewards and z are 0, each example's loss 1 - sigmoid(0)
+    b = summary["before"]
+    assert b["val_kl"] == 0 and b["val_margin"] == 0 and b["val_loss"] == pytest.approx(0.5, abs=1e-6)
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
     assert all("desirable_nll" in r and "kl" in r for r in records if "loss" in r)

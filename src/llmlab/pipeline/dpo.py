@@ -29,7 +29,7 @@ from llmlab.pipeline.rl import measure
 from llmlab.pipeline.sft import recorded, save_chat_model
 from llmlab.rl.dpo import DPOTrainer, reference_table
 from llmlab.rl.dpo_config import DPOConfig
-from llmlab.rl.kto import KTOData, KTOTrainer, unpaired_ids
+from llmlab.rl.kto import KTOData, KTOTrainer, reference_logps, unpaired_ids
 from llmlab.rl.unpaired import is_unpaired_file, read_split_examples
 
 HELD_OUT = ("val_loss", "val_accuracy", "val_margin", "val_policy_prefers_chosen", "val_kl", "test_accuracy")
@@ -53,7 +53,7 @@ def kto_trainer(cfg: DPOConfig, policy, pad_id: int, records: tuple[list, list],
     for split, (rec, x) in enumerate(zip(records, ids)):
         examples, labels, pairs = unpaired_ids(rec, x)
         data.append(KTOData.of(examples, labels, cfg.train.batch_size, cfg.train.seed * 1_000_003 + 5 + split, pairs))
-    ref, dev_ref = (reference_table(policy, d.triples, pad_id, False, cfg.train.batch_size) for d in data)
+    ref, dev_ref = (reference_logps(policy, d, pad_id) for d in data)
     return KTOTrainer(policy, cfg.train, *data, ref, dev_ref, out, pad_id, cfg.beta, cfg.nll_coef,
                       cfg.desirable_weight, cfg.undesirable_weight)
 

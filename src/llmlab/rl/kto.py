@@ -135,6 +135,22 @@ def batch_losses(model, triples: list[Triple], desirable: torch.Tensor, ref: tor
                     "desirable_nll": nll}
 
 
+@torch.no_grad()
+def reference_logps(model, data: KTOData, pad_id: int) -> torch.Tensor:
+    """(N, 2) log-probabilities under `model` (eval mode) of each example's own completion and its mismatched
+    one, computed in the data's batches as `batch_losses` computes them: before any step every reward is 0."""
+    was = model.training
+    model.eval()
+    ref = torch.zeros(len(data.triples), 2)
+    for idx in data.batches:
+        prompts = [data.triples[i][0] for i in idx]
+        for col in (1, 2):
+            logp, _ = completion_logprobs(model, prompts, [data.triples[i][col] for i in idx], pad_id)
+            ref[idx, col - 1] = logp.sum(1).cpu()
+    model.train(was)
+    return ref
+
+
 def kto_stats(parts: dict[str, torch.Tensor], desirable: torch.Tensor) -> dict[str, float]:
     """TRL's logged KTO figures: the KL estimate, the mean implicit reward of the desirable and of the
     undesirable replies (each left out where the batch has none), their margin, and the desirable replies' NLL."""
@@ -154,7 +170,7 @@ def kto_stats(parts: dict[str, torch.Tensor], desirable: torch.Tensor) -> dict[s
 class KTOTrainer(DPOTrainer):
     """The DPO run's engine (checkpoints, exact resume, schedule, token counts) on KTO's unpaired examples:
     batches are `train`'s fixed ones, visited in turn; `ref` (N, 2) holds the reference's log-probabilities
-    of each example's own and mismatched completion (`llmlab.rl.dpo.reference_table` on the triples)."""
+    of each example's own and mismatched completion (`reference_logps`)."""
 
     def __init__(self, policy, cfg: TrainConfig, train: KTOData, dev: KTOData, ref: torch.Tensor,
                  dev_ref: torch.Tensor, run_dir: str | Path, pad_id: int, beta: float, nll_coef: float = 0.0,
