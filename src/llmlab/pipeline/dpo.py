@@ -20,6 +20,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
+
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
 from llmlab.models import count_parameters
@@ -28,7 +30,7 @@ from llmlab.pipeline.reward import comparisons, start_comparison_run
 from llmlab.pipeline.rl import measure
 from llmlab.pipeline.sft import recorded, save_chat_model
 from llmlab.rl.dpo import DPOTrainer, reference_table
-from llmlab.rl.dpo_config import DPOConfig
+from llmlab.rl.dpo_config import AVERAGED, REFERENCE_FREE, DPOConfig
 from llmlab.rl.kto import KTOData, KTOTrainer, reference_logps, unpaired_ids
 from llmlab.rl.unpaired import is_unpaired_file, read_split_examples
 
@@ -68,10 +70,13 @@ def run_dpo(cfg: DPOConfig, out_root: str | Path = "runs", fresh: bool = False) 
     else:
         # the reference is the starting model: its log-probabilities, once, before any step (or resume) moves
         # it; the dev pairs in the batches validation reads them in, so that before training every reward is 0
-        average, bs = cfg.loss == "ipo", cfg.train.batch_size
-        ref, dev_ref = (reference_table(policy, x, tok.pad_id, average, bs) for x in (train_ids, dev_ids))
+        average, bs = cfg.loss in AVERAGED, cfg.train.batch_size
+        if cfg.loss in REFERENCE_FREE:  # rewards are then beta x the policy's own log-probabilities
+            ref, dev_ref = torch.zeros(len(train_ids), 2), torch.zeros(len(dev_ids), 2)
+        else:
+            ref, dev_ref = (reference_table(policy, x, tok.pad_id, average, bs) for x in (train_ids, dev_ids))
         trainer = DPOTrainer(policy, cfg.train, train_ids, dev_ids, ref, dev_ref, out, tok.pad_id, cfg.beta,
-                             cfg.loss, cfg.label_smoothing, cfg.nll_coef)
+                             cfg.loss, cfg.label_smoothing, cfg.nll_coef, cfg.simpo_gamma)
     metrics = out / "metrics.jsonl"
     before = recorded(metrics, "before")
     if before is None:
@@ -106,7 +111,9 @@ def dpo_report(cfg: DPOConfig, f: dict, records: list[dict]) -> str:
     b, a, kto = f["before"], f["after"], cfg.loss == "kto"
     rows = [("exact match, arithmetic test (greedy)", "test_accuracy"),
             ("policy gives the chosen reply the higher log-probability", "val_policy_prefers_chosen"),
-            ("implicit-reward accuracy (0 at the start: every reward is 0)", "val_accuracy"),
+            ("implicit-reward accuracy" + (" (beta x the policy's mean token log-probability)"
+                                           if cfg.loss in REFERENCE_FREE else " (0 at the start: every reward is 0)"),
+             "val_accuracy"),
             ("implicit-reward margin" + (" (desirable - undesirable)" if kto else ""), "val_margin"),
             (f"{cfg.loss} loss", "val_loss")] + ([("KL estimate z (mismatched completions)", "val_kl")] if kto else [])
     table = "".join(f"| {label} | {_fmt(b.get(k))} | {_fmt(a.get(k))} |\n" for label, k in rows)
@@ -125,7 +132,10 @@ def dpo_report(cfg: DPOConfig, f: dict, records: list[dict]) -> str:
                  "gives a desirable and an undesirable one)\n")
     loss = (f"- Loss: kto, beta {cfg.beta}, desirable weight {cfg.desirable_weight}, undesirable weight "
             f"{cfg.undesirable_weight}, NLL weight {cfg.nll_coef}\n" if kto else
-            f"- Loss: {cfg.loss}, beta {cfg.beta}, label smoothing {cfg.label_smoothing}, NLL weight {cfg.nll_coef}\n")
+            f"- Loss: {cfg.loss}, beta {cfg.beta}, label smoothing {cfg.label_smoothing}, NLL weight "
+            f"{1.0 if cfg.loss == 'orpo' else cfg.nll_coef}"
+            + (f", gamma {cfg.simpo_gamma}" if cfg.loss == "simpo" else "")
+            + (", no reference" if cfg.loss in REFERENCE_FREE else "") + "\n")
     header = "| step | loss | KL estimate | reward margin |" if kto else \
         "| step | loss | implicit-reward accuracy | policy prefers chosen |"
     return (f"# {'KTO' if kto else 'DPO'} run `{cfg.name}`\n\n"

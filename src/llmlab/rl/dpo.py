@@ -13,7 +13,16 @@ the chosen and the rejected reply,
     hinge     max(0, 1 - β h)                                     SLiC / RSO
     ipo       (h - 1 / (2β))^2, log-probs averaged per token       IPO (Azar et al. 2023)
 
-as TRL's `DPOTrainer` names them. A reply's log-probability is the sum over its tokens, its closing
+as TRL's `DPOTrainer` names them. Two losses need no reference, with c and r the chosen and rejected
+replies' log-probabilities averaged per token (a reward that does not grow with length):
+
+    simpo     -log σ(β (c - r) - γ)                                SimPO (Meng et al. 2024; TRL's CPOTrainer)
+    orpo      -β log σ(log odds(c) - log odds(r)), odds(p) = p / (1 - p), plus the chosen replies' NLL
+                                                                   ORPO (Hong et al. 2024; TRL's ORPOTrainer)
+
+SimPO's γ (``simpo_gamma``) is a target margin, taken with label smoothing as the sigmoid loss takes it.
+ORPO is supervised fine-tuning on the chosen replies with an odds-ratio penalty weighted β, so its NLL
+term is part of the loss, at weight 1. A reply's log-probability is the sum over its tokens, its closing
 ``<|end|>`` included (the policy must learn to stop), given the chat prompt. The gradient of the sigmoid
 loss is β σ(-β h) x (∇log π(rejected) - ∇log π(chosen)): pairs the policy already ranks by a wide
 implicit margin weigh little. ``nll_coef`` adds the chosen replies' mean token negative log-likelihood
@@ -34,7 +43,7 @@ import torch.nn.functional as F
 
 from llmlab.adapt.batching import batch_indices
 from llmlab.core.errors import InputError
-from llmlab.rl.dpo_config import LOSSES
+from llmlab.rl.dpo_config import AVERAGED, OFFLINE_LOSSES
 from llmlab.rl.rollout import sequence_logprobs
 from llmlab.train.config import TrainConfig
 from llmlab.train.trainer import Trainer
@@ -43,31 +52,53 @@ Pair = tuple[list[int], list[int], list[int]]  # prompt, chosen, rejected ids
 
 
 def dpo_loss(chosen: torch.Tensor, rejected: torch.Tensor, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor,
-             beta: float, loss: str = "sigmoid", label_smoothing: float = 0.0) -> torch.Tensor:
-    """Per-comparison losses (B,) from the replies' log-probabilities (B,) under the policy and the reference.
+             beta: float, loss: str = "sigmoid", label_smoothing: float = 0.0, simpo_gamma: float = 0.5
+             ) -> torch.Tensor:
+    """Per-comparison losses (B,) from the replies' log-probabilities (B,) under the policy and the reference
+    (which simpo and orpo do not read; orpo's NLL term is not in them).
 
     >>> z = torch.zeros(1)
     >>> round(float(dpo_loss(z, z, z, z, beta=0.1)), 6)  # the policy is the reference: log 2
     0.693147
     """
+    if loss == "simpo":
+        return smoothed(beta * (chosen - rejected) - simpo_gamma, label_smoothing)
+    if loss == "orpo":
+        log_odds = (chosen - log1mexp(chosen)) - (rejected - log1mexp(rejected))
+        return -beta * F.logsigmoid(log_odds)
     h = (chosen - ref_chosen) - (rejected - ref_rejected)
     if loss == "sigmoid":
-        return -(1 - label_smoothing) * F.logsigmoid(beta * h) - label_smoothing * F.logsigmoid(-beta * h)
+        return smoothed(beta * h, label_smoothing)
     if loss == "hinge":
         return torch.relu(1 - beta * h)
     if loss == "ipo":
         return (h - 1 / (2 * beta)) ** 2
-    raise InputError(f"unknown DPO loss {loss!r}; choose from {', '.join(LOSSES)}")
+    raise InputError(f"unknown DPO loss {loss!r}; choose from {', '.join(x for x in OFFLINE_LOSSES if x != 'kto')}")
+
+
+def smoothed(x: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """-log σ(x), with the share `label_smoothing` of labels taken as flipped."""
+    return -(1 - label_smoothing) * F.logsigmoid(x) - label_smoothing * F.logsigmoid(-x)
+
+
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x < 0, through expm1, exact where exp(x) is near 1.
+
+    >>> round(float(log1mexp(torch.tensor(-1e-6))), 4)  # log(1e-6): 1 - exp(x) is about -x
+    -13.8155
+    """
+    return torch.log(-torch.expm1(x))
 
 
 def pair_losses(model, pairs: list[Pair], ref: torch.Tensor, pad_id: int, beta: float, loss: str = "sigmoid",
-                label_smoothing: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                label_smoothing: float = 0.0, simpo_gamma: float = 0.5) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Per-comparison losses (B,) of `model` on `pairs` against the reference's reply log-probabilities
-    `ref` (B, 2), with the implicit rewards (B,) and the chosen replies' mean token NLL (differentiable)."""
+    `ref` (B, 2) (zeros for a loss without reference: the rewards are then β x the policy's own), with the
+    implicit rewards (B,) and the chosen replies' mean token NLL (differentiable)."""
     logp, mask = answer_logprobs(model, pairs, pad_id)
-    chosen, rejected = reply_logps(logp, mask, average=loss == "ipo")
+    chosen, rejected = reply_logps(logp, mask, average=loss in AVERAGED)
     ref = ref.to(chosen.device)
-    losses = dpo_loss(chosen, rejected, ref[:, 0], ref[:, 1], beta, loss, label_smoothing)
+    losses = dpo_loss(chosen, rejected, ref[:, 0], ref[:, 1], beta, loss, label_smoothing, simpo_gamma)
     B = len(pairs)
     m = mask[:B].to(logp.device)
     parts = {"chosen_reward": beta * (chosen - ref[:, 0]).detach(),
@@ -96,7 +127,8 @@ def answer_logprobs(model, pairs: list[Pair], pad_id: int) -> tuple[torch.Tensor
 
 
 def reply_logps(logp: torch.Tensor, mask: torch.Tensor, average: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each reply's log-probability, summed over its tokens (or averaged, for IPO): chosen (B,), rejected (B,)."""
+    """Each reply's log-probability, summed over its tokens (or averaged: IPO, SimPO, ORPO): chosen (B,),
+    rejected (B,)."""
     m = mask.to(logp.device)
     s = logp.sum(1) / (m.sum(1) if average else 1.0)
     B = len(s) // 2
@@ -112,7 +144,7 @@ class DPOTrainer(Trainer):
 
     def __init__(self, policy, cfg: TrainConfig, train: list[Pair], dev: list[Pair], ref: torch.Tensor,
                  dev_ref: torch.Tensor, run_dir: str | Path, pad_id: int, beta: float, loss: str = "sigmoid",
-                 label_smoothing: float = 0.0, nll_coef: float = 0.0):
+                 label_smoothing: float = 0.0, nll_coef: float = 0.0, simpo_gamma: float = 0.5):
         # seq_len is unused (a comparison is as long as it is) but checked against the model's context
         super().__init__(policy, dataclasses.replace(cfg, seq_len=min(cfg.seq_len, policy.config.max_seq_len)),
                          None, None, run_dir)
@@ -120,7 +152,8 @@ class DPOTrainer(Trainer):
             raise InputError("the reference table must hold one row per comparison")
         self.pairs, self.dev, self.ref, self.dev_ref = train, dev, ref, dev_ref
         self.pad_id, self.beta, self.loss, self.label_smoothing = pad_id, beta, loss, label_smoothing
-        self.nll_coef = nll_coef
+        self.nll_coef = 1.0 if loss == "orpo" else nll_coef  # ORPO's loss holds the chosen replies' NLL
+        self.simpo_gamma = simpo_gamma
         self.lengths = [len(p) + max(len(c), len(r)) for p, c, r in train]
         self._stats: dict[str, float] = {}
 
@@ -130,7 +163,7 @@ class DPOTrainer(Trainer):
 
     def losses(self, model, pairs: list[Pair], ref: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-comparison losses (B,), with the implicit rewards and the chosen replies' token NLL."""
-        return pair_losses(model, pairs, ref, self.pad_id, self.beta, self.loss, self.label_smoothing)
+        return pair_losses(model, pairs, ref, self.pad_id, self.beta, self.loss, self.label_smoothing, self.simpo_gamma)
 
     def micro_step(self, idx: list[int]) -> torch.Tensor:
         pairs = [self.pairs[i] for i in idx]

@@ -15,7 +15,9 @@ from llmlab.rl.reward_config import ComparisonRun, check_comparison_settings
 from llmlab.train.config import TrainConfig
 
 LOSSES = ("sigmoid", "hinge", "ipo")  # losses on comparisons (offline and online DPO)
-OFFLINE_LOSSES = LOSSES + ("kto",)  # kto: each comparison unpaired into two labelled examples (llmlab.rl.kto)
+OFFLINE_LOSSES = LOSSES + ("simpo", "orpo", "kto")  # kto: comparisons unpaired into labelled examples (rl.kto)
+REFERENCE_FREE = ("simpo", "orpo")  # losses on the policy's own log-probabilities: no reference table
+AVERAGED = ("ipo", "simpo", "orpo")  # losses on log-probabilities averaged per token
 
 # batch_size counts comparisons (each is two sequences); seq_len is unused (a comparison is as long as it is)
 DPO_TRAIN = TrainConfig(steps=1000, batch_size=32, lr=1e-4, min_lr=1e-5, warmup_steps=20, weight_decay=0.0,
@@ -31,11 +33,12 @@ class DPOConfig(ComparisonRun):
     pairs: str = ""  # JSONL of {"prompt", "chosen", "rejected"} (kto also {prompt, completion, label}); "" = sampled
     train: TrainConfig = DPO_TRAIN  # the loop: steps, lr, batch_size (comparisons, or kto examples, per step), seed
     beta: float = 0.1  # the KL coefficient: implicit reward = beta x log(policy / reference)
-    loss: str = "sigmoid"  # sigmoid (DPO), hinge (SLiC), ipo (IPO: log-probs averaged per token) or kto (KTO)
+    loss: str = "sigmoid"  # sigmoid (DPO), hinge (SLiC), ipo (IPO), simpo, orpo (no reference) or kto (KTO)
     label_smoothing: float = 0.0  # sigmoid only: the share of labels taken as flipped (conservative DPO)
     nll_coef: float = 0.0  # weight of the chosen (kto: desirable) replies' token NLL added to the loss (RPO; 0 = off)
     desirable_weight: float = 1.0  # kto only: weight of the desirable examples' losses (TRL's)
     undesirable_weight: float = 1.0  # kto only: weight of the undesirable examples' losses (TRL's)
+    simpo_gamma: float = 0.5  # simpo only: the target margin gamma in -log sigmoid(beta (c - r) - gamma) (TRL's)
     samples: int = 4  # built-in pairs: answers sampled per problem, each wrong one paired with the right answer
     temperature: float = 1.0  # built-in pairs: sampling temperature of those answers
     near_misses: int = 0  # built-in pairs: also this many one-digit slips of each right answer, each against it
@@ -56,6 +59,12 @@ class DPOConfig(ComparisonRun):
                 raise InputError(f"{k} must be a finite number > 0, got {w}")
             if w != 1.0 and self.loss != "kto":
                 raise InputError(f"{k} weighs KTO's examples; it applies to --loss kto, not {self.loss!r}")
+        if not 0 <= self.simpo_gamma < float("inf"):
+            raise InputError(f"simpo_gamma must be a finite number >= 0, got {self.simpo_gamma}")
+        if self.simpo_gamma != 0.5 and self.loss != "simpo":
+            raise InputError(f"simpo_gamma is SimPO's target margin; it applies to --loss simpo, not {self.loss!r}")
+        if self.loss == "orpo" and self.nll_coef:
+            raise InputError("ORPO's loss holds the chosen replies' NLL at weight 1 already; leave nll_coef at 0")
         if self.loss == "kto" and self.train.batch_size < 2:
             raise InputError(f"KTO needs a batch of at least 2 examples (each prompt takes another example's "
                              f"completion for its KL estimate), got batch_size {self.train.batch_size}")
@@ -70,7 +79,7 @@ def check_dpo_loss(cfg, losses: tuple[str, ...] = LOSSES) -> None:
         raise InputError(f"beta must be a finite number > 0, got {cfg.beta}")
     if not 0 <= cfg.label_smoothing < 0.5:
         raise InputError(f"label_smoothing must be in [0, 0.5), got {cfg.label_smoothing}")
-    if cfg.label_smoothing and cfg.loss != "sigmoid":
-        raise InputError(f"label_smoothing applies to the sigmoid loss, not {cfg.loss!r}")
+    if cfg.label_smoothing and cfg.loss not in ("sigmoid", "simpo"):
+        raise InputError(f"label_smoothing applies to the sigmoid loss (and simpo), not {cfg.loss!r}")
     if not 0 <= cfg.nll_coef < float("inf"):
         raise InputError(f"nll_coef must be a finite number >= 0, got {cfg.nll_coef}")
