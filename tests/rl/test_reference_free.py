@@ -117,6 +117,7 @@ def test_llmlab_dpo_without_a_reference(chat_dir, tmp_path, capsys, loss):
                  "--batch-size", "4", "--arithmetic-train", "20", "--samples", "2", "--max-new-tokens", "3",
                  "--near-misses", "1", "--eval-problems", "3", "--log-every", "1"]) == 0
     report = (tmp_path / "d" / "report.md").read_text()
+    assert report.startswith(f"# {'SimPO' if loss == 'simpo' else 'ORPO'} run")
     assert f"Loss: {loss}" in report and "no reference" in report
     assert ("NLL weight 1.0" in report) == (loss == "orpo") and ("gamma 0.5" in report) == (loss == "simpo")
     summary = json.loads((tmp_path / "d" / "summary.json").read_text())

@@ -34,6 +34,7 @@ from llmlab.rl.dpo_config import AVERAGED, REFERENCE_FREE, DPOConfig
 from llmlab.rl.kto import KTOData, KTOTrainer, reference_logps, unpaired_ids
 from llmlab.rl.unpaired import is_unpaired_file, read_split_examples
 
+METHOD = {"kto": "KTO", "simpo": "SimPO", "orpo": "ORPO"}  # the losses that are methods of their own
 HELD_OUT = ("val_loss", "val_accuracy", "val_margin", "val_policy_prefers_chosen", "val_kl", "test_accuracy")
 
 
@@ -94,7 +95,7 @@ def run_dpo(cfg: DPOConfig, out_root: str | Path = "runs", fresh: bool = False) 
                "after": {k: after[k] for k in HELD_OUT + ("samples", "problems") if k in after}}
     source = cfg.pairs or f"{len(train)} comparisons of its own sampled arithmetic answers with the right ones"
     save_chat_model(trainer.model, out / "model", tok, template, cfg.name,
-                    f"{cfg.model} trained by {'KTO' if cfg.loss == 'kto' else f'DPO ({cfg.loss})'}, beta {cfg.beta}, "
+                    f"{cfg.model} trained by {METHOD.get(cfg.loss, f'DPO ({cfg.loss})')}, beta {cfg.beta}, "
                     f"on {source}", figures)
     figures["wall_seconds"] = time.perf_counter() - t_start
     atomic_write_text(out / "report.md", dpo_report(cfg, figures, read_jsonl(metrics, "metrics")))
@@ -138,7 +139,7 @@ def dpo_report(cfg: DPOConfig, f: dict, records: list[dict]) -> str:
             + (", no reference" if cfg.loss in REFERENCE_FREE else "") + "\n")
     header = "| step | loss | KL estimate | reward margin |" if kto else \
         "| step | loss | implicit-reward accuracy | policy prefers chosen |"
-    return (f"# {'KTO' if kto else 'DPO'} run `{cfg.name}`\n\n"
+    return (f"# {METHOD.get(cfg.loss, 'DPO')} run `{cfg.name}`\n\n"
             f"- Start and reference: `{f['start_model']}` ({f['parameters']:,} parameters)\n" + data + loss
             + f"- Training: {f['steps']} steps of {cfg.train.batch_size} {unit}, lr {cfg.train.lr}, "
             f"{f['train_seconds']:.1f} s\n\n"
