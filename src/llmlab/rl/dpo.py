@@ -117,13 +117,20 @@ def answer_logprobs(model, pairs: list[Pair], pad_id: int) -> tuple[torch.Tensor
     """Per-token log-probabilities (2B, T) of the chosen replies then the rejected ones, each given its
     prompt (0 past a reply's end), and the replies' masks (2B, T); one right-padded forward."""
     answers = [c for _, c, _ in pairs] + [r for _, _, r in pairs]
-    T = max(map(len, answers))
-    tokens = torch.full((len(answers), T), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(answers), T)
-    for b, a in enumerate(answers):
-        tokens[b, :len(a)] = torch.tensor(a)
-        mask[b, :len(a)] = 1.0
-    return sequence_logprobs(model, [p for p, _, _ in pairs] * 2, tokens, mask), mask
+    return completion_logprobs(model, [p for p, _, _ in pairs] * 2, answers, pad_id)
+
+
+def completion_logprobs(model, prompts: list[list[int]], completions: list[list[int]], pad_id: int
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-probabilities (B, T) of each completion given its prompt (0 past its end), and the
+    completions' mask (B, T); one right-padded forward."""
+    T = max(map(len, completions))
+    tokens = torch.full((len(completions), T), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(completions), T)
+    for b, c in enumerate(completions):
+        tokens[b, :len(c)] = torch.tensor(c)
+        mask[b, :len(c)] = 1.0
+    return sequence_logprobs(model, prompts, tokens, mask), mask
 
 
 def reply_logps(logp: torch.Tensor, mask: torch.Tensor, average: bool) -> tuple[torch.Tensor, torch.Tensor]:

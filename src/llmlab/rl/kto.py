@@ -32,8 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from llmlab.core.errors import InputError
-from llmlab.rl.dpo import DPOTrainer
-from llmlab.rl.rollout import sequence_logprobs
+from llmlab.rl.dpo import DPOTrainer, completion_logprobs
 from llmlab.train.config import TrainConfig
 
 Triple = tuple[list[int], list[int], list[int]]  # prompt, its own completion, the mismatched completion
@@ -100,19 +99,6 @@ class KTOData:
         other = mismatched(batches)
         triples = [(p, c, examples[other[i]][1]) for i, (p, c) in enumerate(examples)]
         return KTOData(triples, torch.tensor(labels, dtype=torch.bool), batches, list(pairs))
-
-
-def completion_logprobs(model, prompts: list[list[int]], completions: list[list[int]], pad_id: int
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token log-probabilities (B, T) of each completion given its prompt (0 past its end), and the
-    completions' mask (B, T); one right-padded forward."""
-    T = max(map(len, completions))
-    tokens = torch.full((len(completions), T), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(completions), T)
-    for b, c in enumerate(completions):
-        tokens[b, :len(c)] = torch.tensor(c)
-        mask[b, :len(c)] = 1.0
-    return sequence_logprobs(model, prompts, tokens, mask), mask
 
 
 def batch_losses(model, triples: list[Triple], desirable: torch.Tensor, ref: torch.Tensor, pad_id: int,

@@ -26,8 +26,24 @@ from llmlab.core.errors import InputError
 from llmlab.core.io import jsonl_lines
 
 
+class Prompted:
+    """What a record with `messages` (role, content) turns to be answered shares: the turns as chat messages,
+    and its file's "prompt" field back (one user turn as a string, as the file may give it)."""
+
+    messages: tuple[tuple[str, str], ...]
+
+    @property
+    def conversation(self) -> list[dict]:
+        return [{"role": r, "content": c} for r, c in self.messages]
+
+    @property
+    def prompt(self) -> str | list[dict]:
+        m = self.conversation
+        return m[0]["content"] if len(m) == 1 and m[0]["role"] == "user" else m
+
+
 @dataclass(frozen=True)
-class Preference:
+class Preference(Prompted):
     """One comparison: `messages` to be answered (ending with a user turn), and two assistant replies."""
 
     messages: tuple[tuple[str, str], ...]  # (role, content) turns
@@ -38,14 +54,8 @@ class Preference:
     def of(prompt: str | list[dict], chosen: str, rejected: str) -> Preference:
         return Preference(as_messages(prompt), chosen, rejected)
 
-    @property
-    def conversation(self) -> list[dict]:
-        return [{"role": r, "content": c} for r, c in self.messages]
-
     def to_dict(self) -> dict:
-        m = self.conversation
-        prompt = m[0]["content"] if len(m) == 1 and m[0]["role"] == "user" else m
-        return {"prompt": prompt, "chosen": self.chosen, "rejected": self.rejected}
+        return {"prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected}
 
 
 def as_messages(prompt: str | list[dict]) -> tuple[tuple[str, str], ...]:
@@ -86,11 +96,7 @@ def _read(path: str | Path) -> list[tuple[Preference, str | None]]:
     out = []
     for i, r in jsonl_lines(path, "preference file"):  # the file's line numbers, blank lines counted
         where = f"{path} line {i}"
-        if not isinstance(r, dict):
-            raise InputError(f"{where}: expected an object with prompt, chosen and rejected")
-        for k in ("prompt", "chosen", "rejected"):
-            if k not in r:
-                raise InputError(f"{where}: missing {k!r}")
+        check_fields(r, where, ("prompt", "chosen", "rejected"))
         for k in ("chosen", "rejected"):
             if not isinstance(r[k], str) or not r[k]:
                 raise InputError(f"{where}: {k!r} must be a non-empty string (the assistant's reply)")
@@ -101,6 +107,15 @@ def _read(path: str | Path) -> list[tuple[Preference, str | None]]:
     if not out:
         raise InputError(f"{path}: no preference pairs")
     return out
+
+
+def check_fields(r, where: str, fields: tuple[str, ...]) -> None:
+    """InputError naming `where` unless the line's record is an object holding every one of `fields`."""
+    if not isinstance(r, dict):
+        raise InputError(f"{where}: expected an object with {', '.join(fields[:-1])} and {fields[-1]}")
+    for k in fields:
+        if k not in r:
+            raise InputError(f"{where}: missing {k!r}")
 
 
 def check_prompt_and_split(r: dict, where: str) -> None:
@@ -120,19 +135,23 @@ def encode_preferences(tok, template, prefs: list[Preference], max_len: int
     """(prompt ids, chosen ids, rejected ids) per comparison; each reply ends with the template's
     ``<|end|>``, the token whose output the reward model scores. InputError for a comparison whose
     prompt and reply exceed `max_len` tokens (the model's context)."""
+    return [encode_record(tok, template, p, (p.chosen, p.rejected), max_len, "comparison") for p in prefs]
+
+
+def encode_record(tok, template, record: Prompted, replies: tuple[str, ...], max_len: int, what: str
+                  ) -> tuple[list[int], ...]:
+    """(prompt ids, then each reply's ids ending with the template's ``<|end|>``) of a file's record;
+    InputError naming it (as `what`) where its prompt and longest reply exceed `max_len` tokens."""
     end = template.ids(tok)[template.end]
-    out = []
-    for p in prefs:
-        try:
-            prompt = template.prompt_ids(tok, p.conversation)
-        except InputError as e:
-            raise InputError(f"comparison {p.to_dict()!r}: {e}") from None
-        chosen, rejected = tok.encode(p.chosen) + [end], tok.encode(p.rejected) + [end]
-        if len(prompt) + max(len(chosen), len(rejected)) > max_len:
-            raise InputError(f"comparison {p.to_dict()!r} is {len(prompt) + max(len(chosen), len(rejected))} "
-                             f"tokens long, beyond the model's context of {max_len}")
-        out.append((prompt, chosen, rejected))
-    return out
+    try:
+        prompt = template.prompt_ids(tok, record.conversation)
+    except InputError as e:
+        raise InputError(f"{what} {record.to_dict()!r}: {e}") from None
+    ids = [tok.encode(r) + [end] for r in replies]
+    n = len(prompt) + max(map(len, ids))
+    if n > max_len:
+        raise InputError(f"{what} {record.to_dict()!r} is {n} tokens long, beyond the model's context of {max_len}")
+    return (prompt, *ids)
 
 
 def sampled_preferences(policy, tok, template, problems, samples: int, max_new_tokens: int, temperature: float,

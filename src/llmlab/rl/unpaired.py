@@ -16,11 +16,19 @@ from pathlib import Path
 
 from llmlab.core.errors import InputError
 from llmlab.core.io import jsonl_lines
-from llmlab.rl.preferences import Preference, as_messages, check_prompt_and_split, split_records
+from llmlab.rl.preferences import (
+    Preference,
+    Prompted,
+    as_messages,
+    check_fields,
+    check_prompt_and_split,
+    encode_record,
+    split_records,
+)
 
 
 @dataclass(frozen=True)
-class Example:
+class Example(Prompted):
     """One reply to `messages` (ending with a user turn), labelled desirable or not."""
 
     messages: tuple[tuple[str, str], ...]  # (role, content) turns
@@ -31,14 +39,8 @@ class Example:
     def of(prompt: str | list[dict], completion: str, label: bool) -> Example:
         return Example(as_messages(prompt), completion, label)
 
-    @property
-    def conversation(self) -> list[dict]:
-        return [{"role": r, "content": c} for r, c in self.messages]
-
     def to_dict(self) -> dict:
-        m = self.conversation
-        prompt = m[0]["content"] if len(m) == 1 and m[0]["role"] == "user" else m
-        return {"prompt": prompt, "completion": self.completion, "label": self.label}
+        return {"prompt": self.prompt, "completion": self.completion, "label": self.label}
 
 
 def unpair(prefs: list[Preference]) -> list[Example]:
@@ -62,11 +64,7 @@ def read_split_examples(path: str | Path) -> tuple[list[Example], list[Example]]
     rows = []
     for i, r in jsonl_lines(path, "preference file"):  # the file's line numbers, blank lines counted
         where = f"{path} line {i}"
-        if not isinstance(r, dict):
-            raise InputError(f"{where}: expected an object with prompt, completion and label")
-        for k in ("prompt", "completion", "label"):
-            if k not in r:
-                raise InputError(f"{where}: missing {k!r}")
+        check_fields(r, where, ("prompt", "completion", "label"))
         if not isinstance(r["completion"], str) or not r["completion"]:
             raise InputError(f"{where}: 'completion' must be a non-empty string (the assistant's reply)")
         if not isinstance(r["label"], bool):
@@ -84,16 +82,4 @@ def read_split_examples(path: str | Path) -> tuple[list[Example], list[Example]]
 def encode_examples(tok, template, examples: list[Example], max_len: int) -> list[tuple[list[int], list[int]]]:
     """(prompt ids, completion ids) per example, the completion ending with the template's ``<|end|>``;
     InputError for one longer than `max_len` tokens (the model's context)."""
-    end = template.ids(tok)[template.end]
-    out = []
-    for e in examples:
-        try:
-            prompt = template.prompt_ids(tok, e.conversation)
-        except InputError as err:
-            raise InputError(f"example {e.to_dict()!r}: {err}") from None
-        completion = tok.encode(e.completion) + [end]
-        if len(prompt) + len(completion) > max_len:
-            raise InputError(f"example {e.to_dict()!r} is {len(prompt) + len(completion)} tokens long, beyond the "
-                             f"model's context of {max_len}")
-        out.append((prompt, completion))
-    return out
+    return [encode_record(tok, template, e, (e.completion,), max_len, "example") for e in examples]
