@@ -114,8 +114,11 @@ def test_answer_drops_passages_to_leave_room_for_the_answer(model, tok, index):
     a = answer(model, tok, QUESTION, index, k=5, gen_config=cfg)
     assert 0 < len(a.citations) < 5 and a.citations == tuple(index.search(QUESTION, k=5)[: len(a.citations)])
     assert len(text_start(tok)) + len(tok.encode(a.prompt)) + 70 <= model.config.max_seq_len
-    with pytest.raises(InputError, match="no room"):
+    ctx = model.config.max_seq_len
+    with pytest.raises(InputError, match=f"no room .* at most a quarter of the context, {ctx // 4},"):
         answer(model, tok, QUESTION, index, gen_config=GenerationConfig(max_new_tokens=160))
+    # the value the message suggests leaves the question and a passage room
+    assert answer(model, tok, QUESTION, index, gen_config=GenerationConfig(max_new_tokens=ctx // 4)).citations
 
 
 def test_cli_index_search_ask(model, tok, tmp_path, capsys):

@@ -152,7 +152,9 @@ def answer(model, tokenizer, question: str, index: BM25Index, k: int = 5, gen_co
     budget = model.config.max_seq_len - cfg.max_new_tokens - len(start)
     if budget < 1:
         raise InputError(f"max_new_tokens={cfg.max_new_tokens} fills the model's context of "
-                         f"{model.config.max_seq_len} tokens: no room is left for a prompt")
+                         f"{model.config.max_seq_len} tokens: no room is left for a prompt (give --max-new-tokens "
+                         f"at most a quarter of the context, {model.config.max_seq_len // 4}, to leave the "
+                         f"question and passages room)")
     prompt = build_prompt(question, index.search(question, k), tokenizer, budget, template)
     ids = generate(model, start + tokenizer.encode(prompt.text), cfg, eos_id=tokenizer.eos_id)
     text = tokenizer.decode(ids)
