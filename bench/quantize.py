@@ -7,9 +7,11 @@ weights *and* int8 activations, fbgemm/x86 int8 kernels) on perplexity and time,
 The model is trained here (char tokenizer, --steps AdamW steps on pfr1998 train) unless --model DIR
 names a saved one. llmlab's weight-only QuantLinear dequantizes its weight each forward and runs a float
 matmul (correct first), so its time ratio is the price of that. W8A8 (activations="int8") quantizes each
-token's activations symmetric at run time and multiplies int8 codes into int32 with torch._int_mm
-(oneDNN on CPU): torch.ao's scheme, except that torch.ao scales a whole activation tensor at once
-(asymmetric, 0..127 with reduce_range) and fuses quantizing and rescaling into its kernel.
+token's activations symmetric at run time and multiplies int8 codes into int32 exactly (torch._int_mm,
+oneDNN, on a CPU with VNNI; float32 matmuls of 1,024 columns at a time on one without, where _int_mm
+runs plain loops; see llmlab.adapt.quantize.int8_matmul): torch.ao's scheme, except that torch.ao scales
+a whole activation tensor at once (asymmetric, 0..127 with reduce_range) and fuses quantizing and
+rescaling into its kernel.
 
     .venv/bin/python bench/quantize.py [--steps 300] [--dim 128] [--layers 4] [--eval-tokens 20000]
 """
@@ -121,7 +123,7 @@ def main() -> None:
              measure("torch.ao per channel", torch_dynamic(model, names, per_channel=True), dev, x, args)]
     weight_only, w8a8 = rows[1], rows[2]
     print(f"\nint8 on the same {len(names)} Linear layers: llmlab weight-only (float matmul) and W8A8 (int8 "
-          "activations, _int_mm) vs torch.ao quantize_dynamic (int8 weights and activations)")
+          "activations, exact int32 product) vs torch.ao quantize_dynamic (int8 weights and activations)")
     print(f"{'':<22}{'dev ppl':>10}{'vs fp32':>9}{'us/token':>10}{'vs fp32':>9}")
     for r in (weight_only, w8a8, *peers):
         print(f"{r['name']:<22}{r['ppl']:>10.3f}{r['ppl'] / base['ppl']:>9.4f}{r['sec'] * 1e6:>10.2f}"

@@ -47,16 +47,38 @@ def test_int32_accumulation_is_the_exact_integer_product(m, k, n):
     a[0, :] = 127  # the extremes, where a lossy (float) accumulation would show first
     w[0, :] = -127
     exact = a.long() @ w.long().t()  # (m, n) int64
-    for pad in (False, True):  # True: the CUDA route (rows to 17, K and N to multiples of 8), run on CPU
-        acc = int8_matmul(a, w, pad=pad)
+    # torch._int_mm, plain and by the CUDA route (rows to 17, K and N to multiples of 8), run on CPU; and
+    # float32 matmuls of 1024 columns at a time (the route of CPUs without VNNI)
+    for pad, via_float in ((False, False), (True, False), (None, True)):
+        acc = int8_matmul(a, w, pad=pad, via_float=via_float)
         assert acc.dtype == torch.int32 and acc.shape == (m, n)
         assert torch.equal(acc.long(), exact)
+
+
+@pytest.mark.parametrize("k", [1024, 1025, 3000])
+def test_the_float_route_is_exact_where_float32_sums_of_products_would_round(k):
+    """At the extremes every product is 127 x 127: a float32 sum of more than 1040 of them passes 2^24,
+    where float32 stops holding every integer. The float route sums 1024 columns at a time in float32 and
+    the blocks in int32, so it stays exact past that."""
+    a = torch.full((3, k), 127, dtype=torch.int8)
+    a[1] = -127
+    a[2, ::3] = -128  # the one int8 code beyond -127: products of 2^14
+    w = torch.full((2, k), 127, dtype=torch.int8)
+    w[1] = -128
+    exact = a.long() @ w.long().t()
+    assert torch.equal(int8_matmul(a, w, via_float=True).long(), exact)
+    # odd codes of 101..127: sums past 2^24 of terms whose low bits differ (one float32 matmul over all of
+    # K=3000 rounded 9 of these 12 sums with torch 2.13's MKL)
+    g = torch.Generator().manual_seed(0)
+    a, w = ((torch.randint(50, 64, (n, k), generator=g) * 2 + 1).to(torch.int8) for n in (4, 3))
+    assert torch.equal(int8_matmul(a, w, via_float=True).long(), a.long() @ w.long().t())
 
 
 def test_int32_holds_the_longest_allowed_dot_product_exactly():
     a = torch.full((1, INT8_MAX_IN), -127, dtype=torch.int8)
     w = torch.full((2, INT8_MAX_IN), 127, dtype=torch.int8)
-    assert int8_matmul(a, w).tolist() == [[-127 * 127 * INT8_MAX_IN] * 2]
+    for via_float in (False, True):
+        assert int8_matmul(a, w, via_float=via_float).tolist() == [[-127 * 127 * INT8_MAX_IN] * 2]
     assert -127 * 127 * (INT8_MAX_IN + 1) < -(2 ** 31)  # one more column could overflow: refused
     with pytest.raises(InputError, match=f"in_features <= {INT8_MAX_IN}"):
         QuantLinear(INT8_MAX_IN + 1, 1, W8A8)

@@ -31,6 +31,7 @@ default qconfig, one scale for the whole weight.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 ACTIVATIONS = ("float", "int8")  # QuantConfig.activations: float matmul on W', or W8A8
 INT8_MAX_IN = (2 ** 31 - 1) // 127 ** 2  # 133144: the longest int8 dot product an int32 always holds exactly
+FLOAT_EXACT_K = 2 ** 24 // 128 ** 2  # 1024: int8 products float32 sums exactly in any order (see int8_matmul)
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 METHOD = "weight-only-int"  # the config.json "quantization" entry's method name
 
@@ -179,17 +181,31 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.clamp(torch.round(x / scale[:, None]), -127, 127).to(torch.int8), scale
 
 
-def int8_matmul(a: torch.Tensor, w: torch.Tensor, pad: bool | None = None) -> torch.Tensor:
+def int8_matmul(a: torch.Tensor, w: torch.Tensor, pad: bool | None = None, via_float: bool | None = None
+                ) -> torch.Tensor:
     """a (M, K) int8 times w (N, K) int8 transposed: (M, N) int32, exact while K <= INT8_MAX_IN.
 
-    `torch._int_mm` on CPU (torch 2.13, oneDNN) takes every shape, M = 1 included, and is exact (with
-    oneDNN switched off, torch.backends.mkldnn, it falls back to plain loops, ~100x slower); on CUDA
-    (cuBLASLt) it refuses M <= 16 and wants K and N multiples of 8. `pad` (default: on CUDA) pads rows
-    to 17 and K, N to multiples of 8 with zero codes, which add nothing, and cuts the result back.
+    `torch._int_mm` on CPU (torch 2.13) runs oneDNN's int8 kernels where the CPU has VNNI (AVX512-VNNI or
+    AVX-VNNI) and is then about as fast as a float matmul; elsewhere (an AVX2-only CPU, or oneDNN switched
+    off) it falls back to plain loops, 30-70x slower than float. `via_float` (default: on a CPU without
+    VNNI) computes the same integers with float32 matmuls instead, 1024 columns of K at a time, summed in
+    int32: a product of two int8 codes is at most 128^2 = 2^14 in size, so any partial sum of 1024 of them
+    is an integer of at most 2^24, which float32 holds exactly, whatever order the matmul adds them in.
+    On CUDA (cuBLASLt) `_int_mm` refuses M <= 16 and wants K and N multiples of 8. `pad` (default: on
+    CUDA) pads rows to 17 and K, N to multiples of 8 with zero codes, which add nothing, and cuts the
+    result back.
 
     >>> int8_matmul(torch.tensor([[1, 2]], dtype=torch.int8), torch.tensor([[3, 4], [-1, 0]], dtype=torch.int8))
     tensor([[11, -1]], dtype=torch.int32)
     """
+    if via_float is None:
+        via_float = not a.is_cuda and not (_cpu_has_vnni() and torch.backends.mkldnn.enabled)
+    if via_float:
+        acc = None
+        for k in range(0, a.shape[1], FLOAT_EXACT_K):
+            part = (a[:, k:k + FLOAT_EXACT_K].float() @ w[:, k:k + FLOAT_EXACT_K].float().t()).to(torch.int32)
+            acc = part if acc is None else acc.add_(part)
+        return acc if acc is not None else torch.zeros(a.shape[0], w.shape[0], dtype=torch.int32, device=a.device)
     if a.is_cuda if pad is None else pad:
         (m, k), n = a.shape, w.shape[0]
         k8 = -(-k // 8) * 8
@@ -197,6 +213,14 @@ def int8_matmul(a: torch.Tensor, w: torch.Tensor, pad: bool | None = None) -> to
         w = F.pad(w, (0, k8 - k, 0, -(-n // 8) * 8 - n))  # (n8, k8)
         return torch._int_mm(a, w.t())[:m, :n]
     return torch._int_mm(a, w.t())  # w.t(): a column-major (K, N) view, the layout cuBLASLt wants; no copy
+
+
+@functools.cache
+def _cpu_has_vnni() -> bool:
+    """Whether torch's CPU int8 matmul takes oneDNN's fast kernels here (torch.cpu reports VNNI; an older
+    torch without that report is taken to have them, as before this check)."""
+    probe = getattr(torch.cpu, "_is_vnni_supported", None)
+    return (probe is None or bool(probe())) and torch.backends.mkldnn.is_available()
 
 
 class _W8A8(torch.autograd.Function):
