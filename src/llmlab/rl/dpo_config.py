@@ -34,7 +34,7 @@ class DPOConfig(ComparisonRun):
     train: TrainConfig = DPO_TRAIN  # the loop: steps, lr, batch_size (comparisons, or kto examples, per step), seed
     beta: float = 0.1  # the KL coefficient: implicit reward = beta x log(policy / reference)
     loss: str = "sigmoid"  # sigmoid (DPO), hinge (SLiC), ipo (IPO), simpo, orpo (no reference) or kto (KTO)
-    label_smoothing: float = 0.0  # sigmoid only: the share of labels taken as flipped (conservative DPO)
+    label_smoothing: float = 0.0  # sigmoid and simpo: the share of labels taken as flipped (conservative DPO)
     nll_coef: float = 0.0  # weight of the chosen (kto: desirable) replies' token NLL added to the loss (RPO; 0 = off)
     desirable_weight: float = 1.0  # kto only: weight of the desirable examples' losses (TRL's)
     undesirable_weight: float = 1.0  # kto only: weight of the undesirable examples' losses (TRL's)
