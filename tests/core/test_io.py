@@ -151,3 +151,16 @@ def test_every_file_a_save_writes_has_a_plain_writes_mode(tmp_path, save):
     files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
     assert any(p.suffix == ".safetensors" for p in files)
     assert {p.name: p.stat().st_mode & 0o777 for p in files} == {p.name: 0o666 & ~umask() for p in files}
+
+
+@pytest.mark.parametrize("data", [None, [1, 2], "dim=64", 3])
+def test_config_from_dict_refuses_a_value_that_is_not_an_object(data):
+    """A config.json whose "config" entry was null or a list died with a bare TypeError in every loader."""
+    with pytest.raises(InputError, match=r"m/config\.json: ModelConfig must be a JSON object"):
+        config_from_dict(ModelConfig, data, what="m/config.json")
+
+
+def test_config_rule_errors_name_the_file(tmp_path):
+    (tmp_path / "bad.json").write_text(json.dumps({"n_head": 0}))
+    with pytest.raises(InputError, match=r"bad\.json: n_head must be > 0"):
+        load_config(ModelConfig, tmp_path / "bad.json")

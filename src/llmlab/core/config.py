@@ -26,6 +26,8 @@ def config_from_dict(cls: type[T], data: dict, what: str = "config") -> T:
     >>> config_from_dict(C, {"a": 2})
     C(a=2)
     """
+    if not isinstance(data, dict):
+        raise InputError(f"{what}: {cls.__name__} must be a JSON object of fields, got {type(data).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -36,7 +38,10 @@ def config_from_dict(cls: type[T], data: dict, what: str = "config") -> T:
             v = data[f.name]
             _check_scalar(f, v, f"{what}: {cls.__name__}.{f.name}")
             kwargs[f.name] = tuple(v) if isinstance(v, list) else v
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except InputError as e:  # the config's own rule (n_head > 0, ...): say which file broke it
+        raise InputError(f"{what}: {e}") from None
 
 
 _SCALARS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
