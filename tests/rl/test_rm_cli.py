@@ -49,7 +49,8 @@ def test_rm_train_writes_the_run_directory_and_resumes_when_run_again(chat_dir, 
 
 def test_rm_score_ranks_replies_as_the_reward_model_scores_them(trained, monkeypatch, capsys):
     lines = [{"prompt": "12+3=", "reply": "15"}, {"prompt": "12+3=", "chosen": "15", "rejected": "51"}]
-    monkeypatch.setattr("sys.stdin", io.StringIO("".join(json.dumps(x) + "\n" for x in lines) + "\n"))
+    text = "".join(json.dumps(x) + "\n" for x in lines) + "\n"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
     assert main(["rm", "score", "--model", str(trained / "model")]) == 0
     out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert out[0]["prompt"] == "12+3=" and out[0]["score"] == pytest.approx(out[1]["chosen_score"], abs=1e-5)
@@ -63,6 +64,20 @@ def test_rm_score_refuses_bad_lines(trained, tmp_path, capsys, text, msg):
     f.write_text(text)
     assert main(["rm", "score", "--model", str(trained / "model"), str(f)]) == 2
     assert msg in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name,make", [("nowhere.jsonl", None), ("folder", "dir"), ("bin.jsonl", b"\xff\xfe{}\n")])
+def test_rm_score_refuses_a_file_it_cannot_read_naming_it(trained, tmp_path, capsys, name, make):
+    """A missing file, a folder or bytes that are not UTF-8 were tracebacks (FileNotFoundError,
+    IsADirectoryError, UnicodeDecodeError)."""
+    f = tmp_path / name
+    if make == "dir":
+        f.mkdir()
+    elif make is not None:
+        f.write_bytes(make)
+    assert main(["rm", "score", "--model", str(trained / "model"), str(f)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmlab: error: ") and name in err and "Traceback" not in err
 
 
 def test_rm_train_reads_comparisons_from_a_file_and_holds_out_its_end(chat_dir, tmp_path):

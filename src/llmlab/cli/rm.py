@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from llmlab.cli.common import add_command, add_dataclass_flags, add_group, run_config
 
@@ -54,6 +53,7 @@ def _train(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     from llmlab.adapt.chat import load_chat_template
     from llmlab.core.errors import InputError
+    from llmlab.core.io import line_batches
     from llmlab.rl.preferences import Preference
     from llmlab.rl.reward_model import RewardScorer, load_reward_model
 
@@ -61,26 +61,25 @@ def _score(args: argparse.Namespace) -> int:
     template = load_chat_template(args.model)
     end = template.ids(tok)[template.end]
     scorer = RewardScorer(rm, tok.pad_id, norm["mean"], norm["std"])
-    stream = open(args.file, encoding="utf-8") if args.file else sys.stdin  # noqa: SIM115
-    with stream:
-        for i, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"line {i}: not JSON ({e})") from None
-            keys = ("reply",) if isinstance(r, dict) and "reply" in r else ("chosen", "rejected")
-            if not isinstance(r, dict) or "prompt" not in r or not all(isinstance(r.get(k), str) for k in keys):
-                raise InputError(f"line {i}: expected {{prompt, reply}} or {{prompt, chosen, rejected}} with string "
-                                 "replies")
-            p = Preference.of(r["prompt"], "", "")
-            try:
-                prompt = template.prompt_ids(tok, p.conversation)
-            except InputError as e:
-                raise InputError(f"line {i}: {e}") from None
-            scores = scorer([prompt] * len(keys), [tok.encode(r[k]) + [end] for k in keys]).tolist()
-            r.update({"score": scores[0]} if keys == ("reply",) else
-                     {"chosen_score": scores[0], "rejected_score": scores[1]})
-            print(json.dumps(r, ensure_ascii=False), flush=True)
+    # one line a batch: each score is printed as its line comes (stdin may be a person typing)
+    for i, (line,) in enumerate(line_batches(args.file, "replies file", size=1), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"line {i}: not JSON ({e})") from None
+        keys = ("reply",) if isinstance(r, dict) and "reply" in r else ("chosen", "rejected")
+        if not isinstance(r, dict) or "prompt" not in r or not all(isinstance(r.get(k), str) for k in keys):
+            raise InputError(f"line {i}: expected {{prompt, reply}} or {{prompt, chosen, rejected}} with string "
+                             "replies")
+        p = Preference.of(r["prompt"], "", "")
+        try:
+            prompt = template.prompt_ids(tok, p.conversation)
+        except InputError as e:
+            raise InputError(f"line {i}: {e}") from None
+        scores = scorer([prompt] * len(keys), [tok.encode(r[k]) + [end] for k in keys]).tolist()
+        r.update({"score": scores[0]} if keys == ("reply",) else
+                 {"chosen_score": scores[0], "rejected_score": scores[1]})
+        print(json.dumps(r, ensure_ascii=False), flush=True)
     return 0
