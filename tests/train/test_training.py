@@ -148,6 +148,16 @@ def test_corrupt_or_truncated_checkpoint_is_refused_whole(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(before, fresh.model.parameters()))
 
 
+@pytest.mark.parametrize("text", ["[]", "null", '"model.safetensors"'])
+def test_a_manifest_that_is_json_but_not_an_object_is_refused(tmp_path, text):
+    """A manifest.json holding valid JSON of another shape ended resume in an AttributeError traceback."""
+    make_trainer(tmp_path, steps=2).fit()
+    ckpt = latest_checkpoint(tmp_path / "checkpoints")
+    (ckpt / "manifest.json").write_text(text)
+    with pytest.raises(InputError, match="no readable manifest.json"):
+        load_checkpoint(ckpt, make_trainer(tmp_path / "x").model)
+
+
 def test_a_corrupt_newest_checkpoint_names_itself_and_the_one_deleting_it_resumes_from(tmp_path):
     make_trainer(tmp_path, steps=8).fit()  # keeps step 6 and step 8
     newest = latest_checkpoint(tmp_path / "checkpoints")

@@ -166,7 +166,9 @@ def verify_checkpoint(path: str | os.PathLike) -> dict:
     try:
         manifest = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        raise InputError(f"checkpoint {str(p)!r} has no readable manifest.json; refusing to load it") from None
+        manifest = None
+    if not isinstance(manifest, dict):  # missing, torn, or JSON of another shape (a list, null)
+        raise InputError(f"checkpoint {str(p)!r} has no readable manifest.json; refusing to load it")
     for name in FILES:
         f = p / name
         if not f.is_file():
