@@ -74,6 +74,14 @@ def test_mismatched_and_empty_files_are_one_line_errors(files, capsys):
         assert "is empty" in err and "\n" not in err
 
 
+def test_rank_errors_name_the_file_and_line_blank_lines_counted(tmp_path, capsys):
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_text('{"winner": "a", "loser": "b"}\n\n{"a": null, "b": "a", "winner": "b"}\n', encoding="utf-8")
+    assert main(["eval", "rank", str(prefs)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"preferences file {str(prefs)!r} line 3: players are named by strings" in err and "\n" not in err
+
+
 def test_a_hypothesis_file_of_blank_lines_scores_like_sacrebleu(files, capsys):
     sacrebleu = pytest.importorskip("sacrebleu")
     d, hyps, refs = files

@@ -208,6 +208,21 @@ def test_records_in_a_b_form_score_each_outcome():
             comparisons_from_records([bad])
 
 
+@pytest.mark.parametrize("bad", [{"a": None, "b": "y", "winner": "a"}, {"a": "x", "b": 5, "winner": "tie"},
+                                 {"winner": ["x"], "loser": "y"}, {"winner": "x", "loser": {"n": 1}}])
+def test_players_not_named_by_strings_are_refused(bad):
+    """str() made them players named 'None', '5' or "['x']", ranked beside the real ones."""
+    with pytest.raises(InputError, match="record 2: players are named by strings"):
+        comparisons_from_records([{"winner": "x", "loser": "y"}, bad])
+
+
+def test_errors_name_the_given_line_numbers_and_a_self_comparison():
+    with pytest.raises(InputError, match="prefs.jsonl line 5 is not a JSON object"):
+        comparisons_from_records([{"winner": "x", "loser": "y"}, [1]], lines=[1, 5], where="prefs.jsonl line")
+    with pytest.raises(InputError, match="record 1 compares 'x' with itself"):
+        comparisons_from_records([{"a": "x", "b": "x", "winner": "tie"}])
+
+
 def test_multiple_choice_accuracy_counts_the_right_answers():
     lps = [[math.log(0.5)] * 4, [math.log(0.1)]]  # "sum" picks 1, "mean" picks 0
     assert multiple_choice_accuracy([lps] * 3, [0, 0, 1], "mean") == pytest.approx(2 / 3)

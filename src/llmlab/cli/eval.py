@@ -144,14 +144,15 @@ def run_diversity(args: argparse.Namespace) -> int:
 
 def run_rank(args: argparse.Namespace) -> int:
     from llmlab.core.errors import InputError
-    from llmlab.core.io import read_jsonl
+    from llmlab.core.io import jsonl_lines
     from llmlab.evaluate.ranking import BTConfig, bradley_terry, comparisons_from_records
 
-    records = read_jsonl(args.file, "preferences file")
-    if not records:
+    numbered = list(jsonl_lines(args.file, "preferences file"))  # (line, record): errors name the line
+    if not numbered:
         raise InputError(f"preferences file {args.file!r} is empty")
+    lines, records = zip(*numbered)
     cfg = BTConfig(**dataclass_overrides(args, BTConfig))
-    r = bradley_terry(comparisons_from_records(records), cfg)
+    r = bradley_terry(comparisons_from_records(records, lines, f"preferences file {args.file!r} line"), cfg)
     ci = f"{int(cfg.confidence * 100)}% CI"
     print(f"{'rank':>4}  {'player':20s} {'elo':>8}  {ci:>17}  {'games':>6}")
     for i, name in enumerate(r.players):

@@ -170,20 +170,29 @@ def _bootstrap(comps, players, cfg: BTConfig) -> tuple[np.ndarray, np.ndarray]:
     return np.quantile(samples, alpha, axis=0), np.quantile(samples, 1 - alpha, axis=0)
 
 
-def comparisons_from_records(records: Sequence[dict]) -> list[tuple[str, str, float]]:
+def comparisons_from_records(records: Sequence[dict], lines: Sequence[int] | None = None,
+                             where: str = "record") -> list[tuple[str, str, float]]:
     """Comparisons from JSON records: {"winner": A, "loser": B} or {"a": A, "b": B, "winner": "a"|"b"|"tie"}.
+    Players are named by strings; an error names the record as `where` and its number (`lines[i]`, e.g.
+    a file's line numbers, blank lines counted; else 1, 2, ...).
 
     >>> comparisons_from_records([{"winner": "x", "loser": "y"}, {"a": "x", "b": "z", "winner": "tie"}])
     [('x', 'y', 1.0), ('x', 'z', 0.5)]
     """
     out = []
-    for i, r in enumerate(records, 1):
+    for i, r in enumerate(records):
+        at = f"{where} {lines[i] if lines is not None else i + 1}"
         if not isinstance(r, dict):
-            raise InputError(f"record {i} is not a JSON object")
+            raise InputError(f"{at} is not a JSON object")
         if "loser" in r and "winner" in r:
-            out.append((str(r["winner"]), str(r["loser"]), 1.0))
+            names, score = (r["winner"], r["loser"]), 1.0
         elif {"a", "b", "winner"} <= r.keys() and r["winner"] in ("a", "b", "tie"):
-            out.append((str(r["a"]), str(r["b"]), {"a": 1.0, "b": 0.0, "tie": 0.5}[r["winner"]]))
+            names, score = (r["a"], r["b"]), {"a": 1.0, "b": 0.0, "tie": 0.5}[r["winner"]]
         else:
-            raise InputError(f"record {i} needs winner+loser, or a, b and winner in 'a', 'b', 'tie'; got {r}")
+            raise InputError(f"{at} needs winner+loser, or a, b and winner in 'a', 'b', 'tie'; got {r}")
+        if not all(isinstance(n, str) for n in names):  # str() would rank a player named 'None' or '5'
+            raise InputError(f"{at}: players are named by strings, got {names[0]!r} and {names[1]!r}")
+        if names[0] == names[1]:
+            raise InputError(f"{at} compares {names[0]!r} with itself")
+        out.append((names[0], names[1], score))
     return out
