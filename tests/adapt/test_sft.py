@@ -180,9 +180,9 @@ def test_cli_errors_are_named_and_leave_other_folders_alone(base_dir, tmp_path, 
     assert sft(base_dir, tmp_path, *quick, name="mine") == 2
     assert "not an llmlab run" in capsys.readouterr().err and [p.name for p in mine.iterdir()] == ["notes.txt"]
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": "a", "response": "b"}\n{"text": "x"}\n')
+    bad.write_text('{"prompt": "a", "response": "b"}\n\n{"text": "x"}\n')  # the error names the line, blanks counted
     assert sft(base_dir, tmp_path, "--data", str(bad), *quick, name="j") == 2
-    assert "record 2: expected" in capsys.readouterr().err
+    assert "bad.jsonl line 3: expected" in capsys.readouterr().err
     assert main(["chat", "--model", str(base_dir)]) == 2
     assert "not a chat model" in capsys.readouterr().err
 

@@ -55,8 +55,8 @@ def test_corpus_errors_are_clear(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         corpus_text(str(tmp_path / "missing.txt"))
     j = tmp_path / "c.jsonl"
-    j.write_text(json.dumps({"text": "你好"}) + "\n" + json.dumps({"body": "x"}) + "\n")
-    with pytest.raises(InputError, match="record 2 has no string field 'text'"):
+    j.write_text(json.dumps({"text": "你好"}) + "\n\n" + json.dumps({"body": "x"}) + "\n")  # blank lines count
+    with pytest.raises(InputError, match="line 3 has no string field 'text'"):
         user_corpus(j)
     t = tmp_path / "c.txt"
     t.write_text("a\nb\n")

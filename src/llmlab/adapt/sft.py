@@ -26,7 +26,7 @@ from llmlab.adapt.batching import batch_indices, pack_batch, pad_batch
 from llmlab.adapt.chat import ChatTemplate, Split, check_messages
 from llmlab.adapt.sft_config import SFT_TRAIN, SFTConfig  # noqa: F401 (SFT_TRAIN: part of this API)
 from llmlab.core.errors import InputError
-from llmlab.core.io import read_jsonl
+from llmlab.core.io import jsonl_lines
 from llmlab.train.config import TrainConfig
 from llmlab.train.objectives import moe_aux_loss, weighted_lm_loss
 from llmlab.train.trainer import Trainer, perplexity
@@ -72,7 +72,7 @@ def load_conversations(cfg: SFTConfig) -> tuple[list[list[dict]], list[list[dict
         return (render(arithmetic(cfg.arithmetic_train, "train", **kw)), render(arithmetic(200, "dev", **kw)))
     if Path(cfg.data).suffix != ".jsonl":
         raise InputError(f"data must be 'arithmetic', 'arithmetic-tools' or a .jsonl file, got {cfg.data!r}")
-    convs = [conversation(r, f"{cfg.data} record {i}") for i, r in enumerate(read_jsonl(cfg.data, "SFT data"), 1)]
+    convs = [conversation(r, f"{cfg.data} line {i}") for i, r in jsonl_lines(cfg.data, "SFT data")]
     if len(convs) < 2:
         raise InputError(f"{cfg.data!r} has {len(convs)} conversation(s); SFT holds out the last 5% (at least one) "
                          "for validation, so it needs at least 2")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import read_jsonl, read_lines
+from llmlab.core.io import jsonl_lines, read_lines
 
 SPLITS = ("train", "dev", "test")
 CORPORA = ("pfr1998", "sentiment", "arithmetic")
@@ -155,9 +155,9 @@ def user_corpus(path: str | Path, field: str = "text") -> list[str]:
     p = Path(path)
     if p.suffix == ".jsonl":
         out = []
-        for i, rec in enumerate(read_jsonl(p, "corpus file"), 1):
+        for i, rec in jsonl_lines(p, "corpus file"):  # i: the line, blank lines counted
             if not isinstance(rec, dict) or not isinstance(rec.get(field), str):
-                raise InputError(f"corpus file {str(p)!r} record {i} has no string field {field!r}")
+                raise InputError(f"corpus file {str(p)!r} line {i} has no string field {field!r}")
             out.append(rec[field])
         return out
     return read_lines(p, "corpus file")
