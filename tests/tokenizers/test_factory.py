@@ -130,6 +130,11 @@ def test_cli_char_tokenizer_options_and_decode_input(tmp_path, monkeypatch, caps
     for bad in ("１２", "-1", "3 x"):
         code, _, err = run_cli(["tokenizer", "decode", "--tokenizer", str(out)], bad + "\n", monkeypatch, capsys)
         assert code == 2 and "expected ids (ASCII digits)" in err
+    # a 5000-digit id was a ValueError traceback from int(); a long bad line was echoed whole
+    for bad, msg in (("1\n" + "9" * 5000, "stdin line 2: token id 999999999999999999... (5000 digits) is outside"),
+                     ("7 " * 10000 + "x", "(20001 characters)"), ("1\n100000", "stdin line 2: token id 100000 is")):
+        code, _, err = run_cli(["tokenizer", "decode", "--tokenizer", str(out)], bad + "\n", monkeypatch, capsys)
+        assert code == 2 and msg in err and len(err) < 300
 
 
 def test_cli_output_folder_and_a_closed_pipe(tmp_path, monkeypatch, capsys):

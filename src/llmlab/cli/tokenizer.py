@@ -86,8 +86,16 @@ def _decode(args) -> int:
     for n, line in enumerate((line for batch in line_batches(None) for line in batch), 1):
         fields = line.split()
         if not all(x.isascii() and x.isdigit() for x in fields):  # int() would take "１２" or "-1"
-            raise InputError(f"stdin line {n}: expected ids (ASCII digits) separated by spaces, got {line.strip()!r}")
-        print(tok.decode([int(x) for x in fields]))
+            shown = line.strip()
+            shown = repr(shown) if len(shown) <= 80 else f"{shown[:80]!r}... ({len(shown)} characters)"
+            raise InputError(f"stdin line {n}: expected ids (ASCII digits) separated by spaces, got {shown}")
+        # int() refuses over 4300 digits (a ValueError); no vocabulary is near 19 digits anyway
+        if long := next((x for x in fields if len(x) > 18), None):
+            raise InputError(f"stdin line {n}: token id {long[:18]}... ({len(long)} digits) is outside the vocabulary")
+        try:
+            print(tok.decode([int(x) for x in fields]))
+        except InputError as e:
+            raise InputError(f"stdin line {n}: {e}") from None
     return 0
 
 
