@@ -1,6 +1,7 @@
 """BM25 retrieval: scores equal rank_bm25's, passages cut losslessly, the index saves and loads, and on
 real news text a span of a paragraph finds its paragraph."""
 
+import json
 import random
 import subprocess
 import sys
@@ -162,7 +163,25 @@ def test_segmenter_terms_are_an_option_that_saves_by_name(tmp_path):
     loaded = BM25Index.load(tmp_path / "idx")
     assert loaded.config.tokenizer == "cut" and loaded.search("首都在哪", 2) == index.search("首都在哪", 2)
     (tmp_path / "idx" / "index.json").write_text('{"format": "llmlab-bm25-1", "config": {"k2": 1}}')
-    with pytest.raises(InputError, match="not a complete index"):
+    with pytest.raises(InputError, match=r"index\.json: unknown field\(s\) \['k2'\] for IndexConfig"):
+        BM25Index.load(tmp_path / "idx")
+
+
+@pytest.mark.parametrize("edit,msg", [
+    (lambda d: d.update(documents=None), "'documents' must be a list of strings"),  # was a TypeError traceback
+    (lambda d: d["documents"].__setitem__(0, 5), "'documents' must be a list of strings"),  # was loaded
+    (lambda d: d.update(vocab=d["vocab"][:1] * len(d["vocab"])), "'vocab' must be a list of distinct strings"),
+    (lambda d: d["config"].update(k1="1.5"), r"IndexConfig\.k1 must be a float, got '1\.5'"),  # "'<=' not supported"
+    (lambda d: d.update(config=None), "IndexConfig must be a JSON object"),  # "argument after ** must be a mapping"
+    (lambda d: d.update(documents=d["documents"][:1]), "postings do not match"),  # a hit would be an IndexError
+])
+def test_a_damaged_index_file_is_named_not_a_traceback_or_garbage(tmp_path, edit, msg):
+    BM25Index.build(["a b", "c d", "e"], WHOLE).save(tmp_path / "idx")
+    path = tmp_path / "idx" / "index.json"
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=msg):
         BM25Index.load(tmp_path / "idx")
 
 

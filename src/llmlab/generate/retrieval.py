@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llmlab.core.config import config_from_dict
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_folder, atomic_write_json, read_json, read_safetensors, write_safetensors
 from llmlab.generate.passages import TOKENIZERS, check_passage_size, split_passages
@@ -244,20 +245,27 @@ class BM25Index:
         d = Path(directory)
         if not d.is_dir():
             raise InputError(f"index folder {str(d)!r} does not exist")
-        meta = read_json(d / "index.json", "index file")
+        path = str(d / "index.json")
+        meta = read_json(path, "index file")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise InputError(f"{str(d / 'index.json')!r} is not a {FORMAT} index")
-        try:
-            config, documents, vocab = IndexConfig(**meta["config"]), meta["documents"], meta["vocab"]
-        except (KeyError, TypeError) as e:
-            raise InputError(f"{str(d / 'index.json')!r} is not a complete index: {e}") from None
+            raise InputError(f"{path!r} is not a {FORMAT} index")
+        config = config_from_dict(IndexConfig, meta.get("config"), what=path)  # names a field of the wrong type
+        documents, vocab = meta.get("documents"), meta.get("vocab")
+        if not isinstance(documents, list) or not all(isinstance(x, str) for x in documents):
+            raise InputError(f"{path!r} is not a complete index: 'documents' must be a list of strings")
+        if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab) or len(set(vocab)) < len(vocab):
+            raise InputError(f"{path!r} is not a complete index: 'vocab' must be a list of distinct strings")
         if config.tokenizer == "custom" and tokenize is None:
             raise InputError(f"index {str(d)!r} was built with a custom tokenizer: pass the same one as tokenize=")
         if config.tokenizer != "custom" and tokenize is not None:
             raise InputError(f"index {str(d)!r} was built with tokenizer {config.tokenizer!r}; it takes no tokenize=")
         a = read_safetensors(d / "postings.safetensors", "index postings",
                              ("spans", "lengths", "indptr", "post_doc", "post_tf"))
-        if len(a["indptr"]) != len(vocab) + 1 or len(a["lengths"]) != len(a["spans"]) or not len(a["spans"]):
+        spans, post_doc = a["spans"], a["post_doc"]
+        if (len(a["indptr"]) != len(vocab) + 1 or len(a["lengths"]) != len(spans) or not len(spans)
+                or spans.ndim != 2 or spans.shape[1] != 3  # rows (doc, start, end)
+                or not 0 <= spans[:, 0].min() <= spans[:, 0].max() < len(documents)
+                or (len(post_doc) and not 0 <= post_doc.min() <= post_doc.max() < len(spans))):
             raise InputError(f"index {str(d)!r}: postings do not match its vocabulary or passages")
         return cls(documents, a["spans"], vocab, a["indptr"], a["post_doc"], a["post_tf"],
                    a["lengths"], config, tokenize)
