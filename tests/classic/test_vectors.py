@@ -49,6 +49,13 @@ def test_word2vec_files_of_other_tools_load_and_broken_ones_are_clear_errors(tmp
         other.write_text("\n".join([lines[0], body, *lines[2:]]) + "\n", encoding="utf-8")
         with pytest.raises(InputError, match=message):
             WordVectors.load_word2vec(other)
+    # a word given twice said only "words must be unique": neither the file, the line nor the word
+    other.write_text("\n".join([lines[0], *lines[1:-1], lines[1]]) + "\n", encoding="utf-8")
+    word = lines[1].split()[0]
+    with pytest.raises(InputError, match=rf"c\.txt:{len(lines)}: {word!r} has a vector already, on line 2"):
+        WordVectors.load_word2vec(other)
+    with pytest.raises(InputError, match="'w' appears more than once"):
+        WordVectors(("v", "w", "w"), np.zeros((3, 2)))
     other.write_bytes(path.read_bytes().replace(b"w1 ", b"w\xff "))
     with pytest.raises(InputError, match="not UTF-8"):
         WordVectors.load_word2vec(other)

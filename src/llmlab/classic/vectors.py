@@ -32,7 +32,9 @@ class WordVectors:
         if v.ndim != 2 or v.shape[0] != len(self.words):
             raise InputError(f"vectors must be (len(words), dim) = ({len(self.words)}, d), got {v.shape}")
         if len(set(self.words)) != len(self.words):
-            raise InputError("words must be unique")
+            seen: set[str] = set()
+            again = next(w for w in self.words if w in seen or seen.add(w))
+            raise InputError(f"words must be unique; {again!r} appears more than once")
         if any(not w or any(ch.isspace() for ch in w) for w in self.words):
             raise InputError("words must be non-empty and contain no whitespace (the word2vec format needs it)")
         norms = np.linalg.norm(v, axis=1, keepdims=True)
@@ -106,7 +108,7 @@ class WordVectors:
         if len(header) != 2 or not all(h.isascii() and h.isdigit() for h in header):
             raise InputError(f"{p}: first line must be 'n_words dim', got {' '.join(header)!r}")
         n, d = map(int, header)
-        words, rows = [], []
+        words, rows, first = [], [], {}
         for lineno, line in enumerate(lines, 2):
             parts = line.rstrip(" ").split(" ")
             if len(parts) != d + 1:
@@ -117,6 +119,8 @@ class WordVectors:
                 raise InputError(f"{p}:{lineno}: the values of {parts[0]!r} are not all numbers") from None
             if not np.isfinite(row).all():
                 raise InputError(f"{p}:{lineno}: the vector of {parts[0]!r} holds NaN or infinity")
+            if first.setdefault(parts[0], lineno) != lineno:
+                raise InputError(f"{p}:{lineno}: {parts[0]!r} has a vector already, on line {first[parts[0]]}")
             words.append(parts[0])
             rows.append(row)
         if len(words) != n:
