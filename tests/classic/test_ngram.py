@@ -243,10 +243,21 @@ def test_load_refuses_a_damaged_model_clearly(tmp_path):
     (d / "counts.safetensors").write_bytes(counts)
     doc = json.loads(meta)
     for broken, message in (([1, 2], "format 'list'"), ({**doc, "config": None}, "needs a 'config' object"),
-                            ({k: v for k, v in doc.items() if k != "vocab"}, "and a 'vocab' list")):
+                            ({k: v for k, v in doc.items() if k != "vocab"}, "and a 'vocab' list"),
+                            # a number in the vocabulary loaded, and sampling died on a TypeError in join
+                            ({**doc, "vocab": [*doc["vocab"][:3], 7, *doc["vocab"][4:]]},
+                             r"config\.json: a vocabulary's tokens are strings; token 3 is 7")):
         (d / "config.json").write_text(json.dumps(broken), encoding="utf-8")
         with pytest.raises(InputError, match=message):
             NgramModel.load(d)
+    (d / "config.json").write_text(meta, encoding="utf-8")
+    from safetensors.numpy import load_file, save_file
+
+    arrays = load_file(str(d / "counts.safetensors"))
+    arrays["counts.2"][0] = -5  # loaded, and scored with it
+    save_file(arrays, str(d / "counts.safetensors"))
+    with pytest.raises(InputError, match="are damaged: counts must be whole numbers >= 0"):
+        NgramModel.load(d)
 
 
 def _katz_ratio(counts):

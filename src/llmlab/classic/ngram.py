@@ -306,11 +306,17 @@ class NgramModel:
         if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("vocab"), list):
             raise InputError(f"{meta_path}: an n-gram model config needs a 'config' object and a 'vocab' list")
         config = config_from_dict(NgramConfig, meta["config"], str(meta_path))
-        vocab = Vocab(tuple(meta["vocab"]))
+        try:
+            vocab = Vocab(tuple(meta["vocab"]))
+        except InputError as e:
+            raise InputError(f"{meta_path}: {e}") from None
         n = config.order
         arrays = read_safetensors(d / "counts.safetensors", "n-gram counts",
                                   tuple(f"{a}.{k}" for k in range(1, n + 1) for a in ("keys", "counts")))
         keys = [np.zeros(1, dtype=np.int64)] + [arrays[f"keys.{k}"] for k in range(1, n + 1)]
         counts = [np.array([0])] + [arrays[f"counts.{k}"] for k in range(1, n + 1)]
+        if any(c.dtype.kind not in "iu" or (c < 0).any() for c in counts[1:]):
+            raise InputError(f"n-gram counts {str(d / 'counts.safetensors')!r} are damaged: counts must be whole "
+                             "numbers >= 0")
         counts[0] = np.array([int(counts[1].sum())])
         return cls.from_counts(config, vocab, keys, counts)

@@ -25,6 +25,9 @@ class Vocab:
     def __post_init__(self):
         if tuple(self.tokens[:3]) != (UNK, BOS, EOS):
             raise InputError(f"a vocabulary must start with {UNK}, {BOS}, {EOS}; got {list(self.tokens[:3])}")
+        bad = next((i for i, t in enumerate(self.tokens) if not isinstance(t, str)), None)
+        if bad is not None:  # a damaged saved vocabulary: sampling would join a number into the text
+            raise InputError(f"a vocabulary's tokens are strings; token {bad} is {self.tokens[bad]!r}")
         if len(set(self.tokens)) != len(self.tokens):
             raise InputError("a vocabulary must not repeat a token")
         object.__setattr__(self, "_ids", {t: i for i, t in enumerate(self.tokens)})
