@@ -116,6 +116,19 @@ def test_a_damaged_word_list_of_a_perceptron_is_named(segmenters, tmp_path):
         load_segmenter(folder)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_perceptron_whose_weights_hold_a_nan_or_inf_is_refused(segmenters, tmp_path, value):
+    """Bytes overwritten in weights.safetensors (here one weight) loaded silently and cut by garbage."""
+    from safetensors.numpy import load_file, save_file
+
+    folder = segmenters["perceptron"].save(tmp_path / "m")
+    arrays = load_file(str(folder / "weights.safetensors"))
+    arrays["weights"][0, 0] = value
+    save_file(arrays, str(folder / "weights.safetensors"))
+    with pytest.raises(InputError, match=r"weights.safetensors' is damaged: \['weights'\] hold NaN or infinite"):
+        load_segmenter(folder)
+
+
 def test_a_damaged_tagger_file_is_one_clear_error(train_tagged, tmp_path):
     from llmlab.text.pos import HmmTagger
 

@@ -182,7 +182,9 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
 
 def read_safetensors(path: str | os.PathLike, what: str = "file", names: tuple[str, ...] = ()) -> dict:
     """The numpy arrays of a safetensors file, or InputError naming the file when it is missing,
-    truncated or not safetensors, or lacks one of `names`."""
+    truncated or not safetensors, lacks one of `names`, or holds a NaN or infinite float (no saved
+    weight, count or score is one: such a file was damaged after it was written, and would cut, tag or
+    rank by garbage without a word)."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
@@ -194,6 +196,11 @@ def read_safetensors(path: str | os.PathLike, what: str = "file", names: tuple[s
     missing = [n for n in names if n not in arrays]
     if missing:
         raise InputError(f"{what} {str(p)!r} lacks {missing}")
+    import numpy as np
+
+    bad = sorted(k for k, a in arrays.items() if a.dtype.kind in "fc" and not np.isfinite(a).all())
+    if bad:
+        raise InputError(f"{what} {str(p)!r} is damaged: {bad} hold NaN or infinite values")
     return arrays
 
 
