@@ -311,6 +311,32 @@ def test_usage_errors_name_the_problem(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("deep", [False, True])
+def test_a_damaged_prompt_folder_is_named(deep, tmp_path):
+    """A prompt_config.json whose "model" was null or held a quoted size was a TypeError traceback; a NaN in
+    prompt.safetensors loaded, and generation then said the model's weights had diverged."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    model = base_model()
+    apply_prompt_tuning(model, n_virtual=3, deep=deep)
+    save_prompt(model, tmp_path / "p")
+    config, weights = tmp_path / "p" / "prompt_config.json", tmp_path / "p" / "prompt.safetensors"
+    doc = json.loads(config.read_text())
+    size = "head_dim" if deep else "dim"
+    for m in (None, [], {**doc["model"], size: str(doc["model"][size])}, {**doc["model"], size: 0}):
+        config.write_text(json.dumps({**doc, "model": m}))
+        with pytest.raises(InputError, match=rf"prompt_config\.json': 'model' must give the model's .*{size}"):
+            load_prompt(base_model(), tmp_path / "p")
+    config.write_text(json.dumps(doc))
+    state = load_file(weights)
+    next(iter(state.values())).view(-1)[0] = float("nan")
+    save_file(state, weights)
+    with pytest.raises(InputError, match=r"prompt weights .*prompt\.safetensors' are damaged: .* NaN or infinite"):
+        load_prompt(base_model(), tmp_path / "p")
+
+
 # --- llmlab sft --prompt-tuning -----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -267,9 +267,13 @@ def save_prompt(model, directory: str | os.PathLike) -> Path:
 def _tensors(path: Path, what: str) -> dict[str, torch.Tensor]:
     check_readable(path, what)
     try:
-        return load_file(path)
+        state = load_file(path)
     except (SafetensorError, OSError) as e:
         raise InputError(f"cannot read {str(path)!r}: {e}") from None
+    bad = sorted(k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all())
+    if bad:  # else generation blames the model: "its weights have diverged"
+        raise InputError(f"{what} {str(path)!r} are damaged: {bad} hold NaN or infinite values")
+    return state
 
 
 def _read_ours(d: Path) -> SoftPrompt | DeepPrompt:
@@ -278,7 +282,10 @@ def _read_ours(d: Path) -> SoftPrompt | DeepPrompt:
         raise InputError(f"{str(d / 'prompt_config.json')!r} is not an llmlab prompt config "
                          f"(format {FORMAT_VERSION})")
     cfg = config_from_dict(PromptConfig, doc.get("config", {}), what=str(d / "prompt_config.json"))
-    m = doc["model"]
+    m, sizes = doc["model"], ("n_layer", "n_kv_head", "head_dim") if cfg.deep else ("dim",)
+    if not isinstance(m, dict) or not all(type(m.get(k)) is int and m[k] >= 1 for k in sizes):
+        raise InputError(f"{str(d / 'prompt_config.json')!r}: 'model' must give the model's {', '.join(sizes)} as "
+                         f"whole numbers >= 1, got {m!r}")
     prompt = (DeepPrompt(cfg.n_virtual, m["n_layer"], m["n_kv_head"], m["head_dim"], cfg.projection) if cfg.deep
               else SoftPrompt(torch.zeros(cfg.n_virtual, m["dim"])))
     state = _tensors(d / "prompt.safetensors", "prompt weights")
