@@ -121,6 +121,11 @@ def test_select_and_mix(tmp_path, capsys):
     (["mix", "--domain", "IN", "--general", "IN", "--share", "1.5", "-o", "OUT.txt"], r"share must be in \(0, 1\)"),
     (["clean", "IN", "-o", "OUT.txt", "--off", "max_nothing"], "max_nothing"),
     (["clean", "IN", "-o", "OUT.txt", "--pii-kinds", "SSN"], "unknown PII kind"),
+    # two outputs in one file: the removed documents replaced the kept ones (or the scores the selection)
+    (["clean", "IN.jsonl", "-o", "R.jsonl", "--removed", "R.jsonl"], "--removed and -o name the same file"),
+    (["dedup", "IN.jsonl", "-o", "R.jsonl", "--removed", "R.x/../R.jsonl"], "--removed and -o name the same file"),
+    (["select", "IN", "--domain", "IN", "--keep", "1", "-o", "OUT.txt", "--scores", "OUT.txt"],
+     "--scores and -o name the same file"),
 ])
 def test_bad_input_is_named_and_writes_nothing(tmp_path, capsys, argv, message):
     (tmp_path / "IN").write_text("a\nb\n", encoding="utf-8")

@@ -8,6 +8,7 @@ goes to ``--removed FILE`` (JSONL), so nothing is lost without a trace.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides, finite_float
 
@@ -104,7 +105,8 @@ def _read(source: str, args, flag: str = "input"):
 
 
 def _check_outputs(args, docs) -> None:
-    """Refuse unwritable outputs before the work (the kept documents' form, the removed file's)."""
+    """Refuse unwritable outputs before the work (the kept documents' form, the removed file's), and two
+    outputs named to the same file: the second written would replace the first."""
     from llmlab.core.errors import InputError
     from llmlab.core.io import check_output
     from llmlab.data.records import check_writable_as, is_jsonl
@@ -113,6 +115,12 @@ def _check_outputs(args, docs) -> None:
     removed = getattr(args, "removed", None)
     if removed and not is_jsonl(check_output(removed, "--removed file")):
         raise InputError(f"--removed {removed!r}: dropped documents are written as records, to a .jsonl file")
+    named = {"-o": args.output, "--removed": removed, "--scores": getattr(args, "scores", None)}
+    seen: dict[Path, str] = {}
+    for flag, path in ((f, p) for f, p in named.items() if p):
+        if (key := Path(path).resolve()) in seen:
+            raise InputError(f"{flag} and {seen[key]} name the same file {path!r}: one would replace the other")
+        seen[key] = flag
 
 
 def _write_removed(path: str | None, docs, dropped: list[tuple[int, dict]]) -> None:
