@@ -271,6 +271,11 @@ def test_cli_quantizes_a_saved_model(trained, tmp_path, capsys):
     assert main(["quantize", "--model", str(tmp_path / "m"), "-o", str(tmp_path / "q4"), "--bits", "4",
                  "--group-size", "48"]) == 2
     assert "group_size 48 must divide" in capsys.readouterr().err
+    # in place, the float weights were replaced by the quantized ones for good
+    weights = (tmp_path / "m" / "model.safetensors").read_bytes()
+    assert main(["quantize", "--model", str(tmp_path / "m"), "-o", str(tmp_path / "m" / ".")]) == 2
+    assert "is the --model folder" in capsys.readouterr().err
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == weights
     assert main(["quantize", "fp8-table", "--fmt", "e5m2", "--all"]) == 0
     out = capsys.readouterr().out
     assert "57344.0" in out and "0x7C 01111100 inf" in out

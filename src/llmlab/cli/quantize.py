@@ -78,6 +78,9 @@ def quantize(args: argparse.Namespace) -> int:
 
     if not args.model or not args.output:
         raise InputError("quantize needs --model DIR and -o QDIR (or the fp8-table action)")
+    if Path(args.output).resolve() == Path(args.model).resolve():
+        raise InputError(f"-o {args.output!r} is the --model folder: its float weights would be replaced by the "
+                         "quantized ones, which cannot give them back; write to a new folder")
     if args.eval_tokens < 1:
         raise InputError(f"--eval-tokens must be >= 1, got {args.eval_tokens}")
     cfg = QuantConfig(args.bits, args.group_size, not args.asymmetric, tuple(args.targets or DEFAULT_TARGETS),
