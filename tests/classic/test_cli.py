@@ -70,6 +70,9 @@ def test_an_unwritable_output_is_refused_before_training(tmp_path, corpus, capsy
                            "is a directory"),
                           (["ngram", "errors", "--model", str(tmp_path / "m"), "-o", str(tmp_path / "d")],
                            "is a directory"),
+                          # the ARPA file replaced the model's config.json, leaving a model that would not load
+                          (["ngram", "train", "--corpus", c, "-o", str(tmp_path / "m"), "--arpa",
+                            str(tmp_path / "m" / "config.json")], "is inside the model folder"),
                           (["word2vec", "train", "--corpus", c, "-o", str(tmp_path / "d")], "is a directory"),
                           (["word2vec", "train", "--corpus", c, "-o", c + "/v.txt"], "is a file, not a folder")):
         assert main(argv) == 2
