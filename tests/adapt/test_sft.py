@@ -187,6 +187,19 @@ def test_cli_errors_are_named_and_leave_other_folders_alone(base_dir, tmp_path, 
     assert "not a chat model" in capsys.readouterr().err
 
 
+def test_a_run_never_starts_from_a_model_inside_its_own_folder(base_dir, tmp_path, capsys):
+    """`sft --model runs/s/model --name s --fresh` deleted the model it was about to fine-tune (and without
+    --fresh the run's end replaced it)."""
+    quick = ["--steps", "2", "--eval-problems", "2", "--eval-every", "0", "--arithmetic-train", "40"]
+    assert sft(base_dir, tmp_path, *quick) == 0
+    own = tmp_path / "runs" / "s" / "model"
+    weights = (own / "model.safetensors").read_bytes()
+    for fresh in ([], ["--fresh"]):
+        assert sft(own, tmp_path, *quick, *fresh) == 2
+        assert "--model" in (err := capsys.readouterr().err) and "lies in the run directory" in err
+        assert (own / "model.safetensors").read_bytes() == weights
+
+
 def test_jsonl_conversations_of_both_shapes_train_with_prompt_loss(base_dir, tmp_path, capsys):
     data = tmp_path / "chat.jsonl"
     rows = [{"prompt": "1+2=", "response": "3"},

@@ -178,12 +178,32 @@ def _holds_a_run(out: Path) -> bool:
     return isinstance(doc, dict) and {"name", "model", "train"} <= doc.keys()
 
 
+# Config fields that name what a run reads (a model folder, a data file), with the flag that sets each.
+INPUT_FIELDS = {"model": "--model", "teacher": "--teacher", "reward_model": "--reward-model", "pairs": "--pairs",
+                "data": "--data", "corpus": "--corpus"}
+
+
+def _check_inputs_outside(out: Path, cfg, elsewhere: str) -> None:
+    """InputError when a file or folder the run reads lies in its run directory: the run replaces its
+    model/ (and pairs.jsonl) when it ends and --fresh deletes them, so `sft --model runs/x/model --name x`
+    lost the model it started from."""
+    here = out.resolve()
+    for name, flag in INPUT_FIELDS.items():
+        value = getattr(cfg, name, None)
+        if isinstance(value, str) and value and Path(value).exists():
+            path = Path(value).resolve()
+            if path == here or here in path.parents:
+                raise InputError(f"{flag} {value!r} lies in the run directory {str(out)!r}, which the run writes "
+                                 f"over (and --fresh clears): copy it elsewhere or choose another {elsewhere}")
+
+
 def check_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = None, elsewhere: str = "--name") -> None:
     """InputError unless `out` may hold the run of `cfg` on `data` (its `data_fingerprint`): it is new or
     empty, or holds a run, which (without `fresh`) must be of this config on this data and then resumes.
     A folder with files but no run is refused even with `fresh`: it is the user's, not a run to clear.
     The errors suggest `--fresh` or another `elsewhere` (the flag that names the folder)."""
     check_output(out, "run directory", folder=True)
+    _check_inputs_outside(out, cfg, elsewhere)
     if out.is_dir() and any(out.iterdir()) and not _holds_a_run(out):
         names = ", ".join(sorted(p.name for p in out.iterdir())[:5])
         raise InputError(f"run directory {str(out)!r} holds files that are not an llmlab run ({names}); "
