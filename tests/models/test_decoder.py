@@ -144,6 +144,8 @@ def test_save_load_round_trip_and_strict_loading(tmp_path):
     config.write_text(config.read_text().replace('"causal-decoder"', '"encoder"'))
     with pytest.raises(InputError, match="holds a 'encoder' model"):
         load_model(tmp_path / "m")
+    with pytest.raises(InputError, match=r"config\.json' is a file, expected a folder"):  # not "does not exist"
+        load_model(config)
 
 
 @pytest.mark.parametrize("cfg", CONFIGS)

@@ -118,8 +118,9 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     tokenizer has ids the model has no embedding for."""
     device = resolve_device(device)
     d = Path(directory)
-    if not d.is_dir():
-        raise InputError(f"model directory {str(d)!r} does not exist")
+    if not d.is_dir():  # a file said "does not exist", which it plainly did
+        raise InputError(f"model directory {str(d)!r} " + ("is a file, expected a folder" if d.exists()
+                                                           else "does not exist"))
     cfg, doc = read_model_doc(d)
     if "quantization" in doc:
         raise InputError(f"model directory {str(d)!r} holds a quantized model: load it with "

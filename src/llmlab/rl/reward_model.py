@@ -118,7 +118,8 @@ def load_reward_model(directory: str | os.PathLike, device: str | torch.device =
     """(reward model in eval mode, its tokenizer, its normalisation {"mean", "std"})."""
     d = Path(directory)
     if not d.is_dir():
-        raise InputError(f"reward model directory {str(d)!r} does not exist")
+        raise InputError(f"reward model directory {str(d)!r} " + ("is a file, expected a folder" if d.exists()
+                                                                  else "does not exist"))
     cfg, doc = read_model_doc(d)
     norm = doc.get(REWARD_KEY)
     if not isinstance(norm, dict):
