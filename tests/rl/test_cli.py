@@ -83,6 +83,9 @@ def test_a_model_without_chat_tokens_is_refused_with_the_way_out(plain_dir, tmp_
     err = capsys.readouterr().err
     assert "not a chat model" in err and "llmlab sft" in err
     assert not (tmp_path / "runs").exists()
+    for command in (["dpo"], ["rm", "train"]):  # they read their model as rl does; the message said "RL starts"
+        assert main([*command, "--model", str(plain_dir), "-o", str(tmp_path / "runs"), "--steps", "1"]) == 2
+        assert "rl, rm train and dpo start from a chat model" in capsys.readouterr().err
     assert rl(tmp_path / "nowhere", tmp_path / "runs") == 2
     assert not (tmp_path / "runs").exists()
 

@@ -47,7 +47,7 @@ REPORTED_PG_SETTINGS = ("clip_low", "clip_high", "kl_coef", "kl_penalty", "aggre
 def chat_model(model_dir: str):
     """(model, tokenizer, template) of a chat model, or InputError telling the user to run llmlab sft."""
     if not model_dir:
-        raise InputError("reinforcement learning needs a chat model directory (--model DIR, from llmlab sft)")
+        raise InputError("rl, rm train and dpo need a chat model directory (--model DIR, from llmlab sft)")
     model, tok = load_model(model_dir, device="cpu")
     if tok is None:
         raise InputError(f"model directory {model_dir!r} has no tokenizer.json")
@@ -55,8 +55,9 @@ def chat_model(model_dir: str):
         template = load_chat_template(model_dir)
         template.ids(tok)
     except InputError as e:
-        raise InputError(f"{e}. RL starts from a chat model: run llmlab sft --model {model_dir} first and pass "
-                         "its runs/NAME/model") from None
+        # rm train and dpo read their model here too, so the message names all three
+        raise InputError(f"{e}. rl, rm train and dpo start from a chat model: run llmlab sft --model {model_dir} "
+                         "first and pass its runs/NAME/model") from None
     return model, tok, template
 
 
