@@ -55,6 +55,18 @@ def test_seg_train_cut_eval(files, algo, monkeypatch, capsys):
     assert rc == 0 and "F1=" in out and "OOV-R=" in out
 
 
+def test_seg_eval_errors_name_both_files_and_the_line(tmp_path, capsys):
+    gold, pred = tmp_path / "gold.txt", tmp_path / "pred.txt"
+    gold.write_text("中国 人民\n\n北京 大学\n", encoding="utf-8")
+    pred.write_text("中国 人民\n\n北京 大字\n", encoding="utf-8")  # line 3 holds other characters
+    assert main(["seg", "eval", str(gold), str(pred)]) == 2
+    err = capsys.readouterr().err
+    assert f"gold file {str(gold)!r} against prediction file {str(pred)!r}: line 3:" in err
+    pred.write_text("中国 人民\n", encoding="utf-8")
+    assert main(["seg", "eval", str(gold), str(pred)]) == 2
+    assert f"{str(pred)!r}: gold has 3 sentences but the prediction has 1" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("algo", ["fmm", "perceptron"])
 def test_seg_cut_gives_a_line_for_each_line(segmenters, algo, tmp_path, monkeypatch, capsys):
     """Only "\\n" ends a line: a form feed or U+2028 inside one stays there, and the words give it back."""

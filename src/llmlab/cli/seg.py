@@ -201,7 +201,11 @@ def _eval(args) -> int:
     vocab = None
     if args.train_words:
         vocab = {w for s in read_segmented(args.train_words, "training words file") for w in s}
-    s = seg_scores(gold, pred, vocab)
+    try:
+        s = seg_scores(gold, pred, vocab)
+    except InputError as e:  # sentence N is line N of both files
+        raise InputError(f"gold file {args.gold!r} against prediction file {args.pred!r}: "
+                         f"{str(e).replace('sentence ', 'line ', 1)}") from None
     print(f"P={s.precision:.4f} R={s.recall:.4f} F1={s.f1:.4f}"
           + (f" OOV-R={_rate(s.oov_recall)} IV-R={_rate(s.iv_recall)}" if vocab is not None else "")
           + f" (gold {s.n_gold} words" + (f", {s.n_oov} OOV" if vocab is not None else "")
