@@ -140,6 +140,13 @@ def test_truncated_or_foreign_weights_are_one_clear_error_on_load(neural, tmp_pa
         load_segmenter(folder)
 
 
+def test_too_few_sentences_to_hold_out_log_no_held_out_score(small_neural, caplog):
+    with caplog.at_level("INFO", logger="llmlab"):
+        NeuralSegmenter.train([["中国", "人民"]], small_neural)
+    epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch")]
+    assert epochs and all("no held-out sentences" in m and "nan" not in m for m in epochs)
+
+
 def test_same_seed_same_model(train_words, small_neural):
     a, b = (NeuralSegmenter.train(train_words[:100], small_neural) for _ in range(2))
     assert all(np.array_equal(a.weights[k], b.weights[k]) for k in a.weights)

@@ -117,8 +117,11 @@ def fit_epochs(net, config, buckets: list[list[int]], batch, held_score, n_held:
             opt.step()
             total, n_units = total + loss.item() * sum(lengths), n_units + sum(lengths)
         score = held_score()
-        logger.info("epoch %d: training loss %.4f, held-out %s %.4f (%d sentences)", epoch + 1, total / n_units,
-                    metric, score, n_held)
+        if n_held:
+            logger.info("epoch %d: training loss %.4f, held-out %s %.4f (%d sentences)", epoch + 1,
+                        total / n_units, metric, score, n_held)
+        else:  # too few sentences to hold any out: the last epoch is kept
+            logger.info("epoch %d: training loss %.4f (no held-out sentences)", epoch + 1, total / n_units)
         if score > best_score or not n_held:
             best_epoch, best_score = epoch + 1, score
             best = {k: v.detach().clone() for k, v in net.state_dict().items()}
