@@ -174,3 +174,11 @@ def test_a_malformed_tokenizer_file_is_one_clear_error(tmp_path):
         path.write_text(json.dumps(doc), encoding="utf-8")
         with pytest.raises(InputError, match=message):
             load_tokenizer(path)
+
+
+def test_cli_show_refuses_a_missing_tokenizer_or_bad_pattern_before_printing(tmp_path, monkeypatch, capsys):
+    code, out, err = run_cli(["tokenizer", "show", "hi", "--tokenizer", str(tmp_path / "none.json")], "",
+                             monkeypatch, capsys)
+    assert code == 2 and "does not exist" in err and out == ""  # no half answer on stdout
+    code, out, err = run_cli(["tokenizer", "show", "hi", "--pattern", "("], "", monkeypatch, capsys)
+    assert code == 2 and "llmlab: error:" in err and out == ""

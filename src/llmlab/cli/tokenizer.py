@@ -109,13 +109,15 @@ def _show(args) -> int:
         data = text.encode()
     except UnicodeEncodeError:  # the shell passed bytes that are not UTF-8 (kept as lone surrogates)
         raise InputError(f"the text to show is not UTF-8: {text.encode('utf-8', 'surrogateescape')!r}") from None
+    # load what can fail before printing anything: a refusal leaves no half answer on stdout
+    tok = None if args.tokenizer is None else load_tokenizer(args.tokenizer)
+    pretok = PreTokenizer(args.pattern) if tok is None else None
     print(f"characters ({len(text)}): " + " ".join(repr(c) for c in text))
     print(f"UTF-8 bytes ({len(data)}): " + " ".join(f"{b:02x}" for b in data))
-    if args.tokenizer is None:
-        pieces = PreTokenizer(args.pattern)(text)
+    if tok is None:
+        pieces = pretok(text)
         print(f"pre-tokens, {args.pattern} ({len(pieces)}): " + " ".join(repr(p) for p in pieces))
         return 0
-    tok = load_tokenizer(args.tokenizer)
     if hasattr(tok, "pretok"):
         pieces = tok.pretok(text)
         print(f"pre-tokens ({len(pieces)}): " + " ".join(repr(p) for p in pieces))
