@@ -121,5 +121,8 @@ def test_plan_cli_prints_the_gpt3_case(capsys):
     assert main(["plan", "--gpt3", "--top", "3"]) == 0
     out = capsys.readouterr().out
     assert "layout dp6 x tp8 x pp64" in out and "fits" in out and "pipeline bubble 19.7%" in out
+    assert "layers per stage 1 to 2" in out  # 96 layers over 64 stages: the range reads low to high
+    assert main(["plan", "llama-7b", "--n-devices", "16", "--memory-gib", "24", "--layout", "4x2x2"]) == 0
+    assert "layers per stage 16\n" in capsys.readouterr().out  # equal stages: one number
     assert main(["plan", "--gpt3", "--top", "-1"]) == 2
     assert "--top must be >= 1" in capsys.readouterr().err

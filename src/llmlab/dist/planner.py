@@ -297,8 +297,10 @@ def format_plan(p: Plan) -> str:
 def describe(p: Plan) -> list[str]:
     """One layout in detail: memory, communication and time by part."""
     gib = 2**30
+    lo, hi = min(p.stage_layers, default=0), max(p.stage_layers, default=0)
+    per_stage = f"{lo}" if lo == hi else f"{lo} to {hi}"  # stage_layers puts the larger stages first
     out = [f"layout {p.layout}: {p.layout.size} devices, {p.micro_batches} micro-batches per pipeline, "
-           f"layers per stage {p.stage_layers[0]}..{p.stage_layers[-1]}" if p.memory else f"layout {p.layout}"]
+           f"layers per stage {per_stage}" if p.memory else f"layout {p.layout}"]
     if not p.memory:
         return out + ["  cannot run: " + "; ".join(p.problems)]
     out.append("  memory per device (worst stage):")
