@@ -216,3 +216,11 @@ def test_extractor_experiment_trains_all_three(tmp_path):
     assert set(results) == {"transformer", "lstm", "cnn"}
     assert all(r["curve"][-1][1] < r["curve"][0][1] and r["tokens_per_s"] > 0 for r in results.values())
     assert (out / "extractors.png").exists() and "| lstm |" in (out / "report.md").read_text()
+
+
+def test_eval_ppl_warning_never_rounds_a_share_of_unknown_tokens_to_zero(tiny_run, tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("中国经济发展\n" * 300 + "Ж\n", encoding="utf-8")  # 1 <unk> in 2,102 tokens: 0.048%
+    assert main(["eval", "ppl", "--model", str(tiny_run / "model"), str(text)]) == 0
+    err = capsys.readouterr().err
+    assert "1 of 2102 tokens (0.048%) are <unk>" in err

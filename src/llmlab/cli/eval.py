@@ -189,7 +189,9 @@ def run_ppl(args: argparse.Namespace) -> int:
     n_unk = 0 if unk is None else sum(x.count(unk) for x in ids)
     print(f"lines {len(texts)}  tokens {n_tokens}  unknown {n_unk}  perplexity {ppl:.3f}  bits/char {bpc:.4f}")
     if n_unk:
-        print(f"warning: {n_unk} of {n_tokens} tokens ({n_unk / n_tokens:.1%}) are <unk>, which the model predicts as "
+        pct = 100 * n_unk / n_tokens  # two significant digits below 0.1%: a share that is there never reads 0.0%
+        share = f"{pct:.1f}%" if pct >= 0.1 else f"{pct:.2g}%"
+        print(f"warning: {n_unk} of {n_tokens} tokens ({share}) are <unk>, which the model predicts as "
               "one symbol whatever the text was: the perplexity and bits/char understate how hard the text is",
               file=sys.stderr)
     return 0
