@@ -155,12 +155,12 @@ def test_a_resumed_run_equals_the_uninterrupted_one_exactly(policy, chat_tok, pr
 
 @pytest.mark.parametrize("kw,msg", [
     (dict(group_size=1), r"group_size must be >= 2 for online-dpo \(a comparison needs two answers"),
-    (dict(clip_low=0.2), "clip_low apply to the policy-gradient algorithms, not online-dpo"),
-    (dict(kl_coef=0.1), "kl_coef apply to the policy-gradient"),
-    (dict(dynamic_sampling=True), "dynamic_sampling apply"),
+    (dict(clip_low=0.2), "clip_low applies to the policy-gradient algorithms, not online-dpo"),
+    (dict(kl_coef=0.1), "kl_coef applies to the policy-gradient"),
+    (dict(dynamic_sampling=True), "dynamic_sampling applies"),
     (dict(lm_coef=0.1, aggregation="token"), "aggregation, lm_coef apply"),
-    (dict(value_pretrain_steps=2), "value_pretrain_steps apply"),
-    (dict(scale_advantages=False), "scale_advantages apply"),
+    (dict(value_pretrain_steps=2), "value_pretrain_steps applies"),
+    (dict(scale_advantages=False), "scale_advantages applies"),
     (dict(minibatches=5), r"minibatches \(5\) exceeds the comparisons a step can make"),
     (dict(loss="kto"), "loss must be one of"),
     (dict(beta=0.0), "beta must be"),
@@ -175,8 +175,10 @@ def test_settings_that_mean_nothing_online_are_refused(kw, msg):
 
 @pytest.mark.parametrize("kw", [dict(beta=0.2), dict(loss="ipo"), dict(nll_coef=1.0), dict(label_smoothing=0.1)])
 def test_dpo_settings_are_refused_for_the_policy_gradient_algorithms(kw):
-    with pytest.raises(InputError, match=f"{next(iter(kw))} apply to online-dpo's DPO loss, not grpo"):
+    with pytest.raises(InputError, match=f"{next(iter(kw))} applies to online-dpo's DPO loss, not grpo"):
         RLConfig(algo="grpo", **kw)
+    with pytest.raises(InputError, match=r"beta, nll_coef apply to online-dpo's DPO loss, not grpo"):  # one verb each
+        RLConfig(algo="grpo", beta=0.2, nll_coef=1.0)
 
 
 def test_online_dpo_defaults_and_a_saved_config_round_trips():
@@ -209,5 +211,5 @@ def test_llmlab_rl_online_dpo_writes_the_run_and_refuses_policy_gradient_flags(c
     assert [r.get("reward") for r in records(run) if r.get("phase")] == [r["reward"] for r in steps]
     capsys.readouterr()
     assert rl(chat_dir, tmp_path / "x", "--clip-high", "0.3") == 2
-    assert "clip_high apply to the policy-gradient algorithms" in capsys.readouterr().err
+    assert "clip_high applies to the policy-gradient algorithms" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

@@ -39,9 +39,16 @@ AGGREGATIONS = ("token", "sequence")
 KL_PENALTIES = ("loss", "reward")
 CRITIC_ALGOS = ("vapo", "ppo")  # those whose advantages are GAE from a value model
 DPO_SETTINGS = ("beta", "loss", "label_smoothing", "nll_coef")  # online-dpo's own; the others leave them None
+
 # the policy-gradient settings online-dpo has no use for (no advantages, ratio, clip, critic or KL term: beta is it)
 PG_SETTINGS = ("clip_low", "clip_high", "kl_coef", "kl_penalty", "aggregation", "dynamic_sampling", "overlong_shaping",
                "overlong_filter", "lm_coef", "value_lr", "value_pretrain_steps", "lam_critic", "lam_policy")
+
+
+def _names_apply(names: list[str]) -> str:
+    """'clip_low applies', 'clip_low, kl_coef apply': the verb agrees with how many settings were given."""
+    return f"{', '.join(names)} {'applies' if len(names) == 1 else 'apply'}"
+
 
 # The loop: optimizer, schedule, clipping, seed, checkpoints. batch_size and seq_len are unused (a step's
 # batch is prompts_per_step x group_size completions of at most max_new_tokens tokens).
@@ -180,7 +187,7 @@ class RLConfig:
     def _check_policy(self):
         given = [k for k in DPO_SETTINGS if getattr(self, k) is not None]
         if given:
-            raise InputError(f"{', '.join(given)} apply to online-dpo's DPO loss, not {self.algo}")
+            raise InputError(f"{_names_apply(given)} to online-dpo's DPO loss, not {self.algo}")
         if not 0 <= self.clip_low < 1:
             raise InputError(f"clip_low must be in [0, 1), got {self.clip_low}")
         if not self.clip_high >= 0:
@@ -212,7 +219,7 @@ class RLConfig:
         if self.lam_adaptive or not self.scale_advantages:
             given.append("lam_adaptive" if self.lam_adaptive else "scale_advantages")
         if given:
-            raise InputError(f"{', '.join(given)} apply to the policy-gradient algorithms, not online-dpo (no "
+            raise InputError(f"{_names_apply(given)} to the policy-gradient algorithms, not online-dpo (no "
                              "advantages, ratio or critic; beta is its KL coefficient): leave them out")
         check_dpo_loss(self)
 
