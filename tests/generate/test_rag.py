@@ -165,3 +165,10 @@ def test_cli_errors_are_named(tmp_path, capsys):
     assert "k must be >= 1" in capsys.readouterr().err
     assert main(["rag", "index", str(docs), "-o", str(tmp_path / "i3"), "--split", "dev"]) == 2
     assert "--split" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("question", ["", "  \t "])
+def test_answer_refuses_an_empty_question(model, tok, index, question):
+    # nothing to retrieve for: the model would answer a prompt with no passages and no question
+    with pytest.raises(InputError, match="the question is empty"):
+        answer(model, tok, question, index, gen_config=GenerationConfig(max_new_tokens=8, temperature=0))

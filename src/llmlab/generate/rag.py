@@ -147,6 +147,8 @@ def answer(model, tokenizer, question: str, index: BM25Index, k: int = 5, gen_co
     from llmlab.generate.autoregressive import generate
     from llmlab.models.scoring import text_start
 
+    if not question.strip():  # nothing to retrieve for: the model would answer a bare template
+        raise InputError("the question is empty: give the text to retrieve passages for and answer")
     cfg = gen_config or GenerationConfig()
     start = text_start(tokenizer)
     budget = model.config.max_seq_len - cfg.max_new_tokens - len(start)
