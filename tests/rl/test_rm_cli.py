@@ -57,7 +57,7 @@ def test_rm_score_ranks_replies_as_the_reward_model_scores_them(trained, monkeyp
     assert out[1]["chosen_score"] != out[1]["rejected_score"]
 
 
-@pytest.mark.parametrize("text,msg", [("{not json\n", "line 1: not JSON"),
+@pytest.mark.parametrize("text,msg", [("{not json\n", "line 1 is not valid JSON"),
                                       ('{"prompt": "1+1="}\n', "line 1: expected {prompt, reply}")])
 def test_rm_score_refuses_bad_lines(trained, tmp_path, capsys, text, msg):
     f = tmp_path / "in.jsonl"

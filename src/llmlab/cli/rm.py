@@ -53,7 +53,7 @@ def _train(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     from llmlab.adapt.chat import load_chat_template
     from llmlab.core.errors import InputError
-    from llmlab.core.io import line_batches
+    from llmlab.core.io import json_record, line_batches
     from llmlab.rl.preferences import Preference
     from llmlab.rl.reward_model import RewardScorer, load_reward_model
 
@@ -65,10 +65,7 @@ def _score(args: argparse.Namespace) -> int:
     for i, (line,) in enumerate(line_batches(args.file, "replies file", size=1), 1):
         if not line.strip():
             continue
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"line {i}: not JSON ({e})") from None
+        r = json_record(line, f"line {i}")
         keys = ("reply",) if isinstance(r, dict) and "reply" in r else ("chosen", "rejected")
         if not isinstance(r, dict) or "prompt" not in r or not all(isinstance(r.get(k), str) for k in keys):
             raise InputError(f"line {i}: expected {{prompt, reply}} or {{prompt, chosen, rejected}} with string "

@@ -272,13 +272,16 @@ def jsonl_lines(path: str | os.PathLike, what: str = "file") -> Iterator[tuple[i
     """(line number, record) for each non-blank line of a JSONL file, for errors that name the line; a
     malformed line is an error naming it."""
     for i, line in enumerate(read_lines(path, what), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{what} {str(path)!r} line {i} is not valid JSON: {e.msg}") from None
-        yield i, record
+        if line.strip():
+            yield i, json_record(line, f"{what} {str(path)!r} line {i}")
+
+
+def json_record(line: str, where: str) -> Any:
+    """One JSON value from a line of text, or InputError naming `where` (a file and its line)."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{where} is not valid JSON: {e.msg}") from None
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> None:
