@@ -81,12 +81,10 @@ def _sentences(args, split: str, unit: str):
 
 
 def _train(args) -> int:
-    from pathlib import Path
-
     from llmlab.classic.arpa import write_arpa
     from llmlab.classic.ngram import NgramConfig, NgramModel, check_model_folder
     from llmlab.core.errors import InputError
-    from llmlab.core.io import check_output
+    from llmlab.core.io import check_output, within
 
     config = NgramConfig(**dataclass_overrides(args, NgramConfig))
     split, _ = _source(args, args.split, "train")
@@ -94,7 +92,7 @@ def _train(args) -> int:
     check_model_folder(args.output)  # before training, not after
     if args.arpa:
         check_output(args.arpa, "ARPA file")
-        if Path(args.output).resolve() in Path(args.arpa).resolve().parents:  # -o's files are the model's
+        if within(args.arpa, args.output):  # -o's files are the model's
             raise InputError(f"--arpa {args.arpa!r} is inside the model folder {args.output!r}, which holds the "
                              "model's own files (--arpa config.json replaced its config): write it elsewhere")
     model = NgramModel.train(_sentences(args, split, config.unit), config)

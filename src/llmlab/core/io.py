@@ -45,6 +45,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether `path` is `folder` or lies inside it, links and ``..`` resolved (an output that would write
+    over an input, or an input a run's folder holds).
+
+    >>> within("runs/x/model/../model", "runs/x"), within("runs/xy", "runs/x")
+    (True, False)
+    """
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    return path == folder or folder in path.parents
+
+
 def check_output(path: str | os.PathLike, what: str = "output", folder: bool = False) -> Path:
     """`path` as a Path, or InputError when no file (`folder`: no folder) can be written there: it
     is a directory (a file), or a folder above it is a file. Commands call it before long work, so a

@@ -32,7 +32,7 @@ import torch
 from llmlab.classic.information import entropy
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, atomic_write_text, check_output, read_json, read_jsonl
+from llmlab.core.io import atomic_write_json, atomic_write_text, check_output, read_json, read_jsonl, within
 from llmlab.data import lm_splits
 from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM, ModelConfig, count_parameters, save_model
@@ -187,14 +187,11 @@ def _check_inputs_outside(out: Path, cfg, elsewhere: str) -> None:
     """InputError when a file or folder the run reads lies in its run directory: the run replaces its
     model/ (and pairs.jsonl) when it ends and --fresh deletes them, so `sft --model runs/x/model --name x`
     lost the model it started from."""
-    here = out.resolve()
     for name, flag in INPUT_FIELDS.items():
         value = getattr(cfg, name, None)
-        if isinstance(value, str) and value and Path(value).exists():
-            path = Path(value).resolve()
-            if path == here or here in path.parents:
-                raise InputError(f"{flag} {value!r} lies in the run directory {str(out)!r}, which the run writes "
-                                 f"over (and --fresh clears): copy it elsewhere or choose another {elsewhere}")
+        if isinstance(value, str) and value and Path(value).exists() and within(value, out):
+            raise InputError(f"{flag} {value!r} lies in the run directory {str(out)!r}, which the run writes "
+                             f"over (and --fresh clears): copy it elsewhere or choose another {elsewhere}")
 
 
 def check_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = None, elsewhere: str = "--name") -> None:
