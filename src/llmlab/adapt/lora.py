@@ -31,7 +31,14 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_folder, atomic_write_bytes, atomic_write_json, check_readable, read_json
+from llmlab.core.io import (
+    atomic_folder,
+    atomic_write_bytes,
+    atomic_write_json,
+    check_readable,
+    existing_folder,
+    read_json,
+)
 
 INITS = ("kaiming", "gaussian")
 BIASES = ("none", "all")
@@ -341,9 +348,7 @@ def _expected_shapes(model: nn.Module, config: LoRAConfig) -> dict[str, tuple[in
 
 def read_adapter(directory: str | os.PathLike) -> tuple[LoRAConfig, dict[str, torch.Tensor]]:
     """The config and tensors (by llmlab parameter name) of an adapter folder, or an InputError naming it."""
-    d = Path(directory)
-    if not d.is_dir():
-        raise InputError(f"adapter folder {str(d)!r} does not exist")
+    d = existing_folder(directory, "adapter folder")
     config = config_from_peft(read_json(d / "adapter_config.json", "adapter config"), str(d / "adapter_config.json"))
     path = check_readable(d / "adapter_model.safetensors", "adapter weights")
     try:

@@ -43,7 +43,14 @@ from llmlab.adapt.lora import trainable_parameters
 from llmlab.adapt.prompt_config import PromptConfig
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_folder, atomic_write_bytes, atomic_write_json, check_readable, read_json
+from llmlab.core.io import (
+    atomic_folder,
+    atomic_write_bytes,
+    atomic_write_json,
+    check_readable,
+    existing_folder,
+    read_json,
+)
 from llmlab.models.decoder import position_inputs
 from llmlab.nn import KVCache
 
@@ -323,8 +330,6 @@ def _read_peft(d: Path, model) -> SoftPrompt | DeepPrompt:
 def load_prompt(model, directory: str | os.PathLike) -> SoftPrompt | DeepPrompt:
     """Attach the prompt saved in `directory` (by `save_prompt`, or a PEFT prompt or prefix tuning adapter
     of the exported model) to `model`; a prompt made for another model is an InputError, model untouched."""
-    d = Path(directory)
-    if not d.is_dir():
-        raise InputError(f"prompt folder {str(d)!r} does not exist")
+    d = existing_folder(directory, "prompt folder")
     prompt = _read_ours(d) if (d / "prompt_config.json").exists() else _read_peft(d, model)
     return attach_prompt(model, prompt, f"prompt {str(d)!r}")

@@ -146,13 +146,11 @@ def load_any_model(directory: str, device: str = "cpu", soft_prompt: str | None 
     """(model, tokenizer) of a model directory, float or quantized (`llmlab quantize`): the loader below
     the adapt layer cannot build quantized layers, so commands that read models come through here.
     `soft_prompt` is a prompt folder (`llmlab sft --prompt-tuning` writes runs/NAME/prompt) put before every input."""
-    from pathlib import Path
 
-    from llmlab.core.errors import InputError
+    from llmlab.core.io import existing_folder
     from llmlab.models.io import is_quantized, load_model
 
-    if not Path(directory).is_dir():
-        raise InputError(f"model directory {directory!r} does not exist")
+    existing_folder(directory, "model directory")
     if is_quantized(directory):
         from llmlab.adapt.quantize import load_quantized
 

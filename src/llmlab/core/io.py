@@ -173,6 +173,15 @@ def check_readable(path: str | os.PathLike, what: str = "file") -> Path:
     return p
 
 
+def existing_folder(path: str | os.PathLike, what: str = "folder") -> Path:
+    """Return `path` as a Path, or raise InputError if it is missing or a file (a model, adapter, prompt or
+    index folder to read)."""
+    p = Path(path)
+    if not p.is_dir():
+        raise InputError(f"{what} {str(p)!r} " + ("is a file, expected a folder" if p.exists() else "does not exist"))
+    return p
+
+
 def read_text(path: str | os.PathLike, what: str = "file") -> str:
     """The UTF-8 text of a file as it is (line endings untranslated), less a leading byte-order mark
     (an encoding signature that Windows editors write, not text)."""

@@ -33,7 +33,14 @@ import numpy as np
 
 from llmlab.core.config import config_from_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_folder, atomic_write_json, read_json, read_safetensors, write_safetensors
+from llmlab.core.io import (
+    atomic_folder,
+    atomic_write_json,
+    existing_folder,
+    read_json,
+    read_safetensors,
+    write_safetensors,
+)
 from llmlab.generate.passages import TOKENIZERS, check_passage_size, split_passages
 
 log = logging.getLogger(__name__)
@@ -242,9 +249,7 @@ class BM25Index:
     @classmethod
     def load(cls, directory: str | os.PathLike, tokenize: Callable[[str], list[str]] | None = None) -> BM25Index:
         """An index `save` wrote; `tokenize` must be given when it was built with a custom tokenizer."""
-        d = Path(directory)
-        if not d.is_dir():
-            raise InputError(f"index folder {str(d)!r} does not exist")
+        d = existing_folder(directory, "index folder")
         path = str(d / "index.json")
         meta = read_json(path, "index file")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:

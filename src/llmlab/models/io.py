@@ -16,7 +16,14 @@ from safetensors.torch import load_file, save
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_folder, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from llmlab.core.io import (
+    atomic_folder,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    existing_folder,
+    read_json,
+)
 from llmlab.models.card import ModelCard
 from llmlab.models.config import ModelConfig
 from llmlab.models.decoder import CausalLM
@@ -117,10 +124,7 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     """Model (in eval mode) and its tokenizer (None if the directory has none); InputError when the
     tokenizer has ids the model has no embedding for."""
     device = resolve_device(device)
-    d = Path(directory)
-    if not d.is_dir():  # a file said "does not exist", which it plainly did
-        raise InputError(f"model directory {str(d)!r} " + ("is a file, expected a folder" if d.exists()
-                                                           else "does not exist"))
+    d = existing_folder(directory, "model directory")
     cfg, doc = read_model_doc(d)
     if "quantization" in doc:
         raise InputError(f"model directory {str(d)!r} holds a quantized model: load it with "

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmlab.core.errors import InputError
+from llmlab.core.io import existing_folder
 from llmlab.models.card import ModelCard
 from llmlab.models.decoder import CausalLM
 from llmlab.models.io import load_model_tokenizer, load_state, read_model_doc, read_weights, resolve_device, save_model
@@ -116,10 +117,7 @@ def save_reward_model(rm: CausalLM, directory: str | os.PathLike, tokenizer, tok
 
 def load_reward_model(directory: str | os.PathLike, device: str | torch.device = "cpu"):
     """(reward model in eval mode, its tokenizer, its normalisation {"mean", "std"})."""
-    d = Path(directory)
-    if not d.is_dir():
-        raise InputError(f"reward model directory {str(d)!r} " + ("is a file, expected a folder" if d.exists()
-                                                                  else "does not exist"))
+    d = existing_folder(directory, "reward model directory")
     cfg, doc = read_model_doc(d)
     norm = doc.get(REWARD_KEY)
     if not isinstance(norm, dict):
