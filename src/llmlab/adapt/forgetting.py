@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from llmlab.adapt.sft_config import ForgettingConfig
 from llmlab.core.errors import InputError
+from llmlab.core.modes import eval_mode
 from llmlab.core.progress import progress
 from llmlab.train.trainer import get_batch
 
@@ -49,17 +50,15 @@ def diagonal_fisher(model, tokens: torch.Tensor, samples: int, seq_len: int, see
     params = _trainable(model)
     fisher = {name: torch.zeros_like(p) for name, p in params.items()}
     x, y = get_batch(tokens, samples, seq_len, seed)
-    was = model.training
-    model.eval()  # no dropout: the information of the model itself
-    for i in progress(range(samples), desc="EWC Fisher", unit="window"):
-        model.zero_grad(set_to_none=True)
-        logits = model(x[i:i + 1].to(next(model.parameters()).device))
-        F.cross_entropy(logits.flatten(0, 1).float(), y[i].to(logits.device)).backward()
-        for name, p in params.items():
-            if p.grad is not None:
-                fisher[name] += p.grad.detach() ** 2
+    with eval_mode(model):  # no dropout: the information of the model itself
+        for i in progress(range(samples), desc="EWC Fisher", unit="window"):
+            model.zero_grad(set_to_none=True)
+            logits = model(x[i:i + 1].to(next(model.parameters()).device))
+            F.cross_entropy(logits.flatten(0, 1).float(), y[i].to(logits.device)).backward()
+            for name, p in params.items():
+                if p.grad is not None:
+                    fisher[name] += p.grad.detach() ** 2
     model.zero_grad(set_to_none=True)
-    model.train(was)
     return {name: f / samples for name, f in fisher.items()}
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from llmlab.core.errors import InputError
+from llmlab.core.modes import eval_mode
 from llmlab.core.progress import progress
 
 log = logging.getLogger(__name__)
@@ -50,28 +51,27 @@ def layer_features(model, ids: Sequence[Sequence[int]], batch_size: int = 32) ->
     pooled = {p: np.zeros((len(layers) + 1, n, dim), np.float32) for p in POOLINGS}
     order = np.argsort([len(s) for s in ids], kind="stable")
     device = next(model.parameters()).device
-    was_training, head = model.training, model.lm_head
-    model.eval()
+    head = model.lm_head
     model.lm_head = _NoLogits()  # the vocabulary projection is not probed: skip its (B, T, V) work
     try:
-        for lo in progress(range(0, n, batch_size), desc="features", unit="batch"):
-            rows = order[lo:lo + batch_size]
-            lengths = torch.tensor([len(ids[r]) for r in rows], device=device)
-            batch = torch.zeros(len(rows), int(lengths.max()), dtype=torch.long, device=device)
-            for j, r in enumerate(rows):
-                batch[j, : len(ids[r])] = torch.tensor(ids[r])
-            outs.clear()
-            model(batch)
-            real = (torch.arange(batch.shape[1], device=device)[None, :] < lengths[:, None]).float()  # (B, T)
-            for k, h in enumerate(outs):  # (B, T, d) per layer
-                h = h.float()
-                pooled["mean"][k, rows] = ((h * real[..., None]).sum(1) / lengths[:, None]).cpu().numpy()
-                pooled["last"][k, rows] = h[torch.arange(len(rows)), lengths - 1].cpu().numpy()
+        with eval_mode(model):
+            for lo in progress(range(0, n, batch_size), desc="features", unit="batch"):
+                rows = order[lo:lo + batch_size]
+                lengths = torch.tensor([len(ids[r]) for r in rows], device=device)
+                batch = torch.zeros(len(rows), int(lengths.max()), dtype=torch.long, device=device)
+                for j, r in enumerate(rows):
+                    batch[j, : len(ids[r])] = torch.tensor(ids[r])
+                outs.clear()
+                model(batch)
+                real = (torch.arange(batch.shape[1], device=device)[None, :] < lengths[:, None]).float()  # (B, T)
+                for k, h in enumerate(outs):  # (B, T, d) per layer
+                    h = h.float()
+                    pooled["mean"][k, rows] = ((h * real[..., None]).sum(1) / lengths[:, None]).cpu().numpy()
+                    pooled["last"][k, rows] = h[torch.arange(len(rows)), lengths - 1].cpu().numpy()
     finally:
         for hk in hooks:
             hk.remove()
         model.lm_head = head
-        model.train(was_training)
     return pooled
 
 

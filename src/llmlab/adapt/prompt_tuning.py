@@ -51,6 +51,7 @@ from llmlab.core.io import (
     existing_folder,
     read_json,
 )
+from llmlab.core.modes import eval_mode
 from llmlab.models.decoder import position_inputs
 from llmlab.nn import KVCache
 
@@ -168,10 +169,8 @@ def build_prompt(model, config: PromptConfig, tok=None) -> SoftPrompt | DeepProm
     elif config.init == "random":
         deep.prefix.copy_(torch.randn(deep.prefix.shape, generator=g) * std)
     else:  # what the frozen model itself caches for those tokens (Li & Liang start from real words' activations)
-        was = model.training
-        model.eval()
-        kv = torch.stack([t[0] for pair in soft.key_values(model) for t in pair])  # (2L, nkv, n, hs)
-        model.train(was)
+        with eval_mode(model):
+            kv = torch.stack([t[0] for pair in soft.key_values(model) for t in pair])  # (2L, nkv, n, hs)
         deep.prefix.copy_(kv.permute(2, 0, 1, 3).reshape(config.n_virtual, -1))  # (n, 2L nkv hs)
     return deep
 

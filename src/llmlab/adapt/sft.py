@@ -27,6 +27,7 @@ from llmlab.adapt.chat import ChatTemplate, Split, check_messages
 from llmlab.adapt.sft_config import SFT_TRAIN, SFTConfig  # noqa: F401 (SFT_TRAIN: part of this API)
 from llmlab.core.errors import InputError
 from llmlab.core.io import jsonl_lines
+from llmlab.core.modes import eval_mode
 from llmlab.train.config import TrainConfig
 from llmlab.train.objectives import moe_aux_loss, weighted_lm_loss
 from llmlab.train.trainer import Trainer, perplexity
@@ -190,17 +191,15 @@ class SFTTrainer(Trainer):
     @torch.no_grad()
     def evaluate(self, max_batches: int | None, model=None) -> dict:
         model = model or self.model
-        was = model.training
-        model.eval()
         bs = self.cfg.batch_size
         chunks = [self.dev[i:i + bs] for i in range(0, len(self.dev), bs)][:max_batches]
         total = count = 0.0
-        for chunk in chunks:
-            x, y, w = (t.to(self.device) for t in pad_batch(chunk, self.pad_id, 0.0))
-            n = float(w.sum())
-            total += float(weighted_lm_loss(model(x), y, w)) * n
-            count += n
-        model.train(was)
+        with eval_mode(model):
+            for chunk in chunks:
+                x, y, w = (t.to(self.device) for t in pad_batch(chunk, self.pad_id, 0.0))
+                n = float(w.sum())
+                total += float(weighted_lm_loss(model(x), y, w)) * n
+                count += n
         loss = total / max(count, 1.0)
         return {"step": self.step, "val_loss": loss, "val_ppl": perplexity(loss), "val_tokens": int(count)}
 

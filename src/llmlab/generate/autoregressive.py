@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import torch
 
 from llmlab.core.errors import InputError
+from llmlab.core.modes import eval_mode
 from llmlab.generate.config import GenerationConfig
 from llmlab.generate.penalties import apply_penalties, check_bans
 from llmlab.generate.sampling import sample_next
@@ -63,14 +64,9 @@ def fit_prompt(prompt: list[int], ctx: int) -> list[int]:
 def decoding(model) -> Iterator[torch.device]:
     """The model in eval mode, with fused q/k/v and gate/up matrices where it offers them (fewer calls per
     token), for the time of a decode; yields its device. Training mode is restored after."""
-    was_training = model.training
-    model.eval()
     fused = model.fused_inference() if hasattr(model, "fused_inference") else contextlib.nullcontext()
-    try:
-        with fused:
-            yield next(model.parameters()).device
-    finally:
-        model.train(was_training)
+    with eval_mode(model), fused:
+        yield next(model.parameters()).device
 
 
 def _decode(model, ids: torch.Tensor, ctx: int, cfg: GenerationConfig, g: torch.Generator,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from llmlab.core.errors import InputError
+from llmlab.core.modes import eval_mode
 from llmlab.models.decoder import context_length
 
 
@@ -36,17 +37,15 @@ def token_logprobs(model, ids: list[int], start_id: int | None = None, stride: i
     stride = ctx if stride is None else stride
     if not 1 <= stride <= ctx:
         raise InputError(f"stride must be in [1, {ctx}] (the model's context), got {stride}")
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     out: list[float] = []
     begin, done = 0, 0  # window start; tokens 1..done are scored
-    while done < len(seq) - 1:
-        end = min(begin + ctx, len(seq) - 1)  # this window predicts seq[begin + 1 .. end]
-        window = torch.tensor([seq[begin:end + 1]], device=device)  # (1, <= ctx + 1)
-        logp = model(window[:, :-1]).float().log_softmax(-1)[0]  # (T, V): row j predicts seq[begin + j + 1]
-        new = slice(done - begin, end - begin)  # the rows predicting seq[done + 1 .. end]
-        out += logp[new].gather(-1, window[0, new.start + 1:new.stop + 1, None])[:, 0].tolist()
-        done, begin = end, begin + stride
-    model.train(was_training)
+    with eval_mode(model):
+        while done < len(seq) - 1:
+            end = min(begin + ctx, len(seq) - 1)  # this window predicts seq[begin + 1 .. end]
+            window = torch.tensor([seq[begin:end + 1]], device=device)  # (1, <= ctx + 1)
+            logp = model(window[:, :-1]).float().log_softmax(-1)[0]  # (T, V): row j predicts seq[begin + j + 1]
+            new = slice(done - begin, end - begin)  # the rows predicting seq[done + 1 .. end]
+            out += logp[new].gather(-1, window[0, new.start + 1:new.stop + 1, None])[:, 0].tolist()
+            done, begin = end, begin + stride
     return out

@@ -31,6 +31,7 @@ import torch
 
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_folder, atomic_write_json, atomic_write_text, check_folder
+from llmlab.core.modes import eval_mode
 from llmlab.data.corpora import arithmetic
 from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM
@@ -50,24 +51,24 @@ def size_name(dim: int, layers: int) -> str:
 def score_problems(model, tok, problems) -> dict:
     """Exact match of the greedy answer, teacher-forced per-token accuracy and NLL of the answer
     (with the end-of-sequence token after it), over `problems` (question "a+b=", answer "c")."""
-    model.eval()
     exact, right, nll, tokens = 0, 0, 0.0, 0
     per_problem = []
-    for p in problems:
-        prompt = [tok.bos_id] + tok.encode(p.question)
-        answer = tok.encode(p.answer) + [tok.eos_id]
-        ids = torch.tensor([prompt + answer])
-        logits = model(ids)[0, len(prompt) - 1 : -1].float()  # (len(answer), V): predicts each answer token
-        target = torch.tensor(answer)
-        hits = int((logits.argmax(-1) == target).sum())
-        right += hits
-        nll += float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
-        tokens += len(answer)
-        got = generate(model, prompt, GenerationConfig(max_new_tokens=len(answer) + 2, temperature=0.0),
-                       eos_id=tok.eos_id)
-        ok = got == answer[:-1]
-        exact += ok
-        per_problem.append((ok, hits / len(answer)))
+    with eval_mode(model):
+        for p in problems:
+            prompt = [tok.bos_id] + tok.encode(p.question)
+            answer = tok.encode(p.answer) + [tok.eos_id]
+            ids = torch.tensor([prompt + answer])
+            logits = model(ids)[0, len(prompt) - 1 : -1].float()  # (len(answer), V): predicts each answer token
+            target = torch.tensor(answer)
+            hits = int((logits.argmax(-1) == target).sum())
+            right += hits
+            nll += float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
+            tokens += len(answer)
+            got = generate(model, prompt, GenerationConfig(max_new_tokens=len(answer) + 2, temperature=0.0),
+                           eos_id=tok.eos_id)
+            ok = got == answer[:-1]
+            exact += ok
+            per_problem.append((ok, hits / len(answer)))
     n = len(problems)
     return {"exact_match": exact / n, "token_accuracy": right / tokens, "answer_nll": nll / tokens,
             "per_problem": per_problem}

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from llmlab.adapt.batching import batch_indices
 from llmlab.core.errors import InputError
+from llmlab.core.modes import eval_mode
 from llmlab.rl.dpo_config import AVERAGED, OFFLINE_LOSSES
 from llmlab.rl.rollout import sequence_logprobs
 from llmlab.train.config import TrainConfig
@@ -193,16 +194,14 @@ class DPOTrainer(Trainer):
         if not self.dev:
             return {}
         model = model or self.model
-        was = model.training
-        model.eval()
         bs = self.cfg.batch_size
         n = min(len(self.dev), max_batches * bs) if max_batches else len(self.dev)
         losses, parts = [], []
-        for i in range(0, n, bs):
-            lo, pa = self.losses(model, self.dev[i:i + bs], self.dev_ref[i:i + bs])
-            losses.append(lo)
-            parts.append(pa)
-        model.train(was)
+        with eval_mode(model):
+            for i in range(0, n, bs):
+                lo, pa = self.losses(model, self.dev[i:i + bs], self.dev_ref[i:i + bs])
+                losses.append(lo)
+                parts.append(pa)
         cat = {k: torch.cat([p[k] for p in parts]) for k in ("chosen_reward", "rejected_reward")}
         stats = reward_stats(cat)
         own = (cat["chosen_reward"] - cat["rejected_reward"]) / self.beta + (self.dev_ref[:n, 0] - self.dev_ref[:n, 1])
@@ -225,11 +224,9 @@ def reward_stats(parts: dict[str, torch.Tensor]) -> dict[str, float]:
 @torch.no_grad()
 def reference_table(model, pairs: list[Pair], pad_id: int, average: bool, batch_size: int = 64) -> torch.Tensor:
     """(N, 2) log-probabilities of each comparison's chosen and rejected reply under `model` (eval mode)."""
-    was = model.training
-    model.eval()
     rows = []
-    for i in range(0, len(pairs), batch_size):
-        logp, mask = answer_logprobs(model, pairs[i:i + batch_size], pad_id)
-        rows.append(torch.stack(reply_logps(logp, mask, average), 1).cpu())
-    model.train(was)
+    with eval_mode(model):
+        for i in range(0, len(pairs), batch_size):
+            logp, mask = answer_logprobs(model, pairs[i:i + batch_size], pad_id)
+            rows.append(torch.stack(reply_logps(logp, mask, average), 1).cpu())
     return torch.cat(rows) if rows else torch.zeros(0, 2)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from llmlab.core.errors import InputError
+from llmlab.core.modes import eval_mode
 from llmlab.rl.dpo import DPOTrainer, completion_logprobs
 from llmlab.train.config import TrainConfig
 
@@ -125,15 +126,13 @@ def batch_losses(model, triples: list[Triple], desirable: torch.Tensor, ref: tor
 def reference_logps(model, data: KTOData, pad_id: int) -> torch.Tensor:
     """(N, 2) log-probabilities under `model` (eval mode) of each example's own completion and its mismatched
     one, computed in the data's batches as `batch_losses` computes them: before any step every reward is 0."""
-    was = model.training
-    model.eval()
     ref = torch.zeros(len(data.triples), 2)
-    for idx in data.batches:
-        prompts = [data.triples[i][0] for i in idx]
-        for col in (1, 2):
-            logp, _ = completion_logprobs(model, prompts, [data.triples[i][col] for i in idx], pad_id)
-            ref[idx, col - 1] = logp.sum(1).cpu()
-    model.train(was)
+    with eval_mode(model):
+        for idx in data.batches:
+            prompts = [data.triples[i][0] for i in idx]
+            for col in (1, 2):
+                logp, _ = completion_logprobs(model, prompts, [data.triples[i][col] for i in idx], pad_id)
+                ref[idx, col - 1] = logp.sum(1).cpu()
     return ref
 
 
@@ -190,18 +189,16 @@ class KTOTrainer(DPOTrainer):
         if not self.dev:
             return {}
         model = model or self.model
-        was = model.training
-        model.eval()
         batches = self.dev_data.batches[:max_batches] if max_batches else self.dev_data.batches
         n = len(self.dev)
         logps, rewards, losses, kls = torch.zeros(n), torch.zeros(n), [], []
-        for idx in batches:
-            lo, pa = batch_losses(model, [self.dev[i] for i in idx], self.dev_data.labels[idx], self.dev_ref[idx],
-                                  self.pad_id, self.beta, self.weights)
-            logps[idx], rewards[idx] = pa["logps"].cpu(), pa["reward"].cpu()
-            losses.append(lo)
-            kls.append(float(pa["kl"]))
-        model.train(was)
+        with eval_mode(model):
+            for idx in batches:
+                lo, pa = batch_losses(model, [self.dev[i] for i in idx], self.dev_data.labels[idx],
+                                      self.dev_ref[idx], self.pad_id, self.beta, self.weights)
+                logps[idx], rewards[idx] = pa["logps"].cpu(), pa["reward"].cpu()
+                losses.append(lo)
+                kls.append(float(pa["kl"]))
         seen = sum(batches, [])
         stats = kto_stats({"reward": rewards[seen], "kl": torch.tensor(sum(kls) / len(kls))},
                           self.dev_data.labels[seen])

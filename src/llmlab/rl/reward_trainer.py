@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from llmlab.adapt.batching import batch_indices
+from llmlab.core.modes import eval_mode
 from llmlab.rl.reward_model import pad_rows, pair_accuracy, preference_loss, sequence_scores
 from llmlab.train.config import TrainConfig
 from llmlab.train.trainer import Trainer
@@ -58,11 +59,9 @@ class RewardTrainer(Trainer):
     def scores(self, pairs: list[Pair], model=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Chosen and rejected scores of `pairs`, in batches, in eval mode."""
         model = model or self.model
-        was = model.training
-        model.eval()
         bs = self.cfg.batch_size
-        parts = [score_pairs(model, pairs[i:i + bs], self.pad_id) for i in range(0, len(pairs), bs)]
-        model.train(was)
+        with eval_mode(model):
+            parts = [score_pairs(model, pairs[i:i + bs], self.pad_id) for i in range(0, len(pairs), bs)]
         return torch.cat([c for c, _ in parts]).cpu(), torch.cat([r for _, r in parts]).cpu()
 
     def evaluate(self, max_batches: int | None, model=None) -> dict:

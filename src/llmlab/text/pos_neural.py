@@ -42,6 +42,7 @@ import numpy as np
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.core.io import read_safetensors, write_safetensors
+from llmlab.core.modes import eval_mode
 from llmlab.core.threads import torch_threads
 from llmlab.text.base import SPACED_WORD_CHAR, normalize_text
 from llmlab.text.neural import (
@@ -295,12 +296,9 @@ def _predict(net, rows: list[tuple[np.ndarray, ...]], table: tuple[np.ndarray, .
     """Log-probabilities (n_i, K) float32 of each row (word ids, type ids, tags) in one eval-mode pass."""
     import torch
 
-    was_training = net.training
-    net.eval()
-    with torch.no_grad():
+    with eval_mode(net), torch.no_grad():
         w, ty, _, lengths = _batch(rows)
         lp = torch.log_softmax(net(w, ty, lengths, tuple(map(torch.from_numpy, table))), -1).numpy()  # (B, L, K)
-    net.train(was_training)
     return [lp[b, :n].copy() for b, n in enumerate(lengths)]
 
 

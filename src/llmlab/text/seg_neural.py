@@ -50,6 +50,7 @@ import numpy as np
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.core.io import read_safetensors, write_safetensors
+from llmlab.core.modes import eval_mode
 from llmlab.core.threads import torch_threads
 from llmlab.text.accessor import AccessorVariety
 from llmlab.text.base import check_sentences, normalize_text
@@ -306,19 +307,16 @@ def _predict(net, rows: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
     characters of similar lengths."""
     import torch
 
-    was_training = net.training
-    net.eval()
     out: list[np.ndarray] = [np.zeros((0, 4), np.float32)] * len(rows)
     live = [i for i, r in enumerate(rows) if len(r[0])]
     longest = max((len(rows[i][0]) for i in live), default=1)
-    with torch.no_grad():
+    with eval_mode(net), torch.no_grad():
         for chunk in length_buckets([len(rows[i][0]) for i in live], max(1, PREDICT_CHARS // longest)):
             idx = [live[j] for j in chunk]
             chars, bis, spans, _, lengths = _batch([rows[i] for i in idx])
             lp = torch.log_softmax(net(chars, bis, spans, lengths), -1).numpy()
             for b, i in enumerate(idx):
                 out[i] = lp[b, : lengths[b]].copy()
-    net.train(was_training)
     return out
 
 

@@ -24,6 +24,7 @@ import torch
 
 from llmlab.core.errors import InputError
 from llmlab.core.io import JsonlAppender, atomic_write_text
+from llmlab.core.modes import eval_mode
 from llmlab.core.progress import progress
 from llmlab.models.io import resolve_device
 from llmlab.train.checkpoint import check_layout, latest_checkpoint, load_checkpoint, resuming_from, save_checkpoint
@@ -89,21 +90,19 @@ def evaluate_loss(model, tokens: torch.Tensor, seq_len: int, batch_size: int = 1
 
     Every target token is scored once; the first token of each window has no context beyond it.
     """
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
     starts = list(range(0, max(tokens.numel() - 1, 0), seq_len))
     if max_batches is not None:
         starts = starts[: max_batches * batch_size]
-    for i in range(0, len(starts), batch_size):
-        for s in starts[i:i + batch_size]:  # windows can be ragged at the end; score one by one
-            x = tokens[s:s + seq_len][None].to(device)
-            y = tokens[s + 1:s + seq_len + 1][None].to(device)
-            x = x[:, : y.shape[1]]
-            total += float(causal_lm_loss(model(x), y, reduction="sum"))
-            count += y.numel()
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, len(starts), batch_size):
+            for s in starts[i:i + batch_size]:  # windows can be ragged at the end; score one by one
+                x = tokens[s:s + seq_len][None].to(device)
+                y = tokens[s + 1:s + seq_len + 1][None].to(device)
+                x = x[:, : y.shape[1]]
+                total += float(causal_lm_loss(model(x), y, reduction="sum"))
+                count += y.numel()
     if count == 0:
         raise InputError("validation data is too short to evaluate (need at least 2 tokens)")
     return total / count, count
