@@ -148,6 +148,31 @@ def test_save_load_round_trip_and_strict_loading(tmp_path):
         load_model(config)
 
 
+def test_config_without_a_shape_field_is_refused_and_older_configs_still_load(tmp_path):
+    import json
+
+    torch.manual_seed(2)
+    cfg = CONFIGS[2]  # every shape field off its default
+    model = CausalLM(cfg).eval()
+    save_model(model, tmp_path / "m")
+    path = tmp_path / "m" / "config.json"
+    doc = json.loads(path.read_text())
+    # fields added after the first format: an older config.json lacks them and must load unchanged
+    later = ("ffn_kind", "position", "rope_scaling", "rope_factor", "rope_original_max_seq_len", "norm",
+             "norm_position", "n_experts", "moe_top_k", "moe_router", "moe_capacity_factor", "moe_every",
+             "moe_aux_loss_coef", "moe_z_loss_coef")
+    old = {**doc, "config": {k: v for k, v in doc["config"].items() if k not in later}}
+    path.write_text(json.dumps(old))
+    x = torch.randint(0, cfg.vocab_size, (1, 9))
+    with torch.no_grad():
+        assert torch.equal(load_model(tmp_path / "m")[0](x), model(x))
+    # a shape field missing would silently take its default: refused, naming the fields and the file
+    path.write_text(json.dumps({**doc, "config": {k: v for k, v in doc["config"].items()
+                                                  if k not in ("dim", "ffn_hidden")}}))
+    with pytest.raises(InputError, match=r"config\.json'.*lacks \['dim', 'ffn_hidden'\]"):
+        load_model(tmp_path / "m")
+
+
 @pytest.mark.parametrize("cfg", CONFIGS)
 def test_export_matches_hf_transformers_llama(cfg, tmp_path):
     transformers = pytest.importorskip("transformers")

@@ -30,6 +30,11 @@ from llmlab.models.decoder import CausalLM
 from llmlab.tokenizers import Tokenizer, load_tokenizer
 
 FORMAT_VERSION = 1
+# ModelConfig fields that set the weights' shapes and that every saved config.json has held (they date
+# from the first format): one missing would fall back to its default and fail later as a shape mismatch.
+# Shape fields added later (ffn_kind, position, norm, n_experts, moe_every) stay optional: older models
+# lack them and their defaults are what those models were built with.
+SHAPE_FIELDS = ("vocab_size", "dim", "n_layer", "n_head", "n_kv_head", "ffn_hidden", "max_seq_len", "tie_embeddings")
 # what a save may replace
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "README.md", "tokenizer_config.json")
 
@@ -90,6 +95,10 @@ def read_model_doc(directory: str | os.PathLike) -> tuple[ModelConfig, dict]:
         raise InputError(f"{str(path)!r} is not an llmlab model config (format {FORMAT_VERSION})")
     if doc.get("family", "causal-decoder") != "causal-decoder":
         raise InputError(f"{str(path)!r} holds a {doc['family']!r} model; this loader reads causal decoders")
+    missing = [f for f in SHAPE_FIELDS if isinstance(doc["config"], dict) and f not in doc["config"]]
+    if missing:
+        raise InputError(f"{str(path)!r}: model config lacks {missing}, which set the weights' shapes "
+                         "(a default would not match the saved weights)")
     return config_from_dict(ModelConfig, doc["config"], what=str(path)), doc
 
 
