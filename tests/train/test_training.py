@@ -170,6 +170,21 @@ def test_a_corrupt_newest_checkpoint_names_itself_and_the_one_deleting_it_resume
     assert resumed.maybe_resume() and resumed.step == 6
 
 
+def test_an_empty_or_partial_step_folder_is_skipped_with_a_warning_and_kept(tmp_path, caplog):
+    make_trainer(tmp_path, steps=8).fit()  # keeps step 6 and step 8
+    ckpts = tmp_path / "checkpoints"
+    (ckpts / "step-00000010").mkdir()  # saves are atomic: only something else leaves these
+    (ckpts / "step-00000009").mkdir()
+    shutil.copy(ckpts / "step-00000008" / "model.safetensors", ckpts / "step-00000009")
+    resumed = make_trainer(tmp_path, steps=8)
+    with caplog.at_level("WARNING", logger="llmlab.train.checkpoint"):
+        assert resumed.maybe_resume() and resumed.step == 8
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 2 and "step-00000009" in warned[0] and "step-00000010" in warned[1]
+    assert all("not a complete checkpoint" in w for w in warned)
+    assert (ckpts / "step-00000010").is_dir() and (ckpts / "step-00000009" / "model.safetensors").is_file()
+
+
 def test_checkpoints_of_a_sharded_run_are_refused_not_retrained_over(tmp_path):
     t = make_trainer(tmp_path, steps=2)
     for shard in ("tp0-pp0", "tp1-pp0"):  # where a --tp 2 run saves

@@ -45,6 +45,7 @@ from llmlab.train.checkpoint import (
     prune_checkpoints,
     resuming_from,
     verify_checkpoint,
+    warn_incomplete,
 )
 from llmlab.train.config import TrainConfig
 from llmlab.train.trainer import Trainer
@@ -222,6 +223,8 @@ class DistributedTrainer(Trainer):
     def maybe_resume(self) -> bool:
         """Resume every rank from the newest step that all shards saved (none: start fresh)."""
         check_layout(self.run_dir / "checkpoints", self.mesh.layout.tp, self.mesh.layout.pp)
+        if self.mesh.saves_shard:
+            warn_incomplete(self.ckpt_dir)
         shards = self._shard_steps()
         shared = set.intersection(*shards.values())
         if not shared:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ from llmlab.models.io import load_state, model_state
 
 FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
 
+log = logging.getLogger(__name__)
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -97,7 +99,26 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     return sorted(p for p in root.glob("step-*") if (p / "manifest.json").is_file())
 
 
+def incomplete_checkpoints(directory: str | os.PathLike) -> list[Path]:
+    """The ``step-*`` entries under `directory` that are not complete checkpoints (no manifest.json).
+    Saves build a checkpoint under a hidden temporary name and rename it whole, so such an entry was made
+    or emptied by something else (a copy, a sync, a hand edit)."""
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("step-*") if not (p / "manifest.json").is_file())
+
+
+def warn_incomplete(directory: str | os.PathLike) -> None:
+    """Log a warning naming each incomplete ``step-*`` entry that resuming skips; nothing is deleted."""
+    for p in incomplete_checkpoints(directory):
+        log.warning("skipping %s: not a complete checkpoint (no manifest.json); checkpoints are written whole, "
+                    "so something else made or emptied it. Left in place; resuming from the complete ones", p)
+
+
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint under `directory` (None: none), warning about incomplete ones."""
+    warn_incomplete(directory)
     found = list_checkpoints(directory)
     return found[-1] if found else None
 
