@@ -7,7 +7,7 @@ import pytest
 
 import llmlab.cli
 from llmlab.cli import main
-from llmlab.text.conllu import read_conllu
+from llmlab.text.conllu import format_conllu, read_conllu
 from llmlab.text.dep_parser import load_parser
 
 
@@ -54,7 +54,8 @@ def test_treebank_train_parse_eval(algo, tmp_path, monkeypatch, capsys):
     assert rc == 0
     sents = read_conllu_text(out, tmp_path)
     assert [s.words for s in sents] == [["我们", "喜欢", "书", "。"], ["他", "来"]]
-    assert [s.comments for s in sents] == [["# sent_id = 1"], ["# sent_id = 3"]]
+    assert [s.comments for s in sents] == [["# sent_id = 1", "# text = 我们喜欢书。"],
+                                           ["# sent_id = 3", "# text = 他来"]]
     assert [s.tags("xpos") for s in sents] == [["r", "v", "n", "w"], ["r", "v"]]
 
 
@@ -62,6 +63,37 @@ def read_conllu_text(text, tmp_path):
     path = tmp_path / "out.conllu"
     path.write_text(text, encoding="utf-8")
     return read_conllu(path)
+
+
+def _joined_per_space_after(s):
+    return "".join(t.form + ("" if "SpaceAfter=No" in t.misc.split("|") else " ") for t in s.tokens).strip()
+
+
+def test_parse_output_has_text_comments_that_equal_the_words_joined_per_space_after(tmp_path, monkeypatch, capsys):
+    model = tmp_path / "model"
+    assert _run(["parse", "train", "--algo", "transition", "--size", "50", "--epochs", "1", "-o", str(model)],
+                monkeypatch, capsys)[0] == 0
+    tagged = "我们/r 喜欢/v Python/nx 3/m 。/w\n他/r 来/v\n"
+    rc, out, _ = _run(["parse", "parse", "--model", str(model)], monkeypatch, capsys, tagged)
+    sents = read_conllu_text(out, tmp_path)
+    assert rc == 0 and [s.comments for s in sents] == [["# sent_id = 1", "# text = 我们喜欢Python 3。"],
+                                                      ["# sent_id = 2", "# text = 他来"]]
+    assert [t.misc for t in sents[0].tokens] == ["SpaceAfter=No", "SpaceAfter=No", "_", "SpaceAfter=No", "_"]
+    # CoNLL-U input: its own # text sets SpaceAfter (a wrong MISC is corrected, others kept); without one,
+    # the text is its words joined per their SpaceAfter
+    conllu = ("# text = 他来 了\n1\t他\t_\t_\tr\t_\t_\t_\t_\tGloss=he\n2\t来\t_\t_\tv\t_\t_\t_\t_\tSpaceAfter=No\n"
+              "3\t了\t_\t_\tu\t_\t_\t_\t_\t_\n\n"
+              "1\tNew\t_\t_\tns\t_\t_\t_\t_\t_\n2\tYork\t_\t_\tns\t_\t_\t_\t_\tSpaceAfter=No\n"
+              "3\t好\t_\t_\ta\t_\t_\t_\t_\t_\n\n")
+    (tmp_path / "in.conllu").write_text(conllu, encoding="utf-8")
+    rc, out, _ = _run(["parse", "parse", "--model", str(model), "--input", str(tmp_path / "in.conllu")],
+                      monkeypatch, capsys)
+    more = read_conllu_text(out, tmp_path)
+    assert rc == 0 and [s.comments for s in more] == [["# text = 他来 了"], ["# text = New York好"]]
+    assert [t.misc for t in more[0].tokens] == ["SpaceAfter=No|Gloss=he", "_", "_"]
+    for s in sents + more:  # UD's rule, and the file reads back as written
+        assert s.comments[-1] == f"# text = {_joined_per_space_after(s)}"
+    assert format_conllu(more) == out
 
 
 def test_eval_scores_gold_against_itself(tmp_path, monkeypatch, capsys):

@@ -95,3 +95,15 @@ def test_with_arcs_copies():
     s = DepSentence([Token(1, "a"), Token(2, "b")], ["# x"])
     t = s.with_arcs([0, 1], ["root", "dep"])
     assert t.heads == [0, 1] and s.heads == [None, None] and t.comments == s.comments
+
+
+def test_with_text_makes_the_text_comment_and_space_after_agree():
+    from llmlab.text.conllu import with_text
+
+    s = parse_conllu(SAMPLE)
+    assert [with_text(x) for x in s] == [s[0], DepSentence(s[1].tokens, ["# text = 好"])]  # multiword tokens: kept
+    empty_node = parse_conllu("1\t他\t_\t_\t_\t_\t2\tnsubj\t_\t_\n1.1\t说\t_\t_\t_\t_\t_\t_\t0:root\t_\n"
+                              "2\t来\t_\t_\t_\t_\t0\troot\t_\t_\n")[0]
+    t = with_text(empty_node, "他来")
+    assert t.comments == ["# text = 他来"] and [w.misc for w in t.tokens] == ["SpaceAfter=No", "_"]
+    assert parse_conllu(format_conllu([t])) == [t]

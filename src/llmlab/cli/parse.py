@@ -41,8 +41,10 @@ def register(sub) -> None:
     p.add_argument("--format", choices=("auto", "conllu", "tagged"), default="auto",
                    help="conllu: sentences in CoNLL-U (their tags read, any heads replaced); tagged: one sentence "
                    "a line of word/TAG tokens, as `llmlab pos tag` writes (an empty line has no words and gives no "
-                   "sentence; each sentence's sent_id is its line number); auto: CoNLL-U when the first "
-                   "non-blank line holds a tab or starts with #")
+                   "sentence; each sentence's sent_id is its line number, its # text the words joined without "
+                   "spaces, but for one between ASCII letters or digits); auto: CoNLL-U when the first "
+                   "non-blank line holds a tab or starts with #. The output's # text and SpaceAfter=No agree "
+                   "(a CoNLL-U sentence keeps its own # text)")
 
     p = add_command(g, "eval", "UAS, LAS, label, root and complete-match accuracy of PRED against GOLD", _eval)
     p.add_argument("gold", help="gold CoNLL-U file")
@@ -118,7 +120,7 @@ def _read_input(args):
 
 
 def _parse(args) -> int:
-    from llmlab.text.conllu import format_conllu, from_words
+    from llmlab.text.conllu import format_conllu, from_words, joined_text, with_text
     from llmlab.text.dep_parser import load_parser
 
     parser = load_parser(args.model)
@@ -129,7 +131,9 @@ def _parse(args) -> int:
         for line, pairs in rows:
             s = from_words([w for w, _ in pairs], [t for _, t in pairs], column)
             s.comments.append(f"# sent_id = {line}")
-            sents.append(s)
+            sents.append(with_text(s, joined_text(s.words)))  # the spaces between tagged words are separators
+    else:
+        sents = [with_text(s) for s in sents]
     sys.stdout.write(format_conllu(parser.parse_sentences(sents)))
     return 0
 

@@ -213,3 +213,80 @@ def from_words(words: list[str], tags: list[str] | None = None, column: str = "u
         tag = {column: tags[i - 1]} if tags else {}
         toks.append(Token(i, w, **tag))
     return DepSentence(toks)
+
+
+def joined_text(words: list[str]) -> str:
+    """A sentence's text when only its words are known (segmented Chinese loses where the spaces were): the
+    words joined without spaces, except one space where both sides are ASCII letters or digits, which
+    joining would run into one word.
+
+    >>> joined_text(["我", "用", "Python", "3", "写", "。"]), joined_text(["New", "York", "的"])
+    ('我用Python 3写。', 'New York的')
+    """
+    out = words[:1]
+    for prev, w in zip(words, words[1:]):
+        out += [" ", w] if (prev[-1] + w[0]).isascii() and (prev[-1] + w[0]).isalnum() else [w]
+    return "".join(out)
+
+
+def space_after(words: list[str], text: str) -> list[bool] | None:
+    """For each word, whether `text` has whitespace after it (False for the last word), when `text` is the
+    words in order with only whitespace around them; None when it is not.
+
+    >>> space_after(["他", "来", "了"], " 他来 了 "), space_after(["a", "b"], "ab c")
+    ([False, True, False], None)
+    """
+    pos, out = 0, []
+    for w in words:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if not text.startswith(w, pos):
+            return None
+        pos += len(w)
+        out.append(pos < len(text) and text[pos].isspace())
+    if text[pos:].strip():
+        return None
+    return out[:-1] + [False] if out else out
+
+
+def _misc_space_after(misc: str, space: bool) -> str:
+    """MISC with SpaceAfter=No present exactly when there is no space.
+
+    >>> _misc_space_after("_", False), _misc_space_after("SpaceAfter=No|Gloss=x", True)
+    ('SpaceAfter=No', 'Gloss=x')
+    """
+    items = [m for m in misc.split("|") if m not in ("_", "") and not m.startswith("SpaceAfter=")]
+    items = items if space else ["SpaceAfter=No", *items]
+    return "|".join(items) or "_"
+
+
+def text_of(s: DepSentence) -> str | None:
+    """The sentence's ``# text = ...`` comment's text, or None."""
+    return next((c.split("=", 1)[1].strip() for c in s.comments if c.split("=", 1)[0].strip() == "# text"), None)
+
+
+def with_text(s: DepSentence, text: str | None = None) -> DepSentence:
+    """A copy with a ``# text = ...`` comment and SpaceAfter=No on the words it has no space after, so the
+    text equals the words joined per SpaceAfter (UD's rule). The text is the sentence's own comment's if it
+    has one, else `text`, else the words joined per their SpaceAfter. A sentence with multiword tokens, or
+    whose text does not hold its words, keeps its MISC as it is.
+
+    >>> t = with_text(from_words(["他", "来", "了"]), "他来 了")
+    >>> t.comments, [w.misc for w in t.tokens]
+    (['# text = 他来 了'], ['SpaceAfter=No', '_', '_'])
+    """
+    own = text_of(s)
+    comments = list(s.comments)
+    ranges = any("-" in line.split("\t", 1)[0] for _, line in s.extra)  # multiword tokens (empty nodes are not)
+    if own is None:
+        if text is None and ranges:  # the surface text is the multiword tokens', which this does not rebuild
+            return DepSentence(list(s.tokens), comments, list(s.extra))
+        if text is None:
+            text = "".join(t.form + ("" if "SpaceAfter=No" in t.misc.split("|") else " ") for t in s.tokens)
+        own = " ".join(text.split())  # one line: a comment cannot hold a line break
+        comments.append(f"# text = {own}")
+    spaces = space_after(s.words, own)
+    tokens = list(s.tokens) if spaces is None or ranges else [
+        replace(t, misc=_misc_space_after(t.misc, sp)) if i < len(s.tokens) - 1 else t
+        for i, (t, sp) in enumerate(zip(s.tokens, spaces))]
+    return DepSentence(tokens, comments, list(s.extra))
