@@ -81,6 +81,7 @@ def test_datasheet_reports_the_measured_profile_and_the_open_questions(tmp_path,
     src.write_text(f"{GOOD}\n{GOOD}\n写信到 a@b.org\n\n", encoding="utf-8")
     out = tmp_path / "sheet.md"
     assert main(["data", "datasheet", str(src), "-o", str(out), "--name", "toy"]) == 0
+    assert summary(capsys) == {"input": str(src), "documents": 4, "datasheet": str(out)}  # says what went where
     md = out.read_text(encoding="utf-8")
     assert md.startswith("# Datasheet: toy")
     for section in ("Motivation", "Composition", "Collection process", "Uses", "Distribution", "Maintenance"):

@@ -211,7 +211,8 @@ def _datasheet(args) -> int:
     text = datasheet_markdown(profile_corpus(docs.texts, near=not args.no_near, threshold=args.threshold),
                               args.name or docs.source)
     if args.output:
-        atomic_write_text(args.output, text)
+        atomic_write_text(args.output, text)  # a line like the other commands' summaries: what went where
+        print(json.dumps({"input": docs.source, "documents": len(docs), "datasheet": args.output}, ensure_ascii=False))
     else:
         print(text)
     return 0
