@@ -64,6 +64,27 @@ def test_the_optimizer_experiment_leaves_a_run_of_the_same_name_alone_and_resume
     assert files(tmp_path / "exp") == before
 
 
+@pytest.mark.parametrize("steps, logged", [(1, [1]), (3, [1, 2, 3]), (25, [*range(2, 25, 2), 25])])
+def test_every_optimizer_curve_has_points_at_any_step_count(tmp_path, steps, logged):
+    """The preset logs every 10 steps: a 10-step comparison recorded one point per curve, plotted as nothing."""
+    from llmlab.pipeline.optimizers import compare_optimizers
+
+    cfg = tiny(write_corpus(tmp_path / "c.txt", "abcde"), log_every=10, warmup_steps=0)
+    results = compare_optimizers(cfg, tmp_path / "exp", ("sgd", "adam"), steps=steps)
+    saved = json.loads((tmp_path / "exp" / "results.json").read_text())
+    assert [[s for s, _ in r["curve"]] for r in saved] == [logged, logged]
+    assert [[s for s, _ in r["curve"]] for r in results] == [logged, logged]
+
+
+def test_a_curve_of_one_point_is_drawn_with_a_marker(tmp_path, monkeypatch):
+    from llmlab.pipeline import report
+
+    drawn = {}
+    monkeypatch.setattr(report, "save_png", lambda fig, path: drawn.update(lines=fig.axes[0].lines))
+    report.plot_curves([("sgd", [(1, 2.0)]), ("adam", [(1, 2.0), (2, 1.5)])], tmp_path / "p.png")
+    assert [line.get_marker() for line in drawn["lines"]] == ["o", "None"]  # a bare line through one point is empty
+
+
 def test_a_run_stopped_by_its_time_limit_goes_on_when_rerun_with_another_limit(tmp_path):
     corpus = write_corpus(tmp_path / "c.txt", "abcde")
     first = run_pretraining(tiny(corpus, max_minutes=1e-6), tmp_path / "runs")

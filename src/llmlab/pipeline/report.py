@@ -75,12 +75,13 @@ def save_png(fig, png_path: Path) -> None:
 def plot_curves(curves: list[tuple[str, list[tuple[float, float]]]], png_path: Path, ylabel: str = "loss (nats/token)",
                 title: str | None = None, baseline: tuple[str, float] | None = None) -> None:
     """One line per (label, [(step, value), ...]) with an optional labelled horizontal baseline; written
-    atomically as PNG. A label starting with "o " draws markers ("o val loss")."""
+    atomically as PNG. A label starting with "o " draws markers ("o val loss"), and so does a curve of one
+    point (a line through one point draws nothing)."""
     fig = new_figure(7.5, 4.5)
     ax = fig.add_subplot()
     for label, points in curves:
         if points:
-            style = "o-" if label.startswith("o ") else "-"
+            style = "o-" if label.startswith("o ") or len(points) == 1 else "-"
             ax.plot(*zip(*points), style, label=label.removeprefix("o "), lw=1.2, ms=4)
     if baseline is not None:
         ax.axhline(baseline[1], color="gray", ls="--", lw=1, label=baseline[0])
