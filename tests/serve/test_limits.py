@@ -210,6 +210,36 @@ def test_prompt_over_the_context_is_refused_or_cut_keeping_room_for_the_output(c
         assert doc["choices"][0]["text"] == tok.decode(want)
 
 
+def test_left_truncation_of_a_chat_cuts_the_oldest_content_never_the_template(chat_dir, engine_of, running):
+    import json
+
+    from llmlab.serve.requests import parse_request
+
+    engine = engine_of(chat_dir)
+    tok, template, left = engine.tok, engine.template, ServeConfig(truncation="left")
+    news = "中国经济发展很快。北京新年好！" * 4  # 60 characters
+
+    def kept(messages, max_tokens):
+        body = json.dumps({"messages": messages, "max_tokens": max_tokens}).encode()
+        return list(parse_request(body, True, engine, left).prompt_ids)
+
+    # one message over the budget of 54: its start goes, its role token, end and the assistant header stay
+    assert kept([{"role": "user", "content": news}], 10) == \
+        template.prompt_ids(tok, [{"role": "user", "content": news[-51:]}])
+    # older turns go whole, oldest first; the oldest one kept loses the start of its content only
+    chat = [{"role": "system", "content": "北京新年好"}, {"role": "user", "content": news[:30]},
+            {"role": "assistant", "content": "好"}, {"role": "user", "content": news[:20]}]
+    assert kept(chat, 20) == template.prompt_ids(tok, [{"role": "user", "content": news[14:30]}, *chat[2:]])
+    assert kept(chat, 36) == template.prompt_ids(tok, chat[2:])  # no room for one token of that user turn
+    # a budget under the newest turn's role, one content token, its end and the header: refused, not cut
+    with running(engine, truncation="left") as c:
+        status, doc, _ = c.post("/v1/chat/completions", {"messages": chat, "max_tokens": 61})
+        message = error_of(status, doc, 400, "messages")
+        assert "need 4 tokens" in message and "leaves the prompt 3" in message and "never cuts" in message
+        assert doc["error"]["code"] == "context_length_exceeded"
+        assert c.post("/v1/chat/completions", {"messages": chat, "max_tokens": 60})[0] == 200
+
+
 def test_without_max_tokens_the_default_is_lowered_to_fit(char_engine, running):
     prompt = "中" * 59  # 60 tokens with the text start: room for 4
     with running(char_engine, default_max_tokens=16) as c:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from llmlab.core.errors import InputError
 from llmlab.generate.config import GenerationConfig
 from llmlab.serve.config import ServeConfig
-from llmlab.serve.limits import choose_max_tokens, fit_prompt
+from llmlab.serve.limits import choose_max_tokens, fit_chat_prompt, fit_prompt
 from llmlab.serve.protocol import ApiError
 
 COMMON = {"model", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "n", "stream", "stream_options",
@@ -58,7 +58,8 @@ def parse_request(body: bytes, chat: bool, engine, cfg: ServeConfig) -> Request:
     if chat and mt_param == "max_completion_tokens" and doc.get("max_tokens") is not None:
         raise ApiError(400, "give max_tokens or max_completion_tokens, not both", "max_tokens")
     max_tokens = choose_max_tokens(integer(doc, mt_param, 1), len(ids), engine.context, cfg, mt_param)
-    kept = fit_prompt(ids, max_tokens, engine.context, cfg, param)
+    kept = (fit_chat_prompt(ids, engine.chat_end, max_tokens, engine.context, cfg, param) if chat
+            else fit_prompt(ids, max_tokens, engine.context, cfg, param))
     return Request(chat=chat, prompt_ids=tuple(kept), gen=generation_config(doc, max_tokens, engine), stop=stop,
                    stream=stream, include_usage=include_usage, dropped=len(ids) - len(kept))
 
