@@ -115,3 +115,41 @@ def test_bad_scaler_settings_are_clear_errors_and_the_limits_are_allowed():
     s.update(False)
     assert s.scale == 1e-3 * 1.5
     DynamicLossScaler(backoff_factor=0.01)
+
+
+@pytest.mark.parametrize("flags, support", [
+    ({"fpu", "avx2", "fma", "avx512f"}, "emulated"),  # AVX2 / AVX-512 without bf16: torch emulates it
+    ({"avx2", "avx512_bf16"}, "native"), ({"avx2", "amx_bf16", "amx_tile"}, "native"), (set(), "unknown")])
+def test_cpu_bf16_support_reads_the_bf16_flags(flags, support):
+    from llmlab.train.precision import cpu_bf16_support
+
+    assert cpu_bf16_support(flags) == support
+
+
+def test_cpu_flags_are_not_read_off_linux(monkeypatch):
+    import builtins
+
+    from llmlab.train import precision
+
+    monkeypatch.setattr(precision.sys, "platform", "darwin")
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: pytest.fail("read /proc/cpuinfo off Linux"))
+    assert precision.cpu_bf16_support() == "unknown"
+
+
+@pytest.mark.parametrize("support, precision, warnings", [
+    ("emulated", "bf16", 1), ("native", "bf16", 0), ("unknown", "bf16", 0), ("emulated", "fp32", 0)])
+def test_bf16_training_on_a_cpu_that_emulates_it_warns_once(tmp_path, monkeypatch, caplog, support, precision,
+                                                             warnings):
+    from llmlab.train import TrainConfig, Trainer
+    from llmlab.train import precision as prec
+
+    monkeypatch.setattr(prec, "cpu_bf16_support", lambda flags=None: support)
+    prec.warn_if_cpu_bf16_emulated.cache_clear()
+    cfg = TrainConfig(steps=1, batch_size=1, seq_len=8, warmup_steps=0, device="cpu", precision=precision)
+    model = ModelConfig(vocab_size=16, dim=16, n_layer=1, n_head=2, n_kv_head=2, max_seq_len=8)
+    with caplog.at_level("WARNING", logger="llmlab.train.precision"):
+        for run in ("a", "b"):  # two runs in one process (an experiment's): one warning
+            Trainer(CausalLM(model), cfg, torch.arange(40) % 16, None, tmp_path / run)
+    prec.warn_if_cpu_bf16_emulated.cache_clear()  # the next test (or run) decides afresh
+    found = [r.getMessage() for r in caplog.records if r.name == "llmlab.train.precision"]
+    assert len(found) == warnings and all("bf16 on this CPU is emulated" in m and "fp32" in m for m in found)

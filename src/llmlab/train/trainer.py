@@ -32,7 +32,7 @@ from llmlab.train.config import TrainConfig
 from llmlab.train.distill import distillation_loss
 from llmlab.train.objectives import causal_lm_loss, moe_aux_loss
 from llmlab.train.optim import OPTIMIZERS
-from llmlab.train.precision import DynamicLossScaler
+from llmlab.train.precision import DynamicLossScaler, warn_if_cpu_bf16_emulated
 from llmlab.train.schedule import SCHEDULES
 
 log = logging.getLogger(__name__)
@@ -188,6 +188,8 @@ class Trainer:
         self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.optimizer = build_optimizer(self.model, cfg)
         self.scaler = DynamicLossScaler() if cfg.precision == "fp16" else None
+        if cfg.precision == "bf16" and self.device.type == "cpu":
+            warn_if_cpu_bf16_emulated()
         self.step = 0
         self.train_seconds = 0.0  # accumulated over resumed sessions
         self.tokens_seen = 0  # tokens trained on, over resumed sessions (`step_tokens` each step)
