@@ -32,7 +32,8 @@ def test_eval_mode_restores_when_the_block_raises():
 
 def test_a_failed_evaluation_leaves_a_training_model_in_training_mode():
     torch.manual_seed(0)
-    model = CausalLM(ModelConfig(vocab_size=16, dim=16, n_layer=1, n_head=2, n_kv_head=2, max_seq_len=8, dropout=0.1)).train()
+    cfg = ModelConfig(vocab_size=16, dim=16, n_layer=1, n_head=2, n_kv_head=2, max_seq_len=8, dropout=0.1)
+    model = CausalLM(cfg).train()
     with pytest.raises(IndexError):  # token 99 is outside the vocabulary of 16
         evaluate_loss(model, torch.tensor([1, 2, 99, 3]), seq_len=4, batch_size=1)
     assert model.training and all(x.training for x in model.modules())
