@@ -240,6 +240,35 @@ def test_left_truncation_of_a_chat_cuts_the_oldest_content_never_the_template(ch
         assert c.post("/v1/chat/completions", {"messages": chat, "max_tokens": 60})[0] == 200
 
 
+
+def test_middle_truncation_of_a_chat_keeps_the_first_turn_and_cuts_the_rest_around_the_template(
+        chat_dir, engine_of, running):
+    import json
+
+    from llmlab.serve.requests import parse_request
+
+    engine = engine_of(chat_dir)
+    tok, template, middle = engine.tok, engine.template, ServeConfig(truncation="middle")
+    news = "中国经济发展很快。北京新年好！" * 4  # 60 characters
+
+    def kept(messages, max_tokens):
+        body = json.dumps({"messages": messages, "max_tokens": max_tokens}).encode()
+        return list(parse_request(body, True, engine, middle).prompt_ids)
+
+    chat = [{"role": "system", "content": "北京新年好"}, {"role": "user", "content": news[:30]},
+            {"role": "assistant", "content": "好"}, {"role": "user", "content": news[:20]}]
+    # the system turn stays whole; the turns after it are cut as left truncation cuts them
+    assert kept(chat, 20) == template.prompt_ids(tok, [chat[0], {"role": "user", "content": news[21:30]},
+                                                       *chat[2:]])
+    # the budget of 14 holds the system turn (7) beside 4 characters of the newest turn (3 + the header)
+    assert kept(chat, 50) == template.prompt_ids(tok, [chat[0], {"role": "user", "content": news[16:20]}])
+    # a budget of 9 does not hold it beside one character of the newest: cut as left truncation cuts
+    assert kept(chat, 55) == template.prompt_ids(tok, [{"role": "user", "content": news[14:20]}])
+    # a lone message is cut at the start of its content, its role token, end and the header kept
+    assert kept([{"role": "user", "content": news}], 10) == \
+        template.prompt_ids(tok, [{"role": "user", "content": news[-51:]}])
+
+
 def test_without_max_tokens_the_default_is_lowered_to_fit(char_engine, running):
     prompt = "中" * 59  # 60 tokens with the text start: room for 4
     with running(char_engine, default_max_tokens=16) as c:

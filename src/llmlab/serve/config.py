@@ -20,7 +20,7 @@ class ServeConfig:
     max_prompt_tokens: int = 0  # most prompt tokens a request may use (0 = no limit but the model's context)
     max_tokens_limit: int = 1024  # the largest max_tokens a request may ask for
     default_max_tokens: int = 128  # max_tokens of a request that gives none (at most max_tokens_limit; lowered to fit)
-    truncation: str = "error"  # over budget: error (400), left (keep the end; chat turns keep roles), middle (both)
+    truncation: str = "error"  # over budget: error (400), left (keep the end), middle (both); chats cut around roles
     max_batch: int = 8  # requests decoded together (continuous batching); 1 = one at a time, the serial server
     prefill_chunk: int = 0  # prompt tokens prefilled per decode step at most (chunked prefill; 0 = each prompt whole)
     max_wait_seconds: float = 60.0  # a request waiting longer than this for a place among max_batch gets 503

@@ -13,7 +13,7 @@ its end (a system message and the latest turn)::
     >>> fit_prompt(list(range(10)), 3, 8, ServeConfig(truncation="middle"))
     [0, 1, 2, 8, 9]
 
-A chat prompt is cut left by `fit_chat_prompt`, around its template's tokens rather than through them.
+A chat prompt is cut by `fit_chat_prompt`, around its template's tokens rather than through them.
 """
 
 from __future__ import annotations
@@ -72,32 +72,44 @@ def fit_prompt(ids: list[int], max_tokens: int, context: int, cfg: ServeConfig, 
 def fit_chat_prompt(ids: list[int], end_id: int, max_tokens: int, context: int, cfg: ServeConfig,
                     param: str = "messages") -> list[int]:
     """`fit_prompt` for a chat prompt: turns (role token, content, `end_id`), then the assistant's header.
-    Left truncation drops the oldest turns whole, then the start of the oldest kept turn's content,
-    keeping its role token and end: the model never reads a turn without its role. A budget too small
-    for the newest turn's role, one token of its content, its end and the header is an ApiError (400).
+    It is cut around the template's tokens, never through them: the model never reads a turn without
+    its role. ``left`` drops the oldest turns whole, then the start of the oldest kept turn's content,
+    keeping its role token and end; ``middle`` keeps the first turn whole (a system message) where it
+    fits beside the newest turn, and cuts the turns after it so. A budget too small for the newest turn's
+    role, one token of its content, its end and the header is an ApiError (400).
     (Roles 7, 8, 9, end 0: two turns, then the header 9.)
 
-    >>> cut = ServeConfig(truncation="left")
+    >>> left, middle = ServeConfig(truncation="left"), ServeConfig(truncation="middle")
     >>> ids = [7, 1, 2, 0, 8, 3, 4, 5, 0, 9]
-    >>> fit_chat_prompt(ids, 0, 2, 11, cut), fit_chat_prompt(ids, 0, 2, 10, cut), fit_chat_prompt(ids, 0, 2, 7, cut)
+    >>> fit_chat_prompt(ids, 0, 2, 11, left), fit_chat_prompt(ids, 0, 2, 10, left), fit_chat_prompt(ids, 0, 2, 7, left)
     ([7, 2, 0, 8, 3, 4, 5, 0, 9], [8, 3, 4, 5, 0, 9], [8, 4, 5, 0, 9])
+    >>> fit_chat_prompt(ids, 0, 2, 10, middle), fit_chat_prompt(ids, 0, 2, 7, middle)
+    ([7, 1, 2, 0, 8, 5, 0, 9], [8, 4, 5, 0, 9])
     """
     budget = prompt_budget(max_tokens, context, cfg)
-    if len(ids) <= budget or cfg.truncation != "left":
+    if len(ids) <= budget or cfg.truncation == "error":
         return fit_prompt(ids, max_tokens, context, cfg, param)
     ends = [i for i, t in enumerate(ids) if t == end_id]
     turns = [ids[a + 1:b + 1] for a, b in zip([-1, *ends], ends)]
-    kept = ids[ends[-1] + 1:] if ends else list(ids)  # the header the answer follows
-    need = len(kept) + (2 + min(1, len(turns[-1]) - 2) if turns else 0)
+    header = ids[ends[-1] + 1:] if ends else list(ids)  # the header the answer follows
+    need = len(header) + (2 + min(1, len(turns[-1]) - 2) if turns else 0)
     if budget < need:
         raise ApiError(400, f"{param}: the newest message's role and end tokens, one token of its content and the "
                        f"assistant header need {need} tokens, but max_tokens {max_tokens} leaves the prompt "
-                       f"{budget}; left truncation never cuts the chat template's tokens: lower max_tokens",
+                       f"{budget}; truncation never cuts the chat template's tokens: lower max_tokens",
                        param, "context_length_exceeded")
+    if cfg.truncation == "middle" and len(turns) > 1 and len(turns[0]) + need <= budget:
+        return turns[0] + _cut_left(turns[1:], header, budget - len(turns[0]))
+    return _cut_left(turns, header, budget)
+
+
+def _cut_left(turns: list[list[int]], header: list[int], budget: int) -> list[int]:
+    """The newest `turns` that fit in `budget` beside `header`, the oldest of them cut at the start of its
+    content (its role and end token kept; left out where no content token would stay)."""
+    kept = header
     for turn in reversed(turns):
         if len(kept) + len(turn) > budget:  # the oldest turn kept: its role, its content's end, its end token
             room = budget - len(kept) - 2
-            kept = ([turn[0], *turn[len(turn) - 1 - room:-1], turn[-1]] if room > 0 else []) + kept
-            break
+            return ([turn[0], *turn[len(turn) - 1 - room:-1], turn[-1]] if room > 0 else []) + kept
         kept = turn + kept
     return kept
