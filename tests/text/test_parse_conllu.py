@@ -107,3 +107,13 @@ def test_with_text_makes_the_text_comment_and_space_after_agree():
     t = with_text(empty_node, "他来")
     assert t.comments == ["# text = 他来"] and [w.misc for w in t.tokens] == ["SpaceAfter=No", "_"]
     assert parse_conllu(format_conllu([t])) == [t]
+
+
+def test_the_generated_treebank_text_equals_its_words_joined_per_space_after():
+    from llmlab.text.conllu import text_of
+    from llmlab.text.treebank import generate_treebank
+
+    for s in generate_treebank(50, seed=7):
+        joined = "".join(w.form + ("" if "SpaceAfter=No" in w.misc.split("|") else " ") for w in s.tokens)
+        assert text_of(s) == joined.rstrip(" ") and text_of(s) == "".join(w.form for w in s.tokens)
+        assert s.tokens[-1].misc == "_"  # nothing follows the last word

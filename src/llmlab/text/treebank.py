@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from llmlab.core.errors import InputError
-from llmlab.text.conllu import DepSentence, Token
+from llmlab.text.conllu import DepSentence, Token, with_text
 
 SPLIT_SIZES = {"train": 4000, "dev": 500, "test": 500}
 SPLIT_SEEDS = {"train": 0, "dev": 1, "test": 2}
@@ -177,8 +177,9 @@ def generate_treebank(n: int, seed: int = 0, prefix: str = "synthetic") -> list[
         words: list[tuple[Node, int]] = []
         _linearize(grammar.sentence(), 0, words)
         toks = [Token(k, w.word, "_", UPOS[w.tag], w.tag, "_", h, w.rel) for k, (w, h) in enumerate(words, 1)]
+        # the text runs the words together, as Chinese is written: SpaceAfter=No on all but the last (UD's rule)
         text = "".join(w.word for w, _ in words)
-        out.append(DepSentence(toks, [f"# sent_id = {prefix}-{seed}-{i}", f"# text = {text}"]))
+        out.append(with_text(DepSentence(toks, [f"# sent_id = {prefix}-{seed}-{i}"]), text))
     return out
 
 
