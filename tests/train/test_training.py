@@ -185,6 +185,20 @@ def test_an_empty_or_partial_step_folder_is_skipped_with_a_warning_and_kept(tmp_
     assert (ckpts / "step-00000010").is_dir() and (ckpts / "step-00000009" / "model.safetensors").is_file()
 
 
+def test_the_remains_of_a_killed_save_are_named_when_resuming_and_kept(tmp_path, caplog):
+    make_trainer(tmp_path, steps=8).fit()
+    ckpts = tmp_path / "checkpoints"
+    leftover = ckpts / ".step-00000010.k3x9q2.tmp"  # what atomic_folder builds in, as kill -9 leaves it
+    shutil.copytree(ckpts / "step-00000008", leftover)
+    (leftover / "manifest.json").unlink()
+    resumed = make_trainer(tmp_path, steps=8)
+    with caplog.at_level("WARNING", logger="llmlab.train.checkpoint"):
+        assert resumed.maybe_resume() and resumed.step == 8
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and leftover.name in warned[0] and "stopped" in warned[0]
+    assert (leftover / "model.safetensors").is_file()
+
+
 def test_checkpoints_of_a_sharded_run_are_refused_not_retrained_over(tmp_path):
     t = make_trainer(tmp_path, steps=2)
     for shard in ("tp0-pp0", "tp1-pp0"):  # where a --tp 2 run saves

@@ -100,20 +100,25 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
 
 
 def incomplete_checkpoints(directory: str | os.PathLike) -> list[Path]:
-    """The ``step-*`` entries under `directory` that are not complete checkpoints (no manifest.json).
-    Saves build a checkpoint under a hidden temporary name and rename it whole, so such an entry was made
-    or emptied by something else (a copy, a sync, a hand edit)."""
+    """What under `directory` is a checkpoint's remains, not a checkpoint: ``step-*`` entries without a
+    manifest.json, and the hidden ``.step-*.tmp`` / ``.step-*.old`` folders a save builds in or swaps out.
+    Saves build a checkpoint under a hidden temporary name and rename it whole, so a ``step-*`` entry
+    without a manifest was made or emptied by something else (a copy, a sync, a hand edit), and a hidden
+    one was left by a save that was killed (each can be as large as a checkpoint)."""
     root = Path(directory)
     if not root.is_dir():
         return []
-    return sorted(p for p in root.glob("step-*") if not (p / "manifest.json").is_file())
+    partial = [p for p in root.glob("step-*") if not (p / "manifest.json").is_file()]
+    return sorted(partial + [*root.glob(".step-*.tmp"), *root.glob(".step-*.old")])
 
 
 def warn_incomplete(directory: str | os.PathLike) -> None:
-    """Log a warning naming each incomplete ``step-*`` entry that resuming skips; nothing is deleted."""
+    """Log a warning naming each of `incomplete_checkpoints` that resuming skips; nothing is deleted."""
     for p in incomplete_checkpoints(directory):
-        log.warning("skipping %s: not a complete checkpoint (no manifest.json); checkpoints are written whole, "
-                    "so something else made or emptied it. Left in place; resuming from the complete ones", p)
+        why = ("left by a save that was stopped" if p.name.startswith(".") else
+               "checkpoints are written whole, so something else made or emptied it")
+        log.warning("skipping %s: not a complete checkpoint (%s). Left in place (delete it to free its space); "
+                    "resuming from the complete ones", p, why)
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
