@@ -210,63 +210,59 @@ def test_prompt_over_the_context_is_refused_or_cut_keeping_room_for_the_output(c
         assert doc["choices"][0]["text"] == tok.decode(want)
 
 
-def test_left_truncation_of_a_chat_cuts_the_oldest_content_never_the_template(chat_dir, engine_of, running):
+NEWS = "中国经济发展很快。北京新年好！" * 4  # 60 characters
+CHAT = [{"role": "system", "content": "北京新年好"}, {"role": "user", "content": NEWS[:30]},
+        {"role": "assistant", "content": "好"}, {"role": "user", "content": NEWS[:20]}]
+
+
+def chat_prompt_kept(engine, truncation: str, messages: list[dict], max_tokens: int) -> list[int]:
+    """The prompt ids a chat request keeps under `truncation` (the char model's context: 64)."""
     import json
 
     from llmlab.serve.requests import parse_request
 
+    body = json.dumps({"messages": messages, "max_tokens": max_tokens}).encode()
+    return list(parse_request(body, True, engine, ServeConfig(truncation=truncation)).prompt_ids)
+
+
+def test_left_truncation_of_a_chat_cuts_the_oldest_content_never_the_template(chat_dir, engine_of, running):
     engine = engine_of(chat_dir)
-    tok, template, left = engine.tok, engine.template, ServeConfig(truncation="left")
-    news = "中国经济发展很快。北京新年好！" * 4  # 60 characters
+    tok, template = engine.tok, engine.template
 
     def kept(messages, max_tokens):
-        body = json.dumps({"messages": messages, "max_tokens": max_tokens}).encode()
-        return list(parse_request(body, True, engine, left).prompt_ids)
+        return chat_prompt_kept(engine, "left", messages, max_tokens)
 
     # one message over the budget of 54: its start goes, its role token, end and the assistant header stay
-    assert kept([{"role": "user", "content": news}], 10) == \
-        template.prompt_ids(tok, [{"role": "user", "content": news[-51:]}])
+    assert kept([{"role": "user", "content": NEWS}], 10) == \
+        template.prompt_ids(tok, [{"role": "user", "content": NEWS[-51:]}])
     # older turns go whole, oldest first; the oldest one kept loses the start of its content only
-    chat = [{"role": "system", "content": "北京新年好"}, {"role": "user", "content": news[:30]},
-            {"role": "assistant", "content": "好"}, {"role": "user", "content": news[:20]}]
-    assert kept(chat, 20) == template.prompt_ids(tok, [{"role": "user", "content": news[14:30]}, *chat[2:]])
-    assert kept(chat, 36) == template.prompt_ids(tok, chat[2:])  # no room for one token of that user turn
+    assert kept(CHAT, 20) == template.prompt_ids(tok, [{"role": "user", "content": NEWS[14:30]}, *CHAT[2:]])
+    assert kept(CHAT, 36) == template.prompt_ids(tok, CHAT[2:])  # no room for one token of that user turn
     # a budget under the newest turn's role, one content token, its end and the header: refused, not cut
     with running(engine, truncation="left") as c:
-        status, doc, _ = c.post("/v1/chat/completions", {"messages": chat, "max_tokens": 61})
+        status, doc, _ = c.post("/v1/chat/completions", {"messages": CHAT, "max_tokens": 61})
         message = error_of(status, doc, 400, "messages")
         assert "need 4 tokens" in message and "leaves the prompt 3" in message and "never cuts" in message
         assert doc["error"]["code"] == "context_length_exceeded"
-        assert c.post("/v1/chat/completions", {"messages": chat, "max_tokens": 60})[0] == 200
+        assert c.post("/v1/chat/completions", {"messages": CHAT, "max_tokens": 60})[0] == 200
 
 
-
-def test_middle_truncation_of_a_chat_keeps_the_first_turn_and_cuts_the_rest_around_the_template(
-        chat_dir, engine_of, running):
-    import json
-
-    from llmlab.serve.requests import parse_request
-
+def test_middle_truncation_of_a_chat_keeps_the_first_turn_and_cuts_the_rest_around_the_template(chat_dir, engine_of):
     engine = engine_of(chat_dir)
-    tok, template, middle = engine.tok, engine.template, ServeConfig(truncation="middle")
-    news = "中国经济发展很快。北京新年好！" * 4  # 60 characters
+    tok, template = engine.tok, engine.template
 
     def kept(messages, max_tokens):
-        body = json.dumps({"messages": messages, "max_tokens": max_tokens}).encode()
-        return list(parse_request(body, True, engine, middle).prompt_ids)
+        return chat_prompt_kept(engine, "middle", messages, max_tokens)
 
-    chat = [{"role": "system", "content": "北京新年好"}, {"role": "user", "content": news[:30]},
-            {"role": "assistant", "content": "好"}, {"role": "user", "content": news[:20]}]
     # the system turn stays whole; the turns after it are cut as left truncation cuts them
-    assert kept(chat, 20) == template.prompt_ids(tok, [chat[0], {"role": "user", "content": news[21:30]},
-                                                       *chat[2:]])
+    assert kept(CHAT, 20) == template.prompt_ids(tok, [CHAT[0], {"role": "user", "content": NEWS[21:30]}, *CHAT[2:]])
     # the budget of 14 holds the system turn (7) beside 4 characters of the newest turn (3 + the header)
-    assert kept(chat, 50) == template.prompt_ids(tok, [chat[0], {"role": "user", "content": news[16:20]}])
+    assert kept(CHAT, 50) == template.prompt_ids(tok, [CHAT[0], {"role": "user", "content": NEWS[16:20]}])
     # a budget of 9 does not hold it beside one character of the newest: cut as left truncation cuts
-    assert kept(chat, 55) == template.prompt_ids(tok, [{"role": "user", "content": news[14:20]}])
+    assert kept(CHAT, 55) == template.prompt_ids(tok, [{"role": "user", "content": NEWS[14:20]}])
     # a lone message is cut at the start of its content, its role token, end and the header kept
-    assert kept([{"role": "user", "content": news}], 10) == \
-        template.prompt_ids(tok, [{"role": "user", "content": news[-51:]}])
+    assert kept([{"role": "user", "content": NEWS}], 10) == \
+        template.prompt_ids(tok, [{"role": "user", "content": NEWS[-51:]}])
 
 
 def test_without_max_tokens_the_default_is_lowered_to_fit(char_engine, running):
