@@ -9,9 +9,9 @@ from llmlab.core.errors import InputError
 from llmlab.train.config import TrainConfig
 
 # batch_size counts comparisons (each is two sequences); seq_len is unused (a comparison is as long as it is)
-# lr 1e-4: on chat2's 64,987 sampled comparisons, 1e-3 held the held-out accuracy at chance for 5,000 of the
-# 10,000 steps (0.966 at the end), 1e-4 passed 0.97 by step 3,000 (0.986 at the end), 3e-5 reached 0.81 by 8,000
-RM_TRAIN = TrainConfig(steps=10000, batch_size=32, lr=1e-4, min_lr=1e-5, warmup_steps=20, weight_decay=0.0,
+# lr 1e-3: on chat2's comparisons 1e-4 learned from the start (0.986 held out against 0.966) but PPO gamed
+# that reward model (greedy 0.147 -> 0.050), and the near-miss one came out worse on every measure (README)
+RM_TRAIN = TrainConfig(steps=10000, batch_size=32, lr=1e-3, min_lr=1e-4, warmup_steps=20, weight_decay=0.0,
                        eval_every=1000, eval_batches=8, checkpoint_every=1000, log_every=100)
 
 
