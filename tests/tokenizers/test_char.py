@@ -75,6 +75,7 @@ def test_a_foreign_character_file_loads_with_hf_ids(char_tok, samples, tmp_path)
     (lambda d: d["pre_tokenizer"].update(behavior="Removed"), "Removed"),
     (lambda d: d["pre_tokenizer"].update(invert=True), "invert"),
     (lambda d: d["model"].update(unk_token="<|eos|>"), "unknown token"),
+    (lambda d: d["model"]["vocab"].update(a=10_000), "vocabulary ids must be the integers 0..n-1"),
 ])
 def test_foreign_character_files_hf_reads_otherwise_are_refused(char_tok, tmp_path, edit, message):
     """A normalizer, dropped characters or another unknown token change HF's ids."""

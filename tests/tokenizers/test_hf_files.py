@@ -246,3 +246,22 @@ def test_a_byte_level_post_processor_changes_no_id_and_loads(docs, tmp_path):
     tok, ref = load_tokenizer(path), Tokenizer.from_file(str(path))
     for text in TEXTS:
         assert tok.encode(text) == ref.encode(text).ids, text  # HF's default encode, post-processor applied
+
+
+def last_token(doc):
+    vocab = doc["model"]["vocab"]
+    return max(vocab, key=vocab.get)
+
+
+@pytest.mark.parametrize("algo", ["bpe", "whitespace", "wordpiece"])
+@pytest.mark.parametrize("edit", [
+    lambda d: d["model"]["vocab"].update({last_token(d): len(d["model"]["vocab"])}),  # a gap before the last id
+    lambda d: d["model"]["vocab"].update({last_token(d): 0}),  # an id twice
+    lambda d: d["model"]["vocab"].update({last_token(d): str(d["model"]["vocab"][last_token(d)])}),  # "7"
+    lambda d: d["model"]["vocab"].update({last_token(d): float(d["model"]["vocab"][last_token(d)])}),  # 7.0
+    lambda d: d["model"].update(vocab=list(d["model"]["vocab"])),  # not a mapping
+])
+def test_vocabulary_ids_that_are_not_0_to_n_minus_1_are_refused(docs, tmp_path, algo, edit):
+    """They index the embedding rows: a gap, a repeat or an id that is not an integer is a broken file."""
+    with pytest.raises(InputError, match="vocabulary ids must be the integers 0..n-1"):
+        load_tokenizer(edited(docs, algo, edit, tmp_path))

@@ -29,6 +29,7 @@ from llmlab.tokenizers.subword import (
     check_specials,
     pretok_from_hf,
     specials_from_hf,
+    vocab_in_id_order,
 )
 
 
@@ -182,9 +183,7 @@ class BPETokenizer(SubwordTokenizer):
                 raise InputError(f"unsupported BPE option {option}={model[option]!r} (llmlab's byte-level BPE "
                                  "has no word prefix or suffix)")
         vocab_doc = model.get("vocab") or {}
-        n = len(vocab_doc)
-        if sorted(vocab_doc.values()) != list(range(n)):
-            raise InputError("BPE vocabulary ids must be 0..n-1 without gaps")
+        n = len(vocab_in_id_order(model, "BPE"))
         special_ids = set(specials.values())
         vocab: list[bytes] = [b""] * n
         for token, i in vocab_doc.items():

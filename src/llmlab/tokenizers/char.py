@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from llmlab.core.errors import InputError
 from llmlab.tokenizers.base import SPECIAL_TOKENS, UNK, Tokenizer
-from llmlab.tokenizers.subword import check_unk, pretok_from_hf, specials_from_hf
+from llmlab.tokenizers.subword import check_unk, pretok_from_hf, specials_from_hf, vocab_in_id_order
 
 # The pre-tokenizer of a character file: every character is a piece of its own.
 CHAR_SPLIT = {"type": "Split", "pattern": {"Regex": r"[\s\S]"}, "behavior": "Isolated", "invert": False}
@@ -101,9 +101,5 @@ class CharTokenizer(Tokenizer):
             raise InputError("unsupported character tokenizer: it has added tokens (HF finds them in the text; "
                              "llmlab's character tokenizer spells them out)")
         check_unk(doc["model"], {UNK: 0})
-        vocab = doc["model"]["vocab"]
-        itos = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
-        if [vocab[t] for t in itos] != list(range(len(itos))):
-            raise InputError("character tokenizer ids must be 0..n-1 without gaps")
-        return cls(itos)
+        return cls(vocab_in_id_order(doc["model"], "character tokenizer"))
 

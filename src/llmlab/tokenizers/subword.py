@@ -204,6 +204,20 @@ def specials_from_hf(doc: dict) -> dict[str, int]:
     return {a["content"]: int(a["id"]) for a in added}
 
 
+def vocab_in_id_order(model: dict, what: str) -> list[str]:
+    """The tokens of a ``tokenizer.json`` model's ``vocab`` ({token: id}) in id order; InputError unless
+    its ids are the integers 0..n-1, each once (they index the embedding rows).
+
+    >>> vocab_in_id_order({"vocab": {"b": 1, "a": 0}}, "BPE")
+    ['a', 'b']
+    """
+    vocab = model.get("vocab") or {}
+    ids = list(vocab.values()) if isinstance(vocab, dict) else None
+    if ids is None or any(type(i) is not int for i in ids) or sorted(ids) != list(range(len(ids))):
+        raise InputError(f"{what} vocabulary ids must be the integers 0..n-1 without gaps or repeats")
+    return sorted(vocab, key=vocab.get)
+
+
 def check_unk(model: dict, specials: dict[str, int]) -> None:
     """Refuse a model whose unknown token (``unk_id`` or ``unk_token``) is not llmlab's ``<unk>``."""
     got, want = (model["unk_id"], specials.get(UNK)) if "unk_id" in model else (model.get("unk_token", UNK), UNK)

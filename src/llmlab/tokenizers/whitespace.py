@@ -26,6 +26,7 @@ from llmlab.tokenizers.subword import (
     check_unk,
     pretok_from_hf,
     specials_from_hf,
+    vocab_in_id_order,
 )
 
 
@@ -77,12 +78,10 @@ class WhitespaceTokenizer(SubwordTokenizer):
     @classmethod
     def from_hf_json(cls, doc: dict) -> WhitespaceTokenizer:
         model = doc.get("model") or {}
-        vocab = model.get("vocab") or {}
-        if sorted(vocab.values()) != list(range(len(vocab))):
-            raise InputError("word-level vocabulary ids must be 0..n-1 without gaps")
+        tokens = vocab_in_id_order(model, "word-level")
         specials = specials_from_hf(doc)
         check_unk(model, specials)
-        return cls(sorted(vocab, key=vocab.get), specials, pretok_from_hf(doc))
+        return cls(tokens, specials, pretok_from_hf(doc))
 
 
 class WordLevelLoader:

@@ -35,6 +35,7 @@ from llmlab.tokenizers.subword import (
     check_unk,
     pretok_from_hf,
     specials_from_hf,
+    vocab_in_id_order,
 )
 
 MAX_WORD = 10_000  # longer words become <unk>; generous because Chinese pre-tokens are whole clauses
@@ -130,12 +131,10 @@ class WordPieceTokenizer(SubwordTokenizer):
     @classmethod
     def from_hf_json(cls, doc: dict) -> WordPieceTokenizer:
         model = doc.get("model") or {}
-        vocab = model.get("vocab") or {}
-        if sorted(vocab.values()) != list(range(len(vocab))):
-            raise InputError("WordPiece vocabulary ids must be 0..n-1 without gaps")
+        tokens = vocab_in_id_order(model, "WordPiece")
         specials = specials_from_hf(doc)
         check_unk(model, specials)
-        return cls(sorted(vocab, key=vocab.get), specials, pretok_from_hf(doc),
+        return cls(tokens, specials, pretok_from_hf(doc),
                    prefix=model.get("continuing_subword_prefix", "##"),
                    max_word=int(model.get("max_input_chars_per_word", MAX_WORD)))
 
