@@ -25,6 +25,14 @@ def add_command(sub, name: str, help: str, func: Callable[[argparse.Namespace], 
     return p
 
 
+def add_run_flags(p: argparse.ArgumentParser, name: str | None,
+                  name_help: str = "run name: output goes to OUT/NAME") -> None:
+    """The flags of every command that writes a run folder, OUT/NAME: --name, -o/--out and --fresh."""
+    p.add_argument("--name", default=name, help=name_help)
+    p.add_argument("-o", "--out", default="runs", help="directory holding run directories")
+    p.add_argument("--fresh", action="store_true", help="delete an existing run of this name first")
+
+
 def add_group(sub, name: str, help: str):
     """A command group such as ``llmlab seg``; returns the group's own subparsers."""
     p = sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)

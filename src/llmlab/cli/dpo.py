@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from llmlab.cli.common import add_command, add_dataclass_flags, run_config
+from llmlab.cli.common import add_command, add_dataclass_flags, add_run_flags, run_config
 from llmlab.cli.rm import UNUSED_TRAIN_FLAGS
 
 
@@ -19,9 +19,7 @@ def register(sub) -> None:
                     "or on a file of {prompt, completion, label}; prints held-out preference accuracy and "
                     "greedy exact match before and after (resumes if the run exists)", _dpo)
     p.add_argument("--model", required=True, help="chat model directory (llmlab sft writes runs/NAME/model)")
-    p.add_argument("--name", default="dpo", help="run name: output goes to OUT/NAME")
-    p.add_argument("-o", "--out", default="runs", help="directory holding run directories")
-    p.add_argument("--fresh", action="store_true", help="delete an existing run of this name first")
+    add_run_flags(p, "dpo")
     add_dataclass_flags(p.add_argument_group("DPO"), DPOConfig, skip=("name", "model"))
     add_dataclass_flags(p.add_argument_group("training"), TrainConfig, skip=UNUSED_TRAIN_FLAGS + PRETRAIN_ONLY,
                         shown=DPO_TRAIN)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overrides
+from llmlab.cli.common import add_command, add_dataclass_flags, add_run_flags, dataclass_overrides
 
 
 def register(sub) -> None:
@@ -16,14 +16,12 @@ def register(sub) -> None:
     p.add_argument("--corpus", default="pfr1998",
                    help="built-in corpus (pfr1998, sentiment, arithmetic) or a .txt/.jsonl file (its last 5%% of "
                         "lines are held out as dev)")
-    p.add_argument("--name", default="pretrain", help="run name: output goes to OUT/NAME")
-    p.add_argument("-o", "--out", default="runs", help="directory holding run directories")
+    add_run_flags(p, "pretrain")
     p.add_argument("--preset", default=None, help="start from a speedrun preset's config (tiny, small)")
     p.add_argument("--tokenizer", default=None, choices=("char", "bpe", "unigram", "wordpiece", "whitespace"),
                    help="tokenizer trained on the corpus (default: the preset's, else char)")
     p.add_argument("--vocab-size", type=int, default=None,
                    help="vocabulary size (0 = every character; char only)")
-    p.add_argument("--fresh", action="store_true", help="delete an existing run of this name first")
     p.add_argument("--teacher", default=None, metavar="DIR",
                    help="distil from this saved model (same tokenizer, context >= --seq-len), frozen: the loss becomes "
                         "(1 - KD_ALPHA) x cross-entropy + KD_ALPHA x T^2 x KL(teacher/T || student/T), T being "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from llmlab.cli.common import add_command, add_dataclass_flags, run_config
+from llmlab.cli.common import add_command, add_dataclass_flags, add_run_flags, run_config
 
 # TrainConfig fields the RL loop does not use: no flags for them (RLConfig refuses the run-time ones changed)
 UNUSED_TRAIN_FLAGS = ("batch_size", "grad_accum", "seq_len", "precision", "grad_checkpoint", "compile", "eval_every",
@@ -24,9 +24,7 @@ def register(sub) -> None:
     p.add_argument("--algo", default="grpo", help="grpo | dapo | vapo | ppo | online-dpo: sets the defaults of the "
                    "settings whose default lists each algorithm's (explicit flags win)")
     p.add_argument("--model", required=True, help="chat model directory (llmlab sft writes runs/NAME/model)")
-    p.add_argument("--name", default="rl", help="run name: output goes to OUT/NAME")
-    p.add_argument("-o", "--out", default="runs", help="directory holding run directories")
-    p.add_argument("--fresh", action="store_true", help="delete an existing run of this name first")
+    add_run_flags(p, "rl")
     add_dataclass_flags(p.add_argument_group("reinforcement learning"), RLConfig, skip=("name", "model", "algo"),
                         shown=_shown_defaults(RLConfig))
     add_dataclass_flags(p.add_argument_group("training"), TrainConfig, skip=UNUSED_TRAIN_FLAGS + PRETRAIN_ONLY,

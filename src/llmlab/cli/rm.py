@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from llmlab.cli.common import add_command, add_dataclass_flags, add_group, run_config
+from llmlab.cli.common import add_command, add_dataclass_flags, add_group, add_run_flags, run_config
 
 # TrainConfig fields the reward model's loop does not use
 UNUSED_TRAIN_FLAGS = ("seq_len", "precision", "compile", "grad_checkpoint")
@@ -20,9 +20,7 @@ def register(sub) -> None:
                     "of {prompt, chosen, rejected}, or the chat model's own arithmetic answers, each wrong one against "
                     "the right one; prints held-out pair accuracy and best-of-n (resumes if the run exists)", _train)
     p.add_argument("--model", required=True, help="chat model directory (llmlab sft writes runs/NAME/model)")
-    p.add_argument("--name", default="rm", help="run name: output goes to OUT/NAME")
-    p.add_argument("-o", "--out", default="runs", help="directory holding run directories")
-    p.add_argument("--fresh", action="store_true", help="delete an existing run of this name first")
+    add_run_flags(p, "rm")
     add_dataclass_flags(p.add_argument_group("reward model"), RewardConfig, skip=("name", "model"))
     add_dataclass_flags(p.add_argument_group("training"), TrainConfig, skip=UNUSED_TRAIN_FLAGS + PRETRAIN_ONLY,
                         shown=RM_TRAIN)

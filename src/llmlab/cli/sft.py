@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overrides
+from llmlab.cli.common import add_command, add_dataclass_flags, add_run_flags, dataclass_overrides
 
 
 def register(sub) -> None:
@@ -21,9 +21,7 @@ def register(sub) -> None:
                         "'arithmetic-tools' (the reply calls the calculator, then answers: [calc(23+45)→68]68; the "
                         "result 68] is the loop's and not learned unless --learn-tool-results) or a .jsonl file of "
                         "{\"messages\": [{\"role\", \"content\"}, ...]} or {\"prompt\", \"response\"} records")
-    p.add_argument("--name", default="sft", help="run name: output goes to OUT/NAME")
-    p.add_argument("-o", "--out", default="runs", help="directory holding run directories")
-    p.add_argument("--fresh", action="store_true", help="delete an existing run of this name first")
+    add_run_flags(p, "sft")
     add_dataclass_flags(p.add_argument_group("fine-tuning"), SFTConfig, skip=("name", "model", "data"))
     p.add_argument("--lora-targets", nargs="+", default=None, metavar="NAME",
                    help="with --lora-r: the Linear layers LoRA adapts (default: q_proj v_proj)")

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from llmlab.cli.common import add_command
+from llmlab.cli.common import add_command, add_run_flags
 
 
 def register(sub) -> None:
     p = add_command(sub, "speedrun", "corpus -> tokenizer -> model -> training -> eval -> samples -> report", run)
     p.add_argument("--preset", default="small", choices=("tiny", "small"), help="run size")
-    p.add_argument("-o", "--out", default="runs", help="directory holding run directories")
-    p.add_argument("--name", default=None, help="run name (default: the preset name)")
-    p.add_argument("--fresh", action="store_true", help="delete an existing run of this name first")
+    add_run_flags(p, None, "run name (default: the preset name)")
 
 
 def run(args: argparse.Namespace) -> int:
