@@ -26,7 +26,8 @@ def first_token_task(chat_tok, prompt, target="7"):
 
 
 def make(policy, chat_tok, end, task, tmp_path, algo="grpo", steps=3, seed=0, **kw):
-    train = dataclasses.replace(RL_TRAIN, steps=steps, lr=kw.pop("lr", 3e-3), checkpoint_every=kw.pop("every", 0))
+    train = dataclasses.replace(RL_TRAIN, steps=steps, lr=kw.pop("lr", 3e-3), checkpoint_every=kw.pop("every", 0),
+                                max_minutes=kw.pop("minutes", 0.0))
     cfg = RLConfig(algo=algo, train=train, prompts_per_step=4, group_size=8, max_new_tokens=4, **kw)
     return RLTrainer(policy(seed), cfg, task, end, chat_tok.pad_id, tmp_path)
 
@@ -195,6 +196,19 @@ def test_a_resumed_run_equals_the_uninterrupted_one_exactly(policy, chat_tok, pr
         if getattr(whole, m) is not None:
             for (k, x), y in zip(getattr(whole, m).state_dict().items(), getattr(second, m).state_dict().values()):
                 assert torch.equal(x, y), (m, k)
+
+
+
+def test_the_time_limit_stops_a_run_after_the_step_that_reaches_it_and_a_rerun_goes_on(policy, chat_tok, prompt,
+                                                                                        end, tmp_path):
+    task = first_token_task(chat_tok, prompt)
+    first = make(policy, chat_tok, end, task, tmp_path, steps=5, minutes=1e-9)  # a limit per invocation
+    first.fit()
+    assert first.iteration == 1 and [r["step"] for r in records(tmp_path)] == [1]
+    again = make(policy, chat_tok, end, task, tmp_path, steps=5, minutes=1e-9)
+    assert again.maybe_resume() and again.iteration == 1  # the stop saved a checkpoint
+    again.fit()
+    assert again.iteration == 2
 
 
 def test_aggregate_token_and_sequence():

@@ -153,8 +153,7 @@ class DistributedTrainer(Trainer):
 
     def should_stop(self, interrupted: bool) -> str:
         """Every rank must stop at the same step: rank 0's clock and any rank's interrupt decide."""
-        why = torch.tensor([float(interrupted),
-                            float(bool(self.cfg.max_minutes) and self.session_seconds >= self.cfg.max_minutes * 60)])
+        why = torch.tensor([float(interrupted), float(self.cfg.out_of_time(self.session_seconds))])
         dist.broadcast(why[1:], src=0)
         dist.all_reduce(why[:1], op=dist.ReduceOp.MAX)
         return "interrupted" if why[0] else "time limit" if why[1] else ""

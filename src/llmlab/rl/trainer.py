@@ -366,7 +366,7 @@ class RLTrainer:
                     self.metrics.write(last)
                 bar.update(1)
                 bar.set_postfix(reward=f"{last.get('reward', float('nan')):.3f}")
-                if flag.stop or (cfg.max_minutes and session >= cfg.max_minutes * 60):
+                if flag.stop or cfg.out_of_time(session):
                     why = "interrupted" if flag.stop else "time limit"
                     log.warning("stopping at step %d (%s)", self.iteration, why)
                     break

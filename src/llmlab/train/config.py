@@ -68,3 +68,11 @@ class TrainConfig:
             raise InputError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InputError(f"device must be auto, cpu or cuda, got {self.device!r}")
+
+    def out_of_time(self, session_seconds: float) -> bool:
+        """Whether `session_seconds` of training in this invocation reach `max_minutes` (never when it is 0).
+
+        >>> TrainConfig(max_minutes=0.5).out_of_time(30.0), TrainConfig().out_of_time(1e9)
+        (True, False)
+        """
+        return bool(self.max_minutes) and session_seconds >= self.max_minutes * 60

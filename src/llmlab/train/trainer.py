@@ -348,7 +348,7 @@ class Trainer:
         """Why to stop after this step ("" to go on): an interrupt, or the time limit."""
         if interrupted:
             return "interrupted"
-        if self.cfg.max_minutes and self.session_seconds >= self.cfg.max_minutes * 60:
+        if self.cfg.out_of_time(self.session_seconds):
             return "time limit"
         return ""
 
