@@ -182,13 +182,10 @@ class BPETokenizer(SubwordTokenizer):
             if model.get(option):  # HF adds it to the pieces it looks up inside / at the end of a word
                 raise InputError(f"unsupported BPE option {option}={model[option]!r} (llmlab's byte-level BPE "
                                  "has no word prefix or suffix)")
-        vocab_doc = model.get("vocab") or {}
-        n = len(vocab_in_id_order(model, "BPE"))
+        tokens = vocab_in_id_order(model, "BPE")
         special_ids = set(specials.values())
-        vocab: list[bytes] = [b""] * n
-        for token, i in vocab_doc.items():
-            vocab[i] = token.encode() if i in special_ids else token_to_bytes(token)
-        ids = {token: i for token, i in vocab_doc.items()}
+        vocab = [t.encode() if i in special_ids else token_to_bytes(t) for i, t in enumerate(tokens)]
+        ids = {t: i for i, t in enumerate(tokens)}
         merges = []
         for m in model.get("merges") or []:
             a, b = m.split(" ", 1) if isinstance(m, str) else m
