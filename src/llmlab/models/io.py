@@ -95,8 +95,8 @@ def read_model_doc(directory: str | os.PathLike) -> tuple[ModelConfig, dict]:
         raise InputError(f"{str(path)!r} is not an llmlab model config (format {FORMAT_VERSION})")
     if doc.get("family", "causal-decoder") != "causal-decoder":
         raise InputError(f"{str(path)!r} holds a {doc['family']!r} model; this loader reads causal decoders")
-    missing = [f for f in SHAPE_FIELDS if isinstance(doc["config"], dict) and f not in doc["config"]]
-    if missing:
+    missing = [f for f in SHAPE_FIELDS if f not in doc["config"]] if isinstance(doc["config"], dict) else []
+    if missing:  # (a config that is no object at all is config_from_dict's to refuse)
         raise InputError(f"{str(path)!r}: model config lacks {missing}, which set the weights' shapes "
                          "(a default would not match the saved weights)")
     return config_from_dict(ModelConfig, doc["config"], what=str(path)), doc
