@@ -126,14 +126,22 @@ def test_cpu_bf16_support_reads_the_bf16_flags(flags, support):
     assert cpu_bf16_support(flags) == support
 
 
-def test_cpu_flags_are_not_read_off_linux(monkeypatch):
-    import builtins
-
+@pytest.mark.parametrize("reports, support", [
+    ({"_is_avx2_supported": True, "_is_avx512_bf16_supported": False, "_is_amx_tile_supported": False}, "emulated"),
+    ({"_is_avx2_supported": True, "_is_avx512_bf16_supported": True, "_is_amx_tile_supported": False}, "native"),
+    ({"_is_avx2_supported": False, "_is_avx512_bf16_supported": False, "_is_amx_tile_supported": False}, "unknown"),
+    ({"_is_avx2_supported": True, "_is_avx512_bf16_supported": None, "_is_amx_tile_supported": False}, "unknown"),
+])
+def test_this_cpus_flags_come_from_torchs_probes(monkeypatch, reports, support):
+    """No AVX2 (an ARM CPU, whose bf16 is another matter) or a torch without a probe: nothing to say."""
     from llmlab.train import precision
 
-    monkeypatch.setattr(precision.sys, "platform", "darwin")
-    monkeypatch.setattr(builtins, "open", lambda *a, **k: pytest.fail("read /proc/cpuinfo off Linux"))
-    assert precision.cpu_bf16_support() == "unknown"
+    for name, value in reports.items():
+        if value is None:
+            monkeypatch.delattr(torch.cpu, name, raising=False)
+        else:
+            monkeypatch.setattr(torch.cpu, name, lambda v=value: v, raising=False)
+    assert precision.cpu_bf16_support() == support
 
 
 @pytest.mark.parametrize("support, precision, warnings", [

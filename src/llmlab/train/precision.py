@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 from collections.abc import Iterable
 
 import torch
@@ -29,30 +28,31 @@ log = logging.getLogger(__name__)
 
 def cpu_bf16_support(flags: Iterable[str] | None = None) -> str:
     """"native" when the x86 CPU flags include a bf16 instruction set, "emulated" when they include neither,
-    "unknown" when there are none to read (not Linux, no /proc/cpuinfo, not x86). `flags` default: this
-    machine's, from /proc/cpuinfo.
+    "unknown" when there are none to read (a torch without the probes, or a CPU without AVX2: not x86).
+    `flags` default: this machine's, as torch's CPU probes report them (`_cpu_flags`).
 
     >>> cpu_bf16_support({"avx2", "avx512_bf16"}), cpu_bf16_support({"avx2", "fma"}), cpu_bf16_support(set())
     ('native', 'emulated', 'unknown')
     """
-    if flags is None:
-        flags = _x86_flags()
-    flags = set(flags)
+    flags = set(_cpu_flags() if flags is None else flags)
     if not flags:
         return "unknown"
     return "native" if flags & set(BF16_CPU_FLAGS) else "emulated"
 
 
-def _x86_flags() -> set[str]:
-    """The "flags" line of /proc/cpuinfo (x86 Linux); empty elsewhere or when it cannot be read."""
-    if not sys.platform.startswith("linux"):
+# torch.cpu's probe of each flag that matters here (quantize's VNNI check reads the same family of probes)
+CPU_PROBES = {"avx2": "_is_avx2_supported", "avx512_bf16": "_is_avx512_bf16_supported",
+              "amx_bf16": "_is_amx_tile_supported"}  # AMX tiles come with AMX-BF16
+
+
+def _cpu_flags() -> set[str]:
+    """This CPU's flags among `CPU_PROBES`, from torch's own probes; empty when this torch lacks one of them
+    or the CPU has no AVX2 (nothing to say about a CPU that is not x86)."""
+    probes = {flag: getattr(torch.cpu, name, None) for flag, name in CPU_PROBES.items()}
+    if any(probe is None for probe in probes.values()):
         return set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            line = next((ln for ln in f if ln.split(":", 1)[0].strip() == "flags"), "")
-    except OSError:
-        return set()
-    return set(line.split(":", 1)[1].split()) if ":" in line else set()
+    flags = {flag for flag, probe in probes.items() if probe()}
+    return flags if "avx2" in flags else set()
 
 
 @functools.lru_cache(maxsize=1)  # once a process: every run of an experiment would repeat it
