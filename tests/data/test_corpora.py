@@ -47,6 +47,25 @@ def test_arithmetic_is_correct_deterministic_and_split_disjoint():
         arithmetic(1, ops="/")
 
 
+def test_an_arithmetic_evaluation_set_is_the_streams_first_distinct_questions_capped_at_the_split():
+    from llmlab.data.corpora import arithmetic_distinct, arithmetic_supply
+
+    kind = dict(max_digits=2, ops="+")
+    stream = arithmetic(20000, "test", **kind)  # with replacement: every question recurs many times
+    problem = {p.question: p for p in stream}
+    first_seen = [problem[q] for q in dict.fromkeys(p.question for p in stream)]  # first occurrences, in order
+    assert len(first_seen) == 404 == arithmetic_supply("test", **kind)  # counted by enumeration
+    assert arithmetic_distinct(300, **kind) == first_seen[:300]  # distinct, and the draws' order kept
+    assert len({p.question for p in arithmetic(300, "test", **kind)}) < 300  # what the old draw held
+    assert arithmetic_distinct(1000, **kind) == first_seen  # more than the split holds: all of it
+    assert arithmetic_distinct(404, "dev", **kind)[0] == arithmetic(1, "dev", **kind)[0]
+    assert arithmetic_distinct(0, **kind) == []
+    big = arithmetic_distinct(300, max_digits=3)  # the split holds tens of thousands: no enumeration
+    assert len({p.question for p in big}) == 300 and big[0] == arithmetic(1, "test", max_digits=3)[0]
+    with pytest.raises(InputError, match="min_digits"):
+        arithmetic_distinct(5, max_digits=1)
+
+
 def test_corpus_errors_are_clear(tmp_path):
     with pytest.raises(InputError, match="unknown corpus 'nope'"):
         corpus_text("nope")

@@ -230,6 +230,18 @@ def answer_accuracy(model, tok, problems, prompts: list[list[int]], stop_id: int
     return r["accuracy"], r["samples"]
 
 
+def arithmetic_exact_match(model, tok, template: ChatTemplate, problems, max_new_tokens: int,
+                           tools: bool = False) -> dict:
+    """`greedy_answers` of a chat model to `problems`, each asked as one user turn of `template`; with
+    `tools` through the agent loop, its budget grown by the longest call (`call_tokens`)."""
+    from llmlab.adapt.tools import call_tokens
+
+    prompts = [template.prompt_ids(tok, [{"role": "user", "content": p.question}]) for p in problems]
+    budget = max_new_tokens + (call_tokens(tok, problems) if tools else 0)
+    return greedy_answers(model, tok, problems, prompts, template.ids(tok)[template.end], budget,
+                          "answers with tools" if tools else "answers", tools)
+
+
 def general_tokens(tok, corpus: str, split: str, n_tokens: int) -> torch.Tensor:
     """The first `n_tokens` of `corpus`'s `split` as one stream, lines joined by EOS (as pretraining reads them)."""
     from llmlab.data.corpora import corpus_text
@@ -261,12 +273,12 @@ def measure(model, tok, template: ChatTemplate, cfg: SFTConfig) -> dict:
     every chat answer may write a call on top of `answer_tokens` (`call_tokens`); answers are read after
     the call either way. Without the loop the model writes the call's result itself."""
     from llmlab.adapt.tools import call_tokens
-    from llmlab.data.corpora import arithmetic
+    from llmlab.data.corpora import arithmetic_distinct
     from llmlab.models.scoring import text_start
 
     out: dict = {}
     if cfg.eval_problems:
-        problems = arithmetic(cfg.eval_problems, "test", max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
+        problems = arithmetic_distinct(cfg.eval_problems, max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
         user = [[{"role": "user", "content": p.question}] for p in problems]
         prompts = [template.prompt_ids(tok, m) for m in user]
         end = template.ids(tok)[template.end]

@@ -88,13 +88,13 @@ def near_miss_dev(cfg: RewardConfig) -> list[Preference]:
 def best_of_n(policy, scorer: RewardScorer, tok, template, cfg: RewardConfig) -> dict:
     """Exact match on test problems of one sample, of the reward model's pick of `best_of` samples, and
     of an oracle's pick (any right answer among them)."""
-    from llmlab.data.corpora import arithmetic
+    from llmlab.data.corpora import arithmetic_distinct
     from llmlab.rl.rewards import answer_reward
     from llmlab.rl.rollout import sample_group
 
     if not cfg.best_of or not cfg.eval_problems:
         return {}
-    problems = arithmetic(cfg.eval_problems, "test", max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
+    problems = arithmetic_distinct(cfg.eval_problems, max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
     end = template.ids(tok)[template.end]
     g = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + 2)
     one = picked = oracle = 0.0

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from llmlab.adapt.chat import ChatTemplate, load_chat_template
-from llmlab.adapt.sft import answer_accuracy, arithmetic_conversations, check_known
+from llmlab.adapt.sft import arithmetic_conversations, check_known
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl, sha256_file
 from llmlab.models import count_parameters, load_model
@@ -85,16 +85,15 @@ def reward_model_scorer(cfg: RLConfig, tok, template: ChatTemplate):
 
 
 def measure(model, tok, template: ChatTemplate, cfg: RLConfig) -> dict:
-    """Greedy exact match on `eval_problems` arithmetic test problems, in the chat format."""
-    from llmlab.data.corpora import arithmetic
+    """Greedy exact match on `eval_problems` distinct arithmetic test questions, in the chat format."""
+    from llmlab.adapt.sft import arithmetic_exact_match
+    from llmlab.data.corpora import arithmetic_distinct
 
     if not cfg.eval_problems:
         return {}
-    problems = arithmetic(cfg.eval_problems, "test", max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
-    prompts = [template.prompt_ids(tok, [{"role": "user", "content": p.question}]) for p in problems]
-    acc, shown = answer_accuracy(model, tok, problems, prompts, template.ids(tok)[template.end], cfg.max_new_tokens,
-                                 "test answers")
-    return {"test_accuracy": acc, "samples": shown, "problems": len(problems)}
+    problems = arithmetic_distinct(cfg.eval_problems, max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
+    r = arithmetic_exact_match(model, tok, template, problems, cfg.max_new_tokens)
+    return {"test_accuracy": r["accuracy"], "samples": r["samples"], "problems": len(problems)}
 
 
 def run_rl(cfg: RLConfig, out_root: str | Path = "runs", fresh: bool = False) -> dict:

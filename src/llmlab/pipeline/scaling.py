@@ -32,7 +32,7 @@ import torch
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_folder, atomic_write_json, atomic_write_text, check_folder
 from llmlab.core.modes import eval_mode
-from llmlab.data.corpora import arithmetic
+from llmlab.data.corpora import arithmetic, arithmetic_distinct
 from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM
 from llmlab.pipeline.pretrain import RunConfig, prepare_streams
@@ -91,7 +91,7 @@ def run_scaling(base: RunConfig, out_dir: str | Path, sizes: Sequence[tuple[int,
         check_folder(out / name, RUN_FILES, "run folder")
     kind = dict(seed=base.train.seed, max_digits=max_digits, ops=ops)
     train_lines = [p.text for p in arithmetic(n_train, "train", **kind)]
-    problems = arithmetic(n_eval, "test", **kind)
+    problems = arithmetic_distinct(n_eval, "test", **kind)
     tok, train_ids, _ = prepare_streams(dataclasses.replace(base, vocab_size=0, tokenizer="char"), train_lines,
                                         [p.text for p in problems])
     tcfg = dataclasses.replace(base.train, steps=steps or base.train.steps, eval_every=0, checkpoint_every=0,
