@@ -115,3 +115,31 @@ def test_a_run_saved_before_newer_settings_existed_still_resumes(chat_dir, tmp_p
     capsys.readouterr()
     assert rl(chat_dir, tmp_path, *flags) == 2
     assert "different config (clip_low)" in capsys.readouterr().err
+
+
+def test_eval_arithmetic_scores_the_greedy_answers_of_distinct_test_questions(chat_dir, plain_dir, capsys):
+    from llmlab.adapt.chat import ChatTemplate
+    from llmlab.data.corpora import arithmetic_distinct
+    from llmlab.generate import GenerationConfig, generate
+
+    flags = ["--max-digits", "2", "--ops", "+", "--max-new-tokens", "6"]
+    assert main(["eval", "arithmetic", "--model", str(chat_dir), "--problems", "1000", "--json", *flags]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["problems"] == 404  # the split holds 404 two-digit additions: all of them, once each
+    # the reference: each question asked alone in the chat template, decoded greedily to <|end|>
+    model, tok = load_model(chat_dir)
+    template = ChatTemplate()
+    end = template.ids(tok)["<|end|>"]
+    gen = GenerationConfig(max_new_tokens=6, temperature=0.0)
+    problems = arithmetic_distinct(20, max_digits=2, ops="+")
+    texts = [tok.decode([t for t in generate(model, template.prompt_ids(tok, [{"role": "user", "content": p.question}]),
+                                             gen, end) if t != end]) for p in problems]
+    assert main(["eval", "arithmetic", "--model", str(chat_dir), "--problems", "20", *flags]) == 0
+    out = capsys.readouterr().out
+    right = sum(t == p.answer for p, t in zip(problems, texts))
+    assert out.startswith(f"exact match {right / 20:.3f} ({right} of 20 distinct test questions;")
+    for p, t in zip(problems[:5], texts):
+        assert f"  {p.question}{t!r}  (gold {p.answer})" in out
+    assert main(["eval", "arithmetic", "--model", str(plain_dir), "--problems", "5"]) == 2
+    assert "chat" in capsys.readouterr().err
+    assert main(["eval", "arithmetic", "--model", str(chat_dir), "--problems", "0"]) == 2

@@ -42,6 +42,20 @@ def register(sub) -> None:
                    help="a line longer than the context is read in windows N tokens apart, so each token beyond the "
                         "first window sees at least context - N tokens before it (default: the context, windows side "
                         "by side; smaller is closer to unlimited context and costs context / N forwards)")
+    p = add_command(g, "arithmetic", "greedy exact match of a chat model (llmlab sft) on distinct arithmetic "
+                    "questions of the test split, asked in its chat template", run_arithmetic)
+    p.add_argument("--model", required=True, help="chat model directory (runs/NAME/model of llmlab sft, rl, dpo)")
+    p.add_argument("--problems", type=int, default=300, metavar="N",
+                   help="distinct questions answered (all of the split's, when it holds fewer)")
+    p.add_argument("--max-digits", type=int, default=5, help="operands have 2..this many digits")
+    p.add_argument("--ops", default="+-*", help="operators, a subset of +-*")
+    p.add_argument("--split", choices=("dev", "test"), default="test", help="split of the arithmetic corpus")
+    p.add_argument("--max-new-tokens", type=int, default=12, metavar="N", help="most tokens per answer")
+    p.add_argument("--tools", action="store_true",
+                   help="answer through the agent loop (its calculator runs the calls; llmlab sft --data "
+                        "arithmetic-tools); the budget grows by the longest call")
+    p.add_argument("--soft-prompt", default=None, metavar="DIR", help="a prompt folder (llmlab sft --prompt-tuning)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p = add_command(g, "rank", "Bradley-Terry ranking with bootstrap intervals from pairwise preferences", run_rank)
     p.add_argument("file", help='JSONL: {"winner": A, "loser": B} or {"a": A, "b": B, "winner": "a"|"b"|"tie"}')
     add_dataclass_flags(p, BTConfig)
@@ -158,6 +172,33 @@ def run_rank(args: argparse.Namespace) -> int:
     for i, name in enumerate(r.players):
         interval = f"[{r.ci_low[i]:7.1f}, {r.ci_high[i]:7.1f}]" if r.ci_low is not None else ""
         print(f"{i + 1:>4}  {name:20s} {r.elo[i]:8.1f}  {interval:>17}  {r.n_games[i]:>6}")
+    return 0
+
+
+def run_arithmetic(args: argparse.Namespace) -> int:
+    from llmlab.adapt.chat import load_chat_template
+    from llmlab.adapt.sft import arithmetic_exact_match
+    from llmlab.cli.common import load_any_model
+    from llmlab.core.errors import InputError
+    from llmlab.data.corpora import arithmetic_distinct
+
+    if args.problems < 1 or args.max_new_tokens < 1:
+        raise InputError("--problems and --max-new-tokens must be >= 1")
+    problems = arithmetic_distinct(args.problems, args.split, max_digits=args.max_digits, ops=args.ops)
+    model, tok = load_any_model(args.model, soft_prompt=args.soft_prompt)
+    if tok is None:
+        raise InputError(f"model directory {args.model!r} has no tokenizer.json")
+    r = arithmetic_exact_match(model, tok, load_chat_template(args.model), problems, args.max_new_tokens, args.tools)
+    n, acc = len(problems), r["accuracy"]
+    out = {"exact_match": acc, "right": round(acc * n), "problems": n, "stderr": (acc * (1 - acc) / n) ** 0.5,
+           "call_rate": r["call_rate"], "argument_rate": r["argument_rate"]}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"exact match {acc:.3f} ({out['right']} of {n} distinct {args.split} questions; standard error "
+          f"{out['stderr']:.3f})" + (f"  calls {r['call_rate']:.3f}" if args.tools else ""))
+    for q, gold, text in r["samples"]:
+        print(f"  {q}{text!r}  (gold {gold})")
     return 0
 
 
