@@ -212,6 +212,23 @@ def test_answers_are_read_after_the_call_with_and_without_the_loop(tool_tok, nam
     assert got["accuracy"] == 0 and got["samples"][0][2] == f"[calc({problems[0].question[:-1]})→1]1"
 
 
+def test_a_model_that_can_write_calls_is_given_the_calls_tokens_with_or_without_the_loop(base_tok, tool_tok,
+                                                                                          monkeypatch):
+    """Cut inside its call, a tool model's answer would read as wrong (llmlab eval arithmetic scored
+    0 for a model that answers 17 of 200 right when given the room)."""
+    from llmlab.adapt import sft
+
+    seen = []
+    monkeypatch.setattr(sft, "greedy_answers",
+                        lambda model, tok, problems, prompts, stop, budget, desc, tools=False: seen.append(
+                            (budget, tools)) or {})
+    problems = arithmetic(10, "test", max_digits=2, ops="+")
+    for tok, tools in ((tool_tok, False), (tool_tok, True), (add_chat_tokens(None, base_tok), False)):
+        sft.arithmetic_exact_match(None, tok, T, problems, 8, tools)
+    longest = call_tokens(tool_tok, problems)
+    assert longest > 10 and seen == [(8 + longest, False), (8 + longest, True), (8, False)]
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_greedy_answers_in_batches_are_the_one_by_one_answers(tool_tok, seed):
     from llmlab.adapt.sft import greedy_answers

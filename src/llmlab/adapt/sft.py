@@ -233,11 +233,14 @@ def answer_accuracy(model, tok, problems, prompts: list[list[int]], stop_id: int
 def arithmetic_exact_match(model, tok, template: ChatTemplate, problems, max_new_tokens: int,
                            tools: bool = False) -> dict:
     """`greedy_answers` of a chat model to `problems`, each asked as one user turn of `template`; with
-    `tools` through the agent loop, its budget grown by the longest call (`call_tokens`)."""
-    from llmlab.adapt.tools import call_tokens
+    `tools` through the agent loop. A model whose tokenizer writes a call's characters (`llmlab sft --data
+    arithmetic-tools`) may call with or without the loop, so its budget grows by the longest call
+    (`call_tokens`) either way: cut inside the call, an answer would be read as wrong."""
+    from llmlab.adapt.tools import SYNTAX, call_tokens
 
     prompts = [template.prompt_ids(tok, [{"role": "user", "content": p.question}]) for p in problems]
-    budget = max_new_tokens + (call_tokens(tok, problems) if tools else 0)
+    calls = tools or tok.count_unknown(SYNTAX) == 0
+    budget = max_new_tokens + (call_tokens(tok, problems) if calls else 0)
     return greedy_answers(model, tok, problems, prompts, template.ids(tok)[template.end], budget,
                           "answers with tools" if tools else "answers", tools)
 

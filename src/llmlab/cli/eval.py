@@ -53,7 +53,8 @@ def register(sub) -> None:
     p.add_argument("--max-new-tokens", type=int, default=12, metavar="N", help="most tokens per answer")
     p.add_argument("--tools", action="store_true",
                    help="answer through the agent loop (its calculator runs the calls; llmlab sft --data "
-                        "arithmetic-tools); the budget grows by the longest call")
+                        "arithmetic-tools). A model that can write calls gets the longest call's tokens on top of "
+                        "--max-new-tokens, with or without the loop")
     p.add_argument("--soft-prompt", default=None, metavar="DIR", help="a prompt folder (llmlab sft --prompt-tuning)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p = add_command(g, "rank", "Bradley-Terry ranking with bootstrap intervals from pairwise preferences", run_rank)
