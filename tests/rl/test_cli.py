@@ -54,6 +54,24 @@ def test_rl_writes_the_run_directory_and_report(chat_dir, tmp_path, capsys, algo
     assert [r.get("reward") for r in again] == [r.get("reward") for r in records]
 
 
+def test_a_run_measured_on_problems_drawn_with_replacement_measures_its_start_again(chat_dir, tmp_path):
+    """A run folder from before evaluations answered distinct questions resumes with a fresh "before",
+    so its report does not set a figure on the old problems beside one on the new."""
+    assert rl(chat_dir, tmp_path) == 0
+    run = tmp_path / "r"
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    measured = records[0]["test_accuracy"]
+    assert records[0]["distinct"] and records[0]["problems"] == 5
+    assert rl(chat_dir, tmp_path) == 0  # a current run's start is kept: no second measurement
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert sum('"before": true' in x for x in lines) == 1
+    old = {k: v for k, v in records[0].items() if k != "distinct"} | {"test_accuracy": 0.987}
+    (run / "metrics.jsonl").write_text("\n".join([json.dumps(old)] + lines[1:]) + "\n")
+    assert rl(chat_dir, tmp_path) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["before"]["test_accuracy"] == measured and summary["before"]["distinct"]
+
+
 @pytest.mark.parametrize("flags,msg", [
     (["--algo", "reinforce"], "algo must be one of"),
     (["--group-size", "1"], "group_size must be >= 2"),

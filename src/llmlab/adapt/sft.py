@@ -294,7 +294,7 @@ def measure(model, tok, template: ChatTemplate, cfg: SFTConfig) -> dict:
                        tool_argument_rate=r["argument_rate"], tool_samples=r["samples"])
         acc, shown = answer_accuracy(model, tok, problems, [text_start(tok) + tok.encode(p.question) for p in problems],
                                      tok.eos_id, cfg.answer_tokens, "completions")
-        out.update(completion_accuracy=acc, completion_samples=shown, problems=len(problems))
+        out.update(completion_accuracy=acc, completion_samples=shown, problems=len(problems), distinct=True)
     if cfg.general_tokens:
         out.update(general_perplexity(model, tok, cfg.general_corpus, cfg.general_tokens,
                                       min(cfg.train.seq_len, model.config.max_seq_len)))

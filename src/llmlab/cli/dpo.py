@@ -40,7 +40,7 @@ def _dpo(args: argparse.Namespace) -> int:
         print(f"held-out KTO examples ({f['dev_examples']}): loss  before {b['val_loss']:.4f}  after "
               f"{a['val_loss']:.4f}; KL estimate after {a['val_kl']:.4f}")
     if "test_accuracy" in a:
-        print(f"greedy exact match on {a['problems']} test problems  before {b['test_accuracy']:.4f}  "
+        print(f"greedy exact match on {a['problems']} distinct test questions  before {b['test_accuracy']:.4f}  "
               f"after {a['test_accuracy']:.4f}")
     print(f"{f['steps']} steps, {f['train_seconds']:.0f} s  report: {args.out}/{cfg.name}/report.md")
     return 0

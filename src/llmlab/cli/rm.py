@@ -42,8 +42,9 @@ def _train(args: argparse.Namespace) -> int:
           f"({f['dev_pairs']} comparisons)")
     bon = f["best_of_n"]
     if bon:
-        print(f"best of {bon['n']} on {bon['problems']} test problems: one sample {bon['one_sample']:.3f}, reward "
-              f"model's pick {bon['reward_model_pick']:.3f}, oracle {bon['oracle_pick']:.3f}")
+        print(f"best of {bon['n']} on {bon['problems']} distinct test questions: one sample "
+              f"{bon['one_sample']:.3f}, reward model's pick {bon['reward_model_pick']:.3f}, "
+              f"oracle {bon['oracle_pick']:.3f}")
     print(f"{f['steps']} steps, {f['train_seconds']:.0f} s  report: {args.out}/{cfg.name}/report.md")
     return 0
 

@@ -28,7 +28,7 @@ from llmlab.models import count_parameters
 from llmlab.pipeline.pretrain import log_final_eval
 from llmlab.pipeline.reward import comparisons, start_comparison_run
 from llmlab.pipeline.rl import measure
-from llmlab.pipeline.sft import recorded, save_chat_model
+from llmlab.pipeline.sft import recorded_before, save_chat_model
 from llmlab.rl.dpo import DPOTrainer, reference_table
 from llmlab.rl.dpo_config import AVERAGED, REFERENCE_FREE, DPOConfig
 from llmlab.rl.kto import KTOData, KTOTrainer, reference_logps, unpaired_ids
@@ -79,7 +79,7 @@ def run_dpo(cfg: DPOConfig, out_root: str | Path = "runs", fresh: bool = False) 
         trainer = DPOTrainer(policy, cfg.train, train_ids, dev_ids, ref, dev_ref, out, tok.pad_id, cfg.beta,
                              cfg.loss, cfg.label_smoothing, cfg.nll_coef, cfg.simpo_gamma)
     metrics = out / "metrics.jsonl"
-    before = recorded(metrics, "before")
+    before = recorded_before(metrics)
     if before is None:
         before = {"step": 0, "before": True, **trainer.evaluate(None), **measure(policy, tok, template, cfg)}
         trainer.metrics.write(before)
@@ -144,6 +144,6 @@ def dpo_report(cfg: DPOConfig, f: dict, records: list[dict]) -> str:
             + f"- Training: {f['steps']} steps of {cfg.train.batch_size} {unit}, lr {cfg.train.lr}, "
             f"{f['train_seconds']:.1f} s\n\n"
             f"## Before and after\n\nHeld-out {unit}, and greedy chat answers to {a.get('problems', 0)} "
-            "test problems.\n\n| measure | before | after |\n|---|---|---|\n" + table
+            "distinct test questions.\n\n| measure | before | after |\n|---|---|---|\n" + table
             + "\n## Validation\n\n" + header + "\n|---|---|---|---|\n" + curve
             + "\n## Samples\n\n| question | gold | before | after |\n|---|---|---|---|\n" + samples + "\n")

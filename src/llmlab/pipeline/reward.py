@@ -33,7 +33,7 @@ from llmlab.models import count_parameters
 from llmlab.models.card import ModelCard
 from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
 from llmlab.pipeline.rl import chat_model
-from llmlab.pipeline.sft import recorded, sft_fingerprint, tokenizer_config
+from llmlab.pipeline.sft import recorded_before, sft_fingerprint, tokenizer_config
 from llmlab.rl.dpo_config import DPOConfig
 from llmlab.rl.preferences import (
     Preference,
@@ -140,7 +140,7 @@ def run_reward(cfg: RewardConfig, out_root: str | Path = "runs", fresh: bool = F
     def slip_accuracy() -> dict:
         return {"near_miss_accuracy": pair_accuracy(*trainer.scores(slips))} if slips else {}
 
-    before = recorded(metrics, "before")
+    before = recorded_before(metrics)
     if before is None:
         before = {"step": 0, "before": True, **trainer.evaluate(None), **slip_accuracy()}
         trainer.metrics.write(before)
@@ -184,7 +184,8 @@ def reward_report(cfg: RewardConfig, f: dict, records: list[dict]) -> str:
     slips = (f"| pair accuracy on {f['near_miss_pairs']} near misses (right answer vs one digit changed) | "
              f"{b['near_miss_accuracy']:.4f} | {a['near_miss_accuracy']:.4f} |\n"
              if "near_miss_accuracy" in b and "near_miss_accuracy" in a else "")
-    best = (f"## Best of {bon['n']}\n\nThe chat model answers each of {bon['problems']} arithmetic test problems "
+    best = (f"## Best of {bon['n']}\n\nThe chat model answers each of {bon['problems']} distinct arithmetic test "
+            "questions "
             f"{bon['n']} times (temperature 1); exact match of\n\n| pick | exact match |\n|---|---|\n"
             f"| one sample | {bon['one_sample']:.3f} |\n| the reward model's highest score | "
             f"{bon['reward_model_pick']:.3f} |\n| an oracle (any right answer) | {bon['oracle_pick']:.3f} |\n"

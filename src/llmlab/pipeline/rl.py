@@ -29,7 +29,7 @@ from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl, sha256_file
 from llmlab.models import count_parameters, load_model
 from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
-from llmlab.pipeline.sft import recorded, save_chat_model, sft_fingerprint
+from llmlab.pipeline.sft import recorded_before, save_chat_model, sft_fingerprint
 from llmlab.rl.config import DPO_SETTINGS, RLConfig
 from llmlab.rl.rewards import answer_reward
 from llmlab.rl.trainer import RLTrainer, Task
@@ -93,7 +93,7 @@ def measure(model, tok, template: ChatTemplate, cfg: RLConfig) -> dict:
         return {}
     problems = arithmetic_distinct(cfg.eval_problems, max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
     r = arithmetic_exact_match(model, tok, template, problems, cfg.max_new_tokens)
-    return {"test_accuracy": r["accuracy"], "samples": r["samples"], "problems": len(problems)}
+    return {"test_accuracy": r["accuracy"], "samples": r["samples"], "problems": len(problems), "distinct": True}
 
 
 def run_rl(cfg: RLConfig, out_root: str | Path = "runs", fresh: bool = False) -> dict:
@@ -108,7 +108,7 @@ def run_rl(cfg: RLConfig, out_root: str | Path = "runs", fresh: bool = False) ->
         data["reward_model_sha256"] = sha256_file(Path(cfg.reward_model) / "model.safetensors")
     prepare_run_dir(out, cfg, fresh, data)
     metrics = out / "metrics.jsonl"
-    before = recorded(metrics, "before")
+    before = recorded_before(metrics)
     if before is None:
         before = {"step": 0, "before": True, **measure(trainer.policy, tok, template, cfg)}
         trainer.metrics.write(before)
@@ -191,7 +191,7 @@ def rl_report(cfg: RLConfig, f: dict) -> str:
             "## Before and after\n\n| measure | before | after |\n|---|---|---|\n"
             f"| exact match, arithmetic test (greedy) | {_fmt(b.get('test_accuracy', '-'))} | "
             f"{_fmt(a.get('test_accuracy', '-'))} |\n\n"
-            f"Greedy chat answers to {a.get('problems', 0)} test problems, exact match.\n\n"
+            f"Greedy chat answers to {a.get('problems', 0)} distinct test questions, exact match.\n\n"
             "## Curves\n\nMeans over a tenth of the policy steps, ending at the step shown. Reward (with any "
             "overlong penalty), accuracy (the share of sampled completions that are right), length and truncation "
             "describe each step's first batch of prompts, all of it; kept_groups counts the groups trained on "

@@ -85,12 +85,15 @@ def save_chat_model(model, directory: Path, tok, template: ChatTemplate, name: s
     save_model(model, directory, tok, card, tokenizer_config=tokenizer_config(tok, template))
 
 
-def recorded(path: Path, key: str) -> dict | None:
-    """The first record of a run's metrics file with `key` set (the "before" measurement), else None."""
+def recorded_before(path: Path) -> dict | None:
+    """The last "before" measurement in a run's metrics file, else None. A measurement on arithmetic test
+    problems drawn with replacement (a run started before evaluations answered distinct questions) counts
+    as none: the caller measures the starting model again, so before and after are on one question set."""
+    found = None
     for r in read_jsonl(path, "metrics") if path.exists() else []:
-        if r.get(key):
-            return r
-    return None
+        if r.get("before"):
+            found = r
+    return None if found is None or ("problems" in found and not found.get("distinct")) else found
 
 
 def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
@@ -142,7 +145,7 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
         trainer.anchor = Anchor(trainer.model, cfg.forgetting, general, window, seed=cfg.train.seed)
     prepare_run_dir(out, cfg, fresh, sft_fingerprint(cfg.model, train_convs, dev_convs))
     metrics = out / "metrics.jsonl"
-    before = recorded(metrics, "before")
+    before = recorded_before(metrics)
     if before is None:  # measured on the model as training starts (a restored checkpoint comes after)
         before = {"step": 0, "before": True, **measure(trainer.model, tok, template, cfg)}
         trainer.metrics.write(before)
@@ -268,8 +271,8 @@ def sft_report(cfg: SFTConfig, f: dict) -> str:
             f"{cfg.train.schedule} schedule, {f['train_seconds']:.1f} s; train loss {_fmt(f['first_train_loss'])} -> "
             f"{_fmt(f['last_train_loss'])}, reply loss on dev {_fmt(a.get('val_loss', '-'))}\n\n"
             "## Before and after (topic 41)\n\n| measure | before | after |\n|---|---|---|\n"
-            f"{table}\n\nAccuracy: greedy answers to {a.get('problems', 0)} test problems, exact match. The chat "
-            "prompt is `<|user|>question<|end|><|assistant|>`; the completion prompt is the question as plain "
+            f"{table}\n\nAccuracy: greedy answers to {a.get('problems', 0)} distinct test questions, exact match. "
+            "The chat prompt is `<|user|>question<|end|><|assistant|>`; the completion prompt is the question as plain "
             "text after EOS, the way a base model is asked. A rise in general perplexity is what fine-tuning "
             f"cost the model outside the task.{TOOL_NOTE if cfg.tools else ''}\n\n"
             f"## Chat samples\n\n{head}{samples['chat_samples']}\n{with_tools}")
