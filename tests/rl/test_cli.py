@@ -160,4 +160,7 @@ def test_eval_arithmetic_scores_the_greedy_answers_of_distinct_test_questions(ch
         assert f"  {p.question}{t!r}  (gold {p.answer})" in out
     assert main(["eval", "arithmetic", "--model", str(plain_dir), "--problems", "5"]) == 2
     assert "chat" in capsys.readouterr().err
-    assert main(["eval", "arithmetic", "--model", str(chat_dir), "--problems", "0"]) == 2
+    for bad, msg in ((["--problems", "0"], "--problems"), (["--max-digits", "1"], "--max-digits must be >= 2"),
+                     (["--ops", "+/"], "ops must be")):
+        assert main(["eval", "arithmetic", "--model", str(chat_dir), *bad]) == 2
+        assert msg in capsys.readouterr().err

@@ -185,6 +185,8 @@ def run_arithmetic(args: argparse.Namespace) -> int:
 
     if args.problems < 1 or args.max_new_tokens < 1:
         raise InputError("--problems and --max-new-tokens must be >= 1")
+    if args.max_digits < 2:
+        raise InputError(f"--max-digits must be >= 2 (operands have 2 to that many digits), got {args.max_digits}")
     problems = arithmetic_distinct(args.problems, args.split, max_digits=args.max_digits, ops=args.ops)
     model, tok = load_any_model(args.model, soft_prompt=args.soft_prompt)
     if tok is None:
