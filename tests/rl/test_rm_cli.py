@@ -139,6 +139,46 @@ def test_rl_trains_on_the_reward_models_scores(chat_dir, trained, tmp_path, caps
     assert all(r["accuracy"] == 0 for r in steps) and any(r["reward"] != 0 for r in steps)
 
 
+def test_an_ensemble_scores_the_mean_or_the_minimum_of_its_members(chat_dir, trained, tmp_path, capsys):
+    import shutil
+
+    import torch
+
+    from llmlab.rl.reward_model import EnsembleScorer, RewardScorer, save_reward_model
+
+    rm, tok, norm = load_reward_model(trained / "model")
+    doc = json.loads((trained / "model" / "tokenizer_config.json").read_text())
+    # a second member: the same weights, normalised otherwise, so its scores are another line of the first's
+    save_reward_model(rm, tmp_path / "shifted", tok, doc, norm["mean"] + 0.5, norm["std"] * 2)
+    a = RewardScorer(rm, tok.pad_id, norm["mean"], norm["std"])
+    b = RewardScorer(*load_reward_model(tmp_path / "shifted")[:1], tok.pad_id, norm["mean"] + 0.5, norm["std"] * 2)
+    prompts, replies = [[5, 6, 7], [5, 8], [9]], [[6, 1], [7], [8, 8, 2]]
+    sa, sb = a(prompts, replies), b(prompts, replies)
+    assert not torch.equal(sa, sb)
+    torch.testing.assert_close(EnsembleScorer([a, b], "mean")(prompts, replies), (sa + sb) / 2)
+    torch.testing.assert_close(EnsembleScorer([a, b], "min")(prompts, replies), torch.minimum(sa, sb))
+    # through llmlab rl: two copies of one reward model train exactly as that model alone
+    shutil.copytree(trained / "model", tmp_path / "copy")
+    runs = {}
+    for name, folders, how in (("one", str(trained / "model"), "mean"),
+                               ("two", f"{trained / 'model'},{tmp_path / 'copy'}", "min")):
+        assert rl_with(chat_dir, tmp_path / name, folders, "--reward-ensemble", how) == 0
+        runs[name] = [json.loads(x) for x in (tmp_path / name / "p" / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("reward") for r in runs["one"]] == [r.get("reward") for r in runs["two"]]
+    assert any(r.get("reward") for r in runs["two"])
+    run = tmp_path / "two" / "p"
+    assert len(json.loads((run / "data.json").read_text())["reward_model_sha256"]) == 2
+    assert "the min of the normalised scores of the reward models" in (run / "report.md").read_text()
+    shutil.copytree(trained / "model", run / "inside")  # the run writes over its folder: not a safe input
+    for folders, msg in ((f"{trained / 'model'},{trained / 'model'}", "each once"),
+                         (f"{trained / 'model'},", "separated by single commas"),
+                         (f"{trained / 'model'},{run / 'inside'}", "lies in the run directory")):
+        assert rl_with(chat_dir, tmp_path / "two", folders, "--reward-ensemble", "min") == 2
+        assert msg in capsys.readouterr().err
+    assert rl_with(chat_dir, tmp_path / "bad", trained / "model", "--reward-ensemble", "max") == 2
+    assert "reward_ensemble must be one of" in capsys.readouterr().err
+
+
 def test_rl_refuses_a_reward_model_of_another_tokenizer_or_none(chat_dir, trained, tmp_path, capsys, chat_tok):
     from llmlab.adapt.chat import ChatTemplate, add_chat_tokens
     from llmlab.models import CausalLM, ModelConfig

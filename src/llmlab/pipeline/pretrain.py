@@ -181,6 +181,7 @@ def _holds_a_run(out: Path) -> bool:
 # Config fields that name what a run reads (a model folder, a data file), with the flag that sets each.
 INPUT_FIELDS = {"model": "--model", "teacher": "--teacher", "reward_model": "--reward-model", "pairs": "--pairs",
                 "data": "--data", "corpus": "--corpus"}
+LISTS = {"reward_model"}  # those that may name several, comma-separated
 
 
 def _check_inputs_outside(out: Path, cfg, elsewhere: str) -> None:
@@ -189,9 +190,10 @@ def _check_inputs_outside(out: Path, cfg, elsewhere: str) -> None:
     lost the model it started from."""
     for name, flag in INPUT_FIELDS.items():
         value = getattr(cfg, name, None)
-        if isinstance(value, str) and value and Path(value).exists() and within(value, out):
-            raise InputError(f"{flag} {value!r} lies in the run directory {str(out)!r}, which the run writes "
-                             f"over (and --fresh clears): copy it elsewhere or choose another {elsewhere}")
+        for part in (value.split(",") if name in LISTS else [value]) if isinstance(value, str) else []:
+            if part and Path(part).exists() and within(part, out):
+                raise InputError(f"{flag} {part!r} lies in the run directory {str(out)!r}, which the run writes "
+                                 f"over (and --fresh clears): copy it elsewhere or choose another {elsewhere}")
 
 
 def check_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = None, elsewhere: str = "--name") -> None:

@@ -73,15 +73,19 @@ def arithmetic_task(cfg: RLConfig, tok, template: ChatTemplate) -> tuple[Task, l
 
 
 def reward_model_scorer(cfg: RLConfig, tok, template: ChatTemplate):
-    """The reward model's normalised scores (`RewardScorer`); InputError unless it reads the policy's
-    tokens and chat template (it was trained from this model or one with its tokenizer)."""
-    from llmlab.rl.reward_model import RewardScorer, load_reward_model
+    """The reward model's normalised scores (`RewardScorer`), or with several folders their
+    `EnsembleScorer`; InputError unless each reads the policy's tokens and chat template (it was trained
+    from this model or one with its tokenizer)."""
+    from llmlab.rl.reward_model import EnsembleScorer, RewardScorer, load_reward_model
 
-    rm, rm_tok, norm = load_reward_model(cfg.reward_model, cfg.train.device)
-    if rm_tok.to_hf_json() != tok.to_hf_json() or load_chat_template(cfg.reward_model).to_dict() != template.to_dict():
-        raise InputError(f"the reward model {cfg.reward_model!r} reads another tokenizer or chat template than the "
-                         f"policy {cfg.model!r}: train it from this chat model (llmlab rm train --model {cfg.model})")
-    return RewardScorer(rm, rm_tok.pad_id, norm["mean"], norm["std"])
+    scorers = []
+    for folder in cfg.reward_models:
+        rm, rm_tok, norm = load_reward_model(folder, cfg.train.device)
+        if rm_tok.to_hf_json() != tok.to_hf_json() or load_chat_template(folder).to_dict() != template.to_dict():
+            raise InputError(f"the reward model {folder!r} reads another tokenizer or chat template than the policy "
+                             f"{cfg.model!r}: train it from this chat model (llmlab rm train --model {cfg.model})")
+        scorers.append(RewardScorer(rm, rm_tok.pad_id, norm["mean"], norm["std"]))
+    return scorers[0] if len(scorers) == 1 else EnsembleScorer(scorers, cfg.reward_ensemble)
 
 
 def measure(model, tok, template: ChatTemplate, cfg: RLConfig) -> dict:
@@ -104,8 +108,9 @@ def run_rl(cfg: RLConfig, out_root: str | Path = "runs", fresh: bool = False) ->
     out = Path(out_root) / cfg.name
     trainer = trainer_class(cfg)(model, cfg, task, template.ids(tok)[template.end], tok.pad_id, out)
     data = sft_fingerprint(cfg.model, [[p.question, p.answer] for p in problems], [])
-    if cfg.reward_model:
-        data["reward_model_sha256"] = sha256_file(Path(cfg.reward_model) / "model.safetensors")
+    digests = [sha256_file(Path(folder) / "model.safetensors") for folder in cfg.reward_models]
+    if digests:  # one reward model: its digest, as runs saved before ensembles recorded it
+        data["reward_model_sha256"] = digests[0] if len(digests) == 1 else digests
     prepare_run_dir(out, cfg, fresh, data)
     metrics = out / "metrics.jsonl"
     before = recorded_before(metrics)
@@ -140,6 +145,10 @@ def trainer_class(cfg: RLConfig) -> type[RLTrainer]:
 
 
 def reward_source(cfg: RLConfig) -> str:
+    if len(cfg.reward_models) > 1:
+        names = ", ".join(f"`{m}`" for m in cfg.reward_models)
+        return (f"the {cfg.reward_ensemble} of the normalised scores of the reward models {names} (accuracy still "
+                "counts exact answers)")
     if cfg.reward_model:
         return (f"the normalised score of the reward model `{cfg.reward_model}` (accuracy still counts exact "
                 "answers)")

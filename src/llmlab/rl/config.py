@@ -36,6 +36,7 @@ from llmlab.train.config import TrainConfig
 
 ALGOS = ("grpo", "dapo", "vapo", "ppo", "online-dpo")
 AGGREGATIONS = ("token", "sequence")
+ENSEMBLES = ("mean", "min")
 KL_PENALTIES = ("loss", "reward")
 CRITIC_ALGOS = ("vapo", "ppo")  # those whose advantages are GAE from a value model
 DPO_SETTINGS = ("beta", "loss", "label_smoothing", "nll_coef")  # online-dpo's own; the others leave them None
@@ -126,7 +127,8 @@ class RLConfig:
     arithmetic_max_digits: int = 2  # operands have 2..this many digits (train prompts and test)
     arithmetic_ops: str = "+"  # operators of the arithmetic problems
     arithmetic_train: int = 2000  # arithmetic training problems the prompts are drawn from
-    reward_model: str = ""  # a reward model folder (llmlab rm train): its score is the reward ("" = exact answers)
+    reward_model: str = ""  # reward model folder(s) (llmlab rm train), comma-separated: the reward ("" = exact answers)
+    reward_ensemble: str = "mean"  # how several reward models' normalised scores combine: mean, or min (pessimistic)
     beta: float | None = None  # online-dpo: the KL coefficient; implicit reward = beta x log(policy / reference)
     loss: str | None = None  # online-dpo: sigmoid (DPO), hinge (SLiC) or ipo (log-probs averaged per token)
     label_smoothing: float | None = None  # online-dpo, sigmoid loss: the share of labels taken as flipped
@@ -204,6 +206,12 @@ class RLConfig:
             raise InputError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
         if not self.lm_coef >= 0:
             raise InputError(f"lm_coef must be >= 0, got {self.lm_coef}")
+        if self.reward_ensemble not in ENSEMBLES:
+            raise InputError(f"reward_ensemble must be one of {ENSEMBLES}, got {self.reward_ensemble!r}")
+        folders = self.reward_models
+        if not all(folders) or len(set(folders)) < len(folders):
+            raise InputError(f"reward_model lists reward model folders separated by single commas, each once; "
+                             f"got {self.reward_model!r}")
         if self.lm_coef and self.reward_model:
             raise InputError("lm_coef trains on the answers the exact-answer check marks right, which a run rewarded "
                              "by a reward model must not see: give --lm-coef 0 with --reward-model")
@@ -250,6 +258,11 @@ class RLConfig:
     def overlong_len(self) -> int:
         """Where DAPO's overlong penalty reaches -1."""
         return self.overlong_max_len or self.max_new_tokens
+
+    @property
+    def reward_models(self) -> list[str]:
+        """The reward model folders `reward_model` names (none: the exact-answer reward)."""
+        return self.reward_model.split(",") if self.reward_model else []
 
     @property
     def uses_critic(self) -> bool:

@@ -148,3 +148,20 @@ class RewardScorer:
 
     def __call__(self, prompts: list[list[int]], completions: list[list[int]]) -> torch.Tensor:
         return (self.raw([p + c for p, c in zip(prompts, completions, strict=True)]) - self.mean) / self.std
+
+
+class EnsembleScorer:
+    """Several reward models' normalised scores of the same completions, combined per completion: their
+    mean, or their minimum (Coste et al. 2024, "Reward model ensembles help mitigate overoptimization":
+    the worst case of the ensemble). A policy that finds an answer one reward model overrates gains
+    nothing from it under "min" unless every member overrates it, which models trained apart rarely do."""
+
+    def __init__(self, scorers: list, how: str = "mean"):
+        if not scorers or how not in ("mean", "min"):
+            raise InputError(f"an ensemble needs at least one scorer and how 'mean' or 'min', got {len(scorers)}, "
+                             f"{how!r}")
+        self.scorers, self.how = scorers, how
+
+    def __call__(self, prompts: list[list[int]], completions: list[list[int]]) -> torch.Tensor:
+        scores = torch.stack([s(prompts, completions) for s in self.scorers])
+        return scores.mean(0) if self.how == "mean" else scores.amin(0)
