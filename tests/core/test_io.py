@@ -1,10 +1,22 @@
 import json
+import math
 
+import numpy as np
 import pytest
 
 from llmlab.core.config import config_from_dict, load_config, save_config
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_path, atomic_write_text, check_output, read_json, read_jsonl, read_lines
+from llmlab.core.io import (
+    JsonlAppender,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    check_output,
+    read_json,
+    read_jsonl,
+    read_lines,
+    write_jsonl,
+)
 from llmlab.models import ModelConfig
 
 
@@ -164,3 +176,45 @@ def test_config_rule_errors_name_the_file(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"n_head": 0}))
     with pytest.raises(InputError, match=r"bad\.json: n_head must be > 0"):
         load_config(ModelConfig, tmp_path / "bad.json")
+
+
+def strict_loads(text: str):
+    """json.loads refusing NaN, Infinity and -Infinity, as JavaScript's JSON.parse, jq or serde do."""
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+UNDEFINED = {"nan": float("nan"), "inf": math.inf, "ninf": -math.inf, "np32": np.float32("nan"),
+             "np64": np.float64("inf"), "ok": 0.5, "np_ok": np.float32(0.25), "n": np.int64(3), "flag": True,
+             "nested": {"curve": [1.0, float("nan"), (2, -math.inf)]}}
+STRICT = {"nan": None, "inf": None, "ninf": None, "np32": None, "np64": None, "ok": 0.5, "np_ok": 0.25, "n": 3,
+          "flag": True, "nested": {"curve": [1.0, None, [2, None]]}}
+
+
+def test_json_writers_write_a_non_finite_float_as_null(tmp_path):
+    atomic_write_json(tmp_path / "a.json", UNDEFINED)
+    write_jsonl(tmp_path / "b.jsonl", [UNDEFINED, {"step": 1, "x": float("nan")}])
+    log = JsonlAppender(tmp_path / "c.jsonl")
+    log.write(UNDEFINED)
+    log.write({"step": 2, "explained_variance": float("nan")})
+    assert strict_loads((tmp_path / "a.json").read_text()) == STRICT
+    lines = (tmp_path / "b.jsonl").read_text().splitlines()
+    assert [strict_loads(ln) for ln in lines] == [STRICT, {"step": 1, "x": None}]
+    assert [strict_loads(ln) for ln in (tmp_path / "c.jsonl").read_text().splitlines()] == [
+        STRICT, {"step": 2, "explained_variance": None}]
+
+
+def test_json_text_writes_null_and_refuses_what_strict_json_cannot_hold():
+    from llmlab.core.io import json_text
+
+    assert json_text([float("nan"), {"x": np.float32("-inf")}]) == '[null, {"x": null}]'
+    with pytest.raises(TypeError):
+        json_text({"x": object()})
+
+
+def test_a_metrics_file_an_older_version_wrote_with_bare_nan_still_reads(tmp_path):
+    p = tmp_path / "metrics.jsonl"
+    p.write_text('{"step": 1, "explained_variance": NaN}\n{"step": 2, "loss": Infinity}\n')
+    a, b = read_jsonl(p, "metrics")
+    assert math.isnan(a["explained_variance"]) and b["loss"] == math.inf

@@ -6,6 +6,8 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
+import numbers
 import os
 import shutil
 import stat
@@ -147,8 +149,39 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def strict_json(obj: Any) -> Any:
+    """`obj` with every non-finite float (NaN, inf, -inf, numpy's too, at any depth of dicts, lists and
+    tuples) made None, and numpy scalars made Python numbers: what strict JSON can hold. A figure that is
+    undefined (the explained variance of a step whose rewards are all equal, the mean of nothing) is then
+    written as null, which JavaScript's JSON.parse, jq or serde read, where a bare NaN makes them refuse
+    the whole file.
+
+    >>> strict_json({"a": float("nan"), "b": [1.5, float("-inf"), (2, True)], "c": None})
+    {'a': None, 'b': [1.5, None, [2, True]], 'c': None}
+    """
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, (str, bool, int)) or obj is None:
+        return obj
+    if isinstance(obj, numbers.Integral):  # numpy's integers
+        return int(obj)
+    if isinstance(obj, numbers.Real):  # float, numpy's floats
+        x = float(obj)
+        return x if math.isfinite(x) else None
+    return obj  # anything else: json says what it cannot write
+
+
+def json_text(obj: Any, **kwargs) -> str:
+    """`obj` as strict JSON text (`strict_json`: a non-finite float becomes null); `json.dumps` with
+    `allow_nan=False`, so nothing non-finite slips through. Every JSON file or line llmlab writes goes
+    through it; readers still accept the bare NaN that files of older versions hold."""
+    return json.dumps(strict_json(obj), allow_nan=False, **kwargs)
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+    atomic_write_text(path, json_text(obj, ensure_ascii=False, indent=2) + "\n")
 
 
 def write_safetensors(path: str | os.PathLike, arrays: dict[str, Any], metadata: dict[str, str] | None = None) -> None:
@@ -306,7 +339,7 @@ def json_record(line: str, where: str) -> Any:
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> None:
     """Write records as JSONL atomically."""
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    text = "".join(json_text(r, ensure_ascii=False) + "\n" for r in records)
     atomic_write_text(path, text)
 
 
@@ -320,4 +353,4 @@ class JsonlAppender:
     def write(self, record: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.write(json_text(record, ensure_ascii=False) + "\n")
