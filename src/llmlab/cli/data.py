@@ -7,10 +7,10 @@ goes to ``--removed FILE`` (JSONL), so nothing is lost without a trace.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides, finite_float
+from llmlab.core.io import json_text
 
 SPLITS = ("train", "dev", "test")
 
@@ -169,7 +169,7 @@ def _clean(args) -> int:
     out = docs.select(kept).with_texts(texts)
     out.write(args.output)
     _write_removed(args.removed, docs, dropped)
-    print(json.dumps({"input": docs.source, "documents": len(docs), "kept": len(out), "dropped": len(dropped),
+    print(json_text({"input": docs.source, "documents": len(docs), "kept": len(out), "dropped": len(dropped),
                       "dropped_by_rule": dict(sorted(failed.items(), key=lambda kv: -kv[1])),
                       "pii_scrubbed" if args.pii == "scrub" else "pii_found": pii_total}, ensure_ascii=False))
     return 0
@@ -196,7 +196,7 @@ def _dedup(args) -> int:
         kept = [kept[j] for j in range(len(kept)) if rep[j] == j]
     docs.select(kept).write(args.output)
     _write_removed(args.removed, docs, sorted(dropped))
-    print(json.dumps({"input": docs.source, "documents": len(docs), "kept": len(kept),
+    print(json_text({"input": docs.source, "documents": len(docs), "kept": len(kept),
                       "exact_duplicates": len(docs) - n_exact_kept, "near_duplicates": n_near}, ensure_ascii=False))
     return 0
 
@@ -212,7 +212,7 @@ def _datasheet(args) -> int:
                               args.name or docs.source)
     if args.output:
         atomic_write_text(args.output, text)  # a line like the other commands' summaries: what went where
-        print(json.dumps({"input": docs.source, "documents": len(docs), "datasheet": args.output}, ensure_ascii=False))
+        print(json_text({"input": docs.source, "documents": len(docs), "datasheet": args.output}, ensure_ascii=False))
     else:
         print(text)
     return 0
@@ -233,7 +233,7 @@ def _select(args) -> int:
     pool.select(picked.tolist()).write(args.output)
     if args.scores:  # the scores the selection used, not a second training of the models
         write_jsonl(args.scores, [{"index": i, "score": float(s)} for i, s in enumerate(scores)])
-    print(json.dumps({"pool": pool.source, "domain": domain.source, "documents": len(pool),
+    print(json_text({"pool": pool.source, "domain": domain.source, "documents": len(pool),
                       "selected": len(picked)}, ensure_ascii=False))
     return 0
 
@@ -253,7 +253,7 @@ def _mix(args) -> int:
     plan = mix_plan(domain.texts, general.texts, args.share, args.by, args.seed)
     offset = {"domain": 0, "general": len(domain)}
     docs.select([offset[c] + i for c, i in plan]).write(args.output)
-    print(json.dumps({"domain": domain.source, "general": general.source, "documents": len(plan),
+    print(json_text({"domain": domain.source, "general": general.source, "documents": len(plan),
                       "from_domain": sum(c == "domain" for c, _ in plan),
                       f"domain_share_by_{args.by}": round(domain_share(plan, domain.texts, general.texts, args.by), 4)},
                      ensure_ascii=False))

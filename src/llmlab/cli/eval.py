@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides, split_unless_file
+from llmlab.core.io import json_text
 
 
 def register(sub) -> None:
@@ -101,7 +101,7 @@ def run_bleu(args: argparse.Namespace) -> int:
     hyps, refs = _hyps_refs(args)
     score, sig = corpus_bleu(hyps, refs, cfg), bleu_signature(cfg, len(refs))
     if args.json:
-        print(json.dumps({"name": "BLEU", "score": score.score, "signature": sig, "bp": score.bp,
+        print(json_text({"name": "BLEU", "score": score.score, "signature": sig, "bp": score.bp,
                           "precisions": score.precisions, "sys_len": score.sys_len, "ref_len": score.ref_len}))
     else:
         print(score.format(sig))
@@ -115,7 +115,7 @@ def run_chrf(args: argparse.Namespace) -> int:
     hyps, refs = _hyps_refs(args)
     score, sig = corpus_chrf(hyps, refs, cfg), chrf_signature(cfg, len(refs))
     name = f"chrF{cfg.beta:g}" + "+" * cfg.word_order
-    print(json.dumps({"name": name, "score": score, "signature": sig}) if args.json else f"{name}|{sig} = {score:.2f}")
+    print(json_text({"name": name, "score": score, "signature": sig}) if args.json else f"{name}|{sig} = {score:.2f}")
     return 0
 
 
@@ -132,7 +132,7 @@ def run_rouge(args: argparse.Namespace) -> int:
     hyps, refs = _hyps_refs(args)
     scores = corpus_rouge(hyps, refs, cfg, cut)
     if args.json:
-        print(json.dumps({k: s._asdict() for k, s in scores.items()}))
+        print(json_text({k: s._asdict() for k, s in scores.items()}))
     else:
         for k, s in scores.items():
             print(f"{k:10s} P = {s.precision:.4f}  R = {s.recall:.4f}  F = {s.fmeasure:.4f}")
@@ -196,7 +196,7 @@ def run_arithmetic(args: argparse.Namespace) -> int:
     out = {"exact_match": acc, "right": round(acc * n), "problems": n, "stderr": (acc * (1 - acc) / n) ** 0.5,
            "call_rate": r["call_rate"], "argument_rate": r["argument_rate"]}
     if args.json:
-        print(json.dumps(out))
+        print(json_text(out))
         return 0
     print(f"exact match {acc:.3f} ({out['right']} of {n} distinct {args.split} questions; standard error "
           f"{out['stderr']:.3f})" + (f"  calls {r['call_rate']:.3f}" if args.tools else ""))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from llmlab.cli.common import (
     add_command,
     add_dataclass_flags,
@@ -12,6 +10,7 @@ from llmlab.cli.common import (
     finite_float,
     split_unless_file,
 )
+from llmlab.core.io import json_text
 
 SPLITS = ("train", "dev", "test")
 
@@ -145,6 +144,6 @@ def _errors(args) -> int:
     table = two_errors_table(lp, seed=args.seed)
     title = f"{model.order}-gram {model.config.smoothing} on {name}"
     plot_two_errors(table, args.output, title=title)
-    print(json.dumps(table, indent=1))
+    print(json_text(table, indent=1))
     print(f"wrote {args.output}")
     return 0

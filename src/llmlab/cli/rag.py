@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides, finite_float
+from llmlab.core.io import json_text
 
 
 def register(sub) -> None:
@@ -67,7 +67,7 @@ def _search(args: argparse.Namespace) -> int:
     for batch in batches:
         for query, hits in zip(batch, index.search_batch(batch, args.k)):
             for rank, h in enumerate(hits, 1):
-                print(json.dumps({"query": query, "rank": rank, "score": h.score, "index": h.index, "doc": h.doc,
+                print(json_text({"query": query, "rank": rank, "score": h.score, "index": h.index, "doc": h.doc,
                                   "start": h.start, "end": h.end, "text": h.text}, ensure_ascii=False))
     return 0
 
@@ -85,5 +85,5 @@ def _ask(args: argparse.Namespace) -> int:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json")
     cfg = GenerationConfig(**dataclass_overrides(args, GenerationConfig))
     result = answer(model, tok, args.question, index, args.k, cfg, args.n)
-    print(json.dumps(result.to_dict(args.threshold), ensure_ascii=False, indent=2))
+    print(json_text(result.to_dict(args.threshold), ensure_ascii=False, indent=2))
     return 0

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from llmlab.cli.common import add_command, add_dataclass_flags, add_group, add_run_flags, run_config
+from llmlab.core.io import json_text
 
 # TrainConfig fields the reward model's loop does not use
 UNUSED_TRAIN_FLAGS = ("seq_len", "precision", "compile", "grad_checkpoint")
@@ -77,5 +77,5 @@ def _score(args: argparse.Namespace) -> int:
         scores = scorer([prompt] * len(keys), [tok.encode(r[k]) + [end] for k in keys]).tolist()
         r.update({"score": scores[0]} if keys == ("reply",) else
                  {"chosen_score": scores[0], "rejected_score": scores[1]})
-        print(json.dumps(r, ensure_ascii=False), flush=True)
+        print(json_text(r, ensure_ascii=False), flush=True)
     return 0

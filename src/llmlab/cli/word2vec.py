@@ -75,8 +75,6 @@ def _analogy(args) -> int:
 
 
 def _eval(args) -> int:
-    import json
-
     from llmlab.classic.vectors import (
         evaluate_analogies,
         evaluate_similarity,
@@ -84,11 +82,12 @@ def _eval(args) -> int:
         read_analogies,
         read_pairs,
     )
+    from llmlab.core.io import json_text
 
     wv = _load(args.vectors)
     pairs = read_pairs(args.pairs or args.lang)
     out = {"similarity": evaluate_similarity(wv, pairs),
            "analogy": evaluate_analogies(wv, read_analogies(args.analogies or args.lang)),
            "onehot_vs_distributed": onehot_vs_distributed(wv, pairs)}
-    print(json.dumps(out, ensure_ascii=False, indent=1))
+    print(json_text(out, ensure_ascii=False, indent=1))
     return 0

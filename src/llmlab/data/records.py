@@ -13,14 +13,13 @@ the other way: that would lose the other fields).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_text, jsonl_lines, read_lines
+from llmlab.core.io import atomic_write_text, json_text, jsonl_lines, read_lines
 from llmlab.data.corpora import CORPORA, corpus_text
 
 
@@ -61,7 +60,7 @@ class Documents:
         any other path one line per document."""
         check_writable_as(self, path)
         if is_jsonl(path):
-            lines = (json.dumps(self.record(i), ensure_ascii=False) for i in range(len(self)))
+            lines = (json_text(self.record(i), ensure_ascii=False) for i in range(len(self)))
         else:
             lines = iter(self.texts)
         atomic_write_text(path, "".join(line + "\n" for line in lines))

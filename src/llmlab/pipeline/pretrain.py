@@ -32,7 +32,15 @@ import torch
 from llmlab.classic.information import entropy
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, atomic_write_text, check_output, read_json, read_jsonl, within
+from llmlab.core.io import (
+    atomic_write_json,
+    atomic_write_text,
+    check_output,
+    json_text,
+    read_json,
+    read_jsonl,
+    within,
+)
 from llmlab.data import lm_splits
 from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM, ModelConfig, count_parameters, save_model
@@ -145,7 +153,7 @@ def _as_read_now(doc, cfg) -> dict:
     that run did. A document the class no longer reads is compared as it is (and then differs)."""
     with contextlib.suppress(InputError, TypeError, ValueError, AttributeError):
         doc = type(cfg).from_dict(doc).to_dict()
-    return _identity(json.loads(json.dumps(doc)))
+    return _identity(json.loads(json_text(doc)))
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -209,7 +217,7 @@ def check_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = No
                          f"choose another {elsewhere}")
     saved, saved_data = out / "config.json", out / "data.json"
     if saved.exists() and not fresh:
-        old, new = _as_read_now(read_json(saved, "run config"), cfg), _identity(json.loads(json.dumps(cfg.to_dict())))
+        old, new = _as_read_now(read_json(saved, "run config"), cfg), _identity(json.loads(json_text(cfg.to_dict())))
         if old != new:
             fields = ", ".join(_differences(old, new) if isinstance(old, dict) else ["all"])
             raise InputError(f"run directory {str(out)!r} holds a run with a different config ({fields}); "
@@ -252,10 +260,11 @@ def _last_train_loss(path: Path) -> float:
 
 
 def log_final_eval(path: Path, record: dict) -> None:
-    """Append the full-split evaluation, replacing one an earlier run of this directory wrote."""
+    """Append the full-split evaluation, replacing one an earlier run of this directory wrote. The file is
+    written again as strict JSON (`json_text`): a bare NaN an older version logged becomes null."""
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    kept = [ln for ln in lines if ln and not json.loads(ln).get("final")]
-    atomic_write_text(path, "".join(ln + "\n" for ln in kept) + json.dumps(record) + "\n")
+    kept = [r for ln in lines if ln and not (r := json.loads(ln)).get("final")]
+    atomic_write_text(path, "".join(json_text(r, ensure_ascii=False) + "\n" for r in [*kept, record]))
 
 
 def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool = False, mesh=None,

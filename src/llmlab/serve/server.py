@@ -19,7 +19,6 @@ status, prompt and completion tokens, seconds.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from http import HTTPStatus
@@ -27,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
 from llmlab.core.errors import InputError
+from llmlab.core.io import json_text
 from llmlab.serve.config import ServeConfig
 from llmlab.serve.engine import Engine
 from llmlab.serve.protocol import ApiError, chunk_body, completion_body, error_body, models_body, new_id, usage_chunk
@@ -229,7 +229,7 @@ class Handler(BaseHTTPRequestHandler):
         return super().handle_expect_100()
 
     def send_json(self, status: int, doc: dict, close: bool = False, allow: str | None = None) -> None:
-        data = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        data = json_text(doc, ensure_ascii=False).encode("utf-8")
         self.status = status
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -252,7 +252,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def event(self, doc: dict | str) -> None:
-        text = doc if isinstance(doc, str) else json.dumps(doc, ensure_ascii=False)
+        text = doc if isinstance(doc, str) else json_text(doc, ensure_ascii=False)
         self.chunk(f"data: {text}\n\n".encode())
 
     def chunk(self, data: bytes) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import JsonlAppender, atomic_write_text
+from llmlab.core.io import JsonlAppender, atomic_write_text, json_text
 from llmlab.core.modes import eval_mode
 from llmlab.core.progress import progress
 from llmlab.models.io import resolve_device
@@ -231,8 +231,8 @@ class Trainer:
         path = self.metrics.path
         if path.exists():
             lines = path.read_text(encoding="utf-8").splitlines()
-            keep = [ln for ln in lines if ln and (r := _record(ln)) is not None and r["step"] <= step]
-            atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+            keep = [r for ln in lines if ln and (r := _record(ln)) is not None and r["step"] <= step]
+            atomic_write_text(path, "".join(json_text(r, ensure_ascii=False) + "\n" for r in keep))
 
     def train_step(self) -> dict:
         """One optimizer step: set the rate, forward and backward every micro-batch, clip, step."""
