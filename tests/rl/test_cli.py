@@ -2,6 +2,7 @@
 input refused with exit status 2 before anything is written."""
 
 import json
+import shutil
 
 import pytest
 
@@ -164,3 +165,36 @@ def test_eval_arithmetic_scores_the_greedy_answers_of_distinct_test_questions(ch
                      (["--ops", "+/"], "ops must be")):
         assert main(["eval", "arithmetic", "--model", str(chat_dir), *bad]) == 2
         assert msg in capsys.readouterr().err
+
+
+def strict_loads(text):
+    """json.loads refusing NaN, Infinity and -Infinity, as JavaScript's JSON.parse, jq or serde do."""
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_critic_whose_returns_never_vary_logs_null_and_the_run_reports_and_resumes(chat_dir, tmp_path):
+    # the tiny policy never earns a reward: every step's returns are equal and the explained variance of
+    # ppo's value model is undefined; it was written as a bare NaN, which strict JSON parsers refuse
+    assert rl(chat_dir, tmp_path, "--algo", "ppo") == 0
+    run = tmp_path / "r"
+    text = (run / "metrics.jsonl").read_text()
+    steps = [strict_loads(x) for x in text.splitlines() if '"phase"' in x]
+    assert steps and all(r["reward"] == 0 and r["explained_variance"] is None for r in steps)
+    summary = strict_loads((run / "summary.json").read_text())
+    assert set(summary["curves"]["explained_variance"].values()) == {None}
+    assert "| explained_variance | - | - |" in (run / "report.md").read_text()
+    for p in (run / "config.json", run / "data.json", run / "model" / "config.json"):
+        strict_loads(p.read_text())
+    # a run an older version wrote (NaN in its metrics) resumes from its step-2 checkpoint and ends strict
+    (run / "metrics.jsonl").write_text(text.replace("null", "NaN"))
+    assert (run / "checkpoints" / "step-00000002").is_dir()
+    for ckpt in (run / "checkpoints").iterdir():
+        if ckpt.name != "step-00000002":
+            shutil.rmtree(ckpt)
+    assert rl(chat_dir, tmp_path, "--algo", "ppo") == 0
+    again = [strict_loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in again if "phase" in r] == [r["step"] for r in steps]
+    assert all(r["explained_variance"] is None for r in again if "phase" in r)
+    assert strict_loads((run / "summary.json").read_text())["curves"] == summary["curves"]

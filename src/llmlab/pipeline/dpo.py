@@ -26,6 +26,7 @@ from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
 from llmlab.models import count_parameters
 from llmlab.pipeline.pretrain import log_final_eval
+from llmlab.pipeline.report import figure_text
 from llmlab.pipeline.reward import comparisons, start_comparison_run
 from llmlab.pipeline.rl import measure
 from llmlab.pipeline.sft import recorded_before, save_chat_model
@@ -104,7 +105,7 @@ def run_dpo(cfg: DPOConfig, out_root: str | Path = "runs", fresh: bool = False) 
 
 
 def _fmt(v) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else "-"
+    return figure_text(v, ".4f") if isinstance(v, float) else "-"  # "-" too where undefined (null, NaN)
 
 
 def dpo_report(cfg: DPOConfig, f: dict, records: list[dict]) -> str:

@@ -254,9 +254,9 @@ def prepare_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = 
 
 
 def _last_train_loss(path: Path) -> float:
-    """The loss of the last training record in a run's metrics (nan if there is none)."""
+    """The loss of the last training record in a run's metrics (nan if there is none, or it is null)."""
     losses = [r["loss"] for r in (read_jsonl(path, "metrics") if path.exists() else []) if "loss" in r]
-    return losses[-1] if losses else float("nan")
+    return losses[-1] if losses and losses[-1] is not None else float("nan")
 
 
 def log_final_eval(path: Path, record: dict) -> None:

@@ -45,6 +45,25 @@ def mark_experiment_folder(out: str | os.PathLike, experiment: str, entries: Ite
     atomic_write_json(out / EXPERIMENT_FILE, {"experiment": experiment, **settings})
 
 
+def undefined(v) -> bool:
+    """Whether a figure read from a run's files is undefined: null (what llmlab writes for one), or the
+    bare NaN an older version wrote.
+
+    >>> undefined(None), undefined(float("nan")), undefined(0.0), undefined("-")
+    (True, True, False, False)
+    """
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def figure_text(v, spec: str) -> str:
+    """A figure in a report's table, formatted by `spec`; "-" where it is undefined (`undefined`).
+
+    >>> figure_text(0.51234, ".3f"), figure_text(None, ".3f"), figure_text(float("nan"), ".3f")
+    ('0.512', '-', '-')
+    """
+    return "-" if undefined(v) else format(v, spec)
+
+
 def new_figure(width: float, height: float, dpi: int = 110):
     """A matplotlib Figure on the Agg canvas (no display needed)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -91,9 +110,10 @@ def plot_curves(curves: list[tuple[str, list[tuple[float, float]]]], png_path: P
 
 def plot_losses(metrics_path: Path, png_path: Path, baseline: float | None = None) -> None:
     """Train and validation loss of a run against step, with the unigram entropy as baseline."""
-    records = [json.loads(line) for line in Path(metrics_path).read_text(encoding="utf-8").splitlines()]
-    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
-    val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
+    records = [json.loads(line) for line in Path(metrics_path).read_text(encoding="utf-8").splitlines() if line]
+    nan = float("nan")  # an undefined loss (null) is a gap in the line
+    train = [(r["step"], nan if r["loss"] is None else r["loss"]) for r in records if "loss" in r]
+    val = [(r["step"], nan if r["val_loss"] is None else r["val_loss"]) for r in records if "val_loss" in r]
     plot_curves([("train loss", train), ("o val loss", val)], png_path,
                 baseline=None if baseline is None else (f"unigram entropy ({baseline:.2f})", baseline))
 

@@ -19,7 +19,6 @@ perfect one).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -27,11 +26,12 @@ from pathlib import Path
 import torch
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
+from llmlab.core.io import atomic_write_json, atomic_write_text, json_text, read_jsonl
 from llmlab.core.progress import progress
 from llmlab.models import count_parameters
 from llmlab.models.card import ModelCard
 from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
+from llmlab.pipeline.report import figure_text
 from llmlab.pipeline.rl import chat_model
 from llmlab.pipeline.sft import recorded_before, sft_fingerprint, tokenizer_config
 from llmlab.rl.dpo_config import DPOConfig
@@ -122,7 +122,7 @@ def start_comparison_run(cfg: RewardConfig | DPOConfig, out_root: str | Path, fr
     out = Path(out_root) / cfg.name
     data = [p.to_dict() for p in train], [p.to_dict() for p in dev]
     prepare_run_dir(out, cfg, fresh, sft_fingerprint(cfg.model, *data))
-    atomic_write_text(out / "pairs.jsonl", "".join(json.dumps({**r, "split": s}, ensure_ascii=False) + "\n"
+    atomic_write_text(out / "pairs.jsonl", "".join(json_text({**r, "split": s}, ensure_ascii=False) + "\n"
                                                     for s, rows in zip(("train", "dev"), data) for r in rows))
     return policy, tok, template, (train, dev), (train_ids, dev_ids), out
 
@@ -175,20 +175,25 @@ def run_reward(cfg: RewardConfig, out_root: str | Path = "runs", fresh: bool = F
     return figures
 
 
+def _f(v, spec: str = ".4f") -> str:
+    return figure_text(v, spec)  # "-" for a figure that is undefined (null in the run's files)
+
+
 def reward_report(cfg: RewardConfig, f: dict, records: list[dict]) -> str:
     """The run's report in Markdown: data, accuracy before and after, validation curve, best-of-n."""
     b, a = f["before"], f["after"]
-    curve = "".join(f"| {r['step']} | {r['val_loss']:.4f} | {r['val_accuracy']:.4f} |\n"
+    curve = "".join(f"| {r['step']} | {_f(r['val_loss'])} | {_f(r['val_accuracy'])} |\n"
                     for r in records if "val_accuracy" in r)
     bon = f["best_of_n"]
     slips = (f"| pair accuracy on {f['near_miss_pairs']} near misses (right answer vs one digit changed) | "
-             f"{b['near_miss_accuracy']:.4f} | {a['near_miss_accuracy']:.4f} |\n"
+             f"{_f(b['near_miss_accuracy'])} | {_f(a['near_miss_accuracy'])} |\n"
              if "near_miss_accuracy" in b and "near_miss_accuracy" in a else "")
     best = (f"## Best of {bon['n']}\n\nThe chat model answers each of {bon['problems']} distinct arithmetic test "
             "questions "
             f"{bon['n']} times (temperature 1); exact match of\n\n| pick | exact match |\n|---|---|\n"
-            f"| one sample | {bon['one_sample']:.3f} |\n| the reward model's highest score | "
-            f"{bon['reward_model_pick']:.3f} |\n| an oracle (any right answer) | {bon['oracle_pick']:.3f} |\n"
+            f"| one sample | {_f(bon['one_sample'], '.3f')} |\n| the reward model's highest score | "
+            f"{_f(bon['reward_model_pick'], '.3f')} |\n| an oracle (any right answer) | "
+            f"{_f(bon['oracle_pick'], '.3f')} |\n"
             if bon else "")
     return (f"# Reward model run `{cfg.name}`\n\n"
             f"- Start: `{f['start_model']}` ({f['parameters']:,} parameters), vocabulary head replaced by one output\n"
@@ -199,9 +204,9 @@ def reward_report(cfg: RewardConfig, f: dict, records: list[dict]) -> str:
             f"- Training: {f['steps']} steps of {cfg.train.batch_size} comparisons, lr {cfg.train.lr}, "
             f"{f['train_seconds']:.1f} s\n\n"
             "## Held-out comparisons\n\n| measure | before | after |\n|---|---|---|\n"
-            f"| pair accuracy | {b['val_accuracy']:.4f} | {a['val_accuracy']:.4f} |\n"
-            f"| Bradley-Terry loss | {b['val_loss']:.4f} | {a['val_loss']:.4f} |\n" + slips + "\n"
-            f"Pair accuracy on the training comparisons: {f['train_accuracy']:.4f}. Raw scores of the training "
+            f"| pair accuracy | {_f(b['val_accuracy'])} | {_f(a['val_accuracy'])} |\n"
+            f"| Bradley-Terry loss | {_f(b['val_loss'])} | {_f(a['val_loss'])} |\n" + slips + "\n"
+            f"Pair accuracy on the training comparisons: {_f(f['train_accuracy'])}. Raw scores of the training "
             f"replies: mean {f['score_mean']:.4g}, std {f['score_std']:.4g} (the saved model's scores are "
             "normalised by them).\n\n## Validation\n\n| step | loss | pair accuracy |\n|---|---|---|\n" + curve
             + "\n" + best)

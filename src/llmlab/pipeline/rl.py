@@ -29,6 +29,7 @@ from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl, sha256_file
 from llmlab.models import count_parameters, load_model
 from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
+from llmlab.pipeline.report import undefined
 from llmlab.pipeline.sft import recorded_before, save_chat_model, sft_fingerprint
 from llmlab.rl.config import DPO_SETTINGS, RLConfig
 from llmlab.rl.rewards import answer_reward
@@ -175,7 +176,8 @@ def _mean(xs) -> float:
 
 
 def _fmt(v) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
+    """A figure of the report; "-" where it is undefined (null in the run's files, or NaN: a mean of nothing)."""
+    return "-" if undefined(v) else f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def rl_report(cfg: RLConfig, f: dict) -> str:

@@ -46,6 +46,7 @@ from llmlab.models import count_parameters, load_model, save_model
 from llmlab.models.card import ModelCard
 from llmlab.models.decoder import check_packable
 from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
+from llmlab.pipeline.report import undefined
 
 log = logging.getLogger(__name__)
 TOOL_USE = (" Replies call a calculator, [calc(EXPR)→ then the answer: run it with `llmlab chat --tools`, which "
@@ -212,7 +213,8 @@ def _trainable(model, masked_rows: int | None) -> int:
 
 
 def _fmt(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+    """A figure of the report; "-" where it is undefined (null in the run's files, or NaN)."""
+    return "-" if undefined(v) else f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def remedies(cfg: SFTConfig) -> str:
