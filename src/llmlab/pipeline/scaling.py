@@ -9,10 +9,11 @@ measures improve steadily: an answer of n digits is right only when all n are, r
 per-digit accuracy p (Schaeffer et al., 2023, "Are emergent abilities of large language models a
 mirage?"). The plot puts both on one axis of parameter counts.
 
-Measured (tiny preset, 1,500 steps, 2-3 digit additions, 200 test problems; one run on 2 cores): with
-20,000 training problems (each seen about 12 times) the largest size had per-token accuracy 0.39 on
-test; with 100,000 (the default) exact match by size was 0, 0.015, 0.01, 0.14, 0.025 and per-token
-accuracy 0.19, 0.47, 0.38, 0.58, 0.54. At this budget the sizes are not trained to their capacity and
+Measured (`llmlab --threads 1 scaling --steps 1500`: tiny preset, 2-3 digit additions, 200 distinct
+test questions; one run): with 100,000 training problems (the default) exact match by size was 0,
+0.005, 0, 0.025, 0.015 and per-token accuracy 0.18, 0.48, 0.33, 0.44, 0.44 (figures measured at an
+earlier version, on 2 threads, were 0.14 and 0.58 for the fourth size; the same command at that
+version now gives 0.025 and 0.44 there). At this budget the sizes are not trained to their capacity and
 neither curve is monotone: the experiment shows how to read the two metrics, not a finished scaling law.
 
     out/
