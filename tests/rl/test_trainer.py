@@ -284,6 +284,7 @@ def test_a_config_saved_before_ppo_loads_and_resolves_as_it_did(algo):
     (dict(algo="dapo", overlong_cache=9), "overlong_cache"),
     (dict(algo="grpo", train=dataclasses.replace(RL_TRAIN, precision="bf16")), "precision"),
     (dict(algo="grpo", name="a/b"), "plain folder name"),
+    (dict(algo="ppo", missing_eos_penalty=-1.0), "missing_eos_penalty must be >= 0"),
 ])
 def test_bad_settings_are_refused_by_name(kw, msg):
     with pytest.raises(InputError, match=msg):
@@ -306,3 +307,8 @@ def test_a_reward_models_scores_train_the_policy_while_accuracy_counts_right_ans
     assert seen == [ro.tokens[b, : int(ro.lengths[b])].tolist() for b in range(len(ro))]
     assert all(c[-1] == end for c, t in zip(seen, ro.truncated.tolist()) if not t)
     assert correct.tolist() == [float(ro.answer_ids(b, end)[:1] == want) for b in range(len(ro))]
+    # an answer that never wrote <|end|> loses missing_eos_penalty from its score, one that ended keeps it
+    tr = make(policy, chat_tok, end, task, tmp_path / "eos", missing_eos_penalty=2.5)
+    ro2, _, scores2, _ = tr.collect()
+    assert torch.equal(ro2.tokens, ro.tokens) and ro.truncated.any() and (~ro.truncated).any()
+    assert scores2.tolist() == (ro.lengths.float() - 2.5 * ro.truncated.float()).tolist()

@@ -129,6 +129,7 @@ class RLConfig:
     arithmetic_train: int = 2000  # arithmetic training problems the prompts are drawn from
     reward_model: str = ""  # reward model folder(s) (llmlab rm train), comma-separated: the reward ("" = exact answers)
     reward_ensemble: str = "mean"  # how several reward models' normalised scores combine: mean, or min (pessimistic)
+    missing_eos_penalty: float = 0.0  # taken from the score of an answer that never wrote <|end|> (TRL's; 0 = none)
     beta: float | None = None  # online-dpo: the KL coefficient; implicit reward = beta x log(policy / reference)
     loss: str | None = None  # online-dpo: sigmoid (DPO), hinge (SLiC) or ipo (log-probs averaged per token)
     label_smoothing: float | None = None  # online-dpo, sigmoid loss: the share of labels taken as flipped
@@ -206,6 +207,8 @@ class RLConfig:
             raise InputError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
         if not self.lm_coef >= 0:
             raise InputError(f"lm_coef must be >= 0, got {self.lm_coef}")
+        if not self.missing_eos_penalty >= 0:
+            raise InputError(f"missing_eos_penalty must be >= 0, got {self.missing_eos_penalty}")
         if self.reward_ensemble not in ENSEMBLES:
             raise InputError(f"reward_ensemble must be one of {ENSEMBLES}, got {self.reward_ensemble!r}")
         folders = self.reward_models

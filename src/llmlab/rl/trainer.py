@@ -196,6 +196,8 @@ class RLTrainer:
             scores = self.task.score(ro.prompts, ro.sampled_ids()).float().cpu()
         if cfg.overlong_shaping:
             scores = scores + overlong_penalty(ro.lengths, cfg.overlong_len, cfg.overlong_cache)
+        if cfg.missing_eos_penalty:  # a reward model reads an unended answer at a token it never learned to score
+            scores = scores - cfg.missing_eos_penalty * ro.truncated.float()
         return ro, correct, scores
 
     def collect(self) -> tuple[Rollouts, torch.Tensor, torch.Tensor, dict]:
