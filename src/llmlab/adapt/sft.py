@@ -273,23 +273,18 @@ def measure(model, tok, template: ChatTemplate, cfg: SFTConfig) -> dict:
     perplexity. Completion prompts the question as plain text after EOS (how a base model is asked).
 
     With arithmetic-tools the chat answers are also run through the agent loop (``tool_*`` figures), and
-    every chat answer may write a call on top of `answer_tokens` (`call_tokens`); answers are read after
-    the call either way. Without the loop the model writes the call's result itself."""
-    from llmlab.adapt.tools import call_tokens
+    every chat answer may write a call on top of `answer_tokens` (`arithmetic_exact_match`); answers are
+    read after the call either way. Without the loop the model writes the call's result itself."""
     from llmlab.data.corpora import arithmetic_distinct
     from llmlab.models.scoring import text_start
 
     out: dict = {}
     if cfg.eval_problems:
         problems = arithmetic_distinct(cfg.eval_problems, max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
-        user = [[{"role": "user", "content": p.question}] for p in problems]
-        prompts = [template.prompt_ids(tok, m) for m in user]
-        end = template.ids(tok)[template.end]
-        budget = cfg.answer_tokens + (call_tokens(tok, problems) if cfg.tools else 0)
-        acc, shown = answer_accuracy(model, tok, problems, prompts, end, budget, "chat answers")
-        out.update(chat_accuracy=acc, chat_samples=shown)
+        r = arithmetic_exact_match(model, tok, template, problems, cfg.answer_tokens)
+        out.update(chat_accuracy=r["accuracy"], chat_samples=r["samples"])
         if cfg.tools:
-            r = greedy_answers(model, tok, problems, prompts, end, budget, "chat answers with tools", tools=True)
+            r = arithmetic_exact_match(model, tok, template, problems, cfg.answer_tokens, tools=True)
             out.update(tool_accuracy=r["accuracy"], tool_call_rate=r["call_rate"],
                        tool_argument_rate=r["argument_rate"], tool_samples=r["samples"])
         acc, shown = answer_accuracy(model, tok, problems, [text_start(tok) + tok.encode(p.question) for p in problems],
