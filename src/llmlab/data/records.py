@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_text, json_text, jsonl_lines, read_lines
+from llmlab.core.io import atomic_write_text, jsonl_lines, read_lines, write_jsonl
 from llmlab.data.corpora import CORPORA, corpus_text
 
 
@@ -60,10 +60,9 @@ class Documents:
         any other path one line per document."""
         check_writable_as(self, path)
         if is_jsonl(path):
-            lines = (json_text(self.record(i), ensure_ascii=False) for i in range(len(self)))
+            write_jsonl(path, (self.record(i) for i in range(len(self))))
         else:
-            lines = iter(self.texts)
-        atomic_write_text(path, "".join(line + "\n" for line in lines))
+            atomic_write_text(path, "".join(line + "\n" for line in self.texts))
 
 
 def is_jsonl(path: str | os.PathLike) -> bool:

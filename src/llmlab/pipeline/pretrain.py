@@ -34,12 +34,12 @@ from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.core.io import (
     atomic_write_json,
-    atomic_write_text,
     check_output,
     json_text,
     read_json,
     read_jsonl,
     within,
+    write_jsonl,
 )
 from llmlab.data import lm_splits
 from llmlab.generate import GenerationConfig, generate
@@ -264,7 +264,7 @@ def log_final_eval(path: Path, record: dict) -> None:
     written again as strict JSON (`json_text`): a bare NaN an older version logged becomes null."""
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     kept = [r for ln in lines if ln and not (r := json.loads(ln)).get("final")]
-    atomic_write_text(path, "".join(json_text(r, ensure_ascii=False) + "\n" for r in [*kept, record]))
+    write_jsonl(path, [*kept, record])
 
 
 def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool = False, mesh=None,

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, atomic_write_text, json_text, read_jsonl
+from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
 from llmlab.core.progress import progress
 from llmlab.models import count_parameters
 from llmlab.models.card import ModelCard
@@ -122,8 +122,7 @@ def start_comparison_run(cfg: RewardConfig | DPOConfig, out_root: str | Path, fr
     out = Path(out_root) / cfg.name
     data = [p.to_dict() for p in train], [p.to_dict() for p in dev]
     prepare_run_dir(out, cfg, fresh, sft_fingerprint(cfg.model, *data))
-    atomic_write_text(out / "pairs.jsonl", "".join(json_text({**r, "split": s}, ensure_ascii=False) + "\n"
-                                                    for s, rows in zip(("train", "dev"), data) for r in rows))
+    write_jsonl(out / "pairs.jsonl", ({**r, "split": s} for s, rows in zip(("train", "dev"), data) for r in rows))
     return policy, tok, template, (train, dev), (train_ids, dev_ids), out
 
 

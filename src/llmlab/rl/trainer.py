@@ -48,7 +48,7 @@ from pathlib import Path
 import torch
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import JsonlAppender, atomic_write_text, json_text, read_jsonl
+from llmlab.core.io import JsonlAppender, read_jsonl, write_jsonl
 from llmlab.core.progress import progress
 from llmlab.models.io import model_state, resolve_device
 from llmlab.rl.advantages import (
@@ -172,7 +172,7 @@ class RLTrainer:
         path = self.metrics.path
         if path.exists():
             keep = [r for r in read_jsonl(path, "metrics") if r.get("step", 0) <= self.iteration]
-            atomic_write_text(path, "".join(json_text(r, ensure_ascii=False) + "\n" for r in keep))
+            write_jsonl(path, keep)
         return ckpt is not None
 
     # --- sampling and scoring ---------------------------------------------------------------------

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import JsonlAppender, atomic_write_text, json_text
+from llmlab.core.io import JsonlAppender, write_jsonl
 from llmlab.core.modes import eval_mode
 from llmlab.core.progress import progress
 from llmlab.models.io import resolve_device
@@ -232,7 +232,7 @@ class Trainer:
         if path.exists():
             lines = path.read_text(encoding="utf-8").splitlines()
             keep = [r for ln in lines if ln and (r := _record(ln)) is not None and r["step"] <= step]
-            atomic_write_text(path, "".join(json_text(r, ensure_ascii=False) + "\n" for r in keep))
+            write_jsonl(path, keep)
 
     def train_step(self) -> dict:
         """One optimizer step: set the rate, forward and backward every micro-batch, clip, step."""
