@@ -139,7 +139,7 @@ def test_rl_trains_on_the_reward_models_scores(chat_dir, trained, tmp_path, caps
     assert all(r["accuracy"] == 0 for r in steps) and any(r["reward"] != 0 for r in steps)
 
 
-def test_an_ensemble_scores_the_mean_or_the_minimum_of_its_members(chat_dir, trained, tmp_path, capsys):
+def test_an_ensemble_scores_the_mean_the_minimum_or_the_uwo_of_its_members(chat_dir, trained, tmp_path, capsys):
     import shutil
 
     import torch
@@ -157,6 +157,11 @@ def test_an_ensemble_scores_the_mean_or_the_minimum_of_its_members(chat_dir, tra
     assert not torch.equal(sa, sb)
     torch.testing.assert_close(EnsembleScorer([a, b], "mean")(prompts, replies), (sa + sb) / 2)
     torch.testing.assert_close(EnsembleScorer([a, b], "min")(prompts, replies), torch.minimum(sa, sb))
+    # uwo: the mean less lam x the members' variance, which for two members is ((sa - sb) / 2) ** 2
+    torch.testing.assert_close(EnsembleScorer([a, b], "uwo", 0.3)(prompts, replies),
+                               (sa + sb) / 2 - 0.3 * ((sa - sb) / 2) ** 2)
+    torch.testing.assert_close(EnsembleScorer([a, b], "uwo", 0.0)(prompts, replies), (sa + sb) / 2)
+    assert torch.all(EnsembleScorer([a, b], "uwo", 1.0)(prompts, replies) < (sa + sb) / 2)
     # through llmlab rl: two copies of one reward model train exactly as that model alone
     shutil.copytree(trained / "model", tmp_path / "copy")
     runs = {}
@@ -166,6 +171,13 @@ def test_an_ensemble_scores_the_mean_or_the_minimum_of_its_members(chat_dir, tra
         runs[name] = [json.loads(x) for x in (tmp_path / name / "p" / "metrics.jsonl").read_text().splitlines()]
     assert [r.get("reward") for r in runs["one"]] == [r.get("reward") for r in runs["two"]]
     assert any(r.get("reward") for r in runs["two"])
+    # two copies never disagree, so uwo charges nothing: the run is the one-model run again
+    assert rl_with(chat_dir, tmp_path / "uwo", f"{trained / 'model'},{tmp_path / 'copy'}", "--reward-ensemble", "uwo",
+                   "--uwo-lambda", "2") == 0
+    uwo = [json.loads(x) for x in (tmp_path / "uwo" / "p" / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("reward") for r in runs["one"]] == [r.get("reward") for r in uwo]
+    report = (tmp_path / "uwo" / "p" / "report.md").read_text()
+    assert "the mean less 2 x the variance of the normalised scores" in report
     run = tmp_path / "two" / "p"
     assert len(json.loads((run / "data.json").read_text())["reward_model_sha256"]) == 2
     assert "the min of the normalised scores of the reward models" in (run / "report.md").read_text()

@@ -285,10 +285,21 @@ def test_a_config_saved_before_ppo_loads_and_resolves_as_it_did(algo):
     (dict(algo="grpo", train=dataclasses.replace(RL_TRAIN, precision="bf16")), "precision"),
     (dict(algo="grpo", name="a/b"), "plain folder name"),
     (dict(algo="ppo", missing_eos_penalty=-1.0), "missing_eos_penalty must be >= 0"),
+    (dict(algo="online-dpo", missing_eos_penalty=-1.0), "missing_eos_penalty must be >= 0"),
+    (dict(algo="online-dpo", reward_ensemble="max"), "reward_ensemble must be one of"),
+    (dict(algo="ppo", reward_ensemble="min", uwo_lambda=0.5), "uwo_lambda weighs the members' variance"),
+    (dict(algo="ppo", reward_ensemble="uwo", uwo_lambda=-0.5), "uwo_lambda must be >= 0"),
 ])
 def test_bad_settings_are_refused_by_name(kw, msg):
     with pytest.raises(InputError, match=msg):
         RLConfig(**kw)
+
+
+def test_uwo_takes_its_default_lambda_and_saves_it():
+    cfg = RLConfig(algo="ppo", reward_ensemble="uwo")
+    assert cfg.uwo_lambda == 0.5
+    assert RLConfig.from_dict(cfg.to_dict()) == cfg
+    assert RLConfig(algo="ppo").uwo_lambda is None
 
 
 def test_a_reward_models_scores_train_the_policy_while_accuracy_counts_right_answers(policy, chat_tok, prompt, end,

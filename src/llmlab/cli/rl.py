@@ -36,11 +36,13 @@ def _shown_defaults(cls):
     import dataclasses
     import types
 
-    from llmlab.rl.config import ALGOS, algo_defaults
+    from llmlab.rl.config import ALGOS, UWO_LAMBDA, algo_defaults
 
     shown = {}
     for f in dataclasses.fields(cls):
-        if f.default is None:
+        if f.name == "uwo_lambda":
+            shown[f.name] = f"uwo {UWO_LAMBDA}"
+        elif f.default is None:
             per = {a: algo_defaults(a).get(f.name) for a in ALGOS}
             per.update({"value_lr": {"vapo": "2 x lr", "ppo": "2 x lr"},
                         "lam_policy": {"vapo": "length-adaptive (lam_alpha)"}}.get(f.name, {}))

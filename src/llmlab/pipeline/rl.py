@@ -86,7 +86,7 @@ def reward_model_scorer(cfg: RLConfig, tok, template: ChatTemplate):
             raise InputError(f"the reward model {folder!r} reads another tokenizer or chat template than the policy "
                              f"{cfg.model!r}: train it from this chat model (llmlab rm train --model {cfg.model})")
         scorers.append(RewardScorer(rm, rm_tok.pad_id, norm["mean"], norm["std"]))
-    return scorers[0] if len(scorers) == 1 else EnsembleScorer(scorers, cfg.reward_ensemble)
+    return scorers[0] if len(scorers) == 1 else EnsembleScorer(scorers, cfg.reward_ensemble, cfg.uwo_lambda or 0.0)
 
 
 def measure(model, tok, template: ChatTemplate, cfg: RLConfig) -> dict:
@@ -148,8 +148,9 @@ def trainer_class(cfg: RLConfig) -> type[RLTrainer]:
 def reward_source(cfg: RLConfig) -> str:
     if len(cfg.reward_models) > 1:
         names = ", ".join(f"`{m}`" for m in cfg.reward_models)
-        return (f"the {cfg.reward_ensemble} of the normalised scores of the reward models {names} (accuracy still "
-                "counts exact answers)")
+        how = (f"mean less {cfg.uwo_lambda:g} x the variance" if cfg.reward_ensemble == "uwo" else
+               cfg.reward_ensemble)
+        return f"the {how} of the normalised scores of the reward models {names} (accuracy still counts exact answers)"
     if cfg.reward_model:
         return (f"the normalised score of the reward model `{cfg.reward_model}` (accuracy still counts exact "
                 "answers)")

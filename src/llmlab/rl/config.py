@@ -36,7 +36,8 @@ from llmlab.train.config import TrainConfig
 
 ALGOS = ("grpo", "dapo", "vapo", "ppo", "online-dpo")
 AGGREGATIONS = ("token", "sequence")
-ENSEMBLES = ("mean", "min")
+ENSEMBLES = ("mean", "min", "uwo")
+UWO_LAMBDA = 0.5  # uwo's default weight of the members' variance
 KL_PENALTIES = ("loss", "reward")
 CRITIC_ALGOS = ("vapo", "ppo")  # those whose advantages are GAE from a value model
 DPO_SETTINGS = ("beta", "loss", "label_smoothing", "nll_coef")  # online-dpo's own; the others leave them None
@@ -128,7 +129,8 @@ class RLConfig:
     arithmetic_ops: str = "+"  # operators of the arithmetic problems
     arithmetic_train: int = 2000  # arithmetic training problems the prompts are drawn from
     reward_model: str = ""  # reward model folder(s) (llmlab rm train), comma-separated: the reward ("" = exact answers)
-    reward_ensemble: str = "mean"  # how several reward models' normalised scores combine: mean, or min (pessimistic)
+    reward_ensemble: str = "mean"  # how several reward models' normalised scores combine: mean, min, or uwo
+    uwo_lambda: float | None = None  # uwo: the members' mean less this x their variance (Coste et al.'s lambda)
     missing_eos_penalty: float = 0.0  # taken from the score of an answer that never wrote <|end|> (TRL's; 0 = none)
     beta: float | None = None  # online-dpo: the KL coefficient; implicit reward = beta x log(policy / reference)
     loss: str | None = None  # online-dpo: sigmoid (DPO), hinge (SLiC) or ipo (log-probs averaged per token)
@@ -151,6 +153,7 @@ class RLConfig:
         self._check_counts()
         if not self.temperature > 0:
             raise InputError(f"temperature must be > 0 (rollouts are sampled), got {self.temperature}")
+        self._check_reward()
         if self.algo == "online-dpo":
             self._check_online_dpo()
         else:
@@ -187,6 +190,25 @@ class RLConfig:
         if not self.arithmetic_ops or set(self.arithmetic_ops) - set("+-*"):
             raise InputError(f"arithmetic_ops must be a non-empty subset of '+-*', got {self.arithmetic_ops!r}")
 
+    def _check_reward(self):
+        """The reward-model settings, which every algorithm's scores go through (online-dpo's pairs too)."""
+        if not self.missing_eos_penalty >= 0:
+            raise InputError(f"missing_eos_penalty must be >= 0, got {self.missing_eos_penalty}")
+        if self.reward_ensemble not in ENSEMBLES:
+            raise InputError(f"reward_ensemble must be one of {ENSEMBLES}, got {self.reward_ensemble!r}")
+        if self.reward_ensemble != "uwo" and self.uwo_lambda is not None:
+            raise InputError(f"uwo_lambda weighs the members' variance in the uwo ensemble, not "
+                             f"{self.reward_ensemble}: give --reward-ensemble uwo or leave it out")
+        if self.reward_ensemble == "uwo":
+            if self.uwo_lambda is None:
+                object.__setattr__(self, "uwo_lambda", UWO_LAMBDA)
+            if not self.uwo_lambda >= 0:
+                raise InputError(f"uwo_lambda must be >= 0, got {self.uwo_lambda}")
+        folders = self.reward_models
+        if not all(folders) or len(set(folders)) < len(folders):
+            raise InputError(f"reward_model lists reward model folders separated by single commas, each once; "
+                             f"got {self.reward_model!r}")
+
     def _check_policy(self):
         given = [k for k in DPO_SETTINGS if getattr(self, k) is not None]
         if given:
@@ -207,14 +229,6 @@ class RLConfig:
             raise InputError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
         if not self.lm_coef >= 0:
             raise InputError(f"lm_coef must be >= 0, got {self.lm_coef}")
-        if not self.missing_eos_penalty >= 0:
-            raise InputError(f"missing_eos_penalty must be >= 0, got {self.missing_eos_penalty}")
-        if self.reward_ensemble not in ENSEMBLES:
-            raise InputError(f"reward_ensemble must be one of {ENSEMBLES}, got {self.reward_ensemble!r}")
-        folders = self.reward_models
-        if not all(folders) or len(set(folders)) < len(folders):
-            raise InputError(f"reward_model lists reward model folders separated by single commas, each once; "
-                             f"got {self.reward_model!r}")
         if self.lm_coef and self.reward_model:
             raise InputError("lm_coef trains on the answers the exact-answer check marks right, which a run rewarded "
                              "by a reward model must not see: give --lm-coef 0 with --reward-model")

@@ -151,17 +151,23 @@ class RewardScorer:
 
 
 class EnsembleScorer:
-    """Several reward models' normalised scores of the same completions, combined per completion: their
-    mean, or their minimum (Coste et al. 2024, "Reward model ensembles help mitigate overoptimization":
-    the worst case of the ensemble). A policy that finds an answer one reward model overrates gains
-    nothing from it under "min" unless every member overrates it, which models trained apart rarely do."""
+    """Several reward models' normalised scores of the same completions, combined per completion (Coste et
+    al. 2024, "Reward model ensembles help mitigate overoptimization"): their mean; their minimum, the
+    worst case of the ensemble; or "uwo", uncertainty-weighted, their mean less `lam` times their variance
+    across the members (over k, not k - 1), which charges an answer for the members' disagreement about it.
+    A policy that finds an answer one reward model overrates gains nothing from it under "min" unless every
+    member overrates it, which models trained apart rarely do."""
 
-    def __init__(self, scorers: list, how: str = "mean"):
-        if not scorers or how not in ("mean", "min"):
-            raise InputError(f"an ensemble needs at least one scorer and how 'mean' or 'min', got {len(scorers)}, "
-                             f"{how!r}")
-        self.scorers, self.how = scorers, how
+    def __init__(self, scorers: list, how: str = "mean", lam: float = 0.5):
+        if not scorers or how not in ("mean", "min", "uwo") or not lam >= 0:
+            raise InputError(f"an ensemble needs at least one scorer, how 'mean', 'min' or 'uwo' and a lam >= 0, "
+                             f"got {len(scorers)}, {how!r}, {lam}")
+        self.scorers, self.how, self.lam = scorers, how, lam
 
     def __call__(self, prompts: list[list[int]], completions: list[list[int]]) -> torch.Tensor:
         scores = torch.stack([s(prompts, completions) for s in self.scorers])
-        return scores.mean(0) if self.how == "mean" else scores.amin(0)
+        if self.how == "min":
+            return scores.amin(0)
+        if self.how == "uwo":
+            return scores.mean(0) - self.lam * scores.var(0, correction=0)
+        return scores.mean(0)
