@@ -75,3 +75,60 @@ def test_threads_refuses_what_is_not_a_count(bad, capsys):
     with pytest.raises(SystemExit) as e:
         main(["--threads", bad, "memory", "llama-7b"])
     assert e.value.code == 2 and "threads" in capsys.readouterr().err
+
+
+BEAMS_UNDER_A_MEMORY_LIMIT = """
+import resource, sys
+import torch
+from llmlab.cli import main
+from llmlab.models import CausalLM, ModelConfig, save_model
+from llmlab.tokenizers import CharTokenizer
+
+tok = CharTokenizer.train(["0123456789+="])
+model = CausalLM(ModelConfig(vocab_size=tok.vocab_size, dim=32, n_layer=2, n_head=2, n_kv_head=2, max_seq_len=512))
+folder = save_model(model, sys.argv[1], tok)
+with open("/proc/self/statm") as f:
+    used = int(f.read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (used + 2**30, resource.RLIM_INFINITY))  # 1 GiB more than now
+# 20,000 beams' caches: 4 tensors of 20,000 x 2 heads x 512 positions x 16 x 4 bytes, 1.2 GiB each
+sys.exit(main(["generate", "--model", str(folder), "--prompt", "12+", "--num-beams", "20000", "--max-new-tokens", "2"]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="an address-space limit through /proc and rlimit")
+def test_running_out_of_memory_is_one_line_without_traceback(tmp_path):
+    r = subprocess.run([sys.executable, "-c", BEAMS_UNDER_A_MEMORY_LIMIT, str(tmp_path / "model")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "llmlab: error: out of memory, allocating 1.22 GiB: this command's sizes (batch, beams, sequence length, "
+        "model) need more than the machine has; lower them"]
+
+
+def test_only_failed_allocations_are_reported_as_out_of_memory(monkeypatch, capsys):
+    import argparse
+
+    import llmlab.cli as cli
+
+    cuda = RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 1.00 GiB free)")
+    assert cli.out_of_memory(MemoryError()) and cli.out_of_memory(cuda)
+    assert cli.what_failed(cuda) == ", allocating 2.00 GiB" and cli.what_failed(MemoryError()) == ""
+
+    def parser_raising(error):
+        parser = argparse.ArgumentParser()
+        parser.add_argument("-v", "--verbose", action="store_true")
+        parser.add_argument("--threads", type=int, default=0)
+
+        def func(args):
+            raise error
+        parser.set_defaults(func=func)
+        return lambda: parser
+
+    monkeypatch.setattr(cli, "build_parser", parser_raising(cuda))
+    assert cli.main([]) == 1
+    assert capsys.readouterr().err.startswith("llmlab: error: out of memory, allocating 2.00 GiB: ")
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):  # --verbose keeps the traceback
+        cli.main(["--verbose"])
+    monkeypatch.setattr(cli, "build_parser", parser_raising(RuntimeError("shape mismatch")))
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # any other error is a bug: its traceback stays
+        cli.main([])

@@ -81,6 +81,27 @@ def set_threads(n: int) -> None:
         sys.modules["torch"].set_num_threads(n)
 
 
+def out_of_memory(e: BaseException) -> bool:
+    """Whether `e` is an allocation that failed: Python's MemoryError, or torch's on the CPU (a RuntimeError
+    from its allocator) or an accelerator (torch.OutOfMemoryError, also a RuntimeError)."""
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
+        return True
+    text = str(e)
+    return "can't allocate memory" in text or "out of memory" in text.lower()
+
+
+def what_failed(e: BaseException) -> str:
+    """", allocating X GiB" when the error says how much was asked for (torch's CPU and CUDA allocators do)."""
+    import re
+
+    text = str(e)
+    if m := re.search(r"allocate (\d+) bytes", text):
+        return f", allocating {int(m.group(1)) / 2**30:.2f} GiB"
+    if m := re.search(r"allocate ([\d.]+ [KMGT]i?B)", text):
+        return f", allocating {m.group(1)}"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
@@ -96,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("llmlab: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as e:
+        if args.verbose or not out_of_memory(e):
+            raise
+        print(f"llmlab: error: out of memory{what_failed(e)}: this command's sizes (batch, beams, sequence "
+              "length, model) need more than the machine has; lower them", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # the reader stopped early (`| head`): not an error, and nothing to print
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush is silent
         return 128 + signal.SIGPIPE
