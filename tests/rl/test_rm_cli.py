@@ -210,3 +210,71 @@ def test_rl_refuses_a_reward_model_of_another_tokenizer_or_none(chat_dir, traine
     assert rl_with(chat_dir, tmp_path / "runs", trained / "model", "--algo", "vapo") == 2
     assert "--lm-coef 0 with --reward-model" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def _even_is_right(monkeypatch):
+    """Marks an answer right when its text has an even length: the tiny chat model is never right, and best-of
+    bookkeeping needs some right answers and some wrong ones among the samples."""
+    monkeypatch.setattr("llmlab.rl.rewards.answer_reward", lambda text, answer: float(len(text) % 2 == 0))
+
+
+def test_best_of_n_picks_count_the_first_sample_each_pick_and_the_oracle(chat_dir, chat_tok, monkeypatch):
+    import torch
+
+    from llmlab.adapt.chat import load_chat_template
+    from llmlab.data.corpora import arithmetic_distinct
+    from llmlab.models import load_model
+    from llmlab.pipeline.reward import best_of_n_picks
+    from llmlab.rl.reward_model import EnsembleScorer
+
+    _even_is_right(monkeypatch)
+    policy, template = load_model(chat_dir)[0], load_chat_template(chat_dir)
+
+    def first(prompts, completions):  # prefers the first sample: its pick is one sample's exact match
+        return -torch.arange(len(completions), dtype=torch.float)
+
+    def judge(prompts, completions):  # prefers a right answer: its pick is the oracle's
+        return torch.tensor([float(len(chat_tok.decode(c).replace("<|end|>", "")) % 2 == 0) for c in completions])
+
+    problems = arithmetic_distinct(12, max_digits=2, ops="+")
+    scorers = {"first": first, "judge": judge, "min": EnsembleScorer([judge, first], "min")}
+    r = best_of_n_picks(policy, scorers, chat_tok, template, problems, 4, 3, seed=5)
+    assert r["problems"] == 12 and 0 < r["one_sample"] < r["oracle_pick"] <= 1
+    assert r["picks"]["first"] == r["one_sample"] and r["picks"]["judge"] == r["oracle_pick"]
+    assert r == best_of_n_picks(policy, scorers, chat_tok, template, problems, 4, 3, seed=5)  # seeded
+
+
+def test_rm_best_of_picks_as_rm_trains_report_and_refuses_bad_settings(chat_dir, trained, tmp_path, monkeypatch,
+                                                                       capsys):
+    import shutil
+
+    from llmlab.adapt.chat import load_chat_template
+    from llmlab.pipeline.reward import best_of_n
+    from llmlab.pipeline.rl import chat_model
+    from llmlab.rl.reward_config import RewardConfig
+    from llmlab.rl.reward_model import RewardScorer
+
+    _even_is_right(monkeypatch)
+    shutil.copytree(trained / "model", tmp_path / "copy")
+    one, copy = str(trained / "model"), str(tmp_path / "copy")
+    flags = ["--model", str(chat_dir), "-n", "2", "--problems", "3", "--max-new-tokens", "3", "--json"]
+    assert main(["rm", "best-of", "--reward-model", f"{one},{copy}", "--reward-ensemble", "uwo", *flags]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert list(r["picks"]) == [one, copy, "uwo of 2 (lambda 0.5)"]
+    assert r["picks"][one] == r["picks"][copy] == r["picks"]["uwo of 2 (lambda 0.5)"]  # copies agree: no charge
+    # the run's report measures best-of-n the same way, from the same draws (seed 1337, rm train's default)
+    cfg = RewardConfig.from_dict(json.loads((trained / "config.json").read_text()))
+    policy, tok, template = chat_model(str(chat_dir))
+    rm, rm_tok, norm = load_reward_model(trained / "model")
+    report = best_of_n(policy, RewardScorer(rm, rm_tok.pad_id, norm["mean"], norm["std"]), tok,
+                       load_chat_template(chat_dir), cfg)
+    assert (report["one_sample"], report["reward_model_pick"], report["oracle_pick"]) == (
+        r["one_sample"], r["picks"][one], r["oracle_pick"])
+    assert r["oracle_pick"] > 0  # the fake check marks some samples right, so the comparison means something
+    for extra, msg in ((["--reward-ensemble", "max"], "reward_ensemble must be one of"),
+                       (["--uwo-lambda", "1"], "uwo_lambda weighs the members' variance"),
+                       (["--problems", "0"], "must be >= 1")):
+        assert main(["rm", "best-of", "--reward-model", one, *flags, *extra]) == 2
+        assert msg in capsys.readouterr().err
+    assert main(["rm", "best-of", "--reward-model", str(chat_dir), *flags]) == 2
+    assert "not a reward model" in capsys.readouterr().err

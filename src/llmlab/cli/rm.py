@@ -30,6 +30,24 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, help="reward model directory (llmlab rm train writes runs/NAME/model)")
     p.add_argument("file", nargs="?", help="JSONL input (default: stdin)")
 
+    p = add_command(g, "best-of", "best-of-n on distinct arithmetic test questions: a chat model answers each n "
+                    "times and reward models pick one, each alone and as an ensemble, from the same samples; "
+                    "prints exact match of one sample, of each pick and of an oracle's", _best_of)
+    p.add_argument("--model", required=True, help="chat model directory the reward models were trained from")
+    p.add_argument("--reward-model", required=True, metavar="DIR[,DIR...]",
+                   help="reward model folder(s) (llmlab rm train), comma-separated")
+    p.add_argument("--reward-ensemble", default="mean", help="how several combine: mean, min, or uwo")
+    p.add_argument("--uwo-lambda", type=float, default=None, help="uwo: the members' mean less this x their "
+                   "variance (default: uwo 0.5)")
+    p.add_argument("-n", "--best-of", type=int, default=8, metavar="N", help="answers per question")
+    p.add_argument("--problems", type=int, default=200, metavar="N",
+                   help="distinct test questions (all of the split's, when it holds fewer)")
+    p.add_argument("--max-digits", type=int, default=2, help="operands have 2..this many digits")
+    p.add_argument("--ops", default="+", help="operators, a subset of +-*")
+    p.add_argument("--max-new-tokens", type=int, default=8, metavar="N", help="most tokens per answer")
+    p.add_argument("--seed", type=int, default=1337, help="seeds the samples (rm train's report: its --seed)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
 
 def _train(args: argparse.Namespace) -> int:
     from llmlab.pipeline.reward import run_reward
@@ -46,6 +64,40 @@ def _train(args: argparse.Namespace) -> int:
               f"{bon['one_sample']:.3f}, reward model's pick {bon['reward_model_pick']:.3f}, "
               f"oracle {bon['oracle_pick']:.3f}")
     print(f"{f['steps']} steps, {f['train_seconds']:.0f} s  report: {args.out}/{cfg.name}/report.md")
+    return 0
+
+
+def _best_of(args: argparse.Namespace) -> int:
+    from llmlab.core.errors import InputError
+    from llmlab.data.corpora import arithmetic_distinct
+    from llmlab.pipeline.reward import best_of_n_picks
+    from llmlab.pipeline.rl import chat_model, reward_scorers
+    from llmlab.rl.config import check_reward_models
+    from llmlab.rl.reward_model import EnsembleScorer
+
+    if args.best_of < 1 or args.problems < 1 or args.max_new_tokens < 1:
+        raise InputError("--best-of, --problems and --max-new-tokens must be >= 1")
+    if args.max_digits < 2:
+        raise InputError(f"--max-digits must be >= 2 (operands have 2 to that many digits), got {args.max_digits}")
+    lam = check_reward_models(args.reward_model, args.reward_ensemble, args.uwo_lambda)
+    problems = arithmetic_distinct(args.problems, max_digits=args.max_digits, ops=args.ops)
+    policy, tok, template = chat_model(args.model)
+    folders = args.reward_model.split(",")
+    members = reward_scorers(folders, tok, template, args.model)
+    scorers = dict(zip(folders, members, strict=True))
+    ensemble = f"{args.reward_ensemble} of {len(folders)}" + (f" (lambda {lam:g})" if lam is not None else "")
+    if len(members) > 1:
+        scorers[ensemble] = EnsembleScorer(members, args.reward_ensemble, lam or 0.0)
+    r = best_of_n_picks(policy, scorers, tok, template, problems, args.best_of, args.max_new_tokens, args.seed)
+    if args.json:
+        print(json_text(r))
+        return 0
+    k = r["problems"]
+    print(f"best of {args.best_of} on {k} distinct test questions (exact match, standard error):")
+    rows = [("one sample", r["one_sample"]), *r["picks"].items(), ("oracle (any right answer)", r["oracle_pick"])]
+    width = max(len(name) for name, _ in rows)
+    for name, v in rows:
+        print(f"  {name:<{width}}  {v:.3f}  {(v * (1 - v) / k) ** 0.5:.3f}")
     return 0
 
 

@@ -89,24 +89,38 @@ def best_of_n(policy, scorer: RewardScorer, tok, template, cfg: RewardConfig) ->
     """Exact match on test problems of one sample, of the reward model's pick of `best_of` samples, and
     of an oracle's pick (any right answer among them)."""
     from llmlab.data.corpora import arithmetic_distinct
-    from llmlab.rl.rewards import answer_reward
-    from llmlab.rl.rollout import sample_group
 
     if not cfg.best_of or not cfg.eval_problems:
         return {}
     problems = arithmetic_distinct(cfg.eval_problems, max_digits=cfg.arithmetic_max_digits, ops=cfg.arithmetic_ops)
+    r = best_of_n_picks(policy, {"reward_model": scorer}, tok, template, problems, cfg.best_of, cfg.max_new_tokens,
+                        cfg.train.seed)
+    return {"n": cfg.best_of, "problems": r["problems"], "one_sample": r["one_sample"],
+            "reward_model_pick": r["picks"]["reward_model"], "oracle_pick": r["oracle_pick"]}
+
+
+def best_of_n_picks(policy, scorers: dict, tok, template, problems, n: int, max_new_tokens: int, seed: int) -> dict:
+    """The policy answers each problem `n` times (sampled at temperature 1, seeded by `seed` as
+    `llmlab rm train`'s report is) and each scorer picks the answer it scores highest: exact match of the
+    first sample, of each scorer's pick ({"picks": {name: share}}) and of an oracle's pick (any right
+    answer among the n). Every scorer picks from the same samples, so their picks compare pair by pair."""
+    from llmlab.rl.rewards import answer_reward
+    from llmlab.rl.rollout import sample_group
+
     end = template.ids(tok)[template.end]
-    g = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + 2)
-    one = picked = oracle = 0.0
-    for p in progress(problems, desc=f"best of {cfg.best_of}"):
+    g = torch.Generator().manual_seed(seed * 1_000_003 + 2)
+    one = oracle = 0.0
+    picked = dict.fromkeys(scorers, 0.0)
+    for p in progress(problems, desc=f"best of {n}"):
         prompt = template.prompt_ids(tok, [{"role": "user", "content": p.question}])
-        ro = sample_group(policy, prompt, cfg.best_of, cfg.max_new_tokens, 1.0, end, tok.pad_id, g)
+        ro = sample_group(policy, prompt, n, max_new_tokens, 1.0, end, tok.pad_id, g)
         right = [answer_reward(tok.decode(ro.answer_ids(b, end)), p.answer) for b in range(len(ro))]
-        scores = scorer([prompt] * len(ro), ro.sampled_ids())  # as llmlab rl scores them
-        one, picked, oracle = one + right[0], picked + right[int(scores.argmax())], oracle + max(right)
-    n = len(problems)
-    return {"n": cfg.best_of, "problems": n, "one_sample": one / n, "reward_model_pick": picked / n,
-            "oracle_pick": oracle / n}
+        one, oracle = one + right[0], oracle + max(right)
+        for name, scorer in scorers.items():  # as llmlab rl scores them
+            picked[name] += right[int(scorer([prompt] * len(ro), ro.sampled_ids()).argmax())]
+    k = len(problems)
+    return {"n": n, "problems": k, "one_sample": one / k, "oracle_pick": oracle / k,
+            "picks": {name: v / k for name, v in picked.items()}}
 
 
 def start_comparison_run(cfg: RewardConfig | DPOConfig, out_root: str | Path, fresh: bool, load=comparisons):

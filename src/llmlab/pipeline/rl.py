@@ -77,16 +77,25 @@ def reward_model_scorer(cfg: RLConfig, tok, template: ChatTemplate):
     """The reward model's normalised scores (`RewardScorer`), or with several folders their
     `EnsembleScorer`; InputError unless each reads the policy's tokens and chat template (it was trained
     from this model or one with its tokenizer)."""
-    from llmlab.rl.reward_model import EnsembleScorer, RewardScorer, load_reward_model
+    from llmlab.rl.reward_model import EnsembleScorer
+
+    scorers = reward_scorers(cfg.reward_models, tok, template, cfg.model, cfg.train.device)
+    return scorers[0] if len(scorers) == 1 else EnsembleScorer(scorers, cfg.reward_ensemble, cfg.uwo_lambda or 0.0)
+
+
+def reward_scorers(folders: list[str], tok, template: ChatTemplate, policy: str, device: str = "cpu") -> list:
+    """A `RewardScorer` of each reward model folder; InputError unless each reads the tokens and chat
+    template of the chat model `policy` (`tok`, `template`)."""
+    from llmlab.rl.reward_model import RewardScorer, load_reward_model
 
     scorers = []
-    for folder in cfg.reward_models:
-        rm, rm_tok, norm = load_reward_model(folder, cfg.train.device)
+    for folder in folders:
+        rm, rm_tok, norm = load_reward_model(folder, device)
         if rm_tok.to_hf_json() != tok.to_hf_json() or load_chat_template(folder).to_dict() != template.to_dict():
             raise InputError(f"the reward model {folder!r} reads another tokenizer or chat template than the policy "
-                             f"{cfg.model!r}: train it from this chat model (llmlab rm train --model {cfg.model})")
+                             f"{policy!r}: train it from this chat model (llmlab rm train --model {policy})")
         scorers.append(RewardScorer(rm, rm_tok.pad_id, norm["mean"], norm["std"]))
-    return scorers[0] if len(scorers) == 1 else EnsembleScorer(scorers, cfg.reward_ensemble, cfg.uwo_lambda or 0.0)
+    return scorers
 
 
 def measure(model, tok, template: ChatTemplate, cfg: RLConfig) -> dict:

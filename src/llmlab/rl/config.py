@@ -90,6 +90,26 @@ def algo_defaults(algo: str) -> dict:
     }[algo]
 
 
+def check_reward_models(reward_model: str, ensemble: str, uwo_lambda: float | None) -> float | None:
+    """InputError unless `reward_model` lists folders separated by single commas, each once, and `ensemble`
+    (how several combine) is one of ENSEMBLES, with `uwo_lambda` (>= 0) only for "uwo"; returns the uwo
+    lambda to use (UWO_LAMBDA when not given), or None for the other ensembles."""
+    if ensemble not in ENSEMBLES:
+        raise InputError(f"reward_ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
+    if ensemble != "uwo" and uwo_lambda is not None:
+        raise InputError(f"uwo_lambda weighs the members' variance in the uwo ensemble, not {ensemble}: give "
+                         "--reward-ensemble uwo or leave it out")
+    if ensemble == "uwo":
+        uwo_lambda = UWO_LAMBDA if uwo_lambda is None else uwo_lambda
+        if not uwo_lambda >= 0:
+            raise InputError(f"uwo_lambda must be >= 0, got {uwo_lambda}")
+    folders = reward_model.split(",") if reward_model else []
+    if not all(folders) or len(set(folders)) < len(folders):
+        raise InputError(f"reward_model lists reward model folders separated by single commas, each once; "
+                         f"got {reward_model!r}")
+    return uwo_lambda
+
+
 @dataclass(frozen=True)
 class RLConfig:
     name: str = "rl"  # run directory name under the output root
@@ -194,20 +214,8 @@ class RLConfig:
         """The reward-model settings, which every algorithm's scores go through (online-dpo's pairs too)."""
         if not self.missing_eos_penalty >= 0:
             raise InputError(f"missing_eos_penalty must be >= 0, got {self.missing_eos_penalty}")
-        if self.reward_ensemble not in ENSEMBLES:
-            raise InputError(f"reward_ensemble must be one of {ENSEMBLES}, got {self.reward_ensemble!r}")
-        if self.reward_ensemble != "uwo" and self.uwo_lambda is not None:
-            raise InputError(f"uwo_lambda weighs the members' variance in the uwo ensemble, not "
-                             f"{self.reward_ensemble}: give --reward-ensemble uwo or leave it out")
-        if self.reward_ensemble == "uwo":
-            if self.uwo_lambda is None:
-                object.__setattr__(self, "uwo_lambda", UWO_LAMBDA)
-            if not self.uwo_lambda >= 0:
-                raise InputError(f"uwo_lambda must be >= 0, got {self.uwo_lambda}")
-        folders = self.reward_models
-        if not all(folders) or len(set(folders)) < len(folders):
-            raise InputError(f"reward_model lists reward model folders separated by single commas, each once; "
-                             f"got {self.reward_model!r}")
+        object.__setattr__(self, "uwo_lambda", check_reward_models(self.reward_model, self.reward_ensemble,
+                                                                   self.uwo_lambda))
 
     def _check_policy(self):
         given = [k for k in DPO_SETTINGS if getattr(self, k) is not None]
