@@ -13,6 +13,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "algo_defaults": "llmlab.rl.config",
     "answer_reward": "llmlab.rl.rewards",
     "best_worst_pairs": "llmlab.rl.online_dpo",
+    "EnsembleScorer": "llmlab.rl.reward_model",
     "gae": "llmlab.rl.advantages",
     "group_advantages": "llmlab.rl.advantages",
     "informative_groups": "llmlab.rl.advantages",
