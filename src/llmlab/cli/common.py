@@ -170,3 +170,17 @@ def load_any_model(directory: str, device: str = "cpu", soft_prompt: str | None 
 
         load_prompt(model, soft_prompt)
     return model, tok
+
+
+def arithmetic_questions(args: argparse.Namespace, split: str) -> list:
+    """The first `--problems` distinct arithmetic questions of `split` (`arithmetic_distinct`) with
+    operands of 2 to `--max-digits` digits and `--ops` operators; InputError, naming the flag, unless
+    --problems, --max-new-tokens (the answers' budget) and --max-digits are in range."""
+    from llmlab.core.errors import InputError
+    from llmlab.data.corpora import arithmetic_distinct
+
+    if args.problems < 1 or args.max_new_tokens < 1:
+        raise InputError("--problems and --max-new-tokens must be >= 1")
+    if args.max_digits < 2:
+        raise InputError(f"--max-digits must be >= 2 (operands have 2 to that many digits), got {args.max_digits}")
+    return arithmetic_distinct(args.problems, split, max_digits=args.max_digits, ops=args.ops)

@@ -179,15 +179,10 @@ def run_rank(args: argparse.Namespace) -> int:
 def run_arithmetic(args: argparse.Namespace) -> int:
     from llmlab.adapt.chat import load_chat_template
     from llmlab.adapt.sft import arithmetic_exact_match
-    from llmlab.cli.common import load_any_model
+    from llmlab.cli.common import arithmetic_questions, load_any_model
     from llmlab.core.errors import InputError
-    from llmlab.data.corpora import arithmetic_distinct
 
-    if args.problems < 1 or args.max_new_tokens < 1:
-        raise InputError("--problems and --max-new-tokens must be >= 1")
-    if args.max_digits < 2:
-        raise InputError(f"--max-digits must be >= 2 (operands have 2 to that many digits), got {args.max_digits}")
-    problems = arithmetic_distinct(args.problems, args.split, max_digits=args.max_digits, ops=args.ops)
+    problems = arithmetic_questions(args, args.split)
     model, tok = load_any_model(args.model, soft_prompt=args.soft_prompt)
     if tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json")

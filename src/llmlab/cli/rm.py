@@ -12,6 +12,7 @@ UNUSED_TRAIN_FLAGS = ("seq_len", "precision", "compile", "grad_checkpoint")
 
 
 def register(sub) -> None:
+    from llmlab.rl.config import UWO_LAMBDA
     from llmlab.rl.reward_config import RM_TRAIN, RewardConfig
     from llmlab.train.config import PRETRAIN_ONLY, TrainConfig
 
@@ -38,7 +39,7 @@ def register(sub) -> None:
                    help="reward model folder(s) (llmlab rm train), comma-separated")
     p.add_argument("--reward-ensemble", default="mean", help="how several combine: mean, min, or uwo")
     p.add_argument("--uwo-lambda", type=float, default=None, help="uwo: the members' mean less this x their "
-                   "variance (default: uwo 0.5)")
+                   f"variance (default: uwo {UWO_LAMBDA})")
     p.add_argument("-n", "--best-of", type=int, default=8, metavar="N", help="answers per question")
     p.add_argument("--problems", type=int, default=200, metavar="N",
                    help="distinct test questions (all of the split's, when it holds fewer)")
@@ -68,26 +69,24 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _best_of(args: argparse.Namespace) -> int:
+    from llmlab.cli.common import arithmetic_questions
     from llmlab.core.errors import InputError
-    from llmlab.data.corpora import arithmetic_distinct
     from llmlab.pipeline.reward import best_of_n_picks
     from llmlab.pipeline.rl import chat_model, reward_scorers
     from llmlab.rl.config import check_reward_models
     from llmlab.rl.reward_model import EnsembleScorer
 
-    if args.best_of < 1 or args.problems < 1 or args.max_new_tokens < 1:
-        raise InputError("--best-of, --problems and --max-new-tokens must be >= 1")
-    if args.max_digits < 2:
-        raise InputError(f"--max-digits must be >= 2 (operands have 2 to that many digits), got {args.max_digits}")
+    if args.best_of < 1:
+        raise InputError(f"--best-of must be >= 1, got {args.best_of}")
     lam = check_reward_models(args.reward_model, args.reward_ensemble, args.uwo_lambda)
-    problems = arithmetic_distinct(args.problems, max_digits=args.max_digits, ops=args.ops)
+    problems = arithmetic_questions(args, "test")
     policy, tok, template = chat_model(args.model)
     folders = args.reward_model.split(",")
     members = reward_scorers(folders, tok, template, args.model)
     scorers = dict(zip(folders, members, strict=True))
     ensemble = f"{args.reward_ensemble} of {len(folders)}" + (f" (lambda {lam:g})" if lam is not None else "")
     if len(members) > 1:
-        scorers[ensemble] = EnsembleScorer(members, args.reward_ensemble, lam or 0.0)
+        scorers[ensemble] = EnsembleScorer(members, args.reward_ensemble, lam)
     r = best_of_n_picks(policy, scorers, tok, template, problems, args.best_of, args.max_new_tokens, args.seed)
     if args.json:
         print(json_text(r))

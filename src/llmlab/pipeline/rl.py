@@ -80,7 +80,7 @@ def reward_model_scorer(cfg: RLConfig, tok, template: ChatTemplate):
     from llmlab.rl.reward_model import EnsembleScorer
 
     scorers = reward_scorers(cfg.reward_models, tok, template, cfg.model, cfg.train.device)
-    return scorers[0] if len(scorers) == 1 else EnsembleScorer(scorers, cfg.reward_ensemble, cfg.uwo_lambda or 0.0)
+    return scorers[0] if len(scorers) == 1 else EnsembleScorer(scorers, cfg.reward_ensemble, cfg.uwo_lambda)
 
 
 def reward_scorers(folders: list[str], tok, template: ChatTemplate, policy: str, device: str = "cpu") -> list:

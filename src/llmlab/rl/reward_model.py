@@ -33,6 +33,7 @@ from llmlab.core.io import existing_folder
 from llmlab.models.card import ModelCard
 from llmlab.models.decoder import CausalLM
 from llmlab.models.io import load_model_tokenizer, load_state, read_model_doc, read_weights, resolve_device, save_model
+from llmlab.rl.config import ENSEMBLES, UWO_LAMBDA
 
 REWARD_KEY = "reward_model"  # config.json's entry that marks a reward model folder
 
@@ -153,14 +154,16 @@ class RewardScorer:
 class EnsembleScorer:
     """Several reward models' normalised scores of the same completions, combined per completion (Coste et
     al. 2024, "Reward model ensembles help mitigate overoptimization"): their mean; their minimum, the
-    worst case of the ensemble; or "uwo", uncertainty-weighted, their mean less `lam` times their variance
-    across the members (over k, not k - 1), which charges an answer for the members' disagreement about it.
+    worst case of the ensemble; or "uwo", uncertainty-weighted, their mean less `lam` (None: UWO_LAMBDA)
+    times their variance across the members (over k, not k - 1), which charges an answer for the members'
+    disagreement about it.
     A policy that finds an answer one reward model overrates gains nothing from it under "min" unless every
     member overrates it, which models trained apart rarely do."""
 
-    def __init__(self, scorers: list, how: str = "mean", lam: float = 0.5):
-        if not scorers or how not in ("mean", "min", "uwo") or not lam >= 0:
-            raise InputError(f"an ensemble needs at least one scorer, how 'mean', 'min' or 'uwo' and a lam >= 0, "
+    def __init__(self, scorers: list, how: str = "mean", lam: float | None = None):
+        lam = UWO_LAMBDA if lam is None else lam
+        if not scorers or how not in ENSEMBLES or not lam >= 0:
+            raise InputError(f"an ensemble needs at least one scorer, how one of {ENSEMBLES} and a lam >= 0, "
                              f"got {len(scorers)}, {how!r}, {lam}")
         self.scorers, self.how, self.lam = scorers, how, lam
 
