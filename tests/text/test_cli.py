@@ -79,6 +79,23 @@ def test_seg_cut_gives_a_line_for_each_line(segmenters, algo, tmp_path, monkeypa
     assert [g.replace(" ", "") for g in got[:-1]] == [x.replace(" ", "") for x in lines]
 
 
+@pytest.mark.parametrize("mode", ["search", "full"])
+def test_seg_cut_modes_give_the_apis_words(segmenters, mode, tmp_path, monkeypatch, capsys, test_words):
+    """`seg cut --mode search|full` writes `cut_for_search` / `cut_all` of each line; a model without a
+    lexicon (the HMM) is refused before any input is read."""
+    seg = segmenters["unigram"]
+    seg.save(tmp_path / "u")
+    lines = ["".join(s) for s in test_words[:20]] + ["", "中国 人民"]
+    rc, out, _ = _run(["seg", "cut", "--model", str(tmp_path / "u"), "--mode", mode], "\n".join(lines) + "\n",
+                      monkeypatch, capsys)
+    want = seg.cut_for_search if mode == "search" else seg.cut_all
+    assert rc == 0 and out == "".join(" ".join(want(x)) + "\n" for x in lines)
+    assert out != "".join(" ".join(seg.cut(x)) + "\n" for x in lines)  # the mode changed the words
+    segmenters["hmm"].save(tmp_path / "h")
+    rc, out, err = _run(["seg", "cut", "--model", str(tmp_path / "h"), "--mode", mode], "中国\n", monkeypatch, capsys)
+    assert rc == 2 and out == "" and f"{mode} mode looks words up in the segmenter's lexicon, and a 'hmm'" in err
+
+
 def test_seg_errors_are_one_line(files, monkeypatch, capsys):
     rc, _, err = _run(["seg", "cut", "--model", str(files["dir"] / "nothing")], "", monkeypatch, capsys)
     assert rc == 2 and err.startswith("llmlab: error:") and err.count("\n") == 1
@@ -289,6 +306,9 @@ def test_default_models_train_once_and_are_cached(defaults, monkeypatch, capsys,
     rc, again, _ = _run(["seg", "cut"], text + "\n", monkeypatch, capsys)
     assert rc == 0 and again == out and trained["seg"] == 1 and "training" not in caplog.text
     assert "".join(llmlab.text.cut(text)) == text and trained["seg"] == 1
+    assert llmlab.text.cut_for_search(text) == cached.cut_for_search(text)
+    assert llmlab.text.cut_all(text) == cached.cut_all(text) and trained["seg"] == 1
+    assert llmlab.text.tokenize(text, "search") == cached.tokenize(text, "search")
 
     rc, out, _ = _run(["pos", "tag"], "中国 人民 银行\n", monkeypatch, capsys)
     assert rc == 0 and trained["pos"] == 1 and (cache / tagger_name()).is_dir()

@@ -52,6 +52,54 @@ def test_lossless_on_arbitrary_unicode(segmenters, kind):
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
+def test_offsets_search_and_full_modes_on_arbitrary_unicode(segmenters, kind):
+    """`tokenize` is the cut with offsets into the text. Search mode puts before each word of the cut
+    the lexicon words of 2 characters inside it (a word of 3+), then of 3 (a word of 4+), in text
+    order. Full mode gives slices of the text by start and then length, covering every non-space
+    character. A segmenter without a lexicon (the HMM) refuses both modes with a clear error."""
+    seg = segmenters[kind]
+
+    @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(st.text(max_size=60), CHINESE))
+    def check(text):
+        spans = seg.tokenize(text)
+        assert [w for w, _, _ in spans] == seg.cut(text)
+        assert all(text[a:b] == w for w, a, b in spans)
+        if kind == "hmm":
+            return
+        search = seg.tokenize(text, "search")
+        assert seg.cut_for_search(text) == [w for w, _, _ in search]
+        rest = search
+        for w, a, b in spans:
+            k = rest.index((w, a, b))
+            inner, rest = rest[:k], rest[k + 1:]
+            want = [(text[i:i + n], i, i + n) for n in (2, 3) if b - a > n for i in range(a, b - n + 1)
+                    if text[i:i + n] in seg.lexicon]
+            assert inner == want
+        assert rest == []
+        full = seg.tokenize(text, "full")
+        assert seg.cut_all(text) == [w for w, _, _ in full]
+        assert all(text[a:b] == w for w, a, b in full)
+        assert [(a, b - a) for _, a, b in full] == sorted((a, b - a) for _, a, b in full)
+        assert len(set(full)) == len(full)
+        covered = {i for _, a, b in full for i in range(a, b)}
+        assert covered >= {i for i, c in enumerate(text) if not c.isspace()}
+
+    check()
+    if kind == "hmm":
+        for call in (lambda: seg.cut_for_search("中国"), lambda: seg.cut_all("中国")):
+            with pytest.raises(InputError, match="mode looks words up in the segmenter's lexicon, and a 'hmm'"):
+                call()
+
+
+def test_tokenize_rejects_an_unknown_mode(segmenters):
+    with pytest.raises(InputError, match="mode must be one of 'default', 'search', 'full', got 'all'"):
+        segmenters["fmm"].tokenize("中国", "all")
+    with pytest.raises(InputError, match="cut_all\\(\\) needs a str"):
+        segmenters["fmm"].cut_all(b"bytes")
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_save_load_gives_the_same_cuts(segmenters, kind, tmp_path, test_words):
     seg = segmenters[kind]
     seg.save(tmp_path / kind)

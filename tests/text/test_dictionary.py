@@ -405,9 +405,10 @@ def test_one_pass_best_path_equals_the_dag_dp(train_words, test_words):
         assert best_path(text, lexicon) == want, text
 
 
-def test_unigram_on_jiebas_own_dictionary_cuts_as_jieba_without_hmm(test_words):
-    """`from_dictionary` with jieba's shipped dict.txt (349k words, no training text): the same cuts as
-    ``jieba.cut(HMM=False)`` on every Han run of the test sentences."""
+@pytest.fixture(scope="module")
+def jieba_dict(test_words):
+    """A unigram segmenter from jieba's shipped dict.txt (349k words, no training text), jieba's own
+    tokenizer, and the Han runs of the test sentences plus hard cases."""
     jieba = pytest.importorskip("jieba")
     import os
 
@@ -418,8 +419,26 @@ def test_unigram_on_jiebas_own_dictionary_cuts_as_jieba_without_hmm(test_words):
     assert len(runs) > 500
     runs += ["太太太差", "嚐试验", "啤酒醰"]  # a tie that rounding decides; a character that only begins
     # words (never cut alone); an unknown character (count 1)
-    tok = jieba.Tokenizer()
+    runs += ["中华人民共和国成立了", "研究生命起源", "南京市长江大桥"]  # overlapping words for the other modes
+    return seg, jieba.Tokenizer(), runs
+
+
+def test_unigram_on_jiebas_own_dictionary_cuts_as_jieba_without_hmm(jieba_dict):
+    """With jieba's own dictionary: the same cuts as ``jieba.cut(HMM=False)`` on every Han run."""
+    seg, tok, runs = jieba_dict
     assert [seg.cut(r) for r in runs] == [tok.lcut(r, HMM=False) for r in runs]
+
+
+def test_search_and_full_modes_on_jiebas_own_dictionary_are_jiebas(jieba_dict):
+    """Search mode gives ``jieba.cut_for_search(HMM=False)`` and its offsets ``jieba.tokenize(...,
+    mode="search")``; full mode gives ``jieba.cut(cut_all=True)``, on every Han run."""
+    seg, tok, runs = jieba_dict
+    assert [seg.cut_for_search(r) for r in runs] == [tok.lcut_for_search(r, HMM=False) for r in runs]
+    assert [seg.tokenize(r, "search") for r in runs] == [list(tok.tokenize(r, "search", HMM=False)) for r in runs]
+    assert [seg.tokenize(r) for r in runs] == [list(tok.tokenize(r, HMM=False)) for r in runs]
+    assert [seg.cut_all(r) for r in runs] == [tok.lcut(r, cut_all=True) for r in runs]
+    full = seg.cut_all("南京市长江大桥")
+    assert {"南京市", "市长", "长江", "长江大桥", "大桥"} <= set(full)  # the overlaps are there
 
 
 @given(st.lists(st.tuples(st.text(alphabet="甲乙丙丁", min_size=1, max_size=4),

@@ -64,6 +64,10 @@ def register(sub) -> None:
     p.add_argument("--user-dict", help="user dictionary added to a dictionary-aware model (`word [count] [tag]` "
                    "lines; a line starting with # is a comment)")
     p.add_argument("--input", help="read this file instead of stdin")
+    p.add_argument("--mode", choices=("default", "search", "full"), default="default",
+                   help="default: the cut; search: each word of 3+ characters after the lexicon words of 2 and 3 "
+                   "characters inside it (jieba's cut_for_search); full: every lexicon word in the line (jieba's "
+                   "cut_all). Search and full words overlap: terms for an index, not a cut")
 
     p = add_command(g, "eval", "SIGHAN-style precision, recall, F1 and OOV recall", _eval)
     p.add_argument("gold", help="gold segmented file")
@@ -185,8 +189,11 @@ def _cut(args) -> int:
     from llmlab.core.io import line_batches
 
     seg = _load(args.model, args.user_dict)
+    seg.tokenize_lines([], args.mode)  # a mode the model cannot give is refused before any input is read
     for lines in line_batches(args.input):  # batches: the perceptron scores a batch in one numpy pass
-        sys.stdout.write("".join(" ".join(words) + "\n" for words in seg.cut_lines(lines)))
+        rows = (seg.cut_lines(lines) if args.mode == "default"
+                else [[w for w, _, _ in spans] for spans in seg.tokenize_lines(lines, args.mode)])
+        sys.stdout.write("".join(" ".join(words) + "\n" for words in rows))
     return 0
 
 

@@ -7,12 +7,15 @@ POS taggers live in `llmlab.text.pos`, metrics in `llmlab.text.metrics`. Depende
 (`llmlab.text.conllu`), tree decoders (`llmlab.text.dep_decode`), graph- and transition-based parsers
 (`llmlab.text.dep_graph`, `llmlab.text.dep_transition`), scores (`llmlab.text.dep_eval`) and a generated
 treebank (`llmlab.text.treebank`). `cut`, `default_segmenter`
-and `default_tagger` (`llmlab.text.default`) are ready-made models, trained once on pfr1998 and cached.
+and `default_tagger` (`llmlab.text.default`) are ready-made models, trained once on pfr1998 and cached;
+`cut_for_search`, `cut_all` and `tokenize` are jieba's search mode, full mode and offsets on the default
+segmenter (every segmenter has them as methods).
 """
 
 from llmlab.core.lazy import lazy_exports
 from llmlab.text.base import KINDS, Segmenter, load_segmenter, segmenter_class
 
 __getattr__, _defaults = lazy_exports(__name__, {name: "llmlab.text.default"
-                                                 for name in ("cut", "default_segmenter", "default_tagger")})
+                                                 for name in ("cut", "cut_all", "cut_for_search", "default_segmenter",
+                                                              "default_tagger", "tokenize")})
 __all__ = ["KINDS", "Segmenter", "load_segmenter", "segmenter_class", *_defaults]

@@ -16,7 +16,7 @@ import json
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -176,6 +176,38 @@ def keep_runs_whole(text: str, words: list[str]) -> list[str]:
     return [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
 
 
+MODES = ("default", "search", "full")  # of `Segmenter.tokenize`
+
+
+def _checked_str(text: Any, what: str) -> str:
+    if not isinstance(text, str):
+        raise InputError(f"{what}() needs a str, got {type(text).__name__}")
+    return text
+
+
+def word_spans(words: Iterable[str], lexicon: Container[str] | None = None) -> list[tuple[str, int, int]]:
+    """``(word, start, end)`` of consecutive `words`. With `lexicon` (width-normalised words: search
+    mode), each word of more than two characters comes after its two-character substrings that are
+    lexicon words, then (more than three) its three-character ones, each at its own offsets: jieba's
+    search mode, word for word.
+
+    >>> word_spans(["北京", "大学生"], lexicon={"大学", "学生"})
+    [('北京', 0, 2), ('大学', 2, 4), ('学生', 3, 5), ('大学生', 2, 5)]
+    """
+    out: list[tuple[str, int, int]] = []
+    start = 0
+    for w in words:
+        end = start + len(w)
+        if lexicon is not None and len(w) > 2:
+            norm = normalize_text(w)
+            for n in (2, 3):
+                out += [(w[i:i + n], start + i, start + i + n)
+                        for i in range(len(w) - n + 1) if len(w) > n and norm[i:i + n] in lexicon]
+        out.append((w, start, end))
+        start = end
+    return out
+
+
 def check_sentences(sentences: Iterable[Iterable[str]], what: str = "training data") -> list[list[str]]:
     """Segmented sentences as lists of non-empty words without whitespace, or an InputError."""
     out = []
@@ -208,8 +240,7 @@ class Segmenter(ABC):
         plans: list[list[str]] = []
         runs: list[str] = []
         for text in lines:
-            if not isinstance(text, str):
-                raise InputError(f"cut() needs a str, got {type(text).__name__}")
+            _checked_str(text, "cut")
             pieces = split_spaces(text) if _SPACE.search(text) else ([text] if text else [])
             plans.append(pieces)
             runs.extend(p for p in pieces if not p[0].isspace())
@@ -224,6 +255,50 @@ class Segmenter(ABC):
                     words.extend(next(cut_runs))
             out.append(words)
         return out
+
+    def tokenize(self, text: str, mode: str = "default") -> list[tuple[str, int, int]]:
+        """Words with their offsets, ``(word, start, end)`` with ``text[start:end] == word`` (jieba's
+        ``tokenize``): those of `cut` (``mode="default"``), of `cut_for_search` ("search") or of
+        `cut_all` ("full"). The last two look words up in the segmenter's lexicon."""
+        return self.tokenize_lines([text], mode)[0]
+
+    def tokenize_lines(self, lines: Iterable[str], mode: str = "default") -> list[list[tuple[str, int, int]]]:
+        """`tokenize` of each line; the default and search modes cut all lines in one batch (`cut_lines`)."""
+        if mode not in MODES:
+            raise InputError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+        lexicon = getattr(self, "lexicon", None)
+        if mode != "default" and lexicon is None:
+            raise InputError(f"{mode} mode looks words up in the segmenter's lexicon, and a {self.kind!r} "
+                             "segmenter has none")
+        if mode == "full":
+            from llmlab.text.lattice import full_spans  # the lattices build on this module
+
+            return [full_spans(_checked_str(line, "cut_all"), lexicon) for line in lines]
+        return [word_spans(words, lexicon.counts if mode == "search" else None) for words in self.cut_lines(lines)]
+
+    def cut_for_search(self, text: str) -> list[str]:
+        """Search-engine mode (jieba's ``cut_for_search``): the words of `cut(text)`, each word of more
+        than two characters preceded by the lexicon words of two characters inside it, then (more than
+        three) of three characters, in text order. Words overlap: terms for an index, not a cut.
+
+        >>> from llmlab.text.lattice import UnigramSegmenter
+        >>> from llmlab.text.lexicon import Lexicon
+        >>> seg = UnigramSegmenter(Lexicon({"中华": 2, "人民": 3, "共和": 1, "共和国": 2, "中华人民共和国": 5}))
+        >>> seg.cut_for_search("中华人民共和国")
+        ['中华', '人民', '共和', '共和国', '中华人民共和国']
+        """
+        return [w for w, _, _ in self.tokenize(text, "search")]
+
+    def cut_all(self, text: str) -> list[str]:
+        """Full mode (jieba's ``cut(text, cut_all=True)``): every lexicon word in `text`, by start and
+        then length (`lattice.full_spans`). Words overlap: candidates, not a cut.
+
+        >>> from llmlab.text.lattice import UnigramSegmenter
+        >>> from llmlab.text.lexicon import Lexicon
+        >>> UnigramSegmenter(Lexicon({"研究": 1, "研究生": 1, "生命": 1, "命": 1})).cut_all("研究生命 起源")
+        ['研究', '研究生', '生命', ' ', '起', '源']
+        """
+        return [w for w, _, _ in self.tokenize(text, "full")]
 
     def _cut_runs(self, runs: list[str]) -> list[list[str]]:
         """`_cut_run` of each run; models that batch override this."""

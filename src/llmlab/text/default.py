@@ -65,4 +65,20 @@ def cut(text: str) -> list[str]:
     return default_segmenter().cut(text)
 
 
-__all__ = ["cut", "default_segmenter", "default_tagger", "segmenter_name", "tagger_name"]
+def cut_for_search(text: str) -> list[str]:
+    """The default segmenter's search mode (`Segmenter.cut_for_search`, jieba's ``cut_for_search``)."""
+    return default_segmenter().cut_for_search(text)
+
+
+def cut_all(text: str) -> list[str]:
+    """The default segmenter's full mode (`Segmenter.cut_all`, jieba's ``cut(text, cut_all=True)``)."""
+    return default_segmenter().cut_all(text)
+
+
+def tokenize(text: str, mode: str = "default") -> list[tuple[str, int, int]]:
+    """The default segmenter's words with offsets (`Segmenter.tokenize`, jieba's ``tokenize``)."""
+    return default_segmenter().tokenize(text, mode)
+
+
+__all__ = ["cut", "cut_all", "cut_for_search", "default_segmenter", "default_tagger", "segmenter_name",
+           "tagger_name", "tokenize"]

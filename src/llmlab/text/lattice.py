@@ -55,6 +55,35 @@ def build_dag(text: str, lexicon: Lexicon) -> list[list[int]]:
     return dag
 
 
+def full_spans(text: str, lexicon: Lexicon) -> list[tuple[str, int, int]]:
+    """jieba's full mode, with offsets: ``(word, start, end)`` of every lexicon word in `text`, by start
+    and then length. Where words of two or more characters start (`build_dag`), all of them; elsewhere
+    the position's one-character word (or unit), unless a word found earlier covers it. Whitespace runs
+    are words of their own. The same words as ``jieba.cut(text, cut_all=True)`` on Chinese text.
+
+    >>> [w for w, _, _ in full_spans("研究生命", Lexicon({"研究": 1, "研究生": 1, "生命": 1, "命": 1}))]
+    ['研究', '研究生', '生命']
+    """
+    out: list[tuple[str, int, int]] = []
+    at = 0
+    for piece in split_spaces(text):
+        if piece[0].isspace():
+            out.append((piece, at, at + len(piece)))
+        else:
+            covered = 0  # end of the last word given
+            for i, ends in enumerate(build_dag(normalize_text(piece), lexicon)):
+                if len(ends) == 1 and i >= covered:  # one edge, and no earlier word covers i: its word
+                    out.append((piece[i:ends[0]], at + i, at + ends[0]))
+                    covered = ends[0]
+                    continue
+                for j in ends:  # several edges, or one where i is covered: the words of 2+ characters
+                    if j > i + 1:
+                        out.append((piece[i:j], at + i, at + j))
+                        covered = j
+        at += len(piece)
+    return out
+
+
 def dag_best_path(text: str, dag: list[list[int]], logp: Callable[[str], float]) -> list[str]:
     """Max-product path: right-to-left DP of ``route[i] = max_j logp(text[i:j]) + route[j]``.
 
