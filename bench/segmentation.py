@@ -14,7 +14,8 @@ an external feature dictionary: an "open" result in SIGHAN terms, since it uses 
 the training split (as pkuseg and THULAC do with their dictionaries); the plain one is "closed".
 Where jieba is installed, "llmlab unigram (jieba's dict.txt)" is the unigram segmenter built from
 jieba's word list alone (`seg train --dict-only`): jieba's own algorithm without its HMM, so its
-row against "jieba (no HMM)" compares two implementations of one method on one dictionary.
+row against "jieba (no HMM)" compares two implementations of one method on one dictionary; a table
+after the main one does the same for jieba's search and full modes (`cut_for_search`, `cut_all`).
 --seg-neural-model DIR / --seg-hybrid-model DIR add saved BiLSTM and perceptron + BiLSTM segmenters
 (`llmlab seg train --algo neural|hybrid`; training takes about half an hour, so the bench only loads them).
 --pos adds the POS taggers (gold segmentation) and the joint word+tag F1 after segmentation; with
@@ -213,6 +214,8 @@ def main() -> None:
         ratio_f = f"{f1 / base[3]:.3f}x" if base else "-"
         ratio_s = f"{cps / base[5]:.2f}x" if base else "-"
         print(f"{name:42s} {p:7.4f} {r:7.4f} {f1:7.4f} {oov:7.4f} {cps:11,.0f} {ratio_f:>11s} {ratio_s:>14s}")
+    if "jieba (no HMM)" in systems:
+        bench_modes(useg, texts, args.repeat)
     if args.pos:
         bench_pos(args, segmenters)
     with tempfile.TemporaryDirectory() as tmp:
@@ -281,6 +284,33 @@ def jieba_dict_unigram():
     seg, dt = best_time(lambda: UnigramSegmenter.from_dictionary(jieba_dict_path()), 1)
     print(f"built llmlab unigram from jieba's dict.txt ({len(seg.lexicon)} words) in {dt:.1f}s")
     return seg
+
+
+def bench_modes(useg, texts: list[str], repeat: int) -> None:
+    """jieba's three modes on jieba's own dictionary: llmlab's unigram segmenter built from dict.txt
+    (`cut`, `cut_for_search`, `cut_all`) beside jieba without its HMM, line by line: the share of lines
+    given exactly jieba's words, and of lines given jieba's Chinese words (those of Han characters
+    only; around digits and Latin letters the two differ by design: llmlab keeps a number whole, jieba
+    cuts a full-width one character by character), chars/s and the speed ratio."""
+    import re
+
+    import jieba
+
+    han = re.compile("[\u4e00-\u9fa5]+")
+    n_chars = sum(map(len, texts))
+    modes = {"default": (useg.cut, lambda x: jieba.lcut(x, HMM=False)),
+             "search": (useg.cut_for_search, lambda x: jieba.lcut_for_search(x, HMM=False)),
+             "full": (useg.cut_all, lambda x: jieba.lcut(x, cut_all=True))}
+    print(f"\n{'mode (jieba dict.txt, no HMM)':30s} {'same lines':>10s} {'same Chinese':>12s} {'llmlab chars/s':>15s} "
+          f"{'jieba chars/s':>14s} {'speed vs jieba':>14s}")
+    for mode, (ours, theirs) in modes.items():
+        ours(texts[0]), theirs(texts[0])
+        a, ta = best_time(lambda ours=ours: [ours(x) for x in texts], repeat)
+        b, tb = best_time(lambda theirs=theirs: [theirs(x) for x in texts], repeat)
+        same = sum(x == y for x, y in zip(a, b)) / len(texts)
+        chinese = sum([w for w in x if han.fullmatch(w)] == [w for w in y if han.fullmatch(w)]
+                      for x, y in zip(a, b)) / len(texts)
+        print(f"{mode:30s} {same:10.4f} {chinese:12.4f} {n_chars / ta:15,.0f} {n_chars / tb:14,.0f} {tb / ta:13.2f}x")
 
 
 def train_with_jieba_dict(train, epochs: int):
