@@ -259,6 +259,39 @@ def test_pos_train_tag_eval(files, algo, monkeypatch, capsys):
     assert rc == 0 and f"F1={want:.4f}" in out and want > 0.5
 
 
+def test_t2s_reads_traditional_text_and_writes_its_characters(segmenters, train_tagged, test_words, tmp_path,
+                                                               monkeypatch, capsys):
+    """`seg cut --t2s` (every mode) and `pos tag --t2s` (raw or segmented input) give the cuts and tags
+    of the simplified text, written in the input's own traditional characters."""
+    from llmlab.text.base import same_cuts
+    from llmlab.text.pos import HmmTagger, cut_and_tag
+    from llmlab.text.script import to_simplified, to_traditional
+
+    seg, tagger = segmenters["perceptron"], HmmTagger.train(train_tagged[:300])
+    seg.save(tmp_path / "seg")
+    tagger.save(tmp_path / "pos")
+    lines = [to_traditional("".join(s)) for s in test_words[:20]] + ["", "我們的國家 體育館"]
+    assert sum(to_simplified(x) != x for x in lines) > 15
+    stdin = "\n".join(lines) + "\n"
+    cut = ["seg", "cut", "--model", str(tmp_path / "seg")]
+    rc, out, _ = _run([*cut, "--t2s"], stdin, monkeypatch, capsys)
+    assert rc == 0 and out == "".join(" ".join(same_cuts(x, seg.cut(to_simplified(x)))) + "\n" for x in lines)
+    assert out != _run(cut, stdin, monkeypatch, capsys)[1]  # without it the model reads other characters
+    for mode in ("search", "full"):
+        rc, out, _ = _run([*cut, "--t2s", "--mode", mode], stdin, monkeypatch, capsys)
+        want = [[x[a:b] for _, a, b in seg.tokenize(to_simplified(x), mode)] for x in lines]
+        assert rc == 0 and out == "".join(" ".join(ws) + "\n" for ws in want)
+    tag = ["pos", "tag", "--model", str(tmp_path / "pos"), "--t2s"]
+    rc, out, _ = _run([*tag, "--seg-model", str(tmp_path / "seg")], stdin, monkeypatch, capsys)
+    want = [[(w, t) for w, (_, t) in zip(same_cuts(x, [w for w, _ in pairs]), pairs) if not w.isspace()]
+            for x, pairs in ((x, cut_and_tag(seg, tagger, to_simplified(x))) for x in lines)]
+    assert rc == 0 and out == "".join(" ".join(f"{w}/{t}" for w, t in p) + "\n" for p in want)
+    words = "我們 的 國家 體育館"
+    rc, out, _ = _run(tag, words + "\n", monkeypatch, capsys)
+    tags = tagger.tag(to_simplified(words).split())
+    assert rc == 0 and out == " ".join(f"{w}/{t}" for w, t in zip(words.split(), tags)) + "\n"
+
+
 @pytest.fixture()
 def defaults(tmp_path, monkeypatch, train_words, train_tagged):
     """The default models, trained small (the real ones take minutes) into a fresh cache; the number of

@@ -49,6 +49,8 @@ def register(sub) -> None:
     p.add_argument("--seg-model", help="segment raw lines with this segmenter first; "
                    "without it, input lines are words separated by spaces")
     p.add_argument("--input", help="read this file instead of stdin")
+    p.add_argument("--t2s", action="store_true", help="traditional Chinese input: the models read it with its "
+                   "traditional characters in simplified form (llmlab.text.script); the words keep their own")
 
     p = add_command(g, "eval", "tag accuracy with gold segmentation (overall and on unknown words)", _eval)
     p.add_argument("--model", required=True, help="tagger directory")
@@ -103,21 +105,27 @@ def _train_config(args):
 
 def _tag(args) -> int:
     from llmlab.core.io import line_batches
-    from llmlab.text.base import load_segmenter
+    from llmlab.text.base import load_segmenter, same_cuts
     from llmlab.text.default import default_tagger
     from llmlab.text.metrics import check_untagged
     from llmlab.text.pos import cut_and_tag_lines, load_tagger
+    from llmlab.text.script import to_simplified
 
     tagger = load_tagger(args.model) if args.model else default_tagger()
     seg = load_segmenter(args.seg_model) if args.seg_model else None
     for k, chunk in enumerate(line_batches(args.input)):  # batches: the perceptron segmenter scores a batch at once
         if k == 0:  # tagged text given again would come out as word/TAG/TAG
             check_untagged([line.split() for line in chunk], "the input")
+        read = [to_simplified(line) for line in chunk] if args.t2s else chunk  # same lengths: same cuts
         if seg is not None:
-            tagged = [[(w, t) for w, t in pairs if not w.isspace()] for pairs in cut_and_tag_lines(seg, tagger, chunk)]
+            tagged = []
+            for line, pairs in zip(chunk, cut_and_tag_lines(seg, tagger, read)):
+                words = same_cuts(line, [w for w, _ in pairs])  # the line's own characters
+                tagged.append([(w, t) for w, (_, t) in zip(words, pairs) if not w.isspace()])
         else:
             words = [line.split() for line in chunk]  # tag_sentences: the neural taggers batch the chunk
-            tagged = [list(zip(ws, tags)) for ws, tags in zip(words, tagger.tag_sentences(words))]
+            tags = tagger.tag_sentences([line.split() for line in read])
+            tagged = [list(zip(ws, ts)) for ws, ts in zip(words, tags)]
         sys.stdout.write("".join(" ".join(f"{w}/{t}" for w, t in pairs) + "\n" for pairs in tagged))
     return 0
 

@@ -68,6 +68,9 @@ def register(sub) -> None:
                    help="default: the cut; search: each word of 3+ characters after the lexicon words of 2 and 3 "
                    "characters inside it (jieba's cut_for_search); full: every lexicon word in the line (jieba's "
                    "cut_all). Search and full words overlap: terms for an index, not a cut")
+    p.add_argument("--t2s", action="store_true", help="traditional Chinese input: the model reads each line with "
+                   "its traditional characters in simplified form (llmlab.text.script) and the words keep the "
+                   "line's own characters")
 
     p = add_command(g, "eval", "SIGHAN-style precision, recall, F1 and OOV recall", _eval)
     p.add_argument("gold", help="gold segmented file")
@@ -187,12 +190,17 @@ def _load(model: str | None, user_dict: str | None):
 
 def _cut(args) -> int:
     from llmlab.core.io import line_batches
+    from llmlab.text.base import same_cuts
+    from llmlab.text.script import to_simplified
 
     seg = _load(args.model, args.user_dict)
     seg.tokenize_lines([], args.mode)  # a mode the model cannot give is refused before any input is read
     for lines in line_batches(args.input):  # batches: the perceptron scores a batch in one numpy pass
-        rows = (seg.cut_lines(lines) if args.mode == "default"
-                else [[w for w, _, _ in spans] for spans in seg.tokenize_lines(lines, args.mode)])
+        read = [to_simplified(line) for line in lines] if args.t2s else lines  # same lengths: same offsets
+        if args.mode == "default":
+            rows = [same_cuts(line, words) for line, words in zip(lines, seg.cut_lines(read))]
+        else:
+            rows = [[line[a:b] for _, a, b in spans] for line, spans in zip(lines, seg.tokenize_lines(read, args.mode))]
         sys.stdout.write("".join(" ".join(words) + "\n" for words in rows))
     return 0
 
