@@ -16,6 +16,8 @@ Where jieba is installed, "llmlab unigram (jieba's dict.txt)" is the unigram seg
 jieba's word list alone (`seg train --dict-only`): jieba's own algorithm without its HMM, so its
 row against "jieba (no HMM)" compares two implementations of one method on one dictionary; a table
 after the main one does the same for jieba's search and full modes (`cut_for_search`, `cut_all`).
+A last accuracy table cuts the test split written in traditional characters, with and without
+`llmlab.text.script.to_simplified` (`seg cut --t2s`), beside the peers.
 --seg-neural-model DIR / --seg-hybrid-model DIR add saved BiLSTM and perceptron + BiLSTM segmenters
 (`llmlab seg train --algo neural|hybrid`; training takes about half an hour, so the bench only loads them).
 --pos adds the POS taggers (gold segmentation) and the joint word+tag F1 after segmentation; with
@@ -216,6 +218,7 @@ def main() -> None:
         print(f"{name:42s} {p:7.4f} {r:7.4f} {f1:7.4f} {oov:7.4f} {cps:11,.0f} {ratio_f:>11s} {ratio_s:>14s}")
     if "jieba (no HMM)" in systems:
         bench_modes(useg, texts, args.repeat)
+    bench_traditional(perc, gold, train)
     if args.pos:
         bench_pos(args, segmenters)
     with tempfile.TemporaryDirectory() as tmp:
@@ -313,6 +316,40 @@ def bench_modes(useg, texts: list[str], repeat: int) -> None:
         print(f"{mode:30s} {same:10.4f} {chinese:12.4f} {n_chars / ta:15,.0f} {n_chars / tb:14,.0f} {tb / ta:13.2f}x")
 
 
+def bench_traditional(perc, gold, train) -> None:
+    """The test split in traditional characters (`llmlab.text.script.to_traditional`: one traditional
+    form per character, a stand-in for real traditional text): the perceptron reading it as it is and
+    through `to_simplified` (`seg cut --t2s`), beside jieba and THULAC where they load (THULAC also with
+    its own T2S, whose simplified output is laid back on the input: it keeps each line's length)."""
+    from llmlab.text.base import same_cuts
+    from llmlab.text.metrics import seg_scores
+    from llmlab.text.script import to_simplified, to_traditional
+
+    trad = [[to_traditional(w) for w in s] for s in gold]
+    texts = ["".join(s) for s in trad]
+    vocab = {to_traditional(w) for s in train for w in s}
+    n_changed = sum(a != b for s, t in zip(gold, texts) for a, b in zip("".join(s), t))
+    systems = {"llmlab perceptron, as it is": perc.cut_lines,
+               "llmlab perceptron, --t2s": lambda xs: [same_cuts(x, w) for x, w in
+                                                      zip(xs, perc.cut_lines([to_simplified(x) for x in xs]))]}
+    for name, fn in peers(texts[:1]).items():
+        if name != "jieba (no HMM)":
+            systems[name] = fn
+    try:
+        import thulac
+
+        th = thulac.thulac(seg_only=True, T2S=True)
+        systems["THULAC (python), T2S"] = lambda xs: [same_cuts(x, th.cut(x, text=True).split(" ")) if x else []
+                                                      for x in xs]
+    except Exception as e:  # noqa: BLE001 - a peer that fails to load is reported, not fatal
+        print(f"THULAC unavailable: {e!r:.120}")
+    print(f"\nthe test split in traditional characters ({n_changed / sum(map(len, texts)):.1%} of its characters "
+          f"changed)\n{'segmenter':42s} {'F1':>7s} {'OOV-R':>7s}")
+    for name, fn in systems.items():
+        s = seg_scores(trad, [[w for w in c if w] for c in fn(texts)], vocab)
+        print(f"{name:42s} {s.f1:7.4f} {s.oov_recall:7.4f}")
+
+
 def train_with_jieba_dict(train, epochs: int):
     from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter, read_dictionary
 
@@ -326,6 +363,7 @@ def bench_pos(args, segmenters: dict) -> None:
     from llmlab.data.corpora import pfr1998
     from llmlab.text.metrics import seg_tag_scores, tag_accuracy
     from llmlab.text.pos import cut_and_tag_lines, load_tagger, tagger_class
+    from llmlab.text.script import to_simplified, to_traditional
 
     train, test = pfr1998("train"), pfr1998("test")
     vocab = {w for s in train for w, _ in s}
@@ -345,6 +383,10 @@ def bench_pos(args, segmenters: dict) -> None:
         acc = tag_accuracy(test, pred, vocab)
         print(f"llmlab {name:10s} accuracy {acc['accuracy']:.4f}  unknown-word accuracy "
               f"{acc['unknown_accuracy']:.4f}  {trained}  {sum(map(len, words)) / tt:,.0f} words/s")
+        trad = [[to_traditional(w) for w in ws] for ws in words]
+        as_is, t2s = (tag_accuracy(test, tagger.tag_sentences(x))["accuracy"]
+                      for x in (trad, [[to_simplified(w) for w in ws] for ws in trad]))
+        print(f"    the test words in traditional characters: accuracy {as_is:.4f} as they are, {t2s:.4f} with --t2s")
         texts = ["".join(ws) for ws in words]
         for seg_name, segmenter in segmenters.items():
             joint = seg_tag_scores(test, cut_and_tag_lines(segmenter, tagger, texts))
