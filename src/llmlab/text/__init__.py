@@ -9,7 +9,8 @@ POS taggers live in `llmlab.text.pos`, metrics in `llmlab.text.metrics`. Depende
 treebank (`llmlab.text.treebank`). `cut`, `default_segmenter`
 and `default_tagger` (`llmlab.text.default`) are ready-made models, trained once on pfr1998 and cached;
 `cut_for_search`, `cut_all` and `tokenize` are jieba's search mode, full mode and offsets on the default
-segmenter (every segmenter has them as methods).
+segmenter (every segmenter has them as methods). `llmlab.text.script` reads traditional characters as
+simplified ones, so the models trained on simplified text cut and tag traditional text.
 """
 
 from llmlab.core.lazy import lazy_exports
