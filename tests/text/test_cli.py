@@ -259,6 +259,27 @@ def test_pos_train_tag_eval(files, algo, monkeypatch, capsys):
     assert rc == 0 and f"F1={want:.4f}" in out and want > 0.5
 
 
+def test_pos_tag_user_dict_fixes_tags_and_reaches_the_segmenter(files, segmenters, train_tagged, tmp_path,
+                                                                 monkeypatch, capsys):
+    """`pos tag --user-dict`: a word with a tag gets it (raw or segmented input); with --seg-model every
+    word of the dictionary is also cut whole; a segmenter without a dictionary is refused."""
+    from llmlab.text.pos import HmmTagger
+
+    HmmTagger.train(train_tagged[:300]).save(tmp_path / "pos")
+    segmenters["fmm"].save(tmp_path / "fmm")
+    segmenters["hmm"].save(tmp_path / "hmmseg")
+    user = tmp_path / "user.txt"
+    user.write_text("龘靐齉 5 nz\n中国人民 v\n鱻犇 3\n", encoding="utf-8")
+    tag = ["pos", "tag", "--model", str(tmp_path / "pos"), "--user-dict", str(user)]
+    rc, out, _ = _run([*tag, "--seg-model", str(tmp_path / "fmm")], "龘靐齉和中国人民和鱻犇\n", monkeypatch, capsys)
+    toks = out.split()
+    assert rc == 0 and toks[0] == "龘靐齉/nz" and "中国人民/v" in toks and toks[-1].startswith("鱻犇/")
+    rc, out, _ = _run(tag, "中国人民 的 龘靐齉\n", monkeypatch, capsys)
+    assert rc == 0 and out.split()[0] == "中国人民/v" and out.split()[-1] == "龘靐齉/nz"
+    rc, _, err = _run([*tag, "--seg-model", str(tmp_path / "hmmseg")], "中国\n", monkeypatch, capsys)
+    assert rc == 2 and "--user-dict: the 'hmm' segmenter" in err and "has no dictionary" in err
+
+
 def test_t2s_reads_traditional_text_and_writes_its_characters(segmenters, train_tagged, test_words, tmp_path,
                                                                monkeypatch, capsys):
     """`seg cut --t2s` (every mode) and `pos tag --t2s` (raw or segmented input) give the cuts and tags

@@ -214,6 +214,35 @@ def test_hybrid_with_lam_zero_tags_as_the_perceptron(neural, perceptron, data):
     assert agree > 0.95
 
 
+@pytest.mark.parametrize("kind", ["hmm", "perceptron", "neural", "hybrid"])
+def test_user_tags_fix_their_words_tags_and_nothing_else_is_forced(kind, data, neural, perceptron, test_words):
+    """`add_user_tags` (jieba's user-dictionary tags): every occurrence of a user's word gets its tag,
+    also a tag its training never gave it (full- and half-width alike), and only sentences holding
+    such a word change; a tag outside the tagset is refused."""
+    import copy
+
+    from llmlab.text.pos import HmmTagger
+
+    make = {"hmm": lambda: HmmTagger.train(data), "perceptron": lambda: copy.deepcopy(perceptron),
+            "neural": lambda: copy.deepcopy(neural),
+            "hybrid": lambda: HybridTagger(copy.deepcopy(perceptron), neural, 0.2, 10.0)}
+    tagger = make[kind]()
+    sents = test_words[:40]
+    before = tagger.tag_sentences(sents)
+    tag_of = {w: t for s, ts in zip(sents, before) for w, t in zip(s, ts)}
+    user = {"的": "v", "中国": "a", "ＧＤＰ": "nz", "龘靐": "nr"}  # against what it learnt, and an unknown word
+    tagger.add_user_tags(user.items())
+    after = tagger.tag_sentences(sents + [["我们", "的", "GDP", "龘靐"]])
+    for s, b, a in zip(sents + [["我们", "的", "GDP", "龘靐"]], before + [None], after):
+        assert [t for w, t in zip(s, a) if w in user or w == "GDP"] == [user.get(w, "nz") for w in s
+                                                                          if w in user or w == "GDP"]
+        if b is not None and not any(w in user for w in s):
+            assert a == b
+    assert any(tag_of.get(w) not in (None, t) for w, t in user.items())  # some tags were changed
+    with pytest.raises(InputError, match="user tag 'zz' of '发展' is not one of this tagger's tags"):
+        tagger.add_user_tags([("发展", "zz")])
+
+
 def test_hybrid_trains_and_round_trips(data, perceptron, tmp_path):
     perceptron.save(tmp_path / "perc")
     cfg = HybridTaggerConfig(neural=NeuralTaggerConfig(**{**SMALL.__dict__, "epochs": 1}),

@@ -51,6 +51,8 @@ def register(sub) -> None:
     p.add_argument("--input", help="read this file instead of stdin")
     p.add_argument("--t2s", action="store_true", help="traditional Chinese input: the models read it with its "
                    "traditional characters in simplified form (llmlab.text.script); the words keep their own")
+    p.add_argument("--user-dict", help="user dictionary (jieba's `word [count] [tag]` lines): a word with a tag "
+                   "always gets it; with --seg-model every word is also added to the segmenter's lexicon")
 
     p = add_command(g, "eval", "tag accuracy with gold segmentation (overall and on unknown words)", _eval)
     p.add_argument("--model", required=True, help="tagger directory")
@@ -104,15 +106,23 @@ def _train_config(args):
 
 
 def _tag(args) -> int:
+    from llmlab.core.errors import InputError
     from llmlab.core.io import line_batches
     from llmlab.text.base import load_segmenter, same_cuts
     from llmlab.text.default import default_tagger
+    from llmlab.text.lexicon import read_user_tags
     from llmlab.text.metrics import check_untagged
     from llmlab.text.pos import cut_and_tag_lines, load_tagger
     from llmlab.text.script import to_simplified
 
     tagger = load_tagger(args.model) if args.model else default_tagger()
     seg = load_segmenter(args.seg_model) if args.seg_model else None
+    if args.user_dict:
+        tagger.add_user_tags(read_user_tags(args.user_dict))
+        if seg is not None:
+            if not hasattr(seg, "add_user_dict"):
+                raise InputError(f"--user-dict: the {seg.kind!r} segmenter in {args.seg_model!r} has no dictionary")
+            seg.add_user_dict(args.user_dict)
     for k, chunk in enumerate(line_batches(args.input)):  # batches: the perceptron segmenter scores a batch at once
         if k == 0:  # tagged text given again would come out as word/TAG/TAG
             check_untagged([line.split() for line in chunk], "the input")

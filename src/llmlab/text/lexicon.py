@@ -226,6 +226,33 @@ def read_user_dict(path: str | os.PathLike, what: str = "user dictionary",
     return plain if plain is not None else _entries_by_line(text, f"{what} {str(path)!r}", comments)
 
 
+def read_user_tags(path: str | os.PathLike, what: str = "user dictionary") -> list[tuple[str, str]]:
+    """The (word, tag) pairs of a `read_user_dict` file: a line's tag is its third field, or its
+    second when that is no count (``云计算 5 n``, ``云计算 n``); a line without one gives none. Checked
+    as `read_user_dict` checks it.
+
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "user.txt"
+    >>> _ = path.write_text("云计算 5 n\\n区块链 nz\\n大模型 3\\n# 注释 5 n\\n", encoding="utf-8")
+    >>> read_user_tags(path)
+    [('云计算', 'n'), ('区块链', 'nz')]
+    """
+    text = read_text(path, what)
+    if _plain_entries(text, True) is not None:  # every line "word count": no tags
+        return []
+    _entries_by_line(text, f"{what} {str(path)!r}", True)  # its checks, naming a bad line
+    out = []
+    for line in split_lines(text):
+        parts = line.split()
+        if len(parts) < 2 or parts[0].startswith("#"):
+            continue
+        if len(parts) > 2:
+            out.append((parts[0], parts[2]))
+        elif not _looks_numeric(parts[1]):
+            out.append((parts[0], parts[1]))
+    return out
+
+
 def _entries_by_line(text: str, where: str, comments: bool) -> list[tuple[str, int | None]]:
     """`read_user_dict`'s entries of `text` (from `where`, for errors), a line at a time."""
     entries: list[tuple[str, int | None]] = []

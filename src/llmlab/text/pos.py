@@ -148,10 +148,53 @@ def viterbi2(emissions: np.ndarray, trans: np.ndarray, trans3: np.ndarray, start
     return out.tolist()
 
 
+def tag_mask(words: Sequence[str], tagdict: dict[str, list[int]], k: int) -> np.ndarray:
+    """(n, k) additive mask: 0 for allowed tags, a large negative score for the others (`tagdict`'s
+    words are width-normalised; so is each word looked up).
+
+    >>> tag_mask(["的", "书"], {"的": [0]}, 2).tolist()
+    [[0.0, -1000000.0], [0.0, 0.0]]
+    """
+    mask = np.zeros((len(words), k))
+    for i, w in enumerate(words):
+        allowed = tagdict.get(normalize_text(w))
+        if allowed is not None:
+            mask[i] = -1e6
+            mask[i, allowed] = 0.0
+    return mask
+
+
 class PosTagger(ABC):
-    """Words -> tags. Subclasses implement `tag`, `train`, `_state` and `_from_state`."""
+    """Words -> tags. Subclasses implement `tag`, `train`, `_state` and `_from_state`, and honour
+    `add_user_tags` where they score tags (`user_tag_ids`)."""
 
     kind: ClassVar[str] = ""
+    tags: list[str]
+
+    def add_user_tags(self, entries: Iterable[tuple[str, str]]) -> None:
+        """Fix the tags of words (jieba's user-dictionary tags, as `lexicon.read_user_tags` reads them):
+        each of these words, compared width-normalised, gets its tag wherever it occurs, and the words
+        around it are tagged knowing that. Not saved with the model. A tag outside the tagger's tagset
+        is an InputError.
+
+        >>> t = HmmTagger.train([[("他", "r"), ("跑", "v")], [("书", "n")]])
+        >>> t.add_user_tags([("跑", "n")])
+        >>> t.tag(["他", "跑"])
+        ['r', 'n']
+        """
+        user = dict(getattr(self, "_user_tags", {}))
+        for word, tag in entries:
+            if tag not in self.tags:
+                raise InputError(f"user tag {tag!r} of {word!r} is not one of this tagger's tags: "
+                                 f"{' '.join(sorted(self.tags))}")
+            user[normalize_text(word)] = tag
+        self._user_tags = user
+
+    def user_tag_ids(self, tags: Sequence[str] | None = None) -> dict[str, list[int]]:
+        """The user's tags (`add_user_tags`) as a tag dictionary for `tag_mask`: width-normalised word ->
+        [its tag's index in `tags`] (default: this tagger's tag order)."""
+        order = {t: i for i, t in enumerate(self.tags if tags is None else tags)}
+        return {w: [order[t]] for w, t in getattr(self, "_user_tags", {}).items()}
 
     @abstractmethod
     def tag(self, words: Sequence[str]) -> list[str]:
@@ -287,8 +330,11 @@ class HmmTagger(PosTagger):
         return em
 
     def tag(self, words: Sequence[str]) -> list[str]:
-        ids = viterbi(self._emissions(words), self.trans, self.start)
-        return [self.tags[i] for i in ids]
+        em = self._emissions(words)
+        fixed = tag_mask(words, self.user_tag_ids(), len(self.tags)) < 0
+        em[fixed.any(axis=1)] = 0.0  # a user's word: certain of its tag, whatever its training counts say
+        em[fixed] = NEG
+        return [self.tags[i] for i in viterbi(em, self.trans, self.start)]
 
     def _state(self, directory: Path) -> dict:
         return {"config": config_to_dict(self.config), "tags": self.tags, "start": self.start.tolist(),

@@ -62,6 +62,10 @@ class HybridTagger(PosTagger):
         lp = self.neural.log_probs(words) if log_probs is None else log_probs
         return self.perceptron.emissions(words) + (self.lam * self.scale) * lp[:, self._cols].astype(np.float64)
 
+    def add_user_tags(self, entries: Iterable[tuple[str, str]]) -> None:
+        """`PosTagger.add_user_tags`, kept by the perceptron part, whose emissions carry them."""
+        self.perceptron.add_user_tags(entries)
+
     def tag(self, words: Sequence[str]) -> list[str]:
         return self.perceptron.decode(self.emissions(words))
 

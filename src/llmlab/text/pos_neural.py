@@ -55,7 +55,7 @@ from llmlab.text.neural import (
     start_at_vectors,
     with_weights,
 )
-from llmlab.text.pos import PosTagger, check_tagged
+from llmlab.text.pos import PosTagger, check_tagged, tag_mask
 
 log = logging.getLogger(__name__)
 WEIGHTS_FILE = "neural.safetensors"
@@ -238,7 +238,9 @@ class NeuralTagger(PosTagger):
         return self.tag_sentences([words])[0]
 
     def tag_sentences(self, sentences: Iterable[Sequence[str]]) -> list[list[str]]:
-        return [[self.tags[i] for i in lp.argmax(1)] for lp in self.log_probs_sentences(sentences)]
+        sents, user = [list(s) for s in sentences], self.user_tag_ids()
+        return [[self.tags[i] for i in (lp + tag_mask(s, user, len(self.tags))).argmax(1)]
+                for s, lp in zip(sents, self.log_probs_sentences(sents))]
 
     @classmethod
     def train(cls, sentences, config: NeuralTaggerConfig | None = None) -> NeuralTagger:

@@ -42,7 +42,7 @@ from llmlab.text.clusters import word_clusters
 from llmlab.text.features import DIGIT, LATIN, OTHER, RARE, mix, type_table
 from llmlab.text.hashindex import FeatureIndex, SparseRows
 from llmlab.text.perceptron import score_rows, update_rows
-from llmlab.text.pos import PosTagger, check_tagged, viterbi, viterbi2, viterbi2_kernel, viterbi_kernel
+from llmlab.text.pos import PosTagger, check_tagged, tag_mask, viterbi, viterbi2, viterbi2_kernel, viterbi_kernel
 
 log = logging.getLogger(__name__)
 WEIGHTS_FILE = "weights.safetensors"
@@ -207,22 +207,6 @@ def build_tagdict(sents, tid: dict[str, int], min_count: int) -> dict[str, list[
             counts[w] += 1
             seen.setdefault(w, set()).add(tid[t])
     return {w: sorted(seen[w]) for w, c in counts.items() if c >= min_count}
-
-
-def tag_mask(words: Sequence[str], tagdict: dict[str, list[int]], k: int) -> np.ndarray:
-    """(n, k) additive mask: 0 for allowed tags, a large negative score for the others (`tagdict`'s
-    words are width-normalised; so is each word looked up).
-
-    >>> tag_mask(["的", "书"], {"的": [0]}, 2).tolist()
-    [[0.0, -1000000.0], [0.0, 0.0]]
-    """
-    mask = np.zeros((len(words), k))
-    for i, w in enumerate(words):
-        allowed = tagdict.get(normalize_text(w))
-        if allowed is not None:
-            mask[i] = -1e6
-            mask[i, allowed] = 0.0
-    return mask
 
 
 @dataclass(frozen=True)
@@ -399,7 +383,7 @@ class PerceptronTagger(PosTagger):
             if rare.any():
                 slots = self.index.lookup(self._keys(words, rare))
         em = self._weight_rows(slots).sum(axis=1).astype(np.float64)
-        em += tag_mask(words, self.tagdict, len(self.tags))
+        em += tag_mask(words, {**self.tagdict, **self.user_tag_ids()}, len(self.tags))  # the user's tags win
         return em
 
     def decode(self, em: np.ndarray) -> list[str]:
