@@ -148,16 +148,23 @@ def viterbi2(emissions: np.ndarray, trans: np.ndarray, trans3: np.ndarray, start
     return out.tolist()
 
 
-def tag_mask(words: Sequence[str], tagdict: dict[str, list[int]], k: int) -> np.ndarray:
+def tag_mask(words: Sequence[str], tagdict: dict[str, list[int]], k: int,
+             first: dict[str, list[int]] | None = None) -> np.ndarray:
     """(n, k) additive mask: 0 for allowed tags, a large negative score for the others (`tagdict`'s
-    words are width-normalised; so is each word looked up).
+    words are width-normalised; so is each word looked up). A word in `first` (the user's tags) takes
+    its entry there instead of `tagdict`'s.
 
     >>> tag_mask(["的", "书"], {"的": [0]}, 2).tolist()
     [[0.0, -1000000.0], [0.0, 0.0]]
+    >>> tag_mask(["的", "书"], {"的": [0]}, 2, first={"的": [1]}).tolist()
+    [[-1000000.0, 0.0], [0.0, 0.0]]
     """
     mask = np.zeros((len(words), k))
     for i, w in enumerate(words):
-        allowed = tagdict.get(normalize_text(w))
+        key = normalize_text(w)
+        allowed = first.get(key) if first else None
+        if allowed is None:
+            allowed = tagdict.get(key)
         if allowed is not None:
             mask[i] = -1e6
             mask[i, allowed] = 0.0
@@ -182,19 +189,19 @@ class PosTagger(ABC):
         >>> t.tag(["他", "跑"])
         ['r', 'n']
         """
-        user = dict(getattr(self, "_user_tags", {}))
+        ids = {t: i for i, t in enumerate(self.tags)}
+        user = dict(self.user_tag_ids())
         for word, tag in entries:
-            if tag not in self.tags:
+            if tag not in ids:
                 raise InputError(f"user tag {tag!r} of {word!r} is not one of this tagger's tags: "
                                  f"{' '.join(sorted(self.tags))}")
-            user[normalize_text(word)] = tag
-        self._user_tags = user
+            user[normalize_text(word)] = [ids[tag]]
+        self._user_tag_ids = user
 
-    def user_tag_ids(self, tags: Sequence[str] | None = None) -> dict[str, list[int]]:
+    def user_tag_ids(self) -> dict[str, list[int]]:
         """The user's tags (`add_user_tags`) as a tag dictionary for `tag_mask`: width-normalised word ->
-        [its tag's index in `tags`] (default: this tagger's tag order)."""
-        order = {t: i for i, t in enumerate(self.tags if tags is None else tags)}
-        return {w: [order[t]] for w, t in getattr(self, "_user_tags", {}).items()}
+        [the index of its tag in `tags`]; empty without any."""
+        return getattr(self, "_user_tag_ids", {})
 
     @abstractmethod
     def tag(self, words: Sequence[str]) -> list[str]:
@@ -331,9 +338,10 @@ class HmmTagger(PosTagger):
 
     def tag(self, words: Sequence[str]) -> list[str]:
         em = self._emissions(words)
-        fixed = tag_mask(words, self.user_tag_ids(), len(self.tags)) < 0
-        em[fixed.any(axis=1)] = 0.0  # a user's word: certain of its tag, whatever its training counts say
-        em[fixed] = NEG
+        if self.user_tag_ids():
+            fixed = tag_mask(words, self.user_tag_ids(), len(self.tags)) < 0
+            em[fixed.any(axis=1)] = 0.0  # a user's word: certain of its tag, whatever its training counts say
+            em[fixed] = NEG
         return [self.tags[i] for i in viterbi(em, self.trans, self.start)]
 
     def _state(self, directory: Path) -> dict:

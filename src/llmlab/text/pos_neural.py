@@ -239,7 +239,7 @@ class NeuralTagger(PosTagger):
 
     def tag_sentences(self, sentences: Iterable[Sequence[str]]) -> list[list[str]]:
         sents, user = [list(s) for s in sentences], self.user_tag_ids()
-        return [[self.tags[i] for i in (lp + tag_mask(s, user, len(self.tags))).argmax(1)]
+        return [[self.tags[i] for i in (lp + tag_mask(s, user, len(self.tags)) if user else lp).argmax(1)]
                 for s, lp in zip(sents, self.log_probs_sentences(sents))]
 
     @classmethod

@@ -383,7 +383,7 @@ class PerceptronTagger(PosTagger):
             if rare.any():
                 slots = self.index.lookup(self._keys(words, rare))
         em = self._weight_rows(slots).sum(axis=1).astype(np.float64)
-        em += tag_mask(words, {**self.tagdict, **self.user_tag_ids()}, len(self.tags))  # the user's tags win
+        em += tag_mask(words, self.tagdict, len(self.tags), first=self.user_tag_ids())  # the user's tags win
         return em
 
     def decode(self, em: np.ndarray) -> list[str]:
