@@ -311,6 +311,16 @@ def test_t2s_reads_traditional_text_and_writes_its_characters(segmenters, train_
     rc, out, _ = _run(tag, words + "\n", monkeypatch, capsys)
     tags = tagger.tag(to_simplified(words).split())
     assert rc == 0 and out == " ".join(f"{w}/{t}" for w, t in zip(words.split(), tags)) + "\n"
+    # a user dictionary in traditional characters reaches both models as they read the text
+    user = tmp_path / "user.txt"
+    user.write_text("體育館內 5 nz\n", encoding="utf-8")
+    line = "我們的體育館內很大"
+    assert "體育館內" not in _run([*cut, "--t2s"], line + "\n", monkeypatch, capsys)[1].split()
+    rc, out, _ = _run([*cut, "--t2s", "--user-dict", str(user)], line + "\n", monkeypatch, capsys)
+    assert rc == 0 and "體育館內" in out.split()
+    rc, out, _ = _run([*tag, "--seg-model", str(tmp_path / "seg"), "--user-dict", str(user)], line + "\n",
+                      monkeypatch, capsys)
+    assert rc == 0 and "體育館內/nz" in out.split()
 
 
 @pytest.fixture()

@@ -106,9 +106,9 @@ def _train_config(args):
 
 
 def _tag(args) -> int:
-    from llmlab.core.errors import InputError
+    from llmlab.cli.seg import load_with_user_dict
     from llmlab.core.io import line_batches
-    from llmlab.text.base import load_segmenter, same_cuts
+    from llmlab.text.base import same_cuts
     from llmlab.text.default import default_tagger
     from llmlab.text.lexicon import read_user_tags
     from llmlab.text.metrics import check_untagged
@@ -116,13 +116,9 @@ def _tag(args) -> int:
     from llmlab.text.script import to_simplified
 
     tagger = load_tagger(args.model) if args.model else default_tagger()
-    seg = load_segmenter(args.seg_model) if args.seg_model else None
-    if args.user_dict:
-        tagger.add_user_tags(read_user_tags(args.user_dict))
-        if seg is not None:
-            if not hasattr(seg, "add_user_dict"):
-                raise InputError(f"--user-dict: the {seg.kind!r} segmenter in {args.seg_model!r} has no dictionary")
-            seg.add_user_dict(args.user_dict)
+    seg = load_with_user_dict(args.seg_model, args.user_dict, args.t2s) if args.seg_model else None
+    if args.user_dict:  # words as the models read them
+        tagger.add_user_tags([(to_simplified(w) if args.t2s else w, t) for w, t in read_user_tags(args.user_dict)])
     for k, chunk in enumerate(line_batches(args.input)):  # batches: the perceptron segmenter scores a batch at once
         if k == 0:  # tagged text given again would come out as word/TAG/TAG
             check_untagged([line.split() for line in chunk], "the input")
