@@ -221,7 +221,8 @@ def main() -> None:
         print(f"{name:42s} {p:7.4f} {r:7.4f} {f1:7.4f} {oov:7.4f} {cps:11,.0f} {ratio_f:>11s} {ratio_s:>14s}")
     if "jieba (no HMM)" in systems:
         bench_modes(useg, texts, args.repeat)
-    bench_traditional(perc, gold, train)
+    bench_traditional(perc, gold, train, {k: f for k, f in systems.items() if k in ("jieba (default, HMM)",
+                                                                                    "THULAC (python)")})
     if args.pos:
         bench_pos(args, segmenters)
     with tempfile.TemporaryDirectory() as tmp:
@@ -319,11 +320,12 @@ def bench_modes(useg, texts: list[str], repeat: int) -> None:
         print(f"{mode:30s} {same:10.4f} {chinese:12.4f} {n_chars / ta:15,.0f} {n_chars / tb:14,.0f} {tb / ta:13.2f}x")
 
 
-def bench_traditional(perc, gold, train) -> None:
+def bench_traditional(perc, gold, train, loaded_peers: dict) -> None:
     """The test split in traditional characters (`llmlab.text.script.to_traditional`: one traditional
     form per character, a stand-in for real traditional text): the perceptron reading it as it is and
     through `to_simplified` (`seg cut --t2s`), beside jieba and THULAC where they load (THULAC also with
-    its own T2S, whose simplified output is laid back on the input: it keeps each line's length)."""
+    its own T2S, whose simplified output is laid back on the input: it keeps each line's length).
+    `loaded_peers`: the main table's jieba and THULAC functions, not loaded again."""
     from llmlab.text.base import same_cuts
     from llmlab.text.metrics import seg_scores
     from llmlab.text.script import to_simplified, to_traditional
@@ -335,9 +337,7 @@ def bench_traditional(perc, gold, train) -> None:
     systems = {"llmlab perceptron, as it is": perc.cut_lines,
                "llmlab perceptron, --t2s": lambda xs: [same_cuts(x, w) for x, w in
                                                       zip(xs, perc.cut_lines([to_simplified(x) for x in xs]))]}
-    for name, fn in peers(texts[:1]).items():
-        if name != "jieba (no HMM)":
-            systems[name] = fn
+    systems.update(loaded_peers)
     try:
         import thulac
 

@@ -110,15 +110,17 @@ def _tag(args) -> int:
     from llmlab.core.io import line_batches
     from llmlab.text.base import same_cuts
     from llmlab.text.default import default_tagger
-    from llmlab.text.lexicon import read_user_tags
+    from llmlab.text.lexicon import read_user_entries
     from llmlab.text.metrics import check_untagged
     from llmlab.text.pos import cut_and_tag_lines, load_tagger
     from llmlab.text.script import to_simplified
 
     tagger = load_tagger(args.model) if args.model else default_tagger()
-    seg = load_with_user_dict(args.seg_model, args.user_dict, args.t2s) if args.seg_model else None
-    if args.user_dict:  # words as the models read them
-        tagger.add_user_tags([(to_simplified(w) if args.t2s else w, t) for w, t in read_user_tags(args.user_dict)])
+    user = read_user_entries(args.user_dict) if args.user_dict else None  # read once, for both models
+    user_words = None if user is None else [(w, c) for w, c, _ in user]
+    seg = load_with_user_dict(args.seg_model, user_words, args.t2s) if args.seg_model else None
+    if user:  # the tagged words, as the models read them
+        tagger.add_user_tags([(to_simplified(w) if args.t2s else w, t) for w, _, t in user if t is not None])
     for k, chunk in enumerate(line_batches(args.input)):  # batches: the perceptron segmenter scores a batch at once
         if k == 0:  # tagged text given again would come out as word/TAG/TAG
             check_untagged([line.split() for line in chunk], "the input")

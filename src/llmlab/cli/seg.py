@@ -174,30 +174,29 @@ def _from_dictionary(args):
     return segmenter_class(args.algo).from_dictionary(args.user_dict, _config_for(args.algo, args))
 
 
-def load_with_user_dict(model: str | None, user_dict: str | None, t2s: bool = False):
-    """The segmenter in `model` (None: the default one), with `user_dict`'s words added; with `t2s`
-    in simplified form, as the model reads the text (`seg cut --t2s`, `pos tag --t2s`)."""
+def load_with_user_dict(model: str | None, user_dict: list[tuple[str, int | None]] | None, t2s: bool = False):
+    """The segmenter in `model` (None: the default one), with the `user_dict` entries (`read_user_dict`)
+    added; with `t2s` in simplified form, as the model reads the text (`seg cut --t2s`, `pos tag --t2s`)."""
     from llmlab.core.errors import InputError
     from llmlab.text.base import load_segmenter
     from llmlab.text.default import default_segmenter
-    from llmlab.text.lexicon import read_user_dict
     from llmlab.text.script import to_simplified
 
     seg = load_segmenter(model) if model else default_segmenter()
-    if user_dict:
+    if user_dict is not None:
         if not hasattr(seg, "add_user_dict"):
             raise InputError(f"--user-dict: the {seg.kind!r} segmenter in {model!r} has no dictionary")
-        entries = read_user_dict(user_dict)
-        seg.add_user_dict([(to_simplified(w), c) for w, c in entries] if t2s else entries)
+        seg.add_user_dict([(to_simplified(w), c) for w, c in user_dict] if t2s else user_dict)
     return seg
 
 
 def _cut(args) -> int:
     from llmlab.core.io import line_batches
     from llmlab.text.base import same_cuts
+    from llmlab.text.lexicon import read_user_dict
     from llmlab.text.script import to_simplified
 
-    seg = load_with_user_dict(args.model, args.user_dict, args.t2s)
+    seg = load_with_user_dict(args.model, read_user_dict(args.user_dict) if args.user_dict else None, args.t2s)
     seg.tokenize_lines([], args.mode)  # a mode the model cannot give is refused before any input is read
     for lines in line_batches(args.input):  # batches: the perceptron scores a batch in one numpy pass
         read = [to_simplified(line) for line in lines] if args.t2s else lines  # same lengths: same offsets

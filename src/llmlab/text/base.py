@@ -200,9 +200,9 @@ def word_spans(words: Iterable[str], lexicon: Container[str] | None = None) -> l
         end = start + len(w)
         if lexicon is not None and len(w) > 2:
             norm = normalize_text(w)
-            for n in (2, 3):
+            for n in (2, 3) if len(w) > 3 else (2,):
                 out += [(w[i:i + n], start + i, start + i + n)
-                        for i in range(len(w) - n + 1) if len(w) > n and norm[i:i + n] in lexicon]
+                        for i in range(len(w) - n + 1) if norm[i:i + n] in lexicon]
         out.append((w, start, end))
         start = end
     return out

@@ -226,36 +226,37 @@ def read_user_dict(path: str | os.PathLike, what: str = "user dictionary",
     return plain if plain is not None else _entries_by_line(text, f"{what} {str(path)!r}", comments)
 
 
-def read_user_tags(path: str | os.PathLike, what: str = "user dictionary") -> list[tuple[str, str]]:
-    """The (word, tag) pairs of a `read_user_dict` file: a line's tag is its third field, or its
-    second when that is no count (``云计算 5 n``, ``云计算 n``); a line without one gives none. Checked
-    as `read_user_dict` checks it.
+def read_user_entries(path: str | os.PathLike, what: str = "user dictionary",
+                      comments: bool = True) -> list[tuple[str, int | None, str | None]]:
+    """`read_user_dict`'s entries with their tags: (word, count or None, tag or None). A line's tag is
+    its third field, or its second when that is no count (``云计算 5 n``, ``云计算 n``).
 
     >>> import pathlib, tempfile
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "user.txt"
     >>> _ = path.write_text("云计算 5 n\\n区块链 nz\\n大模型 3\\n# 注释 5 n\\n", encoding="utf-8")
-    >>> read_user_tags(path)
-    [('云计算', 'n'), ('区块链', 'nz')]
+    >>> read_user_entries(path)
+    [('云计算', 5, 'n'), ('区块链', None, 'nz'), ('大模型', 3, None)]
     """
     text = read_text(path, what)
-    if _plain_entries(text, True) is not None:  # every line "word count": no tags
-        return []
-    _entries_by_line(text, f"{what} {str(path)!r}", True)  # its checks, naming a bad line
-    out = []
-    for line in split_lines(text):
-        parts = line.split()
-        if len(parts) < 2 or parts[0].startswith("#"):
-            continue
-        if len(parts) > 2:
-            out.append((parts[0], parts[2]))
-        elif not _looks_numeric(parts[1]):
-            out.append((parts[0], parts[1]))
-    return out
+    plain = _plain_entries(text, comments)
+    if plain is not None:  # every line "word count": no tags
+        return [(w, c, None) for w, c in plain]
+    return _fields_by_line(text, f"{what} {str(path)!r}", comments)
+
+
+def read_user_tags(path: str | os.PathLike, what: str = "user dictionary") -> list[tuple[str, str]]:
+    """The (word, tag) pairs of a user dictionary (`read_user_entries`); a line without a tag gives none."""
+    return [(w, t) for w, _, t in read_user_entries(path, what) if t is not None]
 
 
 def _entries_by_line(text: str, where: str, comments: bool) -> list[tuple[str, int | None]]:
     """`read_user_dict`'s entries of `text` (from `where`, for errors), a line at a time."""
-    entries: list[tuple[str, int | None]] = []
+    return [(w, c) for w, c, _ in _fields_by_line(text, where, comments)]
+
+
+def _fields_by_line(text: str, where: str, comments: bool) -> list[tuple[str, int | None, str | None]]:
+    """(word, count, tag) of each entry of `text` (from `where`, for errors), a line at a time."""
+    entries: list[tuple[str, int | None, str | None]] = []
     for i, line in enumerate(split_lines(text), 1):
         parts = line.split()
         if not parts or (comments and parts[0].startswith("#")):
@@ -268,7 +269,8 @@ def _entries_by_line(text: str, where: str, comments: bool) -> list[tuple[str, i
             count = int(parts[1])
             if not 1 <= count <= MAX_COUNT:
                 raise InputError(f"{where} line {i}: count must be from 1 to 2**53, got {parts[1]}")
-        entries.append((parts[0], count))
+        rest = parts[2:] if count is not None else parts[1:]  # what follows the word and its count: a tag
+        entries.append((parts[0], count, rest[0] if rest else None))
     return entries
 
 
