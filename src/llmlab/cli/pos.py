@@ -53,6 +53,8 @@ def register(sub) -> None:
                    "traditional characters in simplified form (llmlab.text.script); the words keep their own")
     p.add_argument("--user-dict", help="user dictionary (jieba's `word [count] [tag]` lines): a word with a tag "
                    "always gets it; with --seg-model every word is also added to the segmenter's lexicon")
+    p.add_argument("--force-words", action="store_true", help="with --seg-model: always cut the --user-dict words "
+                   "whole (`llmlab seg cut --force-words`)")
 
     p = add_command(g, "eval", "tag accuracy with gold segmentation (overall and on unknown words)", _eval)
     p.add_argument("--model", required=True, help="tagger directory")
@@ -107,6 +109,7 @@ def _train_config(args):
 
 def _tag(args) -> int:
     from llmlab.cli.seg import load_with_user_dict
+    from llmlab.core.errors import InputError
     from llmlab.core.io import line_batches
     from llmlab.text.base import same_cuts
     from llmlab.text.default import default_tagger
@@ -118,7 +121,9 @@ def _tag(args) -> int:
     tagger = load_tagger(args.model) if args.model else default_tagger()
     user = read_user_entries(args.user_dict) if args.user_dict else None  # read once, for both models
     user_words = None if user is None else [(w, c) for w, c, _ in user]
-    seg = load_with_user_dict(args.seg_model, user_words, args.t2s) if args.seg_model else None
+    if args.force_words and not args.seg_model:
+        raise InputError("--force-words keeps words whole when --seg-model cuts the lines: give one")
+    seg = load_with_user_dict(args.seg_model, user_words, args.t2s, args.force_words) if args.seg_model else None
     if user:  # the tagged words, as the models read them
         tagger.add_user_tags([(to_simplified(w) if args.t2s else w, t) for w, _, t in user if t is not None])
     for k, chunk in enumerate(line_batches(args.input)):  # batches: the perceptron segmenter scores a batch at once

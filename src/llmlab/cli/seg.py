@@ -57,12 +57,14 @@ def register(sub) -> None:
     p.add_argument("--lam", type=finite_float,
                    help="hybrid: weight of the neural log-probabilities (default 0.07)")
     p.add_argument("--perceptron-model", help="hybrid: use this saved perceptron segmenter instead of training one")
+    _add_force_words(p, "saved with the model")
 
     p = add_command(g, "cut", "segment stdin lines to stdout (words separated by one space)", _cut)
     p.add_argument("--model", help="model directory from `llmlab seg train`; default: a perceptron on the pfr1998 "
                    f"train split, trained on first use (about a minute) and cached ({WHERE})")
     p.add_argument("--user-dict", help="user dictionary added to a dictionary-aware model (`word [count] [tag]` "
                    "lines; a line starting with # is a comment)")
+    _add_force_words(p)
     p.add_argument("--input", help="read this file instead of stdin")
     p.add_argument("--mode", choices=("default", "search", "full"), default="default",
                    help="default: the cut; search: each word of 3+ characters after the lexicon words of 2 and 3 "
@@ -91,6 +93,13 @@ def register(sub) -> None:
     p.add_argument("-k", type=int, default=5, help="number of paths")
     p.add_argument("--by", choices=("prob", "words"), default="prob",
                    help="rank by probability, or by fewest words (N-shortest paths)")
+
+
+def _add_force_words(p: argparse.ArgumentParser, more: str = "") -> None:
+    p.add_argument("--force-words", action="store_true", default=None,
+                   help="always cut the --user-dict words whole (forward maximum matching before the model, as "
+                   "pkuseg does), with any segmenter, the HMM included; without it they only gain weight in a "
+                   f"model's lexicon{'; ' + more if more else ''}")
 
 
 def _config_for(algo: str, args: argparse.Namespace):
@@ -136,15 +145,20 @@ def _training_sentences(args) -> list[list[str]]:
 
 
 def _train(args) -> int:
+    from llmlab.core.errors import InputError
     from llmlab.core.io import check_readable
     from llmlab.text.base import MODEL_FILE, check_model_folder, segmenter_class
+    from llmlab.text.lexicon import read_user_dict
 
     check_model_folder(args.output, MODEL_FILE)  # before training: a bad -o costs nothing
     for path in (args.user_dict, args.feature_dict):
         if path:
             check_readable(path, "dictionary")
 
-    refuse_other_algo_flags(args, ALGO_FLAGS)
+    if args.force_words and not args.user_dict:
+        raise InputError("--force-words keeps the --user-dict words whole: give one")
+    forced_ok = {"--user-dict": ("user_dict", ALGOS)} if args.force_words else {}  # forced words need no lexicon
+    refuse_other_algo_flags(args, {**ALGO_FLAGS, **forced_ok})
     if args.dict_only:
         seg = _from_dictionary(args)
     elif args.feature_dict:
@@ -154,8 +168,8 @@ def _train(args) -> int:
                                                read_dictionary(args.feature_dict))
     else:
         seg = segmenter_class(args.algo).train(_training_sentences(args), _config_for(args.algo, args))
-    if args.user_dict and not args.dict_only:
-        seg.add_user_dict(args.user_dict)
+    if args.user_dict and (args.force_words or not args.dict_only):  # --dict-only has read it into the lexicon
+        add_user_words(seg, read_user_dict(args.user_dict), force=bool(args.force_words), lexicon=not args.dict_only)
     out = seg.save(args.output)
     print(f"saved {args.algo} segmenter to {out}")
     return 0
@@ -174,20 +188,38 @@ def _from_dictionary(args):
     return segmenter_class(args.algo).from_dictionary(args.user_dict, _config_for(args.algo, args))
 
 
-def load_with_user_dict(model: str | None, user_dict: list[tuple[str, int | None]] | None, t2s: bool = False):
+def load_with_user_dict(model: str | None, user_dict: list[tuple[str, int | None]] | None, t2s: bool = False,
+                        force: bool = False):
     """The segmenter in `model` (None: the default one), with the `user_dict` entries (`read_user_dict`)
-    added; with `t2s` in simplified form, as the model reads the text (`seg cut --t2s`, `pos tag --t2s`)."""
+    added (`add_user_words`); with `t2s` in simplified form, as the model reads the text (`seg cut
+    --t2s`, `pos tag --t2s`)."""
     from llmlab.core.errors import InputError
     from llmlab.text.base import load_segmenter
     from llmlab.text.default import default_segmenter
     from llmlab.text.script import to_simplified
 
+    if force and user_dict is None:
+        raise InputError("--force-words keeps the --user-dict words whole: give one")
     seg = load_segmenter(model) if model else default_segmenter()
     if user_dict is not None:
-        if not hasattr(seg, "add_user_dict"):
-            raise InputError(f"--user-dict: the {seg.kind!r} segmenter in {model!r} has no dictionary")
-        seg.add_user_dict([(to_simplified(w), c) for w, c in user_dict] if t2s else user_dict)
+        add_user_words(seg, [(to_simplified(w), c) for w, c in user_dict] if t2s else user_dict, force, model=model)
     return seg
+
+
+def add_user_words(seg, entries: list[tuple[str, int | None]], force: bool = False, lexicon: bool = True,
+                   model: str | None = None) -> None:
+    """A user dictionary's (word, count) entries into `seg`'s lexicon (unless not `lexicon`), and with
+    `force` among the words it always keeps whole (`Segmenter.force_words`). A segmenter without a
+    lexicon takes them only with `force`."""
+    from llmlab.core.errors import InputError
+
+    if lexicon and hasattr(seg, "add_user_dict"):
+        seg.add_user_dict(entries)
+    elif lexicon and not force:
+        raise InputError(f"--user-dict: the {seg.kind!r} segmenter{f' in {model!r}' if model else ''} has no "
+                         "dictionary; with --force-words its words are kept whole all the same")
+    if force:
+        seg.force_words([w for w, _ in entries])
 
 
 def _cut(args) -> int:
@@ -196,7 +228,8 @@ def _cut(args) -> int:
     from llmlab.text.lexicon import read_user_dict
     from llmlab.text.script import to_simplified
 
-    seg = load_with_user_dict(args.model, read_user_dict(args.user_dict) if args.user_dict else None, args.t2s)
+    seg = load_with_user_dict(args.model, read_user_dict(args.user_dict) if args.user_dict else None, args.t2s,
+                              bool(args.force_words))
     seg.tokenize_lines([], args.mode)  # a mode the model cannot give is refused before any input is read
     for lines in line_batches(args.input):  # batches: the perceptron scores a batch in one numpy pass
         read = [to_simplified(line) for line in lines] if args.t2s else lines  # same lengths: same offsets

@@ -6,6 +6,7 @@ to its model. Models may look at width-normalised characters (full-width ``Ａ�
 return slices of the original text. No segmenter cuts inside a unit (`UNIT_RUN`): a word of a script
 written with spaces (Latin, Cyrillic, Greek, Arabic, Devanagari, Hangul, ...), a number, or a grapheme
 cluster of several code points (a letter with combining marks, an emoji sequence, a flag).
+Words a user forces (`Segmenter.force_words`) are cut out of each run before the model sees it.
 """
 
 from __future__ import annotations
@@ -208,6 +209,69 @@ def word_spans(words: Iterable[str], lexicon: Container[str] | None = None) -> l
     return out
 
 
+class ForcedWords:
+    """Words always cut whole, as pkuseg cuts its user dictionary's words: a run is scanned from the
+    left, the longest forced word that starts at each position is cut out (forward maximum matching),
+    and the model cuts only the text between. Words are matched width-normalised; a match that would
+    cut inside a unit (`UNIT_RUN`) is passed over for a shorter one.
+
+    >>> ForcedWords(["体育馆内", "馆内", "ab"]).split("去体育馆内看abc")
+    [('去', False), ('体育馆内', True), ('看abc', False)]
+    """
+
+    def __init__(self, words: Iterable[str] = ()):
+        self.words: set[str] = set()
+        self._prefixes: set[str] = set()
+        self._first: re.Pattern | None = None
+        self.add(words)
+
+    def add(self, words: Iterable[str]) -> None:
+        """Add words: non-empty strings without whitespace (InputError otherwise)."""
+        new = []
+        for w in words:
+            if not isinstance(w, str) or not w or _SPACE.search(w):
+                raise InputError(f"a forced word must be a non-empty string without whitespace, got {w!r}")
+            new.append(normalize_text(w))
+        self.words.update(new)
+        self._prefixes.update(w[:i] for w in new for i in range(1, len(w)))
+        if self.words:
+            self._first = re.compile("[" + "".join(sorted({re.escape(w[0]) for w in self.words})) + "]")
+
+    def __bool__(self) -> bool:
+        return bool(self.words)
+
+    def split(self, run: str) -> list[tuple[str, bool]]:
+        """`run` (no whitespace) as consecutive pieces, each with whether it is a forced word."""
+        if self._first is None:
+            return [(run, False)]
+        norm = normalize_text(run)
+        out: list[tuple[str, bool]] = []
+        inside: set[int] | None = None  # positions strictly inside a unit, found on the first match
+        done = pos = 0
+        while (m := self._first.search(norm, pos)) is not None:
+            i = m.start()
+            ends = []
+            for j in range(i + 1, len(norm) + 1):  # the ends of the forced words that start at i
+                frag = norm[i:j]
+                if frag in self.words:
+                    ends.append(j)
+                if frag not in self._prefixes:
+                    break
+            if ends and inside is None:
+                inside = {k for a, b in unit_spans(run) for k in range(a + 1, b)}
+            end = next((j for j in reversed(ends) if i not in inside and j not in inside), None) if ends else None
+            if end is None:
+                pos = i + 1
+                continue
+            if done < i:
+                out.append((run[done:i], False))
+            out.append((run[i:end], True))
+            done = pos = end
+        if done < len(run):
+            out.append((run[done:], False))
+        return out
+
+
 def check_sentences(sentences: Iterable[Iterable[str]], what: str = "training data") -> list[list[str]]:
     """Segmented sentences as lists of non-empty words without whitespace, or an InputError."""
     out = []
@@ -236,25 +300,54 @@ class Segmenter(ABC):
         return self.cut_lines([text])[0]
 
     def cut_lines(self, lines: Iterable[str]) -> list[list[str]]:
-        """`cut` of each line; the model sees all non-space runs of all lines in one batch."""
-        plans: list[list[str]] = []
+        """`cut` of each line; the model sees all non-space runs of all lines in one batch (less the
+        forced words, `force_words`)."""
+        forced = self.__dict__.get("_forced")
+        plans: list[list[tuple[str, bool]]] = []  # (piece, whether it is a word as it stands)
         runs: list[str] = []
         for text in lines:
             _checked_str(text, "cut")
             pieces = split_spaces(text) if _SPACE.search(text) else ([text] if text else [])
-            plans.append(pieces)
-            runs.extend(p for p in pieces if not p[0].isspace())
+            plan = [(p, p[0].isspace()) for p in pieces]
+            if forced:
+                plan = [q for p, whole in plan for q in ([(p, whole)] if whole else forced.split(p))]
+            plans.append(plan)
+            runs.extend(p for p, whole in plan if not whole)
         cut_runs = iter(self._cut_runs(runs))
         out = []
-        for pieces in plans:
+        for plan in plans:
             words: list[str] = []
-            for p in pieces:
-                if p[0].isspace():
+            for p, whole in plan:
+                if whole:
                     words.append(p)
                 else:
                     words.extend(next(cut_runs))
             out.append(words)
         return out
+
+    @property
+    def forced(self) -> ForcedWords:
+        """The words this segmenter always cuts whole (`force_words`)."""
+        if "_forced" not in self.__dict__:
+            self._forced = ForcedWords()
+        return self._forced
+
+    def force_words(self, words: Iterable[str]) -> None:
+        """Always cut `words` whole, whatever the model would do there (`ForcedWords`: forward maximum
+        matching, as pkuseg treats its user dictionary), for any segmenter, the HMM included. A
+        dictionary's words given to `add_user_dict` only raise their odds: the model may still cut
+        through one where the context pulls its characters elsewhere. Saved with the model.
+
+        >>> from llmlab.text.lattice import UnigramSegmenter
+        >>> from llmlab.text.lexicon import Lexicon
+        >>> seg = UnigramSegmenter(Lexicon({"体育馆": 50, "内": 50}))
+        >>> seg.cut("去体育馆内")
+        ['去', '体育馆', '内']
+        >>> seg.force_words(["体育馆内"])
+        >>> seg.cut("去体育馆内")
+        ['去', '体育馆内']
+        """
+        self.forced.add(words)
 
     def tokenize(self, text: str, mode: str = "default") -> list[tuple[str, int, int]]:
         """Words with their offsets, ``(word, start, end)`` with ``text[start:end] == word`` (jieba's
@@ -323,7 +416,8 @@ class Segmenter(ABC):
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the model into `directory` (``segmenter.json`` plus any array files)."""
-        return write_model_doc(directory, MODEL_FILE, FORMAT, VERSION, self.kind, self._state)
+        forced = {"forced_words": sorted(self.forced.words)} if self.forced else {}
+        return write_model_doc(directory, MODEL_FILE, FORMAT, VERSION, self.kind, self._state, forced)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Segmenter:
@@ -355,7 +449,12 @@ def segmenter_class(kind: str) -> type[Segmenter]:
 def load_segmenter(directory: str | os.PathLike) -> Segmenter:
     """Load any segmenter saved with `Segmenter.save`, dispatching on its saved kind."""
     doc, path = read_model_doc(directory, MODEL_FILE, FORMAT, VERSION, "segmenter")
-    return from_model_doc(segmenter_class(str(doc.get("kind"))), doc, path)
+    seg = from_model_doc(segmenter_class(str(doc.get("kind"))), doc, path)
+    forced = doc.get("forced_words", [])
+    if not isinstance(forced, list) or not all(isinstance(w, str) and w and not _SPACE.search(w) for w in forced):
+        raise InputError(f"{str(path)!r} is damaged: 'forced_words' is not a list of words")
+    seg.force_words(forced)
+    return seg
 
 
 def from_model_doc(cls: Any, doc: dict, path: Path) -> Any:
@@ -390,13 +489,14 @@ def checked_array(name: str, value: Any, shape: tuple[int, ...]) -> Any:
 
 
 def write_model_doc(directory: str | os.PathLike, model_file: str, fmt: str, version: int, kind: str,
-                    state: Callable[[Path], dict]) -> Path:
-    """Write ``{"format", "version", "kind", "state", "files"}`` as `directory`/`model_file`, where
-    `state(folder)` may first write array files beside it ("files" lists them). Shared by segmenters
-    and taggers. The folder is written as a whole (`atomic_folder`): a failed save leaves the old model;
-    and it may only replace a folder holding a model this way saved there (`check_model_folder`)."""
+                    state: Callable[[Path], dict], extra: dict | None = None) -> Path:
+    """Write ``{"format", "version", "kind", "state", "files"}`` (and the `extra` keys) as
+    `directory`/`model_file`, where `state(folder)` may first write array files beside it ("files"
+    lists them). Shared by segmenters and taggers. The folder is written as a whole (`atomic_folder`):
+    a failed save leaves the old model; and it may only replace a folder holding a model this way saved
+    there (`check_model_folder`)."""
     with atomic_folder(directory, model_folder_entries(directory, model_file), "model folder") as tmp:
-        doc = {"format": fmt, "version": version, "kind": kind, "state": state(tmp)}
+        doc = {"format": fmt, "version": version, "kind": kind, "state": state(tmp), **(extra or {})}
         doc["files"] = sorted(p.name for p in tmp.iterdir())
         atomic_write_json(tmp / model_file, doc)
     return Path(directory)
