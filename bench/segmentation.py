@@ -16,8 +16,12 @@ Where jieba is installed, "llmlab unigram (jieba's dict.txt)" is the unigram seg
 jieba's word list alone (`seg train --dict-only`): jieba's own algorithm without its HMM, so its
 row against "jieba (no HMM)" compares two implementations of one method on one dictionary; a table
 after the main one does the same for jieba's search and full modes (`cut_for_search`, `cut_all`).
-A last accuracy table cuts the test split written in traditional characters, with and without
-`llmlab.text.script.to_simplified` (`seg cut --t2s`), beside the peers.
+An accuracy table cuts the test split written in traditional characters, with and without
+`llmlab.text.script.to_simplified` (`seg cut --t2s`), beside the peers. Another gives every
+segmenter the unseen test words as a user dictionary (an oracle, what a perfect domain dictionary
+could bring, not a result on the split): in its lexicon (`seg cut --user-dict`) and forced whole
+(`--force-words`), beside jieba with the same words added (`jieba.add_word`); where spacy_pkuseg
+installs, it also checks the forced matches against pkuseg's own user-dictionary pre-split.
 --seg-neural-model DIR / --seg-hybrid-model DIR add saved BiLSTM and perceptron + BiLSTM segmenters
 (`llmlab seg train --algo neural|hybrid`; training takes about half an hour, so the bench only loads them).
 --pos adds the POS taggers (gold segmentation) and the joint word+tag F1 after segmentation, each
@@ -162,11 +166,13 @@ def main() -> None:
 
     configs = {"fmm": MatchConfig("forward"), "bmm": MatchConfig("backward"), "bimm": MatchConfig("bidirectional"),
                "unigram": LatticeConfig(), "bigram": LatticeConfig(), "hmm": HmmConfig()}
-    systems = {}
+    systems, segmenters = {}, {}
     for kind, cfg in configs.items():
         seg, dt = best_time(lambda kind=kind, cfg=cfg: segmenter_class(kind).train(train, cfg), 1)
         print(f"trained llmlab {kind} in {dt:.1f}s")
         systems[f"llmlab {kind}"] = lambda xs, seg=seg: [seg.cut(x) for x in xs]
+        if kind in ("unigram", "hmm"):
+            segmenters[kind] = seg
     if args.perceptron_model:
         perc = load_segmenter(args.perceptron_model)
     else:
@@ -178,7 +184,7 @@ def main() -> None:
     perc.cut("预热")  # builds the lexicon matcher once
     systems["llmlab perceptron (cut)"] = lambda xs: [perc.cut(x) for x in xs]
     systems["llmlab perceptron (cut_lines)"] = perc.cut_lines
-    segmenters = {"perceptron": perc}
+    segmenters["perceptron"] = perc
     if args.jieba_dict or args.dict_model:
         dseg = load_segmenter(args.dict_model) if args.dict_model else train_with_jieba_dict(train, args.epochs)
         if args.save_dict_model:
@@ -223,8 +229,9 @@ def main() -> None:
         bench_modes(useg, texts, args.repeat)
     bench_traditional(perc, gold, train, {k: f for k, f in systems.items() if k in ("jieba (default, HMM)",
                                                                                     "THULAC (python)")})
+    bench_user_words(segmenters, gold, vocab)
     if args.pos:
-        bench_pos(args, segmenters)
+        bench_pos(args, {k: v for k, v in segmenters.items() if k not in ("unigram", "hmm")})
     with tempfile.TemporaryDirectory() as tmp:
         seg_dir = args.perceptron_model or args.save_perceptron or perc.save(f"{tmp}/perceptron")
         bench_load(str(seg_dir), args.pos_model, args.pkuseg_model, args.load_repeat)
@@ -351,6 +358,67 @@ def bench_traditional(perc, gold, train, loaded_peers: dict) -> None:
     for name, fn in systems.items():
         s = seg_scores(trad, [[w for w in c if w] for c in fn(texts)], vocab)
         print(f"{name:42s} {s.f1:7.4f} {s.oov_recall:7.4f}")
+
+
+def bench_user_words(segmenters: dict, gold, vocab: set[str]) -> None:
+    """F1 and OOV recall with the unseen test words as a user dictionary: as it is, in the lexicon,
+    and forced whole; jieba beside them; the forced matches against pkuseg's pre-split."""
+    import copy
+    import itertools
+    from collections import Counter
+
+    from llmlab.text.base import ForcedWords, normalize_text, unit_spans
+    from llmlab.text.metrics import seg_scores
+
+    norm_vocab = {normalize_text(w) for w in vocab}
+    words = sorted({w for s in gold for w in s if normalize_text(w) not in norm_vocab})
+    texts = ["".join(s) for s in gold]
+    print(f"\nthe {len(words)} unseen test words as a user dictionary (an oracle), F1 / OOV recall:")
+    print(f"{'segmenter':28s} {'without':>15s} {'--user-dict':>15s} {'--force-words':>15s}")
+
+    def score(cuts) -> str:
+        s = seg_scores(gold, cuts, vocab)
+        return f"{s.f1:.4f} / {s.oov_recall:.3f}"
+
+    for name, seg in segmenters.items():
+        cols = [score(seg.cut_lines(texts))]
+        if hasattr(seg, "add_user_dict"):
+            soft = copy.deepcopy(seg)
+            soft.add_user_dict([(w, None) for w in words])
+            cols.append(score(soft.cut_lines(texts)))
+        else:
+            cols.append("no lexicon")
+        forced = copy.deepcopy(seg)
+        forced.force_words(words)
+        cols.append(score(forced.cut_lines(texts)))
+        print(f"{'llmlab ' + name:28s} " + " ".join(f"{c:>15s}" for c in cols))
+    try:
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        tk = jieba.Tokenizer()
+        before = score([tk.lcut(x) for x in texts])
+        for w in words:
+            tk.add_word(w)
+        print(f"{'jieba (default, HMM)':28s} {before:>15s} {score([tk.lcut(x) for x in texts]):>15s}")
+    except ImportError:
+        pass
+    try:
+        import spacy_pkuseg
+    except ImportError:
+        return
+    ours, theirs, known = ForcedWords(words), spacy_pkuseg.Preprocesser(words), set(words)
+    why: Counter = Counter()
+    for x in texts:
+        pieces, forced, _ = theirs.solve(x)
+        if [p for p, _ in ours.split(x)] == pieces:
+            why["the same"] += 1
+            continue
+        cuts = list(itertools.accumulate(map(len, pieces)))
+        inside = {k for a, b in unit_spans(x) for k in range(a + 1, b)}
+        why["pkuseg forces a piece that is no user word"] += any(f and p not in known for p, f in zip(pieces, forced))
+        why["pkuseg cuts inside a number or Latin word"] += any(c in inside for c in cuts)
+    print(f"forced matches against pkuseg's Preprocesser, lines: {dict(why)}")
 
 
 def train_with_jieba_dict(train, epochs: int):
