@@ -382,7 +382,7 @@ def bench_user_words(segmenters: dict, gold, vocab: set[str]) -> None:
 
     for name, seg in segmenters.items():
         cols = [score(seg.cut_lines(texts))]
-        if hasattr(seg, "add_user_dict"):
+        if getattr(seg, "lexicon", None) is not None:
             soft = copy.deepcopy(seg)
             soft.add_user_dict([(w, None) for w in words])
             cols.append(score(soft.cut_lines(texts)))

@@ -379,3 +379,31 @@ def test_default_models_train_once_and_are_cached(defaults, monkeypatch, capsys,
     assert [tok.rsplit("/", 1)[0] for tok in out.split()] == ["中国", "人民", "银行"]
     clear()
     assert _run(["pos", "tag"], "中国 人民 银行\n", monkeypatch, capsys)[1] == out and trained["pos"] == 1
+
+
+def test_default_models_take_a_user_dictionary(defaults, tmp_path):
+    """`llmlab.text.load_userdict` and `add_word` (jieba's) reach both default models of this process,
+    forced words included; a bad tag changes neither; `cut_and_tag` is the two models in turn."""
+    import llmlab.text
+    from llmlab.core.errors import InputError
+    from llmlab.text.default import default_segmenter, default_tagger
+    from llmlab.text.pos import cut_and_tag
+
+    trained, clear, _ = defaults
+    text = "他们在体育馆内看見龘靐"
+    plain = llmlab.text.cut_and_tag(text)
+    assert plain == cut_and_tag(default_segmenter(), default_tagger(), text) and "".join(w for w, _ in plain) == text
+    assert "馆内看見" not in [w for w, _ in plain]
+    user = tmp_path / "user.txt"
+    user.write_text("馆内看見 n\n龘靐 3 v\n", encoding="utf-8")
+    llmlab.text.load_userdict(user, force=True)
+    pairs = llmlab.text.cut_and_tag(text)
+    assert ("馆内看見", "n") in pairs and pairs[-1] == ("龘靐", "v")
+    counts = dict(default_segmenter().lexicon.counts)
+    with pytest.raises(InputError, match="tag"):
+        llmlab.text.add_word("他们在", tag="NOT-A-TAG", force=True)
+    assert default_segmenter().lexicon.counts == counts and llmlab.text.cut(text)[0] != "他们在"
+    llmlab.text.add_word("他们在", force=True)
+    assert llmlab.text.cut(text)[0] == "他们在"
+    clear()  # a new process: the cached models, without the user's words
+    assert llmlab.text.cut_and_tag(text) == plain and trained == {"seg": 1, "pos": 1}

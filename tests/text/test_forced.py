@@ -74,6 +74,24 @@ def test_forced_words_match_either_width_and_never_split_a_unit():
     assert ForcedWords().split("中国") == [("中国", False)]
 
 
+@pytest.mark.parametrize("kind", ["hmm", "perceptron", "hybrid"])
+def test_add_user_dict_with_force(segmenters, kind, tmp_path):
+    """`add_user_dict(..., force=True)` (a file or pairs) and `add_word(..., force=True)` force the words
+    and, where there is a lexicon, add them to it; without `force` a segmenter without one refuses."""
+    seg = copy.deepcopy(segmenters[kind])
+    user = tmp_path / "user.txt"
+    user.write_text("体育馆内看 2 n\n", encoding="utf-8")
+    if kind == "hmm":
+        with pytest.raises(InputError, match="no dictionary"):
+            seg.add_user_dict(user)
+    seg.add_user_dict(user, force=True)
+    seg.add_word("龘靐", force=True)
+    assert seg.forced.words == {"体育馆内看", "龘靐"}
+    assert "体育馆内看" in seg.cut("他们在体育馆内看比赛") and seg.cut("龘靐靐")[0] == "龘靐"
+    if kind != "hmm":
+        assert "体育馆内看" in seg.lexicon and "龘靐" in seg.lexicon
+
+
 def test_forced_words_are_checked():
     for bad in ["", "中 国", None, 3]:
         with pytest.raises(InputError, match="forced word"):

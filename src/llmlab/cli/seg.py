@@ -168,8 +168,10 @@ def _train(args) -> int:
                                                read_dictionary(args.feature_dict))
     else:
         seg = segmenter_class(args.algo).train(_training_sentences(args), _config_for(args.algo, args))
-    if args.user_dict and (args.force_words or not args.dict_only):  # --dict-only has read it into the lexicon
-        add_user_words(seg, read_user_dict(args.user_dict), force=bool(args.force_words), lexicon=not args.dict_only)
+    if args.user_dict and args.dict_only and args.force_words:  # its words are the lexicon already
+        seg.force_words(w for w, _ in read_user_dict(args.user_dict))
+    elif args.user_dict and not args.dict_only:
+        seg.add_user_dict(args.user_dict, bool(args.force_words))
     out = seg.save(args.output)
     print(f"saved {args.algo} segmenter to {out}")
     return 0
@@ -191,8 +193,8 @@ def _from_dictionary(args):
 def load_with_user_dict(model: str | None, user_dict: list[tuple[str, int | None]] | None, t2s: bool = False,
                         force: bool = False):
     """The segmenter in `model` (None: the default one), with the `user_dict` entries (`read_user_dict`)
-    added (`add_user_words`); with `t2s` in simplified form, as the model reads the text (`seg cut
-    --t2s`, `pos tag --t2s`)."""
+    added (with `force`, kept whole: `Segmenter.add_user_dict`); with `t2s` in simplified form, as the
+    model reads the text (`seg cut --t2s`, `pos tag --t2s`)."""
     from llmlab.core.errors import InputError
     from llmlab.text.base import load_segmenter
     from llmlab.text.default import default_segmenter
@@ -202,24 +204,11 @@ def load_with_user_dict(model: str | None, user_dict: list[tuple[str, int | None
         raise InputError("--force-words keeps the --user-dict words whole: give one")
     seg = load_segmenter(model) if model else default_segmenter()
     if user_dict is not None:
-        add_user_words(seg, [(to_simplified(w), c) for w, c in user_dict] if t2s else user_dict, force, model=model)
+        if not force and getattr(seg, "lexicon", None) is None:
+            raise InputError(f"--user-dict: the {seg.kind!r} segmenter{f' in {model!r}' if model else ''} has no "
+                             "dictionary; with --force-words its words are kept whole all the same")
+        seg.add_user_dict([(to_simplified(w), c) for w, c in user_dict] if t2s else user_dict, force)
     return seg
-
-
-def add_user_words(seg, entries: list[tuple[str, int | None]], force: bool = False, lexicon: bool = True,
-                   model: str | None = None) -> None:
-    """A user dictionary's (word, count) entries into `seg`'s lexicon (unless not `lexicon`), and with
-    `force` among the words it always keeps whole (`Segmenter.force_words`). A segmenter without a
-    lexicon takes them only with `force`."""
-    from llmlab.core.errors import InputError
-
-    if lexicon and hasattr(seg, "add_user_dict"):
-        seg.add_user_dict(entries)
-    elif lexicon and not force:
-        raise InputError(f"--user-dict: the {seg.kind!r} segmenter{f' in {model!r}' if model else ''} has no "
-                         "dictionary; with --force-words its words are kept whole all the same")
-    if force:
-        seg.force_words([w for w, _ in entries])
 
 
 def _cut(args) -> int:

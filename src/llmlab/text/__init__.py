@@ -9,7 +9,9 @@ POS taggers live in `llmlab.text.pos`, metrics in `llmlab.text.metrics`. Depende
 treebank (`llmlab.text.treebank`). `cut`, `default_segmenter`
 and `default_tagger` (`llmlab.text.default`) are ready-made models, trained once on pfr1998 and cached;
 `cut_for_search`, `cut_all` and `tokenize` are jieba's search mode, full mode and offsets on the default
-segmenter (every segmenter has them as methods). `llmlab.text.script` reads traditional characters as
+segmenter (every segmenter has them as methods); `cut_and_tag` segments and tags with both models, and
+`load_userdict` and `add_word` give them a user's words, as jieba's functions of those names do.
+`llmlab.text.script` reads traditional characters as
 simplified ones, so the models trained on simplified text cut and tag traditional text.
 """
 
@@ -17,6 +19,7 @@ from llmlab.core.lazy import lazy_exports
 from llmlab.text.base import KINDS, Segmenter, load_segmenter, segmenter_class
 
 __getattr__, _defaults = lazy_exports(__name__, {name: "llmlab.text.default"
-                                                 for name in ("cut", "cut_all", "cut_for_search", "default_segmenter",
-                                                              "default_tagger", "tokenize")})
+                                                 for name in ("add_word", "cut", "cut_all", "cut_and_tag",
+                                                              "cut_for_search", "default_segmenter", "default_tagger",
+                                                              "load_userdict", "tokenize")})
 __all__ = ["KINDS", "Segmenter", "load_segmenter", "segmenter_class", *_defaults]

@@ -325,6 +325,30 @@ class Segmenter(ABC):
             out.append(words)
         return out
 
+    def add_user_dict(self, source: str | os.PathLike | Iterable[tuple[str, int | None]], force: bool = False) -> None:
+        """Add a user dictionary: a file path (jieba's ``word [count] [tag]`` lines) or (word,
+        count-or-None) pairs. A segmenter with a lexicon takes the words into it, where they gain weight
+        (`lexicon.Lexicon.add_user_words`); with `force` every segmenter also cuts them whole
+        (`force_words`). One without a lexicon (the HMM) takes them only with `force`."""
+        from llmlab.text.lexicon import read_user_dict  # the lexicon builds on this module
+
+        entries = read_user_dict(source) if isinstance(source, (str, os.PathLike)) else list(source)
+        if getattr(self, "lexicon", None) is not None:
+            self._add_user_words(entries)
+        elif not force:
+            raise InputError(f"a {self.kind!r} segmenter has no dictionary; force=True (--force-words) keeps "
+                             "the words whole all the same")
+        if force:
+            self.force_words(w for w, _ in entries)
+
+    def add_word(self, word: str, count: int | None = None, force: bool = False) -> None:
+        """`add_user_dict` of one word (jieba's ``add_word``)."""
+        self.add_user_dict([(word, count)], force)
+
+    def _add_user_words(self, entries: list[tuple[str, int | None]]) -> None:
+        """Put (word, count-or-None) entries into the lexicon (segmenters that have one)."""
+        self.lexicon.add_user_words(entries)
+
     @property
     def forced(self) -> ForcedWords:
         """The words this segmenter always cuts whole (`force_words`)."""

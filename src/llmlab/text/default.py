@@ -3,7 +3,8 @@
 both with their default configs, trained on the pfr1998 train split. Each is trained on first use (about
 a minute for the segmenter, four for the tagger), kept in the user's model cache (`llmlab.core.cache`:
 ``$LLMLAB_HOME``, default ``~/.cache/llmlab``) and loaded from there afterwards. `cut` segments with
-the default segmenter.
+the default segmenter, `cut_and_tag` with both; `load_userdict` and `add_word` give them a user's words
+(jieba's functions of those names).
 
 The cached directories are named by the feature set their model computes, so a newer llmlab whose
 features differ trains a fresh model instead of loading one it cannot use.
@@ -12,6 +13,8 @@ features differ trains a fresh model instead of loading one it cannot use.
 from __future__ import annotations
 
 import functools
+import os
+from collections.abc import Iterable
 
 from llmlab.core.cache import cached_model
 from llmlab.text.base import Segmenter, load_segmenter
@@ -60,6 +63,35 @@ def default_tagger() -> PosTagger:
                         "default POS tagger (perceptron, pfr1998 train split, about four minutes)")
 
 
+def load_userdict(source: str | os.PathLike | Iterable[tuple[str, int | None, str | None]],
+                  force: bool = False) -> None:
+    """A user dictionary for this process's default models (jieba's ``load_userdict``): a file of
+    ``word [count] [tag]`` lines, or (word, count-or-None, tag-or-None) triples. The words go into the
+    default segmenter's lexicon (with `force`, they are always cut whole: `Segmenter.add_user_dict`),
+    and the words with a tag get it from the default tagger (`PosTagger.add_user_tags`; loading it, or
+    training it on first use)."""
+    from llmlab.text.lexicon import read_user_entries
+
+    entries = read_user_entries(source) if isinstance(source, (str, os.PathLike)) else list(source)
+    tags = [(w, t) for w, _, t in entries if t is not None]
+    if tags:  # checked against the tagset before the segmenter changes
+        default_tagger().add_user_tags(tags)
+    default_segmenter().add_user_dict([(w, c) for w, c, _ in entries], force)
+
+
+def add_word(word: str, count: int | None = None, tag: str | None = None, force: bool = False) -> None:
+    """`load_userdict` of one word (jieba's ``add_word``)."""
+    load_userdict([(word, count, tag)], force)
+
+
+def cut_and_tag(text: str) -> list[tuple[str, str]]:
+    """(word, tag) pairs of `text` by the default segmenter and tagger (jieba's ``posseg.lcut``;
+    `pos.cut_and_tag`); the words join back to `text`."""
+    from llmlab.text.pos import cut_and_tag as with_models
+
+    return with_models(default_segmenter(), default_tagger(), text)
+
+
 def cut(text: str) -> list[str]:
     """`text` segmented by the default segmenter; the words join back to `text`."""
     return default_segmenter().cut(text)
@@ -80,5 +112,5 @@ def tokenize(text: str, mode: str = "default") -> list[tuple[str, int, int]]:
     return default_segmenter().tokenize(text, mode)
 
 
-__all__ = ["cut", "cut_all", "cut_for_search", "default_segmenter", "default_tagger", "segmenter_name",
-           "tagger_name", "tokenize"]
+__all__ = ["add_word", "cut", "cut_all", "cut_and_tag", "cut_for_search", "default_segmenter", "default_tagger",
+           "load_userdict", "segmenter_name", "tagger_name", "tokenize"]

@@ -360,10 +360,3 @@ class DictSegmenter(Segmenter):
     def __init__(self, lexicon: Lexicon):
         self.lexicon = lexicon
 
-    def add_user_dict(self, source: str | os.PathLike | Iterable[tuple[str, int | None]]) -> None:
-        """Add a user dictionary: a file path (``word [count]`` lines) or (word, count-or-None) pairs."""
-        entries = read_user_dict(source) if isinstance(source, (str, os.PathLike)) else list(source)
-        self.lexicon.add_user_words(entries)
-
-    def add_word(self, word: str, count: int | None = None) -> None:
-        self.lexicon.add_user_words([(word, count)])

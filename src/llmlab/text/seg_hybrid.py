@@ -19,7 +19,6 @@ subdirectories of the model directory and load on their own too.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 from llmlab.core.errors import InputError
 from llmlab.text.base import check_sentences, load_segmenter
 from llmlab.text.bmes import decode_runs
-from llmlab.text.lexicon import DictSegmenter, read_user_dict
+from llmlab.text.lexicon import DictSegmenter
 from llmlab.text.neural import check_hybrid, emission_scale, holdout_split, load_hybrid, save_hybrid
 from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter
 from llmlab.text.seg_neural import NeuralSegmenter, NeuralSegmenterConfig
@@ -57,14 +56,10 @@ class HybridSegmenter(DictSegmenter):
         super().__init__(perceptron.lexicon)
         self.perceptron, self.neural, self.lam, self.scale = perceptron, neural, lam, scale
 
-    def add_user_dict(self, source: str | os.PathLike | Iterable[tuple[str, int | None]]) -> None:
-        """Add a user dictionary to both parts' lexicons (see `DictSegmenter.add_user_dict`)."""
-        entries = read_user_dict(source) if isinstance(source, (str, os.PathLike)) else list(source)
+    def _add_user_words(self, entries: list[tuple[str, int | None]]) -> None:
+        """A user dictionary goes to both parts' lexicons."""
         self.perceptron.add_user_dict(entries)
         self.neural.add_user_dict(entries)
-
-    def add_word(self, word: str, count: int | None = None) -> None:
-        self.add_user_dict([(word, count)])
 
     def emissions(self, text: str) -> np.ndarray:
         """(n, 4) combined B/M/E/S scores of a run, before the perceptron's transitions."""
