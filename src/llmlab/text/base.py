@@ -351,10 +351,8 @@ class Segmenter(ABC):
 
     @property
     def forced(self) -> ForcedWords:
-        """The words this segmenter always cuts whole (`force_words`)."""
-        if "_forced" not in self.__dict__:
-            self._forced = ForcedWords()
-        return self._forced
+        """The words this segmenter always cuts whole (`force_words` adds them)."""
+        return self.__dict__.get("_forced") or ForcedWords()
 
     def force_words(self, words: Iterable[str]) -> None:
         """Always cut `words` whole, whatever the model would do there (`ForcedWords`: forward maximum
@@ -371,7 +369,9 @@ class Segmenter(ABC):
         >>> seg.cut("去体育馆内")
         ['去', '体育馆内']
         """
-        self.forced.add(words)
+        if "_forced" not in self.__dict__:
+            self._forced = ForcedWords()
+        self._forced.add(words)
 
     def tokenize(self, text: str, mode: str = "default") -> list[tuple[str, int, int]]:
         """Words with their offsets, ``(word, start, end)`` with ``text[start:end] == word`` (jieba's
@@ -477,7 +477,8 @@ def load_segmenter(directory: str | os.PathLike) -> Segmenter:
     forced = doc.get("forced_words", [])
     if not isinstance(forced, list) or not all(isinstance(w, str) and w and not _SPACE.search(w) for w in forced):
         raise InputError(f"{str(path)!r} is damaged: 'forced_words' is not a list of words")
-    seg.force_words(forced)
+    if forced:
+        seg.force_words(forced)
     return seg
 
 
