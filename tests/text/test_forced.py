@@ -92,6 +92,37 @@ def test_add_user_dict_with_force(segmenters, kind, tmp_path):
         assert "体育馆内看" in seg.lexicon and "龘靐" in seg.lexicon
 
 
+@pytest.mark.parametrize("kind", ["unigram", "bigram"])
+def test_k_best_cuts_keep_forced_words_and_the_first_is_the_cut(segmenters, kind, test_words):
+    seg = copy.copy(segmenters[kind])
+    texts = ["".join(s) for s in test_words[:30]]
+    seg.force_words({t[i:i + 3] for t in texts for i in range(0, len(t) - 3, 11)})
+    several = 0
+    for text in texts:
+        fixed = [(a, b) for a, b in _spans(seg.forced.split(text)) if b]
+        paths = seg.k_best(text, 4)
+        assert paths[0][1] == seg.cut(text)
+        several += len(paths) > 1 and len(fixed) > 0
+        for _, words in paths:
+            starts = {s: w for s, w in _starts(words)}
+            assert all(starts.get(a) == piece for a, piece in fixed)
+    assert several > 20
+
+
+def _spans(pieces):
+    at = 0
+    for piece, forced in pieces:
+        yield at, (piece if forced else None)
+        at += len(piece)
+
+
+def _starts(words):
+    at = 0
+    for w in words:
+        yield at, w
+        at += len(w)
+
+
 def test_forced_words_are_checked():
     for bad in ["", "中 国", None, 3]:
         with pytest.raises(InputError, match="forced word"):
@@ -151,6 +182,12 @@ def test_cli_force_words(segmenters, train_words, train_tagged, tmp_path, monkey
     assert rc == 0 and load_segmenter(tmp_path / "hmm2").forced.words == {"馆内看見", "龘靐"}
     rc, out, _ = _run(["seg", "cut", "--model", str(tmp_path / "hmm2")], line + "\n", monkeypatch, capsys)
     assert rc == 0 and "馆内看見" in out.split()
+
+    segmenters["unigram"].save(tmp_path / "unigram")
+    rc, out, _ = _run(["seg", "kbest", "--model", str(tmp_path / "unigram"), "--user-dict", str(user), "--force-words",
+                       "-k", "3"], line + "\n", monkeypatch, capsys)
+    paths = [row.split("\t")[1].split() for row in out.strip().split("\n")]
+    assert rc == 0 and len(paths) >= 2 and all("馆内看見" in p and p[-1] == "龘靐" for p in paths)
 
     HmmTagger.train(train_tagged[:300]).save(tmp_path / "pos")
     tag = ["pos", "tag", "--model", str(tmp_path / "pos"), "--user-dict", str(user), "--force-words"]

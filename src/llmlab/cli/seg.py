@@ -93,6 +93,8 @@ def register(sub) -> None:
     p.add_argument("-k", type=int, default=5, help="number of paths")
     p.add_argument("--by", choices=("prob", "words"), default="prob",
                    help="rank by probability, or by fewest words (N-shortest paths)")
+    p.add_argument("--user-dict", help="user dictionary added to the model's lexicon (`word [count] [tag]` lines)")
+    _add_force_words(p)
 
 
 def _add_force_words(p: argparse.ArgumentParser, more: str = "") -> None:
@@ -287,8 +289,10 @@ def _report(args) -> int:
 def _kbest(args) -> int:
     from llmlab.core.errors import InputError
     from llmlab.core.io import line_batches
+    from llmlab.text.lexicon import read_user_dict
 
-    seg = load_with_user_dict(args.model, None)
+    seg = load_with_user_dict(args.model, read_user_dict(args.user_dict) if args.user_dict else None,
+                              force=bool(args.force_words))
     if not hasattr(seg, "k_best"):
         raise InputError(f"kbest needs a unigram or bigram model, {args.model!r} holds {seg.kind!r}")
     for line in (line for lines in line_batches(None) for line in lines):

@@ -318,17 +318,19 @@ class UnigramSegmenter(DictSegmenter):
 
     def k_best(self, text: str, k: int = 5, by: str = "prob") -> list[tuple[float, list[str]]]:
         """The k best cuts of `text`: by unigram probability, or by="words" for the classic N-shortest
-        paths (each word costs 1). Whitespace is cut as `cut` cuts it (each whitespace run a word of its
-        own, scoring 0); the runs between are cut independently, and a cut's score is the sum of theirs."""
+        paths (each word costs 1). Whitespace and forced words (`force_words`) are cut as `cut` cuts
+        them, each a word of its own scoring 0 (every cut has them); the runs between are cut
+        independently, and a cut's score is the sum of theirs."""
         if by not in ("prob", "words"):
             raise InputError(f"by must be 'prob' or 'words', got {by!r}")
         best: list[tuple[float, list[str]]] = [(0.0, [])]
         for piece in split_spaces(text):
-            if piece[0].isspace():
-                best = [(score, [*words, piece]) for score, words in best]
-            else:  # the k best sums (sorted() is stable, and so is nlargest: ties keep path order)
-                runs = self._run_k_best(piece, k, by)
-                best = heapq.nlargest(k, ((s + t, [*ws, *vs]) for s, ws in best for t, vs in runs), key=_score)
+            for part, fixed in [(piece, True)] if piece[0].isspace() else self.forced.split(piece):
+                if fixed:
+                    best = [(score, [*words, part]) for score, words in best]
+                else:  # the k best sums (sorted() is stable, and so is nlargest: ties keep path order)
+                    runs = self._run_k_best(part, k, by)
+                    best = heapq.nlargest(k, ((s + t, [*ws, *vs]) for s, ws in best for t, vs in runs), key=_score)
         return best
 
     def _run_k_best(self, run: str, k: int, by: str) -> list[tuple[float, list[str]]]:
