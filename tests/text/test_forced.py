@@ -139,10 +139,11 @@ def test_forced_words_are_saved_with_the_model(segmenters, kind, tmp_path):
     assert loaded.cut("我的中国人龘靐") == seg.cut("我的中国人龘靐")
     path = tmp_path / kind / "segmenter.json"
     doc = json.loads(path.read_text(encoding="utf-8"))
-    doc["forced_words"] = ["a b"]
-    path.write_text(json.dumps(doc), encoding="utf-8")
-    with pytest.raises(InputError, match="damaged: 'forced_words'"):
-        load_segmenter(tmp_path / kind)
+    for bad in (["a b"], {"中国": 1}, [""]):
+        doc["forced_words"] = bad
+        path.write_text(json.dumps(doc), encoding="utf-8")
+        with pytest.raises(InputError, match="damaged: 'forced_words'"):
+            load_segmenter(tmp_path / kind)
     segmenters[kind].save(tmp_path / "plain")  # no forced words: no key
     assert "forced_words" not in json.loads((tmp_path / "plain" / "segmenter.json").read_text(encoding="utf-8"))
 

@@ -257,16 +257,17 @@ class ForcedWords:
                     ends.append(j)
                 if frag not in self._prefixes:
                     break
-            if ends and inside is None:
-                inside = {k for a, b in unit_spans(run) for k in range(a + 1, b)}
-            end = next((j for j in reversed(ends) if i not in inside and j not in inside), None) if ends else None
-            if end is None:
+            if ends:
+                if inside is None:
+                    inside = {k for a, b in unit_spans(run) for k in range(a + 1, b)}
+                ends = [j for j in ends if i not in inside and j not in inside]
+            if not ends:
                 pos = i + 1
                 continue
             if done < i:
                 out.append((run[done:i], False))
-            out.append((run[i:end], True))
-            done = pos = end
+            out.append((run[i:ends[-1]], True))
+            done = pos = ends[-1]
         if done < len(run):
             out.append((run[done:], False))
         return out
@@ -475,10 +476,13 @@ def load_segmenter(directory: str | os.PathLike) -> Segmenter:
     doc, path = read_model_doc(directory, MODEL_FILE, FORMAT, VERSION, "segmenter")
     seg = from_model_doc(segmenter_class(str(doc.get("kind"))), doc, path)
     forced = doc.get("forced_words", [])
-    if not isinstance(forced, list) or not all(isinstance(w, str) and w and not _SPACE.search(w) for w in forced):
-        raise InputError(f"{str(path)!r} is damaged: 'forced_words' is not a list of words")
-    if forced:
-        seg.force_words(forced)
+    try:
+        if not isinstance(forced, list):
+            raise InputError(f"a {type(forced).__name__}, not a list of words")
+        if forced:
+            seg.force_words(forced)
+    except InputError as e:
+        raise InputError(f"{str(path)!r} is damaged: 'forced_words': {e}") from None
     return seg
 
 
