@@ -48,7 +48,9 @@ def build_dag(text: str, lexicon: Lexicon) -> list[list[int]]:
             dag.append([])
             continue
         fallback = unit_end.get(i, i + 1)
-        out = [j for j in word_ends(text, i, get) if j not in inside]
+        out = word_ends(text, i, get)
+        if inside:  # most lines hold no unit of several characters
+            out = [j for j in out if j not in inside]
         if fallback not in out and (fallback != i + 1 or not out):
             out = sorted([fallback, *out])
         dag.append(out)
