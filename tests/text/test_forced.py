@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from llmlab.cli import main
 from llmlab.core.errors import InputError
-from llmlab.text.base import KINDS, ForcedWords, load_segmenter, normalize_text, split_spaces, unit_spans
+from llmlab.text.base import KINDS, ForcedWords, load_segmenter, normalize_text, split_spaces, unit_spans, word_spans
 
 CHINESE = st.text(alphabet=st.characters(min_codepoint=0x4E00, max_codepoint=0x4E20), max_size=40)
 MIXED = st.text(alphabet=st.sampled_from("中国人民ab1１２Ａ。 \u0301"), max_size=40)
@@ -99,28 +99,14 @@ def test_k_best_cuts_keep_forced_words_and_the_first_is_the_cut(segmenters, kind
     seg.force_words({t[i:i + 3] for t in texts for i in range(0, len(t) - 3, 11)})
     several = 0
     for text in texts:
-        fixed = [(a, b) for a, b in _spans(seg.forced.split(text)) if b]
+        pieces = seg.forced.split(text)
+        fixed = {(w, a) for (w, a, _), (_, forced) in zip(word_spans([p for p, _ in pieces]), pieces) if forced}
         paths = seg.k_best(text, 4)
         assert paths[0][1] == seg.cut(text)
         several += len(paths) > 1 and len(fixed) > 0
         for _, words in paths:
-            starts = {s: w for s, w in _starts(words)}
-            assert all(starts.get(a) == piece for a, piece in fixed)
+            assert fixed <= {(w, a) for w, a, _ in word_spans(words)}
     assert several > 20
-
-
-def _spans(pieces):
-    at = 0
-    for piece, forced in pieces:
-        yield at, (piece if forced else None)
-        at += len(piece)
-
-
-def _starts(words):
-    at = 0
-    for w in words:
-        yield at, w
-        at += len(w)
 
 
 def test_forced_words_are_checked():
