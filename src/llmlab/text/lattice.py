@@ -18,8 +18,8 @@ from pathlib import Path
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.text.base import check_sentences, normalize_text, same_cuts, split_spaces, unit_spans
-from llmlab.text.lexicon import DictSegmenter, Lexicon, lexicon_from_dictionary, word_ends
+from llmlab.text.base import check_sentences, normalize_text, same_cuts, split_spaces, unit_spans, word_ends
+from llmlab.text.lexicon import DictSegmenter, Lexicon, lexicon_from_dictionary
 
 BOS, EOS = "<s>", "</s>"
 

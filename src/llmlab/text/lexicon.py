@@ -11,7 +11,7 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from llmlab.core.errors import InputError
 from llmlab.core.io import read_text, split_lines
@@ -302,27 +302,6 @@ def _looks_numeric(field: str) -> bool:
     [False, True, True, True, False]
     """
     return field[0] in "+-." or any(ch.isnumeric() for ch in field)
-
-
-def word_ends(text: str, i: int, get: Callable[[str], int | None]) -> list[int]:
-    """Ends ``j`` of the lexicon words ``text[i:j]``, given the `Lexicon.prefixes` table's ``get``: the
-    scan stops at the first fragment that is no word's prefix (jieba's trick).
-
-    >>> word_ends("研究生命", 0, Lexicon({"研究": 1, "研究生": 1}).prefixes.get)
-    [2, 3]
-    """
-    out = []
-    n, j, frag = len(text), i + 1, text[i]
-    while True:
-        c = get(frag)
-        if c is None:
-            return out
-        if c:
-            out.append(j)
-        if j == n:
-            return out
-        j += 1
-        frag = text[i:j]
 
 
 def lexicon_from_dictionary(source: str | os.PathLike | Iterable[tuple[str, int | None]],

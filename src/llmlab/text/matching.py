@@ -14,8 +14,8 @@ from pathlib import Path
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.text.base import check_sentences, normalize_text, unit_ends, unit_spans, unit_starts
-from llmlab.text.lexicon import DictSegmenter, Lexicon, lexicon_from_dictionary, word_ends
+from llmlab.text.base import check_sentences, normalize_text, unit_ends, unit_spans, unit_starts, word_ends
+from llmlab.text.lexicon import DictSegmenter, Lexicon, lexicon_from_dictionary
 
 DIRECTIONS = ("forward", "backward", "bidirectional")
 _KIND = {"forward": "fmm", "backward": "bmm", "bidirectional": "bimm"}
