@@ -2,6 +2,8 @@
 small dependency tree (for the decoders and the oracle)."""
 
 import functools
+import io
+import sys
 
 import numpy as np
 import pytest
@@ -50,6 +52,51 @@ def segmenters(train_words):
                "hybrid": HybridSegmenterConfig(perceptron=PerceptronConfig(epochs=2, folds=2), neural=SMALL_NEURAL)}
     assert set(configs) == set(KINDS)
     return {k: segmenter_class(k).train(train_words, c) for k, c in configs.items()}
+
+
+@pytest.fixture()
+def cli(monkeypatch, capsys):
+    """``cli(argv, stdin)`` runs ``llmlab ARGV`` in this process with `stdin` as its standard input and
+    gives (exit code, stdout, stderr)."""
+    from llmlab.cli import main
+
+    def run(argv, stdin=""):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode()), encoding="utf-8"))
+        rc = main(argv)
+        out = capsys.readouterr()
+        return rc, out.out, out.err
+
+    return run
+
+
+@pytest.fixture()
+def defaults(tmp_path, monkeypatch, train_words, train_tagged):
+    """The default models, trained small (the real ones take minutes) into a fresh cache; the number of
+    trainings of each is counted. Each `clear()` is what a new process sees: nothing loaded yet."""
+    import llmlab.text.default as default
+    from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter
+    from llmlab.text.pos_perceptron import PerceptronTagger, PerceptronTaggerConfig
+
+    trained = {"seg": 0, "pos": 0}
+
+    def seg():
+        trained["seg"] += 1
+        return PerceptronSegmenter.train(train_words[:300], PerceptronConfig(epochs=1, folds=2))
+
+    def pos():
+        trained["pos"] += 1
+        return PerceptronTagger.train(train_tagged[:300], PerceptronTaggerConfig(epochs=1, ensemble=1, clusters=()))
+
+    def clear():
+        default.default_segmenter.cache_clear()
+        default.default_tagger.cache_clear()
+
+    monkeypatch.setenv("LLMLAB_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(default, "_train_segmenter", seg)
+    monkeypatch.setattr(default, "_train_tagger", pos)
+    clear()
+    yield trained, clear, tmp_path / "cache"
+    clear()
 
 
 @functools.cache

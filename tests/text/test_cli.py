@@ -1,7 +1,5 @@
 """`llmlab seg` and `llmlab pos` end to end on small files."""
 
-import io
-import sys
 
 import pytest
 
@@ -22,26 +20,19 @@ def files(tmp_path, train_words, train_tagged, test_words):
     return {"train": train, "tagged": tagged, "gold": gold, "user": user, "dir": tmp_path}
 
 
-def _run(argv, stdin, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode()), encoding="utf-8"))
-    rc = main(argv)
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
 @pytest.mark.parametrize("algo", ["fmm", "bimm", "unigram", "hmm", "perceptron"])
-def test_seg_train_cut_eval(files, algo, monkeypatch, capsys):
+def test_seg_train_cut_eval(files, algo, cli):
     model = files["dir"] / algo
     args = ["seg", "train", "--algo", algo, "--train", str(files["train"]), "-o", str(model)]
     if algo == "perceptron":
         args += ["--epochs", "1", "--folds", "2", "--feature-dict", str(files["user"])]
-    assert _run(args, "", monkeypatch, capsys)[0] == 0
+    assert cli(args, "")[0] == 0
     gold_lines = files["gold"].read_text(encoding="utf-8").splitlines()
     raw = "\n".join(line.replace(" ", "") for line in gold_lines) + "\n\n龘靐齉 ok\n"
     cut_args = ["seg", "cut", "--model", str(model)]
     if algo != "hmm":
         cut_args += ["--user-dict", str(files["user"])]
-    rc, out, _ = _run(cut_args, raw, monkeypatch, capsys)
+    rc, out, _ = cli(cut_args, raw)
     lines = out.split("\n")[:-1]
     assert rc == 0 and len(lines) == len(gold_lines) + 2
     assert lines[-2] == ""  # empty line for empty line
@@ -50,8 +41,7 @@ def test_seg_train_cut_eval(files, algo, monkeypatch, capsys):
     assert [line.replace(" ", "") for line in lines[:-2]] == [g.replace(" ", "") for g in gold_lines]
     pred = files["dir"] / f"{algo}.pred"
     pred.write_text("\n".join(lines[:-2]) + "\n", encoding="utf-8")
-    rc, out, _ = _run(["seg", "eval", str(files["gold"]), str(pred), "--train-words", str(files["train"])],
-                      "", monkeypatch, capsys)
+    rc, out, _ = cli(["seg", "eval", str(files["gold"]), str(pred), "--train-words", str(files["train"])])
     assert rc == 0 and "F1=" in out and "OOV-R=" in out
 
 
@@ -68,51 +58,47 @@ def test_seg_eval_errors_name_both_files_and_the_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("algo", ["fmm", "perceptron"])
-def test_seg_cut_gives_a_line_for_each_line(segmenters, algo, tmp_path, monkeypatch, capsys):
+def test_seg_cut_gives_a_line_for_each_line(segmenters, algo, tmp_path, cli):
     """Only "\\n" ends a line: a form feed or U+2028 inside one stays there, and the words give it back."""
     segmenters[algo].save(tmp_path / algo)
     lines = ["中国人民\u2028银行\x0c开业", "", "迈向 新世纪\r"]
-    rc, out, _ = _run(["seg", "cut", "--model", str(tmp_path / algo)], "\n".join(lines) + "\r\n", monkeypatch,
-                      capsys)
+    rc, out, _ = cli(["seg", "cut", "--model", str(tmp_path / algo)], "\n".join(lines) + "\r\n")
     got = out.split("\n")
     assert rc == 0 and got[-1] == "" and len(got) == len(lines) + 1
     assert [g.replace(" ", "") for g in got[:-1]] == [x.replace(" ", "") for x in lines]
 
 
 @pytest.mark.parametrize("mode", ["search", "full"])
-def test_seg_cut_modes_give_the_apis_words(segmenters, mode, tmp_path, monkeypatch, capsys, test_words):
+def test_seg_cut_modes_give_the_apis_words(segmenters, mode, tmp_path, test_words, cli):
     """`seg cut --mode search|full` writes `cut_for_search` / `cut_all` of each line; a model without a
     lexicon (the HMM) is refused before any input is read."""
     seg = segmenters["unigram"]
     seg.save(tmp_path / "u")
     lines = ["".join(s) for s in test_words[:20]] + ["", "中国 人民"]
-    rc, out, _ = _run(["seg", "cut", "--model", str(tmp_path / "u"), "--mode", mode], "\n".join(lines) + "\n",
-                      monkeypatch, capsys)
+    rc, out, _ = cli(["seg", "cut", "--model", str(tmp_path / "u"), "--mode", mode], "\n".join(lines) + "\n")
     want = seg.cut_for_search if mode == "search" else seg.cut_all
     assert rc == 0 and out == "".join(" ".join(want(x)) + "\n" for x in lines)
     assert out != "".join(" ".join(seg.cut(x)) + "\n" for x in lines)  # the mode changed the words
     segmenters["hmm"].save(tmp_path / "h")
-    rc, out, err = _run(["seg", "cut", "--model", str(tmp_path / "h"), "--mode", mode], "中国\n", monkeypatch, capsys)
+    rc, out, err = cli(["seg", "cut", "--model", str(tmp_path / "h"), "--mode", mode], "中国\n")
     assert rc == 2 and out == "" and f"{mode} mode looks words up in the segmenter's lexicon, and a 'hmm'" in err
 
 
-def test_seg_errors_are_one_line(files, monkeypatch, capsys):
-    rc, _, err = _run(["seg", "cut", "--model", str(files["dir"] / "nothing")], "", monkeypatch, capsys)
+def test_seg_errors_are_one_line(files, cli):
+    rc, _, err = cli(["seg", "cut", "--model", str(files["dir"] / "nothing")])
     assert rc == 2 and err.startswith("llmlab: error:") and err.count("\n") == 1
-    rc, _, err = _run(["seg", "train", "--algo", "hmm", "--train", str(files["train"]), "--user-dict",
-                       str(files["user"]), "-o", str(files["dir"] / "h")], "", monkeypatch, capsys)
+    rc, _, err = cli(["seg", "train", "--algo", "hmm", "--train", str(files["train"]), "--user-dict",
+                      str(files["user"]), "-o", str(files["dir"] / "h")])
     assert rc == 2 and "--user-dict applies to --algo fmm / bmm" in err
-    rc, _, err = _run(["seg", "train", "--algo", "fmm", "--train", str(files["tagged"]), "-o", str(files["dir"] / "t")],
-                      "", monkeypatch, capsys)
+    rc, _, err = cli(["seg", "train", "--algo", "fmm", "--train", str(files["tagged"]), "-o", str(files["dir"] / "t")])
     assert rc == 2 and "looks POS-tagged" in err and not (files["dir"] / "t").exists()
 
 
 @pytest.mark.parametrize("args", [["seg", "train", "--algo", "perceptron"], ["pos", "train", "--algo", "perceptron"],
                                   ["pos", "train", "--algo", "neural"]])
-def test_a_negative_seed_is_refused(files, args, monkeypatch, capsys):
+def test_a_negative_seed_is_refused(files, args, cli):
     train = files["train" if args[0] == "seg" else "tagged"]
-    rc, _, err = _run([*args, "--seed", "-1", "--train", str(train), "-o", str(files["dir"] / "m")], "",
-                      monkeypatch, capsys)
+    rc, _, err = cli([*args, "--seed", "-1", "--train", str(train), "-o", str(files["dir"] / "m")])
     assert rc == 2 and err == "llmlab: error: seed must be >= 0, got -1\n"
 
 
@@ -120,20 +106,20 @@ def test_a_negative_seed_is_refused(files, args, monkeypatch, capsys):
                                   "seg bigram --no-av-lexicon", "seg hmm --min-count 2", "pos hmm --epochs 2",
                                   "pos hmm --beam 2", "pos neural --no-clusters", "pos perceptron --layers 2",
                                   "pos neural --lam 1"])
-def test_train_flags_of_another_algo_are_refused(files, argv, monkeypatch, capsys):
+def test_train_flags_of_another_algo_are_refused(files, argv, cli):
     group, algo, flag, *value = argv.split()
     train = files["train" if group == "seg" else "tagged"]
-    rc, _, err = _run([group, "train", "--algo", algo, flag, *value, "--train", str(train), "-o",
-                       str(files["dir"] / "m")], "", monkeypatch, capsys)
+    rc, _, err = cli([group, "train", "--algo", algo, flag, *value, "--train", str(train), "-o",
+                      str(files["dir"] / "m")])
     assert rc == 2 and err.startswith(f"llmlab: error: {flag} applies to --algo ") and err.endswith(f"not {algo}\n")
     assert not (files["dir"] / "m").exists()
 
 
-def test_hybrid_refuses_perceptron_flags_beside_a_perceptron_model(files, monkeypatch, capsys):
+def test_hybrid_refuses_perceptron_flags_beside_a_perceptron_model(files, cli):
     """--order/--beam/--ensemble/--no-clusters train the hybrid's perceptron; a saved one is used as it is."""
-    rc, _, err = _run(["pos", "train", "--algo", "hybrid", "--perceptron-model", str(files["dir"] / "p"),
-                       "--ensemble", "5", "--no-clusters", "--train", str(files["tagged"]), "-o",
-                       str(files["dir"] / "m")], "", monkeypatch, capsys)
+    rc, _, err = cli(["pos", "train", "--algo", "hybrid", "--perceptron-model", str(files["dir"] / "p"),
+                      "--ensemble", "5", "--no-clusters", "--train", str(files["tagged"]), "-o",
+                      str(files["dir"] / "m")])
     assert rc == 2 and "--ensemble, --no-clusters train the hybrid's perceptron" in err
     assert not (files["dir"] / "m").exists()
     from llmlab.core.errors import InputError
@@ -143,36 +129,34 @@ def test_hybrid_refuses_perceptron_flags_beside_a_perceptron_model(files, monkey
     with pytest.raises(InputError, match=r"perceptron settings \(ensemble, clusters\) do not apply"):
         HybridTaggerConfig(perceptron=PerceptronTaggerConfig(ensemble=5, clusters=()), perceptron_model="p")
     for flag, value in (("--ensemble", "3"), ("--order", "2"), ("--beam", "6")):  # the defaults: the config can't tell
-        rc, _, err = _run(["pos", "train", "--algo", "hybrid", "--perceptron-model", str(files["dir"] / "p"), flag,
-                           value, "--train", str(files["tagged"]), "-o", str(files["dir"] / "m")], "", monkeypatch,
-                          capsys)
+        rc, _, err = cli(["pos", "train", "--algo", "hybrid", "--perceptron-model", str(files["dir"] / "p"), flag,
+                          value, "--train", str(files["tagged"]), "-o", str(files["dir"] / "m")])
         assert rc == 2 and f"{flag} train the hybrid's perceptron" in err
 
 
-def test_pos_tag_refuses_tagged_input(files, monkeypatch, capsys):
+def test_pos_tag_refuses_tagged_input(files, cli):
     """Tagged text given again came out as word/TAG/TAG with exit status 0."""
     tagged = files["tagged"].read_text(encoding="utf-8")
-    rc, out, err = _run(["pos", "tag", "--model", str(files["dir"] / "nope")], tagged, monkeypatch, capsys)
+    rc, out, err = cli(["pos", "tag", "--model", str(files["dir"] / "nope")], tagged)
     assert rc == 2 and "nope" in err  # (a missing model is the first error; now with a model)
     model = files["dir"] / "hmm"
-    assert _run(["pos", "train", "--algo", "hmm", "--train", str(files["tagged"]), "-o", str(model)], "",
-                monkeypatch, capsys)[0] == 0
-    rc, out, err = _run(["pos", "tag", "--model", str(model)], tagged, monkeypatch, capsys)
+    assert cli(["pos", "train", "--algo", "hmm", "--train", str(files["tagged"]), "-o", str(model)])[0] == 0
+    rc, out, err = cli(["pos", "tag", "--model", str(model)], tagged)
     assert rc == 2 and out == "" and "the input looks POS-tagged" in err
     words = "".join(" ".join(w.rpartition("/")[0] for w in line.split()) + "\n" for line in tagged.splitlines())
-    rc, out, _ = _run(["pos", "tag", "--model", str(model)], words, monkeypatch, capsys)
+    rc, out, _ = cli(["pos", "tag", "--model", str(model)], words)
     assert rc == 0 and len(out.splitlines()) == len(tagged.splitlines())
 
 
 @pytest.mark.parametrize("algo", ["bimm", "unigram"])
-def test_seg_train_dict_only(files, algo, monkeypatch, capsys):
+def test_seg_train_dict_only(files, algo, cli):
     """A dictionary segmenter from the user dictionary alone: only its words, counted once."""
     words = files["dir"] / "words.txt"
     words.write_text("研究 10\n研究生 5 n\n生命 8\n起源\n", encoding="utf-8")
     model = files["dir"] / algo
     args = ["seg", "train", "--algo", algo, "--dict-only", "--user-dict", str(words), "-o", str(model)]
-    assert _run(args, "", monkeypatch, capsys)[0] == 0
-    rc, out, _ = _run(["seg", "cut", "--model", str(model)], "研究生命起源\n", monkeypatch, capsys)
+    assert cli(args, "")[0] == 0
+    rc, out, _ = cli(["seg", "cut", "--model", str(model)], "研究生命起源\n")
     assert rc == 0 and out == "研究 生命 起源\n"
     from llmlab.text.base import load_segmenter
 
@@ -180,15 +164,14 @@ def test_seg_train_dict_only(files, algo, monkeypatch, capsys):
     assert sorted(lex.counts) == ["生命", "研究", "研究生", "起源"] and lex.count("研究") == 10
     for extra, msg in ((["--train", str(files["train"])], "--train does not apply with --dict-only"),
                        (["--split", "dev"], "--split does not apply")):
-        rc, _, err = _run([*args, *extra, "-o", str(files["dir"] / "m")], "", monkeypatch, capsys)
+        rc, _, err = cli([*args, *extra, "-o", str(files["dir"] / "m")])
         assert rc == 2 and msg in err
-    assert _run([*args[:-2], "--min-count", "6", "-o", str(files["dir"] / "mc")], "", monkeypatch, capsys)[0] == 0
+    assert cli([*args[:-2], "--min-count", "6", "-o", str(files["dir"] / "mc")])[0] == 0
     assert sorted(load_segmenter(files["dir"] / "mc").lexicon.counts) == ["生命", "研究", "起源"]  # 研究生 5 < 6
-    rc, _, err = _run(["seg", "train", "--algo", algo, "--dict-only", "-o", str(files["dir"] / "m")], "",
-                      monkeypatch, capsys)
+    rc, _, err = cli(["seg", "train", "--algo", algo, "--dict-only", "-o", str(files["dir"] / "m")])
     assert rc == 2 and "give one" in err
-    rc, _, err = _run(["seg", "train", "--algo", "bigram", "--dict-only", "--user-dict", str(words), "-o",
-                       str(files["dir"] / "m")], "", monkeypatch, capsys)
+    rc, _, err = cli(["seg", "train", "--algo", "bigram", "--dict-only", "--user-dict", str(words), "-o",
+                      str(files["dir"] / "m")])
     assert rc == 2 and "--dict-only applies to --algo fmm / bmm / bimm / unigram" in err
     assert not (files["dir"] / "m").exists()
 
@@ -196,9 +179,9 @@ def test_seg_train_dict_only(files, algo, monkeypatch, capsys):
 @pytest.mark.parametrize("argv", ["seg train --algo fmm --train {train} -o {dir}/m",
                                   "pos train --algo hmm --train {tagged} -o {dir}/m",
                                   "pos eval --model {dir}/none --gold {tagged}"])
-def test_split_beside_a_file_is_refused_not_ignored(files, argv, monkeypatch, capsys):
+def test_split_beside_a_file_is_refused_not_ignored(files, argv, cli):
     args = argv.format(**files).split() + ["--split", "dev"]
-    rc, _, err = _run(args, "", monkeypatch, capsys)
+    rc, _, err = cli(args, "")
     assert rc == 2 and "--split picks a split of a built-in corpus; it does not apply with" in err
     assert not (files["dir"] / "m").exists()
 
@@ -219,36 +202,33 @@ def test_min_count_sets_the_perceptron_lexicon_and_folds_are_capped(monkeypatch)
     assert (many.weights == small.weights).all() and len(matchers) < 10  # a fold per sentence, not 1000
 
 
-def test_seg_kbest(files, monkeypatch, capsys):
+def test_seg_kbest(files, cli):
     model = files["dir"] / "uni"
-    _run(["seg", "train", "--algo", "unigram", "--train", str(files["train"]), "-o", str(model)], "",
-         monkeypatch, capsys)
-    rc, out, _ = _run(["seg", "kbest", "--model", str(model), "-k", "3"], "中国人民\n", monkeypatch, capsys)
+    cli(["seg", "train", "--algo", "unigram", "--train", str(files["train"]), "-o", str(model)])
+    rc, out, _ = cli(["seg", "kbest", "--model", str(model), "-k", "3"], "中国人民\n")
     rows = [r for r in out.splitlines() if r]
     assert rc == 0 and len(rows) == 3 and all(r.split("\t")[1].replace(" ", "") == "中国人民" for r in rows)
 
 
 @pytest.mark.parametrize("algo", ["hmm", "perceptron"])
-def test_pos_train_tag_eval(files, algo, monkeypatch, capsys):
+def test_pos_train_tag_eval(files, algo, cli):
     model = files["dir"] / f"pos-{algo}"
     args = ["pos", "train", "--algo", algo, "--train", str(files["tagged"]), "-o", str(model)]
     if algo == "perceptron":
         args += ["--epochs", "2", "--beam", "4"]
-    assert _run(args, "", monkeypatch, capsys)[0] == 0
-    rc, out, _ = _run(["pos", "tag", "--model", str(model)], "中国 人民\n\n", monkeypatch, capsys)
+    assert cli(args, "")[0] == 0
+    rc, out, _ = cli(["pos", "tag", "--model", str(model)], "中国 人民\n\n")
     lines = out.split("\n")[:-1]
     assert rc == 0 and len(lines) == 2 and lines[1] == ""
     assert [tok.rsplit("/", 1)[0] for tok in lines[0].split()] == ["中国", "人民"]
     seg_model = files["dir"] / "segfmm"
-    _run(["seg", "train", "--algo", "fmm", "--train", str(files["train"]), "-o", str(seg_model)], "",
-         monkeypatch, capsys)
-    rc, out, _ = _run(["pos", "tag", "--model", str(model), "--seg-model", str(seg_model)], "中国人民 银行\n",
-                      monkeypatch, capsys)
+    cli(["seg", "train", "--algo", "fmm", "--train", str(files["train"]), "-o", str(seg_model)])
+    rc, out, _ = cli(["pos", "tag", "--model", str(model), "--seg-model", str(seg_model)], "中国人民 银行\n")
     assert rc == 0 and "".join(tok.rsplit("/", 1)[0] for tok in out.split()) == "中国人民银行"
-    rc, out, _ = _run(["pos", "eval", "--model", str(model), "--gold", str(files["tagged"])], "", monkeypatch, capsys)
+    rc, out, _ = cli(["pos", "eval", "--model", str(model), "--gold", str(files["tagged"])])
     assert rc == 0 and "accuracy=" in out
-    rc, out, _ = _run(["pos", "eval", "--model", str(model), "--gold", str(files["tagged"]), "--seg-model",
-                       str(seg_model)], "", monkeypatch, capsys)
+    rc, out, _ = cli(["pos", "eval", "--model", str(model), "--gold", str(files["tagged"]), "--seg-model",
+                      str(seg_model)])
     from llmlab.text.base import load_segmenter
     from llmlab.text.metrics import read_tagged, seg_tag_scores
     from llmlab.text.pos import cut_and_tag, load_tagger
@@ -259,8 +239,7 @@ def test_pos_train_tag_eval(files, algo, monkeypatch, capsys):
     assert rc == 0 and f"F1={want:.4f}" in out and want > 0.5
 
 
-def test_pos_tag_user_dict_fixes_tags_and_reaches_the_segmenter(files, segmenters, train_tagged, tmp_path,
-                                                                 monkeypatch, capsys):
+def test_pos_tag_user_dict_fixes_tags_and_reaches_the_segmenter(files, segmenters, train_tagged, tmp_path, cli):
     """`pos tag --user-dict`: a word with a tag gets it (raw or segmented input); with --seg-model every
     word of the dictionary is also cut whole; a segmenter without a dictionary is refused."""
     from llmlab.text.pos import HmmTagger
@@ -271,17 +250,16 @@ def test_pos_tag_user_dict_fixes_tags_and_reaches_the_segmenter(files, segmenter
     user = tmp_path / "user.txt"
     user.write_text("龘靐齉 5 nz\n中国人民 v\n鱻犇 3\n", encoding="utf-8")
     tag = ["pos", "tag", "--model", str(tmp_path / "pos"), "--user-dict", str(user)]
-    rc, out, _ = _run([*tag, "--seg-model", str(tmp_path / "fmm")], "龘靐齉和中国人民和鱻犇\n", monkeypatch, capsys)
+    rc, out, _ = cli([*tag, "--seg-model", str(tmp_path / "fmm")], "龘靐齉和中国人民和鱻犇\n")
     toks = out.split()
     assert rc == 0 and toks[0] == "龘靐齉/nz" and "中国人民/v" in toks and toks[-1].startswith("鱻犇/")
-    rc, out, _ = _run(tag, "中国人民 的 龘靐齉\n", monkeypatch, capsys)
+    rc, out, _ = cli(tag, "中国人民 的 龘靐齉\n")
     assert rc == 0 and out.split()[0] == "中国人民/v" and out.split()[-1] == "龘靐齉/nz"
-    rc, _, err = _run([*tag, "--seg-model", str(tmp_path / "hmmseg")], "中国\n", monkeypatch, capsys)
+    rc, _, err = cli([*tag, "--seg-model", str(tmp_path / "hmmseg")], "中国\n")
     assert rc == 2 and "--user-dict: the 'hmm' segmenter" in err and "has no dictionary" in err
 
 
-def test_t2s_reads_traditional_text_and_writes_its_characters(segmenters, train_tagged, test_words, tmp_path,
-                                                               monkeypatch, capsys):
+def test_t2s_reads_traditional_text_and_writes_its_characters(segmenters, train_tagged, test_words, tmp_path, cli):
     """`seg cut --t2s` (every mode) and `pos tag --t2s` (raw or segmented input) give the cuts and tags
     of the simplified text, written in the input's own traditional characters."""
     from llmlab.text.base import same_cuts
@@ -295,65 +273,34 @@ def test_t2s_reads_traditional_text_and_writes_its_characters(segmenters, train_
     assert sum(to_simplified(x) != x for x in lines) > 15
     stdin = "\n".join(lines) + "\n"
     cut = ["seg", "cut", "--model", str(tmp_path / "seg")]
-    rc, out, _ = _run([*cut, "--t2s"], stdin, monkeypatch, capsys)
+    rc, out, _ = cli([*cut, "--t2s"], stdin)
     assert rc == 0 and out == "".join(" ".join(same_cuts(x, seg.cut(to_simplified(x)))) + "\n" for x in lines)
-    assert out != _run(cut, stdin, monkeypatch, capsys)[1]  # without it the model reads other characters
+    assert out != cli(cut, stdin)[1]  # without it the model reads other characters
     for mode in ("search", "full"):
-        rc, out, _ = _run([*cut, "--t2s", "--mode", mode], stdin, monkeypatch, capsys)
+        rc, out, _ = cli([*cut, "--t2s", "--mode", mode], stdin)
         want = [[x[a:b] for _, a, b in seg.tokenize(to_simplified(x), mode)] for x in lines]
         assert rc == 0 and out == "".join(" ".join(ws) + "\n" for ws in want)
     tag = ["pos", "tag", "--model", str(tmp_path / "pos"), "--t2s"]
-    rc, out, _ = _run([*tag, "--seg-model", str(tmp_path / "seg")], stdin, monkeypatch, capsys)
+    rc, out, _ = cli([*tag, "--seg-model", str(tmp_path / "seg")], stdin)
     want = [[(w, t) for w, (_, t) in zip(same_cuts(x, [w for w, _ in pairs]), pairs) if not w.isspace()]
             for x, pairs in ((x, cut_and_tag(seg, tagger, to_simplified(x))) for x in lines)]
     assert rc == 0 and out == "".join(" ".join(f"{w}/{t}" for w, t in p) + "\n" for p in want)
     words = "我們 的 國家 體育館"
-    rc, out, _ = _run(tag, words + "\n", monkeypatch, capsys)
+    rc, out, _ = cli(tag, words + "\n")
     tags = tagger.tag(to_simplified(words).split())
     assert rc == 0 and out == " ".join(f"{w}/{t}" for w, t in zip(words.split(), tags)) + "\n"
     # a user dictionary in traditional characters reaches both models as they read the text
     user = tmp_path / "user.txt"
     user.write_text("體育館內 5 nz\n", encoding="utf-8")
     line = "我們的體育館內很大"
-    assert "體育館內" not in _run([*cut, "--t2s"], line + "\n", monkeypatch, capsys)[1].split()
-    rc, out, _ = _run([*cut, "--t2s", "--user-dict", str(user)], line + "\n", monkeypatch, capsys)
+    assert "體育館內" not in cli([*cut, "--t2s"], line + "\n")[1].split()
+    rc, out, _ = cli([*cut, "--t2s", "--user-dict", str(user)], line + "\n")
     assert rc == 0 and "體育館內" in out.split()
-    rc, out, _ = _run([*tag, "--seg-model", str(tmp_path / "seg"), "--user-dict", str(user)], line + "\n",
-                      monkeypatch, capsys)
+    rc, out, _ = cli([*tag, "--seg-model", str(tmp_path / "seg"), "--user-dict", str(user)], line + "\n")
     assert rc == 0 and "體育館內/nz" in out.split()
 
 
-@pytest.fixture()
-def defaults(tmp_path, monkeypatch, train_words, train_tagged):
-    """The default models, trained small (the real ones take minutes) into a fresh cache; the number of
-    trainings of each is counted. Each `clear()` is what a new process sees: nothing loaded yet."""
-    import llmlab.text.default as default
-    from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter
-    from llmlab.text.pos_perceptron import PerceptronTagger, PerceptronTaggerConfig
-
-    trained = {"seg": 0, "pos": 0}
-
-    def seg():
-        trained["seg"] += 1
-        return PerceptronSegmenter.train(train_words[:300], PerceptronConfig(epochs=1, folds=2))
-
-    def pos():
-        trained["pos"] += 1
-        return PerceptronTagger.train(train_tagged[:300], PerceptronTaggerConfig(epochs=1, ensemble=1, clusters=()))
-
-    def clear():
-        default.default_segmenter.cache_clear()
-        default.default_tagger.cache_clear()
-
-    monkeypatch.setenv("LLMLAB_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(default, "_train_segmenter", seg)
-    monkeypatch.setattr(default, "_train_tagger", pos)
-    clear()
-    yield trained, clear, tmp_path / "cache"
-    clear()
-
-
-def test_default_models_train_once_and_are_cached(defaults, monkeypatch, capsys, caplog):
+def test_default_models_train_once_and_are_cached(defaults, caplog, cli):
     import llmlab.text
     from llmlab.text.base import load_segmenter
     from llmlab.text.default import segmenter_name, tagger_name
@@ -361,24 +308,24 @@ def test_default_models_train_once_and_are_cached(defaults, monkeypatch, capsys,
     trained, clear, cache = defaults
     text = "迈向充满希望的新世纪，中国人民银行"
     caplog.set_level("INFO", logger="llmlab.core.cache")
-    rc, out, _ = _run(["seg", "cut"], text + "\n", monkeypatch, capsys)
+    rc, out, _ = cli(["seg", "cut"], text + "\n")
     assert rc == 0 and trained == {"seg": 1, "pos": 0} and "training the default segmenter" in caplog.text
     caplog.clear()
     cached = load_segmenter(cache / segmenter_name())
     assert out == " ".join(cached.cut(text)) + "\n"
     clear()
-    rc, again, _ = _run(["seg", "cut"], text + "\n", monkeypatch, capsys)
+    rc, again, _ = cli(["seg", "cut"], text + "\n")
     assert rc == 0 and again == out and trained["seg"] == 1 and "training" not in caplog.text
     assert "".join(llmlab.text.cut(text)) == text and trained["seg"] == 1
     assert llmlab.text.cut_for_search(text) == cached.cut_for_search(text)
     assert llmlab.text.cut_all(text) == cached.cut_all(text) and trained["seg"] == 1
     assert llmlab.text.tokenize(text, "search") == cached.tokenize(text, "search")
 
-    rc, out, _ = _run(["pos", "tag"], "中国 人民 银行\n", monkeypatch, capsys)
+    rc, out, _ = cli(["pos", "tag"], "中国 人民 银行\n")
     assert rc == 0 and trained["pos"] == 1 and (cache / tagger_name()).is_dir()
     assert [tok.rsplit("/", 1)[0] for tok in out.split()] == ["中国", "人民", "银行"]
     clear()
-    assert _run(["pos", "tag"], "中国 人民 银行\n", monkeypatch, capsys)[1] == out and trained["pos"] == 1
+    assert cli(["pos", "tag"], "中国 人民 银行\n")[1] == out and trained["pos"] == 1
 
 
 def test_default_models_take_a_user_dictionary(defaults, tmp_path):

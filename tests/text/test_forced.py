@@ -2,15 +2,12 @@
 any model sees the text, checked against a direct reading of that rule for every segmenter."""
 
 import copy
-import io
 import json
-import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmlab.cli import main
 from llmlab.core.errors import InputError
 from llmlab.text.base import KINDS, ForcedWords, load_segmenter, normalize_text, split_spaces, unit_spans, word_spans
 
@@ -134,14 +131,7 @@ def test_forced_words_are_saved_with_the_model(segmenters, kind, tmp_path):
     assert "forced_words" not in json.loads((tmp_path / "plain" / "segmenter.json").read_text(encoding="utf-8"))
 
 
-def _run(argv, stdin, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode()), encoding="utf-8"))
-    rc = main(argv)
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
-def test_cli_force_words(segmenters, train_words, train_tagged, tmp_path, monkeypatch, capsys):
+def test_cli_force_words(segmenters, train_words, train_tagged, tmp_path, cli):
     """`--force-words` keeps the --user-dict words whole in `seg cut` (traditional input too) and in
     `pos tag --seg-model`, and with it a segmenter without a lexicon (the HMM) takes a user dictionary;
     `seg train` saves them; without --user-dict (or --seg-model) it is refused."""
@@ -153,33 +143,33 @@ def test_cli_force_words(segmenters, train_words, train_tagged, tmp_path, monkey
     user = tmp_path / "user.txt"
     user.write_text("馆内看見\n龘靐 3 nz\n", encoding="utf-8")
     cut = ["seg", "cut", "--model", str(tmp_path / "hmm"), "--user-dict", str(user)]
-    rc, _, err = _run(cut, line + "\n", monkeypatch, capsys)
+    rc, _, err = cli(cut, line + "\n")
     assert rc == 2 and "has no dictionary; with --force-words" in err
-    rc, out, _ = _run([*cut, "--force-words"], line + "\n", monkeypatch, capsys)
+    rc, out, _ = cli([*cut, "--force-words"], line + "\n")
     words = out.split()
     assert rc == 0 and "馆内看見" in words and words[-1] == "龘靐" and "".join(words) == line
     assert "馆内看見" not in plain
-    rc, out, _ = _run([*cut, "--force-words", "--t2s"], "他們在體育館內看見龘靐\n", monkeypatch, capsys)
+    rc, out, _ = cli([*cut, "--force-words", "--t2s"], "他們在體育館內看見龘靐\n")
     assert rc == 0 and "館內看見" in out.split()  # the dictionary's word read as simplified, like the text
 
     train = tmp_path / "train.txt"
     train.write_text("".join(" ".join(s) + "\n" for s in train_words[:300]), encoding="utf-8")
-    rc, _, _ = _run(["seg", "train", "--algo", "hmm", "--train", str(train), "--user-dict", str(user),
-                     "--force-words", "-o", str(tmp_path / "hmm2")], "", monkeypatch, capsys)
+    rc, _, _ = cli(["seg", "train", "--algo", "hmm", "--train", str(train), "--user-dict", str(user),
+                    "--force-words", "-o", str(tmp_path / "hmm2")])
     assert rc == 0 and load_segmenter(tmp_path / "hmm2").forced.words == {"馆内看見", "龘靐"}
-    rc, out, _ = _run(["seg", "cut", "--model", str(tmp_path / "hmm2")], line + "\n", monkeypatch, capsys)
+    rc, out, _ = cli(["seg", "cut", "--model", str(tmp_path / "hmm2")], line + "\n")
     assert rc == 0 and "馆内看見" in out.split()
 
     segmenters["unigram"].save(tmp_path / "unigram")
-    rc, out, _ = _run(["seg", "kbest", "--model", str(tmp_path / "unigram"), "--user-dict", str(user), "--force-words",
-                       "-k", "3"], line + "\n", monkeypatch, capsys)
+    rc, out, _ = cli(["seg", "kbest", "--model", str(tmp_path / "unigram"), "--user-dict", str(user), "--force-words",
+                      "-k", "3"], line + "\n")
     paths = [row.split("\t")[1].split() for row in out.strip().split("\n")]
     assert rc == 0 and len(paths) >= 2 and all("馆内看見" in p and p[-1] == "龘靐" for p in paths)
 
     HmmTagger.train(train_tagged[:300]).save(tmp_path / "pos")
     tag = ["pos", "tag", "--model", str(tmp_path / "pos"), "--user-dict", str(user), "--force-words"]
-    rc, out, _ = _run([*tag, "--seg-model", str(tmp_path / "hmm")], line + "\n", monkeypatch, capsys)
+    rc, out, _ = cli([*tag, "--seg-model", str(tmp_path / "hmm")], line + "\n")
     assert rc == 0 and any(t.startswith("馆内看見/") for t in out.split()) and out.split()[-1] == "龘靐/nz"
     for argv in (tag, ["seg", "cut", "--force-words"], ["seg", "train", "--force-words", "-o", str(tmp_path / "x")]):
-        rc, _, err = _run(argv, line + "\n", monkeypatch, capsys)
+        rc, _, err = cli(argv, line + "\n")
         assert rc == 2 and "--force-words" in err
