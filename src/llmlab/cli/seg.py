@@ -1,4 +1,4 @@
-"""``llmlab seg``: train, cut, eval, report and k-best for Chinese word segmenters."""
+"""``llmlab seg``: train, cut, eval, report and k-best for Chinese word segmenters; keywords and idf tables."""
 
 from __future__ import annotations
 
@@ -95,6 +95,35 @@ def register(sub) -> None:
                    help="rank by probability, or by fewest words (N-shortest paths)")
     p.add_argument("--user-dict", help="user dictionary added to the model's lexicon (`word [count] [tag]` lines)")
     _add_force_words(p)
+
+    p = add_command(g, "keywords", "keywords of the input, by TF-IDF or TextRank (jieba.analyse's methods): one "
+                    "line of words, best first (--per-line: one for each input line)", _keywords)
+    p.add_argument("--method", choices=("tfidf", "textrank"), default="tfidf",
+                   help="tfidf: count times inverse document frequency; textrank: PageRank over the graph of words "
+                   "that occur near each other")
+    p.add_argument("-k", "--top-k", type=int, default=20, help="keywords to give (0: all)")
+    p.add_argument("--weights", action="store_true", help="write each keyword as word/weight")
+    p.add_argument("--per-line", action="store_true", help="each input line is a document of its own")
+    p.add_argument("--input", help="read this file instead of stdin")
+    p.add_argument("--model", help="segmenter directory; default: the default perceptron (as `seg cut`)")
+    p.add_argument("--user-dict", help="user dictionary added to the segmenter (`word [count] [tag]` lines)")
+    _add_force_words(p)
+    p.add_argument("--allow-tags", help="only words with these POS tags, comma-separated (textrank's default: "
+                   "ns,n,vn,v; tfidf's: any word, untagged; an empty value: any word)")
+    p.add_argument("--pos-model", help="tagger directory for --allow-tags; default: the default perceptron tagger "
+                   "(as `pos tag`)")
+    p.add_argument("--idf", help="tfidf: idf table (jieba's `word idf` lines, as `seg idf` writes); default: "
+                   "built from the pfr1998 train split")
+    p.add_argument("--stop-words", help="file of further stop words, one per line")
+    p.add_argument("--window", type=int, help="textrank: words fewer than this many tokens apart are linked "
+                   "(default 5)")
+
+    p = add_command(g, "idf", "write an idf table (jieba's `word idf` lines) from a segmented corpus, one "
+                    "document per line", _idf)
+    p.add_argument("-o", "--output", required=True, help="file to write")
+    p.add_argument("--train", dest="train_file", help="segmented file (words separated by spaces), a document per "
+                   "line; default: the pfr1998 train split")
+    p.add_argument("--split", choices=("train", "dev", "test"), help="pfr1998 split to count (default: train)")
 
 
 def _add_force_words(p: argparse.ArgumentParser, more: str = "") -> None:
@@ -299,4 +328,83 @@ def _kbest(args) -> int:
         for score, words in seg.k_best(line.strip(), args.k, by=args.by):
             print(f"{score:.3f}\t{' '.join(words)}")
         print()
+    return 0
+
+
+def _keywords(args) -> int:
+    from llmlab.core.errors import InputError
+    from llmlab.core.io import line_batches
+    from llmlab.text.default import default_tagger
+    from llmlab.text.keywords import (
+        STOP_WORDS,
+        TEXTRANK_TAGS,
+        IdfTable,
+        read_stop_words,
+        textrank_keywords,
+        tfidf_keywords,
+    )
+    from llmlab.text.lexicon import read_user_dict
+    from llmlab.text.pos import SPACE_TAG, cut_and_tag_lines, load_tagger
+
+    textrank = args.method == "textrank"
+    if args.top_k < 0:
+        raise InputError(f"--top-k must be >= 0 (0: all), got {args.top_k}")
+    top_k = args.top_k or None
+    if args.allow_tags is None:
+        tags = TEXTRANK_TAGS if textrank else None
+    else:
+        tags = tuple(t for t in args.allow_tags.split(",") if t) or None
+    if args.idf and textrank:
+        raise InputError("--idf is for --method tfidf: TextRank reads no idf")
+    if args.window is not None and not textrank:
+        raise InputError("--window is for --method textrank")
+    if args.pos_model and tags is None:
+        raise InputError("--pos-model tags the words for --allow-tags (or --method textrank), and neither is given")
+    stop = STOP_WORDS | read_stop_words(args.stop_words) if args.stop_words else STOP_WORDS
+    if textrank:
+        def rank(tokens):
+            return textrank_keywords(tokens, top_k, tags, window=args.window or 5, stop_words=stop)
+    else:
+        idf = IdfTable.read(args.idf) if args.idf else None
+
+        def rank(tokens):
+            return tfidf_keywords(tokens, idf, top_k, tags, stop)
+    rank([])  # bad settings are refused before any model loads or any input is read
+    seg = load_with_user_dict(args.model, read_user_dict(args.user_dict) if args.user_dict else None,
+                              force=bool(args.force_words))
+    tagger = None
+    if tags is not None:
+        tagger = load_tagger(args.pos_model) if args.pos_model else default_tagger()
+        unknown = sorted(set(tags) - set(tagger.tags))
+        if unknown:
+            raise InputError(f"--allow-tags: {' '.join(unknown)} not among the tagger's tags: "
+                             f"{' '.join(sorted(tagger.tags))}")
+
+    def write(ranked) -> None:
+        sys.stdout.write(" ".join(f"{w}/{x:.6g}" if args.weights else w for w, x in ranked) + "\n")
+
+    document: list = []
+    for lines in line_batches(args.input):
+        rows = seg.cut_lines(lines) if tagger is None else cut_and_tag_lines(seg, tagger, lines)
+        if args.per_line:
+            for tokens in rows:
+                write(rank(tokens))
+        else:  # one document; a line break takes a token's place, as in the text jieba would read
+            for tokens in rows:
+                document.extend(tokens)
+                document.append("\n" if tagger is None else ("\n", SPACE_TAG))
+    if not args.per_line:
+        write(rank(document))
+    return 0
+
+
+def _idf(args) -> int:
+    from llmlab.core.errors import InputError
+    from llmlab.text.keywords import IdfTable
+
+    table = IdfTable.from_documents(_training_sentences(args))
+    if not len(table):
+        raise InputError("the corpus holds no words: no idf table to write")
+    table.save(args.output)
+    print(f"wrote idf of {len(table):,} words to {args.output}", file=sys.stderr)
     return 0

@@ -3,8 +3,8 @@
 both with their default configs, trained on the pfr1998 train split. Each is trained on first use (about
 a minute for the segmenter, four for the tagger), kept in the user's model cache (`llmlab.core.cache`:
 ``$LLMLAB_HOME``, default ``~/.cache/llmlab``) and loaded from there afterwards. `cut` segments with
-the default segmenter, `cut_and_tag` with both; `load_userdict` and `add_word` give them a user's words
-(jieba's functions of those names).
+the default segmenter, `cut_and_tag` with both; `load_userdict` and `add_word` give them a user's words,
+and `extract_tags` and `textrank` give a text's keywords (jieba's functions of those names).
 
 The cached directories are named by the feature set their model computes, so a newer llmlab whose
 features differ trains a fresh model instead of loading one it cannot use.
@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 from llmlab.core.cache import cached_model
 from llmlab.text.base import Segmenter, load_segmenter
+from llmlab.text.keywords import TEXTRANK_TAGS
 from llmlab.text.pos import PosTagger, load_tagger
 
 
@@ -92,6 +93,28 @@ def cut_and_tag(text: str) -> list[tuple[str, str]]:
     return with_models(default_segmenter(), default_tagger(), text)
 
 
+def extract_tags(text: str, top_k: int | None = 20, with_weight: bool = False,
+                 allow_tags: Iterable[str] | None = None) -> list:
+    """jieba's ``analyse.extract_tags`` on the default models: the `top_k` words of `text` (None: all) by
+    tf-idf against the pfr1998 idf table (`keywords.tfidf_keywords`), as words or, with `with_weight`,
+    (word, weight) pairs; with `allow_tags`, only words the default tagger gives one of those tags."""
+    from llmlab.text.keywords import tfidf_keywords
+
+    ranked = tfidf_keywords(cut_and_tag(text) if allow_tags else cut(text), None, top_k, allow_tags)
+    return ranked if with_weight else [w for w, _ in ranked]
+
+
+def textrank(text: str, top_k: int | None = 20, with_weight: bool = False,
+             allow_tags: Iterable[str] | None = TEXTRANK_TAGS) -> list:
+    """jieba's ``analyse.textrank`` on the default models: the `top_k` words of `text` (None: all) by
+    TextRank over the words with `allow_tags` (None: every word; `keywords.textrank_keywords`), as words
+    or, with `with_weight`, (word, weight) pairs."""
+    from llmlab.text.keywords import textrank_keywords
+
+    ranked = textrank_keywords(cut_and_tag(text) if allow_tags else cut(text), top_k, allow_tags)
+    return ranked if with_weight else [w for w, _ in ranked]
+
+
 def cut(text: str) -> list[str]:
     """`text` segmented by the default segmenter; the words join back to `text`."""
     return default_segmenter().cut(text)
@@ -113,4 +136,4 @@ def tokenize(text: str, mode: str = "default") -> list[tuple[str, int, int]]:
 
 
 __all__ = ["add_word", "cut", "cut_all", "cut_and_tag", "cut_for_search", "default_segmenter", "default_tagger",
-           "load_userdict", "segmenter_name", "tagger_name", "tokenize"]
+           "extract_tags", "load_userdict", "segmenter_name", "tagger_name", "textrank", "tokenize"]
