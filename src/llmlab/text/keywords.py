@@ -19,10 +19,13 @@ order of first occurrence in the text.
 from __future__ import annotations
 
 import functools
+import heapq
 import math
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from itertools import compress
+from operator import itemgetter
 
 import numpy as np
 
@@ -139,9 +142,12 @@ def tfidf_keywords(tokens: Sequence[Token], idf: IdfTable | None = None, top_k: 
     """
     _check_top_k(top_k)
     idf = pfr1998_idf() if idf is None else idf
-    counts = Counter(w for w, keep in _candidates(tokens, allow_tags, stop_words) if keep)
-    total = sum(counts.values())
-    weights = {w: c * (idf[w] / total) for w, c in counts.items()}  # jieba's order of operations
+    counts = Counter(compress(*_candidates(tokens, allow_tags, stop_words)))
+    total, exact = sum(counts.values()), idf.idf
+    weights = {}
+    for w, c in counts.items():
+        value = exact.get(w)
+        weights[w] = c * ((idf[w] if value is None else value) / total)  # jieba's order of operations
     return _top(weights, top_k)
 
 
@@ -160,11 +166,10 @@ def textrank_keywords(tokens: Sequence[Token], top_k: int | None = 20,
         raise InputError(f"damping must be in (0, 1), got {damping!r}")
     if not (tol >= 0 and isinstance(max_sweeps, int) and max_sweeps >= 1):
         raise InputError(f"tol must be >= 0 and max_sweeps >= 1, got {tol!r} and {max_sweeps!r}")
-    marked = list(_candidates(tokens, allow_tags, stop_words))
+    words, keep = _candidates(tokens, allow_tags, stop_words)
     pairs: Counter[tuple[str, str]] = Counter()
-    for i, (a, keep) in enumerate(marked):
-        if keep:
-            pairs.update((a, b) for b, ok in marked[i + 1:i + window] if ok)
+    for i in compress(range(len(words)), keep):
+        pairs.update((words[i], words[j]) for j in range(i + 1, min(i + window, len(words))) if keep[j])
     nodes = list(dict.fromkeys(w for pair in pairs for w in pair))  # first occurrence first
     if not nodes:
         return []
@@ -213,20 +218,27 @@ def _sweeps(indptr: np.ndarray, neighbours: np.ndarray, coef: np.ndarray, scores
 
 
 def _candidates(tokens: Sequence[Token], allow_tags: Iterable[str] | None,
-                stop_words: Iterable[str]) -> Iterable[tuple[str, bool]]:
-    """(word, whether it is a candidate) for each token."""
+                stop_words: Iterable[str]) -> tuple[list[str], list[bool]]:
+    """The tokens' words, and whether each is a candidate."""
     tags = frozenset(allow_tags) if allow_tags else None
     stop = stop_words if isinstance(stop_words, (set, frozenset)) else frozenset(stop_words)
-    for k, token in enumerate(tokens):
-        if isinstance(token, str):
-            if tags is not None:
-                raise InputError(f"allow_tags filters (word, tag) pairs; token {k} is the bare word {token!r}")
-            word, ok = token, True
-        elif isinstance(token, tuple) and len(token) == 2 and all(isinstance(x, str) for x in token):
-            word, ok = token[0], tags is None or token[1] in tags
-        else:
-            raise InputError(f"token {k} must be a word or a (word, tag) pair of strings, got {token!r}")
-        yield word, ok and len(word.strip()) >= 2 and word.lower() not in stop
+    if tags is None and set(map(type, tokens)) <= {str}:
+        words, allowed = list(tokens), None
+    else:
+        words, allowed = [], []
+        for k, token in enumerate(tokens):
+            if isinstance(token, str):
+                if tags is not None:
+                    raise InputError(f"allow_tags filters (word, tag) pairs; token {k} is the bare word {token!r}")
+                words.append(token)
+                allowed.append(True)
+            elif isinstance(token, tuple) and len(token) == 2 and all(isinstance(x, str) for x in token):
+                words.append(token[0])
+                allowed.append(tags is None or token[1] in tags)
+            else:
+                raise InputError(f"token {k} must be a word or a (word, tag) pair of strings, got {token!r}")
+    keep = [len(w.strip()) >= 2 and w.lower() not in stop for w in words]
+    return words, keep if allowed is None else [a and b for a, b in zip(allowed, keep)]
 
 
 def _check_top_k(top_k: int | None) -> None:
@@ -235,8 +247,10 @@ def _check_top_k(top_k: int | None) -> None:
 
 
 def _top(weights: dict[str, float], top_k: int | None) -> list[tuple[str, float]]:
-    """The `top_k` heaviest (word, weight), ties in `weights`' order (a stable sort)."""
-    return sorted(weights.items(), key=lambda kv: kv[1], reverse=True)[:top_k]
+    """The `top_k` heaviest (word, weight), ties in `weights`' order (both calls equal a stable sort's head)."""
+    if top_k is None:
+        return sorted(weights.items(), key=itemgetter(1), reverse=True)
+    return heapq.nlargest(top_k, weights.items(), key=itemgetter(1))
 
 
 __all__ = ["STOP_WORDS", "TEXTRANK_TAGS", "IdfTable", "pfr1998_idf", "read_stop_words", "textrank_keywords",
