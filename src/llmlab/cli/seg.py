@@ -118,6 +118,20 @@ def register(sub) -> None:
     p.add_argument("--window", type=int, help="textrank: words fewer than this many tokens apart are linked "
                    "(default 5)")
 
+    p = add_command(g, "newwords", "words found in raw text by frequency, cohesion and freedom (no dictionary, no "
+                    "labels): one per line, best first", _newwords)
+    p.add_argument("--input", help="read this file instead of stdin (each line a text; strings never span lines)")
+    p.add_argument("-k", "--top", type=int, default=50, help="words to give (0: all)")
+    p.add_argument("--rank", choices=("combined", "count", "entropy", "cohesion", "av"), default="combined",
+                   help="combined: ln(count) x freedom x cohesion; or one measure alone")
+    p.add_argument("--max-n", type=int, default=4, help="longest string considered (characters)")
+    p.add_argument("--min-count", type=int, default=5, help="fewest occurrences")
+    p.add_argument("--known", help="leave out these words (a word list or user dictionary: the first field of "
+                   "each line)")
+    p.add_argument("--model", help="leave out the words of this segmenter's lexicon")
+    p.add_argument("--scores", action="store_true", help="tab-separated columns after each word: count, cohesion, "
+                   "left and right entropy, left and right accessor variety")
+
     p = add_command(g, "idf", "write an idf table (jieba's `word idf` lines) from a segmented corpus, one "
                     "document per line", _idf)
     p.add_argument("-o", "--output", required=True, help="file to write")
@@ -407,4 +421,30 @@ def _idf(args) -> int:
         raise InputError("the corpus holds no words: no idf table to write")
     table.save(args.output)
     print(f"wrote idf of {len(table):,} words to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _newwords(args) -> int:
+    from llmlab.core.errors import InputError
+    from llmlab.core.io import line_batches
+    from llmlab.text.base import load_segmenter
+    from llmlab.text.lexicon import read_user_dict
+    from llmlab.text.newwords import discover
+
+    if args.top < 0:
+        raise InputError(f"--top must be >= 0 (0: all), got {args.top}")
+    known: set[str] = set()
+    if args.known:
+        known.update(w for w, _ in read_user_dict(args.known, "known-word file"))
+    if args.model:
+        seg = load_segmenter(args.model)
+        if getattr(seg, "lexicon", None) is None:
+            raise InputError(f"--model: the {seg.kind!r} segmenter in {args.model!r} has no lexicon to leave out")
+        known.update(seg.lexicon.counts)
+    discover([], args.top or None, rank=args.rank, max_n=args.max_n, min_count=args.min_count)  # settings first
+    texts = [line for lines in line_batches(args.input) for line in lines]
+    for c in discover(texts, args.top or None, known, args.rank, args.max_n, args.min_count):
+        extra = (f"\t{c.count}\t{c.cohesion:.4f}\t{c.left_entropy:.4f}\t{c.right_entropy:.4f}\t{c.left_av}\t"
+                 f"{c.right_av}") if args.scores else ""
+        sys.stdout.write(c.word + extra + "\n")
     return 0

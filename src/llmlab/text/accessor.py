@@ -36,15 +36,24 @@ def _starts_of_runs(x: np.ndarray) -> np.ndarray:
     return np.concatenate([[True], x[1:] != x[:-1]]) if len(x) else np.zeros(0, bool)
 
 
-def _distinct_per_id(ids: np.ndarray, ctx: np.ndarray) -> np.ndarray:
-    """The number of distinct `ctx` values of each distinct id, in increasing id order.
+def _contexts_per_id(ids: np.ndarray, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each distinct id, in increasing id order: the number of distinct `ctx` values it occurs with,
+    and the entropy (nats) of their distribution over its occurrences.
 
-    >>> _distinct_per_id(np.array([5, 2, 5, 5]), np.array([1, 1, 1, 3])).tolist()
-    [1, 2]
+    >>> variety, entropy = _contexts_per_id(np.array([5, 2, 5, 5]), np.array([1, 1, 1, 3]))
+    >>> variety.tolist(), [round(h, 4) for h in entropy.tolist()]  # 5: contexts 1, 1, 3
+    ([1, 2], [0.0, 0.6365])
     """
     pairs = np.sort(ids * _CTX + ctx)
-    group = pairs[_starts_of_runs(pairs)] // _CTX
-    return np.diff(np.flatnonzero(_starts_of_runs(group)), append=len(group))
+    firsts = np.flatnonzero(_starts_of_runs(pairs))
+    runs = np.diff(firsts, append=len(pairs))  # occurrences of each distinct (id, context)
+    group = pairs[firsts] // _CTX
+    heads = np.flatnonzero(_starts_of_runs(group))
+    variety = np.diff(heads, append=len(group))
+    if not len(heads):
+        return variety, np.zeros(0)
+    p = runs / np.repeat(np.add.reduceat(runs, heads), variety)
+    return variety, np.add.reduceat(-p * np.log(p), heads) + 0.0  # + 0.0: no -0.0 for one context
 
 
 class AccessorVariety:
@@ -73,6 +82,8 @@ class AccessorVariety:
         stop = blank[ids] | (types_of(np.maximum(c, 0).astype(np.uint64), type_table()) == PUNCT)
         self._stops = np.concatenate([[0], np.cumsum(stop)])
         self._ids: list[np.ndarray] = [ids.astype(np.int64).ravel()]  # 1-gram ids
+        self._counts: list[np.ndarray] = []  # n-gram id -> occurrences, for n = 1, 2, ... (`counts_at`)
+        self.n_chars = n
 
     def _gram_ids(self, n: int) -> np.ndarray:
         """Id of the n-gram starting at each position (len(codes) - n + 1 of them); equal ids, equal n-grams."""
@@ -82,9 +93,11 @@ class AccessorVariety:
             self._ids.append(np.unique(key, return_inverse=True)[1].astype(np.int64))
         return self._ids[n - 1]
 
-    def _stats(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """For each distinct n-gram within one text: the start of its first occurrence, its left AV,
-        its right AV, and whether it is free of punctuation and white space."""
+    def ngrams(self, n: int) -> dict[str, np.ndarray]:
+        """For each distinct n-gram within one text, arrays of: ``start`` of its first occurrence (a
+        position in `codes`), ``count`` (its occurrences), ``left_av`` and ``right_av``,
+        ``left_entropy`` and ``right_entropy`` (branching entropy, nats: a text edge is a context of
+        its own each time, as for AV), and ``clean`` (free of punctuation and white space)."""
         c, g = self._codes, self._gram_ids(n)
         m = max(len(c) - n + 1, 0)  # none when the texts are shorter than n
         p = np.flatnonzero(self._seps[n : n + m] == self._seps[:m])  # no separator inside: c[p - 1], c[p + n] exist
@@ -92,29 +105,38 @@ class AccessorVariety:
         left, right = c[p - 1], c[p + n]
         left = np.where(left == _SEP, _EDGE + p, left)  # a text edge: a context unique to this occurrence
         right = np.where(right == _SEP, _EDGE + len(c) + p, right)
-        first = np.unique(ids, return_index=True)[1]
-        lav, rav = _distinct_per_id(ids, left), _distinct_per_id(ids, right)
+        _, first, count = np.unique(ids, return_index=True, return_counts=True)
+        (lav, lent), (rav, rent) = _contexts_per_id(ids, left), _contexts_per_id(ids, right)
         starts = p[first]
-        return starts, lav, rav, self._stops[starts + n] == self._stops[starts]
+        return {"start": starts, "count": count, "left_av": lav, "right_av": rav, "left_entropy": lent,
+                "right_entropy": rent, "clean": self._stops[starts + n] == self._stops[starts]}
+
+    def counts_at(self, n: int, positions: np.ndarray) -> np.ndarray:
+        """How often the n-gram starting at each of `positions` occurs in the texts."""
+        while len(self._counts) < n:
+            self._counts.append(np.bincount(self._gram_ids(len(self._counts) + 1)))
+        return self._counts[n - 1][self._gram_ids(n)[positions]]
+
+    def string(self, start: int, n: int) -> str:
+        """The n characters (width-normalised) from position `start` of `codes`."""
+        return "".join(map(chr, self._codes[start : start + n].tolist()))
 
     def variety(self, n: int) -> dict[str, tuple[int, int]]:
         """Every n-gram (width-normalised) within a text -> (left AV, right AV)."""
-        starts, lav, rav, _ = self._stats(n)
-        return {self._string(s, n): (a, b) for s, a, b in zip(starts.tolist(), lav.tolist(), rav.tolist())}
+        t = self.ngrams(n)
+        return {self.string(s, n): (a, b) for s, a, b in zip(t["start"].tolist(), t["left_av"].tolist(),
+                                                              t["right_av"].tolist())}
 
     def words(self, min_av: int = 3, max_n: int = 5) -> dict[str, int]:
         """Pseudo-lexicon: n-grams (2 <= n <= max_n, width-normalised, without punctuation or white space)
         whose min(left AV, right AV) >= min_av -> that AV."""
         out: dict[str, int] = {}
         for n in range(2, max_n + 1):
-            starts, lav, rav, clean = self._stats(n)
-            av = np.minimum(lav, rav)
-            keep = clean & (av >= min_av)
-            out.update((self._string(s, n), a) for s, a in zip(starts[keep].tolist(), av[keep].tolist()))
+            t = self.ngrams(n)
+            av = np.minimum(t["left_av"], t["right_av"])
+            keep = t["clean"] & (av >= min_av)
+            out.update((self.string(s, n), a) for s, a in zip(t["start"][keep].tolist(), av[keep].tolist()))
         return out
-
-    def _string(self, start: int, n: int) -> str:
-        return "".join(map(chr, self._codes[start : start + n].tolist()))
 
 
 __all__ = ["AccessorVariety"]
