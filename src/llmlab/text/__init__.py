@@ -12,7 +12,8 @@ and `default_tagger` (`llmlab.text.default`) are ready-made models, trained once
 segmenter (every segmenter has them as methods); `cut_and_tag` segments and tags with both models, and
 `load_userdict` and `add_word` give them a user's words, and `extract_tags` and `textrank` a text's
 keywords (`llmlab.text.keywords`: TF-IDF and TextRank), as jieba's functions of those names do.
-`llmlab.text.script` reads traditional characters as
+`llmlab.text.newwords` finds words in raw text without a dictionary (frequency, cohesion, branching
+entropy). `llmlab.text.script` reads traditional characters as
 simplified ones, so the models trained on simplified text cut and tag traditional text.
 """
 
