@@ -25,33 +25,12 @@ from safetensors.torch import load_file, save
 
 from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_folder, atomic_write_bytes, sha256_file
+from llmlab.core.optim_state import flatten_optimizer, unflatten_optimizer
 from llmlab.models.io import load_state, model_state
 
 FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
 
 log = logging.getLogger(__name__)
-
-
-def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Optimizer state as (tensors for safetensors, JSON-able rest)."""
-    sd = opt.state_dict()
-    tensors, scalars = {}, {}
-    for idx, state in sd["state"].items():
-        for name, value in state.items():
-            key = f"{idx}.{name}"
-            if torch.is_tensor(value):
-                tensors[key] = value.detach().contiguous().cpu()
-            else:
-                scalars[key] = value
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    state: dict[int, dict] = {}
-    for key, value in list(tensors.items()) + list(meta["scalars"].items()):
-        idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = value
-    return {"state": state, "param_groups": meta["param_groups"]}
 
 
 def save_checkpoint(directory: str | os.PathLike, step: int, model, optimizer: torch.optim.Optimizer,
@@ -62,7 +41,7 @@ def save_checkpoint(directory: str | os.PathLike, step: int, model, optimizer: t
     # re-saving a step (a rerun of a finished run) swaps the old folder out whole
     with atomic_folder(final, (*FILES, "manifest.json"), "checkpoint") as tmp:
         atomic_write_bytes(tmp / "model.safetensors", save(model_state(model)))
-        opt_tensors, opt_meta = _flatten_optimizer(optimizer)  # no RNG state: each step seeds its own (step_seed)
+        opt_tensors, opt_meta = flatten_optimizer(optimizer)  # no RNG state: each step seeds its own (step_seed)
         atomic_write_bytes(tmp / "optimizer.safetensors", save(opt_tensors))
         state = {"step": step, "optimizer": opt_meta, "extra": extra or {}}
         (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
@@ -217,5 +196,5 @@ def load_checkpoint(path: str | os.PathLike, model, optimizer: torch.optim.Optim
     opt_tensors.pop("__rng__.torch", None)
     load_state(model, weights, str(p / "model.safetensors"))
     if optimizer is not None:
-        optimizer.load_state_dict(_unflatten_optimizer(opt_tensors, state["optimizer"]))
+        optimizer.load_state_dict(unflatten_optimizer(opt_tensors, state["optimizer"]))
     return state
