@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import math
+import shutil
+import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -148,6 +152,34 @@ def refuse_other_algo_flags(args: argparse.Namespace, flags: dict[str, tuple[str
     for flag, (dest, algos) in flags.items():
         if getattr(args, dest) is not None and args.algo not in algos:
             raise InputError(f"{flag} applies to --algo {' / '.join(algos)}, not {args.algo}")
+
+
+def add_fresh_flag(p: argparse.ArgumentParser) -> None:
+    """`--fresh` of the text trainings that keep epoch checkpoints (`resumable_training`)."""
+    p.add_argument("--fresh", action="store_true", default=None,
+                   help="neural, hybrid: start over, deleting the checkpoint an interrupted run of this -o left "
+                   "(without it, the same command resumes that run)")
+
+
+@contextlib.contextmanager
+def resumable_training(output: str, resumable: bool, fresh: bool) -> Iterator[None]:
+    """Around a text model's training and saving to `output`: where it is `resumable` (a neural tagger or
+    segmenter), each epoch's end is saved in ``OUTPUT.checkpoint`` (`llmlab.text.neural.epoch_checkpoints`),
+    an interrupted run of the same command resumes from there (`fresh`: deletes it first), and the
+    checkpoint goes once the model is saved."""
+    if not resumable:
+        yield
+        return
+    from llmlab.core.io import check_folder
+    from llmlab.text.neural import CHECKPOINT_FILES, epoch_checkpoints
+
+    directory = check_folder(Path(f"{Path(output)}.checkpoint"), CHECKPOINT_FILES, "training checkpoint")
+    if fresh and directory.exists():
+        shutil.rmtree(directory)
+    print(f"saving each epoch's end in {directory}: if stopped, the same command resumes there", file=sys.stderr)
+    with epoch_checkpoints(directory):
+        yield
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def load_any_model(directory: str, device: str = "cpu", soft_prompt: str | None = None):

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from llmlab.cli.common import add_command, add_group, finite_float, refuse_other_algo_flags, split_unless_file
+from llmlab.cli.common import (
+    add_command,
+    add_fresh_flag,
+    add_group,
+    finite_float,
+    refuse_other_algo_flags,
+    resumable_training,
+    split_unless_file,
+)
 from llmlab.core.cache import WHERE
 
 _TRAINED = ("perceptron", "neural", "hybrid")
@@ -14,7 +22,7 @@ ALGO_FLAGS = {"--epochs": ("epochs", _TRAINED), "--seed": ("seed", _TRAINED), "-
               "--beam": ("beam", _PERCEPTRON), "--ensemble": ("ensemble", _PERCEPTRON),
               "--no-clusters": ("no_clusters", _PERCEPTRON), "--threads": ("threads", _NEURAL),
               "--layers": ("layers", _NEURAL), "--no-pretrain": ("no_pretrain", _NEURAL), "--lam": ("lam", ("hybrid",)),
-              "--perceptron-model": ("perceptron_model", ("hybrid",))}
+              "--perceptron-model": ("perceptron_model", ("hybrid",)), "--fresh": ("fresh", _NEURAL)}
 
 
 def register(sub) -> None:
@@ -42,6 +50,7 @@ def register(sub) -> None:
                    help="neural, hybrid: random word and character embeddings, not training-text PPMI-SVD vectors")
     p.add_argument("--lam", type=finite_float, help="hybrid: weight of the neural log-probabilities (default 0.2)")
     p.add_argument("--perceptron-model", help="hybrid: use this saved perceptron tagger instead of training one")
+    add_fresh_flag(p)
 
     p = add_command(g, "tag", "tag stdin lines: word/TAG tokens separated by one space", _tag)
     p.add_argument("--model", help="tagger directory from `llmlab pos train`; default: a perceptron on the pfr1998 "
@@ -75,8 +84,9 @@ def _train(args) -> int:
     split = split_unless_file(args.train_file, args.split, "train", "--train")
     data = read_tagged(args.train_file, "training file") if args.train_file else pfr1998(split)
     config = _train_config(args)
-    tagger = tagger_class(args.algo).train(data, config)
-    print(f"saved {args.algo} tagger to {tagger.save(args.output)}")
+    with resumable_training(args.output, args.algo in _NEURAL, bool(args.fresh)):
+        out = tagger_class(args.algo).train(data, config).save(args.output)
+    print(f"saved {args.algo} tagger to {out}")
     return 0
 
 

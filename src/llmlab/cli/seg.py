@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llmlab.cli.common import add_command, add_group, finite_float, refuse_other_algo_flags, split_unless_file
+from llmlab.cli.common import (
+    add_command,
+    add_fresh_flag,
+    add_group,
+    finite_float,
+    refuse_other_algo_flags,
+    resumable_training,
+    split_unless_file,
+)
 from llmlab.core.cache import WHERE
 
 ALGOS = ("fmm", "bmm", "bimm", "unigram", "bigram", "hmm", "perceptron", "neural", "hybrid")
@@ -19,7 +27,7 @@ ALGO_FLAGS = {"--epochs": ("epochs", _TRAINED), "--folds": ("folds", _TRAINED), 
               "--dict-only": ("dict_only", ("fmm", "bmm", "bimm", "unigram")),
               "--threads": ("threads", _NEURAL), "--layers": ("layers", _NEURAL),
               "--no-pretrain": ("no_pretrain", _NEURAL), "--lam": ("lam", ("hybrid",)),
-              "--perceptron-model": ("perceptron_model", ("hybrid",))}
+              "--perceptron-model": ("perceptron_model", ("hybrid",)), "--fresh": ("fresh", _NEURAL)}
 
 
 def register(sub) -> None:
@@ -58,6 +66,7 @@ def register(sub) -> None:
                    help="hybrid: weight of the neural log-probabilities (default 0.07)")
     p.add_argument("--perceptron-model", help="hybrid: use this saved perceptron segmenter instead of training one")
     _add_force_words(p, "saved with the model")
+    add_fresh_flag(p)
 
     p = add_command(g, "cut", "segment stdin lines to stdout (words separated by one space)", _cut)
     p.add_argument("--model", help="model directory from `llmlab seg train`; default: a perceptron on the pfr1998 "
@@ -204,20 +213,21 @@ def _train(args) -> int:
         raise InputError("--force-words keeps the --user-dict words whole: give one")
     forced_ok = {"--user-dict": ("user_dict", ALGOS)} if args.force_words else {}  # forced words need no lexicon
     refuse_other_algo_flags(args, {**ALGO_FLAGS, **forced_ok})
-    if args.dict_only:
-        seg = _from_dictionary(args)
-    elif args.feature_dict:
-        from llmlab.text.perceptron import read_dictionary
+    with resumable_training(args.output, args.algo in _NEURAL, bool(args.fresh)):
+        if args.dict_only:
+            seg = _from_dictionary(args)
+        elif args.feature_dict:
+            from llmlab.text.perceptron import read_dictionary
 
-        seg = segmenter_class(args.algo).train(_training_sentences(args), _config_for(args.algo, args),
-                                               read_dictionary(args.feature_dict))
-    else:
-        seg = segmenter_class(args.algo).train(_training_sentences(args), _config_for(args.algo, args))
-    if args.user_dict and args.dict_only and args.force_words:  # its words are the lexicon already
-        seg.force_words(w for w, _ in read_user_dict(args.user_dict))
-    elif args.user_dict and not args.dict_only:
-        seg.add_user_dict(args.user_dict, bool(args.force_words))
-    out = seg.save(args.output)
+            seg = segmenter_class(args.algo).train(_training_sentences(args), _config_for(args.algo, args),
+                                                   read_dictionary(args.feature_dict))
+        else:
+            seg = segmenter_class(args.algo).train(_training_sentences(args), _config_for(args.algo, args))
+        if args.user_dict and args.dict_only and args.force_words:  # its words are the lexicon already
+            seg.force_words(w for w, _ in read_user_dict(args.user_dict))
+        elif args.user_dict and not args.dict_only:
+            seg.add_user_dict(args.user_dict, bool(args.force_words))
+        out = seg.save(args.output)
     print(f"saved {args.algo} segmenter to {out}")
     return 0
 

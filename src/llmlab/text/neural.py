@@ -6,19 +6,31 @@ each sentence reversed within its own length: torch's fused CPU kernels then do 
 backward, where a bidirectional nn.LSTM over packed sequences runs step by step (its backward
 zero-filled whole buffers at every step: POS training took about 23 minutes instead of 15).
 
+Training is long (a quarter to half an hour on pfr1998), so within `epoch_checkpoints` the loop saves
+its whole state after every epoch and an interrupted run resumes from the last one.
+
 torch is imported inside the functions that need it, so ``llmlab.text`` stays torch-free.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import hashlib
+import json
 import logging
-from collections.abc import Sequence
+import math
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
+from llmlab.core.config import config_to_dict
 from llmlab.core.errors import InputError
+from llmlab.core.io import atomic_folder, read_json, read_safetensors, write_safetensors
+from llmlab.core.optim_state import flatten_optimizer, unflatten_optimizer
 from llmlab.core.progress import progress
 
 log = logging.getLogger(__name__)
@@ -86,6 +98,24 @@ def length_buckets(lengths: Sequence[int], size: int) -> list[list[int]]:
     return [order[i : i + size] for i in range(0, len(order), size)]
 
 
+_CHECKPOINTS: contextvars.ContextVar[Path | None] = contextvars.ContextVar("llmlab_epoch_checkpoints", default=None)
+CHECKPOINT_FILES = ("state.safetensors", "state.json")
+
+
+@contextlib.contextmanager
+def epoch_checkpoints(directory: str | os.PathLike) -> Iterator[Path]:
+    """Within this, `fit_epochs` writes its whole state (weights, optimiser, random generators, the
+    best epoch so far) to `directory` after every epoch, replacing the last, and starts from the state
+    there when it finds one of the same run: the same config, batches and starting weights. An
+    interrupted training run again resumes after its last finished epoch and ends with the weights an
+    uninterrupted one gives. A state of another run is refused."""
+    token = _CHECKPOINTS.set(Path(directory))
+    try:
+        yield Path(directory)
+    finally:
+        _CHECKPOINTS.reset(token)
+
+
 def fit_epochs(net, config, buckets: list[list[int]], batch, held_score, n_held: int, rng: np.random.Generator,
                desc: str, metric: str, logger: logging.Logger = log):
     """Train `net` as the neural taggers do; returns (`net` in eval mode at its best epoch, that epoch, its score).
@@ -95,6 +125,7 @@ def fit_epochs(net, config, buckets: list[list[int]], batch, held_score, n_held:
     gradient norm clipped at ``config.clip``, the learning rate times ``config.decay`` per epoch from
     ``config.decay_from`` on. After each epoch `held_score()` scores the `n_held` held-out sentences
     (`metric` names it in the log); the earliest best epoch is kept, the last one without held-out sentences.
+    Inside `epoch_checkpoints`, each epoch's end is saved and a saved run is resumed.
     """
     import torch
     import torch.nn.functional as F
@@ -102,7 +133,14 @@ def fit_epochs(net, config, buckets: list[list[int]], batch, held_score, n_held:
     c = config
     opt = torch.optim.Adam(net.parameters(), lr=c.lr)
     best, best_epoch, best_score = None, 0, -1.0
-    for epoch in range(c.epochs):
+    start, directory = 0, _CHECKPOINTS.get()
+    if directory is not None:
+        run = _fingerprint(net, c, buckets, desc)
+        resumed = _resume(directory, run, net, opt, rng)
+        if resumed is not None:
+            start, best, best_epoch, best_score = resumed
+            logger.info("%s: resuming after epoch %d of %d (%s)", desc, start, c.epochs, directory)
+    for epoch in range(start, c.epochs):
         if epoch >= c.decay_from:
             for g in opt.param_groups:
                 g["lr"] *= c.decay
@@ -125,8 +163,61 @@ def fit_epochs(net, config, buckets: list[list[int]], batch, held_score, n_held:
         if score > best_score or not n_held:
             best_epoch, best_score = epoch + 1, score
             best = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        if directory is not None:
+            _save_epoch(directory, run, epoch + 1, net, opt, rng, best, best_epoch, best_score)
     net.load_state_dict(best)
     return net.eval(), best_epoch, best_score
+
+
+def _fingerprint(net, config, buckets: list[list[int]], desc: str) -> str:
+    """What makes a training run the same one: the config, the batches (the data, in order) and the
+    starting weights (the vocabularies and the seed)."""
+    h = hashlib.sha256(json.dumps([desc, config_to_dict(config), buckets], sort_keys=True).encode())
+    for name, value in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(value.detach().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _save_epoch(directory: Path, run: str, epoch: int, net, opt, rng: np.random.Generator, best: dict,
+                best_epoch: int, best_score: float) -> None:
+    import torch
+
+    opt_tensors, opt_meta = flatten_optimizer(opt)
+    arrays = {**{f"net.{k}": v.detach().numpy() for k, v in net.state_dict().items()},
+              **{f"best.{k}": v.numpy() for k, v in best.items()},
+              **{f"opt.{k}": v.numpy() for k, v in opt_tensors.items()},
+              "torch_rng": torch.get_rng_state().numpy()}
+    state = {"run": run, "epoch": epoch, "best_epoch": best_epoch,
+             "best_score": None if math.isnan(best_score) else best_score,  # NaN: no held-out sentences
+             "rng": rng.bit_generator.state, "optimizer": opt_meta}
+    with atomic_folder(directory, CHECKPOINT_FILES, "training checkpoint") as tmp:
+        write_safetensors(tmp / "state.safetensors", arrays)
+        (tmp / "state.json").write_text(json.dumps(state), encoding="utf-8")
+
+
+def _resume(directory: Path, run: str, net, opt, rng: np.random.Generator) -> tuple[int, dict, int, float] | None:
+    """Load the state `_save_epoch` left in `directory` into `net`, `opt`, `rng` and torch's generator:
+    (epochs done, best weights, best epoch, best score); None when there is none."""
+    import torch
+
+    if not (directory / "state.json").exists():
+        return None
+    state = read_json(directory / "state.json", "training checkpoint")
+    if not isinstance(state, dict) or state.get("run") != run:
+        raise InputError(f"training checkpoint {str(directory)!r} is from another run (other data, settings or "
+                         "seed): delete it to start over")
+    arrays = read_safetensors(directory / "state.safetensors", "training checkpoint")
+
+    def part(prefix: str) -> dict:
+        return {k[len(prefix):]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith(prefix)}
+
+    net.load_state_dict(part("net."))
+    opt.load_state_dict(unflatten_optimizer(part("opt."), state["optimizer"]))
+    torch.set_rng_state(torch.from_numpy(arrays["torch_rng"].copy()))
+    rng.bit_generator.state = state["rng"]
+    score = state["best_score"]
+    return state["epoch"], part("best."), state["best_epoch"], math.nan if score is None else score
 
 
 def make_bilstm(d_in: int, hidden: int, layers: int):
