@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from llmlab.cli.common import (
-    add_command,
-    add_fresh_flag,
-    add_group,
-    finite_float,
-    refuse_other_algo_flags,
-    resumable_training,
-    split_unless_file,
-)
+from llmlab.cli.common import add_command, add_group, finite_float, refuse_other_algo_flags, split_unless_file
 from llmlab.core.cache import WHERE
 
 _TRAINED = ("perceptron", "neural", "hybrid")
@@ -26,6 +18,8 @@ ALGO_FLAGS = {"--epochs": ("epochs", _TRAINED), "--seed": ("seed", _TRAINED), "-
 
 
 def register(sub) -> None:
+    from llmlab.cli.common import add_fresh_flag
+
     g = add_group(sub, "pos", "part-of-speech tagging: train, tag, eval")
 
     p = add_command(g, "train", "train a POS tagger and save it to a directory", _train)
@@ -74,6 +68,7 @@ def register(sub) -> None:
 
 
 def _train(args) -> int:
+    from llmlab.cli.common import resumable_training
     from llmlab.data.corpora import pfr1998
     from llmlab.text.base import check_model_folder
     from llmlab.text.metrics import read_tagged

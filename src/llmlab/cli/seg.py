@@ -5,15 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llmlab.cli.common import (
-    add_command,
-    add_fresh_flag,
-    add_group,
-    finite_float,
-    refuse_other_algo_flags,
-    resumable_training,
-    split_unless_file,
-)
+from llmlab.cli.common import add_command, add_group, finite_float, refuse_other_algo_flags, split_unless_file
 from llmlab.core.cache import WHERE
 
 ALGOS = ("fmm", "bmm", "bimm", "unigram", "bigram", "hmm", "perceptron", "neural", "hybrid")
@@ -31,6 +23,8 @@ ALGO_FLAGS = {"--epochs": ("epochs", _TRAINED), "--folds": ("folds", _TRAINED), 
 
 
 def register(sub) -> None:
+    from llmlab.cli.common import add_fresh_flag
+
     g = add_group(sub, "seg", "Chinese word segmentation: train, cut, eval, report")
 
     p = add_command(g, "train", "train a segmenter and save it to a directory", _train)
@@ -199,6 +193,7 @@ def _training_sentences(args) -> list[list[str]]:
 
 
 def _train(args) -> int:
+    from llmlab.cli.common import resumable_training
     from llmlab.core.errors import InputError
     from llmlab.core.io import check_readable
     from llmlab.text.base import MODEL_FILE, check_model_folder, segmenter_class
