@@ -202,6 +202,14 @@ def test_cli_keywords(segmenters, train_tagged, tmp_path, cli):
     rc, _, err = cli(["seg", "idf", "--train", str(_segmented(tmp_path, cuts)), "-o", str(tmp_path / "idf.txt")])
     table = IdfTable.read(tmp_path / "idf.txt")
     assert rc == 0 and table.idf == IdfTable.from_documents(cuts).idf and "wrote idf" in err
+    raw = tmp_path / "raw.txt"
+    raw.write_text(text, encoding="utf-8")
+    rc, _, _ = cli(["seg", "idf", "--input", str(raw), "--model", str(tmp_path / "seg"), "-o", str(tmp_path / "r.txt")])
+    assert rc == 0 and IdfTable.read(tmp_path / "r.txt").idf == table.idf  # raw text cut by the model: the same
+    for argv, match in ((["--input", str(raw), "--split", "dev"], "--split does not apply"),
+                        (["--model", str(tmp_path / "seg")], "--model cuts --input")):
+        rc, _, err = cli(["seg", "idf", *argv, "-o", str(tmp_path / "x.txt")])
+        assert rc == 2 and match in err and not (tmp_path / "x.txt").exists()
     rc, out, _ = cli([*base, "--idf", str(tmp_path / "idf.txt"), "-k", "5"], text)
     assert out.split() == [w for w, _ in tfidf_keywords(doc, table, 5)]
 

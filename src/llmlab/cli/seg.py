@@ -135,12 +135,14 @@ def register(sub) -> None:
     p.add_argument("--scores", action="store_true", help="tab-separated columns after each word: count, cohesion, "
                    "left and right entropy, left and right accessor variety")
 
-    p = add_command(g, "idf", "write an idf table (jieba's `word idf` lines) from a segmented corpus, one "
-                    "document per line", _idf)
+    p = add_command(g, "idf", "write an idf table (jieba's `word idf` lines) from a corpus, one document per line",
+                    _idf)
     p.add_argument("-o", "--output", required=True, help="file to write")
     p.add_argument("--train", dest="train_file", help="segmented file (words separated by spaces), a document per "
                    "line; default: the pfr1998 train split")
     p.add_argument("--split", choices=("train", "dev", "test"), help="pfr1998 split to count (default: train)")
+    p.add_argument("--input", help="raw text instead, a document per line, cut by --model (as `seg cut`)")
+    p.add_argument("--model", help="with --input: segmenter directory; default: the default perceptron")
 
 
 def _add_force_words(p: argparse.ArgumentParser, more: str = "") -> None:
@@ -421,7 +423,22 @@ def _idf(args) -> int:
     from llmlab.core.errors import InputError
     from llmlab.text.keywords import IdfTable
 
-    table = IdfTable.from_documents(_training_sentences(args))
+    if args.input:
+        from llmlab.core.io import check_output, line_batches
+        from llmlab.text.base import load_segmenter
+        from llmlab.text.default import default_segmenter
+
+        for flag, value in (("--train", args.train_file), ("--split", args.split)):
+            if value is not None:
+                raise InputError(f"{flag} does not apply with --input: the documents are --input's lines")
+        check_output(args.output)  # before the model loads and the text is cut
+        seg = load_segmenter(args.model) if args.model else default_segmenter()
+        documents = (words for lines in line_batches(args.input) for words in seg.cut_lines(lines))
+    elif args.model:
+        raise InputError("--model cuts --input's raw text; a --train file or pfr1998 split is cut already")
+    else:
+        documents = _training_sentences(args)
+    table = IdfTable.from_documents(documents)
     if not len(table):
         raise InputError("the corpus holds no words: no idf table to write")
     table.save(args.output)
