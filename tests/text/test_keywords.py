@@ -228,6 +228,7 @@ def test_cli_keywords(segmenters, train_tagged, tmp_path, cli):
     for argv, match in ((["--method", "textrank", "--idf", "x"], "--idf is for"),
                         (["--window", "3"], "--window is for"), ([*pos], "--pos-model tags"), (["-k", "-1"], "--top-k"),
                         (["--method", "textrank", "--window", "1"], "window"),
+                        (["--method", "textrank", "--window", "0"], "window"),
                         (["--allow-tags", "n,zz", *pos], "zz not among"), (["--idf", str(stop)], "line 1")):
         rc, out, err = cli([*base, *argv], "never read\n")
         assert rc == 2 and match in err and out == ""

@@ -1,4 +1,5 @@
-"""``llmlab seg``: train, cut, eval, report and k-best for Chinese word segmenters; keywords and idf tables."""
+"""``llmlab seg``: train, cut, eval, report and k-best for Chinese word segmenters (keywords, new words
+and idf tables: `llmlab.cli.seg_words`)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ ALGO_FLAGS = {"--epochs": ("epochs", _TRAINED), "--folds": ("folds", _TRAINED), 
 def register(sub) -> None:
     from llmlab.cli.common import add_fresh_flag
 
-    g = add_group(sub, "seg", "Chinese word segmentation: train, cut, eval, report")
+    g = add_group(sub, "seg", "Chinese word segmentation: train, cut, eval, report; keywords and new words")
 
     p = add_command(g, "train", "train a segmenter and save it to a directory", _train)
     p.add_argument("--algo", choices=ALGOS, default="perceptron",
@@ -59,7 +60,7 @@ def register(sub) -> None:
     p.add_argument("--lam", type=finite_float,
                    help="hybrid: weight of the neural log-probabilities (default 0.07)")
     p.add_argument("--perceptron-model", help="hybrid: use this saved perceptron segmenter instead of training one")
-    _add_force_words(p, "saved with the model")
+    add_force_words(p, "saved with the model")
     add_fresh_flag(p)
 
     p = add_command(g, "cut", "segment stdin lines to stdout (words separated by one space)", _cut)
@@ -67,7 +68,7 @@ def register(sub) -> None:
                    f"train split, trained on first use (about a minute) and cached ({WHERE})")
     p.add_argument("--user-dict", help="user dictionary added to a dictionary-aware model (`word [count] [tag]` "
                    "lines; a line starting with # is a comment)")
-    _add_force_words(p)
+    add_force_words(p)
     p.add_argument("--input", help="read this file instead of stdin")
     p.add_argument("--mode", choices=("default", "search", "full"), default="default",
                    help="default: the cut; search: each word of 3+ characters after the lexicon words of 2 and 3 "
@@ -97,55 +98,14 @@ def register(sub) -> None:
     p.add_argument("--by", choices=("prob", "words"), default="prob",
                    help="rank by probability, or by fewest words (N-shortest paths)")
     p.add_argument("--user-dict", help="user dictionary added to the model's lexicon (`word [count] [tag]` lines)")
-    _add_force_words(p)
+    add_force_words(p)
 
-    p = add_command(g, "keywords", "keywords of the input, by TF-IDF or TextRank (jieba.analyse's methods): one "
-                    "line of words, best first (--per-line: one for each input line)", _keywords)
-    p.add_argument("--method", choices=("tfidf", "textrank"), default="tfidf",
-                   help="tfidf: count times inverse document frequency; textrank: PageRank over the graph of words "
-                   "that occur near each other")
-    p.add_argument("-k", "--top-k", type=int, default=20, help="keywords to give (0: all)")
-    p.add_argument("--weights", action="store_true", help="write each keyword as word/weight")
-    p.add_argument("--per-line", action="store_true", help="each input line is a document of its own")
-    p.add_argument("--input", help="read this file instead of stdin")
-    p.add_argument("--model", help="segmenter directory; default: the default perceptron (as `seg cut`)")
-    p.add_argument("--user-dict", help="user dictionary added to the segmenter (`word [count] [tag]` lines)")
-    _add_force_words(p)
-    p.add_argument("--allow-tags", help="only words with these POS tags, comma-separated (textrank's default: "
-                   "ns,n,vn,v; tfidf's: any word, untagged; an empty value: any word)")
-    p.add_argument("--pos-model", help="tagger directory for --allow-tags; default: the default perceptron tagger "
-                   "(as `pos tag`)")
-    p.add_argument("--idf", help="tfidf: idf table (jieba's `word idf` lines, as `seg idf` writes); default: "
-                   "built from the pfr1998 train split")
-    p.add_argument("--stop-words", help="file of further stop words, one per line")
-    p.add_argument("--window", type=int, help="textrank: words fewer than this many tokens apart are linked "
-                   "(default 5)")
+    from llmlab.cli import seg_words  # here: it imports this module's helpers
 
-    p = add_command(g, "newwords", "words found in raw text by frequency, cohesion and freedom (no dictionary, no "
-                    "labels): one per line, best first", _newwords)
-    p.add_argument("--input", help="read this file instead of stdin (each line a text; strings never span lines)")
-    p.add_argument("-k", "--top", type=int, default=50, help="words to give (0: all)")
-    p.add_argument("--rank", choices=("combined", "count", "entropy", "cohesion", "av"), default="combined",
-                   help="combined: ln(count) x freedom x cohesion; or one measure alone")
-    p.add_argument("--max-n", type=int, default=4, help="longest string considered (characters)")
-    p.add_argument("--min-count", type=int, default=5, help="fewest occurrences")
-    p.add_argument("--known", help="leave out these words (a word list or user dictionary: the first field of "
-                   "each line)")
-    p.add_argument("--model", help="leave out the words of this segmenter's lexicon")
-    p.add_argument("--scores", action="store_true", help="tab-separated columns after each word: count, cohesion, "
-                   "left and right entropy, left and right accessor variety")
-
-    p = add_command(g, "idf", "write an idf table (jieba's `word idf` lines) from a corpus, one document per line",
-                    _idf)
-    p.add_argument("-o", "--output", required=True, help="file to write")
-    p.add_argument("--train", dest="train_file", help="segmented file (words separated by spaces), a document per "
-                   "line; default: the pfr1998 train split")
-    p.add_argument("--split", choices=("train", "dev", "test"), help="pfr1998 split to count (default: train)")
-    p.add_argument("--input", help="raw text instead, a document per line, cut by --model (as `seg cut`)")
-    p.add_argument("--model", help="with --input: segmenter directory; default: the default perceptron")
+    seg_words.register(g)
 
 
-def _add_force_words(p: argparse.ArgumentParser, more: str = "") -> None:
+def add_force_words(p: argparse.ArgumentParser, more: str = "") -> None:
     p.add_argument("--force-words", action="store_true", default=None,
                    help="always cut the --user-dict words whole (forward maximum matching before the model, as "
                    "pkuseg does), with any segmenter, the HMM included; without it they only gain weight in a "
@@ -184,7 +144,7 @@ def _config_for(algo: str, args: argparse.Namespace):
                                  perceptron=PerceptronConfig(**shared), neural=neural)
 
 
-def _training_sentences(args) -> list[list[str]]:
+def training_sentences(args) -> list[list[str]]:
     from llmlab.data.corpora import pfr1998_words
     from llmlab.text.metrics import read_segmented
 
@@ -216,10 +176,10 @@ def _train(args) -> int:
         elif args.feature_dict:
             from llmlab.text.perceptron import read_dictionary
 
-            seg = segmenter_class(args.algo).train(_training_sentences(args), _config_for(args.algo, args),
+            seg = segmenter_class(args.algo).train(training_sentences(args), _config_for(args.algo, args),
                                                    read_dictionary(args.feature_dict))
         else:
-            seg = segmenter_class(args.algo).train(_training_sentences(args), _config_for(args.algo, args))
+            seg = segmenter_class(args.algo).train(training_sentences(args), _config_for(args.algo, args))
         if args.user_dict and args.dict_only and args.force_words:  # its words are the lexicon already
             seg.force_words(w for w, _ in read_user_dict(args.user_dict))
         elif args.user_dict and not args.dict_only:
@@ -349,124 +309,4 @@ def _kbest(args) -> int:
         for score, words in seg.k_best(line.strip(), args.k, by=args.by):
             print(f"{score:.3f}\t{' '.join(words)}")
         print()
-    return 0
-
-
-def _keywords(args) -> int:
-    from llmlab.core.errors import InputError
-    from llmlab.core.io import line_batches
-    from llmlab.text.default import default_tagger
-    from llmlab.text.keywords import (
-        STOP_WORDS,
-        TEXTRANK_TAGS,
-        IdfTable,
-        read_stop_words,
-        textrank_keywords,
-        tfidf_keywords,
-    )
-    from llmlab.text.lexicon import read_user_dict
-    from llmlab.text.pos import SPACE_TAG, cut_and_tag_lines, load_tagger
-
-    textrank = args.method == "textrank"
-    if args.top_k < 0:
-        raise InputError(f"--top-k must be >= 0 (0: all), got {args.top_k}")
-    top_k = args.top_k or None
-    if args.allow_tags is None:
-        tags = TEXTRANK_TAGS if textrank else None
-    else:
-        tags = tuple(t for t in args.allow_tags.split(",") if t) or None
-    if args.idf and textrank:
-        raise InputError("--idf is for --method tfidf: TextRank reads no idf")
-    if args.window is not None and not textrank:
-        raise InputError("--window is for --method textrank")
-    if args.pos_model and tags is None:
-        raise InputError("--pos-model tags the words for --allow-tags (or --method textrank), and neither is given")
-    stop = STOP_WORDS | read_stop_words(args.stop_words) if args.stop_words else STOP_WORDS
-    if textrank:
-        def rank(tokens):
-            return textrank_keywords(tokens, top_k, tags, window=args.window or 5, stop_words=stop)
-    else:
-        idf = IdfTable.read(args.idf) if args.idf else None
-
-        def rank(tokens):
-            return tfidf_keywords(tokens, idf, top_k, tags, stop)
-    rank([])  # bad settings are refused before any model loads or any input is read
-    seg = load_with_user_dict(args.model, read_user_dict(args.user_dict) if args.user_dict else None,
-                              force=bool(args.force_words))
-    tagger = None
-    if tags is not None:
-        tagger = load_tagger(args.pos_model) if args.pos_model else default_tagger()
-        unknown = sorted(set(tags) - set(tagger.tags))
-        if unknown:
-            raise InputError(f"--allow-tags: {' '.join(unknown)} not among the tagger's tags: "
-                             f"{' '.join(sorted(tagger.tags))}")
-
-    def write(ranked) -> None:
-        sys.stdout.write(" ".join(f"{w}/{x:.6g}" if args.weights else w for w, x in ranked) + "\n")
-
-    document: list = []
-    for lines in line_batches(args.input):
-        rows = seg.cut_lines(lines) if tagger is None else cut_and_tag_lines(seg, tagger, lines)
-        if args.per_line:
-            for tokens in rows:
-                write(rank(tokens))
-        else:  # one document; a line break takes a token's place, as in the text jieba would read
-            for tokens in rows:
-                document.extend(tokens)
-                document.append("\n" if tagger is None else ("\n", SPACE_TAG))
-    if not args.per_line:
-        write(rank(document))
-    return 0
-
-
-def _idf(args) -> int:
-    from llmlab.core.errors import InputError
-    from llmlab.text.keywords import IdfTable
-
-    if args.input:
-        from llmlab.core.io import check_output, line_batches
-        from llmlab.text.base import load_segmenter
-        from llmlab.text.default import default_segmenter
-
-        for flag, value in (("--train", args.train_file), ("--split", args.split)):
-            if value is not None:
-                raise InputError(f"{flag} does not apply with --input: the documents are --input's lines")
-        check_output(args.output)  # before the model loads and the text is cut
-        seg = load_segmenter(args.model) if args.model else default_segmenter()
-        documents = (words for lines in line_batches(args.input) for words in seg.cut_lines(lines))
-    elif args.model:
-        raise InputError("--model cuts --input's raw text; a --train file or pfr1998 split is cut already")
-    else:
-        documents = _training_sentences(args)
-    table = IdfTable.from_documents(documents)
-    if not len(table):
-        raise InputError("the corpus holds no words: no idf table to write")
-    table.save(args.output)
-    print(f"wrote idf of {len(table):,} words to {args.output}", file=sys.stderr)
-    return 0
-
-
-def _newwords(args) -> int:
-    from llmlab.core.errors import InputError
-    from llmlab.core.io import line_batches
-    from llmlab.text.base import load_segmenter
-    from llmlab.text.lexicon import read_user_dict
-    from llmlab.text.newwords import discover
-
-    if args.top < 0:
-        raise InputError(f"--top must be >= 0 (0: all), got {args.top}")
-    known: set[str] = set()
-    if args.known:
-        known.update(w for w, _ in read_user_dict(args.known, "known-word file"))
-    if args.model:
-        seg = load_segmenter(args.model)
-        if getattr(seg, "lexicon", None) is None:
-            raise InputError(f"--model: the {seg.kind!r} segmenter in {args.model!r} has no lexicon to leave out")
-        known.update(seg.lexicon.counts)
-    discover([], args.top or None, rank=args.rank, max_n=args.max_n, min_count=args.min_count)  # settings first
-    texts = [line for lines in line_batches(args.input) for line in lines]
-    for c in discover(texts, args.top or None, known, args.rank, args.max_n, args.min_count):
-        extra = (f"\t{c.count}\t{c.cohesion:.4f}\t{c.left_entropy:.4f}\t{c.right_entropy:.4f}\t{c.left_av}\t"
-                 f"{c.right_av}") if args.scores else ""
-        sys.stdout.write(c.word + extra + "\n")
     return 0
