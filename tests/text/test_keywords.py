@@ -149,8 +149,9 @@ def test_idf_file_round_trip_and_damage(tmp_path):
         (tmp_path / "bad.txt").write_text(text, encoding="utf-8")
         with pytest.raises(InputError, match=match):
             IdfTable.read(tmp_path / "bad.txt")
-    with pytest.raises(InputError, match="finite"):
-        IdfTable({"中国": math.inf})
+    for bad in ({"中国": math.inf}, {"中 国": 1.0}, {"": 1.0}, {"中国": "1.0"}, {"中国": True}):
+        with pytest.raises(InputError, match="finite"):
+            IdfTable(bad)
     (tmp_path / "stop.txt").write_text("The\n\n 之一 \n", encoding="utf-8")
     assert read_stop_words(tmp_path / "stop.txt") == {"the", "之一"}
 

@@ -22,6 +22,7 @@ import functools
 import heapq
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import compress
@@ -55,10 +56,10 @@ class IdfTable:
     """
 
     def __init__(self, idf: dict[str, float], default: float | None = None):
-        bad = next((w for w, v in idf.items() if not isinstance(w, str) or not w or not math.isfinite(v)), None)
+        bad = next((w for w, v in idf.items() if not _entry_ok(w, v)), None)
         if bad is not None:
-            raise InputError(f"idf table: entry {bad!r} must be a non-empty word with a finite idf, "
-                             f"got {idf[bad]!r}")
+            raise InputError(f"idf table: entry {bad!r} must be a non-empty word without white space and a finite "
+                             f"idf, got {idf[bad]!r}")
         if default is None:  # jieba's median: the middle value, the upper one of an even count
             default = sorted(idf.values())[len(idf) // 2] if idf else 0.0
         self.idf, self.default = dict(idf), float(default)
@@ -114,6 +115,14 @@ class IdfTable:
 
     def __len__(self) -> int:
         return len(self.idf)
+
+
+def _entry_ok(word: object, value: object) -> bool:
+    return (isinstance(word, str) and bool(word) and not _SPACE.search(word)
+            and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+
+
+_SPACE = re.compile(r"\s")
 
 
 @functools.lru_cache(maxsize=1)
