@@ -14,7 +14,7 @@ from llmlab.data.corpora import pfr1998, pfr1998_words
 from llmlab.text.base import load_segmenter
 from llmlab.text.hashindex import FeatureIndex, SparseRows
 from llmlab.text.lexicon import Lexicon, _entries_by_line, _plain_entries, read_user_dict
-from llmlab.text.lexmatch import SpanIndex, _fragment_keys, _key
+from llmlab.text.lexmatch import SpanIndex, _key, _span_fragments
 from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter
 from llmlab.text.pos import load_tagger
 from llmlab.text.pos_perceptron import (
@@ -131,7 +131,7 @@ def test_span_index_fragments_match_the_dictionary_way(seg_pair):
     odd = {"ＡＢ": 5, "AB": 50, "中": 3, "中国人民银行行长": 100, "\ud800x": 2, "𠀀𠀁": 12}  # unnormalised, lone
     # surrogate, astral characters, a one-character word
     for counts in (seg.lexicon.counts, seg.dictionary.counts, seg.av_words, odd, {}):
-        keys, values = _fragment_keys(counts)
+        keys, values = _span_fragments(counts)
         assert (keys.tolist(), values.tolist()) == _reference_fragments(counts)
     index = SpanIndex(odd)
     assert index.values[index.index.lookup(np.array([_key(np.uint64(0), 1)]))].tolist() == [-1]  # no fragment

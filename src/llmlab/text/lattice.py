@@ -18,7 +18,7 @@ from pathlib import Path
 
 from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
-from llmlab.text.base import check_sentences, normalize_text, same_cuts, split_spaces, unit_spans, word_ends
+from llmlab.text.base import check_sentences, normalize_text, same_cuts, split_spaces
 from llmlab.text.lexicon import DictSegmenter, Lexicon, lexicon_from_dictionary
 
 BOS, EOS = "<s>", "</s>"
@@ -37,24 +37,8 @@ def build_dag(text: str, lexicon: Lexicon) -> list[list[int]]:
     >>> build_dag("ab12中", Lexicon({"中": 1}))
     [[4], [], [], [], [5]]
     """
-    n = len(text)
-    get = lexicon.prefixes.get
-    spans = unit_spans(text)
-    inside = {k for a, b in spans for k in range(a + 1, b)}  # no word starts or ends here
-    unit_end = {a: b for a, b in spans}
-    dag = []
-    for i in range(n):
-        if i in inside:
-            dag.append([])
-            continue
-        fallback = unit_end.get(i, i + 1)
-        out = word_ends(text, i, get)
-        if inside:  # most lines hold no unit of several characters
-            out = [j for j in out if j not in inside]
-        if fallback not in out and (fallback != i + 1 or not out):
-            out = sorted([fallback, *out])
-        dag.append(out)
-    return dag
+    ends, offsets = lexicon.scan_index().dag(text)  # a compiled scan (`lexscan`)
+    return [ends[offsets[i]:offsets[i + 1]] for i in range(len(text))]
 
 
 def full_spans(text: str, lexicon: Lexicon) -> list[tuple[str, int, int]]:
@@ -111,34 +95,13 @@ def dag_best_path(text: str, dag: list[list[int]], logp: Callable[[str], float])
 def best_path(text: str, lexicon: Lexicon) -> list[str]:
     """``dag_best_path(text, build_dag(text, lexicon), lexicon.logp)`` in one right-to-left pass that
     scores each word as the prefix scan finds it, without building the DAG: the unigram segmenter's
-    hot path (jieba's algorithm, faster than jieba's two passes).
+    hot path (jieba's algorithm, compiled: `lexscan`).
 
     >>> best_path("研究生命起源", Lexicon({"研究": 5, "研究生": 1, "生命": 5, "起源": 5}))
     ['研究', '生命', '起源']
     """
-    n = len(text)
-    get, logp = lexicon.prefixes.get, lexicon.log_probs
-    spans = unit_spans(text)
-    inside = {k for a, b in spans for k in range(a + 1, b)}  # no word starts or ends here
-    unit_end = {a: b for a, b in spans}
-    route: list[tuple[float, int]] = [(0.0, 0)] * (n + 1)
-    for i in range(n - 1, -1, -1):
-        if i in inside:  # no path reaches it
-            route[i] = (-math.inf, n)
-            continue
-        fallback = unit_end.get(i, i + 1)
-        best = None
-        for j in word_ends(text, i, get):
-            if j not in inside:
-                cand = (logp[text[i:j]] + route[j][0], j)
-                if best is None or cand > best:  # as max() over (score, end): ties go to the longer word
-                    best = cand
-        if best is None or fallback != i + 1:  # the edge `build_dag` adds (scoring a unit twice is harmless)
-            cand = (logp[text[i:fallback]] + route[fallback][0], fallback)
-            if best is None or cand > best:
-                best = cand
-        route[i] = best
-    return _follow(text, route)
+    ends = lexicon.scan_index().best_ends(text)  # a compiled scan (`lexscan`)
+    return [text[a:b] for a, b in zip([0, *ends], ends)]
 
 
 def _follow(text: str, route: list[tuple[float, int]]) -> list[str]:

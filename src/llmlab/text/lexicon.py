@@ -54,6 +54,7 @@ class Lexicon:
         self._prefixes: dict[str, int] | None = None
         self._suffixes: dict[str, int] | None = None
         self._log_probs: LogProbs | None = None
+        self._scan = None  # the compiled scans' index (`scan_index`)
         if counts and _plain(counts):  # each word its own normal form and checked: take the table whole
             self.counts = dict(counts)
             self.total = sum(self.counts.values())
@@ -89,7 +90,17 @@ class Lexicon:
         self.max_len = max(self.max_len, len(word))
         if self._prefixes is not None:  # kept up to date in place: matchers hold its ``get``
             _add_fragments(self._prefixes, word, self.counts[word], prefixes=True)
-        self._suffixes = self._log_probs = None
+        self._suffixes = self._log_probs = self._scan = None
+
+    def scan_index(self):
+        """The lexicon as the word lattice's compiled scans read it (`lexscan.LexiconIndex`; built on
+        first use after an `add`)."""
+        if self._scan is None:
+            from llmlab.text.lexscan import LexiconIndex
+
+            lp, words = self.log_probs, list(self.counts)
+            self._scan = LexiconIndex(words, [lp[w] for w in words], lp.unknown)  # the same floats as `logp`
+        return self._scan
 
     @property
     def prefixes(self) -> dict[str, int]:

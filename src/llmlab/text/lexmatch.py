@@ -68,34 +68,39 @@ def _spans(codes: np.ndarray, table: np.ndarray, shift: np.uint64, missing: int,
                     out[j, 2] = max(out[j, 2], w)
 
 
-def _fragment_keys(counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The sorted keys (`_key`) of every word of `counts` and every proper prefix of one, each with the
-    largest value it gets: a word of two or more characters its frequency bin, anything else 0. In
-    numpy, one pass per prefix length, a million words in well under a second.
+def fragment_keys(words: list[str], values: np.ndarray, fill: int, min_len: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted keys (`_key`) of every word and every proper prefix of one, each with the largest value
+    it gets: a word of `min_len` or more characters its entry of `values` (int64), anything else `fill`.
+    In numpy, one pass per prefix length, a million words in well under a second.
 
-    >>> keys, values = _fragment_keys({"中国": 5, "中": 50})
+    >>> keys, values = fragment_keys(["中国", "中"], np.array([1, 3]), 0, min_len=2)
     >>> len(keys), sorted(values.tolist())  # "中" (a word of one character, and a prefix) and "中国"
     (2, [0, 1])
     """
-    words = list(counts)
     lens = np.fromiter(map(len, words), np.int64, len(words))
     codes = np.frombuffer("".join(words).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
-    bins = freq_bins(np.fromiter(counts.values(), np.float64, len(words)))  # exact: counts are at most 2**53
     starts = np.cumsum(lens) - lens
     alive, h = np.arange(len(words)), np.zeros(len(words), np.uint64)
-    keys, values = [], []
+    keys, out = [], []
     for n in range(1, int(lens.max(initial=0)) + 1):
         longer = lens[alive] >= n
         alive, h = alive[longer], h[longer]
-        h = h * _P + codes[starts[alive] + n - 1]  # the running hash `_spans` computes
+        h = h * _P + codes[starts[alive] + n - 1]  # the running hash the scans compute
         keys.append(_keys(h, np.full(len(h), n)))
-        values.append(np.where(lens[alive] == n, bins[alive], 0) if n >= 2 else np.zeros(len(h), np.int64))
-    keys, values = np.concatenate([np.zeros(0, np.uint64), *keys]), np.concatenate([np.zeros(0, np.int64), *values])
-    order = np.lexsort((values, keys))  # by key, then value: the last of each key holds its largest value
-    keys, values = keys[order], values[order]
+        out.append(np.where(lens[alive] == n, values[alive], fill) if n >= min_len else np.full(len(h), fill))
+    keys, out = np.concatenate([np.zeros(0, np.uint64), *keys]), np.concatenate([np.zeros(0, np.int64), *out])
+    order = np.lexsort((out, keys))  # by key, then value: the last of each key holds its largest value
+    keys, out = keys[order], out[order]
     last = np.ones(len(keys), bool)
     last[:-1] = keys[1:] != keys[:-1]
-    return keys[last], values[last]
+    return keys[last], out[last]
+
+
+def _span_fragments(counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """`SpanIndex`'s keys and values: a word of two or more characters has its frequency bin, every
+    other fragment 0 (counts are at most 2**53, exact as floats)."""
+    bins = freq_bins(np.fromiter(counts.values(), np.float64, len(counts)))
+    return fragment_keys(list(counts), bins, 0, min_len=2)
 
 
 class SpanIndex:
@@ -108,7 +113,7 @@ class SpanIndex:
     """
 
     def __init__(self, counts: dict[str, int]):
-        keys, values = _fragment_keys(counts)
+        keys, values = _span_fragments(counts)
         self.index = FeatureIndex(keys)
         self.values = np.append(values, -1)  # row r (keys sorted) -> bin or 0; the missing row: -1, not a prefix
 
