@@ -111,7 +111,7 @@ def test_cli_newwords(segmenters, tmp_path, cli):
     assert rc == 0 and out.split() == [c.word for c in discover(lines, None, lexicon, min_count=3)]
 
     segmenters["hmm"].save(tmp_path / "hmm")
-    for argv, match in ((["--top", "-1"], "--top"), (["--max-n", "1"], "max_n"),
+    for argv, match in ((["--top-k", "-1"], "--top-k"), (["--max-n", "1"], "max_n"),
                         (["--model", str(tmp_path / "hmm")], "no lexicon")):
         rc, out, err = cli(["seg", "newwords", *argv], "never read\n")
         assert rc == 2 and match in err and out == ""

@@ -36,7 +36,7 @@ def register(g) -> None:
     p = add_command(g, "newwords", "words found in raw text by frequency, cohesion and freedom (no dictionary, no "
                     "labels): one per line, best first", _newwords)
     p.add_argument("--input", help="read this file instead of stdin (each line a text; strings never span lines)")
-    p.add_argument("-k", "--top", type=int, default=50, help="words to give (0: all)")
+    p.add_argument("-k", "--top-k", type=int, default=50, help="words to give (0: all)")
     p.add_argument("--rank", choices=("combined", "count", "entropy", "cohesion", "av"), default="combined",
                    help="combined: ln(count) x freedom x cohesion; or one measure alone")
     p.add_argument("--max-n", type=int, default=4, help="longest string considered (characters)")
@@ -160,8 +160,8 @@ def _newwords(args) -> int:
     from llmlab.text.lexicon import read_user_dict
     from llmlab.text.newwords import discover
 
-    if args.top < 0:
-        raise InputError(f"--top must be >= 0 (0: all), got {args.top}")
+    if args.top_k < 0:
+        raise InputError(f"--top-k must be >= 0 (0: all), got {args.top_k}")
     known: set[str] = set()
     if args.known:
         known.update(w for w, _ in read_user_dict(args.known, "known-word file"))
@@ -170,9 +170,9 @@ def _newwords(args) -> int:
         if getattr(seg, "lexicon", None) is None:
             raise InputError(f"--model: the {seg.kind!r} segmenter in {args.model!r} has no lexicon to leave out")
         known.update(seg.lexicon.counts)
-    discover([], args.top or None, rank=args.rank, max_n=args.max_n, min_count=args.min_count)  # settings first
+    discover([], args.top_k or None, rank=args.rank, max_n=args.max_n, min_count=args.min_count)  # settings first
     texts = [line for lines in line_batches(args.input) for line in lines]
-    for c in discover(texts, args.top or None, known, args.rank, args.max_n, args.min_count):
+    for c in discover(texts, args.top_k or None, known, args.rank, args.max_n, args.min_count):
         extra = (f"\t{c.count}\t{c.cohesion:.4f}\t{c.left_entropy:.4f}\t{c.right_entropy:.4f}\t{c.left_av}\t"
                  f"{c.right_av}") if args.scores else ""
         sys.stdout.write(c.word + extra + "\n")
