@@ -36,6 +36,11 @@ def _keys(hashes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return k | np.uint64(1)
 
 
+def code_points(text: str) -> np.ndarray:
+    """The code points of `text` as uint64, one per character as Python indexes it (not normalised)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+
+
 def freq_bins(counts: np.ndarray) -> np.ndarray:
     """1 for counts below 10, 2 below 100, else 3.
 
@@ -78,7 +83,7 @@ def fragment_keys(words: list[str], values: np.ndarray, fill: int, min_len: int 
     (2, [0, 1])
     """
     lens = np.fromiter(map(len, words), np.int64, len(words))
-    codes = np.frombuffer("".join(words).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+    codes = code_points("".join(words))
     starts = np.cumsum(lens) - lens
     alive, h = np.arange(len(words)), np.zeros(len(words), np.uint64)
     keys, out = [], []

@@ -16,14 +16,9 @@ import numpy as np
 from llmlab.core.jit import interpreted, jit
 from llmlab.text.base import unit_spans
 from llmlab.text.hashindex import FeatureIndex, probe
-from llmlab.text.lexmatch import _P, _key, fragment_keys
+from llmlab.text.lexmatch import _P, _key, code_points, fragment_keys
 
 _NONE = -2  # a fragment that is no word's prefix (the index's missing row)
-
-
-def codes_of_text(text: str) -> np.ndarray:
-    """The code points of `text` (one per character, as Python indexes it), uint64."""
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
 
 
 class LexiconIndex:
@@ -35,7 +30,7 @@ class LexiconIndex:
         self.values = np.append(rows, _NONE)  # index row -> word number, -1 (a prefix only) or _NONE (missing)
         lens = np.fromiter(map(len, words), np.int64, len(words))
         self.offsets = np.concatenate([[0], np.cumsum(lens)])
-        self.codes = codes_of_text("".join(words))
+        self.codes = code_points("".join(words))
         self.logp, self.unknown = np.asarray(logp, np.float64), float(unknown)
 
     def _units(self, text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +50,7 @@ class LexiconIndex:
         inside, fallback = self._units(text)
         score, end = np.zeros(n + 1), np.zeros(n + 1, np.int64)
         with interpreted(n):
-            _best_path(codes_of_text(text), self.index.table, self.index.shift, self.index.missing, self.values,
+            _best_path(code_points(text), self.index.table, self.index.shift, self.index.missing, self.values,
                        self.codes, self.offsets, self.logp, self.unknown, inside, fallback, score, end)
         out, i, ends = [], 0, end.tolist()
         while i < n:
@@ -70,11 +65,11 @@ class LexiconIndex:
         inside, fallback = self._units(text)
         ends, counts = np.zeros(n * 8 + 8, np.int64), np.zeros(n, np.int64)
         with interpreted(n):
-            total = _dag(codes_of_text(text), self.index.table, self.index.shift, self.index.missing, self.values,
+            total = _dag(code_points(text), self.index.table, self.index.shift, self.index.missing, self.values,
                          self.codes, self.offsets, inside, fallback, ends, counts)
             if total > len(ends):  # more than 8 words start at each position on average: run again with room
                 ends = np.zeros(total, np.int64)
-                _dag(codes_of_text(text), self.index.table, self.index.shift, self.index.missing, self.values,
+                _dag(code_points(text), self.index.table, self.index.shift, self.index.missing, self.values,
                      self.codes, self.offsets, inside, fallback, ends, counts)
         return ends[:total].tolist(), np.concatenate([[0], np.cumsum(counts)]).tolist()
 
