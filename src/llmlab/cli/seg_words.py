@@ -58,6 +58,15 @@ def register(g) -> None:
 
 
 
+def _top_k(args) -> int | None:
+    """``-k``: how many words to give, None for all (0)."""
+    from llmlab.core.errors import InputError
+
+    if args.top_k < 0:
+        raise InputError(f"--top-k must be >= 0 (0: all), got {args.top_k}")
+    return args.top_k or None
+
+
 def _keywords(args) -> int:
     from llmlab.core.errors import InputError
     from llmlab.core.io import line_batches
@@ -73,10 +82,7 @@ def _keywords(args) -> int:
     from llmlab.text.lexicon import read_user_dict
     from llmlab.text.pos import SPACE_TAG, cut_and_tag_lines, load_tagger
 
-    textrank = args.method == "textrank"
-    if args.top_k < 0:
-        raise InputError(f"--top-k must be >= 0 (0: all), got {args.top_k}")
-    top_k = args.top_k or None
+    textrank, top_k = args.method == "textrank", _top_k(args)
     if args.allow_tags is None:
         tags = TEXTRANK_TAGS if textrank else None
     else:
@@ -128,18 +134,15 @@ def _keywords(args) -> int:
 
 def _idf(args) -> int:
     from llmlab.core.errors import InputError
+    from llmlab.core.io import check_output, line_batches
     from llmlab.text.keywords import IdfTable
 
+    check_output(args.output)  # before any text is read or cut
     if args.input:
-        from llmlab.core.io import check_output, line_batches
-        from llmlab.text.base import load_segmenter
-        from llmlab.text.default import default_segmenter
-
         for flag, value in (("--train", args.train_file), ("--split", args.split)):
             if value is not None:
                 raise InputError(f"{flag} does not apply with --input: the documents are --input's lines")
-        check_output(args.output)  # before the model loads and the text is cut
-        seg = load_segmenter(args.model) if args.model else default_segmenter()
+        seg = load_with_user_dict(args.model, None)
         documents = (words for lines in line_batches(args.input) for words in seg.cut_lines(lines))
     elif args.model:
         raise InputError("--model cuts --input's raw text; a --train file or pfr1998 split is cut already")
@@ -160,8 +163,7 @@ def _newwords(args) -> int:
     from llmlab.text.lexicon import read_user_dict
     from llmlab.text.newwords import discover
 
-    if args.top_k < 0:
-        raise InputError(f"--top-k must be >= 0 (0: all), got {args.top_k}")
+    top_k = _top_k(args)
     known: set[str] = set()
     if args.known:
         known.update(w for w, _ in read_user_dict(args.known, "known-word file"))
@@ -170,9 +172,9 @@ def _newwords(args) -> int:
         if getattr(seg, "lexicon", None) is None:
             raise InputError(f"--model: the {seg.kind!r} segmenter in {args.model!r} has no lexicon to leave out")
         known.update(seg.lexicon.counts)
-    discover([], args.top_k or None, rank=args.rank, max_n=args.max_n, min_count=args.min_count)  # settings first
+    discover([], top_k, rank=args.rank, max_n=args.max_n, min_count=args.min_count)  # settings first
     texts = [line for lines in line_batches(args.input) for line in lines]
-    for c in discover(texts, args.top_k or None, known, args.rank, args.max_n, args.min_count):
+    for c in discover(texts, top_k, known, args.rank, args.max_n, args.min_count):
         extra = (f"\t{c.count}\t{c.cohesion:.4f}\t{c.left_entropy:.4f}\t{c.right_entropy:.4f}\t{c.left_av}\t"
                  f"{c.right_av}") if args.scores else ""
         sys.stdout.write(c.word + extra + "\n")
