@@ -34,7 +34,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from llmlab.data.corpora import pfr1998_words
-    from llmlab.text.newwords import RANKS, discover
+    from llmlab.text.newwords import RANKS, discover, ranked
 
     train = pfr1998_words("train")
     texts = ["".join(s) for s in train]
@@ -46,9 +46,9 @@ def main() -> None:
     found = discover(texts, None, max_n=args.max_n, min_count=args.min_count)
     ours = time.perf_counter() - t
     for rank in RANKS:
-        ranked = sorted(found, key=lambda c, r=rank: (-c.score(r), -c.count, len(c.word), c.word))
+        order = ranked(found, rank)
         seconds = f"{ours:8.1f}" if rank == "combined" else f"{'':8s}"
-        print(f"{'llmlab, rank ' + rank:44s} {len(ranked):7,d} {precision_at([c.word for c in ranked], vocab)} "
+        print(f"{'llmlab, rank ' + rank:44s} {len(order):7,d} {precision_at([c.word for c in order], vocab)} "
               f"{seconds}")
     try:  # the module itself: the package's own `findword` attribute is a wrapper function
         findword = importlib.import_module("jiagu.findword")

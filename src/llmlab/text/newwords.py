@@ -91,20 +91,28 @@ def candidates(texts: Iterable[str], max_n: int = 4, min_count: int = 5) -> list
 
 def discover(texts: Iterable[str], top: int | None = 100, known: Container[str] | None = None,
              rank: str = "combined", max_n: int = 4, min_count: int = 5) -> list[Candidate]:
-    """The `top` candidates (None: all) by `rank`, best first (ties: more frequent, then shorter, then
-    in code-point order), leaving out the words in `known`.
+    """The `top` candidates (None: all) by `rank`, best first (`ranked`), leaving out the words in `known`.
 
     >>> text = ["咖啡馆里喝咖啡", "他爱咖啡", "咖啡很香", "买咖啡豆"] * 3
     >>> [c.word for c in discover(text, top=1, min_count=3)]
     ['咖啡']
     """
-    if rank not in RANKS:
-        raise InputError(f"rank must be one of {', '.join(RANKS)}, got {rank!r}")
+    _check_rank(rank)  # before the counting
     if top is not None and (not isinstance(top, int) or top < 1):
         raise InputError(f"top must be a whole number >= 1, or None for all, got {top!r}")
     found = [c for c in candidates(texts, max_n, min_count) if known is None or c.word not in known]
-    found.sort(key=lambda c: (-c.score(rank), -c.count, len(c.word), c.word))
-    return found[:top]
+    return ranked(found, rank)[:top]
 
 
-__all__ = ["RANKS", "Candidate", "candidates", "discover"]
+def ranked(found: Iterable[Candidate], rank: str = "combined") -> list[Candidate]:
+    """`found` best first by `rank`; ties: more frequent, then shorter, then in code-point order."""
+    _check_rank(rank)
+    return sorted(found, key=lambda c: (-c.score(rank), -c.count, len(c.word), c.word))
+
+
+def _check_rank(rank: str) -> None:
+    if rank not in RANKS:
+        raise InputError(f"rank must be one of {', '.join(RANKS)}, got {rank!r}")
+
+
+__all__ = ["RANKS", "Candidate", "candidates", "discover", "ranked"]
