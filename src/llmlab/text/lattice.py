@@ -361,6 +361,7 @@ class BigramSegmenter(UnigramSegmenter):
         for (v, w), c in bigrams.items():
             self.following.setdefault(v, {})[w] = c
         self.history = {v: sum(ws.values()) for v, ws in self.following.items()}  # c(v)
+        self._scan = None
 
     @property
     def bigrams(self) -> dict[tuple[str, str], int]:
@@ -395,7 +396,20 @@ class BigramSegmenter(UnigramSegmenter):
         return math.log(a * p_bi + (1 - a) * p_uni)
 
     def _best_path(self, run: str) -> list[str]:
-        return bigram_best_path(run, build_dag(run, self.lexicon), self._logp)
+        """`bigram_best_path` of the run, compiled (`lexscan.BigramIndex`)."""
+        ends, _ = self.scan_index().best_ends(run)
+        return [run[a:b] for a, b in zip([0, *ends], ends)]
+
+    def scan_index(self):
+        """The model as the compiled best path reads it (built on first use, and again after the lexicon
+        changes)."""
+        scan = self.lexicon.scan_index()
+        if self._scan is None or self._scan.scan is not scan:
+            from llmlab.text.lexscan import BigramIndex
+
+            self._scan = BigramIndex(scan, list(self.lexicon.counts), self.following, self.config.bigram_weight,
+                                     1.0 / max(len(self.lexicon), 1), BOS, EOS)
+        return self._scan
 
     def _run_k_best(self, run: str, k: int, by: str) -> list[tuple[float, list[str]]]:
         """The k best cuts of a run under the bigram model (score: the log probability of
