@@ -1,5 +1,6 @@
-"""The word lattice's scans as compiled loops over code points: the DAG of lexicon words and the
-unigram best path through it (`llmlab.text.lattice` gives their rules and their Python-facing form).
+"""The word lattice's scans as compiled loops over code points: the DAG of lexicon words, the unigram
+best path through it, and the best path under a bigram model (`llmlab.text.lattice` gives their rules,
+their Python-facing form and, for the bigram path, the Python DP that `BigramIndex` is tested against).
 
 Every word and every prefix of a word is a 64-bit hash key (`lexmatch.fragment_keys`) in a
 `FeatureIndex`; a word's row holds its index, a prefix's -1. A scan extends a fragment one character
