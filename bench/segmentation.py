@@ -29,6 +29,9 @@ tagger also on the test words in traditional characters and with an oracle user 
 unseen test words with their test tags, `pos tag --user-dict`: what a perfect domain dictionary
 could bring, not a result on the split); with
 --hybrid (or --hybrid-model DIR) also the perceptron + BiLSTM hybrid (its training takes about twenty minutes).
+A last POS table segments and tags the raw test text with the perceptron segmenter and each tagger,
+beside jieba.posseg and THULAC (pkuseg's POS model is a download), scored by word+tag F1 on the tags'
+first letters, the classes the three tag sets share.
 
 Start-up: a last table times fresh processes that load a model and cut (or tag) one line, beside
 one that imports jieba, runs `jieba.initialize()` and cuts the same line (THULAC too where it
@@ -54,6 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unicodedata
 
 LOAD_LINE = "迈向充满希望的新世纪"  # the line each fresh process cuts (its words, for the tagger)
 
@@ -449,7 +453,7 @@ def bench_pos(args, segmenters: dict) -> None:
     from llmlab.data.corpora import pfr1998
     from llmlab.text.base import normalize_text
     from llmlab.text.metrics import seg_tag_scores, tag_accuracy
-    from llmlab.text.pos import cut_and_tag_lines, load_tagger, tagger_class
+    from llmlab.text.pos import cut_and_tag, cut_and_tag_lines, load_tagger, tagger_class
     from llmlab.text.script import to_simplified, to_traditional
 
     train, test = pfr1998("train"), pfr1998("test")
@@ -457,6 +461,7 @@ def bench_pos(args, segmenters: dict) -> None:
     words = [[w for w, _ in s] for s in test]
     saved = {"perceptron": args.pos_model, "hybrid": args.hybrid_model}
     kinds = ["hmm", "perceptron"] + (["hybrid"] if args.hybrid or args.hybrid_model else [])
+    systems = {}  # name -> function(texts) -> (word, tag) lists, for the table beside the peers
     print("\nPOS tagging, pfr1998 test with gold segmentation")
     for name in kinds:
         if saved.get(name):
@@ -479,11 +484,85 @@ def bench_pos(args, segmenters: dict) -> None:
             joint = seg_tag_scores(test, cut_and_tag_lines(segmenter, tagger, texts))
             print(f"    after {seg_name} segmentation: word+tag P {joint['precision']:.4f} "
                   f"R {joint['recall']:.4f} F1 {joint['f1']:.4f}")
+        if name != "hmm":  # before the oracle's tags below change the tagger
+            seg = segmenters["perceptron"]
+            systems[f"llmlab perceptron + {name} tagger (cut_and_tag)"] = \
+                lambda xs, seg=seg, tagger=tagger: [cut_and_tag(seg, tagger, x) for x in xs]
+            systems[f"llmlab perceptron + {name} tagger (cut_and_tag_lines)"] = \
+                lambda xs, seg=seg, tagger=tagger: cut_and_tag_lines(seg, tagger, xs)
         oracle = user_tags_of_unseen_words(test, {normalize_text(w) for w in vocab})
         tagger.add_user_tags(oracle)  # then every unseen word is tagged as the user says
         acc = tag_accuracy(test, tagger.tag_sentences(words), vocab)
         print(f"    with the {len(oracle)} unseen test words and their test tags as user tags (an upper bound on "
               f"a domain dictionary): accuracy {acc['accuracy']:.4f}")
+    bench_pos_peers(test, {**systems, **pos_peers()}, args.repeat)
+
+
+def coarse(tag: str) -> str:
+    """A tag's first letter in lower case: the classes PKU's, jieba's and THULAC's tag sets share (n noun,
+    v verb, a adjective, m numeral, q measure word, w punctuation, ...), not their subclasses."""
+    return tag[:1].lower()
+
+
+def jieba_coarse(word: str, flag: str) -> str:
+    """jieba.posseg's flag as `coarse`: its x is punctuation (PKU's w) or other symbols and Latin text, and
+    eng a Latin word (PKU's nx, a noun)."""
+    if flag == "x":
+        return "w" if all(unicodedata.category(c)[0] in "PS" for c in word) else "n"
+    return "n" if flag == "eng" else coarse(flag)
+
+
+def pos_peers() -> dict:
+    """name -> function(list of texts) -> lists of (word, coarse tag), for the taggers that load offline
+    (pkuseg's POS model is a download)."""
+    out = {}
+    try:
+        import jieba
+        import jieba.posseg as pseg
+
+        jieba.setLogLevel(logging.WARNING)
+        jieba.initialize()
+        out["jieba.posseg (default, HMM)"] = lambda xs: [[(p.word, jieba_coarse(p.word, p.flag)) for p in pseg.cut(x)]
+                                                         for x in xs]
+    except ImportError:
+        print("jieba not installed")
+    try:
+        import thulac
+
+        th = thulac.thulac()
+        out["THULAC (python)"] = lambda xs: [[(w, coarse(t)) for w, t in th.cut(x)] if x else [] for x in xs]
+    except Exception as e:  # noqa: BLE001 - a peer that fails to load is reported, not fatal
+        print(f"THULAC unavailable: {e!r:.120}")
+    return out
+
+
+def bench_pos_peers(test, systems: dict, repeat: int) -> None:
+    """Segmentation and tagging from raw text, each system's own way, scored by word+tag F1 on the tags'
+    first letters (`coarse`): the tag sets differ in their subclasses and conventions, not in these
+    (n, v, a, d, m, q, r, p, c, u, w, ...), and the peers cannot tag given words."""
+    from llmlab.text.metrics import seg_tag_scores
+
+    gold = [[(w, coarse(t)) for w, t in s] for s in test]
+    texts = ["".join(w for w, _ in s) for s in test]
+    n_chars = sum(map(len, texts))
+    rows = []
+    for name, fn in systems.items():
+        fn(texts[:2])
+        out, dt = best_time(lambda fn=fn: fn(texts), repeat if "THULAC" not in name else 1)
+        out = [[(w, coarse(t)) for w, t in s if w] for s in out]
+        if any("".join(w for w, _ in s) != t for s, t in zip(out, texts)):
+            print(f"warning: {name} does not give back its input exactly; its lines are left out")
+        keep = [i for i, (s, t) in enumerate(zip(out, texts)) if "".join(w for w, _ in s) == t]
+        joint = seg_tag_scores([gold[i] for i in keep], [out[i] for i in keep])
+        rows.append((name, joint["precision"], joint["recall"], joint["f1"], n_chars / dt))
+    base = dict((r[0], r) for r in rows).get("jieba.posseg (default, HMM)")
+    print(f"\nsegmentation + tagging from raw text, word+tag on the tags' first letters (n, v, a, m, w, ...)"
+          f"\n{'system':56s} {'P':>7s} {'R':>7s} {'F1':>7s} {'chars/s':>11s} {'F1 vs jieba':>11s} "
+          f"{'speed vs jieba':>14s}")
+    for name, p, r, f1, cps in rows:
+        ratio_f = f"{f1 / base[3]:.3f}x" if base else "-"
+        ratio_s = f"{cps / base[4]:.2f}x" if base else "-"
+        print(f"{name:56s} {p:7.4f} {r:7.4f} {f1:7.4f} {cps:11,.0f} {ratio_f:>11s} {ratio_s:>14s}")
 
 
 if __name__ == "__main__":
