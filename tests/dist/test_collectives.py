@@ -39,7 +39,7 @@ def _collectives_worker(rank, world):
 def test_naive_and_ring_equal_torch_all_reduce_and_send_the_theoretical_bytes():
     """One 4-process run (each start costs seconds) checks 4 ranks over the world and 2 over subgroups."""
     world = 4
-    results = spawn(_collectives_worker, world, timeout=120)
+    results = spawn(_collectives_worker, world, timeout=300)
     for key, (_, _, nbytes) in results[0]["world"].items():
         name, _, shape = key
         per_rank = [r["world"][key][:2] for r in results]

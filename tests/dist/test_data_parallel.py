@@ -102,7 +102,7 @@ def _data_parallel_worker(rank, world):
 def test_own_gradient_sync_and_ddp_equal_single_process_training():
     n_params = sum(p.numel() for p in _model(0).parameters())
     n_tensors = len(list(_model(0).parameters()))
-    for r in spawn(_data_parallel_worker, 2, timeout=180):
+    for r in spawn(_data_parallel_worker, 2, timeout=300):
         assert r["own"] < 1e-6 and r["ddp"] < 1e-6, r
         assert r["bytes"] == n_params * 8  # every float64 gradient all-reduced once per step
         assert r["buckets"] > 1 and r["overlapped"] >= 1  # some buckets went out while backward still ran

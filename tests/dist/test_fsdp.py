@@ -68,7 +68,7 @@ def _fsdp_worker(rank, world):
 
 def test_fully_sharded_training_equals_single_process_with_half_the_weights_per_rank():
     world = 2
-    results = spawn(_fsdp_worker, world, timeout=180)
+    results = spawn(_fsdp_worker, world, timeout=300)
     full = results[0]["full_bytes"]
     assert full == sum(p.numel() for p in _model().parameters()) * 8
     assert sum(r["local_bytes"] for r in results) == full  # the shards partition the model, no copies
