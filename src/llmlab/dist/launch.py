@@ -9,11 +9,10 @@ same code with ``torchrun --nproc-per-node N``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue as queue_mod
 import signal
-import socket
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -23,13 +22,6 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from llmlab.core.errors import InputError
-
-
-def free_port() -> int:
-    """A TCP port that is free on this machine right now."""
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def default_backend() -> str:
@@ -56,13 +48,14 @@ def init_from_env(backend: str | None = None) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def _worker(rank: int, world: int, port: int, backend: str, threads: int, fn: Callable, args: tuple,
+def _worker(rank: int, world: int, rendezvous: str, backend: str, threads: int, fn: Callable, args: tuple,
             results) -> None:
     try:
         torch.set_num_threads(threads)
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                          WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-        dist.init_process_group(backend, rank=rank, world_size=world)
+        os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+        # a file the ranks meet at, not a port: a port found free in the parent could be taken by another
+        # process before rank 0 binds it
+        dist.init_process_group(backend, init_method=f"file://{rendezvous}", rank=rank, world_size=world)
         out = fn(rank, world, *args)
         results.put((rank, "ok", out))
     except InputError as e:  # bad input: the parent raises it again, as the one-line error it is
@@ -118,9 +111,15 @@ def spawn(fn: Callable, nproc: int, *args, backend: str | None = None, timeout: 
     threads = max(1, (os.cpu_count() or 1) // nproc)
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    port = free_port()
-    procs = [ctx.Process(target=_worker, args=(r, nproc, port, backend, threads, fn, args, results), daemon=True)
-             for r in range(nproc)]
+    with tempfile.TemporaryDirectory(prefix="llmlab-spawn-") as tmp:
+        rendezvous = os.path.join(tmp, "rendezvous")
+        return _start_and_collect(ctx, fn, nproc, args, backend, threads, rendezvous, results, timeout)
+
+
+def _start_and_collect(ctx, fn: Callable, nproc: int, args: tuple, backend: str, threads: int, rendezvous: str,
+                       results, timeout: float) -> list:
+    procs = [ctx.Process(target=_worker, args=(r, nproc, rendezvous, backend, threads, fn, args, results),
+                         daemon=True) for r in range(nproc)]
     for p in procs:
         p.start()
     got: dict[int, object] = {}
