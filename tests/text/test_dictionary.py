@@ -150,6 +150,12 @@ def test_user_dictionary_is_owned_by_the_segmenter(tmp_path):
     a.add_user_dict([("研究生命", None)])
     assert a.cut("研究生命起源") == ["研究生命", "起源"]
     assert b.cut("研究生命起源") == ["研究", "生命", "起源"]  # other instances are untouched
+    before = dict(a.lexicon.counts)
+    for bad in (["研究生命 3"], [("研究", 3, "n")], [("研究", "3")], [("甲", True)], [("甲", 2), ("乙", 0)],
+                [("甲", 2), ("乙 丙", None)], [("甲", 2), (None, None)]):
+        with pytest.raises(InputError, match="pairs|count of|lexicon word"):
+            a.add_user_dict(bad)
+        assert a.lexicon.counts == before  # nothing of it was added
     c = MaxMatchSegmenter(Lexicon(dict(LEX.counts)))
     c.add_user_dict(path)
     assert c.cut("生命起源") == ["生命起源"]

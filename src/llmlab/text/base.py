@@ -312,6 +312,16 @@ def check_sentences(sentences: Iterable[Iterable[str]], what: str = "training da
     return out
 
 
+def _user_entries(source: Iterable) -> list[tuple[str, int | None]]:
+    """In-memory user-dictionary entries, checked before any is added: (word, count or None) pairs."""
+    entries = list(source)
+    for e in entries:
+        if not (isinstance(e, (tuple, list)) and len(e) == 2 and isinstance(e[0], str)
+                and (e[1] is None or (isinstance(e[1], int) and not isinstance(e[1], bool)))):
+            raise InputError(f"user dictionary entries are (word, count or None) pairs, got {e!r:.80}")
+    return [(w, c) for w, c in entries]
+
+
 class Segmenter(ABC):
     """Text -> words. Subclasses implement `_cut_run` (a run without whitespace), `train`, and
     `_state` / `_from_state` for saving."""
@@ -355,7 +365,7 @@ class Segmenter(ABC):
         (`force_words`). One without a lexicon (the HMM) takes them only with `force`."""
         from llmlab.text.lexicon import read_user_dict  # the lexicon builds on this module
 
-        entries = read_user_dict(source) if isinstance(source, (str, os.PathLike)) else list(source)
+        entries = read_user_dict(source) if isinstance(source, (str, os.PathLike)) else _user_entries(source)
         if getattr(self, "lexicon", None) is not None:
             self._add_user_words(entries)
         elif not force:

@@ -24,6 +24,11 @@ def _check_word(word: str) -> str:
     return word
 
 
+def _check_count(word: str, count) -> None:
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_COUNT:
+        raise InputError(f"count of {word!r} must be an integer from 1 to 2**53, got {count!r}")
+
+
 class LogProbs(dict):
     """word -> log probability; a word not in it gets `unknown`."""
 
@@ -81,9 +86,7 @@ class Lexicon:
 
     def add(self, word: str, count: int = 1) -> None:
         """Add `count` occurrences of `word` (count >= 1)."""
-        _check_word(word)
-        if not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
-            raise InputError(f"count of {word!r} must be an integer from 1 to 2**53, got {count!r}")
+        _check_count(_check_word(word), count)
         word = normalize_text(word)
         self.counts[word] = self.counts.get(word, 0) + count
         self.total += count
@@ -179,10 +182,15 @@ class Lexicon:
         True
         """
         entries = list(entries)
+        for word, count in entries:  # all checked before any is added
+            if count is not None:
+                _check_count(_check_word(word), count)
+            else:
+                _check_word(word)
         for word, count in entries:
             if count is not None:
                 self.add(word, count)
-        uncounted = [_check_word(w) for w, c in entries if c is None]
+        uncounted = [w for w, c in entries if c is None]
         for word in sorted(dict.fromkeys(uncounted), key=len):  # once each; raising a count is idempotent
             need = self.suggest_count(word) - self.count(word)
             if need > 0:
