@@ -241,6 +241,10 @@ def test_user_tags_fix_their_words_tags_and_nothing_else_is_forced(kind, data, n
     assert any(tag_of.get(w) not in (None, t) for w, t in user.items())  # some tags were changed
     with pytest.raises(InputError, match="user tag 'zz' of '发展' is not one of this tagger's tags"):
         tagger.add_user_tags([("发展", "zz")])
+    for bad in (["跑v"], [("跑", "v", 3)], [("", "v")]):  # a two-character string would unpack as a pair
+        with pytest.raises(InputError, match=r"\(word, tag\) pairs"):
+            tagger.add_user_tags([("发展", "v"), *bad])
+    assert tagger.tag_sentences(sents + [["我们", "的", "GDP", "龘靐"]]) == after  # the refused calls changed nothing
 
 
 def test_hybrid_trains_and_round_trips(data, perceptron, tmp_path):

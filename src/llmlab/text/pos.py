@@ -191,7 +191,10 @@ class PosTagger(ABC):
         """
         ids = {t: i for i, t in enumerate(self.tags)}
         user = dict(self.user_tag_ids())
-        for word, tag in entries:
+        for entry in entries:
+            if not (isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[0], str) and entry[0]):
+                raise InputError(f"user tags are (word, tag) pairs, got {entry!r:.80}")  # "跑n" would unpack
+            word, tag = entry
             if tag not in ids:
                 raise InputError(f"user tag {tag!r} of {word!r} is not one of this tagger's tags: "
                                  f"{' '.join(sorted(self.tags))}")
