@@ -156,6 +156,8 @@ def test_user_dictionary_is_owned_by_the_segmenter(tmp_path):
         with pytest.raises(InputError, match="pairs|count of|lexicon word"):
             a.add_user_dict(bad)
         assert a.lexicon.counts == before  # nothing of it was added
+    with pytest.raises(InputError, match="pairs"):
+        UnigramSegmenter.from_dictionary(["研究 3"])
     c = MaxMatchSegmenter(Lexicon(dict(LEX.counts)))
     c.add_user_dict(path)
     assert c.cut("生命起源") == ["生命起源"]

@@ -87,6 +87,9 @@ def test_add_user_dict_with_force(segmenters, kind, tmp_path):
     assert "体育馆内看" in seg.cut("他们在体育馆内看比赛") and seg.cut("龘靐靐")[0] == "龘靐"
     if kind != "hmm":
         assert "体育馆内看" in seg.lexicon and "龘靐" in seg.lexicon
+    with pytest.raises(InputError, match="not one string"):
+        seg.force_words("比赛")  # would force 比 and 赛
+    assert seg.forced.words == {"体育馆内看", "龘靐"}
 
 
 @pytest.mark.parametrize("kind", ["unigram", "bigram"])

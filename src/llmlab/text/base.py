@@ -253,6 +253,8 @@ class ForcedWords:
 
     def add(self, words: Iterable[str]) -> None:
         """Add words: non-empty strings without whitespace (InputError otherwise)."""
+        if isinstance(words, str):  # its characters would each be forced
+            raise InputError(f"forced words come as a list of words, not one string: {words!r:.80}")
         new = []
         for w in words:
             if not isinstance(w, str) or not w or _SPACE.search(w):
@@ -312,16 +314,6 @@ def check_sentences(sentences: Iterable[Iterable[str]], what: str = "training da
     return out
 
 
-def _user_entries(source: Iterable) -> list[tuple[str, int | None]]:
-    """In-memory user-dictionary entries, checked before any is added: (word, count or None) pairs."""
-    entries = list(source)
-    for e in entries:
-        if not (isinstance(e, (tuple, list)) and len(e) == 2 and isinstance(e[0], str)
-                and (e[1] is None or (isinstance(e[1], int) and not isinstance(e[1], bool)))):
-            raise InputError(f"user dictionary entries are (word, count or None) pairs, got {e!r:.80}")
-    return [(w, c) for w, c in entries]
-
-
 class Segmenter(ABC):
     """Text -> words. Subclasses implement `_cut_run` (a run without whitespace), `train`, and
     `_state` / `_from_state` for saving."""
@@ -363,9 +355,9 @@ class Segmenter(ABC):
         count-or-None) pairs. A segmenter with a lexicon takes the words into it, where they gain weight
         (`lexicon.Lexicon.add_user_words`); with `force` every segmenter also cuts them whole
         (`force_words`). One without a lexicon (the HMM) takes them only with `force`."""
-        from llmlab.text.lexicon import read_user_dict  # the lexicon builds on this module
+        from llmlab.text.lexicon import read_user_dict, user_entries  # the lexicon builds on this module
 
-        entries = read_user_dict(source) if isinstance(source, (str, os.PathLike)) else _user_entries(source)
+        entries = read_user_dict(source) if isinstance(source, (str, os.PathLike)) else user_entries(source)
         if getattr(self, "lexicon", None) is not None:
             self._add_user_words(entries)
         elif not force:

@@ -323,6 +323,16 @@ def _looks_numeric(field: str) -> bool:
     return field[0] in "+-." or any(ch.isnumeric() for ch in field)
 
 
+def user_entries(source: Iterable) -> list[tuple[str, int | None]]:
+    """In-memory user-dictionary entries, checked before any is added: (word, count or None) pairs."""
+    entries = list(source)
+    for e in entries:
+        if not (isinstance(e, (tuple, list)) and len(e) == 2 and isinstance(e[0], str)
+                and (e[1] is None or (isinstance(e[1], int) and not isinstance(e[1], bool)))):
+            raise InputError(f"user dictionary entries are (word, count or None) pairs, got {e!r:.80}")
+    return [(w, c) for w, c in entries]
+
+
 def lexicon_from_dictionary(source: str | os.PathLike | Iterable[tuple[str, int | None]],
                             min_count: int = 1) -> Lexicon:
     """A lexicon from a dictionary alone, without training text (jieba's way): a file of
@@ -335,7 +345,7 @@ def lexicon_from_dictionary(source: str | os.PathLike | Iterable[tuple[str, int 
     (3, 2, False)
     """
     path = isinstance(source, (str, os.PathLike))
-    entries = read_user_dict(source, "dictionary") if path else list(source)
+    entries = read_user_dict(source, "dictionary") if path else user_entries(source)
     if not entries:
         raise InputError(f"dictionary {str(source)!r} has no words" if path else "the dictionary has no words")
     counts: Counter = Counter()
