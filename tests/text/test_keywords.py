@@ -128,6 +128,9 @@ def test_bad_arguments_are_refused():
     with pytest.raises(InputError, match="token 1"):
         tfidf_keywords(["中国", ("经济",)], IdfTable({"中国": 1.0}))
     assert tfidf_keywords([], IdfTable({})) == [] and textrank_keywords([]) == []
+    for rank in (lambda t: tfidf_keywords(t, IdfTable({"中国": 1.0})), lambda t: textrank_keywords(t, allow_tags=None)):
+        with pytest.raises(InputError, match="not the text"):
+            rank("中国经济发展")
 
 
 def test_idf_from_documents_counts_each_document_once_in_any_width():

@@ -229,6 +229,8 @@ def _sweeps(indptr: np.ndarray, neighbours: np.ndarray, coef: np.ndarray, scores
 def _candidates(tokens: Sequence[Token], allow_tags: Iterable[str] | None,
                 stop_words: Iterable[str]) -> tuple[list[str], list[bool]]:
     """The tokens' words, and whether each is a candidate."""
+    if isinstance(tokens, str):  # its characters would be the words, none a candidate
+        raise InputError(f"keywords take a text's words (a segmenter's cut), not the text: {tokens!r:.40}")
     tags = frozenset(allow_tags) if allow_tags else None
     stop = stop_words if isinstance(stop_words, (set, frozenset)) else frozenset(stop_words)
     if tags is None and set(map(type, tokens)) <= {str}:
