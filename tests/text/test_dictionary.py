@@ -151,7 +151,7 @@ def test_user_dictionary_is_owned_by_the_segmenter(tmp_path):
     assert a.cut("研究生命起源") == ["研究生命", "起源"]
     assert b.cut("研究生命起源") == ["研究", "生命", "起源"]  # other instances are untouched
     before = dict(a.lexicon.counts)
-    for bad in (["研究生命 3"], [("研究", 3, "n")], [("研究", "3")], [("甲", True)], [("甲", 2), ("乙", 0)],
+    for bad in (["研究生命 3"], [("研究", 3, "n")], [("研究", "3")], [("甲", 2.0)], [("甲", 2), ("乙", 0)],
                 [("甲", 2), ("乙 丙", None)], [("甲", 2), (None, None)]):
         with pytest.raises(InputError, match="pairs|count of|lexicon word"):
             a.add_user_dict(bad)

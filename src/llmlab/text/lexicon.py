@@ -25,7 +25,7 @@ def _check_word(word: str) -> str:
 
 
 def _check_count(word: str, count) -> None:
-    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_COUNT:
+    if not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
         raise InputError(f"count of {word!r} must be an integer from 1 to 2**53, got {count!r}")
 
 
@@ -328,7 +328,7 @@ def user_entries(source: Iterable) -> list[tuple[str, int | None]]:
     entries = list(source)
     for e in entries:
         if not (isinstance(e, (tuple, list)) and len(e) == 2 and isinstance(e[0], str)
-                and (e[1] is None or (isinstance(e[1], int) and not isinstance(e[1], bool)))):
+                and (e[1] is None or isinstance(e[1], int))):
             raise InputError(f"user dictionary entries are (word, count or None) pairs, got {e!r:.80}")
     return [(w, c) for w, c in entries]
 
