@@ -37,6 +37,21 @@ def test_an_empty_word_gets_a_tag_like_any_unknown_word(taggers, kind):
     assert len(tags) == 3 and set(tags) <= set(taggers[kind].tags)
 
 
+@pytest.mark.parametrize("kind", ["hmm", "perceptron"])
+def test_a_string_or_a_word_that_is_none_is_refused(taggers, kind):
+    """A sentence given as a string would be tagged character by character: refused, as are words that
+    are not strings (an AttributeError deep in the features before)."""
+    tagger = taggers[kind]
+    for call, match in ((lambda: tagger.tag("他跑"), "sentence 1 is a string"),
+                        (lambda: tagger.tag_sentences([["他"], "他跑"]), "sentence 2 is a string"),
+                        (lambda: tagger.tag_sentences("他跑"), "list of sentences"),
+                        (lambda: tagger.tag(["他", None]), "sentence 1 has a word that is not a string"),
+                        (lambda: tagger.tag_sentences([["他"], ["跑", 3]]), "sentence 2 has a word")):
+        with pytest.raises(InputError, match=match):
+            call()
+    assert tagger.tag_sentences(w for w in [("他", "跑")]) == [tagger.tag(["他", "跑"])]  # any iterables
+
+
 def test_viterbi_matches_brute_force():
     rng = np.random.default_rng(1)
     for n in range(1, 5):

@@ -171,6 +171,19 @@ def tag_mask(words: Sequence[str], tagdict: dict[str, list[int]], k: int,
     return mask
 
 
+def _checked_words(words: Sequence[str], i: int) -> list[str]:
+    """Sentence `i`'s words as a list, or an InputError: a string (whose characters would be taken for
+    its words), or a word that is not a string (an empty one is tagged as any unknown word)."""
+    if isinstance(words, str):
+        raise InputError(f"sentence {i} is a string {words!r:.40}; a tagger takes its words (a list: cut it "
+                         "first, or use cut_and_tag)")
+    words = list(words)
+    for w in words:
+        if not isinstance(w, str):
+            raise InputError(f"sentence {i} has a word that is not a string: {w!r:.40}")
+    return words
+
+
 class PosTagger(ABC):
     """Words -> tags. Subclasses implement `tag`, `train`, `_state` and `_from_state`, and honour
     `add_user_tags` where they score tags (`user_tag_ids`)."""
@@ -206,12 +219,22 @@ class PosTagger(ABC):
         [the index of its tag in `tags`]; empty without any."""
         return getattr(self, "_user_tag_ids", {})
 
-    @abstractmethod
     def tag(self, words: Sequence[str]) -> list[str]:
-        """One tag per word."""
+        """One tag per word of a sentence's words (a list: a string's characters are not its words)."""
+        return self._tag(_checked_words(words, 1))
 
     def tag_sentences(self, sentences: Iterable[Sequence[str]]) -> list[list[str]]:
-        return [self.tag(list(s)) for s in sentences]
+        """`tag` of each sentence, batched where the tagger can."""
+        if isinstance(sentences, str):
+            raise InputError("tag_sentences takes a list of sentences, each a list of words, not a string")
+        return self._tag_sentences([_checked_words(s, i) for i, s in enumerate(sentences, 1)])
+
+    @abstractmethod
+    def _tag(self, words: list[str]) -> list[str]:
+        """`tag` of checked words."""
+
+    def _tag_sentences(self, sentences: list[list[str]]) -> list[list[str]]:
+        return [self._tag(s) for s in sentences]
 
     @classmethod
     @abstractmethod
@@ -339,7 +362,7 @@ class HmmTagger(PosTagger):
                 em[i] = self.suffix.get(w[-1:], self.unknown)  # an empty word has no last character
         return em
 
-    def tag(self, words: Sequence[str]) -> list[str]:
+    def _tag(self, words: list[str]) -> list[str]:
         em = self._emissions(words)
         if self.user_tag_ids():
             fixed = tag_mask(words, self.user_tag_ids(), len(self.tags)) < 0

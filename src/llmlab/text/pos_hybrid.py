@@ -66,11 +66,11 @@ class HybridTagger(PosTagger):
         """`PosTagger.add_user_tags`, kept by the perceptron part, whose emissions carry them."""
         self.perceptron.add_user_tags(entries)
 
-    def tag(self, words: Sequence[str]) -> list[str]:
+    def _tag(self, words: list[str]) -> list[str]:
         return self.perceptron.decode(self.emissions(words))
 
-    def tag_sentences(self, sentences: Iterable[Sequence[str]]) -> list[list[str]]:
-        sents = [list(s) for s in sentences]
+    def _tag_sentences(self, sentences: list[list[str]]) -> list[list[str]]:
+        sents = sentences
         lps = self.neural.log_probs_sentences(sents)  # batched: much faster than one sentence at a time
         return [self.perceptron.decode(self.emissions(s, lp)) for s, lp in zip(sents, lps)]
 

@@ -234,11 +234,11 @@ class NeuralTagger(PosTagger):
         """(n, K) float32 tag log-probabilities of one sentence."""
         return self.log_probs_sentences([words])[0]
 
-    def tag(self, words: Sequence[str]) -> list[str]:
-        return self.tag_sentences([words])[0]
+    def _tag(self, words: list[str]) -> list[str]:
+        return self._tag_sentences([words])[0]
 
-    def tag_sentences(self, sentences: Iterable[Sequence[str]]) -> list[list[str]]:
-        sents, user = [list(s) for s in sentences], self.user_tag_ids()
+    def _tag_sentences(self, sentences: list[list[str]]) -> list[list[str]]:
+        sents, user = sentences, self.user_tag_ids()
         return [[self.tags[i] for i in (lp + tag_mask(s, user, len(self.tags)) if user else lp).argmax(1)]
                 for s, lp in zip(sents, self.log_probs_sentences(sents))]
 

@@ -26,7 +26,7 @@ import logging
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -363,14 +363,13 @@ class PerceptronTagger(PosTagger):
     def _keys(self, words: Sequence[str], rare: np.ndarray | None = None) -> np.ndarray:
         return tagger_keys(words, self._table, self.clusters, len(self.config.clusters), rare)
 
-    def tag(self, words: Sequence[str]) -> list[str]:
+    def _tag(self, words: list[str]) -> list[str]:
         with interpreted(2 * len(words)):  # a sentence or two: the kernels' Python source, without numba
             return self.decode(self.emissions(words))
 
-    def tag_sentences(self, sentences: Iterable[Sequence[str]]) -> list[list[str]]:
-        sentences = [list(s) for s in sentences]
+    def _tag_sentences(self, sentences: list[list[str]]) -> list[list[str]]:
         with interpreted(2 * sum(map(len, sentences))):  # decided for the whole batch
-            return [self.tag(s) for s in sentences]
+            return [self._tag(s) for s in sentences]
 
     def emissions(self, words: Sequence[str]) -> np.ndarray:
         """(n, K) float64 emission scores of a sentence's words (tag-dictionary bans included)."""
