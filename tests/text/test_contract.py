@@ -124,6 +124,10 @@ def test_full_and_half_width_cut_alike(segmenters, kind, test_words):
 def test_cut_rejects_non_strings(segmenters):
     with pytest.raises(InputError, match="needs a str"):
         segmenters["fmm"].cut(b"bytes")
+    for call in (segmenters["fmm"].cut_lines, segmenters["fmm"].tokenize_lines,
+                 lambda t: segmenters["fmm"].tokenize_lines(t, "full")):
+        with pytest.raises(InputError, match="a list of lines, not one string"):  # each character a line
+            call("中国人")
 
 
 def test_load_rejects_other_files(tmp_path):

@@ -186,6 +186,12 @@ def _checked_str(text: Any, what: str) -> str:
     return text
 
 
+def _checked_lines(lines: Any, what: str) -> Iterable[str]:
+    if isinstance(lines, str):  # its characters would each be cut as a line
+        raise InputError(f"{what}() takes a list of lines, not one string (one text: {what.removesuffix('_lines')})")
+    return lines
+
+
 def word_spans(words: Iterable[str], lexicon: Container[str] | None = None) -> list[tuple[str, int, int]]:
     """``(word, start, end)`` of consecutive `words`. With `lexicon` (width-normalised words: search
     mode), each word of more than two characters comes after its two-character substrings that are
@@ -330,7 +336,7 @@ class Segmenter(ABC):
         forced = self.__dict__.get("_forced")
         plans: list[list[tuple[str, bool]]] = []  # (piece, whether it is a word as it stands)
         runs: list[str] = []
-        for text in lines:
+        for text in _checked_lines(lines, "cut_lines"):
             _checked_str(text, "cut")
             pieces = split_spaces(text) if _SPACE.search(text) else ([text] if text else [])
             plan = [(p, p[0].isspace()) for p in pieces]
@@ -408,6 +414,7 @@ class Segmenter(ABC):
         """`tokenize` of each line; the default and search modes cut all lines in one batch (`cut_lines`)."""
         if mode not in MODES:
             raise InputError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+        _checked_lines(lines, "tokenize_lines")
         lexicon = getattr(self, "lexicon", None)
         if mode != "default" and lexicon is None:
             raise InputError(f"{mode} mode looks words up in the segmenter's lexicon, and a {self.kind!r} "
