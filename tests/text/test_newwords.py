@@ -86,6 +86,8 @@ def test_bad_settings_are_refused():
             discover(["中国"], **kwargs)
     with pytest.raises(InputError, match="strings"):
         candidates(["中国", 3])
+    with pytest.raises(InputError, match="not one string"):
+        discover("咖啡馆里喝咖啡，他爱咖啡" * 5, min_count=1)  # its characters would be the texts: nothing found
     assert discover([]) == [] and isinstance(Candidate("中国", 1, 0.0, 0.0, 0.0, 1, 1).score("av"), float)
 
 

@@ -66,6 +66,8 @@ def candidates(texts: Iterable[str], max_n: int = 4, min_count: int = 5) -> list
         raise InputError(f"max_n must be a whole number >= 2, got {max_n!r}")
     if not isinstance(min_count, int) or min_count < 1:
         raise InputError(f"min_count must be a whole number >= 1, got {min_count!r}")
+    if isinstance(texts, str):  # each character would be a text, and no string could span two
+        raise InputError("texts are a list of strings (lines, documents), not one string")
     texts = list(texts)
     if not all(isinstance(t, str) for t in texts):
         raise InputError("texts must be strings")
