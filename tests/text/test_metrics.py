@@ -28,6 +28,21 @@ def test_perfect_and_mismatched():
         seg_scores([["a"], ["b"]], [["a"]])
 
 
+def test_sentences_or_training_words_given_as_strings_are_refused():
+    """A string's characters would be taken for its words: "中国 人" against itself scored 1.0 as four
+    one-character words, and train_words="中国" made a vocabulary of 中 and 国."""
+    from llmlab.text.metrics import seg_tag_scores, tag_accuracy
+
+    for call in (lambda: seg_scores(["中国 人"], ["中国 人"]), lambda: seg_scores([["中国"]], ["中国"]),
+                 lambda: tag_accuracy(["中国"], [["n"]]), lambda: seg_tag_scores([[("中国", "ns")]], ["中国"])):
+        with pytest.raises(InputError, match="sentence 1: sentences are lists of words"):
+            call()
+    for call in (lambda: seg_scores([["中国"]], [["中国"]], "中国"),
+                 lambda: tag_accuracy([[("中", "n")]], [["n"]], "中")):
+        with pytest.raises(InputError, match="not one string"):
+            call()
+
+
 def test_readers(tmp_path):
     p = tmp_path / "seg.txt"
     p.write_text("中国 人民\n\n银行\n", encoding="utf-8")

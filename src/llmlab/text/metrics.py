@@ -61,6 +61,20 @@ def _check_words(n_gold: int, what: str = "gold") -> None:
         raise InputError(f"{what} holds no words: nothing to score")
 
 
+def _words_of(train_words: Iterable[str] | None) -> set[str] | None:
+    """The training words, width-normalised (None stays None)."""
+    if isinstance(train_words, str):  # its characters would be the vocabulary
+        raise InputError("train_words is a collection of words, not one string")
+    return {normalize_text(w) for w in train_words} if train_words is not None else None
+
+
+def _pair_of(i: int, g, p) -> None:
+    """Refuse a sentence given as a string: its characters would be taken for its words (or tags)."""
+    if isinstance(g, str) or isinstance(p, str):
+        raise InputError(f"sentence {i}: sentences are lists of words (split a segmented line on its spaces), "
+                         "not strings")
+
+
 def seg_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
                train_words: Iterable[str] | None = None) -> SegScores:
     """Score predicted segmentations against gold ones, sentence by sentence.
@@ -74,9 +88,10 @@ def seg_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
     """
     if len(gold) != len(pred):
         raise InputError(f"gold has {len(gold)} sentences but the prediction has {len(pred)}")
-    vocab = {normalize_text(w) for w in train_words} if train_words is not None else None
+    vocab = _words_of(train_words)
     n_gold = n_pred = n_correct = n_oov = n_oov_ok = n_iv = n_iv_ok = 0
     for i, (g, p) in enumerate(zip(gold, pred), 1):
+        _pair_of(i, g, p)
         if "".join(g) != "".join(p):
             raise InputError(f"sentence {i}: gold and prediction hold different characters "
                              f"({''.join(g)[:30]!r} vs {''.join(p)[:30]!r})")
@@ -150,9 +165,10 @@ def tag_accuracy(gold: Sequence[Sequence[tuple[str, str]]], pred: Sequence[Seque
     """
     if len(gold) != len(pred):
         raise InputError(f"gold has {len(gold)} sentences but the prediction has {len(pred)}")
-    vocab = {normalize_text(w) for w in train_words} if train_words is not None else set()
+    vocab = _words_of(train_words) or set()
     n = ok = n_unk = ok_unk = 0
     for i, (g, p) in enumerate(zip(gold, pred), 1):
+        _pair_of(i, g, p)
         if len(g) != len(p):
             raise InputError(f"sentence {i}: {len(g)} gold words but {len(p)} predicted tags")
         for (w, t), pt in zip(g, p):
@@ -174,6 +190,7 @@ def seg_tag_scores(gold: Sequence[Sequence[tuple[str, str]]],
         raise InputError(f"gold has {len(gold)} sentences but the prediction has {len(pred)}")
     n_gold = n_pred = n_ok = 0
     for i, (g, p) in enumerate(zip(gold, pred), 1):
+        _pair_of(i, g, p)
         if "".join(w for w, _ in g) != "".join(w for w, _ in p):
             raise InputError(f"sentence {i}: gold and prediction hold different characters")
         gs = {(span, t) for span, (_, t) in zip(word_spans(w for w, _ in g), g)}
