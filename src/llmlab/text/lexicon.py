@@ -183,10 +183,9 @@ class Lexicon:
         """
         entries = list(entries)
         for word, count in entries:  # all checked before any is added
+            _check_word(word)
             if count is not None:
-                _check_count(_check_word(word), count)
-            else:
-                _check_word(word)
+                _check_count(word, count)
         for word, count in entries:
             if count is not None:
                 self.add(word, count)
