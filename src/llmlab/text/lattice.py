@@ -407,8 +407,8 @@ class BigramSegmenter(UnigramSegmenter):
         if self._scan is None or self._scan.scan is not scan:
             from llmlab.text.lexscan import BigramIndex
 
-            self._scan = BigramIndex(scan, list(self.lexicon.counts), self.following, self.config.bigram_weight,
-                                     1.0 / max(len(self.lexicon), 1), BOS, EOS)
+            self._scan = BigramIndex(scan, self.following, self.config.bigram_weight, 1.0 / max(len(self.lexicon), 1),
+                                     BOS, EOS)
         return self._scan
 
     def _run_k_best(self, run: str, k: int, by: str) -> list[tuple[float, list[str]]]:

@@ -35,6 +35,7 @@ class LexiconIndex:
         self.offsets = np.concatenate([[0], np.cumsum(lens)])
         self.codes = code_points("".join(words))
         self.logp, self.unknown = np.asarray(logp, np.float64), float(unknown)
+        self.words = words  # word number -> word
 
     def _units(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """For each position of `text` and its end: whether it lies strictly inside a unit of several code
@@ -189,9 +190,9 @@ class BigramIndex:
     and the kernel computes the rest in the order `BigramSegmenter.logp` does, so the scores are the same
     floats (the tests compare them)."""
 
-    def __init__(self, scan: LexiconIndex, words: list[str], following: dict[str, dict[str, int]],
-                 weight: float, eos_p: float, bos: str, eos: str):
-        number = {w: k for k, w in enumerate(words)}
+    def __init__(self, scan: LexiconIndex, following: dict[str, dict[str, int]], weight: float, eos_p: float,
+                 bos: str, eos: str):
+        number = {w: k for k, w in enumerate(scan.words)}
         extra = sorted({u for v, ws in following.items() for u in (v, *ws)} - number.keys() - {bos, eos})
         for w in extra:
             number[w] = len(number)
