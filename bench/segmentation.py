@@ -71,6 +71,21 @@ def best_time(fn, repeat: int) -> tuple[object, float]:
     return out, best
 
 
+def timed_outputs(systems: dict, texts: list[str], repeat: int):
+    """(name, output on `texts`, chars/s) of each system: one warm-up call on two texts, then the best
+    of `repeat` runs (one for THULAC, the slowest by far)."""
+    n_chars = sum(map(len, texts))
+    for name, fn in systems.items():
+        fn(texts[:2])
+        out, dt = best_time(lambda fn=fn: fn(texts), repeat if "THULAC" not in name else 1)
+        yield name, out, n_chars / dt
+
+
+def ratio(value: float, base: tuple | None, column: int, digits: int) -> str:
+    """`value` over the base row's `column`, as "1.23x" ("-" without a base row)."""
+    return f"{value / base[column]:.{digits}f}x" if base else "-"
+
+
 def peers(texts: list[str]) -> dict:
     """name -> function(list of texts) -> list of word lists, for the peers that load offline."""
     out = {}
@@ -214,21 +229,18 @@ def main() -> None:
             print("pkuseg not installed (pip install spacy-pkuseg, or the project's [bench] extra)")
 
     rows = []
-    for name, fn in systems.items():
-        fn(texts[:2])
-        cuts, dt = best_time(lambda fn=fn: fn(texts), args.repeat if "THULAC" not in name else 1)
+    for name, cuts, cps in timed_outputs(systems, texts, args.repeat):
         cuts = [[w for w in c if w] for c in cuts]
         if any("".join(c) != t for c, t in zip(cuts, texts)):
             print(f"warning: {name} does not give back its input exactly")
         s = seg_scores(gold, cuts, vocab)
-        rows.append((name, s.precision, s.recall, s.f1, s.oov_recall, n_chars / dt))
+        rows.append((name, s.precision, s.recall, s.f1, s.oov_recall, cps))
     base = dict((r[0], r) for r in rows).get("jieba (default, HMM)")
     print(f"\n{'segmenter':42s} {'P':>7s} {'R':>7s} {'F1':>7s} {'OOV-R':>7s} {'chars/s':>11s} "
           f"{'F1 vs jieba':>11s} {'speed vs jieba':>14s}")
     for name, p, r, f1, oov, cps in rows:
-        ratio_f = f"{f1 / base[3]:.3f}x" if base else "-"
-        ratio_s = f"{cps / base[5]:.2f}x" if base else "-"
-        print(f"{name:42s} {p:7.4f} {r:7.4f} {f1:7.4f} {oov:7.4f} {cps:11,.0f} {ratio_f:>11s} {ratio_s:>14s}")
+        print(f"{name:42s} {p:7.4f} {r:7.4f} {f1:7.4f} {oov:7.4f} {cps:11,.0f} {ratio(f1, base, 3, 3):>11s} "
+              f"{ratio(cps, base, 5, 2):>14s}")
     if "jieba (no HMM)" in systems:
         bench_modes(useg, texts, args.repeat)
     bench_traditional(perc, gold, train, {k: f for k, f in systems.items() if k in ("jieba (default, HMM)",
@@ -544,25 +556,21 @@ def bench_pos_peers(test, systems: dict, repeat: int) -> None:
 
     gold = [[(w, coarse(t)) for w, t in s] for s in test]
     texts = ["".join(w for w, _ in s) for s in test]
-    n_chars = sum(map(len, texts))
     rows = []
-    for name, fn in systems.items():
-        fn(texts[:2])
-        out, dt = best_time(lambda fn=fn: fn(texts), repeat if "THULAC" not in name else 1)
+    for name, out, cps in timed_outputs(systems, texts, repeat):
         out = [[(w, coarse(t)) for w, t in s if w] for s in out]
-        if any("".join(w for w, _ in s) != t for s, t in zip(out, texts)):
-            print(f"warning: {name} does not give back its input exactly; its lines are left out")
         keep = [i for i, (s, t) in enumerate(zip(out, texts)) if "".join(w for w, _ in s) == t]
+        if len(keep) < len(texts):
+            print(f"warning: {name} does not give back its input exactly; its lines are left out")
         joint = seg_tag_scores([gold[i] for i in keep], [out[i] for i in keep])
-        rows.append((name, joint["precision"], joint["recall"], joint["f1"], n_chars / dt))
+        rows.append((name, joint["precision"], joint["recall"], joint["f1"], cps))
     base = dict((r[0], r) for r in rows).get("jieba.posseg (default, HMM)")
     print(f"\nsegmentation + tagging from raw text, word+tag on the tags' first letters (n, v, a, m, w, ...)"
           f"\n{'system':56s} {'P':>7s} {'R':>7s} {'F1':>7s} {'chars/s':>11s} {'F1 vs jieba':>11s} "
           f"{'speed vs jieba':>14s}")
     for name, p, r, f1, cps in rows:
-        ratio_f = f"{f1 / base[3]:.3f}x" if base else "-"
-        ratio_s = f"{cps / base[4]:.2f}x" if base else "-"
-        print(f"{name:56s} {p:7.4f} {r:7.4f} {f1:7.4f} {cps:11,.0f} {ratio_f:>11s} {ratio_s:>14s}")
+        print(f"{name:56s} {p:7.4f} {r:7.4f} {f1:7.4f} {cps:11,.0f} {ratio(f1, base, 3, 3):>11s} "
+              f"{ratio(cps, base, 4, 2):>14s}")
 
 
 if __name__ == "__main__":
