@@ -9,6 +9,9 @@ information and branching-entropy thresholds, its output sorted by frequency).
 2. New words: the raw test split goes in, the train split's words are known (left out); the share of
    the top K that are gold test words unseen in training. PKU's standard cuts personal names (李 鹏)
    and most compounds (两岸 关系) apart, so this counts many real finds as misses.
+3. Memory: the raw train split repeated R times with `--min-count` R times as high keeps the same strings,
+   so the peak memory of counting (tracemalloc) shows what grows with the text and what with the strings
+   kept.
 
     .venv/bin/python bench/newwords.py [--max-n 4] [--min-count 5]
 """
@@ -19,6 +22,7 @@ import argparse
 import importlib
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 
@@ -31,10 +35,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--max-n", type=int, default=4)
     ap.add_argument("--min-count", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=8, help="section 3: the longest text, in train splits")
     args = ap.parse_args()
 
     from llmlab.data.corpora import pfr1998_words
-    from llmlab.text.newwords import RANKS, discover, ranked
+    from llmlab.text.newwords import RANKS, candidates, discover, ranked
 
     train = pfr1998_words("train")
     texts = ["".join(s) for s in train]
@@ -75,6 +80,18 @@ def main() -> None:
     print(f"{len(found):,} strings of 2+ occurrences; "
           + ", ".join(f"P@{k} {sum(c.word in new for c in found[:k]) / k:.2f}" for k in (10, 25, 100)))
     print("top 25 ([gold new word]):", " ".join(f"[{c.word}]" if c.word in new else c.word for c in found[:25]))
+
+    print(f"\n3. memory: the raw train split R times, min count {args.min_count} x R (the same strings kept)\n")
+    print(f"{'R':>3s} {'characters':>12s} {'strings':>8s} {'peak MB':>8s} {'bytes/char':>10s} {'seconds':>8s}")
+    for r in sorted({1, 2, args.repeats}):
+        tracemalloc.start()
+        t = time.perf_counter()
+        found = candidates(texts * r, args.max_n, args.min_count * r)
+        seconds = time.perf_counter() - t
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        n = r * sum(map(len, texts))
+        print(f"{r:3d} {n:12,d} {len(found):8,d} {peak / 1e6:8.0f} {peak / n:10.1f} {seconds:8.1f}")
 
 if __name__ == "__main__":
     main()

@@ -34,9 +34,9 @@ def _direct(texts, max_n, min_count):
 
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.text(st.sampled_from("甲乙丙丁戊己，a"), max_size=14), min_size=1, max_size=8),
-       st.integers(2, 4), st.integers(1, 3))
-def test_measures_equal_a_direct_count(texts, max_n, min_count):
-    found = {c.word: c for c in candidates(texts, max_n, min_count)}
+       st.integers(2, 4), st.integers(1, 3), st.integers(1, 30))
+def test_measures_equal_a_direct_count(texts, max_n, min_count, chunk_chars):
+    found = {c.word: c for c in candidates(texts, max_n, min_count, chunk_chars)}
     ref = _direct(texts, max_n, min_count)
     assert found.keys() == ref.keys()
     for w, (count, cohesion, lh, rh, lav, rav) in ref.items():
@@ -103,6 +103,11 @@ def test_cli_newwords(segmenters, tmp_path, cli):
     ref = discover(lines, None, rank="av", max_n=3)
     assert [r[0] for r in rows] == [c.word for c in ref] and all(len(r) == 7 for r in rows)
     assert [int(r[1]) for r in rows] == [c.count for c in ref]
+    path = tmp_path / "raw.txt"
+    path.write_text(text, encoding="utf-8")  # a file is read once per string length, not held
+    rc, again, _ = cli(["seg", "newwords", "-k", "0", "--rank", "av", "--max-n", "3", "--scores", "--input",
+                        str(path)], "never read\n")
+    assert rc == 0 and again == out
 
     segmenters["unigram"].save(tmp_path / "uni")
     known = tmp_path / "known.txt"

@@ -158,7 +158,7 @@ def _idf(args) -> int:
 
 def _newwords(args) -> int:
     from llmlab.core.errors import InputError
-    from llmlab.core.io import line_batches
+    from llmlab.core.io import FileLines, line_batches
     from llmlab.text.base import load_segmenter
     from llmlab.text.lexicon import read_user_dict
     from llmlab.text.newwords import discover
@@ -173,7 +173,8 @@ def _newwords(args) -> int:
             raise InputError(f"--model: the {seg.kind!r} segmenter in {args.model!r} has no lexicon to leave out")
         known.update(seg.lexicon.counts)
     discover([], top_k, rank=args.rank, max_n=args.max_n, min_count=args.min_count)  # settings first
-    texts = [line for lines in line_batches(args.input) for line in lines]
+    # a file is read once per string length, never held; standard input can be read only once
+    texts = FileLines(args.input) if args.input else [line for lines in line_batches(None) for line in lines]
     for c in discover(texts, top_k, known, args.rank, args.max_n, args.min_count):
         extra = (f"\t{c.count}\t{c.cohesion:.4f}\t{c.left_entropy:.4f}\t{c.right_entropy:.4f}\t{c.left_av}\t"
                  f"{c.right_av}") if args.scores else ""

@@ -287,6 +287,18 @@ def line_batches(path: str | os.PathLike | None, what: str = "input file", size:
         yield from _batches(f, f"{what} {str(path)!r}", size)
 
 
+class FileLines:
+    """The lines of the UTF-8 file at `path`, read again from the file each time they are iterated (for
+    work that reads a text more than once without holding it in memory), as `line_batches` reads them."""
+
+    def __init__(self, path: str | os.PathLike, what: str = "input file"):
+        self.path, self.what = check_readable(path, what), what
+
+    def __iter__(self) -> Iterator[str]:
+        for lines in line_batches(self.path, self.what):
+            yield from lines
+
+
 def _batches(stream: BinaryIO, what: str, size: int) -> Iterator[list[str]]:
     batch: list[str] = []
     for i, raw in enumerate(stream, 1):  # a binary stream's lines end at b"\n" only
