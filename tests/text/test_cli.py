@@ -354,3 +354,25 @@ def test_default_models_take_a_user_dictionary(defaults, tmp_path):
     assert llmlab.text.cut(text)[0] == "他们在"
     clear()  # a new process: the cached models, without the user's words
     assert llmlab.text.cut_and_tag(text) == plain and trained == {"seg": 1, "pos": 1}
+
+
+def test_jobs_give_the_output_of_one_process(segmenters, train_tagged, test_words, tmp_path, cli):
+    """`seg cut --jobs 2` and `pos tag --jobs 2`: worker processes load the models themselves (with the
+    user dictionary) and the batches come back in the input's order, as one process writes them."""
+    from llmlab.text.pos import HmmTagger
+
+    segmenters["perceptron"].save(tmp_path / "seg")
+    HmmTagger.train(train_tagged[:300]).save(tmp_path / "pos")
+    user = tmp_path / "user.txt"
+    user.write_text("龘靐齉 5 nz\n", encoding="utf-8")
+    lines = ["".join(s) for s in test_words] * 30 + ["龘靐齉和中国"]  # 2,401 lines: two batches of lines
+    text = "\n".join(lines) + "\n"
+    for argv in (["seg", "cut", "--model", str(tmp_path / "seg"), "--user-dict", str(user), "--force-words"],
+                 ["pos", "tag", "--model", str(tmp_path / "pos"), "--seg-model", str(tmp_path / "seg"),
+                  "--user-dict", str(user)]):
+        rc, one, _ = cli(argv, text)
+        assert rc == 0 and len(one.splitlines()) == len(lines) and one.splitlines()[-1].startswith("龘靐齉")
+        rc, two, _ = cli([*argv, "--jobs", "2"], text)
+        assert rc == 0 and two == one
+    rc, _, err = cli(["seg", "cut", "--model", str(tmp_path / "nothing"), "-j", "2"], text)
+    assert rc == 2 and "nothing" in err  # the model is loaded here before any worker starts

@@ -29,6 +29,27 @@ def add_command(sub, name: str, help: str, func: Callable[[argparse.Namespace], 
     return p
 
 
+def add_jobs(p: argparse.ArgumentParser) -> None:
+    """-j/--jobs of the commands that stream lines through models (`llmlab.core.parallel.ordered_map`)."""
+    p.add_argument("-j", "--jobs", type=_jobs, default=1,
+                   help="worker processes, each loading its own copy of the models and taking batches of lines in "
+                   "turn; the output keeps the input's order (0: one per CPU core). For large inputs: a worker takes "
+                   "a second or two to start")
+
+
+def _jobs(text: str) -> int:
+    """argparse type of --jobs: a whole number >= 0."""
+    from llmlab.core.errors import InputError
+    from llmlab.core.parallel import job_count
+
+    try:
+        jobs = int(text)
+        job_count(jobs)
+    except (ValueError, InputError):
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0 (0: one per CPU core), got {text!r}") from None
+    return jobs
+
+
 def add_run_flags(p: argparse.ArgumentParser, name: str | None,
                   name_help: str = "run name: output goes to OUT/NAME") -> None:
     """The flags of every command that writes a run folder, OUT/NAME: --name, -o/--out and --fresh."""

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from llmlab.cli.common import add_command, add_group, finite_float, refuse_other_algo_flags, split_unless_file
+from llmlab.cli.common import (
+    add_command,
+    add_group,
+    add_jobs,
+    finite_float,
+    refuse_other_algo_flags,
+    split_unless_file,
+)
 from llmlab.core.cache import WHERE
 
 _TRAINED = ("perceptron", "neural", "hybrid")
@@ -58,6 +65,7 @@ def register(sub) -> None:
                    "always gets it; with --seg-model every word is also added to the segmenter's lexicon")
     p.add_argument("--force-words", action="store_true", help="with --seg-model: always cut the --user-dict words "
                    "whole (`llmlab seg cut --force-words`)")
+    add_jobs(p)
 
     p = add_command(g, "eval", "tag accuracy with gold segmentation (overall and on unknown words)", _eval)
     p.add_argument("--model", required=True, help="tagger directory")
@@ -112,39 +120,67 @@ def _train_config(args):
     return None
 
 
-def _tag(args) -> int:
+_tagger = None  # this process's (tagger, segmenter or None, t2s) for `_tag_batch`, set by `_start_tagger`
+
+
+def _start_tagger(model: str | None, seg_model: str | None, user_dict: str | None, t2s: bool, force: bool) -> None:
     from llmlab.cli.seg import load_with_user_dict
     from llmlab.core.errors import InputError
-    from llmlab.core.io import line_batches
-    from llmlab.text.base import same_cuts
     from llmlab.text.default import default_tagger
     from llmlab.text.lexicon import read_user_entries
-    from llmlab.text.metrics import check_untagged
-    from llmlab.text.pos import cut_and_tag_lines, load_tagger
+    from llmlab.text.pos import load_tagger
     from llmlab.text.script import to_simplified
 
-    tagger = load_tagger(args.model) if args.model else default_tagger()
-    user = read_user_entries(args.user_dict) if args.user_dict else None  # read once, for both models
+    global _tagger
+    tagger = load_tagger(model) if model else default_tagger()
+    user = read_user_entries(user_dict) if user_dict else None  # read once, for both models
     user_words = None if user is None else [(w, c) for w, c, _ in user]
-    if args.force_words and not args.seg_model:
+    if force and not seg_model:
         raise InputError("--force-words keeps words whole when --seg-model cuts the lines: give one")
-    seg = load_with_user_dict(args.seg_model, user_words, args.t2s, args.force_words) if args.seg_model else None
+    seg = load_with_user_dict(seg_model, user_words, t2s, force) if seg_model else None
     if user:  # the tagged words, as the models read them
-        tagger.add_user_tags([(to_simplified(w) if args.t2s else w, t) for w, _, t in user if t is not None])
-    for k, chunk in enumerate(line_batches(args.input)):  # batches: the perceptron segmenter scores a batch at once
-        if k == 0:  # tagged text given again would come out as word/TAG/TAG
-            check_untagged([line.split() for line in chunk], "the input")
-        read = [to_simplified(line) for line in chunk] if args.t2s else chunk  # same lengths: same cuts
-        if seg is not None:
-            tagged = []
-            for line, pairs in zip(chunk, cut_and_tag_lines(seg, tagger, read)):
-                words = same_cuts(line, [w for w, _ in pairs])  # the line's own characters
-                tagged.append([(w, t) for w, (_, t) in zip(words, pairs) if not w.isspace()])
-        else:
-            words = [line.split() for line in chunk]  # tag_sentences: the neural taggers batch the chunk
-            tags = tagger.tag_sentences([line.split() for line in read])
-            tagged = [list(zip(ws, ts)) for ws, ts in zip(words, tags)]
-        sys.stdout.write("".join(" ".join(f"{w}/{t}" for w, t in pairs) + "\n" for pairs in tagged))
+        tagger.add_user_tags([(to_simplified(w) if t2s else w, t) for w, _, t in user if t is not None])
+    _tagger = (tagger, seg, t2s)
+
+
+def _tag_batch(chunk: list[str]) -> str:
+    """The output of a batch of lines (the perceptron segmenter and the neural taggers score a batch at once)."""
+    from llmlab.text.base import same_cuts
+    from llmlab.text.pos import cut_and_tag_lines
+    from llmlab.text.script import to_simplified
+
+    tagger, seg, t2s = _tagger
+    read = [to_simplified(line) for line in chunk] if t2s else chunk  # same lengths: same cuts
+    if seg is not None:
+        tagged = []
+        for line, pairs in zip(chunk, cut_and_tag_lines(seg, tagger, read)):
+            words = same_cuts(line, [w for w, _ in pairs])  # the line's own characters
+            tagged.append([(w, t) for w, (_, t) in zip(words, pairs) if not w.isspace()])
+    else:
+        words = [line.split() for line in chunk]
+        tags = tagger.tag_sentences([line.split() for line in read])
+        tagged = [list(zip(ws, ts)) for ws, ts in zip(words, tags)]
+    return "".join(" ".join(f"{w}/{t}" for w, t in pairs) + "\n" for pairs in tagged)
+
+
+def _tag(args) -> int:
+    from llmlab.core.io import line_batches
+    from llmlab.core.parallel import ordered_map
+    from llmlab.text.metrics import check_untagged
+
+    def checked(batches):
+        for k, chunk in enumerate(batches):
+            if k == 0:  # tagged text given again would come out as word/TAG/TAG
+                check_untagged([line.split() for line in chunk], "the input")
+            yield chunk
+
+    global _tagger
+    setup = (args.model, args.seg_model, args.user_dict, args.t2s, bool(args.force_words))
+    try:
+        for text in ordered_map(_tag_batch, checked(line_batches(args.input)), args.jobs, _start_tagger, setup):
+            sys.stdout.write(text)
+    finally:
+        _tagger = None  # the models go with the command
     return 0
 
 

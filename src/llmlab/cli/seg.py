@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llmlab.cli.common import add_command, add_group, finite_float, refuse_other_algo_flags, split_unless_file
+from llmlab.cli.common import (
+    add_command,
+    add_group,
+    add_jobs,
+    finite_float,
+    refuse_other_algo_flags,
+    split_unless_file,
+)
 from llmlab.core.cache import WHERE
 
 ALGOS = ("fmm", "bmm", "bimm", "unigram", "bigram", "hmm", "perceptron", "neural", "hybrid")
@@ -77,6 +84,7 @@ def register(sub) -> None:
     p.add_argument("--t2s", action="store_true", help="traditional Chinese input: the model reads each line with "
                    "its traditional characters in simplified form (llmlab.text.script) and the words keep the "
                    "line's own characters")
+    add_jobs(p)
 
     p = add_command(g, "eval", "SIGHAN-style precision, recall, F1 and OOV recall", _eval)
     p.add_argument("gold", help="gold segmented file")
@@ -223,22 +231,43 @@ def load_with_user_dict(model: str | None, user_dict: list[tuple[str, int | None
     return seg
 
 
-def _cut(args) -> int:
-    from llmlab.core.io import line_batches
-    from llmlab.text.base import same_cuts
+_cutter = None  # this process's (segmenter, mode, t2s) for `_cut_batch`, set by `_start_cutter`
+
+
+def _start_cutter(model: str | None, user_dict: str | None, t2s: bool, force: bool, mode: str) -> None:
     from llmlab.text.lexicon import read_user_dict
+
+    global _cutter
+    seg = load_with_user_dict(model, read_user_dict(user_dict) if user_dict else None, t2s, force)
+    seg.tokenize_lines([], mode)  # a mode the model cannot give is refused before any input is read
+    _cutter = (seg, mode, t2s)
+
+
+def _cut_batch(lines: list[str]) -> str:
+    """The output of a batch of lines (the perceptron scores a batch in one numpy pass)."""
+    from llmlab.text.base import same_cuts
     from llmlab.text.script import to_simplified
 
-    seg = load_with_user_dict(args.model, read_user_dict(args.user_dict) if args.user_dict else None, args.t2s,
-                              bool(args.force_words))
-    seg.tokenize_lines([], args.mode)  # a mode the model cannot give is refused before any input is read
-    for lines in line_batches(args.input):  # batches: the perceptron scores a batch in one numpy pass
-        read = [to_simplified(line) for line in lines] if args.t2s else lines  # same lengths: same offsets
-        if args.mode == "default":
-            rows = [same_cuts(line, words) for line, words in zip(lines, seg.cut_lines(read))]
-        else:
-            rows = [[line[a:b] for _, a, b in spans] for line, spans in zip(lines, seg.tokenize_lines(read, args.mode))]
-        sys.stdout.write("".join(" ".join(words) + "\n" for words in rows))
+    seg, mode, t2s = _cutter
+    read = [to_simplified(line) for line in lines] if t2s else lines  # same lengths: same offsets
+    if mode == "default":
+        rows = [same_cuts(line, words) for line, words in zip(lines, seg.cut_lines(read))]
+    else:
+        rows = [[line[a:b] for _, a, b in spans] for line, spans in zip(lines, seg.tokenize_lines(read, mode))]
+    return "".join(" ".join(words) + "\n" for words in rows)
+
+
+def _cut(args) -> int:
+    from llmlab.core.io import line_batches
+    from llmlab.core.parallel import ordered_map
+
+    global _cutter
+    setup = (args.model, args.user_dict, args.t2s, bool(args.force_words), args.mode)
+    try:
+        for text in ordered_map(_cut_batch, line_batches(args.input), args.jobs, _start_cutter, setup):
+            sys.stdout.write(text)
+    finally:
+        _cutter = None  # the models go with the command
     return 0
 
 
