@@ -248,14 +248,13 @@ def test_second_order_tagger_learns_tag_trigrams():
 
 
 def test_rare_words_share_one_identity_but_keep_their_characters():
-    from llmlab.text.features import type_table
     from llmlab.text.pos_perceptron import word_keys
 
     rare = np.array([False, True])
-    k1, k2 = word_keys(["他", "龘市"], type_table(), rare), word_keys(["他", "靐县"], type_table(), rare)
+    k1, k2 = word_keys(["他", "龘市"], rare), word_keys(["他", "靐县"], rare)
     assert k1[1, 2] == k2[1, 2] and k1[0, 3] == k2[0, 3]  # the word itself, and as the next word of "他"
     assert (k1[1] != k2[1]).any()  # its characters still tell it apart
-    plain = word_keys(["他", "龘市"], type_table())
+    plain = word_keys(["他", "龘市"])
     assert plain[1, 2] != k1[1, 2]
 
 
@@ -322,14 +321,13 @@ def test_cluster_features_are_shared_by_words_of_one_cluster_and_by_rare_words()
 def test_a_tagger_without_clusters_uses_only_the_word_templates(train_tagged, tmp_path):
     import json
 
-    from llmlab.text.features import type_table
     from llmlab.text.pos_perceptron import tagger_keys, word_keys
 
     data = train_tagged[:150]
     plain = PerceptronTagger.train(data, PerceptronTaggerConfig(epochs=1, ensemble=1, clusters=()))
     assert plain.clusters is None
     words = [w for w, _ in data[0]]
-    assert np.array_equal(tagger_keys(words, type_table(), None, 0), word_keys(words, type_table()))
+    assert np.array_equal(tagger_keys(words, None, 0), word_keys(words))
     plain.save(tmp_path / "p")
     assert not (tmp_path / "p" / "clusters.tsv").exists()
     doc_path = tmp_path / "p" / "tagger.json"

@@ -23,7 +23,7 @@ def _reference_perceptron(tagger, data, config, seed):
     tagged words of each epoch."""
     tags = tagger.tags
     k = len(tags)
-    slots = [tagger.index.lookup(word_keys([w for w, _ in s], type_table())) for s in data]
+    slots = [tagger.index.lookup(word_keys([w for w, _ in s])) for s in data]
     golds = [[tags.index(t) for _, t in s] for s in data]
     w = np.zeros((tagger.index.size + 1, k))
     tr, st, t3 = np.zeros((k, k)), np.zeros(k), np.zeros((k, k, k))
@@ -151,10 +151,10 @@ _WORD_TEMPLATE_OFFSETS = {-2: {0, 23}, -1: {1, 5, 7, 14, 21, 23}, 1: {3, 6, 7, 1
 def test_each_word_template_reads_only_its_words():
     words = ["中华人民", "共和国", "成立了", "庆典会", "大会堂"]
     other = ["甲乙丙丁", "戊己庚", "辛壬癸", "子丑寅", "卯辰巳"]
-    base = word_keys(words, type_table())
+    base = word_keys(words)
     assert len(set(base[2].tolist())) == base.shape[1]  # one key per template
     for j in range(len(words)):
-        keys = word_keys([other[j] if x == j else w for x, w in enumerate(words)], type_table())
+        keys = word_keys([other[j] if x == j else w for x, w in enumerate(words)])
         for i in range(len(words)):
             changed = set(np.flatnonzero(keys[i] != base[i]).tolist())
             assert changed == _WORD_TEMPLATE_OFFSETS.get(j - i, set()), (i, j)
@@ -162,10 +162,9 @@ def test_each_word_template_reads_only_its_words():
 
 def test_word_templates_tell_apart_words_that_share_parts():
     """A word's first, last and middle characters, its first and last two and three, its length and shape."""
-    table = type_table()
 
     def cols(a, b):
-        ka, kb = word_keys(["他", a, "了"], table)[1], word_keys(["他", b, "了"], table)[1]
+        ka, kb = word_keys(["他", a, "了"])[1], word_keys(["他", b, "了"])[1]
         return set(np.flatnonzero(ka != kb).tolist())
 
     same = {0, 1, 3, 4, 7, 14, 15, 23}  # the neighbours' templates
@@ -192,7 +191,7 @@ def test_the_shape_template_is_the_end_types_and_capped_length():
     table = type_table()
     words = ["○", "×", "○×", "a", "ab", "a1", "1a", "1", "12", "中", "中国", "中国人民银行总行", "中国人民银行总部",
              "○中", "中○", "的", "ＡＢ", ""]
-    keys = word_keys(words, table)[:, 12]
+    keys = word_keys(words)[:, 12]
 
     def spec(w):
         return (_char_type(w[0], table), _char_type(w[-1], table), min(len(w), 6)) if w else None

@@ -22,6 +22,7 @@ tag as before.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import zlib
@@ -80,28 +81,36 @@ def _shape(word: str, table: np.ndarray) -> int:
     return (_char_type(word[0], table) * 10 + _char_type(word[-1], table)) * 10 + min(len(word), 6)
 
 
-def word_keys(words: Sequence[str], table: np.ndarray, rare: np.ndarray | None = None) -> np.ndarray:
+@functools.cache
+def _types() -> np.ndarray:
+    return type_table()
+
+
+@functools.lru_cache(maxsize=1 << 16)  # the words of a text repeat: most are looked up, not hashed again
+def _word_hashes(word: str) -> tuple[int, ...]:
+    """What `word_keys` reads from a word alone: the hashes of its width-normalised form, of its first
+    and last one, two and three characters and of its middle, and its `_shape`."""
+    w = normalize_text(word)
+    inner = w[1:-1] if len(w) > 2 else ""  # the middle of a 3-4 character name or term
+    # slices, not w[0]: an empty word has none
+    return _h(w), _h(w[:1]), _h(w[-1:]), _h(w[:2]), _h(w[-2:]), _h(w[:3]), _h(w[-3:]), _h(inner), _shape(w, _types())
+
+
+def word_keys(words: Sequence[str], rare: np.ndarray | None = None) -> np.ndarray:
     """(n, T) uint64 feature keys for each word of a sentence; words flagged in `rare` (bool, n) show
     one shared identity, so only their characters and context tell them apart.
 
-    >>> k = word_keys(["他", "跑"], type_table())
-    >>> k.shape, bool((k[0] != word_keys(["他", "走"], type_table())[0]).any())
+    >>> k = word_keys(["他", "跑"])
+    >>> k.shape, bool((k[0] != word_keys(["他", "走"])[0]).any())
     ((2, 24), True)
     """
-    norm = [normalize_text(w) for w in words]
-    n = len(norm)
-    ids = np.array([_BOS, _BOS, *(_h(w) for w in norm), _EOS, _EOS], dtype=np.uint64)
+    n = len(words)
+    own = np.array([_word_hashes(w) for w in words], dtype=np.uint64).reshape(n, 9).T
+    ids = np.full(n + 4, _BOS, dtype=np.uint64)  # two edge ids each side
+    ids[2 : n + 2], ids[n + 2 :] = own[0], _EOS
     if rare is not None:
         ids[2 : n + 2][rare] = _RARE
-
-    def edge(f) -> np.ndarray:
-        return np.array([_h(f(w)) for w in norm], dtype=np.uint64)
-
-    first, last = edge(lambda w: w[:1]), edge(lambda w: w[-1:])  # slices: '' has no w[0]
-    first2, last2 = edge(lambda w: w[:2]), edge(lambda w: w[-2:])
-    first3, last3 = edge(lambda w: w[:3]), edge(lambda w: w[-3:])
-    inner = edge(lambda w: w[1:-1] if len(w) > 2 else "")  # the middle of a 3-4 character name or term
-    shape = np.array([_shape(w, table) for w in norm], dtype=np.uint64)
+    first, last, first2, last2, first3, last3, inner, shape = own[1:]
     edge_l = np.concatenate([[_BOS], last[:-1]]).astype(np.uint64)  # last char of the previous word
     edge_r = np.concatenate([first[1:], [_EOS]]).astype(np.uint64)  # first char of the next word
     w = [ids[k : k + n] for k in range(5)]  # offsets -2..2
@@ -132,7 +141,7 @@ def cluster_keys(words: Sequence[str], clusters: dict[str, tuple[int, ...]], lev
         ids[rare] = _NO_CLUSTER
     edge = np.full((1, levels), _EDGE, dtype=np.uint64)
     prev, nxt = np.concatenate([edge, ids[:-1]]), np.concatenate([ids[1:], edge])  # (n, levels)
-    last = np.array([_h(w[-1:]) for w in norm], dtype=np.uint64)
+    last = np.array([_word_hashes(w)[2] for w in words], dtype=np.uint64)  # its last character's hash
     s32 = np.uint64(32)
     c, p, x = ids[:, 0], prev[:, 0], nxt[:, 0]
     rows = [c, p, x, (p << s32) ^ c, (c << s32) ^ x, (c << s32) ^ last, (p << s32) ^ x]
@@ -142,10 +151,10 @@ def cluster_keys(words: Sequence[str], clusters: dict[str, tuple[int, ...]], lev
 
 
 
-def tagger_keys(words: Sequence[str], table: np.ndarray, clusters: dict[str, tuple[int, ...]] | None, levels: int,
+def tagger_keys(words: Sequence[str], clusters: dict[str, tuple[int, ...]] | None, levels: int,
                 rare: np.ndarray | None = None) -> np.ndarray:
     """`word_keys`, then `cluster_keys` when there is a cluster table (None: a model without clusters)."""
-    keys = word_keys(words, table, rare)
+    keys = word_keys(words, rare)
     if clusters is None:
         return keys
     return np.concatenate([keys, cluster_keys(words, clusters, levels, rare)], axis=1)
@@ -344,7 +353,6 @@ class PerceptronTagger(PosTagger):
         self.trans, self.start = checked_array("trans", trans, (k, k)), checked_array("start", start, (k,))
         self.config = config or PerceptronTaggerConfig()
         self.trans3 = np.zeros((k, k, k)) if trans3 is None else checked_array("trans3", trans3, (k, k, k))
-        self._table = type_table()
 
     @property
     def weights(self) -> np.ndarray:
@@ -361,7 +369,7 @@ class PerceptronTagger(PosTagger):
         return self.weights[slots]
 
     def _keys(self, words: Sequence[str], rare: np.ndarray | None = None) -> np.ndarray:
-        return tagger_keys(words, self._table, self.clusters, len(self.config.clusters), rare)
+        return tagger_keys(words, self.clusters, len(self.config.clusters), rare)
 
     def _tag(self, words: list[str]) -> list[str]:
         with interpreted(2 * len(words)):  # a sentence or two: the kernels' Python source, without numba
@@ -404,9 +412,9 @@ class PerceptronTagger(PosTagger):
             clusters = word_clusters([[normalize_text(w) for w, _ in s] for s in sents], config.clusters, seed=0)
             # a word holding a tab or line break could not be written to clusters.tsv: it gets no cluster
             clusters = {w: ids for w, ids in clusters.items() if not any(c in w for c in "\t\n\r")}
-        table, levels = type_table(), len(config.clusters)
+        levels = len(config.clusters)
         counts = Counter(w for s in sents for w, _ in s)
-        keys = [tagger_keys([w for w, _ in s], table, clusters, levels,
+        keys = [tagger_keys([w for w, _ in s], clusters, levels,
                             np.array([counts[w] <= config.rare_count for w, _ in s]))
                 for s in progress(sents, desc="features")]
         uniq, counts = np.unique(np.concatenate([k.ravel() for k in keys]), return_counts=True)
