@@ -37,7 +37,7 @@ def test_the_initializer_runs_here_first_and_a_worker_error_is_raised_at_its_ite
 
 def test_a_failed_worker_start_is_raised_at_the_first_item_not_retried(monkeypatch):
     monkeypatch.setattr(parallel, "_start_error", None)
-    parallel._start(int, ("x",))  # what a worker runs first: a Pool would restart a worker that raised here
+    parallel._start(int, ("x",))  # what a worker runs first
     with pytest.raises(ValueError, match="invalid literal"):
         parallel._call(abs, -1)
 
@@ -48,3 +48,10 @@ def test_job_counts():
     for bad in (-1, 1.5, True, "2"):
         with pytest.raises(InputError, match="jobs"):
             job_count(bad)
+
+
+def test_a_worker_that_dies_breaks_the_pool_instead_of_hanging():
+    from concurrent.futures.process import BrokenProcessPool
+
+    with pytest.raises(BrokenProcessPool):
+        list(ordered_map(os._exit, [3, 3, 3], jobs=2))  # each item ends its worker's process at once

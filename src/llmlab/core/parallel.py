@@ -14,6 +14,7 @@ import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
 from llmlab.core.errors import InputError
@@ -45,19 +46,23 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], jobs: int = 1,
     if jobs == 1:
         yield from map(fn, items)
         return
-    with multiprocessing.get_context("spawn").Pool(jobs, _start, (initializer, initargs)) as pool:
-        pending: deque = deque()
+    # a worker that dies (killed, out of memory) breaks the pool: its item raises BrokenProcessPool, no hang
+    pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _start, (initializer, initargs))
+    try:
+        pending: deque[Future] = deque()
         for item in items:
-            pending.append(pool.apply_async(_call, (fn, item)))
+            pending.append(pool.submit(_call, fn, item))
             if len(pending) >= 2 * jobs:
-                yield pending.popleft().get()
+                yield pending.popleft().result()
         while pending:
-            yield pending.popleft().get()
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def _start(initializer: Callable[..., Any] | None, initargs: tuple) -> None:
     """A worker's start: one torch thread (the workers share the cores), then the initializer. What it
-    raises is kept for the first item: a pool whose initializer fails restarts the worker forever."""
+    raises is kept for the first item, so the parent sees that error itself, not a broken pool."""
     global _start_error
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
