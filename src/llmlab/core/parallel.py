@@ -15,9 +15,10 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from llmlab.core.errors import InputError
+from llmlab.core.errors import InputError, LlmlabError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,7 +47,6 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], jobs: int = 1,
     if jobs == 1:
         yield from map(fn, items)
         return
-    # a worker that dies (killed, out of memory) breaks the pool: its item raises BrokenProcessPool, no hang
     pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _start, (initializer, initargs))
     try:
         pending: deque[Future] = deque()
@@ -56,6 +56,9 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], jobs: int = 1,
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    except BrokenProcessPool as e:  # a worker died (killed, out of memory): the pool says so, never hangs
+        raise LlmlabError(f"a worker process ended before its work was done (killed, or out of memory?); "
+                          f"{jobs} jobs were running") from e
     finally:
         pool.shutdown(cancel_futures=True)
 
