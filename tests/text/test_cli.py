@@ -352,6 +352,11 @@ def test_default_models_take_a_user_dictionary(defaults, tmp_path):
     assert default_segmenter().lexicon.counts == counts and llmlab.text.cut(text)[0] != "他们在"
     llmlab.text.add_word("他们在", force=True)
     assert llmlab.text.cut(text)[0] == "他们在"
+    llmlab.text.del_word("他们在")  # out of the lexicon and the forced words
+    assert "他们在" not in default_segmenter().lexicon and llmlab.text.cut(text)[0] != "他们在"
+    count = llmlab.text.suggest_freq("他们在")
+    assert count == default_segmenter().suggest_freq("他们在") and "他们在" not in default_segmenter().lexicon
+    assert llmlab.text.suggest_freq("他们在", tune=True) == count == default_segmenter().lexicon.count("他们在")
     clear()  # a new process: the cached models, without the user's words
     assert llmlab.text.cut_and_tag(text) == plain and trained == {"seg": 1, "pos": 1}
 

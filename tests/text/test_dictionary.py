@@ -544,3 +544,62 @@ def test_lexicon_words_never_cut_into_a_digit_run():
     for cls in (UnigramSegmenter, BigramSegmenter):
         seg = cls(lex) if cls is UnigramSegmenter else cls(lex, {})
         assert seg.cut("２１万") == ["２１", "万"]
+
+
+def test_suggest_freq_gives_jiebas_counts_and_its_cuts_follow(tmp_path, train_words):
+    """`suggest_freq` on a unigram lattice gives jieba's count for each suggestion on the same counts (a
+    word kept whole, a word cut in two); tuned one after another, each word is then cut whole, or not
+    whole, and the total stays the sum of the counts (jieba's add_word adds a re-added word's new
+    count to its total without taking the old one out, so its later counts drift)."""
+    lex = Lexicon.from_sentences(train_words)
+    tok = _jieba(tmp_path, lex)
+    seg = UnigramSegmenter(Lexicon(dict(lex.counts)))
+    joined = [a + b for s in train_words[:60] for a, b in zip(s, s[1:])
+              if a + b not in lex and all("\u4e00" <= c <= "\u9fa5" for c in a + b)][:25]
+    split = [(w[:k], w[k:]) for w in sorted(lex.counts, key=lambda w: (-lex.counts[w], w))
+             for k in range(1, len(w)) if w[:k] in lex and w[k:] in lex][:25]
+    # jieba takes 0 for a piece that only begins longer words (llmlab 1, as its cut does): not compared
+    joined = [w for w in joined if all(tok.FREQ.get(p, 1) for p in tok.lcut(w, HMM=False))]
+    split = [p for p in split if all(tok.FREQ.get(w, 1) for w in p)]
+    assert len(joined) >= 15 and len(split) >= 20
+    suggestions = [x for pair in zip(joined, split) for x in pair]
+    assert [seg.suggest_freq(x) for x in suggestions] == [tok.suggest_freq(x) for x in suggestions]
+    assert seg.lexicon.counts == lex.counts  # without tune nothing changes
+    for x in suggestions:
+        count = seg.suggest_freq(x, tune=True)
+        word = x if isinstance(x, str) else "".join(x)
+        assert seg.lexicon.count(word) == count
+        assert (seg.cut(word) == [word]) == isinstance(x, str), x
+    assert seg.lexicon.total == sum(seg.lexicon.counts.values())
+
+
+def test_del_word_takes_a_word_from_every_model(segmenters, train_words):
+    """del_word: the lattice never gives the word again, the perceptron's lexicon features stop firing
+    (its emissions come back exactly when the word does), a forced word is no longer forced, and a
+    segmenter with neither dictionary nor forced words refuses."""
+    import copy
+
+    import numpy as np
+
+    uni = copy.deepcopy(segmenters["unigram"])
+    word = next(w for w in uni.lexicon.counts if len(w) == 2 and uni.cut(w) == [w])
+    uni.del_word(word)
+    assert word not in uni.lexicon and uni.cut(word) != [word]
+    perc = copy.deepcopy(segmenters["perceptron"])
+    count, text = perc.lexicon.count(word), "".join(train_words[0]) + word
+    before = perc.emissions(text)
+    perc.del_word(word)
+    assert word not in perc.lexicon and not np.array_equal(perc.emissions(text), before)
+    perc.add_word(word, count)
+    assert np.array_equal(perc.emissions(text), before)
+    hmm = copy.deepcopy(segmenters["hmm"])
+    with pytest.raises(InputError, match="no dictionary and no forced words"):
+        hmm.del_word(word)
+    hmm.force_words([word, "体育馆内"])
+    hmm.del_word("体育馆内")
+    assert hmm.forced.words == {word} and hmm.cut("去体育馆内") == segmenters["hmm"].cut("去体育馆内")
+    with pytest.raises(InputError, match="no dictionary to suggest"):
+        hmm.suggest_freq(word)
+    for bad in (("中",), ("中", ""), "", 3):
+        with pytest.raises(InputError):
+            uni.suggest_freq(bad)

@@ -10,7 +10,8 @@ treebank (`llmlab.text.treebank`). `cut`, `default_segmenter`
 and `default_tagger` (`llmlab.text.default`) are ready-made models, trained once on pfr1998 and cached;
 `cut_for_search`, `cut_all` and `tokenize` are jieba's search mode, full mode and offsets on the default
 segmenter (every segmenter has them as methods); `cut_and_tag` segments and tags with both models, and
-`load_userdict` and `add_word` give them a user's words, and `extract_tags` and `textrank` a text's
+`load_userdict`, `add_word`, `del_word` and `suggest_freq` give them a user's words, and `extract_tags` and
+`textrank` a text's
 keywords (`llmlab.text.keywords`: TF-IDF and TextRank), as jieba's functions of those names do.
 `llmlab.text.newwords` finds words in raw text without a dictionary (frequency, cohesion, branching
 entropy). `llmlab.text.script` reads traditional characters as
@@ -23,6 +24,6 @@ from llmlab.text.base import KINDS, Segmenter, load_segmenter, segmenter_class
 __getattr__, _defaults = lazy_exports(__name__, {name: "llmlab.text.default"
                                                  for name in ("add_word", "cut", "cut_all", "cut_and_tag",
                                                               "cut_for_search", "default_segmenter", "default_tagger",
-                                                              "extract_tags", "load_userdict", "textrank",
-                                                              "tokenize")})
+                                                              "del_word", "extract_tags", "load_userdict",
+                                                              "suggest_freq", "textrank", "tokenize")})
 __all__ = ["KINDS", "Segmenter", "load_segmenter", "segmenter_class", *_defaults]

@@ -17,7 +17,7 @@ import json
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container, Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -273,6 +273,12 @@ class ForcedWords:
         if self._table:
             self._first = re.compile("[" + "".join(sorted({re.escape(w[0]) for w in self._table})) + "]")
 
+    def remove(self, word: str) -> None:
+        """No longer force `word` (matched width-normalised, as added); a word not forced is left be."""
+        rest = self.words - {normalize_text(word)}
+        self._table, self._first = {}, None
+        self.add(rest)
+
     def __bool__(self) -> bool:
         return bool(self._table)
 
@@ -379,6 +385,54 @@ class Segmenter(ABC):
     def _add_user_words(self, entries: list[tuple[str, int | None]]) -> None:
         """Put (word, count-or-None) entries into the lexicon (segmenters that have one)."""
         self.lexicon.add_user_words(entries)
+
+    def del_word(self, word: str) -> None:
+        """Take `word` out of the lexicon and the forced words (jieba's ``del_word``). The dictionary
+        methods and the word lattices then never give it as a word; the statistical models lose its
+        lexicon features, and may still cut it where their other features call for it."""
+        _checked_str(word, "del_word")
+        forced = self.__dict__.get("_forced")
+        if getattr(self, "lexicon", None) is not None:
+            self._set_word_count(word, 0)  # checks the word
+        elif forced is None:
+            raise InputError(f"a {self.kind!r} segmenter has no dictionary and no forced words to take a word from")
+        if forced is not None:
+            forced.remove(word)
+
+    def suggest_freq(self, segment: str | Sequence[str], tune: bool = False) -> int:
+        """jieba's ``suggest_freq`` on this segmenter's lexicon, with jieba's arithmetic: for a word (a
+        string), a count that makes the unigram model keep it whole (one more than its best cut's
+        probability times the total, or its count now if higher); for words (a tuple or list), the count
+        of their joined string that lets the model cut it into them (their probability times the
+        total, or its count now if lower; 0 takes it out). With `tune` the lexicon takes that count.
+        A piece that is no word counts 1, as in the cut itself (jieba takes 0 for one that only begins
+        longer words, and then suggests 1). The word lattices and dictionary methods follow the count;
+        the statistical models see only whether a word is in the lexicon (`force_words` keeps a word
+        whole in any segmenter)."""
+        from llmlab.text.lattice import best_path  # the lattice builds on this module
+
+        lexicon = getattr(self, "lexicon", None)
+        if lexicon is None:
+            raise InputError(f"a {self.kind!r} segmenter has no dictionary to suggest a count in")
+        pieces = [segment] if isinstance(segment, str) else list(segment) if isinstance(segment, (list, tuple)) else []
+        if not all(isinstance(w, str) and w and not _SPACE.search(w) for w in pieces) or not pieces or (
+                not isinstance(segment, str) and len(pieces) < 2):
+            raise InputError("suggest_freq takes a word, or two or more words to cut it into (non-empty strings "
+                             f"without whitespace), got {segment!r}")
+        word, total = "".join(pieces), max(lexicon.total, 1)
+        p = 1.0
+        for w in best_path(normalize_text(word), lexicon) if isinstance(segment, str) else pieces:
+            p *= (lexicon.count(w) or 1) / total  # in jieba's order: the same float
+        if isinstance(segment, str):
+            count = max(int(p * total) + 1, lexicon.count(word))
+        else:
+            count = min(int(p * total), lexicon.count(word))
+        if tune:
+            self._set_word_count(word, count)
+        return count
+
+    def _set_word_count(self, word: str, count: int) -> None:
+        self.lexicon.set_count(word, count)
 
     @property
     def forced(self) -> ForcedWords:

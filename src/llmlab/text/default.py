@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from llmlab.core.cache import cached_model
 from llmlab.text.base import Segmenter, load_segmenter
@@ -85,6 +85,16 @@ def add_word(word: str, count: int | None = None, tag: str | None = None, force:
     load_userdict([(word, count, tag)], force)
 
 
+def del_word(word: str) -> None:
+    """`Segmenter.del_word` on the default segmenter (jieba's ``del_word``)."""
+    default_segmenter().del_word(word)
+
+
+def suggest_freq(segment: str | Sequence[str], tune: bool = False) -> int:
+    """`Segmenter.suggest_freq` on the default segmenter's lexicon (jieba's ``suggest_freq``)."""
+    return default_segmenter().suggest_freq(segment, tune)
+
+
 def cut_and_tag(text: str) -> list[tuple[str, str]]:
     """(word, tag) pairs of `text` by the default segmenter and tagger (jieba's ``posseg.lcut``;
     `pos.cut_and_tag`); the words join back to `text`."""
@@ -136,4 +146,5 @@ def tokenize(text: str, mode: str = "default") -> list[tuple[str, int, int]]:
 
 
 __all__ = ["add_word", "cut", "cut_all", "cut_and_tag", "cut_for_search", "default_segmenter", "default_tagger",
-           "extract_tags", "load_userdict", "segmenter_name", "tagger_name", "textrank", "tokenize"]
+           "del_word", "extract_tags", "load_userdict", "segmenter_name", "suggest_freq", "tagger_name", "textrank",
+           "tokenize"]

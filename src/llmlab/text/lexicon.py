@@ -60,6 +60,7 @@ class Lexicon:
         self._suffixes: dict[str, int] | None = None
         self._log_probs: LogProbs | None = None
         self._scan = None  # the compiled scans' index (`scan_index`)
+        self.version = 0  # raised by every change: matchers built from the counts compare it
         if counts and _plain(counts):  # each word its own normal form and checked: take the table whole
             self.counts = dict(counts)
             self.total = sum(self.counts.values())
@@ -93,7 +94,37 @@ class Lexicon:
         self.max_len = max(self.max_len, len(word))
         if self._prefixes is not None:  # kept up to date in place: matchers hold its ``get``
             _add_fragments(self._prefixes, word, self.counts[word], prefixes=True)
+        self._changed()
+
+    def set_count(self, word: str, count: int) -> None:
+        """Make `word`'s count `count`; 0 takes the word out (jieba's ``del_word``).
+
+        >>> lex = Lexicon({"中国": 3, "人": 2})
+        >>> lex.prefixes["中国"]
+        3
+        >>> lex.set_count("中国", 0)
+        >>> "中国" in lex, lex.total, lex.prefixes["中国"]  # the prefix table keeps it as a fragment, no word
+        (False, 2, 0)
+        """
+        _check_word(word)
+        if count != 0 or isinstance(count, bool):
+            _check_count(word, count)
+        word = normalize_text(word)
+        self.total -= self.counts.pop(word, 0)
+        if count:
+            self.counts[word] = count
+            self.total += count
+            self.max_len = max(self.max_len, len(word))  # a bound on the scans: a removed word may leave it high
+        if self._prefixes is not None:
+            if count:
+                _add_fragments(self._prefixes, word, count, prefixes=True)
+            elif word in self._prefixes:
+                self._prefixes[word] = 0
+        self._changed()
+
+    def _changed(self) -> None:
         self._suffixes = self._log_probs = self._scan = None
+        self.version += 1
 
     def scan_index(self):
         """The lexicon as the word lattice's compiled scans read it (`lexscan.LexiconIndex`; built on

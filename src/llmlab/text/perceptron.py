@@ -114,10 +114,10 @@ class PerceptronSegmenter(DictSegmenter):
         self._av_spans: SpanIndex | None = None
 
     def _span_index(self) -> SpanIndex | None:
-        """Matcher over the width-normalised lexicon, rebuilt when user words were added."""
+        """Matcher over the width-normalised lexicon, rebuilt when its words change."""
         if not self.config.lexicon_features:
             return None
-        key = (len(self.lexicon), self.lexicon.total)
+        key = (id(self.lexicon), self.lexicon.version)  # any change to the words
         if self._spans is None or self._spans[0] != key:
             self._spans = (key, SpanIndex(self.lexicon.counts))
         return self._spans[1]

@@ -61,6 +61,11 @@ class HybridSegmenter(DictSegmenter):
         self.perceptron.add_user_dict(entries)
         self.neural.add_user_dict(entries)
 
+    def _set_word_count(self, word: str, count: int) -> None:
+        """So do `del_word` and `suggest_freq`."""
+        self.perceptron.lexicon.set_count(word, count)
+        self.neural.lexicon.set_count(word, count)
+
     def emissions(self, text: str) -> np.ndarray:
         """(n, 4) combined B/M/E/S scores of a run, before the perceptron's transitions."""
         return self._emissions([text], self.perceptron.emissions(text))

@@ -203,10 +203,10 @@ class NeuralSegmenter(DictSegmenter):
         self._av_index = SpanIndex(av_words) if av_words is not None else None
 
     def matchers(self) -> list[SpanIndex]:
-        """The lexicons' matchers, in the network's order (the lexicon rebuilt when user words were added)."""
+        """The lexicons' matchers, in the network's order (the lexicon's rebuilt when its words change)."""
         out = []
         if self.config.lexicon_features:
-            key = (len(self.lexicon), self.lexicon.total)
+            key = (id(self.lexicon), self.lexicon.version)  # any change to the words
             if self._lexicon_index is None or self._lexicon_index[0] != key:
                 self._lexicon_index = (key, SpanIndex(self.lexicon.counts))
             out.append(self._lexicon_index[1])
