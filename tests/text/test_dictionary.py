@@ -583,8 +583,11 @@ def test_del_word_takes_a_word_from_every_model(segmenters, train_words):
 
     uni = copy.deepcopy(segmenters["unigram"])
     word = next(w for w in uni.lexicon.counts if len(w) == 2 and uni.cut(w) == [w])
-    uni.del_word(word)
-    assert word not in uni.lexicon and uni.cut(word) != [word]
+    for kind in ("fmm", "bmm", "bimm", "unigram", "bigram"):  # their prefix tables and scans follow
+        seg = uni if kind == "unigram" else copy.deepcopy(segmenters[kind])
+        assert seg.cut("的" + word + "的") == ["的", word, "的"]
+        seg.del_word(word)
+        assert word not in seg.lexicon and word not in seg.cut("的" + word + "的"), kind
     perc = copy.deepcopy(segmenters["perceptron"])
     count, text = perc.lexicon.count(word), "".join(train_words[0]) + word
     before = perc.emissions(text)
