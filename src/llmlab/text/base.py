@@ -414,16 +414,17 @@ class Segmenter(ABC):
         lexicon = getattr(self, "lexicon", None)
         if lexicon is None:
             raise InputError(f"a {self.kind!r} segmenter has no dictionary to suggest a count in")
-        pieces = [segment] if isinstance(segment, str) else list(segment) if isinstance(segment, (list, tuple)) else []
-        if not all(isinstance(w, str) and w and not _SPACE.search(w) for w in pieces) or not pieces or (
-                not isinstance(segment, str) and len(pieces) < 2):
+        whole = isinstance(segment, str)
+        pieces = [segment] if whole else list(segment) if isinstance(segment, (list, tuple)) else []
+        if len(pieces) < (1 if whole else 2) or not all(isinstance(w, str) and w and not _SPACE.search(w)
+                                                        for w in pieces):
             raise InputError("suggest_freq takes a word, or two or more words to cut it into (non-empty strings "
                              f"without whitespace), got {segment!r}")
         word, total = "".join(pieces), max(lexicon.total, 1)
         p = 1.0
-        for w in best_path(normalize_text(word), lexicon) if isinstance(segment, str) else pieces:
+        for w in best_path(normalize_text(word), lexicon) if whole else pieces:
             p *= (lexicon.count(w) or 1) / total  # in jieba's order: the same float
-        if isinstance(segment, str):
+        if whole:
             count = max(int(p * total) + 1, lexicon.count(word))
         else:
             count = min(int(p * total), lexicon.count(word))

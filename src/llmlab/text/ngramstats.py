@@ -127,7 +127,7 @@ class NgramStats:
                 raise InputError(f"{name} must be a whole number >= 1, got {value!r}")
         if isinstance(texts, Iterator):  # read once: every level reads the texts again
             texts = list(texts)
-        self.max_n, self.min_count, self._inside = max_n, min_count, inside
+        self.max_n, self.min_count = max_n, min_count
         self.n_chars = 0  # characters of all the texts
         self._keys: list[np.ndarray] = []  # level n - 1: the kept n-grams' keys, sorted
         self._tables: list[dict[str, np.ndarray]] = []  # level n - 1: their statistics, in key order
