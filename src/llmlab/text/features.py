@@ -15,6 +15,8 @@ Changing any template changes every key: bump `FEATURE_SET` so old models fail t
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from llmlab.core.jit import interpreting, jit
@@ -38,8 +40,10 @@ _M3 = np.uint64(0x94D049BB133111EB)
 _SHIFT21 = np.uint64(21)
 
 
+@functools.cache
 def type_table() -> np.ndarray:
-    """Character type for every BMP code point (uint8, 65536 entries); built on demand, not at import."""
+    """Character type for every BMP code point (uint8, 65536 entries, read-only); built on first use,
+    not at import, and shared."""
     t = np.full(0x10000, OTHER, dtype=np.uint8)
     t[0x4E00:0xA000] = HAN
     t[0x3400:0x4DC0] = HAN
@@ -50,6 +54,7 @@ def type_table() -> np.ndarray:
         t[lo:hi] = PUNCT
     for chars, kind in ((_PUNCT, PUNCT), (_NUMERALS, NUMERAL), (_DATE, DATE)):
         t[[ord(c) for c in chars]] = kind
+    t.flags.writeable = False
     return t
 
 

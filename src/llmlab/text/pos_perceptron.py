@@ -81,11 +81,6 @@ def _shape(word: str, table: np.ndarray) -> int:
     return (_char_type(word[0], table) * 10 + _char_type(word[-1], table)) * 10 + min(len(word), 6)
 
 
-@functools.cache
-def _types() -> np.ndarray:
-    return type_table()
-
-
 @functools.lru_cache(maxsize=1 << 16)  # the words of a text repeat: most are looked up, not hashed again
 def _word_hashes(word: str) -> tuple[int, ...]:
     """What `word_keys` reads from a word alone: the hashes of its width-normalised form, of its first
@@ -93,7 +88,8 @@ def _word_hashes(word: str) -> tuple[int, ...]:
     w = normalize_text(word)
     inner = w[1:-1] if len(w) > 2 else ""  # the middle of a 3-4 character name or term
     # slices, not w[0]: an empty word has none
-    return _h(w), _h(w[:1]), _h(w[-1:]), _h(w[:2]), _h(w[-2:]), _h(w[:3]), _h(w[-3:]), _h(inner), _shape(w, _types())
+    return (_h(w), _h(w[:1]), _h(w[-1:]), _h(w[:2]), _h(w[-2:]), _h(w[:3]), _h(w[-3:]), _h(inner),
+            _shape(w, type_table()))
 
 
 def word_keys(words: Sequence[str], rare: np.ndarray | None = None) -> np.ndarray:
