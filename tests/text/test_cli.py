@@ -176,6 +176,30 @@ def test_seg_train_dict_only(files, algo, cli):
     assert not (files["dir"] / "m").exists()
 
 
+def test_a_user_dictionary_count_of_0_takes_the_word_out(files, segmenters, tmp_path, cli):
+    """jieba's ``word 0`` line in --user-dict: `seg cut` no longer gives the word, `seg train --dict-only`
+    leaves it out, and a dictionary that also adds it is refused before any output."""
+    seg = segmenters["fmm"]
+    seg.save(tmp_path / "fmm")
+    line = next("".join(s) for s in [seg.cut("中国人民和世界人民")] if "人民" in s)
+    user = tmp_path / "user.txt"
+    user.write_text("# 人民 5\n人民 0\n", encoding="utf-8")
+    cut = ["seg", "cut", "--model", str(tmp_path / "fmm")]
+    assert "人民" in cli(cut, line + "\n")[1].split()
+    rc, out, _ = cli([*cut, "--user-dict", str(user)], line + "\n")
+    assert rc == 0 and "".join(out.split()) == line and "人民" not in out.split()
+    user.write_text("人民 0\n人民 3\n", encoding="utf-8")
+    rc, out, err = cli([*cut, "--user-dict", str(user)], line + "\n")
+    assert rc == 2 and out == "" and "both adds '人民' and takes it out" in err
+    words = tmp_path / "words.txt"
+    words.write_text("研究 10\n研究生 0\n生命 8\n起源\n", encoding="utf-8")
+    model = tmp_path / "uni"
+    assert cli(["seg", "train", "--algo", "unigram", "--dict-only", "--user-dict", str(words), "-o", str(model)])[0] == 0
+    from llmlab.text.base import load_segmenter
+
+    assert sorted(load_segmenter(model).lexicon.counts) == ["生命", "研究", "起源"]
+
+
 @pytest.mark.parametrize("argv", ["seg train --algo fmm --train {train} -o {dir}/m",
                                   "pos train --algo hmm --train {tagged} -o {dir}/m",
                                   "pos eval --model {dir}/none --gold {tagged}"])

@@ -151,9 +151,10 @@ def test_user_dictionary_is_owned_by_the_segmenter(tmp_path):
     assert a.cut("研究生命起源") == ["研究生命", "起源"]
     assert b.cut("研究生命起源") == ["研究", "生命", "起源"]  # other instances are untouched
     before = dict(a.lexicon.counts)
-    for bad in (["研究生命 3"], [("研究", 3, "n")], [("研究", "3")], [("甲", 2.0)], [("甲", 2), ("乙", 0)],
+    for bad in (["研究生命 3"], [("研究", 3, "n")], [("研究", "3")], [("甲", 2.0)], [("甲", 2), ("乙", -1)],
+                [("研究", 2), ("研究", 0)], [("甲", 2), ("乙 丙", 0)],
                 [("甲", 2), ("乙 丙", None)], [("甲", 2), (None, None)]):
-        with pytest.raises(InputError, match="pairs|count of|lexicon word"):
+        with pytest.raises(InputError, match="pairs|count of|lexicon word|takes it out"):
             a.add_user_dict(bad)
         assert a.lexicon.counts == before  # nothing of it was added
     with pytest.raises(InputError, match="pairs"):
@@ -161,12 +162,13 @@ def test_user_dictionary_is_owned_by_the_segmenter(tmp_path):
     c = MaxMatchSegmenter(Lexicon(dict(LEX.counts)))
     c.add_user_dict(path)
     assert c.cut("生命起源") == ["生命起源"]
-    path.write_text("词 0\n", encoding="utf-8")
-    with pytest.raises(InputError, match="line 1"):
-        read_user_dict(path)
+    path.write_text("词 0\n", encoding="utf-8")  # a user's file takes the word out; llmlab writes no 0
+    assert read_user_dict(path) == [("词", 0)]
+    with pytest.raises(InputError, match="line 1: count must be from 1 to"):
+        read_user_dict(path, user=False)
     # a count floats cannot hold exactly (one of 400 digits ended in a traceback when cutting)
     path.write_text(f"中国 {2**53}\n人 1{'0' * 400}\n", encoding="utf-8")
-    with pytest.raises(InputError, match="line 2: count must be from 1 to 2\\*\\*53"):
+    with pytest.raises(InputError, match="line 2: count must be from 0 to 2\\*\\*53"):
         read_user_dict(path)
     with pytest.raises(InputError, match="from 1 to 2\\*\\*53"):
         Lexicon({"中国": 2**53 + 1})
@@ -571,6 +573,50 @@ def test_suggest_freq_gives_jiebas_counts_and_its_cuts_follow(tmp_path, train_wo
         assert seg.lexicon.count(word) == count
         assert (seg.cut(word) == [word]) == isinstance(x, str), x
     assert seg.lexicon.total == sum(seg.lexicon.counts.values())
+
+
+def test_a_user_dictionary_count_of_0_takes_words_out_as_jiebas(tmp_path, train_words):
+    """jieba's user-dictionary line ``word 0`` takes the word out: with the same dictionary of deletions
+    and new words, the unigram lattice cuts every Han sentence as jieba without its HMM does (jieba's
+    total given the sum of its counts: its add_word adds to the total without taking the old count out)."""
+    lex = Lexicon.from_sentences(train_words)
+    tok = _jieba(tmp_path, lex)
+    seg = UnigramSegmenter(Lexicon(dict(lex.counts)))
+    texts = ["".join(s) for s in train_words[:400] if all("\u4e00" <= c <= "\u9fa5" for c in "".join(s))]
+    whole = [w for w in dict.fromkeys(w for t in texts for w in seg.cut(t)) if len(w) >= 2]
+    gone, new = whole[:40:2], [a + b for a, b in zip(whole[1:40:2], whole[3:42:2]) if a + b not in lex][:10]
+    path = tmp_path / "user.txt"
+    path.write_text("".join(f"{w} 0\n" for w in gone) + "".join(f"{w} 3 nz\n" for w in new), encoding="utf-8")
+    seg.add_user_dict(path)
+    tok.load_userdict(str(path))
+    tok.total = sum(tok.FREQ.values())
+    assert len(gone) == 20 and len(new) >= 5 and all(w not in seg.lexicon for w in gone)
+    assert seg.lexicon.total == sum(seg.lexicon.counts.values())
+    cuts = [seg.cut(t) for t in texts]
+    assert cuts == [tok.lcut(t, HMM=False) for t in texts]
+    assert not set(gone) & {w for c in cuts for w in c}
+    seg.add_user_dict([(gone[0], 7)])  # and a word taken out comes back
+    assert seg.lexicon.count(gone[0]) == 7
+
+
+def test_a_count_of_0_takes_forced_words_out_too(segmenters, tmp_path):
+    """With force, a user dictionary's words with a count are forced and those of count 0 are no longer;
+    the HMM (no lexicon) takes such a dictionary only with force, as any other."""
+    import copy
+
+    hmm = copy.deepcopy(segmenters["hmm"])
+    hmm.add_user_dict([("体育馆内", None), ("去体育", None)], force=True)
+    path = tmp_path / "user.txt"
+    path.write_text("去体育 0\n馆内看 n\n", encoding="utf-8")
+    with pytest.raises(InputError, match="no dictionary"):
+        hmm.add_user_dict(path)
+    assert hmm.forced.words == {"体育馆内", "去体育"}  # refused: nothing changed
+    hmm.add_user_dict(path, force=True)
+    assert hmm.forced.words == {"体育馆内", "馆内看"}
+    uni = copy.deepcopy(segmenters["unigram"])
+    uni.add_word("去体育馆", force=True)
+    uni.add_word("去体育馆", 0)  # jieba's add_word(word, 0) is its del_word
+    assert "去体育馆" not in uni.lexicon and not uni.forced
 
 
 def test_del_word_takes_a_word_from_every_model(segmenters, train_words):

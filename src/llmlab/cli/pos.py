@@ -62,7 +62,8 @@ def register(sub) -> None:
     p.add_argument("--t2s", action="store_true", help="traditional Chinese input: the models read it with its "
                    "traditional characters in simplified form (llmlab.text.script); the words keep their own")
     p.add_argument("--user-dict", help="user dictionary (jieba's `word [count] [tag]` lines): a word with a tag "
-                   "always gets it; with --seg-model every word is also added to the segmenter's lexicon")
+                   "always gets it; with --seg-model every word is also added to the segmenter's lexicon (or "
+                   "taken out, with a count of 0)")
     p.add_argument("--force-words", action="store_true", help="with --seg-model: always cut the --user-dict words "
                    "whole (`llmlab seg cut --force-words`)")
     add_jobs(p)

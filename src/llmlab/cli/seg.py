@@ -44,7 +44,7 @@ def register(sub) -> None:
                    "default: the pfr1998 corpus")
     p.add_argument("--split", choices=("train", "dev", "test"), help="pfr1998 split to train on (default: train)")
     p.add_argument("--user-dict", help=f"user dictionary (`word [count] [tag]` lines; a line starting with # is a "
-                   f"comment), for {', '.join(DICT_ALGOS)}")
+                   f"comment, a count of 0 takes the word out), for {', '.join(DICT_ALGOS)}")
     p.add_argument("--dict-only", action="store_true", default=None,
                    help="fmm, bmm, bimm, unigram: the lexicon is --user-dict alone, no training text (with jieba's "
                    "dict.txt, unigram cuts as jieba without its HMM)")
@@ -74,7 +74,7 @@ def register(sub) -> None:
     p.add_argument("--model", help="model directory from `llmlab seg train`; default: a perceptron on the pfr1998 "
                    f"train split, trained on first use (about a minute) and cached ({WHERE})")
     p.add_argument("--user-dict", help="user dictionary added to a dictionary-aware model (`word [count] [tag]` "
-                   "lines; a line starting with # is a comment)")
+                   "lines; a line starting with # is a comment, a count of 0 takes the word out)")
     add_force_words(p)
     p.add_argument("--input", help="read this file instead of stdin")
     p.add_argument("--mode", choices=("default", "search", "full"), default="default",
@@ -105,7 +105,8 @@ def register(sub) -> None:
     p.add_argument("-k", type=int, default=5, help="number of paths")
     p.add_argument("--by", choices=("prob", "words"), default="prob",
                    help="rank by probability, or by fewest words (N-shortest paths)")
-    p.add_argument("--user-dict", help="user dictionary added to the model's lexicon (`word [count] [tag]` lines)")
+    p.add_argument("--user-dict", help="user dictionary added to the model's lexicon (`word [count] [tag]` lines; "
+                   "a count of 0 takes the word out)")
     add_force_words(p)
 
     from llmlab.cli import seg_words  # here: it imports this module's helpers
@@ -167,7 +168,7 @@ def _train(args) -> int:
     from llmlab.core.errors import InputError
     from llmlab.core.io import check_readable
     from llmlab.text.base import MODEL_FILE, check_model_folder, segmenter_class
-    from llmlab.text.lexicon import read_user_dict
+    from llmlab.text.lexicon import read_user_dict, split_deletions
 
     check_model_folder(args.output, MODEL_FILE)  # before training: a bad -o costs nothing
     for path in (args.user_dict, args.feature_dict):
@@ -189,7 +190,7 @@ def _train(args) -> int:
         else:
             seg = segmenter_class(args.algo).train(training_sentences(args), _config_for(args.algo, args))
         if args.user_dict and args.dict_only and args.force_words:  # its words are the lexicon already
-            seg.force_words(w for w, _ in read_user_dict(args.user_dict))
+            seg.force_words(w for w, _ in split_deletions(read_user_dict(args.user_dict))[0])
         elif args.user_dict and not args.dict_only:
             seg.add_user_dict(args.user_dict, bool(args.force_words))
         out = seg.save(args.output)

@@ -21,7 +21,8 @@ def register(g) -> None:
     p.add_argument("--per-line", action="store_true", help="each input line is a document of its own")
     p.add_argument("--input", help="read this file instead of stdin")
     p.add_argument("--model", help="segmenter directory; default: the default perceptron (as `seg cut`)")
-    p.add_argument("--user-dict", help="user dictionary added to the segmenter (`word [count] [tag]` lines)")
+    p.add_argument("--user-dict", help="user dictionary added to the segmenter (`word [count] [tag]` lines; a count of "
+                   "0 takes the word out)")
     add_force_words(p)
     p.add_argument("--allow-tags", help="only words with these POS tags, comma-separated (textrank's default: "
                    "ns,n,vn,v; tfidf's: any word, untagged; an empty value: any word)")
@@ -42,7 +43,7 @@ def register(g) -> None:
     p.add_argument("--max-n", type=int, default=4, help="longest string considered (characters)")
     p.add_argument("--min-count", type=int, default=5, help="fewest occurrences")
     p.add_argument("--known", help="leave out these words (a word list or user dictionary: the first field of "
-                   "each line)")
+                   "each line, unless its count is 0)")
     p.add_argument("--model", help="leave out the words of this segmenter's lexicon")
     p.add_argument("--scores", action="store_true", help="tab-separated columns after each word: count, cohesion, "
                    "left and right entropy, left and right accessor variety")
@@ -160,13 +161,13 @@ def _newwords(args) -> int:
     from llmlab.core.errors import InputError
     from llmlab.core.io import FileLines, line_batches
     from llmlab.text.base import load_segmenter
-    from llmlab.text.lexicon import read_user_dict
+    from llmlab.text.lexicon import read_user_dict, split_deletions
     from llmlab.text.newwords import discover
 
     top_k = _top_k(args)
     known: set[str] = set()
     if args.known:
-        known.update(w for w, _ in read_user_dict(args.known, "known-word file"))
+        known.update(w for w, _ in split_deletions(read_user_dict(args.known, "known-word file"))[0])
     if args.model:
         seg = load_segmenter(args.model)
         if getattr(seg, "lexicon", None) is None:

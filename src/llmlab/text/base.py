@@ -273,9 +273,9 @@ class ForcedWords:
         if self._table:
             self._first = re.compile("[" + "".join(sorted({re.escape(w[0]) for w in self._table})) + "]")
 
-    def remove(self, word: str) -> None:
-        """No longer force `word` (matched width-normalised, as added); a word not forced is left be."""
-        rest = self.words - {normalize_text(word)}
+    def remove(self, words: Iterable[str]) -> None:
+        """No longer force `words` (matched width-normalised, as added); a word not forced is left be."""
+        rest = self.words - {normalize_text(w) for w in words}
         self._table, self._first = {}, None
         self.add(rest)
 
@@ -366,20 +366,23 @@ class Segmenter(ABC):
         """Add a user dictionary: a file path (jieba's ``word [count] [tag]`` lines) or (word,
         count-or-None) pairs. A segmenter with a lexicon takes the words into it, where they gain weight
         (`lexicon.Lexicon.add_user_words`); with `force` every segmenter also cuts them whole
-        (`force_words`). One without a lexicon (the HMM) takes them only with `force`."""
-        from llmlab.text.lexicon import read_user_dict, user_entries  # the lexicon builds on this module
+        (`force_words`). One without a lexicon (the HMM) takes them only with `force`. A count of 0
+        takes the word out, as jieba's ``word 0`` line does (`del_word`; `lexicon.split_deletions`)."""
+        from llmlab.text.lexicon import read_user_dict, split_deletions, user_entries  # they build on this module
 
         entries = read_user_dict(source) if isinstance(source, (str, os.PathLike)) else user_entries(source)
+        added, removed = split_deletions(entries)
         if getattr(self, "lexicon", None) is not None:
-            self._add_user_words(entries)
+            self._add_user_words(added)
         elif not force:
             raise InputError(f"a {self.kind!r} segmenter has no dictionary; force=True (--force-words) keeps "
                              "the words whole all the same")
         if force:
-            self.force_words(w for w, _ in entries)
+            self.force_words(w for w, _ in added)
+        self._take_out(removed)
 
     def add_word(self, word: str, count: int | None = None, force: bool = False) -> None:
-        """`add_user_dict` of one word (jieba's ``add_word``)."""
+        """`add_user_dict` of one word (jieba's ``add_word``; a count of 0 is `del_word`)."""
         self.add_user_dict([(word, count)], force)
 
     def _add_user_words(self, entries: list[tuple[str, int | None]]) -> None:
@@ -391,13 +394,18 @@ class Segmenter(ABC):
         methods and the word lattices then never give it as a word; the statistical models lose its
         lexicon features, and may still cut it where their other features call for it."""
         _checked_str(word, "del_word")
-        forced = self.__dict__.get("_forced")
-        if getattr(self, "lexicon", None) is not None:
-            self._set_word_count(word, 0)  # checks the word
-        elif forced is None:
+        if getattr(self, "lexicon", None) is None and "_forced" not in self.__dict__:
             raise InputError(f"a {self.kind!r} segmenter has no dictionary and no forced words to take a word from")
-        if forced is not None:
-            forced.remove(word)
+        self._take_out([word])
+
+    def _take_out(self, words: list[str]) -> None:
+        """Take (checked) `words` out of the lexicon and the forced words, where this segmenter has them."""
+        if getattr(self, "lexicon", None) is not None:
+            for word in words:
+                self._set_word_count(word, 0)
+        forced = self.__dict__.get("_forced")
+        if forced is not None and words:
+            forced.remove(words)
 
     def suggest_freq(self, segment: str | Sequence[str], tune: bool = False) -> int:
         """jieba's ``suggest_freq`` on this segmenter's lexicon, with jieba's arithmetic: for a word (a

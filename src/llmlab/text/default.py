@@ -70,14 +70,17 @@ def load_userdict(source: str | os.PathLike | Iterable[tuple[str, int | None, st
     ``word [count] [tag]`` lines, or (word, count-or-None, tag-or-None) triples. The words go into the
     default segmenter's lexicon (with `force`, they are always cut whole: `Segmenter.add_user_dict`),
     and the words with a tag get it from the default tagger (`PosTagger.add_user_tags`; loading it, or
-    training it on first use)."""
-    from llmlab.text.lexicon import read_user_entries
+    training it on first use). A count of 0 takes the word out of the segmenter's lexicon (jieba's
+    ``del_word``)."""
+    from llmlab.text.lexicon import read_user_entries, split_deletions
 
     entries = read_user_entries(source) if isinstance(source, (str, os.PathLike)) else list(source)
+    words = [(w, c) for w, c, _ in entries]
+    split_deletions(words)  # a word both added and taken out is refused before either model changes
     tags = [(w, t) for w, _, t in entries if t is not None]
     if tags:  # checked against the tagset before the segmenter changes
         default_tagger().add_user_tags(tags)
-    default_segmenter().add_user_dict([(w, c) for w, c, _ in entries], force)
+    default_segmenter().add_user_dict(words, force)
 
 
 def add_word(word: str, count: int | None = None, tag: str | None = None, force: bool = False) -> None:

@@ -261,22 +261,23 @@ MAX_COUNT = 2**53  # counts meet floats (probabilities, suggested counts); beyon
 
 
 def read_user_dict(path: str | os.PathLike, what: str = "user dictionary",
-                   comments: bool = True) -> list[tuple[str, int | None]]:
-    """A jieba-style user dictionary: one ``word [count] [tag]`` per line. A line whose first field
-    begins with ``#`` is a comment (so a word cannot begin with ``#``) unless `comments` is false (for
-    files llmlab writes, whose words may begin with it). The count is ASCII digits; a
+                   user: bool = True) -> list[tuple[str, int | None]]:
+    """A jieba-style user dictionary: one ``word [count] [tag]`` per line. The count is ASCII digits; a
     second field that holds any other digit or number sign (``2.5``, ``²``, ``1e3``), or any second
-    field followed by a third, must be a count.
+    field followed by a third, must be a count. In a user's file (`user`), a line whose first field
+    begins with ``#`` is a comment (so a word cannot begin with ``#``) and a count of 0 takes the word
+    out, as in jieba (`split_deletions`); in a file llmlab wrote (a saved model's word lists, `user`
+    false) words may begin with ``#`` and every count is at least 1.
 
     A bad line is an error naming the file (as `what`) and line.
     """
     text = read_text(path, what)
-    plain = _plain_entries(text, comments)
-    return plain if plain is not None else _entries_by_line(text, f"{what} {str(path)!r}", comments)
+    plain = _plain_entries(text, user)
+    return plain if plain is not None else _entries_by_line(text, f"{what} {str(path)!r}", user)
 
 
 def read_user_entries(path: str | os.PathLike, what: str = "user dictionary",
-                      comments: bool = True) -> list[tuple[str, int | None, str | None]]:
+                      user: bool = True) -> list[tuple[str, int | None, str | None]]:
     """`read_user_dict`'s entries with their tags: (word, count or None, tag or None). A line's tag is
     its third field, or its second when that is no count (``云计算 5 n``, ``云计算 n``).
 
@@ -287,10 +288,10 @@ def read_user_entries(path: str | os.PathLike, what: str = "user dictionary",
     [('云计算', 5, 'n'), ('区块链', None, 'nz'), ('大模型', 3, None)]
     """
     text = read_text(path, what)
-    plain = _plain_entries(text, comments)
+    plain = _plain_entries(text, user)
     if plain is not None:  # every line "word count": no tags
         return [(w, c, None) for w, c in plain]
-    return _fields_by_line(text, f"{what} {str(path)!r}", comments)
+    return _fields_by_line(text, f"{what} {str(path)!r}", user)
 
 
 def read_user_tags(path: str | os.PathLike, what: str = "user dictionary") -> list[tuple[str, str]]:
@@ -298,17 +299,18 @@ def read_user_tags(path: str | os.PathLike, what: str = "user dictionary") -> li
     return [(w, t) for w, _, t in read_user_entries(path, what) if t is not None]
 
 
-def _entries_by_line(text: str, where: str, comments: bool) -> list[tuple[str, int | None]]:
+def _entries_by_line(text: str, where: str, user: bool) -> list[tuple[str, int | None]]:
     """`read_user_dict`'s entries of `text` (from `where`, for errors), a line at a time."""
-    return [(w, c) for w, c, _ in _fields_by_line(text, where, comments)]
+    return [(w, c) for w, c, _ in _fields_by_line(text, where, user)]
 
 
-def _fields_by_line(text: str, where: str, comments: bool) -> list[tuple[str, int | None, str | None]]:
+def _fields_by_line(text: str, where: str, user: bool) -> list[tuple[str, int | None, str | None]]:
     """(word, count, tag) of each entry of `text` (from `where`, for errors), a line at a time."""
     entries: list[tuple[str, int | None, str | None]] = []
+    low = 0 if user else 1
     for i, line in enumerate(split_lines(text), 1):
         parts = line.split()
-        if not parts or (comments and parts[0].startswith("#")):
+        if not parts or (user and parts[0].startswith("#")):
             continue
         count = None
         if len(parts) > 1 and (_COUNT.fullmatch(parts[1]) or len(parts) > 2 or _looks_numeric(parts[1])):
@@ -316,8 +318,8 @@ def _fields_by_line(text: str, where: str, comments: bool) -> list[tuple[str, in
                 raise InputError(f"{where} line {i}: count {parts[1]!r} is not a whole number "
                                  "(ASCII digits)")
             count = int(parts[1])
-            if not 1 <= count <= MAX_COUNT:
-                raise InputError(f"{where} line {i}: count must be from 1 to 2**53, got {parts[1]}")
+            if not low <= count <= MAX_COUNT:
+                raise InputError(f"{where} line {i}: count must be from {low} to 2**53, got {parts[1]}")
         rest = parts[2:] if count is not None else parts[1:]  # what follows the word and its count: a tag
         entries.append((parts[0], count, rest[0] if rest else None))
     return entries
@@ -328,8 +330,9 @@ _PLAIN_ENTRY = re.compile(r"^(\S+) ([0-9]+)$", re.MULTILINE)  # "word count", as
 
 def _plain_entries(text: str, comments: bool) -> list[tuple[str, int | None]] | None:
     """`read_user_dict`'s entries when every line of `text` is ``word count`` with one space and a
-    count in range (the files a saved model holds), parsed by one regular-expression scan; None
-    otherwise, for the line by line reading that names a bad line.
+    count from 1 (the files a saved model holds), parsed by one regular-expression scan; None
+    otherwise, for the line by line reading that names a bad line or reads a count of 0. With
+    `comments`, a word that begins with ``#`` also sends it there.
 
     >>> _plain_entries("中国 3\\n人 1", True), _plain_entries("中国 3\\n人 x", True)
     ([('中国', 3), ('人', 1)], None)
@@ -363,6 +366,24 @@ def user_entries(source: Iterable) -> list[tuple[str, int | None]]:
     return [(w, c) for w, c in entries]
 
 
+def split_deletions(entries: list[tuple[str, int | None]]) -> tuple[list[tuple[str, int | None]], list[str]]:
+    """User-dictionary entries as the (word, count-or-None) entries that add words and the words that a
+    count of 0 takes out (jieba's ``word 0`` line, or ``add_word(word, 0)``: ``del_word``). A dictionary
+    that both adds and takes out one word (width-normalised) is refused: counts of a word add up, so
+    the order of its lines cannot decide.
+
+    >>> split_deletions([("中国", 3), ("中国人", 0), ("人", None)])
+    ([('中国', 3), ('人', None)], ['中国人'])
+    """
+    removed = [_check_word(w) for w, c in entries if c == 0 and type(c) is int]
+    added = [(w, c) for w, c in entries if not (c == 0 and type(c) is int)]
+    if removed:
+        both = {normalize_text(w) for w in removed} & {normalize_text(w) for w, _ in added if isinstance(w, str)}
+        if both:
+            raise InputError(f"the user dictionary both adds {min(both)!r} and takes it out (count 0): keep one")
+    return added, removed
+
+
 def lexicon_from_dictionary(source: str | os.PathLike | Iterable[tuple[str, int | None]],
                             min_count: int = 1) -> Lexicon:
     """A lexicon from a dictionary alone, without training text (jieba's way): a file of
@@ -375,8 +396,8 @@ def lexicon_from_dictionary(source: str | os.PathLike | Iterable[tuple[str, int 
     (3, 2, False)
     """
     path = isinstance(source, (str, os.PathLike))
-    entries = read_user_dict(source, "dictionary") if path else user_entries(source)
-    if not entries:
+    entries, _ = split_deletions(read_user_dict(source, "dictionary") if path else user_entries(source))
+    if not entries:  # a word taken out (count 0) is no word of the dictionary
         raise InputError(f"dictionary {str(source)!r} has no words" if path else "the dictionary has no words")
     counts: Counter = Counter()
     for word, count in entries:

@@ -37,7 +37,7 @@ from llmlab.text.base import Segmenter, check_sentences, checked_array
 from llmlab.text.bmes import decode_runs, encode_tags, viterbi_kernel
 from llmlab.text.features import FEATURE_SET, PAD, emission_scores, feature_keys_many, type_table
 from llmlab.text.hashindex import FeatureIndex
-from llmlab.text.lexicon import DictSegmenter, Lexicon, read_user_dict
+from llmlab.text.lexicon import DictSegmenter, Lexicon, read_user_dict, split_deletions
 from llmlab.text.lexmatch import MAX_SPAN, SpanIndex
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,7 @@ class PerceptronSegmenter(DictSegmenter):
                              f"this llmlab computes feature set {FEATURE_SET}: retrain it with `llmlab seg train`")
         dictionary = None
         if state.get("dictionary_file"):
-            dictionary = read_dictionary(directory / state["dictionary_file"], comments=False)
+            dictionary = read_dictionary(directory / state["dictionary_file"], user=False)
         av_words = None
         if config.av_lexicon:
             av_words = _read_av_words(directory / state.get("av_words_file", AV_WORDS_FILE))
@@ -341,14 +341,16 @@ def _train_epoch(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, order
     return step, wrong
 
 
-def read_dictionary(path: str | os.PathLike, what: str = "feature dictionary", comments: bool = True) -> Lexicon:
-    """A feature dictionary from a jieba-style file (``word [count] [tag]`` lines; no count means 1;
-    ``#`` lines are comments unless `comments` is false, as in the files a saved model holds)."""
-    return Lexicon({w: c or 1 for w, c in read_user_dict(path, what, comments)})
+def read_dictionary(path: str | os.PathLike, what: str = "feature dictionary", user: bool = True) -> Lexicon:
+    """A feature dictionary from a jieba-style file (``word [count] [tag]`` lines; no count means 1, and
+    a count of 0 leaves the word out; `read_user_dict`, whose `user` is false for the files a saved
+    model holds)."""
+    added, _ = split_deletions(read_user_dict(path, what, user))
+    return Lexicon({w: c or 1 for w, c in added})
 
 
 def _write_counts(path: Path, counts: dict[str, int]) -> None:
-    """``word count`` lines (what `read_dictionary` reads without comments), written atomically."""
+    """``word count`` lines (what `read_dictionary` reads with `user` false), written atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text("".join(f"{w} {c}\n" for w, c in counts.items()), encoding="utf-8")
 
@@ -357,7 +359,7 @@ def _read_av_words(path: Path) -> dict[str, int]:
     """The accessor-variety word list `PerceptronSegmenter._state` wrote."""
     if not path.is_file():
         raise InputError(f"accessor-variety word list {str(path)!r} of the perceptron model is missing")
-    return read_dictionary(path, "accessor-variety word list", comments=False).counts
+    return read_dictionary(path, "accessor-variety word list", user=False).counts
 
 
 def jackknife_matchers(sents: list[list[str]], lexicon: Lexicon, folds: int, min_count: int) -> list[SpanIndex]:
