@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from llmlab.cli.common import add_command
@@ -159,7 +160,7 @@ def _idf(args) -> int:
 
 def _newwords(args) -> int:
     from llmlab.core.errors import InputError
-    from llmlab.core.io import FileLines, line_batches
+    from llmlab.core.io import FileLines, spooled_stdin
     from llmlab.text.base import load_segmenter
     from llmlab.text.lexicon import read_user_dict, split_deletions
     from llmlab.text.newwords import discover
@@ -174,9 +175,10 @@ def _newwords(args) -> int:
             raise InputError(f"--model: the {seg.kind!r} segmenter in {args.model!r} has no lexicon to leave out")
         known.update(seg.lexicon.counts)
     discover([], top_k, rank=args.rank, max_n=args.max_n, min_count=args.min_count)  # settings first
-    # a file is read once per string length, never held; standard input can be read only once
-    texts = FileLines(args.input) if args.input else [line for lines in line_batches(None) for line in lines]
-    for c in discover(texts, top_k, known, args.rank, args.max_n, args.min_count):
+    # the text is read once per string length, never held: standard input is spooled to a temporary file
+    with contextlib.nullcontext(FileLines(args.input)) if args.input else spooled_stdin() as texts:
+        found = discover(texts, top_k, known, args.rank, args.max_n, args.min_count)
+    for c in found:
         extra = (f"\t{c.count}\t{c.cohesion:.4f}\t{c.left_entropy:.4f}\t{c.right_entropy:.4f}\t{c.left_av}\t"
                  f"{c.right_av}") if args.scores else ""
         sys.stdout.write(c.word + extra + "\n")

@@ -289,14 +289,30 @@ def line_batches(path: str | os.PathLike | None, what: str = "input file", size:
 
 class FileLines:
     """The lines of the UTF-8 file at `path`, read again from the file each time they are iterated (for
-    work that reads a text more than once without holding it in memory), as `line_batches` reads them."""
+    work that reads a text more than once without holding it in memory), as `line_batches` reads them.
+    `path` may also be a binary file open for reading (read from its start each time, named `what` in
+    errors): `spooled_stdin` gives standard input so."""
 
-    def __init__(self, path: str | os.PathLike, what: str = "input file"):
-        self.path, self.what = check_readable(path, what), what
+    def __init__(self, path: str | os.PathLike | BinaryIO, what: str = "input file"):
+        self.file = None if isinstance(path, (str, os.PathLike)) else path
+        self.path, self.what = (check_readable(path, what) if self.file is None else None), what
 
     def __iter__(self) -> Iterator[str]:
-        for lines in line_batches(self.path, self.what):
+        if self.file is not None:
+            self.file.seek(0)
+        for lines in (line_batches(self.path, self.what) if self.file is None
+                      else _batches(self.file, self.what, 2000)):
             yield from lines
+
+
+@contextlib.contextmanager
+def spooled_stdin() -> Iterator[FileLines]:
+    """Standard input's lines as a `FileLines`, for work that reads them more than once: the bytes are
+    copied, a block at a time, to an unnamed temporary file (removed when the block ends), so memory
+    does not grow with the input. Errors name "standard input" and the line."""
+    with tempfile.TemporaryFile() as f:
+        shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        yield FileLines(f, "standard input")
 
 
 def _batches(stream: BinaryIO, what: str, size: int) -> Iterator[list[str]]:
