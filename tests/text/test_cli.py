@@ -194,7 +194,8 @@ def test_a_user_dictionary_count_of_0_takes_the_word_out(files, segmenters, tmp_
     words = tmp_path / "words.txt"
     words.write_text("研究 10\n研究生 0\n生命 8\n起源\n", encoding="utf-8")
     model = tmp_path / "uni"
-    assert cli(["seg", "train", "--algo", "unigram", "--dict-only", "--user-dict", str(words), "-o", str(model)])[0] == 0
+    assert cli(["seg", "train", "--algo", "unigram", "--dict-only", "--user-dict", str(words), "-o",
+                str(model)])[0] == 0
     from llmlab.text.base import load_segmenter
 
     assert sorted(load_segmenter(model).lexicon.counts) == ["生命", "研究", "起源"]
