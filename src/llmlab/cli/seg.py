@@ -4,6 +4,7 @@ and idf tables: `llmlab.cli.seg_words`)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from llmlab.cli.common import (
@@ -23,7 +24,7 @@ _TRAINED, _NEURAL = ("perceptron", "neural", "hybrid"), ("neural", "hybrid")
 ALGO_FLAGS = {"--epochs": ("epochs", _TRAINED), "--folds": ("folds", _TRAINED), "--seed": ("seed", _TRAINED),
               "--no-av-lexicon": ("av_lexicon", _TRAINED),
               "--min-count": ("min_count", DICT_ALGOS[:6]), "--user-dict": ("user_dict", DICT_ALGOS),
-              "--feature-dict": ("feature_dict", ("perceptron",)),
+              "--feature-dict": ("feature_dict", ("perceptron",)), "--init-model": ("init_model", ("perceptron",)),
               "--dict-only": ("dict_only", ("fmm", "bmm", "bimm", "unigram")),
               "--threads": ("threads", _NEURAL), "--layers": ("layers", _NEURAL),
               "--no-pretrain": ("no_pretrain", _NEURAL), "--lam": ("lam", ("hybrid",)),
@@ -50,6 +51,9 @@ def register(sub) -> None:
                    "dict.txt, unigram cuts as jieba without its HMM)")
     p.add_argument("--feature-dict", help="perceptron: an external word list (jieba-style `word [count]` lines, "
                    "e.g. jieba's dict.txt) whose matches become features; saved with the model")
+    p.add_argument("--init-model", help="perceptron: train further from this saved perceptron (pkuseg's init_model) "
+                   "on the training text alone: its weights are the start, its lexicon takes the new words, its "
+                   "feature settings, --feature-dict and forced words stay; --epochs, --seed and --folds may change")
     p.add_argument("--epochs", type=int, help="perceptron, neural, hybrid's neural part: passes over the data")
     p.add_argument("--folds", type=int, help="perceptron, neural (hybrid: both): jackknife folds for lexicon "
                    "features (1 = off)")
@@ -121,7 +125,9 @@ def add_force_words(p: argparse.ArgumentParser, more: str = "") -> None:
                    f"model's lexicon{'; ' + more if more else ''}")
 
 
-def _config_for(algo: str, args: argparse.Namespace):
+def _config_for(algo: str, args: argparse.Namespace, base=None):
+    """The config of `algo` from the flags given in `args`; for the perceptron, `base`'s (a model trained
+    further) with those flags changed."""
     from llmlab.core.errors import InputError
     from llmlab.text.hmm import HmmConfig
     from llmlab.text.lattice import LatticeConfig
@@ -140,8 +146,9 @@ def _config_for(algo: str, args: argparse.Namespace):
         return HmmConfig()
     shared = {k: given[k] for k in ("folds", "av_lexicon") if k in given}
     if algo == "perceptron":
-        return PerceptronConfig(**{k: given[k] for k in ("epochs", "seed") if k in given}, **shared,
-                                **({"lexicon_min_count": given["min_count"]} if "min_count" in given else {}))
+        fields = {**{k: given[k] for k in ("epochs", "seed") if k in given}, **shared,
+                  **({"lexicon_min_count": given["min_count"]} if "min_count" in given else {})}
+        return dataclasses.replace(base, **fields) if base is not None else PerceptronConfig(**fields)
     neural = NeuralSegmenterConfig(**{k: given[k] for k in ("epochs", "seed", "threads", "layers") if k in given},
                                    **shared, **({"pretrain": False} if given.get("no_pretrain") else {}))
     if algo == "neural":
@@ -182,6 +189,8 @@ def _train(args) -> int:
     with resumable_training(args.output, args.algo in _NEURAL, bool(args.fresh)):
         if args.dict_only:
             seg = _from_dictionary(args)
+        elif args.init_model:
+            seg = _train_further(args)
         elif args.feature_dict:
             from llmlab.text.perceptron import read_dictionary
 
@@ -196,6 +205,21 @@ def _train(args) -> int:
         out = seg.save(args.output)
     print(f"saved {args.algo} segmenter to {out}")
     return 0
+
+
+def _train_further(args):
+    """`seg train --init-model`: a saved perceptron trained further on the training text."""
+    from llmlab.core.errors import InputError
+    from llmlab.text.base import load_segmenter
+    from llmlab.text.perceptron import PerceptronSegmenter
+
+    if args.feature_dict:
+        raise InputError("--feature-dict does not apply with --init-model: the model keeps its own feature dictionary")
+    init = load_segmenter(args.init_model)
+    if not isinstance(init, PerceptronSegmenter):
+        raise InputError(f"--init-model: {args.init_model!r} holds a {init.kind!r} segmenter; training goes on from "
+                         "a perceptron")
+    return PerceptronSegmenter.train(training_sentences(args), _config_for("perceptron", args, init.config), init=init)
 
 
 def _from_dictionary(args):

@@ -15,12 +15,16 @@ its own templates, as pkuseg and THULAC do: on pfr1998 it lifts OOV recall most.
 n-grams of the raw training text that occur in varied contexts (accessor variety >= `av_min`,
 `llmlab.text.accessor`) become pseudo-words with templates of their own (no jackknife: unsupervised,
 they are fixed at training and saved with the model): pfr1998 test F1 0.9576 -> 0.9593.
+
+A saved model can be trained further on new text (`PerceptronSegmenter.train(init=model)`, ``llmlab seg
+train --init-model``; pkuseg's ``init_model``): its weights are the starting point of the same training.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,28 +200,48 @@ class PerceptronSegmenter(DictSegmenter):
 
     @classmethod
     def train(cls, sentences: Iterable[Iterable[str]], config: PerceptronConfig | None = None,
-              dictionary: Lexicon | None = None) -> PerceptronSegmenter:
+              dictionary: Lexicon | None = None, init: PerceptronSegmenter | None = None) -> PerceptronSegmenter:
         """Learn from segmented sentences; `dictionary` (e.g. jieba's word list, `read_dictionary`)
-        adds external-dictionary features."""
-        config = config or PerceptronConfig()
+        adds external-dictionary features.
+
+        With `init` (pkuseg's ``init_model``), training goes on from that model instead of from zero, on
+        `sentences` alone: its weights and transitions are the starting point, the features it has keep
+        their weights until the new sentences move them, and new ones start at zero. Its feature
+        settings, external dictionary and pseudo-words stay (`config` may change only epochs, seed,
+        folds, min_feature_count and prune_below; None keeps all of its settings), the new sentences'
+        words join its lexicon, and its forced words stay forced. The model then fits the new text
+        and, as any model trained on other text alone, may forget some of what it knew: mixing some of
+        the first training text into `sentences` keeps that (rehearsal).
+        """
+        config = config or (init.config if init is not None else PerceptronConfig())
         sents = check_sentences(sentences)
-        lexicon = Lexicon.from_sentences(sents, config.lexicon_min_count)
-        av_words = None
-        if config.av_lexicon:
-            av_words = AccessorVariety(["".join(s) for s in sents]).words(config.av_min, config.av_max_n)
-            log.info("%d accessor-variety pseudo-words", len(av_words))
+        if init is None:
+            lexicon = Lexicon.from_sentences(sents, config.lexicon_min_count)
+            av_words = None
+            if config.av_lexicon:
+                av_words = AccessorVariety(["".join(s) for s in sents]).words(config.av_min, config.av_max_n)
+                log.info("%d accessor-variety pseudo-words", len(av_words))
+        else:
+            _check_init(init, config, dictionary)
+            counts = Counter(init.lexicon.counts)
+            counts.update(Lexicon.from_sentences(sents).counts)
+            lexicon = Lexicon({w: c for w, c in counts.items() if c >= config.lexicon_min_count})
+            dictionary, av_words = init.dictionary, init.av_words
         keys = _training_keys(sents, lexicon, config, dictionary, av_words)
         uniq, counts = np.unique(np.concatenate([k.ravel() for k in keys]), return_counts=True)
-        index = FeatureIndex(uniq[counts >= config.min_feature_count])
-        log.info("%d features (%d seen at least %d times)", len(uniq), index.present_keys().size,
-                 config.min_feature_count)
+        kept = uniq[counts >= config.min_feature_count]
+        index = FeatureIndex(kept if init is None else np.concatenate([init.index.keys, kept]))
+        log.info("%d features (%d seen at least %d times)", len(uniq), kept.size, config.min_feature_count)
         lengths = np.array([len(k) for k in keys], dtype=np.int64)
         slots = index.lookup(np.concatenate(keys))  # (characters, templates)
         del keys
         golds = np.array([t for s in sents for t in encode_tags(s)], dtype=np.int8)
         w = np.zeros((index.size + 1, 4), np.float32)
-        u = np.zeros(w.shape, np.float64)
-        trans, trans_u = np.zeros((4, 4)), np.zeros((4, 4))
+        trans = np.zeros((4, 4))
+        if init is not None:  # averaging from there (w - u / step below) averages its weights in at every step
+            w[index.rows(init.index.keys)] = init.weights[: init.index.size]
+            trans = np.array(init.trans, dtype=np.float64)
+        u, trans_u = np.zeros(w.shape, np.float64), np.zeros((4, 4))
         rng = np.random.default_rng(config.seed)
         starts = np.concatenate([[0], np.cumsum(lengths)])
         step = 1
@@ -228,7 +252,10 @@ class PerceptronSegmenter(DictSegmenter):
         w -= (u / step).astype(np.float32)
         w[index.missing] = 0.0
         index, w = prune(index, w, config.prune_below)
-        return cls(index, w, trans - trans_u / step, lexicon, config, dictionary, av_words)
+        seg = cls(index, w, trans - trans_u / step, lexicon, config, dictionary, av_words)
+        if init is not None and init.forced:
+            seg.force_words(init.forced.words)
+        return seg
 
     def _state(self, directory: Path) -> dict:
         nz = np.nonzero(np.any(self.weights[: self.index.size] != 0, axis=1))[0]
@@ -264,6 +291,21 @@ class PerceptronSegmenter(DictSegmenter):
         weights = np.zeros((index.size + 1, 4), np.float32)
         weights[index.rows(keys)] = arrays["weights"]
         return cls(index, weights, state["trans"], Lexicon.from_dict(state["lexicon"]), config, dictionary, av_words)
+
+
+# the settings that decide a perceptron's features: a model trained further (`train(init=...)`) keeps them
+FEATURE_SETTINGS = ("lexicon_features", "lexicon_min_count", "av_lexicon", "av_min", "av_max_n")
+
+
+def _check_init(init: PerceptronSegmenter, config: PerceptronConfig, dictionary: Lexicon | None) -> None:
+    if not isinstance(init, PerceptronSegmenter):
+        raise InputError(f"training goes on from a perceptron segmenter, got {type(init).__name__}")
+    if dictionary is not None:
+        raise InputError("a model trained further keeps its own feature dictionary: give no other")
+    for name in FEATURE_SETTINGS:
+        if getattr(config, name) != getattr(init.config, name):
+            raise InputError(f"{name} is {getattr(config, name)!r} but the model trained further has "
+                             f"{getattr(init.config, name)!r}: its weights belong to its features")
 
 
 def prune(index: FeatureIndex, weights: np.ndarray, below: float) -> tuple[FeatureIndex, np.ndarray]:

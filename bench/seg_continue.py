@@ -1,0 +1,128 @@
+"""Training a perceptron segmenter further (`seg train --init-model`, pkuseg's ``init_model``): as
+incremental training, and as adaptation to new text with the forgetting it brings.
+
+1. Incremental: the train split in two halves, A and B. A perceptron trained on A, on B, on both from
+   zero, and on A then further on B alone: F1 and OOV recall on the test split, training seconds.
+2. New text: the test split, and the same split written in traditional characters (a stand-in for a
+   domain the model never saw: a quarter of the characters change; `llmlab.text.script`). The
+   perceptron trained on the whole train split is trained further on the dev split in traditional
+   characters (974 sentences), alone or with as many train sentences mixed in (rehearsal), and
+   compared with a model trained on that text alone. With --pkuseg-model (a pkuseg model trained on
+   the same train split: `bench/segmentation.py --save-pkuseg DIR`, about an hour), pkuseg does the
+   same with its ``train(init_model=...)``, beside it.
+
+(For traditional text `seg cut --t2s` is the better tool: it reads the characters as simplified ones.
+Here the script change only stands for new text.)
+
+    .venv/bin/python bench/seg_continue.py [--perceptron-model DIR] [--pkuseg-model DIR] [--epochs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--perceptron-model", help="saved perceptron trained on the train split (default: train one)")
+    ap.add_argument("--pkuseg-model", help="saved pkuseg model trained on the train split, to adapt beside it")
+    ap.add_argument("--pkuseg-iters", type=int, default=20, help="pkuseg's iterations on the new text (its default)")
+    ap.add_argument("--epochs", type=int, help="perceptron epochs on the new text (default: the model's own)")
+    ap.add_argument("--skip-incremental", action="store_true", help="section 2 only")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    from llmlab.data.corpora import pfr1998_words
+    from llmlab.text.base import load_segmenter
+    from llmlab.text.metrics import seg_scores
+    from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter
+    from llmlab.text.script import to_traditional
+
+    train, dev, test = (pfr1998_words(s) for s in ("train", "dev", "test"))
+    vocab = {w for s in train for w in s}
+
+    def score(cut, gold) -> tuple[float, float]:
+        s = seg_scores(gold, cut(["".join(x) for x in gold]), vocab)
+        return s.f1, s.oov_recall
+
+    def timed(fn):
+        t = time.perf_counter()
+        out = fn()
+        return out, time.perf_counter() - t
+
+    if not args.skip_incremental:
+        half = len(train) // 2
+        a, b = train[:half], train[half:]
+        config = PerceptronConfig()
+        print(f"## 1. Incremental: halves A ({len(a):,} sentences) and B ({len(b):,}) of the train split\n")
+        print("| model | test F1 | OOV recall | training s |")
+        print("|---|---|---|---|")
+        model_a, secs_a = timed(lambda: PerceptronSegmenter.train(a, config))
+        rows = [("A", model_a, secs_a)]
+        for name, sents in (("B", b), ("A + B from zero", a + b)):
+            rows.append((name, *timed(lambda sents=sents: PerceptronSegmenter.train(sents, config))))
+        rows.append(("A, then further on B", *timed(lambda: PerceptronSegmenter.train(b, config, init=model_a))))
+        for name, model, secs in rows:
+            f1, oov = score(model.cut_lines, test)
+            print(f"| {name} | {f1:.4f} | {oov:.3f} | {secs:.1f} |")
+        print()
+
+    def trad(sents):
+        return [[to_traditional(w) for w in s] for s in sents]
+
+    test_t, new = trad(test), trad(dev)
+    if args.perceptron_model:
+        base = load_segmenter(args.perceptron_model)
+    else:
+        base, secs = timed(lambda: PerceptronSegmenter.train(train, PerceptronConfig()))
+        print(f"(perceptron trained on the train split in {secs:.0f} s)\n")
+    config = dataclasses.replace(base.config, **({"epochs": args.epochs} if args.epochs else {}))
+    rehearsal = new + train[:: max(1, len(train) // len(new))][: len(new)]
+    models = [("llmlab perceptron", base, 0.0),
+              ("further on the new text", *timed(lambda: PerceptronSegmenter.train(new, config, init=base))),
+              ("further, with rehearsal", *timed(lambda: PerceptronSegmenter.train(rehearsal, config, init=base))),
+              ("the new text alone, from zero",
+               *timed(lambda: PerceptronSegmenter.train(new, dataclasses.replace(config, epochs=base.config.epochs))))]
+    print(f"## 2. New text: {len(new):,} dev sentences in traditional characters "
+          f"({config.epochs} epochs; rehearsal: {len(rehearsal) - len(new):,} train sentences mixed in)\n")
+    print("| model | test F1 | traditional test F1 | training s |")
+    print("|---|---|---|---|")
+    cuts = [(name, model.cut_lines, secs) for name, model, secs in models]
+    if args.pkuseg_model:
+        cuts += pkuseg_rows(args.pkuseg_model, new, rehearsal, args.pkuseg_iters)
+    for name, cut, secs in cuts:
+        print(f"| {name} | {score(cut, test)[0]:.4f} | {score(cut, test_t)[0]:.4f} | {secs:.1f} |")
+
+
+def pkuseg_rows(model_dir: str, new, rehearsal, iters: int):
+    """pkuseg's model as it is, and trained further (its ``train(init_model=...)``) on the new text alone
+    and with rehearsal; the new text doubles as the test file its trainer scores after each iteration."""
+    import contextlib
+    import os
+    import tempfile
+
+    import spacy_pkuseg
+
+    def cutter(d):
+        pk = spacy_pkuseg.pkuseg(d, user_dict=None)
+        return lambda xs: [pk.cut(x) for x in xs]
+
+    rows = [("pkuseg", cutter(model_dir), 0.0)]
+    tmp = tempfile.mkdtemp(prefix="pkuseg-further-")
+    for name, sents in (("pkuseg further (init_model)", new), ("pkuseg further, with rehearsal", rehearsal)):
+        data = os.path.join(tmp, f"{len(rows)}.txt")
+        with open(data, "w", encoding="utf-8") as f:
+            f.writelines(" ".join(s) + "\n" for s in sents)
+        out = os.path.join(tmp, f"model{len(rows)}")
+        t = time.perf_counter()
+        with open(os.path.join(tmp, "train.log"), "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+            spacy_pkuseg.train(data, data, out, train_iter=iters, init_model=model_dir)
+        rows.append((name, cutter(out), time.perf_counter() - t))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
