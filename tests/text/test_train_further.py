@@ -67,8 +67,9 @@ def test_what_cannot_change_is_refused(segmenters, train_words):
             PerceptronSegmenter.train(train_words[:20], dataclasses.replace(base.config, **change), init=base)
     with pytest.raises(InputError, match="keeps its own feature dictionary"):
         PerceptronSegmenter.train(train_words[:20], dictionary=Lexicon({"中国": 1}), init=base)
-    with pytest.raises(InputError, match="from a perceptron segmenter, got HmmSegmenter"):
-        PerceptronSegmenter.train(train_words[:20], init=segmenters["hmm"])
+    for other in (segmenters["hmm"], "model"):
+        with pytest.raises(InputError, match="from a perceptron segmenter, got (HmmSegmenter|str)"):
+            PerceptronSegmenter.train(train_words[:20], init=other)
 
 
 def test_cli_init_model(segmenters, train_words, tmp_path, cli):
@@ -90,5 +91,97 @@ def test_cli_init_model(segmenters, train_words, tmp_path, cli):
         rc, _, err = cli([*args, *extra, "-o", str(tmp_path / "bad")])
         assert rc == 2 and msg in err and not (tmp_path / "bad").exists()
     rc, _, err = cli(["seg", "train", "--algo", "unigram", "--init-model", str(tmp_path / "base"), "-o",
+                      str(tmp_path / "bad")])
+    assert rc == 2 and "--init-model applies to --algo perceptron" in err
+
+
+# the POS perceptron, trained further (`PerceptronTagger.train(init=...)`, `pos train --init-model`)
+
+def _small_tagger_config(**kw):
+    from llmlab.text.pos_perceptron import PerceptronTaggerConfig
+
+    return PerceptronTaggerConfig(epochs=2, ensemble=2, clusters=(), **kw)
+
+
+def _same_tagger(a, b) -> bool:
+    return (a.tags == b.tags and np.array_equal(a.index.keys, b.index.keys) and np.array_equal(a.weights, b.weights)
+            and all(np.array_equal(x, y) for x, y in ((a.trans, b.trans), (a.start, b.start), (a.trans3, b.trans3))))
+
+
+def test_a_tagger_trained_further_from_an_empty_one_is_trained(train_tagged):
+    """From no tags, features or weights, with an ensemble of two: exactly plain training."""
+    from llmlab.text.pos_perceptron import PerceptronTagger
+
+    config = _small_tagger_config()
+    empty = PerceptronTagger([], FeatureIndex(np.zeros(0, np.uint64)), np.zeros((1, 0), np.float32),
+                             np.zeros((0, 0)), np.zeros(0), config)
+    sents = train_tagged[:200]
+    assert _same_tagger(PerceptronTagger.train(sents, init=empty), PerceptronTagger.train(sents, config))
+
+
+def test_a_tagger_starts_from_its_weights_under_new_tags():
+    """Each member starts from its share of the tagger: its features' rows, its tags' columns among
+    the new tag list (a new tag's column and n-grams at zero)."""
+    from llmlab.text.pos_perceptron import PerceptronTagger, _begin
+
+    rng = np.random.default_rng(0)
+    index = FeatureIndex(np.array([5, 9], np.uint64))
+    w = np.vstack([rng.normal(size=(2, 2)), np.zeros((1, 2))]).astype(np.float32)
+    init = PerceptronTagger(["a", "c"], index, w, rng.normal(size=(2, 2)), rng.normal(size=2),
+                            _small_tagger_config(), trans3=rng.normal(size=(2, 2, 2)))
+    bigger = FeatureIndex(np.array([3, 5, 9], np.uint64))
+    bw, tr, st, t3 = _begin(init, bigger, ["a", "b", "c"], 2)
+    assert np.array_equal(bw[bigger.rows(np.array([5, 9], np.uint64))][:, [0, 2]], w[:2] / 2)
+    assert not bw[:, 1].any() and not bw[bigger.rows(np.array([3], np.uint64))].any() and not bw[-1].any()
+    assert np.array_equal(tr[np.ix_([0, 2], [0, 2])], init.trans / 2) and not tr[1].any() and not tr[:, 1].any()
+    assert np.array_equal(st[[0, 2]], init.start / 2) and st[1] == 0
+    assert np.array_equal(t3[np.ix_([0, 2], [0, 2], [0, 2])], init.trans3 / 2) and not t3[:, 1].any()
+
+
+def test_a_tagger_trained_further_learns_new_text_and_tags(train_tagged):
+    """New text with a tag the tagger never saw: the tag joins its tags, the new text is tagged
+    better than before, the start is untouched; what decides the features cannot change."""
+    from llmlab.text.pos_perceptron import PerceptronTagger
+
+    base = PerceptronTagger.train(train_tagged[:300], _small_tagger_config())
+    saved = copy.deepcopy(base)
+    new = [[(w, "zz" if t == "nt" else t) for w, t in s] for s in train_tagged[300:]]
+    further = PerceptronTagger.train(new, dataclasses.replace(base.config, epochs=3), init=base)
+    assert _same_tagger(base, saved) and "zz" in further.tags and "zz" not in base.tags
+
+    def accuracy(tagger, sents):
+        pred = tagger.tag_sentences([[w for w, _ in s] for s in sents])
+        return np.mean([p == t for s, ps in zip(sents, pred) for (_, t), p in zip(s, ps)])
+
+    assert accuracy(further, new) > accuracy(base, new) + 0.02
+    for change in ({"order": 1}, {"clusters": (16,)}, {"rare_count": 1}):
+        with pytest.raises(InputError, match=f"{next(iter(change))} is .* its weights belong to its features"):
+            PerceptronTagger.train(new[:20], dataclasses.replace(base.config, **change), init=base)
+    with pytest.raises(InputError, match="from a perceptron tagger"):
+        PerceptronTagger.train(new[:20], init="model")
+
+
+def test_cli_pos_init_model(train_tagged, tmp_path, cli):
+    from llmlab.text.pos import HmmTagger, load_tagger
+    from llmlab.text.pos_perceptron import PerceptronTagger
+
+    base = PerceptronTagger.train(train_tagged[:300], _small_tagger_config())
+    base.save(tmp_path / "base")
+    HmmTagger.train(train_tagged[:50]).save(tmp_path / "hmm")
+    data = tmp_path / "new.txt"
+    data.write_text("".join(" ".join(f"{w}/{t}" for w, t in s) + "\n" for s in train_tagged[300:400]),
+                    encoding="utf-8")
+    args = ["pos", "train", "--init-model", str(tmp_path / "base"), "--train", str(data)]
+    assert cli([*args, "--epochs", "1", "--ensemble", "1", "-o", str(tmp_path / "more")])[0] == 0
+    want = PerceptronTagger.train(train_tagged[300:400], dataclasses.replace(base.config, epochs=1, ensemble=1),
+                                  init=load_tagger(tmp_path / "base"))
+    got = load_tagger(tmp_path / "more")
+    words = [[w for w, _ in s] for s in train_tagged[400:500]]
+    assert got.tags == want.tags and got.tag_sentences(words) == want.tag_sentences(words)
+    for extra, msg in ((["--order", "1"], "order is 1 but the tagger trained further has 2"),
+                       (["--init-model", str(tmp_path / "hmm")], "holds a 'hmm' tagger")):
+        rc, _, err = cli([*args, *extra, "-o", str(tmp_path / "bad")])
+        assert rc == 2 and msg in err and not (tmp_path / "bad").exists()
+    rc, _, err = cli(["pos", "train", "--algo", "hmm", "--init-model", str(tmp_path / "base"), "-o",
                       str(tmp_path / "bad")])
     assert rc == 2 and "--init-model applies to --algo perceptron" in err

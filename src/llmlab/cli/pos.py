@@ -21,7 +21,8 @@ ALGO_FLAGS = {"--epochs": ("epochs", _TRAINED), "--seed": ("seed", _TRAINED), "-
               "--beam": ("beam", _PERCEPTRON), "--ensemble": ("ensemble", _PERCEPTRON),
               "--no-clusters": ("no_clusters", _PERCEPTRON), "--threads": ("threads", _NEURAL),
               "--layers": ("layers", _NEURAL), "--no-pretrain": ("no_pretrain", _NEURAL), "--lam": ("lam", ("hybrid",)),
-              "--perceptron-model": ("perceptron_model", ("hybrid",)), "--fresh": ("fresh", _NEURAL)}
+              "--perceptron-model": ("perceptron_model", ("hybrid",)), "--fresh": ("fresh", _NEURAL),
+              "--init-model": ("init_model", ("perceptron",))}
 
 
 def register(sub) -> None:
@@ -35,6 +36,9 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="model directory to write")
     p.add_argument("--train", dest="train_file", help="tagged training file (word/TAG tokens); default: pfr1998")
     p.add_argument("--split", choices=("train", "dev", "test"), help="pfr1998 split to train on (default: train)")
+    p.add_argument("--init-model", help="perceptron: train further from this saved perceptron tagger on the training "
+                   "text alone: its weights are the start, its word clusters and feature settings stay; --epochs, "
+                   "--seed, --beam and --ensemble may change")
     p.add_argument("--epochs", type=int, help="perceptron, neural, hybrid's neural part: passes over the data")
     p.add_argument("--seed", type=int, help="perceptron: shuffling seed; neural, hybrid's neural part: weights, "
                    "dropout and batch order")
@@ -87,10 +91,32 @@ def _train(args) -> int:
     refuse_other_algo_flags(args, ALGO_FLAGS)
     split = split_unless_file(args.train_file, args.split, "train", "--train")
     data = read_tagged(args.train_file, "training file") if args.train_file else pfr1998(split)
+    if args.init_model:
+        return _train_further(args, data)
     config = _train_config(args)
     with resumable_training(args.output, args.algo in _NEURAL, bool(args.fresh)):
         out = tagger_class(args.algo).train(data, config).save(args.output)
     print(f"saved {args.algo} tagger to {out}")
+    return 0
+
+
+def _train_further(args, data) -> int:
+    """`pos train --init-model`: a saved perceptron tagger trained further on `data`."""
+    import dataclasses
+
+    from llmlab.core.errors import InputError
+    from llmlab.text.pos import load_tagger
+    from llmlab.text.pos_perceptron import PerceptronTagger
+
+    init = load_tagger(args.init_model)
+    if not isinstance(init, PerceptronTagger):
+        raise InputError(f"--init-model: {args.init_model!r} holds a {init.kind!r} tagger; training goes on from a "
+                         "perceptron")
+    flags = ("epochs", "seed", "order", "beam", "ensemble")
+    given = {k: getattr(args, k) for k in flags if getattr(args, k) is not None}
+    config = dataclasses.replace(init.config, **given, **({"clusters": ()} if args.no_clusters else {}))
+    out = PerceptronTagger.train(data, config, init=init).save(args.output)
+    print(f"saved perceptron tagger to {out}")
     return 0
 
 

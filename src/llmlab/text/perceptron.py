@@ -213,6 +213,8 @@ class PerceptronSegmenter(DictSegmenter):
         and, as any model trained on other text alone, may forget some of what it knew: mixing some of
         the first training text into `sentences` keeps that (rehearsal).
         """
+        if init is not None and not isinstance(init, PerceptronSegmenter):
+            raise InputError(f"training goes on from a perceptron segmenter, got {type(init).__name__}")
         config = config or (init.config if init is not None else PerceptronConfig())
         sents = check_sentences(sentences)
         if init is None:
@@ -298,8 +300,6 @@ FEATURE_SETTINGS = ("lexicon_features", "lexicon_min_count", "av_lexicon", "av_m
 
 
 def _check_init(init: PerceptronSegmenter, config: PerceptronConfig, dictionary: Lexicon | None) -> None:
-    if not isinstance(init, PerceptronSegmenter):
-        raise InputError(f"training goes on from a perceptron segmenter, got {type(init).__name__}")
     if dictionary is not None:
         raise InputError("a model trained further keeps its own feature dictionary: give no other")
     for name in FEATURE_SETTINGS:

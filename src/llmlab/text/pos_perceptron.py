@@ -304,21 +304,47 @@ def _train_epoch(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, banne
     return step, wrong
 
 
-def _train_pass(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, banned: np.ndarray, index: FeatureIndex,
-                K: int, config: PerceptronTaggerConfig, seed: int):
-    """One averaged perceptron over `config.epochs` passes in the sentence order drawn from `seed`:
-    its (weights, trans, start, trans3), averaged over all steps."""
-    w, u = np.zeros((index.size + 1, K), np.float32), np.zeros((index.size + 1, K))
-    tables = (np.zeros((K, K)), np.zeros((K, K)), np.zeros(K), np.zeros(K), np.zeros((K, K, K)), np.zeros((K, K, K)))
+def _train_pass(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, banned: np.ndarray,
+                config: PerceptronTaggerConfig, seed: int, begin: tuple[np.ndarray, ...]):
+    """One averaged perceptron over `config.epochs` passes in the sentence order drawn from `seed`,
+    starting from `begin` (weights, trans, start, trans3; zeros to train from nothing): its (weights,
+    trans, start, trans3), averaged over all steps."""
+    w, tr, st, t3 = (a.copy() for a in begin)
+    u = np.zeros(w.shape)
+    tables = (tr, np.zeros(tr.shape), st, np.zeros(st.shape), t3, np.zeros(t3.shape))
     rng, step = np.random.default_rng(seed), 1
     for epoch in progress(range(config.epochs), desc=f"epochs (seed {seed})"):
         step, wrong = _train_epoch(slots, starts, golds, banned, rng.permutation(len(starts) - 1), config.order == 2,
                                    config.beam, w, u, tables, step)
         log.info("epoch %d: %d wrongly tagged training words", epoch + 1, wrong)
     w -= (u / step).astype(np.float32)
-    w[index.missing] = 0.0
+    w[-1] = 0.0  # the row of features missing from the index
     tr, tr_u, st, st_u, t3, t3_u = tables
     return w, tr - tr_u / step, st - st_u / step, t3 - t3_u / step
+
+
+# the settings that decide a tagger's features and decoding: a tagger trained further keeps them
+TAGGER_SETTINGS = ("clusters", "order", "rare_count", "tagdict_min_count")
+
+
+def _check_tagger_init(init: PerceptronTagger, config: PerceptronTaggerConfig) -> None:
+    for name in TAGGER_SETTINGS:
+        if getattr(config, name) != getattr(init.config, name):
+            raise InputError(f"{name} is {getattr(config, name)!r} but the tagger trained further has "
+                             f"{getattr(init.config, name)!r}: its weights belong to its features")
+
+
+def _begin(init: PerceptronTagger | None, index: FeatureIndex, tags: list[str], members: int) -> tuple:
+    """Where each of `members` perceptrons starts: zeros, or `init`'s weights and tag n-gram weights (its
+    features' rows in `index`, its tags' columns among `tags`) divided among them."""
+    k = len(tags)
+    w, tr, st, t3 = np.zeros((index.size + 1, k), np.float32), np.zeros((k, k)), np.zeros(k), np.zeros((k, k, k))
+    if init is not None:
+        at = np.array([tags.index(t) for t in init.tags], dtype=np.int64)
+        w[np.ix_(index.rows(init.index.keys), at)] = init.weights[: init.index.size] / members
+        tr[np.ix_(at, at)], st[at], t3[np.ix_(at, at, at)] = init.trans / members, init.start / members, \
+            init.trans3 / members
+    return w, tr, st, t3
 
 
 class PerceptronTagger(PosTagger):
@@ -396,13 +422,24 @@ class PerceptronTagger(PosTagger):
         return [self.tags[i] for i in _decode(em, self.trans, self.trans3, self.start, self.config)]
 
     @classmethod
-    def train(cls, sentences, config: PerceptronTaggerConfig | None = None) -> PerceptronTagger:
-        config = config or PerceptronTaggerConfig()
+    def train(cls, sentences, config: PerceptronTaggerConfig | None = None,
+              init: PerceptronTagger | None = None) -> PerceptronTagger:
+        """Learn from tagged sentences. With `init`, training goes on from that tagger instead of from
+        zero, on `sentences` alone (as `PerceptronSegmenter.train` does with its `init`): its weights
+        and tag n-gram weights are the start (each member of the ensemble starts from its share of
+        them, so the sum starts from the tagger), new features and tags start at zero, its word
+        clusters stay, its tag dictionary takes the new words' tags. `config` may change only epochs,
+        seed, ensemble, beam and min_feature_count (None keeps all of its settings)."""
+        if init is not None and not isinstance(init, PerceptronTagger):
+            raise InputError(f"training goes on from a perceptron tagger, got {type(init).__name__}")
+        config = config or (init.config if init is not None else PerceptronTaggerConfig())
         sents = check_tagged(sentences)
-        tags = sorted({t for s in sents for _, t in s})
+        if init is not None:
+            _check_tagger_init(init, config)
+        tags = sorted({t for s in sents for _, t in s} | set(init.tags if init is not None else ()))
         tid = {t: i for i, t in enumerate(tags)}
-        clusters = None
-        if config.clusters:
+        clusters = init.clusters if init is not None else None
+        if config.clusters and init is None:
             # clustering seed fixed: the table depends on the data only, so `seed` (sentence order) changes the
             # perceptron alone and the members of an ensemble, each with its own seed, share one table
             clusters = word_clusters([[normalize_text(w) for w, _ in s] for s in sents], config.clusters, seed=0)
@@ -414,18 +451,23 @@ class PerceptronTagger(PosTagger):
                             np.array([counts[w] <= config.rare_count for w, _ in s]))
                 for s in progress(sents, desc="features")]
         uniq, counts = np.unique(np.concatenate([k.ravel() for k in keys]), return_counts=True)
-        index = FeatureIndex(uniq[counts >= config.min_feature_count])
+        kept = uniq[counts >= config.min_feature_count]
+        index = FeatureIndex(kept if init is None else np.concatenate([init.index.keys, kept]))
         starts = np.concatenate([[0], np.cumsum([len(s) for s in sents])])
         slots = index.lookup(np.concatenate(keys))  # (words, templates)
         del keys
         golds = np.array([tid[t] for s in sents for _, t in s], dtype=np.int64)
         tagdict = build_tagdict(sents, tid, config.tagdict_min_count)
+        begin = _begin(init, index, tags, config.ensemble)
+        if init is not None:  # its words' tags, as ids of the new tag list, and the new words'
+            for w, ids in init.tagdict.items():
+                tagdict[w] = sorted({*tagdict.get(w, ()), *(tid[init.tags[i]] for i in ids)})
         banned = np.zeros((0, len(tags)), dtype=bool)
         if tagdict:
             banned = np.concatenate([tag_mask([w for w, _ in s], tagdict, len(tags)) < 0 for s in sents])
         total: tuple = ()
         for r in range(config.ensemble):  # the members' averaged weights summed: still one linear model
-            part = _train_pass(slots, starts, golds, banned, index, len(tags), config, config.seed + r)
+            part = _train_pass(slots, starts, golds, banned, config, config.seed + r, begin)
             total = tuple(a + b for a, b in zip(total, part)) if total else part
         w, tr, st, t3 = total
         return cls(tags, index, w, tr, st, config, tagdict, t3, clusters)

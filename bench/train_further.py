@@ -1,5 +1,6 @@
-"""Training a perceptron segmenter further (`seg train --init-model`, pkuseg's ``init_model``): as
-incremental training, and as adaptation to new text with the forgetting it brings.
+"""Training a perceptron segmenter or POS tagger further (`seg train --init-model`, pkuseg's
+``init_model``; `pos train --init-model`): as incremental training, and as adaptation to new text with
+the forgetting it brings.
 
 1. Incremental: the train split in two halves, A and B. A perceptron trained on A, on B, on both from
    zero, and on A then further on B alone: F1 and OOV recall on the test split, training seconds.
@@ -11,10 +12,14 @@ incremental training, and as adaptation to new text with the forgetting it bring
    the same train split: `bench/segmentation.py --save-pkuseg DIR`, about an hour), pkuseg does the
    same with its ``train(init_model=...)``, beside it.
 
+3. With --pos: the same for the POS perceptron (gold words; --pos-model, or trained here in about four
+   minutes): tag accuracy on the test split and on it in traditional characters.
+
 (For traditional text `seg cut --t2s` is the better tool: it reads the characters as simplified ones.
 Here the script change only stands for new text.)
 
-    .venv/bin/python bench/seg_continue.py [--perceptron-model DIR] [--pkuseg-model DIR] [--epochs 10]
+    .venv/bin/python bench/train_further.py [--perceptron-model DIR] [--pkuseg-model DIR] [--epochs 10]
+        [--pos [--pos-model DIR]]
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ def main() -> None:
     ap.add_argument("--pkuseg-model", help="saved pkuseg model trained on the train split, to adapt beside it")
     ap.add_argument("--pkuseg-iters", type=int, default=20, help="pkuseg's iterations on the new text (its default)")
     ap.add_argument("--epochs", type=int, help="perceptron epochs on the new text (default: the model's own)")
-    ap.add_argument("--skip-incremental", action="store_true", help="section 2 only")
+    ap.add_argument("--skip-incremental", action="store_true", help="no section 1")
+    ap.add_argument("--pos", action="store_true", help="also the POS perceptron (section 3)")
+    ap.add_argument("--pos-model", help="saved POS perceptron trained on the train split (default: train one)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -95,6 +102,42 @@ def main() -> None:
         cuts += pkuseg_rows(args.pkuseg_model, new, rehearsal, args.pkuseg_iters)
     for name, cut, secs in cuts:
         print(f"| {name} | {score(cut, test)[0]:.4f} | {score(cut, test_t)[0]:.4f} | {secs:.1f} |")
+    if args.pos:
+        pos_rows(args.pos_model, timed)
+
+
+def pos_rows(model_dir: str | None, timed) -> None:
+    """Section 3: the POS perceptron trained further on the dev split in traditional characters."""
+    from llmlab.data.corpora import pfr1998
+    from llmlab.text.metrics import tag_accuracy
+    from llmlab.text.pos import load_tagger
+    from llmlab.text.pos_perceptron import PerceptronTagger
+    from llmlab.text.script import to_traditional
+
+    train, dev, test = (pfr1998(s) for s in ("train", "dev", "test"))
+
+    def trad(sents):
+        return [[(to_traditional(w), t) for w, t in s] for s in sents]
+
+    def accuracy(tagger, gold) -> float:
+        return tag_accuracy(gold, tagger.tag_sentences([[w for w, _ in s] for s in gold]))["accuracy"]
+
+    if model_dir:
+        base = load_tagger(model_dir)
+    else:
+        base, secs = timed(lambda: PerceptronTagger.train(train))
+        print(f"\n(POS perceptron trained on the train split in {secs:.0f} s)")
+    new, test_t = trad(dev), trad(test)
+    rehearsal = new + train[:: max(1, len(train) // len(new))][: len(new)]
+    models = [("llmlab POS perceptron", base, 0.0),
+              ("further on the new text", *timed(lambda: PerceptronTagger.train(new, init=base))),
+              ("further, with rehearsal", *timed(lambda: PerceptronTagger.train(rehearsal, init=base)))]
+    print(f"\n## 3. POS tagging, new text: {len(new):,} dev sentences in traditional characters "
+          f"({base.config.epochs} epochs, {base.config.ensemble} members)\n")
+    print("| model | test accuracy | traditional test accuracy | training s |")
+    print("|---|---|---|---|")
+    for name, model, secs in models:
+        print(f"| {name} | {accuracy(model, test):.4f} | {accuracy(model, test_t):.4f} | {secs:.1f} |")
 
 
 def pkuseg_rows(model_dir: str, new, rehearsal, iters: int):
