@@ -322,3 +322,26 @@ def test_cli_trains_and_tags_with_neural_and_hybrid(data, perceptron, tmp_path, 
     hybrid, neural = load_tagger(tmp_path / "hybrid"), load_tagger(tmp_path / "neural")
     assert hybrid.lam == 0.3 and (hybrid.neural.config.layers, hybrid.neural.config.pretrain) == (2, True)
     assert (neural.config.seed, neural.config.layers, neural.config.pretrain) == (3, 1, False)
+
+
+def test_one_sentence_runs_on_one_thread_a_batch_on_torchs_count(neural, data):
+    """`threads_for`: a pass over one sentence runs on one torch thread, a pass over 32 long ones
+    (`SMALL_PASS` words or more) on torch's count; the count is restored after, and the
+    log-probabilities agree."""
+    import torch
+
+    from llmlab.core.threads import SMALL_PASS
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen: list[int] = []
+    handle = neural.net().register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    try:
+        longest = sorted(_words(data), key=len)[-32:]
+        assert sum(map(len, longest)) >= SMALL_PASS
+        one, batch = neural.log_probs(longest[0]), neural.log_probs_sentences(longest)
+        assert seen == [1, 2] and torch.get_num_threads() == 2
+        assert np.allclose(one, batch[0], atol=1e-5)
+    finally:
+        handle.remove()
+        torch.set_num_threads(before)

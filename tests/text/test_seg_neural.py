@@ -360,3 +360,26 @@ def test_batch_pads_to_the_longest_row_and_reports_the_character_counts():
         assert bis[k, : n + 1].tolist() == b.tolist() and (bis[k, n + 1 :] == seg_neural.PAD).all()
         np.testing.assert_array_equal(spans[k, :n].numpy(), sp)
         assert gold[k, :n].tolist() == g.tolist() and (gold[k, n:] == -100).all()
+
+
+def test_one_line_runs_on_one_thread_many_on_torchs_count(neural, test_words):
+    """`threads_for`: a pass over one line runs on one torch thread, a pass over `SMALL_PASS`
+    characters or more on torch's count; the count is restored after, and the log-probabilities agree."""
+    import torch
+
+    from llmlab.core.threads import SMALL_PASS
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen: list[tuple[int, int]] = []  # (characters, threads) of each pass
+    handle = neural.net().register_forward_hook(
+        lambda _, args, __: seen.append((sum(args[3]), torch.get_num_threads())))  # args[3]: the lengths
+    try:
+        texts = _texts(test_words)
+        one, many = neural.log_probs_runs(texts[:1]), neural.log_probs_runs(texts)
+        assert seen[0] == (len(texts[0]), 1) and any(n >= SMALL_PASS for n, _ in seen[1:])
+        assert all(t == (1 if n < SMALL_PASS else 2) for n, t in seen) and torch.get_num_threads() == 2
+        assert np.allclose(one[0], many[0], atol=1e-5)
+    finally:
+        handle.remove()
+        torch.set_num_threads(before)

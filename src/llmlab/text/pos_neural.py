@@ -43,7 +43,7 @@ from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.core.io import read_safetensors, write_safetensors
 from llmlab.core.modes import eval_mode
-from llmlab.core.threads import torch_threads
+from llmlab.core.threads import threads_for, torch_threads
 from llmlab.text.base import SPACED_WORD_CHAR, normalize_text
 from llmlab.text.neural import (
     check_training,
@@ -298,7 +298,7 @@ def _predict(net, rows: list[tuple[np.ndarray, ...]], table: tuple[np.ndarray, .
     """Log-probabilities (n_i, K) float32 of each row (word ids, type ids, tags) in one eval-mode pass."""
     import torch
 
-    with eval_mode(net), torch.no_grad():
+    with eval_mode(net), torch.no_grad(), threads_for(sum(len(r[0]) for r in rows)):
         w, ty, _, lengths = _batch(rows)
         lp = torch.log_softmax(net(w, ty, lengths, tuple(map(torch.from_numpy, table))), -1).numpy()  # (B, L, K)
     return [lp[b, :n].copy() for b, n in enumerate(lengths)]

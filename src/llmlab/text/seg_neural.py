@@ -51,7 +51,7 @@ from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.core.io import read_safetensors, write_safetensors
 from llmlab.core.modes import eval_mode
-from llmlab.core.threads import torch_threads
+from llmlab.core.threads import threads_for, torch_threads
 from llmlab.text.accessor import AccessorVariety
 from llmlab.text.base import check_sentences, normalize_text
 from llmlab.text.bmes import decode_runs, encode_tags
@@ -314,7 +314,8 @@ def _predict(net, rows: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
         for chunk in length_buckets([len(rows[i][0]) for i in live], max(1, PREDICT_CHARS // longest)):
             idx = [live[j] for j in chunk]
             chars, bis, spans, _, lengths = _batch([rows[i] for i in idx])
-            lp = torch.log_softmax(net(chars, bis, spans, lengths), -1).numpy()
+            with threads_for(sum(lengths)):
+                lp = torch.log_softmax(net(chars, bis, spans, lengths), -1).numpy()
             for b, i in enumerate(idx):
                 out[i] = lp[b, : lengths[b]].copy()
     return out
