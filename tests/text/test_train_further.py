@@ -185,3 +185,15 @@ def test_cli_pos_init_model(train_tagged, tmp_path, cli):
     rc, _, err = cli(["pos", "train", "--algo", "hmm", "--init-model", str(tmp_path / "base"), "-o",
                       str(tmp_path / "bad")])
     assert rc == 2 and "--init-model applies to --algo perceptron" in err
+
+
+def test_every_setting_is_kept_or_free_to_change():
+    """A new config field must be placed: kept from the model trained further, or free to change (as the
+    docstrings and the CLI help list them)."""
+    from llmlab.text.perceptron import FEATURE_SETTINGS
+    from llmlab.text.pos_perceptron import TAGGER_SETTINGS, PerceptronTaggerConfig
+
+    free = {"epochs", "seed", "folds", "min_feature_count", "prune_below"}
+    assert {f.name for f in dataclasses.fields(PerceptronConfig)} == set(FEATURE_SETTINGS) | free
+    free = {"epochs", "seed", "ensemble", "beam", "min_feature_count"}
+    assert {f.name for f in dataclasses.fields(PerceptronTaggerConfig)} == set(TAGGER_SETTINGS) | free
