@@ -100,8 +100,18 @@ def main() -> None:
     cuts = [(name, model.cut_lines, secs) for name, model, secs in models]
     if args.pkuseg_model:
         cuts += pkuseg_rows(args.pkuseg_model, new, rehearsal, args.pkuseg_iters)
-    for name, cut, secs in cuts:
-        print(f"| {name} | {score(cut, test)[0]:.4f} | {score(cut, test_t)[0]:.4f} | {secs:.1f} |")
+    rows = [(name, score(cut, test)[0], score(cut, test_t)[0], secs) for name, cut, secs in cuts]
+    for name, f1, f1_t, secs in rows:
+        print(f"| {name} | {f1:.4f} | {f1_t:.4f} | {secs:.1f} |")
+    if args.pkuseg_model:  # each system trained further beside itself before, and the two side by side
+        print()
+        for mine, theirs in ((rows[0], rows[4]), (rows[1], rows[5]), (rows[2], rows[6])):
+            print(f"{mine[0]} / {theirs[0]}: new text F1 {mine[2]:.4f} / {theirs[2]:.4f}, test F1 {mine[1]:.4f} / "
+                  f"{theirs[1]:.4f}" + (f", training {mine[3]:.1f} / {theirs[3]:.1f} s ({mine[3] / theirs[3]:.3f}x)"
+                                        if theirs[3] else ""))
+        for (name, f1, f1_t, _), (_, f0, f0_t, _) in ((rows[1], rows[0]), (rows[2], rows[0]), (rows[5], rows[4]),
+                                                      (rows[6], rows[4])):
+            print(f"{name}: new text {f1_t - f0_t:+.4f}, test (forgetting) {f1 - f0:+.4f}")
     if args.pos:
         pos_rows(args.pos_model, timed)
 
