@@ -304,12 +304,16 @@ def _train_epoch(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, banne
     return step, wrong
 
 
-def _train_pass(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, banned: np.ndarray,
-                config: PerceptronTaggerConfig, seed: int, begin: tuple[np.ndarray, ...]):
+def _train_pass(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, banned: np.ndarray, index: FeatureIndex,
+                K: int, config: PerceptronTaggerConfig, seed: int, begin: tuple[np.ndarray, ...] | None = None):
     """One averaged perceptron over `config.epochs` passes in the sentence order drawn from `seed`,
-    starting from `begin` (weights, trans, start, trans3; zeros to train from nothing): its (weights,
-    trans, start, trans3), averaged over all steps."""
-    w, tr, st, t3 = (a.copy() for a in begin)
+    starting from `begin` (weights, trans, start, trans3: `_begin`) or from zeros: its (weights, trans,
+    start, trans3), averaged over all steps."""
+    if begin is None:  # zeros, which numpy leaves unwritten until an update touches them
+        begin = (np.zeros((index.size + 1, K), np.float32), np.zeros((K, K)), np.zeros(K), np.zeros((K, K, K)))
+    else:
+        begin = tuple(a.copy() for a in begin)
+    w, tr, st, t3 = begin
     u = np.zeros(w.shape)
     tables = (tr, np.zeros(tr.shape), st, np.zeros(st.shape), t3, np.zeros(t3.shape))
     rng, step = np.random.default_rng(seed), 1
@@ -318,7 +322,7 @@ def _train_pass(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, banned
                                    config.beam, w, u, tables, step)
         log.info("epoch %d: %d wrongly tagged training words", epoch + 1, wrong)
     w -= (u / step).astype(np.float32)
-    w[-1] = 0.0  # the row of features missing from the index
+    w[index.missing] = 0.0
     tr, tr_u, st, st_u, t3, t3_u = tables
     return w, tr - tr_u / step, st - st_u / step, t3 - t3_u / step
 
@@ -334,16 +338,17 @@ def _check_tagger_init(init: PerceptronTagger, config: PerceptronTaggerConfig) -
                              f"{getattr(init.config, name)!r}: its weights belong to its features")
 
 
-def _begin(init: PerceptronTagger | None, index: FeatureIndex, tags: list[str], members: int) -> tuple:
-    """Where each of `members` perceptrons starts: zeros, or `init`'s weights and tag n-gram weights (its
-    features' rows in `index`, its tags' columns among `tags`) divided among them."""
+def _begin(init: PerceptronTagger, index: FeatureIndex, tags: list[str], members: int) -> tuple:
+    """Where each of `members` perceptrons starts when training goes on from `init`: its weights and tag
+    n-gram weights (its features' rows in `index`, its tags' columns among `tags`) divided among them,
+    zeros elsewhere."""
     k = len(tags)
     w, tr, st, t3 = np.zeros((index.size + 1, k), np.float32), np.zeros((k, k)), np.zeros(k), np.zeros((k, k, k))
-    if init is not None:
-        at = np.array([tags.index(t) for t in init.tags], dtype=np.int64)
-        w[np.ix_(index.rows(init.index.keys), at)] = init.weights[: init.index.size] / members
-        tr[np.ix_(at, at)], st[at], t3[np.ix_(at, at, at)] = init.trans / members, init.start / members, \
-            init.trans3 / members
+    at = np.array([tags.index(t) for t in init.tags], dtype=np.int64)
+    w[np.ix_(index.rows(init.index.keys), at)] = init.weights[: init.index.size] / members
+    tr[np.ix_(at, at)] = init.trans / members
+    st[at] = init.start / members
+    t3[np.ix_(at, at, at)] = init.trans3 / members
     return w, tr, st, t3
 
 
@@ -458,7 +463,7 @@ class PerceptronTagger(PosTagger):
         del keys
         golds = np.array([tid[t] for s in sents for _, t in s], dtype=np.int64)
         tagdict = build_tagdict(sents, tid, config.tagdict_min_count)
-        begin = _begin(init, index, tags, config.ensemble)
+        begin = None if init is None else _begin(init, index, tags, config.ensemble)
         if init is not None:  # its words' tags, as ids of the new tag list, and the new words'
             for w, ids in init.tagdict.items():
                 tagdict[w] = sorted({*tagdict.get(w, ()), *(tid[init.tags[i]] for i in ids)})
@@ -467,7 +472,7 @@ class PerceptronTagger(PosTagger):
             banned = np.concatenate([tag_mask([w for w, _ in s], tagdict, len(tags)) < 0 for s in sents])
         total: tuple = ()
         for r in range(config.ensemble):  # the members' averaged weights summed: still one linear model
-            part = _train_pass(slots, starts, golds, banned, config, config.seed + r, begin)
+            part = _train_pass(slots, starts, golds, banned, index, len(tags), config, config.seed + r, begin)
             total = tuple(a + b for a, b in zip(total, part)) if total else part
         w, tr, st, t3 = total
         return cls(tags, index, w, tr, st, config, tagdict, t3, clusters)
