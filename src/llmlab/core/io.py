@@ -277,7 +277,11 @@ def read_lines(path: str | os.PathLike, what: str = "file") -> list[str]:
     return split_lines(read_text(path, what))
 
 
-def line_batches(path: str | os.PathLike | None, what: str = "input file", size: int = 2000) -> Iterator[list[str]]:
+BATCH_LINES = 2000  # lines a batch of `line_batches` holds at most
+
+
+def line_batches(path: str | os.PathLike | None, what: str = "input file",
+                 size: int = BATCH_LINES) -> Iterator[list[str]]:
     """The lines of the UTF-8 file at `path` (None: standard input) as `split_lines` cuts them, in
     batches of up to `size`, read as they come: a stream of any length is handled a batch at a time."""
     if path is None:
@@ -301,7 +305,7 @@ class FileLines:
         if self.file is not None:
             self.file.seek(0)
         for lines in (line_batches(self.path, self.what) if self.file is None
-                      else _batches(self.file, self.what, 2000)):
+                      else _batches(self.file, self.what, BATCH_LINES)):
             yield from lines
 
 

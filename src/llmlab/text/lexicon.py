@@ -375,8 +375,13 @@ def split_deletions(entries: list[tuple[str, int | None]]) -> tuple[list[tuple[s
     >>> split_deletions([("中国", 3), ("中国人", 0), ("人", None)])
     ([('中国', 3), ('人', None)], ['中国人'])
     """
-    removed = [_check_word(w) for w, c in entries if c == 0 and type(c) is int]
-    added = [(w, c) for w, c in entries if not (c == 0 and type(c) is int)]
+    added: list[tuple[str, int | None]] = []
+    removed: list[str] = []
+    for w, c in entries:
+        if c == 0 and type(c) is int:  # not False, which the count checks refuse
+            removed.append(_check_word(w))
+        else:
+            added.append((w, c))
     if removed:
         both = {normalize_text(w) for w in removed} & {normalize_text(w) for w, _ in added if isinstance(w, str)}
         if both:

@@ -302,10 +302,16 @@ FEATURE_SETTINGS = ("lexicon_features", "lexicon_min_count", "av_lexicon", "av_m
 def _check_init(init: PerceptronSegmenter, config: PerceptronConfig, dictionary: Lexicon | None) -> None:
     if dictionary is not None:
         raise InputError("a model trained further keeps its own feature dictionary: give no other")
-    for name in FEATURE_SETTINGS:
-        if getattr(config, name) != getattr(init.config, name):
-            raise InputError(f"{name} is {getattr(config, name)!r} but the model trained further has "
-                             f"{getattr(init.config, name)!r}: its weights belong to its features")
+    check_kept(config, init.config, FEATURE_SETTINGS, "model")
+
+
+def check_kept(config, init_config, names: tuple[str, ...], what: str) -> None:
+    """Refuse a `config` whose settings `names` differ from `init_config`'s, the config of the `what` (a
+    model, a tagger) that training goes on from: its weights belong to the features those settings make."""
+    for name in names:
+        if getattr(config, name) != getattr(init_config, name):
+            raise InputError(f"{name} is {getattr(config, name)!r} but the {what} trained further has "
+                             f"{getattr(init_config, name)!r}: its weights belong to its features")
 
 
 def prune(index: FeatureIndex, weights: np.ndarray, below: float) -> tuple[FeatureIndex, np.ndarray]:

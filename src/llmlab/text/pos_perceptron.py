@@ -42,7 +42,7 @@ from llmlab.text.base import SPACED_WORD_CHAR, checked_array, normalize_text
 from llmlab.text.clusters import word_clusters
 from llmlab.text.features import DIGIT, LATIN, OTHER, RARE, mix, type_table
 from llmlab.text.hashindex import FeatureIndex, SparseRows
-from llmlab.text.perceptron import score_rows, update_rows
+from llmlab.text.perceptron import check_kept, score_rows, update_rows
 from llmlab.text.pos import PosTagger, check_tagged, tag_mask, viterbi, viterbi2, viterbi2_kernel, viterbi_kernel
 
 log = logging.getLogger(__name__)
@@ -331,13 +331,6 @@ def _train_pass(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, banned
 TAGGER_SETTINGS = ("clusters", "order", "rare_count", "tagdict_min_count")
 
 
-def _check_tagger_init(init: PerceptronTagger, config: PerceptronTaggerConfig) -> None:
-    for name in TAGGER_SETTINGS:
-        if getattr(config, name) != getattr(init.config, name):
-            raise InputError(f"{name} is {getattr(config, name)!r} but the tagger trained further has "
-                             f"{getattr(init.config, name)!r}: its weights belong to its features")
-
-
 def _begin(init: PerceptronTagger, index: FeatureIndex, tags: list[str], members: int) -> tuple:
     """Where each of `members` perceptrons starts when training goes on from `init`: its weights and tag
     n-gram weights (its features' rows in `index`, its tags' columns among `tags`) divided among them,
@@ -440,7 +433,7 @@ class PerceptronTagger(PosTagger):
         config = config or (init.config if init is not None else PerceptronTaggerConfig())
         sents = check_tagged(sentences)
         if init is not None:
-            _check_tagger_init(init, config)
+            check_kept(config, init.config, TAGGER_SETTINGS, "tagger")
         tags = sorted({t for s in sents for _, t in s} | set(init.tags if init is not None else ()))
         tid = {t: i for i, t in enumerate(tags)}
         clusters = init.clusters if init is not None else None
