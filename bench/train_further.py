@@ -14,18 +14,23 @@ the forgetting it brings.
 
 3. With --pos: the same for the POS perceptron (gold words; --pos-model, or trained here in about four
    minutes): tag accuracy on the test split and on it in traditional characters.
+4. With --hybrid-model (a saved `seg train --algo hybrid`, about 20 minutes to train) and
+   --pos-hybrid-model (`pos train --algo hybrid`, about 18 minutes): the perceptron + BiLSTM hybrids
+   trained further on the same new text (both parts, `train(init=...)`), beside the hybrid whose
+   perceptron alone is trained further and its BiLSTM kept as it was.
 
 (For traditional text `seg cut --t2s` is the better tool: it reads the characters as simplified ones.
 Here the script change only stands for new text.)
 
     .venv/bin/python bench/train_further.py [--perceptron-model DIR] [--pkuseg-model DIR] [--epochs 10]
-        [--pos [--pos-model DIR]]
+        [--pos [--pos-model DIR]] [--hybrid-model DIR] [--pos-hybrid-model DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import time
 
@@ -39,6 +44,9 @@ def main() -> None:
     ap.add_argument("--skip-incremental", action="store_true", help="no section 1")
     ap.add_argument("--pos", action="store_true", help="also the POS perceptron (section 3)")
     ap.add_argument("--pos-model", help="saved POS perceptron trained on the train split (default: train one)")
+    ap.add_argument("--hybrid-model", help="saved hybrid segmenter trained on the train split, to train further")
+    ap.add_argument("--pos-hybrid-model", help="saved hybrid POS tagger trained on the train split, to train further")
+    ap.add_argument("--skip-perceptron", action="store_true", help="no sections 1-3: the hybrids alone")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -60,6 +68,9 @@ def main() -> None:
         out = fn()
         return out, time.perf_counter() - t
 
+    if args.skip_perceptron:
+        hybrid_rows(args.hybrid_model, args.pos_hybrid_model, timed)
+        return
     if not args.skip_incremental:
         half = len(train) // 2
         a, b = train[:half], train[half:]
@@ -114,6 +125,51 @@ def main() -> None:
             print(f"{name}: new text {f1_t - f0_t:+.4f}, test (forgetting) {f1 - f0:+.4f}")
     if args.pos:
         pos_rows(args.pos_model, timed)
+    hybrid_rows(args.hybrid_model, args.pos_hybrid_model, timed)
+
+
+def hybrid_rows(seg_dir: str | None, pos_dir: str | None, timed) -> None:
+    """Section 4: the hybrid segmenter and tagger trained further on the dev split in traditional characters."""
+    from llmlab.data.corpora import pfr1998
+    from llmlab.text.base import load_segmenter
+    from llmlab.text.metrics import seg_scores, tag_accuracy
+    from llmlab.text.perceptron import PerceptronSegmenter
+    from llmlab.text.pos import load_tagger
+    from llmlab.text.pos_hybrid import HybridTagger
+    from llmlab.text.pos_perceptron import PerceptronTagger
+    from llmlab.text.script import to_traditional
+    from llmlab.text.seg_hybrid import HybridSegmenter
+
+    dev, test = pfr1998("dev"), pfr1998("test")
+    new, test_t = ([[(to_traditional(w), t) for w, t in s] for s in x] for x in (dev, test))
+
+    def words(sents):
+        return [[w for w, _ in s] for s in sents]
+
+    def f1(seg, gold) -> float:
+        return seg_scores(words(gold), seg.cut_lines(["".join(w for w, _ in s) for s in gold])).f1
+
+    def accuracy(tagger, gold) -> float:
+        return tag_accuracy(gold, tagger.tag_sentences(words(gold)))["accuracy"]
+
+    for what, path, load, hybrid, perceptron, data, score in (
+            ("segmenter", seg_dir, load_segmenter, HybridSegmenter, PerceptronSegmenter, words(new), f1),
+            ("POS tagger", pos_dir, load_tagger, HybridTagger, PerceptronTagger, new, accuracy)):
+        if not path:
+            continue
+        base = load(path)
+        part, part_secs = timed(functools.partial(perceptron.train, data, init=base.perceptron))
+        models = [(f"llmlab hybrid {what}", base, 0.0),
+                  ("its perceptron, trained further", part, part_secs),
+                  ("hybrid, its perceptron further, its BiLSTM kept", hybrid(part, base.neural, base.lam, base.scale),
+                   part_secs),
+                  ("hybrid, both parts further", *timed(functools.partial(hybrid.train, data, init=base)))]
+        measure = "F1" if what == "segmenter" else "accuracy"
+        print(f"\n## 4. Hybrid {what}, new text: {len(new):,} dev sentences in traditional characters\n")
+        print(f"| model | test {measure} | traditional test {measure} | training s |")
+        print("|---|---|---|---|")
+        for name, model, secs in models:
+            print(f"| {name} | {score(model, test):.4f} | {score(model, test_t):.4f} | {secs:.1f} |")
 
 
 def pos_rows(model_dir: str | None, timed) -> None:

@@ -60,7 +60,7 @@ def test_cli_training_resumes_and_cleans_up(train_words, small_neural, tmp_path,
     from llmlab.text.base import load_segmenter
 
     config = replace(small_neural, epochs=2)
-    monkeypatch.setattr(seg_cli, "_config_for", lambda algo, args: config)
+    monkeypatch.setattr(seg_cli, "_config_for", lambda algo, args, base=None: config)
     train = tmp_path / "train.txt"
     train.write_text("".join(" ".join(s) + "\n" for s in train_words[:200]), encoding="utf-8")
     argv = ["seg", "train", "--algo", "neural", "--train", str(train), "-o", str(tmp_path / "m")]
@@ -75,7 +75,7 @@ def test_cli_training_resumes_and_cleans_up(train_words, small_neural, tmp_path,
     assert rc == 0 and not ckpt.exists() and _same(load_segmenter(tmp_path / "m").weights, whole.weights)
 
     with monkeypatch.context() as m:  # a stopped run of other settings: refused, then --fresh starts over
-        m.setattr(seg_cli, "_config_for", lambda algo, args: replace(config, seed=5))
+        m.setattr(seg_cli, "_config_for", lambda algo, args, base=None: replace(config, seed=5))
         _stop_in_epoch(m, 2)
         assert cli(argv)[0] == 130
     rc, _, err = cli(argv)

@@ -92,7 +92,7 @@ def test_cli_init_model(segmenters, train_words, tmp_path, cli):
         assert rc == 2 and msg in err and not (tmp_path / "bad").exists()
     rc, _, err = cli(["seg", "train", "--algo", "unigram", "--init-model", str(tmp_path / "base"), "-o",
                       str(tmp_path / "bad")])
-    assert rc == 2 and "--init-model applies to --algo perceptron" in err
+    assert rc == 2 and "holds a perceptron segmenter, not unigram: give --algo perceptron, or no --algo" in err
 
 
 # the POS perceptron, trained further (`PerceptronTagger.train(init=...)`, `pos train --init-model`)
@@ -184,7 +184,7 @@ def test_cli_pos_init_model(train_tagged, tmp_path, cli):
         assert rc == 2 and msg in err and not (tmp_path / "bad").exists()
     rc, _, err = cli(["pos", "train", "--algo", "hmm", "--init-model", str(tmp_path / "base"), "-o",
                       str(tmp_path / "bad")])
-    assert rc == 2 and "--init-model applies to --algo perceptron" in err
+    assert rc == 2 and "holds a perceptron tagger, not hmm" in err
 
 
 def test_every_setting_is_kept_or_free_to_change():

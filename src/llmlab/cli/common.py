@@ -175,6 +175,26 @@ def refuse_other_algo_flags(args: argparse.Namespace, flags: dict[str, tuple[str
             raise InputError(f"{flag} applies to --algo {' / '.join(algos)}, not {args.algo}")
 
 
+def init_model_algo(args: argparse.Namespace, load, what: str):
+    """The model `--init-model` names (read by `load`), with `args.algo` set to its kind; a different
+    `--algo`, or a kind that cannot be trained further, is refused. Without `--init-model`: None, and
+    `--algo` defaults to perceptron."""
+    from llmlab.core.errors import InputError
+
+    if not args.init_model:
+        args.algo = args.algo or "perceptron"
+        return None
+    init = load(args.init_model)
+    if init.kind not in ("perceptron", "neural", "hybrid"):
+        raise InputError(f"--init-model: {args.init_model!r} holds a {init.kind!r} {what}; training goes on from a "
+                         f"perceptron, neural or hybrid {what}")
+    if args.algo not in (None, init.kind):
+        raise InputError(f"--init-model: {args.init_model!r} holds a {init.kind} {what}, not {args.algo}: give "
+                         f"--algo {init.kind}, or no --algo")
+    args.algo = init.kind
+    return init
+
+
 def add_fresh_flag(p: argparse.ArgumentParser) -> None:
     """`--fresh` of the text trainings that keep epoch checkpoints (`resumable_training`)."""
     p.add_argument("--fresh", action="store_true", default=None,

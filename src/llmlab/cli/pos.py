@@ -22,7 +22,7 @@ ALGO_FLAGS = {"--epochs": ("epochs", _TRAINED), "--seed": ("seed", _TRAINED), "-
               "--no-clusters": ("no_clusters", _PERCEPTRON), "--threads": ("threads", _NEURAL),
               "--layers": ("layers", _NEURAL), "--no-pretrain": ("no_pretrain", _NEURAL), "--lam": ("lam", ("hybrid",)),
               "--perceptron-model": ("perceptron_model", ("hybrid",)), "--fresh": ("fresh", _NEURAL),
-              "--init-model": ("init_model", ("perceptron",))}
+              "--init-model": ("init_model", _TRAINED)}
 
 
 def register(sub) -> None:
@@ -31,14 +31,16 @@ def register(sub) -> None:
     g = add_group(sub, "pos", "part-of-speech tagging: train, tag, eval")
 
     p = add_command(g, "train", "train a POS tagger and save it to a directory", _train)
-    p.add_argument("--algo", choices=("hmm", "perceptron", "neural", "hybrid"), default="perceptron",
-                   help="tagging method (hybrid: perceptron + neural, the most accurate, about 18 minutes on pfr1998)")
+    p.add_argument("--algo", choices=("hmm", "perceptron", "neural", "hybrid"),
+                   help="tagging method (default: perceptron, or with --init-model the model's; hybrid: perceptron + "
+                   "neural, the most accurate, about 18 minutes on pfr1998)")
     p.add_argument("-o", "--output", required=True, help="model directory to write")
     p.add_argument("--train", dest="train_file", help="tagged training file (word/TAG tokens); default: pfr1998")
     p.add_argument("--split", choices=("train", "dev", "test"), help="pfr1998 split to train on (default: train)")
-    p.add_argument("--init-model", help="perceptron: train further from this saved perceptron tagger on the training "
-                   "text alone: its weights are the start, its word clusters and feature settings stay; --epochs, "
-                   "--seed, --beam and --ensemble may change")
+    p.add_argument("--init-model", help="train further from this saved perceptron, neural or hybrid tagger on the "
+                   "training text alone: its weights are the start, its word clusters, feature settings and network "
+                   "shape stay (a BiLSTM's vocabularies take the new words and characters); --epochs, --seed, "
+                   "--beam, --ensemble, --threads and --lam may change")
     p.add_argument("--epochs", type=int, help="perceptron, neural, hybrid's neural part: passes over the data")
     p.add_argument("--seed", type=int, help="perceptron: shuffling seed; neural, hybrid's neural part: weights, "
                    "dropout and batch order")
@@ -81,47 +83,34 @@ def register(sub) -> None:
 
 
 def _train(args) -> int:
-    from llmlab.cli.common import resumable_training
+    from llmlab.cli.common import init_model_algo, resumable_training
+    from llmlab.core.errors import InputError
     from llmlab.data.corpora import pfr1998
     from llmlab.text.base import check_model_folder
     from llmlab.text.metrics import read_tagged
-    from llmlab.text.pos import MODEL_FILE, tagger_class
+    from llmlab.text.pos import MODEL_FILE, load_tagger, tagger_class
 
     check_model_folder(args.output, MODEL_FILE)  # before training: a bad -o costs nothing
+    init = init_model_algo(args, load_tagger, "tagger")
     refuse_other_algo_flags(args, ALGO_FLAGS)
+    if init is not None and args.perceptron_model:
+        raise InputError("--perceptron-model does not apply with --init-model: a hybrid trains its own perceptron "
+                         "further")
     split = split_unless_file(args.train_file, args.split, "train", "--train")
     data = read_tagged(args.train_file, "training file") if args.train_file else pfr1998(split)
-    if args.init_model:
-        return _train_further(args, data)
-    config = _train_config(args)
+    config = _train_config(args, init.config if init is not None else None)
     with resumable_training(args.output, args.algo in _NEURAL, bool(args.fresh)):
-        out = tagger_class(args.algo).train(data, config).save(args.output)
+        out = tagger_class(args.algo).train(data, config, **({"init": init} if init is not None else {}))
+        out = out.save(args.output)
     print(f"saved {args.algo} tagger to {out}")
     return 0
 
 
-def _train_further(args, data) -> int:
-    """`pos train --init-model`: a saved perceptron tagger trained further on `data`."""
+def _train_config(args, base=None):
+    """The config of `args.algo` from the flags given (None: the tagger's defaults); for a tagger trained
+    further, `base`'s (its config) with those flags changed."""
     import dataclasses
 
-    from llmlab.core.errors import InputError
-    from llmlab.text.pos import load_tagger
-    from llmlab.text.pos_perceptron import PerceptronTagger
-
-    init = load_tagger(args.init_model)
-    if not isinstance(init, PerceptronTagger):
-        raise InputError(f"--init-model: {args.init_model!r} holds a {init.kind!r} tagger; training goes on from a "
-                         "perceptron")
-    flags = ("epochs", "seed", "order", "beam", "ensemble")
-    given = {k: getattr(args, k) for k in flags if getattr(args, k) is not None}
-    config = dataclasses.replace(init.config, **given, **({"clusters": ()} if args.no_clusters else {}))
-    out = PerceptronTagger.train(data, config, init=init).save(args.output)
-    print(f"saved perceptron tagger to {out}")
-    return 0
-
-
-def _train_config(args):
-    """The config of `args.algo` from the flags given (None: the tagger's defaults)."""
     from llmlab.core.errors import InputError
     from llmlab.text.pos_hybrid import HybridTaggerConfig
     from llmlab.text.pos_neural import NeuralTaggerConfig
@@ -130,20 +119,25 @@ def _train_config(args):
     def given(*names):
         return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
 
+    def made(cls, start, fields):
+        return dataclasses.replace(start, **fields) if start is not None else cls(**fields)
+
     perceptron = {**given("order", "beam", "ensemble"), **({"clusters": ()} if args.no_clusters else {})}
     neural = {**given("epochs", "seed", "threads", "layers"), **({"pretrain": False} if args.no_pretrain else {})}
     if args.algo == "perceptron":
-        return PerceptronTaggerConfig(**given("epochs", "seed"), **perceptron)
+        return made(PerceptronTaggerConfig, base, {**given("epochs", "seed"), **perceptron})
     if args.algo == "neural":
-        return NeuralTaggerConfig(**neural)
+        return made(NeuralTaggerConfig, base, neural)
     if args.algo == "hybrid":
         given_perceptron = [f for f in ("--order", "--beam", "--ensemble", "--no-clusters")
                             if getattr(args, ALGO_FLAGS[f][0]) not in (None, False)]
         if args.perceptron_model and given_perceptron:  # also a value equal to the default: the config cannot tell
             raise InputError(f"{', '.join(given_perceptron)} train the hybrid's perceptron; they do not apply with "
                              "--perceptron-model, which is used as it was trained")
-        return HybridTaggerConfig(**given("lam", "perceptron_model"), perceptron=PerceptronTaggerConfig(**perceptron),
-                                  neural=NeuralTaggerConfig(**neural))
+        return made(HybridTaggerConfig, base, {
+            **given("lam", "perceptron_model"),
+            "perceptron": made(PerceptronTaggerConfig, base.perceptron if base else None, perceptron),
+            "neural": made(NeuralTaggerConfig, base.neural if base else None, neural)})
     return None
 
 

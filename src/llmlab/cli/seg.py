@@ -24,7 +24,7 @@ _TRAINED, _NEURAL = ("perceptron", "neural", "hybrid"), ("neural", "hybrid")
 ALGO_FLAGS = {"--epochs": ("epochs", _TRAINED), "--folds": ("folds", _TRAINED), "--seed": ("seed", _TRAINED),
               "--no-av-lexicon": ("av_lexicon", _TRAINED),
               "--min-count": ("min_count", DICT_ALGOS[:6]), "--user-dict": ("user_dict", DICT_ALGOS),
-              "--feature-dict": ("feature_dict", ("perceptron",)), "--init-model": ("init_model", ("perceptron",)),
+              "--feature-dict": ("feature_dict", ("perceptron",)), "--init-model": ("init_model", _TRAINED),
               "--dict-only": ("dict_only", ("fmm", "bmm", "bimm", "unigram")),
               "--threads": ("threads", _NEURAL), "--layers": ("layers", _NEURAL),
               "--no-pretrain": ("no_pretrain", _NEURAL), "--lam": ("lam", ("hybrid",)),
@@ -37,9 +37,9 @@ def register(sub) -> None:
     g = add_group(sub, "seg", "Chinese word segmentation: train, cut, eval, report; keywords and new words")
 
     p = add_command(g, "train", "train a segmenter and save it to a directory", _train)
-    p.add_argument("--algo", choices=ALGOS, default="perceptron",
-                   help="segmentation method (neural: a BiLSTM; hybrid: perceptron + neural, the most accurate, "
-                   "about 20 minutes on pfr1998)")
+    p.add_argument("--algo", choices=ALGOS,
+                   help="segmentation method (default: perceptron, or with --init-model the model's; neural: a "
+                   "BiLSTM; hybrid: perceptron + neural, the most accurate, about 20 minutes on pfr1998)")
     p.add_argument("-o", "--output", required=True, help="model directory to write")
     p.add_argument("--train", dest="train_file", help="segmented training file (words separated by spaces); "
                    "default: the pfr1998 corpus")
@@ -51,9 +51,11 @@ def register(sub) -> None:
                    "dict.txt, unigram cuts as jieba without its HMM)")
     p.add_argument("--feature-dict", help="perceptron: an external word list (jieba-style `word [count]` lines, "
                    "e.g. jieba's dict.txt) whose matches become features; saved with the model")
-    p.add_argument("--init-model", help="perceptron: train further from this saved perceptron (pkuseg's init_model) "
-                   "on the training text alone: its weights are the start, its lexicon takes the new words, its "
-                   "feature settings, --feature-dict and forced words stay; --epochs, --seed and --folds may change")
+    p.add_argument("--init-model", help="train further from this saved perceptron, neural or hybrid segmenter "
+                   "(pkuseg's init_model) on the training text alone: its weights are the start, its lexicon takes "
+                   "the new words (a BiLSTM's vocabularies the new characters and bigrams), its feature settings, "
+                   "network shape, --feature-dict and forced words stay; --epochs, --seed, --folds, --threads and "
+                   "--lam may change")
     p.add_argument("--epochs", type=int, help="perceptron, neural, hybrid's neural part: passes over the data")
     p.add_argument("--folds", type=int, help="perceptron, neural (hybrid: both): jackknife folds for lexicon "
                    "features (1 = off)")
@@ -126,8 +128,8 @@ def add_force_words(p: argparse.ArgumentParser, more: str = "") -> None:
 
 
 def _config_for(algo: str, args: argparse.Namespace, base=None):
-    """The config of `algo` from the flags given in `args`; for the perceptron, `base`'s (a model trained
-    further) with those flags changed."""
+    """The config of `algo` from the flags given in `args`; for a model trained further (perceptron,
+    neural, hybrid), `base`'s (its config) with those flags changed."""
     from llmlab.core.errors import InputError
     from llmlab.text.hmm import HmmConfig
     from llmlab.text.lattice import LatticeConfig
@@ -135,6 +137,9 @@ def _config_for(algo: str, args: argparse.Namespace, base=None):
     from llmlab.text.perceptron import PerceptronConfig
     from llmlab.text.seg_hybrid import HybridSegmenterConfig
     from llmlab.text.seg_neural import NeuralSegmenterConfig
+
+    def made(cls, start, fields):
+        return dataclasses.replace(start, **fields) if start is not None else cls(**fields)
 
     given = {k: v for k, v in vars(args).items() if v is not None}
     if algo in ("fmm", "bmm", "bimm"):
@@ -148,16 +153,18 @@ def _config_for(algo: str, args: argparse.Namespace, base=None):
     if algo == "perceptron":
         fields = {**{k: given[k] for k in ("epochs", "seed") if k in given}, **shared,
                   **({"lexicon_min_count": given["min_count"]} if "min_count" in given else {})}
-        return dataclasses.replace(base, **fields) if base is not None else PerceptronConfig(**fields)
-    neural = NeuralSegmenterConfig(**{k: given[k] for k in ("epochs", "seed", "threads", "layers") if k in given},
-                                   **shared, **({"pretrain": False} if given.get("no_pretrain") else {}))
+        return made(PerceptronConfig, base, fields)
+    neural = made(NeuralSegmenterConfig, base.neural if algo == "hybrid" and base else base,
+                  {**{k: given[k] for k in ("epochs", "seed", "threads", "layers") if k in given}, **shared,
+                   **({"pretrain": False} if given.get("no_pretrain") else {})})
     if algo == "neural":
         return neural
     if given.get("perceptron_model") and shared:  # also a value equal to the default: the config cannot tell
         raise InputError("--folds and --no-av-lexicon also train the hybrid's perceptron; with --perceptron-model, "
                          "which is used as it was trained, give neither")
-    return HybridSegmenterConfig(**{k: given[k] for k in ("lam", "perceptron_model") if k in given},
-                                 perceptron=PerceptronConfig(**shared), neural=neural)
+    return made(HybridSegmenterConfig, base,
+                {**{k: given[k] for k in ("lam", "perceptron_model") if k in given},
+                 "perceptron": made(PerceptronConfig, base.perceptron if base else None, shared), "neural": neural})
 
 
 def training_sentences(args) -> list[list[str]]:
@@ -171,33 +178,39 @@ def training_sentences(args) -> list[list[str]]:
 
 
 def _train(args) -> int:
-    from llmlab.cli.common import resumable_training
+    from llmlab.cli.common import init_model_algo, resumable_training
     from llmlab.core.errors import InputError
     from llmlab.core.io import check_readable
-    from llmlab.text.base import MODEL_FILE, check_model_folder, segmenter_class
+    from llmlab.text.base import MODEL_FILE, check_model_folder, load_segmenter, segmenter_class
     from llmlab.text.lexicon import read_user_dict, split_deletions
 
     check_model_folder(args.output, MODEL_FILE)  # before training: a bad -o costs nothing
     for path in (args.user_dict, args.feature_dict):
         if path:
             check_readable(path, "dictionary")
+    init = init_model_algo(args, load_segmenter, "segmenter")
 
     if args.force_words and not args.user_dict:
         raise InputError("--force-words keeps the --user-dict words whole: give one")
     forced_ok = {"--user-dict": ("user_dict", ALGOS)} if args.force_words else {}  # forced words need no lexicon
     refuse_other_algo_flags(args, {**ALGO_FLAGS, **forced_ok})
+    if init is not None:
+        for flag, value in (("--feature-dict", args.feature_dict), ("--perceptron-model", args.perceptron_model)):
+            if value:
+                raise InputError(f"{flag} does not apply with --init-model: the model keeps its own feature "
+                                 "dictionary, and a hybrid trains its own perceptron further")
+    config = None if args.dict_only else _config_for(args.algo, args, init.config if init is not None else None)
     with resumable_training(args.output, args.algo in _NEURAL, bool(args.fresh)):
         if args.dict_only:
             seg = _from_dictionary(args)
-        elif args.init_model:
-            seg = _train_further(args)
+        elif init is not None:
+            seg = type(init).train(training_sentences(args), config, init=init)
         elif args.feature_dict:
             from llmlab.text.perceptron import read_dictionary
 
-            seg = segmenter_class(args.algo).train(training_sentences(args), _config_for(args.algo, args),
-                                                   read_dictionary(args.feature_dict))
+            seg = segmenter_class(args.algo).train(training_sentences(args), config, read_dictionary(args.feature_dict))
         else:
-            seg = segmenter_class(args.algo).train(training_sentences(args), _config_for(args.algo, args))
+            seg = segmenter_class(args.algo).train(training_sentences(args), config)
         if args.user_dict and args.dict_only and args.force_words:  # its words are the lexicon already
             seg.force_words(w for w, _ in split_deletions(read_user_dict(args.user_dict))[0])
         elif args.user_dict and not args.dict_only:
@@ -205,21 +218,6 @@ def _train(args) -> int:
         out = seg.save(args.output)
     print(f"saved {args.algo} segmenter to {out}")
     return 0
-
-
-def _train_further(args):
-    """`seg train --init-model`: a saved perceptron trained further on the training text."""
-    from llmlab.core.errors import InputError
-    from llmlab.text.base import load_segmenter
-    from llmlab.text.perceptron import PerceptronSegmenter
-
-    if args.feature_dict:
-        raise InputError("--feature-dict does not apply with --init-model: the model keeps its own feature dictionary")
-    init = load_segmenter(args.init_model)
-    if not isinstance(init, PerceptronSegmenter):
-        raise InputError(f"--init-model: {args.init_model!r} holds a {init.kind!r} segmenter; training goes on from "
-                         "a perceptron")
-    return PerceptronSegmenter.train(training_sentences(args), _config_for("perceptron", args, init.config), init=init)
 
 
 def _from_dictionary(args):

@@ -280,6 +280,26 @@ def with_weights(net, weights: dict[str, np.ndarray]):
     return net.eval()
 
 
+def grown(weights: dict[str, np.ndarray], rows: dict[str, int], fills: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`weights` with each table named in `rows` grown to that many rows, every new row a copy of the
+    table's `fills` row: a network's start when training goes on with larger vocabularies. A new unit
+    that starts as the unknown unit (its fill) is scored as the network scored it before. The arrays
+    are copies: training the start leaves `weights` as they were.
+
+    >>> w = grown({"emb": np.array([[0.0], [1.0]]), "bias": np.zeros(2)}, {"emb": 4}, {"emb": np.array([1.0])})
+    >>> w["emb"].ravel().tolist(), w["bias"].tolist()
+    ([0.0, 1.0, 1.0, 1.0], [0.0, 0.0])
+    """
+    out = {k: v.copy() for k, v in weights.items()}
+    for name, n in rows.items():
+        old = out[name]
+        if n < len(old):
+            raise ValueError(f"{name} has {len(old)} rows: it cannot shrink to {n}")
+        more = np.broadcast_to(fills[name], (n - len(old), *old.shape[1:]))
+        out[name] = np.concatenate([old, more]).astype(old.dtype)
+    return out
+
+
 def start_at_vectors(weights: list, ids: dict[str, int], sentences: list[list[str]], min_count: int, seed: int,
                      what: str) -> None:
     """Overwrite the rows of the embedding tables `weights` (same width) of the units that get PPMI-SVD

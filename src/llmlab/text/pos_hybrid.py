@@ -57,6 +57,11 @@ class HybridTagger(PosTagger):
         self.tags = perceptron.tags
         self._cols = np.array([neural.tags.index(t) for t in perceptron.tags])  # neural columns in perceptron order
 
+    @property
+    def config(self) -> HybridTaggerConfig:
+        """The settings of both parts and ``lam`` (what training further keeps by default)."""
+        return HybridTaggerConfig(self.lam, self.perceptron.config, self.neural.config)
+
     def emissions(self, words: Sequence[str], log_probs: np.ndarray | None = None) -> np.ndarray:
         """(n, K) combined emissions in the perceptron's tag order (`log_probs`: the neural ones, if known)."""
         lp = self.neural.log_probs(words) if log_probs is None else log_probs
@@ -75,9 +80,21 @@ class HybridTagger(PosTagger):
         return [self.perceptron.decode(self.emissions(s, lp)) for s, lp in zip(sents, lps)]
 
     @classmethod
-    def train(cls, sentences, config: HybridTaggerConfig | None = None) -> HybridTagger:
-        config = config or HybridTaggerConfig()
+    def train(cls, sentences, config: HybridTaggerConfig | None = None, init: HybridTagger | None = None
+              ) -> HybridTagger:
+        """Train both parts, or with `init` train its two parts further on `sentences` alone
+        (`PerceptronTagger.train` and `NeuralTagger.train` with their ``init``; None for `config` keeps
+        all of `init`'s settings). The emission scale stays `init`'s, so ``lam`` weighs the parts as before."""
+        if init is not None and not isinstance(init, HybridTagger):
+            raise InputError(f"training goes on from a hybrid tagger, got {type(init).__name__}")
+        config = config or (init.config if init is not None else HybridTaggerConfig())
         sents = check_tagged(sentences)
+        if init is not None:
+            if config.perceptron_model:
+                raise InputError("a hybrid trained further trains its own perceptron further: give no perceptron model")
+            perceptron = PerceptronTagger.train(sents, config.perceptron, init=init.perceptron)
+            neural = NeuralTagger.train(sents, config.neural, init=init.neural)
+            return cls(perceptron, neural, config.lam, init.scale)
         if config.perceptron_model:
             perceptron = load_tagger(config.perceptron_model)
             if not isinstance(perceptron, PerceptronTagger):

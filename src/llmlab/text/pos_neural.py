@@ -48,6 +48,7 @@ from llmlab.text.base import SPACED_WORD_CHAR, normalize_text
 from llmlab.text.neural import (
     check_training,
     fit_epochs,
+    grown,
     holdout_split,
     length_buckets,
     make_bilstm,
@@ -55,6 +56,7 @@ from llmlab.text.neural import (
     start_at_vectors,
     with_weights,
 )
+from llmlab.text.perceptron import check_kept
 from llmlab.text.pos import PosTagger, check_tagged, tag_mask
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,9 @@ class NeuralTaggerConfig:
                 raise InputError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         check_training(self)
 
+
+# the settings that shape a neural tagger's network: one trained further (`train(init=...)`) keeps them
+NET_SETTINGS = ("word_dim", "char_dim", "filters", "width", "max_chars", "length_dim", "hidden", "layers")
 
 def latin_stand_in(ch: str) -> str:
     """What an unknown character is read as: a letter or digit of another script written with spaces
@@ -243,13 +248,27 @@ class NeuralTagger(PosTagger):
                 for s, lp in zip(sents, self.log_probs_sentences(sents))]
 
     @classmethod
-    def train(cls, sentences, config: NeuralTaggerConfig | None = None) -> NeuralTagger:
-        config = config or NeuralTaggerConfig()
+    def train(cls, sentences, config: NeuralTaggerConfig | None = None, init: NeuralTagger | None = None
+              ) -> NeuralTagger:
+        """Learn from tagged sentences.
+
+        With `init`, training goes on from that tagger, on `sentences` alone (as
+        `PerceptronTagger.train` does with its ``init``): its network is the start. Words (seen
+        ``min_count`` times in `sentences`) and characters it never had join the vocabularies, each
+        starting as the unknown one; a new tag starts with no weights and the lowest bias. `config`
+        may change only the training settings, not the network's shape (`NET_SETTINGS`; None keeps
+        all of `init`'s settings; ``pretrain`` has no effect, the start being `init`'s embeddings)."""
+        if init is not None and not isinstance(init, NeuralTagger):
+            raise InputError(f"training goes on from a neural tagger, got {type(init).__name__}")
+        config = config or (init.config if init is not None else NeuralTaggerConfig())
+        sents = check_tagged(sentences)
+        if init is not None:
+            check_kept(config, init.config, NET_SETTINGS, "tagger")
         with torch_threads(config.threads):
-            return cls._train(check_tagged(sentences), config)
+            return cls._train(sents, config, init)
 
     @classmethod
-    def _train(cls, sents, config: NeuralTaggerConfig) -> NeuralTagger:
+    def _train(cls, sents, config: NeuralTaggerConfig, init: NeuralTagger | None = None) -> NeuralTagger:
         import torch
 
         torch.manual_seed(config.seed)
@@ -259,8 +278,17 @@ class NeuralTagger(PosTagger):
         counts = Counter(normalize_text(w) for s in kept for w, _ in s)
         words = ["<pad>", "<unk>", *(w for w, c in counts.items() if c >= config.min_count)]
         chars = ["<pad>", "<unk>", *dict.fromkeys(ch for w in counts for ch in w)]
+        start = None
+        if init is not None:  # its units and tags keep their ids, new ones follow
+            tags, words, chars = (list(dict.fromkeys(a + b)) for a, b in
+                                  ((init.tags, tags), (init.words, words), (init.chars, chars)))
+            w = init.weights
+            rows = {"word.weight": len(words), "out.weight": len(tags), "out.bias": len(tags),
+                    **{f"{name}.weight": len(chars) for name in ("char", "first", "last")}}
+            fills = {name: w[name][UNK] for name in rows if not name.startswith("out.")}
+            start = grown(w, rows, {**fills, "out.weight": 0.0, "out.bias": w["out.bias"].min()})
         tagger = cls(tags, words, chars, {}, config)
-        tagger._net = _fit(tagger, kept, held, counts, rng)
+        tagger._net = _fit(tagger, kept, held, counts, rng, start)
         tagger.weights = {k: v.detach().numpy().copy() for k, v in tagger._net.state_dict().items()}
         return tagger
 
@@ -304,8 +332,10 @@ def _predict(net, rows: list[tuple[np.ndarray, ...]], table: tuple[np.ndarray, .
     return [lp[b, :n].copy() for b, n in enumerate(lengths)]
 
 
-def _fit(tagger: NeuralTagger, kept: list, held: list, counts: Counter, rng: np.random.Generator):
-    """Train the network on `kept`; returns it (eval mode) at its best epoch on `held` (the last without)."""
+def _fit(tagger: NeuralTagger, kept: list, held: list, counts: Counter, rng: np.random.Generator,
+         start: dict[str, np.ndarray] | None = None):
+    """Train the network on `kept`, from the weights `start` if given; returns it (eval mode) at its best
+    epoch on `held` (the last without)."""
     import torch
 
     c, tid = tagger.config, {t: i for i, t in enumerate(tagger.tags)}
@@ -322,7 +352,9 @@ def _fit(tagger: NeuralTagger, kept: list, held: list, counts: Counter, rng: np.
     drop_p = [np.where(r[0] > UNK, c.word_dropout + 0.25 / (0.25 + np.array([counts[w] for w in n])), 0.0)
               for r, n in zip(train_rows, norm_kept)]
     net = _build_net(c, len(tagger.words), len(tagger.chars), len(tagger.tags))
-    if c.pretrain:
+    if start is not None:
+        with_weights(net, start)
+    elif c.pretrain:
         _pretrain(net, tagger, norm_kept)
     buckets = length_buckets([len(r[0]) for r in train_rows], c.batch_size)
 

@@ -56,6 +56,11 @@ class HybridSegmenter(DictSegmenter):
         super().__init__(perceptron.lexicon)
         self.perceptron, self.neural, self.lam, self.scale = perceptron, neural, lam, scale
 
+    @property
+    def config(self) -> HybridSegmenterConfig:
+        """The settings of both parts and ``lam`` (what training further keeps by default)."""
+        return HybridSegmenterConfig(self.lam, self.perceptron.config, self.neural.config)
+
     def _add_user_words(self, entries: list[tuple[str, int | None]]) -> None:
         """A user dictionary goes to both parts' lexicons."""
         self.perceptron.add_user_dict(entries)
@@ -85,10 +90,25 @@ class HybridSegmenter(DictSegmenter):
                                          p.trans)]
 
     @classmethod
-    def train(cls, sentences: Iterable[Iterable[str]], config: HybridSegmenterConfig | None = None
-              ) -> HybridSegmenter:
-        config = config or HybridSegmenterConfig()
+    def train(cls, sentences: Iterable[Iterable[str]], config: HybridSegmenterConfig | None = None,
+              init: HybridSegmenter | None = None) -> HybridSegmenter:
+        """Train both parts, or with `init` train its two parts further on `sentences` alone
+        (`PerceptronSegmenter.train` and `NeuralSegmenter.train` with their ``init``; None for `config`
+        keeps all of `init`'s settings). The emission scale stays `init`'s, so ``lam`` weighs the
+        parts as before."""
+        if init is not None and not isinstance(init, HybridSegmenter):
+            raise InputError(f"training goes on from a hybrid segmenter, got {type(init).__name__}")
+        config = config or (init.config if init is not None else HybridSegmenterConfig())
         sents = check_sentences(sentences)
+        if init is not None:
+            if config.perceptron_model:
+                raise InputError("a hybrid trained further trains its own perceptron further: give no perceptron model")
+            perceptron = PerceptronSegmenter.train(sents, config.perceptron, init=init.perceptron)
+            neural = NeuralSegmenter.train(sents, config.neural, init=init.neural)
+            seg = cls(perceptron, neural, config.lam, init.scale)
+            if init.forced:
+                seg.force_words(init.forced.words)
+            return seg
         if config.perceptron_model:
             perceptron = load_segmenter(config.perceptron_model)
             if not isinstance(perceptron, PerceptronSegmenter):

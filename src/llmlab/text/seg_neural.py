@@ -62,6 +62,7 @@ from llmlab.text.metrics import seg_scores
 from llmlab.text.neural import (
     check_training,
     fit_epochs,
+    grown,
     holdout_split,
     length_buckets,
     make_bilstm,
@@ -69,7 +70,7 @@ from llmlab.text.neural import (
     start_at_vectors,
     with_weights,
 )
-from llmlab.text.perceptron import jackknife_matchers
+from llmlab.text.perceptron import check_kept, jackknife_matchers
 
 log = logging.getLogger(__name__)
 WEIGHTS_FILE = "neural.safetensors"
@@ -118,6 +119,10 @@ class NeuralSegmenterConfig:
             raise InputError(f"av_max_n (longest pseudo-word) must be in 2..{MAX_SPAN}, got {self.av_max_n}")
         check_training(self)
 
+
+# the settings that shape a neural segmenter's network and inputs: one trained further (`train(init=...)`) keeps them
+NET_SETTINGS = ("char_dim", "bigram_dim", "hidden", "layers", "lexicon_features", "av_lexicon", "av_min", "av_max_n",
+                "span_dim")
 
 def bigrams(text: str) -> list[str]:
     """The len(text) + 1 bigrams around the characters of `text`: bigram i ends at character i and
@@ -247,15 +252,32 @@ class NeuralSegmenter(DictSegmenter):
         return decode_runs(runs, np.concatenate(self.log_probs_runs(runs)), NO_TRANS)
 
     @classmethod
-    def train(cls, sentences: Iterable[Iterable[str]], config: NeuralSegmenterConfig | None = None
-              ) -> NeuralSegmenter:
-        config = config or NeuralSegmenterConfig()
+    def train(cls, sentences: Iterable[Iterable[str]], config: NeuralSegmenterConfig | None = None,
+              init: NeuralSegmenter | None = None) -> NeuralSegmenter:
+        """Learn from segmented sentences.
+
+        With `init`, training goes on from that segmenter, on `sentences` alone (as
+        `PerceptronSegmenter.train` does with its ``init``): its network is the start. Characters and
+        bigrams it never saw join the vocabularies, each starting as the unknown one, so the start
+        cuts every text as `init` does. Its pseudo-words and forced words stay, the new words join its
+        lexicon, and `config` may change only the training settings, not the network's shape or its
+        lexicon features (`NET_SETTINGS`; None keeps all of `init`'s settings; ``pretrain`` has no
+        effect, the start being `init`'s embeddings)."""
+        if init is not None and not isinstance(init, NeuralSegmenter):
+            raise InputError(f"training goes on from a neural segmenter, got {type(init).__name__}")
+        config = config or (init.config if init is not None else NeuralSegmenterConfig())
         sents = check_sentences(sentences)
+        if init is not None:
+            check_kept(config, init.config, NET_SETTINGS, "segmenter")
         with torch_threads(config.threads):
-            return cls._train(sents, config)
+            seg = cls._train(sents, config, init)
+        if init is not None and init.forced:
+            seg.force_words(init.forced.words)
+        return seg
 
     @classmethod
-    def _train(cls, sents: list[list[str]], config: NeuralSegmenterConfig) -> NeuralSegmenter:
+    def _train(cls, sents: list[list[str]], config: NeuralSegmenterConfig, init: NeuralSegmenter | None = None
+               ) -> NeuralSegmenter:
         import torch
 
         torch.manual_seed(config.seed)
@@ -264,15 +286,23 @@ class NeuralSegmenter(DictSegmenter):
         counts = Counter(b for t in texts for b in bigrams(t)[1:-1])
         chars = ["<pad>", "<unk>", *dict.fromkeys(ch for t in texts for ch in t)]
         bigram_list = ["<pad>", "<unk>", "", *(b for b, n in counts.items() if n >= config.bigram_min_count)]
-        av_words = None
-        if config.av_lexicon:
+        av_words, known = None, Counter()
+        if init is not None:  # its units keep their ids, new ones follow
+            chars = list(dict.fromkeys(init.chars + chars))
+            bigram_list = list(dict.fromkeys(init.bigram_list + bigram_list))
+            av_words, known = init.av_words, Counter(init.lexicon.counts)
+        elif config.av_lexicon:
             av_words = AccessorVariety(texts).words(config.av_min, config.av_max_n)
             log.info("%d accessor-variety pseudo-words", len(av_words))
-        # held-out sentences are scored against the kept ones' words, as new text will be
-        seg = cls(chars, bigram_list, {}, Lexicon.from_sentences(kept), config, av_words)
-        seg._net = _fit(seg, kept, held, texts, np.random.default_rng(config.seed))
+        # held-out sentences are scored against the kept ones' words (and the start's), as new text will be
+        seg = cls(chars, bigram_list, {}, Lexicon(known + Counter(w for s in kept for w in s)), config, av_words)
+        start = None
+        if init is not None:
+            start = grown(init.weights, {"char.weight": len(chars), "bigram.weight": len(bigram_list)},
+                          {name: init.weights[name][UNK] for name in ("char.weight", "bigram.weight")})
+        seg._net = _fit(seg, kept, held, texts, np.random.default_rng(config.seed), start)
         seg.weights = {k: v.detach().numpy().copy() for k, v in seg._net.state_dict().items()}
-        seg.lexicon = Lexicon.from_sentences(sents)  # then every training word serves
+        seg.lexicon = Lexicon(known + Counter(w for s in sents for w in s))  # then every training word serves
         return seg
 
     def _state(self, directory: Path) -> dict:
@@ -330,13 +360,15 @@ def training_rows(seg: NeuralSegmenter, kept: list[list[str]], texts: list[str])
 
 
 def _fit(seg: NeuralSegmenter, kept: list[list[str]], held: list[list[str]], texts: list[str],
-         rng: np.random.Generator):
-    """Train the network on `kept` (`texts`: their normalised text); returns it (eval mode) at its best
-    epoch by F1 on `held` (the last without)."""
+         rng: np.random.Generator, start: dict[str, np.ndarray] | None = None):
+    """Train the network on `kept` (`texts`: their normalised text), from the weights `start` if given;
+    returns it (eval mode) at its best epoch by F1 on `held` (the last without)."""
     c = seg.config
     rows = training_rows(seg, kept, texts)
     net = _build_net(c, len(seg.chars), len(seg.bigram_list))
-    if c.pretrain:
+    if start is not None:
+        with_weights(net, start)
+    elif c.pretrain:
         start_at_vectors([net.char.weight], seg._char_id, [list(t) for t in texts], 2, c.seed, "characters")
         start_at_vectors([net.bigram.weight], seg._bigram_id, [bigrams(t)[1:-1] for t in texts],
                          c.bigram_min_count, c.seed, "bigrams")
