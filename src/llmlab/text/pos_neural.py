@@ -19,6 +19,8 @@ for the 12 epochs on one thread; the default's later retraining in `pos train --
 0.9692). A wider LSTM (256) or a second tagger averaged in did not help the hybrid below.
 
 The bidirectional LSTM is `llmlab.text.neural`'s (fused per-direction LSTMs over padded batches).
+A saved tagger can be trained further on new text (`NeuralTagger.train(init=...)`, ``llmlab pos train
+--init-model``): new words and characters start at the unknown one's embedding, a new tag with no weights.
 
 Alone it is about as accurate as the perceptron (test 0.9640, dev 0.9703) and makes different errors:
 `llmlab.text.pos_hybrid` adds its log-probabilities to the perceptron's emissions.

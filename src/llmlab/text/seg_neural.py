@@ -33,6 +33,10 @@ A run longer than `WINDOW` characters is scored in windows that see `MARGIN` cha
 The segmenter owns its lexicon (the training words; `add_user_dict` adds a user's words, which then
 reach the lexicon features), as the perceptron does.
 
+A saved segmenter can be trained further on new text (`NeuralSegmenter.train(init=...)`, ``llmlab seg
+train --init-model``): its network is the start, and the characters and bigrams it never saw join
+the vocabularies at the unknown one's embedding (`llmlab.text.neural.grown`).
+
 torch is imported inside the functions that need it, so ``llmlab.text`` stays torch-free. Loading a
 saved segmenter reads numpy arrays; torch is first imported when it cuts.
 """
