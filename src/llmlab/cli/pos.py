@@ -100,8 +100,11 @@ def _train(args) -> int:
     data = read_tagged(args.train_file, "training file") if args.train_file else pfr1998(split)
     config = _train_config(args, init.config if init is not None else None)
     with resumable_training(args.output, args.algo in _NEURAL, bool(args.fresh)):
-        out = tagger_class(args.algo).train(data, config, **({"init": init} if init is not None else {}))
-        out = out.save(args.output)
+        if init is not None:
+            tagger = type(init).train(data, config, init=init)
+        else:
+            tagger = tagger_class(args.algo).train(data, config)
+        out = tagger.save(args.output)
     print(f"saved {args.algo} tagger to {out}")
     return 0
 

@@ -195,10 +195,11 @@ def _train(args) -> int:
     forced_ok = {"--user-dict": ("user_dict", ALGOS)} if args.force_words else {}  # forced words need no lexicon
     refuse_other_algo_flags(args, {**ALGO_FLAGS, **forced_ok})
     if init is not None:
-        for flag, value in (("--feature-dict", args.feature_dict), ("--perceptron-model", args.perceptron_model)):
+        for flag, value, why in (("--feature-dict", args.feature_dict, "the model keeps its own feature dictionary"),
+                                 ("--perceptron-model", args.perceptron_model,
+                                  "a hybrid trains its own perceptron further")):
             if value:
-                raise InputError(f"{flag} does not apply with --init-model: the model keeps its own feature "
-                                 "dictionary, and a hybrid trains its own perceptron further")
+                raise InputError(f"{flag} does not apply with --init-model: {why}")
     config = None if args.dict_only else _config_for(args.algo, args, init.config if init is not None else None)
     with resumable_training(args.output, args.algo in _NEURAL, bool(args.fresh)):
         if args.dict_only:
