@@ -197,3 +197,33 @@ def test_every_setting_is_kept_or_free_to_change():
     assert {f.name for f in dataclasses.fields(PerceptronConfig)} == set(FEATURE_SETTINGS) | free
     free = {"epochs", "seed", "ensemble", "beam", "min_feature_count"}
     assert {f.name for f in dataclasses.fields(PerceptronTaggerConfig)} == set(TAGGER_SETTINGS) | free
+
+
+def test_cli_init_model_without_a_folder_trains_the_default_models_further(defaults, train_words, train_tagged,
+                                                                             tmp_path, cli):
+    """`--init-model` alone is the default model (`seg cut` and `pos tag` without --model): trained on first
+    use and cached, as they would be, then trained further like a saved one."""
+    from llmlab.text.default import default_segmenter, default_tagger
+    from llmlab.text.pos import load_tagger
+    from llmlab.text.pos_perceptron import PerceptronTagger
+
+    trained, clear, _ = defaults
+    words, tagged = tmp_path / "words.txt", tmp_path / "tagged.txt"
+    words.write_text("".join(" ".join(s) + "\n" for s in train_words[300:400]), encoding="utf-8")
+    tagged.write_text("".join(" ".join(f"{w}/{t}" for w, t in s) + "\n" for s in train_tagged[300:400]),
+                      encoding="utf-8")
+    assert cli(["seg", "train", "--train", str(words), "--init-model", "-o", str(tmp_path / "seg")])[0] == 0
+    assert cli(["pos", "train", "--init-model", "--train", str(tagged), "--epochs", "1", "-o",
+                str(tmp_path / "pos")])[0] == 0
+    assert trained == {"seg": 1, "pos": 1}
+    clear()
+    seg = PerceptronSegmenter.train(train_words[300:400], init=default_segmenter())
+    assert _same_model(load_segmenter(tmp_path / "seg"), seg)
+    base = default_tagger()
+    pos = PerceptronTagger.train(train_tagged[300:400], dataclasses.replace(base.config, epochs=1), init=base)
+    got, sents = load_tagger(tmp_path / "pos"), [[w for w, _ in s] for s in train_tagged[400:500]]
+    assert got.tags == pos.tags and got.tag_sentences(sents) == pos.tag_sentences(sents)
+    assert trained == {"seg": 1, "pos": 1}
+    rc, _, err = cli(["seg", "train", "--init-model", "--algo", "hybrid", "--train", str(words), "-o",
+                      str(tmp_path / "bad")])
+    assert rc == 2 and "the default model is a perceptron segmenter, not hybrid" in err

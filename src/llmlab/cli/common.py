@@ -175,24 +175,34 @@ def refuse_other_algo_flags(args: argparse.Namespace, flags: dict[str, tuple[str
             raise InputError(f"{flag} applies to --algo {' / '.join(algos)}, not {args.algo}")
 
 
-def init_model_algo(args: argparse.Namespace, load, what: str):
-    """The model `--init-model` names (read by `load`), with `args.algo` set to its kind; a different
-    `--algo`, or a kind that cannot be trained further, is refused. Without `--init-model`: None, and
-    `--algo` defaults to perceptron."""
+def init_model_algo(args: argparse.Namespace, load, default, what: str):
+    """The model `--init-model` names (read by `load`; `--init-model` without a folder: `default()`, the
+    default model), with `args.algo` set to its kind; a different `--algo`, or a kind that cannot be
+    trained further, is refused. Without `--init-model`: None, and `--algo` defaults to perceptron."""
     from llmlab.core.errors import InputError
 
-    if not args.init_model:
+    if args.init_model is None:
         args.algo = args.algo or "perceptron"
         return None
-    init = load(args.init_model)
+    given = args.init_model is not True
+    init = load(args.init_model) if given else default()
+    where = f"{args.init_model!r} holds" if given else "the default model is"
     if init.kind not in ("perceptron", "neural", "hybrid"):
-        raise InputError(f"--init-model: {args.init_model!r} holds a {init.kind!r} {what}; training goes on from a "
-                         f"perceptron, neural or hybrid {what}")
+        raise InputError(f"--init-model: {where} a {init.kind!r} {what}; training goes on from a perceptron, neural "
+                         f"or hybrid {what}")
     if args.algo not in (None, init.kind):
-        raise InputError(f"--init-model: {args.init_model!r} holds a {init.kind} {what}, not {args.algo}: give "
-                         f"--algo {init.kind}, or no --algo")
+        raise InputError(f"--init-model: {where} a {init.kind} {what}, not {args.algo}: give --algo {init.kind}, or "
+                         "no --algo")
     args.algo = init.kind
     return init
+
+
+def add_init_model(p: argparse.ArgumentParser, what: str, more: str) -> None:
+    """`--init-model [DIR]` of `seg train` and `pos train` (`init_model_algo` reads it)."""
+    p.add_argument("--init-model", nargs="?", const=True, metavar="DIR",
+                   help=f"train further from this saved perceptron, neural or hybrid {what} (without DIR: the "
+                   f"default one, which `{'seg cut' if what == 'segmenter' else 'pos tag'}` uses without --model) "
+                   f"on the training text alone: its weights are the start; {more}")
 
 
 def add_fresh_flag(p: argparse.ArgumentParser) -> None:

@@ -7,6 +7,7 @@ import sys
 from llmlab.cli.common import (
     add_command,
     add_group,
+    add_init_model,
     add_jobs,
     finite_float,
     refuse_other_algo_flags,
@@ -37,10 +38,9 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="model directory to write")
     p.add_argument("--train", dest="train_file", help="tagged training file (word/TAG tokens); default: pfr1998")
     p.add_argument("--split", choices=("train", "dev", "test"), help="pfr1998 split to train on (default: train)")
-    p.add_argument("--init-model", help="train further from this saved perceptron, neural or hybrid tagger on the "
-                   "training text alone: its weights are the start, its word clusters, feature settings and network "
-                   "shape stay (a BiLSTM's vocabularies take the new words and characters); --epochs, --seed, "
-                   "--beam, --ensemble, --threads and --lam may change")
+    add_init_model(p, "tagger", "its word clusters, feature settings and network shape stay (a BiLSTM's "
+                   "vocabularies take the new words and characters); --epochs, --seed, --beam, --ensemble, --threads "
+                   "and --lam may change")
     p.add_argument("--epochs", type=int, help="perceptron, neural, hybrid's neural part: passes over the data")
     p.add_argument("--seed", type=int, help="perceptron: shuffling seed; neural, hybrid's neural part: weights, "
                    "dropout and batch order")
@@ -87,11 +87,12 @@ def _train(args) -> int:
     from llmlab.core.errors import InputError
     from llmlab.data.corpora import pfr1998
     from llmlab.text.base import check_model_folder
+    from llmlab.text.default import default_tagger
     from llmlab.text.metrics import read_tagged
     from llmlab.text.pos import MODEL_FILE, load_tagger, tagger_class
 
     check_model_folder(args.output, MODEL_FILE)  # before training: a bad -o costs nothing
-    init = init_model_algo(args, load_tagger, "tagger")
+    init = init_model_algo(args, load_tagger, default_tagger, "tagger")
     refuse_other_algo_flags(args, ALGO_FLAGS)
     if init is not None and args.perceptron_model:
         raise InputError("--perceptron-model does not apply with --init-model: a hybrid trains its own perceptron "

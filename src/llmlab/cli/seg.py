@@ -10,6 +10,7 @@ import sys
 from llmlab.cli.common import (
     add_command,
     add_group,
+    add_init_model,
     add_jobs,
     finite_float,
     refuse_other_algo_flags,
@@ -51,11 +52,9 @@ def register(sub) -> None:
                    "dict.txt, unigram cuts as jieba without its HMM)")
     p.add_argument("--feature-dict", help="perceptron: an external word list (jieba-style `word [count]` lines, "
                    "e.g. jieba's dict.txt) whose matches become features; saved with the model")
-    p.add_argument("--init-model", help="train further from this saved perceptron, neural or hybrid segmenter "
-                   "(pkuseg's init_model) on the training text alone: its weights are the start, its lexicon takes "
-                   "the new words (a BiLSTM's vocabularies the new characters and bigrams), its feature settings, "
-                   "network shape, --feature-dict and forced words stay; --epochs, --seed, --folds, --threads and "
-                   "--lam may change")
+    add_init_model(p, "segmenter", "its lexicon takes the new words (a BiLSTM's vocabularies the new characters "
+                   "and bigrams), its feature settings, network shape, --feature-dict and forced words stay; --epochs, "
+                   "--seed, --folds, --threads and --lam may change (pkuseg's init_model)")
     p.add_argument("--epochs", type=int, help="perceptron, neural, hybrid's neural part: passes over the data")
     p.add_argument("--folds", type=int, help="perceptron, neural (hybrid: both): jackknife folds for lexicon "
                    "features (1 = off)")
@@ -182,13 +181,14 @@ def _train(args) -> int:
     from llmlab.core.errors import InputError
     from llmlab.core.io import check_readable
     from llmlab.text.base import MODEL_FILE, check_model_folder, load_segmenter, segmenter_class
+    from llmlab.text.default import default_segmenter
     from llmlab.text.lexicon import read_user_dict, split_deletions
 
     check_model_folder(args.output, MODEL_FILE)  # before training: a bad -o costs nothing
     for path in (args.user_dict, args.feature_dict):
         if path:
             check_readable(path, "dictionary")
-    init = init_model_algo(args, load_segmenter, "segmenter")
+    init = init_model_algo(args, load_segmenter, default_segmenter, "segmenter")
 
     if args.force_words and not args.user_dict:
         raise InputError("--force-words keeps the --user-dict words whole: give one")
