@@ -251,7 +251,7 @@ class PerceptronSegmenter(DictSegmenter):
             step, wrong_chars = _train_epoch(slots, starts, golds, rng.permutation(len(sents)), w, u, trans, trans_u,
                                              step)
             log.info("epoch %d: %d wrongly tagged training characters", epoch + 1, wrong_chars)
-        w -= (u / step).astype(np.float32)
+        subtract_average(w, u, step)
         w[index.missing] = 0.0
         index, w = prune(index, w, config.prune_below)
         seg = cls(index, w, trans - trans_u / step, lexicon, config, dictionary, av_words)
@@ -332,6 +332,19 @@ def prune(index: FeatureIndex, weights: np.ndarray, below: float) -> tuple[Featu
     out = np.zeros((small.size + 1, weights.shape[1]), np.float32)
     out[small.lookup(keys[keep])] = rows[keep]
     return small, out
+
+
+def subtract_average(w: np.ndarray, u: np.ndarray, step: int, rows: int = 1 << 15) -> None:
+    """``w -= (u / step).astype(np.float32)`` in place (Daume's averaging), a block of `rows` rows at a
+    time: the same numbers, without two temporaries as large as `u` (the POS tagger's is 460 MB).
+
+    >>> w, u = np.ones((5, 2), np.float32), np.arange(10.0).reshape(5, 2)
+    >>> subtract_average(w, u, 4, rows=2)
+    >>> w[:, 0].tolist()
+    [1.0, 0.5, 0.0, -0.5, -1.0]
+    """
+    for a in range(0, len(w), rows):
+        w[a : a + rows] -= (u[a : a + rows] / step).astype(np.float32)
 
 
 @jit

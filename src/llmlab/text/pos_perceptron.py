@@ -42,7 +42,7 @@ from llmlab.text.base import SPACED_WORD_CHAR, checked_array, normalize_text
 from llmlab.text.clusters import word_clusters
 from llmlab.text.features import DIGIT, LATIN, OTHER, RARE, mix, type_table
 from llmlab.text.hashindex import FeatureIndex, SparseRows
-from llmlab.text.perceptron import check_kept, score_rows, update_rows
+from llmlab.text.perceptron import check_kept, score_rows, subtract_average, update_rows
 from llmlab.text.pos import PosTagger, check_tagged, tag_mask, viterbi, viterbi2, viterbi2_kernel, viterbi_kernel
 
 log = logging.getLogger(__name__)
@@ -321,7 +321,7 @@ def _train_pass(slots: np.ndarray, starts: np.ndarray, golds: np.ndarray, banned
         step, wrong = _train_epoch(slots, starts, golds, banned, rng.permutation(len(starts) - 1), config.order == 2,
                                    config.beam, w, u, tables, step)
         log.info("epoch %d: %d wrongly tagged training words", epoch + 1, wrong)
-    w -= (u / step).astype(np.float32)
+    subtract_average(w, u, step)
     w[index.missing] = 0.0
     tr, tr_u, st, st_u, t3, t3_u = tables
     return w, tr - tr_u / step, st - st_u / step, t3 - t3_u / step
@@ -466,7 +466,12 @@ class PerceptronTagger(PosTagger):
         total: tuple = ()
         for r in range(config.ensemble):  # the members' averaged weights summed: still one linear model
             part = _train_pass(slots, starts, golds, banned, index, len(tags), config, config.seed + r, begin)
-            total = tuple(a + b for a, b in zip(total, part)) if total else part
+            if total:
+                for a, b in zip(total, part):
+                    a += b  # in place: no third table as large as the weights
+            else:
+                total = part
+            del part  # before the next member's tables are made
         w, tr, st, t3 = total
         return cls(tags, index, w, tr, st, config, tagdict, t3, clusters)
 
