@@ -197,6 +197,11 @@ def init_model_algo(args: argparse.Namespace, load, default, what: str):
     return init
 
 
+def config_with(cls, base, fields: dict):
+    """``cls(**fields)``, or for a model trained further its config `base` with `fields` changed."""
+    return dataclasses.replace(base, **fields) if base is not None else cls(**fields)
+
+
 def add_init_model(p: argparse.ArgumentParser, what: str, more: str) -> None:
     """`--init-model [DIR]` of `seg train` and `pos train` (`init_model_algo` reads it)."""
     p.add_argument("--init-model", nargs="?", const=True, metavar="DIR",

@@ -9,6 +9,7 @@ from llmlab.cli.common import (
     add_group,
     add_init_model,
     add_jobs,
+    config_with,
     finite_float,
     refuse_other_algo_flags,
     split_unless_file,
@@ -113,8 +114,6 @@ def _train(args) -> int:
 def _train_config(args, base=None):
     """The config of `args.algo` from the flags given (None: the tagger's defaults); for a tagger trained
     further, `base`'s (its config) with those flags changed."""
-    import dataclasses
-
     from llmlab.core.errors import InputError
     from llmlab.text.pos_hybrid import HybridTaggerConfig
     from llmlab.text.pos_neural import NeuralTaggerConfig
@@ -123,25 +122,22 @@ def _train_config(args, base=None):
     def given(*names):
         return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
 
-    def made(cls, start, fields):
-        return dataclasses.replace(start, **fields) if start is not None else cls(**fields)
-
     perceptron = {**given("order", "beam", "ensemble"), **({"clusters": ()} if args.no_clusters else {})}
     neural = {**given("epochs", "seed", "threads", "layers"), **({"pretrain": False} if args.no_pretrain else {})}
     if args.algo == "perceptron":
-        return made(PerceptronTaggerConfig, base, {**given("epochs", "seed"), **perceptron})
+        return config_with(PerceptronTaggerConfig, base, {**given("epochs", "seed"), **perceptron})
     if args.algo == "neural":
-        return made(NeuralTaggerConfig, base, neural)
+        return config_with(NeuralTaggerConfig, base, neural)
     if args.algo == "hybrid":
         given_perceptron = [f for f in ("--order", "--beam", "--ensemble", "--no-clusters")
                             if getattr(args, ALGO_FLAGS[f][0]) not in (None, False)]
         if args.perceptron_model and given_perceptron:  # also a value equal to the default: the config cannot tell
             raise InputError(f"{', '.join(given_perceptron)} train the hybrid's perceptron; they do not apply with "
                              "--perceptron-model, which is used as it was trained")
-        return made(HybridTaggerConfig, base, {
+        return config_with(HybridTaggerConfig, base, {
             **given("lam", "perceptron_model"),
-            "perceptron": made(PerceptronTaggerConfig, base.perceptron if base else None, perceptron),
-            "neural": made(NeuralTaggerConfig, base.neural if base else None, neural)})
+            "perceptron": config_with(PerceptronTaggerConfig, base.perceptron if base else None, perceptron),
+            "neural": config_with(NeuralTaggerConfig, base.neural if base else None, neural)})
     return None
 
 

@@ -4,7 +4,6 @@ and idf tables: `llmlab.cli.seg_words`)."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 from llmlab.cli.common import (
@@ -12,6 +11,7 @@ from llmlab.cli.common import (
     add_group,
     add_init_model,
     add_jobs,
+    config_with,
     finite_float,
     refuse_other_algo_flags,
     split_unless_file,
@@ -137,9 +137,6 @@ def _config_for(algo: str, args: argparse.Namespace, base=None):
     from llmlab.text.seg_hybrid import HybridSegmenterConfig
     from llmlab.text.seg_neural import NeuralSegmenterConfig
 
-    def made(cls, start, fields):
-        return dataclasses.replace(start, **fields) if start is not None else cls(**fields)
-
     given = {k: v for k, v in vars(args).items() if v is not None}
     if algo in ("fmm", "bmm", "bimm"):
         direction = {"fmm": "forward", "bmm": "backward", "bimm": "bidirectional"}[algo]
@@ -152,18 +149,18 @@ def _config_for(algo: str, args: argparse.Namespace, base=None):
     if algo == "perceptron":
         fields = {**{k: given[k] for k in ("epochs", "seed") if k in given}, **shared,
                   **({"lexicon_min_count": given["min_count"]} if "min_count" in given else {})}
-        return made(PerceptronConfig, base, fields)
-    neural = made(NeuralSegmenterConfig, base.neural if algo == "hybrid" and base else base,
-                  {**{k: given[k] for k in ("epochs", "seed", "threads", "layers") if k in given}, **shared,
-                   **({"pretrain": False} if given.get("no_pretrain") else {})})
+        return config_with(PerceptronConfig, base, fields)
+    neural = config_with(NeuralSegmenterConfig, base.neural if algo == "hybrid" and base else base,
+                         {**{k: given[k] for k in ("epochs", "seed", "threads", "layers") if k in given}, **shared,
+                          **({"pretrain": False} if given.get("no_pretrain") else {})})
     if algo == "neural":
         return neural
     if given.get("perceptron_model") and shared:  # also a value equal to the default: the config cannot tell
         raise InputError("--folds and --no-av-lexicon also train the hybrid's perceptron; with --perceptron-model, "
                          "which is used as it was trained, give neither")
-    return made(HybridSegmenterConfig, base,
-                {**{k: given[k] for k in ("lam", "perceptron_model") if k in given},
-                 "perceptron": made(PerceptronConfig, base.perceptron if base else None, shared), "neural": neural})
+    return config_with(HybridSegmenterConfig, base,
+                       {**{k: given[k] for k in ("lam", "perceptron_model") if k in given}, "neural": neural,
+                        "perceptron": config_with(PerceptronConfig, base.perceptron if base else None, shared)})
 
 
 def training_sentences(args) -> list[list[str]]:
