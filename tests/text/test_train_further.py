@@ -92,7 +92,7 @@ def test_cli_init_model(segmenters, train_words, tmp_path, cli):
         assert rc == 2 and msg in err and not (tmp_path / "bad").exists()
     rc, _, err = cli(["seg", "train", "--algo", "unigram", "--init-model", str(tmp_path / "base"), "-o",
                       str(tmp_path / "bad")])
-    assert rc == 2 and "holds a perceptron segmenter, not unigram: give --algo perceptron, or no --algo" in err
+    assert rc == 2 and "--init-model applies to --algo perceptron / neural / hybrid, not unigram" in err
 
 
 # the POS perceptron, trained further (`PerceptronTagger.train(init=...)`, `pos train --init-model`)
@@ -184,7 +184,7 @@ def test_cli_pos_init_model(train_tagged, tmp_path, cli):
         assert rc == 2 and msg in err and not (tmp_path / "bad").exists()
     rc, _, err = cli(["pos", "train", "--algo", "hmm", "--init-model", str(tmp_path / "base"), "-o",
                       str(tmp_path / "bad")])
-    assert rc == 2 and "holds a perceptron tagger, not hmm" in err
+    assert rc == 2 and "--init-model applies to --algo perceptron / neural / hybrid, not hmm" in err
 
 
 def test_every_setting_is_kept_or_free_to_change():
@@ -227,3 +227,7 @@ def test_cli_init_model_without_a_folder_trains_the_default_models_further(defau
     rc, _, err = cli(["seg", "train", "--init-model", "--algo", "hybrid", "--train", str(words), "-o",
                       str(tmp_path / "bad")])
     assert rc == 2 and "the default model is a perceptron segmenter, not hybrid" in err
+    clear()  # a new process: refused before the default tagger is loaded (or trained)
+    rc, _, err = cli(["pos", "train", "--init-model", "--algo", "hmm", "-o", str(tmp_path / "bad")])
+    assert rc == 2 and "--init-model applies to --algo perceptron / neural / hybrid, not hmm" in err
+    assert default_tagger.cache_info().currsize == 0

@@ -175,6 +175,9 @@ def refuse_other_algo_flags(args: argparse.Namespace, flags: dict[str, tuple[str
             raise InputError(f"{flag} applies to --algo {' / '.join(algos)}, not {args.algo}")
 
 
+TRAINED_FURTHER = ("perceptron", "neural", "hybrid")  # the kinds of model `--init-model` trains further
+
+
 def init_model_algo(args: argparse.Namespace, load, default, what: str):
     """The model `--init-model` names (read by `load`; `--init-model` without a folder: `default()`, the
     default model), with `args.algo` set to its kind; a different `--algo`, or a kind that cannot be
@@ -184,10 +187,12 @@ def init_model_algo(args: argparse.Namespace, load, default, what: str):
     if args.init_model is None:
         args.algo = args.algo or "perceptron"
         return None
+    if args.algo not in (None, *TRAINED_FURTHER):  # before loading, or training, the default model
+        raise InputError(f"--init-model applies to --algo {' / '.join(TRAINED_FURTHER)}, not {args.algo}")
     given = args.init_model is not True
     init = load(args.init_model) if given else default()
     where = f"{args.init_model!r} holds" if given else "the default model is"
-    if init.kind not in ("perceptron", "neural", "hybrid"):
+    if init.kind not in TRAINED_FURTHER:
         raise InputError(f"--init-model: {where} a {init.kind!r} {what}; training goes on from a perceptron, neural "
                          f"or hybrid {what}")
     if args.algo not in (None, init.kind):
