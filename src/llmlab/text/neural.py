@@ -257,6 +257,17 @@ def save_hybrid(hybrid, directory: Path) -> dict:
     return {"lam": hybrid.lam, "scale": hybrid.scale, **{f"{part}_dir": part for part in PARTS}}
 
 
+def hybrid_further(cls, sentences: list, config, init):
+    """The hybrid `cls` of `init`'s two parts, each trained further on `sentences` by its own ``train``
+    with its ``init`` and `config`'s settings for it; `config`'s lam, and `init`'s emission scale so that
+    lam weighs the parts as before."""
+    if config.perceptron_model:
+        raise InputError("a hybrid trained further trains its own perceptron further: give no perceptron model")
+    perceptron = type(init.perceptron).train(sentences, config.perceptron, init=init.perceptron)
+    neural = type(init.neural).train(sentences, config.neural, init=init.neural)
+    return cls(perceptron, neural, config.lam, init.scale)
+
+
 def load_hybrid(cls, state: dict, directory: Path, load, kinds: tuple[type, type], what: str):
     """The hybrid `cls` saved by `save_hybrid`: its two parts read with `load` (a segmenter's or tagger's
     loader) must be of `kinds` (perceptron, neural), else InputError naming what was found."""

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from llmlab.core.errors import InputError
-from llmlab.text.neural import check_hybrid, emission_scale, holdout_split, load_hybrid, save_hybrid
+from llmlab.text.neural import check_hybrid, emission_scale, holdout_split, hybrid_further, load_hybrid, save_hybrid
 from llmlab.text.pos import PosTagger, check_tagged, load_tagger
 from llmlab.text.pos_neural import NeuralTagger, NeuralTaggerConfig
 from llmlab.text.pos_perceptron import PerceptronTagger, PerceptronTaggerConfig
@@ -90,11 +90,7 @@ class HybridTagger(PosTagger):
         config = config or (init.config if init is not None else HybridTaggerConfig())
         sents = check_tagged(sentences)
         if init is not None:
-            if config.perceptron_model:
-                raise InputError("a hybrid trained further trains its own perceptron further: give no perceptron model")
-            perceptron = PerceptronTagger.train(sents, config.perceptron, init=init.perceptron)
-            neural = NeuralTagger.train(sents, config.neural, init=init.neural)
-            return cls(perceptron, neural, config.lam, init.scale)
+            return hybrid_further(cls, sents, config, init)
         if config.perceptron_model:
             perceptron = load_tagger(config.perceptron_model)
             if not isinstance(perceptron, PerceptronTagger):

@@ -29,7 +29,7 @@ from llmlab.core.errors import InputError
 from llmlab.text.base import check_sentences, load_segmenter
 from llmlab.text.bmes import decode_runs
 from llmlab.text.lexicon import DictSegmenter
-from llmlab.text.neural import check_hybrid, emission_scale, holdout_split, load_hybrid, save_hybrid
+from llmlab.text.neural import check_hybrid, emission_scale, holdout_split, hybrid_further, load_hybrid, save_hybrid
 from llmlab.text.perceptron import PerceptronConfig, PerceptronSegmenter
 from llmlab.text.seg_neural import NeuralSegmenter, NeuralSegmenterConfig
 
@@ -101,11 +101,7 @@ class HybridSegmenter(DictSegmenter):
         config = config or (init.config if init is not None else HybridSegmenterConfig())
         sents = check_sentences(sentences)
         if init is not None:
-            if config.perceptron_model:
-                raise InputError("a hybrid trained further trains its own perceptron further: give no perceptron model")
-            perceptron = PerceptronSegmenter.train(sents, config.perceptron, init=init.perceptron)
-            neural = NeuralSegmenter.train(sents, config.neural, init=init.neural)
-            seg = cls(perceptron, neural, config.lam, init.scale)
+            seg = hybrid_further(cls, sents, config, init)
             if init.forced:
                 seg.force_words(init.forced.words)
             return seg
