@@ -1,6 +1,7 @@
 """Kernels compiled on demand (`llmlab.core.jit`): the interpreted and compiled runs agree, the budget
 decides as documented, and merely importing kernels loads no numba."""
 
+import os
 import subprocess
 import sys
 import warnings
@@ -86,3 +87,46 @@ def test_importing_and_a_small_interpreted_call_load_no_numba():
             "assert features.codes_of('Ａb').tolist() == [65, 98]\n"
             "assert 'numba' in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+_CALLEE = '''
+import numpy as np
+from llmlab.core.jit import jit
+STEP = {step}
+
+@jit
+def bump(x):
+    return x + {add}
+'''
+_CALLER = '''
+import numpy as np
+from llmlab.core.jit import jit
+from callee import STEP, bump
+
+@jit
+def twice(x):
+    return bump(bump(x)) * STEP
+
+print(twice(1), sum(twice.compiled.stats.cache_hits.values()))
+'''
+
+
+def test_a_cached_kernel_is_compiled_again_when_a_kernel_or_constant_it_takes_from_another_file_changes(tmp_path):
+    """numba's disk cache checks a kernel's own file only: a caller kept its compiled copy of a callee
+    from another module after that module changed (a fix to `pos.viterbi2_kernel` went unseen by the
+    tagger's cached training epoch). The stamp now also covers the kernels it calls and the constants
+    it reads, wherever they are defined."""
+
+    def run(step, add):
+        (tmp_path / "callee.py").write_text(_CALLEE.format(step=step, add=add))
+        out = subprocess.run([sys.executable, "caller.py"], cwd=tmp_path, capture_output=True, text=True,
+                             check=True, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+        value, hits = out.stdout.split()
+        return int(value), int(hits) > 0
+
+    (tmp_path / "caller.py").write_text(_CALLER)
+    assert run(step=1, add=1) == (3, False)  # compiled and cached
+    assert run(step=1, add=1) == (3, True)  # loaded from the cache
+    assert run(step=1, add=2) == (5, False)  # the callee changed: compiled again
+    assert run(step=3, add=2) == (15, False)  # a constant it imports changed
+    assert run(step=3, add=2) == (15, True)

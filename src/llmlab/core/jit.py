@@ -1,7 +1,8 @@
 """Compiled loops for the hot paths that numpy cannot vectorise (Viterbi, hash probing, lexicon scans).
 
 `jit` is numba's ``njit`` with the project's settings: machine code cached on disk beside the source
-(the first call in a fresh checkout compiles, later processes load it), and the GIL released so
+(the first call in a fresh checkout compiles, later processes load it; a change to the kernel's file,
+or to a kernel or constant it takes from another file, compiles it again), and the GIL released so
 threads can run kernels side by side. Kernels take and return numpy arrays only; their callers keep
 the Python-facing API and its error checks. Arithmetic on hashes stays in uint64 throughout: numba,
 like numpy, turns uint64 mixed with int64 into float64, so constants are typed explicitly.
@@ -20,9 +21,12 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import hashlib
+import inspect
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,20 +114,73 @@ class Kernel:
         return f"<llmlab kernel {self.__module__}.{self.__qualname__}>"
 
 
+_KERNELS: dict[Callable, Kernel] = {}  # py_func -> its Kernel, for the cache stamps
+
+
+def _frozen_stamp(fn: Callable, seen: set | None = None) -> list[tuple[str, str]]:
+    """What numba freezes into `fn`'s machine code from outside `fn`'s own file, which its disk cache
+    does not check: the source files of the kernels it calls (and theirs, recursively), and the values
+    of the module-level constants each of them reads (a constant imported from another file sits in
+    the importer's globals)."""
+    seen = set() if seen is None else seen
+    seen.add(fn)
+    out = []
+    for name in fn.__code__.co_names:
+        value = fn.__globals__.get(name)
+        if isinstance(value, Kernel) and value.py_func not in seen:
+            source = Path(inspect.getsourcefile(value.py_func) or "")
+            digest = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else ""
+            out += [(f"{value.__module__}.{name}", digest), *_frozen_stamp(value.py_func, seen)]
+        elif isinstance(value, np.ndarray):
+            out.append((name, hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest() + str(value.dtype)))
+        elif isinstance(value, (bool, int, float, complex, str, bytes, tuple, np.generic)):
+            out.append((name, repr(value)))
+    return out
+
+
+def _stamped(base: type) -> type:
+    """numba's cache locator `base`, for llmlab's kernels only, with `_frozen_stamp` added to the
+    source stamp that decides whether a cached copy is fresh."""
+
+    class Stamped(base):
+        def __init__(self, py_func: Callable, py_file: str):
+            super().__init__(py_func, py_file)
+            self._frozen = tuple(sorted(_frozen_stamp(py_func)))
+
+        def get_source_stamp(self) -> Any:
+            return super().get_source_stamp(), self._frozen
+
+        @classmethod
+        def from_function(cls, py_func: Callable, py_file: str) -> Any:
+            return super().from_function(py_func, py_file) if py_func in _KERNELS else None
+
+    Stamped.__name__ = Stamped.__qualname__ = f"Stamped{base.__name__}"
+    return Stamped
+
+
 @functools.lru_cache(maxsize=1)
 def _register_with_numba() -> None:
-    """Teach numba that a `Kernel` used inside compiled code is its compiled dispatcher."""
+    """Teach numba that a `Kernel` used inside compiled code is its compiled dispatcher, and that a
+    kernel's cached copy is stale when a kernel or constant it takes from another file has changed
+    (ahead of numba's own locators, in their order; other functions fall through to those)."""
     from numba import types
+    from numba.core import caching
     from numba.extending import typeof_impl
 
     @typeof_impl.register(Kernel)
     def _typeof_kernel(val: Kernel, c: Any) -> Any:
         return types.Dispatcher(val.compiled)
 
+    # numba's names, with the underscore they had before 0.61
+    impl, *bases = (getattr(caching, name, None) or getattr(caching, "_" + name, None) for name in (
+        "CacheImpl", "UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator"))
+    if impl is not None and all(bases):
+        impl._locator_classes[:0] = [_stamped(base) for base in bases]
+
 
 def jit(fn: Callable) -> Kernel:
     """``njit(cache=True, nogil=True)``, compiled on first use (see the module docstring)."""
-    return Kernel(fn, {"cache": True, "nogil": True})
+    return _KERNELS.setdefault(fn, Kernel(fn, {"cache": True, "nogil": True}))
 
 
 def jit_reassoc(fn: Callable) -> Kernel:
@@ -131,7 +188,7 @@ def jit_reassoc(fn: Callable) -> Kernel:
     reduction (a dot product over d) vectorises; the sum's last bits then depend on the compiler's
     order (and differ from the interpreted result). No other fast-math flag: nothing assumes values
     are finite."""
-    return Kernel(fn, {"cache": True, "nogil": True, "fastmath": {"reassoc", "contract"}})
+    return _KERNELS.setdefault(fn, Kernel(fn, {"cache": True, "nogil": True, "fastmath": {"reassoc", "contract"}}))
 
 
 __all__ = ["INTERPRET_BUDGET", "Kernel", "interpreted", "interpreting", "jit", "jit_reassoc"]
