@@ -8,7 +8,7 @@ import pytest
 
 from llmlab.core.errors import InputError
 from llmlab.text.metrics import tag_accuracy
-from llmlab.text.pos import HmmTagger, cut_and_tag, load_tagger, viterbi, viterbi2
+from llmlab.text.pos import HmmTagger, cut_and_tag, load_tagger, top_ids, viterbi, viterbi2
 from llmlab.text.pos_perceptron import PerceptronTagger, PerceptronTaggerConfig
 
 
@@ -83,6 +83,21 @@ def test_second_order_viterbi_matches_brute_force():
         pruned = max((t for t in itertools.product(range(3), repeat=n) if all(x in s for x, s in zip(t, top2))),
                      key=score)
         assert math.isclose(score(viterbi2(em, trans, t3, start, beam=2)), score(pruned))
+
+
+@pytest.mark.parametrize("run", ["compiled", "py_func"])
+def test_a_words_best_tags_are_a_stable_sorts_first_ones(run):
+    """`top_ids` (the beam's candidates) equals ``np.argsort(-row, kind="stable")[:b]``, ties and
+    banned (-1e6, -inf) tags included, compiled and as the Python source a small job runs."""
+    rng, kernel = np.random.default_rng(5), getattr(top_ids, run)
+    for _ in range(300):
+        k = int(rng.integers(1, 12))
+        row = rng.integers(-3, 4, size=k).astype(np.float64)  # few values: many ties
+        row[rng.random(k) < 0.2] = rng.choice([-1e6, -np.inf])
+        for b in range(1, k + 1):
+            out = np.full(b, -1, np.int64)
+            kernel(row, out)
+            assert out.tolist() == np.argsort(-row, kind="stable")[:b].tolist()
 
 
 def _most_frequent_tag_baseline(train, test):
