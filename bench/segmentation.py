@@ -3,7 +3,7 @@ installs), F1, OOV recall and chars/s, with ratios to jieba's default mode; with
 pkuseg trained on the same train split (its released models are downloads).
 
 All segmenters cut the same test sentences (the gold words joined). llmlab's models train on the
-train split (the perceptron in about a minute, the POS perceptron in about four; pass
+train split (the perceptron in about 20 seconds, the POS perceptron in about 1.5 minutes; pass
 --perceptron-model DIR / --pos-model DIR to reuse saved ones).
 Speed: the best of --repeat rounds over the whole test text, each round timing every system of a
 table once in turn, after one warm-up call each; `cut` is called line by line for everyone. The

@@ -12,10 +12,10 @@ the forgetting it brings.
    the same train split: `bench/segmentation.py --save-pkuseg DIR`, about an hour), pkuseg does the
    same with its ``train(init_model=...)``, beside it.
 
-3. With --pos: the same for the POS perceptron (gold words; --pos-model, or trained here in about four
+3. With --pos: the same for the POS perceptron (gold words; --pos-model, or trained here in about 1.5
    minutes): tag accuracy on the test split and on it in traditional characters.
 4. With --hybrid-model (a saved `seg train --algo hybrid`, about 20 minutes to train) and
-   --pos-hybrid-model (`pos train --algo hybrid`, about 18 minutes): the perceptron + BiLSTM hybrids
+   --pos-hybrid-model (`pos train --algo hybrid`, about 14 minutes): the perceptron + BiLSTM hybrids
    trained further on the same new text (both parts, `train(init=...)`), beside the hybrid whose
    perceptron alone is trained further and its BiLSTM kept as it was.
 

@@ -35,7 +35,7 @@ def register(sub) -> None:
     p = add_command(g, "train", "train a POS tagger and save it to a directory", _train)
     p.add_argument("--algo", choices=("hmm", "perceptron", "neural", "hybrid"),
                    help="tagging method (default: perceptron, or with --init-model the model's; hybrid: perceptron + "
-                   "neural, the most accurate, about 18 minutes on pfr1998)")
+                   "neural, the most accurate, about 14 minutes on pfr1998)")
     p.add_argument("-o", "--output", required=True, help="model directory to write")
     p.add_argument("--train", dest="train_file", help="tagged training file (word/TAG tokens); default: pfr1998")
     p.add_argument("--split", choices=("train", "dev", "test"), help="pfr1998 split to train on (default: train)")
@@ -62,7 +62,7 @@ def register(sub) -> None:
 
     p = add_command(g, "tag", "tag stdin lines: word/TAG tokens separated by one space", _tag)
     p.add_argument("--model", help="tagger directory from `llmlab pos train`; default: a perceptron on the pfr1998 "
-                   f"train split, trained on first use (about four minutes) and cached ({WHERE})")
+                   f"train split, trained on first use (about a minute and a half) and cached ({WHERE})")
     p.add_argument("--seg-model", help="segment raw lines with this segmenter first; "
                    "without it, input lines are words separated by spaces")
     p.add_argument("--input", help="read this file instead of stdin")

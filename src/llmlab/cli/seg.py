@@ -77,7 +77,7 @@ def register(sub) -> None:
 
     p = add_command(g, "cut", "segment stdin lines to stdout (words separated by one space)", _cut)
     p.add_argument("--model", help="model directory from `llmlab seg train`; default: a perceptron on the pfr1998 "
-                   f"train split, trained on first use (about a minute) and cached ({WHERE})")
+                   f"train split, trained on first use (about 20 seconds) and cached ({WHERE})")
     p.add_argument("--user-dict", help="user dictionary added to a dictionary-aware model (`word [count] [tag]` "
                    "lines; a line starting with # is a comment, a count of 0 takes the word out)")
     add_force_words(p)

@@ -46,7 +46,7 @@ def cached_model(name: str, train: Callable[[], M], load: Callable[[Path], M], a
     """The model cached as `name`; trained with `train()` and saved there first if it is not cached yet.
 
     `about` names the model in messages (say "default segmenter (perceptron, pfr1998 train split,
-    about a minute)"). A cached model that no longer loads is an error naming its directory, not a
+    about 20 seconds)"). A cached model that no longer loads is an error naming its directory, not a
     silent retraining: delete the directory to train it again.
     """
     home = model_home()

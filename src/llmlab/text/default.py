@@ -54,14 +54,14 @@ def _train_tagger() -> PosTagger:
 def default_segmenter() -> Segmenter:
     """The perceptron segmenter trained on pfr1998 train (loaded once per process)."""
     return cached_model(segmenter_name(), _train_segmenter, load_segmenter,
-                        "default segmenter (perceptron, pfr1998 train split, about a minute)")
+                        "default segmenter (perceptron, pfr1998 train split, about 20 seconds)")
 
 
 @functools.lru_cache(maxsize=1)
 def default_tagger() -> PosTagger:
     """The perceptron POS tagger trained on pfr1998 train (loaded once per process)."""
     return cached_model(tagger_name(), _train_tagger, load_tagger,
-                        "default POS tagger (perceptron, pfr1998 train split, about four minutes)")
+                        "default POS tagger (perceptron, pfr1998 train split, about a minute and a half)")
 
 
 def load_userdict(source: str | os.PathLike | Iterable[tuple[str, int | None, str | None]],

@@ -7,7 +7,7 @@ sentences, measured once at training time) so that ``lam`` does not depend on ho
 perceptron's weights happen to be. On pfr1998 (default configs: perceptron ensemble of 3 with word
 clusters, BiLSTM-CNN of `llmlab.text.pos_neural`, lam = 0.2) the two make different errors: test
 accuracy 0.9640 -> 0.9686 (unknown words 0.7588 -> 0.7931), dev 0.9703 -> 0.9736 (0.8010 -> 0.8205),
-for the training time of both (about 18 minutes, most of it the neural tagger's on one torch thread).
+for the training time of both (about 14 minutes, most of it the neural tagger's on one torch thread).
 A third member tried beside them, a character-level BiLSTM (characters, character bigrams and their
 place in the gold word; a word read from its first and last characters' states), scored 0.9597 alone
 and lifted the hybrid's test accuracy by 0.0008 at the weight best on dev, for 45 more minutes of

@@ -8,7 +8,7 @@ decoded with tag-bigram and tag-trigram weights (second-order Viterbi over each 
 over the segmenter's exact feature index (`llmlab.text.hashindex`). By default three perceptrons
 trained in different sentence orders (``ensemble``) are summed into one linear model: on pfr1998 that
 lifts test accuracy from 0.9613 to 0.9628 and dev from 0.9684 to 0.9695, for three times the training
-time (about 4 minutes on 2 cores); tagging costs the same.
+time (about 1.5 minutes on 2 cores); tagging costs the same.
 
 Word clusters (``clusters``, on by default) add what the word identity cannot give a rare word: the
 ids of its distributional cluster (`llmlab.text.clusters`: words clustered by their left and right
