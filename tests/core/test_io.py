@@ -1,5 +1,6 @@
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -127,26 +128,40 @@ def test_line_batches_cut_at_newlines_only(tmp_path, monkeypatch):
         list(line_batches(f))
 
 
-def test_spooled_stdin_reads_as_often_as_asked_and_leaves_no_file(monkeypatch):
-    """Standard input spooled for work that reads it more than once: each pass gives `line_batches`'
-    lines (a byte-order mark dropped), a bad byte is named by line, and the spool is gone afterwards."""
+def test_rereadable_lines_spool_stdin_and_pipes_and_leave_no_file(monkeypatch, tmp_path):
+    """Standard input, or a pipe, spooled for work that reads it more than once: each pass gives
+    `line_batches`' lines (a byte-order mark dropped), a bad byte is named by line, and the spool is
+    gone afterwards; a regular file is read from disk again."""
     import io
     import sys
+    import threading
 
-    from llmlab.core.io import line_batches, spooled_stdin
+    from llmlab.core.io import line_batches, rereadable_lines
 
     text = ("\ufeff中国\r\n第二\r行\n\n" + "末行" * 400_000).encode("utf-8")  # more than one copy block
     want = ["中国", "第二\r行", "", "末行" * 400_000]
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text), encoding="utf-8"))
-    with spooled_stdin() as lines:
+    with rereadable_lines(None) as lines:
         assert list(lines) == want and list(lines) == want and [b[0] for b in zip(lines, range(2))] == want[:2]
         assert list(lines) == want  # a pass left half-way restarts from the beginning
     assert lines.file.closed  # an unnamed temporary file: closed, it is gone
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("好\n".encode() + b"\xff\n"), encoding="utf-8"))
-    with spooled_stdin() as lines, pytest.raises(InputError, match="^standard input line 2 is not UTF-8"):
+    with rereadable_lines(None) as lines, pytest.raises(InputError, match="^standard input line 2 is not UTF-8"):
         list(lines)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text), encoding="utf-8"))
     assert [line for b in line_batches(None) for line in b] == want
+    fifo = tmp_path / "fifo"  # a named pipe: its bytes can be read once
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_bytes, args=(text,))
+    writer.start()
+    with rereadable_lines(fifo) as lines:
+        assert list(lines) == want and list(lines) == want
+    writer.join()
+    (tmp_path / "in.txt").write_bytes(text)
+    with rereadable_lines(tmp_path / "in.txt") as lines:
+        assert lines.file is None and list(lines) == want and list(lines) == want
+    with pytest.raises(InputError, match="does not exist"), rereadable_lines(tmp_path / "none.txt"):
+        pass
 
 
 def _saved_ngram(d):

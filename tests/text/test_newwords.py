@@ -2,6 +2,8 @@
 ranking, and `llmlab seg newwords`."""
 
 import math
+import os
+import threading
 from collections import Counter
 
 import pytest
@@ -107,6 +109,14 @@ def test_cli_newwords(segmenters, tmp_path, cli):
     path.write_text(text, encoding="utf-8")  # a file is read once per string length, not held
     rc, again, _ = cli(["seg", "newwords", "-k", "0", "--rank", "av", "--max-n", "3", "--scores", "--input",
                         str(path)], "never read\n")
+    assert rc == 0 and again == out
+    fifo = tmp_path / "fifo"  # a pipe can be read only once: it is spooled, not found empty on the second pass
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_text, args=(text,), kwargs={"encoding": "utf-8"})
+    writer.start()
+    rc, again, _ = cli(["seg", "newwords", "-k", "0", "--rank", "av", "--max-n", "3", "--scores", "--input",
+                        str(fifo)], "never read\n")
+    writer.join()
     assert rc == 0 and again == out
 
     segmenters["unigram"].save(tmp_path / "uni")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 
 from llmlab.cli.common import add_command
@@ -160,7 +159,7 @@ def _idf(args) -> int:
 
 def _newwords(args) -> int:
     from llmlab.core.errors import InputError
-    from llmlab.core.io import FileLines, spooled_stdin
+    from llmlab.core.io import rereadable_lines
     from llmlab.text.base import load_segmenter
     from llmlab.text.lexicon import read_user_dict, split_deletions
     from llmlab.text.newwords import discover
@@ -175,8 +174,8 @@ def _newwords(args) -> int:
             raise InputError(f"--model: the {seg.kind!r} segmenter in {args.model!r} has no lexicon to leave out")
         known.update(seg.lexicon.counts)
     discover([], top_k, rank=args.rank, max_n=args.max_n, min_count=args.min_count)  # settings first
-    # the text is read once per string length, never held: standard input is spooled to a temporary file
-    with contextlib.nullcontext(FileLines(args.input)) if args.input else spooled_stdin() as texts:
+    # the text is read once per string length, never held: standard input or a pipe is spooled to a temporary file
+    with rereadable_lines(args.input) as texts:
         found = discover(texts, top_k, known, args.rank, args.max_n, args.min_count)
     for c in found:
         extra = (f"\t{c.count}\t{c.cohesion:.4f}\t{c.left_entropy:.4f}\t{c.right_entropy:.4f}\t{c.left_av}\t"

@@ -295,7 +295,7 @@ class FileLines:
     """The lines of the UTF-8 file at `path`, read again from the file each time they are iterated (for
     work that reads a text more than once without holding it in memory), as `line_batches` reads them.
     `path` may also be a binary file open for reading (read from its start each time, named `what` in
-    errors): `spooled_stdin` gives standard input so."""
+    errors): `rereadable_lines` gives standard input and pipes so."""
 
     def __init__(self, path: str | os.PathLike | BinaryIO, what: str = "input file"):
         self.file = None if isinstance(path, (str, os.PathLike)) else path
@@ -310,13 +310,22 @@ class FileLines:
 
 
 @contextlib.contextmanager
-def spooled_stdin() -> Iterator[FileLines]:
-    """Standard input's lines as a `FileLines`, for work that reads them more than once: the bytes are
-    copied, a block at a time, to an unnamed temporary file (removed when the block ends), so memory
-    does not grow with the input. Errors name "standard input" and the line."""
+def rereadable_lines(path: str | os.PathLike | None, what: str = "input file") -> Iterator[FileLines]:
+    """The lines of `path` (None: standard input) as a `FileLines`, for work that reads them more than
+    once. A regular file is read again from disk on each pass; anything that can be read only once
+    (standard input, a pipe, a FIFO, ``/dev/stdin``, a shell's ``<(...)``) is first copied, a block at a
+    time, to an unnamed temporary file (removed when the block ends), so memory does not grow with the
+    input and the second pass does not find the stream empty. Errors name the input and the line."""
+    if path is not None and check_readable(path, what).is_file():
+        yield FileLines(path, what)
+        return
     with tempfile.TemporaryFile() as f:
-        shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
-        yield FileLines(f, "standard input")
+        if path is None:
+            shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        else:
+            with open(path, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+        yield FileLines(f, "standard input" if path is None else f"{what} {str(path)!r}")
 
 
 def _batches(stream: BinaryIO, what: str, size: int) -> Iterator[list[str]]:
