@@ -22,8 +22,9 @@ def _one_parser(cli_parser, monkeypatch):
     monkeypatch.setattr(llmlab.cli, "build_parser", lambda: cli_parser)
 
 
-def _run(argv, monkeypatch, capsys, stdin=""):
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+def _run(argv, monkeypatch, capsys, stdin: str | bytes = ""):
+    data = stdin.encode("utf-8") if isinstance(stdin, str) else stdin
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
     rc = main(argv)
     out = capsys.readouterr()
     return rc, out.out, out.err
@@ -130,3 +131,8 @@ def test_parse_rejects_untagged_lines(tmp_path, monkeypatch, capsys):
     assert not load_parser(tmp_path / "off").config.pseudo_projective
     rc, _, err = _run(["parse", "parse", "--model", str(model)], monkeypatch, capsys, "我们 喜欢 书\n")
     assert rc == 2 and "token '我们' is not word/TAG" in err
+    # standard input is read as --input reads a file: UTF-8 only, a byte-order mark dropped
+    rc, out, err = _run(["parse", "parse", "--model", str(model)], monkeypatch, capsys, "我/r 爱/v\n".encode("gbk"))
+    assert rc == 2 and out == "" and "standard input is not UTF-8" in err
+    rc, out, _ = _run(["parse", "parse", "--model", str(model)], monkeypatch, capsys, "\ufeff我/r 爱/v\n")
+    assert rc == 0 and [s.words for s in read_conllu_text(out, tmp_path)] == [["我", "爱"]]

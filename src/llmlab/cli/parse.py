@@ -97,7 +97,7 @@ def _read_input(args):
     from llmlab.core.io import read_text
     from llmlab.text.conllu import parse_conllu
 
-    text = read_text(args.input, "input file") if args.input else sys.stdin.read()
+    text = read_text(args.input, "input file")  # standard input without --input
     what = f"input file {args.input!r}" if args.input else "standard input"
     fmt = args.format
     if fmt == "auto":

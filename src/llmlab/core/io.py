@@ -215,14 +215,18 @@ def existing_folder(path: str | os.PathLike, what: str = "folder") -> Path:
     return p
 
 
-def read_text(path: str | os.PathLike, what: str = "file") -> str:
-    """The UTF-8 text of a file as it is (line endings untranslated), less a leading byte-order mark
-    (an encoding signature that Windows editors write, not text)."""
-    p = check_readable(path, what)
+def read_text(path: str | os.PathLike | None, what: str = "file") -> str:
+    """The UTF-8 text of a file (None: all of standard input) as it is (line endings untranslated), less
+    a leading byte-order mark (an encoding signature that Windows editors write, not text)."""
+    if path is None:
+        data, what = sys.stdin.buffer.read(), "standard input"
+    else:
+        p = check_readable(path, what)
+        data, what = p.read_bytes(), f"{what} {str(p)!r}"
     try:
-        return p.read_bytes().decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise InputError(f"{what} {str(p)!r} is not UTF-8 (byte {e.start}: {e.reason})") from None
+        raise InputError(f"{what} is not UTF-8 (byte {e.start}: {e.reason})") from None
 
 
 def read_json(path: str | os.PathLike, what: str = "file") -> Any:
