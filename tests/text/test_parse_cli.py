@@ -108,6 +108,8 @@ def test_eval_scores_gold_against_itself(tmp_path, monkeypatch, capsys):
     (["parse", "train", "--algo", "transition", "--decoder", "cle", "-o", "{d}/m"], "", "--decoder applies to"),
     (["parse", "train", "--no-pseudo-projective", "-o", "{d}/m"], "", "--pseudo-projective applies to"),
     (["parse", "train", "--data", "{d}/none.conllu", "-o", "{d}/m"], "", "does not exist"),
+    (["parse", "train", "--data", "{d}/g.conllu", "--dev", "{d}/none.conllu", "-o", "{d}/m"], "", "does not exist"),
+    (["parse", "train", "--data", "{d}/g.conllu", "--dev", "{d}/bad.conllu", "-o", "{d}/m"], "", "HEAD 'x'"),
     (["parse", "train", "--data", "{d}/g.conllu", "--size", "3", "-o", "{d}/m"], "", "--size picks"),
     (["parse", "train", "-o", "{d}/g.conllu"], "", "is a file, expected a folder"),
     (["parse", "parse", "--model", "{d}/none"], "", "does not exist"),
@@ -119,6 +121,7 @@ def test_errors_are_one_line(argv, stdin, message, tmp_path, monkeypatch, capsys
     (tmp_path / "bad.conllu").write_text("1\t好\t_\t_\t_\t_\tx\troot\t_\t_\n", encoding="utf-8")
     rc, _, err = _run([a.replace("{d}", str(tmp_path)) for a in argv], monkeypatch, capsys, stdin)
     assert rc == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()  # refused before training: no model saved
 
 
 def test_parse_rejects_untagged_lines(tmp_path, monkeypatch, capsys):

@@ -81,9 +81,10 @@ def _train(args) -> int:
         raise InputError(f"--size must be >= 1, got {args.size}")
     config = _train_config(args)
     data = read_conllu(args.data, "training treebank") if args.data else treebank_split("train", args.size)
+    # read before training too: a bad --dev costs nothing
+    dev = read_conllu(args.dev, "dev treebank") if args.dev else None if args.data else treebank_split("dev")
     parser = parser_class(args.algo).train(data, config)
     print(f"saved {args.algo} parser to {parser.save(args.output)} ({len(data)} training sentences)")
-    dev = read_conllu(args.dev, "dev treebank") if args.dev else None if args.data else treebank_split("dev")
     if dev is not None:
         from llmlab.text.dep_eval import attachment_scores
 
