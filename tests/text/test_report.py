@@ -35,3 +35,24 @@ def test_report_refuses_a_negative_number_of_cases(capsys):
 
     assert main(["seg", "report", "--algos", "fmm", "--cases", "-1"]) == 2
     assert capsys.readouterr().err == "llmlab: error: --cases must be >= 0, got -1\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-o", "{d}"], "report file '{d}' is a directory"),
+    (["-o", "{d}/f.txt/r.md"], "is a file"),
+    (["--models", "{d}/none"], "does not exist"),
+    (["--algos"], "nothing to compare"),
+])
+def test_report_checks_its_arguments_before_any_training(argv, message, tmp_path, capsys, monkeypatch):
+    import llmlab.data.corpora
+    from llmlab.cli import main
+
+    (tmp_path / "f.txt").write_text("x\n", encoding="utf-8")
+
+    def no_corpus(split):
+        raise AssertionError("the report read its corpus before checking its arguments")
+
+    monkeypatch.setattr(llmlab.data.corpora, "pfr1998_words", no_corpus)
+    assert main(["seg", "report", *(a.replace("{d}", str(tmp_path)) for a in argv)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmlab: error: ") and message.replace("{d}", str(tmp_path)) in err

@@ -322,18 +322,23 @@ def _rate(x: float | None) -> str:
 
 def _report(args) -> int:
     from llmlab.core.errors import InputError
-    from llmlab.core.io import atomic_write_text
+    from llmlab.core.io import atomic_write_text, check_output
     from llmlab.data.corpora import pfr1998_words
     from llmlab.text.base import load_segmenter, segmenter_class
     from llmlab.text.report import ambiguity_cases, evaluate_segmenter, format_report, oov_cases
 
-    if args.cases < 0:  # before training: a bad flag costs nothing
+    # before training: a bad flag, -o or model costs nothing
+    if args.cases < 0:
         raise InputError(f"--cases must be >= 0, got {args.cases}")
+    if not args.algos and not args.models:
+        raise InputError("nothing to compare: give --algos, --models or both")
+    if args.output:
+        check_output(args.output, "report file")
+    saved = {m: load_segmenter(m) for m in args.models}
     train, gold = pfr1998_words("train"), pfr1998_words(args.split)
     vocab = {w for s in train for w in s}
     segs = {a: segmenter_class(a).train(train, _config_for(a, argparse.Namespace())) for a in args.algos}
-    for m in args.models:
-        segs[f"{load_segmenter(m).kind}:{m}"] = load_segmenter(m)
+    segs.update((f"{s.kind}:{m}", s) for m, s in saved.items())
     results = [evaluate_segmenter(name, s, gold, vocab) for name, s in segs.items()]
     fmm = segmenter_class("fmm").train(train, _config_for("fmm", argparse.Namespace()))
     bmm = segmenter_class("bmm").train(train, _config_for("bmm", argparse.Namespace()))
