@@ -207,7 +207,7 @@ def test_cli_keywords(segmenters, train_tagged, tmp_path, cli):
     table = IdfTable.read(tmp_path / "idf.txt")
     assert rc == 0 and table.idf == IdfTable.from_documents(cuts).idf and "wrote idf" in err
     raw = tmp_path / "raw.txt"
-    raw.write_text(text, encoding="utf-8")
+    raw.write_text(text.replace("\n", "\n\n \u3000\n", 3), encoding="utf-8")  # blank lines are no documents
     rc, _, _ = cli(["seg", "idf", "--input", str(raw), "--model", str(tmp_path / "seg"), "-o", str(tmp_path / "r.txt")])
     assert rc == 0 and IdfTable.read(tmp_path / "r.txt").idf == table.idf  # raw text cut by the model: the same
     for argv, match in ((["--input", str(raw), "--split", "dev"], "--split does not apply"),

@@ -48,8 +48,8 @@ def register(g) -> None:
     p.add_argument("--scores", action="store_true", help="tab-separated columns after each word: count, cohesion, "
                    "left and right entropy, left and right accessor variety")
 
-    p = add_command(g, "idf", "write an idf table (jieba's `word idf` lines) from a corpus, one document per line",
-                    _idf)
+    p = add_command(g, "idf", "write an idf table (jieba's `word idf` lines) from a corpus, one document per "
+                    "non-blank line", _idf)
     p.add_argument("-o", "--output", required=True, help="file to write")
     p.add_argument("--train", dest="train_file", help="segmented file (words separated by spaces), a document per "
                    "line; default: the pfr1998 train split")
@@ -144,7 +144,9 @@ def _idf(args) -> int:
             if value is not None:
                 raise InputError(f"{flag} does not apply with --input: the documents are --input's lines")
         seg = load_with_user_dict(args.model, None)
-        documents = (words for lines in line_batches(args.input) for words in seg.cut_lines(lines))
+        # a document is a line with a word, as read_segmented reads --train: blank lines are no documents
+        documents = (words for lines in line_batches(args.input) for words in seg.cut_lines(lines)
+                     if not all(w.isspace() for w in words))
     elif args.model:
         raise InputError("--model cuts --input's raw text; a --train file or pfr1998 split is cut already")
     else:
