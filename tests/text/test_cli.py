@@ -262,6 +262,15 @@ def test_pos_train_tag_eval(files, algo, cli):
     seg, tagger = load_segmenter(seg_model), load_tagger(model)
     want = seg_tag_scores(gold, [cut_and_tag(seg, tagger, "".join(w for w, _ in s)) for s in gold])["f1"]
     assert rc == 0 and f"F1={want:.4f}" in out and want > 0.5
+    # ASCII words side by side in the gold are told apart: the text gets a space between them, and the
+    # space is not scored, so every word is cut right and only the tags can be wrong
+    both = files["dir"] / "ascii.txt"
+    both.write_text("我/r 用/v Windows/nx 95/m 。/w\n", encoding="utf-8")
+    rc, out, _ = cli(["pos", "eval", "--model", str(model), "--gold", str(both), "--seg-model", str(seg_model)])
+    pred = cut_and_tag(seg, tagger, "我用Windows 95。")
+    assert [w for w, _ in pred] == ["我", "用", "Windows", " ", "95", "。"]
+    want = seg_tag_scores(read_tagged(both), [[p for p in pred if p[0] != " "]])["f1"]
+    assert rc == 0 and f"F1={want:.4f}" in out and f"accuracy={want:.4f}" in out
 
 
 def test_pos_tag_user_dict_fixes_tags_and_reaches_the_segmenter(files, segmenters, train_tagged, tmp_path, cli):

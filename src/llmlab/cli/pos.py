@@ -224,11 +224,14 @@ def _eval(args) -> int:
           f"({acc['n']} words, {acc['n_unknown']} unknown to pfr1998 train)")
     if args.seg_model:
         from llmlab.text.base import load_segmenter
+        from llmlab.text.conllu import joined_text
         from llmlab.text.metrics import seg_tag_scores
         from llmlab.text.pos import cut_and_tag_lines
 
-        joint = seg_tag_scores(gold, cut_and_tag_lines(load_segmenter(args.seg_model), tagger,
-                                                       ["".join(w for w, _ in s) for s in gold]))
+        # the gold words' text: with a space where joining would run two ASCII words (Windows 95) into one,
+        # which no segmenter may cut apart again; the space the segmenter gives back is no word to score
+        cut = cut_and_tag_lines(load_segmenter(args.seg_model), tagger, [joined_text([w for w, _ in s]) for s in gold])
+        joint = seg_tag_scores(gold, [[(w, t) for w, t in s if not w.isspace()] for s in cut])
         print(f"after segmentation with {args.seg_model}: word+tag P={joint['precision']:.4f} "
               f"R={joint['recall']:.4f} F1={joint['f1']:.4f}")
     return 0
