@@ -50,6 +50,20 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("encoding", ["gbk", "ascii"])
+def test_output_is_utf8_whatever_the_locale(encoding):
+    """Input must be UTF-8, and so is output: a GBK (or ASCII) locale neither changes the bytes written
+    nor stops at a character it lacks (😀)."""
+    import os
+
+    text = "我们发展经济😀\n经济发展我们\n我们经济\n"
+    r = subprocess.run([sys.executable, "-m", "llmlab", "seg", "newwords", "--min-count", "2", "-k", "0"],
+                       input=text.encode("utf-8"), capture_output=True, timeout=300,
+                       env={**os.environ, "PYTHONIOENCODING": encoding})
+    assert r.returncode == 0, r.stderr
+    assert set(r.stdout.decode("utf-8").split()) >= {"我们", "经济", "发展"}
+
+
 def test_threads_sets_torchs_thread_count_for_the_command(monkeypatch, capsys):
     import os
 

@@ -103,6 +103,10 @@ def what_failed(e: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if sys.stdout.encoding.replace("-", "").lower() != "utf8" and hasattr(sys.stdout, "reconfigure"):
+        # output is UTF-8, as input must be, whatever the locale: a GBK or C locale would otherwise write
+        # other bytes (that `seg eval` then refuses) or stop at the first character it cannot encode
+        sys.stdout.reconfigure(encoding="utf-8")
     args = build_parser().parse_args(argv)
     if args.threads:
         set_threads(args.threads)
