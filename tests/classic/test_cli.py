@@ -45,6 +45,10 @@ def test_ngram_bad_input_is_one_line(tmp_path, corpus, capsys):
     assert main(["ngram", "train", "--corpus", str(corpus), "-o", str(tmp_path / "m"), "--order", "0"]) == 2
     assert "order must be" in capsys.readouterr().err
     assert main(["ngram", "ppl", "--model", str(tmp_path / "missing")]) == 2
+    assert main(["ngram", "train", "--corpus", str(corpus), "-o", str(tmp_path / "m"), "--smoothing", "kn",
+                 "--k", "5"]) == 2
+    assert "--k is add_k's pseudo-count; it does not apply to --smoothing kn" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
     # every float flag refuses NaN and infinity before anything runs
     for argv in (["ngram", "sample", "--model", str(tmp_path / "m"), "--temperature", "nan"],
                  ["ngram", "train", "--corpus", str(corpus), "-o", str(tmp_path / "m"), "--k", "inf"],

@@ -86,6 +86,8 @@ def _train(args) -> int:
     from llmlab.core.io import check_output, within
 
     config = NgramConfig(**dataclass_overrides(args, NgramConfig))
+    if args.k is not None and config.smoothing != "add_k":  # else saved in the config and never used
+        raise InputError(f"--k is add_k's pseudo-count; it does not apply to --smoothing {config.smoothing}")
     split, _ = _source(args, args.split, "train")
     eval_split, name = _source(args, args.eval_split, "dev", "--eval-split")
     check_model_folder(args.output)  # before training, not after
