@@ -252,6 +252,15 @@ def test_pos_train_tag_eval(files, algo, cli):
     assert rc == 0 and "".join(tok.rsplit("/", 1)[0] for tok in out.split()) == "中国人民银行"
     rc, out, _ = cli(["pos", "eval", "--model", str(model), "--gold", str(files["tagged"])])
     assert rc == 0 and "accuracy=" in out
+    # unknown words are those of --train-words' file when given: here its first line's
+    first = files["dir"] / "first.txt"
+    first.write_text(files["tagged"].read_text(encoding="utf-8").split("\n")[0] + "\n", encoding="utf-8")
+    known = {t.rsplit("/", 1)[0] for t in first.read_text(encoding="utf-8").split()}
+    words = files["tagged"].read_text(encoding="utf-8").split()
+    rc, out, _ = cli(["pos", "eval", "--model", str(model), "--gold", str(files["tagged"]), "--train-words",
+                      str(first)])
+    unseen = sum(t.rsplit("/", 1)[0] not in known for t in words)
+    assert rc == 0 and 0 < unseen < len(words) and f"({len(words)} words, {unseen} unknown to '{first}')" in out
     rc, out, _ = cli(["pos", "eval", "--model", str(model), "--gold", str(files["tagged"]), "--seg-model",
                       str(seg_model)])
     from llmlab.text.base import load_segmenter

@@ -79,6 +79,8 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, help="tagger directory")
     p.add_argument("--gold", help="tagged gold file (word/TAG); default: the pfr1998 split")
     p.add_argument("--split", choices=("dev", "test"), help="pfr1998 split to evaluate on (default: test)")
+    p.add_argument("--train-words", help="tagged training file (word/TAG, as `pos train --train` reads); its words "
+                   "are the known ones (default: the pfr1998 train split's)")
     p.add_argument("--seg-model", help="also segment the raw gold text with this segmenter, tag it, and score "
                    "word+tag pairs (joint F1: a word counts when its span and its tag are both right)")
 
@@ -216,12 +218,12 @@ def _eval(args) -> int:
     gold = read_tagged(args.gold, "gold file") if args.gold else pfr1998(split)
     if not any(gold):
         raise InputError(f"gold file {args.gold!r} holds no words: nothing to score")
+    known = read_tagged(args.train_words, "training words file") if args.train_words else pfr1998("train")
     pred = tagger.tag_sentences([[w for w, _ in s] for s in gold])
-    vocab = {w for s in pfr1998("train") for w, _ in s}
-    acc = tag_accuracy(gold, pred, vocab)
+    acc = tag_accuracy(gold, pred, {w for s in known for w, _ in s})
     unknown = "n/a" if acc["unknown_accuracy"] is None else f"{acc['unknown_accuracy']:.4f}"
-    print(f"accuracy={acc['accuracy']:.4f} unknown-word accuracy={unknown} "
-          f"({acc['n']} words, {acc['n_unknown']} unknown to pfr1998 train)")
+    print(f"accuracy={acc['accuracy']:.4f} unknown-word accuracy={unknown} ({acc['n']} words, {acc['n_unknown']} "
+          f"unknown to {repr(args.train_words) if args.train_words else 'pfr1998 train'})")
     if args.seg_model:
         from llmlab.text.base import load_segmenter
         from llmlab.text.conllu import joined_text
