@@ -49,6 +49,17 @@ def test_ngram_bad_input_is_one_line(tmp_path, corpus, capsys):
                  "--k", "5"]) == 2
     assert "--k is add_k's pseudo-count; it does not apply to --smoothing kn" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+    # the two-errors experiment names the corpus it could not use, not a function
+    empty, other = tmp_path / "empty.txt", tmp_path / "other.txt"
+    empty.write_text("", encoding="utf-8")
+    other.write_text("没有 见过 的 词\n", encoding="utf-8")
+    assert main(["ngram", "train", "--corpus", str(corpus), "-o", str(tmp_path / "mle"), "--smoothing", "mle"]) == 0
+    for model, text, message in (("mle", empty, "empty.txt holds no tokens to score"),
+                                 ("mle", other, "other.txt's tokens probability 0 (mle)")):
+        capsys.readouterr()
+        assert main(["ngram", "errors", "--model", str(tmp_path / model), "--corpus", str(text), "-o",
+                     str(tmp_path / "e.png")]) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / "e.png").exists()
     # every float flag refuses NaN and infinity before anything runs
     for argv in (["ngram", "sample", "--model", str(tmp_path / "m"), "--temperature", "nan"],
                  ["ngram", "train", "--corpus", str(corpus), "-o", str(tmp_path / "m"), "--k", "inf"],

@@ -136,13 +136,22 @@ def _sample(args) -> int:
 
 
 def _errors(args) -> int:
+    import numpy as np
+
     from llmlab.classic.two_errors import plot_two_errors, two_errors_table
+    from llmlab.core.errors import InputError
     from llmlab.core.io import check_output
 
     split, name = _source(args, args.split, "dev")
     check_output(args.output, "plot")
     model = _load(args.model)
     lp, _ = model.token_logprobs(_sentences(args, split, model.config.unit))
+    if not len(lp):
+        raise InputError(f"{name} holds no tokens to score")
+    if not np.isfinite(lp).all():
+        raise InputError(f"the model gives {int((~np.isfinite(lp)).sum())} of {name}'s tokens probability 0 "
+                         f"({model.config.smoothing}): the experiment perturbs finite probabilities; use a smoothed "
+                         "model")
     table = two_errors_table(lp, seed=args.seed)
     title = f"{model.order}-gram {model.config.smoothing} on {name}"
     plot_two_errors(table, args.output, title=title)
