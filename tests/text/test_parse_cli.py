@@ -139,3 +139,6 @@ def test_parse_rejects_untagged_lines(tmp_path, monkeypatch, capsys):
     assert rc == 2 and out == "" and "standard input is not UTF-8" in err
     rc, out, _ = _run(["parse", "parse", "--model", str(model)], monkeypatch, capsys, "\ufeff我/r 爱/v\n")
     assert rc == 0 and [s.words for s in read_conllu_text(out, tmp_path)] == [["我", "爱"]]
+    # a tagged line may start with the word # (auto: a CoNLL-U comment is # not followed by /TAG)
+    rc, out, _ = _run(["parse", "parse", "--model", str(model)], monkeypatch, capsys, "#/w 我/r 爱/v\n")
+    assert rc == 0 and [s.words for s in read_conllu_text(out, tmp_path)] == [["#", "我", "爱"]]

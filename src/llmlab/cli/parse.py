@@ -43,8 +43,8 @@ def register(sub) -> None:
                    "a line of word/TAG tokens, as `llmlab pos tag` writes (an empty line has no words and gives no "
                    "sentence; each sentence's sent_id is its line number, its # text the words joined without "
                    "spaces, but for one between ASCII letters or digits); auto: CoNLL-U when the first "
-                   "non-blank line holds a tab or starts with #. The output's # text and SpaceAfter=No agree "
-                   "(a CoNLL-U sentence keeps its own # text)")
+                   "non-blank line holds a tab or starts with a comment (# not followed by /TAG). The output's "
+                   "# text and SpaceAfter=No agree (a CoNLL-U sentence keeps its own # text)")
 
     p = add_command(g, "eval", "UAS, LAS, label, root and complete-match accuracy of PRED against GOLD", _eval)
     p.add_argument("gold", help="gold CoNLL-U file")
@@ -103,7 +103,9 @@ def _read_input(args):
     fmt = args.format
     if fmt == "auto":
         first = next((line for line in text.split("\n") if line.strip()), "")
-        fmt = "conllu" if "\t" in first or first.startswith("#") else "tagged"
+        word, sep, tag = first.split()[0].rpartition("/") if first.strip() else ("", "", "")
+        # a comment line starts CoNLL-U; a tagged line may start with the word # (#/w)
+        fmt = "conllu" if "\t" in first or (first.startswith("#") and not (sep and word and tag)) else "tagged"
     if fmt == "conllu":
         return parse_conllu(text, what), None
     rows = []
