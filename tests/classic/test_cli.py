@@ -39,6 +39,20 @@ def test_ngram_char_model(tmp_path, corpus, capsys):
     assert main(["ngram", "train", "--corpus", str(corpus), "--unit", "char", "-o", c, "--order", "2"]) == 0
     assert main(["ngram", "sample", "--model", str(tmp_path / "c"), "-n", "1"]) == 0
     assert " " not in capsys.readouterr().out.splitlines()[-1]
+    # a model folder is scored in its own unit; an ARPA file from another tool (no unit comment) may be told it
+    assert main(["ngram", "ppl", "--model", c, "--corpus", str(corpus), "--unit", "word"]) == 2
+    assert "--unit word: the model counts chars, so it scores only chars" in capsys.readouterr().err
+    assert main(["ngram", "ppl", "--model", c, "--corpus", str(corpus), "--unit", "char"]) == 0
+    own = capsys.readouterr().out
+    assert main(["ngram", "train", "--corpus", str(corpus), "--unit", "char", "-o", str(tmp_path / "c2"), "--order",
+                 "2", "--arpa", str(tmp_path / "c.arpa")]) == 0
+    lines = (tmp_path / "c.arpa").read_text(encoding="utf-8").split("\n")
+    (tmp_path / "kenlm.arpa").write_text("\n".join(x for x in lines if not x.startswith("#")), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["ngram", "ppl", "--model", str(tmp_path / "kenlm.arpa"), "--corpus", str(corpus), "--unit",
+                 "char"]) == 0
+    scored = capsys.readouterr().out
+    assert scored.split(": ", 1)[1].split(" tokens")[0] == own.split(": ", 1)[1].split(" tokens")[0]
 
 
 def test_ngram_bad_input_is_one_line(tmp_path, corpus, capsys):

@@ -51,7 +51,8 @@ def _corpus_flags(p, split: str) -> None:
     p.add_argument("--corpus", default="pfr1998", help="built-in corpus name or a text file (one sentence a line)")
     # None when not given: a split beside a file is refused (`_source`), not ignored
     p.add_argument("--split", choices=SPLITS, help=f"split of a built-in corpus (default: {split})")
-    p.add_argument("--unit", choices=("word", "char"), help="tokens: words or characters (default: the model's)")
+    p.add_argument("--unit", choices=("word", "char"), help="tokens: words or characters (default: the model's; "
+                   "a model folder is scored only in its own, an ARPA file from another tool may not say)")
 
 
 def _source(args, split: str | None, default: str, flag: str = "--split") -> tuple[str, str]:
@@ -73,9 +74,14 @@ def _load(path: str):
     return read_arpa(path) if Path(path).suffix == ".arpa" else NgramModel.load(path)
 
 
-def _sentences(args, split: str, unit: str):
+def _sentences(args, split: str, unit: str, arpa: bool = False):
+    """The sentences of the corpus in `unit` tokens, the unit the model counts, which --unit may name again, or
+    change for an ARPA file (`arpa`: the file may not record it); a model folder knows its unit."""
     from llmlab.classic.ngram import corpus_sentences
+    from llmlab.core.errors import InputError
 
+    if args.unit and args.unit != unit and not arpa:
+        raise InputError(f"--unit {args.unit}: the model counts {unit}s, so it scores only {unit}s")
     return corpus_sentences(args.corpus, split, args.unit or unit)
 
 
@@ -119,7 +125,7 @@ def _print_eval(ev: dict, name: str) -> None:
 def _ppl(args) -> int:
     split, name = _source(args, args.split, "dev")
     model = _load(args.model)
-    _print_eval(model.evaluate(_sentences(args, split, model.config.unit)), name)
+    _print_eval(model.evaluate(_sentences(args, split, model.config.unit, model.config.smoothing == "arpa")), name)
     return 0
 
 
@@ -145,7 +151,7 @@ def _errors(args) -> int:
     split, name = _source(args, args.split, "dev")
     check_output(args.output, "plot")
     model = _load(args.model)
-    lp, _ = model.token_logprobs(_sentences(args, split, model.config.unit))
+    lp, _ = model.token_logprobs(_sentences(args, split, model.config.unit, model.config.smoothing == "arpa"))
     if not len(lp):
         raise InputError(f"{name} holds no tokens to score")
     if not np.isfinite(lp).all():
