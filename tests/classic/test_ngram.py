@@ -172,6 +172,8 @@ def test_sampling_is_seeded_and_follows_the_model():
     # temperature reshapes p ** (1 / T); near 0 it is greedy (the powers once underflowed to NaN)
     top = max(first, key=first.get)
     assert {k.sample(seed=s, max_tokens=1, temperature=0.002)[0] for s in range(20)} == {top}
+    # far below float64's normal range every log-probability overflows to -inf but the top one's
+    assert {k.sample(seed=s, max_tokens=1, temperature=1e-320)[0] for s in range(5)} == {top}
     hot = Counter((k.sample(seed=s, max_tokens=1, temperature=2.0) or ["</s>"])[0] for s in range(2000))
     flat = {w: p ** 0.5 for w, p in first.items()}
     for w, n in hot.items():

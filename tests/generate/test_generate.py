@@ -88,11 +88,11 @@ def test_sampling_frequencies_follow_the_distribution():
 def test_a_tiny_temperature_samples_the_argmax_and_large_logits_do_not_overflow():
     g = torch.Generator().manual_seed(0)
     logits = torch.tensor([[1.0, 3.0, 2.0], [50.0, -50.0, 49.0], [1e38, 0.0, -1e38]])
-    for t in (1e-40, 1e-12):
+    for t in (1e-300, 1e-46, 1e-40, 1e-12):  # 1e-46 and less are 0 in float32
         assert sample_next(logits, temperature=t, generator=g).tolist() == [1, 0, 0]
     tie = torch.tensor([5.0, 5.0, 0.0])  # a tie stays a fair choice between the maxima
-    picks = {int(sample_next(tie, temperature=1e-30, generator=g)) for _ in range(50)}
-    assert picks == {0, 1}
+    for t in (1e-30, 1e-300):
+        assert {int(sample_next(tie, temperature=t, generator=g)) for _ in range(50)} == {0, 1}
     # shifting by the maximum does not change the distribution at ordinary temperatures
     torch.manual_seed(1)
     x = torch.randn(4, 7) * 3
@@ -109,6 +109,23 @@ def test_bad_generation_settings_are_clear_errors(model):
             GenerationConfig(seed=seed)
     with pytest.raises(InputError, match="at least one token"):
         generate(model, [])
+
+
+def test_penalties_up_to_their_limit_run_and_larger_ones_are_clear_errors(model):
+    """Past the limit the float32 logits overflowed: NaN, then a false 'weights have diverged' (or, in a
+    beam, special tokens picked by NaN scores); at the limit every setting decodes."""
+    prompt = [1, 2, 3, 2]
+    for kw in ({"frequency_penalty": 1e9}, {"frequency_penalty": -1e9}, {"presence_penalty": -1e9},
+               {"repetition_penalty": 1e-9}, {"repetition_penalty": 1e9}):
+        for how in ({"temperature": 0.0}, {"temperature": 0.8}, {"num_beams": 2}):
+            out = generate(model, prompt, GenerationConfig(max_new_tokens=6, **kw, **how))
+            assert len(out) == 6 and all(0 <= t < CFG.vocab_size for t in out), (kw, how)
+    for kw, msg in (({"frequency_penalty": 1e39}, r"frequency_penalty must be in \[-1e\+09, 1e\+09\]"),
+                    ({"presence_penalty": -4e38}, "presence_penalty must be in"),
+                    ({"repetition_penalty": 1e-39}, r"repetition_penalty must be in \[1e-09, 1e\+09\]"),
+                    ({"repetition_penalty": 0.0}, "repetition_penalty must be in")):
+        with pytest.raises(InputError, match=msg):
+            GenerationConfig(**kw)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

@@ -268,9 +268,11 @@ class NgramModel:
         for _ in range(max_tokens):
             p = self.distribution_ids(history[len(history) - (self.order - 1):] if self.order > 1 else [])
             if temperature != 1.0:  # p ** (1 / T) in log space: at low T the powers underflow to 0
-                with np.errstate(divide="ignore"):
-                    logp = np.log(p) / temperature
-                p = np.exp(logp - logp.max())
+                with np.errstate(divide="ignore", over="ignore"):  # log 0; a tiny T overflows to -inf
+                    logp = np.log(p)
+                    # shifted to the maximum before dividing: the maximum stays at 0 whatever T, so a tiny T
+                    # samples the most likely token where dividing first sent every log-probability to -inf
+                    p = np.exp((logp - logp.max()) / temperature)
             w = int(rng.choice(len(p), p=p / p.sum()))
             if w == EOS_ID:
                 break

@@ -8,6 +8,11 @@ from dataclasses import dataclass
 
 from llmlab.core.errors import InputError
 
+# The largest penalty (and, for the repetition penalty, its inverse the smallest): a logit moved by this much
+# is banned or forced already, and the float32 logits overflow to inf (or NaN) not much further on
+PENALTY_LIMIT = 1e9
+WHY_LIMIT = "beyond, the float32 logits overflow, and this much already bans or forces a token"
+
 
 @dataclass(frozen=True)
 class GenerationConfig:
@@ -35,11 +40,15 @@ class GenerationConfig:
             raise InputError(f"top_k must be >= 0, got {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not 0 < self.repetition_penalty < math.inf:
-            raise InputError(f"repetition_penalty must be a finite number > 0, got {self.repetition_penalty}")
-        for name in ("frequency_penalty", "presence_penalty", "length_penalty"):
-            if not math.isfinite(getattr(self, name)):
-                raise InputError(f"{name} must be a finite number, got {getattr(self, name)}")
+        if not 1 / PENALTY_LIMIT <= self.repetition_penalty <= PENALTY_LIMIT:
+            raise InputError(f"repetition_penalty must be in [{1 / PENALTY_LIMIT:g}, {PENALTY_LIMIT:g}] (> 0; "
+                             f"{WHY_LIMIT}), got {self.repetition_penalty}")
+        for name in ("frequency_penalty", "presence_penalty"):
+            if not abs(getattr(self, name)) <= PENALTY_LIMIT:
+                raise InputError(f"{name} must be in [-{PENALTY_LIMIT:g}, {PENALTY_LIMIT:g}] ({WHY_LIMIT}), got "
+                                 f"{getattr(self, name)}")
+        if not math.isfinite(self.length_penalty):
+            raise InputError(f"length_penalty must be a finite number, got {self.length_penalty}")
         if self.no_repeat_ngram_size < 0:
             raise InputError(f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}")
         if self.num_beams < 1:

@@ -49,8 +49,10 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, 
     if temperature == 0:
         return logits.argmax(-1)
     # shift the maximum to 0 before dividing: a tiny temperature then sends the others to -inf (greedy
-    # in the limit, ties shared), where dividing first overflowed to inf and softmax gave NaN
-    logits = (logits.float() - top.float()) / temperature
+    # in the limit, ties shared), where dividing first overflowed to inf and softmax gave NaN. The maxima
+    # stay 0 even where the temperature is below float32's range (7e-46 is 0 there, and 0 / 0 is NaN)
+    shifted = logits.float() - top.float()
+    logits = torch.where(shifted == 0, shifted, shifted / temperature)
     logits = top_p_filter(top_k_filter(logits, top_k), top_p)
     probs = logits.softmax(-1)
     flat = probs.reshape(-1, probs.shape[-1])
