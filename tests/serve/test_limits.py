@@ -146,6 +146,20 @@ def test_an_oversized_body_is_a_413_before_it_is_read(client):
     assert client.post("/v1/completions", {"prompt": "中国", "max_tokens": 2})[0] == 200
 
 
+def test_conflicting_lengths_and_malformed_request_lines_are_a_400_without_a_traceback(client, capsys):
+    body = b'{"prompt":"x","max_tokens":1}'
+    smuggled = b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"  # what the first length leaves over
+    reply = raw(client.port, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                b"Content-Length: %d\r\n\r\n" % (len(body), len(body + smuggled)) + body + smuggled)
+    assert reply.startswith(b"HTTP/1.1 400") and b"conflicting Content-Length" in reply
+    assert reply.count(b"HTTP/1.1 ") == 1  # the left-over bytes were not served as a second request
+    for line in (b"HELLO\r\n\r\n", b"GET /health HTTP/9.9\r\n\r\n", b"GET /health HTTP/1.1 extra\r\n\r\n"):
+        reply = raw(client.port, line)  # a one-word line is HTTP/0.9's: the answer is the body alone
+        assert b'"error"' in reply and reply.startswith((b"HTTP/1.0 400", b"HTTP/1.1 505", b'{"error"')), reply
+    assert "Traceback" not in capsys.readouterr().err
+    assert client.post("/v1/completions", {"prompt": "中国", "max_tokens": 2})[0] == 200
+
+
 def test_a_silent_client_is_dropped(char_engine, running):
     with running(char_engine, read_timeout=0.3) as c:
         reply = raw(c.port, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{\"pro")

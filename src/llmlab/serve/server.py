@@ -206,6 +206,9 @@ class Handler(BaseHTTPRequestHandler):
         limit = self.server.cfg.max_body_bytes
         if self.headers.get("Transfer-Encoding"):
             raise ApiError(411, "chunked request bodies are not taken: send the body with a Content-Length")
+        given = {v.strip() for v in self.headers.get_all("Content-Length", [])}
+        if len(given) > 1:  # RFC 9112 6.3: taking one of them would run the rest of the body as another request
+            raise ApiError(400, f"the request has conflicting Content-Length headers: {', '.join(sorted(given))}")
         text = self.headers.get("Content-Length")
         if text is None:
             raise ApiError(411, "the request has no Content-Length header")
@@ -270,7 +273,9 @@ class Handler(BaseHTTPRequestHandler):
         self.begin()
         phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "error"
         self.send_json(code, error_body(ApiError(code, message or phrase)), close=True)
-        log.info("%s %s %d %s", self.command, self.path, code, message or phrase)
+        # a malformed request line is refused before the base class sets the method and path
+        log.info("%s %s %d %s", getattr(self, "command", None) or "-", getattr(self, "path", "-"), code,
+                 message or phrase)
 
     def log_message(self, format: str, *args) -> None:  # the base class writes to stderr; we log our own line
         log.debug(format, *args)
