@@ -276,6 +276,12 @@ def test_cli_quantizes_a_saved_model(trained, tmp_path, capsys):
     assert main(["quantize", "--model", str(tmp_path / "m"), "-o", str(tmp_path / "m" / ".")]) == 2
     assert "is the --model folder" in capsys.readouterr().err
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == weights
+    # a head tied to the embedding gets an int8 copy of its own: the file grows, and is said to
+    if model.config.tie_embeddings:
+        assert main(["quantize", "--model", str(tmp_path / "m"), "-o", str(tmp_path / "qh"), "--targets",
+                     "lm_head"]) == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("model weights:"))
+        assert "x larger)" in line and "smaller" not in line
     assert main(["quantize", "fp8-table", "--fmt", "e5m2", "--all"]) == 0
     out = capsys.readouterr().out
     assert "57344.0" in out and "0x7C 01111100 inf" in out

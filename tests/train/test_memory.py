@@ -285,9 +285,9 @@ def test_memory_and_params_commands(capsys, tmp_path):
     assert main(["memory", "llama-7b", "--precision", "mixed", "--grad-checkpoint"]) == 0
     out = capsys.readouterr().out
     assert "B*S*((2d+2+n_head) x 4 B + (8d+4h) x 2 B)" in out and "L x B*S*d x 2 B" in out and "copies" not in out
-    for bad in ("-5", "0"):
+    for bad in ("-5", "0", "1.5"):  # 1.5 was taken as 1
         assert main(["memory", "--params", bad]) == 2
-        assert "--params must be a parameter count" in capsys.readouterr().err
+        assert "--params must be a whole parameter count >= 1" in capsys.readouterr().err
     for bad in ("nan", "inf"):
         with pytest.raises(SystemExit):
             main(["memory", "--params", bad])
@@ -307,6 +307,13 @@ def test_memory_and_params_commands(capsys, tmp_path):
     assert "B*S*(n_head x 4 B + (8d+2h+4) x 2 B)" in out and "n_head*S*S x 2 B: one bias all layers share" in out
     assert main(["memory", "gpt-9"]) == 2
     assert "unknown model preset 'gpt-9'" in capsys.readouterr().err
+    # a path is named as a path, missing or a file, not as an unknown preset
+    for spec, words in (("runs/none", "model folder 'runs/none' does not exist"),
+                        (str(moe_config_file.parent / "other.json"), "does not exist"),
+                        (__file__, "is a file: give a model folder, its config.json, or a preset")):
+        for command in ("memory", "params", "plan"):
+            assert main([command, spec]) == 2
+            assert words in capsys.readouterr().err
     # past the model's context: a note for RoPE (positions can be extended), refused for learned positions
     assert main(["memory", "llama-7b", "--seq-len", "8192"]) == 0
     assert "beyond the model's max_seq_len 2048" in capsys.readouterr().out
@@ -314,6 +321,8 @@ def test_memory_and_params_commands(capsys, tmp_path):
     assert "beyond" not in capsys.readouterr().out
     assert main(["plan", "--gpt3", "--seq-len", "4096"]) == 2
     assert "longer than the model's 2048 learned positions" in capsys.readouterr().err
+    assert main(["plan", "llama-7b", "--gpt3"]) == 2  # the model was ignored: GPT-3 was planned
+    assert "--gpt3 plans the source document's GPT-3 175B case; it takes no model" in capsys.readouterr().err
 
 
 def test_document_rule_of_thumb_and_what_it_leaves_out():

@@ -62,7 +62,7 @@ class QuantConfig:
 
     def __post_init__(self):
         if isinstance(self.bits, bool) or self.bits not in (4, 8):
-            raise InputError(f"bits must be 8 or 4, got {self.bits}")
+            raise InputError(f"bits must be 8 or 4, got {self.bits!r}")
         if self.group_size is not None and (isinstance(self.group_size, bool) or not isinstance(self.group_size, int)
                                             or self.group_size <= 0):
             raise InputError(f"group_size must be None (per channel) or an integer > 0, got {self.group_size!r}")

@@ -28,6 +28,7 @@ def register(sub) -> None:
 def _load_config(spec: str):
     from pathlib import Path
 
+    from llmlab.core.errors import InputError
     from llmlab.models.io import load_config_file
     from llmlab.models.presets import MODEL_PRESETS, model_preset
 
@@ -38,6 +39,10 @@ def _load_config(spec: str):
         return load_config_file(path)
     if path.name == "config.json":
         return load_config_file(path.parent)
+    if path.exists():
+        raise InputError(f"{spec!r} is a file: give a model folder, its config.json, or a preset")
+    if len(path.parts) > 1 or path.suffix:  # meant as a path, not a preset's name
+        raise InputError(f"model folder {spec!r} does not exist (presets: {', '.join(MODEL_PRESETS)})")
     return model_preset(spec)  # raises the clear "unknown model preset" error
 
 
@@ -53,8 +58,8 @@ def run_memory(args: argparse.Namespace) -> int:
 
     mem = MemoryConfig(**dataclass_overrides(args, MemoryConfig))
     if args.params is not None:
-        if args.params < 1:  # NaN and infinity stop at the flag's type
-            raise InputError(f"--params must be a parameter count >= 1, got {args.params}")
+        if args.params < 1 or args.params != int(args.params):  # NaN and infinity stop at the flag's type
+            raise InputError(f"--params must be a whole parameter count >= 1 (7e9 is one), got {args.params:g}")
         if mem.lora_rank:
             raise InputError("LoRA's adapter size needs the architecture: pass a preset or config, not --params")
         P = int(args.params)

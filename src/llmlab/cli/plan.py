@@ -33,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
 
         raise InputError(f"--top must be >= 1, got {args.top}")
     if args.gpt3:
+        if args.model != "gpt3-175b":
+            from llmlab.core.errors import InputError
+
+            raise InputError(f"--gpt3 plans the source document's GPT-3 175B case; it takes no model, got "
+                             f"{args.model!r} (drop --gpt3 to plan it)")
         model, cluster, work, layout = gpt3_example()
         name = "gpt3-175b"
     else:

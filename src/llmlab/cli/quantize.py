@@ -105,7 +105,8 @@ def quantize(args: argparse.Namespace) -> int:
     chat = Path(args.model) / "tokenizer_config.json"  # a chat model's template (llmlab sft) goes along
     save_quantized(model, args.output, tok, card, read_json(chat, "tokenizer config") if chat.is_file() else None)
     print(report.summary())
-    print(f"model weights: {before} -> {after} bytes ({before / after:.2f}x smaller), written to {args.output}")
+    size = f"{before / after:.2f}x smaller" if after <= before else f"{after / before:.2f}x larger"  # a tied head
+    print(f"model weights: {before} -> {after} bytes ({size}), written to {args.output}")
     if ppl is not None:
         after_ppl, n = _perplexity(model, tok, args.eval_corpus, split, args.eval_tokens)
         print(f"perplexity on {n} tokens of {args.eval_corpus} ({split if file is None else 'file'}): "
