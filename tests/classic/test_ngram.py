@@ -159,6 +159,23 @@ def test_a_failed_save_leaves_the_earlier_model_whole(tmp_path, monkeypatch):
     assert NgramModel.load(d).order == 2
 
 
+def test_sentences_must_be_token_lists_and_may_be_generators():
+    """A string where a list of tokens belongs was read as its characters (space included); a
+    generator of sentences was read twice and failed (training) or scored nothing (evaluating)."""
+    m = NgramModel.train(CORPUS, NgramConfig(order=2, smoothing="kn"))
+    g = NgramModel.train((s for s in CORPUS), NgramConfig(order=2, smoothing="kn"))
+    assert g.vocab == m.vocab and g.evaluate(iter(CORPUS[:3])) == m.evaluate(CORPUS[:3])
+    text = " ".join(CORPUS[0])
+    first = r"sentences\[0\]"
+    for call, what in ((lambda: NgramModel.train([text]), first), (lambda: m.evaluate([text]), first),
+                       (lambda: m.sentence_logprob(text), first), (lambda: m.prob("a", text), "context"),
+                       (lambda: m.sample(prefix=text), "prefix"), (lambda: NgramModel.train(text), "sentences")):
+        with pytest.raises(InputError, match=what + " must be a list"):
+            call()
+    with pytest.raises(InputError, match=r"sentences\[1\] must be strings, got NoneType"):
+        m.evaluate([CORPUS[0], [None]])
+
+
 def test_sampling_is_seeded_and_follows_the_model():
     m = NgramModel.train([["a", "b", "c"]] * 3, NgramConfig(order=3, smoothing="mle"))
     assert m.sample(seed=1) == ["a", "b", "c"]  # MLE of a single repeated sentence is deterministic

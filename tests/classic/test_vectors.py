@@ -86,6 +86,10 @@ def test_similarity_neighbours_and_analogies_equal_gensim(wv):
     ours = wv.analogy("中国", "北京", "东京", topn=3)  # 中国 - 北京 + 东京
     theirs = kv.most_similar(positive=["中国", "东京"], negative=["北京"], topn=3)
     assert [a for a, _ in ours] == [a for a, _ in theirs]
+    # one word as a string is one word on either side (it was read as its characters when negative)
+    ours = wv.most_similar("中国", "北京", topn=3)
+    theirs = kv.most_similar(positive="中国", negative="北京", topn=3)
+    assert [a for a, _ in ours] == [a for a, _ in theirs] == [a for a, _ in wv.most_similar(["中国"], ["北京"], 3)]
 
 
 def test_spearman_equals_scipy():

@@ -275,6 +275,12 @@ def test_same_seed_same_vectors():
     a, _ = train_word2vec(sents, cfg)
     b, _ = train_word2vec(sents, cfg)
     np.testing.assert_array_equal(a.vectors, b.vectors)
+    # a generator is read once: the vectors are trained, the same as from the list (they were left untrained)
+    c, stats = train_word2vec((s for s in sents), cfg)
+    np.testing.assert_array_equal(a.vectors, c.vectors)
+    assert stats.words > 0
+    with pytest.raises(InputError, match=r"sentences\[0\] must be a list of tokens"):
+        train_word2vec([" ".join(s) for s in sents], cfg)
 
 
 def test_subsampling_matches_gensim():

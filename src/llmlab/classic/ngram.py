@@ -24,7 +24,15 @@ import numpy as np
 from llmlab.classic.information import bits_per_unit, perplexity_from_nll
 from llmlab.classic.ngram_counts import NgramTables, count_ngrams, position_index
 from llmlab.classic.smoothing import SMOOTHINGS, NgramParams, build_params
-from llmlab.classic.vocab import BOS_ID, EOS_ID, Vocab, build_encoded, encode_sentences
+from llmlab.classic.vocab import (
+    BOS_ID,
+    EOS_ID,
+    Vocab,
+    build_encoded,
+    encode_sentences,
+    token_list,
+    token_sentences,
+)
 from llmlab.core.config import config_from_dict
 from llmlab.core.errors import InputError
 from llmlab.core.io import (
@@ -142,6 +150,7 @@ class NgramModel:
         config = config or NgramConfig()
         if config.smoothing == "arpa":
             raise InputError(f"smoothing 'arpa' is for models read from ARPA files; train with one of {SMOOTHINGS}")
+        sentences = token_sentences(sentences)
         if not sentences:
             raise InputError("cannot train an n-gram model on zero sentences")
         vocab, ids, sent = build_encoded(sentences, config.min_count, config.max_vocab or None)
@@ -167,7 +176,7 @@ class NgramModel:
         levels are applied from the unigram up.
         """
         V, n = self.tables.vocab_size, self.order
-        ids, sent = encode_sentences(self.vocab, sentences)
+        ids, sent = encode_sentences(self.vocab, token_sentences(sentences))
         idx = position_index(list(self.tables.keys), ids, sent, V)
         targets = np.flatnonzero(ids != BOS_ID)
         p = self.params.base[ids[targets]]
@@ -202,6 +211,7 @@ class NgramModel:
         With MLE any unseen event has probability 0: perplexity is then reported as inf and ``n_zero``
         says how many tokens caused it (every other smoothing keeps it finite).
         """
+        sentences = token_sentences(sentences)
         lp, ids = self.token_logprobs(sentences)
         if len(lp) == 0:
             raise InputError("cannot evaluate on zero sentences")
@@ -223,7 +233,7 @@ class NgramModel:
 
     def context_ids(self, context: Sequence[str], bos: bool = True) -> list[int]:
         """The last n-1 ids of ``<s>`` + `context` (the history a next-token prediction sees)."""
-        ids = ([BOS_ID] if bos else []) + self.vocab.encode(context)
+        ids = ([BOS_ID] if bos else []) + self.vocab.encode(token_list(context, "context"))
         return ids[max(len(ids) - (self.order - 1), 0):] if self.order > 1 else []
 
     def distribution_ids(self, history: list[int]) -> np.ndarray:
@@ -263,7 +273,7 @@ class NgramModel:
         if not 0 < temperature < math.inf:
             raise InputError(f"temperature must be a finite number > 0, got {temperature}")
         rng = np.random.default_rng(seed)
-        history = [BOS_ID] + self.vocab.encode(prefix)
+        history = [BOS_ID] + self.vocab.encode(token_list(prefix, "prefix"))
         out: list[str] = []
         for _ in range(max_tokens):
             p = self.distribution_ids(history[len(history) - (self.order - 1):] if self.order > 1 else [])

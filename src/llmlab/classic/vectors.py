@@ -64,11 +64,11 @@ class WordVectors:
         """Cosine of the angle between the vectors of `a` and `b`."""
         return float(self._unit[self.index(a)] @ self._unit[self.index(b)])
 
-    def most_similar(self, positive: Sequence[str] | str, negative: Sequence[str] = (), topn: int = 10):
+    def most_similar(self, positive: Sequence[str] | str, negative: Sequence[str] | str = (), topn: int = 10):
         """The `topn` words closest (cosine) to the mean of unit `positive` minus unit `negative` vectors,
         the query words themselves left out (as gensim's ``most_similar``)."""
-        if isinstance(positive, str):
-            positive = [positive]
+        positive = [positive] if isinstance(positive, str) else positive  # one word, as gensim takes it
+        negative = [negative] if isinstance(negative, str) else negative
         if topn < 1:
             raise InputError(f"topn must be >= 1, got {topn}")
         rows = [self.index(w) for w in positive] + [self.index(w) for w in negative]

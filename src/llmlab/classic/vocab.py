@@ -64,6 +64,35 @@ class Vocab:
         return build_encoded(list(sentences), min_count, max_size)[0]
 
 
+def token_list(tokens, what: str = "tokens") -> list[str]:
+    """`tokens` (any iterable of strings, read once) as a list; a string is an InputError, not read as
+    its characters (a text must be split into tokens first).
+
+    >>> token_list(("中国", "人"))
+    ['中国', '人']
+    """
+    if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Iterable):
+        raise InputError(f"{what} must be a list of tokens (split the text first), got {type(tokens).__name__} "
+                         f"{tokens!r:.60}")
+    out = list(tokens)
+    bad = next((i for i, t in enumerate(out) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise InputError(f"{what} must be strings, got {type(out[bad]).__name__} {out[bad]!r:.60}")
+    return out
+
+
+def token_sentences(sentences, what: str = "sentences") -> list[list[str]]:
+    """`sentences` as a list of token lists (`token_list` each): a generator is read once, here, so work
+    that reads the sentences twice (a vocabulary, then the ids) sees them both times.
+
+    >>> token_sentences(s.split() for s in ["a b", "c"])
+    [['a', 'b'], ['c']]
+    """
+    if isinstance(sentences, (str, bytes)) or not isinstance(sentences, Iterable):
+        raise InputError(f"{what} must be a list of sentences, each a list of tokens, got {type(sentences).__name__}")
+    return [token_list(s, f"{what}[{i}]") for i, s in enumerate(sentences)]
+
+
 def build_encoded(sentences: Sequence[Sequence[str]], min_count: int = 1, max_size: int | None = None):
     """`Vocab.build` and `encode_sentences` in one pass over the tokens: (vocab, ids, sentence numbers).
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from llmlab.classic.vectors import WordVectors
+from llmlab.classic.vocab import token_sentences
 from llmlab.core.errors import InputError
 from llmlab.core.progress import progress
 
@@ -207,6 +208,7 @@ def train_word2vec(sentences: Sequence[Sequence[str]], config: Word2VecConfig | 
     import torch
 
     cfg = config or Word2VecConfig()
+    sentences = token_sentences(sentences)  # read twice below: a generator would be empty the second time
     words, counts = build_vocab(sentences, cfg.min_count)
     index = {w: i for i, w in enumerate(words)}
     flat = [(index[w], si) for si, s in enumerate(sentences) for w in s if w in index]
