@@ -1,6 +1,8 @@
 """`llmlab seg` and `llmlab pos` end to end on small files."""
 
 
+import io
+
 import pytest
 
 from llmlab.cli import main
@@ -402,6 +404,44 @@ def test_default_models_take_a_user_dictionary(defaults, tmp_path):
     assert llmlab.text.suggest_freq("他们在", tune=True) == count == default_segmenter().lexicon.count("他们在")
     clear()  # a new process: the cached models, without the user's words
     assert llmlab.text.cut_and_tag(text) == plain and trained == {"seg": 1, "pos": 1}
+
+    # a refused entry changes neither model (a tag was given to the tagger before the count was checked)
+    for bad in ([("龘靐", -1, "v")], [("龘靐", 2.0, "v")], [("龘 靐", 3, "v")]):
+        with pytest.raises(InputError):
+            llmlab.text.load_userdict(bad)
+        assert llmlab.text.cut_and_tag(text) == plain
+    # jieba's forms: an open file (text or binary) and entries with or without a tag; others are refused
+    with open(user, encoding="utf-8") as f:
+        llmlab.text.load_userdict(f, force=True)
+    assert ("馆内看見", "n") in llmlab.text.cut_and_tag(text)
+    clear()
+    with open(user, "rb") as f:
+        llmlab.text.load_userdict(f, force=True)
+    llmlab.text.load_userdict([("他们在", None)], force=True)
+    assert ("馆内看見", "n") in llmlab.text.cut_and_tag(text) and llmlab.text.cut(text)[0] == "他们在"
+    for bad, words in ((None, "got NoneType"), (b"user.txt", "got bytes"), ([("他们在",)], "entries are"),
+                       ([("他们在", 3, 5)], "entries are"), (io.BytesIO(b"\xff\xfe 3\n"), "is not UTF-8")):
+        with pytest.raises(InputError, match=words):
+            llmlab.text.load_userdict(bad)
+
+
+def test_default_models_load_once_for_threads_that_ask_together(defaults):
+    """Threads that first use the default models at once share one model each: with lru_cache each loaded
+    its own copy and the cache kept one, so the words the other threads added were lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import llmlab.text
+    from llmlab.text.default import default_segmenter
+
+    trained, clear, _ = defaults
+    default_segmenter()  # trained into the cache once; then a new process loads it
+    clear()
+    words = ["龘靐甲", "龘靐乙", "龘靐丙", "龘靐丁"]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda w: llmlab.text.add_word(w, force=True), words))
+    assert set(default_segmenter().forced.words) >= set(words) and trained["seg"] == 1
+    with ThreadPoolExecutor(4) as pool:
+        assert len({id(m) for m in pool.map(lambda _: default_segmenter(), range(8))}) == 1
 
 
 def test_jobs_give_the_output_of_one_process(segmenters, train_tagged, test_words, tmp_path, cli):

@@ -1,7 +1,7 @@
 """Ready-made models, so that segmenting or tagging needs no set-up (as with jieba):
 `default_segmenter()` is the perceptron segmenter and `default_tagger()` the perceptron POS tagger,
 both with their default configs, trained on the pfr1998 train split. Each is trained on first use (about
-a minute for the segmenter, four for the tagger), kept in the user's model cache (`llmlab.core.cache`:
+20 seconds for the segmenter, a minute and a half for the tagger), kept in the user's model cache (`llmlab.core.cache`:
 ``$LLMLAB_HOME``, default ``~/.cache/llmlab``) and loaded from there afterwards. `cut` segments with
 the default segmenter, `cut_and_tag` with both; `load_userdict` and `add_word` give them a user's words,
 and `extract_tags` and `textrank` give a text's keywords (jieba's functions of those names).
@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from llmlab.core.cache import cached_model
+from llmlab.core.errors import InputError
 from llmlab.text.base import Segmenter, load_segmenter
 from llmlab.text.keywords import TEXTRANK_TAGS
 from llmlab.text.pos import PosTagger, load_tagger
@@ -50,37 +53,87 @@ def _train_tagger() -> PosTagger:
     return PerceptronTagger.train(pfr1998("train"))
 
 
-@functools.lru_cache(maxsize=1)
+T = TypeVar("T")
+
+
+def _once(load: Callable[[], T]) -> Callable[[], T]:
+    """`load` run by its first caller only, its result kept for the process. Threads that call while it runs
+    wait for that result: `functools.lru_cache` let each of them load its own copy and kept the last, so
+    words one thread's `add_word` gave its copy were lost. ``cache_clear()`` forgets it (tests)."""
+    lock, kept = threading.Lock(), []
+
+    @functools.wraps(load)
+    def get() -> T:
+        if not kept:
+            with lock:
+                if not kept:
+                    kept.append(load())
+        return kept[0]
+
+    get.cache_clear = kept.clear  # type: ignore[attr-defined]
+    get.loaded = lambda: bool(kept)  # type: ignore[attr-defined]
+    return get
+
+
+@_once
 def default_segmenter() -> Segmenter:
     """The perceptron segmenter trained on pfr1998 train (loaded once per process)."""
     return cached_model(segmenter_name(), _train_segmenter, load_segmenter,
                         "default segmenter (perceptron, pfr1998 train split, about 20 seconds)")
 
 
-@functools.lru_cache(maxsize=1)
+@_once
 def default_tagger() -> PosTagger:
     """The perceptron POS tagger trained on pfr1998 train (loaded once per process)."""
     return cached_model(tagger_name(), _train_tagger, load_tagger,
                         "default POS tagger (perceptron, pfr1998 train split, about a minute and a half)")
 
 
-def load_userdict(source: str | os.PathLike | Iterable[tuple[str, int | None, str | None]],
-                  force: bool = False) -> None:
+def load_userdict(source, force: bool = False) -> None:
     """A user dictionary for this process's default models (jieba's ``load_userdict``): a file of
-    ``word [count] [tag]`` lines, or (word, count-or-None, tag-or-None) triples. The words go into the
-    default segmenter's lexicon (with `force`, they are always cut whole: `Segmenter.add_user_dict`),
-    and the words with a tag get it from the default tagger (`PosTagger.add_user_tags`; loading it, or
-    training it on first use). A count of 0 takes the word out of the segmenter's lexicon (jieba's
-    ``del_word``)."""
-    from llmlab.text.lexicon import read_user_entries, split_deletions
+    ``word [count] [tag]`` lines (its path, or the file open, as jieba takes it), or (word, count-or-None,
+    tag-or-None) triples or (word, count-or-None) pairs. The words go into the default segmenter's
+    lexicon (with `force`, they are always cut whole: `Segmenter.add_user_dict`), and the words with a
+    tag get it from the default tagger (`PosTagger.add_user_tags`; loading it, or training it on first
+    use). A count of 0 takes the word out of the segmenter's lexicon (jieba's ``del_word``). Every entry
+    is checked before either model changes."""
+    from llmlab.text.lexicon import split_deletions
 
-    entries = read_user_entries(source) if isinstance(source, (str, os.PathLike)) else list(source)
+    entries = _user_entries(source)
     words = [(w, c) for w, c, _ in entries]
-    split_deletions(words)  # a word both added and taken out is refused before either model changes
+    split_deletions(words)  # bad words and counts, and a word both added and taken out, refused here
     tags = [(w, t) for w, _, t in entries if t is not None]
     if tags:  # checked against the tagset before the segmenter changes
         default_tagger().add_user_tags(tags)
     default_segmenter().add_user_dict(words, force)
+
+
+def _user_entries(source) -> list[tuple[str, int | None, str | None]]:
+    """`load_userdict`'s (word, count, tag) entries of a path, an open file or an iterable of entries."""
+    from llmlab.text.lexicon import read_user_entries, user_entries_of_text
+
+    if isinstance(source, (str, os.PathLike)):
+        return read_user_entries(source)
+    where = f"user dictionary {str(getattr(source, 'name', 'file'))!r}"
+    if hasattr(source, "read"):  # an open file, text or binary
+        data = source.read()
+        try:
+            text = data.decode("utf-8") if isinstance(data, bytes) else data
+        except UnicodeDecodeError as e:
+            raise InputError(f"{where} is not UTF-8 (byte {e.start}: {e.reason})") from None
+        if not isinstance(text, str):
+            raise InputError(f"{where}: read() gave {type(text).__name__}, not text")
+        return user_entries_of_text(text.removeprefix("\ufeff"), where)
+    if isinstance(source, (bytes, dict)) or not isinstance(source, Iterable):
+        raise InputError(f"a user dictionary is a file path, an open file, or (word, count[, tag]) entries; got "
+                         f"{type(source).__name__}")
+    entries = []
+    for e in source:
+        if not (isinstance(e, (tuple, list)) and len(e) in (2, 3) and isinstance(e[0], str)
+                and (len(e) == 2 or e[2] is None or isinstance(e[2], str))):
+            raise InputError(f"user dictionary entries are (word, count or None[, tag or None]), got {e!r:.80}")
+        entries.append((e[0], e[1], e[2] if len(e) == 3 else None))
+    return entries
 
 
 def add_word(word: str, count: int | None = None, tag: str | None = None, force: bool = False) -> None:

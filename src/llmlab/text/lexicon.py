@@ -287,11 +287,15 @@ def read_user_entries(path: str | os.PathLike, what: str = "user dictionary",
     >>> read_user_entries(path)
     [('云计算', 5, 'n'), ('区块链', None, 'nz'), ('大模型', 3, None)]
     """
-    text = read_text(path, what)
+    return user_entries_of_text(read_text(path, what), f"{what} {str(path)!r}", user)
+
+
+def user_entries_of_text(text: str, where: str, user: bool = True) -> list[tuple[str, int | None, str | None]]:
+    """`read_user_entries` of a dictionary's text (read from `where`, named in errors)."""
     plain = _plain_entries(text, user)
     if plain is not None:  # every line "word count": no tags
         return [(w, c, None) for w, c in plain]
-    return _fields_by_line(text, f"{what} {str(path)!r}", user)
+    return _fields_by_line(text, where, user)
 
 
 def read_user_tags(path: str | os.PathLike, what: str = "user dictionary") -> list[tuple[str, str]]:
@@ -377,11 +381,13 @@ def split_deletions(entries: list[tuple[str, int | None]]) -> tuple[list[tuple[s
     """
     added: list[tuple[str, int | None]] = []
     removed: list[str] = []
-    for w, c in entries:
+    for w, c in entries:  # every entry checked here, before any model changes
         if c == 0 and type(c) is int:  # not False, which the count checks refuse
             removed.append(_check_word(w))
         else:
-            added.append((w, c))
+            added.append((_check_word(w), c))
+            if c is not None:
+                _check_count(w, c)
     if removed:
         both = {normalize_text(w) for w in removed} & {normalize_text(w) for w, _ in added if isinstance(w, str)}
         if both:
