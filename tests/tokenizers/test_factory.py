@@ -25,6 +25,27 @@ def test_train_save_load_same_ids(algo, corpus, samples, tmp_path):
     assert (tok.bos_id, tok.eos_id, tok.pad_id, tok.unk_id) == (1, 2, 3, 0)
 
 
+@pytest.mark.parametrize("algo", ALGOS)
+def test_encode_takes_text_and_decode_integer_ids_or_a_clear_error(algo, corpus):
+    """Bytes were encoded from their characters (or all to <unk>), a list from its items; ids that are
+    no integers failed deep inside (or, as bools, decoded); numpy and torch integers are ids."""
+    import numpy as np
+    import torch
+
+    tok = train_tokenizer(algo, corpus[:40], 1500 if algo in ("unigram", "wordpiece", "char") else 400)
+    ids = tok.encode(corpus[0])
+    for same in (np.array(ids), torch.tensor(ids), iter(ids), tuple(ids)):
+        assert tok.decode(same) == tok.decode(ids)
+    for text, words in ((b"abc", "got bytes: decode the bytes first"), (None, "got NoneType"), (["a"], "got list")):
+        for encode in (tok.encode, tok.count_unknown):
+            with pytest.raises(InputError, match=words):
+                encode(text)
+    for bad, words in (([1.5], "got float 1.5"), (["a"], "got str"), ([True, False], "got bool"), (None, "NoneType"),
+                       ("12", "got str"), ([tok.vocab_size], "outside the vocabulary"), ([-1], "outside")):
+        with pytest.raises(InputError, match=words):
+            tok.decode(bad)
+
+
 def test_factory_errors():
     with pytest.raises(InputError, match="unknown tokenizer"):
         train_tokenizer("sentencepiece", ["a"], 300)

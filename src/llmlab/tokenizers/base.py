@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import operator
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from pathlib import Path
 
 from llmlab.core.errors import InputError
@@ -19,6 +21,15 @@ from llmlab.core.io import atomic_write_text, read_json
 
 UNK, BOS, EOS, PAD = "<unk>", "<|bos|>", "<|eos|>", "<|pad|>"
 SPECIAL_TOKENS = (UNK, BOS, EOS, PAD)
+
+
+def checked_text(text: str) -> str:
+    """`text` if it is a str, else an InputError (bytes were encoded from every byte's character, a list
+    from its items: neither is the text)."""
+    if not isinstance(text, str):
+        hint = ": decode the bytes first" if isinstance(text, (bytes, bytearray)) else ""
+        raise InputError(f"a tokenizer encodes a str, got {type(text).__name__}{hint}")
+    return text
 
 
 class Tokenizer(ABC):
@@ -57,6 +68,24 @@ class Tokenizer(ABC):
     @property
     def eos_id(self) -> int:
         return self._special(EOS)
+
+    def checked_ids(self, ids: Iterable[int]) -> list[int]:
+        """`ids` (any iterable of integers, numpy's and torch's included) as a list of ints in the vocabulary,
+        or an InputError naming the first that is not one (a float, a string, a bool, one out of range)."""
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise InputError(f"token ids come as a list of integers, got {type(ids).__name__}")
+        out, n = [], self.vocab_size
+        for i in ids:
+            try:
+                j = operator.index(i)
+            except TypeError:
+                j = None
+            if j is None or isinstance(i, bool):
+                raise InputError(f"token ids are integers, got {type(i).__name__} {i!r:.40}")
+            if not 0 <= j < n:
+                raise InputError(f"token id {j} is outside the vocabulary (size {n})")
+            out.append(j)
+        return out
 
     @property
     def pad_id(self) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from llmlab.core.errors import InputError
+from llmlab.tokenizers.base import checked_text
 from llmlab.tokenizers.pretokenize import (
     PreTokenizer,
     bytes_to_token,
@@ -140,12 +141,11 @@ class BPETokenizer(SubwordTokenizer):
         return [next(merged) if i is None else (i,) for i in whole]
 
     def count_unknown(self, text: str) -> int:
+        checked_text(text)
         return 0  # every byte has a token
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        ids = list(ids)
-        self._check_ids(ids)
-        return b"".join(self.vocab[i] for i in ids)
+        return b"".join(self.vocab[i] for i in self.checked_ids(ids))
 
     def decode(self, ids: list[int]) -> str:
         """Text of `ids`; a cut inside a UTF-8 character shows as U+FFFD."""

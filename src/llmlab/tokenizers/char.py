@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from llmlab.core.errors import InputError
-from llmlab.tokenizers.base import SPECIAL_TOKENS, UNK, Tokenizer
+from llmlab.tokenizers.base import SPECIAL_TOKENS, UNK, Tokenizer, checked_text
 from llmlab.tokenizers.subword import check_unk, pretok_from_hf, specials_from_hf, vocab_in_id_order
 
 # The pre-tokenizer of a character file: every character is a piece of its own.
@@ -63,18 +63,14 @@ class CharTokenizer(Tokenizer):
 
     def encode(self, text: str) -> list[int]:
         get, unk = self.stoi.get, self._unk
-        return [get(c, unk) for c in text]
+        return [get(c, unk) for c in checked_text(text)]
 
     def count_unknown(self, text: str) -> int:
         """How many characters of `text` fall outside the vocabulary (encode to ``<unk>``)."""
-        return sum(1 for c in text if c not in self.stoi)
+        return sum(1 for c in checked_text(text) if c not in self.stoi)
 
     def decode(self, ids: list[int]) -> str:
-        n = len(self.itos)
-        for i in ids:
-            if not 0 <= i < n:
-                raise InputError(f"token id {i} is outside the vocabulary (size {n})")
-        return "".join(self.itos[i] for i in ids)
+        return "".join(self.itos[i] for i in self.checked_ids(ids))
 
     def to_hf_json(self) -> dict:
         return {

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from itertools import chain
 
 from llmlab.core.errors import InputError
-from llmlab.tokenizers.base import SPECIAL_TOKENS, UNK, Tokenizer
+from llmlab.tokenizers.base import SPECIAL_TOKENS, UNK, Tokenizer, checked_text
 from llmlab.tokenizers.pretokenize import PreTokenizer, split_specials
 
 CACHE_SIZE = 1 << 18  # encoded pieces remembered per tokenizer; cleared when full
@@ -71,6 +71,7 @@ class SubwordTokenizer(Tokenizer):
 
     def encode(self, text: str, allowed_special: Iterable[str] | str = ()) -> list[int]:
         """Ids of `text`; special-token spellings in it count only if listed in `allowed_special`."""
+        checked_text(text)
         allowed = self.special_ids if allowed_special == "all" else list(allowed_special)
         for s in allowed:
             if s not in self.special_ids:
@@ -83,7 +84,7 @@ class SubwordTokenizer(Tokenizer):
         return ids
 
     def encode_ordinary(self, text: str) -> list[int]:
-        pieces = self.pretok(text)
+        pieces = self.pretok(checked_text(text))
         ids: list[int] = []
         for got in map(self._cache.get, pieces):
             if got is None:
@@ -119,7 +120,7 @@ class SubwordTokenizer(Tokenizer):
     def count_unknown(self, text: str) -> int:
         """How many characters of `text` end up inside ``<unk>`` tokens (lost on decoding)."""
         unk = self.special_ids.get(UNK)
-        return sum(len(p) for p in self.pretok(text) if unk in self._encode_piece(p))
+        return sum(len(p) for p in self.pretok(checked_text(text)) if unk in self._encode_piece(p))
 
     def encode_batch(self, texts: Iterable[str]) -> list[list[int]]:
         return [self.encode(t) for t in texts]
@@ -134,12 +135,6 @@ class SubwordTokenizer(Tokenizer):
     @property
     def vocab_size(self) -> int:
         return len(self.vocab)  # every subclass keeps its token table, indexed by id, in `self.vocab`
-
-    def _check_ids(self, ids: Iterable[int]) -> None:
-        n = self.vocab_size
-        for i in ids:
-            if not 0 <= i < n:
-                raise InputError(f"token id {i} is outside the vocabulary (size {n})")
 
     # --- Hugging Face tokenizer.json ------------------------------------------------------------
     @abstractmethod

@@ -21,7 +21,7 @@ import random
 from collections.abc import Callable, Iterable
 
 from llmlab.core.errors import InputError
-from llmlab.tokenizers.base import UNK
+from llmlab.tokenizers.base import UNK, checked_text
 from llmlab.tokenizers.pretokenize import PreTokenizer
 from llmlab.tokenizers.subword import (
     SubwordTokenizer,
@@ -169,7 +169,7 @@ class UnigramTokenizer(SubwordTokenizer):
 
     def count_unknown(self, text: str) -> int:
         """Characters without a single-character piece (Viterbi must then use ``<unk>``)."""
-        return sum(1 for c in text if c not in self.piece_id)
+        return sum(1 for c in checked_text(text) if c not in self.piece_id)
 
     def encode_sample(self, text: str, alpha: float = 0.1, rng: random.Random | None = None) -> list[int]:
         """One segmentation drawn with probability proportional to exp(alpha * total score).
@@ -180,7 +180,7 @@ class UnigramTokenizer(SubwordTokenizer):
             raise InputError(f"alpha must be >= 0, got {alpha}")
         rng = rng or random.Random(0)
         ids: list[int] = []
-        for piece in self.pretok(text):
+        for piece in self.pretok(checked_text(text)):
             ids.extend(self._sample_piece(piece, alpha, rng))
         return ids
 
@@ -209,8 +209,7 @@ class UnigramTokenizer(SubwordTokenizer):
         return out[::-1]
 
     def decode(self, ids: list[int]) -> str:
-        self._check_ids(ids)
-        return "".join(self.vocab[i][0] for i in ids)
+        return "".join(self.vocab[i][0] for i in self.checked_ids(ids))
 
     def _hf_model(self) -> dict:
         return {"type": "Unigram", "unk_id": self.unk, "vocab": [[p, s] for p, s in self.vocab],

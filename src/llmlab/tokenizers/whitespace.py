@@ -69,8 +69,7 @@ class WhitespaceTokenizer(SubwordTokenizer):
         return (self._match.get(piece, self.unk),)
 
     def decode(self, ids: list[int]) -> str:
-        self._check_ids(ids)
-        return "".join(self.vocab[i] for i in ids)
+        return "".join(self.vocab[i] for i in self.checked_ids(ids))
 
     def _hf_model(self) -> dict:
         return {"type": "WordLevel", "vocab": dict(self.ids), "unk_token": UNK}

@@ -113,7 +113,7 @@ class WordPieceTokenizer(SubwordTokenizer):
 
     def decode(self, ids: list[int]) -> str:
         """Each token's text, a continuation without its prefix (the prefix alone is no continuation)."""
-        self._check_ids(ids)
+        ids = self.checked_ids(ids)
         p, specials, vocab = self.prefix, set(self.special_ids.values()), self.vocab
         return "".join(vocab[i][len(p):] if i not in specials and len(vocab[i]) > len(p) and vocab[i].startswith(p)
                        else vocab[i] for i in ids)
