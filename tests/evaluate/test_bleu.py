@@ -165,10 +165,41 @@ def test_zero_smooth_value_is_allowed_and_matches_sacrebleu(gen, method):
         BleuConfig(smooth_method=method, smooth_value=-0.1)
 
 
-@pytest.mark.parametrize("hyps,refs", [("the cat", [["the cat"]]), (["the cat"], ["the cat"])],
-                         ids=["str-hyps", "flat-refs"])
-def test_a_string_where_a_list_belongs_is_a_clear_error(hyps, refs):
+@pytest.mark.parametrize("hyps,refs,words", [
+    ("the cat", [["the cat"]], "hyps must be a list of strings, got str"),
+    (["the cat"], ["the cat"], "reference stream 0 must be a list of strings, got str"),
+    (["a", "b"], [["a", "b"], "ab"], "reference stream 1 must be a list of strings, got str"),  # not only the first
+    ([None], [["a"]], "hypothesis 0 is NoneType"), (["a"], [[3]], "reference stream 0: reference 0 is int"),
+    (None, [["a"]], "hyps must be a list of strings, got NoneType"), (["a"], None, "refs must be a list"),
+], ids=["str-hyps", "flat-refs", "second-stream", "none-hyp", "int-ref", "no-hyps", "no-refs"])
+def test_a_string_where_a_list_belongs_is_a_clear_error(hyps, refs, words):
     """A bare string of hypotheses, or references given as one flat list instead of a list of streams (the
-    usual sacrebleu slip), would otherwise be scored character by character or stream by stream."""
-    with pytest.raises(InputError, match="list of reference streams"):
-        corpus_bleu(hyps, refs)
+    usual sacrebleu slip), would otherwise be scored character by character or stream by stream; a None or
+    a number where a string belongs failed deep inside. The same check serves chrF and ROUGE."""
+    from llmlab.evaluate.chrf import corpus_chrf
+    from llmlab.evaluate.rouge import corpus_rouge
+
+    for score in (corpus_bleu, corpus_chrf, corpus_rouge):
+        with pytest.raises(InputError, match=words):
+            score(hyps, refs)
+
+
+def test_streams_may_be_generators():
+    hyps, refs = ["the cat sat", "a dog"], [["the cat sat down", "a dog ran"], ["the cat", None]]
+    assert corpus_bleu(iter(hyps), (iter(s) for s in refs)).score == corpus_bleu(hyps, refs).score
+
+
+def test_one_segment_scores_refuse_what_is_not_text():
+    from llmlab.evaluate.chrf import sentence_chrf
+    from llmlab.evaluate.diversity import rep_n
+    from llmlab.evaluate.rouge import RougeScorer
+    from llmlab.evaluate.tasks import exact_match
+
+    for call, words in ((lambda: sentence_bleu("a", None), "refs must be a list"),
+                        (lambda: sentence_bleu(None, ["a"]), "hypothesis 0 is NoneType"),
+                        (lambda: sentence_chrf(5, ["a"]), "hypothesis 0 is int"),
+                        (lambda: RougeScorer().score(None, "a"), "target must be a string"),
+                        (lambda: exact_match(None, "a"), "an answer must be a string"),
+                        (lambda: rep_n([]), "the text must be a string")):
+        with pytest.raises(InputError, match=words):
+            call()

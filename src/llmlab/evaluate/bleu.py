@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from llmlab import __version__
@@ -184,7 +184,7 @@ def corpus_stats(hyps: Sequence[str], refs: Sequence[Sequence[str | None]], cfg:
 
     A reference entry of None means that segment has fewer references (sacrebleu's convention).
     """
-    check_streams(hyps, refs)
+    hyps, refs = check_streams(hyps, refs)
     tok = BLEU_TOKENIZERS[cfg.tokenize]
     order = cfg.max_ngram_order
     out = []
@@ -194,17 +194,21 @@ def corpus_stats(hyps: Sequence[str], refs: Sequence[Sequence[str | None]], cfg:
     return out
 
 
-def check_streams(hyps: Sequence[str], refs: Sequence[Sequence[str | None]]) -> None:
-    """Hypotheses are a list of strings; refs a non-empty list of streams as long as the hypotheses,
-    where None marks a missing reference but every segment keeps at least one.
+def check_streams(hyps: Iterable[str], refs: Iterable[Iterable[str | None]]) -> tuple[list, list[list]]:
+    """(hyps, refs) as lists, once checked: hypotheses are strings; refs a non-empty list of streams as long
+    as the hypotheses, of strings, where None marks a missing reference but every segment keeps at least
+    one. Any iterables will do (a generator is read once, here); a string where a list belongs is refused,
+    not read as its characters.
 
     >>> check_streams(["a b", "c"], [["a b", None]])
     Traceback (most recent call last):
     ...
     llmlab.core.errors.InputError: segment 1 has no reference: every reference stream holds None there
     """
-    if isinstance(hyps, str) or (refs and isinstance(refs[0], str)):
-        raise InputError("hyps must be a list of strings and refs a list of reference streams (lists of strings)")
+    hyps = string_list(hyps, "hyps", "hypothesis")
+    if isinstance(refs, (str, bytes)) or not isinstance(refs, Iterable):
+        raise InputError(f"refs must be a list of reference streams (lists of strings), got {type(refs).__name__}")
+    refs = [string_list(stream, f"reference stream {j}", "reference", none=True) for j, stream in enumerate(refs)]
     if not refs:
         raise InputError("need at least one reference stream, got none")
     for j, stream in enumerate(refs):
@@ -213,6 +217,18 @@ def check_streams(hyps: Sequence[str], refs: Sequence[Sequence[str | None]]) -> 
     for i, seg_refs in enumerate(zip(*refs)):
         if all(r is None for r in seg_refs):
             raise InputError(f"segment {i} has no reference: every reference stream holds None there")
+    return hyps, refs
+
+
+def string_list(items, what: str, one: str, none: bool = False) -> list:
+    """`items` as a list of strings (or None, where `none`), else an InputError naming `what`."""
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise InputError(f"{what} must be a list of strings, got {type(items).__name__}")
+    items = list(items)
+    bad = next((i for i, x in enumerate(items) if not (isinstance(x, str) or (none and x is None))), None)
+    if bad is not None:
+        raise InputError(f"{what}: {one} {bad} is {type(items[bad]).__name__} {items[bad]!r:.40}, not a string")
+    return items
 
 
 def corpus_bleu(hyps: Sequence[str], refs: Sequence[Sequence[str | None]], cfg: BleuConfig | None = None) -> BleuScore:
@@ -235,9 +251,7 @@ def sentence_bleu(hyp: str, refs: Sequence[str], cfg: BleuConfig | None = None) 
     >>> round(sentence_bleu("a b c d", ["a b c d"]).score, 6)
     100.0
     """
-    if isinstance(refs, str):
-        raise InputError("refs must be a list of reference strings, got a single string")
-    return corpus_bleu([hyp], [[r] for r in refs], cfg)
+    return corpus_bleu([hyp], [[r] for r in string_list(refs, "refs", "reference")], cfg)
 
 
 def bleu_signature(cfg: BleuConfig, n_refs: int | str) -> str:

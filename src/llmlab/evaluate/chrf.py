@@ -14,7 +14,7 @@ from operator import add
 
 from llmlab import __version__
 from llmlab.core.errors import InputError
-from llmlab.evaluate.bleu import check_streams, clipped_matches
+from llmlab.evaluate.bleu import check_streams, clipped_matches, string_list
 
 _PUNCTS = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
@@ -139,7 +139,7 @@ def corpus_chrf(hyps: Sequence[str], refs: Sequence[Sequence[str | None]], cfg: 
     66.0176
     """
     cfg = cfg or ChrfConfig()
-    check_streams(hyps, refs)
+    hyps, refs = check_streams(hyps, refs)
     if not hyps:
         raise InputError("need at least one hypothesis, got none")
     total = [0] * (3 * (cfg.char_order + cfg.word_order))
@@ -151,9 +151,7 @@ def corpus_chrf(hyps: Sequence[str], refs: Sequence[Sequence[str | None]], cfg: 
 
 def sentence_chrf(hyp: str, refs: Sequence[str], cfg: ChrfConfig | None = None) -> float:
     """chrF of one hypothesis against its references."""
-    if isinstance(refs, str):
-        raise InputError("refs must be a list of reference strings, got a single string")
-    return corpus_chrf([hyp], [[r] for r in refs], cfg)
+    return corpus_chrf([hyp], [[r] for r in string_list(refs, "refs", "reference")], cfg)
 
 
 def chrf_signature(cfg: ChrfConfig, n_refs: int | str) -> str:

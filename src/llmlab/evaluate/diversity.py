@@ -25,6 +25,8 @@ def text_units(text: str, units: str = "auto") -> list[str]:
     """
     if units not in UNITS:
         raise InputError(f"units must be one of {UNITS}, got {units!r}")
+    if not isinstance(text, str):
+        raise InputError(f"the text must be a string, got {type(text).__name__}")
     if units == "chars" or (units == "auto" and has_cjk(text)):
         return [c for c in text if not c.isspace()]
     return text.split()

@@ -213,6 +213,9 @@ class RougeScorer:
 
     def score(self, target: str, prediction: str) -> dict[str, Score]:
         """One Score per configured rouge type."""
+        for name, text in (("target", target), ("prediction", prediction)):
+            if not isinstance(text, str):
+                raise InputError(f"{name} must be a string, got {type(text).__name__}")
         mode = self.mode_for(target, prediction)
         out: dict[str, Score] = {}
         t_toks = p_toks = None
@@ -245,7 +248,7 @@ def corpus_rouge(preds: Sequence[str], refs: Sequence[Sequence[str | None]], cfg
     """
     from llmlab.evaluate.bleu import check_streams
 
-    check_streams(preds, refs)
+    preds, refs = check_streams(preds, refs)
     if not preds:
         raise InputError("need at least one prediction, got none")
     scorer = RougeScorer(cfg, cut)

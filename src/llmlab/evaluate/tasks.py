@@ -27,6 +27,8 @@ def normalize_answer(text: str, lowercase: bool = True) -> str:
     >>> normalize_answer("  The  ANSWER\\t")
     'the answer'
     """
+    if not isinstance(text, str):
+        raise InputError(f"an answer must be a string, got {type(text).__name__}")
     text = " ".join(unicodedata.normalize("NFKC", text).split())
     return text.lower() if lowercase else text
 
