@@ -203,3 +203,20 @@ def test_cli_show_refuses_a_missing_tokenizer_or_bad_pattern_before_printing(tmp
     assert code == 2 and "does not exist" in err and out == ""  # no half answer on stdout
     code, out, err = run_cli(["tokenizer", "show", "hi", "--pattern", "("], "", monkeypatch, capsys)
     assert code == 2 and "llmlab: error:" in err and out == ""
+
+
+@pytest.mark.parametrize("algo", ["char", "whitespace"])
+def test_cli_pattern_is_refused_where_it_would_be_ignored(algo, tmp_path, monkeypatch, capsys):
+    """A char or whitespace tokenizer has no pre-tokenizer to set (the file came out the same with any
+    --pattern); with --tokenizer, show splits by the tokenizer's own."""
+    data = tmp_path / "in.txt"
+    data.write_text("中国人民 hello world\n" * 5, encoding="utf-8")
+    out = tmp_path / "t"
+    train = ["tokenizer", "train", "--algo", algo, "--vocab-size", "50", "--input", str(data), "-o", str(out)]
+    code, _, err = run_cli([*train, "--pattern", "gpt2"], monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 2 and f"--pattern sets the pre-tokenizer of bpe, unigram and wordpiece; a {algo}" in err
+    assert not (tmp_path / "t").exists()
+    assert run_cli(train, monkeypatch=monkeypatch, capsys=capsys)[0] == 0
+    code, out, err = run_cli(["tokenizer", "show", "hi", "--tokenizer", str(tmp_path / "t"), "--pattern", "gpt2"], "",
+                             monkeypatch, capsys)
+    assert code == 2 and "with --tokenizer the text splits by the tokenizer's own" in err and out == ""

@@ -17,7 +17,8 @@ def register(sub) -> None:
                    help="text files (one document a line; .jsonl: the 'text' field) or built-in corpus names")
     # None when not given: a split that applies to no input (all files) is refused, not ignored
     p.add_argument("--split", choices=("train", "dev", "test"), help="split of the built-in corpora (default: train)")
-    p.add_argument("--pattern", default="gpt4", help="pre-tokenizer: gpt2, gpt4 or a regex (bpe, unigram, wordpiece)")
+    # None when not given: a pattern given for an algo that has no pre-tokenizer is refused, not ignored
+    p.add_argument("--pattern", help="pre-tokenizer: gpt2, gpt4 or a regex (bpe, unigram, wordpiece; default: gpt4)")
     p.add_argument("--special-token", action="append", default=[], metavar="TOKEN",
                    help="an extra special token, e.g. a chat role (repeatable)")
     p.add_argument("-o", "--output", required=True, help="tokenizer.json to write (or a directory)")
@@ -33,7 +34,8 @@ def register(sub) -> None:
     p = add_command(g, "show", "show how a text splits into characters, bytes, pre-tokens and tokens", _show)
     p.add_argument("text", help="the text to split")
     p.add_argument("--tokenizer", help="tokenizer.json to split with (default: only characters, bytes, pre-tokens)")
-    p.add_argument("--pattern", default="gpt4", help="pre-tokenizer to show when no tokenizer is given")
+    p.add_argument("--pattern", help="pre-tokenizer to show when no tokenizer is given (default: gpt4; a "
+                   "tokenizer splits by its own)")
 
 
 def _train(args) -> int:
@@ -49,7 +51,10 @@ def _train(args) -> int:
     texts: list[str] = []
     for name in args.input:
         texts.extend(corpus_text(name, split))
-    kw = {} if args.algo in ("char", "whitespace") else {"pattern": args.pattern}
+    if args.pattern is not None and args.algo in ("char", "whitespace"):
+        raise InputError(f"--pattern sets the pre-tokenizer of bpe, unigram and wordpiece; a {args.algo} tokenizer "
+                         "splits by its own rule")
+    kw = {} if args.algo in ("char", "whitespace") else {"pattern": args.pattern or "gpt4"}
     if args.special_token and args.algo == "char":
         raise InputError("a char tokenizer has a fixed set of special tokens: --special-token needs "
                          "bpe, unigram, wordpiece or whitespace")
@@ -110,13 +115,17 @@ def _show(args) -> int:
     except UnicodeEncodeError:  # the shell passed bytes that are not UTF-8 (kept as lone surrogates)
         raise InputError(f"the text to show is not UTF-8: {text.encode('utf-8', 'surrogateescape')!r}") from None
     # load what can fail before printing anything: a refusal leaves no half answer on stdout
+    if args.tokenizer is not None and args.pattern is not None:
+        raise InputError("--pattern shows a pre-tokenizer alone; with --tokenizer the text splits by the tokenizer's "
+                         "own pre-tokenizer")
+    pattern = args.pattern or "gpt4"
     tok = None if args.tokenizer is None else load_tokenizer(args.tokenizer)
-    pretok = PreTokenizer(args.pattern) if tok is None else None
+    pretok = PreTokenizer(pattern) if tok is None else None
     print(f"characters ({len(text)}): " + " ".join(repr(c) for c in text))
     print(f"UTF-8 bytes ({len(data)}): " + " ".join(f"{b:02x}" for b in data))
     if tok is None:
         pieces = pretok(text)
-        print(f"pre-tokens, {args.pattern} ({len(pieces)}): " + " ".join(repr(p) for p in pieces))
+        print(f"pre-tokens, {pattern} ({len(pieces)}): " + " ".join(repr(p) for p in pieces))
         return 0
     if hasattr(tok, "pretok"):
         pieces = tok.pretok(text)
