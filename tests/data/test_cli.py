@@ -127,6 +127,13 @@ def test_select_and_mix(tmp_path, capsys):
     (["dedup", "IN.jsonl", "-o", "R.jsonl", "--removed", "R.x/../R.jsonl"], "--removed and -o name the same file"),
     (["select", "IN", "--domain", "IN", "--keep", "1", "-o", "OUT.txt", "--scores", "OUT.txt"],
      "--scores and -o name the same file"),
+    # settings that nothing would use are refused, not ignored
+    (["dedup", "IN", "-o", "OUT.txt", "--exact-only", "--threshold", "0.5"], "--threshold sets the near-duplicate"),
+    (["dedup", "IN", "-o", "OUT.txt", "--exact-only", "--num-perm", "64"], "--num-perm sets the near-duplicate"),
+    (["datasheet", "IN", "-o", "OUT.md", "--no-near", "--threshold", "0.5"], "which --no-near skips"),
+    (["clean", "IN", "-o", "OUT.txt", "--no-quality", "--min-words", "3"], "--min-words sets a quality rule"),
+    (["clean", "IN", "-o", "OUT.txt", "--off", "min_words", "--min-words", "3"], "that --off min_words switches"),
+    (["clean", "IN", "-o", "OUT.txt", "--pii", "keep", "--pii-kinds", "EMAIL"], "--pii keep leaves all of it"),
 ])
 def test_bad_input_is_named_and_writes_nothing(tmp_path, capsys, argv, message):
     (tmp_path / "IN").write_text("a\nb\n", encoding="utf-8")

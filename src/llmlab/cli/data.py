@@ -38,12 +38,14 @@ def register(sub) -> None:
     _io_flags(p)
     _near_flags(p)
     p.add_argument("--exact-only", action="store_true", help="drop exact duplicates only")
-    p.add_argument("--num-perm", type=int, default=128, help="MinHash permutations")
-    p.add_argument("--ngram", type=int, default=5, help="shingle length, in --unit")
-    p.add_argument("--unit", choices=("char", "word"), default="char", help="shingles of characters or words")
-    p.add_argument("--seed", type=int, default=1, help="MinHash permutations' seed")
-    p.add_argument("--hash", choices=("fast", "sha1"), default="fast",
-                   help="shingle hash: compiled, or datasketch's sha1_hash32 (same signatures as datasketch)")
+    # the near-duplicate settings default to None: given beside --exact-only, they are refused, not ignored
+    p.add_argument("--num-perm", type=int, help="MinHash permutations (default: 128)")
+    p.add_argument("--ngram", type=int, help="shingle length, in --unit (default: 5)")
+    p.add_argument("--unit", choices=("char", "word"), help="shingles of characters or words (default: char)")
+    p.add_argument("--seed", type=int, help="MinHash permutations' seed (default: 1)")
+    p.add_argument("--hash", choices=("fast", "sha1"),
+                   help="shingle hash: compiled, or datasketch's sha1_hash32 (same signatures as datasketch; "
+                   "default: fast)")
 
     p = add_command(g, "datasheet", "measure a corpus and write its datasheet (Markdown) with the open questions",
                     _datasheet)
@@ -91,8 +93,23 @@ def _io_flags(p) -> None:
 
 
 def _near_flags(p) -> None:
-    p.add_argument("--threshold", type=finite_float, default=0.8,
-                   help="near-duplicates: estimated Jaccard similarity of the shingle sets, in (0, 1)")
+    p.add_argument("--threshold", type=finite_float,
+                   help="near-duplicates: estimated Jaccard similarity of the shingle sets, in (0, 1) (default: 0.8)")
+
+
+NEAR_FLAGS = ("threshold", "num_perm", "ngram", "unit", "seed", "hash")  # dedup's near-duplicate settings
+
+
+def _near_settings(args, skipped_by: str) -> dict:
+    """The near-duplicate settings given (the rest keep `near_duplicates`' defaults); refused when the
+    `skipped_by` flag is on, which skips near-duplicates."""
+    from llmlab.core.errors import InputError
+
+    given = {k: getattr(args, k) for k in NEAR_FLAGS if getattr(args, k, None) is not None}
+    if given and getattr(args, skipped_by.lstrip("-").replace("-", "_")):
+        flag = "--" + next(iter(given)).replace("_", "-")
+        raise InputError(f"{flag} sets the near-duplicate search, which {skipped_by} skips")
+    return given
 
 
 def _read(source: str, args, flag: str = "input"):
@@ -144,7 +161,16 @@ def _clean(args) -> int:
     for rule in args.off:
         if rule not in rules:
             raise InputError(f"--off {rule!r}: not a quality rule; the rules are {sorted(rules)}")
-    quality_cfg = QualityConfig(**(dataclass_overrides(args, QualityConfig) | dict.fromkeys(args.off)))
+    set_rules = dataclass_overrides(args, QualityConfig)  # settings given: refused where nothing would use them
+    for rule in set_rules:
+        flag = "--" + rule.replace("_", "-")
+        if args.no_quality:
+            raise InputError(f"{flag} sets a quality rule, and --no-quality keeps every document")
+        if rule in args.off:
+            raise InputError(f"{flag} sets the rule that --off {rule} switches off: give one")
+    if args.pii_kinds and args.pii == "keep":
+        raise InputError("--pii-kinds picks the personal data to scrub or drop; --pii keep leaves all of it")
+    quality_cfg = QualityConfig(**(set_rules | dict.fromkeys(args.off)))
     kinds = args.pii_kinds or KINDS
     check_kinds(kinds)  # an unknown kind is refused before the corpus is read
     docs = _read(args.input, args)
@@ -178,6 +204,7 @@ def _clean(args) -> int:
 def _dedup(args) -> int:
     from llmlab.data.dedup import exact_duplicates, near_duplicates
 
+    near_settings = _near_settings(args, "--exact-only")
     docs = _read(args.input, args)
     _check_outputs(args, docs)
     exact = exact_duplicates(docs.texts)
@@ -187,8 +214,7 @@ def _dedup(args) -> int:
     dropped = [(i, {"reason": "exact", "duplicate_of": first[i]}) for i in range(len(docs)) if first[i] != i]
     n_near = 0
     if not args.exact_only:
-        near = near_duplicates([docs.texts[i] for i in kept], threshold=args.threshold, num_perm=args.num_perm,
-                               ngram=args.ngram, unit=args.unit, seed=args.seed, hash=args.hash)
+        near = near_duplicates([docs.texts[i] for i in kept], **near_settings)
         rep = near.cluster.tolist()
         dropped += [(kept[j], {"reason": "near", "duplicate_of": kept[rep[j]]}) for j in range(len(kept))
                     if rep[j] != j]
@@ -207,8 +233,9 @@ def _datasheet(args) -> int:
 
     if args.output:
         check_output(args.output)
+    near_settings = _near_settings(args, "--no-near")
     docs = _read(args.input, args)
-    text = datasheet_markdown(profile_corpus(docs.texts, near=not args.no_near, threshold=args.threshold),
+    text = datasheet_markdown(profile_corpus(docs.texts, near=not args.no_near, **near_settings),
                               args.name or docs.source)
     if args.output:
         atomic_write_text(args.output, text)  # a line like the other commands' summaries: what went where
