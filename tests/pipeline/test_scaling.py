@@ -48,3 +48,9 @@ def test_the_sweep_writes_its_results_and_refuses_a_foreign_folder(tmp_path, cap
     assert (tmp_path / "x" / "mine.txt").read_text() == "keep"
     assert main(["scaling", "--sizes", "8x", "--out", str(tmp_path / "y")]) == 2
     assert "--sizes" in capsys.readouterr().err
+    # its own earlier output takes a run of other sizes: d16-l1 was refused as not its own
+    again = run_scaling(base, tmp_path / "s", sizes=[(8, 1)], steps=2, n_eval=1, n_train=50)
+    assert [r["model"] for r in again] == ["d8-l1"] and (tmp_path / "s" / "d16-l1").is_dir()
+    assert len(run_scaling(base, tmp_path / "s", sizes=[(16, 1), (8, 1)], steps=2, n_eval=1, n_train=50)) == 2
+    with pytest.raises(InputError, match="sizes must differ, got d8-l1, d8-l1"):
+        run_scaling(base, tmp_path / "z", sizes=[(8, 1), (8, 1)], steps=1, n_eval=1)

@@ -18,7 +18,8 @@ EXPERIMENT_FILE = "experiment.json"
 def check_experiment_folder(out: str | os.PathLike, experiment: str, entries: Iterable[str]) -> Path:
     """`out` as a Path, or InputError unless `experiment` may write its `entries` there: the folder is new,
     empty, or holds an earlier output of the same experiment (its experiment.json names it) and nothing
-    else. Experiments call it before any work, so a file of the user's is never replaced.
+    else: the `entries` and those the earlier run recorded (a scaling run of other sizes left their
+    folders). Experiments call it before any work, so a file of the user's is never replaced.
 
     >>> import tempfile; d = Path(tempfile.mkdtemp()); _ = (d / "results.json").write_text('{"mine": 1}')
     >>> check_experiment_folder(d, "gradflow", ("results.json", "gradflow.md"))
@@ -35,14 +36,26 @@ def check_experiment_folder(out: str | os.PathLike, experiment: str, entries: It
     except (OSError, ValueError):
         doc = None
     ours = isinstance(doc, dict) and doc.get("experiment") == experiment
-    return check_folder(p, {EXPERIMENT_FILE, *entries} if ours else (), "output folder")
+    return check_folder(p, {EXPERIMENT_FILE, *entries, *_recorded(doc)} if ours else (), "output folder")
+
+
+def _recorded(doc: dict) -> list[str]:
+    """The entries an experiment.json says its runs wrote (none in one written before they were recorded)."""
+    entries = doc.get("entries")
+    return [e for e in entries if isinstance(e, str) and e] if isinstance(entries, list) else []
 
 
 def mark_experiment_folder(out: str | os.PathLike, experiment: str, entries: Iterable[str], settings: dict) -> None:
     """Check `out` again (`check_experiment_folder`) and mark it as `experiment`'s, with the `settings` it
     runs with; called once every input has been checked, just before the first training."""
     out = check_experiment_folder(out, experiment, entries)
-    atomic_write_json(out / EXPERIMENT_FILE, {"experiment": experiment, **settings})
+    try:
+        earlier = _recorded(json.loads((out / EXPERIMENT_FILE).read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        earlier = []
+    # the entries of this run and the earlier ones still there: a later run takes them all as its own
+    wrote = sorted({*entries, *(e for e in earlier if (out / e).exists())})
+    atomic_write_json(out / EXPERIMENT_FILE, {"experiment": experiment, **settings, "entries": wrote})
 
 
 def undefined(v) -> bool:

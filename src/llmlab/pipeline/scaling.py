@@ -83,6 +83,8 @@ def run_scaling(base: RunConfig, out_dir: str | Path, sizes: Sequence[tuple[int,
     if not sizes or any(d < 4 or n < 1 for d, n in sizes) or n_eval < 1 or n_train < 1:
         raise InputError(f"sizes must be (dim >= 4, layers >= 1) pairs and n_eval, n_train >= 1, got {list(sizes)}, "
                          f"{n_eval} and {n_train}")
+    if len(set(sizes)) < len(sizes):  # the same model trained twice into one folder
+        raise InputError(f"sizes must differ, got {', '.join(size_name(d, n) for d, n in sizes)}")
     # as many heads as the preset has, or fewer, each at least 4 wide (RoPE rotates pairs of pairs)
     heads = [max(h for h in range(1, base.model.n_head + 1) if d % h == 0 and d // h >= 4) for d, _ in sizes]
     names = [size_name(d, n) for d, n in sizes]
