@@ -44,6 +44,22 @@ def test_a_changed_corpus_is_refused_not_resumed_with_other_ids(tmp_path):
     assert "v" in json.loads((run / "model" / "tokenizer.json").read_text())["model"]["vocab"]
 
 
+@pytest.mark.parametrize("folder", ["model", "prompt"])
+def test_a_saved_folder_holding_a_file_not_its_own_is_refused_before_training_and_kept_by_fresh(tmp_path, folder):
+    """model/ (and sft's prompt/) is replaced whole at the run's end and --fresh deleted model/: another's file
+    there was refused only after training, and --fresh deleted it where a top-level one is kept."""
+    cfg = tiny(write_corpus(tmp_path / "c.txt", "abcde"))
+    run_pretraining(cfg, tmp_path / "runs")
+    run = tmp_path / "runs" / "t"
+    (run / folder).mkdir(exist_ok=True)
+    (run / folder / "extra.txt").write_text("mine")
+    before = files(run)
+    for fresh in (False, True):
+        with pytest.raises(InputError, match=f"{folder}.*extra.txt"):
+            run_pretraining(cfg, tmp_path / "runs", fresh=fresh)
+        assert files(run) == before
+
+
 def test_the_optimizer_experiment_leaves_a_run_of_the_same_name_alone_and_resumes_its_own(tmp_path):
     from llmlab.pipeline.optimizers import compare_optimizers
 

@@ -34,6 +34,7 @@ from llmlab.core.config import config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.core.io import (
     atomic_write_json,
+    check_folder,
     check_output,
     json_text,
     read_json,
@@ -45,6 +46,7 @@ from llmlab.data import lm_splits
 from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM, ModelConfig, count_parameters, save_model
 from llmlab.models.card import ModelCard
+from llmlab.models.io import MODEL_FILES
 from llmlab.models.scoring import text_start
 from llmlab.tokenizers import ALGOS, CharTokenizer, Tokenizer, train_tokenizer
 from llmlab.train import TrainConfig, Trainer, evaluate_loss
@@ -177,6 +179,13 @@ RUN_ENTRIES = ("config.json", "data.json", "metrics.jsonl", "checkpoints", "mode
                "loss.png", "pairs.jsonl")
 
 
+def _saved_folders() -> dict[str, tuple[str, ...]]:
+    """The folders a run saves as a whole at its end (`atomic_folder`), with the files each may hold."""
+    from llmlab.adapt.prompt_tuning import PROMPT_FILES
+
+    return {"model": MODEL_FILES, "prompt": PROMPT_FILES}
+
+
 def _holds_a_run(out: Path) -> bool:
     """Whether `out`/config.json is a run config llmlab wrote (of this version or an earlier one)."""
     try:
@@ -215,6 +224,8 @@ def check_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = No
         names = ", ".join(sorted(p.name for p in out.iterdir())[:5])
         raise InputError(f"run directory {str(out)!r} holds files that are not an llmlab run ({names}); "
                          f"choose another {elsewhere}")
+    for name, owned in _saved_folders().items():  # the run's end replaces them, --fresh deletes model/: refuse
+        check_folder(out / name, owned, f"the run's {name} folder")  # another's files now, not after training
     saved, saved_data = out / "config.json", out / "data.json"
     if saved.exists() and not fresh:
         old, new = _as_read_now(read_json(saved, "run config"), cfg), _identity(json.loads(json_text(cfg.to_dict())))
