@@ -84,6 +84,7 @@ def run_dpo(cfg: DPOConfig, out_root: str | Path = "runs", fresh: bool = False) 
     if before is None:
         before = {"step": 0, "before": True, **trainer.evaluate(None), **measure(policy, tok, template, cfg)}
         trainer.metrics.write(before)
+    trainer.started = t_start  # the session's clock includes loading the model and the data
     trainer.maybe_resume()
     trainer.fit()
     after = {**trainer.evaluate(None), **measure(trainer.model, tok, template, cfg), "after": True, "final": True}
@@ -98,7 +99,7 @@ def run_dpo(cfg: DPOConfig, out_root: str | Path = "runs", fresh: bool = False) 
     save_chat_model(trainer.model, out / "model", tok, template, cfg.name,
                     f"{cfg.model} trained by {METHOD.get(cfg.loss, f'DPO ({cfg.loss})')}, beta {cfg.beta}, "
                     f"on {source}", figures)
-    figures["wall_seconds"] = time.perf_counter() - t_start
+    figures["wall_seconds"] = trainer.total_wall_seconds()  # every session's, as train_seconds is
     atomic_write_text(out / "report.md", dpo_report(cfg, figures, read_jsonl(metrics, "metrics")))
     atomic_write_json(out / "summary.json", figures)
     return figures

@@ -157,6 +157,7 @@ def run_reward(cfg: RewardConfig, out_root: str | Path = "runs", fresh: bool = F
     if before is None:
         before = {"step": 0, "before": True, **trainer.evaluate(None), **slip_accuracy()}
         trainer.metrics.write(before)
+    trainer.started = t_start  # the session's clock includes loading the model and the data
     trainer.maybe_resume()
     trainer.fit()
     after = {**trainer.evaluate(None), **slip_accuracy(), "after": True, "final": True}
@@ -182,7 +183,7 @@ def run_reward(cfg: RewardConfig, out_root: str | Path = "runs", fresh: bool = F
                                   f"std {scorer.std:.4g}, in config.json). Use with llmlab rl --reward-model.",
                      metrics={"dev_pair_accuracy": after["val_accuracy"]})
     save_reward_model(rm, out / "model", tok, tokenizer_config(tok, template), mean, scorer.std, card)
-    figures["wall_seconds"] = time.perf_counter() - t_start
+    figures["wall_seconds"] = trainer.total_wall_seconds()  # every session's, as train_seconds is
     atomic_write_text(out / "report.md", reward_report(cfg, figures, read_jsonl(metrics, "metrics")))
     atomic_write_json(out / "summary.json", figures)
     return figures

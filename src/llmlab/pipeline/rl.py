@@ -127,6 +127,7 @@ def run_rl(cfg: RLConfig, out_root: str | Path = "runs", fresh: bool = False) ->
     if before is None:
         before = {"step": 0, "before": True, **measure(trainer.policy, tok, template, cfg)}
         trainer.metrics.write(before)
+    trainer.started = t_start  # the session's clock includes loading the model and the data
     trainer.maybe_resume()
     trainer.fit()
     after = {"step": trainer.iteration, "after": True, "final": True, **measure(trainer.policy, tok, template, cfg)}
@@ -141,7 +142,7 @@ def run_rl(cfg: RLConfig, out_root: str | Path = "runs", fresh: bool = False) ->
     save_chat_model(trainer.policy, out / "model", tok, template, cfg.name,
                     f"{cfg.model} trained by {cfg.algo} on {len(problems)} arithmetic problems "
                     f"(reward: {reward_source(cfg)})", figures)
-    figures["wall_seconds"] = time.perf_counter() - t_start
+    figures["wall_seconds"] = trainer.total_wall_seconds()  # every session's, as train_seconds is
     atomic_write_text(out / "report.md", rl_report(cfg, figures))
     atomic_write_json(out / "summary.json", figures)
     return figures

@@ -143,6 +143,12 @@ class RLTrainer:
         self.step = 0  # policy steps done
         self.value_step = 0  # critic pretraining steps done (VAPO)
         self.train_seconds = 0.0
+        self.wall_seconds = 0.0  # wall-clock time of earlier sessions, up to their last checkpoint
+        self.started = time.perf_counter()  # this session's start (a pipeline may set an earlier one)
+
+    def total_wall_seconds(self) -> float:
+        """Wall-clock time of the whole run so far: earlier sessions and this one."""
+        return self.wall_seconds + time.perf_counter() - self.started
 
     @property
     def iteration(self) -> int:
@@ -156,7 +162,8 @@ class RLTrainer:
     # --- checkpoints ------------------------------------------------------------------------------
 
     def save(self) -> Path:
-        extra = {"step": self.step, "value_step": self.value_step, "train_seconds": self.train_seconds}
+        extra = {"step": self.step, "value_step": self.value_step, "train_seconds": self.train_seconds,
+                 "wall_seconds": self.total_wall_seconds()}
         return save_checkpoint(self.ckpt_dir, self.iteration, _Weights(policy=self.policy, critic=self.critic),
                                self.optimizer, extra=extra, keep=self.cfg.train.keep_checkpoints)
 
@@ -168,6 +175,7 @@ class RLTrainer:
                 state = load_checkpoint(ckpt, _Weights(policy=self.policy, critic=self.critic), self.optimizer)
             self.step, self.value_step = state["extra"]["step"], state["extra"]["value_step"]
             self.train_seconds = state["extra"].get("train_seconds", 0.0)
+            self.wall_seconds = state["extra"].get("wall_seconds", self.train_seconds)
             log.info("resumed from %s (step %d)", ckpt, self.iteration)
         path = self.metrics.path
         if path.exists():
