@@ -126,8 +126,10 @@ def test_only_parameters_that_require_grad_change(base_tok, tmp_path):
 
 
 def sft(base_dir, tmp_path, *flags, name="s"):
+    data = flags[flags.index("--data") + 1] if "--data" in flags else "arithmetic"
+    built_in = ["--arithmetic-train", "2000"] if data.startswith("arithmetic") else []  # a file replaces them
     return main(["sft", "--model", str(base_dir), "--name", name, "--out", str(tmp_path / "runs"), "--device", "cpu",
-                 "--arithmetic-max-digits", "2", "--arithmetic-ops", "+", "--arithmetic-train", "2000",
+                 "--arithmetic-max-digits", "2", "--arithmetic-ops", "+", *built_in,
                  "--general-tokens", "2000", "--seq-len", "24", "--batch-size", "32", *flags])
 
 
@@ -185,6 +187,73 @@ def test_cli_errors_are_named_and_leave_other_folders_alone(base_dir, tmp_path, 
     assert "bad.jsonl line 3: expected" in capsys.readouterr().err
     assert main(["chat", "--model", str(base_dir)]) == 2
     assert "not a chat model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags,flag", [
+    (["--lora-alpha", "16"], "--lora-alpha"), (["--lora-targets", "q_proj"], "--lora-targets"),
+    (["--general-batch", "8"], "--general-batch"), (["--ewc", "1", "--general-batch", "4"], "--general-batch"),
+    (["--fisher-samples", "64"], "--fisher-samples"), (["--replay", "1", "--fisher-samples", "8"], "--fisher-samples"),
+    (["--general-tokens", "0", "--general-corpus", "sentiment"], "--general-corpus"),
+    (["--data", "DATA", "--arithmetic-train", "2000"], "--arithmetic-train"),
+    (["--data", "DATA", "--eval-problems", "0", "--arithmetic-ops", "+"], "--arithmetic-ops"),
+    (["--eval-problems", "0", "--answer-tokens", "12"], "--answer-tokens"),
+])
+def test_a_setting_without_the_technique_it_belongs_to_is_refused(base_dir, tmp_path, capsys, flags, flag):
+    """As --prompt-init without --prompt-tuning: refused before any work, even at its default value."""
+    data = tmp_path / "chat.jsonl"
+    data.write_text(json.dumps({"prompt": "1+2=", "response": "3"}) + "\n")
+    flags = [str(data) if f == "DATA" else f for f in flags]
+    assert main(["sft", "--model", str(base_dir), "--name", "x", "--out", str(tmp_path / "runs"), *flags]) == 2
+    assert f"{flag} applies " in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_config_refuses_those_settings_changed_and_takes_them_where_they_apply():
+    from llmlab.adapt.sft_config import ForgettingConfig, SFTConfig
+
+    for kw, flag in [(dict(lora_alpha=8.0), "--lora-alpha"), (dict(data="c.jsonl", arithmetic_train=5), "--arithmetic"),
+                     (dict(forgetting=ForgettingConfig(ewc=1.0, general_batch=4)), "--general-batch")]:
+        with pytest.raises(InputError, match=f"{flag}.* applies "):
+            SFTConfig(**kw)
+    assert SFTConfig(lora_r=4, lora_alpha=8.0, lora_targets=["q_proj"]).lora_targets == ("q_proj",)
+    assert SFTConfig(data="c.jsonl", arithmetic_ops="+").arithmetic_ops == "+"  # the test problems' operators
+    assert SFTConfig(forgetting=ForgettingConfig(ewc=1.0, fisher_samples=8)).forgetting.fisher_samples == 8
+
+
+@pytest.mark.parametrize("corpus", ["missing.txt", "no-such-corpus"])
+def test_a_general_corpus_that_cannot_be_read_is_refused_before_the_run_folder_is_touched(base_dir, tmp_path,
+                                                                                           capsys, corpus):
+    """It was read only after training: with --fresh the good run was gone, without it a half-made folder
+    refused the corrected rerun."""
+    quick = ["--steps", "2", "--eval-problems", "0", "--eval-every", "0", "--arithmetic-train", "40",
+             "--general-tokens", "200"]
+    assert sft(base_dir, tmp_path, *quick, name="good") == 0
+    run = tmp_path / "runs" / "good"
+    files = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    assert sft(base_dir, tmp_path, *quick, "--fresh", "--general-corpus", corpus, name="good") == 2
+    assert corpus in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == files  # the good run, untouched
+    assert sft(base_dir, tmp_path, *quick, "--general-corpus", corpus, name="new") == 2
+    assert not (tmp_path / "runs" / "new").exists()
+    general = tmp_path / "general.txt"
+    general.write_text("".join(f"{p.text}\n" for p in arithmetic(100, "dev", max_digits=2, ops="+")))
+    assert sft(base_dir, tmp_path, *quick, "--general-corpus", str(general), name="new") == 0
+
+
+def test_a_model_folder_holding_a_file_not_its_own_is_refused_before_training_even_with_fresh(base_dir, tmp_path,
+                                                                                              capsys):
+    """It was refused only when the trained model was saved; --fresh deleted the file with model/."""
+    quick = ["--steps", "2", "--eval-problems", "0", "--eval-every", "0", "--arithmetic-train", "40",
+             "--general-tokens", "0"]
+    assert sft(base_dir, tmp_path, *quick) == 0
+    run = tmp_path / "runs" / "s"
+    (run / "model" / "extra.txt").write_text("mine")
+    metrics = (run / "metrics.jsonl").stat().st_mtime_ns
+    for more in ([], ["--fresh"]):
+        assert sft(base_dir, tmp_path, *quick, *more) == 2
+        assert "extra.txt" in capsys.readouterr().err
+        assert (run / "model" / "extra.txt").read_text() == "mine"
+        assert (run / "metrics.jsonl").stat().st_mtime_ns == metrics
 
 
 def test_a_run_never_starts_from_a_model_inside_its_own_folder(base_dir, tmp_path, capsys):

@@ -88,6 +88,60 @@ def test_bad_settings_exit_2_and_write_nothing(chat_dir, tmp_path, capsys, flags
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("flags,flag", [
+    (["--gamma", "1.0"], "--gamma"), (["--whiten-advantages"], "--[no-]whiten-advantages"),
+    (["--lam-alpha", "0.05"], "--lam-alpha"), (["--max-draws", "4"], "--max-draws"),
+    (["--overlong-cache", "2"], "--overlong-cache"), (["--overlong-max-len", "0"], "--overlong-max-len"),
+    (["--reward-ensemble", "mean"], "--reward-ensemble"),
+    (["--algo", "ppo", "--scale-advantages"], "--[no-]scale-advantages"),
+    (["--algo", "ppo", "--lam-alpha", "0.05"], "--lam-alpha"),
+    (["--algo", "vapo", "--lam-policy", "0.9", "--lam-alpha", "0.05"], "--lam-alpha"),
+    (["--algo", "dapo", "--no-dynamic-sampling", "--max-draws", "4"], "--max-draws"),
+    (["--algo", "online-dpo", "--gamma", "0.9"], "--gamma"),
+    (["--algo", "online-dpo", "--no-whiten-advantages"], "--[no-]whiten-advantages"),
+    (["--algo", "online-dpo", "--max-draws", "2"], "--max-draws"),
+])
+def test_a_flag_that_does_not_reach_the_run_is_refused_even_at_its_default(chat_dir, tmp_path, capsys, flags, flag):
+    """The config refuses such a setting changed; the command also one given at its default value."""
+    assert rl(chat_dir, tmp_path / "runs", *flags) == 2
+    assert f"{flag} applies " in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_model_folder_holding_a_file_not_its_own_is_refused_before_training(chat_dir, tmp_path, capsys):
+    assert rl(chat_dir, tmp_path) == 0
+    run = tmp_path / "r"
+    (run / "model" / "extra.txt").write_text("mine")
+    metrics = (run / "metrics.jsonl").stat().st_mtime_ns
+    for more in ([], ["--fresh"]):  # the rerun measured the model again first
+        assert rl(chat_dir, tmp_path, *more) == 2
+        assert "extra.txt" in capsys.readouterr().err
+        assert (run / "model" / "extra.txt").read_text() == "mine"
+        assert (run / "metrics.jsonl").stat().st_mtime_ns == metrics
+
+
+@pytest.mark.parametrize("command", [["rl"], ["dpo"], ["rm", "train", "--best-of", "0"]])
+def test_a_rerun_reports_the_whole_runs_wall_time(chat_dir, tmp_path, monkeypatch, command):
+    """summary.json's wall_seconds was the last session's alone, less than train_seconds (every session's)."""
+    import itertools
+    import time
+
+    flags = ["--model", str(chat_dir), "-o", str(tmp_path), "--name", "w", "--steps", "2", "--max-new-tokens", "3",
+             "--eval-problems", "2", "--arithmetic-train", "20", "--checkpoint-every", "1"]
+    flags += (["--prompts-per-step", "2", "--group-size", "2"] if command == ["rl"] else
+              ["--batch-size", "4", "--samples", "2", "--eval-every", "0"])
+    ticks, real = itertools.count(), time.perf_counter
+    # the first session on a clock that gains 100 s a reading: its time dwarfs any rerun's
+    monkeypatch.setattr(time, "perf_counter", lambda: real() + 100.0 * next(ticks))
+    assert main([*command, *flags]) == 0
+    monkeypatch.undo()
+    first = json.loads((tmp_path / "w" / "summary.json").read_text())
+    assert first["train_seconds"] >= 100 and first["wall_seconds"] >= first["train_seconds"]
+    assert main([*command, *flags]) == 0  # finished: trains no step
+    again = json.loads((tmp_path / "w" / "summary.json").read_text())
+    assert again["train_seconds"] == first["train_seconds"] and again["wall_seconds"] > again["train_seconds"]
+
+
 def test_help_lists_each_algorithms_defaults(capsys):
     with pytest.raises(SystemExit) as e:
         main(["rl", "--algo", "ppo", "--help"])

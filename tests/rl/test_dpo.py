@@ -136,7 +136,10 @@ def test_config_refuses_what_dpo_cannot_do():
     for kw, msg in [({"loss": "bogus"}, "loss must be one of"), ({"beta": 0.0}, "beta must be"),
                     ({"label_smoothing": 0.5}, r"label_smoothing must be in \[0, 0.5\)"),
                     ({"loss": "ipo", "label_smoothing": 0.1}, "applies to the sigmoid loss"),
-                    ({"pairs": "x.jsonl", "near_misses": 2}, "near_misses are slips")]:
+                    ({"pairs": "x.jsonl", "near_misses": 2}, "--near-misses applies to the built-in pairs"),
+                    ({"pairs": "x.jsonl", "samples": 2}, "--samples applies to the built-in pairs"),
+                    ({"pairs": "x.jsonl", "temperature": 0.7}, "--temperature applies to the built-in pairs"),
+                    ({"pairs": "x.jsonl", "arithmetic_train": 50}, "--arithmetic-train applies to the built-in")]:
         with pytest.raises(InputError, match=msg):
             DPOConfig(model="m", **kw)
     cfg = DPOConfig(model="m", beta=0.2, loss="hinge")

@@ -11,10 +11,10 @@ from llmlab.rl.reward_model import load_reward_model
 
 
 def rm_train(chat_dir, out, *flags):
+    built_in = [] if "--pairs" in flags else ["--arithmetic-train", "20", "--samples", "2"]  # a file replaces them
     return main(["rm", "train", "--model", str(chat_dir), "-o", str(out), "--name", "r", "--steps", "4",
-                 "--batch-size", "4", "--arithmetic-train", "20", "--samples", "2", "--max-new-tokens", "3",
-                 "--eval-every", "2", "--best-of", "2", "--eval-problems", "3", "--checkpoint-every", "2",
-                 "--log-every", "1", *flags])
+                 "--batch-size", "4", *built_in, "--max-new-tokens", "3", "--eval-every", "2", "--best-of", "2",
+                 "--eval-problems", "3", "--checkpoint-every", "2", "--log-every", "1", *flags])
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +106,15 @@ def test_near_misses_join_the_training_comparisons_and_are_scored_held_out(chat_
     assert "near_miss_accuracy" in json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
 
 
-@pytest.mark.parametrize("flags,msg", [(["--samples", "0"], "samples must be >= 1"),
-                                       (["--near-misses", "1", "--pairs", "p.jsonl"], "near_misses are slips"),
-                                       (["--near-misses", "-1"], "near_misses must be >= 0"),
-                                       (["--temperature", "0"], "temperature must be > 0"),
-                                       (["--pairs", "nowhere.jsonl"], "nowhere.jsonl")])
+@pytest.mark.parametrize("flags,msg", [
+    (["--samples", "0"], "samples must be >= 1"),
+    (["--near-misses", "1", "--pairs", "p.jsonl"], "--near-misses applies to the built-in pairs"),
+    (["--samples", "4", "--pairs", "p.jsonl"], "--samples applies to the built-in pairs"),
+    (["--temperature", "0.5", "--pairs", "p.jsonl"], "--temperature applies to the built-in pairs"),
+    (["--arithmetic-train", "9", "--pairs", "p.jsonl"], "--arithmetic-train applies to the built-in pairs"),
+    (["--near-misses", "-1"], "near_misses must be >= 0"),
+    (["--temperature", "0"], "temperature must be > 0"),
+    (["--pairs", "nowhere.jsonl"], "nowhere.jsonl")])
 def test_bad_settings_exit_2_and_write_nothing(chat_dir, tmp_path, capsys, flags, msg):
     assert rm_train(chat_dir, tmp_path / "runs", *flags) == 2
     assert msg in capsys.readouterr().err
@@ -165,9 +169,9 @@ def test_an_ensemble_scores_the_mean_the_minimum_or_the_uwo_of_its_members(chat_
     # through llmlab rl: two copies of one reward model train exactly as that model alone
     shutil.copytree(trained / "model", tmp_path / "copy")
     runs = {}
-    for name, folders, how in (("one", str(trained / "model"), "mean"),
-                               ("two", f"{trained / 'model'},{tmp_path / 'copy'}", "min")):
-        assert rl_with(chat_dir, tmp_path / name, folders, "--reward-ensemble", how) == 0
+    for name, folders, how in (("one", str(trained / "model"), []),
+                               ("two", f"{trained / 'model'},{tmp_path / 'copy'}", ["--reward-ensemble", "min"])):
+        assert rl_with(chat_dir, tmp_path / name, folders, *how) == 0
         runs[name] = [json.loads(x) for x in (tmp_path / name / "p" / "metrics.jsonl").read_text().splitlines()]
     assert [r.get("reward") for r in runs["one"]] == [r.get("reward") for r in runs["two"]]
     assert any(r.get("reward") for r in runs["two"])

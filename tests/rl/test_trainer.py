@@ -4,6 +4,7 @@ and exact resume."""
 
 import dataclasses
 import json
+import re
 
 import pytest
 import torch
@@ -295,8 +296,36 @@ def test_bad_settings_are_refused_by_name(kw, msg):
         RLConfig(**kw)
 
 
+@pytest.mark.parametrize("algo,kw,flag", [
+    ("grpo", dict(gamma=0.9), "--gamma"), ("dapo", dict(whiten_advantages=False), "--[no-]whiten-advantages"),
+    ("grpo", dict(lam_alpha=0.1), "--lam-alpha"), ("ppo", dict(lam_alpha=0.1), "--lam-alpha"),
+    ("vapo", dict(lam_policy=0.9, lam_alpha=0.1), "--lam-alpha"),
+    ("ppo", dict(scale_advantages=False), "--[no-]scale-advantages"),
+    ("vapo", dict(scale_advantages=False), "--[no-]scale-advantages"),
+    ("grpo", dict(max_draws=2), "--max-draws"), ("dapo", dict(dynamic_sampling=False, max_draws=2), "--max-draws"),
+    ("grpo", dict(overlong_cache=1), "--overlong-cache"), ("grpo", dict(overlong_max_len=6), "--overlong-max-len"),
+    ("grpo", dict(reward_ensemble="min"), "--reward-ensemble"),
+    ("ppo", dict(reward_model="rm", reward_ensemble="uwo"), "--reward-ensemble"),
+    *(("online-dpo", {k: v}, f) for k, v, f in (
+        ("gamma", 0.9, "--gamma"), ("whiten_advantages", False, "--[no-]whiten-advantages"),
+        ("lam_alpha", 0.1, "--lam-alpha"), ("max_draws", 2, "--max-draws"), ("overlong_cache", 1, "--overlong-cache"),
+        ("overlong_max_len", 6, "--overlong-max-len"), ("reward_ensemble", "min", "--reward-ensemble"))),
+])
+def test_a_setting_that_does_not_reach_the_run_is_refused_by_its_flag(algo, kw, flag):
+    with pytest.raises(InputError, match=re.escape(f"{flag} applies ")):
+        RLConfig(algo=algo, **kw)
+
+
+def test_those_settings_are_taken_where_they_reach_the_run():
+    assert RLConfig(algo="ppo", lam_adaptive=True, lam_alpha=0.1).lam_alpha == 0.1  # ppo's adaptive lambda
+    assert RLConfig(algo="vapo", lam_alpha=0.1, gamma=0.9, whiten_advantages=False).gamma == 0.9
+    assert RLConfig(algo="grpo", scale_advantages=False, dynamic_sampling=True, max_draws=2).max_draws == 2
+    assert RLConfig(algo="grpo", overlong_shaping=True, overlong_cache=1, overlong_max_len=6).overlong_len == 6
+    assert RLConfig(algo="ppo", reward_model="a,b", reward_ensemble="min").reward_ensemble == "min"
+
+
 def test_uwo_takes_its_default_lambda_and_saves_it():
-    cfg = RLConfig(algo="ppo", reward_ensemble="uwo")
+    cfg = RLConfig(algo="ppo", reward_model="a,b", reward_ensemble="uwo")
     assert cfg.uwo_lambda == 0.5
     assert RLConfig.from_dict(cfg.to_dict()) == cfg
     assert RLConfig(algo="ppo").uwo_lambda is None

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from llmlab.core.config import config_from_dict, config_to_dict
+from llmlab.core.config import changed_settings, check_applies, config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.train.config import TrainConfig
 
@@ -72,11 +73,28 @@ class SFTConfig:
     prompt_deep: bool = False  # P-tuning v2: a key/value prefix in every layer instead of input vectors
     forgetting: ForgettingConfig = ForgettingConfig()  # replay, distillation, EWC, L2-SP, freezing (general_corpus)
 
+    # the settings that reach the run only with another one (`check_applies`): the test, the rule
+    APPLIES = {
+        "lora_alpha": (lambda c: c.lora_r > 0, "with LoRA (--lora-r N)"),
+        "lora_targets": (lambda c: c.lora_r > 0, "with LoRA (--lora-r N)"),
+        "forgetting.general_batch": (lambda c: c.forgetting.replay or c.forgetting.distill,
+                                     "to the general windows of --replay and --distill"),
+        "forgetting.fisher_samples": (lambda c: c.forgetting.ewc > 0, "to the Fisher information of --ewc"),
+        "general_corpus": (lambda c: c.general_tokens > 0 or c.forgetting.needs_general,
+                           "to the general perplexity (--general-tokens > 0) and to --replay, --distill and --ewc"),
+        "arithmetic_train": (lambda c: c.builtin_data, "to the built-in arithmetic data, not --data {cfg.data}"),
+        "arithmetic_max_digits": (lambda c: c.builtin_data or c.eval_problems > 0,
+                                  "to the built-in arithmetic data and test (--eval-problems > 0)"),
+        "arithmetic_ops": (lambda c: c.builtin_data or c.eval_problems > 0,
+                           "to the built-in arithmetic data and test (--eval-problems > 0)"),
+        "answer_tokens": (lambda c: c.eval_problems > 0, "to the arithmetic test (--eval-problems > 0)"),
+    }
+
     def __post_init__(self):
         if self.name in ("", ".", "..") or any(c in self.name for c in "/\\\0"):
             raise InputError(f"the run name must be a plain folder name, got {self.name!r}")
-        if not self.data:
-            raise InputError("data must be 'arithmetic', 'arithmetic-tools' or a .jsonl file")
+        if not self.builtin_data and Path(self.data).suffix != ".jsonl":  # first: which settings apply depends on it
+            raise InputError(f"data must be 'arithmetic', 'arithmetic-tools' or a .jsonl file, got {self.data!r}")
         if not 0 <= self.prompt_loss_weight <= 1:
             raise InputError(f"prompt_loss_weight must be in [0, 1], got {self.prompt_loss_weight}")
         if self.learn_tool_results and not self.tools:
@@ -99,6 +117,7 @@ class SFTConfig:
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
         if not self.arithmetic_ops or set(self.arithmetic_ops) - set("+-*"):
             raise InputError(f"arithmetic_ops must be a non-empty subset of '+-*', got {self.arithmetic_ops!r}")
+        check_applies(self, changed_settings(self))
 
     def _check_prompt(self) -> None:
         if self.prompt_tuning < 0:
@@ -125,6 +144,11 @@ class SFTConfig:
 
         return PromptConfig(n_virtual=self.prompt_tuning, init=self.prompt_init, init_text=self.prompt_init_text,
                             deep=self.prompt_deep, seed=self.train.seed)
+
+    @property
+    def builtin_data(self) -> bool:
+        """Whether the run trains on the built-in arithmetic problems (not a --data file)."""
+        return self.data in ("arithmetic", "arithmetic-tools")
 
     @property
     def tools(self) -> bool:

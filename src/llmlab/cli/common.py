@@ -151,7 +151,19 @@ def run_config(args: argparse.Namespace, cls, train_defaults, **given):
     from llmlab.train.config import TrainConfig
 
     own = {k: v for k, v in dataclass_overrides(args, cls).items() if k not in (*given, "train")}
-    return cls(**given, **own, train=dataclasses.replace(train_defaults, **dataclass_overrides(args, TrainConfig)))
+    cfg = cls(**given, **own, train=dataclasses.replace(train_defaults, **dataclass_overrides(args, TrainConfig)))
+    refuse_unapplied(cfg, own)
+    return cfg
+
+
+def refuse_unapplied(cfg, given) -> None:
+    """InputError for a flag in `given` (settings the user gave) that does nothing in the run of `cfg`, per its
+    class's APPLIES table (`llmlab.core.config.check_applies`): the config refuses such a setting changed
+    from its default; this also one given at its default (``--gamma 1.0`` with grpo)."""
+    from llmlab.core.config import check_applies
+
+    if hasattr(type(cfg), "APPLIES"):
+        check_applies(cfg, given)
 
 
 def split_unless_file(file: str | None, split: str | None, default: str, file_flag: str,

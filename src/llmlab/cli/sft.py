@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from llmlab.cli.common import add_command, add_dataclass_flags, add_run_flags, dataclass_overrides
+from llmlab.cli.common import add_command, add_dataclass_flags, add_run_flags, dataclass_overrides, refuse_unapplied
 
 
 def register(sub) -> None:
@@ -52,11 +52,13 @@ def _config(args: argparse.Namespace):
     from llmlab.train.config import TrainConfig
 
     base = SFTConfig()
-    return dataclasses.replace(base, name=args.name, model=args.model, data=args.data,
-                               **{k: v for k, v in dataclass_overrides(args, SFTConfig).items()
-                                  if k not in ("name", "model", "data")},
-                               train=dataclasses.replace(base.train, **dataclass_overrides(args, TrainConfig)),
-                               forgetting=ForgettingConfig(**dataclass_overrides(args, ForgettingConfig)))
+    own = {k: v for k, v in dataclass_overrides(args, SFTConfig).items() if k not in ("name", "model", "data")}
+    forgetting = dataclass_overrides(args, ForgettingConfig)
+    cfg = dataclasses.replace(base, name=args.name, model=args.model, data=args.data, **own,
+                              train=dataclasses.replace(base.train, **dataclass_overrides(args, TrainConfig)),
+                              forgetting=ForgettingConfig(**forgetting))
+    refuse_unapplied(cfg, [*own, *(f"forgetting.{k}" for k in forgetting)])
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:

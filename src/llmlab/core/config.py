@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from llmlab.core.errors import InputError
@@ -72,3 +74,41 @@ def save_config(cfg: Any, path: str | os.PathLike) -> None:
 def load_config(cls: type[T], path: str | os.PathLike) -> T:
     data = read_json(path, "config file")
     return config_from_dict(cls, data, what=str(path))
+
+
+def check_applies(cfg, names: Iterable[str]) -> None:
+    """InputError for the first of `names` (settings given; a nested one dotted, "forgetting.ewc") that does
+    nothing in the run of `cfg`: ``type(cfg).APPLIES`` maps such a setting to (whether it applies to a config,
+    the rule that says when). The configs check the settings changed from their defaults (`changed_settings`);
+    the CLI also those given at their default, which the config cannot tell apart.
+
+    >>> @dataclasses.dataclass
+    ... class Run:
+    ...     lora_r: int = 0
+    ...     lora_alpha: float = 16.0
+    ...     APPLIES = {"lora_alpha": (lambda c: c.lora_r > 0, "with LoRA (--lora-r N)")}
+    >>> changed_settings(Run(lora_alpha=8.0)), changed_settings(Run())
+    (['lora_alpha'], [])
+    >>> check_applies(Run(), ["lora_alpha"])
+    Traceback (most recent call last):
+    ...
+    llmlab.core.errors.InputError: --lora-alpha applies with LoRA (--lora-r N): leave it out
+    """
+    for name in names:
+        applies, rule = type(cfg).APPLIES.get(name, (None, ""))
+        if applies is not None and not applies(cfg):
+            flag = ("--[no-]" if isinstance(_setting(cfg, name), bool) else "--") + name.rpartition(".")[2]
+            raise InputError(f"{flag.replace('_', '-')} applies {rule.format(cfg=cfg)}: leave it out")
+
+
+def changed_settings(cfg) -> list[str]:
+    """The settings of ``type(cfg).APPLIES`` whose value in `cfg` is not their field's default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    return [name for name in type(cfg).APPLIES if _setting(cfg, name) != _setting(defaults, name)]
+
+
+def _setting(obj, name: str):
+    """`obj`'s (a config's, or a dict of its fields') setting `name`, dotted for a nested config's."""
+    head, _, rest = name.partition(".")
+    v = obj[head] if isinstance(obj, dict) else getattr(obj, head)
+    return functools.reduce(getattr, rest.split("."), v) if rest else v

@@ -144,6 +144,8 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
                    if cfg.forgetting.needs_general else None)
         window = min(cfg.train.seq_len, model.config.max_seq_len)
         trainer.anchor = Anchor(trainer.model, cfg.forgetting, general, window, seed=cfg.train.seed)
+    if cfg.general_tokens:  # measured after training: a corpus that cannot be read is refused before the folder is
+        general_tokens(tok, cfg.general_corpus, "dev", 1)  # touched (--fresh would have deleted the run it redoes)
     prepare_run_dir(out, cfg, fresh, sft_fingerprint(cfg.model, train_convs, dev_convs))
     metrics = out / "metrics.jsonl"
     before = recorded_before(metrics)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from llmlab.core.config import config_from_dict, config_to_dict
+from llmlab.core.config import changed_settings, check_applies, config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.train.config import TrainConfig
 
@@ -157,7 +157,26 @@ class RLConfig:
     label_smoothing: float | None = None  # online-dpo, sigmoid loss: the share of labels taken as flipped
     nll_coef: float | None = None  # online-dpo: weight of the chosen answers' token NLL added to the loss (RPO)
 
+    # the settings with a default of their own that reach the run only with an algorithm or another setting
+    # (`check_applies`; those left None are the algorithms', refused by _check_policy, _check_online_dpo, _check_critic)
+    APPLIES = {
+        "gamma": (lambda c: c.uses_critic, "to the GAE of --algo vapo / ppo (their value model), not {cfg.algo}"),
+        "whiten_advantages": (lambda c: c.uses_critic,
+                              "to the GAE of --algo vapo / ppo (their value model), not {cfg.algo}"),
+        "lam_alpha": (lambda c: c.uses_critic and c.lam_policy is None,
+                      "to the length-adaptive policy lambda (vapo's, or --lam-adaptive), not a fixed --lam-policy "
+                      "or --algo grpo / dapo / online-dpo"),
+        "scale_advantages": (lambda c: c.algo in ("grpo", "dapo"),
+                             "to the group advantages of --algo grpo / dapo, not {cfg.algo}"),
+        "max_draws": (lambda c: bool(c.dynamic_sampling), "with dynamic sampling (--dynamic-sampling; dapo's)"),
+        "overlong_cache": (lambda c: bool(c.overlong_shaping), "with overlong shaping (--overlong-shaping; dapo's)"),
+        "overlong_max_len": (lambda c: bool(c.overlong_shaping), "with overlong shaping (--overlong-shaping; dapo's)"),
+        "reward_ensemble": (lambda c: len(c.reward_models) > 1, "to several --reward-model folders"),
+        "uwo_lambda": (lambda c: len(c.reward_models) > 1, "to several --reward-model folders"),
+    }
+
     def __post_init__(self):
+        changed = changed_settings(self)  # before the algorithm's settings and uwo's lambda are filled in
         if self.name in ("", ".", "..") or any(c in self.name for c in "/\\\0"):
             raise InputError(f"the run name must be a plain folder name, got {self.name!r}")
         if self.algo not in ALGOS:
@@ -182,6 +201,7 @@ class RLConfig:
         for k, v in UNUSED_TRAIN.items():
             if getattr(self.train, k) != v:
                 raise InputError(f"reinforcement learning runs with {k}={v!r}, got {getattr(self.train, k)!r}")
+        check_applies(self, changed)
 
     def _check_counts(self):
         for k in ("prompts_per_step", "max_new_tokens", "rollout_batch", "ppo_epochs", "minibatches", "max_draws",

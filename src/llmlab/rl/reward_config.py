@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmlab.core.config import config_from_dict, config_to_dict
+from llmlab.core.config import changed_settings, check_applies, config_from_dict, config_to_dict
 from llmlab.core.errors import InputError
 from llmlab.train.config import TrainConfig
 
@@ -20,6 +20,9 @@ class ComparisonRun:
     (`check_comparison_settings`): the source of the comparisons, and (de)serialisation."""
 
     KIND = "comparison run"  # how errors name the config
+    # the settings of the built-in pairs, which a --pairs file replaces (`check_applies`)
+    APPLIES = {k: (lambda c: not c.pairs, "to the built-in pairs; a --pairs file brings its own comparisons")
+               for k in ("samples", "temperature", "near_misses", "arithmetic_train")}
 
     @property
     def corpus(self) -> str:
@@ -75,9 +78,6 @@ def check_comparison_settings(cfg, what: str) -> None:
             raise InputError(f"{k} must be >= 1, got {getattr(cfg, k)}")
     if cfg.near_misses < 0:
         raise InputError(f"near_misses must be >= 0, got {cfg.near_misses}")
-    if cfg.near_misses and cfg.pairs:
-        raise InputError("near_misses are slips of the built-in arithmetic answers; a --pairs file brings its "
-                         "own comparisons")
     if not cfg.temperature > 0:
         raise InputError(f"temperature must be > 0 (answers are sampled), got {cfg.temperature}")
     if cfg.arithmetic_max_digits < 2:
@@ -86,3 +86,4 @@ def check_comparison_settings(cfg, what: str) -> None:
         raise InputError(f"arithmetic_ops must be a non-empty subset of '+-*', got {cfg.arithmetic_ops!r}")
     if cfg.train.precision != "fp32" or cfg.train.compile:
         raise InputError(f"the {what} trains in fp32 without compile")
+    check_applies(cfg, changed_settings(cfg))
