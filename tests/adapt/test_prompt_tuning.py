@@ -415,6 +415,8 @@ def test_sft_command_refuses_weight_decay_and_a_prompt_that_leaves_no_room(sft_b
     assert "weight decay" in capsys.readouterr().err
     assert sft(sft_base, tmp_path, "--steps", "1", "--prompt-tuning", "9") == 2
     assert "exceed the base model's context of 32: lower --seq-len to 23" in capsys.readouterr().err
+    assert sft(sft_base, tmp_path, "--steps", "1", "--prompt-tuning", "40") == 2  # no --seq-len would fit
+    assert "context of 32: use fewer than 32 virtual tokens" in capsys.readouterr().err
     assert not (tmp_path / "runs" / "pt").exists()
 
 

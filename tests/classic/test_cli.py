@@ -141,6 +141,9 @@ def test_a_split_beside_a_corpus_file_is_refused_not_ignored(tmp_path, corpus, c
         captured = capsys.readouterr()
         assert captured.out == ""
         assert f"{flag} picks a split of a built-in corpus; it does not apply with --corpus FILE" in captured.err
+    for command in (["ngram", "train", "-o", str(tmp_path / "m2")], ["word2vec", "train", "-o", str(tmp_path / "v")]):
+        assert main([*command, "--corpus", "pfr1989", "--split", "dev"]) == 2  # a mistyped corpus name
+        assert "--corpus 'pfr1989' is no file (nor a built-in corpus)" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt", "m"]
 
 

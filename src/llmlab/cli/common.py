@@ -173,6 +173,8 @@ def split_unless_file(file: str | None, split: str | None, default: str, file_fl
     from llmlab.core.errors import InputError
 
     if file and split is not None:
+        if not Path(file).exists():  # a mistyped corpus name: say so, not that the split does not apply
+            raise InputError(f"{file_flag} {file!r} is no file (nor a built-in corpus)")
         raise InputError(f"{split_flag} picks a split of a built-in corpus; it does not apply with {file_flag} FILE")
     return split or default
 

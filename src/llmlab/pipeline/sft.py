@@ -188,8 +188,11 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
 def _check_room(cfg: SFTConfig, context: int) -> None:
     """The virtual tokens take context positions: the prompt and a training window must fit together."""
     if cfg.prompt_tuning + cfg.train.seq_len > context:
+        room = context - cfg.prompt_tuning  # what is left of the context beside the virtual tokens
+        fix = (f"lower --seq-len to {room} or less" if room >= 1 else
+               f"use fewer than {context} virtual tokens (--prompt-tuning), leaving room for a window")
         raise InputError(f"{cfg.prompt_tuning} virtual tokens + seq_len {cfg.train.seq_len} exceed the base model's "
-                         f"context of {context}: lower --seq-len to {context - cfg.prompt_tuning} or less")
+                         f"context of {context}: {fix}")
 
 
 def _check_packing(cfg: SFTConfig, model) -> None:
