@@ -175,8 +175,12 @@ class NgramModel:
         Vectorised: the table index of every n-gram of the text is looked up at once, then the
         levels are applied from the unigram up.
         """
+        return self._logprobs(token_sentences(sentences))
+
+    def _logprobs(self, sentences: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """`token_logprobs` of sentences already checked (`token_sentences`)."""
         V, n = self.tables.vocab_size, self.order
-        ids, sent = encode_sentences(self.vocab, token_sentences(sentences))
+        ids, sent = encode_sentences(self.vocab, sentences)
         idx = position_index(list(self.tables.keys), ids, sent, V)
         targets = np.flatnonzero(ids != BOS_ID)
         p = self.params.base[ids[targets]]
@@ -212,7 +216,7 @@ class NgramModel:
         says how many tokens caused it (every other smoothing keeps it finite).
         """
         sentences = token_sentences(sentences)
-        lp, ids = self.token_logprobs(sentences)
+        lp, ids = self._logprobs(sentences)
         if len(lp) == 0:
             raise InputError("cannot evaluate on zero sentences")
         n_zero = int(np.isneginf(lp).sum())
