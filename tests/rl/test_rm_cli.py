@@ -277,6 +277,7 @@ def test_rm_best_of_picks_as_rm_trains_report_and_refuses_bad_settings(chat_dir,
     assert r["oracle_pick"] > 0  # the fake check marks some samples right, so the comparison means something
     for extra, msg in ((["--reward-ensemble", "max"], "reward_ensemble must be one of"),
                        (["--uwo-lambda", "1"], "uwo_lambda weighs the members' variance"),
+                       (["--reward-ensemble", "min"], "--reward-ensemble combines several --reward-model folders"),
                        (["--problems", "0"], "must be >= 1")):
         assert main(["rm", "best-of", "--reward-model", one, *flags, *extra]) == 2
         assert msg in capsys.readouterr().err

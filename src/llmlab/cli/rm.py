@@ -37,7 +37,8 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, help="chat model directory the reward models were trained from")
     p.add_argument("--reward-model", required=True, metavar="DIR[,DIR...]",
                    help="reward model folder(s) (llmlab rm train), comma-separated")
-    p.add_argument("--reward-ensemble", default="mean", help="how several combine: mean, min, or uwo")
+    # None when not given: beside one reward model, which no ensemble combines, it is refused, not ignored
+    p.add_argument("--reward-ensemble", help="how several combine: mean, min, or uwo (default: mean)")
     p.add_argument("--uwo-lambda", type=float, default=None, help="uwo: the members' mean less this x their "
                    f"variance (default: uwo {UWO_LAMBDA})")
     p.add_argument("-n", "--best-of", type=int, default=8, metavar="N", help="answers per question")
@@ -78,15 +79,18 @@ def _best_of(args: argparse.Namespace) -> int:
 
     if args.best_of < 1:
         raise InputError(f"--best-of must be >= 1, got {args.best_of}")
-    lam = check_reward_models(args.reward_model, args.reward_ensemble, args.uwo_lambda)
+    ensemble_kind = args.reward_ensemble or "mean"
+    lam = check_reward_models(args.reward_model, ensemble_kind, args.uwo_lambda)
+    if args.reward_ensemble is not None and "," not in args.reward_model:
+        raise InputError("--reward-ensemble combines several --reward-model folders; one needs none")
     problems = arithmetic_questions(args, "test")
     policy, tok, template = chat_model(args.model)
     folders = args.reward_model.split(",")
     members = reward_scorers(folders, tok, template, args.model)
     scorers = dict(zip(folders, members, strict=True))
-    ensemble = f"{args.reward_ensemble} of {len(folders)}" + (f" (lambda {lam:g})" if lam is not None else "")
+    ensemble = f"{ensemble_kind} of {len(folders)}" + (f" (lambda {lam:g})" if lam is not None else "")
     if len(members) > 1:
-        scorers[ensemble] = EnsembleScorer(members, args.reward_ensemble, lam)
+        scorers[ensemble] = EnsembleScorer(members, ensemble_kind, lam)
     r = best_of_n_picks(policy, scorers, tok, template, problems, args.best_of, args.max_new_tokens, args.seed)
     if args.json:
         print(json_text(r))
