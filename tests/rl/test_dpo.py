@@ -139,7 +139,9 @@ def test_config_refuses_what_dpo_cannot_do():
                     ({"pairs": "x.jsonl", "near_misses": 2}, "--near-misses applies to the built-in pairs"),
                     ({"pairs": "x.jsonl", "samples": 2}, "--samples applies to the built-in pairs"),
                     ({"pairs": "x.jsonl", "temperature": 0.7}, "--temperature applies to the built-in pairs"),
-                    ({"pairs": "x.jsonl", "arithmetic_train": 50}, "--arithmetic-train applies to the built-in")]:
+                    ({"pairs": "x.jsonl", "arithmetic_train": 50}, "--arithmetic-train applies to the built-in"),
+                    ({"desirable_weight": 2.0}, "--desirable-weight applies to KTO's examples .--loss kto."),
+                    ({"loss": "orpo", "simpo_gamma": 1.0}, "--simpo-gamma applies to SimPO's target margin")]:
         with pytest.raises(InputError, match=msg):
             DPOConfig(model="m", **kw)
     cfg = DPOConfig(model="m", beta=0.2, loss="hinge")

@@ -242,7 +242,7 @@ def test_unpaired_files_are_read_or_refused_naming_the_line(tmp_path):
 def test_config_refuses_what_kto_cannot_do():
     for kw, msg in [({"loss": "kto", "desirable_weight": 0.0}, "desirable_weight must be a finite number > 0"),
                     ({"loss": "kto", "undesirable_weight": -1.0}, "undesirable_weight must be"),
-                    ({"undesirable_weight": 2.0}, "applies to --loss kto, not 'sigmoid'"),
+                    ({"undesirable_weight": 2.0}, "applies to KTO's examples .--loss kto., not sigmoid"),
                     ({"loss": "kto", "label_smoothing": 0.1}, "applies to the sigmoid loss"),
                     ({"loss": "kto", "train": dataclasses.replace(DPO_TRAIN, batch_size=1)}, "batch of at least 2")]:
         with pytest.raises(InputError, match=msg):

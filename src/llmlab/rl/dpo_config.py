@@ -48,6 +48,11 @@ class DPOConfig(ComparisonRun):
     arithmetic_ops: str = "+"  # operators of the arithmetic problems
     eval_problems: int = 300  # report: greedy exact match on this many test problems, before and after (0 = skip)
 
+    APPLIES = {**ComparisonRun.APPLIES,  # the settings of one loss (`check_applies`)
+               "desirable_weight": (lambda c: c.loss == "kto", "to KTO's examples (--loss kto), not {cfg.loss}"),
+               "undesirable_weight": (lambda c: c.loss == "kto", "to KTO's examples (--loss kto), not {cfg.loss}"),
+               "simpo_gamma": (lambda c: c.loss == "simpo", "to SimPO's target margin (--loss simpo), not {cfg.loss}")}
+
     def __post_init__(self):
         check_comparison_settings(self, "DPO run")
         if self.eval_problems < 0:
@@ -57,12 +62,8 @@ class DPOConfig(ComparisonRun):
             w = getattr(self, k)
             if not 0 < w < float("inf"):
                 raise InputError(f"{k} must be a finite number > 0, got {w}")
-            if w != 1.0 and self.loss != "kto":
-                raise InputError(f"{k} weighs KTO's examples; it applies to --loss kto, not {self.loss!r}")
         if not 0 <= self.simpo_gamma < float("inf"):
             raise InputError(f"simpo_gamma must be a finite number >= 0, got {self.simpo_gamma}")
-        if self.simpo_gamma != 0.5 and self.loss != "simpo":
-            raise InputError(f"simpo_gamma is SimPO's target margin; it applies to --loss simpo, not {self.loss!r}")
         if self.loss == "orpo" and self.nll_coef:
             raise InputError("ORPO's loss holds the chosen replies' NLL at weight 1 already; leave nll_coef at 0")
         if self.loss == "kto" and self.train.batch_size < 2:
