@@ -91,10 +91,11 @@ class WordVectors:
         return self.most_similar([a, c], [b], topn)
 
     def save_word2vec(self, path: str | Path) -> None:
-        """The word2vec text format: a ``V d`` header, then ``word v1 .. vd`` per line (gensim reads it)."""
+        """The word2vec text format: a ``V d`` header, then ``word v1 .. vd`` per line (gensim reads it). Nine
+        significant digits give each float32 back exactly (six changed vectors by up to 5e-7, and neighbours)."""
         lines = [f"{len(self)} {self.dim}"]
         for w, row in zip(self.words, self.vectors):
-            lines.append(w + " " + " ".join(f"{x:.6g}" for x in row.tolist()))
+            lines.append(w + " " + " ".join(f"{x:.9g}" for x in row.tolist()))
         with atomic_path(path) as tmp:
             tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
