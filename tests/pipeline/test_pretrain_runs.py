@@ -58,6 +58,15 @@ def test_a_saved_folder_holding_a_file_not_its_own_is_refused_before_training_an
         with pytest.raises(InputError, match=f"{folder}.*extra.txt"):
             run_pretraining(cfg, tmp_path / "runs", fresh=fresh)
         assert files(run) == before
+    # holding only its own files, it is the earlier run's: --fresh clears it (a soft prompt of an earlier
+    # sft run stayed beside a model it was not trained for)
+    (run / folder / "extra.txt").unlink()
+    from llmlab.adapt.prompt_tuning import PROMPT_FILES
+
+    for name in PROMPT_FILES if folder == "prompt" else ():
+        (run / folder / name).write_text("{}")
+    run_pretraining(cfg, tmp_path / "runs", fresh=True)
+    assert (run / "model").is_dir() and not (run / "prompt").exists()
 
 
 def test_the_optimizer_experiment_leaves_a_run_of_the_same_name_alone_and_resumes_its_own(tmp_path):

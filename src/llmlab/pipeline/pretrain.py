@@ -175,8 +175,8 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 
 # What a run writes into its directory; --fresh deletes these and nothing else.
-RUN_ENTRIES = ("config.json", "data.json", "metrics.jsonl", "checkpoints", "model", "report.md", "summary.json",
-               "loss.png", "pairs.jsonl")
+RUN_ENTRIES = ("config.json", "data.json", "metrics.jsonl", "checkpoints", "model", "prompt", "report.md",
+               "summary.json", "loss.png", "pairs.jsonl")
 
 
 def _saved_folders() -> dict[str, tuple[str, ...]]:
