@@ -163,6 +163,8 @@ def test_cli_errors_are_named(tmp_path, capsys):
     assert main(["rag", "index", str(docs), "-o", str(tmp_path / "idx")]) == 0
     assert main(["rag", "search", "--index", str(tmp_path / "idx"), "北京", "-k", "0"]) == 2
     assert "k must be >= 1" in capsys.readouterr().err
+    assert main(["rag", "search", "--index", str(tmp_path / "idx"), " "]) == 2  # printed nothing, exit 0
+    assert "the query is empty" in capsys.readouterr().err
     assert main(["rag", "index", str(docs), "-o", str(tmp_path / "i3"), "--split", "dev"]) == 2
     assert "--split" in capsys.readouterr().err
 

@@ -59,9 +59,12 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    from llmlab.core.errors import InputError
     from llmlab.core.io import line_batches
     from llmlab.generate.retrieval import BM25Index
 
+    if args.query is not None and not args.query.strip():  # as `rag ask` refuses an empty question
+        raise InputError("the query is empty: give the text to search for (or none, to read queries from stdin)")
     index = BM25Index.load(args.index)
     batches = [[args.query]] if args.query is not None else line_batches(None, size=256)
     for batch in batches:
