@@ -61,7 +61,7 @@ def test_ngram_bad_input_is_one_line(tmp_path, corpus, capsys):
     assert main(["ngram", "ppl", "--model", str(tmp_path / "missing")]) == 2
     assert main(["ngram", "train", "--corpus", str(corpus), "-o", str(tmp_path / "m"), "--smoothing", "kn",
                  "--k", "5"]) == 2
-    assert "--k is add_k's pseudo-count; it does not apply to --smoothing kn" in capsys.readouterr().err
+    assert "--k applies to --smoothing add_k, not kn: leave it out" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
     # the two-errors experiment names the corpus it could not use, not a function
     empty, other = tmp_path / "empty.txt", tmp_path / "other.txt"

@@ -60,6 +60,10 @@ class NgramConfig:
     min_count: int = 1  # rarer training tokens become <unk>; >= 1
     max_vocab: int = 0  # keep only the most frequent tokens; 0 = no limit
 
+    # a setting of one smoothing (`llmlab.core.config.check_applies`), checked for the flags given: the config
+    # does not check it itself, so a model saved with an unused k still loads
+    APPLIES = {"k": (lambda c: c.smoothing == "add_k", "to --smoothing add_k, not {cfg.smoothing}")}
+
     def __post_init__(self):
         if not isinstance(self.order, int) or self.order < 1:
             raise InputError(f"order must be an integer >= 1, got {self.order!r}")

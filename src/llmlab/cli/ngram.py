@@ -8,6 +8,7 @@ from llmlab.cli.common import (
     add_group,
     dataclass_overrides,
     finite_float,
+    refuse_unapplied,
     split_unless_file,
 )
 from llmlab.core.io import json_text
@@ -91,9 +92,9 @@ def _train(args) -> int:
     from llmlab.core.errors import InputError
     from llmlab.core.io import check_output, within
 
-    config = NgramConfig(**dataclass_overrides(args, NgramConfig))
-    if args.k is not None and config.smoothing != "add_k":  # else saved in the config and never used
-        raise InputError(f"--k is add_k's pseudo-count; it does not apply to --smoothing {config.smoothing}")
+    given = dataclass_overrides(args, NgramConfig)
+    config = NgramConfig(**given)
+    refuse_unapplied(config, given)  # --k beside another smoothing: saved in the config and never used
     split, _ = _source(args, args.split, "train")
     eval_split, name = _source(args, args.eval_split, "dev", "--eval-split")
     check_model_folder(args.output)  # before training, not after
