@@ -102,7 +102,7 @@ def test_training_raises_the_held_out_preference(policy, prompt, chat_tok, end, 
 
 def test_config_refuses_what_simpo_and_orpo_cannot_do():
     for kw, msg in [({"loss": "simpo", "simpo_gamma": -0.1}, "simpo_gamma must be a finite number >= 0"),
-                    ({"loss": "sigmoid", "simpo_gamma": 1.0}, "applies to --loss simpo, not 'sigmoid'"),
+                    ({"loss": "sigmoid", "simpo_gamma": 1.0}, "target margin .--loss simpo., not sigmoid"),
                     ({"loss": "orpo", "nll_coef": 1.0}, "ORPO's loss holds the chosen replies' NLL"),
                     ({"loss": "orpo", "label_smoothing": 0.1}, "applies to the sigmoid loss")]:
         with pytest.raises(InputError, match=msg):
