@@ -203,3 +203,30 @@ def test_a_copied_run_resumes_under_its_new_name(tmp_path):
              if "loss" in r]
     assert figures["steps"] == 4 and steps == [1, 2, 3, 4]
     assert json.loads((tmp_path / "runs" / "u" / "config.json").read_text())["name"] == "u"
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--seed", "-1"], "seed must be in [0, 2**32)"),  # was found after training (with --fresh: no model left)
+    (["--seed", str(10**15)], "seed must be in [0, 2**32)"),  # overflowed a batch seed: a traceback
+    (["--grad-accum", "65"], "grad_accum must be <= 64"),  # its 65th micro-batch was the next step's first
+    (["--moe-top-k", "1"], "--moe-top-k applies to a mixture of experts"),
+    (["--moe-router", "switch"], "--moe-router applies to a mixture of experts"),
+    (["--position", "alibi", "--rope-base", "500"], "--rope-base applies to RoPE (--position rope), not alibi"),
+    (["--rope-original-max-seq-len", "32"], "--rope-original-max-seq-len applies to --rope-scaling dynamic"),
+    (["--optimizer", "sgd", "--beta1", "0.5"], "--beta1 applies to adam, adamw"),
+    (["--optimizer", "adagrad", "--beta2", "0.5"], "--beta2 applies to adam, adamw"),
+    (["--schedule", "constant", "--min-lr", "1e-6"], "--min-lr applies to the schedules that decay"),
+    (["--kd-temperature", "2"], "--kd-temperature applies to the distillation term"),
+    (["--pipeline-schedule", "gpipe"], "--pipeline-schedule orders the micro-batches of pipeline stages"),
+])
+def test_pretrain_refuses_what_the_run_would_not_use_before_touching_the_folder(flags, words, tmp_path, capsys):
+    """Each of these trained as if the flag had not been given (or failed after training); now a one-line
+    refusal before the run folder is made."""
+    from llmlab.cli import main
+
+    corpus = write_corpus(tmp_path / "c.txt", "abcde")
+    assert main(["pretrain", "--preset", "tiny", "--corpus", str(corpus), "--steps", "2", "-o",
+                 str(tmp_path / "runs"), "--name", "t", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmlab: error: ") and words in err, err
+    assert not (tmp_path / "runs").exists()

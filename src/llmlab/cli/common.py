@@ -151,8 +151,10 @@ def run_config(args: argparse.Namespace, cls, train_defaults, **given):
     from llmlab.train.config import TrainConfig
 
     own = {k: v for k, v in dataclass_overrides(args, cls).items() if k not in (*given, "train")}
-    cfg = cls(**given, **own, train=dataclasses.replace(train_defaults, **dataclass_overrides(args, TrainConfig)))
+    train = dataclass_overrides(args, TrainConfig)
+    cfg = cls(**given, **own, train=dataclasses.replace(train_defaults, **train))
     refuse_unapplied(cfg, own)
+    refuse_unapplied(cfg.train, train)
     return cfg
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from llmlab.cli.common import add_command, add_dataclass_flags, add_run_flags, dataclass_overrides
+from llmlab.cli.common import add_command, add_dataclass_flags, add_run_flags, dataclass_overrides, refuse_unapplied
 
 
 def register(sub) -> None:
@@ -34,7 +34,8 @@ def register(sub) -> None:
     g.add_argument("--tp", type=int, default=1, help="tensor-parallel shards per layer")
     g.add_argument("--pp", type=int, default=1, help="pipeline stages")
     g.add_argument("--micro-batches", type=int, default=0, help="pipeline micro-batches per step (0 = pp)")
-    g.add_argument("--pipeline-schedule", default="1f1b", choices=("1f1b", "gpipe"), help="pipeline schedule")
+    # None when not given: without --pp > 1 there is no pipeline to schedule, and a schedule given is refused
+    g.add_argument("--pipeline-schedule", choices=("1f1b", "gpipe"), help="pipeline schedule (--pp > 1; default: 1f1b)")
     add_dataclass_flags(p.add_argument_group("model"), ModelConfig, skip=("vocab_size",))
     add_dataclass_flags(p.add_argument_group("training"), TrainConfig)
 
@@ -47,13 +48,17 @@ def _config(args: argparse.Namespace):
     from llmlab.train.config import TrainConfig
 
     base = preset(args.preset) if args.preset else RunConfig()
-    return base.replace(
+    model, train = dataclass_overrides(args, ModelConfig), dataclass_overrides(args, TrainConfig)
+    cfg = base.replace(
         name=args.name, corpus=args.corpus, tokenizer=args.tokenizer or base.tokenizer,
         teacher=base.teacher if args.teacher is None else args.teacher,
         vocab_size=base.vocab_size if args.vocab_size is None else args.vocab_size,
-        model=dataclasses.replace(base.model, **dataclass_overrides(args, ModelConfig)),
-        train=dataclasses.replace(base.train, **dataclass_overrides(args, TrainConfig)),
+        model=dataclasses.replace(base.model, **model),
+        train=dataclasses.replace(base.train, **train),
     )
+    refuse_unapplied(cfg.model, model)  # a flag the run would not use (--moe-top-k without experts) is refused
+    refuse_unapplied(cfg.train, train)
+    return cfg
 
 
 def layout_for(world: int, dp: int, tp: int, pp: int):
@@ -98,12 +103,13 @@ def train_rank(rank: int, world: int, cfg_dict: dict, out: str, fresh: bool, dp:
 def run(args: argparse.Namespace) -> int:
     import os
 
+    from llmlab.core.errors import InputError
     from llmlab.pipeline import run_pretraining
 
     cfg = _config(args)
-    par = (args.dp, args.tp, args.pp, args.micro_batches, args.pipeline_schedule)
-    from llmlab.core.errors import InputError
-
+    if args.pipeline_schedule is not None and args.pp == 1:
+        raise InputError("--pipeline-schedule orders the micro-batches of pipeline stages: it needs --pp > 1")
+    par = (args.dp, args.tp, args.pp, args.micro_batches, args.pipeline_schedule or "1f1b")
     if args.nproc < 1:
         raise InputError(f"--nproc must be >= 1, got {args.nproc}")
     if args.micro_batches < 0 or (args.micro_batches and args.pp == 1):
@@ -125,8 +131,7 @@ def run(args: argparse.Namespace) -> int:
         from llmlab.dist.rules import check_layout_settings
 
         # refuse a bad layout, or one the model or batch cannot take, before spawning anything
-        check_layout_settings(cfg.model, cfg.train, layout_for(args.nproc, args.dp, args.tp, args.pp),
-                              args.micro_batches, args.pipeline_schedule)
+        check_layout_settings(cfg.model, cfg.train, layout_for(args.nproc, args.dp, args.tp, args.pp), *par[3:])
         f = spawn(train_rank, args.nproc, cfg.to_dict(), args.out, args.fresh, *par, timeout=7 * 24 * 3600)[0]
     else:
         if (args.dp, args.tp, args.pp) not in ((0, 1, 1), (1, 1, 1)):

@@ -53,11 +53,11 @@ def _config(args: argparse.Namespace):
 
     base = SFTConfig()
     own = {k: v for k, v in dataclass_overrides(args, SFTConfig).items() if k not in ("name", "model", "data")}
-    forgetting = dataclass_overrides(args, ForgettingConfig)
+    forgetting, train = dataclass_overrides(args, ForgettingConfig), dataclass_overrides(args, TrainConfig)
     cfg = dataclasses.replace(base, name=args.name, model=args.model, data=args.data, **own,
-                              train=dataclasses.replace(base.train, **dataclass_overrides(args, TrainConfig)),
-                              forgetting=ForgettingConfig(**forgetting))
+                              train=dataclasses.replace(base.train, **train), forgetting=ForgettingConfig(**forgetting))
     refuse_unapplied(cfg, [*own, *(f"forgetting.{k}" for k in forgetting)])
+    refuse_unapplied(cfg.train, train)
     return cfg
 
 

@@ -44,6 +44,17 @@ class ModelConfig:
     moe_aux_loss_coef: float = 0.01  # weight of the Switch load-balancing loss
     moe_z_loss_coef: float = 0.001  # weight of the router z-loss
 
+    # settings of one architecture choice (`llmlab.core.config.check_applies`), checked for the flags given:
+    # the config does not check them itself, so models saved with an unused value still load
+    APPLIES = {
+        **{k: (lambda c: c.n_experts > 0, "to a mixture of experts (--n-experts N)")
+           for k in ("moe_top_k", "moe_router", "moe_capacity_factor", "moe_every", "moe_aux_loss_coef",
+                     "moe_z_loss_coef")},
+        "rope_base": (lambda c: c.position == "rope", "to RoPE (--position rope), not {cfg.position}"),
+        "rope_original_max_seq_len": (lambda c: c.rope_scaling in ("dynamic", "yarn"),
+                                      "to --rope-scaling dynamic and yarn, not {cfg.rope_scaling}"),
+    }
+
     def __post_init__(self):
         positive = ("vocab_size", "dim", "n_layer", "n_head", "n_kv_head", "max_seq_len")
         for name in positive:

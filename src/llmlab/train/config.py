@@ -42,6 +42,17 @@ class TrainConfig:
     kd_alpha: float = 0.0  # weight of the distillation term against a teacher (llmlab.train.distill); 0 = data only
     kd_temperature: float = 1.0  # softmax temperature of the distillation term (its weight is scaled by T^2)
 
+    # settings one optimizer, schedule or term reads (`llmlab.core.config.check_applies`), checked for the flags
+    # given: the config does not check them itself, so runs saved with an unused value still load
+    APPLIES = {
+        "beta1": (lambda c: c.optimizer in ("adam", "adamw", "momentum", "nesterov"),
+                  "to adam, adamw (first moment) and momentum, nesterov (the momentum), not {cfg.optimizer}"),
+        "beta2": (lambda c: c.optimizer in ("adam", "adamw", "rmsprop"),
+                  "to adam, adamw (second moment) and rmsprop (its alpha), not {cfg.optimizer}"),
+        "min_lr": (lambda c: c.schedule != "constant", "to the schedules that decay, not constant"),
+        "kd_temperature": (lambda c: c.kd_alpha > 0, "to the distillation term (--kd-alpha > 0 and --teacher)"),
+    }
+
     def __post_init__(self):
         for name in ("steps", "batch_size", "grad_accum", "seq_len", "log_every", "eval_batches"):
             if getattr(self, name) <= 0:
@@ -52,6 +63,10 @@ class TrainConfig:
         for name in ("weight_decay", "grad_clip", "max_minutes"):  # 0 turns grad_clip and max_minutes off
             if not getattr(self, name) >= 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2**32:  # each micro-batch's seed, (seed * 1_000_003 + step) * 64 + micro, fits int64
+            raise InputError(f"seed must be in [0, 2**32), got {self.seed}")
+        if self.grad_accum > 64:  # 64 micro-batch seeds a step: the 65th would draw the next step's first
+            raise InputError(f"grad_accum must be <= 64, got {self.grad_accum}")
         if not 0 < self.lr <= 1:
             raise InputError(f"lr must be in (0, 1], got {self.lr}")
         if not 0 <= self.min_lr <= self.lr:
