@@ -212,3 +212,21 @@ def test_cli_batch_size_refuses_what_batches_cannot_do(model_dir, capsys, flags,
     assert msg in capsys.readouterr().err
     assert main(["generate", "--model", str(model_dir), "--prompt", "中国", "--batch-size", "0"]) == 2
     assert "--batch-size must be >= 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags,msg", [
+    (["--temperature", "0", "--seed", "5"], "--seed applies to sampling"),
+    (["--temperature", "0", "--top-k", "3"], "--top-k applies to sampling"),
+    (["--num-beams", "2", "--top-p", "0.9"], "--top-p applies to sampling"),
+    (["--num-beams", "2", "--temperature", "0.5"], "--temperature applies to sampling, not to beam search"),
+    (["--length-penalty", "2"], "--length-penalty applies to beam search"),
+    (["--max-calls", "9"], "--max-calls bounds the calculator calls of --tools"),
+    (["--batch-size", "4"], "--prompt is one prompt"),
+])
+def test_cli_refuses_decoding_flags_the_decoding_would_not_use(model_dir, capsys, flags, msg):
+    """Each gave the same text as without the flag, exit 0."""
+    from llmlab.cli import main
+
+    assert main(["generate", "--model", str(model_dir), "--prompt", "中国", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmlab: error: ") and msg in err, err

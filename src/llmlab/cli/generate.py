@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overrides
+from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overrides, refuse_unapplied
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def register(sub) -> None:
     p.add_argument("--tools", action="store_true",
                    help="answer tool calls: when the model writes [calc(EXPR)→ the calculator's result and ']' are "
                         "written in and the model goes on (topic 7; not with beam search or --compare)")
-    p.add_argument("--max-calls", type=int, default=4, help="with --tools: stop at a call beyond this many")
+    p.add_argument("--max-calls", type=int, help="with --tools: stop at a call beyond this many (default: 4)")
     p.add_argument("--batch-size", type=int, default=1, metavar="N",
                    help="decode stdin's prompts N at a time, grouped by length in left-padded batches (greedy: "
                         "each gets the tokens it gets alone); prompts are read up to 2000 lines at a time and "
@@ -53,10 +53,14 @@ def run(args: argparse.Namespace) -> int:
     from llmlab.generate import GenerationConfig, generate
     from llmlab.models.scoring import text_start
 
+    given = dataclass_overrides(args, GenerationConfig)
+    refuse_unapplied(GenerationConfig(**given), given)  # before the model loads: --seed at temperature 0, ...
+    if args.max_calls is not None and not args.tools:
+        raise InputError("--max-calls bounds the calculator calls of --tools: give --tools or leave it out")
     model, tok = load_any_model(args.model, device=args.device, soft_prompt=args.soft_prompt)
     if tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json")
-    cfg = GenerationConfig(**dataclass_overrides(args, GenerationConfig), **bans(args, tok))
+    cfg = GenerationConfig(**given, **bans(args, tok))
     if args.tools and (args.compare or cfg.num_beams > 1):
         raise InputError("--tools answers calls as tokens are sampled one by one: not with --compare or --num-beams")
     check_batch_size(args, cfg)
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         return _compare(model, tok, [p for batch in batches for p in batch], cfg)
     if args.tools:
-        return _with_tools(model, tok, (p for batch in batches for p in batch), cfg, args.max_calls)
+        return _with_tools(model, tok, (p for batch in batches for p in batch), cfg, args.max_calls or 4)
     if args.batch_size > 1:
         return _batched(model, tok, batches, cfg, args.batch_size)
     for prompt in (p for batch in batches for p in batch):
@@ -89,6 +93,8 @@ def check_batch_size(args: argparse.Namespace, cfg) -> None:
     if clash:
         raise InputError(f"--batch-size {args.batch_size} decodes prompts together with the KV cache, one token per "
                          f"step: not with {', '.join(clash)} (leave --batch-size at 1)")
+    if args.prompt is not None:
+        raise InputError("--batch-size decodes the prompts read from stdin together; --prompt is one prompt")
 
 
 def _batched(model, tok, batches, cfg, batch_size: int) -> int:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides, finite_float
+from llmlab.cli.common import (
+    add_command,
+    add_dataclass_flags,
+    add_group,
+    dataclass_overrides,
+    finite_float,
+    refuse_unapplied,
+)
 from llmlab.core.io import json_text
 
 
@@ -82,11 +89,13 @@ def _ask(args: argparse.Namespace) -> int:
     from llmlab.generate.rag import answer
     from llmlab.generate.retrieval import BM25Index
 
+    given = dataclass_overrides(args, GenerationConfig)
+    cfg = GenerationConfig(**given)
+    refuse_unapplied(cfg, given)  # before the index and model load
     index = BM25Index.load(args.index)
     model, tok = load_any_model(args.model, device=args.device)
     if tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json")
-    cfg = GenerationConfig(**dataclass_overrides(args, GenerationConfig))
     result = answer(model, tok, args.question, index, args.k, cfg, args.n)
     print(json_text(result.to_dict(args.threshold), ensure_ascii=False, indent=2))
     return 0

@@ -91,6 +91,7 @@ def chat(args: argparse.Namespace) -> int:
     template = load_chat_template(args.model)
     overrides = dataclass_overrides(args, GenerationConfig)
     cfg = GenerationConfig(**{"temperature": 0.0, **overrides})  # greedy unless --temperature is given
+    refuse_unapplied(cfg, overrides)  # --seed or --top-k at temperature 0 would change nothing
     end = template.ids(tok)[template.end]
     if args.tools and cfg.num_beams > 1:
         raise InputError("--tools answers calls as tokens are sampled one by one: not with --num-beams")

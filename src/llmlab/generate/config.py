@@ -26,10 +26,19 @@ class GenerationConfig:
     frequency_penalty: float = 0.0  # minus this times each token's count in the output so far
     presence_penalty: float = 0.0  # minus this for each token already in the output
     no_repeat_ngram_size: int = 0  # never repeat an n-gram of prompt and output of this size (0 = off)
-    num_beams: int = 1  # beam search with this many beams (1 = sample); beams ignore temperature, top-k, top-p
+    num_beams: int = 1  # beam search with this many beams (1 = sample); beams take no temperature, top-k, top-p
     length_penalty: float = 1.0  # beam search: finished beams rank by log-probability / length ** this
     suppress_tokens: tuple[int, ...] = ()  # token ids never generated (Hugging Face's suppress_tokens)
     bad_words_ids: tuple[tuple[int, ...], ...] = ()  # id sequences never generated (HF's): see penalties.bad_words
+
+    # settings of one way of decoding (`llmlab.core.config.check_applies`), checked for the flags given on the
+    # command line; the config takes them all (an OpenAI request may send a seed with temperature 0)
+    APPLIES = {
+        **{k: (lambda c: c.temperature > 0 and c.num_beams == 1,
+               "to sampling (--temperature > 0, without --num-beams)") for k in ("seed", "top_k", "top_p")},
+        "temperature": (lambda c: c.num_beams == 1, "to sampling, not to beam search (--num-beams {cfg.num_beams})"),
+        "length_penalty": (lambda c: c.num_beams > 1, "to beam search (--num-beams N > 1)"),
+    }
 
     def __post_init__(self):
         if self.max_new_tokens < 0:
