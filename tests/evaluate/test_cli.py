@@ -57,7 +57,12 @@ def test_rouge_diversity_and_rank_run(files, capsys, tmp_path):
                              [{"winner": "b", "loser": "a"}]), encoding="utf-8")
     assert main(["eval", "rank", str(prefs), "--n-bootstrap", "50"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].split()[1] == "a" and lines[2].split()[1] == "b"
+    assert lines[1].split()[1] == "a" and lines[2].split()[1] == "b" and "95% CI" in lines[0]
+    assert main(["eval", "rank", str(prefs), "--n-bootstrap", "0"]) == 0  # no intervals, and no header for them
+    assert "CI" not in capsys.readouterr().out
+    for flag in (["--seed", "5"], ["--confidence", "0.5"]):  # taken and ignored, with a "50% CI" header
+        assert main(["eval", "rank", str(prefs), "--n-bootstrap", "0", *flag]) == 2
+        assert "applies to the bootstrap intervals (--n-bootstrap > 0)" in capsys.readouterr().err
 
 
 def test_mismatched_and_empty_files_are_one_line_errors(files, capsys):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides, split_unless_file
+from llmlab.cli.common import (
+    add_command,
+    add_dataclass_flags,
+    add_group,
+    dataclass_overrides,
+    refuse_unapplied,
+    split_unless_file,
+)
 from llmlab.core.io import json_text
 
 
@@ -162,13 +169,15 @@ def run_rank(args: argparse.Namespace) -> int:
     from llmlab.core.io import jsonl_lines
     from llmlab.evaluate.ranking import BTConfig, bradley_terry, comparisons_from_records
 
+    given = dataclass_overrides(args, BTConfig)
+    cfg = BTConfig(**given)
+    refuse_unapplied(cfg, given)  # --seed or --confidence without intervals
     numbered = list(jsonl_lines(args.file, "preferences file"))  # (line, record): errors name the line
     if not numbered:
         raise InputError(f"preferences file {args.file!r} is empty")
     lines, records = zip(*numbered)
-    cfg = BTConfig(**dataclass_overrides(args, BTConfig))
     r = bradley_terry(comparisons_from_records(records, lines, f"preferences file {args.file!r} line"), cfg)
-    ci = f"{int(cfg.confidence * 100)}% CI"
+    ci = f"{int(cfg.confidence * 100)}% CI" if cfg.n_bootstrap else ""  # no intervals: no header for them
     print(f"{'rank':>4}  {'player':20s} {'elo':>8}  {ci:>17}  {'games':>6}")
     for i, name in enumerate(r.players):
         interval = f"[{r.ci_low[i]:7.1f}, {r.ci_high[i]:7.1f}]" if r.ci_low is not None else ""

@@ -29,6 +29,10 @@ class BTConfig:
     confidence: float = 0.95  # central interval width
     seed: int = 0  # bootstrap seed
 
+    # the bootstrap's settings (`llmlab.core.config.check_applies`), checked for the flags given
+    APPLIES = {k: (lambda c: c.n_bootstrap > 0, "to the bootstrap intervals (--n-bootstrap > 0)")
+               for k in ("confidence", "seed")}
+
     def __post_init__(self):
         if self.method not in ("mm", "newton"):
             raise InputError(f"method must be 'mm' or 'newton', got {self.method!r}")
