@@ -38,6 +38,20 @@ def test_an_empty_word_gets_a_tag_like_any_unknown_word(taggers, kind):
 
 
 @pytest.mark.parametrize("kind", ["hmm", "perceptron"])
+def test_whitespace_words_are_tagged_w_and_left_out_of_the_context(taggers, kind):
+    """A whitespace word (a tokenizer's, or cut's output passed on) is punctuation-like `w`, as
+    `cut_and_tag` tags it, not a guess from a character no word has (nr before); the other words are
+    tagged as without it."""
+    tagger = taggers[kind]
+    words = ["我们", "热爱", "和平", "。"]
+    spaced = [" ", "我们", "\u3000", "热爱", "\t\n", "和平", "。", "  "]
+    tags = tagger.tag(spaced)
+    assert [t for w, t in zip(spaced, tags) if w.isspace()] == ["w"] * 4
+    assert [t for w, t in zip(spaced, tags) if not w.isspace()] == tagger.tag(words)
+    assert tagger.tag_sentences([[" "], spaced, []]) == [["w"], tags, []]
+
+
+@pytest.mark.parametrize("kind", ["hmm", "perceptron"])
 def test_a_string_or_a_word_that_is_none_is_refused(taggers, kind):
     """A sentence given as a string would be tagged character by character: refused, as are words that
     are not strings (an AttributeError deep in the features before)."""

@@ -241,14 +241,21 @@ class PosTagger(ABC):
         return getattr(self, "_user_tag_ids", {})
 
     def tag(self, words: Sequence[str]) -> list[str]:
-        """One tag per word of a sentence's words (a list: a string's characters are not its words)."""
-        return self._tag(_checked_words(words, 1))
+        """One tag per word of a sentence's words (a list: a string's characters are not its words).
+        A whitespace word is tagged `SPACE_TAG` and left out of the context of the others."""
+        return self.tag_sentences([words])[0]
 
     def tag_sentences(self, sentences: Iterable[Sequence[str]]) -> list[list[str]]:
         """`tag` of each sentence, batched where the tagger can."""
         if isinstance(sentences, str):
             raise InputError("tag_sentences takes a list of sentences, each a list of words, not a string")
-        return self._tag_sentences([_checked_words(s, i) for i, s in enumerate(sentences, 1)])
+        sentences = [_checked_words(s, i) for i, s in enumerate(sentences, 1)]
+        tagged = iter(self._tag_sentences([[w for w in s if not w.isspace()] for s in sentences]))
+        out = []
+        for words in sentences:
+            tags = iter(next(tagged))
+            out.append([SPACE_TAG if w.isspace() else next(tags) for w in words])
+        return out
 
     @abstractmethod
     def _tag(self, words: list[str]) -> list[str]:
@@ -302,12 +309,7 @@ def cut_and_tag_lines(segmenter: Segmenter, tagger: PosTagger, lines: Iterable[s
     """`cut_and_tag` of each line, segmenting all lines in one batch (`Segmenter.cut_lines`) and tagging
     them in one `tag_sentences` call (the neural taggers batch it)."""
     cuts = segmenter.cut_lines(lines)
-    tags = tagger.tag_sentences([[w for w in words if not w.isspace()] for words in cuts])
-    out = []
-    for words, ts in zip(cuts, tags):
-        it = iter(ts)
-        out.append([(w, SPACE_TAG if w.isspace() else next(it)) for w in words])
-    return out
+    return [list(zip(words, tags)) for words, tags in zip(cuts, tagger.tag_sentences(cuts))]
 
 
 @dataclass(frozen=True)
