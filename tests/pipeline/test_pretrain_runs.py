@@ -217,6 +217,7 @@ def test_a_copied_run_resumes_under_its_new_name(tmp_path):
     (["--optimizer", "adagrad", "--beta2", "0.5"], "--beta2 applies to adam, adamw"),
     (["--schedule", "constant", "--min-lr", "1e-6"], "--min-lr applies to the schedules that decay"),
     (["--kd-temperature", "2"], "--kd-temperature applies to the distillation term"),
+    (["--eval-every", "0", "--eval-batches", "2"], "--eval-batches applies to the evaluations every --eval-every"),
     (["--pipeline-schedule", "gpipe"], "--pipeline-schedule orders the micro-batches of pipeline stages"),
 ])
 def test_pretrain_refuses_what_the_run_would_not_use_before_touching_the_folder(flags, words, tmp_path, capsys):

@@ -51,6 +51,8 @@ class TrainConfig:
                   "to adam, adamw (second moment) and rmsprop (its alpha), not {cfg.optimizer}"),
         "min_lr": (lambda c: c.schedule != "constant", "to the schedules that decay, not constant"),
         "kd_temperature": (lambda c: c.kd_alpha > 0, "to the distillation term (--kd-alpha > 0 and --teacher)"),
+        "eval_batches": (lambda c: c.eval_every > 0, "to the evaluations every --eval-every steps, and there "
+                         "are none at --eval-every 0 (the final evaluation reads all the validation text)"),
     }
 
     def __post_init__(self):
