@@ -310,3 +310,12 @@ def test_reduced_precision_training_learns_and_resumes(tmp_path, precision):
     assert again.maybe_resume() and again.step == 30
     if precision == "fp16":
         assert again.scaler.state_dict() == t.scaler.state_dict()
+
+
+@pytest.mark.parametrize("keep, steps", [(0, [3, 6, 8]), (1, [8]), (2, [6, 8])])
+def test_keep_checkpoints_keeps_the_newest_and_0_keeps_all(tmp_path, keep, steps):
+    """--keep-checkpoints's help says 0 keeps every one; the others keep the newest `keep`."""
+    from llmlab.train.checkpoint import checkpoint_step, list_checkpoints
+
+    make_trainer(tmp_path, steps=8, keep_checkpoints=keep).fit()
+    assert [checkpoint_step(p) for p in list_checkpoints(tmp_path / "checkpoints")] == steps

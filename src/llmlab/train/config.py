@@ -34,7 +34,7 @@ class TrainConfig:
     eval_every: int = 100  # evaluate on validation data every N steps (0 = only at the end)
     eval_batches: int = 8  # validation batches per periodic evaluation
     checkpoint_every: int = 100  # save a checkpoint every N steps (0 = only at the end)
-    keep_checkpoints: int = 2  # checkpoints kept on disk (newest)
+    keep_checkpoints: int = 2  # checkpoints kept on disk, the newest (0 = keep all)
     log_every: int = 10  # write a training metrics record every N steps
     seed: int = 1337  # seeds initialisation, batches and dropout
     device: str = "auto"  # auto | cpu | cuda
