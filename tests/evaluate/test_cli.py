@@ -119,3 +119,24 @@ def test_rouge_with_an_llmlab_segmenter_scores_chinese_words(tmp_path, capsys):
     assert main(args) == 0  # without a segmenter: characters, a different but non-zero score
     chars_f = json.loads(capsys.readouterr().out)["rouge1"]["fmeasure"]
     assert chars_f > 0 and chars_f != pytest.approx(words_f)
+
+
+@pytest.mark.parametrize("cmd, flags, words", [
+    ("bleu", ["--smooth-value", "0.5"], "--smooth-value applies to --smooth-method floor (epsilon) and add-k (k), "
+                                        "not exp"),
+    ("bleu", ["--smooth-method", "none", "--smooth-value", "0.5"], "not none"),
+    ("rouge", ["--tokenize", "english", "--seg-model", "nowhere"], "--seg-model applies to --tokenize auto and "
+                                                                   "words (Chinese words), not english"),
+    ("rouge", ["--tokenize", "char", "--seg-model", "nowhere"], "not char"),
+])
+def test_flags_the_score_would_not_use_are_refused(files, capsys, cmd, flags, words):
+    """Each was taken and ignored, exit 0: the smoothing value of a method without one (the signature said
+    smooth:exp), a segmenter loaded and never asked for words."""
+    d, _, _ = files
+    assert main(["eval", cmd, "--ref", str(d / "ref.txt"), "--hyp", str(d / "hyp.txt"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmlab: error: ") and words in err, err
+    for method in ("floor", "add-k"):  # where it applies, it is taken and shown in the signature
+        assert main(["eval", "bleu", "--ref", str(d / "ref.txt"), "--hyp", str(d / "hyp.txt"), "--smooth-method",
+                     method, "--smooth-value", "0.5"]) == 0
+        assert f"smooth:{method}[0.50]" in capsys.readouterr().out

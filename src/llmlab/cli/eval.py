@@ -104,7 +104,9 @@ def _hyps_refs(args: argparse.Namespace) -> tuple[list[str], list[list[str]]]:
 def run_bleu(args: argparse.Namespace) -> int:
     from llmlab.evaluate.bleu import BleuConfig, bleu_signature, corpus_bleu
 
-    cfg = BleuConfig(**dataclass_overrides(args, BleuConfig))
+    given = dataclass_overrides(args, BleuConfig)
+    cfg = BleuConfig(**given)
+    refuse_unapplied(cfg, given)
     hyps, refs = _hyps_refs(args)
     score, sig = corpus_bleu(hyps, refs, cfg), bleu_signature(cfg, len(refs))
     if args.json:
@@ -127,11 +129,15 @@ def run_chrf(args: argparse.Namespace) -> int:
 
 
 def run_rouge(args: argparse.Namespace) -> int:
+    from llmlab.core.errors import InputError
     from llmlab.evaluate.rouge import RougeConfig, corpus_rouge
 
     cfg = RougeConfig(rouge_types=tuple(t.strip() for t in args.types.split(",") if t.strip()),
                       use_stemmer=args.stem, tokenize=args.tokenize)
     cut = None
+    if args.seg_model and cfg.tokenize not in ("auto", "words"):  # english and char never read its words
+        raise InputError(f"--seg-model applies to --tokenize auto and words (Chinese words), not {cfg.tokenize}: "
+                         "leave it out")
     if args.seg_model:
         from llmlab.text import load_segmenter
 

@@ -28,6 +28,10 @@ class BleuConfig:
     max_ngram_order: int = 4  # largest n-gram order counted
     effective_order: bool = False  # average only orders the hypothesis has; use for sentence BLEU
 
+    # the CLI refuses --smooth-value where it does nothing; the config takes it, as sacrebleu's BLEU does
+    APPLIES = {"smooth_value": (lambda c: c.smooth_method in ("floor", "add-k"),
+                                "to --smooth-method floor (epsilon) and add-k (k), not {cfg.smooth_method}")}
+
     def __post_init__(self):
         get_bleu_tokenizer(self.tokenize)
         if self.smooth_method not in SMOOTH_DEFAULTS:
