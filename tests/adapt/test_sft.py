@@ -510,3 +510,17 @@ def test_sft_packing_runs_from_the_command_line_and_says_so(base_dir, tmp_path):
     assert sft(base_dir, tmp_path, "--packing", "--steps", "3", "--eval-problems", "2", "--eval-every", "0",
                "--general-tokens", "0", name="p") == 0
     assert "packed" in (tmp_path / "runs" / "p" / "report.md").read_text()
+
+
+def test_a_run_the_time_limit_cut_short_says_so_in_its_report(base_dir, tmp_path):
+    """Its report read "1 steps ... train loss x -> x" like a finished run's; now the planned steps and why
+    it stopped, and one loss where one record was logged. Run again, it goes on to the end."""
+    flags = ["--steps", "3", "--eval-problems", "2", "--eval-every", "0", "--general-tokens", "0", "--log-every", "10"]
+    assert sft(base_dir, tmp_path, *flags, "--max-minutes", "1e-6", name="t") == 0
+    report = (tmp_path / "runs" / "t" / "report.md").read_text()
+    loss = json.loads((tmp_path / "runs" / "t" / "summary.json").read_text())["first_train_loss"]
+    assert "1 of 3 steps (stopped by the time limit; run it again to go on)" in report
+    assert f"train loss {loss:.4g}, " in report
+    assert sft(base_dir, tmp_path, *flags, name="t") == 0
+    report = (tmp_path / "runs" / "t" / "report.md").read_text()
+    assert "- Training: 3 steps of" in report and "stopped" not in report

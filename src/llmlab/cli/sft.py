@@ -62,7 +62,8 @@ def _config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from llmlab.pipeline.sft import run_sft
+    from llmlab.pipeline.report import steps_done
+    from llmlab.pipeline.sft import run_sft, train_loss_text
 
     cfg = _config(args)
     f = run_sft(cfg, args.out, fresh=args.fresh)
@@ -72,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
                        (f"{cfg.general_corpus} dev perplexity", "general_ppl")):
         if key in b:
             print(f"{label:28s} before {b[key]:.4g}  after {a[key]:.4g}")
-    print(f"train loss {f['first_train_loss']:.4f} -> {f['last_train_loss']:.4f} ({f['steps']} steps, "
-          f"{f['train_seconds']:.0f} s)  report: {args.out}/{cfg.name}/report.md")
+    print(f"train loss {train_loss_text(f)} ({steps_done(f['steps'], cfg.train.steps)}, {f['train_seconds']:.0f} s)"
+          f"  report: {args.out}/{cfg.name}/report.md")
     return 0
 
 

@@ -26,7 +26,7 @@ from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
 from llmlab.models import count_parameters
 from llmlab.pipeline.pretrain import log_final_eval
-from llmlab.pipeline.report import figure_text
+from llmlab.pipeline.report import figure_text, steps_done
 from llmlab.pipeline.reward import comparisons, start_comparison_run
 from llmlab.pipeline.rl import measure
 from llmlab.pipeline.sft import recorded_before, save_chat_model
@@ -143,8 +143,8 @@ def dpo_report(cfg: DPOConfig, f: dict, records: list[dict]) -> str:
         "| step | loss | implicit-reward accuracy | policy prefers chosen |"
     return (f"# {METHOD.get(cfg.loss, 'DPO')} run `{cfg.name}`\n\n"
             f"- Start and reference: `{f['start_model']}` ({f['parameters']:,} parameters)\n" + data + loss
-            + f"- Training: {f['steps']} steps of {cfg.train.batch_size} {unit}, lr {cfg.train.lr}, "
-            f"{f['train_seconds']:.1f} s\n\n"
+            + f"- Training: {steps_done(f['steps'], cfg.train.steps)} of {cfg.train.batch_size} {unit}, "
+            f"lr {cfg.train.lr}, {f['train_seconds']:.1f} s\n\n"
             f"## Before and after\n\nHeld-out {unit}, and greedy chat answers to {a.get('problems', 0)} "
             "distinct test questions.\n\n| measure | before | after |\n|---|---|---|\n" + table
             + "\n## Validation\n\n" + header + "\n|---|---|---|---|\n" + curve

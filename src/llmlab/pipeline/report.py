@@ -10,6 +10,19 @@ from pathlib import Path
 from llmlab.core.io import atomic_path, atomic_write_json, atomic_write_text, check_folder
 from llmlab.models.params import human_count
 
+
+def steps_done(done: int, planned: int, what: str = "steps") -> str:
+    """A report's count of steps: "N steps", or for a run its time limit stopped short "N of M steps (...)",
+    so a reader does not take a cut run's figures for a finished one's.
+
+    >>> steps_done(40, 40), steps_done(12, 40, "policy steps")
+    ('40 steps', '12 of 40 policy steps (stopped by the time limit; run it again to go on)')
+    """
+    if done >= planned:
+        return f"{done} {what}"
+    return f"{done} of {planned} {what} (stopped by the time limit; run it again to go on)"
+
+
 # Written into an experiment's output folder before its first training: it marks the folder as that
 # experiment's, so a rerun may replace what the earlier run wrote and nothing else.
 EXPERIMENT_FILE = "experiment.json"

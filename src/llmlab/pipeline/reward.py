@@ -31,7 +31,7 @@ from llmlab.core.progress import progress
 from llmlab.models import count_parameters
 from llmlab.models.card import ModelCard
 from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
-from llmlab.pipeline.report import figure_text
+from llmlab.pipeline.report import figure_text, steps_done
 from llmlab.pipeline.rl import chat_model
 from llmlab.pipeline.sft import recorded_before, sft_fingerprint, tokenizer_config
 from llmlab.rl.dpo_config import DPOConfig
@@ -215,8 +215,8 @@ def reward_report(cfg: RewardConfig, f: dict, records: list[dict]) -> str:
             f"({cfg.pairs or 'sampled answers to arithmetic problems, each wrong one against the right answer'}"
             + (f"; and {cfg.near_misses} near misses of each training problem's answer" if cfg.near_misses else "")
             + ")\n"
-            f"- Training: {f['steps']} steps of {cfg.train.batch_size} comparisons, lr {cfg.train.lr}, "
-            f"{f['train_seconds']:.1f} s\n\n"
+            f"- Training: {steps_done(f['steps'], cfg.train.steps)} of {cfg.train.batch_size} comparisons, "
+            f"lr {cfg.train.lr}, {f['train_seconds']:.1f} s\n\n"
             "## Held-out comparisons\n\n| measure | before | after |\n|---|---|---|\n"
             f"| pair accuracy | {_f(b['val_accuracy'])} | {_f(a['val_accuracy'])} |\n"
             f"| Bradley-Terry loss | {_f(b['val_loss'])} | {_f(a['val_loss'])} |\n" + slips + "\n"

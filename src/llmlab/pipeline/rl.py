@@ -29,7 +29,7 @@ from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl, sha256_file
 from llmlab.models import count_parameters, load_model
 from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
-from llmlab.pipeline.report import undefined
+from llmlab.pipeline.report import steps_done, undefined
 from llmlab.pipeline.sft import recorded_before, save_chat_model, sft_fingerprint
 from llmlab.rl.config import DPO_SETTINGS, RLConfig
 from llmlab.rl.rewards import answer_reward
@@ -207,7 +207,8 @@ def rl_report(cfg: RLConfig, f: dict) -> str:
             f"- Start: `{f['start_model']}` ({f['parameters']:,} parameters)\n"
             f"- Task: {f['problems']} arithmetic train problems ({cfg.arithmetic_ops}, up to "
             f"{cfg.arithmetic_max_digits} digits); reward: {reward_source(cfg)}\n"
-            f"- Training: {f['value_pretrain_steps']} value-pretraining steps, {f['steps']} policy steps, lr "
+            f"- Training: {f['value_pretrain_steps']} value-pretraining steps, "
+            f"{steps_done(f['steps'], cfg.train.steps, 'policy steps')}, lr "
             f"{cfg.train.lr}, {f['train_seconds']:.1f} s\n"
             f"- Settings: `{json.dumps(settings)}`\n\n"
             "## Before and after\n\n| measure | before | after |\n|---|---|---|\n"

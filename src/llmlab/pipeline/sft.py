@@ -46,7 +46,7 @@ from llmlab.models import count_parameters, load_model, save_model
 from llmlab.models.card import ModelCard
 from llmlab.models.decoder import check_packable
 from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
-from llmlab.pipeline.report import undefined
+from llmlab.pipeline.report import steps_done, undefined
 
 log = logging.getLogger(__name__)
 TOOL_USE = (" Replies call a calculator, [calc(EXPR)→ then the answer: run it with `llmlab chat --tools`, which "
@@ -173,7 +173,7 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
                "trainable_parameters": trainable, "frozen_parameters": frozen,
                "parameters": count_parameters(model.config), "vocab_size": tok.vocab_size,
                "first_train_loss": losses[0] if losses else float("nan"),
-               "last_train_loss": losses[-1] if losses else float("nan"),
+               "last_train_loss": losses[-1] if losses else float("nan"), "train_loss_records": len(losses),
                "before": {k: v for k, v in before.items() if k not in ("step", "before")},
                "after": {k: v for k, v in after.items() if k not in ("step", "after", "final")}}
     save_chat_model(model, out / "model", tok, template, cfg.name,
@@ -222,6 +222,12 @@ def _fmt(v) -> str:
     return "-" if undefined(v) else f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def train_loss_text(f: dict) -> str:
+    """The run's train loss "first -> last", or its one loss where one record was logged (not "x -> x")."""
+    first = _fmt(f["first_train_loss"])
+    return first if f.get("train_loss_records", 2) < 2 else f"{first} -> {_fmt(f['last_train_loss'])}"
+
+
 def remedies(cfg: SFTConfig) -> str:
     """The forgetting remedies the run used, as a clause for the report ("" when none)."""
     f = cfg.forgetting
@@ -263,6 +269,7 @@ def sft_report(cfg: SFTConfig, f: dict) -> str:
     packed = f" packed into rows of at most {cfg.train.seq_len} tokens" if cfg.packing else ""
     masking = ("prompt masked (loss on the replies only)" if cfg.prompt_loss_weight == 0 else
                f"prompt tokens weighted {cfg.prompt_loss_weight}")
+    losses = train_loss_text(f)
     if cfg.tools and cfg.learn_tool_results:
         masking += "; each call's result and ']' learned as the rest of the reply is (Toolformer's loss)"
     elif cfg.tools:
@@ -274,9 +281,9 @@ def sft_report(cfg: SFTConfig, f: dict) -> str:
             f"- Data: `{f['data']}`: {f['examples']} conversations ({f['cut']} cut to {cfg.train.seq_len + 1} tokens, "
             f"{f['dropped']} dropped), {f['dev_examples']} held out\n"
             f"- Loss: {masking}{remedies(cfg)}\n"
-            f"- Training: {f['steps']} steps of {cfg.train.batch_size} conversations{packed}, lr {cfg.train.lr}, "
-            f"{cfg.train.schedule} schedule, {f['train_seconds']:.1f} s; train loss {_fmt(f['first_train_loss'])} -> "
-            f"{_fmt(f['last_train_loss'])}, reply loss on dev {_fmt(a.get('val_loss', '-'))}\n\n"
+            f"- Training: {steps_done(f['steps'], cfg.train.steps)} of {cfg.train.batch_size} conversations{packed}, "
+            f"lr {cfg.train.lr}, {cfg.train.schedule} schedule, {f['train_seconds']:.1f} s; train loss {losses}, "
+            f"reply loss on dev {_fmt(a.get('val_loss', '-'))}\n\n"
             "## Before and after (topic 41)\n\n| measure | before | after |\n|---|---|---|\n"
             f"{table}\n\nAccuracy: greedy answers to {a.get('problems', 0)} distinct test questions, exact match. "
             "The chat prompt is `<|user|>question<|end|><|assistant|>`; the completion prompt is the question as plain "
