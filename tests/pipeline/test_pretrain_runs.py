@@ -44,6 +44,30 @@ def test_a_changed_corpus_is_refused_not_resumed_with_other_ids(tmp_path):
     assert "v" in json.loads((run / "model" / "tokenizer.json").read_text())["model"]["vocab"]
 
 
+@pytest.mark.parametrize("entry", ["notes.txt", "mine/notes.txt"])
+def test_fresh_refuses_a_checkpoints_folder_holding_what_no_save_wrote(tmp_path, entry):
+    """--fresh deletes checkpoints/ whole, and with it a file of the user's there; now it refuses and keeps
+    everything. A resume (no --fresh) prunes only step folders, so it goes on."""
+    cfg = tiny(write_corpus(tmp_path / "c.txt", "abcde"))
+    run_pretraining(cfg, tmp_path / "runs")
+    run = tmp_path / "runs" / "t"
+    (run / "checkpoints" / entry).parent.mkdir(exist_ok=True)
+    (run / "checkpoints" / entry).write_text("mine")
+    before = files(run)
+    top = entry.split("/")[0]
+    with pytest.raises(InputError, match=f"checkpoints.*holds files no save wrote \\({top}\\).*move them out"):
+        run_pretraining(cfg, tmp_path / "runs", fresh=True)
+    assert files(run) == before
+    run_pretraining(cfg, tmp_path / "runs")
+    assert (run / "checkpoints" / entry).read_text() == "mine"
+    import shutil
+
+    shutil.rmtree(run / "checkpoints" / top) if "/" in entry else (run / "checkpoints" / entry).unlink()
+    (run / "checkpoints" / "step-00000099").mkdir()  # a stale step folder goes with --fresh
+    run_pretraining(cfg, tmp_path / "runs", fresh=True)
+    assert "step-00000099" not in {p.name for p in (run / "checkpoints").iterdir()}
+
+
 @pytest.mark.parametrize("folder", ["model", "prompt"])
 def test_a_saved_folder_holding_a_file_not_its_own_is_refused_before_training_and_kept_by_fresh(tmp_path, folder):
     """model/ (and sft's prompt/) is replaced whole at the run's end and --fresh deleted model/: another's file

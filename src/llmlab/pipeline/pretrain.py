@@ -50,6 +50,7 @@ from llmlab.models.io import MODEL_FILES
 from llmlab.models.scoring import text_start
 from llmlab.tokenizers import ALGOS, CharTokenizer, Tokenizer, train_tokenizer
 from llmlab.train import TrainConfig, Trainer, evaluate_loss
+from llmlab.train.checkpoint import foreign_entries
 from llmlab.train.trainer import perplexity
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,11 @@ def check_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = No
     for name, owned in _saved_folders().items():  # the run's end replaces them, --fresh deletes model/: refuse
         check_folder(out / name, owned, f"the run's {name} folder")  # another's files now, not after training
     saved, saved_data = out / "config.json", out / "data.json"
+    foreign = foreign_entries(out / "checkpoints") if fresh and saved.exists() else []
+    if foreign:  # --fresh deletes the folder whole
+        names = ", ".join(str(p.relative_to(out / "checkpoints")) for p in foreign[:5])
+        raise InputError(f"the run's checkpoints folder {str(out / 'checkpoints')!r} holds files no save wrote "
+                         f"({names}), which --fresh would delete with it: move them out first")
     if saved.exists() and not fresh:
         old, new = _as_read_now(read_json(saved, "run config"), cfg), _identity(json.loads(json_text(cfg.to_dict())))
         if old != new:

@@ -118,6 +118,35 @@ def _recorded_layout(ckpt: Path) -> tuple[int, int]:
     return int(t), int(p)
 
 
+# What saves write under a run's checkpoints/ folder: step folders (whole ones, and the hidden ones a save
+# builds in or swaps out) and a sharded run's tp{t}-pp{p} folders of them
+_CHECKPOINT_ENTRY = re.compile(r"step-\d+|\.step-\d+\..+\.(tmp|old)")
+_SHARD_ENTRY = re.compile(r"tp\d+-pp\d+")
+
+
+def foreign_entries(root: str | os.PathLike) -> list[Path]:
+    """What under a run's checkpoints folder `root` no save wrote (a user's notes, a copied folder): entries
+    not named as `save_checkpoint` names them, at the top or in a shard's folder. --fresh deletes the
+    folder whole, so it refuses while these are there.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp())
+    >>> for name in ("step-00000004", ".step-00000006.x1.tmp", "tp0-pp1/step-00000002", "tp0-pp1/mine", "keep"):
+    ...     (d / name).mkdir(parents=True)
+    >>> [str(p.relative_to(d)) for p in foreign_entries(d)]
+    ['keep', 'tp0-pp1/mine']
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    out = []
+    for p in sorted(root.iterdir()):
+        if _SHARD_ENTRY.fullmatch(p.name) and p.is_dir() and not p.is_symlink():
+            out += [q for q in sorted(p.iterdir()) if not _CHECKPOINT_ENTRY.fullmatch(q.name)]
+        elif not _CHECKPOINT_ENTRY.fullmatch(p.name):
+            out.append(p)
+    return out
+
+
 def checkpoint_layouts(root: str | os.PathLike) -> set[tuple[int, int]]:
     """The (tp, pp) shard layouts of the runs that saved under a run's ``checkpoints/`` folder.
 
