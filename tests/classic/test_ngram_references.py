@@ -13,6 +13,7 @@ unigram level as undiscounted continuation counts. Where NLTK is wrong:
 """
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -107,6 +108,21 @@ def test_an_arpa_file_without_unk_scores_unknown_words_as_kenlm_does(tmp_path):
     write_arpa(m, tmp_path / "again.arpa")  # and its -100 survives a round trip, not read back as ARPA's zero
     assert arpa_sentence_log10(read_arpa(tmp_path / "again.arpa"), ["zz"]) == pytest.approx(
         arpa_sentence_log10(m, ["zz"]))
+
+
+@pytest.mark.parametrize("token", ["a b", " world", "", "a\tb", "北京\u3000"])
+def test_write_arpa_refuses_a_token_its_readers_would_cut(tmp_path, token):
+    """ARPA fields are cut at whitespace, so such a file was unreadable by read_arpa and KenLM. The token is
+    named before anything is written: a file already there is left whole and no other is made."""
+    from llmlab.core.errors import InputError
+
+    path = tmp_path / "x.arpa"
+    write_arpa(NgramModel.train([["c", "d"]], NgramConfig(order=2, smoothing="kn")), path)
+    before = path.read_bytes()
+    m = NgramModel.train([[token, "c"], ["c", "d"]], NgramConfig(order=2, smoothing="kn"))
+    with pytest.raises(InputError, match=f"the model holds the token {re.escape(repr(token))}, which an ARPA file "):
+        write_arpa(m, path)
+    assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
 
 
 def test_read_arpa_rejects_a_broken_file(tmp_path):

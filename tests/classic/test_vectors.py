@@ -1,5 +1,7 @@
 """Word vectors against gensim's KeyedVectors: file format, cosine, neighbours, analogies, Spearman."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -145,3 +147,41 @@ def test_bad_vectors_are_refused(bad):
 def test_unknown_word_is_a_clear_error(wv):
     with pytest.raises(InputError, match="not in the vocabulary"):
         wv.most_similar("nope")
+
+
+def test_words_with_any_character_but_space_and_newline_save_load_and_read_in_gensim(tmp_path):
+    """The format cuts rows at spaces and lines at newlines only (gensim's reader too): a word holding an
+    ideographic or no-break space, a tab or U+2028 is legal, saved, read back whole and read alike by gensim.
+    Such a file was refused whole, naming no line or word."""
+    models = pytest.importorskip("gensim.models")
+    words = ("北京\u3000市", "a\xa0b", "tab\there", "x\u2028y", "w")
+    wv = WordVectors(words, np.random.default_rng(0).normal(size=(len(words), 3)).astype(np.float32))
+    path = tmp_path / "v.txt"
+    wv.save_word2vec(path)
+    back = WordVectors.load_word2vec(path)
+    assert back.words == words and np.array_equal(back.vectors, wv.vectors)
+    assert list(models.KeyedVectors.load_word2vec_format(str(path), binary=False).index_to_key) == list(words)
+    for bad in ("a b", "a\nb", ""):  # what the format cannot hold is refused, naming the word
+        with pytest.raises(InputError, match=f"word {re.escape(repr(bad))} .*word2vec text format cannot hold it"):
+            WordVectors(("v", bad), np.zeros((2, 3)))
+
+
+def test_blank_lines_after_the_counted_rows_are_ignored_as_gensim_does(tmp_path, wv):
+    """gensim reads the header's count of rows and stops: a trailing blank line was refused here ("expected a
+    word and 12 numbers, got 0"). Blank lines there are ignored; a row there, or an empty word, names its line."""
+    models = pytest.importorskip("gensim.models")
+    path, other = tmp_path / "v.txt", tmp_path / "o.txt"
+    wv.save_word2vec(path)
+    text = path.read_text(encoding="utf-8")
+    other.write_text(text + "\n \n\n", encoding="utf-8")
+    assert list(models.KeyedVectors.load_word2vec_format(str(other), binary=False).index_to_key) == list(wv.words)
+    back = WordVectors.load_word2vec(other)
+    assert back.words == wv.words and np.array_equal(back.vectors, wv.vectors)
+    lines = text.splitlines()
+    other.write_text(text + "\n" + lines[1] + "\n", encoding="utf-8")
+    extra = rf"o\.txt:{len(lines) + 2}: header says {len(wv)} words, but the file goes on"
+    with pytest.raises(InputError, match=extra):
+        WordVectors.load_word2vec(other)
+    other.write_text("\n".join([lines[0], " " + lines[1].split(" ", 1)[1], *lines[2:]]) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"o\.txt:2: the word is empty"):
+        WordVectors.load_word2vec(other)

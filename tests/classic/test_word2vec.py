@@ -1,5 +1,7 @@
 """word2vec: the sampling pieces against gensim and by hand, and training that learns a planted structure."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -340,3 +342,27 @@ def test_min_count_too_high_is_explained():
     with pytest.raises(InputError, match="min_count"):
         train_word2vec([["a", "b"]], Word2VecConfig(min_count=5))
 
+
+
+@pytest.mark.parametrize("token", ["a b", "", "x\ny"])
+def test_a_token_the_vectors_cannot_hold_is_refused_before_training(token, monkeypatch):
+    """Training ran to the end, then WordVectors refused the result naming neither word nor sentence; now the
+    token and its first sentence are named before a step is taken."""
+    import llmlab.classic.word2vec as w2v
+
+    def no_training(*args):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(w2v, "_step", no_training)
+    sentences = [["c", "d", "e"]] * 5 + [["c", token, "d"]] * 20
+    with pytest.raises(InputError, match=rf"sentences\[5\] holds the token {re.escape(repr(token))}"):
+        train_word2vec(sentences, Word2VecConfig(min_count=1, epochs=1, dim=4))
+
+
+def test_words_with_other_whitespace_train_and_save(tmp_path):
+    """An ideographic space or a tab is no separator of the format: such words train, save and load back."""
+    from llmlab.classic.vectors import WordVectors
+
+    wv, _ = train_word2vec([["北京\u3000市", "a\tb", "c"]] * 10, Word2VecConfig(min_count=1, epochs=1, dim=4))
+    wv.save_word2vec(tmp_path / "v.txt")
+    assert WordVectors.load_word2vec(tmp_path / "v.txt").words == wv.words

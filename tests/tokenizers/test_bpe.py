@@ -9,11 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmlab.core.errors import InputError
-from llmlab.tokenizers import BPETokenizer, load_tokenizer
+from llmlab.tokenizers import BPETokenizer, UnigramTokenizer, WordPieceTokenizer, load_tokenizer
 from llmlab.tokenizers.base import SPECIAL_TOKENS
 from llmlab.tokenizers.bpe import merge
 from llmlab.tokenizers.bpe_train import train_bpe, train_bpe_naive
 from llmlab.tokenizers.pretokenize import PATTERNS, PreTokenizer
+from llmlab.tokenizers.specials import with_special_tokens
 from llmlab.tokenizers.subword import count_pieces
 
 hf = pytest.importorskip("tokenizers")
@@ -224,8 +225,38 @@ def test_segmenter_keeps_tokens_inside_words():
     doc = seg.to_hf_json()
     assert doc["model"]["llmlab"]["cjk_segmenter"] is True
     again = BPETokenizer.from_hf_json(doc)
-    assert again.encode(texts[0]) == plain_encode_with(seg, texts[0])
     assert again.with_segmenter(cut).encode(texts[0]) == seg.encode(texts[0])
+    assert BPETokenizer.from_hf_json(doc).with_segmenter(None).encode(texts[0]) == plain_encode_with(seg, texts[0])
+
+
+def test_a_file_trained_with_a_segmenter_refuses_han_text_until_one_is_attached(tmp_path):
+    """The file records that a segmenter cut the training text but cannot hold it: loaded alone, the tokenizer
+    would give Chinese other ids than in training, silently. It refuses Han text (naming with_segmenter)
+    until the segmenter is attached, or removed on purpose; other text splits alike and encodes; saving it
+    again keeps the record."""
+    def cut(s):
+        return [s[i:i + 2] for i in range(0, len(s), 2)]
+
+    texts = ["中国人民中国人民 people"] * 5
+    for cls in (BPETokenizer, UnigramTokenizer, WordPieceTokenizer):
+        size = 300 if cls is BPETokenizer else 40
+        seg = cls.train(texts, size, pattern="gpt2", segmenter=cut)
+        seg.save(tmp_path / "seg.json")
+        loaded = load_tokenizer(tmp_path / "seg.json")
+        assert loaded.encode(" people") == seg.encode(" people")
+        for call in [loaded.encode, loaded.tokens] + ([loaded.encode_sample] if cls is UnigramTokenizer else []):
+            with pytest.raises(InputError, match=r"with_segmenter\(cut\)"):
+                call("中国人民")
+        loaded.save(tmp_path / "again.json")
+        assert load_tokenizer(tmp_path / "again.json").to_hf_json()["model"]["llmlab"]["cjk_segmenter"] is True
+        assert loaded.with_segmenter(cut).encode(texts[0]) == seg.encode(texts[0])
+        if cls is not UnigramTokenizer:  # (unigram takes no special token after training) the segmenter stays
+            assert with_special_tokens(seg, ["<|user|>"]).encode(texts[0]) == seg.encode(texts[0])
+        assert load_tokenizer(tmp_path / "seg.json").with_segmenter(None).encode("中国人民")
+        plain = cls.train(texts, size, pattern="gpt2")
+        assert plain.to_hf_json()["model"]["llmlab"].get("cjk_segmenter") is None
+        plain.save(tmp_path / "plain.json")
+        assert load_tokenizer(tmp_path / "plain.json").encode("中国人民") == plain.encode("中国人民")
 
 
 def plain_encode_with(tok, text):

@@ -8,7 +8,17 @@ import pytest
 
 from llmlab.cli import main
 from llmlab.core.errors import InputError
-from llmlab.tokenizers import ALGOS, Tokenizer, load_tokenizer, train_tokenizer
+from llmlab.tokenizers import (
+    ALGOS,
+    BPETokenizer,
+    CharTokenizer,
+    Tokenizer,
+    UnigramTokenizer,
+    WhitespaceTokenizer,
+    WordPieceTokenizer,
+    load_tokenizer,
+    train_tokenizer,
+)
 
 
 @pytest.mark.parametrize("algo", ALGOS)
@@ -220,3 +230,44 @@ def test_cli_pattern_is_refused_where_it_would_be_ignored(algo, tmp_path, monkey
     code, out, err = run_cli(["tokenizer", "show", "hi", "--tokenizer", str(tmp_path / "t"), "--pattern", "gpt2"], "",
                              monkeypatch, capsys)
     assert code == 2 and "with --tokenizer the text splits by the tokenizer's own" in err and out == ""
+
+
+TRAINERS = {  # each tokenizer class's own train, small sizes
+    "bpe": lambda texts: BPETokenizer.train(texts, 300),
+    "unigram": lambda texts: UnigramTokenizer.train(texts, 40),
+    "wordpiece": lambda texts: WordPieceTokenizer.train(texts, 60),
+    "whitespace": lambda texts: WhitespaceTokenizer.train(texts, 20),
+    "char": lambda texts: CharTokenizer.train(texts),
+}
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_a_lone_surrogate_is_refused_alike_in_training_and_encoding(algo, tmp_path):
+    """No tokenizer learns a lone surrogate (it could not be saved) or maps one to <unk>: all refuse it with
+    one error, naming the text and the place, whether training through a class or train_tokenizer, or encoding."""
+    texts = ["hello world", "ab \ud800b hello"]
+    with pytest.raises(InputError, match=r"training text 1 holds '\\ud800' at character 3: a lone surrogate"):
+        TRAINERS[algo](texts)
+    with pytest.raises(InputError, match=r"training text 1 holds '\\ud800' at character 3: a lone surrogate"):
+        train_tokenizer(algo, texts, 300)
+    tok = TRAINERS[algo](["hello world ab"] * 3)
+    tok.save(tmp_path / "t.json")
+    for text in ("a\ud800b", "hello \udcff"):
+        for call in (tok.encode, tok.count_unknown, load_tokenizer(tmp_path / "t.json").encode):
+            with pytest.raises(InputError, match=r"text holds '\\ud[8c]..' at character \d: a lone surrogate"):
+                call(text)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_trainer_refuses_one_string_and_items_that_are_not_strings(algo):
+    """A string would be read as its characters, each a text (BPE learnt no merge, WordPiece gave <unk>s);
+    None was skipped and bytes were a TypeError. Each class's train refuses them as train_tokenizer does."""
+    train = TRAINERS[algo]
+    for trainer in (train, lambda texts: train_tokenizer(algo, texts, 300)):
+        with pytest.raises(InputError, match="not one string"):
+            trainer("hello world hello there " * 20)
+        with pytest.raises(InputError, match=r"must be strings, got NoneType \(text 1\)"):
+            trainer(["hello", None])
+        with pytest.raises(InputError, match="got bytes .*decode the bytes first"):
+            trainer([b"hello"])
+    assert train(iter(["hello world"] * 3)).encode("hello") == train(["hello world"] * 3).encode("hello")

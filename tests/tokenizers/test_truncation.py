@@ -110,3 +110,11 @@ def test_pad_multiple_of_one_and_empty_batch():
     with pytest.raises(InputError, match="multiple_of"):
         pad(batch, 0, multiple_of=0)
     assert pad([], 0) == ([], []) and pad([], 0, length=0) == ([], [])
+
+
+def test_pad_reads_a_generator_once():
+    """max() over a generator used to consume it, leaving nothing to pad: ([], [])."""
+    rows = [[1, 2, 3], [4]]
+    for side in ("right", "left"):
+        assert pad((r for r in rows), 0, side=side) == pad(rows, 0, side=side)
+        assert pad(iter([iter(r) for r in rows]), 0, side=side, multiple_of=4) == pad(rows, 0, side=side, multiple_of=4)

@@ -120,6 +120,17 @@ def test_unknown_characters_fuse_into_one_unk(tmp_path):
     assert load_tokenizer(tmp_path).encode("a€€b☃a") == [4, 0, 5, 0, 4]
 
 
+def test_sampling_fuses_unknown_characters_as_encode_does():
+    """A run of characters without a piece is one <unk> in every drawn segmentation, as in `encode` (it was one
+    <unk> per character): a large alpha gives encode's ids, and any draw has encode's <unk>s."""
+    tok = UnigramTokenizer([("a", -1.0), ("b", -1.0), ("ab", -1.5)], pattern="whitespace")
+    rng = random.Random(0)
+    for text in ["aÿÿÿb", "ÿÿ", "a€€b☃a", "ÿabÿÿ"]:
+        assert tok.encode_sample(text, 50.0, rng) == tok.encode(text)
+        for _ in range(20):
+            assert tok.encode_sample(text, 0.0, rng).count(tok.unk) == tok.encode(text).count(tok.unk)
+
+
 def test_special_spellings_are_ordinary_text(trained):
     tok, from_file = trained
     assert tok.eos_id not in tok.encode("<|eos|>")

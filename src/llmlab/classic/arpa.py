@@ -60,7 +60,14 @@ def ngram_strings(tables: NgramTables, tokens: tuple[str, ...]) -> list[list[str
 
 
 def write_arpa(model: NgramModel, path: str | Path) -> None:
-    """Write `model` as an ARPA file (atomically)."""
+    """Write `model` as an ARPA file (atomically). A token that is empty or holds whitespace is refused
+    before anything is written: an ARPA line's fields are cut at whitespace, so neither `read_arpa` nor
+    KenLM could read the file back."""
+    for token in model.vocab.tokens:
+        if not token or any(ch.isspace() for ch in token):
+            raise InputError(f"the model holds the token {token!r}, which an ARPA file cannot: its fields are cut "
+                             "at whitespace, so it would be read back as other words (train on text split into "
+                             "tokens without whitespace)")
     t, prm = model.tables, model.params
     probs = seen_probs(t, prm)
     names = ngram_strings(t, model.vocab.tokens)

@@ -20,6 +20,26 @@ from llmlab.core.errors import InputError
 from llmlab.core.io import atomic_path, check_readable, line_batches, read_text, split_lines
 
 
+def word_problem(word) -> str | None:
+    """Why `word` cannot be a word of the word2vec text format, or None. Its rows are ``word v1 .. vd``,
+    cut at a space, one per line: a word holding " " or a newline would read back as other words or
+    lines (gensim's reader splits the same way), and an empty one is no word. Any other character,
+    a tab or an ideographic space (U+3000) included, is read back whole.
+
+    >>> word_problem("北京\u3000市"), word_problem("a b"), word_problem("")
+    (None, 'holds a space', 'is empty')
+    """
+    if not isinstance(word, str):
+        return f"is a {type(word).__name__}, not a str"
+    if not word:
+        return "is empty"
+    if " " in word:
+        return "holds a space"
+    if "\n" in word:
+        return "holds a newline"
+    return None
+
+
 @dataclass(frozen=True, eq=False)
 class WordVectors:
     words: tuple[str, ...]  # row i of `vectors` belongs to words[i]
@@ -35,8 +55,9 @@ class WordVectors:
             seen: set[str] = set()
             again = next(w for w in self.words if w in seen or seen.add(w))
             raise InputError(f"words must be unique; {again!r} appears more than once")
-        if any(not w or any(ch.isspace() for ch in w) for w in self.words):
-            raise InputError("words must be non-empty and contain no whitespace (the word2vec format needs it)")
+        for w in self.words:
+            if (problem := word_problem(w)) is not None:
+                raise InputError(f"word {w!r} {problem}: the word2vec text format cannot hold it")
         norms = np.linalg.norm(v, axis=1, keepdims=True)
         object.__setattr__(self, "vectors", v)
         object.__setattr__(self, "_index", {w: i for i, w in enumerate(self.words)})
@@ -102,7 +123,10 @@ class WordVectors:
     @classmethod
     def load_word2vec(cls, path: str | Path) -> WordVectors:
         """Vectors in the word2vec text format (what `save_word2vec`, gensim, the original C tool and
-        fastText write; their trailing space on each line is allowed)."""
+        fastText write; their trailing space on each line is allowed). Rows are cut at spaces only, as
+        gensim cuts them, so a word may hold any other character (`word_problem`). Blank lines after the
+        header's count of rows are ignored (gensim reads no further); any other line there is refused,
+        since the count would then be wrong."""
         p = check_readable(path, "word2vec file")
         lines = (line for batch in line_batches(p, "word2vec file") for line in batch)
         header = next(lines, "").split()
@@ -111,9 +135,15 @@ class WordVectors:
         n, d = map(int, header)
         words, rows, first = [], [], {}
         for lineno, line in enumerate(lines, 2):
+            if len(words) == n:
+                if line.strip():
+                    raise InputError(f"{p}:{lineno}: header says {n} words, but the file goes on: {line[:40]!r}")
+                continue
             parts = line.rstrip(" ").split(" ")
             if len(parts) != d + 1:
                 raise InputError(f"{p}:{lineno}: expected a word and {d} numbers, got {len(parts) - 1}")
+            if not parts[0]:
+                raise InputError(f"{p}:{lineno}: the word is empty (the line starts with a space)")
             try:
                 row = np.array(parts[1:], dtype=np.float32)
             except ValueError:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llmlab.classic.vectors import WordVectors
+from llmlab.classic.vectors import WordVectors, word_problem
 from llmlab.classic.vocab import token_sentences
 from llmlab.core.errors import InputError
 from llmlab.core.progress import progress
@@ -210,6 +210,7 @@ def train_word2vec(sentences: Sequence[Sequence[str]], config: Word2VecConfig | 
     cfg = config or Word2VecConfig()
     sentences = token_sentences(sentences)  # read twice below: a generator would be empty the second time
     words, counts = build_vocab(sentences, cfg.min_count)
+    _check_words(words, sentences)
     index = {w: i for i, w in enumerate(words)}
     flat = [(index[w], si) for si, s in enumerate(sentences) for w in s if w in index]
     ids = np.array([f[0] for f in flat], dtype=np.int64)
@@ -247,6 +248,19 @@ def train_word2vec(sentences: Sequence[Sequence[str]], config: Word2VecConfig | 
     stats = TrainStats(done_words, time.perf_counter() - start, n_pred)
     log.info("word2vec: %d words in %.1fs, %.0f words/s", stats.words, stats.seconds, stats.words_per_second)
     return WordVectors(tuple(words), w_in), stats
+
+
+def _check_words(words: list[str], sentences: list[list[str]]) -> None:
+    """Refuse, before training, a vocabulary word the word2vec text format cannot hold (`word_problem`:
+    one holding a space, say, from text split on something else), naming it and its first sentence;
+    the trained vectors could not be saved, nor made into `WordVectors`."""
+    bad = next((w for w in words if word_problem(w) is not None), None)
+    if bad is None:
+        return
+    k = next(k for k, s in enumerate(sentences) if bad in s)
+    raise InputError(f"sentences[{k}] holds the token {bad!r}, which {word_problem(bad)}: the word2vec text format "
+                     "cannot hold it (rows are cut at spaces, one per line), so its vector could not be saved; "
+                     f"split the text into words first. The sentence: {sentences[k]!r:.120}")
 
 
 def _scratch(rows: int, d: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ import json
 import operator
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from llmlab.core.errors import InputError
@@ -24,12 +24,57 @@ SPECIAL_TOKENS = (UNK, BOS, EOS, PAD)
 
 
 def checked_text(text: str) -> str:
-    """`text` if it is a str, else an InputError (bytes were encoded from every byte's character, a list
-    from its items: neither is the text)."""
+    """`text` if it is a str of Unicode characters, else an InputError (bytes were encoded from every
+    byte's character, a list from its items: neither is the text; a lone surrogate, see
+    `refuse_surrogates`)."""
     if not isinstance(text, str):
         hint = ": decode the bytes first" if isinstance(text, (bytes, bytearray)) else ""
         raise InputError(f"a tokenizer encodes a str, got {type(text).__name__}{hint}")
+    refuse_surrogates(text, "text")
     return text
+
+
+def refuse_surrogates(text: str, what: str) -> None:
+    """An InputError if `text` holds a lone surrogate (what a bad byte decoded with ``surrogateescape``
+    becomes). It is no Unicode character: UTF-8 cannot hold it, so a byte-level model has no bytes for
+    it and a vocabulary holding it could not be saved; every tokenizer refuses it, in training and in
+    encoding alike, rather than each doing something else with it.
+
+    >>> try:
+    ...     refuse_surrogates("a" + chr(0xDCFF), "text")
+    ... except InputError as e:
+    ...     print(str(e).split(':')[0])
+    text holds '\\udcff' at character 1
+    """
+    if not text.isascii():  # the common case costs one pass in C
+        try:
+            text.encode()
+        except UnicodeEncodeError as e:
+            raise InputError(f"{what} holds {text[e.start:e.end]!r} at character {e.start}: a lone surrogate, "
+                             "not a Unicode character (decode the input with errors='replace')") from None
+
+
+def training_texts(texts: Iterable[str]) -> Iterator[str]:
+    """The texts of a training corpus, each checked as it is read: one string is refused rather than read
+    as its characters (each a one-character text), and so is an item that is not a str (None, bytes) or
+    holds a lone surrogate (`refuse_surrogates`), naming which text it is.
+
+    >>> list(training_texts(["ab", "c"]))
+    ['ab', 'c']
+    """
+    if isinstance(texts, (str, bytes, bytearray)) or not isinstance(texts, Iterable):
+        raise InputError(f"texts must be an iterable of strings (lines or documents), not one "
+                         f"{'string' if isinstance(texts, str) else type(texts).__name__}")
+    return _checked_texts(texts)
+
+
+def _checked_texts(texts: Iterable[str]) -> Iterator[str]:
+    for k, t in enumerate(texts):
+        if not isinstance(t, str):
+            hint = ": decode the bytes first" if isinstance(t, (bytes, bytearray)) else ""
+            raise InputError(f"training texts must be strings, got {type(t).__name__} (text {k}){hint}")
+        refuse_surrogates(t, f"training text {k}")
+        yield t
 
 
 class Tokenizer(ABC):

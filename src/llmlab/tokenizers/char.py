@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from llmlab.core.errors import InputError
-from llmlab.tokenizers.base import SPECIAL_TOKENS, UNK, Tokenizer, checked_text
+from llmlab.tokenizers.base import SPECIAL_TOKENS, UNK, Tokenizer, checked_text, training_texts
 from llmlab.tokenizers.subword import check_unk, pretok_from_hf, specials_from_hf, vocab_in_id_order
 
 # The pre-tokenizer of a character file: every character is a piece of its own.
@@ -41,11 +41,12 @@ class CharTokenizer(Tokenizer):
 
     @classmethod
     def train(cls, texts: Iterable[str], max_vocab: int | None = None, min_freq: int = 1) -> CharTokenizer:
-        """Vocabulary of the most frequent characters (ties broken by code point)."""
+        """Vocabulary of the most frequent characters (ties broken by code point); the texts are checked
+        as every tokenizer's are (`training_texts`)."""
         if min_freq < 1:
             raise InputError(f"min_freq must be >= 1, got {min_freq}")
         counts: Counter[str] = Counter()
-        for t in texts:
+        for t in training_texts(texts):
             counts.update(t)
         chars = sorted((c for c, n in counts.items() if n >= min_freq), key=lambda c: (-counts[c], c))
         if max_vocab is not None:

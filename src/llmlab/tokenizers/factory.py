@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from llmlab.core.errors import InputError
-from llmlab.tokenizers.base import Tokenizer
+from llmlab.tokenizers.base import Tokenizer, training_texts
 
 ALGOS = ("bpe", "unigram", "wordpiece", "whitespace", "char")
 
@@ -23,11 +23,10 @@ def train_tokenizer(algo: str, texts: Iterable[str], vocab_size: int, **kw) -> T
     ``cut(str) -> list[str]`` for Chinese), ``special_tokens`` (extra ones, e.g. chat roles), and
     algorithm-specific ones (``min_frequency``, ``max_piece_len``, ``prefix``...).
     """
-    if isinstance(texts, str):
-        raise InputError("texts must be an iterable of strings (lines or documents), not one string")
+    checked = training_texts(texts)  # refuses one string here, a bad item as it is read
     if not isinstance(vocab_size, int) or vocab_size < 1:
         raise InputError(f"vocab_size must be a positive integer, got {vocab_size!r}")
-    texts = list(texts)
+    texts = list(checked)
     if not any(texts):
         raise InputError("the training corpus is empty (no text to learn a vocabulary from)")
     if algo == "bpe":

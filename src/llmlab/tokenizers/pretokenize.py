@@ -108,12 +108,18 @@ class PreTokenizer:
     """
 
     def __init__(self, pattern: str = "gpt4", segmenter: Callable[[str], list[str]] | None = None,
-                 then: Iterable[str] = ()):
+                 then: Iterable[str] = (), segmenter_missing: bool = False):
         self.pattern = pattern
         self.regex_text = PATTERNS.get(pattern, pattern)
         self.then = tuple(then)
+        custom = [r for r in (self.regex_text, *self.then) if r not in PATTERNS.values()]
         self._res = [_compile(r) for r in (self.regex_text, *self.then)]
+        for r in custom:
+            _refuse_unportable(r)
         self.segmenter = segmenter
+        # Loaded from a file saying the vocabulary was learnt from segmented Han text, with no segmenter
+        # attached since: Han text would split otherwise than in training, so it is refused (`__call__`).
+        self.segmenter_missing = segmenter_missing and segmenter is None
 
     def __call__(self, text: str) -> list[str]:
         pieces = split_isolated(self._res[0], text)
@@ -121,6 +127,12 @@ class PreTokenizer:
             pieces = [q for p in pieces for q in split_isolated(r, p)]
         if self.segmenter is not None:
             pieces = list(self._segment(pieces))
+        elif self.segmenter_missing and any(_HAN.search(p) for p in pieces):
+            raise InputError("this tokenizer learnt its vocabulary from Han text cut by a word segmenter "
+                             "(its file says cjk_segmenter; a file cannot hold the segmenter itself), so "
+                             "without it Chinese text gets other tokens than in training: call "
+                             "tok.with_segmenter(cut) with the same segmenter first, or tok.with_segmenter(None) "
+                             "to encode without one, as Hugging Face tokenizers do")
         return pieces
 
     def _segment(self, pieces: Iterable[str]) -> Iterable[str]:
@@ -143,9 +155,10 @@ class PreTokenizer:
         return splits[0] if len(splits) == 1 else {"type": "Sequence", "pretokenizers": splits}
 
     @classmethod
-    def from_hf(cls, doc: dict | None, byte_level: bool = False) -> PreTokenizer:
+    def from_hf(cls, doc: dict | None, byte_level: bool = False, segmenter_missing: bool = False) -> PreTokenizer:
         """Read back ``Split`` steps (alone or in a ``Sequence``) and GPT-2's ``ByteLevel``, which must
-        come last and only for a byte-level model (`byte_level`); anything else is refused."""
+        come last and only for a byte-level model (`byte_level`); anything else is refused.
+        `segmenter_missing`: the file's model was trained with a segmenter (see `__init__`)."""
         parts = (doc.get("pretokenizers") or []) if doc and doc.get("type") == "Sequence" else [doc]
         regexes, seen_bytes = [], False
         for part in parts:
@@ -167,7 +180,7 @@ class PreTokenizer:
         if not regexes:
             raise InputError(f"unsupported pre-tokenizer in tokenizer file: {doc!r} (no Split)")
         name = next((k for k, v in PATTERNS.items() if v == regexes[0]), regexes[0])
-        return cls(name, then=regexes[1:])
+        return cls(name, then=regexes[1:], segmenter_missing=segmenter_missing)
 
 
 def _compile(text: str) -> regex.Pattern:
@@ -175,6 +188,57 @@ def _compile(text: str) -> regex.Pattern:
         return regex.compile(text)
     except regex.error as e:
         raise InputError(f"pre-tokenizer pattern {text!r} is not a valid regex: {e}") from None
+
+
+def unportable_part(pattern: str) -> str | None:
+    """What in `pattern` Hugging Face tokenizers' regex engine (Oniguruma) reads otherwise than Python's
+    `regex`, or None: an anchor (``^`` and ``$`` match at every line there, ``\\Z`` also before a final
+    newline), a word boundary (``\\b``, ``\\B``: the two disagree on which characters are word
+    characters) or a group of inline flags (``(?u)``, ``(?s)``: unknown there, or another meaning; ``(?m)``
+    is dotall there). Only ``(?i:...)``, case-insensitive within the group, reads alike, and the gpt4
+    pattern uses it. A ``^`` opening a character class and escaped ``\\^``, ``\\$`` are ordinary.
+
+    >>> unportable_part(r"^\\w+"), unportable_part(r"[^\\s]+\\$"), unportable_part(r"(?u)\\w+|\\b")
+    ('the anchor ^', None, 'the inline group option (?u')
+    """
+    i, n, in_class = 0, len(pattern), False
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            escaped = pattern[i + 1:i + 2]
+            if not in_class and escaped in ("A", "Z", "z"):
+                return f"the anchor \\{escaped}"
+            if not in_class and escaped in ("b", "B"):  # in a class, \b is a backspace
+                return f"the word boundary \\{escaped}"
+            i += 2
+        elif in_class:
+            if c == "[" and pattern.startswith(":", i + 1) and ":]" in pattern[i + 2:]:  # [:alpha:]
+                i = pattern.index(":]", i + 2) + 2
+                continue
+            in_class = c != "]"
+            i += 1
+        elif c == "[":
+            i += 1
+            i += pattern.startswith("^", i)  # negation
+            i += pattern.startswith("]", i)  # a "]" first is a literal one
+            in_class = True
+        elif c in "^$":
+            return f"the anchor {c}"
+        elif pattern.startswith("(?", i) and regex.match(r"[a-zA-Z^-]", pattern[i + 2:i + 3]) \
+                and not pattern.startswith("(?i:", i):
+            return "the inline group option " + regex.match(r"\(\?[a-zA-Z^-]*", pattern[i:]).group()
+        else:
+            i += 1
+    return None
+
+
+def _refuse_unportable(pattern: str) -> None:
+    what = unportable_part(pattern)
+    if what is not None:
+        raise InputError(f"pre-tokenizer pattern {pattern!r} uses {what}, which Hugging Face tokenizers (Oniguruma) "
+                         "reads otherwise than Python's regex: the saved tokenizer.json would split text differently "
+                         "there (and may not load); write it without anchors, word boundaries and inline flags, "
+                         "e.g. with lookarounds such as (?<!\\S)")
 
 
 def _split_regex(doc: dict) -> str:

@@ -69,7 +69,9 @@ def with_special_tokens(tok: Tokenizer, tokens: Iterable[str]) -> Tokenizer:
     if isinstance(tok, CharTokenizer):
         model.pop("llmlab", None)
         return WhitespaceTokenizer.from_hf_json(doc)
-    return type(tok).from_hf_json(doc)
+    out = type(tok).from_hf_json(doc)
+    segmenter = getattr(getattr(tok, "pretok", None), "segmenter", None)  # Python code: the document has no room
+    return out if segmenter is None else out.with_segmenter(segmenter)
 
 
 def with_characters(tok: Tokenizer, chars: Iterable[str]) -> Tokenizer:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from itertools import chain
 
 from llmlab.core.errors import InputError
-from llmlab.tokenizers.base import SPECIAL_TOKENS, UNK, Tokenizer, checked_text
+from llmlab.tokenizers.base import SPECIAL_TOKENS, UNK, Tokenizer, checked_text, training_texts
 from llmlab.tokenizers.pretokenize import PreTokenizer, split_specials
 
 CACHE_SIZE = 1 << 18  # encoded pieces remembered per tokenizer; cleared when full
@@ -41,15 +41,14 @@ def check_specials(specials: Iterable[str]) -> tuple[str, ...]:
 
 
 def count_pieces(texts: Iterable[str], pretok: PreTokenizer) -> Counter[str]:
-    """How often each pre-token occurs in the corpus; raises on an empty corpus.
+    """How often each pre-token occurs in the corpus (its texts checked by `training_texts`); raises on
+    an empty corpus.
 
     >>> sorted(count_pieces(["a b a"], PreTokenizer("gpt2")).items())
     [(' a', 1), (' b', 1), ('a', 1)]
     """
     counts: Counter[str] = Counter()
-    for t in texts:
-        if not isinstance(t, str):
-            raise InputError(f"training texts must be strings, got {type(t).__name__}")
+    for t in training_texts(texts):
         counts.update(pretok(t))
     if not counts:
         raise InputError("the training corpus is empty (no text to learn a vocabulary from)")
@@ -97,16 +96,7 @@ class SubwordTokenizer(Tokenizer):
         all in one `_encode_pieces` call, and cached."""
         cache = self._cache
         missing = list(dict.fromkeys([p for p in pieces if p not in cache]))
-        try:
-            new = dict(zip(missing, self._encode_pieces(missing)))
-        except UnicodeEncodeError:
-            for piece in missing:
-                try:
-                    piece.encode()
-                except UnicodeEncodeError as e:
-                    raise InputError(f"text holds {piece[e.start:e.end]!r} at piece {piece!r}: a lone surrogate, "
-                                     f"not a Unicode character (decode the input with errors='replace')") from None
-            raise
+        new = dict(zip(missing, self._encode_pieces(missing)))  # no lone surrogate: `checked_text` refused it
         ids = list(chain.from_iterable(map(new.get, pieces, map(cache.get, pieces))))  # new, else cached
         if len(cache) + len(new) > CACHE_SIZE:
             cache.clear()
@@ -150,13 +140,17 @@ class SubwordTokenizer(Tokenizer):
         return decoder == self._hf_decoder()
 
     def _llmlab_meta(self) -> dict:
-        # A segmenter is Python code and cannot be saved; the flag says one was used in training.
-        return {"cjk_segmenter": True} if self.pretok.segmenter is not None else {}
+        # A segmenter is Python code and cannot be saved; the flag says one was used in training (kept
+        # by a file loaded and saved again without attaching it).
+        used = self.pretok.segmenter is not None or self.pretok.segmenter_missing
+        return {"cjk_segmenter": True} if used else {}
 
     def with_segmenter(self, segmenter: Callable[[str], list[str]] | None) -> SubwordTokenizer:
         """Attach (or remove) the Chinese segmenter, e.g. after loading a file trained with one.
 
-        Files record only that one was used (``cjk_segmenter``); Hugging Face encodes without it.
+        Files record only that one was used (``cjk_segmenter``); Hugging Face encodes without it. Such
+        a file loads refusing Han text until this is called: with the segmenter to encode as in
+        training, or with None to encode as Hugging Face does.
         """
         self.pretok = PreTokenizer(self.pretok.pattern, segmenter, self.pretok.then)
         self._cache.clear()
@@ -233,7 +227,8 @@ def pretok_from_hf(doc: dict, byte_level: bool = False) -> PreTokenizer:
     """
     if doc.get("normalizer") is not None:
         raise InputError(f"unsupported tokenizer file: it has a normalizer ({doc['normalizer'].get('type')!r})")
-    return PreTokenizer.from_hf(doc.get("pre_tokenizer"), byte_level)
+    return PreTokenizer.from_hf(doc.get("pre_tokenizer"), byte_level,
+                                segmenter_missing=bool(llmlab_meta(doc).get("cjk_segmenter")))
 
 
 def unk_of(specials: dict[str, int]) -> int | None:

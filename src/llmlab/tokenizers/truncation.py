@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from llmlab.core.errors import InputError
 
@@ -81,7 +81,7 @@ def truncate_pair(a: Sequence[int], b: Sequence[int], max_len: int, strategy: st
     return truncate(a, na, side), truncate(b, nb, side)
 
 
-def pad(batch: Sequence[Sequence[int]], pad_id: int, side: str = "right", length: int | None = None,
+def pad(batch: Iterable[Iterable[int]], pad_id: int, side: str = "right", length: int | None = None,
         multiple_of: int | None = None) -> tuple[list[list[int]], list[list[int]]]:
     """Pad every sequence to the same length; returns (ids, attention mask with 1 for real tokens).
 
@@ -90,6 +90,7 @@ def pad(batch: Sequence[Sequence[int]], pad_id: int, side: str = "right", length
     """
     if side not in ("right", "left"):
         raise InputError(f"padding side must be 'right' or 'left', got {side!r}")
+    batch = [list(s) for s in batch]  # read once: a generator would be empty after the longest is found
     longest = max((len(s) for s in batch), default=0)
     n = longest if length is None else length
     if n < longest:
@@ -102,10 +103,10 @@ def pad(batch: Sequence[Sequence[int]], pad_id: int, side: str = "right", length
     for s in batch:
         fill = n - len(s)
         if side == "right":
-            ids.append(list(s) + [pad_id] * fill)
+            ids.append(s + [pad_id] * fill)
             mask.append([1] * len(s) + [0] * fill)
         else:
-            ids.append([pad_id] * fill + list(s))
+            ids.append([pad_id] * fill + s)
             mask.append([0] * fill + [1] * len(s))
     return ids, mask
 

@@ -184,7 +184,7 @@ class UnigramTokenizer(SubwordTokenizer):
             ids.extend(self._sample_piece(piece, alpha, rng))
         return ids
 
-    def _sample_piece(self, word: str, alpha: float, rng: random.Random) -> list[int]:
+    def _sample_piece(self, word: str, alpha: float, rng: random.Random) -> tuple[int, ...]:
         n = len(word)
         ending: list[list[tuple[int, int, float]]] = [[] for _ in range(n + 1)]  # (start, id, score)
         for s, row in enumerate(lattice(word, self.piece_id, self.max_len)):
@@ -195,7 +195,8 @@ class UnigramTokenizer(SubwordTokenizer):
         fwd = [0.0] + [0.0] * n  # log of the summed weight of all paths from 0 to each position
         for e in range(1, n + 1):
             fwd[e] = logsumexp([fwd[s] + alpha * sc for s, _, sc in ending[e]])
-        out, e = [], n
+        back: list[tuple[int, int] | None] = [None] * (n + 1)  # the drawn path, as `_encode_piece` gives it
+        e = n
         while e > 0:
             r, acc = rng.random(), 0.0
             choice = ending[e][-1]  # (guards against rounding leaving r just above the total)
@@ -204,9 +205,9 @@ class UnigramTokenizer(SubwordTokenizer):
                 if r < acc:
                     choice = edge
                     break
-            out.append(choice[1])
+            back[e] = choice[:2]
             e = choice[0]
-        return out[::-1]
+        return self._backtrack(word, back)  # a run of unknown characters is one <unk>, as in `encode`
 
     def decode(self, ids: list[int]) -> str:
         return "".join(self.vocab[i][0] for i in self.checked_ids(ids))
