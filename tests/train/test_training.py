@@ -251,6 +251,13 @@ def test_time_limit_stops_with_a_checkpoint(tmp_path):
     assert latest_checkpoint(tmp_path / "checkpoints").name == "step-00000001"
 
 
+def test_a_run_whose_last_step_crosses_the_time_limit_is_finished_not_stopped_early(tmp_path):
+    """Its report said "stopped early: time limit" and told the user to run again (make run's 600th step
+    ending past 11 minutes would have)."""
+    t = make_trainer(tmp_path, steps=1, max_minutes=1e-6)
+    assert not t.fit()["stopped_early"] and t.step == 1
+
+
 def test_bad_train_config_is_a_clear_error():
     with pytest.raises(InputError, match="lr must be in"):
         TrainConfig(lr=0)

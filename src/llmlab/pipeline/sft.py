@@ -167,6 +167,8 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
     if finish is not None:
         finish(model)
     losses = [r["loss"] for r in read_jsonl(metrics, "metrics") if "loss" in r]
+    if not losses and "loss" in result["train"]:  # stopped before its first --log-every step
+        losses = [result["train"]["loss"]]
     figures = {"name": cfg.name, "base_model": cfg.model, "data": cfg.data, **stats,
                "dev_examples": len(dev), "steps": trainer.step, "train_seconds": trainer.train_seconds,
                "stopped_early": result["stopped_early"], "prompt_loss_weight": cfg.prompt_loss_weight,

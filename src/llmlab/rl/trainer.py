@@ -371,16 +371,13 @@ class RLTrainer:
                 self.train_seconds += took
                 session += took
                 last = {"step": self.iteration, **last, "seconds": round(took, 3)}
-                logged = self.iteration % cfg.log_every == 0 or self.iteration == self.total_steps
-                if logged:
+                if self.iteration % cfg.log_every == 0 or self.iteration == self.total_steps:
                     self.metrics.write(last)
                 bar.update(1)
                 bar.set_postfix(reward=f"{last.get('reward', float('nan')):.3f}")
-                if flag.stop or cfg.out_of_time(session):
+                if self.iteration < self.total_steps and (flag.stop or cfg.out_of_time(session)):
                     why = "interrupted" if flag.stop else "time limit"
                     log.warning("stopping at step %d (%s)", self.iteration, why)
-                    if not logged:  # the curve ends where training did
-                        self.metrics.write(last)
                     break
                 if cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
                     self.save()

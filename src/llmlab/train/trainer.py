@@ -373,19 +373,16 @@ class Trainer:
                             tok_per_s=round((self.tokens_seen - seen) / max(time.perf_counter() - t0, 1e-9), 1))
                 bar.update(1)
                 bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{last['lr']:.2e}")
-                logged = self.step % cfg.log_every == 0 or self.step == cfg.steps
-                if self.writes and logged:
+                if self.writes and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
                     self.metrics.write(last)
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
                     last_eval = self.evaluate(cfg.eval_batches)
                     if last_eval and self.writes:
                         self.metrics.write(last_eval)
                         log.info("step %d: val loss %.4f", self.step, last_eval["val_loss"])
-                why = self.should_stop(flag.stop)
+                why = self.should_stop(flag.stop) if self.step < cfg.steps else ""  # the last step ends it anyway
                 if why:
                     self.stopped_early = True
-                    if self.writes and not logged:  # the curve ends where training did
-                        self.metrics.write(last)
                     log.warning("stopping at step %d (%s)", self.step, why)
                     break
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
