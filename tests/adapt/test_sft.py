@@ -524,3 +524,16 @@ def test_a_run_the_time_limit_cut_short_says_so_in_its_report(base_dir, tmp_path
     assert sft(base_dir, tmp_path, *flags, name="t") == 0
     report = (tmp_path / "runs" / "t" / "report.md").read_text()
     assert "- Training: 3 steps of" in report and "stopped" not in report
+
+
+def test_a_metrics_line_a_killed_session_cut_short_does_not_block_resuming(base_dir, tmp_path):
+    """Pretraining resumed past it; sft (and rl, dpo, rm, reading the "before" record the same way) stopped at
+    'line N is not valid JSON' before resuming."""
+    flags = ["--steps", "3", "--eval-problems", "2", "--eval-every", "0", "--general-tokens", "0", "--log-every", "1"]
+    assert sft(base_dir, tmp_path, *flags, "--max-minutes", "1e-6", name="t") == 0
+    metrics = tmp_path / "runs" / "t" / "metrics.jsonl"
+    with open(metrics, "a", encoding="utf-8") as f:
+        f.write('{"step": 2, "loss": 5.1, "lr"')
+    assert sft(base_dir, tmp_path, *flags, name="t") == 0
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3] and sum("before" in r for r in records) == 1

@@ -47,6 +47,7 @@ from llmlab.models.card import ModelCard
 from llmlab.models.decoder import check_packable
 from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
 from llmlab.pipeline.report import steps_done, undefined
+from llmlab.train.trainer import read_metrics
 
 log = logging.getLogger(__name__)
 TOOL_USE = (" Replies call a calculator, [calc(EXPR)→ then the answer: run it with `llmlab chat --tools`, which "
@@ -91,7 +92,7 @@ def recorded_before(path: Path) -> dict | None:
     problems drawn with replacement (a run started before evaluations answered distinct questions) counts
     as none: the caller measures the starting model again, so before and after are on one question set."""
     found = None
-    for r in read_jsonl(path, "metrics") if path.exists() else []:
+    for r in read_metrics(path):  # before resuming: a line a killed session cut short is still there
         if r.get("before"):
             found = r
     return None if found is None or ("problems" in found and not found.get("distinct")) else found

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -61,6 +62,16 @@ def _record(line: str) -> dict | None:
     except ValueError:
         return None
     return record if isinstance(record, dict) and "step" in record else None
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The records of a run's metrics file (none if there is no file yet), without a line cut short: a
+    session killed while appending leaves one, and resuming drops it (`Trainer.restore`), so reading
+    before resuming must not stop at it."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    return [r for ln in p.read_text(encoding="utf-8").splitlines() if ln and (r := _record(ln)) is not None]
 
 
 def perplexity(loss: float) -> float:
@@ -230,9 +241,7 @@ class Trainer:
         last line a killed session left half written."""
         path = self.metrics.path
         if path.exists():
-            lines = path.read_text(encoding="utf-8").splitlines()
-            keep = [r for ln in lines if ln and (r := _record(ln)) is not None and r["step"] <= step]
-            write_jsonl(path, keep)
+            write_jsonl(path, [r for r in read_metrics(path) if r["step"] <= step])
 
     def train_step(self) -> dict:
         """One optimizer step: set the rate, forward and backward every micro-batch, clip, step."""
