@@ -48,7 +48,12 @@ def test_the_flags_reach_the_run_its_metrics_and_its_report(tmp_path, teacher):
     steps = [r for r in records(run) if "loss" in r]
     assert len(steps) == 4
     assert all(r["loss"] == pytest.approx(0.3 * r["ce"] + 0.7 * 4 * r["kd"], rel=1e-5) for r in steps)
-    assert "Distilled from the teacher" in (run / "report.md").read_text()
+    report = (run / "report.md").read_text()
+    assert "Distilled from the teacher" in report
+    # the train loss set beside the val loss is the data cross-entropy, not the objective with the KL term
+    final = json.loads((run / "summary.json").read_text())["final_train_loss"]
+    assert final == steps[-1]["ce"] != steps[-1]["loss"]
+    assert f"| final train loss (nats/token) | {final:.4f} |" in report
 
 
 def test_a_teacher_with_another_tokenizer_is_refused_before_anything_is_written(tmp_path, teacher, capsys):

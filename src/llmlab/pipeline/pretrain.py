@@ -48,6 +48,7 @@ from llmlab.models import CausalLM, ModelConfig, count_parameters, save_model
 from llmlab.models.card import ModelCard
 from llmlab.models.io import MODEL_FILES
 from llmlab.models.scoring import text_start
+from llmlab.pipeline.report import data_loss
 from llmlab.tokenizers import ALGOS, CharTokenizer, Tokenizer, train_tokenizer
 from llmlab.train import TrainConfig, Trainer, evaluate_loss
 from llmlab.train.checkpoint import foreign_entries
@@ -271,8 +272,9 @@ def prepare_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = 
 
 
 def _last_train_loss(path: Path) -> float:
-    """The loss of the last training record in a run's metrics (nan if there is none, or it is null)."""
-    losses = [r["loss"] for r in (read_jsonl(path, "metrics") if path.exists() else []) if "loss" in r]
+    """The data cross-entropy (`data_loss`) of the last training record in a run's metrics (nan if there is
+    none, or it is null)."""
+    losses = [data_loss(r) for r in (read_jsonl(path, "metrics") if path.exists() else []) if "loss" in r]
     return losses[-1] if losses and losses[-1] is not None else float("nan")
 
 
@@ -362,7 +364,7 @@ def run_pretraining(cfg: RunConfig, out_root: str | Path = "runs", fresh: bool =
         "train_seconds": trainer.train_seconds,
         "stopped_early": result["stopped_early"],
         # a rerun of a finished run trains no step: the loss is the last one its metrics recorded
-        "final_train_loss": result["train"].get("loss", _last_train_loss(out / "metrics.jsonl")),
+        "final_train_loss": data_loss(result["train"]) if result["train"] else _last_train_loss(out / "metrics.jsonl"),
         "val_loss": val_loss,
         "val_ppl": perplexity(val_loss),
         "val_tokens_scored": val_tokens,

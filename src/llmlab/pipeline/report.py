@@ -134,11 +134,18 @@ def plot_curves(curves: list[tuple[str, list[tuple[float, float]]]], png_path: P
     save_png(fig, png_path)
 
 
+def data_loss(record: dict) -> float | None:
+    """A training record's cross-entropy on the data: its loss, or with distillation its "ce" (the loss
+    then adds the KL term, so it is no cross-entropy to set beside the validation loss)."""
+    return record.get("ce", record.get("loss"))
+
+
 def plot_losses(metrics_path: Path, png_path: Path, baseline: float | None = None) -> None:
-    """Train and validation loss of a run against step, with the unigram entropy as baseline."""
+    """Train and validation loss (data cross-entropy, `data_loss`) of a run against step, with the unigram
+    entropy as baseline."""
     records = [json.loads(line) for line in Path(metrics_path).read_text(encoding="utf-8").splitlines() if line]
     nan = float("nan")  # an undefined loss (null) is a gap in the line
-    train = [(r["step"], nan if r["loss"] is None else r["loss"]) for r in records if "loss" in r]
+    train = [(r["step"], nan if data_loss(r) is None else data_loss(r)) for r in records if "loss" in r]
     val = [(r["step"], nan if r["val_loss"] is None else r["val_loss"]) for r in records if "val_loss" in r]
     plot_curves([("train loss", train), ("o val loss", val)], png_path,
                 baseline=None if baseline is None else (f"unigram entropy ({baseline:.2f})", baseline))
@@ -152,7 +159,8 @@ def write_report(path: Path, cfg, f: dict) -> None:
            f"every {m.moe_every} layer(s), top-{m.moe_top_k}, {m.moe_router} router)" if m.n_experts else "")
     scaling = f" ({m.rope_scaling} scaling x{m.rope_factor:g})" if m.rope_scaling != "none" else ""
     distil = (f"\n- Distilled from the teacher `{f['teacher']}`: loss (1 - {t.kd_alpha:g}) x data cross-entropy + "
-              f"{t.kd_alpha:g} x {t.kd_temperature:g}^2 x KL(teacher || student) at temperature {t.kd_temperature:g}."
+              f"{t.kd_alpha:g} x {t.kd_temperature:g}^2 x KL(teacher || student) at temperature {t.kd_temperature:g}; "
+              "the train loss below and in the plot is the cross-entropy term alone, as the val loss is."
               if f.get("teacher") else "")
     text = f"""# llmlab run `{f['name']}`
 
