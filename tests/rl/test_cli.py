@@ -55,6 +55,17 @@ def test_rl_writes_the_run_directory_and_report(chat_dir, tmp_path, capsys, algo
     assert [r.get("reward") for r in again] == [r.get("reward") for r in records]
 
 
+def test_curves_of_a_run_logging_one_step_in_n_say_what_they_average(chat_dir, tmp_path, capsys):
+    """With --log-every 2 the "first and last tenth of 3 steps" were the logged steps 2 and 3 alone, which the
+    printed trend and the report called a tenth of all steps."""
+    assert rl(chat_dir, tmp_path, "--log-every", "2") == 0
+    out, report = capsys.readouterr().out, (tmp_path / "r" / "report.md").read_text()
+    assert "(first and last tenth of the 2 logged policy steps (one in 2, and the last))" in out
+    assert "Means over a tenth of the 2 logged policy steps (one in 2, and the last)" in report
+    assert rl(chat_dir, tmp_path / "all") == 0
+    assert "(first and last tenth of the policy steps)" in capsys.readouterr().out
+
+
 def test_a_run_measured_on_problems_drawn_with_replacement_measures_its_start_again(chat_dir, tmp_path):
     """A run folder from before evaluations answered distinct questions resumes with a fresh "before",
     so its report does not set a figure on the old problems beside one on the new."""

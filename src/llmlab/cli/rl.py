@@ -59,7 +59,7 @@ def _config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from llmlab.pipeline.rl import run_rl
+    from llmlab.pipeline.rl import logged_steps, run_rl
 
     cfg = _config(args)
     f = run_rl(cfg, args.out, fresh=args.fresh)
@@ -69,6 +69,6 @@ def run(args: argparse.Namespace) -> int:
     reward = f["curves"].get("reward", {})
     if reward:
         first, last = list(reward.values())[0], list(reward.values())[-1]
-        print(f"mean reward        {first:.4g} -> {last:.4g} (first and last tenth of {f['steps']} steps)")
+        print(f"mean reward        {first:.4g} -> {last:.4g} (first and last tenth of the {logged_steps(f, cfg)})")
     print(f"{cfg.algo}: {f['steps']} steps, {f['train_seconds']:.0f} s  report: {args.out}/{cfg.name}/report.md")
     return 0

@@ -138,7 +138,7 @@ def run_rl(cfg: RLConfig, out_root: str | Path = "runs", fresh: bool = False) ->
                "parameters": count_parameters(model.config), "problems": len(problems),
                "before": {k: v for k, v in before.items() if k not in ("step", "before")},
                "after": {k: v for k, v in after.items() if k not in ("step", "after", "final")},
-               "curves": curve_figures(steps)}
+               "curves": curve_figures(steps), "logged_policy_steps": len(steps)}
     save_chat_model(trainer.policy, out / "model", tok, template, cfg.name,
                     f"{cfg.model} trained by {cfg.algo} on {len(problems)} arithmetic problems "
                     f"(reward: {reward_source(cfg)})", figures)
@@ -181,6 +181,14 @@ def curve_figures(steps: list[dict], points: int = 6) -> dict:
     return out
 
 
+def logged_steps(f: dict, cfg: RLConfig) -> str:
+    """What the curves average over: the policy steps, or with --log-every N > 1 the ones logged (every Nth
+    and the last), which a tenth of the run's steps would misdescribe."""
+    n = f.get("logged_policy_steps", f["steps"])
+    every = cfg.train.log_every
+    return "policy steps" if n >= f["steps"] else f"{n} logged policy steps (one in {every}, and the last)"
+
+
 def _mean(xs) -> float:
     xs = [x for x in xs if isinstance(x, (int, float)) and x == x]
     return sum(xs) / len(xs) if xs else float("nan")
@@ -197,7 +205,7 @@ def rl_report(cfg: RLConfig, f: dict) -> str:
     own = DPO_SETTINGS if cfg.algo == "online-dpo" else REPORTED_PG_SETTINGS
     settings = {k: getattr(cfg, k) for k in own + ("prompts_per_step", "group_size", "temperature", "max_new_tokens",
                                                    "rollout_batch", "ppo_epochs", "minibatches")}
-    curves = f["curves"]
+    curves, logged = f["curves"], logged_steps(f, cfg)
     marks = list(next(iter(curves.values()))) if curves else []
     head = "| curve | " + " | ".join(f"step {m}" for m in marks) + " |\n|---|" + "---|" * len(marks) + "\n"
     rows = "".join(f"| {key} | " + " | ".join(_fmt(v[m]) for m in marks) + " |\n" for key, v in curves.items())
@@ -215,7 +223,7 @@ def rl_report(cfg: RLConfig, f: dict) -> str:
             f"| exact match, arithmetic test (greedy) | {_fmt(b.get('test_accuracy', '-'))} | "
             f"{_fmt(a.get('test_accuracy', '-'))} |\n\n"
             f"Greedy chat answers to {a.get('problems', 0)} distinct test questions, exact match.\n\n"
-            "## Curves\n\nMeans over a tenth of the policy steps, ending at the step shown. Reward (with any "
+            f"## Curves\n\nMeans over a tenth of the {logged}, ending at the step shown. Reward (with any "
             "overlong penalty), accuracy (the share of sampled completions that are right), length and truncation "
             "describe each step's first batch of prompts, all of it; kept_groups counts the groups trained on "
             "(dynamic sampling keeps only groups whose rewards differ). Online DPO: pair_share is the share of "
