@@ -1,6 +1,8 @@
 import json
 import math
 import os
+import stat
+import threading
 
 import numpy as np
 import pytest
@@ -9,9 +11,11 @@ from llmlab.core.config import config_from_dict, load_config, save_config
 from llmlab.core.errors import InputError
 from llmlab.core.io import (
     JsonlAppender,
+    atomic_folder,
     atomic_path,
     atomic_write_json,
     atomic_write_text,
+    check_not_input,
     check_output,
     read_json,
     read_jsonl,
@@ -255,3 +259,84 @@ def test_a_metrics_file_an_older_version_wrote_with_bare_nan_still_reads(tmp_pat
     p.write_text('{"step": 1, "explained_variance": NaN}\n{"step": 2, "loss": Infinity}\n')
     a, b = read_jsonl(p, "metrics")
     assert math.isnan(a["explained_variance"]) and b["loss"] == math.inf
+
+
+def test_atomic_writes_go_through_a_symlink_to_its_target(tmp_path):
+    (tmp_path / "store").mkdir()
+    target, link = tmp_path / "store" / "real.txt", tmp_path / "link.txt"
+    target.write_text("old")
+    link.symlink_to("store/real.txt")
+    atomic_write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["real.txt"]  # no temp file left
+    dangling = tmp_path / "dangling.txt"
+    dangling.symlink_to("store/later.txt")  # a link to a file not written yet: the file is made
+    atomic_write_text(dangling, "first")
+    assert dangling.is_symlink() and (tmp_path / "store" / "later.txt").read_text() == "first"
+
+
+def test_atomic_folder_goes_through_a_symlink_to_its_target(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "a.txt").write_text("old")
+    link = tmp_path / "link"
+    link.symlink_to("real")
+    with atomic_folder(link, ("a.txt",)) as d:
+        (d / "a.txt").write_text("new")
+    assert link.is_symlink() and (tmp_path / "real" / "a.txt").read_text() == "new"
+
+
+def test_atomic_writes_to_a_fifo_write_into_it(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    # a daemon: were the FIFO replaced, the reader would wait on it for ever
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    try:
+        atomic_write_text(fifo, "through the pipe\n")
+    finally:
+        reader.join(timeout=10)
+    assert got == [b"through the pipe\n"]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still a FIFO, not replaced by a regular file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
+
+
+def test_an_output_that_is_an_input_file_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.txt").write_text("mine")
+    os.symlink("a.txt", tmp_path / "ln.txt")
+    os.link(tmp_path / "a.txt", tmp_path / "hard.txt")
+    for out in ("a.txt", "./a.txt", str(tmp_path / "a.txt"), "ln.txt", "hard.txt"):
+        with pytest.raises(InputError, match=r"^-o '.*' is the same file as --corpus 'a.txt': writing it would"):
+            check_not_input(out, {"--corpus": "a.txt"}, "-o")
+    (tmp_path / "b.txt").write_text("other")
+    for out, inputs in (("b.txt", {"--corpus": "a.txt"}), ("new.txt", {"--corpus": "a.txt"}),
+                        ("a.txt", {"--corpus": None}), ("a.txt", {"the input": "pfr1998"}), (None, {"x": "a.txt"})):
+        check_not_input(out, inputs)
+
+
+@pytest.mark.parametrize("line", [
+    '{"text": "x \\ud83d y"}',  # an emoji cut in half
+    '{"text": "ok", "meta": {"tags": ["a", "\\uDC00"]}}',  # another field, nested, upper-case hex
+    '{"text": "ok", "\\ud800key": 1}',  # a key
+    '["\\ude00"]',
+])
+def test_a_lone_surrogate_in_jsonl_is_refused_naming_the_line(tmp_path, monkeypatch, line):
+    monkeypatch.chdir(tmp_path)
+    p = tmp_path / "s.jsonl"
+    p.write_text('{"text": "fine \\ud83d\\ude00"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"^corpus 's\.jsonl' line 2 holds a lone surrogate '\\ud[89a-f]"):
+        read_jsonl("s.jsonl", "corpus")
+    p.write_text('{"text": "fine \\ud83d\\ude00"}\n', encoding="utf-8")  # a whole pair is a character
+    assert read_jsonl("s.jsonl") == [{"text": "fine \U0001f600"}]
+
+
+def test_atomic_writes_to_a_proc_fd_path_write_into_the_open_file(tmp_path):
+    # /dev/stdout is such a link (to /proc/self/fd/1): the stream is written, whatever file it is open on,
+    # not that file replaced by a new one the stream no longer sees
+    with open(tmp_path / "out.txt", "w+b") as f:
+        atomic_write_text(f"/proc/self/fd/{f.fileno()}", "into the stream\n")
+        f.seek(0)
+        assert f.read() == b"into the stream\n"
+        assert os.fstat(f.fileno()).st_ino == os.stat(tmp_path / "out.txt").st_ino
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]

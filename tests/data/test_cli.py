@@ -134,11 +134,78 @@ def test_select_and_mix(tmp_path, capsys):
     (["clean", "IN", "-o", "OUT.txt", "--no-quality", "--min-words", "3"], "--min-words sets a quality rule"),
     (["clean", "IN", "-o", "OUT.txt", "--off", "min_words", "--min-words", "3"], "that --off min_words switches"),
     (["clean", "IN", "-o", "OUT.txt", "--pii", "keep", "--pii-kinds", "EMAIL"], "--pii keep leaves all of it"),
+    (["clean", "IN", "-o", "OUT.txt", "--no-quality", "--off", "min_words"], "--off applies to the quality rules"),
+    # an output that is an input would destroy it
+    (["select", "IN", "--domain", "IN", "--keep", "1", "-o", "OUT.txt", "--scores", "IN"],
+     "--scores .* is the same file as the input"),
+    (["select", "IN", "--domain", "IN.dom", "--keep", "1", "-o", "IN.dom"], "-o .* is the same file as --domain"),
+    (["dedup", "IN.jsonl", "-o", "OUT.jsonl", "--removed", "IN.jsonl"], "--removed .* is the same file as the input"),
+    (["dedup", "IN.jsonl", "-o", "IN.jsonl"], "-o .* is the same file as the input"),
+    (["datasheet", "IN", "-o", "IN"], "-o .* is the same file as the input"),
+    (["mix", "--domain", "IN.dom", "--general", "IN", "--share", "0.5", "-o", "IN"], "same file as --general"),
+    # a lone surrogate (text cut inside a character) is no text: refused before the work, naming the line
+    (["dedup", "IN.cut.jsonl", "-o", "OUT.jsonl"], r"IN\.cut\.jsonl' line 2 holds a lone surrogate"),
+    (["clean", "IN.cut.jsonl", "-o", "OUT.jsonl"], r"IN\.cut\.jsonl' line 2 holds a lone surrogate"),
+    (["clean", "IN.key.jsonl", "-o", "OUT.jsonl"], r"IN\.key\.jsonl' line 1 holds a lone surrogate"),
+    # a lone carriage return that --newlines would make a line break in a line of a text file
+    (["clean", "IN.cr", "-o", "OUT.txt", "--no-quality"], r"line 2 of .* holds a carriage return"),
 ])
 def test_bad_input_is_named_and_writes_nothing(tmp_path, capsys, argv, message):
     (tmp_path / "IN").write_text("a\nb\n", encoding="utf-8")
+    (tmp_path / "IN.dom").write_text("a\n", encoding="utf-8")
     (tmp_path / "IN.jsonl").write_text('{"text": "a"}\n', encoding="utf-8")
+    (tmp_path / "IN.cut.jsonl").write_text('{"text": "a"}\n{"text": "a \\ud83d"}\n', encoding="utf-8")
+    (tmp_path / "IN.key.jsonl").write_text('{"text": "a", "meta": {"\\udc00": [1]}}\n', encoding="utf-8")
+    (tmp_path / "IN.cr").write_text("a\r\nb\rc\n", encoding="utf-8", newline="")  # "\r\n" ends a line: fine
+    inputs = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     argv = [str(tmp_path / a) if a.startswith(("IN", "OUT", "R.")) else a for a in argv]
     assert main(["data", *argv]) == 2
     assert re.search(message, capsys.readouterr().err)
     assert not any(p.name.startswith(("OUT", "R.")) for p in tmp_path.iterdir())
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == inputs  # no input touched
+
+
+def test_an_output_linked_to_an_input_is_refused_and_one_linked_elsewhere_written_through(tmp_path, capsys,
+                                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "store").mkdir()
+    (tmp_path / "in.txt").write_text(f"{GOOD}\n{GOOD}\n", encoding="utf-8")
+    (tmp_path / "to_in.txt").symlink_to("in.txt")
+    assert main(["data", "dedup", "./in.txt", "-o", "to_in.txt"]) == 2
+    assert "is the same file as the input" in capsys.readouterr().err
+    (tmp_path / "store" / "real.txt").write_text("old\n", encoding="utf-8")
+    (tmp_path / "out.txt").symlink_to("store/real.txt")
+    assert main(["data", "dedup", "in.txt", "-o", "out.txt"]) == 0
+    assert (tmp_path / "out.txt").is_symlink() and lines(tmp_path / "store" / "real.txt") == [GOOD]
+
+
+def test_clean_counts_the_personal_data_it_finds_where_it_searches(tmp_path, capsys):
+    src, out = tmp_path / "pii.txt", tmp_path / "out.txt"
+    src.write_text(f"{GOOD} 邮箱 a@example.com b@example.com 身份证 {ID}\n太短了 c@example.com\n{GOOD}\n",
+                   encoding="utf-8")
+    assert main(["data", "clean", str(src), "-o", str(out), "--pii", "drop"]) == 0
+    s = summary(capsys)  # found in every document, the one dropped as too short too
+    assert s["pii_found"] == {"EMAIL": 3, "ID_CN": 1} and s["dropped_by_rule"]["pii"] == 2
+    assert lines(out) == [GOOD]
+    assert main(["data", "clean", str(src), "-o", str(out)]) == 0
+    assert summary(capsys)["pii_scrubbed"] == {"EMAIL": 2, "ID_CN": 1}  # the documents written only
+    assert main(["data", "clean", str(src), "-o", str(out), "--no-quality", "--pii", "keep"]) == 0
+    assert "pii_found" not in summary(capsys)  # keep searches nothing: no count, not a false zero
+    assert lines(out) == lines(src)
+
+
+def test_jsonl_suffix_in_any_case_holds_records(tmp_path, capsys):
+    src, out = tmp_path / "B.JSONL", tmp_path / "K.Jsonl"
+    src.write_text('{"id": 1, "text": "a b"}\n{"id": 2, "text": "a b"}\n', encoding="utf-8")
+    assert main(["data", "dedup", str(src), "-o", str(out), "--exact-only"]) == 0
+    assert summary(capsys)["kept"] == 1
+    assert records(out) == [{"id": 1, "text": "a b"}]
+
+
+def test_clean_makes_a_lone_carriage_return_a_line_break_only_where_it_can_be_written(tmp_path, capsys):
+    src = tmp_path / "cr.txt"
+    src.write_bytes(b"a\rb\r\nc\n")
+    assert main(["data", "clean", str(src), "-o", str(tmp_path / "o.jsonl"), "--no-quality"]) == 0
+    assert [r["text"] for r in records(tmp_path / "o.jsonl")] == ["a\nb", "c"]
+    assert main(["data", "clean", str(src), "-o", str(tmp_path / "o.txt"), "--no-quality", "--no-newlines"]) == 0
+    assert (tmp_path / "o.txt").read_bytes() == b"a\rb\nc\n"

@@ -2,6 +2,7 @@
 with a tiny model, and the `llmlab rag` commands."""
 
 import json
+import re
 
 import pytest
 
@@ -167,6 +168,30 @@ def test_cli_errors_are_named(tmp_path, capsys):
     assert "the query is empty" in capsys.readouterr().err
     assert main(["rag", "index", str(docs), "-o", str(tmp_path / "i3"), "--split", "dev"]) == 2
     assert "--split" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"idf": "lucene", "epsilon": 0.9}, "--epsilon applies to the okapi idf .* not lucene: leave it out"),
+    ({"idf": "plus", "epsilon": 3.0}, "--epsilon applies to the okapi idf .* not plus: leave it out"),
+    ({"passage_chars": 0, "overlap_chars": 40}, "--overlap-chars applies when documents are cut into passages"),
+])
+def test_cli_index_refuses_settings_it_would_not_use(tmp_path, capsys, settings, message):
+    docs = tmp_path / "docs.txt"
+    docs.write_text("北京\n上海\n", encoding="utf-8")
+    flags = [x for k, v in settings.items() for x in ("--" + k.replace("_", "-"), str(v))]
+    assert main(["rag", "index", str(docs), "-o", str(tmp_path / "idx"), *flags]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.txt"]
+    cfg = IndexConfig(**settings)  # the config itself takes them, so an index saved with them still loads
+    BM25Index.build(["北京", "上海"], cfg).save(tmp_path / "api")
+    assert BM25Index.load(tmp_path / "api").config == cfg
+
+
+def test_cli_index_refuses_a_lone_surrogate_before_the_work(tmp_path, capsys):
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"text": "北京"}\n{"text": "x \\ud83d"}\n', encoding="utf-8")
+    assert main(["rag", "index", str(docs), "-o", str(tmp_path / "idx")]) == 2
+    assert "line 2 holds a lone surrogate" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("question", ["", "  \t "])

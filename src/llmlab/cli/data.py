@@ -121,11 +121,23 @@ def _read(source: str, args, flag: str = "input"):
     return read_documents(source, args.field, split)
 
 
+INPUT_FLAGS = {"input": "the input", "domain": "--domain", "general": "--general"}  # the files a command reads
+
+
+def _inputs(args) -> dict:
+    """The input files of a command (flag -> path) that an output must not name (`check_not_input`); a
+    built-in corpus's name is no file, even where a file of that name lies (`_read` reads the corpus)."""
+    from llmlab.data.corpora import CORPORA
+
+    return {flag: getattr(args, k) for k, flag in INPUT_FLAGS.items() if getattr(args, k, None) not in (None, *CORPORA)}
+
+
 def _check_outputs(args, docs) -> None:
-    """Refuse unwritable outputs before the work (the kept documents' form, the removed file's), and two
-    outputs named to the same file: the second written would replace the first."""
+    """Refuse unwritable outputs before the work (the kept documents' form, the removed file's), an output
+    that is an input file (it would be destroyed), and two outputs named to the same file: the second
+    written would replace the first."""
     from llmlab.core.errors import InputError
-    from llmlab.core.io import check_output
+    from llmlab.core.io import check_not_input, check_output
     from llmlab.data.records import check_writable_as, is_jsonl
 
     check_writable_as(docs, check_output(args.output))
@@ -135,6 +147,7 @@ def _check_outputs(args, docs) -> None:
     named = {"-o": args.output, "--removed": removed, "--scores": getattr(args, "scores", None)}
     seen: dict[Path, str] = {}
     for flag, path in ((f, p) for f, p in named.items() if p):
+        check_not_input(path, _inputs(args), flag)
         if (key := Path(path).resolve()) in seen:
             raise InputError(f"{flag} and {seen[key]} name the same file {path!r}: one would replace the other")
         seen[key] = flag
@@ -161,6 +174,9 @@ def _clean(args) -> int:
     for rule in args.off:
         if rule not in rules:
             raise InputError(f"--off {rule!r}: not a quality rule; the rules are {sorted(rules)}")
+    if args.off and args.no_quality:
+        raise InputError("--off applies to the quality rules, which --no-quality switches off all together: "
+                         "leave it out")
     set_rules = dataclass_overrides(args, QualityConfig)  # settings given: refused where nothing would use them
     for rule in set_rules:
         flag = "--" + rule.replace("_", "-")
@@ -175,6 +191,7 @@ def _clean(args) -> int:
     check_kinds(kinds)  # an unknown kind is refused before the corpus is read
     docs = _read(args.input, args)
     _check_outputs(args, docs)
+    _check_carriage_returns(args, docs, clean_cfg)
     texts, kept, dropped = [], [], []
     failed, pii_total = {}, {}
     for i, text in enumerate(docs.texts):
@@ -183,22 +200,41 @@ def _clean(args) -> int:
         scrubbed, found = scrub_pii(text, kinds) if args.pii != "keep" else (text, {})
         if args.pii == "drop" and found:
             reasons.append("pii")
+        if args.pii == "drop" or not reasons:  # drop: what was found in every document; scrub: what was replaced
+            for k, n in found.items():         # in the documents written
+                pii_total[k] = pii_total.get(k, 0) + n
         for r in reasons:
             failed[r] = failed.get(r, 0) + 1
         if reasons:
             dropped.append((i, {"reasons": reasons}))
             continue
-        for k, n in found.items():
-            pii_total[k] = pii_total.get(k, 0) + n
         kept.append(i)
         texts.append(scrubbed if args.pii == "scrub" else text)
     out = docs.select(kept).with_texts(texts)
     out.write(args.output)
     _write_removed(args.removed, docs, dropped)
-    print(json_text({"input": docs.source, "documents": len(docs), "kept": len(out), "dropped": len(dropped),
-                      "dropped_by_rule": dict(sorted(failed.items(), key=lambda kv: -kv[1])),
-                      "pii_scrubbed" if args.pii == "scrub" else "pii_found": pii_total}, ensure_ascii=False))
+    summary = {"input": docs.source, "documents": len(docs), "kept": len(out), "dropped": len(dropped),
+               "dropped_by_rule": dict(sorted(failed.items(), key=lambda kv: -kv[1]))}
+    if args.pii != "keep":  # keep searches nothing, so it has nothing to count
+        summary["pii_scrubbed" if args.pii == "scrub" else "pii_found"] = pii_total
+    print(json_text(summary, ensure_ascii=False))
     return 0
+
+
+def _check_carriage_returns(args, docs, clean_cfg) -> None:
+    """Refuse before the work a line of a text file holding a lone carriage return when the output is a text
+    file too: --newlines makes it a line break, and the cleaned document could not be one line of the output
+    (only "\\n" ends a line, so "\\r" alone stays inside its line when read; see `split_lines`)."""
+    from llmlab.core.errors import InputError
+    from llmlab.data.records import is_jsonl
+
+    if not clean_cfg.newlines or docs.records is not None or is_jsonl(args.output):
+        return
+    for i, t in enumerate(docs.texts):
+        if "\r" in t:
+            raise InputError(f"line {i + 1} of {docs.source!r} holds a carriage return, which --newlines makes a "
+                             f"line break, so it cannot be one line of {args.output!r}: write a .jsonl file, or "
+                             "give --no-newlines")
 
 
 def _dedup(args) -> int:
@@ -228,11 +264,12 @@ def _dedup(args) -> int:
 
 
 def _datasheet(args) -> int:
-    from llmlab.core.io import atomic_write_text, check_output
+    from llmlab.core.io import atomic_write_text, check_not_input, check_output
     from llmlab.data.datasheet import datasheet_markdown, profile_corpus
 
     if args.output:
         check_output(args.output)
+        check_not_input(args.output, _inputs(args), "-o")
     near_settings = _near_settings(args, "--no-near")
     docs = _read(args.input, args)
     text = datasheet_markdown(profile_corpus(docs.texts, near=not args.no_near, **near_settings),

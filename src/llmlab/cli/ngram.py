@@ -66,6 +66,13 @@ def _source(args, split: str | None, default: str, flag: str = "--split") -> tup
     return split, args.corpus if file else f"{args.corpus}/{split}"
 
 
+def _corpus_file(args) -> dict:
+    """{"--corpus": the file} when --corpus names a file, not a built-in corpus: an output must not name it."""
+    from llmlab.data.corpora import CORPORA
+
+    return {} if args.corpus in CORPORA else {"--corpus": args.corpus}
+
+
 def _load(path: str):
     from pathlib import Path
 
@@ -90,7 +97,7 @@ def _train(args) -> int:
     from llmlab.classic.arpa import write_arpa
     from llmlab.classic.ngram import NgramConfig, NgramModel, check_model_folder
     from llmlab.core.errors import InputError
-    from llmlab.core.io import check_output, within
+    from llmlab.core.io import check_not_input, check_output, within
 
     given = dataclass_overrides(args, NgramConfig)
     config = NgramConfig(**given)
@@ -103,6 +110,7 @@ def _train(args) -> int:
         if within(args.arpa, args.output):  # -o's files are the model's
             raise InputError(f"--arpa {args.arpa!r} is inside the model folder {args.output!r}, which holds the "
                              "model's own files (--arpa config.json replaced its config): write it elsewhere")
+        check_not_input(args.arpa, _corpus_file(args), "--arpa")
     model = NgramModel.train(_sentences(args, split, config.unit), config)
     model.save(args.output)
     sizes = {k: len(model.tables.keys[k]) for k in range(1, model.order + 1)}
@@ -147,10 +155,11 @@ def _errors(args) -> int:
 
     from llmlab.classic.two_errors import plot_two_errors, two_errors_table
     from llmlab.core.errors import InputError
-    from llmlab.core.io import check_output
+    from llmlab.core.io import check_not_input, check_output
 
     split, name = _source(args, args.split, "dev")
     check_output(args.output, "plot")
+    check_not_input(args.output, {**_corpus_file(args), "--model": args.model}, "-o")
     model = _load(args.model)
     lp, _ = model.token_logprobs(_sentences(args, split, model.config.unit, model.config.smoothing == "arpa"))
     if not len(lp):

@@ -55,7 +55,9 @@ def _index(args: argparse.Namespace) -> int:
     from llmlab.data.records import read_documents
     from llmlab.generate.retrieval import INDEX_FILES, BM25Index, IndexConfig
 
-    cfg = IndexConfig(**dataclass_overrides(args, IndexConfig))
+    given = dataclass_overrides(args, IndexConfig)
+    cfg = IndexConfig(**given)
+    refuse_unapplied(cfg, given)  # --epsilon beside an idf other than okapi: saved and never used
     check_folder(args.output, INDEX_FILES, "index folder")  # before the work
     split = split_unless_file(None if args.docs in CORPORA else args.docs, args.split, "train", "DOCS")
     docs = read_documents(args.docs, args.field, split)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from llmlab.cli.common import add_command, add_group, split_unless_file
 
 ALGOS = ("bpe", "unigram", "wordpiece", "whitespace", "char")
@@ -40,14 +42,19 @@ def register(sub) -> None:
 
 def _train(args) -> int:
     from llmlab.core.errors import InputError
-    from llmlab.core.io import check_output
+    from llmlab.core.io import check_folder, check_not_input, check_output
     from llmlab.data.corpora import CORPORA, corpus_text
     from llmlab.tokenizers.base import tokenizer_file
     from llmlab.tokenizers.factory import train_tokenizer
 
     files = [name for name in args.input if name not in CORPORA]
     split = split_unless_file(files[0] if len(files) == len(args.input) else None, args.split, "train", "--input")
-    check_output(tokenizer_file(args.output), "tokenizer output")  # before training, not after
+    out = tokenizer_file(args.output)
+    check_output(out, "tokenizer output")  # before training, not after
+    if out != Path(args.output):  # a folder: its own (tokenizer.json, from an earlier train), not a model's
+        check_folder(args.output, (out.name,), "tokenizer folder")
+    for name in files:
+        check_not_input(out, {"--input": name}, "-o")
     texts: list[str] = []
     for name in args.input:
         texts.extend(corpus_text(name, split))

@@ -41,12 +41,14 @@ def register(sub) -> None:
 def _train(args) -> int:
     from llmlab.classic.ngram import corpus_sentences
     from llmlab.classic.word2vec import Word2VecConfig, train_word2vec
-    from llmlab.core.io import check_output
+    from llmlab.core.io import check_not_input, check_output
     from llmlab.data.corpora import CORPORA
 
     config = Word2VecConfig(**dataclass_overrides(args, Word2VecConfig))
-    split = split_unless_file(None if args.corpus in CORPORA else args.corpus, args.split, "train", "--corpus")
+    file = None if args.corpus in CORPORA else args.corpus
+    split = split_unless_file(file, args.split, "train", "--corpus")
     check_output(args.output, "vectors file")  # before training, not after
+    check_not_input(args.output, {"--corpus": file}, "-o")
     wv, stats = train_word2vec(corpus_sentences(args.corpus, split, args.unit), config)
     wv.save_word2vec(args.output)
     print(f"{len(wv)} vectors of dimension {wv.dim} -> {args.output} "

@@ -13,7 +13,7 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -26,8 +26,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     Readers never see a half-written file: either the old content or the new one. On error the
     temporary file is removed and `path` is untouched.
+
+    A symbolic link is written through: its target is replaced (the temporary file beside the
+    target), the link stays. An existing path that is not a regular file (a FIFO, a terminal or another
+    device, a socket) cannot be renamed over without replacing it for every other user, and a path
+    under /dev or /proc (``/dev/stdout``, ``/dev/fd/3``, ``/proc/self/fd/1``) names a stream of this
+    process, whatever file it is open on: these are yielded as they are and written directly, not
+    atomically.
     """
     path = check_output(path)
+    if (path.exists() and not path.is_file()) or Path(os.path.abspath(path)).parts[1:2] in (("dev",), ("proc",)):
+        yield path
+        return
+    if path.is_symlink():
+        path = check_output(os.path.realpath(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -56,6 +68,28 @@ def within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
     """
     path, folder = Path(path).resolve(), Path(folder).resolve()
     return path == folder or folder in path.parents
+
+
+def check_not_input(path: str | os.PathLike | None, inputs: Mapping[str, str | os.PathLike | None],
+                    what: str = "output") -> None:
+    """InputError when the output file `path` is the same file as one of `inputs` (flag or name -> path;
+    None and a built-in corpus name that is no file are skipped): writing it would destroy what is read.
+    The same file, not the same name: ``./a`` and ``a``, a symbolic or hard link to it, are caught.
+    Only regular files count: ``/dev/stdin`` and ``/dev/stdout`` may both be one terminal. Commands call
+    it before the work.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp()); _ = (d / "a.txt").write_text("mine")
+    >>> check_not_input(d / "." / "a.txt", {"--corpus": d / "a.txt"}, "-o")
+    Traceback (most recent call last):
+    ...
+    llmlab.core.errors.InputError: -o '...a.txt' is the same file as --corpus '...a.txt': writing it would ...
+    """
+    if path is None or not os.path.isfile(path):
+        return
+    for name, source in inputs.items():
+        if source is not None and os.path.isfile(source) and os.path.samefile(path, source):
+            raise InputError(f"{what} {str(path)!r} is the same file as {name} {str(source)!r}: writing it "
+                             "would destroy the input; write elsewhere")
 
 
 def check_output(path: str | os.PathLike, what: str = "output", folder: bool = False) -> Path:
@@ -107,8 +141,9 @@ def atomic_folder(path: str | os.PathLike, owned: Iterable[str] = (), what: str 
     """Yield a new empty folder beside `path`; on success it takes `path`'s place as a whole (an earlier
     folder there, which `check_folder` must accept, is swapped out and removed). Readers see the old
     folder or the new one, never a mix of both; on error the new one is removed and `path` is untouched.
+    A symbolic link is written through, as in `atomic_path`: its target is replaced, the link stays.
     """
-    path = check_folder(path, owned, what)
+    path = check_folder(os.path.realpath(check_output(path, what, folder=True)), owned, what)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -142,7 +177,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
         f.flush()
-        os.fsync(f.fileno())
+        if stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # a pipe or a terminal (`atomic_path`) cannot sync
+            os.fsync(f.fileno())
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -375,11 +411,42 @@ def jsonl_lines(path: str | os.PathLike, what: str = "file") -> Iterator[tuple[i
 
 
 def json_record(line: str, where: str) -> Any:
-    """One JSON value from a line of text, or InputError naming `where` (a file and its line)."""
+    r"""One JSON value from a line of text, or InputError naming `where` (a file and its line).
+
+    A string holding a lone surrogate (an escape such as ``"\ud83d"`` without its pair: text cut
+    inside an emoji) is refused too, in a key or a value at any depth: it is no Unicode text, so no
+    UTF-8 file could hold it, and the work done on it would fail only when written.
+
+    >>> json_record('{"text": "x \\ud83d"}', "f.jsonl line 3")
+    Traceback (most recent call last):
+    ...
+    llmlab.core.errors.InputError: f.jsonl line 3 holds a lone surrogate '\ud83d' (half a character): not text
+    """
     try:
-        return json.loads(line)
+        value = json.loads(line)
     except json.JSONDecodeError as e:
         raise InputError(f"{where} is not valid JSON: {e.msg}") from None
+    if ("\\ud" in line or "\\uD" in line) and (bad := _lone_surrogate(value)) is not None:
+        raise InputError(f"{where} holds a lone surrogate {bad!r} (half a character): not text")
+    return value
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """A lone surrogate in the strings of a JSON value (dict keys included, at any depth), or None."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError as e:
+                return v[e.start]
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return None
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> None:

@@ -201,7 +201,7 @@ def arithmetic_distinct(
 def user_corpus(path: str | Path, field: str = "text") -> list[str]:
     """Lines of a text file, or the `field` of each record of a ``.jsonl`` file."""
     p = Path(path)
-    if p.suffix == ".jsonl":
+    if p.suffix.lower() == ".jsonl":  # as `llmlab.data.records.is_jsonl`: any case
         out = []
         for i, rec in jsonl_lines(p, "corpus file"):  # i: the line, blank lines counted
             if not isinstance(rec, dict) or not isinstance(rec.get(field), str):
@@ -224,7 +224,7 @@ def corpus_text(name: str, split: str = "train", seed: int = 0, n: int = 20000) 
         return [s for s, _ in sentiment(split)]
     if name == "arithmetic":
         return [p.text for p in arithmetic(n if split == "train" else max(1, n // 18), split, seed)]
-    if Path(name).suffix in (".txt", ".jsonl") or Path(name).exists():
+    if Path(name).suffix.lower() in (".txt", ".jsonl") or Path(name).exists():
         return user_corpus(name)
     raise InputError(f"unknown corpus {name!r}: use one of {CORPORA} or a path to a .txt/.jsonl file")
 

@@ -66,7 +66,8 @@ class Documents:
 
 
 def is_jsonl(path: str | os.PathLike) -> bool:
-    return Path(path).suffix == ".jsonl"
+    """Whether `path` names a JSONL file (records): its suffix is ``.jsonl`` in any case (``B.JSONL`` too)."""
+    return Path(path).suffix.lower() == ".jsonl"
 
 
 def read_documents(source: str, field: str = "text", split: str = "train") -> Documents:

@@ -61,6 +61,14 @@ class IndexConfig:
     overlap_chars: int = 50  # characters a passage shares with the one before; < passage_chars (unless that is 0)
     tokenizer: str = "cjk"  # terms: cjk (CJK characters + bigrams, lowercased words) or cut (llmlab.text.cut)
 
+    # settings that only some indexes use (`llmlab.core.config.check_applies`), checked for the flags given on the
+    # command line (`llmlab rag index`); the config takes them all, so an index saved with one still loads
+    APPLIES = {
+        "epsilon": (lambda c: c.idf == "okapi", "to the okapi idf (the floor of a term in over half the passages), "
+                    "not {cfg.idf}"),
+        "overlap_chars": (lambda c: c.passage_chars > 0, "when documents are cut into passages (--passage-chars > 0)"),
+    }
+
     def __post_init__(self):
         if not 0 <= self.k1 < np.inf:
             raise InputError(f"k1 must be a finite number >= 0, got {self.k1}")
