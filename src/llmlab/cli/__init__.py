@@ -49,8 +49,17 @@ COMMANDS: tuple[str, ...] = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose command-line errors (a mistyped flag or value) are one line, as every other
+    error is, with where to look: not argparse's usage block, which for a command of fifty flags buried
+    the line that says what was wrong. Subcommands' parsers are of this class too (`add_subparsers`)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists what it takes)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="llmlab",
         description="The fundamentals of large language models, runnable.",
         formatter_class=HelpFormatter,
