@@ -162,3 +162,22 @@ def test_with_a_model_and_no_call_the_loop_generates_what_generate_does(tmp_path
     assert capsys.readouterr().out.startswith("12*34=")
     assert main(["generate", "--model", str(d), "--prompt", "1", "--tools", "--num-beams", "2"]) == 2
     assert "--tools" in capsys.readouterr().err
+
+
+def test_generate_passes_max_calls_0_to_the_loop_and_4_by_default(tmp_path, monkeypatch, capsys):
+    """--max-calls 0 (answer no call) is a bound of its own, not the default's 4."""
+    import llmlab.generate.agent as agent
+
+    tok = CharTokenizer.train(["12*34=[calc(12*34)→408]408"])
+    d = save_model(CausalLM(ModelConfig(vocab_size=tok.vocab_size, dim=16, n_layer=1, n_head=2, n_kv_head=2,
+                                        max_seq_len=16)).eval(), tmp_path / "m", tok)
+    seen = []
+
+    def recording(*a, max_calls, **kw):
+        seen.append(max_calls)
+        return run_agent(*a, max_calls=max_calls, **kw)
+
+    monkeypatch.setattr(agent, "run_agent", recording)
+    for flags in (["--max-calls", "0"], []):
+        assert main(["generate", "--model", str(d), "--prompt", "1", "--tools", "--max-new-tokens", "2", *flags]) == 0
+    assert seen == [0, 4]

@@ -61,3 +61,19 @@ def test_generate_compare_prints_a_row_per_strategy(model_and_tok, tmp_path, cap
     table = [line for line in out.splitlines() if line.startswith("| ") and "strategy" not in line]
     assert [line.split(" | ")[0][2:] for line in table] == list(STRATEGIES)
     assert "first prompt: 中国" in out
+
+
+@pytest.mark.parametrize("flags,named", [
+    (["--repetition-penalty", "1.3"], "--repetition-penalty applies"), (["--num-beams", "4"], "--num-beams applies"),
+    (["--no-use-cache"], "--no-use-cache applies"), (["--top-k", "5", "--temperature", "1"], "--temperature, --top-k"),
+    (["--temperature", "0.8"], "--temperature applies")])
+def test_generate_compare_refuses_decoding_flags_its_strategies_would_ignore(model_and_tok, tmp_path, capsys, flags,
+                                                                           named):
+    model, tok = model_and_tok
+    d = save_model(model, tmp_path / "model", tok)
+    assert main(["generate", "--model", str(d), "--compare", "--prompt", "中国", "--max-new-tokens", "2",
+                 "--seed", "1", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmlab: error: ") and named in err and "--compare" in err and err.count("\n") == 1
+    assert main(["generate", "--model", str(d), "--compare", "--prompt", "中国", "--max-new-tokens", "2", "--seed", "1",
+                 "--no-unk"]) == 0  # the length, the seed and the bans apply

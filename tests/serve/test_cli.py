@@ -71,3 +71,19 @@ def test_serve_refuses_a_bad_flag_in_one_line(tmp_path, capsys):
     assert main(["serve", "--model", str(tmp_path), "--prefill-chunk", "-1"]) == 2
     assert capsys.readouterr().err.strip() == ("llmlab: error: prefill_chunk must be >= 0 (0 = each prompt in one "
                                                "forward), got -1")
+
+
+def test_serve_refuses_a_prefill_chunk_the_serial_server_would_ignore(char_dir, capsys, monkeypatch):
+    """--max-batch 1 decodes each request alone, its prompt in one forward: a chunk size, even 0, does nothing."""
+    import llmlab.serve
+    from llmlab.cli import main
+
+    def no_server(*_):  # were the flag taken, the command would serve here; it must be refused before
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr(llmlab.serve, "make_server", no_server)
+    for chunk in ("4", "0"):
+        assert main(["serve", "--model", str(char_dir), "--max-batch", "1", "--prefill-chunk", chunk]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("llmlab: error: --prefill-chunk applies to batched decoding (--max-batch N > 1)")
+        assert err.endswith("leave it out") and "\n" not in err

@@ -53,6 +53,35 @@ def test_stream_adds_up_to_the_whole_answer(char, streamed_text):
     assert evs[-2]["choices"] == [] and evs[-2]["usage"] == whole["usage"]
 
 
+def test_only_a_stream_with_usage_has_usage_null_on_every_chunk_but_the_last(char, chat_dir, engine_of, running):
+    """OpenAI's shape: with include_usage every chunk carries "usage", null until the last; without, none does."""
+    _, client = char
+    req = {"prompt": PROMPT, "max_tokens": 6, "temperature": 0, "stream": True}
+    _, plain, _ = client.post("/v1/completions", req)
+    _, counted, _ = client.post("/v1/completions", {**req, "stream_options": {"include_usage": True}})
+    assert all("usage" not in e for e in plain[:-1])
+    assert all(e["usage"] is None for e in counted[:-2]) and counted[-2]["usage"]["completion_tokens"] >= 1
+    with running(engine_of(chat_dir, "chat")) as chat:  # the chat stream's role chunk too
+        _, evs, _ = chat.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 6,
+                                                       "stream": True, "stream_options": {"include_usage": True}})
+    assert "role" in evs[0]["choices"][0]["delta"] and all(e["usage"] is None for e in evs[:-2])
+    assert evs[-2]["choices"] == [] and evs[-2]["usage"]["prompt_tokens"] > 0
+
+
+def test_an_empty_stop_list_is_no_stop_strings(char, greedy_text):
+    """OpenAI's API takes "stop": [] for none; read by the parser and answered as without it."""
+    from llmlab.serve import ServeConfig
+    from llmlab.serve.requests import parse_request
+
+    engine, client = char
+    req = parse_request(b'{"prompt": "x", "max_tokens": 3, "stop": []}', False, engine, ServeConfig())
+    assert req.stop == ()
+    status, doc, _ = client.post("/v1/completions", {"prompt": PROMPT, "max_tokens": 40, "temperature": 0,
+                                                     "stop": []})
+    assert status == 200, doc
+    assert doc["choices"] == greedy_text["choices"] and doc["usage"] == greedy_text["usage"]
+
+
 def test_seeded_sampling_repeats_and_seeds_differ(char):
     _, client = char
     texts = [client.post("/v1/completions", {"prompt": PROMPT, "max_tokens": 16, "seed": s, "top_k": 20,

@@ -45,7 +45,7 @@ BAD = [  # (request fields, param, words the message must hold)
     ({"seed": True}, "seed", ["integer"]),
     ({"presence_penalty": 3}, "presence_penalty", ["[-2, 2]"]),
     ({"n": 2}, "n", ["n must be 1"]),
-    ({"stop": ["a", "b", "c", "d", "e"]}, "stop", ["1 to 4"]),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop", ["at most 4 non-empty strings"]),
     ({"stop": ""}, "stop", ["non-empty"]),
     ({"stop": 3}, "stop", ["string or a list"]),
     ({"stop": ["a", "x" * 257]}, "stop", ["at most 256 characters", "257"]),
@@ -298,7 +298,8 @@ def test_without_max_tokens_the_default_is_lowered_to_fit(char_engine, running):
     ({"port": 70000}, "port must be in [0, 65535]"), ({"truncation": "right"}, "truncation must be one of"),
     ({"max_body_bytes": 0}, "max_body_bytes must be >= 1"), ({"default_max_tokens": 0}, "default_max_tokens"),
     ({"max_wait_seconds": 0}, "max_wait_seconds"), ({"host": ""}, "host"),
-    ({"max_batch": 0}, "max_batch must be >= 1"), ({"prefill_chunk": -1}, "prefill_chunk must be >= 0")])
+    ({"max_batch": 0}, "max_batch must be >= 1"), ({"prefill_chunk": -1}, "prefill_chunk must be >= 0"),
+    ({"max_batch": 1, "prefill_chunk": 4}, "--prefill-chunk applies to batched decoding (--max-batch N > 1)")])
 def test_serve_config_is_checked(fields, words):
     with pytest.raises(InputError) as e:
         ServeConfig(**fields)

@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from llmlab.models.scoring import text_start
 
     given = dataclass_overrides(args, GenerationConfig)
+    if args.compare:
+        refuse_with_compare(given)
     refuse_unapplied(GenerationConfig(**given), given)  # before the model loads: --seed at temperature 0, ...
     if args.max_calls is not None and not args.tools:
         raise InputError("--max-calls bounds the calculator calls of --tools: give --tools or leave it out")
@@ -71,13 +73,31 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         return _compare(model, tok, [p for batch in batches for p in batch], cfg)
     if args.tools:
-        return _with_tools(model, tok, (p for batch in batches for p in batch), cfg, args.max_calls or 4)
+        return _with_tools(model, tok, (p for batch in batches for p in batch), cfg,
+                           4 if args.max_calls is None else args.max_calls)  # 0 = no call answered
     if args.batch_size > 1:
         return _batched(model, tok, batches, cfg, args.batch_size)
     for prompt in (p for batch in batches for p in batch):
         ids = generate(model, text_start(tok) + tok.encode(prompt), cfg, eos_id=tok.eos_id)
         print(prompt + tok.decode(ids), flush=True)
     return 0
+
+
+COMPARE_TAKES = ("max_new_tokens", "seed")  # --compare's decoding flags (and the bans): its strategies set the rest
+
+
+def refuse_with_compare(given: dict) -> None:
+    """Refuse a decoding flag that --compare would ignore: each of its strategies sets its own settings
+    (`llmlab.generate.compare.STRATEGIES`), and only the length, the seed and the bans reach them."""
+    from llmlab.core.errors import InputError
+
+    other = [("--" if not isinstance(v, bool) or v else "--no-") + k.replace("_", "-")
+             for k, v in given.items() if k not in COMPARE_TAKES]
+    if other:
+        many = len(other) > 1
+        raise InputError(f"{', '.join(other)} appl{'y' if many else 'ies'} to one way of decoding, and --compare runs "
+                         "its own grid of strategies, taking only --max-new-tokens, --seed and the bans: leave "
+                         f"{'them' if many else 'it'} out")
 
 
 def check_batch_size(args: argparse.Namespace, cfg) -> None:

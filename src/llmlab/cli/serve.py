@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overrides
+from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overrides, refuse_unapplied
 
 
 def register(sub) -> None:
@@ -26,7 +26,9 @@ def run(args: argparse.Namespace) -> int:
     from llmlab.core.errors import InputError
     from llmlab.serve import Engine, ServeConfig, chat_template_of, make_server
 
-    cfg = ServeConfig(**dataclass_overrides(args, ServeConfig))
+    given = dataclass_overrides(args, ServeConfig)
+    cfg = ServeConfig(**given)
+    refuse_unapplied(cfg, given)  # --prefill-chunk 0 with --max-batch 1 too, which the config cannot tell apart
     model, tok = load_any_model(args.model, device=args.device)
     if tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json")

@@ -41,7 +41,7 @@ def register(sub) -> None:
     c.add_argument("--tools", action="store_true",
                    help="answer tool calls: when the reply writes [calc(EXPR)→ the calculator's result and ']' are "
                         "written in and the model goes on (a model from llmlab sft --data arithmetic-tools)")
-    c.add_argument("--max-calls", type=int, default=4, help="with --tools: stop a reply at a call beyond this many")
+    c.add_argument("--max-calls", type=int, help="with --tools: stop a reply at a call beyond this many (default: 4)")
     add_dataclass_flags(c, GenerationConfig)
 
 
@@ -86,6 +86,8 @@ def chat(args: argparse.Namespace) -> int:
     from llmlab.generate import GenerationConfig, generate
     from llmlab.generate.agent import agent_step, run_agent
 
+    if args.max_calls is not None and not args.tools:  # no default in the parser, so a given one is seen
+        raise InputError("--max-calls bounds the calculator calls of --tools: give --tools or leave it out")
     model, tok = load_any_model(args.model, device=args.device, soft_prompt=args.soft_prompt)  # quantized too
     if tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json")
@@ -104,7 +106,7 @@ def chat(args: argparse.Namespace) -> int:
         prompt = template.prompt_ids(tok, turns)
         if args.tools:  # the reply as the loop left it, calls and results in, as fine-tuning showed it
             reply = run_agent(step, tok.encode, tok.decode, prompt, max_new_tokens=cfg.max_new_tokens,
-                              max_calls=args.max_calls).text
+                              max_calls=4 if args.max_calls is None else args.max_calls).text
         else:
             reply = tok.decode(generate(model, prompt, cfg, eos_id=end))
         print(reply, flush=True)

@@ -13,15 +13,44 @@ from llmlab.nn.masks import causal_mask
 from llmlab.nn.rope import apply_rope
 
 
+def available_memory(device=None) -> int | None:
+    """Bytes that `device` can still allocate: on CUDA its free memory plus what torch's caching allocator
+    holds unused; on a CPU Linux's MemAvailable (/proc/meminfo); None where that is not known."""
+    device = torch.device(device if device is not None else "cpu")
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # given in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 class KVCache:
     """Keys and values of past positions for each layer, grown in place up to `max_len`.
 
-    Preallocated so decoding a token appends without copying the whole history.
+    Preallocated so decoding a token appends without copying the whole history. Its size is checked against
+    the memory available before any of it is allocated: each layer's tensors alone may fit where all of them
+    do not, and on a CPU, allocations past the free memory are granted (overcommit) until the process is
+    killed, so too many beams or rows would end the process with no message. It raises MemoryError
+    instead, which the CLI turns into one line saying how much was asked for.
     """
 
     def __init__(self, n_layer: int, batch: int, n_kv_head: int, max_len: int, head_dim: int,
                  device=None, dtype=torch.float32):
         shape = (batch, n_kv_head, max_len, head_dim)
+        nbytes = 2 * n_layer * math.prod(shape) * dtype.itemsize  # keys and values of every layer
+        free = available_memory(device)
+        if free is not None and nbytes > free:
+            raise MemoryError(f"a KV cache of {n_layer} layers x 2 (keys, values) x {batch} rows x {n_kv_head} heads "
+                              f"x {max_len} positions x {head_dim} x {dtype.itemsize} bytes would allocate {nbytes} "
+                              f"bytes; {free} are available")
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
         self.max_len = max_len

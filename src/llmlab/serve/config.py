@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from llmlab.core.config import changed_settings, check_applies
 from llmlab.core.errors import InputError
 
 TRUNCATIONS = ("error", "left", "middle")
@@ -25,6 +26,11 @@ class ServeConfig:
     prefill_chunk: int = 0  # prompt tokens prefilled per decode step at most (chunked prefill; 0 = each prompt whole)
     max_wait_seconds: float = 60.0  # a request waiting longer than this for a place among max_batch gets 503
     read_timeout: float = 30.0  # seconds a client may leave its connection silent before it is closed
+
+    # settings that do nothing in some servers (`llmlab.core.config.check_applies`): the serial server decodes
+    # each request by `stream` alone, whose prefill is one forward
+    APPLIES = {"prefill_chunk": (lambda c: c.max_batch > 1, "to batched decoding (--max-batch N > 1); "
+                                 "--max-batch 1 prefills each prompt in one forward")}
 
     def __post_init__(self):
         if not isinstance(self.host, str) or not self.host:
@@ -49,3 +55,4 @@ class ServeConfig:
             value = getattr(self, name)
             if not (0 < value < math.inf):
                 raise InputError(f"{name} must be a finite number of seconds > 0, got {value}")
+        check_applies(self, changed_settings(self))

@@ -50,15 +50,18 @@ def completion_body(rid: str, model: str, chat: bool, text: str, finish_reason: 
 
 
 def chunk_body(rid: str, model: str, chat: bool, created: int, text: str | None = None,
-               finish_reason: str | None = None, role: bool = False) -> dict:
-    """One streamed event: a piece of text, the finish reason (last), or for chat the opening role delta."""
+               finish_reason: str | None = None, role: bool = False, include_usage: bool = False) -> dict:
+    """One streamed event: a piece of text, the finish reason (last), or for chat the opening role delta.
+
+    In a stream that ends with a `usage_chunk` (`include_usage`), every other chunk carries ``"usage": null``,
+    as OpenAI's do, so a client may read the key from each."""
     if chat:
         delta = {"role": "assistant", "content": ""} if role else ({} if text is None else {"content": text})
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
     else:
         choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish_reason}
     return {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion", "created": created,
-            "model": model, "choices": [choice]}
+            "model": model, "choices": [choice], **({"usage": None} if include_usage else {})}
 
 
 def usage_chunk(rid: str, model: str, chat: bool, created: int, prompt_tokens: int, completion_tokens: int) -> dict:

@@ -155,11 +155,11 @@ def stop_strings(doc: dict) -> tuple[str, ...]:
     stops = [v] if isinstance(v, str) else v
     if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
         raise ApiError(400, f"stop must be a string or a list of strings, got {shown(v)}", "stop")
-    if len(stops) > MAX_STOPS or not all(stops):
-        raise ApiError(400, f"stop must hold 1 to {MAX_STOPS} non-empty strings, got {shown(v)}", "stop")
-    if max(map(len, stops)) > MAX_STOP_CHARS:
-        raise ApiError(400, f"stop strings may be at most {MAX_STOP_CHARS} characters, got one of "
-                       f"{max(map(len, stops))}", "stop")
+    if len(stops) > MAX_STOPS or not all(stops):  # an empty list is no stop strings, as in OpenAI's API
+        raise ApiError(400, f"stop must hold at most {MAX_STOPS} non-empty strings, got {shown(v)}", "stop")
+    longest = max(map(len, stops), default=0)
+    if longest > MAX_STOP_CHARS:
+        raise ApiError(400, f"stop strings may be at most {MAX_STOP_CHARS} characters, got one of {longest}", "stop")
     return tuple(stops)
 
 

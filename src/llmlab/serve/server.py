@@ -175,17 +175,17 @@ class Handler(BaseHTTPRequestHandler):
                                                 *self.tokens, created))
 
     def stream(self, completion, rid: str, created: int) -> None:
-        name, chat = self.server.engine.name, completion.req.chat
+        name, chat, usage = self.server.engine.name, completion.req.chat, completion.req.include_usage
         self.start_stream()
         if chat:
-            self.event(chunk_body(rid, name, chat, created, role=True))
+            self.event(chunk_body(rid, name, chat, created, role=True, include_usage=usage))
         with contextlib.closing(iter(completion)) as pieces:  # a failed write cancels the row
             for piece in pieces:
                 self.tokens = (completion.prompt_tokens, completion.completion_tokens)
-                self.event(chunk_body(rid, name, chat, created, text=piece))
+                self.event(chunk_body(rid, name, chat, created, text=piece, include_usage=usage))
         self.tokens = (completion.prompt_tokens, completion.completion_tokens)
-        self.event(chunk_body(rid, name, chat, created, finish_reason=completion.finish_reason))
-        if completion.req.include_usage:
+        self.event(chunk_body(rid, name, chat, created, finish_reason=completion.finish_reason, include_usage=usage))
+        if usage:
             self.event(usage_chunk(rid, name, chat, created, *self.tokens))
         self.end_stream()
 
