@@ -352,3 +352,31 @@ def test_a_reward_models_scores_train_the_policy_while_accuracy_counts_right_ans
     ro2, _, scores2, _ = tr.collect()
     assert torch.equal(ro2.tokens, ro.tokens) and ro.truncated.any() and (~ro.truncated).any()
     assert scores2.tolist() == (ro.lengths.float() - 2.5 * ro.truncated.float()).tolist()
+
+
+@pytest.mark.parametrize("algo", ["dapo", "vapo"])
+def test_a_minibatch_with_no_policy_token_leaves_the_policy_and_the_statistics_alone(policy, chat_tok, prompt, end,
+                                                                                      tmp_path, algo):
+    """The overlong filter can leave a minibatch no token of the policy loss. A zero gradient would still
+    move the weights (AdamW's decay and step count) and its zeros would pull the step's ratio_mean and
+    approx_kl down: the step must equal one on the other minibatch alone (the critic still learns)."""
+    task = first_token_task(chat_tok, prompt)
+    tr, alone, none = (make(policy, chat_tok, end, task, tmp_path / str(i), algo, minibatches=2) for i in range(3))
+    ro, correct, _, _ = tr.collect()
+    # rewards that vary in every group; no right answer, so VAPO's positive-example loss has no token either
+    b, _ = tr.prepare(ro, torch.zeros_like(correct), torch.arange(32.0) % 3)
+    empty, full = torch.randperm(len(b), generator=tr._generators(3)).chunk(2)  # update's minibatches
+    b.loss_mask = b.loss_mask.clone()  # without the overlong filter it is the mask itself
+    b.loss_mask[empty] = 0  # every completion of the first one cut off
+    stats, want = tr.update(b), alone.minibatch(b, full)
+    assert {"ratio_mean", "approx_kl", "clip_fraction", "policy_loss", "grad_norm"} <= want.keys()
+    assert {k: v for k, v in stats.items() if k != "value_loss"} == {k: v for k, v in want.items() if k != "value_loss"}
+    for (k, x), y in zip(tr.policy.state_dict().items(), alone.policy.state_dict().values()):
+        assert torch.equal(x, y), k
+    if algo == "vapo":
+        assert "value_loss" in stats and tr.critic.lm_head.weight.abs().sum() > 0
+    start = {k: v.clone() for k, v in none.policy.state_dict().items()}
+    b.loss_mask[full] = 0  # no token left in the policy loss at all: no policy step, no policy statistics
+    assert none.update(b).keys() == ({"value_loss"} if algo == "vapo" else set())
+    assert all(torch.equal(v, start[k]) for k, v in none.policy.state_dict().items())
+    assert not any(p in none.optimizer.state for p in none.policy.parameters())

@@ -5,14 +5,23 @@ NCCL when every rank has its own GPU), calls ``fn(rank, world_size, *args)`` and
 in rank order. Worker functions must be importable (defined at module level in an installed module),
 because each process is a fresh interpreter. The tests and ``bench/dist.py`` use it; users launch the
 same code with ``torchrun --nproc-per-node N``.
+
+Signals reach the ranks through the launcher, as under torchrun: each rank leaves the launcher's process
+group, and the launcher passes on the SIGINT, SIGTERM, SIGHUP and SIGQUIT it gets. A SIGINT sent to the
+launcher alone (``kill -INT``, a supervisor) then stops the ranks as Ctrl-C does, each saving its
+checkpoint; and Ctrl-C, which the terminal sends to the launcher's group, reaches each rank once: had
+they stayed in the group they would get it twice, and a trainer takes a second interrupt as "stop now,
+without saving".
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue as queue_mod
 import signal
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -48,8 +57,13 @@ def init_from_env(backend: str | None = None) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+FORWARDED = (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None), getattr(signal, "SIGQUIT", None))
+
+
 def _worker(rank: int, world: int, rendezvous: str, backend: str, threads: int, fn: Callable, args: tuple,
             results) -> None:
+    if hasattr(os, "setpgrp"):
+        os.setpgrp()  # out of the terminal's reach: signals come from the launcher, once (module docstring)
     try:
         torch.set_num_threads(threads)
         os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
@@ -116,10 +130,53 @@ def spawn(fn: Callable, nproc: int, *args, backend: str | None = None, timeout: 
         return _start_and_collect(ctx, fn, nproc, args, backend, threads, rendezvous, results, timeout)
 
 
+@contextlib.contextmanager
+def _forwarding_signals(procs: list, interrupts: list):
+    """While the ranks run, pass each of the FORWARDED signals the launcher gets on to every live rank.
+
+    A first SIGINT is only passed on (`interrupts` counts them): the ranks stop at a step's end, save,
+    and report "interrupted", which ends the launcher. A second one also stops the launcher's wait, as
+    it stops the ranks at once. Any other signal ends the launcher as it would have without the ranks.
+    A signal the launcher ignores stays ignored, and is not passed on; outside the main thread (where no
+    handler can be set) nothing is forwarded."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def forward(signum, frame):
+        for p in procs:
+            if p.pid is not None and p.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signum)
+        if signum != signal.SIGINT:
+            signal.signal(signum, old[signum])
+            signal.raise_signal(signum)
+            return
+        interrupts.append(signum)
+        if len(interrupts) > 1:
+            raise KeyboardInterrupt
+
+    old = {s: signal.getsignal(s) for s in FORWARDED if s is not None}
+    old = {s: h for s, h in old.items() if h is not signal.SIG_IGN and h is not None}
+    for s in old:
+        signal.signal(s, forward)
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def _start_and_collect(ctx, fn: Callable, nproc: int, args: tuple, backend: str, threads: int, rendezvous: str,
                        results, timeout: float) -> list:
     procs = [ctx.Process(target=_worker, args=(r, nproc, rendezvous, backend, threads, fn, args, results),
                          daemon=True) for r in range(nproc)]
+    interrupts: list[int] = []
+    with _forwarding_signals(procs, interrupts):
+        return _collect(procs, nproc, results, timeout, interrupts)
+
+
+def _collect(procs: list, nproc: int, results, timeout: float, interrupts: list) -> list:
     for p in procs:
         p.start()
     got: dict[int, object] = {}
@@ -133,6 +190,8 @@ def _start_and_collect(ctx, fn: Callable, nproc: int, args: tuple, backend: str,
             except queue_mod.Empty:
                 now = time.monotonic()
                 dead = _silent_deaths(procs, got, exited, now)
+                if dead and interrupts:  # e.g. a rank the interrupt reached while its interpreter started
+                    raise KeyboardInterrupt from None
                 if dead:
                     patience = 1.0  # the ranks left may wait forever on the lost one
                     raise RuntimeError(f"{', '.join(dead)} exited without reporting a result or an error "

@@ -275,7 +275,8 @@ class RLTrainer:
             g["lr"] = policy_lr if g["role"] == "policy" else self.cfg.value_lr * policy_lr / self.cfg.train.lr
 
     def _apply(self, loss: torch.Tensor) -> float:
-        """Backward, clip policy and critic gradients apart, step; the policy's gradient norm."""
+        """Backward, clip policy and critic gradients apart, step; the policy's gradient norm (0 when it has
+        none). Parameters the loss does not reach keep no gradient, and the optimizer leaves them alone."""
         if not torch.isfinite(loss):
             raise InputError(f"training diverged: the loss is {float(loss)} at step {self.iteration}; lower the "
                              "learning rate and start over with --fresh")
@@ -290,38 +291,52 @@ class RLTrainer:
 
     def minibatch(self, b: Batch, rows: torch.Tensor, policy: bool = True) -> dict:
         """One optimizer step on rows of the batch: the policy's losses (unless only the critic trains)
-        and the critic's value loss."""
+        and the critic's value loss; their statistics.
+
+        A loss with no tokens in these rows (the overlong filter can leave a minibatch without any) is left
+        out with its statistics, not counted as 0, and the model it trains gets no gradient: the optimizer
+        skips a parameter without one, where a zero gradient would still move it on AdamW's momentum. Rows
+        with no token in any loss take no step at all and give no statistics ({})."""
         cfg, ro = self.cfg, b.ro.select(rows)
         rows = rows.to(self.device)
-        loss, out = torch.zeros((), device=self.device), {}
-        if policy:
+        lmask = b.loss_mask[rows]
+        positive = b.mask[rows] * (b.correct[rows] >= 1)[:, None] if cfg.lm_coef else torch.zeros_like(lmask)
+        terms, out = [], {}
+        if policy and (lmask.any() or positive.any()):
             logp = token_logprobs_of(completion_outputs(self.policy, ro.prompts, ro.tokens, ro.mask), ro.tokens,
                                      cfg.temperature) * b.mask[rows]
-            lmask = b.loss_mask[rows]
-            loss, out = policy_loss(logp, b.old_logp[rows], b.advantages[rows], lmask, cfg.clip_low, cfg.clip_high,
-                                    cfg.aggregation)
-            out["policy_loss"] = float(loss.detach())
-            if self.ref is not None and cfg.kl_penalty == "loss":
-                kl = aggregate(kl_k3(logp, b.ref_logp[rows]), lmask, cfg.aggregation)
-                loss = loss + cfg.kl_coef * kl
-            if cfg.lm_coef:
-                positive = b.mask[rows] * (b.correct[rows] >= 1)[:, None]
-                loss = loss + cfg.lm_coef * nll_loss(logp, positive)
-        if self.critic is not None:
+            if lmask.any():
+                loss, out = policy_loss(logp, b.old_logp[rows], b.advantages[rows], lmask, cfg.clip_low,
+                                        cfg.clip_high, cfg.aggregation)
+                out["policy_loss"] = float(loss.detach())
+                terms.append(loss)
+                if self.ref is not None and cfg.kl_penalty == "loss":
+                    terms.append(cfg.kl_coef * aggregate(kl_k3(logp, b.ref_logp[rows]), lmask, cfg.aggregation))
+            if positive.any():
+                terms.append(cfg.lm_coef * nll_loss(logp, positive))
+        trains_policy = bool(terms)
+        if self.critic is not None and b.mask[rows].any():
             values = completion_values(self.critic, ro.prompts, ro.tokens, ro.mask)
             vl = value_loss(values, b.returns[rows], b.mask[rows])
-            loss, out["value_loss"] = loss + vl, float(vl.detach())
-        out["grad_norm"] = self._apply(loss)
+            terms.append(vl)
+            out["value_loss"] = float(vl.detach())
+        if not terms:
+            return {}
+        norm = self._apply(sum(terms[1:], terms[0]))
+        if trains_policy:  # the policy's gradient norm; none where it had no gradient
+            out["grad_norm"] = norm
         return out
 
     def update(self, b: Batch, policy: bool = True) -> dict:
-        """`ppo_epochs` passes over the batch in `minibatches` minibatches; the mean of their statistics."""
+        """`ppo_epochs` passes over the batch in `minibatches` minibatches; each statistic's mean over the
+        minibatches that gave it (a minibatch with no token in a loss gives none of its statistics)."""
         g = self._generators(3)
         stats: list[dict] = []
         for _ in range(self.cfg.ppo_epochs):
             for rows in torch.randperm(len(b), generator=g).chunk(self.cfg.minibatches):
                 stats.append(self.minibatch(b, rows, policy))
-        return {k: sum(s[k] for s in stats) / len(stats) for k in stats[0]} if stats else {}
+        keys = dict.fromkeys(k for s in stats for k in s)
+        return {k: sum(s[k] for s in stats if k in s) / sum(k in s for s in stats) for k in keys}
 
     # --- steps ------------------------------------------------------------------------------------
 
