@@ -66,6 +66,17 @@ def test_curves_of_a_run_logging_one_step_in_n_say_what_they_average(chat_dir, t
     assert "(first and last tenth of the policy steps)" in capsys.readouterr().out
 
 
+def test_a_metrics_line_a_killed_session_cut_short_does_not_block_resuming(chat_dir, tmp_path):
+    """rl stopped at 'line N is not valid JSON' where pretraining resumed past it."""
+    assert rl(chat_dir, tmp_path, "--max-minutes", "1e-6", "--log-every", "1") == 0
+    metrics = tmp_path / "r" / "metrics.jsonl"
+    with open(metrics, "a", encoding="utf-8") as f:
+        f.write('{"step": 2, "reward": 0.')
+    assert rl(chat_dir, tmp_path, "--log-every", "1") == 0
+    records = [json.loads(x) for x in metrics.read_text().splitlines()]
+    assert [r["step"] for r in records if "reward" in r] == [1, 2, 3] and sum("before" in r for r in records) == 1
+
+
 def test_a_run_measured_on_problems_drawn_with_replacement_measures_its_start_again(chat_dir, tmp_path):
     """A run folder from before evaluations answered distinct questions resumes with a fresh "before",
     so its report does not set a figure on the old problems beside one on the new."""

@@ -48,7 +48,7 @@ from pathlib import Path
 import torch
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import JsonlAppender, read_jsonl, write_jsonl
+from llmlab.core.io import JsonlAppender, write_jsonl
 from llmlab.core.progress import progress
 from llmlab.models.io import model_state, resolve_device
 from llmlab.rl.advantages import (
@@ -67,7 +67,7 @@ from llmlab.rl.rollout import Rollouts, completion_outputs, entropy, rollout, to
 from llmlab.rl.value import completion_values, explained_variance, make_critic, pretrain_targets
 from llmlab.train.checkpoint import latest_checkpoint, load_checkpoint, resuming_from, save_checkpoint
 from llmlab.train.schedule import SCHEDULES
-from llmlab.train.trainer import StopFlag, build_optimizer, step_seed
+from llmlab.train.trainer import StopFlag, build_optimizer, read_metrics, step_seed
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +177,9 @@ class RLTrainer:
             self.train_seconds = state["extra"].get("train_seconds", 0.0)
             self.wall_seconds = state["extra"].get("wall_seconds", self.train_seconds)
             log.info("resumed from %s (step %d)", ckpt, self.iteration)
-        path = self.metrics.path
+        path = self.metrics.path  # records after the checkpoint will be redone; a line cut short goes too
         if path.exists():
-            keep = [r for r in read_jsonl(path, "metrics") if r.get("step", 0) <= self.iteration]
-            write_jsonl(path, keep)
+            write_jsonl(path, [r for r in read_metrics(path) if r["step"] <= self.iteration])
         return ckpt is not None
 
     # --- sampling and scoring ---------------------------------------------------------------------
