@@ -239,6 +239,29 @@ def test_unpaired_files_are_read_or_refused_naming_the_line(tmp_path):
         read_split_examples(write(tmp_path / "one.jsonl", [ok, {**ok, "completion": "3"}]))
 
 
+def test_a_small_unpaired_file_holds_out_two_examples_or_is_refused_saying_why(tmp_path, capsys, chat_dir):
+    """KTO needs 2 examples in each split: without 'split' fields, fewer than 40 lines hold out their last two
+    (not the one 5% would give), which train in a batch; too few lines are refused naming the cause."""
+    rows = [{"prompt": f"{i}+1=", "completion": str(i + 1 + i % 2), "label": i % 2 == 0} for i in range(10)]
+    train, dev = read_split_examples(write(tmp_path / "u.jsonl", rows))
+    assert [e.to_dict() for e in train] == rows[:8] and [e.to_dict() for e in dev] == rows[8:]
+    assert [len(b) for b in KTOData.of([([1], [2])] * 2, [True, False], batch_size=4, seed=0).batches] == [2]
+    assert len(read_split_examples(write(tmp_path / "four.jsonl", rows[:4]))[1]) == 2
+    for lines, msg in [(rows[:3], "got 1 dev: give it at least 4 lines"),
+                       (rows[:2], "got 1 train and 1 dev: give it at least 4 lines"),
+                       ([{**r, "split": "dev" if i == 9 else "train"} for i, r in enumerate(rows)],
+                        "got 1 dev: mark at least 2 lines of each with 'split'")]:
+        with pytest.raises(InputError, match="KTO needs at least 2 examples in each split .*" + msg):
+            read_split_examples(write(tmp_path / "few.jsonl", lines))
+    # the command trains on the small file and refuses a tinier one before touching the run folder
+    f = write(tmp_path / "u.jsonl", rows)
+    assert kto(chat_dir, tmp_path, "small", "--pairs", str(f), "--eval-problems", "0", "--steps", "1") == 0
+    s = json.loads((tmp_path / "small" / "summary.json").read_text())
+    assert s["train_examples"] == 8 and s["dev_examples"] == 2
+    assert kto(chat_dir, tmp_path, "tiny", "--pairs", str(write(tmp_path / "t.jsonl", rows[:3]))) == 2
+    assert "give it at least 4 lines" in capsys.readouterr().err and not (tmp_path / "tiny").exists()
+
+
 def test_config_refuses_what_kto_cannot_do():
     for kw, msg in [({"loss": "kto", "desirable_weight": 0.0}, "desirable_weight must be a finite number > 0"),
                     ({"loss": "kto", "undesirable_weight": -1.0}, "undesirable_weight must be"),

@@ -98,10 +98,7 @@ class ChatTemplate:
         >>> [tok.decode([i]) for i, m in zip(ids, mask) if m]
         ['2', '<|end|>']
         """
-        check_messages(messages)
-        if messages[-1]["role"] != "assistant":
-            raise InputError(f"a training conversation must end with an assistant turn (the reply to learn), "
-                             f"this one ends with a {messages[-1]['role']!r} turn")
+        check_training_messages(messages)
         special = self.ids(tok)
         ids: list[int] = []
         mask: list[int] = []
@@ -147,6 +144,21 @@ def check_messages(messages: list[dict]) -> None:
 
 
 @torch.no_grad()
+def check_training_messages(messages: list[dict]) -> None:
+    """`check_messages`, and the conversation ends with an assistant turn (the reply to learn): checked as
+    a data file is read, so the error names its line (`llmlab.adapt.sft.conversation`), and again by `render`.
+
+    >>> check_training_messages([{"role": "user", "content": "1+1="}])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    llmlab.core.errors.InputError: a training conversation must end with an assistant turn ... a 'user' turn
+    """
+    check_messages(messages)
+    if messages[-1]["role"] != "assistant":
+        raise InputError(f"a training conversation must end with an assistant turn (the reply to learn), "
+                         f"this one ends with a {messages[-1]['role']!r} turn")
+
+
 def add_chat_tokens(model, tok: Tokenizer, template: ChatTemplate | None = None) -> Tokenizer:
     """The tokenizer with the template's tokens it lacks (at new ids after the old ones), and `model`
     (if given) grown in place to embed them; old ids, and the old tokens' logits, are unchanged.

@@ -212,7 +212,7 @@ def train_token_rows(model: nn.Module, ids: list[int]) -> list[torch.utils.hooks
     >>> m.embed_tokens.weight.grad[:, 0].tolist()
     [0.0, 0.0, 0.0, 1.0, 0.0]
     """
-    weights = {id(w): w for w in (model.embed_tokens.weight, model.lm_head.weight)}.values()  # tied: once
+    weights = {id(w): w for w in token_weights(model)}.values()  # tied: once
     hooks = []
     for w in weights:
         mask = torch.zeros(w.shape[0], 1, dtype=w.dtype, device=w.device)
@@ -220,6 +220,20 @@ def train_token_rows(model: nn.Module, ids: list[int]) -> list[torch.utils.hooks
         w.requires_grad_(True)
         hooks.append(w.register_hook(lambda g, m=mask: g * m))
     return hooks
+
+
+def token_weights(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The embedding's weight and the output head's, that of the head's frozen base where LoRA wraps it
+    (``--lora-targets lm_head``): a weight (V, dim) with a row per token either way.
+
+    >>> from llmlab.models import CausalLM, ModelConfig
+    >>> model = CausalLM(ModelConfig(vocab_size=40, dim=32, n_layer=1, n_head=4, tie_embeddings=False))
+    >>> head = token_weights(model)[1]
+    >>> _ = apply_lora(model, targets=("lm_head",)); token_weights(model)[1] is head
+    True
+    """
+    head = model.lm_head.base if isinstance(model.lm_head, LoRALinear) else model.lm_head
+    return model.embed_tokens.weight, head.weight
 
 
 def lora_modules(model: nn.Module) -> dict[str, LoRALinear]:
@@ -267,6 +281,9 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
+WRAPPED = ((".base.bias", ".base_layer.bias"), (".base.weight", ".base_layer.weight"))  # a wrapped layer's own
+
+
 def peft_name(name: str) -> str:
     """An llmlab parameter name as PEFT saves it for the `export_hf` model.
 
@@ -275,18 +292,26 @@ def peft_name(name: str) -> str:
     >>> peft_name("lm_head.lora_B.weight"), peft_name("layers.1.mlp.up_proj.base.bias")
     ('base_model.model.lm_head.lora_B.weight', 'base_model.model.model.layers.1.mlp.up_proj.base_layer.bias')
     """
-    if name.endswith(".base.bias"):
-        name = name.removesuffix(".base.bias") + ".base_layer.bias"
+    for ours, theirs in WRAPPED:
+        if name.endswith(ours):
+            name = name.removesuffix(ours) + theirs
     return PEFT_PREFIX + (name if name.startswith("lm_head") else "model." + name)
 
 
 def llmlab_name(key: str, what: str) -> str:
-    """The inverse of `peft_name`; InputError for a key that is not under PEFT's LLaMA prefix."""
+    """The inverse of `peft_name`; InputError for a key that is not under PEFT's LLaMA prefix.
+
+    >>> llmlab_name("base_model.model.lm_head.base_layer.weight", "adapter")
+    'lm_head.base.weight'
+    """
     if not key.startswith(PEFT_PREFIX):
         raise InputError(f"{what}: tensor {key!r} is not named as a PEFT adapter of a LLaMA model ({PEFT_PREFIX}...)")
     name = key.removeprefix(PEFT_PREFIX)
     name = name if name.startswith("lm_head") else name.removeprefix("model.")
-    return name.removesuffix(".base_layer.bias") + ".base.bias" if name.endswith(".base_layer.bias") else name
+    for ours, theirs in WRAPPED:
+        if name.endswith(theirs):
+            name = name.removesuffix(theirs) + ours
+    return name
 
 
 def peft_config(config: LoRAConfig) -> dict:
@@ -346,6 +371,13 @@ def _expected_shapes(model: nn.Module, config: LoRAConfig) -> dict[str, tuple[in
     return shapes
 
 
+def _base_weight_shapes(model: nn.Module, config: LoRAConfig) -> dict[str, tuple[int, ...]]:
+    """The names and shapes of the target layers' own weights (under `.base` once wrapped), which a PEFT
+    adapter may carry: PEFT saves an adapted embedding layer's (lm_head's) with its default
+    ``save_embedding_layers="auto"``."""
+    return {f"{name}.base.weight": tuple(m.weight.shape) for name, m in find_targets(model, config.targets).items()}
+
+
 def read_adapter(directory: str | os.PathLike) -> tuple[LoRAConfig, dict[str, torch.Tensor]]:
     """The config and tensors (by llmlab parameter name) of an adapter folder, or an InputError naming it."""
     d = existing_folder(directory, "adapter folder")
@@ -364,6 +396,11 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike) -> list[str]:
 
     Everything is checked before the model is touched: a base of another size or depth, or a model
     carrying another LoRA config, is an InputError naming the tensor or setting, and the model stays as it was.
+
+    A target layer's own weight in the adapter (PEFT saves lm_head's, ``lm_head.base_layer.weight``, when
+    lm_head is a target) is loaded into the wrapped layer's frozen base, as ``PeftModel.from_pretrained``
+    loads it: the model then computes what PEFT's does. Saved with PEFT's defaults from the same base it is
+    that base's weight, and loading changes nothing; `save_adapter` writes the adapters alone.
     """
     config, state = read_adapter(directory)
     where = f"adapter {str(directory)!r}"
@@ -378,18 +415,22 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike) -> list[str]:
         if any(m.merged for m in lora_modules(model).values()):
             raise InputError(f"{where}: this model's LoRA is merged into its weights; unmerge before loading")
     try:
-        expected = _expected_shapes(model, config)
+        expected, base_weights = _expected_shapes(model, config), _base_weight_shapes(model, config)
     except InputError as e:
         raise InputError(f"{where} was made for another model: {e}") from None
-    missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected) - set(base_weights))
     if missing or extra:
-        raise InputError(f"{where} does not fit this model (made for another base?): it lacks "
-                         f"{missing[:3]} ({len(missing)} in all) and has {extra[:3]} ({len(extra)} in all) "
-                         "that this model has no place for")
-    for name, shape in expected.items():
-        if tuple(state[name].shape) != shape:
+        parts = [f"it lacks {missing[:3]} ({len(missing)} in all)"] if missing else []
+        if extra:
+            parts.append(f"it has {extra[:3]} ({len(extra)} in all), which are neither adapters nor base weights "
+                         f"of its targets {list(config.targets)} on this model")
+        guess = " (made for another base?)" if missing or any(".lora_" in k for k in extra) else ""
+        raise InputError(f"{where} does not fit this model{guess}: {'; '.join(parts)}")
+    for name, shape in {**expected, **base_weights}.items():
+        if name in state and tuple(state[name].shape) != shape:
+            rank = f"rank {config.r}; " if name in expected else ""
             raise InputError(f"{where}: {name} has shape {tuple(state[name].shape)} but this model needs {shape} "
-                             f"(rank {config.r}; the adapter was made for another base model)")
+                             f"({rank}the adapter was made for another base model)")
     names = list(lora_modules(model)) if applied is not None else apply_lora(model, config)
     params = dict(model.named_parameters())
     with torch.no_grad():

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from llmlab.adapt.batching import batch_indices, pack_batch, pad_batch
-from llmlab.adapt.chat import ChatTemplate, Split, check_messages
+from llmlab.adapt.chat import ChatTemplate, Split, check_training_messages
 from llmlab.adapt.sft_config import SFT_TRAIN, SFTConfig  # noqa: F401 (SFT_TRAIN: part of this API)
 from llmlab.core.errors import InputError
 from llmlab.core.io import jsonl_lines
@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 def conversation(record: dict, where: str) -> list[dict]:
     """A JSONL record as messages: {"messages": [...]} as is, {"prompt", "response"} as a user and an
-    assistant turn.
+    assistant turn; InputError naming `where` for a record that is no training conversation (ending with
+    an assistant turn).
 
     >>> conversation({"prompt": "1+1=", "response": "2"}, "x")
     [{'role': 'user', 'content': '1+1='}, {'role': 'assistant', 'content': '2'}]
@@ -51,7 +52,7 @@ def conversation(record: dict, where: str) -> list[dict]:
         raise InputError(f"{where}: expected {{\"messages\": [...]}} or {{\"prompt\": ..., \"response\": ...}}, "
                          f"got {str(record)[:80]}")
     try:
-        check_messages(messages)
+        check_training_messages(messages)
     except InputError as e:
         raise InputError(f"{where}: {e}") from None
     return messages

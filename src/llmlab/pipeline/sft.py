@@ -27,7 +27,7 @@ import torch
 
 from llmlab.adapt.chat import ChatTemplate, add_chat_tokens
 from llmlab.adapt.forgetting import Anchor, freeze_blocks
-from llmlab.adapt.lora import LoRAConfig, apply_lora, merge_lora, train_token_rows
+from llmlab.adapt.lora import LoRAConfig, apply_lora, merge_lora, token_weights, train_token_rows
 from llmlab.adapt.prompt_tuning import apply_prompt_tuning, remove_prompt, save_prompt
 from llmlab.adapt.sft import (
     SFTConfig,
@@ -211,7 +211,7 @@ def _check_packing(cfg: SFTConfig, model) -> None:
 def _trainable(model, masked_rows: int | None) -> int:
     """Parameters that train: every requires_grad one, except that with `masked_rows` the token
     weights (`train_token_rows`) count only those rows (a tied weight once)."""
-    token = {id(model.embed_tokens.weight), id(model.lm_head.weight)} if masked_rows is not None else set()
+    token = set(map(id, token_weights(model))) if masked_rows is not None else set()
     seen, n = set(), 0
     for p in model.parameters():
         if p.requires_grad and id(p) not in seen:

@@ -30,7 +30,9 @@ implicit margin weigh little. ``nll_coef`` adds the chosen replies' mean token n
 grows.
 
 The reference is the starting model, frozen; its log-probabilities of every comparison are computed once
-(`answer_logprobs` in eval mode) and held in a table, as TRL's ``precompute_ref_log_probs``.
+(`answer_logprobs` in eval mode) and held in a table, as TRL's ``precompute_ref_log_probs``. The policy
+trains in eval mode too (dropout off, as TRL's ``disable_dropout``): otherwise a model with dropout would
+not be its own reference at the start, and the first step's rewards would be noise, not 0.
 """
 
 from __future__ import annotations
@@ -149,6 +151,7 @@ class DPOTrainer(Trainer):
     `reply_logps` gives them for `loss`; `dev_ref` the same for `dev`)."""
 
     counts_tokens = True  # each comparison's two sequences, prompt and reply
+    dropout_in_training = False  # the reference table is computed without dropout (KTO's too)
 
     def __init__(self, policy, cfg: TrainConfig, train: list[Pair], dev: list[Pair], ref: torch.Tensor,
                  dev_ref: torch.Tensor, run_dir: str | Path, pad_id: int, beta: float, loss: str = "sigmoid",

@@ -3,7 +3,9 @@ checkpoints, exact resume, progress) on batches of comparisons instead of token 
 
 A step draws `batch_size` comparisons (a function of seed and step, so a resumed run draws what the
 uninterrupted one would), scores chosen and rejected answers in one padded forward and minimises the
-Bradley-Terry loss. Validation is the loss and the pair accuracy on the held-out comparisons.
+Bradley-Terry loss. Validation is the loss and the pair accuracy on the held-out comparisons. Dropout is
+off while training (eval mode, as TRL's RewardTrainer): a score is then a function of the answer alone,
+the same in training as when the reward model is used.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def score_pairs(rm, pairs: list[Pair], pad_id: int) -> tuple[torch.Tensor, torch
 
 class RewardTrainer(Trainer):
     counts_tokens = True  # each comparison's two sequences, prompt and reply
+    dropout_in_training = False  # scores do not depend on dropout masks
 
     def __init__(self, rm, cfg: TrainConfig, train: list[Pair], dev: list[Pair], run_dir: str | Path, pad_id: int,
                  center_coef: float = 0.0):

@@ -59,8 +59,10 @@ def is_unpaired_file(path: str | Path) -> bool:
 
 
 def read_split_examples(path: str | Path) -> tuple[list[Example], list[Example]]:
-    """Train and held-out examples of an unpaired file (its lines' split, or its last 5% held out);
-    InputError naming the line of a malformed one, or for a file whose examples all carry one label."""
+    """Train and held-out examples of an unpaired file (its lines' split, or its last 5% held out, at least
+    two: KTO needs two examples in each split, each borrowing the other's completion for its KL estimate);
+    InputError naming the line of a malformed one, for a file whose examples all carry one label, or for a
+    split of fewer than two examples."""
     rows = []
     for i, r in jsonl_lines(path, "preference file"):  # the file's line numbers, blank lines counted
         where = f"{path} line {i}"
@@ -76,7 +78,17 @@ def read_split_examples(path: str | Path) -> tuple[list[Example], list[Example]]
     if len({e.label for e, _ in rows}) < 2:
         raise InputError(f"{path}: every example is labelled {rows[0][0].label}; KTO needs desirable and "
                          "undesirable examples")
-    return split_records(path, rows, "examples")
+    train, dev = split_records(path, rows, "examples")
+    automatic = all(split is None for _, split in rows)
+    if automatic and len(dev) < 2 <= len(train) - 1:  # one line held out (fewer than 40): hold out the last two
+        train, dev = train[:-1], train[-1:] + dev
+    short = [f"{len(x)} {name}" for name, x in (("train", train), ("dev", dev)) if len(x) < 2]
+    if short:
+        fix = ("give it at least 4 lines (without 'split' fields its last 5% are held out, at least 2)" if automatic
+               else "mark at least 2 lines of each with 'split'")
+        raise InputError(f"{path}: KTO needs at least 2 examples in each split (each takes another's completion "
+                         f"for its KL estimate), got {' and '.join(short)}: {fix}")
+    return train, dev
 
 
 def encode_examples(tok, template, examples: list[Example], max_len: int) -> list[tuple[list[int], list[int]]]:

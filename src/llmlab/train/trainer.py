@@ -167,6 +167,11 @@ class Trainer:
     """
 
     counts_tokens = False  # True: micro-steps `count` their tokens (examples of their own lengths)
+    # False: `fit` trains the model in eval mode, dropout off, as TRL trains DPO, KTO and reward models: their
+    # losses compare log-probabilities with a reference computed without dropout, or scores of two answers, and
+    # random masks would make the policy differ from its reference before any step. Eval mode also lifts MoE
+    # capacity limits (as in the reference's forward) and turns gradient checkpointing off (so it is refused).
+    dropout_in_training = True
     _counted = 0
 
     def __init__(self, model, cfg: TrainConfig, train_tokens: torch.Tensor | None, val_tokens: torch.Tensor | None,
@@ -175,6 +180,9 @@ class Trainer:
             raise InputError(f"seq_len {cfg.seq_len} exceeds the model's max_seq_len {model.config.max_seq_len}")
         if cfg.kd_alpha and teacher is None:
             raise InputError(f"kd_alpha {cfg.kd_alpha} weighs a distillation term, which needs a teacher model")
+        if cfg.grad_checkpoint and not self.dropout_in_training:
+            raise InputError(f"{type(self).__name__} trains in eval mode (no dropout), where the model does not "
+                             "checkpoint activations: leave grad_checkpoint off")
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device)
@@ -364,7 +372,7 @@ class Trainer:
     def fit(self) -> dict:
         """Train to `cfg.steps` (or until stopped); return the last train and eval records."""
         cfg = self.cfg
-        self.model.train()
+        self.model.train(self.dropout_in_training)
         flag = StopFlag()
         last, last_eval = {}, {}
         self.session_seconds = 0.0
