@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from llmlab.adapt.lora import apply_lora
 from llmlab.core.errors import InputError
 from llmlab.models import CausalLM, ModelConfig, count_parameters
 from llmlab.train import optim
@@ -46,7 +47,7 @@ def test_static_memory_equals_bytes_allocated(cfg, B, S, opt):
         assert est[part] == measured[part], part
 
 
-def saved_and_estimated(cfg, B, S, precision="fp32", grad_checkpoint=False):
+def saved_and_estimated(cfg, B, S, precision="fp32", grad_checkpoint=False, lora_rank=0):
     """(bytes autograd saves in one training forward + loss, the estimator's activation total, the model).
 
     `mixed` runs a bf16 model without autocast, `amp` an fp32 model under bf16 autocast. With checkpointing
@@ -55,12 +56,14 @@ def saved_and_estimated(cfg, B, S, precision="fp32", grad_checkpoint=False):
     model = CausalLM(cfg).train()
     if precision == "mixed":
         model.to(torch.bfloat16)
+    if lora_rank:
+        apply_lora(model, r=lora_rank)  # on q_proj and v_proj, as `llmlab memory --lora-rank` counts
     model.gradient_checkpointing = grad_checkpoint
     x = torch.randint(0, cfg.vocab_size, (B, S))
     dtype = torch.bfloat16 if precision == "amp" else None
     measured = measure_saved_bytes(model, x, x.roll(1, 1), autocast_dtype=dtype)
     act = activation_bytes(cfg, MemoryConfig(batch_size=B, seq_len=S, precision=precision,
-                                             grad_checkpoint=grad_checkpoint))
+                                             grad_checkpoint=grad_checkpoint, lora_rank=lora_rank))
     return measured, act["total"] - (act["per_layer"] if grad_checkpoint else 0), model
 
 
@@ -170,7 +173,7 @@ def test_zero_stages_and_lora_shrink_the_right_rows():
     from llmlab.models.presets import model_preset
 
     cfg = model_preset("llama-7b")
-    base = rows(cfg, zero_stage=0, n_devices=8)
+    base = rows(cfg)  # ZeRO-0: nothing sharded, whatever the devices
     z1, z2, z3 = (rows(cfg, zero_stage=s, n_devices=8) for s in (1, 2, 3))
     assert z1["optimizer states"] == -(-base["optimizer states"] // 8) and z1["gradients"] == base["gradients"]
     assert z2["gradients"] == -(-base["gradients"] // 8) and z2["weights"] == base["weights"]
@@ -250,6 +253,8 @@ def test_alibi_bias_is_one_row_the_batch_and_layers_share():
 def test_bad_memory_settings_are_clear_errors():
     with pytest.raises(InputError, match="zero_stage"):
         MemoryConfig(zero_stage=4)
+    with pytest.raises(InputError, match=r"--n-devices applies with ZeRO \(--zero-stage 1, 2 or 3\)"):
+        MemoryConfig(n_devices=8)  # at stage 0 it changes no row
     with pytest.raises(InputError, match="optimizer must be one of"):
         MemoryConfig(optimizer="lion")
 
@@ -348,3 +353,68 @@ def test_activation_estimate_follows_the_feed_forward_kind(kind, precision):
                       ffn_kind=kind)
     measured, est, _ = saved_and_estimated(cfg, 2, 32, precision)
     assert est == measured
+
+
+def test_memory_refuses_flags_it_would_ignore(capsys):
+    from llmlab.cli import main
+
+    for argv, words in (
+            (["llama-13b", "--params", "7e9"], "--params sizes by a bare parameter count; it takes no model "
+                                               "('llama-13b')"),
+            (["runs/missing", "--params", "7e9"], "it takes no model ('runs/missing')"),
+            (["--params", "7e9", "--batch-size", "8"], "--batch-size applies to the activation rows"),
+            (["--params", "7e9", "--seq-len", "4096"], "--seq-len applies to the activation rows"),
+            (["--params", "7e9", "--grad-checkpoint"], "--[no-]grad-checkpoint applies to the activation rows"),
+            (["llama-7b", "--n-devices", "8"], "--n-devices applies with ZeRO"),
+            (["llama-7b", "--zero-stage", "0", "--n-devices", "1"], "--n-devices applies with ZeRO")):
+        assert main(["memory", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert words in err and err.rstrip().endswith("leave it out" if "applies" in words else "other"), err
+    assert main(["memory", "--params", "7e9", "--zero-stage", "1", "--n-devices", "8"]) == 0
+    assert main(["params"]) == 0 and "6,738,415,616" in capsys.readouterr().out  # the default model
+
+
+def test_zero3_lora_weights_formula_says_what_its_figure_is():
+    from llmlab.models.presets import model_preset
+
+    cfg = model_preset("llama-7b")
+    P, T = count_parameters(cfg), 32 * 8 * (4096 * 2 + 4096 * 2)
+    for stage, n in ((3, 8), (1, 8), (0, 1)):
+        mem = MemoryConfig(zero_stage=stage, n_devices=n, lora_rank=8)
+        _, b, formula = next(r for r in estimate_memory(cfg, mem) if r[0] == "weights")
+        assert b == -(-(P + T) * 4 // (n if stage == 3 else 1))  # only ZeRO-3 shards the weights
+        assert formula == f"({P:,} params + LoRA {T:,}) x 4 B" + (" / N" if stage == 3 else "")
+
+
+LORA_GRID = {"llama-gqa": GRID[1], "untied": GRID[2], "gpt3": (gpt3(), 2, 32), "relu": (gpt3(ffn_kind="relu"), 2, 16),
+             "alibi-gqa": ALIBI_GRID["alibi-gqa-6-heads"], "bloom": ALIBI_GRID["bloom"],
+             "one-layer": (ModelConfig(vocab_size=60, dim=32, n_layer=1, n_head=2, n_kv_head=2, max_seq_len=32), 3, 8)}
+
+
+@pytest.mark.parametrize("name", sorted(LORA_GRID))
+@pytest.mark.parametrize("precision", ["fp32", "mixed"])
+@pytest.mark.parametrize("grad_checkpoint", [False, True])
+@pytest.mark.parametrize("rank", [2, 8])
+def test_lora_activation_estimate_equals_saved_tensors(name, precision, grad_checkpoint, rank):
+    cfg, B, S = LORA_GRID[name]
+    measured, estimated, _ = saved_and_estimated(cfg, B, S, precision, grad_checkpoint, lora_rank=rank)
+    assert measured == estimated
+    full, _, _ = saved_and_estimated(cfg, B, S, precision, grad_checkpoint)
+    assert measured < full  # frozen Linears keep no input
+
+
+def test_lora_rows_and_what_has_no_exact_count(capsys):
+    from llmlab.cli import main
+
+    cfg = GRID[1][0]
+    lora = rows(cfg, batch_size=2, seq_len=16, lora_rank=8)
+    full = rows(cfg, batch_size=2, seq_len=16)
+    for part in ("activations (per layer)", "activations (all layers)", "activations (head)", "total per device"):
+        assert lora[part] < full[part], part
+    assert main(["memory", "llama-7b", "--lora-rank", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "B*S*(7d+3h+2+n_head+2r) x 4 B; LoRA r=8" in out and "first layer B*S*(6d+3h+1+n_head+2r) x 4 B" in out
+    for bad in (dict(precision="amp"), dict(model=moe()), dict(model=gpt3(norm_position="post"))):
+        model = bad.pop("model", cfg)
+        with pytest.raises(InputError, match="LoRA's activation counts are measured only for dense pre-norm"):
+            activation_bytes(model, MemoryConfig(lora_rank=4, seq_len=16, **bad))

@@ -23,14 +23,16 @@ import torch
 from llmlab.core.errors import InputError
 from llmlab.core.modes import eval_mode
 from llmlab.core.progress import progress
+from llmlab.models.scoring import text_start
 
 log = logging.getLogger(__name__)
 POOLINGS = ("mean", "last")
 
 
 def encode_texts(tokenizer, texts: Sequence[str], max_len: int) -> list[list[int]]:
-    """Token ids of each text after the start token, cut to `max_len` tokens in all."""
-    start = [tokenizer.bos_id] if getattr(tokenizer, "bos_id", None) is not None else []
+    """Token ids of each text after the context a text starts from (`text_start`: EOS, what every text
+    an llmlab model pretrained on followed; BOS would be a token it never saw), cut to `max_len` in all."""
+    start = text_start(tokenizer) if getattr(tokenizer, "eos_id", None) is not None else []
     out = [(start + tokenizer.encode(t))[:max_len] for t in texts]
     if any(not ids for ids in out):
         raise InputError("a text gave no tokens to probe (empty text and a tokenizer without a start token)")

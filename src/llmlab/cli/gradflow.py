@@ -13,7 +13,7 @@ def register(sub) -> None:
     p.add_argument("--depth", type=int, default=16, help="layers in the stack")
     p.add_argument("--width", type=int, default=64, help="features per layer")
     p.add_argument("--activations", default="sigmoid,tanh,relu,gelu", help="comma-separated activations")
-    p.add_argument("--seed", type=int, default=0, help="seeds weights and data")
+    p.add_argument("--seed", type=int, default=0, help="seeds weights and data; in [0, 2**32)")
     p.add_argument("-o", "--out", default="runs/gradflow",
                    help="output directory: new, empty or an earlier gradflow output (refused otherwise)")
 

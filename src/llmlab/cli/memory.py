@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overrides, finite_float
+from llmlab.cli.common import add_command, add_dataclass_flags, dataclass_overrides, finite_float, refuse_unapplied
+
+DEFAULT_MODEL = "llama-7b"
+ACTIVATION_FLAGS = {"batch_size": "--batch-size", "seq_len": "--seq-len", "grad_checkpoint": "--[no-]grad-checkpoint"}
 
 
 def _model_source(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", nargs="?", default="llama-7b",
+    p.add_argument("model", nargs="?", default=None,
                    help="a model preset (llama-7b, llama-13b, llama2-70b, speedrun-small), a model directory, "
-                        "or an llmlab config.json")
+                        f"or an llmlab config.json (default: {DEFAULT_MODEL})")
 
 
 def register(sub) -> None:
@@ -56,12 +59,21 @@ def run_memory(args: argparse.Namespace) -> int:
         static_rows,
     )
 
-    mem = MemoryConfig(**dataclass_overrides(args, MemoryConfig))
+    given = dataclass_overrides(args, MemoryConfig)
+    mem = MemoryConfig(**given)
+    refuse_unapplied(mem, given)  # --n-devices 1 at ZeRO stage 0 too: the flag would do nothing
     if args.params is not None:
+        if args.model is not None:  # it was sized by the count, the model ignored
+            raise InputError(f"--params sizes by a bare parameter count; it takes no model ({args.model!r}): "
+                             "give one or the other")
         if args.params < 1 or args.params != int(args.params):  # NaN and infinity stop at the flag's type
             raise InputError(f"--params must be a whole parameter count >= 1 (7e9 is one), got {args.params:g}")
         if mem.lora_rank:
             raise InputError("LoRA's adapter size needs the architecture: pass a preset or config, not --params")
+        for name, flag in ACTIVATION_FLAGS.items():
+            if name in given:
+                raise InputError(f"{flag} applies to the activation rows, which need the architecture (a preset "
+                                 "or config, not --params): leave it out")
         P = int(args.params)
         rows = static_rows(P, mem)
         print(f"{P:,} parameters, {mem.optimizer}, {mem.precision}, ZeRO-{mem.zero_stage} over "
@@ -73,9 +85,10 @@ def run_memory(args: argparse.Namespace) -> int:
         print(f"  the document's fp32 rule, 4P weights + 8P Adam states, gives {rule}: it leaves out the gradients")
         print("  activations need the architecture: pass a preset or config instead of --params")
         return 0
-    cfg = _load_config(args.model)
+    model = args.model or DEFAULT_MODEL
+    cfg = _load_config(model)
     check_context(cfg, mem.seq_len)
-    print(f"{args.model}: batch {mem.batch_size} x {mem.seq_len} tokens, {mem.optimizer}, {mem.precision}, "
+    print(f"{model}: batch {mem.batch_size} x {mem.seq_len} tokens, {mem.optimizer}, {mem.precision}, "
           f"checkpointing {'on' if mem.grad_checkpoint else 'off'}, ZeRO-{mem.zero_stage} over {mem.n_devices} "
           f"device(s)" + (f", LoRA r={mem.lora_rank}" if mem.lora_rank else "") + _moe_summary(cfg))
     for name, b, formula in estimate_memory(cfg, mem):
@@ -107,7 +120,7 @@ def _moe_summary(cfg) -> str:
 def run_params(args: argparse.Namespace) -> int:
     from llmlab.models.params import count_parameters, human_count, parameter_breakdown
 
-    cfg = _load_config(args.model)
+    cfg = _load_config(args.model or DEFAULT_MODEL)
     for part, n in parameter_breakdown(cfg).items():
         print(f"  {part:<10} {n:>16,}")
     total = count_parameters(cfg)

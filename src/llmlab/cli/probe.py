@@ -13,7 +13,8 @@ def register(sub) -> None:
     p.add_argument("--test-size", type=int, default=0, help="dev sentences to score on (0 = all)")
     p.add_argument("--c", type=finite_float, default=1.0, help="inverse L2 strength of the logistic regression")
     p.add_argument("--no-control", action="store_true", help="skip the random-weights control")
-    p.add_argument("--seed", type=int, default=0, help="which training sentences, and the control's weights")
+    p.add_argument("--seed", type=int, default=0,
+                   help="which training and test sentences, and the control's weights; in [0, 2**32)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
 
 
@@ -28,13 +29,16 @@ def run(args) -> int:
 
     if args.train_size < 2 or args.test_size < 0:
         raise InputError(f"--train-size must be >= 2 and --test-size >= 0, got {args.train_size}, {args.test_size}")
+    if not 0 <= args.seed < 2**32:  # numpy's and torch's generators take no other
+        raise InputError(f"--seed must be in [0, 2**32), got {args.seed}")
     model, tok = load_any_model(args.model, device=args.device)
     if tok is None or not isinstance(model, CausalLM):
         raise InputError(f"{args.model!r}: probing needs a causal decoder saved with its tokenizer")
     train, test = sentiment("train"), sentiment("dev")
     rng = np.random.default_rng(args.seed)
     train = [train[i] for i in rng.permutation(len(train))[: args.train_size]]
-    test = test[: args.test_size] if args.test_size else test
+    if args.test_size:  # at random: the dev split lists its positives first, so its head is one class
+        test = [test[i] for i in rng.permutation(len(test))[: args.test_size]]
     results = {"trained": probe(model, tok, train, test, args.c)}
     if not args.no_control:
         torch.manual_seed(args.seed)

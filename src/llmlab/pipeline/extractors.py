@@ -13,7 +13,6 @@ parameters; the plot shows the three loss curves.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -24,8 +23,9 @@ from llmlab.data import lm_splits
 from llmlab.models import CausalLM
 from llmlab.models.baselines import CNNConfig, ConvLM, RecurrentLM, RNNConfig
 from llmlab.pipeline.pretrain import RunConfig, prepare_streams
-from llmlab.pipeline.report import check_experiment_folder, mark_experiment_folder, plot_curves
+from llmlab.pipeline.report import check_experiment_folder, mark_experiment_folder, plot_curves, runs_steps_text
 from llmlab.train import Trainer, evaluate_loss
+from llmlab.train.trainer import read_metrics
 
 MODELS = ("transformer", "lstm", "cnn")
 ENTRIES = (*MODELS, "results.json", "extractors.png", "report.md")  # besides experiment.json
@@ -68,11 +68,11 @@ def compare_extractors(base: RunConfig, out_dir: str | Path, steps: int | None =
             t0 = time.perf_counter()
             trainer.fit()
             seconds = time.perf_counter() - t0
-            curve = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+            curve = read_metrics(run_dir / "metrics.jsonl")  # none when the time limit came before the first log
         val_loss, _ = evaluate_loss(model, eval_ids, tcfg.seq_len, tcfg.batch_size)
         results.append({
             "model": name, "parameters": sum(p.numel() for p in model.parameters()), "val_loss": val_loss,
-            "tokens_per_s": tcfg.steps * tcfg.batch_size * tcfg.seq_len / seconds,
+            "steps": trainer.step, "tokens_per_s": trainer.tokens_seen / seconds,  # the steps it trained, not planned
             "curve": [(r["step"], r["loss"]) for r in curve if "loss" in r],
         })
     atomic_write_json(out / "results.json", results)
@@ -81,6 +81,6 @@ def compare_extractors(base: RunConfig, out_dir: str | Path, steps: int | None =
     rows = "\n".join(f"| {r['model']} | {r['parameters']:,} | {r['val_loss']:.4f} | {r['tokens_per_s']:,.0f} |"
                      for r in results)
     atomic_write_text(out / "report.md", "# RNN vs CNN vs Transformer\n\nSame data, tokenizer, batches and "
-                      f"{tcfg.steps} steps.\n\n| model | parameters | val loss | train tokens/s |\n|---|---|---|---|\n"
-                      f"{rows}\n\n![loss curves](extractors.png)\n")
+                      f"{runs_steps_text(results, tcfg.steps)}.\n\n| model | parameters | val loss | train tokens/s |\n"
+                      f"|---|---|---|---|\n{rows}\n\n![loss curves](extractors.png)\n")
     return results

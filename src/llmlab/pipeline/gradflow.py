@@ -38,6 +38,8 @@ def setting_name(row: dict) -> str:
 
 def run_gradflow(out_dir: str | Path, activations=tuple(ACTIVATIONS), depth: int = 16, width: int = 64,
                  seed: int = 0) -> list[dict]:
+    if not 0 <= seed < 2**32:  # what torch's and numpy's generators take, as pretraining's seed
+        raise InputError(f"seed must be in [0, 2**32), got {seed}")
     out = check_experiment_folder(out_dir, "gradflow", ENTRIES)
     activations = tuple(activations)
     if not activations or len(set(activations)) != len(activations):

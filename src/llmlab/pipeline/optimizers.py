@@ -14,7 +14,6 @@ SGD keeps nothing, momentum one copy of the weights, Adam two.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 
@@ -24,9 +23,10 @@ from llmlab.core.io import atomic_write_json, atomic_write_text
 from llmlab.data import lm_splits
 from llmlab.models import CausalLM
 from llmlab.pipeline.pretrain import RunConfig, check_run_dir, data_fingerprint, prepare_run_dir, prepare_streams
-from llmlab.pipeline.report import check_experiment_folder, mark_experiment_folder, plot_curves
+from llmlab.pipeline.report import check_experiment_folder, figure_text, mark_experiment_folder, plot_curves, steps_done
 from llmlab.train import Trainer, evaluate_loss
 from llmlab.train.optim import state_bytes
+from llmlab.train.trainer import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,8 @@ def compare_optimizers(base: RunConfig, out_dir: str | Path, optimizers: tuple[s
         trainer.maybe_resume()
         trainer.fit()
         val_loss, _ = evaluate_loss(model, eval_ids, tcfg.seq_len, tcfg.batch_size)
-        curve = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
-        results.append({"optimizer": name, "lr": tcfg.lr, "val_loss": val_loss,
+        curve = read_metrics(run_dir / "metrics.jsonl")  # none when the time limit came before the first log
+        results.append({"optimizer": name, "lr": tcfg.lr, "val_loss": val_loss, "steps": trainer.step,
                         "state_bytes": state_bytes(trainer.optimizer),
                         "curve": [(r["step"], r["loss"]) for r in curve if "loss" in r]})
         log.info("%s: val loss %.4f, state %d bytes", name, val_loss, results[-1]["state_bytes"])
@@ -81,7 +81,7 @@ def compare_optimizers(base: RunConfig, out_dir: str | Path, optimizers: tuple[s
     plot_curves([(f"{r['optimizer']} (lr {r['lr']:g}; state {r['state_bytes'] / 2**20:.2f} MiB)", r["curve"])
                  for r in results], out / "optimizers.png", ylabel="train loss (nats/token)",
                 title="Same model, same data, one optimizer per curve")
-    atomic_write_text(out / "report.md", _report(results, model_cfg))
+    atomic_write_text(out / "report.md", _report(results, model_cfg, n_steps))
     return results
 
 
@@ -95,11 +95,13 @@ def curve_interval(log_every: int, steps: int, points: int = 10) -> int:
     return max(1, min(log_every, steps // points))
 
 
-def _report(results: list[dict], model_cfg) -> str:
-    rows = "\n".join(f"| {r['optimizer']} | {r['lr']:g} | {r['curve'][-1][1]:.4f} | {r['val_loss']:.4f} | "
+def _report(results: list[dict], model_cfg, steps: int) -> str:
+    """The table, with each run's steps: a run the time limit stopped short resumes when run again."""
+    rows = "\n".join(f"| {r['optimizer']} | {r['lr']:g} | {steps_done(r['steps'], steps)} | "
+                     f"{figure_text(r['curve'][-1][1] if r['curve'] else None, '.4f')} | {r['val_loss']:.4f} | "
                      f"{r['state_bytes']:,} |" for r in results)
     return ("# Optimizers compared\n\n"
             f"Model: {model_cfg.n_layer} layers x {model_cfg.dim}, vocab {model_cfg.vocab_size}; same seed, same "
-            "batches for every optimizer.\n\n"
-            "| optimizer | peak lr | final train loss | val loss | state bytes |\n|---|---|---|---|---|\n"
+            f"batches for every optimizer, {steps} steps planned.\n\n"
+            "| optimizer | peak lr | steps | final train loss | val loss | state bytes |\n|---|---|---|---|---|---|\n"
             f"{rows}\n\n![loss curves](optimizers.png)\n")

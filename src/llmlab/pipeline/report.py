@@ -23,6 +23,22 @@ def steps_done(done: int, planned: int, what: str = "steps") -> str:
     return f"{done} of {planned} {what} (stopped by the time limit; run it again to go on)"
 
 
+def runs_steps_text(results: list[dict], planned: int) -> str:
+    """The steps the models trained, naming those the time limit stopped short (a rerun trains every model
+    from scratch, so it does not go on from where they stopped).
+
+    >>> runs_steps_text([{"model": "a", "steps": 9}, {"model": "b", "steps": 9}], 9)
+    '9 steps'
+    >>> runs_steps_text([{"model": "a", "steps": 9}, {"model": "b", "steps": 4}], 9)
+    '9 steps, but the time limit stopped b at step 4 (a rerun trains every model from scratch)'
+    """
+    cut = [r for r in results if r["steps"] < planned]
+    if not cut:
+        return f"{planned} steps"
+    stopped = ", ".join(f"{r['model']} at step {r['steps']}" for r in cut)
+    return f"{planned} steps, but the time limit stopped {stopped} (a rerun trains every model from scratch)"
+
+
 # Written into an experiment's output folder before its first training: it marks the folder as that
 # experiment's, so a rerun may replace what the earlier run wrote and nothing else.
 EXPERIMENT_FILE = "experiment.json"

@@ -36,8 +36,16 @@ from llmlab.core.modes import eval_mode
 from llmlab.data.corpora import arithmetic, arithmetic_distinct
 from llmlab.generate import GenerationConfig, generate
 from llmlab.models import CausalLM
+from llmlab.models.scoring import text_start
 from llmlab.pipeline.pretrain import RunConfig, prepare_streams
-from llmlab.pipeline.report import check_experiment_folder, finish_axes, mark_experiment_folder, new_figure, save_png
+from llmlab.pipeline.report import (
+    check_experiment_folder,
+    finish_axes,
+    mark_experiment_folder,
+    new_figure,
+    runs_steps_text,
+    save_png,
+)
 from llmlab.train import Trainer
 
 RUN_FILES = ("metrics.jsonl", "checkpoints")
@@ -51,12 +59,13 @@ def size_name(dim: int, layers: int) -> str:
 @torch.no_grad()
 def score_problems(model, tok, problems) -> dict:
     """Exact match of the greedy answer, teacher-forced per-token accuracy and NLL of the answer
-    (with the end-of-sequence token after it), over `problems` (question "a+b=", answer "c")."""
+    (with the end-of-sequence token after it), over `problems` (question "a+b=", answer "c"). Each
+    question starts from `text_start` (EOS), as every line of the training stream did."""
     exact, right, nll, tokens = 0, 0, 0.0, 0
     per_problem = []
     with eval_mode(model):
         for p in problems:
-            prompt = [tok.bos_id] + tok.encode(p.question)
+            prompt = text_start(tok) + tok.encode(p.question)
             answer = tok.encode(p.answer) + [tok.eos_id]
             ids = torch.tensor([prompt + answer])
             logits = model(ids)[0, len(prompt) - 1 : -1].float()  # (len(answer), V): predicts each answer token
@@ -85,8 +94,7 @@ def run_scaling(base: RunConfig, out_dir: str | Path, sizes: Sequence[tuple[int,
                          f"{n_eval} and {n_train}")
     if len(set(sizes)) < len(sizes):  # the same model trained twice into one folder
         raise InputError(f"sizes must differ, got {', '.join(size_name(d, n) for d, n in sizes)}")
-    # as many heads as the preset has, or fewer, each at least 4 wide (RoPE rotates pairs of pairs)
-    heads = [max(h for h in range(1, base.model.n_head + 1) if d % h == 0 and d // h >= 4) for d, _ in sizes]
+    heads = [_heads(d, base.model.n_head) for d, _ in sizes]
     names = [size_name(d, n) for d, n in sizes]
     entries = (*names, "results.json", "scaling.png", "report.md")
     out = check_experiment_folder(out_dir, "scaling", entries)
@@ -99,24 +107,45 @@ def run_scaling(base: RunConfig, out_dir: str | Path, sizes: Sequence[tuple[int,
                                         [p.text for p in problems])
     tcfg = dataclasses.replace(base.train, steps=steps or base.train.steps, eval_every=0, checkpoint_every=0,
                                keep_checkpoints=1, device="cpu")
+    # every size's config is built, and so checked, before the first one trains
+    cfgs = [dataclasses.replace(base.model, vocab_size=tok.vocab_size, dim=dim, n_layer=layers, n_head=nh,
+                                n_kv_head=nh) for (dim, layers), nh in zip(sizes, heads)]
+    longest = max(len(text_start(tok) + tok.encode(p.question) + tok.encode(p.answer)) + 1 for p in problems)
+    if longest > base.model.max_seq_len:  # scoring reads a whole problem, its end token included, in one pass
+        raise InputError(f"the longest test problem is {longest} tokens with its start and end tokens, beyond the "
+                         f"models' context of {base.model.max_seq_len}: lower --max-digits")
     mark_experiment_folder(out, "scaling", entries, {"run": base.to_dict(), "sizes": [list(s) for s in sizes],
                                                      "steps": tcfg.steps, "n_eval": n_eval, "n_train": n_train,
                                                      "ops": ops, "max_digits": max_digits})
     results = []
-    for (dim, layers), name, nh in zip(sizes, names, heads):
+    for cfg, name in zip(cfgs, names):
         torch.manual_seed(tcfg.seed)
-        cfg = dataclasses.replace(base.model, vocab_size=tok.vocab_size, dim=dim, n_layer=layers, n_head=nh,
-                                  n_kv_head=nh)
         model = CausalLM(cfg)
         with atomic_folder(out / name, RUN_FILES, "run folder") as run_dir:
-            Trainer(model, tcfg, train_ids, None, run_dir).fit()
+            trainer = Trainer(model, tcfg, train_ids, None, run_dir)
+            trainer.fit()
         scores = score_problems(model, tok, problems)
         results.append({"model": name, "parameters": sum(p.numel() for p in model.parameters()),
-                        **{k: v for k, v in scores.items() if k != "per_problem"}})
+                        "steps": trainer.step, **{k: v for k, v in scores.items() if k != "per_problem"}})
     atomic_write_json(out / "results.json", results)
     _plot(results, out / "scaling.png")
-    atomic_write_text(out / "report.md", _report(results, tcfg.steps, n_eval, f"{ops!r}, 2-{max_digits} digits"))
+    atomic_write_text(out / "report.md", _report(results, tcfg.steps, len(problems),
+                                                 f"{ops!r}, 2-{max_digits} digits"))
     return results
+
+
+def _heads(dim: int, n_head: int) -> int:
+    """Heads for a model `dim` wide: as many as the preset's `n_head` or fewer, dividing `dim` into heads at
+    least 4 wide and of even size (RoPE rotates pairs; `ModelConfig` refuses an odd head size).
+
+    >>> _heads(16, 4), _heads(20, 4), _heads(18, 4)
+    (4, 2, 3)
+    """
+    fits = [h for h in range(1, n_head + 1) if dim % h == 0 and dim // h >= 4 and dim // h % 2 == 0]
+    if not fits:
+        raise InputError(f"a model {dim} wide has no even head size of at least 4 (at most {n_head} heads): "
+                         "give sizes whose DIM is even and at least 4")
+    return max(fits)
 
 
 def _plot(results: list[dict], png: Path) -> None:
@@ -136,7 +165,8 @@ def _report(results: list[dict], steps: int, n_eval: int, kind: str) -> str:
             f"{r['answer_nll']:.3f} |" for r in results]
     return "\n".join([
         "# Scaling sweep on arithmetic", "",
-        f"Problems: {kind}. Each model trained {steps} steps on the same batches; scored on {n_eval} test problems.",
+        f"Problems: {kind}. Each model trained {runs_steps_text(results, steps)} on the same batches; scored on "
+        f"{n_eval} test problems.",
         "",
         "| model | parameters | exact match | per-token accuracy | answer NLL (nats/token) |",
         "|---|---|---|---|---|", *rows, "",

@@ -10,7 +10,8 @@ For a model with P parameters (T of them trainable) the per-device bytes are:
     temporary    2 * B*S*V * 4              logits and their gradient, alive around the loss
 
 ZeRO divides across N devices: stage 1 the optimizer states, stage 2 also the gradients, stage 3
-also the weights. LoRA freezes the base weights: only adapter parameters have gradients and states.
+also the weights. LoRA freezes the base weights: only adapter parameters have gradients and states, and
+autograd keeps fewer activations (a frozen Linear keeps no copy of its input).
 
 The source document's rule, 4P + 8P + activations, leaves out the gradients (another 4P in fp32).
 

@@ -58,6 +58,10 @@ bytes, and the weight copies are the router's and all E experts' (an upper bound
 tokens makes none). ``MoEFeedForward`` casts each expert's 16-bit output to the fp32 stream for the
 combine, so these figures match the measurement exactly.
 
+Under LoRA (``--lora-rank``) frozen Linears and norms keep less, and the first layer less than the others:
+see `_LORA_NORM_SAVES`. Those counts are measured for dense pre-norm models in fp32 and mixed precision;
+mixtures of experts, post-norm blocks and amp are refused with LoRA rather than estimated.
+
 The counts are exact for the CPU kernels the tests measure with. Other kernels save other things; from
 PyTorch's sources (not measured here), on CUDA: ``F.rms_norm`` runs a fused kernel that saves no normalised
 value (d x 4 B less per RMSNorm and token under fp32 and amp), LayerNorm keeps fp32 statistics under
@@ -69,6 +73,7 @@ from __future__ import annotations
 
 import math
 
+from llmlab.core.errors import InputError
 from llmlab.models.config import ModelConfig
 from llmlab.train.memory.config import MemoryConfig
 
@@ -90,7 +95,7 @@ def moe_assignments(model: ModelConfig, tokens: int) -> int:
 # Per-token counts as ({fp32}, {16-bit}) maps from a symbol to how many: "d" a vector of the model width, "h" of
 # the feed-forward width, "V" of the vocabulary, "1" a scalar, "n_head" one scalar per head.
 Terms = tuple[dict[str, int], dict[str, int]]
-_SYMBOLS = ("d", "h", "V", "1", "n_head")
+_SYMBOLS = ("d", "h", "V", "1", "n_head", "r")
 
 # What one norm saves per token besides its output (the Linear after it saves that). RMSNorm runs as
 # pow/mean/rsqrt/mul: its input, inverse RMS and normalised value (under mixed: the input's fp32 copy and a
@@ -118,9 +123,10 @@ def _add(*terms: Terms) -> Terms:
     return out
 
 
-def _bytes(t: Terms, model: ModelConfig, tokens: int) -> int:
-    """Bytes of per-token counts over `tokens` tokens."""
-    size = {"d": model.dim, "h": model.hidden, "V": model.vocab_size, "1": 1, "n_head": model.n_head}
+def _bytes(t: Terms, model: ModelConfig, tokens: int, rank: int = 0) -> int:
+    """Bytes of per-token counts over `tokens` tokens ("r" a vector of the LoRA `rank`)."""
+    size = {"d": model.dim, "h": model.hidden, "V": model.vocab_size, "1": 1, "n_head": model.n_head,
+            "r": rank}
     return tokens * sum(n * size[k] * b for part, b in zip(t, (4, 2)) for k, n in part.items())
 
 
@@ -232,6 +238,55 @@ def index_bytes(model: ModelConfig, mem: MemoryConfig) -> int:
     return tokens * 2 * 8 + 4 + (S * 8 if model.position == "learned" else 0)
 
 
+# LoRA (``llmlab.adapt.lora``, rank r on q_proj and v_proj, every other weight frozen) saves less: a frozen
+# Linear keeps no copy of its input (only a weight's gradient needs it), a norm's weight takes no gradient, so
+# its normalised value is not kept either, and the first layer's input comes from a frozen embedding, so its
+# first norm saves nothing. What a later layer keeps, per token: the norms' inputs and statistics, the q/v
+# adapters' input (the first norm's output) and their rank-r products A x, q, k, v, the attention output and
+# log-sum-exp, and the feed-forward's hidden tensors but the down projection's input (the product of a gated
+# kind; the output of GELU or SiLU, whose backward needs their input); ReLU keeps its output. The head keeps the
+# final norm's saves and the fp32 log-softmax, and of the indices only the targets (the ids and position ids
+# index frozen tables).
+_LORA_NORM_SAVES: dict[tuple[str, str], Terms] = {
+    ("rmsnorm", "fp32"): ({"d": 1, "1": 1}, {}), ("rmsnorm", "mixed"): ({"d": 1, "1": 1}, {}),
+    ("layernorm", "fp32"): ({"d": 1, "1": 2}, {}), ("layernorm", "mixed"): ({}, {"d": 1, "1": 2}),
+}
+
+
+def _check_lora(model: ModelConfig, mem: MemoryConfig) -> None:
+    """The LoRA counts are measured for dense pre-norm models in fp32 and mixed precision: anything else is
+    refused rather than estimated by a formula nobody checked."""
+    if model.n_experts or model.norm_position != "pre" or mem.precision == "amp":
+        raise InputError("LoRA's activation counts are measured only for dense pre-norm models in fp32 or mixed "
+                         "precision (not for mixtures of experts, post-norm blocks or amp): no exact estimate here")
+
+
+def _lora_layer_terms(model: ModelConfig, mem: MemoryConfig) -> tuple[Terms, Terms]:
+    """Per token, what the first layer and each later layer save under LoRA (see `_LORA_NORM_SAVES`)."""
+    norm = _LORA_NORM_SAVES[(model.norm, mem.precision)]
+    n_h = 1 if model.ffn_kind == "relu" else _ffn_counts(model)[1] - 1  # the down projection's input is not kept
+    rest = ({"d": 5, "n_head": 1, "r": 2, "h": n_h}, {}) if mem.precision == "fp32" else \
+        ({"n_head": 1}, {"d": 5, "r": 2, "h": n_h})
+    return _add(norm, rest), _add(norm, norm, rest)
+
+
+def _lora_activation_bytes(model: ModelConfig, mem: MemoryConfig) -> dict[str, int]:
+    """`activation_bytes` under LoRA: the first layer saves less than the others (its input needs no gradient)."""
+    _check_lora(model, mem)
+    T, r = mem.batch_size * mem.seq_len, mem.lora_rank
+    first, later = (_bytes(t, model, T, r) for t in _lora_layer_terms(model, mem))
+    head = _bytes(_add(({"V": 1}, {}), _LORA_NORM_SAVES[(model.norm, mem.precision)]), model, T) + T * 8 + 4
+    block_input = T * model.dim * (2 if mem.precision == "mixed" else 4)
+    if mem.grad_checkpoint:
+        kept = model.n_layer * block_input + later
+    else:
+        kept = first + (model.n_layer - 1) * later
+    bias = alibi_bias_bytes(model, mem)
+    return {"per_layer": later, "per_dense_layer": later, "per_moe_layer": 0, "first_layer": first,
+            "block_input": block_input, "layers": kept, "head": head, "alibi_bias": bias,
+            "total": kept + head + bias}
+
+
 def activation_bytes(model: ModelConfig, mem: MemoryConfig) -> dict[str, int]:
     """Bytes saved for backward: per dense and per MoE layer (0 where the model has none), per layer (the
     largest), a checkpointed layer's (its input, in the residual stream's dtype), all layers, the head,
@@ -243,6 +298,8 @@ def activation_bytes(model: ModelConfig, mem: MemoryConfig) -> dict[str, int]:
     ...  for p in PRECISIONS]  # mixed: 64 tokens x ((2 x 64 + 6) x 4 + (8 x 64 + 4 x 128) x 2)
     [296448, 280064, 165376]
     """
+    if mem.lora_rank:
+        return _lora_activation_bytes(model, mem)
     B, S, d, h = mem.batch_size, mem.seq_len, model.dim, model.hidden
     attn = _attention_part(model, mem)
     n_moe = sum(model.is_moe_layer(i) for i in range(model.n_layer))
@@ -313,10 +370,28 @@ def _bias_rows(model: ModelConfig, mem: MemoryConfig, act: dict[str, int]) -> li
     return [("activations (ALiBi bias)", act["alibi_bias"], f"n_head*S*S x {size} B: one bias all layers share")]
 
 
+def _lora_rows(model: ModelConfig, mem: MemoryConfig, act: dict[str, int]) -> list[tuple[str, int, str]]:
+    """The per-layer, all-layers and head rows under LoRA (see `_LORA_NORM_SAVES`)."""
+    first, later = _lora_layer_terms(model, mem)
+    if mem.grad_checkpoint:
+        layers = f"L x B*S*d x {2 if mem.precision == 'mixed' else 4} B + the largest layer, rebuilt"
+    else:
+        layers = f"first layer {_per_token(first)} (its input needs no gradient) + {model.n_layer - 1} x per layer"
+    head = _per_token(_add(({"V": 1}, {}), _LORA_NORM_SAVES[(model.norm, mem.precision)]))
+    return [
+        ("activations (per layer)", act["per_layer"], f"{_per_token(later)}; LoRA r={mem.lora_rank}: frozen "
+                                                      "Linears keep no input"),
+        ("activations (all layers)", act["layers"], layers),
+        ("activations (head)", act["head"], f"{head} + targets (frozen head: no input kept)"),
+    ]
+
+
 def activation_rows(model: ModelConfig, mem: MemoryConfig) -> list[tuple[str, int, str]]:
     """The activation rows of the estimate, as (part, bytes per device, formula): per layer (per dense and per
     MoE layer for a mixture of experts), all layers, the head and (ALiBi) the shared bias."""
     act = activation_bytes(model, mem)
+    if mem.lora_rank:
+        return [*_lora_rows(model, mem, act), *_bias_rows(model, mem, act)]
     return [
         *_layer_rows(model, mem, act),
         ("activations (all layers)", act["layers"], _all_layers_formula(model, mem)),

@@ -4,7 +4,9 @@ rank. Torch-free: `llmlab memory` builds its flags from `MemoryConfig`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+from llmlab.core.config import changed_settings, check_applies
 from llmlab.core.errors import InputError
 
 STATE_COPIES = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
@@ -22,6 +24,10 @@ class MemoryConfig:
     n_devices: int = 1  # data-parallel devices sharing the ZeRO shards
     lora_rank: int = 0  # LoRA rank on q_proj and v_proj (0 = full fine-tuning)
 
+    # n_devices only divides what ZeRO shards: at stage 0 every device holds everything, so it changes no row
+    APPLIES: ClassVar[dict] = {"n_devices": (lambda c: c.zero_stage >= 1, "with ZeRO (--zero-stage 1, 2 or 3), "
+                                                                         "which shards across the devices")}
+
     def __post_init__(self):
         if self.optimizer not in STATE_COPIES:
             raise InputError(f"optimizer must be one of {sorted(STATE_COPIES)}, got {self.optimizer!r}")
@@ -34,3 +40,4 @@ class MemoryConfig:
                 raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.lora_rank < 0:
             raise InputError(f"lora_rank must be >= 0, got {self.lora_rank}")
+        check_applies(self, changed_settings(self))

@@ -34,8 +34,9 @@ def static_rows(P: int, mem: MemoryConfig, lora: int = 0) -> list[tuple[str, int
         return -(-x // N) if on else x
 
     return [
-        ("weights", div((P + lora) * w, shard["weights"]), f"{P:,} params x {w} B"
-         + (" / N" if shard["weights"] else "") + (f" + LoRA {T:,} x {w} B" if lora else "")),
+        ("weights", div((P + lora) * w, shard["weights"]),  # ZeRO-3 shards the base and the adapters together
+         (f"({P:,} params + LoRA {lora:,}) x {w} B" if lora else f"{P:,} params x {w} B")
+         + (" / N" if shard["weights"] else "")),
         ("gradients", div(T * w, shard["gradients"]),
          f"{T:,} trainable x {w} B" + (" / N" if shard["gradients"] else "")),
         ("optimizer states", div(T * (4 * k + master), shard["optimizer"]),
