@@ -60,6 +60,7 @@ def test_extractors_that_finish_say_so_in_one_count(tmp_path):
     assert "Same data, tokenizer, batches and 10 steps.\n" in (tmp_path / "e" / "report.md").read_text()
 
 
+@pytest.mark.filterwarnings("error:No artists with labels")  # a plot of no line names none
 def test_optimizers_report_each_runs_steps_and_survive_a_stop_before_the_first_log(tmp_path):
     cfg = tiny_run(tmp_path / "c.txt", max_minutes=CUT)
     results = compare_optimizers(cfg, tmp_path / "o", ("sgd", "adam"), steps=20)

@@ -123,7 +123,8 @@ def finish_axes(ax, xlabel: str, ylabel: str, title: str | None = None, legend_s
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=legend_size)
+    if ax.get_legend_handles_labels()[0]:  # a run stopped before its first logged step has no line to name
+        ax.legend(fontsize=legend_size)
 
 
 def save_png(fig, png_path: Path) -> None:
