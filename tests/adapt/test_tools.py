@@ -54,7 +54,7 @@ def replay(reply: str):
     """A scripted "model" that writes the model's pieces of `reply` and waits for the loop at each call."""
     mine = [piece for piece, by_model in transcript_pieces(reply) if by_model]
 
-    def step(ids, n):
+    def step(ids, n, start):
         done = "".join(map(chr, ids)).count("]")  # results the loop has written so far
         yield from [ord(c) for c in mine[done]][:n] if done < len(mine) else []
 
@@ -166,7 +166,7 @@ def scripted(tok, problems, write):
     writes next, "" to stop; it goes on until then, or until the loop takes over at a call's arrow."""
     by_prompt = {tuple(T.prompt_ids(tok, [{"role": "user", "content": p.question}])): p.question for p in problems}
 
-    def step(ids, n):
+    def step(ids, n, start):
         cut = next(k for k in by_prompt if tuple(ids[:len(k)]) == k)
         so_far = tok.decode(ids[len(cut):])
         while n > 0 and (piece := write(by_prompt[cut], so_far)):

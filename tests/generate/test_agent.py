@@ -75,6 +75,29 @@ def test_huge_results_are_refused_quickly_and_chinese_forms_work():
     assert calculator("１２×３４") == "408" and calculator("7÷2") == "3.5" and calculator(" 3 - 5 ") == "-2"
 
 
+def test_negative_exponents_give_small_numbers_and_only_large_results_are_refused():
+    for expr in ["2**-400", "10**-200", "0.5**400", "(-2)**-3", "2**-(10**50)", "(10**99)**-3"]:
+        assert float(calculator(expr)) == eval(expr), expr  # Python's own value, however small
+    for expr in ["0.5**-400", "(1e-300)**-2", "(-0.1)**-103"]:
+        assert calculator(expr) == "error: result too large", expr  # a tiny base to a negative power is large
+    assert calculator("0**-1") == calculator("0.0**-2") == "error: division by zero"
+
+
+@pytest.mark.parametrize("expr", ["1e308*10", "1e308*10-1e308*10", "-1e308*10", "1e999"])
+def test_a_float_past_its_range_is_refused_not_written_as_inf_or_nan(expr):
+    assert not math.isfinite(eval(expr))  # Python's float: inf or nan
+    assert calculator(expr) == calculator("2.5**1000") == "error: result too large"  # as a power past it is
+
+
+def test_an_operand_longer_than_max_digits_is_refused_as_a_result_is():
+    from llmlab.generate.agent import MAX_DIGITS
+
+    longest = "9" * MAX_DIGITS
+    assert calculator(longest) == longest and calculator(longest + "-1") == str(int(longest) - 1)
+    for expr in ["1" * (MAX_DIGITS + 1), "1" * 150, "1" * 150 + "-1", "-" + "2" * (MAX_DIGITS + 1)]:
+        assert calculator(expr) == calculator("10**" + str(MAX_DIGITS)) == "error: result too large", expr
+
+
 # ------------------------------------------------------------------------------------ the loop
 
 encode = lambda s: [ord(c) for c in s]  # noqa: E731  a character is a token
@@ -85,7 +108,7 @@ def scripted(first: str, then: str, seen: list[str]):
     """A "model" that writes `first`, and once a result is in its context writes `then` with the
     result after it; it records each context it is given."""
 
-    def step(ids, n):
+    def step(ids, n, start):
         text = decode(ids)
         seen.append(text)
         plan = then + text[text.rindex("→") + 1 : text.rindex("]")] if text.endswith("]") else first
@@ -114,6 +137,50 @@ def test_unknown_tools_call_limits_and_token_budget():
     assert (r.text, r.calls, r.stopped) == ("abc→ [x→", (), "eos")  # arrows outside a call are text
     with pytest.raises(InputError, match="max_new_tokens"):
         run_agent(scripted("", "", []), encode, decode, [], max_new_tokens=0)
+
+
+def writes(*pieces: str, seen: list | None = None):
+    """A "model" that writes `pieces[i]` on the loop's i-th call (nothing after the last), recording each
+    context and output start it is given."""
+    left = iter(pieces)
+
+    def step(ids, n, start):
+        if seen is not None:
+            seen.append((decode(ids), start))
+        yield from encode(next(left, ""))[:n]
+
+    return step
+
+
+@pytest.mark.parametrize("argument", ["1+", "3/2", "9**999", "1/0"])
+def test_the_text_shows_the_result_a_tokenizer_cannot_encode(argument):
+    """A tool model's tokenizer may lack letters and '.': the model reads <unk> there, as encoded, but the
+    text the loop returns holds the tool's own words."""
+    known = set("[calc()→]0123456789+-*/=")
+    unk = 0
+    encode_known = lambda s: [ord(c) if c in known else unk for c in s]  # noqa: E731
+    decode_known = lambda ids: "".join("<unk>" if i == unk else chr(i) for i in ids)  # noqa: E731
+    seen = []
+    step = writes(f"[calc({argument})→", "=7", seen=seen)
+    r = run_agent(step, encode_known, decode_known, encode_known("1="))
+    result = calculator(argument)
+    assert r.text == f"[calc({argument})→{result}]=7" and r.calls[0].result == result
+    assert set(result) - known  # the case at hand: a result the tokenizer cannot write
+    assert seen[1][0] == decode(encode_known(f"1=[calc({argument})→{result}]"))  # what the model read
+
+
+def test_a_call_the_prompt_begins_is_answered_when_the_model_finishes_it():
+    seen = []
+    r = run_agent(writes("*34)→", "答", seen=seen), encode, decode, encode("12*34=[calc(12"))
+    assert r.text == "*34)→408]答" and seen[1] == ("12*34=[calc(12*34)→408]", len("12*34=[calc(12"))
+    assert [(c.name, c.argument, c.result, c.position) for c in r.calls] == [("calc", "12*34", "408",
+                                                                               -len("[calc(12"))]
+    r = run_agent(writes("4*5)→"), encode, decode, encode("问[calc("))  # the whole call after the prompt's "["
+    assert r.text == "4*5)→20]" and r.calls[0].argument == "4*5"
+    # a whole call in the prompt is history, answered or not: only the model's own calls are run
+    for prompt in ("[calc(1+1)→2]", "[calc(1+1)→", "[calc(1)]", "[x] "):
+        r = run_agent(writes("5)→[calc(2*3)→"), encode, decode, encode(prompt), max_calls=1)
+        assert [(c.argument, c.position) for c in r.calls] == [("2*3", len("5)→"))], prompt
 
 
 def test_parse_call_takes_only_a_call_just_finished():
@@ -181,3 +248,33 @@ def test_generate_passes_max_calls_0_to_the_loop_and_4_by_default(tmp_path, monk
     for flags in (["--max-calls", "0"], []):
         assert main(["generate", "--model", str(d), "--prompt", "1", "--tools", "--max-new-tokens", "2", *flags]) == 0
     assert seen == [0, 4]
+
+
+@pytest.mark.parametrize("settings", [dict(temperature=0.0, presence_penalty=5.0),
+                                      dict(temperature=1.0, seed=3),
+                                      dict(temperature=1.0, seed=3, frequency_penalty=1.0, top_k=8)])
+def test_after_a_call_the_model_goes_on_as_one_decode_would(settings):
+    """Penalties count the output written before a call as output, and sampling draws on from the same
+    generator: with results that encode to no tokens, the loop's tokens are those of one `generate`."""
+    torch.manual_seed(0)
+    model = CausalLM(ModelConfig(vocab_size=40, dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=48)).eval()
+    cfg = GenerationConfig(max_new_tokens=16, **settings)
+    prompt = [1, 2, 3]
+    plain = generate(model, prompt, cfg)
+    trigger = plain[2]  # a token the model writes: here it spells a call
+    spell = lambda ids: "".join("[calc(1)→" if i == trigger else chr(0x4E00 + i) for i in ids)  # noqa: E731
+    r = run_agent(agent_step(model, cfg, None), lambda s: [], spell, prompt, max_new_tokens=16, max_calls=16)
+    assert r.text == "".join("[calc(1)→1]" if i == trigger else spell([i]) for i in plain)
+    assert len(r.calls) == plain.count(trigger) and r.generated == len(plain)
+
+
+def test_tools_are_refused_for_a_tokenizer_that_cannot_write_a_call(tmp_path, capsys):
+    """--tools would change nothing: the model can never write the call the loop answers."""
+    tok = CharTokenizer.train(["12*34=408", "问答"])
+    d = save_model(CausalLM(ModelConfig(vocab_size=tok.vocab_size, dim=16, n_layer=1, n_head=2, n_kv_head=2,
+                                        max_seq_len=16)).eval(), tmp_path / "m", tok)
+    assert main(["generate", "--model", str(d), "--prompt", "1", "--tools"]) == 2  # eval and chat: test_chat_cli
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write a calculator call [calc()→]" in err, err
+    assert "llmlab sft --data arithmetic-tools" in err and "no token for '[cal()→]'" in err
+    assert main(["generate", "--model", str(d), "--prompt", "1", "--max-new-tokens", "2"]) == 0  # without: fine

@@ -199,3 +199,13 @@ def test_answer_refuses_an_empty_question(model, tok, index, question):
     # nothing to retrieve for: the model would answer a prompt with no passages and no question
     with pytest.raises(InputError, match="the question is empty"):
         answer(model, tok, question, index, gen_config=GenerationConfig(max_new_tokens=8, temperature=0))
+
+
+@pytest.mark.parametrize("flags, message", [(["--n", "0"], "n must be >= 1, got 0"),
+                                             (["--threshold", "2"], r"threshold must be in \[0, 1\], got 2.0")])
+def test_cli_ask_refuses_bad_grounding_settings_before_loading(tmp_path, capsys, flags, message):
+    """Checked with the other flags: neither the index nor the model is read (here neither exists), nothing
+    is generated."""
+    assert main(["rag", "ask", "--index", str(tmp_path / "no-index"), "--model", str(tmp_path / "no-model"),
+                 QUESTION, *flags]) == 2
+    assert re.search(message, capsys.readouterr().err)

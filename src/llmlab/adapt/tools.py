@@ -32,12 +32,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from llmlab.adapt.chat import grow_vocab
+from llmlab.core.errors import InputError
 from llmlab.core.progress import progress
 from llmlab.generate.agent import Step, calculator, call_text, calls_in, final_answer, run_agent
 from llmlab.tokenizers.base import Tokenizer
 
 TOOL = "calc"
 SYNTAX = call_text(TOOL, "", "")  # "[calc()→]": the characters a call needs beyond its argument and result
+
+
+def check_can_call(tok: Tokenizer) -> None:
+    """Refuse --tools for a model whose tokenizer cannot write a call: the loop would never see one, and the
+    flag would change nothing."""
+    if tok.count_unknown(SYNTAX):
+        lacks = "".join(c for c in dict.fromkeys(SYNTAX) if tok.count_unknown(c))
+        raise InputError(f"--tools: the model's tokenizer cannot write a calculator call {SYNTAX} ("
+                         + (f"no token for {lacks!r}" if lacks else "part of it encodes to <unk>")
+                         + "): fine-tune it with llmlab sft --data arithmetic-tools")
 
 
 def expression(question: str) -> str:
@@ -91,7 +102,7 @@ def answer_stats(step: Step, tok: Tokenizer, problems, prompts: Sequence[list[in
         if tools:
             texts.append(run_agent(step, tok.encode, tok.decode, ids, max_new_tokens=max_new_tokens).text)
         else:
-            texts.append(tok.decode(list(step(list(ids), max_new_tokens))))
+            texts.append(tok.decode(list(step(list(ids), max_new_tokens, len(ids)))))
     return text_stats(problems, texts)
 
 

@@ -194,6 +194,7 @@ def run_rank(args: argparse.Namespace) -> int:
 def run_arithmetic(args: argparse.Namespace) -> int:
     from llmlab.adapt.chat import load_chat_template
     from llmlab.adapt.sft import arithmetic_exact_match
+    from llmlab.adapt.tools import check_can_call
     from llmlab.cli.common import arithmetic_questions, load_any_model
     from llmlab.core.errors import InputError
 
@@ -201,6 +202,8 @@ def run_arithmetic(args: argparse.Namespace) -> int:
     model, tok = load_any_model(args.model, soft_prompt=args.soft_prompt)
     if tok is None:
         raise InputError(f"model directory {args.model!r} has no tokenizer.json")
+    if args.tools:
+        check_can_call(tok)
     r = arithmetic_exact_match(model, tok, load_chat_template(args.model), problems, args.max_new_tokens, args.tools)
     n, acc = len(problems), r["accuracy"]
     out = {"exact_match": acc, "right": round(acc * n), "problems": n, "stderr": (acc * (1 - acc) / n) ** 0.5,

@@ -47,6 +47,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from llmlab.adapt.tools import check_can_call
     from llmlab.cli.common import load_any_model
     from llmlab.core.errors import InputError
     from llmlab.core.io import line_batches
@@ -66,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     if args.tools and (args.compare or cfg.num_beams > 1):
         raise InputError("--tools answers calls as tokens are sampled one by one: not with --compare or --num-beams")
     check_batch_size(args, cfg)
+    if args.tools:
+        check_can_call(tok)
     # stdin: one prompt per line as every llmlab command reads lines (`line_batches`), each answered
     # before the next is read; with --batch-size, as many lines as it reads at once, to group them by length
     size = 1 if args.batch_size == 1 else 2000

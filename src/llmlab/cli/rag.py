@@ -88,12 +88,13 @@ def _ask(args: argparse.Namespace) -> int:
     from llmlab.cli.common import load_any_model
     from llmlab.core.errors import InputError
     from llmlab.generate.config import GenerationConfig
-    from llmlab.generate.rag import answer
+    from llmlab.generate.rag import answer, check_grounding
     from llmlab.generate.retrieval import BM25Index
 
     given = dataclass_overrides(args, GenerationConfig)
     cfg = GenerationConfig(**given)
     refuse_unapplied(cfg, given)  # before the index and model load
+    check_grounding(args.n, args.threshold)  # likewise, not after the answer is generated
     index = BM25Index.load(args.index)
     model, tok = load_any_model(args.model, device=args.device)
     if tok is None:

@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
 def chat(args: argparse.Namespace) -> int:
     from llmlab.adapt.chat import load_chat_template
+    from llmlab.adapt.tools import check_can_call
     from llmlab.cli.common import load_any_model
     from llmlab.core.errors import InputError
     from llmlab.core.io import line_batches
@@ -98,6 +99,8 @@ def chat(args: argparse.Namespace) -> int:
     end = template.ids(tok)[template.end]
     if args.tools and cfg.num_beams > 1:
         raise InputError("--tools answers calls as tokens are sampled one by one: not with --num-beams")
+    if args.tools:
+        check_can_call(tok)
     step = agent_step(model, cfg, end)
     history = [{"role": "system", "content": args.system}] if args.system is not None else []
     for line in (x for batch in line_batches(None, size=1) for x in batch):

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 @torch.inference_mode()
 def stream(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | None = None,
-           prefilled: tuple | None = None) -> Iterator[int]:
+           prefilled: tuple | None = None, *, n_prompt: int | None = None,
+           generator: torch.Generator | None = None) -> Iterator[int]:
     """Yield new token ids one by one until `eos_id` (not yielded) or `max_new_tokens`.
 
     The model sees at most its context (``max_seq_len``) of the latest tokens, as nanoGPT's sampler
@@ -38,16 +39,23 @@ def stream(model, prompt: list[int], cfg: GenerationConfig, eos_id: int | None =
     `prefilled` (cache, logits): the caller ran the prompt already (a chunk at a time, `RunningBatch`'s
     chunked prefill), into `cache` (``model.new_cache(1)``), and `logits` (1, V) are its last position's;
     decoding goes on from there. The prompt must then fit the context as given (it is not cut).
+
+    Going on with an output after an interruption (an agent's tool call, `llmlab.generate.agent`): `n_prompt`
+    of `prompt`'s tokens are the prompt and the rest is output already written, which the frequency and
+    presence penalties count as output; `generator` is the one the earlier part drew from (default: a new one
+    seeded with ``cfg.seed``), so the draws go on rather than start again.
     """
     if cfg.num_beams > 1:
         raise InputError("beam search cannot stream tokens one by one (the best beam is known only at the end): "
                          "use generate()")
     ctx = context_length(model)
-    prompt = fit_prompt(prompt, ctx)
+    n_prompt = len(prompt) if n_prompt is None else n_prompt
+    fitted = fit_prompt(prompt, ctx)
+    n_prompt = max(n_prompt - (len(prompt) - len(fitted)), 0)  # output cut on the left is no longer seen
     cfg = check_bans(cfg, model.config.vocab_size, eos_id)
     with decoding(model) as device:
-        g = torch.Generator(device=device).manual_seed(cfg.seed)
-        yield from _decode(model, torch.tensor([prompt], device=device), ctx, cfg, g, eos_id, prefilled)
+        g = torch.Generator(device=device).manual_seed(cfg.seed) if generator is None else generator
+        yield from _decode(model, torch.tensor([fitted], device=device), ctx, cfg, g, eos_id, prefilled, n_prompt)
 
 
 def fit_prompt(prompt: list[int], ctx: int) -> list[int]:
@@ -70,13 +78,13 @@ def decoding(model) -> Iterator[torch.device]:
 
 
 def _decode(model, ids: torch.Tensor, ctx: int, cfg: GenerationConfig, g: torch.Generator,
-            eos_id: int | None, prefilled: tuple | None = None) -> Iterator[int]:
+            eos_id: int | None, prefilled: tuple | None = None, n_prompt: int | None = None) -> Iterator[int]:
     if prefilled is None:
         cache = model.new_cache(1) if cfg.use_cache else None
         logits = model(ids, cache, logits_to_keep=1)[:, -1]  # (1, V)
     else:
         cache, logits = prefilled
-    n_prompt = ids.shape[1]
+    n_prompt = ids.shape[1] if n_prompt is None else n_prompt
     for i in range(cfg.max_new_tokens):
         logits = apply_penalties(logits, ids, n_prompt, cfg)
         nxt = sample_next(logits, cfg.temperature, cfg.top_k, cfg.top_p, g)  # (1,)

@@ -68,6 +68,15 @@ def build_prompt(question: str, hits: Sequence[Hit], tokenizer, budget: int, tem
         hits.pop()
 
 
+def check_grounding(n: int = 2, threshold: float = 0.5) -> None:
+    """Refuse an n-gram size or a grounding threshold that `grounding` and `Grounding.is_grounded` cannot
+    use; a caller checks them before retrieving and generating (``llmlab rag ask``, before the model loads)."""
+    if n < 1:
+        raise InputError(f"n must be >= 1, got {n}")
+    if not 0 <= threshold <= 1:
+        raise InputError(f"grounding threshold must be in [0, 1], got {threshold}")
+
+
 @dataclass(frozen=True)
 class SentenceSupport:
     text: str  # one sentence of the answer
@@ -83,8 +92,7 @@ class Grounding:
 
     def is_grounded(self, threshold: float = 0.5) -> bool:
         """Whether at least `threshold` of the answer's n-grams come from the passages."""
-        if not 0 <= threshold <= 1:
-            raise InputError(f"grounding threshold must be in [0, 1], got {threshold}")
+        check_grounding(threshold=threshold)
         return self.score >= threshold
 
     def unsupported(self, threshold: float = 0.5) -> list[str]:
@@ -107,8 +115,7 @@ def grounding(answer: str, hits: Sequence[Hit | str], n: int = 2) -> Grounding:
     occur in some passage. Counting characters makes Chinese work without a segmenter; counting words
     elsewhere keeps English bigrams such as "th" from matching everything. The score weighs sentences
     by their number of n-grams, so appending an unsupported sentence can only lower it."""
-    if n < 1:
-        raise InputError(f"n must be >= 1, got {n}")
+    check_grounding(n)
     known: set[tuple[str, ...]] = set()
     for h in hits:
         runs = unit_runs(h if isinstance(h, str) else h.text)
