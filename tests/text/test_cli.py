@@ -304,6 +304,34 @@ def test_pos_tag_user_dict_fixes_tags_and_reaches_the_segmenter(files, segmenter
     assert rc == 2 and "--user-dict: the 'hmm' segmenter" in err and "has no dictionary" in err
 
 
+def test_user_dict_lines_are_read_by_one_rule_for_seg_and_pos(segmenters, train_tagged, tmp_path, cli):
+    """A user-dictionary line is `word [count] [tag]`: a fourth field, or a tag that is no tag (``块链 条目``,
+    which jieba reads as one word holding a space), is refused by `seg cut` and `pos tag` alike, naming the
+    file and line, rather than read one way where tags go unused and another where they are used."""
+    import jieba
+
+    from llmlab.text.lexicon import read_user_entries
+    from llmlab.text.pos import HmmTagger
+
+    HmmTagger.train(train_tagged[:300]).save(tmp_path / "pos")
+    segmenters["unigram"].save(tmp_path / "seg")
+    user = tmp_path / "user.txt"
+    commands = (["seg", "cut", "--model", str(tmp_path / "seg")], ["pos", "tag", "--model", str(tmp_path / "pos")])
+    for line, match in (("块链 条目", "'条目' is no POS tag"), ("区块链 nz Ng", "count 'nz'"),
+                        ("区块链网 5 n extra junk", "'extra junk' after the tag")):
+        assert jieba.re_userdict.match(line).group(1) != line.split()[0]  # jieba: no word without a space
+        user.write_text(f"中国 3 ns\n{line}\n", encoding="utf-8")
+        for argv in commands:
+            rc, out, err = cli([*argv, "--user-dict", str(user)], "区块链网\n")
+            assert rc == 2 and out == "" and f"{str(user)!r} line 2: " in err and match in err, (argv, err)
+    user.write_text("区块链 5 nz\n云计算 Ng\n大模型 3 PROPN\n台中\t7\n", encoding="utf-8")  # tags of any tagset's form
+    assert read_user_entries(user) == [("区块链", 5, "nz"), ("云计算", None, "Ng"), ("大模型", 3, "PROPN"),
+                                       ("台中", 7, None)]
+    assert cli([*commands[0], "--user-dict", str(user)], "区块链\n")[:2] == (0, "区块链\n")
+    rc, _, err = cli([*commands[1], "--user-dict", str(user)], "区块链\n")  # the tagger's own check, of its tagset
+    assert rc == 2 and "user tag 'PROPN' of '大模型' is not one of this tagger's tags" in err
+
+
 def test_t2s_reads_traditional_text_and_writes_its_characters(segmenters, train_tagged, test_words, tmp_path, cli):
     """`seg cut --t2s` (every mode) and `pos tag --t2s` (raw or segmented input) give the cuts and tags
     of the simplified text, written in the input's own traditional characters."""

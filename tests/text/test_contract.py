@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmlab.core.errors import InputError
-from llmlab.text.base import KINDS, load_segmenter, normalize_text
+from llmlab.text.base import KINDS, load_segmenter, normalize_text, unit_spans
 
 TEXTS = [
     "",
@@ -69,12 +69,13 @@ def test_offsets_search_and_full_modes_on_arbitrary_unicode(segmenters, kind):
             return
         search = seg.tokenize(text, "search")
         assert seg.cut_for_search(text) == [w for w, _, _ in search]
+        inside = {k for a, b in unit_spans(text) for k in range(a + 1, b)}  # no piece of a unit (`test_no_mode_...`)
         rest = search
         for w, a, b in spans:
             k = rest.index((w, a, b))
             inner, rest = rest[:k], rest[k + 1:]
             want = [(text[i:i + n], i, i + n) for n in (2, 3) if b - a > n for i in range(a, b - n + 1)
-                    if text[i:i + n] in seg.lexicon]
+                    if text[i:i + n] in seg.lexicon and i not in inside and i + n not in inside]
             assert inner == want
         assert rest == []
         full = seg.tokenize(text, "full")
@@ -90,6 +91,32 @@ def test_offsets_search_and_full_modes_on_arbitrary_unicode(segmenters, kind):
         for call in (lambda: seg.cut_for_search("中国"), lambda: seg.cut_all("中国")):
             with pytest.raises(InputError, match="mode looks words up in the segmenter's lexicon, and a 'hmm'"):
                 call()
+
+
+UNIT_TEXT = st.text(alphabet="0123456789.%年月中国人民abcＡ１２．\u0301", max_size=30)  # numbers, Latin words, Han
+
+
+@pytest.mark.parametrize("kind", ["fmm", "bimm", "unigram", "bigram", "perceptron", "fragments"])
+def test_no_mode_gives_a_piece_of_a_unit(segmenters, kind):
+    """No word of any mode (the cut, search, full) starts or ends inside a unit (`base.UNIT_RUN`: a
+    number, a Latin word), even where the lexicon holds pieces of numbers, as one learnt from text does
+    ("fragments": 3., 14, 4%, 19, 94, 49年 ...)."""
+    from llmlab.text.lattice import UnigramSegmenter
+    from llmlab.text.lexicon import Lexicon
+
+    fragments = Lexicon({"3.": 2, "14": 4, "4%": 3, "14%": 2, "19": 5, "94": 5, "49": 5, "194": 3, "9年": 2,
+                         "49年": 2, "年": 9, "中国": 8, "人民": 7, "国人": 3, "bc": 2, "c中": 2, "１２": 3, "2年": 2})
+    seg = UnigramSegmenter(fragments) if kind == "fragments" else segmenters[kind]
+
+    @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(UNIT_TEXT, st.sampled_from(["增长了3.14%", "中华人民共和国成立于1949年", "１２．５年abc中国"])))
+    def check(text):
+        inside = {k for a, b in unit_spans(text) for k in range(a + 1, b)}
+        for mode in ("default", "search", "full"):
+            bad = [(w, a, b) for w, a, b in seg.tokenize(text, mode) if a in inside or b in inside]
+            assert bad == [], (mode, text)
+
+    check()
 
 
 def test_tokenize_rejects_an_unknown_mode(segmenters):

@@ -451,6 +451,36 @@ def test_search_and_full_modes_on_jiebas_own_dictionary_are_jiebas(jieba_dict):
     assert {"南京市", "市长", "长江", "长江大桥", "大桥"} <= set(full)  # the overlaps are there
 
 
+def test_a_counted_user_word_takes_its_count_as_in_jieba(jieba_dict, tmp_path):
+    """A counted user entry sets the word's count, as jieba's ``FREQ[word] = freq`` does, so a user can
+    lower it too: with jieba's dictionary, ``add_word`` and ``load_userdict`` of ``中将 1`` (763 in
+    dict.txt) give jieba's cuts, and of two lines for one word the later stands, as in jieba. The total
+    stays the sum of the counts (jieba's only grows: given the sum here)."""
+    jieba = pytest.importorskip("jieba")
+
+    seg, _, runs = jieba_dict
+    texts = ["中将军衔", "他升为中将军衔的那年", *(r for r in runs if "中将" in r)]
+    path = tmp_path / "user.txt"
+    for how, lines in (("add_word", None), ("load_userdict", "中将 1\n"), ("load_userdict", "中将 5000\n中将 1\n")):
+        ours, tok = UnigramSegmenter(Lexicon(dict(seg.lexicon.counts))), jieba.Tokenizer()  # copies: the fixture stays
+        tok.initialize()
+        assert ours.lexicon.count("中将") == tok.FREQ["中将"] > 1
+        if lines is None:
+            ours.add_word("中将", 1)
+            tok.add_word("中将", 1)
+        else:
+            path.write_text(lines, encoding="utf-8")
+            ours.add_user_dict(path)
+            tok.load_userdict(str(path))
+        tok.total = sum(tok.FREQ.values())
+        assert ours.lexicon.count("中将") == tok.FREQ["中将"] == 1, how
+        assert ours.lexicon.total == sum(ours.lexicon.counts.values()) == tok.total, how
+        assert [ours.cut(t) for t in texts] == [tok.lcut(t, HMM=False) for t in texts], how
+        assert "中将" not in ours.cut("中将军衔"), how  # lowered, the word loses to 中 + 将军衔's best cut
+    from_file = UnigramSegmenter.from_dictionary(path)  # a dictionary alone: the last count of a word stands
+    assert from_file.lexicon.count("中将") == 1 and from_file.lexicon.total == 1
+
+
 @given(st.lists(st.tuples(st.text(alphabet="甲乙丙丁", min_size=1, max_size=4),
                           st.one_of(st.none(), st.integers(1, 2000))), min_size=1, max_size=12),
        st.booleans())

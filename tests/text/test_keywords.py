@@ -242,3 +242,31 @@ def _segmented(tmp_path: Path, cuts) -> Path:
     path = tmp_path / "docs.txt"
     path.write_text("".join(" ".join(w for w in c if not w.isspace()) + "\n" for c in cuts), encoding="utf-8")
     return path
+
+
+def test_cli_keywords_user_dict_tags(segmenters, train_tagged, tmp_path, cli):
+    """`seg keywords --user-dict` gives the dictionary's tags to the tagger, as jieba and `load_userdict` do:
+    --allow-tags keeps a user word by the tag the user gave it, not by the tagger's guess."""
+    from llmlab.text.base import load_segmenter
+    from llmlab.text.pos import HmmTagger, cut_and_tag_lines
+
+    segmenters["perceptron"].save(tmp_path / "seg")
+    seg, tagger = load_segmenter(tmp_path / "seg"), HmmTagger.train(train_tagged)  # a copy: the fixture's is shared
+    tagger.save(tmp_path / "pos")
+    (tmp_path / "ud.txt").write_text("区块链 5 nz\n", encoding="utf-8")
+    text = "区块链技术发展迅速，区块链公司很多。区块链应用越来越广泛，企业在研究区块链。\n"
+    base = ["seg", "keywords", "--model", str(tmp_path / "seg"), "--pos-model", str(tmp_path / "pos"),
+            "--user-dict", str(tmp_path / "ud.txt"), "--force-words"]
+    seg.add_user_dict(tmp_path / "ud.txt", force=True)
+    guessed = [t for pairs in cut_and_tag_lines(seg, tagger, [text]) for w, t in pairs if w == "区块链"]
+    assert len(guessed) == 4 and "nz" not in guessed  # the tagger alone would drop it
+    rc, out, _ = cli([*base, "--allow-tags", "nz"], text)
+    assert rc == 0 and out.split() == ["区块链"]
+    tagger.add_user_tags([("区块链", "nz")])
+    tagged = [p for pairs in cut_and_tag_lines(seg, tagger, [text.strip()]) for p in [*pairs, ("\n", "w")]]
+    rc, out, _ = cli([*base, "--allow-tags", "nz,n,v", "-k", "0", "--weights"], text)
+    assert rc == 0 and out == " ".join(f"{w}/{x:.6g}" for w, x in tfidf_keywords(tagged, pfr1998_idf(), None,
+                                                                                ["nz", "n", "v"])) + "\n"
+    (tmp_path / "ud.txt").write_text("区块链 5 zz\n", encoding="utf-8")
+    rc, out, err = cli([*base, "--allow-tags", "nz"], "never read\n")
+    assert rc == 2 and "'zz'" in err and out == ""  # a tag outside the tagset, refused before any text is read

@@ -142,3 +142,23 @@ def test_parse_rejects_untagged_lines(tmp_path, monkeypatch, capsys):
     # a tagged line may start with the word # (auto: a CoNLL-U comment is # not followed by /TAG)
     rc, out, _ = _run(["parse", "parse", "--model", str(model)], monkeypatch, capsys, "#/w 我/r 爱/v\n")
     assert rc == 0 and [s.words for s in read_conllu_text(out, tmp_path)] == [["#", "我", "爱"]]
+
+
+def test_parse_drops_the_inputs_enhanced_graph(tmp_path, monkeypatch, capsys):
+    """Parsing a CoNLL-U file that has a tree already replaces HEAD and DEPREL; its enhanced graph (DEPS,
+    empty nodes) belongs to the old tree, so it goes rather than contradict the new one. Multiword
+    tokens stay."""
+    model = tmp_path / "model"
+    assert _run(["parse", "train", "--algo", "transition", "--size", "50", "--epochs", "1", "-o", str(model)],
+                monkeypatch, capsys)[0] == 0
+    conllu = ("1\t好\t_\tADJ\ta\t_\t0\troot\t0:root\t_\n1.1\t是\t_\t_\t_\t_\t_\t_\t1:dep\t_\n"
+              "2-3\t！！\t_\t_\t_\t_\t_\t_\t_\t_\n2\t！\t_\tPUNCT\tw\t_\t1\tpunct\t1:punct\t_\n"
+              "3\t！\t_\tPUNCT\tw\t_\t2\tpunct\t2:punct\t_\n\n")
+    (tmp_path / "deps.conllu").write_text(conllu, encoding="utf-8")
+    rc, out, _ = _run(["parse", "parse", "--model", str(model), "--input", str(tmp_path / "deps.conllu")],
+                      monkeypatch, capsys)
+    (sent,) = read_conllu_text(out, tmp_path)
+    assert rc == 0 and sent.words == ["好", "！", "！"] and sent.heads == load_parser(model).parse(
+        sent.words, sent.tags("xpos"))[0]
+    assert [t.deps for t in sent.tokens] == ["_"] * 3
+    assert [line.split("\t")[0] for _, line in sent.extra] == ["2-3"]

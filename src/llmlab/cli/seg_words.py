@@ -80,7 +80,7 @@ def _keywords(args) -> int:
         textrank_keywords,
         tfidf_keywords,
     )
-    from llmlab.text.lexicon import read_user_dict
+    from llmlab.text.lexicon import read_user_entries
     from llmlab.text.pos import SPACE_TAG, cut_and_tag_lines, load_tagger
 
     textrank, top_k = args.method == "textrank", _top_k(args)
@@ -105,8 +105,7 @@ def _keywords(args) -> int:
         def rank(tokens):
             return tfidf_keywords(tokens, idf, top_k, tags, stop)
     rank([])  # bad settings are refused before any model loads or any input is read
-    seg = load_with_user_dict(args.model, read_user_dict(args.user_dict) if args.user_dict else None,
-                              force=bool(args.force_words))
+    user = read_user_entries(args.user_dict) if args.user_dict else None  # read once, for both models
     tagger = None
     if tags is not None:
         tagger = load_tagger(args.pos_model) if args.pos_model else default_tagger()
@@ -114,6 +113,10 @@ def _keywords(args) -> int:
         if unknown:
             raise InputError(f"--allow-tags: {' '.join(unknown)} not among the tagger's tags: "
                              f"{' '.join(sorted(tagger.tags))}")
+        if user:  # the user's tags decide what --allow-tags keeps, as in jieba (`pos tag --user-dict`)
+            tagger.add_user_tags([(w, t) for w, _, t in user if t is not None])
+    seg = load_with_user_dict(args.model, None if user is None else [(w, c) for w, c, _ in user],
+                              force=bool(args.force_words))
 
     def write(ranked) -> None:
         sys.stdout.write(" ".join(f"{w}/{x:.6g}" if args.weights else w for w, x in ranked) + "\n")

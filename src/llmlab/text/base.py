@@ -196,20 +196,28 @@ def word_spans(words: Iterable[str], lexicon: Container[str] | None = None) -> l
     """``(word, start, end)`` of consecutive `words`. With `lexicon` (width-normalised words: search
     mode), each word of more than two characters comes after its two-character substrings that are
     lexicon words, then (more than three) its three-character ones, each at its own offsets: jieba's
-    search mode, word for word.
+    search mode, word for word. A substring that starts or ends inside a unit (`UNIT_RUN`: a number, a
+    Latin word) is left out, as the cut leaves it whole: a lexicon learnt from text may hold number
+    fragments ("19", "4%"), and jieba's dictionary Latin ones.
 
     >>> word_spans(["北京", "大学生"], lexicon={"大学", "学生"})
     [('北京', 0, 2), ('大学', 2, 4), ('学生', 3, 5), ('大学生', 2, 5)]
+    >>> word_spans(["1949年"], lexicon={"19", "94", "49年", "9年", "年"})
+    [('1949年', 0, 5)]
     """
+    words = list(words)
     out: list[tuple[str, int, int]] = []
+    inside: set[int] | None = None  # positions strictly inside a unit, found when a long word first needs them
     start = 0
     for w in words:
         end = start + len(w)
         if lexicon is not None and len(w) > 2:
+            if inside is None:
+                inside = {k for a, b in unit_spans("".join(words)) for k in range(a + 1, b)}
             norm = normalize_text(w)
             for n in (2, 3) if len(w) > 3 else (2,):
-                out += [(w[i:i + n], start + i, start + i + n)
-                        for i in range(len(w) - n + 1) if norm[i:i + n] in lexicon]
+                out += [(w[i:i + n], start + i, start + i + n) for i in range(len(w) - n + 1)
+                        if norm[i:i + n] in lexicon and start + i not in inside and start + i + n not in inside]
         out.append((w, start, end))
         start = end
     return out
@@ -364,10 +372,12 @@ class Segmenter(ABC):
 
     def add_user_dict(self, source: str | os.PathLike | Iterable[tuple[str, int | None]], force: bool = False) -> None:
         """Add a user dictionary: a file path (jieba's ``word [count] [tag]`` lines) or (word,
-        count-or-None) pairs. A segmenter with a lexicon takes the words into it, where they gain weight
-        (`lexicon.Lexicon.add_user_words`); with `force` every segmenter also cuts them whole
-        (`force_words`). One without a lexicon (the HMM) takes them only with `force`. A count of 0
-        takes the word out, as jieba's ``word 0`` line does (`del_word`; `lexicon.split_deletions`)."""
+        count-or-None) pairs. A segmenter with a lexicon takes the words into it, as jieba does: a count
+        becomes the word's count (a later entry for a word replaces an earlier one), a word without one
+        is raised to the count that keeps it whole (`lexicon.Lexicon.add_user_words`); with `force` every
+        segmenter also cuts them whole (`force_words`). One without a lexicon (the HMM) takes them only
+        with `force`. A count of 0 takes the word out, as jieba's ``word 0`` line does (`del_word`;
+        `lexicon.split_deletions`)."""
         from llmlab.text.lexicon import read_user_dict, split_deletions, user_entries  # they build on this module
 
         entries = read_user_dict(source) if isinstance(source, (str, os.PathLike)) else user_entries(source)
@@ -414,9 +424,17 @@ class Segmenter(ABC):
         of their joined string that lets the model cut it into them (their probability times the
         total, or its count now if lower; 0 takes it out). With `tune` the lexicon takes that count.
         A piece that is no word counts 1, as in the cut itself (jieba takes 0 for one that only begins
-        longer words, and then suggests 1). The word lattices and dictionary methods follow the count;
-        the statistical models see only whether a word is in the lexicon (`force_words` keeps a word
-        whole in any segmenter)."""
+        longer words, and then suggests 1).
+
+        The counts are the unigram model's, so only the unigram lattice follows them as jieba does: a
+        word tuned whole is then cut whole, a word tuned apart is cut apart. The bigram lattice takes
+        the count into its unigram part alone: it cannot outweigh the word pairs seen in training (a
+        word new to the lexicon has none, its pieces often many), so a word tuned whole may still be
+        cut, and one tuned apart kept whole. Maximum matching (fmm, bmm, bimm) reads only whether a
+        word is in the lexicon: tuned whole, a word joins it; tuned apart, only a count of 0 (which
+        takes the word out) changes the cut. The statistical models also see only whether a word is
+        in the lexicon. `force_words` keeps a word whole in any segmenter, and `del_word` takes one
+        out."""
         from llmlab.text.lattice import best_path  # the lattice builds on this module
 
         lexicon = getattr(self, "lexicon", None)

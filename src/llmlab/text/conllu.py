@@ -80,9 +80,20 @@ class DepSentence:
         return bool(self.tokens) and self.tokens[0].head is not None
 
     def with_arcs(self, heads: Iterable[int], rels: Iterable[str]) -> DepSentence:
-        """A copy with these heads and relations."""
-        toks = [replace(t, head=int(h), deprel=r) for t, h, r in zip(self.tokens, heads, rels)]
-        return DepSentence(toks, list(self.comments), list(self.extra))
+        """A copy with these heads and relations. The enhanced graph goes: DEPS becomes ``_`` and the
+        empty nodes (ID ``5.1``, nodes of that graph alone) are dropped, since arcs of the old tree
+        there would contradict the new one; multiword-token lines stay.
+
+        >>> s = parse_conllu("1\\t他\\t_\\t_\\t_\\t_\\t2\\tnsubj\\t2:nsubj\\t_\\n"
+        ...                  "1.1\\t说\\t_\\t_\\t_\\t_\\t_\\t_\\t0:root\\t_\\n"
+        ...                  "2\\t来\\t_\\t_\\t_\\t_\\t0\\troot\\t0:root\\t_\\n")[0]
+        >>> t = s.with_arcs([0, 1], ["root", "dep"])
+        >>> [w.deps for w in t.tokens], t.extra
+        (['_', '_'], [])
+        """
+        toks = [replace(t, head=int(h), deprel=r, deps="_") for t, h, r in zip(self.tokens, heads, rels)]
+        kept = [(i, line) for i, line in self.extra if "." not in line.split("\t", 1)[0]]  # multiword tokens
+        return DepSentence(toks, list(self.comments), kept)
 
 
 def tree_error(heads: list[int]) -> str | None:

@@ -201,16 +201,19 @@ class Lexicon:
         return max(1, int(math.exp(best[n]) * max(self.total, 1)) + 1)
 
     def add_user_words(self, entries: Iterable[tuple[str, int | None]]) -> None:
-        """Add (word, count) entries: the counted ones first (counts add up); then each word without a
-        count, shortest first, is raised to the count that makes it beat its split (`suggest_count`)
-        if it has less. Later words are no shorter, so none is a piece of an earlier one's split, and
-        what they add to the total only makes splits less likely: every such word wins, whatever the
-        order or repeats of the entries.
+        """Take (word, count) entries as jieba's ``add_word`` does: a counted entry sets the word's count
+        (jieba's ``FREQ[word] = freq``: a user can lower a count as well as raise it, and a later entry
+        for a word replaces an earlier one, as a later line of jieba's dictionary does), the counted
+        ones first. Unlike jieba, whose total only grows, `total` stays the sum of the counts. Then
+        each word without a count, shortest first, is raised to the count that makes it beat its split
+        (`suggest_count`) if it has less. Later words are no shorter, so none is a piece of an earlier
+        one's split, and what they add to the total only makes splits less likely: every such word
+        wins, whatever the order or repeats of the entries.
 
-        >>> lex = Lexicon({"甲": 1000})
-        >>> lex.add_user_words([("甲丙", None), ("丙", None), ("丙", None)])
-        >>> lex.logp("甲丙") > lex.logp("甲") + lex.logp("丙")
-        True
+        >>> lex = Lexicon({"甲": 1000, "乙": 5})
+        >>> lex.add_user_words([("甲丙", None), ("丙", None), ("丙", None), ("乙", 7), ("乙", 2)])
+        >>> lex.logp("甲丙") > lex.logp("甲") + lex.logp("丙"), lex.count("乙"), lex.total == sum(lex.counts.values())
+        (True, 2, True)
         """
         entries = list(entries)
         for word, count in entries:  # all checked before any is added
@@ -219,7 +222,7 @@ class Lexicon:
                 _check_count(word, count)
         for word, count in entries:
             if count is not None:
-                self.add(word, count)
+                self.set_count(word, count)
         uncounted = [w for w, c in entries if c is None]
         for word in sorted(dict.fromkeys(uncounted), key=len):  # once each; raising a count is idempotent
             need = self.suggest_count(word) - self.count(word)
@@ -257,6 +260,9 @@ def _plain(counts: dict[str, int]) -> bool:
 
 _SPACE = re.compile(r"\s")  # what str.isspace calls whitespace
 _COUNT = re.compile(r"[+-]?[0-9]+")
+# A user dictionary's tag field: jieba's are ASCII lowercase letters ([a-z]+ in its re_userdict, which reads
+# "块链 条目" as one word holding a space); tagsets such as UD's or pfr1998's have capitals (PROPN, Ng) too.
+_TAG = re.compile(r"[A-Za-z][!-~]*")
 MAX_COUNT = 2**53  # counts meet floats (probabilities, suggested counts); beyond this they are not exact
 
 
@@ -264,10 +270,11 @@ def read_user_dict(path: str | os.PathLike, what: str = "user dictionary",
                    user: bool = True) -> list[tuple[str, int | None]]:
     """A jieba-style user dictionary: one ``word [count] [tag]`` per line. The count is ASCII digits; a
     second field that holds any other digit or number sign (``2.5``, ``²``, ``1e3``), or any second
-    field followed by a third, must be a count. In a user's file (`user`), a line whose first field
-    begins with ``#`` is a comment (so a word cannot begin with ``#``) and a count of 0 takes the word
-    out, as in jieba (`split_deletions`); in a file llmlab wrote (a saved model's word lists, `user`
-    false) words may begin with ``#`` and every count is at least 1.
+    field followed by a third, must be a count. A tag is printable ASCII beginning with a letter, so a
+    line ``块链 条目`` (jieba's word with a space) is an error, as is a fourth field. In a user's file
+    (`user`), a line whose first field begins with ``#`` is a comment (so a word cannot begin with
+    ``#``) and a count of 0 takes the word out, as in jieba (`split_deletions`); in a file llmlab wrote
+    (a saved model's word lists, `user` false) words may begin with ``#`` and every count is at least 1.
 
     A bad line is an error naming the file (as `what`) and line.
     """
@@ -325,6 +332,12 @@ def _fields_by_line(text: str, where: str, user: bool) -> list[tuple[str, int | 
             if not low <= count <= MAX_COUNT:
                 raise InputError(f"{where} line {i}: count must be from {low} to 2**53, got {parts[1]}")
         rest = parts[2:] if count is not None else parts[1:]  # what follows the word and its count: a tag
+        if len(rest) > 1:
+            raise InputError(f"{where} line {i}: {len(parts)} fields, {' '.join(rest[1:])!r} after the tag; a "
+                             "line is `word [count] [tag]`")
+        if rest and not _TAG.fullmatch(rest[0]):  # one rule for every reader: `seg` and `pos` alike
+            raise InputError(f"{where} line {i}: {rest[0]!r} is no POS tag (ASCII, beginning with a letter, as "
+                             "jieba's `n`, `nz`); a word holds no space")
         entries.append((parts[0], count, rest[0] if rest else None))
     return entries
 
@@ -398,8 +411,9 @@ def split_deletions(entries: list[tuple[str, int | None]]) -> tuple[list[tuple[s
 def lexicon_from_dictionary(source: str | os.PathLike | Iterable[tuple[str, int | None]],
                             min_count: int = 1) -> Lexicon:
     """A lexicon from a dictionary alone, without training text (jieba's way): a file of
-    ``word [count] [tag]`` lines or (word, count-or-None) pairs. Words whose counts add up to less than
-    `min_count` are left out; a word without a count gets the count that makes it beat its split
+    ``word [count] [tag]`` lines or (word, count-or-None) pairs. A word listed with a count more than
+    once takes its last (as jieba reads its dict.txt); words whose count is less than `min_count` are
+    left out; a word without a count gets the count that makes it beat its split
     (`Lexicon.add_user_words`).
 
     >>> lex = lexicon_from_dictionary([("中国人", None), ("中国", 3), ("人", 2), ("国人", 1)], min_count=2)
@@ -410,10 +424,10 @@ def lexicon_from_dictionary(source: str | os.PathLike | Iterable[tuple[str, int 
     entries, _ = split_deletions(read_user_dict(source, "dictionary") if path else user_entries(source))
     if not entries:  # a word taken out (count 0) is no word of the dictionary
         raise InputError(f"dictionary {str(source)!r} has no words" if path else "the dictionary has no words")
-    counts: Counter = Counter()
+    counts: dict[str, int] = {}
     for word, count in entries:
         if count is not None:
-            counts[normalize_text(_check_word(word))] += count
+            counts[normalize_text(_check_word(word))] = count  # the last count of a word stands
     kept = [*((w, c) for w, c in counts.items() if c >= min_count), *((w, c) for w, c in entries if c is None)]
     if not kept:
         raise InputError(f"no word of the dictionary has a count of at least min_count {min_count} (--min-count)")
