@@ -128,6 +128,15 @@ def check_known(tok, convs: list[list[dict]]) -> float:
 
 # --- the trainer ----------------------------------------------------------------------------------
 
+def loss_weight(targets: torch.Tensor, weights: torch.Tensor) -> float:
+    """The total weight `weighted_lm_loss` divides by: the weights of the targets that count (not -100).
+
+    >>> loss_weight(torch.tensor([[-100, 7, 8]]), torch.tensor([[0.25, 1.0, 1.0]]))
+    2.0
+    """
+    return float((weights.float() * (targets != -100)).sum())
+
+
 class SFTTrainer(Trainer):
     """The training engine on padded conversations with the weighted loss; validation is the reply-only
     loss on the dev conversations (prompt weight 0 whatever the training weight, so runs compare). Its
@@ -169,18 +178,37 @@ class SFTTrainer(Trainer):
         rows = batch_indices(self.lengths, self.cfg.batch_size, self.batch_seed(micro), self.bucket)
         return [self.examples[i] for i in rows]
 
+    def forward_backward(self) -> float:
+        """Accumulate the step's gradients; return its loss, the mean over all its micro-batches' weighted
+        tokens.
+
+        The step's loss is the sum of its weighted token losses over its total weight, so grad_accum k of
+        batch b equals one batch of k*b: a micro-batch weighs by its share of the step's weight, not
+        1/grad_accum (which would over-weigh the tokens of micro-batches with short replies; transformers
+        fixed the same in 4.46 with num_items_in_batch). Its batches are therefore drawn before the first
+        backward, the same batches as one at a time (each a function of seed, step, micro)."""
+        batches = [self.batch(m) for m in range(self.cfg.grad_accum)]
+        weights = [loss_weight(y, w) for _, y, w, *_ in batches]
+        total = max(sum(weights), 1e-12)  # as `weighted_lm_loss` clamps it
+        shares = [n / total for n in weights]  # 1.0 with one micro-batch: the loss as is
+        return sum(float(self.micro_step(*b, share=s)) * s for b, s in zip(batches, shares))
+
     def micro_step(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, general=None,
-                   segments: torch.Tensor | None = None) -> torch.Tensor:
+                   segments: torch.Tensor | None = None, *, share: float) -> torch.Tensor:
+        """Forward and backward of one micro-batch, its reply loss weighted by `share` (its part of the
+        step's loss weight, `forward_backward`), the MoE and anchor terms (per micro-batch means) by 1 /
+        grad_accum; its reply loss."""
         self.count((x != self.pad_id).sum())
         with self._autocast():
             logits = self.forward(x) if segments is None else self.forward(x, segments=segments)  # (B, T, V)
         loss = weighted_lm_loss(logits, y, w)
+        objective = loss * share
         aux = moe_aux_loss(self.model)
-        objective = loss if aux is None else loss + aux
+        if aux is not None:
+            objective = objective + aux / self.cfg.grad_accum
         if self.anchor is not None:
             extra, self._anchor_stats = self.anchor.loss(self.model, general)
-            objective = objective + extra
-        objective = objective / self.cfg.grad_accum
+            objective = objective + extra / self.cfg.grad_accum
         (self.scaler.scale_loss(objective) if self.scaler else objective).backward()
         return loss.detach()
 

@@ -54,15 +54,47 @@ def hf_config(model: CausalLM, tokenizer: Tokenizer | None = None) -> dict:
     }
 
 
-def export_hf(model: CausalLM, directory: str | os.PathLike, tokenizer: Tokenizer | None = None) -> Path:
-    if model.config.n_experts:
-        from llmlab.core.errors import InputError
+# a decoder layer's weights; their names are LLaMA's under ``model.layers.{i}.``
+LAYER_WEIGHTS = ("input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                 "post_attention_layernorm", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 
+
+def hf_names(n_layer: int) -> dict[str, str]:
+    """The exporter's name table: each state key of a plain LLaMA-layout model of `n_layer` layers and the
+    name LlamaForCausalLM gives it. Export writes these keys and no other: a weight outside the table (a
+    LoRA adapter's, a quantized layer's codes, a soft prompt) would be dropped by transformers, which would
+    random-initialise what it misses with only a warning.
+
+    >>> names = hf_names(1)
+    >>> names["layers.0.mlp.up_proj.weight"], names["lm_head.weight"]
+    ('model.layers.0.mlp.up_proj.weight', 'lm_head.weight')
+    """
+    ours = ["embed_tokens.weight", "norm.weight"] + [f"layers.{i}.{w}.weight" for i in range(n_layer)
+                                                     for w in LAYER_WEIGHTS]
+    return {**{k: f"model.{k}" for k in ours}, "lm_head.weight": "lm_head.weight"}
+
+
+def export_hf(model: CausalLM, directory: str | os.PathLike, tokenizer: Tokenizer | None = None) -> Path:
+    """Write `model` as a transformers LLaMA folder (`hf_config`, the weights renamed by `hf_names`).
+
+    Refused before anything is written: a model the LLaMA layout cannot express (its config, experts) and
+    one carrying weights outside the name table, whose export would load as a different model."""
+    from llmlab.core.errors import InputError
+
+    if model.config.n_experts:
         # LLaMA has no experts, and HF's MoE layouts (Mixtral, Qwen-MoE) take SwiGLU ones only
         raise InputError(f"a mixture-of-experts model ({model.config.n_experts} {model.config.ffn_kind} experts "
                          "per MoE layer) has no LLaMA layout to export to")
     config = hf_config(model, tokenizer)  # first: a model HF cannot express writes nothing
-    state = {(k if k.startswith("lm_head") else f"model.{k}"): v for k, v in model_state(model).items()}
+    state, names = model_state(model), hf_names(model.config.n_layer)
+    unmapped = [k for k in state if k not in names]
+    if unmapped:
+        raise InputError(f"the LLaMA layout has no place for {len(unmapped)} of this model's weights "
+                         f"({', '.join(unmapped[:4])}{', ...' if len(unmapped) > 4 else ''}): merge LoRA adapters "
+                         "into the weights first (llmlab.adapt.lora.merge_lora); a quantized model cannot be "
+                         "exported, export the float model it came from; take a soft prompt off "
+                         "(llmlab.adapt.prompt_tuning.remove_prompt, save_prompt keeps it)")
+    state = {names[k]: v for k, v in state.items()}
     with atomic_folder(directory, ("config.json", "model.safetensors", "tokenizer.json"), "export folder") as d:
         atomic_write_bytes(d / "model.safetensors", save(state, metadata={"format": "pt"}))
         atomic_write_json(d / "config.json", config)
