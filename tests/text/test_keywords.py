@@ -214,6 +214,10 @@ def test_cli_keywords(segmenters, train_tagged, tmp_path, cli):
                         (["--model", str(tmp_path / "seg")], "--model cuts --input")):
         rc, _, err = cli(["seg", "idf", *argv, "-o", str(tmp_path / "x.txt")])
         assert rc == 2 and match in err and not (tmp_path / "x.txt").exists()
+    for argv in (["--train", str(tmp_path / "docs.txt")], ["--input", str(raw), "--model", str(tmp_path / "seg")]):
+        before = (path := Path(argv[1])).read_bytes()  # an idf table written over the corpus it counts
+        rc, _, err = cli(["seg", "idf", *argv, "-o", argv[1]])
+        assert rc == 2 and "is the same file as" in err and path.read_bytes() == before
     rc, out, _ = cli([*base, "--idf", str(tmp_path / "idf.txt"), "-k", "5"], text)
     assert out.split() == [w for w, _ in tfidf_keywords(doc, table, 5)]
 

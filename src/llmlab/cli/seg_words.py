@@ -138,10 +138,11 @@ def _keywords(args) -> int:
 
 def _idf(args) -> int:
     from llmlab.core.errors import InputError
-    from llmlab.core.io import check_output, line_batches
+    from llmlab.core.io import check_not_input, check_output, line_batches
     from llmlab.text.keywords import IdfTable
 
     check_output(args.output)  # before any text is read or cut
+    check_not_input(args.output, {"--train": args.train_file, "--input": args.input}, "-o")
     if args.input:
         for flag, value in (("--train", args.train_file), ("--split", args.split)):
             if value is not None:
