@@ -282,6 +282,14 @@ def test_pos_train_tag_eval(files, algo, cli):
     assert [w for w, _ in pred] == ["我", "用", "Windows", " ", "95", "。"]
     want = seg_tag_scores(read_tagged(both), [[p for p in pred if p[0] != " "]])["f1"]
     assert rc == 0 and f"F1={want:.4f}" in out and f"accuracy={want:.4f}" in out
+    # so are full-width ones (１０ｎｍ was one unit no segmenter may cut: 177 train-split sentences hold such)
+    wide = files["dir"] / "wide.txt"
+    wide.write_text("直径/n １０/m ｎｍ/q 。/w\n", encoding="utf-8")
+    rc, out, _ = cli(["pos", "eval", "--model", str(model), "--gold", str(wide), "--seg-model", str(seg_model)])
+    pred = cut_and_tag(seg, tagger, "直径１０ ｎｍ。")
+    assert [w for w, _ in pred if w != " "][-3:] == ["１０", "ｎｍ", "。"]
+    want = seg_tag_scores(read_tagged(wide), [[p for p in pred if p[0] != " "]])["f1"]
+    assert rc == 0 and f"F1={want:.4f}" in out
 
 
 def test_pos_tag_user_dict_fixes_tags_and_reaches_the_segmenter(files, segmenters, train_tagged, tmp_path, cli):

@@ -228,15 +228,21 @@ def from_words(words: list[str], tags: list[str] | None = None, column: str = "u
 
 def joined_text(words: list[str]) -> str:
     """A sentence's text when only its words are known (segmented Chinese loses where the spaces were): the
-    words joined without spaces, except one space where both sides are ASCII letters or digits, which
-    joining would run into one word.
+    words joined without spaces, except one space where joining would run two words into one unit
+    (`llmlab.text.base.unit_spans`: letters and digits of any width or script written with spaces, a
+    decimal, a grapheme cluster), which no segmenter may cut.
 
     >>> joined_text(["我", "用", "Python", "3", "写", "。"]), joined_text(["New", "York", "的"])
     ('我用Python 3写。', 'New York的')
+    >>> joined_text(["直径", "１０", "ｎｍ", "。"]), joined_text(["3", ".5", "倍"])
+    ('直径１０ ｎｍ。', '3 .5倍')
     """
+    from llmlab.text.base import unit_spans
+
     out = words[:1]
     for prev, w in zip(words, words[1:]):
-        out += [" ", w] if (prev[-1] + w[0]).isascii() and (prev[-1] + w[0]).isalnum() else [w]
+        cut = len(prev)
+        out += [" ", w] if any(a < cut < b for a, b in unit_spans(prev + w)) else [w]
     return "".join(out)
 
 
