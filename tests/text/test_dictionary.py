@@ -674,9 +674,13 @@ def test_del_word_takes_a_word_from_every_model(segmenters, train_words):
     hmm = copy.deepcopy(segmenters["hmm"])
     with pytest.raises(InputError, match="no dictionary and no forced words"):
         hmm.del_word(word)
-    hmm.force_words([word, "体育馆内"])
+    with pytest.raises(InputError, match="no dictionary and no forced words"):  # a `word 0` line: the same
+        hmm.add_user_dict([(word, 0)])
+    hmm.force_words([word, "体育馆内", "川普通"])
     hmm.del_word("体育馆内")
-    assert hmm.forced.words == {word} and hmm.cut("去体育馆内") == segmenters["hmm"].cut("去体育馆内")
+    assert hmm.forced.words == {word, "川普通"} and hmm.cut("去体育馆内") == segmenters["hmm"].cut("去体育馆内")
+    hmm.add_user_dict([("川普通", 0)])  # takes a forced word out without force=True, which only adds
+    assert hmm.forced.words == {word}
     with pytest.raises(InputError, match="no dictionary to suggest"):
         hmm.suggest_freq(word)
     for bad in (("中",), ("中", ""), "", 3):

@@ -382,11 +382,14 @@ class Segmenter(ABC):
 
         entries = read_user_dict(source) if isinstance(source, (str, os.PathLike)) else user_entries(source)
         added, removed = split_deletions(entries)
-        if getattr(self, "lexicon", None) is not None:
+        has_lexicon = getattr(self, "lexicon", None) is not None
+        if has_lexicon:
             self._add_user_words(added)
-        elif not force:
+        elif added and not force:
             raise InputError(f"a {self.kind!r} segmenter has no dictionary; force=True (--force-words) keeps "
                              "the words whole all the same")
+        if removed and not has_lexicon and "_forced" not in self.__dict__:  # `word 0` lines: as `del_word`
+            raise InputError(f"a {self.kind!r} segmenter has no dictionary and no forced words to take a word from")
         if force:
             self.force_words(w for w, _ in added)
         self._take_out(removed)
