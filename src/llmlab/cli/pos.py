@@ -21,7 +21,7 @@ _PERCEPTRON, _NEURAL = ("perceptron", "hybrid"), ("neural", "hybrid")
 # training flag -> (its argparse dest, the algos it applies to); given for another algo, it is refused
 ALGO_FLAGS = {"--epochs": ("epochs", _TRAINED), "--seed": ("seed", _TRAINED), "--order": ("order", _PERCEPTRON),
               "--beam": ("beam", _PERCEPTRON), "--ensemble": ("ensemble", _PERCEPTRON),
-              "--no-clusters": ("no_clusters", _PERCEPTRON), "--threads": ("threads", _NEURAL),
+              "--no-clusters": ("no_clusters", _PERCEPTRON), "--threads": ("train_threads", _NEURAL),
               "--layers": ("layers", _NEURAL), "--no-pretrain": ("no_pretrain", _NEURAL), "--lam": ("lam", ("hybrid",)),
               "--perceptron-model": ("perceptron_model", ("hybrid",)), "--fresh": ("fresh", _NEURAL),
               "--init-model": ("init_model", _TRAINED)}
@@ -52,7 +52,9 @@ def register(sub) -> None:
                    help="perceptron (and hybrid's): members trained in different orders, summed (default 3)")
     p.add_argument("--no-clusters", action="store_true", default=None,
                    help="perceptron (and hybrid's): no distributional word-cluster features (faster training)")
-    p.add_argument("--threads", type=int, help="neural, hybrid: torch CPU threads (default 1; 0 = torch's default)")
+    # its own dest: argparse would set the global `llmlab --threads N` back to None when this one is not given
+    p.add_argument("--threads", dest="train_threads", type=int,
+                   help="neural, hybrid: torch CPU threads (default: llmlab --threads, else 1; 0 = torch's default)")
     p.add_argument("--layers", type=int, help="neural, hybrid: stacked BiLSTM layers (default 1)")
     p.add_argument("--no-pretrain", action="store_true", default=None,
                    help="neural, hybrid: random word and character embeddings, not training-text PPMI-SVD vectors")
@@ -125,7 +127,9 @@ def _train_config(args, base=None):
         return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
 
     perceptron = {**given("order", "beam", "ensemble"), **({"clusters": ()} if args.no_clusters else {})}
-    neural = {**given("epochs", "seed", "threads", "layers"), **({"pretrain": False} if args.no_pretrain else {})}
+    threads = args.train_threads if args.train_threads is not None else args.threads  # pos train's, else llmlab's
+    neural = {**given("epochs", "seed", "layers"), **({"threads": threads} if threads is not None else {}),
+              **({"pretrain": False} if args.no_pretrain else {})}
     if args.algo == "perceptron":
         return config_with(PerceptronTaggerConfig, base, {**given("epochs", "seed"), **perceptron})
     if args.algo == "neural":

@@ -27,7 +27,7 @@ ALGO_FLAGS = {"--epochs": ("epochs", _TRAINED), "--folds": ("folds", _TRAINED), 
               "--min-count": ("min_count", DICT_ALGOS[:6]), "--user-dict": ("user_dict", DICT_ALGOS),
               "--feature-dict": ("feature_dict", ("perceptron",)), "--init-model": ("init_model", _TRAINED),
               "--dict-only": ("dict_only", ("fmm", "bmm", "bimm", "unigram")),
-              "--threads": ("threads", _NEURAL), "--layers": ("layers", _NEURAL),
+              "--threads": ("train_threads", _NEURAL), "--layers": ("layers", _NEURAL),
               "--no-pretrain": ("no_pretrain", _NEURAL), "--lam": ("lam", ("hybrid",)),
               "--perceptron-model": ("perceptron_model", ("hybrid",)), "--fresh": ("fresh", _NEURAL)}
 
@@ -65,7 +65,9 @@ def register(sub) -> None:
     p.add_argument("--no-av-lexicon", dest="av_lexicon", action="store_false", default=None,
                    help="perceptron, neural (hybrid: both): no features from accessor-variety pseudo-words of the "
                    "raw training text")
-    p.add_argument("--threads", type=int, help="neural, hybrid: torch CPU threads (default 1; 0 = torch's default)")
+    # its own dest: argparse would set the global `llmlab --threads N` back to None when this one is not given
+    p.add_argument("--threads", dest="train_threads", type=int,
+                   help="neural, hybrid: torch CPU threads (default: llmlab --threads, else 1; 0 = torch's default)")
     p.add_argument("--layers", type=int, help="neural, hybrid: stacked BiLSTM layers (default 1)")
     p.add_argument("--no-pretrain", action="store_true", default=None,
                    help="neural, hybrid: random character and bigram embeddings, not training-text PPMI-SVD vectors")
@@ -138,6 +140,8 @@ def _config_for(algo: str, args: argparse.Namespace, base=None):
     from llmlab.text.seg_neural import NeuralSegmenterConfig
 
     given = {k: v for k, v in vars(args).items() if v is not None}
+    if "train_threads" in given or "threads" in given:  # `seg train --threads N`, else `llmlab --threads N`
+        given["threads"] = given.pop("train_threads", given.get("threads"))
     if algo in ("fmm", "bmm", "bimm"):
         direction = {"fmm": "forward", "bmm": "backward", "bimm": "bidirectional"}[algo]
         return MatchConfig(direction=direction, **{k: given[k] for k in ("min_count",) if k in given})
