@@ -117,6 +117,21 @@ def test_train_flags_of_another_algo_are_refused(files, argv, cli):
     assert not (files["dir"] / "m").exists()
 
 
+@pytest.mark.parametrize("algo", ["perceptron", "hybrid"])
+def test_beam_is_refused_for_a_first_order_tagger(files, algo, cli, tmp_path):
+    """--beam narrows the second-order Viterbi; at --order 1 it was saved in tagger.json and read by nothing
+    (the weights equal the run without it). So too for a first-order tagger trained further."""
+    train = ["--train", str(files["tagged"])]
+    rc, _, err = cli(["pos", "train", "--algo", algo, "--order", "1", "--beam", "2", *train, "-o", str(tmp_path / "m")])
+    assert rc == 2 and "--beam applies to the second-order tagger (--order 2)" in err and not (tmp_path / "m").exists()
+    if algo == "perceptron":
+        assert cli(["pos", "train", "--order", "1", "--epochs", "1", "--ensemble", "1", "--no-clusters", *train,
+                    "-o", str(tmp_path / "o1")])[0] == 0
+        rc, _, err = cli(["pos", "train", "--init-model", str(tmp_path / "o1"), "--beam", "2", *train, "-o",
+                          str(tmp_path / "m")])
+        assert rc == 2 and "--beam applies to the second-order tagger" in err
+
+
 def test_hybrid_refuses_perceptron_flags_beside_a_perceptron_model(files, cli):
     """--order/--beam/--ensemble/--no-clusters train the hybrid's perceptron; a saved one is used as it is."""
     rc, _, err = cli(["pos", "train", "--algo", "hybrid", "--perceptron-model", str(files["dir"] / "p"),

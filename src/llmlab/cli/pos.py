@@ -130,6 +130,11 @@ def _train_config(args, base=None):
     threads = args.train_threads if args.train_threads is not None else args.threads  # pos train's, else llmlab's
     neural = {**given("epochs", "seed", "layers"), **({"threads": threads} if threads is not None else {}),
               **({"pretrain": False} if args.no_pretrain else {})}
+    if args.algo in ("perceptron", "hybrid") and args.beam is not None:
+        trained = (base.perceptron if args.algo == "hybrid" else base) if base else PerceptronTaggerConfig()
+        if (args.order or trained.order) == 1:  # the order given, else the model's trained further, else 2
+            raise InputError("--beam applies to the second-order tagger (--order 2), whose Viterbi keeps each "
+                             "word's best tags; at order 1 it reads them all: leave it out")
     if args.algo == "perceptron":
         return config_with(PerceptronTaggerConfig, base, {**given("epochs", "seed"), **perceptron})
     if args.algo == "neural":
