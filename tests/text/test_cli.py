@@ -325,6 +325,10 @@ def test_pos_tag_user_dict_fixes_tags_and_reaches_the_segmenter(files, segmenter
     assert rc == 0 and out.split()[0] == "中国人民/v" and out.split()[-1] == "龘靐齉/nz"
     rc, _, err = cli([*tag, "--seg-model", str(tmp_path / "hmmseg")], "中国\n")
     assert rc == 2 and "--user-dict: the 'hmm' segmenter" in err and "has no dictionary" in err
+    untagged = tmp_path / "untagged.txt"  # words and counts only: without a segmenter nothing reads them
+    untagged.write_text("川普 5\n通电话\n", encoding="utf-8")
+    rc, _, err = cli(["pos", "tag", "--model", str(tmp_path / "pos"), "--user-dict", str(untagged)], "与 川普\n")
+    assert rc == 2 and "gives no tags, and its words and counts reach a segmenter: give --seg-model" in err
 
 
 def test_user_dict_lines_are_read_by_one_rule_for_seg_and_pos(segmenters, train_tagged, tmp_path, cli):

@@ -169,6 +169,9 @@ def _start_tagger(model: str | None, seg_model: str | None, user_dict: str | Non
     user_words = None if user is None else [(w, c) for w, c, _ in user]
     if force and not seg_model:
         raise InputError("--force-words keeps words whole when --seg-model cuts the lines: give one")
+    if user is not None and not seg_model and all(t is None for _, _, t in user):  # counts reach a segmenter only
+        raise InputError(f"--user-dict {user_dict!r} gives no tags, and its words and counts reach a segmenter: "
+                         "give --seg-model to cut the lines, or tags (word [count] tag) for the tagger")
     seg = load_with_user_dict(seg_model, user_words, t2s, force) if seg_model else None
     if user:  # the tagged words, as the models read them
         tagger.add_user_tags([(to_simplified(w) if t2s else w, t) for w, _, t in user if t is not None])
