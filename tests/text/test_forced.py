@@ -176,3 +176,32 @@ def test_cli_force_words(segmenters, train_words, train_tagged, tmp_path, cli):
     for argv in (tag, ["seg", "cut", "--force-words"], ["seg", "train", "--force-words", "-o", str(tmp_path / "x")]):
         rc, _, err = cli(argv, line + "\n")
         assert rc == 2 and "--force-words" in err
+
+
+def test_saved_forced_words_under_t2s_removal_and_min_count(segmenters, tmp_path, cli):
+    """Three ways a model's forced words went wrong from the command line: with --t2s its saved traditional
+    forced word was matched against simplified text and cut; a `word 0` dictionary could not take one out
+    of an HMM without --force-words (which only adds); and --dict-only --force-words forced the words
+    --min-count had left out of the lexicon, undoing it."""
+    from llmlab.text.base import load_segmenter
+
+    trad = tmp_path / "trad.txt"
+    trad.write_text("體育館內\n", encoding="utf-8")
+    segmenters["hmm"].save(tmp_path / "hmm")
+    train = ["seg", "train", "--algo", "hmm", "--train"]
+    words = tmp_path / "w.txt"
+    words.write_text("他们 在 体育 馆 内\n", encoding="utf-8")
+    assert cli([*train, str(words), "--user-dict", str(trad), "--force-words", "-o", str(tmp_path / "f")])[0] == 0
+    for flags in ([], ["--t2s"]):
+        rc, out, _ = cli(["seg", "cut", "--model", str(tmp_path / "f"), *flags], "去體育館內看\n")
+        assert rc == 0 and "體育館內" in out.split(), (flags, out)
+    gone = tmp_path / "gone.txt"
+    gone.write_text("體育館內 0\n", encoding="utf-8")
+    rc, out, _ = cli(["seg", "cut", "--model", str(tmp_path / "f"), "--user-dict", str(gone)], "去體育館內看\n")
+    assert rc == 0 and "體育館內" not in out.split() and "".join(out.split()) == "去體育館內看"
+
+    d = tmp_path / "d.txt"
+    d.write_text("南京 5\n南京市 2\n市长 3\n长江 10\n大桥 10\n长江大桥 1\n", encoding="utf-8")
+    assert cli(["seg", "train", "--algo", "fmm", "--dict-only", "--user-dict", str(d), "--min-count", "3",
+                "--force-words", "-o", str(tmp_path / "ddf")])[0] == 0
+    assert load_segmenter(tmp_path / "ddf").forced.words == {"南京", "市长", "长江", "大桥"}

@@ -213,8 +213,9 @@ def _train(args) -> int:
             seg = segmenter_class(args.algo).train(training_sentences(args), config, read_dictionary(args.feature_dict))
         else:
             seg = segmenter_class(args.algo).train(training_sentences(args), config)
-        if args.user_dict and args.dict_only and args.force_words:  # its words are the lexicon already
-            seg.force_words(w for w, _ in split_deletions(read_user_dict(args.user_dict))[0])
+        if args.user_dict and args.dict_only and args.force_words:  # its words are the lexicon already, those
+            # --min-count kept: forcing the others would undo it
+            seg.force_words(w for w, _ in split_deletions(read_user_dict(args.user_dict))[0] if w in seg.lexicon)
         elif args.user_dict and not args.dict_only:
             seg.add_user_dict(args.user_dict, bool(args.force_words))
         out = seg.save(args.output)
@@ -249,10 +250,13 @@ def load_with_user_dict(model: str | None, user_dict: list[tuple[str, int | None
         raise InputError("--force-words keeps the --user-dict words whole: give one")
     seg = load_segmenter(model) if model else default_segmenter()
     if user_dict is not None:
-        if not force and getattr(seg, "lexicon", None) is None:
+        if not force and getattr(seg, "lexicon", None) is None and any(c != 0 for _, c in user_dict):  # `word 0`:
+            # a removal, which a forced word of the model takes
             raise InputError(f"--user-dict: the {seg.kind!r} segmenter{f' in {model!r}' if model else ''} has no "
                              "dictionary; with --force-words its words are kept whole all the same")
         seg.add_user_dict([(to_simplified(w), c) for w, c in user_dict] if t2s else user_dict, force)
+    if t2s and "_forced" in seg.__dict__:  # the model's own forced words, read as the simplified text is
+        seg.force_words([to_simplified(w) for w in seg.forced.words])
     return seg
 
 
