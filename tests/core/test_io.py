@@ -340,3 +340,65 @@ def test_atomic_writes_to_a_proc_fd_path_write_into_the_open_file(tmp_path):
         assert f.read() == b"into the stream\n"
         assert os.fstat(f.fileno()).st_ino == os.stat(tmp_path / "out.txt").st_ino
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_an_output_naming_an_open_descriptor_is_written_through_it_not_truncated(tmp_path):
+    from llmlab.core.io import own_descriptor
+
+    p = tmp_path / "all.txt"
+    p.write_text("PRECIOUS\n")
+    with open(p, "a") as f:  # the shell's `>> all.txt`, on a descriptor of this process
+        fd = f.fileno()
+        for name in (f"/dev/fd/{fd}", f"/proc/self/fd/{fd}"):
+            assert own_descriptor(name) == fd
+            atomic_write_text(name, f"via {name}\n")
+    assert p.read_text() == f"PRECIOUS\nvia /dev/fd/{fd}\nvia /proc/self/fd/{fd}\n"
+    assert [e.name for e in tmp_path.iterdir()] == ["all.txt"]
+    assert own_descriptor("/dev/stdout") == 1 and own_descriptor(tmp_path / "fd" / "3") is None
+
+
+def test_a_failed_write_to_a_descriptor_sends_nothing(tmp_path):
+    p = tmp_path / "all.txt"
+    with open(p, "w") as f, pytest.raises(RuntimeError), atomic_path(f"/dev/fd/{f.fileno()}") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash mid-write")
+    assert p.read_text() == ""
+
+
+def test_a_line_reader_on_a_terminal_gives_each_line_at_once():
+    from llmlab.core.io import line_batches
+
+    master, slave = os.openpty()
+    got = []
+    try:
+        batches = line_batches(os.ttyname(slave))
+        reader = threading.Thread(target=lambda: got.append(next(batches)), daemon=True)
+        os.write(master, "第一行\n".encode())
+        reader.start()
+        reader.join(10)  # a batch of more lines would wait for lines never typed
+        assert got == [["第一行"]]
+        os.write(master, b"two\n\x04")  # a line, then the end of input
+        assert list(batches) == [["two"]]
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_an_input_that_is_the_file_stdout_writes_to_is_refused(tmp_path, monkeypatch):
+    import io
+    import sys
+
+    from llmlab.core.io import check_not_stdout
+
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("x\n")
+    b.write_text("y\n")
+    with open(a, "a") as out:
+        monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.FileIO(out.fileno(), "w", closefd=False)))
+        with pytest.raises(InputError, match="is the file standard output writes to"):
+            check_not_stdout(a)
+        check_not_stdout(b)  # another file
+        with open(a, "rb") as i:
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.FileIO(i.fileno(), closefd=False))))
+            with pytest.raises(InputError, match="standard input is the file"):
+                check_not_stdout(None)

@@ -53,3 +53,16 @@ def test_job_counts():
 def test_a_worker_that_dies_is_an_error_not_a_hang():
     with pytest.raises(LlmlabError, match="worker process ended before its work was done"):
         list(ordered_map(os._exit, [3, 3, 3], jobs=2))  # each item ends its worker's process at once
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_error_from_the_items_comes_after_the_results_of_the_items_before_it(jobs):
+    def items():
+        yield from range(7)
+        raise InputError("line 8 is not UTF-8")
+
+    out = []
+    with pytest.raises(InputError, match="line 8"):
+        for r in ordered_map(abs, items(), jobs=jobs):
+            out.append(r)
+    assert out == list(range(7))

@@ -7,6 +7,7 @@ the torch-free groups never load torch.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -112,6 +113,8 @@ def what_failed(e: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if sys.stdout is None:
+        _closed_stdout()
     if sys.stdout.encoding.replace("-", "").lower() != "utf8" and hasattr(sys.stdout, "reconfigure"):
         # output is UTF-8, as input must be, whatever the locale: a GBK or C locale would otherwise write
         # other bytes (that `seg eval` then refuses) or stop at the first character it cannot encode
@@ -123,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr
     )
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, so a failed write is the error below, not Python's at exit
+        return code
     except LlmlabError as e:
         print(f"llmlab: error: {e}", file=sys.stderr)
         return 2
@@ -139,3 +144,24 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader stopped early (`| head`): not an error, and nothing to print
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush is silent
         return 128 + signal.SIGPIPE
+    except OSError as e:
+        if e.errno not in WRITE_ERRORS:
+            raise
+        print(f"llmlab: error: cannot write the output: {e.strerror}", file=sys.stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is left unwritten goes nowhere
+        return 1
+
+
+# a write that failed for want of room, a device or a descriptor to write to (`> /dev/full`, `>&-`)
+WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EBADF})
+
+
+def _closed_stdout() -> None:
+    """Standard output was closed (``llmlab ... >&-``): Python leaves sys.stdout None, and descriptor 1 free
+    for the next file opened, which output would then land in. It is taken by /dev/null opened read-only,
+    so every write to standard output fails with EBADF and is reported as a write error."""
+    fd = os.open(os.devnull, os.O_RDONLY)
+    if fd != 1:
+        os.dup2(fd, 1)
+        os.close(fd)
+    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 - for the whole run

@@ -7,6 +7,7 @@ goes to ``--removed FILE`` (JSONL), so nothing is lost without a trace.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from llmlab.cli.common import add_command, add_dataclass_flags, add_group, dataclass_overrides, finite_float
@@ -217,8 +218,17 @@ def _clean(args) -> int:
                "dropped_by_rule": dict(sorted(failed.items(), key=lambda kv: -kv[1]))}
     if args.pii != "keep":  # keep searches nothing, so it has nothing to count
         summary["pii_scrubbed" if args.pii == "scrub" else "pii_found"] = pii_total
-    print(json_text(summary, ensure_ascii=False))
+    _print_summary(summary, args)
     return 0
+
+
+def _print_summary(summary: dict, args) -> None:
+    """A command's JSON summary line: on stdout, or on stderr when one of its outputs is stdout
+    (``-o /dev/stdout``), where the line would land inside the output."""
+    from llmlab.core.io import is_stdout
+
+    outputs = (getattr(args, name, None) for name in ("output", "removed", "scores"))
+    print(json_text(summary, ensure_ascii=False), file=sys.stderr if is_stdout(*outputs) else sys.stdout)
 
 
 def _check_carriage_returns(args, docs, clean_cfg) -> None:
@@ -258,8 +268,8 @@ def _dedup(args) -> int:
         kept = [kept[j] for j in range(len(kept)) if rep[j] == j]
     docs.select(kept).write(args.output)
     _write_removed(args.removed, docs, sorted(dropped))
-    print(json_text({"input": docs.source, "documents": len(docs), "kept": len(kept),
-                      "exact_duplicates": len(docs) - n_exact_kept, "near_duplicates": n_near}, ensure_ascii=False))
+    _print_summary({"input": docs.source, "documents": len(docs), "kept": len(kept),
+                    "exact_duplicates": len(docs) - n_exact_kept, "near_duplicates": n_near}, args)
     return 0
 
 
@@ -276,7 +286,7 @@ def _datasheet(args) -> int:
                               args.name or docs.source)
     if args.output:
         atomic_write_text(args.output, text)  # a line like the other commands' summaries: what went where
-        print(json_text({"input": docs.source, "documents": len(docs), "datasheet": args.output}, ensure_ascii=False))
+        _print_summary({"input": docs.source, "documents": len(docs), "datasheet": args.output}, args)
     else:
         print(text)
     return 0
@@ -297,8 +307,8 @@ def _select(args) -> int:
     pool.select(picked.tolist()).write(args.output)
     if args.scores:  # the scores the selection used, not a second training of the models
         write_jsonl(args.scores, [{"index": i, "score": float(s)} for i, s in enumerate(scores)])
-    print(json_text({"pool": pool.source, "domain": domain.source, "documents": len(pool),
-                      "selected": len(picked)}, ensure_ascii=False))
+    _print_summary({"pool": pool.source, "domain": domain.source, "documents": len(pool),
+                    "selected": len(picked)}, args)
     return 0
 
 
@@ -317,8 +327,8 @@ def _mix(args) -> int:
     plan = mix_plan(domain.texts, general.texts, args.share, args.by, args.seed)
     offset = {"domain": 0, "general": len(domain)}
     docs.select([offset[c] + i for c, i in plan]).write(args.output)
-    print(json_text({"domain": domain.source, "general": general.source, "documents": len(plan),
-                      "from_domain": sum(c == "domain" for c, _ in plan),
-                      f"domain_share_by_{args.by}": round(domain_share(plan, domain.texts, general.texts, args.by), 4)},
-                     ensure_ascii=False))
+    _print_summary({"domain": domain.source, "general": general.source, "documents": len(plan),
+                    "from_domain": sum(c == "domain" for c, _ in plan),
+                    f"domain_share_by_{args.by}": round(domain_share(plan, domain.texts, general.texts, args.by), 4)},
+                   args)
     return 0

@@ -95,9 +95,10 @@ def _train(args) -> int:
 
 def _read_input(args):
     from llmlab.core.errors import InputError
-    from llmlab.core.io import read_text
+    from llmlab.core.io import check_not_stdout, read_text
     from llmlab.text.conllu import parse_conllu
 
+    check_not_stdout(args.input)
     text = read_text(args.input, "input file")  # standard input without --input
     what = f"input file {args.input!r}" if args.input else "standard input"
     fmt = args.format
@@ -156,7 +157,7 @@ def _eval(args) -> int:
 
 def _treebank(args) -> int:
     from llmlab.core.errors import InputError
-    from llmlab.core.io import check_output
+    from llmlab.core.io import check_output, is_stdout
     from llmlab.text.conllu import write_conllu
     from llmlab.text.treebank import treebank_split
 
@@ -165,5 +166,6 @@ def _treebank(args) -> int:
         raise InputError(f"--size must be >= 1, got {args.size}")
     sents = treebank_split(args.split, args.size)
     write_conllu(args.output, sents)
-    print(f"wrote {len(sents)} generated {args.split} sentences to {args.output}")
+    print(f"wrote {len(sents)} generated {args.split} sentences to {args.output}",
+          file=sys.stderr if is_stdout(args.output) else sys.stdout)  # not inside the output
     return 0

@@ -199,9 +199,11 @@ def _tag_batch(chunk: list[str]) -> str:
 
 
 def _tag(args) -> int:
-    from llmlab.core.io import line_batches
+    from llmlab.core.io import check_not_stdout, line_batches
     from llmlab.core.parallel import ordered_map
     from llmlab.text.metrics import check_untagged
+
+    check_not_stdout(args.input)
 
     def checked(batches):
         for k, chunk in enumerate(batches):
@@ -214,6 +216,7 @@ def _tag(args) -> int:
     try:
         for text in ordered_map(_tag_batch, checked(line_batches(args.input)), args.jobs, _start_tagger, setup):
             sys.stdout.write(text)
+            sys.stdout.flush()  # each batch as it is done (from a terminal: each line)
     finally:
         _tagger = None  # the models go with the command
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from llmlab.cli.common import (
     add_command,
@@ -69,11 +70,13 @@ def _index(args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     from llmlab.core.errors import InputError
-    from llmlab.core.io import line_batches
+    from llmlab.core.io import check_not_stdout, line_batches
     from llmlab.generate.retrieval import BM25Index
 
     if args.query is not None and not args.query.strip():  # as `rag ask` refuses an empty question
         raise InputError("the query is empty: give the text to search for (or none, to read queries from stdin)")
+    if args.query is None:
+        check_not_stdout(None)
     index = BM25Index.load(args.index)
     batches = [[args.query]] if args.query is not None else line_batches(None, size=256)
     for batch in batches:
@@ -81,6 +84,7 @@ def _search(args: argparse.Namespace) -> int:
             for rank, h in enumerate(hits, 1):
                 print(json_text({"query": query, "rank": rank, "score": h.score, "index": h.index, "doc": h.doc,
                                   "start": h.start, "end": h.end, "text": h.text}, ensure_ascii=False))
+        sys.stdout.flush()  # each batch as it is done (from a terminal: each query)
     return 0
 
 

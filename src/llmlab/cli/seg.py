@@ -287,14 +287,16 @@ def _cut_batch(lines: list[str]) -> str:
 
 
 def _cut(args) -> int:
-    from llmlab.core.io import line_batches
+    from llmlab.core.io import check_not_stdout, line_batches
     from llmlab.core.parallel import ordered_map
 
     global _cutter
+    check_not_stdout(args.input)
     setup = (args.model, args.user_dict, args.t2s, bool(args.force_words), args.mode)
     try:
         for text in ordered_map(_cut_batch, line_batches(args.input), args.jobs, _start_cutter, setup):
             sys.stdout.write(text)
+            sys.stdout.flush()  # each batch as it is done (from a terminal: each line)
     finally:
         _cutter = None  # the models go with the command
     return 0
@@ -330,7 +332,7 @@ def _rate(x: float | None) -> str:
 
 def _report(args) -> int:
     from llmlab.core.errors import InputError
-    from llmlab.core.io import atomic_write_text, check_output
+    from llmlab.core.io import atomic_write_text, check_output, is_stdout
     from llmlab.data.corpora import pfr1998_words
     from llmlab.text.base import load_segmenter, segmenter_class
     from llmlab.text.report import ambiguity_cases, evaluate_segmenter, format_report, oov_cases
@@ -353,7 +355,8 @@ def _report(args) -> int:
     texts = ["".join(s) for s in gold]
     amb = ambiguity_cases(gold, [fmm.cut(t) for t in texts], [bmm.cut(t) for t in texts], results, args.cases)
     text = format_report(results, amb, oov_cases(gold, vocab, results, args.cases))
-    print(text)
+    if not is_stdout(args.output):  # -o /dev/stdout: once
+        print(text)
     if args.output:
         atomic_write_text(args.output, text)
     return 0
@@ -361,15 +364,18 @@ def _report(args) -> int:
 
 def _kbest(args) -> int:
     from llmlab.core.errors import InputError
-    from llmlab.core.io import line_batches
+    from llmlab.core.io import check_not_stdout, line_batches
     from llmlab.text.lexicon import read_user_dict
 
+    check_not_stdout(None)
     seg = load_with_user_dict(args.model, read_user_dict(args.user_dict) if args.user_dict else None,
                               force=bool(args.force_words))
     if not hasattr(seg, "k_best"):
         raise InputError(f"kbest needs a unigram or bigram model, {args.model!r} holds {seg.kind!r}")
-    for line in (line for lines in line_batches(None) for line in lines):
-        for score, words in seg.k_best(line.strip(), args.k, by=args.by):
-            print(f"{score:.3f}\t{' '.join(words)}")
-        print()
+    for lines in line_batches(None):
+        for line in lines:
+            for score, words in seg.k_best(line.strip(), args.k, by=args.by):
+                print(f"{score:.3f}\t{' '.join(words)}")
+            print()
+        sys.stdout.flush()  # each batch as it is done (from a terminal: each line)
     return 0

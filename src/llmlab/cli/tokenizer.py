@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from llmlab.cli.common import add_command, add_group, split_unless_file
@@ -42,7 +43,7 @@ def register(sub) -> None:
 
 def _train(args) -> int:
     from llmlab.core.errors import InputError
-    from llmlab.core.io import check_folder, check_not_input, check_output
+    from llmlab.core.io import check_folder, check_not_input, check_output, is_stdout
     from llmlab.data.corpora import CORPORA, corpus_text
     from llmlab.tokenizers.base import tokenizer_file
     from llmlab.tokenizers.factory import train_tokenizer
@@ -69,33 +70,36 @@ def _train(args) -> int:
         kw["special_tokens"] = args.special_token
     tok = train_tokenizer(args.algo, texts, args.vocab_size, **kw)
     tok.save(args.output)
-    print(f"{args.algo}: {tok.vocab_size} tokens from {len(texts)} lines -> {args.output}")
+    print(f"{args.algo}: {tok.vocab_size} tokens from {len(texts)} lines -> {args.output}",
+          file=sys.stderr if is_stdout(args.output) else sys.stdout)  # not inside the output
     return 0
 
 
 def _encode(args) -> int:
     from llmlab.core.errors import InputError
-    from llmlab.core.io import line_batches
+    from llmlab.core.io import check_not_stdout, line_batches
     from llmlab.tokenizers.base import load_tokenizer
     from llmlab.tokenizers.subword import SubwordTokenizer
 
+    check_not_stdout(None)
     tok = load_tokenizer(args.tokenizer)
     if args.allow_special and not isinstance(tok, SubwordTokenizer):
         raise InputError(f"--allow-special needs a bpe, unigram, wordpiece or whitespace tokenizer, "
                          f"{args.tokenizer!r} is a {type(tok).__name__}")
     for [text] in line_batches(None, size=1):  # a line at a time, as it comes; any text but "\n" round-trips
         ids = tok.encode(text, allowed_special="all") if args.allow_special else tok.encode(text)
-        print(" ".join(map(str, ids)))
+        print(" ".join(map(str, ids)), flush=True)  # a program waiting for this line's ids gets them
     return 0
 
 
 def _decode(args) -> int:
     from llmlab.core.errors import InputError
-    from llmlab.core.io import line_batches
+    from llmlab.core.io import check_not_stdout, line_batches
     from llmlab.tokenizers.base import load_tokenizer
 
+    check_not_stdout(None)
     tok = load_tokenizer(args.tokenizer)
-    for n, line in enumerate((line for batch in line_batches(None) for line in batch), 1):
+    for n, [line] in enumerate(line_batches(None, size=1), 1):  # a line at a time, as `_encode`
         fields = line.split()
         if not all(x.isascii() and x.isdigit() for x in fields):  # int() would take "１２" or "-1"
             shown = line.strip()
@@ -105,7 +109,7 @@ def _decode(args) -> int:
         if long := next((x for x in fields if len(x) > 18), None):
             raise InputError(f"stdin line {n}: token id {long[:18]}... ({len(long)} digits) is outside the vocabulary")
         try:
-            print(tok.decode([int(x) for x in fields]))
+            print(tok.decode([int(x) for x in fields]), flush=True)  # a program waiting for this line's text gets it
         except InputError as e:
             raise InputError(f"stdin line {n}: {e}") from None
     return 0

@@ -30,10 +30,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     A symbolic link is written through: its target is replaced (the temporary file beside the
     target), the link stays. An existing path that is not a regular file (a FIFO, a terminal or another
     device, a socket) cannot be renamed over without replacing it for every other user, and a path
-    under /dev or /proc (``/dev/stdout``, ``/dev/fd/3``, ``/proc/self/fd/1``) names a stream of this
-    process, whatever file it is open on: these are yielded as they are and written directly, not
-    atomically.
+    under /dev or /proc is a device or a stream: these are yielded as they are and written directly,
+    not atomically.
+
+    A path that names one of this process's open descriptors (``/dev/stdout``, ``/dev/stderr``,
+    ``/dev/fd/N``, ``/proc/self/fd/N``: `own_descriptor`) is not opened anew, which would truncate the
+    file the shell opened (``>> all.txt``: what it held was lost) and write at offset 0 past what this
+    process already wrote there. A temporary file is yielded instead, and on success its bytes are
+    written through a duplicate of the descriptor: its offset and append mode are the shell's, nothing
+    is truncated, and nothing reaches the stream when the work fails.
     """
+    fd = own_descriptor(path)
+    if fd is not None:
+        with tempfile.TemporaryDirectory(prefix="llmlab-out.") as folder:
+            tmp_path = Path(folder) / "output"
+            yield tmp_path
+            with open(tmp_path, "rb") as src:
+                write_descriptor(fd, src)
+        return
     path = check_output(path)
     if (path.exists() and not path.is_file()) or Path(os.path.abspath(path)).parts[1:2] in (("dev",), ("proc",)):
         yield path
@@ -57,6 +71,89 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+_STREAMS = {"stdin": 0, "stdout": 1, "stderr": 2}
+
+
+def own_descriptor(path: str | os.PathLike | None) -> int | None:
+    """The descriptor of this process that `path` names, or None: ``/dev/stdin``, ``/dev/stdout`` and
+    ``/dev/stderr`` (0, 1, 2), ``/dev/fd/N`` and ``/proc/self/fd/N`` (or this process's id for self).
+    Opening such a path opens the file again from its start (with "w", truncated): an output named so is
+    written through the descriptor itself (`atomic_path`). A standard stream Python found closed (``>&-``)
+    is refused: its number may since belong to another file.
+
+    >>> own_descriptor("/dev/stdout"), own_descriptor("/proc/self/fd/7"), own_descriptor("out.txt")
+    (1, 7, None)
+    """
+    if path is None:
+        return None
+    parts = Path(os.path.abspath(path)).parts
+    if parts[1:2] == ("dev",) and len(parts) == 3 and parts[2] in _STREAMS:
+        fd = _STREAMS[parts[2]]
+    elif (parts[1:3] == ("dev", "fd") and len(parts) == 4 or len(parts) == 5 and parts[1] == "proc"
+          and parts[2] in ("self", "thread-self", str(os.getpid())) and parts[3] == "fd") and parts[-1].isdigit():
+        fd = int(parts[-1])
+    else:
+        return None
+    if fd < 3 and (sys.stdin, sys.stdout, sys.stderr)[fd] is None:
+        raise InputError(f"cannot write {str(path)!r}: standard {list(_STREAMS)[fd][3:]} is closed")
+    return fd
+
+
+def write_descriptor(fd: int, src: BinaryIO) -> None:
+    """The bytes of `src` written through a duplicate of descriptor `fd` (the same open file: its offset,
+    shared with every other writer to it, and its append mode), after what Python holds for it in
+    sys.stdout or sys.stderr is flushed, so the bytes come in the order they were written."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and _fileno(stream) == fd:
+            stream.flush()
+    with open(os.dup(fd), "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+
+
+def _fileno(stream) -> int | None:
+    try:
+        return stream.fileno()
+    except (OSError, ValueError, AttributeError):  # a StringIO (pytest's capture), a closed stream
+        return None
+
+
+def is_stdout(*paths: str | os.PathLike | None) -> bool:
+    """Whether one of `paths` (None skipped) names this process's standard output (``-o /dev/stdout``,
+    or a ``/dev/fd/N`` open on the same file): a command writing its output there prints its summary to
+    stderr, or the line would land inside the output."""
+    if sys.stdout is None or (out := _fileno(sys.stdout)) is None:
+        return False
+    for path in paths:
+        fd = own_descriptor(path)
+        if fd is not None:
+            try:
+                a, b = os.fstat(fd), os.fstat(out)
+            except OSError:
+                continue
+            if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
+                return True
+    return False
+
+
+def check_not_stdout(path: str | os.PathLike | None, what: str = "input file") -> None:
+    """InputError when the input `path` (None: standard input) is the regular file standard output writes
+    to (``llmlab seg cut --input a.txt >> a.txt``, or ``< a.txt >> a.txt``): a filter reading it would read
+    its own output and never reach the end, filling the disk. GNU cat refuses likewise ("input file is
+    output file"). Line filters call it before reading."""
+    out = _fileno(sys.stdout) if sys.stdout is not None else None
+    try:
+        o = os.fstat(out) if out is not None else None
+        i = os.fstat(_fileno(sys.stdin)) if path is None and sys.stdin is not None else os.stat(path) if path else None
+    except (OSError, TypeError):
+        return  # no stream there: nothing is both
+    if o is None or i is None or not (stat.S_ISREG(o.st_mode) and stat.S_ISREG(i.st_mode)):
+        return
+    if (o.st_dev, o.st_ino) == (i.st_dev, i.st_ino):
+        shown = "standard input" if path is None else f"{what} {str(path)!r}"
+        raise InputError(f"{shown} is the file standard output writes to: it would read its own output "
+                         "without end; write the output elsewhere")
 
 
 def within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
@@ -323,7 +420,8 @@ BATCH_LINES = 2000  # lines a batch of `line_batches` holds at most
 def line_batches(path: str | os.PathLike | None, what: str = "input file",
                  size: int = BATCH_LINES) -> Iterator[list[str]]:
     """The lines of the UTF-8 file at `path` (None: standard input) as `split_lines` cuts them, in
-    batches of up to `size`, read as they come: a stream of any length is handled a batch at a time."""
+    batches of up to `size`, read as they come: a stream of any length is handled a batch at a time
+    (from a terminal, a line at a time: `_batches`)."""
     if path is None:
         yield from _batches(sys.stdin.buffer, "standard input", size)
         return
@@ -369,6 +467,12 @@ def rereadable_lines(path: str | os.PathLike | None, what: str = "input file") -
 
 
 def _batches(stream: BinaryIO, what: str, size: int) -> Iterator[list[str]]:
+    """The lines of `stream` in batches of up to `size` (`line_batches`). From a terminal each line is a
+    batch of its own, so a person typing gets each answer at once, not after `size` lines or the end.
+    A pipe is still read in full batches (a batch is scored in one pass, much faster than line by line):
+    a program that writes a line and waits for its answer should send a line per run or use a terminal."""
+    if stream.isatty():
+        size = 1
     batch: list[str] = []
     for i, raw in enumerate(stream, 1):  # a binary stream's lines end at b"\n" only
         try:

@@ -40,7 +40,9 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], jobs: int = 1,
     """``fn(item)`` for each of `items`, in order. With `jobs` 1 in this process (after
     ``initializer(*initargs)``); with more, in that many worker processes, each of which runs the
     initializer first. `fn` and `initializer` must be module-level functions; `items`, `initargs` and
-    the results are pickled. An exception in a worker is raised here, at its item."""
+    the results are pickled. An exception in a worker is raised here, at its item. An exception from
+    `items` itself (a bad input line) is raised after the results of the items before it: their output
+    is not thrown away, with any number of jobs as with one."""
     jobs = job_count(jobs)
     if initializer is not None:  # here too: a bad model or setting fails before any worker starts
         initializer(*initargs)
@@ -50,7 +52,16 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], jobs: int = 1,
     pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _start, (initializer, initargs))
     try:
         pending: deque[Future] = deque()
-        for item in items:
+        it = iter(items)
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                break
+            except Exception:
+                while pending:  # the items read before the bad one are done first, in order
+                    yield pending.popleft().result()
+                raise
             pending.append(pool.submit(_call, fn, item))
             if len(pending) >= 2 * jobs:
                 yield pending.popleft().result()
