@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl
+from llmlab.core.io import atomic_write_json, atomic_write_text
 from llmlab.models import count_parameters
 from llmlab.pipeline.pretrain import log_final_eval
 from llmlab.pipeline.report import figure_text, steps_done
@@ -34,6 +34,7 @@ from llmlab.rl.dpo import DPOTrainer, reference_table
 from llmlab.rl.dpo_config import AVERAGED, REFERENCE_FREE, DPOConfig
 from llmlab.rl.kto import KTOData, KTOTrainer, reference_logps, unpaired_ids
 from llmlab.rl.unpaired import is_unpaired_file, read_split_examples
+from llmlab.train.trainer import read_metrics
 
 METHOD = {"kto": "KTO", "simpo": "SimPO", "orpo": "ORPO"}  # the losses that are methods of their own
 HELD_OUT = ("val_loss", "val_accuracy", "val_margin", "val_policy_prefers_chosen", "val_kl", "test_accuracy")
@@ -100,7 +101,7 @@ def run_dpo(cfg: DPOConfig, out_root: str | Path = "runs", fresh: bool = False) 
                     f"{cfg.model} trained by {METHOD.get(cfg.loss, f'DPO ({cfg.loss})')}, beta {cfg.beta}, "
                     f"on {source}", figures)
     figures["wall_seconds"] = trainer.total_wall_seconds()  # every session's, as train_seconds is
-    atomic_write_text(out / "report.md", dpo_report(cfg, figures, read_jsonl(metrics, "metrics")))
+    atomic_write_text(out / "report.md", dpo_report(cfg, figures, read_metrics(metrics)))
     atomic_write_json(out / "summary.json", figures)
     return figures
 

@@ -38,7 +38,6 @@ from llmlab.core.io import (
     check_output,
     json_text,
     read_json,
-    read_jsonl,
     within,
     write_jsonl,
 )
@@ -52,7 +51,7 @@ from llmlab.pipeline.report import data_loss
 from llmlab.tokenizers import ALGOS, CharTokenizer, Tokenizer, train_tokenizer
 from llmlab.train import TrainConfig, Trainer, evaluate_loss
 from llmlab.train.checkpoint import foreign_entries
-from llmlab.train.trainer import perplexity
+from llmlab.train.trainer import perplexity, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +273,7 @@ def prepare_run_dir(out: Path, cfg: RunConfig, fresh: bool, data: dict | None = 
 def _last_train_loss(path: Path) -> float:
     """The data cross-entropy (`data_loss`) of the last training record in a run's metrics (nan if there is
     none, or it is null)."""
-    losses = [data_loss(r) for r in (read_jsonl(path, "metrics") if path.exists() else []) if "loss" in r]
+    losses = [data_loss(r) for r in read_metrics(path) if "loss" in r]
     return losses[-1] if losses and losses[-1] is not None else float("nan")
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
+from llmlab.core.io import atomic_write_json, atomic_write_text, write_jsonl
 from llmlab.core.progress import progress
 from llmlab.models import count_parameters
 from llmlab.models.card import ModelCard
@@ -46,6 +46,7 @@ from llmlab.rl.reward_config import RewardConfig
 from llmlab.rl.reward_model import RewardScorer, make_reward_model, pair_accuracy, save_reward_model
 from llmlab.rl.reward_trainer import RewardTrainer
 from llmlab.rl.unpaired import Example, encode_examples
+from llmlab.train.trainer import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ def run_reward(cfg: RewardConfig, out_root: str | Path = "runs", fresh: bool = F
                      metrics={"dev_pair_accuracy": after["val_accuracy"]})
     save_reward_model(rm, out / "model", tok, tokenizer_config(tok, template), mean, scorer.std, card)
     figures["wall_seconds"] = trainer.total_wall_seconds()  # every session's, as train_seconds is
-    atomic_write_text(out / "report.md", reward_report(cfg, figures, read_jsonl(metrics, "metrics")))
+    atomic_write_text(out / "report.md", reward_report(cfg, figures, read_metrics(metrics)))
     atomic_write_json(out / "summary.json", figures)
     return figures
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from llmlab.adapt.chat import ChatTemplate, load_chat_template
 from llmlab.adapt.sft import arithmetic_conversations, check_known
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl, sha256_file
+from llmlab.core.io import atomic_write_json, atomic_write_text, sha256_file
 from llmlab.models import count_parameters, load_model
 from llmlab.pipeline.pretrain import log_final_eval, prepare_run_dir
 from llmlab.pipeline.report import steps_done, undefined
@@ -34,6 +34,7 @@ from llmlab.pipeline.sft import recorded_before, save_chat_model, sft_fingerprin
 from llmlab.rl.config import DPO_SETTINGS, RLConfig
 from llmlab.rl.rewards import answer_reward
 from llmlab.rl.trainer import RLTrainer, Task
+from llmlab.train.trainer import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def run_rl(cfg: RLConfig, out_root: str | Path = "runs", fresh: bool = False) ->
     trainer.fit()
     after = {"step": trainer.iteration, "after": True, "final": True, **measure(trainer.policy, tok, template, cfg)}
     log_final_eval(metrics, after)
-    steps = [r for r in read_jsonl(metrics, "metrics") if r.get("phase") == "policy"]
+    steps = [r for r in read_metrics(metrics) if r.get("phase") == "policy"]
     figures = {"name": cfg.name, "start_model": cfg.model, "algo": cfg.algo, "steps": trainer.step,
                "value_pretrain_steps": trainer.value_step, "train_seconds": trainer.train_seconds,
                "parameters": count_parameters(model.config), "problems": len(problems),

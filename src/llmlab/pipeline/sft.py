@@ -40,7 +40,7 @@ from llmlab.adapt.sft import (
 )
 from llmlab.adapt.tools import add_tool_characters
 from llmlab.core.errors import InputError
-from llmlab.core.io import atomic_write_json, atomic_write_text, read_jsonl, sha256_file
+from llmlab.core.io import atomic_write_json, atomic_write_text, sha256_file
 from llmlab.generate.agent import transcript_pieces
 from llmlab.models import count_parameters, load_model, save_model
 from llmlab.models.card import ModelCard
@@ -167,7 +167,7 @@ def run_sft(cfg: SFTConfig, out_root: str | Path = "runs", fresh: bool = False,
         remove_prompt(model)
     if finish is not None:
         finish(model)
-    losses = [r["loss"] for r in read_jsonl(metrics, "metrics") if "loss" in r]
+    losses = [r["loss"] for r in read_metrics(metrics) if "loss" in r]
     if not losses and "loss" in result["train"]:  # stopped before its first --log-every step
         losses = [result["train"]["loss"]]
     figures = {"name": cfg.name, "base_model": cfg.model, "data": cfg.data, **stats,
